@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# build.sh - build and test nam. Runs from any directory.
+#
+#   ./build.sh              build everything into build/
+#   ./build.sh test         build, then run the whole test suite (tests/run.sh);
+#                           the last line is "N passed, M failed", exit status 1 if M > 0
+#   ./build.sh fuzz [secs]  build the fuzzer and fuzz the parsers for secs seconds (300)
+#   ./build.sh clean        remove build/
+#
+# Environment: CC (gcc), CXX (g++), CLANG (clang, fuzzer only), JOBS (nproc),
+#   NAM_FUZZ_SECONDS (30; fuzzing time within `test`), NAM_REFERENCE_DIR
+#   (../shared/reference; Megatron vectors for test_vectors).
+#
+# Outputs: build/nam (CLI), build/nam-bench, build/test_core, build/test_vectors,
+#   build/asan/{test_core,test_vectors} (ASan+UBSan), build/compile/* (compile tests),
+#   build/fuzz_parsers (libFuzzer). Per target: build/log/NAME.log (compiler output) and
+#   build/status/NAME ("ok", "fail", "missing PATH" or "skip REASON"), which tests/run.sh
+#   reads. A target is rebuilt when its command line, nam.h, its sources, a header beside
+#   them or this script changed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+CC=${CC:-gcc}
+CXX=${CXX:-g++}
+CLANG=${CLANG:-clang}
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+B=build
+
+WARN="-Wall -Wextra -Werror"
+ASAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -g -O1"
+FUZZ="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1"
+
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+
+# ---- setup ---------------------------------------------------------------------------
+# need PATH_OR_COMMAND DEBIAN_PACKAGE: install it when root, else say how and exit 2.
+need() {
+    local what=$1 pkg=$2
+    if [[ $what == /* ]]; then [[ -e $what ]] && return 0
+    else command -v "$what" >/dev/null 2>&1 && return 0; fi
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: $what is missing; installing $pkg" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update && apt-get install -y "$pkg"
+        return 0
+    fi
+    echo "setup: $what is missing. Install it with:" >&2
+    echo "    sudo apt-get install -y $pkg" >&2
+    exit 2
+}
+
+setup() {
+    need /usr/include/stb/stb_ds.h libstb-dev
+    [[ $CC == gcc ]] && need gcc gcc
+    [[ $CXX == g++ ]] && need g++ g++
+    need timeout coreutils
+    if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists stb 2>/dev/null; then
+        STB_CFLAGS=$(pkg-config --cflags stb)
+        STB_LIBS=$(pkg-config --libs stb)
+    else
+        STB_CFLAGS="-I/usr/include/stb"
+        STB_LIBS="-lstb"
+    fi
+    STB_CFLAGS=${STB_CFLAGS% }
+    STB_LIBS="${STB_LIBS% } -lm"
+    mkdir -p "$B/log" "$B/status" "$B/asan" "$B/compile"
+}
+
+# Why the libFuzzer build cannot happen here, or nothing when it can.
+fuzz_unavailable() {
+    local major
+    if ! command -v "$CLANG" >/dev/null 2>&1; then
+        echo "$CLANG not found (sudo apt-get install -y clang libclang-rt-dev)"
+        return
+    fi
+    printf '#include <stddef.h>\n#include <stdint.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }\n' \
+        > "$B/log/fuzz_probe.c"
+    if ! "$CLANG" -fsanitize=fuzzer,address,undefined "$B/log/fuzz_probe.c" -o "$B/log/fuzz_probe" \
+            >"$B/log/fuzz_probe.log" 2>&1; then
+        major=$("$CLANG" -dumpversion 2>/dev/null | cut -d. -f1)
+        echo "$CLANG cannot link -fsanitize=fuzzer (libFuzzer runtime missing: sudo apt-get install -y libclang-rt-${major:-14}-dev; see $B/log/fuzz_probe.log)"
+    fi
+    rm -f "$B/log/fuzz_probe" "$B/log/fuzz_probe.c"
+}
+
+# ---- targets -------------------------------------------------------------------------
+# target NAME OUTPUT "SOURCES" COMMAND: build OUTPUT with COMMAND (evaluated as shell
+# text) unless it is up to date. Missing sources and failures are recorded in
+# build/status/NAME; the function itself always succeeds.
+target() {
+    local name=$1 out=$2 srcs=$3 cmd=$4
+    local status=$B/status/$name log=$B/log/$name.log src dep
+    for src in $srcs; do
+        if [[ ! -f $src ]]; then
+            echo "missing $src" > "$status"
+            printf '  %-16s missing %s\n' "$name" "$src"
+            return 0
+        fi
+    done
+    if [[ -f $out && $(cat "$status" 2>/dev/null) == ok && $(cat "$status.cmd" 2>/dev/null) == "$cmd" ]]; then
+        local stale=0
+        for dep in nam.h build.sh $srcs $(for src in $srcs; do ls "$(dirname "$src")"/*.h 2>/dev/null; done); do
+            [[ $dep -nt $out ]] && { stale=1; break; }
+        done
+        if (( ! stale )); then
+            printf '  %-16s up to date\n' "$name"
+            return 0
+        fi
+    fi
+    rm -f "$status.cmd" "$out"
+    local t0=$SECONDS
+    if (echo "$cmd"; eval "$cmd") >"$log" 2>&1; then
+        echo ok > "$status"
+        echo "$cmd" > "$status.cmd"
+        printf '  %-16s ok (%ds)\n' "$name" $((SECONDS - t0))
+    else
+        echo fail > "$status"
+        printf '  %-16s FAILED (see %s)\n' "$name" "$log"
+    fi
+}
+
+# spawn ARGS...: run `target ARGS...` in the background, at most $JOBS at a time.
+spawn() {
+    while (( $(jobs -rp | wc -l) >= JOBS )); do wait -n || true; done
+    target "$@" &
+}
+
+build_fuzzer() {
+    local why
+    why=$(fuzz_unavailable)
+    if [[ -n $why ]]; then
+        echo "skip $why" > "$B/status/fuzz_parsers"
+        printf '  %-16s skip: %s\n' fuzz_parsers "$why"
+        return 0
+    fi
+    spawn fuzz_parsers $B/fuzz_parsers tests/fuzz_parsers.c \
+        "$CLANG -std=c99 $WARN $FUZZ $STB_CFLAGS tests/fuzz_parsers.c -o $B/fuzz_parsers $STB_LIBS"
+}
+
+# build_all: every target, in parallel; slowest first.
+build_all() {
+    local c99="$CC -std=c99 $WARN -O2 $STB_CFLAGS"
+    echo "build: $JOBS jobs, $CC / $CXX / $CLANG"
+    build_fuzzer
+    spawn asan-test_core $B/asan/test_core tests/test_core.c \
+        "$CC -std=c99 $WARN $ASAN $STB_CFLAGS tests/test_core.c -o $B/asan/test_core $STB_LIBS"
+    spawn asan-test_vectors $B/asan/test_vectors tests/test_vectors.c \
+        "$CC -std=c99 $WARN $ASAN $STB_CFLAGS tests/test_vectors.c -o $B/asan/test_vectors $STB_LIBS"
+    spawn nam $B/nam examples/nam.c "$c99 examples/nam.c -o $B/nam $STB_LIBS"
+    spawn test_core $B/test_core tests/test_core.c "$c99 tests/test_core.c -o $B/test_core $STB_LIBS"
+    spawn test_vectors $B/test_vectors tests/test_vectors.c \
+        "$c99 tests/test_vectors.c -o $B/test_vectors $STB_LIBS"
+    if [[ -f bench/bench_plan.c ]]; then
+        spawn nam-bench $B/nam-bench bench/bench_plan.c "$c99 bench/bench_plan.c -o $B/nam-bench $STB_LIBS"
+    else
+        echo "missing bench/bench_plan.c" > "$B/status/nam-bench"
+        printf '  %-16s skip: bench/bench_plan.c not present\n' nam-bench
+    fi
+    # compile tests: C99 -pedantic, C++11, NAM_STATIC, two translation units
+    spawn compile-c99 $B/compile/impl_c tests/compile/impl.c \
+        "$CC -std=c99 -pedantic $WARN -O2 $STB_CFLAGS tests/compile/impl.c -o $B/compile/impl_c $STB_LIBS"
+    spawn compile-cxx $B/compile/impl_cxx tests/compile/impl.c \
+        "$CXX -std=c++11 $WARN -O2 $STB_CFLAGS -x c++ tests/compile/impl.c -x none -o $B/compile/impl_cxx $STB_LIBS"
+    spawn compile-static $B/compile/static tests/compile/static.c \
+        "$CC -std=c99 -pedantic $WARN -O2 $STB_CFLAGS tests/compile/static.c -o $B/compile/static $STB_LIBS"
+    spawn compile-two-tu $B/compile/two_tu "tests/compile/tu_a.c tests/compile/tu_b.c" \
+        "$CC -std=c99 -pedantic $WARN -O2 -c tests/compile/tu_b.c -o $B/compile/tu_b.o && $CC -std=c99 -pedantic $WARN -O2 $STB_CFLAGS tests/compile/tu_a.c $B/compile/tu_b.o -o $B/compile/two_tu $STB_LIBS"
+    wait
+    if ! grep -Eq '^#[[:space:]]*if(def[[:space:]]+| .*defined\()NAM_IMPLEMENTATION' nam.h; then
+        echo "note: nam.h has no '#ifdef NAM_IMPLEMENTATION' section yet, so no program can link"
+    fi
+}
+
+# build_report: print the failures with their compiler output; status 1 if any target
+# failed or a required source is missing.
+build_report() {
+    local f name st bad=0
+    for f in "$B"/status/*; do
+        [[ $f == *.cmd ]] && continue
+        name=${f##*/}
+        st=$(cat "$f")
+        case $st in
+        ok | skip*) ;;
+        "missing bench/"*) ;;
+        missing*) echo "build: $name: $st"; bad=1 ;;
+        *)
+            echo "build: $name failed; $B/log/$name.log:"
+            head -n 40 "$B/log/$name.log" | sed 's/^/    /'
+            bad=1 ;;
+        esac
+    done
+    return $bad
+}
+
+cmd=${1:-build}
+case $cmd in
+build)
+    setup
+    build_all
+    build_report
+    ;;
+test)
+    shift
+    setup
+    build_all
+    build_report >/dev/null || echo "build: some targets failed; tests/run.sh reports each one"
+    exec bash tests/run.sh "$@"
+    ;;
+fuzz)
+    secs=${2:-300}
+    [[ $secs =~ ^[0-9]+$ ]] || { echo "usage: ./build.sh fuzz [seconds]" >&2; exit 2; }
+    setup
+    build_fuzzer
+    wait
+    NAM_FUZZ_SECONDS=$secs exec bash tests/run.sh fuzz replay
+    ;;
+clean)
+    rm -rf "$B"
+    ;;
+-h | --help | help)
+    usage
+    ;;
+*)
+    usage >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# tests/run.sh - nam's test runner. `./build.sh test` builds everything, then runs this;
+# it reads the build results from build/status/ (see build.sh) and never compiles.
+#
+#   bash tests/run.sh [STEP...]    steps, in order (default: all of them):
+#     compile  the compile tests (C99, C++, NAM_STATIC, two TUs): built and run, one test each
+#     core     build/test_core
+#     vectors  build/test_vectors $NAM_REFERENCE_DIR (default ../shared/reference)
+#     cli      tests/cli_test.sh, when present
+#     asan     build/asan/test_core and build/asan/test_vectors (ASan + UBSan)
+#     fuzz     build/fuzz_parsers on a copy of tests/corpus in build/fuzz-corpus for
+#              $NAM_FUZZ_SECONDS (default 30) seconds: one test
+#     replay   build/fuzz_parsers over every file of tests/corpus: one test
+#     bench    build/nam-bench --quick as a smoke run, when present: one test
+#
+# Protocol for test programs (and tests/cli_test.sh): each check prints one line on stdout,
+#     ok <desc>                 counted as passed
+#     FAIL <desc>: <why>        counted as failed
+#     skip <desc>: <reason>     echoed, not counted
+# anything else is ignored. A program that exits nonzero without a FAIL line counts as one
+# failure; so does a program that prints no ok, FAIL or skip line at all. Each program runs
+# under `timeout ${NAM_TEST_TIMEOUT:-300}`. tests/cli_test.sh runs from the repository root
+# with NAM_BIN set to the absolute path of build/nam (also passed as its first argument).
+# Output of each run: build/log/run-NAME.out (stdout) and .err (stderr). Set
+# NAM_TEST_VERBOSE=1 to echo every line a program prints.
+#
+# The last line printed is exactly "N passed, M failed"; the exit status is 1 if M > 0.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+B=build
+REF=${NAM_REFERENCE_DIR:-../shared/reference}
+FUZZ_SECONDS=${NAM_FUZZ_SECONDS:-30}
+TIMEOUT=${NAM_TEST_TIMEOUT:-300}
+VERBOSE=${NAM_TEST_VERBOSE:-0}
+
+passed=0
+failed=0
+details=()   # failure explanations, printed before the summary line
+
+pass() { passed=$((passed + 1)); echo "ok   $1"; }
+# fail DESC [DETAIL-FILE...]: one failure; the tail of each file goes into the details
+fail() {
+    local desc=$1 f
+    shift
+    failed=$((failed + 1))
+    echo "FAIL $desc"
+    details+=("FAIL $desc")
+    for f in "$@"; do
+        [[ -s $f ]] || continue
+        details+=("  --- tail of $f:" "$(tail -n 25 "$f" | sed 's/^/  | /')")
+    done
+}
+skip() { echo "skip $1"; }
+
+# built NAME DESC: true when build.sh built NAME; otherwise reports DESC as failed or
+# skipped (according to build/status/NAME) and returns 1.
+built() {
+    local name=$1 desc=$2 st
+    st=$(cat "$B/status/$name" 2>/dev/null || echo "not built (run ./build.sh first)")
+    case $st in
+    ok) return 0 ;;
+    skip\ *) skip "$desc: ${st#skip }" ;;
+    fail) fail "$desc: build failed" "$B/log/$name.log" ;;
+    *) fail "$desc: $st" ;;
+    esac
+    return 1
+}
+
+# run_prog NAME DESC COMMAND...: run a program that speaks the protocol and count its lines.
+run_prog() {
+    local name=$1 desc=$2 out=$B/log/run-$1.out err=$B/log/run-$1.err
+    shift 2
+    local rc=0 ok=0 nfail=0 nskip=0 line t0=$SECONDS
+    timeout "$TIMEOUT" "$@" >"$out" 2>"$err" </dev/null || rc=$?
+    while IFS= read -r line || [[ -n $line ]]; do
+        if [[ $VERBOSE == 1 ]]; then echo "  $line"; fi
+        case $line in
+        ok | "ok "*) ok=$((ok + 1)) ;;
+        FAIL | "FAIL "* | "FAIL:"*)
+            nfail=$((nfail + 1))
+            details+=("$desc: $line")
+            if [[ $VERBOSE != 1 ]]; then echo "  $line"; fi ;;
+        skip | "skip "* | "skip:"*)
+            nskip=$((nskip + 1))
+            if [[ $VERBOSE != 1 ]]; then echo "  $line"; fi ;;
+        esac
+    done <"$out"
+    passed=$((passed + ok))
+    failed=$((failed + nfail))
+    local mark=ok
+    if ((nfail || rc || ok + nskip == 0)); then mark=FAIL; fi
+    printf '%-5s%s: %d ok, %d FAIL, %d skip (%ds)\n' "$mark" \
+        "$desc" "$ok" "$nfail" "$nskip" $((SECONDS - t0))
+    if ((nfail == 0 && rc != 0)); then
+        local why="exited with status $rc"
+        if ((rc == 124)); then why="timed out after ${TIMEOUT}s"; fi
+        if ((rc > 128)); then why="killed by signal $((rc - 128))"; fi
+        fail "$desc: $why without a FAIL line" "$err"
+    elif ((nfail)); then
+        if [[ -s $err ]]; then details+=("  --- tail of $err:" "$(tail -n 25 "$err" | sed 's/^/  | /')"); fi
+    elif ((ok + nskip == 0)); then
+        fail "$desc: printed no ok, FAIL or skip line" "$err"
+    fi
+    return 0
+}
+
+step_compile() {
+    local t desc
+    for t in c99:"C99 -pedantic, nam.h included twice around NAM_IMPLEMENTATION" \
+             cxx:"C++11, nam.h included twice around NAM_IMPLEMENTATION" \
+             static:"NAM_STATIC" \
+             two-tu:"two translation units linked"; do
+        desc="compile ${t%%:*}: ${t#*:}"
+        local name=compile-${t%%:*} bin
+        case ${t%%:*} in c99) bin=impl_c ;; cxx) bin=impl_cxx ;; static) bin=static ;; two-tu) bin=two_tu ;; esac
+        built "$name" "$desc" || continue
+        local rc=0
+        timeout "$TIMEOUT" "$B/compile/$bin" >"$B/log/run-$name.out" 2>&1 || rc=$?
+        if ((rc == 0)); then pass "$desc"
+        else fail "$desc: built, but $B/compile/$bin exited with status $rc" "$B/log/run-$name.out"; fi
+    done
+}
+
+step_core() {
+    if built test_core "test_core"; then run_prog test_core "test_core" "$B/test_core"; fi
+}
+
+step_vectors() {
+    if built test_vectors "test_vectors"; then
+        run_prog test_vectors "test_vectors" "$B/test_vectors" "$REF"
+    fi
+}
+
+step_cli() {
+    if [[ ! -f tests/cli_test.sh ]]; then
+        skip "cli tests: tests/cli_test.sh not present"
+        return 0
+    fi
+    built nam "cli tests (build/nam)" || return 0
+    NAM_BIN=$PWD/$B/nam
+    export NAM_BIN
+    run_prog cli "cli tests" bash tests/cli_test.sh "$NAM_BIN"
+}
+
+step_asan() {
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+    if built asan-test_core "asan test_core"; then
+        run_prog asan-test_core "asan test_core" "$B/asan/test_core"
+    fi
+    if built asan-test_vectors "asan test_vectors"; then
+        run_prog asan-test_vectors "asan test_vectors" "$B/asan/test_vectors" "$REF"
+    fi
+}
+
+# fuzz_crash LOG: the artifact libFuzzer wrote (crash-*, leak-*, timeout-*, oom-*), if any
+fuzz_crash() { sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$1" | tail -n 1; }
+# fuzz_error LOG: the first sanitizer / libFuzzer / invariant report with a little context
+fuzz_error() {
+    grep -m 1 -B 2 -A 14 -E '==[0-9]+==ERROR|runtime error:|invariant failed|deadly signal|ALARM: working on the last Unit|out-of-memory' "$1" || true
+}
+
+step_fuzz() {
+    local desc="fuzz: ${FUZZ_SECONDS}s on a copy of tests/corpus" log=$B/log/fuzz.log rc=0 crash
+    built fuzz_parsers "fuzz" || return 0
+    mkdir -p "$B/fuzz-corpus" "$B/fuzz-artifacts"
+    cp tests/corpus/* "$B/fuzz-corpus/"
+    timeout $((FUZZ_SECONDS + 120)) "$B/fuzz_parsers" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 \
+        -timeout=25 -print_final_stats=1 -artifact_prefix="$B/fuzz-artifacts/" "$B/fuzz-corpus" \
+        >"$log" 2>&1 </dev/null || rc=$?
+    if ((rc == 0)); then
+        pass "$desc ($(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?') runs, corpus in $B/fuzz-corpus)"
+    else
+        crash=$(fuzz_crash "$log")
+        fuzz_error "$log" >"$log.error"
+        [[ -s $log.error ]] || cp "$log" "$log.error"
+        if [[ -n $crash ]]; then
+            fail "$desc: ${crash##*/} (reproduce: $B/fuzz_parsers $crash)" "$log.error"
+        else
+            fail "$desc: fuzzer exited with status $rc" "$log.error"
+        fi
+    fi
+}
+
+step_replay() {
+    local desc="fuzz corpus replay: tests/corpus under ASan/UBSan" log=$B/log/fuzz-replay.log rc=0 file
+    built fuzz_parsers "fuzz corpus replay" || return 0
+    mkdir -p "$B/fuzz-artifacts"
+    timeout "$TIMEOUT" "$B/fuzz_parsers" -rss_limit_mb=2048 -artifact_prefix="$B/fuzz-artifacts/" \
+        tests/corpus/* >"$log" 2>&1 </dev/null || rc=$?
+    if ((rc == 0)); then
+        pass "$desc ($(find tests/corpus -type f | wc -l) files)"
+    else
+        file=$(sed -n 's/^Running: \(.*\)$/\1/p' "$log" | tail -n 1)
+        fuzz_error "$log" >"$log.error"
+        [[ -s $log.error ]] || cp "$log" "$log.error"
+        fail "$desc: failed on ${file:-an unknown input} (reproduce: $B/fuzz_parsers $file)" "$log.error"
+    fi
+}
+
+step_bench() {
+    local desc="bench smoke: build/nam-bench --quick" rc=0
+    case $(cat "$B/status/nam-bench" 2>/dev/null) in
+    "missing "*) skip "bench: bench/bench_plan.c not present"; return 0 ;;
+    esac
+    built nam-bench "bench" || return 0
+    timeout "$TIMEOUT" "$B/nam-bench" --quick >"$B/log/run-bench.out" 2>&1 </dev/null || rc=$?
+    if ((rc == 0)); then pass "$desc"
+    else fail "$desc: exited with status $rc" "$B/log/run-bench.out"; fi
+}
+
+# A failed program build that no step reports (build/nam without cli tests) still fails.
+step_build() {
+    if [[ ! -f tests/cli_test.sh ]]; then
+        case $(cat "$B/status/nam" 2>/dev/null) in
+        ok) echo "     build/nam built (its tests live in tests/cli_test.sh, not present yet)" ;;
+        fail) fail "build nam: examples/nam.c does not build" "$B/log/nam.log" ;;
+        *) fail "build nam: $(cat "$B/status/nam" 2>/dev/null || echo 'not built')" ;;
+        esac
+    fi
+}
+
+steps=("$@")
+((${#steps[@]})) || steps=(build compile core vectors cli asan fuzz replay bench)
+for s in "${steps[@]}"; do
+    case $s in
+    build | compile | core | vectors | cli | asan | fuzz | replay | bench)
+        echo "== $s"
+        "step_$s" ;;
+    *) echo "tests/run.sh: unknown step '$s'" >&2; exit 2 ;;
+    esac
+done
+
+if ((failed)); then
+    echo
+    echo "== failures"
+    printf '%s\n' "${details[@]}"
+fi
+echo "$passed passed, $failed failed"
+((failed == 0))
