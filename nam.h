@@ -332,6 +332,8 @@ typedef struct nam_recipe {
     char mode[16];                  /* plan | strict */
     /* [pattern] */
     char *pattern;                  /* heap, authored text */
+    char pattern_source[128];       /* where the pattern was set, for error records */
+    int pattern_line, pattern_column;
     int tile, depth, stages;
     char families[27];
     char map[NAM_STR_MAX];          /* bindings "R=G,X=M" */
@@ -390,8 +392,8 @@ NAM_API nam_status nam_recipe_set(nam_recipe *r, const char *key, const char *va
    file in error records (file:line:column). The recipe is unchanged on error. */
 NAM_API nam_status nam_recipe_parse(nam_recipe *r, const char *text, size_t len,
                                     const char *source, nam_error *err);
-/* nam_recipe_keys: the NULL-terminated list of "section.key" names. */
-NAM_API const char *const *nam_recipe_keys(void);
+/* nam_recipe_key: the i-th recipe key as "section.key" (i from 0), NULL past the end. */
+NAM_API const char *nam_recipe_key(int i);
 /* nam_recipe_write: render `r` as recipe text (every key), heap string for nam_free. */
 NAM_API nam_status nam_recipe_write(const nam_recipe *r, char **out, nam_error *err);
 
@@ -407,7 +409,8 @@ typedef struct nam_seam {
     char name[48];          /* e.g. "recurrent-tail", "mamba3-mixer" */
     char family;
     nam_seam_kind kind;
-    int *layers;            /* main-pattern layer indices (stb_ds array) */
+    int *layers;            /* main-pattern layer indices (heap) */
+    int num_layers;
     int mtp_positions;      /* how many MTP-copy positions carry it */
     char reason[160];
     char runtime_supplies[160];
@@ -429,7 +432,8 @@ typedef struct nam_plan_layer {
 
 typedef struct nam_arg {
     char flag[64];
-    char *value;    /* heap; NULL for a bare switch */
+    char *value;    /* heap; NULL for a bare switch; several argv words are separated by
+                       single spaces (only --spec and list flags; patterns have no spaces) */
 } nam_arg;
 
 typedef struct nam_plan {
@@ -438,16 +442,20 @@ typedef struct nam_plan {
     nam_plan_layer *layers;     /* depth entries */
     char *mtp_native;           /* one MTP copy in Megatron symbols, NULL if none or unmapped */
     int strict;
-    nam_seam *seams;            /* stb_ds array */
-    nam_decision *decisions;    /* stb_ds array */
+    nam_seam *seams;            /* stb_ds array, num_seams entries */
+    int num_seams;
+    nam_decision *decisions;    /* stb_ds array, num_decisions entries */
+    int num_decisions;
     int unresolved;             /* number of layers (main + MTP) without a native symbol */
     char *native_pattern;       /* full Megatron pattern (main with '|' + '/mtp' copies);
                                    NULL while unmapped seams remain */
-    nam_mpattern mpattern;      /* parsed native pattern (valid when native_pattern) */
-    nam_layout layout;          /* (valid when native_pattern) */
+    nam_mpattern mpattern;      /* parsed native pattern (empty while native_pattern is NULL) */
+    nam_layout layout;          /* stages per (vp_stage, pp_rank); while seams are unresolved
+                                   only offsets and layer counts are set (seg.layers NULL) */
     int dp, edp, etp, vpp, num_microbatches, mamba_num_heads, kv_channels, ffn_hidden_size;
     int dsa_capable[NAM_MAX_LIST]; int num_dsa_capable; /* A-layer indices marked DSA */
-    nam_arg *args;              /* stb_ds array: generated native args */
+    nam_arg *args;              /* stb_ds array, num_args entries: generated native args */
+    int num_args;
 } nam_plan;
 
 /* nam_plan_make: parse the recipe's pattern, translate it fail-closed, validate the native
@@ -535,3 +543,2308 @@ NAM_API nam_status nam_rankmap_json(const nam_rankmap *m, char **out, nam_error 
 }
 #endif
 #endif /* NAM_H_INCLUDED */
+
+/* ==================================================================================== */
+/*                                  IMPLEMENTATION                                      */
+/* ==================================================================================== */
+#if defined(NAM_IMPLEMENTATION) && !defined(NAM__IMPLEMENTATION_DONE)
+#define NAM__IMPLEMENTATION_DONE
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stb_ds.h>
+
+#if defined(NAM_MALLOC) && !defined(NAM_FREE) || !defined(NAM_MALLOC) && defined(NAM_FREE)
+#error "nam.h: define both NAM_MALLOC and NAM_FREE, or neither"
+#endif
+#ifndef NAM_MALLOC
+#define NAM_MALLOC(sz) malloc(sz)
+#define NAM_FREE(p) free(p)
+#endif
+#ifndef NAM_ASSERT
+#include <assert.h>
+#define NAM_ASSERT(c) assert(c)
+#endif
+
+#ifdef NAM_STATIC
+#define NAM__DEF static
+#else
+#define NAM__DEF
+#endif
+
+#ifdef __cplusplus
+#define NAM__CAST(T, x) static_cast<T>(x)
+#else
+#define NAM__CAST(T, x) ((T)(x))
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define NAM__PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define NAM__PRINTF(a, b)
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* >>errors ---------------------------------------------------------------------------- */
+static const char *const nam__status_text[] = {
+#define NAM__X(code, text) text,
+    NAM__STATUS_LIST(NAM__X)
+#undef NAM__X
+};
+
+NAM__DEF const char *nam_status_str(nam_status s) {
+    if (NAM__CAST(int, s) < 0 || NAM__CAST(int, s) >= NAM__CAST(int, NAM_STATUS_COUNT)) return "unknown status";
+    return nam__status_text[s];
+}
+
+NAM__DEF void nam_free(void *p) { if (p) NAM_FREE(p); }
+
+static void nam__err_reset(nam_error *e) {
+    e->code = NAM_OK;
+    e->message[0] = 0;
+    e->source[0] = 0;
+    e->offset = -1;
+    e->line = e->column = 0;
+    e->layer = e->stage = -1;
+}
+
+static nam_status nam__err(nam_error *e, nam_status code, const char *fmt, ...) NAM__PRINTF(3, 4);
+static nam_status nam__err(nam_error *e, nam_status code, const char *fmt, ...) {
+    va_list ap;
+    if (!e) return code;
+    nam__err_reset(e);
+    e->code = code;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static void nam__err_pos(nam_error *e, const char *source, long offset, int line, int column) {
+    if (!e) return;
+    if (source) snprintf(e->source, sizeof e->source, "%s", source);
+    e->offset = offset;
+    e->line = line;
+    e->column = column;
+}
+
+/* Prefix an existing error message with context ("native pattern: ..."). */
+static void nam__err_prefix(nam_error *e, const char *prefix) {
+    char tmp[sizeof e->message];
+    if (!e) return;
+    snprintf(tmp, sizeof tmp, "%s%s", prefix, e->message);
+    memcpy(e->message, tmp, sizeof tmp);
+}
+
+/* A byte as it should appear in a message: 'X', or \xNN for non-printable bytes. */
+static const char *nam__byte_name(unsigned char c, char buf[16]) {
+    if (c >= 0x21 && c < 0x7f) snprintf(buf, 16, "'%c'", c);
+    else if (c == ' ') snprintf(buf, 16, "' ' (space)");
+    else if (c == 0) snprintf(buf, 16, "NUL (\\x00)");
+    else if (c >= 0x80) snprintf(buf, 16, "non-ASCII \\x%02X", c);
+    else snprintf(buf, 16, "control \\x%02X", c);
+    return buf;
+}
+
+/* >>memory ---------------------------------------------------------------------------- */
+static void *nam__alloc(size_t n) { return NAM_MALLOC(n ? n : 1); }
+
+static char *nam__strndup(const char *s, size_t n) {
+    char *d = NAM__CAST(char *, nam__alloc(n + 1));
+    if (!d) return NULL;
+    if (n) memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+static char *nam__strdup(const char *s) { return s ? nam__strndup(s, strlen(s)) : NULL; }
+
+/* Growable string with a sticky out-of-memory flag. */
+typedef struct nam__sb { char *buf; size_t len, cap; int oom; } nam__sb;
+
+static int nam__sb_reserve(nam__sb *b, size_t extra) {
+    size_t need, cap;
+    char *nb;
+    if (b->oom) return 0;
+    need = b->len + extra + 1;
+    if (need <= b->cap) return 1;
+    cap = b->cap ? b->cap : 256;
+    while (cap < need) cap *= 2;
+    nb = NAM__CAST(char *, nam__alloc(cap));
+    if (!nb) { b->oom = 1; return 0; }
+    if (b->buf) { memcpy(nb, b->buf, b->len + 1); NAM_FREE(b->buf); } else nb[0] = 0;
+    b->buf = nb;
+    b->cap = cap;
+    return 1;
+}
+static void nam__sb_putn(nam__sb *b, const char *s, size_t n) {
+    if (!nam__sb_reserve(b, n)) return;
+    memcpy(b->buf + b->len, s, n);
+    b->len += n;
+    b->buf[b->len] = 0;
+}
+static void nam__sb_puts(nam__sb *b, const char *s) { nam__sb_putn(b, s, strlen(s)); }
+static void nam__sb_putc(nam__sb *b, char c) { nam__sb_putn(b, &c, 1); }
+static void nam__sb_printf(nam__sb *b, const char *fmt, ...) NAM__PRINTF(2, 3);
+static void nam__sb_printf(nam__sb *b, const char *fmt, ...) {
+    char tmp[512];
+    int n;
+    va_list ap;
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) { b->oom = 1; return; }
+    if (NAM__CAST(size_t, n) < sizeof tmp) { nam__sb_putn(b, tmp, NAM__CAST(size_t, n)); return; }
+    if (!nam__sb_reserve(b, NAM__CAST(size_t, n))) return;
+    va_start(ap, fmt);
+    vsnprintf(b->buf + b->len, NAM__CAST(size_t, n) + 1, fmt, ap);
+    va_end(ap);
+    b->len += NAM__CAST(size_t, n);
+}
+static void nam__sb_json_strn(nam__sb *b, const char *s, size_t n) {
+    size_t i;
+    nam__sb_putc(b, '"');
+    for (i = 0; i < n; i++) {
+        unsigned char c = NAM__CAST(unsigned char, s[i]);
+        if (c == '"') nam__sb_puts(b, "\\\"");
+        else if (c == '\\') nam__sb_puts(b, "\\\\");
+        else if (c == '\n') nam__sb_puts(b, "\\n");
+        else if (c == '\t') nam__sb_puts(b, "\\t");
+        else if (c < 0x20 || c >= 0x7f) nam__sb_printf(b, "\\u%04x", c);
+        else nam__sb_putc(b, NAM__CAST(char, c));
+    }
+    nam__sb_putc(b, '"');
+}
+static void nam__sb_json_str(nam__sb *b, const char *s) {
+    if (!s) nam__sb_puts(b, "null");
+    else nam__sb_json_strn(b, s, strlen(s));
+}
+static void nam__sb_json_char(nam__sb *b, char c) {
+    if (!c) nam__sb_puts(b, "null");
+    else nam__sb_json_strn(b, &c, 1);
+}
+static void nam__sb_json_ints(nam__sb *b, const int *v, int n) {
+    int i;
+    nam__sb_putc(b, '[');
+    for (i = 0; i < n; i++) nam__sb_printf(b, i ? ",%d" : "%d", v[i]);
+    nam__sb_putc(b, ']');
+}
+/* Hand the buffer to the caller, or report out-of-memory. */
+static nam_status nam__sb_finish(nam__sb *b, char **out, nam_error *err) {
+    if (!nam__sb_reserve(b, 0) || b->oom) {
+        if (b->buf) NAM_FREE(b->buf);
+        *out = NULL;
+        return nam__err(err, NAM_ERR_NOMEM, "out of memory while rendering output");
+    }
+    *out = b->buf;
+    return NAM_OK;
+}
+
+/* >>pattern ---------------------------------------------------------------------------- */
+static int nam__is_family(char c, const char *families) {
+    if (c == 'A' || c == 'M' || c == 'E' || c == 'R') return 1;
+    return families && c >= 'A' && c <= 'Z' && strchr(families, c) != NULL;
+}
+
+static nam_status nam__pattern_symbol_err(nam_error *err, const nam_pattern_desc *d, const char *src,
+                                          size_t i, const char *where) {
+    char bn[16];
+    unsigned char c = NAM__CAST(unsigned char, d->text[i]);
+    const char *hint = "";
+    if (c >= 'a' && c <= 'z') hint = " (family letters are upper-case)";
+    else if (c >= 'A' && c <= 'Z') hint = " (declare further families in the recipe's pattern.families)";
+    else if (c == ' ' || c == '\t') hint = " (whitespace is not allowed in a pattern)";
+    nam__err(err, NAM_ERR_SYMBOL, "unknown family %s at column %d of the %s%s; known families: AMER%s",
+             nam__byte_name(c, bn), d->column + NAM__CAST(int, i), where, hint, d->families ? d->families : "");
+    nam__err_pos(err, src, NAM__CAST(long, i), d->line, d->column + NAM__CAST(int, i));
+    return NAM_ERR_SYMBOL;
+}
+
+NAM__DEF void nam_pattern_free(nam_pattern *p) {
+    if (!p) return;
+    nam_free(p->layers);
+    nam_free(p->stage_begin);
+    nam_free(p->mtp);
+    nam_free(p->mtp_columns);
+    memset(p, 0, sizeof *p);
+}
+
+NAM__DEF nam_status nam_pattern_parse(const nam_pattern_desc *desc, nam_pattern *out, nam_error *err) {
+    nam_pattern_desc d;
+    const char *src;
+    size_t len, i, main_len, mtp_start, copy_len = 0;
+    int written = 0, pipes = 0, depth, stages, mtp_copies = 0, s, per = 0;
+    int *letter_col = NULL;
+    if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_pattern_parse: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!desc || !desc->text) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_pattern_parse: desc or desc->text is NULL");
+    d = *desc;
+    if (d.line <= 0) d.line = 1;
+    if (d.column <= 0) d.column = 1;
+    src = d.source ? d.source : "pattern";
+    len = d.len ? d.len : strlen(d.text);
+    if (d.families) {
+        for (i = 0; d.families[i]; i++)
+            if (d.families[i] < 'A' || d.families[i] > 'Z')
+                return nam__err(err, NAM_ERR_INVALID_ARG, "declared family %d is not an upper-case letter", NAM__CAST(int, i) + 1);
+    }
+    if (len > NAM_MAX_TEXT) {
+        nam__err(err, NAM_ERR_LIMIT, "pattern text is %lu bytes, more than the limit of %d", NAM__CAST(unsigned long, len), NAM_MAX_TEXT);
+        nam__err_pos(err, src, NAM__CAST(long, NAM_MAX_TEXT), d.line, 0);
+        return NAM_ERR_LIMIT;
+    }
+    if (len == 0) {
+        nam__err(err, NAM_ERR_EMPTY, "empty pattern: write at least one family letter (A, M, E, R)");
+        nam__err_pos(err, src, 0, d.line, d.column);
+        return NAM_ERR_EMPTY;
+    }
+    /* main part: letters and stage breaks */
+    for (main_len = 0; main_len < len && d.text[main_len] != '/'; main_len++) {}
+    if (main_len == 0) {
+        nam__err(err, NAM_ERR_EMPTY, "empty main pattern before '/' at column %d", d.column);
+        nam__err_pos(err, src, 0, d.line, d.column);
+        return NAM_ERR_EMPTY;
+    }
+    for (i = 0; i < main_len; i++) {
+        char c = d.text[i];
+        if (c == '|') {
+            const char *what = NULL;
+            if (i == 0) what = "a pattern may not start with a stage break";
+            else if (d.text[i - 1] == '|') what = "doubled stage break (an empty stage)";
+            else if (i + 1 == main_len) what = "a pattern may not end with a stage break";
+            else if (d.tile) what = "a tiled motif may not contain stage breaks; write the full pattern or ask for equal stages with `stages = N`";
+            if (what) {
+                nam__err(err, NAM_ERR_STAGE, "stage break '|' at column %d: %s", d.column + NAM__CAST(int, i), what);
+                nam__err_pos(err, src, NAM__CAST(long, i), d.line, d.column + NAM__CAST(int, i));
+                return NAM_ERR_STAGE;
+            }
+            pipes++;
+        } else if (nam__is_family(c, d.families)) {
+            written++;
+        } else {
+            return nam__pattern_symbol_err(err, &d, src, i, "main pattern");
+        }
+    }
+    /* MTP copies: identical, non-empty, letters only */
+    mtp_start = main_len + 1;
+    if (main_len < len) {
+        size_t p = mtp_start;
+        while (1) {
+            size_t q = p;
+            while (q < len && d.text[q] != '/') q++;
+            mtp_copies++;
+            if (q == p) {
+                nam__err(err, NAM_ERR_MTP, "empty MTP copy %d at column %d: each '/' must be followed by one MTP pattern", mtp_copies, d.column + NAM__CAST(int, p));
+                nam__err_pos(err, src, NAM__CAST(long, p), d.line, d.column + NAM__CAST(int, p));
+                return NAM_ERR_MTP;
+            }
+            if (mtp_copies > NAM_MAX_MTP_DEPTHS) {
+                nam__err(err, NAM_ERR_LIMIT, "more than %d MTP copies (column %d)", NAM_MAX_MTP_DEPTHS, d.column + NAM__CAST(int, p));
+                nam__err_pos(err, src, NAM__CAST(long, p), d.line, d.column + NAM__CAST(int, p));
+                return NAM_ERR_LIMIT;
+            }
+            if (mtp_copies == 1) {
+                copy_len = q - p;
+            } else if (q - p != copy_len || memcmp(d.text + p, d.text + mtp_start, copy_len) != 0) {
+                nam__err(err, NAM_ERR_MTP, "MTP copy %d ('%.*s', column %d) differs from MTP copy 1 ('%.*s'); all MTP copies must be identical",
+                         mtp_copies, NAM__CAST(int, q - p > 64 ? 64 : q - p), d.text + p, d.column + NAM__CAST(int, p),
+                         NAM__CAST(int, copy_len > 64 ? 64 : copy_len), d.text + mtp_start);
+                nam__err_pos(err, src, NAM__CAST(long, p), d.line, d.column + NAM__CAST(int, p));
+                return NAM_ERR_MTP;
+            }
+            for (i = p; i < q; i++) {
+                if (d.text[i] == '|') {
+                    nam__err(err, NAM_ERR_MTP, "stage break '|' at column %d inside the MTP suffix; MTP layers live on the last stage", d.column + NAM__CAST(int, i));
+                    nam__err_pos(err, src, NAM__CAST(long, i), d.line, d.column + NAM__CAST(int, i));
+                    return NAM_ERR_MTP;
+                }
+                if (!nam__is_family(d.text[i], d.families)) return nam__pattern_symbol_err(err, &d, src, i, "MTP suffix");
+            }
+            if (q >= len) break;
+            p = q + 1;
+        }
+    }
+    /* depth contract */
+    if (d.tile) {
+        if (d.depth <= 0) {
+            nam__err(err, d.depth < 0 ? NAM_ERR_RANGE : NAM_ERR_DEPTH, "depth %d: a tiled motif needs a depth of at least 1", d.depth);
+            return err ? err->code : NAM_ERR_DEPTH;
+        }
+        depth = d.depth;
+    } else {
+        if (d.depth < 0) return nam__err(err, NAM_ERR_RANGE, "depth %d is negative", d.depth);
+        if (d.depth > 0 && d.depth != written) {
+            nam__err(err, NAM_ERR_DEPTH, "the pattern has %d layers but the declared depth is %d", written, d.depth);
+            nam__err_pos(err, src, 0, d.line, d.column);
+            return NAM_ERR_DEPTH;
+        }
+        depth = written;
+    }
+    if (depth > NAM_MAX_DEPTH) return nam__err(err, NAM_ERR_LIMIT, "depth %d exceeds the limit of %d layers", depth, NAM_MAX_DEPTH);
+    stages = pipes + 1;
+    if (d.stages < 0 || d.stages > depth)
+        return nam__err(err, NAM_ERR_RANGE, "stages = %d is out of range (1..%d for depth %d)", d.stages, depth, depth);
+    if (d.stages > 0) {
+        if (pipes > 0 && d.stages != pipes + 1) {
+            nam__err(err, NAM_ERR_STAGE, "the pattern's %d stage breaks give %d stages, but stages = %d", pipes, pipes + 1, d.stages);
+            nam__err_pos(err, src, 0, d.line, d.column);
+            return NAM_ERR_STAGE;
+        }
+        if (pipes == 0) {
+            if (depth % d.stages != 0)
+                return nam__err(err, NAM_ERR_STAGE, "depth %d cannot be split into %d equal stages (%d %% %d = %d); nam does not split unevenly",
+                                depth, d.stages, depth, d.stages, depth % d.stages);
+            stages = d.stages;
+            per = depth / d.stages;
+        }
+    }
+    /* build layers */
+    out->layers = NAM__CAST(nam_layer *, nam__alloc(sizeof(nam_layer) * NAM__CAST(size_t, depth)));
+    out->stage_begin = NAM__CAST(int *, nam__alloc(sizeof(int) * NAM__CAST(size_t, stages + 1)));
+    letter_col = NAM__CAST(int *, nam__alloc(sizeof(int) * NAM__CAST(size_t, written)));
+    if (!out->layers || !out->stage_begin || !letter_col) {
+        nam_free(letter_col);
+        nam_pattern_free(out);
+        return nam__err(err, NAM_ERR_NOMEM, "out of memory for %d layers", depth);
+    }
+    {
+        int li = 0, st = 0;
+        char *fam = NAM__CAST(char *, nam__alloc(NAM__CAST(size_t, written)));
+        int *fst = NAM__CAST(int *, nam__alloc(sizeof(int) * NAM__CAST(size_t, written)));
+        if (!fam || !fst) {
+            nam_free(fam); nam_free(fst); nam_free(letter_col);
+            nam_pattern_free(out);
+            return nam__err(err, NAM_ERR_NOMEM, "out of memory for %d layers", depth);
+        }
+        for (i = 0; i < main_len; i++) {
+            if (d.text[i] == '|') { st++; continue; }
+            fam[li] = d.text[i];
+            fst[li] = st;
+            letter_col[li] = NAM__CAST(int, i) + 1;
+            li++;
+        }
+        for (s = 0; s < depth; s++) {
+            int src_i = s % written;
+            nam_layer *L = &out->layers[s];
+            L->index = s;
+            L->family = fam[src_i];
+            L->column = letter_col[src_i];
+            L->stage = per ? s / per : fst[src_i];
+            out->counts[L->family - 'A']++;
+        }
+        nam_free(fam);
+        nam_free(fst);
+    }
+    nam_free(letter_col);
+    out->depth = depth;
+    out->num_stages = stages;
+    {
+        int st = 0;
+        out->stage_begin[0] = 0;
+        for (s = 0; s < depth; s++)
+            while (out->layers[s].stage > st) out->stage_begin[++st] = s;
+        while (st < stages) out->stage_begin[++st] = depth;
+    }
+    if (mtp_copies > 0) {
+        out->mtp = nam__strndup(d.text + mtp_start, copy_len);
+        out->mtp_columns = NAM__CAST(int *, nam__alloc(sizeof(int) * copy_len));
+        if (!out->mtp || !out->mtp_columns) {
+            nam_pattern_free(out);
+            return nam__err(err, NAM_ERR_NOMEM, "out of memory for the MTP suffix");
+        }
+        for (i = 0; i < copy_len; i++) out->mtp_columns[i] = NAM__CAST(int, mtp_start + i) + 1;
+        out->mtp_len = NAM__CAST(int, copy_len);
+        out->mtp_depths = mtp_copies;
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+/* >>megatron --------------------------------------------------------------------------- */
+NAM__DEF int nam_megatron_symbol_index(char c) {
+    const char *p;
+    if (!c) return -1;
+    p = strchr(NAM_MEGATRON_SYMBOLS, c);
+    return p ? NAM__CAST(int, p - NAM_MEGATRON_SYMBOLS) : -1;
+}
+
+NAM__DEF void nam_megatron_free(nam_mpattern *p) {
+    if (!p) return;
+    nam_free(p->main);
+    nam_free(p->mtp);
+    memset(p, 0, sizeof *p);
+}
+
+/* _validate_pattern: every byte a layer symbol (or '|' when allowed). */
+static nam_status nam__mvalidate(const char *s, size_t n, size_t base, const char *name, int allow_pipe, nam_error *err) {
+    size_t i;
+    char bn[16];
+    for (i = 0; i < n; i++) {
+        char c = s[i];
+        if ((c == '|' && allow_pipe) || nam_megatron_symbol_index(c) >= 0) continue;
+        nam__err(err, NAM_ERR_SYMBOL, "In %s pattern, %s is not a valid layer symbol (column %d). Valid symbols are: M G * D + - E%s",
+                 name, nam__byte_name(NAM__CAST(unsigned char, c), bn), NAM__CAST(int, base + i) + 1, allow_pipe ? " and '|'" : "");
+        nam__err_pos(err, "pattern", NAM__CAST(long, base + i), 1, NAM__CAST(int, base + i) + 1);
+        return NAM_ERR_SYMBOL;
+    }
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_megatron_parse(const char *pattern, size_t len, nam_mpattern *out, nam_error *err) {
+    size_t i, main_len, first_mtp = 0, mtp_len = 0;
+    int nparts = 1, all_empty = 1, k;
+    nam_status st;
+    long attn_at = -1, mla_at = -1;
+    if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_megatron_parse: out is NULL");
+    memset(out, 0, sizeof *out);
+    out->num_segments = 1;
+    if (!pattern) { if (err) nam__err_reset(err); return NAM_OK; }  /* None -> (None, None, 0) */
+    if (!len) len = strlen(pattern);
+    if (len > NAM_MAX_TEXT)
+        return nam__err(err, NAM_ERR_LIMIT, "pattern is %lu bytes, more than the limit of %d", NAM__CAST(unsigned long, len), NAM_MAX_TEXT);
+    for (main_len = 0; main_len < len && pattern[main_len] != '/'; main_len++) {}
+    for (i = main_len; i < len; i++) if (pattern[i] == '/') nparts++;
+    if (nparts == 1 || main_len > 0) {                       /* main validated if alone or non-empty */
+        st = nam__mvalidate(pattern, main_len, 0, "main", 1, err);
+        if (st) return st;
+    }
+    if (nparts > 1) {
+        size_t p = main_len + 1;
+        int idx;
+        if (nparts - 1 > NAM_MAX_MTP_DEPTHS)
+            return nam__err(err, NAM_ERR_LIMIT, "%d MTP patterns exceed the limit of %d", nparts - 1, NAM_MAX_MTP_DEPTHS);
+        first_mtp = p;
+        for (i = p; i < len && pattern[i] != '/'; i++) {}
+        mtp_len = i - p;
+        /* all MTP parts empty -> no MTP; otherwise all must equal the first */
+        for (i = p; i < len; i++) if (pattern[i] != '/') { all_empty = 0; break; }
+        if (!all_empty) {
+            p = main_len + 1;
+            idx = 0;
+            while (p <= len) {
+                size_t q = p;
+                while (q < len && pattern[q] != '/') q++;
+                idx++;
+                if (idx > 1 && (q - p != mtp_len || memcmp(pattern + p, pattern + first_mtp, mtp_len) != 0)) {
+                    nam__err(err, NAM_ERR_MTP, "All MTP patterns must be identical. Pattern 1 is '%.*s', but pattern %d is '%.*s' (column %d). Full pattern: '%.*s'",
+                             NAM__CAST(int, mtp_len > 64 ? 64 : mtp_len), pattern + first_mtp, idx,
+                             NAM__CAST(int, q - p > 64 ? 64 : q - p), pattern + p, NAM__CAST(int, p) + 1,
+                             NAM__CAST(int, len > 128 ? 128 : len), pattern);
+                    nam__err_pos(err, "pattern", NAM__CAST(long, p), 1, NAM__CAST(int, p) + 1);
+                    return NAM_ERR_MTP;
+                }
+                p = q + 1;
+            }
+            st = nam__mvalidate(pattern + first_mtp, mtp_len, first_mtp, "MTP", 0, err);
+            if (st) return st;
+        }
+    }
+    /* stricter than Megatron: '*' never together with '+' or 'D', main and MTP alike */
+    for (i = 0; i < len; i++) {
+        if (pattern[i] == '*' && attn_at < 0) attn_at = NAM__CAST(long, i);
+        if ((pattern[i] == '+' || pattern[i] == 'D') && mla_at < 0) mla_at = NAM__CAST(long, i);
+    }
+    if (attn_at >= 0 && mla_at >= 0) {
+        long at = attn_at > mla_at ? attn_at : mla_at;
+        nam__err(err, NAM_ERR_CONFLICT, "Not supported to have both Attention and MLA/DSA in one model: '*' at column %ld and '%c' at column %ld (nam checks main and MTP together)",
+                 attn_at + 1, pattern[mla_at], mla_at + 1);
+        nam__err_pos(err, "pattern", at, 1, NAM__CAST(int, at) + 1);
+        return NAM_ERR_CONFLICT;
+    }
+    if (main_len > 0 || nparts == 1) {
+        out->main = nam__strndup(pattern, main_len);
+        if (!out->main) return nam__err(err, NAM_ERR_NOMEM, "out of memory");
+    }
+    if (nparts > 1 && !all_empty) {
+        out->mtp = nam__strndup(pattern + first_mtp, mtp_len);
+        if (!out->mtp) { nam_megatron_free(out); return nam__err(err, NAM_ERR_NOMEM, "out of memory"); }
+        out->mtp_depths = nparts - 1;
+    }
+    out->num_segments = 1;
+    for (i = 0; i < main_len; i++) {
+        if (pattern[i] == '|') { out->num_segments++; continue; }
+        out->num_layers++;
+        out->counts[nam_megatron_symbol_index(pattern[i])]++;
+    }
+    for (i = 0; i < mtp_len && out->mtp; i++) {
+        k = nam_megatron_symbol_index(out->mtp[i]);
+        out->counts[k] += out->mtp_depths;
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_megatron_select_segment(const nam_mpattern *p, const nam_segment_desc *desc,
+                                                nam_segment *out, nam_error *err) {
+    nam_segment_desc d;
+    const char *main;
+    int nseg = 1, n = 0, i;
+    size_t k, mlen;
+    if (!p || !desc || !out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_megatron_select_segment: NULL argument");
+    d = *desc;
+    if (d.pp_size == 0) d.pp_size = 1;
+    memset(out, 0, sizeof *out);
+    if (d.pp_size < 0 || d.pp_size > NAM_MAX_PARALLEL)
+        return nam__err(err, NAM_ERR_RANGE, "pipeline_model_parallel_size %d is out of range (1..%d)", d.pp_size, NAM_MAX_PARALLEL);
+    if (d.pp_rank < 0 || d.pp_rank >= d.pp_size)
+        return nam__err(err, NAM_ERR_RANGE, "pp_rank %d is out of range for pipeline_model_parallel_size %d", d.pp_rank, d.pp_size);
+    if (d.has_vp_stage && (d.vp_stage < 0 || d.vp_stage > NAM_MAX_DEPTH))
+        return nam__err(err, NAM_ERR_RANGE, "vp_stage %d is out of range", d.vp_stage);
+    if (d.first_stage_layers < 0 || d.last_stage_layers < 0)
+        return nam__err(err, NAM_ERR_RANGE, "first/last stage layers must be positive (got %d, %d)", d.first_stage_layers, d.last_stage_layers);
+    main = p->main ? p->main : "";
+    mlen = strlen(main);
+    for (k = 0; k < mlen; k++) { if (main[k] == '|') nseg++; else n++; }
+    if (nseg > 1 && (d.first_stage_layers || d.last_stage_layers))
+        return nam__err(err, NAM_ERR_CONFLICT, "Cannot specify num_layers_in_first_pipeline_stage or num_layers_in_last_pipeline_stage when hybrid_layer_pattern contains pipe ('|') separators. Use pipes to define the stages instead.");
+    if (nseg == 1 && d.pp_size > 1) {
+        /* legacy even / uneven split */
+        if (d.has_vp_stage)
+            return nam__err(err, NAM_ERR_STAGE, "Virtual pipeline parallelism (vp_stage != None) is not supported when hybrid_layer_pattern has no pipe ('|') separators. Use '|' in the pattern to define the virtual pipeline segments.");
+        if (d.first_stage_layers || d.last_stage_layers) {
+            int nset = (d.first_stage_layers > 0) + (d.last_stage_layers > 0);
+            int middle_stages = d.pp_size - nset;
+            long middle_layers = NAM__CAST(long, n) - d.first_stage_layers - d.last_stage_layers;
+            long per_middle;
+            if (middle_layers < 0)
+                return nam__err(err, NAM_ERR_STAGE, "first (%d) + last (%d) stage layers exceed the %d layers of the pattern", d.first_stage_layers, d.last_stage_layers, n);
+            if (middle_stages > 0 && middle_layers % middle_stages != 0)
+                return nam__err(err, NAM_ERR_STAGE, "Middle layers (%ld) must be evenly divisible by middle pipeline stages (%d).", middle_layers, middle_stages);
+            if (middle_stages == 0 && middle_layers != 0)
+                return nam__err(err, NAM_ERR_STAGE, "no middle pipeline stages for %ld middle layers: first (%d) + last (%d) must equal the %d layers when PP = %d (TransformerConfig refuses this)",
+                                middle_layers, d.first_stage_layers, d.last_stage_layers, n, d.pp_size);
+            per_middle = middle_stages > 0 ? middle_layers / middle_stages : 0;
+            if (d.first_stage_layers && d.pp_rank == 0) { out->offset = 0; out->num_layers = d.first_stage_layers; }
+            else if (d.last_stage_layers && d.pp_rank == d.pp_size - 1) { out->offset = n - d.last_stage_layers; out->num_layers = d.last_stage_layers; }
+            else {
+                int middle_rank = d.first_stage_layers ? d.pp_rank - 1 : d.pp_rank;
+                out->offset = NAM__CAST(int, middle_rank * per_middle + d.first_stage_layers);
+                out->num_layers = NAM__CAST(int, per_middle);
+            }
+        } else {
+            if (n % d.pp_size != 0)
+                return nam__err(err, NAM_ERR_STAGE, "Number of layers (%d) must be evenly divisible by pipeline-model-parallel-size (%d) when no pipe separators are specified in the pattern.", n, d.pp_size);
+            out->num_layers = n / d.pp_size;
+            out->offset = d.pp_rank * out->num_layers;
+        }
+        out->layers = main + out->offset;
+    } else {
+        long seg_index;
+        int cur = 0, off = 0;
+        const char *s = main;
+        if (nseg > 1 && nseg % d.pp_size != 0)
+            return nam__err(err, NAM_ERR_STAGE, "The number of pipe-delimited segments (%d) in hybrid_layer_pattern must be evenly divisible by pipeline_model_parallel_size (%d).", nseg, d.pp_size);
+        seg_index = NAM__CAST(long, d.has_vp_stage ? d.vp_stage : 0) * d.pp_size + d.pp_rank;
+        if (seg_index >= nseg) {
+            char vp[16];
+            if (d.has_vp_stage) snprintf(vp, sizeof vp, "%d", d.vp_stage); else snprintf(vp, sizeof vp, "None");
+            return nam__err(err, NAM_ERR_STAGE, "Pipeline segment index %ld (pp_rank=%d, vp_stage=%s) is out of range for %d segments.", seg_index, d.pp_rank, vp, nseg);
+        }
+        while (cur < seg_index) {
+            if (*s == '|') cur++; else off++;
+            s++;
+        }
+        out->layers = s;
+        out->offset = off;
+        for (i = 0; s[i] && s[i] != '|'; i++) {}
+        out->num_layers = i;
+    }
+    for (i = 0; i < out->num_layers; i++) {   /* validate_segment_layers */
+        char bn[16];
+        if (nam_megatron_symbol_index(out->layers[i]) < 0)
+            return nam__err(err, NAM_ERR_SYMBOL, "In hybrid layer pattern segment, %s is not one of the valid layer symbols M G * D + - E",
+                            nam__byte_name(NAM__CAST(unsigned char, out->layers[i]), bn));
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+NAM__DEF void nam_layout_free(nam_layout *l) {
+    if (!l) return;
+    nam_free(l->stages);
+    memset(l, 0, sizeof *l);
+}
+
+NAM__DEF nam_status nam_megatron_layout(const nam_mpattern *p, const nam_layout_desc *desc, nam_layout *out, nam_error *err) {
+    nam_layout_desc d;
+    int segs, vpp, nvp, v, r;
+    nam_status st;
+    if (!p || !desc || !out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_megatron_layout: NULL argument");
+    memset(out, 0, sizeof *out);
+    d = *desc;
+    if (d.pp == 0) d.pp = 1;
+    if (d.pp < 0 || d.pp > NAM_MAX_PARALLEL)
+        return nam__err(err, NAM_ERR_RANGE, "pipeline-model-parallel-size %d is out of range (1..%d)", d.pp, NAM_MAX_PARALLEL);
+    if (d.first_stage_layers < 0 || d.last_stage_layers < 0)
+        return nam__err(err, NAM_ERR_RANGE, "decoder first/last pipeline num layers must be positive (got %d, %d)", d.first_stage_layers, d.last_stage_layers);
+    if (!p->main || p->num_layers == 0)
+        return nam__err(err, NAM_ERR_EMPTY, "the main pattern has no layers (Megatron treats an empty --hybrid-layer-pattern as absent)");
+    segs = p->num_segments;
+    if (segs > 1 && (d.first_stage_layers || d.last_stage_layers))
+        return nam__err(err, NAM_ERR_CONFLICT, "--decoder-first-pipeline-num-layers / --decoder-last-pipeline-num-layers (%d / %d) cannot be combined with a pattern that has pipe ('|') separators (%d segments)",
+                        d.first_stage_layers, d.last_stage_layers, segs);
+    if ((d.first_stage_layers || d.last_stage_layers) && d.pp == 1)
+        return nam__err(err, NAM_ERR_CONFLICT, "first/last pipeline stage layers (%d / %d) need pipeline-model-parallel-size > 1", d.first_stage_layers, d.last_stage_layers);
+    if (segs == 1 && d.pp > 1) {
+        vpp = 0;
+    } else {
+        if (segs % d.pp != 0)
+            return nam__err(err, NAM_ERR_STAGE, "The number of hybrid pipeline segments described by --hybrid-layer-pattern must be evenly divisible by --pipeline-model-parallel-size. Got %d segments and %d pipeline stages.", segs, d.pp);
+        vpp = segs > d.pp ? segs / d.pp : 0;
+    }
+    if (vpp) {
+        if (d.pp <= 1)
+            return nam__err(err, NAM_ERR_STAGE, "%d pipe-delimited segments with pipeline-model-parallel-size 1 give a virtual pipeline of %d, and Megatron requires pipeline-model-parallel-size > 1 for virtual pipelining", segs, vpp);
+        if (d.no_overlap_p2p && d.pp <= 2)
+            return nam__err(err, NAM_ERR_STAGE, "virtual pipelining (VPP %d) without p2p overlap needs pipeline-model-parallel-size > 2 (got %d)", vpp, d.pp);
+    }
+    nvp = vpp ? vpp : 1;
+    out->pp = d.pp;
+    out->vpp = vpp;
+    out->num_stages = d.pp * nvp;
+    out->stages = NAM__CAST(nam_stage *, nam__alloc(sizeof(nam_stage) * NAM__CAST(size_t, out->num_stages)));
+    if (!out->stages) { memset(out, 0, sizeof *out); return nam__err(err, NAM_ERR_NOMEM, "out of memory for %d stages", d.pp * nvp); }
+    for (v = 0; v < nvp; v++) {
+        for (r = 0; r < d.pp; r++) {
+            nam_segment_desc sd;
+            nam_stage *S = &out->stages[v * d.pp + r];
+            memset(&sd, 0, sizeof sd);
+            sd.pp_size = d.pp;
+            sd.pp_rank = r;
+            sd.has_vp_stage = vpp > 0;
+            sd.vp_stage = v;
+            sd.first_stage_layers = d.first_stage_layers;
+            sd.last_stage_layers = d.last_stage_layers;
+            S->vp_stage = v;
+            S->pp_rank = r;
+            st = nam_megatron_select_segment(p, &sd, &S->seg, err);
+            if (st) { nam_layout_free(out); return st; }
+        }
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+/* >>recipe ----------------------------------------------------------------------------- */
+enum { NAM__T_INT, NAM__T_BOOL, NAM__T_STR, NAM__T_DBL, NAM__T_PATTERN, NAM__T_LIST,
+       NAM__T_FAMILIES, NAM__T_MAP, NAM__T_MODULES, NAM__T_ENV };
+
+typedef struct nam__field {
+    const char *section, *key, *full;
+    int type;
+    size_t off, size;
+    double lo, hi;
+    const char *choices;   /* "a|b|c" for enumerated strings */
+    const char *def;       /* built-in NAM56R default, as recipe text */
+    const char *doc;
+} nam__field;
+
+#define NAM__RO(m) offsetof(nam_recipe, m), sizeof(((nam_recipe *)0)->m)
+#define NAM__I(s, k, m, lo, hi, def, doc) { s, k, s "." k, NAM__T_INT, NAM__RO(m), lo, hi, NULL, def, doc },
+#define NAM__B(s, k, m, def, doc)         { s, k, s "." k, NAM__T_BOOL, NAM__RO(m), 0, 1, NULL, def, doc },
+#define NAM__S(s, k, m, ch, def, doc)     { s, k, s "." k, NAM__T_STR, NAM__RO(m), 0, 0, ch, def, doc },
+#define NAM__D(s, k, m, lo, hi, def, doc) { s, k, s "." k, NAM__T_DBL, NAM__RO(m), lo, hi, NULL, def, doc },
+#define NAM__X(s, k, t, m, def, doc)      { s, k, s "." k, t, NAM__RO(m), 0, 0, NULL, def, doc },
+
+#define NAM__DIM ((double)NAM_MAX_DIM)
+#define NAM__PAR ((double)NAM_MAX_PARALLEL)
+static const nam__field nam__fields[] = {
+    NAM__S("recipe", "name", name, NULL, "NAM56R", "recipe family name")
+    NAM__S("recipe", "mode", mode, "plan|strict", "plan", "strict: stop at the first family without a Megatron symbol; plan: keep it as a named seam")
+    { "pattern", "text", "pattern.text", NAM__T_PATTERN, offsetof(nam_recipe, pattern), sizeof(char *), 0, 0, NULL, "AEMEAEMEAEMR", "authored pattern (main [/mtp ...])" },
+    NAM__B("pattern", "tile", tile, "true", "true: text's main part is a motif tiled to depth")
+    NAM__I("pattern", "depth", depth, 0, NAM_MAX_DEPTH, "52", "layers; 0 = the written length")
+    NAM__I("pattern", "stages", stages, 0, NAM_MAX_DEPTH, "4", "N equal stages; 0 = as written with '|'")
+    NAM__X("pattern", "families", NAM__T_FAMILIES, families, "", "further family letters, e.g. XY")
+    NAM__X("pattern", "map", NAM__T_MAP, map, "", "explicit bindings FAMILY=SYMBOL, e.g. R=G")
+    { "pattern", "dsa_layers", "pattern.dsa_layers", NAM__T_LIST, offsetof(nam_recipe, dsa_layers), sizeof(int) * NAM_MAX_LIST, 0, NAM_MAX_DEPTH - 1, NULL, "", "A-layer indices lowered to D (needs model.mla)" },
+    NAM__S("pattern", "mamba_impl", mamba_impl, "mamba2|mamba3|custom", "mamba3", "mamba2 is native; mamba3/custom keep M native with a custom seam")
+    NAM__I("model", "hidden_size", hidden_size, 1, NAM__DIM, "4096", "--hidden-size")
+    NAM__I("model", "ffn_hidden_size", ffn_hidden_size, 0, NAM__DIM, "0", "--ffn-hidden-size; 0 = Megatron's default (4h, or 8h/3 rounded down to 64 with swiglu)")
+    NAM__I("model", "num_attention_heads", num_attention_heads, 1, NAM__DIM, "32", "--num-attention-heads")
+    NAM__I("model", "num_query_groups", num_query_groups, 0, NAM__DIM, "8", "--group-query-attention --num-query-groups; 0 = no GQA")
+    NAM__I("model", "kv_channels", kv_channels, 0, NAM__DIM, "0", "--kv-channels; 0 = hidden / heads")
+    NAM__I("model", "seq_length", seq_length, 1, NAM__DIM, "4096", "--seq-length")
+    NAM__I("model", "max_position_embeddings", max_position_embeddings, 0, NAM__DIM, "0", "--max-position-embeddings; 0 = seq_length")
+    NAM__S("model", "position_embedding_type", position_embedding_type, "rope|none|learned_absolute", "rope", "--position-embedding-type (always emitted)")
+    NAM__S("model", "normalization", normalization, "RMSNorm|LayerNorm", "RMSNorm", "--normalization")
+    NAM__S("model", "activation", activation, "swiglu|squared_relu|gelu", "swiglu", "--swiglu / --squared-relu / neither")
+    NAM__B("model", "untie_embeddings", untie_embeddings, "true", "--untie-embeddings-and-output-weights")
+    NAM__B("model", "disable_bias_linear", disable_bias_linear, "true", "--disable-bias-linear (required for DSA)")
+    NAM__B("model", "mla", mla, "false", "lower A to '+' (MLA); --multi-latent-attention")
+    NAM__I("mla", "q_lora_rank", q_lora_rank, 0, NAM__DIM, "1536", "--q-lora-rank; 0 = none")
+    NAM__I("mla", "kv_lora_rank", kv_lora_rank, 1, NAM__DIM, "512", "--kv-lora-rank")
+    NAM__I("mla", "qk_head_dim", qk_head_dim, 1, NAM__DIM, "128", "--qk-head-dim")
+    NAM__I("mla", "qk_pos_emb_head_dim", qk_pos_emb_head_dim, 1, NAM__DIM, "64", "--qk-pos-emb-head-dim")
+    NAM__I("mla", "v_head_dim", v_head_dim, 1, NAM__DIM, "128", "--v-head-dim")
+    NAM__I("moe", "num_experts", num_experts, 0, NAM__DIM, "64", "--num-experts; 0 = no MoE (then E is refused)")
+    NAM__I("moe", "router_topk", router_topk, 1, NAM__DIM, "6", "--moe-router-topk")
+    NAM__I("moe", "ffn_hidden_size", moe_ffn_hidden_size, 0, NAM__DIM, "1408", "--moe-ffn-hidden-size; 0 = model.ffn_hidden_size")
+    NAM__I("moe", "shared_expert_size", shared_expert_size, 0, NAM__DIM, "2816", "--moe-shared-expert-intermediate-size; 0 = none")
+    NAM__S("moe", "score_function", score_function, "softmax|sigmoid|sqrtsoftplus", "sigmoid", "--moe-router-score-function")
+    NAM__B("moe", "pre_softmax", pre_softmax, "false", "--moe-router-pre-softmax")
+    NAM__B("moe", "expert_bias", expert_bias, "true", "--moe-router-enable-expert-bias (sigmoid/sqrtsoftplus only)")
+    NAM__B("moe", "grouped_gemm", grouped_gemm, "true", "--moe-grouped-gemm")
+    NAM__S("moe", "load_balancing", load_balancing, "aux_loss|seq_aux_loss|global_aux_loss|sinkhorn|none", "seq_aux_loss", "--moe-router-load-balancing-type")
+    NAM__D("moe", "aux_loss_coeff", aux_loss_coeff, 0, 1e6, "0.0001", "--moe-aux-loss-coeff")
+    NAM__S("moe", "dispatcher", dispatcher, "allgather|alltoall|flex", "alltoall", "--moe-token-dispatcher-type")
+    NAM__I("mamba", "state_dim", mamba_state_dim, 1, NAM__DIM, "128", "--mamba-state-dim")
+    NAM__I("mamba", "head_dim", mamba_head_dim, 1, NAM__DIM, "64", "--mamba-head-dim")
+    NAM__I("mamba", "num_groups", mamba_num_groups, 1, NAM__DIM, "8", "--mamba-num-groups")
+    NAM__I("mamba", "num_heads", mamba_num_heads, 0, NAM__DIM, "0", "--mamba-num-heads; 0 = 2 * hidden / head_dim")
+    NAM__I("gdn", "num_key_heads", gdn_num_key_heads, 1, NAM__DIM, "16", "--linear-num-key-heads (G layers)")
+    NAM__I("gdn", "num_value_heads", gdn_num_value_heads, 1, NAM__DIM, "32", "--linear-num-value-heads")
+    NAM__I("gdn", "key_head_dim", gdn_key_head_dim, 1, NAM__DIM, "128", "--linear-key-head-dim")
+    NAM__I("gdn", "value_head_dim", gdn_value_head_dim, 1, NAM__DIM, "128", "--linear-value-head-dim")
+    NAM__I("gdn", "conv_kernel_dim", gdn_conv_kernel_dim, 1, NAM__DIM, "4", "--linear-conv-kernel-dim")
+    NAM__D("mtp", "loss_scaling_factor", mtp_loss_scaling_factor, 0, 1e6, "0.1", "--mtp-loss-scaling-factor")
+    NAM__I("parallel", "world_size", world_size, 1, NAM__PAR, "8", "ranks in the job")
+    NAM__I("parallel", "tp", tp, 1, NAM__PAR, "2", "--tensor-model-parallel-size")
+    NAM__I("parallel", "pp", pp, 1, NAM__PAR, "2", "--pipeline-model-parallel-size")
+    NAM__I("parallel", "cp", cp, 1, NAM__PAR, "1", "--context-parallel-size")
+    NAM__I("parallel", "ep", ep, 1, NAM__PAR, "4", "--expert-model-parallel-size")
+    NAM__I("parallel", "etp", etp, 0, NAM__PAR, "1", "--expert-tensor-parallel-size; 0 = tp")
+    NAM__B("parallel", "sequence_parallel", sequence_parallel, "true", "--sequence-parallel (needs tp > 1)")
+    NAM__B("parallel", "overlap_p2p", overlap_p2p, "true", "false emits --no-overlap-p2p-communication")
+    NAM__I("parallel", "first_stage_layers", first_stage_layers, 0, NAM_MAX_DEPTH, "0", "--decoder-first-pipeline-num-layers; 0 = none")
+    NAM__I("parallel", "last_stage_layers", last_stage_layers, 0, NAM_MAX_DEPTH, "0", "--decoder-last-pipeline-num-layers; 0 = none")
+    NAM__S("parallel", "order", order, "tp-cp-ep-dp-pp|tp-cp-ep-pp-dp", "tp-cp-ep-dp-pp", "rank order; tp-cp-ep-pp-dp emits --use-tp-pp-dp-mapping")
+    NAM__S("parallel", "cp_comm_type", cp_comm_type, "p2p|a2a|allgather|a2a+p2p", "p2p", "--cp-comm-type (emitted when cp > 1)")
+    NAM__I("batch", "micro_batch_size", micro_batch_size, 1, NAM__DIM, "1", "--micro-batch-size")
+    NAM__I("batch", "global_batch_size", global_batch_size, 0, 1 << 30, "64", "--global-batch-size; 0 = micro * dp")
+    NAM__S("precision", "dtype", dtype, "bf16|fp16|fp32", "bf16", "--bf16 / --fp16 / neither")
+    NAM__S("precision", "fp8", fp8, "none|e4m3|hybrid", "none", "--fp8-format")
+    NAM__S("cuda_graph", "impl", cuda_graph_impl, "none|local|transformer_engine|full_iteration", "transformer_engine", "--cuda-graph-impl")
+    NAM__X("cuda_graph", "modules", NAM__T_MODULES, cuda_graph_modules, "attn,mamba,moe_router,moe_preprocess", "--cuda-graph-modules (comma list; empty = whole layer)")
+    NAM__S("runtime", "recipe_mode", recipe_mode, NULL, "pretrain", "fixed policy: launcher recipe mode")
+    NAM__S("runtime", "cache_dir", cache_dir, NULL, "/tmp/nam-cache", "fixed policy: pre-import cache root (set before importing torch)")
+    NAM__X("runtime", "env", NAM__T_ENV, env, "CUDA_DEVICE_MAX_CONNECTIONS=1,NCCL_P2P_LEVEL=NVL,TORCH_NCCL_AVOID_RECORD_STREAMS=1", "fixed policy: CUDA/NCCL environment, comma list KEY=VALUE")
+};
+#undef NAM__I
+#undef NAM__B
+#undef NAM__S
+#undef NAM__D
+#undef NAM__X
+#define NAM__NFIELDS (NAM__CAST(int, sizeof nam__fields / sizeof nam__fields[0]))
+
+NAM__DEF const char *nam_recipe_key(int i) {
+    return i >= 0 && i < NAM__NFIELDS ? nam__fields[i].full : NULL;
+}
+
+static int nam__field_find(const char *key, int *ambiguous) {
+    int i, found = -1;
+    const char *dot = strchr(key, '.');
+    *ambiguous = 0;
+    for (i = 0; i < NAM__NFIELDS; i++) {
+        const nam__field *f = &nam__fields[i];
+        if (dot) {
+            size_t sl = strlen(f->section);
+            if (NAM__CAST(size_t, dot - key) == sl && strncmp(key, f->section, sl) == 0 && strcmp(dot + 1, f->key) == 0) return i;
+        } else if (strcmp(key, f->key) == 0) {
+            if (found >= 0) *ambiguous = 1;
+            found = i;
+        }
+    }
+    return *ambiguous ? -1 : found;
+}
+
+static int nam__choice_ok(const char *choices, const char *v) {
+    size_t n = strlen(v);
+    const char *p = choices;
+    while (p && *p) {
+        const char *e = strchr(p, '|');
+        size_t l = e ? NAM__CAST(size_t, e - p) : strlen(p);
+        if (l == n && strncmp(p, v, n) == 0) return 1;
+        p = e ? e + 1 : NULL;
+    }
+    return 0;
+}
+
+/* Strict integer: optional sign, decimal digits only, no overflow. */
+static int nam__parse_long(const char *s, long long *out) {
+    long long v = 0;
+    int neg = 0, digits = 0;
+    if (*s == '-' || *s == '+') neg = *s++ == '-';
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') return 0;
+        if (v > (LLONG_MAX - 9) / 10) return 0;
+        v = v * 10 + (*s - '0');
+        digits++;
+    }
+    if (!digits) return 0;
+    *out = neg ? -v : v;
+    return 1;
+}
+
+static int nam__parse_bool(const char *v, int *out) {
+    if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on")) { *out = 1; return 1; }
+    if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "off")) { *out = 0; return 1; }
+    return 0;
+}
+
+static int nam__printable(const char *v, size_t *bad) {
+    size_t i;
+    for (i = 0; v[i]; i++)
+        if (NAM__CAST(unsigned char, v[i]) < 0x20 || NAM__CAST(unsigned char, v[i]) > 0x7e) { *bad = i; return 0; }
+    return 1;
+}
+
+static const char *const nam__graph_modules = "attn|mlp|moe|moe_router|moe_preprocess|mamba";
+
+/* Validate a comma list item by item; kind: MAP, MODULES, ENV, FAMILIES-free. */
+static nam_status nam__check_list(const nam__field *f, const char *v, nam_error *err) {
+    const char *p = v;
+    int n = 0;
+    if (!*v) return NAM_OK;
+    while (1) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? NAM__CAST(size_t, e - p) : strlen(p);
+        char item[300];
+        n++;
+        if (n > NAM_MAX_LIST) return nam__err(err, NAM_ERR_LIMIT, "%s.%s: more than %d list entries", f->section, f->key, NAM_MAX_LIST);
+        if (l == 0 || l >= sizeof item)
+            return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: entry %d of '%s' is %s", f->section, f->key, n, v, l ? "too long" : "empty");
+        memcpy(item, p, l);
+        item[l] = 0;
+        if (f->type == NAM__T_MAP) {
+            if (l != 3 || item[1] != '=' || item[0] < 'A' || item[0] > 'Z')
+                return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: entry %d '%s' is not FAMILY=SYMBOL (e.g. R=G)", f->section, f->key, n, item);
+            if (nam_megatron_symbol_index(item[2]) < 0)
+                return nam__err(err, NAM_ERR_SYMBOL, "%s.%s: entry %d '%s' binds to '%c', which is not a Megatron layer symbol (M G * D + - E)", f->section, f->key, n, item, item[2]);
+            if (item[0] == 'A' || item[0] == 'M' || item[0] == 'E')
+                return nam__err(err, NAM_ERR_CONFLICT, "%s.%s: entry %d '%s': family %c already has a native mapping; bindings are only for families without one (R and declared families)", f->section, f->key, n, item, item[0]);
+            {
+                const char *q;
+                for (q = v; q < p; q++)
+                    if ((q == v || q[-1] == ',') && q[0] == item[0] && q[1] == '=')
+                        return nam__err(err, NAM_ERR_CONFLICT, "%s.%s: family %c is bound twice", f->section, f->key, item[0]);
+            }
+        } else if (f->type == NAM__T_MODULES) {
+            if (!nam__choice_ok(nam__graph_modules, item))
+                return nam__err(err, NAM_ERR_RANGE, "%s.%s: entry %d '%s' is not a CUDA-graph module (attn, mlp, moe, moe_router, moe_preprocess, mamba)", f->section, f->key, n, item);
+        } else if (f->type == NAM__T_ENV) {
+            const char *eq = strchr(item, '=');
+            size_t k;
+            if (!eq || eq == item)
+                return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: entry %d '%s' is not KEY=VALUE", f->section, f->key, n, item);
+            for (k = 0; item + k < eq; k++) {
+                char c = item[k];
+                if (!((c >= 'A' && c <= 'Z') || c == '_' || (k && c >= '0' && c <= '9')))
+                    return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: entry %d '%s': '%c' at %d is not allowed in an environment variable name", f->section, f->key, n, item, c, NAM__CAST(int, k) + 1);
+            }
+        }
+        if (!e) break;
+        p = e + 1;
+    }
+    return NAM_OK;
+}
+
+static nam_status nam__field_set(nam_recipe *r, int fi, const char *v, nam_error *err) {
+    const nam__field *f = &nam__fields[fi];
+    char *base = NAM__CAST(char *, NAM__CAST(void *, r)) + f->off;
+    size_t bad;
+    if (!nam__printable(v, &bad) && f->type != NAM__T_PATTERN)
+        return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: byte %d of the value is not printable ASCII", f->section, f->key, NAM__CAST(int, bad) + 1);
+    switch (f->type) {
+    case NAM__T_INT: {
+        long long x;
+        if (!nam__parse_long(v, &x))
+            return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%.64s' is not an integer", f->section, f->key, v);
+        if (x < f->lo || x > f->hi)
+            return nam__err(err, NAM_ERR_RANGE, "%s.%s = %lld is out of range (%.0f..%.0f)", f->section, f->key, x, f->lo, f->hi);
+        *NAM__CAST(int *, NAM__CAST(void *, base)) = NAM__CAST(int, x);
+        return NAM_OK;
+    }
+    case NAM__T_BOOL: {
+        int b;
+        if (!nam__parse_bool(v, &b))
+            return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%.64s' is not a boolean (true/false)", f->section, f->key, v);
+        *NAM__CAST(int *, NAM__CAST(void *, base)) = b;
+        return NAM_OK;
+    }
+    case NAM__T_DBL: {
+        char *end;
+        double x;
+        if (!*v) return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: empty value is not a number", f->section, f->key);
+        x = strtod(v, &end);
+        if (*end || x != x)
+            return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%.64s' is not a number", f->section, f->key, v);
+        if (x < f->lo || x > f->hi)
+            return nam__err(err, NAM_ERR_RANGE, "%s.%s = %g is out of range (%g..%g)", f->section, f->key, x, f->lo, f->hi);
+        *NAM__CAST(double *, NAM__CAST(void *, base)) = x;
+        return NAM_OK;
+    }
+    case NAM__T_PATTERN: {
+        size_t n = strlen(v);
+        char *copy;
+        if (n > NAM_MAX_TEXT)
+            return nam__err(err, NAM_ERR_LIMIT, "%s.%s: %lu bytes exceed the limit of %d", f->section, f->key, NAM__CAST(unsigned long, n), NAM_MAX_TEXT);
+        copy = nam__strndup(v, n);
+        if (!copy) return nam__err(err, NAM_ERR_NOMEM, "out of memory");
+        nam_free(r->pattern);
+        r->pattern = copy;
+        return NAM_OK;
+    }
+    case NAM__T_LIST: {
+        int vals[NAM_MAX_LIST], n = 0, i;
+        const char *p = v;
+        while (*p) {
+            const char *e = strchr(p, ',');
+            size_t l = e ? NAM__CAST(size_t, e - p) : strlen(p);
+            char item[32];
+            long long x;
+            if (n >= NAM_MAX_LIST) return nam__err(err, NAM_ERR_LIMIT, "%s.%s: more than %d entries", f->section, f->key, NAM_MAX_LIST);
+            if (l == 0 || l >= sizeof item) return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: entry %d is %s", f->section, f->key, n + 1, l ? "too long" : "empty");
+            memcpy(item, p, l);
+            item[l] = 0;
+            if (!nam__parse_long(item, &x)) return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: entry %d '%s' is not an integer", f->section, f->key, n + 1, item);
+            if (x < f->lo || x > f->hi) return nam__err(err, NAM_ERR_RANGE, "%s.%s: entry %d = %lld is out of range (%.0f..%.0f)", f->section, f->key, n + 1, x, f->lo, f->hi);
+            for (i = 0; i < n; i++)
+                if (vals[i] == x) return nam__err(err, NAM_ERR_CONFLICT, "%s.%s: layer %lld is listed twice", f->section, f->key, x);
+            vals[n++] = NAM__CAST(int, x);
+            if (!e) break;
+            p = e + 1;
+            if (!*p) return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: trailing comma", f->section, f->key);
+        }
+        memcpy(r->dsa_layers, vals, sizeof(int) * NAM__CAST(size_t, n));
+        r->num_dsa_layers = n;
+        return NAM_OK;
+    }
+    case NAM__T_FAMILIES: {
+        size_t i, n = strlen(v);
+        if (n >= f->size) return nam__err(err, NAM_ERR_LIMIT, "%s.%s: at most %d families", f->section, f->key, NAM__CAST(int, f->size) - 1);
+        for (i = 0; i < n; i++) {
+            char c = v[i];
+            if (c < 'A' || c > 'Z')
+                return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%c' at position %d is not an upper-case family letter", f->section, f->key, c, NAM__CAST(int, i) + 1);
+            if (c == 'A' || c == 'M' || c == 'E' || c == 'R' || memchr(v, c, i))
+                return nam__err(err, NAM_ERR_CONFLICT, "%s.%s: family '%c' at position %d is %s", f->section, f->key, c, NAM__CAST(int, i) + 1,
+                                memchr(v, c, i) ? "declared twice" : "built in (A, M, E, R)");
+        }
+        memcpy(base, v, n + 1);
+        return NAM_OK;
+    }
+    default: { /* NAM__T_STR, NAM__T_MAP, NAM__T_MODULES, NAM__T_ENV */
+        size_t n = strlen(v);
+        nam_status st;
+        if (n >= f->size)
+            return nam__err(err, NAM_ERR_LIMIT, "%s.%s: value is %lu bytes, the limit is %d", f->section, f->key, NAM__CAST(unsigned long, n), NAM__CAST(int, f->size) - 1);
+        if (f->type == NAM__T_STR && f->choices && !nam__choice_ok(f->choices, v))
+            return nam__err(err, NAM_ERR_RANGE, "%s.%s: '%s' is not one of %s", f->section, f->key, v, f->choices);
+        if (f->type != NAM__T_STR && (st = nam__check_list(f, v, err)) != NAM_OK) return st;
+        memcpy(base, v, n + 1);
+        return NAM_OK;
+    }
+    }
+}
+
+NAM__DEF void nam_recipe_free(nam_recipe *r) {
+    if (!r) return;
+    nam_free(r->pattern);
+    memset(r, 0, sizeof *r);
+}
+
+NAM__DEF nam_status nam_recipe_set(nam_recipe *r, const char *key, const char *value, nam_error *err) {
+    int amb, fi;
+    nam_status st;
+    if (!r || !key || !value) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_recipe_set: NULL argument");
+    fi = nam__field_find(key, &amb);
+    if (fi < 0) {
+        if (amb) return nam__err(err, NAM_ERR_UNKNOWN_KEY, "key '%.64s' is ambiguous; write it as section.key", key);
+        return nam__err(err, NAM_ERR_UNKNOWN_KEY, "unknown recipe key '%.64s' (`nam recipe` prints every key)", key);
+    }
+    st = nam__field_set(r, fi, value, err);
+    if (st) return st;
+    if (nam__fields[fi].type == NAM__T_PATTERN) {
+        snprintf(r->pattern_source, sizeof r->pattern_source, "%s", "pattern.text");
+        r->pattern_line = 0;
+        r->pattern_column = 0;
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_recipe_init(nam_recipe *r, nam_error *err) {
+    int i;
+    nam_status st;
+    if (!r) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_recipe_init: r is NULL");
+    memset(r, 0, sizeof *r);
+    for (i = 0; i < NAM__NFIELDS; i++) {
+        st = nam__field_set(r, i, nam__fields[i].def, err);
+        if (st) { nam_recipe_free(r); return st; }
+    }
+    snprintf(r->pattern_source, sizeof r->pattern_source, "%s", "built-in NAM56R");
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+static nam_status nam__recipe_copy(nam_recipe *dst, const nam_recipe *src, nam_error *err) {
+    *dst = *src;
+    dst->pattern = src->pattern ? nam__strdup(src->pattern) : NULL;
+    if (src->pattern && !dst->pattern) { memset(dst, 0, sizeof *dst); return nam__err(err, NAM_ERR_NOMEM, "out of memory"); }
+    return NAM_OK;
+}
+
+static void nam__field_value(const nam_recipe *r, int fi, nam__sb *b) {
+    const nam__field *f = &nam__fields[fi];
+    const char *base = NAM__CAST(const char *, NAM__CAST(const void *, r)) + f->off;
+    int i;
+    switch (f->type) {
+    case NAM__T_INT: nam__sb_printf(b, "%d", *NAM__CAST(const int *, NAM__CAST(const void *, base))); break;
+    case NAM__T_BOOL: nam__sb_puts(b, *NAM__CAST(const int *, NAM__CAST(const void *, base)) ? "true" : "false"); break;
+    case NAM__T_DBL: {
+        double x = *NAM__CAST(const double *, NAM__CAST(const void *, base));
+        char tmp[40];
+        snprintf(tmp, sizeof tmp, "%.15g", x);
+        if (strtod(tmp, NULL) != x) snprintf(tmp, sizeof tmp, "%.17g", x);
+        nam__sb_puts(b, tmp);
+        break;
+    }
+    case NAM__T_PATTERN: nam__sb_puts(b, r->pattern ? r->pattern : ""); break;
+    case NAM__T_LIST:
+        for (i = 0; i < r->num_dsa_layers; i++) nam__sb_printf(b, i ? ",%d" : "%d", r->dsa_layers[i]);
+        break;
+    default: nam__sb_puts(b, base); break;
+    }
+}
+
+NAM__DEF nam_status nam_recipe_write(const nam_recipe *r, char **out, nam_error *err) {
+    nam__sb b;
+    int i;
+    const char *sec = "";
+    if (!r || !out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_recipe_write: NULL argument");
+    memset(&b, 0, sizeof b);
+    nam__sb_puts(&b, "# nam recipe (every key; see nam.h section 7)\n");
+    for (i = 0; i < NAM__NFIELDS; i++) {
+        const nam__field *f = &nam__fields[i];
+        nam__sb val;
+        int quote;
+        if (strcmp(sec, f->section)) { nam__sb_printf(&b, "\n[%s]\n", f->section); sec = f->section; }
+        memset(&val, 0, sizeof val);
+        nam__field_value(r, i, &val);
+        quote = f->type == NAM__T_STR && (!val.buf || !val.buf[0] || strpbrk(val.buf, "#; \"") != NULL);
+        nam__sb_printf(&b, "# %s\n%s = ", f->doc, f->key);
+        if (quote) {
+            size_t k;
+            nam__sb_putc(&b, '"');
+            for (k = 0; val.buf && val.buf[k]; k++) {
+                if (val.buf[k] == '"' || val.buf[k] == '\\') nam__sb_putc(&b, '\\');
+                nam__sb_putc(&b, val.buf[k]);
+            }
+            nam__sb_putc(&b, '"');
+        } else if (val.buf) {
+            nam__sb_puts(&b, val.buf);
+        }
+        if (val.oom) b.oom = 1;
+        nam_free(val.buf);
+        nam__sb_putc(&b, '\n');
+    }
+    return nam__sb_finish(&b, out, err);
+}
+
+static int nam__is_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+
+static nam_status nam__recipe_err_at(nam_error *err, nam_status st, const char *source, long off, int line, int col) {
+    char msg[sizeof err->message];
+    if (!err) return st;
+    snprintf(msg, sizeof msg, "%s", err->message);
+    nam__err(err, st, "%s:%d:%d: %s", source, line, col, msg);
+    nam__err_pos(err, source, off, line, col);
+    return st;
+}
+
+NAM__DEF nam_status nam_recipe_parse(nam_recipe *r, const char *text, size_t len, const char *source, nam_error *err) {
+    nam_recipe work;
+    nam_status st;
+    size_t pos = 0;
+    int line = 0, set_line[NAM__NFIELDS], i;
+    char section[32] = "";
+    char *value = NULL;
+    if (!r || !text) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_recipe_parse: NULL argument");
+    if (!source) source = "recipe";
+    if (len > NAM_MAX_TEXT) return nam__err(err, NAM_ERR_LIMIT, "%s: %lu bytes exceed the limit of %d", source, NAM__CAST(unsigned long, len), NAM_MAX_TEXT);
+    for (i = 0; i < NAM__NFIELDS; i++) set_line[i] = 0;
+    st = nam__recipe_copy(&work, r, err);
+    if (st) return st;
+    value = NAM__CAST(char *, nam__alloc(len + 1));
+    if (!value) { nam_recipe_free(&work); return nam__err(err, NAM_ERR_NOMEM, "out of memory"); }
+    while (pos < len) {
+        size_t ls = pos, le = pos, p, ks, ke, vs, ve;
+        char key[96];
+        line++;
+        while (le < len && text[le] != '\n') le++;
+        pos = le + 1;
+        for (p = ls; p < le; p++) {
+            unsigned char c = NAM__CAST(unsigned char, text[p]);
+            if (c == 0 || c >= 0x80 || (c < 0x20 && c != '\t' && c != '\r')) {
+                char bn[16];
+                nam__err(err, NAM_ERR_SYNTAX, "%s byte", nam__byte_name(c, bn));
+                st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, p), line, NAM__CAST(int, p - ls) + 1);
+                goto fail;
+            }
+        }
+        p = ls;
+        while (p < le && nam__is_space(text[p])) p++;
+        if (p == le || text[p] == '#' || text[p] == ';') continue;
+        if (text[p] == '[') {
+            size_t q = p + 1, n;
+            while (q < le && text[q] != ']') q++;
+            n = q - p - 1;
+            if (q == le) { nam__err(err, NAM_ERR_SYNTAX, "section header without ']'"); st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, p), line, NAM__CAST(int, p - ls) + 1); goto fail; }
+            for (ke = q + 1; ke < le && nam__is_space(text[ke]); ke++) {}
+            if (ke < le && text[ke] != '#' && text[ke] != ';') { nam__err(err, NAM_ERR_SYNTAX, "unexpected text after section header"); st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, ke), line, NAM__CAST(int, ke - ls) + 1); goto fail; }
+            if (n == 0 || n >= sizeof section) { nam__err(err, NAM_ERR_UNKNOWN_KEY, "bad section name"); st = nam__recipe_err_at(err, NAM_ERR_UNKNOWN_KEY, source, NAM__CAST(long, p), line, NAM__CAST(int, p - ls) + 1); goto fail; }
+            memcpy(section, text + p + 1, n);
+            section[n] = 0;
+            for (i = 0; i < NAM__NFIELDS; i++) if (!strcmp(nam__fields[i].section, section)) break;
+            if (i == NAM__NFIELDS) {
+                nam__err(err, NAM_ERR_UNKNOWN_KEY, "unknown section [%s] (sections: recipe pattern model mla moe mamba gdn mtp parallel batch precision cuda_graph runtime)", section);
+                st = nam__recipe_err_at(err, NAM_ERR_UNKNOWN_KEY, source, NAM__CAST(long, p + 1), line, NAM__CAST(int, p - ls) + 2);
+                goto fail;
+            }
+            continue;
+        }
+        ks = p;
+        while (p < le && text[p] != '=' && !nam__is_space(text[p])) p++;
+        ke = p;
+        while (p < le && nam__is_space(text[p])) p++;
+        if (p == le || text[p] != '=') {
+            nam__err(err, NAM_ERR_SYNTAX, "expected 'key = value'");
+            st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, p), line, NAM__CAST(int, p - ls) + 1);
+            goto fail;
+        }
+        if (ke == ks || ke - ks + strlen(section) + 2 > sizeof key) {
+            nam__err(err, NAM_ERR_SYNTAX, ke == ks ? "missing key before '='" : "key too long");
+            st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, ks), line, NAM__CAST(int, ks - ls) + 1);
+            goto fail;
+        }
+        if (memchr(text + ks, '.', ke - ks) || !section[0]) snprintf(key, sizeof key, "%.*s", NAM__CAST(int, ke - ks), text + ks);
+        else snprintf(key, sizeof key, "%s.%.*s", section, NAM__CAST(int, ke - ks), text + ks);
+        p++;
+        while (p < le && nam__is_space(text[p])) p++;
+        vs = p;
+        if (p < le && text[p] == '"') {
+            size_t n = 0;
+            p++;
+            while (p < le && text[p] != '"') {
+                if (text[p] == '\\' && p + 1 < le && (text[p + 1] == '"' || text[p + 1] == '\\')) p++;
+                value[n++] = text[p++];
+            }
+            if (p == le) { nam__err(err, NAM_ERR_SYNTAX, "unterminated quoted value"); st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, vs), line, NAM__CAST(int, vs - ls) + 1); goto fail; }
+            value[n] = 0;
+            for (p++; p < le && nam__is_space(text[p]); p++) {}
+            if (p < le && text[p] != '#' && text[p] != ';') { nam__err(err, NAM_ERR_SYNTAX, "unexpected text after the quoted value"); st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, p), line, NAM__CAST(int, p - ls) + 1); goto fail; }
+            vs++;
+        } else {
+            ve = vs;
+            while (ve < le && !((text[ve] == '#' || text[ve] == ';') && nam__is_space(text[ve - 1]))) ve++;
+            while (ve > vs && nam__is_space(text[ve - 1])) ve--;
+            memcpy(value, text + vs, ve - vs);
+            value[ve - vs] = 0;
+        }
+        {
+            int amb, fi = nam__field_find(key, &amb);
+            if (fi < 0 || (section[0] && !memchr(text + ks, '.', ke - ks) && strcmp(nam__fields[fi].section, section))) {
+                nam__err(err, NAM_ERR_UNKNOWN_KEY, "unknown key '%s'%s", key, amb ? " (ambiguous: write section.key)" : "");
+                st = nam__recipe_err_at(err, NAM_ERR_UNKNOWN_KEY, source, NAM__CAST(long, ks), line, NAM__CAST(int, ks - ls) + 1);
+                goto fail;
+            }
+            if (set_line[fi]) {
+                nam__err(err, NAM_ERR_CONFLICT, "key '%s.%s' is already set on line %d", nam__fields[fi].section, nam__fields[fi].key, set_line[fi]);
+                st = nam__recipe_err_at(err, NAM_ERR_CONFLICT, source, NAM__CAST(long, ks), line, NAM__CAST(int, ks - ls) + 1);
+                goto fail;
+            }
+            set_line[fi] = line;
+            st = nam__field_set(&work, fi, value, err);
+            if (st) { st = nam__recipe_err_at(err, st, source, NAM__CAST(long, vs), line, NAM__CAST(int, vs - ls) + 1); goto fail; }
+            if (nam__fields[fi].type == NAM__T_PATTERN) {
+                snprintf(work.pattern_source, sizeof work.pattern_source, "%s", source);
+                work.pattern_line = line;
+                work.pattern_column = NAM__CAST(int, vs - ls) + 1;
+            }
+        }
+    }
+    nam_free(value);
+    nam_recipe_free(r);
+    *r = work;
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+fail:
+    nam_free(value);
+    nam_recipe_free(&work);
+    return st;
+}
+
+/* >>translate -------------------------------------------------------------------------- */
+static int nam__seam_find_or_add(nam_plan *p, const char *name, char fam, nam_seam_kind kind,
+                                 const char *reason, const char *supplies) {
+    int i;
+    nam_seam s;
+    for (i = 0; i < p->num_seams; i++) if (!strcmp(p->seams[i].name, name)) return i;
+    memset(&s, 0, sizeof s);
+    snprintf(s.name, sizeof s.name, "%s", name);
+    s.family = fam;
+    s.kind = kind;
+    snprintf(s.reason, sizeof s.reason, "%s", reason);
+    snprintf(s.runtime_supplies, sizeof s.runtime_supplies, "%s", supplies);
+    arrput(p->seams, s);
+    return p->num_seams++;
+}
+
+static void nam__decide(nam_plan *p, char fam, char sym, const char *what) {
+    int i;
+    nam_decision d;
+    for (i = 0; i < p->num_decisions; i++) if (p->decisions[i].family == fam && p->decisions[i].symbol == sym) return;
+    d.family = fam;
+    d.symbol = sym;
+    snprintf(d.what, sizeof d.what, "%s", what);
+    arrput(p->decisions, d);
+    p->num_decisions++;
+}
+
+static void nam__arg(nam_plan *p, const char *flag, const char *fmt, ...) NAM__PRINTF(3, 4);
+static void nam__arg(nam_plan *p, const char *flag, const char *fmt, ...) {
+    nam_arg a;
+    memset(&a, 0, sizeof a);
+    snprintf(a.flag, sizeof a.flag, "%s", flag);
+    if (fmt) {
+        char tmp[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(tmp, sizeof tmp, fmt, ap);
+        va_end(ap);
+        a.value = nam__strdup(tmp);
+    }
+    arrput(p->args, a);
+    p->num_args++;
+}
+
+NAM__DEF void nam_plan_free(nam_plan *p) {
+    int i;
+    if (!p) return;
+    for (i = 0; i < p->num_seams; i++) arrfree(p->seams[i].layers);
+    arrfree(p->seams);
+    arrfree(p->decisions);
+    for (i = 0; i < p->num_args; i++) nam_free(p->args[i].value);
+    arrfree(p->args);
+    nam_free(p->layers);
+    nam_free(p->mtp_native);
+    nam_free(p->native_pattern);
+    nam_megatron_free(&p->mpattern);
+    nam_layout_free(&p->layout);
+    nam_pattern_free(&p->pattern);
+    nam_recipe_free(&p->recipe);
+    memset(p, 0, sizeof *p);
+}
+
+/* Binding for family `fam` from the recipe's map ("R=G,X=M"), 0 if none. */
+static char nam__binding(const nam_recipe *r, char fam) {
+    const char *p = r->map;
+    for (; *p; p++)
+        if ((p == r->map || p[-1] == ',') && p[0] == fam && p[1] == '=') return p[2];
+    return 0;
+}
+
+static int nam__has_module(const char *list, const char *m) {
+    size_t n = strlen(m);
+    const char *p = list;
+    while (p && *p) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? NAM__CAST(size_t, e - p) : strlen(p);
+        if (l == n && !strncmp(p, m, n)) return 1;
+        p = e ? e + 1 : NULL;
+    }
+    return 0;
+}
+
+/* Position-bearing error for a layer of the authored pattern. */
+static nam_status nam__layer_err(nam_plan *p, nam_error *err, nam_status st, int layer, int stage, int column) {
+    const nam_recipe *r = &p->recipe;
+    if (!err) return st;
+    err->layer = layer;
+    err->stage = stage;
+    err->line = r->pattern_line > 0 ? r->pattern_line : 1;
+    err->column = (r->pattern_column > 0 ? r->pattern_column - 1 : 0) + column;
+    err->offset = column - 1;
+    snprintf(err->source, sizeof err->source, "%s", r->pattern_source);
+    return st;
+}
+
+/* Lower one authored letter. Returns the Megatron symbol, 0 for an unmapped seam,
+   or -1 after filling err (refusal). `seam` receives the seam index or -1. */
+static int nam__lower(nam_plan *p, char fam, int layer, int is_dsa, int *seam, nam_error *err, int mtp_pos, int stage, int column) {
+    const nam_recipe *r = &p->recipe;
+    char where[96];
+    *seam = -1;
+    if (mtp_pos >= 0) snprintf(where, sizeof where, "MTP position %d (pattern column %d)", mtp_pos, column);
+    else snprintf(where, sizeof where, "layer %d (stage %d, pattern column %d)", layer, stage, column);
+    if (fam == 'A') return r->mla ? (is_dsa ? 'D' : '+') : '*';
+    if (fam == 'E') {
+        if (r->num_experts <= 0) {
+            nam__err(err, NAM_ERR_UNSUPPORTED, "E at %s needs MoE, but moe.num_experts is 0; nam refuses to lower an expert layer to a dense MLP '-'", where);
+            return -1;
+        }
+        return 'E';
+    }
+    if (fam == 'M') {
+        if (strcmp(r->mamba_impl, "mamba2")) {
+            char name[48], reason[160], sup[160];
+            snprintf(name, sizeof name, "%s-mixer", !strcmp(r->mamba_impl, "mamba3") ? "mamba3" : "custom-mamba");
+            snprintf(reason, sizeof reason, "pattern.mamba_impl = %s, but Megatron-LM's M builds the Mamba-2 MambaLayer", r->mamba_impl);
+            snprintf(sup, sizeof sup, "a %s mixer submodule in the hybrid layer spec (--spec) for these M layers", r->mamba_impl);
+            *seam = nam__seam_find_or_add(p, name, 'M', NAM_SEAM_CUSTOM_IMPL, reason, sup);
+        }
+        return 'M';
+    }
+    {   /* R and declared families: explicit binding, strict refusal, or a seam */
+        char b = nam__binding(r, fam);
+        if (b) {
+            char what[160];
+            if (b == 'E' && r->num_experts <= 0) {
+                nam__err(err, NAM_ERR_CONFLICT, "binding %c=E at %s needs moe.num_experts > 0", fam, where);
+                return -1;
+            }
+            if ((b == '+' || b == 'D') && !r->mla) {
+                nam__err(err, NAM_ERR_CONFLICT, "binding %c=%c at %s needs model.mla = true", fam, b, where);
+                return -1;
+            }
+            snprintf(what, sizeof what, "explicit binding pattern.map %c=%c: family %c lowered to Megatron '%c'%s", fam, b, fam, b,
+                     b == 'G' ? " (Gated DeltaNet)" : "");
+            nam__decide(p, fam, b, what);
+            return b;
+        }
+        if (p->strict) {
+            nam__err(err, NAM_ERR_UNSUPPORTED, "%c at %s has no Megatron-LM layer symbol (valid: M G * D + - E); strict mode stops here. Bind it explicitly (pattern.map = %c=G) or keep it as a named seam with recipe.mode = plan",
+                     fam, where, fam);
+            return -1;
+        }
+        {
+            char name[48], reason[160], sup[160];
+            if (fam == 'R') {
+                snprintf(name, sizeof name, "recurrent-tail");
+                snprintf(reason, sizeof reason, "Megatron-LM has no recurrent-tail symbol (valid: M G * D + - E); nam does not substitute M or G");
+                snprintf(sup, sizeof sup, "a recurrent-tail layer spec at these indices, or an explicit binding such as pattern.map = R=G");
+            } else {
+                snprintf(name, sizeof name, "custom-family-%c", fam);
+                snprintf(reason, sizeof reason, "family %c is declared by the recipe and has no Megatron-LM symbol", fam);
+                snprintf(sup, sizeof sup, "a layer spec for family %c at these indices, or an explicit binding pattern.map = %c=SYMBOL", fam, fam);
+            }
+            *seam = nam__seam_find_or_add(p, name, fam, NAM_SEAM_UNMAPPED, reason, sup);
+            return 0;
+        }
+    }
+}
+
+static int nam__i64_fits(long long v) { return v >= 0 && v <= INT_MAX; }
+
+/* Launch-policy checks that mirror Megatron's constraints (megatron.md section 4). */
+static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
+    const nam_recipe *r = &p->recipe;
+    long long model = NAM__CAST(long long, r->tp) * r->pp * r->cp, emodel;
+    int counts[128], i, any_attn, heads = r->num_attention_heads;
+    memset(counts, 0, sizeof counts);
+    for (i = 0; i < p->pattern.depth; i++) if (p->layers[i].native) counts[NAM__CAST(unsigned char, p->layers[i].native)]++;
+    if (p->mtp_native) for (i = 0; p->mtp_native[i]; i++) counts[NAM__CAST(unsigned char, p->mtp_native[i])]++;
+    any_attn = counts['*'] + counts['+'] + counts['D'];
+    (void)any_attn;
+    /* world size and data parallel */
+    if (r->world_size % model != 0)
+        return nam__err(err, NAM_ERR_PARALLEL, "world_size %d is not divisible by tp*pp*cp = %d*%d*%d = %lld", r->world_size, r->tp, r->pp, r->cp, model);
+    p->dp = NAM__CAST(int, r->world_size / model);
+    p->etp = r->etp ? r->etp : r->tp;
+    emodel = NAM__CAST(long long, p->etp) * r->ep * r->pp;
+    if (r->world_size % emodel != 0)
+        return nam__err(err, NAM_ERR_PARALLEL, "world_size %d is not divisible by etp*ep*pp = %d*%d*%d = %lld (the expert grid)", r->world_size, p->etp, r->ep, r->pp, emodel);
+    p->edp = NAM__CAST(int, r->world_size / emodel);
+    if (strcmp(r->order + strlen(r->order) - 2, "pp") && r->pp != 1 && p->edp != p->dp)
+        return nam__err(err, NAM_ERR_PARALLEL, "order %s does not end in pp, so Megatron needs expert dp (%d) == dp (%d) when pp = %d", r->order, p->edp, p->dp, r->pp);
+    /* experts */
+    if (r->ep > 1 && r->num_experts == 0)
+        return nam__err(err, NAM_ERR_PARALLEL, "parallel.ep = %d needs moe.num_experts > 0", r->ep);
+    if (r->num_experts > 0) {
+        if (r->num_experts % r->ep != 0)
+            return nam__err(err, NAM_ERR_PARALLEL, "moe.num_experts %d is not divisible by parallel.ep %d", r->num_experts, r->ep);
+        if (r->router_topk > r->num_experts)
+            return nam__err(err, NAM_ERR_RANGE, "moe.router_topk %d exceeds moe.num_experts %d", r->router_topk, r->num_experts);
+        if (r->router_topk == 1 && !strcmp(r->score_function, "softmax") && !r->pre_softmax)
+            return nam__err(err, NAM_ERR_CONFLICT, "moe.router_topk 1 with softmax scoring needs moe.pre_softmax = true (TransformerConfig)");
+        if (r->expert_bias && !strcmp(r->score_function, "softmax"))
+            return nam__err(err, NAM_ERR_CONFLICT, "moe.expert_bias needs score_function sigmoid or sqrtsoftplus, not softmax");
+        if (!r->disable_bias_linear && p->etp != 1)
+            return nam__err(err, NAM_ERR_CONFLICT, "MoE with linear bias (model.disable_bias_linear = false) needs expert tensor parallel 1, got %d", p->etp);
+    }
+    /* attention heads vs TP */
+    if (heads % r->tp != 0)
+        return nam__err(err, NAM_ERR_PARALLEL, "model.num_attention_heads %d is not divisible by tp %d", heads, r->tp);
+    if (r->num_query_groups > 0) {
+        if (r->mla)
+            return nam__err(err, NAM_ERR_CONFLICT, "model.num_query_groups = %d asks for grouped-query attention, which Megatron refuses together with MLA (model.mla = true); set num_query_groups = 0", r->num_query_groups);
+        if (heads % r->num_query_groups != 0)
+            return nam__err(err, NAM_ERR_RANGE, "model.num_attention_heads %d is not divisible by model.num_query_groups %d", heads, r->num_query_groups);
+        if (r->num_query_groups % r->tp != 0 && r->tp % r->num_query_groups != 0)
+            return nam__err(err, NAM_ERR_PARALLEL, "model.num_query_groups %d must be a multiple or a divisor of tp %d", r->num_query_groups, r->tp);
+    }
+    if (r->kv_channels == 0 && r->hidden_size % heads != 0)
+        return nam__err(err, NAM_ERR_RANGE, "model.hidden_size %d is not divisible by model.num_attention_heads %d (set model.kv_channels)", r->hidden_size, heads);
+    p->kv_channels = r->kv_channels ? r->kv_channels : r->hidden_size / heads;
+    /* Mamba heads and groups vs TP and CP */
+    p->mamba_num_heads = r->mamba_num_heads;
+    if (!p->mamba_num_heads) {
+        long long d_inner = 2LL * r->hidden_size;
+        if (d_inner % r->mamba_head_dim != 0)
+            return nam__err(err, NAM_ERR_RANGE, "2 * model.hidden_size (%lld) is not divisible by mamba.head_dim %d", d_inner, r->mamba_head_dim);
+        p->mamba_num_heads = NAM__CAST(int, d_inner / r->mamba_head_dim);
+    }
+    if (counts['M']) {
+        int nh = p->mamba_num_heads, ng = r->mamba_num_groups;
+        if (nh % r->tp != 0) return nam__err(err, NAM_ERR_PARALLEL, "Mamba heads %d are not divisible by tp %d", nh, r->tp);
+        if (ng % r->tp != 0) return nam__err(err, NAM_ERR_PARALLEL, "mamba.num_groups %d is not divisible by tp %d", ng, r->tp);
+        if (nh % ng != 0) return nam__err(err, NAM_ERR_RANGE, "Mamba heads %d are not divisible by mamba.num_groups %d", nh, ng);
+        if (r->cp > 1) {
+            int ht = nh / r->tp, gt = ng / r->tp;
+            if (ht % r->cp != 0) return nam__err(err, NAM_ERR_PARALLEL, "Mamba heads per TP rank (%d) are not divisible by cp %d", ht, r->cp);
+            if (r->cp % gt != 0 && gt % r->cp != 0)
+                return nam__err(err, NAM_ERR_PARALLEL, "Mamba groups per TP rank (%d) and cp %d must divide one another", gt, r->cp);
+        }
+    }
+    if (counts['G']) {
+        long long tc = NAM__CAST(long long, r->tp) * r->cp;
+        if (r->gdn_num_key_heads % tc != 0 || r->gdn_num_value_heads % tc != 0)
+            return nam__err(err, NAM_ERR_PARALLEL, "GDN heads (key %d, value %d) must be divisible by tp*cp = %lld", r->gdn_num_key_heads, r->gdn_num_value_heads, tc);
+    }
+    /* sequence parallel, context parallel, sequence length */
+    if (r->sequence_parallel && r->tp == 1)
+        return nam__err(err, NAM_ERR_CONFLICT, "parallel.sequence_parallel needs tp > 1 (Megatron would silently turn it off; nam refuses the silent fix-up)");
+    if (r->cp > 1 && r->seq_length % (2 * r->cp) != 0)
+        return nam__err(err, NAM_ERR_PARALLEL, "model.seq_length %d is not divisible by 2*cp = %d", r->seq_length, 2 * r->cp);
+    if (r->max_position_embeddings && r->max_position_embeddings < r->seq_length)
+        return nam__err(err, NAM_ERR_RANGE, "model.max_position_embeddings %d is smaller than model.seq_length %d", r->max_position_embeddings, r->seq_length);
+    /* batch geometry */
+    {
+        long long gbs = r->global_batch_size ? r->global_batch_size : NAM__CAST(long long, r->micro_batch_size) * p->dp;
+        long long unit = NAM__CAST(long long, r->micro_batch_size) * p->dp;
+        if (!nam__i64_fits(gbs)) return nam__err(err, NAM_ERR_RANGE, "global batch size %lld overflows", gbs);
+        if (gbs % unit != 0)
+            return nam__err(err, NAM_ERR_PARALLEL, "global batch size %lld is not divisible by micro_batch_size * dp = %d * %d = %lld", gbs, r->micro_batch_size, p->dp, unit);
+        p->num_microbatches = NAM__CAST(int, gbs / unit);
+        if (p->vpp) {
+            if (p->num_microbatches < r->pp)
+                return nam__err(err, NAM_ERR_PARALLEL, "the interleaved schedule (VPP %d) needs at least pp = %d microbatches, got %d (global %lld / (micro %d * dp %d))",
+                                p->vpp, r->pp, p->num_microbatches, gbs, r->micro_batch_size, p->dp);
+            if (p->num_microbatches % r->pp != 0)
+                return nam__err(err, NAM_ERR_PARALLEL, "the interleaved schedule (VPP %d) needs the number of microbatches (%d) divisible by pp %d", p->vpp, p->num_microbatches, r->pp);
+        }
+    }
+    /* MTP, MLA, DSA */
+    if (p->pattern.mtp_depths > 0 && strcmp(r->position_embedding_type, "rope") && strcmp(r->position_embedding_type, "none"))
+        return nam__err(err, NAM_ERR_CONFLICT, "MTP (%d depths) needs model.position_embedding_type rope or none, got %s", p->pattern.mtp_depths, r->position_embedding_type);
+    if (counts['D']) {
+        if (!r->disable_bias_linear)
+            return nam__err(err, NAM_ERR_CONFLICT, "DSA layers ('D') need model.disable_bias_linear = true (add_bias_linear=False)");
+        if (r->cp > 1 && strcmp(r->cp_comm_type, "allgather"))
+            return nam__err(err, NAM_ERR_CONFLICT, "DSA layers with cp %d need parallel.cp_comm_type = allgather, got %s", r->cp, r->cp_comm_type);
+    }
+    /* CUDA graphs */
+    {
+        const char *impl = r->cuda_graph_impl, *mods = r->cuda_graph_modules;
+        if (!strcmp(impl, "none") && mods[0])
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules = %s but cuda_graph.impl is none", mods);
+        if (!strcmp(impl, "full_iteration") && mods[0])
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.impl full_iteration needs empty cuda_graph.modules, got %s", mods);
+        if (nam__has_module(mods, "moe") && nam__has_module(mods, "moe_router"))
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: moe and moe_router are mutually exclusive");
+        if (nam__has_module(mods, "moe_preprocess") && !nam__has_module(mods, "moe_router"))
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: moe_preprocess needs moe_router");
+        if ((nam__has_module(mods, "moe") || nam__has_module(mods, "moe_router")) && r->num_experts <= 1)
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: MoE graphs need moe.num_experts > 1, got %d", r->num_experts);
+        if (nam__has_module(mods, "moe"))
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'moe' needs drop-and-pad token dispatch, which this recipe format does not model; use moe_router");
+        if (nam__has_module(mods, "mlp") && !counts['-'])
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'mlp' but the plan has no dense MLP ('-') layers");
+        if (nam__has_module(mods, "mamba") && !counts['M'] && !p->unresolved)
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'mamba' but the plan has no Mamba layers");
+        if (nam__has_module(mods, "attn") && !any_attn && !p->unresolved)
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'attn' but the plan has no attention layers");
+    }
+    if (!strcmp(r->fp8, "e4m3") || !strcmp(r->fp8, "hybrid")) {
+        if (strcmp(r->dtype, "bf16") && strcmp(r->dtype, "fp16"))
+            return nam__err(err, NAM_ERR_CONFLICT, "precision.fp8 = %s needs precision.dtype bf16 or fp16, got %s", r->fp8, r->dtype);
+    }
+    return NAM_OK;
+}
+
+static void nam__build_args(nam_plan *p) {
+    const nam_recipe *r = &p->recipe;
+    int hasM = 0, hasG = 0, hasE = 0, i;
+    for (i = 0; i < p->pattern.depth; i++) {
+        hasM |= p->layers[i].native == 'M';
+        hasG |= p->layers[i].native == 'G';
+        hasE |= p->layers[i].native == 'E';
+    }
+    if (p->mtp_native) {
+        hasM |= strchr(p->mtp_native, 'M') != NULL;
+        hasG |= strchr(p->mtp_native, 'G') != NULL;
+        hasE |= strchr(p->mtp_native, 'E') != NULL;
+    }
+    nam__arg(p, "--spec", "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec");
+    if (p->native_pattern) nam__arg(p, "--hybrid-layer-pattern", "%s", p->native_pattern);
+    nam__arg(p, "--num-layers", "%d", p->pattern.depth);
+    nam__arg(p, "--tensor-model-parallel-size", "%d", r->tp);
+    nam__arg(p, "--pipeline-model-parallel-size", "%d", r->pp);
+    nam__arg(p, "--context-parallel-size", "%d", r->cp);
+    if (r->cp > 1) nam__arg(p, "--cp-comm-type", "%s", r->cp_comm_type);
+    nam__arg(p, "--expert-model-parallel-size", "%d", r->ep);
+    nam__arg(p, "--expert-tensor-parallel-size", "%d", p->etp);
+    if (r->sequence_parallel) nam__arg(p, "--sequence-parallel", NULL);
+    if (!r->overlap_p2p) nam__arg(p, "--no-overlap-p2p-communication", NULL);
+    if (!strcmp(r->order, "tp-cp-ep-pp-dp")) nam__arg(p, "--use-tp-pp-dp-mapping", NULL);
+    if (r->first_stage_layers) nam__arg(p, "--decoder-first-pipeline-num-layers", "%d", r->first_stage_layers);
+    if (r->last_stage_layers) nam__arg(p, "--decoder-last-pipeline-num-layers", "%d", r->last_stage_layers);
+    nam__arg(p, "--hidden-size", "%d", r->hidden_size);
+    nam__arg(p, "--ffn-hidden-size", "%d", p->ffn_hidden_size);
+    nam__arg(p, "--num-attention-heads", "%d", r->num_attention_heads);
+    if (r->num_query_groups > 0) {
+        nam__arg(p, "--group-query-attention", NULL);
+        nam__arg(p, "--num-query-groups", "%d", r->num_query_groups);
+    }
+    nam__arg(p, "--kv-channels", "%d", p->kv_channels);
+    nam__arg(p, "--seq-length", "%d", r->seq_length);
+    nam__arg(p, "--max-position-embeddings", "%d", r->max_position_embeddings ? r->max_position_embeddings : r->seq_length);
+    nam__arg(p, "--position-embedding-type", "%s", r->position_embedding_type);
+    nam__arg(p, "--normalization", "%s", r->normalization);
+    if (!strcmp(r->activation, "swiglu")) nam__arg(p, "--swiglu", NULL);
+    if (!strcmp(r->activation, "squared_relu")) nam__arg(p, "--squared-relu", NULL);
+    if (r->untie_embeddings) nam__arg(p, "--untie-embeddings-and-output-weights", NULL);
+    if (r->disable_bias_linear) nam__arg(p, "--disable-bias-linear", NULL);
+    if (r->mla) {
+        nam__arg(p, "--multi-latent-attention", NULL);
+        if (r->q_lora_rank) nam__arg(p, "--q-lora-rank", "%d", r->q_lora_rank);
+        nam__arg(p, "--kv-lora-rank", "%d", r->kv_lora_rank);
+        nam__arg(p, "--qk-head-dim", "%d", r->qk_head_dim);
+        nam__arg(p, "--qk-pos-emb-head-dim", "%d", r->qk_pos_emb_head_dim);
+        nam__arg(p, "--v-head-dim", "%d", r->v_head_dim);
+    }
+    if (r->num_experts > 0 && (hasE || p->unresolved)) {
+        nam__arg(p, "--num-experts", "%d", r->num_experts);
+        nam__arg(p, "--moe-router-topk", "%d", r->router_topk);
+        nam__arg(p, "--moe-ffn-hidden-size", "%d", r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size);
+        if (r->shared_expert_size) nam__arg(p, "--moe-shared-expert-intermediate-size", "%d", r->shared_expert_size);
+        nam__arg(p, "--moe-router-score-function", "%s", r->score_function);
+        if (r->pre_softmax) nam__arg(p, "--moe-router-pre-softmax", NULL);
+        if (r->expert_bias) nam__arg(p, "--moe-router-enable-expert-bias", NULL);
+        nam__arg(p, "--moe-router-load-balancing-type", "%s", r->load_balancing);
+        nam__arg(p, "--moe-aux-loss-coeff", "%g", r->aux_loss_coeff);
+        nam__arg(p, "--moe-token-dispatcher-type", "%s", r->dispatcher);
+        if (r->grouped_gemm) nam__arg(p, "--moe-grouped-gemm", NULL);
+    }
+    if (p->pattern.mtp_depths > 0) {
+        nam__arg(p, "--mtp-num-layers", "%d", p->pattern.mtp_depths);
+        nam__arg(p, "--mtp-loss-scaling-factor", "%g", r->mtp_loss_scaling_factor);
+    }
+    if (hasM) {
+        nam__arg(p, "--mamba-state-dim", "%d", r->mamba_state_dim);
+        nam__arg(p, "--mamba-head-dim", "%d", r->mamba_head_dim);
+        nam__arg(p, "--mamba-num-groups", "%d", r->mamba_num_groups);
+        nam__arg(p, "--mamba-num-heads", "%d", p->mamba_num_heads);
+    }
+    if (hasG) {
+        nam__arg(p, "--linear-num-key-heads", "%d", r->gdn_num_key_heads);
+        nam__arg(p, "--linear-num-value-heads", "%d", r->gdn_num_value_heads);
+        nam__arg(p, "--linear-key-head-dim", "%d", r->gdn_key_head_dim);
+        nam__arg(p, "--linear-value-head-dim", "%d", r->gdn_value_head_dim);
+        nam__arg(p, "--linear-conv-kernel-dim", "%d", r->gdn_conv_kernel_dim);
+    }
+    nam__arg(p, "--micro-batch-size", "%d", r->micro_batch_size);
+    nam__arg(p, "--global-batch-size", "%d", r->global_batch_size ? r->global_batch_size : r->micro_batch_size * p->dp);
+    if (!strcmp(r->dtype, "bf16")) nam__arg(p, "--bf16", NULL);
+    if (!strcmp(r->dtype, "fp16")) nam__arg(p, "--fp16", NULL);
+    if (strcmp(r->fp8, "none")) nam__arg(p, "--fp8-format", "%s", r->fp8);
+    nam__arg(p, "--cuda-graph-impl", "%s", r->cuda_graph_impl);
+    if (r->cuda_graph_modules[0]) {
+        char mods[NAM_STR_MAX];
+        char *c;
+        snprintf(mods, sizeof mods, "%s", r->cuda_graph_modules);
+        for (c = mods; *c; c++) if (*c == ',') *c = ' ';
+        nam__arg(p, "--cuda-graph-modules", "%s", mods);
+    }
+}
+
+NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error *err) {
+    nam_pattern_desc pd;
+    nam_layout_desc ld;
+    nam_status st;
+    nam_plan *p = out;
+    int i, depth, attn_plain = -1, attn_mla = -1;
+    char *shadow = NULL;
+    if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_plan_make: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!r || !r->pattern) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_plan_make: recipe or its pattern is NULL");
+    st = nam__recipe_copy(&p->recipe, r, err);
+    if (st) return st;
+    r = &p->recipe;
+    p->strict = !strcmp(r->mode, "strict");
+    /* 1. the authored pattern */
+    memset(&pd, 0, sizeof pd);
+    pd.text = r->pattern;
+    pd.tile = r->tile;
+    pd.depth = r->depth;
+    pd.stages = r->stages;
+    pd.families = r->families;
+    pd.source = r->pattern_source;
+    pd.line = r->pattern_line;
+    pd.column = r->pattern_column;
+    st = nam_pattern_parse(&pd, &p->pattern, err);
+    if (st) goto fail;
+    depth = p->pattern.depth;
+    /* 2. bindings must name families the pattern can hold */
+    {
+        const char *m;
+        for (m = r->map; *m; m++) {
+            if ((m == r->map || m[-1] == ',') && !nam__is_family(m[0], r->families)) {
+                st = nam__err(err, NAM_ERR_SYMBOL, "pattern.map binds family %c, which is neither R nor declared in pattern.families", m[0]);
+                goto fail;
+            }
+        }
+    }
+    /* 3. DSA marks */
+    if (r->num_dsa_layers > 0 && !r->mla) {
+        st = nam__err(err, NAM_ERR_CONFLICT, "pattern.dsa_layers needs model.mla = true: D is MLA-based, and Megatron refuses plain attention '*' together with DSA 'D'");
+        goto fail;
+    }
+    for (i = 0; i < r->num_dsa_layers; i++) {
+        int L = r->dsa_layers[i];
+        if (L >= depth) { st = nam__err(err, NAM_ERR_RANGE, "pattern.dsa_layers entry %d: layer %d is beyond depth %d", i + 1, L, depth); goto fail; }
+        if (p->pattern.layers[L].family != 'A') {
+            st = nam__err(err, NAM_ERR_CONFLICT, "pattern.dsa_layers entry %d: layer %d is family %c, only A layers can be DSA", i + 1, L, p->pattern.layers[L].family);
+            nam__layer_err(p, err, st, L, p->pattern.layers[L].stage, p->pattern.layers[L].column);
+            goto fail;
+        }
+    }
+    /* 4. lower every layer */
+    p->layers = NAM__CAST(nam_plan_layer *, nam__alloc(sizeof(nam_plan_layer) * NAM__CAST(size_t, depth)));
+    if (!p->layers) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto fail; }
+    for (i = 0; i < depth; i++) {
+        const nam_layer *L = &p->pattern.layers[i];
+        nam_plan_layer *P = &p->layers[i];
+        int is_dsa = 0, k, seam, sym;
+        for (k = 0; k < r->num_dsa_layers; k++) is_dsa |= r->dsa_layers[k] == i;
+        if (is_dsa && p->num_dsa_capable < NAM_MAX_LIST) p->dsa_capable[p->num_dsa_capable++] = i;
+        sym = nam__lower(p, L->family, i, is_dsa, &seam, err, -1, L->stage, L->column);
+        if (sym < 0) { st = err ? err->code : NAM_ERR_UNSUPPORTED; nam__layer_err(p, err, st, i, L->stage, L->column); goto fail; }
+        P->index = i;
+        P->stage = L->stage;
+        P->family = L->family;
+        P->native = NAM__CAST(char, sym);
+        P->seam = seam;
+        P->column = L->column;
+        if (seam >= 0) { arrput(p->seams[seam].layers, i); p->seams[seam].num_layers++; }
+        if (!sym) p->unresolved++;
+        if (sym == '*' && attn_plain < 0) attn_plain = i;
+        if ((sym == '+' || sym == 'D') && attn_mla < 0) attn_mla = i;
+    }
+    if (p->pattern.mtp) {
+        int n = p->pattern.mtp_len, ok = 1;
+        p->mtp_native = NAM__CAST(char *, nam__alloc(NAM__CAST(size_t, n) + 1));
+        if (!p->mtp_native) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto fail; }
+        for (i = 0; i < n; i++) {
+            int seam, col = p->pattern.mtp_columns[i];
+            int sym = nam__lower(p, p->pattern.mtp[i], -1, 0, &seam, err, i, p->pattern.num_stages - 1, col);
+            if (sym < 0) { st = err ? err->code : NAM_ERR_UNSUPPORTED; nam__layer_err(p, err, st, -1, p->pattern.num_stages - 1, col); goto fail; }
+            if (seam >= 0) p->seams[seam].mtp_positions++;
+            if (!sym) { ok = 0; p->unresolved += p->pattern.mtp_depths; }
+            p->mtp_native[i] = NAM__CAST(char, sym ? sym : '?');
+            if (sym == '*' && attn_plain < 0) attn_plain = depth + i;
+            if ((sym == '+' || sym == 'D') && attn_mla < 0) attn_mla = depth + i;
+        }
+        p->mtp_native[n] = 0;
+        if (!ok) { nam_free(p->mtp_native); p->mtp_native = NULL; }
+    }
+    if (attn_plain >= 0 && attn_mla >= 0) {
+        st = nam__err(err, NAM_ERR_CONFLICT, "the plan mixes plain attention '*' (%s %d) with MLA/DSA (%s %d); Megatron refuses both in one model (an explicit binding to '*' while model.mla is on causes this)",
+                      attn_plain < depth ? "layer" : "MTP position", attn_plain < depth ? attn_plain : attn_plain - depth,
+                      attn_mla < depth ? "layer" : "MTP position", attn_mla < depth ? attn_mla : attn_mla - depth);
+        goto fail;
+    }
+    /* 5. the native pattern (or, while seams are unresolved, a private shadow used only to
+          check the stage arithmetic; it is never emitted) */
+    {
+        nam__sb b;
+        int s, k;
+        memset(&b, 0, sizeof b);
+        for (s = 0; s < p->pattern.num_stages; s++) {
+            if (s) nam__sb_putc(&b, '|');
+            for (i = p->pattern.stage_begin[s]; i < p->pattern.stage_begin[s + 1]; i++)
+                nam__sb_putc(&b, p->layers[i].native ? p->layers[i].native : 'M');
+        }
+        if (p->pattern.mtp) {
+            for (k = 0; k < p->pattern.mtp_depths; k++) {
+                nam__sb_putc(&b, '/');
+                for (i = 0; i < p->pattern.mtp_len; i++) nam__sb_putc(&b, p->mtp_native ? p->mtp_native[i] : 'M');
+            }
+        }
+        st = nam__sb_finish(&b, &shadow, err);
+        if (st) goto fail;
+    }
+    st = nam_megatron_parse(shadow, 0, &p->mpattern, err);
+    if (st) { nam__err_prefix(err, "translated pattern: "); goto fail; }
+    memset(&ld, 0, sizeof ld);
+    ld.pp = r->pp;
+    ld.first_stage_layers = r->first_stage_layers;
+    ld.last_stage_layers = r->last_stage_layers;
+    ld.no_overlap_p2p = !r->overlap_p2p;
+    st = nam_megatron_layout(&p->mpattern, &ld, &p->layout, err);
+    if (st) { nam__err_prefix(err, "stage layout: "); goto fail; }
+    p->vpp = p->layout.vpp;
+    if (p->unresolved) {
+        nam_free(shadow);
+        shadow = NULL;
+        nam_megatron_free(&p->mpattern);
+        for (i = 0; i < p->layout.num_stages; i++) p->layout.stages[i].seg.layers = NULL; /* offsets stay */
+    } else {
+        p->native_pattern = shadow;
+        shadow = NULL;
+    }
+    /* 6. launch policy */
+    if (r->ffn_hidden_size) p->ffn_hidden_size = r->ffn_hidden_size;
+    else if (!strcmp(r->activation, "swiglu")) p->ffn_hidden_size = NAM__CAST(int, (8LL * r->hidden_size) / 192 * 64);
+    else p->ffn_hidden_size = 4 * r->hidden_size;
+    if (p->ffn_hidden_size <= 0) { st = nam__err(err, NAM_ERR_RANGE, "derived ffn_hidden_size %d is not positive (model.hidden_size %d)", p->ffn_hidden_size, r->hidden_size); goto fail; }
+    st = nam__check_policy(p, err);
+    if (st) goto fail;
+    nam__build_args(p);
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+fail:
+    nam_free(shadow);
+    nam_plan_free(p);
+    return st;
+}
+
+/* >>render ----------------------------------------------------------------------------- */
+NAM__DEF char *nam_shell_quote(const char *s) {
+    nam__sb b;
+    const char *c;
+    int safe = s && *s;
+    char *out = NULL;
+    if (!s) return NULL;
+    for (c = s; *c && safe; c++)
+        safe = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || strchr("_-+./=:,@%", *c);
+    memset(&b, 0, sizeof b);
+    if (safe) nam__sb_puts(&b, s);
+    else {
+        nam__sb_putc(&b, '\'');
+        for (c = s; *c; c++) {
+            if (*c == '\'') nam__sb_puts(&b, "'\\''");
+            else nam__sb_putc(&b, *c);
+        }
+        nam__sb_putc(&b, '\'');
+    }
+    if (nam__sb_finish(&b, &out, NULL) != NAM_OK) return NULL;
+    return out;
+}
+
+static void nam__json_seams(const nam_plan *p, nam__sb *b) {
+    int i;
+    nam__sb_putc(b, '[');
+    for (i = 0; i < p->num_seams; i++) {
+        const nam_seam *s = &p->seams[i];
+        nam__sb_puts(b, i ? ",\n    {" : "\n    {");
+        nam__sb_puts(b, "\"name\":"); nam__sb_json_str(b, s->name);
+        nam__sb_puts(b, ",\"family\":"); nam__sb_json_char(b, s->family);
+        nam__sb_printf(b, ",\"kind\":\"%s\",\"layers\":", s->kind == NAM_SEAM_UNMAPPED ? "unmapped" : "custom_impl");
+        nam__sb_json_ints(b, s->layers, s->num_layers);
+        nam__sb_printf(b, ",\"mtp_positions\":%d,\"blocks_native_pattern\":%s,\"reason\":", s->mtp_positions, s->kind == NAM_SEAM_UNMAPPED ? "true" : "false");
+        nam__sb_json_str(b, s->reason);
+        nam__sb_puts(b, ",\"runtime_must_supply\":"); nam__sb_json_str(b, s->runtime_supplies);
+        nam__sb_putc(b, '}');
+    }
+    nam__sb_puts(b, p->num_seams ? "\n  ]" : "]");
+}
+
+static void nam__json_decisions(const nam_plan *p, nam__sb *b) {
+    int i;
+    nam__sb_putc(b, '[');
+    for (i = 0; i < p->num_decisions; i++) {
+        nam__sb_puts(b, i ? ",{\"family\":" : "{\"family\":");
+        nam__sb_json_char(b, p->decisions[i].family);
+        nam__sb_puts(b, ",\"symbol\":"); nam__sb_json_char(b, p->decisions[i].symbol);
+        nam__sb_puts(b, ",\"decision\":"); nam__sb_json_str(b, p->decisions[i].what);
+        nam__sb_putc(b, '}');
+    }
+    nam__sb_putc(b, ']');
+}
+
+static void nam__json_argv(const nam_plan *p, nam__sb *b) {
+    int i;
+    nam__sb_putc(b, '[');
+    for (i = 0; i < p->num_args; i++) {
+        const char *v = p->args[i].value;
+        nam__sb_puts(b, i ? ",\n    " : "\n    ");
+        nam__sb_json_str(b, p->args[i].flag);
+        while (v) {                           /* one argv word per space-separated token */
+            const char *e = strchr(v, ' ');
+            nam__sb_putc(b, ',');
+            nam__sb_json_strn(b, v, e ? NAM__CAST(size_t, e - v) : strlen(v));
+            v = e ? e + 1 : NULL;
+        }
+    }
+    nam__sb_puts(b, "\n  ]");
+}
+
+static void nam__json_family_indices(const nam_plan *p, nam__sb *b, char fam) {
+    int i, first = 1;
+    nam__sb_putc(b, '[');
+    for (i = 0; i < p->pattern.depth; i++)
+        if (p->layers[i].family == fam) { nam__sb_printf(b, first ? "%d" : ",%d", i); first = 0; }
+    nam__sb_putc(b, ']');
+}
+
+static void nam__json_stages(const nam_plan *p, nam__sb *b) {
+    int i, k;
+    nam__sb_putc(b, '[');
+    for (i = 0; i < p->layout.num_stages; i++) {
+        const nam_stage *S = &p->layout.stages[i];
+        nam__sb_printf(b, "%s{\"vp_stage\":%d,\"pp_rank\":%d,\"offset\":%d,\"num_layers\":%d,\"layers\":",
+                       i ? ",\n    " : "\n    ", S->vp_stage, S->pp_rank, S->seg.offset, S->seg.num_layers);
+        if (S->seg.layers) nam__sb_json_strn(b, S->seg.layers, NAM__CAST(size_t, S->seg.num_layers));
+        else {   /* authored letters for the stage while seams are unresolved */
+            nam__sb_putc(b, '"');
+            for (k = 0; k < S->seg.num_layers; k++) nam__sb_putc(b, p->layers[S->seg.offset + k].family);
+            nam__sb_puts(b, "\",\"authored\":true");
+        }
+        nam__sb_putc(b, '}');
+    }
+    nam__sb_puts(b, "\n  ]");
+}
+
+NAM__DEF nam_status nam_plan_json(const nam_plan *p, int what, char **out, nam_error *err) {
+    nam__sb b;
+    const nam_recipe *r;
+    int i, f;
+    if (!p || !out || !p->layers) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_plan_json: NULL argument or empty plan");
+    if (what < NAM_JSON_PLAN || what > NAM_JSON_LAUNCH) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_plan_json: unknown output kind %d", what);
+    r = &p->recipe;
+    memset(&b, 0, sizeof b);
+    nam__sb_puts(&b, "{\n  \"nam_version\": \"" NAM_VERSION_STRING "\",\n  \"recipe\": ");
+    nam__sb_json_str(&b, r->name);
+    nam__sb_printf(&b, ",\n  \"mode\": \"%s\",\n  \"depth\": %d,\n  \"native_pattern\": ", p->strict ? "strict" : "plan", p->pattern.depth);
+    nam__sb_json_str(&b, p->native_pattern);
+    nam__sb_printf(&b, ",\n  \"unresolved_layers\": %d,\n  \"r_layer_indices\": ", p->unresolved);
+    nam__json_family_indices(p, &b, 'R');
+    if (what == NAM_JSON_PLAN) {
+        nam__sb_puts(&b, ",\n  \"authored\": ");
+        nam__sb_json_str(&b, r->pattern);
+        nam__sb_printf(&b, ",\n  \"tile\": %s,\n  \"num_stages\": %d,\n  \"counts\": {", r->tile ? "true" : "false", p->pattern.num_stages);
+        for (f = 0, i = 0; f < 26; f++) {
+            char c = NAM__CAST(char, 'A' + f);
+            if (!nam__is_family(c, r->families)) continue;
+            nam__sb_printf(&b, "%s\"%c\": %d", i++ ? ", " : "", c, p->pattern.counts[f]);
+        }
+        nam__sb_puts(&b, "},\n  \"stage_counts\": [");
+        for (i = 0; i < p->pattern.num_stages; i++) {
+            int s0 = p->pattern.stage_begin[i], s1 = p->pattern.stage_begin[i + 1], k, first = 1;
+            int c[26];
+            memset(c, 0, sizeof c);
+            for (k = s0; k < s1; k++) c[p->layers[k].family - 'A']++;
+            nam__sb_printf(&b, "%s{\"stage\": %d, \"first_layer\": %d, \"num_layers\": %d, \"counts\": {", i ? ", " : "", i, s0, s1 - s0);
+            for (f = 0; f < 26; f++) if (c[f]) { nam__sb_printf(&b, "%s\"%c\": %d", first ? "" : ", ", 'A' + f, c[f]); first = 0; }
+            nam__sb_puts(&b, "}}");
+        }
+        nam__sb_puts(&b, "],\n  \"family_layer_indices\": {");
+        for (f = 0, i = 0; f < 26; f++) {
+            char c = NAM__CAST(char, 'A' + f);
+            if (!nam__is_family(c, r->families)) continue;
+            nam__sb_printf(&b, "%s\"%c\": ", i++ ? ", " : "", c);
+            nam__json_family_indices(p, &b, c);
+        }
+        nam__sb_puts(&b, "},\n  \"layers\": [");
+        for (i = 0; i < p->pattern.depth; i++) {
+            const nam_plan_layer *L = &p->layers[i];
+            nam__sb_printf(&b, "%s{\"index\": %d, \"family\": \"%c\", \"native\": ", i ? ",\n    " : "\n    ", L->index, L->family);
+            nam__sb_json_char(&b, L->native);
+            nam__sb_printf(&b, ", \"stage\": %d, \"seam\": ", L->stage);
+            nam__sb_json_str(&b, L->seam >= 0 ? p->seams[L->seam].name : NULL);
+            nam__sb_printf(&b, ", \"column\": %d}", L->column);
+        }
+        nam__sb_puts(&b, "\n  ],\n  \"mtp\": ");
+        if (p->pattern.mtp) {
+            nam__sb_puts(&b, "{\"authored\": ");
+            nam__sb_json_str(&b, p->pattern.mtp);
+            nam__sb_puts(&b, ", \"native\": ");
+            nam__sb_json_str(&b, p->mtp_native);
+            nam__sb_printf(&b, ", \"depths\": %d}", p->pattern.mtp_depths);
+        } else nam__sb_puts(&b, "null");
+        nam__sb_puts(&b, ",\n  \"seams\": ");
+        nam__json_seams(p, &b);
+        nam__sb_puts(&b, ",\n  \"decisions\": ");
+        nam__json_decisions(p, &b);
+        nam__sb_printf(&b, ",\n  \"pp\": %d,\n  \"vpp\": %d,\n  \"pipeline_stages\": ", r->pp, p->vpp);
+        nam__json_stages(p, &b);
+    } else {
+        nam__sb_puts(&b, ",\n  \"native_pattern_withheld\": ");
+        if (p->native_pattern) nam__sb_puts(&b, "null");
+        else nam__sb_printf(&b, "\"%d layer(s) have no Megatron symbol; resolve the unmapped seams first\"", p->unresolved);
+        nam__sb_puts(&b, what == NAM_JSON_ARGS ? ",\n  \"args\": " : ",\n  \"generated_native_args\": ");
+        nam__json_argv(p, &b);
+        nam__sb_puts(&b, ",\n  \"custom_notes\": ");
+        nam__json_seams(p, &b);
+        nam__sb_puts(&b, ",\n  \"decisions\": ");
+        nam__json_decisions(p, &b);
+    }
+    if (what == NAM_JSON_LAUNCH) {
+        int gbs = r->global_batch_size ? r->global_batch_size : r->micro_batch_size * p->dp;
+        const char *e;
+        nam__sb_puts(&b, ",\n  \"fixed_policy\": {\n    \"pre_import_cache\": {\"root\": ");
+        nam__sb_json_str(&b, r->cache_dir);
+        nam__sb_puts(&b, ", \"when\": \"before importing torch or megatron\", \"env\": {\"TRITON_CACHE_DIR\": ");
+        { char t[NAM_STR_MAX + 16]; snprintf(t, sizeof t, "%s/triton", r->cache_dir); nam__sb_json_str(&b, t);
+          nam__sb_puts(&b, ", \"TORCHINDUCTOR_CACHE_DIR\": "); snprintf(t, sizeof t, "%s/inductor", r->cache_dir); nam__sb_json_str(&b, t); }
+        nam__sb_puts(&b, "}},\n    \"recipe_mode\": ");
+        nam__sb_json_str(&b, r->recipe_mode);
+        nam__sb_puts(&b, ",\n    \"env\": {");
+        for (e = r->env, i = 0; *e; i++) {
+            const char *c = strchr(e, ','), *eq = strchr(e, '=');
+            size_t l = c ? NAM__CAST(size_t, c - e) : strlen(e);
+            if (i) nam__sb_puts(&b, ", ");
+            nam__sb_json_strn(&b, e, NAM__CAST(size_t, eq - e));
+            nam__sb_puts(&b, ": ");
+            nam__sb_json_strn(&b, eq + 1, l - NAM__CAST(size_t, eq - e) - 1);
+            e = c ? c + 1 : e + l;
+        }
+        nam__sb_puts(&b, "},\n    \"cuda_graph\": {\"impl\": ");
+        nam__sb_json_str(&b, r->cuda_graph_impl);
+        nam__sb_puts(&b, ", \"modules\": [");
+        for (e = r->cuda_graph_modules, i = 0; *e; i++) {
+            const char *c = strchr(e, ',');
+            size_t l = c ? NAM__CAST(size_t, c - e) : strlen(e);
+            if (i) nam__sb_puts(&b, ", ");
+            nam__sb_json_strn(&b, e, l);
+            e = c ? c + 1 : e + l;
+        }
+        nam__sb_printf(&b, "]},\n    \"batch\": {\"micro_batch_size\": %d, \"global_batch_size\": %d, \"num_microbatches\": %d, \"seq_length\": %d},\n    \"mtp_depths\": %d\n  },\n",
+                       r->micro_batch_size, gbs, p->num_microbatches, r->seq_length, p->pattern.mtp_depths);
+        nam__sb_puts(&b, "  \"launcher_profile\": {\n    \"layout\": \"");
+        for (i = 0; i < p->pattern.depth; i++) {
+            if (i && p->layers[i].stage != p->layers[i - 1].stage) nam__sb_putc(&b, '|');
+            nam__sb_putc(&b, p->layers[i].family);
+        }
+        if (p->pattern.mtp) for (i = 0; i < p->pattern.mtp_depths; i++) { nam__sb_putc(&b, '/'); nam__sb_puts(&b, p->pattern.mtp); }
+        nam__sb_puts(&b, "\",\n    \"r_layer_indices\": ");
+        nam__json_family_indices(p, &b, 'R');
+        nam__sb_puts(&b, ",\n    \"a_layer_indices\": ");
+        nam__json_family_indices(p, &b, 'A');
+        nam__sb_puts(&b, ",\n    \"dsa_capable_a_layers\": ");
+        if (r->mla) nam__json_family_indices(p, &b, 'A'); else nam__sb_puts(&b, "[]");
+        nam__sb_puts(&b, ",\n    \"dsa_layers\": ");
+        nam__sb_json_ints(&b, p->dsa_capable, p->num_dsa_capable);
+        nam__sb_printf(&b, ",\n    \"tp\": %d, \"pp\": %d, \"vpp\": %d, \"ep\": %d, \"etp\": %d, \"cp\": %d, \"dp\": %d, \"expert_dp\": %d, \"world_size\": %d, \"order\": \"%s\",",
+                       r->tp, r->pp, p->vpp, r->ep, p->etp, r->cp, p->dp, p->edp, r->world_size, r->order);
+        nam__sb_printf(&b, "\n    \"micro_batch_size\": %d, \"global_batch_size\": %d, \"seq_length\": %d, \"mtp_depths\": %d,",
+                       r->micro_batch_size, gbs, r->seq_length, p->pattern.mtp_depths);
+        nam__sb_printf(&b, "\n    \"sparse_mode\": \"%s\", \"cuda_graph_policy\": \"%s%s%s\",\n    \"pipeline_stages\": ",
+                       p->num_dsa_capable ? "dsa" : "dense", r->cuda_graph_impl, r->cuda_graph_modules[0] ? ":" : "", r->cuda_graph_modules);
+        nam__json_stages(p, &b);
+        nam__sb_puts(&b, "\n  }");
+    }
+    nam__sb_puts(&b, "\n}\n");
+    return nam__sb_finish(&b, out, err);
+}
+
+NAM__DEF nam_status nam_plan_args_text(const nam_plan *p, char **out, nam_error *err) {
+    nam__sb b;
+    int i;
+    if (!p || !out || !p->layers) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_plan_args_text: NULL argument or empty plan");
+    memset(&b, 0, sizeof b);
+    nam__sb_printf(&b, "# nam %s: Megatron-LM args for %s (mode %s)\n", NAM_VERSION_STRING, p->recipe.name, p->strict ? "strict" : "plan");
+    for (i = 0; i < p->num_seams; i++) {
+        const nam_seam *s = &p->seams[i];
+        int k;
+        nam__sb_printf(&b, "# custom seam %s (family %c, %s): layers ", s->name, s->family,
+                       s->kind == NAM_SEAM_UNMAPPED ? "no Megatron symbol" : "native symbol, custom implementation");
+        for (k = 0; k < s->num_layers; k++) nam__sb_printf(&b, k ? ",%d" : "%d", s->layers[k]);
+        if (!s->num_layers) nam__sb_puts(&b, "none");
+        if (s->mtp_positions) nam__sb_printf(&b, " + %d MTP position(s)", s->mtp_positions);
+        nam__sb_printf(&b, "\n#   reason: %s\n#   runtime must supply: %s\n", s->reason, s->runtime_supplies);
+    }
+    for (i = 0; i < p->num_decisions; i++) nam__sb_printf(&b, "# decision: %s\n", p->decisions[i].what);
+    if (!p->native_pattern)
+        nam__sb_printf(&b, "# --hybrid-layer-pattern withheld: %d layer(s) have no Megatron symbol (unmapped seams above)\n", p->unresolved);
+    for (i = 0; i < p->num_args; i++) {
+        const char *v = p->args[i].value;
+        nam__sb_puts(&b, p->args[i].flag);
+        while (v) {
+            const char *e = strchr(v, ' ');
+            char word[512], *q;
+            size_t l = e ? NAM__CAST(size_t, e - v) : strlen(v);
+            if (l >= sizeof word) l = sizeof word - 1;
+            memcpy(word, v, l);
+            word[l] = 0;
+            q = nam_shell_quote(word);
+            if (!q) { b.oom = 1; break; }
+            nam__sb_putc(&b, ' ');
+            nam__sb_puts(&b, q);
+            nam_free(q);
+            v = e ? e + 1 : NULL;
+        }
+        nam__sb_putc(&b, '\n');
+    }
+    return nam__sb_finish(&b, out, err);
+}
+
+/* >>ranks ------------------------------------------------------------------------------ */
+NAM__DEF void nam_rank_groups_free(nam_rank_groups *g) {
+    if (!g) return;
+    nam_free(g->ranks);
+    g->ranks = NULL;
+    g->num_groups = g->group_size = 0;
+}
+
+NAM__DEF nam_status nam_rank_groups_masked(int world_size, int n, const int *sizes, const int *mask,
+                                           nam_rank_groups *out, nam_error *err) {
+    long long prod = 1, stride[16], mstride[16], ustride[16];
+    int mshape[16], ushape[16], nm = 0, nu = 0, i, g, r;
+    long long gsize = 1;
+    if (!out || !sizes || !mask) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_rank_groups_masked: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (n < 1 || n > 16) return nam__err(err, NAM_ERR_RANGE, "%d parallel axes (1..16 supported)", n);
+    if (world_size < 1 || world_size > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "world size %d is out of range (1..%d)", world_size, NAM_MAX_PARALLEL);
+    for (i = 0; i < n; i++) {
+        if (sizes[i] < 1 || sizes[i] > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "parallel size %d of axis %d is out of range", sizes[i], i);
+        stride[i] = prod;
+        prod *= sizes[i];
+        if (prod > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "the product of the parallel sizes exceeds %d", NAM_MAX_PARALLEL);
+        if (mask[i]) { mshape[nm] = sizes[i]; mstride[nm++] = stride[i]; gsize *= sizes[i]; }
+        else { ushape[nu] = sizes[i]; ustride[nu++] = stride[i]; }
+    }
+    if (prod != world_size) return nam__err(err, NAM_ERR_PARALLEL, "world size %d != product of the parallel sizes %lld", world_size, prod);
+    out->group_size = NAM__CAST(int, gsize);
+    out->num_groups = NAM__CAST(int, world_size / gsize);
+    out->ranks = NAM__CAST(int *, nam__alloc(sizeof(int) * NAM__CAST(size_t, world_size)));
+    if (!out->ranks) { memset(out, 0, sizeof *out); return nam__err(err, NAM_ERR_NOMEM, "out of memory for %d ranks", world_size); }
+    for (g = 0; g < out->num_groups; g++) {
+        long long base = 0, idx = g;
+        for (i = 0; i < nu; i++) { base += (idx % ushape[i]) * ustride[i]; idx /= ushape[i]; }
+        for (r = 0; r < out->group_size; r++) {
+            long long v = base, j = r;
+            for (i = 0; i < nm; i++) { v += (j % mshape[i]) * mstride[i]; j /= mshape[i]; }
+            out->ranks[g * out->group_size + r] = NAM__CAST(int, v);
+        }
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+static const char *const nam__axes[5] = { "tp", "pp", "dp", "ep", "cp" };  /* RankGenerator name_to_size order */
+
+/* Resolve RankGenerator's ordered axes: tokens of `order`, then missing size-1 axes. */
+static nam_status nam__rankgen_axes(const nam_rankgen_desc *d, int axis[5], int size[5], nam_error *err) {
+    int sz[5], n = 0, i, k;
+    const char *order = d->order ? d->order : "tp-cp-ep-dp-pp", *p = order;
+    sz[0] = d->tp ? d->tp : 1; sz[1] = d->pp ? d->pp : 1; sz[2] = d->dp ? d->dp : 1;
+    sz[3] = d->ep ? d->ep : 1; sz[4] = d->cp ? d->cp : 1;
+    for (i = 0; i < 5; i++)
+        if (sz[i] < 1 || sz[i] > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "%s size %d is out of range (1..%d)", nam__axes[i], sz[i], NAM_MAX_PARALLEL);
+    if (sz[3] > 1 && sz[4] > 1) return nam__err(err, NAM_ERR_PARALLEL, "RankGenerator: ep (%d) and cp (%d) cannot both be > 1 in one generator", sz[3], sz[4]);
+    while (*p) {
+        const char *e = strchr(p, '-');
+        size_t l = e ? NAM__CAST(size_t, e - p) : strlen(p);
+        for (k = 0; k < 5; k++) if (l == 2 && (p[0] | 32) == nam__axes[k][0] && (p[1] | 32) == nam__axes[k][1]) break;
+        if (k == 5) return nam__err(err, NAM_ERR_INVALID_ARG, "order '%.32s': unknown axis '%.*s' (tp, cp, ep, dp, pp)", order, NAM__CAST(int, l > 16 ? 16 : l), p);
+        for (i = 0; i < n; i++) if (axis[i] == k) return nam__err(err, NAM_ERR_INVALID_ARG, "order '%.32s' names %s twice", order, nam__axes[k]);
+        axis[n++] = k;
+        if (!e) break;
+        p = e + 1;
+    }
+    for (k = 0; k < 5; k++) {
+        for (i = 0; i < n && axis[i] != k; i++) {}
+        if (i < n) continue;
+        if (sz[k] != 1) return nam__err(err, NAM_ERR_PARALLEL, "order '%.32s' does not name %s, whose size is %d", order, nam__axes[k], sz[k]);
+        axis[n++] = k;
+    }
+    for (i = 0; i < 5; i++) size[i] = sz[axis[i]];
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_rankgen_ranks(const nam_rankgen_desc *d, const char *token, nam_rank_groups *out, nam_error *err) {
+    int axis[5], size[5], mask[5] = {0, 0, 0, 0, 0}, i, k;
+    long long world = 1;
+    const char *p;
+    nam_status st;
+    if (!d || !token || !out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_rankgen_ranks: NULL argument");
+    memset(out, 0, sizeof *out);
+    st = nam__rankgen_axes(d, axis, size, err);
+    if (st) return st;
+    for (p = token; *p;) {
+        const char *e = strchr(p, '-');
+        size_t l = e ? NAM__CAST(size_t, e - p) : strlen(p);
+        for (k = 0; k < 5; k++) if (l == 2 && p[0] == nam__axes[k][0] && p[1] == nam__axes[k][1]) break;
+        if (k == 5) return nam__err(err, NAM_ERR_INVALID_ARG, "group token '%.32s': unknown axis '%.*s'", token, NAM__CAST(int, l > 16 ? 16 : l), p);
+        for (i = 0; i < 5; i++) if (axis[i] == k) mask[i] = 1;
+        if (!e) break;
+        p = e + 1;
+    }
+    for (i = 0; i < 5; i++) {
+        world *= size[i];
+        if (world > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "world size exceeds %d", NAM_MAX_PARALLEL);
+    }
+    st = nam_rank_groups_masked(NAM__CAST(int, world), 5, size, mask, out, err);
+    if (st) return st;
+    snprintf(out->name, sizeof out->name, "%.23s", token);
+    for (i = 0; i < out->num_groups * out->group_size; i++) out->ranks[i] += d->rank_offset;
+    return NAM_OK;
+}
+
+static const char *const nam__decoder_groups[NAM_DECODER_GROUPS] = { "tp", "cp", "dp", "pp", "dp-cp", "tp-pp", "tp-cp", "tp-dp", "tp-dp-cp" };
+static const char *const nam__expert_groups[NAM_EXPERT_GROUPS] = { "tp", "ep", "tp-ep", "dp", "tp-ep-pp", "pp" };
+
+NAM__DEF void nam_rankmap_free(nam_rankmap *m) {
+    int i;
+    if (!m) return;
+    for (i = 0; i < NAM_DECODER_GROUPS; i++) nam_rank_groups_free(&m->decoder[i]);
+    for (i = 0; i < NAM_EXPERT_GROUPS; i++) nam_rank_groups_free(&m->expert[i]);
+    memset(m, 0, sizeof *m);
+}
+
+NAM__DEF nam_status nam_rankmap_build(const nam_rankmap_desc *desc, nam_rankmap *m, nam_error *err) {
+    nam_rankgen_desc dg, eg;
+    long long model, emodel;
+    int i;
+    nam_status st;
+    const char *order;
+    if (!desc || !m) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_rankmap_build: NULL argument");
+    memset(m, 0, sizeof *m);
+    m->world_size = desc->world_size;
+    m->tp = desc->tp ? desc->tp : 1; m->pp = desc->pp ? desc->pp : 1; m->cp = desc->cp ? desc->cp : 1;
+    m->ep = desc->ep ? desc->ep : 1; m->etp = desc->etp ? desc->etp : m->tp;
+    order = desc->order ? desc->order : "tp-cp-ep-dp-pp";
+    if (m->world_size < 1 || m->world_size > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "world size %d is out of range (1..%d)", desc->world_size, NAM_MAX_PARALLEL);
+    if (m->tp < 1 || m->pp < 1 || m->cp < 1 || m->ep < 1 || m->etp < 1 || m->tp > NAM_MAX_PARALLEL || m->pp > NAM_MAX_PARALLEL ||
+        m->cp > NAM_MAX_PARALLEL || m->ep > NAM_MAX_PARALLEL || m->etp > NAM_MAX_PARALLEL)
+        return nam__err(err, NAM_ERR_RANGE, "parallel sizes must be in 1..%d (tp %d, pp %d, cp %d, ep %d, etp %d)", NAM_MAX_PARALLEL, m->tp, m->pp, m->cp, m->ep, m->etp);
+    if (strlen(order) >= sizeof m->order) return nam__err(err, NAM_ERR_INVALID_ARG, "order '%.32s' is too long", order);
+    snprintf(m->order, sizeof m->order, "%s", order);
+    model = NAM__CAST(long long, m->tp) * m->pp * m->cp;
+    if (m->world_size % model) { i = m->world_size; memset(m, 0, sizeof *m); return nam__err(err, NAM_ERR_PARALLEL, "world size %d is not divisible by tp*pp*cp = %lld", i, model); }
+    m->dp = NAM__CAST(int, m->world_size / model);
+    emodel = NAM__CAST(long long, m->etp) * m->ep * m->pp;
+    if (m->world_size % emodel) { i = m->world_size; memset(m, 0, sizeof *m); return nam__err(err, NAM_ERR_PARALLEL, "world size %d is not divisible by etp*ep*pp = %lld (the expert grid)", i, emodel); }
+    m->edp = NAM__CAST(int, m->world_size / emodel);
+    {
+        size_t ol = strlen(order);
+        if (!(ol >= 2 && !strcmp(order + ol - 2, "pp")) && m->pp != 1 && m->edp != m->dp) {
+            st = nam__err(err, NAM_ERR_PARALLEL, "order %s does not end in pp, so expert dp (%d) must equal dp (%d)", order, m->edp, m->dp);
+            memset(m, 0, sizeof *m);
+            return st;
+        }
+    }
+    memset(&dg, 0, sizeof dg);
+    dg.tp = m->tp; dg.ep = 1; dg.dp = m->dp; dg.pp = m->pp; dg.cp = m->cp; dg.order = order;
+    memset(&eg, 0, sizeof eg);
+    eg.tp = m->etp; eg.ep = m->ep; eg.dp = m->edp; eg.pp = m->pp; eg.cp = 1; eg.order = order;
+    for (i = 0; i < NAM_DECODER_GROUPS; i++) {
+        st = nam_rankgen_ranks(&dg, nam__decoder_groups[i], &m->decoder[i], err);
+        if (st) { nam_rankmap_free(m); return st; }
+    }
+    for (i = 0; i < NAM_EXPERT_GROUPS; i++) {
+        st = nam_rankgen_ranks(&eg, nam__expert_groups[i], &m->expert[i], err);
+        if (st) { nam_rankmap_free(m); return st; }
+    }
+    /* Megatron asserts decoder and expert pp groups coincide */
+    if (memcmp(m->decoder[3].ranks, m->expert[5].ranks, sizeof(int) * NAM__CAST(size_t, m->world_size)) != 0) {
+        nam_rankmap_free(m);
+        return nam__err(err, NAM_ERR_PARALLEL, "decoder and expert pipeline groups differ for order %s", order);
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+NAM__DEF const nam_rank_groups *nam_rankmap_find(const nam_rankmap *m, int expert, const char *name) {
+    int i;
+    if (!m || !name) return NULL;
+    if (expert) { for (i = 0; i < NAM_EXPERT_GROUPS; i++) if (!strcmp(m->expert[i].name, name)) return &m->expert[i]; }
+    else { for (i = 0; i < NAM_DECODER_GROUPS; i++) if (!strcmp(m->decoder[i].name, name)) return &m->decoder[i]; }
+    return NULL;
+}
+
+/* Index of `rank` inside its group of `g`. */
+static int nam__index_in_group(const nam_rank_groups *g, int rank) {
+    int i;
+    for (i = 0; i < g->num_groups * g->group_size; i++) if (g->ranks[i] == rank) return i % g->group_size;
+    return -1;
+}
+
+NAM__DEF nam_status nam_rankmap_query_rank(const nam_rankmap *m, int rank, nam_rank_coords *out, nam_error *err) {
+    if (!m || !out || !m->decoder[0].ranks) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_rankmap_query_rank: NULL argument or empty map");
+    if (rank < 0 || rank >= m->world_size) return nam__err(err, NAM_ERR_RANGE, "rank %d is out of range for world size %d", rank, m->world_size);
+    out->tp = nam__index_in_group(&m->decoder[0], rank);
+    out->cp = nam__index_in_group(&m->decoder[1], rank);
+    out->dp = nam__index_in_group(&m->decoder[2], rank);
+    out->pp = nam__index_in_group(&m->decoder[3], rank);
+    out->etp = nam__index_in_group(&m->expert[0], rank);
+    out->ep = nam__index_in_group(&m->expert[1], rank);
+    out->edp = nam__index_in_group(&m->expert[3], rank);
+    return NAM_OK;
+}
+
+static void nam__json_groups(nam__sb *b, const nam_rank_groups *g, int n) {
+    int i, k, r;
+    nam__sb_putc(b, '{');
+    for (i = 0; i < n; i++) {
+        nam__sb_printf(b, "%s\"%s\": [", i ? ",\n    " : "\n    ", g[i].name);
+        for (k = 0; k < g[i].num_groups; k++) {
+            nam__sb_puts(b, k ? ",[" : "[");
+            for (r = 0; r < g[i].group_size; r++) nam__sb_printf(b, r ? ",%d" : "%d", g[i].ranks[k * g[i].group_size + r]);
+            nam__sb_putc(b, ']');
+        }
+        nam__sb_putc(b, ']');
+    }
+    nam__sb_puts(b, "\n  }");
+}
+
+NAM__DEF nam_status nam_rankmap_json(const nam_rankmap *m, char **out, nam_error *err) {
+    nam__sb b;
+    if (!m || !out || !m->decoder[0].ranks) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_rankmap_json: NULL argument or empty map");
+    memset(&b, 0, sizeof b);
+    nam__sb_printf(&b, "{\n  \"world_size\": %d, \"tp\": %d, \"pp\": %d, \"cp\": %d, \"ep\": %d, \"etp\": %d, \"order\": \"%s\",\n  \"dp\": %d,\n  \"expert_dp\": %d,\n  \"decoder\": ",
+                   m->world_size, m->tp, m->pp, m->cp, m->ep, m->etp, m->order, m->dp, m->edp);
+    nam__json_groups(&b, m->decoder, NAM_DECODER_GROUPS);
+    nam__sb_puts(&b, ",\n  \"expert\": ");
+    nam__json_groups(&b, m->expert, NAM_EXPERT_GROUPS);
+    nam__sb_puts(&b, "\n}\n");
+    return nam__sb_finish(&b, out, err);
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NAM_IMPLEMENTATION */
+
+/*
+------------------------------------------------------------------------------
+LICENSE: MIT
+Copyright (c) 2026 the nam authors
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of
+this software and associated documentation files (the "Software"), to deal in
+the Software without restriction, including without limitation the rights to
+use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies
+of the Software, and to permit persons to whom the Software is furnished to do
+so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+------------------------------------------------------------------------------
+*/
