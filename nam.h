@@ -634,11 +634,18 @@ static void nam__err_pos(nam_error *e, const char *source, long offset, int line
     e->column = column;
 }
 
-/* Prefix an existing error message with context ("native pattern: ..."). */
+/* Prefix an existing error message with context ("native pattern: ..."), truncating. */
 static void nam__err_prefix(nam_error *e, const char *prefix) {
     char tmp[sizeof e->message];
+    size_t pl, ml;
     if (!e) return;
-    snprintf(tmp, sizeof tmp, "%s%s", prefix, e->message);
+    pl = strlen(prefix);
+    if (pl >= sizeof tmp) pl = sizeof tmp - 1;
+    ml = strlen(e->message);
+    if (pl + ml >= sizeof tmp) ml = sizeof tmp - 1 - pl;
+    memcpy(tmp, prefix, pl);
+    memcpy(tmp + pl, e->message, ml);
+    tmp[pl + ml] = 0;
     memcpy(e->message, tmp, sizeof tmp);
 }
 
@@ -1650,10 +1657,11 @@ NAM__DEF nam_status nam_recipe_write(const nam_recipe *r, char **out, nam_error 
 static int nam__is_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
 
 static nam_status nam__recipe_err_at(nam_error *err, nam_status st, const char *source, long off, int line, int col) {
-    char msg[sizeof err->message];
+    char prefix[160];
     if (!err) return st;
-    snprintf(msg, sizeof msg, "%s", err->message);
-    nam__err(err, st, "%s:%d:%d: %s", source, line, col, msg);
+    snprintf(prefix, sizeof prefix, "%.120s:%d:%d: ", source, line, col);
+    nam__err_prefix(err, prefix);
+    err->code = st;
     nam__err_pos(err, source, off, line, col);
     return st;
 }

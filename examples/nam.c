@@ -1,0 +1,494 @@
+/* nam - command-line front end of nam.h.
+   Exit status: 0 ok, 1 refused or invalid (the plan or pattern fails a rule),
+   2 usage or input error (bad flags, unreadable or malformed recipe file, bad --set). */
+#define _POSIX_C_SOURCE 200809L
+#define NAM_IMPLEMENTATION
+#include "../nam.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define EXIT_REFUSED 1
+#define EXIT_USAGE 2
+
+static const char *usage_text =
+    "usage: nam <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  plan [RECIPE]      layer table, counts, stages and seams (default: built-in NAM56R)\n"
+    "  args [RECIPE]      Megatron-LM args, one per line, shell-quoted; custom notes as # lines\n"
+    "  launch [RECIPE]    the launch contract (generated_native_args, fixed_policy, profile) as JSON\n"
+    "  recipe [RECIPE]    print the resolved recipe (every key) in recipe-file syntax\n"
+    "  ranks --world N --tp T --pp P [--cp C] [--ep E] [--etp X] [--order O] [--rank R]\n"
+    "                     Megatron RankGenerator process groups\n"
+    "  megatron [--] PATTERN [--pp P] [--first N] [--last N] [--no-overlap-p2p]\n"
+    "                     lint a Megatron-native hybrid pattern and show its pipeline stages\n"
+    "\n"
+    "options for plan/args/launch/recipe:\n"
+    "  --set KEY=VALUE    override any recipe field (section.key or a unique key; repeatable)\n"
+    "  --tp N --pp N --cp N --ep N --etp N --world N --depth N --stages N --experts N\n"
+    "  --mbs N --gbs N --seq N          shorthands for the matching recipe keys\n"
+    "  --map F=S          explicit binding of a family without a Megatron symbol (e.g. R=G)\n"
+    "  --motif TEXT       tile TEXT to the recipe's depth;  --pattern TEXT  a fully written pattern\n"
+    "  --mla              lower A to MLA ('+');  --dsa-layers LIST  A layers lowered to 'D'\n"
+    "  --mode plan|strict;  --strict  strict mode, and exit 1 while any seam remains\n"
+    "common options:\n"
+    "  --json             JSON output;  -o FILE  write output to FILE atomically\n"
+    "  --help, --version\n"
+    "\n"
+    "exit status: 0 ok, 1 refused or invalid, 2 usage or input error\n";
+
+typedef struct cli {
+    const char *cmd;
+    const char *recipe_file;
+    const char *out_file;
+    const char *positional;
+    int json, strict;
+    /* recipe overrides, applied in order */
+    const char *sets[256][2];
+    int nsets;
+    char map[NAM_STR_MAX];
+    /* ranks / megatron */
+    int world, tp, pp, cp, ep, etp, rank, first, last, no_overlap;
+    const char *order;
+    int have_world, have_tp, have_pp;
+} cli;
+
+static int usage_error(const char *fmt, const char *arg) {
+    fprintf(stderr, "nam: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(run `nam --help` for usage)\n");
+    return EXIT_USAGE;
+}
+
+/* Strict positive int for CLI flags. */
+static int parse_int_arg(const char *flag, const char *v, int lo, int hi, int *out) {
+    char *end;
+    long x;
+    errno = 0;
+    if (!v || !*v) return usage_error("%s needs a value", flag);
+    x = strtol(v, &end, 10);
+    if (*end || errno || x < lo || x > hi) {
+        fprintf(stderr, "nam: %s %s: expected an integer in %d..%d\n", flag, v, lo, hi);
+        return EXIT_USAGE;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+/* Print an error, as JSON on stdout with --json, always as text on stderr. */
+static void report(const cli *c, const nam_error *e) {
+    fprintf(stderr, "nam: error (%s): %s", nam_status_str(e->code), e->message);
+    if (e->layer >= 0) fprintf(stderr, " [layer %d, stage %d]", e->layer, e->stage);
+    fprintf(stderr, "\n");
+    if (c->json) {
+        nam_error copy = *e;
+        char *msg = NULL;
+        size_t i, n = strlen(copy.message);
+        /* minimal JSON escaping of the message */
+        msg = (char *)malloc(n * 6 + 1);
+        if (msg) {
+            size_t k = 0;
+            for (i = 0; i < n; i++) {
+                unsigned char ch = (unsigned char)copy.message[i];
+                if (ch == '"' || ch == '\\') { msg[k++] = '\\'; msg[k++] = (char)ch; }
+                else if (ch < 0x20 || ch >= 0x7f) k += (size_t)sprintf(msg + k, "\\u%04x", ch);
+                else msg[k++] = (char)ch;
+            }
+            msg[k] = 0;
+        }
+        printf("{\"error\":{\"code\":\"%s\",\"status\":\"%s\",\"message\":\"%s\",\"offset\":%ld,\"line\":%d,\"column\":%d,\"layer\":%d,\"stage\":%d}}\n",
+               nam_status_str(e->code), nam_status_str(e->code), msg ? msg : "", e->offset, e->line, e->column, e->layer, e->stage);
+        free(msg);
+    }
+}
+
+/* Write `text` to -o FILE atomically (temp file + rename), or to stdout. */
+static int emit(const cli *c, const char *text) {
+    char tmp[4096];
+    int fd;
+    FILE *f;
+    size_t n = strlen(text);
+    if (!c->out_file) {
+        fwrite(text, 1, n, stdout);
+        return 0;
+    }
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", c->out_file) >= (int)sizeof tmp) return usage_error("output path too long: %s", c->out_file);
+    fd = mkstemp(tmp);
+    if (fd < 0) {
+        fprintf(stderr, "nam: cannot create a temporary file next to %s: %s\n", c->out_file, strerror(errno));
+        return EXIT_USAGE;
+    }
+    f = fdopen(fd, "wb");
+    if (!f || fwrite(text, 1, n, f) != n || fflush(f) != 0 || fsync(fd) != 0) {
+        fprintf(stderr, "nam: cannot write %s: %s\n", tmp, strerror(errno));
+        if (f) fclose(f); else close(fd);
+        unlink(tmp);
+        return EXIT_USAGE;
+    }
+    if (fclose(f) != 0 || rename(tmp, c->out_file) != 0) {
+        fprintf(stderr, "nam: cannot write %s: %s\n", c->out_file, strerror(errno));
+        unlink(tmp);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+static char *read_file(const char *path, size_t *len, nam_error *err) {
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    if (!f) {
+        snprintf(err->message, sizeof err->message, "cannot open recipe %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    while (1) {
+        size_t got;
+        if (n + 4096 > cap) {
+            char *nb;
+            cap = cap ? cap * 2 : 65536;
+            if (cap > (size_t)NAM_MAX_TEXT + 8192) cap = (size_t)NAM_MAX_TEXT + 8192;
+            if (n + 1 >= cap) {
+                snprintf(err->message, sizeof err->message, "recipe %s is larger than the limit of %d bytes", path, NAM_MAX_TEXT);
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            nb = (char *)realloc(buf, cap);
+            if (!nb) { free(buf); fclose(f); snprintf(err->message, sizeof err->message, "out of memory"); return NULL; }
+            buf = nb;
+        }
+        got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) {
+        snprintf(err->message, sizeof err->message, "cannot read recipe %s: %s", path, strerror(errno));
+        free(buf);
+        fclose(f);
+        return NULL;
+    }
+    fclose(f);
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static int add_set(cli *c, const char *key, const char *value) {
+    if (c->nsets >= 256) return usage_error("too many overrides%s", "");
+    c->sets[c->nsets][0] = key;
+    c->sets[c->nsets][1] = value;
+    c->nsets++;
+    return 0;
+}
+
+static const struct { const char *flag, *key; } shorthands[] = {
+    { "--tp", "parallel.tp" }, { "--pp", "parallel.pp" }, { "--cp", "parallel.cp" }, { "--ep", "parallel.ep" },
+    { "--etp", "parallel.etp" }, { "--world", "parallel.world_size" }, { "--depth", "pattern.depth" },
+    { "--stages", "pattern.stages" }, { "--experts", "moe.num_experts" }, { "--mbs", "batch.micro_batch_size" },
+    { "--gbs", "batch.global_batch_size" }, { "--seq", "model.seq_length" }, { "--mode", "recipe.mode" },
+    { "--dsa-layers", "pattern.dsa_layers" },
+};
+
+static int parse_args(cli *c, int argc, char **argv) {
+    int i, k, rc, dashdash = 0;
+    memset(c, 0, sizeof *c);
+    c->rank = -1;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (dashdash || a[0] != '-' || !a[1]) {
+            if (!c->cmd) c->cmd = a;
+            else if (!c->positional) c->positional = a;
+            else return usage_error("unexpected argument '%s'", a);
+            continue;
+        }
+        if (!strcmp(a, "--")) { dashdash = 1; continue; }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(usage_text, stdout); exit(0); }
+        if (!strcmp(a, "--version")) { printf("nam %s\n", NAM_VERSION_STRING); exit(0); }
+        if (!strcmp(a, "--json")) { c->json = 1; continue; }
+        if (!strcmp(a, "--strict")) { c->strict = 1; if ((rc = add_set(c, "recipe.mode", "strict"))) return rc; continue; }
+        if (!strcmp(a, "--mla")) { if ((rc = add_set(c, "model.mla", "true"))) return rc; continue; }
+        if (!strcmp(a, "--no-overlap-p2p")) { c->no_overlap = 1; if ((rc = add_set(c, "parallel.overlap_p2p", "false"))) return rc; continue; }
+        if (!v) return usage_error("%s needs a value", a);
+        if (!strcmp(a, "-o")) { c->out_file = v; i++; continue; }
+        if (!strcmp(a, "--set")) {
+            char *eq = strchr(argv[i + 1], '=');
+            if (!eq) return usage_error("--set %s: expected KEY=VALUE", v);
+            *eq = 0;
+            if ((rc = add_set(c, argv[i + 1], eq + 1))) return rc;
+            i++;
+            continue;
+        }
+        if (!strcmp(a, "--map")) {
+            size_t l = strlen(c->map);
+            if (l + strlen(v) + 2 >= sizeof c->map) return usage_error("--map %s: too many bindings", v);
+            snprintf(c->map + l, sizeof c->map - l, "%s%s", l ? "," : "", v);
+            i++;
+            continue;
+        }
+        if (!strcmp(a, "--motif") || !strcmp(a, "--pattern")) {
+            int motif = !strcmp(a, "--motif");
+            if ((rc = add_set(c, "pattern.text", v)) || (rc = add_set(c, "pattern.tile", motif ? "true" : "false"))) return rc;
+            if (!motif && ((rc = add_set(c, "pattern.depth", "0")) || (rc = add_set(c, "pattern.stages", "0")))) return rc;
+            i++;
+            continue;
+        }
+        if (!strcmp(a, "--order")) { c->order = v; i++; if ((rc = add_set(c, "parallel.order", v))) return rc; continue; }
+        if (!strcmp(a, "--rank")) { if ((rc = parse_int_arg(a, v, 0, NAM_MAX_PARALLEL, &c->rank))) return rc; i++; continue; }
+        if (!strcmp(a, "--first")) { if ((rc = parse_int_arg(a, v, 1, NAM_MAX_DEPTH, &c->first))) return rc; i++; continue; }
+        if (!strcmp(a, "--last")) { if ((rc = parse_int_arg(a, v, 1, NAM_MAX_DEPTH, &c->last))) return rc; i++; continue; }
+        for (k = 0; k < (int)(sizeof shorthands / sizeof shorthands[0]); k++) {
+            if (strcmp(a, shorthands[k].flag)) continue;
+            if ((rc = add_set(c, shorthands[k].key, v))) return rc;
+            if (!strcmp(a, "--world")) { c->have_world = 1; if ((rc = parse_int_arg(a, v, 1, NAM_MAX_PARALLEL, &c->world))) return rc; }
+            if (!strcmp(a, "--tp")) { c->have_tp = 1; if ((rc = parse_int_arg(a, v, 1, NAM_MAX_PARALLEL, &c->tp))) return rc; }
+            if (!strcmp(a, "--pp")) { c->have_pp = 1; if ((rc = parse_int_arg(a, v, 1, NAM_MAX_PARALLEL, &c->pp))) return rc; }
+            if (!strcmp(a, "--cp") && (rc = parse_int_arg(a, v, 1, NAM_MAX_PARALLEL, &c->cp))) return rc;
+            if (!strcmp(a, "--ep") && (rc = parse_int_arg(a, v, 1, NAM_MAX_PARALLEL, &c->ep))) return rc;
+            if (!strcmp(a, "--etp") && (rc = parse_int_arg(a, v, 0, NAM_MAX_PARALLEL, &c->etp))) return rc;
+            break;
+        }
+        if (k == (int)(sizeof shorthands / sizeof shorthands[0])) return usage_error("unknown option '%s'", a);
+        i++;
+    }
+    if (c->map[0] && add_set(c, "pattern.map", c->map)) return EXIT_USAGE;
+    return 0;
+}
+
+/* Built-in recipe, then the recipe file, then the overrides. */
+static int load_recipe(cli *c, nam_recipe *r) {
+    nam_error err;
+    int i;
+    if (nam_recipe_init(r, &err) != NAM_OK) { report(c, &err); return EXIT_USAGE; }
+    if (c->positional) {
+        size_t len = 0;
+        char *text;
+        err.message[0] = 0;
+        text = read_file(c->positional, &len, &err);
+        if (!text) { fprintf(stderr, "nam: %s\n", err.message); nam_recipe_free(r); return EXIT_USAGE; }
+        if (nam_recipe_parse(r, text, len, c->positional, &err) != NAM_OK) {
+            free(text);
+            report(c, &err);
+            nam_recipe_free(r);
+            return EXIT_USAGE;
+        }
+        free(text);
+    }
+    for (i = 0; i < c->nsets; i++) {
+        if (nam_recipe_set(r, c->sets[i][0], c->sets[i][1], &err) != NAM_OK) {
+            fprintf(stderr, "nam: in override %s=%s\n", c->sets[i][0], c->sets[i][1]);
+            report(c, &err);
+            nam_recipe_free(r);
+            return EXIT_USAGE;
+        }
+    }
+    return 0;
+}
+
+static void print_plan_text(const nam_plan *p, FILE *f) {
+    int i, s, fam;
+    const nam_recipe *r = &p->recipe;
+    fprintf(f, "recipe %s  (mode %s)\n", r->name, p->strict ? "strict" : "plan");
+    fprintf(f, "authored  %s%s depth %d, %d stage(s)\n", r->pattern, r->tile ? " tiled to" : ",", p->pattern.depth, p->pattern.num_stages);
+    fprintf(f, "counts   ");
+    for (fam = 0; fam < 26; fam++) if (p->pattern.counts[fam]) fprintf(f, " %c=%d", 'A' + fam, p->pattern.counts[fam]);
+    fprintf(f, "\n");
+    for (s = 0; s < p->pattern.num_stages; s++) {
+        int c[26] = {0};
+        fprintf(f, "stage %d  layers %d..%d ", s, p->pattern.stage_begin[s], p->pattern.stage_begin[s + 1] - 1);
+        for (i = p->pattern.stage_begin[s]; i < p->pattern.stage_begin[s + 1]; i++) c[p->layers[i].family - 'A']++;
+        for (fam = 0; fam < 26; fam++) if (c[fam]) fprintf(f, " %c=%d", 'A' + fam, c[fam]);
+        fprintf(f, "\n");
+    }
+    fprintf(f, "\n%5s  %-6s  %-6s  %-5s  %s\n", "layer", "family", "native", "stage", "seam");
+    for (i = 0; i < p->pattern.depth; i++) {
+        const nam_plan_layer *L = &p->layers[i];
+        char nat[8];
+        if (L->native) snprintf(nat, sizeof nat, "%c", L->native); else snprintf(nat, sizeof nat, "-none-");
+        fprintf(f, "%5d  %-6c  %-6s  %-5d  %s\n", L->index, L->family, nat, L->stage, L->seam >= 0 ? p->seams[L->seam].name : "");
+    }
+    if (p->pattern.mtp)
+        fprintf(f, "\nMTP       %s x %d depth(s) -> %s\n", p->pattern.mtp, p->pattern.mtp_depths, p->mtp_native ? p->mtp_native : "(unmapped)");
+    fprintf(f, "\nseams     %d\n", p->num_seams);
+    for (i = 0; i < p->num_seams; i++) {
+        const nam_seam *sm = &p->seams[i];
+        int k;
+        fprintf(f, "  %-16s family %c, %s, layers", sm->name, sm->family, sm->kind == NAM_SEAM_UNMAPPED ? "no Megatron symbol" : "native symbol + custom implementation");
+        for (k = 0; k < sm->num_layers; k++) fprintf(f, "%s%d", k ? "," : " ", sm->layers[k]);
+        if (sm->mtp_positions) fprintf(f, " (+%d MTP position(s))", sm->mtp_positions);
+        fprintf(f, "\n    reason: %s\n    runtime must supply: %s\n", sm->reason, sm->runtime_supplies);
+    }
+    for (i = 0; i < p->num_decisions; i++) fprintf(f, "decision  %s\n", p->decisions[i].what);
+    fprintf(f, "native    %s\n", p->native_pattern ? p->native_pattern : "(withheld: unmapped seams remain)");
+    fprintf(f, "parallel  world %d = tp %d x pp %d x cp %d x dp %d; vpp %d; ep %d etp %d expert-dp %d; %d microbatch(es)\n",
+            r->world_size, r->tp, r->pp, r->cp, p->dp, p->vpp, r->ep, p->etp, p->edp, p->num_microbatches);
+}
+
+static int cmd_plan(cli *c) {
+    nam_recipe r;
+    nam_plan p;
+    nam_error err;
+    char *out = NULL;
+    int rc = 0;
+    if ((rc = load_recipe(c, &r))) return rc;
+    if (!strcmp(c->cmd, "recipe")) {
+        if (nam_recipe_write(&r, &out, &err) != NAM_OK) { report(c, &err); nam_recipe_free(&r); return EXIT_REFUSED; }
+        rc = emit(c, out);
+        nam_free(out);
+        nam_recipe_free(&r);
+        return rc;
+    }
+    if (nam_plan_make(&r, &p, &err) != NAM_OK) {
+        report(c, &err);
+        nam_recipe_free(&r);
+        return EXIT_REFUSED;
+    }
+    nam_recipe_free(&r);
+    if (c->strict && p.num_seams > 0) {
+        int i;
+        fprintf(stderr, "nam: --strict: %d seam(s) remain:", p.num_seams);
+        for (i = 0; i < p.num_seams; i++) fprintf(stderr, " %s (family %c)", p.seams[i].name, p.seams[i].family);
+        fprintf(stderr, "\n");
+        if (c->json) printf("{\"error\":{\"code\":\"%s\",\"message\":\"--strict: %d seam(s) remain\"}}\n", nam_status_str(NAM_ERR_UNSUPPORTED), p.num_seams);
+        nam_plan_free(&p);
+        return EXIT_REFUSED;
+    }
+    if (!strcmp(c->cmd, "plan") && !c->json) {
+        /* the table goes through a memory stream so -o stays atomic */
+        char *buf = NULL;
+        size_t n = 0;
+        FILE *mf = open_memstream(&buf, &n);
+        if (!mf) { perror("nam"); nam_plan_free(&p); return EXIT_USAGE; }
+        print_plan_text(&p, mf);
+        fclose(mf);
+        rc = emit(c, buf);
+        free(buf);
+        nam_plan_free(&p);
+        return rc;
+    }
+    if (!strcmp(c->cmd, "args") && !c->json) {
+        if (nam_plan_args_text(&p, &out, &err) != NAM_OK) { report(c, &err); nam_plan_free(&p); return EXIT_REFUSED; }
+    } else {
+        int what = !strcmp(c->cmd, "plan") ? NAM_JSON_PLAN : !strcmp(c->cmd, "args") ? NAM_JSON_ARGS : NAM_JSON_LAUNCH;
+        if (nam_plan_json(&p, what, &out, &err) != NAM_OK) { report(c, &err); nam_plan_free(&p); return EXIT_REFUSED; }
+    }
+    rc = emit(c, out);
+    nam_free(out);
+    nam_plan_free(&p);
+    return rc;
+}
+
+static int cmd_ranks(cli *c) {
+    nam_rankmap_desc d;
+    nam_rankmap m;
+    nam_error err;
+    char *out = NULL;
+    int rc;
+    if (!c->have_world || !c->have_tp || !c->have_pp) return usage_error("ranks needs --world N --tp T --pp P%s", "");
+    if (c->positional) return usage_error("ranks takes no positional argument ('%s')", c->positional);
+    memset(&d, 0, sizeof d);
+    d.world_size = c->world;
+    d.tp = c->tp;
+    d.pp = c->pp;
+    d.cp = c->cp;
+    d.ep = c->ep;
+    d.etp = c->etp;
+    d.order = c->order;
+    if (nam_rankmap_build(&d, &m, &err) != NAM_OK) { report(c, &err); return EXIT_REFUSED; }
+    if (c->rank >= 0) {
+        nam_rank_coords rc2;
+        char buf[512];
+        if (nam_rankmap_query_rank(&m, c->rank, &rc2, &err) != NAM_OK) { report(c, &err); nam_rankmap_free(&m); return EXIT_REFUSED; }
+        snprintf(buf, sizeof buf, c->json ? "{\"rank\":%d,\"tp\":%d,\"cp\":%d,\"dp\":%d,\"pp\":%d,\"expert_tp\":%d,\"ep\":%d,\"expert_dp\":%d}\n"
+                                          : "rank %d: tp %d, cp %d, dp %d, pp %d; expert tp %d, ep %d, expert dp %d\n",
+                 c->rank, rc2.tp, rc2.cp, rc2.dp, rc2.pp, rc2.etp, rc2.ep, rc2.edp);
+        rc = emit(c, buf);
+        nam_rankmap_free(&m);
+        return rc;
+    }
+    if (nam_rankmap_json(&m, &out, &err) != NAM_OK) { report(c, &err); nam_rankmap_free(&m); return EXIT_REFUSED; }
+    rc = emit(c, out);   /* the JSON is also the readable form */
+    nam_free(out);
+    nam_rankmap_free(&m);
+    return rc;
+}
+
+static void json_str(FILE *f, const char *s, size_t n) {
+    size_t i;
+    fputc('"', f);
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
+        else if (ch < 0x20 || ch >= 0x7f) fprintf(f, "\\u%04x", ch);
+        else fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+static int cmd_megatron(cli *c) {
+    nam_mpattern mp;
+    nam_layout lay;
+    nam_layout_desc ld;
+    nam_error err;
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *mf;
+    int i, rc;
+    if (!c->positional) return usage_error("megatron needs a PATTERN (use `nam megatron -- PATTERN` when it starts with '-')%s", "");
+    if (nam_megatron_parse(c->positional, strlen(c->positional), &mp, &err) != NAM_OK) { report(c, &err); return EXIT_REFUSED; }
+    memset(&ld, 0, sizeof ld);
+    ld.pp = c->have_pp ? c->pp : 1;
+    ld.first_stage_layers = c->first;
+    ld.last_stage_layers = c->last;
+    ld.no_overlap_p2p = c->no_overlap;
+    if (nam_megatron_layout(&mp, &ld, &lay, &err) != NAM_OK) { report(c, &err); nam_megatron_free(&mp); return EXIT_REFUSED; }
+    mf = open_memstream(&buf, &n);
+    if (!mf) { perror("nam"); nam_megatron_free(&mp); nam_layout_free(&lay); return EXIT_USAGE; }
+    if (c->json) {
+        fprintf(mf, "{\"main\":");
+        if (mp.main) json_str(mf, mp.main, strlen(mp.main)); else fprintf(mf, "null");
+        fprintf(mf, ",\"mtp\":");
+        if (mp.mtp) json_str(mf, mp.mtp, strlen(mp.mtp)); else fprintf(mf, "null");
+        fprintf(mf, ",\"mtp_depths\":%d,\"num_layers\":%d,\"segments\":%d,\"pp\":%d,\"vpp\":%d,\"counts\":{", mp.mtp_depths, mp.num_layers, mp.num_segments, lay.pp, lay.vpp);
+        for (i = 0; i < NAM_MSYM_COUNT; i++) fprintf(mf, "%s\"%c\":%d", i ? "," : "", NAM_MEGATRON_SYMBOLS[i], mp.counts[i]);
+        fprintf(mf, "},\"stages\":[");
+        for (i = 0; i < lay.num_stages; i++) {
+            fprintf(mf, "%s{\"vp_stage\":%d,\"pp_rank\":%d,\"layers\":", i ? "," : "", lay.stages[i].vp_stage, lay.stages[i].pp_rank);
+            json_str(mf, lay.stages[i].seg.layers, (size_t)lay.stages[i].seg.num_layers);
+            fprintf(mf, ",\"offset\":%d}", lay.stages[i].seg.offset);
+        }
+        fprintf(mf, "]}\n");
+    } else {
+        fprintf(mf, "main       %s\n", mp.main ? mp.main : "(none)");
+        fprintf(mf, "mtp        %s x %d\n", mp.mtp ? mp.mtp : "(none)", mp.mtp_depths);
+        fprintf(mf, "layers     %d in %d segment(s); pp %d, vpp %s\n", mp.num_layers, mp.num_segments, lay.pp, lay.vpp ? "" : "none");
+        if (lay.vpp) fprintf(mf, "vpp        %d\n", lay.vpp);
+        fprintf(mf, "counts    ");
+        for (i = 0; i < NAM_MSYM_COUNT; i++) fprintf(mf, " %c=%d", NAM_MEGATRON_SYMBOLS[i], mp.counts[i]);
+        fprintf(mf, "\n");
+        for (i = 0; i < lay.num_stages; i++)
+            fprintf(mf, "vp_stage %d pp_rank %d  offset %3d  %.*s\n", lay.stages[i].vp_stage, lay.stages[i].pp_rank,
+                    lay.stages[i].seg.offset, lay.stages[i].seg.num_layers, lay.stages[i].seg.layers);
+    }
+    fclose(mf);
+    rc = emit(c, buf);
+    free(buf);
+    nam_megatron_free(&mp);
+    nam_layout_free(&lay);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    cli c;
+    int rc = parse_args(&c, argc, argv);
+    if (rc) return rc;
+    if (!c.cmd) { fputs(usage_text, stderr); return EXIT_USAGE; }
+    if (!strcmp(c.cmd, "plan") || !strcmp(c.cmd, "args") || !strcmp(c.cmd, "launch") || !strcmp(c.cmd, "recipe")) return cmd_plan(&c);
+    if (!strcmp(c.cmd, "ranks")) return cmd_ranks(&c);
+    if (!strcmp(c.cmd, "megatron")) return cmd_megatron(&c);
+    return usage_error("unknown command '%s'", c.cmd);
+}
