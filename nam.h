@@ -388,7 +388,7 @@ NAM_API void nam_recipe_free(nam_recipe *r);
    its text value. Errors name the key and the value: NAM_ERR_UNKNOWN_KEY, NAM_ERR_RANGE,
    NAM_ERR_SYNTAX. */
 NAM_API nam_status nam_recipe_set(nam_recipe *r, const char *key, const char *value, nam_error *err);
-/* nam_recipe_parse: apply a recipe text (see section 7) on top of `r`. `source` names the
+/* nam_recipe_parse: apply a recipe text (see section 7; len 0 -> strlen) on top of `r`. `source` names the
    file in error records (file:line:column). The recipe is unchanged on error. */
 NAM_API nam_status nam_recipe_parse(nam_recipe *r, const char *text, size_t len,
                                     const char *source, nam_error *err);
@@ -1675,6 +1675,7 @@ NAM__DEF nam_status nam_recipe_parse(nam_recipe *r, const char *text, size_t len
     char *value = NULL;
     if (!r || !text) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_recipe_parse: NULL argument");
     if (!source) source = "recipe";
+    if (!len) len = strlen(text);
     if (len > NAM_MAX_TEXT) return nam__err(err, NAM_ERR_LIMIT, "%s: %lu bytes exceed the limit of %d", source, NAM__CAST(unsigned long, len), NAM_MAX_TEXT);
     for (i = 0; i < NAM__NFIELDS; i++) set_line[i] = 0;
     st = nam__recipe_copy(&work, r, err);
