@@ -270,6 +270,16 @@ NAM_API void nam_megatron_free(nam_mpattern *p);
 /* nam_megatron_symbol_index: index into counts for a symbol char, -1 if not a layer symbol. */
 NAM_API int nam_megatron_symbol_index(char c);
 
+/* nam_megatron_layer_maps: Megatron's get_layer_maps_from_layer_type_list in array form:
+   local[i] = how many layers before i carry the same symbol as layer i (its index within
+   its layer type). `layers` holds n symbols without '|' or '/'. */
+NAM_API nam_status nam_megatron_layer_maps(const char *layers, int n, int *local, nam_error *err);
+/* nam_megatron_pattern_from_ratios: Megatron's deprecated pattern_from_ratios(num_layers,
+   attention_ratio, mlp_ratio): evenly spaced '*' then '-' among 'M' (Python's round-half-
+   to-even). Writes num_layers symbols and a NUL into out (cap >= num_layers + 1). */
+NAM_API nam_status nam_megatron_pattern_from_ratios(int num_layers, double attention_ratio, double mlp_ratio,
+                                                    char *out, size_t cap, nam_error *err);
+
 /* nam_segment_desc defaults (zero-init): pp_size 0 -> 1; pp_rank 0; vp_stage used only
    when has_vp_stage != 0 (Python None otherwise); first_stage_layers / last_stage_layers
    0 -> None. */
@@ -570,7 +580,11 @@ NAM_API nam_status nam_rankmap_json(const nam_rankmap *m, char **out, nam_error 
 #endif
 
 #ifdef NAM_STATIC
+#if defined(__GNUC__) || defined(__clang__)
+#define NAM__DEF static __attribute__((unused))
+#else
 #define NAM__DEF static
+#endif
 #else
 #define NAM__DEF
 #endif
@@ -1086,6 +1100,68 @@ NAM__DEF nam_status nam_megatron_parse(const char *pattern, size_t len, nam_mpat
     return NAM_OK;
 }
 
+NAM__DEF nam_status nam_megatron_layer_maps(const char *layers, int n, int *local, nam_error *err) {
+    int seen[NAM_MSYM_COUNT] = {0}, i;
+    if (!layers || !local || n < 0) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_megatron_layer_maps: NULL argument or negative length");
+    for (i = 0; i < n; i++) {
+        int k = nam_megatron_symbol_index(layers[i]);
+        char bn[16];
+        if (k < 0) {
+            nam__err(err, NAM_ERR_SYMBOL, "layer %d: %s is not a valid layer symbol (M G * D + - E)", i, nam__byte_name(NAM__CAST(unsigned char, layers[i]), bn));
+            if (err) err->layer = i;
+            return NAM_ERR_SYMBOL;
+        }
+        local[i] = seen[k]++;
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+/* Python 3 round(): nearest, ties to even. */
+static long long nam__round_half_even(double x) {
+    double f = (double)(long long)x, d = x - f;
+    long long r = (long long)f;
+    if (x < 0) return -nam__round_half_even(-x);
+    if (d > 0.5 || (d == 0.5 && (r & 1))) r++;
+    return r;
+}
+
+NAM__DEF nam_status nam_megatron_pattern_from_ratios(int num_layers, double attention_ratio, double mlp_ratio,
+                                                     char *out, size_t cap, nam_error *err) {
+    long long attn, mamba, mlp;
+    double section, x, ratio;
+    int i;
+    if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_megatron_pattern_from_ratios: out is NULL");
+    if (num_layers <= 0 || num_layers > NAM_MAX_DEPTH) return nam__err(err, NAM_ERR_RANGE, "num_layers %d is out of range (1..%d)", num_layers, NAM_MAX_DEPTH);
+    if (!(attention_ratio >= 0.0 && attention_ratio <= 1.0)) return nam__err(err, NAM_ERR_RANGE, "attention_ratio %g is outside 0..1", attention_ratio);
+    if (!(mlp_ratio >= 0.0 && mlp_ratio <= 1.0)) return nam__err(err, NAM_ERR_RANGE, "mlp_ratio %g is outside 0..1", mlp_ratio);
+    if (attention_ratio + mlp_ratio > 1.0) return nam__err(err, NAM_ERR_RANGE, "attention_ratio + mlp_ratio = %g exceeds 1", attention_ratio + mlp_ratio);
+    if (cap < NAM__CAST(size_t, num_layers) + 1) return nam__err(err, NAM_ERR_INVALID_ARG, "output buffer of %lu bytes is too small for %d layers", NAM__CAST(unsigned long, cap), num_layers);
+    attn = nam__round_half_even(num_layers * attention_ratio);
+    mamba = num_layers - attn;
+    section = NAM__CAST(double, mamba) / NAM__CAST(double, attn + 1);
+    for (i = 0; i < num_layers; i++) out[i] = 'M';
+    out[num_layers] = 0;
+    x = section;
+    for (i = 0; i < num_layers; i++) {
+        if (x < 0.5) { out[i] = '*'; x += section; }
+        else x -= 1;
+    }
+    mlp = nam__round_half_even(num_layers * mlp_ratio);
+    if (mlp > 0) {
+        mamba -= mlp;
+        ratio = NAM__CAST(double, mamba) / NAM__CAST(double, mlp);
+        x = ratio;
+        for (i = 0; i < num_layers; i++) {
+            if (out[i] != 'M') continue;
+            if (x < 0.5) { out[i] = '-'; x += ratio; }
+            else x -= 1;
+        }
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
 NAM__DEF nam_status nam_megatron_select_segment(const nam_mpattern *p, const nam_segment_desc *desc,
                                                 nam_segment *out, nam_error *err) {
     nam_segment_desc d;
@@ -1161,11 +1237,18 @@ NAM__DEF nam_status nam_megatron_select_segment(const nam_mpattern *p, const nam
         for (i = 0; s[i] && s[i] != '|'; i++) {}
         out->num_layers = i;
     }
-    for (i = 0; i < out->num_layers; i++) {   /* validate_segment_layers */
-        char bn[16];
-        if (nam_megatron_symbol_index(out->layers[i]) < 0)
-            return nam__err(err, NAM_ERR_SYMBOL, "In hybrid layer pattern segment, %s is not one of the valid layer symbols M G * D + - E",
-                            nam__byte_name(NAM__CAST(unsigned char, out->layers[i]), bn));
+    {   /* validate_segment_layers: symbols, and never '*' together with '+'/'D' */
+        int attn = 0, mla = 0;
+        for (i = 0; i < out->num_layers; i++) {
+            char bn[16];
+            if (nam_megatron_symbol_index(out->layers[i]) < 0)
+                return nam__err(err, NAM_ERR_SYMBOL, "In hybrid layer pattern segment, %s is not one of the valid layer symbols M G * D + - E",
+                                nam__byte_name(NAM__CAST(unsigned char, out->layers[i]), bn));
+            attn |= out->layers[i] == '*';
+            mla |= out->layers[i] == '+' || out->layers[i] == 'D';
+        }
+        if (attn && mla)
+            return nam__err(err, NAM_ERR_CONFLICT, "Not supported to have both Attention and MLA/DSA in one model (pipeline segment at offset %d)", out->offset);
     }
     if (err) nam__err_reset(err);
     return NAM_OK;

@@ -227,6 +227,28 @@ static void test_megatron(void) {
     nam_megatron_free(&mp);
 }
 
+static void test_ratios(void) {
+    char b[128];
+    nam_error e;
+    int local[8];
+    nam_status st;
+    /* verbatim strings from examples/mamba/train.sh (megatron.md section 6) */
+    st = nam_megatron_pattern_from_ratios(56, 0.08, 0.5, b, sizeof b, &e);
+    CHECK("pattern_from_ratios(56, 0.08, 0.5) is the NVIDIA Mamba-hybrid 8B string", st == NAM_OK && !strcmp(b, "M-M-M--M-M*-M-M-M-M--M*-M-M-M-M-M*--M-M-M-M-M*-M--M-M-M-"), "%s", b);
+    st = nam_megatron_pattern_from_ratios(48, 0.08, 0.5, b, sizeof b, &e);
+    CHECK("pattern_from_ratios(48, 0.08, 0.5) is the 800M string", st == NAM_OK && !strcmp(b, "M-M-M--M-*M-M-M-M--*M-M-M-M-*M--M-M-M-*M-M--M-M-"), "%s", b);
+    st = nam_megatron_pattern_from_ratios(10, 0.7, 0.5, b, sizeof b, &e);
+    CHECK("pattern_from_ratios: ratios summing above 1 are refused", st == NAM_ERR_RANGE, "%s", nam_status_str(st));
+    st = nam_megatron_pattern_from_ratios(0, 0, 0, b, sizeof b, &e);
+    CHECK("pattern_from_ratios: 0 layers refused", st == NAM_ERR_RANGE, "%s", nam_status_str(st));
+    st = nam_megatron_pattern_from_ratios(100, 0, 0, b, 50, &e);
+    CHECK("pattern_from_ratios: small buffer refused", st == NAM_ERR_INVALID_ARG, "%s", nam_status_str(st));
+    st = nam_megatron_layer_maps("D+M-DM", 6, local, &e);
+    CHECK("layer maps: index within each layer type", st == NAM_OK && local[0] == 0 && local[4] == 1 && local[5] == 1 && local[3] == 0, "%s", e.message);
+    st = nam_megatron_layer_maps("M|M", 3, local, &e);
+    CHECK("layer maps: '|' is not a layer", st == NAM_ERR_SYMBOL && e.layer == 1, "%s", e.message);
+}
+
 /* ---- recipes --------------------------------------------------------------------- */
 static void expect_recipe_err(const char *desc, const char *text, size_t len, nam_status code, int line, int col, const char *needle) {
     nam_recipe r;
@@ -556,6 +578,7 @@ static void test_misc(void) {
 int main(void) {
     test_pattern();
     test_megatron();
+    test_ratios();
     test_recipe();
     test_translate();
     test_ranks();
