@@ -158,7 +158,7 @@ step_asan() {
 fuzz_crash() { sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$1" | tail -n 1; }
 # fuzz_error LOG: the first sanitizer / libFuzzer / invariant report with a little context
 fuzz_error() {
-    grep -m 1 -B 2 -A 14 -E '==[0-9]+==ERROR|runtime error:|invariant failed|deadly signal|ALARM: working on the last Unit|out-of-memory' "$1" || true
+    grep -a -m 1 -B 2 -A 14 -E '==[0-9]+==ERROR|runtime error:|invariant failed|deadly signal|ALARM: working on the last Unit|out-of-memory' "$1" || true
 }
 
 step_fuzz() {
@@ -170,7 +170,7 @@ step_fuzz() {
         -timeout=25 -print_final_stats=1 -artifact_prefix="$B/fuzz-artifacts/" "$B/fuzz-corpus" \
         >"$log" 2>&1 </dev/null || rc=$?
     if ((rc == 0)); then
-        pass "$desc ($(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?') runs, corpus in $B/fuzz-corpus)"
+        pass "$desc ($(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?') runs, corpus in $B/fuzz-corpus)"
     else
         crash=$(fuzz_crash "$log")
         fuzz_error "$log" >"$log.error"
