@@ -685,6 +685,14 @@ static char *nam__strndup(const char *s, size_t n) {
 }
 static char *nam__strdup(const char *s) { return s ? nam__strndup(s, strlen(s)) : NULL; }
 
+/* Copy a string into a fixed buffer, truncating (snprintf "%s" without the printf cost). */
+static void nam__copy(char *dst, size_t cap, const char *src) {
+    size_t n = strlen(src);
+    if (n >= cap) n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = 0;
+}
+
 /* Growable string with a sticky out-of-memory flag. */
 typedef struct nam__sb { char *buf; size_t len, cap; int oom; } nam__sb;
 
@@ -988,10 +996,16 @@ NAM__DEF nam_status nam_pattern_parse(const nam_pattern_desc *desc, nam_pattern 
 
 /* >>megatron --------------------------------------------------------------------------- */
 NAM__DEF int nam_megatron_symbol_index(char c) {
-    const char *p;
-    if (!c) return -1;
-    p = strchr(NAM_MEGATRON_SYMBOLS, c);
-    return p ? NAM__CAST(int, p - NAM_MEGATRON_SYMBOLS) : -1;
+    switch (c) {   /* position in NAM_MEGATRON_SYMBOLS "*DGM+-E" */
+    case '*': return NAM_MSYM_ATTENTION;
+    case 'D': return NAM_MSYM_DSA;
+    case 'G': return NAM_MSYM_GDN;
+    case 'M': return NAM_MSYM_MAMBA;
+    case '+': return NAM_MSYM_MLA;
+    case '-': return NAM_MSYM_MLP;
+    case 'E': return NAM_MSYM_MOE;
+    default: return -1;
+    }
 }
 
 NAM__DEF void nam_megatron_free(nam_mpattern *p) {
@@ -1879,24 +1893,50 @@ static int nam__seam_find_or_add(nam_plan *p, const char *name, char fam, nam_se
     nam_seam s;
     for (i = 0; i < p->num_seams; i++) if (!strcmp(p->seams[i].name, name)) return i;
     memset(&s, 0, sizeof s);
-    snprintf(s.name, sizeof s.name, "%s", name);
+    nam__copy(s.name, sizeof s.name, name);
     s.family = fam;
     s.kind = kind;
-    snprintf(s.reason, sizeof s.reason, "%s", reason);
-    snprintf(s.runtime_supplies, sizeof s.runtime_supplies, "%s", supplies);
+    nam__copy(s.reason, sizeof s.reason, reason);
+    nam__copy(s.runtime_supplies, sizeof s.runtime_supplies, supplies);
     arrput(p->seams, s);
     return p->num_seams++;
 }
 
-static void nam__decide(nam_plan *p, char fam, char sym, const char *what) {
+static void nam__decide(nam_plan *p, char fam, char sym) {
     int i;
     nam_decision d;
     for (i = 0; i < p->num_decisions; i++) if (p->decisions[i].family == fam && p->decisions[i].symbol == sym) return;
     d.family = fam;
     d.symbol = sym;
-    snprintf(d.what, sizeof d.what, "%s", what);
+    snprintf(d.what, sizeof d.what, "explicit binding pattern.map %c=%c: family %c lowered to Megatron '%c'%s", fam, sym, fam, sym,
+             sym == 'G' ? " (Gated DeltaNet)" : "");
     arrput(p->decisions, d);
     p->num_decisions++;
+}
+
+/* String-valued (or bare, value NULL) arg without printf: the hot path of nam_plan_make. */
+static void nam__arg_str(nam_plan *p, const char *flag, const char *value) {
+    nam_arg a;
+    memset(&a, 0, sizeof a);
+    memcpy(a.flag, flag, strlen(flag) + 1);
+    a.value = value ? nam__strdup(value) : NULL;
+    arrput(p->args, a);
+    p->num_args++;
+}
+
+/* Integer-valued arg without going through printf. */
+static void nam__arg_int(nam_plan *p, const char *flag, long long v) {
+    char tmp[24], *q = tmp + sizeof tmp;
+    unsigned long long u = v < 0 ? 0ULL - NAM__CAST(unsigned long long, v) : NAM__CAST(unsigned long long, v);
+    nam_arg a;
+    *--q = 0;
+    do { *--q = NAM__CAST(char, '0' + u % 10); u /= 10; } while (u);
+    if (v < 0) *--q = '-';
+    memset(&a, 0, sizeof a);
+    memcpy(a.flag, flag, strlen(flag) + 1);
+    a.value = nam__strdup(q);
+    arrput(p->args, a);
+    p->num_args++;
 }
 
 static void nam__arg(nam_plan *p, const char *flag, const char *fmt, ...) NAM__PRINTF(3, 4);
@@ -1969,15 +2009,25 @@ static nam_status nam__layer_err(nam_plan *p, nam_error *err, nam_status st, int
 
 /* Lower one authored letter. Returns the Megatron symbol, 0 for an unmapped seam,
    or -1 after filling err (refusal). `seam` receives the seam index or -1. */
-static int nam__lower(nam_plan *p, char fam, int layer, int is_dsa, int *seam, nam_error *err, int mtp_pos, int stage, int column) {
+static void nam__where(char *where, size_t n, int layer, int mtp_pos, int stage, int column) {
+    if (mtp_pos >= 0) snprintf(where, n, "MTP position %d (pattern column %d)", mtp_pos, column);
+    else snprintf(where, n, "layer %d (stage %d, pattern column %d)", layer, stage, column);
+}
+
+static int nam__seam_index(const nam_plan *p, const char *name) {
+    int i;
+    for (i = 0; i < p->num_seams; i++) if (!strcmp(p->seams[i].name, name)) return i;
+    return -1;
+}
+
+static int nam__lower_uncached(nam_plan *p, char fam, int layer, int is_dsa, int *seam, nam_error *err, int mtp_pos, int stage, int column) {
     const nam_recipe *r = &p->recipe;
     char where[96];
     *seam = -1;
-    if (mtp_pos >= 0) snprintf(where, sizeof where, "MTP position %d (pattern column %d)", mtp_pos, column);
-    else snprintf(where, sizeof where, "layer %d (stage %d, pattern column %d)", layer, stage, column);
     if (fam == 'A') return r->mla ? (is_dsa ? 'D' : '+') : '*';
     if (fam == 'E') {
         if (r->num_experts <= 0) {
+            nam__where(where, sizeof where, layer, mtp_pos, stage, column);
             nam__err(err, NAM_ERR_UNSUPPORTED, "E at %s needs MoE, but moe.num_experts is 0; nam refuses to lower an expert layer to a dense MLP '-'", where);
             return -1;
         }
@@ -1985,51 +2035,69 @@ static int nam__lower(nam_plan *p, char fam, int layer, int is_dsa, int *seam, n
     }
     if (fam == 'M') {
         if (strcmp(r->mamba_impl, "mamba2")) {
-            char name[48], reason[160], sup[160];
-            snprintf(name, sizeof name, "%s-mixer", !strcmp(r->mamba_impl, "mamba3") ? "mamba3" : "custom-mamba");
-            snprintf(reason, sizeof reason, "pattern.mamba_impl = %s, but Megatron-LM's M builds the Mamba-2 MambaLayer", r->mamba_impl);
-            snprintf(sup, sizeof sup, "a %s mixer submodule in the hybrid layer spec (--spec) for these M layers", r->mamba_impl);
-            *seam = nam__seam_find_or_add(p, name, 'M', NAM_SEAM_CUSTOM_IMPL, reason, sup);
+            const char *name = !strcmp(r->mamba_impl, "mamba3") ? "mamba3-mixer" : "custom-mamba-mixer";
+            *seam = nam__seam_index(p, name);
+            if (*seam < 0) {
+                char reason[160], sup[160];
+                snprintf(reason, sizeof reason, "pattern.mamba_impl = %s, but Megatron-LM's M builds the Mamba-2 MambaLayer", r->mamba_impl);
+                snprintf(sup, sizeof sup, "a %s mixer submodule in the hybrid layer spec (--spec) for these M layers", r->mamba_impl);
+                *seam = nam__seam_find_or_add(p, name, 'M', NAM_SEAM_CUSTOM_IMPL, reason, sup);
+            }
         }
         return 'M';
     }
     {   /* R and declared families: explicit binding, strict refusal, or a seam */
         char b = nam__binding(r, fam);
         if (b) {
-            char what[160];
             if (b == 'E' && r->num_experts <= 0) {
+                nam__where(where, sizeof where, layer, mtp_pos, stage, column);
                 nam__err(err, NAM_ERR_CONFLICT, "binding %c=E at %s needs moe.num_experts > 0", fam, where);
                 return -1;
             }
             if ((b == '+' || b == 'D') && !r->mla) {
+                nam__where(where, sizeof where, layer, mtp_pos, stage, column);
                 nam__err(err, NAM_ERR_CONFLICT, "binding %c=%c at %s needs model.mla = true", fam, b, where);
                 return -1;
             }
-            snprintf(what, sizeof what, "explicit binding pattern.map %c=%c: family %c lowered to Megatron '%c'%s", fam, b, fam, b,
-                     b == 'G' ? " (Gated DeltaNet)" : "");
-            nam__decide(p, fam, b, what);
+            nam__decide(p, fam, b);
             return b;
         }
         if (p->strict) {
+            nam__where(where, sizeof where, layer, mtp_pos, stage, column);
             nam__err(err, NAM_ERR_UNSUPPORTED, "%c at %s has no Megatron-LM layer symbol (valid: M G * D + - E); strict mode stops here. Bind it explicitly (pattern.map = %c=G) or keep it as a named seam with recipe.mode = plan",
                      fam, where, fam);
             return -1;
         }
         {
-            char name[48], reason[160], sup[160];
-            if (fam == 'R') {
-                snprintf(name, sizeof name, "recurrent-tail");
-                snprintf(reason, sizeof reason, "Megatron-LM has no recurrent-tail symbol (valid: M G * D + - E); nam does not substitute M or G");
-                snprintf(sup, sizeof sup, "a recurrent-tail layer spec at these indices, or an explicit binding such as pattern.map = R=G");
-            } else {
-                snprintf(name, sizeof name, "custom-family-%c", fam);
-                snprintf(reason, sizeof reason, "family %c is declared by the recipe and has no Megatron-LM symbol", fam);
-                snprintf(sup, sizeof sup, "a layer spec for family %c at these indices, or an explicit binding pattern.map = %c=SYMBOL", fam, fam);
+            char name[48] = "recurrent-tail";
+            if (fam != 'R') snprintf(name, sizeof name, "custom-family-%c", fam);
+            *seam = nam__seam_index(p, name);
+            if (*seam < 0) {
+                char reason[160], sup[160];
+                if (fam == 'R') {
+                    snprintf(reason, sizeof reason, "Megatron-LM has no recurrent-tail symbol (valid: M G * D + - E); nam does not substitute M or G");
+                    snprintf(sup, sizeof sup, "a recurrent-tail layer spec at these indices, or an explicit binding such as pattern.map = R=G");
+                } else {
+                    snprintf(reason, sizeof reason, "family %c is declared by the recipe and has no Megatron-LM symbol", fam);
+                    snprintf(sup, sizeof sup, "a layer spec for family %c at these indices, or an explicit binding pattern.map = %c=SYMBOL", fam, fam);
+                }
+                *seam = nam__seam_find_or_add(p, name, fam, NAM_SEAM_UNMAPPED, reason, sup);
             }
-            *seam = nam__seam_find_or_add(p, name, fam, NAM_SEAM_UNMAPPED, reason, sup);
             return 0;
         }
     }
+}
+
+/* nam__lower with a per-family memo: every layer of a family lowers the same way, except
+   A (DSA marks) and the first occurrence, which may create a seam or report an error. */
+typedef struct nam__lower_memo { signed char sym[26]; int seam[26]; } nam__lower_memo;
+
+static int nam__lower(nam_plan *p, nam__lower_memo *m, char fam, int layer, int is_dsa, int *seam, nam_error *err, int mtp_pos, int stage, int column) {
+    int f = fam - 'A', sym;
+    if (fam != 'A' && m->sym[f] >= 0) { *seam = m->seam[f]; return m->sym[f]; }
+    sym = nam__lower_uncached(p, fam, layer, is_dsa, seam, err, mtp_pos, stage, column);
+    if (sym >= 0 && fam != 'A') { m->sym[f] = NAM__CAST(signed char, sym); m->seam[f] = *seam; }
+    return sym;
 }
 
 static int nam__i64_fits(long long v) { return v >= 0 && v <= INT_MAX; }
@@ -2184,85 +2252,85 @@ static void nam__build_args(nam_plan *p) {
         hasE |= strchr(p->mtp_native, 'E') != NULL;
     }
     nam__arg(p, "--spec", "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec");
-    if (p->native_pattern) nam__arg(p, "--hybrid-layer-pattern", "%s", p->native_pattern);
-    nam__arg(p, "--num-layers", "%d", p->pattern.depth);
-    nam__arg(p, "--tensor-model-parallel-size", "%d", r->tp);
-    nam__arg(p, "--pipeline-model-parallel-size", "%d", r->pp);
-    nam__arg(p, "--context-parallel-size", "%d", r->cp);
-    if (r->cp > 1) nam__arg(p, "--cp-comm-type", "%s", r->cp_comm_type);
-    nam__arg(p, "--expert-model-parallel-size", "%d", r->ep);
-    nam__arg(p, "--expert-tensor-parallel-size", "%d", p->etp);
-    if (r->sequence_parallel) nam__arg(p, "--sequence-parallel", NULL);
-    if (!r->overlap_p2p) nam__arg(p, "--no-overlap-p2p-communication", NULL);
-    if (!strcmp(r->order, "tp-cp-ep-pp-dp")) nam__arg(p, "--use-tp-pp-dp-mapping", NULL);
-    if (r->first_stage_layers) nam__arg(p, "--decoder-first-pipeline-num-layers", "%d", r->first_stage_layers);
-    if (r->last_stage_layers) nam__arg(p, "--decoder-last-pipeline-num-layers", "%d", r->last_stage_layers);
-    nam__arg(p, "--hidden-size", "%d", r->hidden_size);
-    nam__arg(p, "--ffn-hidden-size", "%d", p->ffn_hidden_size);
-    nam__arg(p, "--num-attention-heads", "%d", r->num_attention_heads);
+    if (p->native_pattern) nam__arg_str(p, "--hybrid-layer-pattern", p->native_pattern);
+    nam__arg_int(p, "--num-layers", p->pattern.depth);
+    nam__arg_int(p, "--tensor-model-parallel-size", r->tp);
+    nam__arg_int(p, "--pipeline-model-parallel-size", r->pp);
+    nam__arg_int(p, "--context-parallel-size", r->cp);
+    if (r->cp > 1) nam__arg_str(p, "--cp-comm-type", r->cp_comm_type);
+    nam__arg_int(p, "--expert-model-parallel-size", r->ep);
+    nam__arg_int(p, "--expert-tensor-parallel-size", p->etp);
+    if (r->sequence_parallel) nam__arg_str(p, "--sequence-parallel", NULL);
+    if (!r->overlap_p2p) nam__arg_str(p, "--no-overlap-p2p-communication", NULL);
+    if (!strcmp(r->order, "tp-cp-ep-pp-dp")) nam__arg_str(p, "--use-tp-pp-dp-mapping", NULL);
+    if (r->first_stage_layers) nam__arg_int(p, "--decoder-first-pipeline-num-layers", r->first_stage_layers);
+    if (r->last_stage_layers) nam__arg_int(p, "--decoder-last-pipeline-num-layers", r->last_stage_layers);
+    nam__arg_int(p, "--hidden-size", r->hidden_size);
+    nam__arg_int(p, "--ffn-hidden-size", p->ffn_hidden_size);
+    nam__arg_int(p, "--num-attention-heads", r->num_attention_heads);
     if (r->num_query_groups > 0) {
-        nam__arg(p, "--group-query-attention", NULL);
-        nam__arg(p, "--num-query-groups", "%d", r->num_query_groups);
+        nam__arg_str(p, "--group-query-attention", NULL);
+        nam__arg_int(p, "--num-query-groups", r->num_query_groups);
     }
-    nam__arg(p, "--kv-channels", "%d", p->kv_channels);
-    nam__arg(p, "--seq-length", "%d", r->seq_length);
-    nam__arg(p, "--max-position-embeddings", "%d", r->max_position_embeddings ? r->max_position_embeddings : r->seq_length);
-    nam__arg(p, "--position-embedding-type", "%s", r->position_embedding_type);
-    nam__arg(p, "--normalization", "%s", r->normalization);
-    if (!strcmp(r->activation, "swiglu")) nam__arg(p, "--swiglu", NULL);
-    if (!strcmp(r->activation, "squared_relu")) nam__arg(p, "--squared-relu", NULL);
-    if (r->untie_embeddings) nam__arg(p, "--untie-embeddings-and-output-weights", NULL);
-    if (r->disable_bias_linear) nam__arg(p, "--disable-bias-linear", NULL);
+    nam__arg_int(p, "--kv-channels", p->kv_channels);
+    nam__arg_int(p, "--seq-length", r->seq_length);
+    nam__arg_int(p, "--max-position-embeddings", r->max_position_embeddings ? r->max_position_embeddings : r->seq_length);
+    nam__arg_str(p, "--position-embedding-type", r->position_embedding_type);
+    nam__arg_str(p, "--normalization", r->normalization);
+    if (!strcmp(r->activation, "swiglu")) nam__arg_str(p, "--swiglu", NULL);
+    if (!strcmp(r->activation, "squared_relu")) nam__arg_str(p, "--squared-relu", NULL);
+    if (r->untie_embeddings) nam__arg_str(p, "--untie-embeddings-and-output-weights", NULL);
+    if (r->disable_bias_linear) nam__arg_str(p, "--disable-bias-linear", NULL);
     if (r->mla) {
-        nam__arg(p, "--multi-latent-attention", NULL);
-        if (r->q_lora_rank) nam__arg(p, "--q-lora-rank", "%d", r->q_lora_rank);
-        nam__arg(p, "--kv-lora-rank", "%d", r->kv_lora_rank);
-        nam__arg(p, "--qk-head-dim", "%d", r->qk_head_dim);
-        nam__arg(p, "--qk-pos-emb-head-dim", "%d", r->qk_pos_emb_head_dim);
-        nam__arg(p, "--v-head-dim", "%d", r->v_head_dim);
+        nam__arg_str(p, "--multi-latent-attention", NULL);
+        if (r->q_lora_rank) nam__arg_int(p, "--q-lora-rank", r->q_lora_rank);
+        nam__arg_int(p, "--kv-lora-rank", r->kv_lora_rank);
+        nam__arg_int(p, "--qk-head-dim", r->qk_head_dim);
+        nam__arg_int(p, "--qk-pos-emb-head-dim", r->qk_pos_emb_head_dim);
+        nam__arg_int(p, "--v-head-dim", r->v_head_dim);
     }
     if (r->num_experts > 0 && (hasE || p->unresolved)) {
-        nam__arg(p, "--num-experts", "%d", r->num_experts);
-        nam__arg(p, "--moe-router-topk", "%d", r->router_topk);
-        nam__arg(p, "--moe-ffn-hidden-size", "%d", r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size);
-        if (r->shared_expert_size) nam__arg(p, "--moe-shared-expert-intermediate-size", "%d", r->shared_expert_size);
-        nam__arg(p, "--moe-router-score-function", "%s", r->score_function);
-        if (r->pre_softmax) nam__arg(p, "--moe-router-pre-softmax", NULL);
-        if (r->expert_bias) nam__arg(p, "--moe-router-enable-expert-bias", NULL);
-        nam__arg(p, "--moe-router-load-balancing-type", "%s", r->load_balancing);
+        nam__arg_int(p, "--num-experts", r->num_experts);
+        nam__arg_int(p, "--moe-router-topk", r->router_topk);
+        nam__arg_int(p, "--moe-ffn-hidden-size", r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size);
+        if (r->shared_expert_size) nam__arg_int(p, "--moe-shared-expert-intermediate-size", r->shared_expert_size);
+        nam__arg_str(p, "--moe-router-score-function", r->score_function);
+        if (r->pre_softmax) nam__arg_str(p, "--moe-router-pre-softmax", NULL);
+        if (r->expert_bias) nam__arg_str(p, "--moe-router-enable-expert-bias", NULL);
+        nam__arg_str(p, "--moe-router-load-balancing-type", r->load_balancing);
         nam__arg(p, "--moe-aux-loss-coeff", "%g", r->aux_loss_coeff);
-        nam__arg(p, "--moe-token-dispatcher-type", "%s", r->dispatcher);
-        if (r->grouped_gemm) nam__arg(p, "--moe-grouped-gemm", NULL);
+        nam__arg_str(p, "--moe-token-dispatcher-type", r->dispatcher);
+        if (r->grouped_gemm) nam__arg_str(p, "--moe-grouped-gemm", NULL);
     }
     if (p->pattern.mtp_depths > 0) {
-        nam__arg(p, "--mtp-num-layers", "%d", p->pattern.mtp_depths);
+        nam__arg_int(p, "--mtp-num-layers", p->pattern.mtp_depths);
         nam__arg(p, "--mtp-loss-scaling-factor", "%g", r->mtp_loss_scaling_factor);
     }
     if (hasM) {
-        nam__arg(p, "--mamba-state-dim", "%d", r->mamba_state_dim);
-        nam__arg(p, "--mamba-head-dim", "%d", r->mamba_head_dim);
-        nam__arg(p, "--mamba-num-groups", "%d", r->mamba_num_groups);
-        nam__arg(p, "--mamba-num-heads", "%d", p->mamba_num_heads);
+        nam__arg_int(p, "--mamba-state-dim", r->mamba_state_dim);
+        nam__arg_int(p, "--mamba-head-dim", r->mamba_head_dim);
+        nam__arg_int(p, "--mamba-num-groups", r->mamba_num_groups);
+        nam__arg_int(p, "--mamba-num-heads", p->mamba_num_heads);
     }
     if (hasG) {
-        nam__arg(p, "--linear-num-key-heads", "%d", r->gdn_num_key_heads);
-        nam__arg(p, "--linear-num-value-heads", "%d", r->gdn_num_value_heads);
-        nam__arg(p, "--linear-key-head-dim", "%d", r->gdn_key_head_dim);
-        nam__arg(p, "--linear-value-head-dim", "%d", r->gdn_value_head_dim);
-        nam__arg(p, "--linear-conv-kernel-dim", "%d", r->gdn_conv_kernel_dim);
+        nam__arg_int(p, "--linear-num-key-heads", r->gdn_num_key_heads);
+        nam__arg_int(p, "--linear-num-value-heads", r->gdn_num_value_heads);
+        nam__arg_int(p, "--linear-key-head-dim", r->gdn_key_head_dim);
+        nam__arg_int(p, "--linear-value-head-dim", r->gdn_value_head_dim);
+        nam__arg_int(p, "--linear-conv-kernel-dim", r->gdn_conv_kernel_dim);
     }
-    nam__arg(p, "--micro-batch-size", "%d", r->micro_batch_size);
-    nam__arg(p, "--global-batch-size", "%d", r->global_batch_size ? r->global_batch_size : r->micro_batch_size * p->dp);
-    if (!strcmp(r->dtype, "bf16")) nam__arg(p, "--bf16", NULL);
-    if (!strcmp(r->dtype, "fp16")) nam__arg(p, "--fp16", NULL);
-    if (strcmp(r->fp8, "none")) nam__arg(p, "--fp8-format", "%s", r->fp8);
-    nam__arg(p, "--cuda-graph-impl", "%s", r->cuda_graph_impl);
+    nam__arg_int(p, "--micro-batch-size", r->micro_batch_size);
+    nam__arg_int(p, "--global-batch-size", r->global_batch_size ? r->global_batch_size : r->micro_batch_size * p->dp);
+    if (!strcmp(r->dtype, "bf16")) nam__arg_str(p, "--bf16", NULL);
+    if (!strcmp(r->dtype, "fp16")) nam__arg_str(p, "--fp16", NULL);
+    if (strcmp(r->fp8, "none")) nam__arg_str(p, "--fp8-format", r->fp8);
+    nam__arg_str(p, "--cuda-graph-impl", r->cuda_graph_impl);
     if (r->cuda_graph_modules[0]) {
         char mods[NAM_STR_MAX];
         char *c;
         snprintf(mods, sizeof mods, "%s", r->cuda_graph_modules);
         for (c = mods; *c; c++) if (*c == ',') *c = ' ';
-        nam__arg(p, "--cuda-graph-modules", "%s", mods);
+        nam__arg_str(p, "--cuda-graph-modules", mods);
     }
 }
 
@@ -2273,6 +2341,8 @@ NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error 
     nam_plan *p = out;
     int i, depth, attn_plain = -1, attn_mla = -1;
     char *shadow = NULL;
+    nam__lower_memo memo;
+    memset(memo.sym, -1, sizeof memo.sym);
     if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_plan_make: out is NULL");
     memset(out, 0, sizeof *out);
     if (!r || !r->pattern) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_plan_make: recipe or its pattern is NULL");
@@ -2326,7 +2396,7 @@ NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error 
         int is_dsa = 0, k, seam, sym;
         for (k = 0; k < r->num_dsa_layers; k++) is_dsa |= r->dsa_layers[k] == i;
         if (is_dsa && p->num_dsa_capable < NAM_MAX_LIST) p->dsa_capable[p->num_dsa_capable++] = i;
-        sym = nam__lower(p, L->family, i, is_dsa, &seam, err, -1, L->stage, L->column);
+        sym = nam__lower(p, &memo, L->family, i, is_dsa, &seam, err, -1, L->stage, L->column);
         if (sym < 0) { st = err ? err->code : NAM_ERR_UNSUPPORTED; nam__layer_err(p, err, st, i, L->stage, L->column); goto fail; }
         P->index = i;
         P->stage = L->stage;
@@ -2345,7 +2415,7 @@ NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error 
         if (!p->mtp_native) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto fail; }
         for (i = 0; i < n; i++) {
             int seam, col = p->pattern.mtp_columns[i];
-            int sym = nam__lower(p, p->pattern.mtp[i], -1, 0, &seam, err, i, p->pattern.num_stages - 1, col);
+            int sym = nam__lower(p, &memo, p->pattern.mtp[i], -1, 0, &seam, err, i, p->pattern.num_stages - 1, col);
             if (sym < 0) { st = err ? err->code : NAM_ERR_UNSUPPORTED; nam__layer_err(p, err, st, -1, p->pattern.num_stages - 1, col); goto fail; }
             if (seam >= 0) p->seams[seam].mtp_positions++;
             if (!sym) { ok = 0; p->unresolved += p->pattern.mtp_depths; }
