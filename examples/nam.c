@@ -23,7 +23,9 @@ static const char *usage_text =
     "  launch [RECIPE]    the launch contract (generated_native_args, fixed_policy, profile) as JSON\n"
     "  recipe [RECIPE]    print the resolved recipe (every key) in recipe-file syntax\n"
     "  ranks --world N --tp T --pp P [--cp C] [--ep E] [--etp X] [--order O] [--rank R]\n"
-    "                     Megatron RankGenerator process groups\n"
+    "        [--pattern MEGATRON_PATTERN]\n"
+    "                     Megatron RankGenerator process groups; with --pattern, the pipeline\n"
+    "                     stages (layers) each pp rank owns\n"
     "  megatron [--] PATTERN [--pp P] [--first N] [--last N] [--no-overlap-p2p]\n"
     "                     lint a Megatron-native hybrid pattern and show its pipeline stages\n"
     "\n"
@@ -54,6 +56,7 @@ typedef struct cli {
     /* ranks / megatron */
     int world, tp, pp, cp, ep, etp, rank, first, last, no_overlap;
     const char *order;
+    const char *pattern_value;   /* last --pattern (ranks: Megatron pattern whose stages ranks own) */
     int have_world, have_tp, have_pp;
 } cli;
 
@@ -232,6 +235,7 @@ static int parse_args(cli *c, int argc, char **argv) {
         }
         if (!strcmp(a, "--motif") || !strcmp(a, "--pattern")) {
             int motif = !strcmp(a, "--motif");
+            if (!motif) c->pattern_value = v;
             if ((rc = add_set(c, "pattern.text", v)) || (rc = add_set(c, "pattern.tile", motif ? "true" : "false"))) return rc;
             if (!motif && ((rc = add_set(c, "pattern.depth", "0")) || (rc = add_set(c, "pattern.stages", "0")))) return rc;
             i++;
@@ -382,15 +386,38 @@ static int cmd_plan(cli *c) {
     return rc;
 }
 
+static void json_str(FILE *f, const char *s, size_t n);
+
+/* The stages (vp_stage, layers, offset) owned by pipeline rank `pp_rank`, as JSON. */
+static void json_rank_stages(FILE *f, const nam_layout *lay, int pp_rank) {
+    int i, first = 1;
+    fputc('[', f);
+    for (i = 0; i < lay->num_stages; i++) {
+        const nam_stage *S = &lay->stages[i];
+        if (S->pp_rank != pp_rank) continue;
+        fprintf(f, "%s{\"vp_stage\":%d,\"layers\":", first ? "" : ",", S->vp_stage);
+        json_str(f, S->seg.layers, (size_t)S->seg.num_layers);
+        fprintf(f, ",\"offset\":%d}", S->seg.offset);
+        first = 0;
+    }
+    fputc(']', f);
+}
+
 static int cmd_ranks(cli *c) {
     nam_rankmap_desc d;
     nam_rankmap m;
     nam_error err;
-    char *out = NULL;
-    int rc;
+    nam_mpattern mp;
+    nam_layout lay;
+    char *out = NULL, *buf = NULL;
+    size_t n = 0;
+    FILE *mf;
+    int rc, i;
     if (!c->have_world || !c->have_tp || !c->have_pp) return usage_error("ranks needs --world N --tp T --pp P%s", "");
     if (c->positional) return usage_error("ranks takes no positional argument ('%s')", c->positional);
     memset(&d, 0, sizeof d);
+    memset(&lay, 0, sizeof lay);
+    memset(&mp, 0, sizeof mp);
     d.world_size = c->world;
     d.tp = c->tp;
     d.pp = c->pp;
@@ -399,21 +426,65 @@ static int cmd_ranks(cli *c) {
     d.etp = c->etp;
     d.order = c->order;
     if (nam_rankmap_build(&d, &m, &err) != NAM_OK) { report(c, &err); return EXIT_REFUSED; }
+    if (c->pattern_value) {
+        nam_layout_desc ld;
+        memset(&ld, 0, sizeof ld);
+        ld.pp = c->pp;
+        if (nam_megatron_parse(c->pattern_value, strlen(c->pattern_value), &mp, &err) != NAM_OK ||
+            nam_megatron_layout(&mp, &ld, &lay, &err) != NAM_OK) {
+            report(c, &err);
+            nam_megatron_free(&mp);
+            nam_rankmap_free(&m);
+            return EXIT_REFUSED;
+        }
+    }
+    mf = open_memstream(&buf, &n);
+    if (!mf) { perror("nam"); nam_rankmap_free(&m); nam_megatron_free(&mp); nam_layout_free(&lay); return EXIT_USAGE; }
     if (c->rank >= 0) {
         nam_rank_coords rc2;
-        char buf[512];
-        if (nam_rankmap_query_rank(&m, c->rank, &rc2, &err) != NAM_OK) { report(c, &err); nam_rankmap_free(&m); return EXIT_REFUSED; }
-        snprintf(buf, sizeof buf, c->json ? "{\"rank\":%d,\"tp\":%d,\"cp\":%d,\"dp\":%d,\"pp\":%d,\"expert_tp\":%d,\"ep\":%d,\"expert_dp\":%d}\n"
-                                          : "rank %d: tp %d, cp %d, dp %d, pp %d; expert tp %d, ep %d, expert dp %d\n",
-                 c->rank, rc2.tp, rc2.cp, rc2.dp, rc2.pp, rc2.etp, rc2.ep, rc2.edp);
-        rc = emit(c, buf);
-        nam_rankmap_free(&m);
-        return rc;
+        if (nam_rankmap_query_rank(&m, c->rank, &rc2, &err) != NAM_OK) {
+            fclose(mf); free(buf);
+            report(c, &err); nam_rankmap_free(&m); nam_megatron_free(&mp); nam_layout_free(&lay);
+            return EXIT_REFUSED;
+        }
+        if (c->json) {
+            fprintf(mf, "{\"rank\":%d,\"tp\":%d,\"cp\":%d,\"dp\":%d,\"pp\":%d,\"expert_tp\":%d,\"ep\":%d,\"expert_dp\":%d",
+                    c->rank, rc2.tp, rc2.cp, rc2.dp, rc2.pp, rc2.etp, rc2.ep, rc2.edp);
+            if (c->pattern_value) { fprintf(mf, ",\"stages\":"); json_rank_stages(mf, &lay, rc2.pp); }
+            fprintf(mf, "}\n");
+        } else {
+            fprintf(mf, "rank %d: tp %d, cp %d, dp %d, pp %d; expert tp %d, ep %d, expert dp %d\n",
+                    c->rank, rc2.tp, rc2.cp, rc2.dp, rc2.pp, rc2.etp, rc2.ep, rc2.edp);
+            for (i = 0; c->pattern_value && i < lay.num_stages; i++)
+                if (lay.stages[i].pp_rank == rc2.pp)
+                    fprintf(mf, "  vp_stage %d: layers %d..%d  %.*s\n", lay.stages[i].vp_stage, lay.stages[i].seg.offset,
+                            lay.stages[i].seg.offset + lay.stages[i].seg.num_layers - 1, lay.stages[i].seg.num_layers, lay.stages[i].seg.layers);
+        }
+    } else {
+        size_t l;
+        if (nam_rankmap_json(&m, &out, &err) != NAM_OK) {
+            fclose(mf); free(buf);
+            report(c, &err); nam_rankmap_free(&m); nam_megatron_free(&mp); nam_layout_free(&lay);
+            return EXIT_REFUSED;
+        }
+        l = strlen(out);
+        if (c->pattern_value && l >= 3) {
+            /* the same object with one more field: the stages each pp rank owns */
+            fwrite(out, 1, l - 3, mf);
+            fprintf(mf, ",\n  \"stages_by_pp_rank\": [");
+            for (i = 0; i < c->pp; i++) { fprintf(mf, i ? "," : ""); json_rank_stages(mf, &lay, i); }
+            fprintf(mf, "]\n}\n");
+        } else {
+            fwrite(out, 1, l, mf);   /* the JSON is also the readable form */
+        }
+        nam_free(out);
     }
-    if (nam_rankmap_json(&m, &out, &err) != NAM_OK) { report(c, &err); nam_rankmap_free(&m); return EXIT_REFUSED; }
-    rc = emit(c, out);   /* the JSON is also the readable form */
-    nam_free(out);
+    fclose(mf);
+    rc = emit(c, buf);
+    free(buf);
     nam_rankmap_free(&m);
+    nam_megatron_free(&mp);
+    nam_layout_free(&lay);
     return rc;
 }
 

@@ -139,6 +139,11 @@ pycheck "ranks: dp, expert_dp and groups (megatron.md example)" "$T/out" \
     'd["dp"] == 2 and d["expert_dp"] == 2 and d["decoder"]["tp"][0] == [0, 1] and d["expert"]["ep"] == [[0, 1, 2, 3], [4, 5, 6, 7]] and set(d["decoder"]) == {"tp", "cp", "dp", "pp", "dp-cp", "tp-pp", "tp-cp", "tp-dp", "tp-dp-cp"} and set(d["expert"]) == {"tp", "ep", "tp-ep", "dp", "tp-ep-pp", "pp"}'
 expect_rc "ranks --rank" 0 "$NAM" ranks --world 8 --tp 2 --pp 2 --rank 3 --json
 pycheck "ranks --rank 3 coordinates" "$T/out" 'd["tp"] == 1 and d["dp"] == 1 and d["pp"] == 0'
+expect_rc "ranks --rank with a pattern" 0 "$NAM" ranks --world 8 --tp 2 --pp 2 --rank 5 --pattern 'M-M-|M-M*-|MM|E*' --json
+pycheck "ranks: rank 5 (pp 1) owns segments 1 and 3 (vp 0 and 1)" "$T/out" 'd["pp"] == 1 and d["stages"] == [{"vp_stage": 0, "layers": "M-M*-", "offset": 4}, {"vp_stage": 1, "layers": "E*", "offset": 11}]'
+expect_rc "ranks --json with a pattern" 0 "$NAM" ranks --world 4 --tp 1 --pp 2 --pattern 'MM|EE' --json
+pycheck "ranks: stages_by_pp_rank" "$T/out" 'd["stages_by_pp_rank"] == [[{"vp_stage": 0, "layers": "MM", "offset": 0}], [{"vp_stage": 0, "layers": "EE", "offset": 2}]] and d["dp"] == 2'
+expect_rc "ranks with a pattern that does not fit pp" 1 "$NAM" ranks --world 4 --tp 1 --pp 2 --pattern 'MM|EE|M'
 expect_rc "ranks with world not divisible" 1 "$NAM" ranks --world 6 --tp 4 --pp 1
 expect_rc "ranks without --world is a usage error" 2 "$NAM" ranks --tp 2 --pp 1
 expect_rc "ranks with a huge world is a usage error" 2 "$NAM" ranks --world 4294967296 --tp 1 --pp 1
