@@ -192,7 +192,20 @@ build_report() {
     return $bad
 }
 
+# One build.sh at a time per tree: a second one waits (the lock is held until exit,
+# including while tests/run.sh runs).
+lock() {
+    mkdir -p "$B"
+    command -v flock >/dev/null 2>&1 || return 0
+    exec 9>"$B/.lock"
+    if ! flock -n 9; then
+        echo "build.sh: another build.sh is running in this tree; waiting for it" >&2
+        flock 9
+    fi
+}
+
 cmd=${1:-build}
+[[ $cmd == -h || $cmd == --help || $cmd == help ]] || lock
 case $cmd in
 build)
     setup
