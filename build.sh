@@ -4,7 +4,10 @@
 #   ./build.sh              build everything into build/
 #   ./build.sh test         build, then run the whole test suite (tests/run.sh);
 #                           the last line is "N passed, M failed", exit status 1 if M > 0
-#   ./build.sh fuzz [secs]  build the fuzzer and fuzz the parsers for secs seconds (300)
+#   ./build.sh fuzz [secs]  build the fuzzer and fuzz the parsers for secs seconds (300);
+#                           new inputs collect in build/fuzz-corpus, and
+#                           build/fuzz_parsers -merge=1 tests/corpus build/fuzz-corpus
+#                           adds those that reach new code to the committed corpus
 #   ./build.sh clean        remove build/
 #
 # Environment: CC (gcc), CXX (g++), CLANG (clang, fuzzer only), JOBS (nproc),
@@ -30,7 +33,7 @@ WARN="-Wall -Wextra -Werror"
 ASAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -g -O1"
 FUZZ="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1"
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 
 # ---- setup ---------------------------------------------------------------------------
 # need PATH_OR_COMMAND DEBIAN_PACKAGE: install it when root, else say how and exit 2.
