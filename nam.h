@@ -1548,10 +1548,37 @@ static nam_status nam__check_list(const nam__field *f, const char *v, nam_error 
     return NAM_OK;
 }
 
+/* Lists are comma-separated; blanks around the commas and at the ends are not part of the
+   entries ("0, 4" is "0,4"). Returns 0 when the value does not fit `cap`. */
+static int nam__list_normalize(const char *v, char *out, size_t cap) {
+    size_t n = 0;
+    const char *p = v;
+    while (*p) {
+        const char *e = strchr(p, ','), *end;
+        while (*p == ' ' || *p == '\t') p++;
+        end = e ? e : p + strlen(p);
+        while (end > p && (end[-1] == ' ' || end[-1] == '\t')) end--;
+        if (n + NAM__CAST(size_t, end - p) + 2 > cap) return 0;
+        memcpy(out + n, p, NAM__CAST(size_t, end - p));
+        n += NAM__CAST(size_t, end - p);
+        if (!e) break;
+        out[n++] = ',';
+        p = e + 1;
+    }
+    out[n] = 0;
+    return 1;
+}
+
 static nam_status nam__field_set(nam_recipe *r, int fi, const char *v, nam_error *err) {
     const nam__field *f = &nam__fields[fi];
     char *base = NAM__CAST(char *, NAM__CAST(void *, r)) + f->off;
     size_t bad;
+    char list[1024];
+    if (f->type == NAM__T_LIST || f->type == NAM__T_MAP || f->type == NAM__T_MODULES || f->type == NAM__T_ENV) {
+        if (!nam__list_normalize(v, list, sizeof list))
+            return nam__err(err, NAM_ERR_LIMIT, "%s.%s: the list is longer than %d bytes", f->section, f->key, NAM__CAST(int, sizeof list) - 1);
+        v = list;
+    }
     if (!nam__printable(v, &bad) && f->type != NAM__T_PATTERN)
         return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: byte %d of the value is not printable ASCII", f->section, f->key, NAM__CAST(int, bad) + 1);
     switch (f->type) {

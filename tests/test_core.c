@@ -293,6 +293,11 @@ static void test_recipe(void) {
     expect_recipe_err("recipe: key outside its section", "[model]\ntp = 2\n", 0, NAM_ERR_UNKNOWN_KEY, 2, 1, "tp");
     /* --set style */
     nam_recipe_init(&r, &e);
+    st = nam_recipe_set(&r, "pattern.dsa_layers", " 0, 4 ,12", &e);
+    CHECK("list entries may have blanks around the commas", st == NAM_OK && r.num_dsa_layers == 3 && r.dsa_layers[1] == 4 && r.dsa_layers[2] == 12, "%s", e.message);
+    st = nam_recipe_set(&r, "pattern.dsa_layers", "0,,4", &e);
+    CHECK("empty list entry is an error", st == NAM_ERR_SYNTAX && strstr(e.message, "entry 2"), "%s", e.message);
+    nam_recipe_set(&r, "pattern.dsa_layers", "", &e);
     st = nam_recipe_set(&r, "tp", "8", &e);
     CHECK("set by bare unique key", st == NAM_OK && r.tp == 8, "%s", e.message);
     st = nam_recipe_set(&r, "ffn_hidden_size", "8", &e);
