@@ -442,7 +442,7 @@ typedef struct nam_plan_layer {
 
 typedef struct nam_arg {
     char flag[64];
-    char *value;    /* heap; NULL for a bare switch; several argv words are separated by
+    char *value;    /* points into nam_plan.arg_values; NULL for a bare switch; several argv words are separated by
                        single spaces (only --spec and list flags; patterns have no spaces) */
 } nam_arg;
 
@@ -466,6 +466,7 @@ typedef struct nam_plan {
     int dsa_capable[NAM_MAX_LIST]; int num_dsa_capable; /* A-layer indices marked DSA */
     nam_arg *args;              /* stb_ds array, num_args entries: generated native args */
     int num_args;
+    char *arg_values;           /* one buffer holding every args[i].value */
 } nam_plan;
 
 /* nam_plan_make: parse the recipe's pattern, translate it fail-closed, validate the native
@@ -1941,46 +1942,43 @@ static void nam__decide(nam_plan *p, char fam, char sym) {
     p->num_decisions++;
 }
 
-/* String-valued (or bare, value NULL) arg without printf: the hot path of nam_plan_make. */
-static void nam__arg_str(nam_plan *p, const char *flag, const char *value) {
+/* Arg values live in one buffer (p->arg_values); while the args are being built each value
+   is recorded as an offset into `text` and resolved to a pointer at the end. */
+#define NAM__MAX_ARGS 128
+typedef struct nam__argbuf { nam__sb text; int off[NAM__MAX_ARGS]; } nam__argbuf;
+
+static void nam__arg_str(nam_plan *p, nam__argbuf *ab, const char *flag, const char *value) {
     nam_arg a;
-    memset(&a, 0, sizeof a);
+    NAM_ASSERT(p->num_args < NAM__MAX_ARGS);
     memcpy(a.flag, flag, strlen(flag) + 1);
-    a.value = value ? nam__strdup(value) : NULL;
+    a.value = NULL;
+    ab->off[p->num_args] = -1;
+    if (value) {
+        ab->off[p->num_args] = NAM__CAST(int, ab->text.len);
+        nam__sb_putn(&ab->text, value, strlen(value) + 1);   /* keeps the NUL */
+    }
     arrput(p->args, a);
     p->num_args++;
 }
 
 /* Integer-valued arg without going through printf. */
-static void nam__arg_int(nam_plan *p, const char *flag, long long v) {
+static void nam__arg_int(nam_plan *p, nam__argbuf *ab, const char *flag, long long v) {
     char tmp[24], *q = tmp + sizeof tmp;
     unsigned long long u = v < 0 ? 0ULL - NAM__CAST(unsigned long long, v) : NAM__CAST(unsigned long long, v);
-    nam_arg a;
     *--q = 0;
     do { *--q = NAM__CAST(char, '0' + u % 10); u /= 10; } while (u);
     if (v < 0) *--q = '-';
-    memset(&a, 0, sizeof a);
-    memcpy(a.flag, flag, strlen(flag) + 1);
-    a.value = nam__strdup(q);
-    arrput(p->args, a);
-    p->num_args++;
+    nam__arg_str(p, ab, flag, q);
 }
 
-static void nam__arg(nam_plan *p, const char *flag, const char *fmt, ...) NAM__PRINTF(3, 4);
-static void nam__arg(nam_plan *p, const char *flag, const char *fmt, ...) {
-    nam_arg a;
-    memset(&a, 0, sizeof a);
-    snprintf(a.flag, sizeof a.flag, "%s", flag);
-    if (fmt) {
-        char tmp[512];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(tmp, sizeof tmp, fmt, ap);
-        va_end(ap);
-        a.value = nam__strdup(tmp);
-    }
-    arrput(p->args, a);
-    p->num_args++;
+static void nam__arg_fmt(nam_plan *p, nam__argbuf *ab, const char *flag, const char *fmt, ...) NAM__PRINTF(4, 5);
+static void nam__arg_fmt(nam_plan *p, nam__argbuf *ab, const char *flag, const char *fmt, ...) {
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    nam__arg_str(p, ab, flag, tmp);
 }
 
 NAM__DEF void nam_plan_free(nam_plan *p) {
@@ -1989,7 +1987,7 @@ NAM__DEF void nam_plan_free(nam_plan *p) {
     for (i = 0; i < p->num_seams; i++) arrfree(p->seams[i].layers);
     arrfree(p->seams);
     arrfree(p->decisions);
-    for (i = 0; i < p->num_args; i++) nam_free(p->args[i].value);
+    nam_free(p->arg_values);
     arrfree(p->args);
     nam_free(p->layers);
     nam_free(p->mtp_native);
@@ -2265,9 +2263,13 @@ static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
     return NAM_OK;
 }
 
-static void nam__build_args(nam_plan *p) {
+static nam_status nam__build_args(nam_plan *p, nam_error *err) {
+    nam__argbuf argbuf, *ab = &argbuf;
     const nam_recipe *r = &p->recipe;
     int hasM = 0, hasG = 0, hasE = 0, i;
+    nam_status st;
+    memset(&argbuf.text, 0, sizeof argbuf.text);
+    arrsetcap(p->args, 64);
     for (i = 0; i < p->pattern.depth; i++) {
         hasM |= p->layers[i].native == 'M';
         hasG |= p->layers[i].native == 'G';
@@ -2278,87 +2280,91 @@ static void nam__build_args(nam_plan *p) {
         hasG |= strchr(p->mtp_native, 'G') != NULL;
         hasE |= strchr(p->mtp_native, 'E') != NULL;
     }
-    nam__arg(p, "--spec", "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec");
-    if (p->native_pattern) nam__arg_str(p, "--hybrid-layer-pattern", p->native_pattern);
-    nam__arg_int(p, "--num-layers", p->pattern.depth);
-    nam__arg_int(p, "--tensor-model-parallel-size", r->tp);
-    nam__arg_int(p, "--pipeline-model-parallel-size", r->pp);
-    nam__arg_int(p, "--context-parallel-size", r->cp);
-    if (r->cp > 1) nam__arg_str(p, "--cp-comm-type", r->cp_comm_type);
-    nam__arg_int(p, "--expert-model-parallel-size", r->ep);
-    nam__arg_int(p, "--expert-tensor-parallel-size", p->etp);
-    if (r->sequence_parallel) nam__arg_str(p, "--sequence-parallel", NULL);
-    if (!r->overlap_p2p) nam__arg_str(p, "--no-overlap-p2p-communication", NULL);
-    if (!strcmp(r->order, "tp-cp-ep-pp-dp")) nam__arg_str(p, "--use-tp-pp-dp-mapping", NULL);
-    if (r->first_stage_layers) nam__arg_int(p, "--decoder-first-pipeline-num-layers", r->first_stage_layers);
-    if (r->last_stage_layers) nam__arg_int(p, "--decoder-last-pipeline-num-layers", r->last_stage_layers);
-    nam__arg_int(p, "--hidden-size", r->hidden_size);
-    nam__arg_int(p, "--ffn-hidden-size", p->ffn_hidden_size);
-    nam__arg_int(p, "--num-attention-heads", r->num_attention_heads);
+    nam__arg_str(p, ab, "--spec", "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec");
+    if (p->native_pattern) nam__arg_str(p, ab, "--hybrid-layer-pattern", p->native_pattern);
+    nam__arg_int(p, ab, "--num-layers", p->pattern.depth);
+    nam__arg_int(p, ab, "--tensor-model-parallel-size", r->tp);
+    nam__arg_int(p, ab, "--pipeline-model-parallel-size", r->pp);
+    nam__arg_int(p, ab, "--context-parallel-size", r->cp);
+    if (r->cp > 1) nam__arg_str(p, ab, "--cp-comm-type", r->cp_comm_type);
+    nam__arg_int(p, ab, "--expert-model-parallel-size", r->ep);
+    nam__arg_int(p, ab, "--expert-tensor-parallel-size", p->etp);
+    if (r->sequence_parallel) nam__arg_str(p, ab, "--sequence-parallel", NULL);
+    if (!r->overlap_p2p) nam__arg_str(p, ab, "--no-overlap-p2p-communication", NULL);
+    if (!strcmp(r->order, "tp-cp-ep-pp-dp")) nam__arg_str(p, ab, "--use-tp-pp-dp-mapping", NULL);
+    if (r->first_stage_layers) nam__arg_int(p, ab, "--decoder-first-pipeline-num-layers", r->first_stage_layers);
+    if (r->last_stage_layers) nam__arg_int(p, ab, "--decoder-last-pipeline-num-layers", r->last_stage_layers);
+    nam__arg_int(p, ab, "--hidden-size", r->hidden_size);
+    nam__arg_int(p, ab, "--ffn-hidden-size", p->ffn_hidden_size);
+    nam__arg_int(p, ab, "--num-attention-heads", r->num_attention_heads);
     if (r->num_query_groups > 0) {
-        nam__arg_str(p, "--group-query-attention", NULL);
-        nam__arg_int(p, "--num-query-groups", r->num_query_groups);
+        nam__arg_str(p, ab, "--group-query-attention", NULL);
+        nam__arg_int(p, ab, "--num-query-groups", r->num_query_groups);
     }
-    nam__arg_int(p, "--kv-channels", p->kv_channels);
-    nam__arg_int(p, "--seq-length", r->seq_length);
-    nam__arg_int(p, "--max-position-embeddings", r->max_position_embeddings ? r->max_position_embeddings : r->seq_length);
-    nam__arg_str(p, "--position-embedding-type", r->position_embedding_type);
-    nam__arg_str(p, "--normalization", r->normalization);
-    if (!strcmp(r->activation, "swiglu")) nam__arg_str(p, "--swiglu", NULL);
-    if (!strcmp(r->activation, "squared_relu")) nam__arg_str(p, "--squared-relu", NULL);
-    if (r->untie_embeddings) nam__arg_str(p, "--untie-embeddings-and-output-weights", NULL);
-    if (r->disable_bias_linear) nam__arg_str(p, "--disable-bias-linear", NULL);
+    nam__arg_int(p, ab, "--kv-channels", p->kv_channels);
+    nam__arg_int(p, ab, "--seq-length", r->seq_length);
+    nam__arg_int(p, ab, "--max-position-embeddings", r->max_position_embeddings ? r->max_position_embeddings : r->seq_length);
+    nam__arg_str(p, ab, "--position-embedding-type", r->position_embedding_type);
+    nam__arg_str(p, ab, "--normalization", r->normalization);
+    if (!strcmp(r->activation, "swiglu")) nam__arg_str(p, ab, "--swiglu", NULL);
+    if (!strcmp(r->activation, "squared_relu")) nam__arg_str(p, ab, "--squared-relu", NULL);
+    if (r->untie_embeddings) nam__arg_str(p, ab, "--untie-embeddings-and-output-weights", NULL);
+    if (r->disable_bias_linear) nam__arg_str(p, ab, "--disable-bias-linear", NULL);
     if (r->mla) {
-        nam__arg_str(p, "--multi-latent-attention", NULL);
-        if (r->q_lora_rank) nam__arg_int(p, "--q-lora-rank", r->q_lora_rank);
-        nam__arg_int(p, "--kv-lora-rank", r->kv_lora_rank);
-        nam__arg_int(p, "--qk-head-dim", r->qk_head_dim);
-        nam__arg_int(p, "--qk-pos-emb-head-dim", r->qk_pos_emb_head_dim);
-        nam__arg_int(p, "--v-head-dim", r->v_head_dim);
+        nam__arg_str(p, ab, "--multi-latent-attention", NULL);
+        if (r->q_lora_rank) nam__arg_int(p, ab, "--q-lora-rank", r->q_lora_rank);
+        nam__arg_int(p, ab, "--kv-lora-rank", r->kv_lora_rank);
+        nam__arg_int(p, ab, "--qk-head-dim", r->qk_head_dim);
+        nam__arg_int(p, ab, "--qk-pos-emb-head-dim", r->qk_pos_emb_head_dim);
+        nam__arg_int(p, ab, "--v-head-dim", r->v_head_dim);
     }
     if (r->num_experts > 0 && (hasE || p->unresolved)) {
-        nam__arg_int(p, "--num-experts", r->num_experts);
-        nam__arg_int(p, "--moe-router-topk", r->router_topk);
-        nam__arg_int(p, "--moe-ffn-hidden-size", r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size);
-        if (r->shared_expert_size) nam__arg_int(p, "--moe-shared-expert-intermediate-size", r->shared_expert_size);
-        nam__arg_str(p, "--moe-router-score-function", r->score_function);
-        if (r->pre_softmax) nam__arg_str(p, "--moe-router-pre-softmax", NULL);
-        if (r->expert_bias) nam__arg_str(p, "--moe-router-enable-expert-bias", NULL);
-        nam__arg_str(p, "--moe-router-load-balancing-type", r->load_balancing);
-        nam__arg(p, "--moe-aux-loss-coeff", "%g", r->aux_loss_coeff);
-        nam__arg_str(p, "--moe-token-dispatcher-type", r->dispatcher);
-        if (r->grouped_gemm) nam__arg_str(p, "--moe-grouped-gemm", NULL);
+        nam__arg_int(p, ab, "--num-experts", r->num_experts);
+        nam__arg_int(p, ab, "--moe-router-topk", r->router_topk);
+        nam__arg_int(p, ab, "--moe-ffn-hidden-size", r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size);
+        if (r->shared_expert_size) nam__arg_int(p, ab, "--moe-shared-expert-intermediate-size", r->shared_expert_size);
+        nam__arg_str(p, ab, "--moe-router-score-function", r->score_function);
+        if (r->pre_softmax) nam__arg_str(p, ab, "--moe-router-pre-softmax", NULL);
+        if (r->expert_bias) nam__arg_str(p, ab, "--moe-router-enable-expert-bias", NULL);
+        nam__arg_str(p, ab, "--moe-router-load-balancing-type", r->load_balancing);
+        nam__arg_fmt(p, ab, "--moe-aux-loss-coeff", "%g", r->aux_loss_coeff);
+        nam__arg_str(p, ab, "--moe-token-dispatcher-type", r->dispatcher);
+        if (r->grouped_gemm) nam__arg_str(p, ab, "--moe-grouped-gemm", NULL);
     }
     if (p->pattern.mtp_depths > 0) {
-        nam__arg_int(p, "--mtp-num-layers", p->pattern.mtp_depths);
-        nam__arg(p, "--mtp-loss-scaling-factor", "%g", r->mtp_loss_scaling_factor);
+        nam__arg_int(p, ab, "--mtp-num-layers", p->pattern.mtp_depths);
+        nam__arg_fmt(p, ab, "--mtp-loss-scaling-factor", "%g", r->mtp_loss_scaling_factor);
     }
     if (hasM) {
-        nam__arg_int(p, "--mamba-state-dim", r->mamba_state_dim);
-        nam__arg_int(p, "--mamba-head-dim", r->mamba_head_dim);
-        nam__arg_int(p, "--mamba-num-groups", r->mamba_num_groups);
-        nam__arg_int(p, "--mamba-num-heads", p->mamba_num_heads);
+        nam__arg_int(p, ab, "--mamba-state-dim", r->mamba_state_dim);
+        nam__arg_int(p, ab, "--mamba-head-dim", r->mamba_head_dim);
+        nam__arg_int(p, ab, "--mamba-num-groups", r->mamba_num_groups);
+        nam__arg_int(p, ab, "--mamba-num-heads", p->mamba_num_heads);
     }
     if (hasG) {
-        nam__arg_int(p, "--linear-num-key-heads", r->gdn_num_key_heads);
-        nam__arg_int(p, "--linear-num-value-heads", r->gdn_num_value_heads);
-        nam__arg_int(p, "--linear-key-head-dim", r->gdn_key_head_dim);
-        nam__arg_int(p, "--linear-value-head-dim", r->gdn_value_head_dim);
-        nam__arg_int(p, "--linear-conv-kernel-dim", r->gdn_conv_kernel_dim);
+        nam__arg_int(p, ab, "--linear-num-key-heads", r->gdn_num_key_heads);
+        nam__arg_int(p, ab, "--linear-num-value-heads", r->gdn_num_value_heads);
+        nam__arg_int(p, ab, "--linear-key-head-dim", r->gdn_key_head_dim);
+        nam__arg_int(p, ab, "--linear-value-head-dim", r->gdn_value_head_dim);
+        nam__arg_int(p, ab, "--linear-conv-kernel-dim", r->gdn_conv_kernel_dim);
     }
-    nam__arg_int(p, "--micro-batch-size", r->micro_batch_size);
-    nam__arg_int(p, "--global-batch-size", r->global_batch_size ? r->global_batch_size : r->micro_batch_size * p->dp);
-    if (!strcmp(r->dtype, "bf16")) nam__arg_str(p, "--bf16", NULL);
-    if (!strcmp(r->dtype, "fp16")) nam__arg_str(p, "--fp16", NULL);
-    if (strcmp(r->fp8, "none")) nam__arg_str(p, "--fp8-format", r->fp8);
-    nam__arg_str(p, "--cuda-graph-impl", r->cuda_graph_impl);
+    nam__arg_int(p, ab, "--micro-batch-size", r->micro_batch_size);
+    nam__arg_int(p, ab, "--global-batch-size", r->global_batch_size ? r->global_batch_size : r->micro_batch_size * p->dp);
+    if (!strcmp(r->dtype, "bf16")) nam__arg_str(p, ab, "--bf16", NULL);
+    if (!strcmp(r->dtype, "fp16")) nam__arg_str(p, ab, "--fp16", NULL);
+    if (strcmp(r->fp8, "none")) nam__arg_str(p, ab, "--fp8-format", r->fp8);
+    nam__arg_str(p, ab, "--cuda-graph-impl", r->cuda_graph_impl);
     if (r->cuda_graph_modules[0]) {
         char mods[NAM_STR_MAX];
         char *c;
         snprintf(mods, sizeof mods, "%s", r->cuda_graph_modules);
         for (c = mods; *c; c++) if (*c == ',') *c = ' ';
-        nam__arg_str(p, "--cuda-graph-modules", mods);
+        nam__arg_str(p, ab, "--cuda-graph-modules", mods);
     }
+    st = nam__sb_finish(&ab->text, &p->arg_values, err);
+    if (st) return st;
+    for (i = 0; i < p->num_args; i++) p->args[i].value = ab->off[i] >= 0 ? p->arg_values + ab->off[i] : NULL;
+    return NAM_OK;
 }
 
 NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error *err) {
@@ -2505,7 +2511,8 @@ NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error 
     if (p->ffn_hidden_size <= 0) { st = nam__err(err, NAM_ERR_RANGE, "derived ffn_hidden_size %d is not positive (model.hidden_size %d)", p->ffn_hidden_size, r->hidden_size); goto fail; }
     st = nam__check_policy(p, err);
     if (st) goto fail;
-    nam__build_args(p);
+    st = nam__build_args(p, err);
+    if (st) goto fail;
     if (err) nam__err_reset(err);
     return NAM_OK;
 fail:
