@@ -29,7 +29,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 B=build
+# Megatron's vectors: $NAM_REFERENCE_DIR, else ../shared/reference beside the checkout,
+# else /work/shared/reference (where these machines keep the shared material).
 REF=${NAM_REFERENCE_DIR:-../shared/reference}
+if [[ -z ${NAM_REFERENCE_DIR:-} && ! -d $REF && -d /work/shared/reference ]]; then REF=/work/shared/reference; fi
 FUZZ_SECONDS=${NAM_FUZZ_SECONDS:-30}
 TIMEOUT=${NAM_TEST_TIMEOUT:-300}
 VERBOSE=${NAM_TEST_VERBOSE:-0}
