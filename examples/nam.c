@@ -82,30 +82,17 @@ static int parse_int_arg(const char *flag, const char *v, int lo, int hi, int *o
     return 0;
 }
 
+static void json_str(FILE *f, const char *s, size_t n);
+
 /* Print an error, as JSON on stdout with --json, always as text on stderr. */
 static void report(const cli *c, const nam_error *e) {
     fprintf(stderr, "nam: error (%s): %s", nam_status_str(e->code), e->message);
     if (e->layer >= 0) fprintf(stderr, " [layer %d, stage %d]", e->layer, e->stage);
     fprintf(stderr, "\n");
     if (c->json) {
-        nam_error copy = *e;
-        char *msg = NULL;
-        size_t i, n = strlen(copy.message);
-        /* minimal JSON escaping of the message */
-        msg = (char *)malloc(n * 6 + 1);
-        if (msg) {
-            size_t k = 0;
-            for (i = 0; i < n; i++) {
-                unsigned char ch = (unsigned char)copy.message[i];
-                if (ch == '"' || ch == '\\') { msg[k++] = '\\'; msg[k++] = (char)ch; }
-                else if (ch < 0x20 || ch >= 0x7f) k += (size_t)sprintf(msg + k, "\\u%04x", ch);
-                else msg[k++] = (char)ch;
-            }
-            msg[k] = 0;
-        }
-        printf("{\"error\":{\"code\":\"%s\",\"status\":\"%s\",\"message\":\"%s\",\"offset\":%ld,\"line\":%d,\"column\":%d,\"layer\":%d,\"stage\":%d}}\n",
-               nam_status_str(e->code), nam_status_str(e->code), msg ? msg : "", e->offset, e->line, e->column, e->layer, e->stage);
-        free(msg);
+        printf("{\"error\":{\"code\":\"%s\",\"message\":", nam_status_str(e->code));
+        json_str(stdout, e->message, strlen(e->message));
+        printf(",\"offset\":%ld,\"line\":%d,\"column\":%d,\"layer\":%d,\"stage\":%d}}\n", e->offset, e->line, e->column, e->layer, e->stage);
     }
 }
 
@@ -385,8 +372,6 @@ static int cmd_plan(cli *c) {
     nam_plan_free(&p);
     return rc;
 }
-
-static void json_str(FILE *f, const char *s, size_t n);
 
 /* The stages (vp_stage, layers, offset) owned by pipeline rank `pp_rank`, as JSON. */
 static void json_rank_stages(FILE *f, const nam_layout *lay, int pp_rank) {
