@@ -36,8 +36,8 @@
      - print, abort or exit: every failure is a nam_status plus a filled nam_error;
      - keep global state, or allocate in ways you cannot override (NAM_MALLOC/NAM_FREE
        for nam's own buffers; STBDS_REALLOC/STBDS_FREE for stb_ds arrays);
-     - run kernels yet: the kernel API arrives in a later version; nothing here pretends
-       to run a block.
+     - allocate inside kernels: scratch memory is the caller's, sized by *_workspace_size;
+     - run CUDA kernels yet: CUDA tensors get NAM_ERR_NOT_IMPLEMENTED ("not built").
 
    2. COMPILE-TIME OPTIONS
      NAM_IMPLEMENTATION   emit the implementation in this translation unit
@@ -549,6 +549,179 @@ NAM_API const nam_rank_groups *nam_rankmap_find(const nam_rankmap *m, int expert
 NAM_API nam_status nam_rankmap_query_rank(const nam_rankmap *m, int rank, nam_rank_coords *out, nam_error *err);
 /* nam_rankmap_json: {"world_size",..,"dp","expert_dp","decoder":{..},"expert":{..}}. */
 NAM_API nam_status nam_rankmap_json(const nam_rankmap *m, char **out, nam_error *err);
+
+
+/* ------------------------------------------------------------------------------------ */
+/* >>kernels  Kernel API: tensors, backends, and one entry point per kernel.            */
+/*
+   Every kernel takes a zero-initialised desc struct (unset optional tensors have
+   data == NULL), returns a nam_status and fills a nam_error that names the offending
+   field and dimension. Kernels never allocate: scratch memory is caller-provided, sized
+   by the matching *_workspace_size query (a NULL workspace with size 0 is fine when the
+   query says 0). Storage dtypes are f32, bf16 and f16; all CPU math is fp32 (fp64 in the
+   reference paths where stated). Backends: NAM_BACKEND_CPU_REF is the plain reference
+   loop, NAM_BACKEND_CPU the fast (blocked, vectorised, multi-threaded) path, AUTO picks the
+   fastest available for the tensors' device. CUDA tensors need a build with NAM_CUDA and
+   the CUDA side, which is not built yet: such calls return NAM_ERR_NOT_IMPLEMENTED with a
+   message saying so. nam_query_backend reports what ran last in a desc's `ran` field.
+*/
+typedef enum nam_dtype { NAM_F32 = 0, NAM_BF16 = 1, NAM_F16 = 2, NAM_I32 = 3 } nam_dtype;
+typedef enum nam_device { NAM_DEVICE_CPU = 0, NAM_DEVICE_CUDA = 1 } nam_device;
+typedef enum nam_backend { NAM_BACKEND_AUTO = 0, NAM_BACKEND_CPU_REF = 1, NAM_BACKEND_CPU = 2, NAM_BACKEND_CUDA = 3 } nam_backend;
+
+#define NAM_MAX_DIMS 4
+/* A strided view. stride[] is in elements; all-zero strides mean contiguous row-major.
+   Zero-init with data == NULL means "not given" for optional tensors. */
+typedef struct nam_tensor {
+    void *data;
+    nam_dtype dtype;
+    nam_device device;
+    int ndim;
+    int64_t shape[NAM_MAX_DIMS];
+    int64_t stride[NAM_MAX_DIMS];
+} nam_tensor;
+
+/* nam_tensor_make: a contiguous CPU tensor view of `data` (ndim <= 4). */
+NAM_API nam_tensor nam_tensor_make(void *data, nam_dtype dtype, int ndim, const int64_t *shape);
+/* nam_tensor_numel: product of the shape (0 for ndim 0 or a NULL tensor). */
+NAM_API int64_t nam_tensor_numel(const nam_tensor *t);
+NAM_API const char *nam_dtype_name(nam_dtype d);
+NAM_API const char *nam_backend_name(nam_backend b);
+/* nam_query_backend: what a kernel call would run for this request (AUTO resolved), or
+   NAM_ERR_NOT_IMPLEMENTED when the device's backend is not built. */
+NAM_API nam_status nam_query_backend(nam_backend requested, nam_device device, nam_backend *out, nam_error *err);
+/* nam_query_cpu_count: online CPUs; the thread count a desc's threads = 0 means. */
+NAM_API int nam_query_cpu_count(void);
+
+/* ---- Mamba-2 SSD chunked scan (mamba_chunk_scan_combined semantics) --------------- */
+/* nam_ssd_desc defaults (zero-init): optional tensors absent; dt_softplus off; dt_min 0 and
+   dt_max 0 mean no limit (Mamba's dt_limit=(0, inf)); chunk_size 0 -> 64; backend AUTO;
+   threads 0 -> nam_query_cpu_count().
+     x        (b, l, h, p)         dt (b, l, h)          A (h), f32
+     B, C     (b, l, g, n), h % g == 0
+     D        optional (h) or (h, p)      z optional (b, l, h, p): y *= silu(z)
+     dt_bias  optional (h)
+     initial_states optional (b, h, p, n) f32   final_states optional output (b, h, p, n) f32
+     out      (b, l, h, p)
+   dt' = dt + dt_bias; softplus if asked; clamp to [dt_min, dt_max] when a limit is set.
+   state = exp(dt'*A) * state + dt' * B (x) x;  y = C . state + D * x;  y *= silu(z). */
+typedef struct nam_ssd_desc {
+    nam_tensor x, dt, A, B, C, D, z, dt_bias, initial_states;
+    nam_tensor out, final_states;
+    int dt_softplus;
+    float dt_min, dt_max;
+    int chunk_size;
+    nam_backend backend;
+    int threads;
+    nam_backend ran;      /* set by nam_ssd: the backend that ran */
+} nam_ssd_desc;
+NAM_API nam_status nam_ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes, nam_error *err);
+NAM_API nam_status nam_ssd(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+
+/* Single-token decode: x (b, h, p), dt (b, h), B, C (b, g, n), z (b, h, p) optional,
+   state (b, h, p, n) f32 updated in place, out (b, h, p). Same dt rules as nam_ssd. */
+typedef struct nam_ssd_step_desc {
+    nam_tensor x, dt, A, B, C, D, z, dt_bias;
+    nam_tensor state, out;
+    int dt_softplus;
+    float dt_min, dt_max;
+    nam_backend backend;
+    nam_backend ran;
+} nam_ssd_step_desc;
+NAM_API nam_status nam_ssd_step(nam_ssd_step_desc *d, nam_error *err);
+
+/* Causal depthwise conv1d (+ optional SiLU) of the Mamba block.
+     x (b, l, c), weight (c, w), bias optional (c), out (b, l, c)
+     conv_state optional (b, c, w - 1) f32: the w-1 inputs before x[:, 0] (zeros when
+     absent); when given it is updated in place to the last w-1 inputs (decode: l = 1). */
+typedef struct nam_conv1d_desc {
+    nam_tensor x, weight, bias, conv_state, out;
+    int silu;
+    nam_backend backend;
+    int threads;
+    nam_backend ran;
+} nam_conv1d_desc;
+NAM_API nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err);
+
+/* ---- MoE: route, dispatch (permute), expert FFN, combine --------------------------- */
+typedef enum nam_moe_score { NAM_MOE_SOFTMAX = 0, NAM_MOE_SIGMOID = 1 } nam_moe_score;
+typedef enum nam_moe_act { NAM_MOE_SWIGLU = 0, NAM_MOE_SQUARED_RELU = 1 } nam_moe_act;
+
+/* Router (Megatron topk_routing_with_score_function): logits (T, E) -> topk_idx (T, k) i32,
+   topk_weight (T, k) f32. softmax: top-k on logits then softmax over the k, or with
+   pre_softmax softmax over E then top-k. sigmoid: top-k of sigmoid(logits) (+ expert_bias,
+   (E) f32, for the selection only), weights renormalised to sum 1 when k > 1. Weights are
+   multiplied by scaling_factor (0 -> 1). Ties pick the lower expert index. */
+typedef struct nam_moe_route_desc {
+    nam_tensor logits, expert_bias;
+    nam_tensor topk_idx, topk_weight;
+    int topk;
+    nam_moe_score score;
+    int pre_softmax;
+    float scaling_factor;
+    nam_backend backend;
+    nam_backend ran;
+} nam_moe_route_desc;
+NAM_API nam_status nam_moe_route(nam_moe_route_desc *d, nam_error *err);
+
+/* Dispatch plan: expert-contiguous, stable (ascending token order within an expert).
+   topk_idx (T, k) i32 in; counts (E) i32, offsets (E + 1) i32 and rows (T * k) i32 out:
+   rows[j] = t * k + slot of the j-th permuted row (j < offsets[E]). capacity_factor > 0
+   keeps at most ceil(T * k / E * capacity_factor) rows per expert (first come by token
+   order); the rest are dropped, counted in num_dropped, and their combine weight is 0. */
+typedef struct nam_moe_dispatch_desc {
+    nam_tensor topk_idx;
+    int num_experts;
+    float capacity_factor;
+    nam_tensor counts, offsets, rows;
+    int num_rows;        /* out: rows kept (offsets[E]) */
+    int num_dropped;     /* out */
+} nam_moe_dispatch_desc;
+NAM_API nam_status nam_moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err);
+
+/* permute: tokens (T, H) -> permuted (rows, H) following a dispatch's `rows`. */
+NAM_API nam_status nam_moe_permute(const nam_tensor *tokens, const nam_moe_dispatch_desc *plan, nam_tensor *permuted, nam_error *err);
+/* combine (weighted unpermute): out[t] = sum over kept slots of weight[t,slot] * expert_out[row];
+   weights NULL -> 1 (then permute followed by combine is the identity for k = 1). */
+NAM_API nam_status nam_moe_combine(const nam_tensor *expert_out, const nam_moe_dispatch_desc *plan,
+                                   const nam_tensor *topk_weight, nam_tensor *out, nam_error *err);
+
+/* Grouped expert FFN over expert-contiguous rows: for each expert e, rows
+   [offsets[e], offsets[e+1]) of `in` (rows, H):
+     SWIGLU:        h = silu(in W1_e^T) * (in W3_e^T);  out = h W2_e^T
+     SQUARED_RELU:  h = relu(in W1_e^T)^2;              out = h W2_e^T
+   w1, w3 (E, F, H) (w3 unused for squared ReLU), w2 (E, H, F), out (rows, H). */
+typedef struct nam_moe_ffn_desc {
+    nam_tensor in, w1, w3, w2, out;
+    const nam_moe_dispatch_desc *plan;
+    nam_moe_act act;
+    nam_backend backend;
+    int threads;
+    nam_backend ran;
+} nam_moe_ffn_desc;
+NAM_API nam_status nam_moe_ffn_workspace_size(const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err);
+NAM_API nam_status nam_moe_ffn(nam_moe_ffn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+
+/* ---- Attention ------------------------------------------------------------------------ */
+typedef enum nam_causal_align {
+    NAM_CAUSAL_BOTTOM_RIGHT = 0,  /* FlashAttention >= 2.1: key j visible to query i iff j <= i + sk - sq */
+    NAM_CAUSAL_TOP_LEFT = 1       /* PyTorch SDPA is_causal: j <= i */
+} nam_causal_align;
+/* q (b, sq, hq, d), k and v (b, sk, hk, d) with hq % hk == 0, d <= 256, out (b, sq, hq, d).
+   scale 0 -> 1/sqrt(d). Flash-style tiling with an online softmax: no sq x sk buffer.
+   A query row with no visible key (possible with bottom-right alignment and sq > sk)
+   outputs zeros. */
+typedef struct nam_attention_desc {
+    nam_tensor q, k, v, out;
+    int causal;
+    nam_causal_align align;
+    float scale;
+    nam_backend backend;
+    int threads;
+    nam_backend ran;
+} nam_attention_desc;
+NAM_API nam_status nam_attention_workspace_size(const nam_attention_desc *d, size_t *bytes, nam_error *err);
+NAM_API nam_status nam_attention(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
 
 #ifdef __cplusplus
 }
