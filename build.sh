@@ -65,7 +65,7 @@ setup() {
         STB_LIBS="-lstb"
     fi
     STB_CFLAGS=${STB_CFLAGS% }
-    STB_LIBS="${STB_LIBS% } -lm"
+    STB_LIBS="${STB_LIBS% } -lm -lpthread"
     mkdir -p "$B/log" "$B/status" "$B/asan" "$B/compile"
 }
 

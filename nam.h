@@ -735,10 +735,13 @@ NAM_API nam_status nam_attention(nam_attention_desc *d, void *workspace, size_t 
 #define NAM__IMPLEMENTATION_DONE
 
 #include <limits.h>
+#include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <stb_ds.h>
 
 #if defined(NAM_MALLOC) && !defined(NAM_FREE) || !defined(NAM_MALLOC) && defined(NAM_FREE)
@@ -771,8 +774,10 @@ NAM_API nam_status nam_attention(nam_attention_desc *d, void *workspace, size_t 
 
 #if defined(__GNUC__) || defined(__clang__)
 #define NAM__PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define NAM__UNUSED __attribute__((unused))
 #else
 #define NAM__PRINTF(a, b)
+#define NAM__UNUSED
 #endif
 
 #ifdef __cplusplus
@@ -3187,6 +3192,297 @@ NAM__DEF nam_status nam_rankmap_json(const nam_rankmap *m, char **out, nam_error
     nam__sb_puts(&b, "\n}\n");
     return nam__sb_finish(&b, out, err);
 }
+
+
+/* >>kernel-common ---------------------------------------------------------------------- */
+NAM__DEF nam_tensor nam_tensor_make(void *data, nam_dtype dtype, int ndim, const int64_t *shape) {
+    nam_tensor t;
+    int i;
+    memset(&t, 0, sizeof t);
+    t.data = data;
+    t.dtype = dtype;
+    t.ndim = ndim < 0 ? 0 : ndim > NAM_MAX_DIMS ? NAM_MAX_DIMS : ndim;
+    for (i = 0; i < t.ndim; i++) t.shape[i] = shape ? shape[i] : 0;
+    return t;
+}
+
+NAM__DEF int64_t nam_tensor_numel(const nam_tensor *t) {
+    int64_t n = 1;
+    int i;
+    if (!t || t->ndim <= 0) return 0;
+    for (i = 0; i < t->ndim; i++) n *= t->shape[i];
+    return n;
+}
+
+NAM__DEF const char *nam_dtype_name(nam_dtype d) {
+    switch (d) {
+    case NAM_F32: return "f32";
+    case NAM_BF16: return "bf16";
+    case NAM_F16: return "f16";
+    case NAM_I32: return "i32";
+    default: return "unknown dtype";
+    }
+}
+
+NAM__DEF const char *nam_backend_name(nam_backend b) {
+    switch (b) {
+    case NAM_BACKEND_AUTO: return "auto";
+    case NAM_BACKEND_CPU_REF: return "cpu-ref";
+    case NAM_BACKEND_CPU: return "cpu";
+    case NAM_BACKEND_CUDA: return "cuda";
+    default: return "unknown backend";
+    }
+}
+
+NAM__DEF int nam_query_cpu_count(void) {
+#if defined(_SC_NPROCESSORS_ONLN)
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 256 ? 256 : NAM__CAST(int, n);
+#else
+    return 1;
+#endif
+}
+
+NAM__DEF nam_status nam_query_backend(nam_backend requested, nam_device device, nam_backend *out, nam_error *err) {
+    if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_query_backend: out is NULL");
+    if (device == NAM_DEVICE_CUDA || requested == NAM_BACKEND_CUDA) {
+        *out = NAM_BACKEND_CUDA;
+        return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "the CUDA backend is not built (nam_cuda.cuh does not exist yet); use CPU tensors");
+    }
+    if (requested != NAM_BACKEND_AUTO && requested != NAM_BACKEND_CPU_REF && requested != NAM_BACKEND_CPU)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "backend %d is not a nam_backend", NAM__CAST(int, requested));
+    *out = requested == NAM_BACKEND_AUTO ? NAM_BACKEND_CPU : requested;
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+NAM__UNUSED static int nam__resolve_threads(int threads) {
+    if (threads <= 0) return nam_query_cpu_count();
+    return threads > 256 ? 256 : threads;
+}
+
+/* Shape/dtype/device checks for one tensor field. `dims` names the axes, e.g. "b,l,h,p".
+   optional: a tensor with data == NULL is accepted (and means "not given"). */
+NAM__UNUSED static nam_status nam__tensor_basic(const nam_tensor *t, const char *field, int ndim, const char *dims, int optional, nam_error *err) {
+    int i;
+    if (!t->data) {
+        if (optional) return NAM_OK;
+        return nam__err(err, NAM_ERR_INVALID_ARG, "%s: data is NULL (expected a (%s) tensor)", field, dims);
+    }
+    if (t->device == NAM_DEVICE_CUDA)
+        return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "%s is a CUDA tensor, but the CUDA backend is not built", field);
+    if (t->device != NAM_DEVICE_CPU) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: device %d is not a nam_device", field, NAM__CAST(int, t->device));
+    if (t->dtype != NAM_F32 && t->dtype != NAM_BF16 && t->dtype != NAM_F16)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "%s: dtype %s is not a float storage type (f32, bf16, f16)", field, nam_dtype_name(t->dtype));
+    if (t->ndim != ndim) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: %d dimensions, expected %d (%s)", field, t->ndim, ndim, dims);
+    for (i = 0; i < ndim; i++) {
+        if (t->shape[i] < 1 || t->shape[i] > (INT64_C(1) << 40))
+            return nam__err(err, NAM_ERR_RANGE, "%s.shape[%d] = %lld is out of range (1..2^40; zero sizes are not accepted)", field, i, NAM__CAST(long long, t->shape[i]));
+        if (t->stride[i] < 0)
+            return nam__err(err, NAM_ERR_INVALID_ARG, "%s.stride[%d] = %lld is negative", field, i, NAM__CAST(long long, t->stride[i]));
+    }
+    return NAM_OK;
+}
+
+/* An index tensor (i32), same rules otherwise. */
+NAM__UNUSED static nam_status nam__tensor_i32(const nam_tensor *t, const char *field, int ndim, const char *dims, nam_error *err) {
+    nam_tensor u = *t;
+    if (t->data && t->dtype != NAM_I32) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: dtype %s, expected i32", field, nam_dtype_name(t->dtype));
+    u.dtype = NAM_F32;
+    return nam__tensor_basic(&u, field, ndim, dims, 0, err);
+}
+
+/* t.shape[axis] must equal want (taken from `from`, e.g. "A.shape[0]"). */
+NAM__UNUSED static nam_status nam__tensor_dim(const nam_tensor *t, const char *field, int axis, const char *axis_name, int64_t want,
+                                  const char *from, nam_error *err) {
+    if (t->shape[axis] == want) return NAM_OK;
+    return nam__err(err, NAM_ERR_INVALID_ARG, "%s.shape[%d] (%s) = %lld, but %s = %lld", field, axis, axis_name,
+                    NAM__CAST(long long, t->shape[axis]), from, NAM__CAST(long long, want));
+}
+
+/* Element strides with zeros resolved to contiguous row-major. */
+NAM__UNUSED static void nam__tensor_strides(const nam_tensor *t, int64_t st[NAM_MAX_DIMS]) {
+    int i, contiguous = 1;
+    int64_t s = 1;
+    for (i = 0; i < t->ndim; i++) if (t->stride[i]) contiguous = 0;
+    for (i = t->ndim - 1; i >= 0; i--) {
+        st[i] = contiguous ? s : t->stride[i];
+        s *= t->shape[i];
+    }
+    for (i = t->ndim; i < NAM_MAX_DIMS; i++) st[i] = 0;
+}
+
+NAM__UNUSED static int nam__tensor_is_contig_f32(const nam_tensor *t) {
+    int64_t st[NAM_MAX_DIMS], s = 1;
+    int i;
+    if (t->dtype != NAM_F32) return 0;
+    nam__tensor_strides(t, st);
+    for (i = t->ndim - 1; i >= 0; i--) {
+        if (t->shape[i] != 1 && st[i] != s) return 0;
+        s *= t->shape[i];
+    }
+    return 1;
+}
+
+NAM__UNUSED static float nam__bf16_to_f32(uint16_t h) {
+    uint32_t u = NAM__CAST(uint32_t, h) << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+NAM__UNUSED static uint16_t nam__f32_to_bf16(float f) {        /* round to nearest even; NaN stays NaN */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return NAM__CAST(uint16_t, (u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return NAM__CAST(uint16_t, u >> 16);
+}
+NAM__UNUSED static float nam__f16_to_f32(uint16_t h) {
+    uint32_t sign = NAM__CAST(uint32_t, h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, u;
+    float f;
+    if (exp == 0) {
+        if (man == 0) u = sign;
+        else {                                            /* subnormal: normalise */
+            exp = 127 - 15 + 1;
+            while (!(man & 0x400u)) { man <<= 1; exp--; }
+            man &= 0x3ffu;
+            u = sign | (exp << 23) | (man << 13);
+        }
+    } else if (exp == 31) u = sign | 0x7f800000u | (man << 13);
+    else u = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    memcpy(&f, &u, 4);
+    return f;
+}
+NAM__UNUSED static uint16_t nam__f32_to_f16(float f) {         /* round to nearest even */
+    uint32_t u, sign, man;
+    int32_t exp;
+    memcpy(&u, &f, 4);
+    sign = (u >> 16) & 0x8000u;
+    if ((u & 0x7fffffffu) > 0x7f800000u) return NAM__CAST(uint16_t, sign | 0x7e00u);
+    exp = NAM__CAST(int32_t, (u >> 23) & 0xffu) - 127 + 15;
+    man = u & 0x7fffffu;
+    if (exp >= 31) return NAM__CAST(uint16_t, sign | 0x7c00u);
+    if (exp <= 0) {
+        uint32_t shift, r, half;
+        if (exp < -10) return NAM__CAST(uint16_t, sign);
+        man |= 0x800000u;
+        shift = NAM__CAST(uint32_t, 14 - exp);
+        r = man >> shift;
+        half = 1u << (shift - 1);
+        if ((man & ((1u << shift) - 1)) > half || ((man & ((1u << shift) - 1)) == half && (r & 1u))) r++;
+        return NAM__CAST(uint16_t, sign | r);
+    }
+    {
+        uint32_t r = (NAM__CAST(uint32_t, exp) << 10) | (man >> 13), rem = man & 0x1fffu;
+        if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) r++;   /* may carry into the exponent: correct */
+        return NAM__CAST(uint16_t, sign | r);
+    }
+}
+
+NAM__UNUSED static float nam__load(const void *base, nam_dtype dt, int64_t i) {
+    switch (dt) {
+    case NAM_BF16: return nam__bf16_to_f32(NAM__CAST(const uint16_t *, base)[i]);
+    case NAM_F16: return nam__f16_to_f32(NAM__CAST(const uint16_t *, base)[i]);
+    default: return NAM__CAST(const float *, base)[i];
+    }
+}
+NAM__UNUSED static void nam__store(void *base, nam_dtype dt, int64_t i, float v) {
+    switch (dt) {
+    case NAM_BF16: NAM__CAST(uint16_t *, base)[i] = nam__f32_to_bf16(v); break;
+    case NAM_F16: NAM__CAST(uint16_t *, base)[i] = nam__f32_to_f16(v); break;
+    default: NAM__CAST(float *, base)[i] = v; break;
+    }
+}
+
+/* Copy any dtype / strides into contiguous f32 (row-major), and back. */
+NAM__UNUSED static void nam__pack_f32(const nam_tensor *t, float *dst) {
+    int64_t st[NAM_MAX_DIMS], sh[NAM_MAX_DIMS], i0, i1, i2, i3, o = 0;
+    int k;
+    nam__tensor_strides(t, st);
+    for (k = 0; k < NAM_MAX_DIMS; k++) sh[k] = k < t->ndim ? t->shape[k] : 1;
+    if (nam__tensor_is_contig_f32(t)) { memcpy(dst, t->data, sizeof(float) * NAM__CAST(size_t, nam_tensor_numel(t))); return; }
+    for (i0 = 0; i0 < sh[0]; i0++)
+        for (i1 = 0; i1 < sh[1]; i1++)
+            for (i2 = 0; i2 < sh[2]; i2++)
+                for (i3 = 0; i3 < sh[3]; i3++)
+                    dst[o++] = nam__load(t->data, t->dtype, i0 * st[0] + i1 * st[1] + i2 * st[2] + i3 * st[3]);
+}
+NAM__UNUSED static void nam__unpack_f32(const float *src, nam_tensor *t) {
+    int64_t st[NAM_MAX_DIMS], sh[NAM_MAX_DIMS], i0, i1, i2, i3, o = 0;
+    int k;
+    nam__tensor_strides(t, st);
+    for (k = 0; k < NAM_MAX_DIMS; k++) sh[k] = k < t->ndim ? t->shape[k] : 1;
+    if (nam__tensor_is_contig_f32(t)) { if (src != t->data) memcpy(t->data, src, sizeof(float) * NAM__CAST(size_t, nam_tensor_numel(t))); return; }
+    for (i0 = 0; i0 < sh[0]; i0++)
+        for (i1 = 0; i1 < sh[1]; i1++)
+            for (i2 = 0; i2 < sh[2]; i2++)
+                for (i3 = 0; i3 < sh[3]; i3++)
+                    nam__store(t->data, t->dtype, i0 * st[0] + i1 * st[1] + i2 * st[2] + i3 * st[3], src[o++]);
+}
+
+/* Carve 64-byte-aligned pieces out of a caller workspace. Size with nam__ws_need. */
+NAM__UNUSED static size_t nam__ws_need(size_t bytes) { return (bytes + 63) & ~NAM__CAST(size_t, 63); }
+NAM__UNUSED static void *nam__ws_take(char **cursor, size_t bytes) {
+    char *p = *cursor;
+    *cursor += nam__ws_need(bytes);
+    return p;
+}
+NAM__UNUSED static nam_status nam__ws_check(const void *ws, size_t have, size_t need, const char *kernel, nam_error *err) {
+    if (need == 0) return NAM_OK;
+    if (!ws) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: workspace is NULL but %lu bytes are needed (see %s_workspace_size)", kernel, NAM__CAST(unsigned long, need), kernel);
+    if (have < need) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: workspace of %lu bytes is too small, %lu bytes are needed", kernel, NAM__CAST(unsigned long, have), NAM__CAST(unsigned long, need));
+    if ((uintptr_t)ws % 64 != 0) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: workspace must be 64-byte aligned", kernel);
+    return NAM_OK;
+}
+
+/* Split [0, n) into `threads` contiguous ranges and run fn on each (POSIX threads). */
+typedef void (*nam__task_fn)(void *ctx, int64_t begin, int64_t end, int thread);
+typedef struct nam__task { nam__task_fn fn; void *ctx; int64_t begin, end; int thread; } nam__task;
+NAM__UNUSED static void *nam__task_main(void *arg) {
+    nam__task *t = NAM__CAST(nam__task *, arg);
+    t->fn(t->ctx, t->begin, t->end, t->thread);
+    return NULL;
+}
+NAM__UNUSED static void nam__parallel_for(int64_t n, int threads, nam__task_fn fn, void *ctx) {
+    pthread_t tid[256];
+    nam__task task[256];
+    int started[256], i;
+    if (threads > n) threads = NAM__CAST(int, n);
+    if (threads <= 1) { if (n > 0) fn(ctx, 0, n, 0); return; }
+    for (i = 0; i < threads; i++) {
+        task[i].fn = fn;
+        task[i].ctx = ctx;
+        task[i].begin = n * i / threads;
+        task[i].end = n * (i + 1) / threads;
+        task[i].thread = i;
+        started[i] = i > 0 && pthread_create(&tid[i], NULL, nam__task_main, &task[i]) == 0;
+    }
+    fn(ctx, task[0].begin, task[0].end, 0);
+    for (i = 1; i < threads; i++) {
+        if (started[i]) pthread_join(tid[i], NULL);
+        else fn(ctx, task[i].begin, task[i].end, i);   /* no thread: run it here */
+    }
+}
+
+NAM__UNUSED static float nam__silu(float x) { return x / (1.0f + expf(-x)); }
+NAM__UNUSED static float nam__softplus(float x) { return x <= 20.0f ? log1pf(expf(x)) : x; }
+
+
+/* >>kernels-pending: entry points whose implementation has not landed yet. Each one
+   returns NAM_ERR_NOT_IMPLEMENTED and says so; nothing here pretends to compute. */
+#define NAM__PENDING(name) return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "%s is not implemented yet", name)
+NAM__DEF nam_status nam_ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes, nam_error *err) { (void)d; if (bytes) *bytes = 0; NAM__PENDING("nam_ssd"); }
+NAM__DEF nam_status nam_ssd(nam_ssd_desc *d, void *ws, size_t n, nam_error *err) { (void)d; (void)ws; (void)n; NAM__PENDING("nam_ssd"); }
+NAM__DEF nam_status nam_ssd_step(nam_ssd_step_desc *d, nam_error *err) { (void)d; NAM__PENDING("nam_ssd_step"); }
+NAM__DEF nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err) { (void)d; NAM__PENDING("nam_conv1d"); }
+NAM__DEF nam_status nam_moe_route(nam_moe_route_desc *d, nam_error *err) { (void)d; NAM__PENDING("nam_moe_route"); }
+NAM__DEF nam_status nam_moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err) { (void)d; NAM__PENDING("nam_moe_dispatch"); }
+NAM__DEF nam_status nam_moe_permute(const nam_tensor *tokens, const nam_moe_dispatch_desc *plan, nam_tensor *permuted, nam_error *err) { (void)tokens; (void)plan; (void)permuted; NAM__PENDING("nam_moe_permute"); }
+NAM__DEF nam_status nam_moe_combine(const nam_tensor *eo, const nam_moe_dispatch_desc *plan, const nam_tensor *w, nam_tensor *out, nam_error *err) { (void)eo; (void)plan; (void)w; (void)out; NAM__PENDING("nam_moe_combine"); }
+NAM__DEF nam_status nam_moe_ffn_workspace_size(const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err) { (void)d; if (bytes) *bytes = 0; NAM__PENDING("nam_moe_ffn"); }
+NAM__DEF nam_status nam_moe_ffn(nam_moe_ffn_desc *d, void *ws, size_t n, nam_error *err) { (void)d; (void)ws; (void)n; NAM__PENDING("nam_moe_ffn"); }
+NAM__DEF nam_status nam_attention_workspace_size(const nam_attention_desc *d, size_t *bytes, nam_error *err) { (void)d; if (bytes) *bytes = 0; NAM__PENDING("nam_attention"); }
+NAM__DEF nam_status nam_attention(nam_attention_desc *d, void *ws, size_t n, nam_error *err) { (void)d; (void)ws; (void)n; NAM__PENDING("nam_attention"); }
 
 #ifdef __cplusplus
 }
