@@ -12,7 +12,7 @@
    CONTENTS
      1. What nam does (and does NOT)
      2. Compile-time options
-     3. STEP BY STEP
+     3. STEP BY STEP (a plan; 3b: a kernel)
      4. The authored pattern language (A/M/E/R)
      5. The Megatron-native model (symbols M G * D + - E, '|', '/')
      6. Translation rules (fail-closed)
@@ -70,6 +70,24 @@
            nam_recipe_free(&r);
            return 0;
        }
+
+   3b. STEP BY STEP: a kernel (the same shape for every kernel: desc, workspace, call)
+       float x[1*16*4*8], dt[1*16*4], A[4], B[1*16*1*32], C[1*16*1*32], y[1*16*4*8];
+       int64_t sx[4] = {1, 16, 4, 8}, sdt[3] = {1, 16, 4}, sa[1] = {4}, sb[4] = {1, 16, 1, 32};
+       nam_ssd_desc d = {0};                       // zero-init: every option at its default
+       size_t need;
+       void *ws;
+       nam_error err;
+       // ... fill x, dt, A (negative), B, C ...
+       d.x = nam_tensor_make(x, NAM_F32, 4, sx);   d.dt = nam_tensor_make(dt, NAM_F32, 3, sdt);
+       d.A = nam_tensor_make(A, NAM_F32, 1, sa);   d.B = nam_tensor_make(B, NAM_F32, 4, sb);
+       d.C = nam_tensor_make(C, NAM_F32, 4, sb);   d.out = nam_tensor_make(y, NAM_F32, 4, sx);
+       d.dt_softplus = 1;
+       if (nam_ssd_workspace_size(&d, &need, &err) != NAM_OK) { puts(err.message); return 1; }
+       ws = aligned_alloc(64, (need + 63) / 64 * 64);   // kernels never allocate
+       if (nam_ssd(&d, ws, need, &err) != NAM_OK) puts(err.message);
+       printf("ran on %s\n", nam_backend_name(d.ran));   // "cpu" (the fast path) under AUTO
+       free(ws);
 
    4. THE AUTHORED PATTERN LANGUAGE
    Families are single upper-case letters: A attention, M Mamba/state-space, E expert (MoE),
