@@ -9,7 +9,7 @@
 
    Usage: test_attention            run the tests (ok / FAIL / skip lines, summary)
           test_attention --dump DIR write a few cases for tests/xcheck_attention.py:
-                                    DIR/manifest.txt, DIR/<case>.{q,k,v,out,ref}.f32 */
+                                    DIR/manifest.txt, DIR/<case>.{q,k,v,out,refout}.f32 */
 #if !defined(_POSIX_C_SOURCE) && !defined(__cplusplus)
 #define _POSIX_C_SOURCE 200809L   /* posix_memalign */
 #endif
@@ -174,11 +174,11 @@ static double max_err(const float *got, const double *ref, size_t n, size_t *whe
 
 /* One case: both backends against the double reference with the 2x rule. Returns the fast
    output (f32 values of the output dtype) in *fast_out when asked (caller frees). */
-static void check_case(const tcase *tc, float **keep_q, float **keep_k, float **keep_v, float **keep_out, double **keep_ref) {
+static void check_case(const tcase *tc, float **keep_q, float **keep_k, float **keep_v, float **keep_out, float **keep_refout) {
     const shape *s = &tc->s;
     size_t nq = (size_t)s->b * s->sq * s->hq * s->d, nk = (size_t)s->b * s->sk * s->hk * s->d, i, where;
     float *q = (float *)xalloc(nq * 4), *k = (float *)xalloc(nk * 4), *v = (float *)xalloc(nk * 4), *nf = (float *)xalloc(nq * 4);
-    float *got = (float *)xalloc(nq * 4);
+    float *got = (float *)xalloc(nq * 4), *got_ref = (float *)xalloc(nq * 4);
     double *ref = (double *)xalloc(nq * 8), err_naive, tol;
     void *tq = xalloc(nq * 4), *tk = xalloc(nk * 4), *tv = xalloc(nk * 4), *to = xalloc(nq * 4);
     int64_t shq[4], shk[4];
@@ -215,6 +215,7 @@ static void check_case(const tcase *tc, float **keep_q, float **keep_k, float **
         if (st != NAM_OK) { fail("%s [%s]: status %s: %s", tc->name, nam_backend_name((nam_backend)be), nam_status_str(st), err.message); continue; }
         if (d.ran != (nam_backend)be) { fail("%s [%s]: ran = %s", tc->name, nam_backend_name((nam_backend)be), nam_backend_name(d.ran)); continue; }
         for (i = 0; i < nq; i++) got[i] = nam__load(to, tc->dt, (int64_t)i);
+        if (be == NAM_BACKEND_CPU_REF) memcpy(got_ref, got, nq * 4);
         e = max_err(got, ref, nq, &where);
         if (e <= tol)
             ok("%s [%s]: max err %.3g <= %.3g (2 x naive %s %.3g + 1e-7)", tc->name, nam_backend_name((nam_backend)be), e, tol,
@@ -224,10 +225,11 @@ static void check_case(const tcase *tc, float **keep_q, float **keep_k, float **
                  (unsigned long)where, (double)got[where], ref[where], err_naive);
     }
     if (keep_out) {
-        *keep_q = q; *keep_k = k; *keep_v = v; *keep_out = got; *keep_ref = ref;
+        *keep_q = q; *keep_k = k; *keep_v = v; *keep_out = got; *keep_refout = got_ref;
     } else {
-        free(q); free(k); free(v); free(got); free(ref);
+        free(q); free(k); free(v); free(got); free(got_ref);
     }
+    free(ref);
     free(nf); free(tq); free(tk); free(tv); free(to);
 }
 
@@ -637,16 +639,15 @@ static int dump(const char *dir) {
     snprintf(path, sizeof path, "%s/manifest.txt", dir);
     man = fopen(path, "w");
     if (!man) { fprintf(stderr, "test_attention: cannot write %s\n", path); return 1; }
-    fprintf(man, "# name b sq sk hq hk d causal align(0 bottom-right, 1 top-left) scale(0 = 1/sqrt(d)); files <name>.{q,k,v,out} raw f32 little-endian, (b, s, h, d) row-major; out is nam's fast CPU path\n");
+    fprintf(man, "# name b sq sk hq hk d causal align(0 bottom-right, 1 top-left) scale(0 = 1/sqrt(d)); files <name>.{q,k,v,out,refout} raw f32 little-endian, (b, s, h, d) row-major; out: nam's fast CPU path, refout: NAM_BACKEND_CPU_REF\n");
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const tcase *tc = &cases[i];
         const shape *s = &tc->s;
-        float *q, *k, *v, *out;
-        double *ref;
+        float *q, *k, *v, *out, *ref;
         size_t nq = (size_t)s->b * s->sq * s->hq * s->d, nk = (size_t)s->b * s->sk * s->hk * s->d;
         check_case(tc, &q, &k, &v, &out, &ref);
         if (write_f32(dir, tc->name, "q", q, nq) || write_f32(dir, tc->name, "k", k, nk) || write_f32(dir, tc->name, "v", v, nk) ||
-            write_f32(dir, tc->name, "out", out, nq)) { fclose(man); return 1; }
+            write_f32(dir, tc->name, "out", out, nq) || write_f32(dir, tc->name, "refout", ref, nq)) { fclose(man); return 1; }
         fprintf(man, "%s %d %d %d %d %d %d %d %d %.9g\n", tc->name, s->b, s->sq, s->sk, s->hq, s->hk, s->d, s->causal, s->align, (double)s->scale);
         free(q); free(k); free(v); free(out); free(ref);
     }
