@@ -578,25 +578,40 @@ NAM__UNUSED static int nam__moe_grab(nam__moe_ffn_ctx *c, int64_t *e, int64_t *r
 }
 
 #ifdef NAM__MOE_X86
+typedef void (*nam__moe_tile_fn)(int64_t K, const float *w, int64_t ldw, int rows, const float *xT, float *tile, const float *pf, int pf_rows, int64_t pf_cols);
+
 /* tile[i*16 + t] = sum_p w[i][p] * xT[p*16 + t] for i < 6 weight rows (rows < 6: the last
-   valid row is repeated, its results ignored), t < 16; xT 64-byte aligned. */
+   valid row is repeated, its results ignored), t < 16; xT 64-byte aligned.
+   While it runs it prefetches (into L2) pf_rows rows x pf_cols floats at pf (row stride
+   ldw): the part of the next weight block the caller assigns to this call. A weight block
+   is used once per 16-row panel; spreading the fetch of the next block over all those uses
+   keeps the DRAM traffic steady instead of stalling the first use (pf NULL: none). */
 __attribute__((target("avx2,fma")))
-NAM__UNUSED static void nam__moe_tile_avx2(int64_t K, const float *w, int64_t ldw, int rows, const float *xT, float *tile) {
+NAM__UNUSED static void nam__moe_tile_avx2(int64_t K, const float *w, int64_t ldw, int rows, const float *xT, float *tile,
+                                           const float *pf, int pf_rows, int64_t pf_cols) {
     const float *w0 = w, *w1 = w + (rows > 1 ? 1 : 0) * ldw, *w2 = w + (rows > 2 ? 2 : rows - 1) * ldw;
     const float *w3 = w + (rows > 3 ? 3 : rows - 1) * ldw, *w4 = w + (rows > 4 ? 4 : rows - 1) * ldw, *w5 = w + (rows > 5 ? 5 : rows - 1) * ldw;
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, x0, x1, a;
-    int64_t p;
-    for (p = 0; p < K; p++) {
-        x0 = _mm256_load_ps(xT);
-        x1 = _mm256_load_ps(xT + 8);
-        xT += 16;
-        a = _mm256_broadcast_ss(w0 + p); c00 = _mm256_fmadd_ps(a, x0, c00); c01 = _mm256_fmadd_ps(a, x1, c01);
-        a = _mm256_broadcast_ss(w1 + p); c10 = _mm256_fmadd_ps(a, x0, c10); c11 = _mm256_fmadd_ps(a, x1, c11);
-        a = _mm256_broadcast_ss(w2 + p); c20 = _mm256_fmadd_ps(a, x0, c20); c21 = _mm256_fmadd_ps(a, x1, c21);
-        a = _mm256_broadcast_ss(w3 + p); c30 = _mm256_fmadd_ps(a, x0, c30); c31 = _mm256_fmadd_ps(a, x1, c31);
-        a = _mm256_broadcast_ss(w4 + p); c40 = _mm256_fmadd_ps(a, x0, c40); c41 = _mm256_fmadd_ps(a, x1, c41);
-        a = _mm256_broadcast_ss(w5 + p); c50 = _mm256_fmadd_ps(a, x0, c50); c51 = _mm256_fmadd_ps(a, x1, c51);
+    int64_t p, p0, pe, lines = pf ? pf_cols / 16 + 1 : 0, total = lines * pf_rows, per, done = 0, pr = 0, pl = 0, q;
+    per = total ? (total + (K + 15) / 16 - 1) / ((K + 15) / 16) : 0;
+    for (p0 = 0; p0 < K; p0 += 16) {
+        pe = p0 + 16 < K ? p0 + 16 : K;
+        for (q = 0; q < per && done < total; q++, done++) {
+            _mm_prefetch(NAM__CAST(const char *, NAM__CAST(const void *, pf + pr * ldw + pl * 16)), _MM_HINT_T1);
+            if (++pr == pf_rows) { pr = 0; pl++; }
+        }
+        for (p = p0; p < pe; p++) {
+            x0 = _mm256_load_ps(xT);
+            x1 = _mm256_load_ps(xT + 8);
+            xT += 16;
+            a = _mm256_broadcast_ss(w0 + p); c00 = _mm256_fmadd_ps(a, x0, c00); c01 = _mm256_fmadd_ps(a, x1, c01);
+            a = _mm256_broadcast_ss(w1 + p); c10 = _mm256_fmadd_ps(a, x0, c10); c11 = _mm256_fmadd_ps(a, x1, c11);
+            a = _mm256_broadcast_ss(w2 + p); c20 = _mm256_fmadd_ps(a, x0, c20); c21 = _mm256_fmadd_ps(a, x1, c21);
+            a = _mm256_broadcast_ss(w3 + p); c30 = _mm256_fmadd_ps(a, x0, c30); c31 = _mm256_fmadd_ps(a, x1, c31);
+            a = _mm256_broadcast_ss(w4 + p); c40 = _mm256_fmadd_ps(a, x0, c40); c41 = _mm256_fmadd_ps(a, x1, c41);
+            a = _mm256_broadcast_ss(w5 + p); c50 = _mm256_fmadd_ps(a, x0, c50); c51 = _mm256_fmadd_ps(a, x1, c51);
+        }
     }
     _mm256_storeu_ps(tile + 0, c00); _mm256_storeu_ps(tile + 8, c01);
     _mm256_storeu_ps(tile + 16, c10); _mm256_storeu_ps(tile + 24, c11);
@@ -604,6 +619,54 @@ NAM__UNUSED static void nam__moe_tile_avx2(int64_t K, const float *w, int64_t ld
     _mm256_storeu_ps(tile + 48, c30); _mm256_storeu_ps(tile + 56, c31);
     _mm256_storeu_ps(tile + 64, c40); _mm256_storeu_ps(tile + 72, c41);
     _mm256_storeu_ps(tile + 80, c50); _mm256_storeu_ps(tile + 88, c51);
+}
+
+/* The same for a panel holding at most 8 rows: lanes 0..7 of xT's 16 only, and half the
+   work. Two accumulator sets (even and odd p) keep 12 FMAs in flight; lanes 8..15 of the
+   tile are set to 0. */
+__attribute__((target("avx2,fma")))
+NAM__UNUSED static void nam__moe_tile8_avx2(int64_t K, const float *w, int64_t ldw, int rows, const float *xT, float *tile,
+                                            const float *pf, int pf_rows, int64_t pf_cols) {
+    const float *w0 = w, *w1 = w + (rows > 1 ? 1 : 0) * ldw, *w2 = w + (rows > 2 ? 2 : rows - 1) * ldw;
+    const float *w3 = w + (rows > 3 ? 3 : rows - 1) * ldw, *w4 = w + (rows > 4 ? 4 : rows - 1) * ldw, *w5 = w + (rows > 5 ? 5 : rows - 1) * ldw;
+    __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, zero = c0;
+    __m256 d0 = c0, d1 = c0, d2 = c0, d3 = c0, d4 = c0, d5 = c0, x0, x1;
+    int64_t p, p0, pe, lines = pf ? pf_cols / 16 + 1 : 0, total = lines * pf_rows, per, done = 0, pr = 0, pl = 0, q;
+    per = total ? (total + (K + 15) / 16 - 1) / ((K + 15) / 16) : 0;
+    for (p0 = 0; p0 < K; p0 += 16) {
+        pe = p0 + 16 < K ? p0 + 16 : K;
+        for (q = 0; q < per && done < total; q++, done++) {
+            _mm_prefetch(NAM__CAST(const char *, NAM__CAST(const void *, pf + pr * ldw + pl * 16)), _MM_HINT_T1);
+            if (++pr == pf_rows) { pr = 0; pl++; }
+        }
+        for (p = p0; p + 1 < pe; p += 2) {
+            x0 = _mm256_load_ps(xT);
+            x1 = _mm256_load_ps(xT + 16);
+            xT += 32;
+            c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w0 + p), x0, c0); d0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w0 + p + 1), x1, d0);
+            c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(w1 + p), x0, c1); d1 = _mm256_fmadd_ps(_mm256_broadcast_ss(w1 + p + 1), x1, d1);
+            c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(w2 + p), x0, c2); d2 = _mm256_fmadd_ps(_mm256_broadcast_ss(w2 + p + 1), x1, d2);
+            c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(w3 + p), x0, c3); d3 = _mm256_fmadd_ps(_mm256_broadcast_ss(w3 + p + 1), x1, d3);
+            c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(w4 + p), x0, c4); d4 = _mm256_fmadd_ps(_mm256_broadcast_ss(w4 + p + 1), x1, d4);
+            c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(w5 + p), x0, c5); d5 = _mm256_fmadd_ps(_mm256_broadcast_ss(w5 + p + 1), x1, d5);
+        }
+        if (p < pe) {
+            x0 = _mm256_load_ps(xT);
+            xT += 16;
+            c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w0 + p), x0, c0);
+            c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(w1 + p), x0, c1);
+            c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(w2 + p), x0, c2);
+            c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(w3 + p), x0, c3);
+            c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(w4 + p), x0, c4);
+            c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(w5 + p), x0, c5);
+        }
+    }
+    _mm256_storeu_ps(tile + 0, _mm256_add_ps(c0, d0)); _mm256_storeu_ps(tile + 8, zero);
+    _mm256_storeu_ps(tile + 16, _mm256_add_ps(c1, d1)); _mm256_storeu_ps(tile + 24, zero);
+    _mm256_storeu_ps(tile + 32, _mm256_add_ps(c2, d2)); _mm256_storeu_ps(tile + 40, zero);
+    _mm256_storeu_ps(tile + 48, _mm256_add_ps(c3, d3)); _mm256_storeu_ps(tile + 56, zero);
+    _mm256_storeu_ps(tile + 64, _mm256_add_ps(c4, d4)); _mm256_storeu_ps(tile + 72, zero);
+    _mm256_storeu_ps(tile + 80, _mm256_add_ps(c5, d5)); _mm256_storeu_ps(tile + 88, zero);
 }
 #endif
 
@@ -644,9 +707,12 @@ NAM__UNUSED static void nam__moe_item_avx2(nam__moe_ffn_ctx *c, int64_t r0, int6
         int rows = F - f < 6 ? NAM__CAST(int, F - f) : 6;
         for (pn = 0; pn < np; pn++) {
             float *dst = hT + pn * 16 * F + f * 16;
-            nam__moe_tile_avx2(H, w1 + f * l1, l1, rows, xT + pn * 16 * H, g);
+            int64_t c0 = H * pn / np, nc = H * (pn + 1) / np - c0;
+            int nr = F - f - 6 < 6 ? NAM__CAST(int, F - f - 6) : 6;
+            nam__moe_tile_fn kern = mt - pn * 16 <= 8 ? nam__moe_tile8_avx2 : nam__moe_tile_avx2;
+            kern(H, w1 + f * l1, l1, rows, xT + pn * 16 * H, g, nr > 0 ? w1 + (f + 6) * l1 + c0 : NULL, nr, nc);
             if (c->fi->swiglu) {
-                nam__moe_tile_avx2(H, w3 + f * l3, l3, rows, xT + pn * 16 * H, u);
+                kern(H, w3 + f * l3, l3, rows, xT + pn * 16 * H, u, nr > 0 ? w3 + (f + 6) * l3 + c0 : NULL, nr, nc);
                 for (i = 0; i < rows * 16; i++) dst[i] = nam__silu(g[i]) * u[i];
             } else
                 for (i = 0; i < rows * 16; i++) dst[i] = g[i] > 0.0f ? g[i] * g[i] : 0.0f;
@@ -659,7 +725,9 @@ NAM__UNUSED static void nam__moe_item_avx2(nam__moe_ffn_ctx *c, int64_t r0, int6
         int rows = H - h < 6 ? NAM__CAST(int, H - h) : 6;
         for (pn = 0; pn < np; pn++) {
             int64_t nt = mt - pn * 16 < 16 ? mt - pn * 16 : 16;
-            nam__moe_tile_avx2(F, w2 + h * l2, l2, rows, hT + pn * 16 * F, g);
+            int64_t c0 = F * pn / np, nc = F * (pn + 1) / np - c0;
+            int nr = H - h - 6 < 6 ? NAM__CAST(int, H - h - 6) : 6;
+            (nt <= 8 ? nam__moe_tile8_avx2 : nam__moe_tile_avx2)(F, w2 + h * l2, l2, rows, hT + pn * 16 * F, g, nr > 0 ? w2 + (h + 6) * l2 + c0 : NULL, nr, nc);
             for (t = 0; t < nt; t++) {
                 float *orow = o + (pn * 16 + t) * ldo + h;
                 for (i = 0; i < rows; i++) orow[i] = g[i * 16 + t];
