@@ -18,13 +18,18 @@
    With NAM_CBLAS defined, nam__sgemm calls cblas_sgemm instead (link a CBLAS). */
 #define NAM__GEMM_MR 6
 #define NAM__GEMM_NR 16
-#define NAM__GEMM_KC 256
-#define NAM__GEMM_MC 120   /* multiple of MR: A block 120 x 256 floats = 120 KiB (L2) */
+#define NAM__GEMM_KC 256   /* B micro-panel 256 x 16 floats = 16 KiB (L1) */
+#define NAM__GEMM_MC 144   /* multiple of MR: A block 144 x 256 floats = 144 KiB (L2) */
 #define NAM__GEMM_NC 3072  /* multiple of NR: B block 256 x 3072 floats = 3 MiB (L3) */
 
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #define NAM__GEMM_X86 1
 #include <immintrin.h>
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+#define NAM__GEMM_PREFETCH(p) __builtin_prefetch((p), 0, 2)
+#else
+#define NAM__GEMM_PREFETCH(p) ((void)(p))
 #endif
 #ifdef NAM_CBLAS
 #include <cblas.h>
@@ -32,17 +37,66 @@
 
 NAM__UNUSED static size_t nam__gemm_round_up(size_t x, size_t r) { return (x + r - 1) / r * r; }
 
+/* Floats of the packed A block, rounded to 16 (64 bytes) so the B block after it stays aligned. */
+NAM__UNUSED static size_t nam__gemm_a_floats(int m, int k) {
+    size_t mc = nam__gemm_round_up(NAM__CAST(size_t, m), NAM__GEMM_MR), kc = NAM__CAST(size_t, k);
+    if (mc > NAM__GEMM_MC) mc = NAM__GEMM_MC;
+    if (kc > NAM__GEMM_KC) kc = NAM__GEMM_KC;
+    return nam__gemm_round_up(mc * kc, 16);
+}
+
 NAM__UNUSED static size_t nam__sgemm_pack_floats(int m, int n, int k) {
-    size_t mc, nc, kc;
+    size_t nc, kc;
     if (m < 1 || n < 1 || k < 1) return 0;
-    mc = nam__gemm_round_up(NAM__CAST(size_t, m), NAM__GEMM_MR);
     nc = nam__gemm_round_up(NAM__CAST(size_t, n), NAM__GEMM_NR);
     kc = NAM__CAST(size_t, k);
-    if (mc > NAM__GEMM_MC) mc = NAM__GEMM_MC;
     if (nc > NAM__GEMM_NC) nc = NAM__GEMM_NC;
     if (kc > NAM__GEMM_KC) kc = NAM__GEMM_KC;
-    /* the A block first, rounded to 16 floats (64 bytes) so the B block stays aligned */
-    return nam__gemm_round_up(mc * kc, 16) + nc * kc;
+    return nam__gemm_a_floats(m, k) + nc * kc;
+}
+
+/* Block length for splitting len into ceil(len / cap) near-equal blocks, rounded up to a
+   multiple of r (cap is a multiple of r), so that no block is a thin leftover. */
+NAM__UNUSED static int nam__gemm_block(int len, int cap, int r) {
+    int nb = (len + cap - 1) / cap, b = (len + nb - 1) / nb;
+    b = (b + r - 1) / r * r;
+    return b < cap ? b : cap;
+}
+
+/* Software prefetch of a rows x bytes region (rows `stride` bytes apart), a few cache lines
+   per step: the packing of the next block reads memory that the hardware prefetcher does not
+   see coming (short row segments far apart), so it is fetched while this block computes. */
+typedef struct nam__gemm_pf {
+    const char *base;
+    int64_t stride, row_off;
+    int rows, bytes, lines, r, q, per_step;
+} nam__gemm_pf;
+
+NAM__UNUSED static void nam__gemm_pf_init(nam__gemm_pf *pf, const float *base, int64_t ld, int rows, int cols, int64_t steps) {
+    int64_t total;
+    pf->base = NAM__CAST(const char *, NAM__CAST(const void *, base));
+    pf->stride = ld * NAM__CAST(int64_t, sizeof(float));
+    pf->row_off = 0;
+    pf->rows = rows;
+    pf->bytes = cols * NAM__CAST(int, sizeof(float));
+    pf->lines = pf->bytes / 64 + 1;      /* + 1: the row may straddle one more line */
+    pf->r = pf->q = 0;
+    total = NAM__CAST(int64_t, rows) * pf->lines;
+    if (steps < 1) steps = 1;
+    pf->per_step = NAM__CAST(int, (total + steps - 1) / steps);
+}
+
+NAM__UNUSED static void nam__gemm_pf_step(nam__gemm_pf *pf) {
+    int c;
+    for (c = pf->per_step; c > 0 && pf->r < pf->rows; c--) {
+        int off = pf->q * 64 < pf->bytes ? pf->q * 64 : pf->bytes - 1;
+        NAM__GEMM_PREFETCH(pf->base + pf->row_off + off);
+        if (++pf->q == pf->lines) {
+            pf->q = 0;
+            pf->r++;
+            pf->row_off += pf->stride;
+        }
+    }
 }
 
 /* Pack rows [0, mc) x cols [0, kc) of A (row stride lda) into MR-tall panels:
@@ -61,34 +115,50 @@ NAM__UNUSED static void nam__gemm_pack_a(int mc, int kc, const float *A, int64_t
     }
 }
 
-/* Pack op(B)[0..kc-1, 0..nc-1] into NR-wide panels: panel s holds, for p = 0..kc-1,
-   op(B)[p, s*NR + 0..NR-1] contiguously; columns past nc are 0. */
-NAM__UNUSED static void nam__gemm_pack_b(int kc, int nc, const float *B, int64_t ldb, int transB, float *dst) {
-    int j0, j, p;
-    for (j0 = 0; j0 < nc; j0 += NAM__GEMM_NR) {
+/* Pack columns [j0, j1) of op(B)[p, j] = B[j*ldb + p] (transB = 1) into NR-wide panels
+   (j0 a multiple of NR), 16 x 16 blocks at a time so each line of B read is used up in one
+   visit; columns past nc are 0. */
+NAM__UNUSED static void nam__gemm_pack_bt_ref(int kc, int nc, int j0, int j1, const float *B, int64_t ldb, float *dst) {
+    int j, p, p0;
+    for (; j0 < j1; j0 += NAM__GEMM_NR) {
         int cols = nc - j0 < NAM__GEMM_NR ? nc - j0 : NAM__GEMM_NR;
-        if (transB) {           /* op(B)[p, j] = B[j*ldb + p]: read rows of B, scatter by NR */
+        float *d = dst + NAM__CAST(size_t, j0) * NAM__CAST(size_t, kc);
+        for (p0 = 0; p0 < kc; p0 += 16) {
+            int p1 = kc - p0 < 16 ? kc : p0 + 16;
             for (j = 0; j < cols; j++) {
                 const float *src = B + NAM__CAST(int64_t, j0 + j) * ldb;
-                for (p = 0; p < kc; p++) dst[p * NAM__GEMM_NR + j] = src[p];
+                for (p = p0; p < p1; p++) d[p * NAM__GEMM_NR + j] = src[p];
             }
             for (; j < NAM__GEMM_NR; j++)
-                for (p = 0; p < kc; p++) dst[p * NAM__GEMM_NR + j] = 0.0f;
-        } else if (cols == NAM__GEMM_NR) {
-            for (p = 0; p < kc; p++) {
+                for (p = p0; p < p1; p++) d[p * NAM__GEMM_NR + j] = 0.0f;
+        }
+    }
+}
+
+/* Pack op(B)[0..kc-1, 0..nc-1] into NR-wide panels: panel s holds, for p = 0..kc-1,
+   op(B)[p, s*NR + 0..NR-1] contiguously; columns past nc are 0. transB = 0 copies 8 rows
+   of B at a time: 8 sequential read streams and 512 contiguous bytes written per panel (a
+   panel-at-a-time walk down 256 rows of a wide B thrashes one L1 set and the TLB). */
+NAM__UNUSED static void nam__gemm_pack_b(int kc, int nc, const float *B, int64_t ldb, int transB, float *dst) {
+    int j0, j, p, p0;
+    if (transB) {
+        nam__gemm_pack_bt_ref(kc, nc, 0, nc, B, ldb, dst);
+        return;
+    }
+    for (p0 = 0; p0 < kc; p0 += 8) {
+        int p1 = kc - p0 < 8 ? kc : p0 + 8;
+        for (j0 = 0; j0 < nc; j0 += NAM__GEMM_NR) {
+            int cols = nc - j0 < NAM__GEMM_NR ? nc - j0 : NAM__GEMM_NR;
+            float *d = dst + NAM__CAST(size_t, j0) * NAM__CAST(size_t, kc);
+            for (p = p0; p < p1; p++) {
                 const float *src = B + NAM__CAST(int64_t, p) * ldb + j0;
-                float *d = dst + p * NAM__GEMM_NR;
-                for (j = 0; j < NAM__GEMM_NR; j++) d[j] = src[j];
-            }
-        } else {
-            for (p = 0; p < kc; p++) {
-                const float *src = B + NAM__CAST(int64_t, p) * ldb + j0;
-                float *d = dst + p * NAM__GEMM_NR;
-                for (j = 0; j < cols; j++) d[j] = src[j];
-                for (; j < NAM__GEMM_NR; j++) d[j] = 0.0f;
+                if (cols == NAM__GEMM_NR) memcpy(d + p * NAM__GEMM_NR, src, NAM__GEMM_NR * sizeof(float));
+                else {
+                    for (j = 0; j < cols; j++) d[p * NAM__GEMM_NR + j] = src[j];
+                    for (; j < NAM__GEMM_NR; j++) d[p * NAM__GEMM_NR + j] = 0.0f;
+                }
             }
         }
-        dst += NAM__CAST(size_t, kc) * NAM__GEMM_NR;
     }
 }
 
@@ -120,8 +190,51 @@ NAM__UNUSED static void nam__gemm_micro_ref(int kc, const float *a, const float 
 }
 
 #ifdef NAM__GEMM_X86
+/* AVX2 packing of op(B) for transB = 1: full panels go through 8 x 8 register transposes. */
+__attribute__((target("avx2,fma")))
+NAM__UNUSED static void nam__gemm_pack_bt_avx2(int kc, int nc, const float *B, int64_t ldb, float *dst) {
+    int j0, h, p0, full = nc / NAM__GEMM_NR * NAM__GEMM_NR;
+    for (j0 = 0; j0 < full; j0 += NAM__GEMM_NR) {
+        float *d = dst + NAM__CAST(size_t, j0) * NAM__CAST(size_t, kc);
+        for (p0 = 0; p0 + 8 <= kc; p0 += 8) {
+            for (h = 0; h < 2; h++) {
+                const float *s = B + NAM__CAST(int64_t, j0 + 8 * h) * ldb + p0;
+                __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ldb), r2 = _mm256_loadu_ps(s + 2 * ldb);
+                __m256 r3 = _mm256_loadu_ps(s + 3 * ldb), r4 = _mm256_loadu_ps(s + 4 * ldb), r5 = _mm256_loadu_ps(s + 5 * ldb);
+                __m256 r6 = _mm256_loadu_ps(s + 6 * ldb), r7 = _mm256_loadu_ps(s + 7 * ldb);
+                __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+                __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+                __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+                __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+                __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+                __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+                __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+                __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+                float *o = d + p0 * NAM__GEMM_NR + 8 * h;
+                _mm256_store_ps(o + 0 * NAM__GEMM_NR, _mm256_permute2f128_ps(u0, u4, 0x20));
+                _mm256_store_ps(o + 1 * NAM__GEMM_NR, _mm256_permute2f128_ps(u1, u5, 0x20));
+                _mm256_store_ps(o + 2 * NAM__GEMM_NR, _mm256_permute2f128_ps(u2, u6, 0x20));
+                _mm256_store_ps(o + 3 * NAM__GEMM_NR, _mm256_permute2f128_ps(u3, u7, 0x20));
+                _mm256_store_ps(o + 4 * NAM__GEMM_NR, _mm256_permute2f128_ps(u0, u4, 0x31));
+                _mm256_store_ps(o + 5 * NAM__GEMM_NR, _mm256_permute2f128_ps(u1, u5, 0x31));
+                _mm256_store_ps(o + 6 * NAM__GEMM_NR, _mm256_permute2f128_ps(u2, u6, 0x31));
+                _mm256_store_ps(o + 7 * NAM__GEMM_NR, _mm256_permute2f128_ps(u3, u7, 0x31));
+            }
+        }
+        if (p0 < kc) {          /* k tail (< 8) */
+            int j, p;
+            for (j = 0; j < NAM__GEMM_NR; j++) {
+                const float *s = B + NAM__CAST(int64_t, j0 + j) * ldb;
+                for (p = p0; p < kc; p++) d[p * NAM__GEMM_NR + j] = s[p];
+            }
+        }
+    }
+    if (full < nc) nam__gemm_pack_bt_ref(kc, nc, full, nc, B, ldb, dst);
+}
+
 /* AVX2+FMA micro-kernel, 6 x 16: per p, two 8-wide loads of the b panel, six broadcasts of
-   the a panel, twelve FMAs into ymm accumulators. Full tiles store straight into C. */
+   the a panel, twelve FMAs into ymm accumulators; p unrolled by 4. Full tiles store straight
+   into C (prefetched first); edge tiles go through a small buffer. */
 __attribute__((target("avx2,fma")))
 NAM__UNUSED static void nam__gemm_micro_avx2(int kc, const float *a, const float *b, float *C, int64_t ldc, int mr, int nr, int accumulate) {
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
@@ -131,19 +244,31 @@ NAM__UNUSED static void nam__gemm_micro_avx2(int kc, const float *a, const float
     __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
     __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
     __m256 b0, b1, av;
-    int p;
-    for (p = 0; p < kc; p++) {
-        b0 = _mm256_load_ps(b);
-        b1 = _mm256_load_ps(b + 8);
-        av = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
-        av = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
-        av = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
-        av = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
-        av = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
-        av = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
+    int p, i;
+    for (i = 0; i < mr; i++) {
+        _mm_prefetch(NAM__CAST(const char *, NAM__CAST(const void *, C + i * ldc)), _MM_HINT_T0);
+        _mm_prefetch(NAM__CAST(const char *, NAM__CAST(const void *, C + i * ldc + nr - 1)), _MM_HINT_T0);
+    }
+#define NAM__GEMM_STEP(o)                                                                                      \
+    b0 = _mm256_load_ps(b + (o) * NAM__GEMM_NR);                                                               \
+    b1 = _mm256_load_ps(b + (o) * NAM__GEMM_NR + 8);                                                           \
+    av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 0); c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01); \
+    av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 1); c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11); \
+    av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 2); c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21); \
+    av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 3); c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31); \
+    av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 4); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41); \
+    av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 5); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
+    for (p = 0; p + 4 <= kc; p += 4) {
+        NAM__GEMM_STEP(0) NAM__GEMM_STEP(1) NAM__GEMM_STEP(2) NAM__GEMM_STEP(3)
+        a += 4 * NAM__GEMM_MR;
+        b += 4 * NAM__GEMM_NR;
+    }
+    for (; p < kc; p++) {
+        NAM__GEMM_STEP(0)
         a += NAM__GEMM_MR;
         b += NAM__GEMM_NR;
     }
+#undef NAM__GEMM_STEP
     if (mr == NAM__GEMM_MR && nr == NAM__GEMM_NR) {
         float *r0 = C, *r1 = r0 + ldc, *r2 = r1 + ldc, *r3 = r2 + ldc, *r4 = r3 + ldc, *r5 = r4 + ldc;
         if (accumulate) {
@@ -182,31 +307,47 @@ NAM__UNUSED static int nam__gemm_have_avx2(void) {
 #endif
 }
 
-/* The blocked GEMM with an explicit micro-kernel choice (simd: 1 = AVX2+FMA when built for
-   x86, 0 = portable). nam__sgemm picks simd from the CPU; tests call this for both paths. */
+/* The blocked GEMM with an explicit choice of code (simd: 1 = AVX2+FMA packing and micro-
+   kernel, only valid when nam__gemm_have_avx2(); 0 = portable). nam__sgemm picks simd from
+   the CPU; tests call this for both paths. */
 NAM__UNUSED static void nam__gemm_blocked(int m, int n, int k, const float *A, int64_t lda, const float *B, int64_t ldb, int transB,
                                           float beta, float *C, int64_t ldc, float *pack, int simd) {
-    float *pa = pack;
-    float *pb;
+    float *pa = pack, *pb = pack + nam__gemm_a_floats(m, k);
+    int mcb = nam__gemm_block(m, NAM__GEMM_MC, NAM__GEMM_MR), kcb = nam__gemm_block(k, NAM__GEMM_KC, 8);
+    int ncb = nam__gemm_block(n, NAM__GEMM_NC, NAM__GEMM_NR);
     int jc, pc, ic, jr, ir;
-    {
-        size_t mc = nam__gemm_round_up(NAM__CAST(size_t, m), NAM__GEMM_MR), kc = NAM__CAST(size_t, k);
-        if (mc > NAM__GEMM_MC) mc = NAM__GEMM_MC;
-        if (kc > NAM__GEMM_KC) kc = NAM__GEMM_KC;
-        pb = pack + nam__gemm_round_up(mc * kc, 16);
-    }
+    nam__gemm_pf pfa, pfb;
 #ifndef NAM__GEMM_X86
     (void)simd;
 #endif
-    for (jc = 0; jc < n; jc += NAM__GEMM_NC) {
-        int nc = n - jc < NAM__GEMM_NC ? n - jc : NAM__GEMM_NC;
-        for (pc = 0; pc < k; pc += NAM__GEMM_KC) {
-            int kc = k - pc < NAM__GEMM_KC ? k - pc : NAM__GEMM_KC;
+    for (jc = 0; jc < n; jc += ncb) {
+        int nc = n - jc < ncb ? n - jc : ncb;
+        for (pc = 0; pc < k; pc += kcb) {
+            int kc = k - pc < kcb ? k - pc : kcb;
             int accumulate = pc > 0 || beta != 0.0f;
-            const float *bsrc = transB ? B + NAM__CAST(int64_t, jc) * ldb + pc : B + NAM__CAST(int64_t, pc) * ldb + jc;
-            nam__gemm_pack_b(kc, nc, bsrc, ldb, transB, pb);
-            for (ic = 0; ic < m; ic += NAM__GEMM_MC) {
-                int mc = m - ic < NAM__GEMM_MC ? m - ic : NAM__GEMM_MC;
+            int64_t row_tiles = (m + NAM__GEMM_MR - 1) / NAM__GEMM_MR, col_tiles = (nc + NAM__GEMM_NR - 1) / NAM__GEMM_NR;
+            /* the next B block, prefetched across all of this one's micro-kernel calls */
+            int jn = jc, pn = pc + kc;
+            if (pn >= k) { pn = 0; jn = jc + nc; }
+            if (jn < n) {
+                int ncn = n - jn < ncb ? n - jn : ncb, kcn = k - pn < kcb ? k - pn : kcb;
+                if (transB) nam__gemm_pf_init(&pfb, B + NAM__CAST(int64_t, jn) * ldb + pn, ldb, ncn, kcn, row_tiles * col_tiles);
+                else nam__gemm_pf_init(&pfb, B + NAM__CAST(int64_t, pn) * ldb + jn, ldb, kcn, ncn, row_tiles * col_tiles);
+            } else nam__gemm_pf_init(&pfb, B, ldb, 0, 1, 1);
+#ifdef NAM__GEMM_X86
+            if (simd && transB) nam__gemm_pack_bt_avx2(kc, nc, B + NAM__CAST(int64_t, jc) * ldb + pc, ldb, pb);
+            else
+#endif
+                nam__gemm_pack_b(kc, nc, transB ? B + NAM__CAST(int64_t, jc) * ldb + pc : B + NAM__CAST(int64_t, pc) * ldb + jc, ldb, transB, pb);
+            for (ic = 0; ic < m; ic += mcb) {
+                int mc = m - ic < mcb ? m - ic : mcb;
+                /* the next A block: rows below this one, else the top rows of the next k slice */
+                int in = ic + mc, pan = pc, kan = kc;
+                if (in >= m) { in = 0; pan = pc + kc < k ? pc + kc : 0; kan = k - pan < kcb ? k - pan : kcb; }
+                if (ic + mc < m || pc + kc < k || jc + nc < n)
+                    nam__gemm_pf_init(&pfa, A + NAM__CAST(int64_t, in) * lda + pan, lda, m - in < mcb ? m - in : mcb, kan,
+                                      NAM__CAST(int64_t, (mc + NAM__GEMM_MR - 1) / NAM__GEMM_MR) * col_tiles);
+                else nam__gemm_pf_init(&pfa, A, lda, 0, 1, 1);
                 nam__gemm_pack_a(mc, kc, A + NAM__CAST(int64_t, ic) * lda + pc, lda, pa);
                 for (jr = 0; jr < nc; jr += NAM__GEMM_NR) {
                     int nr = nc - jr < NAM__GEMM_NR ? nc - jr : NAM__GEMM_NR;
@@ -215,6 +356,8 @@ NAM__UNUSED static void nam__gemm_blocked(int m, int n, int k, const float *A, i
                         int mr = mc - ir < NAM__GEMM_MR ? mc - ir : NAM__GEMM_MR;
                         const float *ap = pa + NAM__CAST(size_t, ir) * NAM__CAST(size_t, kc);
                         float *cp = C + NAM__CAST(int64_t, ic + ir) * ldc + jc + jr;
+                        nam__gemm_pf_step(&pfa);
+                        nam__gemm_pf_step(&pfb);
 #ifdef NAM__GEMM_X86
                         if (simd) nam__gemm_micro_avx2(kc, ap, bp, cp, ldc, mr, nr, accumulate);
                         else
