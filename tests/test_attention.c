@@ -253,6 +253,8 @@ static void test_shapes(void) {
         {"MQA hq 6 hk 1 causal", {1, 77, 77, 6, 1, 48, 1, 0, 0}, NAM_F32, 1, 2},
         {"GQA group 64 (hq 64, hk 1) causal", {1, 9, 20, 64, 1, 16, 1, 0, 0}, NAM_F32, 1, 2},
         {"GQA group 49 (prime-ish 7x7) causal", {1, 13, 30, 49, 1, 8, 1, 0, 0}, NAM_F32, 1, 2},
+        {"GQA group 128 (two head subgroups per kv head) causal", {1, 5, 20, 128, 1, 8, 1, 0, 0}, NAM_F32, 1, 2},
+        {"GQA group 97 (prime: one head per tile row block) top-left", {1, 7, 9, 97, 1, 8, 1, NAM_CAUSAL_TOP_LEFT, 0}, NAM_F32, 1, 2},
         {"custom scale 0.3 causal", {1, 65, 97, 4, 2, 40, 1, 0, 0.3f}, NAM_F32, 1, 2},
         {"negative scale non-causal", {1, 33, 50, 2, 2, 24, 0, 0, -0.2f}, NAM_F32, 1, 1},
         {"sk = 1 causal bottom-right", {1, 5, 1, 2, 1, 16, 1, 0, 0}, NAM_F32, 1, 1},
@@ -591,7 +593,7 @@ static void test_errors(void) {
     if (nam_attention_workspace_size(&d, &ws, &err) == NAM_OK && ws == 64 + 64 && run(&d, &err) == NAM_OK && d.ran == NAM_BACKEND_CPU_REF)
         ok("CPU_REF workspace is sk + d doubles (%lu bytes), ran = cpu-ref", (unsigned long)ws);
     else fail("CPU_REF: workspace %lu, ran %s (%s)", (unsigned long)ws, nam_backend_name(d.ran), err.message);
-    /* the bound stated in wip/nam_attention.c: <= 320 KiB per thread, 128 KiB in place */
+    /* the bound stated in wip/nam_attention.c: <= 436 KiB per thread, 340 KiB with K in place */
     {
         int64_t shq[4] = {1, 4096, 32, 256}, shk[4] = {1, 4096, 8, 256};
         size_t w1, w2;
@@ -605,7 +607,7 @@ static void test_errors(void) {
         s1 = nam_attention_workspace_size(&d, &w1, &err);
         d.k.dtype = NAM_BF16;
         s2 = nam_attention_workspace_size(&d, &w2, &err);
-        if (s1 == NAM_OK && s2 == NAM_OK && w1 <= 128 * 1024 && w2 <= 320 * 1024)
+        if (s1 == NAM_OK && s2 == NAM_OK && w1 <= 340 * 1024 && w2 <= 436 * 1024)
             ok("workspace bound at d = 256: %lu bytes in place, %lu bytes converting (1 thread)", (unsigned long)w1, (unsigned long)w2);
         else fail("workspace bound at d = 256: %lu / %lu bytes", (unsigned long)w1, (unsigned long)w2);
     }

@@ -5,44 +5,56 @@
    double over the visible keys (max pass, then exp/sum/accumulate). Workspace: sk + d
    doubles. Single-threaded.
 
-   NAM_BACKEND_CPU (AUTO): FlashAttention-2 tiling. One work item is one tile of query rows
-   that share a kv head: Gt query heads of one GQA group (Gt = the largest divisor of
-   hq/hk that is <= NAM__ATTN_BR) times Bq = NAM__ATTN_BR / Gt consecutive positions, laid
-   out position-major (row r = position r / Gt, head r % Gt), so every K/V tile read serves
-   all of them and decode (sq = 1) still fills the tile with the group's heads. Per item:
+   NAM_BACKEND_CPU (AUTO): FlashAttention-2 tiling. One work item is one tile of R <= 96
+   query rows that share a kv head: Gt query heads of one GQA group (Gt = the largest
+   divisor of hq/hk that is <= 96) times Bq = 96 / Gt consecutive positions, laid out
+   position-major (row r = position r / Gt, head r % Gt), so every K/V tile read serves all
+   of them and decode (sq = 1) still fills the tile with the group's heads. Per item:
      Qt (d x R, pre-multiplied by scale * log2 e) is packed once;
-     for each key tile of Bc = NAM__ATTN_BC keys up to the last key any row of the item
-     can see (fully masked tiles are never visited):
-       S^T = K_tile Qt                      (6 x 16 register-blocked FMA kernel)
+     for each key tile of Bc = 96 keys up to the last key any row of the item can see
+     (fully masked tiles are never visited):
+       S^T = K_tile Qt                      (6 x 16 register-blocked FMA kernel; K read in
+                                             place when f32 with unit stride along d and
+                                             d % 8 == 0, else converted to f32 rows)
        mask (only tiles that cross the causal diagonal)
        online softmax per row in base 2: m' = max(m, max_j S), alpha = 2^(m - m'),
        P = 2^(S - m'), l = alpha l + sum_j P (vectorised over the rows)
-       O = alpha O + P V_tile               (6 x 16 kernel; keys a row cannot see are
-                                             never multiplied in, so a NaN in a masked
-                                             value row does not leak into it)
+       O = alpha O + P V_tile               (6 x 16 kernel over V copied into 16-column
+                                             panels; keys a row cannot see are never
+                                             multiplied in, so a NaN in a masked value row
+                                             does not leak into it)
      out = O / l; a row with no visible key gets zeros.
-   K and V are read in place when they are f32 with unit stride along d and d % 8 == 0;
-   otherwise each key tile is converted into the workspace (f32, d padded to 8).
-   Items are (batch, kv head, head subgroup, query tile) with the query tiles interleaved
-   first/last/second/second-to-last..., so the contiguous ranges nam__parallel_for hands to
-   the threads carry equal causal work.
-   Workspace per thread (no sq x sk buffer): 4 R dp + 6 dp + Bc R floats + 4 R words, plus
-   2 Bc dp floats when K/V are converted (R <= 48 rows, dp = d rounded up to 8 <= 256,
-   Bc = 96): at most 320 KiB per thread, 128 KiB when K/V are read in place.
+   While one kernel loop runs, the rows the next step reads (this tile's V, the next tile's
+   K, the next item's Q) are prefetched. Items are (batch, kv head, head subgroup, query
+   tile) with the query tiles interleaved first/last/second/second-to-last..., so the
+   contiguous ranges nam__parallel_for hands to the threads carry equal causal work.
+   Workspace per thread, no sq x sk buffer: (2 R dp + Bc R + Bc dp + 14 dp + 5 R) floats,
+   plus Bc dp floats when K is converted (dp = d rounded up to 8 <= 256): at most 340 KiB
+   per thread (436 KiB converting K), about half that at d = 128. nam__sgemm was measured on
+   these tile shapes and is slower than the fused kernels (it packs both operands on every
+   call and cannot fold the rescale by alpha into the product), so it is not used here.
    The x86-64 build uses AVX2/FMA/F16C kernels (chosen at run time, GCC/Clang); other
-   builds and CPUs run the same tiling with plain C loops. */
+   builds and CPUs, and NAM__ATTN_NO_SIMD builds, run the same tiling with plain C loops. */
 
 #ifndef NAM__ATTN_BR
-#define NAM__ATTN_BR 48   /* query rows per tile (a multiple of 48 keeps both kernels full) */
+#define NAM__ATTN_BR 96   /* query rows per tile: a multiple of 48 keeps both kernels full */
 #endif
 #ifndef NAM__ATTN_BC
 #define NAM__ATTN_BC 96   /* keys per tile, a multiple of 6 */
 #endif
 #define NAM__ATTN_MAX_D 256
 
+#ifndef NAM__ATTN_PREFETCH
+#if defined(__GNUC__) || defined(__clang__)
+#define NAM__ATTN_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define NAM__ATTN_PREFETCH(p) ((void)(p))
+#endif
+#endif
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(__CUDACC__) && !defined(NAM__ATTN_NO_SIMD)
 #define NAM__ATTN_X86 1
 #include <immintrin.h>
+#include <cpuid.h>
 #define NAM__ATTN_TARGET __attribute__((target("avx2,fma,f16c")))
 #else
 #define NAM__ATTN_X86 0
@@ -53,7 +65,7 @@ typedef struct nam__attn_ctx {
     int64_t b, sq, sk, hq, hk, hd, dp;       /* hd: head dim; dp: hd rounded up to 8 */
     int64_t qs[NAM_MAX_DIMS], ks[NAM_MAX_DIMS], vs[NAM_MAX_DIMS], os[NAM_MAX_DIMS];
     int64_t off;                             /* causal: key j visible to row i iff j <= i + off */
-    int causal, direct, simd;
+    int causal, kdirect, simd;
     float scale2;                            /* scale * log2(e) */
     int64_t group, gt, nsub, bq, rmax, rp, nqt, items;
     char *ws;
@@ -64,23 +76,25 @@ static int64_t nam__attn_round(int64_t x, int64_t m) { return (x + m - 1) / m * 
 
 /* ---- per-thread workspace layout ---------------------------------------------------- */
 typedef struct nam__attn_bufs {
-    float *qt, *st, *o, *m, *l, *alpha, *ktail, *kt, *vt;
+    float *qt, *st, *o, *m, *l, *alpha, *ktail, *tmp, *kt, *vt;
     int64_t *vis;
 } nam__attn_bufs;
 
 /* Carves the buffers out of one thread's workspace; with base == NULL only sizes it. */
 static size_t nam__attn_carve(const nam__attn_ctx *c, char *base, nam__attn_bufs *bf) {
     size_t rp = NAM__CAST(size_t, c->rp), dp = NAM__CAST(size_t, c->dp), bc = NAM__ATTN_BC, fl = sizeof(float);
-    size_t sizes[9], total = 0;
-    void *ptr[9];
-    int i, n = c->direct ? 7 : 9;
-    sizes[0] = fl * dp * rp;                  /* qt */
-    sizes[1] = fl * bc * rp;                  /* st (S^T, then P^T) */
-    sizes[2] = fl * rp * dp;                  /* o */
+    size_t sizes[10], total = 0;
+    void *ptr[10];
+    int i;
+    sizes[0] = fl * dp * rp;                  /* qt: Q^T of the tile, scaled */
+    sizes[1] = fl * bc * rp;                  /* st: S^T, then P^T */
+    sizes[2] = fl * rp * dp;                  /* o: unnormalised output rows */
     sizes[3] = sizes[4] = sizes[5] = fl * rp; /* m, l, alpha */
-    sizes[6] = sizeof(int64_t) * rp + fl * 6 * dp;   /* vis, ktail */
-    sizes[7] = sizes[8] = fl * bc * dp;       /* kt, vt (converted K/V tiles) */
-    for (i = 0; i < n; i++) {
+    sizes[6] = sizeof(int64_t) * rp;          /* vis: keys each row sees */
+    sizes[7] = fl * (6 + 8) * dp;             /* ktail (6 rows), tmp (8 rows) */
+    sizes[8] = c->kdirect ? 0 : fl * bc * dp; /* kt: K tile converted to f32 rows */
+    sizes[9] = fl * bc * dp;                  /* vt: V tile as 16-wide column panels */
+    for (i = 0; i < 10; i++) {
         ptr[i] = base ? NAM__CAST(void *, base + total) : NULL;
         total += nam__ws_need(sizes[i]);
     }
@@ -92,9 +106,10 @@ static size_t nam__attn_carve(const nam__attn_ctx *c, char *base, nam__attn_bufs
         bf->l = NAM__CAST(float *, ptr[4]);
         bf->alpha = NAM__CAST(float *, ptr[5]);
         bf->vis = NAM__CAST(int64_t *, ptr[6]);
-        bf->ktail = NAM__CAST(float *, NAM__CAST(void *, NAM__CAST(char *, ptr[6]) + sizeof(int64_t) * rp));
-        bf->kt = n > 7 ? NAM__CAST(float *, ptr[7]) : NULL;
-        bf->vt = n > 8 ? NAM__CAST(float *, ptr[8]) : NULL;
+        bf->ktail = NAM__CAST(float *, ptr[7]);
+        bf->tmp = bf->ktail + 6 * dp;
+        bf->kt = c->kdirect ? NULL : NAM__CAST(float *, ptr[8]);
+        bf->vt = NAM__CAST(float *, ptr[9]);
     }
     return total;
 }
@@ -148,7 +163,9 @@ static nam_status nam__attn_check(const nam_attention_desc *d, nam_backend *ran,
 
 static int nam__attn_have_simd(void) {
 #if NAM__ATTN_X86
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    unsigned a, b, cx, dx;   /* F16C: CPUID.1:ECX bit 29 (not every compiler's __builtin_cpu_supports knows it) */
+    if (!__get_cpuid(1, &a, &b, &cx, &dx) || !((cx >> 29) & 1u)) return 0;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #else
     return 0;
 #endif
@@ -172,7 +189,7 @@ static void nam__attn_setup(const nam_attention_desc *d, nam__attn_ctx *c) {
     c->causal = d->causal != 0;
     c->off = c->causal && d->align == NAM_CAUSAL_BOTTOM_RIGHT ? c->sk - c->sq : 0;
     c->scale2 = NAM__CAST(float, (d->scale != 0.0f ? NAM__CAST(double, d->scale) : 1.0 / sqrt(NAM__CAST(double, c->hd))) * 1.4426950408889634);
-    c->direct = d->k.dtype == NAM_F32 && d->v.dtype == NAM_F32 && c->ks[3] == 1 && c->vs[3] == 1 && c->hd % 8 == 0;
+    c->kdirect = d->k.dtype == NAM_F32 && c->ks[3] == 1 && c->hd % 8 == 0;
     c->group = c->hq / c->hk;
     for (g = c->group < NAM__ATTN_BR ? c->group : NAM__ATTN_BR; g > 1; g--)
         if (c->group % g == 0) break;
@@ -335,6 +352,29 @@ NAM__ATTN_TARGET static void nam__attn_cvt_avx2(const void *src, nam_dtype dt, i
         }
     for (; i < n; i++) dst[i] = nam__load(src, dt, i);
 }
+
+/* qt[e * ldq + x] = src[x][e] * scale for 8 rows x, e < dp (dp % 8 == 0): 8 x 8 transposes. */
+NAM__ATTN_TARGET static void nam__attn_qpack8_avx2(const float *const *src, int64_t dp, float scale, float *qt, int64_t ldq) {
+    const __m256 sc = _mm256_set1_ps(scale);
+    int64_t e;
+    for (e = 0; e < dp; e += 8) {
+        __m256 r0 = _mm256_loadu_ps(src[0] + e), r1 = _mm256_loadu_ps(src[1] + e), r2 = _mm256_loadu_ps(src[2] + e), r3 = _mm256_loadu_ps(src[3] + e);
+        __m256 r4 = _mm256_loadu_ps(src[4] + e), r5 = _mm256_loadu_ps(src[5] + e), r6 = _mm256_loadu_ps(src[6] + e), r7 = _mm256_loadu_ps(src[7] + e);
+        __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+        __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5), t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+        __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE), u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE), u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+        float *q = qt + e * ldq;
+        _mm256_store_ps(q + 0 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u0, u4, 0x20)));
+        _mm256_store_ps(q + 1 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u1, u5, 0x20)));
+        _mm256_store_ps(q + 2 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u2, u6, 0x20)));
+        _mm256_store_ps(q + 3 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u3, u7, 0x20)));
+        _mm256_store_ps(q + 4 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u0, u4, 0x31)));
+        _mm256_store_ps(q + 5 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u1, u5, 0x31)));
+        _mm256_store_ps(q + 6 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u2, u6, 0x31)));
+        _mm256_store_ps(q + 7 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u3, u7, 0x31)));
+    }
+}
 #endif /* NAM__ATTN_X86 */
 
 /* ---- portable kernels (same contracts as the AVX2 ones) -------------------------------- */
@@ -372,42 +412,138 @@ static void nam__attn_softmax_c(float *st, int64_t lds, int64_t jn, int64_t rp, 
 }
 
 /* ---- one work item ------------------------------------------------------------------------ */
-NAM__UNUSED static const void *nam__attn_ptr(const void *base, nam_dtype dt, int64_t off) {
+static const void *nam__attn_ptr(const void *base, nam_dtype dt, int64_t off) {
     return NAM__CAST(const void *, NAM__CAST(const char *, base) + off * (dt == NAM_F32 ? 4 : 2));
 }
 
-/* Rows j0..j0+n of one (batch, kv head) of k or v as f32 rows of dp floats (zero padded). */
-static void nam__attn_convert(const nam__attn_ctx *c, const nam_tensor *t, const int64_t *st, int64_t base, int64_t j0, int64_t n, float *dst) {
-    int64_t j, e;
-    for (j = 0; j < n; j++) {
-        int64_t row = base + (j0 + j) * st[1];
-        float *o = dst + j * c->dp;
+/* Element `off` of t as the start of an f32 row of hd values: in place when t is f32 with
+   unit stride along d and hd % 8 == 0, else converted into tmp (zero padded to dp). */
+static const float *nam__attn_row(const nam__attn_ctx *c, const nam_tensor *t, int64_t est, int64_t off, float *tmp) {
+    int64_t e;
+    if (t->dtype == NAM_F32 && est == 1) {
+        if (c->hd == c->dp) return NAM__CAST(const float *, t->data) + off;
+        memcpy(tmp, NAM__CAST(const float *, t->data) + off, sizeof(float) * NAM__CAST(size_t, c->hd));
+    } else
 #if NAM__ATTN_X86
-        if (c->simd && st[3] == 1) nam__attn_cvt_avx2(nam__attn_ptr(t->data, t->dtype, row), t->dtype, c->hd, o);
-        else
+    if (c->simd && est == 1) nam__attn_cvt_avx2(nam__attn_ptr(t->data, t->dtype, off), t->dtype, c->hd, tmp);
+    else
 #endif
-        for (e = 0; e < c->hd; e++) o[e] = nam__load(t->data, t->dtype, row + e * st[3]);
-        for (e = c->hd; e < c->dp; e++) o[e] = 0.0f;
+        for (e = 0; e < c->hd; e++) tmp[e] = nam__load(t->data, t->dtype, off + e * est);
+    for (e = c->hd; e < c->dp; e++) tmp[e] = 0.0f;
+    return tmp;
+}
+
+/* V rows j0..j0+n of one (batch, kv head) into column panels: panel p (16 columns, the last
+   one 8 when dp % 16 == 8) holds row j at vt + p * 16 * BC + j * width. */
+static void nam__attn_pack_v(const nam__attn_ctx *c, int64_t base, int64_t j0, int64_t n, float *vt, float *tmp) {
+    int64_t j, p;
+    for (j = 0; j < n; j++) {
+        const float *src = nam__attn_row(c, &c->d->v, c->vs[3], base + (j0 + j) * c->vs[1], tmp);
+        for (p = 0; p * 16 + 16 <= c->dp; p++) memcpy(vt + p * 16 * NAM__ATTN_BC + j * 16, src + p * 16, 16 * sizeof(float));
+        if (p * 16 < c->dp) memcpy(vt + p * 16 * NAM__ATTN_BC + j * 8, src + p * 16, 8 * sizeof(float));
+    }
+}
+
+/* Where one work item's rows live. */
+typedef struct nam__attn_geom {
+    int64_t bi, kvh, h0, i0, rows, kbase, vbase, kend;
+} nam__attn_geom;
+
+static void nam__attn_geometry(const nam__attn_ctx *c, int64_t item, nam__attn_geom *g) {
+    int64_t t = item % c->nqt, rest = item / c->nqt, sub, qt, nb, last;
+    sub = rest % c->nsub;
+    rest /= c->nsub;
+    g->kvh = rest % c->hk;
+    g->bi = rest / c->hk;
+    qt = (t & 1) ? c->nqt - 1 - t / 2 : t / 2;      /* interleave cheap and expensive causal tiles */
+    g->h0 = g->kvh * c->group + sub * c->gt;
+    g->i0 = qt * c->bq;
+    nb = c->sq - g->i0 < c->bq ? c->sq - g->i0 : c->bq;
+    g->rows = nb * c->gt;
+    g->kbase = g->bi * c->ks[0] + g->kvh * c->ks[2];
+    g->vbase = g->bi * c->vs[0] + g->kvh * c->vs[2];
+    g->kend = c->sk;
+    if (c->causal) {
+        last = g->i0 + nb - 1 + c->off + 1;
+        g->kend = last < 0 ? 0 : last > c->sk ? c->sk : last;
+    }
+}
+
+/* Rows to prefetch while a kernel loop runs, spread over its calls: row x of a job starts
+   at element base + (x / per) * s1 + (x % per) * s2 of t (unit stride along d only). */
+typedef struct nam__attn_pf {
+    const nam_tensor *t;
+    int64_t base, s1, s2, per, n;
+} nam__attn_pf;
+typedef struct nam__attn_pfs {
+    nam__attn_pf job[2];
+    int cur;
+    int64_t x, done, total, calls;
+} nam__attn_pfs;
+
+static void nam__attn_pf_job(const nam__attn_ctx *c, nam__attn_pfs *s, const nam_tensor *t, int64_t est, int64_t base, int64_t s1, int64_t s2, int64_t per, int64_t n) {
+    nam__attn_pf *j = &s->job[s->total ? 1 : 0];
+    if (s->total && s->job[0].n == 0) j = &s->job[0];
+    (void)c;
+    j->t = t;
+    j->base = base;
+    j->s1 = s1;
+    j->s2 = s2;
+    j->per = per;
+    j->n = est == 1 && n > 0 ? n : 0;
+    s->total += j->n;
+}
+
+static void nam__attn_pf_step(const nam__attn_ctx *c, nam__attn_pfs *s, int64_t call) {
+    while (s->done < s->total && s->done * s->calls < call * s->total) {
+        const nam__attn_pf *j;
+        const char *p;
+        int64_t b, bytes;
+        while (s->x >= s->job[s->cur].n) { s->x = 0; s->cur++; }
+        j = &s->job[s->cur];
+        p = NAM__CAST(const char *, nam__attn_ptr(j->t->data, j->t->dtype, j->base + (s->x / j->per) * j->s1 + (s->x % j->per) * j->s2));
+        bytes = c->hd * (j->t->dtype == NAM_F32 ? 4 : 2);
+        for (b = 0; b < bytes; b += 64) NAM__ATTN_PREFETCH(p + b);
+        s->x++;
+        s->done++;
+    }
+}
+
+static void nam__attn_pf_init(nam__attn_pfs *s, int64_t calls) {
+    memset(s, 0, sizeof *s);
+    s->calls = calls > 0 ? calls : 1;
+}
+
+/* o[0..dp) += sum_{j in [j1, j2)} pt[j * ldp] * V[j] over the panels (scalar). */
+static void nam__attn_pv_row_c(const float *pt, int64_t ldp, const float *vt, int64_t dp, int64_t j1, int64_t j2, float *o) {
+    int64_t j, p, e;
+    for (p = 0; p * 16 < dp; p++) {
+        int64_t w = dp - p * 16 < 16 ? 8 : 16;
+        const float *panel = vt + p * 16 * NAM__ATTN_BC;
+        float *op = o + p * 16;
+        for (j = j1; j < j2; j++) {
+            float pj = pt[j * ldp];
+            const float *vr = panel + j * w;
+            for (e = 0; e < w; e++) op[e] += pj * vr[e];
+        }
     }
 }
 
 static void nam__attn_item(const nam__attn_ctx *c, int64_t item, const nam__attn_bufs *bf) {
     const nam_attention_desc *d = c->d;
-    int64_t t = item % c->nqt, rest = item / c->nqt, sub, kvh, bi, qt, h0, i0, nb, rows, rp, r, e, j0, kend;
-    int64_t dp = c->dp, hd = c->hd, kbase, vbase;
+    nam__attn_geom g, gn;
+    int64_t bi, h0, i0, rows, rp, r, e, j0, kend, dp = c->dp, hd = c->hd, kbase, vbase;
     float *qtb = bf->qt, *st = bf->st, *o = bf->o;
-    sub = rest % c->nsub;
-    rest /= c->nsub;
-    kvh = rest % c->hk;
-    bi = rest / c->hk;
-    qt = (t & 1) ? c->nqt - 1 - t / 2 : t / 2;      /* interleave cheap and expensive causal tiles */
-    h0 = kvh * c->group + sub * c->gt;
-    i0 = qt * c->bq;
-    nb = c->sq - i0 < c->bq ? c->sq - i0 : c->bq;
-    rows = nb * c->gt;
+    nam__attn_geometry(c, item, &g);
+    bi = g.bi;
+    h0 = g.h0;
+    i0 = g.i0;
+    rows = g.rows;
+    kbase = g.kbase;
+    vbase = g.vbase;
     rp = nam__attn_round(nam__attn_round(rows, 6), 16);
-    kbase = bi * c->ks[0] + kvh * c->ks[2];
-    vbase = bi * c->vs[0] + kvh * c->vs[2];
+    if (item + 1 < c->items) nam__attn_geometry(c, item + 1, &gn);
+    else gn.rows = gn.kend = 0;
 
     /* visible keys per row (monotone in r; padding rows copy the last row) */
     for (r = 0; r < rp; r++) {
@@ -420,37 +556,50 @@ static void nam__attn_item(const nam__attn_ctx *c, int64_t item, const nam__attn
         bf->m[r] = -INFINITY;
         bf->l[r] = 0.0f;
     }
-    kend = bf->vis[rows - 1];
+    kend = bf->vis[rows - 1];   /* == g.kend */
 
-    /* Qt (dp x rp), scaled into base-2 logits; zero padding */
+    /* Qt (dp x rp), scaled into base-2 logits; zero padding. 8 rows at a time, so each
+       cache line of Qt is written in one visit. */
     memset(qtb, 0, sizeof(float) * NAM__CAST(size_t, dp * rp));
-    for (r = 0; r < rows; r++) {
-        int64_t row = bi * c->qs[0] + (i0 + r / c->gt) * c->qs[1] + (h0 + r % c->gt) * c->qs[2];
-        for (e = 0; e < hd; e++) qtb[e * rp + r] = nam__load(d->q.data, d->q.dtype, row + e * c->qs[3]) * c->scale2;
+    for (r = 0; r < rows; r += 8) {
+        const float *src[8];
+        int64_t n = rows - r < 8 ? rows - r : 8, x;
+        for (x = 0; x < n; x++)
+            src[x] = nam__attn_row(c, &d->q, c->qs[3], bi * c->qs[0] + (i0 + (r + x) / c->gt) * c->qs[1] + (h0 + (r + x) % c->gt) * c->qs[2], bf->tmp + x * dp);
+#if NAM__ATTN_X86
+        if (c->simd && n == 8) { nam__attn_qpack8_avx2(src, dp, c->scale2, qtb + r, rp); continue; }
+#endif
+        for (e = 0; e < hd; e++)
+            for (x = 0; x < n; x++) qtb[e * rp + r + x] = src[x][e] * c->scale2;
     }
     memset(o, 0, sizeof(float) * NAM__CAST(size_t, rp * dp));
 
     for (j0 = 0; j0 < kend; j0 += NAM__ATTN_BC) {
-        int64_t jn = kend - j0 < NAM__ATTN_BC ? kend - j0 : NAM__ATTN_BC, ldk, ldv, j, rb;
-        const float *kt, *vt;
-        if (c->direct) {
+        int64_t jn = kend - j0 < NAM__ATTN_BC ? kend - j0 : NAM__ATTN_BC, ldk, j, rb, call = 0;
+        const float *kt;
+        nam__attn_pfs pfs;
+        if (c->kdirect) {
             kt = NAM__CAST(const float *, d->k.data) + kbase + j0 * c->ks[1];
-            vt = NAM__CAST(const float *, d->v.data) + vbase + j0 * c->vs[1];
             ldk = c->ks[1];
-            ldv = c->vs[1];
         } else {
-            nam__attn_convert(c, &d->k, c->ks, kbase, j0, jn, bf->kt);
-            nam__attn_convert(c, &d->v, c->vs, vbase, j0, jn, bf->vt);
+            for (j = 0; j < jn; j++) {
+                const float *src = nam__attn_row(c, &d->k, c->ks[3], kbase + (j0 + j) * c->ks[1], bf->kt + j * dp);
+                if (src != bf->kt + j * dp) memcpy(bf->kt + j * dp, src, sizeof(float) * NAM__CAST(size_t, dp));
+            }
             kt = bf->kt;
-            vt = bf->vt;
-            ldk = ldv = dp;
+            ldk = dp;
         }
 
-        /* S^T = K Qt */
+        /* S^T = K Qt, prefetching this tile's V rows meanwhile */
+        nam__attn_pf_init(&pfs, rp / 16 * (jn / 6));
+        nam__attn_pf_job(c, &pfs, &d->v, c->vs[3], vbase + j0 * c->vs[1], c->vs[1], 0, 1, jn);
 #if NAM__ATTN_X86
         if (c->simd) {
             for (rb = 0; rb < rp; rb += 16) {
-                for (j = 0; j + 6 <= jn; j += 6) nam__attn_qk_6x16(kt + j * ldk, ldk, qtb + rb, rp, dp, st + j * rp + rb, rp);
+                for (j = 0; j + 6 <= jn; j += 6) {
+                    nam__attn_qk_6x16(kt + j * ldk, ldk, qtb + rb, rp, dp, st + j * rp + rb, rp);
+                    nam__attn_pf_step(c, &pfs, ++call);
+                }
                 if (j < jn) {
                     int64_t n = jn - j;
                     for (e = 0; e < 6; e++) {
@@ -462,7 +611,11 @@ static void nam__attn_item(const nam__attn_ctx *c, int64_t item, const nam__attn
             }
         } else
 #endif
+        {
             nam__attn_qk_c(kt, ldk, jn, qtb, rp, dp, rp, st, rp);
+            nam__attn_pf_step(c, &pfs, pfs.calls);
+        }
+        nam__attn_pack_v(c, vbase, j0, jn, bf->vt, bf->tmp);
 
         /* causal mask on tiles that cross the diagonal: row r sees keys < vis[r] */
         if (c->causal && j0 + jn > bf->vis[0])
@@ -475,38 +628,43 @@ static void nam__attn_item(const nam__attn_ctx *c, int64_t item, const nam__attn
 #endif
             nam__attn_softmax_c(st, rp, jn, rp, bf->m, bf->l, bf->alpha);
 
-        /* O = alpha O + P V: keys every row of a 6-row block sees in the kernel, the rest row by row */
+        /* O = alpha O + P V: keys every row of a 6-row block sees in the kernel, the rest row
+           by row. Meanwhile prefetch what comes next: the next tile's K rows, or after the
+           last tile the next item's Q rows and first K tile. */
+        nam__attn_pf_init(&pfs, (rows + 5) / 6);
+        if (j0 + NAM__ATTN_BC < kend)
+            nam__attn_pf_job(c, &pfs, &d->k, c->ks[3], kbase + (j0 + NAM__ATTN_BC) * c->ks[1], c->ks[1], 0, 1, kend - j0 - NAM__ATTN_BC < NAM__ATTN_BC ? kend - j0 - NAM__ATTN_BC : NAM__ATTN_BC);
+        else if (gn.rows > 0) {
+            nam__attn_pf_job(c, &pfs, &d->q, c->qs[3], gn.bi * c->qs[0] + gn.i0 * c->qs[1] + gn.h0 * c->qs[2], c->qs[1], c->qs[2], c->gt, gn.rows);
+            nam__attn_pf_job(c, &pfs, &d->k, c->ks[3], gn.kbase, c->ks[1], 0, 1, gn.kend < NAM__ATTN_BC ? gn.kend : NAM__ATTN_BC);
+        }
+        call = 0;
         for (rb = 0; rb < rows; rb += 6) {
             int64_t jc = bf->vis[rb] - j0, rr;
             jc = jc < 0 ? 0 : jc > jn ? jn : jc;
 #if NAM__ATTN_X86
             if (c->simd) {
-                int64_t cb;
-                for (cb = 0; cb + 16 <= dp; cb += 16) nam__attn_pv_6x16(st + rb, rp, vt + cb, ldv, jc, bf->alpha + rb, o + rb * dp + cb, dp);
-                if (cb < dp) nam__attn_pv_6x8(st + rb, rp, vt + cb, ldv, jc, bf->alpha + rb, o + rb * dp + cb, dp);
+                int64_t p;
+                for (p = 0; p * 16 < dp; p++) {
+                    const float *panel = bf->vt + p * 16 * NAM__ATTN_BC;
+                    if (dp - p * 16 >= 16) nam__attn_pv_6x16(st + rb, rp, panel, 16, jc, bf->alpha + rb, o + rb * dp + p * 16, dp);
+                    else nam__attn_pv_6x8(st + rb, rp, panel, 8, jc, bf->alpha + rb, o + rb * dp + p * 16, dp);
+                }
             } else
 #endif
             {
                 for (rr = rb; rr < rb + 6; rr++) {
                     float a = bf->alpha[rr], *orow = o + rr * dp;
                     for (e = 0; e < dp; e++) orow[e] *= a;
-                    for (j = 0; j < jc; j++) {
-                        float p = st[j * rp + rr];
-                        const float *vr = vt + j * ldv;
-                        for (e = 0; e < dp; e++) orow[e] += p * vr[e];
-                    }
+                    nam__attn_pv_row_c(st + rr, rp, bf->vt, dp, 0, jc, orow);
                 }
             }
             for (rr = rb; rr < rb + 6 && rr < rows; rr++) {
                 int64_t je = bf->vis[rr] - j0;
-                float *orow = o + rr * dp;
                 je = je > jn ? jn : je;
-                for (j = jc; j < je; j++) {
-                    float p = st[j * rp + rr];
-                    const float *vr = vt + j * ldv;
-                    for (e = 0; e < dp; e++) orow[e] += p * vr[e];
-                }
+                if (je > jc) nam__attn_pv_row_c(st + rr, rp, bf->vt, dp, jc, je, o + rr * dp);
             }
+            nam__attn_pf_step(c, &pfs, ++call);
         }
     }
 
