@@ -63,9 +63,10 @@ NAM__UNUSED static int nam__gemm_block(int len, int cap, int r) {
     return b < cap ? b : cap;
 }
 
-/* Software prefetch of a rows x bytes region (rows `stride` bytes apart), a few cache lines
-   per step: the packing of the next block reads memory that the hardware prefetcher does not
-   see coming (short row segments far apart), so it is fetched while this block computes. */
+/* Software prefetch of a rows x cols region (rows ld floats apart), spread over `steps`
+   calls of nam__gemm_pf_step: the packing of the next A block reads short row segments far
+   apart, which the hardware prefetcher does not see coming, so they are fetched while the
+   current block computes. (Prefetching the next B block the same way measured slower.) */
 typedef struct nam__gemm_pf {
     const char *base;
     int64_t stride, row_off;
@@ -115,9 +116,9 @@ NAM__UNUSED static void nam__gemm_pack_a(int mc, int kc, const float *A, int64_t
     }
 }
 
-/* Pack columns [j0, j1) of op(B)[p, j] = B[j*ldb + p] (transB = 1) into NR-wide panels
-   (j0 a multiple of NR), 16 x 16 blocks at a time so each line of B read is used up in one
-   visit; columns past nc are 0. */
+/* Pack panels [j0, j1) (j0 a multiple of NR) of op(B)[p, j] = B[j*ldb + p] (transB = 1),
+   p < kc, j < nc, in the layout of nam__gemm_pack_bn, 16 x 16 blocks at a time so each
+   line of B read is used up in one visit. */
 NAM__UNUSED static void nam__gemm_pack_bt_ref(int kc, int nc, int j0, int j1, const float *B, int64_t ldb, float *dst) {
     int j, p, p0;
     for (; j0 < j1; j0 += NAM__GEMM_NR) {
@@ -135,16 +136,13 @@ NAM__UNUSED static void nam__gemm_pack_bt_ref(int kc, int nc, int j0, int j1, co
     }
 }
 
-/* Pack op(B)[0..kc-1, 0..nc-1] into NR-wide panels: panel s holds, for p = 0..kc-1,
-   op(B)[p, s*NR + 0..NR-1] contiguously; columns past nc are 0. transB = 0 copies 8 rows
-   of B at a time: 8 sequential read streams and 512 contiguous bytes written per panel (a
-   panel-at-a-time walk down 256 rows of a wide B thrashes one L1 set and the TLB). */
-NAM__UNUSED static void nam__gemm_pack_b(int kc, int nc, const float *B, int64_t ldb, int transB, float *dst) {
+/* Pack op(B)[p, j] = B[p*ldb + j] (transB = 0), p < kc, j < nc, into NR-wide panels: panel
+   s holds, for p = 0..kc-1, op(B)[p, s*NR + 0..NR-1] contiguously; columns past nc are 0.
+   It copies 8 rows of B at a time: 8 sequential read streams and 512 contiguous bytes
+   written per panel (a panel-at-a-time walk down 256 rows of a wide B thrashes one L1 set
+   and the TLB). */
+NAM__UNUSED static void nam__gemm_pack_bn(int kc, int nc, const float *B, int64_t ldb, float *dst) {
     int j0, j, p, p0;
-    if (transB) {
-        nam__gemm_pack_bt_ref(kc, nc, 0, nc, B, ldb, dst);
-        return;
-    }
     for (p0 = 0; p0 < kc; p0 += 8) {
         int p1 = kc - p0 < 8 ? kc : p0 + 8;
         for (j0 = 0; j0 < nc; j0 += NAM__GEMM_NR) {
@@ -190,37 +188,43 @@ NAM__UNUSED static void nam__gemm_micro_ref(int kc, const float *a, const float 
 }
 
 #ifdef NAM__GEMM_X86
-/* AVX2 packing of op(B) for transB = 1: full panels go through 8 x 8 register transposes. */
+/* AVX2 version of nam__gemm_pack_bt_ref: full panels go through 8 x 8 register transposes. */
 __attribute__((target("avx2,fma")))
-NAM__UNUSED static void nam__gemm_pack_bt_avx2(int kc, int nc, const float *B, int64_t ldb, float *dst) {
-    int j0, h, p0, full = nc / NAM__GEMM_NR * NAM__GEMM_NR;
-    for (j0 = 0; j0 < full; j0 += NAM__GEMM_NR) {
+NAM__UNUSED static void nam__gemm_pack_bt_avx2(int kc, int nc, int j0, int j1, const float *B, int64_t ldb, float *dst) {
+    int h, p0, full = nc / NAM__GEMM_NR * NAM__GEMM_NR;
+    if (full > j1) full = j1;
+    for (; j0 < full; j0 += NAM__GEMM_NR) {
         float *d = dst + NAM__CAST(size_t, j0) * NAM__CAST(size_t, kc);
-        for (p0 = 0; p0 + 8 <= kc; p0 += 8) {
+        /* 16 k at a time (a whole cache line of each of the 16 rows) so no line is fetched twice */
+        for (p0 = 0; p0 + 8 <= kc; p0 += 16) {
             for (h = 0; h < 2; h++) {
-                const float *s = B + NAM__CAST(int64_t, j0 + 8 * h) * ldb + p0;
-                __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ldb), r2 = _mm256_loadu_ps(s + 2 * ldb);
-                __m256 r3 = _mm256_loadu_ps(s + 3 * ldb), r4 = _mm256_loadu_ps(s + 4 * ldb), r5 = _mm256_loadu_ps(s + 5 * ldb);
-                __m256 r6 = _mm256_loadu_ps(s + 6 * ldb), r7 = _mm256_loadu_ps(s + 7 * ldb);
-                __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-                __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-                __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-                __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-                __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
-                __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
-                __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
-                __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
-                float *o = d + p0 * NAM__GEMM_NR + 8 * h;
-                _mm256_store_ps(o + 0 * NAM__GEMM_NR, _mm256_permute2f128_ps(u0, u4, 0x20));
-                _mm256_store_ps(o + 1 * NAM__GEMM_NR, _mm256_permute2f128_ps(u1, u5, 0x20));
-                _mm256_store_ps(o + 2 * NAM__GEMM_NR, _mm256_permute2f128_ps(u2, u6, 0x20));
-                _mm256_store_ps(o + 3 * NAM__GEMM_NR, _mm256_permute2f128_ps(u3, u7, 0x20));
-                _mm256_store_ps(o + 4 * NAM__GEMM_NR, _mm256_permute2f128_ps(u0, u4, 0x31));
-                _mm256_store_ps(o + 5 * NAM__GEMM_NR, _mm256_permute2f128_ps(u1, u5, 0x31));
-                _mm256_store_ps(o + 6 * NAM__GEMM_NR, _mm256_permute2f128_ps(u2, u6, 0x31));
-                _mm256_store_ps(o + 7 * NAM__GEMM_NR, _mm256_permute2f128_ps(u3, u7, 0x31));
+                int q;
+                for (q = p0; q <= p0 + 8 && q + 8 <= kc; q += 8) {
+                    const float *s = B + NAM__CAST(int64_t, j0 + 8 * h) * ldb + q;
+                    __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ldb), r2 = _mm256_loadu_ps(s + 2 * ldb);
+                    __m256 r3 = _mm256_loadu_ps(s + 3 * ldb), r4 = _mm256_loadu_ps(s + 4 * ldb), r5 = _mm256_loadu_ps(s + 5 * ldb);
+                    __m256 r6 = _mm256_loadu_ps(s + 6 * ldb), r7 = _mm256_loadu_ps(s + 7 * ldb);
+                    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+                    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+                    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+                    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+                    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+                    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+                    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+                    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+                    float *o = d + q * NAM__GEMM_NR + 8 * h;
+                    _mm256_store_ps(o + 0 * NAM__GEMM_NR, _mm256_permute2f128_ps(u0, u4, 0x20));
+                    _mm256_store_ps(o + 1 * NAM__GEMM_NR, _mm256_permute2f128_ps(u1, u5, 0x20));
+                    _mm256_store_ps(o + 2 * NAM__GEMM_NR, _mm256_permute2f128_ps(u2, u6, 0x20));
+                    _mm256_store_ps(o + 3 * NAM__GEMM_NR, _mm256_permute2f128_ps(u3, u7, 0x20));
+                    _mm256_store_ps(o + 4 * NAM__GEMM_NR, _mm256_permute2f128_ps(u0, u4, 0x31));
+                    _mm256_store_ps(o + 5 * NAM__GEMM_NR, _mm256_permute2f128_ps(u1, u5, 0x31));
+                    _mm256_store_ps(o + 6 * NAM__GEMM_NR, _mm256_permute2f128_ps(u2, u6, 0x31));
+                    _mm256_store_ps(o + 7 * NAM__GEMM_NR, _mm256_permute2f128_ps(u3, u7, 0x31));
+                }
             }
         }
+        p0 = kc / 8 * 8;
         if (p0 < kc) {          /* k tail (< 8) */
             int j, p;
             for (j = 0; j < NAM__GEMM_NR; j++) {
@@ -229,7 +233,7 @@ NAM__UNUSED static void nam__gemm_pack_bt_avx2(int kc, int nc, const float *B, i
             }
         }
     }
-    if (full < nc) nam__gemm_pack_bt_ref(kc, nc, full, nc, B, ldb, dst);
+    if (j0 < j1) nam__gemm_pack_bt_ref(kc, nc, j0, j1, B, ldb, dst);
 }
 
 /* AVX2+FMA micro-kernel, 6 x 16: per p, two 8-wide loads of the b panel, six broadcasts of
@@ -316,7 +320,7 @@ NAM__UNUSED static void nam__gemm_blocked(int m, int n, int k, const float *A, i
     int mcb = nam__gemm_block(m, NAM__GEMM_MC, NAM__GEMM_MR), kcb = nam__gemm_block(k, NAM__GEMM_KC, 8);
     int ncb = nam__gemm_block(n, NAM__GEMM_NC, NAM__GEMM_NR);
     int jc, pc, ic, jr, ir;
-    nam__gemm_pf pfa, pfb;
+    nam__gemm_pf pfa;
 #ifndef NAM__GEMM_X86
     (void)simd;
 #endif
@@ -325,20 +329,10 @@ NAM__UNUSED static void nam__gemm_blocked(int m, int n, int k, const float *A, i
         for (pc = 0; pc < k; pc += kcb) {
             int kc = k - pc < kcb ? k - pc : kcb;
             int accumulate = pc > 0 || beta != 0.0f;
-            int64_t row_tiles = (m + NAM__GEMM_MR - 1) / NAM__GEMM_MR, col_tiles = (nc + NAM__GEMM_NR - 1) / NAM__GEMM_NR;
-            /* the next B block, prefetched across all of this one's micro-kernel calls */
-            int jn = jc, pn = pc + kc;
-            if (pn >= k) { pn = 0; jn = jc + nc; }
-            if (jn < n) {
-                int ncn = n - jn < ncb ? n - jn : ncb, kcn = k - pn < kcb ? k - pn : kcb;
-                if (transB) nam__gemm_pf_init(&pfb, B + NAM__CAST(int64_t, jn) * ldb + pn, ldb, ncn, kcn, row_tiles * col_tiles);
-                else nam__gemm_pf_init(&pfb, B + NAM__CAST(int64_t, pn) * ldb + jn, ldb, kcn, ncn, row_tiles * col_tiles);
-            } else nam__gemm_pf_init(&pfb, B, ldb, 0, 1, 1);
-#ifdef NAM__GEMM_X86
-            if (simd && transB) nam__gemm_pack_bt_avx2(kc, nc, B + NAM__CAST(int64_t, jc) * ldb + pc, ldb, pb);
-            else
-#endif
-                nam__gemm_pack_b(kc, nc, transB ? B + NAM__CAST(int64_t, jc) * ldb + pc : B + NAM__CAST(int64_t, pc) * ldb + jc, ldb, transB, pb);
+            int64_t col_tiles = (nc + NAM__GEMM_NR - 1) / NAM__GEMM_NR;
+            /* transB = 1 packs each B panel just before its first use (the ic == 0 pass
+               below), while it is hot; transB = 0 packs the block up front (row order). */
+            if (!transB) nam__gemm_pack_bn(kc, nc, B + NAM__CAST(int64_t, pc) * ldb + jc, ldb, pb);
             for (ic = 0; ic < m; ic += mcb) {
                 int mc = m - ic < mcb ? m - ic : mcb;
                 /* the next A block: rows below this one, else the top rows of the next k slice */
@@ -352,12 +346,19 @@ NAM__UNUSED static void nam__gemm_blocked(int m, int n, int k, const float *A, i
                 for (jr = 0; jr < nc; jr += NAM__GEMM_NR) {
                     int nr = nc - jr < NAM__GEMM_NR ? nc - jr : NAM__GEMM_NR;
                     const float *bp = pb + NAM__CAST(size_t, jr) * NAM__CAST(size_t, kc);
+                    if (transB && ic == 0) {
+                        const float *bsrc = B + NAM__CAST(int64_t, jc) * ldb + pc;
+#ifdef NAM__GEMM_X86
+                        if (simd) nam__gemm_pack_bt_avx2(kc, nc, jr, jr + nr, bsrc, ldb, pb);
+                        else
+#endif
+                            nam__gemm_pack_bt_ref(kc, nc, jr, jr + nr, bsrc, ldb, pb);
+                    }
                     for (ir = 0; ir < mc; ir += NAM__GEMM_MR) {
                         int mr = mc - ir < NAM__GEMM_MR ? mc - ir : NAM__GEMM_MR;
                         const float *ap = pa + NAM__CAST(size_t, ir) * NAM__CAST(size_t, kc);
                         float *cp = C + NAM__CAST(int64_t, ic + ir) * ldc + jc + jr;
                         nam__gemm_pf_step(&pfa);
-                        nam__gemm_pf_step(&pfb);
 #ifdef NAM__GEMM_X86
                         if (simd) nam__gemm_micro_avx2(kc, ap, bp, cp, ldc, mr, nr, accumulate);
                         else
