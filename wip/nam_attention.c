@@ -481,10 +481,9 @@ typedef struct nam__attn_pfs {
     int64_t x, done, total, calls;
 } nam__attn_pfs;
 
-static void nam__attn_pf_job(const nam__attn_ctx *c, nam__attn_pfs *s, const nam_tensor *t, int64_t est, int64_t base, int64_t s1, int64_t s2, int64_t per, int64_t n) {
-    nam__attn_pf *j = &s->job[s->total ? 1 : 0];
-    if (s->total && s->job[0].n == 0) j = &s->job[0];
-    (void)c;
+/* Adds a job (at most two per loop); est is t's stride along d (no prefetch unless 1). */
+static void nam__attn_pf_job(nam__attn_pfs *s, const nam_tensor *t, int64_t est, int64_t base, int64_t s1, int64_t s2, int64_t per, int64_t n) {
+    nam__attn_pf *j = &s->job[s->job[0].n > 0 ? 1 : 0];
     j->t = t;
     j->base = base;
     j->s1 = s1;
@@ -592,7 +591,7 @@ static void nam__attn_item(const nam__attn_ctx *c, int64_t item, const nam__attn
 
         /* S^T = K Qt, prefetching this tile's V rows meanwhile */
         nam__attn_pf_init(&pfs, rp / 16 * (jn / 6));
-        nam__attn_pf_job(c, &pfs, &d->v, c->vs[3], vbase + j0 * c->vs[1], c->vs[1], 0, 1, jn);
+        nam__attn_pf_job(&pfs, &d->v, c->vs[3], vbase + j0 * c->vs[1], c->vs[1], 0, 1, jn);
 #if NAM__ATTN_X86
         if (c->simd) {
             for (rb = 0; rb < rp; rb += 16) {
@@ -633,10 +632,10 @@ static void nam__attn_item(const nam__attn_ctx *c, int64_t item, const nam__attn
            last tile the next item's Q rows and first K tile. */
         nam__attn_pf_init(&pfs, (rows + 5) / 6);
         if (j0 + NAM__ATTN_BC < kend)
-            nam__attn_pf_job(c, &pfs, &d->k, c->ks[3], kbase + (j0 + NAM__ATTN_BC) * c->ks[1], c->ks[1], 0, 1, kend - j0 - NAM__ATTN_BC < NAM__ATTN_BC ? kend - j0 - NAM__ATTN_BC : NAM__ATTN_BC);
+            nam__attn_pf_job(&pfs, &d->k, c->ks[3], kbase + (j0 + NAM__ATTN_BC) * c->ks[1], c->ks[1], 0, 1, kend - j0 - NAM__ATTN_BC < NAM__ATTN_BC ? kend - j0 - NAM__ATTN_BC : NAM__ATTN_BC);
         else if (gn.rows > 0) {
-            nam__attn_pf_job(c, &pfs, &d->q, c->qs[3], gn.bi * c->qs[0] + gn.i0 * c->qs[1] + gn.h0 * c->qs[2], c->qs[1], c->qs[2], c->gt, gn.rows);
-            nam__attn_pf_job(c, &pfs, &d->k, c->ks[3], gn.kbase, c->ks[1], 0, 1, gn.kend < NAM__ATTN_BC ? gn.kend : NAM__ATTN_BC);
+            nam__attn_pf_job(&pfs, &d->q, c->qs[3], gn.bi * c->qs[0] + gn.i0 * c->qs[1] + gn.h0 * c->qs[2], c->qs[1], c->qs[2], c->gt, gn.rows);
+            nam__attn_pf_job(&pfs, &d->k, c->ks[3], gn.kbase, c->ks[1], 0, 1, gn.kend < NAM__ATTN_BC ? gn.kend : NAM__ATTN_BC);
         }
         call = 0;
         for (rb = 0; rb < rows; rb += 6) {
