@@ -26,8 +26,10 @@
      out = O / l; a row with no visible key gets zeros.
    While one kernel loop runs, the rows the next step reads (this tile's V, the next tile's
    K, the next item's Q) are prefetched. Items are (batch, kv head, head subgroup, query
-   tile) with the query tiles interleaved first/last/second/second-to-last..., so the
-   contiguous ranges nam__parallel_for hands to the threads carry equal causal work.
+   tile) with the query tiles interleaved first/last/second/second-to-last..., so any run
+   of consecutive items carries about equal causal work; threads claim chunks of items
+   (about 1/16 of their share) from an atomic counter, or without GCC/Clang atomics run
+   the contiguous ranges nam__parallel_for hands them.
    Workspace per thread, no sq x sk buffer: (2 R dp + Bc R + Bc dp + 14 dp + 5 R) floats,
    plus Bc dp floats when K is converted (dp = d rounded up to 8 <= 256): at most 340 KiB
    per thread (436 KiB converting K), about half that at d = 128. nam__sgemm was measured on
@@ -68,6 +70,7 @@ typedef struct nam__attn_ctx {
     int causal, kdirect, simd;
     float scale2;                            /* scale * log2(e) */
     int64_t group, gt, nsub, bq, rmax, rp, nqt, items;
+    int64_t next, chunk;                     /* dynamic schedule: next unclaimed item, claim size */
     char *ws;
     size_t per_thread;
 } nam__attn_ctx;
@@ -681,12 +684,28 @@ static void nam__attn_item(const nam__attn_ctx *c, int64_t item, const nam__attn
     }
 }
 
+/* One thread. With GCC/Clang atomics the threads claim chunks of consecutive items from a
+   shared counter (a core slowed by other work does not hold the others up); otherwise each
+   thread runs the contiguous range nam__parallel_for gives it. Every item writes only its
+   own output rows, so the result does not depend on the schedule. */
 static void nam__attn_task(void *ctx, int64_t begin, int64_t end, int thread) {
-    const nam__attn_ctx *c = NAM__CAST(const nam__attn_ctx *, ctx);
+    nam__attn_ctx *c = NAM__CAST(nam__attn_ctx *, ctx);
     nam__attn_bufs bf;
     int64_t it;
     nam__attn_carve(c, c->ws + NAM__CAST(size_t, thread) * c->per_thread, &bf);
+#if defined(__GNUC__) || defined(__clang__)
+    (void)begin;
+    (void)end;
+    for (;;) {
+        int64_t stop;
+        it = __atomic_fetch_add(&c->next, c->chunk, __ATOMIC_RELAXED);
+        if (it >= c->items) break;
+        stop = it + c->chunk < c->items ? it + c->chunk : c->items;
+        for (; it < stop; it++) nam__attn_item(c, it, &bf);
+    }
+#else
     for (it = begin; it < end; it++) nam__attn_item(c, it, &bf);
+#endif
 }
 
 /* ---- reference ------------------------------------------------------------------------------ */
@@ -773,6 +792,14 @@ NAM__DEF nam_status nam_attention(nam_attention_desc *d, void *workspace, size_t
     }
     c.ws = NAM__CAST(char *, workspace);
     threads = nam__resolve_threads(d->threads);
+    if (threads > c.items) threads = NAM__CAST(int, c.items);
+    c.next = 0;
+    c.chunk = c.items / (16 * NAM__CAST(int64_t, threads));
+    if (c.chunk < 1) c.chunk = 1;
+#if defined(__GNUC__) || defined(__clang__)
+    nam__parallel_for(threads, threads, nam__attn_task, &c);
+#else
     nam__parallel_for(c.items, threads, nam__attn_task, &c);
+#endif
     return NAM_OK;
 }
