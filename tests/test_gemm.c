@@ -2,7 +2,8 @@
 
    Tolerance, per element: |C - ref| <= 1e-4 * (sum_p |A[i,p]| * |op(B)[p,j]| + beta*|C0[i,j]|) + 1e-30.
    Every shape runs through nam__sgemm (AVX2+FMA micro-kernel where the CPU has it, or cblas_sgemm
-   under NAM_CBLAS) and through the blocked loop with the portable micro-kernel.
+   under NAM_CBLAS) and through the blocked loop with the portable micro-kernel (build with
+   -DNAM__GEMM_NO_VECTOR_EXT to cover its plain-C form instead of the GNU vector one).
    Output: one line per check, "ok <desc>" or "FAIL <desc>: <why>"; last line
    "test_gemm: N passed, M failed"; exit status 1 on any failure. One "# gemm ..." timing line.
 

@@ -171,7 +171,34 @@ NAM__UNUSED static void nam__gemm_store_tile(const float *t, float *C, int64_t l
     }
 }
 
-/* Portable micro-kernel: C tile (mr x nr of MR x NR) (+)= a-panel * b-panel over kc. */
+/* Portable micro-kernel: C tile (mr x nr of MR x NR) (+)= a-panel * b-panel over kc. With
+   GCC or clang it is written with 4-wide vector extensions (SSE2 on x86, NEON on ARM), one
+   6 x 8 half of the tile at a time so the 12 accumulators stay in registers; otherwise (or
+   with NAM__GEMM_NO_VECTOR_EXT defined, which the tests use to cover it) in plain C. */
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(NAM__GEMM_NO_VECTOR_EXT)
+typedef float nam__gemm_v4 __attribute__((vector_size(16)));
+NAM__UNUSED static void nam__gemm_micro_ref(int kc, const float *a, const float *b, float *C, int64_t ldc, int mr, int nr, int accumulate) {
+    float t[NAM__GEMM_MR * NAM__GEMM_NR];
+    int h, i, p;
+    for (h = 0; h < NAM__GEMM_NR; h += 8) {
+        nam__gemm_v4 acc[NAM__GEMM_MR][2];
+        memset(acc, 0, sizeof acc);
+        for (p = 0; p < kc; p++) {
+            const float *ap = a + p * NAM__GEMM_MR;
+            nam__gemm_v4 b0, b1;
+            memcpy(&b0, b + p * NAM__GEMM_NR + h, sizeof b0);
+            memcpy(&b1, b + p * NAM__GEMM_NR + h + 4, sizeof b1);
+            for (i = 0; i < NAM__GEMM_MR; i++) {
+                nam__gemm_v4 av = {ap[i], ap[i], ap[i], ap[i]};
+                acc[i][0] += av * b0;
+                acc[i][1] += av * b1;
+            }
+        }
+        for (i = 0; i < NAM__GEMM_MR; i++) memcpy(t + i * NAM__GEMM_NR + h, acc[i], sizeof acc[i]);
+    }
+    nam__gemm_store_tile(t, C, ldc, mr, nr, accumulate);
+}
+#else
 NAM__UNUSED static void nam__gemm_micro_ref(int kc, const float *a, const float *b, float *C, int64_t ldc, int mr, int nr, int accumulate) {
     float acc[NAM__GEMM_MR * NAM__GEMM_NR];
     int i, j, p;
@@ -186,6 +213,7 @@ NAM__UNUSED static void nam__gemm_micro_ref(int kc, const float *a, const float 
     }
     nam__gemm_store_tile(acc, C, ldc, mr, nr, accumulate);
 }
+#endif
 
 #ifdef NAM__GEMM_X86
 /* AVX2 version of nam__gemm_pack_bt_ref: full panels go through 8 x 8 register transposes. */
