@@ -264,6 +264,45 @@ NAM__UNUSED static void nam__gemm_pack_bt_avx2(int kc, int nc, int j0, int j1, c
     if (j0 < j1) nam__gemm_pack_bt_ref(kc, nc, j0, j1, B, ldb, dst);
 }
 
+/* AVX2 version of nam__gemm_pack_a: full 6-row panels go through 8 x 8 register transposes
+   (rows 6 and 7 zero) and store 6 floats per k. */
+__attribute__((target("avx2,fma")))
+NAM__UNUSED static void nam__gemm_pack_a_avx2(int mc, int kc, const float *A, int64_t lda, float *dst) {
+    int i0, p0, full = mc / NAM__GEMM_MR * NAM__GEMM_MR;
+    __m256 z = _mm256_setzero_ps();
+    for (i0 = 0; i0 < full; i0 += NAM__GEMM_MR) {
+        const float *s = A + NAM__CAST(int64_t, i0) * lda;
+        for (p0 = 0; p0 + 8 <= kc; p0 += 8) {
+            __m256 r0 = _mm256_loadu_ps(s + p0), r1 = _mm256_loadu_ps(s + lda + p0), r2 = _mm256_loadu_ps(s + 2 * lda + p0);
+            __m256 r3 = _mm256_loadu_ps(s + 3 * lda + p0), r4 = _mm256_loadu_ps(s + 4 * lda + p0), r5 = _mm256_loadu_ps(s + 5 * lda + p0);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+            __m256 u4 = _mm256_shuffle_ps(t4, z, 0x44), u5 = _mm256_shuffle_ps(t4, z, 0xee);
+            __m256 u6 = _mm256_shuffle_ps(t5, z, 0x44), u7 = _mm256_shuffle_ps(t5, z, 0xee);
+            __m256 v[8];
+            int q;
+            float *d = dst + NAM__CAST(size_t, p0) * NAM__GEMM_MR;
+            v[0] = _mm256_permute2f128_ps(u0, u4, 0x20); v[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+            v[2] = _mm256_permute2f128_ps(u2, u6, 0x20); v[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+            v[4] = _mm256_permute2f128_ps(u0, u4, 0x31); v[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+            v[6] = _mm256_permute2f128_ps(u2, u6, 0x31); v[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+            for (q = 0; q < 8; q++) {          /* k = p0 + q: A[i0 + 0..5, k] */
+                _mm_storeu_ps(d + q * NAM__GEMM_MR, _mm256_castps256_ps128(v[q]));
+                _mm_storel_pi(NAM__CAST(__m64 *, NAM__CAST(void *, d + q * NAM__GEMM_MR + 4)), _mm256_extractf128_ps(v[q], 1));
+            }
+        }
+        for (; p0 < kc; p0++) {                /* k tail (< 8) */
+            int i;
+            for (i = 0; i < NAM__GEMM_MR; i++) dst[p0 * NAM__GEMM_MR + i] = s[NAM__CAST(int64_t, i) * lda + p0];
+        }
+        dst += NAM__CAST(size_t, kc) * NAM__GEMM_MR;
+    }
+    if (full < mc) nam__gemm_pack_a(mc - full, kc, A + NAM__CAST(int64_t, full) * lda, lda, dst);
+}
+
 /* AVX2+FMA micro-kernel, 6 x 16: per p, two 8-wide loads of the b panel, six broadcasts of
    the a panel, twelve FMAs into ymm accumulators; p unrolled by 4. Full tiles store straight
    into C (prefetched first); edge tiles go through a small buffer. */
@@ -370,7 +409,11 @@ NAM__UNUSED static void nam__gemm_blocked(int m, int n, int k, const float *A, i
                     nam__gemm_pf_init(&pfa, A + NAM__CAST(int64_t, in) * lda + pan, lda, m - in < mcb ? m - in : mcb, kan,
                                       NAM__CAST(int64_t, (mc + NAM__GEMM_MR - 1) / NAM__GEMM_MR) * col_tiles);
                 else nam__gemm_pf_init(&pfa, A, lda, 0, 1, 1);
-                nam__gemm_pack_a(mc, kc, A + NAM__CAST(int64_t, ic) * lda + pc, lda, pa);
+#ifdef NAM__GEMM_X86
+                if (simd) nam__gemm_pack_a_avx2(mc, kc, A + NAM__CAST(int64_t, ic) * lda + pc, lda, pa);
+                else
+#endif
+                    nam__gemm_pack_a(mc, kc, A + NAM__CAST(int64_t, ic) * lda + pc, lda, pa);
                 for (jr = 0; jr < nc; jr += NAM__GEMM_NR) {
                     int nr = nc - jr < NAM__GEMM_NR ? nc - jr : NAM__GEMM_NR;
                     const float *bp = pb + NAM__CAST(size_t, jr) * NAM__CAST(size_t, kc);
