@@ -5,7 +5,8 @@
      transB = 0: op(B)[p,j] = B[p*ldb + j]      transB = 1: op(B)[p,j] = B[j*ldb + p]
      beta is 0 or 1; beta = 0 overwrites C without reading it (C may hold NaN garbage).
 
-   pack is caller scratch of nam__sgemm_pack_floats(m, n, k) floats, 64-byte aligned.
+   pack is caller scratch of nam__sgemm_pack_floats(m, n, k) floats, 64-byte aligned (for
+   speed; any float-aligned buffer gives the same results, all vector accesses are unaligned).
    nam__sgemm is single-threaded; callers parallelise over independent blocks.
 
    Structure (the Goto/BLIS loop nest): for each NC-wide column block of op(B) and each
@@ -241,14 +242,14 @@ NAM__UNUSED static void nam__gemm_pack_bt_avx2(int kc, int nc, int j0, int j1, c
                     __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
                     __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
                     float *o = d + q * NAM__GEMM_NR + 8 * h;
-                    _mm256_store_ps(o + 0 * NAM__GEMM_NR, _mm256_permute2f128_ps(u0, u4, 0x20));
-                    _mm256_store_ps(o + 1 * NAM__GEMM_NR, _mm256_permute2f128_ps(u1, u5, 0x20));
-                    _mm256_store_ps(o + 2 * NAM__GEMM_NR, _mm256_permute2f128_ps(u2, u6, 0x20));
-                    _mm256_store_ps(o + 3 * NAM__GEMM_NR, _mm256_permute2f128_ps(u3, u7, 0x20));
-                    _mm256_store_ps(o + 4 * NAM__GEMM_NR, _mm256_permute2f128_ps(u0, u4, 0x31));
-                    _mm256_store_ps(o + 5 * NAM__GEMM_NR, _mm256_permute2f128_ps(u1, u5, 0x31));
-                    _mm256_store_ps(o + 6 * NAM__GEMM_NR, _mm256_permute2f128_ps(u2, u6, 0x31));
-                    _mm256_store_ps(o + 7 * NAM__GEMM_NR, _mm256_permute2f128_ps(u3, u7, 0x31));
+                    _mm256_storeu_ps(o + 0 * NAM__GEMM_NR, _mm256_permute2f128_ps(u0, u4, 0x20));
+                    _mm256_storeu_ps(o + 1 * NAM__GEMM_NR, _mm256_permute2f128_ps(u1, u5, 0x20));
+                    _mm256_storeu_ps(o + 2 * NAM__GEMM_NR, _mm256_permute2f128_ps(u2, u6, 0x20));
+                    _mm256_storeu_ps(o + 3 * NAM__GEMM_NR, _mm256_permute2f128_ps(u3, u7, 0x20));
+                    _mm256_storeu_ps(o + 4 * NAM__GEMM_NR, _mm256_permute2f128_ps(u0, u4, 0x31));
+                    _mm256_storeu_ps(o + 5 * NAM__GEMM_NR, _mm256_permute2f128_ps(u1, u5, 0x31));
+                    _mm256_storeu_ps(o + 6 * NAM__GEMM_NR, _mm256_permute2f128_ps(u2, u6, 0x31));
+                    _mm256_storeu_ps(o + 7 * NAM__GEMM_NR, _mm256_permute2f128_ps(u3, u7, 0x31));
                 }
             }
         }
@@ -321,8 +322,8 @@ NAM__UNUSED static void nam__gemm_micro_avx2(int kc, const float *a, const float
         _mm_prefetch(NAM__CAST(const char *, NAM__CAST(const void *, C + i * ldc + nr - 1)), _MM_HINT_T0);
     }
 #define NAM__GEMM_STEP(o)                                                                                      \
-    b0 = _mm256_load_ps(b + (o) * NAM__GEMM_NR);                                                               \
-    b1 = _mm256_load_ps(b + (o) * NAM__GEMM_NR + 8);                                                           \
+    b0 = _mm256_loadu_ps(b + (o) * NAM__GEMM_NR);                                                               \
+    b1 = _mm256_loadu_ps(b + (o) * NAM__GEMM_NR + 8);                                                           \
     av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 0); c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01); \
     av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 1); c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11); \
     av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 2); c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21); \
