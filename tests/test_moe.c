@@ -696,6 +696,56 @@ static void test_ffn_strided(void) {
     free(idx); free(x); free(w1); free(w3); free(w2t); free(ref); free(out);
 }
 
+/* Hand-made offsets: every tail length (dot-product tails of 1..6 rows, padded panels, and
+   a second 64-row tile) for both activations, with H and F not multiples of 16 or 6. */
+static void test_ffn_tails(void) {
+    static const int cnt[] = {1, 2, 3, 4, 5, 6, 7, 9, 15, 16, 17, 18, 22, 23, 31, 33, 38, 64, 70, 0, 134};
+    int E = NAM__CAST(int, sizeof cnt / sizeof cnt[0]), H = 43, F = 29, e, act, kern, i;
+    int32_t off[32];
+    int64_t R;
+    float *x, *w1, *w3, *w2, *ref, *out;
+    nam_moe_dispatch_desc p;
+    nam_moe_ffn_desc d;
+    nam_error err;
+    nam_status st;
+    off[0] = 0;
+    for (e = 0; e < E; e++) off[e + 1] = off[e] + cnt[e];
+    R = off[E];
+    x = falloc(R * H); ref = falloc(R * H); out = falloc(R * H);
+    w1 = falloc(E * F * H); w3 = falloc(E * F * H); w2 = falloc(E * F * H);
+    for (i = 0; i < R * H; i++) x[i] = rnd();
+    for (i = 0; i < E * F * H; i++) { w1[i] = 0.2f * rnd(); w3[i] = 0.2f * rnd(); w2[i] = 0.2f * rnd(); }
+    memset(&p, 0, sizeof p);
+    p.num_experts = E;
+    p.offsets = T1(off, NAM_I32, E + 1);
+    p.num_rows = NAM__CAST(int, R);
+    memset(&d, 0, sizeof d);
+    d.in = T2(x, NAM_F32, R, H);
+    d.w1 = T3(w1, NAM_F32, E, F, H); d.w3 = T3(w3, NAM_F32, E, F, H); d.w2 = T3(w2, NAM_F32, E, H, F);
+    d.plan = &p;
+    for (act = 0; act < 2; act++) {
+        d.act = act ? NAM_MOE_SQUARED_RELU : NAM_MOE_SWIGLU;
+        d.out = T2(ref, NAM_F32, R, H);
+        st = ffn_run(&d, NAM_BACKEND_CPU_REF, 0, 1, &err);
+        for (kern = 1; kern <= 2; kern++) {
+            double worst = 0.0, scale = 0.0;
+            char desc[200];
+            if (kern == 2 && !nam__moe_have_avx2()) continue;
+            for (i = 0; i < R * H; i++) out[i] = NAM__CAST(float, nan(""));
+            d.out = T2(out, NAM_F32, R, H);
+            if (st == NAM_OK) st = ffn_run(&d, NAM_BACKEND_CPU, kern, 2, &err);
+            for (i = 0; i < R * H; i++) {
+                if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
+                if (!(fabs(ref[i] - out[i]) <= worst)) worst = fabs(ref[i] - out[i]);
+            }
+            snprintf(desc, sizeof desc, "ffn %s %s: rows per expert 0..134 (every tail length, 64-row tiles), H=43 F=29: max err <= 1e-4 * scale",
+                     kern == 2 ? "avx2" : "sgemm", act ? "squared-relu" : "swiglu");
+            CHECK(desc, st == NAM_OK && worst <= 1e-4 * scale, "status %s '%s' err %g scale %g", nam_status_str(st), err.message, worst, scale);
+        }
+    }
+    free(x); free(ref); free(out); free(w1); free(w3); free(w2);
+}
+
 static void test_ffn_errors(void) {
     int T = 6, E = 3, k = 2, H = 8, F = 4;
     int32_t idx[12] = {0, 1, 1, 2, 0, 2, 0, 1, 1, 2, 0, 2};
@@ -864,6 +914,7 @@ int main(int argc, char **argv) {
     test_permute_combine();
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++) ffn_case_run(&cases[i]);
     test_ffn_strided();
+    test_ffn_tails();
     test_layer_dense(0, NAM_BACKEND_CPU_REF);
     test_layer_dense(1, NAM_BACKEND_CPU_REF);
     test_layer_dense(0, NAM_BACKEND_AUTO);

@@ -26,11 +26,17 @@
                 a GEMM does) would cost as much as the arithmetic; reading them in place
                 keeps the layer compute-bound. The first product writes h^T panels
                 directly (activation fused), which are the second product's input panels.
+                Each kernel call prefetches (to L2) its share of the next weight block, so
+                DRAM is read at a steady rate instead of stalling the block's first use.
+                A tile's last 1..NAM__MOE_DOT_MAX rows run a dot-product kernel
+                (vectorised along the reduction, two rows at a time) instead of a 16-row
+                panel that would mostly compute zeros.
               - otherwise nam__sgemm (wip/nam_gemm.c) with transB = 1 on row tiles.
               f32 weights with unit inner stride are used in place; other weights are
               converted one expert at a time into the worker's workspace (3 F H floats),
               never all at once (128 experts x 3 x 768 x 2048 f32 would be 2.4 GB). */
 #define NAM__MOE_MT 64         /* rows per FFN work item (a multiple of 16) */
+#define NAM__MOE_DOT_MAX 6     /* tile tails of up to this many rows run the dot-product kernel */
 #define NAM__MOE_MAX_EXPERTS (1 << 20)
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
@@ -471,6 +477,7 @@ NAM__UNUSED static nam_status nam__moe_ffn_check(const nam_moe_ffn_desc *d, nam_
        an f32 out tile when out needs converting, converted weights, sgemm packing */
     fi->thread_bytes = nam__moe_fl(mt * fi->H) + nam__moe_fl(mt * fi->F) * (fi->swiglu ? 2u : 1u);
     if (fi->conv_out) fi->thread_bytes += nam__moe_fl(mt * fi->H);
+    fi->thread_bytes += nam__moe_fl(16 * fi->H) + nam__moe_fl(16 * fi->F);   /* the tail's x and h rows */
     if (fi->conv[0]) fi->thread_bytes += nam__moe_fl(fi->F * fi->H);
     if (fi->conv[1]) fi->thread_bytes += nam__moe_fl(fi->F * fi->H);
     if (fi->conv[2]) fi->thread_bytes += nam__moe_fl(fi->F * fi->H);
@@ -578,8 +585,6 @@ NAM__UNUSED static int nam__moe_grab(nam__moe_ffn_ctx *c, int64_t *e, int64_t *r
 }
 
 #ifdef NAM__MOE_X86
-typedef void (*nam__moe_tile_fn)(int64_t K, const float *w, int64_t ldw, int rows, const float *xT, float *tile, const float *pf, int pf_rows, int64_t pf_cols);
-
 /* tile[i*16 + t] = sum_p w[i][p] * xT[p*16 + t] for i < 6 weight rows (rows < 6: the last
    valid row is repeated, its results ignored), t < 16; xT 64-byte aligned.
    While it runs it prefetches (into L2) pf_rows rows x pf_cols floats at pf (row stride
@@ -621,53 +626,75 @@ NAM__UNUSED static void nam__moe_tile_avx2(int64_t K, const float *w, int64_t ld
     _mm256_storeu_ps(tile + 80, c50); _mm256_storeu_ps(tile + 88, c51);
 }
 
-/* The same for a panel holding at most 8 rows: lanes 0..7 of xT's 16 only, and half the
-   work. Two accumulator sets (even and odd p) keep 12 FMAs in flight; lanes 8..15 of the
-   tile are set to 0. */
+/* res[t*6 + i] = sum_p w[i][p] * x[t][p] for i < 6 weight rows (as above) and t < nt (1 or
+   2) rows of x (row stride ldx), vectorised along p, so rows need no padding: the kernel for
+   the last few rows of a tile (a 16-row panel holding them would mostly compute zeros).
+   Prefetches its share of the next weight block like nam__moe_tile_avx2. */
+#define NAM__MOE_HS4(A, B, C, D, dst)                                                          \
+    do {                                                                                       \
+        __m256 s_ = _mm256_hadd_ps(_mm256_hadd_ps(A, B), _mm256_hadd_ps(C, D));                \
+        _mm_storeu_ps(dst, _mm_add_ps(_mm256_castps256_ps128(s_), _mm256_extractf128_ps(s_, 1))); \
+    } while (0)
 __attribute__((target("avx2,fma")))
-NAM__UNUSED static void nam__moe_tile8_avx2(int64_t K, const float *w, int64_t ldw, int rows, const float *xT, float *tile,
-                                            const float *pf, int pf_rows, int64_t pf_cols) {
+NAM__UNUSED static void nam__moe_dot_avx2(int64_t K, const float *w, int64_t ldw, int rows, const float *x, int64_t ldx, int nt, float *res,
+                                          const float *pf, int pf_rows, int64_t pf_cols) {
     const float *w0 = w, *w1 = w + (rows > 1 ? 1 : 0) * ldw, *w2 = w + (rows > 2 ? 2 : rows - 1) * ldw;
     const float *w3 = w + (rows > 3 ? 3 : rows - 1) * ldw, *w4 = w + (rows > 4 ? 4 : rows - 1) * ldw, *w5 = w + (rows > 5 ? 5 : rows - 1) * ldw;
-    __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, zero = c0;
-    __m256 d0 = c0, d1 = c0, d2 = c0, d3 = c0, d4 = c0, d5 = c0, x0, x1;
-    int64_t p, p0, pe, lines = pf ? pf_cols / 16 + 1 : 0, total = lines * pf_rows, per, done = 0, pr = 0, pl = 0, q;
-    per = total ? (total + (K + 15) / 16 - 1) / ((K + 15) / 16) : 0;
-    for (p0 = 0; p0 < K; p0 += 16) {
-        pe = p0 + 16 < K ? p0 + 16 : K;
-        for (q = 0; q < per && done < total; q++, done++) {
-            _mm_prefetch(NAM__CAST(const char *, NAM__CAST(const void *, pf + pr * ldw + pl * 16)), _MM_HINT_T1);
-            if (++pr == pf_rows) { pr = 0; pl++; }
-        }
-        for (p = p0; p + 1 < pe; p += 2) {
-            x0 = _mm256_load_ps(xT);
-            x1 = _mm256_load_ps(xT + 16);
-            xT += 32;
-            c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w0 + p), x0, c0); d0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w0 + p + 1), x1, d0);
-            c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(w1 + p), x0, c1); d1 = _mm256_fmadd_ps(_mm256_broadcast_ss(w1 + p + 1), x1, d1);
-            c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(w2 + p), x0, c2); d2 = _mm256_fmadd_ps(_mm256_broadcast_ss(w2 + p + 1), x1, d2);
-            c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(w3 + p), x0, c3); d3 = _mm256_fmadd_ps(_mm256_broadcast_ss(w3 + p + 1), x1, d3);
-            c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(w4 + p), x0, c4); d4 = _mm256_fmadd_ps(_mm256_broadcast_ss(w4 + p + 1), x1, d4);
-            c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(w5 + p), x0, c5); d5 = _mm256_fmadd_ps(_mm256_broadcast_ss(w5 + p + 1), x1, d5);
-        }
-        if (p < pe) {
-            x0 = _mm256_load_ps(xT);
-            xT += 16;
-            c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w0 + p), x0, c0);
-            c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(w1 + p), x0, c1);
-            c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(w2 + p), x0, c2);
-            c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(w3 + p), x0, c3);
-            c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(w4 + p), x0, c4);
-            c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(w5 + p), x0, c5);
+    const float *x0 = x, *x1 = x + (nt > 1 ? ldx : 0);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0, u, v, q;
+    int64_t p = 0, K16 = K & ~NAM__CAST(int64_t, 15), lines = pf ? pf_cols / 16 + 1 : 0, total = lines * pf_rows, per, done = 0, pr = 0, pl = 0, m, i;
+    float tmp[12];
+    per = total ? (total + K / 128) / (K / 128 + 1) : 0;
+    for (; p < K16; p += 16) {
+        if ((p & 127) == 0)
+            for (m = 0; m < per && done < total; m++, done++) {
+                _mm_prefetch(NAM__CAST(const char *, NAM__CAST(const void *, pf + pr * ldw + pl * 16)), _MM_HINT_T1);
+                if (++pr == pf_rows) { pr = 0; pl++; }
+            }
+        if (nt > 1) {           /* rows (a: x0, b: x1), 8 p at a time, twice */
+            u = _mm256_loadu_ps(x0 + p); v = _mm256_loadu_ps(x1 + p);
+            q = _mm256_loadu_ps(w0 + p); a0 = _mm256_fmadd_ps(q, u, a0); b0 = _mm256_fmadd_ps(q, v, b0);
+            q = _mm256_loadu_ps(w1 + p); a1 = _mm256_fmadd_ps(q, u, a1); b1 = _mm256_fmadd_ps(q, v, b1);
+            q = _mm256_loadu_ps(w2 + p); a2 = _mm256_fmadd_ps(q, u, a2); b2 = _mm256_fmadd_ps(q, v, b2);
+            q = _mm256_loadu_ps(w3 + p); a3 = _mm256_fmadd_ps(q, u, a3); b3 = _mm256_fmadd_ps(q, v, b3);
+            q = _mm256_loadu_ps(w4 + p); a4 = _mm256_fmadd_ps(q, u, a4); b4 = _mm256_fmadd_ps(q, v, b4);
+            q = _mm256_loadu_ps(w5 + p); a5 = _mm256_fmadd_ps(q, u, a5); b5 = _mm256_fmadd_ps(q, v, b5);
+            u = _mm256_loadu_ps(x0 + p + 8); v = _mm256_loadu_ps(x1 + p + 8);
+            q = _mm256_loadu_ps(w0 + p + 8); a0 = _mm256_fmadd_ps(q, u, a0); b0 = _mm256_fmadd_ps(q, v, b0);
+            q = _mm256_loadu_ps(w1 + p + 8); a1 = _mm256_fmadd_ps(q, u, a1); b1 = _mm256_fmadd_ps(q, v, b1);
+            q = _mm256_loadu_ps(w2 + p + 8); a2 = _mm256_fmadd_ps(q, u, a2); b2 = _mm256_fmadd_ps(q, v, b2);
+            q = _mm256_loadu_ps(w3 + p + 8); a3 = _mm256_fmadd_ps(q, u, a3); b3 = _mm256_fmadd_ps(q, v, b3);
+            q = _mm256_loadu_ps(w4 + p + 8); a4 = _mm256_fmadd_ps(q, u, a4); b4 = _mm256_fmadd_ps(q, v, b4);
+            q = _mm256_loadu_ps(w5 + p + 8); a5 = _mm256_fmadd_ps(q, u, a5); b5 = _mm256_fmadd_ps(q, v, b5);
+        } else {                /* one row: a takes p..p+7, b takes p+8..p+15 (two chains) */
+            u = _mm256_loadu_ps(x0 + p); v = _mm256_loadu_ps(x0 + p + 8);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + p), u, a0); b0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + p + 8), v, b0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + p), u, a1); b1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + p + 8), v, b1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + p), u, a2); b2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + p + 8), v, b2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + p), u, a3); b3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + p + 8), v, b3);
+            a4 = _mm256_fmadd_ps(_mm256_loadu_ps(w4 + p), u, a4); b4 = _mm256_fmadd_ps(_mm256_loadu_ps(w4 + p + 8), v, b4);
+            a5 = _mm256_fmadd_ps(_mm256_loadu_ps(w5 + p), u, a5); b5 = _mm256_fmadd_ps(_mm256_loadu_ps(w5 + p + 8), v, b5);
         }
     }
-    _mm256_storeu_ps(tile + 0, _mm256_add_ps(c0, d0)); _mm256_storeu_ps(tile + 8, zero);
-    _mm256_storeu_ps(tile + 16, _mm256_add_ps(c1, d1)); _mm256_storeu_ps(tile + 24, zero);
-    _mm256_storeu_ps(tile + 32, _mm256_add_ps(c2, d2)); _mm256_storeu_ps(tile + 40, zero);
-    _mm256_storeu_ps(tile + 48, _mm256_add_ps(c3, d3)); _mm256_storeu_ps(tile + 56, zero);
-    _mm256_storeu_ps(tile + 64, _mm256_add_ps(c4, d4)); _mm256_storeu_ps(tile + 72, zero);
-    _mm256_storeu_ps(tile + 80, _mm256_add_ps(c5, d5)); _mm256_storeu_ps(tile + 88, zero);
+    if (nt > 1) {
+        NAM__MOE_HS4(a0, a1, a2, a3, res);
+        NAM__MOE_HS4(a4, a5, b0, b1, res + 4);
+        NAM__MOE_HS4(b2, b3, b4, b5, res + 8);
+    } else {
+        NAM__MOE_HS4(_mm256_add_ps(a0, b0), _mm256_add_ps(a1, b1), _mm256_add_ps(a2, b2), _mm256_add_ps(a3, b3), res);
+        NAM__MOE_HS4(_mm256_add_ps(a4, b4), _mm256_add_ps(a5, b5), a0, a0, tmp);
+        res[4] = tmp[0];
+        res[5] = tmp[1];
+    }
+    for (; p < K; p++)          /* K % 16 leftovers */
+        for (m = 0; m < nt; m++) {
+            float xv = (m ? x1 : x0)[p];
+            const float *wr[6];
+            wr[0] = w0; wr[1] = w1; wr[2] = w2; wr[3] = w3; wr[4] = w4; wr[5] = w5;
+            for (i = 0; i < 6; i++) res[m * 6 + i] += wr[i][p] * xv;
+        }
 }
+#undef NAM__MOE_HS4
 #endif
 
 NAM__UNUSED static int nam__moe_have_avx2(void) {
@@ -678,64 +705,101 @@ NAM__UNUSED static int nam__moe_have_avx2(void) {
 #endif
 }
 
-/* One work item with the streaming kernels: rows [r0, r0 + mt) of `in` (absolute). */
+/* One work item with the streaming kernels: rows [r0, r0 + mt) of `in` (absolute). Full
+   16-row panels run nam__moe_tile_avx2; a tail of up to NAM__MOE_DOT_MAX rows runs
+   nam__moe_dot_avx2 two rows at a time (a longer tail is one zero-padded panel). xT, hT:
+   the panels (MT H and MT F floats); xr, hr: the tail's rows (16 H and 16 F floats). */
 NAM__UNUSED static void nam__moe_item_avx2(nam__moe_ffn_ctx *c, int64_t r0, int64_t mt, const float *w1, int64_t l1, const float *w3, int64_t l3,
-                                           const float *w2, int64_t l2, float *xT, float *hT, float *obuf) {
+                                           const float *w2, int64_t l2, float *xT, float *hT, float *xr, float *hr, float *obuf) {
 #ifdef NAM__MOE_X86
     const nam_moe_ffn_desc *d = c->d;
-    int64_t F = c->fi->F, H = c->fi->H, np = (mt + 15) / 16, sx[NAM_MAX_DIMS], so[NAM_MAX_DIMS], pn, t, q, f, h, i;
+    int64_t F = c->fi->F, H = c->fi->H, np = mt / 16, nd, users, sx[NAM_MAX_DIMS], so[NAM_MAX_DIMS], pn, t, t0, q, f, h, i, ldx, ldo, us;
+    int in_f32;
     float g[96], u[96];
+    const float *xt;
     float *o;
-    int64_t ldo;
     nam__tensor_strides(&d->in, sx);
     nam__tensor_strides(&d->out, so);
+    in_f32 = d->in.dtype == NAM_F32 && sx[1] == 1;
+    if (mt - np * 16 > NAM__MOE_DOT_MAX) np++;
+    nd = mt - np * 16 > 0 ? mt - np * 16 : 0;
+    users = np + (nd + 1) / 2;         /* kernel calls per weight block: the prefetch is split over them */
     /* x^T panels: xT[pn][q][t] = in[r0 + pn*16 + t][q], zero past mt */
     for (pn = 0; pn < np; pn++) {
         float *dst = xT + pn * 16 * H;
         for (t = 0; t < 16; t++) {
             int64_t r = pn * 16 + t;
             if (r >= mt) { for (q = 0; q < H; q++) dst[q * 16 + t] = 0.0f; continue; }
-            if (d->in.dtype == NAM_F32 && sx[1] == 1) {
+            if (in_f32) {
                 const float *src = NAM__CAST(const float *, d->in.data) + (r0 + r) * sx[0];
                 for (q = 0; q < H; q++) dst[q * 16 + t] = src[q];
             } else
                 for (q = 0; q < H; q++) dst[q * 16 + t] = nam__load(d->in.data, d->in.dtype, (r0 + r) * sx[0] + q * sx[1]);
         }
     }
-    /* h^T panels: hT[pn][f][t] = act(x W1^T, x W3^T) */
+    /* the tail's rows, in place or converted */
+    if (in_f32) { xt = NAM__CAST(const float *, d->in.data) + (r0 + np * 16) * sx[0]; ldx = sx[0]; }
+    else {
+        for (t = 0; t < nd; t++)
+            for (q = 0; q < H; q++) xr[t * H + q] = nam__load(d->in.data, d->in.dtype, (r0 + np * 16 + t) * sx[0] + q * sx[1]);
+        xt = xr;
+        ldx = H;
+    }
+    /* hidden: hT[pn][f][t] (panels), hr[t][f] (tail) = act(x W1^T, x W3^T) */
     for (f = 0; f < F; f += 6) {
-        int rows = F - f < 6 ? NAM__CAST(int, F - f) : 6;
-        for (pn = 0; pn < np; pn++) {
-            float *dst = hT + pn * 16 * F + f * 16;
-            int64_t c0 = H * pn / np, nc = H * (pn + 1) / np - c0;
-            int nr = F - f - 6 < 6 ? NAM__CAST(int, F - f - 6) : 6;
-            nam__moe_tile_fn kern = mt - pn * 16 <= 8 ? nam__moe_tile8_avx2 : nam__moe_tile_avx2;
-            kern(H, w1 + f * l1, l1, rows, xT + pn * 16 * H, g, nr > 0 ? w1 + (f + 6) * l1 + c0 : NULL, nr, nc);
-            if (c->fi->swiglu) {
-                kern(H, w3 + f * l3, l3, rows, xT + pn * 16 * H, u, nr > 0 ? w3 + (f + 6) * l3 + c0 : NULL, nr, nc);
-                for (i = 0; i < rows * 16; i++) dst[i] = nam__silu(g[i]) * u[i];
-            } else
-                for (i = 0; i < rows * 16; i++) dst[i] = g[i] > 0.0f ? g[i] * g[i] : 0.0f;
+        int rows = F - f < 6 ? NAM__CAST(int, F - f) : 6, nr = F - f - 6 < 6 ? NAM__CAST(int, F - f - 6) : 6;
+        for (us = 0; us < users; us++) {
+            int64_t c0 = H * us / users, nc = H * (us + 1) / users - c0;
+            const float *p1 = nr > 0 ? w1 + (f + 6) * l1 + c0 : NULL, *p3 = nr > 0 && w3 ? w3 + (f + 6) * l3 + c0 : NULL;
+            if (us < np) {
+                float *dst = hT + us * 16 * F + f * 16;
+                nam__moe_tile_avx2(H, w1 + f * l1, l1, rows, xT + us * 16 * H, g, p1, nr, nc);
+                if (c->fi->swiglu) {
+                    nam__moe_tile_avx2(H, w3 + f * l3, l3, rows, xT + us * 16 * H, u, p3, nr, nc);
+                    for (i = 0; i < rows * 16; i++) dst[i] = nam__silu(g[i]) * u[i];
+                } else
+                    for (i = 0; i < rows * 16; i++) dst[i] = g[i] > 0.0f ? g[i] * g[i] : 0.0f;
+            } else {
+                int nt = nd - 2 * (us - np) > 1 ? 2 : 1;
+                t0 = 2 * (us - np);
+                nam__moe_dot_avx2(H, w1 + f * l1, l1, rows, xt + t0 * ldx, ldx, nt, g, p1, nr, nc);
+                if (c->fi->swiglu) nam__moe_dot_avx2(H, w3 + f * l3, l3, rows, xt + t0 * ldx, ldx, nt, u, p3, nr, nc);
+                for (t = 0; t < nt; t++)
+                    for (i = 0; i < rows; i++) {
+                        float gv = g[t * 6 + i];
+                        hr[(t0 + t) * F + f + i] = c->fi->swiglu ? nam__silu(gv) * u[t * 6 + i] : gv > 0.0f ? gv * gv : 0.0f;
+                    }
+            }
         }
     }
-    /* out rows = (W2 h^T)^T */
+    /* out rows = (W2 h^T)^T for the panels, h W2^T for the tail */
     if (obuf) { o = obuf; ldo = H; }
     else { o = NAM__CAST(float *, d->out.data) + r0 * so[0]; ldo = so[0]; }
     for (h = 0; h < H; h += 6) {
-        int rows = H - h < 6 ? NAM__CAST(int, H - h) : 6;
-        for (pn = 0; pn < np; pn++) {
-            int64_t nt = mt - pn * 16 < 16 ? mt - pn * 16 : 16;
-            int64_t c0 = F * pn / np, nc = F * (pn + 1) / np - c0;
-            int nr = H - h - 6 < 6 ? NAM__CAST(int, H - h - 6) : 6;
-            (nt <= 8 ? nam__moe_tile8_avx2 : nam__moe_tile_avx2)(F, w2 + h * l2, l2, rows, hT + pn * 16 * F, g, nr > 0 ? w2 + (h + 6) * l2 + c0 : NULL, nr, nc);
-            for (t = 0; t < nt; t++) {
-                float *orow = o + (pn * 16 + t) * ldo + h;
-                for (i = 0; i < rows; i++) orow[i] = g[i * 16 + t];
+        int rows = H - h < 6 ? NAM__CAST(int, H - h) : 6, nr = H - h - 6 < 6 ? NAM__CAST(int, H - h - 6) : 6;
+        for (us = 0; us < users; us++) {
+            int64_t c0 = F * us / users, nc = F * (us + 1) / users - c0;
+            const float *p2 = nr > 0 ? w2 + (h + 6) * l2 + c0 : NULL;
+            if (us < np) {
+                int64_t nt = mt - us * 16 < 16 ? mt - us * 16 : 16;
+                nam__moe_tile_avx2(F, w2 + h * l2, l2, rows, hT + us * 16 * F, g, p2, nr, nc);
+                for (t = 0; t < nt; t++) {
+                    float *orow = o + (us * 16 + t) * ldo + h;
+                    for (i = 0; i < rows; i++) orow[i] = g[i * 16 + t];
+                }
+            } else {
+                int nt = nd - 2 * (us - np) > 1 ? 2 : 1;
+                t0 = 2 * (us - np);
+                nam__moe_dot_avx2(F, w2 + h * l2, l2, rows, hr + t0 * F, F, nt, g, p2, nr, nc);
+                for (t = 0; t < nt; t++) {
+                    float *orow = o + (np * 16 + t0 + t) * ldo + h;
+                    for (i = 0; i < rows; i++) orow[i] = g[t * 6 + i];
+                }
             }
         }
     }
 #else
-    (void)c; (void)r0; (void)mt; (void)w1; (void)l1; (void)w3; (void)l3; (void)w2; (void)l2; (void)xT; (void)hT; (void)obuf;
+    (void)c; (void)r0; (void)mt; (void)w1; (void)l1; (void)w3; (void)l3; (void)w2; (void)l2; (void)xT; (void)hT; (void)xr; (void)hr; (void)obuf;
 #endif
 }
 
@@ -772,13 +836,15 @@ NAM__UNUSED static void nam__moe_ffn_worker(void *ctx, int64_t begin, int64_t en
     const nam_moe_ffn_desc *d = c->d;
     char *cur = c->ws + fi->thread_bytes * NAM__CAST(size_t, thread);
     int64_t F = fi->F, H = fi->H, mt = NAM__MOE_MT, e, r0, n, cached = -1, l1 = 0, l3 = 0, l2 = 0, so[NAM_MAX_DIMS], r, q;
-    float *xbuf, *g, *u = NULL, *obuf = NULL, *cw1 = NULL, *cw3 = NULL, *cw2 = NULL, *pack;
+    float *xbuf, *g, *u = NULL, *obuf = NULL, *xr, *hr, *cw1 = NULL, *cw3 = NULL, *cw2 = NULL, *pack;
     const float *w1 = NULL, *w3 = NULL, *w2 = NULL;
     (void)begin; (void)end;
     xbuf = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, mt * H)));
     g = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, mt * F)));
     if (fi->swiglu) u = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, mt * F)));
     if (fi->conv_out) obuf = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, mt * H)));
+    xr = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, 16 * H)));
+    hr = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, 16 * F)));
     if (fi->conv[0]) cw1 = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, F * H)));
     if (fi->conv[1]) cw3 = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, F * H)));
     if (fi->conv[2]) cw2 = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, F * H)));
@@ -792,7 +858,7 @@ NAM__UNUSED static void nam__moe_ffn_worker(void *ctx, int64_t begin, int64_t en
             w2 = nam__moe_weight(&d->w2, fi->conv[2], e, cw2, &l2);
             cached = e;
         }
-        if (c->simd) nam__moe_item_avx2(c, row0, n, w1, l1, w3, l3, w2, l2, xbuf, g, obuf);
+        if (c->simd) nam__moe_item_avx2(c, row0, n, w1, l1, w3, l3, w2, l2, xbuf, g, xr, hr, obuf);
         else nam__moe_item_sgemm(c, row0, n, w1, l1, w3, l3, w2, l2, xbuf, g, u, obuf, pack);
         if (obuf)
             for (r = 0; r < n; r++)
