@@ -368,6 +368,64 @@ NAM__UNUSED static void nam__gemm_micro_avx2(int kc, const float *a, const float
         nam__gemm_store_tile(t, C, ldc, mr, nr, accumulate);
     }
 }
+
+/* The same for edge tiles of mr < 6 rows: only those rows are computed (R below is a
+   literal, so the dead rows fold away), and the result goes through a small buffer. */
+__attribute__((target("avx2,fma")))
+NAM__UNUSED static void nam__gemm_micro_avx2_rows(int kc, const float *a, const float *b, float *C, int64_t ldc, int mr, int nr, int accumulate) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+    __m256 b0, b1, av;
+    int p, i;
+    for (i = 0; i < mr; i++) {
+        _mm_prefetch(NAM__CAST(const char *, NAM__CAST(const void *, C + i * ldc)), _MM_HINT_T0);
+        _mm_prefetch(NAM__CAST(const char *, NAM__CAST(const void *, C + i * ldc + nr - 1)), _MM_HINT_T0);
+    }
+#define NAM__GEMM_ROW(o, R, r, cr0, cr1)                                                          \
+    if ((R) > (r)) {                                                                              \
+        av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + (r));                                   \
+        cr0 = _mm256_fmadd_ps(av, b0, cr0);                                                       \
+        cr1 = _mm256_fmadd_ps(av, b1, cr1);                                                       \
+    }
+#define NAM__GEMM_STEP(o, R)                                                                      \
+    b0 = _mm256_loadu_ps(b + (o) * NAM__GEMM_NR);                                                 \
+    b1 = _mm256_loadu_ps(b + (o) * NAM__GEMM_NR + 8);                                             \
+    NAM__GEMM_ROW(o, R, 0, c00, c01) NAM__GEMM_ROW(o, R, 1, c10, c11) NAM__GEMM_ROW(o, R, 2, c20, c21) \
+    NAM__GEMM_ROW(o, R, 3, c30, c31) NAM__GEMM_ROW(o, R, 4, c40, c41)
+#define NAM__GEMM_KLOOP(R)                                                                        \
+    for (p = 0; p + 4 <= kc; p += 4) {                                                            \
+        NAM__GEMM_STEP(0, R) NAM__GEMM_STEP(1, R) NAM__GEMM_STEP(2, R) NAM__GEMM_STEP(3, R)       \
+        a += 4 * NAM__GEMM_MR;                                                                    \
+        b += 4 * NAM__GEMM_NR;                                                                    \
+    }                                                                                             \
+    for (; p < kc; p++) {                                                                         \
+        NAM__GEMM_STEP(0, R)                                                                      \
+        a += NAM__GEMM_MR;                                                                        \
+        b += NAM__GEMM_NR;                                                                        \
+    }
+    switch (mr) {
+    case 1: NAM__GEMM_KLOOP(1) break;
+    case 2: NAM__GEMM_KLOOP(2) break;
+    case 3: NAM__GEMM_KLOOP(3) break;
+    case 4: NAM__GEMM_KLOOP(4) break;
+    default: NAM__GEMM_KLOOP(5) break;
+    }
+#undef NAM__GEMM_KLOOP
+#undef NAM__GEMM_STEP
+#undef NAM__GEMM_ROW
+    {
+        float t[(NAM__GEMM_MR - 1) * NAM__GEMM_NR];
+        _mm256_storeu_ps(t + 0 * 16, c00); _mm256_storeu_ps(t + 0 * 16 + 8, c01);
+        _mm256_storeu_ps(t + 1 * 16, c10); _mm256_storeu_ps(t + 1 * 16 + 8, c11);
+        _mm256_storeu_ps(t + 2 * 16, c20); _mm256_storeu_ps(t + 2 * 16 + 8, c21);
+        _mm256_storeu_ps(t + 3 * 16, c30); _mm256_storeu_ps(t + 3 * 16 + 8, c31);
+        _mm256_storeu_ps(t + 4 * 16, c40); _mm256_storeu_ps(t + 4 * 16 + 8, c41);
+        nam__gemm_store_tile(t, C, ldc, mr, nr, accumulate);
+    }
+}
 #endif
 
 /* 1 when the AVX2+FMA micro-kernel can run on this CPU. */
@@ -432,7 +490,8 @@ NAM__UNUSED static void nam__gemm_blocked(int m, int n, int k, const float *A, i
                         float *cp = C + NAM__CAST(int64_t, ic + ir) * ldc + jc + jr;
                         nam__gemm_pf_step(&pfa);
 #ifdef NAM__GEMM_X86
-                        if (simd) nam__gemm_micro_avx2(kc, ap, bp, cp, ldc, mr, nr, accumulate);
+                        if (simd && mr == NAM__GEMM_MR) nam__gemm_micro_avx2(kc, ap, bp, cp, ldc, mr, nr, accumulate);
+                        else if (simd) nam__gemm_micro_avx2_rows(kc, ap, bp, cp, ldc, mr, nr, accumulate);
                         else
 #endif
                             nam__gemm_micro_ref(kc, ap, bp, cp, ldc, mr, nr, accumulate);
