@@ -1,4 +1,4 @@
-/* tests/test_attention.c - nam_attention (wip/nam_attention.c) against a naive
+/* tests/test_attention.c - nam_attention (nam.h (>>kernel-attention)) against a naive
    softmax(q k^T * scale + mask) v computed here in double.
 
    Acceptance (FlashAttention's rule, tests/test_flash_attn.py): for every case
@@ -14,9 +14,7 @@
 #define _POSIX_C_SOURCE 200809L   /* posix_memalign */
 #endif
 #define NAM_IMPLEMENTATION
-#define NAM__WIP_ATTENTION
 #include "../nam.h"
-#include "../wip/nam_attention.c"
 
 #include <float.h>
 #include <math.h>
@@ -593,7 +591,7 @@ static void test_errors(void) {
     if (nam_attention_workspace_size(&d, &ws, &err) == NAM_OK && ws == 64 + 64 && run(&d, &err) == NAM_OK && d.ran == NAM_BACKEND_CPU_REF)
         ok("CPU_REF workspace is sk + d doubles (%lu bytes), ran = cpu-ref", (unsigned long)ws);
     else fail("CPU_REF: workspace %lu, ran %s (%s)", (unsigned long)ws, nam_backend_name(d.ran), err.message);
-    /* the bound stated in wip/nam_attention.c: <= 436 KiB per thread, 340 KiB with K in place */
+    /* the bound stated in nam.h (>>kernel-attention): <= 436 KiB per thread, 340 KiB with K in place */
     {
         int64_t shq[4] = {1, 4096, 32, 256}, shk[4] = {1, 4096, 8, 256};
         size_t w1, w2;
