@@ -32,9 +32,12 @@
                 (vectorised along the reduction, two rows at a time) instead of a 16-row
                 panel that would mostly compute zeros.
               - otherwise nam__sgemm (wip/nam_gemm.c) with transB = 1 on row tiles.
-              f32 weights with unit inner stride are used in place; other weights are
-              converted one expert at a time into the worker's workspace (3 F H floats),
-              never all at once (128 experts x 3 x 768 x 2048 f32 would be 2.4 GB). */
+              f32 weights with unit inner stride are used in place. Other weights (bf16,
+              f16, strided) are never converted all at once (128 experts x 3 x 768 x 2048
+              in f32 would be 2.4 GB): the streaming path converts one 6-row block just
+              before its use (it stays in L1, so bf16 weights cost about what f32 ones
+              do, at half the DRAM bytes); the sgemm path converts one expert at a time
+              into the worker's workspace (3 F H floats). */
 #define NAM__MOE_MT 64         /* rows per FFN work item (a multiple of 16) */
 #define NAM__MOE_DOT_MAX 6     /* tile tails of up to this many rows run the dot-product kernel */
 #define NAM__MOE_MAX_EXPERTS (1 << 20)
@@ -478,6 +481,7 @@ NAM__UNUSED static nam_status nam__moe_ffn_check(const nam_moe_ffn_desc *d, nam_
     fi->thread_bytes = nam__moe_fl(mt * fi->H) + nam__moe_fl(mt * fi->F) * (fi->swiglu ? 2u : 1u);
     if (fi->conv_out) fi->thread_bytes += nam__moe_fl(mt * fi->H);
     fi->thread_bytes += nam__moe_fl(16 * fi->H) + nam__moe_fl(16 * fi->F);   /* the tail's x and h rows */
+    fi->thread_bytes += nam__moe_fl(18 * (fi->F > fi->H ? fi->F : fi->H));   /* 3 converted 6-row weight blocks */
     if (fi->conv[0]) fi->thread_bytes += nam__moe_fl(fi->F * fi->H);
     if (fi->conv[1]) fi->thread_bytes += nam__moe_fl(fi->F * fi->H);
     if (fi->conv[2]) fi->thread_bytes += nam__moe_fl(fi->F * fi->H);
@@ -553,6 +557,67 @@ NAM__UNUSED static const float *nam__moe_weight(const nam_tensor *t, int conv, i
     return buf;
 }
 
+/* One expert's slice of a weight tensor, (rows, cols) after the expert axis, any dtype and
+   strides: the streaming kernels read it one block of rows at a time. */
+typedef struct nam__moe_wsrc {
+    const char *data;                 /* the expert's first element */
+    nam_dtype dt;
+    int64_t ld, st;                   /* row and column strides, in elements */
+    int64_t es;                       /* element size in bytes */
+    int direct;                       /* f32 with unit column stride: blocks are read in place */
+} nam__moe_wsrc;
+
+NAM__UNUSED static void nam__moe_wsrc_init(nam__moe_wsrc *w, const nam_tensor *t, int64_t e) {
+    int64_t st[NAM_MAX_DIMS];
+    nam__tensor_strides(t, st);
+    w->dt = t->dtype;
+    w->es = t->dtype == NAM_F32 ? 4 : 2;
+    w->data = NAM__CAST(const char *, t->data) + e * st[0] * w->es;
+    w->ld = st[1];
+    w->st = st[2];
+    w->direct = t->dtype == NAM_F32 && (st[2] == 1 || t->shape[2] == 1);
+}
+
+#ifdef NAM__MOE_X86
+__attribute__((target("avx2")))
+NAM__UNUSED static void nam__moe_bf16_row_avx2(const uint16_t *src, float *dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i v = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(NAM__CAST(const __m128i *, NAM__CAST(const void *, src + i)))), 16);
+        _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(v));
+    }
+    for (; i < n; i++) dst[i] = nam__bf16_to_f32(src[i]);
+}
+#endif
+
+/* Rows [r0, r0 + rows) x cols [0, K) of w as f32 rows: in place, or converted into buf
+   (rows x K). *ld gets the row stride. */
+NAM__UNUSED static const float *nam__moe_wblock(const nam__moe_wsrc *w, int64_t r0, int rows, int64_t K, float *buf, int64_t *ld) {
+    int64_t r, q;
+    if (w->direct) {
+        *ld = w->ld;
+        return NAM__CAST(const float *, NAM__CAST(const void *, w->data)) + r0 * w->ld;
+    }
+    for (r = 0; r < rows; r++) {
+        const char *row = w->data + (r0 + r) * w->ld * w->es;
+        float *dst = buf + r * K;
+#ifdef NAM__MOE_X86
+        if (w->dt == NAM_BF16 && w->st == 1) { nam__moe_bf16_row_avx2(NAM__CAST(const uint16_t *, NAM__CAST(const void *, row)), dst, K); continue; }
+#endif
+        for (q = 0; q < K; q++) dst[q] = nam__load(row, w->dt, q * w->st);
+    }
+    *ld = K;
+    return buf;
+}
+
+/* Prefetch source of rows [r0, r0 + 6) from column c0 (NULL past the last row or when the
+   columns are not contiguous); *ld_bytes gets the row stride in bytes. */
+NAM__UNUSED static const char *nam__moe_wnext(const nam__moe_wsrc *w, int64_t r0, int64_t nrows, int64_t c0, int64_t *ld_bytes) {
+    *ld_bytes = w->ld * w->es;
+    if (r0 >= nrows || w->st != 1) return NULL;
+    return w->data + (r0 * w->ld + c0) * w->es;
+}
+
 typedef struct nam__moe_ffn_ctx {
     const nam_moe_ffn_desc *d;
     const nam__moe_ffn_info *fi;
@@ -587,23 +652,23 @@ NAM__UNUSED static int nam__moe_grab(nam__moe_ffn_ctx *c, int64_t *e, int64_t *r
 #ifdef NAM__MOE_X86
 /* tile[i*16 + t] = sum_p w[i][p] * xT[p*16 + t] for i < 6 weight rows (rows < 6: the last
    valid row is repeated, its results ignored), t < 16; xT 64-byte aligned.
-   While it runs it prefetches (into L2) pf_rows rows x pf_cols floats at pf (row stride
-   ldw): the part of the next weight block the caller assigns to this call. A weight block
+   While it runs it prefetches (into L2) pf_rows rows x pf_bytes bytes at pf (row stride
+   pf_ld bytes): the part of the next weight block the caller assigns to this call. A weight block
    is used once per 16-row panel; spreading the fetch of the next block over all those uses
    keeps the DRAM traffic steady instead of stalling the first use (pf NULL: none). */
 __attribute__((target("avx2,fma")))
 NAM__UNUSED static void nam__moe_tile_avx2(int64_t K, const float *w, int64_t ldw, int rows, const float *xT, float *tile,
-                                           const float *pf, int pf_rows, int64_t pf_cols) {
+                                           const char *pf, int64_t pf_ld, int pf_rows, int64_t pf_bytes) {
     const float *w0 = w, *w1 = w + (rows > 1 ? 1 : 0) * ldw, *w2 = w + (rows > 2 ? 2 : rows - 1) * ldw;
     const float *w3 = w + (rows > 3 ? 3 : rows - 1) * ldw, *w4 = w + (rows > 4 ? 4 : rows - 1) * ldw, *w5 = w + (rows > 5 ? 5 : rows - 1) * ldw;
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, x0, x1, a;
-    int64_t p, p0, pe, lines = pf ? pf_cols / 16 + 1 : 0, total = lines * pf_rows, per, done = 0, pr = 0, pl = 0, q;
+    int64_t p, p0, pe, lines = pf ? pf_bytes / 64 + 1 : 0, total = lines * pf_rows, per, done = 0, pr = 0, pl = 0, q;
     per = total ? (total + (K + 15) / 16 - 1) / ((K + 15) / 16) : 0;
     for (p0 = 0; p0 < K; p0 += 16) {
         pe = p0 + 16 < K ? p0 + 16 : K;
         for (q = 0; q < per && done < total; q++, done++) {
-            _mm_prefetch(NAM__CAST(const char *, NAM__CAST(const void *, pf + pr * ldw + pl * 16)), _MM_HINT_T1);
+            _mm_prefetch(pf + pr * pf_ld + pl * 64, _MM_HINT_T1);
             if (++pr == pf_rows) { pr = 0; pl++; }
         }
         for (p = p0; p < pe; p++) {
@@ -637,18 +702,18 @@ NAM__UNUSED static void nam__moe_tile_avx2(int64_t K, const float *w, int64_t ld
     } while (0)
 __attribute__((target("avx2,fma")))
 NAM__UNUSED static void nam__moe_dot_avx2(int64_t K, const float *w, int64_t ldw, int rows, const float *x, int64_t ldx, int nt, float *res,
-                                          const float *pf, int pf_rows, int64_t pf_cols) {
+                                          const char *pf, int64_t pf_ld, int pf_rows, int64_t pf_bytes) {
     const float *w0 = w, *w1 = w + (rows > 1 ? 1 : 0) * ldw, *w2 = w + (rows > 2 ? 2 : rows - 1) * ldw;
     const float *w3 = w + (rows > 3 ? 3 : rows - 1) * ldw, *w4 = w + (rows > 4 ? 4 : rows - 1) * ldw, *w5 = w + (rows > 5 ? 5 : rows - 1) * ldw;
     const float *x0 = x, *x1 = x + (nt > 1 ? ldx : 0);
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0, u, v, q;
-    int64_t p = 0, K16 = K & ~NAM__CAST(int64_t, 15), lines = pf ? pf_cols / 16 + 1 : 0, total = lines * pf_rows, per, done = 0, pr = 0, pl = 0, m, i;
+    int64_t p = 0, K16 = K & ~NAM__CAST(int64_t, 15), lines = pf ? pf_bytes / 64 + 1 : 0, total = lines * pf_rows, per, done = 0, pr = 0, pl = 0, m, i;
     float tmp[12];
     per = total ? (total + K / 128) / (K / 128 + 1) : 0;
     for (; p < K16; p += 16) {
         if ((p & 127) == 0)
             for (m = 0; m < per && done < total; m++, done++) {
-                _mm_prefetch(NAM__CAST(const char *, NAM__CAST(const void *, pf + pr * ldw + pl * 16)), _MM_HINT_T1);
+                _mm_prefetch(pf + pr * pf_ld + pl * 64, _MM_HINT_T1);
                 if (++pr == pf_rows) { pr = 0; pl++; }
             }
         if (nt > 1) {           /* rows (a: x0, b: x1), 8 p at a time, twice */
@@ -709,11 +774,13 @@ NAM__UNUSED static int nam__moe_have_avx2(void) {
    16-row panels run nam__moe_tile_avx2; a tail of up to NAM__MOE_DOT_MAX rows runs
    nam__moe_dot_avx2 two rows at a time (a longer tail is one zero-padded panel). xT, hT:
    the panels (MT H and MT F floats); xr, hr: the tail's rows (16 H and 16 F floats). */
-NAM__UNUSED static void nam__moe_item_avx2(nam__moe_ffn_ctx *c, int64_t r0, int64_t mt, const float *w1, int64_t l1, const float *w3, int64_t l3,
-                                           const float *w2, int64_t l2, float *xT, float *hT, float *xr, float *hr, float *obuf) {
+NAM__UNUSED static void nam__moe_item_avx2(nam__moe_ffn_ctx *c, int64_t r0, int64_t mt, const nam__moe_wsrc *s1, const nam__moe_wsrc *s3,
+                                           const nam__moe_wsrc *s2, float *xT, float *hT, float *xr, float *hr, float *wb, float *obuf) {
 #ifdef NAM__MOE_X86
     const nam_moe_ffn_desc *d = c->d;
-    int64_t F = c->fi->F, H = c->fi->H, np = mt / 16, nd, users, sx[NAM_MAX_DIMS], so[NAM_MAX_DIMS], pn, t, t0, q, f, h, i, ldx, ldo, us;
+    int64_t F = c->fi->F, H = c->fi->H, KM = F > H ? F : H, np = mt / 16, nd, users, sx[NAM_MAX_DIMS], so[NAM_MAX_DIMS], pn, t, t0, q, f, h, i, ldx, ldo, us;
+    int64_t l1 = 0, l3 = 0, l2 = 0, b1 = 0, b3 = 0, b2 = 0;
+    const float *w1, *w3 = NULL, *w2;
     int in_f32;
     float g[96], u[96];
     const float *xt;
@@ -748,22 +815,24 @@ NAM__UNUSED static void nam__moe_item_avx2(nam__moe_ffn_ctx *c, int64_t r0, int6
     /* hidden: hT[pn][f][t] (panels), hr[t][f] (tail) = act(x W1^T, x W3^T) */
     for (f = 0; f < F; f += 6) {
         int rows = F - f < 6 ? NAM__CAST(int, F - f) : 6, nr = F - f - 6 < 6 ? NAM__CAST(int, F - f - 6) : 6;
+        w1 = nam__moe_wblock(s1, f, rows, H, wb, &l1);
+        if (c->fi->swiglu) w3 = nam__moe_wblock(s3, f, rows, H, wb + 6 * KM, &l3);
         for (us = 0; us < users; us++) {
             int64_t c0 = H * us / users, nc = H * (us + 1) / users - c0;
-            const float *p1 = nr > 0 ? w1 + (f + 6) * l1 + c0 : NULL, *p3 = nr > 0 && w3 ? w3 + (f + 6) * l3 + c0 : NULL;
+            const char *p1 = nam__moe_wnext(s1, f + 6, F, c0, &b1), *p3 = c->fi->swiglu ? nam__moe_wnext(s3, f + 6, F, c0, &b3) : NULL;
             if (us < np) {
                 float *dst = hT + us * 16 * F + f * 16;
-                nam__moe_tile_avx2(H, w1 + f * l1, l1, rows, xT + us * 16 * H, g, p1, nr, nc);
+                nam__moe_tile_avx2(H, w1, l1, rows, xT + us * 16 * H, g, p1, b1, nr, nc * s1->es);
                 if (c->fi->swiglu) {
-                    nam__moe_tile_avx2(H, w3 + f * l3, l3, rows, xT + us * 16 * H, u, p3, nr, nc);
+                    nam__moe_tile_avx2(H, w3, l3, rows, xT + us * 16 * H, u, p3, b3, nr, nc * s3->es);
                     for (i = 0; i < rows * 16; i++) dst[i] = nam__silu(g[i]) * u[i];
                 } else
                     for (i = 0; i < rows * 16; i++) dst[i] = g[i] > 0.0f ? g[i] * g[i] : 0.0f;
             } else {
                 int nt = nd - 2 * (us - np) > 1 ? 2 : 1;
                 t0 = 2 * (us - np);
-                nam__moe_dot_avx2(H, w1 + f * l1, l1, rows, xt + t0 * ldx, ldx, nt, g, p1, nr, nc);
-                if (c->fi->swiglu) nam__moe_dot_avx2(H, w3 + f * l3, l3, rows, xt + t0 * ldx, ldx, nt, u, p3, nr, nc);
+                nam__moe_dot_avx2(H, w1, l1, rows, xt + t0 * ldx, ldx, nt, g, p1, b1, nr, nc * s1->es);
+                if (c->fi->swiglu) nam__moe_dot_avx2(H, w3, l3, rows, xt + t0 * ldx, ldx, nt, u, p3, b3, nr, nc * s3->es);
                 for (t = 0; t < nt; t++)
                     for (i = 0; i < rows; i++) {
                         float gv = g[t * 6 + i];
@@ -777,12 +846,13 @@ NAM__UNUSED static void nam__moe_item_avx2(nam__moe_ffn_ctx *c, int64_t r0, int6
     else { o = NAM__CAST(float *, d->out.data) + r0 * so[0]; ldo = so[0]; }
     for (h = 0; h < H; h += 6) {
         int rows = H - h < 6 ? NAM__CAST(int, H - h) : 6, nr = H - h - 6 < 6 ? NAM__CAST(int, H - h - 6) : 6;
+        w2 = nam__moe_wblock(s2, h, rows, F, wb + 12 * KM, &l2);
         for (us = 0; us < users; us++) {
             int64_t c0 = F * us / users, nc = F * (us + 1) / users - c0;
-            const float *p2 = nr > 0 ? w2 + (h + 6) * l2 + c0 : NULL;
+            const char *p2 = nam__moe_wnext(s2, h + 6, H, c0, &b2);
             if (us < np) {
                 int64_t nt = mt - us * 16 < 16 ? mt - us * 16 : 16;
-                nam__moe_tile_avx2(F, w2 + h * l2, l2, rows, hT + us * 16 * F, g, p2, nr, nc);
+                nam__moe_tile_avx2(F, w2, l2, rows, hT + us * 16 * F, g, p2, b2, nr, nc * s2->es);
                 for (t = 0; t < nt; t++) {
                     float *orow = o + (us * 16 + t) * ldo + h;
                     for (i = 0; i < rows; i++) orow[i] = g[i * 16 + t];
@@ -790,7 +860,7 @@ NAM__UNUSED static void nam__moe_item_avx2(nam__moe_ffn_ctx *c, int64_t r0, int6
             } else {
                 int nt = nd - 2 * (us - np) > 1 ? 2 : 1;
                 t0 = 2 * (us - np);
-                nam__moe_dot_avx2(F, w2 + h * l2, l2, rows, hr + t0 * F, F, nt, g, p2, nr, nc);
+                nam__moe_dot_avx2(F, w2, l2, rows, hr + t0 * F, F, nt, g, p2, b2, nr, nc * s2->es);
                 for (t = 0; t < nt; t++) {
                     float *orow = o + (np * 16 + t0 + t) * ldo + h;
                     for (i = 0; i < rows; i++) orow[i] = g[t * 6 + i];
@@ -799,7 +869,7 @@ NAM__UNUSED static void nam__moe_item_avx2(nam__moe_ffn_ctx *c, int64_t r0, int6
         }
     }
 #else
-    (void)c; (void)r0; (void)mt; (void)w1; (void)l1; (void)w3; (void)l3; (void)w2; (void)l2; (void)xT; (void)hT; (void)xr; (void)hr; (void)obuf;
+    (void)c; (void)r0; (void)mt; (void)s1; (void)s3; (void)s2; (void)xT; (void)hT; (void)xr; (void)hr; (void)wb; (void)obuf;
 #endif
 }
 
@@ -836,7 +906,8 @@ NAM__UNUSED static void nam__moe_ffn_worker(void *ctx, int64_t begin, int64_t en
     const nam_moe_ffn_desc *d = c->d;
     char *cur = c->ws + fi->thread_bytes * NAM__CAST(size_t, thread);
     int64_t F = fi->F, H = fi->H, mt = NAM__MOE_MT, e, r0, n, cached = -1, l1 = 0, l3 = 0, l2 = 0, so[NAM_MAX_DIMS], r, q;
-    float *xbuf, *g, *u = NULL, *obuf = NULL, *xr, *hr, *cw1 = NULL, *cw3 = NULL, *cw2 = NULL, *pack;
+    float *xbuf, *g, *u = NULL, *obuf = NULL, *xr, *hr, *wb, *cw1 = NULL, *cw3 = NULL, *cw2 = NULL, *pack;
+    nam__moe_wsrc s1, s3, s2;
     const float *w1 = NULL, *w3 = NULL, *w2 = NULL;
     (void)begin; (void)end;
     xbuf = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, mt * H)));
@@ -845,6 +916,7 @@ NAM__UNUSED static void nam__moe_ffn_worker(void *ctx, int64_t begin, int64_t en
     if (fi->conv_out) obuf = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, mt * H)));
     xr = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, 16 * H)));
     hr = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, 16 * F)));
+    wb = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, 18 * (F > H ? F : H))));
     if (fi->conv[0]) cw1 = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, F * H)));
     if (fi->conv[1]) cw3 = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, F * H)));
     if (fi->conv[2]) cw2 = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, F * H)));
@@ -852,14 +924,20 @@ NAM__UNUSED static void nam__moe_ffn_worker(void *ctx, int64_t begin, int64_t en
     nam__tensor_strides(&d->out, so);
     while (nam__moe_grab(c, &e, &r0, &n)) {
         int64_t row0 = nam__moe_off(c->p, e) + r0;
-        if (e != cached) {
-            w1 = nam__moe_weight(&d->w1, fi->conv[0], e, cw1, &l1);
-            if (fi->swiglu) w3 = nam__moe_weight(&d->w3, fi->conv[1], e, cw3, &l3);
-            w2 = nam__moe_weight(&d->w2, fi->conv[2], e, cw2, &l2);
-            cached = e;
+        if (c->simd) {                /* weights read (or converted) one block of rows at a time */
+            nam__moe_wsrc_init(&s1, &d->w1, e);
+            if (fi->swiglu) nam__moe_wsrc_init(&s3, &d->w3, e);
+            nam__moe_wsrc_init(&s2, &d->w2, e);
+            nam__moe_item_avx2(c, row0, n, &s1, fi->swiglu ? &s3 : NULL, &s2, xbuf, g, xr, hr, wb, obuf);
+        } else {                      /* nam__sgemm needs f32 rows: whole experts converted */
+            if (e != cached) {
+                w1 = nam__moe_weight(&d->w1, fi->conv[0], e, cw1, &l1);
+                if (fi->swiglu) w3 = nam__moe_weight(&d->w3, fi->conv[1], e, cw3, &l3);
+                w2 = nam__moe_weight(&d->w2, fi->conv[2], e, cw2, &l2);
+                cached = e;
+            }
+            nam__moe_item_sgemm(c, row0, n, w1, l1, w3, l3, w2, l2, xbuf, g, u, obuf, pack);
         }
-        if (c->simd) nam__moe_item_avx2(c, row0, n, w1, l1, w3, l3, w2, l2, xbuf, g, xr, hr, obuf);
-        else nam__moe_item_sgemm(c, row0, n, w1, l1, w3, l3, w2, l2, xbuf, g, u, obuf, pack);
         if (obuf)
             for (r = 0; r < n; r++)
                 for (q = 0; q < H; q++) nam__store(d->out.data, d->out.dtype, (row0 + r) * so[0] + q * so[1], obuf[r * H + q]);
