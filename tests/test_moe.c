@@ -743,6 +743,30 @@ static void test_ffn_tails(void) {
             CHECK(desc, st == NAM_OK && worst <= 1e-4 * scale, "status %s '%s' err %g scale %g", nam_status_str(st), err.message, worst, scale);
         }
     }
+    {   /* bf16 weights, f32 activations: both paths read the same bf16 values -> f32 tolerance */
+        uint16_t *b1 = NAM__CAST(uint16_t *, xalloc(2 * NAM__CAST(size_t, E * F * H))), *b3 = NAM__CAST(uint16_t *, xalloc(2 * NAM__CAST(size_t, E * F * H)));
+        uint16_t *b2 = NAM__CAST(uint16_t *, xalloc(2 * NAM__CAST(size_t, E * F * H)));
+        for (i = 0; i < E * F * H; i++) { b1[i] = nam__f32_to_bf16(w1[i]); b3[i] = nam__f32_to_bf16(w3[i]); b2[i] = nam__f32_to_bf16(w2[i]); }
+        d.w1.data = b1; d.w3.data = b3; d.w2.data = b2;
+        d.w1.dtype = d.w3.dtype = d.w2.dtype = NAM_BF16;
+        d.act = NAM_MOE_SWIGLU;
+        d.out = T2(ref, NAM_F32, R, H);
+        st = ffn_run(&d, NAM_BACKEND_CPU_REF, 0, 1, &err);
+        for (kern = 1; kern <= 2; kern++) {
+            double worst = 0.0, scale = 0.0;
+            if (kern == 2 && !nam__moe_have_avx2()) continue;
+            d.out = T2(out, NAM_F32, R, H);
+            if (st == NAM_OK) st = ffn_run(&d, NAM_BACKEND_CPU, kern, 2, &err);
+            for (i = 0; i < R * H; i++) {
+                if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
+                if (!(fabs(ref[i] - out[i]) <= worst)) worst = fabs(ref[i] - out[i]);
+            }
+            CHECK(kern == 2 ? "ffn avx2 swiglu, bf16 weights (converted per 6-row block), f32 in/out, every tail length: max err <= 1e-4 * scale"
+                            : "ffn sgemm swiglu, bf16 weights (converted per expert), f32 in/out, every tail length: max err <= 1e-4 * scale",
+                  st == NAM_OK && worst <= 1e-4 * scale, "status %s '%s' err %g scale %g", nam_status_str(st), err.message, worst, scale);
+        }
+        free(b1); free(b3); free(b2);
+    }
     free(x); free(ref); free(out); free(w1); free(w3); free(w2);
 }
 
