@@ -3,20 +3,27 @@
 
      C[i,j] = beta*C[i,j] + sum_p A[i,p] * op(B)[p,j]     row-major, i < m, j < n, p < k
      transB = 0: op(B)[p,j] = B[p*ldb + j]      transB = 1: op(B)[p,j] = B[j*ldb + p]
-     beta is 0 or 1; beta = 0 overwrites C without reading it (C may hold NaN garbage).
+     beta is 0 or 1; beta = 0 overwrites C without reading it (C may hold NaN garbage); the
+     blocked path treats any nonzero beta as 1. m, n, k >= 1 (else nothing happens);
+     lda >= k, ldb >= (transB ? k : n), ldc >= n, all in floats.
 
    pack is caller scratch of nam__sgemm_pack_floats(m, n, k) floats, 64-byte aligned (for
    speed; any float-aligned buffer gives the same results, all vector accesses are unaligned).
    nam__sgemm is single-threaded; callers parallelise over independent blocks.
 
    Structure (the Goto/BLIS loop nest): for each NC-wide column block of op(B) and each
-   KC-deep slice of k, op(B) is packed into NR-wide row-interleaved panels; for each MC-tall
-   row block of A, A is packed into MR-tall column-interleaved panels; a register-blocked
-   MR x NR micro-kernel then runs over every (MR, NR) tile of the block. Packing pads edge
-   panels with zeros, so the micro-kernel always computes a full tile and only the
-   write-back is clipped. The AVX2+FMA micro-kernel (6x16, 12 ymm accumulators) is compiled
-   with a target attribute and chosen at run time; otherwise a portable one runs.
-   With NAM_CBLAS defined, nam__sgemm calls cblas_sgemm instead (link a CBLAS). */
+   KC-deep slice of k, op(B) is packed into NR-wide row-interleaved panels (transB = 0: the
+   whole block up front, in row order; transB = 1: each panel just before its first use, via
+   8 x 8 register transposes); for each MC-tall row block of A, A is packed into MR-tall
+   column-interleaved panels, and the next A block is software-prefetched while this one
+   computes; a register-blocked MR x NR micro-kernel then runs over every tile of the block.
+   Blocks are split evenly (no thin leftover block). Packing pads edge panels with zeros;
+   the write-back of edge tiles is clipped, and tiles of fewer than 6 rows run a kernel
+   that computes only those rows. The AVX2+FMA code (6x16 micro-kernel, 12 ymm
+   accumulators, and the packing) is compiled with a target attribute and chosen at run
+   time with __builtin_cpu_supports; otherwise portable code runs (GNU vector extensions
+   where available, else plain C). With NAM_CBLAS defined, nam__sgemm calls cblas_sgemm
+   instead (link a CBLAS, e.g. -lopenblas; pack is then unused). */
 #define NAM__GEMM_MR 6
 #define NAM__GEMM_NR 16
 #define NAM__GEMM_KC 256   /* B micro-panel 256 x 16 floats = 16 KiB (L1) */
@@ -46,6 +53,8 @@ NAM__UNUSED static size_t nam__gemm_a_floats(int m, int k) {
     return nam__gemm_round_up(mc * kc, 16);
 }
 
+/* Floats of pack scratch nam__sgemm needs for these sizes (at most (144 + 3072) * 256 =
+   823,296 floats, 3.1 MiB; 0 when a size is < 1). */
 NAM__UNUSED static size_t nam__sgemm_pack_floats(int m, int n, int k) {
     size_t nc, kc;
     if (m < 1 || n < 1 || k < 1) return 0;
@@ -59,9 +68,9 @@ NAM__UNUSED static size_t nam__sgemm_pack_floats(int m, int n, int k) {
 /* Block length for splitting len into ceil(len / cap) near-equal blocks, rounded up to a
    multiple of r (cap is a multiple of r), so that no block is a thin leftover. */
 NAM__UNUSED static int nam__gemm_block(int len, int cap, int r) {
-    int nb = (len + cap - 1) / cap, b = (len + nb - 1) / nb;
+    int64_t nb = (NAM__CAST(int64_t, len) + cap - 1) / cap, b = (len + nb - 1) / nb;
     b = (b + r - 1) / r * r;
-    return b < cap ? b : cap;
+    return b < cap ? NAM__CAST(int, b) : cap;
 }
 
 /* Software prefetch of a rows x cols region (rows ld floats apart), spread over `steps`
@@ -502,6 +511,7 @@ NAM__UNUSED static void nam__gemm_blocked(int m, int n, int k, const float *A, i
     }
 }
 
+/* C = beta*C + A * op(B), see the top of this section. Single-threaded, no allocation. */
 NAM__UNUSED static void nam__sgemm(int m, int n, int k, const float *A, int64_t lda, const float *B, int64_t ldb, int transB,
                                    float beta, float *C, int64_t ldc, float *pack) {
     if (m < 1 || n < 1 || k < 1) return;
