@@ -15,7 +15,6 @@
 #endif
 #define NAM_IMPLEMENTATION
 #include "../nam.h"
-#include "../wip/nam_gemm.c"
 
 #include <math.h>
 #include <stdio.h>

@@ -26,7 +26,6 @@
 #define NAM_IMPLEMENTATION
 #define NAM__WIP_MOE
 #include "../nam.h"
-#include "../wip/nam_gemm.c"
 #include "../wip/nam_moe.c"
 
 #include <math.h>
