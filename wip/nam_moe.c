@@ -31,7 +31,7 @@
                 A tile's last 1..NAM__MOE_DOT_MAX rows run a dot-product kernel
                 (vectorised along the reduction, two rows at a time) instead of a 16-row
                 panel that would mostly compute zeros.
-              - otherwise nam__sgemm (wip/nam_gemm.c) with transB = 1 on row tiles.
+              - otherwise nam__sgemm (>>gemm) with transB = 1 on row tiles.
               f32 weights with unit inner stride are used in place. Other weights (bf16,
               f16, strided) are never converted all at once (128 experts x 3 x 768 x 2048
               in f32 would be 2.4 GB): the streaming path converts one 6-row block just
@@ -43,8 +43,7 @@
 #define NAM__MOE_MAX_EXPERTS (1 << 20)
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-#define NAM__MOE_X86 1
-#include <immintrin.h>
+#define NAM__MOE_X86 1   /* AVX2+FMA kernels (target attributes, chosen at run time); nam.h includes immintrin.h */
 #endif
 
 /* ---- small helpers ------------------------------------------------------------------- */
