@@ -189,7 +189,7 @@ static int bench_moe(bench_opts *o) {
     c.ffn.threads = o->threads;
 
     st = nam_moe_route(&c.route, &e);
-    if (st == NAM_ERR_NOT_IMPLEMENTED) {   /* nam.h without the MoE kernels (wip/nam_moe.c not included) */
+    if (st == NAM_ERR_NOT_IMPLEMENTED) {   /* nam.h without the MoE kernels (nam.h (>>kernel-moe) not included) */
         fprintf(stderr, "nam-bench: moe: skipped: %s\n", e.message);
         rc = 0;
         goto done;

@@ -1,4 +1,4 @@
-/* test_moe.c - the MoE kernels (wip/nam_moe.c): router, dispatch plan, permute, combine and
+/* test_moe.c - the MoE kernels (nam.h (>>kernel-moe)): router, dispatch plan, permute, combine and
    the grouped expert FFN, against plain references written here, plus bad-input errors.
 
    References and tolerances:
@@ -24,9 +24,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #define NAM_IMPLEMENTATION
-#define NAM__WIP_MOE
 #include "../nam.h"
-#include "../wip/nam_moe.c"
 
 #include <math.h>
 #include <stdio.h>
