@@ -30,6 +30,7 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 B=build
 
 WARN="-Wall -Wextra -Werror"
+KERNELS="gemm attention moe"   # tests/test_<kernel>.c, tests/xcheck_<kernel>.py
 ASAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -g -O1"
 FUZZ="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1"
 
@@ -153,12 +154,16 @@ build_all() {
     spawn test_core $B/test_core tests/test_core.c "$c99 tests/test_core.c -o $B/test_core $STB_LIBS"
     spawn test_vectors $B/test_vectors tests/test_vectors.c \
         "$c99 tests/test_vectors.c -o $B/test_vectors $STB_LIBS"
-    if [[ -f bench/bench_plan.c ]]; then
-        spawn nam-bench $B/nam-bench bench/bench_plan.c "$c99 bench/bench_plan.c -o $B/nam-bench $STB_LIBS"
-    else
-        echo "missing bench/bench_plan.c" > "$B/status/nam-bench"
-        printf '  %-16s skip: bench/bench_plan.c not present\n' nam-bench
-    fi
+    spawn nam-bench-plan $B/nam-bench-plan bench/bench_plan.c "$c99 bench/bench_plan.c -o $B/nam-bench-plan $STB_LIBS"
+    spawn nam-bench $B/nam-bench "bench/bench_kernels.c bench/bench_common.h bench/bench_gemm.h bench/bench_attention.h bench/bench_moe.h" \
+        "$c99 bench/bench_kernels.c -o $B/nam-bench $STB_LIBS"
+    # kernel tests (and their ASan+UBSan builds): tests/test_<kernel>.c
+    local k
+    for k in $KERNELS; do
+        spawn test_$k $B/test_$k tests/test_$k.c "$c99 tests/test_$k.c -o $B/test_$k $STB_LIBS"
+        spawn asan-test_$k $B/asan/test_$k tests/test_$k.c \
+            "$CC -std=c99 $WARN $ASAN $STB_CFLAGS tests/test_$k.c -o $B/asan/test_$k $STB_LIBS"
+    done
     # compile tests: C99 -pedantic, C++11, NAM_STATIC, two translation units
     spawn compile-c99 $B/compile/impl_c tests/compile/impl.c \
         "$CC -std=c99 -pedantic $WARN -O2 $STB_CFLAGS tests/compile/impl.c -o $B/compile/impl_c $STB_LIBS"

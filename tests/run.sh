@@ -11,7 +11,10 @@
 #     fuzz     build/fuzz_parsers on a copy of tests/corpus in build/fuzz-corpus for
 #              $NAM_FUZZ_SECONDS (default 30) seconds: one test
 #     replay   build/fuzz_parsers over every file of tests/corpus: one test
-#     bench    build/nam-bench --quick as a smoke run, when present: one test
+#     kernels  build/test_<kernel> for each kernel (gemm ssd attention moe)
+#     xcheck   build/test_<kernel> --dump DIR, then /usr/bin/python3 tests/xcheck_<kernel>.py DIR
+#              (torch/numpy cross-checks; skipped with the install command when missing)
+#     bench    build/nam-bench-plan --quick and build/nam-bench --quick as smoke runs
 #
 # Protocol for test programs (and tests/cli_test.sh): each check prints one line on stdout,
 #     ok <desc>                 counted as passed
@@ -155,6 +158,10 @@ step_asan() {
     if built asan-test_vectors "asan test_vectors"; then
         run_prog asan-test_vectors "asan test_vectors" "$B/asan/test_vectors" "$REF"
     fi
+    local k
+    for k in $KERNELS; do
+        if built asan-test_$k "asan test_$k"; then run_prog asan-test_$k "asan test_$k" "$B/asan/test_$k"; fi
+    done
 }
 
 # fuzz_crash LOG: the artifact libFuzzer wrote (crash-*, leak-*, timeout-*, oom-*), if any
@@ -203,14 +210,44 @@ step_replay() {
 }
 
 step_bench() {
-    local desc="bench smoke: build/nam-bench --quick" rc=0
-    case $(cat "$B/status/nam-bench" 2>/dev/null) in
-    "missing "*) skip "bench: bench/bench_plan.c not present"; return 0 ;;
-    esac
-    built nam-bench "bench" || return 0
-    timeout "$TIMEOUT" "$B/nam-bench" --quick >"$B/log/run-bench.out" 2>&1 </dev/null || rc=$?
-    if ((rc == 0)); then pass "$desc"
-    else fail "$desc: exited with status $rc" "$B/log/run-bench.out"; fi
+    local b rc
+    for b in nam-bench-plan nam-bench; do
+        rc=0
+        built $b "bench smoke: build/$b" || continue
+        timeout "$TIMEOUT" "$B/$b" --quick >"$B/log/run-$b.out" 2>&1 </dev/null || rc=$?
+        if ((rc == 0)); then pass "bench smoke: build/$b --quick$([[ $b == nam-bench ]] && echo ' (each kernel validated against its reference first)')"
+        else fail "bench smoke: build/$b --quick: exited with status $rc" "$B/log/run-$b.out"; fi
+    done
+}
+
+KERNELS="gemm attention moe"
+# The kernel tests: fast paths against their references, edge shapes, bad input.
+step_kernels() {
+    local k
+    for k in $KERNELS; do
+        if built test_$k "test_$k"; then run_prog test_$k "test_$k" "$B/test_$k"; fi
+    done
+}
+
+# Cross-checks against implementations we did not write: build/test_<k> --dump DIR writes
+# inputs and nam's outputs, then Debian's /usr/bin/python3 (torch 1.13 / numpy) recomputes.
+step_xcheck() {
+    local k py=${NAM_XCHECK_PYTHON:-/usr/bin/python3}
+    if [[ ! -x $py ]] || ! "$py" -c 'import numpy' >/dev/null 2>&1; then
+        skip "cross-checks: $py with numpy not available (as root: apt-get install -y python3-numpy python3-torch)"
+        return 0
+    fi
+    for k in $KERNELS; do
+        [[ -f tests/xcheck_$k.py ]] || continue
+        built test_$k "xcheck $k" || continue
+        rm -rf "$B/xcheck/$k"
+        mkdir -p "$B/xcheck/$k"
+        if ! "$B/test_$k" --dump "$B/xcheck/$k" >"$B/log/dump-$k.out" 2>&1; then
+            fail "xcheck $k: build/test_$k --dump failed" "$B/log/dump-$k.out"
+            continue
+        fi
+        run_prog xcheck-$k "xcheck $k ($py)" "$py" "tests/xcheck_$k.py" "$B/xcheck/$k"
+    done
 }
 
 # A failed program build that no step reports (build/nam without cli tests) still fails.
@@ -225,10 +262,10 @@ step_build() {
 }
 
 steps=("$@")
-((${#steps[@]})) || steps=(build compile core vectors cli asan fuzz replay bench)
+((${#steps[@]})) || steps=(build compile core vectors cli kernels xcheck asan fuzz replay bench)
 for s in "${steps[@]}"; do
     case $s in
-    build | compile | core | vectors | cli | asan | fuzz | replay | bench)
+    build | compile | core | vectors | cli | kernels | xcheck | asan | fuzz | replay | bench)
         echo "== $s"
         "step_$s" ;;
     *) echo "tests/run.sh: unknown step '$s'" >&2; exit 2 ;;
