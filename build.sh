@@ -70,6 +70,21 @@ setup() {
     mkdir -p "$B/log" "$B/status" "$B/asan" "$B/compile"
 }
 
+# The torch/numpy cross-checks use Debian's /usr/bin/python3 with python3-torch and
+# python3-numpy: installed when run as root, otherwise the command is printed and the
+# cross-checks are reported as skipped (they are optional, unlike libstb-dev).
+setup_xcheck() {
+    if [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1; then return 0; fi
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing python3-numpy python3-torch for the cross-checks" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        { apt-get install -y python3-numpy python3-torch || { apt-get update && apt-get install -y python3-numpy python3-torch; }; } >"$B/log/apt-xcheck.log" 2>&1 \
+            || echo "setup: could not install them (see $B/log/apt-xcheck.log); the cross-checks will be skipped" >&2
+    else
+        echo "setup: the cross-checks need: sudo apt-get install -y python3-numpy python3-torch (skipped until then)" >&2
+    fi
+}
+
 # Why the libFuzzer build cannot happen here, or nothing when it can.
 fuzz_unavailable() {
     local major
@@ -223,6 +238,7 @@ build)
 test)
     shift
     setup
+    setup_xcheck
     build_all
     build_report >/dev/null || echo "build: some targets failed; tests/run.sh reports each one"
     exec bash tests/run.sh "$@"
