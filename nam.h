@@ -3454,8 +3454,8 @@ NAM__UNUSED static void *nam__ws_take(char **cursor, size_t bytes) {
 NAM__UNUSED static nam_status nam__ws_check(const void *ws, size_t have, size_t need, const char *kernel, nam_error *err) {
     if (need == 0) return NAM_OK;
     if (!ws) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: workspace is NULL but %lu bytes are needed (see %s_workspace_size)", kernel, NAM__CAST(unsigned long, need), kernel);
-    if (have < need) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: workspace of %lu bytes is too small, %lu bytes are needed", kernel, NAM__CAST(unsigned long, have), NAM__CAST(unsigned long, need));
     if ((uintptr_t)ws % 64 != 0) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: workspace must be 64-byte aligned", kernel);
+    if (have < need) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: workspace of %lu bytes is too small, %lu bytes are needed", kernel, NAM__CAST(unsigned long, have), NAM__CAST(unsigned long, need));
     return NAM_OK;
 }
 
@@ -5809,15 +5809,932 @@ NAM__DEF nam_status nam_moe_ffn(nam_moe_ffn_desc *d, void *workspace, size_t wor
     return nam__moe_ffn_run(d, workspace, workspace_bytes, 0, err);
 }
 
-/* >>kernels-pending: entry points whose implementation has not landed yet. Each one
-   returns NAM_ERR_NOT_IMPLEMENTED and says so; nothing here pretends to compute. */
-#define NAM__PENDING(name) return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "%s is not implemented yet", name)
-#ifndef NAM__WIP_SSD   /* the staging file wip/nam_ssd.c provides these while it is developed */
-NAM__DEF nam_status nam_ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes, nam_error *err) { (void)d; if (bytes) *bytes = 0; NAM__PENDING("nam_ssd"); }
-NAM__DEF nam_status nam_ssd(nam_ssd_desc *d, void *ws, size_t n, nam_error *err) { (void)d; (void)ws; (void)n; NAM__PENDING("nam_ssd"); }
-NAM__DEF nam_status nam_ssd_step(nam_ssd_step_desc *d, nam_error *err) { (void)d; NAM__PENDING("nam_ssd_step"); }
-NAM__DEF nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err) { (void)d; NAM__PENDING("nam_conv1d"); }
+/* >>kernel-ssd ------------------------------------------------------------------------ */
+/* Mamba-2 SSD chunked scan (nam_ssd), single-token decode (nam_ssd_step) and the causal
+   depthwise conv1d of the Mamba block (nam_conv1d).
+
+   NAM_BACKEND_CPU_REF is the sequential recurrence, in double, per (b, h, p):
+       state[n] = exp(dt*A) * state[n] + dt * B[n] * x;  y = sum_n C[n] * state[n] + D * x.
+   NAM_BACKEND_CPU (and AUTO) is the chunked SSD algorithm (Mamba-2, ssd_minimal), per
+   chunk of Q tokens, with cum[i] the inclusive cumulative sum of dt*A inside the chunk:
+       Y     = diag(exp(cum)) * C * S^T  +  W * X,     W[i][j] = (C_i . B_j) exp(cum_i - cum_j) dt_j  (j <= i)
+       S^T'  = exp(cum_last) * S^T  +  B^T * diag(dt_j exp(cum_last - cum_j)) * X
+   Every exponent is a difference of cumulative sums inside one chunk taken in the causal
+   direction, so it is <= 0 whenever A*dt <= 0: very negative A*dt underflows to 0, never
+   overflows. Phase 1 (parallel over (b, g, chunk)) packs C, B^T and G = C B^T of each
+   group once for all the group's heads; phase 2 (parallel over (b, h)) runs the chunks of
+   one head in order, keeping S^T (n x p) in the workspace. Both matmuls run on one 6x16
+   register-tile kernel over packed panels (AVX2+FMA where the CPU has it, chosen at run
+   time; portable C otherwise or under NAM_NO_SIMD). */
+
+#if !defined(NAM_NO_SIMD) && (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#define NAM__SSD_X86 1
+#include <immintrin.h>
+#define NAM__SSD_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define NAM__SSD_X86 0
 #endif
+#ifdef __cplusplus
+#define NAM__SSD_RESTRICT __restrict
+#else
+#define NAM__SSD_RESTRICT restrict
+#endif
+
+#define NAM__SSD_MR 6             /* register tile: 6 rows x 16 columns */
+#define NAM__SSD_NR 16
+#define NAM__SSD_MAX_NUMEL (INT64_C(1) << 40)
+#define NAM__SSD_MAX_DIM (INT64_C(1) << 24)   /* p, n, g, h: sizes of one head or group */
+
+NAM__UNUSED static int64_t nam__ssd_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+NAM__UNUSED static int64_t nam__ssd_min(int64_t a, int64_t b) { return a < b ? a : b; }
+
+NAM__UNUSED static int nam__ssd_have_avx2(void) {
+#if NAM__SSD_X86
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+/* ---- register-tile kernel ------------------------------------------------------------
+   c[6x16] (row stride ldc) = ((cin ? cs * cin : 0) + A1 B1) * diag(rs) + A2 B2
+   A panels: 6 floats per k (a[k*6 + r]); B panels: 16 floats per k (b[k*16 + j]).
+   rs (6 row scales) applies to the A1 B1 part only and may be NULL; cin may equal c. */
+NAM__UNUSED static void nam__ssd_kern_c(int64_t k1, const float *NAM__SSD_RESTRICT a1, const float *NAM__SSD_RESTRICT b1,
+                                        const float *rs, int64_t k2, const float *NAM__SSD_RESTRICT a2,
+                                        const float *NAM__SSD_RESTRICT b2, const float *cin, float cs, float *c, int64_t ldc) {
+    float acc[NAM__SSD_MR][NAM__SSD_NR];
+    int64_t k;
+    int r, j;
+    for (r = 0; r < NAM__SSD_MR; r++)
+        for (j = 0; j < NAM__SSD_NR; j++) acc[r][j] = cin ? cs * cin[r * ldc + j] : 0.0f;
+    for (k = 0; k < k1; k++)
+        for (r = 0; r < NAM__SSD_MR; r++) {
+            float a = a1[k * NAM__SSD_MR + r];
+            for (j = 0; j < NAM__SSD_NR; j++) acc[r][j] += a * b1[k * NAM__SSD_NR + j];
+        }
+    if (rs && k1 > 0)
+        for (r = 0; r < NAM__SSD_MR; r++)
+            for (j = 0; j < NAM__SSD_NR; j++) acc[r][j] *= rs[r];
+    for (k = 0; k < k2; k++)
+        for (r = 0; r < NAM__SSD_MR; r++) {
+            float a = a2[k * NAM__SSD_MR + r];
+            for (j = 0; j < NAM__SSD_NR; j++) acc[r][j] += a * b2[k * NAM__SSD_NR + j];
+        }
+    for (r = 0; r < NAM__SSD_MR; r++)
+        for (j = 0; j < NAM__SSD_NR; j++) c[r * ldc + j] = acc[r][j];
+}
+
+/* e^x for a run of floats (NaN stays NaN, x > 88.7 gives inf, x < -87.3 gives 0). */
+NAM__UNUSED static void nam__ssd_exp_c(int64_t n, const float *x, float *y) {
+    int64_t i;
+    for (i = 0; i < n; i++) y[i] = expf(x[i]);
+}
+
+#if NAM__SSD_X86
+#define NAM__SSD_FMA_ROW(r, a, bv0, bv1)                   \
+    do {                                                   \
+        __m256 av_ = _mm256_broadcast_ss(a);               \
+        c##r##0 = _mm256_fmadd_ps(av_, bv0, c##r##0);      \
+        c##r##1 = _mm256_fmadd_ps(av_, bv1, c##r##1);      \
+    } while (0)
+#define NAM__SSD_KSTEP(ap, bp)                                                  \
+    do {                                                                        \
+        __m256 b0_ = _mm256_loadu_ps(bp), b1_ = _mm256_loadu_ps((bp) + 8);      \
+        NAM__SSD_FMA_ROW(0, (ap) + 0, b0_, b1_);                                \
+        NAM__SSD_FMA_ROW(1, (ap) + 1, b0_, b1_);                                \
+        NAM__SSD_FMA_ROW(2, (ap) + 2, b0_, b1_);                                \
+        NAM__SSD_FMA_ROW(3, (ap) + 3, b0_, b1_);                                \
+        NAM__SSD_FMA_ROW(4, (ap) + 4, b0_, b1_);                                \
+        NAM__SSD_FMA_ROW(5, (ap) + 5, b0_, b1_);                                \
+    } while (0)
+
+NAM__SSD_AVX2 NAM__UNUSED static void nam__ssd_kern_avx2(int64_t k1, const float *NAM__SSD_RESTRICT a1, const float *NAM__SSD_RESTRICT b1,
+                                                         const float *rs, int64_t k2, const float *NAM__SSD_RESTRICT a2,
+                                                         const float *NAM__SSD_RESTRICT b2, const float *cin, float cs, float *c, int64_t ldc) {
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    int64_t k;
+    if (cin) {
+        __m256 s = _mm256_set1_ps(cs);
+        c00 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 0 * ldc)); c01 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 0 * ldc + 8));
+        c10 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 1 * ldc)); c11 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 1 * ldc + 8));
+        c20 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 2 * ldc)); c21 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 2 * ldc + 8));
+        c30 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 3 * ldc)); c31 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 3 * ldc + 8));
+        c40 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 4 * ldc)); c41 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 4 * ldc + 8));
+        c50 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 5 * ldc)); c51 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 5 * ldc + 8));
+    } else {
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+    }
+    for (k = 0; k + 1 < k1; k += 2) {
+        NAM__SSD_KSTEP(a1 + k * NAM__SSD_MR, b1 + k * NAM__SSD_NR);
+        NAM__SSD_KSTEP(a1 + (k + 1) * NAM__SSD_MR, b1 + (k + 1) * NAM__SSD_NR);
+    }
+    if (k < k1) NAM__SSD_KSTEP(a1 + k * NAM__SSD_MR, b1 + k * NAM__SSD_NR);
+    if (rs && k1 > 0) {
+        __m256 s;
+        s = _mm256_broadcast_ss(rs + 0); c00 = _mm256_mul_ps(c00, s); c01 = _mm256_mul_ps(c01, s);
+        s = _mm256_broadcast_ss(rs + 1); c10 = _mm256_mul_ps(c10, s); c11 = _mm256_mul_ps(c11, s);
+        s = _mm256_broadcast_ss(rs + 2); c20 = _mm256_mul_ps(c20, s); c21 = _mm256_mul_ps(c21, s);
+        s = _mm256_broadcast_ss(rs + 3); c30 = _mm256_mul_ps(c30, s); c31 = _mm256_mul_ps(c31, s);
+        s = _mm256_broadcast_ss(rs + 4); c40 = _mm256_mul_ps(c40, s); c41 = _mm256_mul_ps(c41, s);
+        s = _mm256_broadcast_ss(rs + 5); c50 = _mm256_mul_ps(c50, s); c51 = _mm256_mul_ps(c51, s);
+    }
+    for (k = 0; k + 1 < k2; k += 2) {
+        NAM__SSD_KSTEP(a2 + k * NAM__SSD_MR, b2 + k * NAM__SSD_NR);
+        NAM__SSD_KSTEP(a2 + (k + 1) * NAM__SSD_MR, b2 + (k + 1) * NAM__SSD_NR);
+    }
+    if (k < k2) NAM__SSD_KSTEP(a2 + k * NAM__SSD_MR, b2 + k * NAM__SSD_NR);
+    _mm256_storeu_ps(c + 0 * ldc, c00); _mm256_storeu_ps(c + 0 * ldc + 8, c01);
+    _mm256_storeu_ps(c + 1 * ldc, c10); _mm256_storeu_ps(c + 1 * ldc + 8, c11);
+    _mm256_storeu_ps(c + 2 * ldc, c20); _mm256_storeu_ps(c + 2 * ldc + 8, c21);
+    _mm256_storeu_ps(c + 3 * ldc, c30); _mm256_storeu_ps(c + 3 * ldc + 8, c31);
+    _mm256_storeu_ps(c + 4 * ldc, c40); _mm256_storeu_ps(c + 4 * ldc + 8, c41);
+    _mm256_storeu_ps(c + 5 * ldc, c50); _mm256_storeu_ps(c + 5 * ldc + 8, c51);
+}
+
+/* 8-lane e^x (Cephes-style: 2^round(x log2 e) times a degree-6 polynomial; ~2 ulp).
+   NaN propagates, x > 88.72 gives inf, x < -87.33 gives exactly 0. */
+NAM__SSD_AVX2 NAM__UNUSED static __m256 nam__ssd_exp8(__m256 x) {
+    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-87.3365478515625f);
+    __m256 xc = _mm256_min_ps(hi, _mm256_max_ps(lo, x));          /* operand order keeps NaN */
+    __m256 fx = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), xc);
+    __m256 pl, y, big;
+    __m256i e;
+    r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
+    pl = _mm256_set1_ps(1.9875691500e-4f);
+    pl = _mm256_fmadd_ps(pl, r, _mm256_set1_ps(1.3981999507e-3f));
+    pl = _mm256_fmadd_ps(pl, r, _mm256_set1_ps(8.3334519073e-3f));
+    pl = _mm256_fmadd_ps(pl, r, _mm256_set1_ps(4.1665795894e-2f));
+    pl = _mm256_fmadd_ps(pl, r, _mm256_set1_ps(1.6666665459e-1f));
+    pl = _mm256_fmadd_ps(pl, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(_mm256_mul_ps(pl, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+    y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+    y = _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), y);     /* underflow -> 0 */
+    big = _mm256_cmp_ps(x, _mm256_set1_ps(88.72283935546875f), _CMP_GT_OQ);
+    return _mm256_blendv_ps(y, _mm256_set1_ps(HUGE_VALF), big);
+}
+
+NAM__SSD_AVX2 NAM__UNUSED static void nam__ssd_exp_avx2(int64_t n, const float *x, float *y) {
+    int64_t i;
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, nam__ssd_exp8(_mm256_loadu_ps(x + i)));
+    for (; i < n; i++) y[i] = expf(x[i]);
+}
+
+/* out[j] = g[j] * exp(ci - cum[j]) * dtc[j] for j < cnt, in blocks of 8 (all arrays readable
+   and out writable up to cnt rounded up to 8). The exponent is formed in double. */
+NAM__SSD_AVX2 NAM__UNUSED static void nam__ssd_wrow_avx2(int64_t cnt, double ci, const double *cum, const float *g, const float *dtc, float *out) {
+    __m256d vc = _mm256_set1_pd(ci);
+    int64_t j;
+    for (j = 0; j < cnt; j += 8) {
+        __m128 lo4 = _mm256_cvtpd_ps(_mm256_sub_pd(vc, _mm256_loadu_pd(cum + j)));
+        __m128 hi4 = _mm256_cvtpd_ps(_mm256_sub_pd(vc, _mm256_loadu_pd(cum + j + 4)));
+        __m256 v = nam__ssd_exp8(_mm256_insertf128_ps(_mm256_castps128_ps256(lo4), hi4, 1));
+        _mm256_storeu_ps(out + j, _mm256_mul_ps(_mm256_mul_ps(v, _mm256_loadu_ps(g + j)), _mm256_loadu_ps(dtc + j)));
+    }
+}
+
+/* y[i] *= silu(z[i]) */
+NAM__SSD_AVX2 NAM__UNUSED static void nam__ssd_silu_mul_avx2(int64_t n, const float *z, float *y) {
+    int64_t i;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 zv = _mm256_loadu_ps(z + i);
+        __m256 s = _mm256_div_ps(zv, _mm256_add_ps(one, nam__ssd_exp8(_mm256_sub_ps(_mm256_setzero_ps(), zv))));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), s));
+    }
+    for (; i < n; i++) y[i] *= nam__silu(z[i]);
+}
+#endif /* NAM__SSD_X86 */
+
+NAM__UNUSED static void nam__ssd_wrow_c(int64_t cnt, double ci, const double *cum, const float *g, const float *dtc, float *out) {
+    int64_t j;
+    for (j = 0; j < cnt; j++) out[j] = g[j] * expf(NAM__CAST(float, ci - cum[j])) * dtc[j];
+}
+NAM__UNUSED static void nam__ssd_silu_mul_c(int64_t n, const float *z, float *y) {
+    int64_t i;
+    for (i = 0; i < n; i++) y[i] *= nam__silu(z[i]);
+}
+
+typedef void (*nam__ssd_kern_fn)(int64_t, const float *, const float *, const float *, int64_t, const float *,
+                                 const float *, const float *, float, float *, int64_t);
+typedef void (*nam__ssd_vec_fn)(int64_t, const float *, float *);
+typedef void (*nam__ssd_wrow_fn)(int64_t, double, const double *, const float *, const float *, float *);
+
+/* ---- small helpers ------------------------------------------------------------------ */
+/* dt' = dt + bias; softplus when asked; clamp to [lo, hi] when a limit is set. NaN stays NaN. */
+NAM__UNUSED static float nam__ssd_dt(float v, int softplus, int limit, float lo, float hi) {
+    if (softplus) v = nam__softplus(v);
+    if (limit) v = v < lo ? lo : v > hi ? hi : v;
+    return v;
+}
+NAM__UNUSED static double nam__ssd_dt_d(double v, int softplus, int limit, double lo, double hi) {
+    if (softplus) v = v <= 20.0 ? log1p(exp(v)) : v;
+    if (limit) v = v < lo ? lo : v > hi ? hi : v;
+    return v;
+}
+
+/* `count` floats of t from element `off`, element step `es`: a pointer into t's data when
+   it is f32 with unit step, else converted into tmp. */
+NAM__UNUSED static const float *nam__ssd_row(const nam_tensor *t, int64_t off, int64_t es, int64_t count, float *tmp) {
+    int64_t i;
+    if (t->dtype == NAM_F32 && es == 1) return NAM__CAST(const float *, t->data) + off;
+    for (i = 0; i < count; i++) tmp[i] = nam__load(t->data, t->dtype, off + i * es);
+    return tmp;
+}
+NAM__UNUSED static void nam__ssd_row_store(nam_tensor *t, int64_t off, int64_t es, int64_t count, const float *src) {
+    int64_t i;
+    if (t->dtype == NAM_F32 && es == 1) {
+        float *dst = NAM__CAST(float *, t->data) + off;
+        if (dst != src) memcpy(dst, src, sizeof(float) * NAM__CAST(size_t, count));
+        return;
+    }
+    for (i = 0; i < count; i++) nam__store(t->data, t->dtype, off + i * es, src[i]);
+}
+
+NAM__UNUSED static nam_status nam__ssd_f32(const nam_tensor *t, const char *field, nam_error *err) {
+    if (t->data && t->dtype != NAM_F32)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "%s: dtype %s, expected f32", field, nam_dtype_name(t->dtype));
+    return NAM_OK;
+}
+
+NAM__UNUSED static nam_status nam__ssd_numel(const nam_tensor *t, const char *field, nam_error *err) {
+    int64_t n = 1;
+    int i;
+    if (!t->data) return NAM_OK;
+    for (i = 0; i < t->ndim; i++) {
+        if (t->shape[i] > NAM__SSD_MAX_NUMEL / n)
+            return nam__err(err, NAM_ERR_LIMIT, "%s has more than 2^40 elements", field);
+        n *= t->shape[i];
+    }
+    return NAM_OK;
+}
+
+/* dims (b, l, h, p, g, n) and the options shared by nam_ssd and its workspace query. */
+typedef struct nam__ssd_dims {
+    int64_t b, l, h, p, g, n;
+    int Q;
+    nam_backend be;
+} nam__ssd_dims;
+
+#define NAM__SSD_TRY(call)                  \
+    do {                                    \
+        nam_status st_ = (call);            \
+        if (st_ != NAM_OK) return st_;      \
+    } while (0)
+
+NAM__UNUSED static nam_status nam__ssd_check_dt_opts(int softplus, float dt_min, float dt_max, nam_error *err) {
+    (void)softplus;
+    if (dt_min != dt_min || dt_max != dt_max) return nam__err(err, NAM_ERR_INVALID_ARG, "dt_min / dt_max is NaN");
+    if (dt_min == HUGE_VALF || dt_min == -HUGE_VALF) return nam__err(err, NAM_ERR_RANGE, "dt_min = %g is not finite", NAM__CAST(double, dt_min));
+    if (dt_max != 0.0f && dt_max < dt_min)
+        return nam__err(err, NAM_ERR_RANGE, "dt_max = %g is below dt_min = %g (dt_max 0 means no upper limit)",
+                        NAM__CAST(double, dt_max), NAM__CAST(double, dt_min));
+    return NAM_OK;
+}
+
+/* D: (h) or (h, p). */
+NAM__UNUSED static nam_status nam__ssd_check_D(const nam_tensor *D, int64_t h, int64_t p, const char *hfrom, const char *pfrom, nam_error *err) {
+    if (!D->data) return NAM_OK;
+    if (D->ndim == 1) {
+        NAM__SSD_TRY(nam__tensor_basic(D, "D", 1, "h", 1, err));
+        return nam__tensor_dim(D, "D", 0, "h", h, hfrom, err);
+    }
+    if (D->ndim == 2) {
+        NAM__SSD_TRY(nam__tensor_basic(D, "D", 2, "h,p", 1, err));
+        NAM__SSD_TRY(nam__tensor_dim(D, "D", 0, "h", h, hfrom, err));
+        return nam__tensor_dim(D, "D", 1, "p", p, pfrom, err);
+    }
+    NAM__SSD_TRY(nam__tensor_basic(D, "D", D->ndim, "h", 1, err));   /* device / dtype first */
+    return nam__err(err, NAM_ERR_INVALID_ARG, "D: %d dimensions, expected 1 (h) or 2 (h,p)", D->ndim);
+}
+
+NAM__UNUSED static nam_status nam__ssd_validate(const nam_ssd_desc *d, nam__ssd_dims *o, nam_error *err) {
+    int64_t b, l, h, p, g, n;
+    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "desc is NULL");
+    NAM__SSD_TRY(nam_query_backend(d->backend, d->x.device, &o->be, err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->x, "x", 4, "b,l,h,p", 0, err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->x, "x", err));
+    b = d->x.shape[0]; l = d->x.shape[1]; h = d->x.shape[2]; p = d->x.shape[3];
+    if (h > NAM__SSD_MAX_DIM || p > NAM__SSD_MAX_DIM)
+        return nam__err(err, NAM_ERR_LIMIT, "x: h = %lld, p = %lld; each must be at most 2^24", NAM__CAST(long long, h), NAM__CAST(long long, p));
+    NAM__SSD_TRY(nam__tensor_basic(&d->dt, "dt", 3, "b,l,h", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->dt, "dt", 0, "b", b, "x.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->dt, "dt", 1, "l", l, "x.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->dt, "dt", 2, "h", h, "x.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->A, "A", 1, "h", 0, err));
+    NAM__SSD_TRY(nam__ssd_f32(&d->A, "A", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->A, "A", 0, "h", h, "x.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->B, "B", 4, "b,l,g,n", 0, err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->B, "B", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->B, "B", 0, "b", b, "x.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->B, "B", 1, "l", l, "x.shape[1]", err));
+    g = d->B.shape[2]; n = d->B.shape[3];
+    if (h % g != 0)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "B.shape[2] (g) = %lld does not divide x.shape[2] (h) = %lld",
+                        NAM__CAST(long long, g), NAM__CAST(long long, h));
+    if (n > NAM__SSD_MAX_DIM)
+        return nam__err(err, NAM_ERR_LIMIT, "B.shape[3] (n) = %lld is above 2^24", NAM__CAST(long long, n));
+    NAM__SSD_TRY(nam__tensor_basic(&d->C, "C", 4, "b,l,g,n", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 0, "b", b, "x.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 1, "l", l, "x.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 2, "g", g, "B.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 3, "n", n, "B.shape[3]", err));
+    NAM__SSD_TRY(nam__ssd_check_D(&d->D, h, p, "x.shape[2]", "x.shape[3]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->z, "z", 4, "b,l,h,p", 1, err));
+    if (d->z.data) {
+        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 0, "b", b, "x.shape[0]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 1, "l", l, "x.shape[1]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 2, "h", h, "x.shape[2]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 3, "p", p, "x.shape[3]", err));
+    }
+    NAM__SSD_TRY(nam__tensor_basic(&d->dt_bias, "dt_bias", 1, "h", 1, err));
+    if (d->dt_bias.data) NAM__SSD_TRY(nam__tensor_dim(&d->dt_bias, "dt_bias", 0, "h", h, "x.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->initial_states, "initial_states", 4, "b,h,p,n", 1, err));
+    if (d->initial_states.data) {
+        NAM__SSD_TRY(nam__ssd_f32(&d->initial_states, "initial_states", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->initial_states, "initial_states", 0, "b", b, "x.shape[0]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->initial_states, "initial_states", 1, "h", h, "x.shape[2]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->initial_states, "initial_states", 2, "p", p, "x.shape[3]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->initial_states, "initial_states", 3, "n", n, "B.shape[3]", err));
+    }
+    NAM__SSD_TRY(nam__tensor_basic(&d->out, "out", 4, "b,l,h,p", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 0, "b", b, "x.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 1, "l", l, "x.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 2, "h", h, "x.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 3, "p", p, "x.shape[3]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->final_states, "final_states", 4, "b,h,p,n", 1, err));
+    if (d->final_states.data) {
+        NAM__SSD_TRY(nam__ssd_f32(&d->final_states, "final_states", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->final_states, "final_states", 0, "b", b, "x.shape[0]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->final_states, "final_states", 1, "h", h, "x.shape[2]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->final_states, "final_states", 2, "p", p, "x.shape[3]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->final_states, "final_states", 3, "n", n, "B.shape[3]", err));
+        NAM__SSD_TRY(nam__ssd_numel(&d->final_states, "final_states", err));
+    }
+    if (d->chunk_size < 0 || d->chunk_size > 4096)
+        return nam__err(err, NAM_ERR_RANGE, "chunk_size = %d is out of range (1..4096; 0 means 64)", d->chunk_size);
+    NAM__SSD_TRY(nam__ssd_check_dt_opts(d->dt_softplus, d->dt_min, d->dt_max, err));
+    o->b = b; o->l = l; o->h = h; o->p = p; o->g = g; o->n = n;
+    o->Q = d->chunk_size ? d->chunk_size : 64;
+    return NAM_OK;
+}
+
+/* ---- workspace layout of the fast path ----------------------------------------------- */
+typedef struct nam__ssd_layout {
+    int64_t Q, Q6, Q16, Qv, n6, p16, nck;
+    int64_t cp_sz, btp_sz, g_sz;        /* floats per (b, g, chunk) */
+    size_t off_dt, off_A, off_bias, off_D, off_B, off_C, off_cp, off_btp, off_g, off_slab;
+    size_t slab_bytes, total;
+    /* offsets inside one slab */
+    size_t s_xp, s_xw, s_wp, s_s, s_y, s_cum, s_e, s_w, s_dtc, s_tmp, s_row, s_zrow, s_orow, s_bn;
+    int slabs;
+} nam__ssd_layout;
+
+NAM__UNUSED static size_t nam__ssd_f(int64_t nfloats) { return nam__ws_need(sizeof(float) * NAM__CAST(size_t, nfloats)); }
+
+NAM__UNUSED static void nam__ssd_plan(const nam__ssd_dims *dm, int threads, nam__ssd_layout *L) {
+    int64_t b = dm->b, l = dm->l, h = dm->h, p = dm->p, g = dm->g, n = dm->n, tasks;
+    size_t o = 0, s = 0;
+    L->Q = dm->Q;
+    L->Q6 = nam__ssd_up(L->Q, NAM__SSD_MR);
+    L->Q16 = nam__ssd_up(L->Q, NAM__SSD_NR);
+    L->Qv = (L->Q6 > L->Q16 ? L->Q6 : L->Q16) + 8;
+    L->n6 = nam__ssd_up(n, NAM__SSD_MR);
+    L->p16 = nam__ssd_up(p, NAM__SSD_NR);
+    L->nck = (l + L->Q - 1) / L->Q;
+    L->cp_sz = L->Q6 * n;
+    L->btp_sz = L->n6 * L->Q;
+    L->g_sz = L->Q6 * L->Q16;
+    L->off_dt = o; o += nam__ssd_f(b * l * h);
+    L->off_A = o; o += nam__ssd_f(h);
+    L->off_bias = o; o += nam__ssd_f(h);
+    L->off_D = o; o += nam__ssd_f(h * p);
+    L->off_B = o; o += nam__ssd_f(b * l * g * n);
+    L->off_C = o; o += nam__ssd_f(b * l * g * n);
+    L->off_cp = o; o += nam__ssd_f(b * g * L->nck * L->cp_sz);
+    L->off_btp = o; o += nam__ssd_f(b * g * L->nck * L->btp_sz);
+    L->off_g = o; o += nam__ssd_f(b * g * L->nck * L->g_sz);
+    L->off_slab = o;
+    L->s_xp = s; s += nam__ssd_f(L->Q * L->p16);
+    L->s_xw = s; s += nam__ssd_f(L->Q * L->p16);
+    L->s_wp = s; s += nam__ssd_f(L->Q6 * L->Q);
+    L->s_s = s; s += nam__ssd_f(L->n6 * L->p16);
+    L->s_y = s; s += nam__ssd_f(L->Q6 * L->p16);
+    L->s_cum = s; s += nam__ssd_f(2 * L->Qv);   /* doubles */
+    L->s_e = s; s += nam__ssd_f(L->Qv);
+    L->s_w = s; s += nam__ssd_f(L->Qv);
+    L->s_dtc = s; s += nam__ssd_f(L->Qv);
+    L->s_tmp = s; s += nam__ssd_f(L->Qv);
+    L->s_row = s; s += nam__ssd_f(L->p16);
+    L->s_zrow = s; s += nam__ssd_f(L->p16);
+    L->s_orow = s; s += nam__ssd_f(L->p16);
+    L->s_bn = s; s += nam__ssd_f(L->Q16 * n);
+    L->slab_bytes = s;
+    tasks = b * h > b * g * L->nck ? b * h : b * g * L->nck;
+    L->slabs = threads < tasks ? threads : NAM__CAST(int, tasks);
+    if (L->slabs < 1) L->slabs = 1;
+    L->total = o + NAM__CAST(size_t, L->slabs) * s;
+}
+
+NAM__DEF nam_status nam_ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes, nam_error *err) {
+    nam__ssd_dims dm;
+    nam__ssd_layout L;
+    nam_status st;
+    memset(&dm, 0, sizeof dm);
+    if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_ssd_workspace_size: bytes is NULL");
+    *bytes = 0;
+    st = nam__ssd_validate(d, &dm, err);
+    if (st != NAM_OK) { nam__err_prefix(err, "nam_ssd_workspace_size: "); return st; }
+    if (dm.be == NAM_BACKEND_CPU_REF) *bytes = nam__ws_need(sizeof(double) * NAM__CAST(size_t, dm.n));
+    else {
+        nam__ssd_plan(&dm, nam__resolve_threads(d->threads), &L);
+        *bytes = L.total;
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+/* ---- reference: the sequential recurrence in double ---------------------------------- */
+static void nam__ssd_ref(nam_ssd_desc *d, const nam__ssd_dims *dm, double *st) {
+    int64_t xs[4], dts[4], As[4], Bs[4], Cs[4], Ds[4], zs[4], bs[4], is[4], os[4], fs[4];
+    int64_t bi, hi, pi, t, k, hpg = dm->h / dm->g;
+    int limit = d->dt_min != 0.0f || d->dt_max != 0.0f;
+    double lo = d->dt_min, hi_lim = d->dt_max > 0.0f ? NAM__CAST(double, d->dt_max) : HUGE_VAL;
+    nam__tensor_strides(&d->x, xs); nam__tensor_strides(&d->dt, dts); nam__tensor_strides(&d->A, As);
+    nam__tensor_strides(&d->B, Bs); nam__tensor_strides(&d->C, Cs); nam__tensor_strides(&d->D, Ds);
+    nam__tensor_strides(&d->z, zs); nam__tensor_strides(&d->dt_bias, bs); nam__tensor_strides(&d->initial_states, is);
+    nam__tensor_strides(&d->out, os); nam__tensor_strides(&d->final_states, fs);
+    for (bi = 0; bi < dm->b; bi++)
+        for (hi = 0; hi < dm->h; hi++) {
+            int64_t gi = hi / hpg;
+            double A = nam__load(d->A.data, d->A.dtype, hi * As[0]);
+            double bias = d->dt_bias.data ? nam__load(d->dt_bias.data, d->dt_bias.dtype, hi * bs[0]) : 0.0;
+            for (pi = 0; pi < dm->p; pi++) {
+                double Dv = 0.0;
+                if (d->D.data) Dv = nam__load(d->D.data, d->D.dtype, hi * Ds[0] + (d->D.ndim == 2 ? pi * Ds[1] : 0));
+                for (k = 0; k < dm->n; k++)
+                    st[k] = d->initial_states.data ? NAM__CAST(const float *, d->initial_states.data)[bi * is[0] + hi * is[1] + pi * is[2] + k * is[3]] : 0.0;
+                for (t = 0; t < dm->l; t++) {
+                    double dtv = nam__load(d->dt.data, d->dt.dtype, bi * dts[0] + t * dts[1] + hi * dts[2]) + bias;
+                    double xv = nam__load(d->x.data, d->x.dtype, bi * xs[0] + t * xs[1] + hi * xs[2] + pi * xs[3]);
+                    double dA, y = 0.0;
+                    int64_t bo = bi * Bs[0] + t * Bs[1] + gi * Bs[2], co = bi * Cs[0] + t * Cs[1] + gi * Cs[2];
+                    dtv = nam__ssd_dt_d(dtv, d->dt_softplus, limit, lo, hi_lim);
+                    dA = exp(dtv * A);
+                    for (k = 0; k < dm->n; k++) {
+                        st[k] = dA * st[k] + dtv * nam__load(d->B.data, d->B.dtype, bo + k * Bs[3]) * xv;
+                        y += nam__load(d->C.data, d->C.dtype, co + k * Cs[3]) * st[k];
+                    }
+                    y += Dv * xv;
+                    if (d->z.data) {
+                        double zv = nam__load(d->z.data, d->z.dtype, bi * zs[0] + t * zs[1] + hi * zs[2] + pi * zs[3]);
+                        y *= zv / (1.0 + exp(-zv));
+                    }
+                    nam__store(d->out.data, d->out.dtype, bi * os[0] + t * os[1] + hi * os[2] + pi * os[3], NAM__CAST(float, y));
+                }
+                if (d->final_states.data)
+                    for (k = 0; k < dm->n; k++)
+                        NAM__CAST(float *, d->final_states.data)[bi * fs[0] + hi * fs[1] + pi * fs[2] + k * fs[3]] = NAM__CAST(float, st[k]);
+            }
+        }
+}
+
+/* ---- fast path ------------------------------------------------------------------------ */
+typedef struct nam__ssd_ctx {
+    nam_ssd_desc *d;
+    nam__ssd_dims dm;
+    nam__ssd_layout L;
+    char *ws;
+    int64_t xs[4], zs[4], os[4], is[4], fs[4];
+    int limit;
+    float lo, hi;
+    nam__ssd_kern_fn kern;
+    nam__ssd_vec_fn vexp;
+    nam__ssd_vec_fn silu_mul;   /* (n, z, y): y *= silu(z) */
+    nam__ssd_wrow_fn wrow;
+} nam__ssd_ctx;
+
+#define NAM__SSD_PTR(c, off) NAM__CAST(float *, NAM__CAST(void *, (c)->ws + (off)))
+
+/* Phase 1: pack C (6-row panels, K = n), B^T (6-row panels over n, K = tokens) and
+   G = C B^T (causal tiles) of one (b, g, chunk). */
+static void nam__ssd_phase1(void *vctx, int64_t begin, int64_t end, int thread) {
+    nam__ssd_ctx *c = NAM__CAST(nam__ssd_ctx *, vctx);
+    const nam__ssd_layout *L = &c->L;
+    int64_t n = c->dm.n, g = c->dm.g, l = c->dm.l, Q = L->Q, task;
+    char *slab = c->ws + L->off_slab + NAM__CAST(size_t, thread) * L->slab_bytes;
+    float *Bn = NAM__CAST(float *, NAM__CAST(void *, slab + L->s_bn));
+    const float *Bc = NAM__SSD_PTR(c, L->off_B), *Cc = NAM__SSD_PTR(c, L->off_C);
+    for (task = begin; task < end; task++) {
+        int64_t ck = task % L->nck, bg = task / L->nck, bi = bg / g, gi = bg % g;
+        int64_t c0 = ck * Q, Qc = nam__ssd_min(Q, l - c0), i, k, r, j, ib, jb;
+        float *Cp = NAM__SSD_PTR(c, L->off_cp) + (bg * L->nck + ck) * L->cp_sz;
+        float *Btp = NAM__SSD_PTR(c, L->off_btp) + (bg * L->nck + ck) * L->btp_sz;
+        float *G = NAM__SSD_PTR(c, L->off_g) + (bg * L->nck + ck) * L->g_sz;
+        const float *Brow = Bc + ((bi * l + c0) * g + gi) * n, *Crow = Cc + ((bi * l + c0) * g + gi) * n;
+        int64_t rs = g * n;   /* row stride between tokens */
+        /* Cp[ib][k][r] = C[c0 + 6 ib + r][k] */
+        for (ib = 0; ib * NAM__SSD_MR < Qc; ib++) {
+            float *P = Cp + ib * NAM__SSD_MR * n;
+            for (r = 0; r < NAM__SSD_MR; r++) {
+                i = ib * NAM__SSD_MR + r;
+                if (i < Qc) { const float *src = Crow + i * rs; for (k = 0; k < n; k++) P[k * NAM__SSD_MR + r] = src[k]; }
+                else for (k = 0; k < n; k++) P[k * NAM__SSD_MR + r] = 0.0f;
+            }
+        }
+        /* Btp[nb][j][r] = B[c0 + j][6 nb + r] */
+        for (j = 0; j < Qc; j++) {
+            const float *src = Brow + j * rs;
+            for (k = 0; k < L->n6; k += NAM__SSD_MR) {
+                float *P = Btp + k * Q + j * NAM__SSD_MR;
+                for (r = 0; r < NAM__SSD_MR; r++) P[r] = k + r < n ? src[k + r] : 0.0f;
+            }
+        }
+        /* Bn[jb][k][cc] = B[c0 + 16 jb + cc][k] */
+        for (jb = 0; jb * NAM__SSD_NR < Qc; jb++) {
+            float *P = Bn + jb * NAM__SSD_NR * n;
+            for (r = 0; r < NAM__SSD_NR; r++) {
+                j = jb * NAM__SSD_NR + r;
+                if (j < Qc) { const float *src = Brow + j * rs; for (k = 0; k < n; k++) P[k * NAM__SSD_NR + r] = src[k]; }
+                else for (k = 0; k < n; k++) P[k * NAM__SSD_NR + r] = 0.0f;
+            }
+        }
+        for (ib = 0; ib * NAM__SSD_MR < Qc; ib++) {
+            int64_t i0 = ib * NAM__SSD_MR;
+            for (jb = 0; jb * NAM__SSD_NR < Qc && jb * NAM__SSD_NR <= i0 + NAM__SSD_MR - 1; jb++)
+                c->kern(n, Cp + i0 * n, Bn + jb * NAM__SSD_NR * n, NULL, 0, NULL, NULL, NULL, 0.0f,
+                        G + i0 * L->Q16 + jb * NAM__SSD_NR, L->Q16);
+        }
+    }
+}
+
+/* Phase 2: the chunks of one (b, h), in order. */
+static void nam__ssd_phase2(void *vctx, int64_t begin, int64_t end, int thread) {
+    nam__ssd_ctx *c = NAM__CAST(nam__ssd_ctx *, vctx);
+    nam_ssd_desc *d = c->d;
+    const nam__ssd_layout *L = &c->L;
+    int64_t l = c->dm.l, h = c->dm.h, p = c->dm.p, g = c->dm.g, n = c->dm.n, Q = L->Q, p16 = L->p16, n6 = L->n6;
+    int64_t hpg = h / g, task;
+    char *slab = c->ws + L->off_slab + NAM__CAST(size_t, thread) * L->slab_bytes;
+#define NAM__SSD_SLAB(off) NAM__CAST(float *, NAM__CAST(void *, slab + (off)))
+    float *Xp = NAM__SSD_SLAB(L->s_xp), *Xw = NAM__SSD_SLAB(L->s_xw), *Wp = NAM__SSD_SLAB(L->s_wp);
+    float *S = NAM__SSD_SLAB(L->s_s), *Y = NAM__SSD_SLAB(L->s_y);
+    double *cum = NAM__CAST(double *, NAM__CAST(void *, slab + L->s_cum));
+    float *e = NAM__SSD_SLAB(L->s_e), *w = NAM__SSD_SLAB(L->s_w), *dtc = NAM__SSD_SLAB(L->s_dtc);
+    float *tmp = NAM__SSD_SLAB(L->s_tmp), *xrow = NAM__SSD_SLAB(L->s_row), *zrow = NAM__SSD_SLAB(L->s_zrow);
+    float *orow = NAM__SSD_SLAB(L->s_orow);
+#undef NAM__SSD_SLAB
+    const float *dtraw = NAM__SSD_PTR(c, L->off_dt), *Af = NAM__SSD_PTR(c, L->off_A);
+    const float *bias = NAM__SSD_PTR(c, L->off_bias), *Dall = NAM__SSD_PTR(c, L->off_D);
+    int has_z = d->z.data != NULL, has_final = d->final_states.data != NULL;
+    for (task = begin; task < end; task++) {
+        int64_t bi = task / h, hi = task % h, gi = hi / hpg, bg = bi * g + gi, ck, i, j, k, pb, ib;
+        const float *Dv = Dall + hi * p;
+        float A = Af[hi], bh = bias[hi];
+        int have_state = d->initial_states.data != NULL;
+        /* S^T (n6 x p16) in 16-column panels: S[pb][k][cc] = state[p = 16 pb + cc][n = k] */
+        memset(S, 0, sizeof(float) * NAM__CAST(size_t, n6 * p16));
+        if (have_state) {
+            const float *is = NAM__CAST(const float *, d->initial_states.data);
+            for (i = 0; i < p; i++)
+                for (k = 0; k < n; k++)
+                    S[(i / NAM__SSD_NR) * n6 * NAM__SSD_NR + k * NAM__SSD_NR + i % NAM__SSD_NR] =
+                        is[bi * c->is[0] + hi * c->is[1] + i * c->is[2] + k * c->is[3]];
+        }
+        memset(cum, 0, sizeof(double) * NAM__CAST(size_t, L->Qv));
+        memset(dtc, 0, sizeof(float) * NAM__CAST(size_t, L->Qv));
+        memset(e, 0, sizeof(float) * NAM__CAST(size_t, L->Qv));
+        for (ck = 0; ck < L->nck; ck++) {
+            int64_t c0 = ck * Q, Qc = nam__ssd_min(Q, l - c0);
+            const float *Cp = NAM__SSD_PTR(c, L->off_cp) + (bg * L->nck + ck) * L->cp_sz;
+            const float *Btp = NAM__SSD_PTR(c, L->off_btp) + (bg * L->nck + ck) * L->btp_sz;
+            const float *G = NAM__SSD_PTR(c, L->off_g) + (bg * L->nck + ck) * L->g_sz;
+            int need_state = ck + 1 < L->nck || has_final;
+            double acc = 0.0, last;
+            float gamma;
+            /* dt', cumulative log-decay inside the chunk, decays */
+            for (j = 0; j < Qc; j++) {
+                dtc[j] = nam__ssd_dt(dtraw[(bi * l + c0 + j) * h + hi] + bh, d->dt_softplus, c->limit, c->lo, c->hi);
+                acc += NAM__CAST(double, dtc[j]) * A;
+                cum[j] = acc;
+            }
+            for (j = Qc; j < L->Qv; j++) { dtc[j] = 0.0f; cum[j] = 0.0; }
+            last = cum[Qc - 1];
+            gamma = NAM__CAST(float, exp(last));
+            for (j = 0; j < Qc; j++) tmp[j] = NAM__CAST(float, cum[j]);
+            c->vexp(Qc, tmp, e);
+            for (j = Qc; j < L->Qv; j++) e[j] = 0.0f;
+            for (j = 0; j < Qc; j++) tmp[j] = NAM__CAST(float, last - cum[j]);
+            c->vexp(Qc, tmp, w);
+            for (j = 0; j < Qc; j++) w[j] *= dtc[j];
+            /* X and dt-decay-weighted X in 16-column panels (K = token) */
+            for (j = 0; j < Qc; j++) {
+                const float *xr = nam__ssd_row(&d->x, bi * c->xs[0] + (c0 + j) * c->xs[1] + hi * c->xs[2], c->xs[3], p, xrow);
+                for (pb = 0; pb < p16; pb += NAM__SSD_NR) {
+                    float *dst = Xp + pb * Q + j * NAM__SSD_NR, *dw = Xw + pb * Q + j * NAM__SSD_NR, wj = w[j];
+                    int64_t cnt = nam__ssd_min(NAM__SSD_NR, p - pb), cc;
+                    for (cc = 0; cc < cnt; cc++) dst[cc] = xr[pb + cc];
+                    for (; cc < NAM__SSD_NR; cc++) dst[cc] = 0.0f;
+                    for (cc = 0; cc < NAM__SSD_NR; cc++) dw[cc] = wj * dst[cc];
+                }
+            }
+            /* W in 6-row panels: Wp[ib][j][r] = G[i][j] exp(cum_i - cum_j) dt_j (j <= i), K = min(Qc, 6 ib + 6) */
+            for (i = 0; i < nam__ssd_up(Qc, NAM__SSD_MR); i++) {
+                int64_t r = i % NAM__SSD_MR, i0 = i - r, K2 = nam__ssd_min(Qc, i0 + NAM__SSD_MR);
+                float *P = Wp + i0 * Q;
+                j = 0;
+                if (i < Qc) {
+                    c->wrow(i + 1, cum[i], cum, G + i * L->Q16, dtc, tmp);
+                    for (; j <= i; j++) P[j * NAM__SSD_MR + r] = tmp[j];
+                }
+                for (; j < K2; j++) P[j * NAM__SSD_MR + r] = 0.0f;
+            }
+            /* Y = diag(e) C S^T + W X */
+            for (pb = 0; pb < p16; pb += NAM__SSD_NR)
+                for (ib = 0; ib < Qc; ib += NAM__SSD_MR)
+                    c->kern(have_state ? n : 0, Cp + ib * n, S + pb * n6, e + ib, nam__ssd_min(Qc, ib + NAM__SSD_MR),
+                            Wp + ib * Q, Xp + pb * Q, NULL, 0.0f, Y + ib * p16 + pb, p16);
+            /* y += D x; y *= silu(z); store */
+            for (i = 0; i < Qc; i++) {
+                const float *yr = Y + i * p16;
+                for (pb = 0; pb < p16; pb += NAM__SSD_NR) {
+                    int64_t cnt = nam__ssd_min(NAM__SSD_NR, p - pb), cc;
+                    const float *xp = Xp + pb * Q + i * NAM__SSD_NR;
+                    for (cc = 0; cc < cnt; cc++) orow[pb + cc] = yr[pb + cc] + Dv[pb + cc] * xp[cc];
+                }
+                if (has_z) {
+                    const float *zr = nam__ssd_row(&d->z, bi * c->zs[0] + (c0 + i) * c->zs[1] + hi * c->zs[2], c->zs[3], p, zrow);
+                    c->silu_mul(p, zr, orow);
+                }
+                nam__ssd_row_store(&d->out, bi * c->os[0] + (c0 + i) * c->os[1] + hi * c->os[2], c->os[3], p, orow);
+            }
+            /* S^T = gamma S^T + B^T diag(w) X */
+            if (need_state) {
+                for (pb = 0; pb < p16; pb += NAM__SSD_NR)
+                    for (k = 0; k < n6; k += NAM__SSD_MR) {
+                        float *St = S + pb * n6 + k * NAM__SSD_NR;
+                        c->kern(Qc, Btp + k * Q, Xw + pb * Q, NULL, 0, NULL, NULL, St, gamma, St, NAM__SSD_NR);
+                    }
+                have_state = 1;
+            }
+        }
+        if (has_final) {
+            float *fsd = NAM__CAST(float *, d->final_states.data);
+            for (i = 0; i < p; i++)
+                for (k = 0; k < n; k++)
+                    fsd[bi * c->fs[0] + hi * c->fs[1] + i * c->fs[2] + k * c->fs[3]] =
+                        S[(i / NAM__SSD_NR) * n6 * NAM__SSD_NR + k * NAM__SSD_NR + i % NAM__SSD_NR];
+        }
+    }
+}
+
+NAM__DEF nam_status nam_ssd(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam__ssd_ctx c;
+    nam_status st;
+    int threads;
+    int64_t i, j, h, p;
+    if (d) d->ran = NAM_BACKEND_AUTO;
+    memset(&c, 0, sizeof c);
+    st = nam__ssd_validate(d, &c.dm, err);
+    if (st != NAM_OK) { nam__err_prefix(err, "nam_ssd: "); return st; }
+    if (c.dm.be == NAM_BACKEND_CPU_REF) {
+        size_t need = nam__ws_need(sizeof(double) * NAM__CAST(size_t, c.dm.n));
+        NAM__SSD_TRY(nam__ws_check(workspace, workspace_bytes, need, "nam_ssd", err));
+        nam__ssd_ref(d, &c.dm, NAM__CAST(double *, workspace));
+        d->ran = NAM_BACKEND_CPU_REF;
+        if (err) nam__err_reset(err);
+        return NAM_OK;
+    }
+    threads = nam__resolve_threads(d->threads);
+    nam__ssd_plan(&c.dm, threads, &c.L);
+    NAM__SSD_TRY(nam__ws_check(workspace, workspace_bytes, c.L.total, "nam_ssd", err));
+    c.d = d;
+    c.ws = NAM__CAST(char *, workspace);
+    h = c.dm.h; p = c.dm.p;
+    nam__tensor_strides(&d->x, c.xs); nam__tensor_strides(&d->z, c.zs); nam__tensor_strides(&d->out, c.os);
+    nam__tensor_strides(&d->initial_states, c.is); nam__tensor_strides(&d->final_states, c.fs);
+    c.limit = d->dt_min != 0.0f || d->dt_max != 0.0f;
+    c.lo = d->dt_min;
+    c.hi = d->dt_max > 0.0f ? d->dt_max : HUGE_VALF;
+    c.kern = nam__ssd_kern_c; c.vexp = nam__ssd_exp_c; c.silu_mul = nam__ssd_silu_mul_c; c.wrow = nam__ssd_wrow_c;
+#if NAM__SSD_X86
+    if (nam__ssd_have_avx2()) {
+        c.kern = nam__ssd_kern_avx2; c.vexp = nam__ssd_exp_avx2; c.silu_mul = nam__ssd_silu_mul_avx2; c.wrow = nam__ssd_wrow_avx2;
+    }
+#endif
+    /* contiguous f32 copies of the small inputs */
+    nam__pack_f32(&d->dt, NAM__SSD_PTR(&c, c.L.off_dt));
+    nam__pack_f32(&d->A, NAM__SSD_PTR(&c, c.L.off_A));
+    if (d->dt_bias.data) nam__pack_f32(&d->dt_bias, NAM__SSD_PTR(&c, c.L.off_bias));
+    else memset(NAM__SSD_PTR(&c, c.L.off_bias), 0, sizeof(float) * NAM__CAST(size_t, h));
+    {
+        float *Dv = NAM__SSD_PTR(&c, c.L.off_D);
+        if (!d->D.data) memset(Dv, 0, sizeof(float) * NAM__CAST(size_t, h * p));
+        else if (d->D.ndim == 2) nam__pack_f32(&d->D, Dv);
+        else {
+            nam__pack_f32(&d->D, Dv + h * (p - 1));          /* (h) at the end, then spread */
+            for (i = 0; i < h; i++) {
+                float v = Dv[h * (p - 1) + i];
+                for (j = 0; j < p; j++) Dv[i * p + j] = v;
+            }
+        }
+    }
+    nam__pack_f32(&d->B, NAM__SSD_PTR(&c, c.L.off_B));
+    nam__pack_f32(&d->C, NAM__SSD_PTR(&c, c.L.off_C));
+    nam__parallel_for(c.dm.b * c.dm.g * c.L.nck, c.L.slabs, nam__ssd_phase1, &c);
+    nam__parallel_for(c.dm.b * h, c.L.slabs, nam__ssd_phase2, &c);
+    d->ran = NAM_BACKEND_CPU;
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+/* ---- single-token decode ---------------------------------------------------------------- */
+static nam_status nam__ssd_step_validate(const nam_ssd_step_desc *d, nam_backend *be, int64_t dims[5], nam_error *err) {
+    int64_t b, h, p, g, n;
+    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "desc is NULL");
+    NAM__SSD_TRY(nam_query_backend(d->backend, d->x.device, be, err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->x, "x", 3, "b,h,p", 0, err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->x, "x", err));
+    b = d->x.shape[0]; h = d->x.shape[1]; p = d->x.shape[2];
+    NAM__SSD_TRY(nam__tensor_basic(&d->dt, "dt", 2, "b,h", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->dt, "dt", 0, "b", b, "x.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->dt, "dt", 1, "h", h, "x.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->A, "A", 1, "h", 0, err));
+    NAM__SSD_TRY(nam__ssd_f32(&d->A, "A", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->A, "A", 0, "h", h, "x.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->B, "B", 3, "b,g,n", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->B, "B", 0, "b", b, "x.shape[0]", err));
+    g = d->B.shape[1]; n = d->B.shape[2];
+    if (h % g != 0)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "B.shape[1] (g) = %lld does not divide x.shape[1] (h) = %lld",
+                        NAM__CAST(long long, g), NAM__CAST(long long, h));
+    NAM__SSD_TRY(nam__tensor_basic(&d->C, "C", 3, "b,g,n", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 0, "b", b, "x.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 1, "g", g, "B.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 2, "n", n, "B.shape[2]", err));
+    NAM__SSD_TRY(nam__ssd_check_D(&d->D, h, p, "x.shape[1]", "x.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->z, "z", 3, "b,h,p", 1, err));
+    if (d->z.data) {
+        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 0, "b", b, "x.shape[0]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 1, "h", h, "x.shape[1]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 2, "p", p, "x.shape[2]", err));
+    }
+    NAM__SSD_TRY(nam__tensor_basic(&d->dt_bias, "dt_bias", 1, "h", 1, err));
+    if (d->dt_bias.data) NAM__SSD_TRY(nam__tensor_dim(&d->dt_bias, "dt_bias", 0, "h", h, "x.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->state, "state", 4, "b,h,p,n", 0, err));
+    NAM__SSD_TRY(nam__ssd_f32(&d->state, "state", err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->state, "state", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->state, "state", 0, "b", b, "x.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->state, "state", 1, "h", h, "x.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->state, "state", 2, "p", p, "x.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->state, "state", 3, "n", n, "B.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->out, "out", 3, "b,h,p", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 0, "b", b, "x.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 1, "h", h, "x.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 2, "p", p, "x.shape[2]", err));
+    NAM__SSD_TRY(nam__ssd_check_dt_opts(d->dt_softplus, d->dt_min, d->dt_max, err));
+    dims[0] = b; dims[1] = h; dims[2] = p; dims[3] = g; dims[4] = n;
+    return NAM_OK;
+}
+
+/* One token: state = exp(dt A) state + dt B x (f32 storage, double arithmetic), y = C.state + D x. */
+NAM__DEF nam_status nam_ssd_step(nam_ssd_step_desc *d, nam_error *err) {
+    int64_t dims[5] = {0, 0, 0, 0, 0}, xs[4], dts[4], As[4], Bs[4], Cs[4], Ds[4], zs[4], bs[4], ss[4], os[4];
+    int64_t b, h, p, g, n, hpg, bi, hi, pi, k;
+    nam_backend be = NAM_BACKEND_AUTO;
+    nam_status st;
+    int limit;
+    double lo, hi_lim;
+    if (d) d->ran = NAM_BACKEND_AUTO;
+    st = nam__ssd_step_validate(d, &be, dims, err);
+    if (st != NAM_OK) { nam__err_prefix(err, "nam_ssd_step: "); return st; }
+    b = dims[0]; h = dims[1]; p = dims[2]; g = dims[3]; n = dims[4]; hpg = h / g;
+    limit = d->dt_min != 0.0f || d->dt_max != 0.0f;
+    lo = d->dt_min;
+    hi_lim = d->dt_max > 0.0f ? NAM__CAST(double, d->dt_max) : HUGE_VAL;
+    nam__tensor_strides(&d->x, xs); nam__tensor_strides(&d->dt, dts); nam__tensor_strides(&d->A, As);
+    nam__tensor_strides(&d->B, Bs); nam__tensor_strides(&d->C, Cs); nam__tensor_strides(&d->D, Ds);
+    nam__tensor_strides(&d->z, zs); nam__tensor_strides(&d->dt_bias, bs); nam__tensor_strides(&d->state, ss);
+    nam__tensor_strides(&d->out, os);
+    for (bi = 0; bi < b; bi++)
+        for (hi = 0; hi < h; hi++) {
+            int64_t gi = hi / hpg, bo = bi * Bs[0] + gi * Bs[1], co = bi * Cs[0] + gi * Cs[1];
+            double A = NAM__CAST(const float *, d->A.data)[hi * As[0]];
+            double dtv = nam__load(d->dt.data, d->dt.dtype, bi * dts[0] + hi * dts[1]), dA;
+            if (d->dt_bias.data) dtv += nam__load(d->dt_bias.data, d->dt_bias.dtype, hi * bs[0]);
+            dtv = nam__ssd_dt_d(dtv, d->dt_softplus, limit, lo, hi_lim);
+            dA = exp(dtv * A);
+            for (pi = 0; pi < p; pi++) {
+                float *s = NAM__CAST(float *, d->state.data) + bi * ss[0] + hi * ss[1] + pi * ss[2];
+                double xv = nam__load(d->x.data, d->x.dtype, bi * xs[0] + hi * xs[1] + pi * xs[2]), y = 0.0;
+                for (k = 0; k < n; k++) {
+                    double sv = dA * s[k * ss[3]] + dtv * nam__load(d->B.data, d->B.dtype, bo + k * Bs[2]) * xv;
+                    s[k * ss[3]] = NAM__CAST(float, sv);
+                    y += nam__load(d->C.data, d->C.dtype, co + k * Cs[2]) * sv;
+                }
+                if (d->D.data) y += nam__load(d->D.data, d->D.dtype, hi * Ds[0] + (d->D.ndim == 2 ? pi * Ds[1] : 0)) * xv;
+                if (d->z.data) {
+                    double zv = nam__load(d->z.data, d->z.dtype, bi * zs[0] + hi * zs[1] + pi * zs[2]);
+                    y *= zv / (1.0 + exp(-zv));
+                }
+                nam__store(d->out.data, d->out.dtype, bi * os[0] + hi * os[1] + pi * os[2], NAM__CAST(float, y));
+            }
+        }
+    d->ran = be;
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+/* ---- causal depthwise conv1d -------------------------------------------------------------- */
+typedef struct nam__ssd_conv_ctx {
+    nam_conv1d_desc *d;
+    int64_t b, l, ch, w;
+    int64_t xs[4], ws[4], bs[4], ss[4], os[4];
+} nam__ssd_conv_ctx;
+
+/* Channels [begin, end): out[b, t, c] = bias[c] + sum_k weight[c, k] * in[t - (w - 1) + k],
+   where in[s < 0] is conv_state[b, c, w - 1 + s]; then conv_state <- the last w - 1 inputs. */
+static void nam__ssd_conv_range(void *vctx, int64_t begin, int64_t end, int thread) {
+    nam__ssd_conv_ctx *c = NAM__CAST(nam__ssd_conv_ctx *, vctx);
+    nam_conv1d_desc *d = c->d;
+    int64_t bi, t, ci, k, w = c->w, l = c->l;
+    float *state = NAM__CAST(float *, d->conv_state.data);
+    (void)thread;
+    for (bi = 0; bi < c->b; bi++) {
+        for (t = 0; t < l; t++)
+            for (ci = begin; ci < end; ci++) {
+                double acc = d->bias.data ? nam__load(d->bias.data, d->bias.dtype, ci * c->bs[0]) : 0.0;
+                for (k = 0; k < w; k++) {
+                    int64_t s = t - (w - 1) + k;
+                    double v;
+                    if (s >= 0) v = nam__load(d->x.data, d->x.dtype, bi * c->xs[0] + s * c->xs[1] + ci * c->xs[2]);
+                    else if (state) v = state[bi * c->ss[0] + ci * c->ss[1] + (w - 1 + s) * c->ss[2]];
+                    else v = 0.0;
+                    acc += nam__load(d->weight.data, d->weight.dtype, ci * c->ws[0] + k * c->ws[1]) * v;
+                }
+                if (d->silu) acc = acc / (1.0 + exp(-acc));
+                nam__store(d->out.data, d->out.dtype, bi * c->os[0] + t * c->os[1] + ci * c->os[2], NAM__CAST(float, acc));
+            }
+        if (state)   /* new[k] = [old state, x][l + k]; increasing k never reads a slot already rewritten */
+            for (ci = begin; ci < end; ci++)
+                for (k = 0; k < w - 1; k++) {
+                    int64_t s = l + k - (w - 1);
+                    float *dst = state + bi * c->ss[0] + ci * c->ss[1] + k * c->ss[2];
+                    *dst = s >= 0 ? nam__load(d->x.data, d->x.dtype, bi * c->xs[0] + s * c->xs[1] + ci * c->xs[2])
+                                  : state[bi * c->ss[0] + ci * c->ss[1] + (w - 1 + s) * c->ss[2]];
+                }
+    }
+}
+
+NAM__DEF nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err) {
+    nam__ssd_conv_ctx c;
+    nam_backend be = NAM_BACKEND_AUTO;
+    nam_status st = NAM_OK;
+    if (d) d->ran = NAM_BACKEND_AUTO;
+    memset(&c, 0, sizeof c);
+    do {
+        if (!d) { st = nam__err(err, NAM_ERR_INVALID_ARG, "desc is NULL"); break; }
+        if ((st = nam_query_backend(d->backend, d->x.device, &be, err)) != NAM_OK) break;
+        if ((st = nam__tensor_basic(&d->x, "x", 3, "b,l,c", 0, err)) != NAM_OK) break;
+        if ((st = nam__ssd_numel(&d->x, "x", err)) != NAM_OK) break;
+        c.b = d->x.shape[0]; c.l = d->x.shape[1]; c.ch = d->x.shape[2];
+        if ((st = nam__tensor_basic(&d->weight, "weight", 2, "c,w", 0, err)) != NAM_OK) break;
+        if ((st = nam__tensor_dim(&d->weight, "weight", 0, "c", c.ch, "x.shape[2]", err)) != NAM_OK) break;
+        c.w = d->weight.shape[1];
+        if (c.w > 4096) { st = nam__err(err, NAM_ERR_RANGE, "weight.shape[1] (w) = %lld is above 4096", NAM__CAST(long long, c.w)); break; }
+        if ((st = nam__tensor_basic(&d->bias, "bias", 1, "c", 1, err)) != NAM_OK) break;
+        if (d->bias.data && (st = nam__tensor_dim(&d->bias, "bias", 0, "c", c.ch, "x.shape[2]", err)) != NAM_OK) break;
+        if (d->conv_state.data && c.w == 1) {
+            st = nam__err(err, NAM_ERR_INVALID_ARG, "conv_state: weight.shape[1] (w) = 1 has no state (w - 1 = 0); pass no conv_state");
+            break;
+        }
+        if ((st = nam__tensor_basic(&d->conv_state, "conv_state", 3, "b,c,w-1", 1, err)) != NAM_OK) break;
+        if (d->conv_state.data) {
+            if ((st = nam__ssd_f32(&d->conv_state, "conv_state", err)) != NAM_OK) break;
+            if ((st = nam__tensor_dim(&d->conv_state, "conv_state", 0, "b", c.b, "x.shape[0]", err)) != NAM_OK) break;
+            if ((st = nam__tensor_dim(&d->conv_state, "conv_state", 1, "c", c.ch, "x.shape[2]", err)) != NAM_OK) break;
+            if ((st = nam__tensor_dim(&d->conv_state, "conv_state", 2, "w-1", c.w - 1, "weight.shape[1] - 1", err)) != NAM_OK) break;
+        }
+        if ((st = nam__tensor_basic(&d->out, "out", 3, "b,l,c", 0, err)) != NAM_OK) break;
+        if ((st = nam__tensor_dim(&d->out, "out", 0, "b", c.b, "x.shape[0]", err)) != NAM_OK) break;
+        if ((st = nam__tensor_dim(&d->out, "out", 1, "l", c.l, "x.shape[1]", err)) != NAM_OK) break;
+        if ((st = nam__tensor_dim(&d->out, "out", 2, "c", c.ch, "x.shape[2]", err)) != NAM_OK) break;
+        if (d->out.data == d->x.data && c.w > 1) {
+            st = nam__err(err, NAM_ERR_INVALID_ARG, "out: shares its data with x; the convolution reads x after writing out");
+            break;
+        }
+    } while (0);
+    if (st != NAM_OK) { nam__err_prefix(err, "nam_conv1d: "); return st; }
+    c.d = d;
+    nam__tensor_strides(&d->x, c.xs); nam__tensor_strides(&d->weight, c.ws); nam__tensor_strides(&d->bias, c.bs);
+    nam__tensor_strides(&d->conv_state, c.ss); nam__tensor_strides(&d->out, c.os);
+    nam__parallel_for(c.ch, be == NAM_BACKEND_CPU_REF ? 1 : nam__resolve_threads(d->threads), nam__ssd_conv_range, &c);
+    d->ran = be;
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
 
 #ifdef __cplusplus
 }

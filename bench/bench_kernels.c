@@ -1,6 +1,6 @@
 /* bench/bench_kernels.c - nam-bench: the CPU kernel benchmarks.
 
-   usage: nam-bench [--threads N] [--reps N] [--quick] [--json] [--only gemm|attention|moe]
+   usage: nam-bench [--threads N] [--reps N] [--quick] [--json] [--only gemm|ssd|attention|moe]
 
    First it measures this machine's peaks in the same run:
      - FMA throughput: 12 independent 8-wide FMA chains per thread (AVX2/FMA when the CPU
@@ -22,6 +22,7 @@
 
 /* kernel benches (each a static int bench_<kernel>(bench_opts *)) */
 #include "bench_gemm.h"
+#include "bench_ssd.h"
 #include "bench_attention.h"
 #include "bench_moe.h"
 
@@ -128,7 +129,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) o.reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: nam-bench [--threads N] [--reps N] [--quick] [--json] [--only gemm|attention|moe]\n");
+            fprintf(stderr, "usage: nam-bench [--threads N] [--reps N] [--quick] [--json] [--only gemm|ssd|attention|moe]\n");
             return 2;
         }
     }
@@ -144,6 +145,7 @@ int main(int argc, char **argv) {
                 NAM_VERSION_STRING, o.threads, o.peak_gflops, have_avx2_fma() ? "AVX2" : "scalar", o.peak_gbps);
     o.rows = 1;
     if (!rc && (!only || !strcmp(only, "gemm"))) rc = bench_gemm(&o);
+    if (!rc && (!only || !strcmp(only, "ssd"))) rc = bench_ssd(&o);
     if (!rc && (!only || !strcmp(only, "attention"))) rc = bench_attention(&o);
     if (!rc && (!only || !strcmp(only, "moe"))) rc = bench_moe(&o);
     if (o.json) printf("\n]\n");

@@ -220,7 +220,7 @@ step_bench() {
     done
 }
 
-KERNELS="gemm attention moe"
+KERNELS="gemm ssd attention moe"
 # The kernel tests: fast paths against their references, edge shapes, bad input.
 step_kernels() {
     local k
