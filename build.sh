@@ -184,6 +184,12 @@ build_all() {
         "$CC -std=c99 -pedantic $WARN -O2 $STB_CFLAGS tests/compile/impl.c -o $B/compile/impl_c $STB_LIBS"
     spawn compile-cxx $B/compile/impl_cxx tests/compile/impl.c \
         "$CXX -std=c++11 $WARN -O2 $STB_CFLAGS -x c++ tests/compile/impl.c -x none -o $B/compile/impl_cxx $STB_LIBS"
+    if command -v clang++ >/dev/null 2>&1; then
+        spawn compile-clangxx $B/compile/impl_clangxx tests/compile/impl.c \
+            "clang++ -std=c++11 $WARN -O2 $STB_CFLAGS -x c++ tests/compile/impl.c -x none -o $B/compile/impl_clangxx $STB_LIBS"
+    else
+        echo "skip clang++ not found" > "$B/status/compile-clangxx"
+    fi
     spawn compile-static $B/compile/static tests/compile/static.c \
         "$CC -std=c99 -pedantic $WARN -O2 $STB_CFLAGS tests/compile/static.c -o $B/compile/static $STB_LIBS"
     spawn compile-two-tu $B/compile/two_tu "tests/compile/tu_a.c tests/compile/tu_b.c" \

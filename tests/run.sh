@@ -115,11 +115,12 @@ step_compile() {
     local t desc
     for t in c99:"C99 -pedantic, nam.h included twice around NAM_IMPLEMENTATION" \
              cxx:"C++11, nam.h included twice around NAM_IMPLEMENTATION" \
+             clangxx:"clang++ C++11, nam.h included twice around NAM_IMPLEMENTATION" \
              static:"NAM_STATIC" \
              two-tu:"two translation units linked"; do
         desc="compile ${t%%:*}: ${t#*:}"
         local name=compile-${t%%:*} bin
-        case ${t%%:*} in c99) bin=impl_c ;; cxx) bin=impl_cxx ;; static) bin=static ;; two-tu) bin=two_tu ;; esac
+        case ${t%%:*} in c99) bin=impl_c ;; cxx) bin=impl_cxx ;; clangxx) bin=impl_clangxx ;; static) bin=static ;; two-tu) bin=two_tu ;; esac
         built "$name" "$desc" || continue
         local rc=0
         timeout "$TIMEOUT" "$B/compile/$bin" >"$B/log/run-$name.out" 2>&1 || rc=$?
