@@ -10,9 +10,7 @@
    Validation before timing: query rows [0, 4), [s/2, s/2 + 4) and [s - 4, s) of every head
    against NAM_BACKEND_CPU_REF (exact double softmax) run on views of just those rows (with
    bottom-right alignment, rows [i0, i0 + n) over keys [0, i0 + n) are the same rows), at
-   |diff| <= 2e-5 + 1e-4 |ref|. A build whose nam_attention is still the NOT_IMPLEMENTED
-   stub (bench_kernels.c without NAM__WIP_ATTENTION and nam.h (>>kernel-attention)) skips with a
-   message on stderr. */
+   |diff| <= 2e-5 + 1e-4 |ref|. Any error, NOT_IMPLEMENTED included, fails the bench. */
 #ifndef NAM_BENCH_ATTENTION_H
 #define NAM_BENCH_ATTENTION_H
 
@@ -87,11 +85,7 @@ static int bench_attention(bench_opts *o) {
     c.d.backend = NAM_BACKEND_CPU;
     c.d.threads = o->threads;
     if (nam_attention_workspace_size(&c.d, &c.ws_bytes, &err) != NAM_OK) {
-        if (err.code == NAM_ERR_NOT_IMPLEMENTED) {   /* a build without nam.h (>>kernel-attention) */
-            fprintf(stderr, "nam-bench: attention skipped: %s\n", err.message);
-            rc = 0;
-        } else
-            fprintf(stderr, "nam-bench: attention: %s\n", err.message);
+        fprintf(stderr, "nam-bench: attention: %s\n", err.message);
         goto done;
     }
     if (!(c.ws = bench_alloc(c.ws_bytes))) { fprintf(stderr, "nam-bench: attention: out of memory\n"); goto done; }

@@ -189,11 +189,7 @@ static int bench_moe(bench_opts *o) {
     c.ffn.threads = o->threads;
 
     st = nam_moe_route(&c.route, &e);
-    if (st == NAM_ERR_NOT_IMPLEMENTED) {   /* nam.h without the MoE kernels (nam.h (>>kernel-moe) not included) */
-        fprintf(stderr, "nam-bench: moe: skipped: %s\n", e.message);
-        rc = 0;
-        goto done;
-    }
+    if (st != NAM_OK) { bench_moe_fail("route", &e); goto done; }
     if (nam_moe_ffn_workspace_size(&c.ffn, &c.ws_bytes, &e) != NAM_OK) { bench_moe_fail("workspace", &e); goto done; }
     if (!(c.ws = bench_alloc(c.ws_bytes))) { fprintf(stderr, "nam-bench: moe: out of memory (workspace)\n"); goto done; }
     /* validate one full layer first */
