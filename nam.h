@@ -6,7 +6,8 @@
        #include "nam.h"
 
    and link stb_ds (Debian: libstb-dev, `pkg-config --cflags --libs stb`, which gives
-   -I/usr/include/stb -lstb), or define STB_DS_IMPLEMENTATION yourself in one file.
+   -I/usr/include/stb -lstb), or define STB_DS_IMPLEMENTATION yourself in one file, plus
+   -lm -lpthread (the CPU kernels use POSIX threads; POSIX systems only).
    nam.h never defines STB_DS_IMPLEMENTATION for you.
 
    CONTENTS
