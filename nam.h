@@ -2339,7 +2339,6 @@ static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
     for (i = 0; i < p->pattern.depth; i++) if (p->layers[i].native) counts[NAM__CAST(unsigned char, p->layers[i].native)]++;
     if (p->mtp_native) for (i = 0; p->mtp_native[i]; i++) counts[NAM__CAST(unsigned char, p->mtp_native[i])]++;
     any_attn = counts[(int)'*'] + counts[(int)'+'] + counts[(int)'D'];
-    (void)any_attn;
     /* world size and data parallel */
     if (r->world_size % model != 0)
         return nam__err(err, NAM_ERR_PARALLEL, "world_size %d is not divisible by tp*pp*cp = %d*%d*%d = %lld", r->world_size, r->tp, r->pp, r->cp, model);
