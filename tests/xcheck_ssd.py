@@ -1,41 +1,70 @@
 #!/usr/bin/env python3
-"""Cross-check nam_ssd against torch (float64), computed here with the chunked SSD form
-(the Mamba-2 paper's ssd_minimal algorithm: segment sums, intra-chunk C B^T L X, chunk
-states, inter-chunk recurrence). Reads the cases written by `build/test_ssd --dump DIR`.
-Usage: /usr/bin/python3 tests/xcheck_ssd.py DIR  (protocol: ok / FAIL / skip lines)."""
+"""Cross-check nam_ssd and nam_conv1d against code we did not write in C.
+
+Reads the cases written by `build/test_ssd --dump DIR` (DIR/manifest.txt, raw little-endian
+f32 files <case>_<tensor>.f32) and recomputes them in float64 two independent ways:
+  - torch: the chunked SSD form of the Mamba-2 paper (ssd_minimal: segment sums, intra-chunk
+    C B^T L X, chunk states, inter-chunk recurrence), with a chunk of 16 (nam used its own);
+  - numpy: the plain sequential recurrence over tokens, vectorised over (b, h, p, n).
+conv1d: torch.nn.functional.conv1d (groups = channels) over [state, x].
+Tolerance: max |nam - oracle| <= 2e-5 * max(1, max |oracle|) (nam computes in f32).
+
+Usage: /usr/bin/python3 tests/xcheck_ssd.py DIR
+Protocol: one line per check, "ok ...", "FAIL ...: why" or "skip ...: reason"; last line
+"xcheck_ssd: N passed, M failed"; exit status 1 on any failure."""
 import os
 import sys
 
 try:
     import numpy as np
     import torch
+    import torch.nn.functional as F
 except Exception as exc:  # noqa: BLE001
     print(f"skip xcheck ssd: torch/numpy not available ({exc})")
     sys.exit(0)
 
+if len(sys.argv) != 2:
+    print("usage: xcheck_ssd.py DIR", file=sys.stderr)
+    sys.exit(2)
 d = sys.argv[1]
-failed = 0
+passed = failed = 0
+
+
+def report(ok, text, why=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print(f"ok {text}" + (f" ({why})" if why else ""))
+    else:
+        failed += 1
+        print(f"FAIL {text}: {why}")
+
+
+def load(name):
+    path = os.path.join(d, f"{name}.f32")
+    if not os.path.exists(path):
+        return None
+    return np.fromfile(path, dtype="<f4").astype(np.float64)
 
 
 def segsum(x):
     """x (..., T) -> (..., T, T) with out[i, j] = sum x[j+1..i] for j <= i, -inf above."""
     T = x.shape[-1]
     xe = x.unsqueeze(-1).expand(*x.shape, T)
-    mask = torch.tril(torch.ones(T, T, dtype=torch.bool), diagonal=-1)
-    xe = xe.masked_fill(~mask, 0)
+    xe = xe.masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool), diagonal=-1), 0)
     s = torch.cumsum(xe, dim=-2)
     return s.masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool), diagonal=0), float("-inf"))
 
 
 def ssd_chunked(X, A, B, C, Q, init):
-    """X (b, l, h, p) already times dt; A (b, l, h) = A*dt; B, C (b, l, h, n)."""
+    """torch, float64. X (b, l, h, p) already times dt; A (b, l, h) = A*dt; B, C (b, l, h, n)."""
     b, l, h, p = X.shape
     pad = (-l) % Q
-    if pad:
-        X = torch.nn.functional.pad(X, (0, 0, 0, 0, 0, pad))
-        A = torch.nn.functional.pad(A, (0, 0, 0, pad))
-        B = torch.nn.functional.pad(B, (0, 0, 0, 0, 0, pad))
-        C = torch.nn.functional.pad(C, (0, 0, 0, 0, 0, pad))
+    if pad:   # zero tokens: dt = 0 leaves the state alone
+        X = F.pad(X, (0, 0, 0, 0, 0, pad))
+        A = F.pad(A, (0, 0, 0, pad))
+        B = F.pad(B, (0, 0, 0, 0, 0, pad))
+        C = F.pad(C, (0, 0, 0, 0, 0, pad))
     c = X.shape[1] // Q
     X, B, C = [t.reshape(b, c, Q, *t.shape[2:]) for t in (X, B, C)]
     A = A.reshape(b, c, Q, h).permute(0, 3, 1, 2)          # b h c Q
@@ -45,7 +74,7 @@ def ssd_chunked(X, A, B, C, Q, init):
     decay_states = torch.exp(Acs[..., -1:] - Acs)
     states = torch.einsum("bclhn,bhcl,bclhp->bchpn", B, decay_states, X)
     states = torch.cat([init.unsqueeze(1), states], dim=1)
-    decay_chunk = torch.exp(segsum(torch.nn.functional.pad(Acs[..., -1], (1, 0))))
+    decay_chunk = torch.exp(segsum(F.pad(Acs[..., -1], (1, 0))))
     new_states = torch.einsum("bhzc,bchpn->bzhpn", decay_chunk, states)
     states, final = new_states[:, :-1], new_states[:, -1]
     Y_off = torch.einsum("bclhn,bchpn,bhcl->bclhp", C, states, torch.exp(Acs))
@@ -53,20 +82,29 @@ def ssd_chunked(X, A, B, C, Q, init):
     return Y, final
 
 
-def load_any(name):
-    path = os.path.join(d, f"{name}.f32")
-    if not os.path.exists(path):
-        return None
-    return torch.from_numpy(np.fromfile(path, dtype="<f4").astype(np.float64))
+def ssd_sequential(x, dt, A, Bh, Ch, init):
+    """numpy, float64: state = exp(dt A) state + dt B (x) x; y = C . state, token by token."""
+    b, l, h, p = x.shape
+    st = init.copy()                                       # b h p n
+    y = np.empty_like(x)
+    for t in range(l):
+        dA = np.exp(dt[:, t, :] * A[None, :])              # b h
+        st = dA[:, :, None, None] * st + (dt[:, t, :, None, None] * x[:, t, :, :, None]) * Bh[:, t, :, None, :]
+        y[:, t] = np.einsum("bhpn,bhn->bhp", st, Ch[:, t])
+    return y, st
 
 
-def report(ok, text):
-    global failed
-    print(("ok" if ok else "FAIL") + " " + text)
-    failed += not ok
+def close(got, want, what):
+    scale = max(1.0, float(np.abs(want).max()))
+    err = float(np.abs(got - want).max())
+    return err <= 2e-5 * scale, f"{what}: max err {err:.3g} (scale {scale:.3g})"
 
 
-for line in open(os.path.join(d, "manifest.txt")):
+man = os.path.join(d, "manifest.txt")
+if not os.path.exists(man):
+    print(f"FAIL xcheck ssd: {man} not found (run build/test_ssd --dump {d} first)")
+    sys.exit(1)
+for line in open(man):
     f = line.split()
     if not f or f[0] != "case":
         continue
@@ -74,56 +112,64 @@ for line in open(os.path.join(d, "manifest.txt")):
     kv = dict(x.split("=", 1) for x in f[2:])
     if kv["kind"] == "conv1d":
         b, l, c, w = (int(kv[k]) for k in ("b", "l", "c", "w"))
-        x = load_any(f"{name}_x").view(b, l, c)
-        wt = load_any(f"{name}_weight").view(c, w)
-        bias = load_any(f"{name}_bias")
-        st_in = load_any(f"{name}_state_in")
-        out = load_any(f"{name}_out").view(b, l, c)
-        hist = st_in.view(b, c, w - 1) if st_in is not None else torch.zeros(b, c, w - 1, dtype=torch.float64)
+        x = torch.from_numpy(load(f"{name}_x").reshape(b, l, c))
+        wt = torch.from_numpy(load(f"{name}_weight").reshape(c, w))
+        bias = load(f"{name}_bias")
+        bias = torch.from_numpy(bias) if bias is not None else None
+        st_in = load(f"{name}_state_in")
+        out = load(f"{name}_out").reshape(b, l, c)
+        hist = torch.from_numpy(st_in.reshape(b, c, w - 1)) if st_in is not None else torch.zeros(b, c, w - 1, dtype=torch.float64)
         seq = torch.cat([hist, x.transpose(1, 2)], dim=2)            # b c (w-1+l)
-        y = torch.nn.functional.conv1d(seq, wt.unsqueeze(1), bias, groups=c).transpose(1, 2)
+        y = F.conv1d(seq, wt.unsqueeze(1), bias, groups=c).transpose(1, 2)
         if kv.get("silu") == "1":
-            y = torch.nn.functional.silu(y)
-        err = (out - y).abs().max().item()
-        report(err <= 1e-5 * max(1.0, y.abs().max().item()), f"xcheck conv1d {name} vs torch.nn.functional.conv1d (groups=c): max err {err:.3g}")
-        st_out = load_any(f"{name}_state_out")
+            y = F.silu(y)
+        ok, why = close(out, y.numpy(), "out")
+        report(ok, f"xcheck conv1d {name} (b {b} l {l} c {c} w {w}) vs torch conv1d groups=c", why)
+        st_out = load(f"{name}_state_out")
         if st_out is not None:
-            want = seq[:, :, -(w - 1):]
-            serr = (st_out.view(b, c, w - 1) - want).abs().max().item()
-            report(serr == 0, f"xcheck conv1d {name} carried state == the last w-1 inputs: max err {serr:.3g}")
+            want = seq[:, :, -(w - 1):].numpy()
+            serr = float(np.abs(st_out.reshape(b, c, w - 1) - want).max())
+            report(serr == 0, f"xcheck conv1d {name} conv_state after == the last w-1 inputs", f"max err {serr:.3g}")
         continue
     b, l, h, p, g, n = (int(kv[k]) for k in ("b", "l", "h", "p", "g", "n"))
-    x = load_any(f"{name}_x").view(b, l, h, p)
-    dt = load_any(f"{name}_dt").view(b, l, h)
-    A = load_any(f"{name}_A").view(h)
-    B = load_any(f"{name}_B").view(b, l, g, n)
-    C = load_any(f"{name}_C").view(b, l, g, n)
-    D = load_any(f"{name}_D")
-    z = load_any(f"{name}_z")
-    bias = load_any(f"{name}_dt_bias")
-    init = load_any(f"{name}_initial_states")
-    out = load_any(f"{name}_out").view(b, l, h, p)
-    fin = load_any(f"{name}_final_states")
+    x = load(f"{name}_x").reshape(b, l, h, p)
+    dt = load(f"{name}_dt").reshape(b, l, h)
+    A = load(f"{name}_A").reshape(h)
+    B = load(f"{name}_B").reshape(b, l, g, n)
+    C = load(f"{name}_C").reshape(b, l, g, n)
+    D, z, bias = load(f"{name}_D"), load(f"{name}_z"), load(f"{name}_dt_bias")
+    init, out, fin = load(f"{name}_initial_states"), load(f"{name}_out").reshape(b, l, h, p), load(f"{name}_final_states")
     if bias is not None:
-        dt = dt + bias.view(h)
+        dt = dt + bias.reshape(h)
     if kv.get("softplus") == "1":
-        dt = torch.nn.functional.softplus(dt)
+        dt = np.where(dt > 20, dt, np.log1p(np.exp(np.minimum(dt, 20))))
     lo, hi = float(kv.get("dt_min", 0)), float(kv.get("dt_max", 0))
-    if lo != 0 or hi != 0:
-        dt = dt.clamp(min=lo, max=hi if hi > 0 else None)
-    rep = h // g
-    Bh = B.repeat_interleave(rep, dim=2)
-    Ch = C.repeat_interleave(rep, dim=2)
-    init = init.view(b, h, p, n) if init is not None else torch.zeros(b, h, p, n, dtype=torch.float64)
-    Y, final = ssd_chunked(x * dt.unsqueeze(-1), A * dt, Bh, Ch, 16, init)
-    if D is not None:
-        Y = Y + (D.view(1, 1, h, 1) if D.numel() == h else D.view(1, 1, h, p)) * x
-    if z is not None:
-        Y = Y * torch.nn.functional.silu(z.view(b, l, h, p))
-    scale = max(1.0, Y.abs().max().item())
-    err = (out - Y).abs().max().item()
-    report(err <= 2e-5 * scale, f"xcheck ssd {name} (b {b} l {l} h {h} p {p} g {g} n {n}) vs torch chunked SSD: max err {err:.3g} (scale {scale:.3g})")
+    if lo != 0 or hi != 0:                               # Mamba's dt_limit = (dt_min, dt_max or inf)
+        dt = np.clip(dt, lo, hi if hi > 0 else np.inf)
+    Bh = np.repeat(B, h // g, axis=2)                    # head i uses group i // (h / g)
+    Ch = np.repeat(C, h // g, axis=2)
+    init = init.reshape(b, h, p, n) if init is not None else np.zeros((b, h, p, n))
+    Yt, Ft = ssd_chunked(torch.from_numpy(x * dt[..., None]), torch.from_numpy(A[None, None, :] * dt),
+                         torch.from_numpy(Bh), torch.from_numpy(Ch), 16, torch.from_numpy(init))
+    Ys, Fs = ssd_sequential(x, dt, A, Bh, Ch, init)
+    Yt, Ft = Yt.numpy(), Ft.numpy()
+    for Y in (Yt, Ys):
+        if D is not None:
+            Y += (D.reshape(1, 1, h, 1) if D.size == h else D.reshape(1, 1, h, p)) * x
+        if z is not None:
+            zz = z.reshape(b, l, h, p)
+            Y *= zz / (1 + np.exp(-zz))
+    shape = f"b {b} l {l} h {h} p {p} g {g} n {n}"
+    ok, why = close(Yt, Ys, "torch chunked vs numpy sequential")
+    report(ok, f"xcheck ssd {name}: the two oracles agree", why)
+    ok, why = close(out, Yt, "out")
+    report(ok, f"xcheck ssd {name} ({shape}) vs torch chunked SSD", why)
+    ok, why = close(out, Ys, "out")
+    report(ok, f"xcheck ssd {name} ({shape}) vs numpy sequential recurrence", why)
     if fin is not None:
-        ferr = (fin.view(b, h, p, n) - final).abs().max().item()
-        report(ferr <= 2e-5 * max(1.0, final.abs().max().item()), f"xcheck ssd {name} final states vs torch: max err {ferr:.3g}")
+        ok, why = close(fin.reshape(b, h, p, n), Fs, "final_states")
+        report(ok, f"xcheck ssd {name} final states vs numpy sequential", why)
+        ok, why = close(fin.reshape(b, h, p, n), Ft, "final_states")
+        report(ok, f"xcheck ssd {name} final states vs torch chunked", why)
+print(f"xcheck_ssd: {passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
