@@ -1,4 +1,4 @@
-/* tests/test_ssd.c - nam_ssd (chunked SSD scan), nam_ssd_step and nam_conv1d (nam.h >>kernel-ssd, or wip/nam_ssd.c while staged).
+/* tests/test_ssd.c - nam_ssd (chunked SSD scan), nam_ssd_step and nam_conv1d (nam.h >>kernel-ssd).
 
    Oracles:
      - nam_ssd NAM_BACKEND_CPU (chunked, f32, AVX2 where present) against NAM_BACKEND_CPU_REF
@@ -22,11 +22,7 @@
 #define _POSIX_C_SOURCE 200809L   /* posix_memalign */
 #endif
 #define NAM_IMPLEMENTATION
-#define NAM__WIP_SSD              /* while the SSD kernels are staged: drop nam.h's stubs */
 #include "../nam.h"
-#ifndef NAM__SSD_MR               /* nam.h does not carry the SSD kernels yet: the staging file does */
-#include "../wip/nam_ssd.c"
-#endif
 
 #include <math.h>
 #include <stdio.h>
