@@ -633,6 +633,7 @@ typedef struct nam_ssd_desc {
     nam_backend backend;
     int threads;
     nam_backend ran;      /* set by nam_ssd: the backend that ran */
+    void *stream;         /* CUDA tensors: the cudaStream_t to run on (NULL: default stream) */
 } nam_ssd_desc;
 NAM_API nam_status nam_ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes, nam_error *err);
 NAM_API nam_status nam_ssd(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
@@ -646,6 +647,7 @@ typedef struct nam_ssd_step_desc {
     float dt_min, dt_max;
     nam_backend backend;
     nam_backend ran;
+    void *stream;
 } nam_ssd_step_desc;
 NAM_API nam_status nam_ssd_step(nam_ssd_step_desc *d, nam_error *err);
 
@@ -659,6 +661,7 @@ typedef struct nam_conv1d_desc {
     nam_backend backend;
     int threads;
     nam_backend ran;
+    void *stream;
 } nam_conv1d_desc;
 NAM_API nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err);
 
@@ -680,6 +683,7 @@ typedef struct nam_moe_route_desc {
     float scaling_factor;
     nam_backend backend;
     nam_backend ran;
+    void *stream;
 } nam_moe_route_desc;
 NAM_API nam_status nam_moe_route(nam_moe_route_desc *d, nam_error *err);
 
@@ -695,6 +699,8 @@ typedef struct nam_moe_dispatch_desc {
     nam_tensor counts, offsets, rows;
     int num_rows;        /* out: rows kept (offsets[E]) */
     int num_dropped;     /* out */
+    void *stream;        /* CUDA: the stream of dispatch (which synchronises it to read
+                            num_rows back), permute and combine */
 } nam_moe_dispatch_desc;
 NAM_API nam_status nam_moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err);
 
@@ -717,6 +723,7 @@ typedef struct nam_moe_ffn_desc {
     nam_backend backend;
     int threads;
     nam_backend ran;
+    void *stream;
 } nam_moe_ffn_desc;
 NAM_API nam_status nam_moe_ffn_workspace_size(const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err);
 NAM_API nam_status nam_moe_ffn(nam_moe_ffn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
@@ -738,9 +745,30 @@ typedef struct nam_attention_desc {
     nam_backend backend;
     int threads;
     nam_backend ran;
+    void *stream;
 } nam_attention_desc;
 NAM_API nam_status nam_attention_workspace_size(const nam_attention_desc *d, size_t *bytes, nam_error *err);
 NAM_API nam_status nam_attention(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+
+/* ---- CUDA ------------------------------------------------------------------------------ */
+/* With NAM_CUDA defined (and nam_cuda.cu linked: see nam_cuda.cuh), every entry point above
+   runs on the GPU when its tensors are CUDA tensors: nam.h checks shapes and options as for
+   the CPU, then calls these hooks, which nam_cuda.cuh implements. Not for direct use. */
+#ifdef NAM_CUDA
+extern nam_status nam_cuda__ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes, nam_error *err);
+extern nam_status nam_cuda__ssd(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+extern nam_status nam_cuda__ssd_step(nam_ssd_step_desc *d, nam_error *err);
+extern nam_status nam_cuda__conv1d(nam_conv1d_desc *d, nam_error *err);
+extern nam_status nam_cuda__moe_route(nam_moe_route_desc *d, nam_error *err);
+extern nam_status nam_cuda__moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err);
+extern nam_status nam_cuda__moe_permute(const nam_tensor *tokens, const nam_moe_dispatch_desc *plan, nam_tensor *permuted, nam_error *err);
+extern nam_status nam_cuda__moe_combine(const nam_tensor *expert_out, const nam_moe_dispatch_desc *plan,
+                                        const nam_tensor *topk_weight, nam_tensor *out, nam_error *err);
+extern nam_status nam_cuda__moe_ffn_workspace_size(const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err);
+extern nam_status nam_cuda__moe_ffn(nam_moe_ffn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+extern nam_status nam_cuda__attention_workspace_size(const nam_attention_desc *d, size_t *bytes, nam_error *err);
+extern nam_status nam_cuda__attention(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+#endif
 
 #ifdef __cplusplus
 }
@@ -3269,10 +3297,24 @@ NAM__DEF int nam_query_cpu_count(void) {
 
 NAM__DEF nam_status nam_query_backend(nam_backend requested, nam_device device, nam_backend *out, nam_error *err) {
     if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_query_backend: out is NULL");
+#ifdef NAM_CUDA
+    if (device == NAM_DEVICE_CUDA) {
+        *out = NAM_BACKEND_CUDA;
+        if (requested != NAM_BACKEND_AUTO && requested != NAM_BACKEND_CUDA)
+            return nam__err(err, NAM_ERR_INVALID_ARG, "backend %s cannot run on CUDA tensors (use auto or cuda)", nam_backend_name(requested));
+        if (err) nam__err_reset(err);
+        return NAM_OK;
+    }
+    if (requested == NAM_BACKEND_CUDA) {
+        *out = NAM_BACKEND_CUDA;
+        return nam__err(err, NAM_ERR_INVALID_ARG, "backend cuda needs CUDA tensors (device = NAM_DEVICE_CUDA); these are CPU tensors");
+    }
+#else
     if (device == NAM_DEVICE_CUDA || requested == NAM_BACKEND_CUDA) {
         *out = NAM_BACKEND_CUDA;
-        return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "the CUDA backend is not built (nam_cuda.cuh does not exist yet); use CPU tensors");
+        return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "the CUDA backend is not built into this program (build with NAM_CUDA and link nam_cuda.cu; see nam_cuda.cuh)");
     }
+#endif
     if (requested != NAM_BACKEND_AUTO && requested != NAM_BACKEND_CPU_REF && requested != NAM_BACKEND_CPU)
         return nam__err(err, NAM_ERR_INVALID_ARG, "backend %d is not a nam_backend", NAM__CAST(int, requested));
     *out = requested == NAM_BACKEND_AUTO ? NAM_BACKEND_CPU : requested;
@@ -3293,9 +3335,11 @@ NAM__UNUSED static nam_status nam__tensor_basic(const nam_tensor *t, const char 
         if (optional) return NAM_OK;
         return nam__err(err, NAM_ERR_INVALID_ARG, "%s: data is NULL (expected a (%s) tensor)", field, dims);
     }
+#ifndef NAM_CUDA
     if (t->device == NAM_DEVICE_CUDA)
-        return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "%s is a CUDA tensor, but the CUDA backend is not built", field);
-    if (t->device != NAM_DEVICE_CPU) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: device %d is not a nam_device", field, NAM__CAST(int, t->device));
+        return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "%s is a CUDA tensor, but the CUDA backend is not built into this program (build with NAM_CUDA)", field);
+#endif
+    if (t->device != NAM_DEVICE_CPU && t->device != NAM_DEVICE_CUDA) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: device %d is not a nam_device", field, NAM__CAST(int, t->device));
     if (t->dtype != NAM_F32 && t->dtype != NAM_BF16 && t->dtype != NAM_F16)
         return nam__err(err, NAM_ERR_INVALID_ARG, "%s: dtype %s is not a float storage type (f32, bf16, f16)", field, nam_dtype_name(t->dtype));
     if (t->ndim != ndim) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: %d dimensions, expected %d (%s)", field, t->ndim, ndim, dims);
@@ -3314,6 +3358,17 @@ NAM__UNUSED static nam_status nam__tensor_i32(const nam_tensor *t, const char *f
     if (t->data && t->dtype != NAM_I32) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: dtype %s, expected i32", field, nam_dtype_name(t->dtype));
     u.dtype = NAM_F32;
     return nam__tensor_basic(&u, field, ndim, dims, 0, err);
+}
+
+/* Every given tensor of a call on one device: tensors t[0..n) named names[0..n) (NULL
+   entries and tensors with data == NULL are skipped) must be on t[0]'s device. */
+NAM__UNUSED static nam_status nam__same_device(int n, const nam_tensor *const *t, const char *const *names, nam_error *err) {
+    int i;
+    for (i = 1; i < n; i++)
+        if (t[i] && t[i]->data && t[i]->device != t[0]->device)
+            return nam__err(err, NAM_ERR_INVALID_ARG, "%s is a %s tensor, but %s is a %s tensor; every tensor of a call must be on one device", names[i],
+                            t[i]->device == NAM_DEVICE_CUDA ? "CUDA" : "CPU", names[0], t[0]->device == NAM_DEVICE_CUDA ? "CUDA" : "CPU");
+    return NAM_OK;
 }
 
 /* t.shape[axis] must equal want (taken from `from`, e.g. "A.shape[0]"). */
@@ -3656,7 +3711,13 @@ static nam_status nam__attn_check(const nam_attention_desc *d, nam_backend *ran,
         return nam__err(err, NAM_ERR_INVALID_ARG, "align = %d is not a nam_causal_align (0 bottom-right, 1 top-left)", NAM__CAST(int, d->align));
     if (d->scale - d->scale != 0.0f)
         return nam__err(err, NAM_ERR_INVALID_ARG, "scale = %g is not finite (0 means 1/sqrt(d))", NAM__CAST(double, d->scale));
-    return nam_query_backend(d->backend, NAM_DEVICE_CPU, ran, err);
+    {
+        const nam_tensor *ts[4];
+        static const char *const nm[4] = {"q", "k", "v", "out"};
+        ts[0] = &d->q; ts[1] = &d->k; ts[2] = &d->v; ts[3] = &d->out;
+        if ((st = nam__same_device(4, ts, nm, err)) != NAM_OK) return st;
+    }
+    return nam_query_backend(d->backend, d->q.device, ran, err);
 }
 
 static int nam__attn_have_simd(void) {
@@ -4267,6 +4328,9 @@ NAM__DEF nam_status nam_attention_workspace_size(const nam_attention_desc *d, si
     if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_attention_workspace_size: bytes is NULL");
     *bytes = 0;
     if ((st = nam__attn_check(d, &be, err)) != NAM_OK) return st;
+#ifdef NAM_CUDA
+    if (be == NAM_BACKEND_CUDA) return nam_cuda__attention_workspace_size(d, bytes, err);
+#endif
     *bytes = nam__attn_ws_bytes(d, be, &c);
     return NAM_OK;
 }
@@ -4278,6 +4342,13 @@ NAM__DEF nam_status nam_attention(nam_attention_desc *d, void *workspace, size_t
     size_t need;
     int threads;
     if ((st = nam__attn_check(d, &be, err)) != NAM_OK) return st;
+#ifdef NAM_CUDA
+    if (be == NAM_BACKEND_CUDA) {
+        st = nam_cuda__attention(d, workspace, workspace_bytes, err);
+        if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
+        return st;
+    }
+#endif
     need = nam__attn_ws_bytes(d, be, &c);
     if ((st = nam__ws_check(workspace, workspace_bytes, need, "nam_attention", err)) != NAM_OK) return st;
     d->ran = be;
@@ -4921,6 +4992,17 @@ NAM__UNUSED static nam_status nam__moe_plan_check(const nam_moe_dispatch_desc *d
         nam__tensor_strides(&d->topk_idx, p->si);
         nam__tensor_strides(&d->rows, p->sr);
     }
+    if (d->offsets.device == NAM_DEVICE_CUDA) {
+        /* device plans are not read back: their values are nam_moe_dispatch's by contract */
+        const nam_tensor *ts[3];
+        static const char *const nm[3] = {"plan.offsets", "plan.topk_idx", "plan.rows"};
+        ts[0] = &d->offsets; ts[1] = need ? &d->topk_idx : NULL; ts[2] = need ? &d->rows : NULL;
+        if ((s = nam__same_device(3, ts, nm, err))) return s;
+        p->nrows = d->num_rows;
+        if (d->num_rows < 0 || (need && p->nrows > p->T * p->k))
+            return nam__err(err, NAM_ERR_INVALID_ARG, "%s: plan.num_rows = %d is out of range (0..T * k)", fn, d->num_rows);
+        return NAM_OK;
+    }
     if (nam__moe_off(p, 0) != 0) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: plan.offsets[0] = %lld, expected 0", fn, NAM__CAST(long long, nam__moe_off(p, 0)));
     for (e = 0; e < p->E; e++)
         if (nam__moe_off(p, e + 1) < nam__moe_off(p, e))
@@ -4971,7 +5053,7 @@ NAM__DEF nam_status nam_moe_route(nam_moe_route_desc *d, nam_error *err) {
         if ((s = nam__tensor_basic(&d->expert_bias, "expert_bias", 1, "E", 1, err))) return s;
         if ((s = nam__tensor_dim(&d->expert_bias, "expert_bias", 0, "E", E, "logits.shape[1]", err))) return s;
         nam__tensor_strides(&d->expert_bias, sb);
-        for (e = 0; e < E; e++)
+        for (e = 0; e < E && d->expert_bias.device == NAM_DEVICE_CPU; e++)
             if (!nam__moe_finite(nam__load(d->expert_bias.data, d->expert_bias.dtype, e * sb[0])))
                 return nam__err(err, NAM_ERR_RANGE, "expert_bias[%lld] = %g is not finite", NAM__CAST(long long, e),
                                 NAM__CAST(double, nam__load(d->expert_bias.data, d->expert_bias.dtype, e * sb[0])));
@@ -4985,6 +5067,19 @@ NAM__DEF nam_status nam_moe_route(nam_moe_route_desc *d, nam_error *err) {
     if ((s = nam__tensor_dim(&d->topk_weight, "topk_weight", 1, "k", k, "topk", err))) return s;
     if (!nam__moe_finite(d->scaling_factor)) return nam__err(err, NAM_ERR_RANGE, "scaling_factor = %g is not finite", NAM__CAST(double, d->scaling_factor));
     scale = d->scaling_factor == 0.0f ? 1.0f : d->scaling_factor;
+    {
+        const nam_tensor *ts[4];
+        static const char *const nm[4] = {"logits", "expert_bias", "topk_idx", "topk_weight"};
+        ts[0] = &d->logits; ts[1] = &d->expert_bias; ts[2] = &d->topk_idx; ts[3] = &d->topk_weight;
+        if ((s = nam__same_device(4, ts, nm, err))) return s;
+    }
+#ifdef NAM_CUDA
+    if (ran == NAM_BACKEND_CUDA) {
+        s = nam_cuda__moe_route(d, err);
+        if (s == NAM_OK) d->ran = NAM_BACKEND_CUDA;
+        return s;
+    }
+#endif
     nam__tensor_strides(&d->logits, sl);
     nam__tensor_strides(&d->topk_idx, si);
     nam__tensor_strides(&d->topk_weight, sw);
@@ -5072,6 +5167,15 @@ NAM__DEF nam_status nam_moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err) {
     if ((s = nam__tensor_dim(&d->offsets, "offsets", 0, "E+1", E + 1, "num_experts + 1", err))) return s;
     if ((s = nam__tensor_i32(&d->rows, "rows", 1, "T*k", err))) return s;
     if ((s = nam__tensor_dim(&d->rows, "rows", 0, "T*k", T * k, "topk_idx T * k", err))) return s;
+    {
+        const nam_tensor *ts[4];
+        static const char *const nm[4] = {"topk_idx", "counts", "offsets", "rows"};
+        ts[0] = &d->topk_idx; ts[1] = &d->counts; ts[2] = &d->offsets; ts[3] = &d->rows;
+        if ((s = nam__same_device(4, ts, nm, err))) return s;
+    }
+#ifdef NAM_CUDA
+    if (d->topk_idx.device == NAM_DEVICE_CUDA) return nam_cuda__moe_dispatch(d, err);
+#endif
     nam__tensor_strides(&d->topk_idx, si);
     nam__tensor_strides(&d->counts, sc);
     nam__tensor_strides(&d->offsets, so);
@@ -5133,6 +5237,15 @@ NAM__DEF nam_status nam_moe_permute(const nam_tensor *tokens, const nam_moe_disp
     if ((s = nam__tensor_dim(permuted, "permuted", 1, "H", H, "tokens.shape[1]", err))) return s;
     if (permuted->shape[0] < p.nrows)
         return nam__err(err, NAM_ERR_INVALID_ARG, "permuted.shape[0] (rows) = %lld, but the plan keeps %lld rows", NAM__CAST(long long, permuted->shape[0]), NAM__CAST(long long, p.nrows));
+    {
+        const nam_tensor *ts[3];
+        static const char *const nm[3] = {"tokens", "plan.offsets", "permuted"};
+        ts[0] = tokens; ts[1] = &plan->offsets; ts[2] = permuted;
+        if ((s = nam__same_device(3, ts, nm, err))) return s;
+    }
+#ifdef NAM_CUDA
+    if (tokens->device == NAM_DEVICE_CUDA) return nam_cuda__moe_permute(tokens, plan, permuted, err);
+#endif
     nam__tensor_strides(tokens, st);
     nam__tensor_strides(permuted, sp);
     for (j = 0; j < p.nrows; j++) {
@@ -5183,6 +5296,15 @@ NAM__DEF nam_status nam_moe_combine(const nam_tensor *expert_out, const nam_moe_
     if ((s = nam__tensor_basic(out, "out", 2, "T,H", 0, err))) return s;
     if ((s = nam__tensor_dim(out, "out", 0, "T", p.T, "plan.topk_idx.shape[0]", err))) return s;
     if ((s = nam__tensor_dim(out, "out", 1, "H", H, "expert_out.shape[1]", err))) return s;
+ {
+        const nam_tensor *ts[4];
+        static const char *const nm[4] = {"expert_out", "plan.offsets", "topk_weight", "out"};
+        ts[0] = expert_out; ts[1] = &plan->offsets; ts[2] = W; ts[3] = out;
+        if ((s = nam__same_device(4, ts, nm, err))) return s;
+    }
+#ifdef NAM_CUDA
+    if (expert_out->device == NAM_DEVICE_CUDA) return nam_cuda__moe_combine(expert_out, plan, W, out, err);
+#endif
     nam__tensor_strides(expert_out, se);
     nam__tensor_strides(out, so);
     fast = nam__moe_rows_f32(expert_out) && nam__moe_rows_f32(out);
@@ -5290,6 +5412,13 @@ NAM__UNUSED static nam_status nam__moe_ffn_check(const nam_moe_ffn_desc *d, nam_
     if (fi->E > NAM__MOE_MAX_EXPERTS || fi->F > NAM_MAX_DIM || fi->H > NAM_MAX_DIM || fi->R > INT32_MAX)
         return nam__err(err, NAM_ERR_LIMIT, "nam_moe_ffn: E = %lld, F = %lld, H = %lld or rows = %lld exceeds nam's limits", NAM__CAST(long long, fi->E),
                         NAM__CAST(long long, fi->F), NAM__CAST(long long, fi->H), NAM__CAST(long long, fi->R));
+    {
+        const nam_tensor *ts[6];
+        static const char *const nm[6] = {"in", "w1", "w3", "w2", "out", "plan.offsets"};
+        ts[0] = &d->in; ts[1] = &d->w1; ts[2] = fi->swiglu ? &d->w3 : NULL; ts[3] = &d->w2; ts[4] = &d->out; ts[5] = d->plan ? &d->plan->offsets : NULL;
+        if ((s = nam__same_device(6, ts, nm, err))) return s;
+    }
+    if (fi->ran == NAM_BACKEND_CUDA) return NAM_OK;
     if (fi->ran == NAM_BACKEND_CPU_REF) {
         fi->threads = 1;
         fi->thread_bytes = nam__ws_need(sizeof(double) * NAM__CAST(size_t, fi->F));
@@ -5326,6 +5455,9 @@ NAM__DEF nam_status nam_moe_ffn_workspace_size(const nam_moe_ffn_desc *d, size_t
     if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_ffn_workspace_size: bytes is NULL");
     *bytes = 0;
     if ((s = nam__moe_ffn_check(d, &fi, err))) return s;
+#ifdef NAM_CUDA
+    if (fi.ran == NAM_BACKEND_CUDA) return nam_cuda__moe_ffn_workspace_size(d, bytes, err);
+#endif
     *bytes = fi.bytes;
     return NAM_OK;
 }
@@ -5783,6 +5915,14 @@ NAM__UNUSED static nam_status nam__moe_ffn_run(nam_moe_ffn_desc *d, void *worksp
     if (p.E != fi.E) return nam__err(err, NAM_ERR_INVALID_ARG, "plan.num_experts = %lld, but w1.shape[0] (E) = %lld", NAM__CAST(long long, p.E), NAM__CAST(long long, fi.E));
     if (p.nrows > fi.R)
         return nam__err(err, NAM_ERR_INVALID_ARG, "in.shape[0] (rows) = %lld, but the plan keeps %lld rows", NAM__CAST(long long, fi.R), NAM__CAST(long long, p.nrows));
+#ifdef NAM_CUDA
+    if (fi.ran == NAM_BACKEND_CUDA) {
+        (void)kernel;
+        s = nam_cuda__moe_ffn(d, workspace, workspace_bytes, err);
+        if (s == NAM_OK) d->ran = NAM_BACKEND_CUDA;
+        return s;
+    }
+#endif
     if ((s = nam__ws_check(workspace, workspace_bytes, fi.bytes, "nam_moe_ffn", err))) return s;
     d->ran = fi.ran;
     if (fi.ran == NAM_BACKEND_CPU_REF) {
@@ -6369,6 +6509,13 @@ NAM__UNUSED static nam_status nam__ssd_validate(const nam_ssd_desc *d, nam__ssd_
     if (d->chunk_size < 0 || d->chunk_size > 4096)
         return nam__err(err, NAM_ERR_RANGE, "chunk_size = %d is out of range (1..4096; 0 means 64)", d->chunk_size);
     NAM__SSD_TRY(nam__ssd_check_dt_opts(d->dt_softplus, d->dt_min, d->dt_max, err));
+    {
+        const nam_tensor *ts[11];
+        static const char *const nm[11] = {"x", "dt", "A", "B", "C", "D", "z", "dt_bias", "initial_states", "out", "final_states"};
+        ts[0] = &d->x; ts[1] = &d->dt; ts[2] = &d->A; ts[3] = &d->B; ts[4] = &d->C; ts[5] = &d->D; ts[6] = &d->z;
+        ts[7] = &d->dt_bias; ts[8] = &d->initial_states; ts[9] = &d->out; ts[10] = &d->final_states;
+        NAM__SSD_TRY(nam__same_device(11, ts, nm, err));
+    }
     o->b = b; o->l = l; o->h = h; o->p = p; o->g = g; o->n = n;
     o->Q = d->chunk_size ? d->chunk_size : 64;
     return NAM_OK;
@@ -6442,6 +6589,9 @@ NAM__DEF nam_status nam_ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes,
     *bytes = 0;
     st = nam__ssd_validate(d, &dm, err);
     if (st != NAM_OK) { nam__err_prefix(err, "nam_ssd_workspace_size: "); return st; }
+#ifdef NAM_CUDA
+    if (dm.be == NAM_BACKEND_CUDA) return nam_cuda__ssd_workspace_size(d, bytes, err);
+#endif
     if (dm.be == NAM_BACKEND_CPU_REF) *bytes = nam__ws_need(sizeof(double) * NAM__CAST(size_t, dm.n));
     else {
         nam__ssd_plan(&dm, nam__resolve_threads(d->threads), !nam__tensor_is_contig_f32(&d->B), !nam__tensor_is_contig_f32(&d->C), &L);
@@ -6745,6 +6895,13 @@ NAM__DEF nam_status nam_ssd(nam_ssd_desc *d, void *workspace, size_t workspace_b
     memset(&c, 0, sizeof c);
     st = nam__ssd_validate(d, &c.dm, err);
     if (st != NAM_OK) { nam__err_prefix(err, "nam_ssd: "); return st; }
+#ifdef NAM_CUDA
+    if (c.dm.be == NAM_BACKEND_CUDA) {
+        st = nam_cuda__ssd(d, workspace, workspace_bytes, err);
+        if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
+        return st;
+    }
+#endif
     if (c.dm.be == NAM_BACKEND_CPU_REF) {
         size_t need = nam__ws_need(sizeof(double) * NAM__CAST(size_t, c.dm.n));
         NAM__SSD_TRY(nam__ws_check(workspace, workspace_bytes, need, "nam_ssd", err));
@@ -6840,6 +6997,13 @@ static nam_status nam__ssd_step_validate(const nam_ssd_step_desc *d, nam_backend
     NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 1, "h", h, "x.shape[1]", err));
     NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 2, "p", p, "x.shape[2]", err));
     NAM__SSD_TRY(nam__ssd_check_dt_opts(d->dt_softplus, d->dt_min, d->dt_max, err));
+    {
+        const nam_tensor *ts[10];
+        static const char *const nm[10] = {"x", "dt", "A", "B", "C", "D", "z", "dt_bias", "state", "out"};
+        ts[0] = &d->x; ts[1] = &d->dt; ts[2] = &d->A; ts[3] = &d->B; ts[4] = &d->C; ts[5] = &d->D; ts[6] = &d->z;
+        ts[7] = &d->dt_bias; ts[8] = &d->state; ts[9] = &d->out;
+        NAM__SSD_TRY(nam__same_device(10, ts, nm, err));
+    }
     dims[0] = b; dims[1] = h; dims[2] = p; dims[3] = g; dims[4] = n;
     return NAM_OK;
 }
@@ -6855,6 +7019,13 @@ NAM__DEF nam_status nam_ssd_step(nam_ssd_step_desc *d, nam_error *err) {
     if (d) d->ran = NAM_BACKEND_AUTO;
     st = nam__ssd_step_validate(d, &be, dims, err);
     if (st != NAM_OK) { nam__err_prefix(err, "nam_ssd_step: "); return st; }
+#ifdef NAM_CUDA
+    if (be == NAM_BACKEND_CUDA) {
+        st = nam_cuda__ssd_step(d, err);
+        if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
+        return st;
+    }
+#endif
     b = dims[0]; h = dims[1]; p = dims[2]; g = dims[3]; n = dims[4]; hpg = h / g;
     limit = d->dt_min != 0.0f || d->dt_max != 0.0f;
     lo = d->dt_min;
@@ -6970,8 +7141,21 @@ NAM__DEF nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err) {
             st = nam__err(err, NAM_ERR_INVALID_ARG, "out: shares its data with x; the convolution reads x after writing out");
             break;
         }
+        {
+            const nam_tensor *ts[5];
+            static const char *const nm[5] = {"x", "weight", "bias", "conv_state", "out"};
+            ts[0] = &d->x; ts[1] = &d->weight; ts[2] = &d->bias; ts[3] = &d->conv_state; ts[4] = &d->out;
+            st = nam__same_device(5, ts, nm, err);
+        }
     } while (0);
     if (st != NAM_OK) { nam__err_prefix(err, "nam_conv1d: "); return st; }
+#ifdef NAM_CUDA
+    if (be == NAM_BACKEND_CUDA) {
+        st = nam_cuda__conv1d(d, err);
+        if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
+        return st;
+    }
+#endif
     c.d = d;
     nam__tensor_strides(&d->x, c.xs); nam__tensor_strides(&d->weight, c.ws); nam__tensor_strides(&d->bias, c.bs);
     nam__tensor_strides(&d->conv_state, c.ss); nam__tensor_strides(&d->out, c.os);

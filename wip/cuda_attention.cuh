@@ -1,0 +1,1 @@
+/* >>cuda-attention (staged; inlined into nam_cuda.cuh when done) */

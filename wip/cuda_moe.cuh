@@ -1,0 +1,1 @@
+/* >>cuda-moe (staged; inlined into nam_cuda.cuh when done) */

@@ -1,0 +1,1 @@
+/* >>cuda-ssd (staged; inlined into nam_cuda.cuh when done) */
