@@ -11,12 +11,17 @@
 #   ./build.sh clean        remove build/
 #
 # Environment: CC (gcc), CXX (g++), CLANG (clang, fuzzer only), JOBS (nproc),
+#   CUDA_HOME (/usr/local/cuda; its bin/nvcc builds the CUDA side when present),
 #   NAM_FUZZ_SECONDS (30; fuzzing time within `test`), NAM_REFERENCE_DIR
 #   (../shared/reference; Megatron vectors for test_vectors).
 #
 # Outputs: build/nam (CLI), build/nam-bench, build/test_core, build/test_vectors,
 #   build/asan/{test_core,test_vectors} (ASan+UBSan), build/compile/* (compile tests),
-#   build/fuzz_parsers (libFuzzer). Per target: build/log/NAME.log (compiler output) and
+#   build/fuzz_parsers (libFuzzer); with nvcc: build/obj/nam_cuda.o (sm_80, sm_90a,
+#   compute_90 PTX; ptxas -v in build/log/nam_cuda.log), build/test_cuda_<part> and
+#   build/test_cuda_prims (real CUDA; they skip without a device), build/test_cuda_<part>_emu
+#   and build/test_cuda_prims_emu (the same tests on the emulator tests/cuda_emu.h),
+#   build/nam-bench-cuda. Per target: build/log/NAME.log (compiler output) and
 #   build/status/NAME ("ok", "fail", "missing PATH" or "skip REASON"), which tests/run.sh
 #   reads. A target is rebuilt when its command line, nam.h, its sources, a header beside
 #   them or this script changed.
@@ -31,6 +36,10 @@ B=build
 
 WARN="-Wall -Wextra -Werror"
 KERNELS="gemm ssd attention moe"   # tests/test_<kernel>.c, tests/xcheck_<kernel>.py
+CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+NVCC=$CUDA_HOME/bin/nvcc
+CUDA_PARTS="ssd moe attention"     # tests/test_cuda_<part>.c
+CUDA_ARCH="-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_90,code=compute_90"
 ASAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -g -O1"
 FUZZ="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1"
 
@@ -67,7 +76,7 @@ setup() {
     fi
     STB_CFLAGS=${STB_CFLAGS% }
     STB_LIBS="${STB_LIBS% } -lm -lpthread"
-    mkdir -p "$B/log" "$B/status" "$B/asan" "$B/compile"
+    mkdir -p "$B/log" "$B/status" "$B/asan" "$B/compile" "$B/obj"
 }
 
 # The torch/numpy cross-checks use Debian's /usr/bin/python3 with python3-torch and
@@ -156,10 +165,53 @@ build_fuzzer() {
         "$CLANG -std=c99 $WARN $FUZZ $STB_CFLAGS tests/fuzz_parsers.c -o $B/fuzz_parsers $STB_LIBS"
 }
 
+# build_cuda: the CUDA side, one chain in the background (objects before what links them).
+#   real:     nvcc -> build/obj/nam_cuda.o; the tests link it with libcudart_static
+#   emulated: g++ over tests/cuda_emu.h -> build/obj/nam_cuda_emu.o (runs with no GPU)
+build_cuda() {
+    local p names="nam_cuda nam_cuda_emu test_cuda_prims test_cuda_prims_emu nam-bench-cuda"
+    for p in $CUDA_PARTS; do names="$names test_cuda_$p test_cuda_${p}_emu"; done
+    if [[ ! -x $NVCC ]]; then
+        for p in $names; do echo "skip nvcc not found at $NVCC (set CUDA_HOME)" > "$B/status/$p"; done
+        printf '  %-16s skip: nvcc not found at %s\n' cuda "$NVCC"
+        return 0
+    fi
+    local srcs="nam_cuda.cu nam_cuda.cuh $(ls wip/cuda_*.cuh 2>/dev/null | tr '\n' ' ')"
+    local cudalib="-L$CUDA_HOME/lib64 -lcudart_static -ldl -lrt $STB_LIBS -lstdc++"
+    local emu="-std=c++17 -O1 -g $WARN -Wno-unknown-pragmas -I. -DNAM_CUDA_EMULATE -include tests/cuda_emu.h"
+    (
+        target nam_cuda $B/obj/nam_cuda.o "$srcs" \
+            "$NVCC -std=c++17 -O3 -I. $CUDA_ARCH -Xptxas -v -Werror all-warnings -c nam_cuda.cu -o $B/obj/nam_cuda.o"
+        target test_cuda_prims $B/test_cuda_prims "tests/test_cuda_prims.cu $srcs" \
+            "$NVCC -std=c++17 -O2 -I. $CUDA_ARCH -Werror all-warnings tests/test_cuda_prims.cu -o $B/test_cuda_prims -cudart static"
+        for p in $CUDA_PARTS; do
+            target test_cuda_$p $B/test_cuda_$p "tests/test_cuda_$p.c tests/cuda_test.h $B/obj/nam_cuda.o" \
+                "$CC -std=c99 $WARN -O2 $STB_CFLAGS tests/test_cuda_$p.c $B/obj/nam_cuda.o -o $B/test_cuda_$p $cudalib"
+        done
+        if [[ -f bench/bench_cuda.cu ]]; then
+            target nam-bench-cuda $B/nam-bench-cuda "bench/bench_cuda.cu $B/obj/nam_cuda.o" \
+                "$NVCC -std=c++17 -O2 -I. $STB_CFLAGS $CUDA_ARCH -Werror all-warnings -c bench/bench_cuda.cu -o $B/obj/bench_cuda.o && $CC -std=c99 $WARN -O2 -DNAM_CUDA -DNAM_IMPLEMENTATION $STB_CFLAGS -x c -c nam.h -o $B/obj/nam_impl_cuda.o && $CXX $B/obj/bench_cuda.o $B/obj/nam_impl_cuda.o $B/obj/nam_cuda.o -o $B/nam-bench-cuda -L$CUDA_HOME/lib64 -lcublas -lcudart_static -ldl -lrt $STB_LIBS -Wl,-rpath,$CUDA_HOME/lib64"
+        else
+            echo "missing bench/bench_cuda.cu" > "$B/status/nam-bench-cuda"
+        fi
+    ) &
+    (
+        target nam_cuda_emu $B/obj/nam_cuda_emu.o "$srcs tests/cuda_emu.h" \
+            "$CXX $emu -x c++ -c nam_cuda.cu -o $B/obj/nam_cuda_emu.o"
+        target test_cuda_prims_emu $B/test_cuda_prims_emu "tests/test_cuda_prims.cu tests/cuda_emu.h $srcs" \
+            "$CXX $emu $STB_CFLAGS -x c++ tests/test_cuda_prims.cu -o $B/test_cuda_prims_emu $STB_LIBS"
+        for p in $CUDA_PARTS; do
+            target test_cuda_${p}_emu $B/test_cuda_${p}_emu "tests/test_cuda_$p.c tests/cuda_test.h $B/obj/nam_cuda_emu.o" \
+                "$CC -std=c99 $WARN -O1 -g $STB_CFLAGS tests/test_cuda_$p.c $B/obj/nam_cuda_emu.o -o $B/test_cuda_${p}_emu $STB_LIBS -lstdc++"
+        done
+    ) &
+}
+
 # build_all: every target, in parallel; slowest first.
 build_all() {
     local c99="$CC -std=c99 $WARN -O2 $STB_CFLAGS"
     echo "build: $JOBS jobs, $CC / $CXX / $CLANG"
+    build_cuda
     build_fuzzer
     spawn asan-test_core $B/asan/test_core tests/test_core.c \
         "$CC -std=c99 $WARN $ASAN $STB_CFLAGS tests/test_core.c -o $B/asan/test_core $STB_LIBS"

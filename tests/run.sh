@@ -14,7 +14,12 @@
 #     kernels  build/test_<kernel> for each kernel (gemm ssd attention moe)
 #     xcheck   build/test_<kernel> --dump DIR, then /usr/bin/python3 tests/xcheck_<kernel>.py DIR
 #              (torch/numpy cross-checks; skipped with the install command when missing)
-#     bench    build/nam-bench-plan --quick and build/nam-bench --quick as smoke runs
+#     cuda     the CUDA side: ptxas register spills of build/obj/nam_cuda.o (none allowed),
+#              build/test_cuda_prims and build/test_cuda_<part> on the GPU (each prints one
+#              skip line when there is no device), then the same tests on the emulator
+#              (build/*_emu: the kernels' logic, no GPU needed)
+#     bench    build/nam-bench-plan --quick and build/nam-bench --quick as smoke runs, and
+#              build/nam-bench-cuda --quick (prints "no CUDA device" and exits 0 without one)
 #
 # Protocol for test programs (and tests/cli_test.sh): each check prints one line on stdout,
 #     ok <desc>                 counted as passed
@@ -212,12 +217,38 @@ step_replay() {
 
 step_bench() {
     local b rc
-    for b in nam-bench-plan nam-bench; do
+    for b in nam-bench-plan nam-bench nam-bench-cuda; do
         rc=0
         built $b "bench smoke: build/$b" || continue
         timeout "$TIMEOUT" "$B/$b" --quick >"$B/log/run-$b.out" 2>&1 </dev/null || rc=$?
         if ((rc == 0)); then pass "bench smoke: build/$b --quick$([[ $b == nam-bench ]] && echo ' (each kernel validated against its reference first)')"
         else fail "bench smoke: build/$b --quick: exited with status $rc" "$B/log/run-$b.out"; fi
+    done
+}
+
+CUDA_PARTS="ssd moe attention"
+# ptxas -v of the sm_90a build: "Compiling entry function 'X' for 'sm_90a'" then
+# "N bytes stack frame, N bytes spill stores, N bytes spill loads". One test: no spills.
+step_cuda() {
+    local p log=$B/log/nam_cuda.log
+    if built nam_cuda "cuda: nam_cuda.cu builds for sm_80, sm_90a and compute_90"; then
+        pass "cuda: nam_cuda.cu builds for sm_80, sm_90a and compute_90 (nvcc -Werror all-warnings)"
+        local spills
+        spills=$(awk '/Compiling entry function/ { fn = $0; sub(/.*function .\047?/, "", fn); sub(/\047? for .*/, "", fn); arch = $0; sub(/.* for ./, "", arch); sub(/.$/, "", arch) }
+                      /spill stores/ { if ($5 + 0 > 0 || $9 + 0 > 0) print arch ": " fn ": " $0 }' "$log" | sed 's/ptxas info *: *//')
+        if [[ -z $spills ]]; then pass "cuda: no register spills in any kernel (ptxas -v, $(grep -c 'Compiling entry function' "$log") kernel builds)"
+        else
+            echo "$spills" >"$B/log/cuda-spills.txt"
+            fail "cuda: register spills in $(echo "$spills" | wc -l) kernel builds" "$B/log/cuda-spills.txt"
+        fi
+    fi
+    if built test_cuda_prims "test_cuda_prims"; then run_prog test_cuda_prims "test_cuda_prims (GPU)" "$B/test_cuda_prims"; fi
+    for p in $CUDA_PARTS; do
+        if built test_cuda_$p "test_cuda_$p"; then run_prog test_cuda_$p "test_cuda_$p (GPU)" "$B/test_cuda_$p"; fi
+    done
+    if built test_cuda_prims_emu "test_cuda_prims_emu"; then run_prog test_cuda_prims_emu "test_cuda_prims (emulator)" "$B/test_cuda_prims_emu"; fi
+    for p in $CUDA_PARTS; do
+        if built test_cuda_${p}_emu "test_cuda_${p}_emu"; then run_prog test_cuda_${p}_emu "test_cuda_$p (emulator)" "$B/test_cuda_${p}_emu"; fi
     done
 }
 
@@ -263,10 +294,10 @@ step_build() {
 }
 
 steps=("$@")
-((${#steps[@]})) || steps=(build compile core vectors cli kernels xcheck asan fuzz replay bench)
+((${#steps[@]})) || steps=(build compile core vectors cli kernels xcheck cuda asan fuzz replay bench)
 for s in "${steps[@]}"; do
     case $s in
-    build | compile | core | vectors | cli | kernels | xcheck | asan | fuzz | replay | bench)
+    build | compile | core | vectors | cli | kernels | xcheck | cuda | asan | fuzz | replay | bench)
         echo "== $s"
         "step_$s" ;;
     *) echo "tests/run.sh: unknown step '$s'" >&2; exit 2 ;;
