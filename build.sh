@@ -169,8 +169,8 @@ build_fuzzer() {
 #   real:     nvcc -> build/obj/nam_cuda.o; the tests link it with libcudart_static
 #   emulated: g++ over tests/cuda_emu.h -> build/obj/nam_cuda_emu.o (runs with no GPU)
 build_cuda() {
-    local p names="nam_cuda nam_cuda_emu test_cuda_prims test_cuda_prims_emu nam-bench-cuda"
-    for p in $CUDA_PARTS; do names="$names test_cuda_$p test_cuda_${p}_emu"; done
+    local p names="nam_cuda nam_cuda_emu nam_cuda_emu_asan test_cuda_prims test_cuda_prims_emu nam-bench-cuda"
+    for p in $CUDA_PARTS; do names="$names test_cuda_$p test_cuda_${p}_emu asan-test_cuda_${p}_emu"; done
     if [[ ! -x $NVCC ]]; then
         for p in $names; do echo "skip nvcc not found at $NVCC (set CUDA_HOME)" > "$B/status/$p"; done
         printf '  %-16s skip: nvcc not found at %s\n' cuda "$NVCC"
@@ -203,6 +203,14 @@ build_cuda() {
         for p in $CUDA_PARTS; do
             target test_cuda_${p}_emu $B/test_cuda_${p}_emu "tests/test_cuda_$p.c tests/cuda_test.h $B/obj/nam_cuda_emu.o" \
                 "$CC -std=c99 $WARN -O1 -g $STB_CFLAGS tests/test_cuda_$p.c $B/obj/nam_cuda_emu.o -o $B/test_cuda_${p}_emu $STB_LIBS -lstdc++"
+        done
+        # ASan + UBSan over the emulator: device buffers and dynamic shared memory are
+        # exact-size heap blocks there, so out-of-bounds kernel accesses are caught
+        target nam_cuda_emu_asan $B/obj/nam_cuda_emu_asan.o "$srcs tests/cuda_emu.h" \
+            "$CXX $emu $ASAN -x c++ -c nam_cuda.cu -o $B/obj/nam_cuda_emu_asan.o"
+        for p in $CUDA_PARTS; do
+            target asan-test_cuda_${p}_emu $B/asan/test_cuda_${p}_emu "tests/test_cuda_$p.c tests/cuda_test.h $B/obj/nam_cuda_emu_asan.o" \
+                "$CC -std=c99 $WARN $ASAN $STB_CFLAGS tests/test_cuda_$p.c $B/obj/nam_cuda_emu_asan.o -o $B/asan/test_cuda_${p}_emu $STB_LIBS -lstdc++"
         done
     ) &
 }

@@ -188,9 +188,11 @@ static inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int) 
 template <typename F> static inline cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int v) {
     return v >= 0 && v <= 232448 ? cudaSuccess : cudaErrorInvalidValue;
 }
+/* exactly n bytes (256-aligned, like cudaMalloc), so that ASan sees overruns */
 static inline cudaError_t cudaMalloc(void **p, size_t n) {
-    *p = aligned_alloc(256, (n + 255) & ~static_cast<size_t>(255));
-    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+    *p = nullptr;
+    if (posix_memalign(p, 256, n ? n : 1) != 0) { *p = nullptr; return cudaErrorMemoryAllocation; }
+    return cudaSuccess;
 }
 template <typename T> static inline cudaError_t cudaMalloc(T **p, size_t n) { return cudaMalloc(reinterpret_cast<void **>(p), n); }
 static inline cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
@@ -222,7 +224,7 @@ struct nam_emu_state {
     uint64_t slot[NAM_EMU_MAX_THREADS][10];
     long events;          /* arrivals + releases + completions: progress */
     const char *kernel;
-    alignas(256) unsigned char smem[NAM_EMU_SMEM];
+    unsigned char *smem;  /* this launch's dynamic shared memory: exactly its size, for ASan */
 };
 static nam_emu_state *nam_emu_s = nullptr;
 
@@ -402,6 +404,12 @@ static inline cudaError_t nam_emu_launch(const char *name, dim3 grid, dim3 block
         fprintf(stderr, "cuda_emu: kernel %s: invalid launch: grid (%u,%u,%u), block (%u,%u,%u), %zu bytes of dynamic shared memory\n", name, grid.x, grid.y,
                 grid.z, block.x, block.y, block.z, smem);
         nam_emu_last_error = cudaErrorInvalidConfiguration;
+        return nam_emu_last_error;
+    }
+    free(s->smem);
+    s->smem = nullptr;
+    if (posix_memalign(reinterpret_cast<void **>(&s->smem), 256, smem ? smem : 1) != 0) {
+        nam_emu_last_error = cudaErrorMemoryAllocation;
         return nam_emu_last_error;
     }
     s->nthreads = static_cast<int>(nthreads);

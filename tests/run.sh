@@ -7,7 +7,8 @@
 #     core     build/test_core
 #     vectors  build/test_vectors $NAM_REFERENCE_DIR (default ../shared/reference)
 #     cli      tests/cli_test.sh, when present
-#     asan     build/asan/test_core and build/asan/test_vectors (ASan + UBSan)
+#     asan     build/asan/test_core, test_vectors, test_<kernel> and the emulated CUDA tests
+#              test_cuda_<part>_emu (ASan + UBSan)
 #     fuzz     build/fuzz_parsers on a copy of tests/corpus in build/fuzz-corpus for
 #              $NAM_FUZZ_SECONDS (default 30) seconds: one test
 #     replay   build/fuzz_parsers over every file of tests/corpus: one test
@@ -167,6 +168,11 @@ step_asan() {
     local k
     for k in $KERNELS; do
         if built asan-test_$k "asan test_$k"; then run_prog asan-test_$k "asan test_$k" "$B/asan/test_$k"; fi
+    done
+    for k in $CUDA_PARTS; do
+        if built asan-test_cuda_${k}_emu "asan test_cuda_$k (emulator)"; then
+            run_prog asan-test_cuda_${k}_emu "asan test_cuda_$k (emulator)" "$B/asan/test_cuda_${k}_emu"
+        fi
     done
 }
 
