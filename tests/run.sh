@@ -239,10 +239,18 @@ step_cuda() {
     local p log=$B/log/nam_cuda.log
     if built nam_cuda "cuda: nam_cuda.cu builds for sm_80, sm_90a and compute_90"; then
         pass "cuda: nam_cuda.cu builds for sm_80, sm_90a and compute_90 (nvcc -Werror all-warnings)"
-        local spills
+        local spills nk
         spills=$(awk '/Compiling entry function/ { fn = $0; sub(/.*function .\047?/, "", fn); sub(/\047? for .*/, "", fn); arch = $0; sub(/.* for ./, "", arch); sub(/.$/, "", arch) }
                       /spill stores/ { if ($5 + 0 > 0 || $9 + 0 > 0) print arch ": " fn ": " $0 }' "$log" | sed 's/ptxas info *: *//')
-        if [[ -z $spills ]]; then pass "cuda: no register spills in any kernel (ptxas -v, $(grep -c 'Compiling entry function' "$log") kernel builds)"
+        # per-kernel registers / shared memory / spills of the sm_90a build, demangled
+        awk '/Compiling entry function/ { fn = $0; sub(/.*function .\047?/, "", fn); sub(/\047? for .*/, "", fn); keep = ($0 ~ /sm_90a/) }
+             keep && /spill stores/ { sp = $5 "/" $9 }
+             keep && /Used [0-9]+ registers/ { r = $0; sub(/.*Used /, "", r); sub(/ registers.*/, "", r); sm = "0"; if ($0 ~ /bytes smem/) { sm = $0; sub(/ bytes smem.*/, "", sm); sub(/.* /, "", sm) }
+                                               printf "%4s regs  %6s B smem  spill st/ld %s  %s\n", r, sm, sp, fn; keep = 0 }' "$log" \
+            | { command -v c++filt >/dev/null 2>&1 && c++filt || cat; } >"$B/log/cuda-ptxas.txt"
+        nk=$(grep -c 'Compiling entry function' "$log" || true)
+        if ((nk == 0)); then skip "cuda: register spills: nam_cuda.cu has no kernels"
+        elif [[ -z $spills ]]; then pass "cuda: no register spills in any of $nk kernel builds (ptxas -v; sm_90a table in $B/log/cuda-ptxas.txt)"
         else
             echo "$spills" >"$B/log/cuda-spills.txt"
             fail "cuda: register spills in $(echo "$spills" | wc -l) kernel builds" "$B/log/cuda-spills.txt"
