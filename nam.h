@@ -38,13 +38,15 @@
      - keep global state, or allocate in ways you cannot override (NAM_MALLOC/NAM_FREE
        for nam's own buffers; STBDS_REALLOC/STBDS_FREE for stb_ds arrays);
      - allocate inside kernels: scratch memory is the caller's, sized by *_workspace_size;
-     - run CUDA kernels yet: CUDA tensors get NAM_ERR_NOT_IMPLEMENTED ("not built").
+     - run CUDA kernels unless built with NAM_CUDA and linked with nam_cuda.cu (otherwise
+       CUDA tensors get NAM_ERR_NOT_IMPLEMENTED, "not built into this program").
 
    2. COMPILE-TIME OPTIONS
      NAM_IMPLEMENTATION   emit the implementation in this translation unit
      NAM_STATIC           make every public function static (private copy per TU)
      NAM_MALLOC(sz) / NAM_FREE(p)   allocator for nam's buffers (define both or neither)
      NAM_ASSERT(c)        internal invariant check (default: assert), never used for input
+     NAM_CUDA             CUDA tensors run on nam_cuda.cuh's kernels (link nam_cuda.cu)
 
    3. STEP BY STEP
        #define NAM_IMPLEMENTATION
@@ -580,9 +582,12 @@ NAM_API nam_status nam_rankmap_json(const nam_rankmap *m, char **out, nam_error 
    query says 0). Storage dtypes are f32, bf16 and f16; all CPU math is fp32 (fp64 in the
    reference paths where stated). Backends: NAM_BACKEND_CPU_REF is the plain reference
    loop, NAM_BACKEND_CPU the fast (blocked, vectorised, multi-threaded) path, AUTO picks the
-   fastest available for the tensors' device. CUDA tensors need a build with NAM_CUDA and
-   the CUDA side, which is not built yet: such calls return NAM_ERR_NOT_IMPLEMENTED with a
-   message saying so. nam_query_backend reports what ran last in a desc's `ran` field.
+   fastest available for the tensors' device, NAM_BACKEND_CUDA runs CUDA tensors. CUDA
+   tensors (device = NAM_DEVICE_CUDA, device memory, contiguous) need a program built with
+   NAM_CUDA and linked with nam_cuda.cu (see nam_cuda.cuh); every tensor of a call must be
+   on one device, and the desc's `stream` (a cudaStream_t, NULL = default) orders the
+   work. Without NAM_CUDA such calls return NAM_ERR_NOT_IMPLEMENTED saying so. A desc's
+   `ran` field reports the backend that ran.
 */
 typedef enum nam_dtype { NAM_F32 = 0, NAM_BF16 = 1, NAM_F16 = 2, NAM_I32 = 3 } nam_dtype;
 typedef enum nam_device { NAM_DEVICE_CPU = 0, NAM_DEVICE_CUDA = 1 } nam_device;
