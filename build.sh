@@ -169,7 +169,7 @@ build_fuzzer() {
 #   real:     nvcc -> build/obj/nam_cuda.o; the tests link it with libcudart_static
 #   emulated: g++ over tests/cuda_emu.h -> build/obj/nam_cuda_emu.o (runs with no GPU)
 build_cuda() {
-    local p names="nam_cuda nam_cuda_emu nam_cuda_emu_asan test_cuda_prims test_cuda_prims_emu nam-bench-cuda"
+    local p names="nam_cuda nam_cuda_emu nam_cuda_emu_asan test_cuda_prims test_cuda_prims_emu nam-bench-cuda nam-bench-cuda-emu"
     for p in $CUDA_PARTS; do names="$names test_cuda_$p test_cuda_${p}_emu asan-test_cuda_${p}_emu"; done
     if [[ ! -x $NVCC ]]; then
         for p in $names; do echo "skip nvcc not found at $NVCC (set CUDA_HOME)" > "$B/status/$p"; done
@@ -208,6 +208,12 @@ build_cuda() {
         # exact-size heap blocks there, so out-of-bounds kernel accesses are caught
         target nam_cuda_emu_asan $B/obj/nam_cuda_emu_asan.o "$srcs tests/cuda_emu.h" \
             "$CXX $emu $ASAN -x c++ -c nam_cuda.cu -o $B/obj/nam_cuda_emu_asan.o"
+        if [[ -f bench/bench_cuda.cu ]]; then
+            target nam-bench-cuda-emu $B/nam-bench-cuda-emu "bench/bench_cuda.cu $B/obj/nam_cuda_emu.o" \
+                "$CXX $emu $STB_CFLAGS -x c++ -c bench/bench_cuda.cu -o $B/obj/bench_cuda_emu.o && $CC -std=c99 $WARN -O2 -DNAM_CUDA -DNAM_IMPLEMENTATION $STB_CFLAGS -x c -c nam.h -o $B/obj/nam_impl_cuda_emu.o && $CXX $B/obj/bench_cuda_emu.o $B/obj/nam_impl_cuda_emu.o $B/obj/nam_cuda_emu.o -o $B/nam-bench-cuda-emu $STB_LIBS"
+        else
+            echo "missing bench/bench_cuda.cu" > "$B/status/nam-bench-cuda-emu"
+        fi
         for p in $CUDA_PARTS; do
             target asan-test_cuda_${p}_emu $B/asan/test_cuda_${p}_emu "tests/test_cuda_$p.c tests/cuda_test.h $B/obj/nam_cuda_emu_asan.o" \
                 "$CC -std=c99 $WARN $ASAN $STB_CFLAGS tests/test_cuda_$p.c $B/obj/nam_cuda_emu_asan.o -o $B/asan/test_cuda_${p}_emu $STB_LIBS -lstdc++"

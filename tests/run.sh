@@ -20,7 +20,8 @@
 #              skip line when there is no device), then the same tests on the emulator
 #              (build/*_emu: the kernels' logic, no GPU needed)
 #     bench    build/nam-bench-plan --quick and build/nam-bench --quick as smoke runs, and
-#              build/nam-bench-cuda --quick (prints "no CUDA device" and exits 0 without one)
+#              build/nam-bench-cuda --quick (prints "no CUDA device" and exits 0 without one),
+#              build/nam-bench-cuda-emu --quick (the GPU bench's logic on the emulator)
 #
 # Protocol for test programs (and tests/cli_test.sh): each check prints one line on stdout,
 #     ok <desc>                 counted as passed
@@ -223,11 +224,17 @@ step_replay() {
 
 step_bench() {
     local b rc
-    for b in nam-bench-plan nam-bench nam-bench-cuda; do
+    local note
+    for b in nam-bench-plan nam-bench nam-bench-cuda nam-bench-cuda-emu; do
         rc=0
         built $b "bench smoke: build/$b" || continue
         timeout "$TIMEOUT" "$B/$b" --quick >"$B/log/run-$b.out" 2>&1 </dev/null || rc=$?
-        if ((rc == 0)); then pass "bench smoke: build/$b --quick$([[ $b == nam-bench ]] && echo ' (each kernel validated against its reference first)')"
+        case $b in
+        nam-bench | nam-bench-cuda-emu) note=" (each kernel validated against its reference first)" ;;
+        nam-bench-cuda) note=" ($(grep -m1 -o 'no CUDA device' "$B/log/run-$b.out" >/dev/null && echo 'no CUDA device here: prints that and exits 0' || echo 'ran on the GPU'))" ;;
+        *) note="" ;;
+        esac
+        if ((rc == 0)); then pass "bench smoke: build/$b --quick$note"
         else fail "bench smoke: build/$b --quick: exited with status $rc" "$B/log/run-$b.out"; fi
     done
 }
