@@ -474,4 +474,29 @@ static inline cudaError_t nam_emu_launch(const char *name, dim3 grid, dim3 block
     return cudaSuccess;
 }
 
+/* ---- added for moe ---- */
+static inline int __popc(unsigned x) { return __builtin_popcount(x); }
+/* __match_any_sync: the lanes whose value equals this lane's (full mask only) */
+template <typename T> static inline unsigned __match_any_sync(unsigned, T v) {
+    nam_emu_state *s = nam_emu_s;
+    int tid = s->cur, lane = tid % 32, base = tid - lane, i;
+    unsigned r = 0;
+    static_assert(sizeof(T) <= 8, "__match_any_sync of at most 8 bytes");
+    s->slot[tid][0] = 0;
+    memcpy(&s->slot[tid][0], &v, sizeof(T));
+    nam_emu_warp_barrier();
+    for (i = 0; i < s->wsize[base / 32]; i++)
+        if (s->slot[base + i][0] == s->slot[tid][0]) r |= 1u << i;
+    nam_emu_warp_barrier();
+    return r;
+}
+/* correctly rounded, never contracted into an FMA */
+static inline float __fmul_rn(float a, float b) { volatile float r = a * b; return r; }
+static inline float __fadd_rn(float a, float b) { volatile float r = a + b; return r; }
+/* the stream-ordered allocator: plain allocations (the emulator runs in order) */
+static inline cudaError_t cudaMallocAsync(void **p, size_t n, cudaStream_t) { return cudaMalloc(p, n); }
+static inline cudaError_t cudaFreeAsync(void *p, cudaStream_t) { return cudaFree(p); }
+static inline double __drcp_rn(double x) { return 1.0 / x; }
+/* ---- end moe ---- */
+
 #endif /* NAM_CUDA_EMU_H_INCLUDED */
