@@ -176,7 +176,7 @@ build_cuda() {
         printf '  %-16s skip: nvcc not found at %s\n' cuda "$NVCC"
         return 0
     fi
-    local srcs="nam_cuda.cu nam_cuda.cuh $(ls wip/cuda_*.cuh 2>/dev/null | tr '\n' ' ')"
+    local srcs="nam_cuda.cu nam_cuda.cuh"
     local cudalib="-L$CUDA_HOME/lib64 -lcudart_static -ldl -lrt $STB_LIBS -lstdc++"
     local emu="-std=c++17 -O1 -g $WARN -Wno-unknown-pragmas -I. -DNAM_CUDA_EMULATE -include tests/cuda_emu.h"
     (

@@ -706,7 +706,10 @@ typedef struct nam_moe_dispatch_desc {
     int num_dropped;     /* out */
     void *stream;        /* CUDA: the stream of dispatch (which synchronises it to read
                             num_rows back), permute and combine */
+    void *workspace;     /* CUDA: device scratch of nam_moe_dispatch_workspace_size bytes */
+    size_t workspace_bytes;   /* (256-byte aligned; the CPU needs none) */
 } nam_moe_dispatch_desc;
+NAM_API nam_status nam_moe_dispatch_workspace_size(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err);
 NAM_API nam_status nam_moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err);
 
 /* permute: tokens (T, H) -> permuted (rows, H) following a dispatch's `rows`. */
@@ -765,6 +768,7 @@ extern nam_status nam_cuda__ssd(nam_ssd_desc *d, void *workspace, size_t workspa
 extern nam_status nam_cuda__ssd_step(nam_ssd_step_desc *d, nam_error *err);
 extern nam_status nam_cuda__conv1d(nam_conv1d_desc *d, nam_error *err);
 extern nam_status nam_cuda__moe_route(nam_moe_route_desc *d, nam_error *err);
+extern nam_status nam_cuda__moe_dispatch_workspace_size(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err);
 extern nam_status nam_cuda__moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err);
 extern nam_status nam_cuda__moe_permute(const nam_tensor *tokens, const nam_moe_dispatch_desc *plan, nam_tensor *permuted, nam_error *err);
 extern nam_status nam_cuda__moe_combine(const nam_tensor *expert_out, const nam_moe_dispatch_desc *plan,
@@ -5148,15 +5152,11 @@ NAM__DEF nam_status nam_moe_route(nam_moe_route_desc *d, nam_error *err) {
 }
 
 /* ---- dispatch ------------------------------------------------------------------------ */
-NAM__DEF nam_status nam_moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err) {
-    int64_t T, k, E, t, s2, e, cap, kept, si[NAM_MAX_DIMS], sc[NAM_MAX_DIMS], so[NAM_MAX_DIMS], sr[NAM_MAX_DIMS];
-    int32_t *cnt, *off, *rows;
-    const int32_t *idx;
-    int64_t dropped = 0;
+/* The shape, option and device checks of a dispatch desc. */
+static nam_status nam__moe_dispatch_check(const nam_moe_dispatch_desc *d, nam_error *err) {
+    int64_t T, k, E;
     nam_status s;
     if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_dispatch: desc is NULL");
-    d->num_rows = 0;
-    d->num_dropped = 0;
     if ((s = nam__tensor_i32(&d->topk_idx, "topk_idx", 2, "T,k", err))) return s;
     T = d->topk_idx.shape[0];
     k = d->topk_idx.shape[1];
@@ -5178,9 +5178,36 @@ NAM__DEF nam_status nam_moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err) {
         ts[0] = &d->topk_idx; ts[1] = &d->counts; ts[2] = &d->offsets; ts[3] = &d->rows;
         if ((s = nam__same_device(4, ts, nm, err))) return s;
     }
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_moe_dispatch_workspace_size(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err) {
+    nam_status s;
+    if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_dispatch_workspace_size: bytes is NULL");
+    *bytes = 0;
+    if ((s = nam__moe_dispatch_check(d, err))) return s;
+#ifdef NAM_CUDA
+    if (d->topk_idx.device == NAM_DEVICE_CUDA) return nam_cuda__moe_dispatch_workspace_size(d, bytes, err);
+#endif
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err) {
+    int64_t T, k, E, t, s2, e, cap, kept, si[NAM_MAX_DIMS], sc[NAM_MAX_DIMS], so[NAM_MAX_DIMS], sr[NAM_MAX_DIMS];
+    int32_t *cnt, *off, *rows;
+    const int32_t *idx;
+    int64_t dropped = 0;
+    nam_status s;
+    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_dispatch: desc is NULL");
+    d->num_rows = 0;
+    d->num_dropped = 0;
+    if ((s = nam__moe_dispatch_check(d, err))) return s;
 #ifdef NAM_CUDA
     if (d->topk_idx.device == NAM_DEVICE_CUDA) return nam_cuda__moe_dispatch(d, err);
 #endif
+    T = d->topk_idx.shape[0];
+    k = d->topk_idx.shape[1];
+    E = d->num_experts;
     nam__tensor_strides(&d->topk_idx, si);
     nam__tensor_strides(&d->counts, sc);
     nam__tensor_strides(&d->offsets, so);

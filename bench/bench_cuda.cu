@@ -840,7 +840,7 @@ static void bx_moe_route(bx_ctx &c, bx_moe &m, int sigmoid) {
 static void bx_moe_dispatch(bx_ctx &c, bx_moe &m) {
     int64_t sk[2] = {m.T, m.k}, se[1] = {m.E}, se1[1] = {m.E + 1}, sr[1] = {m.R};
     std::string shape = bx_moe_shape(m, "");
-    bx_dev dc, dof, drw;
+    bx_dev dc, dof, drw, dws;
     nam_moe_dispatch_desc d;
     std::string why;
     double bytes = 4.0 * (2.0 * (double)m.R + 2.0 * m.E + 1.0);
@@ -855,6 +855,17 @@ static void bx_moe_dispatch(bx_ctx &c, bx_moe &m) {
     d.offsets = nam_tensor_cuda(dof.p, NAM_I32, 1, se1);
     d.rows = nam_tensor_cuda(drw.p, NAM_I32, 1, sr);
     d.stream = c.stream;
+    {
+        nam_error err;
+        size_t wsb = 0;
+        if (nam_moe_dispatch_workspace_size(&d, &wsb, &err) != NAM_OK) {
+            bx_row(c, "moe-dispatch", shape, "cuda", BX_ERROR, bx_fmt("workspace query: %s", err.message), nullptr, 0, bytes, 'm');
+            return;
+        }
+        if (wsb && (rc = bx_alloc(dws, wsb, "dispatch workspace", why))) { bx_row(c, "moe-dispatch", shape, "cuda", rc, why, nullptr, 0, bytes, 'm'); return; }
+        d.workspace = dws.p;
+        d.workspace_bytes = wsb;
+    }
     bx_fn op = [&](std::string &w) -> int {
         nam_error err;
         return bx_nam(nam_moe_dispatch(&d, &err), err, w);

@@ -493,9 +493,6 @@ template <typename T> static inline unsigned __match_any_sync(unsigned, T v) {
 /* correctly rounded, never contracted into an FMA */
 static inline float __fmul_rn(float a, float b) { volatile float r = a * b; return r; }
 static inline float __fadd_rn(float a, float b) { volatile float r = a + b; return r; }
-/* the stream-ordered allocator: plain allocations (the emulator runs in order) */
-static inline cudaError_t cudaMallocAsync(void **p, size_t n, cudaStream_t) { return cudaMalloc(p, n); }
-static inline cudaError_t cudaFreeAsync(void *p, cudaStream_t) { return cudaFree(p); }
 static inline double __drcp_rn(double x) { return 1.0 / x; }
 /* ---- end moe ---- */
 

@@ -41,7 +41,7 @@ NAM__UNUSED static int ct_init(const char *suite) {
     nam_error e;
     int n = 0;
     if (nam_cuda_device_count(&n, &e) != NAM_OK) {
-        printf("skip %s: no CUDA device (%s)\n", suite, e.message);
+        printf("skip %s: %s\n", suite, e.message);
         return 0;
     }
     if (nam_cuda_emulated()) printf("# %s: running on the CUDA emulator (tests/cuda_emu.h): logic only, no GPU\n", suite);

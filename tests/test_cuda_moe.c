@@ -179,7 +179,7 @@ static void test_route(void) {
 typedef struct plan_pair {
     nam_moe_dispatch_desc cpu, gpu;
     int32_t *idx_h, *cnt_h, *off_h, *rows_h;
-    void *idx_d, *cnt_d, *off_d, *rows_d;
+    void *idx_d, *cnt_d, *off_d, *rows_d, *ws_d;
     int T, k, E;
 } plan_pair;
 
@@ -230,6 +230,13 @@ static int plan_make(plan_pair *pp, int T, int k, int E, float cf, int32_t *idx,
     pp->gpu.counts = C1(pp->cnt_d, NAM_I32, E);
     pp->gpu.offsets = C1(pp->off_d, NAM_I32, E + 1);
     pp->gpu.rows = C1(pp->rows_d, NAM_I32, (int64_t)T * k);
+    {
+        size_t wsb = 0;
+        if ((*sgpu = nam_moe_dispatch_workspace_size(&pp->gpu, &wsb, egpu)) != NAM_OK) return 0;
+        pp->ws_d = wsb ? dev_dup(NULL, wsb) : NULL;
+        pp->gpu.workspace = pp->ws_d;
+        pp->gpu.workspace_bytes = wsb;
+    }
     *scpu = nam_moe_dispatch(&pp->cpu, ecpu);
     *sgpu = nam_moe_dispatch(&pp->gpu, egpu);
     return *scpu == NAM_OK && *sgpu == NAM_OK;
@@ -243,6 +250,7 @@ static void plan_free(plan_pair *pp) {
     dev_free(pp->cnt_d);
     dev_free(pp->off_d);
     dev_free(pp->rows_d);
+    dev_free(pp->ws_d);
     memset(pp, 0, sizeof *pp);
 }
 
@@ -313,6 +321,27 @@ static void test_dispatch(void) {
     test_dispatch_bad(37, 4, 8, 3);
     test_dispatch_bad(700, 4, 64, 2);
     test_dispatch_bad(300, 8, 5000, 3);
+    {   /* tiled dispatch without its workspace, or with one byte too few */
+        plan_pair pp;
+        nam_status sc, sg;
+        nam_error ec, eg;
+        size_t need;
+        if (plan_make(&pp, 700, 4, 64, 0.0f, make_idx(700, 4, 64, 0), &sc, &sg, &ec, &eg)) {
+            need = pp.gpu.workspace_bytes;
+            pp.gpu.workspace = NULL;
+            pp.gpu.workspace_bytes = 0;
+            sg = nam_moe_dispatch(&pp.gpu, &eg);
+            ct_check(need > 0 && sg == NAM_ERR_INVALID_ARG && strstr(eg.message, "workspace is NULL") != NULL,
+                     "dispatch T*k=2800 with no workspace -> NAM_ERR_INVALID_ARG", "need %zu, status %s: %s", need, nam_status_str(sg), eg.message);
+            pp.gpu.workspace = pp.ws_d;
+            pp.gpu.workspace_bytes = need - 1;
+            sg = nam_moe_dispatch(&pp.gpu, &eg);
+            ct_check(sg == NAM_ERR_INVALID_ARG && strstr(eg.message, "workspace_bytes") != NULL,
+                     "dispatch with workspace_bytes one short -> NAM_ERR_INVALID_ARG", "status %s: %s", nam_status_str(sg), eg.message);
+        } else
+            ct_fail("dispatch workspace checks", sc ? ec.message : eg.message);
+        plan_free(&pp);
+    }
 }
 
 /* ==== permute / combine ========================================================================== */

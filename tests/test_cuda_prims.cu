@@ -279,7 +279,7 @@ int main(void) {
     nam_error e;
     int n = 0;
     if (nam_cuda_device_count(&n, &e) != NAM_OK) {
-        printf("skip cuda prims: no CUDA device (%s)\n", e.message);
+        printf("skip cuda prims: %s\n", e.message);
         return 0;
     }
 #ifdef NAM_CUDA_EMULATE
