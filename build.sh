@@ -8,6 +8,9 @@
 #                           new inputs collect in build/fuzz-corpus, and
 #                           build/fuzz_parsers -merge=1 tests/corpus build/fuzz-corpus
 #                           adds those that reach new code to the committed corpus
+#   ./build.sh gpu          on a machine with a GPU: build, then the CUDA tests (with
+#                           compute-sanitizer when installed), build/nam-bench-cuda and
+#                           bench/bench_sdpa.py; everything also lands in build/gpu/
 #   ./build.sh clean        remove build/
 #
 # Environment: CC (gcc), CXX (g++), CLANG (clang, fuzzer only), JOBS (nproc),
@@ -43,7 +46,7 @@ CUDA_ARCH="-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm
 ASAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -g -O1"
 FUZZ="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1"
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 
 # ---- setup ---------------------------------------------------------------------------
 # need PATH_OR_COMMAND DEBIAN_PACKAGE: install it when root, else say how and exit 2.
@@ -322,6 +325,19 @@ fuzz)
     build_fuzzer
     wait
     NAM_FUZZ_SECONDS=$secs exec bash tests/run.sh fuzz replay
+    ;;
+gpu)
+    setup
+    build_all
+    build_report || echo "build: some targets failed"
+    mkdir -p "$B/gpu"
+    rc=0
+    bash tests/run.sh cuda 2>&1 | tee "$B/gpu/tests.txt" || rc=1
+    "$B/nam-bench-cuda" --json >"$B/gpu/bench.json" 2>"$B/gpu/bench.err" || rc=1
+    "$B/nam-bench-cuda" 2>&1 | tee "$B/gpu/bench.txt" || rc=1
+    python3 bench/bench_sdpa.py 2>&1 | tee "$B/gpu/sdpa.txt" || rc=1
+    echo "results in $B/gpu/ (tests.txt, bench.txt, bench.json, sdpa.txt, build/log/cuda-ptxas.txt)"
+    exit $rc
     ;;
 clean)
     rm -rf "$B"

@@ -628,7 +628,10 @@ NAM_API int nam_query_cpu_count(void);
      initial_states optional (b, h, p, n) f32   final_states optional output (b, h, p, n) f32
      out      (b, l, h, p)
    dt' = dt + dt_bias; softplus if asked; clamp to [dt_min, dt_max] when a limit is set.
-   state = exp(dt'*A) * state + dt' * B (x) x;  y = C . state + D * x;  y *= silu(z). */
+   state = exp(dt'*A) * state + dt' * B (x) x;  y = C . state + D * x;  y *= silu(z).
+   CUDA: x, B, C, z and out in one dtype (bf16/f16 on tensor cores, f32 on fp32 SIMT);
+   chunk_size is a hint there (the kernels pick 64..256); the chunk states are passed on
+   in fp32, the state entering a chunk is read in the storage dtype (as mamba_ssm does). */
 typedef struct nam_ssd_desc {
     nam_tensor x, dt, A, B, C, D, z, dt_bias, initial_states;
     nam_tensor out, final_states;
@@ -678,7 +681,9 @@ typedef enum nam_moe_act { NAM_MOE_SWIGLU = 0, NAM_MOE_SQUARED_RELU = 1 } nam_mo
    topk_weight (T, k) f32. softmax: top-k on logits then softmax over the k, or with
    pre_softmax softmax over E then top-k. sigmoid: top-k of sigmoid(logits) (+ expert_bias,
    (E) f32, for the selection only), weights renormalised to sum 1 when k > 1. Weights are
-   multiplied by scaling_factor (0 -> 1). Ties pick the lower expert index. */
+   multiplied by scaling_factor (0 -> 1). Ties pick the lower expert index.
+   CUDA: the same selection and weights; non-finite logits are not detected (the CPU
+   returns NAM_ERR_RANGE), so the routing of such a token is unspecified. */
 typedef struct nam_moe_route_desc {
     nam_tensor logits, expert_bias;
     nam_tensor topk_idx, topk_weight;
@@ -696,7 +701,11 @@ NAM_API nam_status nam_moe_route(nam_moe_route_desc *d, nam_error *err);
    topk_idx (T, k) i32 in; counts (E) i32, offsets (E + 1) i32 and rows (T * k) i32 out:
    rows[j] = t * k + slot of the j-th permuted row (j < offsets[E]). capacity_factor > 0
    keeps at most ceil(T * k / E * capacity_factor) rows per expert (first come by token
-   order); the rest are dropped, counted in num_dropped, and their combine weight is 0. */
+   order); the rest are dropped, counted in num_dropped, and their combine weight is 0.
+   CUDA: bit-identical arrays; the call synchronises `stream` to read num_rows back, and
+   when T * k > 2048 (or E > 2048) it needs `workspace` (device memory,
+   nam_moe_dispatch_workspace_size bytes). CUDA plans are not read back by permute,
+   combine and ffn: their values are trusted as nam_moe_dispatch's. */
 typedef struct nam_moe_dispatch_desc {
     nam_tensor topk_idx;
     int num_experts;
@@ -723,7 +732,9 @@ NAM_API nam_status nam_moe_combine(const nam_tensor *expert_out, const nam_moe_d
    [offsets[e], offsets[e+1]) of `in` (rows, H):
      SWIGLU:        h = silu(in W1_e^T) * (in W3_e^T);  out = h W2_e^T
      SQUARED_RELU:  h = relu(in W1_e^T)^2;              out = h W2_e^T
-   w1, w3 (E, F, H) (w3 unused for squared ReLU), w2 (E, H, F), out (rows, H). */
+   w1, w3 (E, F, H) (w3 unused for squared ReLU), w2 (E, H, F), out (rows, H).
+   CUDA: bf16 or f16, all one dtype, on tensor cores; h is kept in the storage dtype
+   between the two GEMMs (the CPU keeps it in fp32). */
 typedef struct nam_moe_ffn_desc {
     nam_tensor in, w1, w3, w2, out;
     const nam_moe_dispatch_desc *plan;
@@ -744,7 +755,7 @@ typedef enum nam_causal_align {
 /* q (b, sq, hq, d), k and v (b, sk, hk, d) with hq % hk == 0, d <= 256, out (b, sq, hq, d).
    scale 0 -> 1/sqrt(d). Flash-style tiling with an online softmax: no sq x sk buffer.
    A query row with no visible key (possible with bottom-right alignment and sq > sk)
-   outputs zeros. */
+   outputs zeros. CUDA: bf16 or f16 (q, k, v, out one dtype), d in {32, 64, 96, 128}. */
 typedef struct nam_attention_desc {
     nam_tensor q, k, v, out;
     int causal;

@@ -17,7 +17,8 @@
 #              (torch/numpy cross-checks; skipped with the install command when missing)
 #     cuda     the CUDA side: ptxas register spills of build/obj/nam_cuda.o (none allowed),
 #              build/test_cuda_prims and build/test_cuda_<part> on the GPU (each prints one
-#              skip line when there is no device), then the same tests on the emulator
+#              skip line when there is no device), with a device also under
+#              compute-sanitizer memcheck, racecheck and synccheck, then the same tests on the emulator
 #              (build/*_emu: the kernels' logic, no GPU needed)
 #     bench    build/nam-bench-plan --quick and build/nam-bench --quick as smoke runs, and
 #              build/nam-bench-cuda --quick (prints "no CUDA device" and exits 0 without one),
@@ -240,6 +241,7 @@ step_bench() {
 }
 
 CUDA_PARTS="ssd moe attention"
+CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 # ptxas -v of the sm_90a build: "Compiling entry function 'X' for 'sm_90a'" then
 # "N bytes stack frame, N bytes spill stores, N bytes spill loads". One test: no spills.
 step_cuda() {
@@ -267,6 +269,26 @@ step_cuda() {
     for p in $CUDA_PARTS; do
         if built test_cuda_$p "test_cuda_$p"; then run_prog test_cuda_$p "test_cuda_$p (GPU)" "$B/test_cuda_$p"; fi
     done
+    # On a GPU: the same tests under compute-sanitizer (memcheck, racecheck, synccheck)
+    if grep -q '^ok ' "$B/log/run-test_cuda_prims.out" 2>/dev/null; then
+        local san tool
+        san=$(command -v compute-sanitizer || echo "$CUDA_HOME/bin/compute-sanitizer")
+        if [[ ! -x $san ]]; then
+            skip "compute-sanitizer: not found (PATH or $CUDA_HOME/bin; Debian/NVIDIA package cuda-sanitizer-13-0)"
+        else
+            for tool in memcheck racecheck synccheck; do
+                for p in prims $CUDA_PARTS; do
+                    built test_cuda_$p "compute-sanitizer $tool test_cuda_$p" || continue
+                    local out=$B/log/sanitizer-$tool-$p.log rc=0
+                    timeout $((TIMEOUT * 4)) "$san" --tool "$tool" --error-exitcode 99 "$B/test_cuda_$p" >"$out" 2>&1 </dev/null || rc=$?
+                    if ((rc == 0)) && grep -q 'ERROR SUMMARY: 0 errors' "$out"; then pass "compute-sanitizer $tool: test_cuda_$p clean"
+                    else fail "compute-sanitizer $tool: test_cuda_$p (status $rc)" "$out"; fi
+                done
+            done
+        fi
+    else
+        skip "compute-sanitizer (memcheck, racecheck, synccheck): needs a CUDA device"
+    fi
     if built test_cuda_prims_emu "test_cuda_prims_emu"; then run_prog test_cuda_prims_emu "test_cuda_prims (emulator)" "$B/test_cuda_prims_emu"; fi
     for p in $CUDA_PARTS; do
         if built test_cuda_${p}_emu "test_cuda_${p}_emu"; then run_prog test_cuda_${p}_emu "test_cuda_$p (emulator)" "$B/test_cuda_${p}_emu"; fi
