@@ -1135,7 +1135,12 @@ template <typename T> static nam_status nam__cu_ssd_run(nam__cu_ssd_plan *pl, cu
         scan_mma = pl->mma && smem <= static_cast<size_t>(optin);
         if (scan_mma) {
             auto k = nam__cu_ssd_scan_mma<T>;
-            NAM__CU_TRY(err, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+            /* the attribute is per function for the whole process: always the largest value
+               this device allows (not this call's n), so a concurrent call from another host
+               thread with a smaller n cannot lower it under our launch */
+            const size_t most = nam__cu_ssd_scan_smem(NAM__CU_SSD_MMA_MAXN);
+            const size_t attr = most <= static_cast<size_t>(optin) ? most : static_cast<size_t>(optin);   /* >= smem */
+            NAM__CU_TRY(err, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(attr)));
             NAM__CU_LAUNCH(err, k, dim3(static_cast<unsigned>(bh * a.nc * ptiles)), dim3(128), smem, stream, a, ptiles, np, pl->vec_x, pl->vec_bc,
                            pl->pair_out);
         }
@@ -1992,8 +1997,9 @@ static __global__ void __launch_bounds__(NAM__CU_MOE_DT_WARPS * 32)
 /* The kernels of a dispatch that needs scratch (n > one tile, or E > 2048). */
 static nam_status nam__cu_moe_dispatch_tiled(const int32_t *idx, int n, int E, long long cap, int32_t *counts, int32_t *offsets, int32_t *rows, char *scratch,
                                              cudaStream_t st, nam_error *err) {
-    const int nt = (n + NAM__CU_MOE_DT_TILE - 1) / NAM__CU_MOE_DT_TILE;
-    const unsigned nblk = static_cast<unsigned>((n + 255) / 256);
+    /* n may be up to INT32_MAX: round up in 64 bits */
+    const int nt = static_cast<int>((static_cast<long long>(n) + NAM__CU_MOE_DT_TILE - 1) / NAM__CU_MOE_DT_TILE);
+    const unsigned nblk = static_cast<unsigned>((static_cast<long long>(n) + 255) / 256);
     const dim3 scan_blk(32, 32);
     int *rank = reinterpret_cast<int *>(scratch);
     int *bad = rank + n;
@@ -2047,7 +2053,7 @@ static nam_status nam__cu_moe_dispatch_tiled(const int32_t *idx, int n, int E, l
    0 when one fused block does it (T*k <= 2048 and E <= 2048). */
 static size_t nam__cu_moe_dispatch_ws(int n, int E) {
     if (n <= NAM__CU_MOE_DT_TILE && E <= NAM__CU_MOE_DT_MAXB) return 0;
-    const size_t nt = static_cast<size_t>((n + NAM__CU_MOE_DT_TILE - 1) / NAM__CU_MOE_DT_TILE), un = static_cast<size_t>(n), ue = static_cast<size_t>(E);
+    const size_t nt = (static_cast<size_t>(n) + NAM__CU_MOE_DT_TILE - 1) / NAM__CU_MOE_DT_TILE, un = static_cast<size_t>(n), ue = static_cast<size_t>(E);
     size_t ints = un + 1 + nt * (E <= NAM__CU_MOE_DT_MAXB ? ue : NAM__CU_MOE_DT_MAXB);
     if (E > NAM__CU_MOE_DT_MAXB) ints += 2 * un + 2 * NAM__CU_MOE_DT_MAXB + 1 + 2 * ue + 1;
     return nam__cu_align(sizeof(int) * ints);
@@ -2402,7 +2408,7 @@ static __global__ void __launch_bounds__(1024) nam__cu_moe_tile_starts(const int
         if (e < E) {
             int lo = off[e], hi = off[e + 1];
             if (hi > R) hi = R;
-            c = hi > lo ? (hi - lo + NAM__CU_MOE_BM - 1) / NAM__CU_MOE_BM : 0;
+            c = hi > lo ? (hi - lo - 1) / NAM__CU_MOE_BM + 1 : 0;   /* no int overflow near 2^31 rows */
         }
         ex = nam__cu_moe_block_scan(c, &tot, sm);
         if (e < E) tstart[e] = carry + ex;
