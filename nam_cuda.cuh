@@ -595,6 +595,23 @@ static __global__ void __launch_bounds__(256) nam__cu_ssd_pass_kernel(nam__cu_ss
 }
 
 /* ---- 4. chunk output, fp32 SIMT -------------------------------------------------------- */
+/* acc[r][q] += As[ty + 16 r][:] . Bs[tx + 16 q][:] over one 32-wide slab (a 64 x 64 tile of
+   256 threads, 4 x 4 outputs each). */
+static __device__ __forceinline__ void nam__cu_ssd_fma44(float acc[4][4], const float (*As)[33], const float (*Bs)[33], int ty, int tx) {
+#pragma unroll 4
+    for (int kk = 0; kk < 32; kk++) {
+        float av[4], bv[4];
+#pragma unroll
+        for (int r = 0; r < 4; r++) av[r] = As[ty + 16 * r][kk];
+#pragma unroll
+        for (int q = 0; q < 4; q++) bv[q] = Bs[tx + 16 * q][kk];
+#pragma unroll
+        for (int r = 0; r < 4; r++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) acc[r][q] += av[r] * bv[q];
+    }
+}
+
 /* CTA: (b, chunk, h, 64 columns of p); 64-row tiles of the chunk, last first. Thread
    (ty, tx) owns rows ty + 16 r and columns tx + 16 q. Shared: ab = C and S_in (or B) slabs
    of 32 along n, [64][33] each; the same floats hold X [64][64] once the scores are in sw. */
@@ -641,18 +658,7 @@ static __global__ void __launch_bounds__(256) nam__cu_ssd_scan_simt(nam__cu_ssd_
                 Bs[r][kk] = p0 + r < p && k0 + kk < n ? nam__cu_f(Sc[static_cast<int64_t>(p0 + r) * n + k0 + kk]) : 0.0f;
             }
             __syncthreads();
-#pragma unroll 4
-            for (int kk = 0; kk < 32; kk++) {
-                float av[4], bv[4];
-#pragma unroll
-                for (int r = 0; r < 4; r++) av[r] = As[ty + 16 * r][kk];
-#pragma unroll
-                for (int q = 0; q < 4; q++) bv[q] = Bs[tx + 16 * q][kk];
-#pragma unroll
-                for (int r = 0; r < 4; r++)
-#pragma unroll
-                    for (int q = 0; q < 4; q++) acc[r][q] += av[r] * bv[q];
-            }
+            nam__cu_ssd_fma44(acc, As, Bs, ty, tx);
         }
 #pragma unroll
         for (int r = 0; r < 4; r++) {
@@ -681,18 +687,7 @@ static __global__ void __launch_bounds__(256) nam__cu_ssd_scan_simt(nam__cu_ssd_
                     Bs[r][kk] = j0 + r < Qc && k0 + kk < n ? nam__cu_f(Bm[((bi * a.l + tok0 + j0 + r) * a.g + gi) * n + k0 + kk]) : 0.0f;
                 }
                 __syncthreads();
-#pragma unroll 4
-                for (int kk = 0; kk < 32; kk++) {
-                    float av[4], bv[4];
-#pragma unroll
-                    for (int r = 0; r < 4; r++) av[r] = As[ty + 16 * r][kk];
-#pragma unroll
-                    for (int q = 0; q < 4; q++) bv[q] = Bs[tx + 16 * q][kk];
-#pragma unroll
-                    for (int r = 0; r < 4; r++)
-#pragma unroll
-                        for (int q = 0; q < 4; q++) s[r][q] += av[r] * bv[q];
-                }
+                nam__cu_ssd_fma44(s, As, Bs, ty, tx);
             }
             /* W[i][j] = (C_i . B_j) exp(cum_i - cum_j) dt'_j for j <= i */
 #pragma unroll
