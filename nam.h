@@ -607,6 +607,8 @@ typedef struct nam_tensor {
 
 /* nam_tensor_make: a contiguous CPU tensor view of `data` (ndim <= 4). */
 NAM_API nam_tensor nam_tensor_make(void *data, nam_dtype dtype, int ndim, const int64_t *shape);
+/* nam_tensor_cuda: the same over device memory (device = NAM_DEVICE_CUDA). */
+NAM_API nam_tensor nam_tensor_cuda(void *data, nam_dtype dtype, int ndim, const int64_t *shape);
 /* nam_tensor_numel: product of the shape (0 for ndim 0 or a NULL tensor). */
 NAM_API int64_t nam_tensor_numel(const nam_tensor *t);
 NAM_API const char *nam_dtype_name(nam_dtype d);
@@ -3275,6 +3277,12 @@ NAM__DEF nam_tensor nam_tensor_make(void *data, nam_dtype dtype, int ndim, const
     t.dtype = dtype;
     t.ndim = ndim < 0 ? 0 : ndim > NAM_MAX_DIMS ? NAM_MAX_DIMS : ndim;
     for (i = 0; i < t.ndim; i++) t.shape[i] = shape ? shape[i] : 0;
+    return t;
+}
+
+NAM__DEF nam_tensor nam_tensor_cuda(void *data, nam_dtype dtype, int ndim, const int64_t *shape) {
+    nam_tensor t = nam_tensor_make(data, dtype, ndim, shape);
+    t.device = NAM_DEVICE_CUDA;
     return t;
 }
 

@@ -46,8 +46,6 @@ NAM_API nam_status nam_cuda_free(void *ptr, nam_error *err);
 NAM_API nam_status nam_cuda_memcpy(void *dst, const void *src, size_t bytes, nam_cuda_copy kind, void *stream, nam_error *err);
 NAM_API nam_status nam_cuda_memset(void *dst, int value, size_t bytes, void *stream, nam_error *err);
 NAM_API nam_status nam_cuda_sync(void *stream, nam_error *err);
-/* nam_tensor_cuda: a contiguous CUDA tensor view of device memory `data`. */
-NAM_API nam_tensor nam_tensor_cuda(void *data, nam_dtype dtype, int ndim, const int64_t *shape);
 
 #ifdef __cplusplus
 }
@@ -360,18 +358,6 @@ NAM_API nam_status nam_cuda_sync(void *stream, nam_error *err) {
     return nam__cu_ok(err);
 }
 
-NAM_API nam_tensor nam_tensor_cuda(void *data, nam_dtype dtype, int ndim, const int64_t *shape) {
-    nam_tensor t;
-    int i;
-    memset(&t, 0, sizeof t);
-    t.data = data;
-    t.dtype = dtype;
-    t.device = NAM_DEVICE_CUDA;
-    t.ndim = ndim < 0 ? 0 : ndim > NAM_MAX_DIMS ? NAM_MAX_DIMS : ndim;
-    for (i = 0; i < t.ndim; i++) t.shape[i] = shape ? shape[i] : 0;
-    return t;
-}
-
 } /* extern "C" */
 
 /* Kernel sections follow: >>cuda-ssd, >>cuda-moe, >>cuda-attention. Each defines its
@@ -514,6 +500,27 @@ static __global__ void __launch_bounds__(256) nam__cu_ssd_cumsum_kernel(nam__cu_
     }
 }
 
+/* The tile a CTA of the chunk-state and chunk-output kernels owns: blockIdx.x enumerates
+   (b, h, chunk, p-tile, n-tile) with the n-tile fastest (ntiles = 1 for the output). */
+struct nam__cu_ssd_cta {
+    int nt, pt, c, hi, gi;
+    int64_t bh, bi;
+};
+static __device__ __forceinline__ nam__cu_ssd_cta nam__cu_ssd_cta_of(const nam__cu_ssd_args &a, int ptiles, int ntiles) {
+    nam__cu_ssd_cta t;
+    int64_t blk = blockIdx.x;
+    t.nt = static_cast<int>(blk % ntiles);
+    blk /= ntiles;
+    t.pt = static_cast<int>(blk % ptiles);
+    blk /= ptiles;
+    t.c = static_cast<int>(blk % a.nc);
+    t.bh = blk / a.nc;
+    t.bi = t.bh / a.h;
+    t.hi = static_cast<int>(t.bh % a.h);
+    t.gi = t.hi / a.hpg;
+    return t;
+}
+
 /* ---- 2. chunk states, fp32 SIMT ------------------------------------------------------- */
 /* CTA: (b, chunk, h, 64 rows of p, 64 columns of n); thread (ty, tx) owns rows ty + 16 r,
    columns tx + 16 q. Token slabs of 32: xs[j][p] = x * w_j, bs[j][n]. */
@@ -521,14 +528,9 @@ template <typename T>
 static __global__ void __launch_bounds__(256) nam__cu_ssd_state_simt(nam__cu_ssd_args a, int ptiles, int ntiles) {
     __shared__ float xs[32][64], bs[32][64], wj[32];
     const T *X = static_cast<const T *>(a.x), *Bm = static_cast<const T *>(a.B);
-    int64_t blk = blockIdx.x;
-    const int nt = static_cast<int>(blk % ntiles);
-    blk /= ntiles;
-    const int pt = static_cast<int>(blk % ptiles);
-    blk /= ptiles;
-    const int c = static_cast<int>(blk % a.nc);
-    const int64_t bh = blk / a.nc, bi = bh / a.h;
-    const int hi = static_cast<int>(bh % a.h), gi = hi / a.hpg, Q = a.Q;
+    const nam__cu_ssd_cta ct = nam__cu_ssd_cta_of(a, ptiles, ntiles);
+    const int nt = ct.nt, pt = ct.pt, c = ct.c, hi = ct.hi, gi = ct.gi, Q = a.Q;
+    const int64_t bh = ct.bh, bi = ct.bi;
     const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4, p0 = pt * 64, n0 = nt * 64;
     const int64_t base = (bh * a.nc + c) * Q, tok0 = static_cast<int64_t>(c) * Q;
     const int Qc = static_cast<int>(nam__cu_ssd_min64(Q, a.l - tok0));
@@ -624,12 +626,9 @@ static __global__ void __launch_bounds__(256) nam__cu_ssd_scan_simt(nam__cu_ssd_
     float(*As)[33] = reinterpret_cast<float(*)[33]>(ab);
     float(*Bs)[33] = reinterpret_cast<float(*)[33]>(ab + 64 * 33);
     float(*Xs)[64] = reinterpret_cast<float(*)[64]>(ab);
-    int64_t blk = blockIdx.x;
-    const int pt = static_cast<int>(blk % ptiles);
-    blk /= ptiles;
-    const int c = static_cast<int>(blk % a.nc);
-    const int64_t bh = blk / a.nc, bi = bh / a.h;
-    const int hi = static_cast<int>(bh % a.h), gi = hi / a.hpg, Q = a.Q, p = a.p, n = a.n;
+    const nam__cu_ssd_cta ct = nam__cu_ssd_cta_of(a, ptiles, 1);
+    const int pt = ct.pt, c = ct.c, hi = ct.hi, gi = ct.gi, Q = a.Q, p = a.p, n = a.n;
+    const int64_t bh = ct.bh, bi = ct.bi;
     const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4, p0 = pt * 64;
     const int64_t base = (bh * a.nc + c) * Q, tok0 = static_cast<int64_t>(c) * Q;
     const int Qc = static_cast<int>(nam__cu_ssd_min64(Q, a.l - tok0));
@@ -799,14 +798,9 @@ static __global__ void __launch_bounds__(128) nam__cu_ssd_state_mma(nam__cu_ssd_
     __shared__ float wj[64];
     T *xs = reinterpret_cast<T *>(xs_raw), *bs = reinterpret_cast<T *>(bs_raw);
     const T *X = static_cast<const T *>(a.x), *Bm = static_cast<const T *>(a.B);
-    int64_t blk = blockIdx.x;
-    const int nt = static_cast<int>(blk % ntiles);
-    blk /= ntiles;
-    const int pt = static_cast<int>(blk % ptiles);
-    blk /= ptiles;
-    const int c = static_cast<int>(blk % a.nc);
-    const int64_t bh = blk / a.nc, bi = bh / a.h;
-    const int hi = static_cast<int>(bh % a.h), gi = hi / a.hpg, Q = a.Q;
+    const nam__cu_ssd_cta ct = nam__cu_ssd_cta_of(a, ptiles, ntiles);
+    const int nt = ct.nt, pt = ct.pt, c = ct.c, hi = ct.hi, gi = ct.gi, Q = a.Q;
+    const int64_t bh = ct.bh, bi = ct.bi;
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, p0 = pt * 64, n0 = nt * 64;
     const int lr = lane & 7, mat = lane >> 3, g8 = lane >> 2, t4 = lane & 3;
     const int64_t base = (bh * a.nc + c) * Q, tok0 = static_cast<int64_t>(c) * Q;
@@ -870,12 +864,9 @@ static __global__ void __launch_bounds__(128, 3) nam__cu_ssd_scan_mma(nam__cu_ss
     const T *X = static_cast<const T *>(a.x), *Bm = static_cast<const T *>(a.B), *Cm = static_cast<const T *>(a.C);
     const T *Z = static_cast<const T *>(a.z), *Sin = static_cast<const T *>(a.Sin);
     T *O = static_cast<T *>(a.out);
-    int64_t blk = blockIdx.x;
-    const int pt = static_cast<int>(blk % ptiles);
-    blk /= ptiles;
-    const int c = static_cast<int>(blk % a.nc);
-    const int64_t bh = blk / a.nc, bi = bh / a.h;
-    const int hi = static_cast<int>(bh % a.h), gi = hi / a.hpg, Q = a.Q, p = a.p, n = a.n;
+    const nam__cu_ssd_cta ct = nam__cu_ssd_cta_of(a, ptiles, 1);
+    const int pt = ct.pt, c = ct.c, hi = ct.hi, gi = ct.gi, Q = a.Q, p = a.p, n = a.n;
+    const int64_t bh = ct.bh, bi = ct.bi;
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, p0 = pt * 64;
     const int lr = lane & 7, mat = lane >> 3, g8 = lane >> 2, t4 = lane & 3;
     const int64_t base = (bh * a.nc + c) * Q, tok0 = static_cast<int64_t>(c) * Q, ldt = static_cast<int64_t>(a.g) * n;
