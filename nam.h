@@ -377,6 +377,7 @@ typedef struct nam_recipe {
     char normalization[16];           /* RMSNorm | LayerNorm */
     char activation[16];              /* swiglu | squared_relu | gelu */
     int untie_embeddings, disable_bias_linear, mla;
+    char spec[NAM_STR_MAX];           /* --spec: "module.path builder_name" of the hybrid layer spec */
     /* [mla] */
     int q_lora_rank, kv_lora_rank, qk_head_dim, qk_pos_emb_head_dim, v_head_dim;
     /* [moe] */
@@ -390,13 +391,23 @@ typedef struct nam_recipe {
     int mamba_state_dim, mamba_head_dim, mamba_num_groups, mamba_num_heads;
     /* [gdn] */
     int gdn_num_key_heads, gdn_num_value_heads, gdn_key_head_dim, gdn_value_head_dim, gdn_conv_kernel_dim;
+    /* [dsa]  indexer of the DeepSeek sparse attention layers ('D') */
+    int dsa_indexer_n_heads, dsa_indexer_head_dim, dsa_indexer_topk;
+    double dsa_indexer_loss_coeff;
+    /* [m2rnn]  the R mixer: M2RNN, a non-linear matrix-state RNN (nam56r-blocks.md) */
+    int m2rnn_k_head_dim, m2rnn_v_head_dim, m2rnn_conv_kernel, m2rnn_num_heads, m2rnn_residual;
+    /* [mamba3]  the M mixer when pattern.mamba_impl = mamba3 */
+    double mamba3_rope_fraction, mamba3_a_floor, mamba3_dt_min, mamba3_dt_max;
+    int mamba3_mimo, mamba3_mimo_rank, mamba3_chunk_size, mamba3_expand;
     /* [mtp] */
     double mtp_loss_scaling_factor;
+    int mtp_depths;                   /* 0 = as written; N = the written MTP block repeated N times */
     /* [parallel] */
     int world_size, tp, pp, cp, ep, etp, sequence_parallel, overlap_p2p;
     int first_stage_layers, last_stage_layers;
     char order[24];                   /* tp-cp-ep-dp-pp | tp-cp-ep-pp-dp */
     char cp_comm_type[16];            /* p2p | a2a | allgather | a2a+p2p */
+    int hierarchical_cp_sizes[NAM_MAX_LIST]; int num_hierarchical_cp_sizes; /* for a2a+p2p */
     /* [batch] */
     int micro_batch_size, global_batch_size;
     /* [precision] */
@@ -405,6 +416,38 @@ typedef struct nam_recipe {
     /* [cuda_graph] */
     char cuda_graph_impl[24];         /* none | local | transformer_engine | full_iteration */
     char cuda_graph_modules[NAM_STR_MAX]; /* comma list: attn mamba mlp moe moe_router moe_preprocess */
+    /* Feature placements (cppmega's NAM56R feature surfaces). Each enabled feature is a named
+       seam of kind NAM_SEAM_FEATURE, never a Megatron flag. Layer lists are 0-based. */
+    /* [engram]  on A layers */
+    int engram_enabled, engram_layers[NAM_MAX_LIST], num_engram_layers;
+    int engram_ngram_orders[NAM_MAX_LIST], num_engram_ngram_orders;
+    int engram_bottleneck_dim, engram_gated, engram_gate_sqrt_compress, engram_conv_kernel;
+    double engram_dropout;
+    char engram_conv_impl[24];        /* xla_safe | maxtext_depthwise */
+    /* [mhc]  manifold hyper-connections, on A layers */
+    int mhc_enabled, mhc_layers[NAM_MAX_LIST], num_mhc_layers;
+    int mhc_n_streams, mhc_sinkhorn_iters, mhc_dynamic, mhc_fused_ops, mhc_recompute_group_size;
+    double mhc_temperature, mhc_epsilon, mhc_blend_alpha;
+    char mhc_dynamic_mode[16];        /* maxtext | pooled */
+    /* [mod]  mixture of depths, on E layers */
+    int mod_enabled, mod_layers[NAM_MAX_LIST], num_mod_layers;
+    double mod_capacity, mod_aux_loss_weight;
+    char mod_routing[16];             /* topk | threshold | progressive | gateskip */
+    char mod_target[NAM_NAME_MAX], mod_scorer[NAM_NAME_MAX], mod_selector[NAM_NAME_MAX], mod_schedule[NAM_NAME_MAX];
+    char mod_executor[16];            /* auto | gather | mask */
+    int mod_ffn_only, mod_skip_first_n, mod_skip_mamba;
+    /* [moda]  model-wide */
+    int moda_enabled;
+    /* [ngram_hash]  n-gram hash embedding, on the input embedding */
+    int ngram_hash_enabled, ngram_hash_orders[NAM_MAX_LIST], num_ngram_hash_orders;
+    int ngram_hash_heads, ngram_hash_table_size, ngram_hash_embed_dim, ngram_hash_offload;
+    /* [structure]  structure embedding, on the input embedding */
+    int structure_enabled, structure_max_ast_depth, structure_max_sibling_index, structure_num_node_types;
+    int structure_bottleneck_dim, structure_relation_bias, structure_tree_ffn, structure_tree_ffn_steps, structure_platform_embed;
+    double structure_tree_ffn_dropout;
+    char structure_components[16];    /* core | all */
+    /* Where the layer-list keys were set (file:line:column for plan-time errors). */
+    struct { char source[64]; int line, column; } key_pos[4]; /* dsa_layers, engram, mhc, mod */
     /* [runtime]  fixed policy, never turned into Megatron args */
     char recipe_mode[24];             /* pretrain | sft | ... (launcher selection) */
     char cache_dir[NAM_STR_MAX];      /* pre-import cache root (TRITON/INDUCTOR caches) */
@@ -433,32 +476,41 @@ NAM_API nam_status nam_recipe_write(const nam_recipe *r, char **out, nam_error *
 
 typedef enum nam_seam_kind {
     NAM_SEAM_UNMAPPED = 1,     /* no Megatron symbol: blocks the native pattern */
-    NAM_SEAM_CUSTOM_IMPL = 2   /* native symbol kept, runtime must supply the implementation */
+    NAM_SEAM_CUSTOM_IMPL = 2,  /* native symbol kept, runtime must supply the implementation */
+    NAM_SEAM_FEATURE = 3       /* a feature the runtime adds to native layers, the input embedding
+                                  or the whole model; never a Megatron flag */
 } nam_seam_kind;
 
 typedef struct nam_seam {
-    char name[48];          /* e.g. "recurrent-tail", "mamba3-mixer" */
-    char family;
+    char name[48];          /* e.g. "recurrent-tail", "m2rnn-mixer", "mamba3-mixer", "engram" */
+    char family;            /* family the seam sits on; 0 for embedding and model-wide features */
     nam_seam_kind kind;
-    int *layers;            /* main-pattern layer indices (heap) */
+    int *layers;            /* main-pattern layer indices, 0-based (heap) */
     int num_layers;
     int mtp_positions;      /* how many MTP-copy positions carry it */
-    char reason[160];
-    char runtime_supplies[160];
+    char mixer[24];         /* what the runtime must build: "m2rnn", "mamba3", "engram", ... */
+    char placement[24];     /* "layers", "input embedding" or "model" */
+    char detail[512];       /* its dimensions and settings, "key=value ..." */
+    char reason[256];
+    char runtime_supplies[256];
 } nam_seam;
 
+/* Feature bits of nam_plan_layer.features (one per layer-placed feature seam). */
+enum { NAM_FEATURE_ENGRAM = 1, NAM_FEATURE_MHC = 2, NAM_FEATURE_MOD = 4 };
+
 typedef struct nam_decision {
-    char family;
-    char symbol;
-    char what[160];
+    char family;    /* 0 for a decision about a flag nam adds */
+    char symbol;    /* Megatron symbol of a binding; 0 for a flag */
+    char what[320];
 } nam_decision;
 
 typedef struct nam_plan_layer {
     int index, stage;
     char family;
     char native;    /* Megatron symbol, 0 when none */
-    int seam;       /* index into seams, -1 when none */
+    int seam;       /* index into seams of the mixer seam, -1 when none */
     int column;
+    int features;   /* NAM_FEATURE_* bits */
 } nam_plan_layer;
 
 typedef struct nam_arg {
@@ -484,6 +536,8 @@ typedef struct nam_plan {
     nam_layout layout;          /* stages per (vp_stage, pp_rank); while seams are unresolved
                                    only offsets and layer counts are set (seg.layers NULL) */
     int dp, edp, etp, vpp, num_microbatches, mamba_num_heads, kv_channels, ffn_hidden_size;
+    int m2rnn_num_heads;        /* resolved R-mixer value heads */
+    int stock_spec;             /* model.spec is Megatron's stock hybrid_stack_spec */
     int dsa_capable[NAM_MAX_LIST]; int num_dsa_capable; /* A-layer indices marked DSA */
     nam_arg *args;              /* stb_ds array, num_args entries: generated native args */
     int num_args;
@@ -1030,7 +1084,7 @@ static nam_status nam__sb_finish(nam__sb *b, char **out, nam_error *err) {
 
 /* >>pattern ---------------------------------------------------------------------------- */
 static int nam__is_family(char c, const char *families) {
-    if (c == 'A' || c == 'M' || c == 'E' || c == 'R') return 1;
+    if (c == 'A' || c == 'M' || c == 'E' || c == 'R' || c == 'F') return 1;
     return families && c >= 'A' && c <= 'Z' && strchr(families, c) != NULL;
 }
 
@@ -1590,7 +1644,11 @@ NAM__DEF nam_status nam_megatron_layout(const nam_mpattern *p, const nam_layout_
 
 /* >>recipe ----------------------------------------------------------------------------- */
 enum { NAM__T_INT, NAM__T_BOOL, NAM__T_STR, NAM__T_DBL, NAM__T_PATTERN, NAM__T_LIST,
-       NAM__T_FAMILIES, NAM__T_MAP, NAM__T_MODULES, NAM__T_ENV };
+       NAM__T_FAMILIES, NAM__T_MAP, NAM__T_MODULES, NAM__T_ENV, NAM__T_SPEC };
+
+/* Range flags of a field: NAM__LO_OPEN / NAM__HI_OPEN make lo / hi exclusive. */
+#define NAM__LO_OPEN 1
+#define NAM__HI_OPEN 2
 
 typedef struct nam__field {
     const char *section, *key, *full;
@@ -1600,27 +1658,34 @@ typedef struct nam__field {
     const char *choices;   /* "a|b|c" for enumerated strings */
     const char *def;       /* built-in NAM56R default, as recipe text */
     const char *doc;
+    size_t count_off;      /* NAM__T_LIST: offset of the entry count */
+    int slot;              /* NAM__T_LIST: index into nam_recipe.key_pos, -1 for none */
+    int open;              /* NAM__LO_OPEN | NAM__HI_OPEN */
 } nam__field;
 
 #define NAM__RO(m) offsetof(nam_recipe, m), sizeof(((nam_recipe *)0)->m)
-#define NAM__I(s, k, m, lo, hi, def, doc) { s, k, s "." k, NAM__T_INT, NAM__RO(m), lo, hi, NULL, def, doc },
-#define NAM__B(s, k, m, def, doc)         { s, k, s "." k, NAM__T_BOOL, NAM__RO(m), 0, 1, NULL, def, doc },
-#define NAM__S(s, k, m, ch, def, doc)     { s, k, s "." k, NAM__T_STR, NAM__RO(m), 0, 0, ch, def, doc },
-#define NAM__D(s, k, m, lo, hi, def, doc) { s, k, s "." k, NAM__T_DBL, NAM__RO(m), lo, hi, NULL, def, doc },
-#define NAM__X(s, k, t, m, def, doc)      { s, k, s "." k, t, NAM__RO(m), 0, 0, NULL, def, doc },
+#define NAM__I(s, k, m, lo, hi, def, doc) { s, k, s "." k, NAM__T_INT, NAM__RO(m), lo, hi, NULL, def, doc, 0, -1, 0 },
+#define NAM__B(s, k, m, def, doc)         { s, k, s "." k, NAM__T_BOOL, NAM__RO(m), 0, 1, NULL, def, doc, 0, -1, 0 },
+#define NAM__S(s, k, m, ch, def, doc)     { s, k, s "." k, NAM__T_STR, NAM__RO(m), 0, 0, ch, def, doc, 0, -1, 0 },
+#define NAM__D(s, k, m, lo, hi, def, doc) { s, k, s "." k, NAM__T_DBL, NAM__RO(m), lo, hi, NULL, def, doc, 0, -1, 0 },
+#define NAM__DO(s, k, m, lo, hi, open, def, doc) { s, k, s "." k, NAM__T_DBL, NAM__RO(m), lo, hi, NULL, def, doc, 0, -1, open },
+#define NAM__X(s, k, t, m, def, doc)      { s, k, s "." k, t, NAM__RO(m), 0, 0, NULL, def, doc, 0, -1, 0 },
+/* integer list: values in [lo, hi], distinct; count in `cnt`; slot: key_pos index or -1 */
+#define NAM__L(s, k, m, cnt, lo, hi, slot, def, doc) { s, k, s "." k, NAM__T_LIST, NAM__RO(m), lo, hi, NULL, def, doc, offsetof(nam_recipe, cnt), slot, 0 },
+enum { NAM__POS_DSA, NAM__POS_ENGRAM, NAM__POS_MHC, NAM__POS_MOD };
 
 #define NAM__DIM ((double)NAM_MAX_DIM)
 #define NAM__PAR ((double)NAM_MAX_PARALLEL)
 static const nam__field nam__fields[] = {
     NAM__S("recipe", "name", name, NULL, "NAM56R", "recipe family name")
     NAM__S("recipe", "mode", mode, "plan|strict", "plan", "strict: stop at the first family without a Megatron symbol; plan: keep it as a named seam")
-    { "pattern", "text", "pattern.text", NAM__T_PATTERN, offsetof(nam_recipe, pattern), sizeof(char *), 0, 0, NULL, "AEMEAEMEAEMR", "authored pattern (main [/mtp ...])" },
+    { "pattern", "text", "pattern.text", NAM__T_PATTERN, offsetof(nam_recipe, pattern), sizeof(char *), 0, 0, NULL, "AEMEAEMEAEMR/AF", "authored pattern (main [/mtp ...]); NAM56R's MTP block is AF = Megatron '*-' (attention + dense MLP), as its stack launches it", 0, -1, 0 },
     NAM__B("pattern", "tile", tile, "true", "true: text's main part is a motif tiled to depth")
     NAM__I("pattern", "depth", depth, 0, NAM_MAX_DEPTH, "52", "layers; 0 = the written length")
     NAM__I("pattern", "stages", stages, 0, NAM_MAX_DEPTH, "4", "N equal stages; 0 = as written with '|'")
     NAM__X("pattern", "families", NAM__T_FAMILIES, families, "", "further family letters, e.g. XY")
     NAM__X("pattern", "map", NAM__T_MAP, map, "", "explicit bindings FAMILY=SYMBOL, e.g. R=G")
-    { "pattern", "dsa_layers", "pattern.dsa_layers", NAM__T_LIST, offsetof(nam_recipe, dsa_layers), sizeof(int) * NAM_MAX_LIST, 0, NAM_MAX_DEPTH - 1, NULL, "", "A-layer indices lowered to D (needs model.mla)" },
+    NAM__L("pattern", "dsa_layers", dsa_layers, num_dsa_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_DSA, "", "A-layer indices (0-based) lowered to D (needs model.mla)")
     NAM__S("pattern", "mamba_impl", mamba_impl, "mamba2|mamba3|custom", "mamba3", "mamba2 is native; mamba3/custom keep M native with a custom seam")
     NAM__I("model", "hidden_size", hidden_size, 1, NAM__DIM, "4096", "--hidden-size")
     NAM__I("model", "ffn_hidden_size", ffn_hidden_size, 0, NAM__DIM, "0", "--ffn-hidden-size; 0 = Megatron's default (4h, or 8h/3 rounded down to 64 with swiglu)")
@@ -1635,6 +1700,7 @@ static const nam__field nam__fields[] = {
     NAM__B("model", "untie_embeddings", untie_embeddings, "true", "--untie-embeddings-and-output-weights")
     NAM__B("model", "disable_bias_linear", disable_bias_linear, "true", "--disable-bias-linear (required for DSA)")
     NAM__B("model", "mla", mla, "false", "lower A to '+' (MLA); --multi-latent-attention")
+    NAM__X("model", "spec", NAM__T_SPEC, spec, "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec", "--spec MODULE BUILDER: the hybrid layer spec; the stock one cannot build custom seams (strict mode refuses it then)")
     NAM__I("mla", "q_lora_rank", q_lora_rank, 0, NAM__DIM, "1536", "--q-lora-rank; 0 = none")
     NAM__I("mla", "kv_lora_rank", kv_lora_rank, 1, NAM__DIM, "512", "--kv-lora-rank")
     NAM__I("mla", "qk_head_dim", qk_head_dim, 1, NAM__DIM, "128", "--qk-head-dim")
@@ -1654,13 +1720,31 @@ static const nam__field nam__fields[] = {
     NAM__I("mamba", "state_dim", mamba_state_dim, 1, NAM__DIM, "128", "--mamba-state-dim")
     NAM__I("mamba", "head_dim", mamba_head_dim, 1, NAM__DIM, "64", "--mamba-head-dim")
     NAM__I("mamba", "num_groups", mamba_num_groups, 1, NAM__DIM, "8", "--mamba-num-groups")
-    NAM__I("mamba", "num_heads", mamba_num_heads, 0, NAM__DIM, "0", "--mamba-num-heads; 0 = 2 * hidden / head_dim")
+    NAM__I("mamba", "num_heads", mamba_num_heads, 0, NAM__DIM, "0", "--mamba-num-heads; 0 = expand * hidden / head_dim (expand 2, or mamba3.expand)")
     NAM__I("gdn", "num_key_heads", gdn_num_key_heads, 1, NAM__DIM, "16", "--linear-num-key-heads (G layers)")
     NAM__I("gdn", "num_value_heads", gdn_num_value_heads, 1, NAM__DIM, "32", "--linear-num-value-heads")
     NAM__I("gdn", "key_head_dim", gdn_key_head_dim, 1, NAM__DIM, "128", "--linear-key-head-dim")
     NAM__I("gdn", "value_head_dim", gdn_value_head_dim, 1, NAM__DIM, "128", "--linear-value-head-dim")
     NAM__I("gdn", "conv_kernel_dim", gdn_conv_kernel_dim, 1, NAM__DIM, "4", "--linear-conv-kernel-dim")
+    NAM__I("dsa", "indexer_n_heads", dsa_indexer_n_heads, 1, NAM__DIM, "32", "--dsa-indexer-n-heads (D layers)")
+    NAM__I("dsa", "indexer_head_dim", dsa_indexer_head_dim, 1, NAM__DIM, "64", "--dsa-indexer-head-dim")
+    NAM__I("dsa", "indexer_topk", dsa_indexer_topk, 1, NAM__DIM, "256", "--dsa-indexer-topk (tokens each query attends to)")
+    NAM__D("dsa", "indexer_loss_coeff", dsa_indexer_loss_coeff, 0, 1e6, "0.001", "--dsa-indexer-loss-coeff (0 disables the indexer loss)")
+    NAM__I("m2rnn", "k_head_dim", m2rnn_k_head_dim, 1, NAM__DIM, "64", "R mixer (M2RNN): key head dim K (one shared q/k head)")
+    NAM__I("m2rnn", "v_head_dim", m2rnn_v_head_dim, 1, NAM__DIM, "16", "R mixer: value head dim V (state K x V per head)")
+    NAM__I("m2rnn", "conv_kernel", m2rnn_conv_kernel, 1, 64, "4", "R mixer: causal depthwise conv kernel over q, k, v")
+    NAM__I("m2rnn", "num_heads", m2rnn_num_heads, 0, NAM__DIM, "0", "R mixer: value heads; 0 = max(1, floor(hidden / (K + V)))")
+    NAM__B("m2rnn", "residual", m2rnn_residual, "true", "R mixer: residual D term (y += D * v)")
+    NAM__D("mamba3", "rope_fraction", mamba3_rope_fraction, 0, 1, "0.5", "Mamba-3: fraction of the state dim under data-dependent rotary")
+    NAM__B("mamba3", "mimo", mamba3_mimo, "false", "Mamba-3: MIMO (rank mimo_rank) instead of SISO")
+    NAM__I("mamba3", "mimo_rank", mamba3_mimo_rank, 1, 64, "4", "Mamba-3: MIMO rank R (used when mimo = true)")
+    NAM__I("mamba3", "chunk_size", mamba3_chunk_size, 1, 4096, "64", "Mamba-3: scan chunk size")
+    NAM__DO("mamba3", "a_floor", mamba3_a_floor, 0, 1e6, NAM__LO_OPEN, "0.0001", "Mamba-3: A = -max(softplus(a), a_floor)")
+    NAM__DO("mamba3", "dt_min", mamba3_dt_min, 0, 1e6, NAM__LO_OPEN, "0.001", "Mamba-3: dt init range, low end")
+    NAM__DO("mamba3", "dt_max", mamba3_dt_max, 0, 1e6, NAM__LO_OPEN, "0.1", "Mamba-3: dt init range, high end (>= dt_min)")
+    NAM__I("mamba3", "expand", mamba3_expand, 1, 64, "2", "Mamba-3: inner width = expand * hidden; heads = expand * hidden / mamba.head_dim")
     NAM__D("mtp", "loss_scaling_factor", mtp_loss_scaling_factor, 0, 1e6, "0.1", "--mtp-loss-scaling-factor")
+    NAM__I("mtp", "depths", mtp_depths, 0, NAM_MAX_MTP_DEPTHS, "0", "MTP depths (--mtp-num-layers): the written MTP block repeated N times; 0 = as many copies as pattern.text writes")
     NAM__I("parallel", "world_size", world_size, 1, NAM__PAR, "8", "ranks in the job")
     NAM__I("parallel", "tp", tp, 1, NAM__PAR, "2", "--tensor-model-parallel-size")
     NAM__I("parallel", "pp", pp, 1, NAM__PAR, "2", "--pipeline-model-parallel-size")
@@ -1673,12 +1757,64 @@ static const nam__field nam__fields[] = {
     NAM__I("parallel", "last_stage_layers", last_stage_layers, 0, NAM_MAX_DEPTH, "0", "--decoder-last-pipeline-num-layers; 0 = none")
     NAM__S("parallel", "order", order, "tp-cp-ep-dp-pp|tp-cp-ep-pp-dp", "tp-cp-ep-dp-pp", "rank order; tp-cp-ep-pp-dp emits --use-tp-pp-dp-mapping")
     NAM__S("parallel", "cp_comm_type", cp_comm_type, "p2p|a2a|allgather|a2a+p2p", "p2p", "--cp-comm-type (emitted when cp > 1)")
+    NAM__L("parallel", "hierarchical_cp_sizes", hierarchical_cp_sizes, num_hierarchical_cp_sizes, 1, NAM__PAR, -1, "", "--hierarchical-context-parallel-sizes (product = cp; required by a2a+p2p)")
     NAM__I("batch", "micro_batch_size", micro_batch_size, 1, NAM__DIM, "1", "--micro-batch-size")
     NAM__I("batch", "global_batch_size", global_batch_size, 0, 1 << 30, "64", "--global-batch-size; 0 = micro * dp")
     NAM__S("precision", "dtype", dtype, "bf16|fp16|fp32", "bf16", "--bf16 / --fp16 / neither")
     NAM__S("precision", "fp8", fp8, "none|e4m3|hybrid", "none", "--fp8-format")
     NAM__S("cuda_graph", "impl", cuda_graph_impl, "none|local|transformer_engine|full_iteration", "transformer_engine", "--cuda-graph-impl")
     NAM__X("cuda_graph", "modules", NAM__T_MODULES, cuda_graph_modules, "attn,mamba,moe_router,moe_preprocess", "--cuda-graph-modules (comma list; empty = whole layer)")
+    NAM__B("engram", "enabled", engram_enabled, "false", "Engram (n-gram memory) on A layers: a feature seam, never a Megatron flag")
+    NAM__L("engram", "layers", engram_layers, num_engram_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_ENGRAM, "", "0-based A-layer indices carrying Engram (required when enabled)")
+    NAM__L("engram", "ngram_orders", engram_ngram_orders, num_engram_ngram_orders, 1, 64, -1, "2,3,4", "n-gram orders")
+    NAM__I("engram", "bottleneck_dim", engram_bottleneck_dim, 0, NAM__DIM, "0", "bottleneck width; 0 = none")
+    NAM__DO("engram", "dropout", engram_dropout, 0, 1, NAM__HI_OPEN, "0", "dropout in [0, 1)")
+    NAM__B("engram", "gated", engram_gated, "false", "gated read-out")
+    NAM__B("engram", "gate_sqrt_compress", engram_gate_sqrt_compress, "false", "sqrt-compressed gate")
+    NAM__I("engram", "conv_kernel", engram_conv_kernel, 0, 64, "0", "short conv kernel; 0 = none")
+    NAM__S("engram", "conv_impl", engram_conv_impl, "xla_safe|maxtext_depthwise", "xla_safe", "conv implementation")
+    NAM__B("mhc", "enabled", mhc_enabled, "false", "mHC (manifold hyper-connections) on A layers: a feature seam")
+    NAM__L("mhc", "layers", mhc_layers, num_mhc_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_MHC, "", "0-based A-layer indices carrying mHC (required when enabled)")
+    NAM__I("mhc", "n_streams", mhc_n_streams, 2, 64, "4", "residual streams (> 1)")
+    NAM__I("mhc", "sinkhorn_iters", mhc_sinkhorn_iters, 1, 1000, "5", "Sinkhorn iterations")
+    NAM__DO("mhc", "temperature", mhc_temperature, 0, 1e6, NAM__LO_OPEN, "1", "Sinkhorn temperature (> 0)")
+    NAM__DO("mhc", "epsilon", mhc_epsilon, 0, 1, NAM__LO_OPEN, "1e-06", "Sinkhorn epsilon (> 0)")
+    NAM__D("mhc", "blend_alpha", mhc_blend_alpha, 0, 1e6, "1", "blend factor (>= 0)")
+    NAM__B("mhc", "dynamic", mhc_dynamic, "false", "input-dependent mixing")
+    NAM__S("mhc", "dynamic_mode", mhc_dynamic_mode, "maxtext|pooled", "maxtext", "dynamic mixing mode")
+    NAM__B("mhc", "fused_ops", mhc_fused_ops, "false", "fused kernels")
+    NAM__I("mhc", "recompute_group_size", mhc_recompute_group_size, -1, NAM_MAX_DEPTH, "0", "recompute grouping; 0 = automatic, -1 = off")
+    NAM__B("mod", "enabled", mod_enabled, "false", "MoD (mixture of depths) on E layers: a feature seam")
+    NAM__L("mod", "layers", mod_layers, num_mod_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_MOD, "", "0-based E-layer indices carrying MoD (required when enabled)")
+    NAM__DO("mod", "capacity", mod_capacity, 0, 1, NAM__LO_OPEN, "0.5", "token capacity in (0, 1]")
+    NAM__D("mod", "aux_loss_weight", mod_aux_loss_weight, 0, 1e6, "0.01", "router aux loss weight (>= 0)")
+    NAM__S("mod", "routing", mod_routing, "topk|threshold|progressive|gateskip", "topk", "routing rule")
+    NAM__S("mod", "target", mod_target, NULL, "", "routing target (free text, passed to the runtime)")
+    NAM__S("mod", "scorer", mod_scorer, NULL, "", "scorer (free text)")
+    NAM__S("mod", "selector", mod_selector, NULL, "", "selector (free text)")
+    NAM__S("mod", "schedule", mod_schedule, NULL, "", "capacity schedule (free text)")
+    NAM__S("mod", "executor", mod_executor, "auto|gather|mask", "auto", "executor")
+    NAM__B("mod", "ffn_only", mod_ffn_only, "false", "route the FFN only")
+    NAM__I("mod", "skip_first_n", mod_skip_first_n, 0, NAM_MAX_DEPTH, "4", "leave the first N layers unrouted")
+    NAM__B("mod", "skip_mamba", mod_skip_mamba, "true", "never route Mamba layers")
+    NAM__B("moda", "enabled", moda_enabled, "false", "MoDA (mixture-of-depths attention), model-wide: a feature seam")
+    NAM__B("ngram_hash", "enabled", ngram_hash_enabled, "false", "n-gram hash embedding added to the input embedding: a feature seam")
+    NAM__L("ngram_hash", "orders", ngram_hash_orders, num_ngram_hash_orders, 1, 64, -1, "2,3", "n-gram orders")
+    NAM__I("ngram_hash", "heads", ngram_hash_heads, 1, 4096, "8", "hash heads")
+    NAM__I("ngram_hash", "table_size", ngram_hash_table_size, 1, 1 << 30, "500000", "rows per hash table")
+    NAM__I("ngram_hash", "embed_dim", ngram_hash_embed_dim, 1, NAM__DIM, "16", "embedding width per head")
+    NAM__B("ngram_hash", "offload", ngram_hash_offload, "false", "keep the tables in host memory")
+    NAM__B("structure", "enabled", structure_enabled, "false", "structure (AST) embedding on the input embedding: a feature seam")
+    NAM__S("structure", "components", structure_components, "core|all", "core", "embedded components")
+    NAM__I("structure", "max_ast_depth", structure_max_ast_depth, 1, 1 << 20, "20", "AST depth buckets (> 0)")
+    NAM__I("structure", "max_sibling_index", structure_max_sibling_index, 0, 1 << 20, "10", "sibling-index buckets (>= 0)")
+    NAM__I("structure", "num_node_types", structure_num_node_types, 1, 1 << 20, "64", "node types (> 0)")
+    NAM__I("structure", "bottleneck_dim", structure_bottleneck_dim, 1, NAM__DIM, "64", "bottleneck width (> 0)")
+    NAM__B("structure", "relation_bias", structure_relation_bias, "false", "relation bias")
+    NAM__B("structure", "tree_ffn", structure_tree_ffn, "false", "tree FFN")
+    NAM__I("structure", "tree_ffn_steps", structure_tree_ffn_steps, 1, 1024, "3", "tree FFN steps (> 0)")
+    NAM__DO("structure", "tree_ffn_dropout", structure_tree_ffn_dropout, 0, 1, NAM__HI_OPEN, "0", "tree FFN dropout in [0, 1)")
+    NAM__B("structure", "platform_embed", structure_platform_embed, "false", "platform embedding")
     NAM__S("runtime", "recipe_mode", recipe_mode, NULL, "pretrain", "fixed policy: launcher recipe mode")
     NAM__S("runtime", "cache_dir", cache_dir, NULL, "/tmp/nam-cache", "fixed policy: pre-import cache root (set before importing torch)")
     NAM__X("runtime", "env", NAM__T_ENV, env, "CUDA_DEVICE_MAX_CONNECTIONS=1,NCCL_P2P_LEVEL=NVL,TORCH_NCCL_AVOID_RECORD_STREAMS=1", "fixed policy: CUDA/NCCL environment, comma list KEY=VALUE")
@@ -1687,7 +1823,9 @@ static const nam__field nam__fields[] = {
 #undef NAM__B
 #undef NAM__S
 #undef NAM__D
+#undef NAM__DO
 #undef NAM__X
+#undef NAM__L
 #define NAM__NFIELDS (NAM__CAST(int, sizeof nam__fields / sizeof nam__fields[0]))
 
 NAM__DEF const char *nam_recipe_key(int i) {
@@ -1774,7 +1912,7 @@ static nam_status nam__check_list(const nam__field *f, const char *v, nam_error 
                 return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: entry %d '%s' is not FAMILY=SYMBOL (e.g. R=G)", f->section, f->key, n, item);
             if (nam_megatron_symbol_index(item[2]) < 0)
                 return nam__err(err, NAM_ERR_SYMBOL, "%s.%s: entry %d '%s' binds to '%c', which is not a Megatron layer symbol (M G * D + - E)", f->section, f->key, n, item, item[2]);
-            if (item[0] == 'A' || item[0] == 'M' || item[0] == 'E')
+            if (item[0] == 'A' || item[0] == 'M' || item[0] == 'E' || item[0] == 'F')
                 return nam__err(err, NAM_ERR_CONFLICT, "%s.%s: entry %d '%s': family %c already has a native mapping; bindings are only for families without one (R and declared families)", f->section, f->key, n, item, item[0]);
             {
                 const char *q;
@@ -1799,6 +1937,28 @@ static nam_status nam__check_list(const nam__field *f, const char *v, nam_error 
         if (!e) break;
         p = e + 1;
     }
+    return NAM_OK;
+}
+
+/* A layer spec as Megatron's --spec takes it: "module.path builder_name", a dotted Python
+   module path, one space, a Python identifier. */
+static int nam__ident_char(char c, int first) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (!first && c >= '0' && c <= '9');
+}
+static nam_status nam__check_spec(const nam__field *f, const char *v, nam_error *err) {
+    const char *c = v, *sp = strchr(v, ' ');
+    int first = 1;
+    if (!sp || sp == v || !sp[1])
+        return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%.200s' is not 'module.path builder_name' (a module path, one space, a builder name)", f->section, f->key, v);
+    for (; c < sp; c++) {
+        if (*c == '.' && !first && c + 1 < sp) { first = 1; continue; }
+        if (!nam__ident_char(*c, first))
+            return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%c' at position %d of '%.200s' does not belong in a dotted Python module path", f->section, f->key, *c, NAM__CAST(int, c - v) + 1, v);
+        first = 0;
+    }
+    for (c = sp + 1, first = 1; *c; c++, first = 0)
+        if (!nam__ident_char(*c, first))
+            return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%c' at position %d of '%.200s' does not belong in a builder name (one Python identifier)", f->section, f->key, *c, NAM__CAST(int, c - v) + 1, v);
     return NAM_OK;
 }
 
@@ -1859,8 +2019,9 @@ static nam_status nam__field_set(nam_recipe *r, int fi, const char *v, nam_error
         x = strtod(v, &end);
         if (*end || x != x)
             return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%.64s' is not a number", f->section, f->key, v);
-        if (x < f->lo || x > f->hi)
-            return nam__err(err, NAM_ERR_RANGE, "%s.%s = %g is out of range (%g..%g)", f->section, f->key, x, f->lo, f->hi);
+        if (x < f->lo || x > f->hi || ((f->open & NAM__LO_OPEN) && x == f->lo) || ((f->open & NAM__HI_OPEN) && x == f->hi))
+            return nam__err(err, NAM_ERR_RANGE, "%s.%s = %g is out of range %c%g, %g%c", f->section, f->key, x,
+                            (f->open & NAM__LO_OPEN) ? '(' : '[', f->lo, f->hi, (f->open & NAM__HI_OPEN) ? ')' : ']');
         *NAM__CAST(double *, NAM__CAST(void *, base)) = x;
         return NAM_OK;
     }
@@ -1890,14 +2051,15 @@ static nam_status nam__field_set(nam_recipe *r, int fi, const char *v, nam_error
             if (!nam__parse_long(item, &x)) return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: entry %d '%s' is not an integer", f->section, f->key, n + 1, item);
             if (x < f->lo || x > f->hi) return nam__err(err, NAM_ERR_RANGE, "%s.%s: entry %d = %lld is out of range (%.0f..%.0f)", f->section, f->key, n + 1, x, f->lo, f->hi);
             for (i = 0; i < n; i++)
-                if (vals[i] == x) return nam__err(err, NAM_ERR_CONFLICT, "%s.%s: layer %lld is listed twice", f->section, f->key, x);
+                if (vals[i] == x) return nam__err(err, NAM_ERR_CONFLICT, "%s.%s: %s %lld is listed twice", f->section, f->key, f->slot >= 0 ? "layer" : "value", x);
             vals[n++] = NAM__CAST(int, x);
             if (!e) break;
             p = e + 1;
             if (!*p) return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: trailing comma", f->section, f->key);
         }
-        memcpy(r->dsa_layers, vals, sizeof(int) * NAM__CAST(size_t, n));
-        r->num_dsa_layers = n;
+        memcpy(base, vals, sizeof(int) * NAM__CAST(size_t, n));
+        *NAM__CAST(int *, NAM__CAST(void *, NAM__CAST(char *, NAM__CAST(void *, r)) + f->count_off)) = n;
+        if (f->slot >= 0) r->key_pos[f->slot].line = 0;   /* set without a file position */
         return NAM_OK;
     }
     case NAM__T_FAMILIES: {
@@ -1907,21 +2069,22 @@ static nam_status nam__field_set(nam_recipe *r, int fi, const char *v, nam_error
             char c = v[i];
             if (c < 'A' || c > 'Z')
                 return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%c' at position %d is not an upper-case family letter", f->section, f->key, c, NAM__CAST(int, i) + 1);
-            if (c == 'A' || c == 'M' || c == 'E' || c == 'R' || memchr(v, c, i))
+            if (c == 'A' || c == 'M' || c == 'E' || c == 'R' || c == 'F' || memchr(v, c, i))
                 return nam__err(err, NAM_ERR_CONFLICT, "%s.%s: family '%c' at position %d is %s", f->section, f->key, c, NAM__CAST(int, i) + 1,
-                                memchr(v, c, i) ? "declared twice" : "built in (A, M, E, R)");
+                                memchr(v, c, i) ? "declared twice" : "built in (A, M, E, R, F)");
         }
         memcpy(base, v, n + 1);
         return NAM_OK;
     }
-    default: { /* NAM__T_STR, NAM__T_MAP, NAM__T_MODULES, NAM__T_ENV */
+    default: { /* NAM__T_STR, NAM__T_MAP, NAM__T_MODULES, NAM__T_ENV, NAM__T_SPEC */
         size_t n = strlen(v);
         nam_status st;
         if (n >= f->size)
             return nam__err(err, NAM_ERR_LIMIT, "%s.%s: value is %lu bytes, the limit is %d", f->section, f->key, NAM__CAST(unsigned long, n), NAM__CAST(int, f->size) - 1);
         if (f->type == NAM__T_STR && f->choices && !nam__choice_ok(f->choices, v))
             return nam__err(err, NAM_ERR_RANGE, "%s.%s: '%s' is not one of %s", f->section, f->key, v, f->choices);
-        if (f->type != NAM__T_STR && (st = nam__check_list(f, v, err)) != NAM_OK) return st;
+        if (f->type == NAM__T_SPEC && (st = nam__check_spec(f, v, err)) != NAM_OK) return st;
+        if (f->type != NAM__T_STR && f->type != NAM__T_SPEC && (st = nam__check_list(f, v, err)) != NAM_OK) return st;
         memcpy(base, v, n + 1);
         return NAM_OK;
     }
@@ -1991,9 +2154,12 @@ static void nam__field_value(const nam_recipe *r, int fi, nam__sb *b) {
         break;
     }
     case NAM__T_PATTERN: nam__sb_puts(b, r->pattern ? r->pattern : ""); break;
-    case NAM__T_LIST:
-        for (i = 0; i < r->num_dsa_layers; i++) nam__sb_printf(b, i ? ",%d" : "%d", r->dsa_layers[i]);
+    case NAM__T_LIST: {
+        const int *v = NAM__CAST(const int *, NAM__CAST(const void *, base));
+        int n = *NAM__CAST(const int *, NAM__CAST(const void *, NAM__CAST(const char *, NAM__CAST(const void *, r)) + f->count_off));
+        for (i = 0; i < n; i++) nam__sb_printf(b, i ? ",%d" : "%d", v[i]);
         break;
+    }
     default: nam__sb_puts(b, base); break;
     }
 }
@@ -2012,7 +2178,7 @@ NAM__DEF nam_status nam_recipe_write(const nam_recipe *r, char **out, nam_error 
         if (strcmp(sec, f->section)) { nam__sb_printf(&b, "\n[%s]\n", f->section); sec = f->section; }
         memset(&val, 0, sizeof val);
         nam__field_value(r, i, &val);
-        quote = f->type == NAM__T_STR && (!val.buf || !val.buf[0] || strpbrk(val.buf, "#; \"") != NULL);
+        quote = (f->type == NAM__T_STR || f->type == NAM__T_SPEC) && (!val.buf || !val.buf[0] || strpbrk(val.buf, "#; \"") != NULL);
         nam__sb_printf(&b, "# %s\n%s = ", f->doc, f->key);
         if (quote) {
             size_t k;
@@ -2048,14 +2214,14 @@ NAM__DEF nam_status nam_recipe_parse(nam_recipe *r, const char *text, size_t len
     nam_recipe work;
     nam_status st;
     size_t pos = 0;
-    int line = 0, set_line[NAM__NFIELDS], i;
+    int line = 0, set_line[NAM__NFIELDS], set_col[NAM__NFIELDS], i;
     char section[32] = "";
     char *value = NULL;
     if (!r || !text) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_recipe_parse: NULL argument");
     if (!source) source = "recipe";
     if (!len) len = strlen(text);
     if (len > NAM_MAX_TEXT) return nam__err(err, NAM_ERR_LIMIT, "%s: %lu bytes exceed the limit of %d", source, NAM__CAST(unsigned long, len), NAM_MAX_TEXT);
-    for (i = 0; i < NAM__NFIELDS; i++) set_line[i] = 0;
+    for (i = 0; i < NAM__NFIELDS; i++) set_line[i] = set_col[i] = 0;
     st = nam__recipe_copy(&work, r, err);
     if (st) return st;
     value = NAM__CAST(char *, nam__alloc(len + 1));
@@ -2090,7 +2256,12 @@ NAM__DEF nam_status nam_recipe_parse(nam_recipe *r, const char *text, size_t len
             section[n] = 0;
             for (i = 0; i < NAM__NFIELDS; i++) if (!strcmp(nam__fields[i].section, section)) break;
             if (i == NAM__NFIELDS) {
-                nam__err(err, NAM_ERR_UNKNOWN_KEY, "unknown section [%s] (sections: recipe pattern model mla moe mamba gdn mtp parallel batch precision cuda_graph runtime)", section);
+                char names[400];
+                size_t nl = 0;
+                for (i = 0; i < NAM__NFIELDS; i++)
+                    if (!i || strcmp(nam__fields[i].section, nam__fields[i - 1].section))
+                        nl += NAM__CAST(size_t, snprintf(names + nl, sizeof names - nl, "%s%s", nl ? " " : "", nam__fields[i].section));
+                nam__err(err, NAM_ERR_UNKNOWN_KEY, "unknown section [%s] (sections: %s)", section, names);
                 st = nam__recipe_err_at(err, NAM_ERR_UNKNOWN_KEY, source, NAM__CAST(long, p + 1), line, NAM__CAST(int, p - ls) + 2);
                 goto fail;
             }
@@ -2154,8 +2325,22 @@ NAM__DEF nam_status nam_recipe_parse(nam_recipe *r, const char *text, size_t len
                 work.pattern_line = line;
                 work.pattern_column = NAM__CAST(int, vs - ls) + 1;
             }
+            if (nam__fields[fi].slot >= 0) {
+                snprintf(work.key_pos[nam__fields[fi].slot].source, sizeof work.key_pos[0].source, "%s", source);
+                work.key_pos[nam__fields[fi].slot].line = line;
+                work.key_pos[nam__fields[fi].slot].column = NAM__CAST(int, ks - ls) + 1;
+            }
+            set_col[fi] = NAM__CAST(int, ks - ls) + 1;
         }
     }
+    /* settings that only mean something together with another key */
+    if (strcmp(work.mamba_impl, "mamba3"))
+        for (i = 0; i < NAM__NFIELDS; i++)
+            if (set_line[i] && !strcmp(nam__fields[i].section, "mamba3")) {
+                nam__err(err, NAM_ERR_CONFLICT, "mamba3.%s is a Mamba-3 setting, but pattern.mamba_impl is %s (set pattern.mamba_impl = mamba3)", nam__fields[i].key, work.mamba_impl);
+                st = nam__recipe_err_at(err, NAM_ERR_CONFLICT, source, -1, set_line[i], set_col[i]);
+                goto fail;
+            }
     nam_free(value);
     nam_recipe_free(r);
     *r = work;
@@ -2168,31 +2353,60 @@ fail:
 }
 
 /* >>translate -------------------------------------------------------------------------- */
-static int nam__seam_find_or_add(nam_plan *p, const char *name, char fam, nam_seam_kind kind,
-                                 const char *reason, const char *supplies) {
-    int i;
+/* A new seam (the caller has checked that none of that name exists); returns its index. */
+static int nam__seam_add(nam_plan *p, const char *name, char fam, nam_seam_kind kind, const char *mixer,
+                         const char *placement, const char *detail, const char *reason, const char *supplies) {
     nam_seam s;
-    for (i = 0; i < p->num_seams; i++) if (!strcmp(p->seams[i].name, name)) return i;
     memset(&s, 0, sizeof s);
     nam__copy(s.name, sizeof s.name, name);
     s.family = fam;
     s.kind = kind;
+    nam__copy(s.mixer, sizeof s.mixer, mixer);
+    nam__copy(s.placement, sizeof s.placement, placement);
+    nam__copy(s.detail, sizeof s.detail, detail);
     nam__copy(s.reason, sizeof s.reason, reason);
     nam__copy(s.runtime_supplies, sizeof s.runtime_supplies, supplies);
     arrput(p->seams, s);
     return p->num_seams++;
 }
 
-static void nam__decide(nam_plan *p, char fam, char sym) {
-    int i;
+static void nam__decision_add(nam_plan *p, char fam, char sym, const char *what) {
     nam_decision d;
-    for (i = 0; i < p->num_decisions; i++) if (p->decisions[i].family == fam && p->decisions[i].symbol == sym) return;
     d.family = fam;
     d.symbol = sym;
-    snprintf(d.what, sizeof d.what, "explicit binding pattern.map %c=%c: family %c lowered to Megatron '%c'%s", fam, sym, fam, sym,
-             sym == 'G' ? " (Gated DeltaNet)" : "");
+    nam__copy(d.what, sizeof d.what, what);
     arrput(p->decisions, d);
     p->num_decisions++;
+}
+
+static const char *nam__symbol_name(char sym) {
+    switch (sym) {
+    case 'M': return "Mamba-2";
+    case 'G': return "Gated DeltaNet";
+    case '*': return "attention";
+    case 'D': return "DeepSeek sparse attention";
+    case '+': return "multi-latent attention";
+    case '-': return "dense MLP";
+    case 'E': return "MoE";
+    default: return "?";
+    }
+}
+
+/* The decision an explicit binding FAM=SYM records (once per binding). R is M2RNN: bound to
+   M it only borrows Megatron's M slot (the m2rnn-mixer seam keeps the mixer custom); bound to
+   anything else it is REPLACED by that layer, which is a different model. */
+static void nam__decide(nam_plan *p, char fam, char sym) {
+    int i;
+    char what[320];
+    for (i = 0; i < p->num_decisions; i++) if (p->decisions[i].family == fam && p->decisions[i].symbol == sym) return;
+    if (fam == 'R' && sym == 'M')
+        snprintf(what, sizeof what, "explicit binding pattern.map R=M: R layers take Megatron's 'M' slot (the native pattern is emitted); their mixer stays M2RNN, supplied by the layer spec (seam m2rnn-mixer)");
+    else if (fam == 'R')
+        snprintf(what, sizeof what, "explicit binding pattern.map R=%c: the M2RNN recurrent tail is REPLACED by Megatron's %s ('%c'), a different layer%s; M2RNN does not run in this plan",
+                 sym, nam__symbol_name(sym), sym, sym == 'G' ? " (a linear delta-rule recurrence, not M2RNN's non-linear matrix-state RNN)" : "");
+    else
+        snprintf(what, sizeof what, "explicit binding pattern.map %c=%c: family %c lowered to Megatron '%c' (%s)", fam, sym, fam, sym, nam__symbol_name(sym));
+    nam__decision_add(p, fam, sym, what);
 }
 
 /* Arg values live in one buffer (p->arg_values); while the args are being built each value
@@ -2298,28 +2512,55 @@ static int nam__seam_index(const nam_plan *p, const char *name) {
     return -1;
 }
 
+/* The R mixer's value heads: m2rnn.num_heads, else max(1, floor(hidden / (K + V))). */
+static int nam__m2rnn_heads(const nam_recipe *r) {
+    int h;
+    if (r->m2rnn_num_heads) return r->m2rnn_num_heads;
+    h = r->hidden_size / (r->m2rnn_k_head_dim + r->m2rnn_v_head_dim);
+    return h > 0 ? h : 1;
+}
+
+static void nam__m2rnn_detail(const nam_recipe *r, char *out, size_t n) {
+    long long K = r->m2rnn_k_head_dim, V = r->m2rnn_v_head_dim, H = nam__m2rnn_heads(r);
+    snprintf(out, n, "mixer=M2RNN k_head_dim=%lld v_head_dim=%lld value_heads=%lld%s conv_kernel=%d residual_D=%s state=%lldx%lld fp32 per head in_proj=%lld (2K+2HV+H) out_proj=%lld->%d",
+             K, V, H, r->m2rnn_num_heads ? "" : " (floor(hidden/(K+V)))", r->m2rnn_conv_kernel, r->m2rnn_residual ? "on" : "off",
+             K, V, 2 * K + 2 * H * V + H, H * V, r->hidden_size);
+}
+
+static void nam__mamba3_detail(const nam_recipe *r, char *out, size_t n) {
+    long long d_inner = NAM__CAST(long long, r->mamba3_expand) * r->hidden_size, P = r->mamba_head_dim;
+    long long H = P ? d_inner / P : 0, N = r->mamba_state_dim, G = r->mamba_num_groups, R = r->mamba3_mimo ? r->mamba3_mimo_rank : 1;
+    long long nth = NAM__CAST(long long, floor(NAM__CAST(double, N) * r->mamba3_rope_fraction)) / 2;
+    snprintf(out, n, "mixer=Mamba-3 %s expand=%d heads=%lld head_dim=%lld state_dim=%lld groups=%lld rank=%lld rope_fraction=%g rotary_angles=%lld chunk_size=%d a_floor=%g dt_range=[%g,%g] in_proj=%lld (2*d_inner+2NGR+3H+n_theta), no conv1d",
+             r->mamba3_mimo ? "MIMO" : "SISO", r->mamba3_expand, H, P, N, G, R, r->mamba3_rope_fraction, nth, r->mamba3_chunk_size,
+             r->mamba3_a_floor, r->mamba3_dt_min, r->mamba3_dt_max, 2 * d_inner + 2 * N * G * R + 3 * H + nth);
+}
+
 static int nam__lower_uncached(nam_plan *p, char fam, int layer, int is_dsa, int *seam, nam_error *err, int mtp_pos, int stage, int column) {
     const nam_recipe *r = &p->recipe;
-    char where[96];
+    char where[96], reason[256], sup[256], detail[512];
     *seam = -1;
     if (fam == 'A') return r->mla ? (is_dsa ? 'D' : '+') : '*';
+    if (fam == 'F') return '-';
     if (fam == 'E') {
         if (r->num_experts <= 0) {
             nam__where(where, sizeof where, layer, mtp_pos, stage, column);
-            nam__err(err, NAM_ERR_UNSUPPORTED, "E at %s needs MoE, but moe.num_experts is 0; nam refuses to lower an expert layer to a dense MLP '-'", where);
+            nam__err(err, NAM_ERR_UNSUPPORTED, "E at %s needs MoE, but moe.num_experts is 0; nam refuses to lower an expert layer to a dense MLP '-' (write F for a dense MLP layer)", where);
             return -1;
         }
         return 'E';
     }
     if (fam == 'M') {
         if (strcmp(r->mamba_impl, "mamba2")) {
-            const char *name = !strcmp(r->mamba_impl, "mamba3") ? "mamba3-mixer" : "custom-mamba-mixer";
+            int m3 = !strcmp(r->mamba_impl, "mamba3");
+            const char *name = m3 ? "mamba3-mixer" : "custom-mamba-mixer";
             *seam = nam__seam_index(p, name);
             if (*seam < 0) {
-                char reason[160], sup[160];
                 snprintf(reason, sizeof reason, "pattern.mamba_impl = %s, but Megatron-LM's M builds the Mamba-2 MambaLayer", r->mamba_impl);
-                snprintf(sup, sizeof sup, "a %s mixer submodule in the hybrid layer spec (--spec) for these M layers", r->mamba_impl);
-                *seam = nam__seam_find_or_add(p, name, 'M', NAM_SEAM_CUSTOM_IMPL, reason, sup);
+                snprintf(sup, sizeof sup, "a %s mixer submodule in the hybrid layer spec (model.spec / --spec) for these M layers", m3 ? "Mamba-3" : "custom Mamba");
+                if (m3) nam__mamba3_detail(r, detail, sizeof detail);
+                else snprintf(detail, sizeof detail, "mixer=custom state_dim=%d head_dim=%d groups=%d", r->mamba_state_dim, r->mamba_head_dim, r->mamba_num_groups);
+                *seam = nam__seam_add(p, name, 'M', NAM_SEAM_CUSTOM_IMPL, m3 ? "mamba3" : "custom", "layers", detail, reason, sup);
             }
         }
         return 'M';
@@ -2338,11 +2579,20 @@ static int nam__lower_uncached(nam_plan *p, char fam, int layer, int is_dsa, int
                 return -1;
             }
             nam__decide(p, fam, b);
+            if (fam == 'R' && b == 'M') {   /* Megatron's M slot, M2RNN mixer: a custom-implementation seam */
+                *seam = nam__seam_index(p, "m2rnn-mixer");
+                if (*seam < 0) {
+                    nam__m2rnn_detail(r, detail, sizeof detail);
+                    *seam = nam__seam_add(p, "m2rnn-mixer", 'R', NAM_SEAM_CUSTOM_IMPL, "m2rnn", "layers", detail,
+                                          "pattern.map = R=M: R layers sit in Megatron 'M' slots, but their mixer is M2RNN (non-linear matrix-state RNN), which Megatron-LM does not build",
+                                          "an M2RNN mixer in the hybrid layer spec (model.spec / --spec) at these layers (x <- x + M2RNN(RMSNorm(x))), with the dims in detail");
+                }
+            }
             return b;
         }
         if (p->strict) {
             nam__where(where, sizeof where, layer, mtp_pos, stage, column);
-            nam__err(err, NAM_ERR_UNSUPPORTED, "%c at %s has no Megatron-LM layer symbol (valid: M G * D + - E); strict mode stops here. Bind it explicitly (pattern.map = %c=G) or keep it as a named seam with recipe.mode = plan",
+            nam__err(err, NAM_ERR_UNSUPPORTED, "%c at %s has no Megatron-LM layer symbol (valid: M G * D + - E); strict mode stops here. Bind it explicitly (pattern.map = %c=M keeps the custom mixer as a seam) or keep it as a named seam with recipe.mode = plan",
                      fam, where, fam);
             return -1;
         }
@@ -2351,15 +2601,16 @@ static int nam__lower_uncached(nam_plan *p, char fam, int layer, int is_dsa, int
             if (fam != 'R') snprintf(name, sizeof name, "custom-family-%c", fam);
             *seam = nam__seam_index(p, name);
             if (*seam < 0) {
-                char reason[160], sup[160];
                 if (fam == 'R') {
-                    snprintf(reason, sizeof reason, "Megatron-LM has no recurrent-tail symbol (valid: M G * D + - E); nam does not substitute M or G");
-                    snprintf(sup, sizeof sup, "a recurrent-tail layer spec at these indices, or an explicit binding such as pattern.map = R=G");
+                    nam__m2rnn_detail(r, detail, sizeof detail);
+                    snprintf(reason, sizeof reason, "R is M2RNN (a non-linear matrix-state RNN); Megatron-LM has no symbol for it (valid: M G * D + - E) and nam does not substitute M or G");
+                    snprintf(sup, sizeof sup, "an M2RNN layer at these indices: bind pattern.map = R=M and supply the mixer through model.spec (or R=G to replace it with Gated DeltaNet, a different model)");
+                    *seam = nam__seam_add(p, name, fam, NAM_SEAM_UNMAPPED, "m2rnn", "layers", detail, reason, sup);
                 } else {
                     snprintf(reason, sizeof reason, "family %c is declared by the recipe and has no Megatron-LM symbol", fam);
                     snprintf(sup, sizeof sup, "a layer spec for family %c at these indices, or an explicit binding pattern.map = %c=SYMBOL", fam, fam);
+                    *seam = nam__seam_add(p, name, fam, NAM_SEAM_UNMAPPED, "custom", "layers", "", reason, sup);
                 }
-                *seam = nam__seam_find_or_add(p, name, fam, NAM_SEAM_UNMAPPED, reason, sup);
             }
             return 0;
         }
@@ -2380,15 +2631,68 @@ static int nam__lower(nam_plan *p, nam__lower_memo *m, char fam, int layer, int 
 
 static int nam__i64_fits(long long v) { return v >= 0 && v <= INT_MAX; }
 
+/* --num-experts is emitted only when the plan has E layers (or while seams are unresolved). */
+static int nam__emits_moe(const nam_plan *p) {
+    int i;
+    if (p->recipe.num_experts <= 0) return 0;
+    if (p->unresolved) return 1;
+    for (i = 0; i < p->pattern.depth; i++) if (p->layers[i].native == 'E') return 1;
+    return p->mtp_native && strchr(p->mtp_native, 'E') != NULL;
+}
+
+/* Value of KEY in the fixed policy's env list ("K=V,K2=V2"), NULL when absent; copied to buf. */
+static const char *nam__env_get(const char *env, const char *key, char *buf, size_t cap) {
+    size_t kl = strlen(key);
+    const char *e = env;
+    while (e && *e) {
+        const char *c = strchr(e, ',');
+        size_t l = c ? NAM__CAST(size_t, c - e) : strlen(e);
+        if (l > kl && !strncmp(e, key, kl) && e[kl] == '=') {
+            size_t vl = l - kl - 1;
+            if (vl >= cap) vl = cap - 1;
+            memcpy(buf, e + kl + 1, vl);
+            buf[vl] = 0;
+            return buf;
+        }
+        e = c ? c + 1 : NULL;
+    }
+    return NULL;
+}
+
+/* The fixed policy's environment, against the Megatron rules that read it. nam cannot know
+   the GPU; it applies the Hopper-and-older rule (Blackwell drops it, and the setting is
+   harmless there). */
+static nam_status nam__check_env(const nam_plan *p, nam_error *err) {
+    const nam_recipe *r = &p->recipe;
+    char v[NAM_STR_MAX];
+    const char *x;
+    if (r->tp > 1 || r->cp > 1) {
+        x = nam__env_get(r->env, "CUDA_DEVICE_MAX_CONNECTIONS", v, sizeof v);
+        if (!x || strcmp(x, "1"))
+            return nam__err(err, NAM_ERR_CONFLICT, "runtime.env: tp %d / cp %d need CUDA_DEVICE_MAX_CONNECTIONS=1 on Hopper and older GPUs (arguments.py:1479), got %s%s",
+                            r->tp, r->cp, x ? "CUDA_DEVICE_MAX_CONNECTIONS=" : "none", x ? x : "");
+    }
+    if (!strcmp(r->cuda_graph_impl, "transformer_engine")) {
+        x = nam__env_get(r->env, "PYTORCH_CUDA_ALLOC_CONF", v, sizeof v);
+        if (x && strstr(x, "expandable_segments:True")) {
+            x = nam__env_get(r->env, "NCCL_GRAPH_REGISTER", v, sizeof v);
+            if (!x || strcmp(x, "0"))
+                return nam__err(err, NAM_ERR_CONFLICT, "runtime.env: PYTORCH_CUDA_ALLOC_CONF has expandable_segments:True with transformer_engine CUDA graphs, which needs NCCL_GRAPH_REGISTER=0 (arguments.py:1966)");
+        }
+    }
+    return NAM_OK;
+}
+
 /* Launch-policy checks that mirror Megatron's constraints (megatron.md section 4). */
 static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
     const nam_recipe *r = &p->recipe;
     long long model = NAM__CAST(long long, r->tp) * r->pp * r->cp, emodel;
-    int counts[128], i, any_attn, heads = r->num_attention_heads;
+    int counts[128], i, any_attn, moe, heads = r->num_attention_heads;
     memset(counts, 0, sizeof counts);
     for (i = 0; i < p->pattern.depth; i++) if (p->layers[i].native) counts[NAM__CAST(unsigned char, p->layers[i].native)]++;
     if (p->mtp_native) for (i = 0; p->mtp_native[i]; i++) counts[NAM__CAST(unsigned char, p->mtp_native[i])]++;
     any_attn = counts[(int)'*'] + counts[(int)'+'] + counts[(int)'D'];
+    moe = nam__emits_moe(p);
     /* world size and data parallel */
     if (r->world_size % model != 0)
         return nam__err(err, NAM_ERR_PARALLEL, "world_size %d is not divisible by tp*pp*cp = %d*%d*%d = %lld", r->world_size, r->tp, r->pp, r->cp, model);
@@ -2403,6 +2707,10 @@ static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
     /* experts */
     if (r->ep > 1 && r->num_experts == 0)
         return nam__err(err, NAM_ERR_PARALLEL, "parallel.ep = %d needs moe.num_experts > 0", r->ep);
+    if (r->ep > 1 && !moe)
+        return nam__err(err, NAM_ERR_PARALLEL, "parallel.ep = %d, but the plan has no E layer, so nam emits no --num-experts, and Megatron asserts num_experts for expert parallelism (arguments.py:1656); set parallel.ep = 1", r->ep);
+    if (moe && !strcmp(r->load_balancing, "sinkhorn") && r->aux_loss_coeff != 0)
+        return nam__err(err, NAM_ERR_CONFLICT, "moe.load_balancing = sinkhorn needs moe.aux_loss_coeff = 0, got %g (Megatron's router asserts it on the first step, router.py:298)", r->aux_loss_coeff);
     if (r->num_experts > 0) {
         if (r->num_experts % r->ep != 0)
             return nam__err(err, NAM_ERR_PARALLEL, "moe.num_experts %d is not divisible by parallel.ep %d", r->num_experts, r->ep);
@@ -2431,11 +2739,21 @@ static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
     p->kv_channels = r->kv_channels ? r->kv_channels : r->hidden_size / heads;
     /* Mamba heads and groups vs TP and CP */
     p->mamba_num_heads = r->mamba_num_heads;
-    if (!p->mamba_num_heads) {
-        long long d_inner = 2LL * r->hidden_size;
-        if (d_inner % r->mamba_head_dim != 0)
-            return nam__err(err, NAM_ERR_RANGE, "2 * model.hidden_size (%lld) is not divisible by mamba.head_dim %d", d_inner, r->mamba_head_dim);
-        p->mamba_num_heads = NAM__CAST(int, d_inner / r->mamba_head_dim);
+    {
+        int m3 = !strcmp(r->mamba_impl, "mamba3"), expand = m3 ? r->mamba3_expand : 2;
+        long long d_inner = NAM__CAST(long long, expand) * r->hidden_size;
+        if (!p->mamba_num_heads || m3) {
+            if (d_inner % r->mamba_head_dim != 0)
+                return nam__err(err, NAM_ERR_RANGE, "%s%d * model.hidden_size (%lld) is not divisible by mamba.head_dim %d", m3 ? "Mamba-3: mamba3.expand " : "", expand, d_inner, r->mamba_head_dim);
+            if (d_inner / r->mamba_head_dim > NAM_MAX_DIM)
+                return nam__err(err, NAM_ERR_RANGE, "Mamba heads %lld exceed %d", d_inner / r->mamba_head_dim, NAM_MAX_DIM);
+            if (m3 && p->mamba_num_heads && p->mamba_num_heads != d_inner / r->mamba_head_dim)
+                return nam__err(err, NAM_ERR_CONFLICT, "Mamba-3: mamba.num_heads = %d, but its heads are mamba3.expand * hidden / head_dim = %d * %d / %d = %lld (leave mamba.num_heads at 0 or match it)",
+                                p->mamba_num_heads, expand, r->hidden_size, r->mamba_head_dim, d_inner / r->mamba_head_dim);
+            p->mamba_num_heads = NAM__CAST(int, d_inner / r->mamba_head_dim);
+        }
+        if (m3 && r->mamba3_dt_min > r->mamba3_dt_max)
+            return nam__err(err, NAM_ERR_RANGE, "Mamba-3: mamba3.dt_min %g is above mamba3.dt_max %g", r->mamba3_dt_min, r->mamba3_dt_max);
     }
     if (counts[(int)'M']) {
         int nh = p->mamba_num_heads, ng = r->mamba_num_groups;
@@ -2454,9 +2772,24 @@ static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
         if (r->gdn_num_key_heads % tc != 0 || r->gdn_num_value_heads % tc != 0)
             return nam__err(err, NAM_ERR_PARALLEL, "GDN heads (key %d, value %d) must be divisible by tp*cp = %lld", r->gdn_num_key_heads, r->gdn_num_value_heads, tc);
     }
+    /* fp8 GEMMs need the Mamba in_proj output width (2*d_inner + 2*groups*state + heads,
+       d_inner = heads*head_dim) to be a multiple of 16 (mamba_mixer.py:254) */
+    if (counts[(int)'M'] && strcmp(r->fp8, "none")) {
+        long long w = 2LL * p->mamba_num_heads * r->mamba_head_dim + 2LL * r->mamba_num_groups * r->mamba_state_dim + p->mamba_num_heads;
+        if (w % 16 != 0)
+            return nam__err(err, NAM_ERR_CONFLICT, "precision.fp8 = %s: the Mamba in_proj width 2*%d*%d + 2*%d*%d + %d = %lld is not a multiple of 16, which Megatron asserts for FP8 (mamba_mixer.py:254)",
+                            r->fp8, p->mamba_num_heads, r->mamba_head_dim, r->mamba_num_groups, r->mamba_state_dim, p->mamba_num_heads, w);
+    }
     /* sequence parallel, context parallel, sequence length */
     if (r->sequence_parallel && r->tp == 1)
         return nam__err(err, NAM_ERR_CONFLICT, "parallel.sequence_parallel needs tp > 1 (Megatron would silently turn it off; nam refuses the silent fix-up)");
+    if (r->num_hierarchical_cp_sizes) {
+        long long prod = 1;
+        for (i = 0; i < r->num_hierarchical_cp_sizes; i++) prod *= r->hierarchical_cp_sizes[i];
+        if (prod != r->cp)
+            return nam__err(err, NAM_ERR_PARALLEL, "parallel.hierarchical_cp_sizes multiply to %lld, but cp is %d (Megatron asserts cp == prod(sizes), arguments.py:581)", prod, r->cp);
+    } else if (r->cp > 1 && !strcmp(r->cp_comm_type, "a2a+p2p"))
+        return nam__err(err, NAM_ERR_CONFLICT, "parallel.cp_comm_type = a2a+p2p needs parallel.hierarchical_cp_sizes (--hierarchical-context-parallel-sizes, arguments.py:583)");
     if (r->cp > 1 && r->seq_length % (2 * r->cp) != 0)
         return nam__err(err, NAM_ERR_PARALLEL, "model.seq_length %d is not divisible by 2*cp = %d", r->seq_length, 2 * r->cp);
     if (r->max_position_embeddings && r->max_position_embeddings < r->seq_length)
@@ -2499,6 +2832,10 @@ static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
             return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: moe_preprocess needs moe_router");
         if ((nam__has_module(mods, "moe") || nam__has_module(mods, "moe_router")) && r->num_experts <= 1)
             return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: MoE graphs need moe.num_experts > 1, got %d", r->num_experts);
+        if ((nam__has_module(mods, "moe") || nam__has_module(mods, "moe_router")) && !moe)
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: MoE graphs, but the plan has no E layer, so nam emits no --num-experts and Megatron refuses MoE graphs (transformer_config.py:2829)");
+        if (nam__has_module(mods, "mlp") && moe)
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'mlp' in a MoE model: Megatron graphs dense MLPs only when moe_layer_freq marks dense layers, which a hybrid pattern never sets (transformer_config.py:2835)");
         if (nam__has_module(mods, "moe"))
             return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'moe' needs drop-and-pad token dispatch, which this recipe format does not model; use moe_router");
         if (nam__has_module(mods, "mlp") && !counts[(int)'-'])
@@ -2508,37 +2845,40 @@ static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
         if (nam__has_module(mods, "attn") && !any_attn && !p->unresolved)
             return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'attn' but the plan has no attention layers");
     }
-    if (!strcmp(r->fp8, "e4m3") || !strcmp(r->fp8, "hybrid")) {
-        if (strcmp(r->dtype, "bf16") && strcmp(r->dtype, "fp16"))
-            return nam__err(err, NAM_ERR_CONFLICT, "precision.fp8 = %s needs precision.dtype bf16 or fp16, got %s", r->fp8, r->dtype);
-    }
-    return NAM_OK;
+    return nam__check_env(p, err);
 }
 
 static nam_status nam__build_args(nam_plan *p, nam_error *err) {
     nam__argbuf argbuf, *ab = &argbuf;
     const nam_recipe *r = &p->recipe;
-    int hasM = 0, hasG = 0, hasE = 0, i;
+    int hasM = 0, hasG = 0, hasD = 0, i;
     nam_status st;
     memset(&argbuf.text, 0, sizeof argbuf.text);
     arrsetcap(p->args, 64);
     for (i = 0; i < p->pattern.depth; i++) {
         hasM |= p->layers[i].native == 'M';
         hasG |= p->layers[i].native == 'G';
-        hasE |= p->layers[i].native == 'E';
+        hasD |= p->layers[i].native == 'D';
     }
     if (p->mtp_native) {
         hasM |= strchr(p->mtp_native, 'M') != NULL;
         hasG |= strchr(p->mtp_native, 'G') != NULL;
-        hasE |= strchr(p->mtp_native, 'E') != NULL;
+        hasD |= strchr(p->mtp_native, 'D') != NULL;
     }
-    nam__arg_str(p, ab, "--spec", "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec");
+    nam__arg_str(p, ab, "--spec", r->spec);
     if (p->native_pattern) nam__arg_str(p, ab, "--hybrid-layer-pattern", p->native_pattern);
     nam__arg_int(p, ab, "--num-layers", p->pattern.depth);
     nam__arg_int(p, ab, "--tensor-model-parallel-size", r->tp);
     nam__arg_int(p, ab, "--pipeline-model-parallel-size", r->pp);
     nam__arg_int(p, ab, "--context-parallel-size", r->cp);
     if (r->cp > 1) nam__arg_str(p, ab, "--cp-comm-type", r->cp_comm_type);
+    if (r->num_hierarchical_cp_sizes) {
+        char t[NAM_MAX_LIST * 8];
+        size_t n = 0;
+        for (i = 0; i < r->num_hierarchical_cp_sizes; i++)
+            n += NAM__CAST(size_t, snprintf(t + n, sizeof t - n, i ? " %d" : "%d", r->hierarchical_cp_sizes[i]));
+        nam__arg_str(p, ab, "--hierarchical-context-parallel-sizes", t);
+    }
     nam__arg_int(p, ab, "--expert-model-parallel-size", r->ep);
     nam__arg_int(p, ab, "--expert-tensor-parallel-size", p->etp);
     if (r->sequence_parallel) nam__arg_str(p, ab, "--sequence-parallel", NULL);
@@ -2570,7 +2910,17 @@ static nam_status nam__build_args(nam_plan *p, nam_error *err) {
         nam__arg_int(p, ab, "--qk-pos-emb-head-dim", r->qk_pos_emb_head_dim);
         nam__arg_int(p, ab, "--v-head-dim", r->v_head_dim);
     }
-    if (r->num_experts > 0 && (hasE || p->unresolved)) {
+    if (hasD) {   /* transformer_config.py:1510 and 3162; dsa.py's indexer needs its dims */
+        nam__arg_str(p, ab, "--experimental-attention-variant", "dsa");
+        nam__arg_int(p, ab, "--dsa-indexer-n-heads", r->dsa_indexer_n_heads);
+        nam__arg_int(p, ab, "--dsa-indexer-head-dim", r->dsa_indexer_head_dim);
+        nam__arg_int(p, ab, "--dsa-indexer-topk", r->dsa_indexer_topk);
+        nam__arg_fmt(p, ab, "--dsa-indexer-loss-coeff", "%g", r->dsa_indexer_loss_coeff);
+        nam__arg_str(p, ab, "--no-rope-fusion", NULL);
+        nam__decision_add(p, 0, 0, "nam adds --no-rope-fusion: the plan has DSA layers ('D') and Megatron asserts RoPE fusion off for DSAttention (transformer_config.py:3163)");
+        nam__decision_add(p, 0, 0, "nam adds --experimental-attention-variant dsa (Megatron also infers it from 'D', argument_utils.py:349) and the --dsa-indexer-* dims from the [dsa] section; without them the DSA indexer cannot be built (dsa.py:1127)");
+    }
+    if (nam__emits_moe(p)) {
         nam__arg_int(p, ab, "--num-experts", r->num_experts);
         nam__arg_int(p, ab, "--moe-router-topk", r->router_topk);
         nam__arg_int(p, ab, "--moe-ffn-hidden-size", r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size);
@@ -2606,6 +2956,10 @@ static nam_status nam__build_args(nam_plan *p, nam_error *err) {
     if (!strcmp(r->dtype, "fp16")) nam__arg_str(p, ab, "--fp16", NULL);
     if (strcmp(r->fp8, "none")) nam__arg_str(p, ab, "--fp8-format", r->fp8);
     nam__arg_str(p, ab, "--cuda-graph-impl", r->cuda_graph_impl);
+    if (!strcmp(r->cuda_graph_impl, "full_iteration")) {
+        nam__arg_str(p, ab, "--no-check-for-nan-in-loss-and-grad", NULL);
+        nam__decision_add(p, 0, 0, "nam adds --no-check-for-nan-in-loss-and-grad: Megatron requires it with --cuda-graph-impl full_iteration (arguments.py:1236)");
+    }
     if (r->cuda_graph_modules[0]) {
         char mods[NAM_STR_MAX];
         char *c;
@@ -2616,6 +2970,125 @@ static nam_status nam__build_args(nam_plan *p, nam_error *err) {
     st = nam__sb_finish(&ab->text, &p->arg_values, err);
     if (st) return st;
     for (i = 0; i < p->num_args; i++) p->args[i].value = ab->off[i] >= 0 ? p->arg_values + ab->off[i] : NULL;
+    return NAM_OK;
+}
+
+/* Error at a recipe key that holds a layer list (file:line:column when it came from a file). */
+static nam_status nam__key_err(const nam_plan *p, nam_error *err, nam_status st, int slot) {
+    const nam_recipe *r = &p->recipe;
+    if (err && slot >= 0 && r->key_pos[slot].line > 0)
+        return nam__recipe_err_at(err, st, r->key_pos[slot].source, -1, r->key_pos[slot].line, r->key_pos[slot].column);
+    return st;
+}
+
+static void nam__ints_text(char *out, size_t n, const int *v, int count) {
+    size_t k = 0;
+    int i;
+    out[0] = 0;
+    for (i = 0; i < count && k < n; i++) k += NAM__CAST(size_t, snprintf(out + k, n - k, i ? ",%d" : "%d", v[i]));
+}
+
+/* One layer-placed feature: every listed layer must exist and be of family `fam`. */
+static nam_status nam__feature_layers(nam_plan *p, nam_error *err, const char *key, int slot, const int *layers, int n,
+                                      char fam, int bit, int seam) {
+    int i, depth = p->pattern.depth;
+    if (n == 0) {
+        nam__err(err, NAM_ERR_CONFLICT, "%s.enabled = true but %s.layers is empty (name the 0-based layers that carry it)", key, key);
+        return nam__key_err(p, err, NAM_ERR_CONFLICT, slot);
+    }
+    for (i = 0; i < n; i++) {
+        int L = layers[i];
+        if (L >= depth) {
+            nam__err(err, NAM_ERR_RANGE, "%s.layers entry %d: layer %d is beyond the pattern's depth %d", key, i + 1, L, depth);
+            return nam__key_err(p, err, NAM_ERR_RANGE, slot);
+        }
+        if (p->layers[L].family != fam) {
+            nam__err(err, NAM_ERR_CONFLICT, "%s.layers entry %d: layer %d is family %c, but %s attaches to %c layers only", key, i + 1, L, p->layers[L].family, key, fam);
+            return nam__key_err(p, err, NAM_ERR_CONFLICT, slot);
+        }
+        p->layers[L].features |= bit;
+        arrput(p->seams[seam].layers, L);
+        p->seams[seam].num_layers++;
+    }
+    return NAM_OK;
+}
+
+/* Feature placements: each enabled feature becomes a NAM_SEAM_FEATURE seam. */
+static nam_status nam__features(nam_plan *p, nam_error *err) {
+    const nam_recipe *r = &p->recipe;
+    char d[512], o[NAM_MAX_LIST * 4];
+    nam_status st;
+    int k;
+    if (r->engram_enabled) {
+        nam__ints_text(o, sizeof o, r->engram_ngram_orders, r->num_engram_ngram_orders);
+        snprintf(d, sizeof d, "ngram_orders=%.80s bottleneck_dim=%d dropout=%g gated=%s gate_sqrt_compress=%s conv_kernel=%d conv_impl=%s",
+                 o, r->engram_bottleneck_dim, r->engram_dropout, r->engram_gated ? "true" : "false", r->engram_gate_sqrt_compress ? "true" : "false",
+                 r->engram_conv_kernel, r->engram_conv_impl);
+        k = nam__seam_add(p, "engram", 'A', NAM_SEAM_FEATURE, "engram", "layers", d, "Engram (n-gram memory) has no Megatron-LM module or flag",
+                          "an Engram block on these attention layers in the hybrid layer spec (model.spec), with the settings in detail");
+        if ((st = nam__feature_layers(p, err, "engram", NAM__POS_ENGRAM, r->engram_layers, r->num_engram_layers, 'A', NAM_FEATURE_ENGRAM, k))) return st;
+    }
+    if (r->mhc_enabled) {
+        snprintf(d, sizeof d, "n_streams=%d sinkhorn_iters=%d temperature=%g epsilon=%g blend_alpha=%g dynamic=%s dynamic_mode=%s fused_ops=%s recompute_group_size=%d",
+                 r->mhc_n_streams, r->mhc_sinkhorn_iters, r->mhc_temperature, r->mhc_epsilon, r->mhc_blend_alpha, r->mhc_dynamic ? "true" : "false",
+                 r->mhc_dynamic_mode, r->mhc_fused_ops ? "true" : "false", r->mhc_recompute_group_size);
+        k = nam__seam_add(p, "mhc", 'A', NAM_SEAM_FEATURE, "mhc", "layers", d, "mHC (manifold hyper-connections) has no Megatron-LM module or flag",
+                          "mHC residual streams around these attention layers in the hybrid layer spec (model.spec), with the settings in detail");
+        if ((st = nam__feature_layers(p, err, "mhc", NAM__POS_MHC, r->mhc_layers, r->num_mhc_layers, 'A', NAM_FEATURE_MHC, k))) return st;
+    }
+    if (r->mod_enabled) {
+        snprintf(d, sizeof d, "capacity=%g aux_loss_weight=%g routing=%s target=%s scorer=%s selector=%s schedule=%s executor=%s ffn_only=%s skip_first_n=%d skip_mamba=%s",
+                 r->mod_capacity, r->mod_aux_loss_weight, r->mod_routing, r->mod_target, r->mod_scorer, r->mod_selector, r->mod_schedule,
+                 r->mod_executor, r->mod_ffn_only ? "true" : "false", r->mod_skip_first_n, r->mod_skip_mamba ? "true" : "false");
+        k = nam__seam_add(p, "mod", 'E', NAM_SEAM_FEATURE, "mod", "layers", d, "MoD (mixture of depths) has no Megatron-LM module or flag",
+                          "MoD token routing around these expert layers in the hybrid layer spec (model.spec), with the settings in detail");
+        if ((st = nam__feature_layers(p, err, "mod", NAM__POS_MOD, r->mod_layers, r->num_mod_layers, 'E', NAM_FEATURE_MOD, k))) return st;
+    }
+    if (r->moda_enabled)
+        nam__seam_add(p, "moda", 0, NAM_SEAM_FEATURE, "moda", "model", "enabled=true", "MoDA (mixture-of-depths attention) has no Megatron-LM module or flag",
+                      "MoDA in the model built by the custom spec / model provider");
+    if (r->ngram_hash_enabled) {
+        nam__ints_text(o, sizeof o, r->ngram_hash_orders, r->num_ngram_hash_orders);
+        snprintf(d, sizeof d, "orders=%.80s heads=%d table_size=%d embed_dim=%d offload=%s (added to the token embeddings)",
+                 o, r->ngram_hash_heads, r->ngram_hash_table_size, r->ngram_hash_embed_dim, r->ngram_hash_offload ? "true" : "false");
+        nam__seam_add(p, "ngram-hash-embedding", 0, NAM_SEAM_FEATURE, "ngram_hash", "input embedding", d,
+                      "the n-gram hash embedding has no Megatron-LM module or flag", "an embedding module that adds the n-gram hash tables to the token embeddings");
+    }
+    if (r->structure_enabled) {
+        snprintf(d, sizeof d, "components=%s max_ast_depth=%d max_sibling_index=%d num_node_types=%d bottleneck_dim=%d relation_bias=%s tree_ffn=%s tree_ffn_steps=%d tree_ffn_dropout=%g platform_embed=%s",
+                 r->structure_components, r->structure_max_ast_depth, r->structure_max_sibling_index, r->structure_num_node_types,
+                 r->structure_bottleneck_dim, r->structure_relation_bias ? "true" : "false", r->structure_tree_ffn ? "true" : "false",
+                 r->structure_tree_ffn_steps, r->structure_tree_ffn_dropout, r->structure_platform_embed ? "true" : "false");
+        nam__seam_add(p, "structure-embedding", 0, NAM_SEAM_FEATURE, "structure", "input embedding", d,
+                      "the structure (AST) embedding has no Megatron-LM module or flag", "an embedding module that adds the structure embedding to the token embeddings (and the structure inputs in the data path)");
+    }
+    return NAM_OK;
+}
+
+static const char *const nam__stock_spec = "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec";
+
+/* Settings of a section that only means something with another key: compared with the
+   built-in defaults, since nam_recipe_set cannot know the order keys were set in. */
+static nam_status nam__check_dependent_keys(const nam_recipe *r, nam_error *err) {
+    nam_recipe def;
+    int i;
+    if (!strcmp(r->mamba_impl, "mamba3")) return NAM_OK;
+    memset(&def, 0, sizeof def);
+    for (i = 0; i < NAM__NFIELDS; i++) {
+        nam__sb a, b;
+        int same;
+        if (strcmp(nam__fields[i].section, "mamba3")) continue;
+        if (nam__field_set(&def, i, nam__fields[i].def, NULL) != NAM_OK) return nam__err(err, NAM_ERR_NOMEM, "out of memory");
+        memset(&a, 0, sizeof a);
+        memset(&b, 0, sizeof b);
+        nam__field_value(r, i, &a);
+        nam__field_value(&def, i, &b);
+        same = a.buf && b.buf && !strcmp(a.buf, b.buf);
+        nam_free(a.buf);
+        nam_free(b.buf);
+        if (!same)
+            return nam__err(err, NAM_ERR_CONFLICT, "mamba3.%s is a Mamba-3 setting, but pattern.mamba_impl is %s (set pattern.mamba_impl = mamba3)", nam__fields[i].key, r->mamba_impl);
+    }
     return NAM_OK;
 }
 
@@ -2648,6 +3121,18 @@ NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error 
     st = nam_pattern_parse(&pd, &p->pattern, err);
     if (st) goto fail;
     depth = p->pattern.depth;
+    if (r->mtp_depths > 0 && r->mtp_depths != p->pattern.mtp_depths) {   /* mtp.depths drives the copies */
+        if (!p->pattern.mtp) { st = nam__err(err, NAM_ERR_MTP, "mtp.depths = %d, but pattern.text has no MTP block ('/' followed by its layers, e.g. /AF)", r->mtp_depths); goto fail; }
+        if (p->pattern.mtp_depths != 1) {
+            st = nam__err(err, NAM_ERR_MTP, "mtp.depths = %d, but pattern.text writes %d MTP copies; write the block once (or %d times)", r->mtp_depths, p->pattern.mtp_depths, r->mtp_depths);
+            goto fail;
+        }
+        p->pattern.mtp_depths = r->mtp_depths;
+    }
+    st = nam__check_dependent_keys(r, err);
+    if (st) goto fail;
+    p->stock_spec = !strcmp(r->spec, nam__stock_spec);
+    p->m2rnn_num_heads = nam__m2rnn_heads(r);
     /* 2. bindings must name families the pattern can hold */
     {
         const char *m;
@@ -2665,7 +3150,7 @@ NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error 
     }
     for (i = 0; i < r->num_dsa_layers; i++) {
         int L = r->dsa_layers[i];
-        if (L >= depth) { st = nam__err(err, NAM_ERR_RANGE, "pattern.dsa_layers entry %d: layer %d is beyond depth %d", i + 1, L, depth); goto fail; }
+        if (L >= depth) { nam__err(err, NAM_ERR_RANGE, "pattern.dsa_layers entry %d: layer %d is beyond depth %d", i + 1, L, depth); st = nam__key_err(p, err, NAM_ERR_RANGE, NAM__POS_DSA); goto fail; }
         if (p->pattern.layers[L].family != 'A') {
             st = nam__err(err, NAM_ERR_CONFLICT, "pattern.dsa_layers entry %d: layer %d is family %c, only A layers can be DSA", i + 1, L, p->pattern.layers[L].family);
             nam__layer_err(p, err, st, L, p->pattern.layers[L].stage, p->pattern.layers[L].column);
@@ -2689,6 +3174,7 @@ NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error 
         P->native = NAM__CAST(char, sym);
         P->seam = seam;
         P->column = L->column;
+        P->features = 0;
         if (seam >= 0) { arrput(p->seams[seam].layers, i); p->seams[seam].num_layers++; }
         if (!sym) p->unresolved++;
         if (sym == '*' && attn_plain < 0) attn_plain = i;
@@ -2715,6 +3201,17 @@ NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error 
         st = nam__err(err, NAM_ERR_CONFLICT, "the plan mixes plain attention '*' (%s %d) with MLA/DSA (%s %d); Megatron refuses both in one model (an explicit binding to '*' while model.mla is on causes this)",
                       attn_plain < depth ? "layer" : "MTP position", attn_plain < depth ? attn_plain : attn_plain - depth,
                       attn_mla < depth ? "layer" : "MTP position", attn_mla < depth ? attn_mla : attn_mla - depth);
+        goto fail;
+    }
+    /* feature placements, then the layer spec that must build every seam */
+    st = nam__features(p, err);
+    if (st) goto fail;
+    if (p->strict && p->stock_spec && p->num_seams) {
+        char names[200];
+        size_t n = 0;
+        for (i = 0; i < p->num_seams && n < sizeof names; i++)
+            n += NAM__CAST(size_t, snprintf(names + n, sizeof names - n, "%s%s", i ? ", " : "", p->seams[i].name));
+        st = nam__err(err, NAM_ERR_UNSUPPORTED, "strict mode: model.spec is Megatron's stock hybrid_stack_spec, which cannot build the custom seam(s) %s; set model.spec to a layer spec that supplies them", names);
         goto fail;
     }
     /* 5. the native pattern (or, while seams are unresolved, a private shadow used only to
@@ -2796,6 +3293,18 @@ NAM__DEF char *nam_shell_quote(const char *s) {
     return out;
 }
 
+static const char *nam__seam_kind_str(nam_seam_kind k) {
+    return k == NAM_SEAM_UNMAPPED ? "unmapped" : k == NAM_SEAM_CUSTOM_IMPL ? "custom_impl" : "feature";
+}
+
+/* Megatron's layer_number of each 0-based index: index + 1. */
+static void nam__json_layer_numbers(nam__sb *b, const int *v, int n) {
+    int i;
+    nam__sb_putc(b, '[');
+    for (i = 0; i < n; i++) nam__sb_printf(b, i ? ",%d" : "%d", v[i] + 1);
+    nam__sb_putc(b, ']');
+}
+
 static void nam__json_seams(const nam_plan *p, nam__sb *b) {
     int i;
     nam__sb_putc(b, '[');
@@ -2804,14 +3313,35 @@ static void nam__json_seams(const nam_plan *p, nam__sb *b) {
         nam__sb_puts(b, i ? ",\n    {" : "\n    {");
         nam__sb_puts(b, "\"name\":"); nam__sb_json_str(b, s->name);
         nam__sb_puts(b, ",\"family\":"); nam__sb_json_char(b, s->family);
-        nam__sb_printf(b, ",\"kind\":\"%s\",\"layers\":", s->kind == NAM_SEAM_UNMAPPED ? "unmapped" : "custom_impl");
+        nam__sb_printf(b, ",\"kind\":\"%s\",\"mixer\":", nam__seam_kind_str(s->kind));
+        nam__sb_json_str(b, s->mixer);
+        nam__sb_puts(b, ",\"placement\":"); nam__sb_json_str(b, s->placement);
+        nam__sb_puts(b, ",\"layers\":");
         nam__sb_json_ints(b, s->layers, s->num_layers);
-        nam__sb_printf(b, ",\"mtp_positions\":%d,\"blocks_native_pattern\":%s,\"reason\":", s->mtp_positions, s->kind == NAM_SEAM_UNMAPPED ? "true" : "false");
+        nam__sb_puts(b, ",\"layer_numbers\":");
+        nam__json_layer_numbers(b, s->layers, s->num_layers);
+        nam__sb_printf(b, ",\"mtp_positions\":%d,\"blocks_native_pattern\":%s,\"detail\":", s->mtp_positions, s->kind == NAM_SEAM_UNMAPPED ? "true" : "false");
+        nam__sb_json_str(b, s->detail);
+        nam__sb_puts(b, ",\"reason\":");
         nam__sb_json_str(b, s->reason);
         nam__sb_puts(b, ",\"runtime_must_supply\":"); nam__sb_json_str(b, s->runtime_supplies);
         nam__sb_putc(b, '}');
     }
     nam__sb_puts(b, p->num_seams ? "\n  ]" : "]");
+}
+
+/* The stock spec cannot build custom seams: said in the args and the launch contract. */
+static int nam__spec_note(const nam_plan *p, char *out, size_t n) {
+    int i, k = 0;
+    size_t l;
+    if (!p->stock_spec) return 0;
+    for (i = 0; i < p->num_seams; i++) k += p->seams[i].kind != NAM_SEAM_UNMAPPED;
+    if (!k) return 0;
+    l = NAM__CAST(size_t, snprintf(out, n, "--spec is Megatron's stock hybrid_stack_spec, which cannot build the custom seam(s)"));
+    for (i = 0; i < p->num_seams && l < n; i++)
+        if (p->seams[i].kind != NAM_SEAM_UNMAPPED) l += NAM__CAST(size_t, snprintf(out + l, n - l, " %s", p->seams[i].name));
+    if (l < n) snprintf(out + l, n - l, "; set model.spec to a layer spec that supplies them (strict mode refuses this plan)");
+    return 1;
 }
 
 static void nam__json_decisions(const nam_plan *p, nam__sb *b) {
@@ -2870,6 +3400,45 @@ static void nam__json_stages(const nam_plan *p, nam__sb *b) {
     nam__sb_puts(b, "\n  ]");
 }
 
+/* The launcher profile's coordinates: each set of layers as 0-based `index` and Megatron's
+   1-based `layer_number`; DSA layers also as `attention_rank`, the rank among A layers. */
+static void nam__json_coordinates(const nam_plan *p, nam__sb *b) {
+    int i, k, n = 0, *idx = NULL;
+    idx = NAM__CAST(int *, nam__alloc(sizeof(int) * NAM__CAST(size_t, p->pattern.depth + 1)));
+    if (!idx) { b->oom = 1; return; }
+    nam__sb_puts(b, ",\n    \"coordinates\": {\n      \"r_layers\": {\"index\": ");
+    for (i = 0; i < p->pattern.depth; i++) if (p->layers[i].family == 'R') idx[n++] = i;
+    nam__sb_json_ints(b, idx, n);
+    nam__sb_puts(b, ", \"layer_number\": ");
+    nam__json_layer_numbers(b, idx, n);
+    nam__sb_puts(b, "},\n      \"dsa_layers\": {\"index\": ");
+    nam__sb_json_ints(b, p->dsa_capable, p->num_dsa_capable);
+    nam__sb_puts(b, ", \"layer_number\": ");
+    nam__json_layer_numbers(b, p->dsa_capable, p->num_dsa_capable);
+    for (k = 0, n = 0; k < p->num_dsa_capable; k++) {
+        int a = 0;
+        for (i = 0; i < p->dsa_capable[k]; i++) a += p->layers[i].family == 'A';
+        idx[n++] = a;
+    }
+    nam__sb_puts(b, ", \"attention_rank\": ");
+    nam__sb_json_ints(b, idx, n);
+    nam__sb_puts(b, "},\n      \"seams\": [");
+    for (i = 0; i < p->num_seams; i++) {
+        const nam_seam *s = &p->seams[i];
+        nam__sb_puts(b, i ? ",\n        {\"name\": " : "\n        {\"name\": ");
+        nam__sb_json_str(b, s->name);
+        nam__sb_puts(b, ", \"placement\": ");
+        nam__sb_json_str(b, s->placement);
+        nam__sb_puts(b, ", \"index\": ");
+        nam__sb_json_ints(b, s->layers, s->num_layers);
+        nam__sb_puts(b, ", \"layer_number\": ");
+        nam__json_layer_numbers(b, s->layers, s->num_layers);
+        nam__sb_printf(b, ", \"mtp_positions\": %d}", s->mtp_positions);
+    }
+    nam__sb_puts(b, p->num_seams ? "\n      ]\n    }" : "]\n    }");
+    nam_free(idx);
+}
+
 NAM__DEF nam_status nam_plan_json(const nam_plan *p, int what, char **out, nam_error *err) {
     nam__sb b;
     const nam_recipe *r;
@@ -2917,7 +3486,13 @@ NAM__DEF nam_status nam_plan_json(const nam_plan *p, int what, char **out, nam_e
             nam__sb_json_char(&b, L->native);
             nam__sb_printf(&b, ", \"stage\": %d, \"seam\": ", L->stage);
             nam__sb_json_str(&b, L->seam >= 0 ? p->seams[L->seam].name : NULL);
-            nam__sb_printf(&b, ", \"column\": %d}", L->column);
+            nam__sb_printf(&b, ", \"column\": %d", L->column);
+            if (L->features)
+                nam__sb_printf(&b, ", \"features\": [%s%s%s%s%s]", (L->features & NAM_FEATURE_ENGRAM) ? "\"engram\"" : "",
+                               (L->features & NAM_FEATURE_ENGRAM) && (L->features & (NAM_FEATURE_MHC | NAM_FEATURE_MOD)) ? "," : "",
+                               (L->features & NAM_FEATURE_MHC) ? "\"mhc\"" : "", (L->features & NAM_FEATURE_MHC) && (L->features & NAM_FEATURE_MOD) ? "," : "",
+                               (L->features & NAM_FEATURE_MOD) ? "\"mod\"" : "");
+            nam__sb_putc(&b, '}');
         }
         nam__sb_puts(&b, "\n  ],\n  \"mtp\": ");
         if (p->pattern.mtp) {
@@ -2941,6 +3516,11 @@ NAM__DEF nam_status nam_plan_json(const nam_plan *p, int what, char **out, nam_e
         nam__json_argv(p, &b);
         nam__sb_puts(&b, ",\n  \"custom_notes\": ");
         nam__json_seams(p, &b);
+        {
+            char note[600];
+            nam__sb_puts(&b, ",\n  \"spec_note\": ");
+            nam__sb_json_str(&b, nam__spec_note(p, note, sizeof note) ? note : NULL);
+        }
         nam__sb_puts(&b, ",\n  \"decisions\": ");
         nam__json_decisions(p, &b);
     }
@@ -2990,6 +3570,7 @@ NAM__DEF nam_status nam_plan_json(const nam_plan *p, int what, char **out, nam_e
         if (r->mla) nam__json_family_indices(p, &b, 'A'); else nam__sb_puts(&b, "[]");
         nam__sb_puts(&b, ",\n    \"dsa_layers\": ");
         nam__sb_json_ints(&b, p->dsa_capable, p->num_dsa_capable);
+        nam__json_coordinates(p, &b);
         nam__sb_printf(&b, ",\n    \"tp\": %d, \"pp\": %d, \"vpp\": %d, \"ep\": %d, \"etp\": %d, \"cp\": %d, \"dp\": %d, \"expert_dp\": %d, \"world_size\": %d, \"order\": \"%s\",",
                        r->tp, r->pp, p->vpp, r->ep, p->etp, r->cp, p->dp, p->edp, r->world_size, r->order);
         nam__sb_printf(&b, "\n    \"micro_batch_size\": %d, \"global_batch_size\": %d, \"seq_length\": %d, \"mtp_depths\": %d,",
@@ -3012,14 +3593,25 @@ NAM__DEF nam_status nam_plan_args_text(const nam_plan *p, char **out, nam_error 
     for (i = 0; i < p->num_seams; i++) {
         const nam_seam *s = &p->seams[i];
         int k;
-        nam__sb_printf(&b, "# custom seam %s (family %c, %s): layers ", s->name, s->family,
-                       s->kind == NAM_SEAM_UNMAPPED ? "no Megatron symbol" : "native symbol, custom implementation");
+        const char *what = s->kind == NAM_SEAM_UNMAPPED ? "no Megatron symbol" : s->kind == NAM_SEAM_CUSTOM_IMPL ? "native symbol, custom implementation" : "feature, no Megatron flag";
+        if (s->family) nam__sb_printf(&b, "# custom seam %s (family %c, %s): layers ", s->name, s->family, what);
+        else nam__sb_printf(&b, "# custom seam %s (%s, %s)", s->name, s->placement, what);
         for (k = 0; k < s->num_layers; k++) nam__sb_printf(&b, k ? ",%d" : "%d", s->layers[k]);
-        if (!s->num_layers) nam__sb_puts(&b, "none");
+        if (!s->num_layers && s->family) nam__sb_puts(&b, "none");
+        if (s->num_layers) {
+            nam__sb_puts(&b, " (layer_number ");
+            for (k = 0; k < s->num_layers; k++) nam__sb_printf(&b, k ? ",%d" : "%d", s->layers[k] + 1);
+            nam__sb_putc(&b, ')');
+        }
         if (s->mtp_positions) nam__sb_printf(&b, " + %d MTP position(s)", s->mtp_positions);
+        if (s->detail[0]) nam__sb_printf(&b, "\n#   detail: %s", s->detail);
         nam__sb_printf(&b, "\n#   reason: %s\n#   runtime must supply: %s\n", s->reason, s->runtime_supplies);
     }
     for (i = 0; i < p->num_decisions; i++) nam__sb_printf(&b, "# decision: %s\n", p->decisions[i].what);
+    {
+        char note[600];
+        if (nam__spec_note(p, note, sizeof note)) nam__sb_printf(&b, "# note: %s\n", note);
+    }
     if (!p->native_pattern)
         nam__sb_printf(&b, "# --hybrid-layer-pattern withheld: %d layer(s) have no Megatron symbol (unmapped seams above)\n", p->unresolved);
     for (i = 0; i < p->num_args; i++) {

@@ -300,20 +300,31 @@ static void print_plan_text(const nam_plan *p, FILE *f) {
         const nam_plan_layer *L = &p->layers[i];
         char nat[8];
         if (L->native) snprintf(nat, sizeof nat, "%c", L->native); else snprintf(nat, sizeof nat, "-none-");
-        fprintf(f, "%5d  %-6c  %-6s  %-5d  %s\n", L->index, L->family, nat, L->stage, L->seam >= 0 ? p->seams[L->seam].name : "");
+        fprintf(f, "%5d  %-6c  %-6s  %-5d  %s%s%s%s", L->index, L->family, nat, L->stage, L->seam >= 0 ? p->seams[L->seam].name : "",
+                (L->features & NAM_FEATURE_ENGRAM) ? " +engram" : "", (L->features & NAM_FEATURE_MHC) ? " +mhc" : "", (L->features & NAM_FEATURE_MOD) ? " +mod" : "");
+        fprintf(f, "\n");
     }
     if (p->pattern.mtp)
         fprintf(f, "\nMTP       %s x %d depth(s) -> %s\n", p->pattern.mtp, p->pattern.mtp_depths, p->mtp_native ? p->mtp_native : "(unmapped)");
     fprintf(f, "\nseams     %d\n", p->num_seams);
     for (i = 0; i < p->num_seams; i++) {
         const nam_seam *sm = &p->seams[i];
+        const char *kind = sm->kind == NAM_SEAM_UNMAPPED ? "no Megatron symbol" : sm->kind == NAM_SEAM_CUSTOM_IMPL ? "native symbol + custom implementation" : "feature, no Megatron flag";
         int k;
-        fprintf(f, "  %-16s family %c, %s, layers", sm->name, sm->family, sm->kind == NAM_SEAM_UNMAPPED ? "no Megatron symbol" : "native symbol + custom implementation");
+        if (sm->family) fprintf(f, "  %-20s family %c, %s, layers", sm->name, sm->family, kind);
+        else fprintf(f, "  %-20s %s, %s", sm->name, sm->placement, kind);
         for (k = 0; k < sm->num_layers; k++) fprintf(f, "%s%d", k ? "," : " ", sm->layers[k]);
+        if (sm->num_layers) {
+            fprintf(f, " (layer_number");
+            for (k = 0; k < sm->num_layers; k++) fprintf(f, "%s%d", k ? "," : " ", sm->layers[k] + 1);
+            fprintf(f, ")");
+        }
         if (sm->mtp_positions) fprintf(f, " (+%d MTP position(s))", sm->mtp_positions);
+        if (sm->detail[0]) fprintf(f, "\n    detail: %s", sm->detail);
         fprintf(f, "\n    reason: %s\n    runtime must supply: %s\n", sm->reason, sm->runtime_supplies);
     }
     for (i = 0; i < p->num_decisions; i++) fprintf(f, "decision  %s\n", p->decisions[i].what);
+    fprintf(f, "spec      %s%s\n", r->spec, p->stock_spec && p->num_seams ? "  (stock: cannot build the seams above)" : "");
     fprintf(f, "native    %s\n", p->native_pattern ? p->native_pattern : "(withheld: unmapped seams remain)");
     fprintf(f, "parallel  world %d = tp %d x pp %d x cp %d x dp %d; vpp %d; ep %d etp %d expert-dp %d; %d microbatch(es)\n",
             r->world_size, r->tp, r->pp, r->cp, p->dp, p->vpp, r->ep, p->etp, p->edp, p->num_microbatches);
@@ -342,7 +353,10 @@ static int cmd_plan(cli *c) {
     if (c->strict && p.num_seams > 0) {
         int i;
         fprintf(stderr, "nam: --strict: %d seam(s) remain:", p.num_seams);
-        for (i = 0; i < p.num_seams; i++) fprintf(stderr, " %s (family %c)", p.seams[i].name, p.seams[i].family);
+        for (i = 0; i < p.num_seams; i++) {
+            if (p.seams[i].family) fprintf(stderr, " %s (family %c)", p.seams[i].name, p.seams[i].family);
+            else fprintf(stderr, " %s (%s)", p.seams[i].name, p.seams[i].placement);
+        }
         fprintf(stderr, "\n");
         if (c->json) printf("{\"error\":{\"code\":\"%s\",\"message\":\"--strict: %d seam(s) remain\"}}\n", nam_status_str(NAM_ERR_UNSUPPORTED), p.num_seams);
         nam_plan_free(&p);
@@ -521,8 +535,8 @@ static int cmd_megatron(cli *c) {
     } else {
         fprintf(mf, "main       %s\n", mp.main ? mp.main : "(none)");
         fprintf(mf, "mtp        %s x %d\n", mp.mtp ? mp.mtp : "(none)", mp.mtp_depths);
-        fprintf(mf, "layers     %d in %d segment(s); pp %d, vpp %s\n", mp.num_layers, mp.num_segments, lay.pp, lay.vpp ? "" : "none");
-        if (lay.vpp) fprintf(mf, "vpp        %d\n", lay.vpp);
+        if (lay.vpp) fprintf(mf, "layers     %d in %d segment(s); pp %d, vpp %d\n", mp.num_layers, mp.num_segments, lay.pp, lay.vpp);
+        else fprintf(mf, "layers     %d in %d segment(s); pp %d, vpp none\n", mp.num_layers, mp.num_segments, lay.pp);
         fprintf(mf, "counts    ");
         for (i = 0; i < NAM_MSYM_COUNT; i++) fprintf(mf, " %c=%d", NAM_MEGATRON_SYMBOLS[i], mp.counts[i]);
         fprintf(mf, "\n");
