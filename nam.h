@@ -2164,6 +2164,24 @@ static void nam__field_value(const nam_recipe *r, int fi, nam__sb *b) {
     }
 }
 
+/* Whether field i of r holds its built-in default (compared as recipe text). */
+static int nam__field_is_default(const nam_recipe *r, int i) {
+    nam_recipe def;
+    nam__sb a, b;
+    int same;
+    memset(&def, 0, sizeof def);
+    if (nam__field_set(&def, i, nam__fields[i].def, NULL) != NAM_OK) return 0;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    nam__field_value(r, i, &a);
+    nam__field_value(&def, i, &b);
+    same = !a.oom && !b.oom && !strcmp(a.buf ? a.buf : "", b.buf ? b.buf : "");
+    nam_free(a.buf);
+    nam_free(b.buf);
+    if (nam__fields[i].type == NAM__T_PATTERN) nam_free(def.pattern);
+    return same;
+}
+
 NAM__DEF nam_status nam_recipe_write(const nam_recipe *r, char **out, nam_error *err) {
     nam__sb b;
     int i;
@@ -2336,7 +2354,7 @@ NAM__DEF nam_status nam_recipe_parse(nam_recipe *r, const char *text, size_t len
     /* settings that only mean something together with another key */
     if (strcmp(work.mamba_impl, "mamba3"))
         for (i = 0; i < NAM__NFIELDS; i++)
-            if (set_line[i] && !strcmp(nam__fields[i].section, "mamba3")) {
+            if (set_line[i] && !strcmp(nam__fields[i].section, "mamba3") && !nam__field_is_default(&work, i)) {
                 nam__err(err, NAM_ERR_CONFLICT, "mamba3.%s is a Mamba-3 setting, but pattern.mamba_impl is %s (set pattern.mamba_impl = mamba3)", nam__fields[i].key, work.mamba_impl);
                 st = nam__recipe_err_at(err, NAM_ERR_CONFLICT, source, -1, set_line[i], set_col[i]);
                 goto fail;
@@ -3070,25 +3088,11 @@ static const char *const nam__stock_spec = "megatron.core.models.hybrid.hybrid_l
 /* Settings of a section that only means something with another key: compared with the
    built-in defaults, since nam_recipe_set cannot know the order keys were set in. */
 static nam_status nam__check_dependent_keys(const nam_recipe *r, nam_error *err) {
-    nam_recipe def;
     int i;
     if (!strcmp(r->mamba_impl, "mamba3")) return NAM_OK;
-    memset(&def, 0, sizeof def);
-    for (i = 0; i < NAM__NFIELDS; i++) {
-        nam__sb a, b;
-        int same;
-        if (strcmp(nam__fields[i].section, "mamba3")) continue;
-        if (nam__field_set(&def, i, nam__fields[i].def, NULL) != NAM_OK) return nam__err(err, NAM_ERR_NOMEM, "out of memory");
-        memset(&a, 0, sizeof a);
-        memset(&b, 0, sizeof b);
-        nam__field_value(r, i, &a);
-        nam__field_value(&def, i, &b);
-        same = a.buf && b.buf && !strcmp(a.buf, b.buf);
-        nam_free(a.buf);
-        nam_free(b.buf);
-        if (!same)
+    for (i = 0; i < NAM__NFIELDS; i++)
+        if (!strcmp(nam__fields[i].section, "mamba3") && !nam__field_is_default(r, i))
             return nam__err(err, NAM_ERR_CONFLICT, "mamba3.%s is a Mamba-3 setting, but pattern.mamba_impl is %s (set pattern.mamba_impl = mamba3)", nam__fields[i].key, r->mamba_impl);
-    }
     return NAM_OK;
 }
 

@@ -167,4 +167,51 @@ pycheck "megatron: first/last stage layers 1,3,3,1" "$T/out" '[s["offset"] for s
 expect_rc "megatron: --first 0 is a usage error" 2 "$NAM" megatron --first 0 'M*M*'
 expect_rc "megatron: empty pattern is refused" 1 "$NAM" megatron ''
 
+# megatron lint prints the vpp once, on the layers line (issue 8 item 10)
+expect_rc "megatron lint with vpp" 0 "$NAM" megatron --pp 2 'M*|M*|M*|M*'
+if [[ $(grep -c 'vpp' "$T/out") == 1 ]] && grep -qF 'pp 2, vpp 2' "$T/out"; then ok "megatron lint: the vpp line is printed once"; else fail "megatron lint: the vpp line is printed once" "$(cat "$T/out")"; fi
+expect_rc "plan prints vpp once" 0 "$NAM" plan
+if [[ $(grep -c 'vpp' "$T/out") == 1 ]]; then ok "plan: the vpp is printed once"; else fail "plan: the vpp is printed once" "$(grep vpp "$T/out")"; fi
+
+# --- the stack recipe: every feature enabled (issue 8 "done when") ---------------------------
+R=examples/nam56r-stack.recipe
+expect_rc "plan of the stack recipe with every feature exits 0" 0 "$NAM" plan "$R"
+for want in "engram               family A, feature, no Megatron flag, layers 0,12,24,36,48 (layer_number 1,13,25,37,49)" \
+            "mhc                  family A, feature, no Megatron flag, layers 8,20,32,44" \
+            "mod                  family E, feature, no Megatron flag, layers 25,27,29,31,33" \
+            "moda                 model, feature, no Megatron flag" \
+            "ngram-hash-embedding input embedding, feature" \
+            "structure-embedding  input embedding, feature" \
+            "m2rnn-mixer          family R, native symbol + custom implementation, layers 11,23,35,47 (layer_number 12,24,36,48)" \
+            "mamba3-mixer         family M" \
+            "spec      cppmega.megatron.nam56r_full_spec build_cppmega_nam56r_full_stack_spec"; do
+    expect_grep "plan of the stack recipe shows: ${want:0:40}" "$T/out" "$want"
+done
+expect_grep "plan marks the feature layers" "$T/out" "    0  A       +       0       +engram"
+expect_rc "args of the stack recipe exits 0" 0 "$NAM" args "$R"
+for want in "# custom seam engram (family A, feature, no Megatron flag): layers 0,12,24,36,48 (layer_number 1,13,25,37,49)" \
+            "# custom seam mod (family E, feature, no Megatron flag): layers 25,27,29,31,33" \
+            "# custom seam moda (model, feature, no Megatron flag)" \
+            "# custom seam m2rnn-mixer (family R, native symbol, custom implementation): layers 11,23,35,47" \
+            "--spec cppmega.megatron.nam56r_full_spec build_cppmega_nam56r_full_stack_spec" \
+            "--no-rope-fusion" "--experimental-attention-variant dsa" "--dsa-indexer-n-heads 32"; do
+    expect_grep "args of the stack recipe show: ${want:0:40}" "$T/out" "$want"
+done
+if grep -E -- '^--(engram|mhc|mod|moda|ngram|structure|m2rnn|mamba3)' "$T/out"; then fail "args: no feature or mixer becomes a flag" "$(grep -E -- '^--(engram|mhc|mod|ngram|structure|m2rnn|mamba3)' "$T/out")"; else ok "args: no feature or mixer becomes a flag"; fi
+expect_rc "launch of the stack recipe exits 0" 0 "$NAM" launch "$R"
+cp "$T/out" "$T/launch-stack.json"
+pycheck "launch: R layers as index and 1-based layer_number" "$T/launch-stack.json" \
+    'd["launcher_profile"]["coordinates"]["r_layers"] == {"index": [11, 23, 35, 47], "layer_number": [12, 24, 36, 48]}'
+pycheck "launch: DSA layers as index, layer_number and attention-layer rank" "$T/launch-stack.json" \
+    'd["launcher_profile"]["coordinates"]["dsa_layers"] == {"index": [4, 16, 28, 40], "layer_number": [5, 17, 29, 41], "attention_rank": [1, 4, 7, 10]}'
+pycheck "launch: every seam with its coordinates" "$T/launch-stack.json" \
+    '[s["name"] for s in d["launcher_profile"]["coordinates"]["seams"]] == ["mamba3-mixer", "m2rnn-mixer", "engram", "mhc", "mod", "moda", "ngram-hash-embedding", "structure-embedding"] and [s for s in d["launcher_profile"]["coordinates"]["seams"] if s["name"] == "mod"][0]["layer_number"] == [26, 28, 30, 32, 34]'
+pycheck "launch: custom notes carry kind, mixer, placement and detail; no spec note with a custom spec" "$T/launch-stack.json" \
+    '[n["kind"] for n in d["custom_notes"]].count("feature") == 6 and [n for n in d["custom_notes"] if n["name"] == "m2rnn-mixer"][0]["mixer"] == "m2rnn" and "value_heads=51" in [n for n in d["custom_notes"] if n["name"] == "m2rnn-mixer"][0]["detail"] and d["spec_note"] is None'
+expect_rc "launch of the default recipe" 0 "$NAM" launch
+pycheck "launch: the stock spec with custom seams carries a note" "$T/out" '"cannot build the custom seam(s) mamba3-mixer" in d["spec_note"]'
+expect_rc "the stack recipe in strict mode plans (custom spec)" 0 "$NAM" plan "$R" --mode strict
+expect_rc "strict mode with the stock spec is refused" 1 "$NAM" plan "$R" --mode strict --set "model.spec=megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec"
+expect_grep "the refusal names the seams" "$T/err" "cannot build the custom seam(s) mamba3-mixer, m2rnn-mixer, engram"
+
 [[ $failed == 0 ]]

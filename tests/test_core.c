@@ -78,6 +78,7 @@ static void build_expected(char *out, const char *motif, int depth, int per, cha
     out[k] = 0;
 }
 
+
 /* ---- authored patterns ------------------------------------------------------------ */
 static void test_pattern(void) {
     nam_pattern p;
@@ -581,12 +582,271 @@ static void test_misc(void) {
     }
 }
 
+/* ---- Megatron rules nam used to break, seams, features (issue 8) ------------------- */
+/* The value of `flag` in the plan's args ("" for a bare switch), NULL when absent. */
+static const char *arg_of(const nam_plan *p, const char *flag) {
+    int i;
+    for (i = 0; i < p->num_args; i++)
+        if (!strcmp(p->args[i].flag, flag)) return p->args[i].value ? p->args[i].value : "";
+    return NULL;
+}
+
+static int decision_has(const nam_plan *p, const char *needle) {
+    int i;
+    for (i = 0; i < p->num_decisions; i++) if (strstr(p->decisions[i].what, needle)) return 1;
+    return 0;
+}
+
+static const nam_seam *seam_of(const nam_plan *p, const char *name) {
+    int i;
+    for (i = 0; i < p->num_seams; i++) if (!strcmp(p->seams[i].name, name)) return &p->seams[i];
+    return NULL;
+}
+
+/* expect_plan_ok: the plan is accepted and `flag` has `value` (NULL value: flag absent,
+   "" : bare switch present). */
+static void expect_plan_arg(const char *desc, const char *const *sets, const char *flag, const char *value) {
+    nam_plan p;
+    nam_error e;
+    nam_status st = plan_with(&p, &e, sets);
+    const char *v = st == NAM_OK ? arg_of(&p, flag) : NULL;
+    int ok = st == NAM_OK && (value ? v && !strcmp(v, value) : !v);
+    CHECK(desc, ok, "status %s %s; %s = %s (want %s)", nam_status_str(st), st ? e.message : "", flag, v ? v : "(absent)", value ? value : "(absent)");
+    if (st == NAM_OK) nam_plan_free(&p);
+}
+
+static void test_megatron_rules(void) {
+    nam_plan p;
+    nam_error e;
+    nam_status st;
+    /* DSA: rope fusion off (transformer_config.py:3163), the variant, the indexer dims */
+    {
+        const char *s[] = { "pattern.map", "R=G", "model.mla", "true", "model.num_query_groups", "0", "pattern.dsa_layers", "0,12,24", NULL };
+        st = plan_with(&p, &e, s);
+        CHECK("DSA plan gets --no-rope-fusion and a decision naming Megatron's rule",
+              st == NAM_OK && arg_of(&p, "--no-rope-fusion") && decision_has(&p, "transformer_config.py:3163"), "%s", e.message);
+        CHECK("DSA plan gets --experimental-attention-variant dsa and the indexer dims of [dsa]",
+              st == NAM_OK && arg_of(&p, "--experimental-attention-variant") && !strcmp(arg_of(&p, "--experimental-attention-variant"), "dsa") &&
+              arg_of(&p, "--dsa-indexer-n-heads") && !strcmp(arg_of(&p, "--dsa-indexer-n-heads"), "32") &&
+              arg_of(&p, "--dsa-indexer-head-dim") && !strcmp(arg_of(&p, "--dsa-indexer-head-dim"), "64") &&
+              arg_of(&p, "--dsa-indexer-topk") && !strcmp(arg_of(&p, "--dsa-indexer-topk"), "256") &&
+              arg_of(&p, "--dsa-indexer-loss-coeff") && !strcmp(arg_of(&p, "--dsa-indexer-loss-coeff"), "0.001"), "%s", e.message);
+        if (st == NAM_OK) nam_plan_free(&p);
+    }
+    { const char *s[] = { "pattern.map", "R=G", "model.mla", "true", "model.num_query_groups", "0", NULL };
+      expect_plan_arg("MLA without DSA layers gets no DSA flags", s, "--experimental-attention-variant", NULL); }
+    { const char *s[] = { "pattern.map", "R=G", "model.mla", "true", "model.num_query_groups", "0", "dsa.indexer_topk", "2048", "pattern.dsa_layers", "4", NULL };
+      expect_plan_arg("[dsa] indexer_topk reaches --dsa-indexer-topk", s, "--dsa-indexer-topk", "2048"); }
+    /* MoE configured, no E layer: no --num-experts, so no EP and no MoE graphs */
+    { const char *s[] = { "pattern.text", "AFMF", NULL };
+      expect_plan_err("experts but no E layer, ep 4: refused with Megatron's rule", s, NAM_ERR_PARALLEL, "arguments.py:1656"); }
+    { const char *s[] = { "pattern.text", "AFMF", "parallel.ep", "1", NULL };
+      expect_plan_err("experts but no E layer, moe_router graph: refused with Megatron's rule", s, NAM_ERR_CONFLICT, "transformer_config.py:2829"); }
+    { const char *s[] = { "pattern.text", "AFMF", "parallel.ep", "1", "cuda_graph.modules", "attn,mamba", NULL };
+      expect_plan_arg("experts but no E layer, ep 1, no MoE graphs: accepted without --num-experts", s, "--num-experts", NULL); }
+    /* 'mlp' graphs in an MoE model */
+    { const char *s[] = { "pattern.map", "R=G", "cuda_graph.modules", "attn,mlp", NULL };
+      expect_plan_err("mlp CUDA graphs in a MoE model with dense F layers: refused", s, NAM_ERR_CONFLICT, "transformer_config.py:2835"); }
+    { const char *s[] = { "pattern.map", "R=G", "pattern.text", "AFMFAFMFAFMR/AF", "moe.num_experts", "0", "parallel.ep", "1", "cuda_graph.modules", "attn,mlp,mamba", NULL };
+      expect_plan_arg("mlp CUDA graphs in a dense model: accepted", s, "--cuda-graph-modules", "attn mlp mamba"); }
+    /* full-iteration graphs */
+    { const char *s[] = { "cuda_graph.impl", "full_iteration", "cuda_graph.modules", "", NULL };
+      expect_plan_arg("full_iteration graphs get --no-check-for-nan-in-loss-and-grad", s, "--no-check-for-nan-in-loss-and-grad", ""); }
+    { const char *s[] = { NULL };
+      expect_plan_arg("other graph impls keep Megatron's NaN check", s, "--no-check-for-nan-in-loss-and-grad", NULL); }
+    /* a2a+p2p context parallelism */
+    { const char *s[] = { "parallel.cp", "2", "parallel.world_size", "16", "parallel.cp_comm_type", "a2a+p2p", NULL };
+      expect_plan_err("a2a+p2p without hierarchical sizes: refused", s, NAM_ERR_CONFLICT, "hierarchical_cp_sizes"); }
+    { const char *s[] = { "parallel.cp", "2", "parallel.world_size", "16", "parallel.cp_comm_type", "a2a+p2p", "parallel.hierarchical_cp_sizes", "2,1", NULL };
+      expect_plan_arg("a2a+p2p with hierarchical sizes: emitted as argv words", s, "--hierarchical-context-parallel-sizes", "2 1"); }
+    { const char *s[] = { "parallel.cp", "2", "parallel.world_size", "16", "parallel.cp_comm_type", "a2a+p2p", "parallel.hierarchical_cp_sizes", "4", NULL };
+      expect_plan_err("hierarchical sizes whose product is not cp: refused", s, NAM_ERR_PARALLEL, "arguments.py:581"); }
+    /* sinkhorn */
+    { const char *s[] = { "moe.load_balancing", "sinkhorn", NULL };
+      expect_plan_err("sinkhorn with an aux-loss coefficient: refused", s, NAM_ERR_CONFLICT, "router.py:298"); }
+    { const char *s[] = { "moe.load_balancing", "sinkhorn", "moe.aux_loss_coeff", "0", NULL };
+      expect_plan_arg("sinkhorn with aux loss 0: accepted", s, "--moe-router-load-balancing-type", "sinkhorn"); }
+    /* fp8 and the Mamba in_proj width: 2*120*64 + 2*8*128 + 120 = 17528, 17528 % 16 = 8 */
+    { const char *s[] = { "pattern.map", "R=G", "pattern.mamba_impl", "mamba2", "mamba.num_heads", "120", "precision.fp8", "e4m3", NULL };
+      expect_plan_err("fp8 with a Mamba in_proj width of 17528: refused", s, NAM_ERR_CONFLICT, "17528"); }
+    { const char *s[] = { "pattern.map", "R=G", "pattern.mamba_impl", "mamba2", "mamba.num_heads", "128", "precision.fp8", "e4m3", NULL };
+      expect_plan_arg("fp8 with a Mamba in_proj width of 18560 (16 * 1160): accepted", s, "--fp8-format", "e4m3"); }
+    { const char *s[] = { "pattern.map", "R=G", "precision.fp8", "hybrid", "precision.dtype", "fp32", NULL };
+      expect_plan_arg("fp8 with fp32 params: accepted (Megatron accepts it; decided in README)", s, "--fp8-format", "hybrid"); }
+    /* the fixed policy's environment */
+    { const char *s[] = { "runtime.env", "NCCL_P2P_LEVEL=NVL", NULL };
+      expect_plan_err("tp 2 without CUDA_DEVICE_MAX_CONNECTIONS=1: refused", s, NAM_ERR_CONFLICT, "arguments.py:1479"); }
+    { const char *s[] = { "runtime.env", "CUDA_DEVICE_MAX_CONNECTIONS=8", NULL };
+      expect_plan_err("tp 2 with CUDA_DEVICE_MAX_CONNECTIONS=8: refused", s, NAM_ERR_CONFLICT, "CUDA_DEVICE_MAX_CONNECTIONS=8"); }
+    { const char *s[] = { "runtime.env", "NCCL_P2P_LEVEL=NVL", "parallel.tp", "1", "parallel.sequence_parallel", "false", NULL };
+      expect_plan_arg("tp 1 cp 1 without CUDA_DEVICE_MAX_CONNECTIONS: accepted", s, "--tensor-model-parallel-size", "1"); }
+    { const char *s[] = { "runtime.env", "CUDA_DEVICE_MAX_CONNECTIONS=1,PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True", NULL };
+      expect_plan_err("expandable segments with TE graphs and no NCCL_GRAPH_REGISTER=0: refused", s, NAM_ERR_CONFLICT, "arguments.py:1966"); }
+    { const char *s[] = { "runtime.env", "CUDA_DEVICE_MAX_CONNECTIONS=1,PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True,NCCL_GRAPH_REGISTER=0", NULL };
+      expect_plan_arg("expandable segments with NCCL_GRAPH_REGISTER=0: accepted", s, "--cuda-graph-impl", "transformer_engine"); }
+    { const char *s[] = { "runtime.env", "CUDA_DEVICE_MAX_CONNECTIONS=1,PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True", "cuda_graph.impl", "local", NULL };
+      expect_plan_arg("expandable segments with local graphs: accepted (the rule reads TE graphs only)", s, "--cuda-graph-impl", "local"); }
+}
+
+static void test_seams(void) {
+    nam_plan p, q;
+    nam_error e;
+    nam_status st;
+    int i;
+    /* R bound to M: native pattern emitted, the M2RNN mixer kept as a custom seam */
+    {
+        const char *s[] = { "pattern.map", "R=M", NULL };
+        const nam_seam *m;
+        st = plan_with(&p, &e, s);
+        m = st == NAM_OK ? seam_of(&p, "m2rnn-mixer") : NULL;
+        CHECK("R=M: native pattern emitted with M at the R layers",
+              st == NAM_OK && p.native_pattern && p.layers[11].native == 'M' && p.layers[47].native == 'M' && p.layers[11].seam >= 0, "%s", e.message);
+        CHECK("R=M: seam m2rnn-mixer is a custom implementation at 11,23,35,47 naming M2RNN and its dims",
+              m && m->kind == NAM_SEAM_CUSTOM_IMPL && m->num_layers == 4 && m->layers[0] == 11 && m->layers[3] == 47 &&
+              !strcmp(m->mixer, "m2rnn") && strstr(m->detail, "k_head_dim=64") && strstr(m->detail, "v_head_dim=16") &&
+              strstr(m->detail, "value_heads=51") && strstr(m->detail, "conv_kernel=4") && strstr(m->detail, "residual_D=on"),
+              "%s", m ? m->detail : e.message);
+        CHECK("R=M: the binding is a decision that keeps M2RNN", st == NAM_OK && decision_has(&p, "R=M") && decision_has(&p, "M2RNN"), "decisions %d", p.num_decisions);
+        if (st == NAM_OK) nam_plan_free(&p);
+    }
+    {   /* heads = floor(3584 / 80) = 44 (nam56r-blocks.md) */
+        const char *s[] = { "pattern.map", "R=M", "model.hidden_size", "3584", "model.num_attention_heads", "28", "model.num_query_groups", "4", "mamba.num_groups", "8", NULL };
+        st = plan_with(&p, &e, s);
+        CHECK("M2RNN heads at hidden 3584 are 44", st == NAM_OK && seam_of(&p, "m2rnn-mixer") && strstr(seam_of(&p, "m2rnn-mixer")->detail, "value_heads=44"), "%s", st ? e.message : seam_of(&p, "m2rnn-mixer")->detail);
+        if (st == NAM_OK) nam_plan_free(&p);
+    }
+    { const char *s[] = { "pattern.map", "R=M", "m2rnn.num_heads", "8", "m2rnn.residual", "false", NULL };
+      st = plan_with(&p, &e, s);
+      CHECK("m2rnn.num_heads and residual reach the seam", st == NAM_OK && strstr(seam_of(&p, "m2rnn-mixer")->detail, "value_heads=8 ") && strstr(seam_of(&p, "m2rnn-mixer")->detail, "residual_D=off"), "%s", e.message);
+      if (st == NAM_OK) nam_plan_free(&p); }
+    { const char *s[] = { "pattern.map", "R=G", NULL };
+      st = plan_with(&p, &e, s);
+      CHECK("R=G: recorded as Gated DeltaNet replacing M2RNN, no m2rnn seam", st == NAM_OK && decision_has(&p, "REPLACED") && decision_has(&p, "Gated DeltaNet") && !seam_of(&p, "m2rnn-mixer"), "%s", e.message);
+      if (st == NAM_OK) nam_plan_free(&p); }
+    { const char *s[] = { NULL };
+      st = plan_with(&p, &e, s);
+      CHECK("unbound R: the recurrent-tail seam names the M2RNN mixer", st == NAM_OK && seam_of(&p, "recurrent-tail") && !strcmp(seam_of(&p, "recurrent-tail")->mixer, "m2rnn") && strstr(seam_of(&p, "recurrent-tail")->detail, "M2RNN"), "%s", e.message);
+      if (st == NAM_OK) nam_plan_free(&p); }
+    /* model.spec */
+    { const char *s[] = { "recipe.mode", "strict", "pattern.map", "R=M", NULL };
+      expect_plan_err("strict with the stock spec and custom seams: refused naming them", s, NAM_ERR_UNSUPPORTED, "mamba3-mixer, m2rnn-mixer"); }
+    { const char *s[] = { "recipe.mode", "strict", "pattern.map", "R=M", "model.spec", "cppmega.megatron.nam56r_full_spec build_nam56r_spec", NULL };
+      expect_plan_arg("strict with a custom spec: accepted, --spec carries it", s, "--spec", "cppmega.megatron.nam56r_full_spec build_nam56r_spec"); }
+    { const char *s[] = { "recipe.mode", "strict", "pattern.map", "R=G", "pattern.mamba_impl", "mamba2", NULL };
+      expect_plan_arg("strict, stock spec, no seams: accepted", s, "--spec", "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec"); }
+    {
+        nam_recipe r;
+        const char *bad[] = { "hybrid_stack_spec", "a..b c", "a.b c d", "1a.b c", "a.b 2c", "a.b ", " a.b c", "a.b. c", NULL };
+        nam_recipe_init(&r, &e);
+        for (i = 0; bad[i]; i++) {
+            char d[96];
+            st = nam_recipe_set(&r, "model.spec", bad[i], &e);
+            snprintf(d, sizeof d, "model.spec '%s' is refused as not 'module.path builder_name'", bad[i]);
+            CHECK(d, st == NAM_ERR_SYNTAX && strstr(e.message, "model.spec"), "status %s: %s", nam_status_str(st), e.message);
+        }
+        st = nam_recipe_parse(&r, "[model]\nspec = a.b c d\n", 0, "s.recipe", &e);
+        CHECK("a bad spec in a file names file:line:column", st == NAM_ERR_SYNTAX && e.line == 2 && e.column == 8 && strstr(e.message, "s.recipe:2:8"), "%s", e.message);
+        nam_recipe_free(&r);
+    }
+    /* Mamba-3 keys */
+    { const char *s[] = { "mamba3.expand", "3", NULL };
+      expect_plan_arg("mamba3.expand 3: heads = 3 * 4096 / 64 = 192", s, "--mamba-num-heads", "192"); }
+    { const char *s[] = { "mamba.num_heads", "64", NULL };
+      expect_plan_err("Mamba-3 heads overridden against expand * hidden / head_dim: refused", s, NAM_ERR_CONFLICT, "128"); }
+    { const char *s[] = { "mamba3.expand", "3", "mamba.head_dim", "80", "mamba.num_groups", "2", NULL };  /* 12288 % 80 = 48 */
+      expect_plan_err("Mamba-3 inner width not divisible by head_dim: refused", s, NAM_ERR_RANGE, "head_dim 80"); }
+    { const char *s[] = { "mamba3.dt_min", "0.5", "mamba3.dt_max", "0.1", NULL };
+      expect_plan_err("Mamba-3 dt_min above dt_max: refused", s, NAM_ERR_RANGE, "dt_min"); }
+    { const char *s[] = { "pattern.mamba_impl", "mamba2", "mamba3.mimo", "true", NULL };
+      expect_plan_err("a Mamba-3 setting with mamba_impl mamba2 (--set): refused naming the key", s, NAM_ERR_CONFLICT, "mamba3.mimo"); }
+    {
+        nam_recipe r;
+        nam_recipe_init(&r, &e);
+        st = nam_recipe_parse(&r, "[pattern]\nmamba_impl = mamba2\n[mamba3]\n  mimo_rank = 2\n", 0, "m.recipe", &e);
+        CHECK("a Mamba-3 setting with mamba_impl mamba2 in a file: file:line:column of the key", st == NAM_ERR_CONFLICT && e.line == 4 && e.column == 3 && strstr(e.message, "m.recipe:4:3") && strstr(e.message, "mimo_rank"), "%s", e.message);
+        nam_recipe_free(&r);
+    }
+    { const char *s[] = { "mamba3.mimo", "true", "mamba3.mimo_rank", "4", "mamba3.chunk_size", "16", NULL };
+      st = plan_with(&p, &e, s);
+      CHECK("Mamba-3 MIMO settings reach the mamba3-mixer seam", st == NAM_OK && strstr(seam_of(&p, "mamba3-mixer")->detail, "MIMO") && strstr(seam_of(&p, "mamba3-mixer")->detail, "rank=4") && strstr(seam_of(&p, "mamba3-mixer")->detail, "chunk_size=16"), "%s", e.message);
+      /* in_proj = 2*8192 + 2*128*8*4 + 3*128 + floor(128*0.5)/2 = 16384 + 8192 + 384 + 32 = 24992 */
+      CHECK("Mamba-3 in_proj width in the seam follows the reference formula", st == NAM_OK && strstr(seam_of(&p, "mamba3-mixer")->detail, "in_proj=24992 "), "%s", st ? e.message : seam_of(&p, "mamba3-mixer")->detail);
+      if (st == NAM_OK) nam_plan_free(&p); }
+    /* features: named seams on the right families, never a flag */
+    {
+        const char *base[] = { "pattern.map", "R=M", NULL };
+        const char *all[] = { "pattern.map", "R=M", "engram.enabled", "true", "engram.layers", "0,4,8", "mhc.enabled", "true", "mhc.layers", "0,12",
+                              "mod.enabled", "true", "mod.layers", "1,3,5", "moda.enabled", "true", "ngram_hash.enabled", "true",
+                              "structure.enabled", "true", NULL };
+        int same;
+        st = plan_with(&q, &e, base);
+        st = st ? st : plan_with(&p, &e, all);
+        CHECK("every feature enabled: six feature seams", st == NAM_OK && seam_of(&p, "engram") && seam_of(&p, "mhc") && seam_of(&p, "mod") && seam_of(&p, "moda") &&
+              seam_of(&p, "ngram-hash-embedding") && seam_of(&p, "structure-embedding") && seam_of(&p, "engram")->kind == NAM_SEAM_FEATURE, "%s", e.message);
+        CHECK("feature layers are marked", st == NAM_OK && (p.layers[0].features & NAM_FEATURE_ENGRAM) && (p.layers[0].features & NAM_FEATURE_MHC) &&
+              (p.layers[3].features & NAM_FEATURE_MOD) && !p.layers[2].features && seam_of(&p, "mod")->num_layers == 3, "%s", e.message);
+        CHECK("embedding features sit on the input embedding, MoDA on the model",
+              st == NAM_OK && !strcmp(seam_of(&p, "ngram-hash-embedding")->placement, "input embedding") && !strcmp(seam_of(&p, "structure-embedding")->placement, "input embedding") &&
+              !strcmp(seam_of(&p, "moda")->placement, "model") && seam_of(&p, "moda")->family == 0, "%s", e.message);
+        same = st == NAM_OK && p.num_args == q.num_args;
+        for (i = 0; same && i < p.num_args; i++)
+            same = !strcmp(p.args[i].flag, q.args[i].flag) && (p.args[i].value ? q.args[i].value && !strcmp(p.args[i].value, q.args[i].value) : !q.args[i].value);
+        CHECK("features never turn into native flags (args identical with and without them)", same, "%d vs %d args", p.num_args, q.num_args);
+        if (st == NAM_OK) {
+            char *j = NULL;
+            CHECK("args text names each feature seam with its layers", nam_plan_args_text(&p, &j, &e) == NAM_OK && strstr(j, "# custom seam engram (family A, feature, no Megatron flag): layers 0,4,8 (layer_number 1,5,9)") &&
+                  strstr(j, "# custom seam ngram-hash-embedding (input embedding"), "%s", j ? j : e.message);
+            nam_free(j);
+            nam_plan_free(&p);
+            nam_plan_free(&q);
+        }
+    }
+    {
+        nam_recipe r;
+        nam_recipe_init(&r, &e);
+        nam_recipe_set(&r, "pattern.map", "R=M", &e);
+        st = nam_recipe_parse(&r, "[engram]\nenabled = true\n\nlayers = 0, 1\n", 0, "f.recipe", &e);
+        st = st ? st : nam_plan_make(&r, &p, &e);
+        CHECK("Engram on an E layer: refused naming the layer, its family and file:line:column",
+              st == NAM_ERR_CONFLICT && strstr(e.message, "f.recipe:4:1") && strstr(e.message, "layer 1 is family E") && e.line == 4, "%s", e.message);
+        if (st == NAM_OK) nam_plan_free(&p);
+        nam_recipe_free(&r);
+    }
+    { const char *s[] = { "pattern.map", "R=M", "mod.enabled", "true", "mod.layers", "0", NULL };
+      expect_plan_err("MoD on an A layer: refused", s, NAM_ERR_CONFLICT, "layer 0 is family A"); }
+    { const char *s[] = { "pattern.map", "R=M", "mhc.enabled", "true", "mhc.layers", "52", NULL };
+      expect_plan_err("mHC beyond the depth: refused", s, NAM_ERR_RANGE, "beyond the pattern's depth 52"); }
+    { const char *s[] = { "pattern.map", "R=M", "mhc.enabled", "true", NULL };
+      expect_plan_err("mHC enabled with no layers: refused", s, NAM_ERR_CONFLICT, "mhc.layers is empty"); }
+    { const char *s[] = { "pattern.map", "R=M", "mhc.layers", "1", NULL };
+      expect_plan_arg("a disabled feature's layers are not checked and add no seam", s, "--spec", "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec"); }
+    expect_recipe_err("recipe: unknown feature key", "[engram]\nlayer = 0\n", 0, NAM_ERR_UNKNOWN_KEY, 2, 1, "engram.layer");
+    expect_recipe_err("recipe: MoD capacity 0 is outside (0, 1]", "[mod]\ncapacity = 0\n", 0, NAM_ERR_RANGE, 2, 12, "(0, 1]");
+    expect_recipe_err("recipe: Engram dropout 1 is outside [0, 1)", "[engram]\ndropout = 1\n", 0, NAM_ERR_RANGE, 2, 11, "[0, 1)");
+    /* MTP block and mtp.depths */
+    { const char *s[] = { "pattern.map", "R=G", "mtp.depths", "2", NULL };
+      st = plan_with(&p, &e, s);
+      CHECK("mtp.depths 2 repeats the AF block: native '/*-/*-' and --mtp-num-layers 2",
+            st == NAM_OK && strstr(p.native_pattern, "EME/*-/*-") && arg_of(&p, "--mtp-num-layers") && !strcmp(arg_of(&p, "--mtp-num-layers"), "2"), "%s", st ? e.message : p.native_pattern);
+      if (st == NAM_OK) nam_plan_free(&p); }
+    { const char *s[] = { "pattern.text", "AEMEAEMEAEMR", "mtp.depths", "1", NULL };
+      expect_plan_err("mtp.depths without an MTP block: refused", s, NAM_ERR_MTP, "no MTP block"); }
+    { const char *s[] = { "pattern.text", "AEMEAEMEAEMR/AF/AF", "mtp.depths", "3", NULL };
+      expect_plan_err("mtp.depths 3 with two written copies: refused", s, NAM_ERR_MTP, "2 MTP copies"); }
+    { const char *s[] = { "pattern.families", "F", NULL };
+      st = plan_with(&p, &e, s);
+      CHECK("F is built in and cannot be declared", st == NAM_ERR_CONFLICT && strstr(e.message, "built in"), "%s %s", nam_status_str(st), e.message);
+      if (st == NAM_OK) nam_plan_free(&p); }
+}
+
 int main(void) {
     test_pattern();
     test_megatron();
     test_ratios();
     test_recipe();
     test_translate();
+    test_megatron_rules();
+    test_seams();
     test_ranks();
     test_misc();
     printf("test_core: %d passed, %d failed\n", g_pass, g_fail);
