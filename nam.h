@@ -94,7 +94,8 @@
 
    4. THE AUTHORED PATTERN LANGUAGE
    Families are single upper-case letters: A attention, M Mamba/state-space, E expert (MoE),
-   R recurrent tail, plus any further letters a recipe declares in `families`.
+   R recurrent tail (M2RNN), F dense MLP, plus any further letters a recipe declares in
+   `families`. NAM56R's MTP block is `AF`, Megatron's `*-` (attention + dense MLP).
        text    := main [ '/' mtp { '/' mtp } ]
        main    := letter { letter | '|' }        ('|' = stage break, never first, last or doubled)
        mtp     := letter { letter }              (every copy identical; one copy per MTP depth)
@@ -114,23 +115,38 @@
 
    6. TRANSLATION RULES (nam_plan_make)
      A -> '*'; -> '+' when mla is on; -> 'D' on A layers listed in dsa_layers (needs mla).
-          A plan mixing '*' with '+'/'D' is refused with the reason.
+          A plan mixing '*' with '+'/'D' is refused with the reason. D layers add
+          --experimental-attention-variant dsa, the [dsa] indexer dims and --no-rope-fusion.
      E -> 'E' only when moe.num_experts > 0, otherwise refused (never turned into '-').
+     F -> '-' (dense MLP, written on purpose).
      M -> 'M'; with mamba_impl = mamba3 or custom the layer also carries a named custom seam
-          (the symbol stays native, the runtime must supply the mixer).
-     R -> no Megatron symbol. mode = strict: the plan stops at the first R with an error
-          naming the token, its layer index, its stage and its column. mode = plan: R stays
-          an explicit seam and native_pattern is NULL while any such seam is unresolved.
-     Declared families behave like R. `map = R=G` (an explicit, named binding) lowers R to
-     Megatron's G (Gated DeltaNet) and records the binding in plan.decisions.
+          (the symbol stays native, the runtime must supply the mixer; [mamba3] dims).
+     R -> M2RNN, no Megatron symbol. mode = strict: the plan stops at the first R with an
+          error naming the token, its layer index, its stage and its column. mode = plan: R
+          stays the `recurrent-tail` seam (with the [m2rnn] dims) and native_pattern is NULL
+          while any such seam is unresolved.
+          `map = R=M` lowers R to Megatron's M slot and keeps the `m2rnn-mixer` custom seam
+          (the layer spec supplies the mixer); `map = R=G` replaces M2RNN by Gated DeltaNet,
+          recorded as such in plan.decisions.
+     Declared families behave like R (`custom-family-X` seams, explicit bindings).
+     Features ([engram], [mhc] on A layers, [mod] on E layers, [moda], [ngram_hash],
+     [structure]) are NAM_SEAM_FEATURE seams; none ever becomes a Megatron flag.
+     model.spec is emitted as --spec; with custom seams and the stock spec the args carry a
+     note, and strict mode refuses.
    The translated pattern is re-validated with nam_megatron_parse and the layout rules
-   before anything is emitted.
+   before anything is emitted; the launch policy is checked against Megatron's rules (each
+   refusal names the rule's file:line) and the fixed policy's environment against the rules
+   that read it (CUDA_DEVICE_MAX_CONNECTIONS, NCCL_GRAPH_REGISTER).
 
    7. RECIPE FILES
        # comment                 ; comment
        [section]
        key = value               (value may be "quoted"; lists are comma separated)
    Keys are `section.key`; unknown sections or keys are errors with file:line:column.
+   Sections: recipe pattern model mla moe mamba gdn dsa m2rnn mamba3 mtp parallel batch
+   precision cuda_graph engram mhc mod moda ngram_hash structure runtime. A [mamba3] key away
+   from its default without pattern.mamba_impl = mamba3 is an error; feature layer lists
+   are 0-based and checked against the pattern when planning (errors point at the key).
    examples/nam56r.recipe spells out every key with the built-in default. The model
    dimensions and launch settings of the built-in NAM56R are ILLUSTRATIVE defaults chosen
    to be valid together, not a published model card; override any of them.
