@@ -2182,9 +2182,18 @@ static void nam__field_value(const nam_recipe *r, int fi, nam__sb *b) {
 
 /* Whether field i of r holds its built-in default (compared as recipe text). */
 static int nam__field_is_default(const nam_recipe *r, int i) {
+    const nam__field *f = &nam__fields[i];
+    const void *v = NAM__CAST(const char *, NAM__CAST(const void *, r)) + f->off;
     nam_recipe def;
     nam__sb a, b;
     int same;
+    if (f->type == NAM__T_INT || f->type == NAM__T_BOOL) {   /* the common, cheap cases */
+        long long x;
+        int bv;
+        if (f->type == NAM__T_INT) return nam__parse_long(f->def, &x) && x == *NAM__CAST(const int *, v);
+        return nam__parse_bool(f->def, &bv) && bv == *NAM__CAST(const int *, v);
+    }
+    if (f->type == NAM__T_DBL) return strtod(f->def, NULL) == *NAM__CAST(const double *, v);
     memset(&def, 0, sizeof def);
     if (nam__field_set(&def, i, nam__fields[i].def, NULL) != NAM_OK) return 0;
     memset(&a, 0, sizeof a);
