@@ -394,6 +394,7 @@ typedef struct nam_recipe {
     char activation[16];              /* swiglu | squared_relu | gelu */
     int untie_embeddings, disable_bias_linear, mla;
     char spec[NAM_STR_MAX];           /* --spec: "module.path builder_name" of the hybrid layer spec */
+    int vocab_size;                   /* padded vocabulary (pre-flight only; the tokenizer sets Megatron's) */
     /* [mla] */
     int q_lora_rank, kv_lora_rank, qk_head_dim, qk_pos_emb_head_dim, v_head_dim;
     /* [moe] */
@@ -424,6 +425,9 @@ typedef struct nam_recipe {
     char order[24];                   /* tp-cp-ep-dp-pp | tp-cp-ep-pp-dp */
     char cp_comm_type[16];            /* p2p | a2a | allgather | a2a+p2p */
     int hierarchical_cp_sizes[NAM_MAX_LIST]; int num_hierarchical_cp_sizes; /* for a2a+p2p */
+    int distributed_optimizer;        /* --use-distributed-optimizer */
+    /* [preflight] */
+    double device_memory_gib, peak_tflops, step_time_s;
     /* [batch] */
     int micro_batch_size, global_batch_size;
     /* [precision] */
@@ -535,6 +539,39 @@ typedef struct nam_arg {
                        single spaces (only --spec and list flags; patterns have no spaces) */
 } nam_arg;
 
+/* Pre-flight: parameters, static memory and FLOPs (computed by nam_plan_make).
+   Families count parameters by the mixer a layer really runs (an R layer in an 'M' slot is
+   M2RNN, not Mamba-2). */
+enum { NAM_FAM_ATTENTION, NAM_FAM_MLA, NAM_FAM_DSA, NAM_FAM_MAMBA2, NAM_FAM_MAMBA3, NAM_FAM_GDN,
+       NAM_FAM_M2RNN, NAM_FAM_MLP, NAM_FAM_MOE, NAM_FAM_EMBEDDING, NAM_FAM_OUTPUT, NAM_FAM_MTP, NAM_FAM_COUNT };
+
+typedef struct nam_rank_memory {
+    int pp_rank;
+    int num_layers;                  /* main layers on this rank, every virtual stage */
+    double params[NAM_FAM_COUNT];    /* parameters held by one GPU of this pipeline rank (after TP / EP) */
+    double params_total;
+    double params_dense, params_expert;  /* of params_total: data-parallel over dp / expert dp */
+    double weight_bytes, grad_bytes, optimizer_bytes;
+    double static_bytes;             /* weights + grads + optimizer state */
+} nam_rank_memory;
+
+typedef struct nam_preflight {
+    double params[NAM_FAM_COUNT];    /* whole model, unsharded */
+    double params_total, params_active;   /* active: routed experts counted top-k of E */
+    double flops[NAM_FAM_COUNT];     /* one global batch, forward + backward (3x forward), nam's accounting */
+    double flops_total;
+    double flops_megatron;           /* Megatron's num_floating_point_operations (hybrid formula) for the
+                                        native pattern; 0 while the native pattern is withheld */
+    nam_rank_memory *ranks;          /* pp entries (heap) */
+    int num_ranks;
+    int peak_rank;                   /* the pp rank with the most static memory */
+    int fits;                        /* 1 / 0 against preflight.device_memory_gib, -1 when not given */
+    double tflops_per_gpu, mfu, mfu_megatron;  /* for preflight.step_time_s > 0, else 0 */
+} nam_preflight;
+
+/* nam_family_name: "attention", "mla", ... for a NAM_FAM_* index, NULL out of range. */
+NAM_API const char *nam_family_name(int f);
+
 typedef struct nam_plan {
     nam_recipe recipe;          /* resolved copy (pattern text owned by the plan) */
     nam_pattern pattern;        /* authored, parsed */
@@ -555,6 +592,7 @@ typedef struct nam_plan {
     int m2rnn_num_heads;        /* resolved R-mixer value heads */
     int stock_spec;             /* model.spec is Megatron's stock hybrid_stack_spec */
     int dsa_capable[NAM_MAX_LIST]; int num_dsa_capable; /* A-layer indices marked DSA */
+    nam_preflight preflight;    /* parameters, static memory per pp rank, FLOPs */
     nam_arg *args;              /* stb_ds array, num_args entries: generated native args */
     int num_args;
     char *arg_values;           /* one buffer holding every args[i].value */
@@ -1716,6 +1754,7 @@ static const nam__field nam__fields[] = {
     NAM__B("model", "untie_embeddings", untie_embeddings, "true", "--untie-embeddings-and-output-weights")
     NAM__B("model", "disable_bias_linear", disable_bias_linear, "true", "--disable-bias-linear (required for DSA)")
     NAM__B("model", "mla", mla, "false", "lower A to '+' (MLA); --multi-latent-attention")
+    NAM__I("model", "vocab_size", vocab_size, 1, 1 << 30, "131072", "padded vocabulary size, for the pre-flight (embedding, output layer, logits FLOPs); never emitted")
     NAM__X("model", "spec", NAM__T_SPEC, spec, "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec", "--spec MODULE BUILDER: the hybrid layer spec; the stock one cannot build custom seams (strict mode refuses it then)")
     NAM__I("mla", "q_lora_rank", q_lora_rank, 0, NAM__DIM, "1536", "--q-lora-rank; 0 = none")
     NAM__I("mla", "kv_lora_rank", kv_lora_rank, 1, NAM__DIM, "512", "--kv-lora-rank")
@@ -1773,7 +1812,11 @@ static const nam__field nam__fields[] = {
     NAM__I("parallel", "last_stage_layers", last_stage_layers, 0, NAM_MAX_DEPTH, "0", "--decoder-last-pipeline-num-layers; 0 = none")
     NAM__S("parallel", "order", order, "tp-cp-ep-dp-pp|tp-cp-ep-pp-dp", "tp-cp-ep-dp-pp", "rank order; tp-cp-ep-pp-dp emits --use-tp-pp-dp-mapping")
     NAM__S("parallel", "cp_comm_type", cp_comm_type, "p2p|a2a|allgather|a2a+p2p", "p2p", "--cp-comm-type (emitted when cp > 1)")
+    NAM__B("parallel", "distributed_optimizer", distributed_optimizer, "true", "--use-distributed-optimizer: optimizer state sharded over data parallel")
     NAM__L("parallel", "hierarchical_cp_sizes", hierarchical_cp_sizes, num_hierarchical_cp_sizes, 1, NAM__PAR, -1, "", "--hierarchical-context-parallel-sizes (product = cp; required by a2a+p2p)")
+    NAM__D("preflight", "device_memory_gib", device_memory_gib, 0, 1e6, "0", "GPU memory in GiB; plan mode warns and strict mode refuses when a pp rank's static memory exceeds it; 0 = not checked")
+    NAM__D("preflight", "peak_tflops", peak_tflops, 0, 1e9, "989", "dense bf16 peak per GPU in TFLOP/s, for MFU (989 = H100/H200 SXM)")
+    NAM__D("preflight", "step_time_s", step_time_s, 0, 1e9, "0", "measured seconds per global batch; > 0 gives TFLOP/s per GPU and MFU")
     NAM__I("batch", "micro_batch_size", micro_batch_size, 1, NAM__DIM, "1", "--micro-batch-size")
     NAM__I("batch", "global_batch_size", global_batch_size, 0, 1 << 30, "64", "--global-batch-size; 0 = micro * dp")
     NAM__S("precision", "dtype", dtype, "bf16|fp16|fp32", "bf16", "--bf16 / --fp16 / neither")
@@ -2497,6 +2540,7 @@ NAM__DEF void nam_plan_free(nam_plan *p) {
     for (i = 0; i < p->num_seams; i++) arrfree(p->seams[i].layers);
     arrfree(p->seams);
     arrfree(p->decisions);
+    nam_free(p->preflight.ranks);
     nam_free(p->arg_values);
     arrfree(p->args);
     nam_free(p->layers);
@@ -2823,6 +2867,13 @@ static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
             return nam__err(err, NAM_ERR_CONFLICT, "precision.fp8 = %s: the Mamba in_proj width 2*%d*%d + 2*%d*%d + %d = %lld is not a multiple of 16, which Megatron asserts for FP8 (mamba_mixer.py:254)",
                             r->fp8, p->mamba_num_heads, r->mamba_head_dim, r->mamba_num_groups, r->mamba_state_dim, p->mamba_num_heads, w);
     }
+    /* the same for the GDN in_proj, 2*qk_dim + 2*v_dim + 2*value_heads (gated_delta_net/common.py:207;
+       16 is the alignment of the fp8 recipes nam emits) */
+    if (counts[(int)'G'] && strcmp(r->fp8, "none")) {
+        long long w = 2LL * r->gdn_key_head_dim * r->gdn_num_key_heads + 2LL * r->gdn_value_head_dim * r->gdn_num_value_heads + 2LL * r->gdn_num_value_heads;
+        if (w % 16 != 0)
+            return nam__err(err, NAM_ERR_CONFLICT, "precision.fp8 = %s: the GDN in_proj width %lld is not a multiple of 16, which Megatron asserts for FP8 (gated_delta_net/common.py:207)", r->fp8, w);
+    }
     /* sequence parallel, context parallel, sequence length */
     if (r->sequence_parallel && r->tp == 1)
         return nam__err(err, NAM_ERR_CONFLICT, "parallel.sequence_parallel needs tp > 1 (Megatron would silently turn it off; nam refuses the silent fix-up)");
@@ -2993,6 +3044,7 @@ static nam_status nam__build_args(nam_plan *p, nam_error *err) {
         nam__arg_int(p, ab, "--linear-value-head-dim", r->gdn_value_head_dim);
         nam__arg_int(p, ab, "--linear-conv-kernel-dim", r->gdn_conv_kernel_dim);
     }
+    if (r->distributed_optimizer) nam__arg_str(p, ab, "--use-distributed-optimizer", NULL);
     nam__arg_int(p, ab, "--micro-batch-size", r->micro_batch_size);
     nam__arg_int(p, ab, "--global-batch-size", r->global_batch_size ? r->global_batch_size : r->micro_batch_size * p->dp);
     if (!strcmp(r->dtype, "bf16")) nam__arg_str(p, ab, "--bf16", NULL);
@@ -3106,6 +3158,253 @@ static nam_status nam__features(nam_plan *p, nam_error *err) {
                       "the structure (AST) embedding has no Megatron-LM module or flag", "an embedding module that adds the structure embedding to the token embeddings (and the structure inputs in the data path)");
     }
     return NAM_OK;
+}
+
+/* >>preflight ------------------------------------------------------------------------- */
+/* Parameters by module shape (Megatron-LM d98e8a64 modules; nam56r-blocks.md for Mamba-3 and
+   M2RNN), split the way Megatron shards them: tensor-parallel, replicated (norms, router)
+   and expert (routed experts, over EP x ETP). Biases count only with linear bias on. */
+static const char *const nam__family_names[NAM_FAM_COUNT] = {
+    "attention", "mla", "dsa", "mamba2", "mamba3", "gdn", "m2rnn", "mlp", "moe", "embedding", "output", "mtp"
+};
+
+NAM__DEF const char *nam_family_name(int f) { return f >= 0 && f < NAM_FAM_COUNT ? nam__family_names[f] : NULL; }
+
+typedef struct nam__lp { double tp, rep, exp, exp_active; int fam; } nam__lp;
+
+/* The mixer a layer runs: its native symbol, or for R the M2RNN mixer (bound to M or unmapped). */
+static int nam__layer_family(const nam_plan *p, char fam, char sym) {
+    switch (sym) {
+    case '*': return NAM_FAM_ATTENTION;
+    case '+': return NAM_FAM_MLA;
+    case 'D': return NAM_FAM_DSA;
+    case '-': return NAM_FAM_MLP;
+    case 'E': return NAM_FAM_MOE;
+    case 'G': return NAM_FAM_GDN;
+    case 'M': return fam == 'R' ? NAM_FAM_M2RNN : !strcmp(p->recipe.mamba_impl, "mamba3") ? NAM_FAM_MAMBA3 : NAM_FAM_MAMBA2;
+    default: return fam == 'R' ? NAM_FAM_M2RNN : -1;   /* declared families: unknown shapes */
+    }
+}
+
+static nam__lp nam__layer_params(const nam_plan *p, int famidx) {
+    const nam_recipe *r = &p->recipe;
+    double h = r->hidden_size, ns = strcmp(r->normalization, "LayerNorm") ? 1 : 2, b = r->disable_bias_linear ? 0 : 1;
+    double sw = strcmp(r->activation, "swiglu") ? 1 : 2;
+    nam__lp o;
+    memset(&o, 0, sizeof o);
+    o.fam = famidx;
+    if (famidx < 0) return o;
+    o.rep = h * ns;   /* every hybrid sublayer's input norm (fused into its first linear in TE) */
+    switch (famidx) {
+    case NAM_FAM_ATTENTION: {
+        double n = r->num_attention_heads, g = r->num_query_groups ? r->num_query_groups : n, kv = p->kv_channels;
+        o.tp = h * kv * (n + 2 * g) + b * kv * (n + 2 * g) + n * kv * h + b * h;
+        break;
+    }
+    case NAM_FAM_MLA: case NAM_FAM_DSA: {
+        double n = r->num_attention_heads, qk = r->qk_head_dim, pos = r->qk_pos_emb_head_dim, v = r->v_head_dim, ql = r->q_lora_rank, kl = r->kv_lora_rank;
+        o.tp = (ql ? ql * (h + n * (qk + pos) + ns) : h * n * (qk + pos)) + kl * (h + n * (qk + v) + ns) + h * pos + n * v * h;
+        if (famidx == NAM_FAM_DSA) {   /* indexer: q up (q_lora or h), k proj, k LayerNorm, head weights */
+            double ni = r->dsa_indexer_n_heads, di = r->dsa_indexer_head_dim;
+            o.rep += (ql ? ql : h) * ni * di + h * di + 2 * di + h * ni;
+        }
+        break;
+    }
+    case NAM_FAM_MLP: {
+        double f = p->ffn_hidden_size;
+        o.tp = h * f * sw + f * h + b * (f * sw + h);
+        break;
+    }
+    case NAM_FAM_MOE: {
+        double e = r->num_experts, k = r->router_topk, mf = r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size, sh = r->shared_expert_size;
+        double one = h * mf * sw + mf * h + b * (mf * sw + h);
+        o.rep += h * e + b * e;
+        o.exp = e * one;
+        o.exp_active = k * one;
+        o.tp = sh ? h * sh * sw + sh * h + b * (sh * sw + h) : 0;
+        break;
+    }
+    case NAM_FAM_MAMBA2: {
+        double H = p->mamba_num_heads, P = r->mamba_head_dim, di = H * P, G = r->mamba_num_groups, N = r->mamba_state_dim;
+        o.tp = h * (2 * di + 2 * G * N + H) + b * (2 * di + 2 * G * N + H)   /* in_proj */
+             + (di + 2 * G * N) * 4 + (di + 2 * G * N)                         /* conv1d, kernel 4, bias */
+             + 3 * H + di + di * h + b * h;                                    /* dt_bias, A_log, D; gated norm; out_proj */
+        break;
+    }
+    case NAM_FAM_MAMBA3: {
+        double H = p->mamba_num_heads, P = r->mamba_head_dim, di = H * P, G = r->mamba_num_groups, N = r->mamba_state_dim;
+        double R = r->mamba3_mimo ? r->mamba3_mimo_rank : 1, nth = floor(N * r->mamba3_rope_fraction) / 2;
+        nth = floor(nth);
+        o.tp = h * (2 * di + 2 * N * G * R + 3 * H + nth) + 2 * H + 2 * H * R * N   /* in_proj; dt_bias, D; B/C biases */
+             + (r->mamba3_mimo ? 3 * H * R * P : 0) + di * h;                       /* MIMO x/z/o; out_proj */
+        break;
+    }
+    case NAM_FAM_GDN: {
+        double qk = (double)r->gdn_key_head_dim * r->gdn_num_key_heads, v = (double)r->gdn_value_head_dim * r->gdn_num_value_heads, nv = r->gdn_num_value_heads;
+        o.tp = h * (2 * qk + 2 * v + 2 * nv) + b * (2 * qk + 2 * v + 2 * nv) + (2 * qk + v) * r->gdn_conv_kernel_dim + 2 * nv + v * h + b * h;
+        o.rep += r->gdn_value_head_dim;   /* out_norm over the value head dim */
+        break;
+    }
+    case NAM_FAM_M2RNN: {
+        double K = r->m2rnn_k_head_dim, V = r->m2rnn_v_head_dim, H = p->m2rnn_num_heads, c = 2 * K + H * V;
+        o.tp = h * (2 * K + 2 * H * V + H) + c * r->m2rnn_conv_kernel + c + 2 * H + H * V * V + (r->m2rnn_residual ? H * V : 0) + H * V + H * V * h;
+        break;
+    }
+    default: break;
+    }
+    return o;
+}
+
+/* Megatron's FLOPs helpers (training.py num_floating_point_operations), forward only. */
+static double nam__attn_flops(double T, double S2, double h, double n, double g, double kv) {
+    double pr = kv * n / h;
+    return 4 * T * h * pr * (h + h * (g / n)) + 2 * S2 * h * pr;
+}
+static double nam__mamba_flops_megatron(double T, double h, double N, double G, double H) {
+    double d_in = 2 * h;   /* Megatron's estimate fixes d_in = 2h */
+    return 2 * T * h * (2 * d_in + 2 * G * N + H) + 7 * T * d_in * N + 2 * T * d_in * h;
+}
+static double nam__gdn_flops(const nam_recipe *r, double T, double h) {
+    double qk = (double)r->gdn_key_head_dim * r->gdn_num_key_heads, v = (double)r->gdn_value_head_dim * r->gdn_num_value_heads, nv = r->gdn_num_value_heads;
+    return 2 * T * (h * (2 * qk + 2 * v + 2 * nv) + r->gdn_conv_kernel_dim * (2 * qk + v) + nv * (double)r->gdn_value_head_dim * r->gdn_value_head_dim * 4 + h * v);
+}
+
+/* Forward FLOPs of one layer of family f over T tokens (S2 = sum of squared lengths). */
+static double nam__layer_flops(const nam_plan *p, int f, double T, double S2) {
+    const nam_recipe *r = &p->recipe;
+    double h = r->hidden_size, sw = strcmp(r->activation, "swiglu") ? 1 : 1.5;
+    switch (f) {
+    case NAM_FAM_ATTENTION:
+        return nam__attn_flops(T, S2, h, r->num_attention_heads, r->num_query_groups ? r->num_query_groups : r->num_attention_heads, p->kv_channels);
+    case NAM_FAM_MLA: case NAM_FAM_DSA: {   /* Megatron's MLA terms; DSA counted dense (an upper bound) plus its indexer */
+        double n = r->num_attention_heads, qk = r->qk_head_dim, pos = r->qk_pos_emb_head_dim, v = r->v_head_dim, ql = r->q_lora_rank, kl = r->kv_lora_rank;
+        double q = ql ? ql * (h + n * (qk + pos) + 1) : h * n * (qk + pos);
+        double fl = 2 * T * (q + kl * (h + n * (qk + v) + 1) + h * pos + n * v * h) + 2 * S2 * (n * (qk + pos) / 2 + n * v / 2);
+        if (f == NAM_FAM_DSA) {
+            double ni = r->dsa_indexer_n_heads, di = r->dsa_indexer_head_dim;
+            fl += 2 * T * ((ql ? ql : h) * ni * di + h * di + h * ni) + S2 * ni * di;
+        }
+        return fl;
+    }
+    case NAM_FAM_MLP: return 4 * sw * T * h * p->ffn_hidden_size;
+    case NAM_FAM_MOE: {
+        double mf = r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size;
+        return 4 * T * h * mf * r->router_topk * sw + 4 * T * h * r->shared_expert_size * sw;
+    }
+    case NAM_FAM_MAMBA2: return nam__mamba_flops_megatron(T, h, r->mamba_state_dim, r->mamba_num_groups, p->mamba_num_heads);
+    case NAM_FAM_MAMBA3: {
+        double H = p->mamba_num_heads, di = H * r->mamba_head_dim, N = r->mamba_state_dim, G = r->mamba_num_groups;
+        double R = r->mamba3_mimo ? r->mamba3_mimo_rank : 1, nth = floor(floor(N * r->mamba3_rope_fraction) / 2);
+        return 2 * T * h * (2 * di + 2 * N * G * R + 3 * H + nth) + 7 * T * di * N * R + 2 * T * di * h;
+    }
+    case NAM_FAM_GDN: return nam__gdn_flops(r, T, h);
+    case NAM_FAM_M2RNN: {   /* per token and head: S W (2KV^2), k v^T (2KV), read-out (2KV), blend (3KV) */
+        double K = r->m2rnn_k_head_dim, V = r->m2rnn_v_head_dim, H = p->m2rnn_num_heads;
+        return 2 * T * h * (2 * K + 2 * H * V + H) + 2 * T * (2 * K + H * V) * r->m2rnn_conv_kernel + T * H * (2 * K * V * V + 7 * K * V) + 2 * T * H * V * h;
+    }
+    default: return 0;
+    }
+}
+
+static void nam__preflight(nam_plan *p) {
+    const nam_recipe *r = &p->recipe;
+    nam_preflight *f = &p->preflight;
+    double h = r->hidden_size, ns = strcmp(r->normalization, "LayerNorm") ? 1 : 2, vocab = r->vocab_size;
+    double gbs = r->global_batch_size ? r->global_batch_size : (double)r->micro_batch_size * p->dp;
+    double T = gbs * r->seq_length, S2 = gbs * (double)r->seq_length * r->seq_length;
+    double pbytes = strcmp(r->dtype, "fp32") ? 2 : 4, obytes = pbytes == 2 ? 12 : 8;
+    int i, k, d, pp = r->pp, last = r->pp - 1, mtp_n = p->pattern.mtp_len, depths = p->pattern.mtp_depths;
+    nam_rank_memory *R = f->ranks;
+    for (i = 0; i < pp; i++) { memset(&R[i], 0, sizeof R[i]); R[i].pp_rank = i; }
+    /* main layers, on the pp rank that owns their stage */
+    for (k = 0; k < p->layout.num_stages; k++) {
+        const nam_stage *st = &p->layout.stages[k];
+        nam_rank_memory *M = &R[st->pp_rank];
+        M->num_layers += st->seg.num_layers;
+        for (i = st->seg.offset; i < st->seg.offset + st->seg.num_layers; i++) {
+            nam__lp lp = nam__layer_params(p, nam__layer_family(p, p->layers[i].family, p->layers[i].native));
+            if (lp.fam < 0) continue;
+            M->params[lp.fam] += lp.tp / r->tp + lp.rep + lp.exp / ((double)r->ep * p->etp);
+            M->params_dense += lp.tp / r->tp + lp.rep;
+            M->params_expert += lp.exp / ((double)r->ep * p->etp);
+            f->params[lp.fam] += lp.tp + lp.rep + lp.exp;
+            f->params_active += lp.tp + lp.rep + lp.exp_active;
+            f->flops[lp.fam] += 3 * nam__layer_flops(p, lp.fam, T, S2);
+        }
+    }
+    /* MTP depths on the last pp rank: the block's layers plus per depth two input norms,
+       eh_proj (2h -> h) and a final norm */
+    for (d = 0; d < depths; d++) {
+        nam_rank_memory *M = &R[last];
+        for (i = 0; i < mtp_n; i++) {
+            char sym = p->mtp_native ? p->mtp_native[i] : 0;
+            nam__lp lp = nam__layer_params(p, nam__layer_family(p, p->pattern.mtp[i], sym));
+            if (lp.fam < 0) continue;
+            M->params[lp.fam] += lp.tp / r->tp + lp.rep + lp.exp / ((double)r->ep * p->etp);
+            M->params_dense += lp.tp / r->tp + lp.rep;
+            M->params_expert += lp.exp / ((double)r->ep * p->etp);
+            f->params[lp.fam] += lp.tp + lp.rep + lp.exp;
+            f->params_active += lp.tp + lp.rep + lp.exp_active;
+            f->flops[lp.fam] += 3 * nam__layer_flops(p, lp.fam, T, S2);
+        }
+        R[last].params[NAM_FAM_MTP] += 2 * h * h / r->tp + 3 * h * ns;
+        R[last].params_dense += 2 * h * h / r->tp + 3 * h * ns;
+        f->params[NAM_FAM_MTP] += 2 * h * h + 3 * h * ns;
+        f->params_active += 2 * h * h + 3 * h * ns;
+        f->flops[NAM_FAM_MTP] += 3 * 2 * T * 2 * h * h;
+    }
+    /* embedding on the first rank; final norm and output layer on the last (a tied output
+       layer is a second copy of the embedding when pp > 1) */
+    R[0].params[NAM_FAM_EMBEDDING] += vocab * h / r->tp;
+    R[0].params_dense += vocab * h / r->tp;
+    f->params[NAM_FAM_EMBEDDING] += vocab * h;
+    f->params_active += vocab * h;
+    {
+        double out = r->untie_embeddings || pp > 1 ? vocab * h / r->tp : 0;
+        R[last].params[NAM_FAM_OUTPUT] += out + h * ns;
+        R[last].params_dense += out + h * ns;
+        f->params[NAM_FAM_OUTPUT] += (r->untie_embeddings ? vocab * h : 0) + h * ns;
+        f->params_active += (r->untie_embeddings ? vocab * h : 0) + h * ns;
+        f->flops[NAM_FAM_OUTPUT] += 3 * 2 * T * h * vocab * (1 + depths);
+    }
+    /* bytes: bf16/fp16 weights, fp32 main grads, fp32 master weights + two Adam moments
+       (fp32 training: no master copy); the optimizer share divides over DP (expert DP for
+       routed experts) with the distributed optimizer: Megatron's 18 or 6 + 12/dp */
+    f->peak_rank = 0;
+    for (i = 0; i < pp; i++) {
+        nam_rank_memory *M = &R[i];
+        double dense = M->params_dense, expert = M->params_expert;
+        double odense = r->distributed_optimizer ? obytes / p->dp : obytes, oexp = r->distributed_optimizer ? obytes / p->edp : obytes;
+        M->params_total = dense + expert;
+        M->weight_bytes = (dense + expert) * pbytes;
+        M->grad_bytes = (dense + expert) * 4;
+        M->optimizer_bytes = dense * odense + expert * oexp;
+        M->static_bytes = M->weight_bytes + M->grad_bytes + M->optimizer_bytes;
+        if (M->static_bytes > R[f->peak_rank].static_bytes) f->peak_rank = i;
+    }
+    for (i = 0; i < NAM_FAM_COUNT; i++) { f->params_total += f->params[i]; f->flops_total += f->flops[i]; }
+    f->fits = r->device_memory_gib > 0 ? R[f->peak_rank].static_bytes <= r->device_memory_gib * 1073741824.0 : -1;
+    /* Megatron's hybrid formula on the native pattern: only '*' counts as attention, every 'M'
+       as Mamba-2 with d_in = 2h, MTP layers included, logits with (1 + mtp) heads */
+    f->flops_megatron = 0;
+    if (p->native_pattern) {
+        const int *c = p->mpattern.counts;
+        double fw = c[NAM_MSYM_ATTENTION] * nam__attn_flops(T, S2, h, r->num_attention_heads, r->num_query_groups ? r->num_query_groups : r->num_attention_heads, p->kv_channels)
+                  + c[NAM_MSYM_MLP] * nam__layer_flops(p, NAM_FAM_MLP, T, S2)
+                  + c[NAM_MSYM_MAMBA] * nam__mamba_flops_megatron(T, h, r->mamba_state_dim, r->mamba_num_groups, p->mamba_num_heads)
+                  + (nam__emits_moe(p) ? c[NAM_MSYM_MOE] * nam__layer_flops(p, NAM_FAM_MOE, T, S2) : 0)
+                  + c[NAM_MSYM_GDN] * nam__gdn_flops(r, T, h)
+                  + 2 * T * h * vocab * (1 + depths);
+        f->flops_megatron = 3 * fw;
+    }
+    f->tflops_per_gpu = f->mfu = f->mfu_megatron = 0;
+    if (r->step_time_s > 0) {
+        f->tflops_per_gpu = f->flops_total / (r->step_time_s * r->world_size) / 1e12;
+        if (r->peak_tflops > 0) {
+            f->mfu = f->tflops_per_gpu / r->peak_tflops;
+            f->mfu_megatron = f->flops_megatron / (r->step_time_s * r->world_size) / 1e12 / r->peak_tflops;
+        }
+    }
 }
 
 static const char *const nam__stock_spec = "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec";
@@ -3291,6 +3590,17 @@ NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error 
     if (st) goto fail;
     st = nam__build_args(p, err);
     if (st) goto fail;
+    /* 7. pre-flight: parameters, static memory per pp rank, FLOPs */
+    p->preflight.ranks = NAM__CAST(nam_rank_memory *, nam__alloc(sizeof(nam_rank_memory) * NAM__CAST(size_t, r->pp)));
+    if (!p->preflight.ranks) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto fail; }
+    p->preflight.num_ranks = r->pp;
+    nam__preflight(p);
+    if (p->preflight.fits == 0 && p->strict) {
+        const nam_rank_memory *M = &p->preflight.ranks[p->preflight.peak_rank];
+        st = nam__err(err, NAM_ERR_RANGE, "strict mode: pp rank %d needs %.1f GiB of static memory (weights %.1f, grads %.1f, optimizer %.1f; activations not counted), above preflight.device_memory_gib %g",
+                      M->pp_rank, M->static_bytes / 1073741824.0, M->weight_bytes / 1073741824.0, M->grad_bytes / 1073741824.0, M->optimizer_bytes / 1073741824.0, r->device_memory_gib);
+        goto fail;
+    }
     if (err) nam__err_reset(err);
     return NAM_OK;
 fail:
@@ -3468,6 +3778,34 @@ static void nam__json_coordinates(const nam_plan *p, nam__sb *b) {
     nam_free(idx);
 }
 
+static void nam__json_fams(nam__sb *b, const double *v) {
+    int i, first = 1;
+    nam__sb_putc(b, '{');
+    for (i = 0; i < NAM_FAM_COUNT; i++)
+        if (v[i] != 0) { nam__sb_printf(b, "%s\"%s\": %.17g", first ? "" : ", ", nam__family_names[i], v[i]); first = 0; }
+    nam__sb_putc(b, '}');
+}
+
+static void nam__json_preflight(const nam_plan *p, nam__sb *b) {
+    const nam_preflight *f = &p->preflight;
+    int i;
+    nam__sb_printf(b, ",\n  \"preflight\": {\n    \"params_total\": %.17g, \"params_active\": %.17g,\n    \"params\": ", f->params_total, f->params_active);
+    nam__json_fams(b, f->params);
+    nam__sb_printf(b, ",\n    \"flops_per_step\": %.17g, \"flops_megatron\": %.17g,\n    \"flops\": ", f->flops_total, f->flops_megatron);
+    nam__json_fams(b, f->flops);
+    nam__sb_printf(b, ",\n    \"step_time_s\": %g, \"tflops_per_gpu\": %g, \"mfu\": %g, \"mfu_megatron\": %g,", p->recipe.step_time_s, f->tflops_per_gpu, f->mfu, f->mfu_megatron);
+    nam__sb_printf(b, "\n    \"device_memory_gib\": %g, \"fits\": %s, \"peak_pp_rank\": %d, \"activations\": \"not counted yet\",\n    \"ranks\": [",
+                   p->recipe.device_memory_gib, f->fits < 0 ? "null" : f->fits ? "true" : "false", f->peak_rank);
+    for (i = 0; i < f->num_ranks; i++) {
+        const nam_rank_memory *M = &f->ranks[i];
+        nam__sb_printf(b, "%s{\"pp_rank\": %d, \"layers\": %d, \"params\": %.17g, \"params_dense\": %.17g, \"params_expert\": %.17g, \"weight_bytes\": %.17g, \"grad_bytes\": %.17g, \"optimizer_bytes\": %.17g, \"static_bytes\": %.17g, \"params_by_family\": ",
+                       i ? ",\n      " : "\n      ", M->pp_rank, M->num_layers, M->params_total, M->params_dense, M->params_expert, M->weight_bytes, M->grad_bytes, M->optimizer_bytes, M->static_bytes);
+        nam__json_fams(b, M->params);
+        nam__sb_putc(b, '}');
+    }
+    nam__sb_puts(b, "\n    ]\n  }");
+}
+
 NAM__DEF nam_status nam_plan_json(const nam_plan *p, int what, char **out, nam_error *err) {
     nam__sb b;
     const nam_recipe *r;
@@ -3537,6 +3875,7 @@ NAM__DEF nam_status nam_plan_json(const nam_plan *p, int what, char **out, nam_e
         nam__json_decisions(p, &b);
         nam__sb_printf(&b, ",\n  \"pp\": %d,\n  \"vpp\": %d,\n  \"pipeline_stages\": ", r->pp, p->vpp);
         nam__json_stages(p, &b);
+        nam__json_preflight(p, &b);
     } else {
         nam__sb_puts(&b, ",\n  \"native_pattern_withheld\": ");
         if (p->native_pattern) nam__sb_puts(&b, "null");

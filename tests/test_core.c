@@ -6,6 +6,7 @@
 #include "../nam.h"
 #include "json.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -839,6 +840,113 @@ static void test_seams(void) {
       if (st == NAM_OK) nam_plan_free(&p); }
 }
 
+/* ---- pre-flight: parameters, static memory, FLOPs against Megatron's formulas --------- */
+/* Megatron-LM d98e8a64 megatron/training/theoretical_memory_usage.py,
+   compute_weight_and_optimizer_memory, for a GPT model of `layers` transformer layers
+   (attention + MLP or MoE each), pp = 1, no MTP, RMSNorm, SwiGLU, GQA, untied embeddings,
+   distributed optimizer. Written from that file, not from nam.h. */
+static double megatron_weight_memory(double h, double n, double g, double kv, double ffn, double layers, double vocab,
+                                     double experts, double topk, double moe_ffn, double shared, double tp, double ep, double etp,
+                                     double dp, double edp, double *total_params) {
+    double qps = kv * n, ratio = qps / h;
+    double self_attn = 2 * h * h * ((1 + g / n) * ratio);                      /* lines 85-97 */
+    double glu = 1.5, norm = 1;
+    double dense_mlp = 2 * h * ffn * glu, shared_p = 2 * h * shared * glu;     /* lines 106-107 */
+    double routed = experts ? 2 * h * moe_ffn * experts * glu : 0;             /* lines 113-115 */
+    double ln = 2 * h * norm, router = experts ? h * experts : 0;             /* lines 130-134 */
+    double nd = experts ? 0 : layers, nm = experts ? layers : 0;             /* moe_layer_freq = 1 */
+    double emb = h * vocab, final_ln = norm * h;
+    double tp_block = (self_attn + dense_mlp) * nd + (self_attn + shared_p) * nm;       /* lines 210-213 */
+    double rep_block = ln * nd + (ln + router) * nm + final_ln;                          /* lines 214-222 */
+    double exp_block = routed * nm;
+    double tp_shard = (tp_block / 1 + emb) / tp + emb / tp;   /* + untied output layer with pp == 1 (line 266) */
+    double exp_shard = exp_block / (etp * ep);
+    (void)topk;
+    *total_params = (self_attn + dense_mlp + ln) * nd + (self_attn + shared_p + routed + ln + router) * nm + final_ln + 2 * emb;
+    return (tp_shard + rep_block) * (6 + 12 / dp) + exp_shard * (6 + 12 / edp);
+}
+
+/* Megatron's hybrid_flops (training.py:964-1010) for given layer counts. */
+static double megatron_hybrid_flops(double T, double S2, double h, double na, double nm, double nmlp, double nmoe, double ngdn,
+                                    double N, double G, double H, double heads, double groups, double kv, double ffn,
+                                    double moe_ffn, double shared, double topk, double qkd, double vd, double nqk, double nv,
+                                    double ck, double vocab, double mtp) {
+    double pr = kv * heads / h, d_in = 2 * h, qk = qkd * nqk, v = vd * nv;
+    double attn = 4 * T * h * pr * (h + h * (groups / heads)) + 2 * S2 * h * pr;
+    double mlp = 4 * (ffn / h) * 1.5 * T * h * h;
+    double mamba = 2 * T * h * (2 * d_in + 2 * G * N + H) + 7 * T * d_in * N + 2 * T * d_in * h;
+    double moe = 4 * T * h * moe_ffn * topk * 1.5 + 4 * T * h * shared * 1.5;
+    double gdn = 2 * T * (h * (2 * qk + 2 * v + 2 * nv) + ck * (2 * qk + v) + nv * vd * vd * 4 + h * v);
+    return 3 * (na * attn + nmlp * mlp + nm * mamba + nmoe * moe + ngdn * gdn + 2 * T * h * vocab * (1 + mtp));
+}
+
+static int close_rel(double a, double b) { return fabs(a - b) <= 1e-12 * fabs(b) + 1e-6; }
+
+static void test_preflight(void) {
+    nam_plan p;
+    nam_error e;
+    nam_status st;
+    double total, want;
+    {   /* dense GPT as hybrid "*-" x 26 */
+        const char *s[] = { "pattern.text", "AF", "pattern.stages", "1", "parallel.pp", "1", "parallel.ep", "1", "moe.num_experts", "0",
+                            "cuda_graph.modules", "attn", "model.vocab_size", "32000", "model.ffn_hidden_size", "14336", NULL };
+        st = plan_with(&p, &e, s);
+        want = megatron_weight_memory(4096, 32, 8, 128, 14336, 26, 32000, 0, 0, 0, 0, 2, 1, 1, 4, 8, &total);
+        CHECK("pre-flight: dense attention + MLP parameters equal Megatron's weight formula", st == NAM_OK && close_rel(p.preflight.params_total, total),
+              "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.params_total, total);
+        CHECK("pre-flight: dense static memory equals compute_weight_and_optimizer_memory (pp 1)", st == NAM_OK && close_rel(p.preflight.ranks[0].static_bytes, want),
+              "nam %.17g megatron %.17g", st ? 0 : p.preflight.ranks[0].static_bytes, want);
+        if (st == NAM_OK) nam_plan_free(&p);
+    }
+    {   /* MoE GPT as hybrid "*E" x 26: 8 experts top-2, shared expert, EP 4, ETP 1 */
+        const char *s[] = { "pattern.text", "AE", "pattern.stages", "1", "parallel.pp", "1", "moe.num_experts", "8", "moe.router_topk", "2",
+                            "model.vocab_size", "32000", "parallel.world_size", "8", "cuda_graph.modules", "attn,moe_router,moe_preprocess", NULL };
+        st = plan_with(&p, &e, s);
+        want = megatron_weight_memory(4096, 32, 8, 128, 10880, 26, 32000, 8, 2, 1408, 2816, 2, 4, 1, 4, 2, &total);
+        CHECK("pre-flight: MoE parameters equal Megatron's weight formula", st == NAM_OK && close_rel(p.preflight.params_total, total),
+              "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.params_total, total);
+        CHECK("pre-flight: MoE static memory equals compute_weight_and_optimizer_memory (expert dp 2)", st == NAM_OK && close_rel(p.preflight.ranks[0].static_bytes, want),
+              "nam %.17g megatron %.17g", st ? 0 : p.preflight.ranks[0].static_bytes, want);
+        if (st == NAM_OK) nam_plan_free(&p);
+    }
+    {   /* Megatron's hybrid FLOPs on NAM56R with R bound to G (13 *, 13 M, 22 E, 4 G; MTP *- once) */
+        const char *s[] = { "pattern.map", "R=G", "pattern.mamba_impl", "mamba2", NULL };
+        double T = 64.0 * 4096, S2 = 64.0 * 4096 * 4096;
+        st = plan_with(&p, &e, s);
+        want = megatron_hybrid_flops(T, S2, 4096, 13 + 1, 13, 1, 22, 4, 128, 8, 128, 32, 8, 128, 10880, 1408, 2816, 6, 128, 128, 16, 32, 4, 131072, 1);
+        CHECK("pre-flight: FLOPs equal Megatron's hybrid formula on NAM56R (R=G)", st == NAM_OK && close_rel(p.preflight.flops_megatron, want),
+              "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.flops_megatron, want);
+        CHECK("pre-flight: nam's own count agrees where the families are Megatron's (no MLA, no custom mixers)",
+              st == NAM_OK && close_rel(p.preflight.flops_total - p.preflight.flops[NAM_FAM_MTP], want), "nam %.17g", st ? 0 : p.preflight.flops_total);
+        if (st == NAM_OK) nam_plan_free(&p);
+    }
+    {   /* per-rank placement: the embedding on pp rank 0, output and MTP on the last */
+        const char *s[] = { "pattern.map", "R=M", NULL };
+        st = plan_with(&p, &e, s);
+        CHECK("pre-flight: embedding on pp rank 0, output layer and MTP on the last rank, layers split 26/26",
+              st == NAM_OK && p.preflight.num_ranks == 2 && p.preflight.ranks[0].params[NAM_FAM_EMBEDDING] > 0 && p.preflight.ranks[1].params[NAM_FAM_EMBEDDING] == 0 &&
+              p.preflight.ranks[1].params[NAM_FAM_OUTPUT] > 0 && p.preflight.ranks[1].params[NAM_FAM_MTP] > 0 && p.preflight.ranks[0].num_layers == 26 && p.preflight.ranks[1].num_layers == 26 &&
+              p.preflight.ranks[0].params[NAM_FAM_M2RNN] > 0 && p.preflight.params[NAM_FAM_MAMBA2] == 0, "%s", e.message);
+        /* M2RNN per layer at hidden 4096, K 64, V 16, H 51, conv 4: in_proj 4096*(128+1632+51)
+           + conv (2K + HV = 944)*4 + 944 + dt/A 102 + W 51*256 + D 816 + norm 816 + out 816*4096 + input norm 4096 */
+        want = 4.0 * (4096.0 * 1811 + 944 * 4 + 944 + 102 + 13056 + 816 + 816 + 816.0 * 4096 + 4096);
+        CHECK("pre-flight: M2RNN parameters from the reference's shapes", st == NAM_OK && close_rel(p.preflight.params[NAM_FAM_M2RNN], want), "nam %.17g want %.17g", st ? 0 : p.preflight.params[NAM_FAM_M2RNN], want);
+        if (st == NAM_OK) nam_plan_free(&p);
+    }
+    { const char *s[] = { "pattern.map", "R=M", "preflight.device_memory_gib", "16", NULL };
+      st = plan_with(&p, &e, s);
+      CHECK("pre-flight: plan mode keeps a plan that does not fit and says so", st == NAM_OK && p.preflight.fits == 0, "%s", e.message);
+      if (st == NAM_OK) nam_plan_free(&p); }
+    { const char *s[] = { "recipe.mode", "strict", "pattern.map", "R=G", "pattern.mamba_impl", "mamba2", "preflight.device_memory_gib", "16", NULL };
+      expect_plan_err("pre-flight: strict mode refuses a plan whose static memory does not fit", s, NAM_ERR_RANGE, "static memory"); }
+    { const char *s[] = { "pattern.map", "R=M", "preflight.step_time_s", "10", "preflight.peak_tflops", "1000", NULL };
+      st = plan_with(&p, &e, s);
+      CHECK("pre-flight: MFU from a step time = FLOPs / (time * world * peak)", st == NAM_OK && close_rel(p.preflight.mfu, p.preflight.flops_total / (10.0 * 8 * 1000e12)), "%s", e.message);
+      if (st == NAM_OK) nam_plan_free(&p); }
+    { const char *s[] = { "parallel.distributed_optimizer", "false", NULL };
+      expect_plan_arg("--use-distributed-optimizer follows parallel.distributed_optimizer", s, "--use-distributed-optimizer", NULL); }
+}
+
 int main(void) {
     test_pattern();
     test_megatron();
@@ -847,6 +955,7 @@ int main(void) {
     test_translate();
     test_megatron_rules();
     test_seams();
+    test_preflight();
     test_ranks();
     test_misc();
     printf("test_core: %d passed, %d failed\n", g_pass, g_fail);
