@@ -97,6 +97,59 @@ setup_xcheck() {
     fi
 }
 
+
+# The Megatron cross-check (tests/xcheck_megatron.py, step "megatron") runs Megatron-Core's own
+# code on nam's emitted args. It needs a venv in build/megatron-venv with the pinned PyPI
+# packages below. megatron-core >= 0.18 (the first with models/hybrid, the module nam targets)
+# requires Python >= 3.12: NAM_MEGATRON_PYTHON, else python3.13/python3.12 on PATH, else a pyenv
+# 3.12+. As root the venv is made here (about 75 s and 5.4 GB: torch's CUDA wheels from PyPI,
+# since PyPI has no CPU-only torch; reused while the pins match). Otherwise the commands are
+# printed and the step is skipped. The outcome goes to build/status/megatron-venv for run.sh.
+MEGATRON_PINS="torch==2.15.0 megatron-core==0.19.2"
+megatron_python() {
+    local c
+    for c in ${NAM_MEGATRON_PYTHON:-} python3.13 python3.12 "$HOME"/.pyenv/versions/3.1[2-9]*/bin/python3; do
+        [[ -n $c ]] || continue
+        if "$c" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
+            command -v "$c"
+            return 0
+        fi
+    done
+    return 1
+}
+setup_megatron() {
+    local venv=$B/megatron-venv st=$B/status/megatron-venv py free
+    mkdir -p "$B/status" "$B/log"
+    if [[ -x $venv/bin/python && $(cat "$venv/.nam-pins" 2>/dev/null) == "$MEGATRON_PINS" ]]; then
+        echo ok > "$st"
+        return 0
+    fi
+    if ! py=$(megatron_python); then
+        echo "skip needs Python >= 3.12 for megatron-core 0.19 (set NAM_MEGATRON_PYTHON), then: python3.12 -m venv $venv && $venv/bin/pip install $MEGATRON_PINS" > "$st"
+        echo "setup: the Megatron cross-check needs Python >= 3.12 (skipped)" >&2
+        return 0
+    fi
+    if [[ $(id -u) != 0 ]]; then
+        echo "skip not root, so not installed; run: $py -m venv $venv && $venv/bin/pip install $MEGATRON_PINS" > "$st"
+        echo "setup: the Megatron cross-check needs: $py -m venv $venv && $venv/bin/pip install $MEGATRON_PINS (skipped until then)" >&2
+        return 0
+    fi
+    free=$(df -Pk "$B" | awk 'NR == 2 { print int($4 / 1048576) }')
+    if ((free < 8)); then
+        echo "skip only ${free} GiB free in $B; the venv needs about 6 GiB ($py -m venv $venv && $venv/bin/pip install $MEGATRON_PINS)" > "$st"
+        return 0
+    fi
+    echo "setup: installing $MEGATRON_PINS into $venv for the Megatron cross-check (about 75 s)" >&2
+    rm -rf "$venv"
+    if "$py" -m venv "$venv" >"$B/log/pip-megatron.log" 2>&1 \
+        && "$venv/bin/pip" install --disable-pip-version-check $MEGATRON_PINS >>"$B/log/pip-megatron.log" 2>&1; then
+        echo "$MEGATRON_PINS" > "$venv/.nam-pins"
+        echo ok > "$st"
+    else
+        echo "skip pip install $MEGATRON_PINS failed (see $B/log/pip-megatron.log)" > "$st"
+        echo "setup: could not install $MEGATRON_PINS (see $B/log/pip-megatron.log); the Megatron cross-check is skipped" >&2
+    fi
+}
 # Why the libFuzzer build cannot happen here, or nothing when it can.
 fuzz_unavailable() {
     local major
@@ -314,6 +367,7 @@ test)
     shift
     setup
     setup_xcheck
+    setup_megatron
     build_all
     build_report >/dev/null || echo "build: some targets failed; tests/run.sh reports each one"
     exec bash tests/run.sh "$@"

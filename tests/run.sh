@@ -15,6 +15,10 @@
 #     kernels  build/test_<kernel> for each kernel (gemm ssd attention moe)
 #     xcheck   build/test_<kernel> --dump DIR, then /usr/bin/python3 tests/xcheck_<kernel>.py DIR
 #              (torch/numpy cross-checks; skipped with the install command when missing)
+#     megatron tests/xcheck_megatron.py NAM_BIN in build/megatron-venv (torch + megatron-core
+#              from PyPI, made by build.sh): Megatron-Core's TransformerConfig, hybrid pattern
+#              helpers and initialize_model_parallel (fake process group) on the args nam emits
+#              for tests/megatron_plans/*.recipe; one skip line when the venv is unavailable
 #     cuda     the CUDA side: ptxas register spills of build/obj/nam_cuda.o (none allowed),
 #              build/test_cuda_prims and build/test_cuda_<part> on the GPU (each prints one
 #              skip line when there is no device), with a device also under
@@ -325,6 +329,16 @@ step_xcheck() {
     done
 }
 
+# Megatron-Core's own code on nam's emitted args (tests/xcheck_megatron.py, plans in
+# tests/megatron_plans/), in the venv build.sh's setup_megatron makes (build/status/megatron-venv
+# says why when it could not: then one skip line).
+step_megatron() {
+    built megatron-venv "megatron cross-check" || return 0
+    built nam "megatron cross-check (build/nam)" || return 0
+    run_prog xcheck-megatron "megatron cross-check (megatron-core on nam's args)" \
+        "$B/megatron-venv/bin/python" tests/xcheck_megatron.py "$B/nam"
+}
+
 # A failed program build that no step reports (build/nam without cli tests) still fails.
 step_build() {
     if [[ ! -f tests/cli_test.sh ]]; then
@@ -337,10 +351,10 @@ step_build() {
 }
 
 steps=("$@")
-((${#steps[@]})) || steps=(build compile core vectors cli kernels xcheck cuda asan fuzz replay bench)
+((${#steps[@]})) || steps=(build compile core vectors cli kernels xcheck megatron cuda asan fuzz replay bench)
 for s in "${steps[@]}"; do
     case $s in
-    build | compile | core | vectors | cli | kernels | xcheck | cuda | asan | fuzz | replay | bench)
+    build | compile | core | vectors | cli | kernels | xcheck | megatron | cuda | asan | fuzz | replay | bench)
         echo "== $s"
         "step_$s" ;;
     *) echo "tests/run.sh: unknown step '$s'" >&2; exit 2 ;;
