@@ -48,9 +48,10 @@ megatron/core/models/hybrid (its hybrid allocation knows only M * - E, no '|', '
 and no select_pipeline_segment), so it cannot judge nam's output; 0.18+ needs Python >= 3.12,
 which this image has under pyenv. PyPI has no CPU-only torch for Linux x86_64 and the CUDA
 wheel does not import without its nvidia-* libraries, so the plain install (about 5.4 GB,
-75-100 s here) is used; everything runs on the CPU. Two shims stand in for the GPU machine:
-the fused-RoPE kernel from Transformer Engine is reported present (TransformerConfig refuses
-apply_rope_fusion without TE), and mamba_ssm/einops are reported present so that
+75-100 s here) is used; everything runs on the CPU. Shims stand in for the GPU machine:
+Transformer Engine is reported as version TE_VERSION with its fused-RoPE kernel present
+(TransformerConfig refuses apply_rope_fusion without TE, and MoE + fp8 below TE 1.7), and
+mamba_ssm/einops are reported present so that
 MambaMixer.__init__ reaches its dimension checks (the constructor is stopped by an exception
 when it starts building kernels; a check counts as passed only when that happens after the
 last dimension check, judged by the line it stopped at).
@@ -385,8 +386,18 @@ def training_rules(kw, fv):
 
 
 # ---- environment shims (see the header) ---------------------------------------------------
-def shim_te_rope():
+TE_VERSION = "2.9.0"  # the Transformer Engine version the GPU machine is taken to have
+
+
+def shim_te():
+    """Stand-ins for Transformer Engine, which a GPU machine has and this one cannot: its
+    version (TransformerConfig refuses e.g. MoE + fp8 below TE 1.7) and its fused RoPE."""
+    from packaging.version import Version
+
+    import megatron.core.utils as mcu
     from megatron.core.models.common.embeddings import rope_utils
+
+    mcu._te_version = Version(TE_VERSION)
 
     if getattr(rope_utils, "fused_apply_rotary_pos_emb", None) is None:
         rope_utils.fused_apply_rotary_pos_emb = lambda *a, **k: None  # "TE is installed"
@@ -529,8 +540,8 @@ def megatron_judges(items, launch=None):
         return res
     kw, facts = st["kw"], st["facts"]
     fv = facts["flags"]
-    if not stage("training rules (restated from arguments.py)", lambda: training_rules(kw, fv)):
-        return res
+    # a restated training rule is reported but does not stop Megatron-Core's own checks
+    stage("training rules (restated from arguments.py)", lambda: training_rules(kw, fv))
 
     def cfg():
         st["cfg"] = build_config(kw, fv)
@@ -774,8 +785,8 @@ def main():
     if not os.access(NAM, os.X_OK):
         out("FAIL", "megatron cross-check", f"{NAM} is not an executable nam")
         return 1
-    shim_te_rope()
-    print(f"# megatron-core {MCORE}, torch {torch.__version__}, plans in {plan_dir}", flush=True)
+    shim_te()
+    print(f"# megatron-core {MCORE}, torch {torch.__version__} (CPU), Transformer Engine taken as {TE_VERSION}; plans in {plan_dir}", flush=True)
     plans = sorted(os.path.join(plan_dir, f) for f in os.listdir(plan_dir) if f.endswith(".recipe"))
     if not plans:
         out("FAIL", "megatron cross-check", f"no *.recipe in {plan_dir}")
