@@ -26,6 +26,7 @@ Recipe header (comment lines at the top of each plan file):
     # expect: accept | refuse
     # before-fix-set: KEY=VALUE ...       (refuse) nam --set overrides giving an accepted variant
     # before-fix-edit: drop FLAG | set FLAG VALUE... | add FLAG VALUE...   (refuse, repeatable)
+    # before-fix-env: K=V,K=V             (refuse) the fixed-policy environment nam passed through
     # megatron-refuses: REGEX             (refuse) Megatron's message for the rule under test
 An "accept" plan: nam must accept it, and every check above must pass. A "refuse" plan is one
 that nam once accepted although Megatron refuses it (issue 8): the "before fix" args (the
@@ -100,7 +101,12 @@ except Exception as e:  # the step's setup failed or is partial
     print(f"skip megatron cross-check: cannot import torch/megatron.core ({type(e).__name__}: {e})")
     sys.exit(0)
 
-MCORE = getattr(megatron.core, "__version__", "?")
+try:
+    from importlib.metadata import version as _dist_version
+
+    MCORE = _dist_version("megatron-core")
+except Exception:
+    MCORE = getattr(megatron.core, "__version__", "?")
 MCORE_DIR = os.path.dirname(megatron.core.__file__)
 
 # ---- the flag table ---------------------------------------------------------------------
@@ -352,8 +358,9 @@ def config_kwargs(items):
     return kw, facts
 
 
-def training_rules(kw, fv):
-    """Rules of megatron/training/arguments.py (not on PyPI), restated with their lines."""
+def training_rules(kw, fv, env=None):
+    """Rules of megatron/training/arguments.py (not on PyPI), restated with their lines.
+    env: the launch contract's fixed-policy environment (None: not known, not checked)."""
     cp = kw.get("context_parallel_size", 1)
     cct = kw["cp_comm_type"] if isinstance(kw["cp_comm_type"], list) else [kw["cp_comm_type"]]
     hcp = kw.get("hierarchical_context_parallel_sizes")
@@ -383,6 +390,15 @@ def training_rules(kw, fv):
     mpe = int(fv.get("--max-position-embeddings", ["0"])[0])
     if seq and mpe and mpe < seq:
         raise Refused(f"arguments.py:1353-1356 (restated): max_position_embeddings {mpe} < seq_length {seq}")
+    if env is None:
+        return
+    # Hopper (the target): device arch < 10; no FSDP and no --overlap-moe-expert-parallel-comm here
+    if (kw.get("tensor_model_parallel_size", 1) > 1 or cp > 1) and env.get("CUDA_DEVICE_MAX_CONNECTIONS") != "1":
+        raise Refused("arguments.py:1453-1479 (restated): tensor or context parallelism on Hopper requires CUDA_DEVICE_MAX_CONNECTIONS=1 in the environment")
+    if (kw.get("cuda_graph_impl") == "transformer_engine"
+            and "expandable_segments:True" in env.get("PYTORCH_CUDA_ALLOC_CONF", "")
+            and env.get("NCCL_GRAPH_REGISTER", "") != "0"):
+        raise Refused("arguments.py:1961-1967 (restated): TE CUDA graphs with PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True require NCCL_GRAPH_REGISTER=0")
 
 
 # ---- environment shims (see the header) ---------------------------------------------------
@@ -526,8 +542,9 @@ def megatron_judges(items, launch=None):
             return True
         except Refused as e:
             res.append((False, desc, str(e)))
-        except Exception as e:
-            res.append((False, desc, f"unexpected {type(e).__name__}: {e} [{where(e)}]"))
+        except Exception as e:  # raised in megatron's code: a refusal; elsewhere: a bug here
+            w = where(e)
+            res.append((False, desc, f"{w}{type(e).__name__}: {e}" if w else f"the check crashed: {type(e).__name__}: {e}"))
         return False
 
     st = {}
@@ -540,8 +557,6 @@ def megatron_judges(items, launch=None):
         return res
     kw, facts = st["kw"], st["facts"]
     fv = facts["flags"]
-    # a restated training rule is reported but does not stop Megatron-Core's own checks
-    stage("training rules (restated from arguments.py)", lambda: training_rules(kw, fv))
 
     def cfg():
         st["cfg"] = build_config(kw, fv)
@@ -549,6 +564,9 @@ def megatron_judges(items, launch=None):
 
     if not stage("config __post_init__", cfg):
         return res
+    # a restated training rule is reported but does not stop Megatron-Core's own checks
+    stage("training rules (restated from arguments.py)",
+          lambda: training_rules(kw, fv, launch.get("env") if launch else None))
     c = st["cfg"]
     if "--num-layers" in fv and facts["pattern"] is not None:
         def nl():
@@ -681,12 +699,15 @@ def nam_plan(recipe, sets=()):
     if contract.get("generated_native_args") != words:
         return 3, words, None, "nam launch's generated_native_args differ from nam args --json"
     prof = dict(contract.get("launcher_profile") or {})
-    prof["num_microbatches"] = (contract.get("fixed_policy") or {}).get("batch", {}).get("num_microbatches")
+    policy = contract.get("fixed_policy") or {}
+    prof["num_microbatches"] = (policy.get("batch") or {}).get("num_microbatches")
+    prof["env"] = dict(policy.get("env") or {})
     return 0, words, prof, se
 
 
 def header(path):
-    h = {"xcheck": None, "expect": None, "before-fix-set": [], "before-fix-edit": [], "megatron-refuses": None}
+    h = {"xcheck": None, "expect": None, "before-fix-set": [], "before-fix-edit": [], "before-fix-env": None,
+         "megatron-refuses": None}
     with open(path) as f:
         for line in f:
             if not line.startswith("#"):
@@ -749,6 +770,8 @@ def run_plan(path):
             items0 = None
             out("FAIL", f"megatron {name}: before-fix args", str(e))
         if items0 is not None:
+            if h["before-fix-env"] is not None:  # the environment as the recipe wrote it
+                prof0 = dict(prof0, env=dict(kv.split("=", 1) for kv in h["before-fix-env"].split(",") if kv))
             res0 = megatron_judges(items0, prof0)
             bad = [d for ok, _, d in res0 if not ok]
             hit = [d for d in bad if re.search(rule, d)]
