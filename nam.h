@@ -613,6 +613,41 @@ enum { NAM_JSON_PLAN = 1, NAM_JSON_ARGS = 2, NAM_JSON_LAUNCH = 3 };
 NAM_API nam_status nam_plan_json(const nam_plan *p, int what, char **out, nam_error *err);
 /* nam_plan_args_text: the args one per line, shell-quoted, custom notes as '#' lines. */
 NAM_API nam_status nam_plan_args_text(const nam_plan *p, char **out, nam_error *err);
+
+/* Comparing the plan's args with an existing Megatron argv (nam_args_compare). */
+typedef enum nam_cmp_verdict {
+    NAM_CMP_MATCH = 0,        /* equal, or one side leaves Megatron's default and the other sets it */
+    NAM_CMP_MISSING_IN_NAM,   /* only in the other argv, not at Megatron's default */
+    NAM_CMP_ONLY_IN_NAM,      /* only in nam's args, not at Megatron's default */
+    NAM_CMP_DIFFERS           /* both give it, with different values */
+} nam_cmp_verdict;
+
+typedef struct nam_cmp_row {
+    char flag[64];            /* canonical flag (renamed flags resolved) */
+    nam_cmp_verdict verdict;
+    char *nam_value;          /* argv words joined by single spaces; "" for a switch; NULL when absent */
+    char *other_value;
+    const char *note;         /* why a one-sided flag matches, or a rename; NULL when none */
+} nam_cmp_row;
+
+typedef struct nam_args_cmp {
+    nam_cmp_row *rows;        /* heap, num_rows entries: nam's flags in order, then the other's */
+    int num_rows;
+    int count[4];             /* rows per verdict */
+    int ignored_words;        /* words before the first flag (launcher, script name) */
+} nam_args_cmp;
+
+/* nam_args_compare: read an argv (one flag per line, or a shell command line: single and
+   double quotes, backslash escapes and line continuations honoured, '#' comments; shell
+   variables are an error) and compare it flag by flag with the plan's generated args.
+   Renamed flags (--hybrid-override-pattern, --use-rotary-position-embeddings) and Megatron's
+   defaults (including derived ones: etp = tp, kv-channels = hidden / heads, the ffn default,
+   experimental-attention-variant and mtp-num-layers inferred from the pattern) are resolved.
+   Numbers compare by value. Errors name the line and column. Free with nam_args_cmp_free. */
+NAM_API nam_status nam_args_compare(const nam_plan *p, const char *text, size_t len, const char *source,
+                                    nam_args_cmp *out, nam_error *err);
+NAM_API void nam_args_cmp_free(nam_args_cmp *c);
+NAM_API const char *nam_cmp_verdict_str(nam_cmp_verdict v);
 /* nam_shell_quote: POSIX single-quote `s` when needed; heap string. */
 NAM_API char *nam_shell_quote(const char *s);
 
@@ -4002,6 +4037,261 @@ NAM__DEF nam_status nam_plan_args_text(const nam_plan *p, char **out, nam_error 
         nam__sb_putc(&b, '\n');
     }
     return nam__sb_finish(&b, out, err);
+}
+
+/* >>compare ---------------------------------------------------------------------------- */
+NAM__DEF const char *nam_cmp_verdict_str(nam_cmp_verdict v) {
+    switch (v) {
+    case NAM_CMP_MATCH: return "match";
+    case NAM_CMP_MISSING_IN_NAM: return "missing in nam";
+    case NAM_CMP_ONLY_IN_NAM: return "only in nam";
+    case NAM_CMP_DIFFERS: return "differs";
+    default: return "?";
+    }
+}
+
+NAM__DEF void nam_args_cmp_free(nam_args_cmp *c) {
+    int i;
+    if (!c) return;
+    for (i = 0; i < c->num_rows; i++) { nam_free(c->rows[i].nam_value); nam_free(c->rows[i].other_value); }
+    nam_free(c->rows);
+    memset(c, 0, sizeof *c);
+}
+
+/* One argv word at a time, POSIX-shell style. Returns 1 with the word in `w` (heap), 0 at
+   the end, -1 after filling err. */
+typedef struct nam__lex { const char *t; size_t n, i; int line, col; const char *src; } nam__lex;
+
+static void nam__lex_adv(nam__lex *L) {
+    if (L->t[L->i] == '\n') { L->line++; L->col = 1; } else L->col++;
+    L->i++;
+}
+
+static int nam__lex_err(nam__lex *L, nam_error *err, const char *what) {
+    nam__err(err, NAM_ERR_SYNTAX, "%s", what);
+    nam__recipe_err_at(err, NAM_ERR_SYNTAX, L->src, NAM__CAST(long, L->i), L->line, L->col);
+    return -1;
+}
+
+static int nam__lex_word(nam__lex *L, nam__sb *w, nam_error *err) {
+    int any = 0;
+    for (;;) {   /* blanks, continuations, comments */
+        while (L->i < L->n && (L->t[L->i] == ' ' || L->t[L->i] == '\t' || L->t[L->i] == '\n' || L->t[L->i] == '\r')) nam__lex_adv(L);
+        if (L->i + 1 < L->n && L->t[L->i] == '\\' && (L->t[L->i + 1] == '\n' || L->t[L->i + 1] == '\r')) { nam__lex_adv(L); continue; }
+        if (L->i < L->n && L->t[L->i] == '#') { while (L->i < L->n && L->t[L->i] != '\n') nam__lex_adv(L); continue; }
+        break;
+    }
+    if (L->i >= L->n) return 0;
+    while (L->i < L->n) {
+        unsigned char c = NAM__CAST(unsigned char, L->t[L->i]);
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') break;
+        if (c == 0 || c >= 0x80 || c < 0x20) return nam__lex_err(L, err, "a byte that is not printable ASCII");
+        if (c == '$' || c == '`') return nam__lex_err(L, err, "a shell expansion ('$' or '`'): nam compares a literal argv, expand it first");
+        if (c == '\'') {
+            int ql = L->line, qc = L->col;
+            nam__lex_adv(L);
+            while (L->i < L->n && L->t[L->i] != '\'') { nam__sb_putc(w, L->t[L->i]); nam__lex_adv(L); }
+            if (L->i >= L->n) { L->line = ql; L->col = qc; return nam__lex_err(L, err, "an unterminated single quote"); }
+            nam__lex_adv(L);
+        } else if (c == '"') {
+            int ql = L->line, qc = L->col;
+            nam__lex_adv(L);
+            while (L->i < L->n && L->t[L->i] != '"') {
+                char d = L->t[L->i];
+                if (d == '$' || d == '`') return nam__lex_err(L, err, "a shell expansion inside double quotes: nam compares a literal argv");
+                if (d == '\\' && L->i + 1 < L->n && strchr("\"\\$`\n", L->t[L->i + 1])) {
+                    nam__lex_adv(L);
+                    if (L->t[L->i] == '\n') { nam__lex_adv(L); continue; }
+                    d = L->t[L->i];
+                }
+                nam__sb_putc(w, d);
+                nam__lex_adv(L);
+            }
+            if (L->i >= L->n) { L->line = ql; L->col = qc; return nam__lex_err(L, err, "an unterminated double quote"); }
+            nam__lex_adv(L);
+        } else if (c == '\\') {
+            nam__lex_adv(L);
+            if (L->i >= L->n) return nam__lex_err(L, err, "a backslash at the end of the input");
+            if (L->t[L->i] != '\n') nam__sb_putc(w, L->t[L->i]);
+            nam__lex_adv(L);
+        } else {
+            nam__sb_putc(w, NAM__CAST(char, c));
+            nam__lex_adv(L);
+        }
+        any = 1;
+    }
+    (void)any;
+    return 1;
+}
+
+typedef struct nam__flagval { char flag[64]; char *value; int count, words; const char *note; } nam__flagval;
+
+/* Megatron's default for a flag nam emits, as argv text ("" for a switch that is off by
+   default and so has no text, NULL when Megatron has none and the flag is required). */
+static int nam__megatron_default(const nam_plan *p, const char *flag, char *out, size_t n) {
+    const nam_recipe *r = &p->recipe;
+    static const char *const lit[][2] = {
+        { "--tensor-model-parallel-size", "1" }, { "--pipeline-model-parallel-size", "1" }, { "--context-parallel-size", "1" },
+        { "--expert-model-parallel-size", "1" }, { "--cp-comm-type", "p2p" }, { "--position-embedding-type", "learned_absolute" },
+        { "--normalization", "LayerNorm" }, { "--moe-router-topk", "2" }, { "--moe-router-score-function", "softmax" },
+        { "--moe-router-load-balancing-type", "aux_loss" }, { "--moe-aux-loss-coeff", "0" }, { "--moe-token-dispatcher-type", "allgather" },
+        { "--mamba-state-dim", "128" }, { "--mamba-head-dim", "64" }, { "--mamba-num-groups", "8" }, { "--linear-num-key-heads", "16" },
+        { "--linear-num-value-heads", "32" }, { "--linear-key-head-dim", "128" }, { "--linear-value-head-dim", "128" },
+        { "--linear-conv-kernel-dim", "4" }, { "--mtp-loss-scaling-factor", "0.1" }, { "--cuda-graph-impl", "none" },
+        { "--kv-lora-rank", "32" }, { "--qk-head-dim", "128" }, { "--qk-pos-emb-head-dim", "64" }, { "--v-head-dim", "128" },
+        { "--num-query-groups", "1" }, { "--dsa-indexer-loss-coeff", NULL }
+    };
+    size_t i;
+    for (i = 0; i < sizeof lit / sizeof lit[0]; i++)
+        if (!strcmp(flag, lit[i][0])) { if (!lit[i][1]) return 0; snprintf(out, n, "%s", lit[i][1]); return 1; }
+    if (!strcmp(flag, "--expert-tensor-parallel-size")) { snprintf(out, n, "%d", r->tp); return 1; }
+    if (!strcmp(flag, "--kv-channels")) { snprintf(out, n, "%d", r->hidden_size / r->num_attention_heads); return 1; }
+    if (!strcmp(flag, "--ffn-hidden-size")) {
+        snprintf(out, n, "%d", strcmp(r->activation, "swiglu") ? 4 * r->hidden_size : NAM__CAST(int, (4.0 * r->hidden_size * 2 / 3) / 64) * 64);
+        return 1;
+    }
+    if (!strcmp(flag, "--moe-ffn-hidden-size")) { snprintf(out, n, "%d", p->ffn_hidden_size); return 1; }
+    if (!strcmp(flag, "--mamba-num-heads") && 2LL * r->hidden_size % r->mamba_head_dim == 0) {   /* d_inner = 2h (mamba_mixer.py) */
+        snprintf(out, n, "%lld", 2LL * r->hidden_size / r->mamba_head_dim);
+        return 1;
+    }
+    if (!strcmp(flag, "--mtp-num-layers") && p->pattern.mtp_depths) { snprintf(out, n, "%d", p->pattern.mtp_depths); return 1; }
+    if (!strcmp(flag, "--experimental-attention-variant") && p->native_pattern && strchr(p->native_pattern, 'D')) { snprintf(out, n, "dsa"); return 1; }
+    return 0;
+}
+
+static int nam__values_equal(const char *a, const char *b) {
+    char *ea, *eb;
+    double x, y;
+    if (!a || !b) return a == b;
+    if (!strcmp(a, b)) return 1;
+    if (!*a || !*b || strchr(a, ' ') || strchr(b, ' ')) return 0;
+    x = strtod(a, &ea);
+    y = strtod(b, &eb);
+    return !*ea && !*eb && x == y;
+}
+
+NAM__DEF nam_status nam_args_compare(const nam_plan *p, const char *text, size_t len, const char *source,
+                                     nam_args_cmp *out, nam_error *err) {
+    nam__lex L;
+    nam__flagval *other = NULL;
+    nam__sb w;
+    int i, k, cur = -1, nrows = 0, rc;
+    nam_status st = NAM_OK;
+    if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_args_compare: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!p || !p->layers || !text) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_args_compare: NULL argument or empty plan");
+    if (!len) len = strlen(text);
+    if (len > NAM_MAX_TEXT) return nam__err(err, NAM_ERR_LIMIT, "%s: %lu bytes exceed the limit of %d", source ? source : "argv", NAM__CAST(unsigned long, len), NAM_MAX_TEXT);
+    L.t = text; L.n = len; L.i = 0; L.line = 1; L.col = 1; L.src = source ? source : "argv";
+    memset(&w, 0, sizeof w);
+    for (;;) {
+        w.len = 0;
+        rc = nam__lex_word(&L, &w, err);
+        if (rc < 0) { st = err ? err->code : NAM_ERR_SYNTAX; goto done; }
+        if (!rc) break;
+        nam__sb_putc(&w, 0);
+        if (w.oom) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
+        if (w.buf[0] == '-' && w.buf[1] == '-' && w.buf[2]) {   /* a flag, possibly --flag=value */
+            char *eq = strchr(w.buf, '='), name[64];
+            const char *note = NULL, *forced = NULL;
+            size_t fl = eq ? NAM__CAST(size_t, eq - w.buf) : strlen(w.buf);
+            if (fl >= sizeof name) {
+                nam__err(err, NAM_ERR_SYNTAX, "flag '%.64s...' is longer than %d bytes", w.buf, NAM__CAST(int, sizeof name) - 1);
+                st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, L.src, NAM__CAST(long, L.i), L.line, L.col);
+                goto done;
+            }
+            memcpy(name, w.buf, fl);
+            name[fl] = 0;
+            if (!strcmp(name, "--hybrid-override-pattern")) { snprintf(name, sizeof name, "--hybrid-layer-pattern"); note = "renamed from --hybrid-override-pattern"; }
+            if (!strcmp(name, "--use-rotary-position-embeddings")) {   /* legacy switch: --position-embedding-type rope */
+                snprintf(name, sizeof name, "--position-embedding-type");
+                note = "from the legacy --use-rotary-position-embeddings";
+                forced = "rope";
+            }
+            for (cur = -1, k = 0; k < arrlen(other); k++) if (!strcmp(other[k].flag, name)) cur = k;
+            if (cur < 0) {
+                nam__flagval fv;
+                memset(&fv, 0, sizeof fv);
+                memcpy(fv.flag, name, strlen(name) + 1);
+                arrput(other, fv);
+                cur = NAM__CAST(int, arrlen(other)) - 1;
+            } else {   /* argparse keeps the last one */
+                nam_free(other[cur].value);
+                other[cur].value = NULL;
+            }
+            other[cur].count++;
+            other[cur].words++;
+            if (note) other[cur].note = note;
+            other[cur].value = nam__strdup(forced ? forced : eq ? eq + 1 : "");
+            if (!other[cur].value) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
+            if (forced) cur = -1;   /* a switch: the next words are not its values */
+        } else if (strlen(w.buf) > 3 && !strcmp(w.buf + strlen(w.buf) - 3, ".py")) {
+            /* the training script: what came before belongs to the launcher (torchrun ...) */
+            out->ignored_words += 1;
+            for (k = 0; k < arrlen(other); k++) { out->ignored_words += other[k].words; nam_free(other[k].value); }
+            arrfree(other);
+            other = NULL;
+            cur = -1;
+        } else if (cur < 0) {
+            out->ignored_words++;
+        } else {   /* another value word of the current flag */
+            size_t a = strlen(other[cur].value), b = strlen(w.buf);
+            char *v = NAM__CAST(char *, nam__alloc(a + b + 2));
+            if (!v) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
+            memcpy(v, other[cur].value, a);
+            if (a) v[a++] = ' ';
+            memcpy(v + a, w.buf, b + 1);
+            other[cur].words++;
+            if (!strcmp(other[cur].flag, "--experimental-attention-variant") && !strcmp(v, "gated_delta_net")) memcpy(v, "gdn", 4);
+            nam_free(other[cur].value);
+            other[cur].value = v;
+        }
+    }
+    /* rows: nam's flags in order, then the other's that nam does not emit */
+    out->rows = NAM__CAST(nam_cmp_row *, nam__alloc(sizeof(nam_cmp_row) * NAM__CAST(size_t, p->num_args + arrlen(other) + 1)));
+    if (!out->rows) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
+    for (i = 0; i < p->num_args + arrlen(other); i++) {
+        nam_cmp_row *R = &out->rows[nrows];
+        const char *nv = NULL, *ov = NULL, *note = NULL;
+        char def[64];
+        int hasdef, o = -1;
+        memset(R, 0, sizeof *R);
+        if (i < p->num_args) {
+            nv = p->args[i].value ? p->args[i].value : "";
+            snprintf(R->flag, sizeof R->flag, "%s", p->args[i].flag);
+            for (k = 0; k < arrlen(other); k++) if (!strcmp(other[k].flag, R->flag)) o = k;
+        } else {
+            o = i - p->num_args;
+            for (k = 0; k < p->num_args; k++) if (!strcmp(p->args[k].flag, other[o].flag)) break;
+            if (k < p->num_args) continue;   /* already a row */
+            snprintf(R->flag, sizeof R->flag, "%s", other[o].flag);
+        }
+        if (o >= 0) { ov = other[o].value; note = other[o].note; if (other[o].count > 1 && !note) note = "given more than once; the last one counts (argparse)"; }
+        hasdef = nam__megatron_default(p, R->flag, def, sizeof def);
+        if (nv && ov) R->verdict = nam__values_equal(nv, ov) ? NAM_CMP_MATCH : NAM_CMP_DIFFERS;
+        else if (nv) {
+            if (hasdef && nam__values_equal(nv, def)) { R->verdict = NAM_CMP_MATCH; note = "the other argv leaves Megatron's default, which nam sets"; }
+            else R->verdict = NAM_CMP_ONLY_IN_NAM;
+        } else {
+            if (hasdef && nam__values_equal(ov, def)) { R->verdict = NAM_CMP_MATCH; note = "nam leaves Megatron's default, which the other argv sets"; }
+            else R->verdict = NAM_CMP_MISSING_IN_NAM;
+        }
+        R->nam_value = nv ? nam__strdup(nv) : NULL;
+        R->other_value = ov ? nam__strdup(ov) : NULL;
+        R->note = note;
+        if ((nv && !R->nam_value) || (ov && !R->other_value)) { nrows++; out->num_rows = nrows; st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
+        out->count[R->verdict]++;
+        nrows++;
+        out->num_rows = nrows;
+    }
+done:
+    for (k = 0; k < arrlen(other); k++) nam_free(other[k].value);
+    arrfree(other);
+    nam_free(w.buf);
+    if (st) { nam_args_cmp_free(out); return st; }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
 }
 
 /* >>ranks ------------------------------------------------------------------------------ */

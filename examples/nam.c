@@ -37,6 +37,8 @@ static const char *usage_text =
     "  --motif TEXT       tile TEXT to the recipe's depth;  --pattern TEXT  a fully written pattern\n"
     "  --mla              lower A to MLA ('+');  --dsa-layers LIST  A layers lowered to 'D'\n"
     "  --mode plan|strict;  --strict  strict mode, and exit 1 while any seam remains\n"
+    "  --compare FILE     (args) compare with an existing Megatron argv, flag by flag: match /\n"
+    "                     missing in nam / only in nam / differs; exit 0 when equal, 1 otherwise\n"
     "common options:\n"
     "  --json             JSON output;  -o FILE  write output to FILE atomically\n"
     "  --help, --version\n"
@@ -57,6 +59,7 @@ typedef struct cli {
     int world, tp, pp, cp, ep, etp, rank, first, last, no_overlap;
     const char *order;
     const char *pattern_value;   /* last --pattern (ranks: Megatron pattern whose stages ranks own) */
+    const char *compare_file;    /* args --compare FILE ("-" = stdin) */
     int have_world, have_tp, have_pp;
 } cli;
 
@@ -132,7 +135,7 @@ static char *read_file(const char *path, size_t *len, nam_error *err) {
     char *buf = NULL;
     size_t cap = 0, n = 0;
     if (!f) {
-        snprintf(err->message, sizeof err->message, "cannot open recipe %s: %s", path, strerror(errno));
+        snprintf(err->message, sizeof err->message, "cannot open %s: %s", path, strerror(errno));
         return NULL;
     }
     while (1) {
@@ -142,7 +145,7 @@ static char *read_file(const char *path, size_t *len, nam_error *err) {
             cap = cap ? cap * 2 : 65536;
             if (cap > (size_t)NAM_MAX_TEXT + 8192) cap = (size_t)NAM_MAX_TEXT + 8192;
             if (n + 1 >= cap) {
-                snprintf(err->message, sizeof err->message, "recipe %s is larger than the limit of %d bytes", path, NAM_MAX_TEXT);
+                snprintf(err->message, sizeof err->message, "%s is larger than the limit of %d bytes", path, NAM_MAX_TEXT);
                 free(buf);
                 fclose(f);
                 return NULL;
@@ -156,7 +159,7 @@ static char *read_file(const char *path, size_t *len, nam_error *err) {
         if (got == 0) break;
     }
     if (ferror(f)) {
-        snprintf(err->message, sizeof err->message, "cannot read recipe %s: %s", path, strerror(errno));
+        snprintf(err->message, sizeof err->message, "cannot read %s: %s", path, strerror(errno));
         free(buf);
         fclose(f);
         return NULL;
@@ -205,6 +208,7 @@ static int parse_args(cli *c, int argc, char **argv) {
         if (!strcmp(a, "--no-overlap-p2p")) { c->no_overlap = 1; if ((rc = add_set(c, "parallel.overlap_p2p", "false"))) return rc; continue; }
         if (!v) return usage_error("%s needs a value", a);
         if (!strcmp(a, "-o")) { c->out_file = v; i++; continue; }
+        if (!strcmp(a, "--compare")) { c->compare_file = v; i++; continue; }
         if (!strcmp(a, "--set")) {
             char *eq = strchr(argv[i + 1], '=');
             if (!eq) return usage_error("--set %s: expected KEY=VALUE", v);
@@ -359,6 +363,61 @@ static void print_plan_text(const nam_plan *p, FILE *f) {
     print_preflight(p, f);
 }
 
+/* args --compare FILE: nam's args against an existing Megatron argv; exit 0 when equal. */
+static int compare_args(cli *c, const nam_plan *p) {
+    nam_args_cmp cmp;
+    nam_error err;
+    size_t len = 0;
+    char *text, *buf = NULL;
+    size_t n = 0;
+    FILE *mf;
+    int i, rc;
+    static const char *const tags[4] = { "match", "missing", "only-nam", "differs" };
+    memset(&err, 0, sizeof err);
+    if (!strcmp(c->compare_file, "-")) text = read_file("/dev/stdin", &len, &err);
+    else text = read_file(c->compare_file, &len, &err);
+    if (!text) { err.code = NAM_ERR_IO; report(c, &err); return EXIT_USAGE; }
+    if (nam_args_compare(p, text, len, c->compare_file, &cmp, &err) != NAM_OK) { free(text); report(c, &err); return EXIT_USAGE; }
+    free(text);
+    mf = open_memstream(&buf, &n);
+    if (!mf) { perror("nam"); nam_args_cmp_free(&cmp); return EXIT_USAGE; }
+    if (c->json) {
+        fprintf(mf, "{\"equal\": %s, \"counts\": {\"match\": %d, \"missing_in_nam\": %d, \"only_in_nam\": %d, \"differs\": %d}, \"ignored_words\": %d, \"flags\": [",
+                cmp.num_rows == cmp.count[NAM_CMP_MATCH] ? "true" : "false", cmp.count[0], cmp.count[1], cmp.count[2], cmp.count[3], cmp.ignored_words);
+        for (i = 0; i < cmp.num_rows; i++) {
+            const nam_cmp_row *R = &cmp.rows[i];
+            fprintf(mf, "%s\n  {\"flag\": ", i ? "," : "");
+            json_str(mf, R->flag, strlen(R->flag));
+            fprintf(mf, ", \"verdict\": \"%s\", \"nam\": ", nam_cmp_verdict_str(R->verdict));
+            if (R->nam_value) json_str(mf, R->nam_value, strlen(R->nam_value)); else fputs("null", mf);
+            fputs(", \"other\": ", mf);
+            if (R->other_value) json_str(mf, R->other_value, strlen(R->other_value)); else fputs("null", mf);
+            fputs(", \"note\": ", mf);
+            if (R->note) json_str(mf, R->note, strlen(R->note)); else fputs("null", mf);
+            fputc('}', mf);
+        }
+        fprintf(mf, "\n]}\n");
+    } else {
+        fprintf(mf, "# nam args vs %s: %d match, %d missing in nam, %d only in nam, %d differ%s\n", c->compare_file,
+                cmp.count[0], cmp.count[1], cmp.count[2], cmp.count[3], cmp.ignored_words ? " (words before the first flag ignored)" : "");
+        for (i = 0; i < cmp.num_rows; i++) {
+            const nam_cmp_row *R = &cmp.rows[i];
+            fprintf(mf, "%-9s %-44s", tags[R->verdict], R->flag);
+            if (R->verdict == NAM_CMP_DIFFERS) fprintf(mf, " nam %s | other %s", R->nam_value, R->other_value);
+            else if (R->nam_value && R->nam_value[0]) fprintf(mf, " %s", R->nam_value);
+            else if (R->other_value && R->other_value[0]) fprintf(mf, " %s", R->other_value);
+            if (R->note) fprintf(mf, "  (%s)", R->note);
+            fputc('\n', mf);
+        }
+    }
+    fclose(mf);
+    rc = emit(c, buf);
+    free(buf);
+    if (!rc && cmp.num_rows != cmp.count[NAM_CMP_MATCH]) rc = EXIT_REFUSED;
+    nam_args_cmp_free(&cmp);
+    return rc;
+}
+
 static int cmd_plan(cli *c) {
     nam_recipe r;
     nam_plan p;
@@ -401,6 +460,11 @@ static int cmd_plan(cli *c) {
         fclose(mf);
         rc = emit(c, buf);
         free(buf);
+        nam_plan_free(&p);
+        return rc;
+    }
+    if (c->compare_file) {
+        rc = compare_args(c, &p);
         nam_plan_free(&p);
         return rc;
     }

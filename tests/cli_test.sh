@@ -225,4 +225,22 @@ expect_rc "plan --json carries the pre-flight" 0 "$NAM" plan --json --map R=M
 pycheck "plan --json: preflight ranks, params by family, FLOPs" "$T/out" \
     'len(d["preflight"]["ranks"]) == 2 and d["preflight"]["params"]["m2rnn"] > 0 and d["preflight"]["flops_megatron"] > 0 and d["preflight"]["fits"] is None and abs(sum(r["static_bytes"] for r in d["preflight"]["ranks"]) - sum(r["weight_bytes"] + r["grad_bytes"] + r["optimizer_bytes"] for r in d["preflight"]["ranks"])) < 1'
 
+# --- args --compare (issue 21, item 2) --------------------------------------------------------------
+expect_rc "args --compare with its own args text: equal, exit 0" 0 sh -c "\"$NAM\" args --map R=G > \"$T/self.args\" && \"$NAM\" args --map R=G --compare \"$T/self.args\""
+expect_grep "compare: the summary line" "$T/out" "0 missing in nam, 0 only in nam, 0 differ"
+expect_rc "args --compare with a launcher command line: not equal, exit 1" 1 "$NAM" args --map R=G --set pattern.mamba_impl=mamba2 --compare tests/data/megatron-argv.sh
+for want in "differs   --max-position-embeddings                    nam 4096 | other 8192" \
+            "missing   --lr                                         3e-4" \
+            "only-nam  --num-experts                                64" \
+            "(renamed from --hybrid-override-pattern)" "(from the legacy --use-rotary-position-embeddings)"; do
+    expect_grep "compare shows: ${want:0:50}" "$T/out" "$want"
+done
+expect_rc "args --compare --json" 1 "$NAM" args --map R=G --set pattern.mamba_impl=mamba2 --compare tests/data/megatron-argv.sh --json
+pycheck "compare --json: every verdict, counts, ignored launcher words" "$T/out" \
+    'set(f["verdict"] for f in d["flags"]) == {"match", "missing in nam", "only in nam", "differs"} and d["equal"] is False and d["counts"]["differs"] == 1 and d["ignored_words"] == 4 and sum(d["counts"].values()) == len(d["flags"])'
+printf -- "--hidden-size 'abc\n" > "$T/bad.argv"
+expect_rc "compare: an unterminated quote is an input error" 2 "$NAM" args --compare "$T/bad.argv"
+expect_grep "compare: the error names file:line:column" "$T/err" "bad.argv:1:15: an unterminated single quote"
+expect_rc "compare: a missing file is an input error" 2 "$NAM" args --compare "$T/none.argv"
+
 [[ $failed == 0 ]]

@@ -947,6 +947,73 @@ static void test_preflight(void) {
       expect_plan_arg("--use-distributed-optimizer follows parallel.distributed_optimizer", s, "--use-distributed-optimizer", NULL); }
 }
 
+/* ---- nam_args_compare ---------------------------------------------------------------- */
+static const nam_cmp_row *cmp_row(const nam_args_cmp *c, const char *flag) {
+    int i;
+    for (i = 0; i < c->num_rows; i++) if (!strcmp(c->rows[i].flag, flag)) return &c->rows[i];
+    return NULL;
+}
+
+static void test_compare(void) {
+    nam_plan p;
+    nam_error e;
+    nam_args_cmp c;
+    nam_status st;
+    char *text = NULL;
+    const char *s[] = { "pattern.map", "R=G", "pattern.mamba_impl", "mamba2", NULL };
+    const nam_cmp_row *R;
+    if (plan_with(&p, &e, s) != NAM_OK) { CHECK("compare: plan", 0, "%s", e.message); return; }
+    nam_plan_args_text(&p, &text, &e);
+    st = nam_args_compare(&p, text, 0, "self", &c, &e);
+    CHECK("compare: nam's own args text against the plan: every flag matches", st == NAM_OK && c.num_rows == p.num_args && c.count[NAM_CMP_MATCH] == p.num_args,
+          "%s rows %d match %d", e.message, c.num_rows, c.count[0]);
+    if (st == NAM_OK) nam_args_cmp_free(&c);
+    nam_free(text);
+    {
+        const char *argv =
+            "torchrun --nproc-per-node 8 pretrain_hybrid.py \\\n"
+            "  --hybrid-override-pattern \"*EME*EME*EMG*|EME*EME*EMG*E|ME*EME*EMG*EM|E*EME*EMG*EME/*-\" \\\n"
+            "  --tensor-model-parallel-size=2 --hidden-size 2048 --hidden-size 4096 \\\n"
+            "  --moe-aux-loss-coeff 1e-4 --kv-channels 128 --context-parallel-size 1 \\\n"
+            "  --use-rotary-position-embeddings --max-position-embeddings 8192 \\\n"
+            "  --lr 3e-4   # not modelled by nam\n";
+        st = nam_args_compare(&p, argv, 0, "t.sh", &c, &e);
+        CHECK("compare: a torchrun command line parses", st == NAM_OK, "%s", e.message);
+        if (st == NAM_OK) {
+            CHECK("compare: launcher words before the script are ignored", c.ignored_words == 4 && !cmp_row(&c, "--nproc-per-node"), "%d", c.ignored_words);
+            R = cmp_row(&c, "--hybrid-layer-pattern");
+            CHECK("compare: --hybrid-override-pattern is the renamed --hybrid-layer-pattern", R && R->verdict == NAM_CMP_MATCH && R->note && strstr(R->note, "renamed"), "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            R = cmp_row(&c, "--tensor-model-parallel-size");
+            CHECK("compare: --flag=value", R && R->verdict == NAM_CMP_MATCH && !strcmp(R->other_value, "2"), "%s", R ? R->other_value : "no row");
+            R = cmp_row(&c, "--hidden-size");
+            CHECK("compare: a flag given twice keeps the last value (argparse)", R && R->verdict == NAM_CMP_MATCH && R->note, "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            R = cmp_row(&c, "--moe-aux-loss-coeff");
+            CHECK("compare: numbers compare by value (1e-4 = 0.0001)", R && R->verdict == NAM_CMP_MATCH, "%s", R ? R->nam_value : "no row");
+            R = cmp_row(&c, "--position-embedding-type");
+            CHECK("compare: --use-rotary-position-embeddings is --position-embedding-type rope", R && R->verdict == NAM_CMP_MATCH, "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            R = cmp_row(&c, "--max-position-embeddings");
+            CHECK("compare: differs, with both values", R && R->verdict == NAM_CMP_DIFFERS && !strcmp(R->nam_value, "4096") && !strcmp(R->other_value, "8192"), "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            R = cmp_row(&c, "--lr");
+            CHECK("compare: missing in nam", R && R->verdict == NAM_CMP_MISSING_IN_NAM && !R->nam_value && !strcmp(R->other_value, "3e-4"), "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            R = cmp_row(&c, "--num-experts");
+            CHECK("compare: only in nam", R && R->verdict == NAM_CMP_ONLY_IN_NAM && !R->other_value, "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            R = cmp_row(&c, "--mamba-state-dim");
+            CHECK("compare: nam setting Megatron's default while the other leaves it out matches", R && R->verdict == NAM_CMP_MATCH && R->note, "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            R = cmp_row(&c, "--expert-tensor-parallel-size");
+            CHECK("compare: a derived default (etp = tp = 2) is not nam's etp 1", R && R->verdict == NAM_CMP_ONLY_IN_NAM, "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            CHECK("compare: counts add up to the rows", c.count[0] + c.count[1] + c.count[2] + c.count[3] == c.num_rows, "%d", c.num_rows);
+            nam_args_cmp_free(&c);
+        }
+    }
+    st = nam_args_compare(&p, "--hidden-size 4096\n--spec \"a.b\n", 0, "q.txt", &c, &e);
+    CHECK("compare: an unterminated quote names its line and column", st == NAM_ERR_SYNTAX && e.line == 2 && e.column == 8 && strstr(e.message, "q.txt:2:8"), "%s", e.message);
+    st = nam_args_compare(&p, "--hidden-size ${H}\n", 0, "v.txt", &c, &e);
+    CHECK("compare: a shell variable is an error, not a silent literal", st == NAM_ERR_SYNTAX && strstr(e.message, "v.txt:1:15"), "%s", e.message);
+    st = nam_args_compare(&p, "--hidden-size 40\xc3\xa9" "96\n", 0, "u.txt", &c, &e);
+    CHECK("compare: non-ASCII bytes are an error", st == NAM_ERR_SYNTAX, "%s", e.message);
+    nam_plan_free(&p);
+}
+
 int main(void) {
     test_pattern();
     test_megatron();
@@ -956,6 +1023,7 @@ int main(void) {
     test_megatron_rules();
     test_seams();
     test_preflight();
+    test_compare();
     test_ranks();
     test_misc();
     printf("test_core: %d passed, %d failed\n", g_pass, g_fail);
