@@ -426,6 +426,11 @@ typedef struct nam_recipe {
     char cp_comm_type[16];            /* p2p | a2a | allgather | a2a+p2p */
     int hierarchical_cp_sizes[NAM_MAX_LIST]; int num_hierarchical_cp_sizes; /* for a2a+p2p */
     int distributed_optimizer;        /* --use-distributed-optimizer */
+    /* [memory] */
+    char recompute_granularity[16];   /* none | selective | full */
+    char recompute_method[16];        /* uniform | block (full only) */
+    int recompute_num_layers;         /* full only */
+    char recompute_modules[NAM_STR_MAX]; /* selective only: comma list */
     /* [preflight] */
     double device_memory_gib, peak_tflops, step_time_s;
     /* [batch] */
@@ -553,6 +558,9 @@ typedef struct nam_rank_memory {
     double params_dense, params_expert;  /* of params_total: data-parallel over dp / expert dp */
     double weight_bytes, grad_bytes, optimizer_bytes;
     double static_bytes;             /* weights + grads + optimizer state */
+    double activation_bytes;         /* saved activations of the in-flight microbatches (see nam.h >>preflight) */
+    double in_flight;                /* microbatches (model chunks / vpp with the interleaved schedule) held at once */
+    double total_bytes;              /* static + activations */
 } nam_rank_memory;
 
 typedef struct nam_preflight {
@@ -564,7 +572,7 @@ typedef struct nam_preflight {
                                         native pattern; 0 while the native pattern is withheld */
     nam_rank_memory *ranks;          /* pp entries (heap) */
     int num_ranks;
-    int peak_rank;                   /* the pp rank with the most static memory */
+    int peak_rank;                   /* the pp rank with the most memory (static + activations) */
     int fits;                        /* 1 / 0 against preflight.device_memory_gib, -1 when not given */
     double tflops_per_gpu, mfu, mfu_megatron;  /* for preflight.step_time_s > 0, else 0 */
 } nam_preflight;
@@ -1733,7 +1741,7 @@ NAM__DEF nam_status nam_megatron_layout(const nam_mpattern *p, const nam_layout_
 
 /* >>recipe ----------------------------------------------------------------------------- */
 enum { NAM__T_INT, NAM__T_BOOL, NAM__T_STR, NAM__T_DBL, NAM__T_PATTERN, NAM__T_LIST,
-       NAM__T_FAMILIES, NAM__T_MAP, NAM__T_MODULES, NAM__T_ENV, NAM__T_SPEC };
+       NAM__T_FAMILIES, NAM__T_MAP, NAM__T_MODULES, NAM__T_ENV, NAM__T_SPEC, NAM__T_RMODULES };
 
 /* Range flags of a field: NAM__LO_OPEN / NAM__HI_OPEN make lo / hi exclusive. */
 #define NAM__LO_OPEN 1
@@ -1849,6 +1857,10 @@ static const nam__field nam__fields[] = {
     NAM__S("parallel", "cp_comm_type", cp_comm_type, "p2p|a2a|allgather|a2a+p2p", "p2p", "--cp-comm-type (emitted when cp > 1)")
     NAM__B("parallel", "distributed_optimizer", distributed_optimizer, "true", "--use-distributed-optimizer: optimizer state sharded over data parallel")
     NAM__L("parallel", "hierarchical_cp_sizes", hierarchical_cp_sizes, num_hierarchical_cp_sizes, 1, NAM__PAR, -1, "", "--hierarchical-context-parallel-sizes (product = cp; required by a2a+p2p)")
+    NAM__S("memory", "recompute_granularity", recompute_granularity, "none|selective|full", "none", "--recompute-granularity (none emits nothing)")
+    NAM__S("memory", "recompute_method", recompute_method, "uniform|block", "uniform", "--recompute-method, with full recompute")
+    NAM__I("memory", "recompute_num_layers", recompute_num_layers, 1, NAM_MAX_DEPTH, "1", "--recompute-num-layers, with full recompute (1..layers per pp rank)")
+    NAM__X("memory", "recompute_modules", NAM__T_RMODULES, recompute_modules, "core_attn", "--recompute-modules, with selective recompute (core_attn moe_act layernorm mla_up_proj mlp moe shared_experts gdn_norm_out mhc)")
     NAM__D("preflight", "device_memory_gib", device_memory_gib, 0, 1e6, "0", "GPU memory in GiB; plan mode warns and strict mode refuses when a pp rank's static memory exceeds it; 0 = not checked")
     NAM__D("preflight", "peak_tflops", peak_tflops, 0, 1e9, "989", "dense bf16 peak per GPU in TFLOP/s, for MFU (989 = H100/H200 SXM)")
     NAM__D("preflight", "step_time_s", step_time_s, 0, 1e9, "0", "measured seconds per global batch; > 0 gives TFLOP/s per GPU and MFU")
@@ -1985,6 +1997,8 @@ static int nam__printable(const char *v, size_t *bad) {
 }
 
 static const char *const nam__graph_modules = "attn|mlp|moe|moe_router|moe_preprocess|mamba";
+/* transformer_config.py:1943-1957 */
+static const char *const nam__recompute_modules = "core_attn|moe_act|layernorm|mla_up_proj|mlp|moe|shared_experts|gdn_norm_out|mhc";
 
 /* Validate a comma list item by item; kind: MAP, MODULES, ENV, FAMILIES-free. */
 static nam_status nam__check_list(const nam__field *f, const char *v, nam_error *err) {
@@ -2017,6 +2031,9 @@ static nam_status nam__check_list(const nam__field *f, const char *v, nam_error 
         } else if (f->type == NAM__T_MODULES) {
             if (!nam__choice_ok(nam__graph_modules, item))
                 return nam__err(err, NAM_ERR_RANGE, "%s.%s: entry %d '%s' is not a CUDA-graph module (attn, mlp, moe, moe_router, moe_preprocess, mamba)", f->section, f->key, n, item);
+        } else if (f->type == NAM__T_RMODULES) {
+            if (!nam__choice_ok(nam__recompute_modules, item))
+                return nam__err(err, NAM_ERR_RANGE, "%s.%s: entry %d '%s' is not a recompute module (%s)", f->section, f->key, n, item, nam__recompute_modules);
         } else if (f->type == NAM__T_ENV) {
             const char *eq = strchr(item, '=');
             size_t k;
@@ -2082,7 +2099,7 @@ static nam_status nam__field_set(nam_recipe *r, int fi, const char *v, nam_error
     char *base = NAM__CAST(char *, NAM__CAST(void *, r)) + f->off;
     size_t bad;
     char list[1024];
-    if (f->type == NAM__T_LIST || f->type == NAM__T_MAP || f->type == NAM__T_MODULES || f->type == NAM__T_ENV) {
+    if (f->type == NAM__T_LIST || f->type == NAM__T_MAP || f->type == NAM__T_MODULES || f->type == NAM__T_ENV || f->type == NAM__T_RMODULES) {
         if (!nam__list_normalize(v, list, sizeof list))
             return nam__err(err, NAM_ERR_LIMIT, "%s.%s: the list is longer than %d bytes", f->section, f->key, NAM__CAST(int, sizeof list) - 1);
         v = list;
@@ -2170,7 +2187,7 @@ static nam_status nam__field_set(nam_recipe *r, int fi, const char *v, nam_error
         memcpy(base, v, n + 1);
         return NAM_OK;
     }
-    default: { /* NAM__T_STR, NAM__T_MAP, NAM__T_MODULES, NAM__T_ENV, NAM__T_SPEC */
+    default: { /* NAM__T_STR, NAM__T_MAP, NAM__T_MODULES, NAM__T_RMODULES, NAM__T_ENV, NAM__T_SPEC */
         size_t n = strlen(v);
         nam_status st;
         if (n >= f->size)
@@ -2974,6 +2991,9 @@ static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
         if (nam__has_module(mods, "attn") && !any_attn && !p->unresolved)
             return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'attn' but the plan has no attention layers");
     }
+    if (!strcmp(r->recompute_granularity, "full") && r->recompute_num_layers > p->pattern.depth / r->pp)
+        return nam__err(err, NAM_ERR_RANGE, "memory.recompute_num_layers %d must be between 1 and the layers per pipeline rank, %d / %d = %d (transformer_config.py:1919)",
+                        r->recompute_num_layers, p->pattern.depth, r->pp, p->pattern.depth / r->pp);
     return nam__check_env(p, err);
 }
 
@@ -3080,6 +3100,18 @@ static nam_status nam__build_args(nam_plan *p, nam_error *err) {
         nam__arg_int(p, ab, "--linear-conv-kernel-dim", r->gdn_conv_kernel_dim);
     }
     if (r->distributed_optimizer) nam__arg_str(p, ab, "--use-distributed-optimizer", NULL);
+    if (strcmp(r->recompute_granularity, "none")) {
+        nam__arg_str(p, ab, "--recompute-granularity", r->recompute_granularity);
+        if (!strcmp(r->recompute_granularity, "full")) {
+            nam__arg_str(p, ab, "--recompute-method", r->recompute_method);
+            nam__arg_int(p, ab, "--recompute-num-layers", r->recompute_num_layers);
+        } else if (r->recompute_modules[0]) {
+            char mods[NAM_STR_MAX], *c;
+            snprintf(mods, sizeof mods, "%s", r->recompute_modules);
+            for (c = mods; *c; c++) if (*c == ',') *c = ' ';
+            nam__arg_str(p, ab, "--recompute-modules", mods);
+        }
+    }
     nam__arg_int(p, ab, "--micro-batch-size", r->micro_batch_size);
     nam__arg_int(p, ab, "--global-batch-size", r->global_batch_size ? r->global_batch_size : r->micro_batch_size * p->dp);
     if (!strcmp(r->dtype, "bf16")) nam__arg_str(p, ab, "--bf16", NULL);
@@ -3341,6 +3373,48 @@ static double nam__layer_flops(const nam_plan *p, int f, double T, double S2) {
     }
 }
 
+/* Saved activations of one layer for one microbatch, in bytes, before the TP/SP split.
+   Units of s*b*h bytes (16-bit activations), as Megatron's estimator
+   (theoretical_memory_usage.py compute_activation_memory, Korthikanti et al. Table 2 with
+   flash attention, so no s^2 term): attention with its norm 13, dense MLP with its norm
+   5 + 4*ffn/h, which add up to Megatron's 18 + 4*ffn/h per transformer layer. The other
+   families are nam's own count of the tensors their backward keeps (2 bytes each): the
+   layer input and its norm (2h), the input projection's output, the conv output, the mixer
+   output and the gated norm's output, plus the fp32 chunk states of the scan every `chunk`
+   tokens. MoE: norm + router 5, each of the top-k token copies 2 + 4*moe_ffn/h, the shared
+   expert 4*shared/h. MLA/DSA are counted like attention. Under full recompute a layer keeps
+   only its input (2) and one group of recompute_num_layers is rebuilt at a time. */
+static double nam__layer_act(const nam_plan *p, int f, double sbh, double sb) {
+    const nam_recipe *r = &p->recipe;
+    double h = r->hidden_size;
+    switch (f) {
+    case NAM_FAM_ATTENTION: case NAM_FAM_MLA: case NAM_FAM_DSA: return 13 * sbh;
+    case NAM_FAM_MLP: return (5 + 4.0 * p->ffn_hidden_size / h) * sbh;
+    case NAM_FAM_MOE: {
+        double mf = r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size;
+        return (5 + r->router_topk * (2 + 4 * mf / h) + 4.0 * r->shared_expert_size / h) * sbh;
+    }
+    case NAM_FAM_MAMBA2: {   /* Megatron's MambaMixer: chunk 128 */
+        double H = p->mamba_num_heads, di = H * r->mamba_head_dim, GN = (double)r->mamba_num_groups * r->mamba_state_dim;
+        return 2 * sb * (2 * h + (2 * di + 2 * GN + H) + (di + 2 * GN) + 2 * di) + 4 * sb / 128 * di * r->mamba_state_dim;
+    }
+    case NAM_FAM_MAMBA3: {
+        double H = p->mamba_num_heads, di = H * r->mamba_head_dim, N = r->mamba_state_dim, G = r->mamba_num_groups;
+        double R = r->mamba3_mimo ? r->mamba3_mimo_rank : 1, nth = floor(floor(N * r->mamba3_rope_fraction) / 2);
+        return 2 * sb * (2 * h + (2 * di + 2 * N * G * R + 3 * H + nth) + 2 * di) + 4 * sb / r->mamba3_chunk_size * di * N;
+    }
+    case NAM_FAM_GDN: {   /* chunk 64 (flash-linear-attention) */
+        double qk = (double)r->gdn_key_head_dim * r->gdn_num_key_heads, v = (double)r->gdn_value_head_dim * r->gdn_num_value_heads, nv = r->gdn_num_value_heads;
+        return 2 * sb * (2 * h + (2 * qk + 2 * v + 2 * nv) + (2 * qk + v) + 2 * v) + 4 * sb / 64 * nv * r->gdn_key_head_dim * r->gdn_value_head_dim;
+    }
+    case NAM_FAM_M2RNN: {   /* states kept every 64 tokens (cppmega's backward chunk) */
+        double K = r->m2rnn_k_head_dim, V = r->m2rnn_v_head_dim, H = p->m2rnn_num_heads;
+        return 2 * sb * (2 * h + (2 * K + 2 * H * V + H) + (2 * K + H * V) + 2 * H * V) + 4 * sb / 64 * H * K * V;
+    }
+    default: return 0;
+    }
+}
+
 static void nam__preflight(nam_plan *p) {
     const nam_recipe *r = &p->recipe;
     nam_preflight *f = &p->preflight;
@@ -3348,40 +3422,46 @@ static void nam__preflight(nam_plan *p) {
     double gbs = r->global_batch_size ? r->global_batch_size : (double)r->micro_batch_size * p->dp;
     double T = gbs * r->seq_length, S2 = gbs * (double)r->seq_length * r->seq_length;
     double pbytes = strcmp(r->dtype, "fp32") ? 2 : 4, obytes = pbytes == 2 ? 12 : 8;
-    int i, k, d, pp = r->pp, last = r->pp - 1, mtp_n = p->pattern.mtp_len, depths = p->pattern.mtp_depths;
+    int i, k, pp = r->pp, last = r->pp - 1, mtp_n = p->pattern.mtp_len, depths = p->pattern.mtp_depths;
     nam_rank_memory *R = f->ranks;
+    double cp_s = (double)r->seq_length / r->cp, sb = cp_s * r->micro_batch_size, sbh = sb * h, a;
+    int full = !strcmp(r->recompute_granularity, "full");
+    /* every layer of a family has the same shapes: compute each family once */
+    nam__lp fp[NAM_FAM_COUNT];
+    double ffl[NAM_FAM_COUNT], fact[NAM_FAM_COUNT];
+    int done[NAM_FAM_COUNT];
+    memset(done, 0, sizeof done);
     for (i = 0; i < pp; i++) { memset(&R[i], 0, sizeof R[i]); R[i].pp_rank = i; }
-    /* main layers, on the pp rank that owns their stage */
-    for (k = 0; k < p->layout.num_stages; k++) {
-        const nam_stage *st = &p->layout.stages[k];
-        nam_rank_memory *M = &R[st->pp_rank];
-        M->num_layers += st->seg.num_layers;
-        for (i = st->seg.offset; i < st->seg.offset + st->seg.num_layers; i++) {
-            nam__lp lp = nam__layer_params(p, nam__layer_family(p, p->layers[i].family, p->layers[i].native));
-            if (lp.fam < 0) continue;
-            M->params[lp.fam] += lp.tp / r->tp + lp.rep + lp.exp / ((double)r->ep * p->etp);
-            M->params_dense += lp.tp / r->tp + lp.rep;
-            M->params_expert += lp.exp / ((double)r->ep * p->etp);
-            f->params[lp.fam] += lp.tp + lp.rep + lp.exp;
-            f->params_active += lp.tp + lp.rep + lp.exp_active;
-            f->flops[lp.fam] += 3 * nam__layer_flops(p, lp.fam, T, S2);
+    /* main layers (on the pp rank that owns their stage), then the MTP depths on the last
+       rank: the block's layers plus per depth two input norms, eh_proj (2h -> h) and a final norm */
+    for (k = 0; k < p->layout.num_stages + depths; k++) {
+        const nam_stage *st = k < p->layout.num_stages ? &p->layout.stages[k] : NULL;
+        nam_rank_memory *M = &R[st ? st->pp_rank : last];
+        int n = st ? st->seg.num_layers : mtp_n, j;
+        if (st) M->num_layers += n;
+        for (j = 0; j < n; j++) {
+            int fam = st ? nam__layer_family(p, p->layers[st->seg.offset + j].family, p->layers[st->seg.offset + j].native)
+                         : nam__layer_family(p, p->pattern.mtp[j], p->mtp_native ? p->mtp_native[j] : 0);
+            nam__lp *lp;
+            if (fam < 0) continue;
+            if (!done[fam]) {
+                fp[fam] = nam__layer_params(p, fam);
+                ffl[fam] = 3 * nam__layer_flops(p, fam, T, S2);
+                fact[fam] = nam__layer_act(p, fam, sbh, sb);
+                done[fam] = 1;
+            }
+            lp = &fp[fam];
+            M->params[fam] += lp->tp / r->tp + lp->rep + lp->exp / ((double)r->ep * p->etp);
+            M->params_dense += lp->tp / r->tp + lp->rep;
+            M->params_expert += lp->exp / ((double)r->ep * p->etp);
+            f->params[fam] += lp->tp + lp->rep + lp->exp;
+            f->params_active += lp->tp + lp->rep + lp->exp_active;
+            f->flops[fam] += ffl[fam];
+            a = fact[fam];
+            M->activation_bytes += full ? 2 * sbh : a;   /* per microbatch, all chunks of the rank; MTP runs every microbatch */
+            if (st && a > M->total_bytes) M->total_bytes = a;   /* until the end: the rank's largest layer */
         }
-    }
-    /* MTP depths on the last pp rank: the block's layers plus per depth two input norms,
-       eh_proj (2h -> h) and a final norm */
-    for (d = 0; d < depths; d++) {
-        nam_rank_memory *M = &R[last];
-        for (i = 0; i < mtp_n; i++) {
-            char sym = p->mtp_native ? p->mtp_native[i] : 0;
-            nam__lp lp = nam__layer_params(p, nam__layer_family(p, p->pattern.mtp[i], sym));
-            if (lp.fam < 0) continue;
-            M->params[lp.fam] += lp.tp / r->tp + lp.rep + lp.exp / ((double)r->ep * p->etp);
-            M->params_dense += lp.tp / r->tp + lp.rep;
-            M->params_expert += lp.exp / ((double)r->ep * p->etp);
-            f->params[lp.fam] += lp.tp + lp.rep + lp.exp;
-            f->params_active += lp.tp + lp.rep + lp.exp_active;
-            f->flops[lp.fam] += 3 * nam__layer_flops(p, lp.fam, T, S2);
-        }
+        if (st) continue;
         R[last].params[NAM_FAM_MTP] += 2 * h * h / r->tp + 3 * h * ns;
         R[last].params_dense += 2 * h * h / r->tp + 3 * h * ns;
         f->params[NAM_FAM_MTP] += 2 * h * h + 3 * h * ns;
@@ -3415,10 +3495,41 @@ static void nam__preflight(nam_plan *p) {
         M->grad_bytes = (dense + expert) * 4;
         M->optimizer_bytes = dense * odense + expert * oexp;
         M->static_bytes = M->weight_bytes + M->grad_bytes + M->optimizer_bytes;
-        if (M->static_bytes > R[f->peak_rank].static_bytes) f->peak_rank = i;
+    }
+    /* activations: each rank holds its layers' activations for every in-flight microbatch;
+       1F1B: min(microbatches, pp - rank); interleaved: (pp - rank - 1) * 2 + (vpp - 1) * pp + 1
+       model chunks of layers/vpp each (on rank 0 this is Megatron's 1 + (pp-1)/(pp*vpp)
+       penalty); the first rank adds the embedding's (8sb + sbh) * pp terms under the same
+       factor, and with pp = 1 the output layer's 4sbh(1 + vocab/h), as Megatron does. Split
+       over TP with sequence parallelism; without it only Megatron's 24/34 share splits. */
+    for (i = 0; i < pp; i++) {
+        nam_rank_memory *M = &R[i];
+        double largest = M->total_bytes, inflight, fac, split;
+        (void)split;
+        int vpp = p->vpp > 0 ? p->vpp : 1;
+        if (p->vpp > 0) inflight = ((pp - i - 1) * 2.0 + (vpp - 1.0) * pp + 1) / vpp;
+        else inflight = p->num_microbatches < pp - i ? p->num_microbatches : pp - i;
+        M->in_flight = inflight;
+        fac = p->vpp > 0 ? inflight / pp : (pp > 1 ? (p->num_microbatches < pp ? (double)p->num_microbatches / pp : 1) : 1);
+        a = M->activation_bytes * inflight;
+        if (full) a += largest * r->recompute_num_layers;   /* one group rebuilt during backward */
+        if (r->sequence_parallel) {   /* compute_activation_memory: everything split over TP */
+            if (i == 0) a += (8 * sb + sbh) * pp * fac;
+            if (pp == 1) a += sbh * 4 * (1 + vocab / h);
+            a /= r->tp;
+        } else {                      /* compute_activation_memory_without_sp: 10 + 24/tp of 34 */
+            split = (10.0 + 24.0 / r->tp) / 34.0;
+            a *= split;
+            if (i == 0) a += (8 * sb + sbh) * pp * fac;
+            if (pp == 1) a += (sb * vocab / r->tp + sbh) * 2;
+            a *= 1.05;                /* Megatron's 5% for temporaries */
+        }
+        M->activation_bytes = a;
+        M->total_bytes = M->static_bytes + M->activation_bytes;
+        if (M->total_bytes > R[f->peak_rank].total_bytes) f->peak_rank = i;
     }
     for (i = 0; i < NAM_FAM_COUNT; i++) { f->params_total += f->params[i]; f->flops_total += f->flops[i]; }
-    f->fits = r->device_memory_gib > 0 ? R[f->peak_rank].static_bytes <= r->device_memory_gib * 1073741824.0 : -1;
+    f->fits = r->device_memory_gib > 0 ? R[f->peak_rank].total_bytes <= r->device_memory_gib * 1073741824.0 : -1;
     /* Megatron's hybrid formula on the native pattern: only '*' counts as attention, every 'M'
        as Mamba-2 with d_in = 2h, MTP layers included, logits with (1 + mtp) heads */
     f->flops_megatron = 0;
@@ -3632,8 +3743,9 @@ NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error 
     nam__preflight(p);
     if (p->preflight.fits == 0 && p->strict) {
         const nam_rank_memory *M = &p->preflight.ranks[p->preflight.peak_rank];
-        st = nam__err(err, NAM_ERR_RANGE, "strict mode: pp rank %d needs %.1f GiB of static memory (weights %.1f, grads %.1f, optimizer %.1f; activations not counted), above preflight.device_memory_gib %g",
-                      M->pp_rank, M->static_bytes / 1073741824.0, M->weight_bytes / 1073741824.0, M->grad_bytes / 1073741824.0, M->optimizer_bytes / 1073741824.0, r->device_memory_gib);
+        st = nam__err(err, NAM_ERR_RANGE, "strict mode: pp rank %d needs %.1f GiB (weights %.1f, grads %.1f, optimizer %.1f, activations %.1f for %g in-flight microbatches), above preflight.device_memory_gib %g",
+                      M->pp_rank, M->total_bytes / 1073741824.0, M->weight_bytes / 1073741824.0, M->grad_bytes / 1073741824.0, M->optimizer_bytes / 1073741824.0,
+                      M->activation_bytes / 1073741824.0, M->in_flight, r->device_memory_gib);
         goto fail;
     }
     if (err) nam__err_reset(err);
@@ -3829,12 +3941,13 @@ static void nam__json_preflight(const nam_plan *p, nam__sb *b) {
     nam__sb_printf(b, ",\n    \"flops_per_step\": %.17g, \"flops_megatron\": %.17g,\n    \"flops\": ", f->flops_total, f->flops_megatron);
     nam__json_fams(b, f->flops);
     nam__sb_printf(b, ",\n    \"step_time_s\": %g, \"tflops_per_gpu\": %g, \"mfu\": %g, \"mfu_megatron\": %g,", p->recipe.step_time_s, f->tflops_per_gpu, f->mfu, f->mfu_megatron);
-    nam__sb_printf(b, "\n    \"device_memory_gib\": %g, \"fits\": %s, \"peak_pp_rank\": %d, \"activations\": \"not counted yet\",\n    \"ranks\": [",
-                   p->recipe.device_memory_gib, f->fits < 0 ? "null" : f->fits ? "true" : "false", f->peak_rank);
+    nam__sb_printf(b, "\n    \"device_memory_gib\": %g, \"fits\": %s, \"peak_pp_rank\": %d, \"recompute\": \"%s\",\n    \"ranks\": [",
+                   p->recipe.device_memory_gib, f->fits < 0 ? "null" : f->fits ? "true" : "false", f->peak_rank, p->recipe.recompute_granularity);
     for (i = 0; i < f->num_ranks; i++) {
         const nam_rank_memory *M = &f->ranks[i];
-        nam__sb_printf(b, "%s{\"pp_rank\": %d, \"layers\": %d, \"params\": %.17g, \"params_dense\": %.17g, \"params_expert\": %.17g, \"weight_bytes\": %.17g, \"grad_bytes\": %.17g, \"optimizer_bytes\": %.17g, \"static_bytes\": %.17g, \"params_by_family\": ",
-                       i ? ",\n      " : "\n      ", M->pp_rank, M->num_layers, M->params_total, M->params_dense, M->params_expert, M->weight_bytes, M->grad_bytes, M->optimizer_bytes, M->static_bytes);
+        nam__sb_printf(b, "%s{\"pp_rank\": %d, \"layers\": %d, \"params\": %.17g, \"params_dense\": %.17g, \"params_expert\": %.17g, \"weight_bytes\": %.17g, \"grad_bytes\": %.17g, \"optimizer_bytes\": %.17g, \"static_bytes\": %.17g, \"activation_bytes\": %.17g, \"in_flight_microbatches\": %g, \"total_bytes\": %.17g, \"params_by_family\": ",
+                       i ? ",\n      " : "\n      ", M->pp_rank, M->num_layers, M->params_total, M->params_dense, M->params_expert, M->weight_bytes, M->grad_bytes, M->optimizer_bytes, M->static_bytes,
+                       M->activation_bytes, M->in_flight, M->total_bytes);
         nam__json_fams(b, M->params);
         nam__sb_putc(b, '}');
     }

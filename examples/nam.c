@@ -290,19 +290,19 @@ static void print_preflight(const nam_plan *p, FILE *f) {
     const nam_recipe *r = &p->recipe;
     const double G = 1073741824.0;
     int i, k;
-    fprintf(f, "\npre-flight (static memory: %s weights, fp32 grads, Adam%s; activations not counted yet)\n",
-            strcmp(r->dtype, "fp32") ? "16-bit" : "fp32", r->distributed_optimizer ? " sharded over dp" : "");
+    fprintf(f, "\npre-flight (%s weights, fp32 grads, Adam%s; activations with recompute %s)\n",
+            strcmp(r->dtype, "fp32") ? "16-bit" : "fp32", r->distributed_optimizer ? " sharded over dp" : "", r->recompute_granularity);
     fprintf(f, "params    %.3f B total, %.3f B active;", pf->params_total / 1e9, pf->params_active / 1e9);
     for (k = 0; k < NAM_FAM_COUNT; k++) if (pf->params[k] != 0) fprintf(f, " %s %.3f B", nam_family_name(k), pf->params[k] / 1e9);
-    fprintf(f, "\n%7s  %6s  %12s  %10s  %10s  %10s  %10s\n", "pp_rank", "layers", "params/GPU", "weights", "grads", "optimizer", "static");
+    fprintf(f, "\n%7s  %6s  %12s  %10s  %10s  %10s  %14s  %10s\n", "pp_rank", "layers", "params/GPU", "weights", "grads", "optimizer", "activations", "total");
     for (i = 0; i < pf->num_ranks; i++) {
         const nam_rank_memory *M = &pf->ranks[i];
-        fprintf(f, "%7d  %6d  %10.3f B  %6.2f GiB  %6.2f GiB  %6.2f GiB  %6.2f GiB%s\n", M->pp_rank, M->num_layers, M->params_total / 1e9,
-                M->weight_bytes / G, M->grad_bytes / G, M->optimizer_bytes / G, M->static_bytes / G, i == pf->peak_rank ? "  <- peak" : "");
+        fprintf(f, "%7d  %6d  %10.3f B  %6.2f GiB  %6.2f GiB  %6.2f GiB  %6.2f GiB x%-4g  %6.2f GiB%s\n", M->pp_rank, M->num_layers, M->params_total / 1e9,
+                M->weight_bytes / G, M->grad_bytes / G, M->optimizer_bytes / G, M->activation_bytes / G, M->in_flight, M->total_bytes / G, i == pf->peak_rank ? "  <- peak" : "");
     }
     if (pf->fits >= 0)
-        fprintf(f, "fits      %s: peak pp rank %d needs %.2f GiB of %g GiB (static only)\n", pf->fits ? "yes" : "NO (warning; strict mode refuses)",
-                pf->peak_rank, pf->ranks[pf->peak_rank].static_bytes / G, r->device_memory_gib);
+        fprintf(f, "fits      %s: peak pp rank %d needs %.2f GiB of %g GiB\n", pf->fits ? "yes" : "NO (warning; strict mode refuses)",
+                pf->peak_rank, pf->ranks[pf->peak_rank].total_bytes / G, r->device_memory_gib);
     fprintf(f, "flops     %.4g PFLOP per step (nam, by family);", pf->flops_total / 1e15);
     for (k = 0; k < NAM_FAM_COUNT; k++) if (pf->flops[k] != 0) fprintf(f, " %s %.3g", nam_family_name(k), pf->flops[k] / 1e15);
     if (pf->flops_megatron > 0) fprintf(f, "\n          %.4g PFLOP per step as Megatron's hybrid formula counts it", pf->flops_megatron / 1e15);

@@ -216,11 +216,11 @@ expect_grep "the refusal names the seams" "$T/err" "cannot build the custom seam
 
 # --- pre-flight (issue 21, first step) -----------------------------------------------------------
 expect_rc "plan prints the pre-flight table" 0 "$NAM" plan --map R=M --set preflight.device_memory_gib=16 --set preflight.step_time_s=20
-expect_grep "pre-flight: per-rank static memory rows" "$T/out" "pp_rank  layers    params/GPU"
+expect_grep "pre-flight: per-rank memory rows" "$T/out" "pp_rank  layers    params/GPU     weights       grads   optimizer     activations       total"
 expect_grep "pre-flight: the warning when a rank does not fit" "$T/out" "fits      NO (warning; strict mode refuses)"
 expect_grep "pre-flight: MFU line" "$T/out" "MFU "
 expect_rc "strict mode refuses a plan that does not fit" 1 "$NAM" plan --map R=G --set pattern.mamba_impl=mamba2 --set preflight.device_memory_gib=16 --strict
-expect_grep "the refusal gives the rank and the GiB" "$T/err" "static memory"
+expect_grep "the refusal gives the rank and the GiB" "$T/err" "above preflight.device_memory_gib 16"
 expect_rc "plan --json carries the pre-flight" 0 "$NAM" plan --json --map R=M
 pycheck "plan --json: preflight ranks, params by family, FLOPs" "$T/out" \
     'len(d["preflight"]["ranks"]) == 2 and d["preflight"]["params"]["m2rnn"] > 0 and d["preflight"]["flops_megatron"] > 0 and d["preflight"]["fits"] is None and abs(sum(r["static_bytes"] for r in d["preflight"]["ranks"]) - sum(r["weight_bytes"] + r["grad_bytes"] + r["optimizer_bytes"] for r in d["preflight"]["ranks"])) < 1'

@@ -938,7 +938,7 @@ static void test_preflight(void) {
       CHECK("pre-flight: plan mode keeps a plan that does not fit and says so", st == NAM_OK && p.preflight.fits == 0, "%s", e.message);
       if (st == NAM_OK) nam_plan_free(&p); }
     { const char *s[] = { "recipe.mode", "strict", "pattern.map", "R=G", "pattern.mamba_impl", "mamba2", "preflight.device_memory_gib", "16", NULL };
-      expect_plan_err("pre-flight: strict mode refuses a plan whose static memory does not fit", s, NAM_ERR_RANGE, "static memory"); }
+      expect_plan_err("pre-flight: strict mode refuses a plan whose memory does not fit", s, NAM_ERR_RANGE, "above preflight.device_memory_gib"); }
     { const char *s[] = { "pattern.map", "R=M", "preflight.step_time_s", "10", "preflight.peak_tflops", "1000", NULL };
       st = plan_with(&p, &e, s);
       CHECK("pre-flight: MFU from a step time = FLOPs / (time * world * peak)", st == NAM_OK && close_rel(p.preflight.mfu, p.preflight.flops_total / (10.0 * 8 * 1000e12)), "%s", e.message);
@@ -1014,6 +1014,94 @@ static void test_compare(void) {
     nam_plan_free(&p);
 }
 
+/* Megatron-LM d98e8a64 theoretical_memory_usage.py: compute_activation_memory (with SP, the
+   estimator report_theoretical_memory uses with SP and selective recompute) and
+   compute_activation_memory_without_sp, for L transformer layers; written from that file. */
+static double megatron_act_sp(double s, double b, double h, double ffn, double L, double pp, double vpp, double m, double tp, double vocab) {
+    double a = s * b * h * (18 + 4 * (ffn / h)) * L;                      /* lines 306-314 */
+    a += 8 * s * b * pp;                                                  /* 319-321 */
+    a += s * b * h * pp;                                                  /* 323-328 */
+    if (vpp > 0) a *= 1 + (pp - 1) / (pp * vpp);                          /* 331-344 */
+    if (vpp == 0 && pp > 1) a *= (m / pp < 1 ? m / pp : 1);               /* 348-355 */
+    if (pp == 1) a += s * b * h * 4 * (1 + vocab / h);                    /* 357-365 */
+    return a / tp;
+}
+static double megatron_act_nosp(double s, double b, double h, double L, double pp, double vpp, double m, double tp, double vocab) {
+    double a = s * b * h * (10 + 24 / tp) * L;
+    a += 8 * s * b * pp + s * b * h * pp;
+    if (vpp > 0) a *= 1 + (pp - 1) / (pp * vpp);
+    if (vpp == 0 && pp > 1) a *= (m / pp < 1 ? m / pp : 1);
+    if (pp == 1) a += (s * b * vocab / tp + s * b * h) * 2;
+    return a * 1.05;
+}
+
+static void test_activations(void) {
+    nam_plan p;
+    nam_error e;
+    nam_status st;
+    double want;
+    {   /* pp 1, SP, selective: "*-" x 26 */
+        const char *s[] = { "pattern.text", "AF", "pattern.stages", "1", "parallel.pp", "1", "parallel.ep", "1", "moe.num_experts", "0", "cuda_graph.modules", "attn",
+                            "model.vocab_size", "32000", "model.ffn_hidden_size", "14336", "memory.recompute_granularity", "selective", "batch.micro_batch_size", "2", NULL };
+        st = plan_with(&p, &e, s);
+        want = megatron_act_sp(4096, 2, 4096, 14336, 26, 1, 0, 16, 2, 32000);
+        CHECK("activations: pp 1 with SP equal Megatron's compute_activation_memory", st == NAM_OK && close_rel(p.preflight.ranks[0].activation_bytes, want),
+              "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.ranks[0].activation_bytes, want);
+        CHECK("activations: --recompute-granularity selective with the default module", st == NAM_OK && arg_of(&p, "--recompute-granularity") && !strcmp(arg_of(&p, "--recompute-granularity"), "selective") &&
+              arg_of(&p, "--recompute-modules") && !strcmp(arg_of(&p, "--recompute-modules"), "core_attn"), "%s", e.message);
+        if (st == NAM_OK) nam_plan_free(&p);
+    }
+    {   /* pp 2, two stages (1F1B): rank 0 holds min(m, pp) = 2 microbatches */
+        const char *s[] = { "pattern.text", "AF", "pattern.stages", "2", "parallel.ep", "1", "moe.num_experts", "0", "cuda_graph.modules", "attn",
+                            "model.vocab_size", "32000", "model.ffn_hidden_size", "14336", "memory.recompute_granularity", "selective", NULL };
+        st = plan_with(&p, &e, s);
+        want = megatron_act_sp(4096, 1, 4096, 14336, 26, 2, 0, 32, 2, 32000);
+        CHECK("activations: 1F1B pp 2, first stage equals Megatron's", st == NAM_OK && p.vpp == 0 && close_rel(p.preflight.ranks[0].activation_bytes, want),
+              "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.ranks[0].activation_bytes, want);
+        CHECK("activations: the last 1F1B stage holds one microbatch", st == NAM_OK && p.preflight.ranks[1].in_flight == 1 && p.preflight.ranks[0].in_flight == 2, "%s", e.message);
+        if (st == NAM_OK) nam_plan_free(&p);
+    }
+    {   /* pp 2, four stages: interleaved, vpp 2; depth 48 so every stage holds 6 "*-" pairs */
+        const char *s[] = { "pattern.text", "AF", "pattern.depth", "48", "pattern.stages", "4", "parallel.ep", "1", "moe.num_experts", "0", "cuda_graph.modules", "attn",
+                            "model.vocab_size", "32000", "model.ffn_hidden_size", "14336", "memory.recompute_granularity", "selective", NULL };
+        st = plan_with(&p, &e, s);
+        want = megatron_act_sp(4096, 1, 4096, 14336, 24, 2, 2, 32, 2, 32000);
+        CHECK("activations: interleaved pp 2 vpp 2, first stage equals Megatron's (penalty 1 + (pp-1)/(pp*vpp))", st == NAM_OK && p.vpp == 2 && close_rel(p.preflight.ranks[0].activation_bytes, want),
+              "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.ranks[0].activation_bytes, want);
+        if (st == NAM_OK) nam_plan_free(&p);
+    }
+    {   /* no SP: compute_activation_memory_without_sp (ffn = 4h, where its 10 + 24/tp holds) */
+        const char *s[] = { "pattern.text", "AF", "pattern.stages", "1", "parallel.pp", "1", "parallel.ep", "1", "moe.num_experts", "0", "cuda_graph.modules", "attn",
+                            "model.vocab_size", "32000", "model.ffn_hidden_size", "16384", "parallel.sequence_parallel", "false", NULL };
+        st = plan_with(&p, &e, s);
+        want = megatron_act_nosp(4096, 1, 4096, 26, 1, 0, 16, 2, 32000);
+        CHECK("activations: without SP equal Megatron's compute_activation_memory_without_sp", st == NAM_OK && close_rel(p.preflight.ranks[0].activation_bytes, want),
+              "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.ranks[0].activation_bytes, want);
+        if (st == NAM_OK) nam_plan_free(&p);
+    }
+    {   /* full recompute keeps layer inputs: far less than none */
+        const char *n[] = { "pattern.map", "R=M", NULL };
+        const char *f[] = { "pattern.map", "R=M", "memory.recompute_granularity", "full", "memory.recompute_num_layers", "2", NULL };
+        nam_plan q;
+        st = plan_with(&p, &e, n);
+        if (st == NAM_OK) st = plan_with(&q, &e, f);
+        CHECK("activations: full recompute keeps less than none, and emits method and layers",
+              st == NAM_OK && q.preflight.ranks[0].activation_bytes < 0.5 * p.preflight.ranks[0].activation_bytes &&
+              !strcmp(arg_of(&q, "--recompute-method"), "uniform") && !strcmp(arg_of(&q, "--recompute-num-layers"), "2"), "%s", e.message);
+        CHECK("activations: every rank's total is static + activations", st == NAM_OK && q.preflight.ranks[1].total_bytes == q.preflight.ranks[1].static_bytes + q.preflight.ranks[1].activation_bytes, "%s", e.message);
+        if (st == NAM_OK) { nam_plan_free(&p); nam_plan_free(&q); }
+    }
+    { const char *s[] = { "memory.recompute_granularity", "full", "memory.recompute_num_layers", "27", NULL };
+      expect_plan_err("full recompute of more layers than a pp rank holds: refused", s, NAM_ERR_RANGE, "transformer_config.py:1919"); }
+    {
+        nam_recipe r;
+        nam_recipe_init(&r, &e);
+        st = nam_recipe_set(&r, "memory.recompute_modules", "core_attn,attn", &e);
+        CHECK("recompute modules outside Megatron's list are refused", st == NAM_ERR_RANGE && strstr(e.message, "'attn'"), "%s", e.message);
+        nam_recipe_free(&r);
+    }
+}
+
 int main(void) {
     test_pattern();
     test_megatron();
@@ -1024,6 +1112,7 @@ int main(void) {
     test_seams();
     test_preflight();
     test_compare();
+    test_activations();
     test_ranks();
     test_misc();
     printf("test_core: %d passed, %d failed\n", g_pass, g_fail);
