@@ -2991,6 +2991,22 @@ static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
         if (nam__has_module(mods, "attn") && !any_attn && !p->unresolved)
             return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'attn' but the plan has no attention layers");
     }
+    /* recompute under CUDA graphs (transformer_config.py:2855-2899); nam never sets dropout,
+       so Megatron's attention and hidden dropout of 0.1 apply */
+    if (strcmp(r->cuda_graph_impl, "none") && strcmp(r->recompute_granularity, "none")) {
+        const char *mods = r->cuda_graph_modules, *rm = r->recompute_modules;
+        int full_graph = !strcmp(r->cuda_graph_impl, "full_iteration") || !mods[0];
+        if (!strcmp(r->recompute_granularity, "full") && strcmp(r->cuda_graph_impl, "full_iteration"))
+            return nam__err(err, NAM_ERR_CONFLICT, "memory.recompute_granularity = full with cuda_graph.impl %s: Megatron supports full recompute only with full_iteration CUDA graphs (transformer_config.py:2858)", r->cuda_graph_impl);
+        if (!strcmp(r->recompute_granularity, "selective")) {
+            if (!strcmp(r->cuda_graph_impl, "transformer_engine") && nam__has_module(rm, "moe") && nam__has_module(mods, "moe_router"))
+                return nam__err(err, NAM_ERR_CONFLICT, "memory.recompute_modules 'moe' with the moe_router CUDA graph under transformer_engine graphs (transformer_config.py:2868)");
+            if (nam__has_module(rm, "core_attn") && (full_graph || nam__has_module(mods, "attn")))
+                return nam__err(err, NAM_ERR_CONFLICT, "memory.recompute_modules 'core_attn' while attention is CUDA-graphed: Megatron refuses graphed attention recompute with attention dropout, which is 0.1 unless set (transformer_config.py:2883); drop core_attn or the attn graph");
+            if ((nam__has_module(rm, "mlp") && (full_graph || nam__has_module(mods, "mlp"))) || (nam__has_module(rm, "moe") && (full_graph || nam__has_module(mods, "moe"))))
+                return nam__err(err, NAM_ERR_CONFLICT, "memory.recompute_modules 'mlp'/'moe' while that module is CUDA-graphed: Megatron refuses graphed MLP/MoE recompute with hidden dropout, which is 0.1 unless set (transformer_config.py:2899)");
+        }
+    }
     if (!strcmp(r->recompute_granularity, "full") && r->recompute_num_layers > p->pattern.depth / r->pp)
         return nam__err(err, NAM_ERR_RANGE, "memory.recompute_num_layers %d must be between 1 and the layers per pipeline rank, %d / %d = %d (transformer_config.py:1919)",
                         r->recompute_num_layers, p->pattern.depth, r->pp, p->pattern.depth / r->pp);

@@ -1042,18 +1042,19 @@ static void test_activations(void) {
     double want;
     {   /* pp 1, SP, selective: "*-" x 26 */
         const char *s[] = { "pattern.text", "AF", "pattern.stages", "1", "parallel.pp", "1", "parallel.ep", "1", "moe.num_experts", "0", "cuda_graph.modules", "attn",
-                            "model.vocab_size", "32000", "model.ffn_hidden_size", "14336", "memory.recompute_granularity", "selective", "batch.micro_batch_size", "2", NULL };
+                            "model.vocab_size", "32000", "model.ffn_hidden_size", "14336", "memory.recompute_granularity", "selective", "batch.micro_batch_size", "2",
+                            "memory.recompute_modules", "layernorm", NULL };
         st = plan_with(&p, &e, s);
         want = megatron_act_sp(4096, 2, 4096, 14336, 26, 1, 0, 16, 2, 32000);
         CHECK("activations: pp 1 with SP equal Megatron's compute_activation_memory", st == NAM_OK && close_rel(p.preflight.ranks[0].activation_bytes, want),
               "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.ranks[0].activation_bytes, want);
-        CHECK("activations: --recompute-granularity selective with the default module", st == NAM_OK && arg_of(&p, "--recompute-granularity") && !strcmp(arg_of(&p, "--recompute-granularity"), "selective") &&
-              arg_of(&p, "--recompute-modules") && !strcmp(arg_of(&p, "--recompute-modules"), "core_attn"), "%s", e.message);
+        CHECK("activations: --recompute-granularity selective with its modules", st == NAM_OK && arg_of(&p, "--recompute-granularity") && !strcmp(arg_of(&p, "--recompute-granularity"), "selective") &&
+              arg_of(&p, "--recompute-modules") && !strcmp(arg_of(&p, "--recompute-modules"), "layernorm"), "%s", e.message);
         if (st == NAM_OK) nam_plan_free(&p);
     }
     {   /* pp 2, two stages (1F1B): rank 0 holds min(m, pp) = 2 microbatches */
         const char *s[] = { "pattern.text", "AF", "pattern.stages", "2", "parallel.ep", "1", "moe.num_experts", "0", "cuda_graph.modules", "attn",
-                            "model.vocab_size", "32000", "model.ffn_hidden_size", "14336", "memory.recompute_granularity", "selective", NULL };
+                            "model.vocab_size", "32000", "model.ffn_hidden_size", "14336", "memory.recompute_granularity", "selective", "memory.recompute_modules", "layernorm", NULL };
         st = plan_with(&p, &e, s);
         want = megatron_act_sp(4096, 1, 4096, 14336, 26, 2, 0, 32, 2, 32000);
         CHECK("activations: 1F1B pp 2, first stage equals Megatron's", st == NAM_OK && p.vpp == 0 && close_rel(p.preflight.ranks[0].activation_bytes, want),
@@ -1063,7 +1064,7 @@ static void test_activations(void) {
     }
     {   /* pp 2, four stages: interleaved, vpp 2; depth 48 so every stage holds 6 "*-" pairs */
         const char *s[] = { "pattern.text", "AF", "pattern.depth", "48", "pattern.stages", "4", "parallel.ep", "1", "moe.num_experts", "0", "cuda_graph.modules", "attn",
-                            "model.vocab_size", "32000", "model.ffn_hidden_size", "14336", "memory.recompute_granularity", "selective", NULL };
+                            "model.vocab_size", "32000", "model.ffn_hidden_size", "14336", "memory.recompute_granularity", "selective", "memory.recompute_modules", "layernorm", NULL };
         st = plan_with(&p, &e, s);
         want = megatron_act_sp(4096, 1, 4096, 14336, 24, 2, 2, 32, 2, 32000);
         CHECK("activations: interleaved pp 2 vpp 2, first stage equals Megatron's (penalty 1 + (pp-1)/(pp*vpp))", st == NAM_OK && p.vpp == 2 && close_rel(p.preflight.ranks[0].activation_bytes, want),
@@ -1081,7 +1082,7 @@ static void test_activations(void) {
     }
     {   /* full recompute keeps layer inputs: far less than none */
         const char *n[] = { "pattern.map", "R=M", NULL };
-        const char *f[] = { "pattern.map", "R=M", "memory.recompute_granularity", "full", "memory.recompute_num_layers", "2", NULL };
+        const char *f[] = { "pattern.map", "R=M", "memory.recompute_granularity", "full", "memory.recompute_num_layers", "2", "cuda_graph.impl", "none", "cuda_graph.modules", "", NULL };
         nam_plan q;
         st = plan_with(&p, &e, n);
         if (st == NAM_OK) st = plan_with(&q, &e, f);
@@ -1091,7 +1092,15 @@ static void test_activations(void) {
         CHECK("activations: every rank's total is static + activations", st == NAM_OK && q.preflight.ranks[1].total_bytes == q.preflight.ranks[1].static_bytes + q.preflight.ranks[1].activation_bytes, "%s", e.message);
         if (st == NAM_OK) { nam_plan_free(&p); nam_plan_free(&q); }
     }
-    { const char *s[] = { "memory.recompute_granularity", "full", "memory.recompute_num_layers", "27", NULL };
+    { const char *s[] = { "memory.recompute_granularity", "full", NULL };
+      expect_plan_err("full recompute with TE CUDA graphs: refused (Megatron: full_iteration only)", s, NAM_ERR_CONFLICT, "transformer_config.py:2858"); }
+    { const char *s[] = { "memory.recompute_granularity", "selective", NULL };
+      expect_plan_err("core_attn recompute with graphed attention and default dropout: refused", s, NAM_ERR_CONFLICT, "transformer_config.py:2883"); }
+    { const char *s[] = { "memory.recompute_granularity", "selective", "memory.recompute_modules", "moe", NULL };
+      expect_plan_err("moe recompute with the moe_router TE graph: refused", s, NAM_ERR_CONFLICT, "transformer_config.py:2868"); }
+    { const char *s[] = { "memory.recompute_granularity", "selective", "memory.recompute_modules", "moe_act,layernorm", NULL };
+      expect_plan_arg("selective recompute outside the graphed modules: accepted", s, "--recompute-modules", "moe_act layernorm"); }
+    { const char *s[] = { "memory.recompute_granularity", "full", "memory.recompute_num_layers", "27", "cuda_graph.impl", "none", "cuda_graph.modules", "", NULL };
       expect_plan_err("full recompute of more layers than a pp rank holds: refused", s, NAM_ERR_RANGE, "transformer_config.py:1919"); }
     {
         nam_recipe r;

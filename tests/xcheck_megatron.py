@@ -172,6 +172,10 @@ FLAGS = {
     "--fp8-format": ("str", "fp8"),
     "--cuda-graph-impl": ("str", "cuda_graph_impl"),
     "--cuda-graph-modules": ("strs", "cuda_graph_modules"),
+    "--recompute-granularity": ("str", "recompute_granularity"),
+    "--recompute-method": ("str", "recompute_method"),
+    "--recompute-num-layers": ("int", "recompute_num_layers"),
+    "--recompute-modules": ("strs", "recompute_modules"),
 }
 
 # Emitted flags that are not config fields: arity (number of values, '+' for nargs='+') and
