@@ -433,6 +433,23 @@ typedef struct nam_recipe {
     char recompute_modules[NAM_STR_MAX]; /* selective only: comma list */
     /* [preflight] */
     double device_memory_gib, peak_tflops, step_time_s;
+    /* [precision] beyond dtype/fp8 (generated: numerics of the model) */
+    char fp8_recipe[16];              /* delayed | tensorwise | mxfp8 | blockwise */
+    int fp8_amax_history_len;
+    char fp8_amax_compute_algo[16];   /* most_recent | max */
+    char moe_router_dtype[8];         /* none | fp32 | fp64 */
+    /* [implementation]  fixed policy: kernels and fusions the operator picks */
+    char transformer_impl[24];        /* transformer_engine | local */
+    char attention_backend[16];       /* auto | flash | fused | unfused */
+    int use_flash_attn, gradient_accumulation_fusion, persist_layer_norm, masked_softmax_fusion, rope_fusion;
+    int mla_down_proj_fusion, moe_permute_fusion, moe_router_fusion, moe_shared_expert_overlap;
+    char moe_flex_backend[16];        /* deepep | hybridep (flex dispatcher) */
+    /* [train]  fixed policy: the schedule */
+    int train_iters, lr_warmup_iters, eval_interval, eval_iters, log_interval, save_interval, log_throughput;
+    double lr, min_lr, clip_grad;
+    char lr_decay_style[24];          /* constant | linear | cosine | inverse-square-root | WSD */
+    /* [data]  fixed policy: run inputs (syntax only, never opened) */
+    char data_path[1024], tokenizer_type[32], tokenizer_model[NAM_STR_MAX], save_dir[NAM_STR_MAX], load_dir[NAM_STR_MAX];
     /* [batch] */
     int micro_batch_size, global_batch_size;
     /* [precision] */
@@ -604,6 +621,10 @@ typedef struct nam_plan {
     nam_arg *args;              /* stb_ds array, num_args entries: generated native args */
     int num_args;
     char *arg_values;           /* one buffer holding every args[i].value */
+    nam_arg *policy_args;       /* stb_ds array: fixed-policy Megatron args (implementation, fusions,
+                                   schedule, run inputs): operator choices, not plan facts */
+    int num_policy_args;
+    char *policy_values;
 } nam_plan;
 
 /* nam_plan_make: parse the recipe's pattern, translate it fail-closed, validate the native
@@ -1861,6 +1882,34 @@ static const nam__field nam__fields[] = {
     NAM__S("memory", "recompute_method", recompute_method, "uniform|block", "uniform", "--recompute-method, with full recompute")
     NAM__I("memory", "recompute_num_layers", recompute_num_layers, 1, NAM_MAX_DEPTH, "1", "--recompute-num-layers, with full recompute (1..layers per pp rank)")
     NAM__X("memory", "recompute_modules", NAM__T_RMODULES, recompute_modules, "core_attn", "--recompute-modules, with selective recompute (core_attn moe_act layernorm mla_up_proj mlp moe shared_experts gdn_norm_out mhc)")
+    NAM__S("implementation", "transformer_impl", transformer_impl, "transformer_engine|local", "transformer_engine", "fixed policy: --transformer-impl")
+    NAM__S("implementation", "attention_backend", attention_backend, "auto|flash|fused|unfused", "auto", "fixed policy: --attention-backend (local needs --spec local, which a hybrid plan never uses)")
+    NAM__B("implementation", "use_flash_attn", use_flash_attn, "false", "fixed policy: --use-flash-attn")
+    NAM__B("implementation", "gradient_accumulation_fusion", gradient_accumulation_fusion, "true", "fixed policy: false emits --no-gradient-accumulation-fusion")
+    NAM__B("implementation", "persist_layer_norm", persist_layer_norm, "true", "fixed policy: false emits --no-persist-layer-norm")
+    NAM__B("implementation", "masked_softmax_fusion", masked_softmax_fusion, "true", "fixed policy: false emits --no-masked-softmax-fusion")
+    NAM__B("implementation", "rope_fusion", rope_fusion, "true", "fixed policy: false emits --no-rope-fusion (DSA plans always get it)")
+    NAM__B("implementation", "mla_down_proj_fusion", mla_down_proj_fusion, "false", "fixed policy: --mla-down-proj-fusion (needs model.mla)")
+    NAM__B("implementation", "moe_permute_fusion", moe_permute_fusion, "false", "fixed policy: --moe-permute-fusion (with MoE)")
+    NAM__B("implementation", "moe_router_fusion", moe_router_fusion, "false", "fixed policy: --moe-router-fusion (with MoE)")
+    NAM__B("implementation", "moe_shared_expert_overlap", moe_shared_expert_overlap, "false", "fixed policy: --moe-shared-expert-overlap (shared expert, alltoall or flex)")
+    NAM__S("implementation", "moe_flex_backend", moe_flex_backend, "deepep|hybridep", "deepep", "fixed policy: --moe-flex-dispatcher-backend, with moe.dispatcher = flex")
+    NAM__I("train", "train_iters", train_iters, 0, 1 << 30, "0", "fixed policy: --train-iters; 0 = not given")
+    NAM__D("train", "lr", lr, 0, 1e6, "0", "fixed policy: --lr; 0 = not given")
+    NAM__D("train", "min_lr", min_lr, 0, 1e6, "0", "fixed policy: --min-lr (<= lr)")
+    NAM__S("train", "lr_decay_style", lr_decay_style, "constant|linear|cosine|inverse-square-root|WSD", "linear", "fixed policy: --lr-decay-style")
+    NAM__I("train", "lr_warmup_iters", lr_warmup_iters, 0, 1 << 30, "0", "fixed policy: --lr-warmup-iters")
+    NAM__D("train", "clip_grad", clip_grad, 0, 1e6, "1", "fixed policy: --clip-grad")
+    NAM__I("train", "eval_interval", eval_interval, 0, 1 << 30, "0", "fixed policy: --eval-interval; 0 = not given")
+    NAM__I("train", "eval_iters", eval_iters, 0, 1 << 30, "100", "fixed policy: --eval-iters")
+    NAM__I("train", "log_interval", log_interval, 1, 1 << 30, "100", "fixed policy: --log-interval")
+    NAM__I("train", "save_interval", save_interval, 0, 1 << 30, "0", "fixed policy: --save-interval; 0 = not given")
+    NAM__B("train", "log_throughput", log_throughput, "false", "fixed policy: --log-throughput")
+    NAM__S("data", "data_path", data_path, NULL, "", "fixed policy: --data-path (words separated by spaces: [weight] prefix ...); never opened")
+    NAM__S("data", "tokenizer_type", tokenizer_type, "|GPT2BPETokenizer|SentencePieceTokenizer|GPTSentencePieceTokenizer|HuggingFaceTokenizer|Llama2Tokenizer|TikTokenizer|NullTokenizer", "", "fixed policy: --tokenizer-type; empty = not given")
+    NAM__S("data", "tokenizer_model", tokenizer_model, NULL, "", "fixed policy: --tokenizer-model (a path or hub name; never opened)")
+    NAM__S("data", "save", save_dir, NULL, "", "fixed policy: --save (checkpoint directory; never opened)")
+    NAM__S("data", "load", load_dir, NULL, "", "fixed policy: --load (checkpoint directory; never opened)")
     NAM__D("preflight", "device_memory_gib", device_memory_gib, 0, 1e6, "0", "GPU memory in GiB; plan mode warns and strict mode refuses when a pp rank's static memory exceeds it; 0 = not checked")
     NAM__D("preflight", "peak_tflops", peak_tflops, 0, 1e9, "989", "dense bf16 peak per GPU in TFLOP/s, for MFU (989 = H100/H200 SXM)")
     NAM__D("preflight", "step_time_s", step_time_s, 0, 1e9, "0", "measured seconds per global batch; > 0 gives TFLOP/s per GPU and MFU")
@@ -1868,6 +1917,10 @@ static const nam__field nam__fields[] = {
     NAM__I("batch", "global_batch_size", global_batch_size, 0, 1 << 30, "64", "--global-batch-size; 0 = micro * dp")
     NAM__S("precision", "dtype", dtype, "bf16|fp16|fp32", "bf16", "--bf16 / --fp16 / neither")
     NAM__S("precision", "fp8", fp8, "none|e4m3|hybrid", "none", "--fp8-format")
+    NAM__S("precision", "fp8_recipe", fp8_recipe, "delayed|tensorwise|mxfp8|blockwise", "delayed", "--fp8-recipe, with fp8 (mxfp8 needs Blackwell)")
+    NAM__I("precision", "fp8_amax_history_len", fp8_amax_history_len, 1, 1 << 20, "1", "--fp8-amax-history-len, with the delayed recipe")
+    NAM__S("precision", "fp8_amax_compute_algo", fp8_amax_compute_algo, "most_recent|max", "most_recent", "--fp8-amax-compute-algo, with the delayed recipe")
+    NAM__S("precision", "moe_router_dtype", moe_router_dtype, "none|fp32|fp64", "none", "--moe-router-dtype (with MoE); none = the model dtype")
     NAM__S("cuda_graph", "impl", cuda_graph_impl, "none|local|transformer_engine|full_iteration", "transformer_engine", "--cuda-graph-impl")
     NAM__X("cuda_graph", "modules", NAM__T_MODULES, cuda_graph_modules, "attn,mamba,moe_router,moe_preprocess", "--cuda-graph-modules (comma list; empty = whole layer)")
     NAM__B("engram", "enabled", engram_enabled, "false", "Engram (n-gram memory) on A layers: a feature seam, never a Megatron flag")
@@ -2593,6 +2646,8 @@ NAM__DEF void nam_plan_free(nam_plan *p) {
     arrfree(p->seams);
     arrfree(p->decisions);
     nam_free(p->preflight.ranks);
+    nam_free(p->policy_values);
+    arrfree(p->policy_args);
     nam_free(p->arg_values);
     arrfree(p->args);
     nam_free(p->layers);
@@ -2991,6 +3046,19 @@ static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
         if (nam__has_module(mods, "attn") && !any_attn && !p->unresolved)
             return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'attn' but the plan has no attention layers");
     }
+    /* implementation, fusions, schedule, run inputs */
+    if (r->mla_down_proj_fusion && !r->mla)
+        return nam__err(err, NAM_ERR_CONFLICT, "implementation.mla_down_proj_fusion needs model.mla = true (arguments.py:1977)");
+    if (r->moe_shared_expert_overlap && moe) {
+        if (!r->shared_expert_size)
+            return nam__err(err, NAM_ERR_CONFLICT, "implementation.moe_shared_expert_overlap needs a shared expert (moe.shared_expert_size > 0)");
+        if (strcmp(r->dispatcher, "alltoall") && strcmp(r->dispatcher, "flex"))
+            return nam__err(err, NAM_ERR_CONFLICT, "implementation.moe_shared_expert_overlap works only with the alltoall or flex dispatcher, got %s (transformer_config.py:1820)", r->dispatcher);
+    }
+    if (r->lr > 0 && r->min_lr > r->lr)
+        return nam__err(err, NAM_ERR_RANGE, "train.min_lr %g is above train.lr %g (arguments.py:1359)", r->min_lr, r->lr);
+    if (r->min_lr > 0 && r->lr <= 0)
+        return nam__err(err, NAM_ERR_CONFLICT, "train.min_lr %g is set but train.lr is not", r->min_lr);
     /* recompute under CUDA graphs (transformer_config.py:2855-2899); nam never sets dropout,
        so Megatron's attention and hidden dropout of 0.1 apply */
     if (strcmp(r->cuda_graph_impl, "none") && strcmp(r->recompute_granularity, "none")) {
@@ -3082,7 +3150,8 @@ static nam_status nam__build_args(nam_plan *p, nam_error *err) {
         nam__arg_int(p, ab, "--dsa-indexer-topk", r->dsa_indexer_topk);
         nam__arg_fmt(p, ab, "--dsa-indexer-loss-coeff", "%g", r->dsa_indexer_loss_coeff);
         nam__arg_str(p, ab, "--no-rope-fusion", NULL);
-        nam__decision_add(p, 0, 0, "nam adds --no-rope-fusion: the plan has DSA layers ('D') and Megatron asserts RoPE fusion off for DSAttention (transformer_config.py:3163)");
+        if (r->rope_fusion)
+            nam__decision_add(p, 0, 0, "nam adds --no-rope-fusion: the plan has DSA layers ('D') and Megatron asserts RoPE fusion off for DSAttention (transformer_config.py:3163)");
         nam__decision_add(p, 0, 0, "nam adds --experimental-attention-variant dsa (Megatron also infers it from 'D', argument_utils.py:349) and the --dsa-indexer-* dims from the [dsa] section; without them the DSA indexer cannot be built (dsa.py:1127)");
     }
     if (nam__emits_moe(p)) {
@@ -3097,6 +3166,7 @@ static nam_status nam__build_args(nam_plan *p, nam_error *err) {
         nam__arg_fmt(p, ab, "--moe-aux-loss-coeff", "%g", r->aux_loss_coeff);
         nam__arg_str(p, ab, "--moe-token-dispatcher-type", r->dispatcher);
         if (r->grouped_gemm) nam__arg_str(p, ab, "--moe-grouped-gemm", NULL);
+        if (strcmp(r->moe_router_dtype, "none")) nam__arg_str(p, ab, "--moe-router-dtype", r->moe_router_dtype);
     }
     if (p->pattern.mtp_depths > 0) {
         nam__arg_int(p, ab, "--mtp-num-layers", p->pattern.mtp_depths);
@@ -3132,7 +3202,14 @@ static nam_status nam__build_args(nam_plan *p, nam_error *err) {
     nam__arg_int(p, ab, "--global-batch-size", r->global_batch_size ? r->global_batch_size : r->micro_batch_size * p->dp);
     if (!strcmp(r->dtype, "bf16")) nam__arg_str(p, ab, "--bf16", NULL);
     if (!strcmp(r->dtype, "fp16")) nam__arg_str(p, ab, "--fp16", NULL);
-    if (strcmp(r->fp8, "none")) nam__arg_str(p, ab, "--fp8-format", r->fp8);
+    if (strcmp(r->fp8, "none")) {
+        nam__arg_str(p, ab, "--fp8-format", r->fp8);
+        nam__arg_str(p, ab, "--fp8-recipe", r->fp8_recipe);
+        if (!strcmp(r->fp8_recipe, "delayed")) {
+            nam__arg_int(p, ab, "--fp8-amax-history-len", r->fp8_amax_history_len);
+            nam__arg_str(p, ab, "--fp8-amax-compute-algo", r->fp8_amax_compute_algo);
+        }
+    }
     nam__arg_str(p, ab, "--cuda-graph-impl", r->cuda_graph_impl);
     if (!strcmp(r->cuda_graph_impl, "full_iteration")) {
         nam__arg_str(p, ab, "--no-check-for-nan-in-loss-and-grad", NULL);
@@ -3582,6 +3659,60 @@ static nam_status nam__check_dependent_keys(const nam_recipe *r, nam_error *err)
     return NAM_OK;
 }
 
+/* The fixed policy's Megatron args: operator choices (kernels, fusions, schedule, run
+   inputs), checked like the rest, kept apart from the generated args. Built with the same
+   helpers by swapping the plan's arg arrays. */
+static nam_status nam__build_policy_args(nam_plan *p, nam_error *err) {
+    nam__argbuf argbuf, *ab = &argbuf;
+    const nam_recipe *r = &p->recipe;
+    nam_arg *gen = p->args;
+    char *genv = p->arg_values, *d;
+    int ngen = p->num_args, i, dsa = p->native_pattern && strchr(p->native_pattern, 'D'), moe = nam__emits_moe(p);
+    nam_status st;
+    memset(&argbuf.text, 0, sizeof argbuf.text);
+    p->args = NULL;
+    p->num_args = 0;
+    p->arg_values = NULL;
+    nam__arg_str(p, ab, "--transformer-impl", r->transformer_impl);
+    nam__arg_str(p, ab, "--attention-backend", r->attention_backend);
+    if (r->use_flash_attn) nam__arg_str(p, ab, "--use-flash-attn", NULL);
+    if (!r->gradient_accumulation_fusion) nam__arg_str(p, ab, "--no-gradient-accumulation-fusion", NULL);
+    if (!r->persist_layer_norm) nam__arg_str(p, ab, "--no-persist-layer-norm", NULL);
+    if (!r->masked_softmax_fusion) nam__arg_str(p, ab, "--no-masked-softmax-fusion", NULL);
+    if (!r->rope_fusion && !dsa) nam__arg_str(p, ab, "--no-rope-fusion", NULL);
+    if (r->mla_down_proj_fusion) nam__arg_str(p, ab, "--mla-down-proj-fusion", NULL);
+    if (moe && r->moe_permute_fusion) nam__arg_str(p, ab, "--moe-permute-fusion", NULL);
+    if (moe && r->moe_router_fusion) nam__arg_str(p, ab, "--moe-router-fusion", NULL);
+    if (moe && r->moe_shared_expert_overlap) nam__arg_str(p, ab, "--moe-shared-expert-overlap", NULL);
+    if (moe && !strcmp(r->dispatcher, "flex")) nam__arg_str(p, ab, "--moe-flex-dispatcher-backend", r->moe_flex_backend);
+    if (r->train_iters) nam__arg_int(p, ab, "--train-iters", r->train_iters);
+    if (r->lr > 0) nam__arg_fmt(p, ab, "--lr", "%g", r->lr);
+    if (r->lr > 0 || r->min_lr > 0) nam__arg_fmt(p, ab, "--min-lr", "%g", r->min_lr);
+    nam__arg_str(p, ab, "--lr-decay-style", r->lr_decay_style);
+    if (r->lr_warmup_iters) nam__arg_int(p, ab, "--lr-warmup-iters", r->lr_warmup_iters);
+    nam__arg_fmt(p, ab, "--clip-grad", "%g", r->clip_grad);
+    if (r->eval_interval) nam__arg_int(p, ab, "--eval-interval", r->eval_interval);
+    nam__arg_int(p, ab, "--eval-iters", r->eval_iters);
+    nam__arg_int(p, ab, "--log-interval", r->log_interval);
+    if (r->save_interval) nam__arg_int(p, ab, "--save-interval", r->save_interval);
+    if (r->log_throughput) nam__arg_str(p, ab, "--log-throughput", NULL);
+    if (r->data_path[0]) nam__arg_str(p, ab, "--data-path", r->data_path);
+    if (r->tokenizer_type[0]) nam__arg_str(p, ab, "--tokenizer-type", r->tokenizer_type);
+    if (r->tokenizer_model[0]) nam__arg_str(p, ab, "--tokenizer-model", r->tokenizer_model);
+    if (r->save_dir[0]) nam__arg_str(p, ab, "--save", r->save_dir);
+    if (r->load_dir[0]) nam__arg_str(p, ab, "--load", r->load_dir);
+    st = nam__sb_finish(&ab->text, &d, err);
+    p->policy_args = p->args;
+    p->num_policy_args = p->num_args;
+    p->policy_values = d;
+    p->args = gen;
+    p->num_args = ngen;
+    p->arg_values = genv;
+    if (st) return st;
+    for (i = 0; i < p->num_policy_args; i++) p->policy_args[i].value = ab->off[i] >= 0 ? p->policy_values + ab->off[i] : NULL;
+    return NAM_OK;
+}
+
 NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error *err) {
     nam_pattern_desc pd;
     nam_layout_desc ld;
@@ -3752,6 +3883,8 @@ NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error 
     if (st) goto fail;
     st = nam__build_args(p, err);
     if (st) goto fail;
+    st = nam__build_policy_args(p, err);
+    if (st) goto fail;
     /* 7. pre-flight: parameters, static memory per pp rank, FLOPs */
     p->preflight.ranks = NAM__CAST(nam_rank_memory *, nam__alloc(sizeof(nam_rank_memory) * NAM__CAST(size_t, r->pp)));
     if (!p->preflight.ranks) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto fail; }
@@ -3859,13 +3992,13 @@ static void nam__json_decisions(const nam_plan *p, nam__sb *b) {
     nam__sb_putc(b, ']');
 }
 
-static void nam__json_argv(const nam_plan *p, nam__sb *b) {
+static void nam__json_argv(const nam_arg *args, int num, nam__sb *b) {
     int i;
     nam__sb_putc(b, '[');
-    for (i = 0; i < p->num_args; i++) {
-        const char *v = p->args[i].value;
+    for (i = 0; i < num; i++) {
+        const char *v = args[i].value;
         nam__sb_puts(b, i ? ",\n    " : "\n    ");
-        nam__sb_json_str(b, p->args[i].flag);
+        nam__sb_json_str(b, args[i].flag);
         while (v) {                           /* one argv word per space-separated token */
             const char *e = strchr(v, ' ');
             nam__sb_putc(b, ',');
@@ -4045,7 +4178,11 @@ NAM__DEF nam_status nam_plan_json(const nam_plan *p, int what, char **out, nam_e
         if (p->native_pattern) nam__sb_puts(&b, "null");
         else nam__sb_printf(&b, "\"%d layer(s) have no Megatron symbol; resolve the unmapped seams first\"", p->unresolved);
         nam__sb_puts(&b, what == NAM_JSON_ARGS ? ",\n  \"args\": " : ",\n  \"generated_native_args\": ");
-        nam__json_argv(p, &b);
+        nam__json_argv(p->args, p->num_args, &b);
+        if (what == NAM_JSON_ARGS) {
+            nam__sb_puts(&b, ",\n  \"fixed_policy_args\": ");
+            nam__json_argv(p->policy_args, p->num_policy_args, &b);
+        }
         nam__sb_puts(&b, ",\n  \"custom_notes\": ");
         nam__json_seams(p, &b);
         {
@@ -4059,7 +4196,9 @@ NAM__DEF nam_status nam_plan_json(const nam_plan *p, int what, char **out, nam_e
     if (what == NAM_JSON_LAUNCH) {
         int gbs = r->global_batch_size ? r->global_batch_size : r->micro_batch_size * p->dp;
         const char *e;
-        nam__sb_puts(&b, ",\n  \"fixed_policy\": {\n    \"pre_import_cache\": {\"root\": ");
+        nam__sb_puts(&b, ",\n  \"fixed_policy\": {\n    \"launcher_args\": ");
+        nam__json_argv(p->policy_args, p->num_policy_args, &b);
+        nam__sb_puts(&b, ",\n    \"pre_import_cache\": {\"root\": ");
         nam__sb_json_str(&b, r->cache_dir);
         nam__sb_puts(&b, ", \"when\": \"before importing torch or megatron\", \"env\": {\"TRITON_CACHE_DIR\": ");
         { char t[NAM_STR_MAX + 16]; snprintf(t, sizeof t, "%s/triton", r->cache_dir); nam__sb_json_str(&b, t);
@@ -4146,9 +4285,11 @@ NAM__DEF nam_status nam_plan_args_text(const nam_plan *p, char **out, nam_error 
     }
     if (!p->native_pattern)
         nam__sb_printf(&b, "# --hybrid-layer-pattern withheld: %d layer(s) have no Megatron symbol (unmapped seams above)\n", p->unresolved);
-    for (i = 0; i < p->num_args; i++) {
-        const char *v = p->args[i].value;
-        nam__sb_puts(&b, p->args[i].flag);
+    for (i = 0; i < p->num_args + p->num_policy_args; i++) {
+        const nam_arg *A = i < p->num_args ? &p->args[i] : &p->policy_args[i - p->num_args];
+        const char *v = A->value;
+        if (i == p->num_args && p->num_policy_args) nam__sb_puts(&b, "# fixed policy: operator choices (implementation, fusions, schedule, run inputs), not plan facts\n");
+        nam__sb_puts(&b, A->flag);
         while (v) {
             const char *e = strchr(v, ' ');
             char word[512], *q;
@@ -4268,7 +4409,11 @@ static int nam__megatron_default(const nam_plan *p, const char *flag, char *out,
         { "--linear-num-value-heads", "32" }, { "--linear-key-head-dim", "128" }, { "--linear-value-head-dim", "128" },
         { "--linear-conv-kernel-dim", "4" }, { "--mtp-loss-scaling-factor", "0.1" }, { "--cuda-graph-impl", "none" },
         { "--kv-lora-rank", "32" }, { "--qk-head-dim", "128" }, { "--qk-pos-emb-head-dim", "64" }, { "--v-head-dim", "128" },
-        { "--num-query-groups", "1" }, { "--dsa-indexer-loss-coeff", NULL }
+        { "--num-query-groups", "1" }, { "--dsa-indexer-loss-coeff", NULL },
+        { "--transformer-impl", "transformer_engine" }, { "--attention-backend", "auto" }, { "--lr-decay-style", "linear" },
+        { "--clip-grad", "1" }, { "--eval-iters", "100" }, { "--log-interval", "100" }, { "--min-lr", "0" },
+        { "--fp8-recipe", "delayed" }, { "--fp8-amax-history-len", "1" }, { "--fp8-amax-compute-algo", "most_recent" },
+        { "--moe-flex-dispatcher-backend", "deepep" }
     };
     size_t i;
     for (i = 0; i < sizeof lit / sizeof lit[0]; i++)
@@ -4305,7 +4450,7 @@ NAM__DEF nam_status nam_args_compare(const nam_plan *p, const char *text, size_t
     nam__lex L;
     nam__flagval *other = NULL;
     nam__sb w;
-    int i, k, cur = -1, nrows = 0, rc;
+    int i, k, cur = -1, nrows = 0, rc, nall;
     nam_status st = NAM_OK;
     if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_args_compare: out is NULL");
     memset(out, 0, sizeof *out);
@@ -4378,22 +4523,24 @@ NAM__DEF nam_status nam_args_compare(const nam_plan *p, const char *text, size_t
         }
     }
     /* rows: nam's flags in order, then the other's that nam does not emit */
-    out->rows = NAM__CAST(nam_cmp_row *, nam__alloc(sizeof(nam_cmp_row) * NAM__CAST(size_t, p->num_args + arrlen(other) + 1)));
+    nall = p->num_args + p->num_policy_args;
+    out->rows = NAM__CAST(nam_cmp_row *, nam__alloc(sizeof(nam_cmp_row) * NAM__CAST(size_t, nall + arrlen(other) + 1)));
     if (!out->rows) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
-    for (i = 0; i < p->num_args + arrlen(other); i++) {
+    for (i = 0; i < nall + arrlen(other); i++) {
         nam_cmp_row *R = &out->rows[nrows];
         const char *nv = NULL, *ov = NULL, *note = NULL;
         char def[64];
         int hasdef, o = -1;
         memset(R, 0, sizeof *R);
-        if (i < p->num_args) {
-            nv = p->args[i].value ? p->args[i].value : "";
-            snprintf(R->flag, sizeof R->flag, "%s", p->args[i].flag);
+        if (i < nall) {
+            const nam_arg *A = i < p->num_args ? &p->args[i] : &p->policy_args[i - p->num_args];
+            nv = A->value ? A->value : "";
+            snprintf(R->flag, sizeof R->flag, "%s", A->flag);
             for (k = 0; k < arrlen(other); k++) if (!strcmp(other[k].flag, R->flag)) o = k;
         } else {
-            o = i - p->num_args;
-            for (k = 0; k < p->num_args; k++) if (!strcmp(p->args[k].flag, other[o].flag)) break;
-            if (k < p->num_args) continue;   /* already a row */
+            o = i - nall;
+            for (k = 0; k < nall; k++) if (!strcmp(k < p->num_args ? p->args[k].flag : p->policy_args[k - p->num_args].flag, other[o].flag)) break;
+            if (k < nall) continue;   /* already a row */
             snprintf(R->flag, sizeof R->flag, "%s", other[o].flag);
         }
         if (o >= 0) { ov = other[o].value; note = other[o].note; if (other[o].count > 1 && !note) note = "given more than once; the last one counts (argparse)"; }

@@ -965,7 +965,7 @@ static void test_compare(void) {
     if (plan_with(&p, &e, s) != NAM_OK) { CHECK("compare: plan", 0, "%s", e.message); return; }
     nam_plan_args_text(&p, &text, &e);
     st = nam_args_compare(&p, text, 0, "self", &c, &e);
-    CHECK("compare: nam's own args text against the plan: every flag matches", st == NAM_OK && c.num_rows == p.num_args && c.count[NAM_CMP_MATCH] == p.num_args,
+    CHECK("compare: nam's own args text against the plan: every flag matches", st == NAM_OK && c.num_rows == p.num_args + p.num_policy_args && c.count[NAM_CMP_MATCH] == c.num_rows,
           "%s rows %d match %d", e.message, c.num_rows, c.count[0]);
     if (st == NAM_OK) nam_args_cmp_free(&c);
     nam_free(text);
@@ -1111,6 +1111,63 @@ static void test_activations(void) {
     }
 }
 
+/* ---- launch-profile coverage: precision, implementation, schedule, run inputs ------- */
+static const char *policy_of(const nam_plan *p, const char *flag) {
+    int i;
+    for (i = 0; i < p->num_policy_args; i++)
+        if (!strcmp(p->policy_args[i].flag, flag)) return p->policy_args[i].value ? p->policy_args[i].value : "";
+    return NULL;
+}
+
+static void test_policy_args(void) {
+    nam_plan p;
+    nam_error e;
+    nam_status st;
+    {
+        const char *s[] = { "pattern.map", "R=G", "train.train_iters", "1000", "train.lr", "3e-4", "train.min_lr", "3e-5", "data.data_path", "0.7 /d/a 0.3 /d/b",
+                            "data.tokenizer_type", "HuggingFaceTokenizer", "data.save", "/ckpt", "implementation.masked_softmax_fusion", "false",
+                            "precision.fp8", "hybrid", "precision.fp8_amax_history_len", "1024", NULL };
+        st = plan_with(&p, &e, s);
+        CHECK("policy: schedule and run inputs are fixed-policy args, not generated ones",
+              st == NAM_OK && policy_of(&p, "--train-iters") && !strcmp(policy_of(&p, "--train-iters"), "1000") && !arg_of(&p, "--train-iters") &&
+              !strcmp(policy_of(&p, "--lr"), "0.0003") && !strcmp(policy_of(&p, "--min-lr"), "3e-05") && !strcmp(policy_of(&p, "--data-path"), "0.7 /d/a 0.3 /d/b") &&
+              !strcmp(policy_of(&p, "--tokenizer-type"), "HuggingFaceTokenizer") && !strcmp(policy_of(&p, "--save"), "/ckpt") && policy_of(&p, "--no-masked-softmax-fusion"), "%s", e.message);
+        CHECK("policy: fp8 recipe and amax settings are generated args with fp8",
+              st == NAM_OK && !strcmp(arg_of(&p, "--fp8-recipe"), "delayed") && !strcmp(arg_of(&p, "--fp8-amax-history-len"), "1024") && !strcmp(arg_of(&p, "--fp8-amax-compute-algo"), "most_recent"), "%s", e.message);
+        if (st == NAM_OK) {
+            char *j = NULL;
+            CHECK("policy: args text keeps the fixed policy under its own comment", nam_plan_args_text(&p, &j, &e) == NAM_OK && strstr(j, "# fixed policy: operator choices") &&
+                  strstr(j, "--data-path 0.7 /d/a 0.3 /d/b\n") && strstr(j, "# fixed policy") < strstr(j, "--train-iters"), "%s", j ? j : e.message);
+            nam_free(j);
+            j = NULL;
+            CHECK("policy: the launch contract carries them as fixed_policy.launcher_args", nam_plan_json(&p, NAM_JSON_LAUNCH, &j, &e) == NAM_OK && strstr(j, "\"launcher_args\": [") && strstr(j, "\"--train-iters\",\"1000\""), "%s", j ? j : e.message);
+            nam_free(j);
+            nam_plan_free(&p);
+        }
+    }
+    { const char *s[] = { "implementation.mla_down_proj_fusion", "true", NULL };
+      expect_plan_err("policy: MLA down-projection fusion without MLA: refused", s, NAM_ERR_CONFLICT, "arguments.py:1977"); }
+    { const char *s[] = { "implementation.moe_shared_expert_overlap", "true", "moe.dispatcher", "allgather", NULL };
+      expect_plan_err("policy: shared-expert overlap with the allgather dispatcher: refused", s, NAM_ERR_CONFLICT, "transformer_config.py:1820"); }
+    { const char *s[] = { "implementation.moe_shared_expert_overlap", "true", "moe.shared_expert_size", "0", NULL };
+      expect_plan_err("policy: shared-expert overlap without a shared expert: refused", s, NAM_ERR_CONFLICT, "shared expert"); }
+    { const char *s[] = { "train.lr", "1e-4", "train.min_lr", "1e-3", NULL };
+      expect_plan_err("policy: min_lr above lr: refused", s, NAM_ERR_RANGE, "arguments.py:1359"); }
+    { const char *s[] = { "moe.dispatcher", "flex", "implementation.moe_flex_backend", "hybridep", NULL };
+      st = plan_with(&p, &e, s);
+      CHECK("policy: the flex backend goes with the flex dispatcher", st == NAM_OK && !strcmp(policy_of(&p, "--moe-flex-dispatcher-backend"), "hybridep"), "%s", e.message);
+      if (st == NAM_OK) nam_plan_free(&p); }
+    {
+        nam_recipe r;
+        nam_recipe_init(&r, &e);
+        st = nam_recipe_set(&r, "data.tokenizer_type", "BPE", &e);
+        CHECK("policy: an unknown tokenizer type is refused naming it", st == NAM_ERR_RANGE && strstr(e.message, "'BPE'"), "%s", e.message);
+        st = nam_recipe_set(&r, "implementation.attention_backend", "local", &e);
+        CHECK("policy: attention backend local (needs --spec local) is not offered", st == NAM_ERR_RANGE, "%s", e.message);
+        nam_recipe_free(&r);
+    }
+}
+
 int main(void) {
     test_pattern();
     test_megatron();
@@ -1122,6 +1179,7 @@ int main(void) {
     test_preflight();
     test_compare();
     test_activations();
+    test_policy_args();
     test_ranks();
     test_misc();
     printf("test_core: %d passed, %d failed\n", g_pass, g_fail);

@@ -176,6 +176,20 @@ FLAGS = {
     "--recompute-method": ("str", "recompute_method"),
     "--recompute-num-layers": ("int", "recompute_num_layers"),
     "--recompute-modules": ("strs", "recompute_modules"),
+    "--fp8-recipe": ("str", "fp8_recipe"),
+    "--fp8-amax-history-len": ("int", "fp8_amax_history_len"),
+    "--fp8-amax-compute-algo": ("str", "fp8_amax_compute_algo"),
+    "--moe-router-dtype": ("str", "moe_router_dtype"),
+    # fixed-policy args (nam args --json "fixed_policy_args")
+    "--transformer-impl": ("str", "transformer_impl"),
+    "--attention-backend": ("attnbackend", "attention_backend"),
+    "--no-gradient-accumulation-fusion": ("false", "gradient_accumulation_fusion"),
+    "--no-masked-softmax-fusion": ("false", "masked_softmax_fusion"),
+    "--mla-down-proj-fusion": ("true", "mla_down_proj_fusion"),
+    "--moe-permute-fusion": ("true", "moe_permute_fusion"),
+    "--moe-router-fusion": ("true", "moe_router_fusion"),
+    "--moe-shared-expert-overlap": ("true", "moe_shared_expert_overlap"),
+    "--moe-flex-dispatcher-backend": ("str", "moe_flex_dispatcher_backend"),
 }
 
 # Emitted flags that are not config fields: arity (number of values, '+' for nargs='+') and
@@ -196,6 +210,14 @@ LAUNCH_ONLY = {
     "--use-tp-pp-dp-mapping": (0, "rank order tp-cp-ep-pp-dp for initialize_model_parallel (training/initialize.py)"),
     "--no-check-for-nan-in-loss-and-grad": (0, "training loop only (arguments.py:1235-1237)"),
     "--use-distributed-optimizer": (0, "DistributedDataParallelConfig/OptimizerConfig use_distributed_optimizer, not a model config field"),
+    "--use-flash-attn": (0, "training arguments only (arguments.py:2910)"),
+    "--no-persist-layer-norm": (0, "persist_layer_norm = not this flag (argument_utils.py:304)"),
+    "--train-iters": (1, "TrainingConfig"), "--lr": (1, "OptimizerConfig"), "--min-lr": (1, "OptimizerConfig; <= lr (arguments.py:1359)"),
+    "--lr-decay-style": (1, "SchedulerConfig"), "--lr-warmup-iters": (1, "SchedulerConfig"), "--clip-grad": (1, "OptimizerConfig"),
+    "--eval-interval": (1, "TrainingConfig"), "--eval-iters": (1, "TrainingConfig"), "--log-interval": (1, "LoggerConfig"),
+    "--save-interval": (1, "CheckpointConfig"), "--log-throughput": (0, "LoggerConfig"),
+    "--data-path": ("+", "data arguments (nargs='*')"), "--tokenizer-type": (1, "TokenizerConfig"), "--tokenizer-model": (1, "TokenizerConfig"),
+    "--save": (1, "CheckpointConfig"), "--load": (1, "CheckpointConfig"),
 }
 
 # argparse defaults that differ from the dataclass defaults (arguments.py line of the flag).
@@ -296,6 +318,10 @@ def config_kwargs(items):
             kw[field] = [float(x) for x in vals]
         elif kind == "strs":
             kw[field] = list(vals)
+        elif kind == "attnbackend":
+            from megatron.core.transformer.enums import AttnBackend
+            kw[field] = AttnBackend[vals[0]]
+
     pattern = fv.get("--hybrid-layer-pattern", [None])[0]
     facts = {"pattern": pattern, "flags": fv}
     tp = kw.get("tensor_model_parallel_size", 1)
@@ -356,7 +382,7 @@ def config_kwargs(items):
     kw["params_dtype"] = dtype  # arguments.py (params_dtype), argument_utils.py:306
     kw["pipeline_dtype"] = dtype
     kw["deallocate_pipeline_outputs"] = True  # argument_utils.py:305
-    kw["persist_layer_norm"] = True  # argument_utils.py:304 (no --no-persist-layer-norm)
+    kw["persist_layer_norm"] = "--no-persist-layer-norm" not in fv  # argument_utils.py:304
     if kw.get("cuda_graph_impl") == "transformer_engine":  # arguments.py:1954-1960
         kw["use_te_rng_tracker"] = True
     return kw, facts
@@ -411,7 +437,8 @@ TE_VERSION = "2.9.0"  # the Transformer Engine version the GPU machine is taken 
 
 def shim_te():
     """Stand-ins for Transformer Engine, which a GPU machine has and this one cannot: its
-    version (TransformerConfig refuses e.g. MoE + fp8 below TE 1.7) and its fused RoPE."""
+    version (TransformerConfig refuses e.g. MoE + fp8 below TE 1.7), its fused RoPE and its
+    fused MoE permutation."""
     from packaging.version import Version
 
     import megatron.core.utils as mcu
@@ -421,6 +448,14 @@ def shim_te():
 
     if getattr(rope_utils, "fused_apply_rotary_pos_emb", None) is None:
         rope_utils.fused_apply_rotary_pos_emb = lambda *a, **k: None  # "TE is installed"
+
+    # TE's fused MoE permutation (TE >= 2.1), which TransformerConfig asks for with
+    # --moe-permute-fusion: present on the GPU machine
+    from megatron.core.transformer.moe import moe_utils
+    for name in ("fused_permute", "fused_permute_with_probs", "fused_sort_chunks_by_index",
+                 "fused_sort_chunks_by_index_with_probs", "fused_unpermute"):
+        if getattr(moe_utils, name, None) is None:
+            setattr(moe_utils, name, lambda *a, **k: None)
 
 
 def build_config(kw, flags):
@@ -695,7 +730,8 @@ def nam_plan(recipe, sets=()):
     rc, so, se = nam("args", recipe, "--json", *extra)
     if rc != 0:
         return rc, None, None, se
-    words = json.loads(so)["args"]
+    js = json.loads(so)
+    words = js["args"]
     rc2, so2, se2 = nam("launch", recipe, *extra)
     if rc2 != 0:
         return rc2, words, None, f"nam args accepted, nam launch exited {rc2}: {se2}"
@@ -706,7 +742,9 @@ def nam_plan(recipe, sets=()):
     policy = contract.get("fixed_policy") or {}
     prof["num_microbatches"] = (policy.get("batch") or {}).get("num_microbatches")
     prof["env"] = dict(policy.get("env") or {})
-    return 0, words, prof, se
+    if policy.get("launcher_args") != js.get("fixed_policy_args"):
+        return 3, words, None, "nam launch's fixed_policy.launcher_args differ from nam args --json fixed_policy_args"
+    return 0, words + (js.get("fixed_policy_args") or []), prof, se
 
 
 def header(path):
