@@ -404,6 +404,8 @@ typedef struct nam_recipe {
     char load_balancing[24];
     double aux_loss_coeff;
     char dispatcher[16];              /* allgather | alltoall | flex */
+    double capacity_factor;           /* --moe-expert-capacity-factor; 0 = none (dropless) */
+    int pad_to_capacity;              /* --moe-pad-expert-input-to-capacity */
     /* [mamba] */
     int mamba_state_dim, mamba_head_dim, mamba_num_groups, mamba_num_heads;
     /* [gdn] */
@@ -450,6 +452,9 @@ typedef struct nam_recipe {
     char lr_decay_style[24];          /* constant | linear | cosine | inverse-square-root | WSD */
     /* [data]  fixed policy: run inputs (syntax only, never opened) */
     char data_path[1024], tokenizer_type[32], tokenizer_model[NAM_STR_MAX], save_dir[NAM_STR_MAX], load_dir[NAM_STR_MAX];
+    char split[32];
+    int mock_data;
+    int cuda_graph_warmup_steps;
     /* [batch] */
     int micro_batch_size, global_batch_size;
     /* [precision] */
@@ -1836,6 +1841,8 @@ static const nam__field nam__fields[] = {
     NAM__S("moe", "load_balancing", load_balancing, "aux_loss|seq_aux_loss|global_aux_loss|sinkhorn|none", "seq_aux_loss", "--moe-router-load-balancing-type")
     NAM__D("moe", "aux_loss_coeff", aux_loss_coeff, 0, 1e6, "0.0001", "--moe-aux-loss-coeff")
     NAM__S("moe", "dispatcher", dispatcher, "allgather|alltoall|flex", "alltoall", "--moe-token-dispatcher-type")
+    NAM__D("moe", "capacity_factor", capacity_factor, 0, 1e3, "0", "--moe-expert-capacity-factor; 0 = dropless (none)")
+    NAM__B("moe", "pad_to_capacity", pad_to_capacity, "false", "--moe-pad-expert-input-to-capacity (needs capacity_factor)")
     NAM__I("mamba", "state_dim", mamba_state_dim, 1, NAM__DIM, "128", "--mamba-state-dim")
     NAM__I("mamba", "head_dim", mamba_head_dim, 1, NAM__DIM, "64", "--mamba-head-dim")
     NAM__I("mamba", "num_groups", mamba_num_groups, 1, NAM__DIM, "8", "--mamba-num-groups")
@@ -1908,6 +1915,8 @@ static const nam__field nam__fields[] = {
     NAM__S("data", "data_path", data_path, NULL, "", "fixed policy: --data-path (words separated by spaces: [weight] prefix ...); never opened")
     NAM__S("data", "tokenizer_type", tokenizer_type, "|GPT2BPETokenizer|SentencePieceTokenizer|GPTSentencePieceTokenizer|HuggingFaceTokenizer|Llama2Tokenizer|TikTokenizer|NullTokenizer", "", "fixed policy: --tokenizer-type; empty = not given")
     NAM__S("data", "tokenizer_model", tokenizer_model, NULL, "", "fixed policy: --tokenizer-model (a path or hub name; never opened)")
+    NAM__S("data", "split", split, NULL, "", "fixed policy: --split, e.g. 969,30,1; empty = not given")
+    NAM__B("data", "mock_data", mock_data, "false", "fixed policy: --mock-data (synthetic data instead of data_path)")
     NAM__S("data", "save", save_dir, NULL, "", "fixed policy: --save (checkpoint directory; never opened)")
     NAM__S("data", "load", load_dir, NULL, "", "fixed policy: --load (checkpoint directory; never opened)")
     NAM__D("preflight", "device_memory_gib", device_memory_gib, 0, 1e6, "0", "GPU memory in GiB; plan mode warns and strict mode refuses when a pp rank's static memory exceeds it; 0 = not checked")
@@ -1922,6 +1931,7 @@ static const nam__field nam__fields[] = {
     NAM__S("precision", "fp8_amax_compute_algo", fp8_amax_compute_algo, "most_recent|max", "most_recent", "--fp8-amax-compute-algo, with the delayed recipe")
     NAM__S("precision", "moe_router_dtype", moe_router_dtype, "none|fp32|fp64", "none", "--moe-router-dtype (with MoE); none = the model dtype")
     NAM__S("cuda_graph", "impl", cuda_graph_impl, "none|local|transformer_engine|full_iteration", "transformer_engine", "--cuda-graph-impl")
+    NAM__I("cuda_graph", "warmup_steps", cuda_graph_warmup_steps, 0, 1 << 20, "3", "--cuda-graph-warmup-steps (with CUDA graphs)")
     NAM__X("cuda_graph", "modules", NAM__T_MODULES, cuda_graph_modules, "attn,mamba,moe_router,moe_preprocess", "--cuda-graph-modules (comma list; empty = whole layer)")
     NAM__B("engram", "enabled", engram_enabled, "false", "Engram (n-gram memory) on A layers: a feature seam, never a Megatron flag")
     NAM__L("engram", "layers", engram_layers, num_engram_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_ENGRAM, "", "0-based A-layer indices carrying Engram (required when enabled)")
@@ -2901,6 +2911,12 @@ static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
     /* experts */
     if (r->ep > 1 && r->num_experts == 0)
         return nam__err(err, NAM_ERR_PARALLEL, "parallel.ep = %d needs moe.num_experts > 0", r->ep);
+    if (moe && r->pad_to_capacity && r->capacity_factor <= 0)
+        return nam__err(err, NAM_ERR_CONFLICT, "moe.pad_to_capacity needs moe.capacity_factor > 0 (transformer_config.py:1862)");
+    if (moe && r->capacity_factor > 0 && !strcmp(r->load_balancing, "sinkhorn"))
+        return nam__err(err, NAM_ERR_CONFLICT, "moe.capacity_factor works only with aux_loss, seq_aux_loss, global_aux_loss or none load balancing, got sinkhorn (transformer_config.py:1836)");
+    if (moe && r->pad_to_capacity && !strcmp(r->dispatcher, "flex") && !strcmp(r->moe_flex_backend, "deepep"))
+        return nam__err(err, NAM_ERR_CONFLICT, "moe.pad_to_capacity with the flex dispatcher's deepep backend (transformer_config.py:1755)");
     if (r->ep > 1 && !moe)
         return nam__err(err, NAM_ERR_PARALLEL, "parallel.ep = %d, but the plan has no E layer, so nam emits no --num-experts, and Megatron asserts num_experts for expert parallelism (arguments.py:1656); set parallel.ep = 1", r->ep);
     if (moe && !strcmp(r->load_balancing, "sinkhorn") && r->aux_loss_coeff != 0)
@@ -3037,8 +3053,10 @@ static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
             return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: MoE graphs, but the plan has no E layer, so nam emits no --num-experts and Megatron refuses MoE graphs (transformer_config.py:2829)");
         if (nam__has_module(mods, "mlp") && moe)
             return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'mlp' in a MoE model: Megatron graphs dense MLPs only when moe_layer_freq marks dense layers, which a hybrid pattern never sets (transformer_config.py:2835)");
-        if (nam__has_module(mods, "moe"))
-            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'moe' needs drop-and-pad token dispatch, which this recipe format does not model; use moe_router");
+        if (nam__has_module(mods, "moe") && !(r->capacity_factor > 0 && r->pad_to_capacity))
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'moe' graphs need drop-and-pad MoE (moe.capacity_factor > 0 and moe.pad_to_capacity), transformer_config.py:2839; or use moe_router");
+        if (nam__has_module(mods, "moe_preprocess") && r->capacity_factor > 0 && !r->pad_to_capacity && !strcmp(r->dispatcher, "alltoall"))
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: moe_preprocess with a capacity factor under the alltoall dispatcher (DtoH copies in the preprocess step; transformer_config.py:2846)");
         if (nam__has_module(mods, "mlp") && !counts[(int)'-'])
             return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'mlp' but the plan has no dense MLP ('-') layers");
         if (nam__has_module(mods, "mamba") && !counts[(int)'M'] && !p->unresolved)
@@ -3167,6 +3185,8 @@ static nam_status nam__build_args(nam_plan *p, nam_error *err) {
         nam__arg_str(p, ab, "--moe-token-dispatcher-type", r->dispatcher);
         if (r->grouped_gemm) nam__arg_str(p, ab, "--moe-grouped-gemm", NULL);
         if (strcmp(r->moe_router_dtype, "none")) nam__arg_str(p, ab, "--moe-router-dtype", r->moe_router_dtype);
+        if (r->capacity_factor > 0) nam__arg_fmt(p, ab, "--moe-expert-capacity-factor", "%g", r->capacity_factor);
+        if (r->pad_to_capacity) nam__arg_str(p, ab, "--moe-pad-expert-input-to-capacity", NULL);
     }
     if (p->pattern.mtp_depths > 0) {
         nam__arg_int(p, ab, "--mtp-num-layers", p->pattern.mtp_depths);
@@ -3211,6 +3231,7 @@ static nam_status nam__build_args(nam_plan *p, nam_error *err) {
         }
     }
     nam__arg_str(p, ab, "--cuda-graph-impl", r->cuda_graph_impl);
+    if (strcmp(r->cuda_graph_impl, "none") && r->cuda_graph_warmup_steps != 3) nam__arg_int(p, ab, "--cuda-graph-warmup-steps", r->cuda_graph_warmup_steps);
     if (!strcmp(r->cuda_graph_impl, "full_iteration")) {
         nam__arg_str(p, ab, "--no-check-for-nan-in-loss-and-grad", NULL);
         nam__decision_add(p, 0, 0, "nam adds --no-check-for-nan-in-loss-and-grad: Megatron requires it with --cuda-graph-impl full_iteration (arguments.py:1236)");
@@ -3485,7 +3506,8 @@ static double nam__layer_act(const nam_plan *p, int f, double sbh, double sb) {
     case NAM_FAM_MLP: return (5 + 4.0 * p->ffn_hidden_size / h) * sbh;
     case NAM_FAM_MOE: {
         double mf = r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size;
-        return (5 + r->router_topk * (2 + 4 * mf / h) + 4.0 * r->shared_expert_size / h) * sbh;
+        double cf = r->capacity_factor > 0 && r->pad_to_capacity ? r->capacity_factor : 1;   /* padded expert inputs */
+        return (5 + cf * r->router_topk * (2 + 4 * mf / h) + 4.0 * r->shared_expert_size / h) * sbh;
     }
     case NAM_FAM_MAMBA2: {   /* Megatron's MambaMixer: chunk 128 */
         double H = p->mamba_num_heads, di = H * r->mamba_head_dim, GN = (double)r->mamba_num_groups * r->mamba_state_dim;
@@ -3697,6 +3719,8 @@ static nam_status nam__build_policy_args(nam_plan *p, nam_error *err) {
     if (r->save_interval) nam__arg_int(p, ab, "--save-interval", r->save_interval);
     if (r->log_throughput) nam__arg_str(p, ab, "--log-throughput", NULL);
     if (r->data_path[0]) nam__arg_str(p, ab, "--data-path", r->data_path);
+    if (r->split[0]) nam__arg_str(p, ab, "--split", r->split);
+    if (r->mock_data) nam__arg_str(p, ab, "--mock-data", NULL);
     if (r->tokenizer_type[0]) nam__arg_str(p, ab, "--tokenizer-type", r->tokenizer_type);
     if (r->tokenizer_model[0]) nam__arg_str(p, ab, "--tokenizer-model", r->tokenizer_model);
     if (r->save_dir[0]) nam__arg_str(p, ab, "--save", r->save_dir);
@@ -4478,6 +4502,8 @@ NAM__DEF nam_status nam_args_compare(const nam_plan *p, const char *text, size_t
             memcpy(name, w.buf, fl);
             name[fl] = 0;
             if (!strcmp(name, "--hybrid-override-pattern")) { snprintf(name, sizeof name, "--hybrid-layer-pattern"); note = "renamed from --hybrid-override-pattern"; }
+            if (!strcmp(name, "--cuda-graph-scope")) { snprintf(name, sizeof name, "--cuda-graph-modules"); note = "renamed from the deprecated --cuda-graph-scope"; }
+            if (!strcmp(name, "--mock")) { snprintf(name, sizeof name, "--mock-data"); note = "argparse prefix of --mock-data"; }
             if (!strcmp(name, "--use-rotary-position-embeddings")) {   /* legacy switch: --position-embedding-type rope */
                 snprintf(name, sizeof name, "--position-embedding-type");
                 note = "from the legacy --use-rotary-position-embeddings";

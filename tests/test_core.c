@@ -1145,6 +1145,29 @@ static void test_policy_args(void) {
             nam_plan_free(&p);
         }
     }
+    { const char *s[] = { "cuda_graph.modules", "attn,mamba,moe", NULL };
+      expect_plan_err("capacity: 'moe' graphs without drop-and-pad: refused", s, NAM_ERR_CONFLICT, "transformer_config.py:2839"); }
+    { const char *s[] = { "cuda_graph.modules", "attn,mamba,moe", "moe.capacity_factor", "1.25", "moe.pad_to_capacity", "true", NULL };
+      expect_plan_arg("capacity: 'moe' graphs with capacity 1.25 and padding: accepted", s, "--moe-expert-capacity-factor", "1.25"); }
+    { const char *s[] = { "moe.pad_to_capacity", "true", NULL };
+      expect_plan_err("capacity: padding without a capacity factor: refused", s, NAM_ERR_CONFLICT, "transformer_config.py:1862"); }
+    { const char *s[] = { "moe.capacity_factor", "1.0", "moe.load_balancing", "sinkhorn", "moe.aux_loss_coeff", "0", NULL };
+      expect_plan_err("capacity: with sinkhorn balancing: refused", s, NAM_ERR_CONFLICT, "transformer_config.py:1836"); }
+    { const char *s[] = { "moe.capacity_factor", "1.0", NULL };
+      expect_plan_err("capacity: moe_preprocess graph with a capacity under alltoall: refused", s, NAM_ERR_CONFLICT, "transformer_config.py:2846"); }
+    {   /* padded capacity raises the MoE activations by the factor */
+        const char *a[] = { "pattern.map", "R=G", "cuda_graph.modules", "attn,mamba", NULL };
+        const char *b[] = { "pattern.map", "R=G", "cuda_graph.modules", "attn,mamba", "moe.capacity_factor", "2", "moe.pad_to_capacity", "true", NULL };
+        nam_plan q;
+        st = plan_with(&p, &e, a);
+        if (st == NAM_OK) st = plan_with(&q, &e, b);
+        CHECK("capacity: padded expert inputs raise the activation estimate", st == NAM_OK && q.preflight.ranks[0].activation_bytes > p.preflight.ranks[0].activation_bytes, "%s", e.message);
+        if (st == NAM_OK) { nam_plan_free(&p); nam_plan_free(&q); }
+    }
+    { const char *s[] = { "data.split", "969,30,1", "data.mock_data", "true", NULL };
+      st = plan_with(&p, &e, s);
+      CHECK("policy: --split and --mock-data", st == NAM_OK && !strcmp(policy_of(&p, "--split"), "969,30,1") && policy_of(&p, "--mock-data"), "%s", e.message);
+      if (st == NAM_OK) nam_plan_free(&p); }
     { const char *s[] = { "implementation.mla_down_proj_fusion", "true", NULL };
       expect_plan_err("policy: MLA down-projection fusion without MLA: refused", s, NAM_ERR_CONFLICT, "arguments.py:1977"); }
     { const char *s[] = { "implementation.moe_shared_expert_overlap", "true", "moe.dispatcher", "allgather", NULL };

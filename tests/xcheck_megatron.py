@@ -190,6 +190,9 @@ FLAGS = {
     "--moe-router-fusion": ("true", "moe_router_fusion"),
     "--moe-shared-expert-overlap": ("true", "moe_shared_expert_overlap"),
     "--moe-flex-dispatcher-backend": ("str", "moe_flex_dispatcher_backend"),
+    "--moe-expert-capacity-factor": ("float", "moe_expert_capacity_factor"),
+    "--moe-pad-expert-input-to-capacity": ("true", "moe_pad_expert_input_to_capacity"),
+    "--cuda-graph-warmup-steps": ("int", "cuda_graph_warmup_steps"),
 }
 
 # Emitted flags that are not config fields: arity (number of values, '+' for nargs='+') and
@@ -218,6 +221,7 @@ LAUNCH_ONLY = {
     "--save-interval": (1, "CheckpointConfig"), "--log-throughput": (0, "LoggerConfig"),
     "--data-path": ("+", "data arguments (nargs='*')"), "--tokenizer-type": (1, "TokenizerConfig"), "--tokenizer-model": (1, "TokenizerConfig"),
     "--save": (1, "CheckpointConfig"), "--load": (1, "CheckpointConfig"),
+    "--split": (1, "data split (arguments.py)"), "--mock-data": (0, "synthetic data"),
 }
 
 # argparse defaults that differ from the dataclass defaults (arguments.py line of the flag).
