@@ -143,8 +143,18 @@
        [section]
        key = value               (value may be "quoted"; lists are comma separated)
    Keys are `section.key`; unknown sections or keys are errors with file:line:column.
-   Sections: recipe pattern model mla moe mamba gdn dsa m2rnn mamba3 mtp parallel batch
-   precision cuda_graph engram mhc mod moda ngram_hash structure runtime. A [mamba3] key away
+   Sections: recipe pattern model mla moe mamba gdn dsa m2rnn mamba3 mtp parallel memory
+   implementation train data preflight batch precision cuda_graph engram mhc mod moda
+   ngram_hash structure runtime.
+   Generated args or fixed policy, decided per key by the seed's split (facts of the model
+   and its parallel layout are generated; environment and operator choices are policy):
+   model dims, pattern, parallel sizes, batch, precision (dtype, fp8 recipe and amax, router
+   dtype), MoE capacity, recompute and the distributed optimizer (they decide what fits) and
+   CUDA graphs are generated args; [implementation] (kernels, fusions), [train] (schedule,
+   logging, checkpoint cadence) and [data] (data, tokenizer, checkpoint paths, never opened)
+   are fixed-policy Megatron args (nam_plan.policy_args); [runtime] is fixed policy that is
+   not an arg (environment, caches). Each key's doc string starts with "fixed policy:" when it
+   is policy. [preflight] keys are never emitted. A [mamba3] key away
    from its default without pattern.mamba_impl = mamba3 is an error; feature layer lists
    are 0-based and checked against the pattern when planning (errors point at the key).
    examples/nam56r.recipe spells out every key with the built-in default. The model
