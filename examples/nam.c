@@ -819,7 +819,7 @@ static void print_plan_svg(const nam_plan *p, FILE *out) {
     }
     fputs("</g>\n", f);
     y += 8;
-    snprintf(line, sizeof line, "nam %s plan --svg: %s; hover a cell for its layer, Megatron symbol, stage and seam", NAM_VERSION_STRING, r->name);
+    snprintf(line, sizeof line, "drawn by nam %s (nam plan --svg) from recipe %s; hover a cell for its layer, Megatron symbol, stage and seam", NAM_VERSION_STRING, r->name);
     svg_text(f, SVG_MARGIN, y + 12, 10, "fill=\"#6B7280\"", line, content_w);
     y += 20 + SVG_MARGIN;
     fclose(f);
