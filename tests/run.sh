@@ -7,6 +7,11 @@
 #     core     build/test_core
 #     vectors  build/test_vectors $NAM_REFERENCE_DIR (default ../shared/reference)
 #     cli      tests/cli_test.sh, when present
+#     svg      tests/svg_test.py: `nam plan --svg` pictures parsed and checked against the
+#              plan, rendered to PNG by rsvg-convert (skipped when missing)
+#     consumers tests/consumers/run.sh: ./build.sh install into a temporary prefix, then a
+#              pkg-config, a CMake and a header-only project outside the tree build and run
+#              against it (and the CUDA side with nvcc); uninstall leaves nothing behind
 #     asan     build/asan/test_core, test_vectors, test_<kernel> and the emulated CUDA tests
 #              test_cuda_<part>_emu (ASan + UBSan)
 #     fuzz     build/fuzz_parsers on a copy of tests/corpus in build/fuzz-corpus for
@@ -339,6 +344,25 @@ step_megatron() {
         "$B/megatron-venv/bin/python" tests/xcheck_megatron.py "$B/nam"
 }
 
+# `nam plan --svg`: tests/svg_test.py (python3's xml.etree, rsvg-convert for the PNG)
+step_svg() {
+    local py=${NAM_SVG_PYTHON:-/usr/bin/python3}
+    [[ -x $py ]] || py=$(command -v python3 || true)
+    if [[ -z $py ]]; then
+        skip "svg tests: python3 not found (sudo apt-get install -y python3)"
+        return 0
+    fi
+    built nam "svg tests (build/nam)" || return 0
+    run_prog svg "svg: nam plan --svg" "$py" tests/svg_test.py "$PWD/$B/nam"
+}
+
+# Projects outside the tree that take nam in: tests/consumers/run.sh. It compiles (CMake,
+# make, nvcc) and installs into a temporary prefix, so it gets twice the usual time.
+step_consumers() {
+    local TIMEOUT=$((TIMEOUT * 2))
+    run_prog consumers "consumers: install, pkg-config, CMake, vendored" bash tests/consumers/run.sh
+}
+
 # A failed program build that no step reports (build/nam without cli tests) still fails.
 step_build() {
     if [[ ! -f tests/cli_test.sh ]]; then
@@ -351,10 +375,10 @@ step_build() {
 }
 
 steps=("$@")
-((${#steps[@]})) || steps=(build compile core vectors cli kernels xcheck megatron cuda asan fuzz replay bench)
+((${#steps[@]})) || steps=(build compile core vectors cli svg consumers kernels xcheck megatron cuda asan fuzz replay bench)
 for s in "${steps[@]}"; do
     case $s in
-    build | compile | core | vectors | cli | kernels | xcheck | megatron | cuda | asan | fuzz | replay | bench)
+    build | compile | core | vectors | cli | svg | consumers | kernels | xcheck | megatron | cuda | asan | fuzz | replay | bench)
         echo "== $s"
         "step_$s" ;;
     *) echo "tests/run.sh: unknown step '$s'" >&2; exit 2 ;;
