@@ -3636,7 +3636,7 @@ typedef struct nam__fpenv { fenv_t env; } nam__fpenv;
 NAM__UNUSED static void nam__fp_enter(nam__fpenv *e) {
     feholdexcept(&e->env);
 #ifdef FE_TONEAREST
-    if (fegetround() != FE_TONEAREST) fesetround(FE_TONEAREST);
+    fesetround(FE_TONEAREST);   /* always: glibc's fegetround reads only the x87 word on x86-64, not MXCSR */
 #endif
 }
 NAM__UNUSED static void nam__fp_leave(const nam__fpenv *e) { fesetenv(&e->env); }
