@@ -64,7 +64,7 @@ static void bench_row(bench_opts *o, const char *kernel, const char *shape_json,
         printf("%s\n {\"kernel\": \"%s\", \"shape\": %s, \"backend\": \"%s\", \"threads\": %d, \"median_ms\": %.4f, \"gflops\": %.2f, \"gbps\": %.2f, \"peak_pct\": %.1f, \"peak_of\": \"%s\"}",
                o->rows ? "," : "", kernel, shape_json, backend, threads, median_s * 1e3, gflops, gbps, pct, kind == 'm' ? "memcpy" : "fma");
     else
-        printf("%-10s %-52s %-8s %2d thr  %10.3f ms  %8.2f GFLOP/s  %8.2f GB/s  %5.1f%% of %s peak\n", kernel, shape_json, backend, threads,
+        printf("%-10s %-62s %-8s %2d thr  %10.3f ms  %8.2f GFLOP/s  %8.2f GB/s  %5.1f%% of %s peak\n", kernel, shape_json, backend, threads,
                median_s * 1e3, gflops, gbps, pct, kind == 'm' ? "memcpy" : "FMA");
     o->rows++;
 }
