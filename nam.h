@@ -3590,9 +3590,10 @@ NAM__UNUSED static nam_status nam__ws_check(const void *ws, size_t have, size_t 
    the whole SSD, bench/RESULTS.md). Clamping each product would put compares on the inner
    FMA loops and would still leave subnormal inputs (user data, bf16 subnormals) slow in
    attention, GEMM and MoE; FTZ/DAZ removes every assist in hardware at no per-element cost,
-   for the portable C loops as well as the AVX2 ones. The cost is the one gradual-underflow
-   digit: a value below FLT_MIN (1.18e-38) is 0, an absolute error below 1.2e-38, far under
-   every tolerance nam states. Round-to-nearest and masked exceptions make a kernel's result
+   for the portable C loops as well as the AVX2 ones. The cost is gradual underflow: a value
+   below FLT_MIN (1.18e-38) is 0, an absolute error below 1.2e-38 per operation, far under
+   every tolerance nam states (tests/test_ssd.c runs decays through that band against the
+   double recurrence; tests/test_fpenv.c checks the register and the flush). Round-to-nearest and masked exceptions make a kernel's result
    independent of the caller's rounding mode and traps. Worker threads inherit the calling
    thread's environment under POSIX; they set it themselves anyway, so nothing depends on the
    thread library. Elsewhere (other CPUs, other compilers), and everywhere under
