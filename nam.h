@@ -4973,8 +4973,8 @@ NAM__UNUSED static int nam__gemm_have_avx2(void) {
 /* The blocked GEMM with an explicit choice of code (simd: 1 = AVX2+FMA packing and micro-
    kernel, only valid when nam__gemm_have_avx2(); 0 = portable). nam__sgemm picks simd from
    the CPU; tests call this for both paths. */
-NAM__UNUSED static void nam__gemm_blocked(int m, int n, int k, const float *A, int64_t lda, const float *B, int64_t ldb, int transB,
-                                          float beta, float *C, int64_t ldc, float *pack, int simd) {
+NAM__UNUSED static void nam__gemm_blocked_body(int m, int n, int k, const float *A, int64_t lda, const float *B, int64_t ldb, int transB,
+                                               float beta, float *C, int64_t ldc, float *pack, int simd) {
     float *pa = pack, *pb = pack + nam__gemm_a_floats(m, k);
     int mcb = nam__gemm_block(m, NAM__GEMM_MC, NAM__GEMM_MR), kcb = nam__gemm_block(k, NAM__GEMM_KC, 8);
     int ncb = nam__gemm_block(n, NAM__GEMM_NC, NAM__GEMM_NR);
@@ -5033,6 +5033,16 @@ NAM__UNUSED static void nam__gemm_blocked(int m, int n, int k, const float *A, i
             }
         }
     }
+}
+
+/* The blocked loop inside the kernel FP environment (>>kernel-common): tests and nam-bench
+   call it directly for the portable micro-kernel. */
+NAM__UNUSED static void nam__gemm_blocked(int m, int n, int k, const float *A, int64_t lda, const float *B, int64_t ldb, int transB,
+                                          float beta, float *C, int64_t ldc, float *pack, int simd) {
+    nam__fpenv fe;
+    nam__fp_enter(&fe);
+    nam__gemm_blocked_body(m, n, k, A, lda, B, ldb, transB, beta, C, ldc, pack, simd);
+    nam__fp_leave(&fe);
 }
 
 /* C = beta*C + A * op(B), see the top of this section. Single-threaded, no allocation. */

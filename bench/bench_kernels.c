@@ -1,6 +1,6 @@
 /* bench/bench_kernels.c - nam-bench: the CPU kernel benchmarks.
 
-   usage: nam-bench [--threads N] [--reps N] [--quick] [--json] [--only gemm|ssd|attention|moe]
+   usage: nam-bench [--threads N] [--reps N] [--quick] [--json] [--ftz-ab] [--only gemm|ssd|attention|moe]
 
    First it measures this machine's peaks in the same run:
      - FMA throughput: 12 independent 8-wide FMA chains per thread (AVX2/FMA when the CPU
@@ -121,6 +121,8 @@ static void measure_peaks(bench_opts *o) {
     peak_ctx p;
     peak_run r;
     double t;
+    int ab = bench_ftz_ab;
+    bench_ftz_ab = 0;   /* the peak loops are not kernels under test */
     memset(&p, 0, sizeof p);
     r.p = &p;
     r.threads = o->threads;
@@ -142,6 +144,7 @@ static void measure_peaks(bench_opts *o) {
     }
     free(p.src);
     free(p.dst);
+    bench_ftz_ab = ab;
 }
 
 int main(int argc, char **argv) {
@@ -157,11 +160,12 @@ int main(int argc, char **argv) {
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) o.quick = 1;
         else if (!strcmp(argv[i], "--json")) o.json = 1;
+        else if (!strcmp(argv[i], "--ftz-ab")) bench_ftz_ab = 1;
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) o.threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) o.reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: nam-bench [--threads N] [--reps N] [--quick] [--json] [--only gemm|ssd|attention|moe]\n");
+            fprintf(stderr, "usage: nam-bench [--threads N] [--reps N] [--quick] [--json] [--ftz-ab] [--only gemm|ssd|attention|moe]\n");
             return 2;
         }
     }
