@@ -45,7 +45,7 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 B=build
 
 WARN="-Wall -Wextra -Werror"
-KERNELS="gemm ssd attention moe"   # tests/test_<kernel>.c, tests/xcheck_<kernel>.py
+KERNELS="gemm ssd attention moe fpenv"   # tests/test_<kernel>.c, tests/xcheck_<kernel>.py
 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 NVCC=$CUDA_HOME/bin/nvcc
 CUDA_PARTS="ssd moe attention"     # tests/test_cuda_<part>.c
@@ -326,6 +326,9 @@ build_all() {
         spawn asan-test_$k $B/asan/test_$k tests/test_$k.c \
             "$CC -std=c99 $WARN $ASAN $STB_CFLAGS tests/test_$k.c -o $B/asan/test_$k $STB_LIBS"
     done
+    # the FP-environment test again with the opt-out: IEEE subnormals, <fenv.h> path
+    spawn test_fpenv_keep $B/test_fpenv_keep tests/test_fpenv.c \
+        "$c99 -DNAM_KEEP_SUBNORMALS tests/test_fpenv.c -o $B/test_fpenv_keep $STB_LIBS"
     # compile tests: C99 -pedantic, C++11, NAM_STATIC, two translation units
     spawn compile-c99 $B/compile/impl_c tests/compile/impl.c \
         "$CC -std=c99 -pedantic $WARN -O2 $STB_CFLAGS tests/compile/impl.c -o $B/compile/impl_c $STB_LIBS"

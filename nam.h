@@ -47,6 +47,8 @@
      NAM_MALLOC(sz) / NAM_FREE(p)   allocator for nam's buffers (define both or neither)
      NAM_ASSERT(c)        internal invariant check (default: assert), never used for input
      NAM_CUDA             CUDA tensors run on nam_cuda.cuh's kernels (link nam_cuda.cu)
+     NAM_KEEP_SUBNORMALS  the CPU kernels do not flush subnormals to zero (IEEE gradual
+                          underflow, at the hardware's speed for them; see >>kernels)
 
    3. STEP BY STEP
        #define NAM_IMPLEMENTATION
@@ -775,6 +777,28 @@ NAM_API nam_status nam_rankmap_json(const nam_rankmap *m, char **out, nam_error 
    on one device, and the desc's `stream` (a cudaStream_t, NULL = default) orders the
    work. Without NAM_CUDA such calls return NAM_ERR_NOT_IMPLEMENTED saying so. A desc's
    `ran` field reports the backend that ran.
+
+   Floating-point environment and subnormals. Every kernel entry below computes with round
+   to nearest, every FP exception masked and subnormals flushed to zero, on the calling
+   thread and on each of its worker threads, and before it returns it writes the caller's
+   control/status register back exactly as it found it (x86-64 MXCSR, status flags included;
+   AArch64 FPCR and FPSR). A caller's rounding mode, unmasked exceptions or own FTZ/DAZ bits
+   never change a result, and nam never changes them for the caller. The flush: on x86-64
+   MXCSR's FTZ and DAZ bits, on AArch64 FPCR.FZ, so that no FMA takes a subnormal microcode
+   assist (on Intel CPUs these cost the SSD scan up to 5x with strongly decaying heads).
+     - subnormal inputs: an f32 (or bf16) value below FLT_MIN = 1.18e-38 in magnitude reads as
+       0 in arithmetic (both backends, CPU_REF too). f16 subnormals are normal f32 values and
+       are used as they are. Values a kernel only moves (nam_moe_permute, f32 copies) keep
+       their bits;
+     - subnormal results: any intermediate or output below FLT_MIN is 0 (signed). f16 and
+       bf16 outputs are rounded from those f32 values (f16 storage keeps its own subnormals,
+       6e-8..6e-5, which are normal in f32).
+   The difference from IEEE gradual underflow is below 1.2e-38 absolute per operation,
+   under every tolerance stated for these kernels. Built with NAM_KEEP_SUBNORMALS, or on
+   another CPU or compiler (through <fenv.h>), nam sets only round to nearest and masked
+   exceptions, still restores everything, and subnormals are computed at the hardware's
+   speed for them. CUDA kernels keep the GPU's defaults (fp32 subnormals preserved), so on
+   subnormal data CPU and CUDA results can differ by such amounts.
 */
 typedef enum nam_dtype { NAM_F32 = 0, NAM_BF16 = 1, NAM_F16 = 2, NAM_I32 = 3 } nam_dtype;
 typedef enum nam_device { NAM_DEVICE_CPU = 0, NAM_DEVICE_CUDA = 1 } nam_device;
@@ -1001,6 +1025,9 @@ extern nam_status nam_cuda__attention(nam_attention_desc *d, void *workspace, si
 #include <stb_ds.h>
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>   /* AVX2/FMA kernels, compiled with target attributes, chosen at run time */
+#endif
+#if defined(NAM_KEEP_SUBNORMALS) || !((defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__aarch64__)))
+#include <fenv.h>        /* kernel FP environment where nam has no direct access to it (>>kernel-common) */
 #endif
 #ifdef NAM_CBLAS
 #include <cblas.h>       /* optional: nam__sgemm calls cblas_sgemm (link -lopenblas) */
@@ -5104,12 +5131,98 @@ NAM__UNUSED static nam_status nam__ws_check(const void *ws, size_t have, size_t 
     return NAM_OK;
 }
 
-/* Split [0, n) into `threads` contiguous ranges and run fn on each (POSIX threads). */
+/* ---- the floating-point environment of the CPU kernels ----------------------------------
+   Every public kernel entry runs its body between nam__fp_enter and nam__fp_leave (the
+   NAM__FP_CALL wrappers after each entry), and so does every worker of nam__parallel_for and
+   nam__sgemm:
+     enter  saves the calling thread's FP control/status register, then sets round to
+            nearest, every exception masked, and subnormals flushed: x86-64 MXCSR with FTZ
+            (results below FLT_MIN become 0) and DAZ (subnormal operands read as 0), AArch64
+            FPCR.FZ (both). It writes the register only when the value differs;
+     leave  writes the saved value back bit for bit, status flags included (AArch64: FPCR and
+            FPSR), so the caller finds its environment exactly as it left it. nam is vendored
+            into programs that own their MXCSR; a library that changed it would change their
+            arithmetic after the call.
+   Why FTZ/DAZ, and not arithmetic that avoids subnormals: in the SSD chunked scan the
+   exponentials themselves never are subnormal (nam__ssd_exp8 returns 0 below -87.33), but
+   the products are: exp(cum_i - cum_j) G dt, the two-factor panel decays, the row scales
+   diag(exp(cum)) C S^T and the chunk-state decay exp(cum_last) S all land in the 1e-38..1e-45
+   band for strongly decaying heads (A*dt summed over a chunk below about -87), and on Intel
+   every FMA that reads or writes such a value takes a microcode assist (measured 4.8x on
+   the whole SSD, bench/RESULTS.md). Clamping each product would put compares on the inner
+   FMA loops and would still leave subnormal inputs (user data, bf16 subnormals) slow in
+   attention, GEMM and MoE; FTZ/DAZ removes every assist in hardware at no per-element cost,
+   for the portable C loops as well as the AVX2 ones. The cost is gradual underflow: a value
+   below FLT_MIN (1.18e-38) is 0, an absolute error below 1.2e-38 per operation, far under
+   every tolerance nam states (tests/test_ssd.c runs decays through that band against the
+   double recurrence; tests/test_fpenv.c checks the register and the flush). Round-to-nearest and masked exceptions make a kernel's result
+   independent of the caller's rounding mode and traps. Worker threads inherit the calling
+   thread's environment under POSIX; they set it themselves anyway, so nothing depends on the
+   thread library. Elsewhere (other CPUs, other compilers), and everywhere under
+   NAM_KEEP_SUBNORMALS, nam uses <fenv.h>: feholdexcept (masks every exception, clears the
+   flags) and round to nearest on entry, fesetenv on exit; subnormals are then computed as
+   the hardware does (no flush). */
+#if !defined(NAM_KEEP_SUBNORMALS) && (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define NAM__FP_X86 1
+/* MXCSR: FTZ (bit 15), the six exception masks (bits 7-12), DAZ (bit 6); rounding bits 13-14
+   zero = to nearest; status flags (bits 0-5) clear. DAZ exists on every x86-64 CPU. */
+#define NAM__FP_MXCSR 0x9FC0u
+typedef struct nam__fpenv { unsigned int csr; } nam__fpenv;
+NAM__UNUSED static void nam__fp_enter(nam__fpenv *e) {
+    unsigned int want = NAM__FP_MXCSR;
+    __asm__ __volatile__("stmxcsr %0" : "=m"(e->csr) : : "memory");   /* "memory": no load or store moves across */
+    if (e->csr != want) __asm__ __volatile__("ldmxcsr %0" : : "m"(want) : "memory");
+}
+NAM__UNUSED static void nam__fp_leave(const nam__fpenv *e) {
+    unsigned int now;
+    __asm__ __volatile__("stmxcsr %0" : "=m"(now) : : "memory");
+    if (now != e->csr) __asm__ __volatile__("ldmxcsr %0" : : "m"(e->csr) : "memory");
+}
+#elif !defined(NAM_KEEP_SUBNORMALS) && (defined(__GNUC__) || defined(__clang__)) && defined(__aarch64__)
+#define NAM__FP_ARM64 1
+/* FPCR: FZ (bit 24) set; RMode (bits 22-23) 0 = to nearest; trap enables IOE..IXE (bits 8-12)
+   and IDE (bit 15) clear. FPSR holds the status flags, saved and restored with it. */
+typedef struct nam__fpenv { uint64_t fpcr, fpsr; } nam__fpenv;
+NAM__UNUSED static void nam__fp_enter(nam__fpenv *e) {
+    uint64_t want;
+    __asm__ __volatile__("mrs %0, fpcr" : "=r"(e->fpcr) : : "memory");
+    __asm__ __volatile__("mrs %0, fpsr" : "=r"(e->fpsr) : : "memory");
+    want = (e->fpcr & ~((UINT64_C(3) << 22) | (UINT64_C(0x1f) << 8) | (UINT64_C(1) << 15))) | (UINT64_C(1) << 24);
+    if (want != e->fpcr) __asm__ __volatile__("msr fpcr, %0" : : "r"(want) : "memory");
+}
+NAM__UNUSED static void nam__fp_leave(const nam__fpenv *e) {
+    __asm__ __volatile__("msr fpsr, %0" : : "r"(e->fpsr) : "memory");
+    __asm__ __volatile__("msr fpcr, %0" : : "r"(e->fpcr) : "memory");
+}
+#else
+typedef struct nam__fpenv { fenv_t env; } nam__fpenv;
+NAM__UNUSED static void nam__fp_enter(nam__fpenv *e) {
+    feholdexcept(&e->env);
+#ifdef FE_TONEAREST
+    fesetround(FE_TONEAREST);   /* always: glibc's fegetround reads only the x87 word on x86-64, not MXCSR */
+#endif
+}
+NAM__UNUSED static void nam__fp_leave(const nam__fpenv *e) { fesetenv(&e->env); }
+#endif
+/* st = call, evaluated inside the kernel FP environment. */
+#define NAM__FP_CALL(st, call)      \
+    do {                            \
+        nam__fpenv fe_;             \
+        nam__fp_enter(&fe_);        \
+        (st) = (call);              \
+        nam__fp_leave(&fe_);        \
+    } while (0)
+
+/* Split [0, n) into `threads` contiguous ranges and run fn on each (POSIX threads); each
+   worker thread runs inside the kernel FP environment (see above). */
 typedef void (*nam__task_fn)(void *ctx, int64_t begin, int64_t end, int thread);
 typedef struct nam__task { nam__task_fn fn; void *ctx; int64_t begin, end; int thread; } nam__task;
 NAM__UNUSED static void *nam__task_main(void *arg) {
     nam__task *t = NAM__CAST(nam__task *, arg);
+    nam__fpenv fe;
+    nam__fp_enter(&fe);
     t->fn(t->ctx, t->begin, t->end, t->thread);
+    nam__fp_leave(&fe);
     return NULL;
 }
 NAM__UNUSED static void nam__parallel_for(int64_t n, int threads, nam__task_fn fn, void *ctx) {
@@ -5911,7 +6024,7 @@ static size_t nam__attn_ws_bytes(const nam_attention_desc *d, nam_backend be, na
     return NAM__CAST(size_t, threads) * c->per_thread;
 }
 
-NAM__DEF nam_status nam_attention_workspace_size(const nam_attention_desc *d, size_t *bytes, nam_error *err) {
+NAM__UNUSED static nam_status nam__attention_workspace_size_body(const nam_attention_desc *d, size_t *bytes, nam_error *err) {
     nam_backend be;
     nam_status st;
     nam__attn_ctx c;
@@ -5925,7 +6038,13 @@ NAM__DEF nam_status nam_attention_workspace_size(const nam_attention_desc *d, si
     return NAM_OK;
 }
 
-NAM__DEF nam_status nam_attention(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+NAM__DEF nam_status nam_attention_workspace_size(const nam_attention_desc *d, size_t *bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__attention_workspace_size_body(d, bytes, err));
+    return st;
+}
+
+NAM__UNUSED static nam_status nam__attention_body(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
     nam_backend be;
     nam_status st;
     nam__attn_ctx c;
@@ -5958,6 +6077,12 @@ NAM__DEF nam_status nam_attention(nam_attention_desc *d, void *workspace, size_t
     nam__parallel_for(c.items, threads, nam__attn_task, &c);
 #endif
     return NAM_OK;
+}
+
+NAM__DEF nam_status nam_attention(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__attention_body(d, workspace, workspace_bytes, err));
+    return st;
 }
 
 /* >>kernel-gemm ----------------------------------------------------------- */
@@ -6410,8 +6535,8 @@ NAM__UNUSED static int nam__gemm_have_avx2(void) {
 /* The blocked GEMM with an explicit choice of code (simd: 1 = AVX2+FMA packing and micro-
    kernel, only valid when nam__gemm_have_avx2(); 0 = portable). nam__sgemm picks simd from
    the CPU; tests call this for both paths. */
-NAM__UNUSED static void nam__gemm_blocked(int m, int n, int k, const float *A, int64_t lda, const float *B, int64_t ldb, int transB,
-                                          float beta, float *C, int64_t ldc, float *pack, int simd) {
+NAM__UNUSED static void nam__gemm_blocked_body(int m, int n, int k, const float *A, int64_t lda, const float *B, int64_t ldb, int transB,
+                                               float beta, float *C, int64_t ldc, float *pack, int simd) {
     float *pa = pack, *pb = pack + nam__gemm_a_floats(m, k);
     int mcb = nam__gemm_block(m, NAM__GEMM_MC, NAM__GEMM_MR), kcb = nam__gemm_block(k, NAM__GEMM_KC, 8);
     int ncb = nam__gemm_block(n, NAM__GEMM_NC, NAM__GEMM_NR);
@@ -6472,10 +6597,22 @@ NAM__UNUSED static void nam__gemm_blocked(int m, int n, int k, const float *A, i
     }
 }
 
+/* The blocked loop inside the kernel FP environment (>>kernel-common): tests and nam-bench
+   call it directly for the portable micro-kernel. */
+NAM__UNUSED static void nam__gemm_blocked(int m, int n, int k, const float *A, int64_t lda, const float *B, int64_t ldb, int transB,
+                                          float beta, float *C, int64_t ldc, float *pack, int simd) {
+    nam__fpenv fe;
+    nam__fp_enter(&fe);
+    nam__gemm_blocked_body(m, n, k, A, lda, B, ldb, transB, beta, C, ldc, pack, simd);
+    nam__fp_leave(&fe);
+}
+
 /* C = beta*C + A * op(B), see the top of this section. Single-threaded, no allocation. */
 NAM__UNUSED static void nam__sgemm(int m, int n, int k, const float *A, int64_t lda, const float *B, int64_t ldb, int transB,
                                    float beta, float *C, int64_t ldc, float *pack) {
+    nam__fpenv fe;
     if (m < 1 || n < 1 || k < 1) return;
+    nam__fp_enter(&fe);   /* the kernel FP environment (>>kernel-common); inside a kernel entry it only reads MXCSR */
 #ifdef NAM_CBLAS
     (void)pack;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, A, NAM__CAST(int, lda), B,
@@ -6483,6 +6620,7 @@ NAM__UNUSED static void nam__sgemm(int m, int n, int k, const float *A, int64_t 
 #else
     nam__gemm_blocked(m, n, k, A, lda, B, ldb, transB, beta, C, ldc, pack, nam__gemm_have_avx2());
 #endif
+    nam__fp_leave(&fe);
 }
 
 /* >>kernel-moe ------------------------------------------------------------ */
@@ -6618,7 +6756,7 @@ NAM__UNUSED static nam_status nam__moe_plan_check(const nam_moe_dispatch_desc *d
 }
 
 /* ---- router -------------------------------------------------------------------------- */
-NAM__DEF nam_status nam_moe_route(nam_moe_route_desc *d, nam_error *err) {
+NAM__UNUSED static nam_status nam__moe_route_body(nam_moe_route_desc *d, nam_error *err) {
     int64_t T, E, t, e, sl[NAM_MAX_DIMS], sb[NAM_MAX_DIMS], si[NAM_MAX_DIMS], sw[NAM_MAX_DIMS];
     int64_t k, n, pos, j;
     int32_t *idx;
@@ -6732,6 +6870,12 @@ NAM__DEF nam_status nam_moe_route(nam_moe_route_desc *d, nam_error *err) {
     return NAM_OK;
 }
 
+NAM__DEF nam_status nam_moe_route(nam_moe_route_desc *d, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_route_body(d, err));
+    return st;
+}
+
 /* ---- dispatch ------------------------------------------------------------------------ */
 /* The shape, option and device checks of a dispatch desc. */
 static nam_status nam__moe_dispatch_check(const nam_moe_dispatch_desc *d, nam_error *err) {
@@ -6762,7 +6906,7 @@ static nam_status nam__moe_dispatch_check(const nam_moe_dispatch_desc *d, nam_er
     return NAM_OK;
 }
 
-NAM__DEF nam_status nam_moe_dispatch_workspace_size(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err) {
+NAM__UNUSED static nam_status nam__moe_dispatch_workspace_size_body(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err) {
     nam_status s;
     if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_dispatch_workspace_size: bytes is NULL");
     *bytes = 0;
@@ -6773,7 +6917,13 @@ NAM__DEF nam_status nam_moe_dispatch_workspace_size(const nam_moe_dispatch_desc 
     return NAM_OK;
 }
 
-NAM__DEF nam_status nam_moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err) {
+NAM__DEF nam_status nam_moe_dispatch_workspace_size(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_dispatch_workspace_size_body(d, bytes, err));
+    return st;
+}
+
+NAM__UNUSED static nam_status nam__moe_dispatch_body(nam_moe_dispatch_desc *d, nam_error *err) {
     int64_t T, k, E, t, s2, e, cap, kept, si[NAM_MAX_DIMS], sc[NAM_MAX_DIMS], so[NAM_MAX_DIMS], sr[NAM_MAX_DIMS];
     int32_t *cnt, *off, *rows;
     const int32_t *idx;
@@ -6836,8 +6986,14 @@ NAM__DEF nam_status nam_moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err) {
     return NAM_OK;
 }
 
+NAM__DEF nam_status nam_moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_dispatch_body(d, err));
+    return st;
+}
+
 /* ---- permute / combine --------------------------------------------------------------- */
-NAM__DEF nam_status nam_moe_permute(const nam_tensor *tokens, const nam_moe_dispatch_desc *plan, nam_tensor *permuted, nam_error *err) {
+NAM__UNUSED static nam_status nam__moe_permute_body(const nam_tensor *tokens, const nam_moe_dispatch_desc *plan, nam_tensor *permuted, nam_error *err) {
     nam__moe_plan p;
     nam_status s;
     int64_t H, j, h, st[NAM_MAX_DIMS], sp[NAM_MAX_DIMS];
@@ -6873,6 +7029,12 @@ NAM__DEF nam_status nam_moe_permute(const nam_tensor *tokens, const nam_moe_disp
     return NAM_OK;
 }
 
+NAM__DEF nam_status nam_moe_permute(const nam_tensor *tokens, const nam_moe_dispatch_desc *plan, nam_tensor *permuted, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_permute_body(tokens, plan, permuted, err));
+    return st;
+}
+
 /* The permuted row of (t, slot) in expert e's (sorted) segment, or -1 when it was dropped. */
 NAM__UNUSED static int64_t nam__moe_find(const nam__moe_plan *p, int64_t e, int64_t key) {
     int64_t lo = nam__moe_off(p, e), hi = nam__moe_off(p, e + 1);
@@ -6886,8 +7048,8 @@ NAM__UNUSED static int64_t nam__moe_find(const nam__moe_plan *p, int64_t e, int6
 }
 
 #define NAM__MOE_CHUNK 256
-NAM__DEF nam_status nam_moe_combine(const nam_tensor *expert_out, const nam_moe_dispatch_desc *plan, const nam_tensor *topk_weight,
-                                    nam_tensor *out, nam_error *err) {
+NAM__UNUSED static nam_status nam__moe_combine_body(const nam_tensor *expert_out, const nam_moe_dispatch_desc *plan, const nam_tensor *topk_weight,
+                                                    nam_tensor *out, nam_error *err) {
     nam__moe_plan p;
     nam_status s;
     int64_t H, t, slot, h, h0, se[NAM_MAX_DIMS], sw[NAM_MAX_DIMS], so[NAM_MAX_DIMS];
@@ -6981,6 +7143,13 @@ NAM__DEF nam_status nam_moe_combine(const nam_tensor *expert_out, const nam_moe_
     return NAM_OK;
 }
 
+NAM__DEF nam_status nam_moe_combine(const nam_tensor *expert_out, const nam_moe_dispatch_desc *plan, const nam_tensor *topk_weight,
+                                    nam_tensor *out, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_combine_body(expert_out, plan, topk_weight, out, err));
+    return st;
+}
+
 /* ---- expert FFN ---------------------------------------------------------------------- */
 typedef struct nam__moe_ffn_info {
     int64_t E, F, H, R;              /* experts, ffn, hidden, rows of in/out */
@@ -7062,7 +7231,7 @@ NAM__UNUSED static nam_status nam__moe_ffn_check(const nam_moe_ffn_desc *d, nam_
     return NAM_OK;
 }
 
-NAM__DEF nam_status nam_moe_ffn_workspace_size(const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err) {
+NAM__UNUSED static nam_status nam__moe_ffn_workspace_size_body(const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err) {
     nam__moe_ffn_info fi;
     nam_status s;
     if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_ffn_workspace_size: bytes is NULL");
@@ -7073,6 +7242,12 @@ NAM__DEF nam_status nam_moe_ffn_workspace_size(const nam_moe_ffn_desc *d, size_t
 #endif
     *bytes = fi.bytes;
     return NAM_OK;
+}
+
+NAM__DEF nam_status nam_moe_ffn_workspace_size(const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_ffn_workspace_size_body(d, bytes, err));
+    return st;
 }
 
 /* Reference: every kept row, fp64 sums, any dtype and stride. */
@@ -7559,7 +7734,9 @@ NAM__UNUSED static nam_status nam__moe_ffn_run(nam_moe_ffn_desc *d, void *worksp
 }
 
 NAM__DEF nam_status nam_moe_ffn(nam_moe_ffn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
-    return nam__moe_ffn_run(d, workspace, workspace_bytes, 0, err);
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_ffn_run(d, workspace, workspace_bytes, 0, err));
+    return st;
 }
 
 /* >>kernel-ssd ------------------------------------------------------------------------ */
@@ -8193,7 +8370,7 @@ NAM__UNUSED static void nam__ssd_plan(const nam__ssd_dims *dm, int threads, int 
     L->total = o + NAM__CAST(size_t, L->slabs) * s;
 }
 
-NAM__DEF nam_status nam_ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes, nam_error *err) {
+NAM__UNUSED static nam_status nam__ssd_workspace_size_body(const nam_ssd_desc *d, size_t *bytes, nam_error *err) {
     nam__ssd_dims dm;
     nam__ssd_layout L;
     nam_status st;
@@ -8212,6 +8389,12 @@ NAM__DEF nam_status nam_ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes,
     }
     if (err) nam__err_reset(err);
     return NAM_OK;
+}
+
+NAM__DEF nam_status nam_ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__ssd_workspace_size_body(d, bytes, err));
+    return st;
 }
 
 
@@ -8499,7 +8682,7 @@ static void nam__ssd_phase2(void *vctx, int64_t begin, int64_t end, int thread) 
         }
 }
 
-NAM__DEF nam_status nam_ssd(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+NAM__UNUSED static nam_status nam__ssd_body(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
     nam__ssd_ctx c;
     nam_status st;
     int threads;
@@ -8564,6 +8747,12 @@ NAM__DEF nam_status nam_ssd(nam_ssd_desc *d, void *workspace, size_t workspace_b
     return NAM_OK;
 }
 
+NAM__DEF nam_status nam_ssd(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__ssd_body(d, workspace, workspace_bytes, err));
+    return st;
+}
+
 
 /* ---- single-token decode ---------------------------------------------------------------- */
 static nam_status nam__ssd_step_validate(const nam_ssd_step_desc *d, nam_backend *be, int64_t dims[5], nam_error *err) {
@@ -8622,7 +8811,7 @@ static nam_status nam__ssd_step_validate(const nam_ssd_step_desc *d, nam_backend
 }
 
 /* One token: state = exp(dt A) state + dt B x (f32 storage, double arithmetic), y = C.state + D x. */
-NAM__DEF nam_status nam_ssd_step(nam_ssd_step_desc *d, nam_error *err) {
+NAM__UNUSED static nam_status nam__ssd_step_body(nam_ssd_step_desc *d, nam_error *err) {
     int64_t dims[5] = {0, 0, 0, 0, 0}, xs[4], dts[4], As[4], Bs[4], Cs[4], Ds[4], zs[4], bs[4], ss[4], os[4];
     int64_t b, h, p, g, n, hpg, bi, hi, pi, k;
     nam_backend be = NAM_BACKEND_AUTO;
@@ -8676,6 +8865,12 @@ NAM__DEF nam_status nam_ssd_step(nam_ssd_step_desc *d, nam_error *err) {
     return NAM_OK;
 }
 
+NAM__DEF nam_status nam_ssd_step(nam_ssd_step_desc *d, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__ssd_step_body(d, err));
+    return st;
+}
+
 /* ---- causal depthwise conv1d -------------------------------------------------------------- */
 typedef struct nam__ssd_conv_ctx {
     nam_conv1d_desc *d;
@@ -8717,7 +8912,7 @@ static void nam__ssd_conv_range(void *vctx, int64_t begin, int64_t end, int thre
     }
 }
 
-NAM__DEF nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err) {
+NAM__UNUSED static nam_status nam__conv1d_body(nam_conv1d_desc *d, nam_error *err) {
     nam__ssd_conv_ctx c;
     nam_backend be = NAM_BACKEND_AUTO;
     nam_status st = NAM_OK;
@@ -8776,6 +8971,12 @@ NAM__DEF nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err) {
     d->ran = be;
     if (err) nam__err_reset(err);
     return NAM_OK;
+}
+
+NAM__DEF nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__conv1d_body(d, err));
+    return st;
 }
 
 #ifdef __cplusplus

@@ -17,7 +17,8 @@
 #     fuzz     build/fuzz_parsers on a copy of tests/corpus in build/fuzz-corpus for
 #              $NAM_FUZZ_SECONDS (default 30) seconds: one test
 #     replay   build/fuzz_parsers over every file of tests/corpus: one test
-#     kernels  build/test_<kernel> for each kernel (gemm ssd attention moe)
+#     kernels  build/test_<kernel> for each kernel (gemm ssd attention moe fpenv), and
+#              build/test_fpenv_keep (test_fpenv built with -DNAM_KEEP_SUBNORMALS)
 #     xcheck   build/test_<kernel> --dump DIR, then /usr/bin/python3 tests/xcheck_<kernel>.py DIR
 #              (torch/numpy cross-checks; skipped with the install command when missing)
 #     megatron tests/xcheck_megatron.py NAM_BIN in build/megatron-venv (torch + megatron-core
@@ -304,13 +305,17 @@ step_cuda() {
     done
 }
 
-KERNELS="gemm ssd attention moe"
-# The kernel tests: fast paths against their references, edge shapes, bad input.
+KERNELS="gemm ssd attention moe fpenv"
+# The kernel tests: fast paths against their references, edge shapes, bad input; the
+# FP-environment test also built with -DNAM_KEEP_SUBNORMALS (test_fpenv_keep).
 step_kernels() {
     local k
     for k in $KERNELS; do
         if built test_$k "test_$k"; then run_prog test_$k "test_$k" "$B/test_$k"; fi
     done
+    if built test_fpenv_keep "test_fpenv (NAM_KEEP_SUBNORMALS)"; then
+        run_prog test_fpenv_keep "test_fpenv (NAM_KEEP_SUBNORMALS)" "$B/test_fpenv_keep"
+    fi
 }
 
 # Cross-checks against implementations we did not write: build/test_<k> --dump DIR writes
