@@ -597,6 +597,12 @@ typedef struct nam_rank_memory {
     double total_bytes;              /* static + activations */
 } nam_rank_memory;
 
+typedef struct nam_chunk_memory {
+    int vp_stage, pp_rank, num_layers;
+    double params;                   /* held by one GPU of the rank for this model chunk */
+    double activation_bytes;         /* one microbatch through this chunk, before the TP/SP split */
+} nam_chunk_memory;
+
 typedef struct nam_preflight {
     double params[NAM_FAM_COUNT];    /* whole model, unsharded */
     double params_total, params_active;   /* active: routed experts counted top-k of E */
@@ -606,6 +612,8 @@ typedef struct nam_preflight {
                                         native pattern; 0 while the native pattern is withheld */
     nam_rank_memory *ranks;          /* pp entries (heap) */
     int num_ranks;
+    nam_chunk_memory *chunks;        /* one per (vp_stage, pp_rank) stage, layout order (heap) */
+    int num_chunks;
     int peak_rank;                   /* the pp rank with the most memory (static + activations) */
     int fits;                        /* 1 / 0 against preflight.device_memory_gib, -1 when not given */
     double tflops_per_gpu, mfu, mfu_megatron;  /* for preflight.step_time_s > 0, else 0 */
@@ -2693,6 +2701,7 @@ NAM__DEF void nam_plan_free(nam_plan *p) {
     arrfree(p->seams);
     arrfree(p->decisions);
     nam_free(p->preflight.ranks);
+    nam_free(p->preflight.chunks);
     nam_free(p->policy_values);
     arrfree(p->policy_args);
     nam_free(p->arg_values);
@@ -3590,7 +3599,14 @@ static void nam__preflight(nam_plan *p) {
         const nam_stage *st = k < p->layout.num_stages ? &p->layout.stages[k] : NULL;
         nam_rank_memory *M = &R[st ? st->pp_rank : last];
         int n = st ? st->seg.num_layers : mtp_n, j;
-        if (st) M->num_layers += n;
+        nam_chunk_memory *C = st ? &f->chunks[k] : NULL;
+        if (st) {
+            M->num_layers += n;
+            C->vp_stage = st->vp_stage;
+            C->pp_rank = st->pp_rank;
+            C->num_layers = n;
+            C->params = C->activation_bytes = 0;
+        }
         for (j = 0; j < n; j++) {
             int fam = st ? nam__layer_family(p, p->layers[st->seg.offset + j].family, p->layers[st->seg.offset + j].native)
                          : nam__layer_family(p, p->pattern.mtp[j], p->mtp_native ? p->mtp_native[j] : 0);
@@ -3611,6 +3627,10 @@ static void nam__preflight(nam_plan *p) {
             f->flops[fam] += ffl[fam];
             a = fact[fam];
             M->activation_bytes += full ? 2 * sbh : a;   /* per microbatch, all chunks of the rank; MTP runs every microbatch */
+            if (C) {
+                C->params += lp->tp / r->tp + lp->rep + lp->exp / ((double)r->ep * p->etp);
+                C->activation_bytes += full ? 2 * sbh : a;
+            }
             if (st && a > M->total_bytes) M->total_bytes = a;   /* until the end: the rank's largest layer */
         }
         if (st) continue;
@@ -3950,6 +3970,9 @@ NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error 
     p->preflight.ranks = NAM__CAST(nam_rank_memory *, nam__alloc(sizeof(nam_rank_memory) * NAM__CAST(size_t, r->pp)));
     if (!p->preflight.ranks) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto fail; }
     p->preflight.num_ranks = r->pp;
+    p->preflight.chunks = NAM__CAST(nam_chunk_memory *, nam__alloc(sizeof(nam_chunk_memory) * NAM__CAST(size_t, p->layout.num_stages)));
+    if (!p->preflight.chunks) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto fail; }
+    p->preflight.num_chunks = p->layout.num_stages;
     nam__preflight(p);
     if (p->preflight.fits == 0 && p->strict) {
         const nam_rank_memory *M = &p->preflight.ranks[p->preflight.peak_rank];
@@ -4160,6 +4183,12 @@ static void nam__json_preflight(const nam_plan *p, nam__sb *b) {
                        M->activation_bytes, M->in_flight, M->total_bytes);
         nam__json_fams(b, M->params);
         nam__sb_putc(b, '}');
+    }
+    nam__sb_puts(b, "\n    ],\n    \"chunks\": [");
+    for (i = 0; i < f->num_chunks; i++) {
+        const nam_chunk_memory *C = &f->chunks[i];
+        nam__sb_printf(b, "%s{\"vp_stage\": %d, \"pp_rank\": %d, \"layers\": %d, \"params\": %.17g, \"activation_bytes_per_microbatch\": %.17g}",
+                       i ? ",\n      " : "\n      ", C->vp_stage, C->pp_rank, C->num_layers, C->params, C->activation_bytes);
     }
     nam__sb_puts(b, "\n    ]\n  }");
 }

@@ -303,6 +303,9 @@ static void print_preflight(const nam_plan *p, FILE *f) {
         fprintf(f, "%7d  %6d  %10.3f B  %6.2f GiB  %6.2f GiB  %6.2f GiB  %6.2f GiB x%-4g  %6.2f GiB%s\n", M->pp_rank, M->num_layers, M->params_total / 1e9,
                 M->weight_bytes / G, M->grad_bytes / G, M->optimizer_bytes / G, M->activation_bytes / G, M->in_flight, M->total_bytes / G, i == pf->peak_rank ? "  <- peak" : "");
     }
+    for (i = 0; i < pf->num_chunks; i++)
+        fprintf(f, "  chunk vp %d / pp %d: %d layers, %.3f B params per GPU, %.2f GiB activations per microbatch (before the TP split)\n",
+                pf->chunks[i].vp_stage, pf->chunks[i].pp_rank, pf->chunks[i].num_layers, pf->chunks[i].params / 1e9, pf->chunks[i].activation_bytes / G);
     if (pf->fits >= 0)
         fprintf(f, "fits      %s: peak pp rank %d needs %.2f GiB of %g GiB\n", pf->fits ? "yes" : "NO (warning; strict mode refuses)",
                 pf->peak_rank, pf->ranks[pf->peak_rank].total_bytes / G, r->device_memory_gib);

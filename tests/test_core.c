@@ -933,6 +933,21 @@ static void test_preflight(void) {
         CHECK("pre-flight: M2RNN parameters from the reference's shapes", st == NAM_OK && close_rel(p.preflight.params[NAM_FAM_M2RNN], want), "nam %.17g want %.17g", st ? 0 : p.preflight.params[NAM_FAM_M2RNN], want);
         if (st == NAM_OK) nam_plan_free(&p);
     }
+    {   /* per virtual chunk: the layers' share of each rank */
+        const char *s[] = { "pattern.map", "R=M", NULL };
+        double sum[2] = {0, 0};
+        int k, layers = 0;
+        st = plan_with(&p, &e, s);
+        for (k = 0; st == NAM_OK && k < p.preflight.num_chunks; k++) { sum[p.preflight.chunks[k].pp_rank] += p.preflight.chunks[k].params; layers += p.preflight.chunks[k].num_layers; }
+        CHECK("pre-flight: per virtual chunk, 4 chunks of 13 layers whose params add up to each rank's minus embedding, output and MTP",
+              st == NAM_OK && p.preflight.num_chunks == 4 && layers == 52 && p.preflight.chunks[2].vp_stage == 1 && p.preflight.chunks[2].pp_rank == 0 &&
+              close_rel(sum[0] + p.preflight.ranks[0].params[NAM_FAM_EMBEDDING], p.preflight.ranks[0].params_total) &&
+              /* rank 1 also holds the MTP block AF: attention (4096*128*48 + 32*128*4096)/2 + 4096
+                 = 20975616 and MLP 4096*10880*3/2 + 4096 = 66850816 per GPU at tp 2 */
+              close_rel(sum[1] + p.preflight.ranks[1].params[NAM_FAM_OUTPUT] + p.preflight.ranks[1].params[NAM_FAM_MTP] + 20975616.0 + 66850816.0, p.preflight.ranks[1].params_total),
+              "%s", e.message);
+        if (st == NAM_OK) nam_plan_free(&p);
+    }
     { const char *s[] = { "pattern.map", "R=M", "preflight.device_memory_gib", "16", NULL };
       st = plan_with(&p, &e, s);
       CHECK("pre-flight: plan mode keeps a plan that does not fit and says so", st == NAM_OK && p.preflight.fits == 0, "%s", e.message);
