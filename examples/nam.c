@@ -970,26 +970,14 @@ static int cmd_plan(cli *c) {
         nam_plan_free(&p);
         return EXIT_REFUSED;
     }
-    if (!strcmp(c->cmd, "plan") && c->svg) {
-        /* the picture goes through a memory stream so -o stays atomic */
+    if (!strcmp(c->cmd, "plan") && (c->svg || !c->json)) {
+        /* the picture or the table goes through a memory stream so -o stays atomic */
         char *buf = NULL;
         size_t n = 0;
         FILE *mf = open_memstream(&buf, &n);
         if (!mf) { perror("nam"); nam_plan_free(&p); return EXIT_USAGE; }
-        print_plan_svg(&p, mf);
-        fclose(mf);
-        rc = emit(c, buf);
-        free(buf);
-        nam_plan_free(&p);
-        return rc;
-    }
-    if (!strcmp(c->cmd, "plan") && !c->json) {
-        /* the table goes through a memory stream so -o stays atomic */
-        char *buf = NULL;
-        size_t n = 0;
-        FILE *mf = open_memstream(&buf, &n);
-        if (!mf) { perror("nam"); nam_plan_free(&p); return EXIT_USAGE; }
-        print_plan_text(&p, mf);
+        if (c->svg) print_plan_svg(&p, mf);
+        else print_plan_text(&p, mf);
         fclose(mf);
         rc = emit(c, buf);
         free(buf);

@@ -882,6 +882,19 @@ static double megatron_hybrid_flops(double T, double S2, double h, double na, do
 
 static int close_rel(double a, double b) { return fabs(a - b) <= 1e-12 * fabs(b) + 1e-6; }
 
+/* A plan's parameter total and rank-0 static memory against Megatron's formula's values. */
+static void expect_weights(const char *what, const char *const *sets, double total, double bytes) {
+    nam_plan p;
+    nam_error e;
+    char d[160];
+    nam_status st = plan_with(&p, &e, sets);
+    snprintf(d, sizeof d, "pre-flight: %s parameters equal Megatron's weight formula", what);
+    CHECK(d, st == NAM_OK && close_rel(p.preflight.params_total, total), "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.params_total, total);
+    snprintf(d, sizeof d, "pre-flight: %s static memory equals compute_weight_and_optimizer_memory", what);
+    CHECK(d, st == NAM_OK && close_rel(p.preflight.ranks[0].static_bytes, bytes), "nam %.17g megatron %.17g", st ? 0 : p.preflight.ranks[0].static_bytes, bytes);
+    if (st == NAM_OK) nam_plan_free(&p);
+}
+
 static void test_preflight(void) {
     nam_plan p;
     nam_error e;
@@ -890,24 +903,14 @@ static void test_preflight(void) {
     {   /* dense GPT as hybrid "*-" x 26 */
         const char *s[] = { "pattern.text", "AF", "pattern.stages", "1", "parallel.pp", "1", "parallel.ep", "1", "moe.num_experts", "0",
                             "cuda_graph.modules", "attn", "model.vocab_size", "32000", "model.ffn_hidden_size", "14336", NULL };
-        st = plan_with(&p, &e, s);
         want = megatron_weight_memory(4096, 32, 8, 128, 14336, 26, 32000, 0, 0, 0, 0, 2, 1, 1, 4, 8, &total);
-        CHECK("pre-flight: dense attention + MLP parameters equal Megatron's weight formula", st == NAM_OK && close_rel(p.preflight.params_total, total),
-              "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.params_total, total);
-        CHECK("pre-flight: dense static memory equals compute_weight_and_optimizer_memory (pp 1)", st == NAM_OK && close_rel(p.preflight.ranks[0].static_bytes, want),
-              "nam %.17g megatron %.17g", st ? 0 : p.preflight.ranks[0].static_bytes, want);
-        if (st == NAM_OK) nam_plan_free(&p);
+        expect_weights("dense attention + MLP (pp 1)", s, total, want);
     }
-    {   /* MoE GPT as hybrid "*E" x 26: 8 experts top-2, shared expert, EP 4, ETP 1 */
+    {   /* MoE GPT as hybrid "*E" x 26: 8 experts top-2, shared expert, EP 4, ETP 1, expert dp 2 */
         const char *s[] = { "pattern.text", "AE", "pattern.stages", "1", "parallel.pp", "1", "moe.num_experts", "8", "moe.router_topk", "2",
                             "model.vocab_size", "32000", "parallel.world_size", "8", "cuda_graph.modules", "attn,moe_router,moe_preprocess", NULL };
-        st = plan_with(&p, &e, s);
         want = megatron_weight_memory(4096, 32, 8, 128, 10880, 26, 32000, 8, 2, 1408, 2816, 2, 4, 1, 4, 2, &total);
-        CHECK("pre-flight: MoE parameters equal Megatron's weight formula", st == NAM_OK && close_rel(p.preflight.params_total, total),
-              "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.params_total, total);
-        CHECK("pre-flight: MoE static memory equals compute_weight_and_optimizer_memory (expert dp 2)", st == NAM_OK && close_rel(p.preflight.ranks[0].static_bytes, want),
-              "nam %.17g megatron %.17g", st ? 0 : p.preflight.ranks[0].static_bytes, want);
-        if (st == NAM_OK) nam_plan_free(&p);
+        expect_weights("MoE, EP 4, expert dp 2 (pp 1)", s, total, want);
     }
     {   /* Megatron's hybrid FLOPs on NAM56R with R bound to G (13 *, 13 M, 22 E, 4 G; MTP *- once) */
         const char *s[] = { "pattern.map", "R=G", "pattern.mamba_impl", "mamba2", NULL };
