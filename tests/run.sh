@@ -12,7 +12,7 @@
 #     fuzz     build/fuzz_parsers on a copy of tests/corpus in build/fuzz-corpus for
 #              $NAM_FUZZ_SECONDS (default 30) seconds: one test
 #     replay   build/fuzz_parsers over every file of tests/corpus: one test
-#     kernels  build/test_<kernel> for each kernel (gemm ssd attention moe)
+#     kernels  build/test_<kernel> for each kernel (gemm ssd attention moe m2rnn)
 #     xcheck   build/test_<kernel> --dump DIR, then /usr/bin/python3 tests/xcheck_<kernel>.py DIR
 #              (torch/numpy cross-checks; skipped with the install command when missing)
 #     cuda     the CUDA side: ptxas register spills of build/obj/nam_cuda.o (none allowed),
@@ -295,7 +295,7 @@ step_cuda() {
     done
 }
 
-KERNELS="gemm ssd attention moe"
+KERNELS="gemm ssd attention moe m2rnn"
 # The kernel tests: fast paths against their references, edge shapes, bad input.
 step_kernels() {
     local k
