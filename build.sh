@@ -239,7 +239,7 @@ build_all() {
     spawn test_vectors $B/test_vectors tests/test_vectors.c \
         "$c99 tests/test_vectors.c -o $B/test_vectors $STB_LIBS"
     spawn nam-bench-plan $B/nam-bench-plan bench/bench_plan.c "$c99 bench/bench_plan.c -o $B/nam-bench-plan $STB_LIBS"
-    spawn nam-bench $B/nam-bench "bench/bench_kernels.c bench/bench_common.h bench/bench_gemm.h bench/bench_ssd.h bench/bench_attention.h bench/bench_moe.h" \
+    spawn nam-bench $B/nam-bench "bench/bench_kernels.c bench/bench_common.h bench/bench_gemm.h bench/bench_ssd.h bench/bench_attention.h bench/bench_moe.h bench/bench_m2rnn.h" \
         "$c99 bench/bench_kernels.c -o $B/nam-bench $STB_LIBS"
     # kernel tests (and their ASan+UBSan builds): tests/test_<kernel>.c
     local k

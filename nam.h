@@ -7900,25 +7900,31 @@ NAM__DEF nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err) {
    NAM_BACKEND_CPU (and AUTO). Given W_h, the K rows of S evolve independently (row i is
    tanh(S_i W_h + k_i v^T), blended), and only the read-out y = sum_i q_i S_i reduces across
    rows. So the work is split into tasks (b, h, row block), run by nam__parallel_for. A
-   task keeps its rows of S in its thread's slab (fp32) for the whole sequence. Per token it
-   computes the gate, then walks its rows in 4-row tiles: acc = k_i v^T + S_i W_h (V rank-1
-   FMA steps; at V = 16 a row is 2 ymm registers, so a tile holds 8 accumulators), then
-   tanh, then the blend S_i += g (S~_i - S_i) with g = 1 - f = -expm1(log f) (this keeps
-   the small leak of a gate near 1 exact to fp32), then y += q_i S_i.
-     - When b * n >= threads, a task is one whole (b, h): it writes y + D v straight to out.
+   task keeps its rows of S in its thread's slab (fp32) for the whole sequence. Per token:
+     1. pre-activations P_i = k_i v^T + S_i W_h for all its rows (6-row tiles: at V = 16 a
+        row is 2 ymm registers, so 12 accumulators; 16 rank-1 FMA steps);
+     2. per row: S~ = tanh(P_i), the blend S_i += g (S~ - S_i) with g = 1 - f, and
+        y += q_i S_i (every row independent, so the tanh latency overlaps).
+   The leak g = 1 - f = -expm1(log f) keeps the small leak of a gate near 1 exact to fp32;
+   gates are computed 16 tokens at a time (AVX2: softplus of nam__ssd_dt_row_avx2, then
+   exp or a Taylor expm1; portable: libm expf, log1pf, expm1f).
+     - When b * n >= threads, a task is one whole (b, h): it writes y + D v straight into
+       out (f32 with unit step; other out dtypes or strides go through a row buffer).
      - Otherwise each (b, h) is split into R = ceil(threads / (b n)) row blocks (multiples
        of 4 rows). The partial read-outs go to the workspace, and a second parallel pass
        sums them (+ D v) into out.
    The AVX2+FMA kernel is chosen at run time and needs V = 16 (NAM56R's value head). Any
-   other V, a CPU without AVX2, or NAM_NO_SIMD runs a portable C loop with the same order
-   of operations per element. q, k and v rows that are f32 with unit step are read in
-   place; others are converted per token (bf16 by a shift loop). The gate is scalar fp32
-   libm (expf, log1pf, expm1f), once per (task, token).
+   other V, a CPU without AVX2, or NAM_NO_SIMD runs a portable C loop (one row at a time).
+   q, k and v rows that are f32 with unit step are read in place; others are converted per
+   token (bf16 by a shift loop). k, q and v rows are prefetched two tokens ahead.
+   Cost at K 64, V 16 per token and head: 2048 ymm FMAs in pass 1 and 128 tanh of 14 ymm
+   operations (one a division) in pass 2, about 4350 vector FP operations for 39936 FLOPs
+   (the issue's count): at two FMA ports that bounds the kernel near 57% of the FMA peak.
 
    tanh(x) ~ x P(x^2) / Q(x^2), where P and Q have degree 4 in x^2 (coefficients below). They
    were fitted by Lawson-weighted least squares for minimax relative error on [0, 9], where
-   the fit's own error is 2.1e-8. x is clamped to [-9, 9] (tanh(9) = 1 - 3.0e-8) and the
-   result to [-1, 1]. tests/test_m2rnn.c checks it in fp32 against double tanh over every
+   the fit's own error is 2.1e-8. x^2 is clamped to 81 and the result to [-1, 1], so every
+   |x| >= 9 gives +-1 or x R(9) / 9 >= R(9) = 1 - 3.0e-8 +- rounding (tanh(9) = 1 - 3.0e-8). tests/test_m2rnn.c checks it in fp32 against double tanh over every
    8th float of [1e-3, 9.5], sampled below and above: bound 7 ulp and 4e-7 absolute
    (measured: 6.1 ulp / 3.7e-7 portable, 5.0 ulp / 3.0e-7 AVX2, both near x = 5.35). It
    is exactly odd, and maps +-0 -> +-0, +-inf -> +-1 and NaN -> NaN. The portable path (nam__m2rnn_tanh1) and the
@@ -7927,6 +7933,7 @@ NAM__DEF nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err) {
 
 #define NAM__M2RNN_MAX_K 65536
 #define NAM__M2RNN_MAX_V 1024
+#define NAM__M2RNN_GB 16   /* gates computed per block of tokens */
 #define NAM__M2RNN_TANH_X 9.0f
 #define NAM__M2RNN_TP0 1.0f
 #define NAM__M2RNN_TP1 1.338100880e-01f
@@ -7939,13 +7946,13 @@ NAM__DEF nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err) {
 #define NAM__M2RNN_TQ4 7.776353641e-07f
 
 NAM__UNUSED static float nam__m2rnn_tanh1(float x) {
-    float c = x < -NAM__M2RNN_TANH_X ? -NAM__M2RNN_TANH_X : x > NAM__M2RNN_TANH_X ? NAM__M2RNN_TANH_X : x;   /* NaN passes */
-    float u = c * c, p, q, r;
+    float u = x * x, p, q, r;
+    u = u > NAM__M2RNN_TANH_X * NAM__M2RNN_TANH_X ? NAM__M2RNN_TANH_X * NAM__M2RNN_TANH_X : u;   /* NaN passes */
     p = ((NAM__M2RNN_TP4 * u + NAM__M2RNN_TP3) * u + NAM__M2RNN_TP2) * u + NAM__M2RNN_TP1;
     p = p * u + NAM__M2RNN_TP0;
     q = ((NAM__M2RNN_TQ4 * u + NAM__M2RNN_TQ3) * u + NAM__M2RNN_TQ2) * u + NAM__M2RNN_TQ1;
     q = q * u + 1.0f;
-    r = c * p / q;
+    r = x * p / q;
     return r > 1.0f ? 1.0f : r < -1.0f ? -1.0f : r;
 }
 
@@ -7959,10 +7966,13 @@ NAM__UNUSED static float nam__m2rnn_leak(float a, float bias, float negA) {
 }
 
 /* One token over `rows` rows of S (row stride V), portable: per row i,
-   S_i += g (tanh(k_i v + S_i W) - S_i); y += q_i S_i. acc: V floats of scratch. */
+   S_i += g (tanh(k_i v + S_i W) - S_i); y = sum_i q_i S_i; dst = y (+ D v when D is given).
+   acc: V floats of scratch. */
 NAM__UNUSED static void nam__m2rnn_tok_c(int64_t rows, int64_t V, float *S, const float *W, const float *k, const float *q,
-                                         const float *v, float g, float *y, float *acc) {
+                                         const float *v, float g, float *acc, const float *D, float *dst) {
     int64_t i, j, c;
+    float *y = dst;
+    for (c = 0; c < V; c++) y[c] = 0.0f;
     for (i = 0; i < rows; i++) {
         float *s = S + i * V, ki = k[i], qi = q[i];
         for (c = 0; c < V; c++) acc[c] = ki * v[c];
@@ -7977,13 +7987,14 @@ NAM__UNUSED static void nam__m2rnn_tok_c(int64_t rows, int64_t V, float *S, cons
             y[c] += qi * o;
         }
     }
+    if (D)
+        for (c = 0; c < V; c++) y[c] += D[c] * v[c];
 }
 
 #if NAM__SSD_X86
 NAM__SSD_AVX2 NAM__UNUSED static NAM__SSD_INLINE __m256 nam__m2rnn_tanh8(__m256 x) {
     const __m256 one = _mm256_set1_ps(1.0f);
-    __m256 c = _mm256_min_ps(_mm256_set1_ps(NAM__M2RNN_TANH_X), _mm256_max_ps(_mm256_set1_ps(-NAM__M2RNN_TANH_X), x));   /* NaN kept */
-    __m256 u = _mm256_mul_ps(c, c), p, q;
+    __m256 u = _mm256_min_ps(_mm256_set1_ps(NAM__M2RNN_TANH_X * NAM__M2RNN_TANH_X), _mm256_mul_ps(x, x)), p, q;   /* NaN kept */
     p = _mm256_fmadd_ps(_mm256_set1_ps(NAM__M2RNN_TP4), u, _mm256_set1_ps(NAM__M2RNN_TP3));
     q = _mm256_fmadd_ps(_mm256_set1_ps(NAM__M2RNN_TQ4), u, _mm256_set1_ps(NAM__M2RNN_TQ3));
     p = _mm256_fmadd_ps(p, u, _mm256_set1_ps(NAM__M2RNN_TP2));
@@ -7992,53 +8003,75 @@ NAM__SSD_AVX2 NAM__UNUSED static NAM__SSD_INLINE __m256 nam__m2rnn_tanh8(__m256 
     q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(NAM__M2RNN_TQ1));
     p = _mm256_fmadd_ps(p, u, _mm256_set1_ps(NAM__M2RNN_TP0));
     q = _mm256_fmadd_ps(q, u, one);
-    c = _mm256_div_ps(_mm256_mul_ps(c, p), q);
-    return _mm256_min_ps(one, _mm256_max_ps(_mm256_set1_ps(-1.0f), c));
+    p = _mm256_div_ps(_mm256_mul_ps(x, p), q);
+    return _mm256_min_ps(one, _mm256_max_ps(_mm256_set1_ps(-1.0f), p));
 }
 
-/* nam__m2rnn_tok_c for V = 16: 4-row tiles, 8 ymm accumulators. */
-#define NAM__M2RNN_J(j)                                                                                  \
+/* 8 leaks g = 1 - f = -expm1(negA * sp), sp = softplus(a + bias) >= 0 (nam__ssd_dt_row_avx2),
+   negA = -exp(A_log) finite: z = negA * sp in [-inf, 0] (sp capped at FLT_MAX, so 0 * inf
+   never happens); z < -0.5: 1 - e^z (nam__ssd_exp8, 2 ulp); else -(z + z^2 Q(z)), Q the
+   Taylor series of (e^z - 1 - z) / z^2 to z^7 (truncation < 5e-10 relative). */
+NAM__SSD_AVX2 NAM__UNUSED static NAM__SSD_INLINE __m256 nam__m2rnn_leak8(__m256 sp, __m256 negA) {
+    const __m256 z = _mm256_mul_ps(negA, _mm256_min_ps(sp, _mm256_set1_ps(3.402823466e+38f)));
+    __m256 q = _mm256_set1_ps(1.0f / 362880.0f), big = _mm256_sub_ps(_mm256_set1_ps(1.0f), nam__ssd_exp8(z)), small;
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 40320.0f));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 5040.0f));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 720.0f));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 120.0f));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 24.0f));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 6.0f));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(0.5f));
+    small = _mm256_sub_ps(_mm256_setzero_ps(), _mm256_fmadd_ps(_mm256_mul_ps(z, z), q, z));
+    return _mm256_blendv_ps(small, big, _mm256_cmp_ps(z, _mm256_set1_ps(-0.5f), _CMP_LT_OQ));
+}
+
+/* gates of `count` <= 16 tokens: g[i] = leak of a[i] (+ bias, negA of the head); a padded with 0 */
+NAM__SSD_AVX2 NAM__UNUSED static void nam__m2rnn_leak16_avx2(const float *a, float bias, float negA, float *g) {
+    float bb[16], sp[16];
+    int i;
+    for (i = 0; i < 16; i++) bb[i] = bias;
+    nam__ssd_dt_row_avx2(16, a, bb, 1, 0, 0.0f, 0.0f, sp);
+    _mm256_storeu_ps(g, nam__m2rnn_leak8(_mm256_loadu_ps(sp), _mm256_set1_ps(negA)));
+    _mm256_storeu_ps(g + 8, nam__m2rnn_leak8(_mm256_loadu_ps(sp + 8), _mm256_set1_ps(negA)));
+}
+
+/* nam__m2rnn_tok_c for V = 16, writing dst = y (+ D v when D is given), in two passes so
+   that neither waits on a long dependency chain: (1) pre-activations P_i = k_i v + S_i W for all rows, in 6-row tiles with 12 ymm
+   accumulators (independent tiles, 17-deep FMA chains; 12 chains keep both FMA ports busy); (2) per row tanh, blend, store and
+   read-out, every row independent (y in 4 accumulators). P: rows x 16 floats of scratch. */
+#define NAM__M2RNN_ROW(r, j)                                                                             \
+    b_ = _mm256_broadcast_ss(s + 16 * (r) + (j)); a##r##0 = _mm256_fmadd_ps(b_, w0_, a##r##0); a##r##1 = _mm256_fmadd_ps(b_, w1_, a##r##1)
+#define NAM__M2RNN_J6(j)                                                                                 \
     do {                                                                                                 \
         const __m256 w0_ = _mm256_loadu_ps(W + (j) * 16), w1_ = _mm256_loadu_ps(W + (j) * 16 + 8);      \
         __m256 b_;                                                                                       \
-        b_ = _mm256_broadcast_ss(s + (j)); a00 = _mm256_fmadd_ps(b_, w0_, a00); a01 = _mm256_fmadd_ps(b_, w1_, a01);          \
-        b_ = _mm256_broadcast_ss(s + 16 + (j)); a10 = _mm256_fmadd_ps(b_, w0_, a10); a11 = _mm256_fmadd_ps(b_, w1_, a11);     \
-        b_ = _mm256_broadcast_ss(s + 32 + (j)); a20 = _mm256_fmadd_ps(b_, w0_, a20); a21 = _mm256_fmadd_ps(b_, w1_, a21);     \
-        b_ = _mm256_broadcast_ss(s + 48 + (j)); a30 = _mm256_fmadd_ps(b_, w0_, a30); a31 = _mm256_fmadd_ps(b_, w1_, a31);     \
+        NAM__M2RNN_ROW(0, j); NAM__M2RNN_ROW(1, j); NAM__M2RNN_ROW(2, j);                               \
+        NAM__M2RNN_ROW(3, j); NAM__M2RNN_ROW(4, j); NAM__M2RNN_ROW(5, j);                               \
     } while (0)
-#define NAM__M2RNN_EPI(sr, qp, x0, x1)                                                                   \
+#define NAM__M2RNN_INIT(r)                                                                               \
     do {                                                                                                 \
-        __m256 o0_ = _mm256_loadu_ps(sr), o1_ = _mm256_loadu_ps((sr) + 8), qb_ = _mm256_broadcast_ss(qp); \
-        o0_ = _mm256_fmadd_ps(gv, _mm256_sub_ps(nam__m2rnn_tanh8(x0), o0_), o0_);                       \
-        o1_ = _mm256_fmadd_ps(gv, _mm256_sub_ps(nam__m2rnn_tanh8(x1), o1_), o1_);                       \
-        _mm256_storeu_ps(sr, o0_);                                                                       \
-        _mm256_storeu_ps((sr) + 8, o1_);                                                                 \
-        y0 = _mm256_fmadd_ps(qb_, o0_, y0);                                                              \
-        y1 = _mm256_fmadd_ps(qb_, o1_, y1);                                                              \
+        const __m256 kb_ = _mm256_broadcast_ss(k + i + (r));                                            \
+        a##r##0 = _mm256_mul_ps(kb_, _mm256_loadu_ps(v)); a##r##1 = _mm256_mul_ps(kb_, _mm256_loadu_ps(v + 8)); \
     } while (0)
+#define NAM__M2RNN_STORE(r) (_mm256_storeu_ps(p + 16 * (r), a##r##0), _mm256_storeu_ps(p + 16 * (r) + 8, a##r##1))
 NAM__SSD_AVX2 NAM__UNUSED static void nam__m2rnn_tok16_avx2(int64_t rows, float *S, const float *W, const float *k, const float *q,
-                                                            const float *v, float g, float *y) {
+                                                            const float *v, float g, float *P, const float *D, float *dst) {
     const __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8), gv = _mm256_set1_ps(g);
-    __m256 y0 = _mm256_loadu_ps(y), y1 = _mm256_loadu_ps(y + 8);
+    __m256 y0 = _mm256_setzero_ps(), y1 = y0, y2 = y0, y3 = y0;
     int64_t i = 0;
-    for (; i + 4 <= rows; i += 4) {
-        float *s = S + i * 16;
-        __m256 a00, a01, a10, a11, a20, a21, a30, a31, kb;
-        kb = _mm256_broadcast_ss(k + i); a00 = _mm256_mul_ps(kb, v0); a01 = _mm256_mul_ps(kb, v1);
-        kb = _mm256_broadcast_ss(k + i + 1); a10 = _mm256_mul_ps(kb, v0); a11 = _mm256_mul_ps(kb, v1);
-        kb = _mm256_broadcast_ss(k + i + 2); a20 = _mm256_mul_ps(kb, v0); a21 = _mm256_mul_ps(kb, v1);
-        kb = _mm256_broadcast_ss(k + i + 3); a30 = _mm256_mul_ps(kb, v0); a31 = _mm256_mul_ps(kb, v1);
-        NAM__M2RNN_J(0); NAM__M2RNN_J(1); NAM__M2RNN_J(2); NAM__M2RNN_J(3);
-        NAM__M2RNN_J(4); NAM__M2RNN_J(5); NAM__M2RNN_J(6); NAM__M2RNN_J(7);
-        NAM__M2RNN_J(8); NAM__M2RNN_J(9); NAM__M2RNN_J(10); NAM__M2RNN_J(11);
-        NAM__M2RNN_J(12); NAM__M2RNN_J(13); NAM__M2RNN_J(14); NAM__M2RNN_J(15);
-        NAM__M2RNN_EPI(s, q + i, a00, a01);
-        NAM__M2RNN_EPI(s + 16, q + i + 1, a10, a11);
-        NAM__M2RNN_EPI(s + 32, q + i + 2, a20, a21);
-        NAM__M2RNN_EPI(s + 48, q + i + 3, a30, a31);
+    for (; i + 6 <= rows; i += 6) {   /* 6-row tiles: 12 accumulators, 2 W registers, 1 broadcast */
+        const float *s = S + i * 16;
+        float *p = P + i * 16;
+        __m256 a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51;
+        NAM__M2RNN_INIT(0); NAM__M2RNN_INIT(1); NAM__M2RNN_INIT(2); NAM__M2RNN_INIT(3); NAM__M2RNN_INIT(4); NAM__M2RNN_INIT(5);
+        NAM__M2RNN_J6(0); NAM__M2RNN_J6(1); NAM__M2RNN_J6(2); NAM__M2RNN_J6(3);
+        NAM__M2RNN_J6(4); NAM__M2RNN_J6(5); NAM__M2RNN_J6(6); NAM__M2RNN_J6(7);
+        NAM__M2RNN_J6(8); NAM__M2RNN_J6(9); NAM__M2RNN_J6(10); NAM__M2RNN_J6(11);
+        NAM__M2RNN_J6(12); NAM__M2RNN_J6(13); NAM__M2RNN_J6(14); NAM__M2RNN_J6(15);
+        NAM__M2RNN_STORE(0); NAM__M2RNN_STORE(1); NAM__M2RNN_STORE(2); NAM__M2RNN_STORE(3); NAM__M2RNN_STORE(4); NAM__M2RNN_STORE(5);
     }
     for (; i < rows; i++) {   /* row tail: one row, two accumulators */
-        float *s = S + i * 16;
+        const float *s = S + i * 16;
         const __m256 kb = _mm256_broadcast_ss(k + i);
         __m256 a00 = _mm256_mul_ps(kb, v0), a01 = _mm256_mul_ps(kb, v1);
         int j;
@@ -8047,13 +8080,40 @@ NAM__SSD_AVX2 NAM__UNUSED static void nam__m2rnn_tok16_avx2(int64_t rows, float 
             a00 = _mm256_fmadd_ps(b, _mm256_loadu_ps(W + j * 16), a00);
             a01 = _mm256_fmadd_ps(b, _mm256_loadu_ps(W + j * 16 + 8), a01);
         }
-        NAM__M2RNN_EPI(s, q + i, a00, a01);
+        _mm256_storeu_ps(P + i * 16, a00);
+        _mm256_storeu_ps(P + i * 16 + 8, a01);
     }
-    _mm256_storeu_ps(y, y0);
-    _mm256_storeu_ps(y + 8, y1);
+#define NAM__M2RNN_B(i, ya, yb)                                                                          \
+    do {                                                                                                 \
+        float *s_ = S + (i) * 16;                                                                        \
+        const __m256 qb_ = _mm256_broadcast_ss(q + (i));                                                 \
+        __m256 o0_ = _mm256_loadu_ps(s_), o1_ = _mm256_loadu_ps(s_ + 8);                                \
+        o0_ = _mm256_fmadd_ps(gv, _mm256_sub_ps(nam__m2rnn_tanh8(_mm256_loadu_ps(P + (i) * 16)), o0_), o0_);     \
+        o1_ = _mm256_fmadd_ps(gv, _mm256_sub_ps(nam__m2rnn_tanh8(_mm256_loadu_ps(P + (i) * 16 + 8)), o1_), o1_); \
+        _mm256_storeu_ps(s_, o0_);                                                                       \
+        _mm256_storeu_ps(s_ + 8, o1_);                                                                   \
+        ya = _mm256_fmadd_ps(qb_, o0_, ya);                                                              \
+        yb = _mm256_fmadd_ps(qb_, o1_, yb);                                                              \
+    } while (0)
+    for (i = 0; i + 2 <= rows; i += 2) {   /* two rows per step: even rows into y0, y1, odd rows into y2, y3 */
+        NAM__M2RNN_B(i, y0, y1);
+        NAM__M2RNN_B(i + 1, y2, y3);
+    }
+    if (i < rows) NAM__M2RNN_B(i, y0, y1);
+#undef NAM__M2RNN_B
+    y0 = _mm256_add_ps(y0, y2);
+    y1 = _mm256_add_ps(y1, y3);
+    if (D) {
+        y0 = _mm256_fmadd_ps(_mm256_loadu_ps(D), v0, y0);
+        y1 = _mm256_fmadd_ps(_mm256_loadu_ps(D + 8), v1, y1);
+    }
+    _mm256_storeu_ps(dst, y0);
+    _mm256_storeu_ps(dst + 8, y1);
 }
-#undef NAM__M2RNN_J
-#undef NAM__M2RNN_EPI
+#undef NAM__M2RNN_ROW
+#undef NAM__M2RNN_J6
+#undef NAM__M2RNN_INIT
+#undef NAM__M2RNN_STORE
 #endif
 
 /* `count` floats of t from element `off`, element step `es`: a pointer into t's data when
@@ -8241,7 +8301,7 @@ static nam_status nam__m2rnn_check_gates(const nam_tensor *a, const nam_tensor *
 typedef struct nam__m2rnn_layout {
     int64_t R, rb, tasks;
     size_t off_W, off_D, off_negA, off_bias, off_y, off_slab, slab_bytes, total;
-    size_t s_S, s_k, s_q, s_v, s_y, s_acc, s_o;
+    size_t s_S, s_P, s_k, s_q, s_v, s_y, s_acc, s_o, s_g;
     int slabs;
 } nam__m2rnn_layout;
 
@@ -8263,12 +8323,14 @@ static void nam__m2rnn_plan(const nam__m2rnn_dims *dm, int threads, nam__m2rnn_l
     L->off_y = o; o += R > 1 ? nam__ssd_f(bn * R * dm->l * V) : 0;
     L->off_slab = o;
     L->s_S = s; s += nam__ssd_f(rb * V);
+    L->s_P = s; s += nam__ssd_f(rb * V);      /* pre-activations of the AVX2 kernel */
     L->s_k = s; s += nam__ssd_f(rb);
     L->s_q = s; s += nam__ssd_f(rb);
     L->s_v = s; s += nam__ssd_f(V);
     L->s_y = s; s += nam__ssd_f(V);
     L->s_acc = s; s += nam__ssd_f(V);
-    L->s_o = s; s += nam__ssd_f(V);
+    L->s_o = s; s += nam__ssd_f(V > NAM__M2RNN_GB ? V : NAM__M2RNN_GB);
+    L->s_g = s; s += nam__ssd_f(NAM__M2RNN_GB);
     L->slab_bytes = s;
     L->slabs = L->tasks < threads ? NAM__CAST(int, L->tasks) : threads;
     if (L->slabs < 1) L->slabs = 1;
@@ -8361,18 +8423,22 @@ static void nam__m2rnn_emit(nam__m2rnn_ctx *c, int64_t bi, int64_t t, int64_t h,
 
 static void nam__m2rnn_task(void *vctx, int64_t begin, int64_t end, int thread) {
     nam__m2rnn_ctx *c = NAM__CAST(nam__m2rnn_ctx *, vctx);
-    const nam_m2rnn_desc *d = c->d;
+    nam_m2rnn_desc *d = c->d;
     const nam__m2rnn_layout *L = &c->L;
     int64_t n = c->dm.n, K = c->dm.K, V = c->dm.V, l = c->dm.l, R = L->R, task;
     char *slab = c->ws + L->off_slab + NAM__CAST(size_t, thread) * L->slab_bytes;
 #define NAM__M2RNN_SLAB(off) NAM__CAST(float *, NAM__CAST(void *, slab + (off)))
-    float *S = NAM__M2RNN_SLAB(L->s_S), *kb = NAM__M2RNN_SLAB(L->s_k), *qb = NAM__M2RNN_SLAB(L->s_q), *vb = NAM__M2RNN_SLAB(L->s_v);
-    float *y = NAM__M2RNN_SLAB(L->s_y), *acc = NAM__M2RNN_SLAB(L->s_acc), *ob = NAM__M2RNN_SLAB(L->s_o);
+    float *S = NAM__M2RNN_SLAB(L->s_S), *P = NAM__M2RNN_SLAB(L->s_P), *kb = NAM__M2RNN_SLAB(L->s_k), *qb = NAM__M2RNN_SLAB(L->s_q), *vb = NAM__M2RNN_SLAB(L->s_v);
+    float *y = NAM__M2RNN_SLAB(L->s_y), *acc = NAM__M2RNN_SLAB(L->s_acc), *ob = NAM__M2RNN_SLAB(L->s_o), *gb = NAM__M2RNN_SLAB(L->s_g);
 #undef NAM__M2RNN_SLAB
+    (void)P;   /* the AVX2 kernel's scratch */
+    /* out rows written straight by the kernel: one task per (b, h), out f32 with unit step */
+    const int odirect = R == 1 && d->out.dtype == NAM_F32 && c->os[3] == 1;
+    const size_t kes = d->k.dtype == NAM_F32 ? 4 : 2, qes = d->q.dtype == NAM_F32 ? 4 : 2, ves = d->v.dtype == NAM_F32 ? 4 : 2;
     for (task = begin; task < end; task++) {
         int64_t bi = task / (n * R), h = (task / R) % n, r = task % R, r0 = r * L->rb, rows = nam__ssd_min(K, r0 + L->rb) - r0, t, i, j;
         int64_t hq = h / (n / c->dm.nq), hk = h / (n / c->dm.nk), hv = h / (n / c->dm.nv), hw = h / (n / c->dm.nw), hf = h / (n / c->dm.nf);
-        const float *W = NAM__M2RNN_PTR(c, L->off_W) + hw * V * V;
+        const float *W = NAM__M2RNN_PTR(c, L->off_W) + hw * V * V, *Dh = NAM__M2RNN_PTR(c, L->off_D) + h * V;
         const float negA = NAM__M2RNN_PTR(c, L->off_negA)[h], bias = NAM__M2RNN_PTR(c, L->off_bias)[h];
         float *yp = R > 1 ? NAM__M2RNN_PTR(c, L->off_y) + ((bi * n + h) * R + r) * l * V : NULL;
         if (d->initial_state.data) {
@@ -8384,22 +8450,35 @@ static void nam__m2rnn_task(void *vctx, int64_t begin, int64_t end, int thread) 
             int64_t qo = bi * c->qs[0] + t * c->qs[1] + hq * c->qs[2] + r0 * c->qs[3];
             int64_t ko = bi * c->ks[0] + t * c->ks[1] + hk * c->ks[2] + r0 * c->ks[3];
             int64_t vo = bi * c->vs[0] + t * c->vs[1] + hv * c->vs[2];
-            const float *kr = nam__m2rnn_row(&d->k, ko, c->ks[3], rows, kb), *qr = nam__m2rnn_row(&d->q, qo, c->qs[3], rows, qb);
-            const float *vr = nam__m2rnn_row(&d->v, vo, c->vs[3], V, vb);
-            float g = nam__m2rnn_leak(nam__load(d->a.data, d->a.dtype, bi * c->as[0] + t * c->as[1] + hf * c->as[2]), bias, negA);
-            if (t + 2 < l) {   /* the rows two tokens ahead: one line each covers K = 64 bf16 or the first 16 f32 */
-                NAM__SSD_PREFETCH(NAM__CAST(const char *, d->k.data) + (ko + 2 * c->ks[1]) * (d->k.dtype == NAM_F32 ? 4 : 2), 0);
-                NAM__SSD_PREFETCH(NAM__CAST(const char *, d->q.data) + (qo + 2 * c->qs[1]) * (d->q.dtype == NAM_F32 ? 4 : 2), 0);
-                NAM__SSD_PREFETCH(NAM__CAST(const char *, d->v.data) + (vo + 2 * c->vs[1]) * (d->v.dtype == NAM_F32 ? 4 : 2), 0);
-            }
-            memset(y, 0, sizeof(float) * NAM__CAST(size_t, V));
+            const float *kr, *qr, *vr;
+            float *dst = yp ? yp + t * V : odirect ? NAM__CAST(float *, d->out.data) + bi * c->os[0] + t * c->os[1] + h * c->os[2] : y;
+            if (t % NAM__M2RNN_GB == 0) {   /* the gates of the next block of tokens */
+                int64_t nb = nam__ssd_min(NAM__M2RNN_GB, l - t), u;
+                for (u = 0; u < NAM__M2RNN_GB; u++)
+                    ob[u] = u < nb ? nam__load(d->a.data, d->a.dtype, bi * c->as[0] + (t + u) * c->as[1] + hf * c->as[2]) : 0.0f;
 #if NAM__SSD_X86
-            if (c->simd) nam__m2rnn_tok16_avx2(rows, S, W, kr, qr, vr, g, y);
+                if (c->simd) nam__m2rnn_leak16_avx2(ob, bias, negA, gb);
+                else
+#endif
+                    for (u = 0; u < nb; u++) gb[u] = nam__m2rnn_leak(ob[u], bias, negA);
+            }
+            if (t + 2 < l) {   /* the rows two tokens ahead */
+                const char *kp = NAM__CAST(const char *, d->k.data) + (ko + 2 * c->ks[1]) * NAM__CAST(int64_t, kes);
+                const char *qp = NAM__CAST(const char *, d->q.data) + (qo + 2 * c->qs[1]) * NAM__CAST(int64_t, qes);
+                int64_t kb_ = rows * c->ks[3] * NAM__CAST(int64_t, kes), qb_ = rows * c->qs[3] * NAM__CAST(int64_t, qes), o;
+                for (o = 0; o < kb_; o += 64) NAM__SSD_PREFETCH(kp + o, 0);
+                for (o = 0; o < qb_; o += 64) NAM__SSD_PREFETCH(qp + o, 0);
+                __builtin_prefetch(NAM__CAST(const char *, d->v.data) + (vo + 2 * c->vs[1]) * NAM__CAST(int64_t, ves), 0, 3);
+            }
+            kr = nam__m2rnn_row(&d->k, ko, c->ks[3], rows, kb);
+            qr = nam__m2rnn_row(&d->q, qo, c->qs[3], rows, qb);
+            vr = nam__m2rnn_row(&d->v, vo, c->vs[3], V, vb);
+#if NAM__SSD_X86
+            if (c->simd) nam__m2rnn_tok16_avx2(rows, S, W, kr, qr, vr, gb[t % NAM__M2RNN_GB], P, yp ? NULL : Dh, dst);
             else
 #endif
-                nam__m2rnn_tok_c(rows, V, S, W, kr, qr, vr, g, y, acc);
-            if (yp) memcpy(yp + t * V, y, sizeof(float) * NAM__CAST(size_t, V));
-            else nam__m2rnn_emit(c, bi, t, h, y, vr, ob);
+                nam__m2rnn_tok_c(rows, V, S, W, kr, qr, vr, gb[t % NAM__M2RNN_GB], acc, yp ? NULL : Dh, dst);
+            if (dst == y) nam__ssd_row_store(&d->out, bi * c->os[0] + t * c->os[1] + h * c->os[2], c->os[3], V, y);
         }
         if (d->final_state.data) {
             float *fs = NAM__CAST(float *, d->final_state.data) + bi * c->fs[0] + h * c->fs[1];

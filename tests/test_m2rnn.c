@@ -198,6 +198,47 @@ static void test_tanh(void) {
     (void)desc;
 }
 
+/* ---- the gate's leak g = 1 - f ---------------------------------------------------------- */
+#if NAM__SSD_X86
+NAM__SSD_AVX2 static void leak16_buf(const float *a, float bias, float negA, float *g) { nam__m2rnn_leak16_avx2(a, bias, negA, g); }
+#endif
+
+/* g = -expm1(-exp(A_log) softplus(a + bias)) against double, over a in [-120, 120], A_log in
+   [-15, 6]: |err| <= 1e-6 g + 1e-30 (relative to the leak itself, which the blend uses; leaks below
+   1e-30, where e^(a + bias) underflows fp32, may come out as 0). */
+static void test_leak(void) {
+    double worst[2] = {0, 0};
+    float at[2] = {0, 0}, atA[2] = {0, 0};
+    int simd, ia, iA;
+    char why[256], desc[160];
+    for (simd = 0; simd < 2; simd++) {
+#if NAM__SSD_X86
+        if (simd && !nam__ssd_have_avx2()) continue;
+#else
+        if (simd) continue;
+#endif
+        for (iA = 0; iA <= 42; iA++) {
+            float Al = -15.0f + 0.5f * iA, negA = -expf(Al), a[16], g[16];
+            for (ia = 0; ia < 2400; ia += 16) {
+                int u;
+                for (u = 0; u < 16; u++) a[u] = -120.0f + 0.1f * (ia + u) + 0.0123f;
+#if NAM__SSD_X86
+                if (simd) leak16_buf(a, 0.0f, negA, g);
+                else
+#endif
+                    for (u = 0; u < 16; u++) g[u] = nam__m2rnn_leak(a[u], 0.0f, negA);
+                for (u = 0; u < 16; u++) {
+                    double x = a[u], sp = x > 20 ? x : log1p(exp(x)), want = -expm1((double)negA * sp), e = fabs(g[u] - want) / (1e-6 * want + 1e-30);
+                    if (!(e <= worst[simd])) { worst[simd] = e; at[simd] = a[u]; atA[simd] = Al; }
+                }
+            }
+        }
+        snprintf(desc, sizeof desc, "gate leak 1 - f (%s) within 1e-6 relative (+ 1e-30) of double over a in [-120, 120], A_log in [-15, 6]", simd ? "AVX2" : "portable");
+        snprintf(why, sizeof why, "worst %.3f of the tolerance at a = %g, A_log = %g", worst[simd], (double)at[simd], (double)atA[simd]);
+        check(worst[simd] <= 1.0, desc, why);
+    }
+}
+
 /* ---- cases ---------------------------------------------------------------------------- */
 typedef struct m2_case {
     int b, l, nq, nk, nv, nw, nf, K, V, threads;
@@ -682,6 +723,7 @@ int main(int argc, char **argv) {
     if (argc != 1) { fprintf(stderr, "usage: test_m2rnn [--dump DIR]\n"); return 2; }
     printf("# simd path: %s\n", nam__ssd_have_avx2() ? "AVX2+FMA (V = 16)" : "portable C");
     test_tanh();
+    test_leak();
     test_hand();
     test_shapes();
     test_threads();
