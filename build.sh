@@ -41,7 +41,7 @@ WARN="-Wall -Wextra -Werror"
 KERNELS="gemm ssd attention moe m2rnn"   # tests/test_<kernel>.c, tests/xcheck_<kernel>.py
 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 NVCC=$CUDA_HOME/bin/nvcc
-CUDA_PARTS="ssd moe attention"     # tests/test_cuda_<part>.c
+CUDA_PARTS="ssd moe attention m2rnn"     # tests/test_cuda_<part>.c
 CUDA_ARCH="-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_90,code=compute_90"
 ASAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -g -O1"
 FUZZ="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1"

@@ -796,6 +796,19 @@ typedef struct nam_m2rnn_step_desc {
 } nam_m2rnn_step_desc;
 NAM_API nam_status nam_m2rnn_step_workspace_size(const nam_m2rnn_step_desc *d, size_t *bytes, nam_error *err);
 NAM_API nam_status nam_m2rnn_step(nam_m2rnn_step_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+/* Private: the coefficients of the M2RNN tanh, tanh(x) ~ x P(x^2) / Q(x^2) with x^2 clamped
+   to TANH_X^2 and the result to [-1, 1] (>>kernel-m2rnn), here so that the CPU and CUDA
+   kernels (nam_cuda.cuh) share one copy. */
+#define NAM__M2RNN_TANH_X 9.0f
+#define NAM__M2RNN_TP0 1.0f
+#define NAM__M2RNN_TP1 1.338100880e-01f
+#define NAM__M2RNN_TP2 3.495567478e-03f
+#define NAM__M2RNN_TP3 2.060872794e-05f
+#define NAM__M2RNN_TP4 1.335415156e-08f
+#define NAM__M2RNN_TQ1 4.671432376e-01f
+#define NAM__M2RNN_TQ2 2.587690391e-02f
+#define NAM__M2RNN_TQ3 3.285600396e-04f
+#define NAM__M2RNN_TQ4 7.776353641e-07f
 
 /* ---- MoE: route, dispatch (permute), expert FFN, combine --------------------------- */
 typedef enum nam_moe_score { NAM_MOE_SOFTMAX = 0, NAM_MOE_SIGMOID = 1 } nam_moe_score;
@@ -7934,16 +7947,6 @@ NAM__DEF nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err) {
 #define NAM__M2RNN_MAX_K 65536
 #define NAM__M2RNN_MAX_V 1024
 #define NAM__M2RNN_GB 16   /* gates computed per block of tokens */
-#define NAM__M2RNN_TANH_X 9.0f
-#define NAM__M2RNN_TP0 1.0f
-#define NAM__M2RNN_TP1 1.338100880e-01f
-#define NAM__M2RNN_TP2 3.495567478e-03f
-#define NAM__M2RNN_TP3 2.060872794e-05f
-#define NAM__M2RNN_TP4 1.335415156e-08f
-#define NAM__M2RNN_TQ1 4.671432376e-01f
-#define NAM__M2RNN_TQ2 2.587690391e-02f
-#define NAM__M2RNN_TQ3 3.285600396e-04f
-#define NAM__M2RNN_TQ4 7.776353641e-07f
 
 NAM__UNUSED static float nam__m2rnn_tanh1(float x) {
     float u = x * x, p, q, r;

@@ -240,7 +240,7 @@ step_bench() {
     done
 }
 
-CUDA_PARTS="ssd moe attention"
+CUDA_PARTS="ssd moe attention m2rnn"
 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 # ptxas -v of the sm_90a build: "Compiling entry function 'X' for 'sm_90a'" then
 # "N bytes stack frame, N bytes spill stores, N bytes spill loads". One test: no spills.
