@@ -10,7 +10,8 @@
 #                           adds those that reach new code to the committed corpus
 #   ./build.sh gpu          on a machine with a GPU: build, then the CUDA tests (with
 #                           compute-sanitizer when installed), build/nam-bench-cuda and
-#                           bench/bench_sdpa.py; everything also lands in build/gpu/
+#                           bench/bench_sdpa.py (and, with NAM_M2RNN_TRITON=PATH to cppmega's
+#                           m2rnn_triton.py, bench/bench_m2rnn_triton.py); everything also lands in build/gpu/
 #   ./build.sh clean        remove build/
 #
 # Environment: CC (gcc), CXX (g++), CLANG (clang, fuzzer only), JOBS (nproc),
@@ -46,7 +47,7 @@ CUDA_ARCH="-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm
 ASAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -g -O1"
 FUZZ="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1"
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 
 # ---- setup ---------------------------------------------------------------------------
 # need PATH_OR_COMMAND DEBIAN_PACKAGE: install it when root, else say how and exit 2.
@@ -336,6 +337,9 @@ gpu)
     "$B/nam-bench-cuda" --json >"$B/gpu/bench.json" 2>"$B/gpu/bench.err" || rc=1
     "$B/nam-bench-cuda" 2>&1 | tee "$B/gpu/bench.txt" || rc=1
     python3 bench/bench_sdpa.py 2>&1 | tee "$B/gpu/sdpa.txt" || rc=1
+    if [[ -n ${NAM_M2RNN_TRITON:-} ]]; then   # cppmega's m2rnn_triton.py, beside the run (never committed)
+        python3 bench/bench_m2rnn_triton.py --triton-src "$NAM_M2RNN_TRITON" 2>&1 | tee "$B/gpu/m2rnn-triton.txt" || rc=1
+    fi
     echo "results in $B/gpu/ (tests.txt, bench.txt, bench.json, sdpa.txt, build/log/cuda-ptxas.txt)"
     exit $rc
     ;;
