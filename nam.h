@@ -771,7 +771,10 @@ NAM_API nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err);
    dt_bias, or A_log > 88 (exp(A_log) overflows fp32): NAM_ERR_RANGE naming the element;
    out sharing its data with q, k, v or a. Sizes: K <= 65536, V <= 1024.
    NAM_BACKEND_CPU runs (b, head, row block) tasks on `threads` threads; its tanh is a
-   rational approximation (error <= 7 ulp and 4e-7 absolute; see >>kernel-m2rnn). */
+   rational approximation (error <= 7 ulp and 4e-7 absolute; see >>kernel-m2rnn).
+   CUDA: q, k, v and out in one dtype, V in {4, 8, 16, 32, 64, 128}, K * V <= 4096, no
+   workspace; non-finite gate inputs are not checked there (reading a flag back would
+   synchronise the stream): such a (b, head) gets NaN outputs and state. */
 typedef struct nam_m2rnn_desc {
     nam_tensor q, k, v, W, a, A_log, dt_bias, D, initial_state;
     nam_tensor out, final_state;
