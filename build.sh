@@ -13,6 +13,13 @@
 #                           bench/bench_sdpa.py (and, with NAM_M2RNN_TRITON=PATH to cppmega's
 #                           m2rnn_triton.py, bench/bench_m2rnn_triton.py); everything also lands in build/gpu/
 #   ./build.sh clean        remove build/
+#   ./build.sh install [PREFIX]    build the CLI, then install nam into PREFIX (/usr/local;
+#                           DESTDIR is honoured): include/nam/{nam.h,nam_cuda.cuh,nam_nccl.h},
+#                           share/nam/nam_cuda.cu, bin/nam, share/pkgconfig/nam.pc (and
+#                           nam-cuda.pc when nvcc is found), share/cmake/nam/namConfig*.cmake
+#   ./build.sh uninstall [PREFIX]  remove exactly what `install` writes
+#   ./build.sh consumers    build the CLI, then the svg and consumers steps of the tests:
+#                           projects outside this tree build against a temporary install
 #
 # Environment: CC (gcc), CXX (g++), CLANG (clang, fuzzer only), JOBS (nproc),
 #   CUDA_HOME (/usr/local/cuda; its bin/nvcc builds the CUDA side when present),
@@ -39,7 +46,7 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 B=build
 
 WARN="-Wall -Wextra -Werror"
-KERNELS="gemm ssd attention moe m2rnn"   # tests/test_<kernel>.c, tests/xcheck_<kernel>.py
+KERNELS="gemm ssd attention moe fpenv m2rnn"   # tests/test_<kernel>.c, tests/xcheck_<kernel>.py
 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 NVCC=$CUDA_HOME/bin/nvcc
 CUDA_PARTS="ssd moe attention m2rnn"     # tests/test_cuda_<part>.c
@@ -47,7 +54,7 @@ CUDA_ARCH="-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm
 ASAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -g -O1"
 FUZZ="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1"
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^# Outputs:/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 # ---- setup ---------------------------------------------------------------------------
 # need PATH_OR_COMMAND DEBIAN_PACKAGE: install it when root, else say how and exit 2.
@@ -98,6 +105,59 @@ setup_xcheck() {
     fi
 }
 
+
+# The Megatron cross-check (tests/xcheck_megatron.py, step "megatron") runs Megatron-Core's own
+# code on nam's emitted args. It needs a venv in build/megatron-venv with the pinned PyPI
+# packages below. megatron-core >= 0.18 (the first with models/hybrid, the module nam targets)
+# requires Python >= 3.12: NAM_MEGATRON_PYTHON, else python3.13/python3.12 on PATH, else a pyenv
+# 3.12+. As root the venv is made here (about 75 s and 5.4 GB: torch's CUDA wheels from PyPI,
+# since PyPI has no CPU-only torch; reused while the pins match). Otherwise the commands are
+# printed and the step is skipped. The outcome goes to build/status/megatron-venv for run.sh.
+MEGATRON_PINS="torch==2.15.0 megatron-core==0.19.2"
+megatron_python() {
+    local c
+    for c in ${NAM_MEGATRON_PYTHON:-} python3.13 python3.12 "$HOME"/.pyenv/versions/3.1[2-9]*/bin/python3; do
+        [[ -n $c ]] || continue
+        if "$c" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
+            command -v "$c"
+            return 0
+        fi
+    done
+    return 1
+}
+setup_megatron() {
+    local venv=$B/megatron-venv st=$B/status/megatron-venv py free
+    mkdir -p "$B/status" "$B/log"
+    if [[ -x $venv/bin/python && $(cat "$venv/.nam-pins" 2>/dev/null) == "$MEGATRON_PINS" ]]; then
+        echo ok > "$st"
+        return 0
+    fi
+    if ! py=$(megatron_python); then
+        echo "skip needs Python >= 3.12 for megatron-core 0.19 (set NAM_MEGATRON_PYTHON), then: python3.12 -m venv $venv && $venv/bin/pip install $MEGATRON_PINS" > "$st"
+        echo "setup: the Megatron cross-check needs Python >= 3.12 (skipped)" >&2
+        return 0
+    fi
+    if [[ $(id -u) != 0 ]]; then
+        echo "skip not root, so not installed; run: $py -m venv $venv && $venv/bin/pip install $MEGATRON_PINS" > "$st"
+        echo "setup: the Megatron cross-check needs: $py -m venv $venv && $venv/bin/pip install $MEGATRON_PINS (skipped until then)" >&2
+        return 0
+    fi
+    free=$(df -Pk "$B" | awk 'NR == 2 { print int($4 / 1048576) }')
+    if ((free < 8)); then
+        echo "skip only ${free} GiB free in $B; the venv needs about 6 GiB ($py -m venv $venv && $venv/bin/pip install $MEGATRON_PINS)" > "$st"
+        return 0
+    fi
+    echo "setup: installing $MEGATRON_PINS into $venv for the Megatron cross-check (about 75 s)" >&2
+    rm -rf "$venv"
+    if "$py" -m venv "$venv" >"$B/log/pip-megatron.log" 2>&1 \
+        && "$venv/bin/pip" install --disable-pip-version-check $MEGATRON_PINS >>"$B/log/pip-megatron.log" 2>&1; then
+        echo "$MEGATRON_PINS" > "$venv/.nam-pins"
+        echo ok > "$st"
+    else
+        echo "skip pip install $MEGATRON_PINS failed (see $B/log/pip-megatron.log)" > "$st"
+        echo "setup: could not install $MEGATRON_PINS (see $B/log/pip-megatron.log); the Megatron cross-check is skipped" >&2
+    fi
+}
 # Why the libFuzzer build cannot happen here, or nothing when it can.
 fuzz_unavailable() {
     local major
@@ -113,6 +173,21 @@ fuzz_unavailable() {
         echo "$CLANG cannot link -fsanitize=fuzzer (libFuzzer runtime missing: sudo apt-get install -y libclang-rt-${major:-14}-dev; see $B/log/fuzz_probe.log)"
     fi
     rm -f "$B/log/fuzz_probe" "$B/log/fuzz_probe.c"
+}
+
+# rsvg-convert (Debian's librsvg2-bin) renders the `nam plan --svg` pictures in the tests:
+# installed when run as root, otherwise the command is printed and the render checks are
+# reported as skipped.
+setup_svg() {
+    command -v rsvg-convert >/dev/null 2>&1 && return 0
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing librsvg2-bin (rsvg-convert) for the SVG render tests" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        { apt-get install -y librsvg2-bin || { apt-get update && apt-get install -y librsvg2-bin; }; } >"$B/log/apt-svg.log" 2>&1 \
+            || echo "setup: could not install it (see $B/log/apt-svg.log); the render checks will be skipped" >&2
+    else
+        echo "setup: the SVG render tests need: sudo apt-get install -y librsvg2-bin (skipped until then)" >&2
+    fi
 }
 
 # ---- targets -------------------------------------------------------------------------
@@ -225,6 +300,9 @@ build_cuda() {
     ) &
 }
 
+# nam_cli_cmd: the command that builds build/nam (build_all and install share it).
+nam_cli_cmd() { echo "$CC -std=c99 $WARN -O2 $STB_CFLAGS examples/nam.c -o $B/nam $STB_LIBS"; }
+
 # build_all: every target, in parallel; slowest first.
 build_all() {
     local c99="$CC -std=c99 $WARN -O2 $STB_CFLAGS"
@@ -235,7 +313,7 @@ build_all() {
         "$CC -std=c99 $WARN $ASAN $STB_CFLAGS tests/test_core.c -o $B/asan/test_core $STB_LIBS"
     spawn asan-test_vectors $B/asan/test_vectors tests/test_vectors.c \
         "$CC -std=c99 $WARN $ASAN $STB_CFLAGS tests/test_vectors.c -o $B/asan/test_vectors $STB_LIBS"
-    spawn nam $B/nam examples/nam.c "$c99 examples/nam.c -o $B/nam $STB_LIBS"
+    spawn nam $B/nam examples/nam.c "$(nam_cli_cmd)"
     spawn test_core $B/test_core tests/test_core.c "$c99 tests/test_core.c -o $B/test_core $STB_LIBS"
     spawn test_vectors $B/test_vectors tests/test_vectors.c \
         "$c99 tests/test_vectors.c -o $B/test_vectors $STB_LIBS"
@@ -249,6 +327,9 @@ build_all() {
         spawn asan-test_$k $B/asan/test_$k tests/test_$k.c \
             "$CC -std=c99 $WARN $ASAN $STB_CFLAGS tests/test_$k.c -o $B/asan/test_$k $STB_LIBS"
     done
+    # the FP-environment test again with the opt-out: IEEE subnormals, <fenv.h> path
+    spawn test_fpenv_keep $B/test_fpenv_keep tests/test_fpenv.c \
+        "$c99 -DNAM_KEEP_SUBNORMALS tests/test_fpenv.c -o $B/test_fpenv_keep $STB_LIBS"
     # compile tests: C99 -pedantic, C++11, NAM_STATIC, two translation units
     spawn compile-c99 $B/compile/impl_c tests/compile/impl.c \
         "$CC -std=c99 -pedantic $WARN -O2 $STB_CFLAGS tests/compile/impl.c -o $B/compile/impl_c $STB_LIBS"
@@ -268,6 +349,111 @@ build_all() {
     if ! grep -Eq '^#[[:space:]]*if(def[[:space:]]+| .*defined\()NAM_IMPLEMENTATION' nam.h; then
         echo "note: nam.h has no '#ifdef NAM_IMPLEMENTATION' section yet, so no program can link"
     fi
+}
+
+# ---- install -------------------------------------------------------------------------
+# install_files PREFIX: every file `install` writes, "DEST<TAB>SOURCE" per line. SOURCE is a
+# repository file, or a packaging/*.in template rendered with this install's values.
+# `uninstall` removes the same list, so the two cannot drift apart.
+install_files() {
+    local p=$1
+    printf '%s\t%s\n' \
+        "$p/include/nam/nam.h" nam.h \
+        "$p/include/nam/nam_cuda.cuh" nam_cuda.cuh \
+        "$p/include/nam/nam_nccl.h" nam_nccl.h \
+        "$p/share/nam/nam_cuda.cu" nam_cuda.cu \
+        "$p/bin/nam" "$B/nam" \
+        "$p/share/pkgconfig/nam.pc" packaging/nam.pc.in \
+        "$p/share/pkgconfig/nam-cuda.pc" packaging/nam-cuda.pc.in \
+        "$p/share/cmake/nam/namConfig.cmake" packaging/namConfig.cmake.in \
+        "$p/share/cmake/nam/namConfigVersion.cmake" packaging/namConfigVersion.cmake.in
+}
+
+# install_prefix [PREFIX]: the checked prefix (absolute, no whitespace), default /usr/local
+install_prefix() {
+    local prefix=${1:-/usr/local}
+    if [[ $prefix != /* || $prefix =~ [[:space:]] ]]; then
+        echo "build.sh: PREFIX must be an absolute path without spaces, not '$prefix'" >&2
+        return 2
+    fi
+    echo "${prefix%/}"
+}
+
+# render_template FILE PREFIX: FILE with its @NAME@ placeholders filled in
+render_template() {
+    local t version major minor requires="" stb_cflags="" stb_libs="" stb_inc=/usr/include/stb stb_lib=""
+    t=$(<"$1")
+    version=$(sed -n 's/^#define NAM_VERSION_STRING "\(.*\)"$/\1/p' nam.h)
+    major=${version%%.*}
+    minor=${version#*.}
+    minor=${minor%%.*}
+    if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists stb 2>/dev/null; then
+        requires="Requires: stb"
+        stb_inc=$(pkg-config --variable=includedir stb)
+        stb_lib=$(pkg-config --variable=libdir stb)
+    else   # no stb.pc: the flags build.sh uses go into nam.pc itself
+        stb_cflags=" ${STB_CFLAGS}"
+        stb_libs=" ${STB_LIBS% -lm -lpthread}"
+    fi
+    t=${t//@PREFIX@/"$2"}
+    t=${t//@VERSION@/"$version"}
+    t=${t//@VERSION_MAJOR@/"$major"}
+    t=${t//@VERSION_MINOR@/"$minor"}
+    t=${t//@REQUIRES@/"$requires"}
+    t=${t//@STB_CFLAGS@/"$stb_cflags"}
+    t=${t//@STB_LIBS@/"$stb_libs"}
+    t=${t//@STB_INCLUDE_DIR@/"$stb_inc"}
+    t=${t//@STB_LIB_DIR@/"$stb_lib"}
+    t=${t//@CUDA_HOME@/"$CUDA_HOME"}
+    t=${t//@CUDA_ARCH@/"$CUDA_ARCH"}
+    printf '%s\n' "$t"
+}
+
+do_install() {
+    local prefix dest src out n=0
+    prefix=$(install_prefix "${1:-}") || exit 2
+    setup
+    target nam $B/nam examples/nam.c "$(nam_cli_cmd)"
+    if [[ $(cat "$B/status/nam") != ok ]]; then
+        echo "install: build/nam does not build; $B/log/nam.log:" >&2
+        sed 's/^/    /' "$B/log/nam.log" >&2
+        exit 1
+    fi
+    echo "install: nam into ${DESTDIR:-}$prefix"
+    while IFS=$'\t' read -r dest src; do
+        out=${DESTDIR:-}$dest
+        case $src in
+        nam_nccl.h) [[ -f $src ]] || { echo "  (skipped $dest: $src is not in this tree yet)"; continue; } ;;
+        *nam-cuda.pc.in) [[ -x $NVCC ]] || { echo "  (skipped $dest: no CUDA toolkit at $CUDA_HOME; set CUDA_HOME)"; continue; } ;;
+        esac
+        case $src in
+        *.in)
+            render_template "$src" "$prefix" > "$B/install.tmp"
+            install -D -m 644 "$B/install.tmp" "$out"
+            rm -f "$B/install.tmp" ;;
+        "$B/nam") install -D -m 755 "$src" "$out" ;;
+        *) install -D -m 644 "$src" "$out" ;;
+        esac
+        echo "  $out"
+        n=$((n + 1))
+    done < <(install_files "$prefix")
+    echo "install: $n files"
+}
+
+do_uninstall() {
+    local prefix dest src out d n=0
+    prefix=$(install_prefix "${1:-}") || exit 2
+    while IFS=$'\t' read -r dest src; do
+        out=${DESTDIR:-}$dest
+        [[ -e $out || -L $out ]] || continue
+        rm -f "$out"
+        echo "  removed $out"
+        n=$((n + 1))
+    done < <(install_files "$prefix")
+    for d in include/nam share/nam share/cmake/nam; do
+        [[ -d ${DESTDIR:-}$prefix/$d ]] && rmdir --ignore-fail-on-non-empty "${DESTDIR:-}$prefix/$d"
+    done
+    echo "uninstall: $n files removed from ${DESTDIR:-}$prefix"
 }
 
 # build_report: print the failures with their compiler output; status 1 if any target
@@ -296,6 +482,10 @@ build_report() {
 lock() {
     mkdir -p "$B"
     command -v flock >/dev/null 2>&1 || return 0
+    # a build.sh started by this tree's own tests (the consumers step runs `install`)
+    # runs under the lock its parent holds
+    [[ ${NAM_BUILD_LOCK_HELD:-} == "$PWD" ]] && return 0
+    export NAM_BUILD_LOCK_HELD=$PWD
     exec 9>"$B/.lock"
     if ! flock -n 9; then
         echo "build.sh: another build.sh is running in this tree; waiting for it" >&2
@@ -315,6 +505,8 @@ test)
     shift
     setup
     setup_xcheck
+    setup_megatron
+    setup_svg
     build_all
     build_report >/dev/null || echo "build: some targets failed; tests/run.sh reports each one"
     exec bash tests/run.sh "$@"
@@ -345,6 +537,21 @@ gpu)
     ;;
 clean)
     rm -rf "$B"
+    ;;
+install)
+    shift
+    do_install "$@"
+    ;;
+uninstall)
+    shift
+    do_uninstall "$@"
+    ;;
+consumers)
+    shift
+    setup
+    setup_svg
+    target nam $B/nam examples/nam.c "$(nam_cli_cmd)"
+    exec bash tests/run.sh svg consumers
     ;;
 -h | --help | help)
     usage

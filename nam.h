@@ -47,6 +47,8 @@
      NAM_MALLOC(sz) / NAM_FREE(p)   allocator for nam's buffers (define both or neither)
      NAM_ASSERT(c)        internal invariant check (default: assert), never used for input
      NAM_CUDA             CUDA tensors run on nam_cuda.cuh's kernels (link nam_cuda.cu)
+     NAM_KEEP_SUBNORMALS  the CPU kernels do not flush subnormals to zero (IEEE gradual
+                          underflow, at the hardware's speed for them; see >>kernels)
 
    3. STEP BY STEP
        #define NAM_IMPLEMENTATION
@@ -143,8 +145,18 @@
        [section]
        key = value               (value may be "quoted"; lists are comma separated)
    Keys are `section.key`; unknown sections or keys are errors with file:line:column.
-   Sections: recipe pattern model mla moe mamba gdn dsa m2rnn mamba3 mtp parallel batch
-   precision cuda_graph engram mhc mod moda ngram_hash structure runtime. A [mamba3] key away
+   Sections: recipe pattern model mla moe mamba gdn dsa m2rnn mamba3 mtp parallel memory
+   implementation train data preflight batch precision cuda_graph engram mhc mod moda
+   ngram_hash structure runtime.
+   Generated args or fixed policy, decided per key by the seed's split (facts of the model
+   and its parallel layout are generated; environment and operator choices are policy):
+   model dims, pattern, parallel sizes, batch, precision (dtype, fp8 recipe and amax, router
+   dtype), MoE capacity, recompute and the distributed optimizer (they decide what fits) and
+   CUDA graphs are generated args; [implementation] (kernels, fusions), [train] (schedule,
+   logging, checkpoint cadence) and [data] (data, tokenizer, checkpoint paths, never opened)
+   are fixed-policy Megatron args (nam_plan.policy_args); [runtime] is fixed policy that is
+   not an arg (environment, caches). Each key's doc string starts with "fixed policy:" when it
+   is policy. [preflight] keys are never emitted. A [mamba3] key away
    from its default without pattern.mamba_impl = mamba3 is an error; feature layer lists
    are 0-based and checked against the pattern when planning (errors point at the key).
    examples/nam56r.recipe spells out every key with the built-in default. The model
@@ -394,6 +406,7 @@ typedef struct nam_recipe {
     char activation[16];              /* swiglu | squared_relu | gelu */
     int untie_embeddings, disable_bias_linear, mla;
     char spec[NAM_STR_MAX];           /* --spec: "module.path builder_name" of the hybrid layer spec */
+    int vocab_size;                   /* padded vocabulary (pre-flight only; the tokenizer sets Megatron's) */
     /* [mla] */
     int q_lora_rank, kv_lora_rank, qk_head_dim, qk_pos_emb_head_dim, v_head_dim;
     /* [moe] */
@@ -403,6 +416,8 @@ typedef struct nam_recipe {
     char load_balancing[24];
     double aux_loss_coeff;
     char dispatcher[16];              /* allgather | alltoall | flex */
+    double capacity_factor;           /* --moe-expert-capacity-factor; 0 = none (dropless) */
+    int pad_to_capacity;              /* --moe-pad-expert-input-to-capacity */
     /* [mamba] */
     int mamba_state_dim, mamba_head_dim, mamba_num_groups, mamba_num_heads;
     /* [gdn] */
@@ -424,6 +439,34 @@ typedef struct nam_recipe {
     char order[24];                   /* tp-cp-ep-dp-pp | tp-cp-ep-pp-dp */
     char cp_comm_type[16];            /* p2p | a2a | allgather | a2a+p2p */
     int hierarchical_cp_sizes[NAM_MAX_LIST]; int num_hierarchical_cp_sizes; /* for a2a+p2p */
+    int distributed_optimizer;        /* --use-distributed-optimizer */
+    /* [memory] */
+    char recompute_granularity[16];   /* none | selective | full */
+    char recompute_method[16];        /* uniform | block (full only) */
+    int recompute_num_layers;         /* full only */
+    char recompute_modules[NAM_STR_MAX]; /* selective only: comma list */
+    /* [preflight] */
+    double device_memory_gib, peak_tflops, step_time_s;
+    /* [precision] beyond dtype/fp8 (generated: numerics of the model) */
+    char fp8_recipe[16];              /* delayed | tensorwise | mxfp8 | blockwise */
+    int fp8_amax_history_len;
+    char fp8_amax_compute_algo[16];   /* most_recent | max */
+    char moe_router_dtype[8];         /* none | fp32 | fp64 */
+    /* [implementation]  fixed policy: kernels and fusions the operator picks */
+    char transformer_impl[24];        /* transformer_engine | local */
+    char attention_backend[16];       /* auto | flash | fused | unfused */
+    int use_flash_attn, gradient_accumulation_fusion, persist_layer_norm, masked_softmax_fusion, rope_fusion;
+    int mla_down_proj_fusion, moe_permute_fusion, moe_router_fusion, moe_shared_expert_overlap;
+    char moe_flex_backend[16];        /* deepep | hybridep (flex dispatcher) */
+    /* [train]  fixed policy: the schedule */
+    int train_iters, lr_warmup_iters, eval_interval, eval_iters, log_interval, save_interval, log_throughput;
+    double lr, min_lr, clip_grad;
+    char lr_decay_style[24];          /* constant | linear | cosine | inverse-square-root | WSD */
+    /* [data]  fixed policy: run inputs (syntax only, never opened) */
+    char data_path[1024], tokenizer_type[32], tokenizer_model[NAM_STR_MAX], save_dir[NAM_STR_MAX], load_dir[NAM_STR_MAX];
+    char split[32];
+    int mock_data;
+    int cuda_graph_warmup_steps;
     /* [batch] */
     int micro_batch_size, global_batch_size;
     /* [precision] */
@@ -535,6 +578,42 @@ typedef struct nam_arg {
                        single spaces (only --spec and list flags; patterns have no spaces) */
 } nam_arg;
 
+/* Pre-flight: parameters, static memory and FLOPs (computed by nam_plan_make).
+   Families count parameters by the mixer a layer really runs (an R layer in an 'M' slot is
+   M2RNN, not Mamba-2). */
+enum { NAM_FAM_ATTENTION, NAM_FAM_MLA, NAM_FAM_DSA, NAM_FAM_MAMBA2, NAM_FAM_MAMBA3, NAM_FAM_GDN,
+       NAM_FAM_M2RNN, NAM_FAM_MLP, NAM_FAM_MOE, NAM_FAM_EMBEDDING, NAM_FAM_OUTPUT, NAM_FAM_MTP, NAM_FAM_COUNT };
+
+typedef struct nam_rank_memory {
+    int pp_rank;
+    int num_layers;                  /* main layers on this rank, every virtual stage */
+    double params[NAM_FAM_COUNT];    /* parameters held by one GPU of this pipeline rank (after TP / EP) */
+    double params_total;
+    double params_dense, params_expert;  /* of params_total: data-parallel over dp / expert dp */
+    double weight_bytes, grad_bytes, optimizer_bytes;
+    double static_bytes;             /* weights + grads + optimizer state */
+    double activation_bytes;         /* saved activations of the in-flight microbatches (see nam.h >>preflight) */
+    double in_flight;                /* microbatches (model chunks / vpp with the interleaved schedule) held at once */
+    double total_bytes;              /* static + activations */
+} nam_rank_memory;
+
+typedef struct nam_preflight {
+    double params[NAM_FAM_COUNT];    /* whole model, unsharded */
+    double params_total, params_active;   /* active: routed experts counted top-k of E */
+    double flops[NAM_FAM_COUNT];     /* one global batch, forward + backward (3x forward), nam's accounting */
+    double flops_total;
+    double flops_megatron;           /* Megatron's num_floating_point_operations (hybrid formula) for the
+                                        native pattern; 0 while the native pattern is withheld */
+    nam_rank_memory *ranks;          /* pp entries (heap) */
+    int num_ranks;
+    int peak_rank;                   /* the pp rank with the most memory (static + activations) */
+    int fits;                        /* 1 / 0 against preflight.device_memory_gib, -1 when not given */
+    double tflops_per_gpu, mfu, mfu_megatron;  /* for preflight.step_time_s > 0, else 0 */
+} nam_preflight;
+
+/* nam_family_name: "attention", "mla", ... for a NAM_FAM_* index, NULL out of range. */
+NAM_API const char *nam_family_name(int f);
+
 typedef struct nam_plan {
     nam_recipe recipe;          /* resolved copy (pattern text owned by the plan) */
     nam_pattern pattern;        /* authored, parsed */
@@ -555,9 +634,14 @@ typedef struct nam_plan {
     int m2rnn_num_heads;        /* resolved R-mixer value heads */
     int stock_spec;             /* model.spec is Megatron's stock hybrid_stack_spec */
     int dsa_capable[NAM_MAX_LIST]; int num_dsa_capable; /* A-layer indices marked DSA */
+    nam_preflight preflight;    /* parameters, static memory per pp rank, FLOPs */
     nam_arg *args;              /* stb_ds array, num_args entries: generated native args */
     int num_args;
     char *arg_values;           /* one buffer holding every args[i].value */
+    nam_arg *policy_args;       /* stb_ds array: fixed-policy Megatron args (implementation, fusions,
+                                   schedule, run inputs): operator choices, not plan facts */
+    int num_policy_args;
+    char *policy_values;
 } nam_plan;
 
 /* nam_plan_make: parse the recipe's pattern, translate it fail-closed, validate the native
@@ -575,6 +659,41 @@ enum { NAM_JSON_PLAN = 1, NAM_JSON_ARGS = 2, NAM_JSON_LAUNCH = 3 };
 NAM_API nam_status nam_plan_json(const nam_plan *p, int what, char **out, nam_error *err);
 /* nam_plan_args_text: the args one per line, shell-quoted, custom notes as '#' lines. */
 NAM_API nam_status nam_plan_args_text(const nam_plan *p, char **out, nam_error *err);
+
+/* Comparing the plan's args with an existing Megatron argv (nam_args_compare). */
+typedef enum nam_cmp_verdict {
+    NAM_CMP_MATCH = 0,        /* equal, or one side leaves Megatron's default and the other sets it */
+    NAM_CMP_MISSING_IN_NAM,   /* only in the other argv, not at Megatron's default */
+    NAM_CMP_ONLY_IN_NAM,      /* only in nam's args, not at Megatron's default */
+    NAM_CMP_DIFFERS           /* both give it, with different values */
+} nam_cmp_verdict;
+
+typedef struct nam_cmp_row {
+    char flag[64];            /* canonical flag (renamed flags resolved) */
+    nam_cmp_verdict verdict;
+    char *nam_value;          /* argv words joined by single spaces; "" for a switch; NULL when absent */
+    char *other_value;
+    const char *note;         /* why a one-sided flag matches, or a rename; NULL when none */
+} nam_cmp_row;
+
+typedef struct nam_args_cmp {
+    nam_cmp_row *rows;        /* heap, num_rows entries: nam's flags in order, then the other's */
+    int num_rows;
+    int count[4];             /* rows per verdict */
+    int ignored_words;        /* words before the first flag (launcher, script name) */
+} nam_args_cmp;
+
+/* nam_args_compare: read an argv (one flag per line, or a shell command line: single and
+   double quotes, backslash escapes and line continuations honoured, '#' comments; shell
+   variables are an error) and compare it flag by flag with the plan's generated args.
+   Renamed flags (--hybrid-override-pattern, --use-rotary-position-embeddings) and Megatron's
+   defaults (including derived ones: etp = tp, kv-channels = hidden / heads, the ffn default,
+   experimental-attention-variant and mtp-num-layers inferred from the pattern) are resolved.
+   Numbers compare by value. Errors name the line and column. Free with nam_args_cmp_free. */
+NAM_API nam_status nam_args_compare(const nam_plan *p, const char *text, size_t len, const char *source,
+                                    nam_args_cmp *out, nam_error *err);
+NAM_API void nam_args_cmp_free(nam_args_cmp *c);
+NAM_API const char *nam_cmp_verdict_str(nam_cmp_verdict v);
 /* nam_shell_quote: POSIX single-quote `s` when needed; heap string. */
 NAM_API char *nam_shell_quote(const char *s);
 
@@ -658,6 +777,28 @@ NAM_API nam_status nam_rankmap_json(const nam_rankmap *m, char **out, nam_error 
    on one device, and the desc's `stream` (a cudaStream_t, NULL = default) orders the
    work. Without NAM_CUDA such calls return NAM_ERR_NOT_IMPLEMENTED saying so. A desc's
    `ran` field reports the backend that ran.
+
+   Floating-point environment and subnormals. Every kernel entry below computes with round
+   to nearest, every FP exception masked and subnormals flushed to zero, on the calling
+   thread and on each of its worker threads, and before it returns it writes the caller's
+   control/status register back exactly as it found it (x86-64 MXCSR, status flags included;
+   AArch64 FPCR and FPSR). A caller's rounding mode, unmasked exceptions or own FTZ/DAZ bits
+   never change a result, and nam never changes them for the caller. The flush: on x86-64
+   MXCSR's FTZ and DAZ bits, on AArch64 FPCR.FZ, so that no FMA takes a subnormal microcode
+   assist (on Intel CPUs these cost the SSD scan up to 5x with strongly decaying heads).
+     - subnormal inputs: an f32 (or bf16) value below FLT_MIN = 1.18e-38 in magnitude reads as
+       0 in arithmetic (both backends, CPU_REF too). f16 subnormals are normal f32 values and
+       are used as they are. Values a kernel only moves (nam_moe_permute, f32 copies) keep
+       their bits;
+     - subnormal results: any intermediate or output below FLT_MIN is 0 (signed). f16 and
+       bf16 outputs are rounded from those f32 values (f16 storage keeps its own subnormals,
+       6e-8..6e-5, which are normal in f32).
+   The difference from IEEE gradual underflow is below 1.2e-38 absolute per operation,
+   under every tolerance stated for these kernels. Built with NAM_KEEP_SUBNORMALS, or on
+   another CPU or compiler (through <fenv.h>), nam sets only round to nearest and masked
+   exceptions, still restores everything, and subnormals are computed at the hardware's
+   speed for them. CUDA kernels keep the GPU's defaults (fp32 subnormals preserved), so on
+   subnormal data CPU and CUDA results can differ by such amounts.
 */
 typedef enum nam_dtype { NAM_F32 = 0, NAM_BF16 = 1, NAM_F16 = 2, NAM_I32 = 3 } nam_dtype;
 typedef enum nam_device { NAM_DEVICE_CPU = 0, NAM_DEVICE_CUDA = 1 } nam_device;
@@ -953,6 +1094,9 @@ extern nam_status nam_cuda__m2rnn(nam_m2rnn_desc *d, void *workspace, size_t wor
 #include <stb_ds.h>
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>   /* AVX2/FMA kernels, compiled with target attributes, chosen at run time */
+#endif
+#if defined(NAM_KEEP_SUBNORMALS) || !((defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__aarch64__)))
+#include <fenv.h>        /* kernel FP environment where nam has no direct access to it (>>kernel-common) */
 #endif
 #ifdef NAM_CBLAS
 #include <cblas.h>       /* optional: nam__sgemm calls cblas_sgemm (link -lopenblas) */
@@ -1729,7 +1873,7 @@ NAM__DEF nam_status nam_megatron_layout(const nam_mpattern *p, const nam_layout_
 
 /* >>recipe ----------------------------------------------------------------------------- */
 enum { NAM__T_INT, NAM__T_BOOL, NAM__T_STR, NAM__T_DBL, NAM__T_PATTERN, NAM__T_LIST,
-       NAM__T_FAMILIES, NAM__T_MAP, NAM__T_MODULES, NAM__T_ENV, NAM__T_SPEC };
+       NAM__T_FAMILIES, NAM__T_MAP, NAM__T_MODULES, NAM__T_ENV, NAM__T_SPEC, NAM__T_RMODULES };
 
 /* Range flags of a field: NAM__LO_OPEN / NAM__HI_OPEN make lo / hi exclusive. */
 #define NAM__LO_OPEN 1
@@ -1785,6 +1929,7 @@ static const nam__field nam__fields[] = {
     NAM__B("model", "untie_embeddings", untie_embeddings, "true", "--untie-embeddings-and-output-weights")
     NAM__B("model", "disable_bias_linear", disable_bias_linear, "true", "--disable-bias-linear (required for DSA)")
     NAM__B("model", "mla", mla, "false", "lower A to '+' (MLA); --multi-latent-attention")
+    NAM__I("model", "vocab_size", vocab_size, 1, 1 << 30, "131072", "padded vocabulary size, for the pre-flight (embedding, output layer, logits FLOPs); never emitted")
     NAM__X("model", "spec", NAM__T_SPEC, spec, "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec", "--spec MODULE BUILDER: the hybrid layer spec; the stock one cannot build custom seams (strict mode refuses it then)")
     NAM__I("mla", "q_lora_rank", q_lora_rank, 0, NAM__DIM, "1536", "--q-lora-rank; 0 = none")
     NAM__I("mla", "kv_lora_rank", kv_lora_rank, 1, NAM__DIM, "512", "--kv-lora-rank")
@@ -1802,6 +1947,8 @@ static const nam__field nam__fields[] = {
     NAM__S("moe", "load_balancing", load_balancing, "aux_loss|seq_aux_loss|global_aux_loss|sinkhorn|none", "seq_aux_loss", "--moe-router-load-balancing-type")
     NAM__D("moe", "aux_loss_coeff", aux_loss_coeff, 0, 1e6, "0.0001", "--moe-aux-loss-coeff")
     NAM__S("moe", "dispatcher", dispatcher, "allgather|alltoall|flex", "alltoall", "--moe-token-dispatcher-type")
+    NAM__D("moe", "capacity_factor", capacity_factor, 0, 1e3, "0", "--moe-expert-capacity-factor; 0 = dropless (none)")
+    NAM__B("moe", "pad_to_capacity", pad_to_capacity, "false", "--moe-pad-expert-input-to-capacity (needs capacity_factor)")
     NAM__I("mamba", "state_dim", mamba_state_dim, 1, NAM__DIM, "128", "--mamba-state-dim")
     NAM__I("mamba", "head_dim", mamba_head_dim, 1, NAM__DIM, "64", "--mamba-head-dim")
     NAM__I("mamba", "num_groups", mamba_num_groups, 1, NAM__DIM, "8", "--mamba-num-groups")
@@ -1842,12 +1989,55 @@ static const nam__field nam__fields[] = {
     NAM__I("parallel", "last_stage_layers", last_stage_layers, 0, NAM_MAX_DEPTH, "0", "--decoder-last-pipeline-num-layers; 0 = none")
     NAM__S("parallel", "order", order, "tp-cp-ep-dp-pp|tp-cp-ep-pp-dp", "tp-cp-ep-dp-pp", "rank order; tp-cp-ep-pp-dp emits --use-tp-pp-dp-mapping")
     NAM__S("parallel", "cp_comm_type", cp_comm_type, "p2p|a2a|allgather|a2a+p2p", "p2p", "--cp-comm-type (emitted when cp > 1)")
+    NAM__B("parallel", "distributed_optimizer", distributed_optimizer, "true", "--use-distributed-optimizer: optimizer state sharded over data parallel")
     NAM__L("parallel", "hierarchical_cp_sizes", hierarchical_cp_sizes, num_hierarchical_cp_sizes, 1, NAM__PAR, -1, "", "--hierarchical-context-parallel-sizes (product = cp; required by a2a+p2p)")
+    NAM__S("memory", "recompute_granularity", recompute_granularity, "none|selective|full", "none", "--recompute-granularity (none emits nothing)")
+    NAM__S("memory", "recompute_method", recompute_method, "uniform|block", "uniform", "--recompute-method, with full recompute")
+    NAM__I("memory", "recompute_num_layers", recompute_num_layers, 1, NAM_MAX_DEPTH, "1", "--recompute-num-layers, with full recompute (1..layers per pp rank)")
+    NAM__X("memory", "recompute_modules", NAM__T_RMODULES, recompute_modules, "core_attn", "--recompute-modules, with selective recompute (core_attn moe_act layernorm mla_up_proj mlp moe shared_experts gdn_norm_out mhc)")
+    NAM__S("implementation", "transformer_impl", transformer_impl, "transformer_engine|local", "transformer_engine", "fixed policy: --transformer-impl")
+    NAM__S("implementation", "attention_backend", attention_backend, "auto|flash|fused|unfused", "auto", "fixed policy: --attention-backend (local needs --spec local, which a hybrid plan never uses)")
+    NAM__B("implementation", "use_flash_attn", use_flash_attn, "false", "fixed policy: --use-flash-attn")
+    NAM__B("implementation", "gradient_accumulation_fusion", gradient_accumulation_fusion, "true", "fixed policy: false emits --no-gradient-accumulation-fusion")
+    NAM__B("implementation", "persist_layer_norm", persist_layer_norm, "true", "fixed policy: false emits --no-persist-layer-norm")
+    NAM__B("implementation", "masked_softmax_fusion", masked_softmax_fusion, "true", "fixed policy: false emits --no-masked-softmax-fusion")
+    NAM__B("implementation", "rope_fusion", rope_fusion, "true", "fixed policy: false emits --no-rope-fusion (DSA plans always get it)")
+    NAM__B("implementation", "mla_down_proj_fusion", mla_down_proj_fusion, "false", "fixed policy: --mla-down-proj-fusion (needs model.mla)")
+    NAM__B("implementation", "moe_permute_fusion", moe_permute_fusion, "false", "fixed policy: --moe-permute-fusion (with MoE)")
+    NAM__B("implementation", "moe_router_fusion", moe_router_fusion, "false", "fixed policy: --moe-router-fusion (with MoE)")
+    NAM__B("implementation", "moe_shared_expert_overlap", moe_shared_expert_overlap, "false", "fixed policy: --moe-shared-expert-overlap (shared expert, alltoall or flex)")
+    NAM__S("implementation", "moe_flex_backend", moe_flex_backend, "deepep|hybridep", "deepep", "fixed policy: --moe-flex-dispatcher-backend, with moe.dispatcher = flex")
+    NAM__I("train", "train_iters", train_iters, 0, 1 << 30, "0", "fixed policy: --train-iters; 0 = not given")
+    NAM__D("train", "lr", lr, 0, 1e6, "0", "fixed policy: --lr; 0 = not given")
+    NAM__D("train", "min_lr", min_lr, 0, 1e6, "0", "fixed policy: --min-lr (<= lr)")
+    NAM__S("train", "lr_decay_style", lr_decay_style, "constant|linear|cosine|inverse-square-root|WSD", "linear", "fixed policy: --lr-decay-style")
+    NAM__I("train", "lr_warmup_iters", lr_warmup_iters, 0, 1 << 30, "0", "fixed policy: --lr-warmup-iters")
+    NAM__D("train", "clip_grad", clip_grad, 0, 1e6, "1", "fixed policy: --clip-grad")
+    NAM__I("train", "eval_interval", eval_interval, 0, 1 << 30, "0", "fixed policy: --eval-interval; 0 = not given")
+    NAM__I("train", "eval_iters", eval_iters, 0, 1 << 30, "100", "fixed policy: --eval-iters")
+    NAM__I("train", "log_interval", log_interval, 1, 1 << 30, "100", "fixed policy: --log-interval")
+    NAM__I("train", "save_interval", save_interval, 0, 1 << 30, "0", "fixed policy: --save-interval; 0 = not given")
+    NAM__B("train", "log_throughput", log_throughput, "false", "fixed policy: --log-throughput")
+    NAM__S("data", "data_path", data_path, NULL, "", "fixed policy: --data-path (words separated by spaces: [weight] prefix ...); never opened")
+    NAM__S("data", "tokenizer_type", tokenizer_type, "|GPT2BPETokenizer|SentencePieceTokenizer|GPTSentencePieceTokenizer|HuggingFaceTokenizer|Llama2Tokenizer|TikTokenizer|NullTokenizer", "", "fixed policy: --tokenizer-type; empty = not given")
+    NAM__S("data", "tokenizer_model", tokenizer_model, NULL, "", "fixed policy: --tokenizer-model (a path or hub name; never opened)")
+    NAM__S("data", "split", split, NULL, "", "fixed policy: --split, e.g. 969,30,1; empty = not given")
+    NAM__B("data", "mock_data", mock_data, "false", "fixed policy: --mock-data (synthetic data instead of data_path)")
+    NAM__S("data", "save", save_dir, NULL, "", "fixed policy: --save (checkpoint directory; never opened)")
+    NAM__S("data", "load", load_dir, NULL, "", "fixed policy: --load (checkpoint directory; never opened)")
+    NAM__D("preflight", "device_memory_gib", device_memory_gib, 0, 1e6, "0", "GPU memory in GiB; plan mode warns and strict mode refuses when a pp rank's static memory exceeds it; 0 = not checked")
+    NAM__D("preflight", "peak_tflops", peak_tflops, 0, 1e9, "989", "dense bf16 peak per GPU in TFLOP/s, for MFU (989 = H100/H200 SXM)")
+    NAM__D("preflight", "step_time_s", step_time_s, 0, 1e9, "0", "measured seconds per global batch; > 0 gives TFLOP/s per GPU and MFU")
     NAM__I("batch", "micro_batch_size", micro_batch_size, 1, NAM__DIM, "1", "--micro-batch-size")
     NAM__I("batch", "global_batch_size", global_batch_size, 0, 1 << 30, "64", "--global-batch-size; 0 = micro * dp")
     NAM__S("precision", "dtype", dtype, "bf16|fp16|fp32", "bf16", "--bf16 / --fp16 / neither")
     NAM__S("precision", "fp8", fp8, "none|e4m3|hybrid", "none", "--fp8-format")
+    NAM__S("precision", "fp8_recipe", fp8_recipe, "delayed|tensorwise|mxfp8|blockwise", "delayed", "--fp8-recipe, with fp8 (mxfp8 needs Blackwell)")
+    NAM__I("precision", "fp8_amax_history_len", fp8_amax_history_len, 1, 1 << 20, "1", "--fp8-amax-history-len, with the delayed recipe")
+    NAM__S("precision", "fp8_amax_compute_algo", fp8_amax_compute_algo, "most_recent|max", "most_recent", "--fp8-amax-compute-algo, with the delayed recipe")
+    NAM__S("precision", "moe_router_dtype", moe_router_dtype, "none|fp32|fp64", "none", "--moe-router-dtype (with MoE); none = the model dtype")
     NAM__S("cuda_graph", "impl", cuda_graph_impl, "none|local|transformer_engine|full_iteration", "transformer_engine", "--cuda-graph-impl")
+    NAM__I("cuda_graph", "warmup_steps", cuda_graph_warmup_steps, 0, 1 << 20, "3", "--cuda-graph-warmup-steps (with CUDA graphs)")
     NAM__X("cuda_graph", "modules", NAM__T_MODULES, cuda_graph_modules, "attn,mamba,moe_router,moe_preprocess", "--cuda-graph-modules (comma list; empty = whole layer)")
     NAM__B("engram", "enabled", engram_enabled, "false", "Engram (n-gram memory) on A layers: a feature seam, never a Megatron flag")
     NAM__L("engram", "layers", engram_layers, num_engram_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_ENGRAM, "", "0-based A-layer indices carrying Engram (required when enabled)")
@@ -1976,6 +2166,8 @@ static int nam__printable(const char *v, size_t *bad) {
 }
 
 static const char *const nam__graph_modules = "attn|mlp|moe|moe_router|moe_preprocess|mamba";
+/* transformer_config.py:1943-1957 */
+static const char *const nam__recompute_modules = "core_attn|moe_act|layernorm|mla_up_proj|mlp|moe|shared_experts|gdn_norm_out|mhc";
 
 /* Validate a comma list item by item; kind: MAP, MODULES, ENV, FAMILIES-free. */
 static nam_status nam__check_list(const nam__field *f, const char *v, nam_error *err) {
@@ -2008,6 +2200,9 @@ static nam_status nam__check_list(const nam__field *f, const char *v, nam_error 
         } else if (f->type == NAM__T_MODULES) {
             if (!nam__choice_ok(nam__graph_modules, item))
                 return nam__err(err, NAM_ERR_RANGE, "%s.%s: entry %d '%s' is not a CUDA-graph module (attn, mlp, moe, moe_router, moe_preprocess, mamba)", f->section, f->key, n, item);
+        } else if (f->type == NAM__T_RMODULES) {
+            if (!nam__choice_ok(nam__recompute_modules, item))
+                return nam__err(err, NAM_ERR_RANGE, "%s.%s: entry %d '%s' is not a recompute module (%s)", f->section, f->key, n, item, nam__recompute_modules);
         } else if (f->type == NAM__T_ENV) {
             const char *eq = strchr(item, '=');
             size_t k;
@@ -2073,7 +2268,7 @@ static nam_status nam__field_set(nam_recipe *r, int fi, const char *v, nam_error
     char *base = NAM__CAST(char *, NAM__CAST(void *, r)) + f->off;
     size_t bad;
     char list[1024];
-    if (f->type == NAM__T_LIST || f->type == NAM__T_MAP || f->type == NAM__T_MODULES || f->type == NAM__T_ENV) {
+    if (f->type == NAM__T_LIST || f->type == NAM__T_MAP || f->type == NAM__T_MODULES || f->type == NAM__T_ENV || f->type == NAM__T_RMODULES) {
         if (!nam__list_normalize(v, list, sizeof list))
             return nam__err(err, NAM_ERR_LIMIT, "%s.%s: the list is longer than %d bytes", f->section, f->key, NAM__CAST(int, sizeof list) - 1);
         v = list;
@@ -2161,7 +2356,7 @@ static nam_status nam__field_set(nam_recipe *r, int fi, const char *v, nam_error
         memcpy(base, v, n + 1);
         return NAM_OK;
     }
-    default: { /* NAM__T_STR, NAM__T_MAP, NAM__T_MODULES, NAM__T_ENV, NAM__T_SPEC */
+    default: { /* NAM__T_STR, NAM__T_MAP, NAM__T_MODULES, NAM__T_RMODULES, NAM__T_ENV, NAM__T_SPEC */
         size_t n = strlen(v);
         nam_status st;
         if (n >= f->size)
@@ -2566,6 +2761,9 @@ NAM__DEF void nam_plan_free(nam_plan *p) {
     for (i = 0; i < p->num_seams; i++) arrfree(p->seams[i].layers);
     arrfree(p->seams);
     arrfree(p->decisions);
+    nam_free(p->preflight.ranks);
+    nam_free(p->policy_values);
+    arrfree(p->policy_args);
     nam_free(p->arg_values);
     arrfree(p->args);
     nam_free(p->layers);
@@ -2819,6 +3017,12 @@ static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
     /* experts */
     if (r->ep > 1 && r->num_experts == 0)
         return nam__err(err, NAM_ERR_PARALLEL, "parallel.ep = %d needs moe.num_experts > 0", r->ep);
+    if (moe && r->pad_to_capacity && r->capacity_factor <= 0)
+        return nam__err(err, NAM_ERR_CONFLICT, "moe.pad_to_capacity needs moe.capacity_factor > 0 (transformer_config.py:1862)");
+    if (moe && r->capacity_factor > 0 && !strcmp(r->load_balancing, "sinkhorn"))
+        return nam__err(err, NAM_ERR_CONFLICT, "moe.capacity_factor works only with aux_loss, seq_aux_loss, global_aux_loss or none load balancing, got sinkhorn (transformer_config.py:1836)");
+    if (moe && r->pad_to_capacity && !strcmp(r->dispatcher, "flex") && !strcmp(r->moe_flex_backend, "deepep"))
+        return nam__err(err, NAM_ERR_CONFLICT, "moe.pad_to_capacity with the flex dispatcher's deepep backend (transformer_config.py:1755)");
     if (r->ep > 1 && !moe)
         return nam__err(err, NAM_ERR_PARALLEL, "parallel.ep = %d, but the plan has no E layer, so nam emits no --num-experts, and Megatron asserts num_experts for expert parallelism (arguments.py:1656); set parallel.ep = 1", r->ep);
     if (moe && !strcmp(r->load_balancing, "sinkhorn") && r->aux_loss_coeff != 0)
@@ -2892,6 +3096,13 @@ static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
             return nam__err(err, NAM_ERR_CONFLICT, "precision.fp8 = %s: the Mamba in_proj width 2*%d*%d + 2*%d*%d + %d = %lld is not a multiple of 16, which Megatron asserts for FP8 (mamba_mixer.py:254)",
                             r->fp8, p->mamba_num_heads, r->mamba_head_dim, r->mamba_num_groups, r->mamba_state_dim, p->mamba_num_heads, w);
     }
+    /* the same for the GDN in_proj, 2*qk_dim + 2*v_dim + 2*value_heads (gated_delta_net/common.py:207;
+       16 is the alignment of the fp8 recipes nam emits) */
+    if (counts[(int)'G'] && strcmp(r->fp8, "none")) {
+        long long w = 2LL * r->gdn_key_head_dim * r->gdn_num_key_heads + 2LL * r->gdn_value_head_dim * r->gdn_num_value_heads + 2LL * r->gdn_num_value_heads;
+        if (w % 16 != 0)
+            return nam__err(err, NAM_ERR_CONFLICT, "precision.fp8 = %s: the GDN in_proj width %lld is not a multiple of 16, which Megatron asserts for FP8 (gated_delta_net/common.py:207)", r->fp8, w);
+    }
     /* sequence parallel, context parallel, sequence length */
     if (r->sequence_parallel && r->tp == 1)
         return nam__err(err, NAM_ERR_CONFLICT, "parallel.sequence_parallel needs tp > 1 (Megatron would silently turn it off; nam refuses the silent fix-up)");
@@ -2948,8 +3159,10 @@ static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
             return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: MoE graphs, but the plan has no E layer, so nam emits no --num-experts and Megatron refuses MoE graphs (transformer_config.py:2829)");
         if (nam__has_module(mods, "mlp") && moe)
             return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'mlp' in a MoE model: Megatron graphs dense MLPs only when moe_layer_freq marks dense layers, which a hybrid pattern never sets (transformer_config.py:2835)");
-        if (nam__has_module(mods, "moe"))
-            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'moe' needs drop-and-pad token dispatch, which this recipe format does not model; use moe_router");
+        if (nam__has_module(mods, "moe") && !(r->capacity_factor > 0 && r->pad_to_capacity))
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'moe' graphs need drop-and-pad MoE (moe.capacity_factor > 0 and moe.pad_to_capacity), transformer_config.py:2839; or use moe_router");
+        if (nam__has_module(mods, "moe_preprocess") && r->capacity_factor > 0 && !r->pad_to_capacity && !strcmp(r->dispatcher, "alltoall"))
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: moe_preprocess with a capacity factor under the alltoall dispatcher (DtoH copies in the preprocess step; transformer_config.py:2846)");
         if (nam__has_module(mods, "mlp") && !counts[(int)'-'])
             return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'mlp' but the plan has no dense MLP ('-') layers");
         if (nam__has_module(mods, "mamba") && !counts[(int)'M'] && !p->unresolved)
@@ -2957,6 +3170,38 @@ static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
         if (nam__has_module(mods, "attn") && !any_attn && !p->unresolved)
             return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'attn' but the plan has no attention layers");
     }
+    /* implementation, fusions, schedule, run inputs */
+    if (r->mla_down_proj_fusion && !r->mla)
+        return nam__err(err, NAM_ERR_CONFLICT, "implementation.mla_down_proj_fusion needs model.mla = true (arguments.py:1977)");
+    if (r->moe_shared_expert_overlap && moe) {
+        if (!r->shared_expert_size)
+            return nam__err(err, NAM_ERR_CONFLICT, "implementation.moe_shared_expert_overlap needs a shared expert (moe.shared_expert_size > 0)");
+        if (strcmp(r->dispatcher, "alltoall") && strcmp(r->dispatcher, "flex"))
+            return nam__err(err, NAM_ERR_CONFLICT, "implementation.moe_shared_expert_overlap works only with the alltoall or flex dispatcher, got %s (transformer_config.py:1820)", r->dispatcher);
+    }
+    if (r->lr > 0 && r->min_lr > r->lr)
+        return nam__err(err, NAM_ERR_RANGE, "train.min_lr %g is above train.lr %g (arguments.py:1359)", r->min_lr, r->lr);
+    if (r->min_lr > 0 && r->lr <= 0)
+        return nam__err(err, NAM_ERR_CONFLICT, "train.min_lr %g is set but train.lr is not", r->min_lr);
+    /* recompute under CUDA graphs (transformer_config.py:2855-2899); nam never sets dropout,
+       so Megatron's attention and hidden dropout of 0.1 apply */
+    if (strcmp(r->cuda_graph_impl, "none") && strcmp(r->recompute_granularity, "none")) {
+        const char *mods = r->cuda_graph_modules, *rm = r->recompute_modules;
+        int full_graph = !strcmp(r->cuda_graph_impl, "full_iteration") || !mods[0];
+        if (!strcmp(r->recompute_granularity, "full") && strcmp(r->cuda_graph_impl, "full_iteration"))
+            return nam__err(err, NAM_ERR_CONFLICT, "memory.recompute_granularity = full with cuda_graph.impl %s: Megatron supports full recompute only with full_iteration CUDA graphs (transformer_config.py:2858)", r->cuda_graph_impl);
+        if (!strcmp(r->recompute_granularity, "selective")) {
+            if (!strcmp(r->cuda_graph_impl, "transformer_engine") && nam__has_module(rm, "moe") && nam__has_module(mods, "moe_router"))
+                return nam__err(err, NAM_ERR_CONFLICT, "memory.recompute_modules 'moe' with the moe_router CUDA graph under transformer_engine graphs (transformer_config.py:2868)");
+            if (nam__has_module(rm, "core_attn") && (full_graph || nam__has_module(mods, "attn")))
+                return nam__err(err, NAM_ERR_CONFLICT, "memory.recompute_modules 'core_attn' while attention is CUDA-graphed: Megatron refuses graphed attention recompute with attention dropout, which is 0.1 unless set (transformer_config.py:2883); drop core_attn or the attn graph");
+            if ((nam__has_module(rm, "mlp") && (full_graph || nam__has_module(mods, "mlp"))) || (nam__has_module(rm, "moe") && (full_graph || nam__has_module(mods, "moe"))))
+                return nam__err(err, NAM_ERR_CONFLICT, "memory.recompute_modules 'mlp'/'moe' while that module is CUDA-graphed: Megatron refuses graphed MLP/MoE recompute with hidden dropout, which is 0.1 unless set (transformer_config.py:2899)");
+        }
+    }
+    if (!strcmp(r->recompute_granularity, "full") && r->recompute_num_layers > p->pattern.depth / r->pp)
+        return nam__err(err, NAM_ERR_RANGE, "memory.recompute_num_layers %d must be between 1 and the layers per pipeline rank, %d / %d = %d (transformer_config.py:1919)",
+                        r->recompute_num_layers, p->pattern.depth, r->pp, p->pattern.depth / r->pp);
     return nam__check_env(p, err);
 }
 
@@ -3029,7 +3274,8 @@ static nam_status nam__build_args(nam_plan *p, nam_error *err) {
         nam__arg_int(p, ab, "--dsa-indexer-topk", r->dsa_indexer_topk);
         nam__arg_fmt(p, ab, "--dsa-indexer-loss-coeff", "%g", r->dsa_indexer_loss_coeff);
         nam__arg_str(p, ab, "--no-rope-fusion", NULL);
-        nam__decision_add(p, 0, 0, "nam adds --no-rope-fusion: the plan has DSA layers ('D') and Megatron asserts RoPE fusion off for DSAttention (transformer_config.py:3163)");
+        if (r->rope_fusion)
+            nam__decision_add(p, 0, 0, "nam adds --no-rope-fusion: the plan has DSA layers ('D') and Megatron asserts RoPE fusion off for DSAttention (transformer_config.py:3163)");
         nam__decision_add(p, 0, 0, "nam adds --experimental-attention-variant dsa (Megatron also infers it from 'D', argument_utils.py:349) and the --dsa-indexer-* dims from the [dsa] section; without them the DSA indexer cannot be built (dsa.py:1127)");
     }
     if (nam__emits_moe(p)) {
@@ -3044,6 +3290,9 @@ static nam_status nam__build_args(nam_plan *p, nam_error *err) {
         nam__arg_fmt(p, ab, "--moe-aux-loss-coeff", "%g", r->aux_loss_coeff);
         nam__arg_str(p, ab, "--moe-token-dispatcher-type", r->dispatcher);
         if (r->grouped_gemm) nam__arg_str(p, ab, "--moe-grouped-gemm", NULL);
+        if (strcmp(r->moe_router_dtype, "none")) nam__arg_str(p, ab, "--moe-router-dtype", r->moe_router_dtype);
+        if (r->capacity_factor > 0) nam__arg_fmt(p, ab, "--moe-expert-capacity-factor", "%g", r->capacity_factor);
+        if (r->pad_to_capacity) nam__arg_str(p, ab, "--moe-pad-expert-input-to-capacity", NULL);
     }
     if (p->pattern.mtp_depths > 0) {
         nam__arg_int(p, ab, "--mtp-num-layers", p->pattern.mtp_depths);
@@ -3062,12 +3311,33 @@ static nam_status nam__build_args(nam_plan *p, nam_error *err) {
         nam__arg_int(p, ab, "--linear-value-head-dim", r->gdn_value_head_dim);
         nam__arg_int(p, ab, "--linear-conv-kernel-dim", r->gdn_conv_kernel_dim);
     }
+    if (r->distributed_optimizer) nam__arg_str(p, ab, "--use-distributed-optimizer", NULL);
+    if (strcmp(r->recompute_granularity, "none")) {
+        nam__arg_str(p, ab, "--recompute-granularity", r->recompute_granularity);
+        if (!strcmp(r->recompute_granularity, "full")) {
+            nam__arg_str(p, ab, "--recompute-method", r->recompute_method);
+            nam__arg_int(p, ab, "--recompute-num-layers", r->recompute_num_layers);
+        } else if (r->recompute_modules[0]) {
+            char mods[NAM_STR_MAX], *c;
+            snprintf(mods, sizeof mods, "%s", r->recompute_modules);
+            for (c = mods; *c; c++) if (*c == ',') *c = ' ';
+            nam__arg_str(p, ab, "--recompute-modules", mods);
+        }
+    }
     nam__arg_int(p, ab, "--micro-batch-size", r->micro_batch_size);
     nam__arg_int(p, ab, "--global-batch-size", r->global_batch_size ? r->global_batch_size : r->micro_batch_size * p->dp);
     if (!strcmp(r->dtype, "bf16")) nam__arg_str(p, ab, "--bf16", NULL);
     if (!strcmp(r->dtype, "fp16")) nam__arg_str(p, ab, "--fp16", NULL);
-    if (strcmp(r->fp8, "none")) nam__arg_str(p, ab, "--fp8-format", r->fp8);
+    if (strcmp(r->fp8, "none")) {
+        nam__arg_str(p, ab, "--fp8-format", r->fp8);
+        nam__arg_str(p, ab, "--fp8-recipe", r->fp8_recipe);
+        if (!strcmp(r->fp8_recipe, "delayed")) {
+            nam__arg_int(p, ab, "--fp8-amax-history-len", r->fp8_amax_history_len);
+            nam__arg_str(p, ab, "--fp8-amax-compute-algo", r->fp8_amax_compute_algo);
+        }
+    }
     nam__arg_str(p, ab, "--cuda-graph-impl", r->cuda_graph_impl);
+    if (strcmp(r->cuda_graph_impl, "none") && r->cuda_graph_warmup_steps != 3) nam__arg_int(p, ab, "--cuda-graph-warmup-steps", r->cuda_graph_warmup_steps);
     if (!strcmp(r->cuda_graph_impl, "full_iteration")) {
         nam__arg_str(p, ab, "--no-check-for-nan-in-loss-and-grad", NULL);
         nam__decision_add(p, 0, 0, "nam adds --no-check-for-nan-in-loss-and-grad: Megatron requires it with --cuda-graph-impl full_iteration (arguments.py:1236)");
@@ -3177,6 +3447,333 @@ static nam_status nam__features(nam_plan *p, nam_error *err) {
     return NAM_OK;
 }
 
+/* >>preflight ------------------------------------------------------------------------- */
+/* Parameters by module shape (Megatron-LM d98e8a64 modules; nam56r-blocks.md for Mamba-3 and
+   M2RNN), split the way Megatron shards them: tensor-parallel, replicated (norms, router)
+   and expert (routed experts, over EP x ETP). Biases count only with linear bias on. */
+static const char *const nam__family_names[NAM_FAM_COUNT] = {
+    "attention", "mla", "dsa", "mamba2", "mamba3", "gdn", "m2rnn", "mlp", "moe", "embedding", "output", "mtp"
+};
+
+NAM__DEF const char *nam_family_name(int f) { return f >= 0 && f < NAM_FAM_COUNT ? nam__family_names[f] : NULL; }
+
+typedef struct nam__lp { double tp, rep, exp, exp_active; int fam; } nam__lp;
+
+/* The mixer a layer runs: its native symbol, or for R the M2RNN mixer (bound to M or unmapped). */
+static int nam__layer_family(const nam_plan *p, char fam, char sym) {
+    switch (sym) {
+    case '*': return NAM_FAM_ATTENTION;
+    case '+': return NAM_FAM_MLA;
+    case 'D': return NAM_FAM_DSA;
+    case '-': return NAM_FAM_MLP;
+    case 'E': return NAM_FAM_MOE;
+    case 'G': return NAM_FAM_GDN;
+    case 'M': return fam == 'R' ? NAM_FAM_M2RNN : !strcmp(p->recipe.mamba_impl, "mamba3") ? NAM_FAM_MAMBA3 : NAM_FAM_MAMBA2;
+    default: return fam == 'R' ? NAM_FAM_M2RNN : -1;   /* declared families: unknown shapes */
+    }
+}
+
+static nam__lp nam__layer_params(const nam_plan *p, int famidx) {
+    const nam_recipe *r = &p->recipe;
+    double h = r->hidden_size, ns = strcmp(r->normalization, "LayerNorm") ? 1 : 2, b = r->disable_bias_linear ? 0 : 1;
+    double sw = strcmp(r->activation, "swiglu") ? 1 : 2;
+    nam__lp o;
+    memset(&o, 0, sizeof o);
+    o.fam = famidx;
+    if (famidx < 0) return o;
+    o.rep = h * ns;   /* every hybrid sublayer's input norm (fused into its first linear in TE) */
+    switch (famidx) {
+    case NAM_FAM_ATTENTION: {
+        double n = r->num_attention_heads, g = r->num_query_groups ? r->num_query_groups : n, kv = p->kv_channels;
+        o.tp = h * kv * (n + 2 * g) + b * kv * (n + 2 * g) + n * kv * h + b * h;
+        break;
+    }
+    case NAM_FAM_MLA: case NAM_FAM_DSA: {
+        double n = r->num_attention_heads, qk = r->qk_head_dim, pos = r->qk_pos_emb_head_dim, v = r->v_head_dim, ql = r->q_lora_rank, kl = r->kv_lora_rank;
+        o.tp = (ql ? ql * (h + n * (qk + pos) + ns) : h * n * (qk + pos)) + kl * (h + n * (qk + v) + ns) + h * pos + n * v * h;
+        if (famidx == NAM_FAM_DSA) {   /* indexer: q up (q_lora or h), k proj, k LayerNorm, head weights */
+            double ni = r->dsa_indexer_n_heads, di = r->dsa_indexer_head_dim;
+            o.rep += (ql ? ql : h) * ni * di + h * di + 2 * di + h * ni;
+        }
+        break;
+    }
+    case NAM_FAM_MLP: {
+        double f = p->ffn_hidden_size;
+        o.tp = h * f * sw + f * h + b * (f * sw + h);
+        break;
+    }
+    case NAM_FAM_MOE: {
+        double e = r->num_experts, k = r->router_topk, mf = r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size, sh = r->shared_expert_size;
+        double one = h * mf * sw + mf * h + b * (mf * sw + h);
+        o.rep += h * e + b * e;
+        o.exp = e * one;
+        o.exp_active = k * one;
+        o.tp = sh ? h * sh * sw + sh * h + b * (sh * sw + h) : 0;
+        break;
+    }
+    case NAM_FAM_MAMBA2: {
+        double H = p->mamba_num_heads, P = r->mamba_head_dim, di = H * P, G = r->mamba_num_groups, N = r->mamba_state_dim;
+        o.tp = h * (2 * di + 2 * G * N + H) + b * (2 * di + 2 * G * N + H)   /* in_proj */
+             + (di + 2 * G * N) * 4 + (di + 2 * G * N)                         /* conv1d, kernel 4, bias */
+             + 3 * H + di + di * h + b * h;                                    /* dt_bias, A_log, D; gated norm; out_proj */
+        break;
+    }
+    case NAM_FAM_MAMBA3: {
+        double H = p->mamba_num_heads, P = r->mamba_head_dim, di = H * P, G = r->mamba_num_groups, N = r->mamba_state_dim;
+        double R = r->mamba3_mimo ? r->mamba3_mimo_rank : 1, nth = floor(N * r->mamba3_rope_fraction) / 2;
+        nth = floor(nth);
+        o.tp = h * (2 * di + 2 * N * G * R + 3 * H + nth) + 2 * H + 2 * H * R * N   /* in_proj; dt_bias, D; B/C biases */
+             + (r->mamba3_mimo ? 3 * H * R * P : 0) + di * h;                       /* MIMO x/z/o; out_proj */
+        break;
+    }
+    case NAM_FAM_GDN: {
+        double qk = (double)r->gdn_key_head_dim * r->gdn_num_key_heads, v = (double)r->gdn_value_head_dim * r->gdn_num_value_heads, nv = r->gdn_num_value_heads;
+        o.tp = h * (2 * qk + 2 * v + 2 * nv) + b * (2 * qk + 2 * v + 2 * nv) + (2 * qk + v) * r->gdn_conv_kernel_dim + 2 * nv + v * h + b * h;
+        o.rep += r->gdn_value_head_dim;   /* out_norm over the value head dim */
+        break;
+    }
+    case NAM_FAM_M2RNN: {
+        double K = r->m2rnn_k_head_dim, V = r->m2rnn_v_head_dim, H = p->m2rnn_num_heads, c = 2 * K + H * V;
+        o.tp = h * (2 * K + 2 * H * V + H) + c * r->m2rnn_conv_kernel + c + 2 * H + H * V * V + (r->m2rnn_residual ? H * V : 0) + H * V + H * V * h;
+        break;
+    }
+    default: break;
+    }
+    return o;
+}
+
+/* Megatron's FLOPs helpers (training.py num_floating_point_operations), forward only. */
+static double nam__attn_flops(double T, double S2, double h, double n, double g, double kv) {
+    double pr = kv * n / h;
+    return 4 * T * h * pr * (h + h * (g / n)) + 2 * S2 * h * pr;
+}
+static double nam__mamba_flops_megatron(double T, double h, double N, double G, double H) {
+    double d_in = 2 * h;   /* Megatron's estimate fixes d_in = 2h */
+    return 2 * T * h * (2 * d_in + 2 * G * N + H) + 7 * T * d_in * N + 2 * T * d_in * h;
+}
+static double nam__gdn_flops(const nam_recipe *r, double T, double h) {
+    double qk = (double)r->gdn_key_head_dim * r->gdn_num_key_heads, v = (double)r->gdn_value_head_dim * r->gdn_num_value_heads, nv = r->gdn_num_value_heads;
+    return 2 * T * (h * (2 * qk + 2 * v + 2 * nv) + r->gdn_conv_kernel_dim * (2 * qk + v) + nv * (double)r->gdn_value_head_dim * r->gdn_value_head_dim * 4 + h * v);
+}
+
+/* Forward FLOPs of one layer of family f over T tokens (S2 = sum of squared lengths). */
+static double nam__layer_flops(const nam_plan *p, int f, double T, double S2) {
+    const nam_recipe *r = &p->recipe;
+    double h = r->hidden_size, sw = strcmp(r->activation, "swiglu") ? 1 : 1.5;
+    switch (f) {
+    case NAM_FAM_ATTENTION:
+        return nam__attn_flops(T, S2, h, r->num_attention_heads, r->num_query_groups ? r->num_query_groups : r->num_attention_heads, p->kv_channels);
+    case NAM_FAM_MLA: case NAM_FAM_DSA: {   /* Megatron's MLA terms; DSA counted dense (an upper bound) plus its indexer */
+        double n = r->num_attention_heads, qk = r->qk_head_dim, pos = r->qk_pos_emb_head_dim, v = r->v_head_dim, ql = r->q_lora_rank, kl = r->kv_lora_rank;
+        double q = ql ? ql * (h + n * (qk + pos) + 1) : h * n * (qk + pos);
+        double fl = 2 * T * (q + kl * (h + n * (qk + v) + 1) + h * pos + n * v * h) + 2 * S2 * (n * (qk + pos) / 2 + n * v / 2);
+        if (f == NAM_FAM_DSA) {
+            double ni = r->dsa_indexer_n_heads, di = r->dsa_indexer_head_dim;
+            fl += 2 * T * ((ql ? ql : h) * ni * di + h * di + h * ni) + S2 * ni * di;
+        }
+        return fl;
+    }
+    case NAM_FAM_MLP: return 4 * sw * T * h * p->ffn_hidden_size;
+    case NAM_FAM_MOE: {
+        double mf = r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size;
+        return 4 * T * h * mf * r->router_topk * sw + 4 * T * h * r->shared_expert_size * sw;
+    }
+    case NAM_FAM_MAMBA2: return nam__mamba_flops_megatron(T, h, r->mamba_state_dim, r->mamba_num_groups, p->mamba_num_heads);
+    case NAM_FAM_MAMBA3: {
+        double H = p->mamba_num_heads, di = H * r->mamba_head_dim, N = r->mamba_state_dim, G = r->mamba_num_groups;
+        double R = r->mamba3_mimo ? r->mamba3_mimo_rank : 1, nth = floor(floor(N * r->mamba3_rope_fraction) / 2);
+        return 2 * T * h * (2 * di + 2 * N * G * R + 3 * H + nth) + 7 * T * di * N * R + 2 * T * di * h;
+    }
+    case NAM_FAM_GDN: return nam__gdn_flops(r, T, h);
+    case NAM_FAM_M2RNN: {   /* per token and head: S W (2KV^2), k v^T (2KV), read-out (2KV), blend (3KV) */
+        double K = r->m2rnn_k_head_dim, V = r->m2rnn_v_head_dim, H = p->m2rnn_num_heads;
+        return 2 * T * h * (2 * K + 2 * H * V + H) + 2 * T * (2 * K + H * V) * r->m2rnn_conv_kernel + T * H * (2 * K * V * V + 7 * K * V) + 2 * T * H * V * h;
+    }
+    default: return 0;
+    }
+}
+
+/* Saved activations of one layer for one microbatch, in bytes, before the TP/SP split.
+   Units of s*b*h bytes (16-bit activations), as Megatron's estimator
+   (theoretical_memory_usage.py compute_activation_memory, Korthikanti et al. Table 2 with
+   flash attention, so no s^2 term): attention with its norm 13, dense MLP with its norm
+   5 + 4*ffn/h, which add up to Megatron's 18 + 4*ffn/h per transformer layer. The other
+   families are nam's own count of the tensors their backward keeps (2 bytes each): the
+   layer input and its norm (2h), the input projection's output, the conv output, the mixer
+   output and the gated norm's output, plus the fp32 chunk states of the scan every `chunk`
+   tokens. MoE: norm + router 5, each of the top-k token copies 2 + 4*moe_ffn/h, the shared
+   expert 4*shared/h. MLA/DSA are counted like attention. Under full recompute a layer keeps
+   only its input (2) and one group of recompute_num_layers is rebuilt at a time. */
+static double nam__layer_act(const nam_plan *p, int f, double sbh, double sb) {
+    const nam_recipe *r = &p->recipe;
+    double h = r->hidden_size;
+    switch (f) {
+    case NAM_FAM_ATTENTION: case NAM_FAM_MLA: case NAM_FAM_DSA: return 13 * sbh;
+    case NAM_FAM_MLP: return (5 + 4.0 * p->ffn_hidden_size / h) * sbh;
+    case NAM_FAM_MOE: {
+        double mf = r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size;
+        double cf = r->capacity_factor > 0 && r->pad_to_capacity ? r->capacity_factor : 1;   /* padded expert inputs */
+        return (5 + cf * r->router_topk * (2 + 4 * mf / h) + 4.0 * r->shared_expert_size / h) * sbh;
+    }
+    case NAM_FAM_MAMBA2: {   /* Megatron's MambaMixer: chunk 128 */
+        double H = p->mamba_num_heads, di = H * r->mamba_head_dim, GN = (double)r->mamba_num_groups * r->mamba_state_dim;
+        return 2 * sb * (2 * h + (2 * di + 2 * GN + H) + (di + 2 * GN) + 2 * di) + 4 * sb / 128 * di * r->mamba_state_dim;
+    }
+    case NAM_FAM_MAMBA3: {
+        double H = p->mamba_num_heads, di = H * r->mamba_head_dim, N = r->mamba_state_dim, G = r->mamba_num_groups;
+        double R = r->mamba3_mimo ? r->mamba3_mimo_rank : 1, nth = floor(floor(N * r->mamba3_rope_fraction) / 2);
+        return 2 * sb * (2 * h + (2 * di + 2 * N * G * R + 3 * H + nth) + 2 * di) + 4 * sb / r->mamba3_chunk_size * di * N;
+    }
+    case NAM_FAM_GDN: {   /* chunk 64 (flash-linear-attention) */
+        double qk = (double)r->gdn_key_head_dim * r->gdn_num_key_heads, v = (double)r->gdn_value_head_dim * r->gdn_num_value_heads, nv = r->gdn_num_value_heads;
+        return 2 * sb * (2 * h + (2 * qk + 2 * v + 2 * nv) + (2 * qk + v) + 2 * v) + 4 * sb / 64 * nv * r->gdn_key_head_dim * r->gdn_value_head_dim;
+    }
+    case NAM_FAM_M2RNN: {   /* states kept every 64 tokens (cppmega's backward chunk) */
+        double K = r->m2rnn_k_head_dim, V = r->m2rnn_v_head_dim, H = p->m2rnn_num_heads;
+        return 2 * sb * (2 * h + (2 * K + 2 * H * V + H) + (2 * K + H * V) + 2 * H * V) + 4 * sb / 64 * H * K * V;
+    }
+    default: return 0;
+    }
+}
+
+static void nam__preflight(nam_plan *p) {
+    const nam_recipe *r = &p->recipe;
+    nam_preflight *f = &p->preflight;
+    double h = r->hidden_size, ns = strcmp(r->normalization, "LayerNorm") ? 1 : 2, vocab = r->vocab_size;
+    double gbs = r->global_batch_size ? r->global_batch_size : (double)r->micro_batch_size * p->dp;
+    double T = gbs * r->seq_length, S2 = gbs * (double)r->seq_length * r->seq_length;
+    double pbytes = strcmp(r->dtype, "fp32") ? 2 : 4, obytes = pbytes == 2 ? 12 : 8;
+    int i, k, pp = r->pp, last = r->pp - 1, mtp_n = p->pattern.mtp_len, depths = p->pattern.mtp_depths;
+    nam_rank_memory *R = f->ranks;
+    double cp_s = (double)r->seq_length / r->cp, sb = cp_s * r->micro_batch_size, sbh = sb * h, a;
+    int full = !strcmp(r->recompute_granularity, "full");
+    /* every layer of a family has the same shapes: compute each family once */
+    nam__lp fp[NAM_FAM_COUNT];
+    double ffl[NAM_FAM_COUNT], fact[NAM_FAM_COUNT];
+    int done[NAM_FAM_COUNT];
+    memset(done, 0, sizeof done);
+    for (i = 0; i < pp; i++) { memset(&R[i], 0, sizeof R[i]); R[i].pp_rank = i; }
+    /* main layers (on the pp rank that owns their stage), then the MTP depths on the last
+       rank: the block's layers plus per depth two input norms, eh_proj (2h -> h) and a final norm */
+    for (k = 0; k < p->layout.num_stages + depths; k++) {
+        const nam_stage *st = k < p->layout.num_stages ? &p->layout.stages[k] : NULL;
+        nam_rank_memory *M = &R[st ? st->pp_rank : last];
+        int n = st ? st->seg.num_layers : mtp_n, j;
+        if (st) M->num_layers += n;
+        for (j = 0; j < n; j++) {
+            int fam = st ? nam__layer_family(p, p->layers[st->seg.offset + j].family, p->layers[st->seg.offset + j].native)
+                         : nam__layer_family(p, p->pattern.mtp[j], p->mtp_native ? p->mtp_native[j] : 0);
+            nam__lp *lp;
+            if (fam < 0) continue;
+            if (!done[fam]) {
+                fp[fam] = nam__layer_params(p, fam);
+                ffl[fam] = 3 * nam__layer_flops(p, fam, T, S2);
+                fact[fam] = nam__layer_act(p, fam, sbh, sb);
+                done[fam] = 1;
+            }
+            lp = &fp[fam];
+            M->params[fam] += lp->tp / r->tp + lp->rep + lp->exp / ((double)r->ep * p->etp);
+            M->params_dense += lp->tp / r->tp + lp->rep;
+            M->params_expert += lp->exp / ((double)r->ep * p->etp);
+            f->params[fam] += lp->tp + lp->rep + lp->exp;
+            f->params_active += lp->tp + lp->rep + lp->exp_active;
+            f->flops[fam] += ffl[fam];
+            a = fact[fam];
+            M->activation_bytes += full ? 2 * sbh : a;   /* per microbatch, all chunks of the rank; MTP runs every microbatch */
+            if (st && a > M->total_bytes) M->total_bytes = a;   /* until the end: the rank's largest layer */
+        }
+        if (st) continue;
+        R[last].params[NAM_FAM_MTP] += 2 * h * h / r->tp + 3 * h * ns;
+        R[last].params_dense += 2 * h * h / r->tp + 3 * h * ns;
+        f->params[NAM_FAM_MTP] += 2 * h * h + 3 * h * ns;
+        f->params_active += 2 * h * h + 3 * h * ns;
+        f->flops[NAM_FAM_MTP] += 3 * 2 * T * 2 * h * h;
+    }
+    /* embedding on the first rank; final norm and output layer on the last (a tied output
+       layer is a second copy of the embedding when pp > 1) */
+    R[0].params[NAM_FAM_EMBEDDING] += vocab * h / r->tp;
+    R[0].params_dense += vocab * h / r->tp;
+    f->params[NAM_FAM_EMBEDDING] += vocab * h;
+    f->params_active += vocab * h;
+    {
+        double out = r->untie_embeddings || pp > 1 ? vocab * h / r->tp : 0;
+        R[last].params[NAM_FAM_OUTPUT] += out + h * ns;
+        R[last].params_dense += out + h * ns;
+        f->params[NAM_FAM_OUTPUT] += (r->untie_embeddings ? vocab * h : 0) + h * ns;
+        f->params_active += (r->untie_embeddings ? vocab * h : 0) + h * ns;
+        f->flops[NAM_FAM_OUTPUT] += 3 * 2 * T * h * vocab * (1 + depths);
+    }
+    /* bytes: bf16/fp16 weights, fp32 main grads, fp32 master weights + two Adam moments
+       (fp32 training: no master copy); the optimizer share divides over DP (expert DP for
+       routed experts) with the distributed optimizer: Megatron's 18 or 6 + 12/dp */
+    f->peak_rank = 0;
+    for (i = 0; i < pp; i++) {
+        nam_rank_memory *M = &R[i];
+        double dense = M->params_dense, expert = M->params_expert;
+        double odense = r->distributed_optimizer ? obytes / p->dp : obytes, oexp = r->distributed_optimizer ? obytes / p->edp : obytes;
+        M->params_total = dense + expert;
+        M->weight_bytes = (dense + expert) * pbytes;
+        M->grad_bytes = (dense + expert) * 4;
+        M->optimizer_bytes = dense * odense + expert * oexp;
+        M->static_bytes = M->weight_bytes + M->grad_bytes + M->optimizer_bytes;
+    }
+    /* activations: each rank holds its layers' activations for every in-flight microbatch;
+       1F1B: min(microbatches, pp - rank); interleaved: (pp - rank - 1) * 2 + (vpp - 1) * pp + 1
+       model chunks of layers/vpp each (on rank 0 this is Megatron's 1 + (pp-1)/(pp*vpp)
+       penalty); the first rank adds the embedding's (8sb + sbh) * pp terms under the same
+       factor, and with pp = 1 the output layer's 4sbh(1 + vocab/h), as Megatron does. Split
+       over TP with sequence parallelism; without it only Megatron's 24/34 share splits. */
+    for (i = 0; i < pp; i++) {
+        nam_rank_memory *M = &R[i];
+        double largest = M->total_bytes, inflight, fac, split;
+        (void)split;
+        int vpp = p->vpp > 0 ? p->vpp : 1;
+        if (p->vpp > 0) inflight = ((pp - i - 1) * 2.0 + (vpp - 1.0) * pp + 1) / vpp;
+        else inflight = p->num_microbatches < pp - i ? p->num_microbatches : pp - i;
+        M->in_flight = inflight;
+        fac = p->vpp > 0 ? inflight / pp : (pp > 1 ? (p->num_microbatches < pp ? (double)p->num_microbatches / pp : 1) : 1);
+        a = M->activation_bytes * inflight;
+        if (full) a += largest * r->recompute_num_layers;   /* one group rebuilt during backward */
+        if (r->sequence_parallel) {   /* compute_activation_memory: everything split over TP */
+            if (i == 0) a += (8 * sb + sbh) * pp * fac;
+            if (pp == 1) a += sbh * 4 * (1 + vocab / h);
+            a /= r->tp;
+        } else {                      /* compute_activation_memory_without_sp: 10 + 24/tp of 34 */
+            split = (10.0 + 24.0 / r->tp) / 34.0;
+            a *= split;
+            if (i == 0) a += (8 * sb + sbh) * pp * fac;
+            if (pp == 1) a += (sb * vocab / r->tp + sbh) * 2;
+            a *= 1.05;                /* Megatron's 5% for temporaries */
+        }
+        M->activation_bytes = a;
+        M->total_bytes = M->static_bytes + M->activation_bytes;
+        if (M->total_bytes > R[f->peak_rank].total_bytes) f->peak_rank = i;
+    }
+    for (i = 0; i < NAM_FAM_COUNT; i++) { f->params_total += f->params[i]; f->flops_total += f->flops[i]; }
+    f->fits = r->device_memory_gib > 0 ? R[f->peak_rank].total_bytes <= r->device_memory_gib * 1073741824.0 : -1;
+    /* Megatron's hybrid formula on the native pattern: only '*' counts as attention, every 'M'
+       as Mamba-2 with d_in = 2h, MTP layers included, logits with (1 + mtp) heads */
+    f->flops_megatron = 0;
+    if (p->native_pattern) {
+        const int *c = p->mpattern.counts;
+        double fw = c[NAM_MSYM_ATTENTION] * nam__attn_flops(T, S2, h, r->num_attention_heads, r->num_query_groups ? r->num_query_groups : r->num_attention_heads, p->kv_channels)
+                  + c[NAM_MSYM_MLP] * nam__layer_flops(p, NAM_FAM_MLP, T, S2)
+                  + c[NAM_MSYM_MAMBA] * nam__mamba_flops_megatron(T, h, r->mamba_state_dim, r->mamba_num_groups, p->mamba_num_heads)
+                  + (nam__emits_moe(p) ? c[NAM_MSYM_MOE] * nam__layer_flops(p, NAM_FAM_MOE, T, S2) : 0)
+                  + c[NAM_MSYM_GDN] * nam__gdn_flops(r, T, h)
+                  + 2 * T * h * vocab * (1 + depths);
+        f->flops_megatron = 3 * fw;
+    }
+    f->tflops_per_gpu = f->mfu = f->mfu_megatron = 0;
+    if (r->step_time_s > 0) {
+        f->tflops_per_gpu = f->flops_total / (r->step_time_s * r->world_size) / 1e12;
+        if (r->peak_tflops > 0) {
+            f->mfu = f->tflops_per_gpu / r->peak_tflops;
+            f->mfu_megatron = f->flops_megatron / (r->step_time_s * r->world_size) / 1e12 / r->peak_tflops;
+        }
+    }
+}
+
 static const char *const nam__stock_spec = "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec";
 
 /* Settings of a section that only means something with another key: compared with the
@@ -3187,6 +3784,62 @@ static nam_status nam__check_dependent_keys(const nam_recipe *r, nam_error *err)
     for (i = 0; i < NAM__NFIELDS; i++)
         if (!strcmp(nam__fields[i].section, "mamba3") && !nam__field_is_default(r, i))
             return nam__err(err, NAM_ERR_CONFLICT, "mamba3.%s is a Mamba-3 setting, but pattern.mamba_impl is %s (set pattern.mamba_impl = mamba3)", nam__fields[i].key, r->mamba_impl);
+    return NAM_OK;
+}
+
+/* The fixed policy's Megatron args: operator choices (kernels, fusions, schedule, run
+   inputs), checked like the rest, kept apart from the generated args. Built with the same
+   helpers by swapping the plan's arg arrays. */
+static nam_status nam__build_policy_args(nam_plan *p, nam_error *err) {
+    nam__argbuf argbuf, *ab = &argbuf;
+    const nam_recipe *r = &p->recipe;
+    nam_arg *gen = p->args;
+    char *genv = p->arg_values, *d;
+    int ngen = p->num_args, i, dsa = p->native_pattern && strchr(p->native_pattern, 'D'), moe = nam__emits_moe(p);
+    nam_status st;
+    memset(&argbuf.text, 0, sizeof argbuf.text);
+    p->args = NULL;
+    p->num_args = 0;
+    p->arg_values = NULL;
+    nam__arg_str(p, ab, "--transformer-impl", r->transformer_impl);
+    nam__arg_str(p, ab, "--attention-backend", r->attention_backend);
+    if (r->use_flash_attn) nam__arg_str(p, ab, "--use-flash-attn", NULL);
+    if (!r->gradient_accumulation_fusion) nam__arg_str(p, ab, "--no-gradient-accumulation-fusion", NULL);
+    if (!r->persist_layer_norm) nam__arg_str(p, ab, "--no-persist-layer-norm", NULL);
+    if (!r->masked_softmax_fusion) nam__arg_str(p, ab, "--no-masked-softmax-fusion", NULL);
+    if (!r->rope_fusion && !dsa) nam__arg_str(p, ab, "--no-rope-fusion", NULL);
+    if (r->mla_down_proj_fusion) nam__arg_str(p, ab, "--mla-down-proj-fusion", NULL);
+    if (moe && r->moe_permute_fusion) nam__arg_str(p, ab, "--moe-permute-fusion", NULL);
+    if (moe && r->moe_router_fusion) nam__arg_str(p, ab, "--moe-router-fusion", NULL);
+    if (moe && r->moe_shared_expert_overlap) nam__arg_str(p, ab, "--moe-shared-expert-overlap", NULL);
+    if (moe && !strcmp(r->dispatcher, "flex")) nam__arg_str(p, ab, "--moe-flex-dispatcher-backend", r->moe_flex_backend);
+    if (r->train_iters) nam__arg_int(p, ab, "--train-iters", r->train_iters);
+    if (r->lr > 0) nam__arg_fmt(p, ab, "--lr", "%g", r->lr);
+    if (r->lr > 0 || r->min_lr > 0) nam__arg_fmt(p, ab, "--min-lr", "%g", r->min_lr);
+    nam__arg_str(p, ab, "--lr-decay-style", r->lr_decay_style);
+    if (r->lr_warmup_iters) nam__arg_int(p, ab, "--lr-warmup-iters", r->lr_warmup_iters);
+    nam__arg_fmt(p, ab, "--clip-grad", "%g", r->clip_grad);
+    if (r->eval_interval) nam__arg_int(p, ab, "--eval-interval", r->eval_interval);
+    nam__arg_int(p, ab, "--eval-iters", r->eval_iters);
+    nam__arg_int(p, ab, "--log-interval", r->log_interval);
+    if (r->save_interval) nam__arg_int(p, ab, "--save-interval", r->save_interval);
+    if (r->log_throughput) nam__arg_str(p, ab, "--log-throughput", NULL);
+    if (r->data_path[0]) nam__arg_str(p, ab, "--data-path", r->data_path);
+    if (r->split[0]) nam__arg_str(p, ab, "--split", r->split);
+    if (r->mock_data) nam__arg_str(p, ab, "--mock-data", NULL);
+    if (r->tokenizer_type[0]) nam__arg_str(p, ab, "--tokenizer-type", r->tokenizer_type);
+    if (r->tokenizer_model[0]) nam__arg_str(p, ab, "--tokenizer-model", r->tokenizer_model);
+    if (r->save_dir[0]) nam__arg_str(p, ab, "--save", r->save_dir);
+    if (r->load_dir[0]) nam__arg_str(p, ab, "--load", r->load_dir);
+    st = nam__sb_finish(&ab->text, &d, err);
+    p->policy_args = p->args;
+    p->num_policy_args = p->num_args;
+    p->policy_values = d;
+    p->args = gen;
+    p->num_args = ngen;
+    p->arg_values = genv;
+    if (st) return st;
+    for (i = 0; i < p->num_policy_args; i++) p->policy_args[i].value = ab->off[i] >= 0 ? p->policy_values + ab->off[i] : NULL;
     return NAM_OK;
 }
 
@@ -3360,6 +4013,20 @@ NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error 
     if (st) goto fail;
     st = nam__build_args(p, err);
     if (st) goto fail;
+    st = nam__build_policy_args(p, err);
+    if (st) goto fail;
+    /* 7. pre-flight: parameters, static memory per pp rank, FLOPs */
+    p->preflight.ranks = NAM__CAST(nam_rank_memory *, nam__alloc(sizeof(nam_rank_memory) * NAM__CAST(size_t, r->pp)));
+    if (!p->preflight.ranks) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto fail; }
+    p->preflight.num_ranks = r->pp;
+    nam__preflight(p);
+    if (p->preflight.fits == 0 && p->strict) {
+        const nam_rank_memory *M = &p->preflight.ranks[p->preflight.peak_rank];
+        st = nam__err(err, NAM_ERR_RANGE, "strict mode: pp rank %d needs %.1f GiB (weights %.1f, grads %.1f, optimizer %.1f, activations %.1f for %g in-flight microbatches), above preflight.device_memory_gib %g",
+                      M->pp_rank, M->total_bytes / 1073741824.0, M->weight_bytes / 1073741824.0, M->grad_bytes / 1073741824.0, M->optimizer_bytes / 1073741824.0,
+                      M->activation_bytes / 1073741824.0, M->in_flight, r->device_memory_gib);
+        goto fail;
+    }
     if (err) nam__err_reset(err);
     return NAM_OK;
 fail:
@@ -3455,13 +4122,13 @@ static void nam__json_decisions(const nam_plan *p, nam__sb *b) {
     nam__sb_putc(b, ']');
 }
 
-static void nam__json_argv(const nam_plan *p, nam__sb *b) {
+static void nam__json_argv(const nam_arg *args, int num, nam__sb *b) {
     int i;
     nam__sb_putc(b, '[');
-    for (i = 0; i < p->num_args; i++) {
-        const char *v = p->args[i].value;
+    for (i = 0; i < num; i++) {
+        const char *v = args[i].value;
         nam__sb_puts(b, i ? ",\n    " : "\n    ");
-        nam__sb_json_str(b, p->args[i].flag);
+        nam__sb_json_str(b, args[i].flag);
         while (v) {                           /* one argv word per space-separated token */
             const char *e = strchr(v, ' ');
             nam__sb_putc(b, ',');
@@ -3537,6 +4204,35 @@ static void nam__json_coordinates(const nam_plan *p, nam__sb *b) {
     nam_free(idx);
 }
 
+static void nam__json_fams(nam__sb *b, const double *v) {
+    int i, first = 1;
+    nam__sb_putc(b, '{');
+    for (i = 0; i < NAM_FAM_COUNT; i++)
+        if (v[i] != 0) { nam__sb_printf(b, "%s\"%s\": %.17g", first ? "" : ", ", nam__family_names[i], v[i]); first = 0; }
+    nam__sb_putc(b, '}');
+}
+
+static void nam__json_preflight(const nam_plan *p, nam__sb *b) {
+    const nam_preflight *f = &p->preflight;
+    int i;
+    nam__sb_printf(b, ",\n  \"preflight\": {\n    \"params_total\": %.17g, \"params_active\": %.17g,\n    \"params\": ", f->params_total, f->params_active);
+    nam__json_fams(b, f->params);
+    nam__sb_printf(b, ",\n    \"flops_per_step\": %.17g, \"flops_megatron\": %.17g,\n    \"flops\": ", f->flops_total, f->flops_megatron);
+    nam__json_fams(b, f->flops);
+    nam__sb_printf(b, ",\n    \"step_time_s\": %g, \"tflops_per_gpu\": %g, \"mfu\": %g, \"mfu_megatron\": %g,", p->recipe.step_time_s, f->tflops_per_gpu, f->mfu, f->mfu_megatron);
+    nam__sb_printf(b, "\n    \"device_memory_gib\": %g, \"fits\": %s, \"peak_pp_rank\": %d, \"recompute\": \"%s\",\n    \"ranks\": [",
+                   p->recipe.device_memory_gib, f->fits < 0 ? "null" : f->fits ? "true" : "false", f->peak_rank, p->recipe.recompute_granularity);
+    for (i = 0; i < f->num_ranks; i++) {
+        const nam_rank_memory *M = &f->ranks[i];
+        nam__sb_printf(b, "%s{\"pp_rank\": %d, \"layers\": %d, \"params\": %.17g, \"params_dense\": %.17g, \"params_expert\": %.17g, \"weight_bytes\": %.17g, \"grad_bytes\": %.17g, \"optimizer_bytes\": %.17g, \"static_bytes\": %.17g, \"activation_bytes\": %.17g, \"in_flight_microbatches\": %g, \"total_bytes\": %.17g, \"params_by_family\": ",
+                       i ? ",\n      " : "\n      ", M->pp_rank, M->num_layers, M->params_total, M->params_dense, M->params_expert, M->weight_bytes, M->grad_bytes, M->optimizer_bytes, M->static_bytes,
+                       M->activation_bytes, M->in_flight, M->total_bytes);
+        nam__json_fams(b, M->params);
+        nam__sb_putc(b, '}');
+    }
+    nam__sb_puts(b, "\n    ]\n  }");
+}
+
 NAM__DEF nam_status nam_plan_json(const nam_plan *p, int what, char **out, nam_error *err) {
     nam__sb b;
     const nam_recipe *r;
@@ -3606,12 +4302,17 @@ NAM__DEF nam_status nam_plan_json(const nam_plan *p, int what, char **out, nam_e
         nam__json_decisions(p, &b);
         nam__sb_printf(&b, ",\n  \"pp\": %d,\n  \"vpp\": %d,\n  \"pipeline_stages\": ", r->pp, p->vpp);
         nam__json_stages(p, &b);
+        nam__json_preflight(p, &b);
     } else {
         nam__sb_puts(&b, ",\n  \"native_pattern_withheld\": ");
         if (p->native_pattern) nam__sb_puts(&b, "null");
         else nam__sb_printf(&b, "\"%d layer(s) have no Megatron symbol; resolve the unmapped seams first\"", p->unresolved);
         nam__sb_puts(&b, what == NAM_JSON_ARGS ? ",\n  \"args\": " : ",\n  \"generated_native_args\": ");
-        nam__json_argv(p, &b);
+        nam__json_argv(p->args, p->num_args, &b);
+        if (what == NAM_JSON_ARGS) {
+            nam__sb_puts(&b, ",\n  \"fixed_policy_args\": ");
+            nam__json_argv(p->policy_args, p->num_policy_args, &b);
+        }
         nam__sb_puts(&b, ",\n  \"custom_notes\": ");
         nam__json_seams(p, &b);
         {
@@ -3625,7 +4326,9 @@ NAM__DEF nam_status nam_plan_json(const nam_plan *p, int what, char **out, nam_e
     if (what == NAM_JSON_LAUNCH) {
         int gbs = r->global_batch_size ? r->global_batch_size : r->micro_batch_size * p->dp;
         const char *e;
-        nam__sb_puts(&b, ",\n  \"fixed_policy\": {\n    \"pre_import_cache\": {\"root\": ");
+        nam__sb_puts(&b, ",\n  \"fixed_policy\": {\n    \"launcher_args\": ");
+        nam__json_argv(p->policy_args, p->num_policy_args, &b);
+        nam__sb_puts(&b, ",\n    \"pre_import_cache\": {\"root\": ");
         nam__sb_json_str(&b, r->cache_dir);
         nam__sb_puts(&b, ", \"when\": \"before importing torch or megatron\", \"env\": {\"TRITON_CACHE_DIR\": ");
         { char t[NAM_STR_MAX + 16]; snprintf(t, sizeof t, "%s/triton", r->cache_dir); nam__sb_json_str(&b, t);
@@ -3712,9 +4415,11 @@ NAM__DEF nam_status nam_plan_args_text(const nam_plan *p, char **out, nam_error 
     }
     if (!p->native_pattern)
         nam__sb_printf(&b, "# --hybrid-layer-pattern withheld: %d layer(s) have no Megatron symbol (unmapped seams above)\n", p->unresolved);
-    for (i = 0; i < p->num_args; i++) {
-        const char *v = p->args[i].value;
-        nam__sb_puts(&b, p->args[i].flag);
+    for (i = 0; i < p->num_args + p->num_policy_args; i++) {
+        const nam_arg *A = i < p->num_args ? &p->args[i] : &p->policy_args[i - p->num_args];
+        const char *v = A->value;
+        if (i == p->num_args && p->num_policy_args) nam__sb_puts(&b, "# fixed policy: operator choices (implementation, fusions, schedule, run inputs), not plan facts\n");
+        nam__sb_puts(&b, A->flag);
         while (v) {
             const char *e = strchr(v, ' ');
             char word[512], *q;
@@ -3732,6 +4437,269 @@ NAM__DEF nam_status nam_plan_args_text(const nam_plan *p, char **out, nam_error 
         nam__sb_putc(&b, '\n');
     }
     return nam__sb_finish(&b, out, err);
+}
+
+/* >>compare ---------------------------------------------------------------------------- */
+NAM__DEF const char *nam_cmp_verdict_str(nam_cmp_verdict v) {
+    switch (v) {
+    case NAM_CMP_MATCH: return "match";
+    case NAM_CMP_MISSING_IN_NAM: return "missing in nam";
+    case NAM_CMP_ONLY_IN_NAM: return "only in nam";
+    case NAM_CMP_DIFFERS: return "differs";
+    default: return "?";
+    }
+}
+
+NAM__DEF void nam_args_cmp_free(nam_args_cmp *c) {
+    int i;
+    if (!c) return;
+    for (i = 0; i < c->num_rows; i++) { nam_free(c->rows[i].nam_value); nam_free(c->rows[i].other_value); }
+    nam_free(c->rows);
+    memset(c, 0, sizeof *c);
+}
+
+/* One argv word at a time, POSIX-shell style. Returns 1 with the word in `w` (heap), 0 at
+   the end, -1 after filling err. */
+typedef struct nam__lex { const char *t; size_t n, i; int line, col; const char *src; } nam__lex;
+
+static void nam__lex_adv(nam__lex *L) {
+    if (L->t[L->i] == '\n') { L->line++; L->col = 1; } else L->col++;
+    L->i++;
+}
+
+static int nam__lex_err(nam__lex *L, nam_error *err, const char *what) {
+    nam__err(err, NAM_ERR_SYNTAX, "%s", what);
+    nam__recipe_err_at(err, NAM_ERR_SYNTAX, L->src, NAM__CAST(long, L->i), L->line, L->col);
+    return -1;
+}
+
+static int nam__lex_word(nam__lex *L, nam__sb *w, nam_error *err) {
+    int any = 0;
+    for (;;) {   /* blanks, continuations, comments */
+        while (L->i < L->n && (L->t[L->i] == ' ' || L->t[L->i] == '\t' || L->t[L->i] == '\n' || L->t[L->i] == '\r')) nam__lex_adv(L);
+        if (L->i + 1 < L->n && L->t[L->i] == '\\' && (L->t[L->i + 1] == '\n' || L->t[L->i + 1] == '\r')) { nam__lex_adv(L); continue; }
+        if (L->i < L->n && L->t[L->i] == '#') { while (L->i < L->n && L->t[L->i] != '\n') nam__lex_adv(L); continue; }
+        break;
+    }
+    if (L->i >= L->n) return 0;
+    while (L->i < L->n) {
+        unsigned char c = NAM__CAST(unsigned char, L->t[L->i]);
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') break;
+        if (c == 0 || c >= 0x80 || c < 0x20) return nam__lex_err(L, err, "a byte that is not printable ASCII");
+        if (c == '$' || c == '`') return nam__lex_err(L, err, "a shell expansion ('$' or '`'): nam compares a literal argv, expand it first");
+        if (c == '\'') {
+            int ql = L->line, qc = L->col;
+            nam__lex_adv(L);
+            while (L->i < L->n && L->t[L->i] != '\'') { nam__sb_putc(w, L->t[L->i]); nam__lex_adv(L); }
+            if (L->i >= L->n) { L->line = ql; L->col = qc; return nam__lex_err(L, err, "an unterminated single quote"); }
+            nam__lex_adv(L);
+        } else if (c == '"') {
+            int ql = L->line, qc = L->col;
+            nam__lex_adv(L);
+            while (L->i < L->n && L->t[L->i] != '"') {
+                char d = L->t[L->i];
+                if (d == '$' || d == '`') return nam__lex_err(L, err, "a shell expansion inside double quotes: nam compares a literal argv");
+                if (d == '\\' && L->i + 1 < L->n && strchr("\"\\$`\n", L->t[L->i + 1])) {
+                    nam__lex_adv(L);
+                    if (L->t[L->i] == '\n') { nam__lex_adv(L); continue; }
+                    d = L->t[L->i];
+                }
+                nam__sb_putc(w, d);
+                nam__lex_adv(L);
+            }
+            if (L->i >= L->n) { L->line = ql; L->col = qc; return nam__lex_err(L, err, "an unterminated double quote"); }
+            nam__lex_adv(L);
+        } else if (c == '\\') {
+            nam__lex_adv(L);
+            if (L->i >= L->n) return nam__lex_err(L, err, "a backslash at the end of the input");
+            if (L->t[L->i] != '\n') nam__sb_putc(w, L->t[L->i]);
+            nam__lex_adv(L);
+        } else {
+            nam__sb_putc(w, NAM__CAST(char, c));
+            nam__lex_adv(L);
+        }
+        any = 1;
+    }
+    (void)any;
+    return 1;
+}
+
+typedef struct nam__flagval { char flag[64]; char *value; int count, words; const char *note; } nam__flagval;
+
+/* Megatron's default for a flag nam emits, as argv text ("" for a switch that is off by
+   default and so has no text, NULL when Megatron has none and the flag is required). */
+static int nam__megatron_default(const nam_plan *p, const char *flag, char *out, size_t n) {
+    const nam_recipe *r = &p->recipe;
+    static const char *const lit[][2] = {
+        { "--tensor-model-parallel-size", "1" }, { "--pipeline-model-parallel-size", "1" }, { "--context-parallel-size", "1" },
+        { "--expert-model-parallel-size", "1" }, { "--cp-comm-type", "p2p" }, { "--position-embedding-type", "learned_absolute" },
+        { "--normalization", "LayerNorm" }, { "--moe-router-topk", "2" }, { "--moe-router-score-function", "softmax" },
+        { "--moe-router-load-balancing-type", "aux_loss" }, { "--moe-aux-loss-coeff", "0" }, { "--moe-token-dispatcher-type", "allgather" },
+        { "--mamba-state-dim", "128" }, { "--mamba-head-dim", "64" }, { "--mamba-num-groups", "8" }, { "--linear-num-key-heads", "16" },
+        { "--linear-num-value-heads", "32" }, { "--linear-key-head-dim", "128" }, { "--linear-value-head-dim", "128" },
+        { "--linear-conv-kernel-dim", "4" }, { "--mtp-loss-scaling-factor", "0.1" }, { "--cuda-graph-impl", "none" },
+        { "--kv-lora-rank", "32" }, { "--qk-head-dim", "128" }, { "--qk-pos-emb-head-dim", "64" }, { "--v-head-dim", "128" },
+        { "--num-query-groups", "1" }, { "--dsa-indexer-loss-coeff", NULL },
+        { "--transformer-impl", "transformer_engine" }, { "--attention-backend", "auto" }, { "--lr-decay-style", "linear" },
+        { "--clip-grad", "1" }, { "--eval-iters", "100" }, { "--log-interval", "100" }, { "--min-lr", "0" },
+        { "--fp8-recipe", "delayed" }, { "--fp8-amax-history-len", "1" }, { "--fp8-amax-compute-algo", "most_recent" },
+        { "--moe-flex-dispatcher-backend", "deepep" }
+    };
+    size_t i;
+    for (i = 0; i < sizeof lit / sizeof lit[0]; i++)
+        if (!strcmp(flag, lit[i][0])) { if (!lit[i][1]) return 0; snprintf(out, n, "%s", lit[i][1]); return 1; }
+    if (!strcmp(flag, "--expert-tensor-parallel-size")) { snprintf(out, n, "%d", r->tp); return 1; }
+    if (!strcmp(flag, "--kv-channels")) { snprintf(out, n, "%d", r->hidden_size / r->num_attention_heads); return 1; }
+    if (!strcmp(flag, "--ffn-hidden-size")) {
+        snprintf(out, n, "%d", strcmp(r->activation, "swiglu") ? 4 * r->hidden_size : NAM__CAST(int, (4.0 * r->hidden_size * 2 / 3) / 64) * 64);
+        return 1;
+    }
+    if (!strcmp(flag, "--moe-ffn-hidden-size")) { snprintf(out, n, "%d", p->ffn_hidden_size); return 1; }
+    if (!strcmp(flag, "--mamba-num-heads") && 2LL * r->hidden_size % r->mamba_head_dim == 0) {   /* d_inner = 2h (mamba_mixer.py) */
+        snprintf(out, n, "%lld", 2LL * r->hidden_size / r->mamba_head_dim);
+        return 1;
+    }
+    if (!strcmp(flag, "--mtp-num-layers") && p->pattern.mtp_depths) { snprintf(out, n, "%d", p->pattern.mtp_depths); return 1; }
+    if (!strcmp(flag, "--experimental-attention-variant") && p->native_pattern && strchr(p->native_pattern, 'D')) { snprintf(out, n, "dsa"); return 1; }
+    return 0;
+}
+
+static int nam__values_equal(const char *a, const char *b) {
+    char *ea, *eb;
+    double x, y;
+    if (!a || !b) return a == b;
+    if (!strcmp(a, b)) return 1;
+    if (!*a || !*b || strchr(a, ' ') || strchr(b, ' ')) return 0;
+    x = strtod(a, &ea);
+    y = strtod(b, &eb);
+    return !*ea && !*eb && x == y;
+}
+
+NAM__DEF nam_status nam_args_compare(const nam_plan *p, const char *text, size_t len, const char *source,
+                                     nam_args_cmp *out, nam_error *err) {
+    nam__lex L;
+    nam__flagval *other = NULL;
+    nam__sb w;
+    int i, k, cur = -1, nrows = 0, rc, nall;
+    nam_status st = NAM_OK;
+    if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_args_compare: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!p || !p->layers || !text) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_args_compare: NULL argument or empty plan");
+    if (!len) len = strlen(text);
+    if (len > NAM_MAX_TEXT) return nam__err(err, NAM_ERR_LIMIT, "%s: %lu bytes exceed the limit of %d", source ? source : "argv", NAM__CAST(unsigned long, len), NAM_MAX_TEXT);
+    L.t = text; L.n = len; L.i = 0; L.line = 1; L.col = 1; L.src = source ? source : "argv";
+    memset(&w, 0, sizeof w);
+    for (;;) {
+        w.len = 0;
+        rc = nam__lex_word(&L, &w, err);
+        if (rc < 0) { st = err ? err->code : NAM_ERR_SYNTAX; goto done; }
+        if (!rc) break;
+        nam__sb_putc(&w, 0);
+        if (w.oom) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
+        if (w.buf[0] == '-' && w.buf[1] == '-' && w.buf[2]) {   /* a flag, possibly --flag=value */
+            char *eq = strchr(w.buf, '='), name[64];
+            const char *note = NULL, *forced = NULL;
+            size_t fl = eq ? NAM__CAST(size_t, eq - w.buf) : strlen(w.buf);
+            if (fl >= sizeof name) {
+                nam__err(err, NAM_ERR_SYNTAX, "flag '%.64s...' is longer than %d bytes", w.buf, NAM__CAST(int, sizeof name) - 1);
+                st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, L.src, NAM__CAST(long, L.i), L.line, L.col);
+                goto done;
+            }
+            memcpy(name, w.buf, fl);
+            name[fl] = 0;
+            if (!strcmp(name, "--hybrid-override-pattern")) { snprintf(name, sizeof name, "--hybrid-layer-pattern"); note = "renamed from --hybrid-override-pattern"; }
+            if (!strcmp(name, "--cuda-graph-scope")) { snprintf(name, sizeof name, "--cuda-graph-modules"); note = "renamed from the deprecated --cuda-graph-scope"; }
+            if (!strcmp(name, "--mock")) { snprintf(name, sizeof name, "--mock-data"); note = "argparse prefix of --mock-data"; }
+            if (!strcmp(name, "--use-rotary-position-embeddings")) {   /* legacy switch: --position-embedding-type rope */
+                snprintf(name, sizeof name, "--position-embedding-type");
+                note = "from the legacy --use-rotary-position-embeddings";
+                forced = "rope";
+            }
+            for (cur = -1, k = 0; k < arrlen(other); k++) if (!strcmp(other[k].flag, name)) cur = k;
+            if (cur < 0) {
+                nam__flagval fv;
+                memset(&fv, 0, sizeof fv);
+                memcpy(fv.flag, name, strlen(name) + 1);
+                arrput(other, fv);
+                cur = NAM__CAST(int, arrlen(other)) - 1;
+            } else {   /* argparse keeps the last one */
+                nam_free(other[cur].value);
+                other[cur].value = NULL;
+            }
+            other[cur].count++;
+            other[cur].words++;
+            if (note) other[cur].note = note;
+            other[cur].value = nam__strdup(forced ? forced : eq ? eq + 1 : "");
+            if (!other[cur].value) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
+            if (forced) cur = -1;   /* a switch: the next words are not its values */
+        } else if (strlen(w.buf) > 3 && !strcmp(w.buf + strlen(w.buf) - 3, ".py")) {
+            /* the training script: what came before belongs to the launcher (torchrun ...) */
+            out->ignored_words += 1;
+            for (k = 0; k < arrlen(other); k++) { out->ignored_words += other[k].words; nam_free(other[k].value); }
+            arrfree(other);
+            other = NULL;
+            cur = -1;
+        } else if (cur < 0) {
+            out->ignored_words++;
+        } else {   /* another value word of the current flag */
+            size_t a = strlen(other[cur].value), b = strlen(w.buf);
+            char *v = NAM__CAST(char *, nam__alloc(a + b + 2));
+            if (!v) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
+            memcpy(v, other[cur].value, a);
+            if (a) v[a++] = ' ';
+            memcpy(v + a, w.buf, b + 1);
+            other[cur].words++;
+            if (!strcmp(other[cur].flag, "--experimental-attention-variant") && !strcmp(v, "gated_delta_net")) memcpy(v, "gdn", 4);
+            nam_free(other[cur].value);
+            other[cur].value = v;
+        }
+    }
+    /* rows: nam's flags in order, then the other's that nam does not emit */
+    nall = p->num_args + p->num_policy_args;
+    out->rows = NAM__CAST(nam_cmp_row *, nam__alloc(sizeof(nam_cmp_row) * NAM__CAST(size_t, nall + arrlen(other) + 1)));
+    if (!out->rows) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
+    for (i = 0; i < nall + arrlen(other); i++) {
+        nam_cmp_row *R = &out->rows[nrows];
+        const char *nv = NULL, *ov = NULL, *note = NULL;
+        char def[64];
+        int hasdef, o = -1;
+        memset(R, 0, sizeof *R);
+        if (i < nall) {
+            const nam_arg *A = i < p->num_args ? &p->args[i] : &p->policy_args[i - p->num_args];
+            nv = A->value ? A->value : "";
+            snprintf(R->flag, sizeof R->flag, "%s", A->flag);
+            for (k = 0; k < arrlen(other); k++) if (!strcmp(other[k].flag, R->flag)) o = k;
+        } else {
+            o = i - nall;
+            for (k = 0; k < nall; k++) if (!strcmp(k < p->num_args ? p->args[k].flag : p->policy_args[k - p->num_args].flag, other[o].flag)) break;
+            if (k < nall) continue;   /* already a row */
+            snprintf(R->flag, sizeof R->flag, "%s", other[o].flag);
+        }
+        if (o >= 0) { ov = other[o].value; note = other[o].note; if (other[o].count > 1 && !note) note = "given more than once; the last one counts (argparse)"; }
+        hasdef = nam__megatron_default(p, R->flag, def, sizeof def);
+        if (nv && ov) R->verdict = nam__values_equal(nv, ov) ? NAM_CMP_MATCH : NAM_CMP_DIFFERS;
+        else if (nv) {
+            if (hasdef && nam__values_equal(nv, def)) { R->verdict = NAM_CMP_MATCH; note = "the other argv leaves Megatron's default, which nam sets"; }
+            else R->verdict = NAM_CMP_ONLY_IN_NAM;
+        } else {
+            if (hasdef && nam__values_equal(ov, def)) { R->verdict = NAM_CMP_MATCH; note = "nam leaves Megatron's default, which the other argv sets"; }
+            else R->verdict = NAM_CMP_MISSING_IN_NAM;
+        }
+        R->nam_value = nv ? nam__strdup(nv) : NULL;
+        R->other_value = ov ? nam__strdup(ov) : NULL;
+        R->note = note;
+        if ((nv && !R->nam_value) || (ov && !R->other_value)) { nrows++; out->num_rows = nrows; st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
+        out->count[R->verdict]++;
+        nrows++;
+        out->num_rows = nrows;
+    }
+done:
+    for (k = 0; k < arrlen(other); k++) nam_free(other[k].value);
+    arrfree(other);
+    nam_free(w.buf);
+    if (st) { nam_args_cmp_free(out); return st; }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
 }
 
 /* >>ranks ------------------------------------------------------------------------------ */
@@ -4232,12 +5200,98 @@ NAM__UNUSED static nam_status nam__ws_check(const void *ws, size_t have, size_t 
     return NAM_OK;
 }
 
-/* Split [0, n) into `threads` contiguous ranges and run fn on each (POSIX threads). */
+/* ---- the floating-point environment of the CPU kernels ----------------------------------
+   Every public kernel entry runs its body between nam__fp_enter and nam__fp_leave (the
+   NAM__FP_CALL wrappers after each entry), and so does every worker of nam__parallel_for and
+   nam__sgemm:
+     enter  saves the calling thread's FP control/status register, then sets round to
+            nearest, every exception masked, and subnormals flushed: x86-64 MXCSR with FTZ
+            (results below FLT_MIN become 0) and DAZ (subnormal operands read as 0), AArch64
+            FPCR.FZ (both). It writes the register only when the value differs;
+     leave  writes the saved value back bit for bit, status flags included (AArch64: FPCR and
+            FPSR), so the caller finds its environment exactly as it left it. nam is vendored
+            into programs that own their MXCSR; a library that changed it would change their
+            arithmetic after the call.
+   Why FTZ/DAZ, and not arithmetic that avoids subnormals: in the SSD chunked scan the
+   exponentials themselves never are subnormal (nam__ssd_exp8 returns 0 below -87.33), but
+   the products are: exp(cum_i - cum_j) G dt, the two-factor panel decays, the row scales
+   diag(exp(cum)) C S^T and the chunk-state decay exp(cum_last) S all land in the 1e-38..1e-45
+   band for strongly decaying heads (A*dt summed over a chunk below about -87), and on Intel
+   every FMA that reads or writes such a value takes a microcode assist (measured 4.8x on
+   the whole SSD, bench/RESULTS.md). Clamping each product would put compares on the inner
+   FMA loops and would still leave subnormal inputs (user data, bf16 subnormals) slow in
+   attention, GEMM and MoE; FTZ/DAZ removes every assist in hardware at no per-element cost,
+   for the portable C loops as well as the AVX2 ones. The cost is gradual underflow: a value
+   below FLT_MIN (1.18e-38) is 0, an absolute error below 1.2e-38 per operation, far under
+   every tolerance nam states (tests/test_ssd.c runs decays through that band against the
+   double recurrence; tests/test_fpenv.c checks the register and the flush). Round-to-nearest and masked exceptions make a kernel's result
+   independent of the caller's rounding mode and traps. Worker threads inherit the calling
+   thread's environment under POSIX; they set it themselves anyway, so nothing depends on the
+   thread library. Elsewhere (other CPUs, other compilers), and everywhere under
+   NAM_KEEP_SUBNORMALS, nam uses <fenv.h>: feholdexcept (masks every exception, clears the
+   flags) and round to nearest on entry, fesetenv on exit; subnormals are then computed as
+   the hardware does (no flush). */
+#if !defined(NAM_KEEP_SUBNORMALS) && (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define NAM__FP_X86 1
+/* MXCSR: FTZ (bit 15), the six exception masks (bits 7-12), DAZ (bit 6); rounding bits 13-14
+   zero = to nearest; status flags (bits 0-5) clear. DAZ exists on every x86-64 CPU. */
+#define NAM__FP_MXCSR 0x9FC0u
+typedef struct nam__fpenv { unsigned int csr; } nam__fpenv;
+NAM__UNUSED static void nam__fp_enter(nam__fpenv *e) {
+    unsigned int want = NAM__FP_MXCSR;
+    __asm__ __volatile__("stmxcsr %0" : "=m"(e->csr) : : "memory");   /* "memory": no load or store moves across */
+    if (e->csr != want) __asm__ __volatile__("ldmxcsr %0" : : "m"(want) : "memory");
+}
+NAM__UNUSED static void nam__fp_leave(const nam__fpenv *e) {
+    unsigned int now;
+    __asm__ __volatile__("stmxcsr %0" : "=m"(now) : : "memory");
+    if (now != e->csr) __asm__ __volatile__("ldmxcsr %0" : : "m"(e->csr) : "memory");
+}
+#elif !defined(NAM_KEEP_SUBNORMALS) && (defined(__GNUC__) || defined(__clang__)) && defined(__aarch64__)
+#define NAM__FP_ARM64 1
+/* FPCR: FZ (bit 24) set; RMode (bits 22-23) 0 = to nearest; trap enables IOE..IXE (bits 8-12)
+   and IDE (bit 15) clear. FPSR holds the status flags, saved and restored with it. */
+typedef struct nam__fpenv { uint64_t fpcr, fpsr; } nam__fpenv;
+NAM__UNUSED static void nam__fp_enter(nam__fpenv *e) {
+    uint64_t want;
+    __asm__ __volatile__("mrs %0, fpcr" : "=r"(e->fpcr) : : "memory");
+    __asm__ __volatile__("mrs %0, fpsr" : "=r"(e->fpsr) : : "memory");
+    want = (e->fpcr & ~((UINT64_C(3) << 22) | (UINT64_C(0x1f) << 8) | (UINT64_C(1) << 15))) | (UINT64_C(1) << 24);
+    if (want != e->fpcr) __asm__ __volatile__("msr fpcr, %0" : : "r"(want) : "memory");
+}
+NAM__UNUSED static void nam__fp_leave(const nam__fpenv *e) {
+    __asm__ __volatile__("msr fpsr, %0" : : "r"(e->fpsr) : "memory");
+    __asm__ __volatile__("msr fpcr, %0" : : "r"(e->fpcr) : "memory");
+}
+#else
+typedef struct nam__fpenv { fenv_t env; } nam__fpenv;
+NAM__UNUSED static void nam__fp_enter(nam__fpenv *e) {
+    feholdexcept(&e->env);
+#ifdef FE_TONEAREST
+    fesetround(FE_TONEAREST);   /* always: glibc's fegetround reads only the x87 word on x86-64, not MXCSR */
+#endif
+}
+NAM__UNUSED static void nam__fp_leave(const nam__fpenv *e) { fesetenv(&e->env); }
+#endif
+/* st = call, evaluated inside the kernel FP environment. */
+#define NAM__FP_CALL(st, call)      \
+    do {                            \
+        nam__fpenv fe_;             \
+        nam__fp_enter(&fe_);        \
+        (st) = (call);              \
+        nam__fp_leave(&fe_);        \
+    } while (0)
+
+/* Split [0, n) into `threads` contiguous ranges and run fn on each (POSIX threads); each
+   worker thread runs inside the kernel FP environment (see above). */
 typedef void (*nam__task_fn)(void *ctx, int64_t begin, int64_t end, int thread);
 typedef struct nam__task { nam__task_fn fn; void *ctx; int64_t begin, end; int thread; } nam__task;
 NAM__UNUSED static void *nam__task_main(void *arg) {
     nam__task *t = NAM__CAST(nam__task *, arg);
+    nam__fpenv fe;
+    nam__fp_enter(&fe);
     t->fn(t->ctx, t->begin, t->end, t->thread);
+    nam__fp_leave(&fe);
     return NULL;
 }
 NAM__UNUSED static void nam__parallel_for(int64_t n, int threads, nam__task_fn fn, void *ctx) {
@@ -5039,7 +6093,7 @@ static size_t nam__attn_ws_bytes(const nam_attention_desc *d, nam_backend be, na
     return NAM__CAST(size_t, threads) * c->per_thread;
 }
 
-NAM__DEF nam_status nam_attention_workspace_size(const nam_attention_desc *d, size_t *bytes, nam_error *err) {
+NAM__UNUSED static nam_status nam__attention_workspace_size_body(const nam_attention_desc *d, size_t *bytes, nam_error *err) {
     nam_backend be;
     nam_status st;
     nam__attn_ctx c;
@@ -5053,7 +6107,13 @@ NAM__DEF nam_status nam_attention_workspace_size(const nam_attention_desc *d, si
     return NAM_OK;
 }
 
-NAM__DEF nam_status nam_attention(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+NAM__DEF nam_status nam_attention_workspace_size(const nam_attention_desc *d, size_t *bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__attention_workspace_size_body(d, bytes, err));
+    return st;
+}
+
+NAM__UNUSED static nam_status nam__attention_body(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
     nam_backend be;
     nam_status st;
     nam__attn_ctx c;
@@ -5086,6 +6146,12 @@ NAM__DEF nam_status nam_attention(nam_attention_desc *d, void *workspace, size_t
     nam__parallel_for(c.items, threads, nam__attn_task, &c);
 #endif
     return NAM_OK;
+}
+
+NAM__DEF nam_status nam_attention(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__attention_body(d, workspace, workspace_bytes, err));
+    return st;
 }
 
 /* >>kernel-gemm ----------------------------------------------------------- */
@@ -5538,8 +6604,8 @@ NAM__UNUSED static int nam__gemm_have_avx2(void) {
 /* The blocked GEMM with an explicit choice of code (simd: 1 = AVX2+FMA packing and micro-
    kernel, only valid when nam__gemm_have_avx2(); 0 = portable). nam__sgemm picks simd from
    the CPU; tests call this for both paths. */
-NAM__UNUSED static void nam__gemm_blocked(int m, int n, int k, const float *A, int64_t lda, const float *B, int64_t ldb, int transB,
-                                          float beta, float *C, int64_t ldc, float *pack, int simd) {
+NAM__UNUSED static void nam__gemm_blocked_body(int m, int n, int k, const float *A, int64_t lda, const float *B, int64_t ldb, int transB,
+                                               float beta, float *C, int64_t ldc, float *pack, int simd) {
     float *pa = pack, *pb = pack + nam__gemm_a_floats(m, k);
     int mcb = nam__gemm_block(m, NAM__GEMM_MC, NAM__GEMM_MR), kcb = nam__gemm_block(k, NAM__GEMM_KC, 8);
     int ncb = nam__gemm_block(n, NAM__GEMM_NC, NAM__GEMM_NR);
@@ -5600,10 +6666,22 @@ NAM__UNUSED static void nam__gemm_blocked(int m, int n, int k, const float *A, i
     }
 }
 
+/* The blocked loop inside the kernel FP environment (>>kernel-common): tests and nam-bench
+   call it directly for the portable micro-kernel. */
+NAM__UNUSED static void nam__gemm_blocked(int m, int n, int k, const float *A, int64_t lda, const float *B, int64_t ldb, int transB,
+                                          float beta, float *C, int64_t ldc, float *pack, int simd) {
+    nam__fpenv fe;
+    nam__fp_enter(&fe);
+    nam__gemm_blocked_body(m, n, k, A, lda, B, ldb, transB, beta, C, ldc, pack, simd);
+    nam__fp_leave(&fe);
+}
+
 /* C = beta*C + A * op(B), see the top of this section. Single-threaded, no allocation. */
 NAM__UNUSED static void nam__sgemm(int m, int n, int k, const float *A, int64_t lda, const float *B, int64_t ldb, int transB,
                                    float beta, float *C, int64_t ldc, float *pack) {
+    nam__fpenv fe;
     if (m < 1 || n < 1 || k < 1) return;
+    nam__fp_enter(&fe);   /* the kernel FP environment (>>kernel-common); inside a kernel entry it only reads MXCSR */
 #ifdef NAM_CBLAS
     (void)pack;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, A, NAM__CAST(int, lda), B,
@@ -5611,6 +6689,7 @@ NAM__UNUSED static void nam__sgemm(int m, int n, int k, const float *A, int64_t 
 #else
     nam__gemm_blocked(m, n, k, A, lda, B, ldb, transB, beta, C, ldc, pack, nam__gemm_have_avx2());
 #endif
+    nam__fp_leave(&fe);
 }
 
 /* >>kernel-moe ------------------------------------------------------------ */
@@ -5746,7 +6825,7 @@ NAM__UNUSED static nam_status nam__moe_plan_check(const nam_moe_dispatch_desc *d
 }
 
 /* ---- router -------------------------------------------------------------------------- */
-NAM__DEF nam_status nam_moe_route(nam_moe_route_desc *d, nam_error *err) {
+NAM__UNUSED static nam_status nam__moe_route_body(nam_moe_route_desc *d, nam_error *err) {
     int64_t T, E, t, e, sl[NAM_MAX_DIMS], sb[NAM_MAX_DIMS], si[NAM_MAX_DIMS], sw[NAM_MAX_DIMS];
     int64_t k, n, pos, j;
     int32_t *idx;
@@ -5860,6 +6939,12 @@ NAM__DEF nam_status nam_moe_route(nam_moe_route_desc *d, nam_error *err) {
     return NAM_OK;
 }
 
+NAM__DEF nam_status nam_moe_route(nam_moe_route_desc *d, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_route_body(d, err));
+    return st;
+}
+
 /* ---- dispatch ------------------------------------------------------------------------ */
 /* The shape, option and device checks of a dispatch desc. */
 static nam_status nam__moe_dispatch_check(const nam_moe_dispatch_desc *d, nam_error *err) {
@@ -5890,7 +6975,7 @@ static nam_status nam__moe_dispatch_check(const nam_moe_dispatch_desc *d, nam_er
     return NAM_OK;
 }
 
-NAM__DEF nam_status nam_moe_dispatch_workspace_size(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err) {
+NAM__UNUSED static nam_status nam__moe_dispatch_workspace_size_body(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err) {
     nam_status s;
     if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_dispatch_workspace_size: bytes is NULL");
     *bytes = 0;
@@ -5901,7 +6986,13 @@ NAM__DEF nam_status nam_moe_dispatch_workspace_size(const nam_moe_dispatch_desc 
     return NAM_OK;
 }
 
-NAM__DEF nam_status nam_moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err) {
+NAM__DEF nam_status nam_moe_dispatch_workspace_size(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_dispatch_workspace_size_body(d, bytes, err));
+    return st;
+}
+
+NAM__UNUSED static nam_status nam__moe_dispatch_body(nam_moe_dispatch_desc *d, nam_error *err) {
     int64_t T, k, E, t, s2, e, cap, kept, si[NAM_MAX_DIMS], sc[NAM_MAX_DIMS], so[NAM_MAX_DIMS], sr[NAM_MAX_DIMS];
     int32_t *cnt, *off, *rows;
     const int32_t *idx;
@@ -5964,8 +7055,14 @@ NAM__DEF nam_status nam_moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err) {
     return NAM_OK;
 }
 
+NAM__DEF nam_status nam_moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_dispatch_body(d, err));
+    return st;
+}
+
 /* ---- permute / combine --------------------------------------------------------------- */
-NAM__DEF nam_status nam_moe_permute(const nam_tensor *tokens, const nam_moe_dispatch_desc *plan, nam_tensor *permuted, nam_error *err) {
+NAM__UNUSED static nam_status nam__moe_permute_body(const nam_tensor *tokens, const nam_moe_dispatch_desc *plan, nam_tensor *permuted, nam_error *err) {
     nam__moe_plan p;
     nam_status s;
     int64_t H, j, h, st[NAM_MAX_DIMS], sp[NAM_MAX_DIMS];
@@ -6001,6 +7098,12 @@ NAM__DEF nam_status nam_moe_permute(const nam_tensor *tokens, const nam_moe_disp
     return NAM_OK;
 }
 
+NAM__DEF nam_status nam_moe_permute(const nam_tensor *tokens, const nam_moe_dispatch_desc *plan, nam_tensor *permuted, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_permute_body(tokens, plan, permuted, err));
+    return st;
+}
+
 /* The permuted row of (t, slot) in expert e's (sorted) segment, or -1 when it was dropped. */
 NAM__UNUSED static int64_t nam__moe_find(const nam__moe_plan *p, int64_t e, int64_t key) {
     int64_t lo = nam__moe_off(p, e), hi = nam__moe_off(p, e + 1);
@@ -6014,8 +7117,8 @@ NAM__UNUSED static int64_t nam__moe_find(const nam__moe_plan *p, int64_t e, int6
 }
 
 #define NAM__MOE_CHUNK 256
-NAM__DEF nam_status nam_moe_combine(const nam_tensor *expert_out, const nam_moe_dispatch_desc *plan, const nam_tensor *topk_weight,
-                                    nam_tensor *out, nam_error *err) {
+NAM__UNUSED static nam_status nam__moe_combine_body(const nam_tensor *expert_out, const nam_moe_dispatch_desc *plan, const nam_tensor *topk_weight,
+                                                    nam_tensor *out, nam_error *err) {
     nam__moe_plan p;
     nam_status s;
     int64_t H, t, slot, h, h0, se[NAM_MAX_DIMS], sw[NAM_MAX_DIMS], so[NAM_MAX_DIMS];
@@ -6109,6 +7212,13 @@ NAM__DEF nam_status nam_moe_combine(const nam_tensor *expert_out, const nam_moe_
     return NAM_OK;
 }
 
+NAM__DEF nam_status nam_moe_combine(const nam_tensor *expert_out, const nam_moe_dispatch_desc *plan, const nam_tensor *topk_weight,
+                                    nam_tensor *out, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_combine_body(expert_out, plan, topk_weight, out, err));
+    return st;
+}
+
 /* ---- expert FFN ---------------------------------------------------------------------- */
 typedef struct nam__moe_ffn_info {
     int64_t E, F, H, R;              /* experts, ffn, hidden, rows of in/out */
@@ -6190,7 +7300,7 @@ NAM__UNUSED static nam_status nam__moe_ffn_check(const nam_moe_ffn_desc *d, nam_
     return NAM_OK;
 }
 
-NAM__DEF nam_status nam_moe_ffn_workspace_size(const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err) {
+NAM__UNUSED static nam_status nam__moe_ffn_workspace_size_body(const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err) {
     nam__moe_ffn_info fi;
     nam_status s;
     if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_ffn_workspace_size: bytes is NULL");
@@ -6201,6 +7311,12 @@ NAM__DEF nam_status nam_moe_ffn_workspace_size(const nam_moe_ffn_desc *d, size_t
 #endif
     *bytes = fi.bytes;
     return NAM_OK;
+}
+
+NAM__DEF nam_status nam_moe_ffn_workspace_size(const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_ffn_workspace_size_body(d, bytes, err));
+    return st;
 }
 
 /* Reference: every kept row, fp64 sums, any dtype and stride. */
@@ -6687,7 +7803,9 @@ NAM__UNUSED static nam_status nam__moe_ffn_run(nam_moe_ffn_desc *d, void *worksp
 }
 
 NAM__DEF nam_status nam_moe_ffn(nam_moe_ffn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
-    return nam__moe_ffn_run(d, workspace, workspace_bytes, 0, err);
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_ffn_run(d, workspace, workspace_bytes, 0, err));
+    return st;
 }
 
 /* >>kernel-ssd ------------------------------------------------------------------------ */
@@ -7321,7 +8439,7 @@ NAM__UNUSED static void nam__ssd_plan(const nam__ssd_dims *dm, int threads, int 
     L->total = o + NAM__CAST(size_t, L->slabs) * s;
 }
 
-NAM__DEF nam_status nam_ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes, nam_error *err) {
+NAM__UNUSED static nam_status nam__ssd_workspace_size_body(const nam_ssd_desc *d, size_t *bytes, nam_error *err) {
     nam__ssd_dims dm;
     nam__ssd_layout L;
     nam_status st;
@@ -7340,6 +8458,12 @@ NAM__DEF nam_status nam_ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes,
     }
     if (err) nam__err_reset(err);
     return NAM_OK;
+}
+
+NAM__DEF nam_status nam_ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__ssd_workspace_size_body(d, bytes, err));
+    return st;
 }
 
 
@@ -7627,7 +8751,7 @@ static void nam__ssd_phase2(void *vctx, int64_t begin, int64_t end, int thread) 
         }
 }
 
-NAM__DEF nam_status nam_ssd(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+NAM__UNUSED static nam_status nam__ssd_body(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
     nam__ssd_ctx c;
     nam_status st;
     int threads;
@@ -7692,6 +8816,12 @@ NAM__DEF nam_status nam_ssd(nam_ssd_desc *d, void *workspace, size_t workspace_b
     return NAM_OK;
 }
 
+NAM__DEF nam_status nam_ssd(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__ssd_body(d, workspace, workspace_bytes, err));
+    return st;
+}
+
 
 /* ---- single-token decode ---------------------------------------------------------------- */
 static nam_status nam__ssd_step_validate(const nam_ssd_step_desc *d, nam_backend *be, int64_t dims[5], nam_error *err) {
@@ -7750,7 +8880,7 @@ static nam_status nam__ssd_step_validate(const nam_ssd_step_desc *d, nam_backend
 }
 
 /* One token: state = exp(dt A) state + dt B x (f32 storage, double arithmetic), y = C.state + D x. */
-NAM__DEF nam_status nam_ssd_step(nam_ssd_step_desc *d, nam_error *err) {
+NAM__UNUSED static nam_status nam__ssd_step_body(nam_ssd_step_desc *d, nam_error *err) {
     int64_t dims[5] = {0, 0, 0, 0, 0}, xs[4], dts[4], As[4], Bs[4], Cs[4], Ds[4], zs[4], bs[4], ss[4], os[4];
     int64_t b, h, p, g, n, hpg, bi, hi, pi, k;
     nam_backend be = NAM_BACKEND_AUTO;
@@ -7804,6 +8934,12 @@ NAM__DEF nam_status nam_ssd_step(nam_ssd_step_desc *d, nam_error *err) {
     return NAM_OK;
 }
 
+NAM__DEF nam_status nam_ssd_step(nam_ssd_step_desc *d, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__ssd_step_body(d, err));
+    return st;
+}
+
 /* ---- causal depthwise conv1d -------------------------------------------------------------- */
 typedef struct nam__ssd_conv_ctx {
     nam_conv1d_desc *d;
@@ -7845,7 +8981,7 @@ static void nam__ssd_conv_range(void *vctx, int64_t begin, int64_t end, int thre
     }
 }
 
-NAM__DEF nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err) {
+NAM__UNUSED static nam_status nam__conv1d_body(nam_conv1d_desc *d, nam_error *err) {
     nam__ssd_conv_ctx c;
     nam_backend be = NAM_BACKEND_AUTO;
     nam_status st = NAM_OK;
@@ -7904,6 +9040,12 @@ NAM__DEF nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err) {
     d->ran = be;
     if (err) nam__err_reset(err);
     return NAM_OK;
+}
+
+NAM__DEF nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__conv1d_body(d, err));
+    return st;
 }
 
 /* >>kernel-m2rnn ---------------------------------------------------------------------- */
@@ -8345,7 +9487,7 @@ static void nam__m2rnn_plan(const nam__m2rnn_dims *dm, int threads, nam__m2rnn_l
 
 static size_t nam__m2rnn_ref_bytes(const nam__m2rnn_dims *dm) { return nam__ws_need(sizeof(double) * NAM__CAST(size_t, dm->K * dm->V + dm->V)); }
 
-NAM__DEF nam_status nam_m2rnn_workspace_size(const nam_m2rnn_desc *d, size_t *bytes, nam_error *err) {
+static nam_status nam__m2rnn_workspace_size_body(const nam_m2rnn_desc *d, size_t *bytes, nam_error *err) {
     nam__m2rnn_dims dm;
     nam__m2rnn_layout L;
     nam_status st;
@@ -8568,7 +9710,7 @@ static nam_status nam__m2rnn_run(nam_m2rnn_desc *d, const nam__m2rnn_dims *dm, v
     return NAM_OK;
 }
 
-NAM__DEF nam_status nam_m2rnn(nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+static nam_status nam__m2rnn_body(nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
     nam__m2rnn_dims dm;
     nam_status st;
     if (d) d->ran = NAM_BACKEND_AUTO;
@@ -8658,7 +9800,7 @@ static void nam__m2rnn_step_scan(const nam_m2rnn_step_desc *s, nam_m2rnn_desc *d
     d->backend = s->backend; d->threads = s->threads; d->stream = s->stream;
 }
 
-NAM__DEF nam_status nam_m2rnn_step_workspace_size(const nam_m2rnn_step_desc *d, size_t *bytes, nam_error *err) {
+static nam_status nam__m2rnn_step_workspace_size_body(const nam_m2rnn_step_desc *d, size_t *bytes, nam_error *err) {
     nam__m2rnn_dims dm;
     nam__m2rnn_layout L;
     nam_status st;
@@ -8677,7 +9819,7 @@ NAM__DEF nam_status nam_m2rnn_step_workspace_size(const nam_m2rnn_step_desc *d, 
     return NAM_OK;
 }
 
-NAM__DEF nam_status nam_m2rnn_step(nam_m2rnn_step_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+static nam_status nam__m2rnn_step_body(nam_m2rnn_step_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
     nam__m2rnn_dims dm;
     nam_m2rnn_desc s;
     nam_status st;
@@ -8691,6 +9833,28 @@ NAM__DEF nam_status nam_m2rnn_step(nam_m2rnn_step_desc *d, void *workspace, size
         d->ran = s.ran;
     }
     if (st != NAM_OK) nam__err_prefix(err, "nam_m2rnn_step: ");
+    return st;
+}
+
+/* ---- public entries: each runs inside the kernel FP environment (NAM__FP_CALL) ------------ */
+NAM__DEF nam_status nam_m2rnn_workspace_size(const nam_m2rnn_desc *d, size_t *bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__m2rnn_workspace_size_body(d, bytes, err));
+    return st;
+}
+NAM__DEF nam_status nam_m2rnn(nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__m2rnn_body(d, workspace, workspace_bytes, err));
+    return st;
+}
+NAM__DEF nam_status nam_m2rnn_step_workspace_size(const nam_m2rnn_step_desc *d, size_t *bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__m2rnn_step_workspace_size_body(d, bytes, err));
+    return st;
+}
+NAM__DEF nam_status nam_m2rnn_step(nam_m2rnn_step_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__m2rnn_step_body(d, workspace, workspace_bytes, err));
     return st;
 }
 

@@ -1,7 +1,7 @@
 /* bench/bench_attention.h - causal GQA attention forward, fast CPU path.
 
    Shape: b 1, s 2048 (--quick: 256), 32 query heads, 8 kv heads, head dim 128, causal,
-   f32 storage, q (b, s, 32, 128), k/v (b, s, 8, 128) contiguous.
+   f32 storage, q (b, s, 32, 128), k/v (b, s, 8, 128) contiguous; q, k, v ~ U[-1, 1].
    FLOPs (FlashAttention's benchmark convention, benchmarks/benchmark_flash_attention.py):
        4 * b * s^2 * hq * d / 2       (QK^T and PV, 2 flops per multiply-add, halved for
                                        causal; exp/max/rescale work is not counted, nor are
@@ -13,6 +13,8 @@
    |diff| <= 2e-5 + 1e-4 |ref|. Any error, NOT_IMPLEMENTED included, fails the bench. */
 #ifndef NAM_BENCH_ATTENTION_H
 #define NAM_BENCH_ATTENTION_H
+
+#define BENCH_ATTENTION_INPUTS "attention q, k, v ~ U[-1,1]"
 
 typedef struct bench_attn_ctx {
     nam_attention_desc d;

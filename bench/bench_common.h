@@ -7,7 +7,12 @@
      - GFLOP/s = flops / median / 1e9 and GB/s = bytes / median / 1e9, with the formula
        stated in the bench's own comment;
      - peak_pct against the peak measured in the same run: an FMA-throughput loop for
-       compute-bound kernels (kind 'c'), a memcpy loop for memory-bound ones (kind 'm'). */
+       compute-bound kernels (kind 'c'), a memcpy loop for memory-bound ones (kind 'm').
+   --ftz-ab (x86-64): bench_median times every repetition twice, back to back, once with the
+   calling thread's MXCSR as the process has it and once with FTZ|DAZ added (what a
+   flush-to-zero LD_PRELOAD does), and the row adds the second median and the ratio. Calls
+   alternate, so a busy machine slows both alike; nam's kernels should show a ratio near 1
+   (they set their own MXCSR). */
 #ifndef NAM_BENCH_COMMON_H
 #define NAM_BENCH_COMMON_H
 
@@ -15,6 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#include <xmmintrin.h>
+#define BENCH_HAVE_MXCSR 1
+#endif
+
+static int bench_ftz_ab;           /* --ftz-ab (see above) */
+static double bench__ftz_med;      /* the FTZ-caller median of the last bench_median, 0 if none */
 
 typedef struct bench_opts {
     int threads;        /* threads for the fast CPU path */
@@ -40,16 +52,36 @@ static int bench__cmp(const void *a, const void *b) {
 /* Median wall time of fn(ctx) over reps runs after one warm-up run. fn returns nonzero
    on failure, which aborts the measurement (returns a negative time). */
 static double bench_median(int (*fn)(void *), void *ctx, int reps) {
-    double *t = (double *)malloc(sizeof(double) * (size_t)(reps > 0 ? reps : 1)), med;
-    int i;
+    double *t = (double *)malloc(sizeof(double) * 2 * (size_t)(reps > 0 ? reps : 1)), med;
+    int i, ab = 0;
+#ifdef BENCH_HAVE_MXCSR
+    unsigned csr = _mm_getcsr();
+    ab = bench_ftz_ab;
+#endif
+    bench__ftz_med = 0;
     if (!t || fn(ctx)) { free(t); return -1.0; }
     for (i = 0; i < reps; i++) {
         double t0 = bench_now();
         if (fn(ctx)) { free(t); return -1.0; }
         t[i] = bench_now() - t0;
+#ifdef BENCH_HAVE_MXCSR
+        if (ab) {
+            int bad;
+            _mm_setcsr(csr | 0x8040u);
+            t0 = bench_now();
+            bad = fn(ctx);
+            t[reps + i] = bench_now() - t0;
+            _mm_setcsr(csr);
+            if (bad) { free(t); return -1.0; }
+        }
+#endif
     }
     qsort(t, (size_t)reps, sizeof(double), bench__cmp);
     med = t[reps / 2];
+    if (ab) {
+        qsort(t + reps, (size_t)reps, sizeof(double), bench__cmp);
+        bench__ftz_med = t[reps + reps / 2];
+    }
     free(t);
     return med;
 }
@@ -60,12 +92,17 @@ static void bench_row(bench_opts *o, const char *kernel, const char *shape_json,
                       double median_s, double flops, double bytes, char kind) {
     double gflops = median_s > 0 ? flops / median_s / 1e9 : 0, gbps = median_s > 0 ? bytes / median_s / 1e9 : 0;
     double pct = kind == 'm' ? (o->peak_gbps > 0 ? 100.0 * gbps / o->peak_gbps : 0) : (o->peak_gflops > 0 ? 100.0 * gflops / o->peak_gflops : 0);
-    if (o->json)
-        printf("%s\n {\"kernel\": \"%s\", \"shape\": %s, \"backend\": \"%s\", \"threads\": %d, \"median_ms\": %.4f, \"gflops\": %.2f, \"gbps\": %.2f, \"peak_pct\": %.1f, \"peak_of\": \"%s\"}",
-               o->rows ? "," : "", kernel, shape_json, backend, threads, median_s * 1e3, gflops, gbps, pct, kind == 'm' ? "memcpy" : "fma");
-    else
-        printf("%-10s %-52s %-8s %2d thr  %10.3f ms  %8.2f GFLOP/s  %8.2f GB/s  %5.1f%% of %s peak\n", kernel, shape_json, backend, threads,
-               median_s * 1e3, gflops, gbps, pct, kind == 'm' ? "memcpy" : "FMA");
+    char ab[96] = "";
+    if (o->json) {
+        if (bench__ftz_med > 0) snprintf(ab, sizeof ab, ", \"median_ms_ftz_caller\": %.4f", bench__ftz_med * 1e3);
+        printf("%s\n {\"kernel\": \"%s\", \"shape\": %s, \"backend\": \"%s\", \"threads\": %d, \"median_ms\": %.4f, \"gflops\": %.2f, \"gbps\": %.2f, \"peak_pct\": %.1f, \"peak_of\": \"%s\"%s}",
+               o->rows ? "," : "", kernel, shape_json, backend, threads, median_s * 1e3, gflops, gbps, pct, kind == 'm' ? "memcpy" : "fma", ab);
+    } else {
+        if (bench__ftz_med > 0) snprintf(ab, sizeof ab, "  | FTZ caller %10.3f ms (x%.3f)", bench__ftz_med * 1e3, median_s / bench__ftz_med);
+        printf("%-10s %-62s %-8s %2d thr  %10.3f ms  %8.2f GFLOP/s  %8.2f GB/s  %5.1f%% of %s peak%s\n", kernel, shape_json, backend, threads,
+               median_s * 1e3, gflops, gbps, pct, kind == 'm' ? "memcpy" : "FMA", ab);
+    }
+    bench__ftz_med = 0;
     o->rows++;
 }
 

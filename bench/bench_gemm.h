@@ -3,7 +3,7 @@
 
    Shapes (m x n x k, transB): the MoE expert products 512x768x2048 and 32x768x2048 (T1, the
    W[F,H] layout), attention tiles 2048x2048x128 (T1, Q K^T) and 128x2048x2048 /
-   2048x128x2048 (T0, P V).  FLOPs = 2*m*n*k.  Bytes = 4*(m*k + n*k + m*n) (A, B read once,
+   2048x128x2048 (T0, P V); A, B ~ U[-1, 1].  FLOPs = 2*m*n*k.  Bytes = 4*(m*k + n*k + m*n) (A, B read once,
    C written once; beta = 0).  peak_pct is against the one-thread FMA peak (the measured
    peak / --threads).  Rows: backend "cpu" = nam__sgemm (AVX2+FMA when the CPU has it),
    "cpu-port" = the same blocked loop with the portable micro-kernel, and with NAM_CBLAS
@@ -12,6 +12,8 @@
    |diff| <= 1e-4 * sum_p |A||B| (the bound tests/test_gemm.c uses). */
 #ifndef NAM_BENCH_GEMM_H
 #define NAM_BENCH_GEMM_H
+
+#define BENCH_GEMM_INPUTS "gemm A, B ~ U[-1,1]"
 
 typedef struct bench_gemm_ctx { int m, n, k, transB, path; float *A, *B, *C, *pack; } bench_gemm_ctx;
 

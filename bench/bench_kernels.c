@@ -1,15 +1,20 @@
 /* bench/bench_kernels.c - nam-bench: the CPU kernel benchmarks.
 
-   usage: nam-bench [--threads N] [--reps N] [--quick] [--json] [--only gemm|ssd|attention|moe|m2rnn]
+   usage: nam-bench [--threads N] [--reps N] [--quick] [--json] [--ftz-ab] [--only gemm|ssd|attention|moe|m2rnn]
 
    First it measures this machine's peaks in the same run:
      - FMA throughput: 12 independent 8-wide FMA chains per thread (AVX2/FMA when the CPU
        has them, else a scalar loop), flops = iterations * 12 * 8 * 2, with N threads;
      - memory bandwidth: memcpy of a 256 MiB buffer split over N threads,
        bytes = 2 * size (read + write), median of 5.
+   The header also names the CPU (/proc/cpuinfo: model name, family, model), whether nam's
+   kernels flush subnormals (nam.h >>kernels) and the MXCSR this process started with (a
+   flush-to-zero LD_PRELOAD shows there), and every bench's input distributions
+   (BENCH_<KERNEL>_INPUTS; SSD has rows for two decay distributions, see bench_ssd.h).
    Then each kernel bench (bench/bench_<kernel>.h) validates against the reference path
    and prints rows: median time, GFLOP/s and GB/s (formulas in each bench), and the percent
-   of the matching peak. --json prints the same rows as one JSON array. */
+   of the matching peak. --json prints the same rows as one JSON array (the first object,
+   "peak", also carries "cpu", "mxcsr" and "flush"). */
 #define _POSIX_C_SOURCE 200809L
 #define NAM_IMPLEMENTATION
 #include "../nam.h"
@@ -26,6 +31,30 @@
 #include "bench_attention.h"
 #include "bench_moe.h"
 #include "bench_m2rnn.h"
+
+/* "model name (family F model M)" from /proc/cpuinfo, or "unknown CPU". */
+static void cpu_model(char *out, size_t n) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512], name[256] = "", fam[32] = "", mod[32] = "";
+    snprintf(out, n, "unknown CPU");
+    if (!f) return;
+    while (fgets(line, sizeof line, f)) {
+        char *v = strchr(line, ':');
+        size_t len;
+        if (!v) continue;
+        v++;
+        while (*v == ' ' || *v == '\t') v++;
+        len = strlen(v);
+        while (len && (v[len - 1] == '\n' || v[len - 1] == ' ')) v[--len] = 0;
+        if (!name[0] && !strncmp(line, "model name", 10)) snprintf(name, sizeof name, "%s", v);
+        else if (!fam[0] && !strncmp(line, "cpu family", 10)) snprintf(fam, sizeof fam, "%s", v);
+        else if (!mod[0] && !strncmp(line, "model\t", 6)) snprintf(mod, sizeof mod, "%s", v);
+        if (!strncmp(line, "\n", 1) && name[0]) break;   /* first processor only */
+    }
+    fclose(f);
+    if (name[0] && fam[0]) snprintf(out, n, "%s (family %s model %s)", name, fam, mod[0] ? mod : "?");
+    else if (name[0]) snprintf(out, n, "%s", name);
+}
 
 typedef struct peak_ctx { long iters; double sink[256]; size_t bytes; char *src, *dst; } peak_ctx;
 
@@ -93,6 +122,8 @@ static void measure_peaks(bench_opts *o) {
     peak_ctx p;
     peak_run r;
     double t;
+    int ab = bench_ftz_ab;
+    bench_ftz_ab = 0;   /* the peak loops are not kernels under test */
     memset(&p, 0, sizeof p);
     r.p = &p;
     r.threads = o->threads;
@@ -114,23 +145,28 @@ static void measure_peaks(bench_opts *o) {
     }
     free(p.src);
     free(p.dst);
+    bench_ftz_ab = ab;
 }
 
 int main(int argc, char **argv) {
     bench_opts o;
     const char *only = NULL;
     int i, rc = 0;
+    unsigned csr = 0;
+    char cpu[400];
+    const char *flush;
     memset(&o, 0, sizeof o);
     o.threads = nam_query_cpu_count();
     o.reps = 9;
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) o.quick = 1;
         else if (!strcmp(argv[i], "--json")) o.json = 1;
+        else if (!strcmp(argv[i], "--ftz-ab")) bench_ftz_ab = 1;
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) o.threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) o.reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: nam-bench [--threads N] [--reps N] [--quick] [--json] [--only gemm|ssd|attention|moe|m2rnn]\n");
+            fprintf(stderr, "usage: nam-bench [--threads N] [--reps N] [--quick] [--json] [--ftz-ab] [--only gemm|ssd|attention|moe|m2rnn]\n");
             return 2;
         }
     }
@@ -139,11 +175,25 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (o.quick) o.reps = 1;
+#ifdef BENCH_X86
+    csr = _mm_getcsr();
+#endif
+    cpu_model(cpu, sizeof cpu);
+#if defined(NAM_KEEP_SUBNORMALS) || !((defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__aarch64__)))
+    flush = "no (IEEE subnormals: NAM_KEEP_SUBNORMALS or no FTZ control here)";
+#else
+    flush = "yes (FTZ/DAZ inside every kernel call, caller's register restored)";
+#endif
     measure_peaks(&o);
-    if (o.json) printf("[\n {\"kernel\": \"peak\", \"shape\": {}, \"backend\": \"%s\", \"threads\": %d, \"median_ms\": 0, \"gflops\": %.2f, \"gbps\": %.2f, \"peak_pct\": 100.0, \"peak_of\": \"self\"}",
-                       have_avx2_fma() ? "fma-avx2" : "fma-scalar", o.threads, o.peak_gflops, o.peak_gbps);
-    else printf("nam-bench %s: %d thread(s); measured peaks: %.1f GFLOP/s (%s FMA loop), %.1f GB/s (memcpy, read+write)\n",
-                NAM_VERSION_STRING, o.threads, o.peak_gflops, have_avx2_fma() ? "AVX2" : "scalar", o.peak_gbps);
+    if (o.json) printf("[\n {\"kernel\": \"peak\", \"shape\": {}, \"backend\": \"%s\", \"threads\": %d, \"median_ms\": 0, \"gflops\": %.2f, \"gbps\": %.2f, \"peak_pct\": 100.0, \"peak_of\": \"self\", \"cpu\": \"%s\", \"mxcsr\": \"0x%04X\", \"flush\": %s}",
+                       have_avx2_fma() ? "fma-avx2" : "fma-scalar", o.threads, o.peak_gflops, o.peak_gbps, cpu, csr, flush[0] == 'y' ? "true" : "false");
+    else {
+        printf("nam-bench %s: %d thread(s); measured peaks: %.1f GFLOP/s (%s FMA loop), %.1f GB/s (memcpy, read+write)\n",
+               NAM_VERSION_STRING, o.threads, o.peak_gflops, have_avx2_fma() ? "AVX2" : "scalar", o.peak_gbps);
+        printf("cpu: %s, %d online\n", cpu, nam_query_cpu_count());
+        printf("fp: kernels flush subnormals: %s; MXCSR at process start 0x%04X\n", flush, csr);
+        printf("inputs: %s\n        %s\n        %s\n        %s\n", BENCH_GEMM_INPUTS, BENCH_SSD_INPUTS, BENCH_ATTENTION_INPUTS, BENCH_MOE_INPUTS);
+    }
     o.rows = 1;
     if (!rc && (!only || !strcmp(only, "gemm"))) rc = bench_gemm(&o);
     if (!rc && (!only || !strcmp(only, "ssd"))) rc = bench_ssd(&o);

@@ -2,6 +2,7 @@
 
    Shape: 512 tokens (--quick: 64), 128 experts (--quick: 16), top-8, hidden 2048, expert
    ffn 768, SwiGLU, f32 storage, softmax router on random logits (T, E), no capacity limit.
+   Inputs: logits ~ U[-2, 2], tokens ~ U[-1, 1], w1, w3 ~ U[-0.02, 0.02], w2 ~ U[-0.03, 0.03].
    Weights w1, w3 (E, 768, 2048) and w2 (E, 2048, 768): 2.4 GB for 128 experts.
    FLOPs (the expert GEMMs, 2 flops per multiply-add; routing, the activation and the
    weighted combine are < 0.01% and not counted):
@@ -18,6 +19,8 @@
    0..3 against a loop over their slots at 1e-5 * max|ref|. */
 #ifndef NAM_BENCH_MOE_H
 #define NAM_BENCH_MOE_H
+
+#define BENCH_MOE_INPUTS "moe logits ~ U[-2,2], tokens ~ U[-1,1], w1, w3 ~ U[-0.02,0.02], w2 ~ U[-0.03,0.03]"
 
 typedef struct bench_moe_ctx {
     int T, E, k, H, F, threads;

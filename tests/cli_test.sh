@@ -214,4 +214,33 @@ expect_rc "the stack recipe in strict mode plans (custom spec)" 0 "$NAM" plan "$
 expect_rc "strict mode with the stock spec is refused" 1 "$NAM" plan "$R" --mode strict --set "model.spec=megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec"
 expect_grep "the refusal names the seams" "$T/err" "cannot build the custom seam(s) mamba3-mixer, m2rnn-mixer, engram"
 
+# --- pre-flight (issue 21, first step) -----------------------------------------------------------
+expect_rc "plan prints the pre-flight table" 0 "$NAM" plan --map R=M --set preflight.device_memory_gib=16 --set preflight.step_time_s=20
+expect_grep "pre-flight: per-rank memory rows" "$T/out" "pp_rank  layers    params/GPU     weights       grads   optimizer     activations       total"
+expect_grep "pre-flight: the warning when a rank does not fit" "$T/out" "fits      NO (warning; strict mode refuses)"
+expect_grep "pre-flight: MFU line" "$T/out" "MFU "
+expect_rc "strict mode refuses a plan that does not fit" 1 "$NAM" plan --map R=G --set pattern.mamba_impl=mamba2 --set preflight.device_memory_gib=16 --strict
+expect_grep "the refusal gives the rank and the GiB" "$T/err" "above preflight.device_memory_gib 16"
+expect_rc "plan --json carries the pre-flight" 0 "$NAM" plan --json --map R=M
+pycheck "plan --json: preflight ranks, params by family, FLOPs" "$T/out" \
+    'len(d["preflight"]["ranks"]) == 2 and d["preflight"]["params"]["m2rnn"] > 0 and d["preflight"]["flops_megatron"] > 0 and d["preflight"]["fits"] is None and abs(sum(r["static_bytes"] for r in d["preflight"]["ranks"]) - sum(r["weight_bytes"] + r["grad_bytes"] + r["optimizer_bytes"] for r in d["preflight"]["ranks"])) < 1'
+
+# --- args --compare (issue 21, item 2) --------------------------------------------------------------
+expect_rc "args --compare with its own args text: equal, exit 0" 0 sh -c "\"$NAM\" args --map R=G > \"$T/self.args\" && \"$NAM\" args --map R=G --compare \"$T/self.args\""
+expect_grep "compare: the summary line" "$T/out" "0 missing in nam, 0 only in nam, 0 differ"
+expect_rc "args --compare with a launcher command line: not equal, exit 1" 1 "$NAM" args --map R=G --set pattern.mamba_impl=mamba2 --compare tests/data/megatron-argv.sh
+for want in "differs   --max-position-embeddings                    nam 4096 | other 8192" \
+            "missing   --lr                                         3e-4" \
+            "only-nam  --num-experts                                64" \
+            "(renamed from --hybrid-override-pattern)" "(from the legacy --use-rotary-position-embeddings)"; do
+    expect_grep "compare shows: ${want:0:50}" "$T/out" "$want"
+done
+expect_rc "args --compare --json" 1 "$NAM" args --map R=G --set pattern.mamba_impl=mamba2 --compare tests/data/megatron-argv.sh --json
+pycheck "compare --json: every verdict, counts, ignored launcher words" "$T/out" \
+    'set(f["verdict"] for f in d["flags"]) == {"match", "missing in nam", "only in nam", "differs"} and d["equal"] is False and d["counts"]["differs"] == 1 and d["ignored_words"] == 4 and sum(d["counts"].values()) == len(d["flags"])'
+printf -- "--hidden-size 'abc\n" > "$T/bad.argv"
+expect_rc "compare: an unterminated quote is an input error" 2 "$NAM" args --compare "$T/bad.argv"
+expect_grep "compare: the error names file:line:column" "$T/err" "bad.argv:1:15: an unterminated single quote"
+expect_rc "compare: a missing file is an input error" 2 "$NAM" args --compare "$T/none.argv"
+
 [[ $failed == 0 ]]

@@ -13,6 +13,8 @@
                                              nam_recipe_parse (+ write/re-parse)
        data[0] & 3 == 3   recipe -> plan     as 2, then nam_plan_make,  ('s' = 0x73)
                                              nam_plan_json x3, nam_plan_args_text
+       data[0] & 3 == 1   and (data[0] & 0x0c) == 0: an argv for     ('a' = 0x61)
+                          nam_args_compare against the built-in plan
        data[0] & 0x80     pass a NULL nam_error * (error records are optional)
    Authored pattern:  data[1] options, data[2] depth, data[3..] text
        opt & 0x01  tile = 1
@@ -212,6 +214,33 @@ static void fuzz_recipe(const uint8_t *data, size_t size, nam_error *err, int pl
     free(text);
 }
 
+/* An argv compared with the built-in NAM56R plan (R bound to G, so the pattern is native). */
+static void fuzz_compare(const uint8_t *data, size_t size, nam_error *err) {
+    nam_recipe r;
+    nam_plan pl;
+    nam_args_cmp cmp;
+    nam_status s;
+    char *text;
+    size_t n = size - 1;
+    int i, sum = 0;
+    if (nam_recipe_init(&r, NULL) != NAM_OK || nam_recipe_set(&r, "pattern.map", "R=G", NULL) != NAM_OK ||
+        nam_plan_make(&r, &pl, NULL) != NAM_OK) abort();
+    text = fuzz_copy(data + 1, n, 0);
+    fuzz_err_reset(err);
+    s = n ? nam_args_compare(&pl, text, n, "fuzz.argv", &cmp, err) : NAM_OK;
+    fuzz_check_status(s, err);
+    if (n && s == NAM_OK) {
+        for (i = 0; i < 4; i++) sum += cmp.count[i];
+        FUZZ_CHECK(sum == cmp.num_rows && cmp.num_rows >= pl.num_args, "compare rows and counts disagree");
+        for (i = 0; i < cmp.num_rows; i++)
+            FUZZ_CHECK(cmp.rows[i].nam_value || cmp.rows[i].other_value, "a compare row with neither side");
+        nam_args_cmp_free(&cmp);
+    }
+    free(text);
+    nam_plan_free(&pl);
+    nam_recipe_free(&r);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -221,7 +250,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     err = (data[0] & 0x80) ? NULL : &rec;
     switch (data[0] & 3) {
     case 0: fuzz_pattern(data, size, err); break;
-    case 1: fuzz_megatron(data, size, err); break;
+    case 1:
+        if (data[0] & 0x0c) fuzz_megatron(data, size, err);
+        else fuzz_compare(data, size, err);
+        break;
     case 2: fuzz_recipe(data, size, err, 0); break;
     default: fuzz_recipe(data, size, err, 1); break;
     }

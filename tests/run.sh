@@ -7,14 +7,24 @@
 #     core     build/test_core
 #     vectors  build/test_vectors $NAM_REFERENCE_DIR (default ../shared/reference)
 #     cli      tests/cli_test.sh, when present
+#     svg      tests/svg_test.py: `nam plan --svg` pictures parsed and checked against the
+#              plan, rendered to PNG by rsvg-convert (skipped when missing)
+#     consumers tests/consumers/run.sh: ./build.sh install into a temporary prefix, then a
+#              pkg-config, a CMake and a header-only project outside the tree build and run
+#              against it (and the CUDA side with nvcc); uninstall leaves nothing behind
 #     asan     build/asan/test_core, test_vectors, test_<kernel> and the emulated CUDA tests
 #              test_cuda_<part>_emu (ASan + UBSan)
 #     fuzz     build/fuzz_parsers on a copy of tests/corpus in build/fuzz-corpus for
 #              $NAM_FUZZ_SECONDS (default 30) seconds: one test
 #     replay   build/fuzz_parsers over every file of tests/corpus: one test
-#     kernels  build/test_<kernel> for each kernel (gemm ssd attention moe m2rnn)
+#     kernels  build/test_<kernel> for each kernel (gemm ssd attention moe fpenv m2rnn), and
+#              build/test_fpenv_keep (test_fpenv built with -DNAM_KEEP_SUBNORMALS)
 #     xcheck   build/test_<kernel> --dump DIR, then /usr/bin/python3 tests/xcheck_<kernel>.py DIR
 #              (torch/numpy cross-checks; skipped with the install command when missing)
+#     megatron tests/xcheck_megatron.py NAM_BIN in build/megatron-venv (torch + megatron-core
+#              from PyPI, made by build.sh): Megatron-Core's TransformerConfig, hybrid pattern
+#              helpers and initialize_model_parallel (fake process group) on the args nam emits
+#              for tests/megatron_plans/*.recipe; one skip line when the venv is unavailable
 #     cuda     the CUDA side: ptxas register spills of build/obj/nam_cuda.o (none allowed),
 #              build/test_cuda_prims and build/test_cuda_<part> on the GPU (each prints one
 #              skip line when there is no device), with a device also under
@@ -295,13 +305,17 @@ step_cuda() {
     done
 }
 
-KERNELS="gemm ssd attention moe m2rnn"
-# The kernel tests: fast paths against their references, edge shapes, bad input.
+KERNELS="gemm ssd attention moe fpenv m2rnn"
+# The kernel tests: fast paths against their references, edge shapes, bad input; the
+# FP-environment test also built with -DNAM_KEEP_SUBNORMALS (test_fpenv_keep).
 step_kernels() {
     local k
     for k in $KERNELS; do
         if built test_$k "test_$k"; then run_prog test_$k "test_$k" "$B/test_$k"; fi
     done
+    if built test_fpenv_keep "test_fpenv (NAM_KEEP_SUBNORMALS)"; then
+        run_prog test_fpenv_keep "test_fpenv (NAM_KEEP_SUBNORMALS)" "$B/test_fpenv_keep"
+    fi
 }
 
 # Cross-checks against implementations we did not write: build/test_<k> --dump DIR writes
@@ -325,6 +339,35 @@ step_xcheck() {
     done
 }
 
+# Megatron-Core's own code on nam's emitted args (tests/xcheck_megatron.py, plans in
+# tests/megatron_plans/), in the venv build.sh's setup_megatron makes (build/status/megatron-venv
+# says why when it could not: then one skip line).
+step_megatron() {
+    built megatron-venv "megatron cross-check" || return 0
+    built nam "megatron cross-check (build/nam)" || return 0
+    run_prog xcheck-megatron "megatron cross-check (megatron-core on nam's args)" \
+        "$B/megatron-venv/bin/python" tests/xcheck_megatron.py "$B/nam"
+}
+
+# `nam plan --svg`: tests/svg_test.py (python3's xml.etree, rsvg-convert for the PNG)
+step_svg() {
+    local py=${NAM_SVG_PYTHON:-/usr/bin/python3}
+    [[ -x $py ]] || py=$(command -v python3 || true)
+    if [[ -z $py ]]; then
+        skip "svg tests: python3 not found (sudo apt-get install -y python3)"
+        return 0
+    fi
+    built nam "svg tests (build/nam)" || return 0
+    run_prog svg "svg: nam plan --svg" "$py" tests/svg_test.py "$PWD/$B/nam"
+}
+
+# Projects outside the tree that take nam in: tests/consumers/run.sh. It compiles (CMake,
+# make, nvcc) and installs into a temporary prefix, so it gets twice the usual time.
+step_consumers() {
+    local TIMEOUT=$((TIMEOUT * 2))
+    run_prog consumers "consumers: install, pkg-config, CMake, vendored" bash tests/consumers/run.sh
+}
+
 # A failed program build that no step reports (build/nam without cli tests) still fails.
 step_build() {
     if [[ ! -f tests/cli_test.sh ]]; then
@@ -337,10 +380,10 @@ step_build() {
 }
 
 steps=("$@")
-((${#steps[@]})) || steps=(build compile core vectors cli kernels xcheck cuda asan fuzz replay bench)
+((${#steps[@]})) || steps=(build compile core vectors cli svg consumers kernels xcheck megatron cuda asan fuzz replay bench)
 for s in "${steps[@]}"; do
     case $s in
-    build | compile | core | vectors | cli | kernels | xcheck | cuda | asan | fuzz | replay | bench)
+    build | compile | core | vectors | cli | svg | consumers | kernels | xcheck | megatron | cuda | asan | fuzz | replay | bench)
         echo "== $s"
         "step_$s" ;;
     *) echo "tests/run.sh: unknown step '$s'" >&2; exit 2 ;;

@@ -6,6 +6,7 @@
 #include "../nam.h"
 #include "json.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -839,6 +840,357 @@ static void test_seams(void) {
       if (st == NAM_OK) nam_plan_free(&p); }
 }
 
+/* ---- pre-flight: parameters, static memory, FLOPs against Megatron's formulas --------- */
+/* Megatron-LM d98e8a64 megatron/training/theoretical_memory_usage.py,
+   compute_weight_and_optimizer_memory, for a GPT model of `layers` transformer layers
+   (attention + MLP or MoE each), pp = 1, no MTP, RMSNorm, SwiGLU, GQA, untied embeddings,
+   distributed optimizer. Written from that file, not from nam.h. */
+static double megatron_weight_memory(double h, double n, double g, double kv, double ffn, double layers, double vocab,
+                                     double experts, double topk, double moe_ffn, double shared, double tp, double ep, double etp,
+                                     double dp, double edp, double *total_params) {
+    double qps = kv * n, ratio = qps / h;
+    double self_attn = 2 * h * h * ((1 + g / n) * ratio);                      /* lines 85-97 */
+    double glu = 1.5, norm = 1;
+    double dense_mlp = 2 * h * ffn * glu, shared_p = 2 * h * shared * glu;     /* lines 106-107 */
+    double routed = experts ? 2 * h * moe_ffn * experts * glu : 0;             /* lines 113-115 */
+    double ln = 2 * h * norm, router = experts ? h * experts : 0;             /* lines 130-134 */
+    double nd = experts ? 0 : layers, nm = experts ? layers : 0;             /* moe_layer_freq = 1 */
+    double emb = h * vocab, final_ln = norm * h;
+    double tp_block = (self_attn + dense_mlp) * nd + (self_attn + shared_p) * nm;       /* lines 210-213 */
+    double rep_block = ln * nd + (ln + router) * nm + final_ln;                          /* lines 214-222 */
+    double exp_block = routed * nm;
+    double tp_shard = (tp_block / 1 + emb) / tp + emb / tp;   /* + untied output layer with pp == 1 (line 266) */
+    double exp_shard = exp_block / (etp * ep);
+    (void)topk;
+    *total_params = (self_attn + dense_mlp + ln) * nd + (self_attn + shared_p + routed + ln + router) * nm + final_ln + 2 * emb;
+    return (tp_shard + rep_block) * (6 + 12 / dp) + exp_shard * (6 + 12 / edp);
+}
+
+/* Megatron's hybrid_flops (training.py:964-1010) for given layer counts. */
+static double megatron_hybrid_flops(double T, double S2, double h, double na, double nm, double nmlp, double nmoe, double ngdn,
+                                    double N, double G, double H, double heads, double groups, double kv, double ffn,
+                                    double moe_ffn, double shared, double topk, double qkd, double vd, double nqk, double nv,
+                                    double ck, double vocab, double mtp) {
+    double pr = kv * heads / h, d_in = 2 * h, qk = qkd * nqk, v = vd * nv;
+    double attn = 4 * T * h * pr * (h + h * (groups / heads)) + 2 * S2 * h * pr;
+    double mlp = 4 * (ffn / h) * 1.5 * T * h * h;
+    double mamba = 2 * T * h * (2 * d_in + 2 * G * N + H) + 7 * T * d_in * N + 2 * T * d_in * h;
+    double moe = 4 * T * h * moe_ffn * topk * 1.5 + 4 * T * h * shared * 1.5;
+    double gdn = 2 * T * (h * (2 * qk + 2 * v + 2 * nv) + ck * (2 * qk + v) + nv * vd * vd * 4 + h * v);
+    return 3 * (na * attn + nmlp * mlp + nm * mamba + nmoe * moe + ngdn * gdn + 2 * T * h * vocab * (1 + mtp));
+}
+
+static int close_rel(double a, double b) { return fabs(a - b) <= 1e-12 * fabs(b) + 1e-6; }
+
+static void test_preflight(void) {
+    nam_plan p;
+    nam_error e;
+    nam_status st;
+    double total, want;
+    {   /* dense GPT as hybrid "*-" x 26 */
+        const char *s[] = { "pattern.text", "AF", "pattern.stages", "1", "parallel.pp", "1", "parallel.ep", "1", "moe.num_experts", "0",
+                            "cuda_graph.modules", "attn", "model.vocab_size", "32000", "model.ffn_hidden_size", "14336", NULL };
+        st = plan_with(&p, &e, s);
+        want = megatron_weight_memory(4096, 32, 8, 128, 14336, 26, 32000, 0, 0, 0, 0, 2, 1, 1, 4, 8, &total);
+        CHECK("pre-flight: dense attention + MLP parameters equal Megatron's weight formula", st == NAM_OK && close_rel(p.preflight.params_total, total),
+              "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.params_total, total);
+        CHECK("pre-flight: dense static memory equals compute_weight_and_optimizer_memory (pp 1)", st == NAM_OK && close_rel(p.preflight.ranks[0].static_bytes, want),
+              "nam %.17g megatron %.17g", st ? 0 : p.preflight.ranks[0].static_bytes, want);
+        if (st == NAM_OK) nam_plan_free(&p);
+    }
+    {   /* MoE GPT as hybrid "*E" x 26: 8 experts top-2, shared expert, EP 4, ETP 1 */
+        const char *s[] = { "pattern.text", "AE", "pattern.stages", "1", "parallel.pp", "1", "moe.num_experts", "8", "moe.router_topk", "2",
+                            "model.vocab_size", "32000", "parallel.world_size", "8", "cuda_graph.modules", "attn,moe_router,moe_preprocess", NULL };
+        st = plan_with(&p, &e, s);
+        want = megatron_weight_memory(4096, 32, 8, 128, 10880, 26, 32000, 8, 2, 1408, 2816, 2, 4, 1, 4, 2, &total);
+        CHECK("pre-flight: MoE parameters equal Megatron's weight formula", st == NAM_OK && close_rel(p.preflight.params_total, total),
+              "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.params_total, total);
+        CHECK("pre-flight: MoE static memory equals compute_weight_and_optimizer_memory (expert dp 2)", st == NAM_OK && close_rel(p.preflight.ranks[0].static_bytes, want),
+              "nam %.17g megatron %.17g", st ? 0 : p.preflight.ranks[0].static_bytes, want);
+        if (st == NAM_OK) nam_plan_free(&p);
+    }
+    {   /* Megatron's hybrid FLOPs on NAM56R with R bound to G (13 *, 13 M, 22 E, 4 G; MTP *- once) */
+        const char *s[] = { "pattern.map", "R=G", "pattern.mamba_impl", "mamba2", NULL };
+        double T = 64.0 * 4096, S2 = 64.0 * 4096 * 4096;
+        st = plan_with(&p, &e, s);
+        want = megatron_hybrid_flops(T, S2, 4096, 13 + 1, 13, 1, 22, 4, 128, 8, 128, 32, 8, 128, 10880, 1408, 2816, 6, 128, 128, 16, 32, 4, 131072, 1);
+        CHECK("pre-flight: FLOPs equal Megatron's hybrid formula on NAM56R (R=G)", st == NAM_OK && close_rel(p.preflight.flops_megatron, want),
+              "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.flops_megatron, want);
+        CHECK("pre-flight: nam's own count agrees where the families are Megatron's (no MLA, no custom mixers)",
+              st == NAM_OK && close_rel(p.preflight.flops_total - p.preflight.flops[NAM_FAM_MTP], want), "nam %.17g", st ? 0 : p.preflight.flops_total);
+        if (st == NAM_OK) nam_plan_free(&p);
+    }
+    {   /* per-rank placement: the embedding on pp rank 0, output and MTP on the last */
+        const char *s[] = { "pattern.map", "R=M", NULL };
+        st = plan_with(&p, &e, s);
+        CHECK("pre-flight: embedding on pp rank 0, output layer and MTP on the last rank, layers split 26/26",
+              st == NAM_OK && p.preflight.num_ranks == 2 && p.preflight.ranks[0].params[NAM_FAM_EMBEDDING] > 0 && p.preflight.ranks[1].params[NAM_FAM_EMBEDDING] == 0 &&
+              p.preflight.ranks[1].params[NAM_FAM_OUTPUT] > 0 && p.preflight.ranks[1].params[NAM_FAM_MTP] > 0 && p.preflight.ranks[0].num_layers == 26 && p.preflight.ranks[1].num_layers == 26 &&
+              p.preflight.ranks[0].params[NAM_FAM_M2RNN] > 0 && p.preflight.params[NAM_FAM_MAMBA2] == 0, "%s", e.message);
+        /* M2RNN per layer at hidden 4096, K 64, V 16, H 51, conv 4: in_proj 4096*(128+1632+51)
+           + conv (2K + HV = 944)*4 + 944 + dt/A 102 + W 51*256 + D 816 + norm 816 + out 816*4096 + input norm 4096 */
+        want = 4.0 * (4096.0 * 1811 + 944 * 4 + 944 + 102 + 13056 + 816 + 816 + 816.0 * 4096 + 4096);
+        CHECK("pre-flight: M2RNN parameters from the reference's shapes", st == NAM_OK && close_rel(p.preflight.params[NAM_FAM_M2RNN], want), "nam %.17g want %.17g", st ? 0 : p.preflight.params[NAM_FAM_M2RNN], want);
+        if (st == NAM_OK) nam_plan_free(&p);
+    }
+    { const char *s[] = { "pattern.map", "R=M", "preflight.device_memory_gib", "16", NULL };
+      st = plan_with(&p, &e, s);
+      CHECK("pre-flight: plan mode keeps a plan that does not fit and says so", st == NAM_OK && p.preflight.fits == 0, "%s", e.message);
+      if (st == NAM_OK) nam_plan_free(&p); }
+    { const char *s[] = { "recipe.mode", "strict", "pattern.map", "R=G", "pattern.mamba_impl", "mamba2", "preflight.device_memory_gib", "16", NULL };
+      expect_plan_err("pre-flight: strict mode refuses a plan whose memory does not fit", s, NAM_ERR_RANGE, "above preflight.device_memory_gib"); }
+    { const char *s[] = { "pattern.map", "R=M", "preflight.step_time_s", "10", "preflight.peak_tflops", "1000", NULL };
+      st = plan_with(&p, &e, s);
+      CHECK("pre-flight: MFU from a step time = FLOPs / (time * world * peak)", st == NAM_OK && close_rel(p.preflight.mfu, p.preflight.flops_total / (10.0 * 8 * 1000e12)), "%s", e.message);
+      if (st == NAM_OK) nam_plan_free(&p); }
+    { const char *s[] = { "parallel.distributed_optimizer", "false", NULL };
+      expect_plan_arg("--use-distributed-optimizer follows parallel.distributed_optimizer", s, "--use-distributed-optimizer", NULL); }
+}
+
+/* ---- nam_args_compare ---------------------------------------------------------------- */
+static const nam_cmp_row *cmp_row(const nam_args_cmp *c, const char *flag) {
+    int i;
+    for (i = 0; i < c->num_rows; i++) if (!strcmp(c->rows[i].flag, flag)) return &c->rows[i];
+    return NULL;
+}
+
+static void test_compare(void) {
+    nam_plan p;
+    nam_error e;
+    nam_args_cmp c;
+    nam_status st;
+    char *text = NULL;
+    const char *s[] = { "pattern.map", "R=G", "pattern.mamba_impl", "mamba2", NULL };
+    const nam_cmp_row *R;
+    if (plan_with(&p, &e, s) != NAM_OK) { CHECK("compare: plan", 0, "%s", e.message); return; }
+    nam_plan_args_text(&p, &text, &e);
+    st = nam_args_compare(&p, text, 0, "self", &c, &e);
+    CHECK("compare: nam's own args text against the plan: every flag matches", st == NAM_OK && c.num_rows == p.num_args + p.num_policy_args && c.count[NAM_CMP_MATCH] == c.num_rows,
+          "%s rows %d match %d", e.message, c.num_rows, c.count[0]);
+    if (st == NAM_OK) nam_args_cmp_free(&c);
+    nam_free(text);
+    {
+        const char *argv =
+            "torchrun --nproc-per-node 8 pretrain_hybrid.py \\\n"
+            "  --hybrid-override-pattern \"*EME*EME*EMG*|EME*EME*EMG*E|ME*EME*EMG*EM|E*EME*EMG*EME/*-\" \\\n"
+            "  --tensor-model-parallel-size=2 --hidden-size 2048 --hidden-size 4096 \\\n"
+            "  --moe-aux-loss-coeff 1e-4 --kv-channels 128 --context-parallel-size 1 \\\n"
+            "  --use-rotary-position-embeddings --max-position-embeddings 8192 \\\n"
+            "  --lr 3e-4   # not modelled by nam\n";
+        st = nam_args_compare(&p, argv, 0, "t.sh", &c, &e);
+        CHECK("compare: a torchrun command line parses", st == NAM_OK, "%s", e.message);
+        if (st == NAM_OK) {
+            CHECK("compare: launcher words before the script are ignored", c.ignored_words == 4 && !cmp_row(&c, "--nproc-per-node"), "%d", c.ignored_words);
+            R = cmp_row(&c, "--hybrid-layer-pattern");
+            CHECK("compare: --hybrid-override-pattern is the renamed --hybrid-layer-pattern", R && R->verdict == NAM_CMP_MATCH && R->note && strstr(R->note, "renamed"), "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            R = cmp_row(&c, "--tensor-model-parallel-size");
+            CHECK("compare: --flag=value", R && R->verdict == NAM_CMP_MATCH && !strcmp(R->other_value, "2"), "%s", R ? R->other_value : "no row");
+            R = cmp_row(&c, "--hidden-size");
+            CHECK("compare: a flag given twice keeps the last value (argparse)", R && R->verdict == NAM_CMP_MATCH && R->note, "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            R = cmp_row(&c, "--moe-aux-loss-coeff");
+            CHECK("compare: numbers compare by value (1e-4 = 0.0001)", R && R->verdict == NAM_CMP_MATCH, "%s", R ? R->nam_value : "no row");
+            R = cmp_row(&c, "--position-embedding-type");
+            CHECK("compare: --use-rotary-position-embeddings is --position-embedding-type rope", R && R->verdict == NAM_CMP_MATCH, "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            R = cmp_row(&c, "--max-position-embeddings");
+            CHECK("compare: differs, with both values", R && R->verdict == NAM_CMP_DIFFERS && !strcmp(R->nam_value, "4096") && !strcmp(R->other_value, "8192"), "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            R = cmp_row(&c, "--lr");
+            CHECK("compare: missing in nam", R && R->verdict == NAM_CMP_MISSING_IN_NAM && !R->nam_value && !strcmp(R->other_value, "3e-4"), "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            R = cmp_row(&c, "--num-experts");
+            CHECK("compare: only in nam", R && R->verdict == NAM_CMP_ONLY_IN_NAM && !R->other_value, "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            R = cmp_row(&c, "--mamba-state-dim");
+            CHECK("compare: nam setting Megatron's default while the other leaves it out matches", R && R->verdict == NAM_CMP_MATCH && R->note, "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            R = cmp_row(&c, "--expert-tensor-parallel-size");
+            CHECK("compare: a derived default (etp = tp = 2) is not nam's etp 1", R && R->verdict == NAM_CMP_ONLY_IN_NAM, "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            CHECK("compare: counts add up to the rows", c.count[0] + c.count[1] + c.count[2] + c.count[3] == c.num_rows, "%d", c.num_rows);
+            nam_args_cmp_free(&c);
+        }
+    }
+    st = nam_args_compare(&p, "--hidden-size 4096\n--spec \"a.b\n", 0, "q.txt", &c, &e);
+    CHECK("compare: an unterminated quote names its line and column", st == NAM_ERR_SYNTAX && e.line == 2 && e.column == 8 && strstr(e.message, "q.txt:2:8"), "%s", e.message);
+    st = nam_args_compare(&p, "--hidden-size ${H}\n", 0, "v.txt", &c, &e);
+    CHECK("compare: a shell variable is an error, not a silent literal", st == NAM_ERR_SYNTAX && strstr(e.message, "v.txt:1:15"), "%s", e.message);
+    st = nam_args_compare(&p, "--hidden-size 40\xc3\xa9" "96\n", 0, "u.txt", &c, &e);
+    CHECK("compare: non-ASCII bytes are an error", st == NAM_ERR_SYNTAX, "%s", e.message);
+    nam_plan_free(&p);
+}
+
+/* Megatron-LM d98e8a64 theoretical_memory_usage.py: compute_activation_memory (with SP, the
+   estimator report_theoretical_memory uses with SP and selective recompute) and
+   compute_activation_memory_without_sp, for L transformer layers; written from that file. */
+static double megatron_act_sp(double s, double b, double h, double ffn, double L, double pp, double vpp, double m, double tp, double vocab) {
+    double a = s * b * h * (18 + 4 * (ffn / h)) * L;                      /* lines 306-314 */
+    a += 8 * s * b * pp;                                                  /* 319-321 */
+    a += s * b * h * pp;                                                  /* 323-328 */
+    if (vpp > 0) a *= 1 + (pp - 1) / (pp * vpp);                          /* 331-344 */
+    if (vpp == 0 && pp > 1) a *= (m / pp < 1 ? m / pp : 1);               /* 348-355 */
+    if (pp == 1) a += s * b * h * 4 * (1 + vocab / h);                    /* 357-365 */
+    return a / tp;
+}
+static double megatron_act_nosp(double s, double b, double h, double L, double pp, double vpp, double m, double tp, double vocab) {
+    double a = s * b * h * (10 + 24 / tp) * L;
+    a += 8 * s * b * pp + s * b * h * pp;
+    if (vpp > 0) a *= 1 + (pp - 1) / (pp * vpp);
+    if (vpp == 0 && pp > 1) a *= (m / pp < 1 ? m / pp : 1);
+    if (pp == 1) a += (s * b * vocab / tp + s * b * h) * 2;
+    return a * 1.05;
+}
+
+static void test_activations(void) {
+    nam_plan p;
+    nam_error e;
+    nam_status st;
+    double want;
+    {   /* pp 1, SP, selective: "*-" x 26 */
+        const char *s[] = { "pattern.text", "AF", "pattern.stages", "1", "parallel.pp", "1", "parallel.ep", "1", "moe.num_experts", "0", "cuda_graph.modules", "attn",
+                            "model.vocab_size", "32000", "model.ffn_hidden_size", "14336", "memory.recompute_granularity", "selective", "batch.micro_batch_size", "2",
+                            "memory.recompute_modules", "layernorm", NULL };
+        st = plan_with(&p, &e, s);
+        want = megatron_act_sp(4096, 2, 4096, 14336, 26, 1, 0, 16, 2, 32000);
+        CHECK("activations: pp 1 with SP equal Megatron's compute_activation_memory", st == NAM_OK && close_rel(p.preflight.ranks[0].activation_bytes, want),
+              "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.ranks[0].activation_bytes, want);
+        CHECK("activations: --recompute-granularity selective with its modules", st == NAM_OK && arg_of(&p, "--recompute-granularity") && !strcmp(arg_of(&p, "--recompute-granularity"), "selective") &&
+              arg_of(&p, "--recompute-modules") && !strcmp(arg_of(&p, "--recompute-modules"), "layernorm"), "%s", e.message);
+        if (st == NAM_OK) nam_plan_free(&p);
+    }
+    {   /* pp 2, two stages (1F1B): rank 0 holds min(m, pp) = 2 microbatches */
+        const char *s[] = { "pattern.text", "AF", "pattern.stages", "2", "parallel.ep", "1", "moe.num_experts", "0", "cuda_graph.modules", "attn",
+                            "model.vocab_size", "32000", "model.ffn_hidden_size", "14336", "memory.recompute_granularity", "selective", "memory.recompute_modules", "layernorm", NULL };
+        st = plan_with(&p, &e, s);
+        want = megatron_act_sp(4096, 1, 4096, 14336, 26, 2, 0, 32, 2, 32000);
+        CHECK("activations: 1F1B pp 2, first stage equals Megatron's", st == NAM_OK && p.vpp == 0 && close_rel(p.preflight.ranks[0].activation_bytes, want),
+              "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.ranks[0].activation_bytes, want);
+        CHECK("activations: the last 1F1B stage holds one microbatch", st == NAM_OK && p.preflight.ranks[1].in_flight == 1 && p.preflight.ranks[0].in_flight == 2, "%s", e.message);
+        if (st == NAM_OK) nam_plan_free(&p);
+    }
+    {   /* pp 2, four stages: interleaved, vpp 2; depth 48 so every stage holds 6 "*-" pairs */
+        const char *s[] = { "pattern.text", "AF", "pattern.depth", "48", "pattern.stages", "4", "parallel.ep", "1", "moe.num_experts", "0", "cuda_graph.modules", "attn",
+                            "model.vocab_size", "32000", "model.ffn_hidden_size", "14336", "memory.recompute_granularity", "selective", "memory.recompute_modules", "layernorm", NULL };
+        st = plan_with(&p, &e, s);
+        want = megatron_act_sp(4096, 1, 4096, 14336, 24, 2, 2, 32, 2, 32000);
+        CHECK("activations: interleaved pp 2 vpp 2, first stage equals Megatron's (penalty 1 + (pp-1)/(pp*vpp))", st == NAM_OK && p.vpp == 2 && close_rel(p.preflight.ranks[0].activation_bytes, want),
+              "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.ranks[0].activation_bytes, want);
+        if (st == NAM_OK) nam_plan_free(&p);
+    }
+    {   /* no SP: compute_activation_memory_without_sp (ffn = 4h, where its 10 + 24/tp holds) */
+        const char *s[] = { "pattern.text", "AF", "pattern.stages", "1", "parallel.pp", "1", "parallel.ep", "1", "moe.num_experts", "0", "cuda_graph.modules", "attn",
+                            "model.vocab_size", "32000", "model.ffn_hidden_size", "16384", "parallel.sequence_parallel", "false", NULL };
+        st = plan_with(&p, &e, s);
+        want = megatron_act_nosp(4096, 1, 4096, 26, 1, 0, 16, 2, 32000);
+        CHECK("activations: without SP equal Megatron's compute_activation_memory_without_sp", st == NAM_OK && close_rel(p.preflight.ranks[0].activation_bytes, want),
+              "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.ranks[0].activation_bytes, want);
+        if (st == NAM_OK) nam_plan_free(&p);
+    }
+    {   /* full recompute keeps layer inputs: far less than none */
+        const char *n[] = { "pattern.map", "R=M", NULL };
+        const char *f[] = { "pattern.map", "R=M", "memory.recompute_granularity", "full", "memory.recompute_num_layers", "2", "cuda_graph.impl", "none", "cuda_graph.modules", "", NULL };
+        nam_plan q;
+        st = plan_with(&p, &e, n);
+        if (st == NAM_OK) st = plan_with(&q, &e, f);
+        CHECK("activations: full recompute keeps less than none, and emits method and layers",
+              st == NAM_OK && q.preflight.ranks[0].activation_bytes < 0.5 * p.preflight.ranks[0].activation_bytes &&
+              !strcmp(arg_of(&q, "--recompute-method"), "uniform") && !strcmp(arg_of(&q, "--recompute-num-layers"), "2"), "%s", e.message);
+        CHECK("activations: every rank's total is static + activations", st == NAM_OK && q.preflight.ranks[1].total_bytes == q.preflight.ranks[1].static_bytes + q.preflight.ranks[1].activation_bytes, "%s", e.message);
+        if (st == NAM_OK) { nam_plan_free(&p); nam_plan_free(&q); }
+    }
+    { const char *s[] = { "memory.recompute_granularity", "full", NULL };
+      expect_plan_err("full recompute with TE CUDA graphs: refused (Megatron: full_iteration only)", s, NAM_ERR_CONFLICT, "transformer_config.py:2858"); }
+    { const char *s[] = { "memory.recompute_granularity", "selective", NULL };
+      expect_plan_err("core_attn recompute with graphed attention and default dropout: refused", s, NAM_ERR_CONFLICT, "transformer_config.py:2883"); }
+    { const char *s[] = { "memory.recompute_granularity", "selective", "memory.recompute_modules", "moe", NULL };
+      expect_plan_err("moe recompute with the moe_router TE graph: refused", s, NAM_ERR_CONFLICT, "transformer_config.py:2868"); }
+    { const char *s[] = { "memory.recompute_granularity", "selective", "memory.recompute_modules", "moe_act,layernorm", NULL };
+      expect_plan_arg("selective recompute outside the graphed modules: accepted", s, "--recompute-modules", "moe_act layernorm"); }
+    { const char *s[] = { "memory.recompute_granularity", "full", "memory.recompute_num_layers", "27", "cuda_graph.impl", "none", "cuda_graph.modules", "", NULL };
+      expect_plan_err("full recompute of more layers than a pp rank holds: refused", s, NAM_ERR_RANGE, "transformer_config.py:1919"); }
+    {
+        nam_recipe r;
+        nam_recipe_init(&r, &e);
+        st = nam_recipe_set(&r, "memory.recompute_modules", "core_attn,attn", &e);
+        CHECK("recompute modules outside Megatron's list are refused", st == NAM_ERR_RANGE && strstr(e.message, "'attn'"), "%s", e.message);
+        nam_recipe_free(&r);
+    }
+}
+
+/* ---- launch-profile coverage: precision, implementation, schedule, run inputs ------- */
+static const char *policy_of(const nam_plan *p, const char *flag) {
+    int i;
+    for (i = 0; i < p->num_policy_args; i++)
+        if (!strcmp(p->policy_args[i].flag, flag)) return p->policy_args[i].value ? p->policy_args[i].value : "";
+    return NULL;
+}
+
+static void test_policy_args(void) {
+    nam_plan p;
+    nam_error e;
+    nam_status st;
+    {
+        const char *s[] = { "pattern.map", "R=G", "train.train_iters", "1000", "train.lr", "3e-4", "train.min_lr", "3e-5", "data.data_path", "0.7 /d/a 0.3 /d/b",
+                            "data.tokenizer_type", "HuggingFaceTokenizer", "data.save", "/ckpt", "implementation.masked_softmax_fusion", "false",
+                            "precision.fp8", "hybrid", "precision.fp8_amax_history_len", "1024", NULL };
+        st = plan_with(&p, &e, s);
+        CHECK("policy: schedule and run inputs are fixed-policy args, not generated ones",
+              st == NAM_OK && policy_of(&p, "--train-iters") && !strcmp(policy_of(&p, "--train-iters"), "1000") && !arg_of(&p, "--train-iters") &&
+              !strcmp(policy_of(&p, "--lr"), "0.0003") && !strcmp(policy_of(&p, "--min-lr"), "3e-05") && !strcmp(policy_of(&p, "--data-path"), "0.7 /d/a 0.3 /d/b") &&
+              !strcmp(policy_of(&p, "--tokenizer-type"), "HuggingFaceTokenizer") && !strcmp(policy_of(&p, "--save"), "/ckpt") && policy_of(&p, "--no-masked-softmax-fusion"), "%s", e.message);
+        CHECK("policy: fp8 recipe and amax settings are generated args with fp8",
+              st == NAM_OK && !strcmp(arg_of(&p, "--fp8-recipe"), "delayed") && !strcmp(arg_of(&p, "--fp8-amax-history-len"), "1024") && !strcmp(arg_of(&p, "--fp8-amax-compute-algo"), "most_recent"), "%s", e.message);
+        if (st == NAM_OK) {
+            char *j = NULL;
+            CHECK("policy: args text keeps the fixed policy under its own comment", nam_plan_args_text(&p, &j, &e) == NAM_OK && strstr(j, "# fixed policy: operator choices") &&
+                  strstr(j, "--data-path 0.7 /d/a 0.3 /d/b\n") && strstr(j, "# fixed policy") < strstr(j, "--train-iters"), "%s", j ? j : e.message);
+            nam_free(j);
+            j = NULL;
+            CHECK("policy: the launch contract carries them as fixed_policy.launcher_args", nam_plan_json(&p, NAM_JSON_LAUNCH, &j, &e) == NAM_OK && strstr(j, "\"launcher_args\": [") && strstr(j, "\"--train-iters\",\"1000\""), "%s", j ? j : e.message);
+            nam_free(j);
+            nam_plan_free(&p);
+        }
+    }
+    { const char *s[] = { "cuda_graph.modules", "attn,mamba,moe", NULL };
+      expect_plan_err("capacity: 'moe' graphs without drop-and-pad: refused", s, NAM_ERR_CONFLICT, "transformer_config.py:2839"); }
+    { const char *s[] = { "cuda_graph.modules", "attn,mamba,moe", "moe.capacity_factor", "1.25", "moe.pad_to_capacity", "true", NULL };
+      expect_plan_arg("capacity: 'moe' graphs with capacity 1.25 and padding: accepted", s, "--moe-expert-capacity-factor", "1.25"); }
+    { const char *s[] = { "moe.pad_to_capacity", "true", NULL };
+      expect_plan_err("capacity: padding without a capacity factor: refused", s, NAM_ERR_CONFLICT, "transformer_config.py:1862"); }
+    { const char *s[] = { "moe.capacity_factor", "1.0", "moe.load_balancing", "sinkhorn", "moe.aux_loss_coeff", "0", NULL };
+      expect_plan_err("capacity: with sinkhorn balancing: refused", s, NAM_ERR_CONFLICT, "transformer_config.py:1836"); }
+    { const char *s[] = { "moe.capacity_factor", "1.0", NULL };
+      expect_plan_err("capacity: moe_preprocess graph with a capacity under alltoall: refused", s, NAM_ERR_CONFLICT, "transformer_config.py:2846"); }
+    {   /* padded capacity raises the MoE activations by the factor */
+        const char *a[] = { "pattern.map", "R=G", "cuda_graph.modules", "attn,mamba", NULL };
+        const char *b[] = { "pattern.map", "R=G", "cuda_graph.modules", "attn,mamba", "moe.capacity_factor", "2", "moe.pad_to_capacity", "true", NULL };
+        nam_plan q;
+        st = plan_with(&p, &e, a);
+        if (st == NAM_OK) st = plan_with(&q, &e, b);
+        CHECK("capacity: padded expert inputs raise the activation estimate", st == NAM_OK && q.preflight.ranks[0].activation_bytes > p.preflight.ranks[0].activation_bytes, "%s", e.message);
+        if (st == NAM_OK) { nam_plan_free(&p); nam_plan_free(&q); }
+    }
+    { const char *s[] = { "data.split", "969,30,1", "data.mock_data", "true", NULL };
+      st = plan_with(&p, &e, s);
+      CHECK("policy: --split and --mock-data", st == NAM_OK && !strcmp(policy_of(&p, "--split"), "969,30,1") && policy_of(&p, "--mock-data"), "%s", e.message);
+      if (st == NAM_OK) nam_plan_free(&p); }
+    { const char *s[] = { "implementation.mla_down_proj_fusion", "true", NULL };
+      expect_plan_err("policy: MLA down-projection fusion without MLA: refused", s, NAM_ERR_CONFLICT, "arguments.py:1977"); }
+    { const char *s[] = { "implementation.moe_shared_expert_overlap", "true", "moe.dispatcher", "allgather", NULL };
+      expect_plan_err("policy: shared-expert overlap with the allgather dispatcher: refused", s, NAM_ERR_CONFLICT, "transformer_config.py:1820"); }
+    { const char *s[] = { "implementation.moe_shared_expert_overlap", "true", "moe.shared_expert_size", "0", NULL };
+      expect_plan_err("policy: shared-expert overlap without a shared expert: refused", s, NAM_ERR_CONFLICT, "shared expert"); }
+    { const char *s[] = { "train.lr", "1e-4", "train.min_lr", "1e-3", NULL };
+      expect_plan_err("policy: min_lr above lr: refused", s, NAM_ERR_RANGE, "arguments.py:1359"); }
+    { const char *s[] = { "moe.dispatcher", "flex", "implementation.moe_flex_backend", "hybridep", NULL };
+      st = plan_with(&p, &e, s);
+      CHECK("policy: the flex backend goes with the flex dispatcher", st == NAM_OK && !strcmp(policy_of(&p, "--moe-flex-dispatcher-backend"), "hybridep"), "%s", e.message);
+      if (st == NAM_OK) nam_plan_free(&p); }
+    {
+        nam_recipe r;
+        nam_recipe_init(&r, &e);
+        st = nam_recipe_set(&r, "data.tokenizer_type", "BPE", &e);
+        CHECK("policy: an unknown tokenizer type is refused naming it", st == NAM_ERR_RANGE && strstr(e.message, "'BPE'"), "%s", e.message);
+        st = nam_recipe_set(&r, "implementation.attention_backend", "local", &e);
+        CHECK("policy: attention backend local (needs --spec local) is not offered", st == NAM_ERR_RANGE, "%s", e.message);
+        nam_recipe_free(&r);
+    }
+}
+
 int main(void) {
     test_pattern();
     test_megatron();
@@ -847,6 +1199,10 @@ int main(void) {
     test_translate();
     test_megatron_rules();
     test_seams();
+    test_preflight();
+    test_compare();
+    test_activations();
+    test_policy_args();
     test_ranks();
     test_misc();
     printf("test_core: %d passed, %d failed\n", g_pass, g_fail);

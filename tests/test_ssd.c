@@ -115,7 +115,8 @@ typedef struct ssd_case {
     int z, bias, softplus, init, final_states;
     float dt_min, dt_max;
     float a_lo, a_hi;      /* A = -U(a_lo, a_hi) */
-    float dt_lo, dt_hi;    /* raw dt ~ U(dt_lo, dt_hi) */
+    float dt_lo, dt_hi;    /* raw dt ~ U(dt_lo, dt_hi) (with softplus: U(-4, 0.5) unless dt_dist says otherwise) */
+    int dt_dist;           /* 0 as above; 1 raw dt ~ U(dt_lo, dt_hi) with softplus too; 2 log-uniform in [dt_lo, dt_hi] */
     nam_dtype dtype;       /* storage of x, dt, B, C, D, z, dt_bias, out */
     int strided;           /* x with element step 2 in p; out stored (b, h, l, p) */
 } ssd_case;
@@ -139,7 +140,13 @@ static void ssd_make(const ssd_case *c, ssd_bufs *s) {
     nam_dtype t = c->dtype;
     memset(s, 0, sizeof *s);
     s->x = rand_buf(b * l * h * p * (c->strided ? 2 : 1), t, -1, 1);
-    s->dt = c->softplus ? rand_buf(b * l * h, t, -4.0f, 0.5f) : rand_buf(b * l * h, t, c->dt_lo, c->dt_hi);
+    if (c->dt_dist == 2) {
+        int64_t i;
+        s->dt = xalloc(NAM__CAST(size_t, b * l * h) * esize(t));
+        for (i = 0; i < b * l * h; i++) nam__store(s->dt, t, i, expf(urand(logf(c->dt_lo), logf(c->dt_hi))));
+    } else {
+        s->dt = c->softplus && !c->dt_dist ? rand_buf(b * l * h, t, -4.0f, 0.5f) : rand_buf(b * l * h, t, c->dt_lo, c->dt_hi);
+    }
     s->A = rand_buf(h, NAM_F32, c->a_lo, c->a_hi);
     {
         int64_t i;
@@ -278,6 +285,62 @@ static void test_ssd_shapes(void) {
     ssd_vs_ref("l1000 chunk48 (21 chunks), p32", &c);
     c = base_case(); c.b = 2; c.l = 70; c.h = 6; c.g = 3; c.p = 48; c.n = 16; c.chunk = 32; c.threads = 4; c.init = 1; c.final_states = 1;
     ssd_vs_ref("b2 h6 g3 p48, 4 threads: thread ranges cross batches", &c);
+}
+
+/* Decays in the fp32 subnormal band. With A from U[-8,-1] and dt = softplus(U[-3,0]) (nam-bench's
+   worst case) a chunk of 64 tokens sums A*dt to about -150, so the intra-chunk exponents
+   cum_i - cum_j, and the products built from exp(cum) factors, sweep through -87.3..-103.3 where
+   an fp32 value is subnormal; nam flushes those to 0 (see nam.h >>kernels). The result must still
+   meet the ordinary tolerances against the double recurrence, whose exps of -90 are normal
+   doubles. The first check confirms, from the test's own inputs, that the band is reached. */
+static int64_t band_pairs(const ssd_case *c, const ssd_bufs *s) {
+    int64_t bi, hi, t0, i, j, n = 0, Q = c->chunk ? c->chunk : 64;
+    double *cum = NAM__CAST(double *, xalloc(sizeof(double) * NAM__CAST(size_t, Q)));
+    for (bi = 0; bi < c->b; bi++)
+        for (hi = 0; hi < c->h; hi++)
+            for (t0 = 0; t0 < c->l; t0 += Q) {
+                double a = NAM__CAST(const float *, s->A)[hi], acc = 0.0;
+                int64_t q = c->l - t0 < Q ? c->l - t0 : Q;
+                for (i = 0; i < q; i++) {
+                    double dt = nam__load(s->dt, c->dtype, (bi * c->l + t0 + i) * c->h + hi);
+                    if (c->softplus) dt = dt <= 20.0 ? log1p(exp(dt)) : dt;
+                    acc += dt * a;
+                    cum[i] = acc;
+                }
+                for (i = 0; i < q; i++)
+                    for (j = 0; j <= i; j++)
+                        if (cum[i] - cum[j] < -87.34 && cum[i] - cum[j] > -103.28) n++;
+            }
+    free(cum);
+    return n;
+}
+
+static void test_ssd_subnormal_band(void) {
+    ssd_case c = base_case();
+    ssd_bufs s;
+    char why[160], desc[200];
+    int64_t n;
+    c.l = 512; c.h = 8; c.p = 64; c.n = 64; c.chunk = 64; c.softplus = 1; c.dt_dist = 1; c.dt_lo = -3.0f; c.dt_hi = 0.0f;
+    c.a_lo = 1.0f; c.a_hi = 8.0f; c.D = 1;
+    ssd_make(&c, &s);
+    n = band_pairs(&c, &s);
+    snprintf(why, sizeof why, "only %lld intra-chunk decay exponents in the band", NAM__CAST(long long, n));
+    snprintf(desc, sizeof desc, "ssd worst case (A U[-8,-1], softplus(U[-3,0]) dt) reaches the fp32 subnormal band of exp: %lld (i, j) pairs", NAM__CAST(long long, n));
+    check(n >= 20, desc, why);
+    ssd_free(&s);
+    ssd_vs_ref("subnormal band: worst case, l512 h8 p64 n64 chunk64, direct store, D (h)", &c);
+    c.init = 1; c.final_states = 1; c.threads = 3;
+    ssd_vs_ref("subnormal band: worst case, initial + final states, 3 threads", &c);
+    c.z = 1; c.D = 2; c.bias = 1;
+    ssd_vs_ref("subnormal band: worst case, z, D (h,p), dt_bias (row-buffer path)", &c);
+    c.dtype = NAM_BF16;
+    ssd_vs_ref("subnormal band: worst case, bf16 storage", &c);
+    c.dtype = NAM_F32; c.chunk = 256; c.z = 0; c.D = 1; c.bias = 0;
+    ssd_vs_ref("subnormal band: worst case, chunk 256", &c);
+    c = base_case();
+    c.l = 512; c.h = 4; c.p = 64; c.n = 64; c.chunk = 64; c.dt_dist = 2; c.dt_lo = 1e-3f; c.dt_hi = 0.1f;
+    c.a_lo = 1.0f; c.a_hi = 16.0f; c.D = 1; c.final_states = 1;
+    ssd_vs_ref("Mamba-2-like: A = -U[1,16], dt log-uniform [1e-3, 0.1], l512 p64 n64", &c);
 }
 
 /* The fast path is deterministic: 1 thread and 3 threads give identical bits. */
@@ -812,6 +875,7 @@ int main(int argc, char **argv) {
     printf("# simd path: %s\n", nam__ssd_have_avx2() ? "AVX2+FMA" : "portable C");
     test_ssd_hand();
     test_ssd_shapes();
+    test_ssd_subnormal_band();
     test_ssd_threads();
     test_ssd_step_chain(NAM_F32);
     test_ssd_step_chain(NAM_BF16);
