@@ -10,7 +10,8 @@
 #                           adds those that reach new code to the committed corpus
 #   ./build.sh gpu          on a machine with a GPU: build, then the CUDA tests (with
 #                           compute-sanitizer when installed), build/nam-bench-cuda and
-#                           bench/bench_sdpa.py; everything also lands in build/gpu/
+#                           bench/bench_sdpa.py (and, with NAM_M2RNN_TRITON=PATH to cppmega's
+#                           m2rnn_triton.py, bench/bench_m2rnn_triton.py); everything also lands in build/gpu/
 #   ./build.sh clean        remove build/
 #   ./build.sh install [PREFIX]    build the CLI, then install nam into PREFIX (/usr/local;
 #                           DESTDIR is honoured): include/nam/{nam.h,nam_cuda.cuh,nam_nccl.h},
@@ -45,10 +46,10 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 B=build
 
 WARN="-Wall -Wextra -Werror"
-KERNELS="gemm ssd attention moe fpenv"   # tests/test_<kernel>.c, tests/xcheck_<kernel>.py
+KERNELS="gemm ssd attention moe fpenv m2rnn"   # tests/test_<kernel>.c, tests/xcheck_<kernel>.py
 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 NVCC=$CUDA_HOME/bin/nvcc
-CUDA_PARTS="ssd moe attention"     # tests/test_cuda_<part>.c
+CUDA_PARTS="ssd moe attention m2rnn"     # tests/test_cuda_<part>.c
 CUDA_ARCH="-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_90,code=compute_90"
 ASAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -g -O1"
 FUZZ="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1"
@@ -317,7 +318,7 @@ build_all() {
     spawn test_vectors $B/test_vectors tests/test_vectors.c \
         "$c99 tests/test_vectors.c -o $B/test_vectors $STB_LIBS"
     spawn nam-bench-plan $B/nam-bench-plan bench/bench_plan.c "$c99 bench/bench_plan.c -o $B/nam-bench-plan $STB_LIBS"
-    spawn nam-bench $B/nam-bench "bench/bench_kernels.c bench/bench_common.h bench/bench_gemm.h bench/bench_ssd.h bench/bench_attention.h bench/bench_moe.h" \
+    spawn nam-bench $B/nam-bench "bench/bench_kernels.c bench/bench_common.h bench/bench_gemm.h bench/bench_ssd.h bench/bench_attention.h bench/bench_moe.h bench/bench_m2rnn.h" \
         "$c99 bench/bench_kernels.c -o $B/nam-bench $STB_LIBS"
     # kernel tests (and their ASan+UBSan builds): tests/test_<kernel>.c
     local k
@@ -528,6 +529,9 @@ gpu)
     "$B/nam-bench-cuda" --json >"$B/gpu/bench.json" 2>"$B/gpu/bench.err" || rc=1
     "$B/nam-bench-cuda" 2>&1 | tee "$B/gpu/bench.txt" || rc=1
     python3 bench/bench_sdpa.py 2>&1 | tee "$B/gpu/sdpa.txt" || rc=1
+    if [[ -n ${NAM_M2RNN_TRITON:-} ]]; then   # cppmega's m2rnn_triton.py, beside the run (never committed)
+        python3 bench/bench_m2rnn_triton.py --triton-src "$NAM_M2RNN_TRITON" 2>&1 | tee "$B/gpu/m2rnn-triton.txt" || rc=1
+    fi
     echo "results in $B/gpu/ (tests.txt, bench.txt, bench.json, sdpa.txt, build/log/cuda-ptxas.txt)"
     exit $rc
     ;;

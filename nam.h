@@ -894,6 +894,74 @@ typedef struct nam_conv1d_desc {
 } nam_conv1d_desc;
 NAM_API nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err);
 
+/* ---- M2RNN: NAM56R's R block, a non-linear RNN with a matrix state per head ------------ */
+/* nam_m2rnn_desc defaults (zero-init): optional tensors absent (dt_bias 0, no D term, the
+   state starts at 0, no final state); backend AUTO; threads 0 -> nam_query_cpu_count().
+     q (b, l, nq, K)      k (b, l, nk, K)      v (b, l, nv, V)      W (nw, V, V)
+     a (b, l, nf)         the raw gate input (a projection of the token, before softplus)
+     A_log (n)            dt_bias optional (n)           D optional (n, V)
+     initial_state optional (b, n, K, V) f32     final_state optional output (b, n, K, V) f32
+     out (b, l, n, V)
+   n = max(nq, nk, nv, nw, nf) and every one of them divides n; head h reads q head
+   h / (n / nq), and likewise for k, v, W and a (torch repeat_interleave). Per batch b,
+   head h and token t, with the state S in R^(K x V) (S_0 = initial_state, or 0):
+     f  = exp(-exp(A_log_h) * softplus(a_(t,h) + dt_bias_h))          forget gate in [0, 1]
+     S~ = tanh(S W_h + k_t v_t^T)        S = f S + (1 - f) S~        y_t = S^T q_t + D_h * v_t
+   out[b, t, h] = y_t; final_state = S after the last token (it may be initial_state, which
+   is then updated in place). Storage f32, bf16 or f16 (any mix); math in fp32 (double in
+   the reference).
+   The gate is taken as its input a (with A_log and dt_bias), not as a precomputed f: f is
+   computed in fp32 inside the kernel, and the blend uses 1 - f = -expm1(log f), so the
+   small leak 1 - f of a gate near 1 (the usual regime) keeps full precision; a stored f in
+   bf16 keeps 8 bits, which makes 1 - f = 0.01 off by up to 20%. It also saves a pass over a
+   (b, l, n) tensor.
+   Errors (nothing is written): shapes, dtypes and devices as usual; a head count that does
+   not divide n (NAM_ERR_INVALID_ARG naming the field and n); a non-finite a, A_log or
+   dt_bias, or A_log > 88 (exp(A_log) overflows fp32): NAM_ERR_RANGE naming the element;
+   out sharing its data with q, k, v or a. Sizes: K <= 65536, V <= 1024.
+   NAM_BACKEND_CPU runs (b, head, row block) tasks on `threads` threads; its tanh is a
+   rational approximation (error <= 7 ulp and 4e-7 absolute; see >>kernel-m2rnn).
+   CUDA: q, k, v and out in one dtype, V in {4, 8, 16, 32, 64, 128}, K * V <= 4096, no
+   workspace; non-finite gate inputs are not checked there (reading a flag back would
+   synchronise the stream): such a (b, head) gets NaN outputs and state. */
+typedef struct nam_m2rnn_desc {
+    nam_tensor q, k, v, W, a, A_log, dt_bias, D, initial_state;
+    nam_tensor out, final_state;
+    nam_backend backend;
+    int threads;
+    nam_backend ran;      /* set by nam_m2rnn: the backend that ran */
+    void *stream;         /* CUDA tensors: the cudaStream_t to run on (NULL: default stream) */
+} nam_m2rnn_desc;
+NAM_API nam_status nam_m2rnn_workspace_size(const nam_m2rnn_desc *d, size_t *bytes, nam_error *err);
+NAM_API nam_status nam_m2rnn(nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+
+/* Single-token decode: q (b, nq, K), k (b, nk, K), v (b, nv, V), W (nw, V, V), a (b, nf),
+   A_log (n), dt_bias optional (n), D optional (n, V), state (b, n, K, V) f32 updated in
+   place, out (b, n, V). Exactly one token of nam_m2rnn (l steps equal one scan of l). */
+typedef struct nam_m2rnn_step_desc {
+    nam_tensor q, k, v, W, a, A_log, dt_bias, D;
+    nam_tensor state, out;
+    nam_backend backend;
+    int threads;
+    nam_backend ran;
+    void *stream;
+} nam_m2rnn_step_desc;
+NAM_API nam_status nam_m2rnn_step_workspace_size(const nam_m2rnn_step_desc *d, size_t *bytes, nam_error *err);
+NAM_API nam_status nam_m2rnn_step(nam_m2rnn_step_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+/* Private: the coefficients of the M2RNN tanh, tanh(x) ~ x P(x^2) / Q(x^2) with x^2 clamped
+   to TANH_X^2 and the result to [-1, 1] (>>kernel-m2rnn), here so that the CPU and CUDA
+   kernels (nam_cuda.cuh) share one copy. */
+#define NAM__M2RNN_TANH_X 9.0f
+#define NAM__M2RNN_TP0 1.0f
+#define NAM__M2RNN_TP1 1.338100880e-01f
+#define NAM__M2RNN_TP2 3.495567478e-03f
+#define NAM__M2RNN_TP3 2.060872794e-05f
+#define NAM__M2RNN_TP4 1.335415156e-08f
+#define NAM__M2RNN_TQ1 4.671432376e-01f
+#define NAM__M2RNN_TQ2 2.587690391e-02f
+#define NAM__M2RNN_TQ3 3.285600396e-04f
+#define NAM__M2RNN_TQ4 7.776353641e-07f
+
 /* ---- MoE: route, dispatch (permute), expert FFN, combine --------------------------- */
 typedef enum nam_moe_score { NAM_MOE_SOFTMAX = 0, NAM_MOE_SIGMOID = 1 } nam_moe_score;
 typedef enum nam_moe_act { NAM_MOE_SWIGLU = 0, NAM_MOE_SQUARED_RELU = 1 } nam_moe_act;
@@ -1009,6 +1077,7 @@ extern nam_status nam_cuda__moe_ffn_workspace_size(const nam_moe_ffn_desc *d, si
 extern nam_status nam_cuda__moe_ffn(nam_moe_ffn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
 extern nam_status nam_cuda__attention_workspace_size(const nam_attention_desc *d, size_t *bytes, nam_error *err);
 extern nam_status nam_cuda__attention(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+extern nam_status nam_cuda__m2rnn(nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
 #endif
 
 #ifdef __cplusplus
@@ -9005,6 +9074,816 @@ NAM__UNUSED static nam_status nam__conv1d_body(nam_conv1d_desc *d, nam_error *er
 NAM__DEF nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err) {
     nam_status st;
     NAM__FP_CALL(st, nam__conv1d_body(d, err));
+    return st;
+}
+
+/* >>kernel-m2rnn ---------------------------------------------------------------------- */
+/* M2RNN, NAM56R's R block (nam_m2rnn, nam_m2rnn_step); semantics in >>kernels.
+
+   NAM_BACKEND_CPU_REF, per (b, h) in order and token by token, in double: the gate with
+   libm exp and log1p, S~ with libm tanh, S = f S + (1 - f) S~, y = S^T q + D v.
+   Workspace: K * V + V doubles. Single-threaded.
+
+   NAM_BACKEND_CPU (and AUTO). Given W_h, the K rows of S evolve independently (row i is
+   tanh(S_i W_h + k_i v^T), blended), and only the read-out y = sum_i q_i S_i reduces across
+   rows. So the work is split into tasks (b, h, row block), run by nam__parallel_for. A
+   task keeps its rows of S in its thread's slab (fp32) for the whole sequence. Per token:
+     1. pre-activations P_i = k_i v^T + S_i W_h for all its rows (6-row tiles: at V = 16 a
+        row is 2 ymm registers, so 12 accumulators; 16 rank-1 FMA steps);
+     2. per row: S~ = tanh(P_i), the blend S_i += g (S~ - S_i) with g = 1 - f, and
+        y += q_i S_i (every row independent, so the tanh latency overlaps).
+   The leak g = 1 - f = -expm1(log f) keeps the small leak of a gate near 1 exact to fp32;
+   gates are computed 16 tokens at a time (AVX2: softplus of nam__ssd_dt_row_avx2, then
+   exp or a Taylor expm1; portable: libm expf, log1pf, expm1f).
+     - When b * n >= threads, a task is one whole (b, h): it writes y + D v straight into
+       out (f32 with unit step; other out dtypes or strides go through a row buffer).
+     - Otherwise each (b, h) is split into R = ceil(threads / (b n)) row blocks (multiples
+       of 4 rows). The partial read-outs go to the workspace, and a second parallel pass
+       sums them (+ D v) into out.
+   The AVX2+FMA kernel is chosen at run time and needs V = 16 (NAM56R's value head). Any
+   other V, a CPU without AVX2, or NAM_NO_SIMD runs a portable C loop (one row at a time).
+   q, k and v rows that are f32 with unit step are read in place; others are converted per
+   token (bf16 by a shift loop). k, q and v rows are prefetched two tokens ahead.
+   Cost at K 64, V 16 per token and head: 2048 ymm FMAs in pass 1 and 128 tanh of 14 ymm
+   operations (one a division) in pass 2, about 4350 vector FP operations for 39936 FLOPs
+   (the issue's count): at two FMA ports that bounds the kernel near 57% of the FMA peak.
+
+   tanh(x) ~ x P(x^2) / Q(x^2), where P and Q have degree 4 in x^2 (coefficients below). They
+   were fitted by Lawson-weighted least squares for minimax relative error on [0, 9], where
+   the fit's own error is 2.1e-8. x^2 is clamped to 81 and the result to [-1, 1], so every
+   |x| >= 9 gives +-1 or x R(9) / 9 >= R(9) = 1 - 3.0e-8 +- rounding (tanh(9) = 1 - 3.0e-8). tests/test_m2rnn.c checks it in fp32 against double tanh over every
+   8th float of [1e-3, 9.5], sampled below and above: bound 7 ulp and 4e-7 absolute
+   (measured: 6.1 ulp / 3.7e-7 portable, 5.0 ulp / 3.0e-7 AVX2, both near x = 5.35). It
+   is exactly odd, and maps +-0 -> +-0, +-inf -> +-1 and NaN -> NaN. The portable path (nam__m2rnn_tanh1) and the
+   8-lane AVX2 path (nam__m2rnn_tanh8) run the same formula; the AVX2 one fuses its
+   multiply-adds. */
+
+#define NAM__M2RNN_MAX_K 65536
+#define NAM__M2RNN_MAX_V 1024
+#define NAM__M2RNN_GB 16   /* gates computed per block of tokens */
+
+NAM__UNUSED static float nam__m2rnn_tanh1(float x) {
+    float u = x * x, p, q, r;
+    u = u > NAM__M2RNN_TANH_X * NAM__M2RNN_TANH_X ? NAM__M2RNN_TANH_X * NAM__M2RNN_TANH_X : u;   /* NaN passes */
+    p = ((NAM__M2RNN_TP4 * u + NAM__M2RNN_TP3) * u + NAM__M2RNN_TP2) * u + NAM__M2RNN_TP1;
+    p = p * u + NAM__M2RNN_TP0;
+    q = ((NAM__M2RNN_TQ4 * u + NAM__M2RNN_TQ3) * u + NAM__M2RNN_TQ2) * u + NAM__M2RNN_TQ1;
+    q = q * u + 1.0f;
+    r = x * p / q;
+    return r > 1.0f ? 1.0f : r < -1.0f ? -1.0f : r;
+}
+
+/* 1 - f for gate input a (fp32): f = exp(-exp(A_log) softplus(a + bias)); negA = -exp(A_log),
+   finite (A_log <= 88 is checked). softplus of an overflowed a + bias is capped at FLT_MAX,
+   so negA * sp is never NaN; the result is in [0, 1]. */
+NAM__UNUSED static float nam__m2rnn_leak(float a, float bias, float negA) {
+    float x = a + bias, sp = x > 20.0f ? x : log1pf(expf(x));
+    if (!(sp <= 3.402823466e+38f)) sp = 3.402823466e+38f;
+    return -expm1f(negA * sp);
+}
+
+/* One token over `rows` rows of S (row stride V), portable: per row i,
+   S_i += g (tanh(k_i v + S_i W) - S_i); y = sum_i q_i S_i; dst = y (+ D v when D is given).
+   acc: V floats of scratch. */
+NAM__UNUSED static void nam__m2rnn_tok_c(int64_t rows, int64_t V, float *S, const float *W, const float *k, const float *q,
+                                         const float *v, float g, float *acc, const float *D, float *dst) {
+    int64_t i, j, c;
+    float *y = dst;
+    for (c = 0; c < V; c++) y[c] = 0.0f;
+    for (i = 0; i < rows; i++) {
+        float *s = S + i * V, ki = k[i], qi = q[i];
+        for (c = 0; c < V; c++) acc[c] = ki * v[c];
+        for (j = 0; j < V; j++) {
+            const float sj = s[j], *w = W + j * V;
+            for (c = 0; c < V; c++) acc[c] += sj * w[c];
+        }
+        for (c = 0; c < V; c++) {
+            float o = s[c];
+            o = o + g * (nam__m2rnn_tanh1(acc[c]) - o);
+            s[c] = o;
+            y[c] += qi * o;
+        }
+    }
+    if (D)
+        for (c = 0; c < V; c++) y[c] += D[c] * v[c];
+}
+
+#if NAM__SSD_X86
+NAM__SSD_AVX2 NAM__UNUSED static NAM__SSD_INLINE __m256 nam__m2rnn_tanh8(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 u = _mm256_min_ps(_mm256_set1_ps(NAM__M2RNN_TANH_X * NAM__M2RNN_TANH_X), _mm256_mul_ps(x, x)), p, q;   /* NaN kept */
+    p = _mm256_fmadd_ps(_mm256_set1_ps(NAM__M2RNN_TP4), u, _mm256_set1_ps(NAM__M2RNN_TP3));
+    q = _mm256_fmadd_ps(_mm256_set1_ps(NAM__M2RNN_TQ4), u, _mm256_set1_ps(NAM__M2RNN_TQ3));
+    p = _mm256_fmadd_ps(p, u, _mm256_set1_ps(NAM__M2RNN_TP2));
+    q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(NAM__M2RNN_TQ2));
+    p = _mm256_fmadd_ps(p, u, _mm256_set1_ps(NAM__M2RNN_TP1));
+    q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(NAM__M2RNN_TQ1));
+    p = _mm256_fmadd_ps(p, u, _mm256_set1_ps(NAM__M2RNN_TP0));
+    q = _mm256_fmadd_ps(q, u, one);
+    p = _mm256_div_ps(_mm256_mul_ps(x, p), q);
+    return _mm256_min_ps(one, _mm256_max_ps(_mm256_set1_ps(-1.0f), p));
+}
+
+/* 8 leaks g = 1 - f = -expm1(negA * sp), sp = softplus(a + bias) >= 0 (nam__ssd_dt_row_avx2),
+   negA = -exp(A_log) finite: z = negA * sp in [-inf, 0] (sp capped at FLT_MAX, so 0 * inf
+   never happens); z < -0.5: 1 - e^z (nam__ssd_exp8, 2 ulp); else -(z + z^2 Q(z)), Q the
+   Taylor series of (e^z - 1 - z) / z^2 to z^7 (truncation < 5e-10 relative). */
+NAM__SSD_AVX2 NAM__UNUSED static NAM__SSD_INLINE __m256 nam__m2rnn_leak8(__m256 sp, __m256 negA) {
+    const __m256 z = _mm256_mul_ps(negA, _mm256_min_ps(sp, _mm256_set1_ps(3.402823466e+38f)));
+    __m256 q = _mm256_set1_ps(1.0f / 362880.0f), big = _mm256_sub_ps(_mm256_set1_ps(1.0f), nam__ssd_exp8(z)), small;
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 40320.0f));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 5040.0f));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 720.0f));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 120.0f));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 24.0f));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 6.0f));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(0.5f));
+    small = _mm256_sub_ps(_mm256_setzero_ps(), _mm256_fmadd_ps(_mm256_mul_ps(z, z), q, z));
+    return _mm256_blendv_ps(small, big, _mm256_cmp_ps(z, _mm256_set1_ps(-0.5f), _CMP_LT_OQ));
+}
+
+/* gates of `count` <= 16 tokens: g[i] = leak of a[i] (+ bias, negA of the head); a padded with 0 */
+NAM__SSD_AVX2 NAM__UNUSED static void nam__m2rnn_leak16_avx2(const float *a, float bias, float negA, float *g) {
+    float bb[16], sp[16];
+    int i;
+    for (i = 0; i < 16; i++) bb[i] = bias;
+    nam__ssd_dt_row_avx2(16, a, bb, 1, 0, 0.0f, 0.0f, sp);
+    _mm256_storeu_ps(g, nam__m2rnn_leak8(_mm256_loadu_ps(sp), _mm256_set1_ps(negA)));
+    _mm256_storeu_ps(g + 8, nam__m2rnn_leak8(_mm256_loadu_ps(sp + 8), _mm256_set1_ps(negA)));
+}
+
+/* nam__m2rnn_tok_c for V = 16, writing dst = y (+ D v when D is given), in two passes so
+   that neither waits on a long dependency chain: (1) pre-activations P_i = k_i v + S_i W for all rows, in 6-row tiles with 12 ymm
+   accumulators (independent tiles, 17-deep FMA chains; 12 chains keep both FMA ports busy); (2) per row tanh, blend, store and
+   read-out, every row independent (y in 4 accumulators). P: rows x 16 floats of scratch. */
+#define NAM__M2RNN_ROW(r, j)                                                                             \
+    b_ = _mm256_broadcast_ss(s + 16 * (r) + (j)); a##r##0 = _mm256_fmadd_ps(b_, w0_, a##r##0); a##r##1 = _mm256_fmadd_ps(b_, w1_, a##r##1)
+#define NAM__M2RNN_J6(j)                                                                                 \
+    do {                                                                                                 \
+        const __m256 w0_ = _mm256_loadu_ps(W + (j) * 16), w1_ = _mm256_loadu_ps(W + (j) * 16 + 8);      \
+        __m256 b_;                                                                                       \
+        NAM__M2RNN_ROW(0, j); NAM__M2RNN_ROW(1, j); NAM__M2RNN_ROW(2, j);                               \
+        NAM__M2RNN_ROW(3, j); NAM__M2RNN_ROW(4, j); NAM__M2RNN_ROW(5, j);                               \
+    } while (0)
+#define NAM__M2RNN_INIT(r)                                                                               \
+    do {                                                                                                 \
+        const __m256 kb_ = _mm256_broadcast_ss(k + i + (r));                                            \
+        a##r##0 = _mm256_mul_ps(kb_, _mm256_loadu_ps(v)); a##r##1 = _mm256_mul_ps(kb_, _mm256_loadu_ps(v + 8)); \
+    } while (0)
+#define NAM__M2RNN_STORE(r) (_mm256_storeu_ps(p + 16 * (r), a##r##0), _mm256_storeu_ps(p + 16 * (r) + 8, a##r##1))
+NAM__SSD_AVX2 NAM__UNUSED static void nam__m2rnn_tok16_avx2(int64_t rows, float *S, const float *W, const float *k, const float *q,
+                                                            const float *v, float g, float *P, const float *D, float *dst) {
+    const __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8), gv = _mm256_set1_ps(g);
+    __m256 y0 = _mm256_setzero_ps(), y1 = y0, y2 = y0, y3 = y0;
+    int64_t i = 0;
+    for (; i + 6 <= rows; i += 6) {   /* 6-row tiles: 12 accumulators, 2 W registers, 1 broadcast */
+        const float *s = S + i * 16;
+        float *p = P + i * 16;
+        __m256 a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51;
+        NAM__M2RNN_INIT(0); NAM__M2RNN_INIT(1); NAM__M2RNN_INIT(2); NAM__M2RNN_INIT(3); NAM__M2RNN_INIT(4); NAM__M2RNN_INIT(5);
+        NAM__M2RNN_J6(0); NAM__M2RNN_J6(1); NAM__M2RNN_J6(2); NAM__M2RNN_J6(3);
+        NAM__M2RNN_J6(4); NAM__M2RNN_J6(5); NAM__M2RNN_J6(6); NAM__M2RNN_J6(7);
+        NAM__M2RNN_J6(8); NAM__M2RNN_J6(9); NAM__M2RNN_J6(10); NAM__M2RNN_J6(11);
+        NAM__M2RNN_J6(12); NAM__M2RNN_J6(13); NAM__M2RNN_J6(14); NAM__M2RNN_J6(15);
+        NAM__M2RNN_STORE(0); NAM__M2RNN_STORE(1); NAM__M2RNN_STORE(2); NAM__M2RNN_STORE(3); NAM__M2RNN_STORE(4); NAM__M2RNN_STORE(5);
+    }
+    for (; i < rows; i++) {   /* row tail: one row, two accumulators */
+        const float *s = S + i * 16;
+        const __m256 kb = _mm256_broadcast_ss(k + i);
+        __m256 a00 = _mm256_mul_ps(kb, v0), a01 = _mm256_mul_ps(kb, v1);
+        int j;
+        for (j = 0; j < 16; j++) {
+            const __m256 b = _mm256_broadcast_ss(s + j);
+            a00 = _mm256_fmadd_ps(b, _mm256_loadu_ps(W + j * 16), a00);
+            a01 = _mm256_fmadd_ps(b, _mm256_loadu_ps(W + j * 16 + 8), a01);
+        }
+        _mm256_storeu_ps(P + i * 16, a00);
+        _mm256_storeu_ps(P + i * 16 + 8, a01);
+    }
+#define NAM__M2RNN_B(i, ya, yb)                                                                          \
+    do {                                                                                                 \
+        float *s_ = S + (i) * 16;                                                                        \
+        const __m256 qb_ = _mm256_broadcast_ss(q + (i));                                                 \
+        __m256 o0_ = _mm256_loadu_ps(s_), o1_ = _mm256_loadu_ps(s_ + 8);                                \
+        o0_ = _mm256_fmadd_ps(gv, _mm256_sub_ps(nam__m2rnn_tanh8(_mm256_loadu_ps(P + (i) * 16)), o0_), o0_);     \
+        o1_ = _mm256_fmadd_ps(gv, _mm256_sub_ps(nam__m2rnn_tanh8(_mm256_loadu_ps(P + (i) * 16 + 8)), o1_), o1_); \
+        _mm256_storeu_ps(s_, o0_);                                                                       \
+        _mm256_storeu_ps(s_ + 8, o1_);                                                                   \
+        ya = _mm256_fmadd_ps(qb_, o0_, ya);                                                              \
+        yb = _mm256_fmadd_ps(qb_, o1_, yb);                                                              \
+    } while (0)
+    for (i = 0; i + 2 <= rows; i += 2) {   /* two rows per step: even rows into y0, y1, odd rows into y2, y3 */
+        NAM__M2RNN_B(i, y0, y1);
+        NAM__M2RNN_B(i + 1, y2, y3);
+    }
+    if (i < rows) NAM__M2RNN_B(i, y0, y1);
+#undef NAM__M2RNN_B
+    y0 = _mm256_add_ps(y0, y2);
+    y1 = _mm256_add_ps(y1, y3);
+    if (D) {
+        y0 = _mm256_fmadd_ps(_mm256_loadu_ps(D), v0, y0);
+        y1 = _mm256_fmadd_ps(_mm256_loadu_ps(D + 8), v1, y1);
+    }
+    _mm256_storeu_ps(dst, y0);
+    _mm256_storeu_ps(dst + 8, y1);
+}
+#undef NAM__M2RNN_ROW
+#undef NAM__M2RNN_J6
+#undef NAM__M2RNN_INIT
+#undef NAM__M2RNN_STORE
+#endif
+
+/* `count` floats of t from element `off`, element step `es`: a pointer into t's data when
+   it is f32 with unit step, else converted into tmp. */
+NAM__UNUSED static const float *nam__m2rnn_row(const nam_tensor *t, int64_t off, int64_t es, int64_t count, float *tmp) {
+    int64_t i;
+    if (t->dtype == NAM_F32 && es == 1) return NAM__CAST(const float *, t->data) + off;
+    if (t->dtype == NAM_BF16 && es == 1) {
+        const uint16_t *src = NAM__CAST(const uint16_t *, t->data) + off;
+        for (i = 0; i < count; i++) {
+            uint32_t u = NAM__CAST(uint32_t, src[i]) << 16;
+            memcpy(tmp + i, &u, 4);
+        }
+        return tmp;
+    }
+    for (i = 0; i < count; i++) tmp[i] = nam__load(t->data, t->dtype, off + i * es);
+    return tmp;
+}
+
+typedef struct nam__m2rnn_dims {
+    int64_t b, l, n, K, V, nq, nk, nv, nw, nf;
+    nam_backend be;
+} nam__m2rnn_dims;
+
+/* head count `cnt` of field.shape[axis] must divide n (taken from nfrom) */
+NAM__UNUSED static nam_status nam__m2rnn_divides(int64_t cnt, const char *field, int axis, const char *name, int64_t n, const char *nfrom, nam_error *err) {
+    if (n % cnt == 0) return NAM_OK;
+    return nam__err(err, NAM_ERR_INVALID_ARG, "%s.shape[%d] (%s) = %lld does not divide n = %lld (the largest head count, %s)", field, axis, name,
+                    NAM__CAST(long long, cnt), NAM__CAST(long long, n), nfrom);
+}
+
+/* n = the largest of the head counts; nfrom names the first field that has it */
+NAM__UNUSED static int64_t nam__m2rnn_n(const int64_t cnt[5], const char *const from[5], const char **nfrom) {
+    int64_t n = 0;
+    int i;
+    for (i = 0; i < 5; i++)
+        if (cnt[i] > n) { n = cnt[i]; *nfrom = from[i]; }
+    return n;
+}
+
+/* Shapes of the per-head parameters and the state tensors, shared by nam_m2rnn and
+   nam_m2rnn_step: A_log (n), dt_bias (n), D (n, V); state tensors (b, n, K, V) f32. */
+NAM__UNUSED static nam_status nam__m2rnn_params(const nam_tensor *A_log, const nam_tensor *dt_bias, const nam_tensor *D, const nam__m2rnn_dims *o,
+                                                const char *nfrom, const char *vfrom, nam_error *err) {
+    char nf[96];
+    snprintf(nf, sizeof nf, "the largest head count (%s)", nfrom);
+    NAM__SSD_TRY(nam__tensor_basic(A_log, "A_log", 1, "n", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(A_log, "A_log", 0, "n", o->n, nf, err));
+    NAM__SSD_TRY(nam__tensor_basic(dt_bias, "dt_bias", 1, "n", 1, err));
+    if (dt_bias->data) NAM__SSD_TRY(nam__tensor_dim(dt_bias, "dt_bias", 0, "n", o->n, nf, err));
+    NAM__SSD_TRY(nam__tensor_basic(D, "D", 2, "n,V", 1, err));
+    if (D->data) {
+        NAM__SSD_TRY(nam__tensor_dim(D, "D", 0, "n", o->n, nf, err));
+        NAM__SSD_TRY(nam__tensor_dim(D, "D", 1, "V", o->V, vfrom, err));
+    }
+    return NAM_OK;
+}
+NAM__UNUSED static nam_status nam__m2rnn_state(const nam_tensor *t, const char *field, int optional, const nam__m2rnn_dims *o, const char *nfrom,
+                                               const char *kfrom, const char *vfrom, nam_error *err) {
+    char nf[96];
+    if (!t->data && optional) return NAM_OK;
+    snprintf(nf, sizeof nf, "the largest head count (%s)", nfrom);
+    NAM__SSD_TRY(nam__tensor_basic(t, field, 4, "b,n,K,V", optional, err));
+    NAM__SSD_TRY(nam__ssd_f32(t, field, err));
+    NAM__SSD_TRY(nam__ssd_numel(t, field, err));
+    NAM__SSD_TRY(nam__tensor_dim(t, field, 0, "b", o->b, "q.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(t, field, 1, "n", o->n, nf, err));
+    NAM__SSD_TRY(nam__tensor_dim(t, field, 2, "K", o->K, kfrom, err));
+    return nam__tensor_dim(t, field, 3, "V", o->V, vfrom, err);
+}
+
+NAM__UNUSED static nam_status nam__m2rnn_sizes(const nam__m2rnn_dims *o, const char *kfrom, const char *vfrom, nam_error *err) {
+    if (o->K > NAM__M2RNN_MAX_K)
+        return nam__err(err, NAM_ERR_LIMIT, "%s (K) = %lld is above %d", kfrom, NAM__CAST(long long, o->K), NAM__M2RNN_MAX_K);
+    if (o->V > NAM__M2RNN_MAX_V)
+        return nam__err(err, NAM_ERR_LIMIT, "%s (V) = %lld is above %d", vfrom, NAM__CAST(long long, o->V), NAM__M2RNN_MAX_V);
+    return NAM_OK;
+}
+
+static nam_status nam__m2rnn_validate(const nam_m2rnn_desc *d, nam__m2rnn_dims *o, nam_error *err) {
+    static const char *const from[5] = {"q.shape[2]", "k.shape[2]", "v.shape[2]", "W.shape[0]", "a.shape[2]"};
+    const char *nfrom = from[0];
+    int64_t cnt[5];
+    char nf[96];
+    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "desc is NULL");
+    NAM__SSD_TRY(nam_query_backend(d->backend, d->q.device, &o->be, err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->q, "q", 4, "b,l,nq,K", 0, err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->q, "q", err));
+    o->b = d->q.shape[0]; o->l = d->q.shape[1]; o->nq = d->q.shape[2]; o->K = d->q.shape[3];
+    NAM__SSD_TRY(nam__tensor_basic(&d->k, "k", 4, "b,l,nk,K", 0, err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->k, "k", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->k, "k", 0, "b", o->b, "q.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->k, "k", 1, "l", o->l, "q.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->k, "k", 3, "K", o->K, "q.shape[3]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->v, "v", 4, "b,l,nv,V", 0, err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->v, "v", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->v, "v", 0, "b", o->b, "q.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->v, "v", 1, "l", o->l, "q.shape[1]", err));
+    o->nk = d->k.shape[2]; o->nv = d->v.shape[2]; o->V = d->v.shape[3];
+    NAM__SSD_TRY(nam__m2rnn_sizes(o, "q.shape[3]", "v.shape[3]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->W, "W", 3, "nw,V,V", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->W, "W", 1, "V", o->V, "v.shape[3]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->W, "W", 2, "V", o->V, "v.shape[3]", err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->W, "W", err));
+    o->nw = d->W.shape[0];
+    NAM__SSD_TRY(nam__tensor_basic(&d->a, "a", 3, "b,l,nf", 0, err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->a, "a", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->a, "a", 0, "b", o->b, "q.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->a, "a", 1, "l", o->l, "q.shape[1]", err));
+    o->nf = d->a.shape[2];
+    cnt[0] = o->nq; cnt[1] = o->nk; cnt[2] = o->nv; cnt[3] = o->nw; cnt[4] = o->nf;
+    o->n = nam__m2rnn_n(cnt, from, &nfrom);
+    NAM__SSD_TRY(nam__m2rnn_divides(o->nq, "q", 2, "nq", o->n, nfrom, err));
+    NAM__SSD_TRY(nam__m2rnn_divides(o->nk, "k", 2, "nk", o->n, nfrom, err));
+    NAM__SSD_TRY(nam__m2rnn_divides(o->nv, "v", 2, "nv", o->n, nfrom, err));
+    NAM__SSD_TRY(nam__m2rnn_divides(o->nw, "W", 0, "nw", o->n, nfrom, err));
+    NAM__SSD_TRY(nam__m2rnn_divides(o->nf, "a", 2, "nf", o->n, nfrom, err));
+    NAM__SSD_TRY(nam__m2rnn_params(&d->A_log, &d->dt_bias, &d->D, o, nfrom, "v.shape[3]", err));
+    NAM__SSD_TRY(nam__m2rnn_state(&d->initial_state, "initial_state", 1, o, nfrom, "q.shape[3]", "v.shape[3]", err));
+    snprintf(nf, sizeof nf, "the largest head count (%s)", nfrom);
+    NAM__SSD_TRY(nam__tensor_basic(&d->out, "out", 4, "b,l,n,V", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 0, "b", o->b, "q.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 1, "l", o->l, "q.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 2, "n", o->n, nf, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 3, "V", o->V, "v.shape[3]", err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->out, "out", err));
+    NAM__SSD_TRY(nam__m2rnn_state(&d->final_state, "final_state", 1, o, nfrom, "q.shape[3]", "v.shape[3]", err));
+    {
+        const nam_tensor *ts[11];
+        static const char *const nm[11] = {"q", "k", "v", "W", "a", "A_log", "dt_bias", "D", "initial_state", "out", "final_state"};
+        int i;
+        ts[0] = &d->q; ts[1] = &d->k; ts[2] = &d->v; ts[3] = &d->W; ts[4] = &d->a; ts[5] = &d->A_log; ts[6] = &d->dt_bias;
+        ts[7] = &d->D; ts[8] = &d->initial_state; ts[9] = &d->out; ts[10] = &d->final_state;
+        NAM__SSD_TRY(nam__same_device(11, ts, nm, err));
+        for (i = 0; i < 5; i++)
+            if (d->out.data == ts[i]->data)
+                return nam__err(err, NAM_ERR_INVALID_ARG, "out: shares its data with %s; the scan reads its inputs after writing out", nm[i]);
+    }
+    return NAM_OK;
+}
+
+/* The gate inputs must be finite and exp(A_log) must fit fp32: checked before anything is
+   written. Index = the element's position (b, t, head) or head. */
+static nam_status nam__m2rnn_check_gates(const nam_tensor *a, const nam_tensor *A_log, const nam_tensor *dt_bias, int64_t b, int64_t l, int64_t nf,
+                                         int64_t n, const char *who, nam_error *err) {
+    int64_t st[NAM_MAX_DIMS], bi, t, h;
+    nam__tensor_strides(A_log, st);
+    for (h = 0; h < n; h++) {
+        float v = nam__load(A_log->data, A_log->dtype, h * st[0]);
+        if (!(v <= 88.0f && v > -HUGE_VALF))
+            return nam__err(err, NAM_ERR_RANGE, "A_log[%lld] = %g is %s", NAM__CAST(long long, h), NAM__CAST(double, v),
+                            v == v && v != HUGE_VALF && v != -HUGE_VALF ? "above 88 (exp(A_log) overflows fp32)" : "not finite");
+    }
+    if (dt_bias->data) {
+        nam__tensor_strides(dt_bias, st);
+        for (h = 0; h < n; h++) {
+            float v = nam__load(dt_bias->data, dt_bias->dtype, h * st[0]);
+            if (!(v - v == 0.0f)) return nam__err(err, NAM_ERR_RANGE, "dt_bias[%lld] = %g is not finite", NAM__CAST(long long, h), NAM__CAST(double, v));
+        }
+    }
+    nam__tensor_strides(a, st);
+    for (bi = 0; bi < b; bi++)
+        for (t = 0; t < l; t++) {
+            int64_t o = bi * st[0] + t * st[1];
+            if (a->dtype == NAM_F32 && st[2] == 1) {
+                const float *p = NAM__CAST(const float *, a->data) + o;
+                float acc = 0.0f;
+                for (h = 0; h < nf; h++) acc += p[h] - p[h];   /* 0 unless some element is inf or NaN */
+                if (acc == 0.0f) continue;
+            }
+            for (h = 0; h < nf; h++) {
+                float v = nam__load(a->data, a->dtype, o + h * st[2]);
+                if (!(v - v == 0.0f)) {
+                    if (who) return nam__err(err, NAM_ERR_RANGE, "a[%lld, %lld] = %g is not finite (the forget gate's input)", NAM__CAST(long long, bi),
+                                             NAM__CAST(long long, h), NAM__CAST(double, v));
+                    return nam__err(err, NAM_ERR_RANGE, "a[%lld, %lld, %lld] = %g is not finite (the forget gate's input)", NAM__CAST(long long, bi),
+                                    NAM__CAST(long long, t), NAM__CAST(long long, h), NAM__CAST(double, v));
+                }
+            }
+        }
+    return NAM_OK;
+}
+
+/* ---- workspace layout of the fast path ------------------------------------------------ */
+typedef struct nam__m2rnn_layout {
+    int64_t R, rb, tasks;
+    size_t off_W, off_D, off_negA, off_bias, off_y, off_slab, slab_bytes, total;
+    size_t s_S, s_P, s_k, s_q, s_v, s_y, s_acc, s_o, s_g;
+    int slabs;
+} nam__m2rnn_layout;
+
+static void nam__m2rnn_plan(const nam__m2rnn_dims *dm, int threads, nam__m2rnn_layout *L) {
+    int64_t bn = dm->b * dm->n, K = dm->K, V = dm->V, R = 1, rb;
+    size_t o = 0, s = 0;
+    if (bn < threads) R = (threads + bn - 1) / bn;
+    rb = (K + R - 1) / R;
+    rb = (rb + 3) / 4 * 4;
+    if (rb > K) rb = K;
+    R = (K + rb - 1) / rb;
+    L->R = R;
+    L->rb = rb;
+    L->tasks = bn * R;
+    L->off_W = o; o += nam__ssd_f(dm->nw * V * V);
+    L->off_D = o; o += nam__ssd_f(dm->n * V);
+    L->off_negA = o; o += nam__ssd_f(dm->n);
+    L->off_bias = o; o += nam__ssd_f(dm->n);
+    L->off_y = o; o += R > 1 ? nam__ssd_f(bn * R * dm->l * V) : 0;
+    L->off_slab = o;
+    L->s_S = s; s += nam__ssd_f(rb * V);
+    L->s_P = s; s += nam__ssd_f(rb * V);      /* pre-activations of the AVX2 kernel */
+    L->s_k = s; s += nam__ssd_f(rb);
+    L->s_q = s; s += nam__ssd_f(rb);
+    L->s_v = s; s += nam__ssd_f(V);
+    L->s_y = s; s += nam__ssd_f(V);
+    L->s_acc = s; s += nam__ssd_f(V);
+    L->s_o = s; s += nam__ssd_f(V > NAM__M2RNN_GB ? V : NAM__M2RNN_GB);
+    L->s_g = s; s += nam__ssd_f(NAM__M2RNN_GB);
+    L->slab_bytes = s;
+    L->slabs = L->tasks < threads ? NAM__CAST(int, L->tasks) : threads;
+    if (L->slabs < 1) L->slabs = 1;
+    L->total = o + NAM__CAST(size_t, L->slabs) * s;
+}
+
+static size_t nam__m2rnn_ref_bytes(const nam__m2rnn_dims *dm) { return nam__ws_need(sizeof(double) * NAM__CAST(size_t, dm->K * dm->V + dm->V)); }
+
+static nam_status nam__m2rnn_workspace_size_body(const nam_m2rnn_desc *d, size_t *bytes, nam_error *err) {
+    nam__m2rnn_dims dm;
+    nam__m2rnn_layout L;
+    nam_status st;
+    memset(&dm, 0, sizeof dm);
+    if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_m2rnn_workspace_size: bytes is NULL");
+    *bytes = 0;
+    st = nam__m2rnn_validate(d, &dm, err);
+    if (st != NAM_OK) { nam__err_prefix(err, "nam_m2rnn_workspace_size: "); return st; }
+    if (dm.be == NAM_BACKEND_CUDA) *bytes = 0;
+    else if (dm.be == NAM_BACKEND_CPU_REF) *bytes = nam__m2rnn_ref_bytes(&dm);
+    else {
+        nam__m2rnn_plan(&dm, nam__resolve_threads(d->threads), &L);
+        *bytes = L.total;
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+/* ---- reference: the recurrence in double ------------------------------------------------ */
+static void nam__m2rnn_ref(const nam_m2rnn_desc *d, const nam__m2rnn_dims *dm, double *S) {
+    int64_t qs[4], ks[4], vs[4], Ws[4], as[4], Al[4], bs[4], Ds[4], is[4], os[4], fs[4];
+    int64_t K = dm->K, V = dm->V, bi, h, t, i, j, c;
+    double *acc = S + K * V;
+    nam__tensor_strides(&d->q, qs); nam__tensor_strides(&d->k, ks); nam__tensor_strides(&d->v, vs); nam__tensor_strides(&d->W, Ws);
+    nam__tensor_strides(&d->a, as); nam__tensor_strides(&d->A_log, Al); nam__tensor_strides(&d->dt_bias, bs); nam__tensor_strides(&d->D, Ds);
+    nam__tensor_strides(&d->initial_state, is); nam__tensor_strides(&d->out, os); nam__tensor_strides(&d->final_state, fs);
+    for (bi = 0; bi < dm->b; bi++)
+        for (h = 0; h < dm->n; h++) {
+            int64_t hq = h / (dm->n / dm->nq), hk = h / (dm->n / dm->nk), hv = h / (dm->n / dm->nv), hw = h / (dm->n / dm->nw), hf = h / (dm->n / dm->nf);
+            double expA = exp(NAM__CAST(double, nam__load(d->A_log.data, d->A_log.dtype, h * Al[0])));
+            double bias = d->dt_bias.data ? nam__load(d->dt_bias.data, d->dt_bias.dtype, h * bs[0]) : 0.0;
+            for (i = 0; i < K; i++)
+                for (c = 0; c < V; c++)
+                    S[i * V + c] = d->initial_state.data ? NAM__CAST(const float *, d->initial_state.data)[bi * is[0] + h * is[1] + i * is[2] + c * is[3]] : 0.0;
+            for (t = 0; t < dm->l; t++) {
+                int64_t qo = bi * qs[0] + t * qs[1] + hq * qs[2], ko = bi * ks[0] + t * ks[1] + hk * ks[2], vo = bi * vs[0] + t * vs[1] + hv * vs[2];
+                double x = nam__load(d->a.data, d->a.dtype, bi * as[0] + t * as[1] + hf * as[2]) + bias, f;
+                f = exp(-expA * (x <= 20.0 ? log1p(exp(x)) : x));
+                for (i = 0; i < K; i++) {
+                    double ki = nam__load(d->k.data, d->k.dtype, ko + i * ks[3]);
+                    for (c = 0; c < V; c++) {
+                        double s = ki * nam__load(d->v.data, d->v.dtype, vo + c * vs[3]);
+                        for (j = 0; j < V; j++) s += S[i * V + j] * nam__load(d->W.data, d->W.dtype, hw * Ws[0] + j * Ws[1] + c * Ws[2]);
+                        acc[c] = tanh(s);
+                    }
+                    for (c = 0; c < V; c++) S[i * V + c] = f * S[i * V + c] + (1.0 - f) * acc[c];
+                }
+                for (c = 0; c < V; c++) {
+                    double y = 0.0;
+                    for (i = 0; i < K; i++) y += S[i * V + c] * nam__load(d->q.data, d->q.dtype, qo + i * qs[3]);
+                    if (d->D.data) y += nam__load(d->D.data, d->D.dtype, h * Ds[0] + c * Ds[1]) * nam__load(d->v.data, d->v.dtype, vo + c * vs[3]);
+                    nam__store(d->out.data, d->out.dtype, bi * os[0] + t * os[1] + h * os[2] + c * os[3], NAM__CAST(float, y));
+                }
+            }
+            if (d->final_state.data)
+                for (i = 0; i < K; i++)
+                    for (c = 0; c < V; c++)
+                        NAM__CAST(float *, d->final_state.data)[bi * fs[0] + h * fs[1] + i * fs[2] + c * fs[3]] = NAM__CAST(float, S[i * V + c]);
+        }
+}
+
+/* ---- fast path -------------------------------------------------------------------------- */
+typedef struct nam__m2rnn_ctx {
+    nam_m2rnn_desc *d;
+    nam__m2rnn_dims dm;
+    nam__m2rnn_layout L;
+    char *ws;
+    int64_t qs[4], ks[4], vs[4], as[4], is[4], os[4], fs[4];
+    int simd;
+} nam__m2rnn_ctx;
+
+#define NAM__M2RNN_PTR(c, off) NAM__CAST(float *, NAM__CAST(void *, (c)->ws + (off)))
+
+/* out[b, t, h] = y + D_h * v (into the slab row o, then stored in out's dtype) */
+static void nam__m2rnn_emit(nam__m2rnn_ctx *c, int64_t bi, int64_t t, int64_t h, const float *y, const float *vr, float *o) {
+    const float *D = NAM__M2RNN_PTR(c, c->L.off_D) + h * c->dm.V;
+    int64_t j;
+    for (j = 0; j < c->dm.V; j++) o[j] = y[j] + D[j] * vr[j];
+    nam__ssd_row_store(&c->d->out, bi * c->os[0] + t * c->os[1] + h * c->os[2], c->os[3], c->dm.V, o);
+}
+
+static void nam__m2rnn_task(void *vctx, int64_t begin, int64_t end, int thread) {
+    nam__m2rnn_ctx *c = NAM__CAST(nam__m2rnn_ctx *, vctx);
+    nam_m2rnn_desc *d = c->d;
+    const nam__m2rnn_layout *L = &c->L;
+    int64_t n = c->dm.n, K = c->dm.K, V = c->dm.V, l = c->dm.l, R = L->R, task;
+    char *slab = c->ws + L->off_slab + NAM__CAST(size_t, thread) * L->slab_bytes;
+#define NAM__M2RNN_SLAB(off) NAM__CAST(float *, NAM__CAST(void *, slab + (off)))
+    float *S = NAM__M2RNN_SLAB(L->s_S), *P = NAM__M2RNN_SLAB(L->s_P), *kb = NAM__M2RNN_SLAB(L->s_k), *qb = NAM__M2RNN_SLAB(L->s_q), *vb = NAM__M2RNN_SLAB(L->s_v);
+    float *y = NAM__M2RNN_SLAB(L->s_y), *acc = NAM__M2RNN_SLAB(L->s_acc), *ob = NAM__M2RNN_SLAB(L->s_o), *gb = NAM__M2RNN_SLAB(L->s_g);
+#undef NAM__M2RNN_SLAB
+    (void)P;   /* the AVX2 kernel's scratch */
+    /* out rows written straight by the kernel: one task per (b, h), out f32 with unit step */
+    const int odirect = R == 1 && d->out.dtype == NAM_F32 && c->os[3] == 1;
+    const size_t kes = d->k.dtype == NAM_F32 ? 4 : 2, qes = d->q.dtype == NAM_F32 ? 4 : 2, ves = d->v.dtype == NAM_F32 ? 4 : 2;
+    for (task = begin; task < end; task++) {
+        int64_t bi = task / (n * R), h = (task / R) % n, r = task % R, r0 = r * L->rb, rows = nam__ssd_min(K, r0 + L->rb) - r0, t, i, j;
+        int64_t hq = h / (n / c->dm.nq), hk = h / (n / c->dm.nk), hv = h / (n / c->dm.nv), hw = h / (n / c->dm.nw), hf = h / (n / c->dm.nf);
+        const float *W = NAM__M2RNN_PTR(c, L->off_W) + hw * V * V, *Dh = NAM__M2RNN_PTR(c, L->off_D) + h * V;
+        const float negA = NAM__M2RNN_PTR(c, L->off_negA)[h], bias = NAM__M2RNN_PTR(c, L->off_bias)[h];
+        float *yp = R > 1 ? NAM__M2RNN_PTR(c, L->off_y) + ((bi * n + h) * R + r) * l * V : NULL;
+        if (d->initial_state.data) {
+            const float *is = NAM__CAST(const float *, d->initial_state.data) + bi * c->is[0] + h * c->is[1];
+            for (i = 0; i < rows; i++)
+                for (j = 0; j < V; j++) S[i * V + j] = is[(r0 + i) * c->is[2] + j * c->is[3]];
+        } else memset(S, 0, sizeof(float) * NAM__CAST(size_t, rows * V));
+        for (t = 0; t < l; t++) {
+            int64_t qo = bi * c->qs[0] + t * c->qs[1] + hq * c->qs[2] + r0 * c->qs[3];
+            int64_t ko = bi * c->ks[0] + t * c->ks[1] + hk * c->ks[2] + r0 * c->ks[3];
+            int64_t vo = bi * c->vs[0] + t * c->vs[1] + hv * c->vs[2];
+            const float *kr, *qr, *vr;
+            float *dst = yp ? yp + t * V : odirect ? NAM__CAST(float *, d->out.data) + bi * c->os[0] + t * c->os[1] + h * c->os[2] : y;
+            if (t % NAM__M2RNN_GB == 0) {   /* the gates of the next block of tokens */
+                int64_t nb = nam__ssd_min(NAM__M2RNN_GB, l - t), u;
+                for (u = 0; u < NAM__M2RNN_GB; u++)
+                    ob[u] = u < nb ? nam__load(d->a.data, d->a.dtype, bi * c->as[0] + (t + u) * c->as[1] + hf * c->as[2]) : 0.0f;
+#if NAM__SSD_X86
+                if (c->simd) nam__m2rnn_leak16_avx2(ob, bias, negA, gb);
+                else
+#endif
+                    for (u = 0; u < nb; u++) gb[u] = nam__m2rnn_leak(ob[u], bias, negA);
+            }
+            if (t + 2 < l) {   /* the rows two tokens ahead */
+                const char *kp = NAM__CAST(const char *, d->k.data) + (ko + 2 * c->ks[1]) * NAM__CAST(int64_t, kes);
+                const char *qp = NAM__CAST(const char *, d->q.data) + (qo + 2 * c->qs[1]) * NAM__CAST(int64_t, qes);
+                int64_t kb_ = rows * c->ks[3] * NAM__CAST(int64_t, kes), qb_ = rows * c->qs[3] * NAM__CAST(int64_t, qes), o;
+                for (o = 0; o < kb_; o += 64) NAM__SSD_PREFETCH(kp + o, 0);
+                for (o = 0; o < qb_; o += 64) NAM__SSD_PREFETCH(qp + o, 0);
+                __builtin_prefetch(NAM__CAST(const char *, d->v.data) + (vo + 2 * c->vs[1]) * NAM__CAST(int64_t, ves), 0, 3);
+            }
+            kr = nam__m2rnn_row(&d->k, ko, c->ks[3], rows, kb);
+            qr = nam__m2rnn_row(&d->q, qo, c->qs[3], rows, qb);
+            vr = nam__m2rnn_row(&d->v, vo, c->vs[3], V, vb);
+#if NAM__SSD_X86
+            if (c->simd) nam__m2rnn_tok16_avx2(rows, S, W, kr, qr, vr, gb[t % NAM__M2RNN_GB], P, yp ? NULL : Dh, dst);
+            else
+#endif
+                nam__m2rnn_tok_c(rows, V, S, W, kr, qr, vr, gb[t % NAM__M2RNN_GB], acc, yp ? NULL : Dh, dst);
+            if (dst == y) nam__ssd_row_store(&d->out, bi * c->os[0] + t * c->os[1] + h * c->os[2], c->os[3], V, y);
+        }
+        if (d->final_state.data) {
+            float *fs = NAM__CAST(float *, d->final_state.data) + bi * c->fs[0] + h * c->fs[1];
+            for (i = 0; i < rows; i++)
+                for (j = 0; j < V; j++) fs[(r0 + i) * c->fs[2] + j * c->fs[3]] = S[i * V + j];
+        }
+    }
+}
+
+/* R > 1: out[b, t, h] = sum over the R row blocks of the partial y, + D v; tasks (b, t). */
+static void nam__m2rnn_reduce(void *vctx, int64_t begin, int64_t end, int thread) {
+    nam__m2rnn_ctx *c = NAM__CAST(nam__m2rnn_ctx *, vctx);
+    const nam__m2rnn_layout *L = &c->L;
+    int64_t n = c->dm.n, V = c->dm.V, l = c->dm.l, R = L->R, task;
+    char *slab = c->ws + L->off_slab + NAM__CAST(size_t, thread) * L->slab_bytes;
+    float *vb = NAM__CAST(float *, NAM__CAST(void *, slab + L->s_v)), *y = NAM__CAST(float *, NAM__CAST(void *, slab + L->s_y));
+    float *ob = NAM__CAST(float *, NAM__CAST(void *, slab + L->s_o));
+    for (task = begin; task < end; task++) {
+        int64_t bi = task / l, t = task % l, h, r, j;
+        for (h = 0; h < n; h++) {
+            int64_t hv = h / (n / c->dm.nv);
+            const float *vr = nam__m2rnn_row(&c->d->v, bi * c->vs[0] + t * c->vs[1] + hv * c->vs[2], c->vs[3], V, vb);
+            const float *yp = NAM__M2RNN_PTR(c, L->off_y) + ((bi * n + h) * R * l + t) * V;
+            for (j = 0; j < V; j++) y[j] = yp[j];
+            for (r = 1; r < R; r++)
+                for (j = 0; j < V; j++) y[j] += yp[r * l * V + j];
+            nam__m2rnn_emit(c, bi, t, h, y, vr, ob);
+        }
+    }
+}
+
+/* Validated desc, workspace of the backend's size: run it. */
+static nam_status nam__m2rnn_run(nam_m2rnn_desc *d, const nam__m2rnn_dims *dm, void *workspace, size_t workspace_bytes, const char *who, nam_error *err) {
+    nam__m2rnn_ctx c;
+    size_t need;
+    int threads;
+    int64_t i;
+    nam_status st;
+#ifdef NAM_CUDA
+    if (dm->be == NAM_BACKEND_CUDA) {
+        st = nam_cuda__m2rnn(d, workspace, workspace_bytes, err);
+        if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
+        return st;
+    }
+#endif
+    if (dm->be == NAM_BACKEND_CPU_REF) {
+        need = nam__m2rnn_ref_bytes(dm);
+        if ((st = nam__ws_check(workspace, workspace_bytes, need, who, err)) != NAM_OK) return st;
+        nam__m2rnn_ref(d, dm, NAM__CAST(double *, workspace));
+        d->ran = NAM_BACKEND_CPU_REF;
+        if (err) nam__err_reset(err);
+        return NAM_OK;
+    }
+    memset(&c, 0, sizeof c);
+    c.d = d;
+    c.dm = *dm;
+    threads = nam__resolve_threads(d->threads);
+    nam__m2rnn_plan(dm, threads, &c.L);
+    if ((st = nam__ws_check(workspace, workspace_bytes, c.L.total, who, err)) != NAM_OK) return st;
+    c.ws = NAM__CAST(char *, workspace);
+    nam__tensor_strides(&d->q, c.qs); nam__tensor_strides(&d->k, c.ks); nam__tensor_strides(&d->v, c.vs); nam__tensor_strides(&d->a, c.as);
+    nam__tensor_strides(&d->initial_state, c.is); nam__tensor_strides(&d->out, c.os); nam__tensor_strides(&d->final_state, c.fs);
+    c.simd = dm->V == 16 && nam__ssd_have_avx2();
+    nam__pack_f32(&d->W, NAM__M2RNN_PTR(&c, c.L.off_W));
+    if (d->D.data) nam__pack_f32(&d->D, NAM__M2RNN_PTR(&c, c.L.off_D));
+    else memset(NAM__M2RNN_PTR(&c, c.L.off_D), 0, sizeof(float) * NAM__CAST(size_t, dm->n * dm->V));
+    {
+        int64_t Al[4], bs[4];
+        float *negA = NAM__M2RNN_PTR(&c, c.L.off_negA), *bias = NAM__M2RNN_PTR(&c, c.L.off_bias);
+        nam__tensor_strides(&d->A_log, Al);
+        nam__tensor_strides(&d->dt_bias, bs);
+        for (i = 0; i < dm->n; i++) {
+            negA[i] = -expf(nam__load(d->A_log.data, d->A_log.dtype, i * Al[0]));
+            bias[i] = d->dt_bias.data ? nam__load(d->dt_bias.data, d->dt_bias.dtype, i * bs[0]) : 0.0f;
+        }
+    }
+    nam__parallel_for(c.L.tasks, c.L.slabs, nam__m2rnn_task, &c);
+    if (c.L.R > 1) nam__parallel_for(dm->b * dm->l, c.L.slabs, nam__m2rnn_reduce, &c);
+    d->ran = NAM_BACKEND_CPU;
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+static nam_status nam__m2rnn_body(nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam__m2rnn_dims dm;
+    nam_status st;
+    if (d) d->ran = NAM_BACKEND_AUTO;
+    memset(&dm, 0, sizeof dm);
+    st = nam__m2rnn_validate(d, &dm, err);
+    if (st == NAM_OK && dm.be != NAM_BACKEND_CUDA) st = nam__m2rnn_check_gates(&d->a, &d->A_log, &d->dt_bias, dm.b, dm.l, dm.nf, dm.n, NULL, err);
+    if (st == NAM_OK) st = nam__m2rnn_run(d, &dm, workspace, workspace_bytes, "nam_m2rnn", err);
+    if (st != NAM_OK) nam__err_prefix(err, "nam_m2rnn: ");
+    return st;
+}
+
+/* ---- single-token decode: nam_m2rnn over l = 1 views --------------------------------------- */
+static nam_status nam__m2rnn_step_validate(const nam_m2rnn_step_desc *d, nam__m2rnn_dims *o, nam_error *err) {
+    static const char *const from[5] = {"q.shape[1]", "k.shape[1]", "v.shape[1]", "W.shape[0]", "a.shape[1]"};
+    const char *nfrom = from[0];
+    int64_t cnt[5];
+    char nf[96];
+    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "desc is NULL");
+    NAM__SSD_TRY(nam_query_backend(d->backend, d->q.device, &o->be, err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->q, "q", 3, "b,nq,K", 0, err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->q, "q", err));
+    o->b = d->q.shape[0]; o->l = 1; o->nq = d->q.shape[1]; o->K = d->q.shape[2];
+    NAM__SSD_TRY(nam__tensor_basic(&d->k, "k", 3, "b,nk,K", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->k, "k", 0, "b", o->b, "q.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->k, "k", 2, "K", o->K, "q.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->v, "v", 3, "b,nv,V", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->v, "v", 0, "b", o->b, "q.shape[0]", err));
+    o->nk = d->k.shape[1]; o->nv = d->v.shape[1]; o->V = d->v.shape[2];
+    NAM__SSD_TRY(nam__m2rnn_sizes(o, "q.shape[2]", "v.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->W, "W", 3, "nw,V,V", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->W, "W", 1, "V", o->V, "v.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->W, "W", 2, "V", o->V, "v.shape[2]", err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->W, "W", err));
+    o->nw = d->W.shape[0];
+    NAM__SSD_TRY(nam__tensor_basic(&d->a, "a", 2, "b,nf", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->a, "a", 0, "b", o->b, "q.shape[0]", err));
+    o->nf = d->a.shape[1];
+    cnt[0] = o->nq; cnt[1] = o->nk; cnt[2] = o->nv; cnt[3] = o->nw; cnt[4] = o->nf;
+    o->n = nam__m2rnn_n(cnt, from, &nfrom);
+    NAM__SSD_TRY(nam__m2rnn_divides(o->nq, "q", 1, "nq", o->n, nfrom, err));
+    NAM__SSD_TRY(nam__m2rnn_divides(o->nk, "k", 1, "nk", o->n, nfrom, err));
+    NAM__SSD_TRY(nam__m2rnn_divides(o->nv, "v", 1, "nv", o->n, nfrom, err));
+    NAM__SSD_TRY(nam__m2rnn_divides(o->nw, "W", 0, "nw", o->n, nfrom, err));
+    NAM__SSD_TRY(nam__m2rnn_divides(o->nf, "a", 1, "nf", o->n, nfrom, err));
+    NAM__SSD_TRY(nam__m2rnn_params(&d->A_log, &d->dt_bias, &d->D, o, nfrom, "v.shape[2]", err));
+    NAM__SSD_TRY(nam__m2rnn_state(&d->state, "state", 0, o, nfrom, "q.shape[2]", "v.shape[2]", err));
+    snprintf(nf, sizeof nf, "the largest head count (%s)", nfrom);
+    NAM__SSD_TRY(nam__tensor_basic(&d->out, "out", 3, "b,n,V", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 0, "b", o->b, "q.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 1, "n", o->n, nf, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 2, "V", o->V, "v.shape[2]", err));
+    {
+        const nam_tensor *ts[10];
+        static const char *const nm[10] = {"q", "k", "v", "W", "a", "A_log", "dt_bias", "D", "state", "out"};
+        int i;
+        ts[0] = &d->q; ts[1] = &d->k; ts[2] = &d->v; ts[3] = &d->W; ts[4] = &d->a; ts[5] = &d->A_log; ts[6] = &d->dt_bias;
+        ts[7] = &d->D; ts[8] = &d->state; ts[9] = &d->out;
+        NAM__SSD_TRY(nam__same_device(10, ts, nm, err));
+        for (i = 0; i < 5; i++)
+            if (d->out.data == ts[i]->data)
+                return nam__err(err, NAM_ERR_INVALID_ARG, "out: shares its data with %s; the step reads its inputs after writing out", nm[i]);
+    }
+    return NAM_OK;
+}
+
+/* t (b, x, y) -> (b, 1, x, y) with explicit strides; t (b, x) -> (b, 1, x) */
+static nam_tensor nam__m2rnn_add_l(const nam_tensor *t) {
+    nam_tensor u = *t;
+    int64_t st[NAM_MAX_DIMS];
+    int i;
+    nam__tensor_strides(t, st);
+    u.ndim = t->ndim + 1;
+    u.shape[0] = t->shape[0];
+    u.stride[0] = st[0];
+    u.shape[1] = 1;
+    u.stride[1] = st[0];
+    for (i = 1; i < t->ndim; i++) { u.shape[i + 1] = t->shape[i]; u.stride[i + 1] = st[i]; }
+    return u;
+}
+
+static void nam__m2rnn_step_scan(const nam_m2rnn_step_desc *s, nam_m2rnn_desc *d) {
+    memset(d, 0, sizeof *d);
+    d->q = nam__m2rnn_add_l(&s->q); d->k = nam__m2rnn_add_l(&s->k); d->v = nam__m2rnn_add_l(&s->v); d->a = nam__m2rnn_add_l(&s->a);
+    d->out = nam__m2rnn_add_l(&s->out);
+    d->W = s->W; d->A_log = s->A_log; d->dt_bias = s->dt_bias; d->D = s->D;
+    d->initial_state = s->state; d->final_state = s->state;
+    d->backend = s->backend; d->threads = s->threads; d->stream = s->stream;
+}
+
+static nam_status nam__m2rnn_step_workspace_size_body(const nam_m2rnn_step_desc *d, size_t *bytes, nam_error *err) {
+    nam__m2rnn_dims dm;
+    nam__m2rnn_layout L;
+    nam_status st;
+    memset(&dm, 0, sizeof dm);
+    if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_m2rnn_step_workspace_size: bytes is NULL");
+    *bytes = 0;
+    st = nam__m2rnn_step_validate(d, &dm, err);
+    if (st != NAM_OK) { nam__err_prefix(err, "nam_m2rnn_step_workspace_size: "); return st; }
+    if (dm.be == NAM_BACKEND_CUDA) *bytes = 0;
+    else if (dm.be == NAM_BACKEND_CPU_REF) *bytes = nam__m2rnn_ref_bytes(&dm);
+    else {
+        nam__m2rnn_plan(&dm, nam__resolve_threads(d->threads), &L);
+        *bytes = L.total;
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+static nam_status nam__m2rnn_step_body(nam_m2rnn_step_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam__m2rnn_dims dm;
+    nam_m2rnn_desc s;
+    nam_status st;
+    if (d) d->ran = NAM_BACKEND_AUTO;
+    memset(&dm, 0, sizeof dm);
+    st = nam__m2rnn_step_validate(d, &dm, err);
+    if (st == NAM_OK) {
+        nam__m2rnn_step_scan(d, &s);
+        if (dm.be != NAM_BACKEND_CUDA) st = nam__m2rnn_check_gates(&s.a, &s.A_log, &s.dt_bias, dm.b, 1, dm.nf, dm.n, "step", err);
+        if (st == NAM_OK) st = nam__m2rnn_run(&s, &dm, workspace, workspace_bytes, "nam_m2rnn_step", err);
+        d->ran = s.ran;
+    }
+    if (st != NAM_OK) nam__err_prefix(err, "nam_m2rnn_step: ");
+    return st;
+}
+
+/* ---- public entries: each runs inside the kernel FP environment (NAM__FP_CALL) ------------ */
+NAM__DEF nam_status nam_m2rnn_workspace_size(const nam_m2rnn_desc *d, size_t *bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__m2rnn_workspace_size_body(d, bytes, err));
+    return st;
+}
+NAM__DEF nam_status nam_m2rnn(nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__m2rnn_body(d, workspace, workspace_bytes, err));
+    return st;
+}
+NAM__DEF nam_status nam_m2rnn_step_workspace_size(const nam_m2rnn_step_desc *d, size_t *bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__m2rnn_step_workspace_size_body(d, bytes, err));
+    return st;
+}
+NAM__DEF nam_status nam_m2rnn_step(nam_m2rnn_step_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__m2rnn_step_body(d, workspace, workspace_bytes, err));
     return st;
 }
 

@@ -1,7 +1,8 @@
 /* nam_cuda.cuh - the CUDA side of nam's kernel API.                      STB-style, CUDA C++
 
    nam.h's kernel entry points (nam_ssd, nam_conv1d, nam_ssd_step, nam_moe_route,
-   nam_moe_dispatch, nam_moe_permute, nam_moe_combine, nam_moe_ffn, nam_attention) run
+   nam_moe_dispatch, nam_moe_permute, nam_moe_combine, nam_moe_ffn, nam_attention,
+   nam_m2rnn, nam_m2rnn_step) run
    here when their tensors are CUDA tensors (device = NAM_DEVICE_CUDA) and the program was
    built with NAM_CUDA. The API is the CPU one: the same desc structs and error rules, plus
    the desc's `stream` (a cudaStream_t; NULL is the default stream). Launches are
@@ -360,9 +361,9 @@ NAM_API nam_status nam_cuda_sync(void *stream, nam_error *err) {
 
 } /* extern "C" */
 
-/* Kernel sections follow: >>cuda-ssd, >>cuda-moe, >>cuda-attention. Each defines its
+/* Kernel sections follow: >>cuda-ssd, >>cuda-moe, >>cuda-attention, >>cuda-m2rnn. Each defines its
    extern "C" hooks nam_cuda__* declared in nam.h (NAM_CUDA), with static kernels and
-   helpers under its own prefix (nam__cu_ssd_, nam__cu_moe_, nam__cu_attn_). */
+   helpers under its own prefix (nam__cu_ssd_, nam__cu_moe_, nam__cu_attn_, nam__cu_m2rnn_). */
 #ifndef NAM_CUDA_SKIP_SSD
 /* >>cuda-ssd ------------------------------
    nam_ssd (Mamba-2 chunked SSD scan), nam_ssd_step (one decode token) and nam_conv1d (the
@@ -3167,6 +3168,211 @@ extern "C" nam_status nam_cuda__attention(nam_attention_desc *d, void *workspace
 }
 #endif
 
+#ifndef NAM_CUDA_SKIP_M2RNN
+/* >>cuda-m2rnn ------------------------------------------------------------------------------ */
+/* nam_m2rnn (and nam_m2rnn_step, which nam.h runs as a scan of one token) on CUDA tensors,
+   with nam.h's semantics (>>kernels, nam__m2rnn_ref); nam.h has validated shapes and devices.
+
+   Dtypes: q, k, v and out share one storage type T (f32, bf16 or f16); a, W, A_log, dt_bias
+   and D may have any float dtype; the states are f32. Every tensor must be contiguous.
+   Supported sizes: V in {4, 8, 16, 32, 64, 128} and K * V <= 4096 (one thread per 4 state
+   elements, at most 1024 per CTA); others return NAM_ERR_NOT_IMPLEMENTED naming V or K.
+   Non-finite gate inputs are NOT checked on the GPU (the CPU returns NAM_ERR_RANGE; a
+   check here would need a device-to-host read, which synchronises the stream): such a
+   gate makes its (b, head) outputs and state NaN.
+
+   One CTA per (b, head), K * V / 4 threads: thread (row i, column group cg) keeps
+   S[i][4 cg .. 4 cg + 3] in registers for the whole sequence. W_h (V x V, fp32) sits in
+   shared memory. Tokens go in chunks of TC (32, fewer when shared memory is short):
+     1. the chunk's k, q and v rows are staged in shared memory as fp32 (coalesced), and
+        one thread per token computes its leak g = 1 - f = -expm1(-exp(A_log) softplus(a +
+        dt_bias)) (libm expf, log1pf, expm1f: fp32, the CPU's formula);
+     2. per token: each thread publishes its 4 values of row i in shared memory, reads the
+        row back (a __syncwarp: a row's V / 4 threads sit in one warp), computes its 4
+        pre-activations k_i v_c + sum_j S_ij W_jc (fp32 FMA, W read as warp broadcasts),
+        the tanh (nam.h's rational, with __fdividef: <= 2 ulp more than the CPU's), the
+        blend S += g (S~ - S), and q_i S_i; the read-out is reduced over the warp's rows
+        by shuffles into a per-warp partial in shared memory;
+     3. after the chunk: the partials are summed over warps, + D v, and stored to out.
+   No __syncthreads inside a token: only per chunk (2 + 1). Workspace: none. */
+#define NAM__CU_M2RNN_TC 32
+
+struct nam__cu_m2rnn_args {
+    const void *q, *k, *v, *a, *W, *A_log, *dt_bias, *D;
+    const float *init;
+    float *fin;
+    void *out;
+    int64_t l;
+    int n, K, V, nq, nk, nv, nw, nf, TC, nwarps;
+    int a_type, W_type, A_type, bias_type, D_type;
+};
+
+static __device__ __forceinline__ float nam__cu_m2rnn_tanh(float x) {
+    const float u = fminf(x * x, NAM__M2RNN_TANH_X * NAM__M2RNN_TANH_X);
+    float p = fmaf(NAM__M2RNN_TP4, u, NAM__M2RNN_TP3), q = fmaf(NAM__M2RNN_TQ4, u, NAM__M2RNN_TQ3);
+    p = fmaf(p, u, NAM__M2RNN_TP2);
+    q = fmaf(q, u, NAM__M2RNN_TQ2);
+    p = fmaf(p, u, NAM__M2RNN_TP1);
+    q = fmaf(q, u, NAM__M2RNN_TQ1);
+    p = fmaf(p, u, NAM__M2RNN_TP0);
+    q = fmaf(q, u, 1.0f);
+    p = __fdividef(x * p, q);
+    return fminf(1.0f, fmaxf(-1.0f, p));
+}
+
+/* floats of dynamic shared memory: W, the row exchange, the chunk's k, q, v and gates, the
+   per-warp read-out partials */
+static size_t nam__cu_m2rnn_smem(int K, int V, int TC, int nwarps) {
+    return sizeof(float) * (static_cast<size_t>(V) * V + static_cast<size_t>(K) * V + static_cast<size_t>(TC) * (2 * K + V + 1) +
+                            static_cast<size_t>(TC) * nwarps * V);
+}
+
+template <typename T>
+static __global__ void __launch_bounds__(1024) nam__cu_m2rnn_scan(nam__cu_m2rnn_args a) {
+    NAM__CU_DYN_SMEM(float, sm);
+    const T *Q = static_cast<const T *>(a.q), *Kt = static_cast<const T *>(a.k), *Vt = static_cast<const T *>(a.v);
+    T *O = static_cast<T *>(a.out);
+    const int K = a.K, V = a.V, VG = V / 4, TC = a.TC, nw = a.nwarps, n = a.n;
+    const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, nthr = static_cast<int>(blockDim.x);
+    const int64_t bi = blockIdx.x / n;
+    const int h = static_cast<int>(blockIdx.x % n), row = tid / VG, c0 = 4 * (tid % VG);
+    const int hq = h / (n / a.nq), hk = h / (n / a.nk), hv = h / (n / a.nv), hw = h / (n / a.nw), hf = h / (n / a.nf);
+    const bool active = row < K;
+    float *Wsh = sm, *Ssh = Wsh + V * V, *kc = Ssh + K * V, *qc = kc + TC * K, *vc = qc + TC * K, *gc = vc + TC * V, *yp = gc + TC;
+    float s[4];
+    const float negA = -expf(nam__cu_load(a.A_log, a.A_type, h)), bias = a.dt_bias ? nam__cu_load(a.dt_bias, a.bias_type, h) : 0.0f;
+    for (int i = tid; i < V * V; i += nthr) Wsh[i] = nam__cu_load(a.W, a.W_type, static_cast<int64_t>(hw) * V * V + i);
+    for (int c = 0; c < 4; c++)
+        s[c] = active && a.init ? a.init[((bi * n + h) * K + row) * V + c0 + c] : 0.0f;
+    for (int64_t t0 = 0; t0 < a.l; t0 += TC) {
+        const int nt = static_cast<int>(a.l - t0 < TC ? a.l - t0 : TC);
+        __syncthreads();   /* the previous chunk's buffers are free (defensive: the read-out below reads
+                              vc with the staging's own index mapping) */
+        for (int i = tid; i < nt * K; i += nthr) {
+            const int tt = i / K, r = i % K;
+            const int64_t t = bi * a.l + t0 + tt;
+            kc[i] = nam__cu_f(Kt[(t * a.nk + hk) * K + r]);
+            qc[i] = nam__cu_f(Q[(t * a.nq + hq) * K + r]);
+        }
+        for (int i = tid; i < nt * V; i += nthr) {
+            const int tt = i / V, c = i % V;
+            vc[i] = nam__cu_f(Vt[((bi * a.l + t0 + tt) * a.nv + hv) * V + c]);
+        }
+        if (tid < nt) {
+            const float x = nam__cu_load(a.a, a.a_type, (bi * a.l + t0 + tid) * a.nf + hf) + bias;
+            const float sp = fminf(x > 20.0f ? x : log1pf(expf(x)), 3.402823466e+38f);
+            gc[tid] = -expm1f(negA * sp);
+        }
+        __syncthreads();
+        for (int tt = 0; tt < nt; tt++) {
+            float p[4], y[4];
+            if (active)
+                for (int c = 0; c < 4; c++) Ssh[row * V + c0 + c] = s[c];
+            __syncwarp();
+            if (active) {
+                const float kv = kc[tt * K + row], g = gc[tt], qv = qc[tt * K + row];
+                const float *srow = Ssh + row * V;
+                for (int c = 0; c < 4; c++) p[c] = kv * vc[tt * V + c0 + c];
+                for (int j = 0; j < V; j++) {
+                    const float sj = srow[j];
+                    const float *w = Wsh + j * V + c0;
+                    for (int c = 0; c < 4; c++) p[c] = fmaf(sj, w[c], p[c]);
+                }
+                for (int c = 0; c < 4; c++) {
+                    s[c] = fmaf(g, nam__cu_m2rnn_tanh(p[c]) - s[c], s[c]);
+                    y[c] = qv * s[c];
+                }
+            } else
+                for (int c = 0; c < 4; c++) y[c] = 0.0f;
+            __syncwarp();   /* every thread has read its row before the next token rewrites it */
+            for (int o = VG; o < 32; o <<= 1)
+                for (int c = 0; c < 4; c++) y[c] += __shfl_xor_sync(0xffffffffu, y[c], o);
+            if (lane < VG)
+                for (int c = 0; c < 4; c++) yp[(tt * nw + warp) * V + c0 + c] = y[c];
+        }
+        __syncthreads();
+        for (int i = tid; i < nt * V; i += nthr) {
+            const int tt = i / V, c = i % V;
+            float y = a.D ? nam__cu_load(a.D, a.D_type, static_cast<int64_t>(h) * V + c) * vc[i] : 0.0f;
+            for (int w = 0; w < nw; w++) y += yp[(tt * nw + w) * V + c];
+            O[((bi * a.l + t0 + tt) * n + h) * V + c] = nam__cu_to<T>(y);
+        }
+    }
+    if (active && a.fin)
+        for (int c = 0; c < 4; c++) a.fin[((bi * n + h) * K + row) * V + c0 + c] = s[c];
+}
+
+extern "C" nam_status nam_cuda__m2rnn(nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    static const char *const names[11] = {"q", "k", "v", "W", "a", "A_log", "dt_bias", "D", "initial_state", "out", "final_state"};
+    const nam_tensor *ts[11] = {&d->q, &d->k, &d->v, &d->W, &d->a, &d->A_log, &d->dt_bias, &d->D, &d->initial_state, &d->out, &d->final_state};
+    const nam_tensor *same[3] = {&d->k, &d->v, &d->out};
+    const char *fn = "CUDA";
+    cudaStream_t stream = static_cast<cudaStream_t>(d->stream);
+    nam__cu_m2rnn_args a;
+    int64_t b, blocks;
+    int i, threads;
+    size_t smem;
+    nam_status st;
+    (void)workspace;
+    (void)workspace_bytes;
+    (void)stream;
+    for (i = 0; i < 11; i++)
+        if ((st = nam__cu_contig(ts[i], fn, names[i], err)) != NAM_OK) return st;
+    for (i = 0; i < 3; i++)
+        if (same[i]->dtype != d->q.dtype)
+            return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "%s has dtype %s but q has dtype %s; on CUDA q, k, v and out share one dtype", names[i == 2 ? 9 : i + 1],
+                               nam_dtype_name(same[i]->dtype), nam_dtype_name(d->q.dtype));
+    memset(&a, 0, sizeof a);
+    b = d->q.shape[0];
+    a.l = d->q.shape[1];
+    a.nq = static_cast<int>(d->q.shape[2]);
+    a.K = static_cast<int>(d->q.shape[3]);
+    a.nk = static_cast<int>(d->k.shape[2]);
+    a.nv = static_cast<int>(d->v.shape[2]);
+    a.V = static_cast<int>(d->v.shape[3]);
+    a.nw = static_cast<int>(d->W.shape[0]);
+    a.nf = static_cast<int>(d->a.shape[2]);
+    a.n = static_cast<int>(d->out.shape[2]);
+    if (a.V % 4 != 0 || a.V > 128 || 32 % (a.V / 4) != 0)
+        return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "v.shape[3] (V) = %d is not supported on CUDA (V must be 4, 8, 16, 32, 64 or 128)", a.V);
+    if (static_cast<int64_t>(a.K) * a.V > 4096)
+        return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "q.shape[3] (K) = %d with V = %d is not supported on CUDA (K * V must be at most 4096)", a.K, a.V);
+    threads = (a.K * (a.V / 4) + 31) / 32 * 32;
+    a.nwarps = threads / 32;
+    for (a.TC = NAM__CU_M2RNN_TC; a.TC > 1 && nam__cu_m2rnn_smem(a.K, a.V, a.TC, a.nwarps) > 232448; a.TC /= 2) {}
+    smem = nam__cu_m2rnn_smem(a.K, a.V, a.TC, a.nwarps);
+    blocks = b * a.n;
+    if (blocks > INT32_MAX) return nam__cu_err(err, NAM_ERR_LIMIT, "b * n = %lld is above the CUDA grid limit 2^31 - 1", static_cast<long long>(blocks));
+    a.q = d->q.data; a.k = d->k.data; a.v = d->v.data; a.a = d->a.data; a.W = d->W.data; a.A_log = d->A_log.data;
+    a.dt_bias = d->dt_bias.data; a.D = d->D.data; a.out = d->out.data;
+    a.init = static_cast<const float *>(d->initial_state.data);
+    a.fin = static_cast<float *>(d->final_state.data);
+    a.a_type = d->a.dtype; a.W_type = d->W.dtype; a.A_type = d->A_log.dtype; a.bias_type = d->dt_bias.dtype; a.D_type = d->D.dtype;
+    switch (d->q.dtype) {
+    case NAM_F32: {
+        auto k = nam__cu_m2rnn_scan<float>;
+        if (smem > 48 * 1024) NAM__CU_TRY(err, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+        NAM__CU_LAUNCH(err, k, dim3(static_cast<unsigned>(blocks)), dim3(threads), smem, stream, a);
+        break;
+    }
+    case NAM_BF16: {
+        auto k = nam__cu_m2rnn_scan<nam__cu_bf16>;
+        if (smem > 48 * 1024) NAM__CU_TRY(err, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+        NAM__CU_LAUNCH(err, k, dim3(static_cast<unsigned>(blocks)), dim3(threads), smem, stream, a);
+        break;
+    }
+    case NAM_F16: {
+        auto k = nam__cu_m2rnn_scan<nam__cu_f16>;
+        if (smem > 48 * 1024) NAM__CU_TRY(err, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+        NAM__CU_LAUNCH(err, k, dim3(static_cast<unsigned>(blocks)), dim3(threads), smem, stream, a);
+        break;
+    }
+    default: return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "q dtype %s is not supported on CUDA", nam_dtype_name(d->q.dtype));
+    }
+    return nam__cu_ok(err);
+}
+#endif
+
 /* NAM_CUDA_SKIP_<PART>: build without that part (its hooks say "not implemented"). For
    working on one part at a time. */
 #define NAM__CU_SKIPPED(name, ...)                                                                             \
@@ -3191,6 +3397,9 @@ NAM__CU_SKIPPED(nam_cuda__moe_ffn, nam_moe_ffn_desc *, void *, size_t, nam_error
 #ifdef NAM_CUDA_SKIP_ATTENTION
 NAM__CU_SKIPPED(nam_cuda__attention_workspace_size, const nam_attention_desc *, size_t *, nam_error *err)
 NAM__CU_SKIPPED(nam_cuda__attention, nam_attention_desc *, void *, size_t, nam_error *err)
+#endif
+#ifdef NAM_CUDA_SKIP_M2RNN
+NAM__CU_SKIPPED(nam_cuda__m2rnn, nam_m2rnn_desc *, void *, size_t, nam_error *err)
 #endif
 
 #endif /* NAM_CUDA_IMPLEMENTATION */

@@ -2,7 +2,7 @@
    API (CUDA tensors, desc.stream), beside cuBLAS where a cuBLAS equivalent exists.
 
    usage: nam-bench-cuda [--quick] [--json] [--reps N] [--warmup N] [--chunk N] [--only NAME]
-     NAME: attention, ssd, conv1d, moe, or one MoE row: moe-route, moe-dispatch,
+     NAME: attention, ssd, conv1d, moe, m2rnn, or one MoE row: moe-route, moe-dispatch,
            moe-permute, moe-combine, moe-ffn
      --quick   smoke run: 5 reps, 1 warm-up, small shapes, smaller peak measurements
      --json    one JSON array, one object per row (the CPU bench's fields plus min_ms,
@@ -32,7 +32,9 @@
      - median, min and p90 of the reps; TFLOP/s = flops / median, GB/s = bytes / median;
      - % of the peak measured in the same run: HBM = cudaMemcpyAsync device-to-device of
        1 GiB (read + write bytes / median), tensor = cublasGemmEx bf16 8192^3 with
-       CUBLAS_COMPUTE_32F (2 n^3 / median), both timed the same way;
+       CUBLAS_COMPUTE_32F (2 n^3 / median), FP32 FMA = bx_fma_peak_kernel (8 independent
+       fmaf chains per thread, 1024 iterations, 4 CTAs of 256 threads per SM: 2 flops
+       per fmaf), all timed the same way;
      - a call that returns NAM_ERR_NOT_IMPLEMENTED prints "not implemented" and the run
        goes on; any other error prints "error" and the exit status becomes 1.
    All tensors are bf16 (router logits/weights and A, D, dt_bias: f32), contiguous. */
@@ -97,6 +99,7 @@ struct bx_ctx {
     const char *only;
     int rows, failed;
     double peak_tflops, peak_gbps; /* 0: not measured */
+    double peak_fma_tflops;        /* FP32 FMA (SIMT) peak; 0: not measured */
     char device[512];
     cudaStream_t stream;
     void *flush;
@@ -261,7 +264,8 @@ static void bx_json_begin_row(bx_ctx &c) {
 }
 
 /* One result row. rc BX_OK prints the timing; other codes print the status and `why`.
-   kind 't': % of the tensor peak (TFLOP/s), 'm': % of the HBM peak (GB/s). */
+   kind 't': % of the tensor peak (TFLOP/s), 'm': % of the HBM peak (GB/s), 'f': % of
+   the FP32 FMA peak (TFLOP/s). */
 static void bx_row(bx_ctx &c, const char *kernel, const std::string &shape, const char *backend, int rc, const std::string &why, const bx_time *t,
                    double flops, double bytes, char kind, const std::string &extra_json = "", const std::string &extra_text = "") {
     static const char *const names[] = {"ok", "not implemented", "error", "invalid", "skipped"};
@@ -272,7 +276,7 @@ static void bx_row(bx_ctx &c, const char *kernel, const std::string &shape, cons
             bx_json_begin_row(c);
             printf("{\"kernel\": \"%s\", \"shape\": %s, \"backend\": \"%s\", \"device\": %s, \"status\": \"%s\", \"message\": %s, \"median_ms\": null, "
                    "\"min_ms\": null, \"p90_ms\": null, \"reps\": 0, \"tflops\": null, \"gbps\": null, \"peak_pct\": null, \"peak_of\": \"%s\"}",
-                   kernel, shape.c_str(), backend, bx_json_str(c.device).c_str(), status, bx_json_str(why).c_str(), kind == 'm' ? "hbm" : "tensor");
+                   kernel, shape.c_str(), backend, bx_json_str(c.device).c_str(), status, bx_json_str(why).c_str(), kind == 'm' ? "hbm" : kind == 'f' ? "fp32-fma" : "tensor");
         } else {
             printf("%-13s %-64s %-15s %s%s%s\n", kernel, shape.c_str(), backend, status, why.empty() ? "" : ": ", why.c_str());
         }
@@ -281,7 +285,8 @@ static void bx_row(bx_ctx &c, const char *kernel, const std::string &shape, cons
     }
     {
         double tf = flops > 0 ? flops / t->med / 1e12 : 0, gb = bytes > 0 ? bytes / t->med / 1e9 : 0;
-        double peak = kind == 'm' ? c.peak_gbps : c.peak_tflops, val = kind == 'm' ? gb : tf, pct = peak > 0 ? 100.0 * val / peak : -1;
+        double peak = kind == 'm' ? c.peak_gbps : kind == 'f' ? c.peak_fma_tflops : c.peak_tflops, val = kind == 'm' ? gb : tf, pct = peak > 0 ? 100.0 * val / peak : -1;
+        const char *pk = kind == 'm' ? "HBM" : kind == 'f' ? "FP32 FMA" : "tensor";
         char tfs[32], gbs[32], pcts[48];
         if (c.json) {
             bx_json_begin_row(c);
@@ -294,14 +299,14 @@ static void bx_row(bx_ctx &c, const char *kernel, const std::string &shape, cons
             printf("{\"kernel\": \"%s\", \"shape\": %s, \"backend\": \"%s\", \"device\": %s, \"status\": \"ok\", \"median_ms\": %.4f, \"min_ms\": %.4f, "
                    "\"p90_ms\": %.4f, \"reps\": %d, \"tflops\": %s, \"gbps\": %s, \"peak_pct\": %s, \"peak_of\": \"%s\"%s}",
                    kernel, shape.c_str(), backend, bx_json_str(c.device).c_str(), t->med * 1e3, t->min * 1e3, t->p90 * 1e3, t->n, tfs, gbs, pcts,
-                   kind == 'm' ? "hbm" : "tensor", extra_json.c_str());
+                   kind == 'm' ? "hbm" : kind == 'f' ? "fp32-fma" : "tensor", extra_json.c_str());
         } else {
             if (flops > 0) snprintf(tfs, sizeof tfs, "%8.1f", tf);
             else snprintf(tfs, sizeof tfs, "%8s", "-");
             if (bytes > 0) snprintf(gbs, sizeof gbs, "%8.1f", gb);
             else snprintf(gbs, sizeof gbs, "%8s", "-");
-            if (pct >= 0) snprintf(pcts, sizeof pcts, "%5.1f%% of %s", pct, kind == 'm' ? "HBM" : "tensor");
-            else snprintf(pcts, sizeof pcts, "    - (no %s peak)", kind == 'm' ? "HBM" : "tensor");
+            if (pct >= 0) snprintf(pcts, sizeof pcts, "%5.1f%% of %s", pct, pk);
+            else snprintf(pcts, sizeof pcts, "    - (no %s peak)", pk);
             printf("%-13s %-64s %-15s %9.3f ms [%8.3f .. %8.3f]  %s TFLOP/s  %s GB/s  %s%s\n", kernel, shape.c_str(), backend, t->med * 1e3,
                    t->min * 1e3, t->p90 * 1e3, tfs, gbs, pcts, extra_text.c_str());
         }
@@ -351,6 +356,20 @@ static int bx_bench(bx_ctx &c, const char *kernel, const std::string &shape, con
 }
 
 /* ==== peaks ================================================================================ */
+#ifndef NAM_CUDA_EMULATE
+/* FP32 FMA throughput: 8 independent fmaf chains per thread (enough to cover the FMA
+   latency at 4 CTAs of 256 threads per SM), 1024 iterations; the result is stored so that
+   nothing is optimised away. */
+static __global__ void __launch_bounds__(256) bx_fma_peak_kernel(float *out, float m, float a) {
+    float x0 = threadIdx.x, x1 = x0 + 1, x2 = x0 + 2, x3 = x0 + 3, x4 = x0 + 4, x5 = x0 + 5, x6 = x0 + 6, x7 = x0 + 7;
+    for (int i = 0; i < 1024; i++) {
+        x0 = fmaf(x0, m, a); x1 = fmaf(x1, m, a); x2 = fmaf(x2, m, a); x3 = fmaf(x3, m, a);
+        x4 = fmaf(x4, m, a); x5 = fmaf(x5, m, a); x6 = fmaf(x6, m, a); x7 = fmaf(x7, m, a);
+    }
+    out[blockIdx.x * blockDim.x + threadIdx.x] = x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7;
+}
+#endif
+
 /* HBM: cudaMemcpyAsync device to device of 1 GiB (--quick 256 MiB); GB/s = 2 * bytes / t.
    Tensor: cublasGemmEx C = A^T B, bf16 in and out, fp32 compute, n = 8192 (--quick 4096)
    on uniform [-1, 1) data; TFLOP/s = 2 n^3 / t. */
@@ -397,6 +416,28 @@ static void bx_peaks(bx_ctx &c) {
         if (!rc) c.peak_tflops = 2.0 * (double)n * n * n / t.med / 1e12;
         if (c.json) bx_row(c, "peak", shape, "cublas", rc, why, &t, 2.0 * (double)n * n * n, 0, 't');
         else if (rc) fprintf(stderr, "nam-bench-cuda: tensor peak not measured: %s\n", why.c_str());
+    }
+    {
+        int dev = 0, sms = 0;
+        bx_dev o;
+        unsigned blocks;
+        double flops;
+        cudaGetDevice(&dev);
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+        blocks = (unsigned)(sms > 0 ? sms : 132) * 4 * (c.quick ? 4 : 16);
+        flops = 2.0 * 8 * 1024 * 256.0 * blocks;
+        shape = bx_fmt("{\"op\":\"fmaf\",\"blocks\":%u,\"threads\":256,\"chains\":8,\"iterations\":1024}", blocks);
+        rc = bx_alloc(o, (size_t)blocks * 256 * 4, "FMA peak output", why);
+        if (!rc) {
+            bx_fn op = [&](std::string &w) -> int {
+                bx_fma_peak_kernel<<<blocks, 256, 0, c.stream>>>((float *)o.p, 0.999999f, 1e-7f);
+                return bx_cuda(cudaGetLastError(), "launch of bx_fma_peak_kernel", w);
+            };
+            rc = bx_measure(c, op, nullptr, &t, why);
+        }
+        if (!rc) c.peak_fma_tflops = flops / t.med / 1e12;
+        if (c.json) bx_row(c, "peak", shape, "cuda-fmaf", rc, why, &t, flops, 0, 'f');
+        else if (rc) fprintf(stderr, "nam-bench-cuda: FP32 FMA peak not measured: %s\n", why.c_str());
     }
 #endif
 }
@@ -685,6 +726,104 @@ static void bx_conv1d(bx_ctx &c) {
     const bx_conv_shape *list = c.emulate ? emu : c.quick ? quick : full;
     size_t n = c.emulate ? sizeof emu / sizeof emu[0] : c.quick ? sizeof quick / sizeof quick[0] : sizeof full / sizeof full[0];
     for (size_t i = 0; i < n; i++) bx_conv1d_one(c, list[i]);
+}
+
+/* ==== M2RNN ================================================================================ */
+/* nam_m2rnn: NAM56R's R block, K 64, V 16, one shared q/k head, H value heads (= W, gate
+   heads); q, k, v, out bf16; a, W, A_log, dt_bias, D f32.
+   FLOPs per token and head (the CPU bench's count): 2 K V V + 7 K V = 39936; % of the FP32
+   FMA peak (the kernel is fp32 SIMT; the tanh and the gate are not counted).
+   Bytes: q, k (b l K), v, out (b l H V) in bf16, a (b l H) f32.
+   Validation: the whole output against NAM_BACKEND_CPU (fp32, same inputs):
+   |gpu - ref| <= 1e-2 * max|ref| + 1.6e-2 |ref| (bf16 output rounding is 2^-9 |ref|). */
+struct bx_m2rnn_shape { int b, l, H; };
+
+static void bx_m2rnn_one(bx_ctx &c, const bx_m2rnn_shape &a) {
+    const int64_t b = a.b, l = a.l, H = a.H, K = 64, V = 16;
+    const size_t nq = (size_t)(b * l * K), nv = (size_t)(b * l * H * V), na = (size_t)(b * l * H);
+    int64_t sq[4] = {b, l, 1, K}, sv[4] = {b, l, H, V}, sa[3] = {b, l, H}, sw[3] = {H, V, V}, sh[1] = {H}, sd[2] = {H, V};
+    std::string shape = bx_fmt("{\"b\":%d,\"l\":%d,\"H\":%d,\"K\":64,\"V\":16,\"nq\":1,\"nk\":1,\"dtype\":\"bf16\"}", a.b, a.l, a.H);
+    std::vector<uint16_t> q, k, v;
+    std::vector<float> af, W, Al, bias, D;
+    bx_dev dq, dk, dv, da, dW, dAl, dbias, dD, dout;
+    nam_m2rnn_desc d;
+    std::string why;
+    double flops = (2.0 * K * V * V + 7.0 * K * V) * (double)(b * l * H), bytes = 2.0 * (double)(2 * nq + 2 * nv) + 4.0 * (double)na;
+    int rc;
+    bx_fill_bf16(q, nq, 41, -1.0f, 1.0f);
+    bx_fill_bf16(k, nq, 42, -1.0f, 1.0f);
+    bx_fill_bf16(v, nv, 43, -1.0f, 1.0f);
+    bx_fill_f32(af, na, 44, -2.0f, 2.0f);
+    bx_fill_f32(W, (size_t)(H * V * V), 45, -0.1f, 0.1f);
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t j = 0; j < V; j++) W[(size_t)((h * V + j) * V + j)] += 1.0f;
+    bx_fill_f32(Al, (size_t)H, 46, 0.0f, 2.7f);
+    bx_fill_f32(bias, (size_t)H, 47, -6.0f, -2.0f);
+    bx_fill_f32(D, (size_t)(H * V), 48, 0.5f, 1.5f);
+    rc = bx_upload(dq, q.data(), nq * 2, "q", why);
+    if (!rc) rc = bx_upload(dk, k.data(), nq * 2, "k", why);
+    if (!rc) rc = bx_upload(dv, v.data(), nv * 2, "v", why);
+    if (!rc) rc = bx_upload(da, af.data(), na * 4, "a", why);
+    if (!rc) rc = bx_upload(dW, W.data(), W.size() * 4, "W", why);
+    if (!rc) rc = bx_upload(dAl, Al.data(), Al.size() * 4, "A_log", why);
+    if (!rc) rc = bx_upload(dbias, bias.data(), bias.size() * 4, "dt_bias", why);
+    if (!rc) rc = bx_upload(dD, D.data(), D.size() * 4, "D", why);
+    if (!rc) rc = bx_alloc(dout, nv * 2, "out", why);
+    if (rc) { bx_row(c, "m2rnn", shape, "cuda", rc, why, nullptr, flops, bytes, 'f'); return; }
+    memset(&d, 0, sizeof d);
+    d.q = nam_tensor_cuda(dq.p, NAM_BF16, 4, sq);
+    d.k = nam_tensor_cuda(dk.p, NAM_BF16, 4, sq);
+    d.v = nam_tensor_cuda(dv.p, NAM_BF16, 4, sv);
+    d.a = nam_tensor_cuda(da.p, NAM_F32, 3, sa);
+    d.W = nam_tensor_cuda(dW.p, NAM_F32, 3, sw);
+    d.A_log = nam_tensor_cuda(dAl.p, NAM_F32, 1, sh);
+    d.dt_bias = nam_tensor_cuda(dbias.p, NAM_F32, 1, sh);
+    d.D = nam_tensor_cuda(dD.p, NAM_F32, 2, sd);
+    d.out = nam_tensor_cuda(dout.p, NAM_BF16, 4, sv);
+    d.stream = c.stream;
+
+    bx_fn op = [&](std::string &w) -> int {
+        nam_error err;
+        int r = bx_nam(nam_m2rnn(&d, nullptr, 0, &err), err, w);
+        if (!r && d.ran != NAM_BACKEND_CUDA) { w = bx_fmt("nam_m2rnn ran %s, not cuda", nam_backend_name(d.ran)); r = BX_ERROR; }
+        return r;
+    };
+    bx_fn validate = [&](std::string &w) -> int {
+        std::vector<uint16_t> out(nv);
+        std::vector<float> ref(nv);
+        nam_m2rnn_desc r;
+        nam_error err;
+        size_t need = 0;
+        bx_host rws;
+        if (bx_download(c, out.data(), dout.p, nv * 2, w)) return BX_ERROR;
+        memset(&r, 0, sizeof r);
+        r.q = nam_tensor_make(q.data(), NAM_BF16, 4, sq);
+        r.k = nam_tensor_make(k.data(), NAM_BF16, 4, sq);
+        r.v = nam_tensor_make(v.data(), NAM_BF16, 4, sv);
+        r.a = nam_tensor_make(af.data(), NAM_F32, 3, sa);
+        r.W = nam_tensor_make(W.data(), NAM_F32, 3, sw);
+        r.A_log = nam_tensor_make(Al.data(), NAM_F32, 1, sh);
+        r.dt_bias = nam_tensor_make(bias.data(), NAM_F32, 1, sh);
+        r.D = nam_tensor_make(D.data(), NAM_F32, 2, sd);
+        r.out = nam_tensor_make(ref.data(), NAM_F32, 4, sv);
+        r.backend = NAM_BACKEND_CPU;
+        if (nam_m2rnn_workspace_size(&r, &need, &err) != NAM_OK || rws.alloc(need) || nam_m2rnn(&r, rws.p, need, &err) != NAM_OK) {
+            w = bx_fmt("CPU reference: %s", err.message);
+            return BX_ERROR;
+        }
+        return bx_close("out", out.data(), ref.data(), nv, 1e-2, 1.6e-2, w);
+    };
+    bx_bench(c, "m2rnn", shape, "cuda", op, validate, flops, bytes, 'f');
+}
+
+static void bx_m2rnn(bx_ctx &c) {
+    /* NAM56R: H 51 (hidden 4096) and H 44 (hidden 3584), l 4096, b 2 (and b 1) */
+    static const bx_m2rnn_shape full[] = {{2, 4096, 51}, {2, 4096, 44}, {1, 4096, 51}};
+    static const bx_m2rnn_shape quick[] = {{1, 1024, 51}};
+    static const bx_m2rnn_shape emu[] = {{1, 40, 3}};
+    const bx_m2rnn_shape *list = c.emulate ? emu : c.quick ? quick : full;
+    size_t n = c.emulate ? sizeof emu / sizeof emu[0] : c.quick ? sizeof quick / sizeof quick[0] : sizeof full / sizeof full[0];
+    for (size_t i = 0; i < n; i++) bx_m2rnn_one(c, list[i]);
 }
 
 /* ==== MoE ================================================================================== */
@@ -1219,7 +1358,7 @@ static void bx_moe_bench(bx_ctx &c) {
 /* ==== main ================================================================================= */
 static void bx_usage(FILE *f) {
     fprintf(f, "usage: nam-bench-cuda [--quick] [--json] [--reps N] [--warmup N] [--chunk N] [--only NAME]\n"
-               "  NAME: attention, ssd, conv1d, moe, moe-route, moe-dispatch, moe-permute, moe-combine, moe-ffn\n");
+               "  NAME: attention, ssd, conv1d, moe, m2rnn, moe-route, moe-dispatch, moe-permute, moe-combine, moe-ffn\n");
 }
 
 static void bx_legend(const bx_ctx &c) {
@@ -1229,6 +1368,7 @@ static void bx_legend(const bx_ctx &c) {
            "#   attention     FLOPs 4 b s s hq d (/2 causal); bytes 2 (q + k + v + out); %% of tensor peak\n"
            "#   ssd           bytes 2 (x + dt + B + C (+ z) + out); FLOPs 5 b l h p n (recurrence, for reference); %% of HBM peak\n"
            "#   conv1d        bytes 2 (x + out + weight + bias); %% of HBM peak\n"
+           "#   m2rnn         FLOPs (2 K V V + 7 K V) b l H (K 64, V 16); bytes 2 (q + k + v + out) + 4 a; %% of FP32 FMA peak\n"
            "#   moe-route     bytes 4 (T E + 2 T k (+ E bias)); moe-dispatch bytes 4 (2 T k + 2 E + 1), includes its host sync\n"
            "#   moe-permute   bytes 2 (2 R H) + 4 R; moe-combine bytes 2 (R H + T H) + 8 R; %% of HBM peak\n"
            "#   moe-ffn       FLOPs 2 R H F (3 SwiGLU, 2 squared ReLU); %% of tensor peak; cublas-dense = one GEMM of equal work,\n"
@@ -1266,7 +1406,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "nam-bench-cuda: --reps must be 1..1000, --warmup 0..100, --chunk 0..4096\n");
         return 2;
     }
-    if (c.only && strcmp(c.only, "attention") && strcmp(c.only, "ssd") && strcmp(c.only, "conv1d") && strcmp(c.only, "moe") && strcmp(c.only, "moe-route") &&
+    if (c.only && strcmp(c.only, "attention") && strcmp(c.only, "ssd") && strcmp(c.only, "conv1d") && strcmp(c.only, "m2rnn") && strcmp(c.only, "moe") && strcmp(c.only, "moe-route") &&
         strcmp(c.only, "moe-dispatch") && strcmp(c.only, "moe-permute") && strcmp(c.only, "moe-combine") && strcmp(c.only, "moe-ffn")) {
         fprintf(stderr, "nam-bench-cuda: unknown --only '%s'\n", c.only);
         bx_usage(stderr);
@@ -1336,14 +1476,15 @@ int main(int argc, char **argv) {
     if (!c.json) {
         if (!c.emulate)
             printf("measured peaks: %.1f GB/s HBM (cudaMemcpyAsync device to device of %d MiB, read + write bytes), %.1f TFLOP/s tensor "
-                   "(cublasGemmEx bf16 %d^3, fp32 compute)\n",
-                   c.peak_gbps, c.quick ? 256 : 1024, c.peak_tflops, c.quick ? 4096 : 8192);
+                   "(cublasGemmEx bf16 %d^3, fp32 compute), %.1f TFLOP/s FP32 FMA (fmaf chains)\n",
+                   c.peak_gbps, c.quick ? 256 : 1024, c.peak_tflops, c.quick ? 4096 : 8192, c.peak_fma_tflops);
         bx_legend(c);
     }
     if (bx_want_group(c, "attention")) bx_attention(c);
     if (bx_want_group(c, "ssd")) bx_ssd(c);
     if (bx_want_group(c, "conv1d")) bx_conv1d(c);
     if (bx_want_group(c, "moe")) bx_moe_bench(c);
+    if (bx_want_group(c, "m2rnn")) bx_m2rnn(c);
     if (c.json) printf("\n]\n");
     cudaFree(c.flush);
     bx_event_destroy(c.ev0);

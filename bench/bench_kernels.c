@@ -1,6 +1,6 @@
 /* bench/bench_kernels.c - nam-bench: the CPU kernel benchmarks.
 
-   usage: nam-bench [--threads N] [--reps N] [--quick] [--json] [--ftz-ab] [--only gemm|ssd|attention|moe]
+   usage: nam-bench [--threads N] [--reps N] [--quick] [--json] [--ftz-ab] [--only gemm|ssd|attention|moe|m2rnn]
 
    First it measures this machine's peaks in the same run:
      - FMA throughput: 12 independent 8-wide FMA chains per thread (AVX2/FMA when the CPU
@@ -30,6 +30,7 @@
 #include "bench_ssd.h"
 #include "bench_attention.h"
 #include "bench_moe.h"
+#include "bench_m2rnn.h"
 
 /* "model name (family F model M)" from /proc/cpuinfo, or "unknown CPU". */
 static void cpu_model(char *out, size_t n) {
@@ -165,7 +166,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) o.reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: nam-bench [--threads N] [--reps N] [--quick] [--json] [--ftz-ab] [--only gemm|ssd|attention|moe]\n");
+            fprintf(stderr, "usage: nam-bench [--threads N] [--reps N] [--quick] [--json] [--ftz-ab] [--only gemm|ssd|attention|moe|m2rnn]\n");
             return 2;
         }
     }
@@ -198,6 +199,7 @@ int main(int argc, char **argv) {
     if (!rc && (!only || !strcmp(only, "ssd"))) rc = bench_ssd(&o);
     if (!rc && (!only || !strcmp(only, "attention"))) rc = bench_attention(&o);
     if (!rc && (!only || !strcmp(only, "moe"))) rc = bench_moe(&o);
+    if (!rc && (!only || !strcmp(only, "m2rnn"))) rc = bench_m2rnn(&o);
     if (o.json) printf("\n]\n");
     if (rc) fprintf(stderr, "nam-bench: a kernel benchmark failed validation or could not run\n");
     return rc ? 1 : 0;

@@ -17,7 +17,7 @@
 #     fuzz     build/fuzz_parsers on a copy of tests/corpus in build/fuzz-corpus for
 #              $NAM_FUZZ_SECONDS (default 30) seconds: one test
 #     replay   build/fuzz_parsers over every file of tests/corpus: one test
-#     kernels  build/test_<kernel> for each kernel (gemm ssd attention moe fpenv), and
+#     kernels  build/test_<kernel> for each kernel (gemm ssd attention moe fpenv m2rnn), and
 #              build/test_fpenv_keep (test_fpenv built with -DNAM_KEEP_SUBNORMALS)
 #     xcheck   build/test_<kernel> --dump DIR, then /usr/bin/python3 tests/xcheck_<kernel>.py DIR
 #              (torch/numpy cross-checks; skipped with the install command when missing)
@@ -250,7 +250,7 @@ step_bench() {
     done
 }
 
-CUDA_PARTS="ssd moe attention"
+CUDA_PARTS="ssd moe attention m2rnn"
 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 # ptxas -v of the sm_90a build: "Compiling entry function 'X' for 'sm_90a'" then
 # "N bytes stack frame, N bytes spill stores, N bytes spill loads". One test: no spills.
@@ -305,7 +305,7 @@ step_cuda() {
     done
 }
 
-KERNELS="gemm ssd attention moe fpenv"
+KERNELS="gemm ssd attention moe fpenv m2rnn"
 # The kernel tests: fast paths against their references, edge shapes, bad input; the
 # FP-environment test also built with -DNAM_KEEP_SUBNORMALS (test_fpenv_keep).
 step_kernels() {

@@ -17,6 +17,7 @@
 #define NAM_CUDA_SKIP_SSD
 #define NAM_CUDA_SKIP_MOE
 #define NAM_CUDA_SKIP_ATTENTION
+#define NAM_CUDA_SKIP_M2RNN
 #include "../nam_cuda.cuh"
 
 #include <stdio.h>

@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Cross-check nam_m2rnn against references written here from the M2RNN equations.
+
+Reads the cases written by `build/test_m2rnn --dump DIR` (DIR/manifest.txt, raw little-endian
+f32 files <case>_<tensor>.f32) and recomputes each in float64 two independent ways:
+  - torch: whole-state matrix form per token, heads broadcast with repeat_interleave,
+        f  = exp(-exp(A_log) * softplus(a + dt_bias))          (torch.nn.functional.softplus)
+        S  = f S + (1 - f) tanh(S @ W + k v^T)                   (torch.matmul over (b, n))
+        y  = S^T q + D * v;
+  - numpy: row by row (each row i of S is tanh(S_i W + k_i v^T), blended), heads mapped by
+    index h // (n // n_x), the gate with log1p/exp, y as an explicit sum over rows.
+Tolerance: max |nam - oracle| <= 4e-6 * max(1, max |oracle|) (nam computes in fp32, with a
+rational tanh of <= 4e-7 absolute error); the two oracles must agree to 1e-12.
+
+Usage: /usr/bin/python3 tests/xcheck_m2rnn.py DIR
+Protocol: one line per check, "ok ...", "FAIL ...: why" or "skip ...: reason"; last line
+"xcheck_m2rnn: N passed, M failed"; exit status 1 on any failure."""
+import os
+import sys
+
+try:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+except Exception as exc:  # noqa: BLE001
+    print(f"skip xcheck m2rnn: torch/numpy not available ({exc})")
+    sys.exit(0)
+
+if len(sys.argv) != 2:
+    print("usage: xcheck_m2rnn.py DIR", file=sys.stderr)
+    sys.exit(2)
+d = sys.argv[1]
+passed = failed = 0
+
+
+def report(ok, text, why=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print(f"ok {text}" + (f" ({why})" if why else ""))
+    else:
+        failed += 1
+        print(f"FAIL {text}: {why}")
+
+
+def load(name):
+    path = os.path.join(d, f"{name}.f32")
+    if not os.path.exists(path):
+        return None
+    return np.fromfile(path, dtype="<f4").astype(np.float64)
+
+
+def m2rnn_torch(q, k, v, W, a, A_log, dt_bias, D, S):
+    """torch float64. q (b,l,nq,K) k (b,l,nk,K) v (b,l,nv,V) W (nw,V,V) a (b,l,nf); S (b,n,K,V)."""
+    n = max(q.shape[2], k.shape[2], v.shape[2], W.shape[0], a.shape[2])
+    q = q.repeat_interleave(n // q.shape[2], dim=2)
+    k = k.repeat_interleave(n // k.shape[2], dim=2)
+    v = v.repeat_interleave(n // v.shape[2], dim=2)
+    W = W.repeat_interleave(n // W.shape[0], dim=0)
+    a = a.repeat_interleave(n // a.shape[2], dim=2)
+    f = torch.exp(-torch.exp(A_log) * F.softplus(a + dt_bias))           # (b, l, n)
+    b, l = q.shape[:2]
+    y = torch.empty(b, l, n, v.shape[3], dtype=torch.float64)
+    for t in range(l):
+        ft = f[:, t, :, None, None]
+        cand = torch.tanh(torch.matmul(S, W[None]) + k[:, t, :, :, None] * v[:, t, :, None, :])
+        S = ft * S + (1 - ft) * cand
+        y[:, t] = torch.matmul(q[:, t, :, None, :], S).squeeze(-2) + D[None] * v[:, t]
+    return y, S
+
+
+def m2rnn_numpy(q, k, v, W, a, A_log, dt_bias, D, S0):
+    """numpy float64, row by row, heads by index."""
+    b, l, nq, K = q.shape
+    nk, nv, V, nw, nf = k.shape[2], v.shape[2], v.shape[3], W.shape[0], a.shape[2]
+    n = max(nq, nk, nv, nw, nf)
+    y = np.zeros((b, l, n, V))
+    S = S0.copy()
+    for bi in range(b):
+        for h in range(n):
+            hq, hk, hv, hw, hf = h // (n // nq), h // (n // nk), h // (n // nv), h // (n // nw), h // (n // nf)
+            s = S[bi, h]
+            for t in range(l):
+                x = a[bi, t, hf] + dt_bias[h]
+                sp = x if x > 20 else np.log1p(np.exp(x))
+                f = np.exp(-np.exp(A_log[h]) * sp)
+                new = np.empty_like(s)
+                for i in range(K):
+                    new[i] = f * s[i] + (1 - f) * np.tanh(s[i] @ W[hw] + k[bi, t, hk, i] * v[bi, t, hv])
+                s = new
+                y[bi, t, h] = sum(q[bi, t, hq, i] * s[i] for i in range(K)) + D[h] * v[bi, t, hv]
+            S[bi, h] = s
+    return y, S
+
+
+def close(got, want, tol):
+    scale = max(1.0, float(np.abs(want).max()))
+    err = float(np.abs(got - want).max())
+    return err <= tol * scale, f"max err {err:.3g} (scale {scale:.3g}, tol {tol:g} * scale)"
+
+
+man = os.path.join(d, "manifest.txt")
+if not os.path.exists(man):
+    print(f"FAIL xcheck m2rnn: {man} not found (run build/test_m2rnn --dump {d} first)")
+    sys.exit(1)
+for line in open(man):
+    fld = line.split()
+    if not fld or fld[0] != "case":
+        continue
+    name = fld[1]
+    kv = dict(x.split("=", 1) for x in fld[2:])
+    b, l, nq, nk, nv, nw, nf, K, V = (int(kv[x]) for x in ("b", "l", "nq", "nk", "nv", "nw", "nf", "K", "V"))
+    n = max(nq, nk, nv, nw, nf)
+    q = load(f"{name}_q").reshape(b, l, nq, K)
+    k = load(f"{name}_k").reshape(b, l, nk, K)
+    v = load(f"{name}_v").reshape(b, l, nv, V)
+    W = load(f"{name}_W").reshape(nw, V, V)
+    a = load(f"{name}_a").reshape(b, l, nf)
+    A_log = load(f"{name}_A_log").reshape(n)
+    dt_bias, D, init = load(f"{name}_dt_bias"), load(f"{name}_D"), load(f"{name}_initial_state")
+    out, fin = load(f"{name}_out").reshape(b, l, n, V), load(f"{name}_final_state")
+    dt_bias = dt_bias.reshape(n) if dt_bias is not None else np.zeros(n)
+    D = D.reshape(n, V) if D is not None else np.zeros((n, V))
+    S0 = init.reshape(b, n, K, V) if init is not None else np.zeros((b, n, K, V))
+    T = torch.from_numpy
+    yt, St = m2rnn_torch(T(q), T(k), T(v), T(W), T(a), T(A_log), T(dt_bias), T(D), T(S0.copy()))
+    yt, St = yt.numpy(), St.numpy()
+    yn, Sn = m2rnn_numpy(q, k, v, W, a, A_log, dt_bias, D, S0)
+    shape = f"b {b} l {l} heads q{nq} k{nk} v{nv} w{nw} f{nf} K {K} V {V}"
+    ok, why = close(yt, yn, 1e-12)
+    if ok:
+        ok, why = close(St, Sn, 1e-12)
+    report(ok, f"xcheck m2rnn {name}: the torch and numpy oracles agree", why)
+    ok, why = close(out, yt, 4e-6)
+    report(ok, f"xcheck m2rnn {name} ({shape}) out vs torch float64", why)
+    ok, why = close(out, yn, 4e-6)
+    report(ok, f"xcheck m2rnn {name} out vs numpy row-by-row float64", why)
+    if fin is not None:
+        ok, why = close(fin.reshape(b, n, K, V), St, 4e-6)
+        report(ok, f"xcheck m2rnn {name} final_state vs torch float64", why)
+print(f"xcheck_m2rnn: {passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
