@@ -117,6 +117,14 @@ static float rounded(float v, int bf16) {
     return __half2float(__float2half_rn(v));
 }
 
+/* float -> T on the host. nam__cu_cvt<T>::from is __device__ only: nvcc accepts a host call
+   of it inside a template without a word and compiles a stub that exits at run time (the
+   first H200 run found test_cuda_prims exiting 1 with no output). The CUDA conversion
+   intrinsics below are __host__ __device__. */
+template <typename T> static T host_cvt(float v);
+template <> nam__cu_bf16 host_cvt<nam__cu_bf16>(float v) { return __float2bfloat16(v); }
+template <> nam__cu_f16 host_cvt<nam__cu_f16>(float v) { return __float2half_rn(v); }
+
 template <typename T>
 static nam_status run_mma(int bf16, nam_error *err) {
     T hA[256], hBt[128], hB[128];
@@ -127,13 +135,13 @@ static nam_status run_mma(int bf16, nam_error *err) {
     /* small integers and halves: every product and sum is exact in fp32 */
     for (i = 0; i < 256; i++) {
         fA[i] = static_cast<float>((i * 7 + 3) % 9 - 4) * 0.5f;
-        hA[i] = nam__cu_cvt<T>::from(fA[i]);
+        hA[i] = host_cvt<T>(fA[i]);
     }
     for (k = 0; k < 16; k++)
         for (j = 0; j < 8; j++) {
             fB[k][j] = static_cast<float>((k * 5 + j * 3 + 1) % 7 - 3);
-            hBt[j * 16 + k] = nam__cu_cvt<T>::from(fB[k][j]);
-            hB[k * 8 + j] = nam__cu_cvt<T>::from(fB[k][j]);
+            hBt[j * 16 + k] = host_cvt<T>(fB[k][j]);
+            hB[k * 8 + j] = host_cvt<T>(fB[k][j]);
         }
     for (i = 0; i < 16; i++)
         for (j = 0; j < 8; j++) {
