@@ -640,6 +640,7 @@ typedef struct nam_plan {
                                    only offsets and layer counts are set (seg.layers NULL) */
     int dp, edp, etp, vpp, num_microbatches, mamba_num_heads, kv_channels, ffn_hidden_size;
     int m2rnn_num_heads;        /* resolved R-mixer value heads */
+    int global_batch_size;      /* resolved: batch.global_batch_size, or micro_batch_size * dp */
     int stock_spec;             /* model.spec is Megatron's stock hybrid_stack_spec */
     int dsa_capable[NAM_MAX_LIST]; int num_dsa_capable; /* A-layer indices marked DSA */
     nam_preflight preflight;    /* parameters, static memory per pp rank, FLOPs */
@@ -3131,6 +3132,7 @@ static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
         long long gbs = r->global_batch_size ? r->global_batch_size : NAM__CAST(long long, r->micro_batch_size) * p->dp;
         long long unit = NAM__CAST(long long, r->micro_batch_size) * p->dp;
         if (!nam__i64_fits(gbs)) return nam__err(err, NAM_ERR_RANGE, "global batch size %lld overflows", gbs);
+        p->global_batch_size = NAM__CAST(int, gbs);   /* the one place it is derived */
         if (gbs % unit != 0)
             return nam__err(err, NAM_ERR_PARALLEL, "global batch size %lld is not divisible by micro_batch_size * dp = %d * %d = %lld", gbs, r->micro_batch_size, p->dp, unit);
         p->num_microbatches = NAM__CAST(int, gbs / unit);
@@ -3334,7 +3336,7 @@ static nam_status nam__build_args(nam_plan *p, nam_error *err) {
         }
     }
     nam__arg_int(p, ab, "--micro-batch-size", r->micro_batch_size);
-    nam__arg_int(p, ab, "--global-batch-size", r->global_batch_size ? r->global_batch_size : r->micro_batch_size * p->dp);
+    nam__arg_int(p, ab, "--global-batch-size", p->global_batch_size);
     if (!strcmp(r->dtype, "bf16")) nam__arg_str(p, ab, "--bf16", NULL);
     if (!strcmp(r->dtype, "fp16")) nam__arg_str(p, ab, "--fp16", NULL);
     if (strcmp(r->fp8, "none")) {
@@ -3649,7 +3651,7 @@ static void nam__preflight(nam_plan *p) {
     const nam_recipe *r = &p->recipe;
     nam_preflight *f = &p->preflight;
     double h = r->hidden_size, ns = strcmp(r->normalization, "LayerNorm") ? 1 : 2, vocab = r->vocab_size;
-    double gbs = r->global_batch_size ? r->global_batch_size : (double)r->micro_batch_size * p->dp;
+    double gbs = p->global_batch_size;
     double T = gbs * r->seq_length, S2 = gbs * (double)r->seq_length * r->seq_length;
     double pbytes = strcmp(r->dtype, "fp32") ? 2 : 4, obytes = pbytes == 2 ? 12 : 8;
     int i, k, pp = r->pp, last = r->pp - 1, mtp_n = p->pattern.mtp_len, depths = p->pattern.mtp_depths;
@@ -4353,7 +4355,7 @@ NAM__DEF nam_status nam_plan_json(const nam_plan *p, int what, char **out, nam_e
         nam__json_decisions(p, &b);
     }
     if (what == NAM_JSON_LAUNCH) {
-        int gbs = r->global_batch_size ? r->global_batch_size : r->micro_batch_size * p->dp;
+        int gbs = p->global_batch_size;
         const char *e;
         nam__sb_puts(&b, ",\n  \"fixed_policy\": {\n    \"launcher_args\": ");
         nam__json_argv(p->policy_args, p->num_policy_args, &b);
