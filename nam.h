@@ -9518,21 +9518,25 @@ static void nam__m2rnn_plan(const nam__m2rnn_dims *dm, int threads, nam__m2rnn_l
 
 static size_t nam__m2rnn_ref_bytes(const nam__m2rnn_dims *dm) { return nam__ws_need(sizeof(double) * NAM__CAST(size_t, dm->K * dm->V + dm->V)); }
 
+/* Workspace of a validated call: none on CUDA, the double rows of the reference, or the
+   fast path's layout (the scan and the step share it). */
+static size_t nam__m2rnn_bytes(const nam__m2rnn_dims *dm, int threads) {
+    nam__m2rnn_layout L;
+    if (dm->be == NAM_BACKEND_CUDA) return 0;
+    if (dm->be == NAM_BACKEND_CPU_REF) return nam__m2rnn_ref_bytes(dm);
+    nam__m2rnn_plan(dm, nam__resolve_threads(threads), &L);
+    return L.total;
+}
+
 static nam_status nam__m2rnn_workspace_size_body(const nam_m2rnn_desc *d, size_t *bytes, nam_error *err) {
     nam__m2rnn_dims dm;
-    nam__m2rnn_layout L;
     nam_status st;
     memset(&dm, 0, sizeof dm);
     if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_m2rnn_workspace_size: bytes is NULL");
     *bytes = 0;
     st = nam__m2rnn_validate(d, &dm, err);
     if (st != NAM_OK) { nam__err_prefix(err, "nam_m2rnn_workspace_size: "); return st; }
-    if (dm.be == NAM_BACKEND_CUDA) *bytes = 0;
-    else if (dm.be == NAM_BACKEND_CPU_REF) *bytes = nam__m2rnn_ref_bytes(&dm);
-    else {
-        nam__m2rnn_plan(&dm, nam__resolve_threads(d->threads), &L);
-        *bytes = L.total;
-    }
+    *bytes = nam__m2rnn_bytes(&dm, d->threads);
     if (err) nam__err_reset(err);
     return NAM_OK;
 }
@@ -9833,19 +9837,13 @@ static void nam__m2rnn_step_scan(const nam_m2rnn_step_desc *s, nam_m2rnn_desc *d
 
 static nam_status nam__m2rnn_step_workspace_size_body(const nam_m2rnn_step_desc *d, size_t *bytes, nam_error *err) {
     nam__m2rnn_dims dm;
-    nam__m2rnn_layout L;
     nam_status st;
     memset(&dm, 0, sizeof dm);
     if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_m2rnn_step_workspace_size: bytes is NULL");
     *bytes = 0;
     st = nam__m2rnn_step_validate(d, &dm, err);
     if (st != NAM_OK) { nam__err_prefix(err, "nam_m2rnn_step_workspace_size: "); return st; }
-    if (dm.be == NAM_BACKEND_CUDA) *bytes = 0;
-    else if (dm.be == NAM_BACKEND_CPU_REF) *bytes = nam__m2rnn_ref_bytes(&dm);
-    else {
-        nam__m2rnn_plan(&dm, nam__resolve_threads(d->threads), &L);
-        *bytes = L.total;
-    }
+    *bytes = nam__m2rnn_bytes(&dm, d->threads);
     if (err) nam__err_reset(err);
     return NAM_OK;
 }
