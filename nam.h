@@ -44,6 +44,9 @@
    2. COMPILE-TIME OPTIONS
      NAM_IMPLEMENTATION   emit the implementation in this translation unit
      NAM_STATIC           make every public function static (private copy per TU)
+     NAM_NO_KERNELS       planner only: no kernel declarations or code (no pthread, no SIMD)
+     NAM_NO_PLANNER       kernels only: no planner declarations or code, and no stb_ds
+                          (define at most one of the two)
      NAM_MALLOC(sz) / NAM_FREE(p)   allocator for nam's buffers (define both or neither)
      NAM_ASSERT(c)        internal invariant check (default: assert), never used for input
      NAM_CUDA             CUDA tensors run on nam_cuda.cuh's kernels (link nam_cuda.cu)
@@ -243,6 +246,320 @@ NAM_API const char *nam_status_str(nam_status s);
 /* nam_free: frees memory nam handed to the caller (strings from nam_plan_json, ...). */
 NAM_API void nam_free(void *p);
 
+#ifndef NAM_NO_KERNELS
+/* ------------------------------------------------------------------------------------ */
+/* >>kernels  Kernel API: tensors, backends, and one entry point per kernel.            */
+/*
+   Every kernel takes a zero-initialised desc struct (unset optional tensors have
+   data == NULL), returns a nam_status and fills a nam_error that names the offending
+   field and dimension. Kernels never allocate: scratch memory is caller-provided, sized
+   by the matching *_workspace_size query (a NULL workspace with size 0 is fine when the
+   query says 0). Storage dtypes are f32, bf16 and f16; all CPU math is fp32 (fp64 in the
+   reference paths where stated). Backends: NAM_BACKEND_CPU_REF is the plain reference
+   loop, NAM_BACKEND_CPU the fast (blocked, vectorised, multi-threaded) path, AUTO picks the
+   fastest available for the tensors' device, NAM_BACKEND_CUDA runs CUDA tensors. CUDA
+   tensors (device = NAM_DEVICE_CUDA, device memory, contiguous) need a program built with
+   NAM_CUDA and linked with nam_cuda.cu (see nam_cuda.cuh); every tensor of a call must be
+   on one device, and the desc's `stream` (a cudaStream_t, NULL = default) orders the
+   work. Without NAM_CUDA such calls return NAM_ERR_NOT_IMPLEMENTED saying so. A desc's
+   `ran` field reports the backend that ran.
+
+   Floating-point environment and subnormals. Every kernel entry below computes with round
+   to nearest, every FP exception masked and subnormals flushed to zero, on the calling
+   thread and on each of its worker threads, and before it returns it writes the caller's
+   control/status register back exactly as it found it (x86-64 MXCSR, status flags included;
+   AArch64 FPCR and FPSR). A caller's rounding mode, unmasked exceptions or own FTZ/DAZ bits
+   never change a result, and nam never changes them for the caller. The flush: on x86-64
+   MXCSR's FTZ and DAZ bits, on AArch64 FPCR.FZ, so that no FMA takes a subnormal microcode
+   assist (on Intel CPUs these cost the SSD scan up to 5x with strongly decaying heads).
+     - subnormal inputs: an f32 (or bf16) value below FLT_MIN = 1.18e-38 in magnitude reads as
+       0 in arithmetic (both backends, CPU_REF too). f16 subnormals are normal f32 values and
+       are used as they are. Values a kernel only moves (nam_moe_permute, f32 copies) keep
+       their bits;
+     - subnormal results: any intermediate or output below FLT_MIN is 0 (signed). f16 and
+       bf16 outputs are rounded from those f32 values (f16 storage keeps its own subnormals,
+       6e-8..6e-5, which are normal in f32).
+   The difference from IEEE gradual underflow is below 1.2e-38 absolute per operation,
+   under every tolerance stated for these kernels. Built with NAM_KEEP_SUBNORMALS, or on
+   another CPU or compiler (through <fenv.h>), nam sets only round to nearest and masked
+   exceptions, still restores everything, and subnormals are computed at the hardware's
+   speed for them. CUDA kernels keep the GPU's defaults (fp32 subnormals preserved), so on
+   subnormal data CPU and CUDA results can differ by such amounts.
+*/
+typedef enum nam_dtype { NAM_F32 = 0, NAM_BF16 = 1, NAM_F16 = 2, NAM_I32 = 3 } nam_dtype;
+typedef enum nam_device { NAM_DEVICE_CPU = 0, NAM_DEVICE_CUDA = 1 } nam_device;
+typedef enum nam_backend { NAM_BACKEND_AUTO = 0, NAM_BACKEND_CPU_REF = 1, NAM_BACKEND_CPU = 2, NAM_BACKEND_CUDA = 3 } nam_backend;
+
+#define NAM_MAX_DIMS 4
+/* A strided view. stride[] is in elements; all-zero strides mean contiguous row-major.
+   Zero-init with data == NULL means "not given" for optional tensors. */
+typedef struct nam_tensor {
+    void *data;
+    nam_dtype dtype;
+    nam_device device;
+    int ndim;
+    int64_t shape[NAM_MAX_DIMS];
+    int64_t stride[NAM_MAX_DIMS];
+} nam_tensor;
+
+/* nam_tensor_make: a contiguous CPU tensor view of `data` (ndim <= 4). */
+NAM_API nam_tensor nam_tensor_make(void *data, nam_dtype dtype, int ndim, const int64_t *shape);
+/* nam_tensor_cuda: the same over device memory (device = NAM_DEVICE_CUDA). */
+NAM_API nam_tensor nam_tensor_cuda(void *data, nam_dtype dtype, int ndim, const int64_t *shape);
+/* nam_tensor_numel: product of the shape (0 for ndim 0 or a NULL tensor). */
+NAM_API int64_t nam_tensor_numel(const nam_tensor *t);
+NAM_API const char *nam_dtype_name(nam_dtype d);
+NAM_API const char *nam_backend_name(nam_backend b);
+/* nam_query_backend: what a kernel call would run for this request (AUTO resolved), or
+   NAM_ERR_NOT_IMPLEMENTED when the device's backend is not built. */
+NAM_API nam_status nam_query_backend(nam_backend requested, nam_device device, nam_backend *out, nam_error *err);
+/* nam_query_cpu_count: online CPUs; the thread count a desc's threads = 0 means. */
+NAM_API int nam_query_cpu_count(void);
+
+/* ---- Mamba-2 SSD chunked scan (mamba_chunk_scan_combined semantics) --------------- */
+/* nam_ssd_desc defaults (zero-init): optional tensors absent; dt_softplus off; dt_min 0 and
+   dt_max 0 mean no limit (Mamba's dt_limit=(0, inf)); chunk_size 0 -> 64; backend AUTO;
+   threads 0 -> nam_query_cpu_count().
+     x        (b, l, h, p)         dt (b, l, h)          A (h), f32
+     B, C     (b, l, g, n), h % g == 0
+     D        optional (h) or (h, p)      z optional (b, l, h, p): y *= silu(z)
+     dt_bias  optional (h)
+     initial_states optional (b, h, p, n) f32   final_states optional output (b, h, p, n) f32
+     out      (b, l, h, p)
+   dt' = dt + dt_bias; softplus if asked; clamp to [dt_min, dt_max] when a limit is set.
+   state = exp(dt'*A) * state + dt' * B (x) x;  y = C . state + D * x;  y *= silu(z).
+   CUDA: x, B, C, z and out in one dtype (bf16/f16 on tensor cores, f32 on fp32 SIMT);
+   chunk_size is a hint there (the kernels pick 64..256); the chunk states are passed on
+   in fp32, the state entering a chunk is read in the storage dtype (as mamba_ssm does). */
+typedef struct nam_ssd_desc {
+    nam_tensor x, dt, A, B, C, D, z, dt_bias, initial_states;
+    nam_tensor out, final_states;
+    int dt_softplus;
+    float dt_min, dt_max;
+    int chunk_size;
+    nam_backend backend;
+    int threads;
+    nam_backend ran;      /* set by nam_ssd: the backend that ran */
+    void *stream;         /* CUDA tensors: the cudaStream_t to run on (NULL: default stream) */
+} nam_ssd_desc;
+NAM_API nam_status nam_ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes, nam_error *err);
+NAM_API nam_status nam_ssd(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+
+/* Single-token decode: x (b, h, p), dt (b, h), B, C (b, g, n), z (b, h, p) optional,
+   state (b, h, p, n) f32 updated in place, out (b, h, p). Same dt rules as nam_ssd. */
+typedef struct nam_ssd_step_desc {
+    nam_tensor x, dt, A, B, C, D, z, dt_bias;
+    nam_tensor state, out;
+    int dt_softplus;
+    float dt_min, dt_max;
+    nam_backend backend;
+    nam_backend ran;
+    void *stream;
+} nam_ssd_step_desc;
+NAM_API nam_status nam_ssd_step(nam_ssd_step_desc *d, nam_error *err);
+
+/* Causal depthwise conv1d (+ optional SiLU) of the Mamba block.
+     x (b, l, c), weight (c, w), bias optional (c), out (b, l, c)
+     conv_state optional (b, c, w - 1) f32: the w-1 inputs before x[:, 0] (zeros when
+     absent); when given it is updated in place to the last w-1 inputs (decode: l = 1). */
+typedef struct nam_conv1d_desc {
+    nam_tensor x, weight, bias, conv_state, out;
+    int silu;
+    nam_backend backend;
+    int threads;
+    nam_backend ran;
+    void *stream;
+} nam_conv1d_desc;
+NAM_API nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err);
+
+/* ---- M2RNN: NAM56R's R block, a non-linear RNN with a matrix state per head ------------ */
+/* nam_m2rnn_desc defaults (zero-init): optional tensors absent (dt_bias 0, no D term, the
+   state starts at 0, no final state); backend AUTO; threads 0 -> nam_query_cpu_count().
+     q (b, l, nq, K)      k (b, l, nk, K)      v (b, l, nv, V)      W (nw, V, V)
+     a (b, l, nf)         the raw gate input (a projection of the token, before softplus)
+     A_log (n)            dt_bias optional (n)           D optional (n, V)
+     initial_state optional (b, n, K, V) f32     final_state optional output (b, n, K, V) f32
+     out (b, l, n, V)
+   n = max(nq, nk, nv, nw, nf) and every one of them divides n; head h reads q head
+   h / (n / nq), and likewise for k, v, W and a (torch repeat_interleave). Per batch b,
+   head h and token t, with the state S in R^(K x V) (S_0 = initial_state, or 0):
+     f  = exp(-exp(A_log_h) * softplus(a_(t,h) + dt_bias_h))          forget gate in [0, 1]
+     S~ = tanh(S W_h + k_t v_t^T)        S = f S + (1 - f) S~        y_t = S^T q_t + D_h * v_t
+   out[b, t, h] = y_t; final_state = S after the last token (it may be initial_state, which
+   is then updated in place). Storage f32, bf16 or f16 (any mix); math in fp32 (double in
+   the reference).
+   The gate is taken as its input a (with A_log and dt_bias), not as a precomputed f: f is
+   computed in fp32 inside the kernel, and the blend uses 1 - f = -expm1(log f), so the
+   small leak 1 - f of a gate near 1 (the usual regime) keeps full precision; a stored f in
+   bf16 keeps 8 bits, which makes 1 - f = 0.01 off by up to 20%. It also saves a pass over a
+   (b, l, n) tensor.
+   Errors (nothing is written): shapes, dtypes and devices as usual; a head count that does
+   not divide n (NAM_ERR_INVALID_ARG naming the field and n); a non-finite a, A_log or
+   dt_bias, or A_log > 88 (exp(A_log) overflows fp32): NAM_ERR_RANGE naming the element;
+   out sharing its data with q, k, v or a. Sizes: K <= 65536, V <= 1024.
+   NAM_BACKEND_CPU runs (b, head, row block) tasks on `threads` threads; its tanh is a
+   rational approximation (error <= 7 ulp and 4e-7 absolute; see >>kernel-m2rnn).
+   CUDA: q, k, v and out in one dtype, V in {4, 8, 16, 32, 64, 128}, K * V <= 4096, no
+   workspace; non-finite gate inputs are not checked there (reading a flag back would
+   synchronise the stream): such a (b, head) gets NaN outputs and state. */
+typedef struct nam_m2rnn_desc {
+    nam_tensor q, k, v, W, a, A_log, dt_bias, D, initial_state;
+    nam_tensor out, final_state;
+    nam_backend backend;
+    int threads;
+    nam_backend ran;      /* set by nam_m2rnn: the backend that ran */
+    void *stream;         /* CUDA tensors: the cudaStream_t to run on (NULL: default stream) */
+} nam_m2rnn_desc;
+NAM_API nam_status nam_m2rnn_workspace_size(const nam_m2rnn_desc *d, size_t *bytes, nam_error *err);
+NAM_API nam_status nam_m2rnn(nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+
+/* Single-token decode: q (b, nq, K), k (b, nk, K), v (b, nv, V), W (nw, V, V), a (b, nf),
+   A_log (n), dt_bias optional (n), D optional (n, V), state (b, n, K, V) f32 updated in
+   place, out (b, n, V). Exactly one token of nam_m2rnn (l steps equal one scan of l). */
+typedef struct nam_m2rnn_step_desc {
+    nam_tensor q, k, v, W, a, A_log, dt_bias, D;
+    nam_tensor state, out;
+    nam_backend backend;
+    int threads;
+    nam_backend ran;
+    void *stream;
+} nam_m2rnn_step_desc;
+NAM_API nam_status nam_m2rnn_step_workspace_size(const nam_m2rnn_step_desc *d, size_t *bytes, nam_error *err);
+NAM_API nam_status nam_m2rnn_step(nam_m2rnn_step_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+/* Private: the coefficients of the M2RNN tanh, tanh(x) ~ x P(x^2) / Q(x^2) with x^2 clamped
+   to TANH_X^2 and the result to [-1, 1] (>>kernel-m2rnn), here so that the CPU and CUDA
+   kernels (nam_cuda.cuh) share one copy. */
+#define NAM__M2RNN_TANH_X 9.0f
+#define NAM__M2RNN_TP0 1.0f
+#define NAM__M2RNN_TP1 1.338100880e-01f
+#define NAM__M2RNN_TP2 3.495567478e-03f
+#define NAM__M2RNN_TP3 2.060872794e-05f
+#define NAM__M2RNN_TP4 1.335415156e-08f
+#define NAM__M2RNN_TQ1 4.671432376e-01f
+#define NAM__M2RNN_TQ2 2.587690391e-02f
+#define NAM__M2RNN_TQ3 3.285600396e-04f
+#define NAM__M2RNN_TQ4 7.776353641e-07f
+
+/* ---- MoE: route, dispatch (permute), expert FFN, combine --------------------------- */
+typedef enum nam_moe_score { NAM_MOE_SOFTMAX = 0, NAM_MOE_SIGMOID = 1 } nam_moe_score;
+typedef enum nam_moe_act { NAM_MOE_SWIGLU = 0, NAM_MOE_SQUARED_RELU = 1 } nam_moe_act;
+
+/* Router (Megatron topk_routing_with_score_function): logits (T, E) -> topk_idx (T, k) i32,
+   topk_weight (T, k) f32. softmax: top-k on logits then softmax over the k, or with
+   pre_softmax softmax over E then top-k. sigmoid: top-k of sigmoid(logits) (+ expert_bias,
+   (E) f32, for the selection only), weights renormalised to sum 1 when k > 1. Weights are
+   multiplied by scaling_factor (0 -> 1). Ties pick the lower expert index.
+   CUDA: the same selection and weights; non-finite logits are not detected (the CPU
+   returns NAM_ERR_RANGE), so the routing of such a token is unspecified. */
+typedef struct nam_moe_route_desc {
+    nam_tensor logits, expert_bias;
+    nam_tensor topk_idx, topk_weight;
+    int topk;
+    nam_moe_score score;
+    int pre_softmax;
+    float scaling_factor;
+    nam_backend backend;
+    nam_backend ran;
+    void *stream;
+} nam_moe_route_desc;
+NAM_API nam_status nam_moe_route(nam_moe_route_desc *d, nam_error *err);
+
+/* Dispatch plan: expert-contiguous, stable (ascending token order within an expert).
+   topk_idx (T, k) i32 in; counts (E) i32, offsets (E + 1) i32 and rows (T * k) i32 out:
+   rows[j] = t * k + slot of the j-th permuted row (j < offsets[E]). capacity_factor > 0
+   keeps at most ceil(T * k / E * capacity_factor) rows per expert (first come by token
+   order); the rest are dropped, counted in num_dropped, and their combine weight is 0.
+   CUDA: bit-identical arrays; the call synchronises `stream` to read num_rows back, and
+   when T * k > 2048 (or E > 2048) it needs `workspace` (device memory,
+   nam_moe_dispatch_workspace_size bytes). CUDA plans are not read back by permute,
+   combine and ffn: their values are trusted as nam_moe_dispatch's. */
+typedef struct nam_moe_dispatch_desc {
+    nam_tensor topk_idx;
+    int num_experts;
+    float capacity_factor;
+    nam_tensor counts, offsets, rows;
+    int num_rows;        /* out: rows kept (offsets[E]) */
+    int num_dropped;     /* out */
+    void *stream;        /* CUDA: the stream of dispatch (which synchronises it to read
+                            num_rows back), permute and combine */
+    void *workspace;     /* CUDA: device scratch of nam_moe_dispatch_workspace_size bytes */
+    size_t workspace_bytes;   /* (256-byte aligned; the CPU needs none) */
+} nam_moe_dispatch_desc;
+NAM_API nam_status nam_moe_dispatch_workspace_size(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err);
+NAM_API nam_status nam_moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err);
+
+/* permute: tokens (T, H) -> permuted (rows, H) following a dispatch's `rows`. */
+NAM_API nam_status nam_moe_permute(const nam_tensor *tokens, const nam_moe_dispatch_desc *plan, nam_tensor *permuted, nam_error *err);
+/* combine (weighted unpermute): out[t] = sum over kept slots of weight[t,slot] * expert_out[row];
+   weights NULL -> 1 (then permute followed by combine is the identity for k = 1). */
+NAM_API nam_status nam_moe_combine(const nam_tensor *expert_out, const nam_moe_dispatch_desc *plan,
+                                   const nam_tensor *topk_weight, nam_tensor *out, nam_error *err);
+
+/* Grouped expert FFN over expert-contiguous rows: for each expert e, rows
+   [offsets[e], offsets[e+1]) of `in` (rows, H):
+     SWIGLU:        h = silu(in W1_e^T) * (in W3_e^T);  out = h W2_e^T
+     SQUARED_RELU:  h = relu(in W1_e^T)^2;              out = h W2_e^T
+   w1, w3 (E, F, H) (w3 unused for squared ReLU), w2 (E, H, F), out (rows, H).
+   CUDA: bf16 or f16, all one dtype, on tensor cores; h is kept in the storage dtype
+   between the two GEMMs (the CPU keeps it in fp32). */
+typedef struct nam_moe_ffn_desc {
+    nam_tensor in, w1, w3, w2, out;
+    const nam_moe_dispatch_desc *plan;
+    nam_moe_act act;
+    nam_backend backend;
+    int threads;
+    nam_backend ran;
+    void *stream;
+} nam_moe_ffn_desc;
+NAM_API nam_status nam_moe_ffn_workspace_size(const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err);
+NAM_API nam_status nam_moe_ffn(nam_moe_ffn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+
+/* ---- Attention ------------------------------------------------------------------------ */
+typedef enum nam_causal_align {
+    NAM_CAUSAL_BOTTOM_RIGHT = 0,  /* FlashAttention >= 2.1: key j visible to query i iff j <= i + sk - sq */
+    NAM_CAUSAL_TOP_LEFT = 1       /* PyTorch SDPA is_causal: j <= i */
+} nam_causal_align;
+/* q (b, sq, hq, d), k and v (b, sk, hk, d) with hq % hk == 0, d <= 256, out (b, sq, hq, d).
+   scale 0 -> 1/sqrt(d). Flash-style tiling with an online softmax: no sq x sk buffer.
+   A query row with no visible key (possible with bottom-right alignment and sq > sk)
+   outputs zeros. CUDA: bf16 or f16 (q, k, v, out one dtype), d in {32, 64, 96, 128}. */
+typedef struct nam_attention_desc {
+    nam_tensor q, k, v, out;
+    int causal;
+    nam_causal_align align;
+    float scale;
+    nam_backend backend;
+    int threads;
+    nam_backend ran;
+    void *stream;
+} nam_attention_desc;
+NAM_API nam_status nam_attention_workspace_size(const nam_attention_desc *d, size_t *bytes, nam_error *err);
+NAM_API nam_status nam_attention(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+
+/* ---- CUDA ------------------------------------------------------------------------------ */
+/* With NAM_CUDA defined (and nam_cuda.cu linked: see nam_cuda.cuh), every entry point above
+   runs on the GPU when its tensors are CUDA tensors: nam.h checks shapes and options as for
+   the CPU, then calls these hooks, which nam_cuda.cuh implements. Not for direct use. */
+#ifdef NAM_CUDA
+extern nam_status nam_cuda__ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes, nam_error *err);
+extern nam_status nam_cuda__ssd(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+extern nam_status nam_cuda__ssd_step(nam_ssd_step_desc *d, nam_error *err);
+extern nam_status nam_cuda__conv1d(nam_conv1d_desc *d, nam_error *err);
+extern nam_status nam_cuda__moe_route(nam_moe_route_desc *d, nam_error *err);
+extern nam_status nam_cuda__moe_dispatch_workspace_size(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err);
+extern nam_status nam_cuda__moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err);
+extern nam_status nam_cuda__moe_permute(const nam_tensor *tokens, const nam_moe_dispatch_desc *plan, nam_tensor *permuted, nam_error *err);
+extern nam_status nam_cuda__moe_combine(const nam_tensor *expert_out, const nam_moe_dispatch_desc *plan,
+                                        const nam_tensor *topk_weight, nam_tensor *out, nam_error *err);
+extern nam_status nam_cuda__moe_ffn_workspace_size(const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err);
+extern nam_status nam_cuda__moe_ffn(nam_moe_ffn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+extern nam_status nam_cuda__attention_workspace_size(const nam_attention_desc *d, size_t *bytes, nam_error *err);
+extern nam_status nam_cuda__attention(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+extern nam_status nam_cuda__m2rnn(nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+#endif
+#endif /* NAM_NO_KERNELS */
+
+#ifndef NAM_NO_PLANNER
 /* ------------------------------------------------------------------------------------ */
 /* >>pattern  The authored pattern.                                                      */
 
@@ -770,316 +1087,7 @@ NAM_API nam_status nam_rankmap_query_rank(const nam_rankmap *m, int rank, nam_ra
 NAM_API nam_status nam_rankmap_json(const nam_rankmap *m, char **out, nam_error *err);
 
 
-/* ------------------------------------------------------------------------------------ */
-/* >>kernels  Kernel API: tensors, backends, and one entry point per kernel.            */
-/*
-   Every kernel takes a zero-initialised desc struct (unset optional tensors have
-   data == NULL), returns a nam_status and fills a nam_error that names the offending
-   field and dimension. Kernels never allocate: scratch memory is caller-provided, sized
-   by the matching *_workspace_size query (a NULL workspace with size 0 is fine when the
-   query says 0). Storage dtypes are f32, bf16 and f16; all CPU math is fp32 (fp64 in the
-   reference paths where stated). Backends: NAM_BACKEND_CPU_REF is the plain reference
-   loop, NAM_BACKEND_CPU the fast (blocked, vectorised, multi-threaded) path, AUTO picks the
-   fastest available for the tensors' device, NAM_BACKEND_CUDA runs CUDA tensors. CUDA
-   tensors (device = NAM_DEVICE_CUDA, device memory, contiguous) need a program built with
-   NAM_CUDA and linked with nam_cuda.cu (see nam_cuda.cuh); every tensor of a call must be
-   on one device, and the desc's `stream` (a cudaStream_t, NULL = default) orders the
-   work. Without NAM_CUDA such calls return NAM_ERR_NOT_IMPLEMENTED saying so. A desc's
-   `ran` field reports the backend that ran.
-
-   Floating-point environment and subnormals. Every kernel entry below computes with round
-   to nearest, every FP exception masked and subnormals flushed to zero, on the calling
-   thread and on each of its worker threads, and before it returns it writes the caller's
-   control/status register back exactly as it found it (x86-64 MXCSR, status flags included;
-   AArch64 FPCR and FPSR). A caller's rounding mode, unmasked exceptions or own FTZ/DAZ bits
-   never change a result, and nam never changes them for the caller. The flush: on x86-64
-   MXCSR's FTZ and DAZ bits, on AArch64 FPCR.FZ, so that no FMA takes a subnormal microcode
-   assist (on Intel CPUs these cost the SSD scan up to 5x with strongly decaying heads).
-     - subnormal inputs: an f32 (or bf16) value below FLT_MIN = 1.18e-38 in magnitude reads as
-       0 in arithmetic (both backends, CPU_REF too). f16 subnormals are normal f32 values and
-       are used as they are. Values a kernel only moves (nam_moe_permute, f32 copies) keep
-       their bits;
-     - subnormal results: any intermediate or output below FLT_MIN is 0 (signed). f16 and
-       bf16 outputs are rounded from those f32 values (f16 storage keeps its own subnormals,
-       6e-8..6e-5, which are normal in f32).
-   The difference from IEEE gradual underflow is below 1.2e-38 absolute per operation,
-   under every tolerance stated for these kernels. Built with NAM_KEEP_SUBNORMALS, or on
-   another CPU or compiler (through <fenv.h>), nam sets only round to nearest and masked
-   exceptions, still restores everything, and subnormals are computed at the hardware's
-   speed for them. CUDA kernels keep the GPU's defaults (fp32 subnormals preserved), so on
-   subnormal data CPU and CUDA results can differ by such amounts.
-*/
-typedef enum nam_dtype { NAM_F32 = 0, NAM_BF16 = 1, NAM_F16 = 2, NAM_I32 = 3 } nam_dtype;
-typedef enum nam_device { NAM_DEVICE_CPU = 0, NAM_DEVICE_CUDA = 1 } nam_device;
-typedef enum nam_backend { NAM_BACKEND_AUTO = 0, NAM_BACKEND_CPU_REF = 1, NAM_BACKEND_CPU = 2, NAM_BACKEND_CUDA = 3 } nam_backend;
-
-#define NAM_MAX_DIMS 4
-/* A strided view. stride[] is in elements; all-zero strides mean contiguous row-major.
-   Zero-init with data == NULL means "not given" for optional tensors. */
-typedef struct nam_tensor {
-    void *data;
-    nam_dtype dtype;
-    nam_device device;
-    int ndim;
-    int64_t shape[NAM_MAX_DIMS];
-    int64_t stride[NAM_MAX_DIMS];
-} nam_tensor;
-
-/* nam_tensor_make: a contiguous CPU tensor view of `data` (ndim <= 4). */
-NAM_API nam_tensor nam_tensor_make(void *data, nam_dtype dtype, int ndim, const int64_t *shape);
-/* nam_tensor_cuda: the same over device memory (device = NAM_DEVICE_CUDA). */
-NAM_API nam_tensor nam_tensor_cuda(void *data, nam_dtype dtype, int ndim, const int64_t *shape);
-/* nam_tensor_numel: product of the shape (0 for ndim 0 or a NULL tensor). */
-NAM_API int64_t nam_tensor_numel(const nam_tensor *t);
-NAM_API const char *nam_dtype_name(nam_dtype d);
-NAM_API const char *nam_backend_name(nam_backend b);
-/* nam_query_backend: what a kernel call would run for this request (AUTO resolved), or
-   NAM_ERR_NOT_IMPLEMENTED when the device's backend is not built. */
-NAM_API nam_status nam_query_backend(nam_backend requested, nam_device device, nam_backend *out, nam_error *err);
-/* nam_query_cpu_count: online CPUs; the thread count a desc's threads = 0 means. */
-NAM_API int nam_query_cpu_count(void);
-
-/* ---- Mamba-2 SSD chunked scan (mamba_chunk_scan_combined semantics) --------------- */
-/* nam_ssd_desc defaults (zero-init): optional tensors absent; dt_softplus off; dt_min 0 and
-   dt_max 0 mean no limit (Mamba's dt_limit=(0, inf)); chunk_size 0 -> 64; backend AUTO;
-   threads 0 -> nam_query_cpu_count().
-     x        (b, l, h, p)         dt (b, l, h)          A (h), f32
-     B, C     (b, l, g, n), h % g == 0
-     D        optional (h) or (h, p)      z optional (b, l, h, p): y *= silu(z)
-     dt_bias  optional (h)
-     initial_states optional (b, h, p, n) f32   final_states optional output (b, h, p, n) f32
-     out      (b, l, h, p)
-   dt' = dt + dt_bias; softplus if asked; clamp to [dt_min, dt_max] when a limit is set.
-   state = exp(dt'*A) * state + dt' * B (x) x;  y = C . state + D * x;  y *= silu(z).
-   CUDA: x, B, C, z and out in one dtype (bf16/f16 on tensor cores, f32 on fp32 SIMT);
-   chunk_size is a hint there (the kernels pick 64..256); the chunk states are passed on
-   in fp32, the state entering a chunk is read in the storage dtype (as mamba_ssm does). */
-typedef struct nam_ssd_desc {
-    nam_tensor x, dt, A, B, C, D, z, dt_bias, initial_states;
-    nam_tensor out, final_states;
-    int dt_softplus;
-    float dt_min, dt_max;
-    int chunk_size;
-    nam_backend backend;
-    int threads;
-    nam_backend ran;      /* set by nam_ssd: the backend that ran */
-    void *stream;         /* CUDA tensors: the cudaStream_t to run on (NULL: default stream) */
-} nam_ssd_desc;
-NAM_API nam_status nam_ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes, nam_error *err);
-NAM_API nam_status nam_ssd(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
-
-/* Single-token decode: x (b, h, p), dt (b, h), B, C (b, g, n), z (b, h, p) optional,
-   state (b, h, p, n) f32 updated in place, out (b, h, p). Same dt rules as nam_ssd. */
-typedef struct nam_ssd_step_desc {
-    nam_tensor x, dt, A, B, C, D, z, dt_bias;
-    nam_tensor state, out;
-    int dt_softplus;
-    float dt_min, dt_max;
-    nam_backend backend;
-    nam_backend ran;
-    void *stream;
-} nam_ssd_step_desc;
-NAM_API nam_status nam_ssd_step(nam_ssd_step_desc *d, nam_error *err);
-
-/* Causal depthwise conv1d (+ optional SiLU) of the Mamba block.
-     x (b, l, c), weight (c, w), bias optional (c), out (b, l, c)
-     conv_state optional (b, c, w - 1) f32: the w-1 inputs before x[:, 0] (zeros when
-     absent); when given it is updated in place to the last w-1 inputs (decode: l = 1). */
-typedef struct nam_conv1d_desc {
-    nam_tensor x, weight, bias, conv_state, out;
-    int silu;
-    nam_backend backend;
-    int threads;
-    nam_backend ran;
-    void *stream;
-} nam_conv1d_desc;
-NAM_API nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err);
-
-/* ---- M2RNN: NAM56R's R block, a non-linear RNN with a matrix state per head ------------ */
-/* nam_m2rnn_desc defaults (zero-init): optional tensors absent (dt_bias 0, no D term, the
-   state starts at 0, no final state); backend AUTO; threads 0 -> nam_query_cpu_count().
-     q (b, l, nq, K)      k (b, l, nk, K)      v (b, l, nv, V)      W (nw, V, V)
-     a (b, l, nf)         the raw gate input (a projection of the token, before softplus)
-     A_log (n)            dt_bias optional (n)           D optional (n, V)
-     initial_state optional (b, n, K, V) f32     final_state optional output (b, n, K, V) f32
-     out (b, l, n, V)
-   n = max(nq, nk, nv, nw, nf) and every one of them divides n; head h reads q head
-   h / (n / nq), and likewise for k, v, W and a (torch repeat_interleave). Per batch b,
-   head h and token t, with the state S in R^(K x V) (S_0 = initial_state, or 0):
-     f  = exp(-exp(A_log_h) * softplus(a_(t,h) + dt_bias_h))          forget gate in [0, 1]
-     S~ = tanh(S W_h + k_t v_t^T)        S = f S + (1 - f) S~        y_t = S^T q_t + D_h * v_t
-   out[b, t, h] = y_t; final_state = S after the last token (it may be initial_state, which
-   is then updated in place). Storage f32, bf16 or f16 (any mix); math in fp32 (double in
-   the reference).
-   The gate is taken as its input a (with A_log and dt_bias), not as a precomputed f: f is
-   computed in fp32 inside the kernel, and the blend uses 1 - f = -expm1(log f), so the
-   small leak 1 - f of a gate near 1 (the usual regime) keeps full precision; a stored f in
-   bf16 keeps 8 bits, which makes 1 - f = 0.01 off by up to 20%. It also saves a pass over a
-   (b, l, n) tensor.
-   Errors (nothing is written): shapes, dtypes and devices as usual; a head count that does
-   not divide n (NAM_ERR_INVALID_ARG naming the field and n); a non-finite a, A_log or
-   dt_bias, or A_log > 88 (exp(A_log) overflows fp32): NAM_ERR_RANGE naming the element;
-   out sharing its data with q, k, v or a. Sizes: K <= 65536, V <= 1024.
-   NAM_BACKEND_CPU runs (b, head, row block) tasks on `threads` threads; its tanh is a
-   rational approximation (error <= 7 ulp and 4e-7 absolute; see >>kernel-m2rnn).
-   CUDA: q, k, v and out in one dtype, V in {4, 8, 16, 32, 64, 128}, K * V <= 4096, no
-   workspace; non-finite gate inputs are not checked there (reading a flag back would
-   synchronise the stream): such a (b, head) gets NaN outputs and state. */
-typedef struct nam_m2rnn_desc {
-    nam_tensor q, k, v, W, a, A_log, dt_bias, D, initial_state;
-    nam_tensor out, final_state;
-    nam_backend backend;
-    int threads;
-    nam_backend ran;      /* set by nam_m2rnn: the backend that ran */
-    void *stream;         /* CUDA tensors: the cudaStream_t to run on (NULL: default stream) */
-} nam_m2rnn_desc;
-NAM_API nam_status nam_m2rnn_workspace_size(const nam_m2rnn_desc *d, size_t *bytes, nam_error *err);
-NAM_API nam_status nam_m2rnn(nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
-
-/* Single-token decode: q (b, nq, K), k (b, nk, K), v (b, nv, V), W (nw, V, V), a (b, nf),
-   A_log (n), dt_bias optional (n), D optional (n, V), state (b, n, K, V) f32 updated in
-   place, out (b, n, V). Exactly one token of nam_m2rnn (l steps equal one scan of l). */
-typedef struct nam_m2rnn_step_desc {
-    nam_tensor q, k, v, W, a, A_log, dt_bias, D;
-    nam_tensor state, out;
-    nam_backend backend;
-    int threads;
-    nam_backend ran;
-    void *stream;
-} nam_m2rnn_step_desc;
-NAM_API nam_status nam_m2rnn_step_workspace_size(const nam_m2rnn_step_desc *d, size_t *bytes, nam_error *err);
-NAM_API nam_status nam_m2rnn_step(nam_m2rnn_step_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
-/* Private: the coefficients of the M2RNN tanh, tanh(x) ~ x P(x^2) / Q(x^2) with x^2 clamped
-   to TANH_X^2 and the result to [-1, 1] (>>kernel-m2rnn), here so that the CPU and CUDA
-   kernels (nam_cuda.cuh) share one copy. */
-#define NAM__M2RNN_TANH_X 9.0f
-#define NAM__M2RNN_TP0 1.0f
-#define NAM__M2RNN_TP1 1.338100880e-01f
-#define NAM__M2RNN_TP2 3.495567478e-03f
-#define NAM__M2RNN_TP3 2.060872794e-05f
-#define NAM__M2RNN_TP4 1.335415156e-08f
-#define NAM__M2RNN_TQ1 4.671432376e-01f
-#define NAM__M2RNN_TQ2 2.587690391e-02f
-#define NAM__M2RNN_TQ3 3.285600396e-04f
-#define NAM__M2RNN_TQ4 7.776353641e-07f
-
-/* ---- MoE: route, dispatch (permute), expert FFN, combine --------------------------- */
-typedef enum nam_moe_score { NAM_MOE_SOFTMAX = 0, NAM_MOE_SIGMOID = 1 } nam_moe_score;
-typedef enum nam_moe_act { NAM_MOE_SWIGLU = 0, NAM_MOE_SQUARED_RELU = 1 } nam_moe_act;
-
-/* Router (Megatron topk_routing_with_score_function): logits (T, E) -> topk_idx (T, k) i32,
-   topk_weight (T, k) f32. softmax: top-k on logits then softmax over the k, or with
-   pre_softmax softmax over E then top-k. sigmoid: top-k of sigmoid(logits) (+ expert_bias,
-   (E) f32, for the selection only), weights renormalised to sum 1 when k > 1. Weights are
-   multiplied by scaling_factor (0 -> 1). Ties pick the lower expert index.
-   CUDA: the same selection and weights; non-finite logits are not detected (the CPU
-   returns NAM_ERR_RANGE), so the routing of such a token is unspecified. */
-typedef struct nam_moe_route_desc {
-    nam_tensor logits, expert_bias;
-    nam_tensor topk_idx, topk_weight;
-    int topk;
-    nam_moe_score score;
-    int pre_softmax;
-    float scaling_factor;
-    nam_backend backend;
-    nam_backend ran;
-    void *stream;
-} nam_moe_route_desc;
-NAM_API nam_status nam_moe_route(nam_moe_route_desc *d, nam_error *err);
-
-/* Dispatch plan: expert-contiguous, stable (ascending token order within an expert).
-   topk_idx (T, k) i32 in; counts (E) i32, offsets (E + 1) i32 and rows (T * k) i32 out:
-   rows[j] = t * k + slot of the j-th permuted row (j < offsets[E]). capacity_factor > 0
-   keeps at most ceil(T * k / E * capacity_factor) rows per expert (first come by token
-   order); the rest are dropped, counted in num_dropped, and their combine weight is 0.
-   CUDA: bit-identical arrays; the call synchronises `stream` to read num_rows back, and
-   when T * k > 2048 (or E > 2048) it needs `workspace` (device memory,
-   nam_moe_dispatch_workspace_size bytes). CUDA plans are not read back by permute,
-   combine and ffn: their values are trusted as nam_moe_dispatch's. */
-typedef struct nam_moe_dispatch_desc {
-    nam_tensor topk_idx;
-    int num_experts;
-    float capacity_factor;
-    nam_tensor counts, offsets, rows;
-    int num_rows;        /* out: rows kept (offsets[E]) */
-    int num_dropped;     /* out */
-    void *stream;        /* CUDA: the stream of dispatch (which synchronises it to read
-                            num_rows back), permute and combine */
-    void *workspace;     /* CUDA: device scratch of nam_moe_dispatch_workspace_size bytes */
-    size_t workspace_bytes;   /* (256-byte aligned; the CPU needs none) */
-} nam_moe_dispatch_desc;
-NAM_API nam_status nam_moe_dispatch_workspace_size(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err);
-NAM_API nam_status nam_moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err);
-
-/* permute: tokens (T, H) -> permuted (rows, H) following a dispatch's `rows`. */
-NAM_API nam_status nam_moe_permute(const nam_tensor *tokens, const nam_moe_dispatch_desc *plan, nam_tensor *permuted, nam_error *err);
-/* combine (weighted unpermute): out[t] = sum over kept slots of weight[t,slot] * expert_out[row];
-   weights NULL -> 1 (then permute followed by combine is the identity for k = 1). */
-NAM_API nam_status nam_moe_combine(const nam_tensor *expert_out, const nam_moe_dispatch_desc *plan,
-                                   const nam_tensor *topk_weight, nam_tensor *out, nam_error *err);
-
-/* Grouped expert FFN over expert-contiguous rows: for each expert e, rows
-   [offsets[e], offsets[e+1]) of `in` (rows, H):
-     SWIGLU:        h = silu(in W1_e^T) * (in W3_e^T);  out = h W2_e^T
-     SQUARED_RELU:  h = relu(in W1_e^T)^2;              out = h W2_e^T
-   w1, w3 (E, F, H) (w3 unused for squared ReLU), w2 (E, H, F), out (rows, H).
-   CUDA: bf16 or f16, all one dtype, on tensor cores; h is kept in the storage dtype
-   between the two GEMMs (the CPU keeps it in fp32). */
-typedef struct nam_moe_ffn_desc {
-    nam_tensor in, w1, w3, w2, out;
-    const nam_moe_dispatch_desc *plan;
-    nam_moe_act act;
-    nam_backend backend;
-    int threads;
-    nam_backend ran;
-    void *stream;
-} nam_moe_ffn_desc;
-NAM_API nam_status nam_moe_ffn_workspace_size(const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err);
-NAM_API nam_status nam_moe_ffn(nam_moe_ffn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
-
-/* ---- Attention ------------------------------------------------------------------------ */
-typedef enum nam_causal_align {
-    NAM_CAUSAL_BOTTOM_RIGHT = 0,  /* FlashAttention >= 2.1: key j visible to query i iff j <= i + sk - sq */
-    NAM_CAUSAL_TOP_LEFT = 1       /* PyTorch SDPA is_causal: j <= i */
-} nam_causal_align;
-/* q (b, sq, hq, d), k and v (b, sk, hk, d) with hq % hk == 0, d <= 256, out (b, sq, hq, d).
-   scale 0 -> 1/sqrt(d). Flash-style tiling with an online softmax: no sq x sk buffer.
-   A query row with no visible key (possible with bottom-right alignment and sq > sk)
-   outputs zeros. CUDA: bf16 or f16 (q, k, v, out one dtype), d in {32, 64, 96, 128}. */
-typedef struct nam_attention_desc {
-    nam_tensor q, k, v, out;
-    int causal;
-    nam_causal_align align;
-    float scale;
-    nam_backend backend;
-    int threads;
-    nam_backend ran;
-    void *stream;
-} nam_attention_desc;
-NAM_API nam_status nam_attention_workspace_size(const nam_attention_desc *d, size_t *bytes, nam_error *err);
-NAM_API nam_status nam_attention(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
-
-/* ---- CUDA ------------------------------------------------------------------------------ */
-/* With NAM_CUDA defined (and nam_cuda.cu linked: see nam_cuda.cuh), every entry point above
-   runs on the GPU when its tensors are CUDA tensors: nam.h checks shapes and options as for
-   the CPU, then calls these hooks, which nam_cuda.cuh implements. Not for direct use. */
-#ifdef NAM_CUDA
-extern nam_status nam_cuda__ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes, nam_error *err);
-extern nam_status nam_cuda__ssd(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
-extern nam_status nam_cuda__ssd_step(nam_ssd_step_desc *d, nam_error *err);
-extern nam_status nam_cuda__conv1d(nam_conv1d_desc *d, nam_error *err);
-extern nam_status nam_cuda__moe_route(nam_moe_route_desc *d, nam_error *err);
-extern nam_status nam_cuda__moe_dispatch_workspace_size(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err);
-extern nam_status nam_cuda__moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err);
-extern nam_status nam_cuda__moe_permute(const nam_tensor *tokens, const nam_moe_dispatch_desc *plan, nam_tensor *permuted, nam_error *err);
-extern nam_status nam_cuda__moe_combine(const nam_tensor *expert_out, const nam_moe_dispatch_desc *plan,
-                                        const nam_tensor *topk_weight, nam_tensor *out, nam_error *err);
-extern nam_status nam_cuda__moe_ffn_workspace_size(const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err);
-extern nam_status nam_cuda__moe_ffn(nam_moe_ffn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
-extern nam_status nam_cuda__attention_workspace_size(const nam_attention_desc *d, size_t *bytes, nam_error *err);
-extern nam_status nam_cuda__attention(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
-extern nam_status nam_cuda__m2rnn(nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
-#endif
+#endif /* NAM_NO_PLANNER */
 
 #ifdef __cplusplus
 }
@@ -1092,15 +1100,22 @@ extern nam_status nam_cuda__m2rnn(nam_m2rnn_desc *d, void *workspace, size_t wor
 #if defined(NAM_IMPLEMENTATION) && !defined(NAM__IMPLEMENTATION_DONE)
 #define NAM__IMPLEMENTATION_DONE
 
+#if defined(NAM_NO_PLANNER) && defined(NAM_NO_KERNELS)
+#error "nam.h: NAM_NO_PLANNER and NAM_NO_KERNELS together leave nothing to implement; define at most one"
+#endif
+
 #include <limits.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifndef NAM_NO_PLANNER
+#include <stb_ds.h>      /* the planner's dynamic arrays and hash maps (the kernels never use it) */
+#endif
+#ifndef NAM_NO_KERNELS
+#include <pthread.h>
 #include <unistd.h>
-#include <stb_ds.h>
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>   /* AVX2/FMA kernels, compiled with target attributes, chosen at run time */
 #endif
@@ -1110,6 +1125,7 @@ extern nam_status nam_cuda__m2rnn(nam_m2rnn_desc *d, void *workspace, size_t wor
 #ifdef NAM_CBLAS
 #include <cblas.h>       /* optional: nam__sgemm calls cblas_sgemm (link -lopenblas) */
 #endif
+#endif /* NAM_NO_KERNELS */
 
 #if defined(NAM_MALLOC) && !defined(NAM_FREE) || !defined(NAM_MALLOC) && defined(NAM_FREE)
 #error "nam.h: define both NAM_MALLOC and NAM_FREE, or neither"
@@ -1186,14 +1202,6 @@ static nam_status nam__err(nam_error *e, nam_status code, const char *fmt, ...) 
     return code;
 }
 
-static void nam__err_pos(nam_error *e, const char *source, long offset, int line, int column) {
-    if (!e) return;
-    if (source) snprintf(e->source, sizeof e->source, "%s", source);
-    e->offset = offset;
-    e->line = line;
-    e->column = column;
-}
-
 /* Prefix an existing error message with context ("native pattern: ..."), truncating. */
 static void nam__err_prefix(nam_error *e, const char *prefix) {
     char tmp[sizeof e->message];
@@ -1209,3754 +1217,7 @@ static void nam__err_prefix(nam_error *e, const char *prefix) {
     memcpy(e->message, tmp, sizeof tmp);
 }
 
-/* A byte as it should appear in a message: 'X', or \xNN for non-printable bytes. */
-static const char *nam__byte_name(unsigned char c, char buf[16]) {
-    if (c >= 0x21 && c < 0x7f) snprintf(buf, 16, "'%c'", c);
-    else if (c == ' ') snprintf(buf, 16, "' ' (space)");
-    else if (c == 0) snprintf(buf, 16, "NUL (\\x00)");
-    else if (c >= 0x80) snprintf(buf, 16, "non-ASCII \\x%02X", c);
-    else snprintf(buf, 16, "control \\x%02X", c);
-    return buf;
-}
-
-/* >>memory ---------------------------------------------------------------------------- */
-static void *nam__alloc(size_t n) { return NAM_MALLOC(n ? n : 1); }
-
-static char *nam__strndup(const char *s, size_t n) {
-    char *d = NAM__CAST(char *, nam__alloc(n + 1));
-    if (!d) return NULL;
-    if (n) memcpy(d, s, n);
-    d[n] = 0;
-    return d;
-}
-static char *nam__strdup(const char *s) { return s ? nam__strndup(s, strlen(s)) : NULL; }
-
-/* Copy a string into a fixed buffer, truncating (snprintf "%s" without the printf cost). */
-static void nam__copy(char *dst, size_t cap, const char *src) {
-    size_t n = strlen(src);
-    if (n >= cap) n = cap - 1;
-    memcpy(dst, src, n);
-    dst[n] = 0;
-}
-
-/* Growable string with a sticky out-of-memory flag. */
-typedef struct nam__sb { char *buf; size_t len, cap; int oom; } nam__sb;
-
-static int nam__sb_reserve(nam__sb *b, size_t extra) {
-    size_t need, cap;
-    char *nb;
-    if (b->oom) return 0;
-    need = b->len + extra + 1;
-    if (need <= b->cap) return 1;
-    cap = b->cap ? b->cap : 256;
-    while (cap < need) cap *= 2;
-    nb = NAM__CAST(char *, nam__alloc(cap));
-    if (!nb) { b->oom = 1; return 0; }
-    if (b->buf) { memcpy(nb, b->buf, b->len + 1); NAM_FREE(b->buf); } else nb[0] = 0;
-    b->buf = nb;
-    b->cap = cap;
-    return 1;
-}
-static void nam__sb_putn(nam__sb *b, const char *s, size_t n) {
-    if (!nam__sb_reserve(b, n)) return;
-    memcpy(b->buf + b->len, s, n);
-    b->len += n;
-    b->buf[b->len] = 0;
-}
-static void nam__sb_puts(nam__sb *b, const char *s) { nam__sb_putn(b, s, strlen(s)); }
-static void nam__sb_putc(nam__sb *b, char c) { nam__sb_putn(b, &c, 1); }
-static void nam__sb_printf(nam__sb *b, const char *fmt, ...) NAM__PRINTF(2, 3);
-static void nam__sb_printf(nam__sb *b, const char *fmt, ...) {
-    char tmp[512];
-    int n;
-    va_list ap;
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) { b->oom = 1; return; }
-    if (NAM__CAST(size_t, n) < sizeof tmp) { nam__sb_putn(b, tmp, NAM__CAST(size_t, n)); return; }
-    if (!nam__sb_reserve(b, NAM__CAST(size_t, n))) return;
-    va_start(ap, fmt);
-    vsnprintf(b->buf + b->len, NAM__CAST(size_t, n) + 1, fmt, ap);
-    va_end(ap);
-    b->len += NAM__CAST(size_t, n);
-}
-static void nam__sb_json_strn(nam__sb *b, const char *s, size_t n) {
-    size_t i;
-    nam__sb_putc(b, '"');
-    for (i = 0; i < n; i++) {
-        unsigned char c = NAM__CAST(unsigned char, s[i]);
-        if (c == '"') nam__sb_puts(b, "\\\"");
-        else if (c == '\\') nam__sb_puts(b, "\\\\");
-        else if (c == '\n') nam__sb_puts(b, "\\n");
-        else if (c == '\t') nam__sb_puts(b, "\\t");
-        else if (c < 0x20 || c >= 0x7f) nam__sb_printf(b, "\\u%04x", c);
-        else nam__sb_putc(b, NAM__CAST(char, c));
-    }
-    nam__sb_putc(b, '"');
-}
-static void nam__sb_json_str(nam__sb *b, const char *s) {
-    if (!s) nam__sb_puts(b, "null");
-    else nam__sb_json_strn(b, s, strlen(s));
-}
-static void nam__sb_json_char(nam__sb *b, char c) {
-    if (!c) nam__sb_puts(b, "null");
-    else nam__sb_json_strn(b, &c, 1);
-}
-static void nam__sb_json_ints(nam__sb *b, const int *v, int n) {
-    int i;
-    nam__sb_putc(b, '[');
-    for (i = 0; i < n; i++) nam__sb_printf(b, i ? ",%d" : "%d", v[i]);
-    nam__sb_putc(b, ']');
-}
-/* Hand the buffer to the caller, or report out-of-memory. */
-static nam_status nam__sb_finish(nam__sb *b, char **out, nam_error *err) {
-    if (!nam__sb_reserve(b, 0) || b->oom) {
-        if (b->buf) NAM_FREE(b->buf);
-        *out = NULL;
-        return nam__err(err, NAM_ERR_NOMEM, "out of memory while rendering output");
-    }
-    *out = b->buf;
-    return NAM_OK;
-}
-
-/* >>pattern ---------------------------------------------------------------------------- */
-static int nam__is_family(char c, const char *families) {
-    if (c == 'A' || c == 'M' || c == 'E' || c == 'R' || c == 'F') return 1;
-    return families && c >= 'A' && c <= 'Z' && strchr(families, c) != NULL;
-}
-
-static nam_status nam__pattern_symbol_err(nam_error *err, const nam_pattern_desc *d, const char *src,
-                                          size_t i, const char *where) {
-    char bn[16];
-    unsigned char c = NAM__CAST(unsigned char, d->text[i]);
-    const char *hint = "";
-    if (c >= 'a' && c <= 'z') hint = " (family letters are upper-case)";
-    else if (c >= 'A' && c <= 'Z') hint = " (declare further families in the recipe's pattern.families)";
-    else if (c == ' ' || c == '\t') hint = " (whitespace is not allowed in a pattern)";
-    nam__err(err, NAM_ERR_SYMBOL, "unknown family %s at column %d of the %s%s; known families: AMER%s",
-             nam__byte_name(c, bn), d->column + NAM__CAST(int, i), where, hint, d->families ? d->families : "");
-    nam__err_pos(err, src, NAM__CAST(long, i), d->line, d->column + NAM__CAST(int, i));
-    return NAM_ERR_SYMBOL;
-}
-
-NAM__DEF void nam_pattern_free(nam_pattern *p) {
-    if (!p) return;
-    nam_free(p->layers);
-    nam_free(p->stage_begin);
-    nam_free(p->mtp);
-    nam_free(p->mtp_columns);
-    memset(p, 0, sizeof *p);
-}
-
-NAM__DEF nam_status nam_pattern_parse(const nam_pattern_desc *desc, nam_pattern *out, nam_error *err) {
-    nam_pattern_desc d;
-    const char *src;
-    size_t len, i, main_len, mtp_start, copy_len = 0;
-    int written = 0, pipes = 0, depth, stages, mtp_copies = 0, s, per = 0;
-    int *letter_col = NULL;
-    if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_pattern_parse: out is NULL");
-    memset(out, 0, sizeof *out);
-    if (!desc || !desc->text) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_pattern_parse: desc or desc->text is NULL");
-    d = *desc;
-    if (d.line <= 0) d.line = 1;
-    if (d.column <= 0) d.column = 1;
-    src = d.source ? d.source : "pattern";
-    len = d.len ? d.len : strlen(d.text);
-    if (d.families) {
-        for (i = 0; d.families[i]; i++)
-            if (d.families[i] < 'A' || d.families[i] > 'Z')
-                return nam__err(err, NAM_ERR_INVALID_ARG, "declared family %d is not an upper-case letter", NAM__CAST(int, i) + 1);
-    }
-    if (len > NAM_MAX_TEXT) {
-        nam__err(err, NAM_ERR_LIMIT, "pattern text is %lu bytes, more than the limit of %d", NAM__CAST(unsigned long, len), NAM_MAX_TEXT);
-        nam__err_pos(err, src, NAM__CAST(long, NAM_MAX_TEXT), d.line, 0);
-        return NAM_ERR_LIMIT;
-    }
-    if (len == 0) {
-        nam__err(err, NAM_ERR_EMPTY, "empty pattern: write at least one family letter (A, M, E, R)");
-        nam__err_pos(err, src, 0, d.line, d.column);
-        return NAM_ERR_EMPTY;
-    }
-    /* main part: letters and stage breaks */
-    for (main_len = 0; main_len < len && d.text[main_len] != '/'; main_len++) {}
-    if (main_len == 0) {
-        nam__err(err, NAM_ERR_EMPTY, "empty main pattern before '/' at column %d", d.column);
-        nam__err_pos(err, src, 0, d.line, d.column);
-        return NAM_ERR_EMPTY;
-    }
-    for (i = 0; i < main_len; i++) {
-        char c = d.text[i];
-        if (c == '|') {
-            const char *what = NULL;
-            if (i == 0) what = "a pattern may not start with a stage break";
-            else if (d.text[i - 1] == '|') what = "doubled stage break (an empty stage)";
-            else if (i + 1 == main_len) what = "a pattern may not end with a stage break";
-            else if (d.tile) what = "a tiled motif may not contain stage breaks; write the full pattern or ask for equal stages with `stages = N`";
-            if (what) {
-                nam__err(err, NAM_ERR_STAGE, "stage break '|' at column %d: %s", d.column + NAM__CAST(int, i), what);
-                nam__err_pos(err, src, NAM__CAST(long, i), d.line, d.column + NAM__CAST(int, i));
-                return NAM_ERR_STAGE;
-            }
-            pipes++;
-        } else if (nam__is_family(c, d.families)) {
-            written++;
-        } else {
-            return nam__pattern_symbol_err(err, &d, src, i, "main pattern");
-        }
-    }
-    /* MTP copies: identical, non-empty, letters only */
-    mtp_start = main_len + 1;
-    if (main_len < len) {
-        size_t p = mtp_start;
-        while (1) {
-            size_t q = p;
-            while (q < len && d.text[q] != '/') q++;
-            mtp_copies++;
-            if (q == p) {
-                nam__err(err, NAM_ERR_MTP, "empty MTP copy %d at column %d: each '/' must be followed by one MTP pattern", mtp_copies, d.column + NAM__CAST(int, p));
-                nam__err_pos(err, src, NAM__CAST(long, p), d.line, d.column + NAM__CAST(int, p));
-                return NAM_ERR_MTP;
-            }
-            if (mtp_copies > NAM_MAX_MTP_DEPTHS) {
-                nam__err(err, NAM_ERR_LIMIT, "more than %d MTP copies (column %d)", NAM_MAX_MTP_DEPTHS, d.column + NAM__CAST(int, p));
-                nam__err_pos(err, src, NAM__CAST(long, p), d.line, d.column + NAM__CAST(int, p));
-                return NAM_ERR_LIMIT;
-            }
-            if (mtp_copies == 1) {
-                copy_len = q - p;
-            } else if (q - p != copy_len || memcmp(d.text + p, d.text + mtp_start, copy_len) != 0) {
-                nam__err(err, NAM_ERR_MTP, "MTP copy %d ('%.*s', column %d) differs from MTP copy 1 ('%.*s'); all MTP copies must be identical",
-                         mtp_copies, NAM__CAST(int, q - p > 64 ? 64 : q - p), d.text + p, d.column + NAM__CAST(int, p),
-                         NAM__CAST(int, copy_len > 64 ? 64 : copy_len), d.text + mtp_start);
-                nam__err_pos(err, src, NAM__CAST(long, p), d.line, d.column + NAM__CAST(int, p));
-                return NAM_ERR_MTP;
-            }
-            for (i = p; i < q; i++) {
-                if (d.text[i] == '|') {
-                    nam__err(err, NAM_ERR_MTP, "stage break '|' at column %d inside the MTP suffix; MTP layers live on the last stage", d.column + NAM__CAST(int, i));
-                    nam__err_pos(err, src, NAM__CAST(long, i), d.line, d.column + NAM__CAST(int, i));
-                    return NAM_ERR_MTP;
-                }
-                if (!nam__is_family(d.text[i], d.families)) return nam__pattern_symbol_err(err, &d, src, i, "MTP suffix");
-            }
-            if (q >= len) break;
-            p = q + 1;
-        }
-    }
-    /* depth contract */
-    if (d.tile) {
-        if (d.depth <= 0) {
-            nam__err(err, d.depth < 0 ? NAM_ERR_RANGE : NAM_ERR_DEPTH, "depth %d: a tiled motif needs a depth of at least 1", d.depth);
-            return err ? err->code : NAM_ERR_DEPTH;
-        }
-        depth = d.depth;
-    } else {
-        if (d.depth < 0) return nam__err(err, NAM_ERR_RANGE, "depth %d is negative", d.depth);
-        if (d.depth > 0 && d.depth != written) {
-            nam__err(err, NAM_ERR_DEPTH, "the pattern has %d layers but the declared depth is %d", written, d.depth);
-            nam__err_pos(err, src, 0, d.line, d.column);
-            return NAM_ERR_DEPTH;
-        }
-        depth = written;
-    }
-    if (depth > NAM_MAX_DEPTH) return nam__err(err, NAM_ERR_LIMIT, "depth %d exceeds the limit of %d layers", depth, NAM_MAX_DEPTH);
-    stages = pipes + 1;
-    if (d.stages < 0 || d.stages > depth)
-        return nam__err(err, NAM_ERR_RANGE, "stages = %d is out of range (1..%d for depth %d)", d.stages, depth, depth);
-    if (d.stages > 0) {
-        if (pipes > 0 && d.stages != pipes + 1) {
-            nam__err(err, NAM_ERR_STAGE, "the pattern's %d stage breaks give %d stages, but stages = %d", pipes, pipes + 1, d.stages);
-            nam__err_pos(err, src, 0, d.line, d.column);
-            return NAM_ERR_STAGE;
-        }
-        if (pipes == 0) {
-            if (depth % d.stages != 0)
-                return nam__err(err, NAM_ERR_STAGE, "depth %d cannot be split into %d equal stages (%d %% %d = %d); nam does not split unevenly",
-                                depth, d.stages, depth, d.stages, depth % d.stages);
-            stages = d.stages;
-            per = depth / d.stages;
-        }
-    }
-    /* build layers */
-    out->layers = NAM__CAST(nam_layer *, nam__alloc(sizeof(nam_layer) * NAM__CAST(size_t, depth)));
-    out->stage_begin = NAM__CAST(int *, nam__alloc(sizeof(int) * NAM__CAST(size_t, stages + 1)));
-    letter_col = NAM__CAST(int *, nam__alloc(sizeof(int) * NAM__CAST(size_t, written)));
-    if (!out->layers || !out->stage_begin || !letter_col) {
-        nam_free(letter_col);
-        nam_pattern_free(out);
-        return nam__err(err, NAM_ERR_NOMEM, "out of memory for %d layers", depth);
-    }
-    {
-        int li = 0, st = 0;
-        char *fam = NAM__CAST(char *, nam__alloc(NAM__CAST(size_t, written)));
-        int *fst = NAM__CAST(int *, nam__alloc(sizeof(int) * NAM__CAST(size_t, written)));
-        if (!fam || !fst) {
-            nam_free(fam); nam_free(fst); nam_free(letter_col);
-            nam_pattern_free(out);
-            return nam__err(err, NAM_ERR_NOMEM, "out of memory for %d layers", depth);
-        }
-        for (i = 0; i < main_len; i++) {
-            if (d.text[i] == '|') { st++; continue; }
-            fam[li] = d.text[i];
-            fst[li] = st;
-            letter_col[li] = NAM__CAST(int, i) + 1;
-            li++;
-        }
-        for (s = 0; s < depth; s++) {
-            int src_i = s % written;
-            nam_layer *L = &out->layers[s];
-            L->index = s;
-            L->family = fam[src_i];
-            L->column = letter_col[src_i];
-            L->stage = per ? s / per : fst[src_i];
-            out->counts[L->family - 'A']++;
-        }
-        nam_free(fam);
-        nam_free(fst);
-    }
-    nam_free(letter_col);
-    out->depth = depth;
-    out->num_stages = stages;
-    {
-        int st = 0;
-        out->stage_begin[0] = 0;
-        for (s = 0; s < depth; s++)
-            while (out->layers[s].stage > st) out->stage_begin[++st] = s;
-        while (st < stages) out->stage_begin[++st] = depth;
-    }
-    if (mtp_copies > 0) {
-        out->mtp = nam__strndup(d.text + mtp_start, copy_len);
-        out->mtp_columns = NAM__CAST(int *, nam__alloc(sizeof(int) * copy_len));
-        if (!out->mtp || !out->mtp_columns) {
-            nam_pattern_free(out);
-            return nam__err(err, NAM_ERR_NOMEM, "out of memory for the MTP suffix");
-        }
-        for (i = 0; i < copy_len; i++) out->mtp_columns[i] = NAM__CAST(int, mtp_start + i) + 1;
-        out->mtp_len = NAM__CAST(int, copy_len);
-        out->mtp_depths = mtp_copies;
-    }
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-}
-
-/* >>megatron --------------------------------------------------------------------------- */
-NAM__DEF int nam_megatron_symbol_index(char c) {
-    switch (c) {   /* position in NAM_MEGATRON_SYMBOLS "*DGM+-E" */
-    case '*': return NAM_MSYM_ATTENTION;
-    case 'D': return NAM_MSYM_DSA;
-    case 'G': return NAM_MSYM_GDN;
-    case 'M': return NAM_MSYM_MAMBA;
-    case '+': return NAM_MSYM_MLA;
-    case '-': return NAM_MSYM_MLP;
-    case 'E': return NAM_MSYM_MOE;
-    default: return -1;
-    }
-}
-
-NAM__DEF void nam_megatron_free(nam_mpattern *p) {
-    if (!p) return;
-    nam_free(p->main);
-    nam_free(p->mtp);
-    memset(p, 0, sizeof *p);
-}
-
-/* _validate_pattern: every byte a layer symbol (or '|' when allowed). */
-static nam_status nam__mvalidate(const char *s, size_t n, size_t base, const char *name, int allow_pipe, nam_error *err) {
-    size_t i;
-    char bn[16];
-    for (i = 0; i < n; i++) {
-        char c = s[i];
-        if ((c == '|' && allow_pipe) || nam_megatron_symbol_index(c) >= 0) continue;
-        nam__err(err, NAM_ERR_SYMBOL, "In %s pattern, %s is not a valid layer symbol (column %d). Valid symbols are: M G * D + - E%s",
-                 name, nam__byte_name(NAM__CAST(unsigned char, c), bn), NAM__CAST(int, base + i) + 1, allow_pipe ? " and '|'" : "");
-        nam__err_pos(err, "pattern", NAM__CAST(long, base + i), 1, NAM__CAST(int, base + i) + 1);
-        return NAM_ERR_SYMBOL;
-    }
-    return NAM_OK;
-}
-
-NAM__DEF nam_status nam_megatron_parse(const char *pattern, size_t len, nam_mpattern *out, nam_error *err) {
-    size_t i, main_len, first_mtp = 0, mtp_len = 0;
-    int nparts = 1, all_empty = 1, k;
-    nam_status st;
-    long attn_at = -1, mla_at = -1;
-    if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_megatron_parse: out is NULL");
-    memset(out, 0, sizeof *out);
-    out->num_segments = 1;
-    if (!pattern) { if (err) nam__err_reset(err); return NAM_OK; }  /* None -> (None, None, 0) */
-    if (!len) len = strlen(pattern);
-    if (len > NAM_MAX_TEXT)
-        return nam__err(err, NAM_ERR_LIMIT, "pattern is %lu bytes, more than the limit of %d", NAM__CAST(unsigned long, len), NAM_MAX_TEXT);
-    for (main_len = 0; main_len < len && pattern[main_len] != '/'; main_len++) {}
-    for (i = main_len; i < len; i++) if (pattern[i] == '/') nparts++;
-    if (nparts == 1 || main_len > 0) {                       /* main validated if alone or non-empty */
-        st = nam__mvalidate(pattern, main_len, 0, "main", 1, err);
-        if (st) return st;
-    }
-    if (nparts > 1) {
-        size_t p = main_len + 1;
-        int idx;
-        if (nparts - 1 > NAM_MAX_MTP_DEPTHS)
-            return nam__err(err, NAM_ERR_LIMIT, "%d MTP patterns exceed the limit of %d", nparts - 1, NAM_MAX_MTP_DEPTHS);
-        first_mtp = p;
-        for (i = p; i < len && pattern[i] != '/'; i++) {}
-        mtp_len = i - p;
-        /* all MTP parts empty -> no MTP; otherwise all must equal the first */
-        for (i = p; i < len; i++) if (pattern[i] != '/') { all_empty = 0; break; }
-        if (!all_empty) {
-            p = main_len + 1;
-            idx = 0;
-            while (p <= len) {
-                size_t q = p;
-                while (q < len && pattern[q] != '/') q++;
-                idx++;
-                if (idx > 1 && (q - p != mtp_len || memcmp(pattern + p, pattern + first_mtp, mtp_len) != 0)) {
-                    nam__err(err, NAM_ERR_MTP, "All MTP patterns must be identical. Pattern 1 is '%.*s', but pattern %d is '%.*s' (column %d). Full pattern: '%.*s'",
-                             NAM__CAST(int, mtp_len > 64 ? 64 : mtp_len), pattern + first_mtp, idx,
-                             NAM__CAST(int, q - p > 64 ? 64 : q - p), pattern + p, NAM__CAST(int, p) + 1,
-                             NAM__CAST(int, len > 128 ? 128 : len), pattern);
-                    nam__err_pos(err, "pattern", NAM__CAST(long, p), 1, NAM__CAST(int, p) + 1);
-                    return NAM_ERR_MTP;
-                }
-                p = q + 1;
-            }
-            st = nam__mvalidate(pattern + first_mtp, mtp_len, first_mtp, "MTP", 0, err);
-            if (st) return st;
-        }
-    }
-    /* stricter than Megatron: '*' never together with '+' or 'D', main and MTP alike */
-    for (i = 0; i < len; i++) {
-        if (pattern[i] == '*' && attn_at < 0) attn_at = NAM__CAST(long, i);
-        if ((pattern[i] == '+' || pattern[i] == 'D') && mla_at < 0) mla_at = NAM__CAST(long, i);
-    }
-    if (attn_at >= 0 && mla_at >= 0) {
-        long at = attn_at > mla_at ? attn_at : mla_at;
-        nam__err(err, NAM_ERR_CONFLICT, "Not supported to have both Attention and MLA/DSA in one model: '*' at column %ld and '%c' at column %ld (nam checks main and MTP together)",
-                 attn_at + 1, pattern[mla_at], mla_at + 1);
-        nam__err_pos(err, "pattern", at, 1, NAM__CAST(int, at) + 1);
-        return NAM_ERR_CONFLICT;
-    }
-    if (main_len > 0 || nparts == 1) {
-        out->main = nam__strndup(pattern, main_len);
-        if (!out->main) return nam__err(err, NAM_ERR_NOMEM, "out of memory");
-    }
-    if (nparts > 1 && !all_empty) {
-        out->mtp = nam__strndup(pattern + first_mtp, mtp_len);
-        if (!out->mtp) { nam_megatron_free(out); return nam__err(err, NAM_ERR_NOMEM, "out of memory"); }
-        out->mtp_depths = nparts - 1;
-    }
-    out->num_segments = 1;
-    for (i = 0; i < main_len; i++) {
-        if (pattern[i] == '|') { out->num_segments++; continue; }
-        out->num_layers++;
-        out->counts[nam_megatron_symbol_index(pattern[i])]++;
-    }
-    for (i = 0; i < mtp_len && out->mtp; i++) {
-        k = nam_megatron_symbol_index(out->mtp[i]);
-        out->counts[k] += out->mtp_depths;
-    }
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-}
-
-NAM__DEF nam_status nam_megatron_layer_maps(const char *layers, int n, int *local, nam_error *err) {
-    int seen[NAM_MSYM_COUNT] = {0}, i;
-    if (!layers || !local || n < 0) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_megatron_layer_maps: NULL argument or negative length");
-    for (i = 0; i < n; i++) {
-        int k = nam_megatron_symbol_index(layers[i]);
-        char bn[16];
-        if (k < 0) {
-            nam__err(err, NAM_ERR_SYMBOL, "layer %d: %s is not a valid layer symbol (M G * D + - E)", i, nam__byte_name(NAM__CAST(unsigned char, layers[i]), bn));
-            if (err) err->layer = i;
-            return NAM_ERR_SYMBOL;
-        }
-        local[i] = seen[k]++;
-    }
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-}
-
-/* Python 3 round(): nearest, ties to even. */
-static long long nam__round_half_even(double x) {
-    double f = (double)(long long)x, d = x - f;
-    long long r = (long long)f;
-    if (x < 0) return -nam__round_half_even(-x);
-    if (d > 0.5 || (d == 0.5 && (r & 1))) r++;
-    return r;
-}
-
-NAM__DEF nam_status nam_megatron_pattern_from_ratios(int num_layers, double attention_ratio, double mlp_ratio,
-                                                     char *out, size_t cap, nam_error *err) {
-    long long attn, mamba, mlp;
-    double section, x, ratio;
-    int i;
-    if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_megatron_pattern_from_ratios: out is NULL");
-    if (num_layers <= 0 || num_layers > NAM_MAX_DEPTH) return nam__err(err, NAM_ERR_RANGE, "num_layers %d is out of range (1..%d)", num_layers, NAM_MAX_DEPTH);
-    if (!(attention_ratio >= 0.0 && attention_ratio <= 1.0)) return nam__err(err, NAM_ERR_RANGE, "attention_ratio %g is outside 0..1", attention_ratio);
-    if (!(mlp_ratio >= 0.0 && mlp_ratio <= 1.0)) return nam__err(err, NAM_ERR_RANGE, "mlp_ratio %g is outside 0..1", mlp_ratio);
-    if (attention_ratio + mlp_ratio > 1.0) return nam__err(err, NAM_ERR_RANGE, "attention_ratio + mlp_ratio = %g exceeds 1", attention_ratio + mlp_ratio);
-    if (cap < NAM__CAST(size_t, num_layers) + 1) return nam__err(err, NAM_ERR_INVALID_ARG, "output buffer of %lu bytes is too small for %d layers", NAM__CAST(unsigned long, cap), num_layers);
-    attn = nam__round_half_even(num_layers * attention_ratio);
-    mamba = num_layers - attn;
-    section = NAM__CAST(double, mamba) / NAM__CAST(double, attn + 1);
-    for (i = 0; i < num_layers; i++) out[i] = 'M';
-    out[num_layers] = 0;
-    x = section;
-    for (i = 0; i < num_layers; i++) {
-        if (x < 0.5) { out[i] = '*'; x += section; }
-        else x -= 1;
-    }
-    mlp = nam__round_half_even(num_layers * mlp_ratio);
-    if (mlp > 0) {
-        mamba -= mlp;
-        ratio = NAM__CAST(double, mamba) / NAM__CAST(double, mlp);
-        x = ratio;
-        for (i = 0; i < num_layers; i++) {
-            if (out[i] != 'M') continue;
-            if (x < 0.5) { out[i] = '-'; x += ratio; }
-            else x -= 1;
-        }
-    }
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-}
-
-NAM__DEF nam_status nam_megatron_select_segment(const nam_mpattern *p, const nam_segment_desc *desc,
-                                                nam_segment *out, nam_error *err) {
-    nam_segment_desc d;
-    const char *main;
-    int nseg = 1, n = 0, i;
-    size_t k, mlen;
-    if (!p || !desc || !out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_megatron_select_segment: NULL argument");
-    d = *desc;
-    if (d.pp_size == 0) d.pp_size = 1;
-    memset(out, 0, sizeof *out);
-    if (d.pp_size < 0 || d.pp_size > NAM_MAX_PARALLEL)
-        return nam__err(err, NAM_ERR_RANGE, "pipeline_model_parallel_size %d is out of range (1..%d)", d.pp_size, NAM_MAX_PARALLEL);
-    if (d.pp_rank < 0 || d.pp_rank >= d.pp_size)
-        return nam__err(err, NAM_ERR_RANGE, "pp_rank %d is out of range for pipeline_model_parallel_size %d", d.pp_rank, d.pp_size);
-    if (d.has_vp_stage && (d.vp_stage < 0 || d.vp_stage > NAM_MAX_DEPTH))
-        return nam__err(err, NAM_ERR_RANGE, "vp_stage %d is out of range", d.vp_stage);
-    if (d.first_stage_layers < 0 || d.last_stage_layers < 0)
-        return nam__err(err, NAM_ERR_RANGE, "first/last stage layers must be positive (got %d, %d)", d.first_stage_layers, d.last_stage_layers);
-    main = p->main ? p->main : "";
-    mlen = strlen(main);
-    for (k = 0; k < mlen; k++) { if (main[k] == '|') nseg++; else n++; }
-    if (nseg > 1 && (d.first_stage_layers || d.last_stage_layers))
-        return nam__err(err, NAM_ERR_CONFLICT, "Cannot specify num_layers_in_first_pipeline_stage or num_layers_in_last_pipeline_stage when hybrid_layer_pattern contains pipe ('|') separators. Use pipes to define the stages instead.");
-    if (nseg == 1 && d.pp_size > 1) {
-        /* legacy even / uneven split */
-        if (d.has_vp_stage)
-            return nam__err(err, NAM_ERR_STAGE, "Virtual pipeline parallelism (vp_stage != None) is not supported when hybrid_layer_pattern has no pipe ('|') separators. Use '|' in the pattern to define the virtual pipeline segments.");
-        if (d.first_stage_layers || d.last_stage_layers) {
-            int nset = (d.first_stage_layers > 0) + (d.last_stage_layers > 0);
-            int middle_stages = d.pp_size - nset;
-            long middle_layers = NAM__CAST(long, n) - d.first_stage_layers - d.last_stage_layers;
-            long per_middle;
-            if (middle_layers < 0)
-                return nam__err(err, NAM_ERR_STAGE, "first (%d) + last (%d) stage layers exceed the %d layers of the pattern", d.first_stage_layers, d.last_stage_layers, n);
-            if (middle_stages > 0 && middle_layers % middle_stages != 0)
-                return nam__err(err, NAM_ERR_STAGE, "Middle layers (%ld) must be evenly divisible by middle pipeline stages (%d).", middle_layers, middle_stages);
-            if (middle_stages == 0 && middle_layers != 0)
-                return nam__err(err, NAM_ERR_STAGE, "no middle pipeline stages for %ld middle layers: first (%d) + last (%d) must equal the %d layers when PP = %d (TransformerConfig refuses this)",
-                                middle_layers, d.first_stage_layers, d.last_stage_layers, n, d.pp_size);
-            per_middle = middle_stages > 0 ? middle_layers / middle_stages : 0;
-            if (d.first_stage_layers && d.pp_rank == 0) { out->offset = 0; out->num_layers = d.first_stage_layers; }
-            else if (d.last_stage_layers && d.pp_rank == d.pp_size - 1) { out->offset = n - d.last_stage_layers; out->num_layers = d.last_stage_layers; }
-            else {
-                int middle_rank = d.first_stage_layers ? d.pp_rank - 1 : d.pp_rank;
-                out->offset = NAM__CAST(int, middle_rank * per_middle + d.first_stage_layers);
-                out->num_layers = NAM__CAST(int, per_middle);
-            }
-        } else {
-            if (n % d.pp_size != 0)
-                return nam__err(err, NAM_ERR_STAGE, "Number of layers (%d) must be evenly divisible by pipeline-model-parallel-size (%d) when no pipe separators are specified in the pattern.", n, d.pp_size);
-            out->num_layers = n / d.pp_size;
-            out->offset = d.pp_rank * out->num_layers;
-        }
-        out->layers = main + out->offset;
-    } else {
-        long seg_index;
-        int cur = 0, off = 0;
-        const char *s = main;
-        if (nseg > 1 && nseg % d.pp_size != 0)
-            return nam__err(err, NAM_ERR_STAGE, "The number of pipe-delimited segments (%d) in hybrid_layer_pattern must be evenly divisible by pipeline_model_parallel_size (%d).", nseg, d.pp_size);
-        seg_index = NAM__CAST(long, d.has_vp_stage ? d.vp_stage : 0) * d.pp_size + d.pp_rank;
-        if (seg_index >= nseg) {
-            char vp[16];
-            if (d.has_vp_stage) snprintf(vp, sizeof vp, "%d", d.vp_stage); else snprintf(vp, sizeof vp, "None");
-            return nam__err(err, NAM_ERR_STAGE, "Pipeline segment index %ld (pp_rank=%d, vp_stage=%s) is out of range for %d segments.", seg_index, d.pp_rank, vp, nseg);
-        }
-        while (cur < seg_index) {
-            if (*s == '|') cur++; else off++;
-            s++;
-        }
-        out->layers = s;
-        out->offset = off;
-        for (i = 0; s[i] && s[i] != '|'; i++) {}
-        out->num_layers = i;
-    }
-    {   /* validate_segment_layers: symbols, and never '*' together with '+'/'D' */
-        int attn = 0, mla = 0;
-        for (i = 0; i < out->num_layers; i++) {
-            char bn[16];
-            if (nam_megatron_symbol_index(out->layers[i]) < 0)
-                return nam__err(err, NAM_ERR_SYMBOL, "In hybrid layer pattern segment, %s is not one of the valid layer symbols M G * D + - E",
-                                nam__byte_name(NAM__CAST(unsigned char, out->layers[i]), bn));
-            attn |= out->layers[i] == '*';
-            mla |= out->layers[i] == '+' || out->layers[i] == 'D';
-        }
-        if (attn && mla)
-            return nam__err(err, NAM_ERR_CONFLICT, "Not supported to have both Attention and MLA/DSA in one model (pipeline segment at offset %d)", out->offset);
-    }
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-}
-
-NAM__DEF void nam_layout_free(nam_layout *l) {
-    if (!l) return;
-    nam_free(l->stages);
-    memset(l, 0, sizeof *l);
-}
-
-NAM__DEF nam_status nam_megatron_layout(const nam_mpattern *p, const nam_layout_desc *desc, nam_layout *out, nam_error *err) {
-    nam_layout_desc d;
-    int segs, vpp, nvp, v, r;
-    nam_status st;
-    if (!p || !desc || !out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_megatron_layout: NULL argument");
-    memset(out, 0, sizeof *out);
-    d = *desc;
-    if (d.pp == 0) d.pp = 1;
-    if (d.pp < 0 || d.pp > NAM_MAX_PARALLEL)
-        return nam__err(err, NAM_ERR_RANGE, "pipeline-model-parallel-size %d is out of range (1..%d)", d.pp, NAM_MAX_PARALLEL);
-    if (d.first_stage_layers < 0 || d.last_stage_layers < 0)
-        return nam__err(err, NAM_ERR_RANGE, "decoder first/last pipeline num layers must be positive (got %d, %d)", d.first_stage_layers, d.last_stage_layers);
-    if (!p->main || p->num_layers == 0)
-        return nam__err(err, NAM_ERR_EMPTY, "the main pattern has no layers (Megatron treats an empty --hybrid-layer-pattern as absent)");
-    segs = p->num_segments;
-    if (segs > 1 && (d.first_stage_layers || d.last_stage_layers))
-        return nam__err(err, NAM_ERR_CONFLICT, "--decoder-first-pipeline-num-layers / --decoder-last-pipeline-num-layers (%d / %d) cannot be combined with a pattern that has pipe ('|') separators (%d segments)",
-                        d.first_stage_layers, d.last_stage_layers, segs);
-    if ((d.first_stage_layers || d.last_stage_layers) && d.pp == 1)
-        return nam__err(err, NAM_ERR_CONFLICT, "first/last pipeline stage layers (%d / %d) need pipeline-model-parallel-size > 1", d.first_stage_layers, d.last_stage_layers);
-    if (segs == 1 && d.pp > 1) {
-        vpp = 0;
-    } else {
-        if (segs % d.pp != 0)
-            return nam__err(err, NAM_ERR_STAGE, "The number of hybrid pipeline segments described by --hybrid-layer-pattern must be evenly divisible by --pipeline-model-parallel-size. Got %d segments and %d pipeline stages.", segs, d.pp);
-        vpp = segs > d.pp ? segs / d.pp : 0;
-    }
-    if (vpp) {
-        if (d.pp <= 1)
-            return nam__err(err, NAM_ERR_STAGE, "%d pipe-delimited segments with pipeline-model-parallel-size 1 give a virtual pipeline of %d, and Megatron requires pipeline-model-parallel-size > 1 for virtual pipelining", segs, vpp);
-        if (d.no_overlap_p2p && d.pp <= 2)
-            return nam__err(err, NAM_ERR_STAGE, "virtual pipelining (VPP %d) without p2p overlap needs pipeline-model-parallel-size > 2 (got %d)", vpp, d.pp);
-    }
-    nvp = vpp ? vpp : 1;
-    out->pp = d.pp;
-    out->vpp = vpp;
-    out->num_stages = d.pp * nvp;
-    out->stages = NAM__CAST(nam_stage *, nam__alloc(sizeof(nam_stage) * NAM__CAST(size_t, out->num_stages)));
-    if (!out->stages) { memset(out, 0, sizeof *out); return nam__err(err, NAM_ERR_NOMEM, "out of memory for %d stages", d.pp * nvp); }
-    for (v = 0; v < nvp; v++) {
-        for (r = 0; r < d.pp; r++) {
-            nam_segment_desc sd;
-            nam_stage *S = &out->stages[v * d.pp + r];
-            memset(&sd, 0, sizeof sd);
-            sd.pp_size = d.pp;
-            sd.pp_rank = r;
-            sd.has_vp_stage = vpp > 0;
-            sd.vp_stage = v;
-            sd.first_stage_layers = d.first_stage_layers;
-            sd.last_stage_layers = d.last_stage_layers;
-            S->vp_stage = v;
-            S->pp_rank = r;
-            st = nam_megatron_select_segment(p, &sd, &S->seg, err);
-            if (st) { nam_layout_free(out); return st; }
-        }
-    }
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-}
-
-/* >>recipe ----------------------------------------------------------------------------- */
-enum { NAM__T_INT, NAM__T_BOOL, NAM__T_STR, NAM__T_DBL, NAM__T_PATTERN, NAM__T_LIST,
-       NAM__T_FAMILIES, NAM__T_MAP, NAM__T_MODULES, NAM__T_ENV, NAM__T_SPEC, NAM__T_RMODULES };
-
-/* Range flags of a field: NAM__LO_OPEN / NAM__HI_OPEN make lo / hi exclusive. */
-#define NAM__LO_OPEN 1
-#define NAM__HI_OPEN 2
-
-typedef struct nam__field {
-    const char *section, *key, *full;
-    int type;
-    size_t off, size;
-    double lo, hi;
-    const char *choices;   /* "a|b|c" for enumerated strings */
-    const char *def;       /* built-in NAM56R default, as recipe text */
-    const char *doc;
-    size_t count_off;      /* NAM__T_LIST: offset of the entry count */
-    int slot;              /* NAM__T_LIST: index into nam_recipe.key_pos, -1 for none */
-    int open;              /* NAM__LO_OPEN | NAM__HI_OPEN */
-} nam__field;
-
-#define NAM__RO(m) offsetof(nam_recipe, m), sizeof(((nam_recipe *)0)->m)
-#define NAM__I(s, k, m, lo, hi, def, doc) { s, k, s "." k, NAM__T_INT, NAM__RO(m), lo, hi, NULL, def, doc, 0, -1, 0 },
-#define NAM__B(s, k, m, def, doc)         { s, k, s "." k, NAM__T_BOOL, NAM__RO(m), 0, 1, NULL, def, doc, 0, -1, 0 },
-#define NAM__S(s, k, m, ch, def, doc)     { s, k, s "." k, NAM__T_STR, NAM__RO(m), 0, 0, ch, def, doc, 0, -1, 0 },
-#define NAM__D(s, k, m, lo, hi, def, doc) { s, k, s "." k, NAM__T_DBL, NAM__RO(m), lo, hi, NULL, def, doc, 0, -1, 0 },
-#define NAM__DO(s, k, m, lo, hi, open, def, doc) { s, k, s "." k, NAM__T_DBL, NAM__RO(m), lo, hi, NULL, def, doc, 0, -1, open },
-#define NAM__X(s, k, t, m, def, doc)      { s, k, s "." k, t, NAM__RO(m), 0, 0, NULL, def, doc, 0, -1, 0 },
-/* integer list: values in [lo, hi], distinct; count in `cnt`; slot: key_pos index or -1 */
-#define NAM__L(s, k, m, cnt, lo, hi, slot, def, doc) { s, k, s "." k, NAM__T_LIST, NAM__RO(m), lo, hi, NULL, def, doc, offsetof(nam_recipe, cnt), slot, 0 },
-enum { NAM__POS_DSA, NAM__POS_ENGRAM, NAM__POS_MHC, NAM__POS_MOD };
-
-#define NAM__DIM ((double)NAM_MAX_DIM)
-#define NAM__PAR ((double)NAM_MAX_PARALLEL)
-static const nam__field nam__fields[] = {
-    NAM__S("recipe", "name", name, NULL, "NAM56R", "recipe family name")
-    NAM__S("recipe", "mode", mode, "plan|strict", "plan", "strict: stop at the first family without a Megatron symbol; plan: keep it as a named seam")
-    { "pattern", "text", "pattern.text", NAM__T_PATTERN, offsetof(nam_recipe, pattern), sizeof(char *), 0, 0, NULL, "AEMEAEMEAEMR/AF", "authored pattern (main [/mtp ...]); NAM56R's MTP block is AF = Megatron '*-' (attention + dense MLP), as its stack launches it", 0, -1, 0 },
-    NAM__B("pattern", "tile", tile, "true", "true: text's main part is a motif tiled to depth")
-    NAM__I("pattern", "depth", depth, 0, NAM_MAX_DEPTH, "52", "layers; 0 = the written length")
-    NAM__I("pattern", "stages", stages, 0, NAM_MAX_DEPTH, "4", "N equal stages; 0 = as written with '|'")
-    NAM__X("pattern", "families", NAM__T_FAMILIES, families, "", "further family letters, e.g. XY")
-    NAM__X("pattern", "map", NAM__T_MAP, map, "", "explicit bindings FAMILY=SYMBOL, e.g. R=G")
-    NAM__L("pattern", "dsa_layers", dsa_layers, num_dsa_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_DSA, "", "A-layer indices (0-based) lowered to D (needs model.mla)")
-    NAM__S("pattern", "mamba_impl", mamba_impl, "mamba2|mamba3|custom", "mamba3", "mamba2 is native; mamba3/custom keep M native with a custom seam")
-    NAM__I("model", "hidden_size", hidden_size, 1, NAM__DIM, "4096", "--hidden-size")
-    NAM__I("model", "ffn_hidden_size", ffn_hidden_size, 0, NAM__DIM, "0", "--ffn-hidden-size; 0 = Megatron's default (4h, or 8h/3 rounded down to 64 with swiglu)")
-    NAM__I("model", "num_attention_heads", num_attention_heads, 1, NAM__DIM, "32", "--num-attention-heads")
-    NAM__I("model", "num_query_groups", num_query_groups, 0, NAM__DIM, "8", "--group-query-attention --num-query-groups; 0 = no GQA")
-    NAM__I("model", "kv_channels", kv_channels, 0, NAM__DIM, "0", "--kv-channels; 0 = hidden / heads")
-    NAM__I("model", "seq_length", seq_length, 1, NAM__DIM, "4096", "--seq-length")
-    NAM__I("model", "max_position_embeddings", max_position_embeddings, 0, NAM__DIM, "0", "--max-position-embeddings; 0 = seq_length")
-    NAM__S("model", "position_embedding_type", position_embedding_type, "rope|none|learned_absolute", "rope", "--position-embedding-type (always emitted)")
-    NAM__S("model", "normalization", normalization, "RMSNorm|LayerNorm", "RMSNorm", "--normalization")
-    NAM__S("model", "activation", activation, "swiglu|squared_relu|gelu", "swiglu", "--swiglu / --squared-relu / neither")
-    NAM__B("model", "untie_embeddings", untie_embeddings, "true", "--untie-embeddings-and-output-weights")
-    NAM__B("model", "disable_bias_linear", disable_bias_linear, "true", "--disable-bias-linear (required for DSA)")
-    NAM__B("model", "mla", mla, "false", "lower A to '+' (MLA); --multi-latent-attention")
-    NAM__I("model", "vocab_size", vocab_size, 1, 1 << 30, "131072", "padded vocabulary size, for the pre-flight (embedding, output layer, logits FLOPs); never emitted")
-    NAM__X("model", "spec", NAM__T_SPEC, spec, "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec", "--spec MODULE BUILDER: the hybrid layer spec; the stock one cannot build custom seams (strict mode refuses it then)")
-    NAM__I("mla", "q_lora_rank", q_lora_rank, 0, NAM__DIM, "1536", "--q-lora-rank; 0 = none")
-    NAM__I("mla", "kv_lora_rank", kv_lora_rank, 1, NAM__DIM, "512", "--kv-lora-rank")
-    NAM__I("mla", "qk_head_dim", qk_head_dim, 1, NAM__DIM, "128", "--qk-head-dim")
-    NAM__I("mla", "qk_pos_emb_head_dim", qk_pos_emb_head_dim, 1, NAM__DIM, "64", "--qk-pos-emb-head-dim")
-    NAM__I("mla", "v_head_dim", v_head_dim, 1, NAM__DIM, "128", "--v-head-dim")
-    NAM__I("moe", "num_experts", num_experts, 0, NAM__DIM, "64", "--num-experts; 0 = no MoE (then E is refused)")
-    NAM__I("moe", "router_topk", router_topk, 1, NAM__DIM, "6", "--moe-router-topk")
-    NAM__I("moe", "ffn_hidden_size", moe_ffn_hidden_size, 0, NAM__DIM, "1408", "--moe-ffn-hidden-size; 0 = model.ffn_hidden_size")
-    NAM__I("moe", "shared_expert_size", shared_expert_size, 0, NAM__DIM, "2816", "--moe-shared-expert-intermediate-size; 0 = none")
-    NAM__S("moe", "score_function", score_function, "softmax|sigmoid|sqrtsoftplus", "sigmoid", "--moe-router-score-function")
-    NAM__B("moe", "pre_softmax", pre_softmax, "false", "--moe-router-pre-softmax")
-    NAM__B("moe", "expert_bias", expert_bias, "true", "--moe-router-enable-expert-bias (sigmoid/sqrtsoftplus only)")
-    NAM__B("moe", "grouped_gemm", grouped_gemm, "true", "--moe-grouped-gemm")
-    NAM__S("moe", "load_balancing", load_balancing, "aux_loss|seq_aux_loss|global_aux_loss|sinkhorn|none", "seq_aux_loss", "--moe-router-load-balancing-type")
-    NAM__D("moe", "aux_loss_coeff", aux_loss_coeff, 0, 1e6, "0.0001", "--moe-aux-loss-coeff")
-    NAM__S("moe", "dispatcher", dispatcher, "allgather|alltoall|flex", "alltoall", "--moe-token-dispatcher-type")
-    NAM__D("moe", "capacity_factor", capacity_factor, 0, 1e3, "0", "--moe-expert-capacity-factor; 0 = dropless (none)")
-    NAM__B("moe", "pad_to_capacity", pad_to_capacity, "false", "--moe-pad-expert-input-to-capacity (needs capacity_factor)")
-    NAM__I("mamba", "state_dim", mamba_state_dim, 1, NAM__DIM, "128", "--mamba-state-dim")
-    NAM__I("mamba", "head_dim", mamba_head_dim, 1, NAM__DIM, "64", "--mamba-head-dim")
-    NAM__I("mamba", "num_groups", mamba_num_groups, 1, NAM__DIM, "8", "--mamba-num-groups")
-    NAM__I("mamba", "num_heads", mamba_num_heads, 0, NAM__DIM, "0", "--mamba-num-heads; 0 = expand * hidden / head_dim (expand 2, or mamba3.expand)")
-    NAM__I("gdn", "num_key_heads", gdn_num_key_heads, 1, NAM__DIM, "16", "--linear-num-key-heads (G layers)")
-    NAM__I("gdn", "num_value_heads", gdn_num_value_heads, 1, NAM__DIM, "32", "--linear-num-value-heads")
-    NAM__I("gdn", "key_head_dim", gdn_key_head_dim, 1, NAM__DIM, "128", "--linear-key-head-dim")
-    NAM__I("gdn", "value_head_dim", gdn_value_head_dim, 1, NAM__DIM, "128", "--linear-value-head-dim")
-    NAM__I("gdn", "conv_kernel_dim", gdn_conv_kernel_dim, 1, NAM__DIM, "4", "--linear-conv-kernel-dim")
-    NAM__I("dsa", "indexer_n_heads", dsa_indexer_n_heads, 1, NAM__DIM, "32", "--dsa-indexer-n-heads (D layers)")
-    NAM__I("dsa", "indexer_head_dim", dsa_indexer_head_dim, 1, NAM__DIM, "64", "--dsa-indexer-head-dim")
-    NAM__I("dsa", "indexer_topk", dsa_indexer_topk, 1, NAM__DIM, "256", "--dsa-indexer-topk (tokens each query attends to)")
-    NAM__D("dsa", "indexer_loss_coeff", dsa_indexer_loss_coeff, 0, 1e6, "0.001", "--dsa-indexer-loss-coeff (0 disables the indexer loss)")
-    NAM__I("m2rnn", "k_head_dim", m2rnn_k_head_dim, 1, NAM__DIM, "64", "R mixer (M2RNN): key head dim K (one shared q/k head)")
-    NAM__I("m2rnn", "v_head_dim", m2rnn_v_head_dim, 1, NAM__DIM, "16", "R mixer: value head dim V (state K x V per head)")
-    NAM__I("m2rnn", "conv_kernel", m2rnn_conv_kernel, 1, 64, "4", "R mixer: causal depthwise conv kernel over q, k, v")
-    NAM__I("m2rnn", "num_heads", m2rnn_num_heads, 0, NAM__DIM, "0", "R mixer: value heads; 0 = max(1, floor(hidden / (K + V)))")
-    NAM__B("m2rnn", "residual", m2rnn_residual, "true", "R mixer: residual D term (y += D * v)")
-    NAM__D("mamba3", "rope_fraction", mamba3_rope_fraction, 0, 1, "0.5", "Mamba-3: fraction of the state dim under data-dependent rotary")
-    NAM__B("mamba3", "mimo", mamba3_mimo, "false", "Mamba-3: MIMO (rank mimo_rank) instead of SISO")
-    NAM__I("mamba3", "mimo_rank", mamba3_mimo_rank, 1, 64, "4", "Mamba-3: MIMO rank R (used when mimo = true)")
-    NAM__I("mamba3", "chunk_size", mamba3_chunk_size, 1, 4096, "64", "Mamba-3: scan chunk size")
-    NAM__DO("mamba3", "a_floor", mamba3_a_floor, 0, 1e6, NAM__LO_OPEN, "0.0001", "Mamba-3: A = -max(softplus(a), a_floor)")
-    NAM__DO("mamba3", "dt_min", mamba3_dt_min, 0, 1e6, NAM__LO_OPEN, "0.001", "Mamba-3: dt init range, low end")
-    NAM__DO("mamba3", "dt_max", mamba3_dt_max, 0, 1e6, NAM__LO_OPEN, "0.1", "Mamba-3: dt init range, high end (>= dt_min)")
-    NAM__I("mamba3", "expand", mamba3_expand, 1, 64, "2", "Mamba-3: inner width = expand * hidden; heads = expand * hidden / mamba.head_dim")
-    NAM__D("mtp", "loss_scaling_factor", mtp_loss_scaling_factor, 0, 1e6, "0.1", "--mtp-loss-scaling-factor")
-    NAM__I("mtp", "depths", mtp_depths, 0, NAM_MAX_MTP_DEPTHS, "0", "MTP depths (--mtp-num-layers): the written MTP block repeated N times; 0 = as many copies as pattern.text writes")
-    NAM__I("parallel", "world_size", world_size, 1, NAM__PAR, "8", "ranks in the job")
-    NAM__I("parallel", "tp", tp, 1, NAM__PAR, "2", "--tensor-model-parallel-size")
-    NAM__I("parallel", "pp", pp, 1, NAM__PAR, "2", "--pipeline-model-parallel-size")
-    NAM__I("parallel", "cp", cp, 1, NAM__PAR, "1", "--context-parallel-size")
-    NAM__I("parallel", "ep", ep, 1, NAM__PAR, "4", "--expert-model-parallel-size")
-    NAM__I("parallel", "etp", etp, 0, NAM__PAR, "1", "--expert-tensor-parallel-size; 0 = tp")
-    NAM__B("parallel", "sequence_parallel", sequence_parallel, "true", "--sequence-parallel (needs tp > 1)")
-    NAM__B("parallel", "overlap_p2p", overlap_p2p, "true", "false emits --no-overlap-p2p-communication")
-    NAM__I("parallel", "first_stage_layers", first_stage_layers, 0, NAM_MAX_DEPTH, "0", "--decoder-first-pipeline-num-layers; 0 = none")
-    NAM__I("parallel", "last_stage_layers", last_stage_layers, 0, NAM_MAX_DEPTH, "0", "--decoder-last-pipeline-num-layers; 0 = none")
-    NAM__S("parallel", "order", order, "tp-cp-ep-dp-pp|tp-cp-ep-pp-dp", "tp-cp-ep-dp-pp", "rank order; tp-cp-ep-pp-dp emits --use-tp-pp-dp-mapping")
-    NAM__S("parallel", "cp_comm_type", cp_comm_type, "p2p|a2a|allgather|a2a+p2p", "p2p", "--cp-comm-type (emitted when cp > 1)")
-    NAM__B("parallel", "distributed_optimizer", distributed_optimizer, "true", "--use-distributed-optimizer: optimizer state sharded over data parallel")
-    NAM__L("parallel", "hierarchical_cp_sizes", hierarchical_cp_sizes, num_hierarchical_cp_sizes, 1, NAM__PAR, -1, "", "--hierarchical-context-parallel-sizes (product = cp; required by a2a+p2p)")
-    NAM__S("memory", "recompute_granularity", recompute_granularity, "none|selective|full", "none", "--recompute-granularity (none emits nothing)")
-    NAM__S("memory", "recompute_method", recompute_method, "uniform|block", "uniform", "--recompute-method, with full recompute")
-    NAM__I("memory", "recompute_num_layers", recompute_num_layers, 1, NAM_MAX_DEPTH, "1", "--recompute-num-layers, with full recompute (1..layers per pp rank)")
-    NAM__X("memory", "recompute_modules", NAM__T_RMODULES, recompute_modules, "core_attn", "--recompute-modules, with selective recompute (core_attn moe_act layernorm mla_up_proj mlp moe shared_experts gdn_norm_out mhc)")
-    NAM__S("implementation", "transformer_impl", transformer_impl, "transformer_engine|local", "transformer_engine", "fixed policy: --transformer-impl")
-    NAM__S("implementation", "attention_backend", attention_backend, "auto|flash|fused|unfused", "auto", "fixed policy: --attention-backend (local needs --spec local, which a hybrid plan never uses)")
-    NAM__B("implementation", "use_flash_attn", use_flash_attn, "false", "fixed policy: --use-flash-attn")
-    NAM__B("implementation", "gradient_accumulation_fusion", gradient_accumulation_fusion, "true", "fixed policy: false emits --no-gradient-accumulation-fusion")
-    NAM__B("implementation", "persist_layer_norm", persist_layer_norm, "true", "fixed policy: false emits --no-persist-layer-norm")
-    NAM__B("implementation", "masked_softmax_fusion", masked_softmax_fusion, "true", "fixed policy: false emits --no-masked-softmax-fusion")
-    NAM__B("implementation", "rope_fusion", rope_fusion, "true", "fixed policy: false emits --no-rope-fusion (DSA plans always get it)")
-    NAM__B("implementation", "mla_down_proj_fusion", mla_down_proj_fusion, "false", "fixed policy: --mla-down-proj-fusion (needs model.mla)")
-    NAM__B("implementation", "moe_permute_fusion", moe_permute_fusion, "false", "fixed policy: --moe-permute-fusion (with MoE)")
-    NAM__B("implementation", "moe_router_fusion", moe_router_fusion, "false", "fixed policy: --moe-router-fusion (with MoE)")
-    NAM__B("implementation", "moe_shared_expert_overlap", moe_shared_expert_overlap, "false", "fixed policy: --moe-shared-expert-overlap (shared expert, alltoall or flex)")
-    NAM__S("implementation", "moe_flex_backend", moe_flex_backend, "deepep|hybridep", "deepep", "fixed policy: --moe-flex-dispatcher-backend, with moe.dispatcher = flex")
-    NAM__I("train", "train_iters", train_iters, 0, 1 << 30, "0", "fixed policy: --train-iters; 0 = not given")
-    NAM__D("train", "lr", lr, 0, 1e6, "0", "fixed policy: --lr; 0 = not given")
-    NAM__D("train", "min_lr", min_lr, 0, 1e6, "0", "fixed policy: --min-lr (<= lr)")
-    NAM__S("train", "lr_decay_style", lr_decay_style, "constant|linear|cosine|inverse-square-root|WSD", "linear", "fixed policy: --lr-decay-style")
-    NAM__I("train", "lr_warmup_iters", lr_warmup_iters, 0, 1 << 30, "0", "fixed policy: --lr-warmup-iters")
-    NAM__D("train", "clip_grad", clip_grad, 0, 1e6, "1", "fixed policy: --clip-grad")
-    NAM__I("train", "eval_interval", eval_interval, 0, 1 << 30, "0", "fixed policy: --eval-interval; 0 = not given")
-    NAM__I("train", "eval_iters", eval_iters, 0, 1 << 30, "100", "fixed policy: --eval-iters")
-    NAM__I("train", "log_interval", log_interval, 1, 1 << 30, "100", "fixed policy: --log-interval")
-    NAM__I("train", "save_interval", save_interval, 0, 1 << 30, "0", "fixed policy: --save-interval; 0 = not given")
-    NAM__B("train", "log_throughput", log_throughput, "false", "fixed policy: --log-throughput")
-    NAM__S("data", "data_path", data_path, NULL, "", "fixed policy: --data-path (words separated by spaces: [weight] prefix ...); never opened")
-    NAM__S("data", "tokenizer_type", tokenizer_type, "|GPT2BPETokenizer|SentencePieceTokenizer|GPTSentencePieceTokenizer|HuggingFaceTokenizer|Llama2Tokenizer|TikTokenizer|NullTokenizer", "", "fixed policy: --tokenizer-type; empty = not given")
-    NAM__S("data", "tokenizer_model", tokenizer_model, NULL, "", "fixed policy: --tokenizer-model (a path or hub name; never opened)")
-    NAM__S("data", "split", split, NULL, "", "fixed policy: --split, e.g. 969,30,1; empty = not given")
-    NAM__B("data", "mock_data", mock_data, "false", "fixed policy: --mock-data (synthetic data instead of data_path)")
-    NAM__S("data", "save", save_dir, NULL, "", "fixed policy: --save (checkpoint directory; never opened)")
-    NAM__S("data", "load", load_dir, NULL, "", "fixed policy: --load (checkpoint directory; never opened)")
-    NAM__D("preflight", "device_memory_gib", device_memory_gib, 0, 1e6, "0", "GPU memory in GiB; plan mode warns and strict mode refuses when a pp rank's static memory exceeds it; 0 = not checked")
-    NAM__D("preflight", "peak_tflops", peak_tflops, 0, 1e9, "989", "dense bf16 peak per GPU in TFLOP/s, for MFU (989 = H100/H200 SXM)")
-    NAM__D("preflight", "step_time_s", step_time_s, 0, 1e9, "0", "measured seconds per global batch; > 0 gives TFLOP/s per GPU and MFU")
-    NAM__I("batch", "micro_batch_size", micro_batch_size, 1, NAM__DIM, "1", "--micro-batch-size")
-    NAM__I("batch", "global_batch_size", global_batch_size, 0, 1 << 30, "64", "--global-batch-size; 0 = micro * dp")
-    NAM__S("precision", "dtype", dtype, "bf16|fp16|fp32", "bf16", "--bf16 / --fp16 / neither")
-    NAM__S("precision", "fp8", fp8, "none|e4m3|hybrid", "none", "--fp8-format")
-    NAM__S("precision", "fp8_recipe", fp8_recipe, "delayed|tensorwise|mxfp8|blockwise", "delayed", "--fp8-recipe, with fp8 (mxfp8 needs Blackwell)")
-    NAM__I("precision", "fp8_amax_history_len", fp8_amax_history_len, 1, 1 << 20, "1", "--fp8-amax-history-len, with the delayed recipe")
-    NAM__S("precision", "fp8_amax_compute_algo", fp8_amax_compute_algo, "most_recent|max", "most_recent", "--fp8-amax-compute-algo, with the delayed recipe")
-    NAM__S("precision", "moe_router_dtype", moe_router_dtype, "none|fp32|fp64", "none", "--moe-router-dtype (with MoE); none = the model dtype")
-    NAM__S("cuda_graph", "impl", cuda_graph_impl, "none|local|transformer_engine|full_iteration", "transformer_engine", "--cuda-graph-impl")
-    NAM__I("cuda_graph", "warmup_steps", cuda_graph_warmup_steps, 0, 1 << 20, "3", "--cuda-graph-warmup-steps (with CUDA graphs)")
-    NAM__X("cuda_graph", "modules", NAM__T_MODULES, cuda_graph_modules, "attn,mamba,moe_router,moe_preprocess", "--cuda-graph-modules (comma list; empty = whole layer)")
-    NAM__B("engram", "enabled", engram_enabled, "false", "Engram (n-gram memory) on A layers: a feature seam, never a Megatron flag")
-    NAM__L("engram", "layers", engram_layers, num_engram_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_ENGRAM, "", "0-based A-layer indices carrying Engram (required when enabled)")
-    NAM__L("engram", "ngram_orders", engram_ngram_orders, num_engram_ngram_orders, 1, 64, -1, "2,3,4", "n-gram orders")
-    NAM__I("engram", "bottleneck_dim", engram_bottleneck_dim, 0, NAM__DIM, "0", "bottleneck width; 0 = none")
-    NAM__DO("engram", "dropout", engram_dropout, 0, 1, NAM__HI_OPEN, "0", "dropout in [0, 1)")
-    NAM__B("engram", "gated", engram_gated, "false", "gated read-out")
-    NAM__B("engram", "gate_sqrt_compress", engram_gate_sqrt_compress, "false", "sqrt-compressed gate")
-    NAM__I("engram", "conv_kernel", engram_conv_kernel, 0, 64, "0", "short conv kernel; 0 = none")
-    NAM__S("engram", "conv_impl", engram_conv_impl, "xla_safe|maxtext_depthwise", "xla_safe", "conv implementation")
-    NAM__B("mhc", "enabled", mhc_enabled, "false", "mHC (manifold hyper-connections) on A layers: a feature seam")
-    NAM__L("mhc", "layers", mhc_layers, num_mhc_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_MHC, "", "0-based A-layer indices carrying mHC (required when enabled)")
-    NAM__I("mhc", "n_streams", mhc_n_streams, 2, 64, "4", "residual streams (> 1)")
-    NAM__I("mhc", "sinkhorn_iters", mhc_sinkhorn_iters, 1, 1000, "5", "Sinkhorn iterations")
-    NAM__DO("mhc", "temperature", mhc_temperature, 0, 1e6, NAM__LO_OPEN, "1", "Sinkhorn temperature (> 0)")
-    NAM__DO("mhc", "epsilon", mhc_epsilon, 0, 1, NAM__LO_OPEN, "1e-06", "Sinkhorn epsilon (> 0)")
-    NAM__D("mhc", "blend_alpha", mhc_blend_alpha, 0, 1e6, "1", "blend factor (>= 0)")
-    NAM__B("mhc", "dynamic", mhc_dynamic, "false", "input-dependent mixing")
-    NAM__S("mhc", "dynamic_mode", mhc_dynamic_mode, "maxtext|pooled", "maxtext", "dynamic mixing mode")
-    NAM__B("mhc", "fused_ops", mhc_fused_ops, "false", "fused kernels")
-    NAM__I("mhc", "recompute_group_size", mhc_recompute_group_size, -1, NAM_MAX_DEPTH, "0", "recompute grouping; 0 = automatic, -1 = off")
-    NAM__B("mod", "enabled", mod_enabled, "false", "MoD (mixture of depths) on E layers: a feature seam")
-    NAM__L("mod", "layers", mod_layers, num_mod_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_MOD, "", "0-based E-layer indices carrying MoD (required when enabled)")
-    NAM__DO("mod", "capacity", mod_capacity, 0, 1, NAM__LO_OPEN, "0.5", "token capacity in (0, 1]")
-    NAM__D("mod", "aux_loss_weight", mod_aux_loss_weight, 0, 1e6, "0.01", "router aux loss weight (>= 0)")
-    NAM__S("mod", "routing", mod_routing, "topk|threshold|progressive|gateskip", "topk", "routing rule")
-    NAM__S("mod", "target", mod_target, NULL, "", "routing target (free text, passed to the runtime)")
-    NAM__S("mod", "scorer", mod_scorer, NULL, "", "scorer (free text)")
-    NAM__S("mod", "selector", mod_selector, NULL, "", "selector (free text)")
-    NAM__S("mod", "schedule", mod_schedule, NULL, "", "capacity schedule (free text)")
-    NAM__S("mod", "executor", mod_executor, "auto|gather|mask", "auto", "executor")
-    NAM__B("mod", "ffn_only", mod_ffn_only, "false", "route the FFN only")
-    NAM__I("mod", "skip_first_n", mod_skip_first_n, 0, NAM_MAX_DEPTH, "4", "leave the first N layers unrouted")
-    NAM__B("mod", "skip_mamba", mod_skip_mamba, "true", "never route Mamba layers")
-    NAM__B("moda", "enabled", moda_enabled, "false", "MoDA (mixture-of-depths attention), model-wide: a feature seam")
-    NAM__B("ngram_hash", "enabled", ngram_hash_enabled, "false", "n-gram hash embedding added to the input embedding: a feature seam")
-    NAM__L("ngram_hash", "orders", ngram_hash_orders, num_ngram_hash_orders, 1, 64, -1, "2,3", "n-gram orders")
-    NAM__I("ngram_hash", "heads", ngram_hash_heads, 1, 4096, "8", "hash heads")
-    NAM__I("ngram_hash", "table_size", ngram_hash_table_size, 1, 1 << 30, "500000", "rows per hash table")
-    NAM__I("ngram_hash", "embed_dim", ngram_hash_embed_dim, 1, NAM__DIM, "16", "embedding width per head")
-    NAM__B("ngram_hash", "offload", ngram_hash_offload, "false", "keep the tables in host memory")
-    NAM__B("structure", "enabled", structure_enabled, "false", "structure (AST) embedding on the input embedding: a feature seam")
-    NAM__S("structure", "components", structure_components, "core|all", "core", "embedded components")
-    NAM__I("structure", "max_ast_depth", structure_max_ast_depth, 1, 1 << 20, "20", "AST depth buckets (> 0)")
-    NAM__I("structure", "max_sibling_index", structure_max_sibling_index, 0, 1 << 20, "10", "sibling-index buckets (>= 0)")
-    NAM__I("structure", "num_node_types", structure_num_node_types, 1, 1 << 20, "64", "node types (> 0)")
-    NAM__I("structure", "bottleneck_dim", structure_bottleneck_dim, 1, NAM__DIM, "64", "bottleneck width (> 0)")
-    NAM__B("structure", "relation_bias", structure_relation_bias, "false", "relation bias")
-    NAM__B("structure", "tree_ffn", structure_tree_ffn, "false", "tree FFN")
-    NAM__I("structure", "tree_ffn_steps", structure_tree_ffn_steps, 1, 1024, "3", "tree FFN steps (> 0)")
-    NAM__DO("structure", "tree_ffn_dropout", structure_tree_ffn_dropout, 0, 1, NAM__HI_OPEN, "0", "tree FFN dropout in [0, 1)")
-    NAM__B("structure", "platform_embed", structure_platform_embed, "false", "platform embedding")
-    NAM__S("runtime", "recipe_mode", recipe_mode, NULL, "pretrain", "fixed policy: launcher recipe mode")
-    NAM__S("runtime", "cache_dir", cache_dir, NULL, "/tmp/nam-cache", "fixed policy: pre-import cache root (set before importing torch)")
-    NAM__X("runtime", "env", NAM__T_ENV, env, "CUDA_DEVICE_MAX_CONNECTIONS=1,NCCL_P2P_LEVEL=NVL,TORCH_NCCL_AVOID_RECORD_STREAMS=1", "fixed policy: CUDA/NCCL environment, comma list KEY=VALUE")
-};
-#undef NAM__I
-#undef NAM__B
-#undef NAM__S
-#undef NAM__D
-#undef NAM__DO
-#undef NAM__X
-#undef NAM__L
-#define NAM__NFIELDS (NAM__CAST(int, sizeof nam__fields / sizeof nam__fields[0]))
-
-NAM__DEF const char *nam_recipe_key(int i) {
-    return i >= 0 && i < NAM__NFIELDS ? nam__fields[i].full : NULL;
-}
-
-static int nam__field_find(const char *key, int *ambiguous) {
-    int i, found = -1;
-    const char *dot = strchr(key, '.');
-    *ambiguous = 0;
-    for (i = 0; i < NAM__NFIELDS; i++) {
-        const nam__field *f = &nam__fields[i];
-        if (dot) {
-            size_t sl = strlen(f->section);
-            if (NAM__CAST(size_t, dot - key) == sl && strncmp(key, f->section, sl) == 0 && strcmp(dot + 1, f->key) == 0) return i;
-        } else if (strcmp(key, f->key) == 0) {
-            if (found >= 0) *ambiguous = 1;
-            found = i;
-        }
-    }
-    return *ambiguous ? -1 : found;
-}
-
-static int nam__choice_ok(const char *choices, const char *v) {
-    size_t n = strlen(v);
-    const char *p = choices;
-    while (p && *p) {
-        const char *e = strchr(p, '|');
-        size_t l = e ? NAM__CAST(size_t, e - p) : strlen(p);
-        if (l == n && strncmp(p, v, n) == 0) return 1;
-        p = e ? e + 1 : NULL;
-    }
-    return 0;
-}
-
-/* Strict integer: optional sign, decimal digits only, no overflow. */
-static int nam__parse_long(const char *s, long long *out) {
-    long long v = 0;
-    int neg = 0, digits = 0;
-    if (*s == '-' || *s == '+') neg = *s++ == '-';
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9') return 0;
-        if (v > (LLONG_MAX - 9) / 10) return 0;
-        v = v * 10 + (*s - '0');
-        digits++;
-    }
-    if (!digits) return 0;
-    *out = neg ? -v : v;
-    return 1;
-}
-
-static int nam__parse_bool(const char *v, int *out) {
-    if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on")) { *out = 1; return 1; }
-    if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "off")) { *out = 0; return 1; }
-    return 0;
-}
-
-static int nam__printable(const char *v, size_t *bad) {
-    size_t i;
-    for (i = 0; v[i]; i++)
-        if (NAM__CAST(unsigned char, v[i]) < 0x20 || NAM__CAST(unsigned char, v[i]) > 0x7e) { *bad = i; return 0; }
-    return 1;
-}
-
-static const char *const nam__graph_modules = "attn|mlp|moe|moe_router|moe_preprocess|mamba";
-/* transformer_config.py:1943-1957 */
-static const char *const nam__recompute_modules = "core_attn|moe_act|layernorm|mla_up_proj|mlp|moe|shared_experts|gdn_norm_out|mhc";
-
-/* Validate a comma list item by item; kind: MAP, MODULES, ENV, FAMILIES-free. */
-static nam_status nam__check_list(const nam__field *f, const char *v, nam_error *err) {
-    const char *p = v;
-    int n = 0;
-    if (!*v) return NAM_OK;
-    while (1) {
-        const char *e = strchr(p, ',');
-        size_t l = e ? NAM__CAST(size_t, e - p) : strlen(p);
-        char item[300];
-        n++;
-        if (n > NAM_MAX_LIST) return nam__err(err, NAM_ERR_LIMIT, "%s.%s: more than %d list entries", f->section, f->key, NAM_MAX_LIST);
-        if (l == 0 || l >= sizeof item)
-            return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: entry %d of '%s' is %s", f->section, f->key, n, v, l ? "too long" : "empty");
-        memcpy(item, p, l);
-        item[l] = 0;
-        if (f->type == NAM__T_MAP) {
-            if (l != 3 || item[1] != '=' || item[0] < 'A' || item[0] > 'Z')
-                return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: entry %d '%s' is not FAMILY=SYMBOL (e.g. R=G)", f->section, f->key, n, item);
-            if (nam_megatron_symbol_index(item[2]) < 0)
-                return nam__err(err, NAM_ERR_SYMBOL, "%s.%s: entry %d '%s' binds to '%c', which is not a Megatron layer symbol (M G * D + - E)", f->section, f->key, n, item, item[2]);
-            if (item[0] == 'A' || item[0] == 'M' || item[0] == 'E' || item[0] == 'F')
-                return nam__err(err, NAM_ERR_CONFLICT, "%s.%s: entry %d '%s': family %c already has a native mapping; bindings are only for families without one (R and declared families)", f->section, f->key, n, item, item[0]);
-            {
-                const char *q;
-                for (q = v; q < p; q++)
-                    if ((q == v || q[-1] == ',') && q[0] == item[0] && q[1] == '=')
-                        return nam__err(err, NAM_ERR_CONFLICT, "%s.%s: family %c is bound twice", f->section, f->key, item[0]);
-            }
-        } else if (f->type == NAM__T_MODULES) {
-            if (!nam__choice_ok(nam__graph_modules, item))
-                return nam__err(err, NAM_ERR_RANGE, "%s.%s: entry %d '%s' is not a CUDA-graph module (attn, mlp, moe, moe_router, moe_preprocess, mamba)", f->section, f->key, n, item);
-        } else if (f->type == NAM__T_RMODULES) {
-            if (!nam__choice_ok(nam__recompute_modules, item))
-                return nam__err(err, NAM_ERR_RANGE, "%s.%s: entry %d '%s' is not a recompute module (%s)", f->section, f->key, n, item, nam__recompute_modules);
-        } else if (f->type == NAM__T_ENV) {
-            const char *eq = strchr(item, '=');
-            size_t k;
-            if (!eq || eq == item)
-                return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: entry %d '%s' is not KEY=VALUE", f->section, f->key, n, item);
-            for (k = 0; item + k < eq; k++) {
-                char c = item[k];
-                if (!((c >= 'A' && c <= 'Z') || c == '_' || (k && c >= '0' && c <= '9')))
-                    return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: entry %d '%s': '%c' at %d is not allowed in an environment variable name", f->section, f->key, n, item, c, NAM__CAST(int, k) + 1);
-            }
-        }
-        if (!e) break;
-        p = e + 1;
-    }
-    return NAM_OK;
-}
-
-/* A layer spec as Megatron's --spec takes it: "module.path builder_name", a dotted Python
-   module path, one space, a Python identifier. */
-static int nam__ident_char(char c, int first) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (!first && c >= '0' && c <= '9');
-}
-static nam_status nam__check_spec(const nam__field *f, const char *v, nam_error *err) {
-    const char *c = v, *sp = strchr(v, ' ');
-    int first = 1;
-    if (!sp || sp == v || !sp[1])
-        return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%.200s' is not 'module.path builder_name' (a module path, one space, a builder name)", f->section, f->key, v);
-    for (; c < sp; c++) {
-        if (*c == '.' && !first && c + 1 < sp) { first = 1; continue; }
-        if (!nam__ident_char(*c, first))
-            return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%c' at position %d of '%.200s' does not belong in a dotted Python module path", f->section, f->key, *c, NAM__CAST(int, c - v) + 1, v);
-        first = 0;
-    }
-    for (c = sp + 1, first = 1; *c; c++, first = 0)
-        if (!nam__ident_char(*c, first))
-            return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%c' at position %d of '%.200s' does not belong in a builder name (one Python identifier)", f->section, f->key, *c, NAM__CAST(int, c - v) + 1, v);
-    return NAM_OK;
-}
-
-/* Lists are comma-separated; blanks around the commas and at the ends are not part of the
-   entries ("0, 4" is "0,4"). Returns 0 when the value does not fit `cap`. */
-static int nam__list_normalize(const char *v, char *out, size_t cap) {
-    size_t n = 0;
-    const char *p = v;
-    while (*p) {
-        const char *e = strchr(p, ','), *end;
-        while (*p == ' ' || *p == '\t') p++;
-        end = e ? e : p + strlen(p);
-        while (end > p && (end[-1] == ' ' || end[-1] == '\t')) end--;
-        if (n + NAM__CAST(size_t, end - p) + 2 > cap) return 0;
-        memcpy(out + n, p, NAM__CAST(size_t, end - p));
-        n += NAM__CAST(size_t, end - p);
-        if (!e) break;
-        out[n++] = ',';
-        p = e + 1;
-    }
-    out[n] = 0;
-    return 1;
-}
-
-static nam_status nam__field_set(nam_recipe *r, int fi, const char *v, nam_error *err) {
-    const nam__field *f = &nam__fields[fi];
-    char *base = NAM__CAST(char *, NAM__CAST(void *, r)) + f->off;
-    size_t bad;
-    char list[1024];
-    if (f->type == NAM__T_LIST || f->type == NAM__T_MAP || f->type == NAM__T_MODULES || f->type == NAM__T_ENV || f->type == NAM__T_RMODULES) {
-        if (!nam__list_normalize(v, list, sizeof list))
-            return nam__err(err, NAM_ERR_LIMIT, "%s.%s: the list is longer than %d bytes", f->section, f->key, NAM__CAST(int, sizeof list) - 1);
-        v = list;
-    }
-    if (!nam__printable(v, &bad) && f->type != NAM__T_PATTERN)
-        return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: byte %d of the value is not printable ASCII", f->section, f->key, NAM__CAST(int, bad) + 1);
-    switch (f->type) {
-    case NAM__T_INT: {
-        long long x;
-        if (!nam__parse_long(v, &x))
-            return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%.64s' is not an integer", f->section, f->key, v);
-        if (x < f->lo || x > f->hi)
-            return nam__err(err, NAM_ERR_RANGE, "%s.%s = %lld is out of range (%.0f..%.0f)", f->section, f->key, x, f->lo, f->hi);
-        *NAM__CAST(int *, NAM__CAST(void *, base)) = NAM__CAST(int, x);
-        return NAM_OK;
-    }
-    case NAM__T_BOOL: {
-        int b;
-        if (!nam__parse_bool(v, &b))
-            return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%.64s' is not a boolean (true/false)", f->section, f->key, v);
-        *NAM__CAST(int *, NAM__CAST(void *, base)) = b;
-        return NAM_OK;
-    }
-    case NAM__T_DBL: {
-        char *end;
-        double x;
-        if (!*v) return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: empty value is not a number", f->section, f->key);
-        x = strtod(v, &end);
-        if (*end || x != x)
-            return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%.64s' is not a number", f->section, f->key, v);
-        if (x < f->lo || x > f->hi || ((f->open & NAM__LO_OPEN) && x == f->lo) || ((f->open & NAM__HI_OPEN) && x == f->hi))
-            return nam__err(err, NAM_ERR_RANGE, "%s.%s = %g is out of range %c%g, %g%c", f->section, f->key, x,
-                            (f->open & NAM__LO_OPEN) ? '(' : '[', f->lo, f->hi, (f->open & NAM__HI_OPEN) ? ')' : ']');
-        *NAM__CAST(double *, NAM__CAST(void *, base)) = x;
-        return NAM_OK;
-    }
-    case NAM__T_PATTERN: {
-        size_t n = strlen(v);
-        char *copy;
-        if (n > NAM_MAX_TEXT)
-            return nam__err(err, NAM_ERR_LIMIT, "%s.%s: %lu bytes exceed the limit of %d", f->section, f->key, NAM__CAST(unsigned long, n), NAM_MAX_TEXT);
-        copy = nam__strndup(v, n);
-        if (!copy) return nam__err(err, NAM_ERR_NOMEM, "out of memory");
-        nam_free(r->pattern);
-        r->pattern = copy;
-        return NAM_OK;
-    }
-    case NAM__T_LIST: {
-        int vals[NAM_MAX_LIST], n = 0, i;
-        const char *p = v;
-        while (*p) {
-            const char *e = strchr(p, ',');
-            size_t l = e ? NAM__CAST(size_t, e - p) : strlen(p);
-            char item[32];
-            long long x;
-            if (n >= NAM_MAX_LIST) return nam__err(err, NAM_ERR_LIMIT, "%s.%s: more than %d entries", f->section, f->key, NAM_MAX_LIST);
-            if (l == 0 || l >= sizeof item) return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: entry %d is %s", f->section, f->key, n + 1, l ? "too long" : "empty");
-            memcpy(item, p, l);
-            item[l] = 0;
-            if (!nam__parse_long(item, &x)) return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: entry %d '%s' is not an integer", f->section, f->key, n + 1, item);
-            if (x < f->lo || x > f->hi) return nam__err(err, NAM_ERR_RANGE, "%s.%s: entry %d = %lld is out of range (%.0f..%.0f)", f->section, f->key, n + 1, x, f->lo, f->hi);
-            for (i = 0; i < n; i++)
-                if (vals[i] == x) return nam__err(err, NAM_ERR_CONFLICT, "%s.%s: %s %lld is listed twice", f->section, f->key, f->slot >= 0 ? "layer" : "value", x);
-            vals[n++] = NAM__CAST(int, x);
-            if (!e) break;
-            p = e + 1;
-            if (!*p) return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: trailing comma", f->section, f->key);
-        }
-        memcpy(base, vals, sizeof(int) * NAM__CAST(size_t, n));
-        *NAM__CAST(int *, NAM__CAST(void *, NAM__CAST(char *, NAM__CAST(void *, r)) + f->count_off)) = n;
-        if (f->slot >= 0) r->key_pos[f->slot].line = 0;   /* set without a file position */
-        return NAM_OK;
-    }
-    case NAM__T_FAMILIES: {
-        size_t i, n = strlen(v);
-        if (n >= f->size) return nam__err(err, NAM_ERR_LIMIT, "%s.%s: at most %d families", f->section, f->key, NAM__CAST(int, f->size) - 1);
-        for (i = 0; i < n; i++) {
-            char c = v[i];
-            if (c < 'A' || c > 'Z')
-                return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%c' at position %d is not an upper-case family letter", f->section, f->key, c, NAM__CAST(int, i) + 1);
-            if (c == 'A' || c == 'M' || c == 'E' || c == 'R' || c == 'F' || memchr(v, c, i))
-                return nam__err(err, NAM_ERR_CONFLICT, "%s.%s: family '%c' at position %d is %s", f->section, f->key, c, NAM__CAST(int, i) + 1,
-                                memchr(v, c, i) ? "declared twice" : "built in (A, M, E, R, F)");
-        }
-        memcpy(base, v, n + 1);
-        return NAM_OK;
-    }
-    default: { /* NAM__T_STR, NAM__T_MAP, NAM__T_MODULES, NAM__T_RMODULES, NAM__T_ENV, NAM__T_SPEC */
-        size_t n = strlen(v);
-        nam_status st;
-        if (n >= f->size)
-            return nam__err(err, NAM_ERR_LIMIT, "%s.%s: value is %lu bytes, the limit is %d", f->section, f->key, NAM__CAST(unsigned long, n), NAM__CAST(int, f->size) - 1);
-        if (f->type == NAM__T_STR && f->choices && !nam__choice_ok(f->choices, v))
-            return nam__err(err, NAM_ERR_RANGE, "%s.%s: '%s' is not one of %s", f->section, f->key, v, f->choices);
-        if (f->type == NAM__T_SPEC && (st = nam__check_spec(f, v, err)) != NAM_OK) return st;
-        if (f->type != NAM__T_STR && f->type != NAM__T_SPEC && (st = nam__check_list(f, v, err)) != NAM_OK) return st;
-        memcpy(base, v, n + 1);
-        return NAM_OK;
-    }
-    }
-}
-
-NAM__DEF void nam_recipe_free(nam_recipe *r) {
-    if (!r) return;
-    nam_free(r->pattern);
-    memset(r, 0, sizeof *r);
-}
-
-NAM__DEF nam_status nam_recipe_set(nam_recipe *r, const char *key, const char *value, nam_error *err) {
-    int amb, fi;
-    nam_status st;
-    if (!r || !key || !value) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_recipe_set: NULL argument");
-    fi = nam__field_find(key, &amb);
-    if (fi < 0) {
-        if (amb) return nam__err(err, NAM_ERR_UNKNOWN_KEY, "key '%.64s' is ambiguous; write it as section.key", key);
-        return nam__err(err, NAM_ERR_UNKNOWN_KEY, "unknown recipe key '%.64s' (`nam recipe` prints every key)", key);
-    }
-    st = nam__field_set(r, fi, value, err);
-    if (st) return st;
-    if (nam__fields[fi].type == NAM__T_PATTERN) {
-        snprintf(r->pattern_source, sizeof r->pattern_source, "%s", "pattern.text");
-        r->pattern_line = 0;
-        r->pattern_column = 0;
-    }
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-}
-
-NAM__DEF nam_status nam_recipe_init(nam_recipe *r, nam_error *err) {
-    int i;
-    nam_status st;
-    if (!r) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_recipe_init: r is NULL");
-    memset(r, 0, sizeof *r);
-    for (i = 0; i < NAM__NFIELDS; i++) {
-        st = nam__field_set(r, i, nam__fields[i].def, err);
-        if (st) { nam_recipe_free(r); return st; }
-    }
-    snprintf(r->pattern_source, sizeof r->pattern_source, "%s", "built-in NAM56R");
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-}
-
-static nam_status nam__recipe_copy(nam_recipe *dst, const nam_recipe *src, nam_error *err) {
-    *dst = *src;
-    dst->pattern = src->pattern ? nam__strdup(src->pattern) : NULL;
-    if (src->pattern && !dst->pattern) { memset(dst, 0, sizeof *dst); return nam__err(err, NAM_ERR_NOMEM, "out of memory"); }
-    return NAM_OK;
-}
-
-static void nam__field_value(const nam_recipe *r, int fi, nam__sb *b) {
-    const nam__field *f = &nam__fields[fi];
-    const char *base = NAM__CAST(const char *, NAM__CAST(const void *, r)) + f->off;
-    int i;
-    switch (f->type) {
-    case NAM__T_INT: nam__sb_printf(b, "%d", *NAM__CAST(const int *, NAM__CAST(const void *, base))); break;
-    case NAM__T_BOOL: nam__sb_puts(b, *NAM__CAST(const int *, NAM__CAST(const void *, base)) ? "true" : "false"); break;
-    case NAM__T_DBL: {
-        double x = *NAM__CAST(const double *, NAM__CAST(const void *, base));
-        char tmp[40];
-        snprintf(tmp, sizeof tmp, "%.15g", x);
-        if (strtod(tmp, NULL) != x) snprintf(tmp, sizeof tmp, "%.17g", x);
-        nam__sb_puts(b, tmp);
-        break;
-    }
-    case NAM__T_PATTERN: nam__sb_puts(b, r->pattern ? r->pattern : ""); break;
-    case NAM__T_LIST: {
-        const int *v = NAM__CAST(const int *, NAM__CAST(const void *, base));
-        int n = *NAM__CAST(const int *, NAM__CAST(const void *, NAM__CAST(const char *, NAM__CAST(const void *, r)) + f->count_off));
-        for (i = 0; i < n; i++) nam__sb_printf(b, i ? ",%d" : "%d", v[i]);
-        break;
-    }
-    default: nam__sb_puts(b, base); break;
-    }
-}
-
-/* Whether field i of r holds its built-in default (compared as recipe text). */
-static int nam__field_is_default(const nam_recipe *r, int i) {
-    const nam__field *f = &nam__fields[i];
-    const void *v = NAM__CAST(const char *, NAM__CAST(const void *, r)) + f->off;
-    nam_recipe def;
-    nam__sb a, b;
-    int same;
-    if (f->type == NAM__T_INT || f->type == NAM__T_BOOL) {   /* the common, cheap cases */
-        long long x;
-        int bv;
-        if (f->type == NAM__T_INT) return nam__parse_long(f->def, &x) && x == *NAM__CAST(const int *, v);
-        return nam__parse_bool(f->def, &bv) && bv == *NAM__CAST(const int *, v);
-    }
-    if (f->type == NAM__T_DBL) return strtod(f->def, NULL) == *NAM__CAST(const double *, v);
-    memset(&def, 0, sizeof def);
-    if (nam__field_set(&def, i, nam__fields[i].def, NULL) != NAM_OK) return 0;
-    memset(&a, 0, sizeof a);
-    memset(&b, 0, sizeof b);
-    nam__field_value(r, i, &a);
-    nam__field_value(&def, i, &b);
-    same = !a.oom && !b.oom && !strcmp(a.buf ? a.buf : "", b.buf ? b.buf : "");
-    nam_free(a.buf);
-    nam_free(b.buf);
-    if (nam__fields[i].type == NAM__T_PATTERN) nam_free(def.pattern);
-    return same;
-}
-
-NAM__DEF nam_status nam_recipe_write(const nam_recipe *r, char **out, nam_error *err) {
-    nam__sb b;
-    int i;
-    const char *sec = "";
-    if (!r || !out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_recipe_write: NULL argument");
-    memset(&b, 0, sizeof b);
-    nam__sb_puts(&b, "# nam recipe (every key; see nam.h section 7)\n");
-    for (i = 0; i < NAM__NFIELDS; i++) {
-        const nam__field *f = &nam__fields[i];
-        nam__sb val;
-        int quote;
-        if (strcmp(sec, f->section)) { nam__sb_printf(&b, "\n[%s]\n", f->section); sec = f->section; }
-        memset(&val, 0, sizeof val);
-        nam__field_value(r, i, &val);
-        quote = (f->type == NAM__T_STR || f->type == NAM__T_SPEC) && (!val.buf || !val.buf[0] || strpbrk(val.buf, "#; \"") != NULL);
-        nam__sb_printf(&b, "# %s\n%s = ", f->doc, f->key);
-        if (quote) {
-            size_t k;
-            nam__sb_putc(&b, '"');
-            for (k = 0; val.buf && val.buf[k]; k++) {
-                if (val.buf[k] == '"' || val.buf[k] == '\\') nam__sb_putc(&b, '\\');
-                nam__sb_putc(&b, val.buf[k]);
-            }
-            nam__sb_putc(&b, '"');
-        } else if (val.buf) {
-            nam__sb_puts(&b, val.buf);
-        }
-        if (val.oom) b.oom = 1;
-        nam_free(val.buf);
-        nam__sb_putc(&b, '\n');
-    }
-    return nam__sb_finish(&b, out, err);
-}
-
-static int nam__is_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
-
-static nam_status nam__recipe_err_at(nam_error *err, nam_status st, const char *source, long off, int line, int col) {
-    char prefix[160];
-    if (!err) return st;
-    snprintf(prefix, sizeof prefix, "%.120s:%d:%d: ", source, line, col);
-    nam__err_prefix(err, prefix);
-    err->code = st;
-    nam__err_pos(err, source, off, line, col);
-    return st;
-}
-
-NAM__DEF nam_status nam_recipe_parse(nam_recipe *r, const char *text, size_t len, const char *source, nam_error *err) {
-    nam_recipe work;
-    nam_status st;
-    size_t pos = 0;
-    int line = 0, set_line[NAM__NFIELDS], set_col[NAM__NFIELDS], i;
-    char section[32] = "";
-    char *value = NULL;
-    if (!r || !text) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_recipe_parse: NULL argument");
-    if (!source) source = "recipe";
-    if (!len) len = strlen(text);
-    if (len > NAM_MAX_TEXT) return nam__err(err, NAM_ERR_LIMIT, "%s: %lu bytes exceed the limit of %d", source, NAM__CAST(unsigned long, len), NAM_MAX_TEXT);
-    for (i = 0; i < NAM__NFIELDS; i++) set_line[i] = set_col[i] = 0;
-    st = nam__recipe_copy(&work, r, err);
-    if (st) return st;
-    value = NAM__CAST(char *, nam__alloc(len + 1));
-    if (!value) { nam_recipe_free(&work); return nam__err(err, NAM_ERR_NOMEM, "out of memory"); }
-    while (pos < len) {
-        size_t ls = pos, le = pos, p, ks, ke, vs, ve;
-        char key[96];
-        line++;
-        while (le < len && text[le] != '\n') le++;
-        pos = le + 1;
-        for (p = ls; p < le; p++) {
-            unsigned char c = NAM__CAST(unsigned char, text[p]);
-            if (c == 0 || c >= 0x80 || (c < 0x20 && c != '\t' && c != '\r')) {
-                char bn[16];
-                nam__err(err, NAM_ERR_SYNTAX, "%s byte", nam__byte_name(c, bn));
-                st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, p), line, NAM__CAST(int, p - ls) + 1);
-                goto fail;
-            }
-        }
-        p = ls;
-        while (p < le && nam__is_space(text[p])) p++;
-        if (p == le || text[p] == '#' || text[p] == ';') continue;
-        if (text[p] == '[') {
-            size_t q = p + 1, n;
-            while (q < le && text[q] != ']') q++;
-            n = q - p - 1;
-            if (q == le) { nam__err(err, NAM_ERR_SYNTAX, "section header without ']'"); st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, p), line, NAM__CAST(int, p - ls) + 1); goto fail; }
-            for (ke = q + 1; ke < le && nam__is_space(text[ke]); ke++) {}
-            if (ke < le && text[ke] != '#' && text[ke] != ';') { nam__err(err, NAM_ERR_SYNTAX, "unexpected text after section header"); st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, ke), line, NAM__CAST(int, ke - ls) + 1); goto fail; }
-            if (n == 0 || n >= sizeof section) { nam__err(err, NAM_ERR_UNKNOWN_KEY, "bad section name"); st = nam__recipe_err_at(err, NAM_ERR_UNKNOWN_KEY, source, NAM__CAST(long, p), line, NAM__CAST(int, p - ls) + 1); goto fail; }
-            memcpy(section, text + p + 1, n);
-            section[n] = 0;
-            for (i = 0; i < NAM__NFIELDS; i++) if (!strcmp(nam__fields[i].section, section)) break;
-            if (i == NAM__NFIELDS) {
-                char names[400];
-                size_t nl = 0;
-                for (i = 0; i < NAM__NFIELDS; i++)
-                    if (!i || strcmp(nam__fields[i].section, nam__fields[i - 1].section))
-                        nl += NAM__CAST(size_t, snprintf(names + nl, sizeof names - nl, "%s%s", nl ? " " : "", nam__fields[i].section));
-                nam__err(err, NAM_ERR_UNKNOWN_KEY, "unknown section [%s] (sections: %s)", section, names);
-                st = nam__recipe_err_at(err, NAM_ERR_UNKNOWN_KEY, source, NAM__CAST(long, p + 1), line, NAM__CAST(int, p - ls) + 2);
-                goto fail;
-            }
-            continue;
-        }
-        ks = p;
-        while (p < le && text[p] != '=' && !nam__is_space(text[p])) p++;
-        ke = p;
-        while (p < le && nam__is_space(text[p])) p++;
-        if (p == le || text[p] != '=') {
-            nam__err(err, NAM_ERR_SYNTAX, "expected 'key = value'");
-            st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, p), line, NAM__CAST(int, p - ls) + 1);
-            goto fail;
-        }
-        if (ke == ks || ke - ks + strlen(section) + 2 > sizeof key) {
-            nam__err(err, NAM_ERR_SYNTAX, ke == ks ? "missing key before '='" : "key too long");
-            st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, ks), line, NAM__CAST(int, ks - ls) + 1);
-            goto fail;
-        }
-        if (memchr(text + ks, '.', ke - ks) || !section[0]) snprintf(key, sizeof key, "%.*s", NAM__CAST(int, ke - ks), text + ks);
-        else snprintf(key, sizeof key, "%s.%.*s", section, NAM__CAST(int, ke - ks), text + ks);
-        p++;
-        while (p < le && nam__is_space(text[p])) p++;
-        vs = p;
-        if (p < le && text[p] == '"') {
-            size_t n = 0;
-            p++;
-            while (p < le && text[p] != '"') {
-                if (text[p] == '\\' && p + 1 < le && (text[p + 1] == '"' || text[p + 1] == '\\')) p++;
-                value[n++] = text[p++];
-            }
-            if (p == le) { nam__err(err, NAM_ERR_SYNTAX, "unterminated quoted value"); st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, vs), line, NAM__CAST(int, vs - ls) + 1); goto fail; }
-            value[n] = 0;
-            for (p++; p < le && nam__is_space(text[p]); p++) {}
-            if (p < le && text[p] != '#' && text[p] != ';') { nam__err(err, NAM_ERR_SYNTAX, "unexpected text after the quoted value"); st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, p), line, NAM__CAST(int, p - ls) + 1); goto fail; }
-            vs++;
-        } else {
-            ve = vs;
-            while (ve < le && !((text[ve] == '#' || text[ve] == ';') && nam__is_space(text[ve - 1]))) ve++;
-            while (ve > vs && nam__is_space(text[ve - 1])) ve--;
-            memcpy(value, text + vs, ve - vs);
-            value[ve - vs] = 0;
-        }
-        {
-            int amb, fi = nam__field_find(key, &amb);
-            if (fi < 0 || (section[0] && !memchr(text + ks, '.', ke - ks) && strcmp(nam__fields[fi].section, section))) {
-                nam__err(err, NAM_ERR_UNKNOWN_KEY, "unknown key '%s'%s", key, amb ? " (ambiguous: write section.key)" : "");
-                st = nam__recipe_err_at(err, NAM_ERR_UNKNOWN_KEY, source, NAM__CAST(long, ks), line, NAM__CAST(int, ks - ls) + 1);
-                goto fail;
-            }
-            if (set_line[fi]) {
-                nam__err(err, NAM_ERR_CONFLICT, "key '%s.%s' is already set on line %d", nam__fields[fi].section, nam__fields[fi].key, set_line[fi]);
-                st = nam__recipe_err_at(err, NAM_ERR_CONFLICT, source, NAM__CAST(long, ks), line, NAM__CAST(int, ks - ls) + 1);
-                goto fail;
-            }
-            set_line[fi] = line;
-            st = nam__field_set(&work, fi, value, err);
-            if (st) { st = nam__recipe_err_at(err, st, source, NAM__CAST(long, vs), line, NAM__CAST(int, vs - ls) + 1); goto fail; }
-            if (nam__fields[fi].type == NAM__T_PATTERN) {
-                snprintf(work.pattern_source, sizeof work.pattern_source, "%s", source);
-                work.pattern_line = line;
-                work.pattern_column = NAM__CAST(int, vs - ls) + 1;
-            }
-            if (nam__fields[fi].slot >= 0) {
-                snprintf(work.key_pos[nam__fields[fi].slot].source, sizeof work.key_pos[0].source, "%s", source);
-                work.key_pos[nam__fields[fi].slot].line = line;
-                work.key_pos[nam__fields[fi].slot].column = NAM__CAST(int, ks - ls) + 1;
-            }
-            set_col[fi] = NAM__CAST(int, ks - ls) + 1;
-        }
-    }
-    /* settings that only mean something together with another key */
-    if (strcmp(work.mamba_impl, "mamba3"))
-        for (i = 0; i < NAM__NFIELDS; i++)
-            if (set_line[i] && !strcmp(nam__fields[i].section, "mamba3") && !nam__field_is_default(&work, i)) {
-                nam__err(err, NAM_ERR_CONFLICT, "mamba3.%s is a Mamba-3 setting, but pattern.mamba_impl is %s (set pattern.mamba_impl = mamba3)", nam__fields[i].key, work.mamba_impl);
-                st = nam__recipe_err_at(err, NAM_ERR_CONFLICT, source, -1, set_line[i], set_col[i]);
-                goto fail;
-            }
-    nam_free(value);
-    nam_recipe_free(r);
-    *r = work;
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-fail:
-    nam_free(value);
-    nam_recipe_free(&work);
-    return st;
-}
-
-/* >>translate -------------------------------------------------------------------------- */
-/* A new seam (the caller has checked that none of that name exists); returns its index. */
-static int nam__seam_add(nam_plan *p, const char *name, char fam, nam_seam_kind kind, const char *mixer,
-                         const char *placement, const char *detail, const char *reason, const char *supplies) {
-    nam_seam s;
-    memset(&s, 0, sizeof s);
-    nam__copy(s.name, sizeof s.name, name);
-    s.family = fam;
-    s.kind = kind;
-    nam__copy(s.mixer, sizeof s.mixer, mixer);
-    nam__copy(s.placement, sizeof s.placement, placement);
-    nam__copy(s.detail, sizeof s.detail, detail);
-    nam__copy(s.reason, sizeof s.reason, reason);
-    nam__copy(s.runtime_supplies, sizeof s.runtime_supplies, supplies);
-    arrput(p->seams, s);
-    return p->num_seams++;
-}
-
-static void nam__decision_add(nam_plan *p, char fam, char sym, const char *what) {
-    nam_decision d;
-    d.family = fam;
-    d.symbol = sym;
-    nam__copy(d.what, sizeof d.what, what);
-    arrput(p->decisions, d);
-    p->num_decisions++;
-}
-
-static const char *nam__symbol_name(char sym) {
-    switch (sym) {
-    case 'M': return "Mamba-2";
-    case 'G': return "Gated DeltaNet";
-    case '*': return "attention";
-    case 'D': return "DeepSeek sparse attention";
-    case '+': return "multi-latent attention";
-    case '-': return "dense MLP";
-    case 'E': return "MoE";
-    default: return "?";
-    }
-}
-
-/* The decision an explicit binding FAM=SYM records (once per binding). R is M2RNN: bound to
-   M it only borrows Megatron's M slot (the m2rnn-mixer seam keeps the mixer custom); bound to
-   anything else it is REPLACED by that layer, which is a different model. */
-static void nam__decide(nam_plan *p, char fam, char sym) {
-    int i;
-    char what[320];
-    for (i = 0; i < p->num_decisions; i++) if (p->decisions[i].family == fam && p->decisions[i].symbol == sym) return;
-    if (fam == 'R' && sym == 'M')
-        snprintf(what, sizeof what, "explicit binding pattern.map R=M: R layers take Megatron's 'M' slot (the native pattern is emitted); their mixer stays M2RNN, supplied by the layer spec (seam m2rnn-mixer)");
-    else if (fam == 'R')
-        snprintf(what, sizeof what, "explicit binding pattern.map R=%c: the M2RNN recurrent tail is REPLACED by Megatron's %s ('%c'), a different layer%s; M2RNN does not run in this plan",
-                 sym, nam__symbol_name(sym), sym, sym == 'G' ? " (a linear delta-rule recurrence, not M2RNN's non-linear matrix-state RNN)" : "");
-    else
-        snprintf(what, sizeof what, "explicit binding pattern.map %c=%c: family %c lowered to Megatron '%c' (%s)", fam, sym, fam, sym, nam__symbol_name(sym));
-    nam__decision_add(p, fam, sym, what);
-}
-
-/* Arg values live in one buffer (p->arg_values); while the args are being built each value
-   is recorded as an offset into `text` and resolved to a pointer at the end. */
-#define NAM__MAX_ARGS 128
-typedef struct nam__argbuf { nam__sb text; int off[NAM__MAX_ARGS]; } nam__argbuf;
-
-static void nam__arg_str(nam_plan *p, nam__argbuf *ab, const char *flag, const char *value) {
-    nam_arg a;
-    NAM_ASSERT(p->num_args < NAM__MAX_ARGS);
-    memcpy(a.flag, flag, strlen(flag) + 1);
-    a.value = NULL;
-    ab->off[p->num_args] = -1;
-    if (value) {
-        ab->off[p->num_args] = NAM__CAST(int, ab->text.len);
-        nam__sb_putn(&ab->text, value, strlen(value) + 1);   /* keeps the NUL */
-    }
-    arrput(p->args, a);
-    p->num_args++;
-}
-
-/* Integer-valued arg without going through printf. */
-static void nam__arg_int(nam_plan *p, nam__argbuf *ab, const char *flag, long long v) {
-    char tmp[24], *q = tmp + sizeof tmp;
-    unsigned long long u = v < 0 ? 0ULL - NAM__CAST(unsigned long long, v) : NAM__CAST(unsigned long long, v);
-    *--q = 0;
-    do { *--q = NAM__CAST(char, '0' + u % 10); u /= 10; } while (u);
-    if (v < 0) *--q = '-';
-    nam__arg_str(p, ab, flag, q);
-}
-
-static void nam__arg_fmt(nam_plan *p, nam__argbuf *ab, const char *flag, const char *fmt, ...) NAM__PRINTF(4, 5);
-static void nam__arg_fmt(nam_plan *p, nam__argbuf *ab, const char *flag, const char *fmt, ...) {
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    nam__arg_str(p, ab, flag, tmp);
-}
-
-NAM__DEF void nam_plan_free(nam_plan *p) {
-    int i;
-    if (!p) return;
-    for (i = 0; i < p->num_seams; i++) arrfree(p->seams[i].layers);
-    arrfree(p->seams);
-    arrfree(p->decisions);
-    nam_free(p->preflight.ranks);
-    nam_free(p->preflight.chunks);
-    nam_free(p->policy_values);
-    arrfree(p->policy_args);
-    nam_free(p->arg_values);
-    arrfree(p->args);
-    nam_free(p->layers);
-    nam_free(p->mtp_native);
-    nam_free(p->native_pattern);
-    nam_megatron_free(&p->mpattern);
-    nam_layout_free(&p->layout);
-    nam_pattern_free(&p->pattern);
-    nam_recipe_free(&p->recipe);
-    memset(p, 0, sizeof *p);
-}
-
-/* Binding for family `fam` from the recipe's map ("R=G,X=M"), 0 if none. */
-static char nam__binding(const nam_recipe *r, char fam) {
-    const char *p = r->map;
-    for (; *p; p++)
-        if ((p == r->map || p[-1] == ',') && p[0] == fam && p[1] == '=') return p[2];
-    return 0;
-}
-
-static int nam__has_module(const char *list, const char *m) {
-    size_t n = strlen(m);
-    const char *p = list;
-    while (p && *p) {
-        const char *e = strchr(p, ',');
-        size_t l = e ? NAM__CAST(size_t, e - p) : strlen(p);
-        if (l == n && !strncmp(p, m, n)) return 1;
-        p = e ? e + 1 : NULL;
-    }
-    return 0;
-}
-
-/* Position-bearing error for a layer of the authored pattern. */
-static nam_status nam__layer_err(nam_plan *p, nam_error *err, nam_status st, int layer, int stage, int column) {
-    const nam_recipe *r = &p->recipe;
-    if (!err) return st;
-    err->layer = layer;
-    err->stage = stage;
-    err->line = r->pattern_line > 0 ? r->pattern_line : 1;
-    err->column = (r->pattern_column > 0 ? r->pattern_column - 1 : 0) + column;
-    err->offset = column - 1;
-    snprintf(err->source, sizeof err->source, "%s", r->pattern_source);
-    return st;
-}
-
-/* Lower one authored letter. Returns the Megatron symbol, 0 for an unmapped seam,
-   or -1 after filling err (refusal). `seam` receives the seam index or -1. */
-static void nam__where(char *where, size_t n, int layer, int mtp_pos, int stage, int column) {
-    if (mtp_pos >= 0) snprintf(where, n, "MTP position %d (pattern column %d)", mtp_pos, column);
-    else snprintf(where, n, "layer %d (stage %d, pattern column %d)", layer, stage, column);
-}
-
-static int nam__seam_index(const nam_plan *p, const char *name) {
-    int i;
-    for (i = 0; i < p->num_seams; i++) if (!strcmp(p->seams[i].name, name)) return i;
-    return -1;
-}
-
-/* The R mixer's value heads: m2rnn.num_heads, else max(1, floor(hidden / (K + V))). */
-static int nam__m2rnn_heads(const nam_recipe *r) {
-    int h;
-    if (r->m2rnn_num_heads) return r->m2rnn_num_heads;
-    h = r->hidden_size / (r->m2rnn_k_head_dim + r->m2rnn_v_head_dim);
-    return h > 0 ? h : 1;
-}
-
-static void nam__m2rnn_detail(const nam_recipe *r, char *out, size_t n) {
-    long long K = r->m2rnn_k_head_dim, V = r->m2rnn_v_head_dim, H = nam__m2rnn_heads(r);
-    snprintf(out, n, "mixer=M2RNN k_head_dim=%lld v_head_dim=%lld value_heads=%lld%s conv_kernel=%d residual_D=%s state=%lldx%lld fp32 per head in_proj=%lld (2K+2HV+H) out_proj=%lld->%d",
-             K, V, H, r->m2rnn_num_heads ? "" : " (floor(hidden/(K+V)))", r->m2rnn_conv_kernel, r->m2rnn_residual ? "on" : "off",
-             K, V, 2 * K + 2 * H * V + H, H * V, r->hidden_size);
-}
-
-static void nam__mamba3_detail(const nam_recipe *r, char *out, size_t n) {
-    long long d_inner = NAM__CAST(long long, r->mamba3_expand) * r->hidden_size, P = r->mamba_head_dim;
-    long long H = P ? d_inner / P : 0, N = r->mamba_state_dim, G = r->mamba_num_groups, R = r->mamba3_mimo ? r->mamba3_mimo_rank : 1;
-    long long nth = NAM__CAST(long long, floor(NAM__CAST(double, N) * r->mamba3_rope_fraction)) / 2;
-    snprintf(out, n, "mixer=Mamba-3 %s expand=%d heads=%lld head_dim=%lld state_dim=%lld groups=%lld rank=%lld rope_fraction=%g rotary_angles=%lld chunk_size=%d a_floor=%g dt_range=[%g,%g] in_proj=%lld (2*d_inner+2NGR+3H+n_theta), no conv1d",
-             r->mamba3_mimo ? "MIMO" : "SISO", r->mamba3_expand, H, P, N, G, R, r->mamba3_rope_fraction, nth, r->mamba3_chunk_size,
-             r->mamba3_a_floor, r->mamba3_dt_min, r->mamba3_dt_max, 2 * d_inner + 2 * N * G * R + 3 * H + nth);
-}
-
-static int nam__lower_uncached(nam_plan *p, char fam, int layer, int is_dsa, int *seam, nam_error *err, int mtp_pos, int stage, int column) {
-    const nam_recipe *r = &p->recipe;
-    char where[96], reason[256], sup[256], detail[512];
-    *seam = -1;
-    if (fam == 'A') return r->mla ? (is_dsa ? 'D' : '+') : '*';
-    if (fam == 'F') return '-';
-    if (fam == 'E') {
-        if (r->num_experts <= 0) {
-            nam__where(where, sizeof where, layer, mtp_pos, stage, column);
-            nam__err(err, NAM_ERR_UNSUPPORTED, "E at %s needs MoE, but moe.num_experts is 0; nam refuses to lower an expert layer to a dense MLP '-' (write F for a dense MLP layer)", where);
-            return -1;
-        }
-        return 'E';
-    }
-    if (fam == 'M') {
-        if (strcmp(r->mamba_impl, "mamba2")) {
-            int m3 = !strcmp(r->mamba_impl, "mamba3");
-            const char *name = m3 ? "mamba3-mixer" : "custom-mamba-mixer";
-            *seam = nam__seam_index(p, name);
-            if (*seam < 0) {
-                snprintf(reason, sizeof reason, "pattern.mamba_impl = %s, but Megatron-LM's M builds the Mamba-2 MambaLayer", r->mamba_impl);
-                snprintf(sup, sizeof sup, "a %s mixer submodule in the hybrid layer spec (model.spec / --spec) for these M layers", m3 ? "Mamba-3" : "custom Mamba");
-                if (m3) nam__mamba3_detail(r, detail, sizeof detail);
-                else snprintf(detail, sizeof detail, "mixer=custom state_dim=%d head_dim=%d groups=%d", r->mamba_state_dim, r->mamba_head_dim, r->mamba_num_groups);
-                *seam = nam__seam_add(p, name, 'M', NAM_SEAM_CUSTOM_IMPL, m3 ? "mamba3" : "custom", "layers", detail, reason, sup);
-            }
-        }
-        return 'M';
-    }
-    {   /* R and declared families: explicit binding, strict refusal, or a seam */
-        char b = nam__binding(r, fam);
-        if (b) {
-            if (b == 'E' && r->num_experts <= 0) {
-                nam__where(where, sizeof where, layer, mtp_pos, stage, column);
-                nam__err(err, NAM_ERR_CONFLICT, "binding %c=E at %s needs moe.num_experts > 0", fam, where);
-                return -1;
-            }
-            if ((b == '+' || b == 'D') && !r->mla) {
-                nam__where(where, sizeof where, layer, mtp_pos, stage, column);
-                nam__err(err, NAM_ERR_CONFLICT, "binding %c=%c at %s needs model.mla = true", fam, b, where);
-                return -1;
-            }
-            nam__decide(p, fam, b);
-            if (fam == 'R' && b == 'M') {   /* Megatron's M slot, M2RNN mixer: a custom-implementation seam */
-                *seam = nam__seam_index(p, "m2rnn-mixer");
-                if (*seam < 0) {
-                    nam__m2rnn_detail(r, detail, sizeof detail);
-                    *seam = nam__seam_add(p, "m2rnn-mixer", 'R', NAM_SEAM_CUSTOM_IMPL, "m2rnn", "layers", detail,
-                                          "pattern.map = R=M: R layers sit in Megatron 'M' slots, but their mixer is M2RNN (non-linear matrix-state RNN), which Megatron-LM does not build",
-                                          "an M2RNN mixer in the hybrid layer spec (model.spec / --spec) at these layers (x <- x + M2RNN(RMSNorm(x))), with the dims in detail");
-                }
-            }
-            return b;
-        }
-        if (p->strict) {
-            nam__where(where, sizeof where, layer, mtp_pos, stage, column);
-            nam__err(err, NAM_ERR_UNSUPPORTED, "%c at %s has no Megatron-LM layer symbol (valid: M G * D + - E); strict mode stops here. Bind it explicitly (pattern.map = %c=M keeps the custom mixer as a seam) or keep it as a named seam with recipe.mode = plan",
-                     fam, where, fam);
-            return -1;
-        }
-        {
-            char name[48] = "recurrent-tail";
-            if (fam != 'R') snprintf(name, sizeof name, "custom-family-%c", fam);
-            *seam = nam__seam_index(p, name);
-            if (*seam < 0) {
-                if (fam == 'R') {
-                    nam__m2rnn_detail(r, detail, sizeof detail);
-                    snprintf(reason, sizeof reason, "R is M2RNN (a non-linear matrix-state RNN); Megatron-LM has no symbol for it (valid: M G * D + - E) and nam does not substitute M or G");
-                    snprintf(sup, sizeof sup, "an M2RNN layer at these indices: bind pattern.map = R=M and supply the mixer through model.spec (or R=G to replace it with Gated DeltaNet, a different model)");
-                    *seam = nam__seam_add(p, name, fam, NAM_SEAM_UNMAPPED, "m2rnn", "layers", detail, reason, sup);
-                } else {
-                    snprintf(reason, sizeof reason, "family %c is declared by the recipe and has no Megatron-LM symbol", fam);
-                    snprintf(sup, sizeof sup, "a layer spec for family %c at these indices, or an explicit binding pattern.map = %c=SYMBOL", fam, fam);
-                    *seam = nam__seam_add(p, name, fam, NAM_SEAM_UNMAPPED, "custom", "layers", "", reason, sup);
-                }
-            }
-            return 0;
-        }
-    }
-}
-
-/* nam__lower with a per-family memo: every layer of a family lowers the same way, except
-   A (DSA marks) and the first occurrence, which may create a seam or report an error. */
-typedef struct nam__lower_memo { signed char sym[26]; int seam[26]; } nam__lower_memo;
-
-static int nam__lower(nam_plan *p, nam__lower_memo *m, char fam, int layer, int is_dsa, int *seam, nam_error *err, int mtp_pos, int stage, int column) {
-    int f = fam - 'A', sym;
-    if (fam != 'A' && m->sym[f] >= 0) { *seam = m->seam[f]; return m->sym[f]; }
-    sym = nam__lower_uncached(p, fam, layer, is_dsa, seam, err, mtp_pos, stage, column);
-    if (sym >= 0 && fam != 'A') { m->sym[f] = NAM__CAST(signed char, sym); m->seam[f] = *seam; }
-    return sym;
-}
-
-static int nam__i64_fits(long long v) { return v >= 0 && v <= INT_MAX; }
-
-/* --num-experts is emitted only when the plan has E layers (or while seams are unresolved). */
-static int nam__emits_moe(const nam_plan *p) {
-    int i;
-    if (p->recipe.num_experts <= 0) return 0;
-    if (p->unresolved) return 1;
-    for (i = 0; i < p->pattern.depth; i++) if (p->layers[i].native == 'E') return 1;
-    return p->mtp_native && strchr(p->mtp_native, 'E') != NULL;
-}
-
-/* Value of KEY in the fixed policy's env list ("K=V,K2=V2"), NULL when absent; copied to buf. */
-static const char *nam__env_get(const char *env, const char *key, char *buf, size_t cap) {
-    size_t kl = strlen(key);
-    const char *e = env;
-    while (e && *e) {
-        const char *c = strchr(e, ',');
-        size_t l = c ? NAM__CAST(size_t, c - e) : strlen(e);
-        if (l > kl && !strncmp(e, key, kl) && e[kl] == '=') {
-            size_t vl = l - kl - 1;
-            if (vl >= cap) vl = cap - 1;
-            memcpy(buf, e + kl + 1, vl);
-            buf[vl] = 0;
-            return buf;
-        }
-        e = c ? c + 1 : NULL;
-    }
-    return NULL;
-}
-
-/* The fixed policy's environment, against the Megatron rules that read it. nam cannot know
-   the GPU; it applies the Hopper-and-older rule (Blackwell drops it, and the setting is
-   harmless there). */
-static nam_status nam__check_env(const nam_plan *p, nam_error *err) {
-    const nam_recipe *r = &p->recipe;
-    char v[NAM_STR_MAX];
-    const char *x;
-    if (r->tp > 1 || r->cp > 1) {
-        x = nam__env_get(r->env, "CUDA_DEVICE_MAX_CONNECTIONS", v, sizeof v);
-        if (!x || strcmp(x, "1"))
-            return nam__err(err, NAM_ERR_CONFLICT, "runtime.env: tp %d / cp %d need CUDA_DEVICE_MAX_CONNECTIONS=1 on Hopper and older GPUs (arguments.py:1479), got %s%s",
-                            r->tp, r->cp, x ? "CUDA_DEVICE_MAX_CONNECTIONS=" : "none", x ? x : "");
-    }
-    if (!strcmp(r->cuda_graph_impl, "transformer_engine")) {
-        x = nam__env_get(r->env, "PYTORCH_CUDA_ALLOC_CONF", v, sizeof v);
-        if (x && strstr(x, "expandable_segments:True")) {
-            x = nam__env_get(r->env, "NCCL_GRAPH_REGISTER", v, sizeof v);
-            if (!x || strcmp(x, "0"))
-                return nam__err(err, NAM_ERR_CONFLICT, "runtime.env: PYTORCH_CUDA_ALLOC_CONF has expandable_segments:True with transformer_engine CUDA graphs, which needs NCCL_GRAPH_REGISTER=0 (arguments.py:1966)");
-        }
-    }
-    return NAM_OK;
-}
-
-/* Launch-policy checks that mirror Megatron's constraints (megatron.md section 4). */
-static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
-    const nam_recipe *r = &p->recipe;
-    long long model = NAM__CAST(long long, r->tp) * r->pp * r->cp, emodel;
-    int counts[128], i, any_attn, moe, heads = r->num_attention_heads;
-    memset(counts, 0, sizeof counts);
-    for (i = 0; i < p->pattern.depth; i++) if (p->layers[i].native) counts[NAM__CAST(unsigned char, p->layers[i].native)]++;
-    if (p->mtp_native) for (i = 0; p->mtp_native[i]; i++) counts[NAM__CAST(unsigned char, p->mtp_native[i])]++;
-    any_attn = counts[(int)'*'] + counts[(int)'+'] + counts[(int)'D'];
-    moe = nam__emits_moe(p);
-    /* world size and data parallel */
-    if (r->world_size % model != 0)
-        return nam__err(err, NAM_ERR_PARALLEL, "world_size %d is not divisible by tp*pp*cp = %d*%d*%d = %lld", r->world_size, r->tp, r->pp, r->cp, model);
-    p->dp = NAM__CAST(int, r->world_size / model);
-    p->etp = r->etp ? r->etp : r->tp;
-    emodel = NAM__CAST(long long, p->etp) * r->ep * r->pp;
-    if (r->world_size % emodel != 0)
-        return nam__err(err, NAM_ERR_PARALLEL, "world_size %d is not divisible by etp*ep*pp = %d*%d*%d = %lld (the expert grid)", r->world_size, p->etp, r->ep, r->pp, emodel);
-    p->edp = NAM__CAST(int, r->world_size / emodel);
-    if (strcmp(r->order + strlen(r->order) - 2, "pp") && r->pp != 1 && p->edp != p->dp)
-        return nam__err(err, NAM_ERR_PARALLEL, "order %s does not end in pp, so Megatron needs expert dp (%d) == dp (%d) when pp = %d", r->order, p->edp, p->dp, r->pp);
-    /* experts */
-    if (r->ep > 1 && r->num_experts == 0)
-        return nam__err(err, NAM_ERR_PARALLEL, "parallel.ep = %d needs moe.num_experts > 0", r->ep);
-    if (moe && r->pad_to_capacity && r->capacity_factor <= 0)
-        return nam__err(err, NAM_ERR_CONFLICT, "moe.pad_to_capacity needs moe.capacity_factor > 0 (transformer_config.py:1862)");
-    if (moe && r->capacity_factor > 0 && !strcmp(r->load_balancing, "sinkhorn"))
-        return nam__err(err, NAM_ERR_CONFLICT, "moe.capacity_factor works only with aux_loss, seq_aux_loss, global_aux_loss or none load balancing, got sinkhorn (transformer_config.py:1836)");
-    if (moe && r->pad_to_capacity && !strcmp(r->dispatcher, "flex") && !strcmp(r->moe_flex_backend, "deepep"))
-        return nam__err(err, NAM_ERR_CONFLICT, "moe.pad_to_capacity with the flex dispatcher's deepep backend (transformer_config.py:1755)");
-    if (r->ep > 1 && !moe)
-        return nam__err(err, NAM_ERR_PARALLEL, "parallel.ep = %d, but the plan has no E layer, so nam emits no --num-experts, and Megatron asserts num_experts for expert parallelism (arguments.py:1656); set parallel.ep = 1", r->ep);
-    if (moe && !strcmp(r->load_balancing, "sinkhorn") && r->aux_loss_coeff != 0)
-        return nam__err(err, NAM_ERR_CONFLICT, "moe.load_balancing = sinkhorn needs moe.aux_loss_coeff = 0, got %g (Megatron's router asserts it on the first step, router.py:298)", r->aux_loss_coeff);
-    if (r->num_experts > 0) {
-        if (r->num_experts % r->ep != 0)
-            return nam__err(err, NAM_ERR_PARALLEL, "moe.num_experts %d is not divisible by parallel.ep %d", r->num_experts, r->ep);
-        if (r->router_topk > r->num_experts)
-            return nam__err(err, NAM_ERR_RANGE, "moe.router_topk %d exceeds moe.num_experts %d", r->router_topk, r->num_experts);
-        if (r->router_topk == 1 && !strcmp(r->score_function, "softmax") && !r->pre_softmax)
-            return nam__err(err, NAM_ERR_CONFLICT, "moe.router_topk 1 with softmax scoring needs moe.pre_softmax = true (TransformerConfig)");
-        if (r->expert_bias && !strcmp(r->score_function, "softmax"))
-            return nam__err(err, NAM_ERR_CONFLICT, "moe.expert_bias needs score_function sigmoid or sqrtsoftplus, not softmax");
-        if (!r->disable_bias_linear && p->etp != 1)
-            return nam__err(err, NAM_ERR_CONFLICT, "MoE with linear bias (model.disable_bias_linear = false) needs expert tensor parallel 1, got %d", p->etp);
-    }
-    /* attention heads vs TP */
-    if (heads % r->tp != 0)
-        return nam__err(err, NAM_ERR_PARALLEL, "model.num_attention_heads %d is not divisible by tp %d", heads, r->tp);
-    if (r->num_query_groups > 0) {
-        if (r->mla)
-            return nam__err(err, NAM_ERR_CONFLICT, "model.num_query_groups = %d asks for grouped-query attention, which Megatron refuses together with MLA (model.mla = true); set num_query_groups = 0", r->num_query_groups);
-        if (heads % r->num_query_groups != 0)
-            return nam__err(err, NAM_ERR_RANGE, "model.num_attention_heads %d is not divisible by model.num_query_groups %d", heads, r->num_query_groups);
-        if (r->num_query_groups % r->tp != 0 && r->tp % r->num_query_groups != 0)
-            return nam__err(err, NAM_ERR_PARALLEL, "model.num_query_groups %d must be a multiple or a divisor of tp %d", r->num_query_groups, r->tp);
-    }
-    if (r->kv_channels == 0 && r->hidden_size % heads != 0)
-        return nam__err(err, NAM_ERR_RANGE, "model.hidden_size %d is not divisible by model.num_attention_heads %d (set model.kv_channels)", r->hidden_size, heads);
-    p->kv_channels = r->kv_channels ? r->kv_channels : r->hidden_size / heads;
-    /* Mamba heads and groups vs TP and CP */
-    p->mamba_num_heads = r->mamba_num_heads;
-    {
-        int m3 = !strcmp(r->mamba_impl, "mamba3"), expand = m3 ? r->mamba3_expand : 2;
-        long long d_inner = NAM__CAST(long long, expand) * r->hidden_size;
-        if (!p->mamba_num_heads || m3) {
-            if (d_inner % r->mamba_head_dim != 0)
-                return nam__err(err, NAM_ERR_RANGE, "%s%d * model.hidden_size (%lld) is not divisible by mamba.head_dim %d", m3 ? "Mamba-3: mamba3.expand " : "", expand, d_inner, r->mamba_head_dim);
-            if (d_inner / r->mamba_head_dim > NAM_MAX_DIM)
-                return nam__err(err, NAM_ERR_RANGE, "Mamba heads %lld exceed %d", d_inner / r->mamba_head_dim, NAM_MAX_DIM);
-            if (m3 && p->mamba_num_heads && p->mamba_num_heads != d_inner / r->mamba_head_dim)
-                return nam__err(err, NAM_ERR_CONFLICT, "Mamba-3: mamba.num_heads = %d, but its heads are mamba3.expand * hidden / head_dim = %d * %d / %d = %lld (leave mamba.num_heads at 0 or match it)",
-                                p->mamba_num_heads, expand, r->hidden_size, r->mamba_head_dim, d_inner / r->mamba_head_dim);
-            p->mamba_num_heads = NAM__CAST(int, d_inner / r->mamba_head_dim);
-        }
-        if (m3 && r->mamba3_dt_min > r->mamba3_dt_max)
-            return nam__err(err, NAM_ERR_RANGE, "Mamba-3: mamba3.dt_min %g is above mamba3.dt_max %g", r->mamba3_dt_min, r->mamba3_dt_max);
-    }
-    if (counts[(int)'M']) {
-        int nh = p->mamba_num_heads, ng = r->mamba_num_groups;
-        if (nh % r->tp != 0) return nam__err(err, NAM_ERR_PARALLEL, "Mamba heads %d are not divisible by tp %d", nh, r->tp);
-        if (ng % r->tp != 0) return nam__err(err, NAM_ERR_PARALLEL, "mamba.num_groups %d is not divisible by tp %d", ng, r->tp);
-        if (nh % ng != 0) return nam__err(err, NAM_ERR_RANGE, "Mamba heads %d are not divisible by mamba.num_groups %d", nh, ng);
-        if (r->cp > 1) {
-            int ht = nh / r->tp, gt = ng / r->tp;
-            if (ht % r->cp != 0) return nam__err(err, NAM_ERR_PARALLEL, "Mamba heads per TP rank (%d) are not divisible by cp %d", ht, r->cp);
-            if (r->cp % gt != 0 && gt % r->cp != 0)
-                return nam__err(err, NAM_ERR_PARALLEL, "Mamba groups per TP rank (%d) and cp %d must divide one another", gt, r->cp);
-        }
-    }
-    if (counts[(int)'G']) {
-        long long tc = NAM__CAST(long long, r->tp) * r->cp;
-        if (r->gdn_num_key_heads % tc != 0 || r->gdn_num_value_heads % tc != 0)
-            return nam__err(err, NAM_ERR_PARALLEL, "GDN heads (key %d, value %d) must be divisible by tp*cp = %lld", r->gdn_num_key_heads, r->gdn_num_value_heads, tc);
-    }
-    /* fp8 GEMMs need the Mamba in_proj output width (2*d_inner + 2*groups*state + heads,
-       d_inner = heads*head_dim) to be a multiple of 16 (mamba_mixer.py:254) */
-    if (counts[(int)'M'] && strcmp(r->fp8, "none")) {
-        long long w = 2LL * p->mamba_num_heads * r->mamba_head_dim + 2LL * r->mamba_num_groups * r->mamba_state_dim + p->mamba_num_heads;
-        if (w % 16 != 0)
-            return nam__err(err, NAM_ERR_CONFLICT, "precision.fp8 = %s: the Mamba in_proj width 2*%d*%d + 2*%d*%d + %d = %lld is not a multiple of 16, which Megatron asserts for FP8 (mamba_mixer.py:254)",
-                            r->fp8, p->mamba_num_heads, r->mamba_head_dim, r->mamba_num_groups, r->mamba_state_dim, p->mamba_num_heads, w);
-    }
-    /* the same for the GDN in_proj, 2*qk_dim + 2*v_dim + 2*value_heads (gated_delta_net/common.py:207;
-       16 is the alignment of the fp8 recipes nam emits) */
-    if (counts[(int)'G'] && strcmp(r->fp8, "none")) {
-        long long w = 2LL * r->gdn_key_head_dim * r->gdn_num_key_heads + 2LL * r->gdn_value_head_dim * r->gdn_num_value_heads + 2LL * r->gdn_num_value_heads;
-        if (w % 16 != 0)
-            return nam__err(err, NAM_ERR_CONFLICT, "precision.fp8 = %s: the GDN in_proj width %lld is not a multiple of 16, which Megatron asserts for FP8 (gated_delta_net/common.py:207)", r->fp8, w);
-    }
-    /* sequence parallel, context parallel, sequence length */
-    if (r->sequence_parallel && r->tp == 1)
-        return nam__err(err, NAM_ERR_CONFLICT, "parallel.sequence_parallel needs tp > 1 (Megatron would silently turn it off; nam refuses the silent fix-up)");
-    if (r->num_hierarchical_cp_sizes) {
-        long long prod = 1;
-        for (i = 0; i < r->num_hierarchical_cp_sizes; i++) prod *= r->hierarchical_cp_sizes[i];
-        if (prod != r->cp)
-            return nam__err(err, NAM_ERR_PARALLEL, "parallel.hierarchical_cp_sizes multiply to %lld, but cp is %d (Megatron asserts cp == prod(sizes), arguments.py:581)", prod, r->cp);
-    } else if (r->cp > 1 && !strcmp(r->cp_comm_type, "a2a+p2p"))
-        return nam__err(err, NAM_ERR_CONFLICT, "parallel.cp_comm_type = a2a+p2p needs parallel.hierarchical_cp_sizes (--hierarchical-context-parallel-sizes, arguments.py:583)");
-    if (r->cp > 1 && r->seq_length % (2 * r->cp) != 0)
-        return nam__err(err, NAM_ERR_PARALLEL, "model.seq_length %d is not divisible by 2*cp = %d", r->seq_length, 2 * r->cp);
-    if (r->max_position_embeddings && r->max_position_embeddings < r->seq_length)
-        return nam__err(err, NAM_ERR_RANGE, "model.max_position_embeddings %d is smaller than model.seq_length %d", r->max_position_embeddings, r->seq_length);
-    /* batch geometry */
-    {
-        long long gbs = r->global_batch_size ? r->global_batch_size : NAM__CAST(long long, r->micro_batch_size) * p->dp;
-        long long unit = NAM__CAST(long long, r->micro_batch_size) * p->dp;
-        if (!nam__i64_fits(gbs)) return nam__err(err, NAM_ERR_RANGE, "global batch size %lld overflows", gbs);
-        p->global_batch_size = NAM__CAST(int, gbs);   /* the one place it is derived */
-        if (gbs % unit != 0)
-            return nam__err(err, NAM_ERR_PARALLEL, "global batch size %lld is not divisible by micro_batch_size * dp = %d * %d = %lld", gbs, r->micro_batch_size, p->dp, unit);
-        p->num_microbatches = NAM__CAST(int, gbs / unit);
-        if (p->vpp) {
-            if (p->num_microbatches < r->pp)
-                return nam__err(err, NAM_ERR_PARALLEL, "the interleaved schedule (VPP %d) needs at least pp = %d microbatches, got %d (global %lld / (micro %d * dp %d))",
-                                p->vpp, r->pp, p->num_microbatches, gbs, r->micro_batch_size, p->dp);
-            if (p->num_microbatches % r->pp != 0)
-                return nam__err(err, NAM_ERR_PARALLEL, "the interleaved schedule (VPP %d) needs the number of microbatches (%d) divisible by pp %d", p->vpp, p->num_microbatches, r->pp);
-        }
-    }
-    /* MTP, MLA, DSA */
-    if (p->pattern.mtp_depths > 0 && strcmp(r->position_embedding_type, "rope") && strcmp(r->position_embedding_type, "none"))
-        return nam__err(err, NAM_ERR_CONFLICT, "MTP (%d depths) needs model.position_embedding_type rope or none, got %s", p->pattern.mtp_depths, r->position_embedding_type);
-    if (counts[(int)'D']) {
-        if (!r->disable_bias_linear)
-            return nam__err(err, NAM_ERR_CONFLICT, "DSA layers ('D') need model.disable_bias_linear = true (add_bias_linear=False)");
-        if (r->cp > 1 && strcmp(r->cp_comm_type, "allgather"))
-            return nam__err(err, NAM_ERR_CONFLICT, "DSA layers with cp %d need parallel.cp_comm_type = allgather, got %s", r->cp, r->cp_comm_type);
-    }
-    /* CUDA graphs */
-    {
-        const char *impl = r->cuda_graph_impl, *mods = r->cuda_graph_modules;
-        if (!strcmp(impl, "none") && mods[0])
-            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules = %s but cuda_graph.impl is none", mods);
-        if (!strcmp(impl, "full_iteration") && mods[0])
-            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.impl full_iteration needs empty cuda_graph.modules, got %s", mods);
-        if (nam__has_module(mods, "moe") && nam__has_module(mods, "moe_router"))
-            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: moe and moe_router are mutually exclusive");
-        if (nam__has_module(mods, "moe_preprocess") && !nam__has_module(mods, "moe_router"))
-            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: moe_preprocess needs moe_router");
-        if ((nam__has_module(mods, "moe") || nam__has_module(mods, "moe_router")) && r->num_experts <= 1)
-            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: MoE graphs need moe.num_experts > 1, got %d", r->num_experts);
-        if ((nam__has_module(mods, "moe") || nam__has_module(mods, "moe_router")) && !moe)
-            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: MoE graphs, but the plan has no E layer, so nam emits no --num-experts and Megatron refuses MoE graphs (transformer_config.py:2829)");
-        if (nam__has_module(mods, "mlp") && moe)
-            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'mlp' in a MoE model: Megatron graphs dense MLPs only when moe_layer_freq marks dense layers, which a hybrid pattern never sets (transformer_config.py:2835)");
-        if (nam__has_module(mods, "moe") && !(r->capacity_factor > 0 && r->pad_to_capacity))
-            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'moe' graphs need drop-and-pad MoE (moe.capacity_factor > 0 and moe.pad_to_capacity), transformer_config.py:2839; or use moe_router");
-        if (nam__has_module(mods, "moe_preprocess") && r->capacity_factor > 0 && !r->pad_to_capacity && !strcmp(r->dispatcher, "alltoall"))
-            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: moe_preprocess with a capacity factor under the alltoall dispatcher (DtoH copies in the preprocess step; transformer_config.py:2846)");
-        if (nam__has_module(mods, "mlp") && !counts[(int)'-'])
-            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'mlp' but the plan has no dense MLP ('-') layers");
-        if (nam__has_module(mods, "mamba") && !counts[(int)'M'] && !p->unresolved)
-            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'mamba' but the plan has no Mamba layers");
-        if (nam__has_module(mods, "attn") && !any_attn && !p->unresolved)
-            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'attn' but the plan has no attention layers");
-    }
-    /* implementation, fusions, schedule, run inputs */
-    if (r->mla_down_proj_fusion && !r->mla)
-        return nam__err(err, NAM_ERR_CONFLICT, "implementation.mla_down_proj_fusion needs model.mla = true (arguments.py:1977)");
-    if (r->moe_shared_expert_overlap && moe) {
-        if (!r->shared_expert_size)
-            return nam__err(err, NAM_ERR_CONFLICT, "implementation.moe_shared_expert_overlap needs a shared expert (moe.shared_expert_size > 0)");
-        if (strcmp(r->dispatcher, "alltoall") && strcmp(r->dispatcher, "flex"))
-            return nam__err(err, NAM_ERR_CONFLICT, "implementation.moe_shared_expert_overlap works only with the alltoall or flex dispatcher, got %s (transformer_config.py:1820)", r->dispatcher);
-    }
-    if (r->lr > 0 && r->min_lr > r->lr)
-        return nam__err(err, NAM_ERR_RANGE, "train.min_lr %g is above train.lr %g (arguments.py:1359)", r->min_lr, r->lr);
-    if (r->min_lr > 0 && r->lr <= 0)
-        return nam__err(err, NAM_ERR_CONFLICT, "train.min_lr %g is set but train.lr is not", r->min_lr);
-    /* recompute under CUDA graphs (transformer_config.py:2855-2899); nam never sets dropout,
-       so Megatron's attention and hidden dropout of 0.1 apply */
-    if (strcmp(r->cuda_graph_impl, "none") && strcmp(r->recompute_granularity, "none")) {
-        const char *mods = r->cuda_graph_modules, *rm = r->recompute_modules;
-        int full_graph = !strcmp(r->cuda_graph_impl, "full_iteration") || !mods[0];
-        if (!strcmp(r->recompute_granularity, "full") && strcmp(r->cuda_graph_impl, "full_iteration"))
-            return nam__err(err, NAM_ERR_CONFLICT, "memory.recompute_granularity = full with cuda_graph.impl %s: Megatron supports full recompute only with full_iteration CUDA graphs (transformer_config.py:2858)", r->cuda_graph_impl);
-        if (!strcmp(r->recompute_granularity, "selective")) {
-            if (!strcmp(r->cuda_graph_impl, "transformer_engine") && nam__has_module(rm, "moe") && nam__has_module(mods, "moe_router"))
-                return nam__err(err, NAM_ERR_CONFLICT, "memory.recompute_modules 'moe' with the moe_router CUDA graph under transformer_engine graphs (transformer_config.py:2868)");
-            if (nam__has_module(rm, "core_attn") && (full_graph || nam__has_module(mods, "attn")))
-                return nam__err(err, NAM_ERR_CONFLICT, "memory.recompute_modules 'core_attn' while attention is CUDA-graphed: Megatron refuses graphed attention recompute with attention dropout, which is 0.1 unless set (transformer_config.py:2883); drop core_attn or the attn graph");
-            if ((nam__has_module(rm, "mlp") && (full_graph || nam__has_module(mods, "mlp"))) || (nam__has_module(rm, "moe") && (full_graph || nam__has_module(mods, "moe"))))
-                return nam__err(err, NAM_ERR_CONFLICT, "memory.recompute_modules 'mlp'/'moe' while that module is CUDA-graphed: Megatron refuses graphed MLP/MoE recompute with hidden dropout, which is 0.1 unless set (transformer_config.py:2899)");
-        }
-    }
-    if (!strcmp(r->recompute_granularity, "full") && r->recompute_num_layers > p->pattern.depth / r->pp)
-        return nam__err(err, NAM_ERR_RANGE, "memory.recompute_num_layers %d must be between 1 and the layers per pipeline rank, %d / %d = %d (transformer_config.py:1919)",
-                        r->recompute_num_layers, p->pattern.depth, r->pp, p->pattern.depth / r->pp);
-    return nam__check_env(p, err);
-}
-
-static nam_status nam__build_args(nam_plan *p, nam_error *err) {
-    nam__argbuf argbuf, *ab = &argbuf;
-    const nam_recipe *r = &p->recipe;
-    int hasM = 0, hasG = 0, hasD = 0, i;
-    nam_status st;
-    memset(&argbuf.text, 0, sizeof argbuf.text);
-    arrsetcap(p->args, 64);
-    for (i = 0; i < p->pattern.depth; i++) {
-        hasM |= p->layers[i].native == 'M';
-        hasG |= p->layers[i].native == 'G';
-        hasD |= p->layers[i].native == 'D';
-    }
-    if (p->mtp_native) {
-        hasM |= strchr(p->mtp_native, 'M') != NULL;
-        hasG |= strchr(p->mtp_native, 'G') != NULL;
-        hasD |= strchr(p->mtp_native, 'D') != NULL;
-    }
-    nam__arg_str(p, ab, "--spec", r->spec);
-    if (p->native_pattern) nam__arg_str(p, ab, "--hybrid-layer-pattern", p->native_pattern);
-    nam__arg_int(p, ab, "--num-layers", p->pattern.depth);
-    nam__arg_int(p, ab, "--tensor-model-parallel-size", r->tp);
-    nam__arg_int(p, ab, "--pipeline-model-parallel-size", r->pp);
-    nam__arg_int(p, ab, "--context-parallel-size", r->cp);
-    if (r->cp > 1) nam__arg_str(p, ab, "--cp-comm-type", r->cp_comm_type);
-    if (r->num_hierarchical_cp_sizes) {
-        char t[NAM_MAX_LIST * 8];
-        size_t n = 0;
-        for (i = 0; i < r->num_hierarchical_cp_sizes; i++)
-            n += NAM__CAST(size_t, snprintf(t + n, sizeof t - n, i ? " %d" : "%d", r->hierarchical_cp_sizes[i]));
-        nam__arg_str(p, ab, "--hierarchical-context-parallel-sizes", t);
-    }
-    nam__arg_int(p, ab, "--expert-model-parallel-size", r->ep);
-    nam__arg_int(p, ab, "--expert-tensor-parallel-size", p->etp);
-    if (r->sequence_parallel) nam__arg_str(p, ab, "--sequence-parallel", NULL);
-    if (!r->overlap_p2p) nam__arg_str(p, ab, "--no-overlap-p2p-communication", NULL);
-    if (!strcmp(r->order, "tp-cp-ep-pp-dp")) nam__arg_str(p, ab, "--use-tp-pp-dp-mapping", NULL);
-    if (r->first_stage_layers) nam__arg_int(p, ab, "--decoder-first-pipeline-num-layers", r->first_stage_layers);
-    if (r->last_stage_layers) nam__arg_int(p, ab, "--decoder-last-pipeline-num-layers", r->last_stage_layers);
-    nam__arg_int(p, ab, "--hidden-size", r->hidden_size);
-    nam__arg_int(p, ab, "--ffn-hidden-size", p->ffn_hidden_size);
-    nam__arg_int(p, ab, "--num-attention-heads", r->num_attention_heads);
-    if (r->num_query_groups > 0) {
-        nam__arg_str(p, ab, "--group-query-attention", NULL);
-        nam__arg_int(p, ab, "--num-query-groups", r->num_query_groups);
-    }
-    nam__arg_int(p, ab, "--kv-channels", p->kv_channels);
-    nam__arg_int(p, ab, "--seq-length", r->seq_length);
-    nam__arg_int(p, ab, "--max-position-embeddings", r->max_position_embeddings ? r->max_position_embeddings : r->seq_length);
-    nam__arg_str(p, ab, "--position-embedding-type", r->position_embedding_type);
-    nam__arg_str(p, ab, "--normalization", r->normalization);
-    if (!strcmp(r->activation, "swiglu")) nam__arg_str(p, ab, "--swiglu", NULL);
-    if (!strcmp(r->activation, "squared_relu")) nam__arg_str(p, ab, "--squared-relu", NULL);
-    if (r->untie_embeddings) nam__arg_str(p, ab, "--untie-embeddings-and-output-weights", NULL);
-    if (r->disable_bias_linear) nam__arg_str(p, ab, "--disable-bias-linear", NULL);
-    if (r->mla) {
-        nam__arg_str(p, ab, "--multi-latent-attention", NULL);
-        if (r->q_lora_rank) nam__arg_int(p, ab, "--q-lora-rank", r->q_lora_rank);
-        nam__arg_int(p, ab, "--kv-lora-rank", r->kv_lora_rank);
-        nam__arg_int(p, ab, "--qk-head-dim", r->qk_head_dim);
-        nam__arg_int(p, ab, "--qk-pos-emb-head-dim", r->qk_pos_emb_head_dim);
-        nam__arg_int(p, ab, "--v-head-dim", r->v_head_dim);
-    }
-    if (hasD) {   /* transformer_config.py:1510 and 3162; dsa.py's indexer needs its dims */
-        nam__arg_str(p, ab, "--experimental-attention-variant", "dsa");
-        nam__arg_int(p, ab, "--dsa-indexer-n-heads", r->dsa_indexer_n_heads);
-        nam__arg_int(p, ab, "--dsa-indexer-head-dim", r->dsa_indexer_head_dim);
-        nam__arg_int(p, ab, "--dsa-indexer-topk", r->dsa_indexer_topk);
-        nam__arg_fmt(p, ab, "--dsa-indexer-loss-coeff", "%g", r->dsa_indexer_loss_coeff);
-        nam__arg_str(p, ab, "--no-rope-fusion", NULL);
-        if (r->rope_fusion)
-            nam__decision_add(p, 0, 0, "nam adds --no-rope-fusion: the plan has DSA layers ('D') and Megatron asserts RoPE fusion off for DSAttention (transformer_config.py:3163)");
-        nam__decision_add(p, 0, 0, "nam adds --experimental-attention-variant dsa (Megatron also infers it from 'D', argument_utils.py:349) and the --dsa-indexer-* dims from the [dsa] section; without them the DSA indexer cannot be built (dsa.py:1127)");
-    }
-    if (nam__emits_moe(p)) {
-        nam__arg_int(p, ab, "--num-experts", r->num_experts);
-        nam__arg_int(p, ab, "--moe-router-topk", r->router_topk);
-        nam__arg_int(p, ab, "--moe-ffn-hidden-size", r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size);
-        if (r->shared_expert_size) nam__arg_int(p, ab, "--moe-shared-expert-intermediate-size", r->shared_expert_size);
-        nam__arg_str(p, ab, "--moe-router-score-function", r->score_function);
-        if (r->pre_softmax) nam__arg_str(p, ab, "--moe-router-pre-softmax", NULL);
-        if (r->expert_bias) nam__arg_str(p, ab, "--moe-router-enable-expert-bias", NULL);
-        nam__arg_str(p, ab, "--moe-router-load-balancing-type", r->load_balancing);
-        nam__arg_fmt(p, ab, "--moe-aux-loss-coeff", "%g", r->aux_loss_coeff);
-        nam__arg_str(p, ab, "--moe-token-dispatcher-type", r->dispatcher);
-        if (r->grouped_gemm) nam__arg_str(p, ab, "--moe-grouped-gemm", NULL);
-        if (strcmp(r->moe_router_dtype, "none")) nam__arg_str(p, ab, "--moe-router-dtype", r->moe_router_dtype);
-        if (r->capacity_factor > 0) nam__arg_fmt(p, ab, "--moe-expert-capacity-factor", "%g", r->capacity_factor);
-        if (r->pad_to_capacity) nam__arg_str(p, ab, "--moe-pad-expert-input-to-capacity", NULL);
-    }
-    if (p->pattern.mtp_depths > 0) {
-        nam__arg_int(p, ab, "--mtp-num-layers", p->pattern.mtp_depths);
-        nam__arg_fmt(p, ab, "--mtp-loss-scaling-factor", "%g", r->mtp_loss_scaling_factor);
-    }
-    if (hasM) {
-        nam__arg_int(p, ab, "--mamba-state-dim", r->mamba_state_dim);
-        nam__arg_int(p, ab, "--mamba-head-dim", r->mamba_head_dim);
-        nam__arg_int(p, ab, "--mamba-num-groups", r->mamba_num_groups);
-        nam__arg_int(p, ab, "--mamba-num-heads", p->mamba_num_heads);
-    }
-    if (hasG) {
-        nam__arg_int(p, ab, "--linear-num-key-heads", r->gdn_num_key_heads);
-        nam__arg_int(p, ab, "--linear-num-value-heads", r->gdn_num_value_heads);
-        nam__arg_int(p, ab, "--linear-key-head-dim", r->gdn_key_head_dim);
-        nam__arg_int(p, ab, "--linear-value-head-dim", r->gdn_value_head_dim);
-        nam__arg_int(p, ab, "--linear-conv-kernel-dim", r->gdn_conv_kernel_dim);
-    }
-    if (r->distributed_optimizer) nam__arg_str(p, ab, "--use-distributed-optimizer", NULL);
-    if (strcmp(r->recompute_granularity, "none")) {
-        nam__arg_str(p, ab, "--recompute-granularity", r->recompute_granularity);
-        if (!strcmp(r->recompute_granularity, "full")) {
-            nam__arg_str(p, ab, "--recompute-method", r->recompute_method);
-            nam__arg_int(p, ab, "--recompute-num-layers", r->recompute_num_layers);
-        } else if (r->recompute_modules[0]) {
-            char mods[NAM_STR_MAX], *c;
-            snprintf(mods, sizeof mods, "%s", r->recompute_modules);
-            for (c = mods; *c; c++) if (*c == ',') *c = ' ';
-            nam__arg_str(p, ab, "--recompute-modules", mods);
-        }
-    }
-    nam__arg_int(p, ab, "--micro-batch-size", r->micro_batch_size);
-    nam__arg_int(p, ab, "--global-batch-size", p->global_batch_size);
-    if (!strcmp(r->dtype, "bf16")) nam__arg_str(p, ab, "--bf16", NULL);
-    if (!strcmp(r->dtype, "fp16")) nam__arg_str(p, ab, "--fp16", NULL);
-    if (strcmp(r->fp8, "none")) {
-        nam__arg_str(p, ab, "--fp8-format", r->fp8);
-        nam__arg_str(p, ab, "--fp8-recipe", r->fp8_recipe);
-        if (!strcmp(r->fp8_recipe, "delayed")) {
-            nam__arg_int(p, ab, "--fp8-amax-history-len", r->fp8_amax_history_len);
-            nam__arg_str(p, ab, "--fp8-amax-compute-algo", r->fp8_amax_compute_algo);
-        }
-    }
-    nam__arg_str(p, ab, "--cuda-graph-impl", r->cuda_graph_impl);
-    if (strcmp(r->cuda_graph_impl, "none") && r->cuda_graph_warmup_steps != 3) nam__arg_int(p, ab, "--cuda-graph-warmup-steps", r->cuda_graph_warmup_steps);
-    if (!strcmp(r->cuda_graph_impl, "full_iteration")) {
-        nam__arg_str(p, ab, "--no-check-for-nan-in-loss-and-grad", NULL);
-        nam__decision_add(p, 0, 0, "nam adds --no-check-for-nan-in-loss-and-grad: Megatron requires it with --cuda-graph-impl full_iteration (arguments.py:1236)");
-    }
-    if (r->cuda_graph_modules[0]) {
-        char mods[NAM_STR_MAX];
-        char *c;
-        snprintf(mods, sizeof mods, "%s", r->cuda_graph_modules);
-        for (c = mods; *c; c++) if (*c == ',') *c = ' ';
-        nam__arg_str(p, ab, "--cuda-graph-modules", mods);
-    }
-    st = nam__sb_finish(&ab->text, &p->arg_values, err);
-    if (st) return st;
-    for (i = 0; i < p->num_args; i++) p->args[i].value = ab->off[i] >= 0 ? p->arg_values + ab->off[i] : NULL;
-    return NAM_OK;
-}
-
-/* Error at a recipe key that holds a layer list (file:line:column when it came from a file). */
-static nam_status nam__key_err(const nam_plan *p, nam_error *err, nam_status st, int slot) {
-    const nam_recipe *r = &p->recipe;
-    if (err && slot >= 0 && r->key_pos[slot].line > 0)
-        return nam__recipe_err_at(err, st, r->key_pos[slot].source, -1, r->key_pos[slot].line, r->key_pos[slot].column);
-    return st;
-}
-
-static void nam__ints_text(char *out, size_t n, const int *v, int count) {
-    size_t k = 0;
-    int i;
-    out[0] = 0;
-    for (i = 0; i < count && k < n; i++) k += NAM__CAST(size_t, snprintf(out + k, n - k, i ? ",%d" : "%d", v[i]));
-}
-
-/* One layer-placed feature: every listed layer must exist and be of family `fam`. */
-static nam_status nam__feature_layers(nam_plan *p, nam_error *err, const char *key, int slot, const int *layers, int n,
-                                      char fam, int bit, int seam) {
-    int i, depth = p->pattern.depth;
-    if (n == 0) {
-        nam__err(err, NAM_ERR_CONFLICT, "%s.enabled = true but %s.layers is empty (name the 0-based layers that carry it)", key, key);
-        return nam__key_err(p, err, NAM_ERR_CONFLICT, slot);
-    }
-    for (i = 0; i < n; i++) {
-        int L = layers[i];
-        if (L >= depth) {
-            nam__err(err, NAM_ERR_RANGE, "%s.layers entry %d: layer %d is beyond the pattern's depth %d", key, i + 1, L, depth);
-            return nam__key_err(p, err, NAM_ERR_RANGE, slot);
-        }
-        if (p->layers[L].family != fam) {
-            nam__err(err, NAM_ERR_CONFLICT, "%s.layers entry %d: layer %d is family %c, but %s attaches to %c layers only", key, i + 1, L, p->layers[L].family, key, fam);
-            return nam__key_err(p, err, NAM_ERR_CONFLICT, slot);
-        }
-        p->layers[L].features |= bit;
-        arrput(p->seams[seam].layers, L);
-        p->seams[seam].num_layers++;
-    }
-    return NAM_OK;
-}
-
-/* Feature placements: each enabled feature becomes a NAM_SEAM_FEATURE seam. */
-static nam_status nam__features(nam_plan *p, nam_error *err) {
-    const nam_recipe *r = &p->recipe;
-    char d[512], o[NAM_MAX_LIST * 4];
-    nam_status st;
-    int k;
-    if (r->engram_enabled) {
-        nam__ints_text(o, sizeof o, r->engram_ngram_orders, r->num_engram_ngram_orders);
-        snprintf(d, sizeof d, "ngram_orders=%.80s bottleneck_dim=%d dropout=%g gated=%s gate_sqrt_compress=%s conv_kernel=%d conv_impl=%s",
-                 o, r->engram_bottleneck_dim, r->engram_dropout, r->engram_gated ? "true" : "false", r->engram_gate_sqrt_compress ? "true" : "false",
-                 r->engram_conv_kernel, r->engram_conv_impl);
-        k = nam__seam_add(p, "engram", 'A', NAM_SEAM_FEATURE, "engram", "layers", d, "Engram (n-gram memory) has no Megatron-LM module or flag",
-                          "an Engram block on these attention layers in the hybrid layer spec (model.spec), with the settings in detail");
-        if ((st = nam__feature_layers(p, err, "engram", NAM__POS_ENGRAM, r->engram_layers, r->num_engram_layers, 'A', NAM_FEATURE_ENGRAM, k))) return st;
-    }
-    if (r->mhc_enabled) {
-        snprintf(d, sizeof d, "n_streams=%d sinkhorn_iters=%d temperature=%g epsilon=%g blend_alpha=%g dynamic=%s dynamic_mode=%s fused_ops=%s recompute_group_size=%d",
-                 r->mhc_n_streams, r->mhc_sinkhorn_iters, r->mhc_temperature, r->mhc_epsilon, r->mhc_blend_alpha, r->mhc_dynamic ? "true" : "false",
-                 r->mhc_dynamic_mode, r->mhc_fused_ops ? "true" : "false", r->mhc_recompute_group_size);
-        k = nam__seam_add(p, "mhc", 'A', NAM_SEAM_FEATURE, "mhc", "layers", d, "mHC (manifold hyper-connections) has no Megatron-LM module or flag",
-                          "mHC residual streams around these attention layers in the hybrid layer spec (model.spec), with the settings in detail");
-        if ((st = nam__feature_layers(p, err, "mhc", NAM__POS_MHC, r->mhc_layers, r->num_mhc_layers, 'A', NAM_FEATURE_MHC, k))) return st;
-    }
-    if (r->mod_enabled) {
-        snprintf(d, sizeof d, "capacity=%g aux_loss_weight=%g routing=%s target=%s scorer=%s selector=%s schedule=%s executor=%s ffn_only=%s skip_first_n=%d skip_mamba=%s",
-                 r->mod_capacity, r->mod_aux_loss_weight, r->mod_routing, r->mod_target, r->mod_scorer, r->mod_selector, r->mod_schedule,
-                 r->mod_executor, r->mod_ffn_only ? "true" : "false", r->mod_skip_first_n, r->mod_skip_mamba ? "true" : "false");
-        k = nam__seam_add(p, "mod", 'E', NAM_SEAM_FEATURE, "mod", "layers", d, "MoD (mixture of depths) has no Megatron-LM module or flag",
-                          "MoD token routing around these expert layers in the hybrid layer spec (model.spec), with the settings in detail");
-        if ((st = nam__feature_layers(p, err, "mod", NAM__POS_MOD, r->mod_layers, r->num_mod_layers, 'E', NAM_FEATURE_MOD, k))) return st;
-    }
-    if (r->moda_enabled)
-        nam__seam_add(p, "moda", 0, NAM_SEAM_FEATURE, "moda", "model", "enabled=true", "MoDA (mixture-of-depths attention) has no Megatron-LM module or flag",
-                      "MoDA in the model built by the custom spec / model provider");
-    if (r->ngram_hash_enabled) {
-        nam__ints_text(o, sizeof o, r->ngram_hash_orders, r->num_ngram_hash_orders);
-        snprintf(d, sizeof d, "orders=%.80s heads=%d table_size=%d embed_dim=%d offload=%s (added to the token embeddings)",
-                 o, r->ngram_hash_heads, r->ngram_hash_table_size, r->ngram_hash_embed_dim, r->ngram_hash_offload ? "true" : "false");
-        nam__seam_add(p, "ngram-hash-embedding", 0, NAM_SEAM_FEATURE, "ngram_hash", "input embedding", d,
-                      "the n-gram hash embedding has no Megatron-LM module or flag", "an embedding module that adds the n-gram hash tables to the token embeddings");
-    }
-    if (r->structure_enabled) {
-        snprintf(d, sizeof d, "components=%s max_ast_depth=%d max_sibling_index=%d num_node_types=%d bottleneck_dim=%d relation_bias=%s tree_ffn=%s tree_ffn_steps=%d tree_ffn_dropout=%g platform_embed=%s",
-                 r->structure_components, r->structure_max_ast_depth, r->structure_max_sibling_index, r->structure_num_node_types,
-                 r->structure_bottleneck_dim, r->structure_relation_bias ? "true" : "false", r->structure_tree_ffn ? "true" : "false",
-                 r->structure_tree_ffn_steps, r->structure_tree_ffn_dropout, r->structure_platform_embed ? "true" : "false");
-        nam__seam_add(p, "structure-embedding", 0, NAM_SEAM_FEATURE, "structure", "input embedding", d,
-                      "the structure (AST) embedding has no Megatron-LM module or flag", "an embedding module that adds the structure embedding to the token embeddings (and the structure inputs in the data path)");
-    }
-    return NAM_OK;
-}
-
-/* >>preflight ------------------------------------------------------------------------- */
-/* Parameters by module shape (Megatron-LM d98e8a64 modules; nam56r-blocks.md for Mamba-3 and
-   M2RNN), split the way Megatron shards them: tensor-parallel, replicated (norms, router)
-   and expert (routed experts, over EP x ETP). Biases count only with linear bias on. */
-static const char *const nam__family_names[NAM_FAM_COUNT] = {
-    "attention", "mla", "dsa", "mamba2", "mamba3", "gdn", "m2rnn", "mlp", "moe", "embedding", "output", "mtp"
-};
-
-NAM__DEF const char *nam_family_name(int f) { return f >= 0 && f < NAM_FAM_COUNT ? nam__family_names[f] : NULL; }
-
-typedef struct nam__lp { double tp, rep, exp, exp_active; int fam; } nam__lp;
-
-/* The mixer a layer runs: its native symbol, or for R the M2RNN mixer (bound to M or unmapped). */
-static int nam__layer_family(const nam_plan *p, char fam, char sym) {
-    switch (sym) {
-    case '*': return NAM_FAM_ATTENTION;
-    case '+': return NAM_FAM_MLA;
-    case 'D': return NAM_FAM_DSA;
-    case '-': return NAM_FAM_MLP;
-    case 'E': return NAM_FAM_MOE;
-    case 'G': return NAM_FAM_GDN;
-    case 'M': return fam == 'R' ? NAM_FAM_M2RNN : !strcmp(p->recipe.mamba_impl, "mamba3") ? NAM_FAM_MAMBA3 : NAM_FAM_MAMBA2;
-    default: return fam == 'R' ? NAM_FAM_M2RNN : -1;   /* declared families: unknown shapes */
-    }
-}
-
-static nam__lp nam__layer_params(const nam_plan *p, int famidx) {
-    const nam_recipe *r = &p->recipe;
-    double h = r->hidden_size, ns = strcmp(r->normalization, "LayerNorm") ? 1 : 2, b = r->disable_bias_linear ? 0 : 1;
-    double sw = strcmp(r->activation, "swiglu") ? 1 : 2;
-    nam__lp o;
-    memset(&o, 0, sizeof o);
-    o.fam = famidx;
-    if (famidx < 0) return o;
-    o.rep = h * ns;   /* every hybrid sublayer's input norm (fused into its first linear in TE) */
-    switch (famidx) {
-    case NAM_FAM_ATTENTION: {
-        double n = r->num_attention_heads, g = r->num_query_groups ? r->num_query_groups : n, kv = p->kv_channels;
-        o.tp = h * kv * (n + 2 * g) + b * kv * (n + 2 * g) + n * kv * h + b * h;
-        break;
-    }
-    case NAM_FAM_MLA: case NAM_FAM_DSA: {
-        double n = r->num_attention_heads, qk = r->qk_head_dim, pos = r->qk_pos_emb_head_dim, v = r->v_head_dim, ql = r->q_lora_rank, kl = r->kv_lora_rank;
-        o.tp = (ql ? ql * (h + n * (qk + pos) + ns) : h * n * (qk + pos)) + kl * (h + n * (qk + v) + ns) + h * pos + n * v * h;
-        if (famidx == NAM_FAM_DSA) {   /* indexer: q up (q_lora or h), k proj, k LayerNorm, head weights */
-            double ni = r->dsa_indexer_n_heads, di = r->dsa_indexer_head_dim;
-            o.rep += (ql ? ql : h) * ni * di + h * di + 2 * di + h * ni;
-        }
-        break;
-    }
-    case NAM_FAM_MLP: {
-        double f = p->ffn_hidden_size;
-        o.tp = h * f * sw + f * h + b * (f * sw + h);
-        break;
-    }
-    case NAM_FAM_MOE: {
-        double e = r->num_experts, k = r->router_topk, mf = r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size, sh = r->shared_expert_size;
-        double one = h * mf * sw + mf * h + b * (mf * sw + h);
-        o.rep += h * e + b * e;
-        o.exp = e * one;
-        o.exp_active = k * one;
-        o.tp = sh ? h * sh * sw + sh * h + b * (sh * sw + h) : 0;
-        break;
-    }
-    case NAM_FAM_MAMBA2: {
-        double H = p->mamba_num_heads, P = r->mamba_head_dim, di = H * P, G = r->mamba_num_groups, N = r->mamba_state_dim;
-        o.tp = h * (2 * di + 2 * G * N + H) + b * (2 * di + 2 * G * N + H)   /* in_proj */
-             + (di + 2 * G * N) * 4 + (di + 2 * G * N)                         /* conv1d, kernel 4, bias */
-             + 3 * H + di + di * h + b * h;                                    /* dt_bias, A_log, D; gated norm; out_proj */
-        break;
-    }
-    case NAM_FAM_MAMBA3: {
-        double H = p->mamba_num_heads, P = r->mamba_head_dim, di = H * P, G = r->mamba_num_groups, N = r->mamba_state_dim;
-        double R = r->mamba3_mimo ? r->mamba3_mimo_rank : 1, nth = floor(N * r->mamba3_rope_fraction) / 2;
-        nth = floor(nth);
-        o.tp = h * (2 * di + 2 * N * G * R + 3 * H + nth) + 2 * H + 2 * H * R * N   /* in_proj; dt_bias, D; B/C biases */
-             + (r->mamba3_mimo ? 3 * H * R * P : 0) + di * h;                       /* MIMO x/z/o; out_proj */
-        break;
-    }
-    case NAM_FAM_GDN: {
-        double qk = (double)r->gdn_key_head_dim * r->gdn_num_key_heads, v = (double)r->gdn_value_head_dim * r->gdn_num_value_heads, nv = r->gdn_num_value_heads;
-        o.tp = h * (2 * qk + 2 * v + 2 * nv) + b * (2 * qk + 2 * v + 2 * nv) + (2 * qk + v) * r->gdn_conv_kernel_dim + 2 * nv + v * h + b * h;
-        o.rep += r->gdn_value_head_dim;   /* out_norm over the value head dim */
-        break;
-    }
-    case NAM_FAM_M2RNN: {
-        double K = r->m2rnn_k_head_dim, V = r->m2rnn_v_head_dim, H = p->m2rnn_num_heads, c = 2 * K + H * V;
-        o.tp = h * (2 * K + 2 * H * V + H) + c * r->m2rnn_conv_kernel + c + 2 * H + H * V * V + (r->m2rnn_residual ? H * V : 0) + H * V + H * V * h;
-        break;
-    }
-    default: break;
-    }
-    return o;
-}
-
-/* Megatron's FLOPs helpers (training.py num_floating_point_operations), forward only. */
-static double nam__attn_flops(double T, double S2, double h, double n, double g, double kv) {
-    double pr = kv * n / h;
-    return 4 * T * h * pr * (h + h * (g / n)) + 2 * S2 * h * pr;
-}
-static double nam__mamba_flops_megatron(double T, double h, double N, double G, double H) {
-    double d_in = 2 * h;   /* Megatron's estimate fixes d_in = 2h */
-    return 2 * T * h * (2 * d_in + 2 * G * N + H) + 7 * T * d_in * N + 2 * T * d_in * h;
-}
-static double nam__gdn_flops(const nam_recipe *r, double T, double h) {
-    double qk = (double)r->gdn_key_head_dim * r->gdn_num_key_heads, v = (double)r->gdn_value_head_dim * r->gdn_num_value_heads, nv = r->gdn_num_value_heads;
-    return 2 * T * (h * (2 * qk + 2 * v + 2 * nv) + r->gdn_conv_kernel_dim * (2 * qk + v) + nv * (double)r->gdn_value_head_dim * r->gdn_value_head_dim * 4 + h * v);
-}
-
-/* Forward FLOPs of one layer of family f over T tokens (S2 = sum of squared lengths). */
-static double nam__layer_flops(const nam_plan *p, int f, double T, double S2) {
-    const nam_recipe *r = &p->recipe;
-    double h = r->hidden_size, sw = strcmp(r->activation, "swiglu") ? 1 : 1.5;
-    switch (f) {
-    case NAM_FAM_ATTENTION:
-        return nam__attn_flops(T, S2, h, r->num_attention_heads, r->num_query_groups ? r->num_query_groups : r->num_attention_heads, p->kv_channels);
-    case NAM_FAM_MLA: case NAM_FAM_DSA: {   /* Megatron's MLA terms; DSA counted dense (an upper bound) plus its indexer */
-        double n = r->num_attention_heads, qk = r->qk_head_dim, pos = r->qk_pos_emb_head_dim, v = r->v_head_dim, ql = r->q_lora_rank, kl = r->kv_lora_rank;
-        double q = ql ? ql * (h + n * (qk + pos) + 1) : h * n * (qk + pos);
-        double fl = 2 * T * (q + kl * (h + n * (qk + v) + 1) + h * pos + n * v * h) + 2 * S2 * (n * (qk + pos) / 2 + n * v / 2);
-        if (f == NAM_FAM_DSA) {
-            double ni = r->dsa_indexer_n_heads, di = r->dsa_indexer_head_dim;
-            fl += 2 * T * ((ql ? ql : h) * ni * di + h * di + h * ni) + S2 * ni * di;
-        }
-        return fl;
-    }
-    case NAM_FAM_MLP: return 4 * sw * T * h * p->ffn_hidden_size;
-    case NAM_FAM_MOE: {
-        double mf = r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size;
-        return 4 * T * h * mf * r->router_topk * sw + 4 * T * h * r->shared_expert_size * sw;
-    }
-    case NAM_FAM_MAMBA2: return nam__mamba_flops_megatron(T, h, r->mamba_state_dim, r->mamba_num_groups, p->mamba_num_heads);
-    case NAM_FAM_MAMBA3: {
-        double H = p->mamba_num_heads, di = H * r->mamba_head_dim, N = r->mamba_state_dim, G = r->mamba_num_groups;
-        double R = r->mamba3_mimo ? r->mamba3_mimo_rank : 1, nth = floor(floor(N * r->mamba3_rope_fraction) / 2);
-        return 2 * T * h * (2 * di + 2 * N * G * R + 3 * H + nth) + 7 * T * di * N * R + 2 * T * di * h;
-    }
-    case NAM_FAM_GDN: return nam__gdn_flops(r, T, h);
-    case NAM_FAM_M2RNN: {   /* per token and head: S W (2KV^2), k v^T (2KV), read-out (2KV), blend (3KV) */
-        double K = r->m2rnn_k_head_dim, V = r->m2rnn_v_head_dim, H = p->m2rnn_num_heads;
-        return 2 * T * h * (2 * K + 2 * H * V + H) + 2 * T * (2 * K + H * V) * r->m2rnn_conv_kernel + T * H * (2 * K * V * V + 7 * K * V) + 2 * T * H * V * h;
-    }
-    default: return 0;
-    }
-}
-
-/* Saved activations of one layer for one microbatch, in bytes, before the TP/SP split.
-   Units of s*b*h bytes (16-bit activations), as Megatron's estimator
-   (theoretical_memory_usage.py compute_activation_memory, Korthikanti et al. Table 2 with
-   flash attention, so no s^2 term): attention with its norm 13, dense MLP with its norm
-   5 + 4*ffn/h, which add up to Megatron's 18 + 4*ffn/h per transformer layer. The other
-   families are nam's own count of the tensors their backward keeps (2 bytes each): the
-   layer input and its norm (2h), the input projection's output, the conv output, the mixer
-   output and the gated norm's output, plus the fp32 chunk states of the scan every `chunk`
-   tokens. MoE: norm + router 5, each of the top-k token copies 2 + 4*moe_ffn/h, the shared
-   expert 4*shared/h. MLA/DSA are counted like attention. Under full recompute a layer keeps
-   only its input (2) and one group of recompute_num_layers is rebuilt at a time. */
-static double nam__layer_act(const nam_plan *p, int f, double sbh, double sb) {
-    const nam_recipe *r = &p->recipe;
-    double h = r->hidden_size;
-    switch (f) {
-    case NAM_FAM_ATTENTION: case NAM_FAM_MLA: case NAM_FAM_DSA: return 13 * sbh;
-    case NAM_FAM_MLP: return (5 + 4.0 * p->ffn_hidden_size / h) * sbh;
-    case NAM_FAM_MOE: {
-        double mf = r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size;
-        double cf = r->capacity_factor > 0 && r->pad_to_capacity ? r->capacity_factor : 1;   /* padded expert inputs */
-        return (5 + cf * r->router_topk * (2 + 4 * mf / h) + 4.0 * r->shared_expert_size / h) * sbh;
-    }
-    case NAM_FAM_MAMBA2: {   /* Megatron's MambaMixer: chunk 128 */
-        double H = p->mamba_num_heads, di = H * r->mamba_head_dim, GN = (double)r->mamba_num_groups * r->mamba_state_dim;
-        return 2 * sb * (2 * h + (2 * di + 2 * GN + H) + (di + 2 * GN) + 2 * di) + 4 * sb / 128 * di * r->mamba_state_dim;
-    }
-    case NAM_FAM_MAMBA3: {
-        double H = p->mamba_num_heads, di = H * r->mamba_head_dim, N = r->mamba_state_dim, G = r->mamba_num_groups;
-        double R = r->mamba3_mimo ? r->mamba3_mimo_rank : 1, nth = floor(floor(N * r->mamba3_rope_fraction) / 2);
-        return 2 * sb * (2 * h + (2 * di + 2 * N * G * R + 3 * H + nth) + 2 * di) + 4 * sb / r->mamba3_chunk_size * di * N;
-    }
-    case NAM_FAM_GDN: {   /* chunk 64 (flash-linear-attention) */
-        double qk = (double)r->gdn_key_head_dim * r->gdn_num_key_heads, v = (double)r->gdn_value_head_dim * r->gdn_num_value_heads, nv = r->gdn_num_value_heads;
-        return 2 * sb * (2 * h + (2 * qk + 2 * v + 2 * nv) + (2 * qk + v) + 2 * v) + 4 * sb / 64 * nv * r->gdn_key_head_dim * r->gdn_value_head_dim;
-    }
-    case NAM_FAM_M2RNN: {   /* states kept every 64 tokens (cppmega's backward chunk) */
-        double K = r->m2rnn_k_head_dim, V = r->m2rnn_v_head_dim, H = p->m2rnn_num_heads;
-        return 2 * sb * (2 * h + (2 * K + 2 * H * V + H) + (2 * K + H * V) + 2 * H * V) + 4 * sb / 64 * H * K * V;
-    }
-    default: return 0;
-    }
-}
-
-static void nam__preflight(nam_plan *p) {
-    const nam_recipe *r = &p->recipe;
-    nam_preflight *f = &p->preflight;
-    double h = r->hidden_size, ns = strcmp(r->normalization, "LayerNorm") ? 1 : 2, vocab = r->vocab_size;
-    double gbs = p->global_batch_size;
-    double T = gbs * r->seq_length, S2 = gbs * (double)r->seq_length * r->seq_length;
-    double pbytes = strcmp(r->dtype, "fp32") ? 2 : 4, obytes = pbytes == 2 ? 12 : 8;
-    int i, k, pp = r->pp, last = r->pp - 1, mtp_n = p->pattern.mtp_len, depths = p->pattern.mtp_depths;
-    nam_rank_memory *R = f->ranks;
-    double cp_s = (double)r->seq_length / r->cp, sb = cp_s * r->micro_batch_size, sbh = sb * h, a;
-    int full = !strcmp(r->recompute_granularity, "full");
-    /* every layer of a family has the same shapes: compute each family once */
-    nam__lp fp[NAM_FAM_COUNT];
-    double ffl[NAM_FAM_COUNT], fact[NAM_FAM_COUNT];
-    int done[NAM_FAM_COUNT];
-    memset(done, 0, sizeof done);
-    for (i = 0; i < pp; i++) { memset(&R[i], 0, sizeof R[i]); R[i].pp_rank = i; }
-    /* main layers (on the pp rank that owns their stage), then the MTP depths on the last
-       rank: the block's layers plus per depth two input norms, eh_proj (2h -> h) and a final norm */
-    for (k = 0; k < p->layout.num_stages + depths; k++) {
-        const nam_stage *st = k < p->layout.num_stages ? &p->layout.stages[k] : NULL;
-        nam_rank_memory *M = &R[st ? st->pp_rank : last];
-        int n = st ? st->seg.num_layers : mtp_n, j;
-        nam_chunk_memory *C = st ? &f->chunks[k] : NULL;
-        if (st) {
-            M->num_layers += n;
-            C->vp_stage = st->vp_stage;
-            C->pp_rank = st->pp_rank;
-            C->num_layers = n;
-            C->params = C->activation_bytes = 0;
-        }
-        for (j = 0; j < n; j++) {
-            int fam = st ? nam__layer_family(p, p->layers[st->seg.offset + j].family, p->layers[st->seg.offset + j].native)
-                         : nam__layer_family(p, p->pattern.mtp[j], p->mtp_native ? p->mtp_native[j] : 0);
-            nam__lp *lp;
-            if (fam < 0) continue;
-            if (!done[fam]) {
-                fp[fam] = nam__layer_params(p, fam);
-                ffl[fam] = 3 * nam__layer_flops(p, fam, T, S2);
-                fact[fam] = nam__layer_act(p, fam, sbh, sb);
-                done[fam] = 1;
-            }
-            lp = &fp[fam];
-            M->params[fam] += lp->tp / r->tp + lp->rep + lp->exp / ((double)r->ep * p->etp);
-            M->params_dense += lp->tp / r->tp + lp->rep;
-            M->params_expert += lp->exp / ((double)r->ep * p->etp);
-            f->params[fam] += lp->tp + lp->rep + lp->exp;
-            f->params_active += lp->tp + lp->rep + lp->exp_active;
-            f->flops[fam] += ffl[fam];
-            a = fact[fam];
-            M->activation_bytes += full ? 2 * sbh : a;   /* per microbatch, all chunks of the rank; MTP runs every microbatch */
-            if (C) {
-                C->params += lp->tp / r->tp + lp->rep + lp->exp / ((double)r->ep * p->etp);
-                C->activation_bytes += full ? 2 * sbh : a;
-            }
-            if (st && a > M->total_bytes) M->total_bytes = a;   /* until the end: the rank's largest layer */
-        }
-        if (st) continue;
-        R[last].params[NAM_FAM_MTP] += 2 * h * h / r->tp + 3 * h * ns;
-        R[last].params_dense += 2 * h * h / r->tp + 3 * h * ns;
-        f->params[NAM_FAM_MTP] += 2 * h * h + 3 * h * ns;
-        f->params_active += 2 * h * h + 3 * h * ns;
-        f->flops[NAM_FAM_MTP] += 3 * 2 * T * 2 * h * h;
-    }
-    /* embedding on the first rank; final norm and output layer on the last (a tied output
-       layer is a second copy of the embedding when pp > 1) */
-    R[0].params[NAM_FAM_EMBEDDING] += vocab * h / r->tp;
-    R[0].params_dense += vocab * h / r->tp;
-    f->params[NAM_FAM_EMBEDDING] += vocab * h;
-    f->params_active += vocab * h;
-    {
-        double out = r->untie_embeddings || pp > 1 ? vocab * h / r->tp : 0;
-        R[last].params[NAM_FAM_OUTPUT] += out + h * ns;
-        R[last].params_dense += out + h * ns;
-        f->params[NAM_FAM_OUTPUT] += (r->untie_embeddings ? vocab * h : 0) + h * ns;
-        f->params_active += (r->untie_embeddings ? vocab * h : 0) + h * ns;
-        f->flops[NAM_FAM_OUTPUT] += 3 * 2 * T * h * vocab * (1 + depths);
-    }
-    /* bytes: bf16/fp16 weights, fp32 main grads, fp32 master weights + two Adam moments
-       (fp32 training: no master copy); the optimizer share divides over DP (expert DP for
-       routed experts) with the distributed optimizer: Megatron's 18 or 6 + 12/dp */
-    f->peak_rank = 0;
-    for (i = 0; i < pp; i++) {
-        nam_rank_memory *M = &R[i];
-        double dense = M->params_dense, expert = M->params_expert;
-        double odense = r->distributed_optimizer ? obytes / p->dp : obytes, oexp = r->distributed_optimizer ? obytes / p->edp : obytes;
-        M->params_total = dense + expert;
-        M->weight_bytes = (dense + expert) * pbytes;
-        M->grad_bytes = (dense + expert) * 4;
-        M->optimizer_bytes = dense * odense + expert * oexp;
-        M->static_bytes = M->weight_bytes + M->grad_bytes + M->optimizer_bytes;
-    }
-    /* activations: each rank holds its layers' activations for every in-flight microbatch;
-       1F1B: min(microbatches, pp - rank); interleaved: (pp - rank - 1) * 2 + (vpp - 1) * pp + 1
-       model chunks of layers/vpp each (on rank 0 this is Megatron's 1 + (pp-1)/(pp*vpp)
-       penalty); the first rank adds the embedding's (8sb + sbh) * pp terms under the same
-       factor, and with pp = 1 the output layer's 4sbh(1 + vocab/h), as Megatron does. Split
-       over TP with sequence parallelism; without it only Megatron's 24/34 share splits. */
-    for (i = 0; i < pp; i++) {
-        nam_rank_memory *M = &R[i];
-        double largest = M->total_bytes, inflight, fac, split;
-        (void)split;
-        int vpp = p->vpp > 0 ? p->vpp : 1;
-        if (p->vpp > 0) inflight = ((pp - i - 1) * 2.0 + (vpp - 1.0) * pp + 1) / vpp;
-        else inflight = p->num_microbatches < pp - i ? p->num_microbatches : pp - i;
-        M->in_flight = inflight;
-        fac = p->vpp > 0 ? inflight / pp : (pp > 1 ? (p->num_microbatches < pp ? (double)p->num_microbatches / pp : 1) : 1);
-        a = M->activation_bytes * inflight;
-        if (full) a += largest * r->recompute_num_layers;   /* one group rebuilt during backward */
-        if (r->sequence_parallel) {   /* compute_activation_memory: everything split over TP */
-            if (i == 0) a += (8 * sb + sbh) * pp * fac;
-            if (pp == 1) a += sbh * 4 * (1 + vocab / h);
-            a /= r->tp;
-        } else {                      /* compute_activation_memory_without_sp: 10 + 24/tp of 34 */
-            split = (10.0 + 24.0 / r->tp) / 34.0;
-            a *= split;
-            if (i == 0) a += (8 * sb + sbh) * pp * fac;
-            if (pp == 1) a += (sb * vocab / r->tp + sbh) * 2;
-            a *= 1.05;                /* Megatron's 5% for temporaries */
-        }
-        M->activation_bytes = a;
-        M->total_bytes = M->static_bytes + M->activation_bytes;
-        if (M->total_bytes > R[f->peak_rank].total_bytes) f->peak_rank = i;
-    }
-    for (i = 0; i < NAM_FAM_COUNT; i++) { f->params_total += f->params[i]; f->flops_total += f->flops[i]; }
-    f->fits = r->device_memory_gib > 0 ? R[f->peak_rank].total_bytes <= r->device_memory_gib * 1073741824.0 : -1;
-    /* Megatron's hybrid formula on the native pattern: only '*' counts as attention, every 'M'
-       as Mamba-2 with d_in = 2h, MTP layers included, logits with (1 + mtp) heads */
-    f->flops_megatron = 0;
-    if (p->native_pattern) {
-        const int *c = p->mpattern.counts;
-        double fw = c[NAM_MSYM_ATTENTION] * nam__attn_flops(T, S2, h, r->num_attention_heads, r->num_query_groups ? r->num_query_groups : r->num_attention_heads, p->kv_channels)
-                  + c[NAM_MSYM_MLP] * nam__layer_flops(p, NAM_FAM_MLP, T, S2)
-                  + c[NAM_MSYM_MAMBA] * nam__mamba_flops_megatron(T, h, r->mamba_state_dim, r->mamba_num_groups, p->mamba_num_heads)
-                  + (nam__emits_moe(p) ? c[NAM_MSYM_MOE] * nam__layer_flops(p, NAM_FAM_MOE, T, S2) : 0)
-                  + c[NAM_MSYM_GDN] * nam__gdn_flops(r, T, h)
-                  + 2 * T * h * vocab * (1 + depths);
-        f->flops_megatron = 3 * fw;
-    }
-    f->tflops_per_gpu = f->mfu = f->mfu_megatron = 0;
-    if (r->step_time_s > 0) {
-        f->tflops_per_gpu = f->flops_total / (r->step_time_s * r->world_size) / 1e12;
-        if (r->peak_tflops > 0) {
-            f->mfu = f->tflops_per_gpu / r->peak_tflops;
-            f->mfu_megatron = f->flops_megatron / (r->step_time_s * r->world_size) / 1e12 / r->peak_tflops;
-        }
-    }
-}
-
-static const char *const nam__stock_spec = "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec";
-
-/* Settings of a section that only means something with another key: compared with the
-   built-in defaults, since nam_recipe_set cannot know the order keys were set in. */
-static nam_status nam__check_dependent_keys(const nam_recipe *r, nam_error *err) {
-    int i;
-    if (!strcmp(r->mamba_impl, "mamba3")) return NAM_OK;
-    for (i = 0; i < NAM__NFIELDS; i++)
-        if (!strcmp(nam__fields[i].section, "mamba3") && !nam__field_is_default(r, i))
-            return nam__err(err, NAM_ERR_CONFLICT, "mamba3.%s is a Mamba-3 setting, but pattern.mamba_impl is %s (set pattern.mamba_impl = mamba3)", nam__fields[i].key, r->mamba_impl);
-    return NAM_OK;
-}
-
-/* The fixed policy's Megatron args: operator choices (kernels, fusions, schedule, run
-   inputs), checked like the rest, kept apart from the generated args. Built with the same
-   helpers by swapping the plan's arg arrays. */
-static nam_status nam__build_policy_args(nam_plan *p, nam_error *err) {
-    nam__argbuf argbuf, *ab = &argbuf;
-    const nam_recipe *r = &p->recipe;
-    nam_arg *gen = p->args;
-    char *genv = p->arg_values, *d;
-    int ngen = p->num_args, i, dsa = p->native_pattern && strchr(p->native_pattern, 'D'), moe = nam__emits_moe(p);
-    nam_status st;
-    memset(&argbuf.text, 0, sizeof argbuf.text);
-    p->args = NULL;
-    p->num_args = 0;
-    p->arg_values = NULL;
-    nam__arg_str(p, ab, "--transformer-impl", r->transformer_impl);
-    nam__arg_str(p, ab, "--attention-backend", r->attention_backend);
-    if (r->use_flash_attn) nam__arg_str(p, ab, "--use-flash-attn", NULL);
-    if (!r->gradient_accumulation_fusion) nam__arg_str(p, ab, "--no-gradient-accumulation-fusion", NULL);
-    if (!r->persist_layer_norm) nam__arg_str(p, ab, "--no-persist-layer-norm", NULL);
-    if (!r->masked_softmax_fusion) nam__arg_str(p, ab, "--no-masked-softmax-fusion", NULL);
-    if (!r->rope_fusion && !dsa) nam__arg_str(p, ab, "--no-rope-fusion", NULL);
-    if (r->mla_down_proj_fusion) nam__arg_str(p, ab, "--mla-down-proj-fusion", NULL);
-    if (moe && r->moe_permute_fusion) nam__arg_str(p, ab, "--moe-permute-fusion", NULL);
-    if (moe && r->moe_router_fusion) nam__arg_str(p, ab, "--moe-router-fusion", NULL);
-    if (moe && r->moe_shared_expert_overlap) nam__arg_str(p, ab, "--moe-shared-expert-overlap", NULL);
-    if (moe && !strcmp(r->dispatcher, "flex")) nam__arg_str(p, ab, "--moe-flex-dispatcher-backend", r->moe_flex_backend);
-    if (r->train_iters) nam__arg_int(p, ab, "--train-iters", r->train_iters);
-    if (r->lr > 0) nam__arg_fmt(p, ab, "--lr", "%g", r->lr);
-    if (r->lr > 0 || r->min_lr > 0) nam__arg_fmt(p, ab, "--min-lr", "%g", r->min_lr);
-    nam__arg_str(p, ab, "--lr-decay-style", r->lr_decay_style);
-    if (r->lr_warmup_iters) nam__arg_int(p, ab, "--lr-warmup-iters", r->lr_warmup_iters);
-    nam__arg_fmt(p, ab, "--clip-grad", "%g", r->clip_grad);
-    if (r->eval_interval) nam__arg_int(p, ab, "--eval-interval", r->eval_interval);
-    nam__arg_int(p, ab, "--eval-iters", r->eval_iters);
-    nam__arg_int(p, ab, "--log-interval", r->log_interval);
-    if (r->save_interval) nam__arg_int(p, ab, "--save-interval", r->save_interval);
-    if (r->log_throughput) nam__arg_str(p, ab, "--log-throughput", NULL);
-    if (r->data_path[0]) nam__arg_str(p, ab, "--data-path", r->data_path);
-    if (r->split[0]) nam__arg_str(p, ab, "--split", r->split);
-    if (r->mock_data) nam__arg_str(p, ab, "--mock-data", NULL);
-    if (r->tokenizer_type[0]) nam__arg_str(p, ab, "--tokenizer-type", r->tokenizer_type);
-    if (r->tokenizer_model[0]) nam__arg_str(p, ab, "--tokenizer-model", r->tokenizer_model);
-    if (r->save_dir[0]) nam__arg_str(p, ab, "--save", r->save_dir);
-    if (r->load_dir[0]) nam__arg_str(p, ab, "--load", r->load_dir);
-    st = nam__sb_finish(&ab->text, &d, err);
-    p->policy_args = p->args;
-    p->num_policy_args = p->num_args;
-    p->policy_values = d;
-    p->args = gen;
-    p->num_args = ngen;
-    p->arg_values = genv;
-    if (st) return st;
-    for (i = 0; i < p->num_policy_args; i++) p->policy_args[i].value = ab->off[i] >= 0 ? p->policy_values + ab->off[i] : NULL;
-    return NAM_OK;
-}
-
-NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error *err) {
-    nam_pattern_desc pd;
-    nam_layout_desc ld;
-    nam_status st;
-    nam_plan *p = out;
-    int i, depth, attn_plain = -1, attn_mla = -1;
-    char *shadow = NULL;
-    nam__lower_memo memo;
-    memset(memo.sym, -1, sizeof memo.sym);
-    if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_plan_make: out is NULL");
-    memset(out, 0, sizeof *out);
-    if (!r || !r->pattern) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_plan_make: recipe or its pattern is NULL");
-    st = nam__recipe_copy(&p->recipe, r, err);
-    if (st) return st;
-    r = &p->recipe;
-    p->strict = !strcmp(r->mode, "strict");
-    /* 1. the authored pattern */
-    memset(&pd, 0, sizeof pd);
-    pd.text = r->pattern;
-    pd.tile = r->tile;
-    pd.depth = r->depth;
-    pd.stages = r->stages;
-    pd.families = r->families;
-    pd.source = r->pattern_source;
-    pd.line = r->pattern_line;
-    pd.column = r->pattern_column;
-    st = nam_pattern_parse(&pd, &p->pattern, err);
-    if (st) goto fail;
-    depth = p->pattern.depth;
-    if (r->mtp_depths > 0 && r->mtp_depths != p->pattern.mtp_depths) {   /* mtp.depths drives the copies */
-        if (!p->pattern.mtp) { st = nam__err(err, NAM_ERR_MTP, "mtp.depths = %d, but pattern.text has no MTP block ('/' followed by its layers, e.g. /AF)", r->mtp_depths); goto fail; }
-        if (p->pattern.mtp_depths != 1) {
-            st = nam__err(err, NAM_ERR_MTP, "mtp.depths = %d, but pattern.text writes %d MTP copies; write the block once (or %d times)", r->mtp_depths, p->pattern.mtp_depths, r->mtp_depths);
-            goto fail;
-        }
-        p->pattern.mtp_depths = r->mtp_depths;
-    }
-    st = nam__check_dependent_keys(r, err);
-    if (st) goto fail;
-    p->stock_spec = !strcmp(r->spec, nam__stock_spec);
-    p->m2rnn_num_heads = nam__m2rnn_heads(r);
-    /* 2. bindings must name families the pattern can hold */
-    {
-        const char *m;
-        for (m = r->map; *m; m++) {
-            if ((m == r->map || m[-1] == ',') && !nam__is_family(m[0], r->families)) {
-                st = nam__err(err, NAM_ERR_SYMBOL, "pattern.map binds family %c, which is neither R nor declared in pattern.families", m[0]);
-                goto fail;
-            }
-        }
-    }
-    /* 3. DSA marks */
-    if (r->num_dsa_layers > 0 && !r->mla) {
-        st = nam__err(err, NAM_ERR_CONFLICT, "pattern.dsa_layers needs model.mla = true: D is MLA-based, and Megatron refuses plain attention '*' together with DSA 'D'");
-        goto fail;
-    }
-    for (i = 0; i < r->num_dsa_layers; i++) {
-        int L = r->dsa_layers[i];
-        if (L >= depth) { nam__err(err, NAM_ERR_RANGE, "pattern.dsa_layers entry %d: layer %d is beyond depth %d", i + 1, L, depth); st = nam__key_err(p, err, NAM_ERR_RANGE, NAM__POS_DSA); goto fail; }
-        if (p->pattern.layers[L].family != 'A') {
-            st = nam__err(err, NAM_ERR_CONFLICT, "pattern.dsa_layers entry %d: layer %d is family %c, only A layers can be DSA", i + 1, L, p->pattern.layers[L].family);
-            nam__layer_err(p, err, st, L, p->pattern.layers[L].stage, p->pattern.layers[L].column);
-            goto fail;
-        }
-    }
-    /* 4. lower every layer */
-    p->layers = NAM__CAST(nam_plan_layer *, nam__alloc(sizeof(nam_plan_layer) * NAM__CAST(size_t, depth)));
-    if (!p->layers) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto fail; }
-    for (i = 0; i < depth; i++) {
-        const nam_layer *L = &p->pattern.layers[i];
-        nam_plan_layer *P = &p->layers[i];
-        int is_dsa = 0, k, seam, sym;
-        for (k = 0; k < r->num_dsa_layers; k++) is_dsa |= r->dsa_layers[k] == i;
-        if (is_dsa && p->num_dsa_capable < NAM_MAX_LIST) p->dsa_capable[p->num_dsa_capable++] = i;
-        sym = nam__lower(p, &memo, L->family, i, is_dsa, &seam, err, -1, L->stage, L->column);
-        if (sym < 0) { st = err ? err->code : NAM_ERR_UNSUPPORTED; nam__layer_err(p, err, st, i, L->stage, L->column); goto fail; }
-        P->index = i;
-        P->stage = L->stage;
-        P->family = L->family;
-        P->native = NAM__CAST(char, sym);
-        P->seam = seam;
-        P->column = L->column;
-        P->features = 0;
-        if (seam >= 0) { arrput(p->seams[seam].layers, i); p->seams[seam].num_layers++; }
-        if (!sym) p->unresolved++;
-        if (sym == '*' && attn_plain < 0) attn_plain = i;
-        if ((sym == '+' || sym == 'D') && attn_mla < 0) attn_mla = i;
-    }
-    if (p->pattern.mtp) {
-        int n = p->pattern.mtp_len, ok = 1;
-        p->mtp_native = NAM__CAST(char *, nam__alloc(NAM__CAST(size_t, n) + 1));
-        if (!p->mtp_native) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto fail; }
-        for (i = 0; i < n; i++) {
-            int seam, col = p->pattern.mtp_columns[i];
-            int sym = nam__lower(p, &memo, p->pattern.mtp[i], -1, 0, &seam, err, i, p->pattern.num_stages - 1, col);
-            if (sym < 0) { st = err ? err->code : NAM_ERR_UNSUPPORTED; nam__layer_err(p, err, st, -1, p->pattern.num_stages - 1, col); goto fail; }
-            if (seam >= 0) p->seams[seam].mtp_positions++;
-            if (!sym) { ok = 0; p->unresolved += p->pattern.mtp_depths; }
-            p->mtp_native[i] = NAM__CAST(char, sym ? sym : '?');
-            if (sym == '*' && attn_plain < 0) attn_plain = depth + i;
-            if ((sym == '+' || sym == 'D') && attn_mla < 0) attn_mla = depth + i;
-        }
-        p->mtp_native[n] = 0;
-        if (!ok) { nam_free(p->mtp_native); p->mtp_native = NULL; }
-    }
-    if (attn_plain >= 0 && attn_mla >= 0) {
-        st = nam__err(err, NAM_ERR_CONFLICT, "the plan mixes plain attention '*' (%s %d) with MLA/DSA (%s %d); Megatron refuses both in one model (an explicit binding to '*' while model.mla is on causes this)",
-                      attn_plain < depth ? "layer" : "MTP position", attn_plain < depth ? attn_plain : attn_plain - depth,
-                      attn_mla < depth ? "layer" : "MTP position", attn_mla < depth ? attn_mla : attn_mla - depth);
-        goto fail;
-    }
-    /* feature placements, then the layer spec that must build every seam */
-    st = nam__features(p, err);
-    if (st) goto fail;
-    if (p->strict && p->stock_spec && p->num_seams) {
-        char names[200];
-        size_t n = 0;
-        for (i = 0; i < p->num_seams && n < sizeof names; i++)
-            n += NAM__CAST(size_t, snprintf(names + n, sizeof names - n, "%s%s", i ? ", " : "", p->seams[i].name));
-        st = nam__err(err, NAM_ERR_UNSUPPORTED, "strict mode: model.spec is Megatron's stock hybrid_stack_spec, which cannot build the custom seam(s) %s; set model.spec to a layer spec that supplies them", names);
-        goto fail;
-    }
-    /* 5. the native pattern (or, while seams are unresolved, a private shadow used only to
-          check the stage arithmetic; it is never emitted) */
-    {
-        nam__sb b;
-        int s, k;
-        memset(&b, 0, sizeof b);
-        for (s = 0; s < p->pattern.num_stages; s++) {
-            if (s) nam__sb_putc(&b, '|');
-            for (i = p->pattern.stage_begin[s]; i < p->pattern.stage_begin[s + 1]; i++)
-                nam__sb_putc(&b, p->layers[i].native ? p->layers[i].native : 'M');
-        }
-        if (p->pattern.mtp) {
-            for (k = 0; k < p->pattern.mtp_depths; k++) {
-                nam__sb_putc(&b, '/');
-                for (i = 0; i < p->pattern.mtp_len; i++) nam__sb_putc(&b, p->mtp_native ? p->mtp_native[i] : 'M');
-            }
-        }
-        st = nam__sb_finish(&b, &shadow, err);
-        if (st) goto fail;
-    }
-    st = nam_megatron_parse(shadow, 0, &p->mpattern, err);
-    if (st) { nam__err_prefix(err, "translated pattern: "); goto fail; }
-    memset(&ld, 0, sizeof ld);
-    ld.pp = r->pp;
-    ld.first_stage_layers = r->first_stage_layers;
-    ld.last_stage_layers = r->last_stage_layers;
-    ld.no_overlap_p2p = !r->overlap_p2p;
-    st = nam_megatron_layout(&p->mpattern, &ld, &p->layout, err);
-    if (st) { nam__err_prefix(err, "stage layout: "); goto fail; }
-    p->vpp = p->layout.vpp;
-    if (p->unresolved) {
-        nam_free(shadow);
-        shadow = NULL;
-        nam_megatron_free(&p->mpattern);
-        for (i = 0; i < p->layout.num_stages; i++) p->layout.stages[i].seg.layers = NULL; /* offsets stay */
-    } else {
-        p->native_pattern = shadow;
-        shadow = NULL;
-    }
-    /* 6. launch policy */
-    if (r->ffn_hidden_size) p->ffn_hidden_size = r->ffn_hidden_size;
-    else if (!strcmp(r->activation, "swiglu")) p->ffn_hidden_size = NAM__CAST(int, (8LL * r->hidden_size) / 192 * 64);
-    else p->ffn_hidden_size = 4 * r->hidden_size;
-    if (p->ffn_hidden_size <= 0) { st = nam__err(err, NAM_ERR_RANGE, "derived ffn_hidden_size %d is not positive (model.hidden_size %d)", p->ffn_hidden_size, r->hidden_size); goto fail; }
-    st = nam__check_policy(p, err);
-    if (st) goto fail;
-    st = nam__build_args(p, err);
-    if (st) goto fail;
-    st = nam__build_policy_args(p, err);
-    if (st) goto fail;
-    /* 7. pre-flight: parameters, static memory per pp rank, FLOPs */
-    p->preflight.ranks = NAM__CAST(nam_rank_memory *, nam__alloc(sizeof(nam_rank_memory) * NAM__CAST(size_t, r->pp)));
-    if (!p->preflight.ranks) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto fail; }
-    p->preflight.num_ranks = r->pp;
-    p->preflight.chunks = NAM__CAST(nam_chunk_memory *, nam__alloc(sizeof(nam_chunk_memory) * NAM__CAST(size_t, p->layout.num_stages)));
-    if (!p->preflight.chunks) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto fail; }
-    p->preflight.num_chunks = p->layout.num_stages;
-    nam__preflight(p);
-    if (p->preflight.fits == 0 && p->strict) {
-        const nam_rank_memory *M = &p->preflight.ranks[p->preflight.peak_rank];
-        st = nam__err(err, NAM_ERR_RANGE, "strict mode: pp rank %d needs %.1f GiB (weights %.1f, grads %.1f, optimizer %.1f, activations %.1f for %g in-flight microbatches), above preflight.device_memory_gib %g",
-                      M->pp_rank, M->total_bytes / 1073741824.0, M->weight_bytes / 1073741824.0, M->grad_bytes / 1073741824.0, M->optimizer_bytes / 1073741824.0,
-                      M->activation_bytes / 1073741824.0, M->in_flight, r->device_memory_gib);
-        goto fail;
-    }
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-fail:
-    nam_free(shadow);
-    nam_plan_free(p);
-    return st;
-}
-
-/* >>render ----------------------------------------------------------------------------- */
-NAM__DEF char *nam_shell_quote(const char *s) {
-    nam__sb b;
-    const char *c;
-    int safe = s && *s;
-    char *out = NULL;
-    if (!s) return NULL;
-    for (c = s; *c && safe; c++)
-        safe = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || strchr("_-+./=:,@%", *c);
-    memset(&b, 0, sizeof b);
-    if (safe) nam__sb_puts(&b, s);
-    else {
-        nam__sb_putc(&b, '\'');
-        for (c = s; *c; c++) {
-            if (*c == '\'') nam__sb_puts(&b, "'\\''");
-            else nam__sb_putc(&b, *c);
-        }
-        nam__sb_putc(&b, '\'');
-    }
-    if (nam__sb_finish(&b, &out, NULL) != NAM_OK) return NULL;
-    return out;
-}
-
-static const char *nam__seam_kind_str(nam_seam_kind k) {
-    return k == NAM_SEAM_UNMAPPED ? "unmapped" : k == NAM_SEAM_CUSTOM_IMPL ? "custom_impl" : "feature";
-}
-
-/* Megatron's layer_number of each 0-based index: index + 1. */
-static void nam__json_layer_numbers(nam__sb *b, const int *v, int n) {
-    int i;
-    nam__sb_putc(b, '[');
-    for (i = 0; i < n; i++) nam__sb_printf(b, i ? ",%d" : "%d", v[i] + 1);
-    nam__sb_putc(b, ']');
-}
-
-static void nam__json_seams(const nam_plan *p, nam__sb *b) {
-    int i;
-    nam__sb_putc(b, '[');
-    for (i = 0; i < p->num_seams; i++) {
-        const nam_seam *s = &p->seams[i];
-        nam__sb_puts(b, i ? ",\n    {" : "\n    {");
-        nam__sb_puts(b, "\"name\":"); nam__sb_json_str(b, s->name);
-        nam__sb_puts(b, ",\"family\":"); nam__sb_json_char(b, s->family);
-        nam__sb_printf(b, ",\"kind\":\"%s\",\"mixer\":", nam__seam_kind_str(s->kind));
-        nam__sb_json_str(b, s->mixer);
-        nam__sb_puts(b, ",\"placement\":"); nam__sb_json_str(b, s->placement);
-        nam__sb_puts(b, ",\"layers\":");
-        nam__sb_json_ints(b, s->layers, s->num_layers);
-        nam__sb_puts(b, ",\"layer_numbers\":");
-        nam__json_layer_numbers(b, s->layers, s->num_layers);
-        nam__sb_printf(b, ",\"mtp_positions\":%d,\"blocks_native_pattern\":%s,\"detail\":", s->mtp_positions, s->kind == NAM_SEAM_UNMAPPED ? "true" : "false");
-        nam__sb_json_str(b, s->detail);
-        nam__sb_puts(b, ",\"reason\":");
-        nam__sb_json_str(b, s->reason);
-        nam__sb_puts(b, ",\"runtime_must_supply\":"); nam__sb_json_str(b, s->runtime_supplies);
-        nam__sb_putc(b, '}');
-    }
-    nam__sb_puts(b, p->num_seams ? "\n  ]" : "]");
-}
-
-/* The stock spec cannot build custom seams: said in the args and the launch contract. */
-static int nam__spec_note(const nam_plan *p, char *out, size_t n) {
-    int i, k = 0;
-    size_t l;
-    if (!p->stock_spec) return 0;
-    for (i = 0; i < p->num_seams; i++) k += p->seams[i].kind != NAM_SEAM_UNMAPPED;
-    if (!k) return 0;
-    l = NAM__CAST(size_t, snprintf(out, n, "--spec is Megatron's stock hybrid_stack_spec, which cannot build the custom seam(s)"));
-    for (i = 0; i < p->num_seams && l < n; i++)
-        if (p->seams[i].kind != NAM_SEAM_UNMAPPED) l += NAM__CAST(size_t, snprintf(out + l, n - l, " %s", p->seams[i].name));
-    if (l < n) snprintf(out + l, n - l, "; set model.spec to a layer spec that supplies them (strict mode refuses this plan)");
-    return 1;
-}
-
-static void nam__json_decisions(const nam_plan *p, nam__sb *b) {
-    int i;
-    nam__sb_putc(b, '[');
-    for (i = 0; i < p->num_decisions; i++) {
-        nam__sb_puts(b, i ? ",{\"family\":" : "{\"family\":");
-        nam__sb_json_char(b, p->decisions[i].family);
-        nam__sb_puts(b, ",\"symbol\":"); nam__sb_json_char(b, p->decisions[i].symbol);
-        nam__sb_puts(b, ",\"decision\":"); nam__sb_json_str(b, p->decisions[i].what);
-        nam__sb_putc(b, '}');
-    }
-    nam__sb_putc(b, ']');
-}
-
-static void nam__json_argv(const nam_arg *args, int num, nam__sb *b) {
-    int i;
-    nam__sb_putc(b, '[');
-    for (i = 0; i < num; i++) {
-        const char *v = args[i].value;
-        nam__sb_puts(b, i ? ",\n    " : "\n    ");
-        nam__sb_json_str(b, args[i].flag);
-        while (v) {                           /* one argv word per space-separated token */
-            const char *e = strchr(v, ' ');
-            nam__sb_putc(b, ',');
-            nam__sb_json_strn(b, v, e ? NAM__CAST(size_t, e - v) : strlen(v));
-            v = e ? e + 1 : NULL;
-        }
-    }
-    nam__sb_puts(b, "\n  ]");
-}
-
-static void nam__json_family_indices(const nam_plan *p, nam__sb *b, char fam) {
-    int i, first = 1;
-    nam__sb_putc(b, '[');
-    for (i = 0; i < p->pattern.depth; i++)
-        if (p->layers[i].family == fam) { nam__sb_printf(b, first ? "%d" : ",%d", i); first = 0; }
-    nam__sb_putc(b, ']');
-}
-
-static void nam__json_stages(const nam_plan *p, nam__sb *b) {
-    int i, k;
-    nam__sb_putc(b, '[');
-    for (i = 0; i < p->layout.num_stages; i++) {
-        const nam_stage *S = &p->layout.stages[i];
-        nam__sb_printf(b, "%s{\"vp_stage\":%d,\"pp_rank\":%d,\"offset\":%d,\"num_layers\":%d,\"layers\":",
-                       i ? ",\n    " : "\n    ", S->vp_stage, S->pp_rank, S->seg.offset, S->seg.num_layers);
-        if (S->seg.layers) nam__sb_json_strn(b, S->seg.layers, NAM__CAST(size_t, S->seg.num_layers));
-        else {   /* authored letters for the stage while seams are unresolved */
-            nam__sb_putc(b, '"');
-            for (k = 0; k < S->seg.num_layers; k++) nam__sb_putc(b, p->layers[S->seg.offset + k].family);
-            nam__sb_puts(b, "\",\"authored\":true");
-        }
-        nam__sb_putc(b, '}');
-    }
-    nam__sb_puts(b, "\n  ]");
-}
-
-/* The launcher profile's coordinates: each set of layers as 0-based `index` and Megatron's
-   1-based `layer_number`; DSA layers also as `attention_rank`, the rank among A layers. */
-static void nam__json_coordinates(const nam_plan *p, nam__sb *b) {
-    int i, k, n = 0, *idx = NULL;
-    idx = NAM__CAST(int *, nam__alloc(sizeof(int) * NAM__CAST(size_t, p->pattern.depth + 1)));
-    if (!idx) { b->oom = 1; return; }
-    nam__sb_puts(b, ",\n    \"coordinates\": {\n      \"r_layers\": {\"index\": ");
-    for (i = 0; i < p->pattern.depth; i++) if (p->layers[i].family == 'R') idx[n++] = i;
-    nam__sb_json_ints(b, idx, n);
-    nam__sb_puts(b, ", \"layer_number\": ");
-    nam__json_layer_numbers(b, idx, n);
-    nam__sb_puts(b, "},\n      \"dsa_layers\": {\"index\": ");
-    nam__sb_json_ints(b, p->dsa_capable, p->num_dsa_capable);
-    nam__sb_puts(b, ", \"layer_number\": ");
-    nam__json_layer_numbers(b, p->dsa_capable, p->num_dsa_capable);
-    for (k = 0, n = 0; k < p->num_dsa_capable; k++) {
-        int a = 0;
-        for (i = 0; i < p->dsa_capable[k]; i++) a += p->layers[i].family == 'A';
-        idx[n++] = a;
-    }
-    nam__sb_puts(b, ", \"attention_rank\": ");
-    nam__sb_json_ints(b, idx, n);
-    nam__sb_puts(b, "},\n      \"seams\": [");
-    for (i = 0; i < p->num_seams; i++) {
-        const nam_seam *s = &p->seams[i];
-        nam__sb_puts(b, i ? ",\n        {\"name\": " : "\n        {\"name\": ");
-        nam__sb_json_str(b, s->name);
-        nam__sb_puts(b, ", \"placement\": ");
-        nam__sb_json_str(b, s->placement);
-        nam__sb_puts(b, ", \"index\": ");
-        nam__sb_json_ints(b, s->layers, s->num_layers);
-        nam__sb_puts(b, ", \"layer_number\": ");
-        nam__json_layer_numbers(b, s->layers, s->num_layers);
-        nam__sb_printf(b, ", \"mtp_positions\": %d}", s->mtp_positions);
-    }
-    nam__sb_puts(b, p->num_seams ? "\n      ]\n    }" : "]\n    }");
-    nam_free(idx);
-}
-
-static void nam__json_fams(nam__sb *b, const double *v) {
-    int i, first = 1;
-    nam__sb_putc(b, '{');
-    for (i = 0; i < NAM_FAM_COUNT; i++)
-        if (v[i] != 0) { nam__sb_printf(b, "%s\"%s\": %.17g", first ? "" : ", ", nam__family_names[i], v[i]); first = 0; }
-    nam__sb_putc(b, '}');
-}
-
-static void nam__json_preflight(const nam_plan *p, nam__sb *b) {
-    const nam_preflight *f = &p->preflight;
-    int i;
-    nam__sb_printf(b, ",\n  \"preflight\": {\n    \"params_total\": %.17g, \"params_active\": %.17g,\n    \"params\": ", f->params_total, f->params_active);
-    nam__json_fams(b, f->params);
-    nam__sb_printf(b, ",\n    \"flops_per_step\": %.17g, \"flops_megatron\": %.17g,\n    \"flops\": ", f->flops_total, f->flops_megatron);
-    nam__json_fams(b, f->flops);
-    nam__sb_printf(b, ",\n    \"step_time_s\": %g, \"tflops_per_gpu\": %g, \"mfu\": %g, \"mfu_megatron\": %g,", p->recipe.step_time_s, f->tflops_per_gpu, f->mfu, f->mfu_megatron);
-    nam__sb_printf(b, "\n    \"device_memory_gib\": %g, \"fits\": %s, \"peak_pp_rank\": %d, \"recompute\": \"%s\",\n    \"ranks\": [",
-                   p->recipe.device_memory_gib, f->fits < 0 ? "null" : f->fits ? "true" : "false", f->peak_rank, p->recipe.recompute_granularity);
-    for (i = 0; i < f->num_ranks; i++) {
-        const nam_rank_memory *M = &f->ranks[i];
-        nam__sb_printf(b, "%s{\"pp_rank\": %d, \"layers\": %d, \"params\": %.17g, \"params_dense\": %.17g, \"params_expert\": %.17g, \"weight_bytes\": %.17g, \"grad_bytes\": %.17g, \"optimizer_bytes\": %.17g, \"static_bytes\": %.17g, \"activation_bytes\": %.17g, \"in_flight_microbatches\": %g, \"total_bytes\": %.17g, \"params_by_family\": ",
-                       i ? ",\n      " : "\n      ", M->pp_rank, M->num_layers, M->params_total, M->params_dense, M->params_expert, M->weight_bytes, M->grad_bytes, M->optimizer_bytes, M->static_bytes,
-                       M->activation_bytes, M->in_flight, M->total_bytes);
-        nam__json_fams(b, M->params);
-        nam__sb_putc(b, '}');
-    }
-    nam__sb_puts(b, "\n    ],\n    \"chunks\": [");
-    for (i = 0; i < f->num_chunks; i++) {
-        const nam_chunk_memory *C = &f->chunks[i];
-        nam__sb_printf(b, "%s{\"vp_stage\": %d, \"pp_rank\": %d, \"layers\": %d, \"params\": %.17g, \"activation_bytes_per_microbatch\": %.17g}",
-                       i ? ",\n      " : "\n      ", C->vp_stage, C->pp_rank, C->num_layers, C->params, C->activation_bytes);
-    }
-    nam__sb_puts(b, "\n    ]\n  }");
-}
-
-NAM__DEF nam_status nam_plan_json(const nam_plan *p, int what, char **out, nam_error *err) {
-    nam__sb b;
-    const nam_recipe *r;
-    int i, f;
-    if (!p || !out || !p->layers) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_plan_json: NULL argument or empty plan");
-    if (what < NAM_JSON_PLAN || what > NAM_JSON_LAUNCH) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_plan_json: unknown output kind %d", what);
-    r = &p->recipe;
-    memset(&b, 0, sizeof b);
-    nam__sb_puts(&b, "{\n  \"nam_version\": \"" NAM_VERSION_STRING "\",\n  \"recipe\": ");
-    nam__sb_json_str(&b, r->name);
-    nam__sb_printf(&b, ",\n  \"mode\": \"%s\",\n  \"depth\": %d,\n  \"native_pattern\": ", p->strict ? "strict" : "plan", p->pattern.depth);
-    nam__sb_json_str(&b, p->native_pattern);
-    nam__sb_printf(&b, ",\n  \"unresolved_layers\": %d,\n  \"r_layer_indices\": ", p->unresolved);
-    nam__json_family_indices(p, &b, 'R');
-    if (what == NAM_JSON_PLAN) {
-        nam__sb_puts(&b, ",\n  \"authored\": ");
-        nam__sb_json_str(&b, r->pattern);
-        nam__sb_printf(&b, ",\n  \"tile\": %s,\n  \"num_stages\": %d,\n  \"counts\": {", r->tile ? "true" : "false", p->pattern.num_stages);
-        for (f = 0, i = 0; f < 26; f++) {
-            char c = NAM__CAST(char, 'A' + f);
-            if (!nam__is_family(c, r->families)) continue;
-            nam__sb_printf(&b, "%s\"%c\": %d", i++ ? ", " : "", c, p->pattern.counts[f]);
-        }
-        nam__sb_puts(&b, "},\n  \"stage_counts\": [");
-        for (i = 0; i < p->pattern.num_stages; i++) {
-            int s0 = p->pattern.stage_begin[i], s1 = p->pattern.stage_begin[i + 1], k, first = 1;
-            int c[26];
-            memset(c, 0, sizeof c);
-            for (k = s0; k < s1; k++) c[p->layers[k].family - 'A']++;
-            nam__sb_printf(&b, "%s{\"stage\": %d, \"first_layer\": %d, \"num_layers\": %d, \"counts\": {", i ? ", " : "", i, s0, s1 - s0);
-            for (f = 0; f < 26; f++) if (c[f]) { nam__sb_printf(&b, "%s\"%c\": %d", first ? "" : ", ", 'A' + f, c[f]); first = 0; }
-            nam__sb_puts(&b, "}}");
-        }
-        nam__sb_puts(&b, "],\n  \"family_layer_indices\": {");
-        for (f = 0, i = 0; f < 26; f++) {
-            char c = NAM__CAST(char, 'A' + f);
-            if (!nam__is_family(c, r->families)) continue;
-            nam__sb_printf(&b, "%s\"%c\": ", i++ ? ", " : "", c);
-            nam__json_family_indices(p, &b, c);
-        }
-        nam__sb_puts(&b, "},\n  \"layers\": [");
-        for (i = 0; i < p->pattern.depth; i++) {
-            const nam_plan_layer *L = &p->layers[i];
-            nam__sb_printf(&b, "%s{\"index\": %d, \"family\": \"%c\", \"native\": ", i ? ",\n    " : "\n    ", L->index, L->family);
-            nam__sb_json_char(&b, L->native);
-            nam__sb_printf(&b, ", \"stage\": %d, \"seam\": ", L->stage);
-            nam__sb_json_str(&b, L->seam >= 0 ? p->seams[L->seam].name : NULL);
-            nam__sb_printf(&b, ", \"column\": %d", L->column);
-            if (L->features)
-                nam__sb_printf(&b, ", \"features\": [%s%s%s%s%s]", (L->features & NAM_FEATURE_ENGRAM) ? "\"engram\"" : "",
-                               (L->features & NAM_FEATURE_ENGRAM) && (L->features & (NAM_FEATURE_MHC | NAM_FEATURE_MOD)) ? "," : "",
-                               (L->features & NAM_FEATURE_MHC) ? "\"mhc\"" : "", (L->features & NAM_FEATURE_MHC) && (L->features & NAM_FEATURE_MOD) ? "," : "",
-                               (L->features & NAM_FEATURE_MOD) ? "\"mod\"" : "");
-            nam__sb_putc(&b, '}');
-        }
-        nam__sb_puts(&b, "\n  ],\n  \"mtp\": ");
-        if (p->pattern.mtp) {
-            nam__sb_puts(&b, "{\"authored\": ");
-            nam__sb_json_str(&b, p->pattern.mtp);
-            nam__sb_puts(&b, ", \"native\": ");
-            nam__sb_json_str(&b, p->mtp_native);
-            nam__sb_printf(&b, ", \"depths\": %d}", p->pattern.mtp_depths);
-        } else nam__sb_puts(&b, "null");
-        nam__sb_puts(&b, ",\n  \"seams\": ");
-        nam__json_seams(p, &b);
-        nam__sb_puts(&b, ",\n  \"decisions\": ");
-        nam__json_decisions(p, &b);
-        nam__sb_printf(&b, ",\n  \"pp\": %d,\n  \"vpp\": %d,\n  \"pipeline_stages\": ", r->pp, p->vpp);
-        nam__json_stages(p, &b);
-        nam__json_preflight(p, &b);
-    } else {
-        nam__sb_puts(&b, ",\n  \"native_pattern_withheld\": ");
-        if (p->native_pattern) nam__sb_puts(&b, "null");
-        else nam__sb_printf(&b, "\"%d layer(s) have no Megatron symbol; resolve the unmapped seams first\"", p->unresolved);
-        nam__sb_puts(&b, what == NAM_JSON_ARGS ? ",\n  \"args\": " : ",\n  \"generated_native_args\": ");
-        nam__json_argv(p->args, p->num_args, &b);
-        if (what == NAM_JSON_ARGS) {
-            nam__sb_puts(&b, ",\n  \"fixed_policy_args\": ");
-            nam__json_argv(p->policy_args, p->num_policy_args, &b);
-        }
-        nam__sb_puts(&b, ",\n  \"custom_notes\": ");
-        nam__json_seams(p, &b);
-        {
-            char note[600];
-            nam__sb_puts(&b, ",\n  \"spec_note\": ");
-            nam__sb_json_str(&b, nam__spec_note(p, note, sizeof note) ? note : NULL);
-        }
-        nam__sb_puts(&b, ",\n  \"decisions\": ");
-        nam__json_decisions(p, &b);
-    }
-    if (what == NAM_JSON_LAUNCH) {
-        int gbs = p->global_batch_size;
-        const char *e;
-        nam__sb_puts(&b, ",\n  \"fixed_policy\": {\n    \"launcher_args\": ");
-        nam__json_argv(p->policy_args, p->num_policy_args, &b);
-        nam__sb_puts(&b, ",\n    \"pre_import_cache\": {\"root\": ");
-        nam__sb_json_str(&b, r->cache_dir);
-        nam__sb_puts(&b, ", \"when\": \"before importing torch or megatron\", \"env\": {\"TRITON_CACHE_DIR\": ");
-        { char t[NAM_STR_MAX + 16]; snprintf(t, sizeof t, "%s/triton", r->cache_dir); nam__sb_json_str(&b, t);
-          nam__sb_puts(&b, ", \"TORCHINDUCTOR_CACHE_DIR\": "); snprintf(t, sizeof t, "%s/inductor", r->cache_dir); nam__sb_json_str(&b, t); }
-        nam__sb_puts(&b, "}},\n    \"recipe_mode\": ");
-        nam__sb_json_str(&b, r->recipe_mode);
-        nam__sb_puts(&b, ",\n    \"env\": {");
-        for (e = r->env, i = 0; *e; i++) {
-            const char *c = strchr(e, ','), *eq = strchr(e, '=');
-            size_t l = c ? NAM__CAST(size_t, c - e) : strlen(e);
-            if (i) nam__sb_puts(&b, ", ");
-            nam__sb_json_strn(&b, e, NAM__CAST(size_t, eq - e));
-            nam__sb_puts(&b, ": ");
-            nam__sb_json_strn(&b, eq + 1, l - NAM__CAST(size_t, eq - e) - 1);
-            e = c ? c + 1 : e + l;
-        }
-        nam__sb_puts(&b, "},\n    \"cuda_graph\": {\"impl\": ");
-        nam__sb_json_str(&b, r->cuda_graph_impl);
-        nam__sb_puts(&b, ", \"modules\": [");
-        for (e = r->cuda_graph_modules, i = 0; *e; i++) {
-            const char *c = strchr(e, ',');
-            size_t l = c ? NAM__CAST(size_t, c - e) : strlen(e);
-            if (i) nam__sb_puts(&b, ", ");
-            nam__sb_json_strn(&b, e, l);
-            e = c ? c + 1 : e + l;
-        }
-        nam__sb_printf(&b, "]},\n    \"batch\": {\"micro_batch_size\": %d, \"global_batch_size\": %d, \"num_microbatches\": %d, \"seq_length\": %d},\n    \"mtp_depths\": %d\n  },\n",
-                       r->micro_batch_size, gbs, p->num_microbatches, r->seq_length, p->pattern.mtp_depths);
-        nam__sb_puts(&b, "  \"launcher_profile\": {\n    \"layout\": \"");
-        for (i = 0; i < p->pattern.depth; i++) {
-            if (i && p->layers[i].stage != p->layers[i - 1].stage) nam__sb_putc(&b, '|');
-            nam__sb_putc(&b, p->layers[i].family);
-        }
-        if (p->pattern.mtp) for (i = 0; i < p->pattern.mtp_depths; i++) { nam__sb_putc(&b, '/'); nam__sb_puts(&b, p->pattern.mtp); }
-        nam__sb_puts(&b, "\",\n    \"r_layer_indices\": ");
-        nam__json_family_indices(p, &b, 'R');
-        nam__sb_puts(&b, ",\n    \"a_layer_indices\": ");
-        nam__json_family_indices(p, &b, 'A');
-        nam__sb_puts(&b, ",\n    \"dsa_capable_a_layers\": ");
-        if (r->mla) nam__json_family_indices(p, &b, 'A'); else nam__sb_puts(&b, "[]");
-        nam__sb_puts(&b, ",\n    \"dsa_layers\": ");
-        nam__sb_json_ints(&b, p->dsa_capable, p->num_dsa_capable);
-        nam__json_coordinates(p, &b);
-        nam__sb_printf(&b, ",\n    \"tp\": %d, \"pp\": %d, \"vpp\": %d, \"ep\": %d, \"etp\": %d, \"cp\": %d, \"dp\": %d, \"expert_dp\": %d, \"world_size\": %d, \"order\": \"%s\",",
-                       r->tp, r->pp, p->vpp, r->ep, p->etp, r->cp, p->dp, p->edp, r->world_size, r->order);
-        nam__sb_printf(&b, "\n    \"micro_batch_size\": %d, \"global_batch_size\": %d, \"seq_length\": %d, \"mtp_depths\": %d,",
-                       r->micro_batch_size, gbs, r->seq_length, p->pattern.mtp_depths);
-        nam__sb_printf(&b, "\n    \"sparse_mode\": \"%s\", \"cuda_graph_policy\": \"%s%s%s\",\n    \"pipeline_stages\": ",
-                       p->num_dsa_capable ? "dsa" : "dense", r->cuda_graph_impl, r->cuda_graph_modules[0] ? ":" : "", r->cuda_graph_modules);
-        nam__json_stages(p, &b);
-        nam__sb_puts(&b, "\n  }");
-    }
-    nam__sb_puts(&b, "\n}\n");
-    return nam__sb_finish(&b, out, err);
-}
-
-NAM__DEF nam_status nam_plan_args_text(const nam_plan *p, char **out, nam_error *err) {
-    nam__sb b;
-    int i;
-    if (!p || !out || !p->layers) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_plan_args_text: NULL argument or empty plan");
-    memset(&b, 0, sizeof b);
-    nam__sb_printf(&b, "# nam %s: Megatron-LM args for %s (mode %s)\n", NAM_VERSION_STRING, p->recipe.name, p->strict ? "strict" : "plan");
-    for (i = 0; i < p->num_seams; i++) {
-        const nam_seam *s = &p->seams[i];
-        int k;
-        const char *what = s->kind == NAM_SEAM_UNMAPPED ? "no Megatron symbol" : s->kind == NAM_SEAM_CUSTOM_IMPL ? "native symbol, custom implementation" : "feature, no Megatron flag";
-        if (s->family) nam__sb_printf(&b, "# custom seam %s (family %c, %s): layers ", s->name, s->family, what);
-        else nam__sb_printf(&b, "# custom seam %s (%s, %s)", s->name, s->placement, what);
-        for (k = 0; k < s->num_layers; k++) nam__sb_printf(&b, k ? ",%d" : "%d", s->layers[k]);
-        if (!s->num_layers && s->family) nam__sb_puts(&b, "none");
-        if (s->num_layers) {
-            nam__sb_puts(&b, " (layer_number ");
-            for (k = 0; k < s->num_layers; k++) nam__sb_printf(&b, k ? ",%d" : "%d", s->layers[k] + 1);
-            nam__sb_putc(&b, ')');
-        }
-        if (s->mtp_positions) nam__sb_printf(&b, " + %d MTP position(s)", s->mtp_positions);
-        if (s->detail[0]) nam__sb_printf(&b, "\n#   detail: %s", s->detail);
-        nam__sb_printf(&b, "\n#   reason: %s\n#   runtime must supply: %s\n", s->reason, s->runtime_supplies);
-    }
-    for (i = 0; i < p->num_decisions; i++) nam__sb_printf(&b, "# decision: %s\n", p->decisions[i].what);
-    {
-        char note[600];
-        if (nam__spec_note(p, note, sizeof note)) nam__sb_printf(&b, "# note: %s\n", note);
-    }
-    if (!p->native_pattern)
-        nam__sb_printf(&b, "# --hybrid-layer-pattern withheld: %d layer(s) have no Megatron symbol (unmapped seams above)\n", p->unresolved);
-    for (i = 0; i < p->num_args + p->num_policy_args; i++) {
-        const nam_arg *A = i < p->num_args ? &p->args[i] : &p->policy_args[i - p->num_args];
-        const char *v = A->value;
-        if (i == p->num_args && p->num_policy_args) nam__sb_puts(&b, "# fixed policy: operator choices (implementation, fusions, schedule, run inputs), not plan facts\n");
-        nam__sb_puts(&b, A->flag);
-        while (v) {
-            const char *e = strchr(v, ' ');
-            char word[512], *q;
-            size_t l = e ? NAM__CAST(size_t, e - v) : strlen(v);
-            if (l >= sizeof word) l = sizeof word - 1;
-            memcpy(word, v, l);
-            word[l] = 0;
-            q = nam_shell_quote(word);
-            if (!q) { b.oom = 1; break; }
-            nam__sb_putc(&b, ' ');
-            nam__sb_puts(&b, q);
-            nam_free(q);
-            v = e ? e + 1 : NULL;
-        }
-        nam__sb_putc(&b, '\n');
-    }
-    return nam__sb_finish(&b, out, err);
-}
-
-/* >>compare ---------------------------------------------------------------------------- */
-NAM__DEF const char *nam_cmp_verdict_str(nam_cmp_verdict v) {
-    switch (v) {
-    case NAM_CMP_MATCH: return "match";
-    case NAM_CMP_MISSING_IN_NAM: return "missing in nam";
-    case NAM_CMP_ONLY_IN_NAM: return "only in nam";
-    case NAM_CMP_DIFFERS: return "differs";
-    default: return "?";
-    }
-}
-
-NAM__DEF void nam_args_cmp_free(nam_args_cmp *c) {
-    int i;
-    if (!c) return;
-    for (i = 0; i < c->num_rows; i++) { nam_free(c->rows[i].nam_value); nam_free(c->rows[i].other_value); }
-    nam_free(c->rows);
-    memset(c, 0, sizeof *c);
-}
-
-/* One argv word at a time, POSIX-shell style. Returns 1 with the word in `w` (heap), 0 at
-   the end, -1 after filling err. */
-typedef struct nam__lex { const char *t; size_t n, i; int line, col; const char *src; } nam__lex;
-
-static void nam__lex_adv(nam__lex *L) {
-    if (L->t[L->i] == '\n') { L->line++; L->col = 1; } else L->col++;
-    L->i++;
-}
-
-static int nam__lex_err(nam__lex *L, nam_error *err, const char *what) {
-    nam__err(err, NAM_ERR_SYNTAX, "%s", what);
-    nam__recipe_err_at(err, NAM_ERR_SYNTAX, L->src, NAM__CAST(long, L->i), L->line, L->col);
-    return -1;
-}
-
-static int nam__lex_word(nam__lex *L, nam__sb *w, nam_error *err) {
-    int any = 0;
-    for (;;) {   /* blanks, continuations, comments */
-        while (L->i < L->n && (L->t[L->i] == ' ' || L->t[L->i] == '\t' || L->t[L->i] == '\n' || L->t[L->i] == '\r')) nam__lex_adv(L);
-        if (L->i + 1 < L->n && L->t[L->i] == '\\' && (L->t[L->i + 1] == '\n' || L->t[L->i + 1] == '\r')) { nam__lex_adv(L); continue; }
-        if (L->i < L->n && L->t[L->i] == '#') { while (L->i < L->n && L->t[L->i] != '\n') nam__lex_adv(L); continue; }
-        break;
-    }
-    if (L->i >= L->n) return 0;
-    while (L->i < L->n) {
-        unsigned char c = NAM__CAST(unsigned char, L->t[L->i]);
-        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') break;
-        if (c == 0 || c >= 0x80 || c < 0x20) return nam__lex_err(L, err, "a byte that is not printable ASCII");
-        if (c == '$' || c == '`') return nam__lex_err(L, err, "a shell expansion ('$' or '`'): nam compares a literal argv, expand it first");
-        if (c == '\'') {
-            int ql = L->line, qc = L->col;
-            nam__lex_adv(L);
-            while (L->i < L->n && L->t[L->i] != '\'') { nam__sb_putc(w, L->t[L->i]); nam__lex_adv(L); }
-            if (L->i >= L->n) { L->line = ql; L->col = qc; return nam__lex_err(L, err, "an unterminated single quote"); }
-            nam__lex_adv(L);
-        } else if (c == '"') {
-            int ql = L->line, qc = L->col;
-            nam__lex_adv(L);
-            while (L->i < L->n && L->t[L->i] != '"') {
-                char d = L->t[L->i];
-                if (d == '$' || d == '`') return nam__lex_err(L, err, "a shell expansion inside double quotes: nam compares a literal argv");
-                if (d == '\\' && L->i + 1 < L->n && strchr("\"\\$`\n", L->t[L->i + 1])) {
-                    nam__lex_adv(L);
-                    if (L->t[L->i] == '\n') { nam__lex_adv(L); continue; }
-                    d = L->t[L->i];
-                }
-                nam__sb_putc(w, d);
-                nam__lex_adv(L);
-            }
-            if (L->i >= L->n) { L->line = ql; L->col = qc; return nam__lex_err(L, err, "an unterminated double quote"); }
-            nam__lex_adv(L);
-        } else if (c == '\\') {
-            nam__lex_adv(L);
-            if (L->i >= L->n) return nam__lex_err(L, err, "a backslash at the end of the input");
-            if (L->t[L->i] != '\n') nam__sb_putc(w, L->t[L->i]);
-            nam__lex_adv(L);
-        } else {
-            nam__sb_putc(w, NAM__CAST(char, c));
-            nam__lex_adv(L);
-        }
-        any = 1;
-    }
-    (void)any;
-    return 1;
-}
-
-typedef struct nam__flagval { char flag[64]; char *value; int count, words; const char *note; } nam__flagval;
-
-/* Megatron's default for a flag nam emits, as argv text ("" for a switch that is off by
-   default and so has no text, NULL when Megatron has none and the flag is required). */
-static int nam__megatron_default(const nam_plan *p, const char *flag, char *out, size_t n) {
-    const nam_recipe *r = &p->recipe;
-    static const char *const lit[][2] = {
-        { "--tensor-model-parallel-size", "1" }, { "--pipeline-model-parallel-size", "1" }, { "--context-parallel-size", "1" },
-        { "--expert-model-parallel-size", "1" }, { "--cp-comm-type", "p2p" }, { "--position-embedding-type", "learned_absolute" },
-        { "--normalization", "LayerNorm" }, { "--moe-router-topk", "2" }, { "--moe-router-score-function", "softmax" },
-        { "--moe-router-load-balancing-type", "aux_loss" }, { "--moe-aux-loss-coeff", "0" }, { "--moe-token-dispatcher-type", "allgather" },
-        { "--mamba-state-dim", "128" }, { "--mamba-head-dim", "64" }, { "--mamba-num-groups", "8" }, { "--linear-num-key-heads", "16" },
-        { "--linear-num-value-heads", "32" }, { "--linear-key-head-dim", "128" }, { "--linear-value-head-dim", "128" },
-        { "--linear-conv-kernel-dim", "4" }, { "--mtp-loss-scaling-factor", "0.1" }, { "--cuda-graph-impl", "none" },
-        { "--kv-lora-rank", "32" }, { "--qk-head-dim", "128" }, { "--qk-pos-emb-head-dim", "64" }, { "--v-head-dim", "128" },
-        { "--num-query-groups", "1" }, { "--dsa-indexer-loss-coeff", NULL },
-        { "--transformer-impl", "transformer_engine" }, { "--attention-backend", "auto" }, { "--lr-decay-style", "linear" },
-        { "--clip-grad", "1" }, { "--eval-iters", "100" }, { "--log-interval", "100" }, { "--min-lr", "0" },
-        { "--fp8-recipe", "delayed" }, { "--fp8-amax-history-len", "1" }, { "--fp8-amax-compute-algo", "most_recent" },
-        { "--moe-flex-dispatcher-backend", "deepep" }
-    };
-    size_t i;
-    for (i = 0; i < sizeof lit / sizeof lit[0]; i++)
-        if (!strcmp(flag, lit[i][0])) { if (!lit[i][1]) return 0; snprintf(out, n, "%s", lit[i][1]); return 1; }
-    if (!strcmp(flag, "--expert-tensor-parallel-size")) { snprintf(out, n, "%d", r->tp); return 1; }
-    if (!strcmp(flag, "--kv-channels")) { snprintf(out, n, "%d", r->hidden_size / r->num_attention_heads); return 1; }
-    if (!strcmp(flag, "--ffn-hidden-size")) {
-        snprintf(out, n, "%d", strcmp(r->activation, "swiglu") ? 4 * r->hidden_size : NAM__CAST(int, (4.0 * r->hidden_size * 2 / 3) / 64) * 64);
-        return 1;
-    }
-    if (!strcmp(flag, "--moe-ffn-hidden-size")) { snprintf(out, n, "%d", p->ffn_hidden_size); return 1; }
-    if (!strcmp(flag, "--mamba-num-heads") && 2LL * r->hidden_size % r->mamba_head_dim == 0) {   /* d_inner = 2h (mamba_mixer.py) */
-        snprintf(out, n, "%lld", 2LL * r->hidden_size / r->mamba_head_dim);
-        return 1;
-    }
-    if (!strcmp(flag, "--mtp-num-layers") && p->pattern.mtp_depths) { snprintf(out, n, "%d", p->pattern.mtp_depths); return 1; }
-    if (!strcmp(flag, "--experimental-attention-variant") && p->native_pattern && strchr(p->native_pattern, 'D')) { snprintf(out, n, "dsa"); return 1; }
-    return 0;
-}
-
-static int nam__values_equal(const char *a, const char *b) {
-    char *ea, *eb;
-    double x, y;
-    if (!a || !b) return a == b;
-    if (!strcmp(a, b)) return 1;
-    if (!*a || !*b || strchr(a, ' ') || strchr(b, ' ')) return 0;
-    x = strtod(a, &ea);
-    y = strtod(b, &eb);
-    return !*ea && !*eb && x == y;
-}
-
-NAM__DEF nam_status nam_args_compare(const nam_plan *p, const char *text, size_t len, const char *source,
-                                     nam_args_cmp *out, nam_error *err) {
-    nam__lex L;
-    nam__flagval *other = NULL;
-    nam__sb w;
-    int i, k, cur = -1, nrows = 0, rc, nall;
-    nam_status st = NAM_OK;
-    if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_args_compare: out is NULL");
-    memset(out, 0, sizeof *out);
-    if (!p || !p->layers || !text) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_args_compare: NULL argument or empty plan");
-    if (!len) len = strlen(text);
-    if (len > NAM_MAX_TEXT) return nam__err(err, NAM_ERR_LIMIT, "%s: %lu bytes exceed the limit of %d", source ? source : "argv", NAM__CAST(unsigned long, len), NAM_MAX_TEXT);
-    L.t = text; L.n = len; L.i = 0; L.line = 1; L.col = 1; L.src = source ? source : "argv";
-    memset(&w, 0, sizeof w);
-    for (;;) {
-        w.len = 0;
-        rc = nam__lex_word(&L, &w, err);
-        if (rc < 0) { st = err ? err->code : NAM_ERR_SYNTAX; goto done; }
-        if (!rc) break;
-        nam__sb_putc(&w, 0);
-        if (w.oom) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
-        if (w.buf[0] == '-' && w.buf[1] == '-' && w.buf[2]) {   /* a flag, possibly --flag=value */
-            char *eq = strchr(w.buf, '='), name[64];
-            const char *note = NULL, *forced = NULL;
-            size_t fl = eq ? NAM__CAST(size_t, eq - w.buf) : strlen(w.buf);
-            if (fl >= sizeof name) {
-                nam__err(err, NAM_ERR_SYNTAX, "flag '%.64s...' is longer than %d bytes", w.buf, NAM__CAST(int, sizeof name) - 1);
-                st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, L.src, NAM__CAST(long, L.i), L.line, L.col);
-                goto done;
-            }
-            memcpy(name, w.buf, fl);
-            name[fl] = 0;
-            if (!strcmp(name, "--hybrid-override-pattern")) { snprintf(name, sizeof name, "--hybrid-layer-pattern"); note = "renamed from --hybrid-override-pattern"; }
-            if (!strcmp(name, "--cuda-graph-scope")) { snprintf(name, sizeof name, "--cuda-graph-modules"); note = "renamed from the deprecated --cuda-graph-scope"; }
-            if (!strcmp(name, "--mock")) { snprintf(name, sizeof name, "--mock-data"); note = "argparse prefix of --mock-data"; }
-            if (!strcmp(name, "--use-rotary-position-embeddings")) {   /* legacy switch: --position-embedding-type rope */
-                snprintf(name, sizeof name, "--position-embedding-type");
-                note = "from the legacy --use-rotary-position-embeddings";
-                forced = "rope";
-            }
-            for (cur = -1, k = 0; k < arrlen(other); k++) if (!strcmp(other[k].flag, name)) cur = k;
-            if (cur < 0) {
-                nam__flagval fv;
-                memset(&fv, 0, sizeof fv);
-                memcpy(fv.flag, name, strlen(name) + 1);
-                arrput(other, fv);
-                cur = NAM__CAST(int, arrlen(other)) - 1;
-            } else {   /* argparse keeps the last one */
-                nam_free(other[cur].value);
-                other[cur].value = NULL;
-            }
-            other[cur].count++;
-            other[cur].words++;
-            if (note) other[cur].note = note;
-            other[cur].value = nam__strdup(forced ? forced : eq ? eq + 1 : "");
-            if (!other[cur].value) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
-            if (forced) cur = -1;   /* a switch: the next words are not its values */
-        } else if (strlen(w.buf) > 3 && !strcmp(w.buf + strlen(w.buf) - 3, ".py")) {
-            /* the training script: what came before belongs to the launcher (torchrun ...) */
-            out->ignored_words += 1;
-            for (k = 0; k < arrlen(other); k++) { out->ignored_words += other[k].words; nam_free(other[k].value); }
-            arrfree(other);
-            other = NULL;
-            cur = -1;
-        } else if (cur < 0) {
-            out->ignored_words++;
-        } else {   /* another value word of the current flag */
-            size_t a = strlen(other[cur].value), b = strlen(w.buf);
-            char *v = NAM__CAST(char *, nam__alloc(a + b + 2));
-            if (!v) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
-            memcpy(v, other[cur].value, a);
-            if (a) v[a++] = ' ';
-            memcpy(v + a, w.buf, b + 1);
-            other[cur].words++;
-            if (!strcmp(other[cur].flag, "--experimental-attention-variant") && !strcmp(v, "gated_delta_net")) memcpy(v, "gdn", 4);
-            nam_free(other[cur].value);
-            other[cur].value = v;
-        }
-    }
-    /* rows: nam's flags in order, then the other's that nam does not emit */
-    nall = p->num_args + p->num_policy_args;
-    out->rows = NAM__CAST(nam_cmp_row *, nam__alloc(sizeof(nam_cmp_row) * NAM__CAST(size_t, nall + arrlen(other) + 1)));
-    if (!out->rows) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
-    for (i = 0; i < nall + arrlen(other); i++) {
-        nam_cmp_row *R = &out->rows[nrows];
-        const char *nv = NULL, *ov = NULL, *note = NULL;
-        char def[64];
-        int hasdef, o = -1;
-        memset(R, 0, sizeof *R);
-        if (i < nall) {
-            const nam_arg *A = i < p->num_args ? &p->args[i] : &p->policy_args[i - p->num_args];
-            nv = A->value ? A->value : "";
-            snprintf(R->flag, sizeof R->flag, "%s", A->flag);
-            for (k = 0; k < arrlen(other); k++) if (!strcmp(other[k].flag, R->flag)) o = k;
-        } else {
-            o = i - nall;
-            for (k = 0; k < nall; k++) if (!strcmp(k < p->num_args ? p->args[k].flag : p->policy_args[k - p->num_args].flag, other[o].flag)) break;
-            if (k < nall) continue;   /* already a row */
-            snprintf(R->flag, sizeof R->flag, "%s", other[o].flag);
-        }
-        if (o >= 0) { ov = other[o].value; note = other[o].note; if (other[o].count > 1 && !note) note = "given more than once; the last one counts (argparse)"; }
-        hasdef = nam__megatron_default(p, R->flag, def, sizeof def);
-        if (nv && ov) R->verdict = nam__values_equal(nv, ov) ? NAM_CMP_MATCH : NAM_CMP_DIFFERS;
-        else if (nv) {
-            if (hasdef && nam__values_equal(nv, def)) { R->verdict = NAM_CMP_MATCH; note = "the other argv leaves Megatron's default, which nam sets"; }
-            else R->verdict = NAM_CMP_ONLY_IN_NAM;
-        } else {
-            if (hasdef && nam__values_equal(ov, def)) { R->verdict = NAM_CMP_MATCH; note = "nam leaves Megatron's default, which the other argv sets"; }
-            else R->verdict = NAM_CMP_MISSING_IN_NAM;
-        }
-        R->nam_value = nv ? nam__strdup(nv) : NULL;
-        R->other_value = ov ? nam__strdup(ov) : NULL;
-        R->note = note;
-        if ((nv && !R->nam_value) || (ov && !R->other_value)) { nrows++; out->num_rows = nrows; st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
-        out->count[R->verdict]++;
-        nrows++;
-        out->num_rows = nrows;
-    }
-done:
-    for (k = 0; k < arrlen(other); k++) nam_free(other[k].value);
-    arrfree(other);
-    nam_free(w.buf);
-    if (st) { nam_args_cmp_free(out); return st; }
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-}
-
-/* >>ranks ------------------------------------------------------------------------------ */
-NAM__DEF void nam_rank_groups_free(nam_rank_groups *g) {
-    if (!g) return;
-    nam_free(g->ranks);
-    g->ranks = NULL;
-    g->num_groups = g->group_size = 0;
-}
-
-NAM__DEF nam_status nam_rank_groups_masked(int world_size, int n, const int *sizes, const int *mask,
-                                           nam_rank_groups *out, nam_error *err) {
-    long long prod = 1, stride[16], mstride[16], ustride[16];
-    int mshape[16], ushape[16], nm = 0, nu = 0, i, g, r;
-    long long gsize = 1;
-    if (!out || !sizes || !mask) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_rank_groups_masked: NULL argument");
-    memset(out, 0, sizeof *out);
-    if (n < 1 || n > 16) return nam__err(err, NAM_ERR_RANGE, "%d parallel axes (1..16 supported)", n);
-    if (world_size < 1 || world_size > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "world size %d is out of range (1..%d)", world_size, NAM_MAX_PARALLEL);
-    for (i = 0; i < n; i++) {
-        if (sizes[i] < 1 || sizes[i] > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "parallel size %d of axis %d is out of range", sizes[i], i);
-        stride[i] = prod;
-        prod *= sizes[i];
-        if (prod > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "the product of the parallel sizes exceeds %d", NAM_MAX_PARALLEL);
-        if (mask[i]) { mshape[nm] = sizes[i]; mstride[nm++] = stride[i]; gsize *= sizes[i]; }
-        else { ushape[nu] = sizes[i]; ustride[nu++] = stride[i]; }
-    }
-    if (prod != world_size) return nam__err(err, NAM_ERR_PARALLEL, "world size %d != product of the parallel sizes %lld", world_size, prod);
-    out->group_size = NAM__CAST(int, gsize);
-    out->num_groups = NAM__CAST(int, world_size / gsize);
-    out->ranks = NAM__CAST(int *, nam__alloc(sizeof(int) * NAM__CAST(size_t, world_size)));
-    if (!out->ranks) { memset(out, 0, sizeof *out); return nam__err(err, NAM_ERR_NOMEM, "out of memory for %d ranks", world_size); }
-    for (g = 0; g < out->num_groups; g++) {
-        long long base = 0, idx = g;
-        for (i = 0; i < nu; i++) { base += (idx % ushape[i]) * ustride[i]; idx /= ushape[i]; }
-        for (r = 0; r < out->group_size; r++) {
-            long long v = base, j = r;
-            for (i = 0; i < nm; i++) { v += (j % mshape[i]) * mstride[i]; j /= mshape[i]; }
-            out->ranks[g * out->group_size + r] = NAM__CAST(int, v);
-        }
-    }
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-}
-
-static const char *const nam__axes[5] = { "tp", "pp", "dp", "ep", "cp" };  /* RankGenerator name_to_size order */
-
-/* Resolve RankGenerator's ordered axes: tokens of `order`, then missing size-1 axes. */
-static nam_status nam__rankgen_axes(const nam_rankgen_desc *d, int axis[5], int size[5], nam_error *err) {
-    int sz[5], n = 0, i, k;
-    const char *order = d->order ? d->order : "tp-cp-ep-dp-pp", *p = order;
-    sz[0] = d->tp ? d->tp : 1; sz[1] = d->pp ? d->pp : 1; sz[2] = d->dp ? d->dp : 1;
-    sz[3] = d->ep ? d->ep : 1; sz[4] = d->cp ? d->cp : 1;
-    for (i = 0; i < 5; i++)
-        if (sz[i] < 1 || sz[i] > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "%s size %d is out of range (1..%d)", nam__axes[i], sz[i], NAM_MAX_PARALLEL);
-    if (sz[3] > 1 && sz[4] > 1) return nam__err(err, NAM_ERR_PARALLEL, "RankGenerator: ep (%d) and cp (%d) cannot both be > 1 in one generator", sz[3], sz[4]);
-    while (*p) {
-        const char *e = strchr(p, '-');
-        size_t l = e ? NAM__CAST(size_t, e - p) : strlen(p);
-        for (k = 0; k < 5; k++) if (l == 2 && (p[0] | 32) == nam__axes[k][0] && (p[1] | 32) == nam__axes[k][1]) break;
-        if (k == 5) return nam__err(err, NAM_ERR_INVALID_ARG, "order '%.32s': unknown axis '%.*s' (tp, cp, ep, dp, pp)", order, NAM__CAST(int, l > 16 ? 16 : l), p);
-        for (i = 0; i < n; i++) if (axis[i] == k) return nam__err(err, NAM_ERR_INVALID_ARG, "order '%.32s' names %s twice", order, nam__axes[k]);
-        axis[n++] = k;
-        if (!e) break;
-        p = e + 1;
-    }
-    for (k = 0; k < 5; k++) {
-        for (i = 0; i < n && axis[i] != k; i++) {}
-        if (i < n) continue;
-        if (sz[k] != 1) return nam__err(err, NAM_ERR_PARALLEL, "order '%.32s' does not name %s, whose size is %d", order, nam__axes[k], sz[k]);
-        axis[n++] = k;
-    }
-    for (i = 0; i < 5; i++) size[i] = sz[axis[i]];
-    return NAM_OK;
-}
-
-NAM__DEF nam_status nam_rankgen_ranks(const nam_rankgen_desc *d, const char *token, nam_rank_groups *out, nam_error *err) {
-    int axis[5], size[5], mask[5] = {0, 0, 0, 0, 0}, i, k;
-    long long world = 1;
-    const char *p;
-    nam_status st;
-    if (!d || !token || !out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_rankgen_ranks: NULL argument");
-    memset(out, 0, sizeof *out);
-    st = nam__rankgen_axes(d, axis, size, err);
-    if (st) return st;
-    for (p = token; *p;) {
-        const char *e = strchr(p, '-');
-        size_t l = e ? NAM__CAST(size_t, e - p) : strlen(p);
-        for (k = 0; k < 5; k++) if (l == 2 && p[0] == nam__axes[k][0] && p[1] == nam__axes[k][1]) break;
-        if (k == 5) return nam__err(err, NAM_ERR_INVALID_ARG, "group token '%.32s': unknown axis '%.*s'", token, NAM__CAST(int, l > 16 ? 16 : l), p);
-        for (i = 0; i < 5; i++) if (axis[i] == k) mask[i] = 1;
-        if (!e) break;
-        p = e + 1;
-    }
-    for (i = 0; i < 5; i++) {
-        world *= size[i];
-        if (world > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "world size exceeds %d", NAM_MAX_PARALLEL);
-    }
-    st = nam_rank_groups_masked(NAM__CAST(int, world), 5, size, mask, out, err);
-    if (st) return st;
-    snprintf(out->name, sizeof out->name, "%.23s", token);
-    for (i = 0; i < out->num_groups * out->group_size; i++) out->ranks[i] += d->rank_offset;
-    return NAM_OK;
-}
-
-static const char *const nam__decoder_groups[NAM_DECODER_GROUPS] = { "tp", "cp", "dp", "pp", "dp-cp", "tp-pp", "tp-cp", "tp-dp", "tp-dp-cp" };
-static const char *const nam__expert_groups[NAM_EXPERT_GROUPS] = { "tp", "ep", "tp-ep", "dp", "tp-ep-pp", "pp" };
-
-NAM__DEF void nam_rankmap_free(nam_rankmap *m) {
-    int i;
-    if (!m) return;
-    for (i = 0; i < NAM_DECODER_GROUPS; i++) nam_rank_groups_free(&m->decoder[i]);
-    for (i = 0; i < NAM_EXPERT_GROUPS; i++) nam_rank_groups_free(&m->expert[i]);
-    memset(m, 0, sizeof *m);
-}
-
-NAM__DEF nam_status nam_rankmap_build(const nam_rankmap_desc *desc, nam_rankmap *m, nam_error *err) {
-    nam_rankgen_desc dg, eg;
-    long long model, emodel;
-    int i;
-    nam_status st;
-    const char *order;
-    if (!desc || !m) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_rankmap_build: NULL argument");
-    memset(m, 0, sizeof *m);
-    m->world_size = desc->world_size;
-    m->tp = desc->tp ? desc->tp : 1; m->pp = desc->pp ? desc->pp : 1; m->cp = desc->cp ? desc->cp : 1;
-    m->ep = desc->ep ? desc->ep : 1; m->etp = desc->etp ? desc->etp : m->tp;
-    order = desc->order ? desc->order : "tp-cp-ep-dp-pp";
-    if (m->world_size < 1 || m->world_size > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "world size %d is out of range (1..%d)", desc->world_size, NAM_MAX_PARALLEL);
-    if (m->tp < 1 || m->pp < 1 || m->cp < 1 || m->ep < 1 || m->etp < 1 || m->tp > NAM_MAX_PARALLEL || m->pp > NAM_MAX_PARALLEL ||
-        m->cp > NAM_MAX_PARALLEL || m->ep > NAM_MAX_PARALLEL || m->etp > NAM_MAX_PARALLEL)
-        return nam__err(err, NAM_ERR_RANGE, "parallel sizes must be in 1..%d (tp %d, pp %d, cp %d, ep %d, etp %d)", NAM_MAX_PARALLEL, m->tp, m->pp, m->cp, m->ep, m->etp);
-    if (strlen(order) >= sizeof m->order) return nam__err(err, NAM_ERR_INVALID_ARG, "order '%.32s' is too long", order);
-    snprintf(m->order, sizeof m->order, "%s", order);
-    model = NAM__CAST(long long, m->tp) * m->pp * m->cp;
-    if (m->world_size % model) { i = m->world_size; memset(m, 0, sizeof *m); return nam__err(err, NAM_ERR_PARALLEL, "world size %d is not divisible by tp*pp*cp = %lld", i, model); }
-    m->dp = NAM__CAST(int, m->world_size / model);
-    emodel = NAM__CAST(long long, m->etp) * m->ep * m->pp;
-    if (m->world_size % emodel) { i = m->world_size; memset(m, 0, sizeof *m); return nam__err(err, NAM_ERR_PARALLEL, "world size %d is not divisible by etp*ep*pp = %lld (the expert grid)", i, emodel); }
-    m->edp = NAM__CAST(int, m->world_size / emodel);
-    {
-        size_t ol = strlen(order);
-        if (!(ol >= 2 && !strcmp(order + ol - 2, "pp")) && m->pp != 1 && m->edp != m->dp) {
-            st = nam__err(err, NAM_ERR_PARALLEL, "order %s does not end in pp, so expert dp (%d) must equal dp (%d)", order, m->edp, m->dp);
-            memset(m, 0, sizeof *m);
-            return st;
-        }
-    }
-    memset(&dg, 0, sizeof dg);
-    dg.tp = m->tp; dg.ep = 1; dg.dp = m->dp; dg.pp = m->pp; dg.cp = m->cp; dg.order = order;
-    memset(&eg, 0, sizeof eg);
-    eg.tp = m->etp; eg.ep = m->ep; eg.dp = m->edp; eg.pp = m->pp; eg.cp = 1; eg.order = order;
-    for (i = 0; i < NAM_DECODER_GROUPS; i++) {
-        st = nam_rankgen_ranks(&dg, nam__decoder_groups[i], &m->decoder[i], err);
-        if (st) { nam_rankmap_free(m); return st; }
-    }
-    for (i = 0; i < NAM_EXPERT_GROUPS; i++) {
-        st = nam_rankgen_ranks(&eg, nam__expert_groups[i], &m->expert[i], err);
-        if (st) { nam_rankmap_free(m); return st; }
-    }
-    /* Megatron asserts decoder and expert pp groups coincide */
-    if (memcmp(m->decoder[3].ranks, m->expert[5].ranks, sizeof(int) * NAM__CAST(size_t, m->world_size)) != 0) {
-        nam_rankmap_free(m);
-        return nam__err(err, NAM_ERR_PARALLEL, "decoder and expert pipeline groups differ for order %s", order);
-    }
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-}
-
-NAM__DEF const nam_rank_groups *nam_rankmap_find(const nam_rankmap *m, int expert, const char *name) {
-    int i;
-    if (!m || !name) return NULL;
-    if (expert) { for (i = 0; i < NAM_EXPERT_GROUPS; i++) if (!strcmp(m->expert[i].name, name)) return &m->expert[i]; }
-    else { for (i = 0; i < NAM_DECODER_GROUPS; i++) if (!strcmp(m->decoder[i].name, name)) return &m->decoder[i]; }
-    return NULL;
-}
-
-/* Index of `rank` inside its group of `g`. */
-static int nam__index_in_group(const nam_rank_groups *g, int rank) {
-    int i;
-    for (i = 0; i < g->num_groups * g->group_size; i++) if (g->ranks[i] == rank) return i % g->group_size;
-    return -1;
-}
-
-NAM__DEF nam_status nam_rankmap_query_rank(const nam_rankmap *m, int rank, nam_rank_coords *out, nam_error *err) {
-    if (!m || !out || !m->decoder[0].ranks) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_rankmap_query_rank: NULL argument or empty map");
-    if (rank < 0 || rank >= m->world_size) return nam__err(err, NAM_ERR_RANGE, "rank %d is out of range for world size %d", rank, m->world_size);
-    out->tp = nam__index_in_group(&m->decoder[0], rank);
-    out->cp = nam__index_in_group(&m->decoder[1], rank);
-    out->dp = nam__index_in_group(&m->decoder[2], rank);
-    out->pp = nam__index_in_group(&m->decoder[3], rank);
-    out->etp = nam__index_in_group(&m->expert[0], rank);
-    out->ep = nam__index_in_group(&m->expert[1], rank);
-    out->edp = nam__index_in_group(&m->expert[3], rank);
-    return NAM_OK;
-}
-
-static void nam__json_groups(nam__sb *b, const nam_rank_groups *g, int n) {
-    int i, k, r;
-    nam__sb_putc(b, '{');
-    for (i = 0; i < n; i++) {
-        nam__sb_printf(b, "%s\"%s\": [", i ? ",\n    " : "\n    ", g[i].name);
-        for (k = 0; k < g[i].num_groups; k++) {
-            nam__sb_puts(b, k ? ",[" : "[");
-            for (r = 0; r < g[i].group_size; r++) nam__sb_printf(b, r ? ",%d" : "%d", g[i].ranks[k * g[i].group_size + r]);
-            nam__sb_putc(b, ']');
-        }
-        nam__sb_putc(b, ']');
-    }
-    nam__sb_puts(b, "\n  }");
-}
-
-NAM__DEF nam_status nam_rankmap_json(const nam_rankmap *m, char **out, nam_error *err) {
-    nam__sb b;
-    if (!m || !out || !m->decoder[0].ranks) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_rankmap_json: NULL argument or empty map");
-    memset(&b, 0, sizeof b);
-    nam__sb_printf(&b, "{\n  \"world_size\": %d, \"tp\": %d, \"pp\": %d, \"cp\": %d, \"ep\": %d, \"etp\": %d, \"order\": \"%s\",\n  \"dp\": %d,\n  \"expert_dp\": %d,\n  \"decoder\": ",
-                   m->world_size, m->tp, m->pp, m->cp, m->ep, m->etp, m->order, m->dp, m->edp);
-    nam__json_groups(&b, m->decoder, NAM_DECODER_GROUPS);
-    nam__sb_puts(&b, ",\n  \"expert\": ");
-    nam__json_groups(&b, m->expert, NAM_EXPERT_GROUPS);
-    nam__sb_puts(&b, "\n}\n");
-    return nam__sb_finish(&b, out, err);
-}
-
-
+#ifndef NAM_NO_KERNELS
 /* >>kernel-common ---------------------------------------------------------------------- */
 NAM__DEF nam_tensor nam_tensor_make(void *data, nam_dtype dtype, int ndim, const int64_t *shape) {
     nam_tensor t;
@@ -9886,6 +6147,3768 @@ NAM__DEF nam_status nam_m2rnn_step(nam_m2rnn_step_desc *d, void *workspace, size
     NAM__FP_CALL(st, nam__m2rnn_step_body(d, workspace, workspace_bytes, err));
     return st;
 }
+
+#endif /* NAM_NO_KERNELS */
+
+#ifndef NAM_NO_PLANNER
+/* >>errors (planner): where in the text being read an error is */
+static void nam__err_pos(nam_error *e, const char *source, long offset, int line, int column) {
+    if (!e) return;
+    if (source) snprintf(e->source, sizeof e->source, "%s", source);
+    e->offset = offset;
+    e->line = line;
+    e->column = column;
+}
+
+/* A byte as it should appear in a message: 'X', or \xNN for non-printable bytes. */
+static const char *nam__byte_name(unsigned char c, char buf[16]) {
+    if (c >= 0x21 && c < 0x7f) snprintf(buf, 16, "'%c'", c);
+    else if (c == ' ') snprintf(buf, 16, "' ' (space)");
+    else if (c == 0) snprintf(buf, 16, "NUL (\\x00)");
+    else if (c >= 0x80) snprintf(buf, 16, "non-ASCII \\x%02X", c);
+    else snprintf(buf, 16, "control \\x%02X", c);
+    return buf;
+}
+
+/* >>memory ---------------------------------------------------------------------------- */
+static void *nam__alloc(size_t n) { return NAM_MALLOC(n ? n : 1); }
+
+static char *nam__strndup(const char *s, size_t n) {
+    char *d = NAM__CAST(char *, nam__alloc(n + 1));
+    if (!d) return NULL;
+    if (n) memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+static char *nam__strdup(const char *s) { return s ? nam__strndup(s, strlen(s)) : NULL; }
+
+/* Copy a string into a fixed buffer, truncating (snprintf "%s" without the printf cost). */
+static void nam__copy(char *dst, size_t cap, const char *src) {
+    size_t n = strlen(src);
+    if (n >= cap) n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = 0;
+}
+
+/* Growable string with a sticky out-of-memory flag. */
+typedef struct nam__sb { char *buf; size_t len, cap; int oom; } nam__sb;
+
+static int nam__sb_reserve(nam__sb *b, size_t extra) {
+    size_t need, cap;
+    char *nb;
+    if (b->oom) return 0;
+    need = b->len + extra + 1;
+    if (need <= b->cap) return 1;
+    cap = b->cap ? b->cap : 256;
+    while (cap < need) cap *= 2;
+    nb = NAM__CAST(char *, nam__alloc(cap));
+    if (!nb) { b->oom = 1; return 0; }
+    if (b->buf) { memcpy(nb, b->buf, b->len + 1); NAM_FREE(b->buf); } else nb[0] = 0;
+    b->buf = nb;
+    b->cap = cap;
+    return 1;
+}
+static void nam__sb_putn(nam__sb *b, const char *s, size_t n) {
+    if (!nam__sb_reserve(b, n)) return;
+    memcpy(b->buf + b->len, s, n);
+    b->len += n;
+    b->buf[b->len] = 0;
+}
+static void nam__sb_puts(nam__sb *b, const char *s) { nam__sb_putn(b, s, strlen(s)); }
+static void nam__sb_putc(nam__sb *b, char c) { nam__sb_putn(b, &c, 1); }
+static void nam__sb_printf(nam__sb *b, const char *fmt, ...) NAM__PRINTF(2, 3);
+static void nam__sb_printf(nam__sb *b, const char *fmt, ...) {
+    char tmp[512];
+    int n;
+    va_list ap;
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) { b->oom = 1; return; }
+    if (NAM__CAST(size_t, n) < sizeof tmp) { nam__sb_putn(b, tmp, NAM__CAST(size_t, n)); return; }
+    if (!nam__sb_reserve(b, NAM__CAST(size_t, n))) return;
+    va_start(ap, fmt);
+    vsnprintf(b->buf + b->len, NAM__CAST(size_t, n) + 1, fmt, ap);
+    va_end(ap);
+    b->len += NAM__CAST(size_t, n);
+}
+static void nam__sb_json_strn(nam__sb *b, const char *s, size_t n) {
+    size_t i;
+    nam__sb_putc(b, '"');
+    for (i = 0; i < n; i++) {
+        unsigned char c = NAM__CAST(unsigned char, s[i]);
+        if (c == '"') nam__sb_puts(b, "\\\"");
+        else if (c == '\\') nam__sb_puts(b, "\\\\");
+        else if (c == '\n') nam__sb_puts(b, "\\n");
+        else if (c == '\t') nam__sb_puts(b, "\\t");
+        else if (c < 0x20 || c >= 0x7f) nam__sb_printf(b, "\\u%04x", c);
+        else nam__sb_putc(b, NAM__CAST(char, c));
+    }
+    nam__sb_putc(b, '"');
+}
+static void nam__sb_json_str(nam__sb *b, const char *s) {
+    if (!s) nam__sb_puts(b, "null");
+    else nam__sb_json_strn(b, s, strlen(s));
+}
+static void nam__sb_json_char(nam__sb *b, char c) {
+    if (!c) nam__sb_puts(b, "null");
+    else nam__sb_json_strn(b, &c, 1);
+}
+static void nam__sb_json_ints(nam__sb *b, const int *v, int n) {
+    int i;
+    nam__sb_putc(b, '[');
+    for (i = 0; i < n; i++) nam__sb_printf(b, i ? ",%d" : "%d", v[i]);
+    nam__sb_putc(b, ']');
+}
+/* Hand the buffer to the caller, or report out-of-memory. */
+static nam_status nam__sb_finish(nam__sb *b, char **out, nam_error *err) {
+    if (!nam__sb_reserve(b, 0) || b->oom) {
+        if (b->buf) NAM_FREE(b->buf);
+        *out = NULL;
+        return nam__err(err, NAM_ERR_NOMEM, "out of memory while rendering output");
+    }
+    *out = b->buf;
+    return NAM_OK;
+}
+
+/* >>pattern ---------------------------------------------------------------------------- */
+static int nam__is_family(char c, const char *families) {
+    if (c == 'A' || c == 'M' || c == 'E' || c == 'R' || c == 'F') return 1;
+    return families && c >= 'A' && c <= 'Z' && strchr(families, c) != NULL;
+}
+
+static nam_status nam__pattern_symbol_err(nam_error *err, const nam_pattern_desc *d, const char *src,
+                                          size_t i, const char *where) {
+    char bn[16];
+    unsigned char c = NAM__CAST(unsigned char, d->text[i]);
+    const char *hint = "";
+    if (c >= 'a' && c <= 'z') hint = " (family letters are upper-case)";
+    else if (c >= 'A' && c <= 'Z') hint = " (declare further families in the recipe's pattern.families)";
+    else if (c == ' ' || c == '\t') hint = " (whitespace is not allowed in a pattern)";
+    nam__err(err, NAM_ERR_SYMBOL, "unknown family %s at column %d of the %s%s; known families: AMER%s",
+             nam__byte_name(c, bn), d->column + NAM__CAST(int, i), where, hint, d->families ? d->families : "");
+    nam__err_pos(err, src, NAM__CAST(long, i), d->line, d->column + NAM__CAST(int, i));
+    return NAM_ERR_SYMBOL;
+}
+
+NAM__DEF void nam_pattern_free(nam_pattern *p) {
+    if (!p) return;
+    nam_free(p->layers);
+    nam_free(p->stage_begin);
+    nam_free(p->mtp);
+    nam_free(p->mtp_columns);
+    memset(p, 0, sizeof *p);
+}
+
+NAM__DEF nam_status nam_pattern_parse(const nam_pattern_desc *desc, nam_pattern *out, nam_error *err) {
+    nam_pattern_desc d;
+    const char *src;
+    size_t len, i, main_len, mtp_start, copy_len = 0;
+    int written = 0, pipes = 0, depth, stages, mtp_copies = 0, s, per = 0;
+    int *letter_col = NULL;
+    if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_pattern_parse: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!desc || !desc->text) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_pattern_parse: desc or desc->text is NULL");
+    d = *desc;
+    if (d.line <= 0) d.line = 1;
+    if (d.column <= 0) d.column = 1;
+    src = d.source ? d.source : "pattern";
+    len = d.len ? d.len : strlen(d.text);
+    if (d.families) {
+        for (i = 0; d.families[i]; i++)
+            if (d.families[i] < 'A' || d.families[i] > 'Z')
+                return nam__err(err, NAM_ERR_INVALID_ARG, "declared family %d is not an upper-case letter", NAM__CAST(int, i) + 1);
+    }
+    if (len > NAM_MAX_TEXT) {
+        nam__err(err, NAM_ERR_LIMIT, "pattern text is %lu bytes, more than the limit of %d", NAM__CAST(unsigned long, len), NAM_MAX_TEXT);
+        nam__err_pos(err, src, NAM__CAST(long, NAM_MAX_TEXT), d.line, 0);
+        return NAM_ERR_LIMIT;
+    }
+    if (len == 0) {
+        nam__err(err, NAM_ERR_EMPTY, "empty pattern: write at least one family letter (A, M, E, R)");
+        nam__err_pos(err, src, 0, d.line, d.column);
+        return NAM_ERR_EMPTY;
+    }
+    /* main part: letters and stage breaks */
+    for (main_len = 0; main_len < len && d.text[main_len] != '/'; main_len++) {}
+    if (main_len == 0) {
+        nam__err(err, NAM_ERR_EMPTY, "empty main pattern before '/' at column %d", d.column);
+        nam__err_pos(err, src, 0, d.line, d.column);
+        return NAM_ERR_EMPTY;
+    }
+    for (i = 0; i < main_len; i++) {
+        char c = d.text[i];
+        if (c == '|') {
+            const char *what = NULL;
+            if (i == 0) what = "a pattern may not start with a stage break";
+            else if (d.text[i - 1] == '|') what = "doubled stage break (an empty stage)";
+            else if (i + 1 == main_len) what = "a pattern may not end with a stage break";
+            else if (d.tile) what = "a tiled motif may not contain stage breaks; write the full pattern or ask for equal stages with `stages = N`";
+            if (what) {
+                nam__err(err, NAM_ERR_STAGE, "stage break '|' at column %d: %s", d.column + NAM__CAST(int, i), what);
+                nam__err_pos(err, src, NAM__CAST(long, i), d.line, d.column + NAM__CAST(int, i));
+                return NAM_ERR_STAGE;
+            }
+            pipes++;
+        } else if (nam__is_family(c, d.families)) {
+            written++;
+        } else {
+            return nam__pattern_symbol_err(err, &d, src, i, "main pattern");
+        }
+    }
+    /* MTP copies: identical, non-empty, letters only */
+    mtp_start = main_len + 1;
+    if (main_len < len) {
+        size_t p = mtp_start;
+        while (1) {
+            size_t q = p;
+            while (q < len && d.text[q] != '/') q++;
+            mtp_copies++;
+            if (q == p) {
+                nam__err(err, NAM_ERR_MTP, "empty MTP copy %d at column %d: each '/' must be followed by one MTP pattern", mtp_copies, d.column + NAM__CAST(int, p));
+                nam__err_pos(err, src, NAM__CAST(long, p), d.line, d.column + NAM__CAST(int, p));
+                return NAM_ERR_MTP;
+            }
+            if (mtp_copies > NAM_MAX_MTP_DEPTHS) {
+                nam__err(err, NAM_ERR_LIMIT, "more than %d MTP copies (column %d)", NAM_MAX_MTP_DEPTHS, d.column + NAM__CAST(int, p));
+                nam__err_pos(err, src, NAM__CAST(long, p), d.line, d.column + NAM__CAST(int, p));
+                return NAM_ERR_LIMIT;
+            }
+            if (mtp_copies == 1) {
+                copy_len = q - p;
+            } else if (q - p != copy_len || memcmp(d.text + p, d.text + mtp_start, copy_len) != 0) {
+                nam__err(err, NAM_ERR_MTP, "MTP copy %d ('%.*s', column %d) differs from MTP copy 1 ('%.*s'); all MTP copies must be identical",
+                         mtp_copies, NAM__CAST(int, q - p > 64 ? 64 : q - p), d.text + p, d.column + NAM__CAST(int, p),
+                         NAM__CAST(int, copy_len > 64 ? 64 : copy_len), d.text + mtp_start);
+                nam__err_pos(err, src, NAM__CAST(long, p), d.line, d.column + NAM__CAST(int, p));
+                return NAM_ERR_MTP;
+            }
+            for (i = p; i < q; i++) {
+                if (d.text[i] == '|') {
+                    nam__err(err, NAM_ERR_MTP, "stage break '|' at column %d inside the MTP suffix; MTP layers live on the last stage", d.column + NAM__CAST(int, i));
+                    nam__err_pos(err, src, NAM__CAST(long, i), d.line, d.column + NAM__CAST(int, i));
+                    return NAM_ERR_MTP;
+                }
+                if (!nam__is_family(d.text[i], d.families)) return nam__pattern_symbol_err(err, &d, src, i, "MTP suffix");
+            }
+            if (q >= len) break;
+            p = q + 1;
+        }
+    }
+    /* depth contract */
+    if (d.tile) {
+        if (d.depth <= 0) {
+            nam__err(err, d.depth < 0 ? NAM_ERR_RANGE : NAM_ERR_DEPTH, "depth %d: a tiled motif needs a depth of at least 1", d.depth);
+            return err ? err->code : NAM_ERR_DEPTH;
+        }
+        depth = d.depth;
+    } else {
+        if (d.depth < 0) return nam__err(err, NAM_ERR_RANGE, "depth %d is negative", d.depth);
+        if (d.depth > 0 && d.depth != written) {
+            nam__err(err, NAM_ERR_DEPTH, "the pattern has %d layers but the declared depth is %d", written, d.depth);
+            nam__err_pos(err, src, 0, d.line, d.column);
+            return NAM_ERR_DEPTH;
+        }
+        depth = written;
+    }
+    if (depth > NAM_MAX_DEPTH) return nam__err(err, NAM_ERR_LIMIT, "depth %d exceeds the limit of %d layers", depth, NAM_MAX_DEPTH);
+    stages = pipes + 1;
+    if (d.stages < 0 || d.stages > depth)
+        return nam__err(err, NAM_ERR_RANGE, "stages = %d is out of range (1..%d for depth %d)", d.stages, depth, depth);
+    if (d.stages > 0) {
+        if (pipes > 0 && d.stages != pipes + 1) {
+            nam__err(err, NAM_ERR_STAGE, "the pattern's %d stage breaks give %d stages, but stages = %d", pipes, pipes + 1, d.stages);
+            nam__err_pos(err, src, 0, d.line, d.column);
+            return NAM_ERR_STAGE;
+        }
+        if (pipes == 0) {
+            if (depth % d.stages != 0)
+                return nam__err(err, NAM_ERR_STAGE, "depth %d cannot be split into %d equal stages (%d %% %d = %d); nam does not split unevenly",
+                                depth, d.stages, depth, d.stages, depth % d.stages);
+            stages = d.stages;
+            per = depth / d.stages;
+        }
+    }
+    /* build layers */
+    out->layers = NAM__CAST(nam_layer *, nam__alloc(sizeof(nam_layer) * NAM__CAST(size_t, depth)));
+    out->stage_begin = NAM__CAST(int *, nam__alloc(sizeof(int) * NAM__CAST(size_t, stages + 1)));
+    letter_col = NAM__CAST(int *, nam__alloc(sizeof(int) * NAM__CAST(size_t, written)));
+    if (!out->layers || !out->stage_begin || !letter_col) {
+        nam_free(letter_col);
+        nam_pattern_free(out);
+        return nam__err(err, NAM_ERR_NOMEM, "out of memory for %d layers", depth);
+    }
+    {
+        int li = 0, st = 0;
+        char *fam = NAM__CAST(char *, nam__alloc(NAM__CAST(size_t, written)));
+        int *fst = NAM__CAST(int *, nam__alloc(sizeof(int) * NAM__CAST(size_t, written)));
+        if (!fam || !fst) {
+            nam_free(fam); nam_free(fst); nam_free(letter_col);
+            nam_pattern_free(out);
+            return nam__err(err, NAM_ERR_NOMEM, "out of memory for %d layers", depth);
+        }
+        for (i = 0; i < main_len; i++) {
+            if (d.text[i] == '|') { st++; continue; }
+            fam[li] = d.text[i];
+            fst[li] = st;
+            letter_col[li] = NAM__CAST(int, i) + 1;
+            li++;
+        }
+        for (s = 0; s < depth; s++) {
+            int src_i = s % written;
+            nam_layer *L = &out->layers[s];
+            L->index = s;
+            L->family = fam[src_i];
+            L->column = letter_col[src_i];
+            L->stage = per ? s / per : fst[src_i];
+            out->counts[L->family - 'A']++;
+        }
+        nam_free(fam);
+        nam_free(fst);
+    }
+    nam_free(letter_col);
+    out->depth = depth;
+    out->num_stages = stages;
+    {
+        int st = 0;
+        out->stage_begin[0] = 0;
+        for (s = 0; s < depth; s++)
+            while (out->layers[s].stage > st) out->stage_begin[++st] = s;
+        while (st < stages) out->stage_begin[++st] = depth;
+    }
+    if (mtp_copies > 0) {
+        out->mtp = nam__strndup(d.text + mtp_start, copy_len);
+        out->mtp_columns = NAM__CAST(int *, nam__alloc(sizeof(int) * copy_len));
+        if (!out->mtp || !out->mtp_columns) {
+            nam_pattern_free(out);
+            return nam__err(err, NAM_ERR_NOMEM, "out of memory for the MTP suffix");
+        }
+        for (i = 0; i < copy_len; i++) out->mtp_columns[i] = NAM__CAST(int, mtp_start + i) + 1;
+        out->mtp_len = NAM__CAST(int, copy_len);
+        out->mtp_depths = mtp_copies;
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+/* >>megatron --------------------------------------------------------------------------- */
+NAM__DEF int nam_megatron_symbol_index(char c) {
+    switch (c) {   /* position in NAM_MEGATRON_SYMBOLS "*DGM+-E" */
+    case '*': return NAM_MSYM_ATTENTION;
+    case 'D': return NAM_MSYM_DSA;
+    case 'G': return NAM_MSYM_GDN;
+    case 'M': return NAM_MSYM_MAMBA;
+    case '+': return NAM_MSYM_MLA;
+    case '-': return NAM_MSYM_MLP;
+    case 'E': return NAM_MSYM_MOE;
+    default: return -1;
+    }
+}
+
+NAM__DEF void nam_megatron_free(nam_mpattern *p) {
+    if (!p) return;
+    nam_free(p->main);
+    nam_free(p->mtp);
+    memset(p, 0, sizeof *p);
+}
+
+/* _validate_pattern: every byte a layer symbol (or '|' when allowed). */
+static nam_status nam__mvalidate(const char *s, size_t n, size_t base, const char *name, int allow_pipe, nam_error *err) {
+    size_t i;
+    char bn[16];
+    for (i = 0; i < n; i++) {
+        char c = s[i];
+        if ((c == '|' && allow_pipe) || nam_megatron_symbol_index(c) >= 0) continue;
+        nam__err(err, NAM_ERR_SYMBOL, "In %s pattern, %s is not a valid layer symbol (column %d). Valid symbols are: M G * D + - E%s",
+                 name, nam__byte_name(NAM__CAST(unsigned char, c), bn), NAM__CAST(int, base + i) + 1, allow_pipe ? " and '|'" : "");
+        nam__err_pos(err, "pattern", NAM__CAST(long, base + i), 1, NAM__CAST(int, base + i) + 1);
+        return NAM_ERR_SYMBOL;
+    }
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_megatron_parse(const char *pattern, size_t len, nam_mpattern *out, nam_error *err) {
+    size_t i, main_len, first_mtp = 0, mtp_len = 0;
+    int nparts = 1, all_empty = 1, k;
+    nam_status st;
+    long attn_at = -1, mla_at = -1;
+    if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_megatron_parse: out is NULL");
+    memset(out, 0, sizeof *out);
+    out->num_segments = 1;
+    if (!pattern) { if (err) nam__err_reset(err); return NAM_OK; }  /* None -> (None, None, 0) */
+    if (!len) len = strlen(pattern);
+    if (len > NAM_MAX_TEXT)
+        return nam__err(err, NAM_ERR_LIMIT, "pattern is %lu bytes, more than the limit of %d", NAM__CAST(unsigned long, len), NAM_MAX_TEXT);
+    for (main_len = 0; main_len < len && pattern[main_len] != '/'; main_len++) {}
+    for (i = main_len; i < len; i++) if (pattern[i] == '/') nparts++;
+    if (nparts == 1 || main_len > 0) {                       /* main validated if alone or non-empty */
+        st = nam__mvalidate(pattern, main_len, 0, "main", 1, err);
+        if (st) return st;
+    }
+    if (nparts > 1) {
+        size_t p = main_len + 1;
+        int idx;
+        if (nparts - 1 > NAM_MAX_MTP_DEPTHS)
+            return nam__err(err, NAM_ERR_LIMIT, "%d MTP patterns exceed the limit of %d", nparts - 1, NAM_MAX_MTP_DEPTHS);
+        first_mtp = p;
+        for (i = p; i < len && pattern[i] != '/'; i++) {}
+        mtp_len = i - p;
+        /* all MTP parts empty -> no MTP; otherwise all must equal the first */
+        for (i = p; i < len; i++) if (pattern[i] != '/') { all_empty = 0; break; }
+        if (!all_empty) {
+            p = main_len + 1;
+            idx = 0;
+            while (p <= len) {
+                size_t q = p;
+                while (q < len && pattern[q] != '/') q++;
+                idx++;
+                if (idx > 1 && (q - p != mtp_len || memcmp(pattern + p, pattern + first_mtp, mtp_len) != 0)) {
+                    nam__err(err, NAM_ERR_MTP, "All MTP patterns must be identical. Pattern 1 is '%.*s', but pattern %d is '%.*s' (column %d). Full pattern: '%.*s'",
+                             NAM__CAST(int, mtp_len > 64 ? 64 : mtp_len), pattern + first_mtp, idx,
+                             NAM__CAST(int, q - p > 64 ? 64 : q - p), pattern + p, NAM__CAST(int, p) + 1,
+                             NAM__CAST(int, len > 128 ? 128 : len), pattern);
+                    nam__err_pos(err, "pattern", NAM__CAST(long, p), 1, NAM__CAST(int, p) + 1);
+                    return NAM_ERR_MTP;
+                }
+                p = q + 1;
+            }
+            st = nam__mvalidate(pattern + first_mtp, mtp_len, first_mtp, "MTP", 0, err);
+            if (st) return st;
+        }
+    }
+    /* stricter than Megatron: '*' never together with '+' or 'D', main and MTP alike */
+    for (i = 0; i < len; i++) {
+        if (pattern[i] == '*' && attn_at < 0) attn_at = NAM__CAST(long, i);
+        if ((pattern[i] == '+' || pattern[i] == 'D') && mla_at < 0) mla_at = NAM__CAST(long, i);
+    }
+    if (attn_at >= 0 && mla_at >= 0) {
+        long at = attn_at > mla_at ? attn_at : mla_at;
+        nam__err(err, NAM_ERR_CONFLICT, "Not supported to have both Attention and MLA/DSA in one model: '*' at column %ld and '%c' at column %ld (nam checks main and MTP together)",
+                 attn_at + 1, pattern[mla_at], mla_at + 1);
+        nam__err_pos(err, "pattern", at, 1, NAM__CAST(int, at) + 1);
+        return NAM_ERR_CONFLICT;
+    }
+    if (main_len > 0 || nparts == 1) {
+        out->main = nam__strndup(pattern, main_len);
+        if (!out->main) return nam__err(err, NAM_ERR_NOMEM, "out of memory");
+    }
+    if (nparts > 1 && !all_empty) {
+        out->mtp = nam__strndup(pattern + first_mtp, mtp_len);
+        if (!out->mtp) { nam_megatron_free(out); return nam__err(err, NAM_ERR_NOMEM, "out of memory"); }
+        out->mtp_depths = nparts - 1;
+    }
+    out->num_segments = 1;
+    for (i = 0; i < main_len; i++) {
+        if (pattern[i] == '|') { out->num_segments++; continue; }
+        out->num_layers++;
+        out->counts[nam_megatron_symbol_index(pattern[i])]++;
+    }
+    for (i = 0; i < mtp_len && out->mtp; i++) {
+        k = nam_megatron_symbol_index(out->mtp[i]);
+        out->counts[k] += out->mtp_depths;
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_megatron_layer_maps(const char *layers, int n, int *local, nam_error *err) {
+    int seen[NAM_MSYM_COUNT] = {0}, i;
+    if (!layers || !local || n < 0) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_megatron_layer_maps: NULL argument or negative length");
+    for (i = 0; i < n; i++) {
+        int k = nam_megatron_symbol_index(layers[i]);
+        char bn[16];
+        if (k < 0) {
+            nam__err(err, NAM_ERR_SYMBOL, "layer %d: %s is not a valid layer symbol (M G * D + - E)", i, nam__byte_name(NAM__CAST(unsigned char, layers[i]), bn));
+            if (err) err->layer = i;
+            return NAM_ERR_SYMBOL;
+        }
+        local[i] = seen[k]++;
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+/* Python 3 round(): nearest, ties to even. */
+static long long nam__round_half_even(double x) {
+    double f = (double)(long long)x, d = x - f;
+    long long r = (long long)f;
+    if (x < 0) return -nam__round_half_even(-x);
+    if (d > 0.5 || (d == 0.5 && (r & 1))) r++;
+    return r;
+}
+
+NAM__DEF nam_status nam_megatron_pattern_from_ratios(int num_layers, double attention_ratio, double mlp_ratio,
+                                                     char *out, size_t cap, nam_error *err) {
+    long long attn, mamba, mlp;
+    double section, x, ratio;
+    int i;
+    if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_megatron_pattern_from_ratios: out is NULL");
+    if (num_layers <= 0 || num_layers > NAM_MAX_DEPTH) return nam__err(err, NAM_ERR_RANGE, "num_layers %d is out of range (1..%d)", num_layers, NAM_MAX_DEPTH);
+    if (!(attention_ratio >= 0.0 && attention_ratio <= 1.0)) return nam__err(err, NAM_ERR_RANGE, "attention_ratio %g is outside 0..1", attention_ratio);
+    if (!(mlp_ratio >= 0.0 && mlp_ratio <= 1.0)) return nam__err(err, NAM_ERR_RANGE, "mlp_ratio %g is outside 0..1", mlp_ratio);
+    if (attention_ratio + mlp_ratio > 1.0) return nam__err(err, NAM_ERR_RANGE, "attention_ratio + mlp_ratio = %g exceeds 1", attention_ratio + mlp_ratio);
+    if (cap < NAM__CAST(size_t, num_layers) + 1) return nam__err(err, NAM_ERR_INVALID_ARG, "output buffer of %lu bytes is too small for %d layers", NAM__CAST(unsigned long, cap), num_layers);
+    attn = nam__round_half_even(num_layers * attention_ratio);
+    mamba = num_layers - attn;
+    section = NAM__CAST(double, mamba) / NAM__CAST(double, attn + 1);
+    for (i = 0; i < num_layers; i++) out[i] = 'M';
+    out[num_layers] = 0;
+    x = section;
+    for (i = 0; i < num_layers; i++) {
+        if (x < 0.5) { out[i] = '*'; x += section; }
+        else x -= 1;
+    }
+    mlp = nam__round_half_even(num_layers * mlp_ratio);
+    if (mlp > 0) {
+        mamba -= mlp;
+        ratio = NAM__CAST(double, mamba) / NAM__CAST(double, mlp);
+        x = ratio;
+        for (i = 0; i < num_layers; i++) {
+            if (out[i] != 'M') continue;
+            if (x < 0.5) { out[i] = '-'; x += ratio; }
+            else x -= 1;
+        }
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_megatron_select_segment(const nam_mpattern *p, const nam_segment_desc *desc,
+                                                nam_segment *out, nam_error *err) {
+    nam_segment_desc d;
+    const char *main;
+    int nseg = 1, n = 0, i;
+    size_t k, mlen;
+    if (!p || !desc || !out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_megatron_select_segment: NULL argument");
+    d = *desc;
+    if (d.pp_size == 0) d.pp_size = 1;
+    memset(out, 0, sizeof *out);
+    if (d.pp_size < 0 || d.pp_size > NAM_MAX_PARALLEL)
+        return nam__err(err, NAM_ERR_RANGE, "pipeline_model_parallel_size %d is out of range (1..%d)", d.pp_size, NAM_MAX_PARALLEL);
+    if (d.pp_rank < 0 || d.pp_rank >= d.pp_size)
+        return nam__err(err, NAM_ERR_RANGE, "pp_rank %d is out of range for pipeline_model_parallel_size %d", d.pp_rank, d.pp_size);
+    if (d.has_vp_stage && (d.vp_stage < 0 || d.vp_stage > NAM_MAX_DEPTH))
+        return nam__err(err, NAM_ERR_RANGE, "vp_stage %d is out of range", d.vp_stage);
+    if (d.first_stage_layers < 0 || d.last_stage_layers < 0)
+        return nam__err(err, NAM_ERR_RANGE, "first/last stage layers must be positive (got %d, %d)", d.first_stage_layers, d.last_stage_layers);
+    main = p->main ? p->main : "";
+    mlen = strlen(main);
+    for (k = 0; k < mlen; k++) { if (main[k] == '|') nseg++; else n++; }
+    if (nseg > 1 && (d.first_stage_layers || d.last_stage_layers))
+        return nam__err(err, NAM_ERR_CONFLICT, "Cannot specify num_layers_in_first_pipeline_stage or num_layers_in_last_pipeline_stage when hybrid_layer_pattern contains pipe ('|') separators. Use pipes to define the stages instead.");
+    if (nseg == 1 && d.pp_size > 1) {
+        /* legacy even / uneven split */
+        if (d.has_vp_stage)
+            return nam__err(err, NAM_ERR_STAGE, "Virtual pipeline parallelism (vp_stage != None) is not supported when hybrid_layer_pattern has no pipe ('|') separators. Use '|' in the pattern to define the virtual pipeline segments.");
+        if (d.first_stage_layers || d.last_stage_layers) {
+            int nset = (d.first_stage_layers > 0) + (d.last_stage_layers > 0);
+            int middle_stages = d.pp_size - nset;
+            long middle_layers = NAM__CAST(long, n) - d.first_stage_layers - d.last_stage_layers;
+            long per_middle;
+            if (middle_layers < 0)
+                return nam__err(err, NAM_ERR_STAGE, "first (%d) + last (%d) stage layers exceed the %d layers of the pattern", d.first_stage_layers, d.last_stage_layers, n);
+            if (middle_stages > 0 && middle_layers % middle_stages != 0)
+                return nam__err(err, NAM_ERR_STAGE, "Middle layers (%ld) must be evenly divisible by middle pipeline stages (%d).", middle_layers, middle_stages);
+            if (middle_stages == 0 && middle_layers != 0)
+                return nam__err(err, NAM_ERR_STAGE, "no middle pipeline stages for %ld middle layers: first (%d) + last (%d) must equal the %d layers when PP = %d (TransformerConfig refuses this)",
+                                middle_layers, d.first_stage_layers, d.last_stage_layers, n, d.pp_size);
+            per_middle = middle_stages > 0 ? middle_layers / middle_stages : 0;
+            if (d.first_stage_layers && d.pp_rank == 0) { out->offset = 0; out->num_layers = d.first_stage_layers; }
+            else if (d.last_stage_layers && d.pp_rank == d.pp_size - 1) { out->offset = n - d.last_stage_layers; out->num_layers = d.last_stage_layers; }
+            else {
+                int middle_rank = d.first_stage_layers ? d.pp_rank - 1 : d.pp_rank;
+                out->offset = NAM__CAST(int, middle_rank * per_middle + d.first_stage_layers);
+                out->num_layers = NAM__CAST(int, per_middle);
+            }
+        } else {
+            if (n % d.pp_size != 0)
+                return nam__err(err, NAM_ERR_STAGE, "Number of layers (%d) must be evenly divisible by pipeline-model-parallel-size (%d) when no pipe separators are specified in the pattern.", n, d.pp_size);
+            out->num_layers = n / d.pp_size;
+            out->offset = d.pp_rank * out->num_layers;
+        }
+        out->layers = main + out->offset;
+    } else {
+        long seg_index;
+        int cur = 0, off = 0;
+        const char *s = main;
+        if (nseg > 1 && nseg % d.pp_size != 0)
+            return nam__err(err, NAM_ERR_STAGE, "The number of pipe-delimited segments (%d) in hybrid_layer_pattern must be evenly divisible by pipeline_model_parallel_size (%d).", nseg, d.pp_size);
+        seg_index = NAM__CAST(long, d.has_vp_stage ? d.vp_stage : 0) * d.pp_size + d.pp_rank;
+        if (seg_index >= nseg) {
+            char vp[16];
+            if (d.has_vp_stage) snprintf(vp, sizeof vp, "%d", d.vp_stage); else snprintf(vp, sizeof vp, "None");
+            return nam__err(err, NAM_ERR_STAGE, "Pipeline segment index %ld (pp_rank=%d, vp_stage=%s) is out of range for %d segments.", seg_index, d.pp_rank, vp, nseg);
+        }
+        while (cur < seg_index) {
+            if (*s == '|') cur++; else off++;
+            s++;
+        }
+        out->layers = s;
+        out->offset = off;
+        for (i = 0; s[i] && s[i] != '|'; i++) {}
+        out->num_layers = i;
+    }
+    {   /* validate_segment_layers: symbols, and never '*' together with '+'/'D' */
+        int attn = 0, mla = 0;
+        for (i = 0; i < out->num_layers; i++) {
+            char bn[16];
+            if (nam_megatron_symbol_index(out->layers[i]) < 0)
+                return nam__err(err, NAM_ERR_SYMBOL, "In hybrid layer pattern segment, %s is not one of the valid layer symbols M G * D + - E",
+                                nam__byte_name(NAM__CAST(unsigned char, out->layers[i]), bn));
+            attn |= out->layers[i] == '*';
+            mla |= out->layers[i] == '+' || out->layers[i] == 'D';
+        }
+        if (attn && mla)
+            return nam__err(err, NAM_ERR_CONFLICT, "Not supported to have both Attention and MLA/DSA in one model (pipeline segment at offset %d)", out->offset);
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+NAM__DEF void nam_layout_free(nam_layout *l) {
+    if (!l) return;
+    nam_free(l->stages);
+    memset(l, 0, sizeof *l);
+}
+
+NAM__DEF nam_status nam_megatron_layout(const nam_mpattern *p, const nam_layout_desc *desc, nam_layout *out, nam_error *err) {
+    nam_layout_desc d;
+    int segs, vpp, nvp, v, r;
+    nam_status st;
+    if (!p || !desc || !out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_megatron_layout: NULL argument");
+    memset(out, 0, sizeof *out);
+    d = *desc;
+    if (d.pp == 0) d.pp = 1;
+    if (d.pp < 0 || d.pp > NAM_MAX_PARALLEL)
+        return nam__err(err, NAM_ERR_RANGE, "pipeline-model-parallel-size %d is out of range (1..%d)", d.pp, NAM_MAX_PARALLEL);
+    if (d.first_stage_layers < 0 || d.last_stage_layers < 0)
+        return nam__err(err, NAM_ERR_RANGE, "decoder first/last pipeline num layers must be positive (got %d, %d)", d.first_stage_layers, d.last_stage_layers);
+    if (!p->main || p->num_layers == 0)
+        return nam__err(err, NAM_ERR_EMPTY, "the main pattern has no layers (Megatron treats an empty --hybrid-layer-pattern as absent)");
+    segs = p->num_segments;
+    if (segs > 1 && (d.first_stage_layers || d.last_stage_layers))
+        return nam__err(err, NAM_ERR_CONFLICT, "--decoder-first-pipeline-num-layers / --decoder-last-pipeline-num-layers (%d / %d) cannot be combined with a pattern that has pipe ('|') separators (%d segments)",
+                        d.first_stage_layers, d.last_stage_layers, segs);
+    if ((d.first_stage_layers || d.last_stage_layers) && d.pp == 1)
+        return nam__err(err, NAM_ERR_CONFLICT, "first/last pipeline stage layers (%d / %d) need pipeline-model-parallel-size > 1", d.first_stage_layers, d.last_stage_layers);
+    if (segs == 1 && d.pp > 1) {
+        vpp = 0;
+    } else {
+        if (segs % d.pp != 0)
+            return nam__err(err, NAM_ERR_STAGE, "The number of hybrid pipeline segments described by --hybrid-layer-pattern must be evenly divisible by --pipeline-model-parallel-size. Got %d segments and %d pipeline stages.", segs, d.pp);
+        vpp = segs > d.pp ? segs / d.pp : 0;
+    }
+    if (vpp) {
+        if (d.pp <= 1)
+            return nam__err(err, NAM_ERR_STAGE, "%d pipe-delimited segments with pipeline-model-parallel-size 1 give a virtual pipeline of %d, and Megatron requires pipeline-model-parallel-size > 1 for virtual pipelining", segs, vpp);
+        if (d.no_overlap_p2p && d.pp <= 2)
+            return nam__err(err, NAM_ERR_STAGE, "virtual pipelining (VPP %d) without p2p overlap needs pipeline-model-parallel-size > 2 (got %d)", vpp, d.pp);
+    }
+    nvp = vpp ? vpp : 1;
+    out->pp = d.pp;
+    out->vpp = vpp;
+    out->num_stages = d.pp * nvp;
+    out->stages = NAM__CAST(nam_stage *, nam__alloc(sizeof(nam_stage) * NAM__CAST(size_t, out->num_stages)));
+    if (!out->stages) { memset(out, 0, sizeof *out); return nam__err(err, NAM_ERR_NOMEM, "out of memory for %d stages", d.pp * nvp); }
+    for (v = 0; v < nvp; v++) {
+        for (r = 0; r < d.pp; r++) {
+            nam_segment_desc sd;
+            nam_stage *S = &out->stages[v * d.pp + r];
+            memset(&sd, 0, sizeof sd);
+            sd.pp_size = d.pp;
+            sd.pp_rank = r;
+            sd.has_vp_stage = vpp > 0;
+            sd.vp_stage = v;
+            sd.first_stage_layers = d.first_stage_layers;
+            sd.last_stage_layers = d.last_stage_layers;
+            S->vp_stage = v;
+            S->pp_rank = r;
+            st = nam_megatron_select_segment(p, &sd, &S->seg, err);
+            if (st) { nam_layout_free(out); return st; }
+        }
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+/* >>recipe ----------------------------------------------------------------------------- */
+enum { NAM__T_INT, NAM__T_BOOL, NAM__T_STR, NAM__T_DBL, NAM__T_PATTERN, NAM__T_LIST,
+       NAM__T_FAMILIES, NAM__T_MAP, NAM__T_MODULES, NAM__T_ENV, NAM__T_SPEC, NAM__T_RMODULES };
+
+/* Range flags of a field: NAM__LO_OPEN / NAM__HI_OPEN make lo / hi exclusive. */
+#define NAM__LO_OPEN 1
+#define NAM__HI_OPEN 2
+
+typedef struct nam__field {
+    const char *section, *key, *full;
+    int type;
+    size_t off, size;
+    double lo, hi;
+    const char *choices;   /* "a|b|c" for enumerated strings */
+    const char *def;       /* built-in NAM56R default, as recipe text */
+    const char *doc;
+    size_t count_off;      /* NAM__T_LIST: offset of the entry count */
+    int slot;              /* NAM__T_LIST: index into nam_recipe.key_pos, -1 for none */
+    int open;              /* NAM__LO_OPEN | NAM__HI_OPEN */
+} nam__field;
+
+#define NAM__RO(m) offsetof(nam_recipe, m), sizeof(((nam_recipe *)0)->m)
+#define NAM__I(s, k, m, lo, hi, def, doc) { s, k, s "." k, NAM__T_INT, NAM__RO(m), lo, hi, NULL, def, doc, 0, -1, 0 },
+#define NAM__B(s, k, m, def, doc)         { s, k, s "." k, NAM__T_BOOL, NAM__RO(m), 0, 1, NULL, def, doc, 0, -1, 0 },
+#define NAM__S(s, k, m, ch, def, doc)     { s, k, s "." k, NAM__T_STR, NAM__RO(m), 0, 0, ch, def, doc, 0, -1, 0 },
+#define NAM__D(s, k, m, lo, hi, def, doc) { s, k, s "." k, NAM__T_DBL, NAM__RO(m), lo, hi, NULL, def, doc, 0, -1, 0 },
+#define NAM__DO(s, k, m, lo, hi, open, def, doc) { s, k, s "." k, NAM__T_DBL, NAM__RO(m), lo, hi, NULL, def, doc, 0, -1, open },
+#define NAM__X(s, k, t, m, def, doc)      { s, k, s "." k, t, NAM__RO(m), 0, 0, NULL, def, doc, 0, -1, 0 },
+/* integer list: values in [lo, hi], distinct; count in `cnt`; slot: key_pos index or -1 */
+#define NAM__L(s, k, m, cnt, lo, hi, slot, def, doc) { s, k, s "." k, NAM__T_LIST, NAM__RO(m), lo, hi, NULL, def, doc, offsetof(nam_recipe, cnt), slot, 0 },
+enum { NAM__POS_DSA, NAM__POS_ENGRAM, NAM__POS_MHC, NAM__POS_MOD };
+
+#define NAM__DIM ((double)NAM_MAX_DIM)
+#define NAM__PAR ((double)NAM_MAX_PARALLEL)
+static const nam__field nam__fields[] = {
+    NAM__S("recipe", "name", name, NULL, "NAM56R", "recipe family name")
+    NAM__S("recipe", "mode", mode, "plan|strict", "plan", "strict: stop at the first family without a Megatron symbol; plan: keep it as a named seam")
+    { "pattern", "text", "pattern.text", NAM__T_PATTERN, offsetof(nam_recipe, pattern), sizeof(char *), 0, 0, NULL, "AEMEAEMEAEMR/AF", "authored pattern (main [/mtp ...]); NAM56R's MTP block is AF = Megatron '*-' (attention + dense MLP), as its stack launches it", 0, -1, 0 },
+    NAM__B("pattern", "tile", tile, "true", "true: text's main part is a motif tiled to depth")
+    NAM__I("pattern", "depth", depth, 0, NAM_MAX_DEPTH, "52", "layers; 0 = the written length")
+    NAM__I("pattern", "stages", stages, 0, NAM_MAX_DEPTH, "4", "N equal stages; 0 = as written with '|'")
+    NAM__X("pattern", "families", NAM__T_FAMILIES, families, "", "further family letters, e.g. XY")
+    NAM__X("pattern", "map", NAM__T_MAP, map, "", "explicit bindings FAMILY=SYMBOL, e.g. R=G")
+    NAM__L("pattern", "dsa_layers", dsa_layers, num_dsa_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_DSA, "", "A-layer indices (0-based) lowered to D (needs model.mla)")
+    NAM__S("pattern", "mamba_impl", mamba_impl, "mamba2|mamba3|custom", "mamba3", "mamba2 is native; mamba3/custom keep M native with a custom seam")
+    NAM__I("model", "hidden_size", hidden_size, 1, NAM__DIM, "4096", "--hidden-size")
+    NAM__I("model", "ffn_hidden_size", ffn_hidden_size, 0, NAM__DIM, "0", "--ffn-hidden-size; 0 = Megatron's default (4h, or 8h/3 rounded down to 64 with swiglu)")
+    NAM__I("model", "num_attention_heads", num_attention_heads, 1, NAM__DIM, "32", "--num-attention-heads")
+    NAM__I("model", "num_query_groups", num_query_groups, 0, NAM__DIM, "8", "--group-query-attention --num-query-groups; 0 = no GQA")
+    NAM__I("model", "kv_channels", kv_channels, 0, NAM__DIM, "0", "--kv-channels; 0 = hidden / heads")
+    NAM__I("model", "seq_length", seq_length, 1, NAM__DIM, "4096", "--seq-length")
+    NAM__I("model", "max_position_embeddings", max_position_embeddings, 0, NAM__DIM, "0", "--max-position-embeddings; 0 = seq_length")
+    NAM__S("model", "position_embedding_type", position_embedding_type, "rope|none|learned_absolute", "rope", "--position-embedding-type (always emitted)")
+    NAM__S("model", "normalization", normalization, "RMSNorm|LayerNorm", "RMSNorm", "--normalization")
+    NAM__S("model", "activation", activation, "swiglu|squared_relu|gelu", "swiglu", "--swiglu / --squared-relu / neither")
+    NAM__B("model", "untie_embeddings", untie_embeddings, "true", "--untie-embeddings-and-output-weights")
+    NAM__B("model", "disable_bias_linear", disable_bias_linear, "true", "--disable-bias-linear (required for DSA)")
+    NAM__B("model", "mla", mla, "false", "lower A to '+' (MLA); --multi-latent-attention")
+    NAM__I("model", "vocab_size", vocab_size, 1, 1 << 30, "131072", "padded vocabulary size, for the pre-flight (embedding, output layer, logits FLOPs); never emitted")
+    NAM__X("model", "spec", NAM__T_SPEC, spec, "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec", "--spec MODULE BUILDER: the hybrid layer spec; the stock one cannot build custom seams (strict mode refuses it then)")
+    NAM__I("mla", "q_lora_rank", q_lora_rank, 0, NAM__DIM, "1536", "--q-lora-rank; 0 = none")
+    NAM__I("mla", "kv_lora_rank", kv_lora_rank, 1, NAM__DIM, "512", "--kv-lora-rank")
+    NAM__I("mla", "qk_head_dim", qk_head_dim, 1, NAM__DIM, "128", "--qk-head-dim")
+    NAM__I("mla", "qk_pos_emb_head_dim", qk_pos_emb_head_dim, 1, NAM__DIM, "64", "--qk-pos-emb-head-dim")
+    NAM__I("mla", "v_head_dim", v_head_dim, 1, NAM__DIM, "128", "--v-head-dim")
+    NAM__I("moe", "num_experts", num_experts, 0, NAM__DIM, "64", "--num-experts; 0 = no MoE (then E is refused)")
+    NAM__I("moe", "router_topk", router_topk, 1, NAM__DIM, "6", "--moe-router-topk")
+    NAM__I("moe", "ffn_hidden_size", moe_ffn_hidden_size, 0, NAM__DIM, "1408", "--moe-ffn-hidden-size; 0 = model.ffn_hidden_size")
+    NAM__I("moe", "shared_expert_size", shared_expert_size, 0, NAM__DIM, "2816", "--moe-shared-expert-intermediate-size; 0 = none")
+    NAM__S("moe", "score_function", score_function, "softmax|sigmoid|sqrtsoftplus", "sigmoid", "--moe-router-score-function")
+    NAM__B("moe", "pre_softmax", pre_softmax, "false", "--moe-router-pre-softmax")
+    NAM__B("moe", "expert_bias", expert_bias, "true", "--moe-router-enable-expert-bias (sigmoid/sqrtsoftplus only)")
+    NAM__B("moe", "grouped_gemm", grouped_gemm, "true", "--moe-grouped-gemm")
+    NAM__S("moe", "load_balancing", load_balancing, "aux_loss|seq_aux_loss|global_aux_loss|sinkhorn|none", "seq_aux_loss", "--moe-router-load-balancing-type")
+    NAM__D("moe", "aux_loss_coeff", aux_loss_coeff, 0, 1e6, "0.0001", "--moe-aux-loss-coeff")
+    NAM__S("moe", "dispatcher", dispatcher, "allgather|alltoall|flex", "alltoall", "--moe-token-dispatcher-type")
+    NAM__D("moe", "capacity_factor", capacity_factor, 0, 1e3, "0", "--moe-expert-capacity-factor; 0 = dropless (none)")
+    NAM__B("moe", "pad_to_capacity", pad_to_capacity, "false", "--moe-pad-expert-input-to-capacity (needs capacity_factor)")
+    NAM__I("mamba", "state_dim", mamba_state_dim, 1, NAM__DIM, "128", "--mamba-state-dim")
+    NAM__I("mamba", "head_dim", mamba_head_dim, 1, NAM__DIM, "64", "--mamba-head-dim")
+    NAM__I("mamba", "num_groups", mamba_num_groups, 1, NAM__DIM, "8", "--mamba-num-groups")
+    NAM__I("mamba", "num_heads", mamba_num_heads, 0, NAM__DIM, "0", "--mamba-num-heads; 0 = expand * hidden / head_dim (expand 2, or mamba3.expand)")
+    NAM__I("gdn", "num_key_heads", gdn_num_key_heads, 1, NAM__DIM, "16", "--linear-num-key-heads (G layers)")
+    NAM__I("gdn", "num_value_heads", gdn_num_value_heads, 1, NAM__DIM, "32", "--linear-num-value-heads")
+    NAM__I("gdn", "key_head_dim", gdn_key_head_dim, 1, NAM__DIM, "128", "--linear-key-head-dim")
+    NAM__I("gdn", "value_head_dim", gdn_value_head_dim, 1, NAM__DIM, "128", "--linear-value-head-dim")
+    NAM__I("gdn", "conv_kernel_dim", gdn_conv_kernel_dim, 1, NAM__DIM, "4", "--linear-conv-kernel-dim")
+    NAM__I("dsa", "indexer_n_heads", dsa_indexer_n_heads, 1, NAM__DIM, "32", "--dsa-indexer-n-heads (D layers)")
+    NAM__I("dsa", "indexer_head_dim", dsa_indexer_head_dim, 1, NAM__DIM, "64", "--dsa-indexer-head-dim")
+    NAM__I("dsa", "indexer_topk", dsa_indexer_topk, 1, NAM__DIM, "256", "--dsa-indexer-topk (tokens each query attends to)")
+    NAM__D("dsa", "indexer_loss_coeff", dsa_indexer_loss_coeff, 0, 1e6, "0.001", "--dsa-indexer-loss-coeff (0 disables the indexer loss)")
+    NAM__I("m2rnn", "k_head_dim", m2rnn_k_head_dim, 1, NAM__DIM, "64", "R mixer (M2RNN): key head dim K (one shared q/k head)")
+    NAM__I("m2rnn", "v_head_dim", m2rnn_v_head_dim, 1, NAM__DIM, "16", "R mixer: value head dim V (state K x V per head)")
+    NAM__I("m2rnn", "conv_kernel", m2rnn_conv_kernel, 1, 64, "4", "R mixer: causal depthwise conv kernel over q, k, v")
+    NAM__I("m2rnn", "num_heads", m2rnn_num_heads, 0, NAM__DIM, "0", "R mixer: value heads; 0 = max(1, floor(hidden / (K + V)))")
+    NAM__B("m2rnn", "residual", m2rnn_residual, "true", "R mixer: residual D term (y += D * v)")
+    NAM__D("mamba3", "rope_fraction", mamba3_rope_fraction, 0, 1, "0.5", "Mamba-3: fraction of the state dim under data-dependent rotary")
+    NAM__B("mamba3", "mimo", mamba3_mimo, "false", "Mamba-3: MIMO (rank mimo_rank) instead of SISO")
+    NAM__I("mamba3", "mimo_rank", mamba3_mimo_rank, 1, 64, "4", "Mamba-3: MIMO rank R (used when mimo = true)")
+    NAM__I("mamba3", "chunk_size", mamba3_chunk_size, 1, 4096, "64", "Mamba-3: scan chunk size")
+    NAM__DO("mamba3", "a_floor", mamba3_a_floor, 0, 1e6, NAM__LO_OPEN, "0.0001", "Mamba-3: A = -max(softplus(a), a_floor)")
+    NAM__DO("mamba3", "dt_min", mamba3_dt_min, 0, 1e6, NAM__LO_OPEN, "0.001", "Mamba-3: dt init range, low end")
+    NAM__DO("mamba3", "dt_max", mamba3_dt_max, 0, 1e6, NAM__LO_OPEN, "0.1", "Mamba-3: dt init range, high end (>= dt_min)")
+    NAM__I("mamba3", "expand", mamba3_expand, 1, 64, "2", "Mamba-3: inner width = expand * hidden; heads = expand * hidden / mamba.head_dim")
+    NAM__D("mtp", "loss_scaling_factor", mtp_loss_scaling_factor, 0, 1e6, "0.1", "--mtp-loss-scaling-factor")
+    NAM__I("mtp", "depths", mtp_depths, 0, NAM_MAX_MTP_DEPTHS, "0", "MTP depths (--mtp-num-layers): the written MTP block repeated N times; 0 = as many copies as pattern.text writes")
+    NAM__I("parallel", "world_size", world_size, 1, NAM__PAR, "8", "ranks in the job")
+    NAM__I("parallel", "tp", tp, 1, NAM__PAR, "2", "--tensor-model-parallel-size")
+    NAM__I("parallel", "pp", pp, 1, NAM__PAR, "2", "--pipeline-model-parallel-size")
+    NAM__I("parallel", "cp", cp, 1, NAM__PAR, "1", "--context-parallel-size")
+    NAM__I("parallel", "ep", ep, 1, NAM__PAR, "4", "--expert-model-parallel-size")
+    NAM__I("parallel", "etp", etp, 0, NAM__PAR, "1", "--expert-tensor-parallel-size; 0 = tp")
+    NAM__B("parallel", "sequence_parallel", sequence_parallel, "true", "--sequence-parallel (needs tp > 1)")
+    NAM__B("parallel", "overlap_p2p", overlap_p2p, "true", "false emits --no-overlap-p2p-communication")
+    NAM__I("parallel", "first_stage_layers", first_stage_layers, 0, NAM_MAX_DEPTH, "0", "--decoder-first-pipeline-num-layers; 0 = none")
+    NAM__I("parallel", "last_stage_layers", last_stage_layers, 0, NAM_MAX_DEPTH, "0", "--decoder-last-pipeline-num-layers; 0 = none")
+    NAM__S("parallel", "order", order, "tp-cp-ep-dp-pp|tp-cp-ep-pp-dp", "tp-cp-ep-dp-pp", "rank order; tp-cp-ep-pp-dp emits --use-tp-pp-dp-mapping")
+    NAM__S("parallel", "cp_comm_type", cp_comm_type, "p2p|a2a|allgather|a2a+p2p", "p2p", "--cp-comm-type (emitted when cp > 1)")
+    NAM__B("parallel", "distributed_optimizer", distributed_optimizer, "true", "--use-distributed-optimizer: optimizer state sharded over data parallel")
+    NAM__L("parallel", "hierarchical_cp_sizes", hierarchical_cp_sizes, num_hierarchical_cp_sizes, 1, NAM__PAR, -1, "", "--hierarchical-context-parallel-sizes (product = cp; required by a2a+p2p)")
+    NAM__S("memory", "recompute_granularity", recompute_granularity, "none|selective|full", "none", "--recompute-granularity (none emits nothing)")
+    NAM__S("memory", "recompute_method", recompute_method, "uniform|block", "uniform", "--recompute-method, with full recompute")
+    NAM__I("memory", "recompute_num_layers", recompute_num_layers, 1, NAM_MAX_DEPTH, "1", "--recompute-num-layers, with full recompute (1..layers per pp rank)")
+    NAM__X("memory", "recompute_modules", NAM__T_RMODULES, recompute_modules, "core_attn", "--recompute-modules, with selective recompute (core_attn moe_act layernorm mla_up_proj mlp moe shared_experts gdn_norm_out mhc)")
+    NAM__S("implementation", "transformer_impl", transformer_impl, "transformer_engine|local", "transformer_engine", "fixed policy: --transformer-impl")
+    NAM__S("implementation", "attention_backend", attention_backend, "auto|flash|fused|unfused", "auto", "fixed policy: --attention-backend (local needs --spec local, which a hybrid plan never uses)")
+    NAM__B("implementation", "use_flash_attn", use_flash_attn, "false", "fixed policy: --use-flash-attn")
+    NAM__B("implementation", "gradient_accumulation_fusion", gradient_accumulation_fusion, "true", "fixed policy: false emits --no-gradient-accumulation-fusion")
+    NAM__B("implementation", "persist_layer_norm", persist_layer_norm, "true", "fixed policy: false emits --no-persist-layer-norm")
+    NAM__B("implementation", "masked_softmax_fusion", masked_softmax_fusion, "true", "fixed policy: false emits --no-masked-softmax-fusion")
+    NAM__B("implementation", "rope_fusion", rope_fusion, "true", "fixed policy: false emits --no-rope-fusion (DSA plans always get it)")
+    NAM__B("implementation", "mla_down_proj_fusion", mla_down_proj_fusion, "false", "fixed policy: --mla-down-proj-fusion (needs model.mla)")
+    NAM__B("implementation", "moe_permute_fusion", moe_permute_fusion, "false", "fixed policy: --moe-permute-fusion (with MoE)")
+    NAM__B("implementation", "moe_router_fusion", moe_router_fusion, "false", "fixed policy: --moe-router-fusion (with MoE)")
+    NAM__B("implementation", "moe_shared_expert_overlap", moe_shared_expert_overlap, "false", "fixed policy: --moe-shared-expert-overlap (shared expert, alltoall or flex)")
+    NAM__S("implementation", "moe_flex_backend", moe_flex_backend, "deepep|hybridep", "deepep", "fixed policy: --moe-flex-dispatcher-backend, with moe.dispatcher = flex")
+    NAM__I("train", "train_iters", train_iters, 0, 1 << 30, "0", "fixed policy: --train-iters; 0 = not given")
+    NAM__D("train", "lr", lr, 0, 1e6, "0", "fixed policy: --lr; 0 = not given")
+    NAM__D("train", "min_lr", min_lr, 0, 1e6, "0", "fixed policy: --min-lr (<= lr)")
+    NAM__S("train", "lr_decay_style", lr_decay_style, "constant|linear|cosine|inverse-square-root|WSD", "linear", "fixed policy: --lr-decay-style")
+    NAM__I("train", "lr_warmup_iters", lr_warmup_iters, 0, 1 << 30, "0", "fixed policy: --lr-warmup-iters")
+    NAM__D("train", "clip_grad", clip_grad, 0, 1e6, "1", "fixed policy: --clip-grad")
+    NAM__I("train", "eval_interval", eval_interval, 0, 1 << 30, "0", "fixed policy: --eval-interval; 0 = not given")
+    NAM__I("train", "eval_iters", eval_iters, 0, 1 << 30, "100", "fixed policy: --eval-iters")
+    NAM__I("train", "log_interval", log_interval, 1, 1 << 30, "100", "fixed policy: --log-interval")
+    NAM__I("train", "save_interval", save_interval, 0, 1 << 30, "0", "fixed policy: --save-interval; 0 = not given")
+    NAM__B("train", "log_throughput", log_throughput, "false", "fixed policy: --log-throughput")
+    NAM__S("data", "data_path", data_path, NULL, "", "fixed policy: --data-path (words separated by spaces: [weight] prefix ...); never opened")
+    NAM__S("data", "tokenizer_type", tokenizer_type, "|GPT2BPETokenizer|SentencePieceTokenizer|GPTSentencePieceTokenizer|HuggingFaceTokenizer|Llama2Tokenizer|TikTokenizer|NullTokenizer", "", "fixed policy: --tokenizer-type; empty = not given")
+    NAM__S("data", "tokenizer_model", tokenizer_model, NULL, "", "fixed policy: --tokenizer-model (a path or hub name; never opened)")
+    NAM__S("data", "split", split, NULL, "", "fixed policy: --split, e.g. 969,30,1; empty = not given")
+    NAM__B("data", "mock_data", mock_data, "false", "fixed policy: --mock-data (synthetic data instead of data_path)")
+    NAM__S("data", "save", save_dir, NULL, "", "fixed policy: --save (checkpoint directory; never opened)")
+    NAM__S("data", "load", load_dir, NULL, "", "fixed policy: --load (checkpoint directory; never opened)")
+    NAM__D("preflight", "device_memory_gib", device_memory_gib, 0, 1e6, "0", "GPU memory in GiB; plan mode warns and strict mode refuses when a pp rank's static memory exceeds it; 0 = not checked")
+    NAM__D("preflight", "peak_tflops", peak_tflops, 0, 1e9, "989", "dense bf16 peak per GPU in TFLOP/s, for MFU (989 = H100/H200 SXM)")
+    NAM__D("preflight", "step_time_s", step_time_s, 0, 1e9, "0", "measured seconds per global batch; > 0 gives TFLOP/s per GPU and MFU")
+    NAM__I("batch", "micro_batch_size", micro_batch_size, 1, NAM__DIM, "1", "--micro-batch-size")
+    NAM__I("batch", "global_batch_size", global_batch_size, 0, 1 << 30, "64", "--global-batch-size; 0 = micro * dp")
+    NAM__S("precision", "dtype", dtype, "bf16|fp16|fp32", "bf16", "--bf16 / --fp16 / neither")
+    NAM__S("precision", "fp8", fp8, "none|e4m3|hybrid", "none", "--fp8-format")
+    NAM__S("precision", "fp8_recipe", fp8_recipe, "delayed|tensorwise|mxfp8|blockwise", "delayed", "--fp8-recipe, with fp8 (mxfp8 needs Blackwell)")
+    NAM__I("precision", "fp8_amax_history_len", fp8_amax_history_len, 1, 1 << 20, "1", "--fp8-amax-history-len, with the delayed recipe")
+    NAM__S("precision", "fp8_amax_compute_algo", fp8_amax_compute_algo, "most_recent|max", "most_recent", "--fp8-amax-compute-algo, with the delayed recipe")
+    NAM__S("precision", "moe_router_dtype", moe_router_dtype, "none|fp32|fp64", "none", "--moe-router-dtype (with MoE); none = the model dtype")
+    NAM__S("cuda_graph", "impl", cuda_graph_impl, "none|local|transformer_engine|full_iteration", "transformer_engine", "--cuda-graph-impl")
+    NAM__I("cuda_graph", "warmup_steps", cuda_graph_warmup_steps, 0, 1 << 20, "3", "--cuda-graph-warmup-steps (with CUDA graphs)")
+    NAM__X("cuda_graph", "modules", NAM__T_MODULES, cuda_graph_modules, "attn,mamba,moe_router,moe_preprocess", "--cuda-graph-modules (comma list; empty = whole layer)")
+    NAM__B("engram", "enabled", engram_enabled, "false", "Engram (n-gram memory) on A layers: a feature seam, never a Megatron flag")
+    NAM__L("engram", "layers", engram_layers, num_engram_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_ENGRAM, "", "0-based A-layer indices carrying Engram (required when enabled)")
+    NAM__L("engram", "ngram_orders", engram_ngram_orders, num_engram_ngram_orders, 1, 64, -1, "2,3,4", "n-gram orders")
+    NAM__I("engram", "bottleneck_dim", engram_bottleneck_dim, 0, NAM__DIM, "0", "bottleneck width; 0 = none")
+    NAM__DO("engram", "dropout", engram_dropout, 0, 1, NAM__HI_OPEN, "0", "dropout in [0, 1)")
+    NAM__B("engram", "gated", engram_gated, "false", "gated read-out")
+    NAM__B("engram", "gate_sqrt_compress", engram_gate_sqrt_compress, "false", "sqrt-compressed gate")
+    NAM__I("engram", "conv_kernel", engram_conv_kernel, 0, 64, "0", "short conv kernel; 0 = none")
+    NAM__S("engram", "conv_impl", engram_conv_impl, "xla_safe|maxtext_depthwise", "xla_safe", "conv implementation")
+    NAM__B("mhc", "enabled", mhc_enabled, "false", "mHC (manifold hyper-connections) on A layers: a feature seam")
+    NAM__L("mhc", "layers", mhc_layers, num_mhc_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_MHC, "", "0-based A-layer indices carrying mHC (required when enabled)")
+    NAM__I("mhc", "n_streams", mhc_n_streams, 2, 64, "4", "residual streams (> 1)")
+    NAM__I("mhc", "sinkhorn_iters", mhc_sinkhorn_iters, 1, 1000, "5", "Sinkhorn iterations")
+    NAM__DO("mhc", "temperature", mhc_temperature, 0, 1e6, NAM__LO_OPEN, "1", "Sinkhorn temperature (> 0)")
+    NAM__DO("mhc", "epsilon", mhc_epsilon, 0, 1, NAM__LO_OPEN, "1e-06", "Sinkhorn epsilon (> 0)")
+    NAM__D("mhc", "blend_alpha", mhc_blend_alpha, 0, 1e6, "1", "blend factor (>= 0)")
+    NAM__B("mhc", "dynamic", mhc_dynamic, "false", "input-dependent mixing")
+    NAM__S("mhc", "dynamic_mode", mhc_dynamic_mode, "maxtext|pooled", "maxtext", "dynamic mixing mode")
+    NAM__B("mhc", "fused_ops", mhc_fused_ops, "false", "fused kernels")
+    NAM__I("mhc", "recompute_group_size", mhc_recompute_group_size, -1, NAM_MAX_DEPTH, "0", "recompute grouping; 0 = automatic, -1 = off")
+    NAM__B("mod", "enabled", mod_enabled, "false", "MoD (mixture of depths) on E layers: a feature seam")
+    NAM__L("mod", "layers", mod_layers, num_mod_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_MOD, "", "0-based E-layer indices carrying MoD (required when enabled)")
+    NAM__DO("mod", "capacity", mod_capacity, 0, 1, NAM__LO_OPEN, "0.5", "token capacity in (0, 1]")
+    NAM__D("mod", "aux_loss_weight", mod_aux_loss_weight, 0, 1e6, "0.01", "router aux loss weight (>= 0)")
+    NAM__S("mod", "routing", mod_routing, "topk|threshold|progressive|gateskip", "topk", "routing rule")
+    NAM__S("mod", "target", mod_target, NULL, "", "routing target (free text, passed to the runtime)")
+    NAM__S("mod", "scorer", mod_scorer, NULL, "", "scorer (free text)")
+    NAM__S("mod", "selector", mod_selector, NULL, "", "selector (free text)")
+    NAM__S("mod", "schedule", mod_schedule, NULL, "", "capacity schedule (free text)")
+    NAM__S("mod", "executor", mod_executor, "auto|gather|mask", "auto", "executor")
+    NAM__B("mod", "ffn_only", mod_ffn_only, "false", "route the FFN only")
+    NAM__I("mod", "skip_first_n", mod_skip_first_n, 0, NAM_MAX_DEPTH, "4", "leave the first N layers unrouted")
+    NAM__B("mod", "skip_mamba", mod_skip_mamba, "true", "never route Mamba layers")
+    NAM__B("moda", "enabled", moda_enabled, "false", "MoDA (mixture-of-depths attention), model-wide: a feature seam")
+    NAM__B("ngram_hash", "enabled", ngram_hash_enabled, "false", "n-gram hash embedding added to the input embedding: a feature seam")
+    NAM__L("ngram_hash", "orders", ngram_hash_orders, num_ngram_hash_orders, 1, 64, -1, "2,3", "n-gram orders")
+    NAM__I("ngram_hash", "heads", ngram_hash_heads, 1, 4096, "8", "hash heads")
+    NAM__I("ngram_hash", "table_size", ngram_hash_table_size, 1, 1 << 30, "500000", "rows per hash table")
+    NAM__I("ngram_hash", "embed_dim", ngram_hash_embed_dim, 1, NAM__DIM, "16", "embedding width per head")
+    NAM__B("ngram_hash", "offload", ngram_hash_offload, "false", "keep the tables in host memory")
+    NAM__B("structure", "enabled", structure_enabled, "false", "structure (AST) embedding on the input embedding: a feature seam")
+    NAM__S("structure", "components", structure_components, "core|all", "core", "embedded components")
+    NAM__I("structure", "max_ast_depth", structure_max_ast_depth, 1, 1 << 20, "20", "AST depth buckets (> 0)")
+    NAM__I("structure", "max_sibling_index", structure_max_sibling_index, 0, 1 << 20, "10", "sibling-index buckets (>= 0)")
+    NAM__I("structure", "num_node_types", structure_num_node_types, 1, 1 << 20, "64", "node types (> 0)")
+    NAM__I("structure", "bottleneck_dim", structure_bottleneck_dim, 1, NAM__DIM, "64", "bottleneck width (> 0)")
+    NAM__B("structure", "relation_bias", structure_relation_bias, "false", "relation bias")
+    NAM__B("structure", "tree_ffn", structure_tree_ffn, "false", "tree FFN")
+    NAM__I("structure", "tree_ffn_steps", structure_tree_ffn_steps, 1, 1024, "3", "tree FFN steps (> 0)")
+    NAM__DO("structure", "tree_ffn_dropout", structure_tree_ffn_dropout, 0, 1, NAM__HI_OPEN, "0", "tree FFN dropout in [0, 1)")
+    NAM__B("structure", "platform_embed", structure_platform_embed, "false", "platform embedding")
+    NAM__S("runtime", "recipe_mode", recipe_mode, NULL, "pretrain", "fixed policy: launcher recipe mode")
+    NAM__S("runtime", "cache_dir", cache_dir, NULL, "/tmp/nam-cache", "fixed policy: pre-import cache root (set before importing torch)")
+    NAM__X("runtime", "env", NAM__T_ENV, env, "CUDA_DEVICE_MAX_CONNECTIONS=1,NCCL_P2P_LEVEL=NVL,TORCH_NCCL_AVOID_RECORD_STREAMS=1", "fixed policy: CUDA/NCCL environment, comma list KEY=VALUE")
+};
+#undef NAM__I
+#undef NAM__B
+#undef NAM__S
+#undef NAM__D
+#undef NAM__DO
+#undef NAM__X
+#undef NAM__L
+#define NAM__NFIELDS (NAM__CAST(int, sizeof nam__fields / sizeof nam__fields[0]))
+
+NAM__DEF const char *nam_recipe_key(int i) {
+    return i >= 0 && i < NAM__NFIELDS ? nam__fields[i].full : NULL;
+}
+
+static int nam__field_find(const char *key, int *ambiguous) {
+    int i, found = -1;
+    const char *dot = strchr(key, '.');
+    *ambiguous = 0;
+    for (i = 0; i < NAM__NFIELDS; i++) {
+        const nam__field *f = &nam__fields[i];
+        if (dot) {
+            size_t sl = strlen(f->section);
+            if (NAM__CAST(size_t, dot - key) == sl && strncmp(key, f->section, sl) == 0 && strcmp(dot + 1, f->key) == 0) return i;
+        } else if (strcmp(key, f->key) == 0) {
+            if (found >= 0) *ambiguous = 1;
+            found = i;
+        }
+    }
+    return *ambiguous ? -1 : found;
+}
+
+static int nam__choice_ok(const char *choices, const char *v) {
+    size_t n = strlen(v);
+    const char *p = choices;
+    while (p && *p) {
+        const char *e = strchr(p, '|');
+        size_t l = e ? NAM__CAST(size_t, e - p) : strlen(p);
+        if (l == n && strncmp(p, v, n) == 0) return 1;
+        p = e ? e + 1 : NULL;
+    }
+    return 0;
+}
+
+/* Strict integer: optional sign, decimal digits only, no overflow. */
+static int nam__parse_long(const char *s, long long *out) {
+    long long v = 0;
+    int neg = 0, digits = 0;
+    if (*s == '-' || *s == '+') neg = *s++ == '-';
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') return 0;
+        if (v > (LLONG_MAX - 9) / 10) return 0;
+        v = v * 10 + (*s - '0');
+        digits++;
+    }
+    if (!digits) return 0;
+    *out = neg ? -v : v;
+    return 1;
+}
+
+static int nam__parse_bool(const char *v, int *out) {
+    if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on")) { *out = 1; return 1; }
+    if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "off")) { *out = 0; return 1; }
+    return 0;
+}
+
+static int nam__printable(const char *v, size_t *bad) {
+    size_t i;
+    for (i = 0; v[i]; i++)
+        if (NAM__CAST(unsigned char, v[i]) < 0x20 || NAM__CAST(unsigned char, v[i]) > 0x7e) { *bad = i; return 0; }
+    return 1;
+}
+
+static const char *const nam__graph_modules = "attn|mlp|moe|moe_router|moe_preprocess|mamba";
+/* transformer_config.py:1943-1957 */
+static const char *const nam__recompute_modules = "core_attn|moe_act|layernorm|mla_up_proj|mlp|moe|shared_experts|gdn_norm_out|mhc";
+
+/* Validate a comma list item by item; kind: MAP, MODULES, ENV, FAMILIES-free. */
+static nam_status nam__check_list(const nam__field *f, const char *v, nam_error *err) {
+    const char *p = v;
+    int n = 0;
+    if (!*v) return NAM_OK;
+    while (1) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? NAM__CAST(size_t, e - p) : strlen(p);
+        char item[300];
+        n++;
+        if (n > NAM_MAX_LIST) return nam__err(err, NAM_ERR_LIMIT, "%s.%s: more than %d list entries", f->section, f->key, NAM_MAX_LIST);
+        if (l == 0 || l >= sizeof item)
+            return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: entry %d of '%s' is %s", f->section, f->key, n, v, l ? "too long" : "empty");
+        memcpy(item, p, l);
+        item[l] = 0;
+        if (f->type == NAM__T_MAP) {
+            if (l != 3 || item[1] != '=' || item[0] < 'A' || item[0] > 'Z')
+                return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: entry %d '%s' is not FAMILY=SYMBOL (e.g. R=G)", f->section, f->key, n, item);
+            if (nam_megatron_symbol_index(item[2]) < 0)
+                return nam__err(err, NAM_ERR_SYMBOL, "%s.%s: entry %d '%s' binds to '%c', which is not a Megatron layer symbol (M G * D + - E)", f->section, f->key, n, item, item[2]);
+            if (item[0] == 'A' || item[0] == 'M' || item[0] == 'E' || item[0] == 'F')
+                return nam__err(err, NAM_ERR_CONFLICT, "%s.%s: entry %d '%s': family %c already has a native mapping; bindings are only for families without one (R and declared families)", f->section, f->key, n, item, item[0]);
+            {
+                const char *q;
+                for (q = v; q < p; q++)
+                    if ((q == v || q[-1] == ',') && q[0] == item[0] && q[1] == '=')
+                        return nam__err(err, NAM_ERR_CONFLICT, "%s.%s: family %c is bound twice", f->section, f->key, item[0]);
+            }
+        } else if (f->type == NAM__T_MODULES) {
+            if (!nam__choice_ok(nam__graph_modules, item))
+                return nam__err(err, NAM_ERR_RANGE, "%s.%s: entry %d '%s' is not a CUDA-graph module (attn, mlp, moe, moe_router, moe_preprocess, mamba)", f->section, f->key, n, item);
+        } else if (f->type == NAM__T_RMODULES) {
+            if (!nam__choice_ok(nam__recompute_modules, item))
+                return nam__err(err, NAM_ERR_RANGE, "%s.%s: entry %d '%s' is not a recompute module (%s)", f->section, f->key, n, item, nam__recompute_modules);
+        } else if (f->type == NAM__T_ENV) {
+            const char *eq = strchr(item, '=');
+            size_t k;
+            if (!eq || eq == item)
+                return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: entry %d '%s' is not KEY=VALUE", f->section, f->key, n, item);
+            for (k = 0; item + k < eq; k++) {
+                char c = item[k];
+                if (!((c >= 'A' && c <= 'Z') || c == '_' || (k && c >= '0' && c <= '9')))
+                    return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: entry %d '%s': '%c' at %d is not allowed in an environment variable name", f->section, f->key, n, item, c, NAM__CAST(int, k) + 1);
+            }
+        }
+        if (!e) break;
+        p = e + 1;
+    }
+    return NAM_OK;
+}
+
+/* A layer spec as Megatron's --spec takes it: "module.path builder_name", a dotted Python
+   module path, one space, a Python identifier. */
+static int nam__ident_char(char c, int first) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (!first && c >= '0' && c <= '9');
+}
+static nam_status nam__check_spec(const nam__field *f, const char *v, nam_error *err) {
+    const char *c = v, *sp = strchr(v, ' ');
+    int first = 1;
+    if (!sp || sp == v || !sp[1])
+        return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%.200s' is not 'module.path builder_name' (a module path, one space, a builder name)", f->section, f->key, v);
+    for (; c < sp; c++) {
+        if (*c == '.' && !first && c + 1 < sp) { first = 1; continue; }
+        if (!nam__ident_char(*c, first))
+            return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%c' at position %d of '%.200s' does not belong in a dotted Python module path", f->section, f->key, *c, NAM__CAST(int, c - v) + 1, v);
+        first = 0;
+    }
+    for (c = sp + 1, first = 1; *c; c++, first = 0)
+        if (!nam__ident_char(*c, first))
+            return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%c' at position %d of '%.200s' does not belong in a builder name (one Python identifier)", f->section, f->key, *c, NAM__CAST(int, c - v) + 1, v);
+    return NAM_OK;
+}
+
+/* Lists are comma-separated; blanks around the commas and at the ends are not part of the
+   entries ("0, 4" is "0,4"). Returns 0 when the value does not fit `cap`. */
+static int nam__list_normalize(const char *v, char *out, size_t cap) {
+    size_t n = 0;
+    const char *p = v;
+    while (*p) {
+        const char *e = strchr(p, ','), *end;
+        while (*p == ' ' || *p == '\t') p++;
+        end = e ? e : p + strlen(p);
+        while (end > p && (end[-1] == ' ' || end[-1] == '\t')) end--;
+        if (n + NAM__CAST(size_t, end - p) + 2 > cap) return 0;
+        memcpy(out + n, p, NAM__CAST(size_t, end - p));
+        n += NAM__CAST(size_t, end - p);
+        if (!e) break;
+        out[n++] = ',';
+        p = e + 1;
+    }
+    out[n] = 0;
+    return 1;
+}
+
+static nam_status nam__field_set(nam_recipe *r, int fi, const char *v, nam_error *err) {
+    const nam__field *f = &nam__fields[fi];
+    char *base = NAM__CAST(char *, NAM__CAST(void *, r)) + f->off;
+    size_t bad;
+    char list[1024];
+    if (f->type == NAM__T_LIST || f->type == NAM__T_MAP || f->type == NAM__T_MODULES || f->type == NAM__T_ENV || f->type == NAM__T_RMODULES) {
+        if (!nam__list_normalize(v, list, sizeof list))
+            return nam__err(err, NAM_ERR_LIMIT, "%s.%s: the list is longer than %d bytes", f->section, f->key, NAM__CAST(int, sizeof list) - 1);
+        v = list;
+    }
+    if (!nam__printable(v, &bad) && f->type != NAM__T_PATTERN)
+        return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: byte %d of the value is not printable ASCII", f->section, f->key, NAM__CAST(int, bad) + 1);
+    switch (f->type) {
+    case NAM__T_INT: {
+        long long x;
+        if (!nam__parse_long(v, &x))
+            return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%.64s' is not an integer", f->section, f->key, v);
+        if (x < f->lo || x > f->hi)
+            return nam__err(err, NAM_ERR_RANGE, "%s.%s = %lld is out of range (%.0f..%.0f)", f->section, f->key, x, f->lo, f->hi);
+        *NAM__CAST(int *, NAM__CAST(void *, base)) = NAM__CAST(int, x);
+        return NAM_OK;
+    }
+    case NAM__T_BOOL: {
+        int b;
+        if (!nam__parse_bool(v, &b))
+            return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%.64s' is not a boolean (true/false)", f->section, f->key, v);
+        *NAM__CAST(int *, NAM__CAST(void *, base)) = b;
+        return NAM_OK;
+    }
+    case NAM__T_DBL: {
+        char *end;
+        double x;
+        if (!*v) return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: empty value is not a number", f->section, f->key);
+        x = strtod(v, &end);
+        if (*end || x != x)
+            return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%.64s' is not a number", f->section, f->key, v);
+        if (x < f->lo || x > f->hi || ((f->open & NAM__LO_OPEN) && x == f->lo) || ((f->open & NAM__HI_OPEN) && x == f->hi))
+            return nam__err(err, NAM_ERR_RANGE, "%s.%s = %g is out of range %c%g, %g%c", f->section, f->key, x,
+                            (f->open & NAM__LO_OPEN) ? '(' : '[', f->lo, f->hi, (f->open & NAM__HI_OPEN) ? ')' : ']');
+        *NAM__CAST(double *, NAM__CAST(void *, base)) = x;
+        return NAM_OK;
+    }
+    case NAM__T_PATTERN: {
+        size_t n = strlen(v);
+        char *copy;
+        if (n > NAM_MAX_TEXT)
+            return nam__err(err, NAM_ERR_LIMIT, "%s.%s: %lu bytes exceed the limit of %d", f->section, f->key, NAM__CAST(unsigned long, n), NAM_MAX_TEXT);
+        copy = nam__strndup(v, n);
+        if (!copy) return nam__err(err, NAM_ERR_NOMEM, "out of memory");
+        nam_free(r->pattern);
+        r->pattern = copy;
+        return NAM_OK;
+    }
+    case NAM__T_LIST: {
+        int vals[NAM_MAX_LIST], n = 0, i;
+        const char *p = v;
+        while (*p) {
+            const char *e = strchr(p, ',');
+            size_t l = e ? NAM__CAST(size_t, e - p) : strlen(p);
+            char item[32];
+            long long x;
+            if (n >= NAM_MAX_LIST) return nam__err(err, NAM_ERR_LIMIT, "%s.%s: more than %d entries", f->section, f->key, NAM_MAX_LIST);
+            if (l == 0 || l >= sizeof item) return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: entry %d is %s", f->section, f->key, n + 1, l ? "too long" : "empty");
+            memcpy(item, p, l);
+            item[l] = 0;
+            if (!nam__parse_long(item, &x)) return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: entry %d '%s' is not an integer", f->section, f->key, n + 1, item);
+            if (x < f->lo || x > f->hi) return nam__err(err, NAM_ERR_RANGE, "%s.%s: entry %d = %lld is out of range (%.0f..%.0f)", f->section, f->key, n + 1, x, f->lo, f->hi);
+            for (i = 0; i < n; i++)
+                if (vals[i] == x) return nam__err(err, NAM_ERR_CONFLICT, "%s.%s: %s %lld is listed twice", f->section, f->key, f->slot >= 0 ? "layer" : "value", x);
+            vals[n++] = NAM__CAST(int, x);
+            if (!e) break;
+            p = e + 1;
+            if (!*p) return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: trailing comma", f->section, f->key);
+        }
+        memcpy(base, vals, sizeof(int) * NAM__CAST(size_t, n));
+        *NAM__CAST(int *, NAM__CAST(void *, NAM__CAST(char *, NAM__CAST(void *, r)) + f->count_off)) = n;
+        if (f->slot >= 0) r->key_pos[f->slot].line = 0;   /* set without a file position */
+        return NAM_OK;
+    }
+    case NAM__T_FAMILIES: {
+        size_t i, n = strlen(v);
+        if (n >= f->size) return nam__err(err, NAM_ERR_LIMIT, "%s.%s: at most %d families", f->section, f->key, NAM__CAST(int, f->size) - 1);
+        for (i = 0; i < n; i++) {
+            char c = v[i];
+            if (c < 'A' || c > 'Z')
+                return nam__err(err, NAM_ERR_SYNTAX, "%s.%s: '%c' at position %d is not an upper-case family letter", f->section, f->key, c, NAM__CAST(int, i) + 1);
+            if (c == 'A' || c == 'M' || c == 'E' || c == 'R' || c == 'F' || memchr(v, c, i))
+                return nam__err(err, NAM_ERR_CONFLICT, "%s.%s: family '%c' at position %d is %s", f->section, f->key, c, NAM__CAST(int, i) + 1,
+                                memchr(v, c, i) ? "declared twice" : "built in (A, M, E, R, F)");
+        }
+        memcpy(base, v, n + 1);
+        return NAM_OK;
+    }
+    default: { /* NAM__T_STR, NAM__T_MAP, NAM__T_MODULES, NAM__T_RMODULES, NAM__T_ENV, NAM__T_SPEC */
+        size_t n = strlen(v);
+        nam_status st;
+        if (n >= f->size)
+            return nam__err(err, NAM_ERR_LIMIT, "%s.%s: value is %lu bytes, the limit is %d", f->section, f->key, NAM__CAST(unsigned long, n), NAM__CAST(int, f->size) - 1);
+        if (f->type == NAM__T_STR && f->choices && !nam__choice_ok(f->choices, v))
+            return nam__err(err, NAM_ERR_RANGE, "%s.%s: '%s' is not one of %s", f->section, f->key, v, f->choices);
+        if (f->type == NAM__T_SPEC && (st = nam__check_spec(f, v, err)) != NAM_OK) return st;
+        if (f->type != NAM__T_STR && f->type != NAM__T_SPEC && (st = nam__check_list(f, v, err)) != NAM_OK) return st;
+        memcpy(base, v, n + 1);
+        return NAM_OK;
+    }
+    }
+}
+
+NAM__DEF void nam_recipe_free(nam_recipe *r) {
+    if (!r) return;
+    nam_free(r->pattern);
+    memset(r, 0, sizeof *r);
+}
+
+NAM__DEF nam_status nam_recipe_set(nam_recipe *r, const char *key, const char *value, nam_error *err) {
+    int amb, fi;
+    nam_status st;
+    if (!r || !key || !value) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_recipe_set: NULL argument");
+    fi = nam__field_find(key, &amb);
+    if (fi < 0) {
+        if (amb) return nam__err(err, NAM_ERR_UNKNOWN_KEY, "key '%.64s' is ambiguous; write it as section.key", key);
+        return nam__err(err, NAM_ERR_UNKNOWN_KEY, "unknown recipe key '%.64s' (`nam recipe` prints every key)", key);
+    }
+    st = nam__field_set(r, fi, value, err);
+    if (st) return st;
+    if (nam__fields[fi].type == NAM__T_PATTERN) {
+        snprintf(r->pattern_source, sizeof r->pattern_source, "%s", "pattern.text");
+        r->pattern_line = 0;
+        r->pattern_column = 0;
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_recipe_init(nam_recipe *r, nam_error *err) {
+    int i;
+    nam_status st;
+    if (!r) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_recipe_init: r is NULL");
+    memset(r, 0, sizeof *r);
+    for (i = 0; i < NAM__NFIELDS; i++) {
+        st = nam__field_set(r, i, nam__fields[i].def, err);
+        if (st) { nam_recipe_free(r); return st; }
+    }
+    snprintf(r->pattern_source, sizeof r->pattern_source, "%s", "built-in NAM56R");
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+static nam_status nam__recipe_copy(nam_recipe *dst, const nam_recipe *src, nam_error *err) {
+    *dst = *src;
+    dst->pattern = src->pattern ? nam__strdup(src->pattern) : NULL;
+    if (src->pattern && !dst->pattern) { memset(dst, 0, sizeof *dst); return nam__err(err, NAM_ERR_NOMEM, "out of memory"); }
+    return NAM_OK;
+}
+
+static void nam__field_value(const nam_recipe *r, int fi, nam__sb *b) {
+    const nam__field *f = &nam__fields[fi];
+    const char *base = NAM__CAST(const char *, NAM__CAST(const void *, r)) + f->off;
+    int i;
+    switch (f->type) {
+    case NAM__T_INT: nam__sb_printf(b, "%d", *NAM__CAST(const int *, NAM__CAST(const void *, base))); break;
+    case NAM__T_BOOL: nam__sb_puts(b, *NAM__CAST(const int *, NAM__CAST(const void *, base)) ? "true" : "false"); break;
+    case NAM__T_DBL: {
+        double x = *NAM__CAST(const double *, NAM__CAST(const void *, base));
+        char tmp[40];
+        snprintf(tmp, sizeof tmp, "%.15g", x);
+        if (strtod(tmp, NULL) != x) snprintf(tmp, sizeof tmp, "%.17g", x);
+        nam__sb_puts(b, tmp);
+        break;
+    }
+    case NAM__T_PATTERN: nam__sb_puts(b, r->pattern ? r->pattern : ""); break;
+    case NAM__T_LIST: {
+        const int *v = NAM__CAST(const int *, NAM__CAST(const void *, base));
+        int n = *NAM__CAST(const int *, NAM__CAST(const void *, NAM__CAST(const char *, NAM__CAST(const void *, r)) + f->count_off));
+        for (i = 0; i < n; i++) nam__sb_printf(b, i ? ",%d" : "%d", v[i]);
+        break;
+    }
+    default: nam__sb_puts(b, base); break;
+    }
+}
+
+/* Whether field i of r holds its built-in default (compared as recipe text). */
+static int nam__field_is_default(const nam_recipe *r, int i) {
+    const nam__field *f = &nam__fields[i];
+    const void *v = NAM__CAST(const char *, NAM__CAST(const void *, r)) + f->off;
+    nam_recipe def;
+    nam__sb a, b;
+    int same;
+    if (f->type == NAM__T_INT || f->type == NAM__T_BOOL) {   /* the common, cheap cases */
+        long long x;
+        int bv;
+        if (f->type == NAM__T_INT) return nam__parse_long(f->def, &x) && x == *NAM__CAST(const int *, v);
+        return nam__parse_bool(f->def, &bv) && bv == *NAM__CAST(const int *, v);
+    }
+    if (f->type == NAM__T_DBL) return strtod(f->def, NULL) == *NAM__CAST(const double *, v);
+    memset(&def, 0, sizeof def);
+    if (nam__field_set(&def, i, nam__fields[i].def, NULL) != NAM_OK) return 0;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    nam__field_value(r, i, &a);
+    nam__field_value(&def, i, &b);
+    same = !a.oom && !b.oom && !strcmp(a.buf ? a.buf : "", b.buf ? b.buf : "");
+    nam_free(a.buf);
+    nam_free(b.buf);
+    if (nam__fields[i].type == NAM__T_PATTERN) nam_free(def.pattern);
+    return same;
+}
+
+NAM__DEF nam_status nam_recipe_write(const nam_recipe *r, char **out, nam_error *err) {
+    nam__sb b;
+    int i;
+    const char *sec = "";
+    if (!r || !out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_recipe_write: NULL argument");
+    memset(&b, 0, sizeof b);
+    nam__sb_puts(&b, "# nam recipe (every key; see nam.h section 7)\n");
+    for (i = 0; i < NAM__NFIELDS; i++) {
+        const nam__field *f = &nam__fields[i];
+        nam__sb val;
+        int quote;
+        if (strcmp(sec, f->section)) { nam__sb_printf(&b, "\n[%s]\n", f->section); sec = f->section; }
+        memset(&val, 0, sizeof val);
+        nam__field_value(r, i, &val);
+        quote = (f->type == NAM__T_STR || f->type == NAM__T_SPEC) && (!val.buf || !val.buf[0] || strpbrk(val.buf, "#; \"") != NULL);
+        nam__sb_printf(&b, "# %s\n%s = ", f->doc, f->key);
+        if (quote) {
+            size_t k;
+            nam__sb_putc(&b, '"');
+            for (k = 0; val.buf && val.buf[k]; k++) {
+                if (val.buf[k] == '"' || val.buf[k] == '\\') nam__sb_putc(&b, '\\');
+                nam__sb_putc(&b, val.buf[k]);
+            }
+            nam__sb_putc(&b, '"');
+        } else if (val.buf) {
+            nam__sb_puts(&b, val.buf);
+        }
+        if (val.oom) b.oom = 1;
+        nam_free(val.buf);
+        nam__sb_putc(&b, '\n');
+    }
+    return nam__sb_finish(&b, out, err);
+}
+
+static int nam__is_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+
+static nam_status nam__recipe_err_at(nam_error *err, nam_status st, const char *source, long off, int line, int col) {
+    char prefix[160];
+    if (!err) return st;
+    snprintf(prefix, sizeof prefix, "%.120s:%d:%d: ", source, line, col);
+    nam__err_prefix(err, prefix);
+    err->code = st;
+    nam__err_pos(err, source, off, line, col);
+    return st;
+}
+
+NAM__DEF nam_status nam_recipe_parse(nam_recipe *r, const char *text, size_t len, const char *source, nam_error *err) {
+    nam_recipe work;
+    nam_status st;
+    size_t pos = 0;
+    int line = 0, set_line[NAM__NFIELDS], set_col[NAM__NFIELDS], i;
+    char section[32] = "";
+    char *value = NULL;
+    if (!r || !text) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_recipe_parse: NULL argument");
+    if (!source) source = "recipe";
+    if (!len) len = strlen(text);
+    if (len > NAM_MAX_TEXT) return nam__err(err, NAM_ERR_LIMIT, "%s: %lu bytes exceed the limit of %d", source, NAM__CAST(unsigned long, len), NAM_MAX_TEXT);
+    for (i = 0; i < NAM__NFIELDS; i++) set_line[i] = set_col[i] = 0;
+    st = nam__recipe_copy(&work, r, err);
+    if (st) return st;
+    value = NAM__CAST(char *, nam__alloc(len + 1));
+    if (!value) { nam_recipe_free(&work); return nam__err(err, NAM_ERR_NOMEM, "out of memory"); }
+    while (pos < len) {
+        size_t ls = pos, le = pos, p, ks, ke, vs, ve;
+        char key[96];
+        line++;
+        while (le < len && text[le] != '\n') le++;
+        pos = le + 1;
+        for (p = ls; p < le; p++) {
+            unsigned char c = NAM__CAST(unsigned char, text[p]);
+            if (c == 0 || c >= 0x80 || (c < 0x20 && c != '\t' && c != '\r')) {
+                char bn[16];
+                nam__err(err, NAM_ERR_SYNTAX, "%s byte", nam__byte_name(c, bn));
+                st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, p), line, NAM__CAST(int, p - ls) + 1);
+                goto fail;
+            }
+        }
+        p = ls;
+        while (p < le && nam__is_space(text[p])) p++;
+        if (p == le || text[p] == '#' || text[p] == ';') continue;
+        if (text[p] == '[') {
+            size_t q = p + 1, n;
+            while (q < le && text[q] != ']') q++;
+            n = q - p - 1;
+            if (q == le) { nam__err(err, NAM_ERR_SYNTAX, "section header without ']'"); st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, p), line, NAM__CAST(int, p - ls) + 1); goto fail; }
+            for (ke = q + 1; ke < le && nam__is_space(text[ke]); ke++) {}
+            if (ke < le && text[ke] != '#' && text[ke] != ';') { nam__err(err, NAM_ERR_SYNTAX, "unexpected text after section header"); st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, ke), line, NAM__CAST(int, ke - ls) + 1); goto fail; }
+            if (n == 0 || n >= sizeof section) { nam__err(err, NAM_ERR_UNKNOWN_KEY, "bad section name"); st = nam__recipe_err_at(err, NAM_ERR_UNKNOWN_KEY, source, NAM__CAST(long, p), line, NAM__CAST(int, p - ls) + 1); goto fail; }
+            memcpy(section, text + p + 1, n);
+            section[n] = 0;
+            for (i = 0; i < NAM__NFIELDS; i++) if (!strcmp(nam__fields[i].section, section)) break;
+            if (i == NAM__NFIELDS) {
+                char names[400];
+                size_t nl = 0;
+                for (i = 0; i < NAM__NFIELDS; i++)
+                    if (!i || strcmp(nam__fields[i].section, nam__fields[i - 1].section))
+                        nl += NAM__CAST(size_t, snprintf(names + nl, sizeof names - nl, "%s%s", nl ? " " : "", nam__fields[i].section));
+                nam__err(err, NAM_ERR_UNKNOWN_KEY, "unknown section [%s] (sections: %s)", section, names);
+                st = nam__recipe_err_at(err, NAM_ERR_UNKNOWN_KEY, source, NAM__CAST(long, p + 1), line, NAM__CAST(int, p - ls) + 2);
+                goto fail;
+            }
+            continue;
+        }
+        ks = p;
+        while (p < le && text[p] != '=' && !nam__is_space(text[p])) p++;
+        ke = p;
+        while (p < le && nam__is_space(text[p])) p++;
+        if (p == le || text[p] != '=') {
+            nam__err(err, NAM_ERR_SYNTAX, "expected 'key = value'");
+            st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, p), line, NAM__CAST(int, p - ls) + 1);
+            goto fail;
+        }
+        if (ke == ks || ke - ks + strlen(section) + 2 > sizeof key) {
+            nam__err(err, NAM_ERR_SYNTAX, ke == ks ? "missing key before '='" : "key too long");
+            st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, ks), line, NAM__CAST(int, ks - ls) + 1);
+            goto fail;
+        }
+        if (memchr(text + ks, '.', ke - ks) || !section[0]) snprintf(key, sizeof key, "%.*s", NAM__CAST(int, ke - ks), text + ks);
+        else snprintf(key, sizeof key, "%s.%.*s", section, NAM__CAST(int, ke - ks), text + ks);
+        p++;
+        while (p < le && nam__is_space(text[p])) p++;
+        vs = p;
+        if (p < le && text[p] == '"') {
+            size_t n = 0;
+            p++;
+            while (p < le && text[p] != '"') {
+                if (text[p] == '\\' && p + 1 < le && (text[p + 1] == '"' || text[p + 1] == '\\')) p++;
+                value[n++] = text[p++];
+            }
+            if (p == le) { nam__err(err, NAM_ERR_SYNTAX, "unterminated quoted value"); st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, vs), line, NAM__CAST(int, vs - ls) + 1); goto fail; }
+            value[n] = 0;
+            for (p++; p < le && nam__is_space(text[p]); p++) {}
+            if (p < le && text[p] != '#' && text[p] != ';') { nam__err(err, NAM_ERR_SYNTAX, "unexpected text after the quoted value"); st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, source, NAM__CAST(long, p), line, NAM__CAST(int, p - ls) + 1); goto fail; }
+            vs++;
+        } else {
+            ve = vs;
+            while (ve < le && !((text[ve] == '#' || text[ve] == ';') && nam__is_space(text[ve - 1]))) ve++;
+            while (ve > vs && nam__is_space(text[ve - 1])) ve--;
+            memcpy(value, text + vs, ve - vs);
+            value[ve - vs] = 0;
+        }
+        {
+            int amb, fi = nam__field_find(key, &amb);
+            if (fi < 0 || (section[0] && !memchr(text + ks, '.', ke - ks) && strcmp(nam__fields[fi].section, section))) {
+                nam__err(err, NAM_ERR_UNKNOWN_KEY, "unknown key '%s'%s", key, amb ? " (ambiguous: write section.key)" : "");
+                st = nam__recipe_err_at(err, NAM_ERR_UNKNOWN_KEY, source, NAM__CAST(long, ks), line, NAM__CAST(int, ks - ls) + 1);
+                goto fail;
+            }
+            if (set_line[fi]) {
+                nam__err(err, NAM_ERR_CONFLICT, "key '%s.%s' is already set on line %d", nam__fields[fi].section, nam__fields[fi].key, set_line[fi]);
+                st = nam__recipe_err_at(err, NAM_ERR_CONFLICT, source, NAM__CAST(long, ks), line, NAM__CAST(int, ks - ls) + 1);
+                goto fail;
+            }
+            set_line[fi] = line;
+            st = nam__field_set(&work, fi, value, err);
+            if (st) { st = nam__recipe_err_at(err, st, source, NAM__CAST(long, vs), line, NAM__CAST(int, vs - ls) + 1); goto fail; }
+            if (nam__fields[fi].type == NAM__T_PATTERN) {
+                snprintf(work.pattern_source, sizeof work.pattern_source, "%s", source);
+                work.pattern_line = line;
+                work.pattern_column = NAM__CAST(int, vs - ls) + 1;
+            }
+            if (nam__fields[fi].slot >= 0) {
+                snprintf(work.key_pos[nam__fields[fi].slot].source, sizeof work.key_pos[0].source, "%s", source);
+                work.key_pos[nam__fields[fi].slot].line = line;
+                work.key_pos[nam__fields[fi].slot].column = NAM__CAST(int, ks - ls) + 1;
+            }
+            set_col[fi] = NAM__CAST(int, ks - ls) + 1;
+        }
+    }
+    /* settings that only mean something together with another key */
+    if (strcmp(work.mamba_impl, "mamba3"))
+        for (i = 0; i < NAM__NFIELDS; i++)
+            if (set_line[i] && !strcmp(nam__fields[i].section, "mamba3") && !nam__field_is_default(&work, i)) {
+                nam__err(err, NAM_ERR_CONFLICT, "mamba3.%s is a Mamba-3 setting, but pattern.mamba_impl is %s (set pattern.mamba_impl = mamba3)", nam__fields[i].key, work.mamba_impl);
+                st = nam__recipe_err_at(err, NAM_ERR_CONFLICT, source, -1, set_line[i], set_col[i]);
+                goto fail;
+            }
+    nam_free(value);
+    nam_recipe_free(r);
+    *r = work;
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+fail:
+    nam_free(value);
+    nam_recipe_free(&work);
+    return st;
+}
+
+/* >>translate -------------------------------------------------------------------------- */
+/* A new seam (the caller has checked that none of that name exists); returns its index. */
+static int nam__seam_add(nam_plan *p, const char *name, char fam, nam_seam_kind kind, const char *mixer,
+                         const char *placement, const char *detail, const char *reason, const char *supplies) {
+    nam_seam s;
+    memset(&s, 0, sizeof s);
+    nam__copy(s.name, sizeof s.name, name);
+    s.family = fam;
+    s.kind = kind;
+    nam__copy(s.mixer, sizeof s.mixer, mixer);
+    nam__copy(s.placement, sizeof s.placement, placement);
+    nam__copy(s.detail, sizeof s.detail, detail);
+    nam__copy(s.reason, sizeof s.reason, reason);
+    nam__copy(s.runtime_supplies, sizeof s.runtime_supplies, supplies);
+    arrput(p->seams, s);
+    return p->num_seams++;
+}
+
+static void nam__decision_add(nam_plan *p, char fam, char sym, const char *what) {
+    nam_decision d;
+    d.family = fam;
+    d.symbol = sym;
+    nam__copy(d.what, sizeof d.what, what);
+    arrput(p->decisions, d);
+    p->num_decisions++;
+}
+
+static const char *nam__symbol_name(char sym) {
+    switch (sym) {
+    case 'M': return "Mamba-2";
+    case 'G': return "Gated DeltaNet";
+    case '*': return "attention";
+    case 'D': return "DeepSeek sparse attention";
+    case '+': return "multi-latent attention";
+    case '-': return "dense MLP";
+    case 'E': return "MoE";
+    default: return "?";
+    }
+}
+
+/* The decision an explicit binding FAM=SYM records (once per binding). R is M2RNN: bound to
+   M it only borrows Megatron's M slot (the m2rnn-mixer seam keeps the mixer custom); bound to
+   anything else it is REPLACED by that layer, which is a different model. */
+static void nam__decide(nam_plan *p, char fam, char sym) {
+    int i;
+    char what[320];
+    for (i = 0; i < p->num_decisions; i++) if (p->decisions[i].family == fam && p->decisions[i].symbol == sym) return;
+    if (fam == 'R' && sym == 'M')
+        snprintf(what, sizeof what, "explicit binding pattern.map R=M: R layers take Megatron's 'M' slot (the native pattern is emitted); their mixer stays M2RNN, supplied by the layer spec (seam m2rnn-mixer)");
+    else if (fam == 'R')
+        snprintf(what, sizeof what, "explicit binding pattern.map R=%c: the M2RNN recurrent tail is REPLACED by Megatron's %s ('%c'), a different layer%s; M2RNN does not run in this plan",
+                 sym, nam__symbol_name(sym), sym, sym == 'G' ? " (a linear delta-rule recurrence, not M2RNN's non-linear matrix-state RNN)" : "");
+    else
+        snprintf(what, sizeof what, "explicit binding pattern.map %c=%c: family %c lowered to Megatron '%c' (%s)", fam, sym, fam, sym, nam__symbol_name(sym));
+    nam__decision_add(p, fam, sym, what);
+}
+
+/* Arg values live in one buffer (p->arg_values); while the args are being built each value
+   is recorded as an offset into `text` and resolved to a pointer at the end. */
+#define NAM__MAX_ARGS 128
+typedef struct nam__argbuf { nam__sb text; int off[NAM__MAX_ARGS]; } nam__argbuf;
+
+static void nam__arg_str(nam_plan *p, nam__argbuf *ab, const char *flag, const char *value) {
+    nam_arg a;
+    NAM_ASSERT(p->num_args < NAM__MAX_ARGS);
+    memcpy(a.flag, flag, strlen(flag) + 1);
+    a.value = NULL;
+    ab->off[p->num_args] = -1;
+    if (value) {
+        ab->off[p->num_args] = NAM__CAST(int, ab->text.len);
+        nam__sb_putn(&ab->text, value, strlen(value) + 1);   /* keeps the NUL */
+    }
+    arrput(p->args, a);
+    p->num_args++;
+}
+
+/* Integer-valued arg without going through printf. */
+static void nam__arg_int(nam_plan *p, nam__argbuf *ab, const char *flag, long long v) {
+    char tmp[24], *q = tmp + sizeof tmp;
+    unsigned long long u = v < 0 ? 0ULL - NAM__CAST(unsigned long long, v) : NAM__CAST(unsigned long long, v);
+    *--q = 0;
+    do { *--q = NAM__CAST(char, '0' + u % 10); u /= 10; } while (u);
+    if (v < 0) *--q = '-';
+    nam__arg_str(p, ab, flag, q);
+}
+
+static void nam__arg_fmt(nam_plan *p, nam__argbuf *ab, const char *flag, const char *fmt, ...) NAM__PRINTF(4, 5);
+static void nam__arg_fmt(nam_plan *p, nam__argbuf *ab, const char *flag, const char *fmt, ...) {
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    nam__arg_str(p, ab, flag, tmp);
+}
+
+NAM__DEF void nam_plan_free(nam_plan *p) {
+    int i;
+    if (!p) return;
+    for (i = 0; i < p->num_seams; i++) arrfree(p->seams[i].layers);
+    arrfree(p->seams);
+    arrfree(p->decisions);
+    nam_free(p->preflight.ranks);
+    nam_free(p->preflight.chunks);
+    nam_free(p->policy_values);
+    arrfree(p->policy_args);
+    nam_free(p->arg_values);
+    arrfree(p->args);
+    nam_free(p->layers);
+    nam_free(p->mtp_native);
+    nam_free(p->native_pattern);
+    nam_megatron_free(&p->mpattern);
+    nam_layout_free(&p->layout);
+    nam_pattern_free(&p->pattern);
+    nam_recipe_free(&p->recipe);
+    memset(p, 0, sizeof *p);
+}
+
+/* Binding for family `fam` from the recipe's map ("R=G,X=M"), 0 if none. */
+static char nam__binding(const nam_recipe *r, char fam) {
+    const char *p = r->map;
+    for (; *p; p++)
+        if ((p == r->map || p[-1] == ',') && p[0] == fam && p[1] == '=') return p[2];
+    return 0;
+}
+
+static int nam__has_module(const char *list, const char *m) {
+    size_t n = strlen(m);
+    const char *p = list;
+    while (p && *p) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? NAM__CAST(size_t, e - p) : strlen(p);
+        if (l == n && !strncmp(p, m, n)) return 1;
+        p = e ? e + 1 : NULL;
+    }
+    return 0;
+}
+
+/* Position-bearing error for a layer of the authored pattern. */
+static nam_status nam__layer_err(nam_plan *p, nam_error *err, nam_status st, int layer, int stage, int column) {
+    const nam_recipe *r = &p->recipe;
+    if (!err) return st;
+    err->layer = layer;
+    err->stage = stage;
+    err->line = r->pattern_line > 0 ? r->pattern_line : 1;
+    err->column = (r->pattern_column > 0 ? r->pattern_column - 1 : 0) + column;
+    err->offset = column - 1;
+    snprintf(err->source, sizeof err->source, "%s", r->pattern_source);
+    return st;
+}
+
+/* Lower one authored letter. Returns the Megatron symbol, 0 for an unmapped seam,
+   or -1 after filling err (refusal). `seam` receives the seam index or -1. */
+static void nam__where(char *where, size_t n, int layer, int mtp_pos, int stage, int column) {
+    if (mtp_pos >= 0) snprintf(where, n, "MTP position %d (pattern column %d)", mtp_pos, column);
+    else snprintf(where, n, "layer %d (stage %d, pattern column %d)", layer, stage, column);
+}
+
+static int nam__seam_index(const nam_plan *p, const char *name) {
+    int i;
+    for (i = 0; i < p->num_seams; i++) if (!strcmp(p->seams[i].name, name)) return i;
+    return -1;
+}
+
+/* The R mixer's value heads: m2rnn.num_heads, else max(1, floor(hidden / (K + V))). */
+static int nam__m2rnn_heads(const nam_recipe *r) {
+    int h;
+    if (r->m2rnn_num_heads) return r->m2rnn_num_heads;
+    h = r->hidden_size / (r->m2rnn_k_head_dim + r->m2rnn_v_head_dim);
+    return h > 0 ? h : 1;
+}
+
+static void nam__m2rnn_detail(const nam_recipe *r, char *out, size_t n) {
+    long long K = r->m2rnn_k_head_dim, V = r->m2rnn_v_head_dim, H = nam__m2rnn_heads(r);
+    snprintf(out, n, "mixer=M2RNN k_head_dim=%lld v_head_dim=%lld value_heads=%lld%s conv_kernel=%d residual_D=%s state=%lldx%lld fp32 per head in_proj=%lld (2K+2HV+H) out_proj=%lld->%d",
+             K, V, H, r->m2rnn_num_heads ? "" : " (floor(hidden/(K+V)))", r->m2rnn_conv_kernel, r->m2rnn_residual ? "on" : "off",
+             K, V, 2 * K + 2 * H * V + H, H * V, r->hidden_size);
+}
+
+static void nam__mamba3_detail(const nam_recipe *r, char *out, size_t n) {
+    long long d_inner = NAM__CAST(long long, r->mamba3_expand) * r->hidden_size, P = r->mamba_head_dim;
+    long long H = P ? d_inner / P : 0, N = r->mamba_state_dim, G = r->mamba_num_groups, R = r->mamba3_mimo ? r->mamba3_mimo_rank : 1;
+    long long nth = NAM__CAST(long long, floor(NAM__CAST(double, N) * r->mamba3_rope_fraction)) / 2;
+    snprintf(out, n, "mixer=Mamba-3 %s expand=%d heads=%lld head_dim=%lld state_dim=%lld groups=%lld rank=%lld rope_fraction=%g rotary_angles=%lld chunk_size=%d a_floor=%g dt_range=[%g,%g] in_proj=%lld (2*d_inner+2NGR+3H+n_theta), no conv1d",
+             r->mamba3_mimo ? "MIMO" : "SISO", r->mamba3_expand, H, P, N, G, R, r->mamba3_rope_fraction, nth, r->mamba3_chunk_size,
+             r->mamba3_a_floor, r->mamba3_dt_min, r->mamba3_dt_max, 2 * d_inner + 2 * N * G * R + 3 * H + nth);
+}
+
+static int nam__lower_uncached(nam_plan *p, char fam, int layer, int is_dsa, int *seam, nam_error *err, int mtp_pos, int stage, int column) {
+    const nam_recipe *r = &p->recipe;
+    char where[96], reason[256], sup[256], detail[512];
+    *seam = -1;
+    if (fam == 'A') return r->mla ? (is_dsa ? 'D' : '+') : '*';
+    if (fam == 'F') return '-';
+    if (fam == 'E') {
+        if (r->num_experts <= 0) {
+            nam__where(where, sizeof where, layer, mtp_pos, stage, column);
+            nam__err(err, NAM_ERR_UNSUPPORTED, "E at %s needs MoE, but moe.num_experts is 0; nam refuses to lower an expert layer to a dense MLP '-' (write F for a dense MLP layer)", where);
+            return -1;
+        }
+        return 'E';
+    }
+    if (fam == 'M') {
+        if (strcmp(r->mamba_impl, "mamba2")) {
+            int m3 = !strcmp(r->mamba_impl, "mamba3");
+            const char *name = m3 ? "mamba3-mixer" : "custom-mamba-mixer";
+            *seam = nam__seam_index(p, name);
+            if (*seam < 0) {
+                snprintf(reason, sizeof reason, "pattern.mamba_impl = %s, but Megatron-LM's M builds the Mamba-2 MambaLayer", r->mamba_impl);
+                snprintf(sup, sizeof sup, "a %s mixer submodule in the hybrid layer spec (model.spec / --spec) for these M layers", m3 ? "Mamba-3" : "custom Mamba");
+                if (m3) nam__mamba3_detail(r, detail, sizeof detail);
+                else snprintf(detail, sizeof detail, "mixer=custom state_dim=%d head_dim=%d groups=%d", r->mamba_state_dim, r->mamba_head_dim, r->mamba_num_groups);
+                *seam = nam__seam_add(p, name, 'M', NAM_SEAM_CUSTOM_IMPL, m3 ? "mamba3" : "custom", "layers", detail, reason, sup);
+            }
+        }
+        return 'M';
+    }
+    {   /* R and declared families: explicit binding, strict refusal, or a seam */
+        char b = nam__binding(r, fam);
+        if (b) {
+            if (b == 'E' && r->num_experts <= 0) {
+                nam__where(where, sizeof where, layer, mtp_pos, stage, column);
+                nam__err(err, NAM_ERR_CONFLICT, "binding %c=E at %s needs moe.num_experts > 0", fam, where);
+                return -1;
+            }
+            if ((b == '+' || b == 'D') && !r->mla) {
+                nam__where(where, sizeof where, layer, mtp_pos, stage, column);
+                nam__err(err, NAM_ERR_CONFLICT, "binding %c=%c at %s needs model.mla = true", fam, b, where);
+                return -1;
+            }
+            nam__decide(p, fam, b);
+            if (fam == 'R' && b == 'M') {   /* Megatron's M slot, M2RNN mixer: a custom-implementation seam */
+                *seam = nam__seam_index(p, "m2rnn-mixer");
+                if (*seam < 0) {
+                    nam__m2rnn_detail(r, detail, sizeof detail);
+                    *seam = nam__seam_add(p, "m2rnn-mixer", 'R', NAM_SEAM_CUSTOM_IMPL, "m2rnn", "layers", detail,
+                                          "pattern.map = R=M: R layers sit in Megatron 'M' slots, but their mixer is M2RNN (non-linear matrix-state RNN), which Megatron-LM does not build",
+                                          "an M2RNN mixer in the hybrid layer spec (model.spec / --spec) at these layers (x <- x + M2RNN(RMSNorm(x))), with the dims in detail");
+                }
+            }
+            return b;
+        }
+        if (p->strict) {
+            nam__where(where, sizeof where, layer, mtp_pos, stage, column);
+            nam__err(err, NAM_ERR_UNSUPPORTED, "%c at %s has no Megatron-LM layer symbol (valid: M G * D + - E); strict mode stops here. Bind it explicitly (pattern.map = %c=M keeps the custom mixer as a seam) or keep it as a named seam with recipe.mode = plan",
+                     fam, where, fam);
+            return -1;
+        }
+        {
+            char name[48] = "recurrent-tail";
+            if (fam != 'R') snprintf(name, sizeof name, "custom-family-%c", fam);
+            *seam = nam__seam_index(p, name);
+            if (*seam < 0) {
+                if (fam == 'R') {
+                    nam__m2rnn_detail(r, detail, sizeof detail);
+                    snprintf(reason, sizeof reason, "R is M2RNN (a non-linear matrix-state RNN); Megatron-LM has no symbol for it (valid: M G * D + - E) and nam does not substitute M or G");
+                    snprintf(sup, sizeof sup, "an M2RNN layer at these indices: bind pattern.map = R=M and supply the mixer through model.spec (or R=G to replace it with Gated DeltaNet, a different model)");
+                    *seam = nam__seam_add(p, name, fam, NAM_SEAM_UNMAPPED, "m2rnn", "layers", detail, reason, sup);
+                } else {
+                    snprintf(reason, sizeof reason, "family %c is declared by the recipe and has no Megatron-LM symbol", fam);
+                    snprintf(sup, sizeof sup, "a layer spec for family %c at these indices, or an explicit binding pattern.map = %c=SYMBOL", fam, fam);
+                    *seam = nam__seam_add(p, name, fam, NAM_SEAM_UNMAPPED, "custom", "layers", "", reason, sup);
+                }
+            }
+            return 0;
+        }
+    }
+}
+
+/* nam__lower with a per-family memo: every layer of a family lowers the same way, except
+   A (DSA marks) and the first occurrence, which may create a seam or report an error. */
+typedef struct nam__lower_memo { signed char sym[26]; int seam[26]; } nam__lower_memo;
+
+static int nam__lower(nam_plan *p, nam__lower_memo *m, char fam, int layer, int is_dsa, int *seam, nam_error *err, int mtp_pos, int stage, int column) {
+    int f = fam - 'A', sym;
+    if (fam != 'A' && m->sym[f] >= 0) { *seam = m->seam[f]; return m->sym[f]; }
+    sym = nam__lower_uncached(p, fam, layer, is_dsa, seam, err, mtp_pos, stage, column);
+    if (sym >= 0 && fam != 'A') { m->sym[f] = NAM__CAST(signed char, sym); m->seam[f] = *seam; }
+    return sym;
+}
+
+static int nam__i64_fits(long long v) { return v >= 0 && v <= INT_MAX; }
+
+/* --num-experts is emitted only when the plan has E layers (or while seams are unresolved). */
+static int nam__emits_moe(const nam_plan *p) {
+    int i;
+    if (p->recipe.num_experts <= 0) return 0;
+    if (p->unresolved) return 1;
+    for (i = 0; i < p->pattern.depth; i++) if (p->layers[i].native == 'E') return 1;
+    return p->mtp_native && strchr(p->mtp_native, 'E') != NULL;
+}
+
+/* Value of KEY in the fixed policy's env list ("K=V,K2=V2"), NULL when absent; copied to buf. */
+static const char *nam__env_get(const char *env, const char *key, char *buf, size_t cap) {
+    size_t kl = strlen(key);
+    const char *e = env;
+    while (e && *e) {
+        const char *c = strchr(e, ',');
+        size_t l = c ? NAM__CAST(size_t, c - e) : strlen(e);
+        if (l > kl && !strncmp(e, key, kl) && e[kl] == '=') {
+            size_t vl = l - kl - 1;
+            if (vl >= cap) vl = cap - 1;
+            memcpy(buf, e + kl + 1, vl);
+            buf[vl] = 0;
+            return buf;
+        }
+        e = c ? c + 1 : NULL;
+    }
+    return NULL;
+}
+
+/* The fixed policy's environment, against the Megatron rules that read it. nam cannot know
+   the GPU; it applies the Hopper-and-older rule (Blackwell drops it, and the setting is
+   harmless there). */
+static nam_status nam__check_env(const nam_plan *p, nam_error *err) {
+    const nam_recipe *r = &p->recipe;
+    char v[NAM_STR_MAX];
+    const char *x;
+    if (r->tp > 1 || r->cp > 1) {
+        x = nam__env_get(r->env, "CUDA_DEVICE_MAX_CONNECTIONS", v, sizeof v);
+        if (!x || strcmp(x, "1"))
+            return nam__err(err, NAM_ERR_CONFLICT, "runtime.env: tp %d / cp %d need CUDA_DEVICE_MAX_CONNECTIONS=1 on Hopper and older GPUs (arguments.py:1479), got %s%s",
+                            r->tp, r->cp, x ? "CUDA_DEVICE_MAX_CONNECTIONS=" : "none", x ? x : "");
+    }
+    if (!strcmp(r->cuda_graph_impl, "transformer_engine")) {
+        x = nam__env_get(r->env, "PYTORCH_CUDA_ALLOC_CONF", v, sizeof v);
+        if (x && strstr(x, "expandable_segments:True")) {
+            x = nam__env_get(r->env, "NCCL_GRAPH_REGISTER", v, sizeof v);
+            if (!x || strcmp(x, "0"))
+                return nam__err(err, NAM_ERR_CONFLICT, "runtime.env: PYTORCH_CUDA_ALLOC_CONF has expandable_segments:True with transformer_engine CUDA graphs, which needs NCCL_GRAPH_REGISTER=0 (arguments.py:1966)");
+        }
+    }
+    return NAM_OK;
+}
+
+/* Launch-policy checks that mirror Megatron's constraints (megatron.md section 4). */
+static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
+    const nam_recipe *r = &p->recipe;
+    long long model = NAM__CAST(long long, r->tp) * r->pp * r->cp, emodel;
+    int counts[128], i, any_attn, moe, heads = r->num_attention_heads;
+    memset(counts, 0, sizeof counts);
+    for (i = 0; i < p->pattern.depth; i++) if (p->layers[i].native) counts[NAM__CAST(unsigned char, p->layers[i].native)]++;
+    if (p->mtp_native) for (i = 0; p->mtp_native[i]; i++) counts[NAM__CAST(unsigned char, p->mtp_native[i])]++;
+    any_attn = counts[(int)'*'] + counts[(int)'+'] + counts[(int)'D'];
+    moe = nam__emits_moe(p);
+    /* world size and data parallel */
+    if (r->world_size % model != 0)
+        return nam__err(err, NAM_ERR_PARALLEL, "world_size %d is not divisible by tp*pp*cp = %d*%d*%d = %lld", r->world_size, r->tp, r->pp, r->cp, model);
+    p->dp = NAM__CAST(int, r->world_size / model);
+    p->etp = r->etp ? r->etp : r->tp;
+    emodel = NAM__CAST(long long, p->etp) * r->ep * r->pp;
+    if (r->world_size % emodel != 0)
+        return nam__err(err, NAM_ERR_PARALLEL, "world_size %d is not divisible by etp*ep*pp = %d*%d*%d = %lld (the expert grid)", r->world_size, p->etp, r->ep, r->pp, emodel);
+    p->edp = NAM__CAST(int, r->world_size / emodel);
+    if (strcmp(r->order + strlen(r->order) - 2, "pp") && r->pp != 1 && p->edp != p->dp)
+        return nam__err(err, NAM_ERR_PARALLEL, "order %s does not end in pp, so Megatron needs expert dp (%d) == dp (%d) when pp = %d", r->order, p->edp, p->dp, r->pp);
+    /* experts */
+    if (r->ep > 1 && r->num_experts == 0)
+        return nam__err(err, NAM_ERR_PARALLEL, "parallel.ep = %d needs moe.num_experts > 0", r->ep);
+    if (moe && r->pad_to_capacity && r->capacity_factor <= 0)
+        return nam__err(err, NAM_ERR_CONFLICT, "moe.pad_to_capacity needs moe.capacity_factor > 0 (transformer_config.py:1862)");
+    if (moe && r->capacity_factor > 0 && !strcmp(r->load_balancing, "sinkhorn"))
+        return nam__err(err, NAM_ERR_CONFLICT, "moe.capacity_factor works only with aux_loss, seq_aux_loss, global_aux_loss or none load balancing, got sinkhorn (transformer_config.py:1836)");
+    if (moe && r->pad_to_capacity && !strcmp(r->dispatcher, "flex") && !strcmp(r->moe_flex_backend, "deepep"))
+        return nam__err(err, NAM_ERR_CONFLICT, "moe.pad_to_capacity with the flex dispatcher's deepep backend (transformer_config.py:1755)");
+    if (r->ep > 1 && !moe)
+        return nam__err(err, NAM_ERR_PARALLEL, "parallel.ep = %d, but the plan has no E layer, so nam emits no --num-experts, and Megatron asserts num_experts for expert parallelism (arguments.py:1656); set parallel.ep = 1", r->ep);
+    if (moe && !strcmp(r->load_balancing, "sinkhorn") && r->aux_loss_coeff != 0)
+        return nam__err(err, NAM_ERR_CONFLICT, "moe.load_balancing = sinkhorn needs moe.aux_loss_coeff = 0, got %g (Megatron's router asserts it on the first step, router.py:298)", r->aux_loss_coeff);
+    if (r->num_experts > 0) {
+        if (r->num_experts % r->ep != 0)
+            return nam__err(err, NAM_ERR_PARALLEL, "moe.num_experts %d is not divisible by parallel.ep %d", r->num_experts, r->ep);
+        if (r->router_topk > r->num_experts)
+            return nam__err(err, NAM_ERR_RANGE, "moe.router_topk %d exceeds moe.num_experts %d", r->router_topk, r->num_experts);
+        if (r->router_topk == 1 && !strcmp(r->score_function, "softmax") && !r->pre_softmax)
+            return nam__err(err, NAM_ERR_CONFLICT, "moe.router_topk 1 with softmax scoring needs moe.pre_softmax = true (TransformerConfig)");
+        if (r->expert_bias && !strcmp(r->score_function, "softmax"))
+            return nam__err(err, NAM_ERR_CONFLICT, "moe.expert_bias needs score_function sigmoid or sqrtsoftplus, not softmax");
+        if (!r->disable_bias_linear && p->etp != 1)
+            return nam__err(err, NAM_ERR_CONFLICT, "MoE with linear bias (model.disable_bias_linear = false) needs expert tensor parallel 1, got %d", p->etp);
+    }
+    /* attention heads vs TP */
+    if (heads % r->tp != 0)
+        return nam__err(err, NAM_ERR_PARALLEL, "model.num_attention_heads %d is not divisible by tp %d", heads, r->tp);
+    if (r->num_query_groups > 0) {
+        if (r->mla)
+            return nam__err(err, NAM_ERR_CONFLICT, "model.num_query_groups = %d asks for grouped-query attention, which Megatron refuses together with MLA (model.mla = true); set num_query_groups = 0", r->num_query_groups);
+        if (heads % r->num_query_groups != 0)
+            return nam__err(err, NAM_ERR_RANGE, "model.num_attention_heads %d is not divisible by model.num_query_groups %d", heads, r->num_query_groups);
+        if (r->num_query_groups % r->tp != 0 && r->tp % r->num_query_groups != 0)
+            return nam__err(err, NAM_ERR_PARALLEL, "model.num_query_groups %d must be a multiple or a divisor of tp %d", r->num_query_groups, r->tp);
+    }
+    if (r->kv_channels == 0 && r->hidden_size % heads != 0)
+        return nam__err(err, NAM_ERR_RANGE, "model.hidden_size %d is not divisible by model.num_attention_heads %d (set model.kv_channels)", r->hidden_size, heads);
+    p->kv_channels = r->kv_channels ? r->kv_channels : r->hidden_size / heads;
+    /* Mamba heads and groups vs TP and CP */
+    p->mamba_num_heads = r->mamba_num_heads;
+    {
+        int m3 = !strcmp(r->mamba_impl, "mamba3"), expand = m3 ? r->mamba3_expand : 2;
+        long long d_inner = NAM__CAST(long long, expand) * r->hidden_size;
+        if (!p->mamba_num_heads || m3) {
+            if (d_inner % r->mamba_head_dim != 0)
+                return nam__err(err, NAM_ERR_RANGE, "%s%d * model.hidden_size (%lld) is not divisible by mamba.head_dim %d", m3 ? "Mamba-3: mamba3.expand " : "", expand, d_inner, r->mamba_head_dim);
+            if (d_inner / r->mamba_head_dim > NAM_MAX_DIM)
+                return nam__err(err, NAM_ERR_RANGE, "Mamba heads %lld exceed %d", d_inner / r->mamba_head_dim, NAM_MAX_DIM);
+            if (m3 && p->mamba_num_heads && p->mamba_num_heads != d_inner / r->mamba_head_dim)
+                return nam__err(err, NAM_ERR_CONFLICT, "Mamba-3: mamba.num_heads = %d, but its heads are mamba3.expand * hidden / head_dim = %d * %d / %d = %lld (leave mamba.num_heads at 0 or match it)",
+                                p->mamba_num_heads, expand, r->hidden_size, r->mamba_head_dim, d_inner / r->mamba_head_dim);
+            p->mamba_num_heads = NAM__CAST(int, d_inner / r->mamba_head_dim);
+        }
+        if (m3 && r->mamba3_dt_min > r->mamba3_dt_max)
+            return nam__err(err, NAM_ERR_RANGE, "Mamba-3: mamba3.dt_min %g is above mamba3.dt_max %g", r->mamba3_dt_min, r->mamba3_dt_max);
+    }
+    if (counts[(int)'M']) {
+        int nh = p->mamba_num_heads, ng = r->mamba_num_groups;
+        if (nh % r->tp != 0) return nam__err(err, NAM_ERR_PARALLEL, "Mamba heads %d are not divisible by tp %d", nh, r->tp);
+        if (ng % r->tp != 0) return nam__err(err, NAM_ERR_PARALLEL, "mamba.num_groups %d is not divisible by tp %d", ng, r->tp);
+        if (nh % ng != 0) return nam__err(err, NAM_ERR_RANGE, "Mamba heads %d are not divisible by mamba.num_groups %d", nh, ng);
+        if (r->cp > 1) {
+            int ht = nh / r->tp, gt = ng / r->tp;
+            if (ht % r->cp != 0) return nam__err(err, NAM_ERR_PARALLEL, "Mamba heads per TP rank (%d) are not divisible by cp %d", ht, r->cp);
+            if (r->cp % gt != 0 && gt % r->cp != 0)
+                return nam__err(err, NAM_ERR_PARALLEL, "Mamba groups per TP rank (%d) and cp %d must divide one another", gt, r->cp);
+        }
+    }
+    if (counts[(int)'G']) {
+        long long tc = NAM__CAST(long long, r->tp) * r->cp;
+        if (r->gdn_num_key_heads % tc != 0 || r->gdn_num_value_heads % tc != 0)
+            return nam__err(err, NAM_ERR_PARALLEL, "GDN heads (key %d, value %d) must be divisible by tp*cp = %lld", r->gdn_num_key_heads, r->gdn_num_value_heads, tc);
+    }
+    /* fp8 GEMMs need the Mamba in_proj output width (2*d_inner + 2*groups*state + heads,
+       d_inner = heads*head_dim) to be a multiple of 16 (mamba_mixer.py:254) */
+    if (counts[(int)'M'] && strcmp(r->fp8, "none")) {
+        long long w = 2LL * p->mamba_num_heads * r->mamba_head_dim + 2LL * r->mamba_num_groups * r->mamba_state_dim + p->mamba_num_heads;
+        if (w % 16 != 0)
+            return nam__err(err, NAM_ERR_CONFLICT, "precision.fp8 = %s: the Mamba in_proj width 2*%d*%d + 2*%d*%d + %d = %lld is not a multiple of 16, which Megatron asserts for FP8 (mamba_mixer.py:254)",
+                            r->fp8, p->mamba_num_heads, r->mamba_head_dim, r->mamba_num_groups, r->mamba_state_dim, p->mamba_num_heads, w);
+    }
+    /* the same for the GDN in_proj, 2*qk_dim + 2*v_dim + 2*value_heads (gated_delta_net/common.py:207;
+       16 is the alignment of the fp8 recipes nam emits) */
+    if (counts[(int)'G'] && strcmp(r->fp8, "none")) {
+        long long w = 2LL * r->gdn_key_head_dim * r->gdn_num_key_heads + 2LL * r->gdn_value_head_dim * r->gdn_num_value_heads + 2LL * r->gdn_num_value_heads;
+        if (w % 16 != 0)
+            return nam__err(err, NAM_ERR_CONFLICT, "precision.fp8 = %s: the GDN in_proj width %lld is not a multiple of 16, which Megatron asserts for FP8 (gated_delta_net/common.py:207)", r->fp8, w);
+    }
+    /* sequence parallel, context parallel, sequence length */
+    if (r->sequence_parallel && r->tp == 1)
+        return nam__err(err, NAM_ERR_CONFLICT, "parallel.sequence_parallel needs tp > 1 (Megatron would silently turn it off; nam refuses the silent fix-up)");
+    if (r->num_hierarchical_cp_sizes) {
+        long long prod = 1;
+        for (i = 0; i < r->num_hierarchical_cp_sizes; i++) prod *= r->hierarchical_cp_sizes[i];
+        if (prod != r->cp)
+            return nam__err(err, NAM_ERR_PARALLEL, "parallel.hierarchical_cp_sizes multiply to %lld, but cp is %d (Megatron asserts cp == prod(sizes), arguments.py:581)", prod, r->cp);
+    } else if (r->cp > 1 && !strcmp(r->cp_comm_type, "a2a+p2p"))
+        return nam__err(err, NAM_ERR_CONFLICT, "parallel.cp_comm_type = a2a+p2p needs parallel.hierarchical_cp_sizes (--hierarchical-context-parallel-sizes, arguments.py:583)");
+    if (r->cp > 1 && r->seq_length % (2 * r->cp) != 0)
+        return nam__err(err, NAM_ERR_PARALLEL, "model.seq_length %d is not divisible by 2*cp = %d", r->seq_length, 2 * r->cp);
+    if (r->max_position_embeddings && r->max_position_embeddings < r->seq_length)
+        return nam__err(err, NAM_ERR_RANGE, "model.max_position_embeddings %d is smaller than model.seq_length %d", r->max_position_embeddings, r->seq_length);
+    /* batch geometry */
+    {
+        long long gbs = r->global_batch_size ? r->global_batch_size : NAM__CAST(long long, r->micro_batch_size) * p->dp;
+        long long unit = NAM__CAST(long long, r->micro_batch_size) * p->dp;
+        if (!nam__i64_fits(gbs)) return nam__err(err, NAM_ERR_RANGE, "global batch size %lld overflows", gbs);
+        p->global_batch_size = NAM__CAST(int, gbs);   /* the one place it is derived */
+        if (gbs % unit != 0)
+            return nam__err(err, NAM_ERR_PARALLEL, "global batch size %lld is not divisible by micro_batch_size * dp = %d * %d = %lld", gbs, r->micro_batch_size, p->dp, unit);
+        p->num_microbatches = NAM__CAST(int, gbs / unit);
+        if (p->vpp) {
+            if (p->num_microbatches < r->pp)
+                return nam__err(err, NAM_ERR_PARALLEL, "the interleaved schedule (VPP %d) needs at least pp = %d microbatches, got %d (global %lld / (micro %d * dp %d))",
+                                p->vpp, r->pp, p->num_microbatches, gbs, r->micro_batch_size, p->dp);
+            if (p->num_microbatches % r->pp != 0)
+                return nam__err(err, NAM_ERR_PARALLEL, "the interleaved schedule (VPP %d) needs the number of microbatches (%d) divisible by pp %d", p->vpp, p->num_microbatches, r->pp);
+        }
+    }
+    /* MTP, MLA, DSA */
+    if (p->pattern.mtp_depths > 0 && strcmp(r->position_embedding_type, "rope") && strcmp(r->position_embedding_type, "none"))
+        return nam__err(err, NAM_ERR_CONFLICT, "MTP (%d depths) needs model.position_embedding_type rope or none, got %s", p->pattern.mtp_depths, r->position_embedding_type);
+    if (counts[(int)'D']) {
+        if (!r->disable_bias_linear)
+            return nam__err(err, NAM_ERR_CONFLICT, "DSA layers ('D') need model.disable_bias_linear = true (add_bias_linear=False)");
+        if (r->cp > 1 && strcmp(r->cp_comm_type, "allgather"))
+            return nam__err(err, NAM_ERR_CONFLICT, "DSA layers with cp %d need parallel.cp_comm_type = allgather, got %s", r->cp, r->cp_comm_type);
+    }
+    /* CUDA graphs */
+    {
+        const char *impl = r->cuda_graph_impl, *mods = r->cuda_graph_modules;
+        if (!strcmp(impl, "none") && mods[0])
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules = %s but cuda_graph.impl is none", mods);
+        if (!strcmp(impl, "full_iteration") && mods[0])
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.impl full_iteration needs empty cuda_graph.modules, got %s", mods);
+        if (nam__has_module(mods, "moe") && nam__has_module(mods, "moe_router"))
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: moe and moe_router are mutually exclusive");
+        if (nam__has_module(mods, "moe_preprocess") && !nam__has_module(mods, "moe_router"))
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: moe_preprocess needs moe_router");
+        if ((nam__has_module(mods, "moe") || nam__has_module(mods, "moe_router")) && r->num_experts <= 1)
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: MoE graphs need moe.num_experts > 1, got %d", r->num_experts);
+        if ((nam__has_module(mods, "moe") || nam__has_module(mods, "moe_router")) && !moe)
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: MoE graphs, but the plan has no E layer, so nam emits no --num-experts and Megatron refuses MoE graphs (transformer_config.py:2829)");
+        if (nam__has_module(mods, "mlp") && moe)
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'mlp' in a MoE model: Megatron graphs dense MLPs only when moe_layer_freq marks dense layers, which a hybrid pattern never sets (transformer_config.py:2835)");
+        if (nam__has_module(mods, "moe") && !(r->capacity_factor > 0 && r->pad_to_capacity))
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'moe' graphs need drop-and-pad MoE (moe.capacity_factor > 0 and moe.pad_to_capacity), transformer_config.py:2839; or use moe_router");
+        if (nam__has_module(mods, "moe_preprocess") && r->capacity_factor > 0 && !r->pad_to_capacity && !strcmp(r->dispatcher, "alltoall"))
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: moe_preprocess with a capacity factor under the alltoall dispatcher (DtoH copies in the preprocess step; transformer_config.py:2846)");
+        if (nam__has_module(mods, "mlp") && !counts[(int)'-'])
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'mlp' but the plan has no dense MLP ('-') layers");
+        if (nam__has_module(mods, "mamba") && !counts[(int)'M'] && !p->unresolved)
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'mamba' but the plan has no Mamba layers");
+        if (nam__has_module(mods, "attn") && !any_attn && !p->unresolved)
+            return nam__err(err, NAM_ERR_CONFLICT, "cuda_graph.modules: 'attn' but the plan has no attention layers");
+    }
+    /* implementation, fusions, schedule, run inputs */
+    if (r->mla_down_proj_fusion && !r->mla)
+        return nam__err(err, NAM_ERR_CONFLICT, "implementation.mla_down_proj_fusion needs model.mla = true (arguments.py:1977)");
+    if (r->moe_shared_expert_overlap && moe) {
+        if (!r->shared_expert_size)
+            return nam__err(err, NAM_ERR_CONFLICT, "implementation.moe_shared_expert_overlap needs a shared expert (moe.shared_expert_size > 0)");
+        if (strcmp(r->dispatcher, "alltoall") && strcmp(r->dispatcher, "flex"))
+            return nam__err(err, NAM_ERR_CONFLICT, "implementation.moe_shared_expert_overlap works only with the alltoall or flex dispatcher, got %s (transformer_config.py:1820)", r->dispatcher);
+    }
+    if (r->lr > 0 && r->min_lr > r->lr)
+        return nam__err(err, NAM_ERR_RANGE, "train.min_lr %g is above train.lr %g (arguments.py:1359)", r->min_lr, r->lr);
+    if (r->min_lr > 0 && r->lr <= 0)
+        return nam__err(err, NAM_ERR_CONFLICT, "train.min_lr %g is set but train.lr is not", r->min_lr);
+    /* recompute under CUDA graphs (transformer_config.py:2855-2899); nam never sets dropout,
+       so Megatron's attention and hidden dropout of 0.1 apply */
+    if (strcmp(r->cuda_graph_impl, "none") && strcmp(r->recompute_granularity, "none")) {
+        const char *mods = r->cuda_graph_modules, *rm = r->recompute_modules;
+        int full_graph = !strcmp(r->cuda_graph_impl, "full_iteration") || !mods[0];
+        if (!strcmp(r->recompute_granularity, "full") && strcmp(r->cuda_graph_impl, "full_iteration"))
+            return nam__err(err, NAM_ERR_CONFLICT, "memory.recompute_granularity = full with cuda_graph.impl %s: Megatron supports full recompute only with full_iteration CUDA graphs (transformer_config.py:2858)", r->cuda_graph_impl);
+        if (!strcmp(r->recompute_granularity, "selective")) {
+            if (!strcmp(r->cuda_graph_impl, "transformer_engine") && nam__has_module(rm, "moe") && nam__has_module(mods, "moe_router"))
+                return nam__err(err, NAM_ERR_CONFLICT, "memory.recompute_modules 'moe' with the moe_router CUDA graph under transformer_engine graphs (transformer_config.py:2868)");
+            if (nam__has_module(rm, "core_attn") && (full_graph || nam__has_module(mods, "attn")))
+                return nam__err(err, NAM_ERR_CONFLICT, "memory.recompute_modules 'core_attn' while attention is CUDA-graphed: Megatron refuses graphed attention recompute with attention dropout, which is 0.1 unless set (transformer_config.py:2883); drop core_attn or the attn graph");
+            if ((nam__has_module(rm, "mlp") && (full_graph || nam__has_module(mods, "mlp"))) || (nam__has_module(rm, "moe") && (full_graph || nam__has_module(mods, "moe"))))
+                return nam__err(err, NAM_ERR_CONFLICT, "memory.recompute_modules 'mlp'/'moe' while that module is CUDA-graphed: Megatron refuses graphed MLP/MoE recompute with hidden dropout, which is 0.1 unless set (transformer_config.py:2899)");
+        }
+    }
+    if (!strcmp(r->recompute_granularity, "full") && r->recompute_num_layers > p->pattern.depth / r->pp)
+        return nam__err(err, NAM_ERR_RANGE, "memory.recompute_num_layers %d must be between 1 and the layers per pipeline rank, %d / %d = %d (transformer_config.py:1919)",
+                        r->recompute_num_layers, p->pattern.depth, r->pp, p->pattern.depth / r->pp);
+    return nam__check_env(p, err);
+}
+
+static nam_status nam__build_args(nam_plan *p, nam_error *err) {
+    nam__argbuf argbuf, *ab = &argbuf;
+    const nam_recipe *r = &p->recipe;
+    int hasM = 0, hasG = 0, hasD = 0, i;
+    nam_status st;
+    memset(&argbuf.text, 0, sizeof argbuf.text);
+    arrsetcap(p->args, 64);
+    for (i = 0; i < p->pattern.depth; i++) {
+        hasM |= p->layers[i].native == 'M';
+        hasG |= p->layers[i].native == 'G';
+        hasD |= p->layers[i].native == 'D';
+    }
+    if (p->mtp_native) {
+        hasM |= strchr(p->mtp_native, 'M') != NULL;
+        hasG |= strchr(p->mtp_native, 'G') != NULL;
+        hasD |= strchr(p->mtp_native, 'D') != NULL;
+    }
+    nam__arg_str(p, ab, "--spec", r->spec);
+    if (p->native_pattern) nam__arg_str(p, ab, "--hybrid-layer-pattern", p->native_pattern);
+    nam__arg_int(p, ab, "--num-layers", p->pattern.depth);
+    nam__arg_int(p, ab, "--tensor-model-parallel-size", r->tp);
+    nam__arg_int(p, ab, "--pipeline-model-parallel-size", r->pp);
+    nam__arg_int(p, ab, "--context-parallel-size", r->cp);
+    if (r->cp > 1) nam__arg_str(p, ab, "--cp-comm-type", r->cp_comm_type);
+    if (r->num_hierarchical_cp_sizes) {
+        char t[NAM_MAX_LIST * 8];
+        size_t n = 0;
+        for (i = 0; i < r->num_hierarchical_cp_sizes; i++)
+            n += NAM__CAST(size_t, snprintf(t + n, sizeof t - n, i ? " %d" : "%d", r->hierarchical_cp_sizes[i]));
+        nam__arg_str(p, ab, "--hierarchical-context-parallel-sizes", t);
+    }
+    nam__arg_int(p, ab, "--expert-model-parallel-size", r->ep);
+    nam__arg_int(p, ab, "--expert-tensor-parallel-size", p->etp);
+    if (r->sequence_parallel) nam__arg_str(p, ab, "--sequence-parallel", NULL);
+    if (!r->overlap_p2p) nam__arg_str(p, ab, "--no-overlap-p2p-communication", NULL);
+    if (!strcmp(r->order, "tp-cp-ep-pp-dp")) nam__arg_str(p, ab, "--use-tp-pp-dp-mapping", NULL);
+    if (r->first_stage_layers) nam__arg_int(p, ab, "--decoder-first-pipeline-num-layers", r->first_stage_layers);
+    if (r->last_stage_layers) nam__arg_int(p, ab, "--decoder-last-pipeline-num-layers", r->last_stage_layers);
+    nam__arg_int(p, ab, "--hidden-size", r->hidden_size);
+    nam__arg_int(p, ab, "--ffn-hidden-size", p->ffn_hidden_size);
+    nam__arg_int(p, ab, "--num-attention-heads", r->num_attention_heads);
+    if (r->num_query_groups > 0) {
+        nam__arg_str(p, ab, "--group-query-attention", NULL);
+        nam__arg_int(p, ab, "--num-query-groups", r->num_query_groups);
+    }
+    nam__arg_int(p, ab, "--kv-channels", p->kv_channels);
+    nam__arg_int(p, ab, "--seq-length", r->seq_length);
+    nam__arg_int(p, ab, "--max-position-embeddings", r->max_position_embeddings ? r->max_position_embeddings : r->seq_length);
+    nam__arg_str(p, ab, "--position-embedding-type", r->position_embedding_type);
+    nam__arg_str(p, ab, "--normalization", r->normalization);
+    if (!strcmp(r->activation, "swiglu")) nam__arg_str(p, ab, "--swiglu", NULL);
+    if (!strcmp(r->activation, "squared_relu")) nam__arg_str(p, ab, "--squared-relu", NULL);
+    if (r->untie_embeddings) nam__arg_str(p, ab, "--untie-embeddings-and-output-weights", NULL);
+    if (r->disable_bias_linear) nam__arg_str(p, ab, "--disable-bias-linear", NULL);
+    if (r->mla) {
+        nam__arg_str(p, ab, "--multi-latent-attention", NULL);
+        if (r->q_lora_rank) nam__arg_int(p, ab, "--q-lora-rank", r->q_lora_rank);
+        nam__arg_int(p, ab, "--kv-lora-rank", r->kv_lora_rank);
+        nam__arg_int(p, ab, "--qk-head-dim", r->qk_head_dim);
+        nam__arg_int(p, ab, "--qk-pos-emb-head-dim", r->qk_pos_emb_head_dim);
+        nam__arg_int(p, ab, "--v-head-dim", r->v_head_dim);
+    }
+    if (hasD) {   /* transformer_config.py:1510 and 3162; dsa.py's indexer needs its dims */
+        nam__arg_str(p, ab, "--experimental-attention-variant", "dsa");
+        nam__arg_int(p, ab, "--dsa-indexer-n-heads", r->dsa_indexer_n_heads);
+        nam__arg_int(p, ab, "--dsa-indexer-head-dim", r->dsa_indexer_head_dim);
+        nam__arg_int(p, ab, "--dsa-indexer-topk", r->dsa_indexer_topk);
+        nam__arg_fmt(p, ab, "--dsa-indexer-loss-coeff", "%g", r->dsa_indexer_loss_coeff);
+        nam__arg_str(p, ab, "--no-rope-fusion", NULL);
+        if (r->rope_fusion)
+            nam__decision_add(p, 0, 0, "nam adds --no-rope-fusion: the plan has DSA layers ('D') and Megatron asserts RoPE fusion off for DSAttention (transformer_config.py:3163)");
+        nam__decision_add(p, 0, 0, "nam adds --experimental-attention-variant dsa (Megatron also infers it from 'D', argument_utils.py:349) and the --dsa-indexer-* dims from the [dsa] section; without them the DSA indexer cannot be built (dsa.py:1127)");
+    }
+    if (nam__emits_moe(p)) {
+        nam__arg_int(p, ab, "--num-experts", r->num_experts);
+        nam__arg_int(p, ab, "--moe-router-topk", r->router_topk);
+        nam__arg_int(p, ab, "--moe-ffn-hidden-size", r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size);
+        if (r->shared_expert_size) nam__arg_int(p, ab, "--moe-shared-expert-intermediate-size", r->shared_expert_size);
+        nam__arg_str(p, ab, "--moe-router-score-function", r->score_function);
+        if (r->pre_softmax) nam__arg_str(p, ab, "--moe-router-pre-softmax", NULL);
+        if (r->expert_bias) nam__arg_str(p, ab, "--moe-router-enable-expert-bias", NULL);
+        nam__arg_str(p, ab, "--moe-router-load-balancing-type", r->load_balancing);
+        nam__arg_fmt(p, ab, "--moe-aux-loss-coeff", "%g", r->aux_loss_coeff);
+        nam__arg_str(p, ab, "--moe-token-dispatcher-type", r->dispatcher);
+        if (r->grouped_gemm) nam__arg_str(p, ab, "--moe-grouped-gemm", NULL);
+        if (strcmp(r->moe_router_dtype, "none")) nam__arg_str(p, ab, "--moe-router-dtype", r->moe_router_dtype);
+        if (r->capacity_factor > 0) nam__arg_fmt(p, ab, "--moe-expert-capacity-factor", "%g", r->capacity_factor);
+        if (r->pad_to_capacity) nam__arg_str(p, ab, "--moe-pad-expert-input-to-capacity", NULL);
+    }
+    if (p->pattern.mtp_depths > 0) {
+        nam__arg_int(p, ab, "--mtp-num-layers", p->pattern.mtp_depths);
+        nam__arg_fmt(p, ab, "--mtp-loss-scaling-factor", "%g", r->mtp_loss_scaling_factor);
+    }
+    if (hasM) {
+        nam__arg_int(p, ab, "--mamba-state-dim", r->mamba_state_dim);
+        nam__arg_int(p, ab, "--mamba-head-dim", r->mamba_head_dim);
+        nam__arg_int(p, ab, "--mamba-num-groups", r->mamba_num_groups);
+        nam__arg_int(p, ab, "--mamba-num-heads", p->mamba_num_heads);
+    }
+    if (hasG) {
+        nam__arg_int(p, ab, "--linear-num-key-heads", r->gdn_num_key_heads);
+        nam__arg_int(p, ab, "--linear-num-value-heads", r->gdn_num_value_heads);
+        nam__arg_int(p, ab, "--linear-key-head-dim", r->gdn_key_head_dim);
+        nam__arg_int(p, ab, "--linear-value-head-dim", r->gdn_value_head_dim);
+        nam__arg_int(p, ab, "--linear-conv-kernel-dim", r->gdn_conv_kernel_dim);
+    }
+    if (r->distributed_optimizer) nam__arg_str(p, ab, "--use-distributed-optimizer", NULL);
+    if (strcmp(r->recompute_granularity, "none")) {
+        nam__arg_str(p, ab, "--recompute-granularity", r->recompute_granularity);
+        if (!strcmp(r->recompute_granularity, "full")) {
+            nam__arg_str(p, ab, "--recompute-method", r->recompute_method);
+            nam__arg_int(p, ab, "--recompute-num-layers", r->recompute_num_layers);
+        } else if (r->recompute_modules[0]) {
+            char mods[NAM_STR_MAX], *c;
+            snprintf(mods, sizeof mods, "%s", r->recompute_modules);
+            for (c = mods; *c; c++) if (*c == ',') *c = ' ';
+            nam__arg_str(p, ab, "--recompute-modules", mods);
+        }
+    }
+    nam__arg_int(p, ab, "--micro-batch-size", r->micro_batch_size);
+    nam__arg_int(p, ab, "--global-batch-size", p->global_batch_size);
+    if (!strcmp(r->dtype, "bf16")) nam__arg_str(p, ab, "--bf16", NULL);
+    if (!strcmp(r->dtype, "fp16")) nam__arg_str(p, ab, "--fp16", NULL);
+    if (strcmp(r->fp8, "none")) {
+        nam__arg_str(p, ab, "--fp8-format", r->fp8);
+        nam__arg_str(p, ab, "--fp8-recipe", r->fp8_recipe);
+        if (!strcmp(r->fp8_recipe, "delayed")) {
+            nam__arg_int(p, ab, "--fp8-amax-history-len", r->fp8_amax_history_len);
+            nam__arg_str(p, ab, "--fp8-amax-compute-algo", r->fp8_amax_compute_algo);
+        }
+    }
+    nam__arg_str(p, ab, "--cuda-graph-impl", r->cuda_graph_impl);
+    if (strcmp(r->cuda_graph_impl, "none") && r->cuda_graph_warmup_steps != 3) nam__arg_int(p, ab, "--cuda-graph-warmup-steps", r->cuda_graph_warmup_steps);
+    if (!strcmp(r->cuda_graph_impl, "full_iteration")) {
+        nam__arg_str(p, ab, "--no-check-for-nan-in-loss-and-grad", NULL);
+        nam__decision_add(p, 0, 0, "nam adds --no-check-for-nan-in-loss-and-grad: Megatron requires it with --cuda-graph-impl full_iteration (arguments.py:1236)");
+    }
+    if (r->cuda_graph_modules[0]) {
+        char mods[NAM_STR_MAX];
+        char *c;
+        snprintf(mods, sizeof mods, "%s", r->cuda_graph_modules);
+        for (c = mods; *c; c++) if (*c == ',') *c = ' ';
+        nam__arg_str(p, ab, "--cuda-graph-modules", mods);
+    }
+    st = nam__sb_finish(&ab->text, &p->arg_values, err);
+    if (st) return st;
+    for (i = 0; i < p->num_args; i++) p->args[i].value = ab->off[i] >= 0 ? p->arg_values + ab->off[i] : NULL;
+    return NAM_OK;
+}
+
+/* Error at a recipe key that holds a layer list (file:line:column when it came from a file). */
+static nam_status nam__key_err(const nam_plan *p, nam_error *err, nam_status st, int slot) {
+    const nam_recipe *r = &p->recipe;
+    if (err && slot >= 0 && r->key_pos[slot].line > 0)
+        return nam__recipe_err_at(err, st, r->key_pos[slot].source, -1, r->key_pos[slot].line, r->key_pos[slot].column);
+    return st;
+}
+
+static void nam__ints_text(char *out, size_t n, const int *v, int count) {
+    size_t k = 0;
+    int i;
+    out[0] = 0;
+    for (i = 0; i < count && k < n; i++) k += NAM__CAST(size_t, snprintf(out + k, n - k, i ? ",%d" : "%d", v[i]));
+}
+
+/* One layer-placed feature: every listed layer must exist and be of family `fam`. */
+static nam_status nam__feature_layers(nam_plan *p, nam_error *err, const char *key, int slot, const int *layers, int n,
+                                      char fam, int bit, int seam) {
+    int i, depth = p->pattern.depth;
+    if (n == 0) {
+        nam__err(err, NAM_ERR_CONFLICT, "%s.enabled = true but %s.layers is empty (name the 0-based layers that carry it)", key, key);
+        return nam__key_err(p, err, NAM_ERR_CONFLICT, slot);
+    }
+    for (i = 0; i < n; i++) {
+        int L = layers[i];
+        if (L >= depth) {
+            nam__err(err, NAM_ERR_RANGE, "%s.layers entry %d: layer %d is beyond the pattern's depth %d", key, i + 1, L, depth);
+            return nam__key_err(p, err, NAM_ERR_RANGE, slot);
+        }
+        if (p->layers[L].family != fam) {
+            nam__err(err, NAM_ERR_CONFLICT, "%s.layers entry %d: layer %d is family %c, but %s attaches to %c layers only", key, i + 1, L, p->layers[L].family, key, fam);
+            return nam__key_err(p, err, NAM_ERR_CONFLICT, slot);
+        }
+        p->layers[L].features |= bit;
+        arrput(p->seams[seam].layers, L);
+        p->seams[seam].num_layers++;
+    }
+    return NAM_OK;
+}
+
+/* Feature placements: each enabled feature becomes a NAM_SEAM_FEATURE seam. */
+static nam_status nam__features(nam_plan *p, nam_error *err) {
+    const nam_recipe *r = &p->recipe;
+    char d[512], o[NAM_MAX_LIST * 4];
+    nam_status st;
+    int k;
+    if (r->engram_enabled) {
+        nam__ints_text(o, sizeof o, r->engram_ngram_orders, r->num_engram_ngram_orders);
+        snprintf(d, sizeof d, "ngram_orders=%.80s bottleneck_dim=%d dropout=%g gated=%s gate_sqrt_compress=%s conv_kernel=%d conv_impl=%s",
+                 o, r->engram_bottleneck_dim, r->engram_dropout, r->engram_gated ? "true" : "false", r->engram_gate_sqrt_compress ? "true" : "false",
+                 r->engram_conv_kernel, r->engram_conv_impl);
+        k = nam__seam_add(p, "engram", 'A', NAM_SEAM_FEATURE, "engram", "layers", d, "Engram (n-gram memory) has no Megatron-LM module or flag",
+                          "an Engram block on these attention layers in the hybrid layer spec (model.spec), with the settings in detail");
+        if ((st = nam__feature_layers(p, err, "engram", NAM__POS_ENGRAM, r->engram_layers, r->num_engram_layers, 'A', NAM_FEATURE_ENGRAM, k))) return st;
+    }
+    if (r->mhc_enabled) {
+        snprintf(d, sizeof d, "n_streams=%d sinkhorn_iters=%d temperature=%g epsilon=%g blend_alpha=%g dynamic=%s dynamic_mode=%s fused_ops=%s recompute_group_size=%d",
+                 r->mhc_n_streams, r->mhc_sinkhorn_iters, r->mhc_temperature, r->mhc_epsilon, r->mhc_blend_alpha, r->mhc_dynamic ? "true" : "false",
+                 r->mhc_dynamic_mode, r->mhc_fused_ops ? "true" : "false", r->mhc_recompute_group_size);
+        k = nam__seam_add(p, "mhc", 'A', NAM_SEAM_FEATURE, "mhc", "layers", d, "mHC (manifold hyper-connections) has no Megatron-LM module or flag",
+                          "mHC residual streams around these attention layers in the hybrid layer spec (model.spec), with the settings in detail");
+        if ((st = nam__feature_layers(p, err, "mhc", NAM__POS_MHC, r->mhc_layers, r->num_mhc_layers, 'A', NAM_FEATURE_MHC, k))) return st;
+    }
+    if (r->mod_enabled) {
+        snprintf(d, sizeof d, "capacity=%g aux_loss_weight=%g routing=%s target=%s scorer=%s selector=%s schedule=%s executor=%s ffn_only=%s skip_first_n=%d skip_mamba=%s",
+                 r->mod_capacity, r->mod_aux_loss_weight, r->mod_routing, r->mod_target, r->mod_scorer, r->mod_selector, r->mod_schedule,
+                 r->mod_executor, r->mod_ffn_only ? "true" : "false", r->mod_skip_first_n, r->mod_skip_mamba ? "true" : "false");
+        k = nam__seam_add(p, "mod", 'E', NAM_SEAM_FEATURE, "mod", "layers", d, "MoD (mixture of depths) has no Megatron-LM module or flag",
+                          "MoD token routing around these expert layers in the hybrid layer spec (model.spec), with the settings in detail");
+        if ((st = nam__feature_layers(p, err, "mod", NAM__POS_MOD, r->mod_layers, r->num_mod_layers, 'E', NAM_FEATURE_MOD, k))) return st;
+    }
+    if (r->moda_enabled)
+        nam__seam_add(p, "moda", 0, NAM_SEAM_FEATURE, "moda", "model", "enabled=true", "MoDA (mixture-of-depths attention) has no Megatron-LM module or flag",
+                      "MoDA in the model built by the custom spec / model provider");
+    if (r->ngram_hash_enabled) {
+        nam__ints_text(o, sizeof o, r->ngram_hash_orders, r->num_ngram_hash_orders);
+        snprintf(d, sizeof d, "orders=%.80s heads=%d table_size=%d embed_dim=%d offload=%s (added to the token embeddings)",
+                 o, r->ngram_hash_heads, r->ngram_hash_table_size, r->ngram_hash_embed_dim, r->ngram_hash_offload ? "true" : "false");
+        nam__seam_add(p, "ngram-hash-embedding", 0, NAM_SEAM_FEATURE, "ngram_hash", "input embedding", d,
+                      "the n-gram hash embedding has no Megatron-LM module or flag", "an embedding module that adds the n-gram hash tables to the token embeddings");
+    }
+    if (r->structure_enabled) {
+        snprintf(d, sizeof d, "components=%s max_ast_depth=%d max_sibling_index=%d num_node_types=%d bottleneck_dim=%d relation_bias=%s tree_ffn=%s tree_ffn_steps=%d tree_ffn_dropout=%g platform_embed=%s",
+                 r->structure_components, r->structure_max_ast_depth, r->structure_max_sibling_index, r->structure_num_node_types,
+                 r->structure_bottleneck_dim, r->structure_relation_bias ? "true" : "false", r->structure_tree_ffn ? "true" : "false",
+                 r->structure_tree_ffn_steps, r->structure_tree_ffn_dropout, r->structure_platform_embed ? "true" : "false");
+        nam__seam_add(p, "structure-embedding", 0, NAM_SEAM_FEATURE, "structure", "input embedding", d,
+                      "the structure (AST) embedding has no Megatron-LM module or flag", "an embedding module that adds the structure embedding to the token embeddings (and the structure inputs in the data path)");
+    }
+    return NAM_OK;
+}
+
+/* >>preflight ------------------------------------------------------------------------- */
+/* Parameters by module shape (Megatron-LM d98e8a64 modules; nam56r-blocks.md for Mamba-3 and
+   M2RNN), split the way Megatron shards them: tensor-parallel, replicated (norms, router)
+   and expert (routed experts, over EP x ETP). Biases count only with linear bias on. */
+static const char *const nam__family_names[NAM_FAM_COUNT] = {
+    "attention", "mla", "dsa", "mamba2", "mamba3", "gdn", "m2rnn", "mlp", "moe", "embedding", "output", "mtp"
+};
+
+NAM__DEF const char *nam_family_name(int f) { return f >= 0 && f < NAM_FAM_COUNT ? nam__family_names[f] : NULL; }
+
+typedef struct nam__lp { double tp, rep, exp, exp_active; int fam; } nam__lp;
+
+/* The mixer a layer runs: its native symbol, or for R the M2RNN mixer (bound to M or unmapped). */
+static int nam__layer_family(const nam_plan *p, char fam, char sym) {
+    switch (sym) {
+    case '*': return NAM_FAM_ATTENTION;
+    case '+': return NAM_FAM_MLA;
+    case 'D': return NAM_FAM_DSA;
+    case '-': return NAM_FAM_MLP;
+    case 'E': return NAM_FAM_MOE;
+    case 'G': return NAM_FAM_GDN;
+    case 'M': return fam == 'R' ? NAM_FAM_M2RNN : !strcmp(p->recipe.mamba_impl, "mamba3") ? NAM_FAM_MAMBA3 : NAM_FAM_MAMBA2;
+    default: return fam == 'R' ? NAM_FAM_M2RNN : -1;   /* declared families: unknown shapes */
+    }
+}
+
+static nam__lp nam__layer_params(const nam_plan *p, int famidx) {
+    const nam_recipe *r = &p->recipe;
+    double h = r->hidden_size, ns = strcmp(r->normalization, "LayerNorm") ? 1 : 2, b = r->disable_bias_linear ? 0 : 1;
+    double sw = strcmp(r->activation, "swiglu") ? 1 : 2;
+    nam__lp o;
+    memset(&o, 0, sizeof o);
+    o.fam = famidx;
+    if (famidx < 0) return o;
+    o.rep = h * ns;   /* every hybrid sublayer's input norm (fused into its first linear in TE) */
+    switch (famidx) {
+    case NAM_FAM_ATTENTION: {
+        double n = r->num_attention_heads, g = r->num_query_groups ? r->num_query_groups : n, kv = p->kv_channels;
+        o.tp = h * kv * (n + 2 * g) + b * kv * (n + 2 * g) + n * kv * h + b * h;
+        break;
+    }
+    case NAM_FAM_MLA: case NAM_FAM_DSA: {
+        double n = r->num_attention_heads, qk = r->qk_head_dim, pos = r->qk_pos_emb_head_dim, v = r->v_head_dim, ql = r->q_lora_rank, kl = r->kv_lora_rank;
+        o.tp = (ql ? ql * (h + n * (qk + pos) + ns) : h * n * (qk + pos)) + kl * (h + n * (qk + v) + ns) + h * pos + n * v * h;
+        if (famidx == NAM_FAM_DSA) {   /* indexer: q up (q_lora or h), k proj, k LayerNorm, head weights */
+            double ni = r->dsa_indexer_n_heads, di = r->dsa_indexer_head_dim;
+            o.rep += (ql ? ql : h) * ni * di + h * di + 2 * di + h * ni;
+        }
+        break;
+    }
+    case NAM_FAM_MLP: {
+        double f = p->ffn_hidden_size;
+        o.tp = h * f * sw + f * h + b * (f * sw + h);
+        break;
+    }
+    case NAM_FAM_MOE: {
+        double e = r->num_experts, k = r->router_topk, mf = r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size, sh = r->shared_expert_size;
+        double one = h * mf * sw + mf * h + b * (mf * sw + h);
+        o.rep += h * e + b * e;
+        o.exp = e * one;
+        o.exp_active = k * one;
+        o.tp = sh ? h * sh * sw + sh * h + b * (sh * sw + h) : 0;
+        break;
+    }
+    case NAM_FAM_MAMBA2: {
+        double H = p->mamba_num_heads, P = r->mamba_head_dim, di = H * P, G = r->mamba_num_groups, N = r->mamba_state_dim;
+        o.tp = h * (2 * di + 2 * G * N + H) + b * (2 * di + 2 * G * N + H)   /* in_proj */
+             + (di + 2 * G * N) * 4 + (di + 2 * G * N)                         /* conv1d, kernel 4, bias */
+             + 3 * H + di + di * h + b * h;                                    /* dt_bias, A_log, D; gated norm; out_proj */
+        break;
+    }
+    case NAM_FAM_MAMBA3: {
+        double H = p->mamba_num_heads, P = r->mamba_head_dim, di = H * P, G = r->mamba_num_groups, N = r->mamba_state_dim;
+        double R = r->mamba3_mimo ? r->mamba3_mimo_rank : 1, nth = floor(N * r->mamba3_rope_fraction) / 2;
+        nth = floor(nth);
+        o.tp = h * (2 * di + 2 * N * G * R + 3 * H + nth) + 2 * H + 2 * H * R * N   /* in_proj; dt_bias, D; B/C biases */
+             + (r->mamba3_mimo ? 3 * H * R * P : 0) + di * h;                       /* MIMO x/z/o; out_proj */
+        break;
+    }
+    case NAM_FAM_GDN: {
+        double qk = (double)r->gdn_key_head_dim * r->gdn_num_key_heads, v = (double)r->gdn_value_head_dim * r->gdn_num_value_heads, nv = r->gdn_num_value_heads;
+        o.tp = h * (2 * qk + 2 * v + 2 * nv) + b * (2 * qk + 2 * v + 2 * nv) + (2 * qk + v) * r->gdn_conv_kernel_dim + 2 * nv + v * h + b * h;
+        o.rep += r->gdn_value_head_dim;   /* out_norm over the value head dim */
+        break;
+    }
+    case NAM_FAM_M2RNN: {
+        double K = r->m2rnn_k_head_dim, V = r->m2rnn_v_head_dim, H = p->m2rnn_num_heads, c = 2 * K + H * V;
+        o.tp = h * (2 * K + 2 * H * V + H) + c * r->m2rnn_conv_kernel + c + 2 * H + H * V * V + (r->m2rnn_residual ? H * V : 0) + H * V + H * V * h;
+        break;
+    }
+    default: break;
+    }
+    return o;
+}
+
+/* Megatron's FLOPs helpers (training.py num_floating_point_operations), forward only. */
+static double nam__attn_flops(double T, double S2, double h, double n, double g, double kv) {
+    double pr = kv * n / h;
+    return 4 * T * h * pr * (h + h * (g / n)) + 2 * S2 * h * pr;
+}
+static double nam__mamba_flops_megatron(double T, double h, double N, double G, double H) {
+    double d_in = 2 * h;   /* Megatron's estimate fixes d_in = 2h */
+    return 2 * T * h * (2 * d_in + 2 * G * N + H) + 7 * T * d_in * N + 2 * T * d_in * h;
+}
+static double nam__gdn_flops(const nam_recipe *r, double T, double h) {
+    double qk = (double)r->gdn_key_head_dim * r->gdn_num_key_heads, v = (double)r->gdn_value_head_dim * r->gdn_num_value_heads, nv = r->gdn_num_value_heads;
+    return 2 * T * (h * (2 * qk + 2 * v + 2 * nv) + r->gdn_conv_kernel_dim * (2 * qk + v) + nv * (double)r->gdn_value_head_dim * r->gdn_value_head_dim * 4 + h * v);
+}
+
+/* Forward FLOPs of one layer of family f over T tokens (S2 = sum of squared lengths). */
+static double nam__layer_flops(const nam_plan *p, int f, double T, double S2) {
+    const nam_recipe *r = &p->recipe;
+    double h = r->hidden_size, sw = strcmp(r->activation, "swiglu") ? 1 : 1.5;
+    switch (f) {
+    case NAM_FAM_ATTENTION:
+        return nam__attn_flops(T, S2, h, r->num_attention_heads, r->num_query_groups ? r->num_query_groups : r->num_attention_heads, p->kv_channels);
+    case NAM_FAM_MLA: case NAM_FAM_DSA: {   /* Megatron's MLA terms; DSA counted dense (an upper bound) plus its indexer */
+        double n = r->num_attention_heads, qk = r->qk_head_dim, pos = r->qk_pos_emb_head_dim, v = r->v_head_dim, ql = r->q_lora_rank, kl = r->kv_lora_rank;
+        double q = ql ? ql * (h + n * (qk + pos) + 1) : h * n * (qk + pos);
+        double fl = 2 * T * (q + kl * (h + n * (qk + v) + 1) + h * pos + n * v * h) + 2 * S2 * (n * (qk + pos) / 2 + n * v / 2);
+        if (f == NAM_FAM_DSA) {
+            double ni = r->dsa_indexer_n_heads, di = r->dsa_indexer_head_dim;
+            fl += 2 * T * ((ql ? ql : h) * ni * di + h * di + h * ni) + S2 * ni * di;
+        }
+        return fl;
+    }
+    case NAM_FAM_MLP: return 4 * sw * T * h * p->ffn_hidden_size;
+    case NAM_FAM_MOE: {
+        double mf = r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size;
+        return 4 * T * h * mf * r->router_topk * sw + 4 * T * h * r->shared_expert_size * sw;
+    }
+    case NAM_FAM_MAMBA2: return nam__mamba_flops_megatron(T, h, r->mamba_state_dim, r->mamba_num_groups, p->mamba_num_heads);
+    case NAM_FAM_MAMBA3: {
+        double H = p->mamba_num_heads, di = H * r->mamba_head_dim, N = r->mamba_state_dim, G = r->mamba_num_groups;
+        double R = r->mamba3_mimo ? r->mamba3_mimo_rank : 1, nth = floor(floor(N * r->mamba3_rope_fraction) / 2);
+        return 2 * T * h * (2 * di + 2 * N * G * R + 3 * H + nth) + 7 * T * di * N * R + 2 * T * di * h;
+    }
+    case NAM_FAM_GDN: return nam__gdn_flops(r, T, h);
+    case NAM_FAM_M2RNN: {   /* per token and head: S W (2KV^2), k v^T (2KV), read-out (2KV), blend (3KV) */
+        double K = r->m2rnn_k_head_dim, V = r->m2rnn_v_head_dim, H = p->m2rnn_num_heads;
+        return 2 * T * h * (2 * K + 2 * H * V + H) + 2 * T * (2 * K + H * V) * r->m2rnn_conv_kernel + T * H * (2 * K * V * V + 7 * K * V) + 2 * T * H * V * h;
+    }
+    default: return 0;
+    }
+}
+
+/* Saved activations of one layer for one microbatch, in bytes, before the TP/SP split.
+   Units of s*b*h bytes (16-bit activations), as Megatron's estimator
+   (theoretical_memory_usage.py compute_activation_memory, Korthikanti et al. Table 2 with
+   flash attention, so no s^2 term): attention with its norm 13, dense MLP with its norm
+   5 + 4*ffn/h, which add up to Megatron's 18 + 4*ffn/h per transformer layer. The other
+   families are nam's own count of the tensors their backward keeps (2 bytes each): the
+   layer input and its norm (2h), the input projection's output, the conv output, the mixer
+   output and the gated norm's output, plus the fp32 chunk states of the scan every `chunk`
+   tokens. MoE: norm + router 5, each of the top-k token copies 2 + 4*moe_ffn/h, the shared
+   expert 4*shared/h. MLA/DSA are counted like attention. Under full recompute a layer keeps
+   only its input (2) and one group of recompute_num_layers is rebuilt at a time. */
+static double nam__layer_act(const nam_plan *p, int f, double sbh, double sb) {
+    const nam_recipe *r = &p->recipe;
+    double h = r->hidden_size;
+    switch (f) {
+    case NAM_FAM_ATTENTION: case NAM_FAM_MLA: case NAM_FAM_DSA: return 13 * sbh;
+    case NAM_FAM_MLP: return (5 + 4.0 * p->ffn_hidden_size / h) * sbh;
+    case NAM_FAM_MOE: {
+        double mf = r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size;
+        double cf = r->capacity_factor > 0 && r->pad_to_capacity ? r->capacity_factor : 1;   /* padded expert inputs */
+        return (5 + cf * r->router_topk * (2 + 4 * mf / h) + 4.0 * r->shared_expert_size / h) * sbh;
+    }
+    case NAM_FAM_MAMBA2: {   /* Megatron's MambaMixer: chunk 128 */
+        double H = p->mamba_num_heads, di = H * r->mamba_head_dim, GN = (double)r->mamba_num_groups * r->mamba_state_dim;
+        return 2 * sb * (2 * h + (2 * di + 2 * GN + H) + (di + 2 * GN) + 2 * di) + 4 * sb / 128 * di * r->mamba_state_dim;
+    }
+    case NAM_FAM_MAMBA3: {
+        double H = p->mamba_num_heads, di = H * r->mamba_head_dim, N = r->mamba_state_dim, G = r->mamba_num_groups;
+        double R = r->mamba3_mimo ? r->mamba3_mimo_rank : 1, nth = floor(floor(N * r->mamba3_rope_fraction) / 2);
+        return 2 * sb * (2 * h + (2 * di + 2 * N * G * R + 3 * H + nth) + 2 * di) + 4 * sb / r->mamba3_chunk_size * di * N;
+    }
+    case NAM_FAM_GDN: {   /* chunk 64 (flash-linear-attention) */
+        double qk = (double)r->gdn_key_head_dim * r->gdn_num_key_heads, v = (double)r->gdn_value_head_dim * r->gdn_num_value_heads, nv = r->gdn_num_value_heads;
+        return 2 * sb * (2 * h + (2 * qk + 2 * v + 2 * nv) + (2 * qk + v) + 2 * v) + 4 * sb / 64 * nv * r->gdn_key_head_dim * r->gdn_value_head_dim;
+    }
+    case NAM_FAM_M2RNN: {   /* states kept every 64 tokens (cppmega's backward chunk) */
+        double K = r->m2rnn_k_head_dim, V = r->m2rnn_v_head_dim, H = p->m2rnn_num_heads;
+        return 2 * sb * (2 * h + (2 * K + 2 * H * V + H) + (2 * K + H * V) + 2 * H * V) + 4 * sb / 64 * H * K * V;
+    }
+    default: return 0;
+    }
+}
+
+static void nam__preflight(nam_plan *p) {
+    const nam_recipe *r = &p->recipe;
+    nam_preflight *f = &p->preflight;
+    double h = r->hidden_size, ns = strcmp(r->normalization, "LayerNorm") ? 1 : 2, vocab = r->vocab_size;
+    double gbs = p->global_batch_size;
+    double T = gbs * r->seq_length, S2 = gbs * (double)r->seq_length * r->seq_length;
+    double pbytes = strcmp(r->dtype, "fp32") ? 2 : 4, obytes = pbytes == 2 ? 12 : 8;
+    int i, k, pp = r->pp, last = r->pp - 1, mtp_n = p->pattern.mtp_len, depths = p->pattern.mtp_depths;
+    nam_rank_memory *R = f->ranks;
+    double cp_s = (double)r->seq_length / r->cp, sb = cp_s * r->micro_batch_size, sbh = sb * h, a;
+    int full = !strcmp(r->recompute_granularity, "full");
+    /* every layer of a family has the same shapes: compute each family once */
+    nam__lp fp[NAM_FAM_COUNT];
+    double ffl[NAM_FAM_COUNT], fact[NAM_FAM_COUNT];
+    int done[NAM_FAM_COUNT];
+    memset(done, 0, sizeof done);
+    for (i = 0; i < pp; i++) { memset(&R[i], 0, sizeof R[i]); R[i].pp_rank = i; }
+    /* main layers (on the pp rank that owns their stage), then the MTP depths on the last
+       rank: the block's layers plus per depth two input norms, eh_proj (2h -> h) and a final norm */
+    for (k = 0; k < p->layout.num_stages + depths; k++) {
+        const nam_stage *st = k < p->layout.num_stages ? &p->layout.stages[k] : NULL;
+        nam_rank_memory *M = &R[st ? st->pp_rank : last];
+        int n = st ? st->seg.num_layers : mtp_n, j;
+        nam_chunk_memory *C = st ? &f->chunks[k] : NULL;
+        if (st) {
+            M->num_layers += n;
+            C->vp_stage = st->vp_stage;
+            C->pp_rank = st->pp_rank;
+            C->num_layers = n;
+            C->params = C->activation_bytes = 0;
+        }
+        for (j = 0; j < n; j++) {
+            int fam = st ? nam__layer_family(p, p->layers[st->seg.offset + j].family, p->layers[st->seg.offset + j].native)
+                         : nam__layer_family(p, p->pattern.mtp[j], p->mtp_native ? p->mtp_native[j] : 0);
+            nam__lp *lp;
+            if (fam < 0) continue;
+            if (!done[fam]) {
+                fp[fam] = nam__layer_params(p, fam);
+                ffl[fam] = 3 * nam__layer_flops(p, fam, T, S2);
+                fact[fam] = nam__layer_act(p, fam, sbh, sb);
+                done[fam] = 1;
+            }
+            lp = &fp[fam];
+            M->params[fam] += lp->tp / r->tp + lp->rep + lp->exp / ((double)r->ep * p->etp);
+            M->params_dense += lp->tp / r->tp + lp->rep;
+            M->params_expert += lp->exp / ((double)r->ep * p->etp);
+            f->params[fam] += lp->tp + lp->rep + lp->exp;
+            f->params_active += lp->tp + lp->rep + lp->exp_active;
+            f->flops[fam] += ffl[fam];
+            a = fact[fam];
+            M->activation_bytes += full ? 2 * sbh : a;   /* per microbatch, all chunks of the rank; MTP runs every microbatch */
+            if (C) {
+                C->params += lp->tp / r->tp + lp->rep + lp->exp / ((double)r->ep * p->etp);
+                C->activation_bytes += full ? 2 * sbh : a;
+            }
+            if (st && a > M->total_bytes) M->total_bytes = a;   /* until the end: the rank's largest layer */
+        }
+        if (st) continue;
+        R[last].params[NAM_FAM_MTP] += 2 * h * h / r->tp + 3 * h * ns;
+        R[last].params_dense += 2 * h * h / r->tp + 3 * h * ns;
+        f->params[NAM_FAM_MTP] += 2 * h * h + 3 * h * ns;
+        f->params_active += 2 * h * h + 3 * h * ns;
+        f->flops[NAM_FAM_MTP] += 3 * 2 * T * 2 * h * h;
+    }
+    /* embedding on the first rank; final norm and output layer on the last (a tied output
+       layer is a second copy of the embedding when pp > 1) */
+    R[0].params[NAM_FAM_EMBEDDING] += vocab * h / r->tp;
+    R[0].params_dense += vocab * h / r->tp;
+    f->params[NAM_FAM_EMBEDDING] += vocab * h;
+    f->params_active += vocab * h;
+    {
+        double out = r->untie_embeddings || pp > 1 ? vocab * h / r->tp : 0;
+        R[last].params[NAM_FAM_OUTPUT] += out + h * ns;
+        R[last].params_dense += out + h * ns;
+        f->params[NAM_FAM_OUTPUT] += (r->untie_embeddings ? vocab * h : 0) + h * ns;
+        f->params_active += (r->untie_embeddings ? vocab * h : 0) + h * ns;
+        f->flops[NAM_FAM_OUTPUT] += 3 * 2 * T * h * vocab * (1 + depths);
+    }
+    /* bytes: bf16/fp16 weights, fp32 main grads, fp32 master weights + two Adam moments
+       (fp32 training: no master copy); the optimizer share divides over DP (expert DP for
+       routed experts) with the distributed optimizer: Megatron's 18 or 6 + 12/dp */
+    f->peak_rank = 0;
+    for (i = 0; i < pp; i++) {
+        nam_rank_memory *M = &R[i];
+        double dense = M->params_dense, expert = M->params_expert;
+        double odense = r->distributed_optimizer ? obytes / p->dp : obytes, oexp = r->distributed_optimizer ? obytes / p->edp : obytes;
+        M->params_total = dense + expert;
+        M->weight_bytes = (dense + expert) * pbytes;
+        M->grad_bytes = (dense + expert) * 4;
+        M->optimizer_bytes = dense * odense + expert * oexp;
+        M->static_bytes = M->weight_bytes + M->grad_bytes + M->optimizer_bytes;
+    }
+    /* activations: each rank holds its layers' activations for every in-flight microbatch;
+       1F1B: min(microbatches, pp - rank); interleaved: (pp - rank - 1) * 2 + (vpp - 1) * pp + 1
+       model chunks of layers/vpp each (on rank 0 this is Megatron's 1 + (pp-1)/(pp*vpp)
+       penalty); the first rank adds the embedding's (8sb + sbh) * pp terms under the same
+       factor, and with pp = 1 the output layer's 4sbh(1 + vocab/h), as Megatron does. Split
+       over TP with sequence parallelism; without it only Megatron's 24/34 share splits. */
+    for (i = 0; i < pp; i++) {
+        nam_rank_memory *M = &R[i];
+        double largest = M->total_bytes, inflight, fac, split;
+        (void)split;
+        int vpp = p->vpp > 0 ? p->vpp : 1;
+        if (p->vpp > 0) inflight = ((pp - i - 1) * 2.0 + (vpp - 1.0) * pp + 1) / vpp;
+        else inflight = p->num_microbatches < pp - i ? p->num_microbatches : pp - i;
+        M->in_flight = inflight;
+        fac = p->vpp > 0 ? inflight / pp : (pp > 1 ? (p->num_microbatches < pp ? (double)p->num_microbatches / pp : 1) : 1);
+        a = M->activation_bytes * inflight;
+        if (full) a += largest * r->recompute_num_layers;   /* one group rebuilt during backward */
+        if (r->sequence_parallel) {   /* compute_activation_memory: everything split over TP */
+            if (i == 0) a += (8 * sb + sbh) * pp * fac;
+            if (pp == 1) a += sbh * 4 * (1 + vocab / h);
+            a /= r->tp;
+        } else {                      /* compute_activation_memory_without_sp: 10 + 24/tp of 34 */
+            split = (10.0 + 24.0 / r->tp) / 34.0;
+            a *= split;
+            if (i == 0) a += (8 * sb + sbh) * pp * fac;
+            if (pp == 1) a += (sb * vocab / r->tp + sbh) * 2;
+            a *= 1.05;                /* Megatron's 5% for temporaries */
+        }
+        M->activation_bytes = a;
+        M->total_bytes = M->static_bytes + M->activation_bytes;
+        if (M->total_bytes > R[f->peak_rank].total_bytes) f->peak_rank = i;
+    }
+    for (i = 0; i < NAM_FAM_COUNT; i++) { f->params_total += f->params[i]; f->flops_total += f->flops[i]; }
+    f->fits = r->device_memory_gib > 0 ? R[f->peak_rank].total_bytes <= r->device_memory_gib * 1073741824.0 : -1;
+    /* Megatron's hybrid formula on the native pattern: only '*' counts as attention, every 'M'
+       as Mamba-2 with d_in = 2h, MTP layers included, logits with (1 + mtp) heads */
+    f->flops_megatron = 0;
+    if (p->native_pattern) {
+        const int *c = p->mpattern.counts;
+        double fw = c[NAM_MSYM_ATTENTION] * nam__attn_flops(T, S2, h, r->num_attention_heads, r->num_query_groups ? r->num_query_groups : r->num_attention_heads, p->kv_channels)
+                  + c[NAM_MSYM_MLP] * nam__layer_flops(p, NAM_FAM_MLP, T, S2)
+                  + c[NAM_MSYM_MAMBA] * nam__mamba_flops_megatron(T, h, r->mamba_state_dim, r->mamba_num_groups, p->mamba_num_heads)
+                  + (nam__emits_moe(p) ? c[NAM_MSYM_MOE] * nam__layer_flops(p, NAM_FAM_MOE, T, S2) : 0)
+                  + c[NAM_MSYM_GDN] * nam__gdn_flops(r, T, h)
+                  + 2 * T * h * vocab * (1 + depths);
+        f->flops_megatron = 3 * fw;
+    }
+    f->tflops_per_gpu = f->mfu = f->mfu_megatron = 0;
+    if (r->step_time_s > 0) {
+        f->tflops_per_gpu = f->flops_total / (r->step_time_s * r->world_size) / 1e12;
+        if (r->peak_tflops > 0) {
+            f->mfu = f->tflops_per_gpu / r->peak_tflops;
+            f->mfu_megatron = f->flops_megatron / (r->step_time_s * r->world_size) / 1e12 / r->peak_tflops;
+        }
+    }
+}
+
+static const char *const nam__stock_spec = "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec";
+
+/* Settings of a section that only means something with another key: compared with the
+   built-in defaults, since nam_recipe_set cannot know the order keys were set in. */
+static nam_status nam__check_dependent_keys(const nam_recipe *r, nam_error *err) {
+    int i;
+    if (!strcmp(r->mamba_impl, "mamba3")) return NAM_OK;
+    for (i = 0; i < NAM__NFIELDS; i++)
+        if (!strcmp(nam__fields[i].section, "mamba3") && !nam__field_is_default(r, i))
+            return nam__err(err, NAM_ERR_CONFLICT, "mamba3.%s is a Mamba-3 setting, but pattern.mamba_impl is %s (set pattern.mamba_impl = mamba3)", nam__fields[i].key, r->mamba_impl);
+    return NAM_OK;
+}
+
+/* The fixed policy's Megatron args: operator choices (kernels, fusions, schedule, run
+   inputs), checked like the rest, kept apart from the generated args. Built with the same
+   helpers by swapping the plan's arg arrays. */
+static nam_status nam__build_policy_args(nam_plan *p, nam_error *err) {
+    nam__argbuf argbuf, *ab = &argbuf;
+    const nam_recipe *r = &p->recipe;
+    nam_arg *gen = p->args;
+    char *genv = p->arg_values, *d;
+    int ngen = p->num_args, i, dsa = p->native_pattern && strchr(p->native_pattern, 'D'), moe = nam__emits_moe(p);
+    nam_status st;
+    memset(&argbuf.text, 0, sizeof argbuf.text);
+    p->args = NULL;
+    p->num_args = 0;
+    p->arg_values = NULL;
+    nam__arg_str(p, ab, "--transformer-impl", r->transformer_impl);
+    nam__arg_str(p, ab, "--attention-backend", r->attention_backend);
+    if (r->use_flash_attn) nam__arg_str(p, ab, "--use-flash-attn", NULL);
+    if (!r->gradient_accumulation_fusion) nam__arg_str(p, ab, "--no-gradient-accumulation-fusion", NULL);
+    if (!r->persist_layer_norm) nam__arg_str(p, ab, "--no-persist-layer-norm", NULL);
+    if (!r->masked_softmax_fusion) nam__arg_str(p, ab, "--no-masked-softmax-fusion", NULL);
+    if (!r->rope_fusion && !dsa) nam__arg_str(p, ab, "--no-rope-fusion", NULL);
+    if (r->mla_down_proj_fusion) nam__arg_str(p, ab, "--mla-down-proj-fusion", NULL);
+    if (moe && r->moe_permute_fusion) nam__arg_str(p, ab, "--moe-permute-fusion", NULL);
+    if (moe && r->moe_router_fusion) nam__arg_str(p, ab, "--moe-router-fusion", NULL);
+    if (moe && r->moe_shared_expert_overlap) nam__arg_str(p, ab, "--moe-shared-expert-overlap", NULL);
+    if (moe && !strcmp(r->dispatcher, "flex")) nam__arg_str(p, ab, "--moe-flex-dispatcher-backend", r->moe_flex_backend);
+    if (r->train_iters) nam__arg_int(p, ab, "--train-iters", r->train_iters);
+    if (r->lr > 0) nam__arg_fmt(p, ab, "--lr", "%g", r->lr);
+    if (r->lr > 0 || r->min_lr > 0) nam__arg_fmt(p, ab, "--min-lr", "%g", r->min_lr);
+    nam__arg_str(p, ab, "--lr-decay-style", r->lr_decay_style);
+    if (r->lr_warmup_iters) nam__arg_int(p, ab, "--lr-warmup-iters", r->lr_warmup_iters);
+    nam__arg_fmt(p, ab, "--clip-grad", "%g", r->clip_grad);
+    if (r->eval_interval) nam__arg_int(p, ab, "--eval-interval", r->eval_interval);
+    nam__arg_int(p, ab, "--eval-iters", r->eval_iters);
+    nam__arg_int(p, ab, "--log-interval", r->log_interval);
+    if (r->save_interval) nam__arg_int(p, ab, "--save-interval", r->save_interval);
+    if (r->log_throughput) nam__arg_str(p, ab, "--log-throughput", NULL);
+    if (r->data_path[0]) nam__arg_str(p, ab, "--data-path", r->data_path);
+    if (r->split[0]) nam__arg_str(p, ab, "--split", r->split);
+    if (r->mock_data) nam__arg_str(p, ab, "--mock-data", NULL);
+    if (r->tokenizer_type[0]) nam__arg_str(p, ab, "--tokenizer-type", r->tokenizer_type);
+    if (r->tokenizer_model[0]) nam__arg_str(p, ab, "--tokenizer-model", r->tokenizer_model);
+    if (r->save_dir[0]) nam__arg_str(p, ab, "--save", r->save_dir);
+    if (r->load_dir[0]) nam__arg_str(p, ab, "--load", r->load_dir);
+    st = nam__sb_finish(&ab->text, &d, err);
+    p->policy_args = p->args;
+    p->num_policy_args = p->num_args;
+    p->policy_values = d;
+    p->args = gen;
+    p->num_args = ngen;
+    p->arg_values = genv;
+    if (st) return st;
+    for (i = 0; i < p->num_policy_args; i++) p->policy_args[i].value = ab->off[i] >= 0 ? p->policy_values + ab->off[i] : NULL;
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error *err) {
+    nam_pattern_desc pd;
+    nam_layout_desc ld;
+    nam_status st;
+    nam_plan *p = out;
+    int i, depth, attn_plain = -1, attn_mla = -1;
+    char *shadow = NULL;
+    nam__lower_memo memo;
+    memset(memo.sym, -1, sizeof memo.sym);
+    if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_plan_make: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!r || !r->pattern) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_plan_make: recipe or its pattern is NULL");
+    st = nam__recipe_copy(&p->recipe, r, err);
+    if (st) return st;
+    r = &p->recipe;
+    p->strict = !strcmp(r->mode, "strict");
+    /* 1. the authored pattern */
+    memset(&pd, 0, sizeof pd);
+    pd.text = r->pattern;
+    pd.tile = r->tile;
+    pd.depth = r->depth;
+    pd.stages = r->stages;
+    pd.families = r->families;
+    pd.source = r->pattern_source;
+    pd.line = r->pattern_line;
+    pd.column = r->pattern_column;
+    st = nam_pattern_parse(&pd, &p->pattern, err);
+    if (st) goto fail;
+    depth = p->pattern.depth;
+    if (r->mtp_depths > 0 && r->mtp_depths != p->pattern.mtp_depths) {   /* mtp.depths drives the copies */
+        if (!p->pattern.mtp) { st = nam__err(err, NAM_ERR_MTP, "mtp.depths = %d, but pattern.text has no MTP block ('/' followed by its layers, e.g. /AF)", r->mtp_depths); goto fail; }
+        if (p->pattern.mtp_depths != 1) {
+            st = nam__err(err, NAM_ERR_MTP, "mtp.depths = %d, but pattern.text writes %d MTP copies; write the block once (or %d times)", r->mtp_depths, p->pattern.mtp_depths, r->mtp_depths);
+            goto fail;
+        }
+        p->pattern.mtp_depths = r->mtp_depths;
+    }
+    st = nam__check_dependent_keys(r, err);
+    if (st) goto fail;
+    p->stock_spec = !strcmp(r->spec, nam__stock_spec);
+    p->m2rnn_num_heads = nam__m2rnn_heads(r);
+    /* 2. bindings must name families the pattern can hold */
+    {
+        const char *m;
+        for (m = r->map; *m; m++) {
+            if ((m == r->map || m[-1] == ',') && !nam__is_family(m[0], r->families)) {
+                st = nam__err(err, NAM_ERR_SYMBOL, "pattern.map binds family %c, which is neither R nor declared in pattern.families", m[0]);
+                goto fail;
+            }
+        }
+    }
+    /* 3. DSA marks */
+    if (r->num_dsa_layers > 0 && !r->mla) {
+        st = nam__err(err, NAM_ERR_CONFLICT, "pattern.dsa_layers needs model.mla = true: D is MLA-based, and Megatron refuses plain attention '*' together with DSA 'D'");
+        goto fail;
+    }
+    for (i = 0; i < r->num_dsa_layers; i++) {
+        int L = r->dsa_layers[i];
+        if (L >= depth) { nam__err(err, NAM_ERR_RANGE, "pattern.dsa_layers entry %d: layer %d is beyond depth %d", i + 1, L, depth); st = nam__key_err(p, err, NAM_ERR_RANGE, NAM__POS_DSA); goto fail; }
+        if (p->pattern.layers[L].family != 'A') {
+            st = nam__err(err, NAM_ERR_CONFLICT, "pattern.dsa_layers entry %d: layer %d is family %c, only A layers can be DSA", i + 1, L, p->pattern.layers[L].family);
+            nam__layer_err(p, err, st, L, p->pattern.layers[L].stage, p->pattern.layers[L].column);
+            goto fail;
+        }
+    }
+    /* 4. lower every layer */
+    p->layers = NAM__CAST(nam_plan_layer *, nam__alloc(sizeof(nam_plan_layer) * NAM__CAST(size_t, depth)));
+    if (!p->layers) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto fail; }
+    for (i = 0; i < depth; i++) {
+        const nam_layer *L = &p->pattern.layers[i];
+        nam_plan_layer *P = &p->layers[i];
+        int is_dsa = 0, k, seam, sym;
+        for (k = 0; k < r->num_dsa_layers; k++) is_dsa |= r->dsa_layers[k] == i;
+        if (is_dsa && p->num_dsa_capable < NAM_MAX_LIST) p->dsa_capable[p->num_dsa_capable++] = i;
+        sym = nam__lower(p, &memo, L->family, i, is_dsa, &seam, err, -1, L->stage, L->column);
+        if (sym < 0) { st = err ? err->code : NAM_ERR_UNSUPPORTED; nam__layer_err(p, err, st, i, L->stage, L->column); goto fail; }
+        P->index = i;
+        P->stage = L->stage;
+        P->family = L->family;
+        P->native = NAM__CAST(char, sym);
+        P->seam = seam;
+        P->column = L->column;
+        P->features = 0;
+        if (seam >= 0) { arrput(p->seams[seam].layers, i); p->seams[seam].num_layers++; }
+        if (!sym) p->unresolved++;
+        if (sym == '*' && attn_plain < 0) attn_plain = i;
+        if ((sym == '+' || sym == 'D') && attn_mla < 0) attn_mla = i;
+    }
+    if (p->pattern.mtp) {
+        int n = p->pattern.mtp_len, ok = 1;
+        p->mtp_native = NAM__CAST(char *, nam__alloc(NAM__CAST(size_t, n) + 1));
+        if (!p->mtp_native) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto fail; }
+        for (i = 0; i < n; i++) {
+            int seam, col = p->pattern.mtp_columns[i];
+            int sym = nam__lower(p, &memo, p->pattern.mtp[i], -1, 0, &seam, err, i, p->pattern.num_stages - 1, col);
+            if (sym < 0) { st = err ? err->code : NAM_ERR_UNSUPPORTED; nam__layer_err(p, err, st, -1, p->pattern.num_stages - 1, col); goto fail; }
+            if (seam >= 0) p->seams[seam].mtp_positions++;
+            if (!sym) { ok = 0; p->unresolved += p->pattern.mtp_depths; }
+            p->mtp_native[i] = NAM__CAST(char, sym ? sym : '?');
+            if (sym == '*' && attn_plain < 0) attn_plain = depth + i;
+            if ((sym == '+' || sym == 'D') && attn_mla < 0) attn_mla = depth + i;
+        }
+        p->mtp_native[n] = 0;
+        if (!ok) { nam_free(p->mtp_native); p->mtp_native = NULL; }
+    }
+    if (attn_plain >= 0 && attn_mla >= 0) {
+        st = nam__err(err, NAM_ERR_CONFLICT, "the plan mixes plain attention '*' (%s %d) with MLA/DSA (%s %d); Megatron refuses both in one model (an explicit binding to '*' while model.mla is on causes this)",
+                      attn_plain < depth ? "layer" : "MTP position", attn_plain < depth ? attn_plain : attn_plain - depth,
+                      attn_mla < depth ? "layer" : "MTP position", attn_mla < depth ? attn_mla : attn_mla - depth);
+        goto fail;
+    }
+    /* feature placements, then the layer spec that must build every seam */
+    st = nam__features(p, err);
+    if (st) goto fail;
+    if (p->strict && p->stock_spec && p->num_seams) {
+        char names[200];
+        size_t n = 0;
+        for (i = 0; i < p->num_seams && n < sizeof names; i++)
+            n += NAM__CAST(size_t, snprintf(names + n, sizeof names - n, "%s%s", i ? ", " : "", p->seams[i].name));
+        st = nam__err(err, NAM_ERR_UNSUPPORTED, "strict mode: model.spec is Megatron's stock hybrid_stack_spec, which cannot build the custom seam(s) %s; set model.spec to a layer spec that supplies them", names);
+        goto fail;
+    }
+    /* 5. the native pattern (or, while seams are unresolved, a private shadow used only to
+          check the stage arithmetic; it is never emitted) */
+    {
+        nam__sb b;
+        int s, k;
+        memset(&b, 0, sizeof b);
+        for (s = 0; s < p->pattern.num_stages; s++) {
+            if (s) nam__sb_putc(&b, '|');
+            for (i = p->pattern.stage_begin[s]; i < p->pattern.stage_begin[s + 1]; i++)
+                nam__sb_putc(&b, p->layers[i].native ? p->layers[i].native : 'M');
+        }
+        if (p->pattern.mtp) {
+            for (k = 0; k < p->pattern.mtp_depths; k++) {
+                nam__sb_putc(&b, '/');
+                for (i = 0; i < p->pattern.mtp_len; i++) nam__sb_putc(&b, p->mtp_native ? p->mtp_native[i] : 'M');
+            }
+        }
+        st = nam__sb_finish(&b, &shadow, err);
+        if (st) goto fail;
+    }
+    st = nam_megatron_parse(shadow, 0, &p->mpattern, err);
+    if (st) { nam__err_prefix(err, "translated pattern: "); goto fail; }
+    memset(&ld, 0, sizeof ld);
+    ld.pp = r->pp;
+    ld.first_stage_layers = r->first_stage_layers;
+    ld.last_stage_layers = r->last_stage_layers;
+    ld.no_overlap_p2p = !r->overlap_p2p;
+    st = nam_megatron_layout(&p->mpattern, &ld, &p->layout, err);
+    if (st) { nam__err_prefix(err, "stage layout: "); goto fail; }
+    p->vpp = p->layout.vpp;
+    if (p->unresolved) {
+        nam_free(shadow);
+        shadow = NULL;
+        nam_megatron_free(&p->mpattern);
+        for (i = 0; i < p->layout.num_stages; i++) p->layout.stages[i].seg.layers = NULL; /* offsets stay */
+    } else {
+        p->native_pattern = shadow;
+        shadow = NULL;
+    }
+    /* 6. launch policy */
+    if (r->ffn_hidden_size) p->ffn_hidden_size = r->ffn_hidden_size;
+    else if (!strcmp(r->activation, "swiglu")) p->ffn_hidden_size = NAM__CAST(int, (8LL * r->hidden_size) / 192 * 64);
+    else p->ffn_hidden_size = 4 * r->hidden_size;
+    if (p->ffn_hidden_size <= 0) { st = nam__err(err, NAM_ERR_RANGE, "derived ffn_hidden_size %d is not positive (model.hidden_size %d)", p->ffn_hidden_size, r->hidden_size); goto fail; }
+    st = nam__check_policy(p, err);
+    if (st) goto fail;
+    st = nam__build_args(p, err);
+    if (st) goto fail;
+    st = nam__build_policy_args(p, err);
+    if (st) goto fail;
+    /* 7. pre-flight: parameters, static memory per pp rank, FLOPs */
+    p->preflight.ranks = NAM__CAST(nam_rank_memory *, nam__alloc(sizeof(nam_rank_memory) * NAM__CAST(size_t, r->pp)));
+    if (!p->preflight.ranks) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto fail; }
+    p->preflight.num_ranks = r->pp;
+    p->preflight.chunks = NAM__CAST(nam_chunk_memory *, nam__alloc(sizeof(nam_chunk_memory) * NAM__CAST(size_t, p->layout.num_stages)));
+    if (!p->preflight.chunks) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto fail; }
+    p->preflight.num_chunks = p->layout.num_stages;
+    nam__preflight(p);
+    if (p->preflight.fits == 0 && p->strict) {
+        const nam_rank_memory *M = &p->preflight.ranks[p->preflight.peak_rank];
+        st = nam__err(err, NAM_ERR_RANGE, "strict mode: pp rank %d needs %.1f GiB (weights %.1f, grads %.1f, optimizer %.1f, activations %.1f for %g in-flight microbatches), above preflight.device_memory_gib %g",
+                      M->pp_rank, M->total_bytes / 1073741824.0, M->weight_bytes / 1073741824.0, M->grad_bytes / 1073741824.0, M->optimizer_bytes / 1073741824.0,
+                      M->activation_bytes / 1073741824.0, M->in_flight, r->device_memory_gib);
+        goto fail;
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+fail:
+    nam_free(shadow);
+    nam_plan_free(p);
+    return st;
+}
+
+/* >>render ----------------------------------------------------------------------------- */
+NAM__DEF char *nam_shell_quote(const char *s) {
+    nam__sb b;
+    const char *c;
+    int safe = s && *s;
+    char *out = NULL;
+    if (!s) return NULL;
+    for (c = s; *c && safe; c++)
+        safe = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || strchr("_-+./=:,@%", *c);
+    memset(&b, 0, sizeof b);
+    if (safe) nam__sb_puts(&b, s);
+    else {
+        nam__sb_putc(&b, '\'');
+        for (c = s; *c; c++) {
+            if (*c == '\'') nam__sb_puts(&b, "'\\''");
+            else nam__sb_putc(&b, *c);
+        }
+        nam__sb_putc(&b, '\'');
+    }
+    if (nam__sb_finish(&b, &out, NULL) != NAM_OK) return NULL;
+    return out;
+}
+
+static const char *nam__seam_kind_str(nam_seam_kind k) {
+    return k == NAM_SEAM_UNMAPPED ? "unmapped" : k == NAM_SEAM_CUSTOM_IMPL ? "custom_impl" : "feature";
+}
+
+/* Megatron's layer_number of each 0-based index: index + 1. */
+static void nam__json_layer_numbers(nam__sb *b, const int *v, int n) {
+    int i;
+    nam__sb_putc(b, '[');
+    for (i = 0; i < n; i++) nam__sb_printf(b, i ? ",%d" : "%d", v[i] + 1);
+    nam__sb_putc(b, ']');
+}
+
+static void nam__json_seams(const nam_plan *p, nam__sb *b) {
+    int i;
+    nam__sb_putc(b, '[');
+    for (i = 0; i < p->num_seams; i++) {
+        const nam_seam *s = &p->seams[i];
+        nam__sb_puts(b, i ? ",\n    {" : "\n    {");
+        nam__sb_puts(b, "\"name\":"); nam__sb_json_str(b, s->name);
+        nam__sb_puts(b, ",\"family\":"); nam__sb_json_char(b, s->family);
+        nam__sb_printf(b, ",\"kind\":\"%s\",\"mixer\":", nam__seam_kind_str(s->kind));
+        nam__sb_json_str(b, s->mixer);
+        nam__sb_puts(b, ",\"placement\":"); nam__sb_json_str(b, s->placement);
+        nam__sb_puts(b, ",\"layers\":");
+        nam__sb_json_ints(b, s->layers, s->num_layers);
+        nam__sb_puts(b, ",\"layer_numbers\":");
+        nam__json_layer_numbers(b, s->layers, s->num_layers);
+        nam__sb_printf(b, ",\"mtp_positions\":%d,\"blocks_native_pattern\":%s,\"detail\":", s->mtp_positions, s->kind == NAM_SEAM_UNMAPPED ? "true" : "false");
+        nam__sb_json_str(b, s->detail);
+        nam__sb_puts(b, ",\"reason\":");
+        nam__sb_json_str(b, s->reason);
+        nam__sb_puts(b, ",\"runtime_must_supply\":"); nam__sb_json_str(b, s->runtime_supplies);
+        nam__sb_putc(b, '}');
+    }
+    nam__sb_puts(b, p->num_seams ? "\n  ]" : "]");
+}
+
+/* The stock spec cannot build custom seams: said in the args and the launch contract. */
+static int nam__spec_note(const nam_plan *p, char *out, size_t n) {
+    int i, k = 0;
+    size_t l;
+    if (!p->stock_spec) return 0;
+    for (i = 0; i < p->num_seams; i++) k += p->seams[i].kind != NAM_SEAM_UNMAPPED;
+    if (!k) return 0;
+    l = NAM__CAST(size_t, snprintf(out, n, "--spec is Megatron's stock hybrid_stack_spec, which cannot build the custom seam(s)"));
+    for (i = 0; i < p->num_seams && l < n; i++)
+        if (p->seams[i].kind != NAM_SEAM_UNMAPPED) l += NAM__CAST(size_t, snprintf(out + l, n - l, " %s", p->seams[i].name));
+    if (l < n) snprintf(out + l, n - l, "; set model.spec to a layer spec that supplies them (strict mode refuses this plan)");
+    return 1;
+}
+
+static void nam__json_decisions(const nam_plan *p, nam__sb *b) {
+    int i;
+    nam__sb_putc(b, '[');
+    for (i = 0; i < p->num_decisions; i++) {
+        nam__sb_puts(b, i ? ",{\"family\":" : "{\"family\":");
+        nam__sb_json_char(b, p->decisions[i].family);
+        nam__sb_puts(b, ",\"symbol\":"); nam__sb_json_char(b, p->decisions[i].symbol);
+        nam__sb_puts(b, ",\"decision\":"); nam__sb_json_str(b, p->decisions[i].what);
+        nam__sb_putc(b, '}');
+    }
+    nam__sb_putc(b, ']');
+}
+
+static void nam__json_argv(const nam_arg *args, int num, nam__sb *b) {
+    int i;
+    nam__sb_putc(b, '[');
+    for (i = 0; i < num; i++) {
+        const char *v = args[i].value;
+        nam__sb_puts(b, i ? ",\n    " : "\n    ");
+        nam__sb_json_str(b, args[i].flag);
+        while (v) {                           /* one argv word per space-separated token */
+            const char *e = strchr(v, ' ');
+            nam__sb_putc(b, ',');
+            nam__sb_json_strn(b, v, e ? NAM__CAST(size_t, e - v) : strlen(v));
+            v = e ? e + 1 : NULL;
+        }
+    }
+    nam__sb_puts(b, "\n  ]");
+}
+
+static void nam__json_family_indices(const nam_plan *p, nam__sb *b, char fam) {
+    int i, first = 1;
+    nam__sb_putc(b, '[');
+    for (i = 0; i < p->pattern.depth; i++)
+        if (p->layers[i].family == fam) { nam__sb_printf(b, first ? "%d" : ",%d", i); first = 0; }
+    nam__sb_putc(b, ']');
+}
+
+static void nam__json_stages(const nam_plan *p, nam__sb *b) {
+    int i, k;
+    nam__sb_putc(b, '[');
+    for (i = 0; i < p->layout.num_stages; i++) {
+        const nam_stage *S = &p->layout.stages[i];
+        nam__sb_printf(b, "%s{\"vp_stage\":%d,\"pp_rank\":%d,\"offset\":%d,\"num_layers\":%d,\"layers\":",
+                       i ? ",\n    " : "\n    ", S->vp_stage, S->pp_rank, S->seg.offset, S->seg.num_layers);
+        if (S->seg.layers) nam__sb_json_strn(b, S->seg.layers, NAM__CAST(size_t, S->seg.num_layers));
+        else {   /* authored letters for the stage while seams are unresolved */
+            nam__sb_putc(b, '"');
+            for (k = 0; k < S->seg.num_layers; k++) nam__sb_putc(b, p->layers[S->seg.offset + k].family);
+            nam__sb_puts(b, "\",\"authored\":true");
+        }
+        nam__sb_putc(b, '}');
+    }
+    nam__sb_puts(b, "\n  ]");
+}
+
+/* The launcher profile's coordinates: each set of layers as 0-based `index` and Megatron's
+   1-based `layer_number`; DSA layers also as `attention_rank`, the rank among A layers. */
+static void nam__json_coordinates(const nam_plan *p, nam__sb *b) {
+    int i, k, n = 0, *idx = NULL;
+    idx = NAM__CAST(int *, nam__alloc(sizeof(int) * NAM__CAST(size_t, p->pattern.depth + 1)));
+    if (!idx) { b->oom = 1; return; }
+    nam__sb_puts(b, ",\n    \"coordinates\": {\n      \"r_layers\": {\"index\": ");
+    for (i = 0; i < p->pattern.depth; i++) if (p->layers[i].family == 'R') idx[n++] = i;
+    nam__sb_json_ints(b, idx, n);
+    nam__sb_puts(b, ", \"layer_number\": ");
+    nam__json_layer_numbers(b, idx, n);
+    nam__sb_puts(b, "},\n      \"dsa_layers\": {\"index\": ");
+    nam__sb_json_ints(b, p->dsa_capable, p->num_dsa_capable);
+    nam__sb_puts(b, ", \"layer_number\": ");
+    nam__json_layer_numbers(b, p->dsa_capable, p->num_dsa_capable);
+    for (k = 0, n = 0; k < p->num_dsa_capable; k++) {
+        int a = 0;
+        for (i = 0; i < p->dsa_capable[k]; i++) a += p->layers[i].family == 'A';
+        idx[n++] = a;
+    }
+    nam__sb_puts(b, ", \"attention_rank\": ");
+    nam__sb_json_ints(b, idx, n);
+    nam__sb_puts(b, "},\n      \"seams\": [");
+    for (i = 0; i < p->num_seams; i++) {
+        const nam_seam *s = &p->seams[i];
+        nam__sb_puts(b, i ? ",\n        {\"name\": " : "\n        {\"name\": ");
+        nam__sb_json_str(b, s->name);
+        nam__sb_puts(b, ", \"placement\": ");
+        nam__sb_json_str(b, s->placement);
+        nam__sb_puts(b, ", \"index\": ");
+        nam__sb_json_ints(b, s->layers, s->num_layers);
+        nam__sb_puts(b, ", \"layer_number\": ");
+        nam__json_layer_numbers(b, s->layers, s->num_layers);
+        nam__sb_printf(b, ", \"mtp_positions\": %d}", s->mtp_positions);
+    }
+    nam__sb_puts(b, p->num_seams ? "\n      ]\n    }" : "]\n    }");
+    nam_free(idx);
+}
+
+static void nam__json_fams(nam__sb *b, const double *v) {
+    int i, first = 1;
+    nam__sb_putc(b, '{');
+    for (i = 0; i < NAM_FAM_COUNT; i++)
+        if (v[i] != 0) { nam__sb_printf(b, "%s\"%s\": %.17g", first ? "" : ", ", nam__family_names[i], v[i]); first = 0; }
+    nam__sb_putc(b, '}');
+}
+
+static void nam__json_preflight(const nam_plan *p, nam__sb *b) {
+    const nam_preflight *f = &p->preflight;
+    int i;
+    nam__sb_printf(b, ",\n  \"preflight\": {\n    \"params_total\": %.17g, \"params_active\": %.17g,\n    \"params\": ", f->params_total, f->params_active);
+    nam__json_fams(b, f->params);
+    nam__sb_printf(b, ",\n    \"flops_per_step\": %.17g, \"flops_megatron\": %.17g,\n    \"flops\": ", f->flops_total, f->flops_megatron);
+    nam__json_fams(b, f->flops);
+    nam__sb_printf(b, ",\n    \"step_time_s\": %g, \"tflops_per_gpu\": %g, \"mfu\": %g, \"mfu_megatron\": %g,", p->recipe.step_time_s, f->tflops_per_gpu, f->mfu, f->mfu_megatron);
+    nam__sb_printf(b, "\n    \"device_memory_gib\": %g, \"fits\": %s, \"peak_pp_rank\": %d, \"recompute\": \"%s\",\n    \"ranks\": [",
+                   p->recipe.device_memory_gib, f->fits < 0 ? "null" : f->fits ? "true" : "false", f->peak_rank, p->recipe.recompute_granularity);
+    for (i = 0; i < f->num_ranks; i++) {
+        const nam_rank_memory *M = &f->ranks[i];
+        nam__sb_printf(b, "%s{\"pp_rank\": %d, \"layers\": %d, \"params\": %.17g, \"params_dense\": %.17g, \"params_expert\": %.17g, \"weight_bytes\": %.17g, \"grad_bytes\": %.17g, \"optimizer_bytes\": %.17g, \"static_bytes\": %.17g, \"activation_bytes\": %.17g, \"in_flight_microbatches\": %g, \"total_bytes\": %.17g, \"params_by_family\": ",
+                       i ? ",\n      " : "\n      ", M->pp_rank, M->num_layers, M->params_total, M->params_dense, M->params_expert, M->weight_bytes, M->grad_bytes, M->optimizer_bytes, M->static_bytes,
+                       M->activation_bytes, M->in_flight, M->total_bytes);
+        nam__json_fams(b, M->params);
+        nam__sb_putc(b, '}');
+    }
+    nam__sb_puts(b, "\n    ],\n    \"chunks\": [");
+    for (i = 0; i < f->num_chunks; i++) {
+        const nam_chunk_memory *C = &f->chunks[i];
+        nam__sb_printf(b, "%s{\"vp_stage\": %d, \"pp_rank\": %d, \"layers\": %d, \"params\": %.17g, \"activation_bytes_per_microbatch\": %.17g}",
+                       i ? ",\n      " : "\n      ", C->vp_stage, C->pp_rank, C->num_layers, C->params, C->activation_bytes);
+    }
+    nam__sb_puts(b, "\n    ]\n  }");
+}
+
+NAM__DEF nam_status nam_plan_json(const nam_plan *p, int what, char **out, nam_error *err) {
+    nam__sb b;
+    const nam_recipe *r;
+    int i, f;
+    if (!p || !out || !p->layers) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_plan_json: NULL argument or empty plan");
+    if (what < NAM_JSON_PLAN || what > NAM_JSON_LAUNCH) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_plan_json: unknown output kind %d", what);
+    r = &p->recipe;
+    memset(&b, 0, sizeof b);
+    nam__sb_puts(&b, "{\n  \"nam_version\": \"" NAM_VERSION_STRING "\",\n  \"recipe\": ");
+    nam__sb_json_str(&b, r->name);
+    nam__sb_printf(&b, ",\n  \"mode\": \"%s\",\n  \"depth\": %d,\n  \"native_pattern\": ", p->strict ? "strict" : "plan", p->pattern.depth);
+    nam__sb_json_str(&b, p->native_pattern);
+    nam__sb_printf(&b, ",\n  \"unresolved_layers\": %d,\n  \"r_layer_indices\": ", p->unresolved);
+    nam__json_family_indices(p, &b, 'R');
+    if (what == NAM_JSON_PLAN) {
+        nam__sb_puts(&b, ",\n  \"authored\": ");
+        nam__sb_json_str(&b, r->pattern);
+        nam__sb_printf(&b, ",\n  \"tile\": %s,\n  \"num_stages\": %d,\n  \"counts\": {", r->tile ? "true" : "false", p->pattern.num_stages);
+        for (f = 0, i = 0; f < 26; f++) {
+            char c = NAM__CAST(char, 'A' + f);
+            if (!nam__is_family(c, r->families)) continue;
+            nam__sb_printf(&b, "%s\"%c\": %d", i++ ? ", " : "", c, p->pattern.counts[f]);
+        }
+        nam__sb_puts(&b, "},\n  \"stage_counts\": [");
+        for (i = 0; i < p->pattern.num_stages; i++) {
+            int s0 = p->pattern.stage_begin[i], s1 = p->pattern.stage_begin[i + 1], k, first = 1;
+            int c[26];
+            memset(c, 0, sizeof c);
+            for (k = s0; k < s1; k++) c[p->layers[k].family - 'A']++;
+            nam__sb_printf(&b, "%s{\"stage\": %d, \"first_layer\": %d, \"num_layers\": %d, \"counts\": {", i ? ", " : "", i, s0, s1 - s0);
+            for (f = 0; f < 26; f++) if (c[f]) { nam__sb_printf(&b, "%s\"%c\": %d", first ? "" : ", ", 'A' + f, c[f]); first = 0; }
+            nam__sb_puts(&b, "}}");
+        }
+        nam__sb_puts(&b, "],\n  \"family_layer_indices\": {");
+        for (f = 0, i = 0; f < 26; f++) {
+            char c = NAM__CAST(char, 'A' + f);
+            if (!nam__is_family(c, r->families)) continue;
+            nam__sb_printf(&b, "%s\"%c\": ", i++ ? ", " : "", c);
+            nam__json_family_indices(p, &b, c);
+        }
+        nam__sb_puts(&b, "},\n  \"layers\": [");
+        for (i = 0; i < p->pattern.depth; i++) {
+            const nam_plan_layer *L = &p->layers[i];
+            nam__sb_printf(&b, "%s{\"index\": %d, \"family\": \"%c\", \"native\": ", i ? ",\n    " : "\n    ", L->index, L->family);
+            nam__sb_json_char(&b, L->native);
+            nam__sb_printf(&b, ", \"stage\": %d, \"seam\": ", L->stage);
+            nam__sb_json_str(&b, L->seam >= 0 ? p->seams[L->seam].name : NULL);
+            nam__sb_printf(&b, ", \"column\": %d", L->column);
+            if (L->features)
+                nam__sb_printf(&b, ", \"features\": [%s%s%s%s%s]", (L->features & NAM_FEATURE_ENGRAM) ? "\"engram\"" : "",
+                               (L->features & NAM_FEATURE_ENGRAM) && (L->features & (NAM_FEATURE_MHC | NAM_FEATURE_MOD)) ? "," : "",
+                               (L->features & NAM_FEATURE_MHC) ? "\"mhc\"" : "", (L->features & NAM_FEATURE_MHC) && (L->features & NAM_FEATURE_MOD) ? "," : "",
+                               (L->features & NAM_FEATURE_MOD) ? "\"mod\"" : "");
+            nam__sb_putc(&b, '}');
+        }
+        nam__sb_puts(&b, "\n  ],\n  \"mtp\": ");
+        if (p->pattern.mtp) {
+            nam__sb_puts(&b, "{\"authored\": ");
+            nam__sb_json_str(&b, p->pattern.mtp);
+            nam__sb_puts(&b, ", \"native\": ");
+            nam__sb_json_str(&b, p->mtp_native);
+            nam__sb_printf(&b, ", \"depths\": %d}", p->pattern.mtp_depths);
+        } else nam__sb_puts(&b, "null");
+        nam__sb_puts(&b, ",\n  \"seams\": ");
+        nam__json_seams(p, &b);
+        nam__sb_puts(&b, ",\n  \"decisions\": ");
+        nam__json_decisions(p, &b);
+        nam__sb_printf(&b, ",\n  \"pp\": %d,\n  \"vpp\": %d,\n  \"pipeline_stages\": ", r->pp, p->vpp);
+        nam__json_stages(p, &b);
+        nam__json_preflight(p, &b);
+    } else {
+        nam__sb_puts(&b, ",\n  \"native_pattern_withheld\": ");
+        if (p->native_pattern) nam__sb_puts(&b, "null");
+        else nam__sb_printf(&b, "\"%d layer(s) have no Megatron symbol; resolve the unmapped seams first\"", p->unresolved);
+        nam__sb_puts(&b, what == NAM_JSON_ARGS ? ",\n  \"args\": " : ",\n  \"generated_native_args\": ");
+        nam__json_argv(p->args, p->num_args, &b);
+        if (what == NAM_JSON_ARGS) {
+            nam__sb_puts(&b, ",\n  \"fixed_policy_args\": ");
+            nam__json_argv(p->policy_args, p->num_policy_args, &b);
+        }
+        nam__sb_puts(&b, ",\n  \"custom_notes\": ");
+        nam__json_seams(p, &b);
+        {
+            char note[600];
+            nam__sb_puts(&b, ",\n  \"spec_note\": ");
+            nam__sb_json_str(&b, nam__spec_note(p, note, sizeof note) ? note : NULL);
+        }
+        nam__sb_puts(&b, ",\n  \"decisions\": ");
+        nam__json_decisions(p, &b);
+    }
+    if (what == NAM_JSON_LAUNCH) {
+        int gbs = p->global_batch_size;
+        const char *e;
+        nam__sb_puts(&b, ",\n  \"fixed_policy\": {\n    \"launcher_args\": ");
+        nam__json_argv(p->policy_args, p->num_policy_args, &b);
+        nam__sb_puts(&b, ",\n    \"pre_import_cache\": {\"root\": ");
+        nam__sb_json_str(&b, r->cache_dir);
+        nam__sb_puts(&b, ", \"when\": \"before importing torch or megatron\", \"env\": {\"TRITON_CACHE_DIR\": ");
+        { char t[NAM_STR_MAX + 16]; snprintf(t, sizeof t, "%s/triton", r->cache_dir); nam__sb_json_str(&b, t);
+          nam__sb_puts(&b, ", \"TORCHINDUCTOR_CACHE_DIR\": "); snprintf(t, sizeof t, "%s/inductor", r->cache_dir); nam__sb_json_str(&b, t); }
+        nam__sb_puts(&b, "}},\n    \"recipe_mode\": ");
+        nam__sb_json_str(&b, r->recipe_mode);
+        nam__sb_puts(&b, ",\n    \"env\": {");
+        for (e = r->env, i = 0; *e; i++) {
+            const char *c = strchr(e, ','), *eq = strchr(e, '=');
+            size_t l = c ? NAM__CAST(size_t, c - e) : strlen(e);
+            if (i) nam__sb_puts(&b, ", ");
+            nam__sb_json_strn(&b, e, NAM__CAST(size_t, eq - e));
+            nam__sb_puts(&b, ": ");
+            nam__sb_json_strn(&b, eq + 1, l - NAM__CAST(size_t, eq - e) - 1);
+            e = c ? c + 1 : e + l;
+        }
+        nam__sb_puts(&b, "},\n    \"cuda_graph\": {\"impl\": ");
+        nam__sb_json_str(&b, r->cuda_graph_impl);
+        nam__sb_puts(&b, ", \"modules\": [");
+        for (e = r->cuda_graph_modules, i = 0; *e; i++) {
+            const char *c = strchr(e, ',');
+            size_t l = c ? NAM__CAST(size_t, c - e) : strlen(e);
+            if (i) nam__sb_puts(&b, ", ");
+            nam__sb_json_strn(&b, e, l);
+            e = c ? c + 1 : e + l;
+        }
+        nam__sb_printf(&b, "]},\n    \"batch\": {\"micro_batch_size\": %d, \"global_batch_size\": %d, \"num_microbatches\": %d, \"seq_length\": %d},\n    \"mtp_depths\": %d\n  },\n",
+                       r->micro_batch_size, gbs, p->num_microbatches, r->seq_length, p->pattern.mtp_depths);
+        nam__sb_puts(&b, "  \"launcher_profile\": {\n    \"layout\": \"");
+        for (i = 0; i < p->pattern.depth; i++) {
+            if (i && p->layers[i].stage != p->layers[i - 1].stage) nam__sb_putc(&b, '|');
+            nam__sb_putc(&b, p->layers[i].family);
+        }
+        if (p->pattern.mtp) for (i = 0; i < p->pattern.mtp_depths; i++) { nam__sb_putc(&b, '/'); nam__sb_puts(&b, p->pattern.mtp); }
+        nam__sb_puts(&b, "\",\n    \"r_layer_indices\": ");
+        nam__json_family_indices(p, &b, 'R');
+        nam__sb_puts(&b, ",\n    \"a_layer_indices\": ");
+        nam__json_family_indices(p, &b, 'A');
+        nam__sb_puts(&b, ",\n    \"dsa_capable_a_layers\": ");
+        if (r->mla) nam__json_family_indices(p, &b, 'A'); else nam__sb_puts(&b, "[]");
+        nam__sb_puts(&b, ",\n    \"dsa_layers\": ");
+        nam__sb_json_ints(&b, p->dsa_capable, p->num_dsa_capable);
+        nam__json_coordinates(p, &b);
+        nam__sb_printf(&b, ",\n    \"tp\": %d, \"pp\": %d, \"vpp\": %d, \"ep\": %d, \"etp\": %d, \"cp\": %d, \"dp\": %d, \"expert_dp\": %d, \"world_size\": %d, \"order\": \"%s\",",
+                       r->tp, r->pp, p->vpp, r->ep, p->etp, r->cp, p->dp, p->edp, r->world_size, r->order);
+        nam__sb_printf(&b, "\n    \"micro_batch_size\": %d, \"global_batch_size\": %d, \"seq_length\": %d, \"mtp_depths\": %d,",
+                       r->micro_batch_size, gbs, r->seq_length, p->pattern.mtp_depths);
+        nam__sb_printf(&b, "\n    \"sparse_mode\": \"%s\", \"cuda_graph_policy\": \"%s%s%s\",\n    \"pipeline_stages\": ",
+                       p->num_dsa_capable ? "dsa" : "dense", r->cuda_graph_impl, r->cuda_graph_modules[0] ? ":" : "", r->cuda_graph_modules);
+        nam__json_stages(p, &b);
+        nam__sb_puts(&b, "\n  }");
+    }
+    nam__sb_puts(&b, "\n}\n");
+    return nam__sb_finish(&b, out, err);
+}
+
+NAM__DEF nam_status nam_plan_args_text(const nam_plan *p, char **out, nam_error *err) {
+    nam__sb b;
+    int i;
+    if (!p || !out || !p->layers) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_plan_args_text: NULL argument or empty plan");
+    memset(&b, 0, sizeof b);
+    nam__sb_printf(&b, "# nam %s: Megatron-LM args for %s (mode %s)\n", NAM_VERSION_STRING, p->recipe.name, p->strict ? "strict" : "plan");
+    for (i = 0; i < p->num_seams; i++) {
+        const nam_seam *s = &p->seams[i];
+        int k;
+        const char *what = s->kind == NAM_SEAM_UNMAPPED ? "no Megatron symbol" : s->kind == NAM_SEAM_CUSTOM_IMPL ? "native symbol, custom implementation" : "feature, no Megatron flag";
+        if (s->family) nam__sb_printf(&b, "# custom seam %s (family %c, %s): layers ", s->name, s->family, what);
+        else nam__sb_printf(&b, "# custom seam %s (%s, %s)", s->name, s->placement, what);
+        for (k = 0; k < s->num_layers; k++) nam__sb_printf(&b, k ? ",%d" : "%d", s->layers[k]);
+        if (!s->num_layers && s->family) nam__sb_puts(&b, "none");
+        if (s->num_layers) {
+            nam__sb_puts(&b, " (layer_number ");
+            for (k = 0; k < s->num_layers; k++) nam__sb_printf(&b, k ? ",%d" : "%d", s->layers[k] + 1);
+            nam__sb_putc(&b, ')');
+        }
+        if (s->mtp_positions) nam__sb_printf(&b, " + %d MTP position(s)", s->mtp_positions);
+        if (s->detail[0]) nam__sb_printf(&b, "\n#   detail: %s", s->detail);
+        nam__sb_printf(&b, "\n#   reason: %s\n#   runtime must supply: %s\n", s->reason, s->runtime_supplies);
+    }
+    for (i = 0; i < p->num_decisions; i++) nam__sb_printf(&b, "# decision: %s\n", p->decisions[i].what);
+    {
+        char note[600];
+        if (nam__spec_note(p, note, sizeof note)) nam__sb_printf(&b, "# note: %s\n", note);
+    }
+    if (!p->native_pattern)
+        nam__sb_printf(&b, "# --hybrid-layer-pattern withheld: %d layer(s) have no Megatron symbol (unmapped seams above)\n", p->unresolved);
+    for (i = 0; i < p->num_args + p->num_policy_args; i++) {
+        const nam_arg *A = i < p->num_args ? &p->args[i] : &p->policy_args[i - p->num_args];
+        const char *v = A->value;
+        if (i == p->num_args && p->num_policy_args) nam__sb_puts(&b, "# fixed policy: operator choices (implementation, fusions, schedule, run inputs), not plan facts\n");
+        nam__sb_puts(&b, A->flag);
+        while (v) {
+            const char *e = strchr(v, ' ');
+            char word[512], *q;
+            size_t l = e ? NAM__CAST(size_t, e - v) : strlen(v);
+            if (l >= sizeof word) l = sizeof word - 1;
+            memcpy(word, v, l);
+            word[l] = 0;
+            q = nam_shell_quote(word);
+            if (!q) { b.oom = 1; break; }
+            nam__sb_putc(&b, ' ');
+            nam__sb_puts(&b, q);
+            nam_free(q);
+            v = e ? e + 1 : NULL;
+        }
+        nam__sb_putc(&b, '\n');
+    }
+    return nam__sb_finish(&b, out, err);
+}
+
+/* >>compare ---------------------------------------------------------------------------- */
+NAM__DEF const char *nam_cmp_verdict_str(nam_cmp_verdict v) {
+    switch (v) {
+    case NAM_CMP_MATCH: return "match";
+    case NAM_CMP_MISSING_IN_NAM: return "missing in nam";
+    case NAM_CMP_ONLY_IN_NAM: return "only in nam";
+    case NAM_CMP_DIFFERS: return "differs";
+    default: return "?";
+    }
+}
+
+NAM__DEF void nam_args_cmp_free(nam_args_cmp *c) {
+    int i;
+    if (!c) return;
+    for (i = 0; i < c->num_rows; i++) { nam_free(c->rows[i].nam_value); nam_free(c->rows[i].other_value); }
+    nam_free(c->rows);
+    memset(c, 0, sizeof *c);
+}
+
+/* One argv word at a time, POSIX-shell style. Returns 1 with the word in `w` (heap), 0 at
+   the end, -1 after filling err. */
+typedef struct nam__lex { const char *t; size_t n, i; int line, col; const char *src; } nam__lex;
+
+static void nam__lex_adv(nam__lex *L) {
+    if (L->t[L->i] == '\n') { L->line++; L->col = 1; } else L->col++;
+    L->i++;
+}
+
+static int nam__lex_err(nam__lex *L, nam_error *err, const char *what) {
+    nam__err(err, NAM_ERR_SYNTAX, "%s", what);
+    nam__recipe_err_at(err, NAM_ERR_SYNTAX, L->src, NAM__CAST(long, L->i), L->line, L->col);
+    return -1;
+}
+
+static int nam__lex_word(nam__lex *L, nam__sb *w, nam_error *err) {
+    int any = 0;
+    for (;;) {   /* blanks, continuations, comments */
+        while (L->i < L->n && (L->t[L->i] == ' ' || L->t[L->i] == '\t' || L->t[L->i] == '\n' || L->t[L->i] == '\r')) nam__lex_adv(L);
+        if (L->i + 1 < L->n && L->t[L->i] == '\\' && (L->t[L->i + 1] == '\n' || L->t[L->i + 1] == '\r')) { nam__lex_adv(L); continue; }
+        if (L->i < L->n && L->t[L->i] == '#') { while (L->i < L->n && L->t[L->i] != '\n') nam__lex_adv(L); continue; }
+        break;
+    }
+    if (L->i >= L->n) return 0;
+    while (L->i < L->n) {
+        unsigned char c = NAM__CAST(unsigned char, L->t[L->i]);
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') break;
+        if (c == 0 || c >= 0x80 || c < 0x20) return nam__lex_err(L, err, "a byte that is not printable ASCII");
+        if (c == '$' || c == '`') return nam__lex_err(L, err, "a shell expansion ('$' or '`'): nam compares a literal argv, expand it first");
+        if (c == '\'') {
+            int ql = L->line, qc = L->col;
+            nam__lex_adv(L);
+            while (L->i < L->n && L->t[L->i] != '\'') { nam__sb_putc(w, L->t[L->i]); nam__lex_adv(L); }
+            if (L->i >= L->n) { L->line = ql; L->col = qc; return nam__lex_err(L, err, "an unterminated single quote"); }
+            nam__lex_adv(L);
+        } else if (c == '"') {
+            int ql = L->line, qc = L->col;
+            nam__lex_adv(L);
+            while (L->i < L->n && L->t[L->i] != '"') {
+                char d = L->t[L->i];
+                if (d == '$' || d == '`') return nam__lex_err(L, err, "a shell expansion inside double quotes: nam compares a literal argv");
+                if (d == '\\' && L->i + 1 < L->n && strchr("\"\\$`\n", L->t[L->i + 1])) {
+                    nam__lex_adv(L);
+                    if (L->t[L->i] == '\n') { nam__lex_adv(L); continue; }
+                    d = L->t[L->i];
+                }
+                nam__sb_putc(w, d);
+                nam__lex_adv(L);
+            }
+            if (L->i >= L->n) { L->line = ql; L->col = qc; return nam__lex_err(L, err, "an unterminated double quote"); }
+            nam__lex_adv(L);
+        } else if (c == '\\') {
+            nam__lex_adv(L);
+            if (L->i >= L->n) return nam__lex_err(L, err, "a backslash at the end of the input");
+            if (L->t[L->i] != '\n') nam__sb_putc(w, L->t[L->i]);
+            nam__lex_adv(L);
+        } else {
+            nam__sb_putc(w, NAM__CAST(char, c));
+            nam__lex_adv(L);
+        }
+        any = 1;
+    }
+    (void)any;
+    return 1;
+}
+
+typedef struct nam__flagval { char flag[64]; char *value; int count, words; const char *note; } nam__flagval;
+
+/* Megatron's default for a flag nam emits, as argv text ("" for a switch that is off by
+   default and so has no text, NULL when Megatron has none and the flag is required). */
+static int nam__megatron_default(const nam_plan *p, const char *flag, char *out, size_t n) {
+    const nam_recipe *r = &p->recipe;
+    static const char *const lit[][2] = {
+        { "--tensor-model-parallel-size", "1" }, { "--pipeline-model-parallel-size", "1" }, { "--context-parallel-size", "1" },
+        { "--expert-model-parallel-size", "1" }, { "--cp-comm-type", "p2p" }, { "--position-embedding-type", "learned_absolute" },
+        { "--normalization", "LayerNorm" }, { "--moe-router-topk", "2" }, { "--moe-router-score-function", "softmax" },
+        { "--moe-router-load-balancing-type", "aux_loss" }, { "--moe-aux-loss-coeff", "0" }, { "--moe-token-dispatcher-type", "allgather" },
+        { "--mamba-state-dim", "128" }, { "--mamba-head-dim", "64" }, { "--mamba-num-groups", "8" }, { "--linear-num-key-heads", "16" },
+        { "--linear-num-value-heads", "32" }, { "--linear-key-head-dim", "128" }, { "--linear-value-head-dim", "128" },
+        { "--linear-conv-kernel-dim", "4" }, { "--mtp-loss-scaling-factor", "0.1" }, { "--cuda-graph-impl", "none" },
+        { "--kv-lora-rank", "32" }, { "--qk-head-dim", "128" }, { "--qk-pos-emb-head-dim", "64" }, { "--v-head-dim", "128" },
+        { "--num-query-groups", "1" }, { "--dsa-indexer-loss-coeff", NULL },
+        { "--transformer-impl", "transformer_engine" }, { "--attention-backend", "auto" }, { "--lr-decay-style", "linear" },
+        { "--clip-grad", "1" }, { "--eval-iters", "100" }, { "--log-interval", "100" }, { "--min-lr", "0" },
+        { "--fp8-recipe", "delayed" }, { "--fp8-amax-history-len", "1" }, { "--fp8-amax-compute-algo", "most_recent" },
+        { "--moe-flex-dispatcher-backend", "deepep" }
+    };
+    size_t i;
+    for (i = 0; i < sizeof lit / sizeof lit[0]; i++)
+        if (!strcmp(flag, lit[i][0])) { if (!lit[i][1]) return 0; snprintf(out, n, "%s", lit[i][1]); return 1; }
+    if (!strcmp(flag, "--expert-tensor-parallel-size")) { snprintf(out, n, "%d", r->tp); return 1; }
+    if (!strcmp(flag, "--kv-channels")) { snprintf(out, n, "%d", r->hidden_size / r->num_attention_heads); return 1; }
+    if (!strcmp(flag, "--ffn-hidden-size")) {
+        snprintf(out, n, "%d", strcmp(r->activation, "swiglu") ? 4 * r->hidden_size : NAM__CAST(int, (4.0 * r->hidden_size * 2 / 3) / 64) * 64);
+        return 1;
+    }
+    if (!strcmp(flag, "--moe-ffn-hidden-size")) { snprintf(out, n, "%d", p->ffn_hidden_size); return 1; }
+    if (!strcmp(flag, "--mamba-num-heads") && 2LL * r->hidden_size % r->mamba_head_dim == 0) {   /* d_inner = 2h (mamba_mixer.py) */
+        snprintf(out, n, "%lld", 2LL * r->hidden_size / r->mamba_head_dim);
+        return 1;
+    }
+    if (!strcmp(flag, "--mtp-num-layers") && p->pattern.mtp_depths) { snprintf(out, n, "%d", p->pattern.mtp_depths); return 1; }
+    if (!strcmp(flag, "--experimental-attention-variant") && p->native_pattern && strchr(p->native_pattern, 'D')) { snprintf(out, n, "dsa"); return 1; }
+    return 0;
+}
+
+static int nam__values_equal(const char *a, const char *b) {
+    char *ea, *eb;
+    double x, y;
+    if (!a || !b) return a == b;
+    if (!strcmp(a, b)) return 1;
+    if (!*a || !*b || strchr(a, ' ') || strchr(b, ' ')) return 0;
+    x = strtod(a, &ea);
+    y = strtod(b, &eb);
+    return !*ea && !*eb && x == y;
+}
+
+NAM__DEF nam_status nam_args_compare(const nam_plan *p, const char *text, size_t len, const char *source,
+                                     nam_args_cmp *out, nam_error *err) {
+    nam__lex L;
+    nam__flagval *other = NULL;
+    nam__sb w;
+    int i, k, cur = -1, nrows = 0, rc, nall;
+    nam_status st = NAM_OK;
+    if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_args_compare: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!p || !p->layers || !text) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_args_compare: NULL argument or empty plan");
+    if (!len) len = strlen(text);
+    if (len > NAM_MAX_TEXT) return nam__err(err, NAM_ERR_LIMIT, "%s: %lu bytes exceed the limit of %d", source ? source : "argv", NAM__CAST(unsigned long, len), NAM_MAX_TEXT);
+    L.t = text; L.n = len; L.i = 0; L.line = 1; L.col = 1; L.src = source ? source : "argv";
+    memset(&w, 0, sizeof w);
+    for (;;) {
+        w.len = 0;
+        rc = nam__lex_word(&L, &w, err);
+        if (rc < 0) { st = err ? err->code : NAM_ERR_SYNTAX; goto done; }
+        if (!rc) break;
+        nam__sb_putc(&w, 0);
+        if (w.oom) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
+        if (w.buf[0] == '-' && w.buf[1] == '-' && w.buf[2]) {   /* a flag, possibly --flag=value */
+            char *eq = strchr(w.buf, '='), name[64];
+            const char *note = NULL, *forced = NULL;
+            size_t fl = eq ? NAM__CAST(size_t, eq - w.buf) : strlen(w.buf);
+            if (fl >= sizeof name) {
+                nam__err(err, NAM_ERR_SYNTAX, "flag '%.64s...' is longer than %d bytes", w.buf, NAM__CAST(int, sizeof name) - 1);
+                st = nam__recipe_err_at(err, NAM_ERR_SYNTAX, L.src, NAM__CAST(long, L.i), L.line, L.col);
+                goto done;
+            }
+            memcpy(name, w.buf, fl);
+            name[fl] = 0;
+            if (!strcmp(name, "--hybrid-override-pattern")) { snprintf(name, sizeof name, "--hybrid-layer-pattern"); note = "renamed from --hybrid-override-pattern"; }
+            if (!strcmp(name, "--cuda-graph-scope")) { snprintf(name, sizeof name, "--cuda-graph-modules"); note = "renamed from the deprecated --cuda-graph-scope"; }
+            if (!strcmp(name, "--mock")) { snprintf(name, sizeof name, "--mock-data"); note = "argparse prefix of --mock-data"; }
+            if (!strcmp(name, "--use-rotary-position-embeddings")) {   /* legacy switch: --position-embedding-type rope */
+                snprintf(name, sizeof name, "--position-embedding-type");
+                note = "from the legacy --use-rotary-position-embeddings";
+                forced = "rope";
+            }
+            for (cur = -1, k = 0; k < arrlen(other); k++) if (!strcmp(other[k].flag, name)) cur = k;
+            if (cur < 0) {
+                nam__flagval fv;
+                memset(&fv, 0, sizeof fv);
+                memcpy(fv.flag, name, strlen(name) + 1);
+                arrput(other, fv);
+                cur = NAM__CAST(int, arrlen(other)) - 1;
+            } else {   /* argparse keeps the last one */
+                nam_free(other[cur].value);
+                other[cur].value = NULL;
+            }
+            other[cur].count++;
+            other[cur].words++;
+            if (note) other[cur].note = note;
+            other[cur].value = nam__strdup(forced ? forced : eq ? eq + 1 : "");
+            if (!other[cur].value) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
+            if (forced) cur = -1;   /* a switch: the next words are not its values */
+        } else if (strlen(w.buf) > 3 && !strcmp(w.buf + strlen(w.buf) - 3, ".py")) {
+            /* the training script: what came before belongs to the launcher (torchrun ...) */
+            out->ignored_words += 1;
+            for (k = 0; k < arrlen(other); k++) { out->ignored_words += other[k].words; nam_free(other[k].value); }
+            arrfree(other);
+            other = NULL;
+            cur = -1;
+        } else if (cur < 0) {
+            out->ignored_words++;
+        } else {   /* another value word of the current flag */
+            size_t a = strlen(other[cur].value), b = strlen(w.buf);
+            char *v = NAM__CAST(char *, nam__alloc(a + b + 2));
+            if (!v) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
+            memcpy(v, other[cur].value, a);
+            if (a) v[a++] = ' ';
+            memcpy(v + a, w.buf, b + 1);
+            other[cur].words++;
+            if (!strcmp(other[cur].flag, "--experimental-attention-variant") && !strcmp(v, "gated_delta_net")) memcpy(v, "gdn", 4);
+            nam_free(other[cur].value);
+            other[cur].value = v;
+        }
+    }
+    /* rows: nam's flags in order, then the other's that nam does not emit */
+    nall = p->num_args + p->num_policy_args;
+    out->rows = NAM__CAST(nam_cmp_row *, nam__alloc(sizeof(nam_cmp_row) * NAM__CAST(size_t, nall + arrlen(other) + 1)));
+    if (!out->rows) { st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
+    for (i = 0; i < nall + arrlen(other); i++) {
+        nam_cmp_row *R = &out->rows[nrows];
+        const char *nv = NULL, *ov = NULL, *note = NULL;
+        char def[64];
+        int hasdef, o = -1;
+        memset(R, 0, sizeof *R);
+        if (i < nall) {
+            const nam_arg *A = i < p->num_args ? &p->args[i] : &p->policy_args[i - p->num_args];
+            nv = A->value ? A->value : "";
+            snprintf(R->flag, sizeof R->flag, "%s", A->flag);
+            for (k = 0; k < arrlen(other); k++) if (!strcmp(other[k].flag, R->flag)) o = k;
+        } else {
+            o = i - nall;
+            for (k = 0; k < nall; k++) if (!strcmp(k < p->num_args ? p->args[k].flag : p->policy_args[k - p->num_args].flag, other[o].flag)) break;
+            if (k < nall) continue;   /* already a row */
+            snprintf(R->flag, sizeof R->flag, "%s", other[o].flag);
+        }
+        if (o >= 0) { ov = other[o].value; note = other[o].note; if (other[o].count > 1 && !note) note = "given more than once; the last one counts (argparse)"; }
+        hasdef = nam__megatron_default(p, R->flag, def, sizeof def);
+        if (nv && ov) R->verdict = nam__values_equal(nv, ov) ? NAM_CMP_MATCH : NAM_CMP_DIFFERS;
+        else if (nv) {
+            if (hasdef && nam__values_equal(nv, def)) { R->verdict = NAM_CMP_MATCH; note = "the other argv leaves Megatron's default, which nam sets"; }
+            else R->verdict = NAM_CMP_ONLY_IN_NAM;
+        } else {
+            if (hasdef && nam__values_equal(ov, def)) { R->verdict = NAM_CMP_MATCH; note = "nam leaves Megatron's default, which the other argv sets"; }
+            else R->verdict = NAM_CMP_MISSING_IN_NAM;
+        }
+        R->nam_value = nv ? nam__strdup(nv) : NULL;
+        R->other_value = ov ? nam__strdup(ov) : NULL;
+        R->note = note;
+        if ((nv && !R->nam_value) || (ov && !R->other_value)) { nrows++; out->num_rows = nrows; st = nam__err(err, NAM_ERR_NOMEM, "out of memory"); goto done; }
+        out->count[R->verdict]++;
+        nrows++;
+        out->num_rows = nrows;
+    }
+done:
+    for (k = 0; k < arrlen(other); k++) nam_free(other[k].value);
+    arrfree(other);
+    nam_free(w.buf);
+    if (st) { nam_args_cmp_free(out); return st; }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+/* >>ranks ------------------------------------------------------------------------------ */
+NAM__DEF void nam_rank_groups_free(nam_rank_groups *g) {
+    if (!g) return;
+    nam_free(g->ranks);
+    g->ranks = NULL;
+    g->num_groups = g->group_size = 0;
+}
+
+NAM__DEF nam_status nam_rank_groups_masked(int world_size, int n, const int *sizes, const int *mask,
+                                           nam_rank_groups *out, nam_error *err) {
+    long long prod = 1, stride[16], mstride[16], ustride[16];
+    int mshape[16], ushape[16], nm = 0, nu = 0, i, g, r;
+    long long gsize = 1;
+    if (!out || !sizes || !mask) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_rank_groups_masked: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (n < 1 || n > 16) return nam__err(err, NAM_ERR_RANGE, "%d parallel axes (1..16 supported)", n);
+    if (world_size < 1 || world_size > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "world size %d is out of range (1..%d)", world_size, NAM_MAX_PARALLEL);
+    for (i = 0; i < n; i++) {
+        if (sizes[i] < 1 || sizes[i] > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "parallel size %d of axis %d is out of range", sizes[i], i);
+        stride[i] = prod;
+        prod *= sizes[i];
+        if (prod > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "the product of the parallel sizes exceeds %d", NAM_MAX_PARALLEL);
+        if (mask[i]) { mshape[nm] = sizes[i]; mstride[nm++] = stride[i]; gsize *= sizes[i]; }
+        else { ushape[nu] = sizes[i]; ustride[nu++] = stride[i]; }
+    }
+    if (prod != world_size) return nam__err(err, NAM_ERR_PARALLEL, "world size %d != product of the parallel sizes %lld", world_size, prod);
+    out->group_size = NAM__CAST(int, gsize);
+    out->num_groups = NAM__CAST(int, world_size / gsize);
+    out->ranks = NAM__CAST(int *, nam__alloc(sizeof(int) * NAM__CAST(size_t, world_size)));
+    if (!out->ranks) { memset(out, 0, sizeof *out); return nam__err(err, NAM_ERR_NOMEM, "out of memory for %d ranks", world_size); }
+    for (g = 0; g < out->num_groups; g++) {
+        long long base = 0, idx = g;
+        for (i = 0; i < nu; i++) { base += (idx % ushape[i]) * ustride[i]; idx /= ushape[i]; }
+        for (r = 0; r < out->group_size; r++) {
+            long long v = base, j = r;
+            for (i = 0; i < nm; i++) { v += (j % mshape[i]) * mstride[i]; j /= mshape[i]; }
+            out->ranks[g * out->group_size + r] = NAM__CAST(int, v);
+        }
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+static const char *const nam__axes[5] = { "tp", "pp", "dp", "ep", "cp" };  /* RankGenerator name_to_size order */
+
+/* Resolve RankGenerator's ordered axes: tokens of `order`, then missing size-1 axes. */
+static nam_status nam__rankgen_axes(const nam_rankgen_desc *d, int axis[5], int size[5], nam_error *err) {
+    int sz[5], n = 0, i, k;
+    const char *order = d->order ? d->order : "tp-cp-ep-dp-pp", *p = order;
+    sz[0] = d->tp ? d->tp : 1; sz[1] = d->pp ? d->pp : 1; sz[2] = d->dp ? d->dp : 1;
+    sz[3] = d->ep ? d->ep : 1; sz[4] = d->cp ? d->cp : 1;
+    for (i = 0; i < 5; i++)
+        if (sz[i] < 1 || sz[i] > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "%s size %d is out of range (1..%d)", nam__axes[i], sz[i], NAM_MAX_PARALLEL);
+    if (sz[3] > 1 && sz[4] > 1) return nam__err(err, NAM_ERR_PARALLEL, "RankGenerator: ep (%d) and cp (%d) cannot both be > 1 in one generator", sz[3], sz[4]);
+    while (*p) {
+        const char *e = strchr(p, '-');
+        size_t l = e ? NAM__CAST(size_t, e - p) : strlen(p);
+        for (k = 0; k < 5; k++) if (l == 2 && (p[0] | 32) == nam__axes[k][0] && (p[1] | 32) == nam__axes[k][1]) break;
+        if (k == 5) return nam__err(err, NAM_ERR_INVALID_ARG, "order '%.32s': unknown axis '%.*s' (tp, cp, ep, dp, pp)", order, NAM__CAST(int, l > 16 ? 16 : l), p);
+        for (i = 0; i < n; i++) if (axis[i] == k) return nam__err(err, NAM_ERR_INVALID_ARG, "order '%.32s' names %s twice", order, nam__axes[k]);
+        axis[n++] = k;
+        if (!e) break;
+        p = e + 1;
+    }
+    for (k = 0; k < 5; k++) {
+        for (i = 0; i < n && axis[i] != k; i++) {}
+        if (i < n) continue;
+        if (sz[k] != 1) return nam__err(err, NAM_ERR_PARALLEL, "order '%.32s' does not name %s, whose size is %d", order, nam__axes[k], sz[k]);
+        axis[n++] = k;
+    }
+    for (i = 0; i < 5; i++) size[i] = sz[axis[i]];
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_rankgen_ranks(const nam_rankgen_desc *d, const char *token, nam_rank_groups *out, nam_error *err) {
+    int axis[5], size[5], mask[5] = {0, 0, 0, 0, 0}, i, k;
+    long long world = 1;
+    const char *p;
+    nam_status st;
+    if (!d || !token || !out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_rankgen_ranks: NULL argument");
+    memset(out, 0, sizeof *out);
+    st = nam__rankgen_axes(d, axis, size, err);
+    if (st) return st;
+    for (p = token; *p;) {
+        const char *e = strchr(p, '-');
+        size_t l = e ? NAM__CAST(size_t, e - p) : strlen(p);
+        for (k = 0; k < 5; k++) if (l == 2 && p[0] == nam__axes[k][0] && p[1] == nam__axes[k][1]) break;
+        if (k == 5) return nam__err(err, NAM_ERR_INVALID_ARG, "group token '%.32s': unknown axis '%.*s'", token, NAM__CAST(int, l > 16 ? 16 : l), p);
+        for (i = 0; i < 5; i++) if (axis[i] == k) mask[i] = 1;
+        if (!e) break;
+        p = e + 1;
+    }
+    for (i = 0; i < 5; i++) {
+        world *= size[i];
+        if (world > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "world size exceeds %d", NAM_MAX_PARALLEL);
+    }
+    st = nam_rank_groups_masked(NAM__CAST(int, world), 5, size, mask, out, err);
+    if (st) return st;
+    snprintf(out->name, sizeof out->name, "%.23s", token);
+    for (i = 0; i < out->num_groups * out->group_size; i++) out->ranks[i] += d->rank_offset;
+    return NAM_OK;
+}
+
+static const char *const nam__decoder_groups[NAM_DECODER_GROUPS] = { "tp", "cp", "dp", "pp", "dp-cp", "tp-pp", "tp-cp", "tp-dp", "tp-dp-cp" };
+static const char *const nam__expert_groups[NAM_EXPERT_GROUPS] = { "tp", "ep", "tp-ep", "dp", "tp-ep-pp", "pp" };
+
+NAM__DEF void nam_rankmap_free(nam_rankmap *m) {
+    int i;
+    if (!m) return;
+    for (i = 0; i < NAM_DECODER_GROUPS; i++) nam_rank_groups_free(&m->decoder[i]);
+    for (i = 0; i < NAM_EXPERT_GROUPS; i++) nam_rank_groups_free(&m->expert[i]);
+    memset(m, 0, sizeof *m);
+}
+
+NAM__DEF nam_status nam_rankmap_build(const nam_rankmap_desc *desc, nam_rankmap *m, nam_error *err) {
+    nam_rankgen_desc dg, eg;
+    long long model, emodel;
+    int i;
+    nam_status st;
+    const char *order;
+    if (!desc || !m) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_rankmap_build: NULL argument");
+    memset(m, 0, sizeof *m);
+    m->world_size = desc->world_size;
+    m->tp = desc->tp ? desc->tp : 1; m->pp = desc->pp ? desc->pp : 1; m->cp = desc->cp ? desc->cp : 1;
+    m->ep = desc->ep ? desc->ep : 1; m->etp = desc->etp ? desc->etp : m->tp;
+    order = desc->order ? desc->order : "tp-cp-ep-dp-pp";
+    if (m->world_size < 1 || m->world_size > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "world size %d is out of range (1..%d)", desc->world_size, NAM_MAX_PARALLEL);
+    if (m->tp < 1 || m->pp < 1 || m->cp < 1 || m->ep < 1 || m->etp < 1 || m->tp > NAM_MAX_PARALLEL || m->pp > NAM_MAX_PARALLEL ||
+        m->cp > NAM_MAX_PARALLEL || m->ep > NAM_MAX_PARALLEL || m->etp > NAM_MAX_PARALLEL)
+        return nam__err(err, NAM_ERR_RANGE, "parallel sizes must be in 1..%d (tp %d, pp %d, cp %d, ep %d, etp %d)", NAM_MAX_PARALLEL, m->tp, m->pp, m->cp, m->ep, m->etp);
+    if (strlen(order) >= sizeof m->order) return nam__err(err, NAM_ERR_INVALID_ARG, "order '%.32s' is too long", order);
+    snprintf(m->order, sizeof m->order, "%s", order);
+    model = NAM__CAST(long long, m->tp) * m->pp * m->cp;
+    if (m->world_size % model) { i = m->world_size; memset(m, 0, sizeof *m); return nam__err(err, NAM_ERR_PARALLEL, "world size %d is not divisible by tp*pp*cp = %lld", i, model); }
+    m->dp = NAM__CAST(int, m->world_size / model);
+    emodel = NAM__CAST(long long, m->etp) * m->ep * m->pp;
+    if (m->world_size % emodel) { i = m->world_size; memset(m, 0, sizeof *m); return nam__err(err, NAM_ERR_PARALLEL, "world size %d is not divisible by etp*ep*pp = %lld (the expert grid)", i, emodel); }
+    m->edp = NAM__CAST(int, m->world_size / emodel);
+    {
+        size_t ol = strlen(order);
+        if (!(ol >= 2 && !strcmp(order + ol - 2, "pp")) && m->pp != 1 && m->edp != m->dp) {
+            st = nam__err(err, NAM_ERR_PARALLEL, "order %s does not end in pp, so expert dp (%d) must equal dp (%d)", order, m->edp, m->dp);
+            memset(m, 0, sizeof *m);
+            return st;
+        }
+    }
+    memset(&dg, 0, sizeof dg);
+    dg.tp = m->tp; dg.ep = 1; dg.dp = m->dp; dg.pp = m->pp; dg.cp = m->cp; dg.order = order;
+    memset(&eg, 0, sizeof eg);
+    eg.tp = m->etp; eg.ep = m->ep; eg.dp = m->edp; eg.pp = m->pp; eg.cp = 1; eg.order = order;
+    for (i = 0; i < NAM_DECODER_GROUPS; i++) {
+        st = nam_rankgen_ranks(&dg, nam__decoder_groups[i], &m->decoder[i], err);
+        if (st) { nam_rankmap_free(m); return st; }
+    }
+    for (i = 0; i < NAM_EXPERT_GROUPS; i++) {
+        st = nam_rankgen_ranks(&eg, nam__expert_groups[i], &m->expert[i], err);
+        if (st) { nam_rankmap_free(m); return st; }
+    }
+    /* Megatron asserts decoder and expert pp groups coincide */
+    if (memcmp(m->decoder[3].ranks, m->expert[5].ranks, sizeof(int) * NAM__CAST(size_t, m->world_size)) != 0) {
+        nam_rankmap_free(m);
+        return nam__err(err, NAM_ERR_PARALLEL, "decoder and expert pipeline groups differ for order %s", order);
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+NAM__DEF const nam_rank_groups *nam_rankmap_find(const nam_rankmap *m, int expert, const char *name) {
+    int i;
+    if (!m || !name) return NULL;
+    if (expert) { for (i = 0; i < NAM_EXPERT_GROUPS; i++) if (!strcmp(m->expert[i].name, name)) return &m->expert[i]; }
+    else { for (i = 0; i < NAM_DECODER_GROUPS; i++) if (!strcmp(m->decoder[i].name, name)) return &m->decoder[i]; }
+    return NULL;
+}
+
+/* Index of `rank` inside its group of `g`. */
+static int nam__index_in_group(const nam_rank_groups *g, int rank) {
+    int i;
+    for (i = 0; i < g->num_groups * g->group_size; i++) if (g->ranks[i] == rank) return i % g->group_size;
+    return -1;
+}
+
+NAM__DEF nam_status nam_rankmap_query_rank(const nam_rankmap *m, int rank, nam_rank_coords *out, nam_error *err) {
+    if (!m || !out || !m->decoder[0].ranks) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_rankmap_query_rank: NULL argument or empty map");
+    if (rank < 0 || rank >= m->world_size) return nam__err(err, NAM_ERR_RANGE, "rank %d is out of range for world size %d", rank, m->world_size);
+    out->tp = nam__index_in_group(&m->decoder[0], rank);
+    out->cp = nam__index_in_group(&m->decoder[1], rank);
+    out->dp = nam__index_in_group(&m->decoder[2], rank);
+    out->pp = nam__index_in_group(&m->decoder[3], rank);
+    out->etp = nam__index_in_group(&m->expert[0], rank);
+    out->ep = nam__index_in_group(&m->expert[1], rank);
+    out->edp = nam__index_in_group(&m->expert[3], rank);
+    return NAM_OK;
+}
+
+static void nam__json_groups(nam__sb *b, const nam_rank_groups *g, int n) {
+    int i, k, r;
+    nam__sb_putc(b, '{');
+    for (i = 0; i < n; i++) {
+        nam__sb_printf(b, "%s\"%s\": [", i ? ",\n    " : "\n    ", g[i].name);
+        for (k = 0; k < g[i].num_groups; k++) {
+            nam__sb_puts(b, k ? ",[" : "[");
+            for (r = 0; r < g[i].group_size; r++) nam__sb_printf(b, r ? ",%d" : "%d", g[i].ranks[k * g[i].group_size + r]);
+            nam__sb_putc(b, ']');
+        }
+        nam__sb_putc(b, ']');
+    }
+    nam__sb_puts(b, "\n  }");
+}
+
+NAM__DEF nam_status nam_rankmap_json(const nam_rankmap *m, char **out, nam_error *err) {
+    nam__sb b;
+    if (!m || !out || !m->decoder[0].ranks) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_rankmap_json: NULL argument or empty map");
+    memset(&b, 0, sizeof b);
+    nam__sb_printf(&b, "{\n  \"world_size\": %d, \"tp\": %d, \"pp\": %d, \"cp\": %d, \"ep\": %d, \"etp\": %d, \"order\": \"%s\",\n  \"dp\": %d,\n  \"expert_dp\": %d,\n  \"decoder\": ",
+                   m->world_size, m->tp, m->pp, m->cp, m->ep, m->etp, m->order, m->dp, m->edp);
+    nam__json_groups(&b, m->decoder, NAM_DECODER_GROUPS);
+    nam__sb_puts(&b, ",\n  \"expert\": ");
+    nam__json_groups(&b, m->expert, NAM_EXPERT_GROUPS);
+    nam__sb_puts(&b, "\n}\n");
+    return nam__sb_finish(&b, out, err);
+}
+
+
+#endif /* NAM_NO_PLANNER */
 
 #ifdef __cplusplus
 }
