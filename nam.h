@@ -246,6 +246,10 @@ NAM_API const char *nam_status_str(nam_status s);
 /* nam_free: frees memory nam handed to the caller (strings from nam_plan_json, ...). */
 NAM_API void nam_free(void *p);
 
+/* ==================================================================================== */
+/*  THE KERNEL HALF, declarations (its implementation follows the common one below).    */
+/*  NAM_NO_KERNELS leaves it out.                                                       */
+/* ==================================================================================== */
 #ifndef NAM_NO_KERNELS
 /* ------------------------------------------------------------------------------------ */
 /* >>kernels  Kernel API: tensors, backends, and one entry point per kernel.            */
@@ -559,7 +563,5052 @@ extern nam_status nam_cuda__m2rnn(nam_m2rnn_desc *d, void *workspace, size_t wor
 #endif
 #endif /* NAM_NO_KERNELS */
 
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NAM_H_INCLUDED */
+
+/* ==================================================================================== */
+/*                                  IMPLEMENTATION                                      */
+/* ==================================================================================== */
+#if defined(NAM_IMPLEMENTATION) && !defined(NAM__IMPLEMENTATION_DONE)
+#define NAM__IMPLEMENTATION_DONE
+
+#if defined(NAM_NO_PLANNER) && defined(NAM_NO_KERNELS)
+#error "nam.h: NAM_NO_PLANNER and NAM_NO_KERNELS together leave nothing to implement; define at most one"
+#endif
+
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifndef NAM_NO_KERNELS
+#include <pthread.h>
+#include <unistd.h>
+/* The CPU-feature layer's compile-time half (its run-time half, nam__cpu_*, is in
+   >>kernel-common). NAM__X86_SIMD is 1 when this compiler can emit the AVX2/FMA/F16C kernels
+   through target attributes: GCC or Clang on x86-64, not nvcc's host pass, not NAM_NO_SIMD.
+   Every SIMD path in nam.h is under `#if NAM__X86_SIMD` and runs only where nam__cpu_*
+   reports the features; everything else runs the portable C loops. */
+#if !defined(NAM_NO_SIMD) && (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(__CUDACC__)
+#define NAM__X86_SIMD 1
+#define NAM__TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define NAM__TARGET_AVX2_F16C __attribute__((target("avx2,fma,f16c")))
+#include <immintrin.h>
+#include <cpuid.h>
+#else
+#define NAM__X86_SIMD 0
+#endif
+#if defined(NAM_KEEP_SUBNORMALS) || !((defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__aarch64__)))
+#include <fenv.h>        /* kernel FP environment where nam has no direct access to it (>>kernel-common) */
+#endif
+#ifdef NAM_CBLAS
+#include <cblas.h>       /* optional: nam__sgemm calls cblas_sgemm (link -lopenblas) */
+#endif
+#endif /* NAM_NO_KERNELS */
+
+#if defined(NAM_MALLOC) && !defined(NAM_FREE) || !defined(NAM_MALLOC) && defined(NAM_FREE)
+#error "nam.h: define both NAM_MALLOC and NAM_FREE, or neither"
+#endif
+#ifndef NAM_MALLOC
+#define NAM_MALLOC(sz) malloc(sz)
+#define NAM_FREE(p) free(p)
+#endif
+#ifndef NAM_ASSERT
+#include <assert.h>
+#define NAM_ASSERT(c) assert(c)
+#endif
+
+#ifdef NAM_STATIC
+#if defined(__GNUC__) || defined(__clang__)
+#define NAM__DEF static __attribute__((unused))
+#else
+#define NAM__DEF static
+#endif
+#else
+#define NAM__DEF
+#endif
+
+#ifdef __cplusplus
+#define NAM__CAST(T, x) static_cast<T>(x)
+#else
+#define NAM__CAST(T, x) ((T)(x))
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define NAM__PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define NAM__UNUSED __attribute__((unused))
+#else
+#define NAM__PRINTF(a, b)
+#define NAM__UNUSED
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* >>errors ---------------------------------------------------------------------------- */
+static const char *const nam__status_text[] = {
+#define NAM__X(code, text) text,
+    NAM__STATUS_LIST(NAM__X)
+#undef NAM__X
+};
+
+NAM__DEF const char *nam_status_str(nam_status s) {
+    if (NAM__CAST(int, s) < 0 || NAM__CAST(int, s) >= NAM__CAST(int, NAM_STATUS_COUNT)) return "unknown status";
+    return nam__status_text[s];
+}
+
+NAM__DEF void nam_free(void *p) { if (p) NAM_FREE(p); }
+
+static void nam__err_reset(nam_error *e) {
+    e->code = NAM_OK;
+    e->message[0] = 0;
+    e->source[0] = 0;
+    e->offset = -1;
+    e->line = e->column = 0;
+    e->layer = e->stage = -1;
+}
+
+static nam_status nam__err(nam_error *e, nam_status code, const char *fmt, ...) NAM__PRINTF(3, 4);
+static nam_status nam__err(nam_error *e, nam_status code, const char *fmt, ...) {
+    va_list ap;
+    if (!e) return code;
+    nam__err_reset(e);
+    e->code = code;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* Prefix an existing error message with context ("native pattern: ..."), truncating. */
+static void nam__err_prefix(nam_error *e, const char *prefix) {
+    char tmp[sizeof e->message];
+    size_t pl, ml;
+    if (!e) return;
+    pl = strlen(prefix);
+    if (pl >= sizeof tmp) pl = sizeof tmp - 1;
+    ml = strlen(e->message);
+    if (pl + ml >= sizeof tmp) ml = sizeof tmp - 1 - pl;
+    memcpy(tmp, prefix, pl);
+    memcpy(tmp + pl, e->message, ml);
+    tmp[pl + ml] = 0;
+    memcpy(e->message, tmp, sizeof tmp);
+}
+
+/* ==================================================================================== */
+/*  THE KERNEL HALF, implementation: kernel-common, attention, gemm, moe, ssd, m2rnn.   */
+/* ==================================================================================== */
+#ifndef NAM_NO_KERNELS
+/* >>kernel-common ---------------------------------------------------------------------- */
+NAM__DEF nam_tensor nam_tensor_make(void *data, nam_dtype dtype, int ndim, const int64_t *shape) {
+    nam_tensor t;
+    int i;
+    memset(&t, 0, sizeof t);
+    t.data = data;
+    t.dtype = dtype;
+    t.ndim = ndim < 0 ? 0 : ndim > NAM_MAX_DIMS ? NAM_MAX_DIMS : ndim;
+    for (i = 0; i < t.ndim; i++) t.shape[i] = shape ? shape[i] : 0;
+    return t;
+}
+
+NAM__DEF nam_tensor nam_tensor_cuda(void *data, nam_dtype dtype, int ndim, const int64_t *shape) {
+    nam_tensor t = nam_tensor_make(data, dtype, ndim, shape);
+    t.device = NAM_DEVICE_CUDA;
+    return t;
+}
+
+NAM__DEF int64_t nam_tensor_numel(const nam_tensor *t) {
+    int64_t n = 1;
+    int i;
+    if (!t || t->ndim <= 0) return 0;
+    for (i = 0; i < t->ndim; i++) n *= t->shape[i];
+    return n;
+}
+
+NAM__DEF const char *nam_dtype_name(nam_dtype d) {
+    switch (d) {
+    case NAM_F32: return "f32";
+    case NAM_BF16: return "bf16";
+    case NAM_F16: return "f16";
+    case NAM_I32: return "i32";
+    default: return "unknown dtype";
+    }
+}
+
+NAM__DEF const char *nam_backend_name(nam_backend b) {
+    switch (b) {
+    case NAM_BACKEND_AUTO: return "auto";
+    case NAM_BACKEND_CPU_REF: return "cpu-ref";
+    case NAM_BACKEND_CPU: return "cpu";
+    case NAM_BACKEND_CUDA: return "cuda";
+    default: return "unknown backend";
+    }
+}
+
+NAM__DEF int nam_query_cpu_count(void) {
+#if defined(_SC_NPROCESSORS_ONLN)
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 256 ? 256 : NAM__CAST(int, n);
+#else
+    return 1;
+#endif
+}
+
+NAM__DEF nam_status nam_query_backend(nam_backend requested, nam_device device, nam_backend *out, nam_error *err) {
+    if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_query_backend: out is NULL");
+#ifdef NAM_CUDA
+    if (device == NAM_DEVICE_CUDA) {
+        *out = NAM_BACKEND_CUDA;
+        if (requested != NAM_BACKEND_AUTO && requested != NAM_BACKEND_CUDA)
+            return nam__err(err, NAM_ERR_INVALID_ARG, "backend %s cannot run on CUDA tensors (use auto or cuda)", nam_backend_name(requested));
+        if (err) nam__err_reset(err);
+        return NAM_OK;
+    }
+    if (requested == NAM_BACKEND_CUDA) {
+        *out = NAM_BACKEND_CUDA;
+        return nam__err(err, NAM_ERR_INVALID_ARG, "backend cuda needs CUDA tensors (device = NAM_DEVICE_CUDA); these are CPU tensors");
+    }
+#else
+    if (device == NAM_DEVICE_CUDA || requested == NAM_BACKEND_CUDA) {
+        *out = NAM_BACKEND_CUDA;
+        return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "the CUDA backend is not built into this program (build with NAM_CUDA and link nam_cuda.cu; see nam_cuda.cuh)");
+    }
+#endif
+    if (requested != NAM_BACKEND_AUTO && requested != NAM_BACKEND_CPU_REF && requested != NAM_BACKEND_CPU)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "backend %d is not a nam_backend", NAM__CAST(int, requested));
+    *out = requested == NAM_BACKEND_AUTO ? NAM_BACKEND_CPU : requested;
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+static int nam__resolve_threads(int threads) {
+    if (threads <= 0) return nam_query_cpu_count();
+    return threads > 256 ? 256 : threads;
+}
+
+/* Shape/dtype/device checks for one tensor field. `dims` names the axes, e.g. "b,l,h,p".
+   optional: a tensor with data == NULL is accepted (and means "not given"). */
+static nam_status nam__tensor_basic(const nam_tensor *t, const char *field, int ndim, const char *dims, int optional, nam_error *err) {
+    int i;
+    if (!t->data) {
+        if (optional) return NAM_OK;
+        return nam__err(err, NAM_ERR_INVALID_ARG, "%s: data is NULL (expected a (%s) tensor)", field, dims);
+    }
+#ifndef NAM_CUDA
+    if (t->device == NAM_DEVICE_CUDA)
+        return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "%s is a CUDA tensor, but the CUDA backend is not built into this program (build with NAM_CUDA)", field);
+#endif
+    if (t->device != NAM_DEVICE_CPU && t->device != NAM_DEVICE_CUDA) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: device %d is not a nam_device", field, NAM__CAST(int, t->device));
+    if (t->dtype != NAM_F32 && t->dtype != NAM_BF16 && t->dtype != NAM_F16)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "%s: dtype %s is not a float storage type (f32, bf16, f16)", field, nam_dtype_name(t->dtype));
+    if (t->ndim != ndim) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: %d dimensions, expected %d (%s)", field, t->ndim, ndim, dims);
+    for (i = 0; i < ndim; i++) {
+        if (t->shape[i] < 1 || t->shape[i] > (INT64_C(1) << 40))
+            return nam__err(err, NAM_ERR_RANGE, "%s.shape[%d] = %lld is out of range (1..2^40; zero sizes are not accepted)", field, i, NAM__CAST(long long, t->shape[i]));
+        if (t->stride[i] < 0)
+            return nam__err(err, NAM_ERR_INVALID_ARG, "%s.stride[%d] = %lld is negative", field, i, NAM__CAST(long long, t->stride[i]));
+    }
+    return NAM_OK;
+}
+
+/* An index tensor (i32), same rules otherwise. */
+static nam_status nam__tensor_i32(const nam_tensor *t, const char *field, int ndim, const char *dims, nam_error *err) {
+    nam_tensor u = *t;
+    if (t->data && t->dtype != NAM_I32) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: dtype %s, expected i32", field, nam_dtype_name(t->dtype));
+    u.dtype = NAM_F32;
+    return nam__tensor_basic(&u, field, ndim, dims, 0, err);
+}
+
+/* Every given tensor of a call on one device: tensors t[0..n) named names[0..n) (NULL
+   entries and tensors with data == NULL are skipped) must be on t[0]'s device. */
+static nam_status nam__same_device(int n, const nam_tensor *const *t, const char *const *names, nam_error *err) {
+    int i;
+    for (i = 1; i < n; i++)
+        if (t[i] && t[i]->data && t[i]->device != t[0]->device)
+            return nam__err(err, NAM_ERR_INVALID_ARG, "%s is a %s tensor, but %s is a %s tensor; every tensor of a call must be on one device", names[i],
+                            t[i]->device == NAM_DEVICE_CUDA ? "CUDA" : "CPU", names[0], t[0]->device == NAM_DEVICE_CUDA ? "CUDA" : "CPU");
+    return NAM_OK;
+}
+
+/* t.shape[axis] must equal want (taken from `from`, e.g. "A.shape[0]"). */
+static nam_status nam__tensor_dim(const nam_tensor *t, const char *field, int axis, const char *axis_name, int64_t want,
+                                  const char *from, nam_error *err) {
+    if (t->shape[axis] == want) return NAM_OK;
+    return nam__err(err, NAM_ERR_INVALID_ARG, "%s.shape[%d] (%s) = %lld, but %s = %lld", field, axis, axis_name,
+                    NAM__CAST(long long, t->shape[axis]), from, NAM__CAST(long long, want));
+}
+
+/* Element strides with zeros resolved to contiguous row-major. */
+static void nam__tensor_strides(const nam_tensor *t, int64_t st[NAM_MAX_DIMS]) {
+    int i, contiguous = 1;
+    int64_t s = 1;
+    for (i = 0; i < t->ndim; i++) if (t->stride[i]) contiguous = 0;
+    for (i = t->ndim - 1; i >= 0; i--) {
+        st[i] = contiguous ? s : t->stride[i];
+        s *= t->shape[i];
+    }
+    for (i = t->ndim; i < NAM_MAX_DIMS; i++) st[i] = 0;
+}
+
+static int nam__tensor_is_contig_f32(const nam_tensor *t) {
+    int64_t st[NAM_MAX_DIMS], s = 1;
+    int i;
+    if (t->dtype != NAM_F32) return 0;
+    nam__tensor_strides(t, st);
+    for (i = t->ndim - 1; i >= 0; i--) {
+        if (t->shape[i] != 1 && st[i] != s) return 0;
+        s *= t->shape[i];
+    }
+    return 1;
+}
+
+static float nam__bf16_to_f32(uint16_t h) {
+    uint32_t u = NAM__CAST(uint32_t, h) << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static uint16_t nam__f32_to_bf16(float f) {        /* round to nearest even; NaN stays NaN */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return NAM__CAST(uint16_t, (u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return NAM__CAST(uint16_t, u >> 16);
+}
+static float nam__f16_to_f32(uint16_t h) {
+    uint32_t sign = NAM__CAST(uint32_t, h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, u;
+    float f;
+    if (exp == 0) {
+        if (man == 0) u = sign;
+        else {                                            /* subnormal: normalise */
+            exp = 127 - 15 + 1;
+            while (!(man & 0x400u)) { man <<= 1; exp--; }
+            man &= 0x3ffu;
+            u = sign | (exp << 23) | (man << 13);
+        }
+    } else if (exp == 31) u = sign | 0x7f800000u | (man << 13);
+    else u = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    memcpy(&f, &u, 4);
+    return f;
+}
+static uint16_t nam__f32_to_f16(float f) {         /* round to nearest even */
+    uint32_t u, sign, man;
+    int32_t exp;
+    memcpy(&u, &f, 4);
+    sign = (u >> 16) & 0x8000u;
+    if ((u & 0x7fffffffu) > 0x7f800000u) return NAM__CAST(uint16_t, sign | 0x7e00u);
+    exp = NAM__CAST(int32_t, (u >> 23) & 0xffu) - 127 + 15;
+    man = u & 0x7fffffu;
+    if (exp >= 31) return NAM__CAST(uint16_t, sign | 0x7c00u);
+    if (exp <= 0) {
+        uint32_t shift, r, half;
+        if (exp < -10) return NAM__CAST(uint16_t, sign);
+        man |= 0x800000u;
+        shift = NAM__CAST(uint32_t, 14 - exp);
+        r = man >> shift;
+        half = 1u << (shift - 1);
+        if ((man & ((1u << shift) - 1)) > half || ((man & ((1u << shift) - 1)) == half && (r & 1u))) r++;
+        return NAM__CAST(uint16_t, sign | r);
+    }
+    {
+        uint32_t r = (NAM__CAST(uint32_t, exp) << 10) | (man >> 13), rem = man & 0x1fffu;
+        if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) r++;   /* may carry into the exponent: correct */
+        return NAM__CAST(uint16_t, sign | r);
+    }
+}
+
+static float nam__load(const void *base, nam_dtype dt, int64_t i) {
+    switch (dt) {
+    case NAM_BF16: return nam__bf16_to_f32(NAM__CAST(const uint16_t *, base)[i]);
+    case NAM_F16: return nam__f16_to_f32(NAM__CAST(const uint16_t *, base)[i]);
+    default: return NAM__CAST(const float *, base)[i];
+    }
+}
+static void nam__store(void *base, nam_dtype dt, int64_t i, float v) {
+    switch (dt) {
+    case NAM_BF16: NAM__CAST(uint16_t *, base)[i] = nam__f32_to_bf16(v); break;
+    case NAM_F16: NAM__CAST(uint16_t *, base)[i] = nam__f32_to_f16(v); break;
+    default: NAM__CAST(float *, base)[i] = v; break;
+    }
+}
+
+/* Copy any dtype / strides into contiguous f32 (row-major). */
+static void nam__pack_f32(const nam_tensor *t, float *dst) {
+    int64_t st[NAM_MAX_DIMS], sh[NAM_MAX_DIMS], i0, i1, i2, i3, o = 0;
+    int k;
+    nam__tensor_strides(t, st);
+    for (k = 0; k < NAM_MAX_DIMS; k++) sh[k] = k < t->ndim ? t->shape[k] : 1;
+    if (nam__tensor_is_contig_f32(t)) { memcpy(dst, t->data, sizeof(float) * NAM__CAST(size_t, nam_tensor_numel(t))); return; }
+    for (i0 = 0; i0 < sh[0]; i0++)
+        for (i1 = 0; i1 < sh[1]; i1++)
+            for (i2 = 0; i2 < sh[2]; i2++)
+                for (i3 = 0; i3 < sh[3]; i3++)
+                    dst[o++] = nam__load(t->data, t->dtype, i0 * st[0] + i1 * st[1] + i2 * st[2] + i3 * st[3]);
+}
+/* Carve 64-byte-aligned pieces out of a caller workspace. Size with nam__ws_need. */
+static size_t nam__ws_need(size_t bytes) { return (bytes + 63) & ~NAM__CAST(size_t, 63); }
+static void *nam__ws_take(char **cursor, size_t bytes) {
+    char *p = *cursor;
+    *cursor += nam__ws_need(bytes);
+    return p;
+}
+static nam_status nam__ws_check(const void *ws, size_t have, size_t need, const char *kernel, nam_error *err) {
+    if (need == 0) return NAM_OK;
+    if (!ws) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: workspace is NULL but %lu bytes are needed (see %s_workspace_size)", kernel, NAM__CAST(unsigned long, need), kernel);
+    if ((uintptr_t)ws % 64 != 0) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: workspace must be 64-byte aligned", kernel);
+    if (have < need) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: workspace of %lu bytes is too small, %lu bytes are needed", kernel, NAM__CAST(unsigned long, have), NAM__CAST(unsigned long, need));
+    return NAM_OK;
+}
+
+/* ---- CPU features: the run-time half (the compile-time half, NAM__X86_SIMD, is at the
+   top of the implementation). The kernels ask these, never the CPU directly. */
+static int nam__cpu_avx2_fma(void) {
+#if NAM__X86_SIMD
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+/* F16C (the f16 <-> f32 conversions): CPUID.1:ECX bit 29, asked directly since not every
+   compiler's __builtin_cpu_supports knows it. */
+static int nam__cpu_f16c(void) {
+#if NAM__X86_SIMD
+    unsigned a, b, cx, dx;
+    return __get_cpuid(1, &a, &b, &cx, &dx) && ((cx >> 29) & 1u);
+#else
+    return 0;
+#endif
+}
+
+/* ---- the floating-point environment of the CPU kernels ----------------------------------
+   Every public kernel entry runs its body between nam__fp_enter and nam__fp_leave (the
+   NAM__FP_CALL wrappers after each entry), and so does every worker of nam__parallel_for and
+   nam__sgemm:
+     enter  saves the calling thread's FP control/status register, then sets round to
+            nearest, every exception masked, and subnormals flushed: x86-64 MXCSR with FTZ
+            (results below FLT_MIN become 0) and DAZ (subnormal operands read as 0), AArch64
+            FPCR.FZ (both). It writes the register only when the value differs;
+     leave  writes the saved value back bit for bit, status flags included (AArch64: FPCR and
+            FPSR), so the caller finds its environment exactly as it left it. nam is vendored
+            into programs that own their MXCSR; a library that changed it would change their
+            arithmetic after the call.
+   Why FTZ/DAZ, and not arithmetic that avoids subnormals: in the SSD chunked scan the
+   exponentials themselves never are subnormal (nam__ssd_exp8 returns 0 below -87.33), but
+   the products are: exp(cum_i - cum_j) G dt, the two-factor panel decays, the row scales
+   diag(exp(cum)) C S^T and the chunk-state decay exp(cum_last) S all land in the 1e-38..1e-45
+   band for strongly decaying heads (A*dt summed over a chunk below about -87), and on Intel
+   every FMA that reads or writes such a value takes a microcode assist (measured 4.8x on
+   the whole SSD, bench/RESULTS.md). Clamping each product would put compares on the inner
+   FMA loops and would still leave subnormal inputs (user data, bf16 subnormals) slow in
+   attention, GEMM and MoE; FTZ/DAZ removes every assist in hardware at no per-element cost,
+   for the portable C loops as well as the AVX2 ones. The cost is gradual underflow: a value
+   below FLT_MIN (1.18e-38) is 0, an absolute error below 1.2e-38 per operation, far under
+   every tolerance nam states (tests/test_ssd.c runs decays through that band against the
+   double recurrence; tests/test_fpenv.c checks the register and the flush). Round-to-nearest and masked exceptions make a kernel's result
+   independent of the caller's rounding mode and traps. Worker threads inherit the calling
+   thread's environment under POSIX; they set it themselves anyway, so nothing depends on the
+   thread library. Elsewhere (other CPUs, other compilers), and everywhere under
+   NAM_KEEP_SUBNORMALS, nam uses <fenv.h>: feholdexcept (masks every exception, clears the
+   flags) and round to nearest on entry, fesetenv on exit; subnormals are then computed as
+   the hardware does (no flush). */
+#if !defined(NAM_KEEP_SUBNORMALS) && (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define NAM__FP_X86 1
+/* MXCSR: FTZ (bit 15), the six exception masks (bits 7-12), DAZ (bit 6); rounding bits 13-14
+   zero = to nearest; status flags (bits 0-5) clear. DAZ exists on every x86-64 CPU. */
+#define NAM__FP_MXCSR 0x9FC0u
+typedef struct nam__fpenv { unsigned int csr; } nam__fpenv;
+static void nam__fp_enter(nam__fpenv *e) {
+    unsigned int want = NAM__FP_MXCSR;
+    __asm__ __volatile__("stmxcsr %0" : "=m"(e->csr) : : "memory");   /* "memory": no load or store moves across */
+    if (e->csr != want) __asm__ __volatile__("ldmxcsr %0" : : "m"(want) : "memory");
+}
+static void nam__fp_leave(const nam__fpenv *e) {
+    unsigned int now;
+    __asm__ __volatile__("stmxcsr %0" : "=m"(now) : : "memory");
+    if (now != e->csr) __asm__ __volatile__("ldmxcsr %0" : : "m"(e->csr) : "memory");
+}
+#elif !defined(NAM_KEEP_SUBNORMALS) && (defined(__GNUC__) || defined(__clang__)) && defined(__aarch64__)
+#define NAM__FP_ARM64 1
+/* FPCR: FZ (bit 24) set; RMode (bits 22-23) 0 = to nearest; trap enables IOE..IXE (bits 8-12)
+   and IDE (bit 15) clear. FPSR holds the status flags, saved and restored with it. */
+typedef struct nam__fpenv { uint64_t fpcr, fpsr; } nam__fpenv;
+static void nam__fp_enter(nam__fpenv *e) {
+    uint64_t want;
+    __asm__ __volatile__("mrs %0, fpcr" : "=r"(e->fpcr) : : "memory");
+    __asm__ __volatile__("mrs %0, fpsr" : "=r"(e->fpsr) : : "memory");
+    want = (e->fpcr & ~((UINT64_C(3) << 22) | (UINT64_C(0x1f) << 8) | (UINT64_C(1) << 15))) | (UINT64_C(1) << 24);
+    if (want != e->fpcr) __asm__ __volatile__("msr fpcr, %0" : : "r"(want) : "memory");
+}
+static void nam__fp_leave(const nam__fpenv *e) {
+    __asm__ __volatile__("msr fpsr, %0" : : "r"(e->fpsr) : "memory");
+    __asm__ __volatile__("msr fpcr, %0" : : "r"(e->fpcr) : "memory");
+}
+#else
+typedef struct nam__fpenv { fenv_t env; } nam__fpenv;
+static void nam__fp_enter(nam__fpenv *e) {
+    feholdexcept(&e->env);
+#ifdef FE_TONEAREST
+    fesetround(FE_TONEAREST);   /* always: glibc's fegetround reads only the x87 word on x86-64, not MXCSR */
+#endif
+}
+static void nam__fp_leave(const nam__fpenv *e) { fesetenv(&e->env); }
+#endif
+/* st = call, evaluated inside the kernel FP environment. */
+#define NAM__FP_CALL(st, call)      \
+    do {                            \
+        nam__fpenv fe_;             \
+        nam__fp_enter(&fe_);        \
+        (st) = (call);              \
+        nam__fp_leave(&fe_);        \
+    } while (0)
+
+/* Split [0, n) into `threads` contiguous ranges and run fn on each (POSIX threads); each
+   worker thread runs inside the kernel FP environment (see above). */
+typedef void (*nam__task_fn)(void *ctx, int64_t begin, int64_t end, int thread);
+typedef struct nam__task { nam__task_fn fn; void *ctx; int64_t begin, end; int thread; } nam__task;
+static void *nam__task_main(void *arg) {
+    nam__task *t = NAM__CAST(nam__task *, arg);
+    nam__fpenv fe;
+    nam__fp_enter(&fe);
+    t->fn(t->ctx, t->begin, t->end, t->thread);
+    nam__fp_leave(&fe);
+    return NULL;
+}
+static void nam__parallel_for(int64_t n, int threads, nam__task_fn fn, void *ctx) {
+    pthread_t tid[256];
+    nam__task task[256];
+    int started[256], i;
+    if (threads > n) threads = NAM__CAST(int, n);
+    if (threads <= 1) { if (n > 0) fn(ctx, 0, n, 0); return; }
+    for (i = 0; i < threads; i++) {
+        task[i].fn = fn;
+        task[i].ctx = ctx;
+        task[i].begin = n * i / threads;
+        task[i].end = n * (i + 1) / threads;
+        task[i].thread = i;
+        started[i] = i > 0 && pthread_create(&tid[i], NULL, nam__task_main, &task[i]) == 0;
+    }
+    fn(ctx, task[0].begin, task[0].end, 0);
+    for (i = 1; i < threads; i++) {
+        if (started[i]) pthread_join(tid[i], NULL);
+        else fn(ctx, task[i].begin, task[i].end, i);   /* no thread: run it here */
+    }
+}
+
+static float nam__silu(float x) { return x / (1.0f + expf(-x)); }
+static float nam__softplus(float x) { return x <= 20.0f ? log1pf(expf(x)) : x; }
+
+
+/* >>kernel-attention ------------------------------------------------------------------------- */
+/* nam_attention: softmax(q k^T * scale + causal mask) v, q (b, sq, hq, d), k/v (b, sk, hk, d).
+
+   NAM_BACKEND_CPU_REF: for every (batch, q head, query row) an exact two-pass softmax in
+   double over the visible keys (max pass, then exp/sum/accumulate). Workspace: sk + d
+   doubles. Single-threaded.
+
+   NAM_BACKEND_CPU (AUTO): FlashAttention-2 tiling. One work item is one tile of R <= 96
+   query rows that share a kv head: Gt query heads of one GQA group (Gt = the largest
+   divisor of hq/hk that is <= 96) times Bq = 96 / Gt consecutive positions, laid out
+   position-major (row r = position r / Gt, head r % Gt), so every K/V tile read serves all
+   of them and decode (sq = 1) still fills the tile with the group's heads. Per item:
+     Qt (d x R, pre-multiplied by scale * log2 e) is packed once;
+     for each key tile of Bc = 96 keys up to the last key any row of the item can see
+     (fully masked tiles are never visited):
+       S^T = K_tile Qt                      (6 x 16 register-blocked FMA kernel; K read in
+                                             place when f32 with unit stride along d and
+                                             d % 8 == 0, else converted to f32 rows)
+       mask (only tiles that cross the causal diagonal)
+       online softmax per row in base 2: m' = max(m, max_j S), alpha = 2^(m - m'),
+       P = 2^(S - m'), l = alpha l + sum_j P (vectorised over the rows)
+       O = alpha O + P V_tile               (6 x 16 kernel over V copied into 16-column
+                                             panels; keys a row cannot see are never
+                                             multiplied in, so a NaN in a masked value row
+                                             does not leak into it)
+     out = O / l; a row with no visible key gets zeros.
+   While one kernel loop runs, the rows the next step reads (this tile's V, the next tile's
+   K, the next item's Q) are prefetched. Items are (batch, kv head, head subgroup, query
+   tile) with the query tiles interleaved first/last/second/second-to-last..., so any run
+   of consecutive items carries about equal causal work; threads claim chunks of items
+   (about 1/16 of their share) from an atomic counter, or without GCC/Clang atomics run
+   the contiguous ranges nam__parallel_for hands them.
+   Workspace per thread, no sq x sk buffer: (2 R dp + Bc R + Bc dp + 14 dp + 5 R) floats,
+   plus Bc dp floats when K is converted (dp = d rounded up to 8 <= 256): at most 340 KiB
+   per thread (436 KiB converting K), about half that at d = 128. nam__sgemm is not used: on
+   hot 96 x 96 x 128 tiles it runs 5-10% slower than these kernels (it packs both operands
+   on every call), it cannot fold the rescale by alpha into the product, and P V needs a
+   different key range per 6-row block to keep masked keys out.
+   The x86-64 build uses AVX2/FMA/F16C kernels (chosen at run time, GCC/Clang); other
+   builds and CPUs, and NAM_NO_SIMD builds, run the same tiling with plain C loops. */
+
+#ifndef NAM__ATTN_BR
+#define NAM__ATTN_BR 96   /* query rows per tile: a multiple of 48 keeps both kernels full */
+#endif
+#ifndef NAM__ATTN_BC
+#define NAM__ATTN_BC 96   /* keys per tile, a multiple of 6 */
+#endif
+#define NAM__ATTN_MAX_D 256
+
+#ifndef NAM__ATTN_PREFETCH
+#if defined(__GNUC__) || defined(__clang__)
+#define NAM__ATTN_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define NAM__ATTN_PREFETCH(p) ((void)(p))
+#endif
+#endif
+
+typedef struct nam__attn_ctx {
+    const nam_attention_desc *d;
+    int64_t b, sq, sk, hq, hk, hd, dp;       /* hd: head dim; dp: hd rounded up to 8 */
+    int64_t qs[NAM_MAX_DIMS], ks[NAM_MAX_DIMS], vs[NAM_MAX_DIMS], os[NAM_MAX_DIMS];
+    int64_t off;                             /* causal: key j visible to row i iff j <= i + off */
+    int causal, kdirect, simd;
+    float scale2;                            /* scale * log2(e) */
+    int64_t group, gt, nsub, bq, rmax, rp, nqt, items;
+    int64_t next, chunk;                     /* dynamic schedule: next unclaimed item, claim size */
+    char *ws;
+    size_t per_thread;
+} nam__attn_ctx;
+
+static int64_t nam__attn_round(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+/* ---- per-thread workspace layout ---------------------------------------------------- */
+typedef struct nam__attn_bufs {
+    float *qt, *st, *o, *m, *l, *alpha, *ktail, *tmp, *kt, *vt;
+    int64_t *vis;
+} nam__attn_bufs;
+
+/* Carves the buffers out of one thread's workspace; with base == NULL only sizes it. */
+static size_t nam__attn_carve(const nam__attn_ctx *c, char *base, nam__attn_bufs *bf) {
+    size_t rp = NAM__CAST(size_t, c->rp), dp = NAM__CAST(size_t, c->dp), bc = NAM__ATTN_BC, fl = sizeof(float);
+    size_t sizes[10], total = 0;
+    void *ptr[10];
+    int i;
+    sizes[0] = fl * dp * rp;                  /* qt: Q^T of the tile, scaled */
+    sizes[1] = fl * bc * rp;                  /* st: S^T, then P^T */
+    sizes[2] = fl * rp * dp;                  /* o: unnormalised output rows */
+    sizes[3] = sizes[4] = sizes[5] = fl * rp; /* m, l, alpha */
+    sizes[6] = sizeof(int64_t) * rp;          /* vis: keys each row sees */
+    sizes[7] = fl * (6 + 8) * dp;             /* ktail (6 rows), tmp (8 rows) */
+    sizes[8] = c->kdirect ? 0 : fl * bc * dp; /* kt: K tile converted to f32 rows */
+    sizes[9] = fl * bc * dp;                  /* vt: V tile as 16-wide column panels */
+    for (i = 0; i < 10; i++) {
+        ptr[i] = base ? NAM__CAST(void *, base + total) : NULL;
+        total += nam__ws_need(sizes[i]);
+    }
+    if (bf) {
+        bf->qt = NAM__CAST(float *, ptr[0]);
+        bf->st = NAM__CAST(float *, ptr[1]);
+        bf->o = NAM__CAST(float *, ptr[2]);
+        bf->m = NAM__CAST(float *, ptr[3]);
+        bf->l = NAM__CAST(float *, ptr[4]);
+        bf->alpha = NAM__CAST(float *, ptr[5]);
+        bf->vis = NAM__CAST(int64_t *, ptr[6]);
+        bf->ktail = NAM__CAST(float *, ptr[7]);
+        bf->tmp = bf->ktail + 6 * dp;
+        bf->kt = c->kdirect ? NULL : NAM__CAST(float *, ptr[8]);
+        bf->vt = NAM__CAST(float *, ptr[9]);
+    }
+    return total;
+}
+
+/* ---- validation ----------------------------------------------------------------------- */
+static nam_status nam__attn_numel(const nam_tensor *t, const char *field, nam_error *err) {
+    int64_t n = 1, lim = INT64_C(1) << 48;
+    int i;
+    for (i = 0; i < t->ndim; i++) {
+        if (t->shape[i] > lim / n)
+            return nam__err(err, NAM_ERR_LIMIT, "%s: more than 2^48 elements", field);
+        n *= t->shape[i];
+    }
+    return NAM_OK;
+}
+
+static nam_status nam__attn_check(const nam_attention_desc *d, nam_backend *ran, nam_error *err) {
+    nam_status st;
+    int64_t hq, hk, hd;
+    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_attention: desc is NULL");
+    if ((st = nam__tensor_basic(&d->q, "q", 4, "b,sq,hq,d", 0, err)) != NAM_OK) return st;
+    if ((st = nam__tensor_basic(&d->k, "k", 4, "b,sk,hk,d", 0, err)) != NAM_OK) return st;
+    if ((st = nam__tensor_basic(&d->v, "v", 4, "b,sk,hk,d", 0, err)) != NAM_OK) return st;
+    if ((st = nam__tensor_basic(&d->out, "out", 4, "b,sq,hq,d", 0, err)) != NAM_OK) return st;
+    if ((st = nam__attn_numel(&d->q, "q", err)) != NAM_OK) return st;
+    if ((st = nam__attn_numel(&d->k, "k", err)) != NAM_OK) return st;
+    hq = d->q.shape[2];
+    hk = d->k.shape[2];
+    hd = d->q.shape[3];
+    if ((st = nam__tensor_dim(&d->k, "k", 0, "b", d->q.shape[0], "q.shape[0]", err)) != NAM_OK) return st;
+    if ((st = nam__tensor_dim(&d->k, "k", 3, "d", hd, "q.shape[3]", err)) != NAM_OK) return st;
+    if ((st = nam__tensor_dim(&d->v, "v", 0, "b", d->q.shape[0], "q.shape[0]", err)) != NAM_OK) return st;
+    if ((st = nam__tensor_dim(&d->v, "v", 1, "sk", d->k.shape[1], "k.shape[1]", err)) != NAM_OK) return st;
+    if ((st = nam__tensor_dim(&d->v, "v", 2, "hk", hk, "k.shape[2]", err)) != NAM_OK) return st;
+    if ((st = nam__tensor_dim(&d->v, "v", 3, "d", hd, "q.shape[3]", err)) != NAM_OK) return st;
+    if ((st = nam__tensor_dim(&d->out, "out", 0, "b", d->q.shape[0], "q.shape[0]", err)) != NAM_OK) return st;
+    if ((st = nam__tensor_dim(&d->out, "out", 1, "sq", d->q.shape[1], "q.shape[1]", err)) != NAM_OK) return st;
+    if ((st = nam__tensor_dim(&d->out, "out", 2, "hq", hq, "q.shape[2]", err)) != NAM_OK) return st;
+    if ((st = nam__tensor_dim(&d->out, "out", 3, "d", hd, "q.shape[3]", err)) != NAM_OK) return st;
+    if (hq % hk != 0)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "q.shape[2] (hq) = %lld is not a multiple of k.shape[2] (hk) = %lld (GQA needs hq %% hk == 0)",
+                        NAM__CAST(long long, hq), NAM__CAST(long long, hk));
+    if (hd > NAM__ATTN_MAX_D)
+        return nam__err(err, NAM_ERR_RANGE, "q.shape[3] (d) = %lld exceeds the largest supported head dim %d", NAM__CAST(long long, hd), NAM__ATTN_MAX_D);
+    if (d->causal && d->align != NAM_CAUSAL_BOTTOM_RIGHT && d->align != NAM_CAUSAL_TOP_LEFT)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "align = %d is not a nam_causal_align (0 bottom-right, 1 top-left)", NAM__CAST(int, d->align));
+    if (d->scale - d->scale != 0.0f)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "scale = %g is not finite (0 means 1/sqrt(d))", NAM__CAST(double, d->scale));
+    {
+        const nam_tensor *ts[4];
+        static const char *const nm[4] = {"q", "k", "v", "out"};
+        ts[0] = &d->q; ts[1] = &d->k; ts[2] = &d->v; ts[3] = &d->out;
+        if ((st = nam__same_device(4, ts, nm, err)) != NAM_OK) return st;
+    }
+    return nam_query_backend(d->backend, d->q.device, ran, err);
+}
+
+static int nam__attn_have_simd(void) { return nam__cpu_avx2_fma() && nam__cpu_f16c(); }
+
+static void nam__attn_setup(const nam_attention_desc *d, nam__attn_ctx *c) {
+    int64_t g;
+    memset(c, 0, sizeof *c);
+    c->d = d;
+    c->b = d->q.shape[0];
+    c->sq = d->q.shape[1];
+    c->hq = d->q.shape[2];
+    c->sk = d->k.shape[1];
+    c->hk = d->k.shape[2];
+    c->hd = d->q.shape[3];
+    c->dp = nam__attn_round(c->hd, 8);
+    nam__tensor_strides(&d->q, c->qs);
+    nam__tensor_strides(&d->k, c->ks);
+    nam__tensor_strides(&d->v, c->vs);
+    nam__tensor_strides(&d->out, c->os);
+    c->causal = d->causal != 0;
+    c->off = c->causal && d->align == NAM_CAUSAL_BOTTOM_RIGHT ? c->sk - c->sq : 0;
+    c->scale2 = NAM__CAST(float, (d->scale != 0.0f ? NAM__CAST(double, d->scale) : 1.0 / sqrt(NAM__CAST(double, c->hd))) * 1.4426950408889634);
+    c->kdirect = d->k.dtype == NAM_F32 && c->ks[3] == 1 && c->hd % 8 == 0;
+    c->group = c->hq / c->hk;
+    for (g = c->group < NAM__ATTN_BR ? c->group : NAM__ATTN_BR; g > 1; g--)
+        if (c->group % g == 0) break;
+    c->gt = g;
+    c->nsub = c->group / g;
+    c->bq = NAM__ATTN_BR / g;
+    if (c->bq > c->sq) c->bq = c->sq;
+    c->rmax = c->bq * c->gt;
+    c->rp = nam__attn_round(nam__attn_round(c->rmax, 6), 16);
+    c->nqt = (c->sq + c->bq - 1) / c->bq;
+    c->items = c->b * c->hk * c->nsub * c->nqt;
+    c->per_thread = nam__attn_carve(c, NULL, NULL);
+    c->simd = nam__attn_have_simd();
+}
+
+/* ---- AVX2 kernels ----------------------------------------------------------------------- */
+#if NAM__X86_SIMD
+/* 2^x for x <= 0 (or NaN): 0 below -126, NaN stays NaN. Cephes exp2f polynomial on [-0.5, 0.5]. */
+NAM__TARGET_AVX2_F16C static __m256 nam__attn_exp2_avx2(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-126.0f), hi = _mm256_set1_ps(126.0f);
+    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ), n, f, p;
+    __m256i e;
+    x = _mm256_max_ps(lo, x);   /* NaN in the second operand passes through */
+    x = _mm256_min_ps(hi, x);
+    n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    f = _mm256_sub_ps(x, n);
+    p = _mm256_set1_ps(1.535336188319500e-4f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.339887440266574e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618437357674640e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550332471162809e-2f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402264791363012e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931472028550421e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    p = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    return _mm256_andnot_ps(under, p);
+}
+
+/* st[r][0..16) for 6 key rows r: sum_c k[r][c] * qt[c][0..16). */
+NAM__TARGET_AVX2_F16C static void nam__attn_qk_6x16(const float *k, int64_t ldk, const float *qt, int64_t ldq, int64_t dp, float *st, int64_t lds) {
+    const float *k0 = k, *k1 = k + ldk, *k2 = k + 2 * ldk, *k3 = k + 3 * ldk, *k4 = k + 4 * ldk, *k5 = k + 5 * ldk;
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
+    __m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    int64_t c;
+    for (c = 0; c < dp; c++) {
+        const float *q = qt + c * ldq;
+        __m256 q0 = _mm256_load_ps(q), q1 = _mm256_load_ps(q + 8), x;
+        x = _mm256_broadcast_ss(k0 + c); a00 = _mm256_fmadd_ps(x, q0, a00); a01 = _mm256_fmadd_ps(x, q1, a01);
+        x = _mm256_broadcast_ss(k1 + c); a10 = _mm256_fmadd_ps(x, q0, a10); a11 = _mm256_fmadd_ps(x, q1, a11);
+        x = _mm256_broadcast_ss(k2 + c); a20 = _mm256_fmadd_ps(x, q0, a20); a21 = _mm256_fmadd_ps(x, q1, a21);
+        x = _mm256_broadcast_ss(k3 + c); a30 = _mm256_fmadd_ps(x, q0, a30); a31 = _mm256_fmadd_ps(x, q1, a31);
+        x = _mm256_broadcast_ss(k4 + c); a40 = _mm256_fmadd_ps(x, q0, a40); a41 = _mm256_fmadd_ps(x, q1, a41);
+        x = _mm256_broadcast_ss(k5 + c); a50 = _mm256_fmadd_ps(x, q0, a50); a51 = _mm256_fmadd_ps(x, q1, a51);
+    }
+    _mm256_store_ps(st, a00); _mm256_store_ps(st + 8, a01); st += lds;
+    _mm256_store_ps(st, a10); _mm256_store_ps(st + 8, a11); st += lds;
+    _mm256_store_ps(st, a20); _mm256_store_ps(st + 8, a21); st += lds;
+    _mm256_store_ps(st, a30); _mm256_store_ps(st + 8, a31); st += lds;
+    _mm256_store_ps(st, a40); _mm256_store_ps(st + 8, a41); st += lds;
+    _mm256_store_ps(st, a50); _mm256_store_ps(st + 8, a51);
+}
+
+/* o[r][0..8w) = alpha[r] o[r] + sum_{j < jn} pt[j][r] v[j][0..8w) for 6 rows r, w = 1 or 2. */
+NAM__TARGET_AVX2_F16C static void nam__attn_pv_6x16(const float *pt, int64_t ldp, const float *v, int64_t ldv, int64_t jn,
+                                               const float *alpha, float *o, int64_t ldo) {
+    __m256 x, o00, o01, o10, o11, o20, o21, o30, o31, o40, o41, o50, o51;
+    int64_t j;
+    x = _mm256_broadcast_ss(alpha + 0); o00 = _mm256_mul_ps(x, _mm256_load_ps(o)); o01 = _mm256_mul_ps(x, _mm256_load_ps(o + 8));
+    x = _mm256_broadcast_ss(alpha + 1); o10 = _mm256_mul_ps(x, _mm256_load_ps(o + ldo)); o11 = _mm256_mul_ps(x, _mm256_load_ps(o + ldo + 8));
+    x = _mm256_broadcast_ss(alpha + 2); o20 = _mm256_mul_ps(x, _mm256_load_ps(o + 2 * ldo)); o21 = _mm256_mul_ps(x, _mm256_load_ps(o + 2 * ldo + 8));
+    x = _mm256_broadcast_ss(alpha + 3); o30 = _mm256_mul_ps(x, _mm256_load_ps(o + 3 * ldo)); o31 = _mm256_mul_ps(x, _mm256_load_ps(o + 3 * ldo + 8));
+    x = _mm256_broadcast_ss(alpha + 4); o40 = _mm256_mul_ps(x, _mm256_load_ps(o + 4 * ldo)); o41 = _mm256_mul_ps(x, _mm256_load_ps(o + 4 * ldo + 8));
+    x = _mm256_broadcast_ss(alpha + 5); o50 = _mm256_mul_ps(x, _mm256_load_ps(o + 5 * ldo)); o51 = _mm256_mul_ps(x, _mm256_load_ps(o + 5 * ldo + 8));
+    for (j = 0; j < jn; j++) {
+        const float *p = pt + j * ldp, *vr = v + j * ldv;
+        __m256 v0 = _mm256_loadu_ps(vr), v1 = _mm256_loadu_ps(vr + 8);
+        x = _mm256_broadcast_ss(p + 0); o00 = _mm256_fmadd_ps(x, v0, o00); o01 = _mm256_fmadd_ps(x, v1, o01);
+        x = _mm256_broadcast_ss(p + 1); o10 = _mm256_fmadd_ps(x, v0, o10); o11 = _mm256_fmadd_ps(x, v1, o11);
+        x = _mm256_broadcast_ss(p + 2); o20 = _mm256_fmadd_ps(x, v0, o20); o21 = _mm256_fmadd_ps(x, v1, o21);
+        x = _mm256_broadcast_ss(p + 3); o30 = _mm256_fmadd_ps(x, v0, o30); o31 = _mm256_fmadd_ps(x, v1, o31);
+        x = _mm256_broadcast_ss(p + 4); o40 = _mm256_fmadd_ps(x, v0, o40); o41 = _mm256_fmadd_ps(x, v1, o41);
+        x = _mm256_broadcast_ss(p + 5); o50 = _mm256_fmadd_ps(x, v0, o50); o51 = _mm256_fmadd_ps(x, v1, o51);
+    }
+    _mm256_store_ps(o, o00); _mm256_store_ps(o + 8, o01); o += ldo;
+    _mm256_store_ps(o, o10); _mm256_store_ps(o + 8, o11); o += ldo;
+    _mm256_store_ps(o, o20); _mm256_store_ps(o + 8, o21); o += ldo;
+    _mm256_store_ps(o, o30); _mm256_store_ps(o + 8, o31); o += ldo;
+    _mm256_store_ps(o, o40); _mm256_store_ps(o + 8, o41); o += ldo;
+    _mm256_store_ps(o, o50); _mm256_store_ps(o + 8, o51);
+}
+
+NAM__TARGET_AVX2_F16C static void nam__attn_pv_6x8(const float *pt, int64_t ldp, const float *v, int64_t ldv, int64_t jn,
+                                              const float *alpha, float *o, int64_t ldo) {
+    __m256 x, o0, o1, o2, o3, o4, o5;
+    int64_t j;
+    o0 = _mm256_mul_ps(_mm256_broadcast_ss(alpha + 0), _mm256_load_ps(o));
+    o1 = _mm256_mul_ps(_mm256_broadcast_ss(alpha + 1), _mm256_load_ps(o + ldo));
+    o2 = _mm256_mul_ps(_mm256_broadcast_ss(alpha + 2), _mm256_load_ps(o + 2 * ldo));
+    o3 = _mm256_mul_ps(_mm256_broadcast_ss(alpha + 3), _mm256_load_ps(o + 3 * ldo));
+    o4 = _mm256_mul_ps(_mm256_broadcast_ss(alpha + 4), _mm256_load_ps(o + 4 * ldo));
+    o5 = _mm256_mul_ps(_mm256_broadcast_ss(alpha + 5), _mm256_load_ps(o + 5 * ldo));
+    for (j = 0; j < jn; j++) {
+        const float *p = pt + j * ldp;
+        __m256 v0 = _mm256_loadu_ps(v + j * ldv);
+        x = _mm256_broadcast_ss(p + 0); o0 = _mm256_fmadd_ps(x, v0, o0);
+        x = _mm256_broadcast_ss(p + 1); o1 = _mm256_fmadd_ps(x, v0, o1);
+        x = _mm256_broadcast_ss(p + 2); o2 = _mm256_fmadd_ps(x, v0, o2);
+        x = _mm256_broadcast_ss(p + 3); o3 = _mm256_fmadd_ps(x, v0, o3);
+        x = _mm256_broadcast_ss(p + 4); o4 = _mm256_fmadd_ps(x, v0, o4);
+        x = _mm256_broadcast_ss(p + 5); o5 = _mm256_fmadd_ps(x, v0, o5);
+    }
+    _mm256_store_ps(o, o0); _mm256_store_ps(o + ldo, o1); _mm256_store_ps(o + 2 * ldo, o2);
+    _mm256_store_ps(o + 3 * ldo, o3); _mm256_store_ps(o + 4 * ldo, o4); _mm256_store_ps(o + 5 * ldo, o5);
+}
+
+/* Online softmax over the key rows j < jn of st (rows x rp, in place -> P), all rp lanes. */
+NAM__TARGET_AVX2_F16C static void nam__attn_softmax_avx2(float *st, int64_t lds, int64_t jn, int64_t rp, float *m, float *l, float *alpha) {
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), zero = _mm256_setzero_ps();
+    int64_t r, j;
+    for (r = 0; r < rp; r += 16) {
+        __m256 mo0 = _mm256_load_ps(m + r), mo1 = _mm256_load_ps(m + r + 8), mx0 = mo0, mx1 = mo1, mu0, mu1, s0, s1;
+        __m256 sum0 = zero, sum1 = zero, al0, al1;
+        for (j = 0; j < jn; j++) {
+            mx0 = _mm256_max_ps(mx0, _mm256_load_ps(st + j * lds + r));
+            mx1 = _mm256_max_ps(mx1, _mm256_load_ps(st + j * lds + r + 8));
+        }
+        mu0 = _mm256_blendv_ps(mx0, zero, _mm256_cmp_ps(mx0, ninf, _CMP_EQ_OQ));   /* nothing seen yet: subtract 0 */
+        mu1 = _mm256_blendv_ps(mx1, zero, _mm256_cmp_ps(mx1, ninf, _CMP_EQ_OQ));
+        al0 = nam__attn_exp2_avx2(_mm256_sub_ps(mo0, mu0));
+        al1 = nam__attn_exp2_avx2(_mm256_sub_ps(mo1, mu1));
+        for (j = 0; j < jn; j++) {
+            float *p = st + j * lds + r;
+            s0 = nam__attn_exp2_avx2(_mm256_sub_ps(_mm256_load_ps(p), mu0));
+            s1 = nam__attn_exp2_avx2(_mm256_sub_ps(_mm256_load_ps(p + 8), mu1));
+            _mm256_store_ps(p, s0);
+            _mm256_store_ps(p + 8, s1);
+            sum0 = _mm256_add_ps(sum0, s0);
+            sum1 = _mm256_add_ps(sum1, s1);
+        }
+        _mm256_store_ps(l + r, _mm256_fmadd_ps(_mm256_load_ps(l + r), al0, sum0));
+        _mm256_store_ps(l + r + 8, _mm256_fmadd_ps(_mm256_load_ps(l + r + 8), al1, sum1));
+        _mm256_store_ps(m + r, mx0);
+        _mm256_store_ps(m + r + 8, mx1);
+        _mm256_store_ps(alpha + r, al0);
+        _mm256_store_ps(alpha + r + 8, al1);
+    }
+}
+
+/* n contiguous elements of dtype dt at src -> f32 (f16 via F16C, bf16 by shifting). */
+NAM__TARGET_AVX2_F16C static void nam__attn_cvt_avx2(const void *src, nam_dtype dt, int64_t n, float *dst) {
+    int64_t i = 0;
+    const uint16_t *h = NAM__CAST(const uint16_t *, src);
+    if (dt == NAM_F16)
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(NAM__CAST(const __m128i *, NAM__CAST(const void *, h + i)))));
+    else if (dt == NAM_BF16)
+        for (; i + 8 <= n; i += 8) {
+            __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(NAM__CAST(const __m128i *, NAM__CAST(const void *, h + i))));
+            _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
+        }
+    for (; i < n; i++) dst[i] = nam__load(src, dt, i);
+}
+
+/* qt[e * ldq + x] = src[x][e] * scale for 8 rows x, e < dp (dp % 8 == 0): 8 x 8 transposes. */
+NAM__TARGET_AVX2_F16C static void nam__attn_qpack8_avx2(const float *const *src, int64_t dp, float scale, float *qt, int64_t ldq) {
+    const __m256 sc = _mm256_set1_ps(scale);
+    int64_t e;
+    for (e = 0; e < dp; e += 8) {
+        __m256 r0 = _mm256_loadu_ps(src[0] + e), r1 = _mm256_loadu_ps(src[1] + e), r2 = _mm256_loadu_ps(src[2] + e), r3 = _mm256_loadu_ps(src[3] + e);
+        __m256 r4 = _mm256_loadu_ps(src[4] + e), r5 = _mm256_loadu_ps(src[5] + e), r6 = _mm256_loadu_ps(src[6] + e), r7 = _mm256_loadu_ps(src[7] + e);
+        __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+        __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5), t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+        __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE), u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE), u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+        float *q = qt + e * ldq;
+        _mm256_store_ps(q + 0 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u0, u4, 0x20)));
+        _mm256_store_ps(q + 1 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u1, u5, 0x20)));
+        _mm256_store_ps(q + 2 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u2, u6, 0x20)));
+        _mm256_store_ps(q + 3 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u3, u7, 0x20)));
+        _mm256_store_ps(q + 4 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u0, u4, 0x31)));
+        _mm256_store_ps(q + 5 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u1, u5, 0x31)));
+        _mm256_store_ps(q + 6 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u2, u6, 0x31)));
+        _mm256_store_ps(q + 7 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u3, u7, 0x31)));
+    }
+}
+#endif /* NAM__X86_SIMD */
+
+/* ---- portable kernels (same contracts as the AVX2 ones) -------------------------------- */
+static void nam__attn_qk_c(const float *k, int64_t ldk, int64_t nk, const float *qt, int64_t ldq, int64_t dp, int64_t rp, float *st, int64_t lds) {
+    int64_t j, r, c;
+    for (j = 0; j < nk; j++) {
+        float *s = st + j * lds;
+        for (r = 0; r < rp; r++) s[r] = 0.0f;
+        for (c = 0; c < dp; c++) {
+            float kc = k[j * ldk + c];
+            const float *q = qt + c * ldq;
+            for (r = 0; r < rp; r++) s[r] += kc * q[r];
+        }
+    }
+}
+
+static void nam__attn_softmax_c(float *st, int64_t lds, int64_t jn, int64_t rp, float *m, float *l, float *alpha) {
+    int64_t r, j;
+    for (r = 0; r < rp; r++) {
+        float mx = m[r], mu, sum = 0.0f;
+        for (j = 0; j < jn; j++) {
+            float s = st[j * lds + r];
+            if (s > mx || s != s) mx = s;
+        }
+        mu = mx == -INFINITY ? 0.0f : mx;
+        alpha[r] = exp2f(m[r] - mu);
+        for (j = 0; j < jn; j++) {
+            float p = exp2f(st[j * lds + r] - mu);
+            st[j * lds + r] = p;
+            sum += p;
+        }
+        l[r] = l[r] * alpha[r] + sum;
+        m[r] = mx;
+    }
+}
+
+/* ---- one work item ------------------------------------------------------------------------ */
+static const void *nam__attn_ptr(const void *base, nam_dtype dt, int64_t off) {
+    return NAM__CAST(const void *, NAM__CAST(const char *, base) + off * (dt == NAM_F32 ? 4 : 2));
+}
+
+/* Element `off` of t as the start of an f32 row of hd values: in place when t is f32 with
+   unit stride along d and hd % 8 == 0, else converted into tmp (zero padded to dp). */
+static const float *nam__attn_row(const nam__attn_ctx *c, const nam_tensor *t, int64_t est, int64_t off, float *tmp) {
+    int64_t e;
+    if (t->dtype == NAM_F32 && est == 1) {
+        if (c->hd == c->dp) return NAM__CAST(const float *, t->data) + off;
+        memcpy(tmp, NAM__CAST(const float *, t->data) + off, sizeof(float) * NAM__CAST(size_t, c->hd));
+    } else
+#if NAM__X86_SIMD
+    if (c->simd && est == 1) nam__attn_cvt_avx2(nam__attn_ptr(t->data, t->dtype, off), t->dtype, c->hd, tmp);
+    else
+#endif
+        for (e = 0; e < c->hd; e++) tmp[e] = nam__load(t->data, t->dtype, off + e * est);
+    for (e = c->hd; e < c->dp; e++) tmp[e] = 0.0f;
+    return tmp;
+}
+
+/* V rows j0..j0+n of one (batch, kv head) into column panels: panel p (16 columns, the last
+   one 8 when dp % 16 == 8) holds row j at vt + p * 16 * BC + j * width. */
+static void nam__attn_pack_v(const nam__attn_ctx *c, int64_t base, int64_t j0, int64_t n, float *vt, float *tmp) {
+    int64_t j, p;
+    for (j = 0; j < n; j++) {
+        const float *src = nam__attn_row(c, &c->d->v, c->vs[3], base + (j0 + j) * c->vs[1], tmp);
+        for (p = 0; p * 16 + 16 <= c->dp; p++) memcpy(vt + p * 16 * NAM__ATTN_BC + j * 16, src + p * 16, 16 * sizeof(float));
+        if (p * 16 < c->dp) memcpy(vt + p * 16 * NAM__ATTN_BC + j * 8, src + p * 16, 8 * sizeof(float));
+    }
+}
+
+/* Where one work item's rows live. */
+typedef struct nam__attn_geom {
+    int64_t bi, kvh, h0, i0, rows, kbase, vbase, kend;
+} nam__attn_geom;
+
+static void nam__attn_geometry(const nam__attn_ctx *c, int64_t item, nam__attn_geom *g) {
+    int64_t t = item % c->nqt, rest = item / c->nqt, sub, qt, nb, last;
+    sub = rest % c->nsub;
+    rest /= c->nsub;
+    g->kvh = rest % c->hk;
+    g->bi = rest / c->hk;
+    qt = (t & 1) ? c->nqt - 1 - t / 2 : t / 2;      /* interleave cheap and expensive causal tiles */
+    g->h0 = g->kvh * c->group + sub * c->gt;
+    g->i0 = qt * c->bq;
+    nb = c->sq - g->i0 < c->bq ? c->sq - g->i0 : c->bq;
+    g->rows = nb * c->gt;
+    g->kbase = g->bi * c->ks[0] + g->kvh * c->ks[2];
+    g->vbase = g->bi * c->vs[0] + g->kvh * c->vs[2];
+    g->kend = c->sk;
+    if (c->causal) {
+        last = g->i0 + nb - 1 + c->off + 1;
+        g->kend = last < 0 ? 0 : last > c->sk ? c->sk : last;
+    }
+}
+
+/* Rows to prefetch while a kernel loop runs, spread over its calls: row x of a job starts
+   at element base + (x / per) * s1 + (x % per) * s2 of t (unit stride along d only). */
+typedef struct nam__attn_pf {
+    const nam_tensor *t;
+    int64_t base, s1, s2, per, n;
+} nam__attn_pf;
+typedef struct nam__attn_pfs {
+    nam__attn_pf job[2];
+    int cur;
+    int64_t x, done, total, calls;
+} nam__attn_pfs;
+
+/* Adds a job (at most two per loop); est is t's stride along d (no prefetch unless 1). */
+static void nam__attn_pf_job(nam__attn_pfs *s, const nam_tensor *t, int64_t est, int64_t base, int64_t s1, int64_t s2, int64_t per, int64_t n) {
+    nam__attn_pf *j = &s->job[s->job[0].n > 0 ? 1 : 0];
+    j->t = t;
+    j->base = base;
+    j->s1 = s1;
+    j->s2 = s2;
+    j->per = per;
+    j->n = est == 1 && n > 0 ? n : 0;
+    s->total += j->n;
+}
+
+static void nam__attn_pf_step(const nam__attn_ctx *c, nam__attn_pfs *s, int64_t call) {
+    while (s->done < s->total && s->done * s->calls < call * s->total) {
+        const nam__attn_pf *j;
+        const char *p;
+        int64_t b, bytes;
+        while (s->x >= s->job[s->cur].n) { s->x = 0; s->cur++; }
+        j = &s->job[s->cur];
+        p = NAM__CAST(const char *, nam__attn_ptr(j->t->data, j->t->dtype, j->base + (s->x / j->per) * j->s1 + (s->x % j->per) * j->s2));
+        bytes = c->hd * (j->t->dtype == NAM_F32 ? 4 : 2);
+        for (b = 0; b < bytes; b += 64) NAM__ATTN_PREFETCH(p + b);
+        s->x++;
+        s->done++;
+    }
+}
+
+static void nam__attn_pf_init(nam__attn_pfs *s, int64_t calls) {
+    memset(s, 0, sizeof *s);
+    s->calls = calls > 0 ? calls : 1;
+}
+
+/* o[0..dp) += sum_{j in [j1, j2)} pt[j * ldp] * V[j] over the panels (scalar). */
+static void nam__attn_pv_row_c(const float *pt, int64_t ldp, const float *vt, int64_t dp, int64_t j1, int64_t j2, float *o) {
+    int64_t j, p, e;
+    for (p = 0; p * 16 < dp; p++) {
+        int64_t w = dp - p * 16 < 16 ? 8 : 16;
+        const float *panel = vt + p * 16 * NAM__ATTN_BC;
+        float *op = o + p * 16;
+        for (j = j1; j < j2; j++) {
+            float pj = pt[j * ldp];
+            const float *vr = panel + j * w;
+            for (e = 0; e < w; e++) op[e] += pj * vr[e];
+        }
+    }
+}
+
+static void nam__attn_item(const nam__attn_ctx *c, int64_t item, const nam__attn_bufs *bf) {
+    const nam_attention_desc *d = c->d;
+    nam__attn_geom g, gn;
+    int64_t bi, h0, i0, rows, rp, r, e, j0, kend, dp = c->dp, hd = c->hd, kbase, vbase;
+    float *qtb = bf->qt, *st = bf->st, *o = bf->o;
+    nam__attn_geometry(c, item, &g);
+    bi = g.bi;
+    h0 = g.h0;
+    i0 = g.i0;
+    rows = g.rows;
+    kbase = g.kbase;
+    vbase = g.vbase;
+    rp = nam__attn_round(nam__attn_round(rows, 6), 16);
+    if (item + 1 < c->items) nam__attn_geometry(c, item + 1, &gn);
+    else gn.rows = gn.kend = 0;
+
+    /* visible keys per row (monotone in r; padding rows copy the last row) */
+    for (r = 0; r < rp; r++) {
+        int64_t pos = i0 + (r < rows ? r : rows - 1) / c->gt, n = c->sk;
+        if (c->causal) {
+            n = pos + c->off + 1;
+            n = n < 0 ? 0 : n > c->sk ? c->sk : n;
+        }
+        bf->vis[r] = n;
+        bf->m[r] = -INFINITY;
+        bf->l[r] = 0.0f;
+    }
+    kend = bf->vis[rows - 1];   /* == g.kend */
+
+    /* Qt (dp x rp), scaled into base-2 logits; zero padding. 8 rows at a time, so each
+       cache line of Qt is written in one visit. */
+    memset(qtb, 0, sizeof(float) * NAM__CAST(size_t, dp * rp));
+    for (r = 0; r < rows; r += 8) {
+        const float *src[8];
+        int64_t n = rows - r < 8 ? rows - r : 8, x;
+        for (x = 0; x < n; x++)
+            src[x] = nam__attn_row(c, &d->q, c->qs[3], bi * c->qs[0] + (i0 + (r + x) / c->gt) * c->qs[1] + (h0 + (r + x) % c->gt) * c->qs[2], bf->tmp + x * dp);
+#if NAM__X86_SIMD
+        if (c->simd && n == 8) { nam__attn_qpack8_avx2(src, dp, c->scale2, qtb + r, rp); continue; }
+#endif
+        for (e = 0; e < hd; e++)
+            for (x = 0; x < n; x++) qtb[e * rp + r + x] = src[x][e] * c->scale2;
+    }
+    memset(o, 0, sizeof(float) * NAM__CAST(size_t, rp * dp));
+
+    for (j0 = 0; j0 < kend; j0 += NAM__ATTN_BC) {
+        int64_t jn = kend - j0 < NAM__ATTN_BC ? kend - j0 : NAM__ATTN_BC, ldk, j, rb, call = 0;
+        const float *kt;
+        nam__attn_pfs pfs;
+        if (c->kdirect) {
+            kt = NAM__CAST(const float *, d->k.data) + kbase + j0 * c->ks[1];
+            ldk = c->ks[1];
+        } else {
+            for (j = 0; j < jn; j++) {
+                const float *src = nam__attn_row(c, &d->k, c->ks[3], kbase + (j0 + j) * c->ks[1], bf->kt + j * dp);
+                if (src != bf->kt + j * dp) memcpy(bf->kt + j * dp, src, sizeof(float) * NAM__CAST(size_t, dp));
+            }
+            kt = bf->kt;
+            ldk = dp;
+        }
+
+        /* S^T = K Qt, prefetching this tile's V rows meanwhile */
+        nam__attn_pf_init(&pfs, rp / 16 * (jn / 6));
+        nam__attn_pf_job(&pfs, &d->v, c->vs[3], vbase + j0 * c->vs[1], c->vs[1], 0, 1, jn);
+#if NAM__X86_SIMD
+        if (c->simd) {
+            for (rb = 0; rb < rp; rb += 16) {
+                for (j = 0; j + 6 <= jn; j += 6) {
+                    nam__attn_qk_6x16(kt + j * ldk, ldk, qtb + rb, rp, dp, st + j * rp + rb, rp);
+                    nam__attn_pf_step(c, &pfs, ++call);
+                }
+                if (j < jn) {
+                    int64_t n = jn - j;
+                    for (e = 0; e < 6; e++) {
+                        if (e < n) memcpy(bf->ktail + e * dp, kt + (j + e) * ldk, sizeof(float) * NAM__CAST(size_t, dp));
+                        else memset(bf->ktail + e * dp, 0, sizeof(float) * NAM__CAST(size_t, dp));
+                    }
+                    nam__attn_qk_6x16(bf->ktail, dp, qtb + rb, rp, dp, st + j * rp + rb, rp);
+                }
+            }
+        } else
+#endif
+        {
+            nam__attn_qk_c(kt, ldk, jn, qtb, rp, dp, rp, st, rp);
+            nam__attn_pf_step(c, &pfs, pfs.calls);
+        }
+        nam__attn_pack_v(c, vbase, j0, jn, bf->vt, bf->tmp);
+
+        /* causal mask on tiles that cross the diagonal: row r sees keys < vis[r] */
+        if (c->causal && j0 + jn > bf->vis[0])
+            for (j = 0; j < jn; j++)
+                for (r = 0; r < rp && bf->vis[r] <= j0 + j; r++) st[j * rp + r] = -INFINITY;
+
+#if NAM__X86_SIMD
+        if (c->simd) nam__attn_softmax_avx2(st, rp, jn, rp, bf->m, bf->l, bf->alpha);
+        else
+#endif
+            nam__attn_softmax_c(st, rp, jn, rp, bf->m, bf->l, bf->alpha);
+
+        /* O = alpha O + P V: keys every row of a 6-row block sees in the kernel, the rest row
+           by row. Meanwhile prefetch what comes next: the next tile's K rows, or after the
+           last tile the next item's Q rows and first K tile. */
+        nam__attn_pf_init(&pfs, (rows + 5) / 6);
+        if (j0 + NAM__ATTN_BC < kend)
+            nam__attn_pf_job(&pfs, &d->k, c->ks[3], kbase + (j0 + NAM__ATTN_BC) * c->ks[1], c->ks[1], 0, 1, kend - j0 - NAM__ATTN_BC < NAM__ATTN_BC ? kend - j0 - NAM__ATTN_BC : NAM__ATTN_BC);
+        else if (gn.rows > 0) {
+            nam__attn_pf_job(&pfs, &d->q, c->qs[3], gn.bi * c->qs[0] + gn.i0 * c->qs[1] + gn.h0 * c->qs[2], c->qs[1], c->qs[2], c->gt, gn.rows);
+            nam__attn_pf_job(&pfs, &d->k, c->ks[3], gn.kbase, c->ks[1], 0, 1, gn.kend < NAM__ATTN_BC ? gn.kend : NAM__ATTN_BC);
+        }
+        call = 0;
+        for (rb = 0; rb < rows; rb += 6) {
+            int64_t jc = bf->vis[rb] - j0, rr;
+            jc = jc < 0 ? 0 : jc > jn ? jn : jc;
+#if NAM__X86_SIMD
+            if (c->simd) {
+                int64_t p;
+                for (p = 0; p * 16 < dp; p++) {
+                    const float *panel = bf->vt + p * 16 * NAM__ATTN_BC;
+                    if (dp - p * 16 >= 16) nam__attn_pv_6x16(st + rb, rp, panel, 16, jc, bf->alpha + rb, o + rb * dp + p * 16, dp);
+                    else nam__attn_pv_6x8(st + rb, rp, panel, 8, jc, bf->alpha + rb, o + rb * dp + p * 16, dp);
+                }
+            } else
+#endif
+            {
+                for (rr = rb; rr < rb + 6; rr++) {
+                    float a = bf->alpha[rr], *orow = o + rr * dp;
+                    for (e = 0; e < dp; e++) orow[e] *= a;
+                    nam__attn_pv_row_c(st + rr, rp, bf->vt, dp, 0, jc, orow);
+                }
+            }
+            for (rr = rb; rr < rb + 6 && rr < rows; rr++) {
+                int64_t je = bf->vis[rr] - j0;
+                je = je > jn ? jn : je;
+                if (je > jc) nam__attn_pv_row_c(st + rr, rp, bf->vt, dp, jc, je, o + rr * dp);
+            }
+            nam__attn_pf_step(c, &pfs, ++call);
+        }
+    }
+
+    /* out = O / l; rows that see no key are 0 */
+    for (r = 0; r < rows; r++) {
+        int64_t row = bi * c->os[0] + (i0 + r / c->gt) * c->os[1] + (h0 + r % c->gt) * c->os[2];
+        float inv = bf->vis[r] > 0 ? 1.0f / bf->l[r] : 0.0f, *orow = o + r * dp;
+        if (bf->vis[r] == 0)
+            for (e = 0; e < hd; e++) nam__store(d->out.data, d->out.dtype, row + e * c->os[3], 0.0f);
+        else if (d->out.dtype == NAM_F32 && c->os[3] == 1) {
+            float *dst = NAM__CAST(float *, d->out.data) + row;
+            for (e = 0; e < hd; e++) dst[e] = orow[e] * inv;
+        } else
+            for (e = 0; e < hd; e++) nam__store(d->out.data, d->out.dtype, row + e * c->os[3], orow[e] * inv);
+    }
+}
+
+/* One thread. With GCC/Clang atomics the threads claim chunks of consecutive items from a
+   shared counter (a core slowed by other work does not hold the others up); otherwise each
+   thread runs the contiguous range nam__parallel_for gives it. Every item writes only its
+   own output rows, so the result does not depend on the schedule. */
+static void nam__attn_task(void *ctx, int64_t begin, int64_t end, int thread) {
+    nam__attn_ctx *c = NAM__CAST(nam__attn_ctx *, ctx);
+    nam__attn_bufs bf;
+    int64_t it;
+    nam__attn_carve(c, c->ws + NAM__CAST(size_t, thread) * c->per_thread, &bf);
+#if defined(__GNUC__) || defined(__clang__)
+    (void)begin;
+    (void)end;
+    for (;;) {
+        int64_t stop;
+        it = __atomic_fetch_add(&c->next, c->chunk, __ATOMIC_RELAXED);
+        if (it >= c->items) break;
+        stop = it + c->chunk < c->items ? it + c->chunk : c->items;
+        for (; it < stop; it++) nam__attn_item(c, it, &bf);
+    }
+#else
+    for (it = begin; it < end; it++) nam__attn_item(c, it, &bf);
+#endif
+}
+
+/* ---- reference ------------------------------------------------------------------------------ */
+static void nam__attn_ref(const nam_attention_desc *d, char *ws) {
+    int64_t qs[NAM_MAX_DIMS], ks[NAM_MAX_DIMS], vs[NAM_MAX_DIMS], os[NAM_MAX_DIMS];
+    int64_t b = d->q.shape[0], sq = d->q.shape[1], hq = d->q.shape[2], hd = d->q.shape[3];
+    int64_t sk = d->k.shape[1], hk = d->k.shape[2], group = hq / hk, off, bi, h, i, j, e;
+    double scale = d->scale != 0.0f ? NAM__CAST(double, d->scale) : 1.0 / sqrt(NAM__CAST(double, hd));
+    char *cur = ws;
+    double *s = NAM__CAST(double *, nam__ws_take(&cur, sizeof(double) * NAM__CAST(size_t, sk)));
+    double *acc = NAM__CAST(double *, nam__ws_take(&cur, sizeof(double) * NAM__CAST(size_t, hd)));
+    nam__tensor_strides(&d->q, qs);
+    nam__tensor_strides(&d->k, ks);
+    nam__tensor_strides(&d->v, vs);
+    nam__tensor_strides(&d->out, os);
+    off = d->causal && d->align == NAM_CAUSAL_BOTTOM_RIGHT ? sk - sq : 0;
+    for (bi = 0; bi < b; bi++)
+        for (h = 0; h < hq; h++)
+            for (i = 0; i < sq; i++) {
+                int64_t kvh = h / group, nv = sk, qrow = bi * qs[0] + i * qs[1] + h * qs[2], orow = bi * os[0] + i * os[1] + h * os[2];
+                double m = -INFINITY, l = 0.0;
+                if (d->causal) {
+                    nv = i + off + 1;
+                    nv = nv < 0 ? 0 : nv > sk ? sk : nv;
+                }
+                if (nv == 0) {
+                    for (e = 0; e < hd; e++) nam__store(d->out.data, d->out.dtype, orow + e * os[3], 0.0f);
+                    continue;
+                }
+                for (j = 0; j < nv; j++) {
+                    int64_t krow = bi * ks[0] + j * ks[1] + kvh * ks[2];
+                    double dot = 0.0;
+                    for (e = 0; e < hd; e++)
+                        dot += NAM__CAST(double, nam__load(d->q.data, d->q.dtype, qrow + e * qs[3])) * NAM__CAST(double, nam__load(d->k.data, d->k.dtype, krow + e * ks[3]));
+                    s[j] = dot * scale;
+                    if (s[j] > m) m = s[j];
+                }
+                for (e = 0; e < hd; e++) acc[e] = 0.0;
+                for (j = 0; j < nv; j++) {
+                    int64_t vrow = bi * vs[0] + j * vs[1] + kvh * vs[2];
+                    double p = exp(s[j] - m);
+                    l += p;
+                    for (e = 0; e < hd; e++) acc[e] += p * NAM__CAST(double, nam__load(d->v.data, d->v.dtype, vrow + e * vs[3]));
+                }
+                for (e = 0; e < hd; e++) nam__store(d->out.data, d->out.dtype, orow + e * os[3], NAM__CAST(float, acc[e] / l));
+            }
+}
+
+/* ---- public ---------------------------------------------------------------------------------- */
+static size_t nam__attn_ws_bytes(const nam_attention_desc *d, nam_backend be, nam__attn_ctx *c) {
+    int64_t threads;
+    if (be == NAM_BACKEND_CPU_REF)
+        return nam__ws_need(sizeof(double) * NAM__CAST(size_t, d->k.shape[1])) + nam__ws_need(sizeof(double) * NAM__CAST(size_t, d->q.shape[3]));
+    nam__attn_setup(d, c);
+    threads = nam__resolve_threads(d->threads);
+    if (threads > c->items) threads = c->items;
+    return NAM__CAST(size_t, threads) * c->per_thread;
+}
+
+static nam_status nam__attention_workspace_size_body(const nam_attention_desc *d, size_t *bytes, nam_error *err) {
+    nam_backend be;
+    nam_status st;
+    nam__attn_ctx c;
+    if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_attention_workspace_size: bytes is NULL");
+    *bytes = 0;
+    if ((st = nam__attn_check(d, &be, err)) != NAM_OK) return st;
+#ifdef NAM_CUDA
+    if (be == NAM_BACKEND_CUDA) return nam_cuda__attention_workspace_size(d, bytes, err);
+#endif
+    *bytes = nam__attn_ws_bytes(d, be, &c);
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_attention_workspace_size(const nam_attention_desc *d, size_t *bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__attention_workspace_size_body(d, bytes, err));
+    return st;
+}
+
+static nam_status nam__attention_body(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam_backend be;
+    nam_status st;
+    nam__attn_ctx c;
+    size_t need;
+    int threads;
+    if ((st = nam__attn_check(d, &be, err)) != NAM_OK) return st;
+#ifdef NAM_CUDA
+    if (be == NAM_BACKEND_CUDA) {
+        st = nam_cuda__attention(d, workspace, workspace_bytes, err);
+        if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
+        return st;
+    }
+#endif
+    need = nam__attn_ws_bytes(d, be, &c);
+    if ((st = nam__ws_check(workspace, workspace_bytes, need, "nam_attention", err)) != NAM_OK) return st;
+    d->ran = be;
+    if (be == NAM_BACKEND_CPU_REF) {
+        nam__attn_ref(d, NAM__CAST(char *, workspace));
+        return NAM_OK;
+    }
+    c.ws = NAM__CAST(char *, workspace);
+    threads = nam__resolve_threads(d->threads);
+    if (threads > c.items) threads = NAM__CAST(int, c.items);
+    c.next = 0;
+    c.chunk = c.items / (16 * NAM__CAST(int64_t, threads));
+    if (c.chunk < 1) c.chunk = 1;
+#if defined(__GNUC__) || defined(__clang__)
+    nam__parallel_for(threads, threads, nam__attn_task, &c);
+#else
+    nam__parallel_for(c.items, threads, nam__attn_task, &c);
+#endif
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_attention(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__attention_body(d, workspace, workspace_bytes, err));
+    return st;
+}
+
+/* >>kernel-gemm ------------------------------------------------------------------------------- */
+/* Single-precision GEMM for the CPU kernels (MoE expert FFN, attention tiles).
+
+     C[i,j] = beta*C[i,j] + sum_p A[i,p] * op(B)[p,j]     row-major, i < m, j < n, p < k
+     transB = 0: op(B)[p,j] = B[p*ldb + j]      transB = 1: op(B)[p,j] = B[j*ldb + p]
+     beta is 0 or 1; beta = 0 overwrites C without reading it (C may hold NaN garbage); the
+     blocked path treats any nonzero beta as 1. m, n, k >= 1 (else nothing happens);
+     lda >= k, ldb >= (transB ? k : n), ldc >= n, all in floats.
+
+   pack is caller scratch of nam__sgemm_pack_floats(m, n, k) floats, 64-byte aligned (for
+   speed; any float-aligned buffer gives the same results, all vector accesses are unaligned).
+   nam__sgemm is single-threaded; callers parallelise over independent blocks.
+
+   Structure (the Goto/BLIS loop nest): for each NC-wide column block of op(B) and each
+   KC-deep slice of k, op(B) is packed into NR-wide row-interleaved panels (transB = 0: the
+   whole block up front, in row order; transB = 1: each panel just before its first use, via
+   8 x 8 register transposes); for each MC-tall row block of A, A is packed into MR-tall
+   column-interleaved panels, and the next A block is software-prefetched while this one
+   computes; a register-blocked MR x NR micro-kernel then runs over every tile of the block.
+   Blocks are split evenly (no thin leftover block). Packing pads edge panels with zeros;
+   the write-back of edge tiles is clipped, and tiles of fewer than 6 rows run a kernel
+   that computes only those rows. The AVX2+FMA code (6x16 micro-kernel, 12 ymm
+   accumulators, and the packing) is compiled with a target attribute and chosen at run
+   time with __builtin_cpu_supports; otherwise portable code runs (GNU vector extensions
+   where available, else plain C). With NAM_CBLAS defined, nam__sgemm calls cblas_sgemm
+   instead (link a CBLAS, e.g. -lopenblas; pack is then unused). */
+#define NAM__GEMM_MR 6
+#define NAM__GEMM_NR 16
+#define NAM__GEMM_KC 256   /* B micro-panel 256 x 16 floats = 16 KiB (L1) */
+#define NAM__GEMM_MC 144   /* multiple of MR: A block 144 x 256 floats = 144 KiB (L2) */
+#define NAM__GEMM_NC 3072  /* multiple of NR: B block 256 x 3072 floats = 3 MiB (L3) */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define NAM__GEMM_PREFETCH(p) __builtin_prefetch((p), 0, 2)
+#else
+#define NAM__GEMM_PREFETCH(p) ((void)(p))
+#endif
+#ifdef NAM_CBLAS
+#endif
+
+static size_t nam__gemm_round_up(size_t x, size_t r) { return (x + r - 1) / r * r; }
+
+/* Floats of the packed A block, rounded to 16 (64 bytes) so the B block after it stays aligned. */
+static size_t nam__gemm_a_floats(int m, int k) {
+    size_t mc = nam__gemm_round_up(NAM__CAST(size_t, m), NAM__GEMM_MR), kc = NAM__CAST(size_t, k);
+    if (mc > NAM__GEMM_MC) mc = NAM__GEMM_MC;
+    if (kc > NAM__GEMM_KC) kc = NAM__GEMM_KC;
+    return nam__gemm_round_up(mc * kc, 16);
+}
+
+/* Floats of pack scratch nam__sgemm needs for these sizes (at most (144 + 3072) * 256 =
+   823,296 floats, 3.1 MiB; 0 when a size is < 1). */
+static size_t nam__sgemm_pack_floats(int m, int n, int k) {
+    size_t nc, kc;
+    if (m < 1 || n < 1 || k < 1) return 0;
+    nc = nam__gemm_round_up(NAM__CAST(size_t, n), NAM__GEMM_NR);
+    kc = NAM__CAST(size_t, k);
+    if (nc > NAM__GEMM_NC) nc = NAM__GEMM_NC;
+    if (kc > NAM__GEMM_KC) kc = NAM__GEMM_KC;
+    return nam__gemm_a_floats(m, k) + nc * kc;
+}
+
+/* Block length for splitting len into ceil(len / cap) near-equal blocks, rounded up to a
+   multiple of r (cap is a multiple of r), so that no block is a thin leftover. */
+static int nam__gemm_block(int len, int cap, int r) {
+    int64_t nb = (NAM__CAST(int64_t, len) + cap - 1) / cap, b = (len + nb - 1) / nb;
+    b = (b + r - 1) / r * r;
+    return b < cap ? NAM__CAST(int, b) : cap;
+}
+
+/* Software prefetch of a rows x cols region (rows ld floats apart), spread over `steps`
+   calls of nam__gemm_pf_step: the packing of the next A block reads short row segments far
+   apart, which the hardware prefetcher does not see coming, so they are fetched while the
+   current block computes. (Prefetching the next B block the same way measured slower.) */
+typedef struct nam__gemm_pf {
+    const char *base;
+    int64_t stride, row_off;
+    int rows, bytes, lines, r, q, per_step;
+} nam__gemm_pf;
+
+static void nam__gemm_pf_init(nam__gemm_pf *pf, const float *base, int64_t ld, int rows, int cols, int64_t steps) {
+    int64_t total;
+    pf->base = NAM__CAST(const char *, NAM__CAST(const void *, base));
+    pf->stride = ld * NAM__CAST(int64_t, sizeof(float));
+    pf->row_off = 0;
+    pf->rows = rows;
+    pf->bytes = cols * NAM__CAST(int, sizeof(float));
+    pf->lines = pf->bytes / 64 + 1;      /* + 1: the row may straddle one more line */
+    pf->r = pf->q = 0;
+    total = NAM__CAST(int64_t, rows) * pf->lines;
+    if (steps < 1) steps = 1;
+    pf->per_step = NAM__CAST(int, (total + steps - 1) / steps);
+}
+
+static void nam__gemm_pf_step(nam__gemm_pf *pf) {
+    int c;
+    for (c = pf->per_step; c > 0 && pf->r < pf->rows; c--) {
+        int off = pf->q * 64 < pf->bytes ? pf->q * 64 : pf->bytes - 1;
+        NAM__GEMM_PREFETCH(pf->base + pf->row_off + off);
+        if (++pf->q == pf->lines) {
+            pf->q = 0;
+            pf->r++;
+            pf->row_off += pf->stride;
+        }
+    }
+}
+
+/* Pack rows [0, mc) x cols [0, kc) of A (row stride lda) into MR-tall panels:
+   panel r holds, for p = 0..kc-1, A[r*MR + 0..MR-1, p] contiguously; rows past mc are 0. */
+static void nam__gemm_pack_a(int mc, int kc, const float *A, int64_t lda, float *dst) {
+    int i0, i, p;
+    for (i0 = 0; i0 < mc; i0 += NAM__GEMM_MR) {
+        int rows = mc - i0 < NAM__GEMM_MR ? mc - i0 : NAM__GEMM_MR;
+        for (i = 0; i < rows; i++) {
+            const float *src = A + NAM__CAST(int64_t, i0 + i) * lda;
+            for (p = 0; p < kc; p++) dst[p * NAM__GEMM_MR + i] = src[p];
+        }
+        for (; i < NAM__GEMM_MR; i++)
+            for (p = 0; p < kc; p++) dst[p * NAM__GEMM_MR + i] = 0.0f;
+        dst += NAM__CAST(size_t, kc) * NAM__GEMM_MR;
+    }
+}
+
+/* Pack panels [j0, j1) (j0 a multiple of NR) of op(B)[p, j] = B[j*ldb + p] (transB = 1),
+   p < kc, j < nc, in the layout of nam__gemm_pack_bn, 16 x 16 blocks at a time so each
+   line of B read is used up in one visit. */
+static void nam__gemm_pack_bt_ref(int kc, int nc, int j0, int j1, const float *B, int64_t ldb, float *dst) {
+    int j, p, p0;
+    for (; j0 < j1; j0 += NAM__GEMM_NR) {
+        int cols = nc - j0 < NAM__GEMM_NR ? nc - j0 : NAM__GEMM_NR;
+        float *d = dst + NAM__CAST(size_t, j0) * NAM__CAST(size_t, kc);
+        for (p0 = 0; p0 < kc; p0 += 16) {
+            int p1 = kc - p0 < 16 ? kc : p0 + 16;
+            for (j = 0; j < cols; j++) {
+                const float *src = B + NAM__CAST(int64_t, j0 + j) * ldb;
+                for (p = p0; p < p1; p++) d[p * NAM__GEMM_NR + j] = src[p];
+            }
+            for (; j < NAM__GEMM_NR; j++)
+                for (p = p0; p < p1; p++) d[p * NAM__GEMM_NR + j] = 0.0f;
+        }
+    }
+}
+
+/* Pack op(B)[p, j] = B[p*ldb + j] (transB = 0), p < kc, j < nc, into NR-wide panels: panel
+   s holds, for p = 0..kc-1, op(B)[p, s*NR + 0..NR-1] contiguously; columns past nc are 0.
+   It copies 8 rows of B at a time: 8 sequential read streams and 512 contiguous bytes
+   written per panel (a panel-at-a-time walk down 256 rows of a wide B thrashes one L1 set
+   and the TLB). */
+static void nam__gemm_pack_bn(int kc, int nc, const float *B, int64_t ldb, float *dst) {
+    int j0, j, p, p0;
+    for (p0 = 0; p0 < kc; p0 += 8) {
+        int p1 = kc - p0 < 8 ? kc : p0 + 8;
+        for (j0 = 0; j0 < nc; j0 += NAM__GEMM_NR) {
+            int cols = nc - j0 < NAM__GEMM_NR ? nc - j0 : NAM__GEMM_NR;
+            float *d = dst + NAM__CAST(size_t, j0) * NAM__CAST(size_t, kc);
+            for (p = p0; p < p1; p++) {
+                const float *src = B + NAM__CAST(int64_t, p) * ldb + j0;
+                if (cols == NAM__GEMM_NR) memcpy(d + p * NAM__GEMM_NR, src, NAM__GEMM_NR * sizeof(float));
+                else {
+                    for (j = 0; j < cols; j++) d[p * NAM__GEMM_NR + j] = src[j];
+                    for (; j < NAM__GEMM_NR; j++) d[p * NAM__GEMM_NR + j] = 0.0f;
+                }
+            }
+        }
+    }
+}
+
+/* Write an MR x NR tile t (row stride NR) into C, clipped to mr x nr; add when accumulate. */
+static void nam__gemm_store_tile(const float *t, float *C, int64_t ldc, int mr, int nr, int accumulate) {
+    int i, j;
+    for (i = 0; i < mr; i++) {
+        float *c = C + NAM__CAST(int64_t, i) * ldc;
+        const float *s = t + i * NAM__GEMM_NR;
+        if (accumulate) for (j = 0; j < nr; j++) c[j] += s[j];
+        else for (j = 0; j < nr; j++) c[j] = s[j];
+    }
+}
+
+/* Portable micro-kernel: C tile (mr x nr of MR x NR) (+)= a-panel * b-panel over kc. With
+   GCC or clang it is written with 4-wide vector extensions (SSE2 on x86, NEON on ARM), one
+   6 x 8 half of the tile at a time so the 12 accumulators stay in registers; otherwise (or
+   with NAM_NO_SIMD defined, which the suite builds to cover it) in plain C. */
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(NAM_NO_SIMD)
+typedef float nam__gemm_v4 __attribute__((vector_size(16)));
+static void nam__gemm_micro_ref(int kc, const float *a, const float *b, float *C, int64_t ldc, int mr, int nr, int accumulate) {
+    float t[NAM__GEMM_MR * NAM__GEMM_NR];
+    int h, i, p;
+    for (h = 0; h < NAM__GEMM_NR; h += 8) {
+        nam__gemm_v4 acc[NAM__GEMM_MR][2];
+        memset(acc, 0, sizeof acc);
+        for (p = 0; p < kc; p++) {
+            const float *ap = a + p * NAM__GEMM_MR;
+            nam__gemm_v4 b0, b1;
+            memcpy(&b0, b + p * NAM__GEMM_NR + h, sizeof b0);
+            memcpy(&b1, b + p * NAM__GEMM_NR + h + 4, sizeof b1);
+            for (i = 0; i < NAM__GEMM_MR; i++) {
+                nam__gemm_v4 av = {ap[i], ap[i], ap[i], ap[i]};
+                acc[i][0] += av * b0;
+                acc[i][1] += av * b1;
+            }
+        }
+        for (i = 0; i < NAM__GEMM_MR; i++) memcpy(t + i * NAM__GEMM_NR + h, acc[i], sizeof acc[i]);
+    }
+    nam__gemm_store_tile(t, C, ldc, mr, nr, accumulate);
+}
+#else
+static void nam__gemm_micro_ref(int kc, const float *a, const float *b, float *C, int64_t ldc, int mr, int nr, int accumulate) {
+    float acc[NAM__GEMM_MR * NAM__GEMM_NR];
+    int i, j, p;
+    for (i = 0; i < NAM__GEMM_MR * NAM__GEMM_NR; i++) acc[i] = 0.0f;
+    for (p = 0; p < kc; p++) {
+        const float *bp = b + p * NAM__GEMM_NR, *ap = a + p * NAM__GEMM_MR;
+        for (i = 0; i < NAM__GEMM_MR; i++) {
+            float ai = ap[i];
+            float *row = acc + i * NAM__GEMM_NR;
+            for (j = 0; j < NAM__GEMM_NR; j++) row[j] += ai * bp[j];
+        }
+    }
+    nam__gemm_store_tile(acc, C, ldc, mr, nr, accumulate);
+}
+#endif
+
+#if NAM__X86_SIMD
+/* AVX2 version of nam__gemm_pack_bt_ref: full panels go through 8 x 8 register transposes. */
+NAM__TARGET_AVX2
+static void nam__gemm_pack_bt_avx2(int kc, int nc, int j0, int j1, const float *B, int64_t ldb, float *dst) {
+    int h, p0, full = nc / NAM__GEMM_NR * NAM__GEMM_NR;
+    if (full > j1) full = j1;
+    for (; j0 < full; j0 += NAM__GEMM_NR) {
+        float *d = dst + NAM__CAST(size_t, j0) * NAM__CAST(size_t, kc);
+        /* 16 k at a time (a whole cache line of each of the 16 rows) so no line is fetched twice */
+        for (p0 = 0; p0 + 8 <= kc; p0 += 16) {
+            for (h = 0; h < 2; h++) {
+                int q;
+                for (q = p0; q <= p0 + 8 && q + 8 <= kc; q += 8) {
+                    const float *s = B + NAM__CAST(int64_t, j0 + 8 * h) * ldb + q;
+                    __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ldb), r2 = _mm256_loadu_ps(s + 2 * ldb);
+                    __m256 r3 = _mm256_loadu_ps(s + 3 * ldb), r4 = _mm256_loadu_ps(s + 4 * ldb), r5 = _mm256_loadu_ps(s + 5 * ldb);
+                    __m256 r6 = _mm256_loadu_ps(s + 6 * ldb), r7 = _mm256_loadu_ps(s + 7 * ldb);
+                    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+                    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+                    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+                    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+                    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+                    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+                    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+                    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+                    float *o = d + q * NAM__GEMM_NR + 8 * h;
+                    _mm256_storeu_ps(o + 0 * NAM__GEMM_NR, _mm256_permute2f128_ps(u0, u4, 0x20));
+                    _mm256_storeu_ps(o + 1 * NAM__GEMM_NR, _mm256_permute2f128_ps(u1, u5, 0x20));
+                    _mm256_storeu_ps(o + 2 * NAM__GEMM_NR, _mm256_permute2f128_ps(u2, u6, 0x20));
+                    _mm256_storeu_ps(o + 3 * NAM__GEMM_NR, _mm256_permute2f128_ps(u3, u7, 0x20));
+                    _mm256_storeu_ps(o + 4 * NAM__GEMM_NR, _mm256_permute2f128_ps(u0, u4, 0x31));
+                    _mm256_storeu_ps(o + 5 * NAM__GEMM_NR, _mm256_permute2f128_ps(u1, u5, 0x31));
+                    _mm256_storeu_ps(o + 6 * NAM__GEMM_NR, _mm256_permute2f128_ps(u2, u6, 0x31));
+                    _mm256_storeu_ps(o + 7 * NAM__GEMM_NR, _mm256_permute2f128_ps(u3, u7, 0x31));
+                }
+            }
+        }
+        p0 = kc / 8 * 8;
+        if (p0 < kc) {          /* k tail (< 8) */
+            int j, p;
+            for (j = 0; j < NAM__GEMM_NR; j++) {
+                const float *s = B + NAM__CAST(int64_t, j0 + j) * ldb;
+                for (p = p0; p < kc; p++) d[p * NAM__GEMM_NR + j] = s[p];
+            }
+        }
+    }
+    if (j0 < j1) nam__gemm_pack_bt_ref(kc, nc, j0, j1, B, ldb, dst);
+}
+
+/* AVX2 version of nam__gemm_pack_a: full 6-row panels go through 8 x 8 register transposes
+   (rows 6 and 7 zero) and store 6 floats per k. */
+NAM__TARGET_AVX2
+static void nam__gemm_pack_a_avx2(int mc, int kc, const float *A, int64_t lda, float *dst) {
+    int i0, p0, full = mc / NAM__GEMM_MR * NAM__GEMM_MR;
+    __m256 z = _mm256_setzero_ps();
+    for (i0 = 0; i0 < full; i0 += NAM__GEMM_MR) {
+        const float *s = A + NAM__CAST(int64_t, i0) * lda;
+        for (p0 = 0; p0 + 8 <= kc; p0 += 8) {
+            __m256 r0 = _mm256_loadu_ps(s + p0), r1 = _mm256_loadu_ps(s + lda + p0), r2 = _mm256_loadu_ps(s + 2 * lda + p0);
+            __m256 r3 = _mm256_loadu_ps(s + 3 * lda + p0), r4 = _mm256_loadu_ps(s + 4 * lda + p0), r5 = _mm256_loadu_ps(s + 5 * lda + p0);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+            __m256 u4 = _mm256_shuffle_ps(t4, z, 0x44), u5 = _mm256_shuffle_ps(t4, z, 0xee);
+            __m256 u6 = _mm256_shuffle_ps(t5, z, 0x44), u7 = _mm256_shuffle_ps(t5, z, 0xee);
+            __m256 v[8];
+            int q;
+            float *d = dst + NAM__CAST(size_t, p0) * NAM__GEMM_MR;
+            v[0] = _mm256_permute2f128_ps(u0, u4, 0x20); v[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+            v[2] = _mm256_permute2f128_ps(u2, u6, 0x20); v[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+            v[4] = _mm256_permute2f128_ps(u0, u4, 0x31); v[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+            v[6] = _mm256_permute2f128_ps(u2, u6, 0x31); v[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+            for (q = 0; q < 8; q++) {          /* k = p0 + q: A[i0 + 0..5, k] */
+                _mm_storeu_ps(d + q * NAM__GEMM_MR, _mm256_castps256_ps128(v[q]));
+                _mm_storel_pi(NAM__CAST(__m64 *, NAM__CAST(void *, d + q * NAM__GEMM_MR + 4)), _mm256_extractf128_ps(v[q], 1));
+            }
+        }
+        for (; p0 < kc; p0++) {                /* k tail (< 8) */
+            int i;
+            for (i = 0; i < NAM__GEMM_MR; i++) dst[p0 * NAM__GEMM_MR + i] = s[NAM__CAST(int64_t, i) * lda + p0];
+        }
+        dst += NAM__CAST(size_t, kc) * NAM__GEMM_MR;
+    }
+    if (full < mc) nam__gemm_pack_a(mc - full, kc, A + NAM__CAST(int64_t, full) * lda, lda, dst);
+}
+
+/* AVX2+FMA micro-kernel, 6 x 16: per p, two 8-wide loads of the b panel, six broadcasts of
+   the a panel, twelve FMAs into ymm accumulators; p unrolled by 4. Full tiles store straight
+   into C (prefetched first); edge tiles go through a small buffer. */
+NAM__TARGET_AVX2
+static void nam__gemm_micro_avx2(int kc, const float *a, const float *b, float *C, int64_t ldc, int mr, int nr, int accumulate) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    __m256 b0, b1, av;
+    int p, i;
+    for (i = 0; i < mr; i++) {
+        _mm_prefetch(NAM__CAST(const char *, NAM__CAST(const void *, C + i * ldc)), _MM_HINT_T0);
+        _mm_prefetch(NAM__CAST(const char *, NAM__CAST(const void *, C + i * ldc + nr - 1)), _MM_HINT_T0);
+    }
+#define NAM__GEMM_STEP(o)                                                                                      \
+    b0 = _mm256_loadu_ps(b + (o) * NAM__GEMM_NR);                                                               \
+    b1 = _mm256_loadu_ps(b + (o) * NAM__GEMM_NR + 8);                                                           \
+    av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 0); c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01); \
+    av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 1); c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11); \
+    av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 2); c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21); \
+    av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 3); c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31); \
+    av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 4); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41); \
+    av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 5); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
+    for (p = 0; p + 4 <= kc; p += 4) {
+        NAM__GEMM_STEP(0) NAM__GEMM_STEP(1) NAM__GEMM_STEP(2) NAM__GEMM_STEP(3)
+        a += 4 * NAM__GEMM_MR;
+        b += 4 * NAM__GEMM_NR;
+    }
+    for (; p < kc; p++) {
+        NAM__GEMM_STEP(0)
+        a += NAM__GEMM_MR;
+        b += NAM__GEMM_NR;
+    }
+#undef NAM__GEMM_STEP
+    if (mr == NAM__GEMM_MR && nr == NAM__GEMM_NR) {
+        float *r0 = C, *r1 = r0 + ldc, *r2 = r1 + ldc, *r3 = r2 + ldc, *r4 = r3 + ldc, *r5 = r4 + ldc;
+        if (accumulate) {
+            c00 = _mm256_add_ps(c00, _mm256_loadu_ps(r0)); c01 = _mm256_add_ps(c01, _mm256_loadu_ps(r0 + 8));
+            c10 = _mm256_add_ps(c10, _mm256_loadu_ps(r1)); c11 = _mm256_add_ps(c11, _mm256_loadu_ps(r1 + 8));
+            c20 = _mm256_add_ps(c20, _mm256_loadu_ps(r2)); c21 = _mm256_add_ps(c21, _mm256_loadu_ps(r2 + 8));
+            c30 = _mm256_add_ps(c30, _mm256_loadu_ps(r3)); c31 = _mm256_add_ps(c31, _mm256_loadu_ps(r3 + 8));
+            c40 = _mm256_add_ps(c40, _mm256_loadu_ps(r4)); c41 = _mm256_add_ps(c41, _mm256_loadu_ps(r4 + 8));
+            c50 = _mm256_add_ps(c50, _mm256_loadu_ps(r5)); c51 = _mm256_add_ps(c51, _mm256_loadu_ps(r5 + 8));
+        }
+        _mm256_storeu_ps(r0, c00); _mm256_storeu_ps(r0 + 8, c01);
+        _mm256_storeu_ps(r1, c10); _mm256_storeu_ps(r1 + 8, c11);
+        _mm256_storeu_ps(r2, c20); _mm256_storeu_ps(r2 + 8, c21);
+        _mm256_storeu_ps(r3, c30); _mm256_storeu_ps(r3 + 8, c31);
+        _mm256_storeu_ps(r4, c40); _mm256_storeu_ps(r4 + 8, c41);
+        _mm256_storeu_ps(r5, c50); _mm256_storeu_ps(r5 + 8, c51);
+    } else {
+        float t[NAM__GEMM_MR * NAM__GEMM_NR];
+        _mm256_storeu_ps(t + 0 * 16, c00); _mm256_storeu_ps(t + 0 * 16 + 8, c01);
+        _mm256_storeu_ps(t + 1 * 16, c10); _mm256_storeu_ps(t + 1 * 16 + 8, c11);
+        _mm256_storeu_ps(t + 2 * 16, c20); _mm256_storeu_ps(t + 2 * 16 + 8, c21);
+        _mm256_storeu_ps(t + 3 * 16, c30); _mm256_storeu_ps(t + 3 * 16 + 8, c31);
+        _mm256_storeu_ps(t + 4 * 16, c40); _mm256_storeu_ps(t + 4 * 16 + 8, c41);
+        _mm256_storeu_ps(t + 5 * 16, c50); _mm256_storeu_ps(t + 5 * 16 + 8, c51);
+        nam__gemm_store_tile(t, C, ldc, mr, nr, accumulate);
+    }
+}
+
+/* The same for edge tiles of mr < 6 rows: only those rows are computed (R below is a
+   literal, so the dead rows fold away), and the result goes through a small buffer. */
+NAM__TARGET_AVX2
+static void nam__gemm_micro_avx2_rows(int kc, const float *a, const float *b, float *C, int64_t ldc, int mr, int nr, int accumulate) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+    __m256 b0, b1, av;
+    int p, i;
+    for (i = 0; i < mr; i++) {
+        _mm_prefetch(NAM__CAST(const char *, NAM__CAST(const void *, C + i * ldc)), _MM_HINT_T0);
+        _mm_prefetch(NAM__CAST(const char *, NAM__CAST(const void *, C + i * ldc + nr - 1)), _MM_HINT_T0);
+    }
+#define NAM__GEMM_ROW(o, R, r, cr0, cr1)                                                          \
+    if ((R) > (r)) {                                                                              \
+        av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + (r));                                   \
+        cr0 = _mm256_fmadd_ps(av, b0, cr0);                                                       \
+        cr1 = _mm256_fmadd_ps(av, b1, cr1);                                                       \
+    }
+#define NAM__GEMM_STEP(o, R)                                                                      \
+    b0 = _mm256_loadu_ps(b + (o) * NAM__GEMM_NR);                                                 \
+    b1 = _mm256_loadu_ps(b + (o) * NAM__GEMM_NR + 8);                                             \
+    NAM__GEMM_ROW(o, R, 0, c00, c01) NAM__GEMM_ROW(o, R, 1, c10, c11) NAM__GEMM_ROW(o, R, 2, c20, c21) \
+    NAM__GEMM_ROW(o, R, 3, c30, c31) NAM__GEMM_ROW(o, R, 4, c40, c41)
+#define NAM__GEMM_KLOOP(R)                                                                        \
+    for (p = 0; p + 4 <= kc; p += 4) {                                                            \
+        NAM__GEMM_STEP(0, R) NAM__GEMM_STEP(1, R) NAM__GEMM_STEP(2, R) NAM__GEMM_STEP(3, R)       \
+        a += 4 * NAM__GEMM_MR;                                                                    \
+        b += 4 * NAM__GEMM_NR;                                                                    \
+    }                                                                                             \
+    for (; p < kc; p++) {                                                                         \
+        NAM__GEMM_STEP(0, R)                                                                      \
+        a += NAM__GEMM_MR;                                                                        \
+        b += NAM__GEMM_NR;                                                                        \
+    }
+    switch (mr) {
+    case 1: NAM__GEMM_KLOOP(1) break;
+    case 2: NAM__GEMM_KLOOP(2) break;
+    case 3: NAM__GEMM_KLOOP(3) break;
+    case 4: NAM__GEMM_KLOOP(4) break;
+    default: NAM__GEMM_KLOOP(5) break;
+    }
+#undef NAM__GEMM_KLOOP
+#undef NAM__GEMM_STEP
+#undef NAM__GEMM_ROW
+    {
+        float t[(NAM__GEMM_MR - 1) * NAM__GEMM_NR];
+        _mm256_storeu_ps(t + 0 * 16, c00); _mm256_storeu_ps(t + 0 * 16 + 8, c01);
+        _mm256_storeu_ps(t + 1 * 16, c10); _mm256_storeu_ps(t + 1 * 16 + 8, c11);
+        _mm256_storeu_ps(t + 2 * 16, c20); _mm256_storeu_ps(t + 2 * 16 + 8, c21);
+        _mm256_storeu_ps(t + 3 * 16, c30); _mm256_storeu_ps(t + 3 * 16 + 8, c31);
+        _mm256_storeu_ps(t + 4 * 16, c40); _mm256_storeu_ps(t + 4 * 16 + 8, c41);
+        nam__gemm_store_tile(t, C, ldc, mr, nr, accumulate);
+    }
+}
+#endif
+
+
+/* The blocked GEMM with an explicit choice of code (simd: 1 = AVX2+FMA packing and micro-
+   kernel, only valid when nam__cpu_avx2_fma(); 0 = portable). nam__sgemm picks simd from
+   the CPU; tests call this for both paths. */
+static void nam__gemm_blocked_body(int m, int n, int k, const float *A, int64_t lda, const float *B, int64_t ldb, int transB,
+                                               float beta, float *C, int64_t ldc, float *pack, int simd) {
+    float *pa = pack, *pb = pack + nam__gemm_a_floats(m, k);
+    int mcb = nam__gemm_block(m, NAM__GEMM_MC, NAM__GEMM_MR), kcb = nam__gemm_block(k, NAM__GEMM_KC, 8);
+    int ncb = nam__gemm_block(n, NAM__GEMM_NC, NAM__GEMM_NR);
+    int jc, pc, ic, jr, ir;
+    nam__gemm_pf pfa;
+#if !NAM__X86_SIMD
+    (void)simd;
+#endif
+    for (jc = 0; jc < n; jc += ncb) {
+        int nc = n - jc < ncb ? n - jc : ncb;
+        for (pc = 0; pc < k; pc += kcb) {
+            int kc = k - pc < kcb ? k - pc : kcb;
+            int accumulate = pc > 0 || beta != 0.0f;
+            int64_t col_tiles = (nc + NAM__GEMM_NR - 1) / NAM__GEMM_NR;
+            /* transB = 1 packs each B panel just before its first use (the ic == 0 pass
+               below), while it is hot; transB = 0 packs the block up front (row order). */
+            if (!transB) nam__gemm_pack_bn(kc, nc, B + NAM__CAST(int64_t, pc) * ldb + jc, ldb, pb);
+            for (ic = 0; ic < m; ic += mcb) {
+                int mc = m - ic < mcb ? m - ic : mcb;
+                /* the next A block: rows below this one, else the top rows of the next k slice */
+                int in = ic + mc, pan = pc, kan = kc;
+                if (in >= m) { in = 0; pan = pc + kc < k ? pc + kc : 0; kan = k - pan < kcb ? k - pan : kcb; }
+                if (ic + mc < m || pc + kc < k || jc + nc < n)
+                    nam__gemm_pf_init(&pfa, A + NAM__CAST(int64_t, in) * lda + pan, lda, m - in < mcb ? m - in : mcb, kan,
+                                      NAM__CAST(int64_t, (mc + NAM__GEMM_MR - 1) / NAM__GEMM_MR) * col_tiles);
+                else nam__gemm_pf_init(&pfa, A, lda, 0, 1, 1);
+#if NAM__X86_SIMD
+                if (simd) nam__gemm_pack_a_avx2(mc, kc, A + NAM__CAST(int64_t, ic) * lda + pc, lda, pa);
+                else
+#endif
+                    nam__gemm_pack_a(mc, kc, A + NAM__CAST(int64_t, ic) * lda + pc, lda, pa);
+                for (jr = 0; jr < nc; jr += NAM__GEMM_NR) {
+                    int nr = nc - jr < NAM__GEMM_NR ? nc - jr : NAM__GEMM_NR;
+                    const float *bp = pb + NAM__CAST(size_t, jr) * NAM__CAST(size_t, kc);
+                    if (transB && ic == 0) {
+                        const float *bsrc = B + NAM__CAST(int64_t, jc) * ldb + pc;
+#if NAM__X86_SIMD
+                        if (simd) nam__gemm_pack_bt_avx2(kc, nc, jr, jr + nr, bsrc, ldb, pb);
+                        else
+#endif
+                            nam__gemm_pack_bt_ref(kc, nc, jr, jr + nr, bsrc, ldb, pb);
+                    }
+                    for (ir = 0; ir < mc; ir += NAM__GEMM_MR) {
+                        int mr = mc - ir < NAM__GEMM_MR ? mc - ir : NAM__GEMM_MR;
+                        const float *ap = pa + NAM__CAST(size_t, ir) * NAM__CAST(size_t, kc);
+                        float *cp = C + NAM__CAST(int64_t, ic + ir) * ldc + jc + jr;
+                        nam__gemm_pf_step(&pfa);
+#if NAM__X86_SIMD
+                        if (simd && mr == NAM__GEMM_MR) nam__gemm_micro_avx2(kc, ap, bp, cp, ldc, mr, nr, accumulate);
+                        else if (simd) nam__gemm_micro_avx2_rows(kc, ap, bp, cp, ldc, mr, nr, accumulate);
+                        else
+#endif
+                            nam__gemm_micro_ref(kc, ap, bp, cp, ldc, mr, nr, accumulate);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* The blocked loop inside the kernel FP environment (>>kernel-common): tests and nam-bench
+   call it directly for the portable micro-kernel. Unused by nam itself under NAM_CBLAS,
+   hence the attribute. */
+NAM__UNUSED static void nam__gemm_blocked(int m, int n, int k, const float *A, int64_t lda, const float *B, int64_t ldb, int transB,
+                                          float beta, float *C, int64_t ldc, float *pack, int simd) {
+    nam__fpenv fe;
+    nam__fp_enter(&fe);
+    nam__gemm_blocked_body(m, n, k, A, lda, B, ldb, transB, beta, C, ldc, pack, simd);
+    nam__fp_leave(&fe);
+}
+
+/* C = beta*C + A * op(B), see the top of this section. Single-threaded, no allocation. */
+static void nam__sgemm(int m, int n, int k, const float *A, int64_t lda, const float *B, int64_t ldb, int transB,
+                                   float beta, float *C, int64_t ldc, float *pack) {
+    nam__fpenv fe;
+    if (m < 1 || n < 1 || k < 1) return;
+    nam__fp_enter(&fe);   /* the kernel FP environment (>>kernel-common); inside a kernel entry it only reads MXCSR */
+#ifdef NAM_CBLAS
+    (void)pack;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, A, NAM__CAST(int, lda), B,
+                NAM__CAST(int, ldb), beta, C, NAM__CAST(int, ldc));
+#else
+    nam__gemm_blocked(m, n, k, A, lda, B, ldb, transB, beta, C, ldc, pack, nam__cpu_avx2_fma());
+#endif
+    nam__fp_leave(&fe);
+}
+
+/* >>kernel-moe -------------------------------------------------------------------------------- */
+/* MoE: router, dispatch plan, permute, grouped expert FFN, combine (Megatron semantics:
+   topk_routing_with_score_function, permute/unpermute with a routing map, "position"
+   capacity dropping).
+
+   Router     one pass per token: selection score per expert, insertion into a sorted
+              top-k list held in the output row (ties keep the lower expert index), then
+              the weights. Softmax and sigmoid are computed in double from max-shifted
+              logits, so 1e30 or -1e30 logits give no overflow and no NaN.
+   Dispatch   counting sort: histogram, capacity clip, exclusive prefix sum (offsets),
+              then one ordered pass that places (t, slot) in its expert's segment, so
+              every segment lists its rows in ascending token order (stable).
+   Combine    per token, in slot order: the row of (t, slot) is found by binary search in
+              its expert's segment (segments are sorted), so no inverse map is needed; the
+              first contribution is assigned, not added to 0, which makes permute followed
+              by an unweighted k = 1 combine the exact identity (even for -0.0).
+   Expert FFN NAM_BACKEND_CPU_REF: plain loops, fp64 accumulation, any dtype and stride.
+              NAM_BACKEND_CPU: work items are (expert, tile of up to NAM__MOE_MT rows),
+              taken from a shared cursor by `threads` workers (nam__parallel_for), each
+              with its own workspace slice. Two inner paths:
+              - AVX2+FMA (chosen at run time): the weights are streamed in place, never
+                packed. The tile's rows are transposed into 16-row panels xT[p][16]; a
+                6 x 16 register tile (12 ymm accumulators) computes 6 weight rows against
+                16 rows per step of p: out^T = W * x^T. With ~32 rows per expert (T*k/E)
+                each weight element is used only ~32 times, so packing the weights (what
+                a GEMM does) would cost as much as the arithmetic; reading them in place
+                keeps the layer compute-bound. The first product writes h^T panels
+                directly (activation fused), which are the second product's input panels.
+                Each kernel call prefetches (to L2) its share of the next weight block, so
+                DRAM is read at a steady rate instead of stalling the block's first use.
+                A tile's last 1..NAM__MOE_DOT_MAX rows run a dot-product kernel
+                (vectorised along the reduction, two rows at a time) instead of a 16-row
+                panel that would mostly compute zeros.
+              - otherwise nam__sgemm (>>kernel-gemm) with transB = 1 on row tiles.
+              f32 weights with unit inner stride are used in place. Other weights (bf16,
+              f16, strided) are never converted all at once (128 experts x 3 x 768 x 2048
+              in f32 would be 2.4 GB): the streaming path converts one 6-row block just
+              before its use (it stays in L1, so bf16 weights cost about what f32 ones
+              do, at half the DRAM bytes); the sgemm path converts one expert at a time
+              into the worker's workspace (3 F H floats). */
+#define NAM__MOE_MT 64         /* rows per FFN work item (a multiple of 16) */
+#define NAM__MOE_DOT_MAX 6     /* tile tails of up to this many rows run the dot-product kernel */
+#define NAM__MOE_MAX_EXPERTS (1 << 20)
+
+
+/* ---- small helpers ------------------------------------------------------------------- */
+static int nam__moe_finite(double v) { return v == v && v - v == 0.0; }
+
+/* A float tensor whose last axis has unit stride and dtype f32: usable in place. */
+static int nam__moe_rows_f32(const nam_tensor *t) {
+    int64_t st[NAM_MAX_DIMS];
+    nam__tensor_strides(t, st);
+    return t->dtype == NAM_F32 && (st[t->ndim - 1] == 1 || t->shape[t->ndim - 1] == 1);
+}
+
+/* The resolved view of a dispatch plan, as permute, combine and the FFN read it. */
+typedef struct nam__moe_plan {
+    int64_t T, k, E, nrows;
+    const int32_t *idx, *off, *rows;   /* topk_idx (T, k), offsets (E + 1), rows (T * k) */
+    int64_t si[NAM_MAX_DIMS], so[NAM_MAX_DIMS], sr[NAM_MAX_DIMS];
+} nam__moe_plan;
+
+static int64_t nam__moe_off(const nam__moe_plan *p, int64_t e) { return p->off[e * p->so[0]]; }
+static int64_t nam__moe_row(const nam__moe_plan *p, int64_t j) { return p->rows[j * p->sr[0]]; }
+static int64_t nam__moe_idx(const nam__moe_plan *p, int64_t t, int64_t s) { return p->idx[t * p->si[0] + s * p->si[1]]; }
+
+/* Check a plan for a consumer. need: 0 offsets only (FFN), 1 also topk_idx and rows
+   (permute, combine), with every kept row checked against topk_idx and its segment order. */
+static nam_status nam__moe_plan_check(const nam_moe_dispatch_desc *d, const char *fn, int need, nam__moe_plan *p, nam_error *err) {
+    nam_status s;
+    int64_t e, j, prev, v;
+    memset(p, 0, sizeof *p);
+    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: plan is NULL (fill it with nam_moe_dispatch)", fn);
+    if (d->num_experts < 1 || d->num_experts > NAM__MOE_MAX_EXPERTS)
+        return nam__err(err, NAM_ERR_RANGE, "%s: plan.num_experts = %d is out of range (1..%d)", fn, d->num_experts, NAM__MOE_MAX_EXPERTS);
+    p->E = d->num_experts;
+    if ((s = nam__tensor_i32(&d->offsets, "plan.offsets", 1, "E+1", err))) return s;
+    if ((s = nam__tensor_dim(&d->offsets, "plan.offsets", 0, "E+1", p->E + 1, "plan.num_experts + 1", err))) return s;
+    p->off = NAM__CAST(const int32_t *, d->offsets.data);
+    nam__tensor_strides(&d->offsets, p->so);
+    if (need) {
+        if ((s = nam__tensor_i32(&d->topk_idx, "plan.topk_idx", 2, "T,k", err))) return s;
+        p->T = d->topk_idx.shape[0];
+        p->k = d->topk_idx.shape[1];
+        if (p->T > INT32_MAX / p->k)
+            return nam__err(err, NAM_ERR_LIMIT, "%s: plan.topk_idx has T * k > %d entries", fn, INT32_MAX);
+        if ((s = nam__tensor_i32(&d->rows, "plan.rows", 1, "T*k", err))) return s;
+        if ((s = nam__tensor_dim(&d->rows, "plan.rows", 0, "T*k", p->T * p->k, "plan.topk_idx T * k", err))) return s;
+        p->idx = NAM__CAST(const int32_t *, d->topk_idx.data);
+        p->rows = NAM__CAST(const int32_t *, d->rows.data);
+        nam__tensor_strides(&d->topk_idx, p->si);
+        nam__tensor_strides(&d->rows, p->sr);
+    }
+    if (d->offsets.device == NAM_DEVICE_CUDA) {
+        /* device plans are not read back: their values are nam_moe_dispatch's by contract */
+        const nam_tensor *ts[3];
+        static const char *const nm[3] = {"plan.offsets", "plan.topk_idx", "plan.rows"};
+        ts[0] = &d->offsets; ts[1] = need ? &d->topk_idx : NULL; ts[2] = need ? &d->rows : NULL;
+        if ((s = nam__same_device(3, ts, nm, err))) return s;
+        p->nrows = d->num_rows;
+        if (d->num_rows < 0 || (need && p->nrows > p->T * p->k))
+            return nam__err(err, NAM_ERR_INVALID_ARG, "%s: plan.num_rows = %d is out of range (0..T * k)", fn, d->num_rows);
+        return NAM_OK;
+    }
+    if (nam__moe_off(p, 0) != 0) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: plan.offsets[0] = %lld, expected 0", fn, NAM__CAST(long long, nam__moe_off(p, 0)));
+    for (e = 0; e < p->E; e++)
+        if (nam__moe_off(p, e + 1) < nam__moe_off(p, e))
+            return nam__err(err, NAM_ERR_INVALID_ARG, "%s: plan.offsets decreases at expert %lld (%lld after %lld)", fn, NAM__CAST(long long, e),
+                            NAM__CAST(long long, nam__moe_off(p, e + 1)), NAM__CAST(long long, nam__moe_off(p, e)));
+    p->nrows = nam__moe_off(p, p->E);
+    if (d->num_rows != p->nrows)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "%s: plan.num_rows = %d, but plan.offsets[E] = %lld", fn, d->num_rows, NAM__CAST(long long, p->nrows));
+    if (!need) return NAM_OK;
+    if (p->nrows > p->T * p->k)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "%s: plan.offsets[E] = %lld exceeds T * k = %lld", fn, NAM__CAST(long long, p->nrows), NAM__CAST(long long, p->T * p->k));
+    for (e = 0; e < p->E; e++) {
+        prev = -1;
+        for (j = nam__moe_off(p, e); j < nam__moe_off(p, e + 1); j++) {
+            v = nam__moe_row(p, j);
+            if (v <= prev || v >= p->T * p->k || nam__moe_idx(p, v / p->k, v % p->k) != e)
+                return nam__err(err, NAM_ERR_INVALID_ARG, "%s: plan.rows[%lld] = %lld does not belong to expert %lld's ascending segment "
+                                "(was the plan made by nam_moe_dispatch from this topk_idx?)", fn, NAM__CAST(long long, j), NAM__CAST(long long, v), NAM__CAST(long long, e));
+            prev = v;
+        }
+    }
+    return NAM_OK;
+}
+
+/* ---- router -------------------------------------------------------------------------- */
+static nam_status nam__moe_route_body(nam_moe_route_desc *d, nam_error *err) {
+    int64_t T, E, t, e, sl[NAM_MAX_DIMS], sb[NAM_MAX_DIMS], si[NAM_MAX_DIMS], sw[NAM_MAX_DIMS];
+    int64_t k, n, pos, j;
+    int32_t *idx;
+    float *w, scale;
+    nam_backend ran;
+    nam_status s;
+    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_route: desc is NULL");
+    if ((s = nam__tensor_basic(&d->logits, "logits", 2, "T,E", 0, err))) return s;
+    if ((s = nam_query_backend(d->backend, d->logits.device, &ran, err))) return s;
+    T = d->logits.shape[0];
+    E = d->logits.shape[1];
+    k = d->topk;
+    if (d->topk < 1 || k > E)
+        return nam__err(err, NAM_ERR_RANGE, "topk = %d is out of range: it must be 1..E, and E = logits.shape[1] = %lld", d->topk, NAM__CAST(long long, E));
+    if (d->score != NAM_MOE_SOFTMAX && d->score != NAM_MOE_SIGMOID)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "score = %d is not a nam_moe_score (softmax 0, sigmoid 1)", NAM__CAST(int, d->score));
+    if (d->pre_softmax && d->score != NAM_MOE_SOFTMAX)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "pre_softmax = %d applies to the softmax score only (score is sigmoid)", d->pre_softmax);
+    if (d->expert_bias.data) {
+        if (d->score != NAM_MOE_SIGMOID)
+            return nam__err(err, NAM_ERR_INVALID_ARG, "expert_bias is given, but it is used with the sigmoid score only (aux-loss-free routing)");
+        if ((s = nam__tensor_basic(&d->expert_bias, "expert_bias", 1, "E", 1, err))) return s;
+        if ((s = nam__tensor_dim(&d->expert_bias, "expert_bias", 0, "E", E, "logits.shape[1]", err))) return s;
+        nam__tensor_strides(&d->expert_bias, sb);
+        for (e = 0; e < E && d->expert_bias.device == NAM_DEVICE_CPU; e++)
+            if (!nam__moe_finite(nam__load(d->expert_bias.data, d->expert_bias.dtype, e * sb[0])))
+                return nam__err(err, NAM_ERR_RANGE, "expert_bias[%lld] = %g is not finite", NAM__CAST(long long, e),
+                                NAM__CAST(double, nam__load(d->expert_bias.data, d->expert_bias.dtype, e * sb[0])));
+    }
+    if ((s = nam__tensor_i32(&d->topk_idx, "topk_idx", 2, "T,k", err))) return s;
+    if ((s = nam__tensor_dim(&d->topk_idx, "topk_idx", 0, "T", T, "logits.shape[0]", err))) return s;
+    if ((s = nam__tensor_dim(&d->topk_idx, "topk_idx", 1, "k", k, "topk", err))) return s;
+    if ((s = nam__tensor_basic(&d->topk_weight, "topk_weight", 2, "T,k", 0, err))) return s;
+    if (d->topk_weight.dtype != NAM_F32) return nam__err(err, NAM_ERR_INVALID_ARG, "topk_weight: dtype %s, expected f32", nam_dtype_name(d->topk_weight.dtype));
+    if ((s = nam__tensor_dim(&d->topk_weight, "topk_weight", 0, "T", T, "logits.shape[0]", err))) return s;
+    if ((s = nam__tensor_dim(&d->topk_weight, "topk_weight", 1, "k", k, "topk", err))) return s;
+    if (!nam__moe_finite(d->scaling_factor)) return nam__err(err, NAM_ERR_RANGE, "scaling_factor = %g is not finite", NAM__CAST(double, d->scaling_factor));
+    scale = d->scaling_factor == 0.0f ? 1.0f : d->scaling_factor;
+    {
+        const nam_tensor *ts[4];
+        static const char *const nm[4] = {"logits", "expert_bias", "topk_idx", "topk_weight"};
+        ts[0] = &d->logits; ts[1] = &d->expert_bias; ts[2] = &d->topk_idx; ts[3] = &d->topk_weight;
+        if ((s = nam__same_device(4, ts, nm, err))) return s;
+    }
+#ifdef NAM_CUDA
+    if (ran == NAM_BACKEND_CUDA) {
+        s = nam_cuda__moe_route(d, err);
+        if (s == NAM_OK) d->ran = NAM_BACKEND_CUDA;
+        return s;
+    }
+#endif
+    nam__tensor_strides(&d->logits, sl);
+    nam__tensor_strides(&d->topk_idx, si);
+    nam__tensor_strides(&d->topk_weight, sw);
+    idx = NAM__CAST(int32_t *, d->topk_idx.data);
+    w = NAM__CAST(float *, d->topk_weight.data);
+    d->ran = ran;
+
+    for (t = 0; t < T; t++) {
+        int32_t *ir = idx + t * si[0];
+        float *wr = w + t * sw[0];
+        double mx = 0.0, sum = 0.0;
+        const void *L = d->logits.data;
+        nam_dtype ldt = d->logits.dtype;
+        for (e = 0; e < E; e++) {
+            double v = nam__load(L, ldt, t * sl[0] + e * sl[1]);
+            if (!nam__moe_finite(v))
+                return nam__err(err, NAM_ERR_RANGE, "logits[%lld, %lld] = %g is not finite", NAM__CAST(long long, t), NAM__CAST(long long, e), v);
+            if (e == 0 || v > mx) mx = v;
+        }
+        if (d->score == NAM_MOE_SOFTMAX && d->pre_softmax)
+            for (e = 0; e < E; e++) sum += exp(NAM__CAST(double, nam__load(L, ldt, t * sl[0] + e * sl[1])) - mx);
+        /* selection: a sorted top-k list in the output row (values in wr, ids in ir) */
+        n = 0;
+        for (e = 0; e < E; e++) {
+            double l = nam__load(L, ldt, t * sl[0] + e * sl[1]);
+            float v;
+            if (d->score == NAM_MOE_SIGMOID) {
+                v = NAM__CAST(float, 1.0 / (1.0 + exp(-l)));
+                if (d->expert_bias.data) v += nam__load(d->expert_bias.data, d->expert_bias.dtype, e * sb[0]);
+            } else if (d->pre_softmax) v = NAM__CAST(float, exp(l - mx) / sum);
+            else v = NAM__CAST(float, l);
+            if (n == k && !(v > wr[(k - 1) * sw[1]])) continue;   /* ties: the lower index stays */
+            pos = n < k ? n++ : k - 1;
+            while (pos > 0 && v > wr[(pos - 1) * sw[1]]) {
+                wr[pos * sw[1]] = wr[(pos - 1) * sw[1]];
+                ir[pos * si[1]] = ir[(pos - 1) * si[1]];
+                pos--;
+            }
+            wr[pos * sw[1]] = v;
+            ir[pos * si[1]] = NAM__CAST(int32_t, e);
+        }
+        /* weights */
+        if (d->score == NAM_MOE_SOFTMAX && !d->pre_softmax) {
+            double top = wr[0], z = 0.0;
+            for (j = 0; j < k; j++) z += exp(NAM__CAST(double, wr[j * sw[1]]) - top);
+            for (j = 0; j < k; j++) wr[j * sw[1]] = NAM__CAST(float, exp(NAM__CAST(double, wr[j * sw[1]]) - top) / z);
+        } else if (d->score == NAM_MOE_SIGMOID) {
+            double z = 0.0;
+            for (j = 0; j < k; j++) {
+                double l = nam__load(L, ldt, t * sl[0] + NAM__CAST(int64_t, ir[j * si[1]]) * sl[1]);
+                wr[j * sw[1]] = NAM__CAST(float, 1.0 / (1.0 + exp(-l)));   /* un-biased score */
+                z += wr[j * sw[1]];
+            }
+            if (k > 1)
+                for (j = 0; j < k; j++) wr[j * sw[1]] = NAM__CAST(float, wr[j * sw[1]] / (z + 1e-20));
+        }
+        if (scale != 1.0f)
+            for (j = 0; j < k; j++) wr[j * sw[1]] *= scale;
+    }
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_moe_route(nam_moe_route_desc *d, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_route_body(d, err));
+    return st;
+}
+
+/* ---- dispatch ------------------------------------------------------------------------ */
+/* The shape, option and device checks of a dispatch desc. */
+static nam_status nam__moe_dispatch_check(const nam_moe_dispatch_desc *d, nam_error *err) {
+    int64_t T, k, E;
+    nam_status s;
+    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_dispatch: desc is NULL");
+    if ((s = nam__tensor_i32(&d->topk_idx, "topk_idx", 2, "T,k", err))) return s;
+    T = d->topk_idx.shape[0];
+    k = d->topk_idx.shape[1];
+    if (T > INT32_MAX / k) return nam__err(err, NAM_ERR_LIMIT, "topk_idx has T * k = %lld entries; rows are i32, so at most %d", NAM__CAST(long long, T * k), INT32_MAX);
+    if (d->num_experts < 1 || d->num_experts > NAM__MOE_MAX_EXPERTS)
+        return nam__err(err, NAM_ERR_RANGE, "num_experts = %d is out of range (1..%d)", d->num_experts, NAM__MOE_MAX_EXPERTS);
+    E = d->num_experts;
+    if (!nam__moe_finite(d->capacity_factor) || d->capacity_factor < 0.0f)
+        return nam__err(err, NAM_ERR_RANGE, "capacity_factor = %g must be finite and >= 0 (0: no capacity limit)", NAM__CAST(double, d->capacity_factor));
+    if ((s = nam__tensor_i32(&d->counts, "counts", 1, "E", err))) return s;
+    if ((s = nam__tensor_dim(&d->counts, "counts", 0, "E", E, "num_experts", err))) return s;
+    if ((s = nam__tensor_i32(&d->offsets, "offsets", 1, "E+1", err))) return s;
+    if ((s = nam__tensor_dim(&d->offsets, "offsets", 0, "E+1", E + 1, "num_experts + 1", err))) return s;
+    if ((s = nam__tensor_i32(&d->rows, "rows", 1, "T*k", err))) return s;
+    if ((s = nam__tensor_dim(&d->rows, "rows", 0, "T*k", T * k, "topk_idx T * k", err))) return s;
+    {
+        const nam_tensor *ts[4];
+        static const char *const nm[4] = {"topk_idx", "counts", "offsets", "rows"};
+        ts[0] = &d->topk_idx; ts[1] = &d->counts; ts[2] = &d->offsets; ts[3] = &d->rows;
+        if ((s = nam__same_device(4, ts, nm, err))) return s;
+    }
+    return NAM_OK;
+}
+
+static nam_status nam__moe_dispatch_workspace_size_body(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err) {
+    nam_status s;
+    if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_dispatch_workspace_size: bytes is NULL");
+    *bytes = 0;
+    if ((s = nam__moe_dispatch_check(d, err))) return s;
+#ifdef NAM_CUDA
+    if (d->topk_idx.device == NAM_DEVICE_CUDA) return nam_cuda__moe_dispatch_workspace_size(d, bytes, err);
+#endif
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_moe_dispatch_workspace_size(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_dispatch_workspace_size_body(d, bytes, err));
+    return st;
+}
+
+static nam_status nam__moe_dispatch_body(nam_moe_dispatch_desc *d, nam_error *err) {
+    int64_t T, k, E, t, s2, e, cap, kept, si[NAM_MAX_DIMS], sc[NAM_MAX_DIMS], so[NAM_MAX_DIMS], sr[NAM_MAX_DIMS];
+    int32_t *cnt, *off, *rows;
+    const int32_t *idx;
+    int64_t dropped = 0;
+    nam_status s;
+    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_dispatch: desc is NULL");
+    d->num_rows = 0;
+    d->num_dropped = 0;
+    if ((s = nam__moe_dispatch_check(d, err))) return s;
+#ifdef NAM_CUDA
+    if (d->topk_idx.device == NAM_DEVICE_CUDA) return nam_cuda__moe_dispatch(d, err);
+#endif
+    T = d->topk_idx.shape[0];
+    k = d->topk_idx.shape[1];
+    E = d->num_experts;
+    nam__tensor_strides(&d->topk_idx, si);
+    nam__tensor_strides(&d->counts, sc);
+    nam__tensor_strides(&d->offsets, so);
+    nam__tensor_strides(&d->rows, sr);
+    idx = NAM__CAST(const int32_t *, d->topk_idx.data);
+    cnt = NAM__CAST(int32_t *, d->counts.data);
+    off = NAM__CAST(int32_t *, d->offsets.data);
+    rows = NAM__CAST(int32_t *, d->rows.data);
+    cap = T * k;
+    if (d->capacity_factor > 0.0f) {
+        double c = ceil(NAM__CAST(double, T * k) / NAM__CAST(double, E) * NAM__CAST(double, d->capacity_factor));
+        if (c < NAM__CAST(double, cap)) cap = NAM__CAST(int64_t, c);
+    }
+    /* histogram (and expert ids checked) */
+    for (e = 0; e < E; e++) cnt[e * sc[0]] = 0;
+    for (t = 0; t < T; t++)
+        for (s2 = 0; s2 < k; s2++) {
+            int32_t v = idx[t * si[0] + s2 * si[1]];
+            if (v < 0 || v >= E)
+                return nam__err(err, NAM_ERR_RANGE, "topk_idx[%lld, %lld] = %d is not an expert id (0..%lld): token %lld, slot %lld",
+                                NAM__CAST(long long, t), NAM__CAST(long long, s2), v, NAM__CAST(long long, E - 1), NAM__CAST(long long, t), NAM__CAST(long long, s2));
+            cnt[v * sc[0]]++;
+        }
+    /* capacity, exclusive prefix sum */
+    off[0] = 0;
+    for (e = 0; e < E; e++) {
+        kept = cnt[e * sc[0]] < cap ? cnt[e * sc[0]] : cap;
+        dropped += cnt[e * sc[0]] - kept;
+        off[(e + 1) * so[0]] = NAM__CAST(int32_t, off[e * so[0]] + kept);
+        cnt[e * sc[0]] = 0;                       /* now the placement cursor */
+    }
+    /* placement in (token, slot) order: stable within each expert */
+    for (t = 0; t < T; t++)
+        for (s2 = 0; s2 < k; s2++) {
+            int32_t v = idx[t * si[0] + s2 * si[1]];
+            int64_t c = cnt[v * sc[0]];
+            if (off[v * so[0]] + c < off[(v + 1) * so[0]]) {
+                rows[(off[v * so[0]] + c) * sr[0]] = NAM__CAST(int32_t, t * k + s2);
+                cnt[v * sc[0]] = NAM__CAST(int32_t, c + 1);
+            }
+        }
+    for (t = off[E * so[0]]; t < T * k; t++) rows[t * sr[0]] = -1;
+    d->num_rows = off[E * so[0]];
+    d->num_dropped = NAM__CAST(int, dropped);
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_dispatch_body(d, err));
+    return st;
+}
+
+/* ---- permute / combine --------------------------------------------------------------- */
+static nam_status nam__moe_permute_body(const nam_tensor *tokens, const nam_moe_dispatch_desc *plan, nam_tensor *permuted, nam_error *err) {
+    nam__moe_plan p;
+    nam_status s;
+    int64_t H, j, h, st[NAM_MAX_DIMS], sp[NAM_MAX_DIMS];
+    if (!tokens || !permuted) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_permute: %s is NULL", tokens ? "permuted" : "tokens");
+    if ((s = nam__moe_plan_check(plan, "nam_moe_permute", 1, &p, err))) return s;
+    if ((s = nam__tensor_basic(tokens, "tokens", 2, "T,H", 0, err))) return s;
+    if ((s = nam__tensor_dim(tokens, "tokens", 0, "T", p.T, "plan.topk_idx.shape[0]", err))) return s;
+    H = tokens->shape[1];
+    if ((s = nam__tensor_basic(permuted, "permuted", 2, "rows,H", 0, err))) return s;
+    if ((s = nam__tensor_dim(permuted, "permuted", 1, "H", H, "tokens.shape[1]", err))) return s;
+    if (permuted->shape[0] < p.nrows)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "permuted.shape[0] (rows) = %lld, but the plan keeps %lld rows", NAM__CAST(long long, permuted->shape[0]), NAM__CAST(long long, p.nrows));
+    {
+        const nam_tensor *ts[3];
+        static const char *const nm[3] = {"tokens", "plan.offsets", "permuted"};
+        ts[0] = tokens; ts[1] = &plan->offsets; ts[2] = permuted;
+        if ((s = nam__same_device(3, ts, nm, err))) return s;
+    }
+#ifdef NAM_CUDA
+    if (tokens->device == NAM_DEVICE_CUDA) return nam_cuda__moe_permute(tokens, plan, permuted, err);
+#endif
+    nam__tensor_strides(tokens, st);
+    nam__tensor_strides(permuted, sp);
+    for (j = 0; j < p.nrows; j++) {
+        int64_t t = nam__moe_row(&p, j) / p.k;
+        if (tokens->dtype == permuted->dtype && st[1] == 1 && sp[1] == 1) {
+            size_t es = tokens->dtype == NAM_F32 ? 4 : 2;
+            memcpy(NAM__CAST(char *, permuted->data) + NAM__CAST(size_t, j * sp[0]) * es,
+                   NAM__CAST(const char *, tokens->data) + NAM__CAST(size_t, t * st[0]) * es, NAM__CAST(size_t, H) * es);
+        } else
+            for (h = 0; h < H; h++) nam__store(permuted->data, permuted->dtype, j * sp[0] + h * sp[1], nam__load(tokens->data, tokens->dtype, t * st[0] + h * st[1]));
+    }
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_moe_permute(const nam_tensor *tokens, const nam_moe_dispatch_desc *plan, nam_tensor *permuted, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_permute_body(tokens, plan, permuted, err));
+    return st;
+}
+
+/* The permuted row of (t, slot) in expert e's (sorted) segment, or -1 when it was dropped. */
+static int64_t nam__moe_find(const nam__moe_plan *p, int64_t e, int64_t key) {
+    int64_t lo = nam__moe_off(p, e), hi = nam__moe_off(p, e + 1);
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2, v = nam__moe_row(p, mid);
+        if (v == key) return mid;
+        if (v < key) lo = mid + 1;
+        else hi = mid;
+    }
+    return -1;
+}
+
+#define NAM__MOE_CHUNK 256
+static nam_status nam__moe_combine_body(const nam_tensor *expert_out, const nam_moe_dispatch_desc *plan, const nam_tensor *topk_weight,
+                                                    nam_tensor *out, nam_error *err) {
+    nam__moe_plan p;
+    nam_status s;
+    int64_t H, t, slot, h, h0, se[NAM_MAX_DIMS], sw[NAM_MAX_DIMS], so[NAM_MAX_DIMS];
+    const nam_tensor *W = topk_weight && topk_weight->data ? topk_weight : NULL;
+    int fast;
+    float acc[NAM__MOE_CHUNK];
+    if (!expert_out || !out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_combine: %s is NULL", expert_out ? "out" : "expert_out");
+    if ((s = nam__moe_plan_check(plan, "nam_moe_combine", 1, &p, err))) return s;
+    if ((s = nam__tensor_basic(expert_out, "expert_out", 2, "rows,H", 0, err))) return s;
+    H = expert_out->shape[1];
+    if (expert_out->shape[0] < p.nrows)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "expert_out.shape[0] (rows) = %lld, but the plan keeps %lld rows", NAM__CAST(long long, expert_out->shape[0]), NAM__CAST(long long, p.nrows));
+    if (W) {
+        if ((s = nam__tensor_basic(W, "topk_weight", 2, "T,k", 0, err))) return s;
+        if ((s = nam__tensor_dim(W, "topk_weight", 0, "T", p.T, "plan.topk_idx.shape[0]", err))) return s;
+        if ((s = nam__tensor_dim(W, "topk_weight", 1, "k", p.k, "plan.topk_idx.shape[1]", err))) return s;
+        nam__tensor_strides(W, sw);
+    }
+    if ((s = nam__tensor_basic(out, "out", 2, "T,H", 0, err))) return s;
+    if ((s = nam__tensor_dim(out, "out", 0, "T", p.T, "plan.topk_idx.shape[0]", err))) return s;
+    if ((s = nam__tensor_dim(out, "out", 1, "H", H, "expert_out.shape[1]", err))) return s;
+ {
+        const nam_tensor *ts[4];
+        static const char *const nm[4] = {"expert_out", "plan.offsets", "topk_weight", "out"};
+        ts[0] = expert_out; ts[1] = &plan->offsets; ts[2] = W; ts[3] = out;
+        if ((s = nam__same_device(4, ts, nm, err))) return s;
+    }
+#ifdef NAM_CUDA
+    if (expert_out->device == NAM_DEVICE_CUDA) return nam_cuda__moe_combine(expert_out, plan, W, out, err);
+#endif
+    nam__tensor_strides(expert_out, se);
+    nam__tensor_strides(out, so);
+    fast = nam__moe_rows_f32(expert_out) && nam__moe_rows_f32(out);
+    for (t = 0; t < p.T; t++) {
+        int64_t js[64], *jl = js, nk = 0;
+        float ws[64];
+        /* the kept slots of token t, in slot order (k > 64: looked up per column chunk) */
+        if (p.k <= 64) {
+            for (slot = 0; slot < p.k; slot++) {
+                int64_t e = nam__moe_idx(&p, t, slot), j;
+                if (e < 0 || e >= p.E) return nam__err(err, NAM_ERR_RANGE, "plan.topk_idx[%lld, %lld] = %lld is not an expert id (0..%lld)",
+                                                        NAM__CAST(long long, t), NAM__CAST(long long, slot), NAM__CAST(long long, e), NAM__CAST(long long, p.E - 1));
+                j = nam__moe_find(&p, e, t * p.k + slot);
+                if (j < 0) continue;
+                jl[nk] = j;
+                ws[nk++] = W ? nam__load(W->data, W->dtype, t * sw[0] + slot * sw[1]) : 1.0f;
+            }
+        }
+        if (fast && p.k <= 64) {
+            float *o = NAM__CAST(float *, out->data) + t * so[0];
+            int64_t q;
+            if (nk == 0) for (h = 0; h < H; h++) o[h] = 0.0f;
+            for (q = 0; q < nk; q++) {
+                const float *x = NAM__CAST(const float *, expert_out->data) + jl[q] * se[0];
+                float wq = ws[q];
+                if (q == 0 && !W) for (h = 0; h < H; h++) o[h] = x[h];
+                else if (q == 0) for (h = 0; h < H; h++) o[h] = wq * x[h];
+                else if (!W) for (h = 0; h < H; h++) o[h] += x[h];
+                else for (h = 0; h < H; h++) o[h] += wq * x[h];
+            }
+            continue;
+        }
+        for (h0 = 0; h0 < H; h0 += NAM__MOE_CHUNK) {
+            int64_t hn = H - h0 < NAM__MOE_CHUNK ? H - h0 : NAM__MOE_CHUNK, got = 0;
+            for (slot = 0; slot < p.k; slot++) {
+                int64_t j;
+                float wq;
+                if (p.k <= 64) {
+                    if (slot >= nk) break;
+                    j = jl[slot];
+                    wq = ws[slot];
+                } else {
+                    int64_t e = nam__moe_idx(&p, t, slot);
+                    if (e < 0 || e >= p.E) return nam__err(err, NAM_ERR_RANGE, "plan.topk_idx[%lld, %lld] = %lld is not an expert id (0..%lld)",
+                                                            NAM__CAST(long long, t), NAM__CAST(long long, slot), NAM__CAST(long long, e), NAM__CAST(long long, p.E - 1));
+                    j = nam__moe_find(&p, e, t * p.k + slot);
+                    if (j < 0) continue;
+                    wq = W ? nam__load(W->data, W->dtype, t * sw[0] + slot * sw[1]) : 1.0f;
+                }
+                for (h = 0; h < hn; h++) {
+                    float x = nam__load(expert_out->data, expert_out->dtype, j * se[0] + (h0 + h) * se[1]);
+                    if (W) x *= wq;
+                    if (got) acc[h] += x;
+                    else acc[h] = x;
+                }
+                got = 1;
+            }
+            for (h = 0; h < hn; h++) nam__store(out->data, out->dtype, t * so[0] + (h0 + h) * so[1], got ? acc[h] : 0.0f);
+        }
+    }
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_moe_combine(const nam_tensor *expert_out, const nam_moe_dispatch_desc *plan, const nam_tensor *topk_weight,
+                                    nam_tensor *out, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_combine_body(expert_out, plan, topk_weight, out, err));
+    return st;
+}
+
+/* ---- expert FFN ---------------------------------------------------------------------- */
+typedef struct nam__moe_ffn_info {
+    int64_t E, F, H, R;              /* experts, ffn, hidden, rows of in/out */
+    int swiglu, threads;
+    nam_backend ran;
+    int conv[3];                     /* w1, w3, w2 converted per expert into workspace */
+    int conv_out;                    /* out written through an f32 tile buffer */
+    size_t thread_bytes, bytes;      /* per worker, total */
+} nam__moe_ffn_info;
+
+static size_t nam__moe_fl(int64_t n) { return nam__ws_need(sizeof(float) * NAM__CAST(size_t, n)); }
+
+static nam_status nam__moe_ffn_check(const nam_moe_ffn_desc *d, nam__moe_ffn_info *fi, nam_error *err) {
+    nam_status s;
+    int64_t mt;
+    memset(fi, 0, sizeof *fi);
+    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_ffn: desc is NULL");
+    if (d->act != NAM_MOE_SWIGLU && d->act != NAM_MOE_SQUARED_RELU)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "act = %d is not a nam_moe_act (swiglu 0, squared relu 1)", NAM__CAST(int, d->act));
+    fi->swiglu = d->act == NAM_MOE_SWIGLU;
+    if ((s = nam__tensor_basic(&d->in, "in", 2, "rows,H", 0, err))) return s;
+    if ((s = nam_query_backend(d->backend, d->in.device, &fi->ran, err))) return s;
+    fi->R = d->in.shape[0];
+    fi->H = d->in.shape[1];
+    if ((s = nam__tensor_basic(&d->w1, "w1", 3, "E,F,H", 0, err))) return s;
+    fi->E = d->w1.shape[0];
+    fi->F = d->w1.shape[1];
+    if ((s = nam__tensor_dim(&d->w1, "w1", 2, "H", fi->H, "in.shape[1]", err))) return s;
+    if (fi->swiglu) {
+        if ((s = nam__tensor_basic(&d->w3, "w3", 3, "E,F,H", 0, err))) return s;
+        if ((s = nam__tensor_dim(&d->w3, "w3", 0, "E", fi->E, "w1.shape[0]", err))) return s;
+        if ((s = nam__tensor_dim(&d->w3, "w3", 1, "F", fi->F, "w1.shape[1]", err))) return s;
+        if ((s = nam__tensor_dim(&d->w3, "w3", 2, "H", fi->H, "in.shape[1]", err))) return s;
+    }
+    if ((s = nam__tensor_basic(&d->w2, "w2", 3, "E,H,F", 0, err))) return s;
+    if ((s = nam__tensor_dim(&d->w2, "w2", 0, "E", fi->E, "w1.shape[0]", err))) return s;
+    if ((s = nam__tensor_dim(&d->w2, "w2", 1, "H", fi->H, "in.shape[1]", err))) return s;
+    if ((s = nam__tensor_dim(&d->w2, "w2", 2, "F", fi->F, "w1.shape[1]", err))) return s;
+    if ((s = nam__tensor_basic(&d->out, "out", 2, "rows,H", 0, err))) return s;
+    if ((s = nam__tensor_dim(&d->out, "out", 0, "rows", fi->R, "in.shape[0]", err))) return s;
+    if ((s = nam__tensor_dim(&d->out, "out", 1, "H", fi->H, "in.shape[1]", err))) return s;
+    if (fi->E > NAM__MOE_MAX_EXPERTS || fi->F > NAM_MAX_DIM || fi->H > NAM_MAX_DIM || fi->R > INT32_MAX)
+        return nam__err(err, NAM_ERR_LIMIT, "nam_moe_ffn: E = %lld, F = %lld, H = %lld or rows = %lld exceeds nam's limits", NAM__CAST(long long, fi->E),
+                        NAM__CAST(long long, fi->F), NAM__CAST(long long, fi->H), NAM__CAST(long long, fi->R));
+    {
+        const nam_tensor *ts[6];
+        static const char *const nm[6] = {"in", "w1", "w3", "w2", "out", "plan.offsets"};
+        ts[0] = &d->in; ts[1] = &d->w1; ts[2] = fi->swiglu ? &d->w3 : NULL; ts[3] = &d->w2; ts[4] = &d->out; ts[5] = d->plan ? &d->plan->offsets : NULL;
+        if ((s = nam__same_device(6, ts, nm, err))) return s;
+    }
+    if (fi->ran == NAM_BACKEND_CUDA) return NAM_OK;
+    if (fi->ran == NAM_BACKEND_CPU_REF) {
+        fi->threads = 1;
+        fi->thread_bytes = nam__ws_need(sizeof(double) * NAM__CAST(size_t, fi->F));
+        fi->bytes = fi->thread_bytes;
+        return NAM_OK;
+    }
+    fi->threads = nam__resolve_threads(d->threads);
+    fi->conv[0] = !nam__moe_rows_f32(&d->w1);
+    fi->conv[1] = fi->swiglu && !nam__moe_rows_f32(&d->w3);
+    fi->conv[2] = !nam__moe_rows_f32(&d->w2);
+    fi->conv_out = !nam__moe_rows_f32(&d->out);
+    mt = NAM__MOE_MT;
+    /* per worker: x tile (transposed panels or sgemm rows), hidden (and the W3 product),
+       an f32 out tile when out needs converting, converted weights, sgemm packing */
+    fi->thread_bytes = nam__moe_fl(mt * fi->H) + nam__moe_fl(mt * fi->F) * (fi->swiglu ? 2u : 1u);
+    if (fi->conv_out) fi->thread_bytes += nam__moe_fl(mt * fi->H);
+    fi->thread_bytes += nam__moe_fl(16 * fi->H) + nam__moe_fl(16 * fi->F);   /* the tail's x and h rows */
+    fi->thread_bytes += nam__moe_fl(18 * (fi->F > fi->H ? fi->F : fi->H));   /* 3 converted 6-row weight blocks */
+    if (fi->conv[0]) fi->thread_bytes += nam__moe_fl(fi->F * fi->H);
+    if (fi->conv[1]) fi->thread_bytes += nam__moe_fl(fi->F * fi->H);
+    if (fi->conv[2]) fi->thread_bytes += nam__moe_fl(fi->F * fi->H);
+    {
+        size_t p1 = nam__sgemm_pack_floats(NAM__MOE_MT, NAM__CAST(int, fi->F), NAM__CAST(int, fi->H));
+        size_t p2 = nam__sgemm_pack_floats(NAM__MOE_MT, NAM__CAST(int, fi->H), NAM__CAST(int, fi->F));
+        fi->thread_bytes += nam__ws_need(sizeof(float) * (p1 > p2 ? p1 : p2));
+    }
+    fi->bytes = fi->thread_bytes * NAM__CAST(size_t, fi->threads);
+    return NAM_OK;
+}
+
+static nam_status nam__moe_ffn_workspace_size_body(const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err) {
+    nam__moe_ffn_info fi;
+    nam_status s;
+    if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_ffn_workspace_size: bytes is NULL");
+    *bytes = 0;
+    if ((s = nam__moe_ffn_check(d, &fi, err))) return s;
+#ifdef NAM_CUDA
+    if (fi.ran == NAM_BACKEND_CUDA) return nam_cuda__moe_ffn_workspace_size(d, bytes, err);
+#endif
+    *bytes = fi.bytes;
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_moe_ffn_workspace_size(const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_ffn_workspace_size_body(d, bytes, err));
+    return st;
+}
+
+/* Reference: every kept row, fp64 sums, any dtype and stride. */
+static void nam__moe_ffn_ref(const nam_moe_ffn_desc *d, const nam__moe_ffn_info *fi, const nam__moe_plan *p, double *hid) {
+    int64_t sx[NAM_MAX_DIMS], s1[NAM_MAX_DIMS], s3[NAM_MAX_DIMS], s2[NAM_MAX_DIMS], so[NAM_MAX_DIMS], e, j, f, h, q;
+    nam__tensor_strides(&d->in, sx);
+    nam__tensor_strides(&d->w1, s1);
+    nam__tensor_strides(&d->w3, s3);
+    nam__tensor_strides(&d->w2, s2);
+    nam__tensor_strides(&d->out, so);
+    for (e = 0; e < fi->E; e++)
+        for (j = nam__moe_off(p, e); j < nam__moe_off(p, e + 1); j++) {
+            for (f = 0; f < fi->F; f++) {
+                double g = 0.0, u = 0.0;
+                for (q = 0; q < fi->H; q++) {
+                    double x = nam__load(d->in.data, d->in.dtype, j * sx[0] + q * sx[1]);
+                    g += x * nam__load(d->w1.data, d->w1.dtype, e * s1[0] + f * s1[1] + q * s1[2]);
+                    if (fi->swiglu) u += x * nam__load(d->w3.data, d->w3.dtype, e * s3[0] + f * s3[1] + q * s3[2]);
+                }
+                if (fi->swiglu) hid[f] = g / (1.0 + exp(-g)) * u;
+                else hid[f] = g > 0.0 ? g * g : 0.0;
+            }
+            for (h = 0; h < fi->H; h++) {
+                double o = 0.0;
+                for (f = 0; f < fi->F; f++) o += hid[f] * nam__load(d->w2.data, d->w2.dtype, e * s2[0] + h * s2[1] + f * s2[2]);
+                nam__store(d->out.data, d->out.dtype, j * so[0] + h * so[1], NAM__CAST(float, o));
+            }
+        }
+}
+
+/* Expert e of weight t (rows x cols after the expert axis) as f32 rows: in place, or
+   converted into buf. Returns the row pointer base; *ld gets the row stride. */
+static const float *nam__moe_weight(const nam_tensor *t, int conv, int64_t e, float *buf, int64_t *ld) {
+    int64_t st[NAM_MAX_DIMS], r, c, rows = t->shape[1], cols = t->shape[2];
+    nam__tensor_strides(t, st);
+    if (!conv) {
+        *ld = st[1];
+        return NAM__CAST(const float *, t->data) + e * st[0];
+    }
+    for (r = 0; r < rows; r++) {
+        float *dst = buf + r * cols;
+        int64_t base = e * st[0] + r * st[1];
+        if (t->dtype == NAM_BF16 && st[2] == 1) {
+            const uint16_t *src = NAM__CAST(const uint16_t *, t->data) + base;
+            for (c = 0; c < cols; c++) {
+                uint32_t u = NAM__CAST(uint32_t, src[c]) << 16;
+                memcpy(dst + c, &u, 4);
+            }
+        } else
+            for (c = 0; c < cols; c++) dst[c] = nam__load(t->data, t->dtype, base + c * st[2]);
+    }
+    *ld = cols;
+    return buf;
+}
+
+/* One expert's slice of a weight tensor, (rows, cols) after the expert axis, any dtype and
+   strides: the streaming kernels read it one block of rows at a time. */
+typedef struct nam__moe_wsrc {
+    const char *data;                 /* the expert's first element */
+    nam_dtype dt;
+    int64_t ld, st;                   /* row and column strides, in elements */
+    int64_t es;                       /* element size in bytes */
+    int direct;                       /* f32 with unit column stride: blocks are read in place */
+} nam__moe_wsrc;
+
+static void nam__moe_wsrc_init(nam__moe_wsrc *w, const nam_tensor *t, int64_t e) {
+    int64_t st[NAM_MAX_DIMS];
+    nam__tensor_strides(t, st);
+    w->dt = t->dtype;
+    w->es = t->dtype == NAM_F32 ? 4 : 2;
+    w->data = NAM__CAST(const char *, t->data) + e * st[0] * w->es;
+    w->ld = st[1];
+    w->st = st[2];
+    w->direct = t->dtype == NAM_F32 && (st[2] == 1 || t->shape[2] == 1);
+}
+
+#if NAM__X86_SIMD
+NAM__TARGET_AVX2
+static void nam__moe_bf16_row_avx2(const uint16_t *src, float *dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i v = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(NAM__CAST(const __m128i *, NAM__CAST(const void *, src + i)))), 16);
+        _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(v));
+    }
+    for (; i < n; i++) dst[i] = nam__bf16_to_f32(src[i]);
+}
+
+/* Rows [r0, r0 + rows) x cols [0, K) of w as f32 rows: in place, or converted into buf
+   (rows x K). *ld gets the row stride. */
+static const float *nam__moe_wblock(const nam__moe_wsrc *w, int64_t r0, int rows, int64_t K, float *buf, int64_t *ld) {
+    int64_t r, q;
+    if (w->direct) {
+        *ld = w->ld;
+        return NAM__CAST(const float *, NAM__CAST(const void *, w->data)) + r0 * w->ld;
+    }
+    for (r = 0; r < rows; r++) {
+        const char *row = w->data + (r0 + r) * w->ld * w->es;
+        float *dst = buf + r * K;
+        if (w->dt == NAM_BF16 && w->st == 1) { nam__moe_bf16_row_avx2(NAM__CAST(const uint16_t *, NAM__CAST(const void *, row)), dst, K); continue; }
+        for (q = 0; q < K; q++) dst[q] = nam__load(row, w->dt, q * w->st);
+    }
+    *ld = K;
+    return buf;
+}
+
+/* Prefetch source of rows [r0, r0 + 6) from column c0 (NULL past the last row or when the
+   columns are not contiguous); *ld_bytes gets the row stride in bytes. */
+static const char *nam__moe_wnext(const nam__moe_wsrc *w, int64_t r0, int64_t nrows, int64_t c0, int64_t *ld_bytes) {
+    *ld_bytes = w->ld * w->es;
+    if (r0 >= nrows || w->st != 1) return NULL;
+    return w->data + (r0 * w->ld + c0) * w->es;
+}
+#endif /* NAM__X86_SIMD: the weight blocks above feed only the AVX2 FFN item */
+
+typedef struct nam__moe_ffn_ctx {
+    const nam_moe_ffn_desc *d;
+    const nam__moe_ffn_info *fi;
+    const nam__moe_plan *p;
+    char *ws;
+    int simd;                         /* 1: AVX2+FMA streaming kernels, 0: nam__sgemm */
+    pthread_mutex_t lock;
+    int64_t next_e, next_r;           /* the shared work cursor: expert, first row in it */
+} nam__moe_ffn_ctx;
+
+/* Next work item (expert, first row within the expert, rows), or 0 when none is left. */
+static int nam__moe_grab(nam__moe_ffn_ctx *c, int64_t *e, int64_t *r0, int64_t *mt) {
+    int got = 0;
+    pthread_mutex_lock(&c->lock);
+    while (c->next_e < c->fi->E) {
+        int64_t n = nam__moe_off(c->p, c->next_e + 1) - nam__moe_off(c->p, c->next_e);
+        if (c->next_r < n) {
+            *e = c->next_e;
+            *r0 = c->next_r;
+            *mt = n - c->next_r < NAM__MOE_MT ? n - c->next_r : NAM__MOE_MT;
+            c->next_r += NAM__MOE_MT;
+            got = 1;
+            break;
+        }
+        c->next_e++;
+        c->next_r = 0;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return got;
+}
+
+#if NAM__X86_SIMD
+/* tile[i*16 + t] = sum_p w[i][p] * xT[p*16 + t] for i < 6 weight rows (rows < 6: the last
+   valid row is repeated, its results ignored), t < 16; xT 64-byte aligned.
+   While it runs it prefetches (into L2) pf_rows rows x pf_bytes bytes at pf (row stride
+   pf_ld bytes): the part of the next weight block the caller assigns to this call. A weight block
+   is used once per 16-row panel; spreading the fetch of the next block over all those uses
+   keeps the DRAM traffic steady instead of stalling the first use (pf NULL: none). */
+NAM__TARGET_AVX2
+static void nam__moe_tile_avx2(int64_t K, const float *w, int64_t ldw, int rows, const float *xT, float *tile,
+                                           const char *pf, int64_t pf_ld, int pf_rows, int64_t pf_bytes) {
+    const float *w0 = w, *w1 = w + (rows > 1 ? 1 : 0) * ldw, *w2 = w + (rows > 2 ? 2 : rows - 1) * ldw;
+    const float *w3 = w + (rows > 3 ? 3 : rows - 1) * ldw, *w4 = w + (rows > 4 ? 4 : rows - 1) * ldw, *w5 = w + (rows > 5 ? 5 : rows - 1) * ldw;
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, x0, x1, a;
+    int64_t p, p0, pe, lines = pf ? pf_bytes / 64 + 1 : 0, total = lines * pf_rows, per, done = 0, pr = 0, pl = 0, q;
+    per = total ? (total + (K + 15) / 16 - 1) / ((K + 15) / 16) : 0;
+    for (p0 = 0; p0 < K; p0 += 16) {
+        pe = p0 + 16 < K ? p0 + 16 : K;
+        for (q = 0; q < per && done < total; q++, done++) {
+            _mm_prefetch(pf + pr * pf_ld + pl * 64, _MM_HINT_T1);
+            if (++pr == pf_rows) { pr = 0; pl++; }
+        }
+        for (p = p0; p < pe; p++) {
+            x0 = _mm256_load_ps(xT);
+            x1 = _mm256_load_ps(xT + 8);
+            xT += 16;
+            a = _mm256_broadcast_ss(w0 + p); c00 = _mm256_fmadd_ps(a, x0, c00); c01 = _mm256_fmadd_ps(a, x1, c01);
+            a = _mm256_broadcast_ss(w1 + p); c10 = _mm256_fmadd_ps(a, x0, c10); c11 = _mm256_fmadd_ps(a, x1, c11);
+            a = _mm256_broadcast_ss(w2 + p); c20 = _mm256_fmadd_ps(a, x0, c20); c21 = _mm256_fmadd_ps(a, x1, c21);
+            a = _mm256_broadcast_ss(w3 + p); c30 = _mm256_fmadd_ps(a, x0, c30); c31 = _mm256_fmadd_ps(a, x1, c31);
+            a = _mm256_broadcast_ss(w4 + p); c40 = _mm256_fmadd_ps(a, x0, c40); c41 = _mm256_fmadd_ps(a, x1, c41);
+            a = _mm256_broadcast_ss(w5 + p); c50 = _mm256_fmadd_ps(a, x0, c50); c51 = _mm256_fmadd_ps(a, x1, c51);
+        }
+    }
+    _mm256_storeu_ps(tile + 0, c00); _mm256_storeu_ps(tile + 8, c01);
+    _mm256_storeu_ps(tile + 16, c10); _mm256_storeu_ps(tile + 24, c11);
+    _mm256_storeu_ps(tile + 32, c20); _mm256_storeu_ps(tile + 40, c21);
+    _mm256_storeu_ps(tile + 48, c30); _mm256_storeu_ps(tile + 56, c31);
+    _mm256_storeu_ps(tile + 64, c40); _mm256_storeu_ps(tile + 72, c41);
+    _mm256_storeu_ps(tile + 80, c50); _mm256_storeu_ps(tile + 88, c51);
+}
+
+/* res[t*6 + i] = sum_p w[i][p] * x[t][p] for i < 6 weight rows (as above) and t < nt (1 or
+   2) rows of x (row stride ldx), vectorised along p, so rows need no padding: the kernel for
+   the last few rows of a tile (a 16-row panel holding them would mostly compute zeros).
+   Prefetches its share of the next weight block like nam__moe_tile_avx2. */
+#define NAM__MOE_HS4(A, B, C, D, dst)                                                          \
+    do {                                                                                       \
+        __m256 s_ = _mm256_hadd_ps(_mm256_hadd_ps(A, B), _mm256_hadd_ps(C, D));                \
+        _mm_storeu_ps(dst, _mm_add_ps(_mm256_castps256_ps128(s_), _mm256_extractf128_ps(s_, 1))); \
+    } while (0)
+NAM__TARGET_AVX2
+static void nam__moe_dot_avx2(int64_t K, const float *w, int64_t ldw, int rows, const float *x, int64_t ldx, int nt, float *res,
+                                          const char *pf, int64_t pf_ld, int pf_rows, int64_t pf_bytes) {
+    const float *w0 = w, *w1 = w + (rows > 1 ? 1 : 0) * ldw, *w2 = w + (rows > 2 ? 2 : rows - 1) * ldw;
+    const float *w3 = w + (rows > 3 ? 3 : rows - 1) * ldw, *w4 = w + (rows > 4 ? 4 : rows - 1) * ldw, *w5 = w + (rows > 5 ? 5 : rows - 1) * ldw;
+    const float *x0 = x, *x1 = x + (nt > 1 ? ldx : 0);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0, u, v, q;
+    int64_t p = 0, K16 = K & ~NAM__CAST(int64_t, 15), lines = pf ? pf_bytes / 64 + 1 : 0, total = lines * pf_rows, per, done = 0, pr = 0, pl = 0, m, i;
+    float tmp[12];
+    per = total ? (total + K / 128) / (K / 128 + 1) : 0;
+    for (; p < K16; p += 16) {
+        if ((p & 127) == 0)
+            for (m = 0; m < per && done < total; m++, done++) {
+                _mm_prefetch(pf + pr * pf_ld + pl * 64, _MM_HINT_T1);
+                if (++pr == pf_rows) { pr = 0; pl++; }
+            }
+        if (nt > 1) {           /* rows (a: x0, b: x1), 8 p at a time, twice */
+            u = _mm256_loadu_ps(x0 + p); v = _mm256_loadu_ps(x1 + p);
+            q = _mm256_loadu_ps(w0 + p); a0 = _mm256_fmadd_ps(q, u, a0); b0 = _mm256_fmadd_ps(q, v, b0);
+            q = _mm256_loadu_ps(w1 + p); a1 = _mm256_fmadd_ps(q, u, a1); b1 = _mm256_fmadd_ps(q, v, b1);
+            q = _mm256_loadu_ps(w2 + p); a2 = _mm256_fmadd_ps(q, u, a2); b2 = _mm256_fmadd_ps(q, v, b2);
+            q = _mm256_loadu_ps(w3 + p); a3 = _mm256_fmadd_ps(q, u, a3); b3 = _mm256_fmadd_ps(q, v, b3);
+            q = _mm256_loadu_ps(w4 + p); a4 = _mm256_fmadd_ps(q, u, a4); b4 = _mm256_fmadd_ps(q, v, b4);
+            q = _mm256_loadu_ps(w5 + p); a5 = _mm256_fmadd_ps(q, u, a5); b5 = _mm256_fmadd_ps(q, v, b5);
+            u = _mm256_loadu_ps(x0 + p + 8); v = _mm256_loadu_ps(x1 + p + 8);
+            q = _mm256_loadu_ps(w0 + p + 8); a0 = _mm256_fmadd_ps(q, u, a0); b0 = _mm256_fmadd_ps(q, v, b0);
+            q = _mm256_loadu_ps(w1 + p + 8); a1 = _mm256_fmadd_ps(q, u, a1); b1 = _mm256_fmadd_ps(q, v, b1);
+            q = _mm256_loadu_ps(w2 + p + 8); a2 = _mm256_fmadd_ps(q, u, a2); b2 = _mm256_fmadd_ps(q, v, b2);
+            q = _mm256_loadu_ps(w3 + p + 8); a3 = _mm256_fmadd_ps(q, u, a3); b3 = _mm256_fmadd_ps(q, v, b3);
+            q = _mm256_loadu_ps(w4 + p + 8); a4 = _mm256_fmadd_ps(q, u, a4); b4 = _mm256_fmadd_ps(q, v, b4);
+            q = _mm256_loadu_ps(w5 + p + 8); a5 = _mm256_fmadd_ps(q, u, a5); b5 = _mm256_fmadd_ps(q, v, b5);
+        } else {                /* one row: a takes p..p+7, b takes p+8..p+15 (two chains) */
+            u = _mm256_loadu_ps(x0 + p); v = _mm256_loadu_ps(x0 + p + 8);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + p), u, a0); b0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + p + 8), v, b0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + p), u, a1); b1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + p + 8), v, b1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + p), u, a2); b2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + p + 8), v, b2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + p), u, a3); b3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + p + 8), v, b3);
+            a4 = _mm256_fmadd_ps(_mm256_loadu_ps(w4 + p), u, a4); b4 = _mm256_fmadd_ps(_mm256_loadu_ps(w4 + p + 8), v, b4);
+            a5 = _mm256_fmadd_ps(_mm256_loadu_ps(w5 + p), u, a5); b5 = _mm256_fmadd_ps(_mm256_loadu_ps(w5 + p + 8), v, b5);
+        }
+    }
+    if (nt > 1) {
+        NAM__MOE_HS4(a0, a1, a2, a3, res);
+        NAM__MOE_HS4(a4, a5, b0, b1, res + 4);
+        NAM__MOE_HS4(b2, b3, b4, b5, res + 8);
+    } else {
+        NAM__MOE_HS4(_mm256_add_ps(a0, b0), _mm256_add_ps(a1, b1), _mm256_add_ps(a2, b2), _mm256_add_ps(a3, b3), res);
+        NAM__MOE_HS4(_mm256_add_ps(a4, b4), _mm256_add_ps(a5, b5), a0, a0, tmp);
+        res[4] = tmp[0];
+        res[5] = tmp[1];
+    }
+    for (; p < K; p++)          /* K % 16 leftovers */
+        for (m = 0; m < nt; m++) {
+            float xv = (m ? x1 : x0)[p];
+            const float *wr[6];
+            wr[0] = w0; wr[1] = w1; wr[2] = w2; wr[3] = w3; wr[4] = w4; wr[5] = w5;
+            for (i = 0; i < 6; i++) res[m * 6 + i] += wr[i][p] * xv;
+        }
+}
+#undef NAM__MOE_HS4
+#endif
+
+
+/* One work item with the streaming kernels: rows [r0, r0 + mt) of `in` (absolute). Full
+   16-row panels run nam__moe_tile_avx2; a tail of up to NAM__MOE_DOT_MAX rows runs
+   nam__moe_dot_avx2 two rows at a time (a longer tail is one zero-padded panel). xT, hT:
+   the panels (MT H and MT F floats); xr, hr: the tail's rows (16 H and 16 F floats). */
+static void nam__moe_item_avx2(nam__moe_ffn_ctx *c, int64_t r0, int64_t mt, const nam__moe_wsrc *s1, const nam__moe_wsrc *s3,
+                                           const nam__moe_wsrc *s2, float *xT, float *hT, float *xr, float *hr, float *wb, float *obuf) {
+#if NAM__X86_SIMD
+    const nam_moe_ffn_desc *d = c->d;
+    int64_t F = c->fi->F, H = c->fi->H, KM = F > H ? F : H, np = mt / 16, nd, users, sx[NAM_MAX_DIMS], so[NAM_MAX_DIMS], pn, t, t0, q, f, h, i, ldx, ldo, us;
+    int64_t l1 = 0, l3 = 0, l2 = 0, b1 = 0, b3 = 0, b2 = 0;
+    const float *w1, *w3 = NULL, *w2;
+    int in_f32;
+    float g[96], u[96];
+    const float *xt;
+    float *o;
+    nam__tensor_strides(&d->in, sx);
+    nam__tensor_strides(&d->out, so);
+    in_f32 = d->in.dtype == NAM_F32 && sx[1] == 1;
+    if (mt - np * 16 > NAM__MOE_DOT_MAX) np++;
+    nd = mt - np * 16 > 0 ? mt - np * 16 : 0;
+    users = np + (nd + 1) / 2;         /* kernel calls per weight block: the prefetch is split over them */
+    /* x^T panels: xT[pn][q][t] = in[r0 + pn*16 + t][q], zero past mt */
+    for (pn = 0; pn < np; pn++) {
+        float *dst = xT + pn * 16 * H;
+        for (t = 0; t < 16; t++) {
+            int64_t r = pn * 16 + t;
+            if (r >= mt) { for (q = 0; q < H; q++) dst[q * 16 + t] = 0.0f; continue; }
+            if (in_f32) {
+                const float *src = NAM__CAST(const float *, d->in.data) + (r0 + r) * sx[0];
+                for (q = 0; q < H; q++) dst[q * 16 + t] = src[q];
+            } else
+                for (q = 0; q < H; q++) dst[q * 16 + t] = nam__load(d->in.data, d->in.dtype, (r0 + r) * sx[0] + q * sx[1]);
+        }
+    }
+    /* the tail's rows, in place or converted */
+    if (in_f32) { xt = NAM__CAST(const float *, d->in.data) + (r0 + np * 16) * sx[0]; ldx = sx[0]; }
+    else {
+        for (t = 0; t < nd; t++)
+            for (q = 0; q < H; q++) xr[t * H + q] = nam__load(d->in.data, d->in.dtype, (r0 + np * 16 + t) * sx[0] + q * sx[1]);
+        xt = xr;
+        ldx = H;
+    }
+    /* hidden: hT[pn][f][t] (panels), hr[t][f] (tail) = act(x W1^T, x W3^T) */
+    for (f = 0; f < F; f += 6) {
+        int rows = F - f < 6 ? NAM__CAST(int, F - f) : 6, nr = F - f - 6 < 6 ? NAM__CAST(int, F - f - 6) : 6;
+        w1 = nam__moe_wblock(s1, f, rows, H, wb, &l1);
+        if (c->fi->swiglu) w3 = nam__moe_wblock(s3, f, rows, H, wb + 6 * KM, &l3);
+        for (us = 0; us < users; us++) {
+            int64_t c0 = H * us / users, nc = H * (us + 1) / users - c0;
+            const char *p1 = nam__moe_wnext(s1, f + 6, F, c0, &b1), *p3 = c->fi->swiglu ? nam__moe_wnext(s3, f + 6, F, c0, &b3) : NULL;
+            if (us < np) {
+                float *dst = hT + us * 16 * F + f * 16;
+                nam__moe_tile_avx2(H, w1, l1, rows, xT + us * 16 * H, g, p1, b1, nr, nc * s1->es);
+                if (c->fi->swiglu) {
+                    nam__moe_tile_avx2(H, w3, l3, rows, xT + us * 16 * H, u, p3, b3, nr, nc * s3->es);
+                    for (i = 0; i < rows * 16; i++) dst[i] = nam__silu(g[i]) * u[i];
+                } else
+                    for (i = 0; i < rows * 16; i++) dst[i] = g[i] > 0.0f ? g[i] * g[i] : 0.0f;
+            } else {
+                int nt = nd - 2 * (us - np) > 1 ? 2 : 1;
+                t0 = 2 * (us - np);
+                nam__moe_dot_avx2(H, w1, l1, rows, xt + t0 * ldx, ldx, nt, g, p1, b1, nr, nc * s1->es);
+                if (c->fi->swiglu) nam__moe_dot_avx2(H, w3, l3, rows, xt + t0 * ldx, ldx, nt, u, p3, b3, nr, nc * s3->es);
+                for (t = 0; t < nt; t++)
+                    for (i = 0; i < rows; i++) {
+                        float gv = g[t * 6 + i];
+                        hr[(t0 + t) * F + f + i] = c->fi->swiglu ? nam__silu(gv) * u[t * 6 + i] : gv > 0.0f ? gv * gv : 0.0f;
+                    }
+            }
+        }
+    }
+    /* out rows = (W2 h^T)^T for the panels, h W2^T for the tail */
+    if (obuf) { o = obuf; ldo = H; }
+    else { o = NAM__CAST(float *, d->out.data) + r0 * so[0]; ldo = so[0]; }
+    for (h = 0; h < H; h += 6) {
+        int rows = H - h < 6 ? NAM__CAST(int, H - h) : 6, nr = H - h - 6 < 6 ? NAM__CAST(int, H - h - 6) : 6;
+        w2 = nam__moe_wblock(s2, h, rows, F, wb + 12 * KM, &l2);
+        for (us = 0; us < users; us++) {
+            int64_t c0 = F * us / users, nc = F * (us + 1) / users - c0;
+            const char *p2 = nam__moe_wnext(s2, h + 6, H, c0, &b2);
+            if (us < np) {
+                int64_t nt = mt - us * 16 < 16 ? mt - us * 16 : 16;
+                nam__moe_tile_avx2(F, w2, l2, rows, hT + us * 16 * F, g, p2, b2, nr, nc * s2->es);
+                for (t = 0; t < nt; t++) {
+                    float *orow = o + (us * 16 + t) * ldo + h;
+                    for (i = 0; i < rows; i++) orow[i] = g[i * 16 + t];
+                }
+            } else {
+                int nt = nd - 2 * (us - np) > 1 ? 2 : 1;
+                t0 = 2 * (us - np);
+                nam__moe_dot_avx2(F, w2, l2, rows, hr + t0 * F, F, nt, g, p2, b2, nr, nc * s2->es);
+                for (t = 0; t < nt; t++) {
+                    float *orow = o + (np * 16 + t0 + t) * ldo + h;
+                    for (i = 0; i < rows; i++) orow[i] = g[t * 6 + i];
+                }
+            }
+        }
+    }
+#else
+    (void)c; (void)r0; (void)mt; (void)s1; (void)s3; (void)s2; (void)xT; (void)hT; (void)xr; (void)hr; (void)wb; (void)obuf;
+#endif
+}
+
+/* One work item with nam__sgemm (NT products on row tiles). */
+static void nam__moe_item_sgemm(nam__moe_ffn_ctx *c, int64_t r0, int64_t mt, const float *w1, int64_t l1, const float *w3, int64_t l3,
+                                            const float *w2, int64_t l2, float *xbuf, float *g, float *u, float *obuf, float *pack) {
+    const nam_moe_ffn_desc *d = c->d;
+    int64_t F = c->fi->F, H = c->fi->H, sx[NAM_MAX_DIMS], so[NAM_MAX_DIMS], r, q, lda, ldo;
+    const float *x;
+    float *o;
+    nam__tensor_strides(&d->in, sx);
+    nam__tensor_strides(&d->out, so);
+    if (nam__moe_rows_f32(&d->in)) { x = NAM__CAST(const float *, d->in.data) + r0 * sx[0]; lda = sx[0]; }
+    else {
+        for (r = 0; r < mt; r++)
+            for (q = 0; q < H; q++) xbuf[r * H + q] = nam__load(d->in.data, d->in.dtype, (r0 + r) * sx[0] + q * sx[1]);
+        x = xbuf;
+        lda = H;
+    }
+    nam__sgemm(NAM__CAST(int, mt), NAM__CAST(int, F), NAM__CAST(int, H), x, lda, w1, l1, 1, 0.0f, g, F, pack);
+    if (c->fi->swiglu) {
+        nam__sgemm(NAM__CAST(int, mt), NAM__CAST(int, F), NAM__CAST(int, H), x, lda, w3, l3, 1, 0.0f, u, F, pack);
+        for (q = 0; q < mt * F; q++) g[q] = nam__silu(g[q]) * u[q];
+    } else
+        for (q = 0; q < mt * F; q++) g[q] = g[q] > 0.0f ? g[q] * g[q] : 0.0f;
+    if (obuf) { o = obuf; ldo = H; }
+    else { o = NAM__CAST(float *, d->out.data) + r0 * so[0]; ldo = so[0]; }
+    nam__sgemm(NAM__CAST(int, mt), NAM__CAST(int, H), NAM__CAST(int, F), g, F, w2, l2, 1, 0.0f, o, ldo, pack);
+}
+
+static void nam__moe_ffn_worker(void *ctx, int64_t begin, int64_t end, int thread) {
+    nam__moe_ffn_ctx *c = NAM__CAST(nam__moe_ffn_ctx *, ctx);
+    const nam__moe_ffn_info *fi = c->fi;
+    const nam_moe_ffn_desc *d = c->d;
+    char *cur = c->ws + fi->thread_bytes * NAM__CAST(size_t, thread);
+    int64_t F = fi->F, H = fi->H, mt = NAM__MOE_MT, e, r0, n, cached = -1, l1 = 0, l3 = 0, l2 = 0, so[NAM_MAX_DIMS], r, q;
+    float *xbuf, *g, *u = NULL, *obuf = NULL, *xr, *hr, *wb, *cw1 = NULL, *cw3 = NULL, *cw2 = NULL, *pack;
+    nam__moe_wsrc s1, s3, s2;
+    const float *w1 = NULL, *w3 = NULL, *w2 = NULL;
+    (void)begin; (void)end;
+    xbuf = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, mt * H)));
+    g = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, mt * F)));
+    if (fi->swiglu) u = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, mt * F)));
+    if (fi->conv_out) obuf = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, mt * H)));
+    xr = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, 16 * H)));
+    hr = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, 16 * F)));
+    wb = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, 18 * (F > H ? F : H))));
+    if (fi->conv[0]) cw1 = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, F * H)));
+    if (fi->conv[1]) cw3 = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, F * H)));
+    if (fi->conv[2]) cw2 = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, F * H)));
+    pack = NAM__CAST(float *, NAM__CAST(void *, cur));
+    nam__tensor_strides(&d->out, so);
+    while (nam__moe_grab(c, &e, &r0, &n)) {
+        int64_t row0 = nam__moe_off(c->p, e) + r0;
+        if (c->simd) {                /* weights read (or converted) one block of rows at a time */
+            nam__moe_wsrc_init(&s1, &d->w1, e);
+            if (fi->swiglu) nam__moe_wsrc_init(&s3, &d->w3, e);
+            nam__moe_wsrc_init(&s2, &d->w2, e);
+            nam__moe_item_avx2(c, row0, n, &s1, fi->swiglu ? &s3 : NULL, &s2, xbuf, g, xr, hr, wb, obuf);
+        } else {                      /* nam__sgemm needs f32 rows: whole experts converted */
+            if (e != cached) {
+                w1 = nam__moe_weight(&d->w1, fi->conv[0], e, cw1, &l1);
+                if (fi->swiglu) w3 = nam__moe_weight(&d->w3, fi->conv[1], e, cw3, &l3);
+                w2 = nam__moe_weight(&d->w2, fi->conv[2], e, cw2, &l2);
+                cached = e;
+            }
+            nam__moe_item_sgemm(c, row0, n, w1, l1, w3, l3, w2, l2, xbuf, g, u, obuf, pack);
+        }
+        if (obuf)
+            for (r = 0; r < n; r++)
+                for (q = 0; q < H; q++) nam__store(d->out.data, d->out.dtype, (row0 + r) * so[0] + q * so[1], obuf[r * H + q]);
+    }
+}
+
+/* kernel: 0 the best for this CPU, 1 nam__sgemm, 2 the AVX2 streaming kernels (tests). */
+static nam_status nam__moe_ffn_run(nam_moe_ffn_desc *d, void *workspace, size_t workspace_bytes, int kernel, nam_error *err) {
+    nam__moe_ffn_info fi;
+    nam__moe_plan p;
+    nam__moe_ffn_ctx c;
+    nam_status s;
+    int64_t e, items = 0;
+    int threads;
+    if ((s = nam__moe_ffn_check(d, &fi, err))) return s;
+    if ((s = nam__moe_plan_check(d->plan, "nam_moe_ffn", 0, &p, err))) return s;
+    if (p.E != fi.E) return nam__err(err, NAM_ERR_INVALID_ARG, "plan.num_experts = %lld, but w1.shape[0] (E) = %lld", NAM__CAST(long long, p.E), NAM__CAST(long long, fi.E));
+    if (p.nrows > fi.R)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "in.shape[0] (rows) = %lld, but the plan keeps %lld rows", NAM__CAST(long long, fi.R), NAM__CAST(long long, p.nrows));
+#ifdef NAM_CUDA
+    if (fi.ran == NAM_BACKEND_CUDA) {
+        (void)kernel;
+        s = nam_cuda__moe_ffn(d, workspace, workspace_bytes, err);
+        if (s == NAM_OK) d->ran = NAM_BACKEND_CUDA;
+        return s;
+    }
+#endif
+    if ((s = nam__ws_check(workspace, workspace_bytes, fi.bytes, "nam_moe_ffn", err))) return s;
+    d->ran = fi.ran;
+    if (fi.ran == NAM_BACKEND_CPU_REF) {
+        nam__moe_ffn_ref(d, &fi, &p, NAM__CAST(double *, workspace));
+        return NAM_OK;
+    }
+    for (e = 0; e < fi.E; e++) items += (nam__moe_off(&p, e + 1) - nam__moe_off(&p, e) + NAM__MOE_MT - 1) / NAM__MOE_MT;
+    if (items == 0) return NAM_OK;
+    memset(&c, 0, sizeof c);
+    c.d = d;
+    c.fi = &fi;
+    c.p = &p;
+    c.ws = NAM__CAST(char *, workspace);
+    c.simd = kernel == 2 || (kernel == 0 && nam__cpu_avx2_fma());
+    if (c.simd && !nam__cpu_avx2_fma()) return nam__err(err, NAM_ERR_UNSUPPORTED, "nam_moe_ffn: the AVX2+FMA kernels need a CPU with AVX2 and FMA");
+    if (pthread_mutex_init(&c.lock, NULL) != 0) return nam__err(err, NAM_ERR_NOMEM, "nam_moe_ffn: pthread_mutex_init failed");
+    threads = fi.threads < items ? fi.threads : NAM__CAST(int, items);
+    nam__parallel_for(threads, threads, nam__moe_ffn_worker, &c);
+    pthread_mutex_destroy(&c.lock);
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_moe_ffn(nam_moe_ffn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__moe_ffn_run(d, workspace, workspace_bytes, 0, err));
+    return st;
+}
+
+/* >>kernel-ssd ------------------------------------------------------------------------ */
+/* Mamba-2 SSD chunked scan (nam_ssd), single-token decode (nam_ssd_step) and the causal
+   depthwise conv1d of the Mamba block (nam_conv1d).
+
+   NAM_BACKEND_CPU_REF is the sequential recurrence, in double, per (b, h, p):
+       state[n] = exp(dt*A) * state[n] + dt * B[n] * x;  y = sum_n C[n] * state[n] + D * x.
+   NAM_BACKEND_CPU (and AUTO) is the chunked SSD algorithm (Mamba-2, ssd_minimal), per
+   chunk of Q tokens, with cum[i] the inclusive cumulative sum of dt*A inside the chunk
+   (accumulated in double):
+       Y     = diag(exp(cum)) * C * S^T  +  W * X,     W[i][j] = (C_i . B_j) exp(cum_i - cum_j) dt_j  (j <= i)
+       S^T'  = exp(cum_last) * S^T  +  B^T * diag(dt_j exp(cum_last - cum_j)) * X
+   Every exponent is a difference of cumulative sums inside one chunk taken in the causal
+   direction, so it is <= 0 whenever A*dt <= 0: very negative A*dt underflows to 0, never
+   overflows. When every A*dt of a chunk is <= 0, W's exponentials left of a 6-row panel
+   are factored as exp(cum_i - cum_i0) exp(cum_i0 - cum_j) (both exponents still <= 0).
+   Phase 1 (parallel over (b, g, chunk)) applies dt_bias / softplus / the dt limits and
+   packs C, B^T and G = C B^T of each group once for all the group's heads. Phase 2
+   (parallel over ranges of (b, h)) walks the chunks in order and, per chunk, every head of
+   its range, so a chunk's packed panels stay in cache across heads; the range's states
+   S^T (n x p) live in the workspace. Both matmuls run on one 6x16 register-tile kernel
+   over packed panels (AVX2+FMA where the CPU has it, chosen at run time; portable C
+   otherwise or under NAM_NO_SIMD). When out is f32 with unit step over p, p % 16 == 0 and
+   there is no z, tiles are stored straight into out and D (h) rides on W's diagonal;
+   otherwise rows go through a buffer (+ D x, * silu(z), dtype conversion). A NaN or inf in
+   x can also reach up to 5 earlier outputs of its chunk and column (0 * NaN inside the
+   masked intra-chunk matmul, as in Mamba's Triton kernels); later outputs are exact. */
+
+#ifdef __cplusplus
+#define NAM__SSD_RESTRICT __restrict
+#else
+#define NAM__SSD_RESTRICT restrict
+#endif
+
+#define NAM__SSD_MR 6             /* register tile: 6 rows x 16 columns */
+#define NAM__SSD_NR 16
+#define NAM__SSD_MAX_NUMEL (INT64_C(1) << 40)
+#define NAM__SSD_MAX_DIM (INT64_C(1) << 24)   /* p, n, g, h: sizes of one head or group */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define NAM__SSD_PREFETCH(addr, rw) __builtin_prefetch((addr), (rw), 2)
+#else
+#define NAM__SSD_PREFETCH(addr, rw) ((void)(addr))
+#endif
+
+static int64_t nam__ssd_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+static int64_t nam__ssd_min(int64_t a, int64_t b) { return a < b ? a : b; }
+
+
+/* ---- register-tile kernel ------------------------------------------------------------
+   t[6x16] = ((cin ? cs * cin : 0) + A1 B1) * diag(rs) + A2 B2; rows r < m of t are stored
+   to c (row stride ldc). cin (same row stride as c) may equal c.
+   A panels: 6 floats per k (a[k*6 + r]). B operands: rows of 16 floats, row k at b[k*ldb].
+   rs (6 row scales) applies to the A1 B1 part only and may be NULL. */
+typedef struct nam__ssd_tile {
+    int64_t k1, ldb1, k2, ldb2, ldc;
+    const float *a1, *b1, *rs, *a2, *b2, *cin;
+    float cs;
+    float *c;
+    int m;
+} nam__ssd_tile;
+
+static void nam__ssd_kern_c(const nam__ssd_tile *t) {
+    const float *NAM__SSD_RESTRICT a1 = t->a1, *NAM__SSD_RESTRICT b1 = t->b1, *NAM__SSD_RESTRICT a2 = t->a2, *NAM__SSD_RESTRICT b2 = t->b2;
+    float acc[NAM__SSD_MR][NAM__SSD_NR];
+    int64_t k;
+    int r, j;
+    for (r = 0; r < NAM__SSD_MR; r++)
+        for (j = 0; j < NAM__SSD_NR; j++) acc[r][j] = t->cin ? t->cs * t->cin[r * t->ldc + j] : 0.0f;
+    for (k = 0; k < t->k1; k++)
+        for (r = 0; r < NAM__SSD_MR; r++) {
+            float a = a1[k * NAM__SSD_MR + r];
+            const float *b = b1 + k * t->ldb1;
+            for (j = 0; j < NAM__SSD_NR; j++) acc[r][j] += a * b[j];
+        }
+    if (t->rs && t->k1 > 0)
+        for (r = 0; r < NAM__SSD_MR; r++)
+            for (j = 0; j < NAM__SSD_NR; j++) acc[r][j] *= t->rs[r];
+    for (k = 0; k < t->k2; k++)
+        for (r = 0; r < NAM__SSD_MR; r++) {
+            float a = a2[k * NAM__SSD_MR + r];
+            const float *b = b2 + k * t->ldb2;
+            for (j = 0; j < NAM__SSD_NR; j++) acc[r][j] += a * b[j];
+        }
+    for (r = 0; r < t->m; r++)
+        for (j = 0; j < NAM__SSD_NR; j++) t->c[r * t->ldc + j] = acc[r][j];
+}
+
+/* W panel (6 rows i0.., K2 columns), a[j*6 + r] = G[i][j] exp(cum_i - cum_j) dt_j for j <= i
+   (0 above the diagonal and in rows r >= m), plus dfold on the diagonal. */
+static void nam__ssd_wpanel_c(int64_t i0, int m, int64_t K2, const double *cum, const float *G, int64_t ldg,
+                                          const float *dtc, float dfold, int mono, float *NAM__SSD_RESTRICT P) {
+    int64_t j;
+    int r;
+    (void)mono;
+    for (j = 0; j < K2; j++)
+        for (r = 0; r < NAM__SSD_MR; r++) {
+            int64_t i = i0 + r;
+            float v = 0.0f;
+            if (r < m && j <= i) v = G[i * ldg + j] * expf(NAM__CAST(float, cum[i] - cum[j])) * dtc[j] + (j == i ? dfold : 0.0f);
+            P[j * NAM__SSD_MR + r] = v;
+        }
+}
+
+static void nam__ssd_exp_c(int64_t n, const float *x, float *y) {
+    int64_t i;
+    for (i = 0; i < n; i++) y[i] = expf(x[i]);
+}
+static void nam__ssd_silu_mul_c(int64_t n, const float *z, float *y) {
+    int64_t i;
+    for (i = 0; i < n; i++) y[i] *= nam__silu(z[i]);
+}
+/* xp[c] = src[c] and xw[c] = wj * src[c] for c < p; both zero for p <= c < p16 */
+static void nam__ssd_pack_row_c(int64_t p, int64_t p16, const float *NAM__SSD_RESTRICT src, float wj,
+                                            float *NAM__SSD_RESTRICT xp, float *NAM__SSD_RESTRICT xw) {
+    int64_t c;
+    for (c = 0; c < p; c++) { xp[c] = src[c]; xw[c] = wj * src[c]; }
+    for (; c < p16; c++) xp[c] = xw[c] = 0.0f;
+}
+/* out[c] = y[c] + D[c] * x[c] */
+static void nam__ssd_axpy_c(int64_t n, const float *NAM__SSD_RESTRICT y, const float *NAM__SSD_RESTRICT D,
+                                        const float *NAM__SSD_RESTRICT x, float *NAM__SSD_RESTRICT out) {
+    int64_t c;
+    for (c = 0; c < n; c++) out[c] = y[c] + D[c] * x[c];
+}
+
+/* out[k] = dt'(raw[k] + bias[k]) for k < n (see nam__ssd_dt) */
+static void nam__ssd_dt_row_c(int64_t n, const float *raw, const float *bias, int softplus, int limit, float lo, float hi, float *out) {
+    int64_t k;
+    for (k = 0; k < n; k++) {
+        float v = raw[k] + bias[k];
+        if (softplus) v = nam__softplus(v);
+        if (limit) v = v < lo ? lo : v > hi ? hi : v;
+        out[k] = v;
+    }
+}
+
+#if NAM__X86_SIMD
+#if defined(__GNUC__) || defined(__clang__)
+#define NAM__SSD_INLINE __attribute__((always_inline)) inline
+#else
+#define NAM__SSD_INLINE inline
+#endif
+#define NAM__SSD_FMA_ROW(r, a, bv0, bv1)                   \
+    do {                                                   \
+        __m256 av_ = _mm256_broadcast_ss(a);               \
+        c##r##0 = _mm256_fmadd_ps(av_, bv0, c##r##0);      \
+        c##r##1 = _mm256_fmadd_ps(av_, bv1, c##r##1);      \
+    } while (0)
+#define NAM__SSD_KSTEP(ap, bp)                                                  \
+    do {                                                                        \
+        __m256 b0_ = _mm256_loadu_ps(bp), b1_ = _mm256_loadu_ps((bp) + 8);      \
+        NAM__SSD_FMA_ROW(0, (ap) + 0, b0_, b1_);                                \
+        NAM__SSD_FMA_ROW(1, (ap) + 1, b0_, b1_);                                \
+        NAM__SSD_FMA_ROW(2, (ap) + 2, b0_, b1_);                                \
+        NAM__SSD_FMA_ROW(3, (ap) + 3, b0_, b1_);                                \
+        NAM__SSD_FMA_ROW(4, (ap) + 4, b0_, b1_);                                \
+        NAM__SSD_FMA_ROW(5, (ap) + 5, b0_, b1_);                                \
+    } while (0)
+#define NAM__SSD_KLOOP(K, A, Bp, LDB)                                                         \
+    do {                                                                                      \
+        const float *ap_ = (A), *bp_ = (Bp);                                                  \
+        int64_t k_;                                                                           \
+        for (k_ = 0; k_ + 1 < (K); k_ += 2, ap_ += 2 * NAM__SSD_MR, bp_ += 2 * (LDB)) {       \
+            NAM__SSD_KSTEP(ap_, bp_);                                                         \
+            NAM__SSD_KSTEP(ap_ + NAM__SSD_MR, bp_ + (LDB));                                   \
+        }                                                                                     \
+        if (k_ < (K)) NAM__SSD_KSTEP(ap_, bp_);                                               \
+    } while (0)
+NAM__TARGET_AVX2 static void nam__ssd_kern_avx2(const nam__ssd_tile *t) {
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    const float *cin = t->cin;
+    float *c = t->c;
+    int64_t ldc = t->ldc;
+    if (cin) {
+        __m256 s = _mm256_set1_ps(t->cs);
+        c00 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 0 * ldc)); c01 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 0 * ldc + 8));
+        c10 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 1 * ldc)); c11 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 1 * ldc + 8));
+        c20 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 2 * ldc)); c21 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 2 * ldc + 8));
+        c30 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 3 * ldc)); c31 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 3 * ldc + 8));
+        c40 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 4 * ldc)); c41 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 4 * ldc + 8));
+        c50 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 5 * ldc)); c51 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 5 * ldc + 8));
+    } else {
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+    }
+    NAM__SSD_KLOOP(t->k1, t->a1, t->b1, t->ldb1);
+    if (t->rs && t->k1 > 0) {
+        const float *rs = t->rs;
+        __m256 s;
+        s = _mm256_broadcast_ss(rs + 0); c00 = _mm256_mul_ps(c00, s); c01 = _mm256_mul_ps(c01, s);
+        s = _mm256_broadcast_ss(rs + 1); c10 = _mm256_mul_ps(c10, s); c11 = _mm256_mul_ps(c11, s);
+        s = _mm256_broadcast_ss(rs + 2); c20 = _mm256_mul_ps(c20, s); c21 = _mm256_mul_ps(c21, s);
+        s = _mm256_broadcast_ss(rs + 3); c30 = _mm256_mul_ps(c30, s); c31 = _mm256_mul_ps(c31, s);
+        s = _mm256_broadcast_ss(rs + 4); c40 = _mm256_mul_ps(c40, s); c41 = _mm256_mul_ps(c41, s);
+        s = _mm256_broadcast_ss(rs + 5); c50 = _mm256_mul_ps(c50, s); c51 = _mm256_mul_ps(c51, s);
+    }
+    NAM__SSD_KLOOP(t->k2, t->a2, t->b2, t->ldb2);
+    _mm256_storeu_ps(c + 0 * ldc, c00); _mm256_storeu_ps(c + 0 * ldc + 8, c01);
+    if (t->m > 1) { _mm256_storeu_ps(c + 1 * ldc, c10); _mm256_storeu_ps(c + 1 * ldc + 8, c11); }
+    if (t->m > 2) { _mm256_storeu_ps(c + 2 * ldc, c20); _mm256_storeu_ps(c + 2 * ldc + 8, c21); }
+    if (t->m > 3) { _mm256_storeu_ps(c + 3 * ldc, c30); _mm256_storeu_ps(c + 3 * ldc + 8, c31); }
+    if (t->m > 4) { _mm256_storeu_ps(c + 4 * ldc, c40); _mm256_storeu_ps(c + 4 * ldc + 8, c41); }
+    if (t->m > 5) { _mm256_storeu_ps(c + 5 * ldc, c50); _mm256_storeu_ps(c + 5 * ldc + 8, c51); }
+}
+
+/* 8-lane e^x (Cephes-style: 2^round(x log2 e) times a degree-6 polynomial; ~2 ulp).
+   NaN propagates, x > 88.72 gives inf, x < -87.33 gives exactly 0. */
+NAM__TARGET_AVX2 static NAM__SSD_INLINE __m256 nam__ssd_exp8(__m256 x) {
+    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-87.3365478515625f);
+    __m256 xc = _mm256_min_ps(hi, _mm256_max_ps(lo, x));          /* operand order keeps NaN */
+    __m256 fx = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), xc);
+    __m256 pl, y, big;
+    __m256i e;
+    r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
+    pl = _mm256_set1_ps(1.9875691500e-4f);
+    pl = _mm256_fmadd_ps(pl, r, _mm256_set1_ps(1.3981999507e-3f));
+    pl = _mm256_fmadd_ps(pl, r, _mm256_set1_ps(8.3334519073e-3f));
+    pl = _mm256_fmadd_ps(pl, r, _mm256_set1_ps(4.1665795894e-2f));
+    pl = _mm256_fmadd_ps(pl, r, _mm256_set1_ps(1.6666665459e-1f));
+    pl = _mm256_fmadd_ps(pl, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(_mm256_mul_ps(pl, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+    y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+    y = _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), y);     /* underflow -> 0 */
+    big = _mm256_cmp_ps(x, _mm256_set1_ps(88.72283935546875f), _CMP_GT_OQ);
+    return _mm256_blendv_ps(y, _mm256_set1_ps(HUGE_VALF), big);
+}
+
+/* 8-lane natural log of positive normal floats (Cephes logf: mantissa in [sqrt(1/2), sqrt(2)),
+   degree-8 polynomial; ~1 ulp). Used on [1, 2] only (softplus). */
+NAM__TARGET_AVX2 static NAM__SSD_INLINE __m256 nam__ssd_log8(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256i xi = _mm256_castps_si256(x);
+    __m256 e = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(xi, 23), _mm256_set1_epi32(126)));
+    __m256 m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(xi, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x3f000000)));
+    __m256 small = _mm256_cmp_ps(m, _mm256_set1_ps(0.707106781186547524f), _CMP_LT_OQ), z, y;
+    e = _mm256_sub_ps(e, _mm256_and_ps(one, small));
+    m = _mm256_add_ps(_mm256_sub_ps(m, one), _mm256_and_ps(m, small));     /* 2m - 1 or m - 1 */
+    z = _mm256_mul_ps(m, m);
+    y = _mm256_set1_ps(7.0376836292e-2f);
+    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.1514610310e-1f));
+    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(1.1676998740e-1f));
+    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.2420140846e-1f));
+    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(1.4249322787e-1f));
+    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.6668057665e-1f));
+    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(2.0000714765e-1f));
+    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-2.4999993993e-1f));
+    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(3.3333331174e-1f));
+    y = _mm256_mul_ps(_mm256_mul_ps(y, m), z);
+    y = _mm256_fmadd_ps(e, _mm256_set1_ps(-2.12194440e-4f), y);
+    y = _mm256_fnmadd_ps(z, _mm256_set1_ps(0.5f), y);
+    return _mm256_fmadd_ps(e, _mm256_set1_ps(0.693359375f), _mm256_add_ps(m, y));
+}
+
+/* dt' rows: softplus(v) = max(v, 0) + log1p(exp(-|v|)) (v for v > 20, as nam__softplus), with
+   log1p(u) = log(1 + u) * u / ((1 + u) - 1) so tiny u keep their digits; NaN stays NaN. */
+NAM__TARGET_AVX2 static void nam__ssd_dt_row_avx2(int64_t n, const float *raw, const float *bias, int softplus, int limit, float lo, float hi, float *out) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps(), l8 = _mm256_set1_ps(lo), h8 = _mm256_set1_ps(hi);
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    int64_t k;
+    for (k = 0; k + 8 <= n; k += 8) {
+        __m256 v = _mm256_add_ps(_mm256_loadu_ps(raw + k), _mm256_loadu_ps(bias + k));
+        if (softplus) {
+            __m256 u = nam__ssd_exp8(_mm256_sub_ps(zero, _mm256_and_ps(v, absmask))), w = _mm256_add_ps(one, u);
+            __m256 lp = _mm256_mul_ps(nam__ssd_log8(w), _mm256_div_ps(u, _mm256_sub_ps(w, one)));
+            __m256 sp;
+            lp = _mm256_blendv_ps(lp, u, _mm256_cmp_ps(w, one, _CMP_EQ_OQ));
+            sp = _mm256_add_ps(_mm256_max_ps(zero, v), lp);                  /* max(0, NaN) = NaN */
+            v = _mm256_blendv_ps(sp, v, _mm256_cmp_ps(v, _mm256_set1_ps(20.0f), _CMP_GT_OQ));
+        }
+        if (limit) {
+            v = _mm256_blendv_ps(v, l8, _mm256_cmp_ps(v, l8, _CMP_LT_OQ));
+            v = _mm256_blendv_ps(v, h8, _mm256_cmp_ps(v, h8, _CMP_GT_OQ));
+        }
+        _mm256_storeu_ps(out + k, v);
+    }
+    nam__ssd_dt_row_c(n - k, raw + k, bias + k, softplus, limit, lo, hi, out + k);
+}
+
+NAM__TARGET_AVX2 static void nam__ssd_exp_avx2(int64_t n, const float *x, float *y) {
+    int64_t i;
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, nam__ssd_exp8(_mm256_loadu_ps(x + i)));
+    for (; i < n; i++) y[i] = expf(x[i]);
+}
+
+/* The W panel of nam__ssd_wpanel_c, 8 columns at a time: six 8-lane rows, then an 8x8
+   transpose whose columns are stored 6 floats apart (each store's 2 spare lanes are
+   overwritten by the next; P needs 8 floats of slack past column K2 rounded up to 8).
+   cum, dtc and the G rows must be readable up to K2 rounded up to 8. */
+NAM__TARGET_AVX2 static void nam__ssd_wpanel_avx2(int64_t i0, int m, int64_t K2, const double *cum, const float *G, int64_t ldg,
+                                                           const float *dtc, float dfold, int mono, float *P) {
+    const __m256 iota = _mm256_set_ps(7, 6, 5, 4, 3, 2, 1, 0), zero = _mm256_setzero_ps(), dv = _mm256_set1_ps(dfold);
+    float u[8];
+    int64_t j0;
+    int r;
+    /* mono (every A*dt of the chunk <= 0): exp(cum_i - cum_j) = exp(cum_i - cum_i0) exp(cum_i0 - cum_j),
+       both exponents <= 0, for the column blocks left of row i0 (one exp per column, not per element) */
+    if (mono)
+        for (r = 0; r < 8; r++) u[r] = r < m ? expf(NAM__CAST(float, cum[i0 + r] - cum[i0])) : 0.0f;
+    for (j0 = 0; j0 < K2; j0 += 8) {
+        __m256 row[8], t0, t1, t2, t3, t4, t5, t6, t7, s0, s1, s2, s3, s4, s5, s6, s7;
+        __m256 jv = _mm256_add_ps(_mm256_set1_ps(NAM__CAST(float, j0)), iota), dt8 = _mm256_loadu_ps(dtc + j0);
+        __m256d cj0 = _mm256_loadu_pd(cum + j0), cj1 = _mm256_loadu_pd(cum + j0 + 4);
+        if (mono && j0 + 8 <= i0 + 1) {
+            __m256d ci = _mm256_set1_pd(cum[i0]);
+            __m128 lo4 = _mm256_cvtpd_ps(_mm256_sub_pd(ci, cj0)), hi4 = _mm256_cvtpd_ps(_mm256_sub_pd(ci, cj1));
+            __m256 vd = _mm256_mul_ps(nam__ssd_exp8(_mm256_insertf128_ps(_mm256_castps128_ps256(lo4), hi4, 1)), dt8);
+            for (r = 0; r < NAM__SSD_MR; r++)
+                row[r] = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(G + (i0 + r) * ldg + j0), vd), _mm256_broadcast_ss(u + r));
+        } else for (r = 0; r < NAM__SSD_MR; r++) {
+            int64_t i = i0 + r;
+            if (r < m && j0 <= i) {
+                __m256d ci = _mm256_set1_pd(cum[i]);
+                __m128 lo4 = _mm256_cvtpd_ps(_mm256_sub_pd(ci, cj0)), hi4 = _mm256_cvtpd_ps(_mm256_sub_pd(ci, cj1));
+                __m256 v = nam__ssd_exp8(_mm256_insertf128_ps(_mm256_castps128_ps256(lo4), hi4, 1));
+                __m256 iv = _mm256_set1_ps(NAM__CAST(float, i));
+                v = _mm256_mul_ps(_mm256_mul_ps(v, _mm256_loadu_ps(G + i * ldg + j0)), dt8);
+                v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(jv, iv, _CMP_GT_OQ));
+                row[r] = _mm256_add_ps(v, _mm256_and_ps(dv, _mm256_cmp_ps(jv, iv, _CMP_EQ_OQ)));
+            } else {
+                row[r] = zero;
+            }
+        }
+        row[6] = row[7] = zero;
+        t0 = _mm256_unpacklo_ps(row[0], row[1]); t1 = _mm256_unpackhi_ps(row[0], row[1]);
+        t2 = _mm256_unpacklo_ps(row[2], row[3]); t3 = _mm256_unpackhi_ps(row[2], row[3]);
+        t4 = _mm256_unpacklo_ps(row[4], row[5]); t5 = _mm256_unpackhi_ps(row[4], row[5]);
+        t6 = _mm256_unpacklo_ps(row[6], row[7]); t7 = _mm256_unpackhi_ps(row[6], row[7]);
+        s0 = _mm256_shuffle_ps(t0, t2, 0x44); s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+        s2 = _mm256_shuffle_ps(t1, t3, 0x44); s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        s4 = _mm256_shuffle_ps(t4, t6, 0x44); s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+        s6 = _mm256_shuffle_ps(t5, t7, 0x44); s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+        _mm256_storeu_ps(P + (j0 + 0) * NAM__SSD_MR, _mm256_permute2f128_ps(s0, s4, 0x20));
+        _mm256_storeu_ps(P + (j0 + 1) * NAM__SSD_MR, _mm256_permute2f128_ps(s1, s5, 0x20));
+        _mm256_storeu_ps(P + (j0 + 2) * NAM__SSD_MR, _mm256_permute2f128_ps(s2, s6, 0x20));
+        _mm256_storeu_ps(P + (j0 + 3) * NAM__SSD_MR, _mm256_permute2f128_ps(s3, s7, 0x20));
+        _mm256_storeu_ps(P + (j0 + 4) * NAM__SSD_MR, _mm256_permute2f128_ps(s0, s4, 0x31));
+        _mm256_storeu_ps(P + (j0 + 5) * NAM__SSD_MR, _mm256_permute2f128_ps(s1, s5, 0x31));
+        _mm256_storeu_ps(P + (j0 + 6) * NAM__SSD_MR, _mm256_permute2f128_ps(s2, s6, 0x31));
+        _mm256_storeu_ps(P + (j0 + 7) * NAM__SSD_MR, _mm256_permute2f128_ps(s3, s7, 0x31));
+    }
+}
+
+/* y[i] *= silu(z[i]) */
+NAM__TARGET_AVX2 static void nam__ssd_silu_mul_avx2(int64_t n, const float *z, float *y) {
+    int64_t i;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 zv = _mm256_loadu_ps(z + i);
+        __m256 s = _mm256_div_ps(zv, _mm256_add_ps(one, nam__ssd_exp8(_mm256_sub_ps(_mm256_setzero_ps(), zv))));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), s));
+    }
+    for (; i < n; i++) y[i] *= nam__silu(z[i]);
+}
+
+NAM__TARGET_AVX2 static void nam__ssd_pack_row_avx2(int64_t p, int64_t p16, const float *src, float wj, float *xp, float *xw) {
+    __m256 w8 = _mm256_set1_ps(wj);
+    int64_t c;
+    for (c = 0; c + 8 <= p; c += 8) {
+        __m256 v = _mm256_loadu_ps(src + c);
+        _mm256_storeu_ps(xp + c, v);
+        _mm256_storeu_ps(xw + c, _mm256_mul_ps(w8, v));
+    }
+    for (; c < p; c++) { xp[c] = src[c]; xw[c] = wj * src[c]; }
+    for (; c < p16; c++) xp[c] = xw[c] = 0.0f;
+}
+
+NAM__TARGET_AVX2 static void nam__ssd_axpy_avx2(int64_t n, const float *y, const float *D, const float *x, float *out) {
+    int64_t c;
+    for (c = 0; c + 8 <= n; c += 8)
+        _mm256_storeu_ps(out + c, _mm256_fmadd_ps(_mm256_loadu_ps(D + c), _mm256_loadu_ps(x + c), _mm256_loadu_ps(y + c)));
+    for (; c < n; c++) out[c] = y[c] + D[c] * x[c];
+}
+#endif /* NAM__X86_SIMD */
+
+/* The vector primitives of the fast path: AVX2+FMA or portable C, chosen once per call. */
+typedef struct nam__ssd_ops {
+    void (*kern)(const nam__ssd_tile *);
+    void (*wpanel)(int64_t, int, int64_t, const double *, const float *, int64_t, const float *, float, int, float *);
+    void (*vexp)(int64_t, const float *, float *);
+    void (*silu_mul)(int64_t, const float *, float *);
+    void (*pack_row)(int64_t, int64_t, const float *, float, float *, float *);
+    void (*axpy)(int64_t, const float *, const float *, const float *, float *);
+    void (*dt_row)(int64_t, const float *, const float *, int, int, float, float, float *);
+} nam__ssd_ops;
+
+static void nam__ssd_pick_ops(nam__ssd_ops *o) {
+    o->kern = nam__ssd_kern_c; o->wpanel = nam__ssd_wpanel_c; o->vexp = nam__ssd_exp_c;
+    o->silu_mul = nam__ssd_silu_mul_c; o->pack_row = nam__ssd_pack_row_c; o->axpy = nam__ssd_axpy_c; o->dt_row = nam__ssd_dt_row_c;
+#if NAM__X86_SIMD
+    if (nam__cpu_avx2_fma()) {
+        o->kern = nam__ssd_kern_avx2; o->wpanel = nam__ssd_wpanel_avx2; o->vexp = nam__ssd_exp_avx2;
+        o->silu_mul = nam__ssd_silu_mul_avx2; o->pack_row = nam__ssd_pack_row_avx2; o->axpy = nam__ssd_axpy_avx2; o->dt_row = nam__ssd_dt_row_avx2;
+    }
+#endif
+}
+
+
+/* ---- small helpers ------------------------------------------------------------------ */
+/* dt' = dt + bias (already added); softplus when asked; clamp to [lo, hi] when a limit is set. NaN stays NaN. */
+static double nam__ssd_dt_d(double v, int softplus, int limit, double lo, double hi) {
+    if (softplus) v = v <= 20.0 ? log1p(exp(v)) : v;
+    if (limit) v = v < lo ? lo : v > hi ? hi : v;
+    return v;
+}
+
+/* `count` floats of t from element `off`, element step `es`: a pointer into t's data when
+   it is f32 with unit step, else converted into tmp. */
+static const float *nam__ssd_row(const nam_tensor *t, int64_t off, int64_t es, int64_t count, float *tmp) {
+    int64_t i;
+    if (t->dtype == NAM_F32 && es == 1) return NAM__CAST(const float *, t->data) + off;
+    for (i = 0; i < count; i++) tmp[i] = nam__load(t->data, t->dtype, off + i * es);
+    return tmp;
+}
+static void nam__ssd_row_store(nam_tensor *t, int64_t off, int64_t es, int64_t count, const float *src) {
+    int64_t i;
+    if (t->dtype == NAM_F32 && es == 1) {
+        float *dst = NAM__CAST(float *, t->data) + off;
+        if (dst != src) memcpy(dst, src, sizeof(float) * NAM__CAST(size_t, count));
+        return;
+    }
+    for (i = 0; i < count; i++) nam__store(t->data, t->dtype, off + i * es, src[i]);
+}
+
+static nam_status nam__ssd_f32(const nam_tensor *t, const char *field, nam_error *err) {
+    if (t->data && t->dtype != NAM_F32)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "%s: dtype %s, expected f32", field, nam_dtype_name(t->dtype));
+    return NAM_OK;
+}
+
+static nam_status nam__ssd_numel(const nam_tensor *t, const char *field, nam_error *err) {
+    int64_t n = 1;
+    int i;
+    if (!t->data) return NAM_OK;
+    for (i = 0; i < t->ndim; i++) {
+        if (t->shape[i] > NAM__SSD_MAX_NUMEL / n)
+            return nam__err(err, NAM_ERR_LIMIT, "%s has more than 2^40 elements", field);
+        n *= t->shape[i];
+    }
+    return NAM_OK;
+}
+
+/* dims (b, l, h, p, g, n) and the options shared by nam_ssd and its workspace query. */
+typedef struct nam__ssd_dims {
+    int64_t b, l, h, p, g, n;
+    int Q;
+    nam_backend be;
+} nam__ssd_dims;
+
+#define NAM__SSD_TRY(call)                  \
+    do {                                    \
+        nam_status st_ = (call);            \
+        if (st_ != NAM_OK) return st_;      \
+    } while (0)
+
+static nam_status nam__ssd_check_dt_opts(int softplus, float dt_min, float dt_max, nam_error *err) {
+    (void)softplus;
+    if (dt_min != dt_min || dt_max != dt_max) return nam__err(err, NAM_ERR_INVALID_ARG, "dt_min / dt_max is NaN");
+    if (dt_min == HUGE_VALF || dt_min == -HUGE_VALF) return nam__err(err, NAM_ERR_RANGE, "dt_min = %g is not finite", NAM__CAST(double, dt_min));
+    if (dt_max != 0.0f && dt_max < dt_min)
+        return nam__err(err, NAM_ERR_RANGE, "dt_max = %g is below dt_min = %g (dt_max 0 means no upper limit)",
+                        NAM__CAST(double, dt_max), NAM__CAST(double, dt_min));
+    return NAM_OK;
+}
+
+/* D: (h) or (h, p). */
+static nam_status nam__ssd_check_D(const nam_tensor *D, int64_t h, int64_t p, const char *hfrom, const char *pfrom, nam_error *err) {
+    if (!D->data) return NAM_OK;
+    if (D->ndim == 1) {
+        NAM__SSD_TRY(nam__tensor_basic(D, "D", 1, "h", 1, err));
+        return nam__tensor_dim(D, "D", 0, "h", h, hfrom, err);
+    }
+    if (D->ndim == 2) {
+        NAM__SSD_TRY(nam__tensor_basic(D, "D", 2, "h,p", 1, err));
+        NAM__SSD_TRY(nam__tensor_dim(D, "D", 0, "h", h, hfrom, err));
+        return nam__tensor_dim(D, "D", 1, "p", p, pfrom, err);
+    }
+    NAM__SSD_TRY(nam__tensor_basic(D, "D", D->ndim, "h", 1, err));   /* device / dtype first */
+    return nam__err(err, NAM_ERR_INVALID_ARG, "D: %d dimensions, expected 1 (h) or 2 (h,p)", D->ndim);
+}
+
+static nam_status nam__ssd_validate(const nam_ssd_desc *d, nam__ssd_dims *o, nam_error *err) {
+    int64_t b, l, h, p, g, n;
+    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "desc is NULL");
+    NAM__SSD_TRY(nam_query_backend(d->backend, d->x.device, &o->be, err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->x, "x", 4, "b,l,h,p", 0, err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->x, "x", err));
+    b = d->x.shape[0]; l = d->x.shape[1]; h = d->x.shape[2]; p = d->x.shape[3];
+    if (h > NAM__SSD_MAX_DIM || p > NAM__SSD_MAX_DIM)
+        return nam__err(err, NAM_ERR_LIMIT, "x: h = %lld, p = %lld; each must be at most 2^24", NAM__CAST(long long, h), NAM__CAST(long long, p));
+    NAM__SSD_TRY(nam__tensor_basic(&d->dt, "dt", 3, "b,l,h", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->dt, "dt", 0, "b", b, "x.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->dt, "dt", 1, "l", l, "x.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->dt, "dt", 2, "h", h, "x.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->A, "A", 1, "h", 0, err));
+    NAM__SSD_TRY(nam__ssd_f32(&d->A, "A", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->A, "A", 0, "h", h, "x.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->B, "B", 4, "b,l,g,n", 0, err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->B, "B", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->B, "B", 0, "b", b, "x.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->B, "B", 1, "l", l, "x.shape[1]", err));
+    g = d->B.shape[2]; n = d->B.shape[3];
+    if (h % g != 0)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "B.shape[2] (g) = %lld does not divide x.shape[2] (h) = %lld",
+                        NAM__CAST(long long, g), NAM__CAST(long long, h));
+    if (n > NAM__SSD_MAX_DIM)
+        return nam__err(err, NAM_ERR_LIMIT, "B.shape[3] (n) = %lld is above 2^24", NAM__CAST(long long, n));
+    NAM__SSD_TRY(nam__tensor_basic(&d->C, "C", 4, "b,l,g,n", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 0, "b", b, "x.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 1, "l", l, "x.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 2, "g", g, "B.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 3, "n", n, "B.shape[3]", err));
+    NAM__SSD_TRY(nam__ssd_check_D(&d->D, h, p, "x.shape[2]", "x.shape[3]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->z, "z", 4, "b,l,h,p", 1, err));
+    if (d->z.data) {
+        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 0, "b", b, "x.shape[0]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 1, "l", l, "x.shape[1]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 2, "h", h, "x.shape[2]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 3, "p", p, "x.shape[3]", err));
+    }
+    NAM__SSD_TRY(nam__tensor_basic(&d->dt_bias, "dt_bias", 1, "h", 1, err));
+    if (d->dt_bias.data) NAM__SSD_TRY(nam__tensor_dim(&d->dt_bias, "dt_bias", 0, "h", h, "x.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->initial_states, "initial_states", 4, "b,h,p,n", 1, err));
+    if (d->initial_states.data) {
+        NAM__SSD_TRY(nam__ssd_f32(&d->initial_states, "initial_states", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->initial_states, "initial_states", 0, "b", b, "x.shape[0]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->initial_states, "initial_states", 1, "h", h, "x.shape[2]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->initial_states, "initial_states", 2, "p", p, "x.shape[3]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->initial_states, "initial_states", 3, "n", n, "B.shape[3]", err));
+    }
+    NAM__SSD_TRY(nam__tensor_basic(&d->out, "out", 4, "b,l,h,p", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 0, "b", b, "x.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 1, "l", l, "x.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 2, "h", h, "x.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 3, "p", p, "x.shape[3]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->final_states, "final_states", 4, "b,h,p,n", 1, err));
+    if (d->final_states.data) {
+        NAM__SSD_TRY(nam__ssd_f32(&d->final_states, "final_states", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->final_states, "final_states", 0, "b", b, "x.shape[0]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->final_states, "final_states", 1, "h", h, "x.shape[2]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->final_states, "final_states", 2, "p", p, "x.shape[3]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->final_states, "final_states", 3, "n", n, "B.shape[3]", err));
+        NAM__SSD_TRY(nam__ssd_numel(&d->final_states, "final_states", err));
+    }
+    if (d->chunk_size < 0 || d->chunk_size > 4096)
+        return nam__err(err, NAM_ERR_RANGE, "chunk_size = %d is out of range (1..4096; 0 means 64)", d->chunk_size);
+    NAM__SSD_TRY(nam__ssd_check_dt_opts(d->dt_softplus, d->dt_min, d->dt_max, err));
+    {
+        const nam_tensor *ts[11];
+        static const char *const nm[11] = {"x", "dt", "A", "B", "C", "D", "z", "dt_bias", "initial_states", "out", "final_states"};
+        ts[0] = &d->x; ts[1] = &d->dt; ts[2] = &d->A; ts[3] = &d->B; ts[4] = &d->C; ts[5] = &d->D; ts[6] = &d->z;
+        ts[7] = &d->dt_bias; ts[8] = &d->initial_states; ts[9] = &d->out; ts[10] = &d->final_states;
+        NAM__SSD_TRY(nam__same_device(11, ts, nm, err));
+    }
+    o->b = b; o->l = l; o->h = h; o->p = p; o->g = g; o->n = n;
+    o->Q = d->chunk_size ? d->chunk_size : 64;
+    return NAM_OK;
+}
+
+/* ---- workspace layout of the fast path ----------------------------------------------- */
+typedef struct nam__ssd_layout {
+    int64_t Q, Q6, Q16, Qv, n6, p16, nck;
+    int64_t cp_sz, btp_sz, g_sz;        /* floats per (b, g, chunk) */
+    size_t off_dt, off_A, off_bias, off_D, off_B, off_C, off_cp, off_btp, off_g, off_slab;
+    size_t slab_bytes, total;
+    /* offsets inside one thread's slab */
+    size_t s_xp, s_xw, s_wp, s_s, s_y, s_cum, s_e, s_w, s_dtc, s_tmp, s_row, s_zrow, s_orow, s_bn;
+    int slabs;
+} nam__ssd_layout;
+
+static size_t nam__ssd_f(int64_t nfloats) { return nam__ws_need(sizeof(float) * NAM__CAST(size_t, nfloats)); }
+
+/* copy_b / copy_c: B / C are not contiguous f32, so phase 1 reads f32 copies in the workspace. */
+static void nam__ssd_plan(const nam__ssd_dims *dm, int threads, int copy_b, int copy_c, nam__ssd_layout *L) {
+    int64_t b = dm->b, l = dm->l, h = dm->h, p = dm->p, g = dm->g, n = dm->n, tasks;
+    size_t o = 0, s = 0;
+    L->Q = dm->Q;
+    L->Q6 = nam__ssd_up(L->Q, NAM__SSD_MR);
+    L->Q16 = nam__ssd_up(L->Q, NAM__SSD_NR);
+    L->Qv = (L->Q6 > L->Q16 ? L->Q6 : L->Q16) + 8;
+    L->n6 = nam__ssd_up(n, NAM__SSD_MR);
+    L->p16 = nam__ssd_up(p, NAM__SSD_NR);
+    L->nck = (l + L->Q - 1) / L->Q;
+    L->cp_sz = L->Q6 * n;
+    L->btp_sz = L->n6 * L->Q;
+    L->g_sz = L->Q6 * L->Q16;
+    L->off_dt = o; o += nam__ssd_f(b * l * h);
+    L->off_A = o; o += nam__ssd_f(h);
+    L->off_bias = o; o += nam__ssd_f(h);
+    L->off_D = o; o += nam__ssd_f(h * p);
+    L->off_B = o; o += copy_b ? nam__ssd_f(b * l * g * n) : 0;
+    L->off_C = o; o += copy_c ? nam__ssd_f(b * l * g * n) : 0;
+    L->off_cp = o; o += nam__ssd_f(b * g * L->nck * L->cp_sz);
+    L->off_btp = o; o += nam__ssd_f(b * g * L->nck * L->btp_sz);
+    L->off_g = o; o += nam__ssd_f(b * g * L->nck * L->g_sz);
+    L->off_slab = o;
+    L->s_xp = s; s += nam__ssd_f(L->Q * L->p16);
+    L->s_xw = s; s += nam__ssd_f(L->Q * L->p16);
+    L->s_wp = s; s += nam__ssd_f(L->Q6 * L->Q + 64);          /* + slack of the W panel stores */
+    tasks = (b * h + (threads < b * h ? threads : b * h) - 1) / (threads < b * h ? threads : b * h);
+    L->s_s = s; s += nam__ssd_f(tasks * L->n6 * L->p16);       /* the states of a thread's (b, h) range */
+    L->s_y = s; s += nam__ssd_f(L->Q6 * L->p16);
+    L->s_cum = s; s += nam__ssd_f(2 * L->Qv);                 /* doubles */
+    L->s_e = s; s += nam__ssd_f(L->Qv);
+    L->s_w = s; s += nam__ssd_f(L->Qv);
+    L->s_dtc = s; s += nam__ssd_f(L->Qv);
+    L->s_tmp = s; s += nam__ssd_f(L->Qv);
+    L->s_row = s; s += nam__ssd_f(L->p16);
+    L->s_zrow = s; s += nam__ssd_f(L->p16);
+    L->s_orow = s; s += nam__ssd_f(L->p16);
+    L->s_bn = s; s += nam__ssd_f(L->Q16 * n);
+    L->slab_bytes = s;
+    tasks = b * h > b * g * L->nck ? b * h : b * g * L->nck;
+    L->slabs = threads < tasks ? threads : NAM__CAST(int, tasks);
+    if (L->slabs < 1) L->slabs = 1;
+    L->total = o + NAM__CAST(size_t, L->slabs) * s;
+}
+
+static nam_status nam__ssd_workspace_size_body(const nam_ssd_desc *d, size_t *bytes, nam_error *err) {
+    nam__ssd_dims dm;
+    nam__ssd_layout L;
+    nam_status st;
+    memset(&dm, 0, sizeof dm);
+    if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_ssd_workspace_size: bytes is NULL");
+    *bytes = 0;
+    st = nam__ssd_validate(d, &dm, err);
+    if (st != NAM_OK) { nam__err_prefix(err, "nam_ssd_workspace_size: "); return st; }
+#ifdef NAM_CUDA
+    if (dm.be == NAM_BACKEND_CUDA) return nam_cuda__ssd_workspace_size(d, bytes, err);
+#endif
+    if (dm.be == NAM_BACKEND_CPU_REF) *bytes = nam__ws_need(sizeof(double) * NAM__CAST(size_t, dm.n));
+    else {
+        nam__ssd_plan(&dm, nam__resolve_threads(d->threads), !nam__tensor_is_contig_f32(&d->B), !nam__tensor_is_contig_f32(&d->C), &L);
+        *bytes = L.total;
+    }
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__ssd_workspace_size_body(d, bytes, err));
+    return st;
+}
+
+
+/* ---- reference: the sequential recurrence in double ---------------------------------- */
+static void nam__ssd_ref(nam_ssd_desc *d, const nam__ssd_dims *dm, double *st) {
+    int64_t xs[4], dts[4], As[4], Bs[4], Cs[4], Ds[4], zs[4], bs[4], is[4], os[4], fs[4];
+    int64_t bi, hi, pi, t, k, hpg = dm->h / dm->g;
+    int limit = d->dt_min != 0.0f || d->dt_max != 0.0f;
+    double lo = d->dt_min, hi_lim = d->dt_max > 0.0f ? NAM__CAST(double, d->dt_max) : HUGE_VAL;
+    nam__tensor_strides(&d->x, xs); nam__tensor_strides(&d->dt, dts); nam__tensor_strides(&d->A, As);
+    nam__tensor_strides(&d->B, Bs); nam__tensor_strides(&d->C, Cs); nam__tensor_strides(&d->D, Ds);
+    nam__tensor_strides(&d->z, zs); nam__tensor_strides(&d->dt_bias, bs); nam__tensor_strides(&d->initial_states, is);
+    nam__tensor_strides(&d->out, os); nam__tensor_strides(&d->final_states, fs);
+    for (bi = 0; bi < dm->b; bi++)
+        for (hi = 0; hi < dm->h; hi++) {
+            int64_t gi = hi / hpg;
+            double A = nam__load(d->A.data, d->A.dtype, hi * As[0]);
+            double bias = d->dt_bias.data ? nam__load(d->dt_bias.data, d->dt_bias.dtype, hi * bs[0]) : 0.0;
+            for (pi = 0; pi < dm->p; pi++) {
+                double Dv = 0.0;
+                if (d->D.data) Dv = nam__load(d->D.data, d->D.dtype, hi * Ds[0] + (d->D.ndim == 2 ? pi * Ds[1] : 0));
+                for (k = 0; k < dm->n; k++)
+                    st[k] = d->initial_states.data ? NAM__CAST(const float *, d->initial_states.data)[bi * is[0] + hi * is[1] + pi * is[2] + k * is[3]] : 0.0;
+                for (t = 0; t < dm->l; t++) {
+                    double dtv = nam__load(d->dt.data, d->dt.dtype, bi * dts[0] + t * dts[1] + hi * dts[2]) + bias;
+                    double xv = nam__load(d->x.data, d->x.dtype, bi * xs[0] + t * xs[1] + hi * xs[2] + pi * xs[3]);
+                    double dA, y = 0.0;
+                    int64_t bo = bi * Bs[0] + t * Bs[1] + gi * Bs[2], co = bi * Cs[0] + t * Cs[1] + gi * Cs[2];
+                    dtv = nam__ssd_dt_d(dtv, d->dt_softplus, limit, lo, hi_lim);
+                    dA = exp(dtv * A);
+                    for (k = 0; k < dm->n; k++) {
+                        st[k] = dA * st[k] + dtv * nam__load(d->B.data, d->B.dtype, bo + k * Bs[3]) * xv;
+                        y += nam__load(d->C.data, d->C.dtype, co + k * Cs[3]) * st[k];
+                    }
+                    y += Dv * xv;
+                    if (d->z.data) {
+                        double zv = nam__load(d->z.data, d->z.dtype, bi * zs[0] + t * zs[1] + hi * zs[2] + pi * zs[3]);
+                        y *= zv / (1.0 + exp(-zv));
+                    }
+                    nam__store(d->out.data, d->out.dtype, bi * os[0] + t * os[1] + hi * os[2] + pi * os[3], NAM__CAST(float, y));
+                }
+                if (d->final_states.data)
+                    for (k = 0; k < dm->n; k++)
+                        NAM__CAST(float *, d->final_states.data)[bi * fs[0] + hi * fs[1] + pi * fs[2] + k * fs[3]] = NAM__CAST(float, st[k]);
+            }
+        }
+}
+
+/* ---- fast path ------------------------------------------------------------------------ */
+typedef struct nam__ssd_ctx {
+    nam_ssd_desc *d;
+    nam__ssd_dims dm;
+    nam__ssd_layout L;
+    nam__ssd_ops ops;
+    char *ws;
+    int64_t xs[4], zs[4], os[4], is[4], fs[4];
+    int limit;
+    int odirect;   /* out f32 with unit step in p, p % 16 == 0, no z, D absent or (h): tiles go straight into out */
+    float lo, hi;
+    const float *Bc, *Cc;   /* B, C as contiguous f32 (b, l, g, n): the tensors, or copies in the workspace */
+} nam__ssd_ctx;
+
+#define NAM__SSD_PTR(c, off) NAM__CAST(float *, NAM__CAST(void *, (c)->ws + (off)))
+
+/* Phase 1: pack C (6-row panels, K = n), B^T (6-row panels over n, K = tokens) and
+   G = C B^T (causal tiles) of one (b, g, chunk). */
+static void nam__ssd_phase1(void *vctx, int64_t begin, int64_t end, int thread) {
+    nam__ssd_ctx *c = NAM__CAST(nam__ssd_ctx *, vctx);
+    const nam__ssd_layout *L = &c->L;
+    int64_t n = c->dm.n, g = c->dm.g, l = c->dm.l, Q = L->Q, task;
+    char *slab = c->ws + L->off_slab + NAM__CAST(size_t, thread) * L->slab_bytes;
+    float *Bn = NAM__CAST(float *, NAM__CAST(void *, slab + L->s_bn));
+    const float *Bc = c->Bc, *Cc = c->Cc;
+    for (task = begin; task < end; task++) {
+        int64_t ck = task % L->nck, bg = task / L->nck, bi = bg / g, gi = bg % g;
+        int64_t c0 = ck * Q, Qc = nam__ssd_min(Q, l - c0), i, k, r, j, ib, jb;
+        float *Cp = NAM__SSD_PTR(c, L->off_cp) + (bg * L->nck + ck) * L->cp_sz;
+        float *Btp = NAM__SSD_PTR(c, L->off_btp) + (bg * L->nck + ck) * L->btp_sz;
+        float *G = NAM__SSD_PTR(c, L->off_g) + (bg * L->nck + ck) * L->g_sz;
+        const float *Brow = Bc + ((bi * l + c0) * g + gi) * n, *Crow = Cc + ((bi * l + c0) * g + gi) * n;
+        int64_t rs = g * n;   /* row stride between tokens */
+        nam__ssd_tile t;
+        if (gi == 0)   /* dt' of the chunk's tokens, all heads, in place */
+            for (i = 0; i < Qc; i++) {
+                float *row = NAM__SSD_PTR(c, L->off_dt) + (bi * l + c0 + i) * c->dm.h;
+                c->ops.dt_row(c->dm.h, row, NAM__SSD_PTR(c, L->off_bias), c->d->dt_softplus, c->limit, c->lo, c->hi, row);
+            }
+        /* Cp[ib][k][r] = C[c0 + 6 ib + r][k] */
+        for (ib = 0; ib * NAM__SSD_MR < Qc; ib++) {
+            float *P = Cp + ib * NAM__SSD_MR * n;
+            for (r = 0; r < NAM__SSD_MR; r++) {
+                i = ib * NAM__SSD_MR + r;
+                if (i < Qc) { const float *src = Crow + i * rs; for (k = 0; k < n; k++) P[k * NAM__SSD_MR + r] = src[k]; }
+                else for (k = 0; k < n; k++) P[k * NAM__SSD_MR + r] = 0.0f;
+            }
+        }
+        /* Btp[nb][j][r] = B[c0 + j][6 nb + r] */
+        for (j = 0; j < Qc; j++) {
+            const float *src = Brow + j * rs;
+            for (k = 0; k < L->n6; k += NAM__SSD_MR) {
+                float *P = Btp + k * Q + j * NAM__SSD_MR;
+                for (r = 0; r < NAM__SSD_MR; r++) P[r] = k + r < n ? src[k + r] : 0.0f;
+            }
+        }
+        /* Bn[jb][k][cc] = B[c0 + 16 jb + cc][k] */
+        for (jb = 0; jb * NAM__SSD_NR < Qc; jb++) {
+            float *P = Bn + jb * NAM__SSD_NR * n;
+            for (r = 0; r < NAM__SSD_NR; r++) {
+                j = jb * NAM__SSD_NR + r;
+                if (j < Qc) { const float *src = Brow + j * rs; for (k = 0; k < n; k++) P[k * NAM__SSD_NR + r] = src[k]; }
+                else for (k = 0; k < n; k++) P[k * NAM__SSD_NR + r] = 0.0f;
+            }
+        }
+        /* G (Q6 x Q16, row-major): the tiles on and below the diagonal; the rest stays 0 */
+        memset(G, 0, sizeof(float) * NAM__CAST(size_t, L->g_sz));
+        memset(&t, 0, sizeof t);
+        t.k1 = n; t.ldb1 = NAM__SSD_NR; t.ldc = L->Q16; t.m = NAM__SSD_MR;
+        for (ib = 0; ib * NAM__SSD_MR < Qc; ib++) {
+            int64_t i0 = ib * NAM__SSD_MR;
+            for (jb = 0; jb * NAM__SSD_NR < Qc && jb * NAM__SSD_NR <= i0 + NAM__SSD_MR - 1; jb++) {
+                t.a1 = Cp + i0 * n;
+                t.b1 = Bn + jb * NAM__SSD_NR * n;
+                t.c = G + i0 * L->Q16 + jb * NAM__SSD_NR;
+                c->ops.kern(&t);
+            }
+        }
+    }
+}
+
+/* Software prefetch of rows of `bytes` bytes, `stride` bytes apart (one head's x rows are
+   h*p elements apart, a stride the hardware prefetchers do not follow), a few cache lines
+   per step so that the misses overlap the kernel instead of queueing all at once. */
+typedef struct nam__ssd_pf { const char *base; int64_t stride, rows, bytes, r, o; } nam__ssd_pf;
+static void nam__ssd_pf_step(nam__ssd_pf *f, int lines) {
+    for (; lines > 0 && f->r < f->rows; lines--) {
+        NAM__SSD_PREFETCH(f->base + f->r * f->stride + f->o, 0);
+        f->o += 64;
+        if (f->o >= f->bytes) { f->o = 0; f->r++; }
+    }
+}
+
+/* Phase 2: a range of (b, h); chunk by chunk, every head of the range per chunk, so that a
+   chunk's packed C, B^T and G stay in cache across heads and consecutive heads read
+   neighbouring x. The range's states S^T live side by side in the slab. */
+static void nam__ssd_phase2(void *vctx, int64_t begin, int64_t end, int thread) {
+    nam__ssd_ctx *c = NAM__CAST(nam__ssd_ctx *, vctx);
+    nam_ssd_desc *d = c->d;
+    const nam__ssd_layout *L = &c->L;
+    const nam__ssd_ops *ops = &c->ops;
+    int64_t l = c->dm.l, h = c->dm.h, p = c->dm.p, g = c->dm.g, n = c->dm.n, Q = L->Q, p16 = L->p16, n6 = L->n6;
+    int64_t hpg = h / g, task;
+    char *slab = c->ws + L->off_slab + NAM__CAST(size_t, thread) * L->slab_bytes;
+#define NAM__SSD_SLAB(off) NAM__CAST(float *, NAM__CAST(void *, slab + (off)))
+    float *Xp = NAM__SSD_SLAB(L->s_xp), *Xw = NAM__SSD_SLAB(L->s_xw), *Wp = NAM__SSD_SLAB(L->s_wp);
+    float *S = NAM__SSD_SLAB(L->s_s), *Y = NAM__SSD_SLAB(L->s_y);
+    float *e = NAM__SSD_SLAB(L->s_e), *w = NAM__SSD_SLAB(L->s_w), *dtc = NAM__SSD_SLAB(L->s_dtc);
+    float *tmp = NAM__SSD_SLAB(L->s_tmp), *xrow = NAM__SSD_SLAB(L->s_row), *zrow = NAM__SSD_SLAB(L->s_zrow);
+    float *orow = NAM__SSD_SLAB(L->s_orow);
+    double *cum = NAM__CAST(double *, NAM__CAST(void *, slab + L->s_cum));
+#undef NAM__SSD_SLAB
+    const float *dtp = NAM__SSD_PTR(c, L->off_dt), *Af = NAM__SSD_PTR(c, L->off_A), *Dall = NAM__SSD_PTR(c, L->off_D);
+    int has_z = d->z.data != NULL, has_final = d->final_states.data != NULL;
+    int fold_D = c->odirect && d->D.data != NULL;   /* D (h): added to W's diagonal */
+    nam__ssd_tile t;
+    nam__ssd_pf pf;
+    int64_t ck, ssz = n6 * p16;
+    float *S0 = S;
+    /* S^T (n6 x p16) in 16-column panels: S[pb][k][cc] = state[p = 16 pb + cc][n = k] */
+    memset(S0, 0, sizeof(float) * NAM__CAST(size_t, (end - begin) * ssz));
+    if (d->initial_states.data)
+        for (task = begin; task < end; task++) {
+            const float *is = NAM__CAST(const float *, d->initial_states.data);
+            int64_t bi = task / h, hi = task % h, i, k;
+            S = S0 + (task - begin) * ssz;
+            for (i = 0; i < p; i++)
+                for (k = 0; k < n; k++)
+                    S[(i / NAM__SSD_NR) * n6 * NAM__SSD_NR + k * NAM__SSD_NR + i % NAM__SSD_NR] =
+                        is[bi * c->is[0] + hi * c->is[1] + i * c->is[2] + k * c->is[3]];
+        }
+    memset(cum, 0, sizeof(double) * NAM__CAST(size_t, L->Qv));
+    memset(dtc, 0, sizeof(float) * NAM__CAST(size_t, L->Qv));
+    memset(e, 0, sizeof(float) * NAM__CAST(size_t, L->Qv));
+    for (ck = 0; ck < L->nck; ck++)
+        for (task = begin; task < end; task++) {
+            int64_t bi = task / h, hi = task % h, gi = hi / hpg, bg = bi * g + gi, i, j, k, pb, ib;
+            const float *Dv = Dall + hi * p;
+            float A = Af[hi], dfold = fold_D ? Dv[0] : 0.0f;
+            int have_state = d->initial_states.data != NULL || ck > 0;
+            int64_t c0 = ck * Q, Qc = nam__ssd_min(Q, l - c0);
+            const float *Cp = NAM__SSD_PTR(c, L->off_cp) + (bg * L->nck + ck) * L->cp_sz;
+            const float *Btp = NAM__SSD_PTR(c, L->off_btp) + (bg * L->nck + ck) * L->btp_sz;
+            const float *G = NAM__SSD_PTR(c, L->off_g) + (bg * L->nck + ck) * L->g_sz;
+            int need_state = ck + 1 < L->nck || has_final, mono = 1;
+            double acc = 0.0, last;
+            float gamma;
+            /* dt', cumulative log-decay inside the chunk (double), decays */
+            for (j = 0; j < Qc; j++) {
+                dtc[j] = dtp[(bi * l + c0 + j) * h + hi];
+                acc += NAM__CAST(double, dtc[j]) * A;
+                cum[j] = acc;
+                if (!(NAM__CAST(double, dtc[j]) * A <= 0.0)) mono = 0;
+            }
+            for (j = Qc; j < L->Qv; j++) { dtc[j] = 0.0f; cum[j] = 0.0; }
+            last = cum[Qc - 1];
+            gamma = NAM__CAST(float, exp(last));
+            for (j = 0; j < Qc; j++) tmp[j] = NAM__CAST(float, cum[j]);
+            ops->vexp(Qc, tmp, e);
+            for (j = Qc; j < L->Qv; j++) e[j] = 0.0f;
+            for (j = 0; j < Qc; j++) tmp[j] = NAM__CAST(float, last - cum[j]);
+            ops->vexp(Qc, tmp, w);
+            for (j = 0; j < Qc; j++) w[j] *= dtc[j];
+            S = S0 + (task - begin) * ssz;
+            memset(&pf, 0, sizeof pf);
+            if (task + 1 < end || ck + 1 < L->nck) {   /* the next x rows this thread reads, spread over the tiles */
+                int64_t es = d->x.dtype == NAM_F32 ? 4 : 2, nt = task + 1 < end ? task + 1 : begin, nc0 = task + 1 < end ? c0 : c0 + Q;
+                pf.base = NAM__CAST(const char *, d->x.data) + ((nt / h) * c->xs[0] + nc0 * c->xs[1] + (nt % h) * c->xs[2]) * es;
+                pf.stride = c->xs[1] * es;
+                pf.rows = nam__ssd_min(Q, l - nc0);
+                pf.bytes = ((p - 1) * c->xs[3] + 1) * es;
+            }
+            /* X and diag(dt_j exp(cum_last - cum_j)) X, packed (Qc x p16, zero padded). Packing
+               matters: in place, the rows are h*p floats apart and share one L1 set. */
+            for (j = 0; j < Qc; j++) {
+                const float *xr = nam__ssd_row(&d->x, bi * c->xs[0] + (c0 + j) * c->xs[1] + hi * c->xs[2], c->xs[3], p, xrow);
+                ops->pack_row(p, p16, xr, w[j], Xp + j * p16, Xw + j * p16);
+            }
+            /* W in 6-row panels: Wp[ib][j][r], K = min(Qc, ib + 6) */
+            for (ib = 0; ib < Qc; ib += NAM__SSD_MR)
+                ops->wpanel(ib, NAM__CAST(int, nam__ssd_min(NAM__SSD_MR, Qc - ib)), nam__ssd_min(Qc, ib + NAM__SSD_MR), cum, G,
+                            L->Q16, dtc, dfold, mono, Wp + ib * Q);
+            /* Y = diag(e) C S^T + W X, into out or into Y */
+            memset(&t, 0, sizeof t);
+            t.k1 = have_state ? n : 0;
+            t.ldb1 = NAM__SSD_NR;
+            t.ldb2 = p16;
+            for (pb = 0; pb < p16; pb += NAM__SSD_NR)
+                for (ib = 0; ib < Qc; ib += NAM__SSD_MR) {
+                    t.a1 = Cp + ib * n; t.b1 = S + pb * n6; t.rs = e + ib;
+                    t.k2 = nam__ssd_min(Qc, ib + NAM__SSD_MR); t.a2 = Wp + ib * Q; t.b2 = Xp + pb;
+                    if (c->odirect) {
+                        t.c = NAM__CAST(float *, d->out.data) + bi * c->os[0] + (c0 + ib) * c->os[1] + hi * c->os[2] + pb;
+                        t.ldc = c->os[1];
+                        t.m = NAM__CAST(int, nam__ssd_min(NAM__SSD_MR, Qc - ib));
+                    } else {
+                        t.c = Y + ib * p16 + pb;
+                        t.ldc = p16;
+                        t.m = NAM__SSD_MR;
+                    }
+                    ops->kern(&t);
+                    nam__ssd_pf_step(&pf, 4);
+                }
+            /* y += D x; y *= silu(z); store */
+            if (!c->odirect)
+                for (i = 0; i < Qc; i++) {
+                    ops->axpy(p, Y + i * p16, Dv, Xp + i * p16, orow);
+                    if (has_z) {
+                        const float *zr = nam__ssd_row(&d->z, bi * c->zs[0] + (c0 + i) * c->zs[1] + hi * c->zs[2], c->zs[3], p, zrow);
+                        ops->silu_mul(p, zr, orow);
+                    }
+                    nam__ssd_row_store(&d->out, bi * c->os[0] + (c0 + i) * c->os[1] + hi * c->os[2], c->os[3], p, orow);
+                }
+            /* S^T = gamma S^T + B^T diag(w) X */
+            if (need_state) {
+                memset(&t, 0, sizeof t);
+                t.k1 = Qc; t.ldb1 = p16; t.cs = gamma; t.ldc = NAM__SSD_NR; t.m = NAM__SSD_MR;
+                for (pb = 0; pb < p16; pb += NAM__SSD_NR)
+                    for (k = 0; k < n6; k += NAM__SSD_MR) {
+                        t.a1 = Btp + k * Q; t.b1 = Xw + pb;
+                        t.c = S + pb * n6 + k * NAM__SSD_NR;
+                        t.cin = t.c;
+                        ops->kern(&t);
+                        nam__ssd_pf_step(&pf, 2);
+                    }
+            }
+        }
+    if (has_final)
+        for (task = begin; task < end; task++) {
+            float *fsd = NAM__CAST(float *, d->final_states.data);
+            int64_t bi = task / h, hi = task % h, i, k;
+            S = S0 + (task - begin) * ssz;
+            for (i = 0; i < p; i++)
+                for (k = 0; k < n; k++)
+                    fsd[bi * c->fs[0] + hi * c->fs[1] + i * c->fs[2] + k * c->fs[3]] =
+                        S[(i / NAM__SSD_NR) * n6 * NAM__SSD_NR + k * NAM__SSD_NR + i % NAM__SSD_NR];
+        }
+}
+
+static nam_status nam__ssd_body(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam__ssd_ctx c;
+    nam_status st;
+    int threads;
+    int64_t i, j, h, p;
+    if (d) d->ran = NAM_BACKEND_AUTO;
+    memset(&c, 0, sizeof c);
+    st = nam__ssd_validate(d, &c.dm, err);
+    if (st != NAM_OK) { nam__err_prefix(err, "nam_ssd: "); return st; }
+#ifdef NAM_CUDA
+    if (c.dm.be == NAM_BACKEND_CUDA) {
+        st = nam_cuda__ssd(d, workspace, workspace_bytes, err);
+        if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
+        return st;
+    }
+#endif
+    if (c.dm.be == NAM_BACKEND_CPU_REF) {
+        size_t need = nam__ws_need(sizeof(double) * NAM__CAST(size_t, c.dm.n));
+        NAM__SSD_TRY(nam__ws_check(workspace, workspace_bytes, need, "nam_ssd", err));
+        nam__ssd_ref(d, &c.dm, NAM__CAST(double *, workspace));
+        d->ran = NAM_BACKEND_CPU_REF;
+        if (err) nam__err_reset(err);
+        return NAM_OK;
+    }
+    threads = nam__resolve_threads(d->threads);
+    nam__ssd_plan(&c.dm, threads, !nam__tensor_is_contig_f32(&d->B), !nam__tensor_is_contig_f32(&d->C), &c.L);
+    NAM__SSD_TRY(nam__ws_check(workspace, workspace_bytes, c.L.total, "nam_ssd", err));
+    c.d = d;
+    c.ws = NAM__CAST(char *, workspace);
+    h = c.dm.h; p = c.dm.p;
+    nam__tensor_strides(&d->x, c.xs); nam__tensor_strides(&d->z, c.zs); nam__tensor_strides(&d->out, c.os);
+    nam__tensor_strides(&d->initial_states, c.is); nam__tensor_strides(&d->final_states, c.fs);
+    c.limit = d->dt_min != 0.0f || d->dt_max != 0.0f;
+    c.lo = d->dt_min;
+    c.hi = d->dt_max > 0.0f ? d->dt_max : HUGE_VALF;
+    nam__ssd_pick_ops(&c.ops);
+    c.odirect = d->out.dtype == NAM_F32 && c.os[3] == 1 && p % NAM__SSD_NR == 0 && !d->z.data && (!d->D.data || d->D.ndim == 1);
+    /* contiguous f32 copies of the small inputs */
+    nam__pack_f32(&d->dt, NAM__SSD_PTR(&c, c.L.off_dt));
+    nam__pack_f32(&d->A, NAM__SSD_PTR(&c, c.L.off_A));
+    if (d->dt_bias.data) nam__pack_f32(&d->dt_bias, NAM__SSD_PTR(&c, c.L.off_bias));
+    else memset(NAM__SSD_PTR(&c, c.L.off_bias), 0, sizeof(float) * NAM__CAST(size_t, h));
+    {
+        float *Dv = NAM__SSD_PTR(&c, c.L.off_D);
+        if (!d->D.data) memset(Dv, 0, sizeof(float) * NAM__CAST(size_t, h * p));
+        else if (d->D.ndim == 2) nam__pack_f32(&d->D, Dv);
+        else {
+            nam__pack_f32(&d->D, Dv + h * (p - 1));          /* (h) at the end, then spread */
+            for (i = 0; i < h; i++) {
+                float v = Dv[h * (p - 1) + i];
+                for (j = 0; j < p; j++) Dv[i * p + j] = v;
+            }
+        }
+    }
+    if (nam__tensor_is_contig_f32(&d->B)) c.Bc = NAM__CAST(const float *, d->B.data);
+    else { nam__pack_f32(&d->B, NAM__SSD_PTR(&c, c.L.off_B)); c.Bc = NAM__SSD_PTR(&c, c.L.off_B); }
+    if (nam__tensor_is_contig_f32(&d->C)) c.Cc = NAM__CAST(const float *, d->C.data);
+    else { nam__pack_f32(&d->C, NAM__SSD_PTR(&c, c.L.off_C)); c.Cc = NAM__SSD_PTR(&c, c.L.off_C); }
+    nam__parallel_for(c.dm.b * c.dm.g * c.L.nck, c.L.slabs, nam__ssd_phase1, &c);
+    nam__parallel_for(c.dm.b * h, c.L.slabs, nam__ssd_phase2, &c);
+    d->ran = NAM_BACKEND_CPU;
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_ssd(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__ssd_body(d, workspace, workspace_bytes, err));
+    return st;
+}
+
+
+/* ---- single-token decode ---------------------------------------------------------------- */
+static nam_status nam__ssd_step_validate(const nam_ssd_step_desc *d, nam_backend *be, int64_t dims[5], nam_error *err) {
+    int64_t b, h, p, g, n;
+    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "desc is NULL");
+    NAM__SSD_TRY(nam_query_backend(d->backend, d->x.device, be, err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->x, "x", 3, "b,h,p", 0, err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->x, "x", err));
+    b = d->x.shape[0]; h = d->x.shape[1]; p = d->x.shape[2];
+    NAM__SSD_TRY(nam__tensor_basic(&d->dt, "dt", 2, "b,h", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->dt, "dt", 0, "b", b, "x.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->dt, "dt", 1, "h", h, "x.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->A, "A", 1, "h", 0, err));
+    NAM__SSD_TRY(nam__ssd_f32(&d->A, "A", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->A, "A", 0, "h", h, "x.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->B, "B", 3, "b,g,n", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->B, "B", 0, "b", b, "x.shape[0]", err));
+    g = d->B.shape[1]; n = d->B.shape[2];
+    if (h % g != 0)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "B.shape[1] (g) = %lld does not divide x.shape[1] (h) = %lld",
+                        NAM__CAST(long long, g), NAM__CAST(long long, h));
+    NAM__SSD_TRY(nam__tensor_basic(&d->C, "C", 3, "b,g,n", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 0, "b", b, "x.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 1, "g", g, "B.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 2, "n", n, "B.shape[2]", err));
+    NAM__SSD_TRY(nam__ssd_check_D(&d->D, h, p, "x.shape[1]", "x.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->z, "z", 3, "b,h,p", 1, err));
+    if (d->z.data) {
+        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 0, "b", b, "x.shape[0]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 1, "h", h, "x.shape[1]", err));
+        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 2, "p", p, "x.shape[2]", err));
+    }
+    NAM__SSD_TRY(nam__tensor_basic(&d->dt_bias, "dt_bias", 1, "h", 1, err));
+    if (d->dt_bias.data) NAM__SSD_TRY(nam__tensor_dim(&d->dt_bias, "dt_bias", 0, "h", h, "x.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->state, "state", 4, "b,h,p,n", 0, err));
+    NAM__SSD_TRY(nam__ssd_f32(&d->state, "state", err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->state, "state", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->state, "state", 0, "b", b, "x.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->state, "state", 1, "h", h, "x.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->state, "state", 2, "p", p, "x.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->state, "state", 3, "n", n, "B.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->out, "out", 3, "b,h,p", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 0, "b", b, "x.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 1, "h", h, "x.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 2, "p", p, "x.shape[2]", err));
+    NAM__SSD_TRY(nam__ssd_check_dt_opts(d->dt_softplus, d->dt_min, d->dt_max, err));
+    {
+        const nam_tensor *ts[10];
+        static const char *const nm[10] = {"x", "dt", "A", "B", "C", "D", "z", "dt_bias", "state", "out"};
+        ts[0] = &d->x; ts[1] = &d->dt; ts[2] = &d->A; ts[3] = &d->B; ts[4] = &d->C; ts[5] = &d->D; ts[6] = &d->z;
+        ts[7] = &d->dt_bias; ts[8] = &d->state; ts[9] = &d->out;
+        NAM__SSD_TRY(nam__same_device(10, ts, nm, err));
+    }
+    dims[0] = b; dims[1] = h; dims[2] = p; dims[3] = g; dims[4] = n;
+    return NAM_OK;
+}
+
+/* One token: state = exp(dt A) state + dt B x (f32 storage, double arithmetic), y = C.state + D x. */
+static nam_status nam__ssd_step_body(nam_ssd_step_desc *d, nam_error *err) {
+    int64_t dims[5] = {0, 0, 0, 0, 0}, xs[4], dts[4], As[4], Bs[4], Cs[4], Ds[4], zs[4], bs[4], ss[4], os[4];
+    int64_t b, h, p, g, n, hpg, bi, hi, pi, k;
+    nam_backend be = NAM_BACKEND_AUTO;
+    nam_status st;
+    int limit;
+    double lo, hi_lim;
+    if (d) d->ran = NAM_BACKEND_AUTO;
+    st = nam__ssd_step_validate(d, &be, dims, err);
+    if (st != NAM_OK) { nam__err_prefix(err, "nam_ssd_step: "); return st; }
+#ifdef NAM_CUDA
+    if (be == NAM_BACKEND_CUDA) {
+        st = nam_cuda__ssd_step(d, err);
+        if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
+        return st;
+    }
+#endif
+    b = dims[0]; h = dims[1]; p = dims[2]; g = dims[3]; n = dims[4]; hpg = h / g;
+    limit = d->dt_min != 0.0f || d->dt_max != 0.0f;
+    lo = d->dt_min;
+    hi_lim = d->dt_max > 0.0f ? NAM__CAST(double, d->dt_max) : HUGE_VAL;
+    nam__tensor_strides(&d->x, xs); nam__tensor_strides(&d->dt, dts); nam__tensor_strides(&d->A, As);
+    nam__tensor_strides(&d->B, Bs); nam__tensor_strides(&d->C, Cs); nam__tensor_strides(&d->D, Ds);
+    nam__tensor_strides(&d->z, zs); nam__tensor_strides(&d->dt_bias, bs); nam__tensor_strides(&d->state, ss);
+    nam__tensor_strides(&d->out, os);
+    for (bi = 0; bi < b; bi++)
+        for (hi = 0; hi < h; hi++) {
+            int64_t gi = hi / hpg, bo = bi * Bs[0] + gi * Bs[1], co = bi * Cs[0] + gi * Cs[1];
+            double A = NAM__CAST(const float *, d->A.data)[hi * As[0]];
+            double dtv = nam__load(d->dt.data, d->dt.dtype, bi * dts[0] + hi * dts[1]), dA;
+            if (d->dt_bias.data) dtv += nam__load(d->dt_bias.data, d->dt_bias.dtype, hi * bs[0]);
+            dtv = nam__ssd_dt_d(dtv, d->dt_softplus, limit, lo, hi_lim);
+            dA = exp(dtv * A);
+            for (pi = 0; pi < p; pi++) {
+                float *s = NAM__CAST(float *, d->state.data) + bi * ss[0] + hi * ss[1] + pi * ss[2];
+                double xv = nam__load(d->x.data, d->x.dtype, bi * xs[0] + hi * xs[1] + pi * xs[2]), y = 0.0;
+                for (k = 0; k < n; k++) {
+                    double sv = dA * s[k * ss[3]] + dtv * nam__load(d->B.data, d->B.dtype, bo + k * Bs[2]) * xv;
+                    s[k * ss[3]] = NAM__CAST(float, sv);
+                    y += nam__load(d->C.data, d->C.dtype, co + k * Cs[2]) * sv;
+                }
+                if (d->D.data) y += nam__load(d->D.data, d->D.dtype, hi * Ds[0] + (d->D.ndim == 2 ? pi * Ds[1] : 0)) * xv;
+                if (d->z.data) {
+                    double zv = nam__load(d->z.data, d->z.dtype, bi * zs[0] + hi * zs[1] + pi * zs[2]);
+                    y *= zv / (1.0 + exp(-zv));
+                }
+                nam__store(d->out.data, d->out.dtype, bi * os[0] + hi * os[1] + pi * os[2], NAM__CAST(float, y));
+            }
+        }
+    d->ran = be;
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_ssd_step(nam_ssd_step_desc *d, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__ssd_step_body(d, err));
+    return st;
+}
+
+/* ---- causal depthwise conv1d -------------------------------------------------------------- */
+typedef struct nam__ssd_conv_ctx {
+    nam_conv1d_desc *d;
+    int64_t b, l, ch, w;
+    int64_t xs[4], ws[4], bs[4], ss[4], os[4];
+} nam__ssd_conv_ctx;
+
+/* Channels [begin, end): out[b, t, c] = bias[c] + sum_k weight[c, k] * in[t - (w - 1) + k],
+   where in[s < 0] is conv_state[b, c, w - 1 + s]; then conv_state <- the last w - 1 inputs. */
+static void nam__ssd_conv_range(void *vctx, int64_t begin, int64_t end, int thread) {
+    nam__ssd_conv_ctx *c = NAM__CAST(nam__ssd_conv_ctx *, vctx);
+    nam_conv1d_desc *d = c->d;
+    int64_t bi, t, ci, k, w = c->w, l = c->l;
+    float *state = NAM__CAST(float *, d->conv_state.data);
+    (void)thread;
+    for (bi = 0; bi < c->b; bi++) {
+        for (t = 0; t < l; t++)
+            for (ci = begin; ci < end; ci++) {
+                double acc = d->bias.data ? nam__load(d->bias.data, d->bias.dtype, ci * c->bs[0]) : 0.0;
+                for (k = 0; k < w; k++) {
+                    int64_t s = t - (w - 1) + k;
+                    double v;
+                    if (s >= 0) v = nam__load(d->x.data, d->x.dtype, bi * c->xs[0] + s * c->xs[1] + ci * c->xs[2]);
+                    else if (state) v = state[bi * c->ss[0] + ci * c->ss[1] + (w - 1 + s) * c->ss[2]];
+                    else v = 0.0;
+                    acc += nam__load(d->weight.data, d->weight.dtype, ci * c->ws[0] + k * c->ws[1]) * v;
+                }
+                if (d->silu) acc = acc / (1.0 + exp(-acc));
+                nam__store(d->out.data, d->out.dtype, bi * c->os[0] + t * c->os[1] + ci * c->os[2], NAM__CAST(float, acc));
+            }
+        if (state)   /* new[k] = [old state, x][l + k]; increasing k never reads a slot already rewritten */
+            for (ci = begin; ci < end; ci++)
+                for (k = 0; k < w - 1; k++) {
+                    int64_t s = l + k - (w - 1);
+                    float *dst = state + bi * c->ss[0] + ci * c->ss[1] + k * c->ss[2];
+                    *dst = s >= 0 ? nam__load(d->x.data, d->x.dtype, bi * c->xs[0] + s * c->xs[1] + ci * c->xs[2])
+                                  : state[bi * c->ss[0] + ci * c->ss[1] + (w - 1 + s) * c->ss[2]];
+                }
+    }
+}
+
+static nam_status nam__conv1d_body(nam_conv1d_desc *d, nam_error *err) {
+    nam__ssd_conv_ctx c;
+    nam_backend be = NAM_BACKEND_AUTO;
+    nam_status st = NAM_OK;
+    if (d) d->ran = NAM_BACKEND_AUTO;
+    memset(&c, 0, sizeof c);
+    do {
+        if (!d) { st = nam__err(err, NAM_ERR_INVALID_ARG, "desc is NULL"); break; }
+        if ((st = nam_query_backend(d->backend, d->x.device, &be, err)) != NAM_OK) break;
+        if ((st = nam__tensor_basic(&d->x, "x", 3, "b,l,c", 0, err)) != NAM_OK) break;
+        if ((st = nam__ssd_numel(&d->x, "x", err)) != NAM_OK) break;
+        c.b = d->x.shape[0]; c.l = d->x.shape[1]; c.ch = d->x.shape[2];
+        if ((st = nam__tensor_basic(&d->weight, "weight", 2, "c,w", 0, err)) != NAM_OK) break;
+        if ((st = nam__tensor_dim(&d->weight, "weight", 0, "c", c.ch, "x.shape[2]", err)) != NAM_OK) break;
+        c.w = d->weight.shape[1];
+        if (c.w > 4096) { st = nam__err(err, NAM_ERR_RANGE, "weight.shape[1] (w) = %lld is above 4096", NAM__CAST(long long, c.w)); break; }
+        if ((st = nam__tensor_basic(&d->bias, "bias", 1, "c", 1, err)) != NAM_OK) break;
+        if (d->bias.data && (st = nam__tensor_dim(&d->bias, "bias", 0, "c", c.ch, "x.shape[2]", err)) != NAM_OK) break;
+        if (d->conv_state.data && c.w == 1) {
+            st = nam__err(err, NAM_ERR_INVALID_ARG, "conv_state: weight.shape[1] (w) = 1 has no state (w - 1 = 0); pass no conv_state");
+            break;
+        }
+        if ((st = nam__tensor_basic(&d->conv_state, "conv_state", 3, "b,c,w-1", 1, err)) != NAM_OK) break;
+        if (d->conv_state.data) {
+            if ((st = nam__ssd_f32(&d->conv_state, "conv_state", err)) != NAM_OK) break;
+            if ((st = nam__tensor_dim(&d->conv_state, "conv_state", 0, "b", c.b, "x.shape[0]", err)) != NAM_OK) break;
+            if ((st = nam__tensor_dim(&d->conv_state, "conv_state", 1, "c", c.ch, "x.shape[2]", err)) != NAM_OK) break;
+            if ((st = nam__tensor_dim(&d->conv_state, "conv_state", 2, "w-1", c.w - 1, "weight.shape[1] - 1", err)) != NAM_OK) break;
+        }
+        if ((st = nam__tensor_basic(&d->out, "out", 3, "b,l,c", 0, err)) != NAM_OK) break;
+        if ((st = nam__tensor_dim(&d->out, "out", 0, "b", c.b, "x.shape[0]", err)) != NAM_OK) break;
+        if ((st = nam__tensor_dim(&d->out, "out", 1, "l", c.l, "x.shape[1]", err)) != NAM_OK) break;
+        if ((st = nam__tensor_dim(&d->out, "out", 2, "c", c.ch, "x.shape[2]", err)) != NAM_OK) break;
+        if (d->out.data == d->x.data && c.w > 1) {
+            st = nam__err(err, NAM_ERR_INVALID_ARG, "out: shares its data with x; the convolution reads x after writing out");
+            break;
+        }
+        {
+            const nam_tensor *ts[5];
+            static const char *const nm[5] = {"x", "weight", "bias", "conv_state", "out"};
+            ts[0] = &d->x; ts[1] = &d->weight; ts[2] = &d->bias; ts[3] = &d->conv_state; ts[4] = &d->out;
+            st = nam__same_device(5, ts, nm, err);
+        }
+    } while (0);
+    if (st != NAM_OK) { nam__err_prefix(err, "nam_conv1d: "); return st; }
+#ifdef NAM_CUDA
+    if (be == NAM_BACKEND_CUDA) {
+        st = nam_cuda__conv1d(d, err);
+        if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
+        return st;
+    }
+#endif
+    c.d = d;
+    nam__tensor_strides(&d->x, c.xs); nam__tensor_strides(&d->weight, c.ws); nam__tensor_strides(&d->bias, c.bs);
+    nam__tensor_strides(&d->conv_state, c.ss); nam__tensor_strides(&d->out, c.os);
+    nam__parallel_for(c.ch, be == NAM_BACKEND_CPU_REF ? 1 : nam__resolve_threads(d->threads), nam__ssd_conv_range, &c);
+    d->ran = be;
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+NAM__DEF nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__conv1d_body(d, err));
+    return st;
+}
+
+/* >>kernel-m2rnn ---------------------------------------------------------------------- */
+/* M2RNN, NAM56R's R block (nam_m2rnn, nam_m2rnn_step); semantics in >>kernels.
+
+   NAM_BACKEND_CPU_REF, per (b, h) in order and token by token, in double: the gate with
+   libm exp and log1p, S~ with libm tanh, S = f S + (1 - f) S~, y = S^T q + D v.
+   Workspace: K * V + V doubles. Single-threaded.
+
+   NAM_BACKEND_CPU (and AUTO). Given W_h, the K rows of S evolve independently (row i is
+   tanh(S_i W_h + k_i v^T), blended), and only the read-out y = sum_i q_i S_i reduces across
+   rows. So the work is split into tasks (b, h, row block), run by nam__parallel_for. A
+   task keeps its rows of S in its thread's slab (fp32) for the whole sequence. Per token:
+     1. pre-activations P_i = k_i v^T + S_i W_h for all its rows (6-row tiles: at V = 16 a
+        row is 2 ymm registers, so 12 accumulators; 16 rank-1 FMA steps);
+     2. per row: S~ = tanh(P_i), the blend S_i += g (S~ - S_i) with g = 1 - f, and
+        y += q_i S_i (every row independent, so the tanh latency overlaps).
+   The leak g = 1 - f = -expm1(log f) keeps the small leak of a gate near 1 exact to fp32;
+   gates are computed 16 tokens at a time (AVX2: softplus of nam__ssd_dt_row_avx2, then
+   exp or a Taylor expm1; portable: libm expf, log1pf, expm1f).
+     - When b * n >= threads, a task is one whole (b, h): it writes y + D v straight into
+       out (f32 with unit step; other out dtypes or strides go through a row buffer).
+     - Otherwise each (b, h) is split into R = ceil(threads / (b n)) row blocks (multiples
+       of 4 rows). The partial read-outs go to the workspace, and a second parallel pass
+       sums them (+ D v) into out.
+   The AVX2+FMA kernel is chosen at run time and needs V = 16 (NAM56R's value head). Any
+   other V, a CPU without AVX2, or NAM_NO_SIMD runs a portable C loop (one row at a time).
+   q, k and v rows that are f32 with unit step are read in place; others are converted per
+   token (bf16 by a shift loop). k, q and v rows are prefetched two tokens ahead.
+   Cost at K 64, V 16 per token and head: 2048 ymm FMAs in pass 1 and 128 tanh of 14 ymm
+   operations (one a division) in pass 2, about 4350 vector FP operations for 39936 FLOPs
+   (the issue's count): at two FMA ports that bounds the kernel near 57% of the FMA peak.
+
+   tanh(x) ~ x P(x^2) / Q(x^2), where P and Q have degree 4 in x^2 (coefficients below). They
+   were fitted by Lawson-weighted least squares for minimax relative error on [0, 9], where
+   the fit's own error is 2.1e-8. x^2 is clamped to 81 and the result to [-1, 1], so every
+   |x| >= 9 gives +-1 or x R(9) / 9 >= R(9) = 1 - 3.0e-8 +- rounding (tanh(9) = 1 - 3.0e-8). tests/test_m2rnn.c checks it in fp32 against double tanh over every
+   8th float of [1e-3, 9.5], sampled below and above: bound 7 ulp and 4e-7 absolute
+   (measured: 6.1 ulp / 3.7e-7 portable, 5.0 ulp / 3.0e-7 AVX2, both near x = 5.35). It
+   is exactly odd, and maps +-0 -> +-0, +-inf -> +-1 and NaN -> NaN. The portable path (nam__m2rnn_tanh1) and the
+   8-lane AVX2 path (nam__m2rnn_tanh8) run the same formula; the AVX2 one fuses its
+   multiply-adds. */
+
+#define NAM__M2RNN_MAX_K 65536
+#define NAM__M2RNN_MAX_V 1024
+#define NAM__M2RNN_GB 16   /* gates computed per block of tokens */
+
+static float nam__m2rnn_tanh1(float x) {
+    float u = x * x, p, q, r;
+    u = u > NAM__M2RNN_TANH_X * NAM__M2RNN_TANH_X ? NAM__M2RNN_TANH_X * NAM__M2RNN_TANH_X : u;   /* NaN passes */
+    p = ((NAM__M2RNN_TP4 * u + NAM__M2RNN_TP3) * u + NAM__M2RNN_TP2) * u + NAM__M2RNN_TP1;
+    p = p * u + NAM__M2RNN_TP0;
+    q = ((NAM__M2RNN_TQ4 * u + NAM__M2RNN_TQ3) * u + NAM__M2RNN_TQ2) * u + NAM__M2RNN_TQ1;
+    q = q * u + 1.0f;
+    r = x * p / q;
+    return r > 1.0f ? 1.0f : r < -1.0f ? -1.0f : r;
+}
+
+/* 1 - f for gate input a (fp32): f = exp(-exp(A_log) softplus(a + bias)); negA = -exp(A_log),
+   finite (A_log <= 88 is checked). softplus of an overflowed a + bias is capped at FLT_MAX,
+   so negA * sp is never NaN; the result is in [0, 1]. */
+static float nam__m2rnn_leak(float a, float bias, float negA) {
+    float x = a + bias, sp = x > 20.0f ? x : log1pf(expf(x));
+    if (!(sp <= 3.402823466e+38f)) sp = 3.402823466e+38f;
+    return -expm1f(negA * sp);
+}
+
+/* One token over `rows` rows of S (row stride V), portable: per row i,
+   S_i += g (tanh(k_i v + S_i W) - S_i); y = sum_i q_i S_i; dst = y (+ D v when D is given).
+   acc: V floats of scratch. */
+static void nam__m2rnn_tok_c(int64_t rows, int64_t V, float *S, const float *W, const float *k, const float *q,
+                                         const float *v, float g, float *acc, const float *D, float *dst) {
+    int64_t i, j, c;
+    float *y = dst;
+    for (c = 0; c < V; c++) y[c] = 0.0f;
+    for (i = 0; i < rows; i++) {
+        float *s = S + i * V, ki = k[i], qi = q[i];
+        for (c = 0; c < V; c++) acc[c] = ki * v[c];
+        for (j = 0; j < V; j++) {
+            const float sj = s[j], *w = W + j * V;
+            for (c = 0; c < V; c++) acc[c] += sj * w[c];
+        }
+        for (c = 0; c < V; c++) {
+            float o = s[c];
+            o = o + g * (nam__m2rnn_tanh1(acc[c]) - o);
+            s[c] = o;
+            y[c] += qi * o;
+        }
+    }
+    if (D)
+        for (c = 0; c < V; c++) y[c] += D[c] * v[c];
+}
+
+#if NAM__X86_SIMD
+NAM__TARGET_AVX2 static NAM__SSD_INLINE __m256 nam__m2rnn_tanh8(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 u = _mm256_min_ps(_mm256_set1_ps(NAM__M2RNN_TANH_X * NAM__M2RNN_TANH_X), _mm256_mul_ps(x, x)), p, q;   /* NaN kept */
+    p = _mm256_fmadd_ps(_mm256_set1_ps(NAM__M2RNN_TP4), u, _mm256_set1_ps(NAM__M2RNN_TP3));
+    q = _mm256_fmadd_ps(_mm256_set1_ps(NAM__M2RNN_TQ4), u, _mm256_set1_ps(NAM__M2RNN_TQ3));
+    p = _mm256_fmadd_ps(p, u, _mm256_set1_ps(NAM__M2RNN_TP2));
+    q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(NAM__M2RNN_TQ2));
+    p = _mm256_fmadd_ps(p, u, _mm256_set1_ps(NAM__M2RNN_TP1));
+    q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(NAM__M2RNN_TQ1));
+    p = _mm256_fmadd_ps(p, u, _mm256_set1_ps(NAM__M2RNN_TP0));
+    q = _mm256_fmadd_ps(q, u, one);
+    p = _mm256_div_ps(_mm256_mul_ps(x, p), q);
+    return _mm256_min_ps(one, _mm256_max_ps(_mm256_set1_ps(-1.0f), p));
+}
+
+/* 8 leaks g = 1 - f = -expm1(negA * sp), sp = softplus(a + bias) >= 0 (nam__ssd_dt_row_avx2),
+   negA = -exp(A_log) finite: z = negA * sp in [-inf, 0] (sp capped at FLT_MAX, so 0 * inf
+   never happens); z < -0.5: 1 - e^z (nam__ssd_exp8, 2 ulp); else -(z + z^2 Q(z)), Q the
+   Taylor series of (e^z - 1 - z) / z^2 to z^7 (truncation < 5e-10 relative). */
+NAM__TARGET_AVX2 static NAM__SSD_INLINE __m256 nam__m2rnn_leak8(__m256 sp, __m256 negA) {
+    const __m256 z = _mm256_mul_ps(negA, _mm256_min_ps(sp, _mm256_set1_ps(3.402823466e+38f)));
+    __m256 q = _mm256_set1_ps(1.0f / 362880.0f), big = _mm256_sub_ps(_mm256_set1_ps(1.0f), nam__ssd_exp8(z)), small;
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 40320.0f));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 5040.0f));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 720.0f));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 120.0f));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 24.0f));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 6.0f));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(0.5f));
+    small = _mm256_sub_ps(_mm256_setzero_ps(), _mm256_fmadd_ps(_mm256_mul_ps(z, z), q, z));
+    return _mm256_blendv_ps(small, big, _mm256_cmp_ps(z, _mm256_set1_ps(-0.5f), _CMP_LT_OQ));
+}
+
+/* gates of `count` <= 16 tokens: g[i] = leak of a[i] (+ bias, negA of the head); a padded with 0 */
+NAM__TARGET_AVX2 static void nam__m2rnn_leak16_avx2(const float *a, float bias, float negA, float *g) {
+    float bb[16], sp[16];
+    int i;
+    for (i = 0; i < 16; i++) bb[i] = bias;
+    nam__ssd_dt_row_avx2(16, a, bb, 1, 0, 0.0f, 0.0f, sp);
+    _mm256_storeu_ps(g, nam__m2rnn_leak8(_mm256_loadu_ps(sp), _mm256_set1_ps(negA)));
+    _mm256_storeu_ps(g + 8, nam__m2rnn_leak8(_mm256_loadu_ps(sp + 8), _mm256_set1_ps(negA)));
+}
+
+/* nam__m2rnn_tok_c for V = 16, writing dst = y (+ D v when D is given), in two passes so
+   that neither waits on a long dependency chain: (1) pre-activations P_i = k_i v + S_i W for all rows, in 6-row tiles with 12 ymm
+   accumulators (independent tiles, 17-deep FMA chains; 12 chains keep both FMA ports busy); (2) per row tanh, blend, store and
+   read-out, every row independent (y in 4 accumulators). P: rows x 16 floats of scratch. */
+#define NAM__M2RNN_ROW(r, j)                                                                             \
+    b_ = _mm256_broadcast_ss(s + 16 * (r) + (j)); a##r##0 = _mm256_fmadd_ps(b_, w0_, a##r##0); a##r##1 = _mm256_fmadd_ps(b_, w1_, a##r##1)
+#define NAM__M2RNN_J6(j)                                                                                 \
+    do {                                                                                                 \
+        const __m256 w0_ = _mm256_loadu_ps(W + (j) * 16), w1_ = _mm256_loadu_ps(W + (j) * 16 + 8);      \
+        __m256 b_;                                                                                       \
+        NAM__M2RNN_ROW(0, j); NAM__M2RNN_ROW(1, j); NAM__M2RNN_ROW(2, j);                               \
+        NAM__M2RNN_ROW(3, j); NAM__M2RNN_ROW(4, j); NAM__M2RNN_ROW(5, j);                               \
+    } while (0)
+#define NAM__M2RNN_INIT(r)                                                                               \
+    do {                                                                                                 \
+        const __m256 kb_ = _mm256_broadcast_ss(k + i + (r));                                            \
+        a##r##0 = _mm256_mul_ps(kb_, _mm256_loadu_ps(v)); a##r##1 = _mm256_mul_ps(kb_, _mm256_loadu_ps(v + 8)); \
+    } while (0)
+#define NAM__M2RNN_STORE(r) (_mm256_storeu_ps(p + 16 * (r), a##r##0), _mm256_storeu_ps(p + 16 * (r) + 8, a##r##1))
+NAM__TARGET_AVX2 static void nam__m2rnn_tok16_avx2(int64_t rows, float *S, const float *W, const float *k, const float *q,
+                                                            const float *v, float g, float *P, const float *D, float *dst) {
+    const __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8), gv = _mm256_set1_ps(g);
+    __m256 y0 = _mm256_setzero_ps(), y1 = y0, y2 = y0, y3 = y0;
+    int64_t i = 0;
+    for (; i + 6 <= rows; i += 6) {   /* 6-row tiles: 12 accumulators, 2 W registers, 1 broadcast */
+        const float *s = S + i * 16;
+        float *p = P + i * 16;
+        __m256 a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51;
+        NAM__M2RNN_INIT(0); NAM__M2RNN_INIT(1); NAM__M2RNN_INIT(2); NAM__M2RNN_INIT(3); NAM__M2RNN_INIT(4); NAM__M2RNN_INIT(5);
+        NAM__M2RNN_J6(0); NAM__M2RNN_J6(1); NAM__M2RNN_J6(2); NAM__M2RNN_J6(3);
+        NAM__M2RNN_J6(4); NAM__M2RNN_J6(5); NAM__M2RNN_J6(6); NAM__M2RNN_J6(7);
+        NAM__M2RNN_J6(8); NAM__M2RNN_J6(9); NAM__M2RNN_J6(10); NAM__M2RNN_J6(11);
+        NAM__M2RNN_J6(12); NAM__M2RNN_J6(13); NAM__M2RNN_J6(14); NAM__M2RNN_J6(15);
+        NAM__M2RNN_STORE(0); NAM__M2RNN_STORE(1); NAM__M2RNN_STORE(2); NAM__M2RNN_STORE(3); NAM__M2RNN_STORE(4); NAM__M2RNN_STORE(5);
+    }
+    for (; i < rows; i++) {   /* row tail: one row, two accumulators */
+        const float *s = S + i * 16;
+        const __m256 kb = _mm256_broadcast_ss(k + i);
+        __m256 a00 = _mm256_mul_ps(kb, v0), a01 = _mm256_mul_ps(kb, v1);
+        int j;
+        for (j = 0; j < 16; j++) {
+            const __m256 b = _mm256_broadcast_ss(s + j);
+            a00 = _mm256_fmadd_ps(b, _mm256_loadu_ps(W + j * 16), a00);
+            a01 = _mm256_fmadd_ps(b, _mm256_loadu_ps(W + j * 16 + 8), a01);
+        }
+        _mm256_storeu_ps(P + i * 16, a00);
+        _mm256_storeu_ps(P + i * 16 + 8, a01);
+    }
+#define NAM__M2RNN_B(i, ya, yb)                                                                          \
+    do {                                                                                                 \
+        float *s_ = S + (i) * 16;                                                                        \
+        const __m256 qb_ = _mm256_broadcast_ss(q + (i));                                                 \
+        __m256 o0_ = _mm256_loadu_ps(s_), o1_ = _mm256_loadu_ps(s_ + 8);                                \
+        o0_ = _mm256_fmadd_ps(gv, _mm256_sub_ps(nam__m2rnn_tanh8(_mm256_loadu_ps(P + (i) * 16)), o0_), o0_);     \
+        o1_ = _mm256_fmadd_ps(gv, _mm256_sub_ps(nam__m2rnn_tanh8(_mm256_loadu_ps(P + (i) * 16 + 8)), o1_), o1_); \
+        _mm256_storeu_ps(s_, o0_);                                                                       \
+        _mm256_storeu_ps(s_ + 8, o1_);                                                                   \
+        ya = _mm256_fmadd_ps(qb_, o0_, ya);                                                              \
+        yb = _mm256_fmadd_ps(qb_, o1_, yb);                                                              \
+    } while (0)
+    for (i = 0; i + 2 <= rows; i += 2) {   /* two rows per step: even rows into y0, y1, odd rows into y2, y3 */
+        NAM__M2RNN_B(i, y0, y1);
+        NAM__M2RNN_B(i + 1, y2, y3);
+    }
+    if (i < rows) NAM__M2RNN_B(i, y0, y1);
+#undef NAM__M2RNN_B
+    y0 = _mm256_add_ps(y0, y2);
+    y1 = _mm256_add_ps(y1, y3);
+    if (D) {
+        y0 = _mm256_fmadd_ps(_mm256_loadu_ps(D), v0, y0);
+        y1 = _mm256_fmadd_ps(_mm256_loadu_ps(D + 8), v1, y1);
+    }
+    _mm256_storeu_ps(dst, y0);
+    _mm256_storeu_ps(dst + 8, y1);
+}
+#undef NAM__M2RNN_ROW
+#undef NAM__M2RNN_J6
+#undef NAM__M2RNN_INIT
+#undef NAM__M2RNN_STORE
+#endif
+
+/* `count` floats of t from element `off`, element step `es`: a pointer into t's data when
+   it is f32 with unit step, else converted into tmp. */
+static const float *nam__m2rnn_row(const nam_tensor *t, int64_t off, int64_t es, int64_t count, float *tmp) {
+    int64_t i;
+    if (t->dtype == NAM_F32 && es == 1) return NAM__CAST(const float *, t->data) + off;
+    if (t->dtype == NAM_BF16 && es == 1) {
+        const uint16_t *src = NAM__CAST(const uint16_t *, t->data) + off;
+        for (i = 0; i < count; i++) {
+            uint32_t u = NAM__CAST(uint32_t, src[i]) << 16;
+            memcpy(tmp + i, &u, 4);
+        }
+        return tmp;
+    }
+    for (i = 0; i < count; i++) tmp[i] = nam__load(t->data, t->dtype, off + i * es);
+    return tmp;
+}
+
+typedef struct nam__m2rnn_dims {
+    int64_t b, l, n, K, V, nq, nk, nv, nw, nf;
+    nam_backend be;
+} nam__m2rnn_dims;
+
+/* head count `cnt` of field.shape[axis] must divide n (taken from nfrom) */
+static nam_status nam__m2rnn_divides(int64_t cnt, const char *field, int axis, const char *name, int64_t n, const char *nfrom, nam_error *err) {
+    if (n % cnt == 0) return NAM_OK;
+    return nam__err(err, NAM_ERR_INVALID_ARG, "%s.shape[%d] (%s) = %lld does not divide n = %lld (the largest head count, %s)", field, axis, name,
+                    NAM__CAST(long long, cnt), NAM__CAST(long long, n), nfrom);
+}
+
+/* n = the largest of the head counts; nfrom names the first field that has it */
+static int64_t nam__m2rnn_n(const int64_t cnt[5], const char *const from[5], const char **nfrom) {
+    int64_t n = 0;
+    int i;
+    for (i = 0; i < 5; i++)
+        if (cnt[i] > n) { n = cnt[i]; *nfrom = from[i]; }
+    return n;
+}
+
+/* Shapes of the per-head parameters and the state tensors, shared by nam_m2rnn and
+   nam_m2rnn_step: A_log (n), dt_bias (n), D (n, V); state tensors (b, n, K, V) f32. */
+static nam_status nam__m2rnn_params(const nam_tensor *A_log, const nam_tensor *dt_bias, const nam_tensor *D, const nam__m2rnn_dims *o,
+                                                const char *nfrom, const char *vfrom, nam_error *err) {
+    char nf[96];
+    snprintf(nf, sizeof nf, "the largest head count (%s)", nfrom);
+    NAM__SSD_TRY(nam__tensor_basic(A_log, "A_log", 1, "n", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(A_log, "A_log", 0, "n", o->n, nf, err));
+    NAM__SSD_TRY(nam__tensor_basic(dt_bias, "dt_bias", 1, "n", 1, err));
+    if (dt_bias->data) NAM__SSD_TRY(nam__tensor_dim(dt_bias, "dt_bias", 0, "n", o->n, nf, err));
+    NAM__SSD_TRY(nam__tensor_basic(D, "D", 2, "n,V", 1, err));
+    if (D->data) {
+        NAM__SSD_TRY(nam__tensor_dim(D, "D", 0, "n", o->n, nf, err));
+        NAM__SSD_TRY(nam__tensor_dim(D, "D", 1, "V", o->V, vfrom, err));
+    }
+    return NAM_OK;
+}
+static nam_status nam__m2rnn_state(const nam_tensor *t, const char *field, int optional, const nam__m2rnn_dims *o, const char *nfrom,
+                                               const char *kfrom, const char *vfrom, nam_error *err) {
+    char nf[96];
+    if (!t->data && optional) return NAM_OK;
+    snprintf(nf, sizeof nf, "the largest head count (%s)", nfrom);
+    NAM__SSD_TRY(nam__tensor_basic(t, field, 4, "b,n,K,V", optional, err));
+    NAM__SSD_TRY(nam__ssd_f32(t, field, err));
+    NAM__SSD_TRY(nam__ssd_numel(t, field, err));
+    NAM__SSD_TRY(nam__tensor_dim(t, field, 0, "b", o->b, "q.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(t, field, 1, "n", o->n, nf, err));
+    NAM__SSD_TRY(nam__tensor_dim(t, field, 2, "K", o->K, kfrom, err));
+    return nam__tensor_dim(t, field, 3, "V", o->V, vfrom, err);
+}
+
+static nam_status nam__m2rnn_sizes(const nam__m2rnn_dims *o, const char *kfrom, const char *vfrom, nam_error *err) {
+    if (o->K > NAM__M2RNN_MAX_K)
+        return nam__err(err, NAM_ERR_LIMIT, "%s (K) = %lld is above %d", kfrom, NAM__CAST(long long, o->K), NAM__M2RNN_MAX_K);
+    if (o->V > NAM__M2RNN_MAX_V)
+        return nam__err(err, NAM_ERR_LIMIT, "%s (V) = %lld is above %d", vfrom, NAM__CAST(long long, o->V), NAM__M2RNN_MAX_V);
+    return NAM_OK;
+}
+
+static nam_status nam__m2rnn_validate(const nam_m2rnn_desc *d, nam__m2rnn_dims *o, nam_error *err) {
+    static const char *const from[5] = {"q.shape[2]", "k.shape[2]", "v.shape[2]", "W.shape[0]", "a.shape[2]"};
+    const char *nfrom = from[0];
+    int64_t cnt[5];
+    char nf[96];
+    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "desc is NULL");
+    NAM__SSD_TRY(nam_query_backend(d->backend, d->q.device, &o->be, err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->q, "q", 4, "b,l,nq,K", 0, err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->q, "q", err));
+    o->b = d->q.shape[0]; o->l = d->q.shape[1]; o->nq = d->q.shape[2]; o->K = d->q.shape[3];
+    NAM__SSD_TRY(nam__tensor_basic(&d->k, "k", 4, "b,l,nk,K", 0, err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->k, "k", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->k, "k", 0, "b", o->b, "q.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->k, "k", 1, "l", o->l, "q.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->k, "k", 3, "K", o->K, "q.shape[3]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->v, "v", 4, "b,l,nv,V", 0, err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->v, "v", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->v, "v", 0, "b", o->b, "q.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->v, "v", 1, "l", o->l, "q.shape[1]", err));
+    o->nk = d->k.shape[2]; o->nv = d->v.shape[2]; o->V = d->v.shape[3];
+    NAM__SSD_TRY(nam__m2rnn_sizes(o, "q.shape[3]", "v.shape[3]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->W, "W", 3, "nw,V,V", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->W, "W", 1, "V", o->V, "v.shape[3]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->W, "W", 2, "V", o->V, "v.shape[3]", err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->W, "W", err));
+    o->nw = d->W.shape[0];
+    NAM__SSD_TRY(nam__tensor_basic(&d->a, "a", 3, "b,l,nf", 0, err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->a, "a", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->a, "a", 0, "b", o->b, "q.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->a, "a", 1, "l", o->l, "q.shape[1]", err));
+    o->nf = d->a.shape[2];
+    cnt[0] = o->nq; cnt[1] = o->nk; cnt[2] = o->nv; cnt[3] = o->nw; cnt[4] = o->nf;
+    o->n = nam__m2rnn_n(cnt, from, &nfrom);
+    NAM__SSD_TRY(nam__m2rnn_divides(o->nq, "q", 2, "nq", o->n, nfrom, err));
+    NAM__SSD_TRY(nam__m2rnn_divides(o->nk, "k", 2, "nk", o->n, nfrom, err));
+    NAM__SSD_TRY(nam__m2rnn_divides(o->nv, "v", 2, "nv", o->n, nfrom, err));
+    NAM__SSD_TRY(nam__m2rnn_divides(o->nw, "W", 0, "nw", o->n, nfrom, err));
+    NAM__SSD_TRY(nam__m2rnn_divides(o->nf, "a", 2, "nf", o->n, nfrom, err));
+    NAM__SSD_TRY(nam__m2rnn_params(&d->A_log, &d->dt_bias, &d->D, o, nfrom, "v.shape[3]", err));
+    NAM__SSD_TRY(nam__m2rnn_state(&d->initial_state, "initial_state", 1, o, nfrom, "q.shape[3]", "v.shape[3]", err));
+    snprintf(nf, sizeof nf, "the largest head count (%s)", nfrom);
+    NAM__SSD_TRY(nam__tensor_basic(&d->out, "out", 4, "b,l,n,V", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 0, "b", o->b, "q.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 1, "l", o->l, "q.shape[1]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 2, "n", o->n, nf, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 3, "V", o->V, "v.shape[3]", err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->out, "out", err));
+    NAM__SSD_TRY(nam__m2rnn_state(&d->final_state, "final_state", 1, o, nfrom, "q.shape[3]", "v.shape[3]", err));
+    {
+        const nam_tensor *ts[11];
+        static const char *const nm[11] = {"q", "k", "v", "W", "a", "A_log", "dt_bias", "D", "initial_state", "out", "final_state"};
+        int i;
+        ts[0] = &d->q; ts[1] = &d->k; ts[2] = &d->v; ts[3] = &d->W; ts[4] = &d->a; ts[5] = &d->A_log; ts[6] = &d->dt_bias;
+        ts[7] = &d->D; ts[8] = &d->initial_state; ts[9] = &d->out; ts[10] = &d->final_state;
+        NAM__SSD_TRY(nam__same_device(11, ts, nm, err));
+        for (i = 0; i < 5; i++)
+            if (d->out.data == ts[i]->data)
+                return nam__err(err, NAM_ERR_INVALID_ARG, "out: shares its data with %s; the scan reads its inputs after writing out", nm[i]);
+    }
+    return NAM_OK;
+}
+
+/* The gate inputs must be finite and exp(A_log) must fit fp32: checked before anything is
+   written. Index = the element's position (b, t, head) or head. */
+static nam_status nam__m2rnn_check_gates(const nam_tensor *a, const nam_tensor *A_log, const nam_tensor *dt_bias, int64_t b, int64_t l, int64_t nf,
+                                         int64_t n, const char *who, nam_error *err) {
+    int64_t st[NAM_MAX_DIMS], bi, t, h;
+    nam__tensor_strides(A_log, st);
+    for (h = 0; h < n; h++) {
+        float v = nam__load(A_log->data, A_log->dtype, h * st[0]);
+        if (!(v <= 88.0f && v > -HUGE_VALF))
+            return nam__err(err, NAM_ERR_RANGE, "A_log[%lld] = %g is %s", NAM__CAST(long long, h), NAM__CAST(double, v),
+                            v == v && v != HUGE_VALF && v != -HUGE_VALF ? "above 88 (exp(A_log) overflows fp32)" : "not finite");
+    }
+    if (dt_bias->data) {
+        nam__tensor_strides(dt_bias, st);
+        for (h = 0; h < n; h++) {
+            float v = nam__load(dt_bias->data, dt_bias->dtype, h * st[0]);
+            if (!(v - v == 0.0f)) return nam__err(err, NAM_ERR_RANGE, "dt_bias[%lld] = %g is not finite", NAM__CAST(long long, h), NAM__CAST(double, v));
+        }
+    }
+    nam__tensor_strides(a, st);
+    for (bi = 0; bi < b; bi++)
+        for (t = 0; t < l; t++) {
+            int64_t o = bi * st[0] + t * st[1];
+            if (a->dtype == NAM_F32 && st[2] == 1) {
+                const float *p = NAM__CAST(const float *, a->data) + o;
+                float acc = 0.0f;
+                for (h = 0; h < nf; h++) acc += p[h] - p[h];   /* 0 unless some element is inf or NaN */
+                if (acc == 0.0f) continue;
+            }
+            for (h = 0; h < nf; h++) {
+                float v = nam__load(a->data, a->dtype, o + h * st[2]);
+                if (!(v - v == 0.0f)) {
+                    if (who) return nam__err(err, NAM_ERR_RANGE, "a[%lld, %lld] = %g is not finite (the forget gate's input)", NAM__CAST(long long, bi),
+                                             NAM__CAST(long long, h), NAM__CAST(double, v));
+                    return nam__err(err, NAM_ERR_RANGE, "a[%lld, %lld, %lld] = %g is not finite (the forget gate's input)", NAM__CAST(long long, bi),
+                                    NAM__CAST(long long, t), NAM__CAST(long long, h), NAM__CAST(double, v));
+                }
+            }
+        }
+    return NAM_OK;
+}
+
+/* ---- workspace layout of the fast path ------------------------------------------------ */
+typedef struct nam__m2rnn_layout {
+    int64_t R, rb, tasks;
+    size_t off_W, off_D, off_negA, off_bias, off_y, off_slab, slab_bytes, total;
+    size_t s_S, s_P, s_k, s_q, s_v, s_y, s_acc, s_o, s_g;
+    int slabs;
+} nam__m2rnn_layout;
+
+static void nam__m2rnn_plan(const nam__m2rnn_dims *dm, int threads, nam__m2rnn_layout *L) {
+    int64_t bn = dm->b * dm->n, K = dm->K, V = dm->V, R = 1, rb;
+    size_t o = 0, s = 0;
+    if (bn < threads) R = (threads + bn - 1) / bn;
+    rb = (K + R - 1) / R;
+    rb = (rb + 3) / 4 * 4;
+    if (rb > K) rb = K;
+    R = (K + rb - 1) / rb;
+    L->R = R;
+    L->rb = rb;
+    L->tasks = bn * R;
+    L->off_W = o; o += nam__ssd_f(dm->nw * V * V);
+    L->off_D = o; o += nam__ssd_f(dm->n * V);
+    L->off_negA = o; o += nam__ssd_f(dm->n);
+    L->off_bias = o; o += nam__ssd_f(dm->n);
+    L->off_y = o; o += R > 1 ? nam__ssd_f(bn * R * dm->l * V) : 0;
+    L->off_slab = o;
+    L->s_S = s; s += nam__ssd_f(rb * V);
+    L->s_P = s; s += nam__ssd_f(rb * V);      /* pre-activations of the AVX2 kernel */
+    L->s_k = s; s += nam__ssd_f(rb);
+    L->s_q = s; s += nam__ssd_f(rb);
+    L->s_v = s; s += nam__ssd_f(V);
+    L->s_y = s; s += nam__ssd_f(V);
+    L->s_acc = s; s += nam__ssd_f(V);
+    L->s_o = s; s += nam__ssd_f(V > NAM__M2RNN_GB ? V : NAM__M2RNN_GB);
+    L->s_g = s; s += nam__ssd_f(NAM__M2RNN_GB);
+    L->slab_bytes = s;
+    L->slabs = L->tasks < threads ? NAM__CAST(int, L->tasks) : threads;
+    if (L->slabs < 1) L->slabs = 1;
+    L->total = o + NAM__CAST(size_t, L->slabs) * s;
+}
+
+static size_t nam__m2rnn_ref_bytes(const nam__m2rnn_dims *dm) { return nam__ws_need(sizeof(double) * NAM__CAST(size_t, dm->K * dm->V + dm->V)); }
+
+/* Workspace of a validated call: none on CUDA, the double rows of the reference, or the
+   fast path's layout (the scan and the step share it). */
+static size_t nam__m2rnn_bytes(const nam__m2rnn_dims *dm, int threads) {
+    nam__m2rnn_layout L;
+    if (dm->be == NAM_BACKEND_CUDA) return 0;
+    if (dm->be == NAM_BACKEND_CPU_REF) return nam__m2rnn_ref_bytes(dm);
+    nam__m2rnn_plan(dm, nam__resolve_threads(threads), &L);
+    return L.total;
+}
+
+static nam_status nam__m2rnn_workspace_size_body(const nam_m2rnn_desc *d, size_t *bytes, nam_error *err) {
+    nam__m2rnn_dims dm;
+    nam_status st;
+    memset(&dm, 0, sizeof dm);
+    if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_m2rnn_workspace_size: bytes is NULL");
+    *bytes = 0;
+    st = nam__m2rnn_validate(d, &dm, err);
+    if (st != NAM_OK) { nam__err_prefix(err, "nam_m2rnn_workspace_size: "); return st; }
+    *bytes = nam__m2rnn_bytes(&dm, d->threads);
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+/* ---- reference: the recurrence in double ------------------------------------------------ */
+static void nam__m2rnn_ref(const nam_m2rnn_desc *d, const nam__m2rnn_dims *dm, double *S) {
+    int64_t qs[4], ks[4], vs[4], Ws[4], as[4], Al[4], bs[4], Ds[4], is[4], os[4], fs[4];
+    int64_t K = dm->K, V = dm->V, bi, h, t, i, j, c;
+    double *acc = S + K * V;
+    nam__tensor_strides(&d->q, qs); nam__tensor_strides(&d->k, ks); nam__tensor_strides(&d->v, vs); nam__tensor_strides(&d->W, Ws);
+    nam__tensor_strides(&d->a, as); nam__tensor_strides(&d->A_log, Al); nam__tensor_strides(&d->dt_bias, bs); nam__tensor_strides(&d->D, Ds);
+    nam__tensor_strides(&d->initial_state, is); nam__tensor_strides(&d->out, os); nam__tensor_strides(&d->final_state, fs);
+    for (bi = 0; bi < dm->b; bi++)
+        for (h = 0; h < dm->n; h++) {
+            int64_t hq = h / (dm->n / dm->nq), hk = h / (dm->n / dm->nk), hv = h / (dm->n / dm->nv), hw = h / (dm->n / dm->nw), hf = h / (dm->n / dm->nf);
+            double expA = exp(NAM__CAST(double, nam__load(d->A_log.data, d->A_log.dtype, h * Al[0])));
+            double bias = d->dt_bias.data ? nam__load(d->dt_bias.data, d->dt_bias.dtype, h * bs[0]) : 0.0;
+            for (i = 0; i < K; i++)
+                for (c = 0; c < V; c++)
+                    S[i * V + c] = d->initial_state.data ? NAM__CAST(const float *, d->initial_state.data)[bi * is[0] + h * is[1] + i * is[2] + c * is[3]] : 0.0;
+            for (t = 0; t < dm->l; t++) {
+                int64_t qo = bi * qs[0] + t * qs[1] + hq * qs[2], ko = bi * ks[0] + t * ks[1] + hk * ks[2], vo = bi * vs[0] + t * vs[1] + hv * vs[2];
+                double x = nam__load(d->a.data, d->a.dtype, bi * as[0] + t * as[1] + hf * as[2]) + bias, f;
+                f = exp(-expA * (x <= 20.0 ? log1p(exp(x)) : x));
+                for (i = 0; i < K; i++) {
+                    double ki = nam__load(d->k.data, d->k.dtype, ko + i * ks[3]);
+                    for (c = 0; c < V; c++) {
+                        double s = ki * nam__load(d->v.data, d->v.dtype, vo + c * vs[3]);
+                        for (j = 0; j < V; j++) s += S[i * V + j] * nam__load(d->W.data, d->W.dtype, hw * Ws[0] + j * Ws[1] + c * Ws[2]);
+                        acc[c] = tanh(s);
+                    }
+                    for (c = 0; c < V; c++) S[i * V + c] = f * S[i * V + c] + (1.0 - f) * acc[c];
+                }
+                for (c = 0; c < V; c++) {
+                    double y = 0.0;
+                    for (i = 0; i < K; i++) y += S[i * V + c] * nam__load(d->q.data, d->q.dtype, qo + i * qs[3]);
+                    if (d->D.data) y += nam__load(d->D.data, d->D.dtype, h * Ds[0] + c * Ds[1]) * nam__load(d->v.data, d->v.dtype, vo + c * vs[3]);
+                    nam__store(d->out.data, d->out.dtype, bi * os[0] + t * os[1] + h * os[2] + c * os[3], NAM__CAST(float, y));
+                }
+            }
+            if (d->final_state.data)
+                for (i = 0; i < K; i++)
+                    for (c = 0; c < V; c++)
+                        NAM__CAST(float *, d->final_state.data)[bi * fs[0] + h * fs[1] + i * fs[2] + c * fs[3]] = NAM__CAST(float, S[i * V + c]);
+        }
+}
+
+/* ---- fast path -------------------------------------------------------------------------- */
+typedef struct nam__m2rnn_ctx {
+    nam_m2rnn_desc *d;
+    nam__m2rnn_dims dm;
+    nam__m2rnn_layout L;
+    char *ws;
+    int64_t qs[4], ks[4], vs[4], as[4], is[4], os[4], fs[4];
+    int simd;
+} nam__m2rnn_ctx;
+
+#define NAM__M2RNN_PTR(c, off) NAM__CAST(float *, NAM__CAST(void *, (c)->ws + (off)))
+
+/* out[b, t, h] = y + D_h * v (into the slab row o, then stored in out's dtype) */
+static void nam__m2rnn_emit(nam__m2rnn_ctx *c, int64_t bi, int64_t t, int64_t h, const float *y, const float *vr, float *o) {
+    const float *D = NAM__M2RNN_PTR(c, c->L.off_D) + h * c->dm.V;
+    int64_t j;
+    for (j = 0; j < c->dm.V; j++) o[j] = y[j] + D[j] * vr[j];
+    nam__ssd_row_store(&c->d->out, bi * c->os[0] + t * c->os[1] + h * c->os[2], c->os[3], c->dm.V, o);
+}
+
+static void nam__m2rnn_task(void *vctx, int64_t begin, int64_t end, int thread) {
+    nam__m2rnn_ctx *c = NAM__CAST(nam__m2rnn_ctx *, vctx);
+    nam_m2rnn_desc *d = c->d;
+    const nam__m2rnn_layout *L = &c->L;
+    int64_t n = c->dm.n, K = c->dm.K, V = c->dm.V, l = c->dm.l, R = L->R, task;
+    char *slab = c->ws + L->off_slab + NAM__CAST(size_t, thread) * L->slab_bytes;
+#define NAM__M2RNN_SLAB(off) NAM__CAST(float *, NAM__CAST(void *, slab + (off)))
+    float *S = NAM__M2RNN_SLAB(L->s_S), *P = NAM__M2RNN_SLAB(L->s_P), *kb = NAM__M2RNN_SLAB(L->s_k), *qb = NAM__M2RNN_SLAB(L->s_q), *vb = NAM__M2RNN_SLAB(L->s_v);
+    float *y = NAM__M2RNN_SLAB(L->s_y), *acc = NAM__M2RNN_SLAB(L->s_acc), *ob = NAM__M2RNN_SLAB(L->s_o), *gb = NAM__M2RNN_SLAB(L->s_g);
+#undef NAM__M2RNN_SLAB
+    (void)P;   /* the AVX2 kernel's scratch */
+    /* out rows written straight by the kernel: one task per (b, h), out f32 with unit step */
+    const int odirect = R == 1 && d->out.dtype == NAM_F32 && c->os[3] == 1;
+    const size_t kes = d->k.dtype == NAM_F32 ? 4 : 2, qes = d->q.dtype == NAM_F32 ? 4 : 2, ves = d->v.dtype == NAM_F32 ? 4 : 2;
+    for (task = begin; task < end; task++) {
+        int64_t bi = task / (n * R), h = (task / R) % n, r = task % R, r0 = r * L->rb, rows = nam__ssd_min(K, r0 + L->rb) - r0, t, i, j;
+        int64_t hq = h / (n / c->dm.nq), hk = h / (n / c->dm.nk), hv = h / (n / c->dm.nv), hw = h / (n / c->dm.nw), hf = h / (n / c->dm.nf);
+        const float *W = NAM__M2RNN_PTR(c, L->off_W) + hw * V * V, *Dh = NAM__M2RNN_PTR(c, L->off_D) + h * V;
+        const float negA = NAM__M2RNN_PTR(c, L->off_negA)[h], bias = NAM__M2RNN_PTR(c, L->off_bias)[h];
+        float *yp = R > 1 ? NAM__M2RNN_PTR(c, L->off_y) + ((bi * n + h) * R + r) * l * V : NULL;
+        if (d->initial_state.data) {
+            const float *is = NAM__CAST(const float *, d->initial_state.data) + bi * c->is[0] + h * c->is[1];
+            for (i = 0; i < rows; i++)
+                for (j = 0; j < V; j++) S[i * V + j] = is[(r0 + i) * c->is[2] + j * c->is[3]];
+        } else memset(S, 0, sizeof(float) * NAM__CAST(size_t, rows * V));
+        for (t = 0; t < l; t++) {
+            int64_t qo = bi * c->qs[0] + t * c->qs[1] + hq * c->qs[2] + r0 * c->qs[3];
+            int64_t ko = bi * c->ks[0] + t * c->ks[1] + hk * c->ks[2] + r0 * c->ks[3];
+            int64_t vo = bi * c->vs[0] + t * c->vs[1] + hv * c->vs[2];
+            const float *kr, *qr, *vr;
+            float *dst = yp ? yp + t * V : odirect ? NAM__CAST(float *, d->out.data) + bi * c->os[0] + t * c->os[1] + h * c->os[2] : y;
+            if (t % NAM__M2RNN_GB == 0) {   /* the gates of the next block of tokens */
+                int64_t nb = nam__ssd_min(NAM__M2RNN_GB, l - t), u;
+                for (u = 0; u < NAM__M2RNN_GB; u++)
+                    ob[u] = u < nb ? nam__load(d->a.data, d->a.dtype, bi * c->as[0] + (t + u) * c->as[1] + hf * c->as[2]) : 0.0f;
+#if NAM__X86_SIMD
+                if (c->simd) nam__m2rnn_leak16_avx2(ob, bias, negA, gb);
+                else
+#endif
+                    for (u = 0; u < nb; u++) gb[u] = nam__m2rnn_leak(ob[u], bias, negA);
+            }
+            if (t + 2 < l) {   /* the rows two tokens ahead */
+                const char *kp = NAM__CAST(const char *, d->k.data) + (ko + 2 * c->ks[1]) * NAM__CAST(int64_t, kes);
+                const char *qp = NAM__CAST(const char *, d->q.data) + (qo + 2 * c->qs[1]) * NAM__CAST(int64_t, qes);
+                int64_t kb_ = rows * c->ks[3] * NAM__CAST(int64_t, kes), qb_ = rows * c->qs[3] * NAM__CAST(int64_t, qes), o;
+                for (o = 0; o < kb_; o += 64) NAM__SSD_PREFETCH(kp + o, 0);
+                for (o = 0; o < qb_; o += 64) NAM__SSD_PREFETCH(qp + o, 0);
+                __builtin_prefetch(NAM__CAST(const char *, d->v.data) + (vo + 2 * c->vs[1]) * NAM__CAST(int64_t, ves), 0, 3);
+            }
+            kr = nam__m2rnn_row(&d->k, ko, c->ks[3], rows, kb);
+            qr = nam__m2rnn_row(&d->q, qo, c->qs[3], rows, qb);
+            vr = nam__m2rnn_row(&d->v, vo, c->vs[3], V, vb);
+#if NAM__X86_SIMD
+            if (c->simd) nam__m2rnn_tok16_avx2(rows, S, W, kr, qr, vr, gb[t % NAM__M2RNN_GB], P, yp ? NULL : Dh, dst);
+            else
+#endif
+                nam__m2rnn_tok_c(rows, V, S, W, kr, qr, vr, gb[t % NAM__M2RNN_GB], acc, yp ? NULL : Dh, dst);
+            if (dst == y) nam__ssd_row_store(&d->out, bi * c->os[0] + t * c->os[1] + h * c->os[2], c->os[3], V, y);
+        }
+        if (d->final_state.data) {
+            float *fs = NAM__CAST(float *, d->final_state.data) + bi * c->fs[0] + h * c->fs[1];
+            for (i = 0; i < rows; i++)
+                for (j = 0; j < V; j++) fs[(r0 + i) * c->fs[2] + j * c->fs[3]] = S[i * V + j];
+        }
+    }
+}
+
+/* R > 1: out[b, t, h] = sum over the R row blocks of the partial y, + D v; tasks (b, t). */
+static void nam__m2rnn_reduce(void *vctx, int64_t begin, int64_t end, int thread) {
+    nam__m2rnn_ctx *c = NAM__CAST(nam__m2rnn_ctx *, vctx);
+    const nam__m2rnn_layout *L = &c->L;
+    int64_t n = c->dm.n, V = c->dm.V, l = c->dm.l, R = L->R, task;
+    char *slab = c->ws + L->off_slab + NAM__CAST(size_t, thread) * L->slab_bytes;
+    float *vb = NAM__CAST(float *, NAM__CAST(void *, slab + L->s_v)), *y = NAM__CAST(float *, NAM__CAST(void *, slab + L->s_y));
+    float *ob = NAM__CAST(float *, NAM__CAST(void *, slab + L->s_o));
+    for (task = begin; task < end; task++) {
+        int64_t bi = task / l, t = task % l, h, r, j;
+        for (h = 0; h < n; h++) {
+            int64_t hv = h / (n / c->dm.nv);
+            const float *vr = nam__m2rnn_row(&c->d->v, bi * c->vs[0] + t * c->vs[1] + hv * c->vs[2], c->vs[3], V, vb);
+            const float *yp = NAM__M2RNN_PTR(c, L->off_y) + ((bi * n + h) * R * l + t) * V;
+            for (j = 0; j < V; j++) y[j] = yp[j];
+            for (r = 1; r < R; r++)
+                for (j = 0; j < V; j++) y[j] += yp[r * l * V + j];
+            nam__m2rnn_emit(c, bi, t, h, y, vr, ob);
+        }
+    }
+}
+
+/* Validated desc, workspace of the backend's size: run it. */
+static nam_status nam__m2rnn_run(nam_m2rnn_desc *d, const nam__m2rnn_dims *dm, void *workspace, size_t workspace_bytes, const char *who, nam_error *err) {
+    nam__m2rnn_ctx c;
+    size_t need;
+    int threads;
+    int64_t i;
+    nam_status st;
+#ifdef NAM_CUDA
+    if (dm->be == NAM_BACKEND_CUDA) {
+        st = nam_cuda__m2rnn(d, workspace, workspace_bytes, err);
+        if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
+        return st;
+    }
+#endif
+    if (dm->be == NAM_BACKEND_CPU_REF) {
+        need = nam__m2rnn_ref_bytes(dm);
+        if ((st = nam__ws_check(workspace, workspace_bytes, need, who, err)) != NAM_OK) return st;
+        nam__m2rnn_ref(d, dm, NAM__CAST(double *, workspace));
+        d->ran = NAM_BACKEND_CPU_REF;
+        if (err) nam__err_reset(err);
+        return NAM_OK;
+    }
+    memset(&c, 0, sizeof c);
+    c.d = d;
+    c.dm = *dm;
+    threads = nam__resolve_threads(d->threads);
+    nam__m2rnn_plan(dm, threads, &c.L);
+    if ((st = nam__ws_check(workspace, workspace_bytes, c.L.total, who, err)) != NAM_OK) return st;
+    c.ws = NAM__CAST(char *, workspace);
+    nam__tensor_strides(&d->q, c.qs); nam__tensor_strides(&d->k, c.ks); nam__tensor_strides(&d->v, c.vs); nam__tensor_strides(&d->a, c.as);
+    nam__tensor_strides(&d->initial_state, c.is); nam__tensor_strides(&d->out, c.os); nam__tensor_strides(&d->final_state, c.fs);
+    c.simd = dm->V == 16 && nam__cpu_avx2_fma();
+    nam__pack_f32(&d->W, NAM__M2RNN_PTR(&c, c.L.off_W));
+    if (d->D.data) nam__pack_f32(&d->D, NAM__M2RNN_PTR(&c, c.L.off_D));
+    else memset(NAM__M2RNN_PTR(&c, c.L.off_D), 0, sizeof(float) * NAM__CAST(size_t, dm->n * dm->V));
+    {
+        int64_t Al[4], bs[4];
+        float *negA = NAM__M2RNN_PTR(&c, c.L.off_negA), *bias = NAM__M2RNN_PTR(&c, c.L.off_bias);
+        nam__tensor_strides(&d->A_log, Al);
+        nam__tensor_strides(&d->dt_bias, bs);
+        for (i = 0; i < dm->n; i++) {
+            negA[i] = -expf(nam__load(d->A_log.data, d->A_log.dtype, i * Al[0]));
+            bias[i] = d->dt_bias.data ? nam__load(d->dt_bias.data, d->dt_bias.dtype, i * bs[0]) : 0.0f;
+        }
+    }
+    nam__parallel_for(c.L.tasks, c.L.slabs, nam__m2rnn_task, &c);
+    if (c.L.R > 1) nam__parallel_for(dm->b * dm->l, c.L.slabs, nam__m2rnn_reduce, &c);
+    d->ran = NAM_BACKEND_CPU;
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+static nam_status nam__m2rnn_body(nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam__m2rnn_dims dm;
+    nam_status st;
+    if (d) d->ran = NAM_BACKEND_AUTO;
+    memset(&dm, 0, sizeof dm);
+    st = nam__m2rnn_validate(d, &dm, err);
+    if (st == NAM_OK && dm.be != NAM_BACKEND_CUDA) st = nam__m2rnn_check_gates(&d->a, &d->A_log, &d->dt_bias, dm.b, dm.l, dm.nf, dm.n, NULL, err);
+    if (st == NAM_OK) st = nam__m2rnn_run(d, &dm, workspace, workspace_bytes, "nam_m2rnn", err);
+    if (st != NAM_OK) nam__err_prefix(err, "nam_m2rnn: ");
+    return st;
+}
+
+/* ---- single-token decode: nam_m2rnn over l = 1 views --------------------------------------- */
+static nam_status nam__m2rnn_step_validate(const nam_m2rnn_step_desc *d, nam__m2rnn_dims *o, nam_error *err) {
+    static const char *const from[5] = {"q.shape[1]", "k.shape[1]", "v.shape[1]", "W.shape[0]", "a.shape[1]"};
+    const char *nfrom = from[0];
+    int64_t cnt[5];
+    char nf[96];
+    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "desc is NULL");
+    NAM__SSD_TRY(nam_query_backend(d->backend, d->q.device, &o->be, err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->q, "q", 3, "b,nq,K", 0, err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->q, "q", err));
+    o->b = d->q.shape[0]; o->l = 1; o->nq = d->q.shape[1]; o->K = d->q.shape[2];
+    NAM__SSD_TRY(nam__tensor_basic(&d->k, "k", 3, "b,nk,K", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->k, "k", 0, "b", o->b, "q.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->k, "k", 2, "K", o->K, "q.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->v, "v", 3, "b,nv,V", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->v, "v", 0, "b", o->b, "q.shape[0]", err));
+    o->nk = d->k.shape[1]; o->nv = d->v.shape[1]; o->V = d->v.shape[2];
+    NAM__SSD_TRY(nam__m2rnn_sizes(o, "q.shape[2]", "v.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_basic(&d->W, "W", 3, "nw,V,V", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->W, "W", 1, "V", o->V, "v.shape[2]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->W, "W", 2, "V", o->V, "v.shape[2]", err));
+    NAM__SSD_TRY(nam__ssd_numel(&d->W, "W", err));
+    o->nw = d->W.shape[0];
+    NAM__SSD_TRY(nam__tensor_basic(&d->a, "a", 2, "b,nf", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->a, "a", 0, "b", o->b, "q.shape[0]", err));
+    o->nf = d->a.shape[1];
+    cnt[0] = o->nq; cnt[1] = o->nk; cnt[2] = o->nv; cnt[3] = o->nw; cnt[4] = o->nf;
+    o->n = nam__m2rnn_n(cnt, from, &nfrom);
+    NAM__SSD_TRY(nam__m2rnn_divides(o->nq, "q", 1, "nq", o->n, nfrom, err));
+    NAM__SSD_TRY(nam__m2rnn_divides(o->nk, "k", 1, "nk", o->n, nfrom, err));
+    NAM__SSD_TRY(nam__m2rnn_divides(o->nv, "v", 1, "nv", o->n, nfrom, err));
+    NAM__SSD_TRY(nam__m2rnn_divides(o->nw, "W", 0, "nw", o->n, nfrom, err));
+    NAM__SSD_TRY(nam__m2rnn_divides(o->nf, "a", 1, "nf", o->n, nfrom, err));
+    NAM__SSD_TRY(nam__m2rnn_params(&d->A_log, &d->dt_bias, &d->D, o, nfrom, "v.shape[2]", err));
+    NAM__SSD_TRY(nam__m2rnn_state(&d->state, "state", 0, o, nfrom, "q.shape[2]", "v.shape[2]", err));
+    snprintf(nf, sizeof nf, "the largest head count (%s)", nfrom);
+    NAM__SSD_TRY(nam__tensor_basic(&d->out, "out", 3, "b,n,V", 0, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 0, "b", o->b, "q.shape[0]", err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 1, "n", o->n, nf, err));
+    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 2, "V", o->V, "v.shape[2]", err));
+    {
+        const nam_tensor *ts[10];
+        static const char *const nm[10] = {"q", "k", "v", "W", "a", "A_log", "dt_bias", "D", "state", "out"};
+        int i;
+        ts[0] = &d->q; ts[1] = &d->k; ts[2] = &d->v; ts[3] = &d->W; ts[4] = &d->a; ts[5] = &d->A_log; ts[6] = &d->dt_bias;
+        ts[7] = &d->D; ts[8] = &d->state; ts[9] = &d->out;
+        NAM__SSD_TRY(nam__same_device(10, ts, nm, err));
+        for (i = 0; i < 5; i++)
+            if (d->out.data == ts[i]->data)
+                return nam__err(err, NAM_ERR_INVALID_ARG, "out: shares its data with %s; the step reads its inputs after writing out", nm[i]);
+    }
+    return NAM_OK;
+}
+
+/* t (b, x, y) -> (b, 1, x, y) with explicit strides; t (b, x) -> (b, 1, x) */
+static nam_tensor nam__m2rnn_add_l(const nam_tensor *t) {
+    nam_tensor u = *t;
+    int64_t st[NAM_MAX_DIMS];
+    int i;
+    nam__tensor_strides(t, st);
+    u.ndim = t->ndim + 1;
+    u.shape[0] = t->shape[0];
+    u.stride[0] = st[0];
+    u.shape[1] = 1;
+    u.stride[1] = st[0];
+    for (i = 1; i < t->ndim; i++) { u.shape[i + 1] = t->shape[i]; u.stride[i + 1] = st[i]; }
+    return u;
+}
+
+static void nam__m2rnn_step_scan(const nam_m2rnn_step_desc *s, nam_m2rnn_desc *d) {
+    memset(d, 0, sizeof *d);
+    d->q = nam__m2rnn_add_l(&s->q); d->k = nam__m2rnn_add_l(&s->k); d->v = nam__m2rnn_add_l(&s->v); d->a = nam__m2rnn_add_l(&s->a);
+    d->out = nam__m2rnn_add_l(&s->out);
+    d->W = s->W; d->A_log = s->A_log; d->dt_bias = s->dt_bias; d->D = s->D;
+    d->initial_state = s->state; d->final_state = s->state;
+    d->backend = s->backend; d->threads = s->threads; d->stream = s->stream;
+}
+
+static nam_status nam__m2rnn_step_workspace_size_body(const nam_m2rnn_step_desc *d, size_t *bytes, nam_error *err) {
+    nam__m2rnn_dims dm;
+    nam_status st;
+    memset(&dm, 0, sizeof dm);
+    if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_m2rnn_step_workspace_size: bytes is NULL");
+    *bytes = 0;
+    st = nam__m2rnn_step_validate(d, &dm, err);
+    if (st != NAM_OK) { nam__err_prefix(err, "nam_m2rnn_step_workspace_size: "); return st; }
+    *bytes = nam__m2rnn_bytes(&dm, d->threads);
+    if (err) nam__err_reset(err);
+    return NAM_OK;
+}
+
+static nam_status nam__m2rnn_step_body(nam_m2rnn_step_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam__m2rnn_dims dm;
+    nam_m2rnn_desc s;
+    nam_status st;
+    if (d) d->ran = NAM_BACKEND_AUTO;
+    memset(&dm, 0, sizeof dm);
+    st = nam__m2rnn_step_validate(d, &dm, err);
+    if (st == NAM_OK) {
+        nam__m2rnn_step_scan(d, &s);
+        if (dm.be != NAM_BACKEND_CUDA) st = nam__m2rnn_check_gates(&s.a, &s.A_log, &s.dt_bias, dm.b, 1, dm.nf, dm.n, "step", err);
+        if (st == NAM_OK) st = nam__m2rnn_run(&s, &dm, workspace, workspace_bytes, "nam_m2rnn_step", err);
+        d->ran = s.ran;
+    }
+    if (st != NAM_OK) nam__err_prefix(err, "nam_m2rnn_step: ");
+    return st;
+}
+
+/* ---- public entries: each runs inside the kernel FP environment (NAM__FP_CALL) ------------ */
+NAM__DEF nam_status nam_m2rnn_workspace_size(const nam_m2rnn_desc *d, size_t *bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__m2rnn_workspace_size_body(d, bytes, err));
+    return st;
+}
+NAM__DEF nam_status nam_m2rnn(nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__m2rnn_body(d, workspace, workspace_bytes, err));
+    return st;
+}
+NAM__DEF nam_status nam_m2rnn_step_workspace_size(const nam_m2rnn_step_desc *d, size_t *bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__m2rnn_step_workspace_size_body(d, bytes, err));
+    return st;
+}
+NAM__DEF nam_status nam_m2rnn_step(nam_m2rnn_step_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__m2rnn_step_body(d, workspace, workspace_bytes, err));
+    return st;
+}
+
+#endif /* NAM_NO_KERNELS */
+
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NAM_IMPLEMENTATION */
+
+/* ==================================================================================== */
+/*                    THE PLANNER HALF: declarations, then implementation               */
+/* Patterns, recipes, the translation to Megatron-LM, pre-flight, rendering, argument   */
+/* comparison, rank maps. Needs the common part at the top (limits, errors, NAM_API)    */
+/* and stb_ds; never the kernels. NAM_NO_PLANNER leaves it out.                        */
+/* ==================================================================================== */
 #ifndef NAM_NO_PLANNER
+#ifndef NAM_H_PLANNER_INCLUDED
+#define NAM_H_PLANNER_INCLUDED
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ------------------------------------------------------------------------------------ */
 /* >>pattern  The authored pattern.                                                      */
 
@@ -1086,5071 +6135,18 @@ NAM_API nam_status nam_rankmap_query_rank(const nam_rankmap *m, int rank, nam_ra
 /* nam_rankmap_json: {"world_size",..,"dp","expert_dp","decoder":{..},"expert":{..}}. */
 NAM_API nam_status nam_rankmap_json(const nam_rankmap *m, char **out, nam_error *err);
 
-
-#endif /* NAM_NO_PLANNER */
-
 #ifdef __cplusplus
 }
 #endif
-#endif /* NAM_H_INCLUDED */
+#endif /* NAM_H_PLANNER_INCLUDED */
 
-/* ==================================================================================== */
-/*                                  IMPLEMENTATION                                      */
-/* ==================================================================================== */
-#if defined(NAM_IMPLEMENTATION) && !defined(NAM__IMPLEMENTATION_DONE)
-#define NAM__IMPLEMENTATION_DONE
-
-#if defined(NAM_NO_PLANNER) && defined(NAM_NO_KERNELS)
-#error "nam.h: NAM_NO_PLANNER and NAM_NO_KERNELS together leave nothing to implement; define at most one"
-#endif
-
-#include <limits.h>
-#include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#ifndef NAM_NO_PLANNER
+#if defined(NAM_IMPLEMENTATION) && !defined(NAM__PLANNER_IMPLEMENTATION_DONE)
+#define NAM__PLANNER_IMPLEMENTATION_DONE
 #include <stb_ds.h>      /* the planner's dynamic arrays and hash maps (the kernels never use it) */
-#endif
-#ifndef NAM_NO_KERNELS
-#include <pthread.h>
-#include <unistd.h>
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
-#include <immintrin.h>   /* AVX2/FMA kernels, compiled with target attributes, chosen at run time */
-#endif
-#if defined(NAM_KEEP_SUBNORMALS) || !((defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__aarch64__)))
-#include <fenv.h>        /* kernel FP environment where nam has no direct access to it (>>kernel-common) */
-#endif
-#ifdef NAM_CBLAS
-#include <cblas.h>       /* optional: nam__sgemm calls cblas_sgemm (link -lopenblas) */
-#endif
-#endif /* NAM_NO_KERNELS */
-
-#if defined(NAM_MALLOC) && !defined(NAM_FREE) || !defined(NAM_MALLOC) && defined(NAM_FREE)
-#error "nam.h: define both NAM_MALLOC and NAM_FREE, or neither"
-#endif
-#ifndef NAM_MALLOC
-#define NAM_MALLOC(sz) malloc(sz)
-#define NAM_FREE(p) free(p)
-#endif
-#ifndef NAM_ASSERT
-#include <assert.h>
-#define NAM_ASSERT(c) assert(c)
-#endif
-
-#ifdef NAM_STATIC
-#if defined(__GNUC__) || defined(__clang__)
-#define NAM__DEF static __attribute__((unused))
-#else
-#define NAM__DEF static
-#endif
-#else
-#define NAM__DEF
-#endif
-
-#ifdef __cplusplus
-#define NAM__CAST(T, x) static_cast<T>(x)
-#else
-#define NAM__CAST(T, x) ((T)(x))
-#endif
-
-#if defined(__GNUC__) || defined(__clang__)
-#define NAM__PRINTF(a, b) __attribute__((format(printf, a, b)))
-#define NAM__UNUSED __attribute__((unused))
-#else
-#define NAM__PRINTF(a, b)
-#define NAM__UNUSED
-#endif
-
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* >>errors ---------------------------------------------------------------------------- */
-static const char *const nam__status_text[] = {
-#define NAM__X(code, text) text,
-    NAM__STATUS_LIST(NAM__X)
-#undef NAM__X
-};
-
-NAM__DEF const char *nam_status_str(nam_status s) {
-    if (NAM__CAST(int, s) < 0 || NAM__CAST(int, s) >= NAM__CAST(int, NAM_STATUS_COUNT)) return "unknown status";
-    return nam__status_text[s];
-}
-
-NAM__DEF void nam_free(void *p) { if (p) NAM_FREE(p); }
-
-static void nam__err_reset(nam_error *e) {
-    e->code = NAM_OK;
-    e->message[0] = 0;
-    e->source[0] = 0;
-    e->offset = -1;
-    e->line = e->column = 0;
-    e->layer = e->stage = -1;
-}
-
-static nam_status nam__err(nam_error *e, nam_status code, const char *fmt, ...) NAM__PRINTF(3, 4);
-static nam_status nam__err(nam_error *e, nam_status code, const char *fmt, ...) {
-    va_list ap;
-    if (!e) return code;
-    nam__err_reset(e);
-    e->code = code;
-    va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
-/* Prefix an existing error message with context ("native pattern: ..."), truncating. */
-static void nam__err_prefix(nam_error *e, const char *prefix) {
-    char tmp[sizeof e->message];
-    size_t pl, ml;
-    if (!e) return;
-    pl = strlen(prefix);
-    if (pl >= sizeof tmp) pl = sizeof tmp - 1;
-    ml = strlen(e->message);
-    if (pl + ml >= sizeof tmp) ml = sizeof tmp - 1 - pl;
-    memcpy(tmp, prefix, pl);
-    memcpy(tmp + pl, e->message, ml);
-    tmp[pl + ml] = 0;
-    memcpy(e->message, tmp, sizeof tmp);
-}
-
-#ifndef NAM_NO_KERNELS
-/* >>kernel-common ---------------------------------------------------------------------- */
-NAM__DEF nam_tensor nam_tensor_make(void *data, nam_dtype dtype, int ndim, const int64_t *shape) {
-    nam_tensor t;
-    int i;
-    memset(&t, 0, sizeof t);
-    t.data = data;
-    t.dtype = dtype;
-    t.ndim = ndim < 0 ? 0 : ndim > NAM_MAX_DIMS ? NAM_MAX_DIMS : ndim;
-    for (i = 0; i < t.ndim; i++) t.shape[i] = shape ? shape[i] : 0;
-    return t;
-}
-
-NAM__DEF nam_tensor nam_tensor_cuda(void *data, nam_dtype dtype, int ndim, const int64_t *shape) {
-    nam_tensor t = nam_tensor_make(data, dtype, ndim, shape);
-    t.device = NAM_DEVICE_CUDA;
-    return t;
-}
-
-NAM__DEF int64_t nam_tensor_numel(const nam_tensor *t) {
-    int64_t n = 1;
-    int i;
-    if (!t || t->ndim <= 0) return 0;
-    for (i = 0; i < t->ndim; i++) n *= t->shape[i];
-    return n;
-}
-
-NAM__DEF const char *nam_dtype_name(nam_dtype d) {
-    switch (d) {
-    case NAM_F32: return "f32";
-    case NAM_BF16: return "bf16";
-    case NAM_F16: return "f16";
-    case NAM_I32: return "i32";
-    default: return "unknown dtype";
-    }
-}
-
-NAM__DEF const char *nam_backend_name(nam_backend b) {
-    switch (b) {
-    case NAM_BACKEND_AUTO: return "auto";
-    case NAM_BACKEND_CPU_REF: return "cpu-ref";
-    case NAM_BACKEND_CPU: return "cpu";
-    case NAM_BACKEND_CUDA: return "cuda";
-    default: return "unknown backend";
-    }
-}
-
-NAM__DEF int nam_query_cpu_count(void) {
-#if defined(_SC_NPROCESSORS_ONLN)
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > 256 ? 256 : NAM__CAST(int, n);
-#else
-    return 1;
-#endif
-}
-
-NAM__DEF nam_status nam_query_backend(nam_backend requested, nam_device device, nam_backend *out, nam_error *err) {
-    if (!out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_query_backend: out is NULL");
-#ifdef NAM_CUDA
-    if (device == NAM_DEVICE_CUDA) {
-        *out = NAM_BACKEND_CUDA;
-        if (requested != NAM_BACKEND_AUTO && requested != NAM_BACKEND_CUDA)
-            return nam__err(err, NAM_ERR_INVALID_ARG, "backend %s cannot run on CUDA tensors (use auto or cuda)", nam_backend_name(requested));
-        if (err) nam__err_reset(err);
-        return NAM_OK;
-    }
-    if (requested == NAM_BACKEND_CUDA) {
-        *out = NAM_BACKEND_CUDA;
-        return nam__err(err, NAM_ERR_INVALID_ARG, "backend cuda needs CUDA tensors (device = NAM_DEVICE_CUDA); these are CPU tensors");
-    }
-#else
-    if (device == NAM_DEVICE_CUDA || requested == NAM_BACKEND_CUDA) {
-        *out = NAM_BACKEND_CUDA;
-        return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "the CUDA backend is not built into this program (build with NAM_CUDA and link nam_cuda.cu; see nam_cuda.cuh)");
-    }
-#endif
-    if (requested != NAM_BACKEND_AUTO && requested != NAM_BACKEND_CPU_REF && requested != NAM_BACKEND_CPU)
-        return nam__err(err, NAM_ERR_INVALID_ARG, "backend %d is not a nam_backend", NAM__CAST(int, requested));
-    *out = requested == NAM_BACKEND_AUTO ? NAM_BACKEND_CPU : requested;
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-}
-
-NAM__UNUSED static int nam__resolve_threads(int threads) {
-    if (threads <= 0) return nam_query_cpu_count();
-    return threads > 256 ? 256 : threads;
-}
-
-/* Shape/dtype/device checks for one tensor field. `dims` names the axes, e.g. "b,l,h,p".
-   optional: a tensor with data == NULL is accepted (and means "not given"). */
-NAM__UNUSED static nam_status nam__tensor_basic(const nam_tensor *t, const char *field, int ndim, const char *dims, int optional, nam_error *err) {
-    int i;
-    if (!t->data) {
-        if (optional) return NAM_OK;
-        return nam__err(err, NAM_ERR_INVALID_ARG, "%s: data is NULL (expected a (%s) tensor)", field, dims);
-    }
-#ifndef NAM_CUDA
-    if (t->device == NAM_DEVICE_CUDA)
-        return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "%s is a CUDA tensor, but the CUDA backend is not built into this program (build with NAM_CUDA)", field);
-#endif
-    if (t->device != NAM_DEVICE_CPU && t->device != NAM_DEVICE_CUDA) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: device %d is not a nam_device", field, NAM__CAST(int, t->device));
-    if (t->dtype != NAM_F32 && t->dtype != NAM_BF16 && t->dtype != NAM_F16)
-        return nam__err(err, NAM_ERR_INVALID_ARG, "%s: dtype %s is not a float storage type (f32, bf16, f16)", field, nam_dtype_name(t->dtype));
-    if (t->ndim != ndim) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: %d dimensions, expected %d (%s)", field, t->ndim, ndim, dims);
-    for (i = 0; i < ndim; i++) {
-        if (t->shape[i] < 1 || t->shape[i] > (INT64_C(1) << 40))
-            return nam__err(err, NAM_ERR_RANGE, "%s.shape[%d] = %lld is out of range (1..2^40; zero sizes are not accepted)", field, i, NAM__CAST(long long, t->shape[i]));
-        if (t->stride[i] < 0)
-            return nam__err(err, NAM_ERR_INVALID_ARG, "%s.stride[%d] = %lld is negative", field, i, NAM__CAST(long long, t->stride[i]));
-    }
-    return NAM_OK;
-}
-
-/* An index tensor (i32), same rules otherwise. */
-NAM__UNUSED static nam_status nam__tensor_i32(const nam_tensor *t, const char *field, int ndim, const char *dims, nam_error *err) {
-    nam_tensor u = *t;
-    if (t->data && t->dtype != NAM_I32) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: dtype %s, expected i32", field, nam_dtype_name(t->dtype));
-    u.dtype = NAM_F32;
-    return nam__tensor_basic(&u, field, ndim, dims, 0, err);
-}
-
-/* Every given tensor of a call on one device: tensors t[0..n) named names[0..n) (NULL
-   entries and tensors with data == NULL are skipped) must be on t[0]'s device. */
-NAM__UNUSED static nam_status nam__same_device(int n, const nam_tensor *const *t, const char *const *names, nam_error *err) {
-    int i;
-    for (i = 1; i < n; i++)
-        if (t[i] && t[i]->data && t[i]->device != t[0]->device)
-            return nam__err(err, NAM_ERR_INVALID_ARG, "%s is a %s tensor, but %s is a %s tensor; every tensor of a call must be on one device", names[i],
-                            t[i]->device == NAM_DEVICE_CUDA ? "CUDA" : "CPU", names[0], t[0]->device == NAM_DEVICE_CUDA ? "CUDA" : "CPU");
-    return NAM_OK;
-}
-
-/* t.shape[axis] must equal want (taken from `from`, e.g. "A.shape[0]"). */
-NAM__UNUSED static nam_status nam__tensor_dim(const nam_tensor *t, const char *field, int axis, const char *axis_name, int64_t want,
-                                  const char *from, nam_error *err) {
-    if (t->shape[axis] == want) return NAM_OK;
-    return nam__err(err, NAM_ERR_INVALID_ARG, "%s.shape[%d] (%s) = %lld, but %s = %lld", field, axis, axis_name,
-                    NAM__CAST(long long, t->shape[axis]), from, NAM__CAST(long long, want));
-}
-
-/* Element strides with zeros resolved to contiguous row-major. */
-NAM__UNUSED static void nam__tensor_strides(const nam_tensor *t, int64_t st[NAM_MAX_DIMS]) {
-    int i, contiguous = 1;
-    int64_t s = 1;
-    for (i = 0; i < t->ndim; i++) if (t->stride[i]) contiguous = 0;
-    for (i = t->ndim - 1; i >= 0; i--) {
-        st[i] = contiguous ? s : t->stride[i];
-        s *= t->shape[i];
-    }
-    for (i = t->ndim; i < NAM_MAX_DIMS; i++) st[i] = 0;
-}
-
-NAM__UNUSED static int nam__tensor_is_contig_f32(const nam_tensor *t) {
-    int64_t st[NAM_MAX_DIMS], s = 1;
-    int i;
-    if (t->dtype != NAM_F32) return 0;
-    nam__tensor_strides(t, st);
-    for (i = t->ndim - 1; i >= 0; i--) {
-        if (t->shape[i] != 1 && st[i] != s) return 0;
-        s *= t->shape[i];
-    }
-    return 1;
-}
-
-NAM__UNUSED static float nam__bf16_to_f32(uint16_t h) {
-    uint32_t u = NAM__CAST(uint32_t, h) << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-NAM__UNUSED static uint16_t nam__f32_to_bf16(float f) {        /* round to nearest even; NaN stays NaN */
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return NAM__CAST(uint16_t, (u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return NAM__CAST(uint16_t, u >> 16);
-}
-NAM__UNUSED static float nam__f16_to_f32(uint16_t h) {
-    uint32_t sign = NAM__CAST(uint32_t, h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, u;
-    float f;
-    if (exp == 0) {
-        if (man == 0) u = sign;
-        else {                                            /* subnormal: normalise */
-            exp = 127 - 15 + 1;
-            while (!(man & 0x400u)) { man <<= 1; exp--; }
-            man &= 0x3ffu;
-            u = sign | (exp << 23) | (man << 13);
-        }
-    } else if (exp == 31) u = sign | 0x7f800000u | (man << 13);
-    else u = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    memcpy(&f, &u, 4);
-    return f;
-}
-NAM__UNUSED static uint16_t nam__f32_to_f16(float f) {         /* round to nearest even */
-    uint32_t u, sign, man;
-    int32_t exp;
-    memcpy(&u, &f, 4);
-    sign = (u >> 16) & 0x8000u;
-    if ((u & 0x7fffffffu) > 0x7f800000u) return NAM__CAST(uint16_t, sign | 0x7e00u);
-    exp = NAM__CAST(int32_t, (u >> 23) & 0xffu) - 127 + 15;
-    man = u & 0x7fffffu;
-    if (exp >= 31) return NAM__CAST(uint16_t, sign | 0x7c00u);
-    if (exp <= 0) {
-        uint32_t shift, r, half;
-        if (exp < -10) return NAM__CAST(uint16_t, sign);
-        man |= 0x800000u;
-        shift = NAM__CAST(uint32_t, 14 - exp);
-        r = man >> shift;
-        half = 1u << (shift - 1);
-        if ((man & ((1u << shift) - 1)) > half || ((man & ((1u << shift) - 1)) == half && (r & 1u))) r++;
-        return NAM__CAST(uint16_t, sign | r);
-    }
-    {
-        uint32_t r = (NAM__CAST(uint32_t, exp) << 10) | (man >> 13), rem = man & 0x1fffu;
-        if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) r++;   /* may carry into the exponent: correct */
-        return NAM__CAST(uint16_t, sign | r);
-    }
-}
-
-NAM__UNUSED static float nam__load(const void *base, nam_dtype dt, int64_t i) {
-    switch (dt) {
-    case NAM_BF16: return nam__bf16_to_f32(NAM__CAST(const uint16_t *, base)[i]);
-    case NAM_F16: return nam__f16_to_f32(NAM__CAST(const uint16_t *, base)[i]);
-    default: return NAM__CAST(const float *, base)[i];
-    }
-}
-NAM__UNUSED static void nam__store(void *base, nam_dtype dt, int64_t i, float v) {
-    switch (dt) {
-    case NAM_BF16: NAM__CAST(uint16_t *, base)[i] = nam__f32_to_bf16(v); break;
-    case NAM_F16: NAM__CAST(uint16_t *, base)[i] = nam__f32_to_f16(v); break;
-    default: NAM__CAST(float *, base)[i] = v; break;
-    }
-}
-
-/* Copy any dtype / strides into contiguous f32 (row-major), and back. */
-NAM__UNUSED static void nam__pack_f32(const nam_tensor *t, float *dst) {
-    int64_t st[NAM_MAX_DIMS], sh[NAM_MAX_DIMS], i0, i1, i2, i3, o = 0;
-    int k;
-    nam__tensor_strides(t, st);
-    for (k = 0; k < NAM_MAX_DIMS; k++) sh[k] = k < t->ndim ? t->shape[k] : 1;
-    if (nam__tensor_is_contig_f32(t)) { memcpy(dst, t->data, sizeof(float) * NAM__CAST(size_t, nam_tensor_numel(t))); return; }
-    for (i0 = 0; i0 < sh[0]; i0++)
-        for (i1 = 0; i1 < sh[1]; i1++)
-            for (i2 = 0; i2 < sh[2]; i2++)
-                for (i3 = 0; i3 < sh[3]; i3++)
-                    dst[o++] = nam__load(t->data, t->dtype, i0 * st[0] + i1 * st[1] + i2 * st[2] + i3 * st[3]);
-}
-NAM__UNUSED static void nam__unpack_f32(const float *src, nam_tensor *t) {
-    int64_t st[NAM_MAX_DIMS], sh[NAM_MAX_DIMS], i0, i1, i2, i3, o = 0;
-    int k;
-    nam__tensor_strides(t, st);
-    for (k = 0; k < NAM_MAX_DIMS; k++) sh[k] = k < t->ndim ? t->shape[k] : 1;
-    if (nam__tensor_is_contig_f32(t)) { if (src != t->data) memcpy(t->data, src, sizeof(float) * NAM__CAST(size_t, nam_tensor_numel(t))); return; }
-    for (i0 = 0; i0 < sh[0]; i0++)
-        for (i1 = 0; i1 < sh[1]; i1++)
-            for (i2 = 0; i2 < sh[2]; i2++)
-                for (i3 = 0; i3 < sh[3]; i3++)
-                    nam__store(t->data, t->dtype, i0 * st[0] + i1 * st[1] + i2 * st[2] + i3 * st[3], src[o++]);
-}
-
-/* Carve 64-byte-aligned pieces out of a caller workspace. Size with nam__ws_need. */
-NAM__UNUSED static size_t nam__ws_need(size_t bytes) { return (bytes + 63) & ~NAM__CAST(size_t, 63); }
-NAM__UNUSED static void *nam__ws_take(char **cursor, size_t bytes) {
-    char *p = *cursor;
-    *cursor += nam__ws_need(bytes);
-    return p;
-}
-NAM__UNUSED static nam_status nam__ws_check(const void *ws, size_t have, size_t need, const char *kernel, nam_error *err) {
-    if (need == 0) return NAM_OK;
-    if (!ws) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: workspace is NULL but %lu bytes are needed (see %s_workspace_size)", kernel, NAM__CAST(unsigned long, need), kernel);
-    if ((uintptr_t)ws % 64 != 0) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: workspace must be 64-byte aligned", kernel);
-    if (have < need) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: workspace of %lu bytes is too small, %lu bytes are needed", kernel, NAM__CAST(unsigned long, have), NAM__CAST(unsigned long, need));
-    return NAM_OK;
-}
-
-/* ---- the floating-point environment of the CPU kernels ----------------------------------
-   Every public kernel entry runs its body between nam__fp_enter and nam__fp_leave (the
-   NAM__FP_CALL wrappers after each entry), and so does every worker of nam__parallel_for and
-   nam__sgemm:
-     enter  saves the calling thread's FP control/status register, then sets round to
-            nearest, every exception masked, and subnormals flushed: x86-64 MXCSR with FTZ
-            (results below FLT_MIN become 0) and DAZ (subnormal operands read as 0), AArch64
-            FPCR.FZ (both). It writes the register only when the value differs;
-     leave  writes the saved value back bit for bit, status flags included (AArch64: FPCR and
-            FPSR), so the caller finds its environment exactly as it left it. nam is vendored
-            into programs that own their MXCSR; a library that changed it would change their
-            arithmetic after the call.
-   Why FTZ/DAZ, and not arithmetic that avoids subnormals: in the SSD chunked scan the
-   exponentials themselves never are subnormal (nam__ssd_exp8 returns 0 below -87.33), but
-   the products are: exp(cum_i - cum_j) G dt, the two-factor panel decays, the row scales
-   diag(exp(cum)) C S^T and the chunk-state decay exp(cum_last) S all land in the 1e-38..1e-45
-   band for strongly decaying heads (A*dt summed over a chunk below about -87), and on Intel
-   every FMA that reads or writes such a value takes a microcode assist (measured 4.8x on
-   the whole SSD, bench/RESULTS.md). Clamping each product would put compares on the inner
-   FMA loops and would still leave subnormal inputs (user data, bf16 subnormals) slow in
-   attention, GEMM and MoE; FTZ/DAZ removes every assist in hardware at no per-element cost,
-   for the portable C loops as well as the AVX2 ones. The cost is gradual underflow: a value
-   below FLT_MIN (1.18e-38) is 0, an absolute error below 1.2e-38 per operation, far under
-   every tolerance nam states (tests/test_ssd.c runs decays through that band against the
-   double recurrence; tests/test_fpenv.c checks the register and the flush). Round-to-nearest and masked exceptions make a kernel's result
-   independent of the caller's rounding mode and traps. Worker threads inherit the calling
-   thread's environment under POSIX; they set it themselves anyway, so nothing depends on the
-   thread library. Elsewhere (other CPUs, other compilers), and everywhere under
-   NAM_KEEP_SUBNORMALS, nam uses <fenv.h>: feholdexcept (masks every exception, clears the
-   flags) and round to nearest on entry, fesetenv on exit; subnormals are then computed as
-   the hardware does (no flush). */
-#if !defined(NAM_KEEP_SUBNORMALS) && (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-#define NAM__FP_X86 1
-/* MXCSR: FTZ (bit 15), the six exception masks (bits 7-12), DAZ (bit 6); rounding bits 13-14
-   zero = to nearest; status flags (bits 0-5) clear. DAZ exists on every x86-64 CPU. */
-#define NAM__FP_MXCSR 0x9FC0u
-typedef struct nam__fpenv { unsigned int csr; } nam__fpenv;
-NAM__UNUSED static void nam__fp_enter(nam__fpenv *e) {
-    unsigned int want = NAM__FP_MXCSR;
-    __asm__ __volatile__("stmxcsr %0" : "=m"(e->csr) : : "memory");   /* "memory": no load or store moves across */
-    if (e->csr != want) __asm__ __volatile__("ldmxcsr %0" : : "m"(want) : "memory");
-}
-NAM__UNUSED static void nam__fp_leave(const nam__fpenv *e) {
-    unsigned int now;
-    __asm__ __volatile__("stmxcsr %0" : "=m"(now) : : "memory");
-    if (now != e->csr) __asm__ __volatile__("ldmxcsr %0" : : "m"(e->csr) : "memory");
-}
-#elif !defined(NAM_KEEP_SUBNORMALS) && (defined(__GNUC__) || defined(__clang__)) && defined(__aarch64__)
-#define NAM__FP_ARM64 1
-/* FPCR: FZ (bit 24) set; RMode (bits 22-23) 0 = to nearest; trap enables IOE..IXE (bits 8-12)
-   and IDE (bit 15) clear. FPSR holds the status flags, saved and restored with it. */
-typedef struct nam__fpenv { uint64_t fpcr, fpsr; } nam__fpenv;
-NAM__UNUSED static void nam__fp_enter(nam__fpenv *e) {
-    uint64_t want;
-    __asm__ __volatile__("mrs %0, fpcr" : "=r"(e->fpcr) : : "memory");
-    __asm__ __volatile__("mrs %0, fpsr" : "=r"(e->fpsr) : : "memory");
-    want = (e->fpcr & ~((UINT64_C(3) << 22) | (UINT64_C(0x1f) << 8) | (UINT64_C(1) << 15))) | (UINT64_C(1) << 24);
-    if (want != e->fpcr) __asm__ __volatile__("msr fpcr, %0" : : "r"(want) : "memory");
-}
-NAM__UNUSED static void nam__fp_leave(const nam__fpenv *e) {
-    __asm__ __volatile__("msr fpsr, %0" : : "r"(e->fpsr) : "memory");
-    __asm__ __volatile__("msr fpcr, %0" : : "r"(e->fpcr) : "memory");
-}
-#else
-typedef struct nam__fpenv { fenv_t env; } nam__fpenv;
-NAM__UNUSED static void nam__fp_enter(nam__fpenv *e) {
-    feholdexcept(&e->env);
-#ifdef FE_TONEAREST
-    fesetround(FE_TONEAREST);   /* always: glibc's fegetround reads only the x87 word on x86-64, not MXCSR */
-#endif
-}
-NAM__UNUSED static void nam__fp_leave(const nam__fpenv *e) { fesetenv(&e->env); }
-#endif
-/* st = call, evaluated inside the kernel FP environment. */
-#define NAM__FP_CALL(st, call)      \
-    do {                            \
-        nam__fpenv fe_;             \
-        nam__fp_enter(&fe_);        \
-        (st) = (call);              \
-        nam__fp_leave(&fe_);        \
-    } while (0)
-
-/* Split [0, n) into `threads` contiguous ranges and run fn on each (POSIX threads); each
-   worker thread runs inside the kernel FP environment (see above). */
-typedef void (*nam__task_fn)(void *ctx, int64_t begin, int64_t end, int thread);
-typedef struct nam__task { nam__task_fn fn; void *ctx; int64_t begin, end; int thread; } nam__task;
-NAM__UNUSED static void *nam__task_main(void *arg) {
-    nam__task *t = NAM__CAST(nam__task *, arg);
-    nam__fpenv fe;
-    nam__fp_enter(&fe);
-    t->fn(t->ctx, t->begin, t->end, t->thread);
-    nam__fp_leave(&fe);
-    return NULL;
-}
-NAM__UNUSED static void nam__parallel_for(int64_t n, int threads, nam__task_fn fn, void *ctx) {
-    pthread_t tid[256];
-    nam__task task[256];
-    int started[256], i;
-    if (threads > n) threads = NAM__CAST(int, n);
-    if (threads <= 1) { if (n > 0) fn(ctx, 0, n, 0); return; }
-    for (i = 0; i < threads; i++) {
-        task[i].fn = fn;
-        task[i].ctx = ctx;
-        task[i].begin = n * i / threads;
-        task[i].end = n * (i + 1) / threads;
-        task[i].thread = i;
-        started[i] = i > 0 && pthread_create(&tid[i], NULL, nam__task_main, &task[i]) == 0;
-    }
-    fn(ctx, task[0].begin, task[0].end, 0);
-    for (i = 1; i < threads; i++) {
-        if (started[i]) pthread_join(tid[i], NULL);
-        else fn(ctx, task[i].begin, task[i].end, i);   /* no thread: run it here */
-    }
-}
-
-NAM__UNUSED static float nam__silu(float x) { return x / (1.0f + expf(-x)); }
-NAM__UNUSED static float nam__softplus(float x) { return x <= 20.0f ? log1pf(expf(x)) : x; }
-
-
-/* >>kernel-attention ------------------------------------------------------ */
-/* >>attention ------------------------------------------------------------------------- */
-/* nam_attention: softmax(q k^T * scale + causal mask) v, q (b, sq, hq, d), k/v (b, sk, hk, d).
-
-   NAM_BACKEND_CPU_REF: for every (batch, q head, query row) an exact two-pass softmax in
-   double over the visible keys (max pass, then exp/sum/accumulate). Workspace: sk + d
-   doubles. Single-threaded.
-
-   NAM_BACKEND_CPU (AUTO): FlashAttention-2 tiling. One work item is one tile of R <= 96
-   query rows that share a kv head: Gt query heads of one GQA group (Gt = the largest
-   divisor of hq/hk that is <= 96) times Bq = 96 / Gt consecutive positions, laid out
-   position-major (row r = position r / Gt, head r % Gt), so every K/V tile read serves all
-   of them and decode (sq = 1) still fills the tile with the group's heads. Per item:
-     Qt (d x R, pre-multiplied by scale * log2 e) is packed once;
-     for each key tile of Bc = 96 keys up to the last key any row of the item can see
-     (fully masked tiles are never visited):
-       S^T = K_tile Qt                      (6 x 16 register-blocked FMA kernel; K read in
-                                             place when f32 with unit stride along d and
-                                             d % 8 == 0, else converted to f32 rows)
-       mask (only tiles that cross the causal diagonal)
-       online softmax per row in base 2: m' = max(m, max_j S), alpha = 2^(m - m'),
-       P = 2^(S - m'), l = alpha l + sum_j P (vectorised over the rows)
-       O = alpha O + P V_tile               (6 x 16 kernel over V copied into 16-column
-                                             panels; keys a row cannot see are never
-                                             multiplied in, so a NaN in a masked value row
-                                             does not leak into it)
-     out = O / l; a row with no visible key gets zeros.
-   While one kernel loop runs, the rows the next step reads (this tile's V, the next tile's
-   K, the next item's Q) are prefetched. Items are (batch, kv head, head subgroup, query
-   tile) with the query tiles interleaved first/last/second/second-to-last..., so any run
-   of consecutive items carries about equal causal work; threads claim chunks of items
-   (about 1/16 of their share) from an atomic counter, or without GCC/Clang atomics run
-   the contiguous ranges nam__parallel_for hands them.
-   Workspace per thread, no sq x sk buffer: (2 R dp + Bc R + Bc dp + 14 dp + 5 R) floats,
-   plus Bc dp floats when K is converted (dp = d rounded up to 8 <= 256): at most 340 KiB
-   per thread (436 KiB converting K), about half that at d = 128. nam__sgemm is not used: on
-   hot 96 x 96 x 128 tiles it runs 5-10% slower than these kernels (it packs both operands
-   on every call), it cannot fold the rescale by alpha into the product, and P V needs a
-   different key range per 6-row block to keep masked keys out.
-   The x86-64 build uses AVX2/FMA/F16C kernels (chosen at run time, GCC/Clang); other
-   builds and CPUs, and NAM__ATTN_NO_SIMD builds, run the same tiling with plain C loops. */
-
-#ifndef NAM__ATTN_BR
-#define NAM__ATTN_BR 96   /* query rows per tile: a multiple of 48 keeps both kernels full */
-#endif
-#ifndef NAM__ATTN_BC
-#define NAM__ATTN_BC 96   /* keys per tile, a multiple of 6 */
-#endif
-#define NAM__ATTN_MAX_D 256
-
-#ifndef NAM__ATTN_PREFETCH
-#if defined(__GNUC__) || defined(__clang__)
-#define NAM__ATTN_PREFETCH(p) __builtin_prefetch(p)
-#else
-#define NAM__ATTN_PREFETCH(p) ((void)(p))
-#endif
-#endif
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(__CUDACC__) && !defined(NAM__ATTN_NO_SIMD)
-#define NAM__ATTN_X86 1
-#include <cpuid.h>
-#define NAM__ATTN_TARGET __attribute__((target("avx2,fma,f16c")))
-#else
-#define NAM__ATTN_X86 0
-#endif
-
-typedef struct nam__attn_ctx {
-    const nam_attention_desc *d;
-    int64_t b, sq, sk, hq, hk, hd, dp;       /* hd: head dim; dp: hd rounded up to 8 */
-    int64_t qs[NAM_MAX_DIMS], ks[NAM_MAX_DIMS], vs[NAM_MAX_DIMS], os[NAM_MAX_DIMS];
-    int64_t off;                             /* causal: key j visible to row i iff j <= i + off */
-    int causal, kdirect, simd;
-    float scale2;                            /* scale * log2(e) */
-    int64_t group, gt, nsub, bq, rmax, rp, nqt, items;
-    int64_t next, chunk;                     /* dynamic schedule: next unclaimed item, claim size */
-    char *ws;
-    size_t per_thread;
-} nam__attn_ctx;
-
-static int64_t nam__attn_round(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
-/* ---- per-thread workspace layout ---------------------------------------------------- */
-typedef struct nam__attn_bufs {
-    float *qt, *st, *o, *m, *l, *alpha, *ktail, *tmp, *kt, *vt;
-    int64_t *vis;
-} nam__attn_bufs;
-
-/* Carves the buffers out of one thread's workspace; with base == NULL only sizes it. */
-static size_t nam__attn_carve(const nam__attn_ctx *c, char *base, nam__attn_bufs *bf) {
-    size_t rp = NAM__CAST(size_t, c->rp), dp = NAM__CAST(size_t, c->dp), bc = NAM__ATTN_BC, fl = sizeof(float);
-    size_t sizes[10], total = 0;
-    void *ptr[10];
-    int i;
-    sizes[0] = fl * dp * rp;                  /* qt: Q^T of the tile, scaled */
-    sizes[1] = fl * bc * rp;                  /* st: S^T, then P^T */
-    sizes[2] = fl * rp * dp;                  /* o: unnormalised output rows */
-    sizes[3] = sizes[4] = sizes[5] = fl * rp; /* m, l, alpha */
-    sizes[6] = sizeof(int64_t) * rp;          /* vis: keys each row sees */
-    sizes[7] = fl * (6 + 8) * dp;             /* ktail (6 rows), tmp (8 rows) */
-    sizes[8] = c->kdirect ? 0 : fl * bc * dp; /* kt: K tile converted to f32 rows */
-    sizes[9] = fl * bc * dp;                  /* vt: V tile as 16-wide column panels */
-    for (i = 0; i < 10; i++) {
-        ptr[i] = base ? NAM__CAST(void *, base + total) : NULL;
-        total += nam__ws_need(sizes[i]);
-    }
-    if (bf) {
-        bf->qt = NAM__CAST(float *, ptr[0]);
-        bf->st = NAM__CAST(float *, ptr[1]);
-        bf->o = NAM__CAST(float *, ptr[2]);
-        bf->m = NAM__CAST(float *, ptr[3]);
-        bf->l = NAM__CAST(float *, ptr[4]);
-        bf->alpha = NAM__CAST(float *, ptr[5]);
-        bf->vis = NAM__CAST(int64_t *, ptr[6]);
-        bf->ktail = NAM__CAST(float *, ptr[7]);
-        bf->tmp = bf->ktail + 6 * dp;
-        bf->kt = c->kdirect ? NULL : NAM__CAST(float *, ptr[8]);
-        bf->vt = NAM__CAST(float *, ptr[9]);
-    }
-    return total;
-}
-
-/* ---- validation ----------------------------------------------------------------------- */
-static nam_status nam__attn_numel(const nam_tensor *t, const char *field, nam_error *err) {
-    int64_t n = 1, lim = INT64_C(1) << 48;
-    int i;
-    for (i = 0; i < t->ndim; i++) {
-        if (t->shape[i] > lim / n)
-            return nam__err(err, NAM_ERR_LIMIT, "%s: more than 2^48 elements", field);
-        n *= t->shape[i];
-    }
-    return NAM_OK;
-}
-
-static nam_status nam__attn_check(const nam_attention_desc *d, nam_backend *ran, nam_error *err) {
-    nam_status st;
-    int64_t hq, hk, hd;
-    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_attention: desc is NULL");
-    if ((st = nam__tensor_basic(&d->q, "q", 4, "b,sq,hq,d", 0, err)) != NAM_OK) return st;
-    if ((st = nam__tensor_basic(&d->k, "k", 4, "b,sk,hk,d", 0, err)) != NAM_OK) return st;
-    if ((st = nam__tensor_basic(&d->v, "v", 4, "b,sk,hk,d", 0, err)) != NAM_OK) return st;
-    if ((st = nam__tensor_basic(&d->out, "out", 4, "b,sq,hq,d", 0, err)) != NAM_OK) return st;
-    if ((st = nam__attn_numel(&d->q, "q", err)) != NAM_OK) return st;
-    if ((st = nam__attn_numel(&d->k, "k", err)) != NAM_OK) return st;
-    hq = d->q.shape[2];
-    hk = d->k.shape[2];
-    hd = d->q.shape[3];
-    if ((st = nam__tensor_dim(&d->k, "k", 0, "b", d->q.shape[0], "q.shape[0]", err)) != NAM_OK) return st;
-    if ((st = nam__tensor_dim(&d->k, "k", 3, "d", hd, "q.shape[3]", err)) != NAM_OK) return st;
-    if ((st = nam__tensor_dim(&d->v, "v", 0, "b", d->q.shape[0], "q.shape[0]", err)) != NAM_OK) return st;
-    if ((st = nam__tensor_dim(&d->v, "v", 1, "sk", d->k.shape[1], "k.shape[1]", err)) != NAM_OK) return st;
-    if ((st = nam__tensor_dim(&d->v, "v", 2, "hk", hk, "k.shape[2]", err)) != NAM_OK) return st;
-    if ((st = nam__tensor_dim(&d->v, "v", 3, "d", hd, "q.shape[3]", err)) != NAM_OK) return st;
-    if ((st = nam__tensor_dim(&d->out, "out", 0, "b", d->q.shape[0], "q.shape[0]", err)) != NAM_OK) return st;
-    if ((st = nam__tensor_dim(&d->out, "out", 1, "sq", d->q.shape[1], "q.shape[1]", err)) != NAM_OK) return st;
-    if ((st = nam__tensor_dim(&d->out, "out", 2, "hq", hq, "q.shape[2]", err)) != NAM_OK) return st;
-    if ((st = nam__tensor_dim(&d->out, "out", 3, "d", hd, "q.shape[3]", err)) != NAM_OK) return st;
-    if (hq % hk != 0)
-        return nam__err(err, NAM_ERR_INVALID_ARG, "q.shape[2] (hq) = %lld is not a multiple of k.shape[2] (hk) = %lld (GQA needs hq %% hk == 0)",
-                        NAM__CAST(long long, hq), NAM__CAST(long long, hk));
-    if (hd > NAM__ATTN_MAX_D)
-        return nam__err(err, NAM_ERR_RANGE, "q.shape[3] (d) = %lld exceeds the largest supported head dim %d", NAM__CAST(long long, hd), NAM__ATTN_MAX_D);
-    if (d->causal && d->align != NAM_CAUSAL_BOTTOM_RIGHT && d->align != NAM_CAUSAL_TOP_LEFT)
-        return nam__err(err, NAM_ERR_INVALID_ARG, "align = %d is not a nam_causal_align (0 bottom-right, 1 top-left)", NAM__CAST(int, d->align));
-    if (d->scale - d->scale != 0.0f)
-        return nam__err(err, NAM_ERR_INVALID_ARG, "scale = %g is not finite (0 means 1/sqrt(d))", NAM__CAST(double, d->scale));
-    {
-        const nam_tensor *ts[4];
-        static const char *const nm[4] = {"q", "k", "v", "out"};
-        ts[0] = &d->q; ts[1] = &d->k; ts[2] = &d->v; ts[3] = &d->out;
-        if ((st = nam__same_device(4, ts, nm, err)) != NAM_OK) return st;
-    }
-    return nam_query_backend(d->backend, d->q.device, ran, err);
-}
-
-static int nam__attn_have_simd(void) {
-#if NAM__ATTN_X86
-    unsigned a, b, cx, dx;   /* F16C: CPUID.1:ECX bit 29 (not every compiler's __builtin_cpu_supports knows it) */
-    if (!__get_cpuid(1, &a, &b, &cx, &dx) || !((cx >> 29) & 1u)) return 0;
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
-
-static void nam__attn_setup(const nam_attention_desc *d, nam__attn_ctx *c) {
-    int64_t g;
-    memset(c, 0, sizeof *c);
-    c->d = d;
-    c->b = d->q.shape[0];
-    c->sq = d->q.shape[1];
-    c->hq = d->q.shape[2];
-    c->sk = d->k.shape[1];
-    c->hk = d->k.shape[2];
-    c->hd = d->q.shape[3];
-    c->dp = nam__attn_round(c->hd, 8);
-    nam__tensor_strides(&d->q, c->qs);
-    nam__tensor_strides(&d->k, c->ks);
-    nam__tensor_strides(&d->v, c->vs);
-    nam__tensor_strides(&d->out, c->os);
-    c->causal = d->causal != 0;
-    c->off = c->causal && d->align == NAM_CAUSAL_BOTTOM_RIGHT ? c->sk - c->sq : 0;
-    c->scale2 = NAM__CAST(float, (d->scale != 0.0f ? NAM__CAST(double, d->scale) : 1.0 / sqrt(NAM__CAST(double, c->hd))) * 1.4426950408889634);
-    c->kdirect = d->k.dtype == NAM_F32 && c->ks[3] == 1 && c->hd % 8 == 0;
-    c->group = c->hq / c->hk;
-    for (g = c->group < NAM__ATTN_BR ? c->group : NAM__ATTN_BR; g > 1; g--)
-        if (c->group % g == 0) break;
-    c->gt = g;
-    c->nsub = c->group / g;
-    c->bq = NAM__ATTN_BR / g;
-    if (c->bq > c->sq) c->bq = c->sq;
-    c->rmax = c->bq * c->gt;
-    c->rp = nam__attn_round(nam__attn_round(c->rmax, 6), 16);
-    c->nqt = (c->sq + c->bq - 1) / c->bq;
-    c->items = c->b * c->hk * c->nsub * c->nqt;
-    c->per_thread = nam__attn_carve(c, NULL, NULL);
-    c->simd = nam__attn_have_simd();
-}
-
-/* ---- AVX2 kernels ----------------------------------------------------------------------- */
-#if NAM__ATTN_X86
-/* 2^x for x <= 0 (or NaN): 0 below -126, NaN stays NaN. Cephes exp2f polynomial on [-0.5, 0.5]. */
-NAM__ATTN_TARGET static __m256 nam__attn_exp2_avx2(__m256 x) {
-    const __m256 lo = _mm256_set1_ps(-126.0f), hi = _mm256_set1_ps(126.0f);
-    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ), n, f, p;
-    __m256i e;
-    x = _mm256_max_ps(lo, x);   /* NaN in the second operand passes through */
-    x = _mm256_min_ps(hi, x);
-    n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    f = _mm256_sub_ps(x, n);
-    p = _mm256_set1_ps(1.535336188319500e-4f);
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.339887440266574e-3f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618437357674640e-3f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550332471162809e-2f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402264791363012e-1f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931472028550421e-1f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
-    e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    p = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-    return _mm256_andnot_ps(under, p);
-}
-
-/* st[r][0..16) for 6 key rows r: sum_c k[r][c] * qt[c][0..16). */
-NAM__ATTN_TARGET static void nam__attn_qk_6x16(const float *k, int64_t ldk, const float *qt, int64_t ldq, int64_t dp, float *st, int64_t lds) {
-    const float *k0 = k, *k1 = k + ldk, *k2 = k + 2 * ldk, *k3 = k + 3 * ldk, *k4 = k + 4 * ldk, *k5 = k + 5 * ldk;
-    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
-    __m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
-    int64_t c;
-    for (c = 0; c < dp; c++) {
-        const float *q = qt + c * ldq;
-        __m256 q0 = _mm256_load_ps(q), q1 = _mm256_load_ps(q + 8), x;
-        x = _mm256_broadcast_ss(k0 + c); a00 = _mm256_fmadd_ps(x, q0, a00); a01 = _mm256_fmadd_ps(x, q1, a01);
-        x = _mm256_broadcast_ss(k1 + c); a10 = _mm256_fmadd_ps(x, q0, a10); a11 = _mm256_fmadd_ps(x, q1, a11);
-        x = _mm256_broadcast_ss(k2 + c); a20 = _mm256_fmadd_ps(x, q0, a20); a21 = _mm256_fmadd_ps(x, q1, a21);
-        x = _mm256_broadcast_ss(k3 + c); a30 = _mm256_fmadd_ps(x, q0, a30); a31 = _mm256_fmadd_ps(x, q1, a31);
-        x = _mm256_broadcast_ss(k4 + c); a40 = _mm256_fmadd_ps(x, q0, a40); a41 = _mm256_fmadd_ps(x, q1, a41);
-        x = _mm256_broadcast_ss(k5 + c); a50 = _mm256_fmadd_ps(x, q0, a50); a51 = _mm256_fmadd_ps(x, q1, a51);
-    }
-    _mm256_store_ps(st, a00); _mm256_store_ps(st + 8, a01); st += lds;
-    _mm256_store_ps(st, a10); _mm256_store_ps(st + 8, a11); st += lds;
-    _mm256_store_ps(st, a20); _mm256_store_ps(st + 8, a21); st += lds;
-    _mm256_store_ps(st, a30); _mm256_store_ps(st + 8, a31); st += lds;
-    _mm256_store_ps(st, a40); _mm256_store_ps(st + 8, a41); st += lds;
-    _mm256_store_ps(st, a50); _mm256_store_ps(st + 8, a51);
-}
-
-/* o[r][0..8w) = alpha[r] o[r] + sum_{j < jn} pt[j][r] v[j][0..8w) for 6 rows r, w = 1 or 2. */
-NAM__ATTN_TARGET static void nam__attn_pv_6x16(const float *pt, int64_t ldp, const float *v, int64_t ldv, int64_t jn,
-                                               const float *alpha, float *o, int64_t ldo) {
-    __m256 x, o00, o01, o10, o11, o20, o21, o30, o31, o40, o41, o50, o51;
-    int64_t j;
-    x = _mm256_broadcast_ss(alpha + 0); o00 = _mm256_mul_ps(x, _mm256_load_ps(o)); o01 = _mm256_mul_ps(x, _mm256_load_ps(o + 8));
-    x = _mm256_broadcast_ss(alpha + 1); o10 = _mm256_mul_ps(x, _mm256_load_ps(o + ldo)); o11 = _mm256_mul_ps(x, _mm256_load_ps(o + ldo + 8));
-    x = _mm256_broadcast_ss(alpha + 2); o20 = _mm256_mul_ps(x, _mm256_load_ps(o + 2 * ldo)); o21 = _mm256_mul_ps(x, _mm256_load_ps(o + 2 * ldo + 8));
-    x = _mm256_broadcast_ss(alpha + 3); o30 = _mm256_mul_ps(x, _mm256_load_ps(o + 3 * ldo)); o31 = _mm256_mul_ps(x, _mm256_load_ps(o + 3 * ldo + 8));
-    x = _mm256_broadcast_ss(alpha + 4); o40 = _mm256_mul_ps(x, _mm256_load_ps(o + 4 * ldo)); o41 = _mm256_mul_ps(x, _mm256_load_ps(o + 4 * ldo + 8));
-    x = _mm256_broadcast_ss(alpha + 5); o50 = _mm256_mul_ps(x, _mm256_load_ps(o + 5 * ldo)); o51 = _mm256_mul_ps(x, _mm256_load_ps(o + 5 * ldo + 8));
-    for (j = 0; j < jn; j++) {
-        const float *p = pt + j * ldp, *vr = v + j * ldv;
-        __m256 v0 = _mm256_loadu_ps(vr), v1 = _mm256_loadu_ps(vr + 8);
-        x = _mm256_broadcast_ss(p + 0); o00 = _mm256_fmadd_ps(x, v0, o00); o01 = _mm256_fmadd_ps(x, v1, o01);
-        x = _mm256_broadcast_ss(p + 1); o10 = _mm256_fmadd_ps(x, v0, o10); o11 = _mm256_fmadd_ps(x, v1, o11);
-        x = _mm256_broadcast_ss(p + 2); o20 = _mm256_fmadd_ps(x, v0, o20); o21 = _mm256_fmadd_ps(x, v1, o21);
-        x = _mm256_broadcast_ss(p + 3); o30 = _mm256_fmadd_ps(x, v0, o30); o31 = _mm256_fmadd_ps(x, v1, o31);
-        x = _mm256_broadcast_ss(p + 4); o40 = _mm256_fmadd_ps(x, v0, o40); o41 = _mm256_fmadd_ps(x, v1, o41);
-        x = _mm256_broadcast_ss(p + 5); o50 = _mm256_fmadd_ps(x, v0, o50); o51 = _mm256_fmadd_ps(x, v1, o51);
-    }
-    _mm256_store_ps(o, o00); _mm256_store_ps(o + 8, o01); o += ldo;
-    _mm256_store_ps(o, o10); _mm256_store_ps(o + 8, o11); o += ldo;
-    _mm256_store_ps(o, o20); _mm256_store_ps(o + 8, o21); o += ldo;
-    _mm256_store_ps(o, o30); _mm256_store_ps(o + 8, o31); o += ldo;
-    _mm256_store_ps(o, o40); _mm256_store_ps(o + 8, o41); o += ldo;
-    _mm256_store_ps(o, o50); _mm256_store_ps(o + 8, o51);
-}
-
-NAM__ATTN_TARGET static void nam__attn_pv_6x8(const float *pt, int64_t ldp, const float *v, int64_t ldv, int64_t jn,
-                                              const float *alpha, float *o, int64_t ldo) {
-    __m256 x, o0, o1, o2, o3, o4, o5;
-    int64_t j;
-    o0 = _mm256_mul_ps(_mm256_broadcast_ss(alpha + 0), _mm256_load_ps(o));
-    o1 = _mm256_mul_ps(_mm256_broadcast_ss(alpha + 1), _mm256_load_ps(o + ldo));
-    o2 = _mm256_mul_ps(_mm256_broadcast_ss(alpha + 2), _mm256_load_ps(o + 2 * ldo));
-    o3 = _mm256_mul_ps(_mm256_broadcast_ss(alpha + 3), _mm256_load_ps(o + 3 * ldo));
-    o4 = _mm256_mul_ps(_mm256_broadcast_ss(alpha + 4), _mm256_load_ps(o + 4 * ldo));
-    o5 = _mm256_mul_ps(_mm256_broadcast_ss(alpha + 5), _mm256_load_ps(o + 5 * ldo));
-    for (j = 0; j < jn; j++) {
-        const float *p = pt + j * ldp;
-        __m256 v0 = _mm256_loadu_ps(v + j * ldv);
-        x = _mm256_broadcast_ss(p + 0); o0 = _mm256_fmadd_ps(x, v0, o0);
-        x = _mm256_broadcast_ss(p + 1); o1 = _mm256_fmadd_ps(x, v0, o1);
-        x = _mm256_broadcast_ss(p + 2); o2 = _mm256_fmadd_ps(x, v0, o2);
-        x = _mm256_broadcast_ss(p + 3); o3 = _mm256_fmadd_ps(x, v0, o3);
-        x = _mm256_broadcast_ss(p + 4); o4 = _mm256_fmadd_ps(x, v0, o4);
-        x = _mm256_broadcast_ss(p + 5); o5 = _mm256_fmadd_ps(x, v0, o5);
-    }
-    _mm256_store_ps(o, o0); _mm256_store_ps(o + ldo, o1); _mm256_store_ps(o + 2 * ldo, o2);
-    _mm256_store_ps(o + 3 * ldo, o3); _mm256_store_ps(o + 4 * ldo, o4); _mm256_store_ps(o + 5 * ldo, o5);
-}
-
-/* Online softmax over the key rows j < jn of st (rows x rp, in place -> P), all rp lanes. */
-NAM__ATTN_TARGET static void nam__attn_softmax_avx2(float *st, int64_t lds, int64_t jn, int64_t rp, float *m, float *l, float *alpha) {
-    const __m256 ninf = _mm256_set1_ps(-INFINITY), zero = _mm256_setzero_ps();
-    int64_t r, j;
-    for (r = 0; r < rp; r += 16) {
-        __m256 mo0 = _mm256_load_ps(m + r), mo1 = _mm256_load_ps(m + r + 8), mx0 = mo0, mx1 = mo1, mu0, mu1, s0, s1;
-        __m256 sum0 = zero, sum1 = zero, al0, al1;
-        for (j = 0; j < jn; j++) {
-            mx0 = _mm256_max_ps(mx0, _mm256_load_ps(st + j * lds + r));
-            mx1 = _mm256_max_ps(mx1, _mm256_load_ps(st + j * lds + r + 8));
-        }
-        mu0 = _mm256_blendv_ps(mx0, zero, _mm256_cmp_ps(mx0, ninf, _CMP_EQ_OQ));   /* nothing seen yet: subtract 0 */
-        mu1 = _mm256_blendv_ps(mx1, zero, _mm256_cmp_ps(mx1, ninf, _CMP_EQ_OQ));
-        al0 = nam__attn_exp2_avx2(_mm256_sub_ps(mo0, mu0));
-        al1 = nam__attn_exp2_avx2(_mm256_sub_ps(mo1, mu1));
-        for (j = 0; j < jn; j++) {
-            float *p = st + j * lds + r;
-            s0 = nam__attn_exp2_avx2(_mm256_sub_ps(_mm256_load_ps(p), mu0));
-            s1 = nam__attn_exp2_avx2(_mm256_sub_ps(_mm256_load_ps(p + 8), mu1));
-            _mm256_store_ps(p, s0);
-            _mm256_store_ps(p + 8, s1);
-            sum0 = _mm256_add_ps(sum0, s0);
-            sum1 = _mm256_add_ps(sum1, s1);
-        }
-        _mm256_store_ps(l + r, _mm256_fmadd_ps(_mm256_load_ps(l + r), al0, sum0));
-        _mm256_store_ps(l + r + 8, _mm256_fmadd_ps(_mm256_load_ps(l + r + 8), al1, sum1));
-        _mm256_store_ps(m + r, mx0);
-        _mm256_store_ps(m + r + 8, mx1);
-        _mm256_store_ps(alpha + r, al0);
-        _mm256_store_ps(alpha + r + 8, al1);
-    }
-}
-
-/* n contiguous elements of dtype dt at src -> f32 (f16 via F16C, bf16 by shifting). */
-NAM__ATTN_TARGET static void nam__attn_cvt_avx2(const void *src, nam_dtype dt, int64_t n, float *dst) {
-    int64_t i = 0;
-    const uint16_t *h = NAM__CAST(const uint16_t *, src);
-    if (dt == NAM_F16)
-        for (; i + 8 <= n; i += 8)
-            _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(NAM__CAST(const __m128i *, NAM__CAST(const void *, h + i)))));
-    else if (dt == NAM_BF16)
-        for (; i + 8 <= n; i += 8) {
-            __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(NAM__CAST(const __m128i *, NAM__CAST(const void *, h + i))));
-            _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
-        }
-    for (; i < n; i++) dst[i] = nam__load(src, dt, i);
-}
-
-/* qt[e * ldq + x] = src[x][e] * scale for 8 rows x, e < dp (dp % 8 == 0): 8 x 8 transposes. */
-NAM__ATTN_TARGET static void nam__attn_qpack8_avx2(const float *const *src, int64_t dp, float scale, float *qt, int64_t ldq) {
-    const __m256 sc = _mm256_set1_ps(scale);
-    int64_t e;
-    for (e = 0; e < dp; e += 8) {
-        __m256 r0 = _mm256_loadu_ps(src[0] + e), r1 = _mm256_loadu_ps(src[1] + e), r2 = _mm256_loadu_ps(src[2] + e), r3 = _mm256_loadu_ps(src[3] + e);
-        __m256 r4 = _mm256_loadu_ps(src[4] + e), r5 = _mm256_loadu_ps(src[5] + e), r6 = _mm256_loadu_ps(src[6] + e), r7 = _mm256_loadu_ps(src[7] + e);
-        __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-        __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5), t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-        __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE), u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-        __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE), u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-        float *q = qt + e * ldq;
-        _mm256_store_ps(q + 0 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u0, u4, 0x20)));
-        _mm256_store_ps(q + 1 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u1, u5, 0x20)));
-        _mm256_store_ps(q + 2 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u2, u6, 0x20)));
-        _mm256_store_ps(q + 3 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u3, u7, 0x20)));
-        _mm256_store_ps(q + 4 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u0, u4, 0x31)));
-        _mm256_store_ps(q + 5 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u1, u5, 0x31)));
-        _mm256_store_ps(q + 6 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u2, u6, 0x31)));
-        _mm256_store_ps(q + 7 * ldq, _mm256_mul_ps(sc, _mm256_permute2f128_ps(u3, u7, 0x31)));
-    }
-}
-#endif /* NAM__ATTN_X86 */
-
-/* ---- portable kernels (same contracts as the AVX2 ones) -------------------------------- */
-static void nam__attn_qk_c(const float *k, int64_t ldk, int64_t nk, const float *qt, int64_t ldq, int64_t dp, int64_t rp, float *st, int64_t lds) {
-    int64_t j, r, c;
-    for (j = 0; j < nk; j++) {
-        float *s = st + j * lds;
-        for (r = 0; r < rp; r++) s[r] = 0.0f;
-        for (c = 0; c < dp; c++) {
-            float kc = k[j * ldk + c];
-            const float *q = qt + c * ldq;
-            for (r = 0; r < rp; r++) s[r] += kc * q[r];
-        }
-    }
-}
-
-static void nam__attn_softmax_c(float *st, int64_t lds, int64_t jn, int64_t rp, float *m, float *l, float *alpha) {
-    int64_t r, j;
-    for (r = 0; r < rp; r++) {
-        float mx = m[r], mu, sum = 0.0f;
-        for (j = 0; j < jn; j++) {
-            float s = st[j * lds + r];
-            if (s > mx || s != s) mx = s;
-        }
-        mu = mx == -INFINITY ? 0.0f : mx;
-        alpha[r] = exp2f(m[r] - mu);
-        for (j = 0; j < jn; j++) {
-            float p = exp2f(st[j * lds + r] - mu);
-            st[j * lds + r] = p;
-            sum += p;
-        }
-        l[r] = l[r] * alpha[r] + sum;
-        m[r] = mx;
-    }
-}
-
-/* ---- one work item ------------------------------------------------------------------------ */
-static const void *nam__attn_ptr(const void *base, nam_dtype dt, int64_t off) {
-    return NAM__CAST(const void *, NAM__CAST(const char *, base) + off * (dt == NAM_F32 ? 4 : 2));
-}
-
-/* Element `off` of t as the start of an f32 row of hd values: in place when t is f32 with
-   unit stride along d and hd % 8 == 0, else converted into tmp (zero padded to dp). */
-static const float *nam__attn_row(const nam__attn_ctx *c, const nam_tensor *t, int64_t est, int64_t off, float *tmp) {
-    int64_t e;
-    if (t->dtype == NAM_F32 && est == 1) {
-        if (c->hd == c->dp) return NAM__CAST(const float *, t->data) + off;
-        memcpy(tmp, NAM__CAST(const float *, t->data) + off, sizeof(float) * NAM__CAST(size_t, c->hd));
-    } else
-#if NAM__ATTN_X86
-    if (c->simd && est == 1) nam__attn_cvt_avx2(nam__attn_ptr(t->data, t->dtype, off), t->dtype, c->hd, tmp);
-    else
-#endif
-        for (e = 0; e < c->hd; e++) tmp[e] = nam__load(t->data, t->dtype, off + e * est);
-    for (e = c->hd; e < c->dp; e++) tmp[e] = 0.0f;
-    return tmp;
-}
-
-/* V rows j0..j0+n of one (batch, kv head) into column panels: panel p (16 columns, the last
-   one 8 when dp % 16 == 8) holds row j at vt + p * 16 * BC + j * width. */
-static void nam__attn_pack_v(const nam__attn_ctx *c, int64_t base, int64_t j0, int64_t n, float *vt, float *tmp) {
-    int64_t j, p;
-    for (j = 0; j < n; j++) {
-        const float *src = nam__attn_row(c, &c->d->v, c->vs[3], base + (j0 + j) * c->vs[1], tmp);
-        for (p = 0; p * 16 + 16 <= c->dp; p++) memcpy(vt + p * 16 * NAM__ATTN_BC + j * 16, src + p * 16, 16 * sizeof(float));
-        if (p * 16 < c->dp) memcpy(vt + p * 16 * NAM__ATTN_BC + j * 8, src + p * 16, 8 * sizeof(float));
-    }
-}
-
-/* Where one work item's rows live. */
-typedef struct nam__attn_geom {
-    int64_t bi, kvh, h0, i0, rows, kbase, vbase, kend;
-} nam__attn_geom;
-
-static void nam__attn_geometry(const nam__attn_ctx *c, int64_t item, nam__attn_geom *g) {
-    int64_t t = item % c->nqt, rest = item / c->nqt, sub, qt, nb, last;
-    sub = rest % c->nsub;
-    rest /= c->nsub;
-    g->kvh = rest % c->hk;
-    g->bi = rest / c->hk;
-    qt = (t & 1) ? c->nqt - 1 - t / 2 : t / 2;      /* interleave cheap and expensive causal tiles */
-    g->h0 = g->kvh * c->group + sub * c->gt;
-    g->i0 = qt * c->bq;
-    nb = c->sq - g->i0 < c->bq ? c->sq - g->i0 : c->bq;
-    g->rows = nb * c->gt;
-    g->kbase = g->bi * c->ks[0] + g->kvh * c->ks[2];
-    g->vbase = g->bi * c->vs[0] + g->kvh * c->vs[2];
-    g->kend = c->sk;
-    if (c->causal) {
-        last = g->i0 + nb - 1 + c->off + 1;
-        g->kend = last < 0 ? 0 : last > c->sk ? c->sk : last;
-    }
-}
-
-/* Rows to prefetch while a kernel loop runs, spread over its calls: row x of a job starts
-   at element base + (x / per) * s1 + (x % per) * s2 of t (unit stride along d only). */
-typedef struct nam__attn_pf {
-    const nam_tensor *t;
-    int64_t base, s1, s2, per, n;
-} nam__attn_pf;
-typedef struct nam__attn_pfs {
-    nam__attn_pf job[2];
-    int cur;
-    int64_t x, done, total, calls;
-} nam__attn_pfs;
-
-/* Adds a job (at most two per loop); est is t's stride along d (no prefetch unless 1). */
-static void nam__attn_pf_job(nam__attn_pfs *s, const nam_tensor *t, int64_t est, int64_t base, int64_t s1, int64_t s2, int64_t per, int64_t n) {
-    nam__attn_pf *j = &s->job[s->job[0].n > 0 ? 1 : 0];
-    j->t = t;
-    j->base = base;
-    j->s1 = s1;
-    j->s2 = s2;
-    j->per = per;
-    j->n = est == 1 && n > 0 ? n : 0;
-    s->total += j->n;
-}
-
-static void nam__attn_pf_step(const nam__attn_ctx *c, nam__attn_pfs *s, int64_t call) {
-    while (s->done < s->total && s->done * s->calls < call * s->total) {
-        const nam__attn_pf *j;
-        const char *p;
-        int64_t b, bytes;
-        while (s->x >= s->job[s->cur].n) { s->x = 0; s->cur++; }
-        j = &s->job[s->cur];
-        p = NAM__CAST(const char *, nam__attn_ptr(j->t->data, j->t->dtype, j->base + (s->x / j->per) * j->s1 + (s->x % j->per) * j->s2));
-        bytes = c->hd * (j->t->dtype == NAM_F32 ? 4 : 2);
-        for (b = 0; b < bytes; b += 64) NAM__ATTN_PREFETCH(p + b);
-        s->x++;
-        s->done++;
-    }
-}
-
-static void nam__attn_pf_init(nam__attn_pfs *s, int64_t calls) {
-    memset(s, 0, sizeof *s);
-    s->calls = calls > 0 ? calls : 1;
-}
-
-/* o[0..dp) += sum_{j in [j1, j2)} pt[j * ldp] * V[j] over the panels (scalar). */
-static void nam__attn_pv_row_c(const float *pt, int64_t ldp, const float *vt, int64_t dp, int64_t j1, int64_t j2, float *o) {
-    int64_t j, p, e;
-    for (p = 0; p * 16 < dp; p++) {
-        int64_t w = dp - p * 16 < 16 ? 8 : 16;
-        const float *panel = vt + p * 16 * NAM__ATTN_BC;
-        float *op = o + p * 16;
-        for (j = j1; j < j2; j++) {
-            float pj = pt[j * ldp];
-            const float *vr = panel + j * w;
-            for (e = 0; e < w; e++) op[e] += pj * vr[e];
-        }
-    }
-}
-
-static void nam__attn_item(const nam__attn_ctx *c, int64_t item, const nam__attn_bufs *bf) {
-    const nam_attention_desc *d = c->d;
-    nam__attn_geom g, gn;
-    int64_t bi, h0, i0, rows, rp, r, e, j0, kend, dp = c->dp, hd = c->hd, kbase, vbase;
-    float *qtb = bf->qt, *st = bf->st, *o = bf->o;
-    nam__attn_geometry(c, item, &g);
-    bi = g.bi;
-    h0 = g.h0;
-    i0 = g.i0;
-    rows = g.rows;
-    kbase = g.kbase;
-    vbase = g.vbase;
-    rp = nam__attn_round(nam__attn_round(rows, 6), 16);
-    if (item + 1 < c->items) nam__attn_geometry(c, item + 1, &gn);
-    else gn.rows = gn.kend = 0;
-
-    /* visible keys per row (monotone in r; padding rows copy the last row) */
-    for (r = 0; r < rp; r++) {
-        int64_t pos = i0 + (r < rows ? r : rows - 1) / c->gt, n = c->sk;
-        if (c->causal) {
-            n = pos + c->off + 1;
-            n = n < 0 ? 0 : n > c->sk ? c->sk : n;
-        }
-        bf->vis[r] = n;
-        bf->m[r] = -INFINITY;
-        bf->l[r] = 0.0f;
-    }
-    kend = bf->vis[rows - 1];   /* == g.kend */
-
-    /* Qt (dp x rp), scaled into base-2 logits; zero padding. 8 rows at a time, so each
-       cache line of Qt is written in one visit. */
-    memset(qtb, 0, sizeof(float) * NAM__CAST(size_t, dp * rp));
-    for (r = 0; r < rows; r += 8) {
-        const float *src[8];
-        int64_t n = rows - r < 8 ? rows - r : 8, x;
-        for (x = 0; x < n; x++)
-            src[x] = nam__attn_row(c, &d->q, c->qs[3], bi * c->qs[0] + (i0 + (r + x) / c->gt) * c->qs[1] + (h0 + (r + x) % c->gt) * c->qs[2], bf->tmp + x * dp);
-#if NAM__ATTN_X86
-        if (c->simd && n == 8) { nam__attn_qpack8_avx2(src, dp, c->scale2, qtb + r, rp); continue; }
-#endif
-        for (e = 0; e < hd; e++)
-            for (x = 0; x < n; x++) qtb[e * rp + r + x] = src[x][e] * c->scale2;
-    }
-    memset(o, 0, sizeof(float) * NAM__CAST(size_t, rp * dp));
-
-    for (j0 = 0; j0 < kend; j0 += NAM__ATTN_BC) {
-        int64_t jn = kend - j0 < NAM__ATTN_BC ? kend - j0 : NAM__ATTN_BC, ldk, j, rb, call = 0;
-        const float *kt;
-        nam__attn_pfs pfs;
-        if (c->kdirect) {
-            kt = NAM__CAST(const float *, d->k.data) + kbase + j0 * c->ks[1];
-            ldk = c->ks[1];
-        } else {
-            for (j = 0; j < jn; j++) {
-                const float *src = nam__attn_row(c, &d->k, c->ks[3], kbase + (j0 + j) * c->ks[1], bf->kt + j * dp);
-                if (src != bf->kt + j * dp) memcpy(bf->kt + j * dp, src, sizeof(float) * NAM__CAST(size_t, dp));
-            }
-            kt = bf->kt;
-            ldk = dp;
-        }
-
-        /* S^T = K Qt, prefetching this tile's V rows meanwhile */
-        nam__attn_pf_init(&pfs, rp / 16 * (jn / 6));
-        nam__attn_pf_job(&pfs, &d->v, c->vs[3], vbase + j0 * c->vs[1], c->vs[1], 0, 1, jn);
-#if NAM__ATTN_X86
-        if (c->simd) {
-            for (rb = 0; rb < rp; rb += 16) {
-                for (j = 0; j + 6 <= jn; j += 6) {
-                    nam__attn_qk_6x16(kt + j * ldk, ldk, qtb + rb, rp, dp, st + j * rp + rb, rp);
-                    nam__attn_pf_step(c, &pfs, ++call);
-                }
-                if (j < jn) {
-                    int64_t n = jn - j;
-                    for (e = 0; e < 6; e++) {
-                        if (e < n) memcpy(bf->ktail + e * dp, kt + (j + e) * ldk, sizeof(float) * NAM__CAST(size_t, dp));
-                        else memset(bf->ktail + e * dp, 0, sizeof(float) * NAM__CAST(size_t, dp));
-                    }
-                    nam__attn_qk_6x16(bf->ktail, dp, qtb + rb, rp, dp, st + j * rp + rb, rp);
-                }
-            }
-        } else
-#endif
-        {
-            nam__attn_qk_c(kt, ldk, jn, qtb, rp, dp, rp, st, rp);
-            nam__attn_pf_step(c, &pfs, pfs.calls);
-        }
-        nam__attn_pack_v(c, vbase, j0, jn, bf->vt, bf->tmp);
-
-        /* causal mask on tiles that cross the diagonal: row r sees keys < vis[r] */
-        if (c->causal && j0 + jn > bf->vis[0])
-            for (j = 0; j < jn; j++)
-                for (r = 0; r < rp && bf->vis[r] <= j0 + j; r++) st[j * rp + r] = -INFINITY;
-
-#if NAM__ATTN_X86
-        if (c->simd) nam__attn_softmax_avx2(st, rp, jn, rp, bf->m, bf->l, bf->alpha);
-        else
-#endif
-            nam__attn_softmax_c(st, rp, jn, rp, bf->m, bf->l, bf->alpha);
-
-        /* O = alpha O + P V: keys every row of a 6-row block sees in the kernel, the rest row
-           by row. Meanwhile prefetch what comes next: the next tile's K rows, or after the
-           last tile the next item's Q rows and first K tile. */
-        nam__attn_pf_init(&pfs, (rows + 5) / 6);
-        if (j0 + NAM__ATTN_BC < kend)
-            nam__attn_pf_job(&pfs, &d->k, c->ks[3], kbase + (j0 + NAM__ATTN_BC) * c->ks[1], c->ks[1], 0, 1, kend - j0 - NAM__ATTN_BC < NAM__ATTN_BC ? kend - j0 - NAM__ATTN_BC : NAM__ATTN_BC);
-        else if (gn.rows > 0) {
-            nam__attn_pf_job(&pfs, &d->q, c->qs[3], gn.bi * c->qs[0] + gn.i0 * c->qs[1] + gn.h0 * c->qs[2], c->qs[1], c->qs[2], c->gt, gn.rows);
-            nam__attn_pf_job(&pfs, &d->k, c->ks[3], gn.kbase, c->ks[1], 0, 1, gn.kend < NAM__ATTN_BC ? gn.kend : NAM__ATTN_BC);
-        }
-        call = 0;
-        for (rb = 0; rb < rows; rb += 6) {
-            int64_t jc = bf->vis[rb] - j0, rr;
-            jc = jc < 0 ? 0 : jc > jn ? jn : jc;
-#if NAM__ATTN_X86
-            if (c->simd) {
-                int64_t p;
-                for (p = 0; p * 16 < dp; p++) {
-                    const float *panel = bf->vt + p * 16 * NAM__ATTN_BC;
-                    if (dp - p * 16 >= 16) nam__attn_pv_6x16(st + rb, rp, panel, 16, jc, bf->alpha + rb, o + rb * dp + p * 16, dp);
-                    else nam__attn_pv_6x8(st + rb, rp, panel, 8, jc, bf->alpha + rb, o + rb * dp + p * 16, dp);
-                }
-            } else
-#endif
-            {
-                for (rr = rb; rr < rb + 6; rr++) {
-                    float a = bf->alpha[rr], *orow = o + rr * dp;
-                    for (e = 0; e < dp; e++) orow[e] *= a;
-                    nam__attn_pv_row_c(st + rr, rp, bf->vt, dp, 0, jc, orow);
-                }
-            }
-            for (rr = rb; rr < rb + 6 && rr < rows; rr++) {
-                int64_t je = bf->vis[rr] - j0;
-                je = je > jn ? jn : je;
-                if (je > jc) nam__attn_pv_row_c(st + rr, rp, bf->vt, dp, jc, je, o + rr * dp);
-            }
-            nam__attn_pf_step(c, &pfs, ++call);
-        }
-    }
-
-    /* out = O / l; rows that see no key are 0 */
-    for (r = 0; r < rows; r++) {
-        int64_t row = bi * c->os[0] + (i0 + r / c->gt) * c->os[1] + (h0 + r % c->gt) * c->os[2];
-        float inv = bf->vis[r] > 0 ? 1.0f / bf->l[r] : 0.0f, *orow = o + r * dp;
-        if (bf->vis[r] == 0)
-            for (e = 0; e < hd; e++) nam__store(d->out.data, d->out.dtype, row + e * c->os[3], 0.0f);
-        else if (d->out.dtype == NAM_F32 && c->os[3] == 1) {
-            float *dst = NAM__CAST(float *, d->out.data) + row;
-            for (e = 0; e < hd; e++) dst[e] = orow[e] * inv;
-        } else
-            for (e = 0; e < hd; e++) nam__store(d->out.data, d->out.dtype, row + e * c->os[3], orow[e] * inv);
-    }
-}
-
-/* One thread. With GCC/Clang atomics the threads claim chunks of consecutive items from a
-   shared counter (a core slowed by other work does not hold the others up); otherwise each
-   thread runs the contiguous range nam__parallel_for gives it. Every item writes only its
-   own output rows, so the result does not depend on the schedule. */
-static void nam__attn_task(void *ctx, int64_t begin, int64_t end, int thread) {
-    nam__attn_ctx *c = NAM__CAST(nam__attn_ctx *, ctx);
-    nam__attn_bufs bf;
-    int64_t it;
-    nam__attn_carve(c, c->ws + NAM__CAST(size_t, thread) * c->per_thread, &bf);
-#if defined(__GNUC__) || defined(__clang__)
-    (void)begin;
-    (void)end;
-    for (;;) {
-        int64_t stop;
-        it = __atomic_fetch_add(&c->next, c->chunk, __ATOMIC_RELAXED);
-        if (it >= c->items) break;
-        stop = it + c->chunk < c->items ? it + c->chunk : c->items;
-        for (; it < stop; it++) nam__attn_item(c, it, &bf);
-    }
-#else
-    for (it = begin; it < end; it++) nam__attn_item(c, it, &bf);
-#endif
-}
-
-/* ---- reference ------------------------------------------------------------------------------ */
-static void nam__attn_ref(const nam_attention_desc *d, char *ws) {
-    int64_t qs[NAM_MAX_DIMS], ks[NAM_MAX_DIMS], vs[NAM_MAX_DIMS], os[NAM_MAX_DIMS];
-    int64_t b = d->q.shape[0], sq = d->q.shape[1], hq = d->q.shape[2], hd = d->q.shape[3];
-    int64_t sk = d->k.shape[1], hk = d->k.shape[2], group = hq / hk, off, bi, h, i, j, e;
-    double scale = d->scale != 0.0f ? NAM__CAST(double, d->scale) : 1.0 / sqrt(NAM__CAST(double, hd));
-    char *cur = ws;
-    double *s = NAM__CAST(double *, nam__ws_take(&cur, sizeof(double) * NAM__CAST(size_t, sk)));
-    double *acc = NAM__CAST(double *, nam__ws_take(&cur, sizeof(double) * NAM__CAST(size_t, hd)));
-    nam__tensor_strides(&d->q, qs);
-    nam__tensor_strides(&d->k, ks);
-    nam__tensor_strides(&d->v, vs);
-    nam__tensor_strides(&d->out, os);
-    off = d->causal && d->align == NAM_CAUSAL_BOTTOM_RIGHT ? sk - sq : 0;
-    for (bi = 0; bi < b; bi++)
-        for (h = 0; h < hq; h++)
-            for (i = 0; i < sq; i++) {
-                int64_t kvh = h / group, nv = sk, qrow = bi * qs[0] + i * qs[1] + h * qs[2], orow = bi * os[0] + i * os[1] + h * os[2];
-                double m = -INFINITY, l = 0.0;
-                if (d->causal) {
-                    nv = i + off + 1;
-                    nv = nv < 0 ? 0 : nv > sk ? sk : nv;
-                }
-                if (nv == 0) {
-                    for (e = 0; e < hd; e++) nam__store(d->out.data, d->out.dtype, orow + e * os[3], 0.0f);
-                    continue;
-                }
-                for (j = 0; j < nv; j++) {
-                    int64_t krow = bi * ks[0] + j * ks[1] + kvh * ks[2];
-                    double dot = 0.0;
-                    for (e = 0; e < hd; e++)
-                        dot += NAM__CAST(double, nam__load(d->q.data, d->q.dtype, qrow + e * qs[3])) * NAM__CAST(double, nam__load(d->k.data, d->k.dtype, krow + e * ks[3]));
-                    s[j] = dot * scale;
-                    if (s[j] > m) m = s[j];
-                }
-                for (e = 0; e < hd; e++) acc[e] = 0.0;
-                for (j = 0; j < nv; j++) {
-                    int64_t vrow = bi * vs[0] + j * vs[1] + kvh * vs[2];
-                    double p = exp(s[j] - m);
-                    l += p;
-                    for (e = 0; e < hd; e++) acc[e] += p * NAM__CAST(double, nam__load(d->v.data, d->v.dtype, vrow + e * vs[3]));
-                }
-                for (e = 0; e < hd; e++) nam__store(d->out.data, d->out.dtype, orow + e * os[3], NAM__CAST(float, acc[e] / l));
-            }
-}
-
-/* ---- public ---------------------------------------------------------------------------------- */
-static size_t nam__attn_ws_bytes(const nam_attention_desc *d, nam_backend be, nam__attn_ctx *c) {
-    int64_t threads;
-    if (be == NAM_BACKEND_CPU_REF)
-        return nam__ws_need(sizeof(double) * NAM__CAST(size_t, d->k.shape[1])) + nam__ws_need(sizeof(double) * NAM__CAST(size_t, d->q.shape[3]));
-    nam__attn_setup(d, c);
-    threads = nam__resolve_threads(d->threads);
-    if (threads > c->items) threads = c->items;
-    return NAM__CAST(size_t, threads) * c->per_thread;
-}
-
-NAM__UNUSED static nam_status nam__attention_workspace_size_body(const nam_attention_desc *d, size_t *bytes, nam_error *err) {
-    nam_backend be;
-    nam_status st;
-    nam__attn_ctx c;
-    if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_attention_workspace_size: bytes is NULL");
-    *bytes = 0;
-    if ((st = nam__attn_check(d, &be, err)) != NAM_OK) return st;
-#ifdef NAM_CUDA
-    if (be == NAM_BACKEND_CUDA) return nam_cuda__attention_workspace_size(d, bytes, err);
-#endif
-    *bytes = nam__attn_ws_bytes(d, be, &c);
-    return NAM_OK;
-}
-
-NAM__DEF nam_status nam_attention_workspace_size(const nam_attention_desc *d, size_t *bytes, nam_error *err) {
-    nam_status st;
-    NAM__FP_CALL(st, nam__attention_workspace_size_body(d, bytes, err));
-    return st;
-}
-
-NAM__UNUSED static nam_status nam__attention_body(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
-    nam_backend be;
-    nam_status st;
-    nam__attn_ctx c;
-    size_t need;
-    int threads;
-    if ((st = nam__attn_check(d, &be, err)) != NAM_OK) return st;
-#ifdef NAM_CUDA
-    if (be == NAM_BACKEND_CUDA) {
-        st = nam_cuda__attention(d, workspace, workspace_bytes, err);
-        if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
-        return st;
-    }
-#endif
-    need = nam__attn_ws_bytes(d, be, &c);
-    if ((st = nam__ws_check(workspace, workspace_bytes, need, "nam_attention", err)) != NAM_OK) return st;
-    d->ran = be;
-    if (be == NAM_BACKEND_CPU_REF) {
-        nam__attn_ref(d, NAM__CAST(char *, workspace));
-        return NAM_OK;
-    }
-    c.ws = NAM__CAST(char *, workspace);
-    threads = nam__resolve_threads(d->threads);
-    if (threads > c.items) threads = NAM__CAST(int, c.items);
-    c.next = 0;
-    c.chunk = c.items / (16 * NAM__CAST(int64_t, threads));
-    if (c.chunk < 1) c.chunk = 1;
-#if defined(__GNUC__) || defined(__clang__)
-    nam__parallel_for(threads, threads, nam__attn_task, &c);
-#else
-    nam__parallel_for(c.items, threads, nam__attn_task, &c);
-#endif
-    return NAM_OK;
-}
-
-NAM__DEF nam_status nam_attention(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
-    nam_status st;
-    NAM__FP_CALL(st, nam__attention_body(d, workspace, workspace_bytes, err));
-    return st;
-}
-
-/* >>kernel-gemm ----------------------------------------------------------- */
-/* >>gemm ------------------------------------------------------------------------------- */
-/* Single-precision GEMM for the CPU kernels (MoE expert FFN, attention tiles).
-
-     C[i,j] = beta*C[i,j] + sum_p A[i,p] * op(B)[p,j]     row-major, i < m, j < n, p < k
-     transB = 0: op(B)[p,j] = B[p*ldb + j]      transB = 1: op(B)[p,j] = B[j*ldb + p]
-     beta is 0 or 1; beta = 0 overwrites C without reading it (C may hold NaN garbage); the
-     blocked path treats any nonzero beta as 1. m, n, k >= 1 (else nothing happens);
-     lda >= k, ldb >= (transB ? k : n), ldc >= n, all in floats.
-
-   pack is caller scratch of nam__sgemm_pack_floats(m, n, k) floats, 64-byte aligned (for
-   speed; any float-aligned buffer gives the same results, all vector accesses are unaligned).
-   nam__sgemm is single-threaded; callers parallelise over independent blocks.
-
-   Structure (the Goto/BLIS loop nest): for each NC-wide column block of op(B) and each
-   KC-deep slice of k, op(B) is packed into NR-wide row-interleaved panels (transB = 0: the
-   whole block up front, in row order; transB = 1: each panel just before its first use, via
-   8 x 8 register transposes); for each MC-tall row block of A, A is packed into MR-tall
-   column-interleaved panels, and the next A block is software-prefetched while this one
-   computes; a register-blocked MR x NR micro-kernel then runs over every tile of the block.
-   Blocks are split evenly (no thin leftover block). Packing pads edge panels with zeros;
-   the write-back of edge tiles is clipped, and tiles of fewer than 6 rows run a kernel
-   that computes only those rows. The AVX2+FMA code (6x16 micro-kernel, 12 ymm
-   accumulators, and the packing) is compiled with a target attribute and chosen at run
-   time with __builtin_cpu_supports; otherwise portable code runs (GNU vector extensions
-   where available, else plain C). With NAM_CBLAS defined, nam__sgemm calls cblas_sgemm
-   instead (link a CBLAS, e.g. -lopenblas; pack is then unused). */
-#define NAM__GEMM_MR 6
-#define NAM__GEMM_NR 16
-#define NAM__GEMM_KC 256   /* B micro-panel 256 x 16 floats = 16 KiB (L1) */
-#define NAM__GEMM_MC 144   /* multiple of MR: A block 144 x 256 floats = 144 KiB (L2) */
-#define NAM__GEMM_NC 3072  /* multiple of NR: B block 256 x 3072 floats = 3 MiB (L3) */
-
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
-#define NAM__GEMM_X86 1
-#endif
-#if defined(__GNUC__) || defined(__clang__)
-#define NAM__GEMM_PREFETCH(p) __builtin_prefetch((p), 0, 2)
-#else
-#define NAM__GEMM_PREFETCH(p) ((void)(p))
-#endif
-#ifdef NAM_CBLAS
-#endif
-
-NAM__UNUSED static size_t nam__gemm_round_up(size_t x, size_t r) { return (x + r - 1) / r * r; }
-
-/* Floats of the packed A block, rounded to 16 (64 bytes) so the B block after it stays aligned. */
-NAM__UNUSED static size_t nam__gemm_a_floats(int m, int k) {
-    size_t mc = nam__gemm_round_up(NAM__CAST(size_t, m), NAM__GEMM_MR), kc = NAM__CAST(size_t, k);
-    if (mc > NAM__GEMM_MC) mc = NAM__GEMM_MC;
-    if (kc > NAM__GEMM_KC) kc = NAM__GEMM_KC;
-    return nam__gemm_round_up(mc * kc, 16);
-}
-
-/* Floats of pack scratch nam__sgemm needs for these sizes (at most (144 + 3072) * 256 =
-   823,296 floats, 3.1 MiB; 0 when a size is < 1). */
-NAM__UNUSED static size_t nam__sgemm_pack_floats(int m, int n, int k) {
-    size_t nc, kc;
-    if (m < 1 || n < 1 || k < 1) return 0;
-    nc = nam__gemm_round_up(NAM__CAST(size_t, n), NAM__GEMM_NR);
-    kc = NAM__CAST(size_t, k);
-    if (nc > NAM__GEMM_NC) nc = NAM__GEMM_NC;
-    if (kc > NAM__GEMM_KC) kc = NAM__GEMM_KC;
-    return nam__gemm_a_floats(m, k) + nc * kc;
-}
-
-/* Block length for splitting len into ceil(len / cap) near-equal blocks, rounded up to a
-   multiple of r (cap is a multiple of r), so that no block is a thin leftover. */
-NAM__UNUSED static int nam__gemm_block(int len, int cap, int r) {
-    int64_t nb = (NAM__CAST(int64_t, len) + cap - 1) / cap, b = (len + nb - 1) / nb;
-    b = (b + r - 1) / r * r;
-    return b < cap ? NAM__CAST(int, b) : cap;
-}
-
-/* Software prefetch of a rows x cols region (rows ld floats apart), spread over `steps`
-   calls of nam__gemm_pf_step: the packing of the next A block reads short row segments far
-   apart, which the hardware prefetcher does not see coming, so they are fetched while the
-   current block computes. (Prefetching the next B block the same way measured slower.) */
-typedef struct nam__gemm_pf {
-    const char *base;
-    int64_t stride, row_off;
-    int rows, bytes, lines, r, q, per_step;
-} nam__gemm_pf;
-
-NAM__UNUSED static void nam__gemm_pf_init(nam__gemm_pf *pf, const float *base, int64_t ld, int rows, int cols, int64_t steps) {
-    int64_t total;
-    pf->base = NAM__CAST(const char *, NAM__CAST(const void *, base));
-    pf->stride = ld * NAM__CAST(int64_t, sizeof(float));
-    pf->row_off = 0;
-    pf->rows = rows;
-    pf->bytes = cols * NAM__CAST(int, sizeof(float));
-    pf->lines = pf->bytes / 64 + 1;      /* + 1: the row may straddle one more line */
-    pf->r = pf->q = 0;
-    total = NAM__CAST(int64_t, rows) * pf->lines;
-    if (steps < 1) steps = 1;
-    pf->per_step = NAM__CAST(int, (total + steps - 1) / steps);
-}
-
-NAM__UNUSED static void nam__gemm_pf_step(nam__gemm_pf *pf) {
-    int c;
-    for (c = pf->per_step; c > 0 && pf->r < pf->rows; c--) {
-        int off = pf->q * 64 < pf->bytes ? pf->q * 64 : pf->bytes - 1;
-        NAM__GEMM_PREFETCH(pf->base + pf->row_off + off);
-        if (++pf->q == pf->lines) {
-            pf->q = 0;
-            pf->r++;
-            pf->row_off += pf->stride;
-        }
-    }
-}
-
-/* Pack rows [0, mc) x cols [0, kc) of A (row stride lda) into MR-tall panels:
-   panel r holds, for p = 0..kc-1, A[r*MR + 0..MR-1, p] contiguously; rows past mc are 0. */
-NAM__UNUSED static void nam__gemm_pack_a(int mc, int kc, const float *A, int64_t lda, float *dst) {
-    int i0, i, p;
-    for (i0 = 0; i0 < mc; i0 += NAM__GEMM_MR) {
-        int rows = mc - i0 < NAM__GEMM_MR ? mc - i0 : NAM__GEMM_MR;
-        for (i = 0; i < rows; i++) {
-            const float *src = A + NAM__CAST(int64_t, i0 + i) * lda;
-            for (p = 0; p < kc; p++) dst[p * NAM__GEMM_MR + i] = src[p];
-        }
-        for (; i < NAM__GEMM_MR; i++)
-            for (p = 0; p < kc; p++) dst[p * NAM__GEMM_MR + i] = 0.0f;
-        dst += NAM__CAST(size_t, kc) * NAM__GEMM_MR;
-    }
-}
-
-/* Pack panels [j0, j1) (j0 a multiple of NR) of op(B)[p, j] = B[j*ldb + p] (transB = 1),
-   p < kc, j < nc, in the layout of nam__gemm_pack_bn, 16 x 16 blocks at a time so each
-   line of B read is used up in one visit. */
-NAM__UNUSED static void nam__gemm_pack_bt_ref(int kc, int nc, int j0, int j1, const float *B, int64_t ldb, float *dst) {
-    int j, p, p0;
-    for (; j0 < j1; j0 += NAM__GEMM_NR) {
-        int cols = nc - j0 < NAM__GEMM_NR ? nc - j0 : NAM__GEMM_NR;
-        float *d = dst + NAM__CAST(size_t, j0) * NAM__CAST(size_t, kc);
-        for (p0 = 0; p0 < kc; p0 += 16) {
-            int p1 = kc - p0 < 16 ? kc : p0 + 16;
-            for (j = 0; j < cols; j++) {
-                const float *src = B + NAM__CAST(int64_t, j0 + j) * ldb;
-                for (p = p0; p < p1; p++) d[p * NAM__GEMM_NR + j] = src[p];
-            }
-            for (; j < NAM__GEMM_NR; j++)
-                for (p = p0; p < p1; p++) d[p * NAM__GEMM_NR + j] = 0.0f;
-        }
-    }
-}
-
-/* Pack op(B)[p, j] = B[p*ldb + j] (transB = 0), p < kc, j < nc, into NR-wide panels: panel
-   s holds, for p = 0..kc-1, op(B)[p, s*NR + 0..NR-1] contiguously; columns past nc are 0.
-   It copies 8 rows of B at a time: 8 sequential read streams and 512 contiguous bytes
-   written per panel (a panel-at-a-time walk down 256 rows of a wide B thrashes one L1 set
-   and the TLB). */
-NAM__UNUSED static void nam__gemm_pack_bn(int kc, int nc, const float *B, int64_t ldb, float *dst) {
-    int j0, j, p, p0;
-    for (p0 = 0; p0 < kc; p0 += 8) {
-        int p1 = kc - p0 < 8 ? kc : p0 + 8;
-        for (j0 = 0; j0 < nc; j0 += NAM__GEMM_NR) {
-            int cols = nc - j0 < NAM__GEMM_NR ? nc - j0 : NAM__GEMM_NR;
-            float *d = dst + NAM__CAST(size_t, j0) * NAM__CAST(size_t, kc);
-            for (p = p0; p < p1; p++) {
-                const float *src = B + NAM__CAST(int64_t, p) * ldb + j0;
-                if (cols == NAM__GEMM_NR) memcpy(d + p * NAM__GEMM_NR, src, NAM__GEMM_NR * sizeof(float));
-                else {
-                    for (j = 0; j < cols; j++) d[p * NAM__GEMM_NR + j] = src[j];
-                    for (; j < NAM__GEMM_NR; j++) d[p * NAM__GEMM_NR + j] = 0.0f;
-                }
-            }
-        }
-    }
-}
-
-/* Write an MR x NR tile t (row stride NR) into C, clipped to mr x nr; add when accumulate. */
-NAM__UNUSED static void nam__gemm_store_tile(const float *t, float *C, int64_t ldc, int mr, int nr, int accumulate) {
-    int i, j;
-    for (i = 0; i < mr; i++) {
-        float *c = C + NAM__CAST(int64_t, i) * ldc;
-        const float *s = t + i * NAM__GEMM_NR;
-        if (accumulate) for (j = 0; j < nr; j++) c[j] += s[j];
-        else for (j = 0; j < nr; j++) c[j] = s[j];
-    }
-}
-
-/* Portable micro-kernel: C tile (mr x nr of MR x NR) (+)= a-panel * b-panel over kc. With
-   GCC or clang it is written with 4-wide vector extensions (SSE2 on x86, NEON on ARM), one
-   6 x 8 half of the tile at a time so the 12 accumulators stay in registers; otherwise (or
-   with NAM__GEMM_NO_VECTOR_EXT defined, which the tests use to cover it) in plain C. */
-#if (defined(__GNUC__) || defined(__clang__)) && !defined(NAM__GEMM_NO_VECTOR_EXT)
-typedef float nam__gemm_v4 __attribute__((vector_size(16)));
-NAM__UNUSED static void nam__gemm_micro_ref(int kc, const float *a, const float *b, float *C, int64_t ldc, int mr, int nr, int accumulate) {
-    float t[NAM__GEMM_MR * NAM__GEMM_NR];
-    int h, i, p;
-    for (h = 0; h < NAM__GEMM_NR; h += 8) {
-        nam__gemm_v4 acc[NAM__GEMM_MR][2];
-        memset(acc, 0, sizeof acc);
-        for (p = 0; p < kc; p++) {
-            const float *ap = a + p * NAM__GEMM_MR;
-            nam__gemm_v4 b0, b1;
-            memcpy(&b0, b + p * NAM__GEMM_NR + h, sizeof b0);
-            memcpy(&b1, b + p * NAM__GEMM_NR + h + 4, sizeof b1);
-            for (i = 0; i < NAM__GEMM_MR; i++) {
-                nam__gemm_v4 av = {ap[i], ap[i], ap[i], ap[i]};
-                acc[i][0] += av * b0;
-                acc[i][1] += av * b1;
-            }
-        }
-        for (i = 0; i < NAM__GEMM_MR; i++) memcpy(t + i * NAM__GEMM_NR + h, acc[i], sizeof acc[i]);
-    }
-    nam__gemm_store_tile(t, C, ldc, mr, nr, accumulate);
-}
-#else
-NAM__UNUSED static void nam__gemm_micro_ref(int kc, const float *a, const float *b, float *C, int64_t ldc, int mr, int nr, int accumulate) {
-    float acc[NAM__GEMM_MR * NAM__GEMM_NR];
-    int i, j, p;
-    for (i = 0; i < NAM__GEMM_MR * NAM__GEMM_NR; i++) acc[i] = 0.0f;
-    for (p = 0; p < kc; p++) {
-        const float *bp = b + p * NAM__GEMM_NR, *ap = a + p * NAM__GEMM_MR;
-        for (i = 0; i < NAM__GEMM_MR; i++) {
-            float ai = ap[i];
-            float *row = acc + i * NAM__GEMM_NR;
-            for (j = 0; j < NAM__GEMM_NR; j++) row[j] += ai * bp[j];
-        }
-    }
-    nam__gemm_store_tile(acc, C, ldc, mr, nr, accumulate);
-}
-#endif
-
-#ifdef NAM__GEMM_X86
-/* AVX2 version of nam__gemm_pack_bt_ref: full panels go through 8 x 8 register transposes. */
-__attribute__((target("avx2,fma")))
-NAM__UNUSED static void nam__gemm_pack_bt_avx2(int kc, int nc, int j0, int j1, const float *B, int64_t ldb, float *dst) {
-    int h, p0, full = nc / NAM__GEMM_NR * NAM__GEMM_NR;
-    if (full > j1) full = j1;
-    for (; j0 < full; j0 += NAM__GEMM_NR) {
-        float *d = dst + NAM__CAST(size_t, j0) * NAM__CAST(size_t, kc);
-        /* 16 k at a time (a whole cache line of each of the 16 rows) so no line is fetched twice */
-        for (p0 = 0; p0 + 8 <= kc; p0 += 16) {
-            for (h = 0; h < 2; h++) {
-                int q;
-                for (q = p0; q <= p0 + 8 && q + 8 <= kc; q += 8) {
-                    const float *s = B + NAM__CAST(int64_t, j0 + 8 * h) * ldb + q;
-                    __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ldb), r2 = _mm256_loadu_ps(s + 2 * ldb);
-                    __m256 r3 = _mm256_loadu_ps(s + 3 * ldb), r4 = _mm256_loadu_ps(s + 4 * ldb), r5 = _mm256_loadu_ps(s + 5 * ldb);
-                    __m256 r6 = _mm256_loadu_ps(s + 6 * ldb), r7 = _mm256_loadu_ps(s + 7 * ldb);
-                    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-                    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-                    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-                    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-                    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
-                    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
-                    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
-                    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
-                    float *o = d + q * NAM__GEMM_NR + 8 * h;
-                    _mm256_storeu_ps(o + 0 * NAM__GEMM_NR, _mm256_permute2f128_ps(u0, u4, 0x20));
-                    _mm256_storeu_ps(o + 1 * NAM__GEMM_NR, _mm256_permute2f128_ps(u1, u5, 0x20));
-                    _mm256_storeu_ps(o + 2 * NAM__GEMM_NR, _mm256_permute2f128_ps(u2, u6, 0x20));
-                    _mm256_storeu_ps(o + 3 * NAM__GEMM_NR, _mm256_permute2f128_ps(u3, u7, 0x20));
-                    _mm256_storeu_ps(o + 4 * NAM__GEMM_NR, _mm256_permute2f128_ps(u0, u4, 0x31));
-                    _mm256_storeu_ps(o + 5 * NAM__GEMM_NR, _mm256_permute2f128_ps(u1, u5, 0x31));
-                    _mm256_storeu_ps(o + 6 * NAM__GEMM_NR, _mm256_permute2f128_ps(u2, u6, 0x31));
-                    _mm256_storeu_ps(o + 7 * NAM__GEMM_NR, _mm256_permute2f128_ps(u3, u7, 0x31));
-                }
-            }
-        }
-        p0 = kc / 8 * 8;
-        if (p0 < kc) {          /* k tail (< 8) */
-            int j, p;
-            for (j = 0; j < NAM__GEMM_NR; j++) {
-                const float *s = B + NAM__CAST(int64_t, j0 + j) * ldb;
-                for (p = p0; p < kc; p++) d[p * NAM__GEMM_NR + j] = s[p];
-            }
-        }
-    }
-    if (j0 < j1) nam__gemm_pack_bt_ref(kc, nc, j0, j1, B, ldb, dst);
-}
-
-/* AVX2 version of nam__gemm_pack_a: full 6-row panels go through 8 x 8 register transposes
-   (rows 6 and 7 zero) and store 6 floats per k. */
-__attribute__((target("avx2,fma")))
-NAM__UNUSED static void nam__gemm_pack_a_avx2(int mc, int kc, const float *A, int64_t lda, float *dst) {
-    int i0, p0, full = mc / NAM__GEMM_MR * NAM__GEMM_MR;
-    __m256 z = _mm256_setzero_ps();
-    for (i0 = 0; i0 < full; i0 += NAM__GEMM_MR) {
-        const float *s = A + NAM__CAST(int64_t, i0) * lda;
-        for (p0 = 0; p0 + 8 <= kc; p0 += 8) {
-            __m256 r0 = _mm256_loadu_ps(s + p0), r1 = _mm256_loadu_ps(s + lda + p0), r2 = _mm256_loadu_ps(s + 2 * lda + p0);
-            __m256 r3 = _mm256_loadu_ps(s + 3 * lda + p0), r4 = _mm256_loadu_ps(s + 4 * lda + p0), r5 = _mm256_loadu_ps(s + 5 * lda + p0);
-            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
-            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
-            __m256 u4 = _mm256_shuffle_ps(t4, z, 0x44), u5 = _mm256_shuffle_ps(t4, z, 0xee);
-            __m256 u6 = _mm256_shuffle_ps(t5, z, 0x44), u7 = _mm256_shuffle_ps(t5, z, 0xee);
-            __m256 v[8];
-            int q;
-            float *d = dst + NAM__CAST(size_t, p0) * NAM__GEMM_MR;
-            v[0] = _mm256_permute2f128_ps(u0, u4, 0x20); v[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-            v[2] = _mm256_permute2f128_ps(u2, u6, 0x20); v[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-            v[4] = _mm256_permute2f128_ps(u0, u4, 0x31); v[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-            v[6] = _mm256_permute2f128_ps(u2, u6, 0x31); v[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-            for (q = 0; q < 8; q++) {          /* k = p0 + q: A[i0 + 0..5, k] */
-                _mm_storeu_ps(d + q * NAM__GEMM_MR, _mm256_castps256_ps128(v[q]));
-                _mm_storel_pi(NAM__CAST(__m64 *, NAM__CAST(void *, d + q * NAM__GEMM_MR + 4)), _mm256_extractf128_ps(v[q], 1));
-            }
-        }
-        for (; p0 < kc; p0++) {                /* k tail (< 8) */
-            int i;
-            for (i = 0; i < NAM__GEMM_MR; i++) dst[p0 * NAM__GEMM_MR + i] = s[NAM__CAST(int64_t, i) * lda + p0];
-        }
-        dst += NAM__CAST(size_t, kc) * NAM__GEMM_MR;
-    }
-    if (full < mc) nam__gemm_pack_a(mc - full, kc, A + NAM__CAST(int64_t, full) * lda, lda, dst);
-}
-
-/* AVX2+FMA micro-kernel, 6 x 16: per p, two 8-wide loads of the b panel, six broadcasts of
-   the a panel, twelve FMAs into ymm accumulators; p unrolled by 4. Full tiles store straight
-   into C (prefetched first); edge tiles go through a small buffer. */
-__attribute__((target("avx2,fma")))
-NAM__UNUSED static void nam__gemm_micro_avx2(int kc, const float *a, const float *b, float *C, int64_t ldc, int mr, int nr, int accumulate) {
-    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
-    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-    __m256 b0, b1, av;
-    int p, i;
-    for (i = 0; i < mr; i++) {
-        _mm_prefetch(NAM__CAST(const char *, NAM__CAST(const void *, C + i * ldc)), _MM_HINT_T0);
-        _mm_prefetch(NAM__CAST(const char *, NAM__CAST(const void *, C + i * ldc + nr - 1)), _MM_HINT_T0);
-    }
-#define NAM__GEMM_STEP(o)                                                                                      \
-    b0 = _mm256_loadu_ps(b + (o) * NAM__GEMM_NR);                                                               \
-    b1 = _mm256_loadu_ps(b + (o) * NAM__GEMM_NR + 8);                                                           \
-    av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 0); c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01); \
-    av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 1); c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11); \
-    av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 2); c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21); \
-    av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 3); c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31); \
-    av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 4); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41); \
-    av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + 5); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
-    for (p = 0; p + 4 <= kc; p += 4) {
-        NAM__GEMM_STEP(0) NAM__GEMM_STEP(1) NAM__GEMM_STEP(2) NAM__GEMM_STEP(3)
-        a += 4 * NAM__GEMM_MR;
-        b += 4 * NAM__GEMM_NR;
-    }
-    for (; p < kc; p++) {
-        NAM__GEMM_STEP(0)
-        a += NAM__GEMM_MR;
-        b += NAM__GEMM_NR;
-    }
-#undef NAM__GEMM_STEP
-    if (mr == NAM__GEMM_MR && nr == NAM__GEMM_NR) {
-        float *r0 = C, *r1 = r0 + ldc, *r2 = r1 + ldc, *r3 = r2 + ldc, *r4 = r3 + ldc, *r5 = r4 + ldc;
-        if (accumulate) {
-            c00 = _mm256_add_ps(c00, _mm256_loadu_ps(r0)); c01 = _mm256_add_ps(c01, _mm256_loadu_ps(r0 + 8));
-            c10 = _mm256_add_ps(c10, _mm256_loadu_ps(r1)); c11 = _mm256_add_ps(c11, _mm256_loadu_ps(r1 + 8));
-            c20 = _mm256_add_ps(c20, _mm256_loadu_ps(r2)); c21 = _mm256_add_ps(c21, _mm256_loadu_ps(r2 + 8));
-            c30 = _mm256_add_ps(c30, _mm256_loadu_ps(r3)); c31 = _mm256_add_ps(c31, _mm256_loadu_ps(r3 + 8));
-            c40 = _mm256_add_ps(c40, _mm256_loadu_ps(r4)); c41 = _mm256_add_ps(c41, _mm256_loadu_ps(r4 + 8));
-            c50 = _mm256_add_ps(c50, _mm256_loadu_ps(r5)); c51 = _mm256_add_ps(c51, _mm256_loadu_ps(r5 + 8));
-        }
-        _mm256_storeu_ps(r0, c00); _mm256_storeu_ps(r0 + 8, c01);
-        _mm256_storeu_ps(r1, c10); _mm256_storeu_ps(r1 + 8, c11);
-        _mm256_storeu_ps(r2, c20); _mm256_storeu_ps(r2 + 8, c21);
-        _mm256_storeu_ps(r3, c30); _mm256_storeu_ps(r3 + 8, c31);
-        _mm256_storeu_ps(r4, c40); _mm256_storeu_ps(r4 + 8, c41);
-        _mm256_storeu_ps(r5, c50); _mm256_storeu_ps(r5 + 8, c51);
-    } else {
-        float t[NAM__GEMM_MR * NAM__GEMM_NR];
-        _mm256_storeu_ps(t + 0 * 16, c00); _mm256_storeu_ps(t + 0 * 16 + 8, c01);
-        _mm256_storeu_ps(t + 1 * 16, c10); _mm256_storeu_ps(t + 1 * 16 + 8, c11);
-        _mm256_storeu_ps(t + 2 * 16, c20); _mm256_storeu_ps(t + 2 * 16 + 8, c21);
-        _mm256_storeu_ps(t + 3 * 16, c30); _mm256_storeu_ps(t + 3 * 16 + 8, c31);
-        _mm256_storeu_ps(t + 4 * 16, c40); _mm256_storeu_ps(t + 4 * 16 + 8, c41);
-        _mm256_storeu_ps(t + 5 * 16, c50); _mm256_storeu_ps(t + 5 * 16 + 8, c51);
-        nam__gemm_store_tile(t, C, ldc, mr, nr, accumulate);
-    }
-}
-
-/* The same for edge tiles of mr < 6 rows: only those rows are computed (R below is a
-   literal, so the dead rows fold away), and the result goes through a small buffer. */
-__attribute__((target("avx2,fma")))
-NAM__UNUSED static void nam__gemm_micro_avx2_rows(int kc, const float *a, const float *b, float *C, int64_t ldc, int mr, int nr, int accumulate) {
-    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
-    __m256 b0, b1, av;
-    int p, i;
-    for (i = 0; i < mr; i++) {
-        _mm_prefetch(NAM__CAST(const char *, NAM__CAST(const void *, C + i * ldc)), _MM_HINT_T0);
-        _mm_prefetch(NAM__CAST(const char *, NAM__CAST(const void *, C + i * ldc + nr - 1)), _MM_HINT_T0);
-    }
-#define NAM__GEMM_ROW(o, R, r, cr0, cr1)                                                          \
-    if ((R) > (r)) {                                                                              \
-        av = _mm256_broadcast_ss(a + (o) * NAM__GEMM_MR + (r));                                   \
-        cr0 = _mm256_fmadd_ps(av, b0, cr0);                                                       \
-        cr1 = _mm256_fmadd_ps(av, b1, cr1);                                                       \
-    }
-#define NAM__GEMM_STEP(o, R)                                                                      \
-    b0 = _mm256_loadu_ps(b + (o) * NAM__GEMM_NR);                                                 \
-    b1 = _mm256_loadu_ps(b + (o) * NAM__GEMM_NR + 8);                                             \
-    NAM__GEMM_ROW(o, R, 0, c00, c01) NAM__GEMM_ROW(o, R, 1, c10, c11) NAM__GEMM_ROW(o, R, 2, c20, c21) \
-    NAM__GEMM_ROW(o, R, 3, c30, c31) NAM__GEMM_ROW(o, R, 4, c40, c41)
-#define NAM__GEMM_KLOOP(R)                                                                        \
-    for (p = 0; p + 4 <= kc; p += 4) {                                                            \
-        NAM__GEMM_STEP(0, R) NAM__GEMM_STEP(1, R) NAM__GEMM_STEP(2, R) NAM__GEMM_STEP(3, R)       \
-        a += 4 * NAM__GEMM_MR;                                                                    \
-        b += 4 * NAM__GEMM_NR;                                                                    \
-    }                                                                                             \
-    for (; p < kc; p++) {                                                                         \
-        NAM__GEMM_STEP(0, R)                                                                      \
-        a += NAM__GEMM_MR;                                                                        \
-        b += NAM__GEMM_NR;                                                                        \
-    }
-    switch (mr) {
-    case 1: NAM__GEMM_KLOOP(1) break;
-    case 2: NAM__GEMM_KLOOP(2) break;
-    case 3: NAM__GEMM_KLOOP(3) break;
-    case 4: NAM__GEMM_KLOOP(4) break;
-    default: NAM__GEMM_KLOOP(5) break;
-    }
-#undef NAM__GEMM_KLOOP
-#undef NAM__GEMM_STEP
-#undef NAM__GEMM_ROW
-    {
-        float t[(NAM__GEMM_MR - 1) * NAM__GEMM_NR];
-        _mm256_storeu_ps(t + 0 * 16, c00); _mm256_storeu_ps(t + 0 * 16 + 8, c01);
-        _mm256_storeu_ps(t + 1 * 16, c10); _mm256_storeu_ps(t + 1 * 16 + 8, c11);
-        _mm256_storeu_ps(t + 2 * 16, c20); _mm256_storeu_ps(t + 2 * 16 + 8, c21);
-        _mm256_storeu_ps(t + 3 * 16, c30); _mm256_storeu_ps(t + 3 * 16 + 8, c31);
-        _mm256_storeu_ps(t + 4 * 16, c40); _mm256_storeu_ps(t + 4 * 16 + 8, c41);
-        nam__gemm_store_tile(t, C, ldc, mr, nr, accumulate);
-    }
-}
-#endif
-
-/* 1 when the AVX2+FMA micro-kernel can run on this CPU. */
-NAM__UNUSED static int nam__gemm_have_avx2(void) {
-#ifdef NAM__GEMM_X86
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
-
-/* The blocked GEMM with an explicit choice of code (simd: 1 = AVX2+FMA packing and micro-
-   kernel, only valid when nam__gemm_have_avx2(); 0 = portable). nam__sgemm picks simd from
-   the CPU; tests call this for both paths. */
-NAM__UNUSED static void nam__gemm_blocked_body(int m, int n, int k, const float *A, int64_t lda, const float *B, int64_t ldb, int transB,
-                                               float beta, float *C, int64_t ldc, float *pack, int simd) {
-    float *pa = pack, *pb = pack + nam__gemm_a_floats(m, k);
-    int mcb = nam__gemm_block(m, NAM__GEMM_MC, NAM__GEMM_MR), kcb = nam__gemm_block(k, NAM__GEMM_KC, 8);
-    int ncb = nam__gemm_block(n, NAM__GEMM_NC, NAM__GEMM_NR);
-    int jc, pc, ic, jr, ir;
-    nam__gemm_pf pfa;
-#ifndef NAM__GEMM_X86
-    (void)simd;
-#endif
-    for (jc = 0; jc < n; jc += ncb) {
-        int nc = n - jc < ncb ? n - jc : ncb;
-        for (pc = 0; pc < k; pc += kcb) {
-            int kc = k - pc < kcb ? k - pc : kcb;
-            int accumulate = pc > 0 || beta != 0.0f;
-            int64_t col_tiles = (nc + NAM__GEMM_NR - 1) / NAM__GEMM_NR;
-            /* transB = 1 packs each B panel just before its first use (the ic == 0 pass
-               below), while it is hot; transB = 0 packs the block up front (row order). */
-            if (!transB) nam__gemm_pack_bn(kc, nc, B + NAM__CAST(int64_t, pc) * ldb + jc, ldb, pb);
-            for (ic = 0; ic < m; ic += mcb) {
-                int mc = m - ic < mcb ? m - ic : mcb;
-                /* the next A block: rows below this one, else the top rows of the next k slice */
-                int in = ic + mc, pan = pc, kan = kc;
-                if (in >= m) { in = 0; pan = pc + kc < k ? pc + kc : 0; kan = k - pan < kcb ? k - pan : kcb; }
-                if (ic + mc < m || pc + kc < k || jc + nc < n)
-                    nam__gemm_pf_init(&pfa, A + NAM__CAST(int64_t, in) * lda + pan, lda, m - in < mcb ? m - in : mcb, kan,
-                                      NAM__CAST(int64_t, (mc + NAM__GEMM_MR - 1) / NAM__GEMM_MR) * col_tiles);
-                else nam__gemm_pf_init(&pfa, A, lda, 0, 1, 1);
-#ifdef NAM__GEMM_X86
-                if (simd) nam__gemm_pack_a_avx2(mc, kc, A + NAM__CAST(int64_t, ic) * lda + pc, lda, pa);
-                else
-#endif
-                    nam__gemm_pack_a(mc, kc, A + NAM__CAST(int64_t, ic) * lda + pc, lda, pa);
-                for (jr = 0; jr < nc; jr += NAM__GEMM_NR) {
-                    int nr = nc - jr < NAM__GEMM_NR ? nc - jr : NAM__GEMM_NR;
-                    const float *bp = pb + NAM__CAST(size_t, jr) * NAM__CAST(size_t, kc);
-                    if (transB && ic == 0) {
-                        const float *bsrc = B + NAM__CAST(int64_t, jc) * ldb + pc;
-#ifdef NAM__GEMM_X86
-                        if (simd) nam__gemm_pack_bt_avx2(kc, nc, jr, jr + nr, bsrc, ldb, pb);
-                        else
-#endif
-                            nam__gemm_pack_bt_ref(kc, nc, jr, jr + nr, bsrc, ldb, pb);
-                    }
-                    for (ir = 0; ir < mc; ir += NAM__GEMM_MR) {
-                        int mr = mc - ir < NAM__GEMM_MR ? mc - ir : NAM__GEMM_MR;
-                        const float *ap = pa + NAM__CAST(size_t, ir) * NAM__CAST(size_t, kc);
-                        float *cp = C + NAM__CAST(int64_t, ic + ir) * ldc + jc + jr;
-                        nam__gemm_pf_step(&pfa);
-#ifdef NAM__GEMM_X86
-                        if (simd && mr == NAM__GEMM_MR) nam__gemm_micro_avx2(kc, ap, bp, cp, ldc, mr, nr, accumulate);
-                        else if (simd) nam__gemm_micro_avx2_rows(kc, ap, bp, cp, ldc, mr, nr, accumulate);
-                        else
-#endif
-                            nam__gemm_micro_ref(kc, ap, bp, cp, ldc, mr, nr, accumulate);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/* The blocked loop inside the kernel FP environment (>>kernel-common): tests and nam-bench
-   call it directly for the portable micro-kernel. */
-NAM__UNUSED static void nam__gemm_blocked(int m, int n, int k, const float *A, int64_t lda, const float *B, int64_t ldb, int transB,
-                                          float beta, float *C, int64_t ldc, float *pack, int simd) {
-    nam__fpenv fe;
-    nam__fp_enter(&fe);
-    nam__gemm_blocked_body(m, n, k, A, lda, B, ldb, transB, beta, C, ldc, pack, simd);
-    nam__fp_leave(&fe);
-}
-
-/* C = beta*C + A * op(B), see the top of this section. Single-threaded, no allocation. */
-NAM__UNUSED static void nam__sgemm(int m, int n, int k, const float *A, int64_t lda, const float *B, int64_t ldb, int transB,
-                                   float beta, float *C, int64_t ldc, float *pack) {
-    nam__fpenv fe;
-    if (m < 1 || n < 1 || k < 1) return;
-    nam__fp_enter(&fe);   /* the kernel FP environment (>>kernel-common); inside a kernel entry it only reads MXCSR */
-#ifdef NAM_CBLAS
-    (void)pack;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, A, NAM__CAST(int, lda), B,
-                NAM__CAST(int, ldb), beta, C, NAM__CAST(int, ldc));
-#else
-    nam__gemm_blocked(m, n, k, A, lda, B, ldb, transB, beta, C, ldc, pack, nam__gemm_have_avx2());
-#endif
-    nam__fp_leave(&fe);
-}
-
-/* >>kernel-moe ------------------------------------------------------------ */
-/* >>moe -------------------------------------------------------------------------------- */
-/* MoE: router, dispatch plan, permute, grouped expert FFN, combine (Megatron semantics:
-   topk_routing_with_score_function, permute/unpermute with a routing map, "position"
-   capacity dropping).
-
-   Router     one pass per token: selection score per expert, insertion into a sorted
-              top-k list held in the output row (ties keep the lower expert index), then
-              the weights. Softmax and sigmoid are computed in double from max-shifted
-              logits, so 1e30 or -1e30 logits give no overflow and no NaN.
-   Dispatch   counting sort: histogram, capacity clip, exclusive prefix sum (offsets),
-              then one ordered pass that places (t, slot) in its expert's segment, so
-              every segment lists its rows in ascending token order (stable).
-   Combine    per token, in slot order: the row of (t, slot) is found by binary search in
-              its expert's segment (segments are sorted), so no inverse map is needed; the
-              first contribution is assigned, not added to 0, which makes permute followed
-              by an unweighted k = 1 combine the exact identity (even for -0.0).
-   Expert FFN NAM_BACKEND_CPU_REF: plain loops, fp64 accumulation, any dtype and stride.
-              NAM_BACKEND_CPU: work items are (expert, tile of up to NAM__MOE_MT rows),
-              taken from a shared cursor by `threads` workers (nam__parallel_for), each
-              with its own workspace slice. Two inner paths:
-              - AVX2+FMA (chosen at run time): the weights are streamed in place, never
-                packed. The tile's rows are transposed into 16-row panels xT[p][16]; a
-                6 x 16 register tile (12 ymm accumulators) computes 6 weight rows against
-                16 rows per step of p: out^T = W * x^T. With ~32 rows per expert (T*k/E)
-                each weight element is used only ~32 times, so packing the weights (what
-                a GEMM does) would cost as much as the arithmetic; reading them in place
-                keeps the layer compute-bound. The first product writes h^T panels
-                directly (activation fused), which are the second product's input panels.
-                Each kernel call prefetches (to L2) its share of the next weight block, so
-                DRAM is read at a steady rate instead of stalling the block's first use.
-                A tile's last 1..NAM__MOE_DOT_MAX rows run a dot-product kernel
-                (vectorised along the reduction, two rows at a time) instead of a 16-row
-                panel that would mostly compute zeros.
-              - otherwise nam__sgemm (>>gemm) with transB = 1 on row tiles.
-              f32 weights with unit inner stride are used in place. Other weights (bf16,
-              f16, strided) are never converted all at once (128 experts x 3 x 768 x 2048
-              in f32 would be 2.4 GB): the streaming path converts one 6-row block just
-              before its use (it stays in L1, so bf16 weights cost about what f32 ones
-              do, at half the DRAM bytes); the sgemm path converts one expert at a time
-              into the worker's workspace (3 F H floats). */
-#define NAM__MOE_MT 64         /* rows per FFN work item (a multiple of 16) */
-#define NAM__MOE_DOT_MAX 6     /* tile tails of up to this many rows run the dot-product kernel */
-#define NAM__MOE_MAX_EXPERTS (1 << 20)
-
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-#define NAM__MOE_X86 1   /* AVX2+FMA kernels (target attributes, chosen at run time); nam.h includes immintrin.h */
-#endif
-
-/* ---- small helpers ------------------------------------------------------------------- */
-NAM__UNUSED static int nam__moe_finite(double v) { return v == v && v - v == 0.0; }
-
-/* A float tensor whose last axis has unit stride and dtype f32: usable in place. */
-NAM__UNUSED static int nam__moe_rows_f32(const nam_tensor *t) {
-    int64_t st[NAM_MAX_DIMS];
-    nam__tensor_strides(t, st);
-    return t->dtype == NAM_F32 && (st[t->ndim - 1] == 1 || t->shape[t->ndim - 1] == 1);
-}
-
-/* The resolved view of a dispatch plan, as permute, combine and the FFN read it. */
-typedef struct nam__moe_plan {
-    int64_t T, k, E, nrows;
-    const int32_t *idx, *off, *rows;   /* topk_idx (T, k), offsets (E + 1), rows (T * k) */
-    int64_t si[NAM_MAX_DIMS], so[NAM_MAX_DIMS], sr[NAM_MAX_DIMS];
-} nam__moe_plan;
-
-NAM__UNUSED static int64_t nam__moe_off(const nam__moe_plan *p, int64_t e) { return p->off[e * p->so[0]]; }
-NAM__UNUSED static int64_t nam__moe_row(const nam__moe_plan *p, int64_t j) { return p->rows[j * p->sr[0]]; }
-NAM__UNUSED static int64_t nam__moe_idx(const nam__moe_plan *p, int64_t t, int64_t s) { return p->idx[t * p->si[0] + s * p->si[1]]; }
-
-/* Check a plan for a consumer. need: 0 offsets only (FFN), 1 also topk_idx and rows
-   (permute, combine), with every kept row checked against topk_idx and its segment order. */
-NAM__UNUSED static nam_status nam__moe_plan_check(const nam_moe_dispatch_desc *d, const char *fn, int need, nam__moe_plan *p, nam_error *err) {
-    nam_status s;
-    int64_t e, j, prev, v;
-    memset(p, 0, sizeof *p);
-    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: plan is NULL (fill it with nam_moe_dispatch)", fn);
-    if (d->num_experts < 1 || d->num_experts > NAM__MOE_MAX_EXPERTS)
-        return nam__err(err, NAM_ERR_RANGE, "%s: plan.num_experts = %d is out of range (1..%d)", fn, d->num_experts, NAM__MOE_MAX_EXPERTS);
-    p->E = d->num_experts;
-    if ((s = nam__tensor_i32(&d->offsets, "plan.offsets", 1, "E+1", err))) return s;
-    if ((s = nam__tensor_dim(&d->offsets, "plan.offsets", 0, "E+1", p->E + 1, "plan.num_experts + 1", err))) return s;
-    p->off = NAM__CAST(const int32_t *, d->offsets.data);
-    nam__tensor_strides(&d->offsets, p->so);
-    if (need) {
-        if ((s = nam__tensor_i32(&d->topk_idx, "plan.topk_idx", 2, "T,k", err))) return s;
-        p->T = d->topk_idx.shape[0];
-        p->k = d->topk_idx.shape[1];
-        if (p->T > INT32_MAX / p->k)
-            return nam__err(err, NAM_ERR_LIMIT, "%s: plan.topk_idx has T * k > %d entries", fn, INT32_MAX);
-        if ((s = nam__tensor_i32(&d->rows, "plan.rows", 1, "T*k", err))) return s;
-        if ((s = nam__tensor_dim(&d->rows, "plan.rows", 0, "T*k", p->T * p->k, "plan.topk_idx T * k", err))) return s;
-        p->idx = NAM__CAST(const int32_t *, d->topk_idx.data);
-        p->rows = NAM__CAST(const int32_t *, d->rows.data);
-        nam__tensor_strides(&d->topk_idx, p->si);
-        nam__tensor_strides(&d->rows, p->sr);
-    }
-    if (d->offsets.device == NAM_DEVICE_CUDA) {
-        /* device plans are not read back: their values are nam_moe_dispatch's by contract */
-        const nam_tensor *ts[3];
-        static const char *const nm[3] = {"plan.offsets", "plan.topk_idx", "plan.rows"};
-        ts[0] = &d->offsets; ts[1] = need ? &d->topk_idx : NULL; ts[2] = need ? &d->rows : NULL;
-        if ((s = nam__same_device(3, ts, nm, err))) return s;
-        p->nrows = d->num_rows;
-        if (d->num_rows < 0 || (need && p->nrows > p->T * p->k))
-            return nam__err(err, NAM_ERR_INVALID_ARG, "%s: plan.num_rows = %d is out of range (0..T * k)", fn, d->num_rows);
-        return NAM_OK;
-    }
-    if (nam__moe_off(p, 0) != 0) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: plan.offsets[0] = %lld, expected 0", fn, NAM__CAST(long long, nam__moe_off(p, 0)));
-    for (e = 0; e < p->E; e++)
-        if (nam__moe_off(p, e + 1) < nam__moe_off(p, e))
-            return nam__err(err, NAM_ERR_INVALID_ARG, "%s: plan.offsets decreases at expert %lld (%lld after %lld)", fn, NAM__CAST(long long, e),
-                            NAM__CAST(long long, nam__moe_off(p, e + 1)), NAM__CAST(long long, nam__moe_off(p, e)));
-    p->nrows = nam__moe_off(p, p->E);
-    if (d->num_rows != p->nrows)
-        return nam__err(err, NAM_ERR_INVALID_ARG, "%s: plan.num_rows = %d, but plan.offsets[E] = %lld", fn, d->num_rows, NAM__CAST(long long, p->nrows));
-    if (!need) return NAM_OK;
-    if (p->nrows > p->T * p->k)
-        return nam__err(err, NAM_ERR_INVALID_ARG, "%s: plan.offsets[E] = %lld exceeds T * k = %lld", fn, NAM__CAST(long long, p->nrows), NAM__CAST(long long, p->T * p->k));
-    for (e = 0; e < p->E; e++) {
-        prev = -1;
-        for (j = nam__moe_off(p, e); j < nam__moe_off(p, e + 1); j++) {
-            v = nam__moe_row(p, j);
-            if (v <= prev || v >= p->T * p->k || nam__moe_idx(p, v / p->k, v % p->k) != e)
-                return nam__err(err, NAM_ERR_INVALID_ARG, "%s: plan.rows[%lld] = %lld does not belong to expert %lld's ascending segment "
-                                "(was the plan made by nam_moe_dispatch from this topk_idx?)", fn, NAM__CAST(long long, j), NAM__CAST(long long, v), NAM__CAST(long long, e));
-            prev = v;
-        }
-    }
-    return NAM_OK;
-}
-
-/* ---- router -------------------------------------------------------------------------- */
-NAM__UNUSED static nam_status nam__moe_route_body(nam_moe_route_desc *d, nam_error *err) {
-    int64_t T, E, t, e, sl[NAM_MAX_DIMS], sb[NAM_MAX_DIMS], si[NAM_MAX_DIMS], sw[NAM_MAX_DIMS];
-    int64_t k, n, pos, j;
-    int32_t *idx;
-    float *w, scale;
-    nam_backend ran;
-    nam_status s;
-    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_route: desc is NULL");
-    if ((s = nam__tensor_basic(&d->logits, "logits", 2, "T,E", 0, err))) return s;
-    if ((s = nam_query_backend(d->backend, d->logits.device, &ran, err))) return s;
-    T = d->logits.shape[0];
-    E = d->logits.shape[1];
-    k = d->topk;
-    if (d->topk < 1 || k > E)
-        return nam__err(err, NAM_ERR_RANGE, "topk = %d is out of range: it must be 1..E, and E = logits.shape[1] = %lld", d->topk, NAM__CAST(long long, E));
-    if (d->score != NAM_MOE_SOFTMAX && d->score != NAM_MOE_SIGMOID)
-        return nam__err(err, NAM_ERR_INVALID_ARG, "score = %d is not a nam_moe_score (softmax 0, sigmoid 1)", NAM__CAST(int, d->score));
-    if (d->pre_softmax && d->score != NAM_MOE_SOFTMAX)
-        return nam__err(err, NAM_ERR_INVALID_ARG, "pre_softmax = %d applies to the softmax score only (score is sigmoid)", d->pre_softmax);
-    if (d->expert_bias.data) {
-        if (d->score != NAM_MOE_SIGMOID)
-            return nam__err(err, NAM_ERR_INVALID_ARG, "expert_bias is given, but it is used with the sigmoid score only (aux-loss-free routing)");
-        if ((s = nam__tensor_basic(&d->expert_bias, "expert_bias", 1, "E", 1, err))) return s;
-        if ((s = nam__tensor_dim(&d->expert_bias, "expert_bias", 0, "E", E, "logits.shape[1]", err))) return s;
-        nam__tensor_strides(&d->expert_bias, sb);
-        for (e = 0; e < E && d->expert_bias.device == NAM_DEVICE_CPU; e++)
-            if (!nam__moe_finite(nam__load(d->expert_bias.data, d->expert_bias.dtype, e * sb[0])))
-                return nam__err(err, NAM_ERR_RANGE, "expert_bias[%lld] = %g is not finite", NAM__CAST(long long, e),
-                                NAM__CAST(double, nam__load(d->expert_bias.data, d->expert_bias.dtype, e * sb[0])));
-    }
-    if ((s = nam__tensor_i32(&d->topk_idx, "topk_idx", 2, "T,k", err))) return s;
-    if ((s = nam__tensor_dim(&d->topk_idx, "topk_idx", 0, "T", T, "logits.shape[0]", err))) return s;
-    if ((s = nam__tensor_dim(&d->topk_idx, "topk_idx", 1, "k", k, "topk", err))) return s;
-    if ((s = nam__tensor_basic(&d->topk_weight, "topk_weight", 2, "T,k", 0, err))) return s;
-    if (d->topk_weight.dtype != NAM_F32) return nam__err(err, NAM_ERR_INVALID_ARG, "topk_weight: dtype %s, expected f32", nam_dtype_name(d->topk_weight.dtype));
-    if ((s = nam__tensor_dim(&d->topk_weight, "topk_weight", 0, "T", T, "logits.shape[0]", err))) return s;
-    if ((s = nam__tensor_dim(&d->topk_weight, "topk_weight", 1, "k", k, "topk", err))) return s;
-    if (!nam__moe_finite(d->scaling_factor)) return nam__err(err, NAM_ERR_RANGE, "scaling_factor = %g is not finite", NAM__CAST(double, d->scaling_factor));
-    scale = d->scaling_factor == 0.0f ? 1.0f : d->scaling_factor;
-    {
-        const nam_tensor *ts[4];
-        static const char *const nm[4] = {"logits", "expert_bias", "topk_idx", "topk_weight"};
-        ts[0] = &d->logits; ts[1] = &d->expert_bias; ts[2] = &d->topk_idx; ts[3] = &d->topk_weight;
-        if ((s = nam__same_device(4, ts, nm, err))) return s;
-    }
-#ifdef NAM_CUDA
-    if (ran == NAM_BACKEND_CUDA) {
-        s = nam_cuda__moe_route(d, err);
-        if (s == NAM_OK) d->ran = NAM_BACKEND_CUDA;
-        return s;
-    }
-#endif
-    nam__tensor_strides(&d->logits, sl);
-    nam__tensor_strides(&d->topk_idx, si);
-    nam__tensor_strides(&d->topk_weight, sw);
-    idx = NAM__CAST(int32_t *, d->topk_idx.data);
-    w = NAM__CAST(float *, d->topk_weight.data);
-    d->ran = ran;
-
-    for (t = 0; t < T; t++) {
-        int32_t *ir = idx + t * si[0];
-        float *wr = w + t * sw[0];
-        double mx = 0.0, sum = 0.0;
-        const void *L = d->logits.data;
-        nam_dtype ldt = d->logits.dtype;
-        for (e = 0; e < E; e++) {
-            double v = nam__load(L, ldt, t * sl[0] + e * sl[1]);
-            if (!nam__moe_finite(v))
-                return nam__err(err, NAM_ERR_RANGE, "logits[%lld, %lld] = %g is not finite", NAM__CAST(long long, t), NAM__CAST(long long, e), v);
-            if (e == 0 || v > mx) mx = v;
-        }
-        if (d->score == NAM_MOE_SOFTMAX && d->pre_softmax)
-            for (e = 0; e < E; e++) sum += exp(NAM__CAST(double, nam__load(L, ldt, t * sl[0] + e * sl[1])) - mx);
-        /* selection: a sorted top-k list in the output row (values in wr, ids in ir) */
-        n = 0;
-        for (e = 0; e < E; e++) {
-            double l = nam__load(L, ldt, t * sl[0] + e * sl[1]);
-            float v;
-            if (d->score == NAM_MOE_SIGMOID) {
-                v = NAM__CAST(float, 1.0 / (1.0 + exp(-l)));
-                if (d->expert_bias.data) v += nam__load(d->expert_bias.data, d->expert_bias.dtype, e * sb[0]);
-            } else if (d->pre_softmax) v = NAM__CAST(float, exp(l - mx) / sum);
-            else v = NAM__CAST(float, l);
-            if (n == k && !(v > wr[(k - 1) * sw[1]])) continue;   /* ties: the lower index stays */
-            pos = n < k ? n++ : k - 1;
-            while (pos > 0 && v > wr[(pos - 1) * sw[1]]) {
-                wr[pos * sw[1]] = wr[(pos - 1) * sw[1]];
-                ir[pos * si[1]] = ir[(pos - 1) * si[1]];
-                pos--;
-            }
-            wr[pos * sw[1]] = v;
-            ir[pos * si[1]] = NAM__CAST(int32_t, e);
-        }
-        /* weights */
-        if (d->score == NAM_MOE_SOFTMAX && !d->pre_softmax) {
-            double top = wr[0], z = 0.0;
-            for (j = 0; j < k; j++) z += exp(NAM__CAST(double, wr[j * sw[1]]) - top);
-            for (j = 0; j < k; j++) wr[j * sw[1]] = NAM__CAST(float, exp(NAM__CAST(double, wr[j * sw[1]]) - top) / z);
-        } else if (d->score == NAM_MOE_SIGMOID) {
-            double z = 0.0;
-            for (j = 0; j < k; j++) {
-                double l = nam__load(L, ldt, t * sl[0] + NAM__CAST(int64_t, ir[j * si[1]]) * sl[1]);
-                wr[j * sw[1]] = NAM__CAST(float, 1.0 / (1.0 + exp(-l)));   /* un-biased score */
-                z += wr[j * sw[1]];
-            }
-            if (k > 1)
-                for (j = 0; j < k; j++) wr[j * sw[1]] = NAM__CAST(float, wr[j * sw[1]] / (z + 1e-20));
-        }
-        if (scale != 1.0f)
-            for (j = 0; j < k; j++) wr[j * sw[1]] *= scale;
-    }
-    return NAM_OK;
-}
-
-NAM__DEF nam_status nam_moe_route(nam_moe_route_desc *d, nam_error *err) {
-    nam_status st;
-    NAM__FP_CALL(st, nam__moe_route_body(d, err));
-    return st;
-}
-
-/* ---- dispatch ------------------------------------------------------------------------ */
-/* The shape, option and device checks of a dispatch desc. */
-static nam_status nam__moe_dispatch_check(const nam_moe_dispatch_desc *d, nam_error *err) {
-    int64_t T, k, E;
-    nam_status s;
-    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_dispatch: desc is NULL");
-    if ((s = nam__tensor_i32(&d->topk_idx, "topk_idx", 2, "T,k", err))) return s;
-    T = d->topk_idx.shape[0];
-    k = d->topk_idx.shape[1];
-    if (T > INT32_MAX / k) return nam__err(err, NAM_ERR_LIMIT, "topk_idx has T * k = %lld entries; rows are i32, so at most %d", NAM__CAST(long long, T * k), INT32_MAX);
-    if (d->num_experts < 1 || d->num_experts > NAM__MOE_MAX_EXPERTS)
-        return nam__err(err, NAM_ERR_RANGE, "num_experts = %d is out of range (1..%d)", d->num_experts, NAM__MOE_MAX_EXPERTS);
-    E = d->num_experts;
-    if (!nam__moe_finite(d->capacity_factor) || d->capacity_factor < 0.0f)
-        return nam__err(err, NAM_ERR_RANGE, "capacity_factor = %g must be finite and >= 0 (0: no capacity limit)", NAM__CAST(double, d->capacity_factor));
-    if ((s = nam__tensor_i32(&d->counts, "counts", 1, "E", err))) return s;
-    if ((s = nam__tensor_dim(&d->counts, "counts", 0, "E", E, "num_experts", err))) return s;
-    if ((s = nam__tensor_i32(&d->offsets, "offsets", 1, "E+1", err))) return s;
-    if ((s = nam__tensor_dim(&d->offsets, "offsets", 0, "E+1", E + 1, "num_experts + 1", err))) return s;
-    if ((s = nam__tensor_i32(&d->rows, "rows", 1, "T*k", err))) return s;
-    if ((s = nam__tensor_dim(&d->rows, "rows", 0, "T*k", T * k, "topk_idx T * k", err))) return s;
-    {
-        const nam_tensor *ts[4];
-        static const char *const nm[4] = {"topk_idx", "counts", "offsets", "rows"};
-        ts[0] = &d->topk_idx; ts[1] = &d->counts; ts[2] = &d->offsets; ts[3] = &d->rows;
-        if ((s = nam__same_device(4, ts, nm, err))) return s;
-    }
-    return NAM_OK;
-}
-
-NAM__UNUSED static nam_status nam__moe_dispatch_workspace_size_body(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err) {
-    nam_status s;
-    if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_dispatch_workspace_size: bytes is NULL");
-    *bytes = 0;
-    if ((s = nam__moe_dispatch_check(d, err))) return s;
-#ifdef NAM_CUDA
-    if (d->topk_idx.device == NAM_DEVICE_CUDA) return nam_cuda__moe_dispatch_workspace_size(d, bytes, err);
-#endif
-    return NAM_OK;
-}
-
-NAM__DEF nam_status nam_moe_dispatch_workspace_size(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err) {
-    nam_status st;
-    NAM__FP_CALL(st, nam__moe_dispatch_workspace_size_body(d, bytes, err));
-    return st;
-}
-
-NAM__UNUSED static nam_status nam__moe_dispatch_body(nam_moe_dispatch_desc *d, nam_error *err) {
-    int64_t T, k, E, t, s2, e, cap, kept, si[NAM_MAX_DIMS], sc[NAM_MAX_DIMS], so[NAM_MAX_DIMS], sr[NAM_MAX_DIMS];
-    int32_t *cnt, *off, *rows;
-    const int32_t *idx;
-    int64_t dropped = 0;
-    nam_status s;
-    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_dispatch: desc is NULL");
-    d->num_rows = 0;
-    d->num_dropped = 0;
-    if ((s = nam__moe_dispatch_check(d, err))) return s;
-#ifdef NAM_CUDA
-    if (d->topk_idx.device == NAM_DEVICE_CUDA) return nam_cuda__moe_dispatch(d, err);
-#endif
-    T = d->topk_idx.shape[0];
-    k = d->topk_idx.shape[1];
-    E = d->num_experts;
-    nam__tensor_strides(&d->topk_idx, si);
-    nam__tensor_strides(&d->counts, sc);
-    nam__tensor_strides(&d->offsets, so);
-    nam__tensor_strides(&d->rows, sr);
-    idx = NAM__CAST(const int32_t *, d->topk_idx.data);
-    cnt = NAM__CAST(int32_t *, d->counts.data);
-    off = NAM__CAST(int32_t *, d->offsets.data);
-    rows = NAM__CAST(int32_t *, d->rows.data);
-    cap = T * k;
-    if (d->capacity_factor > 0.0f) {
-        double c = ceil(NAM__CAST(double, T * k) / NAM__CAST(double, E) * NAM__CAST(double, d->capacity_factor));
-        if (c < NAM__CAST(double, cap)) cap = NAM__CAST(int64_t, c);
-    }
-    /* histogram (and expert ids checked) */
-    for (e = 0; e < E; e++) cnt[e * sc[0]] = 0;
-    for (t = 0; t < T; t++)
-        for (s2 = 0; s2 < k; s2++) {
-            int32_t v = idx[t * si[0] + s2 * si[1]];
-            if (v < 0 || v >= E)
-                return nam__err(err, NAM_ERR_RANGE, "topk_idx[%lld, %lld] = %d is not an expert id (0..%lld): token %lld, slot %lld",
-                                NAM__CAST(long long, t), NAM__CAST(long long, s2), v, NAM__CAST(long long, E - 1), NAM__CAST(long long, t), NAM__CAST(long long, s2));
-            cnt[v * sc[0]]++;
-        }
-    /* capacity, exclusive prefix sum */
-    off[0] = 0;
-    for (e = 0; e < E; e++) {
-        kept = cnt[e * sc[0]] < cap ? cnt[e * sc[0]] : cap;
-        dropped += cnt[e * sc[0]] - kept;
-        off[(e + 1) * so[0]] = NAM__CAST(int32_t, off[e * so[0]] + kept);
-        cnt[e * sc[0]] = 0;                       /* now the placement cursor */
-    }
-    /* placement in (token, slot) order: stable within each expert */
-    for (t = 0; t < T; t++)
-        for (s2 = 0; s2 < k; s2++) {
-            int32_t v = idx[t * si[0] + s2 * si[1]];
-            int64_t c = cnt[v * sc[0]];
-            if (off[v * so[0]] + c < off[(v + 1) * so[0]]) {
-                rows[(off[v * so[0]] + c) * sr[0]] = NAM__CAST(int32_t, t * k + s2);
-                cnt[v * sc[0]] = NAM__CAST(int32_t, c + 1);
-            }
-        }
-    for (t = off[E * so[0]]; t < T * k; t++) rows[t * sr[0]] = -1;
-    d->num_rows = off[E * so[0]];
-    d->num_dropped = NAM__CAST(int, dropped);
-    return NAM_OK;
-}
-
-NAM__DEF nam_status nam_moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err) {
-    nam_status st;
-    NAM__FP_CALL(st, nam__moe_dispatch_body(d, err));
-    return st;
-}
-
-/* ---- permute / combine --------------------------------------------------------------- */
-NAM__UNUSED static nam_status nam__moe_permute_body(const nam_tensor *tokens, const nam_moe_dispatch_desc *plan, nam_tensor *permuted, nam_error *err) {
-    nam__moe_plan p;
-    nam_status s;
-    int64_t H, j, h, st[NAM_MAX_DIMS], sp[NAM_MAX_DIMS];
-    if (!tokens || !permuted) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_permute: %s is NULL", tokens ? "permuted" : "tokens");
-    if ((s = nam__moe_plan_check(plan, "nam_moe_permute", 1, &p, err))) return s;
-    if ((s = nam__tensor_basic(tokens, "tokens", 2, "T,H", 0, err))) return s;
-    if ((s = nam__tensor_dim(tokens, "tokens", 0, "T", p.T, "plan.topk_idx.shape[0]", err))) return s;
-    H = tokens->shape[1];
-    if ((s = nam__tensor_basic(permuted, "permuted", 2, "rows,H", 0, err))) return s;
-    if ((s = nam__tensor_dim(permuted, "permuted", 1, "H", H, "tokens.shape[1]", err))) return s;
-    if (permuted->shape[0] < p.nrows)
-        return nam__err(err, NAM_ERR_INVALID_ARG, "permuted.shape[0] (rows) = %lld, but the plan keeps %lld rows", NAM__CAST(long long, permuted->shape[0]), NAM__CAST(long long, p.nrows));
-    {
-        const nam_tensor *ts[3];
-        static const char *const nm[3] = {"tokens", "plan.offsets", "permuted"};
-        ts[0] = tokens; ts[1] = &plan->offsets; ts[2] = permuted;
-        if ((s = nam__same_device(3, ts, nm, err))) return s;
-    }
-#ifdef NAM_CUDA
-    if (tokens->device == NAM_DEVICE_CUDA) return nam_cuda__moe_permute(tokens, plan, permuted, err);
-#endif
-    nam__tensor_strides(tokens, st);
-    nam__tensor_strides(permuted, sp);
-    for (j = 0; j < p.nrows; j++) {
-        int64_t t = nam__moe_row(&p, j) / p.k;
-        if (tokens->dtype == permuted->dtype && st[1] == 1 && sp[1] == 1) {
-            size_t es = tokens->dtype == NAM_F32 ? 4 : 2;
-            memcpy(NAM__CAST(char *, permuted->data) + NAM__CAST(size_t, j * sp[0]) * es,
-                   NAM__CAST(const char *, tokens->data) + NAM__CAST(size_t, t * st[0]) * es, NAM__CAST(size_t, H) * es);
-        } else
-            for (h = 0; h < H; h++) nam__store(permuted->data, permuted->dtype, j * sp[0] + h * sp[1], nam__load(tokens->data, tokens->dtype, t * st[0] + h * st[1]));
-    }
-    return NAM_OK;
-}
-
-NAM__DEF nam_status nam_moe_permute(const nam_tensor *tokens, const nam_moe_dispatch_desc *plan, nam_tensor *permuted, nam_error *err) {
-    nam_status st;
-    NAM__FP_CALL(st, nam__moe_permute_body(tokens, plan, permuted, err));
-    return st;
-}
-
-/* The permuted row of (t, slot) in expert e's (sorted) segment, or -1 when it was dropped. */
-NAM__UNUSED static int64_t nam__moe_find(const nam__moe_plan *p, int64_t e, int64_t key) {
-    int64_t lo = nam__moe_off(p, e), hi = nam__moe_off(p, e + 1);
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2, v = nam__moe_row(p, mid);
-        if (v == key) return mid;
-        if (v < key) lo = mid + 1;
-        else hi = mid;
-    }
-    return -1;
-}
-
-#define NAM__MOE_CHUNK 256
-NAM__UNUSED static nam_status nam__moe_combine_body(const nam_tensor *expert_out, const nam_moe_dispatch_desc *plan, const nam_tensor *topk_weight,
-                                                    nam_tensor *out, nam_error *err) {
-    nam__moe_plan p;
-    nam_status s;
-    int64_t H, t, slot, h, h0, se[NAM_MAX_DIMS], sw[NAM_MAX_DIMS], so[NAM_MAX_DIMS];
-    const nam_tensor *W = topk_weight && topk_weight->data ? topk_weight : NULL;
-    int fast;
-    float acc[NAM__MOE_CHUNK];
-    if (!expert_out || !out) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_combine: %s is NULL", expert_out ? "out" : "expert_out");
-    if ((s = nam__moe_plan_check(plan, "nam_moe_combine", 1, &p, err))) return s;
-    if ((s = nam__tensor_basic(expert_out, "expert_out", 2, "rows,H", 0, err))) return s;
-    H = expert_out->shape[1];
-    if (expert_out->shape[0] < p.nrows)
-        return nam__err(err, NAM_ERR_INVALID_ARG, "expert_out.shape[0] (rows) = %lld, but the plan keeps %lld rows", NAM__CAST(long long, expert_out->shape[0]), NAM__CAST(long long, p.nrows));
-    if (W) {
-        if ((s = nam__tensor_basic(W, "topk_weight", 2, "T,k", 0, err))) return s;
-        if ((s = nam__tensor_dim(W, "topk_weight", 0, "T", p.T, "plan.topk_idx.shape[0]", err))) return s;
-        if ((s = nam__tensor_dim(W, "topk_weight", 1, "k", p.k, "plan.topk_idx.shape[1]", err))) return s;
-        nam__tensor_strides(W, sw);
-    }
-    if ((s = nam__tensor_basic(out, "out", 2, "T,H", 0, err))) return s;
-    if ((s = nam__tensor_dim(out, "out", 0, "T", p.T, "plan.topk_idx.shape[0]", err))) return s;
-    if ((s = nam__tensor_dim(out, "out", 1, "H", H, "expert_out.shape[1]", err))) return s;
- {
-        const nam_tensor *ts[4];
-        static const char *const nm[4] = {"expert_out", "plan.offsets", "topk_weight", "out"};
-        ts[0] = expert_out; ts[1] = &plan->offsets; ts[2] = W; ts[3] = out;
-        if ((s = nam__same_device(4, ts, nm, err))) return s;
-    }
-#ifdef NAM_CUDA
-    if (expert_out->device == NAM_DEVICE_CUDA) return nam_cuda__moe_combine(expert_out, plan, W, out, err);
-#endif
-    nam__tensor_strides(expert_out, se);
-    nam__tensor_strides(out, so);
-    fast = nam__moe_rows_f32(expert_out) && nam__moe_rows_f32(out);
-    for (t = 0; t < p.T; t++) {
-        int64_t js[64], *jl = js, nk = 0;
-        float ws[64];
-        /* the kept slots of token t, in slot order (k > 64: looked up per column chunk) */
-        if (p.k <= 64) {
-            for (slot = 0; slot < p.k; slot++) {
-                int64_t e = nam__moe_idx(&p, t, slot), j;
-                if (e < 0 || e >= p.E) return nam__err(err, NAM_ERR_RANGE, "plan.topk_idx[%lld, %lld] = %lld is not an expert id (0..%lld)",
-                                                        NAM__CAST(long long, t), NAM__CAST(long long, slot), NAM__CAST(long long, e), NAM__CAST(long long, p.E - 1));
-                j = nam__moe_find(&p, e, t * p.k + slot);
-                if (j < 0) continue;
-                jl[nk] = j;
-                ws[nk++] = W ? nam__load(W->data, W->dtype, t * sw[0] + slot * sw[1]) : 1.0f;
-            }
-        }
-        if (fast && p.k <= 64) {
-            float *o = NAM__CAST(float *, out->data) + t * so[0];
-            int64_t q;
-            if (nk == 0) for (h = 0; h < H; h++) o[h] = 0.0f;
-            for (q = 0; q < nk; q++) {
-                const float *x = NAM__CAST(const float *, expert_out->data) + jl[q] * se[0];
-                float wq = ws[q];
-                if (q == 0 && !W) for (h = 0; h < H; h++) o[h] = x[h];
-                else if (q == 0) for (h = 0; h < H; h++) o[h] = wq * x[h];
-                else if (!W) for (h = 0; h < H; h++) o[h] += x[h];
-                else for (h = 0; h < H; h++) o[h] += wq * x[h];
-            }
-            continue;
-        }
-        for (h0 = 0; h0 < H; h0 += NAM__MOE_CHUNK) {
-            int64_t hn = H - h0 < NAM__MOE_CHUNK ? H - h0 : NAM__MOE_CHUNK, got = 0;
-            for (slot = 0; slot < p.k; slot++) {
-                int64_t j;
-                float wq;
-                if (p.k <= 64) {
-                    if (slot >= nk) break;
-                    j = jl[slot];
-                    wq = ws[slot];
-                } else {
-                    int64_t e = nam__moe_idx(&p, t, slot);
-                    if (e < 0 || e >= p.E) return nam__err(err, NAM_ERR_RANGE, "plan.topk_idx[%lld, %lld] = %lld is not an expert id (0..%lld)",
-                                                            NAM__CAST(long long, t), NAM__CAST(long long, slot), NAM__CAST(long long, e), NAM__CAST(long long, p.E - 1));
-                    j = nam__moe_find(&p, e, t * p.k + slot);
-                    if (j < 0) continue;
-                    wq = W ? nam__load(W->data, W->dtype, t * sw[0] + slot * sw[1]) : 1.0f;
-                }
-                for (h = 0; h < hn; h++) {
-                    float x = nam__load(expert_out->data, expert_out->dtype, j * se[0] + (h0 + h) * se[1]);
-                    if (W) x *= wq;
-                    if (got) acc[h] += x;
-                    else acc[h] = x;
-                }
-                got = 1;
-            }
-            for (h = 0; h < hn; h++) nam__store(out->data, out->dtype, t * so[0] + (h0 + h) * so[1], got ? acc[h] : 0.0f);
-        }
-    }
-    return NAM_OK;
-}
-
-NAM__DEF nam_status nam_moe_combine(const nam_tensor *expert_out, const nam_moe_dispatch_desc *plan, const nam_tensor *topk_weight,
-                                    nam_tensor *out, nam_error *err) {
-    nam_status st;
-    NAM__FP_CALL(st, nam__moe_combine_body(expert_out, plan, topk_weight, out, err));
-    return st;
-}
-
-/* ---- expert FFN ---------------------------------------------------------------------- */
-typedef struct nam__moe_ffn_info {
-    int64_t E, F, H, R;              /* experts, ffn, hidden, rows of in/out */
-    int swiglu, threads;
-    nam_backend ran;
-    int conv[3];                     /* w1, w3, w2 converted per expert into workspace */
-    int conv_out;                    /* out written through an f32 tile buffer */
-    size_t thread_bytes, bytes;      /* per worker, total */
-} nam__moe_ffn_info;
-
-NAM__UNUSED static size_t nam__moe_fl(int64_t n) { return nam__ws_need(sizeof(float) * NAM__CAST(size_t, n)); }
-
-NAM__UNUSED static nam_status nam__moe_ffn_check(const nam_moe_ffn_desc *d, nam__moe_ffn_info *fi, nam_error *err) {
-    nam_status s;
-    int64_t mt;
-    memset(fi, 0, sizeof *fi);
-    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_ffn: desc is NULL");
-    if (d->act != NAM_MOE_SWIGLU && d->act != NAM_MOE_SQUARED_RELU)
-        return nam__err(err, NAM_ERR_INVALID_ARG, "act = %d is not a nam_moe_act (swiglu 0, squared relu 1)", NAM__CAST(int, d->act));
-    fi->swiglu = d->act == NAM_MOE_SWIGLU;
-    if ((s = nam__tensor_basic(&d->in, "in", 2, "rows,H", 0, err))) return s;
-    if ((s = nam_query_backend(d->backend, d->in.device, &fi->ran, err))) return s;
-    fi->R = d->in.shape[0];
-    fi->H = d->in.shape[1];
-    if ((s = nam__tensor_basic(&d->w1, "w1", 3, "E,F,H", 0, err))) return s;
-    fi->E = d->w1.shape[0];
-    fi->F = d->w1.shape[1];
-    if ((s = nam__tensor_dim(&d->w1, "w1", 2, "H", fi->H, "in.shape[1]", err))) return s;
-    if (fi->swiglu) {
-        if ((s = nam__tensor_basic(&d->w3, "w3", 3, "E,F,H", 0, err))) return s;
-        if ((s = nam__tensor_dim(&d->w3, "w3", 0, "E", fi->E, "w1.shape[0]", err))) return s;
-        if ((s = nam__tensor_dim(&d->w3, "w3", 1, "F", fi->F, "w1.shape[1]", err))) return s;
-        if ((s = nam__tensor_dim(&d->w3, "w3", 2, "H", fi->H, "in.shape[1]", err))) return s;
-    }
-    if ((s = nam__tensor_basic(&d->w2, "w2", 3, "E,H,F", 0, err))) return s;
-    if ((s = nam__tensor_dim(&d->w2, "w2", 0, "E", fi->E, "w1.shape[0]", err))) return s;
-    if ((s = nam__tensor_dim(&d->w2, "w2", 1, "H", fi->H, "in.shape[1]", err))) return s;
-    if ((s = nam__tensor_dim(&d->w2, "w2", 2, "F", fi->F, "w1.shape[1]", err))) return s;
-    if ((s = nam__tensor_basic(&d->out, "out", 2, "rows,H", 0, err))) return s;
-    if ((s = nam__tensor_dim(&d->out, "out", 0, "rows", fi->R, "in.shape[0]", err))) return s;
-    if ((s = nam__tensor_dim(&d->out, "out", 1, "H", fi->H, "in.shape[1]", err))) return s;
-    if (fi->E > NAM__MOE_MAX_EXPERTS || fi->F > NAM_MAX_DIM || fi->H > NAM_MAX_DIM || fi->R > INT32_MAX)
-        return nam__err(err, NAM_ERR_LIMIT, "nam_moe_ffn: E = %lld, F = %lld, H = %lld or rows = %lld exceeds nam's limits", NAM__CAST(long long, fi->E),
-                        NAM__CAST(long long, fi->F), NAM__CAST(long long, fi->H), NAM__CAST(long long, fi->R));
-    {
-        const nam_tensor *ts[6];
-        static const char *const nm[6] = {"in", "w1", "w3", "w2", "out", "plan.offsets"};
-        ts[0] = &d->in; ts[1] = &d->w1; ts[2] = fi->swiglu ? &d->w3 : NULL; ts[3] = &d->w2; ts[4] = &d->out; ts[5] = d->plan ? &d->plan->offsets : NULL;
-        if ((s = nam__same_device(6, ts, nm, err))) return s;
-    }
-    if (fi->ran == NAM_BACKEND_CUDA) return NAM_OK;
-    if (fi->ran == NAM_BACKEND_CPU_REF) {
-        fi->threads = 1;
-        fi->thread_bytes = nam__ws_need(sizeof(double) * NAM__CAST(size_t, fi->F));
-        fi->bytes = fi->thread_bytes;
-        return NAM_OK;
-    }
-    fi->threads = nam__resolve_threads(d->threads);
-    fi->conv[0] = !nam__moe_rows_f32(&d->w1);
-    fi->conv[1] = fi->swiglu && !nam__moe_rows_f32(&d->w3);
-    fi->conv[2] = !nam__moe_rows_f32(&d->w2);
-    fi->conv_out = !nam__moe_rows_f32(&d->out);
-    mt = NAM__MOE_MT;
-    /* per worker: x tile (transposed panels or sgemm rows), hidden (and the W3 product),
-       an f32 out tile when out needs converting, converted weights, sgemm packing */
-    fi->thread_bytes = nam__moe_fl(mt * fi->H) + nam__moe_fl(mt * fi->F) * (fi->swiglu ? 2u : 1u);
-    if (fi->conv_out) fi->thread_bytes += nam__moe_fl(mt * fi->H);
-    fi->thread_bytes += nam__moe_fl(16 * fi->H) + nam__moe_fl(16 * fi->F);   /* the tail's x and h rows */
-    fi->thread_bytes += nam__moe_fl(18 * (fi->F > fi->H ? fi->F : fi->H));   /* 3 converted 6-row weight blocks */
-    if (fi->conv[0]) fi->thread_bytes += nam__moe_fl(fi->F * fi->H);
-    if (fi->conv[1]) fi->thread_bytes += nam__moe_fl(fi->F * fi->H);
-    if (fi->conv[2]) fi->thread_bytes += nam__moe_fl(fi->F * fi->H);
-    {
-        size_t p1 = nam__sgemm_pack_floats(NAM__MOE_MT, NAM__CAST(int, fi->F), NAM__CAST(int, fi->H));
-        size_t p2 = nam__sgemm_pack_floats(NAM__MOE_MT, NAM__CAST(int, fi->H), NAM__CAST(int, fi->F));
-        fi->thread_bytes += nam__ws_need(sizeof(float) * (p1 > p2 ? p1 : p2));
-    }
-    fi->bytes = fi->thread_bytes * NAM__CAST(size_t, fi->threads);
-    return NAM_OK;
-}
-
-NAM__UNUSED static nam_status nam__moe_ffn_workspace_size_body(const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err) {
-    nam__moe_ffn_info fi;
-    nam_status s;
-    if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_ffn_workspace_size: bytes is NULL");
-    *bytes = 0;
-    if ((s = nam__moe_ffn_check(d, &fi, err))) return s;
-#ifdef NAM_CUDA
-    if (fi.ran == NAM_BACKEND_CUDA) return nam_cuda__moe_ffn_workspace_size(d, bytes, err);
-#endif
-    *bytes = fi.bytes;
-    return NAM_OK;
-}
-
-NAM__DEF nam_status nam_moe_ffn_workspace_size(const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err) {
-    nam_status st;
-    NAM__FP_CALL(st, nam__moe_ffn_workspace_size_body(d, bytes, err));
-    return st;
-}
-
-/* Reference: every kept row, fp64 sums, any dtype and stride. */
-NAM__UNUSED static void nam__moe_ffn_ref(const nam_moe_ffn_desc *d, const nam__moe_ffn_info *fi, const nam__moe_plan *p, double *hid) {
-    int64_t sx[NAM_MAX_DIMS], s1[NAM_MAX_DIMS], s3[NAM_MAX_DIMS], s2[NAM_MAX_DIMS], so[NAM_MAX_DIMS], e, j, f, h, q;
-    nam__tensor_strides(&d->in, sx);
-    nam__tensor_strides(&d->w1, s1);
-    nam__tensor_strides(&d->w3, s3);
-    nam__tensor_strides(&d->w2, s2);
-    nam__tensor_strides(&d->out, so);
-    for (e = 0; e < fi->E; e++)
-        for (j = nam__moe_off(p, e); j < nam__moe_off(p, e + 1); j++) {
-            for (f = 0; f < fi->F; f++) {
-                double g = 0.0, u = 0.0;
-                for (q = 0; q < fi->H; q++) {
-                    double x = nam__load(d->in.data, d->in.dtype, j * sx[0] + q * sx[1]);
-                    g += x * nam__load(d->w1.data, d->w1.dtype, e * s1[0] + f * s1[1] + q * s1[2]);
-                    if (fi->swiglu) u += x * nam__load(d->w3.data, d->w3.dtype, e * s3[0] + f * s3[1] + q * s3[2]);
-                }
-                if (fi->swiglu) hid[f] = g / (1.0 + exp(-g)) * u;
-                else hid[f] = g > 0.0 ? g * g : 0.0;
-            }
-            for (h = 0; h < fi->H; h++) {
-                double o = 0.0;
-                for (f = 0; f < fi->F; f++) o += hid[f] * nam__load(d->w2.data, d->w2.dtype, e * s2[0] + h * s2[1] + f * s2[2]);
-                nam__store(d->out.data, d->out.dtype, j * so[0] + h * so[1], NAM__CAST(float, o));
-            }
-        }
-}
-
-/* Expert e of weight t (rows x cols after the expert axis) as f32 rows: in place, or
-   converted into buf. Returns the row pointer base; *ld gets the row stride. */
-NAM__UNUSED static const float *nam__moe_weight(const nam_tensor *t, int conv, int64_t e, float *buf, int64_t *ld) {
-    int64_t st[NAM_MAX_DIMS], r, c, rows = t->shape[1], cols = t->shape[2];
-    nam__tensor_strides(t, st);
-    if (!conv) {
-        *ld = st[1];
-        return NAM__CAST(const float *, t->data) + e * st[0];
-    }
-    for (r = 0; r < rows; r++) {
-        float *dst = buf + r * cols;
-        int64_t base = e * st[0] + r * st[1];
-        if (t->dtype == NAM_BF16 && st[2] == 1) {
-            const uint16_t *src = NAM__CAST(const uint16_t *, t->data) + base;
-            for (c = 0; c < cols; c++) {
-                uint32_t u = NAM__CAST(uint32_t, src[c]) << 16;
-                memcpy(dst + c, &u, 4);
-            }
-        } else
-            for (c = 0; c < cols; c++) dst[c] = nam__load(t->data, t->dtype, base + c * st[2]);
-    }
-    *ld = cols;
-    return buf;
-}
-
-/* One expert's slice of a weight tensor, (rows, cols) after the expert axis, any dtype and
-   strides: the streaming kernels read it one block of rows at a time. */
-typedef struct nam__moe_wsrc {
-    const char *data;                 /* the expert's first element */
-    nam_dtype dt;
-    int64_t ld, st;                   /* row and column strides, in elements */
-    int64_t es;                       /* element size in bytes */
-    int direct;                       /* f32 with unit column stride: blocks are read in place */
-} nam__moe_wsrc;
-
-NAM__UNUSED static void nam__moe_wsrc_init(nam__moe_wsrc *w, const nam_tensor *t, int64_t e) {
-    int64_t st[NAM_MAX_DIMS];
-    nam__tensor_strides(t, st);
-    w->dt = t->dtype;
-    w->es = t->dtype == NAM_F32 ? 4 : 2;
-    w->data = NAM__CAST(const char *, t->data) + e * st[0] * w->es;
-    w->ld = st[1];
-    w->st = st[2];
-    w->direct = t->dtype == NAM_F32 && (st[2] == 1 || t->shape[2] == 1);
-}
-
-#ifdef NAM__MOE_X86
-__attribute__((target("avx2")))
-NAM__UNUSED static void nam__moe_bf16_row_avx2(const uint16_t *src, float *dst, int64_t n) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256i v = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(NAM__CAST(const __m128i *, NAM__CAST(const void *, src + i)))), 16);
-        _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(v));
-    }
-    for (; i < n; i++) dst[i] = nam__bf16_to_f32(src[i]);
-}
-#endif
-
-/* Rows [r0, r0 + rows) x cols [0, K) of w as f32 rows: in place, or converted into buf
-   (rows x K). *ld gets the row stride. */
-NAM__UNUSED static const float *nam__moe_wblock(const nam__moe_wsrc *w, int64_t r0, int rows, int64_t K, float *buf, int64_t *ld) {
-    int64_t r, q;
-    if (w->direct) {
-        *ld = w->ld;
-        return NAM__CAST(const float *, NAM__CAST(const void *, w->data)) + r0 * w->ld;
-    }
-    for (r = 0; r < rows; r++) {
-        const char *row = w->data + (r0 + r) * w->ld * w->es;
-        float *dst = buf + r * K;
-#ifdef NAM__MOE_X86
-        if (w->dt == NAM_BF16 && w->st == 1) { nam__moe_bf16_row_avx2(NAM__CAST(const uint16_t *, NAM__CAST(const void *, row)), dst, K); continue; }
-#endif
-        for (q = 0; q < K; q++) dst[q] = nam__load(row, w->dt, q * w->st);
-    }
-    *ld = K;
-    return buf;
-}
-
-/* Prefetch source of rows [r0, r0 + 6) from column c0 (NULL past the last row or when the
-   columns are not contiguous); *ld_bytes gets the row stride in bytes. */
-NAM__UNUSED static const char *nam__moe_wnext(const nam__moe_wsrc *w, int64_t r0, int64_t nrows, int64_t c0, int64_t *ld_bytes) {
-    *ld_bytes = w->ld * w->es;
-    if (r0 >= nrows || w->st != 1) return NULL;
-    return w->data + (r0 * w->ld + c0) * w->es;
-}
-
-typedef struct nam__moe_ffn_ctx {
-    const nam_moe_ffn_desc *d;
-    const nam__moe_ffn_info *fi;
-    const nam__moe_plan *p;
-    char *ws;
-    int simd;                         /* 1: AVX2+FMA streaming kernels, 0: nam__sgemm */
-    pthread_mutex_t lock;
-    int64_t next_e, next_r;           /* the shared work cursor: expert, first row in it */
-} nam__moe_ffn_ctx;
-
-/* Next work item (expert, first row within the expert, rows), or 0 when none is left. */
-NAM__UNUSED static int nam__moe_grab(nam__moe_ffn_ctx *c, int64_t *e, int64_t *r0, int64_t *mt) {
-    int got = 0;
-    pthread_mutex_lock(&c->lock);
-    while (c->next_e < c->fi->E) {
-        int64_t n = nam__moe_off(c->p, c->next_e + 1) - nam__moe_off(c->p, c->next_e);
-        if (c->next_r < n) {
-            *e = c->next_e;
-            *r0 = c->next_r;
-            *mt = n - c->next_r < NAM__MOE_MT ? n - c->next_r : NAM__MOE_MT;
-            c->next_r += NAM__MOE_MT;
-            got = 1;
-            break;
-        }
-        c->next_e++;
-        c->next_r = 0;
-    }
-    pthread_mutex_unlock(&c->lock);
-    return got;
-}
-
-#ifdef NAM__MOE_X86
-/* tile[i*16 + t] = sum_p w[i][p] * xT[p*16 + t] for i < 6 weight rows (rows < 6: the last
-   valid row is repeated, its results ignored), t < 16; xT 64-byte aligned.
-   While it runs it prefetches (into L2) pf_rows rows x pf_bytes bytes at pf (row stride
-   pf_ld bytes): the part of the next weight block the caller assigns to this call. A weight block
-   is used once per 16-row panel; spreading the fetch of the next block over all those uses
-   keeps the DRAM traffic steady instead of stalling the first use (pf NULL: none). */
-__attribute__((target("avx2,fma")))
-NAM__UNUSED static void nam__moe_tile_avx2(int64_t K, const float *w, int64_t ldw, int rows, const float *xT, float *tile,
-                                           const char *pf, int64_t pf_ld, int pf_rows, int64_t pf_bytes) {
-    const float *w0 = w, *w1 = w + (rows > 1 ? 1 : 0) * ldw, *w2 = w + (rows > 2 ? 2 : rows - 1) * ldw;
-    const float *w3 = w + (rows > 3 ? 3 : rows - 1) * ldw, *w4 = w + (rows > 4 ? 4 : rows - 1) * ldw, *w5 = w + (rows > 5 ? 5 : rows - 1) * ldw;
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, x0, x1, a;
-    int64_t p, p0, pe, lines = pf ? pf_bytes / 64 + 1 : 0, total = lines * pf_rows, per, done = 0, pr = 0, pl = 0, q;
-    per = total ? (total + (K + 15) / 16 - 1) / ((K + 15) / 16) : 0;
-    for (p0 = 0; p0 < K; p0 += 16) {
-        pe = p0 + 16 < K ? p0 + 16 : K;
-        for (q = 0; q < per && done < total; q++, done++) {
-            _mm_prefetch(pf + pr * pf_ld + pl * 64, _MM_HINT_T1);
-            if (++pr == pf_rows) { pr = 0; pl++; }
-        }
-        for (p = p0; p < pe; p++) {
-            x0 = _mm256_load_ps(xT);
-            x1 = _mm256_load_ps(xT + 8);
-            xT += 16;
-            a = _mm256_broadcast_ss(w0 + p); c00 = _mm256_fmadd_ps(a, x0, c00); c01 = _mm256_fmadd_ps(a, x1, c01);
-            a = _mm256_broadcast_ss(w1 + p); c10 = _mm256_fmadd_ps(a, x0, c10); c11 = _mm256_fmadd_ps(a, x1, c11);
-            a = _mm256_broadcast_ss(w2 + p); c20 = _mm256_fmadd_ps(a, x0, c20); c21 = _mm256_fmadd_ps(a, x1, c21);
-            a = _mm256_broadcast_ss(w3 + p); c30 = _mm256_fmadd_ps(a, x0, c30); c31 = _mm256_fmadd_ps(a, x1, c31);
-            a = _mm256_broadcast_ss(w4 + p); c40 = _mm256_fmadd_ps(a, x0, c40); c41 = _mm256_fmadd_ps(a, x1, c41);
-            a = _mm256_broadcast_ss(w5 + p); c50 = _mm256_fmadd_ps(a, x0, c50); c51 = _mm256_fmadd_ps(a, x1, c51);
-        }
-    }
-    _mm256_storeu_ps(tile + 0, c00); _mm256_storeu_ps(tile + 8, c01);
-    _mm256_storeu_ps(tile + 16, c10); _mm256_storeu_ps(tile + 24, c11);
-    _mm256_storeu_ps(tile + 32, c20); _mm256_storeu_ps(tile + 40, c21);
-    _mm256_storeu_ps(tile + 48, c30); _mm256_storeu_ps(tile + 56, c31);
-    _mm256_storeu_ps(tile + 64, c40); _mm256_storeu_ps(tile + 72, c41);
-    _mm256_storeu_ps(tile + 80, c50); _mm256_storeu_ps(tile + 88, c51);
-}
-
-/* res[t*6 + i] = sum_p w[i][p] * x[t][p] for i < 6 weight rows (as above) and t < nt (1 or
-   2) rows of x (row stride ldx), vectorised along p, so rows need no padding: the kernel for
-   the last few rows of a tile (a 16-row panel holding them would mostly compute zeros).
-   Prefetches its share of the next weight block like nam__moe_tile_avx2. */
-#define NAM__MOE_HS4(A, B, C, D, dst)                                                          \
-    do {                                                                                       \
-        __m256 s_ = _mm256_hadd_ps(_mm256_hadd_ps(A, B), _mm256_hadd_ps(C, D));                \
-        _mm_storeu_ps(dst, _mm_add_ps(_mm256_castps256_ps128(s_), _mm256_extractf128_ps(s_, 1))); \
-    } while (0)
-__attribute__((target("avx2,fma")))
-NAM__UNUSED static void nam__moe_dot_avx2(int64_t K, const float *w, int64_t ldw, int rows, const float *x, int64_t ldx, int nt, float *res,
-                                          const char *pf, int64_t pf_ld, int pf_rows, int64_t pf_bytes) {
-    const float *w0 = w, *w1 = w + (rows > 1 ? 1 : 0) * ldw, *w2 = w + (rows > 2 ? 2 : rows - 1) * ldw;
-    const float *w3 = w + (rows > 3 ? 3 : rows - 1) * ldw, *w4 = w + (rows > 4 ? 4 : rows - 1) * ldw, *w5 = w + (rows > 5 ? 5 : rows - 1) * ldw;
-    const float *x0 = x, *x1 = x + (nt > 1 ? ldx : 0);
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0, u, v, q;
-    int64_t p = 0, K16 = K & ~NAM__CAST(int64_t, 15), lines = pf ? pf_bytes / 64 + 1 : 0, total = lines * pf_rows, per, done = 0, pr = 0, pl = 0, m, i;
-    float tmp[12];
-    per = total ? (total + K / 128) / (K / 128 + 1) : 0;
-    for (; p < K16; p += 16) {
-        if ((p & 127) == 0)
-            for (m = 0; m < per && done < total; m++, done++) {
-                _mm_prefetch(pf + pr * pf_ld + pl * 64, _MM_HINT_T1);
-                if (++pr == pf_rows) { pr = 0; pl++; }
-            }
-        if (nt > 1) {           /* rows (a: x0, b: x1), 8 p at a time, twice */
-            u = _mm256_loadu_ps(x0 + p); v = _mm256_loadu_ps(x1 + p);
-            q = _mm256_loadu_ps(w0 + p); a0 = _mm256_fmadd_ps(q, u, a0); b0 = _mm256_fmadd_ps(q, v, b0);
-            q = _mm256_loadu_ps(w1 + p); a1 = _mm256_fmadd_ps(q, u, a1); b1 = _mm256_fmadd_ps(q, v, b1);
-            q = _mm256_loadu_ps(w2 + p); a2 = _mm256_fmadd_ps(q, u, a2); b2 = _mm256_fmadd_ps(q, v, b2);
-            q = _mm256_loadu_ps(w3 + p); a3 = _mm256_fmadd_ps(q, u, a3); b3 = _mm256_fmadd_ps(q, v, b3);
-            q = _mm256_loadu_ps(w4 + p); a4 = _mm256_fmadd_ps(q, u, a4); b4 = _mm256_fmadd_ps(q, v, b4);
-            q = _mm256_loadu_ps(w5 + p); a5 = _mm256_fmadd_ps(q, u, a5); b5 = _mm256_fmadd_ps(q, v, b5);
-            u = _mm256_loadu_ps(x0 + p + 8); v = _mm256_loadu_ps(x1 + p + 8);
-            q = _mm256_loadu_ps(w0 + p + 8); a0 = _mm256_fmadd_ps(q, u, a0); b0 = _mm256_fmadd_ps(q, v, b0);
-            q = _mm256_loadu_ps(w1 + p + 8); a1 = _mm256_fmadd_ps(q, u, a1); b1 = _mm256_fmadd_ps(q, v, b1);
-            q = _mm256_loadu_ps(w2 + p + 8); a2 = _mm256_fmadd_ps(q, u, a2); b2 = _mm256_fmadd_ps(q, v, b2);
-            q = _mm256_loadu_ps(w3 + p + 8); a3 = _mm256_fmadd_ps(q, u, a3); b3 = _mm256_fmadd_ps(q, v, b3);
-            q = _mm256_loadu_ps(w4 + p + 8); a4 = _mm256_fmadd_ps(q, u, a4); b4 = _mm256_fmadd_ps(q, v, b4);
-            q = _mm256_loadu_ps(w5 + p + 8); a5 = _mm256_fmadd_ps(q, u, a5); b5 = _mm256_fmadd_ps(q, v, b5);
-        } else {                /* one row: a takes p..p+7, b takes p+8..p+15 (two chains) */
-            u = _mm256_loadu_ps(x0 + p); v = _mm256_loadu_ps(x0 + p + 8);
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + p), u, a0); b0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + p + 8), v, b0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + p), u, a1); b1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + p + 8), v, b1);
-            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + p), u, a2); b2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + p + 8), v, b2);
-            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + p), u, a3); b3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + p + 8), v, b3);
-            a4 = _mm256_fmadd_ps(_mm256_loadu_ps(w4 + p), u, a4); b4 = _mm256_fmadd_ps(_mm256_loadu_ps(w4 + p + 8), v, b4);
-            a5 = _mm256_fmadd_ps(_mm256_loadu_ps(w5 + p), u, a5); b5 = _mm256_fmadd_ps(_mm256_loadu_ps(w5 + p + 8), v, b5);
-        }
-    }
-    if (nt > 1) {
-        NAM__MOE_HS4(a0, a1, a2, a3, res);
-        NAM__MOE_HS4(a4, a5, b0, b1, res + 4);
-        NAM__MOE_HS4(b2, b3, b4, b5, res + 8);
-    } else {
-        NAM__MOE_HS4(_mm256_add_ps(a0, b0), _mm256_add_ps(a1, b1), _mm256_add_ps(a2, b2), _mm256_add_ps(a3, b3), res);
-        NAM__MOE_HS4(_mm256_add_ps(a4, b4), _mm256_add_ps(a5, b5), a0, a0, tmp);
-        res[4] = tmp[0];
-        res[5] = tmp[1];
-    }
-    for (; p < K; p++)          /* K % 16 leftovers */
-        for (m = 0; m < nt; m++) {
-            float xv = (m ? x1 : x0)[p];
-            const float *wr[6];
-            wr[0] = w0; wr[1] = w1; wr[2] = w2; wr[3] = w3; wr[4] = w4; wr[5] = w5;
-            for (i = 0; i < 6; i++) res[m * 6 + i] += wr[i][p] * xv;
-        }
-}
-#undef NAM__MOE_HS4
-#endif
-
-NAM__UNUSED static int nam__moe_have_avx2(void) {
-#ifdef NAM__MOE_X86
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
-
-/* One work item with the streaming kernels: rows [r0, r0 + mt) of `in` (absolute). Full
-   16-row panels run nam__moe_tile_avx2; a tail of up to NAM__MOE_DOT_MAX rows runs
-   nam__moe_dot_avx2 two rows at a time (a longer tail is one zero-padded panel). xT, hT:
-   the panels (MT H and MT F floats); xr, hr: the tail's rows (16 H and 16 F floats). */
-NAM__UNUSED static void nam__moe_item_avx2(nam__moe_ffn_ctx *c, int64_t r0, int64_t mt, const nam__moe_wsrc *s1, const nam__moe_wsrc *s3,
-                                           const nam__moe_wsrc *s2, float *xT, float *hT, float *xr, float *hr, float *wb, float *obuf) {
-#ifdef NAM__MOE_X86
-    const nam_moe_ffn_desc *d = c->d;
-    int64_t F = c->fi->F, H = c->fi->H, KM = F > H ? F : H, np = mt / 16, nd, users, sx[NAM_MAX_DIMS], so[NAM_MAX_DIMS], pn, t, t0, q, f, h, i, ldx, ldo, us;
-    int64_t l1 = 0, l3 = 0, l2 = 0, b1 = 0, b3 = 0, b2 = 0;
-    const float *w1, *w3 = NULL, *w2;
-    int in_f32;
-    float g[96], u[96];
-    const float *xt;
-    float *o;
-    nam__tensor_strides(&d->in, sx);
-    nam__tensor_strides(&d->out, so);
-    in_f32 = d->in.dtype == NAM_F32 && sx[1] == 1;
-    if (mt - np * 16 > NAM__MOE_DOT_MAX) np++;
-    nd = mt - np * 16 > 0 ? mt - np * 16 : 0;
-    users = np + (nd + 1) / 2;         /* kernel calls per weight block: the prefetch is split over them */
-    /* x^T panels: xT[pn][q][t] = in[r0 + pn*16 + t][q], zero past mt */
-    for (pn = 0; pn < np; pn++) {
-        float *dst = xT + pn * 16 * H;
-        for (t = 0; t < 16; t++) {
-            int64_t r = pn * 16 + t;
-            if (r >= mt) { for (q = 0; q < H; q++) dst[q * 16 + t] = 0.0f; continue; }
-            if (in_f32) {
-                const float *src = NAM__CAST(const float *, d->in.data) + (r0 + r) * sx[0];
-                for (q = 0; q < H; q++) dst[q * 16 + t] = src[q];
-            } else
-                for (q = 0; q < H; q++) dst[q * 16 + t] = nam__load(d->in.data, d->in.dtype, (r0 + r) * sx[0] + q * sx[1]);
-        }
-    }
-    /* the tail's rows, in place or converted */
-    if (in_f32) { xt = NAM__CAST(const float *, d->in.data) + (r0 + np * 16) * sx[0]; ldx = sx[0]; }
-    else {
-        for (t = 0; t < nd; t++)
-            for (q = 0; q < H; q++) xr[t * H + q] = nam__load(d->in.data, d->in.dtype, (r0 + np * 16 + t) * sx[0] + q * sx[1]);
-        xt = xr;
-        ldx = H;
-    }
-    /* hidden: hT[pn][f][t] (panels), hr[t][f] (tail) = act(x W1^T, x W3^T) */
-    for (f = 0; f < F; f += 6) {
-        int rows = F - f < 6 ? NAM__CAST(int, F - f) : 6, nr = F - f - 6 < 6 ? NAM__CAST(int, F - f - 6) : 6;
-        w1 = nam__moe_wblock(s1, f, rows, H, wb, &l1);
-        if (c->fi->swiglu) w3 = nam__moe_wblock(s3, f, rows, H, wb + 6 * KM, &l3);
-        for (us = 0; us < users; us++) {
-            int64_t c0 = H * us / users, nc = H * (us + 1) / users - c0;
-            const char *p1 = nam__moe_wnext(s1, f + 6, F, c0, &b1), *p3 = c->fi->swiglu ? nam__moe_wnext(s3, f + 6, F, c0, &b3) : NULL;
-            if (us < np) {
-                float *dst = hT + us * 16 * F + f * 16;
-                nam__moe_tile_avx2(H, w1, l1, rows, xT + us * 16 * H, g, p1, b1, nr, nc * s1->es);
-                if (c->fi->swiglu) {
-                    nam__moe_tile_avx2(H, w3, l3, rows, xT + us * 16 * H, u, p3, b3, nr, nc * s3->es);
-                    for (i = 0; i < rows * 16; i++) dst[i] = nam__silu(g[i]) * u[i];
-                } else
-                    for (i = 0; i < rows * 16; i++) dst[i] = g[i] > 0.0f ? g[i] * g[i] : 0.0f;
-            } else {
-                int nt = nd - 2 * (us - np) > 1 ? 2 : 1;
-                t0 = 2 * (us - np);
-                nam__moe_dot_avx2(H, w1, l1, rows, xt + t0 * ldx, ldx, nt, g, p1, b1, nr, nc * s1->es);
-                if (c->fi->swiglu) nam__moe_dot_avx2(H, w3, l3, rows, xt + t0 * ldx, ldx, nt, u, p3, b3, nr, nc * s3->es);
-                for (t = 0; t < nt; t++)
-                    for (i = 0; i < rows; i++) {
-                        float gv = g[t * 6 + i];
-                        hr[(t0 + t) * F + f + i] = c->fi->swiglu ? nam__silu(gv) * u[t * 6 + i] : gv > 0.0f ? gv * gv : 0.0f;
-                    }
-            }
-        }
-    }
-    /* out rows = (W2 h^T)^T for the panels, h W2^T for the tail */
-    if (obuf) { o = obuf; ldo = H; }
-    else { o = NAM__CAST(float *, d->out.data) + r0 * so[0]; ldo = so[0]; }
-    for (h = 0; h < H; h += 6) {
-        int rows = H - h < 6 ? NAM__CAST(int, H - h) : 6, nr = H - h - 6 < 6 ? NAM__CAST(int, H - h - 6) : 6;
-        w2 = nam__moe_wblock(s2, h, rows, F, wb + 12 * KM, &l2);
-        for (us = 0; us < users; us++) {
-            int64_t c0 = F * us / users, nc = F * (us + 1) / users - c0;
-            const char *p2 = nam__moe_wnext(s2, h + 6, H, c0, &b2);
-            if (us < np) {
-                int64_t nt = mt - us * 16 < 16 ? mt - us * 16 : 16;
-                nam__moe_tile_avx2(F, w2, l2, rows, hT + us * 16 * F, g, p2, b2, nr, nc * s2->es);
-                for (t = 0; t < nt; t++) {
-                    float *orow = o + (us * 16 + t) * ldo + h;
-                    for (i = 0; i < rows; i++) orow[i] = g[i * 16 + t];
-                }
-            } else {
-                int nt = nd - 2 * (us - np) > 1 ? 2 : 1;
-                t0 = 2 * (us - np);
-                nam__moe_dot_avx2(F, w2, l2, rows, hr + t0 * F, F, nt, g, p2, b2, nr, nc * s2->es);
-                for (t = 0; t < nt; t++) {
-                    float *orow = o + (np * 16 + t0 + t) * ldo + h;
-                    for (i = 0; i < rows; i++) orow[i] = g[t * 6 + i];
-                }
-            }
-        }
-    }
-#else
-    (void)c; (void)r0; (void)mt; (void)s1; (void)s3; (void)s2; (void)xT; (void)hT; (void)xr; (void)hr; (void)wb; (void)obuf;
-#endif
-}
-
-/* One work item with nam__sgemm (NT products on row tiles). */
-NAM__UNUSED static void nam__moe_item_sgemm(nam__moe_ffn_ctx *c, int64_t r0, int64_t mt, const float *w1, int64_t l1, const float *w3, int64_t l3,
-                                            const float *w2, int64_t l2, float *xbuf, float *g, float *u, float *obuf, float *pack) {
-    const nam_moe_ffn_desc *d = c->d;
-    int64_t F = c->fi->F, H = c->fi->H, sx[NAM_MAX_DIMS], so[NAM_MAX_DIMS], r, q, lda, ldo;
-    const float *x;
-    float *o;
-    nam__tensor_strides(&d->in, sx);
-    nam__tensor_strides(&d->out, so);
-    if (nam__moe_rows_f32(&d->in)) { x = NAM__CAST(const float *, d->in.data) + r0 * sx[0]; lda = sx[0]; }
-    else {
-        for (r = 0; r < mt; r++)
-            for (q = 0; q < H; q++) xbuf[r * H + q] = nam__load(d->in.data, d->in.dtype, (r0 + r) * sx[0] + q * sx[1]);
-        x = xbuf;
-        lda = H;
-    }
-    nam__sgemm(NAM__CAST(int, mt), NAM__CAST(int, F), NAM__CAST(int, H), x, lda, w1, l1, 1, 0.0f, g, F, pack);
-    if (c->fi->swiglu) {
-        nam__sgemm(NAM__CAST(int, mt), NAM__CAST(int, F), NAM__CAST(int, H), x, lda, w3, l3, 1, 0.0f, u, F, pack);
-        for (q = 0; q < mt * F; q++) g[q] = nam__silu(g[q]) * u[q];
-    } else
-        for (q = 0; q < mt * F; q++) g[q] = g[q] > 0.0f ? g[q] * g[q] : 0.0f;
-    if (obuf) { o = obuf; ldo = H; }
-    else { o = NAM__CAST(float *, d->out.data) + r0 * so[0]; ldo = so[0]; }
-    nam__sgemm(NAM__CAST(int, mt), NAM__CAST(int, H), NAM__CAST(int, F), g, F, w2, l2, 1, 0.0f, o, ldo, pack);
-}
-
-NAM__UNUSED static void nam__moe_ffn_worker(void *ctx, int64_t begin, int64_t end, int thread) {
-    nam__moe_ffn_ctx *c = NAM__CAST(nam__moe_ffn_ctx *, ctx);
-    const nam__moe_ffn_info *fi = c->fi;
-    const nam_moe_ffn_desc *d = c->d;
-    char *cur = c->ws + fi->thread_bytes * NAM__CAST(size_t, thread);
-    int64_t F = fi->F, H = fi->H, mt = NAM__MOE_MT, e, r0, n, cached = -1, l1 = 0, l3 = 0, l2 = 0, so[NAM_MAX_DIMS], r, q;
-    float *xbuf, *g, *u = NULL, *obuf = NULL, *xr, *hr, *wb, *cw1 = NULL, *cw3 = NULL, *cw2 = NULL, *pack;
-    nam__moe_wsrc s1, s3, s2;
-    const float *w1 = NULL, *w3 = NULL, *w2 = NULL;
-    (void)begin; (void)end;
-    xbuf = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, mt * H)));
-    g = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, mt * F)));
-    if (fi->swiglu) u = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, mt * F)));
-    if (fi->conv_out) obuf = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, mt * H)));
-    xr = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, 16 * H)));
-    hr = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, 16 * F)));
-    wb = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, 18 * (F > H ? F : H))));
-    if (fi->conv[0]) cw1 = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, F * H)));
-    if (fi->conv[1]) cw3 = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, F * H)));
-    if (fi->conv[2]) cw2 = NAM__CAST(float *, nam__ws_take(&cur, sizeof(float) * NAM__CAST(size_t, F * H)));
-    pack = NAM__CAST(float *, NAM__CAST(void *, cur));
-    nam__tensor_strides(&d->out, so);
-    while (nam__moe_grab(c, &e, &r0, &n)) {
-        int64_t row0 = nam__moe_off(c->p, e) + r0;
-        if (c->simd) {                /* weights read (or converted) one block of rows at a time */
-            nam__moe_wsrc_init(&s1, &d->w1, e);
-            if (fi->swiglu) nam__moe_wsrc_init(&s3, &d->w3, e);
-            nam__moe_wsrc_init(&s2, &d->w2, e);
-            nam__moe_item_avx2(c, row0, n, &s1, fi->swiglu ? &s3 : NULL, &s2, xbuf, g, xr, hr, wb, obuf);
-        } else {                      /* nam__sgemm needs f32 rows: whole experts converted */
-            if (e != cached) {
-                w1 = nam__moe_weight(&d->w1, fi->conv[0], e, cw1, &l1);
-                if (fi->swiglu) w3 = nam__moe_weight(&d->w3, fi->conv[1], e, cw3, &l3);
-                w2 = nam__moe_weight(&d->w2, fi->conv[2], e, cw2, &l2);
-                cached = e;
-            }
-            nam__moe_item_sgemm(c, row0, n, w1, l1, w3, l3, w2, l2, xbuf, g, u, obuf, pack);
-        }
-        if (obuf)
-            for (r = 0; r < n; r++)
-                for (q = 0; q < H; q++) nam__store(d->out.data, d->out.dtype, (row0 + r) * so[0] + q * so[1], obuf[r * H + q]);
-    }
-}
-
-/* kernel: 0 the best for this CPU, 1 nam__sgemm, 2 the AVX2 streaming kernels (tests). */
-NAM__UNUSED static nam_status nam__moe_ffn_run(nam_moe_ffn_desc *d, void *workspace, size_t workspace_bytes, int kernel, nam_error *err) {
-    nam__moe_ffn_info fi;
-    nam__moe_plan p;
-    nam__moe_ffn_ctx c;
-    nam_status s;
-    int64_t e, items = 0;
-    int threads;
-    if ((s = nam__moe_ffn_check(d, &fi, err))) return s;
-    if ((s = nam__moe_plan_check(d->plan, "nam_moe_ffn", 0, &p, err))) return s;
-    if (p.E != fi.E) return nam__err(err, NAM_ERR_INVALID_ARG, "plan.num_experts = %lld, but w1.shape[0] (E) = %lld", NAM__CAST(long long, p.E), NAM__CAST(long long, fi.E));
-    if (p.nrows > fi.R)
-        return nam__err(err, NAM_ERR_INVALID_ARG, "in.shape[0] (rows) = %lld, but the plan keeps %lld rows", NAM__CAST(long long, fi.R), NAM__CAST(long long, p.nrows));
-#ifdef NAM_CUDA
-    if (fi.ran == NAM_BACKEND_CUDA) {
-        (void)kernel;
-        s = nam_cuda__moe_ffn(d, workspace, workspace_bytes, err);
-        if (s == NAM_OK) d->ran = NAM_BACKEND_CUDA;
-        return s;
-    }
-#endif
-    if ((s = nam__ws_check(workspace, workspace_bytes, fi.bytes, "nam_moe_ffn", err))) return s;
-    d->ran = fi.ran;
-    if (fi.ran == NAM_BACKEND_CPU_REF) {
-        nam__moe_ffn_ref(d, &fi, &p, NAM__CAST(double *, workspace));
-        return NAM_OK;
-    }
-    for (e = 0; e < fi.E; e++) items += (nam__moe_off(&p, e + 1) - nam__moe_off(&p, e) + NAM__MOE_MT - 1) / NAM__MOE_MT;
-    if (items == 0) return NAM_OK;
-    memset(&c, 0, sizeof c);
-    c.d = d;
-    c.fi = &fi;
-    c.p = &p;
-    c.ws = NAM__CAST(char *, workspace);
-    c.simd = kernel == 2 || (kernel == 0 && nam__moe_have_avx2());
-    if (c.simd && !nam__moe_have_avx2()) return nam__err(err, NAM_ERR_UNSUPPORTED, "nam_moe_ffn: the AVX2+FMA kernels need a CPU with AVX2 and FMA");
-    if (pthread_mutex_init(&c.lock, NULL) != 0) return nam__err(err, NAM_ERR_NOMEM, "nam_moe_ffn: pthread_mutex_init failed");
-    threads = fi.threads < items ? fi.threads : NAM__CAST(int, items);
-    nam__parallel_for(threads, threads, nam__moe_ffn_worker, &c);
-    pthread_mutex_destroy(&c.lock);
-    return NAM_OK;
-}
-
-NAM__DEF nam_status nam_moe_ffn(nam_moe_ffn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
-    nam_status st;
-    NAM__FP_CALL(st, nam__moe_ffn_run(d, workspace, workspace_bytes, 0, err));
-    return st;
-}
-
-/* >>kernel-ssd ------------------------------------------------------------------------ */
-/* Mamba-2 SSD chunked scan (nam_ssd), single-token decode (nam_ssd_step) and the causal
-   depthwise conv1d of the Mamba block (nam_conv1d).
-
-   NAM_BACKEND_CPU_REF is the sequential recurrence, in double, per (b, h, p):
-       state[n] = exp(dt*A) * state[n] + dt * B[n] * x;  y = sum_n C[n] * state[n] + D * x.
-   NAM_BACKEND_CPU (and AUTO) is the chunked SSD algorithm (Mamba-2, ssd_minimal), per
-   chunk of Q tokens, with cum[i] the inclusive cumulative sum of dt*A inside the chunk
-   (accumulated in double):
-       Y     = diag(exp(cum)) * C * S^T  +  W * X,     W[i][j] = (C_i . B_j) exp(cum_i - cum_j) dt_j  (j <= i)
-       S^T'  = exp(cum_last) * S^T  +  B^T * diag(dt_j exp(cum_last - cum_j)) * X
-   Every exponent is a difference of cumulative sums inside one chunk taken in the causal
-   direction, so it is <= 0 whenever A*dt <= 0: very negative A*dt underflows to 0, never
-   overflows. When every A*dt of a chunk is <= 0, W's exponentials left of a 6-row panel
-   are factored as exp(cum_i - cum_i0) exp(cum_i0 - cum_j) (both exponents still <= 0).
-   Phase 1 (parallel over (b, g, chunk)) applies dt_bias / softplus / the dt limits and
-   packs C, B^T and G = C B^T of each group once for all the group's heads. Phase 2
-   (parallel over ranges of (b, h)) walks the chunks in order and, per chunk, every head of
-   its range, so a chunk's packed panels stay in cache across heads; the range's states
-   S^T (n x p) live in the workspace. Both matmuls run on one 6x16 register-tile kernel
-   over packed panels (AVX2+FMA where the CPU has it, chosen at run time; portable C
-   otherwise or under NAM_NO_SIMD). When out is f32 with unit step over p, p % 16 == 0 and
-   there is no z, tiles are stored straight into out and D (h) rides on W's diagonal;
-   otherwise rows go through a buffer (+ D x, * silu(z), dtype conversion). A NaN or inf in
-   x can also reach up to 5 earlier outputs of its chunk and column (0 * NaN inside the
-   masked intra-chunk matmul, as in Mamba's Triton kernels); later outputs are exact. */
-
-#if !defined(NAM_NO_SIMD) && (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
-#define NAM__SSD_X86 1
-#define NAM__SSD_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define NAM__SSD_X86 0
-#endif
-#ifdef __cplusplus
-#define NAM__SSD_RESTRICT __restrict
-#else
-#define NAM__SSD_RESTRICT restrict
-#endif
-
-#define NAM__SSD_MR 6             /* register tile: 6 rows x 16 columns */
-#define NAM__SSD_NR 16
-#define NAM__SSD_MAX_NUMEL (INT64_C(1) << 40)
-#define NAM__SSD_MAX_DIM (INT64_C(1) << 24)   /* p, n, g, h: sizes of one head or group */
-
-#if defined(__GNUC__) || defined(__clang__)
-#define NAM__SSD_PREFETCH(addr, rw) __builtin_prefetch((addr), (rw), 2)
-#else
-#define NAM__SSD_PREFETCH(addr, rw) ((void)(addr))
-#endif
-
-NAM__UNUSED static int64_t nam__ssd_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
-NAM__UNUSED static int64_t nam__ssd_min(int64_t a, int64_t b) { return a < b ? a : b; }
-
-NAM__UNUSED static int nam__ssd_have_avx2(void) {
-#if NAM__SSD_X86
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
-
-/* ---- register-tile kernel ------------------------------------------------------------
-   t[6x16] = ((cin ? cs * cin : 0) + A1 B1) * diag(rs) + A2 B2; rows r < m of t are stored
-   to c (row stride ldc). cin (same row stride as c) may equal c.
-   A panels: 6 floats per k (a[k*6 + r]). B operands: rows of 16 floats, row k at b[k*ldb].
-   rs (6 row scales) applies to the A1 B1 part only and may be NULL. */
-typedef struct nam__ssd_tile {
-    int64_t k1, ldb1, k2, ldb2, ldc;
-    const float *a1, *b1, *rs, *a2, *b2, *cin;
-    float cs;
-    float *c;
-    int m;
-} nam__ssd_tile;
-
-NAM__UNUSED static void nam__ssd_kern_c(const nam__ssd_tile *t) {
-    const float *NAM__SSD_RESTRICT a1 = t->a1, *NAM__SSD_RESTRICT b1 = t->b1, *NAM__SSD_RESTRICT a2 = t->a2, *NAM__SSD_RESTRICT b2 = t->b2;
-    float acc[NAM__SSD_MR][NAM__SSD_NR];
-    int64_t k;
-    int r, j;
-    for (r = 0; r < NAM__SSD_MR; r++)
-        for (j = 0; j < NAM__SSD_NR; j++) acc[r][j] = t->cin ? t->cs * t->cin[r * t->ldc + j] : 0.0f;
-    for (k = 0; k < t->k1; k++)
-        for (r = 0; r < NAM__SSD_MR; r++) {
-            float a = a1[k * NAM__SSD_MR + r];
-            const float *b = b1 + k * t->ldb1;
-            for (j = 0; j < NAM__SSD_NR; j++) acc[r][j] += a * b[j];
-        }
-    if (t->rs && t->k1 > 0)
-        for (r = 0; r < NAM__SSD_MR; r++)
-            for (j = 0; j < NAM__SSD_NR; j++) acc[r][j] *= t->rs[r];
-    for (k = 0; k < t->k2; k++)
-        for (r = 0; r < NAM__SSD_MR; r++) {
-            float a = a2[k * NAM__SSD_MR + r];
-            const float *b = b2 + k * t->ldb2;
-            for (j = 0; j < NAM__SSD_NR; j++) acc[r][j] += a * b[j];
-        }
-    for (r = 0; r < t->m; r++)
-        for (j = 0; j < NAM__SSD_NR; j++) t->c[r * t->ldc + j] = acc[r][j];
-}
-
-/* W panel (6 rows i0.., K2 columns), a[j*6 + r] = G[i][j] exp(cum_i - cum_j) dt_j for j <= i
-   (0 above the diagonal and in rows r >= m), plus dfold on the diagonal. */
-NAM__UNUSED static void nam__ssd_wpanel_c(int64_t i0, int m, int64_t K2, const double *cum, const float *G, int64_t ldg,
-                                          const float *dtc, float dfold, int mono, float *NAM__SSD_RESTRICT P) {
-    int64_t j;
-    int r;
-    (void)mono;
-    for (j = 0; j < K2; j++)
-        for (r = 0; r < NAM__SSD_MR; r++) {
-            int64_t i = i0 + r;
-            float v = 0.0f;
-            if (r < m && j <= i) v = G[i * ldg + j] * expf(NAM__CAST(float, cum[i] - cum[j])) * dtc[j] + (j == i ? dfold : 0.0f);
-            P[j * NAM__SSD_MR + r] = v;
-        }
-}
-
-NAM__UNUSED static void nam__ssd_exp_c(int64_t n, const float *x, float *y) {
-    int64_t i;
-    for (i = 0; i < n; i++) y[i] = expf(x[i]);
-}
-NAM__UNUSED static void nam__ssd_silu_mul_c(int64_t n, const float *z, float *y) {
-    int64_t i;
-    for (i = 0; i < n; i++) y[i] *= nam__silu(z[i]);
-}
-/* xp[c] = src[c] and xw[c] = wj * src[c] for c < p; both zero for p <= c < p16 */
-NAM__UNUSED static void nam__ssd_pack_row_c(int64_t p, int64_t p16, const float *NAM__SSD_RESTRICT src, float wj,
-                                            float *NAM__SSD_RESTRICT xp, float *NAM__SSD_RESTRICT xw) {
-    int64_t c;
-    for (c = 0; c < p; c++) { xp[c] = src[c]; xw[c] = wj * src[c]; }
-    for (; c < p16; c++) xp[c] = xw[c] = 0.0f;
-}
-/* out[c] = y[c] + D[c] * x[c] */
-NAM__UNUSED static void nam__ssd_axpy_c(int64_t n, const float *NAM__SSD_RESTRICT y, const float *NAM__SSD_RESTRICT D,
-                                        const float *NAM__SSD_RESTRICT x, float *NAM__SSD_RESTRICT out) {
-    int64_t c;
-    for (c = 0; c < n; c++) out[c] = y[c] + D[c] * x[c];
-}
-
-/* out[k] = dt'(raw[k] + bias[k]) for k < n (see nam__ssd_dt) */
-NAM__UNUSED static void nam__ssd_dt_row_c(int64_t n, const float *raw, const float *bias, int softplus, int limit, float lo, float hi, float *out) {
-    int64_t k;
-    for (k = 0; k < n; k++) {
-        float v = raw[k] + bias[k];
-        if (softplus) v = nam__softplus(v);
-        if (limit) v = v < lo ? lo : v > hi ? hi : v;
-        out[k] = v;
-    }
-}
-
-#if NAM__SSD_X86
-#if defined(__GNUC__) || defined(__clang__)
-#define NAM__SSD_INLINE __attribute__((always_inline)) inline
-#else
-#define NAM__SSD_INLINE inline
-#endif
-#define NAM__SSD_FMA_ROW(r, a, bv0, bv1)                   \
-    do {                                                   \
-        __m256 av_ = _mm256_broadcast_ss(a);               \
-        c##r##0 = _mm256_fmadd_ps(av_, bv0, c##r##0);      \
-        c##r##1 = _mm256_fmadd_ps(av_, bv1, c##r##1);      \
-    } while (0)
-#define NAM__SSD_KSTEP(ap, bp)                                                  \
-    do {                                                                        \
-        __m256 b0_ = _mm256_loadu_ps(bp), b1_ = _mm256_loadu_ps((bp) + 8);      \
-        NAM__SSD_FMA_ROW(0, (ap) + 0, b0_, b1_);                                \
-        NAM__SSD_FMA_ROW(1, (ap) + 1, b0_, b1_);                                \
-        NAM__SSD_FMA_ROW(2, (ap) + 2, b0_, b1_);                                \
-        NAM__SSD_FMA_ROW(3, (ap) + 3, b0_, b1_);                                \
-        NAM__SSD_FMA_ROW(4, (ap) + 4, b0_, b1_);                                \
-        NAM__SSD_FMA_ROW(5, (ap) + 5, b0_, b1_);                                \
-    } while (0)
-#define NAM__SSD_KLOOP(K, A, Bp, LDB)                                                         \
-    do {                                                                                      \
-        const float *ap_ = (A), *bp_ = (Bp);                                                  \
-        int64_t k_;                                                                           \
-        for (k_ = 0; k_ + 1 < (K); k_ += 2, ap_ += 2 * NAM__SSD_MR, bp_ += 2 * (LDB)) {       \
-            NAM__SSD_KSTEP(ap_, bp_);                                                         \
-            NAM__SSD_KSTEP(ap_ + NAM__SSD_MR, bp_ + (LDB));                                   \
-        }                                                                                     \
-        if (k_ < (K)) NAM__SSD_KSTEP(ap_, bp_);                                               \
-    } while (0)
-NAM__SSD_AVX2 NAM__UNUSED static void nam__ssd_kern_avx2(const nam__ssd_tile *t) {
-    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
-    const float *cin = t->cin;
-    float *c = t->c;
-    int64_t ldc = t->ldc;
-    if (cin) {
-        __m256 s = _mm256_set1_ps(t->cs);
-        c00 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 0 * ldc)); c01 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 0 * ldc + 8));
-        c10 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 1 * ldc)); c11 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 1 * ldc + 8));
-        c20 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 2 * ldc)); c21 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 2 * ldc + 8));
-        c30 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 3 * ldc)); c31 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 3 * ldc + 8));
-        c40 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 4 * ldc)); c41 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 4 * ldc + 8));
-        c50 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 5 * ldc)); c51 = _mm256_mul_ps(s, _mm256_loadu_ps(cin + 5 * ldc + 8));
-    } else {
-        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
-    }
-    NAM__SSD_KLOOP(t->k1, t->a1, t->b1, t->ldb1);
-    if (t->rs && t->k1 > 0) {
-        const float *rs = t->rs;
-        __m256 s;
-        s = _mm256_broadcast_ss(rs + 0); c00 = _mm256_mul_ps(c00, s); c01 = _mm256_mul_ps(c01, s);
-        s = _mm256_broadcast_ss(rs + 1); c10 = _mm256_mul_ps(c10, s); c11 = _mm256_mul_ps(c11, s);
-        s = _mm256_broadcast_ss(rs + 2); c20 = _mm256_mul_ps(c20, s); c21 = _mm256_mul_ps(c21, s);
-        s = _mm256_broadcast_ss(rs + 3); c30 = _mm256_mul_ps(c30, s); c31 = _mm256_mul_ps(c31, s);
-        s = _mm256_broadcast_ss(rs + 4); c40 = _mm256_mul_ps(c40, s); c41 = _mm256_mul_ps(c41, s);
-        s = _mm256_broadcast_ss(rs + 5); c50 = _mm256_mul_ps(c50, s); c51 = _mm256_mul_ps(c51, s);
-    }
-    NAM__SSD_KLOOP(t->k2, t->a2, t->b2, t->ldb2);
-    _mm256_storeu_ps(c + 0 * ldc, c00); _mm256_storeu_ps(c + 0 * ldc + 8, c01);
-    if (t->m > 1) { _mm256_storeu_ps(c + 1 * ldc, c10); _mm256_storeu_ps(c + 1 * ldc + 8, c11); }
-    if (t->m > 2) { _mm256_storeu_ps(c + 2 * ldc, c20); _mm256_storeu_ps(c + 2 * ldc + 8, c21); }
-    if (t->m > 3) { _mm256_storeu_ps(c + 3 * ldc, c30); _mm256_storeu_ps(c + 3 * ldc + 8, c31); }
-    if (t->m > 4) { _mm256_storeu_ps(c + 4 * ldc, c40); _mm256_storeu_ps(c + 4 * ldc + 8, c41); }
-    if (t->m > 5) { _mm256_storeu_ps(c + 5 * ldc, c50); _mm256_storeu_ps(c + 5 * ldc + 8, c51); }
-}
-
-/* 8-lane e^x (Cephes-style: 2^round(x log2 e) times a degree-6 polynomial; ~2 ulp).
-   NaN propagates, x > 88.72 gives inf, x < -87.33 gives exactly 0. */
-NAM__SSD_AVX2 NAM__UNUSED static NAM__SSD_INLINE __m256 nam__ssd_exp8(__m256 x) {
-    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-87.3365478515625f);
-    __m256 xc = _mm256_min_ps(hi, _mm256_max_ps(lo, x));          /* operand order keeps NaN */
-    __m256 fx = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), xc);
-    __m256 pl, y, big;
-    __m256i e;
-    r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
-    pl = _mm256_set1_ps(1.9875691500e-4f);
-    pl = _mm256_fmadd_ps(pl, r, _mm256_set1_ps(1.3981999507e-3f));
-    pl = _mm256_fmadd_ps(pl, r, _mm256_set1_ps(8.3334519073e-3f));
-    pl = _mm256_fmadd_ps(pl, r, _mm256_set1_ps(4.1665795894e-2f));
-    pl = _mm256_fmadd_ps(pl, r, _mm256_set1_ps(1.6666665459e-1f));
-    pl = _mm256_fmadd_ps(pl, r, _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_fmadd_ps(_mm256_mul_ps(pl, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
-    y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-    y = _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), y);     /* underflow -> 0 */
-    big = _mm256_cmp_ps(x, _mm256_set1_ps(88.72283935546875f), _CMP_GT_OQ);
-    return _mm256_blendv_ps(y, _mm256_set1_ps(HUGE_VALF), big);
-}
-
-/* 8-lane natural log of positive normal floats (Cephes logf: mantissa in [sqrt(1/2), sqrt(2)),
-   degree-8 polynomial; ~1 ulp). Used on [1, 2] only (softplus). */
-NAM__SSD_AVX2 NAM__UNUSED static NAM__SSD_INLINE __m256 nam__ssd_log8(__m256 x) {
-    const __m256 one = _mm256_set1_ps(1.0f);
-    __m256i xi = _mm256_castps_si256(x);
-    __m256 e = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(xi, 23), _mm256_set1_epi32(126)));
-    __m256 m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(xi, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x3f000000)));
-    __m256 small = _mm256_cmp_ps(m, _mm256_set1_ps(0.707106781186547524f), _CMP_LT_OQ), z, y;
-    e = _mm256_sub_ps(e, _mm256_and_ps(one, small));
-    m = _mm256_add_ps(_mm256_sub_ps(m, one), _mm256_and_ps(m, small));     /* 2m - 1 or m - 1 */
-    z = _mm256_mul_ps(m, m);
-    y = _mm256_set1_ps(7.0376836292e-2f);
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.1514610310e-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(1.1676998740e-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.2420140846e-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(1.4249322787e-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.6668057665e-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(2.0000714765e-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-2.4999993993e-1f));
-    y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(3.3333331174e-1f));
-    y = _mm256_mul_ps(_mm256_mul_ps(y, m), z);
-    y = _mm256_fmadd_ps(e, _mm256_set1_ps(-2.12194440e-4f), y);
-    y = _mm256_fnmadd_ps(z, _mm256_set1_ps(0.5f), y);
-    return _mm256_fmadd_ps(e, _mm256_set1_ps(0.693359375f), _mm256_add_ps(m, y));
-}
-
-/* dt' rows: softplus(v) = max(v, 0) + log1p(exp(-|v|)) (v for v > 20, as nam__softplus), with
-   log1p(u) = log(1 + u) * u / ((1 + u) - 1) so tiny u keep their digits; NaN stays NaN. */
-NAM__SSD_AVX2 NAM__UNUSED static void nam__ssd_dt_row_avx2(int64_t n, const float *raw, const float *bias, int softplus, int limit, float lo, float hi, float *out) {
-    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps(), l8 = _mm256_set1_ps(lo), h8 = _mm256_set1_ps(hi);
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    int64_t k;
-    for (k = 0; k + 8 <= n; k += 8) {
-        __m256 v = _mm256_add_ps(_mm256_loadu_ps(raw + k), _mm256_loadu_ps(bias + k));
-        if (softplus) {
-            __m256 u = nam__ssd_exp8(_mm256_sub_ps(zero, _mm256_and_ps(v, absmask))), w = _mm256_add_ps(one, u);
-            __m256 lp = _mm256_mul_ps(nam__ssd_log8(w), _mm256_div_ps(u, _mm256_sub_ps(w, one)));
-            __m256 sp;
-            lp = _mm256_blendv_ps(lp, u, _mm256_cmp_ps(w, one, _CMP_EQ_OQ));
-            sp = _mm256_add_ps(_mm256_max_ps(zero, v), lp);                  /* max(0, NaN) = NaN */
-            v = _mm256_blendv_ps(sp, v, _mm256_cmp_ps(v, _mm256_set1_ps(20.0f), _CMP_GT_OQ));
-        }
-        if (limit) {
-            v = _mm256_blendv_ps(v, l8, _mm256_cmp_ps(v, l8, _CMP_LT_OQ));
-            v = _mm256_blendv_ps(v, h8, _mm256_cmp_ps(v, h8, _CMP_GT_OQ));
-        }
-        _mm256_storeu_ps(out + k, v);
-    }
-    nam__ssd_dt_row_c(n - k, raw + k, bias + k, softplus, limit, lo, hi, out + k);
-}
-
-NAM__SSD_AVX2 NAM__UNUSED static void nam__ssd_exp_avx2(int64_t n, const float *x, float *y) {
-    int64_t i;
-    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, nam__ssd_exp8(_mm256_loadu_ps(x + i)));
-    for (; i < n; i++) y[i] = expf(x[i]);
-}
-
-/* The W panel of nam__ssd_wpanel_c, 8 columns at a time: six 8-lane rows, then an 8x8
-   transpose whose columns are stored 6 floats apart (each store's 2 spare lanes are
-   overwritten by the next; P needs 8 floats of slack past column K2 rounded up to 8).
-   cum, dtc and the G rows must be readable up to K2 rounded up to 8. */
-NAM__SSD_AVX2 NAM__UNUSED static void nam__ssd_wpanel_avx2(int64_t i0, int m, int64_t K2, const double *cum, const float *G, int64_t ldg,
-                                                           const float *dtc, float dfold, int mono, float *P) {
-    const __m256 iota = _mm256_set_ps(7, 6, 5, 4, 3, 2, 1, 0), zero = _mm256_setzero_ps(), dv = _mm256_set1_ps(dfold);
-    float u[8];
-    int64_t j0;
-    int r;
-    /* mono (every A*dt of the chunk <= 0): exp(cum_i - cum_j) = exp(cum_i - cum_i0) exp(cum_i0 - cum_j),
-       both exponents <= 0, for the column blocks left of row i0 (one exp per column, not per element) */
-    if (mono)
-        for (r = 0; r < 8; r++) u[r] = r < m ? expf(NAM__CAST(float, cum[i0 + r] - cum[i0])) : 0.0f;
-    for (j0 = 0; j0 < K2; j0 += 8) {
-        __m256 row[8], t0, t1, t2, t3, t4, t5, t6, t7, s0, s1, s2, s3, s4, s5, s6, s7;
-        __m256 jv = _mm256_add_ps(_mm256_set1_ps(NAM__CAST(float, j0)), iota), dt8 = _mm256_loadu_ps(dtc + j0);
-        __m256d cj0 = _mm256_loadu_pd(cum + j0), cj1 = _mm256_loadu_pd(cum + j0 + 4);
-        if (mono && j0 + 8 <= i0 + 1) {
-            __m256d ci = _mm256_set1_pd(cum[i0]);
-            __m128 lo4 = _mm256_cvtpd_ps(_mm256_sub_pd(ci, cj0)), hi4 = _mm256_cvtpd_ps(_mm256_sub_pd(ci, cj1));
-            __m256 vd = _mm256_mul_ps(nam__ssd_exp8(_mm256_insertf128_ps(_mm256_castps128_ps256(lo4), hi4, 1)), dt8);
-            for (r = 0; r < NAM__SSD_MR; r++)
-                row[r] = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(G + (i0 + r) * ldg + j0), vd), _mm256_broadcast_ss(u + r));
-        } else for (r = 0; r < NAM__SSD_MR; r++) {
-            int64_t i = i0 + r;
-            if (r < m && j0 <= i) {
-                __m256d ci = _mm256_set1_pd(cum[i]);
-                __m128 lo4 = _mm256_cvtpd_ps(_mm256_sub_pd(ci, cj0)), hi4 = _mm256_cvtpd_ps(_mm256_sub_pd(ci, cj1));
-                __m256 v = nam__ssd_exp8(_mm256_insertf128_ps(_mm256_castps128_ps256(lo4), hi4, 1));
-                __m256 iv = _mm256_set1_ps(NAM__CAST(float, i));
-                v = _mm256_mul_ps(_mm256_mul_ps(v, _mm256_loadu_ps(G + i * ldg + j0)), dt8);
-                v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(jv, iv, _CMP_GT_OQ));
-                row[r] = _mm256_add_ps(v, _mm256_and_ps(dv, _mm256_cmp_ps(jv, iv, _CMP_EQ_OQ)));
-            } else {
-                row[r] = zero;
-            }
-        }
-        row[6] = row[7] = zero;
-        t0 = _mm256_unpacklo_ps(row[0], row[1]); t1 = _mm256_unpackhi_ps(row[0], row[1]);
-        t2 = _mm256_unpacklo_ps(row[2], row[3]); t3 = _mm256_unpackhi_ps(row[2], row[3]);
-        t4 = _mm256_unpacklo_ps(row[4], row[5]); t5 = _mm256_unpackhi_ps(row[4], row[5]);
-        t6 = _mm256_unpacklo_ps(row[6], row[7]); t7 = _mm256_unpackhi_ps(row[6], row[7]);
-        s0 = _mm256_shuffle_ps(t0, t2, 0x44); s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-        s2 = _mm256_shuffle_ps(t1, t3, 0x44); s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-        s4 = _mm256_shuffle_ps(t4, t6, 0x44); s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-        s6 = _mm256_shuffle_ps(t5, t7, 0x44); s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-        _mm256_storeu_ps(P + (j0 + 0) * NAM__SSD_MR, _mm256_permute2f128_ps(s0, s4, 0x20));
-        _mm256_storeu_ps(P + (j0 + 1) * NAM__SSD_MR, _mm256_permute2f128_ps(s1, s5, 0x20));
-        _mm256_storeu_ps(P + (j0 + 2) * NAM__SSD_MR, _mm256_permute2f128_ps(s2, s6, 0x20));
-        _mm256_storeu_ps(P + (j0 + 3) * NAM__SSD_MR, _mm256_permute2f128_ps(s3, s7, 0x20));
-        _mm256_storeu_ps(P + (j0 + 4) * NAM__SSD_MR, _mm256_permute2f128_ps(s0, s4, 0x31));
-        _mm256_storeu_ps(P + (j0 + 5) * NAM__SSD_MR, _mm256_permute2f128_ps(s1, s5, 0x31));
-        _mm256_storeu_ps(P + (j0 + 6) * NAM__SSD_MR, _mm256_permute2f128_ps(s2, s6, 0x31));
-        _mm256_storeu_ps(P + (j0 + 7) * NAM__SSD_MR, _mm256_permute2f128_ps(s3, s7, 0x31));
-    }
-}
-
-/* y[i] *= silu(z[i]) */
-NAM__SSD_AVX2 NAM__UNUSED static void nam__ssd_silu_mul_avx2(int64_t n, const float *z, float *y) {
-    int64_t i;
-    const __m256 one = _mm256_set1_ps(1.0f);
-    for (i = 0; i + 8 <= n; i += 8) {
-        __m256 zv = _mm256_loadu_ps(z + i);
-        __m256 s = _mm256_div_ps(zv, _mm256_add_ps(one, nam__ssd_exp8(_mm256_sub_ps(_mm256_setzero_ps(), zv))));
-        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), s));
-    }
-    for (; i < n; i++) y[i] *= nam__silu(z[i]);
-}
-
-NAM__SSD_AVX2 NAM__UNUSED static void nam__ssd_pack_row_avx2(int64_t p, int64_t p16, const float *src, float wj, float *xp, float *xw) {
-    __m256 w8 = _mm256_set1_ps(wj);
-    int64_t c;
-    for (c = 0; c + 8 <= p; c += 8) {
-        __m256 v = _mm256_loadu_ps(src + c);
-        _mm256_storeu_ps(xp + c, v);
-        _mm256_storeu_ps(xw + c, _mm256_mul_ps(w8, v));
-    }
-    for (; c < p; c++) { xp[c] = src[c]; xw[c] = wj * src[c]; }
-    for (; c < p16; c++) xp[c] = xw[c] = 0.0f;
-}
-
-NAM__SSD_AVX2 NAM__UNUSED static void nam__ssd_axpy_avx2(int64_t n, const float *y, const float *D, const float *x, float *out) {
-    int64_t c;
-    for (c = 0; c + 8 <= n; c += 8)
-        _mm256_storeu_ps(out + c, _mm256_fmadd_ps(_mm256_loadu_ps(D + c), _mm256_loadu_ps(x + c), _mm256_loadu_ps(y + c)));
-    for (; c < n; c++) out[c] = y[c] + D[c] * x[c];
-}
-#endif /* NAM__SSD_X86 */
-
-/* The vector primitives of the fast path: AVX2+FMA or portable C, chosen once per call. */
-typedef struct nam__ssd_ops {
-    void (*kern)(const nam__ssd_tile *);
-    void (*wpanel)(int64_t, int, int64_t, const double *, const float *, int64_t, const float *, float, int, float *);
-    void (*vexp)(int64_t, const float *, float *);
-    void (*silu_mul)(int64_t, const float *, float *);
-    void (*pack_row)(int64_t, int64_t, const float *, float, float *, float *);
-    void (*axpy)(int64_t, const float *, const float *, const float *, float *);
-    void (*dt_row)(int64_t, const float *, const float *, int, int, float, float, float *);
-} nam__ssd_ops;
-
-NAM__UNUSED static void nam__ssd_pick_ops(nam__ssd_ops *o) {
-    o->kern = nam__ssd_kern_c; o->wpanel = nam__ssd_wpanel_c; o->vexp = nam__ssd_exp_c;
-    o->silu_mul = nam__ssd_silu_mul_c; o->pack_row = nam__ssd_pack_row_c; o->axpy = nam__ssd_axpy_c; o->dt_row = nam__ssd_dt_row_c;
-#if NAM__SSD_X86
-    if (nam__ssd_have_avx2()) {
-        o->kern = nam__ssd_kern_avx2; o->wpanel = nam__ssd_wpanel_avx2; o->vexp = nam__ssd_exp_avx2;
-        o->silu_mul = nam__ssd_silu_mul_avx2; o->pack_row = nam__ssd_pack_row_avx2; o->axpy = nam__ssd_axpy_avx2; o->dt_row = nam__ssd_dt_row_avx2;
-    }
-#endif
-}
-
-
-/* ---- small helpers ------------------------------------------------------------------ */
-/* dt' = dt + bias (already added); softplus when asked; clamp to [lo, hi] when a limit is set. NaN stays NaN. */
-NAM__UNUSED static double nam__ssd_dt_d(double v, int softplus, int limit, double lo, double hi) {
-    if (softplus) v = v <= 20.0 ? log1p(exp(v)) : v;
-    if (limit) v = v < lo ? lo : v > hi ? hi : v;
-    return v;
-}
-
-/* `count` floats of t from element `off`, element step `es`: a pointer into t's data when
-   it is f32 with unit step, else converted into tmp. */
-NAM__UNUSED static const float *nam__ssd_row(const nam_tensor *t, int64_t off, int64_t es, int64_t count, float *tmp) {
-    int64_t i;
-    if (t->dtype == NAM_F32 && es == 1) return NAM__CAST(const float *, t->data) + off;
-    for (i = 0; i < count; i++) tmp[i] = nam__load(t->data, t->dtype, off + i * es);
-    return tmp;
-}
-NAM__UNUSED static void nam__ssd_row_store(nam_tensor *t, int64_t off, int64_t es, int64_t count, const float *src) {
-    int64_t i;
-    if (t->dtype == NAM_F32 && es == 1) {
-        float *dst = NAM__CAST(float *, t->data) + off;
-        if (dst != src) memcpy(dst, src, sizeof(float) * NAM__CAST(size_t, count));
-        return;
-    }
-    for (i = 0; i < count; i++) nam__store(t->data, t->dtype, off + i * es, src[i]);
-}
-
-NAM__UNUSED static nam_status nam__ssd_f32(const nam_tensor *t, const char *field, nam_error *err) {
-    if (t->data && t->dtype != NAM_F32)
-        return nam__err(err, NAM_ERR_INVALID_ARG, "%s: dtype %s, expected f32", field, nam_dtype_name(t->dtype));
-    return NAM_OK;
-}
-
-NAM__UNUSED static nam_status nam__ssd_numel(const nam_tensor *t, const char *field, nam_error *err) {
-    int64_t n = 1;
-    int i;
-    if (!t->data) return NAM_OK;
-    for (i = 0; i < t->ndim; i++) {
-        if (t->shape[i] > NAM__SSD_MAX_NUMEL / n)
-            return nam__err(err, NAM_ERR_LIMIT, "%s has more than 2^40 elements", field);
-        n *= t->shape[i];
-    }
-    return NAM_OK;
-}
-
-/* dims (b, l, h, p, g, n) and the options shared by nam_ssd and its workspace query. */
-typedef struct nam__ssd_dims {
-    int64_t b, l, h, p, g, n;
-    int Q;
-    nam_backend be;
-} nam__ssd_dims;
-
-#define NAM__SSD_TRY(call)                  \
-    do {                                    \
-        nam_status st_ = (call);            \
-        if (st_ != NAM_OK) return st_;      \
-    } while (0)
-
-NAM__UNUSED static nam_status nam__ssd_check_dt_opts(int softplus, float dt_min, float dt_max, nam_error *err) {
-    (void)softplus;
-    if (dt_min != dt_min || dt_max != dt_max) return nam__err(err, NAM_ERR_INVALID_ARG, "dt_min / dt_max is NaN");
-    if (dt_min == HUGE_VALF || dt_min == -HUGE_VALF) return nam__err(err, NAM_ERR_RANGE, "dt_min = %g is not finite", NAM__CAST(double, dt_min));
-    if (dt_max != 0.0f && dt_max < dt_min)
-        return nam__err(err, NAM_ERR_RANGE, "dt_max = %g is below dt_min = %g (dt_max 0 means no upper limit)",
-                        NAM__CAST(double, dt_max), NAM__CAST(double, dt_min));
-    return NAM_OK;
-}
-
-/* D: (h) or (h, p). */
-NAM__UNUSED static nam_status nam__ssd_check_D(const nam_tensor *D, int64_t h, int64_t p, const char *hfrom, const char *pfrom, nam_error *err) {
-    if (!D->data) return NAM_OK;
-    if (D->ndim == 1) {
-        NAM__SSD_TRY(nam__tensor_basic(D, "D", 1, "h", 1, err));
-        return nam__tensor_dim(D, "D", 0, "h", h, hfrom, err);
-    }
-    if (D->ndim == 2) {
-        NAM__SSD_TRY(nam__tensor_basic(D, "D", 2, "h,p", 1, err));
-        NAM__SSD_TRY(nam__tensor_dim(D, "D", 0, "h", h, hfrom, err));
-        return nam__tensor_dim(D, "D", 1, "p", p, pfrom, err);
-    }
-    NAM__SSD_TRY(nam__tensor_basic(D, "D", D->ndim, "h", 1, err));   /* device / dtype first */
-    return nam__err(err, NAM_ERR_INVALID_ARG, "D: %d dimensions, expected 1 (h) or 2 (h,p)", D->ndim);
-}
-
-NAM__UNUSED static nam_status nam__ssd_validate(const nam_ssd_desc *d, nam__ssd_dims *o, nam_error *err) {
-    int64_t b, l, h, p, g, n;
-    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "desc is NULL");
-    NAM__SSD_TRY(nam_query_backend(d->backend, d->x.device, &o->be, err));
-    NAM__SSD_TRY(nam__tensor_basic(&d->x, "x", 4, "b,l,h,p", 0, err));
-    NAM__SSD_TRY(nam__ssd_numel(&d->x, "x", err));
-    b = d->x.shape[0]; l = d->x.shape[1]; h = d->x.shape[2]; p = d->x.shape[3];
-    if (h > NAM__SSD_MAX_DIM || p > NAM__SSD_MAX_DIM)
-        return nam__err(err, NAM_ERR_LIMIT, "x: h = %lld, p = %lld; each must be at most 2^24", NAM__CAST(long long, h), NAM__CAST(long long, p));
-    NAM__SSD_TRY(nam__tensor_basic(&d->dt, "dt", 3, "b,l,h", 0, err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->dt, "dt", 0, "b", b, "x.shape[0]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->dt, "dt", 1, "l", l, "x.shape[1]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->dt, "dt", 2, "h", h, "x.shape[2]", err));
-    NAM__SSD_TRY(nam__tensor_basic(&d->A, "A", 1, "h", 0, err));
-    NAM__SSD_TRY(nam__ssd_f32(&d->A, "A", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->A, "A", 0, "h", h, "x.shape[2]", err));
-    NAM__SSD_TRY(nam__tensor_basic(&d->B, "B", 4, "b,l,g,n", 0, err));
-    NAM__SSD_TRY(nam__ssd_numel(&d->B, "B", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->B, "B", 0, "b", b, "x.shape[0]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->B, "B", 1, "l", l, "x.shape[1]", err));
-    g = d->B.shape[2]; n = d->B.shape[3];
-    if (h % g != 0)
-        return nam__err(err, NAM_ERR_INVALID_ARG, "B.shape[2] (g) = %lld does not divide x.shape[2] (h) = %lld",
-                        NAM__CAST(long long, g), NAM__CAST(long long, h));
-    if (n > NAM__SSD_MAX_DIM)
-        return nam__err(err, NAM_ERR_LIMIT, "B.shape[3] (n) = %lld is above 2^24", NAM__CAST(long long, n));
-    NAM__SSD_TRY(nam__tensor_basic(&d->C, "C", 4, "b,l,g,n", 0, err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 0, "b", b, "x.shape[0]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 1, "l", l, "x.shape[1]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 2, "g", g, "B.shape[2]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 3, "n", n, "B.shape[3]", err));
-    NAM__SSD_TRY(nam__ssd_check_D(&d->D, h, p, "x.shape[2]", "x.shape[3]", err));
-    NAM__SSD_TRY(nam__tensor_basic(&d->z, "z", 4, "b,l,h,p", 1, err));
-    if (d->z.data) {
-        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 0, "b", b, "x.shape[0]", err));
-        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 1, "l", l, "x.shape[1]", err));
-        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 2, "h", h, "x.shape[2]", err));
-        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 3, "p", p, "x.shape[3]", err));
-    }
-    NAM__SSD_TRY(nam__tensor_basic(&d->dt_bias, "dt_bias", 1, "h", 1, err));
-    if (d->dt_bias.data) NAM__SSD_TRY(nam__tensor_dim(&d->dt_bias, "dt_bias", 0, "h", h, "x.shape[2]", err));
-    NAM__SSD_TRY(nam__tensor_basic(&d->initial_states, "initial_states", 4, "b,h,p,n", 1, err));
-    if (d->initial_states.data) {
-        NAM__SSD_TRY(nam__ssd_f32(&d->initial_states, "initial_states", err));
-        NAM__SSD_TRY(nam__tensor_dim(&d->initial_states, "initial_states", 0, "b", b, "x.shape[0]", err));
-        NAM__SSD_TRY(nam__tensor_dim(&d->initial_states, "initial_states", 1, "h", h, "x.shape[2]", err));
-        NAM__SSD_TRY(nam__tensor_dim(&d->initial_states, "initial_states", 2, "p", p, "x.shape[3]", err));
-        NAM__SSD_TRY(nam__tensor_dim(&d->initial_states, "initial_states", 3, "n", n, "B.shape[3]", err));
-    }
-    NAM__SSD_TRY(nam__tensor_basic(&d->out, "out", 4, "b,l,h,p", 0, err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 0, "b", b, "x.shape[0]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 1, "l", l, "x.shape[1]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 2, "h", h, "x.shape[2]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 3, "p", p, "x.shape[3]", err));
-    NAM__SSD_TRY(nam__tensor_basic(&d->final_states, "final_states", 4, "b,h,p,n", 1, err));
-    if (d->final_states.data) {
-        NAM__SSD_TRY(nam__ssd_f32(&d->final_states, "final_states", err));
-        NAM__SSD_TRY(nam__tensor_dim(&d->final_states, "final_states", 0, "b", b, "x.shape[0]", err));
-        NAM__SSD_TRY(nam__tensor_dim(&d->final_states, "final_states", 1, "h", h, "x.shape[2]", err));
-        NAM__SSD_TRY(nam__tensor_dim(&d->final_states, "final_states", 2, "p", p, "x.shape[3]", err));
-        NAM__SSD_TRY(nam__tensor_dim(&d->final_states, "final_states", 3, "n", n, "B.shape[3]", err));
-        NAM__SSD_TRY(nam__ssd_numel(&d->final_states, "final_states", err));
-    }
-    if (d->chunk_size < 0 || d->chunk_size > 4096)
-        return nam__err(err, NAM_ERR_RANGE, "chunk_size = %d is out of range (1..4096; 0 means 64)", d->chunk_size);
-    NAM__SSD_TRY(nam__ssd_check_dt_opts(d->dt_softplus, d->dt_min, d->dt_max, err));
-    {
-        const nam_tensor *ts[11];
-        static const char *const nm[11] = {"x", "dt", "A", "B", "C", "D", "z", "dt_bias", "initial_states", "out", "final_states"};
-        ts[0] = &d->x; ts[1] = &d->dt; ts[2] = &d->A; ts[3] = &d->B; ts[4] = &d->C; ts[5] = &d->D; ts[6] = &d->z;
-        ts[7] = &d->dt_bias; ts[8] = &d->initial_states; ts[9] = &d->out; ts[10] = &d->final_states;
-        NAM__SSD_TRY(nam__same_device(11, ts, nm, err));
-    }
-    o->b = b; o->l = l; o->h = h; o->p = p; o->g = g; o->n = n;
-    o->Q = d->chunk_size ? d->chunk_size : 64;
-    return NAM_OK;
-}
-
-/* ---- workspace layout of the fast path ----------------------------------------------- */
-typedef struct nam__ssd_layout {
-    int64_t Q, Q6, Q16, Qv, n6, p16, nck;
-    int64_t cp_sz, btp_sz, g_sz;        /* floats per (b, g, chunk) */
-    size_t off_dt, off_A, off_bias, off_D, off_B, off_C, off_cp, off_btp, off_g, off_slab;
-    size_t slab_bytes, total;
-    /* offsets inside one thread's slab */
-    size_t s_xp, s_xw, s_wp, s_s, s_y, s_cum, s_e, s_w, s_dtc, s_tmp, s_row, s_zrow, s_orow, s_bn;
-    int slabs;
-} nam__ssd_layout;
-
-NAM__UNUSED static size_t nam__ssd_f(int64_t nfloats) { return nam__ws_need(sizeof(float) * NAM__CAST(size_t, nfloats)); }
-
-/* copy_b / copy_c: B / C are not contiguous f32, so phase 1 reads f32 copies in the workspace. */
-NAM__UNUSED static void nam__ssd_plan(const nam__ssd_dims *dm, int threads, int copy_b, int copy_c, nam__ssd_layout *L) {
-    int64_t b = dm->b, l = dm->l, h = dm->h, p = dm->p, g = dm->g, n = dm->n, tasks;
-    size_t o = 0, s = 0;
-    L->Q = dm->Q;
-    L->Q6 = nam__ssd_up(L->Q, NAM__SSD_MR);
-    L->Q16 = nam__ssd_up(L->Q, NAM__SSD_NR);
-    L->Qv = (L->Q6 > L->Q16 ? L->Q6 : L->Q16) + 8;
-    L->n6 = nam__ssd_up(n, NAM__SSD_MR);
-    L->p16 = nam__ssd_up(p, NAM__SSD_NR);
-    L->nck = (l + L->Q - 1) / L->Q;
-    L->cp_sz = L->Q6 * n;
-    L->btp_sz = L->n6 * L->Q;
-    L->g_sz = L->Q6 * L->Q16;
-    L->off_dt = o; o += nam__ssd_f(b * l * h);
-    L->off_A = o; o += nam__ssd_f(h);
-    L->off_bias = o; o += nam__ssd_f(h);
-    L->off_D = o; o += nam__ssd_f(h * p);
-    L->off_B = o; o += copy_b ? nam__ssd_f(b * l * g * n) : 0;
-    L->off_C = o; o += copy_c ? nam__ssd_f(b * l * g * n) : 0;
-    L->off_cp = o; o += nam__ssd_f(b * g * L->nck * L->cp_sz);
-    L->off_btp = o; o += nam__ssd_f(b * g * L->nck * L->btp_sz);
-    L->off_g = o; o += nam__ssd_f(b * g * L->nck * L->g_sz);
-    L->off_slab = o;
-    L->s_xp = s; s += nam__ssd_f(L->Q * L->p16);
-    L->s_xw = s; s += nam__ssd_f(L->Q * L->p16);
-    L->s_wp = s; s += nam__ssd_f(L->Q6 * L->Q + 64);          /* + slack of the W panel stores */
-    tasks = (b * h + (threads < b * h ? threads : b * h) - 1) / (threads < b * h ? threads : b * h);
-    L->s_s = s; s += nam__ssd_f(tasks * L->n6 * L->p16);       /* the states of a thread's (b, h) range */
-    L->s_y = s; s += nam__ssd_f(L->Q6 * L->p16);
-    L->s_cum = s; s += nam__ssd_f(2 * L->Qv);                 /* doubles */
-    L->s_e = s; s += nam__ssd_f(L->Qv);
-    L->s_w = s; s += nam__ssd_f(L->Qv);
-    L->s_dtc = s; s += nam__ssd_f(L->Qv);
-    L->s_tmp = s; s += nam__ssd_f(L->Qv);
-    L->s_row = s; s += nam__ssd_f(L->p16);
-    L->s_zrow = s; s += nam__ssd_f(L->p16);
-    L->s_orow = s; s += nam__ssd_f(L->p16);
-    L->s_bn = s; s += nam__ssd_f(L->Q16 * n);
-    L->slab_bytes = s;
-    tasks = b * h > b * g * L->nck ? b * h : b * g * L->nck;
-    L->slabs = threads < tasks ? threads : NAM__CAST(int, tasks);
-    if (L->slabs < 1) L->slabs = 1;
-    L->total = o + NAM__CAST(size_t, L->slabs) * s;
-}
-
-NAM__UNUSED static nam_status nam__ssd_workspace_size_body(const nam_ssd_desc *d, size_t *bytes, nam_error *err) {
-    nam__ssd_dims dm;
-    nam__ssd_layout L;
-    nam_status st;
-    memset(&dm, 0, sizeof dm);
-    if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_ssd_workspace_size: bytes is NULL");
-    *bytes = 0;
-    st = nam__ssd_validate(d, &dm, err);
-    if (st != NAM_OK) { nam__err_prefix(err, "nam_ssd_workspace_size: "); return st; }
-#ifdef NAM_CUDA
-    if (dm.be == NAM_BACKEND_CUDA) return nam_cuda__ssd_workspace_size(d, bytes, err);
-#endif
-    if (dm.be == NAM_BACKEND_CPU_REF) *bytes = nam__ws_need(sizeof(double) * NAM__CAST(size_t, dm.n));
-    else {
-        nam__ssd_plan(&dm, nam__resolve_threads(d->threads), !nam__tensor_is_contig_f32(&d->B), !nam__tensor_is_contig_f32(&d->C), &L);
-        *bytes = L.total;
-    }
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-}
-
-NAM__DEF nam_status nam_ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes, nam_error *err) {
-    nam_status st;
-    NAM__FP_CALL(st, nam__ssd_workspace_size_body(d, bytes, err));
-    return st;
-}
-
-
-/* ---- reference: the sequential recurrence in double ---------------------------------- */
-static void nam__ssd_ref(nam_ssd_desc *d, const nam__ssd_dims *dm, double *st) {
-    int64_t xs[4], dts[4], As[4], Bs[4], Cs[4], Ds[4], zs[4], bs[4], is[4], os[4], fs[4];
-    int64_t bi, hi, pi, t, k, hpg = dm->h / dm->g;
-    int limit = d->dt_min != 0.0f || d->dt_max != 0.0f;
-    double lo = d->dt_min, hi_lim = d->dt_max > 0.0f ? NAM__CAST(double, d->dt_max) : HUGE_VAL;
-    nam__tensor_strides(&d->x, xs); nam__tensor_strides(&d->dt, dts); nam__tensor_strides(&d->A, As);
-    nam__tensor_strides(&d->B, Bs); nam__tensor_strides(&d->C, Cs); nam__tensor_strides(&d->D, Ds);
-    nam__tensor_strides(&d->z, zs); nam__tensor_strides(&d->dt_bias, bs); nam__tensor_strides(&d->initial_states, is);
-    nam__tensor_strides(&d->out, os); nam__tensor_strides(&d->final_states, fs);
-    for (bi = 0; bi < dm->b; bi++)
-        for (hi = 0; hi < dm->h; hi++) {
-            int64_t gi = hi / hpg;
-            double A = nam__load(d->A.data, d->A.dtype, hi * As[0]);
-            double bias = d->dt_bias.data ? nam__load(d->dt_bias.data, d->dt_bias.dtype, hi * bs[0]) : 0.0;
-            for (pi = 0; pi < dm->p; pi++) {
-                double Dv = 0.0;
-                if (d->D.data) Dv = nam__load(d->D.data, d->D.dtype, hi * Ds[0] + (d->D.ndim == 2 ? pi * Ds[1] : 0));
-                for (k = 0; k < dm->n; k++)
-                    st[k] = d->initial_states.data ? NAM__CAST(const float *, d->initial_states.data)[bi * is[0] + hi * is[1] + pi * is[2] + k * is[3]] : 0.0;
-                for (t = 0; t < dm->l; t++) {
-                    double dtv = nam__load(d->dt.data, d->dt.dtype, bi * dts[0] + t * dts[1] + hi * dts[2]) + bias;
-                    double xv = nam__load(d->x.data, d->x.dtype, bi * xs[0] + t * xs[1] + hi * xs[2] + pi * xs[3]);
-                    double dA, y = 0.0;
-                    int64_t bo = bi * Bs[0] + t * Bs[1] + gi * Bs[2], co = bi * Cs[0] + t * Cs[1] + gi * Cs[2];
-                    dtv = nam__ssd_dt_d(dtv, d->dt_softplus, limit, lo, hi_lim);
-                    dA = exp(dtv * A);
-                    for (k = 0; k < dm->n; k++) {
-                        st[k] = dA * st[k] + dtv * nam__load(d->B.data, d->B.dtype, bo + k * Bs[3]) * xv;
-                        y += nam__load(d->C.data, d->C.dtype, co + k * Cs[3]) * st[k];
-                    }
-                    y += Dv * xv;
-                    if (d->z.data) {
-                        double zv = nam__load(d->z.data, d->z.dtype, bi * zs[0] + t * zs[1] + hi * zs[2] + pi * zs[3]);
-                        y *= zv / (1.0 + exp(-zv));
-                    }
-                    nam__store(d->out.data, d->out.dtype, bi * os[0] + t * os[1] + hi * os[2] + pi * os[3], NAM__CAST(float, y));
-                }
-                if (d->final_states.data)
-                    for (k = 0; k < dm->n; k++)
-                        NAM__CAST(float *, d->final_states.data)[bi * fs[0] + hi * fs[1] + pi * fs[2] + k * fs[3]] = NAM__CAST(float, st[k]);
-            }
-        }
-}
-
-/* ---- fast path ------------------------------------------------------------------------ */
-typedef struct nam__ssd_ctx {
-    nam_ssd_desc *d;
-    nam__ssd_dims dm;
-    nam__ssd_layout L;
-    nam__ssd_ops ops;
-    char *ws;
-    int64_t xs[4], zs[4], os[4], is[4], fs[4];
-    int limit;
-    int odirect;   /* out f32 with unit step in p, p % 16 == 0, no z, D absent or (h): tiles go straight into out */
-    float lo, hi;
-    const float *Bc, *Cc;   /* B, C as contiguous f32 (b, l, g, n): the tensors, or copies in the workspace */
-} nam__ssd_ctx;
-
-#define NAM__SSD_PTR(c, off) NAM__CAST(float *, NAM__CAST(void *, (c)->ws + (off)))
-
-/* Phase 1: pack C (6-row panels, K = n), B^T (6-row panels over n, K = tokens) and
-   G = C B^T (causal tiles) of one (b, g, chunk). */
-static void nam__ssd_phase1(void *vctx, int64_t begin, int64_t end, int thread) {
-    nam__ssd_ctx *c = NAM__CAST(nam__ssd_ctx *, vctx);
-    const nam__ssd_layout *L = &c->L;
-    int64_t n = c->dm.n, g = c->dm.g, l = c->dm.l, Q = L->Q, task;
-    char *slab = c->ws + L->off_slab + NAM__CAST(size_t, thread) * L->slab_bytes;
-    float *Bn = NAM__CAST(float *, NAM__CAST(void *, slab + L->s_bn));
-    const float *Bc = c->Bc, *Cc = c->Cc;
-    for (task = begin; task < end; task++) {
-        int64_t ck = task % L->nck, bg = task / L->nck, bi = bg / g, gi = bg % g;
-        int64_t c0 = ck * Q, Qc = nam__ssd_min(Q, l - c0), i, k, r, j, ib, jb;
-        float *Cp = NAM__SSD_PTR(c, L->off_cp) + (bg * L->nck + ck) * L->cp_sz;
-        float *Btp = NAM__SSD_PTR(c, L->off_btp) + (bg * L->nck + ck) * L->btp_sz;
-        float *G = NAM__SSD_PTR(c, L->off_g) + (bg * L->nck + ck) * L->g_sz;
-        const float *Brow = Bc + ((bi * l + c0) * g + gi) * n, *Crow = Cc + ((bi * l + c0) * g + gi) * n;
-        int64_t rs = g * n;   /* row stride between tokens */
-        nam__ssd_tile t;
-        if (gi == 0)   /* dt' of the chunk's tokens, all heads, in place */
-            for (i = 0; i < Qc; i++) {
-                float *row = NAM__SSD_PTR(c, L->off_dt) + (bi * l + c0 + i) * c->dm.h;
-                c->ops.dt_row(c->dm.h, row, NAM__SSD_PTR(c, L->off_bias), c->d->dt_softplus, c->limit, c->lo, c->hi, row);
-            }
-        /* Cp[ib][k][r] = C[c0 + 6 ib + r][k] */
-        for (ib = 0; ib * NAM__SSD_MR < Qc; ib++) {
-            float *P = Cp + ib * NAM__SSD_MR * n;
-            for (r = 0; r < NAM__SSD_MR; r++) {
-                i = ib * NAM__SSD_MR + r;
-                if (i < Qc) { const float *src = Crow + i * rs; for (k = 0; k < n; k++) P[k * NAM__SSD_MR + r] = src[k]; }
-                else for (k = 0; k < n; k++) P[k * NAM__SSD_MR + r] = 0.0f;
-            }
-        }
-        /* Btp[nb][j][r] = B[c0 + j][6 nb + r] */
-        for (j = 0; j < Qc; j++) {
-            const float *src = Brow + j * rs;
-            for (k = 0; k < L->n6; k += NAM__SSD_MR) {
-                float *P = Btp + k * Q + j * NAM__SSD_MR;
-                for (r = 0; r < NAM__SSD_MR; r++) P[r] = k + r < n ? src[k + r] : 0.0f;
-            }
-        }
-        /* Bn[jb][k][cc] = B[c0 + 16 jb + cc][k] */
-        for (jb = 0; jb * NAM__SSD_NR < Qc; jb++) {
-            float *P = Bn + jb * NAM__SSD_NR * n;
-            for (r = 0; r < NAM__SSD_NR; r++) {
-                j = jb * NAM__SSD_NR + r;
-                if (j < Qc) { const float *src = Brow + j * rs; for (k = 0; k < n; k++) P[k * NAM__SSD_NR + r] = src[k]; }
-                else for (k = 0; k < n; k++) P[k * NAM__SSD_NR + r] = 0.0f;
-            }
-        }
-        /* G (Q6 x Q16, row-major): the tiles on and below the diagonal; the rest stays 0 */
-        memset(G, 0, sizeof(float) * NAM__CAST(size_t, L->g_sz));
-        memset(&t, 0, sizeof t);
-        t.k1 = n; t.ldb1 = NAM__SSD_NR; t.ldc = L->Q16; t.m = NAM__SSD_MR;
-        for (ib = 0; ib * NAM__SSD_MR < Qc; ib++) {
-            int64_t i0 = ib * NAM__SSD_MR;
-            for (jb = 0; jb * NAM__SSD_NR < Qc && jb * NAM__SSD_NR <= i0 + NAM__SSD_MR - 1; jb++) {
-                t.a1 = Cp + i0 * n;
-                t.b1 = Bn + jb * NAM__SSD_NR * n;
-                t.c = G + i0 * L->Q16 + jb * NAM__SSD_NR;
-                c->ops.kern(&t);
-            }
-        }
-    }
-}
-
-/* Software prefetch of rows of `bytes` bytes, `stride` bytes apart (one head's x rows are
-   h*p elements apart, a stride the hardware prefetchers do not follow), a few cache lines
-   per step so that the misses overlap the kernel instead of queueing all at once. */
-typedef struct nam__ssd_pf { const char *base; int64_t stride, rows, bytes, r, o; } nam__ssd_pf;
-static void nam__ssd_pf_step(nam__ssd_pf *f, int lines) {
-    for (; lines > 0 && f->r < f->rows; lines--) {
-        NAM__SSD_PREFETCH(f->base + f->r * f->stride + f->o, 0);
-        f->o += 64;
-        if (f->o >= f->bytes) { f->o = 0; f->r++; }
-    }
-}
-
-/* Phase 2: a range of (b, h); chunk by chunk, every head of the range per chunk, so that a
-   chunk's packed C, B^T and G stay in cache across heads and consecutive heads read
-   neighbouring x. The range's states S^T live side by side in the slab. */
-static void nam__ssd_phase2(void *vctx, int64_t begin, int64_t end, int thread) {
-    nam__ssd_ctx *c = NAM__CAST(nam__ssd_ctx *, vctx);
-    nam_ssd_desc *d = c->d;
-    const nam__ssd_layout *L = &c->L;
-    const nam__ssd_ops *ops = &c->ops;
-    int64_t l = c->dm.l, h = c->dm.h, p = c->dm.p, g = c->dm.g, n = c->dm.n, Q = L->Q, p16 = L->p16, n6 = L->n6;
-    int64_t hpg = h / g, task;
-    char *slab = c->ws + L->off_slab + NAM__CAST(size_t, thread) * L->slab_bytes;
-#define NAM__SSD_SLAB(off) NAM__CAST(float *, NAM__CAST(void *, slab + (off)))
-    float *Xp = NAM__SSD_SLAB(L->s_xp), *Xw = NAM__SSD_SLAB(L->s_xw), *Wp = NAM__SSD_SLAB(L->s_wp);
-    float *S = NAM__SSD_SLAB(L->s_s), *Y = NAM__SSD_SLAB(L->s_y);
-    float *e = NAM__SSD_SLAB(L->s_e), *w = NAM__SSD_SLAB(L->s_w), *dtc = NAM__SSD_SLAB(L->s_dtc);
-    float *tmp = NAM__SSD_SLAB(L->s_tmp), *xrow = NAM__SSD_SLAB(L->s_row), *zrow = NAM__SSD_SLAB(L->s_zrow);
-    float *orow = NAM__SSD_SLAB(L->s_orow);
-    double *cum = NAM__CAST(double *, NAM__CAST(void *, slab + L->s_cum));
-#undef NAM__SSD_SLAB
-    const float *dtp = NAM__SSD_PTR(c, L->off_dt), *Af = NAM__SSD_PTR(c, L->off_A), *Dall = NAM__SSD_PTR(c, L->off_D);
-    int has_z = d->z.data != NULL, has_final = d->final_states.data != NULL;
-    int fold_D = c->odirect && d->D.data != NULL;   /* D (h): added to W's diagonal */
-    nam__ssd_tile t;
-    nam__ssd_pf pf;
-    int64_t ck, ssz = n6 * p16;
-    float *S0 = S;
-    /* S^T (n6 x p16) in 16-column panels: S[pb][k][cc] = state[p = 16 pb + cc][n = k] */
-    memset(S0, 0, sizeof(float) * NAM__CAST(size_t, (end - begin) * ssz));
-    if (d->initial_states.data)
-        for (task = begin; task < end; task++) {
-            const float *is = NAM__CAST(const float *, d->initial_states.data);
-            int64_t bi = task / h, hi = task % h, i, k;
-            S = S0 + (task - begin) * ssz;
-            for (i = 0; i < p; i++)
-                for (k = 0; k < n; k++)
-                    S[(i / NAM__SSD_NR) * n6 * NAM__SSD_NR + k * NAM__SSD_NR + i % NAM__SSD_NR] =
-                        is[bi * c->is[0] + hi * c->is[1] + i * c->is[2] + k * c->is[3]];
-        }
-    memset(cum, 0, sizeof(double) * NAM__CAST(size_t, L->Qv));
-    memset(dtc, 0, sizeof(float) * NAM__CAST(size_t, L->Qv));
-    memset(e, 0, sizeof(float) * NAM__CAST(size_t, L->Qv));
-    for (ck = 0; ck < L->nck; ck++)
-        for (task = begin; task < end; task++) {
-            int64_t bi = task / h, hi = task % h, gi = hi / hpg, bg = bi * g + gi, i, j, k, pb, ib;
-            const float *Dv = Dall + hi * p;
-            float A = Af[hi], dfold = fold_D ? Dv[0] : 0.0f;
-            int have_state = d->initial_states.data != NULL || ck > 0;
-            int64_t c0 = ck * Q, Qc = nam__ssd_min(Q, l - c0);
-            const float *Cp = NAM__SSD_PTR(c, L->off_cp) + (bg * L->nck + ck) * L->cp_sz;
-            const float *Btp = NAM__SSD_PTR(c, L->off_btp) + (bg * L->nck + ck) * L->btp_sz;
-            const float *G = NAM__SSD_PTR(c, L->off_g) + (bg * L->nck + ck) * L->g_sz;
-            int need_state = ck + 1 < L->nck || has_final, mono = 1;
-            double acc = 0.0, last;
-            float gamma;
-            /* dt', cumulative log-decay inside the chunk (double), decays */
-            for (j = 0; j < Qc; j++) {
-                dtc[j] = dtp[(bi * l + c0 + j) * h + hi];
-                acc += NAM__CAST(double, dtc[j]) * A;
-                cum[j] = acc;
-                if (!(NAM__CAST(double, dtc[j]) * A <= 0.0)) mono = 0;
-            }
-            for (j = Qc; j < L->Qv; j++) { dtc[j] = 0.0f; cum[j] = 0.0; }
-            last = cum[Qc - 1];
-            gamma = NAM__CAST(float, exp(last));
-            for (j = 0; j < Qc; j++) tmp[j] = NAM__CAST(float, cum[j]);
-            ops->vexp(Qc, tmp, e);
-            for (j = Qc; j < L->Qv; j++) e[j] = 0.0f;
-            for (j = 0; j < Qc; j++) tmp[j] = NAM__CAST(float, last - cum[j]);
-            ops->vexp(Qc, tmp, w);
-            for (j = 0; j < Qc; j++) w[j] *= dtc[j];
-            S = S0 + (task - begin) * ssz;
-            memset(&pf, 0, sizeof pf);
-            if (task + 1 < end || ck + 1 < L->nck) {   /* the next x rows this thread reads, spread over the tiles */
-                int64_t es = d->x.dtype == NAM_F32 ? 4 : 2, nt = task + 1 < end ? task + 1 : begin, nc0 = task + 1 < end ? c0 : c0 + Q;
-                pf.base = NAM__CAST(const char *, d->x.data) + ((nt / h) * c->xs[0] + nc0 * c->xs[1] + (nt % h) * c->xs[2]) * es;
-                pf.stride = c->xs[1] * es;
-                pf.rows = nam__ssd_min(Q, l - nc0);
-                pf.bytes = ((p - 1) * c->xs[3] + 1) * es;
-            }
-            /* X and diag(dt_j exp(cum_last - cum_j)) X, packed (Qc x p16, zero padded). Packing
-               matters: in place, the rows are h*p floats apart and share one L1 set. */
-            for (j = 0; j < Qc; j++) {
-                const float *xr = nam__ssd_row(&d->x, bi * c->xs[0] + (c0 + j) * c->xs[1] + hi * c->xs[2], c->xs[3], p, xrow);
-                ops->pack_row(p, p16, xr, w[j], Xp + j * p16, Xw + j * p16);
-            }
-            /* W in 6-row panels: Wp[ib][j][r], K = min(Qc, ib + 6) */
-            for (ib = 0; ib < Qc; ib += NAM__SSD_MR)
-                ops->wpanel(ib, NAM__CAST(int, nam__ssd_min(NAM__SSD_MR, Qc - ib)), nam__ssd_min(Qc, ib + NAM__SSD_MR), cum, G,
-                            L->Q16, dtc, dfold, mono, Wp + ib * Q);
-            /* Y = diag(e) C S^T + W X, into out or into Y */
-            memset(&t, 0, sizeof t);
-            t.k1 = have_state ? n : 0;
-            t.ldb1 = NAM__SSD_NR;
-            t.ldb2 = p16;
-            for (pb = 0; pb < p16; pb += NAM__SSD_NR)
-                for (ib = 0; ib < Qc; ib += NAM__SSD_MR) {
-                    t.a1 = Cp + ib * n; t.b1 = S + pb * n6; t.rs = e + ib;
-                    t.k2 = nam__ssd_min(Qc, ib + NAM__SSD_MR); t.a2 = Wp + ib * Q; t.b2 = Xp + pb;
-                    if (c->odirect) {
-                        t.c = NAM__CAST(float *, d->out.data) + bi * c->os[0] + (c0 + ib) * c->os[1] + hi * c->os[2] + pb;
-                        t.ldc = c->os[1];
-                        t.m = NAM__CAST(int, nam__ssd_min(NAM__SSD_MR, Qc - ib));
-                    } else {
-                        t.c = Y + ib * p16 + pb;
-                        t.ldc = p16;
-                        t.m = NAM__SSD_MR;
-                    }
-                    ops->kern(&t);
-                    nam__ssd_pf_step(&pf, 4);
-                }
-            /* y += D x; y *= silu(z); store */
-            if (!c->odirect)
-                for (i = 0; i < Qc; i++) {
-                    ops->axpy(p, Y + i * p16, Dv, Xp + i * p16, orow);
-                    if (has_z) {
-                        const float *zr = nam__ssd_row(&d->z, bi * c->zs[0] + (c0 + i) * c->zs[1] + hi * c->zs[2], c->zs[3], p, zrow);
-                        ops->silu_mul(p, zr, orow);
-                    }
-                    nam__ssd_row_store(&d->out, bi * c->os[0] + (c0 + i) * c->os[1] + hi * c->os[2], c->os[3], p, orow);
-                }
-            /* S^T = gamma S^T + B^T diag(w) X */
-            if (need_state) {
-                memset(&t, 0, sizeof t);
-                t.k1 = Qc; t.ldb1 = p16; t.cs = gamma; t.ldc = NAM__SSD_NR; t.m = NAM__SSD_MR;
-                for (pb = 0; pb < p16; pb += NAM__SSD_NR)
-                    for (k = 0; k < n6; k += NAM__SSD_MR) {
-                        t.a1 = Btp + k * Q; t.b1 = Xw + pb;
-                        t.c = S + pb * n6 + k * NAM__SSD_NR;
-                        t.cin = t.c;
-                        ops->kern(&t);
-                        nam__ssd_pf_step(&pf, 2);
-                    }
-            }
-        }
-    if (has_final)
-        for (task = begin; task < end; task++) {
-            float *fsd = NAM__CAST(float *, d->final_states.data);
-            int64_t bi = task / h, hi = task % h, i, k;
-            S = S0 + (task - begin) * ssz;
-            for (i = 0; i < p; i++)
-                for (k = 0; k < n; k++)
-                    fsd[bi * c->fs[0] + hi * c->fs[1] + i * c->fs[2] + k * c->fs[3]] =
-                        S[(i / NAM__SSD_NR) * n6 * NAM__SSD_NR + k * NAM__SSD_NR + i % NAM__SSD_NR];
-        }
-}
-
-NAM__UNUSED static nam_status nam__ssd_body(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
-    nam__ssd_ctx c;
-    nam_status st;
-    int threads;
-    int64_t i, j, h, p;
-    if (d) d->ran = NAM_BACKEND_AUTO;
-    memset(&c, 0, sizeof c);
-    st = nam__ssd_validate(d, &c.dm, err);
-    if (st != NAM_OK) { nam__err_prefix(err, "nam_ssd: "); return st; }
-#ifdef NAM_CUDA
-    if (c.dm.be == NAM_BACKEND_CUDA) {
-        st = nam_cuda__ssd(d, workspace, workspace_bytes, err);
-        if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
-        return st;
-    }
-#endif
-    if (c.dm.be == NAM_BACKEND_CPU_REF) {
-        size_t need = nam__ws_need(sizeof(double) * NAM__CAST(size_t, c.dm.n));
-        NAM__SSD_TRY(nam__ws_check(workspace, workspace_bytes, need, "nam_ssd", err));
-        nam__ssd_ref(d, &c.dm, NAM__CAST(double *, workspace));
-        d->ran = NAM_BACKEND_CPU_REF;
-        if (err) nam__err_reset(err);
-        return NAM_OK;
-    }
-    threads = nam__resolve_threads(d->threads);
-    nam__ssd_plan(&c.dm, threads, !nam__tensor_is_contig_f32(&d->B), !nam__tensor_is_contig_f32(&d->C), &c.L);
-    NAM__SSD_TRY(nam__ws_check(workspace, workspace_bytes, c.L.total, "nam_ssd", err));
-    c.d = d;
-    c.ws = NAM__CAST(char *, workspace);
-    h = c.dm.h; p = c.dm.p;
-    nam__tensor_strides(&d->x, c.xs); nam__tensor_strides(&d->z, c.zs); nam__tensor_strides(&d->out, c.os);
-    nam__tensor_strides(&d->initial_states, c.is); nam__tensor_strides(&d->final_states, c.fs);
-    c.limit = d->dt_min != 0.0f || d->dt_max != 0.0f;
-    c.lo = d->dt_min;
-    c.hi = d->dt_max > 0.0f ? d->dt_max : HUGE_VALF;
-    nam__ssd_pick_ops(&c.ops);
-    c.odirect = d->out.dtype == NAM_F32 && c.os[3] == 1 && p % NAM__SSD_NR == 0 && !d->z.data && (!d->D.data || d->D.ndim == 1);
-    /* contiguous f32 copies of the small inputs */
-    nam__pack_f32(&d->dt, NAM__SSD_PTR(&c, c.L.off_dt));
-    nam__pack_f32(&d->A, NAM__SSD_PTR(&c, c.L.off_A));
-    if (d->dt_bias.data) nam__pack_f32(&d->dt_bias, NAM__SSD_PTR(&c, c.L.off_bias));
-    else memset(NAM__SSD_PTR(&c, c.L.off_bias), 0, sizeof(float) * NAM__CAST(size_t, h));
-    {
-        float *Dv = NAM__SSD_PTR(&c, c.L.off_D);
-        if (!d->D.data) memset(Dv, 0, sizeof(float) * NAM__CAST(size_t, h * p));
-        else if (d->D.ndim == 2) nam__pack_f32(&d->D, Dv);
-        else {
-            nam__pack_f32(&d->D, Dv + h * (p - 1));          /* (h) at the end, then spread */
-            for (i = 0; i < h; i++) {
-                float v = Dv[h * (p - 1) + i];
-                for (j = 0; j < p; j++) Dv[i * p + j] = v;
-            }
-        }
-    }
-    if (nam__tensor_is_contig_f32(&d->B)) c.Bc = NAM__CAST(const float *, d->B.data);
-    else { nam__pack_f32(&d->B, NAM__SSD_PTR(&c, c.L.off_B)); c.Bc = NAM__SSD_PTR(&c, c.L.off_B); }
-    if (nam__tensor_is_contig_f32(&d->C)) c.Cc = NAM__CAST(const float *, d->C.data);
-    else { nam__pack_f32(&d->C, NAM__SSD_PTR(&c, c.L.off_C)); c.Cc = NAM__SSD_PTR(&c, c.L.off_C); }
-    nam__parallel_for(c.dm.b * c.dm.g * c.L.nck, c.L.slabs, nam__ssd_phase1, &c);
-    nam__parallel_for(c.dm.b * h, c.L.slabs, nam__ssd_phase2, &c);
-    d->ran = NAM_BACKEND_CPU;
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-}
-
-NAM__DEF nam_status nam_ssd(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
-    nam_status st;
-    NAM__FP_CALL(st, nam__ssd_body(d, workspace, workspace_bytes, err));
-    return st;
-}
-
-
-/* ---- single-token decode ---------------------------------------------------------------- */
-static nam_status nam__ssd_step_validate(const nam_ssd_step_desc *d, nam_backend *be, int64_t dims[5], nam_error *err) {
-    int64_t b, h, p, g, n;
-    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "desc is NULL");
-    NAM__SSD_TRY(nam_query_backend(d->backend, d->x.device, be, err));
-    NAM__SSD_TRY(nam__tensor_basic(&d->x, "x", 3, "b,h,p", 0, err));
-    NAM__SSD_TRY(nam__ssd_numel(&d->x, "x", err));
-    b = d->x.shape[0]; h = d->x.shape[1]; p = d->x.shape[2];
-    NAM__SSD_TRY(nam__tensor_basic(&d->dt, "dt", 2, "b,h", 0, err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->dt, "dt", 0, "b", b, "x.shape[0]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->dt, "dt", 1, "h", h, "x.shape[1]", err));
-    NAM__SSD_TRY(nam__tensor_basic(&d->A, "A", 1, "h", 0, err));
-    NAM__SSD_TRY(nam__ssd_f32(&d->A, "A", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->A, "A", 0, "h", h, "x.shape[1]", err));
-    NAM__SSD_TRY(nam__tensor_basic(&d->B, "B", 3, "b,g,n", 0, err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->B, "B", 0, "b", b, "x.shape[0]", err));
-    g = d->B.shape[1]; n = d->B.shape[2];
-    if (h % g != 0)
-        return nam__err(err, NAM_ERR_INVALID_ARG, "B.shape[1] (g) = %lld does not divide x.shape[1] (h) = %lld",
-                        NAM__CAST(long long, g), NAM__CAST(long long, h));
-    NAM__SSD_TRY(nam__tensor_basic(&d->C, "C", 3, "b,g,n", 0, err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 0, "b", b, "x.shape[0]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 1, "g", g, "B.shape[1]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->C, "C", 2, "n", n, "B.shape[2]", err));
-    NAM__SSD_TRY(nam__ssd_check_D(&d->D, h, p, "x.shape[1]", "x.shape[2]", err));
-    NAM__SSD_TRY(nam__tensor_basic(&d->z, "z", 3, "b,h,p", 1, err));
-    if (d->z.data) {
-        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 0, "b", b, "x.shape[0]", err));
-        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 1, "h", h, "x.shape[1]", err));
-        NAM__SSD_TRY(nam__tensor_dim(&d->z, "z", 2, "p", p, "x.shape[2]", err));
-    }
-    NAM__SSD_TRY(nam__tensor_basic(&d->dt_bias, "dt_bias", 1, "h", 1, err));
-    if (d->dt_bias.data) NAM__SSD_TRY(nam__tensor_dim(&d->dt_bias, "dt_bias", 0, "h", h, "x.shape[1]", err));
-    NAM__SSD_TRY(nam__tensor_basic(&d->state, "state", 4, "b,h,p,n", 0, err));
-    NAM__SSD_TRY(nam__ssd_f32(&d->state, "state", err));
-    NAM__SSD_TRY(nam__ssd_numel(&d->state, "state", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->state, "state", 0, "b", b, "x.shape[0]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->state, "state", 1, "h", h, "x.shape[1]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->state, "state", 2, "p", p, "x.shape[2]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->state, "state", 3, "n", n, "B.shape[2]", err));
-    NAM__SSD_TRY(nam__tensor_basic(&d->out, "out", 3, "b,h,p", 0, err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 0, "b", b, "x.shape[0]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 1, "h", h, "x.shape[1]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 2, "p", p, "x.shape[2]", err));
-    NAM__SSD_TRY(nam__ssd_check_dt_opts(d->dt_softplus, d->dt_min, d->dt_max, err));
-    {
-        const nam_tensor *ts[10];
-        static const char *const nm[10] = {"x", "dt", "A", "B", "C", "D", "z", "dt_bias", "state", "out"};
-        ts[0] = &d->x; ts[1] = &d->dt; ts[2] = &d->A; ts[3] = &d->B; ts[4] = &d->C; ts[5] = &d->D; ts[6] = &d->z;
-        ts[7] = &d->dt_bias; ts[8] = &d->state; ts[9] = &d->out;
-        NAM__SSD_TRY(nam__same_device(10, ts, nm, err));
-    }
-    dims[0] = b; dims[1] = h; dims[2] = p; dims[3] = g; dims[4] = n;
-    return NAM_OK;
-}
-
-/* One token: state = exp(dt A) state + dt B x (f32 storage, double arithmetic), y = C.state + D x. */
-NAM__UNUSED static nam_status nam__ssd_step_body(nam_ssd_step_desc *d, nam_error *err) {
-    int64_t dims[5] = {0, 0, 0, 0, 0}, xs[4], dts[4], As[4], Bs[4], Cs[4], Ds[4], zs[4], bs[4], ss[4], os[4];
-    int64_t b, h, p, g, n, hpg, bi, hi, pi, k;
-    nam_backend be = NAM_BACKEND_AUTO;
-    nam_status st;
-    int limit;
-    double lo, hi_lim;
-    if (d) d->ran = NAM_BACKEND_AUTO;
-    st = nam__ssd_step_validate(d, &be, dims, err);
-    if (st != NAM_OK) { nam__err_prefix(err, "nam_ssd_step: "); return st; }
-#ifdef NAM_CUDA
-    if (be == NAM_BACKEND_CUDA) {
-        st = nam_cuda__ssd_step(d, err);
-        if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
-        return st;
-    }
-#endif
-    b = dims[0]; h = dims[1]; p = dims[2]; g = dims[3]; n = dims[4]; hpg = h / g;
-    limit = d->dt_min != 0.0f || d->dt_max != 0.0f;
-    lo = d->dt_min;
-    hi_lim = d->dt_max > 0.0f ? NAM__CAST(double, d->dt_max) : HUGE_VAL;
-    nam__tensor_strides(&d->x, xs); nam__tensor_strides(&d->dt, dts); nam__tensor_strides(&d->A, As);
-    nam__tensor_strides(&d->B, Bs); nam__tensor_strides(&d->C, Cs); nam__tensor_strides(&d->D, Ds);
-    nam__tensor_strides(&d->z, zs); nam__tensor_strides(&d->dt_bias, bs); nam__tensor_strides(&d->state, ss);
-    nam__tensor_strides(&d->out, os);
-    for (bi = 0; bi < b; bi++)
-        for (hi = 0; hi < h; hi++) {
-            int64_t gi = hi / hpg, bo = bi * Bs[0] + gi * Bs[1], co = bi * Cs[0] + gi * Cs[1];
-            double A = NAM__CAST(const float *, d->A.data)[hi * As[0]];
-            double dtv = nam__load(d->dt.data, d->dt.dtype, bi * dts[0] + hi * dts[1]), dA;
-            if (d->dt_bias.data) dtv += nam__load(d->dt_bias.data, d->dt_bias.dtype, hi * bs[0]);
-            dtv = nam__ssd_dt_d(dtv, d->dt_softplus, limit, lo, hi_lim);
-            dA = exp(dtv * A);
-            for (pi = 0; pi < p; pi++) {
-                float *s = NAM__CAST(float *, d->state.data) + bi * ss[0] + hi * ss[1] + pi * ss[2];
-                double xv = nam__load(d->x.data, d->x.dtype, bi * xs[0] + hi * xs[1] + pi * xs[2]), y = 0.0;
-                for (k = 0; k < n; k++) {
-                    double sv = dA * s[k * ss[3]] + dtv * nam__load(d->B.data, d->B.dtype, bo + k * Bs[2]) * xv;
-                    s[k * ss[3]] = NAM__CAST(float, sv);
-                    y += nam__load(d->C.data, d->C.dtype, co + k * Cs[2]) * sv;
-                }
-                if (d->D.data) y += nam__load(d->D.data, d->D.dtype, hi * Ds[0] + (d->D.ndim == 2 ? pi * Ds[1] : 0)) * xv;
-                if (d->z.data) {
-                    double zv = nam__load(d->z.data, d->z.dtype, bi * zs[0] + hi * zs[1] + pi * zs[2]);
-                    y *= zv / (1.0 + exp(-zv));
-                }
-                nam__store(d->out.data, d->out.dtype, bi * os[0] + hi * os[1] + pi * os[2], NAM__CAST(float, y));
-            }
-        }
-    d->ran = be;
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-}
-
-NAM__DEF nam_status nam_ssd_step(nam_ssd_step_desc *d, nam_error *err) {
-    nam_status st;
-    NAM__FP_CALL(st, nam__ssd_step_body(d, err));
-    return st;
-}
-
-/* ---- causal depthwise conv1d -------------------------------------------------------------- */
-typedef struct nam__ssd_conv_ctx {
-    nam_conv1d_desc *d;
-    int64_t b, l, ch, w;
-    int64_t xs[4], ws[4], bs[4], ss[4], os[4];
-} nam__ssd_conv_ctx;
-
-/* Channels [begin, end): out[b, t, c] = bias[c] + sum_k weight[c, k] * in[t - (w - 1) + k],
-   where in[s < 0] is conv_state[b, c, w - 1 + s]; then conv_state <- the last w - 1 inputs. */
-static void nam__ssd_conv_range(void *vctx, int64_t begin, int64_t end, int thread) {
-    nam__ssd_conv_ctx *c = NAM__CAST(nam__ssd_conv_ctx *, vctx);
-    nam_conv1d_desc *d = c->d;
-    int64_t bi, t, ci, k, w = c->w, l = c->l;
-    float *state = NAM__CAST(float *, d->conv_state.data);
-    (void)thread;
-    for (bi = 0; bi < c->b; bi++) {
-        for (t = 0; t < l; t++)
-            for (ci = begin; ci < end; ci++) {
-                double acc = d->bias.data ? nam__load(d->bias.data, d->bias.dtype, ci * c->bs[0]) : 0.0;
-                for (k = 0; k < w; k++) {
-                    int64_t s = t - (w - 1) + k;
-                    double v;
-                    if (s >= 0) v = nam__load(d->x.data, d->x.dtype, bi * c->xs[0] + s * c->xs[1] + ci * c->xs[2]);
-                    else if (state) v = state[bi * c->ss[0] + ci * c->ss[1] + (w - 1 + s) * c->ss[2]];
-                    else v = 0.0;
-                    acc += nam__load(d->weight.data, d->weight.dtype, ci * c->ws[0] + k * c->ws[1]) * v;
-                }
-                if (d->silu) acc = acc / (1.0 + exp(-acc));
-                nam__store(d->out.data, d->out.dtype, bi * c->os[0] + t * c->os[1] + ci * c->os[2], NAM__CAST(float, acc));
-            }
-        if (state)   /* new[k] = [old state, x][l + k]; increasing k never reads a slot already rewritten */
-            for (ci = begin; ci < end; ci++)
-                for (k = 0; k < w - 1; k++) {
-                    int64_t s = l + k - (w - 1);
-                    float *dst = state + bi * c->ss[0] + ci * c->ss[1] + k * c->ss[2];
-                    *dst = s >= 0 ? nam__load(d->x.data, d->x.dtype, bi * c->xs[0] + s * c->xs[1] + ci * c->xs[2])
-                                  : state[bi * c->ss[0] + ci * c->ss[1] + (w - 1 + s) * c->ss[2]];
-                }
-    }
-}
-
-NAM__UNUSED static nam_status nam__conv1d_body(nam_conv1d_desc *d, nam_error *err) {
-    nam__ssd_conv_ctx c;
-    nam_backend be = NAM_BACKEND_AUTO;
-    nam_status st = NAM_OK;
-    if (d) d->ran = NAM_BACKEND_AUTO;
-    memset(&c, 0, sizeof c);
-    do {
-        if (!d) { st = nam__err(err, NAM_ERR_INVALID_ARG, "desc is NULL"); break; }
-        if ((st = nam_query_backend(d->backend, d->x.device, &be, err)) != NAM_OK) break;
-        if ((st = nam__tensor_basic(&d->x, "x", 3, "b,l,c", 0, err)) != NAM_OK) break;
-        if ((st = nam__ssd_numel(&d->x, "x", err)) != NAM_OK) break;
-        c.b = d->x.shape[0]; c.l = d->x.shape[1]; c.ch = d->x.shape[2];
-        if ((st = nam__tensor_basic(&d->weight, "weight", 2, "c,w", 0, err)) != NAM_OK) break;
-        if ((st = nam__tensor_dim(&d->weight, "weight", 0, "c", c.ch, "x.shape[2]", err)) != NAM_OK) break;
-        c.w = d->weight.shape[1];
-        if (c.w > 4096) { st = nam__err(err, NAM_ERR_RANGE, "weight.shape[1] (w) = %lld is above 4096", NAM__CAST(long long, c.w)); break; }
-        if ((st = nam__tensor_basic(&d->bias, "bias", 1, "c", 1, err)) != NAM_OK) break;
-        if (d->bias.data && (st = nam__tensor_dim(&d->bias, "bias", 0, "c", c.ch, "x.shape[2]", err)) != NAM_OK) break;
-        if (d->conv_state.data && c.w == 1) {
-            st = nam__err(err, NAM_ERR_INVALID_ARG, "conv_state: weight.shape[1] (w) = 1 has no state (w - 1 = 0); pass no conv_state");
-            break;
-        }
-        if ((st = nam__tensor_basic(&d->conv_state, "conv_state", 3, "b,c,w-1", 1, err)) != NAM_OK) break;
-        if (d->conv_state.data) {
-            if ((st = nam__ssd_f32(&d->conv_state, "conv_state", err)) != NAM_OK) break;
-            if ((st = nam__tensor_dim(&d->conv_state, "conv_state", 0, "b", c.b, "x.shape[0]", err)) != NAM_OK) break;
-            if ((st = nam__tensor_dim(&d->conv_state, "conv_state", 1, "c", c.ch, "x.shape[2]", err)) != NAM_OK) break;
-            if ((st = nam__tensor_dim(&d->conv_state, "conv_state", 2, "w-1", c.w - 1, "weight.shape[1] - 1", err)) != NAM_OK) break;
-        }
-        if ((st = nam__tensor_basic(&d->out, "out", 3, "b,l,c", 0, err)) != NAM_OK) break;
-        if ((st = nam__tensor_dim(&d->out, "out", 0, "b", c.b, "x.shape[0]", err)) != NAM_OK) break;
-        if ((st = nam__tensor_dim(&d->out, "out", 1, "l", c.l, "x.shape[1]", err)) != NAM_OK) break;
-        if ((st = nam__tensor_dim(&d->out, "out", 2, "c", c.ch, "x.shape[2]", err)) != NAM_OK) break;
-        if (d->out.data == d->x.data && c.w > 1) {
-            st = nam__err(err, NAM_ERR_INVALID_ARG, "out: shares its data with x; the convolution reads x after writing out");
-            break;
-        }
-        {
-            const nam_tensor *ts[5];
-            static const char *const nm[5] = {"x", "weight", "bias", "conv_state", "out"};
-            ts[0] = &d->x; ts[1] = &d->weight; ts[2] = &d->bias; ts[3] = &d->conv_state; ts[4] = &d->out;
-            st = nam__same_device(5, ts, nm, err);
-        }
-    } while (0);
-    if (st != NAM_OK) { nam__err_prefix(err, "nam_conv1d: "); return st; }
-#ifdef NAM_CUDA
-    if (be == NAM_BACKEND_CUDA) {
-        st = nam_cuda__conv1d(d, err);
-        if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
-        return st;
-    }
-#endif
-    c.d = d;
-    nam__tensor_strides(&d->x, c.xs); nam__tensor_strides(&d->weight, c.ws); nam__tensor_strides(&d->bias, c.bs);
-    nam__tensor_strides(&d->conv_state, c.ss); nam__tensor_strides(&d->out, c.os);
-    nam__parallel_for(c.ch, be == NAM_BACKEND_CPU_REF ? 1 : nam__resolve_threads(d->threads), nam__ssd_conv_range, &c);
-    d->ran = be;
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-}
-
-NAM__DEF nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err) {
-    nam_status st;
-    NAM__FP_CALL(st, nam__conv1d_body(d, err));
-    return st;
-}
-
-/* >>kernel-m2rnn ---------------------------------------------------------------------- */
-/* M2RNN, NAM56R's R block (nam_m2rnn, nam_m2rnn_step); semantics in >>kernels.
-
-   NAM_BACKEND_CPU_REF, per (b, h) in order and token by token, in double: the gate with
-   libm exp and log1p, S~ with libm tanh, S = f S + (1 - f) S~, y = S^T q + D v.
-   Workspace: K * V + V doubles. Single-threaded.
-
-   NAM_BACKEND_CPU (and AUTO). Given W_h, the K rows of S evolve independently (row i is
-   tanh(S_i W_h + k_i v^T), blended), and only the read-out y = sum_i q_i S_i reduces across
-   rows. So the work is split into tasks (b, h, row block), run by nam__parallel_for. A
-   task keeps its rows of S in its thread's slab (fp32) for the whole sequence. Per token:
-     1. pre-activations P_i = k_i v^T + S_i W_h for all its rows (6-row tiles: at V = 16 a
-        row is 2 ymm registers, so 12 accumulators; 16 rank-1 FMA steps);
-     2. per row: S~ = tanh(P_i), the blend S_i += g (S~ - S_i) with g = 1 - f, and
-        y += q_i S_i (every row independent, so the tanh latency overlaps).
-   The leak g = 1 - f = -expm1(log f) keeps the small leak of a gate near 1 exact to fp32;
-   gates are computed 16 tokens at a time (AVX2: softplus of nam__ssd_dt_row_avx2, then
-   exp or a Taylor expm1; portable: libm expf, log1pf, expm1f).
-     - When b * n >= threads, a task is one whole (b, h): it writes y + D v straight into
-       out (f32 with unit step; other out dtypes or strides go through a row buffer).
-     - Otherwise each (b, h) is split into R = ceil(threads / (b n)) row blocks (multiples
-       of 4 rows). The partial read-outs go to the workspace, and a second parallel pass
-       sums them (+ D v) into out.
-   The AVX2+FMA kernel is chosen at run time and needs V = 16 (NAM56R's value head). Any
-   other V, a CPU without AVX2, or NAM_NO_SIMD runs a portable C loop (one row at a time).
-   q, k and v rows that are f32 with unit step are read in place; others are converted per
-   token (bf16 by a shift loop). k, q and v rows are prefetched two tokens ahead.
-   Cost at K 64, V 16 per token and head: 2048 ymm FMAs in pass 1 and 128 tanh of 14 ymm
-   operations (one a division) in pass 2, about 4350 vector FP operations for 39936 FLOPs
-   (the issue's count): at two FMA ports that bounds the kernel near 57% of the FMA peak.
-
-   tanh(x) ~ x P(x^2) / Q(x^2), where P and Q have degree 4 in x^2 (coefficients below). They
-   were fitted by Lawson-weighted least squares for minimax relative error on [0, 9], where
-   the fit's own error is 2.1e-8. x^2 is clamped to 81 and the result to [-1, 1], so every
-   |x| >= 9 gives +-1 or x R(9) / 9 >= R(9) = 1 - 3.0e-8 +- rounding (tanh(9) = 1 - 3.0e-8). tests/test_m2rnn.c checks it in fp32 against double tanh over every
-   8th float of [1e-3, 9.5], sampled below and above: bound 7 ulp and 4e-7 absolute
-   (measured: 6.1 ulp / 3.7e-7 portable, 5.0 ulp / 3.0e-7 AVX2, both near x = 5.35). It
-   is exactly odd, and maps +-0 -> +-0, +-inf -> +-1 and NaN -> NaN. The portable path (nam__m2rnn_tanh1) and the
-   8-lane AVX2 path (nam__m2rnn_tanh8) run the same formula; the AVX2 one fuses its
-   multiply-adds. */
-
-#define NAM__M2RNN_MAX_K 65536
-#define NAM__M2RNN_MAX_V 1024
-#define NAM__M2RNN_GB 16   /* gates computed per block of tokens */
-
-NAM__UNUSED static float nam__m2rnn_tanh1(float x) {
-    float u = x * x, p, q, r;
-    u = u > NAM__M2RNN_TANH_X * NAM__M2RNN_TANH_X ? NAM__M2RNN_TANH_X * NAM__M2RNN_TANH_X : u;   /* NaN passes */
-    p = ((NAM__M2RNN_TP4 * u + NAM__M2RNN_TP3) * u + NAM__M2RNN_TP2) * u + NAM__M2RNN_TP1;
-    p = p * u + NAM__M2RNN_TP0;
-    q = ((NAM__M2RNN_TQ4 * u + NAM__M2RNN_TQ3) * u + NAM__M2RNN_TQ2) * u + NAM__M2RNN_TQ1;
-    q = q * u + 1.0f;
-    r = x * p / q;
-    return r > 1.0f ? 1.0f : r < -1.0f ? -1.0f : r;
-}
-
-/* 1 - f for gate input a (fp32): f = exp(-exp(A_log) softplus(a + bias)); negA = -exp(A_log),
-   finite (A_log <= 88 is checked). softplus of an overflowed a + bias is capped at FLT_MAX,
-   so negA * sp is never NaN; the result is in [0, 1]. */
-NAM__UNUSED static float nam__m2rnn_leak(float a, float bias, float negA) {
-    float x = a + bias, sp = x > 20.0f ? x : log1pf(expf(x));
-    if (!(sp <= 3.402823466e+38f)) sp = 3.402823466e+38f;
-    return -expm1f(negA * sp);
-}
-
-/* One token over `rows` rows of S (row stride V), portable: per row i,
-   S_i += g (tanh(k_i v + S_i W) - S_i); y = sum_i q_i S_i; dst = y (+ D v when D is given).
-   acc: V floats of scratch. */
-NAM__UNUSED static void nam__m2rnn_tok_c(int64_t rows, int64_t V, float *S, const float *W, const float *k, const float *q,
-                                         const float *v, float g, float *acc, const float *D, float *dst) {
-    int64_t i, j, c;
-    float *y = dst;
-    for (c = 0; c < V; c++) y[c] = 0.0f;
-    for (i = 0; i < rows; i++) {
-        float *s = S + i * V, ki = k[i], qi = q[i];
-        for (c = 0; c < V; c++) acc[c] = ki * v[c];
-        for (j = 0; j < V; j++) {
-            const float sj = s[j], *w = W + j * V;
-            for (c = 0; c < V; c++) acc[c] += sj * w[c];
-        }
-        for (c = 0; c < V; c++) {
-            float o = s[c];
-            o = o + g * (nam__m2rnn_tanh1(acc[c]) - o);
-            s[c] = o;
-            y[c] += qi * o;
-        }
-    }
-    if (D)
-        for (c = 0; c < V; c++) y[c] += D[c] * v[c];
-}
-
-#if NAM__SSD_X86
-NAM__SSD_AVX2 NAM__UNUSED static NAM__SSD_INLINE __m256 nam__m2rnn_tanh8(__m256 x) {
-    const __m256 one = _mm256_set1_ps(1.0f);
-    __m256 u = _mm256_min_ps(_mm256_set1_ps(NAM__M2RNN_TANH_X * NAM__M2RNN_TANH_X), _mm256_mul_ps(x, x)), p, q;   /* NaN kept */
-    p = _mm256_fmadd_ps(_mm256_set1_ps(NAM__M2RNN_TP4), u, _mm256_set1_ps(NAM__M2RNN_TP3));
-    q = _mm256_fmadd_ps(_mm256_set1_ps(NAM__M2RNN_TQ4), u, _mm256_set1_ps(NAM__M2RNN_TQ3));
-    p = _mm256_fmadd_ps(p, u, _mm256_set1_ps(NAM__M2RNN_TP2));
-    q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(NAM__M2RNN_TQ2));
-    p = _mm256_fmadd_ps(p, u, _mm256_set1_ps(NAM__M2RNN_TP1));
-    q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(NAM__M2RNN_TQ1));
-    p = _mm256_fmadd_ps(p, u, _mm256_set1_ps(NAM__M2RNN_TP0));
-    q = _mm256_fmadd_ps(q, u, one);
-    p = _mm256_div_ps(_mm256_mul_ps(x, p), q);
-    return _mm256_min_ps(one, _mm256_max_ps(_mm256_set1_ps(-1.0f), p));
-}
-
-/* 8 leaks g = 1 - f = -expm1(negA * sp), sp = softplus(a + bias) >= 0 (nam__ssd_dt_row_avx2),
-   negA = -exp(A_log) finite: z = negA * sp in [-inf, 0] (sp capped at FLT_MAX, so 0 * inf
-   never happens); z < -0.5: 1 - e^z (nam__ssd_exp8, 2 ulp); else -(z + z^2 Q(z)), Q the
-   Taylor series of (e^z - 1 - z) / z^2 to z^7 (truncation < 5e-10 relative). */
-NAM__SSD_AVX2 NAM__UNUSED static NAM__SSD_INLINE __m256 nam__m2rnn_leak8(__m256 sp, __m256 negA) {
-    const __m256 z = _mm256_mul_ps(negA, _mm256_min_ps(sp, _mm256_set1_ps(3.402823466e+38f)));
-    __m256 q = _mm256_set1_ps(1.0f / 362880.0f), big = _mm256_sub_ps(_mm256_set1_ps(1.0f), nam__ssd_exp8(z)), small;
-    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 40320.0f));
-    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 5040.0f));
-    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 720.0f));
-    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 120.0f));
-    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 24.0f));
-    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(1.0f / 6.0f));
-    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(0.5f));
-    small = _mm256_sub_ps(_mm256_setzero_ps(), _mm256_fmadd_ps(_mm256_mul_ps(z, z), q, z));
-    return _mm256_blendv_ps(small, big, _mm256_cmp_ps(z, _mm256_set1_ps(-0.5f), _CMP_LT_OQ));
-}
-
-/* gates of `count` <= 16 tokens: g[i] = leak of a[i] (+ bias, negA of the head); a padded with 0 */
-NAM__SSD_AVX2 NAM__UNUSED static void nam__m2rnn_leak16_avx2(const float *a, float bias, float negA, float *g) {
-    float bb[16], sp[16];
-    int i;
-    for (i = 0; i < 16; i++) bb[i] = bias;
-    nam__ssd_dt_row_avx2(16, a, bb, 1, 0, 0.0f, 0.0f, sp);
-    _mm256_storeu_ps(g, nam__m2rnn_leak8(_mm256_loadu_ps(sp), _mm256_set1_ps(negA)));
-    _mm256_storeu_ps(g + 8, nam__m2rnn_leak8(_mm256_loadu_ps(sp + 8), _mm256_set1_ps(negA)));
-}
-
-/* nam__m2rnn_tok_c for V = 16, writing dst = y (+ D v when D is given), in two passes so
-   that neither waits on a long dependency chain: (1) pre-activations P_i = k_i v + S_i W for all rows, in 6-row tiles with 12 ymm
-   accumulators (independent tiles, 17-deep FMA chains; 12 chains keep both FMA ports busy); (2) per row tanh, blend, store and
-   read-out, every row independent (y in 4 accumulators). P: rows x 16 floats of scratch. */
-#define NAM__M2RNN_ROW(r, j)                                                                             \
-    b_ = _mm256_broadcast_ss(s + 16 * (r) + (j)); a##r##0 = _mm256_fmadd_ps(b_, w0_, a##r##0); a##r##1 = _mm256_fmadd_ps(b_, w1_, a##r##1)
-#define NAM__M2RNN_J6(j)                                                                                 \
-    do {                                                                                                 \
-        const __m256 w0_ = _mm256_loadu_ps(W + (j) * 16), w1_ = _mm256_loadu_ps(W + (j) * 16 + 8);      \
-        __m256 b_;                                                                                       \
-        NAM__M2RNN_ROW(0, j); NAM__M2RNN_ROW(1, j); NAM__M2RNN_ROW(2, j);                               \
-        NAM__M2RNN_ROW(3, j); NAM__M2RNN_ROW(4, j); NAM__M2RNN_ROW(5, j);                               \
-    } while (0)
-#define NAM__M2RNN_INIT(r)                                                                               \
-    do {                                                                                                 \
-        const __m256 kb_ = _mm256_broadcast_ss(k + i + (r));                                            \
-        a##r##0 = _mm256_mul_ps(kb_, _mm256_loadu_ps(v)); a##r##1 = _mm256_mul_ps(kb_, _mm256_loadu_ps(v + 8)); \
-    } while (0)
-#define NAM__M2RNN_STORE(r) (_mm256_storeu_ps(p + 16 * (r), a##r##0), _mm256_storeu_ps(p + 16 * (r) + 8, a##r##1))
-NAM__SSD_AVX2 NAM__UNUSED static void nam__m2rnn_tok16_avx2(int64_t rows, float *S, const float *W, const float *k, const float *q,
-                                                            const float *v, float g, float *P, const float *D, float *dst) {
-    const __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8), gv = _mm256_set1_ps(g);
-    __m256 y0 = _mm256_setzero_ps(), y1 = y0, y2 = y0, y3 = y0;
-    int64_t i = 0;
-    for (; i + 6 <= rows; i += 6) {   /* 6-row tiles: 12 accumulators, 2 W registers, 1 broadcast */
-        const float *s = S + i * 16;
-        float *p = P + i * 16;
-        __m256 a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51;
-        NAM__M2RNN_INIT(0); NAM__M2RNN_INIT(1); NAM__M2RNN_INIT(2); NAM__M2RNN_INIT(3); NAM__M2RNN_INIT(4); NAM__M2RNN_INIT(5);
-        NAM__M2RNN_J6(0); NAM__M2RNN_J6(1); NAM__M2RNN_J6(2); NAM__M2RNN_J6(3);
-        NAM__M2RNN_J6(4); NAM__M2RNN_J6(5); NAM__M2RNN_J6(6); NAM__M2RNN_J6(7);
-        NAM__M2RNN_J6(8); NAM__M2RNN_J6(9); NAM__M2RNN_J6(10); NAM__M2RNN_J6(11);
-        NAM__M2RNN_J6(12); NAM__M2RNN_J6(13); NAM__M2RNN_J6(14); NAM__M2RNN_J6(15);
-        NAM__M2RNN_STORE(0); NAM__M2RNN_STORE(1); NAM__M2RNN_STORE(2); NAM__M2RNN_STORE(3); NAM__M2RNN_STORE(4); NAM__M2RNN_STORE(5);
-    }
-    for (; i < rows; i++) {   /* row tail: one row, two accumulators */
-        const float *s = S + i * 16;
-        const __m256 kb = _mm256_broadcast_ss(k + i);
-        __m256 a00 = _mm256_mul_ps(kb, v0), a01 = _mm256_mul_ps(kb, v1);
-        int j;
-        for (j = 0; j < 16; j++) {
-            const __m256 b = _mm256_broadcast_ss(s + j);
-            a00 = _mm256_fmadd_ps(b, _mm256_loadu_ps(W + j * 16), a00);
-            a01 = _mm256_fmadd_ps(b, _mm256_loadu_ps(W + j * 16 + 8), a01);
-        }
-        _mm256_storeu_ps(P + i * 16, a00);
-        _mm256_storeu_ps(P + i * 16 + 8, a01);
-    }
-#define NAM__M2RNN_B(i, ya, yb)                                                                          \
-    do {                                                                                                 \
-        float *s_ = S + (i) * 16;                                                                        \
-        const __m256 qb_ = _mm256_broadcast_ss(q + (i));                                                 \
-        __m256 o0_ = _mm256_loadu_ps(s_), o1_ = _mm256_loadu_ps(s_ + 8);                                \
-        o0_ = _mm256_fmadd_ps(gv, _mm256_sub_ps(nam__m2rnn_tanh8(_mm256_loadu_ps(P + (i) * 16)), o0_), o0_);     \
-        o1_ = _mm256_fmadd_ps(gv, _mm256_sub_ps(nam__m2rnn_tanh8(_mm256_loadu_ps(P + (i) * 16 + 8)), o1_), o1_); \
-        _mm256_storeu_ps(s_, o0_);                                                                       \
-        _mm256_storeu_ps(s_ + 8, o1_);                                                                   \
-        ya = _mm256_fmadd_ps(qb_, o0_, ya);                                                              \
-        yb = _mm256_fmadd_ps(qb_, o1_, yb);                                                              \
-    } while (0)
-    for (i = 0; i + 2 <= rows; i += 2) {   /* two rows per step: even rows into y0, y1, odd rows into y2, y3 */
-        NAM__M2RNN_B(i, y0, y1);
-        NAM__M2RNN_B(i + 1, y2, y3);
-    }
-    if (i < rows) NAM__M2RNN_B(i, y0, y1);
-#undef NAM__M2RNN_B
-    y0 = _mm256_add_ps(y0, y2);
-    y1 = _mm256_add_ps(y1, y3);
-    if (D) {
-        y0 = _mm256_fmadd_ps(_mm256_loadu_ps(D), v0, y0);
-        y1 = _mm256_fmadd_ps(_mm256_loadu_ps(D + 8), v1, y1);
-    }
-    _mm256_storeu_ps(dst, y0);
-    _mm256_storeu_ps(dst + 8, y1);
-}
-#undef NAM__M2RNN_ROW
-#undef NAM__M2RNN_J6
-#undef NAM__M2RNN_INIT
-#undef NAM__M2RNN_STORE
-#endif
-
-/* `count` floats of t from element `off`, element step `es`: a pointer into t's data when
-   it is f32 with unit step, else converted into tmp. */
-NAM__UNUSED static const float *nam__m2rnn_row(const nam_tensor *t, int64_t off, int64_t es, int64_t count, float *tmp) {
-    int64_t i;
-    if (t->dtype == NAM_F32 && es == 1) return NAM__CAST(const float *, t->data) + off;
-    if (t->dtype == NAM_BF16 && es == 1) {
-        const uint16_t *src = NAM__CAST(const uint16_t *, t->data) + off;
-        for (i = 0; i < count; i++) {
-            uint32_t u = NAM__CAST(uint32_t, src[i]) << 16;
-            memcpy(tmp + i, &u, 4);
-        }
-        return tmp;
-    }
-    for (i = 0; i < count; i++) tmp[i] = nam__load(t->data, t->dtype, off + i * es);
-    return tmp;
-}
-
-typedef struct nam__m2rnn_dims {
-    int64_t b, l, n, K, V, nq, nk, nv, nw, nf;
-    nam_backend be;
-} nam__m2rnn_dims;
-
-/* head count `cnt` of field.shape[axis] must divide n (taken from nfrom) */
-NAM__UNUSED static nam_status nam__m2rnn_divides(int64_t cnt, const char *field, int axis, const char *name, int64_t n, const char *nfrom, nam_error *err) {
-    if (n % cnt == 0) return NAM_OK;
-    return nam__err(err, NAM_ERR_INVALID_ARG, "%s.shape[%d] (%s) = %lld does not divide n = %lld (the largest head count, %s)", field, axis, name,
-                    NAM__CAST(long long, cnt), NAM__CAST(long long, n), nfrom);
-}
-
-/* n = the largest of the head counts; nfrom names the first field that has it */
-NAM__UNUSED static int64_t nam__m2rnn_n(const int64_t cnt[5], const char *const from[5], const char **nfrom) {
-    int64_t n = 0;
-    int i;
-    for (i = 0; i < 5; i++)
-        if (cnt[i] > n) { n = cnt[i]; *nfrom = from[i]; }
-    return n;
-}
-
-/* Shapes of the per-head parameters and the state tensors, shared by nam_m2rnn and
-   nam_m2rnn_step: A_log (n), dt_bias (n), D (n, V); state tensors (b, n, K, V) f32. */
-NAM__UNUSED static nam_status nam__m2rnn_params(const nam_tensor *A_log, const nam_tensor *dt_bias, const nam_tensor *D, const nam__m2rnn_dims *o,
-                                                const char *nfrom, const char *vfrom, nam_error *err) {
-    char nf[96];
-    snprintf(nf, sizeof nf, "the largest head count (%s)", nfrom);
-    NAM__SSD_TRY(nam__tensor_basic(A_log, "A_log", 1, "n", 0, err));
-    NAM__SSD_TRY(nam__tensor_dim(A_log, "A_log", 0, "n", o->n, nf, err));
-    NAM__SSD_TRY(nam__tensor_basic(dt_bias, "dt_bias", 1, "n", 1, err));
-    if (dt_bias->data) NAM__SSD_TRY(nam__tensor_dim(dt_bias, "dt_bias", 0, "n", o->n, nf, err));
-    NAM__SSD_TRY(nam__tensor_basic(D, "D", 2, "n,V", 1, err));
-    if (D->data) {
-        NAM__SSD_TRY(nam__tensor_dim(D, "D", 0, "n", o->n, nf, err));
-        NAM__SSD_TRY(nam__tensor_dim(D, "D", 1, "V", o->V, vfrom, err));
-    }
-    return NAM_OK;
-}
-NAM__UNUSED static nam_status nam__m2rnn_state(const nam_tensor *t, const char *field, int optional, const nam__m2rnn_dims *o, const char *nfrom,
-                                               const char *kfrom, const char *vfrom, nam_error *err) {
-    char nf[96];
-    if (!t->data && optional) return NAM_OK;
-    snprintf(nf, sizeof nf, "the largest head count (%s)", nfrom);
-    NAM__SSD_TRY(nam__tensor_basic(t, field, 4, "b,n,K,V", optional, err));
-    NAM__SSD_TRY(nam__ssd_f32(t, field, err));
-    NAM__SSD_TRY(nam__ssd_numel(t, field, err));
-    NAM__SSD_TRY(nam__tensor_dim(t, field, 0, "b", o->b, "q.shape[0]", err));
-    NAM__SSD_TRY(nam__tensor_dim(t, field, 1, "n", o->n, nf, err));
-    NAM__SSD_TRY(nam__tensor_dim(t, field, 2, "K", o->K, kfrom, err));
-    return nam__tensor_dim(t, field, 3, "V", o->V, vfrom, err);
-}
-
-NAM__UNUSED static nam_status nam__m2rnn_sizes(const nam__m2rnn_dims *o, const char *kfrom, const char *vfrom, nam_error *err) {
-    if (o->K > NAM__M2RNN_MAX_K)
-        return nam__err(err, NAM_ERR_LIMIT, "%s (K) = %lld is above %d", kfrom, NAM__CAST(long long, o->K), NAM__M2RNN_MAX_K);
-    if (o->V > NAM__M2RNN_MAX_V)
-        return nam__err(err, NAM_ERR_LIMIT, "%s (V) = %lld is above %d", vfrom, NAM__CAST(long long, o->V), NAM__M2RNN_MAX_V);
-    return NAM_OK;
-}
-
-static nam_status nam__m2rnn_validate(const nam_m2rnn_desc *d, nam__m2rnn_dims *o, nam_error *err) {
-    static const char *const from[5] = {"q.shape[2]", "k.shape[2]", "v.shape[2]", "W.shape[0]", "a.shape[2]"};
-    const char *nfrom = from[0];
-    int64_t cnt[5];
-    char nf[96];
-    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "desc is NULL");
-    NAM__SSD_TRY(nam_query_backend(d->backend, d->q.device, &o->be, err));
-    NAM__SSD_TRY(nam__tensor_basic(&d->q, "q", 4, "b,l,nq,K", 0, err));
-    NAM__SSD_TRY(nam__ssd_numel(&d->q, "q", err));
-    o->b = d->q.shape[0]; o->l = d->q.shape[1]; o->nq = d->q.shape[2]; o->K = d->q.shape[3];
-    NAM__SSD_TRY(nam__tensor_basic(&d->k, "k", 4, "b,l,nk,K", 0, err));
-    NAM__SSD_TRY(nam__ssd_numel(&d->k, "k", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->k, "k", 0, "b", o->b, "q.shape[0]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->k, "k", 1, "l", o->l, "q.shape[1]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->k, "k", 3, "K", o->K, "q.shape[3]", err));
-    NAM__SSD_TRY(nam__tensor_basic(&d->v, "v", 4, "b,l,nv,V", 0, err));
-    NAM__SSD_TRY(nam__ssd_numel(&d->v, "v", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->v, "v", 0, "b", o->b, "q.shape[0]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->v, "v", 1, "l", o->l, "q.shape[1]", err));
-    o->nk = d->k.shape[2]; o->nv = d->v.shape[2]; o->V = d->v.shape[3];
-    NAM__SSD_TRY(nam__m2rnn_sizes(o, "q.shape[3]", "v.shape[3]", err));
-    NAM__SSD_TRY(nam__tensor_basic(&d->W, "W", 3, "nw,V,V", 0, err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->W, "W", 1, "V", o->V, "v.shape[3]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->W, "W", 2, "V", o->V, "v.shape[3]", err));
-    NAM__SSD_TRY(nam__ssd_numel(&d->W, "W", err));
-    o->nw = d->W.shape[0];
-    NAM__SSD_TRY(nam__tensor_basic(&d->a, "a", 3, "b,l,nf", 0, err));
-    NAM__SSD_TRY(nam__ssd_numel(&d->a, "a", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->a, "a", 0, "b", o->b, "q.shape[0]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->a, "a", 1, "l", o->l, "q.shape[1]", err));
-    o->nf = d->a.shape[2];
-    cnt[0] = o->nq; cnt[1] = o->nk; cnt[2] = o->nv; cnt[3] = o->nw; cnt[4] = o->nf;
-    o->n = nam__m2rnn_n(cnt, from, &nfrom);
-    NAM__SSD_TRY(nam__m2rnn_divides(o->nq, "q", 2, "nq", o->n, nfrom, err));
-    NAM__SSD_TRY(nam__m2rnn_divides(o->nk, "k", 2, "nk", o->n, nfrom, err));
-    NAM__SSD_TRY(nam__m2rnn_divides(o->nv, "v", 2, "nv", o->n, nfrom, err));
-    NAM__SSD_TRY(nam__m2rnn_divides(o->nw, "W", 0, "nw", o->n, nfrom, err));
-    NAM__SSD_TRY(nam__m2rnn_divides(o->nf, "a", 2, "nf", o->n, nfrom, err));
-    NAM__SSD_TRY(nam__m2rnn_params(&d->A_log, &d->dt_bias, &d->D, o, nfrom, "v.shape[3]", err));
-    NAM__SSD_TRY(nam__m2rnn_state(&d->initial_state, "initial_state", 1, o, nfrom, "q.shape[3]", "v.shape[3]", err));
-    snprintf(nf, sizeof nf, "the largest head count (%s)", nfrom);
-    NAM__SSD_TRY(nam__tensor_basic(&d->out, "out", 4, "b,l,n,V", 0, err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 0, "b", o->b, "q.shape[0]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 1, "l", o->l, "q.shape[1]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 2, "n", o->n, nf, err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 3, "V", o->V, "v.shape[3]", err));
-    NAM__SSD_TRY(nam__ssd_numel(&d->out, "out", err));
-    NAM__SSD_TRY(nam__m2rnn_state(&d->final_state, "final_state", 1, o, nfrom, "q.shape[3]", "v.shape[3]", err));
-    {
-        const nam_tensor *ts[11];
-        static const char *const nm[11] = {"q", "k", "v", "W", "a", "A_log", "dt_bias", "D", "initial_state", "out", "final_state"};
-        int i;
-        ts[0] = &d->q; ts[1] = &d->k; ts[2] = &d->v; ts[3] = &d->W; ts[4] = &d->a; ts[5] = &d->A_log; ts[6] = &d->dt_bias;
-        ts[7] = &d->D; ts[8] = &d->initial_state; ts[9] = &d->out; ts[10] = &d->final_state;
-        NAM__SSD_TRY(nam__same_device(11, ts, nm, err));
-        for (i = 0; i < 5; i++)
-            if (d->out.data == ts[i]->data)
-                return nam__err(err, NAM_ERR_INVALID_ARG, "out: shares its data with %s; the scan reads its inputs after writing out", nm[i]);
-    }
-    return NAM_OK;
-}
-
-/* The gate inputs must be finite and exp(A_log) must fit fp32: checked before anything is
-   written. Index = the element's position (b, t, head) or head. */
-static nam_status nam__m2rnn_check_gates(const nam_tensor *a, const nam_tensor *A_log, const nam_tensor *dt_bias, int64_t b, int64_t l, int64_t nf,
-                                         int64_t n, const char *who, nam_error *err) {
-    int64_t st[NAM_MAX_DIMS], bi, t, h;
-    nam__tensor_strides(A_log, st);
-    for (h = 0; h < n; h++) {
-        float v = nam__load(A_log->data, A_log->dtype, h * st[0]);
-        if (!(v <= 88.0f && v > -HUGE_VALF))
-            return nam__err(err, NAM_ERR_RANGE, "A_log[%lld] = %g is %s", NAM__CAST(long long, h), NAM__CAST(double, v),
-                            v == v && v != HUGE_VALF && v != -HUGE_VALF ? "above 88 (exp(A_log) overflows fp32)" : "not finite");
-    }
-    if (dt_bias->data) {
-        nam__tensor_strides(dt_bias, st);
-        for (h = 0; h < n; h++) {
-            float v = nam__load(dt_bias->data, dt_bias->dtype, h * st[0]);
-            if (!(v - v == 0.0f)) return nam__err(err, NAM_ERR_RANGE, "dt_bias[%lld] = %g is not finite", NAM__CAST(long long, h), NAM__CAST(double, v));
-        }
-    }
-    nam__tensor_strides(a, st);
-    for (bi = 0; bi < b; bi++)
-        for (t = 0; t < l; t++) {
-            int64_t o = bi * st[0] + t * st[1];
-            if (a->dtype == NAM_F32 && st[2] == 1) {
-                const float *p = NAM__CAST(const float *, a->data) + o;
-                float acc = 0.0f;
-                for (h = 0; h < nf; h++) acc += p[h] - p[h];   /* 0 unless some element is inf or NaN */
-                if (acc == 0.0f) continue;
-            }
-            for (h = 0; h < nf; h++) {
-                float v = nam__load(a->data, a->dtype, o + h * st[2]);
-                if (!(v - v == 0.0f)) {
-                    if (who) return nam__err(err, NAM_ERR_RANGE, "a[%lld, %lld] = %g is not finite (the forget gate's input)", NAM__CAST(long long, bi),
-                                             NAM__CAST(long long, h), NAM__CAST(double, v));
-                    return nam__err(err, NAM_ERR_RANGE, "a[%lld, %lld, %lld] = %g is not finite (the forget gate's input)", NAM__CAST(long long, bi),
-                                    NAM__CAST(long long, t), NAM__CAST(long long, h), NAM__CAST(double, v));
-                }
-            }
-        }
-    return NAM_OK;
-}
-
-/* ---- workspace layout of the fast path ------------------------------------------------ */
-typedef struct nam__m2rnn_layout {
-    int64_t R, rb, tasks;
-    size_t off_W, off_D, off_negA, off_bias, off_y, off_slab, slab_bytes, total;
-    size_t s_S, s_P, s_k, s_q, s_v, s_y, s_acc, s_o, s_g;
-    int slabs;
-} nam__m2rnn_layout;
-
-static void nam__m2rnn_plan(const nam__m2rnn_dims *dm, int threads, nam__m2rnn_layout *L) {
-    int64_t bn = dm->b * dm->n, K = dm->K, V = dm->V, R = 1, rb;
-    size_t o = 0, s = 0;
-    if (bn < threads) R = (threads + bn - 1) / bn;
-    rb = (K + R - 1) / R;
-    rb = (rb + 3) / 4 * 4;
-    if (rb > K) rb = K;
-    R = (K + rb - 1) / rb;
-    L->R = R;
-    L->rb = rb;
-    L->tasks = bn * R;
-    L->off_W = o; o += nam__ssd_f(dm->nw * V * V);
-    L->off_D = o; o += nam__ssd_f(dm->n * V);
-    L->off_negA = o; o += nam__ssd_f(dm->n);
-    L->off_bias = o; o += nam__ssd_f(dm->n);
-    L->off_y = o; o += R > 1 ? nam__ssd_f(bn * R * dm->l * V) : 0;
-    L->off_slab = o;
-    L->s_S = s; s += nam__ssd_f(rb * V);
-    L->s_P = s; s += nam__ssd_f(rb * V);      /* pre-activations of the AVX2 kernel */
-    L->s_k = s; s += nam__ssd_f(rb);
-    L->s_q = s; s += nam__ssd_f(rb);
-    L->s_v = s; s += nam__ssd_f(V);
-    L->s_y = s; s += nam__ssd_f(V);
-    L->s_acc = s; s += nam__ssd_f(V);
-    L->s_o = s; s += nam__ssd_f(V > NAM__M2RNN_GB ? V : NAM__M2RNN_GB);
-    L->s_g = s; s += nam__ssd_f(NAM__M2RNN_GB);
-    L->slab_bytes = s;
-    L->slabs = L->tasks < threads ? NAM__CAST(int, L->tasks) : threads;
-    if (L->slabs < 1) L->slabs = 1;
-    L->total = o + NAM__CAST(size_t, L->slabs) * s;
-}
-
-static size_t nam__m2rnn_ref_bytes(const nam__m2rnn_dims *dm) { return nam__ws_need(sizeof(double) * NAM__CAST(size_t, dm->K * dm->V + dm->V)); }
-
-/* Workspace of a validated call: none on CUDA, the double rows of the reference, or the
-   fast path's layout (the scan and the step share it). */
-static size_t nam__m2rnn_bytes(const nam__m2rnn_dims *dm, int threads) {
-    nam__m2rnn_layout L;
-    if (dm->be == NAM_BACKEND_CUDA) return 0;
-    if (dm->be == NAM_BACKEND_CPU_REF) return nam__m2rnn_ref_bytes(dm);
-    nam__m2rnn_plan(dm, nam__resolve_threads(threads), &L);
-    return L.total;
-}
-
-static nam_status nam__m2rnn_workspace_size_body(const nam_m2rnn_desc *d, size_t *bytes, nam_error *err) {
-    nam__m2rnn_dims dm;
-    nam_status st;
-    memset(&dm, 0, sizeof dm);
-    if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_m2rnn_workspace_size: bytes is NULL");
-    *bytes = 0;
-    st = nam__m2rnn_validate(d, &dm, err);
-    if (st != NAM_OK) { nam__err_prefix(err, "nam_m2rnn_workspace_size: "); return st; }
-    *bytes = nam__m2rnn_bytes(&dm, d->threads);
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-}
-
-/* ---- reference: the recurrence in double ------------------------------------------------ */
-static void nam__m2rnn_ref(const nam_m2rnn_desc *d, const nam__m2rnn_dims *dm, double *S) {
-    int64_t qs[4], ks[4], vs[4], Ws[4], as[4], Al[4], bs[4], Ds[4], is[4], os[4], fs[4];
-    int64_t K = dm->K, V = dm->V, bi, h, t, i, j, c;
-    double *acc = S + K * V;
-    nam__tensor_strides(&d->q, qs); nam__tensor_strides(&d->k, ks); nam__tensor_strides(&d->v, vs); nam__tensor_strides(&d->W, Ws);
-    nam__tensor_strides(&d->a, as); nam__tensor_strides(&d->A_log, Al); nam__tensor_strides(&d->dt_bias, bs); nam__tensor_strides(&d->D, Ds);
-    nam__tensor_strides(&d->initial_state, is); nam__tensor_strides(&d->out, os); nam__tensor_strides(&d->final_state, fs);
-    for (bi = 0; bi < dm->b; bi++)
-        for (h = 0; h < dm->n; h++) {
-            int64_t hq = h / (dm->n / dm->nq), hk = h / (dm->n / dm->nk), hv = h / (dm->n / dm->nv), hw = h / (dm->n / dm->nw), hf = h / (dm->n / dm->nf);
-            double expA = exp(NAM__CAST(double, nam__load(d->A_log.data, d->A_log.dtype, h * Al[0])));
-            double bias = d->dt_bias.data ? nam__load(d->dt_bias.data, d->dt_bias.dtype, h * bs[0]) : 0.0;
-            for (i = 0; i < K; i++)
-                for (c = 0; c < V; c++)
-                    S[i * V + c] = d->initial_state.data ? NAM__CAST(const float *, d->initial_state.data)[bi * is[0] + h * is[1] + i * is[2] + c * is[3]] : 0.0;
-            for (t = 0; t < dm->l; t++) {
-                int64_t qo = bi * qs[0] + t * qs[1] + hq * qs[2], ko = bi * ks[0] + t * ks[1] + hk * ks[2], vo = bi * vs[0] + t * vs[1] + hv * vs[2];
-                double x = nam__load(d->a.data, d->a.dtype, bi * as[0] + t * as[1] + hf * as[2]) + bias, f;
-                f = exp(-expA * (x <= 20.0 ? log1p(exp(x)) : x));
-                for (i = 0; i < K; i++) {
-                    double ki = nam__load(d->k.data, d->k.dtype, ko + i * ks[3]);
-                    for (c = 0; c < V; c++) {
-                        double s = ki * nam__load(d->v.data, d->v.dtype, vo + c * vs[3]);
-                        for (j = 0; j < V; j++) s += S[i * V + j] * nam__load(d->W.data, d->W.dtype, hw * Ws[0] + j * Ws[1] + c * Ws[2]);
-                        acc[c] = tanh(s);
-                    }
-                    for (c = 0; c < V; c++) S[i * V + c] = f * S[i * V + c] + (1.0 - f) * acc[c];
-                }
-                for (c = 0; c < V; c++) {
-                    double y = 0.0;
-                    for (i = 0; i < K; i++) y += S[i * V + c] * nam__load(d->q.data, d->q.dtype, qo + i * qs[3]);
-                    if (d->D.data) y += nam__load(d->D.data, d->D.dtype, h * Ds[0] + c * Ds[1]) * nam__load(d->v.data, d->v.dtype, vo + c * vs[3]);
-                    nam__store(d->out.data, d->out.dtype, bi * os[0] + t * os[1] + h * os[2] + c * os[3], NAM__CAST(float, y));
-                }
-            }
-            if (d->final_state.data)
-                for (i = 0; i < K; i++)
-                    for (c = 0; c < V; c++)
-                        NAM__CAST(float *, d->final_state.data)[bi * fs[0] + h * fs[1] + i * fs[2] + c * fs[3]] = NAM__CAST(float, S[i * V + c]);
-        }
-}
-
-/* ---- fast path -------------------------------------------------------------------------- */
-typedef struct nam__m2rnn_ctx {
-    nam_m2rnn_desc *d;
-    nam__m2rnn_dims dm;
-    nam__m2rnn_layout L;
-    char *ws;
-    int64_t qs[4], ks[4], vs[4], as[4], is[4], os[4], fs[4];
-    int simd;
-} nam__m2rnn_ctx;
-
-#define NAM__M2RNN_PTR(c, off) NAM__CAST(float *, NAM__CAST(void *, (c)->ws + (off)))
-
-/* out[b, t, h] = y + D_h * v (into the slab row o, then stored in out's dtype) */
-static void nam__m2rnn_emit(nam__m2rnn_ctx *c, int64_t bi, int64_t t, int64_t h, const float *y, const float *vr, float *o) {
-    const float *D = NAM__M2RNN_PTR(c, c->L.off_D) + h * c->dm.V;
-    int64_t j;
-    for (j = 0; j < c->dm.V; j++) o[j] = y[j] + D[j] * vr[j];
-    nam__ssd_row_store(&c->d->out, bi * c->os[0] + t * c->os[1] + h * c->os[2], c->os[3], c->dm.V, o);
-}
-
-static void nam__m2rnn_task(void *vctx, int64_t begin, int64_t end, int thread) {
-    nam__m2rnn_ctx *c = NAM__CAST(nam__m2rnn_ctx *, vctx);
-    nam_m2rnn_desc *d = c->d;
-    const nam__m2rnn_layout *L = &c->L;
-    int64_t n = c->dm.n, K = c->dm.K, V = c->dm.V, l = c->dm.l, R = L->R, task;
-    char *slab = c->ws + L->off_slab + NAM__CAST(size_t, thread) * L->slab_bytes;
-#define NAM__M2RNN_SLAB(off) NAM__CAST(float *, NAM__CAST(void *, slab + (off)))
-    float *S = NAM__M2RNN_SLAB(L->s_S), *P = NAM__M2RNN_SLAB(L->s_P), *kb = NAM__M2RNN_SLAB(L->s_k), *qb = NAM__M2RNN_SLAB(L->s_q), *vb = NAM__M2RNN_SLAB(L->s_v);
-    float *y = NAM__M2RNN_SLAB(L->s_y), *acc = NAM__M2RNN_SLAB(L->s_acc), *ob = NAM__M2RNN_SLAB(L->s_o), *gb = NAM__M2RNN_SLAB(L->s_g);
-#undef NAM__M2RNN_SLAB
-    (void)P;   /* the AVX2 kernel's scratch */
-    /* out rows written straight by the kernel: one task per (b, h), out f32 with unit step */
-    const int odirect = R == 1 && d->out.dtype == NAM_F32 && c->os[3] == 1;
-    const size_t kes = d->k.dtype == NAM_F32 ? 4 : 2, qes = d->q.dtype == NAM_F32 ? 4 : 2, ves = d->v.dtype == NAM_F32 ? 4 : 2;
-    for (task = begin; task < end; task++) {
-        int64_t bi = task / (n * R), h = (task / R) % n, r = task % R, r0 = r * L->rb, rows = nam__ssd_min(K, r0 + L->rb) - r0, t, i, j;
-        int64_t hq = h / (n / c->dm.nq), hk = h / (n / c->dm.nk), hv = h / (n / c->dm.nv), hw = h / (n / c->dm.nw), hf = h / (n / c->dm.nf);
-        const float *W = NAM__M2RNN_PTR(c, L->off_W) + hw * V * V, *Dh = NAM__M2RNN_PTR(c, L->off_D) + h * V;
-        const float negA = NAM__M2RNN_PTR(c, L->off_negA)[h], bias = NAM__M2RNN_PTR(c, L->off_bias)[h];
-        float *yp = R > 1 ? NAM__M2RNN_PTR(c, L->off_y) + ((bi * n + h) * R + r) * l * V : NULL;
-        if (d->initial_state.data) {
-            const float *is = NAM__CAST(const float *, d->initial_state.data) + bi * c->is[0] + h * c->is[1];
-            for (i = 0; i < rows; i++)
-                for (j = 0; j < V; j++) S[i * V + j] = is[(r0 + i) * c->is[2] + j * c->is[3]];
-        } else memset(S, 0, sizeof(float) * NAM__CAST(size_t, rows * V));
-        for (t = 0; t < l; t++) {
-            int64_t qo = bi * c->qs[0] + t * c->qs[1] + hq * c->qs[2] + r0 * c->qs[3];
-            int64_t ko = bi * c->ks[0] + t * c->ks[1] + hk * c->ks[2] + r0 * c->ks[3];
-            int64_t vo = bi * c->vs[0] + t * c->vs[1] + hv * c->vs[2];
-            const float *kr, *qr, *vr;
-            float *dst = yp ? yp + t * V : odirect ? NAM__CAST(float *, d->out.data) + bi * c->os[0] + t * c->os[1] + h * c->os[2] : y;
-            if (t % NAM__M2RNN_GB == 0) {   /* the gates of the next block of tokens */
-                int64_t nb = nam__ssd_min(NAM__M2RNN_GB, l - t), u;
-                for (u = 0; u < NAM__M2RNN_GB; u++)
-                    ob[u] = u < nb ? nam__load(d->a.data, d->a.dtype, bi * c->as[0] + (t + u) * c->as[1] + hf * c->as[2]) : 0.0f;
-#if NAM__SSD_X86
-                if (c->simd) nam__m2rnn_leak16_avx2(ob, bias, negA, gb);
-                else
-#endif
-                    for (u = 0; u < nb; u++) gb[u] = nam__m2rnn_leak(ob[u], bias, negA);
-            }
-            if (t + 2 < l) {   /* the rows two tokens ahead */
-                const char *kp = NAM__CAST(const char *, d->k.data) + (ko + 2 * c->ks[1]) * NAM__CAST(int64_t, kes);
-                const char *qp = NAM__CAST(const char *, d->q.data) + (qo + 2 * c->qs[1]) * NAM__CAST(int64_t, qes);
-                int64_t kb_ = rows * c->ks[3] * NAM__CAST(int64_t, kes), qb_ = rows * c->qs[3] * NAM__CAST(int64_t, qes), o;
-                for (o = 0; o < kb_; o += 64) NAM__SSD_PREFETCH(kp + o, 0);
-                for (o = 0; o < qb_; o += 64) NAM__SSD_PREFETCH(qp + o, 0);
-                __builtin_prefetch(NAM__CAST(const char *, d->v.data) + (vo + 2 * c->vs[1]) * NAM__CAST(int64_t, ves), 0, 3);
-            }
-            kr = nam__m2rnn_row(&d->k, ko, c->ks[3], rows, kb);
-            qr = nam__m2rnn_row(&d->q, qo, c->qs[3], rows, qb);
-            vr = nam__m2rnn_row(&d->v, vo, c->vs[3], V, vb);
-#if NAM__SSD_X86
-            if (c->simd) nam__m2rnn_tok16_avx2(rows, S, W, kr, qr, vr, gb[t % NAM__M2RNN_GB], P, yp ? NULL : Dh, dst);
-            else
-#endif
-                nam__m2rnn_tok_c(rows, V, S, W, kr, qr, vr, gb[t % NAM__M2RNN_GB], acc, yp ? NULL : Dh, dst);
-            if (dst == y) nam__ssd_row_store(&d->out, bi * c->os[0] + t * c->os[1] + h * c->os[2], c->os[3], V, y);
-        }
-        if (d->final_state.data) {
-            float *fs = NAM__CAST(float *, d->final_state.data) + bi * c->fs[0] + h * c->fs[1];
-            for (i = 0; i < rows; i++)
-                for (j = 0; j < V; j++) fs[(r0 + i) * c->fs[2] + j * c->fs[3]] = S[i * V + j];
-        }
-    }
-}
-
-/* R > 1: out[b, t, h] = sum over the R row blocks of the partial y, + D v; tasks (b, t). */
-static void nam__m2rnn_reduce(void *vctx, int64_t begin, int64_t end, int thread) {
-    nam__m2rnn_ctx *c = NAM__CAST(nam__m2rnn_ctx *, vctx);
-    const nam__m2rnn_layout *L = &c->L;
-    int64_t n = c->dm.n, V = c->dm.V, l = c->dm.l, R = L->R, task;
-    char *slab = c->ws + L->off_slab + NAM__CAST(size_t, thread) * L->slab_bytes;
-    float *vb = NAM__CAST(float *, NAM__CAST(void *, slab + L->s_v)), *y = NAM__CAST(float *, NAM__CAST(void *, slab + L->s_y));
-    float *ob = NAM__CAST(float *, NAM__CAST(void *, slab + L->s_o));
-    for (task = begin; task < end; task++) {
-        int64_t bi = task / l, t = task % l, h, r, j;
-        for (h = 0; h < n; h++) {
-            int64_t hv = h / (n / c->dm.nv);
-            const float *vr = nam__m2rnn_row(&c->d->v, bi * c->vs[0] + t * c->vs[1] + hv * c->vs[2], c->vs[3], V, vb);
-            const float *yp = NAM__M2RNN_PTR(c, L->off_y) + ((bi * n + h) * R * l + t) * V;
-            for (j = 0; j < V; j++) y[j] = yp[j];
-            for (r = 1; r < R; r++)
-                for (j = 0; j < V; j++) y[j] += yp[r * l * V + j];
-            nam__m2rnn_emit(c, bi, t, h, y, vr, ob);
-        }
-    }
-}
-
-/* Validated desc, workspace of the backend's size: run it. */
-static nam_status nam__m2rnn_run(nam_m2rnn_desc *d, const nam__m2rnn_dims *dm, void *workspace, size_t workspace_bytes, const char *who, nam_error *err) {
-    nam__m2rnn_ctx c;
-    size_t need;
-    int threads;
-    int64_t i;
-    nam_status st;
-#ifdef NAM_CUDA
-    if (dm->be == NAM_BACKEND_CUDA) {
-        st = nam_cuda__m2rnn(d, workspace, workspace_bytes, err);
-        if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
-        return st;
-    }
-#endif
-    if (dm->be == NAM_BACKEND_CPU_REF) {
-        need = nam__m2rnn_ref_bytes(dm);
-        if ((st = nam__ws_check(workspace, workspace_bytes, need, who, err)) != NAM_OK) return st;
-        nam__m2rnn_ref(d, dm, NAM__CAST(double *, workspace));
-        d->ran = NAM_BACKEND_CPU_REF;
-        if (err) nam__err_reset(err);
-        return NAM_OK;
-    }
-    memset(&c, 0, sizeof c);
-    c.d = d;
-    c.dm = *dm;
-    threads = nam__resolve_threads(d->threads);
-    nam__m2rnn_plan(dm, threads, &c.L);
-    if ((st = nam__ws_check(workspace, workspace_bytes, c.L.total, who, err)) != NAM_OK) return st;
-    c.ws = NAM__CAST(char *, workspace);
-    nam__tensor_strides(&d->q, c.qs); nam__tensor_strides(&d->k, c.ks); nam__tensor_strides(&d->v, c.vs); nam__tensor_strides(&d->a, c.as);
-    nam__tensor_strides(&d->initial_state, c.is); nam__tensor_strides(&d->out, c.os); nam__tensor_strides(&d->final_state, c.fs);
-    c.simd = dm->V == 16 && nam__ssd_have_avx2();
-    nam__pack_f32(&d->W, NAM__M2RNN_PTR(&c, c.L.off_W));
-    if (d->D.data) nam__pack_f32(&d->D, NAM__M2RNN_PTR(&c, c.L.off_D));
-    else memset(NAM__M2RNN_PTR(&c, c.L.off_D), 0, sizeof(float) * NAM__CAST(size_t, dm->n * dm->V));
-    {
-        int64_t Al[4], bs[4];
-        float *negA = NAM__M2RNN_PTR(&c, c.L.off_negA), *bias = NAM__M2RNN_PTR(&c, c.L.off_bias);
-        nam__tensor_strides(&d->A_log, Al);
-        nam__tensor_strides(&d->dt_bias, bs);
-        for (i = 0; i < dm->n; i++) {
-            negA[i] = -expf(nam__load(d->A_log.data, d->A_log.dtype, i * Al[0]));
-            bias[i] = d->dt_bias.data ? nam__load(d->dt_bias.data, d->dt_bias.dtype, i * bs[0]) : 0.0f;
-        }
-    }
-    nam__parallel_for(c.L.tasks, c.L.slabs, nam__m2rnn_task, &c);
-    if (c.L.R > 1) nam__parallel_for(dm->b * dm->l, c.L.slabs, nam__m2rnn_reduce, &c);
-    d->ran = NAM_BACKEND_CPU;
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-}
-
-static nam_status nam__m2rnn_body(nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
-    nam__m2rnn_dims dm;
-    nam_status st;
-    if (d) d->ran = NAM_BACKEND_AUTO;
-    memset(&dm, 0, sizeof dm);
-    st = nam__m2rnn_validate(d, &dm, err);
-    if (st == NAM_OK && dm.be != NAM_BACKEND_CUDA) st = nam__m2rnn_check_gates(&d->a, &d->A_log, &d->dt_bias, dm.b, dm.l, dm.nf, dm.n, NULL, err);
-    if (st == NAM_OK) st = nam__m2rnn_run(d, &dm, workspace, workspace_bytes, "nam_m2rnn", err);
-    if (st != NAM_OK) nam__err_prefix(err, "nam_m2rnn: ");
-    return st;
-}
-
-/* ---- single-token decode: nam_m2rnn over l = 1 views --------------------------------------- */
-static nam_status nam__m2rnn_step_validate(const nam_m2rnn_step_desc *d, nam__m2rnn_dims *o, nam_error *err) {
-    static const char *const from[5] = {"q.shape[1]", "k.shape[1]", "v.shape[1]", "W.shape[0]", "a.shape[1]"};
-    const char *nfrom = from[0];
-    int64_t cnt[5];
-    char nf[96];
-    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "desc is NULL");
-    NAM__SSD_TRY(nam_query_backend(d->backend, d->q.device, &o->be, err));
-    NAM__SSD_TRY(nam__tensor_basic(&d->q, "q", 3, "b,nq,K", 0, err));
-    NAM__SSD_TRY(nam__ssd_numel(&d->q, "q", err));
-    o->b = d->q.shape[0]; o->l = 1; o->nq = d->q.shape[1]; o->K = d->q.shape[2];
-    NAM__SSD_TRY(nam__tensor_basic(&d->k, "k", 3, "b,nk,K", 0, err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->k, "k", 0, "b", o->b, "q.shape[0]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->k, "k", 2, "K", o->K, "q.shape[2]", err));
-    NAM__SSD_TRY(nam__tensor_basic(&d->v, "v", 3, "b,nv,V", 0, err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->v, "v", 0, "b", o->b, "q.shape[0]", err));
-    o->nk = d->k.shape[1]; o->nv = d->v.shape[1]; o->V = d->v.shape[2];
-    NAM__SSD_TRY(nam__m2rnn_sizes(o, "q.shape[2]", "v.shape[2]", err));
-    NAM__SSD_TRY(nam__tensor_basic(&d->W, "W", 3, "nw,V,V", 0, err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->W, "W", 1, "V", o->V, "v.shape[2]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->W, "W", 2, "V", o->V, "v.shape[2]", err));
-    NAM__SSD_TRY(nam__ssd_numel(&d->W, "W", err));
-    o->nw = d->W.shape[0];
-    NAM__SSD_TRY(nam__tensor_basic(&d->a, "a", 2, "b,nf", 0, err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->a, "a", 0, "b", o->b, "q.shape[0]", err));
-    o->nf = d->a.shape[1];
-    cnt[0] = o->nq; cnt[1] = o->nk; cnt[2] = o->nv; cnt[3] = o->nw; cnt[4] = o->nf;
-    o->n = nam__m2rnn_n(cnt, from, &nfrom);
-    NAM__SSD_TRY(nam__m2rnn_divides(o->nq, "q", 1, "nq", o->n, nfrom, err));
-    NAM__SSD_TRY(nam__m2rnn_divides(o->nk, "k", 1, "nk", o->n, nfrom, err));
-    NAM__SSD_TRY(nam__m2rnn_divides(o->nv, "v", 1, "nv", o->n, nfrom, err));
-    NAM__SSD_TRY(nam__m2rnn_divides(o->nw, "W", 0, "nw", o->n, nfrom, err));
-    NAM__SSD_TRY(nam__m2rnn_divides(o->nf, "a", 1, "nf", o->n, nfrom, err));
-    NAM__SSD_TRY(nam__m2rnn_params(&d->A_log, &d->dt_bias, &d->D, o, nfrom, "v.shape[2]", err));
-    NAM__SSD_TRY(nam__m2rnn_state(&d->state, "state", 0, o, nfrom, "q.shape[2]", "v.shape[2]", err));
-    snprintf(nf, sizeof nf, "the largest head count (%s)", nfrom);
-    NAM__SSD_TRY(nam__tensor_basic(&d->out, "out", 3, "b,n,V", 0, err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 0, "b", o->b, "q.shape[0]", err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 1, "n", o->n, nf, err));
-    NAM__SSD_TRY(nam__tensor_dim(&d->out, "out", 2, "V", o->V, "v.shape[2]", err));
-    {
-        const nam_tensor *ts[10];
-        static const char *const nm[10] = {"q", "k", "v", "W", "a", "A_log", "dt_bias", "D", "state", "out"};
-        int i;
-        ts[0] = &d->q; ts[1] = &d->k; ts[2] = &d->v; ts[3] = &d->W; ts[4] = &d->a; ts[5] = &d->A_log; ts[6] = &d->dt_bias;
-        ts[7] = &d->D; ts[8] = &d->state; ts[9] = &d->out;
-        NAM__SSD_TRY(nam__same_device(10, ts, nm, err));
-        for (i = 0; i < 5; i++)
-            if (d->out.data == ts[i]->data)
-                return nam__err(err, NAM_ERR_INVALID_ARG, "out: shares its data with %s; the step reads its inputs after writing out", nm[i]);
-    }
-    return NAM_OK;
-}
-
-/* t (b, x, y) -> (b, 1, x, y) with explicit strides; t (b, x) -> (b, 1, x) */
-static nam_tensor nam__m2rnn_add_l(const nam_tensor *t) {
-    nam_tensor u = *t;
-    int64_t st[NAM_MAX_DIMS];
-    int i;
-    nam__tensor_strides(t, st);
-    u.ndim = t->ndim + 1;
-    u.shape[0] = t->shape[0];
-    u.stride[0] = st[0];
-    u.shape[1] = 1;
-    u.stride[1] = st[0];
-    for (i = 1; i < t->ndim; i++) { u.shape[i + 1] = t->shape[i]; u.stride[i + 1] = st[i]; }
-    return u;
-}
-
-static void nam__m2rnn_step_scan(const nam_m2rnn_step_desc *s, nam_m2rnn_desc *d) {
-    memset(d, 0, sizeof *d);
-    d->q = nam__m2rnn_add_l(&s->q); d->k = nam__m2rnn_add_l(&s->k); d->v = nam__m2rnn_add_l(&s->v); d->a = nam__m2rnn_add_l(&s->a);
-    d->out = nam__m2rnn_add_l(&s->out);
-    d->W = s->W; d->A_log = s->A_log; d->dt_bias = s->dt_bias; d->D = s->D;
-    d->initial_state = s->state; d->final_state = s->state;
-    d->backend = s->backend; d->threads = s->threads; d->stream = s->stream;
-}
-
-static nam_status nam__m2rnn_step_workspace_size_body(const nam_m2rnn_step_desc *d, size_t *bytes, nam_error *err) {
-    nam__m2rnn_dims dm;
-    nam_status st;
-    memset(&dm, 0, sizeof dm);
-    if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_m2rnn_step_workspace_size: bytes is NULL");
-    *bytes = 0;
-    st = nam__m2rnn_step_validate(d, &dm, err);
-    if (st != NAM_OK) { nam__err_prefix(err, "nam_m2rnn_step_workspace_size: "); return st; }
-    *bytes = nam__m2rnn_bytes(&dm, d->threads);
-    if (err) nam__err_reset(err);
-    return NAM_OK;
-}
-
-static nam_status nam__m2rnn_step_body(nam_m2rnn_step_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
-    nam__m2rnn_dims dm;
-    nam_m2rnn_desc s;
-    nam_status st;
-    if (d) d->ran = NAM_BACKEND_AUTO;
-    memset(&dm, 0, sizeof dm);
-    st = nam__m2rnn_step_validate(d, &dm, err);
-    if (st == NAM_OK) {
-        nam__m2rnn_step_scan(d, &s);
-        if (dm.be != NAM_BACKEND_CUDA) st = nam__m2rnn_check_gates(&s.a, &s.A_log, &s.dt_bias, dm.b, 1, dm.nf, dm.n, "step", err);
-        if (st == NAM_OK) st = nam__m2rnn_run(&s, &dm, workspace, workspace_bytes, "nam_m2rnn_step", err);
-        d->ran = s.ran;
-    }
-    if (st != NAM_OK) nam__err_prefix(err, "nam_m2rnn_step: ");
-    return st;
-}
-
-/* ---- public entries: each runs inside the kernel FP environment (NAM__FP_CALL) ------------ */
-NAM__DEF nam_status nam_m2rnn_workspace_size(const nam_m2rnn_desc *d, size_t *bytes, nam_error *err) {
-    nam_status st;
-    NAM__FP_CALL(st, nam__m2rnn_workspace_size_body(d, bytes, err));
-    return st;
-}
-NAM__DEF nam_status nam_m2rnn(nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
-    nam_status st;
-    NAM__FP_CALL(st, nam__m2rnn_body(d, workspace, workspace_bytes, err));
-    return st;
-}
-NAM__DEF nam_status nam_m2rnn_step_workspace_size(const nam_m2rnn_step_desc *d, size_t *bytes, nam_error *err) {
-    nam_status st;
-    NAM__FP_CALL(st, nam__m2rnn_step_workspace_size_body(d, bytes, err));
-    return st;
-}
-NAM__DEF nam_status nam_m2rnn_step(nam_m2rnn_step_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
-    nam_status st;
-    NAM__FP_CALL(st, nam__m2rnn_step_body(d, workspace, workspace_bytes, err));
-    return st;
-}
-
-#endif /* NAM_NO_KERNELS */
-
-#ifndef NAM_NO_PLANNER
 /* >>errors (planner): where in the text being read an error is */
 static void nam__err_pos(nam_error *e, const char *source, long offset, int line, int column) {
     if (!e) return;
@@ -9907,13 +9903,11 @@ NAM__DEF nam_status nam_rankmap_json(const nam_rankmap *m, char **out, nam_error
     return nam__sb_finish(&b, out, err);
 }
 
-
-#endif /* NAM_NO_PLANNER */
-
 #ifdef __cplusplus
 }
 #endif
-#endif /* NAM_IMPLEMENTATION */
+#endif /* NAM_IMPLEMENTATION (planner) */
+#endif /* NAM_NO_PLANNER */
 
 /*
 ------------------------------------------------------------------------------

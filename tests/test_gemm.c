@@ -3,7 +3,7 @@
    Tolerance, per element: |C - ref| <= 1e-4 * (sum_p |A[i,p]| * |op(B)[p,j]| + beta*|C0[i,j]|) + 1e-30.
    Every shape runs through nam__sgemm (AVX2+FMA micro-kernel where the CPU has it, or cblas_sgemm
    under NAM_CBLAS) and through the blocked loop with the portable micro-kernel (build with
-   -DNAM__GEMM_NO_VECTOR_EXT to cover its plain-C form instead of the GNU vector one).
+   -DNAM_NO_SIMD to cover its plain-C form instead of the GNU vector one).
    Output: one line per check, "ok <desc>" or "FAIL <desc>: <why>"; last line
    "test_gemm: N passed, M failed"; exit status 1 on any failure. One "# gemm ..." timing line
    (median of 5 calls after a warm-up, CLOCK_MONOTONIC, flops = 2*m*n*k) and one "#" line naming
@@ -155,7 +155,7 @@ int main(void) {
 #ifdef NAM_CBLAS
            "cblas_sgemm (NAM_CBLAS)"
 #else
-           nam__gemm_have_avx2() ? "AVX2+FMA 6x16" : "portable 6x16"
+           nam__cpu_avx2_fma() ? "AVX2+FMA 6x16" : "portable 6x16"
 #endif
     );
     time_gemm(512, 768, 2048, 1);

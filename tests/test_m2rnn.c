@@ -111,8 +111,8 @@ static void tanh_note(tanh_err *e, float x, float got) {
     if (d / ulp > e->ulp) { e->ulp = d / ulp; e->at_ulp = x; }
 }
 
-#if NAM__SSD_X86
-NAM__SSD_AVX2 static void tanh8_buf(const float *in, float *out) { _mm256_storeu_ps(out, nam__m2rnn_tanh8(_mm256_loadu_ps(in))); }
+#if NAM__X86_SIMD
+NAM__TARGET_AVX2 static void tanh8_buf(const float *in, float *out) { _mm256_storeu_ps(out, nam__m2rnn_tanh8(_mm256_loadu_ps(in))); }
 #endif
 
 /* every 65536th float of [0, 1e-3), every 8th of [1e-3, 9.5], then every 4096th up to 1e6 */
@@ -138,11 +138,11 @@ static void test_tanh(void) {
         static const float sp[6] = {0.0f, -0.0f, HUGE_VALF, -HUGE_VALF, 1e-30f, -3.5f};
         for (si = 0; si < 6; si++) {
             float in = sp[si], got = nam__m2rnn_tanh1(in);
-#if NAM__SSD_X86
+#if NAM__X86_SIMD
             if (simd) {
                 float buf[8], ib[8];
                 int q;
-                if (!nam__ssd_have_avx2()) break;
+                if (!nam__cpu_avx2_fma()) break;
                 for (q = 0; q < 8; q++) ib[q] = in;
                 tanh8_buf(ib, buf);
                 got = buf[3];
@@ -162,8 +162,8 @@ static void test_tanh(void) {
         if (g == g) ok = 0;
     }
     check(ok, "tanh special values: +-0 -> +-0 (sign kept), +-inf -> +-1, tiny x -> x, NaN -> NaN (portable and AVX2)", "a special value is wrong");
-#if NAM__SSD_X86
-    if (nam__ssd_have_avx2()) {
+#if NAM__X86_SIMD
+    if (nam__cpu_avx2_fma()) {
         float buf[8], xs[8];
         int i, odd = 1;
         memset(&e, 0, sizeof e);
@@ -199,8 +199,8 @@ static void test_tanh(void) {
 }
 
 /* ---- the gate's leak g = 1 - f ---------------------------------------------------------- */
-#if NAM__SSD_X86
-NAM__SSD_AVX2 static void leak16_buf(const float *a, float bias, float negA, float *g) { nam__m2rnn_leak16_avx2(a, bias, negA, g); }
+#if NAM__X86_SIMD
+NAM__TARGET_AVX2 static void leak16_buf(const float *a, float bias, float negA, float *g) { nam__m2rnn_leak16_avx2(a, bias, negA, g); }
 #endif
 
 /* g = -expm1(-exp(A_log) softplus(a + bias)) against double, over a in [-120, 120], A_log in
@@ -212,8 +212,8 @@ static void test_leak(void) {
     int simd, ia, iA;
     char why[256], desc[160];
     for (simd = 0; simd < 2; simd++) {
-#if NAM__SSD_X86
-        if (simd && !nam__ssd_have_avx2()) continue;
+#if NAM__X86_SIMD
+        if (simd && !nam__cpu_avx2_fma()) continue;
 #else
         if (simd) continue;
 #endif
@@ -222,7 +222,7 @@ static void test_leak(void) {
             for (ia = 0; ia < 2400; ia += 16) {
                 int u;
                 for (u = 0; u < 16; u++) a[u] = -120.0f + 0.1f * (ia + u) + 0.0123f;
-#if NAM__SSD_X86
+#if NAM__X86_SIMD
                 if (simd) leak16_buf(a, 0.0f, negA, g);
                 else
 #endif
@@ -721,7 +721,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (argc != 1) { fprintf(stderr, "usage: test_m2rnn [--dump DIR]\n"); return 2; }
-    printf("# simd path: %s\n", nam__ssd_have_avx2() ? "AVX2+FMA (V = 16)" : "portable C");
+    printf("# simd path: %s\n", nam__cpu_avx2_fma() ? "AVX2+FMA (V = 16)" : "portable C");
     test_tanh();
     test_leak();
     test_hand();

@@ -567,7 +567,7 @@ static void ffn_case_run(const ffn_case *c) {
     }
     for (i = 0; i < p.d.num_rows * H; i++) { double v = fabs(nam__load(ref, c->dt, i)); if (v > scale) scale = v; }
     for (kern = 1; kern <= 2; kern++) {
-        if (kern == 2 && !nam__moe_have_avx2()) {
+        if (kern == 2 && !nam__cpu_avx2_fma()) {
             printf("skip ffn avx2 kernels: this CPU has no AVX2+FMA\n");
             continue;
         }
@@ -676,7 +676,7 @@ static void test_ffn_strided(void) {
     st = ffn_run(&d, NAM_BACKEND_CPU_REF, 0, 1, &e);
     for (kern = 1; kern <= 2; kern++) {
         double worst = 0.0, scale = 0.0;
-        if (kern == 2 && !nam__moe_have_avx2()) continue;
+        if (kern == 2 && !nam__cpu_avx2_fma()) continue;
         d.out.data = out;
         if (!st) st = ffn_run(&d, NAM_BACKEND_CPU, kern, 2, &e);
         d.out.data = ref;
@@ -727,7 +727,7 @@ static void test_ffn_tails(void) {
         for (kern = 1; kern <= 2; kern++) {
             double worst = 0.0, scale = 0.0;
             char desc[200];
-            if (kern == 2 && !nam__moe_have_avx2()) continue;
+            if (kern == 2 && !nam__cpu_avx2_fma()) continue;
             for (i = 0; i < R * H; i++) out[i] = NAM__CAST(float, nan(""));
             d.out = T2(out, NAM_F32, R, H);
             if (st == NAM_OK) st = ffn_run(&d, NAM_BACKEND_CPU, kern, 2, &err);
@@ -751,7 +751,7 @@ static void test_ffn_tails(void) {
         st = ffn_run(&d, NAM_BACKEND_CPU_REF, 0, 1, &err);
         for (kern = 1; kern <= 2; kern++) {
             double worst = 0.0, scale = 0.0;
-            if (kern == 2 && !nam__moe_have_avx2()) continue;
+            if (kern == 2 && !nam__cpu_avx2_fma()) continue;
             d.out = T2(out, NAM_F32, R, H);
             if (st == NAM_OK) st = ffn_run(&d, NAM_BACKEND_CPU, kern, 2, &err);
             for (i = 0; i < R * H; i++) {

@@ -872,7 +872,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (argc != 1) { fprintf(stderr, "usage: test_ssd [--dump DIR]\n"); return 2; }
-    printf("# simd path: %s\n", nam__ssd_have_avx2() ? "AVX2+FMA" : "portable C");
+    printf("# simd path: %s\n", nam__cpu_avx2_fma() ? "AVX2+FMA" : "portable C");
     test_ssd_hand();
     test_ssd_shapes();
     test_ssd_subnormal_band();
