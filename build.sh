@@ -34,8 +34,11 @@
 #   and build/test_cuda_prims_emu (the same tests on the emulator tests/cuda_emu.h),
 #   build/nam-bench-cuda. Per target: build/log/NAME.log (compiler output) and
 #   build/status/NAME ("ok", "fail", "missing PATH" or "skip REASON"), which tests/run.sh
-#   reads. A target is rebuilt when its command line, nam.h, its sources, a header beside
-#   them or this script changed.
+#   reads. A target is rebuilt when its command line, its sources, a header beside them, or
+#   the part of nam.h it reads changed: the kernel targets (CUDA objects, kernel tests and
+#   benches, all built with NAM_NO_PLANNER) read only nam.h's common part and kernel half,
+#   everything above the planner half's banner, kept in build/stamp/nam-kernels.h (rewritten
+#   only when that text changes), so an edit to the planner half rebuilds none of them.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -87,7 +90,19 @@ setup() {
     fi
     STB_CFLAGS=${STB_CFLAGS% }
     STB_LIBS="${STB_LIBS% } -lm -lpthread"
-    mkdir -p "$B/log" "$B/status" "$B/asan" "$B/compile" "$B/obj"
+    KLIBS="-lm -lpthread"   # the kernel half alone: no stb_ds
+    mkdir -p "$B/log" "$B/status" "$B/asan" "$B/nosimd" "$B/compile" "$B/obj" "$B/stamp"
+    nam_kernels_stamp
+}
+
+# nam_kernels_stamp: build/stamp/nam-kernels.h = nam.h up to the planner half's banner (the
+# common part and the kernel half, line for line), rewritten only when that text changed.
+# The kernel targets depend on it instead of nam.h (see `target`).
+nam_kernels_stamp() {
+    local st=$B/stamp/nam-kernels.h
+    if ! grep -q 'THE PLANNER HALF' nam.h; then cp nam.h "$st.new"   # no banner: all of nam.h
+    else sed '/THE PLANNER HALF/q' nam.h > "$st.new"; fi
+    if cmp -s "$st.new" "$st"; then rm -f "$st.new"; else mv -f "$st.new" "$st"; fi
 }
 
 # The torch/numpy cross-checks use Debian's /usr/bin/python3 with python3-torch and
@@ -175,6 +190,27 @@ fuzz_unavailable() {
     rm -f "$B/log/fuzz_probe" "$B/log/fuzz_probe.c"
 }
 
+# The NAM_CBLAS build of test_gemm needs a CBLAS: cblas.h and a library with cblas_sgemm
+# (Debian's libblas-dev, or libopenblas-dev). Installed when root, otherwise the command is
+# printed and that one build is skipped. Sets CBLAS_LIBS, or CBLAS_WHY.
+setup_cblas() {
+    local lib probe=$B/log/cblas_probe
+    printf '#include <cblas.h>\nint main(void) { float a = 1, b = 2, c = 0; cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, 1, 1, 1.0f, &a, 1, &b, 1, 0.0f, &c, 1); return c != 2; }\n' > "$probe.c"
+    for lib in -lblas -lopenblas -lcblas; do
+        if "$CC" "$probe.c" -o "$probe" $lib >/dev/null 2>&1 && "$probe"; then CBLAS_LIBS=$lib; break; fi
+    done
+    if [[ -z ${CBLAS_LIBS:-} && $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing libblas-dev for the NAM_CBLAS build of test_gemm" >&2
+        { DEBIAN_FRONTEND=noninteractive apt-get install -y libblas-dev || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y libblas-dev; }; } >"$B/log/apt-cblas.log" 2>&1 || true
+        "$CC" "$probe.c" -o "$probe" -lblas >/dev/null 2>&1 && "$probe" && CBLAS_LIBS=-lblas
+    fi
+    rm -f "$probe" "$probe.c"
+    if [[ -z ${CBLAS_LIBS:-} ]]; then
+        CBLAS_WHY="no CBLAS (cblas.h + cblas_sgemm) found; install one with: sudo apt-get install -y libblas-dev"
+        echo "setup: the NAM_CBLAS build of test_gemm needs: sudo apt-get install -y libblas-dev (skipped until then)" >&2
+    fi
+}
+
 # rsvg-convert (Debian's librsvg2-bin) renders the `nam plan --svg` pictures in the tests:
 # installed when run as root, otherwise the command is printed and the render checks are
 # reported as skipped.
@@ -191,11 +227,13 @@ setup_svg() {
 }
 
 # ---- targets -------------------------------------------------------------------------
-# target NAME OUTPUT "SOURCES" COMMAND: build OUTPUT with COMMAND (evaluated as shell
-# text) unless it is up to date. Missing sources and failures are recorded in
-# build/status/NAME; the function itself always succeeds.
+# target NAME OUTPUT "SOURCES" COMMAND [kernels]: build OUTPUT with COMMAND (evaluated as
+# shell text) unless it is up to date. With `kernels` the target reads only nam.h's common
+# part and kernel half (build/stamp/nam-kernels.h), else all of nam.h. Missing sources and
+# failures are recorded in build/status/NAME; the function itself always succeeds.
 target() {
-    local name=$1 out=$2 srcs=$3 cmd=$4
+    local name=$1 out=$2 srcs=$3 cmd=$4 view=nam.h
+    [[ ${5:-} == kernels ]] && view=$B/stamp/nam-kernels.h
     local status=$B/status/$name log=$B/log/$name.log src dep
     for src in $srcs; do
         if [[ ! -f $src ]]; then
@@ -206,7 +244,7 @@ target() {
     done
     if [[ -f $out && $(cat "$status" 2>/dev/null) == ok && $(cat "$status.cmd" 2>/dev/null) == "$cmd" ]]; then
         local stale=0
-        for dep in nam.h build.sh $srcs $(for src in $srcs; do ls "$(dirname "$src")"/*.h 2>/dev/null; done); do
+        for dep in $view $srcs $(for src in $srcs; do ls "$(dirname "$src")"/*.h 2>/dev/null; done); do
             [[ $dep -nt $out ]] && { stale=1; break; }
         done
         if (( ! stale )); then
@@ -241,7 +279,7 @@ build_fuzzer() {
         return 0
     fi
     spawn fuzz_parsers $B/fuzz_parsers tests/fuzz_parsers.c \
-        "$CLANG -std=c99 $WARN $FUZZ $STB_CFLAGS tests/fuzz_parsers.c -o $B/fuzz_parsers $STB_LIBS"
+        "$CLANG -std=c99 $WARN $FUZZ -DNAM_NO_KERNELS $STB_CFLAGS tests/fuzz_parsers.c -o $B/fuzz_parsers $STB_LIBS"
 }
 
 # build_cuda: the CUDA side, one chain in the background (objects before what links them).
@@ -256,81 +294,90 @@ build_cuda() {
         return 0
     fi
     local srcs="nam_cuda.cu nam_cuda.cuh"
-    local cudalib="-L$CUDA_HOME/lib64 -lcudart_static -ldl -lrt $STB_LIBS -lstdc++"
-    local emu="-std=c++17 -O1 -g $WARN -Wno-unknown-pragmas -I. -DNAM_CUDA_EMULATE -include tests/cuda_emu.h"
+    local cudalib="-L$CUDA_HOME/lib64 -lcudart_static -ldl -lrt $KLIBS -lstdc++"
+    local emu="-std=c++17 -O1 -g $WARN -Wno-unknown-pragmas -I. -DNAM_NO_PLANNER -DNAM_CUDA_EMULATE -include tests/cuda_emu.h"
     (
         target nam_cuda $B/obj/nam_cuda.o "$srcs" \
-            "$NVCC -std=c++17 -O3 -I. $CUDA_ARCH -Xptxas -v -Werror all-warnings -c nam_cuda.cu -o $B/obj/nam_cuda.o"
+            "$NVCC -std=c++17 -O3 -I. -DNAM_NO_PLANNER $CUDA_ARCH -Xptxas -v -Werror all-warnings -c nam_cuda.cu -o $B/obj/nam_cuda.o" kernels
         target test_cuda_prims $B/test_cuda_prims "tests/test_cuda_prims.cu $srcs" \
-            "$NVCC -std=c++17 -O2 -I. $CUDA_ARCH -Werror all-warnings tests/test_cuda_prims.cu -o $B/test_cuda_prims -cudart static"
+            "$NVCC -std=c++17 -O2 -I. -DNAM_NO_PLANNER $CUDA_ARCH -Werror all-warnings tests/test_cuda_prims.cu -o $B/test_cuda_prims -cudart static" kernels
         for p in $CUDA_PARTS; do
             target test_cuda_$p $B/test_cuda_$p "tests/test_cuda_$p.c tests/cuda_test.h $B/obj/nam_cuda.o" \
-                "$CC -std=c99 $WARN -O2 $STB_CFLAGS tests/test_cuda_$p.c $B/obj/nam_cuda.o -o $B/test_cuda_$p $cudalib"
+                "$CC -std=c99 $WARN -O2 -DNAM_NO_PLANNER tests/test_cuda_$p.c $B/obj/nam_cuda.o -o $B/test_cuda_$p $cudalib" kernels
         done
         if [[ -f bench/bench_cuda.cu ]]; then
             target nam-bench-cuda $B/nam-bench-cuda "bench/bench_cuda.cu $B/obj/nam_cuda.o" \
-                "$NVCC -std=c++17 -O2 -I. $STB_CFLAGS $CUDA_ARCH -Werror all-warnings -c bench/bench_cuda.cu -o $B/obj/bench_cuda.o && $CC -std=c99 $WARN -O2 -DNAM_CUDA -DNAM_IMPLEMENTATION $STB_CFLAGS -x c -c nam.h -o $B/obj/nam_impl_cuda.o && $CXX $B/obj/bench_cuda.o $B/obj/nam_impl_cuda.o $B/obj/nam_cuda.o -o $B/nam-bench-cuda -L$CUDA_HOME/lib64 -lcublas -lcudart_static -ldl -lrt $STB_LIBS -Wl,-rpath,$CUDA_HOME/lib64"
+                "$NVCC -std=c++17 -O2 -I. -DNAM_NO_PLANNER $CUDA_ARCH -Werror all-warnings -c bench/bench_cuda.cu -o $B/obj/bench_cuda.o && $CC -std=c99 $WARN -O2 -DNAM_CUDA -DNAM_NO_PLANNER -DNAM_IMPLEMENTATION -x c -c nam.h -o $B/obj/nam_impl_cuda.o && $CXX $B/obj/bench_cuda.o $B/obj/nam_impl_cuda.o $B/obj/nam_cuda.o -o $B/nam-bench-cuda -L$CUDA_HOME/lib64 -lcublas -lcudart_static -ldl -lrt $KLIBS -Wl,-rpath,$CUDA_HOME/lib64" kernels
         else
             echo "missing bench/bench_cuda.cu" > "$B/status/nam-bench-cuda"
         fi
     ) &
     (
         target nam_cuda_emu $B/obj/nam_cuda_emu.o "$srcs tests/cuda_emu.h" \
-            "$CXX $emu -x c++ -c nam_cuda.cu -o $B/obj/nam_cuda_emu.o"
+            "$CXX $emu -x c++ -c nam_cuda.cu -o $B/obj/nam_cuda_emu.o" kernels
         target test_cuda_prims_emu $B/test_cuda_prims_emu "tests/test_cuda_prims.cu tests/cuda_emu.h $srcs" \
-            "$CXX $emu $STB_CFLAGS -x c++ tests/test_cuda_prims.cu -o $B/test_cuda_prims_emu $STB_LIBS"
+            "$CXX $emu -x c++ tests/test_cuda_prims.cu -o $B/test_cuda_prims_emu $KLIBS" kernels
         for p in $CUDA_PARTS; do
             target test_cuda_${p}_emu $B/test_cuda_${p}_emu "tests/test_cuda_$p.c tests/cuda_test.h $B/obj/nam_cuda_emu.o" \
-                "$CC -std=c99 $WARN -O1 -g $STB_CFLAGS tests/test_cuda_$p.c $B/obj/nam_cuda_emu.o -o $B/test_cuda_${p}_emu $STB_LIBS -lstdc++"
+                "$CC -std=c99 $WARN -O1 -g -DNAM_NO_PLANNER tests/test_cuda_$p.c $B/obj/nam_cuda_emu.o -o $B/test_cuda_${p}_emu $KLIBS -lstdc++" kernels
         done
         # ASan + UBSan over the emulator: device buffers and dynamic shared memory are
         # exact-size heap blocks there, so out-of-bounds kernel accesses are caught
         target nam_cuda_emu_asan $B/obj/nam_cuda_emu_asan.o "$srcs tests/cuda_emu.h" \
-            "$CXX $emu $ASAN -x c++ -c nam_cuda.cu -o $B/obj/nam_cuda_emu_asan.o"
+            "$CXX $emu $ASAN -x c++ -c nam_cuda.cu -o $B/obj/nam_cuda_emu_asan.o" kernels
         if [[ -f bench/bench_cuda.cu ]]; then
             target nam-bench-cuda-emu $B/nam-bench-cuda-emu "bench/bench_cuda.cu $B/obj/nam_cuda_emu.o" \
-                "$CXX $emu $STB_CFLAGS -x c++ -c bench/bench_cuda.cu -o $B/obj/bench_cuda_emu.o && $CC -std=c99 $WARN -O2 -DNAM_CUDA -DNAM_IMPLEMENTATION $STB_CFLAGS -x c -c nam.h -o $B/obj/nam_impl_cuda_emu.o && $CXX $B/obj/bench_cuda_emu.o $B/obj/nam_impl_cuda_emu.o $B/obj/nam_cuda_emu.o -o $B/nam-bench-cuda-emu $STB_LIBS"
+                "$CXX $emu -x c++ -c bench/bench_cuda.cu -o $B/obj/bench_cuda_emu.o && $CC -std=c99 $WARN -O2 -DNAM_CUDA -DNAM_NO_PLANNER -DNAM_IMPLEMENTATION -x c -c nam.h -o $B/obj/nam_impl_cuda_emu.o && $CXX $B/obj/bench_cuda_emu.o $B/obj/nam_impl_cuda_emu.o $B/obj/nam_cuda_emu.o -o $B/nam-bench-cuda-emu $KLIBS" kernels
         else
             echo "missing bench/bench_cuda.cu" > "$B/status/nam-bench-cuda-emu"
         fi
         for p in $CUDA_PARTS; do
             target asan-test_cuda_${p}_emu $B/asan/test_cuda_${p}_emu "tests/test_cuda_$p.c tests/cuda_test.h $B/obj/nam_cuda_emu_asan.o" \
-                "$CC -std=c99 $WARN $ASAN $STB_CFLAGS tests/test_cuda_$p.c $B/obj/nam_cuda_emu_asan.o -o $B/asan/test_cuda_${p}_emu $STB_LIBS -lstdc++"
+                "$CC -std=c99 $WARN $ASAN -DNAM_NO_PLANNER tests/test_cuda_$p.c $B/obj/nam_cuda_emu_asan.o -o $B/asan/test_cuda_${p}_emu $KLIBS -lstdc++" kernels
         done
     ) &
 }
 
 # nam_cli_cmd: the command that builds build/nam (build_all and install share it).
-nam_cli_cmd() { echo "$CC -std=c99 $WARN -O2 $STB_CFLAGS examples/nam.c -o $B/nam $STB_LIBS"; }
+nam_cli_cmd() { echo "$CC -std=c99 $WARN -O2 -DNAM_NO_KERNELS $STB_CFLAGS examples/nam.c -o $B/nam $STB_LIBS"; }
 
-# build_all: every target, in parallel; slowest first.
+# build_all: every target, in parallel; slowest first. Planner programs build with
+# NAM_NO_KERNELS, kernel programs with NAM_NO_PLANNER and without stb_ds (the compile tests
+# build both halves together).
 build_all() {
-    local c99="$CC -std=c99 $WARN -O2 $STB_CFLAGS"
+    local c99="$CC -std=c99 $WARN -O2 $STB_CFLAGS" p99="$CC -std=c99 $WARN -O2 -DNAM_NO_KERNELS $STB_CFLAGS"
+    local k99="$CC -std=c99 $WARN -O2 -DNAM_NO_PLANNER" pasan="$CC -std=c99 $WARN $ASAN -DNAM_NO_KERNELS $STB_CFLAGS"
     echo "build: $JOBS jobs, $CC / $CXX / $CLANG"
     build_cuda
     build_fuzzer
-    spawn asan-test_core $B/asan/test_core tests/test_core.c \
-        "$CC -std=c99 $WARN $ASAN $STB_CFLAGS tests/test_core.c -o $B/asan/test_core $STB_LIBS"
-    spawn asan-test_vectors $B/asan/test_vectors tests/test_vectors.c \
-        "$CC -std=c99 $WARN $ASAN $STB_CFLAGS tests/test_vectors.c -o $B/asan/test_vectors $STB_LIBS"
+    spawn asan-test_core $B/asan/test_core tests/test_core.c "$pasan tests/test_core.c -o $B/asan/test_core $STB_LIBS"
+    spawn asan-test_vectors $B/asan/test_vectors tests/test_vectors.c "$pasan tests/test_vectors.c -o $B/asan/test_vectors $STB_LIBS"
     spawn nam $B/nam examples/nam.c "$(nam_cli_cmd)"
-    spawn test_core $B/test_core tests/test_core.c "$c99 tests/test_core.c -o $B/test_core $STB_LIBS"
-    spawn test_vectors $B/test_vectors tests/test_vectors.c \
-        "$c99 tests/test_vectors.c -o $B/test_vectors $STB_LIBS"
-    spawn nam-bench-plan $B/nam-bench-plan bench/bench_plan.c "$c99 bench/bench_plan.c -o $B/nam-bench-plan $STB_LIBS"
+    spawn test_core $B/test_core tests/test_core.c "$p99 tests/test_core.c -o $B/test_core $STB_LIBS"
+    spawn test_vectors $B/test_vectors tests/test_vectors.c "$p99 tests/test_vectors.c -o $B/test_vectors $STB_LIBS"
+    spawn nam-bench-plan $B/nam-bench-plan bench/bench_plan.c "$p99 bench/bench_plan.c -o $B/nam-bench-plan $STB_LIBS"
     spawn nam-bench $B/nam-bench "bench/bench_kernels.c bench/bench_common.h bench/bench_gemm.h bench/bench_ssd.h bench/bench_attention.h bench/bench_moe.h bench/bench_m2rnn.h" \
-        "$c99 bench/bench_kernels.c -o $B/nam-bench $STB_LIBS"
-    # kernel tests (and their ASan+UBSan builds): tests/test_<kernel>.c
+        "$k99 bench/bench_kernels.c -o $B/nam-bench $KLIBS" kernels
+    # kernel tests, their ASan+UBSan builds and their plain-C builds (NAM_NO_SIMD: no AVX2,
+    # no vector extensions): tests/test_<kernel>.c
     local k
     for k in $KERNELS; do
-        spawn test_$k $B/test_$k tests/test_$k.c "$c99 tests/test_$k.c -o $B/test_$k $STB_LIBS"
+        spawn test_$k $B/test_$k tests/test_$k.c "$k99 tests/test_$k.c -o $B/test_$k $KLIBS" kernels
         spawn asan-test_$k $B/asan/test_$k tests/test_$k.c \
-            "$CC -std=c99 $WARN $ASAN $STB_CFLAGS tests/test_$k.c -o $B/asan/test_$k $STB_LIBS"
+            "$CC -std=c99 $WARN $ASAN -DNAM_NO_PLANNER tests/test_$k.c -o $B/asan/test_$k $KLIBS" kernels
+        spawn nosimd-test_$k $B/nosimd/test_$k tests/test_$k.c "$k99 -DNAM_NO_SIMD tests/test_$k.c -o $B/nosimd/test_$k $KLIBS" kernels
     done
     # the FP-environment test again with the opt-out: IEEE subnormals, <fenv.h> path
     spawn test_fpenv_keep $B/test_fpenv_keep tests/test_fpenv.c \
-        "$c99 -DNAM_KEEP_SUBNORMALS tests/test_fpenv.c -o $B/test_fpenv_keep $STB_LIBS"
-    # compile tests: C99 -pedantic, C++11, NAM_STATIC, two translation units
+        "$k99 -DNAM_KEEP_SUBNORMALS tests/test_fpenv.c -o $B/test_fpenv_keep $KLIBS" kernels
+    # the GEMM through a CBLAS (NAM_CBLAS), when one is installed (see setup_cblas)
+    if [[ -n ${CBLAS_LIBS:-} ]]; then
+        spawn test_gemm_cblas $B/test_gemm_cblas tests/test_gemm.c \
+            "$k99 -DNAM_CBLAS tests/test_gemm.c -o $B/test_gemm_cblas $CBLAS_LIBS $KLIBS" kernels
+    else
+        echo "skip ${CBLAS_WHY:-no CBLAS}" > "$B/status/test_gemm_cblas"
+    fi
+    # compile tests: C99 -pedantic, C++11, NAM_STATIC, two translation units, each half alone
     spawn compile-c99 $B/compile/impl_c tests/compile/impl.c \
         "$CC -std=c99 -pedantic $WARN -O2 $STB_CFLAGS tests/compile/impl.c -o $B/compile/impl_c $STB_LIBS"
     spawn compile-cxx $B/compile/impl_cxx tests/compile/impl.c \
@@ -345,6 +392,10 @@ build_all() {
         "$CC -std=c99 -pedantic $WARN -O2 $STB_CFLAGS tests/compile/static.c -o $B/compile/static $STB_LIBS"
     spawn compile-two-tu $B/compile/two_tu "tests/compile/tu_a.c tests/compile/tu_b.c" \
         "$CC -std=c99 -pedantic $WARN -O2 -c tests/compile/tu_b.c -o $B/compile/tu_b.o && $CC -std=c99 -pedantic $WARN -O2 $STB_CFLAGS tests/compile/tu_a.c $B/compile/tu_b.o -o $B/compile/two_tu $STB_LIBS"
+    spawn compile-planner-only $B/compile/planner_only tests/compile/planner_only.c \
+        "$CC -std=c99 -pedantic $WARN -O2 $STB_CFLAGS tests/compile/planner_only.c -o $B/compile/planner_only $STB_LIBS"
+    spawn compile-kernels-only $B/compile/kernels_only tests/compile/kernels_only.c \
+        "$CC -std=c99 -pedantic $WARN -O2 tests/compile/kernels_only.c -o $B/compile/kernels_only $KLIBS" kernels
     wait
     if ! grep -Eq '^#[[:space:]]*if(def[[:space:]]+| .*defined\()NAM_IMPLEMENTATION' nam.h; then
         echo "note: nam.h has no '#ifdef NAM_IMPLEMENTATION' section yet, so no program can link"
@@ -498,6 +549,7 @@ cmd=${1:-build}
 case $cmd in
 build)
     setup
+    setup_cblas
     build_all
     build_report
     ;;
@@ -507,6 +559,7 @@ test)
     setup_xcheck
     setup_megatron
     setup_svg
+    setup_cblas
     build_all
     build_report >/dev/null || echo "build: some targets failed; tests/run.sh reports each one"
     exec bash tests/run.sh "$@"

@@ -12,7 +12,7 @@
 
    CONTENTS
      1. What nam does (and does NOT)
-     2. Compile-time options
+     2. Compile-time switches, and the file's layout
      3. STEP BY STEP (a plan; 3b: a kernel)
      4. The authored pattern language (A/M/E/R)
      5. The Megatron-native model (symbols M G * D + - E, '|', '/')
@@ -41,17 +41,37 @@
      - run CUDA kernels unless built with NAM_CUDA and linked with nam_cuda.cu (otherwise
        CUDA tensors get NAM_ERR_NOT_IMPLEMENTED, "not built into this program").
 
-   2. COMPILE-TIME OPTIONS
-     NAM_IMPLEMENTATION   emit the implementation in this translation unit
-     NAM_STATIC           make every public function static (private copy per TU)
-     NAM_NO_KERNELS       planner only: no kernel declarations or code (no pthread, no SIMD)
+   2. COMPILE-TIME SWITCHES (every one, and what it gates)
+   The file is a common part (limits, errors, allocator), then THE KERNEL HALF (its
+   declarations, then after the common implementation its code: >>kernel-common ...
+   >>kernel-m2rnn), then THE PLANNER HALF (declarations and code: >>pattern ... >>ranks).
+   Search for those banners; each half can be left out.
+     NAM_IMPLEMENTATION   emit the implementation (of both halves) in this translation unit
+     NAM_STATIC           every public function static (a private copy per TU)
+     NAM_API              override the public declaration prefix (default extern, or static
+                          under NAM_STATIC)
+     NAM_NO_KERNELS       planner only: no kernel declarations or code (no pthread, no SIMD,
+                          no CUDA hooks)
      NAM_NO_PLANNER       kernels only: no planner declarations or code, and no stb_ds
                           (define at most one of the two)
      NAM_MALLOC(sz) / NAM_FREE(p)   allocator for nam's buffers (define both or neither)
      NAM_ASSERT(c)        internal invariant check (default: assert), never used for input
-     NAM_CUDA             CUDA tensors run on nam_cuda.cuh's kernels (link nam_cuda.cu)
+     NAM_CUDA             CUDA tensors run on nam_cuda.cuh's kernels (link nam_cuda.cu);
+                          without it they get NAM_ERR_NOT_IMPLEMENTED
+     NAM_NO_SIMD          the CPU kernels compile only portable C: no AVX2/FMA/F16C code
+                          and no GNU vector extensions (otherwise x86-64 GCC/Clang builds
+                          carry both and pick at run time by CPUID: >>kernel-common)
+     NAM_CBLAS            the kernels' internal GEMM calls cblas_sgemm (link a CBLAS, e.g.
+                          -lopenblas or -lblas) instead of nam's blocked GEMM
      NAM_KEEP_SUBNORMALS  the CPU kernels do not flush subnormals to zero (IEEE gradual
                           underflow, at the hardware's speed for them; see >>kernels)
+   In nam_cuda.cuh (its top comment says more):
+     NAM_CUDA_IMPLEMENTATION          emit the CUDA implementation (nam_cuda.cu does)
+     NAM_CUDA_SKIP_SSD / _MOE / _ATTENTION / _M2RNN   leave that family's CUDA kernels out
+                          (its calls on CUDA tensors then return NAM_ERR_NOT_IMPLEMENTED)
+     NAM_CUDA_ATTN_TILE, NAM_CUDA_ATTN_GROUP_BYTES    attention tile shape and K/V grouping
+     NAM_CUDA_EMULATE     compile the CUDA code on the host over tests/cuda_emu.h (tests)
+   nam never defines STB_DS_IMPLEMENTATION: link -lstb, or define it in one file yourself.
 
    3. STEP BY STEP
        #define NAM_IMPLEMENTATION

@@ -3,7 +3,8 @@
 # it reads the build results from build/status/ (see build.sh) and never compiles.
 #
 #   bash tests/run.sh [STEP...]    steps, in order (default: all of them):
-#     compile  the compile tests (C99, C++, NAM_STATIC, two TUs): built and run, one test each
+#     compile  the compile tests (C99, C++, NAM_STATIC, two TUs, the planner half alone, the
+#              kernel half alone): built and run, one test each
 #     core     build/test_core
 #     vectors  build/test_vectors $NAM_REFERENCE_DIR (default ../shared/reference)
 #     cli      tests/cli_test.sh, when present
@@ -17,8 +18,10 @@
 #     fuzz     build/fuzz_parsers on a copy of tests/corpus in build/fuzz-corpus for
 #              $NAM_FUZZ_SECONDS (default 30) seconds: one test
 #     replay   build/fuzz_parsers over every file of tests/corpus: one test
-#     kernels  build/test_<kernel> for each kernel (gemm ssd attention moe fpenv m2rnn), and
-#              build/test_fpenv_keep (test_fpenv built with -DNAM_KEEP_SUBNORMALS)
+#     kernels  build/test_<kernel> for each kernel (gemm ssd attention moe fpenv m2rnn),
+#              build/test_fpenv_keep (test_fpenv built with -DNAM_KEEP_SUBNORMALS), the plain-C
+#              builds build/nosimd/test_<kernel> (-DNAM_NO_SIMD) and build/test_gemm_cblas
+#              (-DNAM_CBLAS; skipped without a CBLAS)
 #     xcheck   build/test_<kernel> --dump DIR, then /usr/bin/python3 tests/xcheck_<kernel>.py DIR
 #              (torch/numpy cross-checks; skipped with the install command when missing)
 #     megatron tests/xcheck_megatron.py NAM_BIN in build/megatron-venv (torch + megatron-core
@@ -135,10 +138,13 @@ step_compile() {
              cxx:"C++11, nam.h included twice around NAM_IMPLEMENTATION" \
              clangxx:"clang++ C++11, nam.h included twice around NAM_IMPLEMENTATION" \
              static:"NAM_STATIC" \
-             two-tu:"two translation units linked"; do
+             two-tu:"two translation units linked" \
+             planner-only:"the planner half alone (NAM_NO_KERNELS)" \
+             kernels-only:"the kernel half alone (NAM_NO_PLANNER, no stb_ds)"; do
         desc="compile ${t%%:*}: ${t#*:}"
         local name=compile-${t%%:*} bin
-        case ${t%%:*} in c99) bin=impl_c ;; cxx) bin=impl_cxx ;; clangxx) bin=impl_clangxx ;; static) bin=static ;; two-tu) bin=two_tu ;; esac
+        case ${t%%:*} in c99) bin=impl_c ;; cxx) bin=impl_cxx ;; clangxx) bin=impl_clangxx ;; static) bin=static ;; two-tu) bin=two_tu ;;
+        planner-only) bin=planner_only ;; kernels-only) bin=kernels_only ;; esac
         built "$name" "$desc" || continue
         local rc=0
         timeout "$TIMEOUT" "$B/compile/$bin" >"$B/log/run-$name.out" 2>&1 || rc=$?
@@ -316,6 +322,10 @@ step_kernels() {
     if built test_fpenv_keep "test_fpenv (NAM_KEEP_SUBNORMALS)"; then
         run_prog test_fpenv_keep "test_fpenv (NAM_KEEP_SUBNORMALS)" "$B/test_fpenv_keep"
     fi
+    for k in $KERNELS; do   # the plain-C paths: built with NAM_NO_SIMD
+        if built nosimd-test_$k "test_$k (NAM_NO_SIMD)"; then run_prog nosimd-test_$k "test_$k (NAM_NO_SIMD)" "$B/nosimd/test_$k"; fi
+    done
+    if built test_gemm_cblas "test_gemm (NAM_CBLAS)"; then run_prog test_gemm_cblas "test_gemm (NAM_CBLAS)" "$B/test_gemm_cblas"; fi
 }
 
 # Cross-checks against implementations we did not write: build/test_<k> --dump DIR writes
