@@ -282,11 +282,22 @@ build_fuzzer() {
         "$CLANG -std=c99 $WARN $FUZZ -DNAM_NO_KERNELS $STB_CFLAGS tests/fuzz_parsers.c -o $B/fuzz_parsers $STB_LIBS"
 }
 
+# no_host_exit OBJ: fail when OBJ's host code calls exit. nvcc compiles a __device__
+# function for the host as a stub that calls exit(1), and a host call of it from a template
+# compiles without a word (it stops the program at run time: the first H200 run's
+# test_cuda_prims defect). nam never calls exit, so a `U exit` in a host object is such a call.
+no_host_exit() {
+    if nm -u "$1" | grep -qw exit; then
+        echo "$1: host code calls exit: a __device__ function is called from host code (nvcc's host stub for it exits at run time); nm -u $1 shows it"
+        return 1
+    fi
+}
+
 # build_cuda: the CUDA side, one chain in the background (objects before what links them).
 #   real:     nvcc -> build/obj/nam_cuda.o; the tests link it with libcudart_static
 #   emulated: g++ over tests/cuda_emu.h -> build/obj/nam_cuda_emu.o (runs with no GPU)
 build_cuda() {
-    local p names="nam_cuda nam_cuda_emu nam_cuda_emu_asan test_cuda_prims test_cuda_prims_emu nam-bench-cuda nam-bench-cuda-emu"
+    local p names="nam_cuda cuda-host-exit-guard nam_cuda_emu nam_cuda_emu_asan test_cuda_prims test_cuda_prims_emu nam-bench-cuda nam-bench-cuda-emu"
     for p in $CUDA_PARTS; do names="$names test_cuda_$p test_cuda_${p}_emu asan-test_cuda_${p}_emu"; done
     if [[ ! -x $NVCC ]]; then
         for p in $names; do echo "skip nvcc not found at $NVCC (set CUDA_HOME)" > "$B/status/$p"; done
@@ -298,16 +309,19 @@ build_cuda() {
     local emu="-std=c++17 -O1 -g $WARN -Wno-unknown-pragmas -I. -DNAM_NO_PLANNER -DNAM_CUDA_EMULATE -include tests/cuda_emu.h"
     (
         target nam_cuda $B/obj/nam_cuda.o "$srcs" \
-            "$NVCC -std=c++17 -O3 -I. -DNAM_NO_PLANNER $CUDA_ARCH -Xptxas -v -Werror all-warnings -c nam_cuda.cu -o $B/obj/nam_cuda.o" kernels
+            "$NVCC -std=c++17 -O3 -I. -DNAM_NO_PLANNER $CUDA_ARCH -Xptxas -v -Werror all-warnings -c nam_cuda.cu -o $B/obj/nam_cuda.o && no_host_exit $B/obj/nam_cuda.o" kernels
+        # the guard itself: it must flag a host call of a device helper (a negative test)
+        target cuda-host-exit-guard $B/obj/host_calls_device.o tests/compile/host_calls_device.cu \
+            "$NVCC -std=c++17 -O2 -gencode arch=compute_90a,code=sm_90a -Werror all-warnings -c tests/compile/host_calls_device.cu -o $B/obj/host_calls_device.o && ! no_host_exit $B/obj/host_calls_device.o"
         target test_cuda_prims $B/test_cuda_prims "tests/test_cuda_prims.cu $srcs" \
-            "$NVCC -std=c++17 -O2 -I. -DNAM_NO_PLANNER $CUDA_ARCH -Werror all-warnings tests/test_cuda_prims.cu -o $B/test_cuda_prims -cudart static" kernels
+            "$NVCC -std=c++17 -O2 -I. -DNAM_NO_PLANNER $CUDA_ARCH -Werror all-warnings -c tests/test_cuda_prims.cu -o $B/obj/test_cuda_prims.o && no_host_exit $B/obj/test_cuda_prims.o && $NVCC $CUDA_ARCH $B/obj/test_cuda_prims.o -o $B/test_cuda_prims -cudart static" kernels
         for p in $CUDA_PARTS; do
             target test_cuda_$p $B/test_cuda_$p "tests/test_cuda_$p.c tests/cuda_test.h $B/obj/nam_cuda.o" \
                 "$CC -std=c99 $WARN -O2 -DNAM_NO_PLANNER tests/test_cuda_$p.c $B/obj/nam_cuda.o -o $B/test_cuda_$p $cudalib" kernels
         done
         if [[ -f bench/bench_cuda.cu ]]; then
             target nam-bench-cuda $B/nam-bench-cuda "bench/bench_cuda.cu $B/obj/nam_cuda.o" \
-                "$NVCC -std=c++17 -O2 -I. -DNAM_NO_PLANNER $CUDA_ARCH -Werror all-warnings -c bench/bench_cuda.cu -o $B/obj/bench_cuda.o && $CC -std=c99 $WARN -O2 -DNAM_CUDA -DNAM_NO_PLANNER -DNAM_IMPLEMENTATION -x c -c nam.h -o $B/obj/nam_impl_cuda.o && $CXX $B/obj/bench_cuda.o $B/obj/nam_impl_cuda.o $B/obj/nam_cuda.o -o $B/nam-bench-cuda -L$CUDA_HOME/lib64 -lcublas -lcudart_static -ldl -lrt $KLIBS -Wl,-rpath,$CUDA_HOME/lib64" kernels
+                "$NVCC -std=c++17 -O2 -I. -DNAM_NO_PLANNER $CUDA_ARCH -Werror all-warnings -c bench/bench_cuda.cu -o $B/obj/bench_cuda.o && no_host_exit $B/obj/bench_cuda.o && $CC -std=c99 $WARN -O2 -DNAM_CUDA -DNAM_NO_PLANNER -DNAM_IMPLEMENTATION -x c -c nam.h -o $B/obj/nam_impl_cuda.o && $CXX $B/obj/bench_cuda.o $B/obj/nam_impl_cuda.o $B/obj/nam_cuda.o -o $B/nam-bench-cuda -L$CUDA_HOME/lib64 -lcublas -lcudart_static -ldl -lrt $KLIBS -Wl,-rpath,$CUDA_HOME/lib64" kernels
         else
             echo "missing bench/bench_cuda.cu" > "$B/status/nam-bench-cuda"
         fi

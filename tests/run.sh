@@ -281,6 +281,9 @@ step_cuda() {
             fail "cuda: register spills in $(echo "$spills" | wc -l) kernel builds" "$B/log/cuda-spills.txt"
         fi
     fi
+    if built cuda-host-exit-guard "cuda: the host-exit guard"; then
+        pass "cuda: the host-exit guard flags a host call of a __device__ helper (tests/compile/host_calls_device.cu; nam_cuda.o, test_cuda_prims.o and bench_cuda.o pass it)"
+    fi
     if built test_cuda_prims "test_cuda_prims"; then run_prog test_cuda_prims "test_cuda_prims (GPU)" "$B/test_cuda_prims"; fi
     for p in $CUDA_PARTS; do
         if built test_cuda_$p "test_cuda_$p"; then run_prog test_cuda_$p "test_cuda_$p (GPU)" "$B/test_cuda_$p"; fi
