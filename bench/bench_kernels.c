@@ -20,11 +20,6 @@
 #include "../nam.h"
 #include "bench_common.h"
 
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
-#include <immintrin.h>
-#define BENCH_X86 1
-#endif
-
 /* kernel benches (each a static int bench_<kernel>(bench_opts *)) */
 #include "bench_gemm.h"
 #include "bench_ssd.h"
@@ -58,8 +53,8 @@ static void cpu_model(char *out, size_t n) {
 
 typedef struct peak_ctx { long iters; double sink[256]; size_t bytes; char *src, *dst; } peak_ctx;
 
-#ifdef BENCH_X86
-__attribute__((target("avx2,fma"))) static double fma_chains_avx2(long iters) {
+#if NAM__X86_SIMD   /* nam.h's CPU-feature layer: the same build and run-time choice as the kernels */
+NAM__TARGET_AVX2 static double fma_chains_avx2(long iters) {
     __m256 a0 = _mm256_set1_ps(1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
     const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
     float out[8];
@@ -87,19 +82,11 @@ static double fma_chains_scalar(long iters) {
     return (double)a[0] + a[95];
 }
 
-static int have_avx2_fma(void) {
-#ifdef BENCH_X86
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
-
 static void peak_fma_task(void *ctx, int64_t begin, int64_t end, int thread) {
     peak_ctx *p = (peak_ctx *)ctx;
     (void)begin; (void)end;
-#ifdef BENCH_X86
-    if (have_avx2_fma()) { p->sink[thread] = fma_chains_avx2(p->iters); return; }
+#if NAM__X86_SIMD
+    if (nam__cpu_avx2_fma()) { p->sink[thread] = fma_chains_avx2(p->iters); return; }
 #endif
     p->sink[thread] = fma_chains_scalar(p->iters);
 }
@@ -131,7 +118,7 @@ static void measure_peaks(bench_opts *o) {
     p.iters = o->quick ? 2000000 : 20000000;
     t = bench_median(peak_once, &r, o->quick ? 1 : 5);
     o->peak_gflops = (double)p.iters * 12 * 8 * 2 * o->threads / t / 1e9;
-    if (!have_avx2_fma()) o->peak_gflops = (double)p.iters * 96 * 2 * o->threads / t / 1e9;
+    if (!nam__cpu_avx2_fma()) o->peak_gflops = (double)p.iters * 96 * 2 * o->threads / t / 1e9;
     p.bytes = (size_t)(o->quick ? 32 : 256) << 20;
     p.src = (char *)bench_alloc(p.bytes);
     p.dst = (char *)bench_alloc(p.bytes);
@@ -175,7 +162,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (o.quick) o.reps = 1;
-#ifdef BENCH_X86
+#if NAM__X86_SIMD
     csr = _mm_getcsr();
 #endif
     cpu_model(cpu, sizeof cpu);
@@ -186,10 +173,10 @@ int main(int argc, char **argv) {
 #endif
     measure_peaks(&o);
     if (o.json) printf("[\n {\"kernel\": \"peak\", \"shape\": {}, \"backend\": \"%s\", \"threads\": %d, \"median_ms\": 0, \"gflops\": %.2f, \"gbps\": %.2f, \"peak_pct\": 100.0, \"peak_of\": \"self\", \"cpu\": \"%s\", \"mxcsr\": \"0x%04X\", \"flush\": %s}",
-                       have_avx2_fma() ? "fma-avx2" : "fma-scalar", o.threads, o.peak_gflops, o.peak_gbps, cpu, csr, flush[0] == 'y' ? "true" : "false");
+                       nam__cpu_avx2_fma() ? "fma-avx2" : "fma-scalar", o.threads, o.peak_gflops, o.peak_gbps, cpu, csr, flush[0] == 'y' ? "true" : "false");
     else {
         printf("nam-bench %s: %d thread(s); measured peaks: %.1f GFLOP/s (%s FMA loop), %.1f GB/s (memcpy, read+write)\n",
-               NAM_VERSION_STRING, o.threads, o.peak_gflops, have_avx2_fma() ? "AVX2" : "scalar", o.peak_gbps);
+               NAM_VERSION_STRING, o.threads, o.peak_gflops, nam__cpu_avx2_fma() ? "AVX2" : "scalar", o.peak_gbps);
         printf("cpu: %s, %d online\n", cpu, nam_query_cpu_count());
         printf("fp: kernels flush subnormals: %s; MXCSR at process start 0x%04X\n", flush, csr);
         printf("inputs: %s\n        %s\n        %s\n        %s\n", BENCH_GEMM_INPUTS, BENCH_SSD_INPUTS, BENCH_ATTENTION_INPUTS, BENCH_MOE_INPUTS);
