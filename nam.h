@@ -262,7 +262,10 @@ NAM_API void nam_free(void *p);
    NAM_CUDA and linked with nam_cuda.cu (see nam_cuda.cuh); every tensor of a call must be
    on one device, and the desc's `stream` (a cudaStream_t, NULL = default) orders the
    work. Without NAM_CUDA such calls return NAM_ERR_NOT_IMPLEMENTED saying so. A desc's
-   `ran` field reports the backend that ran.
+   `ran` field reports the backend that ran. A desc's defaults (zero fields) are resolved
+   once, by nam.h, before any backend runs: the CPU and CUDA kernels and the workspace
+   queries all read the same resolved values, and where a default differs per backend (SSD's
+   chunk_size) the desc says so and reports the value used.
 
    Floating-point environment and subnormals. Every kernel entry below computes with round
    to nearest, every FP exception masked and subnormals flushed to zero, on the calling
@@ -486,6 +489,8 @@ typedef struct nam_moe_dispatch_desc {
     nam_tensor counts, offsets, rows;
     int num_rows;        /* out: rows kept (offsets[E]) */
     int num_dropped;     /* out */
+    int capacity;        /* out: the per-expert row limit that was applied, T * k without a
+                            capacity_factor (the desc reports what ran; 0 after an error) */
     void *stream;        /* CUDA: the stream of dispatch (which synchronises it to read
                             num_rows back), permute and combine */
     void *workspace;     /* CUDA: device scratch of nam_moe_dispatch_workspace_size bytes */
@@ -526,8 +531,8 @@ typedef enum nam_causal_align {
     NAM_CAUSAL_TOP_LEFT = 1       /* PyTorch SDPA is_causal: j <= i */
 } nam_causal_align;
 /* q (b, sq, hq, d), k and v (b, sk, hk, d) with hq % hk == 0, d <= 256, out (b, sq, hq, d).
-   scale 0 -> 1/sqrt(d). Flash-style tiling with an online softmax: no sq x sk buffer.
-   A query row with no visible key (possible with bottom-right alignment and sq > sk)
+   scale 0 -> 1/sqrt(d) (rounded once to float; every backend multiplies by that value).
+   Flash-style tiling with an online softmax: no sq x sk buffer. A query row with no visible key (possible with bottom-right alignment and sq > sk)
    outputs zeros. CUDA: bf16 or f16 (q, k, v, out one dtype), d in {32, 64, 96, 128}. */
 typedef struct nam_attention_desc {
     nam_tensor q, k, v, out;
@@ -3302,15 +3307,14 @@ NAM__UNUSED static nam_status nam__moe_route_body(nam_moe_route_desc *d, nam_err
     nam_moe_route_desc r;
     nam_status s;
     if ((s = nam__moe_route_desc_defaults(d, &r, err))) return s;
+    if (r.backend != NAM_BACKEND_CUDA) d->ran = r.backend;   /* set before the CPU router runs, as it always was */
 #ifdef NAM_CUDA
-    if (r.backend == NAM_BACKEND_CUDA) {
-        s = nam_cuda__moe_route(&r, err);
-        if (s == NAM_OK) d->ran = NAM_BACKEND_CUDA;
-        return s;
-    }
+    if (r.backend == NAM_BACKEND_CUDA) s = nam_cuda__moe_route(&r, err);
+    else
 #endif
-    d->ran = r.backend;
-    return nam__moe_route_cpu(&r, err);
+    s = nam__moe_route_cpu(&r, err);
+    if (s == NAM_OK) d->ran = r.backend;
+    return s;
 }
 
 NAM__DEF nam_status nam_moe_route(nam_moe_route_desc *d, nam_error *err) {
@@ -3349,6 +3353,23 @@ static nam_status nam__moe_dispatch_check(const nam_moe_dispatch_desc *d, nam_er
     return NAM_OK;
 }
 
+/* nam__moe_dispatch_desc_defaults: validate *d and resolve its one default, the per-expert
+   capacity: capacity_factor 0 -> T * k (no limit), else min(T * k, ceil(T * k / E *
+   capacity_factor)) in double. The CPU path and the CUDA hook read it from d->capacity. */
+static nam_status nam__moe_dispatch_desc_defaults(const nam_moe_dispatch_desc *d, int *capacity, nam_error *err) {
+    int64_t tk, cap;
+    nam_status s;
+    if ((s = nam__moe_dispatch_check(d, err))) return s;
+    tk = d->topk_idx.shape[0] * d->topk_idx.shape[1];
+    cap = tk;
+    if (d->capacity_factor > 0.0f) {
+        double c = ceil(NAM__CAST(double, tk) / NAM__CAST(double, d->num_experts) * NAM__CAST(double, d->capacity_factor));
+        if (c < NAM__CAST(double, cap)) cap = NAM__CAST(int64_t, c);
+    }
+    *capacity = NAM__CAST(int, cap);
+    return NAM_OK;
+}
+
 NAM__UNUSED static nam_status nam__moe_dispatch_workspace_size_body(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err) {
     nam_status s;
     if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_dispatch_workspace_size: bytes is NULL");
@@ -3371,11 +3392,14 @@ NAM__UNUSED static nam_status nam__moe_dispatch_body(nam_moe_dispatch_desc *d, n
     int32_t *cnt, *off, *rows;
     const int32_t *idx;
     int64_t dropped = 0;
+    int capi = 0;
     nam_status s;
     if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_dispatch: desc is NULL");
     d->num_rows = 0;
     d->num_dropped = 0;
-    if ((s = nam__moe_dispatch_check(d, err))) return s;
+    d->capacity = 0;
+    if ((s = nam__moe_dispatch_desc_defaults(d, &capi, err))) return s;
+    d->capacity = capi;
 #ifdef NAM_CUDA
     if (d->topk_idx.device == NAM_DEVICE_CUDA) return nam_cuda__moe_dispatch(d, err);
 #endif
@@ -3390,11 +3414,7 @@ NAM__UNUSED static nam_status nam__moe_dispatch_body(nam_moe_dispatch_desc *d, n
     cnt = NAM__CAST(int32_t *, d->counts.data);
     off = NAM__CAST(int32_t *, d->offsets.data);
     rows = NAM__CAST(int32_t *, d->rows.data);
-    cap = T * k;
-    if (d->capacity_factor > 0.0f) {
-        double c = ceil(NAM__CAST(double, T * k) / NAM__CAST(double, E) * NAM__CAST(double, d->capacity_factor));
-        if (c < NAM__CAST(double, cap)) cap = NAM__CAST(int64_t, c);
-    }
+    cap = d->capacity;   /* resolved (nam__moe_dispatch_desc_defaults) */
     /* histogram (and expert ids checked) */
     for (e = 0; e < E; e++) cnt[e * sc[0]] = 0;
     for (t = 0; t < T; t++)
@@ -5321,7 +5341,7 @@ static nam_status nam__ssd_step_desc_defaults(const nam_ssd_step_desc *d, nam_ss
 
 /* One token on the CPU, d resolved: state = exp(dt A) state + dt B x (f32 storage, double
    arithmetic), y = C.state + D x. */
-static void nam__ssd_step_cpu(const nam_ssd_step_desc *d, const int64_t dims[5]) {
+static nam_status nam__ssd_step_cpu(const nam_ssd_step_desc *d, const int64_t dims[5], nam_error *err) {
     int64_t xs[4], dts[4], As[4], Bs[4], Cs[4], Ds[4], zs[4], bs[4], ss[4], os[4];
     int64_t b, h, p, g, n, hpg, bi, hi, pi, k;
     int limit;
@@ -5358,6 +5378,7 @@ static void nam__ssd_step_cpu(const nam_ssd_step_desc *d, const int64_t dims[5])
                 nam__store(d->out.data, d->out.dtype, bi * os[0] + hi * os[1] + pi * os[2], NAM__CAST(float, y));
             }
         }
+    return nam__ok(err);
 }
 
 NAM__UNUSED static nam_status nam__ssd_step_body(nam_ssd_step_desc *d, nam_error *err) {
@@ -5368,15 +5389,12 @@ NAM__UNUSED static nam_status nam__ssd_step_body(nam_ssd_step_desc *d, nam_error
     st = nam__ssd_step_desc_defaults(d, &r, dims, err);
     if (st != NAM_OK) { nam__err_prefix(err, "nam_ssd_step: "); return st; }
 #ifdef NAM_CUDA
-    if (r.backend == NAM_BACKEND_CUDA) {
-        st = nam_cuda__ssd_step(&r, err);
-        if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
-        return st;
-    }
+    if (r.backend == NAM_BACKEND_CUDA) st = nam_cuda__ssd_step(&r, err);
+    else
 #endif
-    nam__ssd_step_cpu(&r, dims);
-    d->ran = r.backend;
-    return nam__ok(err);
+    st = nam__ssd_step_cpu(&r, dims, err);
+    if (st == NAM_OK) d->ran = r.backend;
+    return st;
 }
 
 NAM__DEF nam_status nam_ssd_step(nam_ssd_step_desc *d, nam_error *err) {
@@ -5484,18 +5502,18 @@ NAM__UNUSED static nam_status nam__conv1d_body(nam_conv1d_desc *d, nam_error *er
     memset(&c, 0, sizeof c);
     if ((st = nam__conv1d_desc_defaults(d, &r, &c, err)) != NAM_OK) return st;
 #ifdef NAM_CUDA
-    if (r.backend == NAM_BACKEND_CUDA) {
-        st = nam_cuda__conv1d(&r, err);
-        if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
-        return st;
-    }
+    if (r.backend == NAM_BACKEND_CUDA) st = nam_cuda__conv1d(&r, err);
+    else
 #endif
-    c.d = &r;
-    nam__tensor_strides(&r.x, c.xs); nam__tensor_strides(&r.weight, c.ws); nam__tensor_strides(&r.bias, c.bs);
-    nam__tensor_strides(&r.conv_state, c.ss); nam__tensor_strides(&r.out, c.os);
-    nam__parallel_for(c.ch, r.threads, nam__ssd_conv_range, &c);
-    d->ran = r.backend;
-    return nam__ok(err);
+    {
+        c.d = &r;
+        nam__tensor_strides(&r.x, c.xs); nam__tensor_strides(&r.weight, c.ws); nam__tensor_strides(&r.bias, c.bs);
+        nam__tensor_strides(&r.conv_state, c.ss); nam__tensor_strides(&r.out, c.os);
+        nam__parallel_for(c.ch, r.threads, nam__ssd_conv_range, &c);
+        st = nam__ok(err);
+    }
+    if (st == NAM_OK) d->ran = r.backend;
+    return st;
 }
 
 NAM__DEF nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err) {

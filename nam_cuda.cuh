@@ -1,10 +1,8 @@
 /* nam_cuda.cuh - the CUDA side of nam's kernel API.                      STB-style, CUDA C++
 
-   nam.h's kernel entry points (nam_ssd, nam_conv1d, nam_ssd_step, nam_moe_route,
-   nam_moe_dispatch, nam_moe_permute, nam_moe_combine, nam_moe_ffn, nam_attention,
-   nam_m2rnn, nam_m2rnn_step) run
-   here when their tensors are CUDA tensors (device = NAM_DEVICE_CUDA) and the program was
-   built with NAM_CUDA. The API is the CPU one: the same desc structs and error rules, plus
+   Every kernel entry point of nam.h (>>kernels) runs here, through the hooks of nam.h's
+   NAM__CUDA_HOOKS list, when its tensors are CUDA tensors (device = NAM_DEVICE_CUDA) and the
+   program was built with NAM_CUDA. The API is the CPU one: the same desc structs and error rules, plus
    the desc's `stream` (a cudaStream_t; NULL is the default stream). Launches are
    asynchronous unless stated otherwise; errors come back as a nam_status with a message
    naming the failing CUDA call, the CUDA error string and file:line.
@@ -337,8 +335,12 @@ NAM_API nam_status nam_cuda_sync(void *stream, nam_error *err) {
 } /* extern "C" */
 
 /* Kernel sections follow: >>cuda-ssd, >>cuda-moe, >>cuda-attention, >>cuda-m2rnn. Each defines its
-   extern "C" hooks nam_cuda__* declared in nam.h (NAM_CUDA), with static kernels and
-   helpers under its own prefix (nam__cu_ssd_, nam__cu_moe_, nam__cu_attn_, nam__cu_m2rnn_). */
+   extern "C" hooks nam_cuda__* (nam.h's NAM__CUDA_HOOKS list, which declares them), with
+   static kernels and helpers under its own prefix (nam__cu_ssd_, nam__cu_moe_, nam__cu_attn_,
+   nam__cu_m2rnn_). A hook receives the desc nam.h validated and resolved (every default
+   filled: backend, threads, scale, scaling_factor, chunk_size, dt_max; see the
+   nam__*_desc_defaults functions); it fills no default itself and only refuses what the
+   CUDA kernels cannot run (dtypes, strides, head dims, grid limits). */
 #ifndef NAM_CUDA_SKIP_SSD
 /* >>cuda-ssd ------------------------------
    nam_ssd (Mamba-2 chunked SSD scan), nam_ssd_step (one decode token) and nam_conv1d (the
@@ -2034,17 +2036,13 @@ extern "C" nam_status nam_cuda__moe_dispatch(nam_moe_dispatch_desc *d, nam_error
     int32_t *counts = static_cast<int32_t *>(d->counts.data), *offsets = static_cast<int32_t *>(d->offsets.data), *rows = static_cast<int32_t *>(d->rows.data);
     const long long T = static_cast<long long>(d->topk_idx.shape[0]), k = static_cast<long long>(d->topk_idx.shape[1]);
     const int n = static_cast<int>(T * k), E = d->num_experts;
-    long long cap = T * k;
+    const long long cap = d->capacity;   /* resolved by nam.h (capacity_factor 0 -> T * k) */
     int32_t nr = 0;
     nam_status s;
     if ((s = nam__cu_contig(&d->topk_idx, fn, "topk_idx", err))) return s;
     if ((s = nam__cu_contig(&d->counts, fn, "counts", err))) return s;
     if ((s = nam__cu_contig(&d->offsets, fn, "offsets", err))) return s;
     if ((s = nam__cu_contig(&d->rows, fn, "rows", err))) return s;
-    if (d->capacity_factor > 0.0f) {   /* as the CPU: ceil(T k / E * cf) in double */
-        double c = ceil(static_cast<double>(T * k) / static_cast<double>(E) * static_cast<double>(d->capacity_factor));
-        if (c < static_cast<double>(cap)) cap = static_cast<long long>(c);
-    }
     if (n <= NAM__CU_MOE_DT_TILE && E <= NAM__CU_MOE_DT_MAXB) {
         const size_t smem = sizeof(int) * (static_cast<size_t>(NAM__CU_MOE_DT_WARPS + 1) * static_cast<size_t>(E) + 1);
         NAM__CU_TRY(err, cudaFuncSetAttribute(nam__cu_moe_dispatch_small, cudaFuncAttributeMaxDynamicSharedMemorySize,
