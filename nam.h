@@ -286,7 +286,10 @@ NAM_API void nam_free(void *p);
    NAM_CUDA and linked with nam_cuda.cu (see nam_cuda.cuh); every tensor of a call must be
    on one device, and the desc's `stream` (a cudaStream_t, NULL = default) orders the
    work. Without NAM_CUDA such calls return NAM_ERR_NOT_IMPLEMENTED saying so. A desc's
-   `ran` field reports the backend that ran.
+   `ran` field reports the backend that ran. A desc's defaults (zero fields) are resolved
+   once, by nam.h, before any backend runs: the CPU and CUDA kernels and the workspace
+   queries all read the same resolved values, and where a default differs per backend (SSD's
+   chunk_size) the desc says so and reports the value used.
 
    Floating-point environment and subnormals. Every kernel entry below computes with round
    to nearest, every FP exception masked and subnormals flushed to zero, on the calling
@@ -342,8 +345,13 @@ NAM_API int nam_query_cpu_count(void);
 
 /* ---- Mamba-2 SSD chunked scan (mamba_chunk_scan_combined semantics) --------------- */
 /* nam_ssd_desc defaults (zero-init): optional tensors absent; dt_softplus off; dt_min 0 and
-   dt_max 0 mean no limit (Mamba's dt_limit=(0, inf)); chunk_size 0 -> 64; backend AUTO;
-   threads 0 -> nam_query_cpu_count().
+   dt_max 0 mean no limit (Mamba's dt_limit=(0, inf)), and dt_max 0 with dt_min set means no
+   upper limit; backend AUTO; threads 0 -> nam_query_cpu_count(). chunk_size (0..4096) is
+   resolved per backend, each at the size its kernels are tuned for: cpu 0 -> 64, else as
+   given; cuda 0 -> 256, else rounded up to 64, 128 or 256, and at most l rounded up to 64;
+   cpu-ref runs the sequential recurrence (no chunks). nam_ssd reports the chunk length that
+   ran in chunk_size_used (0 for cpu-ref), as it reports the backend in `ran`; it never
+   rewrites chunk_size, so a desc reused on another backend gets that backend's default.
      x        (b, l, h, p)         dt (b, l, h)          A (h), f32
      B, C     (b, l, g, n), h % g == 0
      D        optional (h) or (h, p)      z optional (b, l, h, p): y *= silu(z)
@@ -353,7 +361,7 @@ NAM_API int nam_query_cpu_count(void);
    dt' = dt + dt_bias; softplus if asked; clamp to [dt_min, dt_max] when a limit is set.
    state = exp(dt'*A) * state + dt' * B (x) x;  y = C . state + D * x;  y *= silu(z).
    CUDA: x, B, C, z and out in one dtype (bf16/f16 on tensor cores, f32 on fp32 SIMT);
-   chunk_size is a hint there (the kernels pick 64..256); the chunk states are passed on
+   chunk_size is a hint there (see above: 64, 128 or 256 run); the chunk states are passed on
    in fp32, the state entering a chunk is read in the storage dtype (as mamba_ssm does). */
 typedef struct nam_ssd_desc {
     nam_tensor x, dt, A, B, C, D, z, dt_bias, initial_states;
@@ -364,6 +372,7 @@ typedef struct nam_ssd_desc {
     nam_backend backend;
     int threads;
     nam_backend ran;      /* set by nam_ssd: the backend that ran */
+    int chunk_size_used;  /* set by nam_ssd: the chunk length that ran (0: cpu-ref, no chunks) */
     void *stream;         /* CUDA tensors: the cudaStream_t to run on (NULL: default stream) */
 } nam_ssd_desc;
 NAM_API nam_status nam_ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes, nam_error *err);
@@ -504,6 +513,8 @@ typedef struct nam_moe_dispatch_desc {
     nam_tensor counts, offsets, rows;
     int num_rows;        /* out: rows kept (offsets[E]) */
     int num_dropped;     /* out */
+    int capacity;        /* out: the per-expert row limit that was applied, T * k without a
+                            capacity_factor (the desc reports what ran; 0 after an error) */
     void *stream;        /* CUDA: the stream of dispatch (which synchronises it to read
                             num_rows back), permute and combine */
     void *workspace;     /* CUDA: device scratch of nam_moe_dispatch_workspace_size bytes */
@@ -544,8 +555,8 @@ typedef enum nam_causal_align {
     NAM_CAUSAL_TOP_LEFT = 1       /* PyTorch SDPA is_causal: j <= i */
 } nam_causal_align;
 /* q (b, sq, hq, d), k and v (b, sk, hk, d) with hq % hk == 0, d <= 256, out (b, sq, hq, d).
-   scale 0 -> 1/sqrt(d). Flash-style tiling with an online softmax: no sq x sk buffer.
-   A query row with no visible key (possible with bottom-right alignment and sq > sk)
+   scale 0 -> 1/sqrt(d) (rounded once to float; every backend multiplies by that value).
+   Flash-style tiling with an online softmax: no sq x sk buffer. A query row with no visible key (possible with bottom-right alignment and sq > sk)
    outputs zeros. CUDA: bf16 or f16 (q, k, v, out one dtype), d in {32, 64, 96, 128}. */
 typedef struct nam_attention_desc {
     nam_tensor q, k, v, out;
@@ -563,23 +574,32 @@ NAM_API nam_status nam_attention(nam_attention_desc *d, void *workspace, size_t 
 /* ---- CUDA ------------------------------------------------------------------------------ */
 /* With NAM_CUDA defined (and nam_cuda.cu linked: see nam_cuda.cuh), every entry point above
    runs on the GPU when its tensors are CUDA tensors: nam.h checks shapes and options as for
-   the CPU, then calls these hooks, which nam_cuda.cuh implements. Not for direct use. */
+   the CPU and resolves every default of the desc (the nam__*_desc_defaults functions of the
+   >>kernel-* sections), then calls these hooks with the resolved desc; nam_cuda.cuh
+   implements them. Not for direct use.
+   NAM__CUDA_HOOKS(X) is the one list of the hooks: X(PART, name, parameters) for each, where
+   PART is the nam_cuda.cuh section that defines it (NAM_CUDA_SKIP_<PART> leaves it out).
+   It gives the declarations here and nam_cuda.cuh's fallbacks; a new hook is one line. */
+#define NAM__CUDA_HOOKS(X)                                                                                                      \
+    X(SSD, nam_cuda__ssd_workspace_size, (const nam_ssd_desc *d, size_t *bytes, nam_error *err))                                \
+    X(SSD, nam_cuda__ssd, (const nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err))                     \
+    X(SSD, nam_cuda__ssd_step, (const nam_ssd_step_desc *d, nam_error *err))                                                    \
+    X(SSD, nam_cuda__conv1d, (const nam_conv1d_desc *d, nam_error *err))                                                        \
+    X(MOE, nam_cuda__moe_route, (const nam_moe_route_desc *d, nam_error *err))                                                  \
+    X(MOE, nam_cuda__moe_dispatch_workspace_size, (const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err))              \
+    X(MOE, nam_cuda__moe_dispatch, (nam_moe_dispatch_desc *d, nam_error *err))                                                  \
+    X(MOE, nam_cuda__moe_permute, (const nam_tensor *tokens, const nam_moe_dispatch_desc *plan, nam_tensor *permuted, nam_error *err)) \
+    X(MOE, nam_cuda__moe_combine, (const nam_tensor *expert_out, const nam_moe_dispatch_desc *plan, const nam_tensor *topk_weight, \
+                                   nam_tensor *out, nam_error *err))                                                            \
+    X(MOE, nam_cuda__moe_ffn_workspace_size, (const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err))                        \
+    X(MOE, nam_cuda__moe_ffn, (const nam_moe_ffn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err))             \
+    X(ATTENTION, nam_cuda__attention_workspace_size, (const nam_attention_desc *d, size_t *bytes, nam_error *err))              \
+    X(ATTENTION, nam_cuda__attention, (const nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err))   \
+    X(M2RNN, nam_cuda__m2rnn, (const nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err))
 #ifdef NAM_CUDA
-extern nam_status nam_cuda__ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes, nam_error *err);
-extern nam_status nam_cuda__ssd(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
-extern nam_status nam_cuda__ssd_step(nam_ssd_step_desc *d, nam_error *err);
-extern nam_status nam_cuda__conv1d(nam_conv1d_desc *d, nam_error *err);
-extern nam_status nam_cuda__moe_route(nam_moe_route_desc *d, nam_error *err);
-extern nam_status nam_cuda__moe_dispatch_workspace_size(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err);
-extern nam_status nam_cuda__moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err);
-extern nam_status nam_cuda__moe_permute(const nam_tensor *tokens, const nam_moe_dispatch_desc *plan, nam_tensor *permuted, nam_error *err);
-extern nam_status nam_cuda__moe_combine(const nam_tensor *expert_out, const nam_moe_dispatch_desc *plan,
-                                        const nam_tensor *topk_weight, nam_tensor *out, nam_error *err);
-extern nam_status nam_cuda__moe_ffn_workspace_size(const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err);
-extern nam_status nam_cuda__moe_ffn(nam_moe_ffn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
-extern nam_status nam_cuda__attention_workspace_size(const nam_attention_desc *d, size_t *bytes, nam_error *err);
-extern nam_status nam_cuda__attention(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
-extern nam_status nam_cuda__m2rnn(nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+#define NAM__CUDA_HOOK_DECL(part, name, params) extern nam_status name params;
+NAM__CUDA_HOOKS(NAM__CUDA_HOOK_DECL)
+#undef NAM__CUDA_HOOK_DECL
 #endif
 #endif /* NAM_NO_KERNELS */
 
@@ -588,6 +608,49 @@ extern nam_status nam_cuda__m2rnn(nam_m2rnn_desc *d, void *workspace, size_t wor
 }
 #endif
 #endif /* NAM_H_INCLUDED */
+
+/* ==================================================================================== */
+/* >>error-helpers  How a nam_error is filled, written once for nam.h's implementation and for
+   nam_cuda.cuh's (NAM_CUDA_IMPLEMENTATION), which includes nam.h without NAM_IMPLEMENTATION.
+   Private (static) to each translation unit that implements either; emitted once per unit. */
+#if (defined(NAM_IMPLEMENTATION) || defined(NAM_CUDA_IMPLEMENTATION)) && !defined(NAM__ERR_HELPERS_DONE)
+#define NAM__ERR_HELPERS_DONE
+#include <stdarg.h>
+#include <stdio.h>
+#if defined(__GNUC__) || defined(__clang__)
+#define NAM__ERR_DEF static __attribute__((unused))
+#define NAM__ERR_PRINTF __attribute__((format(printf, 3, 4)))
+#else
+#define NAM__ERR_DEF static
+#define NAM__ERR_PRINTF
+#endif
+/* nam__err_reset: every field at its "does not apply" value (code NAM_OK, empty texts). */
+NAM__ERR_DEF void nam__err_reset(nam_error *e) {
+    e->code = NAM_OK;
+    e->message[0] = 0;
+    e->source[0] = 0;
+    e->offset = -1;
+    e->line = e->column = 0;
+    e->layer = e->stage = -1;
+}
+/* nam__err: fill *e (when not NULL) with code and the formatted message; returns code. */
+NAM__ERR_DEF nam_status nam__err(nam_error *e, nam_status code, const char *fmt, ...) NAM__ERR_PRINTF;
+NAM__ERR_DEF nam_status nam__err(nam_error *e, nam_status code, const char *fmt, ...) {
+    va_list ap;
+    if (!e) return code;
+    nam__err_reset(e);
+    e->code = code;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return code;
+}
+/* nam__ok: success, with *e (when not NULL) reset. */
+NAM__ERR_DEF nam_status nam__ok(nam_error *e) {
+    if (e) nam__err_reset(e);
+    return NAM_OK;
+}
+#endif /* NAM__ERR_HELPERS_DONE */
 
 /* ==================================================================================== */
 /*                                  IMPLEMENTATION                                      */
@@ -683,27 +746,6 @@ NAM__DEF const char *nam_status_str(nam_status s) {
 }
 
 NAM__DEF void nam_free(void *p) { if (p) NAM_FREE(p); }
-
-static void nam__err_reset(nam_error *e) {
-    e->code = NAM_OK;
-    e->message[0] = 0;
-    e->source[0] = 0;
-    e->offset = -1;
-    e->line = e->column = 0;
-    e->layer = e->stage = -1;
-}
-
-static nam_status nam__err(nam_error *e, nam_status code, const char *fmt, ...) NAM__PRINTF(3, 4);
-static nam_status nam__err(nam_error *e, nam_status code, const char *fmt, ...) {
-    va_list ap;
-    if (!e) return code;
-    nam__err_reset(e);
-    e->code = code;
-    va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
-    va_end(ap);
-    return code;
-}
 
 /* Prefix an existing error message with context ("native pattern: ..."), truncating. */
 static void nam__err_prefix(nam_error *e, const char *prefix) {
@@ -809,6 +851,13 @@ NAM__DEF nam_status nam_query_backend(nam_backend requested, nam_device device, 
 static int nam__resolve_threads(int threads) {
     if (threads <= 0) return nam_query_cpu_count();
     return threads > 256 ? 256 : threads;
+}
+
+/* The threads default of every desc, resolved once (nam__*_desc_defaults): the fast CPU path
+   runs on nam__resolve_threads(threads) (0 -> every online CPU, at most 256); cpu-ref and
+   CUDA launches run on the calling thread (1). */
+static int nam__desc_threads(nam_backend be, int threads) {
+    return be == NAM_BACKEND_CPU ? nam__resolve_threads(threads) : 1;
 }
 
 /* Shape/dtype/device checks for one tensor field. `dims` names the axes, e.g. "b,l,h,p".
@@ -1289,6 +1338,22 @@ static nam_status nam__attn_check(const nam_attention_desc *d, nam_backend *ran,
     return nam_query_backend(d->backend, d->q.device, ran, err);
 }
 
+/* nam__attention_desc_defaults: validate *d, then *r = *d with every default resolved, the
+   one place they are (nam_attention, its workspace query and the CUDA hook read *r):
+     backend  AUTO -> the backend that runs
+     threads  nam__desc_threads
+     scale    0 -> 1/sqrt(d), rounded once to float (what every backend multiplies by) */
+static nam_status nam__attention_desc_defaults(const nam_attention_desc *d, nam_attention_desc *r, nam_error *err) {
+    nam_backend be;
+    nam_status st;
+    if ((st = nam__attn_check(d, &be, err)) != NAM_OK) return st;
+    *r = *d;
+    r->backend = be;
+    r->threads = nam__desc_threads(be, d->threads);
+    if (r->scale == 0.0f) r->scale = NAM__CAST(float, 1.0 / sqrt(NAM__CAST(double, d->q.shape[3])));
+    return NAM_OK;
+}
+
 static int nam__attn_have_simd(void) { return nam__cpu_avx2_fma() && nam__cpu_f16c(); }
 
 static void nam__attn_setup(const nam_attention_desc *d, nam__attn_ctx *c) {
@@ -1308,7 +1373,7 @@ static void nam__attn_setup(const nam_attention_desc *d, nam__attn_ctx *c) {
     nam__tensor_strides(&d->out, c->os);
     c->causal = d->causal != 0;
     c->off = c->causal && d->align == NAM_CAUSAL_BOTTOM_RIGHT ? c->sk - c->sq : 0;
-    c->scale2 = NAM__CAST(float, (d->scale != 0.0f ? NAM__CAST(double, d->scale) : 1.0 / sqrt(NAM__CAST(double, c->hd))) * 1.4426950408889634);
+    c->scale2 = NAM__CAST(float, NAM__CAST(double, d->scale) * 1.4426950408889634);   /* d resolved: scale != 0 */
     c->kdirect = d->k.dtype == NAM_F32 && c->ks[3] == 1 && c->hd % 8 == 0;
     c->group = c->hq / c->hk;
     for (g = c->group < NAM__ATTN_BR ? c->group : NAM__ATTN_BR; g > 1; g--)
@@ -1830,7 +1895,7 @@ static void nam__attn_ref(const nam_attention_desc *d, char *ws) {
     int64_t qs[NAM_MAX_DIMS], ks[NAM_MAX_DIMS], vs[NAM_MAX_DIMS], os[NAM_MAX_DIMS];
     int64_t b = d->q.shape[0], sq = d->q.shape[1], hq = d->q.shape[2], hd = d->q.shape[3];
     int64_t sk = d->k.shape[1], hk = d->k.shape[2], group = hq / hk, off, bi, h, i, j, e;
-    double scale = d->scale != 0.0f ? NAM__CAST(double, d->scale) : 1.0 / sqrt(NAM__CAST(double, hd));
+    double scale = d->scale;   /* d resolved (nam__attention_desc_defaults) */
     char *cur = ws;
     double *s = NAM__CAST(double *, nam__ws_take(&cur, sizeof(double) * NAM__CAST(size_t, sk)));
     double *acc = NAM__CAST(double *, nam__ws_take(&cur, sizeof(double) * NAM__CAST(size_t, hd)));
@@ -1872,27 +1937,28 @@ static void nam__attn_ref(const nam_attention_desc *d, char *ws) {
 }
 
 /* ---- public ---------------------------------------------------------------------------------- */
-static size_t nam__attn_ws_bytes(const nam_attention_desc *d, nam_backend be, nam__attn_ctx *c) {
+/* d resolved (nam__attention_desc_defaults) */
+static size_t nam__attn_ws_bytes(const nam_attention_desc *d, nam__attn_ctx *c) {
     int64_t threads;
-    if (be == NAM_BACKEND_CPU_REF)
+    if (d->backend == NAM_BACKEND_CPU_REF)
         return nam__ws_need(sizeof(double) * NAM__CAST(size_t, d->k.shape[1])) + nam__ws_need(sizeof(double) * NAM__CAST(size_t, d->q.shape[3]));
     nam__attn_setup(d, c);
-    threads = nam__resolve_threads(d->threads);
+    threads = d->threads;
     if (threads > c->items) threads = c->items;
     return NAM__CAST(size_t, threads) * c->per_thread;
 }
 
 static nam_status nam__attention_workspace_size_body(const nam_attention_desc *d, size_t *bytes, nam_error *err) {
-    nam_backend be;
+    nam_attention_desc r;
     nam_status st;
     nam__attn_ctx c;
     if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_attention_workspace_size: bytes is NULL");
     *bytes = 0;
-    if ((st = nam__attn_check(d, &be, err)) != NAM_OK) return st;
+    if ((st = nam__attention_desc_defaults(d, &r, err)) != NAM_OK) return st;
 #ifdef NAM_CUDA
-    if (be == NAM_BACKEND_CUDA) return nam_cuda__attention_workspace_size(d, bytes, err);
+    if (r.backend == NAM_BACKEND_CUDA) return nam_cuda__attention_workspace_size(&r, bytes, err);
 #endif
-    *bytes = nam__attn_ws_bytes(d, be, &c);
+    *bytes = nam__attn_ws_bytes(&r, &c);
     return NAM_OK;
 }
 
@@ -1903,28 +1969,28 @@ NAM__DEF nam_status nam_attention_workspace_size(const nam_attention_desc *d, si
 }
 
 static nam_status nam__attention_body(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
-    nam_backend be;
+    nam_attention_desc r;
     nam_status st;
     nam__attn_ctx c;
     size_t need;
     int threads;
-    if ((st = nam__attn_check(d, &be, err)) != NAM_OK) return st;
+    if ((st = nam__attention_desc_defaults(d, &r, err)) != NAM_OK) return st;
 #ifdef NAM_CUDA
-    if (be == NAM_BACKEND_CUDA) {
-        st = nam_cuda__attention(d, workspace, workspace_bytes, err);
+    if (r.backend == NAM_BACKEND_CUDA) {
+        st = nam_cuda__attention(&r, workspace, workspace_bytes, err);
         if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
         return st;
     }
 #endif
-    need = nam__attn_ws_bytes(d, be, &c);
+    need = nam__attn_ws_bytes(&r, &c);
     if ((st = nam__ws_check(workspace, workspace_bytes, need, "nam_attention", err)) != NAM_OK) return st;
-    d->ran = be;
-    if (be == NAM_BACKEND_CPU_REF) {
-        nam__attn_ref(d, NAM__CAST(char *, workspace));
+    d->ran = r.backend;
+    if (r.backend == NAM_BACKEND_CPU_REF) {
+        nam__attn_ref(&r, NAM__CAST(char *, workspace));
         return NAM_OK;
     }
     c.ws = NAM__CAST(char *, workspace);
-    threads = nam__resolve_threads(d->threads);
+    threads = r.threads;
     if (threads > c.items) threads = NAM__CAST(int, c.items);
     c.next = 0;
     c.chunk = c.items / (16 * NAM__CAST(int64_t, threads));
@@ -2599,11 +2665,13 @@ static nam_status nam__moe_plan_check(const nam_moe_dispatch_desc *d, const char
 }
 
 /* ---- router -------------------------------------------------------------------------- */
-static nam_status nam__moe_route_body(nam_moe_route_desc *d, nam_error *err) {
-    int64_t T, E, t, e, sl[NAM_MAX_DIMS], sb[NAM_MAX_DIMS], si[NAM_MAX_DIMS], sw[NAM_MAX_DIMS];
-    int64_t k, n, pos, j;
-    int32_t *idx;
-    float *w, scale;
+/* nam__moe_route_desc_defaults: validate *d, then *r = *d with every default resolved, the
+   one place they are (the CPU router and the CUDA hook read *r):
+     backend         AUTO -> the backend that runs
+     scaling_factor  0 -> 1 */
+static nam_status nam__moe_route_desc_defaults(const nam_moe_route_desc *d, nam_moe_route_desc *r, nam_error *err) {
+    int64_t T, E, e, sb[NAM_MAX_DIMS];
+    int64_t k;
     nam_backend ran;
     nam_status s;
     if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_route: desc is NULL");
@@ -2637,26 +2705,30 @@ static nam_status nam__moe_route_body(nam_moe_route_desc *d, nam_error *err) {
     if ((s = nam__tensor_dim(&d->topk_weight, "topk_weight", 0, "T", T, "logits.shape[0]", err))) return s;
     if ((s = nam__tensor_dim(&d->topk_weight, "topk_weight", 1, "k", k, "topk", err))) return s;
     if (!nam__moe_finite(d->scaling_factor)) return nam__err(err, NAM_ERR_RANGE, "scaling_factor = %g is not finite", NAM__CAST(double, d->scaling_factor));
-    scale = d->scaling_factor == 0.0f ? 1.0f : d->scaling_factor;
     {
         const nam_tensor *ts[4];
         static const char *const nm[4] = {"logits", "expert_bias", "topk_idx", "topk_weight"};
         ts[0] = &d->logits; ts[1] = &d->expert_bias; ts[2] = &d->topk_idx; ts[3] = &d->topk_weight;
         if ((s = nam__same_device(4, ts, nm, err))) return s;
     }
-#ifdef NAM_CUDA
-    if (ran == NAM_BACKEND_CUDA) {
-        s = nam_cuda__moe_route(d, err);
-        if (s == NAM_OK) d->ran = NAM_BACKEND_CUDA;
-        return s;
-    }
-#endif
+    *r = *d;
+    r->backend = ran;
+    if (r->scaling_factor == 0.0f) r->scaling_factor = 1.0f;
+    return NAM_OK;
+}
+
+/* The router on the CPU, d resolved (nam__moe_route_desc_defaults). */
+static nam_status nam__moe_route_cpu(const nam_moe_route_desc *d, nam_error *err) {
+    int64_t T = d->logits.shape[0], E = d->logits.shape[1], k = d->topk, t, e, sl[NAM_MAX_DIMS], sb[NAM_MAX_DIMS], si[NAM_MAX_DIMS], sw[NAM_MAX_DIMS];
+    int64_t n, pos, j;
+    int32_t *idx;
+    float *w, scale = d->scaling_factor;
+    nam__tensor_strides(&d->expert_bias, sb);
     nam__tensor_strides(&d->logits, sl);
     nam__tensor_strides(&d->topk_idx, si);
     nam__tensor_strides(&d->topk_weight, sw);
     idx = NAM__CAST(int32_t *, d->topk_idx.data);
     w = NAM__CAST(float *, d->topk_weight.data);
-    d->ran = ran;
 
     for (t = 0; t < T; t++) {
         int32_t *ir = idx + t * si[0];
@@ -2713,6 +2785,20 @@ static nam_status nam__moe_route_body(nam_moe_route_desc *d, nam_error *err) {
     return NAM_OK;
 }
 
+static nam_status nam__moe_route_body(nam_moe_route_desc *d, nam_error *err) {
+    nam_moe_route_desc r;
+    nam_status s;
+    if ((s = nam__moe_route_desc_defaults(d, &r, err))) return s;
+    if (r.backend != NAM_BACKEND_CUDA) d->ran = r.backend;   /* set before the CPU router runs, as it always was */
+#ifdef NAM_CUDA
+    if (r.backend == NAM_BACKEND_CUDA) s = nam_cuda__moe_route(&r, err);
+    else
+#endif
+    s = nam__moe_route_cpu(&r, err);
+    if (s == NAM_OK) d->ran = r.backend;
+    return s;
+}
+
 NAM__DEF nam_status nam_moe_route(nam_moe_route_desc *d, nam_error *err) {
     nam_status st;
     NAM__FP_CALL(st, nam__moe_route_body(d, err));
@@ -2749,6 +2835,23 @@ static nam_status nam__moe_dispatch_check(const nam_moe_dispatch_desc *d, nam_er
     return NAM_OK;
 }
 
+/* nam__moe_dispatch_desc_defaults: validate *d and resolve its one default, the per-expert
+   capacity: capacity_factor 0 -> T * k (no limit), else min(T * k, ceil(T * k / E *
+   capacity_factor)) in double. The CPU path and the CUDA hook read it from d->capacity. */
+static nam_status nam__moe_dispatch_desc_defaults(const nam_moe_dispatch_desc *d, int *capacity, nam_error *err) {
+    int64_t tk, cap;
+    nam_status s;
+    if ((s = nam__moe_dispatch_check(d, err))) return s;
+    tk = d->topk_idx.shape[0] * d->topk_idx.shape[1];
+    cap = tk;
+    if (d->capacity_factor > 0.0f) {
+        double c = ceil(NAM__CAST(double, tk) / NAM__CAST(double, d->num_experts) * NAM__CAST(double, d->capacity_factor));
+        if (c < NAM__CAST(double, cap)) cap = NAM__CAST(int64_t, c);
+    }
+    *capacity = NAM__CAST(int, cap);
+    return NAM_OK;
+}
+
 static nam_status nam__moe_dispatch_workspace_size_body(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err) {
     nam_status s;
     if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_dispatch_workspace_size: bytes is NULL");
@@ -2771,11 +2874,14 @@ static nam_status nam__moe_dispatch_body(nam_moe_dispatch_desc *d, nam_error *er
     int32_t *cnt, *off, *rows;
     const int32_t *idx;
     int64_t dropped = 0;
+    int capi = 0;
     nam_status s;
     if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_dispatch: desc is NULL");
     d->num_rows = 0;
     d->num_dropped = 0;
-    if ((s = nam__moe_dispatch_check(d, err))) return s;
+    d->capacity = 0;
+    if ((s = nam__moe_dispatch_desc_defaults(d, &capi, err))) return s;
+    d->capacity = capi;
 #ifdef NAM_CUDA
     if (d->topk_idx.device == NAM_DEVICE_CUDA) return nam_cuda__moe_dispatch(d, err);
 #endif
@@ -2790,11 +2896,7 @@ static nam_status nam__moe_dispatch_body(nam_moe_dispatch_desc *d, nam_error *er
     cnt = NAM__CAST(int32_t *, d->counts.data);
     off = NAM__CAST(int32_t *, d->offsets.data);
     rows = NAM__CAST(int32_t *, d->rows.data);
-    cap = T * k;
-    if (d->capacity_factor > 0.0f) {
-        double c = ceil(NAM__CAST(double, T * k) / NAM__CAST(double, E) * NAM__CAST(double, d->capacity_factor));
-        if (c < NAM__CAST(double, cap)) cap = NAM__CAST(int64_t, c);
-    }
+    cap = d->capacity;   /* resolved (nam__moe_dispatch_desc_defaults) */
     /* histogram (and expert ids checked) */
     for (e = 0; e < E; e++) cnt[e * sc[0]] = 0;
     for (t = 0; t < T; t++)
@@ -3015,6 +3117,7 @@ static nam_status nam__moe_ffn_check(const nam_moe_ffn_desc *d, nam__moe_ffn_inf
     fi->swiglu = d->act == NAM_MOE_SWIGLU;
     if ((s = nam__tensor_basic(&d->in, "in", 2, "rows,H", 0, err))) return s;
     if ((s = nam_query_backend(d->backend, d->in.device, &fi->ran, err))) return s;
+    fi->threads = nam__desc_threads(fi->ran, d->threads);
     fi->R = d->in.shape[0];
     fi->H = d->in.shape[1];
     if ((s = nam__tensor_basic(&d->w1, "w1", 3, "E,F,H", 0, err))) return s;
@@ -3045,12 +3148,10 @@ static nam_status nam__moe_ffn_check(const nam_moe_ffn_desc *d, nam__moe_ffn_inf
     }
     if (fi->ran == NAM_BACKEND_CUDA) return NAM_OK;
     if (fi->ran == NAM_BACKEND_CPU_REF) {
-        fi->threads = 1;
         fi->thread_bytes = nam__ws_need(sizeof(double) * NAM__CAST(size_t, fi->F));
         fi->bytes = fi->thread_bytes;
         return NAM_OK;
     }
-    fi->threads = nam__resolve_threads(d->threads);
     fi->conv[0] = !nam__moe_rows_f32(&d->w1);
     fi->conv[1] = fi->swiglu && !nam__moe_rows_f32(&d->w3);
     fi->conv[2] = !nam__moe_rows_f32(&d->w2);
@@ -3074,14 +3175,27 @@ static nam_status nam__moe_ffn_check(const nam_moe_ffn_desc *d, nam__moe_ffn_inf
     return NAM_OK;
 }
 
+/* nam__moe_ffn_desc_defaults: validate *d (nam__moe_ffn_check, which sizes the CPU
+   workspace in *fi), then *r = *d with every default resolved, the one place they are:
+   backend AUTO -> the backend that runs, threads nam__desc_threads. */
+static nam_status nam__moe_ffn_desc_defaults(const nam_moe_ffn_desc *d, nam_moe_ffn_desc *r, nam__moe_ffn_info *fi, nam_error *err) {
+    nam_status s;
+    if ((s = nam__moe_ffn_check(d, fi, err))) return s;
+    *r = *d;
+    r->backend = fi->ran;
+    r->threads = fi->threads;
+    return NAM_OK;
+}
+
 static nam_status nam__moe_ffn_workspace_size_body(const nam_moe_ffn_desc *d, size_t *bytes, nam_error *err) {
     nam__moe_ffn_info fi;
+    nam_moe_ffn_desc r;
     nam_status s;
     if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_moe_ffn_workspace_size: bytes is NULL");
     *bytes = 0;
-    if ((s = nam__moe_ffn_check(d, &fi, err))) return s;
+    if ((s = nam__moe_ffn_desc_defaults(d, &r, &fi, err))) return s;
 #ifdef NAM_CUDA
-    if (fi.ran == NAM_BACKEND_CUDA) return nam_cuda__moe_ffn_workspace_size(d, bytes, err);
+    if (fi.ran == NAM_BACKEND_CUDA) return nam_cuda__moe_ffn_workspace_size(&r, bytes, err);
 #endif
     *bytes = fi.bytes;
     return NAM_OK;
@@ -3529,18 +3643,19 @@ static nam_status nam__moe_ffn_run(nam_moe_ffn_desc *d, void *workspace, size_t 
     nam__moe_ffn_info fi;
     nam__moe_plan p;
     nam__moe_ffn_ctx c;
+    nam_moe_ffn_desc r;
     nam_status s;
     int64_t e, items = 0;
     int threads;
-    if ((s = nam__moe_ffn_check(d, &fi, err))) return s;
-    if ((s = nam__moe_plan_check(d->plan, "nam_moe_ffn", 0, &p, err))) return s;
+    if ((s = nam__moe_ffn_desc_defaults(d, &r, &fi, err))) return s;
+    if ((s = nam__moe_plan_check(r.plan, "nam_moe_ffn", 0, &p, err))) return s;
     if (p.E != fi.E) return nam__err(err, NAM_ERR_INVALID_ARG, "plan.num_experts = %lld, but w1.shape[0] (E) = %lld", NAM__CAST(long long, p.E), NAM__CAST(long long, fi.E));
     if (p.nrows > fi.R)
         return nam__err(err, NAM_ERR_INVALID_ARG, "in.shape[0] (rows) = %lld, but the plan keeps %lld rows", NAM__CAST(long long, fi.R), NAM__CAST(long long, p.nrows));
 #ifdef NAM_CUDA
     if (fi.ran == NAM_BACKEND_CUDA) {
         (void)kernel;
-        s = nam_cuda__moe_ffn(d, workspace, workspace_bytes, err);
+        s = nam_cuda__moe_ffn(&r, workspace, workspace_bytes, err);
         if (s == NAM_OK) d->ran = NAM_BACKEND_CUDA;
         return s;
     }
@@ -3548,13 +3663,13 @@ static nam_status nam__moe_ffn_run(nam_moe_ffn_desc *d, void *workspace, size_t 
     if ((s = nam__ws_check(workspace, workspace_bytes, fi.bytes, "nam_moe_ffn", err))) return s;
     d->ran = fi.ran;
     if (fi.ran == NAM_BACKEND_CPU_REF) {
-        nam__moe_ffn_ref(d, &fi, &p, NAM__CAST(double *, workspace));
+        nam__moe_ffn_ref(&r, &fi, &p, NAM__CAST(double *, workspace));
         return NAM_OK;
     }
     for (e = 0; e < fi.E; e++) items += (nam__moe_off(&p, e + 1) - nam__moe_off(&p, e) + NAM__MOE_MT - 1) / NAM__MOE_MT;
     if (items == 0) return NAM_OK;
     memset(&c, 0, sizeof c);
-    c.d = d;
+    c.d = &r;
     c.fi = &fi;
     c.p = &p;
     c.ws = NAM__CAST(char *, workspace);
@@ -4118,7 +4233,7 @@ static nam_status nam__ssd_validate(const nam_ssd_desc *d, nam__ssd_dims *o, nam
         NAM__SSD_TRY(nam__ssd_numel(&d->final_states, "final_states", err));
     }
     if (d->chunk_size < 0 || d->chunk_size > 4096)
-        return nam__err(err, NAM_ERR_RANGE, "chunk_size = %d is out of range (1..4096; 0 means 64)", d->chunk_size);
+        return nam__err(err, NAM_ERR_RANGE, "chunk_size = %d is out of range (1..4096; 0 means the backend's default, 64 on cpu and 256 on cuda)", d->chunk_size);
     NAM__SSD_TRY(nam__ssd_check_dt_opts(d->dt_softplus, d->dt_min, d->dt_max, err));
     {
         const nam_tensor *ts[11];
@@ -4128,7 +4243,43 @@ static nam_status nam__ssd_validate(const nam_ssd_desc *d, nam__ssd_dims *o, nam
         NAM__SSD_TRY(nam__same_device(11, ts, nm, err));
     }
     o->b = b; o->l = l; o->h = h; o->p = p; o->g = g; o->n = n;
-    o->Q = d->chunk_size ? d->chunk_size : 64;
+    return NAM_OK;
+}
+
+/* The chunk length nam_ssd runs with on backend be (the rule of nam_ssd_desc.chunk_size).
+   cpu: the request, 0 -> 64 (the fast path's tuned size). cuda: 0 -> 256 (the CUDA kernels'
+   tuned size, measured on an H200 in bench/RESULTS.md), a request rounded up to 64, 128 or
+   256, and never above l rounded up to 64 (the kernels' tiles are 64 tokens), so a multiple
+   of 64 up to 256. cpu-ref: 0, the sequential recurrence has no chunks. */
+static int nam__ssd_chunk(nam_backend be, int chunk_size, int64_t l) {
+    int q, lq;
+    if (be == NAM_BACKEND_CPU_REF) return 0;
+    if (be != NAM_BACKEND_CUDA) return chunk_size ? chunk_size : 64;
+    q = chunk_size == 0 ? 256 : chunk_size <= 64 ? 64 : chunk_size <= 128 ? 128 : 256;
+    lq = NAM__CAST(int, l < 256 ? (l + 63) / 64 * 64 : 256);
+    return q < lq ? q : lq;
+}
+
+/* dt_max as the kernels read it: with a dt limit set (dt_min or dt_max non-zero) and no
+   positive dt_max, +inf (no upper limit); otherwise as given. */
+static float nam__ssd_dt_max(float dt_min, float dt_max) {
+    return (dt_min != 0.0f || dt_max != 0.0f) && !(dt_max > 0.0f) ? HUGE_VALF : dt_max;
+}
+
+/* nam__ssd_desc_defaults: validate *d, then *r = *d with every default resolved, the one
+   place they are (nam_ssd, nam_ssd_workspace_size and the CUDA hooks all read *r):
+     backend     AUTO -> the backend that runs (nam_query_backend)
+     threads     nam__desc_threads
+     chunk_size  nam__ssd_chunk (per backend: cpu 0 -> 64, cuda 0 -> 256)
+     dt_max      nam__ssd_dt_max
+   and dm the dimensions, dm->Q = r->chunk_size. */
+static nam_status nam__ssd_desc_defaults(const nam_ssd_desc *d, nam_ssd_desc *r, nam__ssd_dims *dm, nam_error *err) {
+    NAM__SSD_TRY(nam__ssd_validate(d, dm, err));
+    *r = *d;
+    r->backend = dm->be;
+    r->threads = nam__desc_threads(dm->be, d->threads);
+    r->chunk_size = dm->Q = nam__ssd_chunk(dm->be, d->chunk_size, dm->l);
+    r->dt_max = nam__ssd_dt_max(d->dt_min, d->dt_max);
     return NAM_OK;
 }
 
@@ -4194,18 +4345,19 @@ static void nam__ssd_plan(const nam__ssd_dims *dm, int threads, int copy_b, int 
 static nam_status nam__ssd_workspace_size_body(const nam_ssd_desc *d, size_t *bytes, nam_error *err) {
     nam__ssd_dims dm;
     nam__ssd_layout L;
+    nam_ssd_desc r;
     nam_status st;
     memset(&dm, 0, sizeof dm);
     if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_ssd_workspace_size: bytes is NULL");
     *bytes = 0;
-    st = nam__ssd_validate(d, &dm, err);
+    st = nam__ssd_desc_defaults(d, &r, &dm, err);
     if (st != NAM_OK) { nam__err_prefix(err, "nam_ssd_workspace_size: "); return st; }
 #ifdef NAM_CUDA
-    if (dm.be == NAM_BACKEND_CUDA) return nam_cuda__ssd_workspace_size(d, bytes, err);
+    if (dm.be == NAM_BACKEND_CUDA) return nam_cuda__ssd_workspace_size(&r, bytes, err);
 #endif
     if (dm.be == NAM_BACKEND_CPU_REF) *bytes = nam__ws_need(sizeof(double) * NAM__CAST(size_t, dm.n));
     else {
-        nam__ssd_plan(&dm, nam__resolve_threads(d->threads), !nam__tensor_is_contig_f32(&d->B), !nam__tensor_is_contig_f32(&d->C), &L);
+        nam__ssd_plan(&dm, r.threads, !nam__tensor_is_contig_f32(&r.B), !nam__tensor_is_contig_f32(&r.C), &L);
         *bytes = L.total;
     }
     if (err) nam__err_reset(err);
@@ -4224,7 +4376,7 @@ static void nam__ssd_ref(nam_ssd_desc *d, const nam__ssd_dims *dm, double *st) {
     int64_t xs[4], dts[4], As[4], Bs[4], Cs[4], Ds[4], zs[4], bs[4], is[4], os[4], fs[4];
     int64_t bi, hi, pi, t, k, hpg = dm->h / dm->g;
     int limit = d->dt_min != 0.0f || d->dt_max != 0.0f;
-    double lo = d->dt_min, hi_lim = d->dt_max > 0.0f ? NAM__CAST(double, d->dt_max) : HUGE_VAL;
+    double lo = d->dt_min, hi_lim = d->dt_max;   /* resolved: +inf for no upper limit */
     nam__tensor_strides(&d->x, xs); nam__tensor_strides(&d->dt, dts); nam__tensor_strides(&d->A, As);
     nam__tensor_strides(&d->B, Bs); nam__tensor_strides(&d->C, Cs); nam__tensor_strides(&d->D, Ds);
     nam__tensor_strides(&d->z, zs); nam__tensor_strides(&d->dt_bias, bs); nam__tensor_strides(&d->initial_states, is);
@@ -4503,32 +4655,20 @@ static void nam__ssd_phase2(void *vctx, int64_t begin, int64_t end, int thread) 
         }
 }
 
-static nam_status nam__ssd_body(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+/* The resolved desc d (nam__ssd_desc_defaults) on the CPU: ran and chunk_size_used are set
+   by the caller, nam__ssd_body. */
+static nam_status nam__ssd_cpu(nam_ssd_desc *d, const nam__ssd_dims *dm, void *workspace, size_t workspace_bytes, nam_error *err) {
     nam__ssd_ctx c;
-    nam_status st;
-    int threads;
     int64_t i, j, h, p;
-    if (d) d->ran = NAM_BACKEND_AUTO;
     memset(&c, 0, sizeof c);
-    st = nam__ssd_validate(d, &c.dm, err);
-    if (st != NAM_OK) { nam__err_prefix(err, "nam_ssd: "); return st; }
-#ifdef NAM_CUDA
-    if (c.dm.be == NAM_BACKEND_CUDA) {
-        st = nam_cuda__ssd(d, workspace, workspace_bytes, err);
-        if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
-        return st;
-    }
-#endif
+    c.dm = *dm;
     if (c.dm.be == NAM_BACKEND_CPU_REF) {
         size_t need = nam__ws_need(sizeof(double) * NAM__CAST(size_t, c.dm.n));
         NAM__SSD_TRY(nam__ws_check(workspace, workspace_bytes, need, "nam_ssd", err));
         nam__ssd_ref(d, &c.dm, NAM__CAST(double *, workspace));
-        d->ran = NAM_BACKEND_CPU_REF;
-        if (err) nam__err_reset(err);
         return NAM_OK;
     }
-    threads = nam__resolve_threads(d->threads);
-    nam__ssd_plan(&c.dm, threads, !nam__tensor_is_contig_f32(&d->B), !nam__tensor_is_contig_f32(&d->C), &c.L);
+    nam__ssd_plan(&c.dm, d->threads, !nam__tensor_is_contig_f32(&d->B), !nam__tensor_is_contig_f32(&d->C), &c.L);
     NAM__SSD_TRY(nam__ws_check(workspace, workspace_bytes, c.L.total, "nam_ssd", err));
     c.d = d;
     c.ws = NAM__CAST(char *, workspace);
@@ -4537,7 +4677,7 @@ static nam_status nam__ssd_body(nam_ssd_desc *d, void *workspace, size_t workspa
     nam__tensor_strides(&d->initial_states, c.is); nam__tensor_strides(&d->final_states, c.fs);
     c.limit = d->dt_min != 0.0f || d->dt_max != 0.0f;
     c.lo = d->dt_min;
-    c.hi = d->dt_max > 0.0f ? d->dt_max : HUGE_VALF;
+    c.hi = d->dt_max;   /* resolved: +inf for no upper limit */
     nam__ssd_pick_ops(&c.ops);
     c.odirect = d->out.dtype == NAM_F32 && c.os[3] == 1 && p % NAM__SSD_NR == 0 && !d->z.data && (!d->D.data || d->D.ndim == 1);
     /* contiguous f32 copies of the small inputs */
@@ -4563,9 +4703,26 @@ static nam_status nam__ssd_body(nam_ssd_desc *d, void *workspace, size_t workspa
     else { nam__pack_f32(&d->C, NAM__SSD_PTR(&c, c.L.off_C)); c.Cc = NAM__SSD_PTR(&c, c.L.off_C); }
     nam__parallel_for(c.dm.b * c.dm.g * c.L.nck, c.L.slabs, nam__ssd_phase1, &c);
     nam__parallel_for(c.dm.b * h, c.L.slabs, nam__ssd_phase2, &c);
-    d->ran = NAM_BACKEND_CPU;
-    if (err) nam__err_reset(err);
     return NAM_OK;
+}
+
+static nam_status nam__ssd_body(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+    nam__ssd_dims dm;
+    nam_ssd_desc r;
+    nam_status st;
+    if (d) { d->ran = NAM_BACKEND_AUTO; d->chunk_size_used = 0; }
+    memset(&dm, 0, sizeof dm);
+    st = nam__ssd_desc_defaults(d, &r, &dm, err);
+    if (st != NAM_OK) { nam__err_prefix(err, "nam_ssd: "); return st; }
+#ifdef NAM_CUDA
+    if (r.backend == NAM_BACKEND_CUDA) st = nam_cuda__ssd(&r, workspace, workspace_bytes, err);
+    else
+#endif
+    st = nam__ssd_cpu(&r, &dm, workspace, workspace_bytes, err);
+    if (st != NAM_OK) return st;
+    d->ran = r.backend;
+    d->chunk_size_used = r.chunk_size;
+    return nam__ok(err);
 }
 
 NAM__DEF nam_status nam_ssd(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
@@ -4631,28 +4788,28 @@ static nam_status nam__ssd_step_validate(const nam_ssd_step_desc *d, nam_backend
     return NAM_OK;
 }
 
-/* One token: state = exp(dt A) state + dt B x (f32 storage, double arithmetic), y = C.state + D x. */
-static nam_status nam__ssd_step_body(nam_ssd_step_desc *d, nam_error *err) {
-    int64_t dims[5] = {0, 0, 0, 0, 0}, xs[4], dts[4], As[4], Bs[4], Cs[4], Ds[4], zs[4], bs[4], ss[4], os[4];
-    int64_t b, h, p, g, n, hpg, bi, hi, pi, k;
+/* nam__ssd_step_desc_defaults: validate *d, then *r = *d resolved (backend AUTO -> the
+   backend that runs, dt_max as nam__ssd_dt_max); dims (b, h, p, g, n). */
+static nam_status nam__ssd_step_desc_defaults(const nam_ssd_step_desc *d, nam_ssd_step_desc *r, int64_t dims[5], nam_error *err) {
     nam_backend be = NAM_BACKEND_AUTO;
-    nam_status st;
+    NAM__SSD_TRY(nam__ssd_step_validate(d, &be, dims, err));
+    *r = *d;
+    r->backend = be;
+    r->dt_max = nam__ssd_dt_max(d->dt_min, d->dt_max);
+    return NAM_OK;
+}
+
+/* One token on the CPU, d resolved: state = exp(dt A) state + dt B x (f32 storage, double
+   arithmetic), y = C.state + D x. */
+static nam_status nam__ssd_step_cpu(const nam_ssd_step_desc *d, const int64_t dims[5], nam_error *err) {
+    int64_t xs[4], dts[4], As[4], Bs[4], Cs[4], Ds[4], zs[4], bs[4], ss[4], os[4];
+    int64_t b, h, p, g, n, hpg, bi, hi, pi, k;
     int limit;
     double lo, hi_lim;
-    if (d) d->ran = NAM_BACKEND_AUTO;
-    st = nam__ssd_step_validate(d, &be, dims, err);
-    if (st != NAM_OK) { nam__err_prefix(err, "nam_ssd_step: "); return st; }
-#ifdef NAM_CUDA
-    if (be == NAM_BACKEND_CUDA) {
-        st = nam_cuda__ssd_step(d, err);
-        if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
-        return st;
-    }
-#endif
     b = dims[0]; h = dims[1]; p = dims[2]; g = dims[3]; n = dims[4]; hpg = h / g;
     limit = d->dt_min != 0.0f || d->dt_max != 0.0f;
     lo = d->dt_min;
-    hi_lim = d->dt_max > 0.0f ? NAM__CAST(double, d->dt_max) : HUGE_VAL;
+    hi_lim = d->dt_max;   /* resolved: +inf for no upper limit */
     nam__tensor_strides(&d->x, xs); nam__tensor_strides(&d->dt, dts); nam__tensor_strides(&d->A, As);
     nam__tensor_strides(&d->B, Bs); nam__tensor_strides(&d->C, Cs); nam__tensor_strides(&d->D, Ds);
     nam__tensor_strides(&d->z, zs); nam__tensor_strides(&d->dt_bias, bs); nam__tensor_strides(&d->state, ss);
@@ -4681,9 +4838,23 @@ static nam_status nam__ssd_step_body(nam_ssd_step_desc *d, nam_error *err) {
                 nam__store(d->out.data, d->out.dtype, bi * os[0] + hi * os[1] + pi * os[2], NAM__CAST(float, y));
             }
         }
-    d->ran = be;
-    if (err) nam__err_reset(err);
-    return NAM_OK;
+    return nam__ok(err);
+}
+
+static nam_status nam__ssd_step_body(nam_ssd_step_desc *d, nam_error *err) {
+    int64_t dims[5] = {0, 0, 0, 0, 0};
+    nam_ssd_step_desc r;
+    nam_status st;
+    if (d) d->ran = NAM_BACKEND_AUTO;
+    st = nam__ssd_step_desc_defaults(d, &r, dims, err);
+    if (st != NAM_OK) { nam__err_prefix(err, "nam_ssd_step: "); return st; }
+#ifdef NAM_CUDA
+    if (r.backend == NAM_BACKEND_CUDA) st = nam_cuda__ssd_step(&r, err);
+    else
+#endif
+    st = nam__ssd_step_cpu(&r, dims, err);
+    if (st == NAM_OK) d->ran = r.backend;
+    return st;
 }
 
 NAM__DEF nam_status nam_ssd_step(nam_ssd_step_desc *d, nam_error *err) {
@@ -4733,40 +4904,39 @@ static void nam__ssd_conv_range(void *vctx, int64_t begin, int64_t end, int thre
     }
 }
 
-static nam_status nam__conv1d_body(nam_conv1d_desc *d, nam_error *err) {
-    nam__ssd_conv_ctx c;
+/* nam__conv1d_desc_defaults: validate *d, then *r = *d resolved (backend AUTO -> the backend
+   that runs, threads nam__desc_threads); c gets the dimensions. Errors carry "nam_conv1d: ". */
+static nam_status nam__conv1d_desc_defaults(const nam_conv1d_desc *d, nam_conv1d_desc *r, nam__ssd_conv_ctx *c, nam_error *err) {
     nam_backend be = NAM_BACKEND_AUTO;
     nam_status st = NAM_OK;
-    if (d) d->ran = NAM_BACKEND_AUTO;
-    memset(&c, 0, sizeof c);
     do {
         if (!d) { st = nam__err(err, NAM_ERR_INVALID_ARG, "desc is NULL"); break; }
         if ((st = nam_query_backend(d->backend, d->x.device, &be, err)) != NAM_OK) break;
         if ((st = nam__tensor_basic(&d->x, "x", 3, "b,l,c", 0, err)) != NAM_OK) break;
         if ((st = nam__ssd_numel(&d->x, "x", err)) != NAM_OK) break;
-        c.b = d->x.shape[0]; c.l = d->x.shape[1]; c.ch = d->x.shape[2];
+        c->b = d->x.shape[0]; c->l = d->x.shape[1]; c->ch = d->x.shape[2];
         if ((st = nam__tensor_basic(&d->weight, "weight", 2, "c,w", 0, err)) != NAM_OK) break;
-        if ((st = nam__tensor_dim(&d->weight, "weight", 0, "c", c.ch, "x.shape[2]", err)) != NAM_OK) break;
-        c.w = d->weight.shape[1];
-        if (c.w > 4096) { st = nam__err(err, NAM_ERR_RANGE, "weight.shape[1] (w) = %lld is above 4096", NAM__CAST(long long, c.w)); break; }
+        if ((st = nam__tensor_dim(&d->weight, "weight", 0, "c", c->ch, "x.shape[2]", err)) != NAM_OK) break;
+        c->w = d->weight.shape[1];
+        if (c->w > 4096) { st = nam__err(err, NAM_ERR_RANGE, "weight.shape[1] (w) = %lld is above 4096", NAM__CAST(long long, c->w)); break; }
         if ((st = nam__tensor_basic(&d->bias, "bias", 1, "c", 1, err)) != NAM_OK) break;
-        if (d->bias.data && (st = nam__tensor_dim(&d->bias, "bias", 0, "c", c.ch, "x.shape[2]", err)) != NAM_OK) break;
-        if (d->conv_state.data && c.w == 1) {
+        if (d->bias.data && (st = nam__tensor_dim(&d->bias, "bias", 0, "c", c->ch, "x.shape[2]", err)) != NAM_OK) break;
+        if (d->conv_state.data && c->w == 1) {
             st = nam__err(err, NAM_ERR_INVALID_ARG, "conv_state: weight.shape[1] (w) = 1 has no state (w - 1 = 0); pass no conv_state");
             break;
         }
         if ((st = nam__tensor_basic(&d->conv_state, "conv_state", 3, "b,c,w-1", 1, err)) != NAM_OK) break;
         if (d->conv_state.data) {
             if ((st = nam__ssd_f32(&d->conv_state, "conv_state", err)) != NAM_OK) break;
-            if ((st = nam__tensor_dim(&d->conv_state, "conv_state", 0, "b", c.b, "x.shape[0]", err)) != NAM_OK) break;
-            if ((st = nam__tensor_dim(&d->conv_state, "conv_state", 1, "c", c.ch, "x.shape[2]", err)) != NAM_OK) break;
-            if ((st = nam__tensor_dim(&d->conv_state, "conv_state", 2, "w-1", c.w - 1, "weight.shape[1] - 1", err)) != NAM_OK) break;
+            if ((st = nam__tensor_dim(&d->conv_state, "conv_state", 0, "b", c->b, "x.shape[0]", err)) != NAM_OK) break;
+            if ((st = nam__tensor_dim(&d->conv_state, "conv_state", 1, "c", c->ch, "x.shape[2]", err)) != NAM_OK) break;
+            if ((st = nam__tensor_dim(&d->conv_state, "conv_state", 2, "w-1", c->w - 1, "weight.shape[1] - 1", err)) != NAM_OK) break;
         }
         if ((st = nam__tensor_basic(&d->out, "out", 3, "b,l,c", 0, err)) != NAM_OK) break;
-        if ((st = nam__tensor_dim(&d->out, "out", 0, "b", c.b, "x.shape[0]", err)) != NAM_OK) break;
-        if ((st = nam__tensor_dim(&d->out, "out", 1, "l", c.l, "x.shape[1]", err)) != NAM_OK) break;
-        if ((st = nam__tensor_dim(&d->out, "out", 2, "c", c.ch, "x.shape[2]", err)) != NAM_OK) break;
-        if (d->out.data == d->x.data && c.w > 1) {
+        if ((st = nam__tensor_dim(&d->out, "out", 0, "b", c->b, "x.shape[0]", err)) != NAM_OK) break;
+        if ((st = nam__tensor_dim(&d->out, "out", 1, "l", c->l, "x.shape[1]", err)) != NAM_OK) break;
+        if ((st = nam__tensor_dim(&d->out, "out", 2, "c", c->ch, "x.shape[2]", err)) != NAM_OK) break;
+        if (d->out.data == d->x.data && c->w > 1) {
             st = nam__err(err, NAM_ERR_INVALID_ARG, "out: shares its data with x; the convolution reads x after writing out");
             break;
         }
@@ -4778,20 +4948,32 @@ static nam_status nam__conv1d_body(nam_conv1d_desc *d, nam_error *err) {
         }
     } while (0);
     if (st != NAM_OK) { nam__err_prefix(err, "nam_conv1d: "); return st; }
-#ifdef NAM_CUDA
-    if (be == NAM_BACKEND_CUDA) {
-        st = nam_cuda__conv1d(d, err);
-        if (st == NAM_OK) d->ran = NAM_BACKEND_CUDA;
-        return st;
-    }
-#endif
-    c.d = d;
-    nam__tensor_strides(&d->x, c.xs); nam__tensor_strides(&d->weight, c.ws); nam__tensor_strides(&d->bias, c.bs);
-    nam__tensor_strides(&d->conv_state, c.ss); nam__tensor_strides(&d->out, c.os);
-    nam__parallel_for(c.ch, be == NAM_BACKEND_CPU_REF ? 1 : nam__resolve_threads(d->threads), nam__ssd_conv_range, &c);
-    d->ran = be;
-    if (err) nam__err_reset(err);
+    *r = *d;
+    r->backend = be;
+    r->threads = nam__desc_threads(be, d->threads);
     return NAM_OK;
+}
+
+static nam_status nam__conv1d_body(nam_conv1d_desc *d, nam_error *err) {
+    nam__ssd_conv_ctx c;
+    nam_conv1d_desc r;
+    nam_status st;
+    if (d) d->ran = NAM_BACKEND_AUTO;
+    memset(&c, 0, sizeof c);
+    if ((st = nam__conv1d_desc_defaults(d, &r, &c, err)) != NAM_OK) return st;
+#ifdef NAM_CUDA
+    if (r.backend == NAM_BACKEND_CUDA) st = nam_cuda__conv1d(&r, err);
+    else
+#endif
+    {
+        c.d = &r;
+        nam__tensor_strides(&r.x, c.xs); nam__tensor_strides(&r.weight, c.ws); nam__tensor_strides(&r.bias, c.bs);
+        nam__tensor_strides(&r.conv_state, c.ss); nam__tensor_strides(&r.out, c.os);
+        nam__parallel_for(c.ch, r.threads, nam__ssd_conv_range, &c);
+        st = nam__ok(err);
+    }
+    if (st == NAM_OK) d->ran = r.backend;
+    return st;
 }
 
 NAM__DEF nam_status nam_conv1d(nam_conv1d_desc *d, nam_error *err) {
@@ -5239,25 +5421,37 @@ static void nam__m2rnn_plan(const nam__m2rnn_dims *dm, int threads, nam__m2rnn_l
 
 static size_t nam__m2rnn_ref_bytes(const nam__m2rnn_dims *dm) { return nam__ws_need(sizeof(double) * NAM__CAST(size_t, dm->K * dm->V + dm->V)); }
 
-/* Workspace of a validated call: none on CUDA, the double rows of the reference, or the
-   fast path's layout (the scan and the step share it). */
+/* Workspace of a validated call on `threads` (resolved) threads: none on CUDA, the double
+   rows of the reference, or the fast path's layout (the scan and the step share it). */
 static size_t nam__m2rnn_bytes(const nam__m2rnn_dims *dm, int threads) {
     nam__m2rnn_layout L;
     if (dm->be == NAM_BACKEND_CUDA) return 0;
     if (dm->be == NAM_BACKEND_CPU_REF) return nam__m2rnn_ref_bytes(dm);
-    nam__m2rnn_plan(dm, nam__resolve_threads(threads), &L);
+    nam__m2rnn_plan(dm, threads, &L);
     return L.total;
+}
+
+/* nam__m2rnn_desc_defaults: validate *d, then *r = *d with every default resolved (backend
+   AUTO -> the backend that runs, threads nam__desc_threads); dm the dimensions. The scan,
+   its workspace query and the CUDA hook read *r. */
+static nam_status nam__m2rnn_desc_defaults(const nam_m2rnn_desc *d, nam_m2rnn_desc *r, nam__m2rnn_dims *dm, nam_error *err) {
+    NAM__SSD_TRY(nam__m2rnn_validate(d, dm, err));
+    *r = *d;
+    r->backend = dm->be;
+    r->threads = nam__desc_threads(dm->be, d->threads);
+    return NAM_OK;
 }
 
 static nam_status nam__m2rnn_workspace_size_body(const nam_m2rnn_desc *d, size_t *bytes, nam_error *err) {
     nam__m2rnn_dims dm;
+    nam_m2rnn_desc r;
     nam_status st;
     memset(&dm, 0, sizeof dm);
     if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_m2rnn_workspace_size: bytes is NULL");
     *bytes = 0;
-    st = nam__m2rnn_validate(d, &dm, err);
+    st = nam__m2rnn_desc_defaults(d, &r, &dm, err);
     if (st != NAM_OK) { nam__err_prefix(err, "nam_m2rnn_workspace_size: "); return st; }
-    *bytes = nam__m2rnn_bytes(&dm, d->threads);
+    *bytes = nam__m2rnn_bytes(&dm, r.threads);
     if (err) nam__err_reset(err);
     return NAM_OK;
 }
@@ -5414,7 +5608,8 @@ static void nam__m2rnn_reduce(void *vctx, int64_t begin, int64_t end, int thread
     }
 }
 
-/* Validated desc, workspace of the backend's size: run it. */
+/* Validated and resolved desc (its backend and threads are what runs), workspace of the
+   backend's size: run it; d->ran is set. */
 static nam_status nam__m2rnn_run(nam_m2rnn_desc *d, const nam__m2rnn_dims *dm, void *workspace, size_t workspace_bytes, const char *who, nam_error *err) {
     nam__m2rnn_ctx c;
     size_t need;
@@ -5439,7 +5634,7 @@ static nam_status nam__m2rnn_run(nam_m2rnn_desc *d, const nam__m2rnn_dims *dm, v
     memset(&c, 0, sizeof c);
     c.d = d;
     c.dm = *dm;
-    threads = nam__resolve_threads(d->threads);
+    threads = d->threads;
     nam__m2rnn_plan(dm, threads, &c.L);
     if ((st = nam__ws_check(workspace, workspace_bytes, c.L.total, who, err)) != NAM_OK) return st;
     c.ws = NAM__CAST(char *, workspace);
@@ -5468,12 +5663,14 @@ static nam_status nam__m2rnn_run(nam_m2rnn_desc *d, const nam__m2rnn_dims *dm, v
 
 static nam_status nam__m2rnn_body(nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
     nam__m2rnn_dims dm;
+    nam_m2rnn_desc r;
     nam_status st;
     if (d) d->ran = NAM_BACKEND_AUTO;
     memset(&dm, 0, sizeof dm);
-    st = nam__m2rnn_validate(d, &dm, err);
-    if (st == NAM_OK && dm.be != NAM_BACKEND_CUDA) st = nam__m2rnn_check_gates(&d->a, &d->A_log, &d->dt_bias, dm.b, dm.l, dm.nf, dm.n, NULL, err);
-    if (st == NAM_OK) st = nam__m2rnn_run(d, &dm, workspace, workspace_bytes, "nam_m2rnn", err);
+    st = nam__m2rnn_desc_defaults(d, &r, &dm, err);
+    if (st == NAM_OK && dm.be != NAM_BACKEND_CUDA) st = nam__m2rnn_check_gates(&r.a, &r.A_log, &r.dt_bias, dm.b, dm.l, dm.nf, dm.n, NULL, err);
+    if (st == NAM_OK) st = nam__m2rnn_run(&r, &dm, workspace, workspace_bytes, "nam_m2rnn", err);
+    if (st == NAM_OK) d->ran = r.ran;
     if (st != NAM_OK) nam__err_prefix(err, "nam_m2rnn: ");
     return st;
 }
@@ -5532,6 +5729,15 @@ static nam_status nam__m2rnn_step_validate(const nam_m2rnn_step_desc *d, nam__m2
     return NAM_OK;
 }
 
+/* nam__m2rnn_step_desc_defaults: validate *d, then *r = *d resolved as for the scan. */
+static nam_status nam__m2rnn_step_desc_defaults(const nam_m2rnn_step_desc *d, nam_m2rnn_step_desc *r, nam__m2rnn_dims *dm, nam_error *err) {
+    NAM__SSD_TRY(nam__m2rnn_step_validate(d, dm, err));
+    *r = *d;
+    r->backend = dm->be;
+    r->threads = nam__desc_threads(dm->be, d->threads);
+    return NAM_OK;
+}
+
 /* t (b, x, y) -> (b, 1, x, y) with explicit strides; t (b, x) -> (b, 1, x) */
 static nam_tensor nam__m2rnn_add_l(const nam_tensor *t) {
     nam_tensor u = *t;
@@ -5558,26 +5764,28 @@ static void nam__m2rnn_step_scan(const nam_m2rnn_step_desc *s, nam_m2rnn_desc *d
 
 static nam_status nam__m2rnn_step_workspace_size_body(const nam_m2rnn_step_desc *d, size_t *bytes, nam_error *err) {
     nam__m2rnn_dims dm;
+    nam_m2rnn_step_desc r;
     nam_status st;
     memset(&dm, 0, sizeof dm);
     if (!bytes) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_m2rnn_step_workspace_size: bytes is NULL");
     *bytes = 0;
-    st = nam__m2rnn_step_validate(d, &dm, err);
+    st = nam__m2rnn_step_desc_defaults(d, &r, &dm, err);
     if (st != NAM_OK) { nam__err_prefix(err, "nam_m2rnn_step_workspace_size: "); return st; }
-    *bytes = nam__m2rnn_bytes(&dm, d->threads);
+    *bytes = nam__m2rnn_bytes(&dm, r.threads);
     if (err) nam__err_reset(err);
     return NAM_OK;
 }
 
 static nam_status nam__m2rnn_step_body(nam_m2rnn_step_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
     nam__m2rnn_dims dm;
+    nam_m2rnn_step_desc r;
     nam_m2rnn_desc s;
     nam_status st;
     if (d) d->ran = NAM_BACKEND_AUTO;
     memset(&dm, 0, sizeof dm);
-    st = nam__m2rnn_step_validate(d, &dm, err);
+    st = nam__m2rnn_step_desc_defaults(d, &r, &dm, err);
     if (st == NAM_OK) {
-        nam__m2rnn_step_scan(d, &s);
+        nam__m2rnn_step_scan(&r, &s);
         if (dm.be != NAM_BACKEND_CUDA) st = nam__m2rnn_check_gates(&s.a, &s.A_log, &s.dt_bias, dm.b, 1, dm.nf, dm.n, "step", err);
         if (st == NAM_OK) st = nam__m2rnn_run(&s, &dm, workspace, workspace_bytes, "nam_m2rnn_step", err);
         d->ran = s.ran;

@@ -1,10 +1,8 @@
 /* nam_cuda.cuh - the CUDA side of nam's kernel API.                      STB-style, CUDA C++
 
-   nam.h's kernel entry points (nam_ssd, nam_conv1d, nam_ssd_step, nam_moe_route,
-   nam_moe_dispatch, nam_moe_permute, nam_moe_combine, nam_moe_ffn, nam_attention,
-   nam_m2rnn, nam_m2rnn_step) run
-   here when their tensors are CUDA tensors (device = NAM_DEVICE_CUDA) and the program was
-   built with NAM_CUDA. The API is the CPU one: the same desc structs and error rules, plus
+   Every kernel entry point of nam.h (>>kernels) runs here, through the hooks of nam.h's
+   NAM__CUDA_HOOKS list, when its tensors are CUDA tensors (device = NAM_DEVICE_CUDA) and the
+   program was built with NAM_CUDA. The API is the CPU one: the same desc structs and error rules, plus
    the desc's `stream` (a cudaStream_t; NULL is the default stream). Launches are
    asynchronous unless stated otherwise; errors come back as a nam_status with a message
    naming the failing CUDA call, the CUDA error string and file:line.
@@ -86,33 +84,8 @@ NAM_API nam_status nam_cuda_sync(void *stream, nam_error *err);
 #define NAM__CU_UNUSED
 #endif
 
-/* Status + message, the nam_error way (nam.h's own helpers are private to its TU). */
-static nam_status nam__cu_err(nam_error *e, nam_status code, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-static nam_status nam__cu_err(nam_error *e, nam_status code, const char *fmt, ...) {
-    va_list ap;
-    if (!e) return code;
-    memset(e, 0, sizeof *e);
-    e->code = code;
-    e->offset = -1;
-    e->layer = e->stage = -1;
-    va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
-static nam_status nam__cu_ok(nam_error *e) {
-    if (e) {
-        memset(e, 0, sizeof *e);
-        e->offset = -1;
-        e->layer = e->stage = -1;
-    }
-    return NAM_OK;
-}
+/* Errors: nam__err, nam__ok and nam__err_reset are nam.h's (>>error-helpers, emitted for
+   NAM_CUDA_IMPLEMENTATION too); nam__cu_fail adds what a failed CUDA call says. */
 
 /* A failed CUDA runtime call: NAM_ERR_CUDA-like status (NAM_ERR_UNSUPPORTED for "no
    device", NAM_ERR_NOMEM for allocation failures, NAM_ERR_IO otherwise) with the call,
@@ -121,7 +94,7 @@ static nam_status nam__cu_fail(nam_error *e, cudaError_t rc, const char *call, c
     nam_status code = NAM_ERR_IO;
     if (rc == cudaErrorMemoryAllocation) code = NAM_ERR_NOMEM;
     else if (rc == cudaErrorNoDevice || rc == cudaErrorInsufficientDriver) code = NAM_ERR_UNSUPPORTED;
-    return nam__cu_err(e, code, "CUDA error: %s failed: %s (%s) at %s:%d", call, cudaGetErrorString(rc), cudaGetErrorName(rc), file, line);
+    return nam__err(e, code, "CUDA error: %s failed: %s (%s) at %s:%d", call, cudaGetErrorString(rc), cudaGetErrorName(rc), file, line);
 }
 
 #define NAM__CU_TRY(err, call)                                                      \
@@ -262,13 +235,13 @@ NAM__CU_UNUSED static nam_status nam__cu_contig(const nam_tensor *t, const char 
     int i, zero = 1;
     if (!t->data) return NAM_OK;
     if (t->device != NAM_DEVICE_CUDA)
-        return nam__cu_err(err, NAM_ERR_INVALID_ARG, "%s: %s is a CPU tensor, but the call runs on CUDA (every tensor of a call must be on one device)", fn, field);
+        return nam__err(err, NAM_ERR_INVALID_ARG, "%s: %s is a CPU tensor, but the call runs on CUDA (every tensor of a call must be on one device)", fn, field);
     for (i = 0; i < t->ndim; i++)
         if (t->stride[i] != 0) zero = 0;
     if (zero) return NAM_OK;
     for (i = t->ndim - 1; i >= 0; i--) {
         if (t->shape[i] > 1 && t->stride[i] != s)
-            return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "%s: %s.stride[%d] = %lld; the CUDA kernels take contiguous row-major tensors only (expected %lld)", fn,
+            return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "%s: %s.stride[%d] = %lld; the CUDA kernels take contiguous row-major tensors only (expected %lld)", fn,
                                field, i, static_cast<long long>(t->stride[i]), static_cast<long long>(s));
         s *= t->shape[i];
     }
@@ -278,10 +251,10 @@ NAM__CU_UNUSED static nam_status nam__cu_contig(const nam_tensor *t, const char 
 /* Workspace: device memory, 256-byte aligned, at least `need` bytes. */
 NAM__CU_UNUSED static nam_status nam__cu_ws(const void *ws, size_t bytes, size_t need, const char *fn, nam_error *err) {
     if (need == 0) return NAM_OK;
-    if (!ws) return nam__cu_err(err, NAM_ERR_INVALID_ARG, "%s: workspace is NULL, but %zu bytes are needed (ask *_workspace_size)", fn, need);
+    if (!ws) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: workspace is NULL, but %zu bytes are needed (ask *_workspace_size)", fn, need);
     if (reinterpret_cast<uintptr_t>(ws) % 256 != 0)
-        return nam__cu_err(err, NAM_ERR_INVALID_ARG, "%s: workspace %p is not 256-byte aligned (cudaMalloc memory is)", fn, ws);
-    if (bytes < need) return nam__cu_err(err, NAM_ERR_INVALID_ARG, "%s: workspace_bytes = %zu, need %zu", fn, bytes, need);
+        return nam__err(err, NAM_ERR_INVALID_ARG, "%s: workspace %p is not 256-byte aligned (cudaMalloc memory is)", fn, ws);
+    if (bytes < need) return nam__err(err, NAM_ERR_INVALID_ARG, "%s: workspace_bytes = %zu, need %zu", fn, bytes, need);
     return NAM_OK;
 }
 NAM__CU_UNUSED static size_t nam__cu_align(size_t n) { return (n + 255) & ~static_cast<size_t>(255); }
@@ -307,63 +280,67 @@ NAM_API int nam_cuda_emulated(void) {
 NAM_API nam_status nam_cuda_device_count(int *count, nam_error *err) {
     int n = 0;
     cudaError_t rc;
-    if (!count) return nam__cu_err(err, NAM_ERR_INVALID_ARG, "nam_cuda_device_count: count is NULL");
+    if (!count) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_cuda_device_count: count is NULL");
     *count = 0;
     rc = cudaGetDeviceCount(&n);
     if (rc != cudaSuccess) {
         (void)cudaGetLastError();
-        return nam__cu_err(err, NAM_ERR_UNSUPPORTED, "no CUDA device: cudaGetDeviceCount failed: %s (%s)", cudaGetErrorString(rc), cudaGetErrorName(rc));
+        return nam__err(err, NAM_ERR_UNSUPPORTED, "no CUDA device: cudaGetDeviceCount failed: %s (%s)", cudaGetErrorString(rc), cudaGetErrorName(rc));
     }
-    if (n < 1) return nam__cu_err(err, NAM_ERR_UNSUPPORTED, "no CUDA device: cudaGetDeviceCount reports 0 devices");
+    if (n < 1) return nam__err(err, NAM_ERR_UNSUPPORTED, "no CUDA device: cudaGetDeviceCount reports 0 devices");
     *count = n;
-    return nam__cu_ok(err);
+    return nam__ok(err);
 }
 
 NAM_API nam_status nam_cuda_malloc(void **ptr, size_t bytes, nam_error *err) {
-    if (!ptr) return nam__cu_err(err, NAM_ERR_INVALID_ARG, "nam_cuda_malloc: ptr is NULL");
+    if (!ptr) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_cuda_malloc: ptr is NULL");
     *ptr = NULL;
-    if (bytes == 0) return nam__cu_ok(err);
+    if (bytes == 0) return nam__ok(err);
     NAM__CU_TRY(err, cudaMalloc(ptr, bytes));
-    return nam__cu_ok(err);
+    return nam__ok(err);
 }
 
 NAM_API nam_status nam_cuda_free(void *ptr, nam_error *err) {
     if (ptr) NAM__CU_TRY(err, cudaFree(ptr));
-    return nam__cu_ok(err);
+    return nam__ok(err);
 }
 
 NAM_API nam_status nam_cuda_memcpy(void *dst, const void *src, size_t bytes, nam_cuda_copy kind, void *stream, nam_error *err) {
     cudaMemcpyKind k;
-    if (bytes == 0) return nam__cu_ok(err);
-    if (!dst || !src) return nam__cu_err(err, NAM_ERR_INVALID_ARG, "nam_cuda_memcpy: %s is NULL", dst ? "src" : "dst");
+    if (bytes == 0) return nam__ok(err);
+    if (!dst || !src) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_cuda_memcpy: %s is NULL", dst ? "src" : "dst");
     switch (kind) {
     case NAM_CUDA_H2D: k = cudaMemcpyHostToDevice; break;
     case NAM_CUDA_D2H: k = cudaMemcpyDeviceToHost; break;
     case NAM_CUDA_D2D: k = cudaMemcpyDeviceToDevice; break;
-    default: return nam__cu_err(err, NAM_ERR_INVALID_ARG, "nam_cuda_memcpy: kind = %d is not a nam_cuda_copy", static_cast<int>(kind));
+    default: return nam__err(err, NAM_ERR_INVALID_ARG, "nam_cuda_memcpy: kind = %d is not a nam_cuda_copy", static_cast<int>(kind));
     }
     NAM__CU_TRY(err, cudaMemcpyAsync(dst, src, bytes, k, static_cast<cudaStream_t>(stream)));
     if (kind != NAM_CUDA_D2D) NAM__CU_TRY(err, cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
-    return nam__cu_ok(err);
+    return nam__ok(err);
 }
 
 NAM_API nam_status nam_cuda_memset(void *dst, int value, size_t bytes, void *stream, nam_error *err) {
-    if (bytes == 0) return nam__cu_ok(err);
-    if (!dst) return nam__cu_err(err, NAM_ERR_INVALID_ARG, "nam_cuda_memset: dst is NULL");
+    if (bytes == 0) return nam__ok(err);
+    if (!dst) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_cuda_memset: dst is NULL");
     NAM__CU_TRY(err, cudaMemsetAsync(dst, value, bytes, static_cast<cudaStream_t>(stream)));
-    return nam__cu_ok(err);
+    return nam__ok(err);
 }
 
 NAM_API nam_status nam_cuda_sync(void *stream, nam_error *err) {
     NAM__CU_TRY(err, cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
-    return nam__cu_ok(err);
+    return nam__ok(err);
 }
 
 } /* extern "C" */
 
 /* Kernel sections follow: >>cuda-ssd, >>cuda-moe, >>cuda-attention, >>cuda-m2rnn. Each defines its
-   extern "C" hooks nam_cuda__* declared in nam.h (NAM_CUDA), with static kernels and
-   helpers under its own prefix (nam__cu_ssd_, nam__cu_moe_, nam__cu_attn_, nam__cu_m2rnn_). */
+   extern "C" hooks nam_cuda__* (nam.h's NAM__CUDA_HOOKS list, which declares them), with
+   static kernels and helpers under its own prefix (nam__cu_ssd_, nam__cu_moe_, nam__cu_attn_,
+   nam__cu_m2rnn_). A hook receives the desc nam.h validated and resolved (every default
+   filled: backend, threads, scale, scaling_factor, chunk_size, dt_max; see the
+   nam__*_desc_defaults functions); it fills no default itself and only refuses what the
+   CUDA kernels cannot run (dtypes, strides, head dims, grid limits). */
 #ifndef NAM_CUDA_SKIP_SSD
 /* >>cuda-ssd ------------------------------
    nam_ssd (Mamba-2 chunked SSD scan), nam_ssd_step (one decode token) and nam_conv1d (the
@@ -376,9 +353,10 @@ NAM_API nam_status nam_cuda_sync(void *stream, nam_error *err) {
    share T; weight and bias any float dtype. Every tensor must be contiguous
    (nam__cu_contig: NAM_ERR_NOT_IMPLEMENTED naming the stride otherwise).
 
-   nam_ssd: four kernels on d->stream. Q is the internal chunk; chunk_size is a hint (the
-   result is the same for any chunk, up to rounding): 0 -> 256, <= 64 -> 64, <= 128 -> 128,
-   else 256, and never more than l rounded up to 64 (so Q is a multiple of 64, <= 256).
+   nam_ssd: four kernels on d->stream. Q is the chunk, d->chunk_size as nam.h resolved it
+   (nam__ssd_chunk: 0 -> 256, a request rounded up to 64, 128 or 256, never more than l
+   rounded up to 64, so a multiple of 64 up to 256); the result is the same for any chunk,
+   up to rounding.
      1. cumsum   CTA (b, chunk, 32 heads), 256 threads: dt' = clamp(softplus(dt + bias))
                  for the chunk's tokens (staged through shared memory, coalesced over h),
                  then per head a warp scan of dt' * A (fp32), written as dtw[b][h][t] and
@@ -1013,7 +991,7 @@ static size_t nam__cu_ssd_esize(nam_dtype t) { return t == NAM_F32 ? 4 : 2; }
 /* one storage dtype for the big tensors */
 static nam_status nam__cu_ssd_same_dtype(const char *fn, const nam_tensor *x, const nam_tensor *t, const char *field, nam_error *err) {
     if (t->data && t->dtype != x->dtype)
-        return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "%s: %s has dtype %s but x has dtype %s; the CUDA kernels need x, B, C, z and out in one dtype", fn,
+        return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "%s: %s has dtype %s but x has dtype %s; the CUDA kernels need x, B, C, z and out in one dtype", fn,
                            field, nam_dtype_name(t->dtype), nam_dtype_name(x->dtype));
     return NAM_OK;
 }
@@ -1029,7 +1007,7 @@ static nam_status nam__cu_ssd_prepare(const nam_ssd_desc *d, const char *fn, nam
     const nam_tensor *ts[11] = {&d->x, &d->dt, &d->A, &d->B, &d->C, &d->D, &d->z, &d->dt_bias, &d->initial_states, &d->out, &d->final_states};
     nam__cu_ssd_args *a = &pl->a;
     int64_t cnt, sn;
-    int i, cs = d->chunk_size, lq;
+    int i;
     for (i = 0; i < 11; i++) NAM__CU_SSD_TRY(nam__cu_contig(ts[i], fn, names[i], err));
     NAM__CU_SSD_TRY(nam__cu_ssd_same_dtype(fn, &d->x, &d->B, "B", err));
     NAM__CU_SSD_TRY(nam__cu_ssd_same_dtype(fn, &d->x, &d->C, "C", err));
@@ -1043,17 +1021,17 @@ static nam_status nam__cu_ssd_prepare(const nam_ssd_desc *d, const char *fn, nam
     a->g = static_cast<int>(d->B.shape[2]);
     a->n = static_cast<int>(d->B.shape[3]);
     a->hpg = a->h / a->g;
-    a->Q = cs == 0 ? 256 : cs <= 64 ? 64 : cs <= 128 ? 128 : 256;
-    lq = static_cast<int>(a->l < 256 ? (a->l + 63) / 64 * 64 : 256);
-    if (a->Q > lq) a->Q = lq;
+    a->Q = d->chunk_size;   /* resolved by nam.h (nam__ssd_chunk): a multiple of 64, at most 256 */
+    if (a->Q < 64 || a->Q > 256 || a->Q % 64 != 0)
+        return nam__err(err, NAM_ERR_INVALID_ARG, "%s: chunk_size = %d; the CUDA kernels run chunks of 64, 128, 192 or 256 (nam.h resolves the desc)", fn, a->Q);
     if ((a->l + a->Q - 1) / a->Q > INT32_MAX)
-        return nam__cu_err(err, NAM_ERR_LIMIT, "%s: x.shape[1] (l) = %lld makes more than 2^31 chunks", fn, static_cast<long long>(a->l));
+        return nam__err(err, NAM_ERR_LIMIT, "%s: x.shape[1] (l) = %lld makes more than 2^31 chunks", fn, static_cast<long long>(a->l));
     a->nc = static_cast<int>((a->l + a->Q - 1) / a->Q);
     /* the largest grid: the scan's b * h * nc * ceil(p / 64) CTAs, the state's * ceil(n / 64) */
     cnt = a->b * a->h * static_cast<int64_t>(a->nc) * ((a->p + 63) / 64) * ((a->n + 63) / 64);
     sn = a->b * a->h * ((static_cast<int64_t>(a->p) * a->n + 255) / 256);
     if (cnt > INT32_MAX || sn > INT32_MAX)
-        return nam__cu_err(err, NAM_ERR_LIMIT, "%s: b * h * chunks * tiles = %lld is above the CUDA grid limit 2^31 - 1", fn,
+        return nam__err(err, NAM_ERR_LIMIT, "%s: b * h * chunks * tiles = %lld is above the CUDA grid limit 2^31 - 1", fn,
                            static_cast<long long>(cnt > sn ? cnt : sn));
     pl->esz = nam__cu_ssd_esize(d->x.dtype);
     cnt = a->b * a->h * static_cast<int64_t>(a->nc) * a->Q;               /* dtw, cum */
@@ -1082,7 +1060,7 @@ static nam_status nam__cu_ssd_prepare(const nam_ssd_desc *d, const char *fn, nam
     a->softplus = d->dt_softplus != 0;
     a->limit = d->dt_min != 0.0f || d->dt_max != 0.0f;
     a->lo = d->dt_min;
-    a->hi = d->dt_max > 0.0f ? d->dt_max : HUGE_VALF;
+    a->hi = d->dt_max;   /* resolved by nam.h: +inf for no upper limit */
     pl->mma = d->x.dtype != NAM_F32 && a->n <= NAM__CU_SSD_MMA_MAXN;
     pl->vec_x = a->p % 8 == 0 && nam__cu_ssd_al(a->x, 16);
     pl->vec_bc = a->n % 8 == 0 && nam__cu_ssd_al(a->B, 16) && nam__cu_ssd_al(a->C, 16);
@@ -1136,7 +1114,7 @@ template <typename T> static nam_status nam__cu_ssd_run(nam__cu_ssd_plan *pl, cu
         auto k = nam__cu_ssd_scan_simt<T>;
         NAM__CU_LAUNCH(err, k, dim3(static_cast<unsigned>(bh * a.nc * ptiles)), dim3(256), 0, stream, a, ptiles);
     }
-    return nam__cu_ok(err);
+    return nam__ok(err);
 }
 
 extern "C" nam_status nam_cuda__ssd_workspace_size(const nam_ssd_desc *d, size_t *bytes, nam_error *err) {
@@ -1144,10 +1122,10 @@ extern "C" nam_status nam_cuda__ssd_workspace_size(const nam_ssd_desc *d, size_t
     *bytes = 0;
     NAM__CU_SSD_TRY(nam__cu_ssd_prepare(d, "nam_ssd_workspace_size", &pl, err));
     *bytes = pl.total;
-    return nam__cu_ok(err);
+    return nam__ok(err);
 }
 
-extern "C" nam_status nam_cuda__ssd(nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+extern "C" nam_status nam_cuda__ssd(const nam_ssd_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
     nam__cu_ssd_plan pl;
     char *ws = static_cast<char *>(workspace);
     cudaStream_t stream = static_cast<cudaStream_t>(d->stream);
@@ -1161,7 +1139,7 @@ extern "C" nam_status nam_cuda__ssd(nam_ssd_desc *d, void *workspace, size_t wor
     case NAM_F32: return nam__cu_ssd_run<float>(&pl, stream, err);
     case NAM_BF16: return nam__cu_ssd_run<nam__cu_bf16>(&pl, stream, err);
     case NAM_F16: return nam__cu_ssd_run<nam__cu_f16>(&pl, stream, err);
-    default: return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "nam_ssd: x dtype %s is not supported on CUDA", nam_dtype_name(d->x.dtype));
+    default: return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "nam_ssd: x dtype %s is not supported on CUDA", nam_dtype_name(d->x.dtype));
     }
 }
 
@@ -1206,7 +1184,7 @@ static __global__ void __launch_bounds__(128) nam__cu_ssd_step_kernel(nam__cu_ss
     }
 }
 
-extern "C" nam_status nam_cuda__ssd_step(nam_ssd_step_desc *d, nam_error *err) {
+extern "C" nam_status nam_cuda__ssd_step(const nam_ssd_step_desc *d, nam_error *err) {
     static const char *const names[10] = {"x", "dt", "A", "B", "C", "D", "z", "dt_bias", "state", "out"};
     const nam_tensor *ts[10] = {&d->x, &d->dt, &d->A, &d->B, &d->C, &d->D, &d->z, &d->dt_bias, &d->state, &d->out};
     const char *fn = "nam_ssd_step";
@@ -1230,7 +1208,7 @@ extern "C" nam_status nam_cuda__ssd_step(nam_ssd_step_desc *d, nam_error *err) {
     a.ptiles = (a.p + 3) / 4;
     blocks = a.b * a.h * a.ptiles;
     if (blocks > INT32_MAX)
-        return nam__cu_err(err, NAM_ERR_LIMIT, "%s: b * h * ceil(p / 4) = %lld is above the CUDA grid limit 2^31 - 1", fn, static_cast<long long>(blocks));
+        return nam__err(err, NAM_ERR_LIMIT, "%s: b * h * ceil(p / 4) = %lld is above the CUDA grid limit 2^31 - 1", fn, static_cast<long long>(blocks));
     a.x = d->x.data;
     a.dt = d->dt.data;
     a.A = d->A.data;
@@ -1249,14 +1227,14 @@ extern "C" nam_status nam_cuda__ssd_step(nam_ssd_step_desc *d, nam_error *err) {
     a.softplus = d->dt_softplus != 0;
     a.limit = d->dt_min != 0.0f || d->dt_max != 0.0f;
     a.lo = d->dt_min;
-    a.hi = d->dt_max > 0.0f ? d->dt_max : HUGE_VALF;
+    a.hi = d->dt_max;   /* resolved by nam.h: +inf for no upper limit */
     switch (d->x.dtype) {
     case NAM_F32: { auto k = nam__cu_ssd_step_kernel<float>; NAM__CU_LAUNCH(err, k, dim3(static_cast<unsigned>(blocks)), dim3(128), 0, stream, a); break; }
     case NAM_BF16: { auto k = nam__cu_ssd_step_kernel<nam__cu_bf16>; NAM__CU_LAUNCH(err, k, dim3(static_cast<unsigned>(blocks)), dim3(128), 0, stream, a); break; }
     case NAM_F16: { auto k = nam__cu_ssd_step_kernel<nam__cu_f16>; NAM__CU_LAUNCH(err, k, dim3(static_cast<unsigned>(blocks)), dim3(128), 0, stream, a); break; }
-    default: return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "%s: x dtype %s is not supported on CUDA", fn, nam_dtype_name(d->x.dtype));
+    default: return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "%s: x dtype %s is not supported on CUDA", fn, nam_dtype_name(d->x.dtype));
     }
-    return nam__cu_ok(err);
+    return nam__ok(err);
 }
 
 /* ---- nam_conv1d ------------------------------------------------------------------------- */
@@ -1348,10 +1326,10 @@ template <typename T> static nam_status nam__cu_ssd_conv_run(const nam__cu_ssd_c
         auto k = nam__cu_ssd_conv_state_kernel<T>;
         NAM__CU_LAUNCH(err, k, dim3(static_cast<unsigned>((a.b * a.ch + 127) / 128)), dim3(128), 0, stream, a);
     }
-    return nam__cu_ok(err);
+    return nam__ok(err);
 }
 
-extern "C" nam_status nam_cuda__conv1d(nam_conv1d_desc *d, nam_error *err) {
+extern "C" nam_status nam_cuda__conv1d(const nam_conv1d_desc *d, nam_error *err) {
     static const char *const names[5] = {"x", "weight", "bias", "conv_state", "out"};
     const nam_tensor *ts[5] = {&d->x, &d->weight, &d->bias, &d->conv_state, &d->out};
     const char *fn = "nam_conv1d";
@@ -1361,7 +1339,7 @@ extern "C" nam_status nam_cuda__conv1d(nam_conv1d_desc *d, nam_error *err) {
     int i;
     for (i = 0; i < 5; i++) NAM__CU_SSD_TRY(nam__cu_contig(ts[i], fn, names[i], err));
     if (d->out.dtype != d->x.dtype)
-        return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "%s: out has dtype %s but x has dtype %s; the CUDA kernel needs x and out in one dtype", fn,
+        return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "%s: out has dtype %s but x has dtype %s; the CUDA kernel needs x and out in one dtype", fn,
                            nam_dtype_name(d->out.dtype), nam_dtype_name(d->x.dtype));
     memset(&a, 0, sizeof a);
     a.b = d->x.shape[0];
@@ -1380,13 +1358,13 @@ extern "C" nam_status nam_cuda__conv1d(nam_conv1d_desc *d, nam_error *err) {
     a.segs = static_cast<int>((a.l + NAM__CU_SSD_CONV_T - 1) / NAM__CU_SSD_CONV_T);
     blocks = a.b * a.segs * a.cblocks;
     if (a.ch > INT32_MAX || a.l / NAM__CU_SSD_CONV_T > INT32_MAX || blocks > INT32_MAX || (a.b * a.ch + 127) / 128 > INT32_MAX)
-        return nam__cu_err(err, NAM_ERR_LIMIT, "%s: b * ceil(l / 64) * ceil(c / 128) = %lld is above the CUDA grid limit 2^31 - 1", fn,
+        return nam__err(err, NAM_ERR_LIMIT, "%s: b * ceil(l / 64) * ceil(c / 128) = %lld is above the CUDA grid limit 2^31 - 1", fn,
                            static_cast<long long>(blocks));
     switch (d->x.dtype) {
     case NAM_F32: return nam__cu_ssd_conv_run<float>(a, stream, err);
     case NAM_BF16: return nam__cu_ssd_conv_run<nam__cu_bf16>(a, stream, err);
     case NAM_F16: return nam__cu_ssd_conv_run<nam__cu_f16>(a, stream, err);
-    default: return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "%s: x dtype %s is not supported on CUDA", fn, nam_dtype_name(d->x.dtype));
+    default: return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "%s: x dtype %s is not supported on CUDA", fn, nam_dtype_name(d->x.dtype));
     }
 }
 #endif
@@ -1706,7 +1684,7 @@ static nam_status nam__cu_moe_route_launch(const nam__cu_moe_rt_args &a, cudaStr
     return NAM_OK;
 }
 
-extern "C" nam_status nam_cuda__moe_route(nam_moe_route_desc *d, nam_error *err) {
+extern "C" nam_status nam_cuda__moe_route(const nam_moe_route_desc *d, nam_error *err) {
     static const char *const fn = "nam_moe_route";
     nam__cu_moe_rt_args a;
     nam_status s;
@@ -1715,7 +1693,7 @@ extern "C" nam_status nam_cuda__moe_route(nam_moe_route_desc *d, nam_error *err)
     if ((s = nam__cu_contig(&d->expert_bias, fn, "expert_bias", err))) return s;
     if ((s = nam__cu_contig(&d->topk_idx, fn, "topk_idx", err))) return s;
     if ((s = nam__cu_contig(&d->topk_weight, fn, "topk_weight", err))) return s;
-    if (d->logits.shape[1] > INT_MAX) return nam__cu_err(err, NAM_ERR_LIMIT, "%s: logits.shape[1] (E) = %lld exceeds %d", fn, static_cast<long long>(d->logits.shape[1]), INT_MAX);
+    if (d->logits.shape[1] > INT_MAX) return nam__err(err, NAM_ERR_LIMIT, "%s: logits.shape[1] (E) = %lld exceeds %d", fn, static_cast<long long>(d->logits.shape[1]), INT_MAX);
     a.logits = d->logits.data;
     a.bias = d->expert_bias.data;
     a.bias_dt = static_cast<int>(d->expert_bias.dtype);
@@ -1725,14 +1703,14 @@ extern "C" nam_status nam_cuda__moe_route(nam_moe_route_desc *d, nam_error *err)
     a.E = static_cast<int>(d->logits.shape[1]);
     a.k = d->topk;
     a.mode = d->score == NAM_MOE_SIGMOID ? NAM__CU_MOE_RT_SIGMOID : d->pre_softmax ? NAM__CU_MOE_RT_PRESOFTMAX : NAM__CU_MOE_RT_SOFTMAX;
-    a.scale = d->scaling_factor == 0.0f ? 1.0f : d->scaling_factor;
+    a.scale = d->scaling_factor;   /* resolved by nam.h (0 -> 1) */
     if ((a.T + NAM__CU_MOE_RT_WARPS - 1) / NAM__CU_MOE_RT_WARPS > INT_MAX)
-        return nam__cu_err(err, NAM_ERR_LIMIT, "%s: logits.shape[0] (T) = %lld is too many tokens for one launch", fn, a.T);
+        return nam__err(err, NAM_ERR_LIMIT, "%s: logits.shape[0] (T) = %lld is too many tokens for one launch", fn, a.T);
     if (d->logits.dtype == NAM_BF16) s = nam__cu_moe_route_launch<nam__cu_bf16>(a, st, err);
     else if (d->logits.dtype == NAM_F16) s = nam__cu_moe_route_launch<nam__cu_f16>(a, st, err);
     else s = nam__cu_moe_route_launch<float>(a, st, err);
     if (s) return s;
-    return nam__cu_ok(err);
+    return nam__ok(err);
 }
 
 /* ==== dispatch ============================================================================ */
@@ -2048,7 +2026,7 @@ static size_t nam__cu_moe_dispatch_ws(int n, int E) {
 
 extern "C" nam_status nam_cuda__moe_dispatch_workspace_size(const nam_moe_dispatch_desc *d, size_t *bytes, nam_error *err) {
     *bytes = nam__cu_moe_dispatch_ws(static_cast<int>(d->topk_idx.shape[0] * d->topk_idx.shape[1]), d->num_experts);
-    return nam__cu_ok(err);
+    return nam__ok(err);
 }
 
 extern "C" nam_status nam_cuda__moe_dispatch(nam_moe_dispatch_desc *d, nam_error *err) {
@@ -2058,17 +2036,13 @@ extern "C" nam_status nam_cuda__moe_dispatch(nam_moe_dispatch_desc *d, nam_error
     int32_t *counts = static_cast<int32_t *>(d->counts.data), *offsets = static_cast<int32_t *>(d->offsets.data), *rows = static_cast<int32_t *>(d->rows.data);
     const long long T = static_cast<long long>(d->topk_idx.shape[0]), k = static_cast<long long>(d->topk_idx.shape[1]);
     const int n = static_cast<int>(T * k), E = d->num_experts;
-    long long cap = T * k;
+    const long long cap = d->capacity;   /* resolved by nam.h (capacity_factor 0 -> T * k) */
     int32_t nr = 0;
     nam_status s;
     if ((s = nam__cu_contig(&d->topk_idx, fn, "topk_idx", err))) return s;
     if ((s = nam__cu_contig(&d->counts, fn, "counts", err))) return s;
     if ((s = nam__cu_contig(&d->offsets, fn, "offsets", err))) return s;
     if ((s = nam__cu_contig(&d->rows, fn, "rows", err))) return s;
-    if (d->capacity_factor > 0.0f) {   /* as the CPU: ceil(T k / E * cf) in double */
-        double c = ceil(static_cast<double>(T * k) / static_cast<double>(E) * static_cast<double>(d->capacity_factor));
-        if (c < static_cast<double>(cap)) cap = static_cast<long long>(c);
-    }
     if (n <= NAM__CU_MOE_DT_TILE && E <= NAM__CU_MOE_DT_MAXB) {
         const size_t smem = sizeof(int) * (static_cast<size_t>(NAM__CU_MOE_DT_WARPS + 1) * static_cast<size_t>(E) + 1);
         NAM__CU_TRY(err, cudaFuncSetAttribute(nam__cu_moe_dispatch_small, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -2090,12 +2064,12 @@ extern "C" nam_status nam_cuda__moe_dispatch(nam_moe_dispatch_desc *d, nam_error
         int32_t v = 0;
         NAM__CU_TRY(err, cudaMemcpyAsync(&v, idx + i, sizeof v, cudaMemcpyDeviceToHost, st));
         NAM__CU_TRY(err, cudaStreamSynchronize(st));
-        return nam__cu_err(err, NAM_ERR_RANGE, "topk_idx[%lld, %lld] = %d is not an expert id (0..%lld): token %lld, slot %lld", i / k, i % k, v,
+        return nam__err(err, NAM_ERR_RANGE, "topk_idx[%lld, %lld] = %d is not an expert id (0..%lld): token %lld, slot %lld", i / k, i % k, v,
                            static_cast<long long>(E) - 1, i / k, i % k);
     }
     d->num_rows = nr;
     d->num_dropped = n - nr;
-    return nam__cu_ok(err);
+    return nam__ok(err);
 }
 
 /* ==== permute ============================================================================= */
@@ -2158,8 +2132,8 @@ extern "C" nam_status nam_cuda__moe_permute(const nam_tensor *tokens, const nam_
     if ((s = nam__cu_contig(tokens, fn, "tokens", err))) return s;
     if ((s = nam__cu_contig(permuted, fn, "permuted", err))) return s;
     if ((s = nam__cu_contig(&plan->rows, fn, "plan.rows", err))) return s;
-    if (H > INT_MAX / 4) return nam__cu_err(err, NAM_ERR_LIMIT, "%s: tokens.shape[1] (H) = %lld is too large", fn, H);
-    if (nrows == 0) return nam__cu_ok(err);
+    if (H > INT_MAX / 4) return nam__err(err, NAM_ERR_LIMIT, "%s: tokens.shape[1] (H) = %lld is too large", fn, H);
+    if (nrows == 0) return nam__ok(err);
     if (tokens->dtype == permuted->dtype) {
         const long long rowbytes = H * static_cast<long long>(tokens->dtype == NAM_F32 ? 4 : 2);
         const uintptr_t al = reinterpret_cast<uintptr_t>(tokens->data) | reinterpret_cast<uintptr_t>(permuted->data) | static_cast<uintptr_t>(rowbytes);
@@ -2173,7 +2147,7 @@ extern "C" nam_status nam_cuda__moe_permute(const nam_tensor *tokens, const nam_
         NAM__CU_LAUNCH(err, nam__cu_moe_permute_cvt, static_cast<unsigned>(nrows), 256, 0, st, tokens->data, static_cast<int>(tokens->dtype), permuted->data,
                        static_cast<int>(permuted->dtype), static_cast<const int32_t *>(plan->rows.data), nrows, k, tk, static_cast<int>(H));
     }
-    return nam__cu_ok(err);
+    return nam__ok(err);
 }
 
 /* ==== combine ============================================================================= */
@@ -2346,8 +2320,8 @@ extern "C" nam_status nam_cuda__moe_combine(const nam_tensor *expert_out, const 
     if ((s = nam__cu_contig(&plan->offsets, fn, "plan.offsets", err))) return s;
     if ((s = nam__cu_contig(&plan->rows, fn, "plan.rows", err))) return s;
     if (topk_weight && (s = nam__cu_contig(topk_weight, fn, "topk_weight", err))) return s;
-    if (H > INT_MAX / 8) return nam__cu_err(err, NAM_ERR_LIMIT, "%s: expert_out.shape[1] (H) = %lld is too large", fn, H);
-    if (T > INT_MAX) return nam__cu_err(err, NAM_ERR_LIMIT, "%s: T = %lld tokens is too many for one launch", fn, T);
+    if (H > INT_MAX / 8) return nam__err(err, NAM_ERR_LIMIT, "%s: expert_out.shape[1] (H) = %lld is too large", fn, H);
+    if (T > INT_MAX) return nam__err(err, NAM_ERR_LIMIT, "%s: T = %lld tokens is too many for one launch", fn, T);
     a.x = expert_out->data;
     a.out = out->data;
     a.idx = static_cast<const int32_t *>(plan->topk_idx.data);
@@ -2363,7 +2337,7 @@ extern "C" nam_status nam_cuda__moe_combine(const nam_tensor *expert_out, const 
     else if (expert_out->dtype == NAM_F16) s = nam__cu_moe_combine_out<nam__cu_f16>(a, out->dtype, T, vec, st, err);
     else s = nam__cu_moe_combine_out<float>(a, out->dtype, T, vec, st, err);
     if (s) return s;
-    return nam__cu_ok(err);
+    return nam__ok(err);
 }
 
 /* ==== expert FFN: grouped GEMM ============================================================ */
@@ -2585,15 +2559,15 @@ static nam_status nam__cu_moe_ffn_check(const nam_moe_ffn_desc *d, nam_error *er
         if (!ts[i]) continue;
         if ((s = nam__cu_contig(ts[i], fn, nm[i], err))) return s;
         if (ts[i]->dtype != NAM_BF16 && ts[i]->dtype != NAM_F16)
-            return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "%s: %s.dtype = %s; the CUDA grouped GEMM takes bf16 or f16 storage only", fn, nm[i],
+            return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "%s: %s.dtype = %s; the CUDA grouped GEMM takes bf16 or f16 storage only", fn, nm[i],
                                nam_dtype_name(ts[i]->dtype));
         if (ts[i]->dtype != d->in.dtype)
-            return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED,
+            return nam__err(err, NAM_ERR_NOT_IMPLEMENTED,
                                "%s: %s.dtype = %s, but in.dtype = %s; the CUDA grouped GEMM takes one storage dtype for in, w1, w3, w2 and out", fn, nm[i],
                                nam_dtype_name(ts[i]->dtype), nam_dtype_name(d->in.dtype));
     }
     if (d->in.shape[0] > INT_MAX || d->in.shape[1] > INT_MAX / 2 || d->w1.shape[1] > INT_MAX / 2)
-        return nam__cu_err(err, NAM_ERR_LIMIT, "%s: rows, H or F exceed the CUDA kernel's int range", fn);
+        return nam__err(err, NAM_ERR_LIMIT, "%s: rows, H or F exceed the CUDA kernel's int range", fn);
     return NAM_OK;
 }
 
@@ -2607,7 +2581,7 @@ extern "C" nam_status nam_cuda__moe_ffn_workspace_size(const nam_moe_ffn_desc *d
     *bytes = 0;
     if ((s = nam__cu_moe_ffn_check(d, err))) return s;
     *bytes = nam__cu_moe_h_bytes(d) + nam__cu_align(sizeof(int) * (static_cast<size_t>(d->w1.shape[0]) + 1));
-    return nam__cu_ok(err);
+    return nam__ok(err);
 }
 
 template <typename T>
@@ -2616,7 +2590,7 @@ static nam_status nam__cu_moe_gemm_launch(const nam__cu_moe_gemm_args &a, long l
     const long long grid = mbound * a.ntn;
     const bool aligned = (static_cast<long long>(a.K) * 2) % 16 == 0 &&
                          (reinterpret_cast<uintptr_t>(a.A) | reinterpret_cast<uintptr_t>(a.B0) | reinterpret_cast<uintptr_t>(a.B1)) % 16 == 0;
-    if (grid > INT_MAX) return nam__cu_err(err, NAM_ERR_LIMIT, "nam_moe_ffn: %lld GEMM tiles are too many for one launch", grid);
+    if (grid > INT_MAX) return nam__err(err, NAM_ERR_LIMIT, "nam_moe_ffn: %lld GEMM tiles are too many for one launch", grid);
     if (aligned) {
         auto kf = nam__cu_moe_gemm<T, true>;
         NAM__CU_TRY(err, cudaFuncSetAttribute(kf, cudaFuncAttributeMaxDynamicSharedMemorySize, NAM__CU_MOE_GEMM_SMEM));
@@ -2629,7 +2603,7 @@ static nam_status nam__cu_moe_gemm_launch(const nam__cu_moe_gemm_args &a, long l
     return NAM_OK;
 }
 
-extern "C" nam_status nam_cuda__moe_ffn(nam_moe_ffn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+extern "C" nam_status nam_cuda__moe_ffn(const nam_moe_ffn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
     static const char *const fn = "nam_moe_ffn";
     cudaStream_t st = static_cast<cudaStream_t>(d->stream);
     const bool swiglu = d->act == NAM_MOE_SWIGLU;
@@ -2644,7 +2618,7 @@ extern "C" nam_status nam_cuda__moe_ffn(nam_moe_ffn_desc *d, void *workspace, si
     hb = nam__cu_moe_h_bytes(d);
     need = hb + nam__cu_align(sizeof(int) * (static_cast<size_t>(E) + 1));
     if ((s = nam__cu_ws(workspace, workspace_bytes, need, fn, err))) return s;
-    if (nrows == 0) return nam__cu_ok(err);
+    if (nrows == 0) return nam__ok(err);
     a.off = static_cast<const int32_t *>(d->plan->offsets.data);
     a.tstart = reinterpret_cast<const int *>(static_cast<char *>(workspace) + hb);
     a.E = E;
@@ -2674,7 +2648,7 @@ extern "C" nam_status nam_cuda__moe_ffn(nam_moe_ffn_desc *d, void *workspace, si
     a.ntn = static_cast<int>((H + NAM__CU_MOE_BN - 1) / NAM__CU_MOE_BN);
     s = d->in.dtype == NAM_BF16 ? nam__cu_moe_gemm_launch<nam__cu_bf16>(a, mbound, st, err) : nam__cu_moe_gemm_launch<nam__cu_f16>(a, mbound, st, err);
     if (s) return s;
-    return nam__cu_ok(err);
+    return nam__ok(err);
 }
 #endif
 #ifndef NAM_CUDA_SKIP_ATTENTION
@@ -3065,7 +3039,7 @@ static nam_status nam__cu_attn_launch(nam__cu_attn_params &p, int64_t kv_bytes_p
     if (smem > 48u * 1024u) NAM__CU_TRY(err, cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
     const unsigned grid = static_cast<unsigned>(p.nq) * static_cast<unsigned>(p.bh);
     NAM__CU_LAUNCH(err, k, dim3(grid), dim3(NW * 32), smem, stream, p);
-    return nam__cu_ok(err);
+    return nam__ok(err);
 }
 
 template <typename T, int D>
@@ -3095,7 +3069,7 @@ static nam_status nam__cu_attn_dims(nam__cu_attn_params &p, int64_t b, int64_t d
     case 128: return nam__cu_attn_pick<T, 128>(p, b, stream, err);
     default: break;
     }
-    return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "nam_attention: q.shape[3] (d) = %lld; the CUDA kernel supports head dims 32, 64, 96 and 128",
+    return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "nam_attention: q.shape[3] (d) = %lld; the CUDA kernel supports head dims 32, 64, 96 and 128",
                        static_cast<long long>(d));
 }
 
@@ -3107,28 +3081,28 @@ static nam_status nam__cu_attn_check(const nam_attention_desc *d, nam_error *err
     nam_status st;
     for (int i = 0; i < 4; i++) {
         if (ts[i]->dtype != NAM_BF16 && ts[i]->dtype != NAM_F16)
-            return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "nam_attention: %s has dtype %s; the CUDA kernel takes bf16 or f16 tensors", nm[i],
+            return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "nam_attention: %s has dtype %s; the CUDA kernel takes bf16 or f16 tensors", nm[i],
                                nam_dtype_name(ts[i]->dtype));
         if (ts[i]->dtype != d->q.dtype)
-            return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "nam_attention: %s has dtype %s but q has %s; the CUDA kernel needs q, k, v and out of one dtype",
+            return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "nam_attention: %s has dtype %s but q has %s; the CUDA kernel needs q, k, v and out of one dtype",
                                nm[i], nam_dtype_name(ts[i]->dtype), nam_dtype_name(d->q.dtype));
         if ((st = nam__cu_contig(ts[i], "nam_attention", nm[i], err)) != NAM_OK) return st;
         if (reinterpret_cast<uintptr_t>(ts[i]->data) % 16 != 0)
-            return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "nam_attention: %s.data = %p is not 16-byte aligned; the CUDA kernel needs aligned tensors", nm[i],
+            return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "nam_attention: %s.data = %p is not 16-byte aligned; the CUDA kernel needs aligned tensors", nm[i],
                                ts[i]->data);
     }
     if (hd != 32 && hd != 64 && hd != 96 && hd != 128)
-        return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "nam_attention: q.shape[3] (d) = %lld; the CUDA kernel supports head dims 32, 64, 96 and 128",
+        return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "nam_attention: q.shape[3] (d) = %lld; the CUDA kernel supports head dims 32, 64, 96 and 128",
                            static_cast<long long>(hd));
     if (d->q.shape[1] > INT32_MAX - 256 || d->k.shape[1] > INT32_MAX - 256)
-        return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "nam_attention: %s = %lld; the CUDA kernel takes sequence lengths below 2^31 - 256",
+        return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "nam_attention: %s = %lld; the CUDA kernel takes sequence lengths below 2^31 - 256",
                            d->q.shape[1] > INT32_MAX - 256 ? "q.shape[1] (sq)" : "k.shape[1] (sk)",
                            static_cast<long long>(d->q.shape[1] > INT32_MAX - 256 ? d->q.shape[1] : d->k.shape[1]));
     if (d->q.shape[2] * hd >= (1 << 24) || d->k.shape[2] * hd >= (1 << 24))
-        return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "nam_attention: %s * d = %lld; the CUDA kernel takes heads * head dim below 2^24",
+        return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "nam_attention: %s * d = %lld; the CUDA kernel takes heads * head dim below 2^24",
                            d->q.shape[2] * hd >= (1 << 24) ? "hq" : "hk", static_cast<long long>((d->q.shape[2] > d->k.shape[2] ? d->q.shape[2] : d->k.shape[2]) * hd));
     if ((d->q.shape[1] + 63) / 64 * d->q.shape[0] * d->q.shape[2] > INT32_MAX)
-        return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "nam_attention: b * hq * ceil(sq / 64) = %lld CTAs exceeds the grid limit 2^31 - 1",
+        return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "nam_attention: b * hq * ceil(sq / 64) = %lld CTAs exceeds the grid limit 2^31 - 1",
                            static_cast<long long>((d->q.shape[1] + 63) / 64 * d->q.shape[0] * d->q.shape[2]));
     return NAM_OK;
 }
@@ -3137,10 +3111,10 @@ extern "C" nam_status nam_cuda__attention_workspace_size(const nam_attention_des
     nam_status st;
     *bytes = 0;
     if ((st = nam__cu_attn_check(d, err)) != NAM_OK) return st;
-    return nam__cu_ok(err);
+    return nam__ok(err);
 }
 
-extern "C" nam_status nam_cuda__attention(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+extern "C" nam_status nam_cuda__attention(const nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
     nam__cu_attn_params p;
     nam_status st;
     float scale;
@@ -3160,7 +3134,7 @@ extern "C" nam_status nam_cuda__attention(nam_attention_desc *d, void *workspace
     p.bh = static_cast<int>(d->q.shape[0] * d->q.shape[2]);
     p.causal = d->causal != 0;
     p.off = p.causal && d->align == NAM_CAUSAL_BOTTOM_RIGHT ? p.sk - p.sq : 0;
-    scale = d->scale != 0.0f ? d->scale : 1.0f / sqrtf(static_cast<float>(d->q.shape[3]));
+    scale = d->scale;   /* resolved by nam.h (0 -> 1/sqrt(d)) */
     p.neg = scale < 0.0f;
     p.scale2 = fabsf(scale) * 1.4426950408889634f;
     if (d->q.dtype == NAM_BF16) return nam__cu_attn_dims<nam__cu_bf16>(p, d->q.shape[0], d->q.shape[3], d->stream, err);
@@ -3302,7 +3276,7 @@ static __global__ void __launch_bounds__(1024) nam__cu_m2rnn_scan(nam__cu_m2rnn_
         for (int c = 0; c < 4; c++) a.fin[((bi * n + h) * K + row) * V + c0 + c] = s[c];
 }
 
-extern "C" nam_status nam_cuda__m2rnn(nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
+extern "C" nam_status nam_cuda__m2rnn(const nam_m2rnn_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
     static const char *const names[11] = {"q", "k", "v", "W", "a", "A_log", "dt_bias", "D", "initial_state", "out", "final_state"};
     const nam_tensor *ts[11] = {&d->q, &d->k, &d->v, &d->W, &d->a, &d->A_log, &d->dt_bias, &d->D, &d->initial_state, &d->out, &d->final_state};
     const nam_tensor *same[3] = {&d->k, &d->v, &d->out};
@@ -3320,7 +3294,7 @@ extern "C" nam_status nam_cuda__m2rnn(nam_m2rnn_desc *d, void *workspace, size_t
         if ((st = nam__cu_contig(ts[i], fn, names[i], err)) != NAM_OK) return st;
     for (i = 0; i < 3; i++)
         if (same[i]->dtype != d->q.dtype)
-            return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "%s has dtype %s but q has dtype %s; on CUDA q, k, v and out share one dtype", names[i == 2 ? 9 : i + 1],
+            return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "%s has dtype %s but q has dtype %s; on CUDA q, k, v and out share one dtype", names[i == 2 ? 9 : i + 1],
                                nam_dtype_name(same[i]->dtype), nam_dtype_name(d->q.dtype));
     memset(&a, 0, sizeof a);
     b = d->q.shape[0];
@@ -3334,15 +3308,15 @@ extern "C" nam_status nam_cuda__m2rnn(nam_m2rnn_desc *d, void *workspace, size_t
     a.nf = static_cast<int>(d->a.shape[2]);
     a.n = static_cast<int>(d->out.shape[2]);
     if (a.V % 4 != 0 || a.V > 128 || 32 % (a.V / 4) != 0)
-        return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "v.shape[3] (V) = %d is not supported on CUDA (V must be 4, 8, 16, 32, 64 or 128)", a.V);
+        return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "v.shape[3] (V) = %d is not supported on CUDA (V must be 4, 8, 16, 32, 64 or 128)", a.V);
     if (static_cast<int64_t>(a.K) * a.V > 4096)
-        return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "q.shape[3] (K) = %d with V = %d is not supported on CUDA (K * V must be at most 4096)", a.K, a.V);
+        return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "q.shape[3] (K) = %d with V = %d is not supported on CUDA (K * V must be at most 4096)", a.K, a.V);
     threads = (a.K * (a.V / 4) + 31) / 32 * 32;
     a.nwarps = threads / 32;
     for (a.TC = NAM__CU_M2RNN_TC; a.TC > 1 && nam__cu_m2rnn_smem(a.K, a.V, a.TC, a.nwarps) > 232448; a.TC /= 2) {}
     smem = nam__cu_m2rnn_smem(a.K, a.V, a.TC, a.nwarps);
     blocks = b * a.n;
-    if (blocks > INT32_MAX) return nam__cu_err(err, NAM_ERR_LIMIT, "b * n = %lld is above the CUDA grid limit 2^31 - 1", static_cast<long long>(blocks));
+    if (blocks > INT32_MAX) return nam__err(err, NAM_ERR_LIMIT, "b * n = %lld is above the CUDA grid limit 2^31 - 1", static_cast<long long>(blocks));
     a.q = d->q.data; a.k = d->k.data; a.v = d->v.data; a.a = d->a.data; a.W = d->W.data; a.A_log = d->A_log.data;
     a.dt_bias = d->dt_bias.data; a.D = d->D.data; a.out = d->out.data;
     a.init = static_cast<const float *>(d->initial_state.data);
@@ -3367,39 +3341,47 @@ extern "C" nam_status nam_cuda__m2rnn(nam_m2rnn_desc *d, void *workspace, size_t
         NAM__CU_LAUNCH(err, k, dim3(static_cast<unsigned>(blocks)), dim3(threads), smem, stream, a);
         break;
     }
-    default: return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, "q dtype %s is not supported on CUDA", nam_dtype_name(d->q.dtype));
+    default: return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "q dtype %s is not supported on CUDA", nam_dtype_name(d->q.dtype));
     }
-    return nam__cu_ok(err);
+    return nam__ok(err);
 }
 #endif
 
 /* NAM_CUDA_SKIP_<PART>: build without that part (its hooks say "not implemented"). For
-   working on one part at a time. */
-#define NAM__CU_SKIPPED(name, ...)                                                                             \
-    extern "C" nam_status name(__VA_ARGS__) {                                                                \
-        return nam__cu_err(err, NAM_ERR_NOT_IMPLEMENTED, #name ": this build left the kernel out (NAM_CUDA_SKIP_*)"); \
+   working on one part at a time. The hooks are nam.h's NAM__CUDA_HOOKS list. */
+#define NAM__CU_SKIP_FN(name, params)                                                                                \
+    extern "C" nam_status name params {                                                                              \
+        return nam__err(err, NAM_ERR_NOT_IMPLEMENTED, #name ": this build left the kernel out (NAM_CUDA_SKIP_*)");  \
     }
+#define NAM__CU_KEEP_FN(name, params)
 #ifdef NAM_CUDA_SKIP_SSD
-NAM__CU_SKIPPED(nam_cuda__ssd_workspace_size, const nam_ssd_desc *, size_t *, nam_error *err)
-NAM__CU_SKIPPED(nam_cuda__ssd, nam_ssd_desc *, void *, size_t, nam_error *err)
-NAM__CU_SKIPPED(nam_cuda__ssd_step, nam_ssd_step_desc *, nam_error *err)
-NAM__CU_SKIPPED(nam_cuda__conv1d, nam_conv1d_desc *, nam_error *err)
+#define NAM__CU_PART_SSD NAM__CU_SKIP_FN
+#else
+#define NAM__CU_PART_SSD NAM__CU_KEEP_FN
 #endif
 #ifdef NAM_CUDA_SKIP_MOE
-NAM__CU_SKIPPED(nam_cuda__moe_route, nam_moe_route_desc *, nam_error *err)
-NAM__CU_SKIPPED(nam_cuda__moe_dispatch_workspace_size, const nam_moe_dispatch_desc *, size_t *, nam_error *err)
-NAM__CU_SKIPPED(nam_cuda__moe_dispatch, nam_moe_dispatch_desc *, nam_error *err)
-NAM__CU_SKIPPED(nam_cuda__moe_permute, const nam_tensor *, const nam_moe_dispatch_desc *, nam_tensor *, nam_error *err)
-NAM__CU_SKIPPED(nam_cuda__moe_combine, const nam_tensor *, const nam_moe_dispatch_desc *, const nam_tensor *, nam_tensor *, nam_error *err)
-NAM__CU_SKIPPED(nam_cuda__moe_ffn_workspace_size, const nam_moe_ffn_desc *, size_t *, nam_error *err)
-NAM__CU_SKIPPED(nam_cuda__moe_ffn, nam_moe_ffn_desc *, void *, size_t, nam_error *err)
+#define NAM__CU_PART_MOE NAM__CU_SKIP_FN
+#else
+#define NAM__CU_PART_MOE NAM__CU_KEEP_FN
 #endif
 #ifdef NAM_CUDA_SKIP_ATTENTION
-NAM__CU_SKIPPED(nam_cuda__attention_workspace_size, const nam_attention_desc *, size_t *, nam_error *err)
-NAM__CU_SKIPPED(nam_cuda__attention, nam_attention_desc *, void *, size_t, nam_error *err)
+#define NAM__CU_PART_ATTENTION NAM__CU_SKIP_FN
+#else
+#define NAM__CU_PART_ATTENTION NAM__CU_KEEP_FN
 #endif
 #ifdef NAM_CUDA_SKIP_M2RNN
-NAM__CU_SKIPPED(nam_cuda__m2rnn, nam_m2rnn_desc *, void *, size_t, nam_error *err)
+#define NAM__CU_PART_M2RNN NAM__CU_SKIP_FN
+#else
+#define NAM__CU_PART_M2RNN NAM__CU_KEEP_FN
+#endif
+#define NAM__CU_SKIPPED(part, name, params) NAM__CU_PART_##part(name, params)
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"   /* a fallback reads only err */
+#endif
+NAM__CUDA_HOOKS(NAM__CU_SKIPPED)
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic pop
 #endif
 
 #endif /* NAM_CUDA_IMPLEMENTATION */

@@ -97,6 +97,15 @@ static void run_ssd(const ssd_case *c) {
     if (nam_cuda_malloc(&dwsp, dws, &e) != NAM_OK) { ct_fail(desc, e.message); goto done; }
     if (nam_ssd(&dd, dwsp, dws, &e) != NAM_OK) { ct_fail(desc, e.message); goto done; }
     if (dd.ran != NAM_BACKEND_CUDA) { ct_fail(desc, "desc.ran is not NAM_BACKEND_CUDA"); goto done; }
+    {   /* issue 9: the desc reports the chunk that ran: cuda 0 -> 256, a request rounded up to 64,
+           128 or 256, at most l rounded up to 64; cpu-ref 0 (no chunks); chunk_size left as given */
+        int q = c->chunk == 0 ? 256 : c->chunk <= 64 ? 64 : c->chunk <= 128 ? 128 : 256, lq = c->l < 256 ? (int)((c->l + 63) / 64 * 64) : 256;
+        char d3[300];
+        snprintf(d3, sizeof d3, "%s: chunk_size_used", desc);
+        ct_check(dd.chunk_size_used == (q < lq ? q : lq) && dd.chunk_size == c->chunk && hd.chunk_size_used == 0, d3,
+                 "cuda chunk_size_used = %d (want %d), chunk_size = %d, cpu-ref chunk_size_used = %d", dd.chunk_size_used, q < lq ? q : lq, dd.chunk_size,
+                 hd.chunk_size_used);
+    }
     {
         char d2[300];
         snprintf(d2, sizeof d2, "%s: out", desc);

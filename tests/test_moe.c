@@ -341,6 +341,14 @@ static void test_dispatch(void) {
                   p.rows[0] == 0 && p.rows[4] == 8 && p.rows[5] == 1 && p.rows[9] == 9,
               "status %s counts %d %d %d %d dropped %d rows %d (row0 %d row4 %d row5 %d)", nam_status_str(st), p.counts[0], p.counts[1], p.counts[2], p.counts[3],
               p.d.num_dropped, p.d.num_rows, p.rows[0], p.rows[4], p.rows[5]);
+        {   /* issue 9: the desc reports the capacity that was applied (T * k without a factor) */
+            int cap1 = p.d.capacity, cap0;
+            free_plan(&p);
+            st = make_plan(&p, id2, 10, 2, 4, 0.0f, &e);
+            cap0 = p.d.capacity;
+            CHECK("dispatch reports the capacity applied: 5 with cf 1, T * k = 20 without a factor", cap1 == 5 && st == NAM_OK && cap0 == 20,
+                  "capacity %d and %d: %s", cap1, cap0, e.message);
+        }
         free_plan(&p);
         for (t = 0; t < 20; t++) id2[t] = 3;
         st = make_plan(&p, id2, 20, 1, 4, 0.0f, &e);

@@ -608,6 +608,26 @@ static void test_ssd_bad(void) {
     st = nam_ssd(&d, w, ws, &e);
     check(st == NAM_OK && d.ran == NAM_BACKEND_CPU, "ssd: exact workspace works, ran = cpu", e.message);
     free(w);
+    {   /* issue 9: the desc reports the chunk length that ran (cpu: 0 -> 64, a request as given;
+           cpu-ref: 0, no chunks; 0 after an error) and chunk_size itself is left as given */
+        static const int req[4] = {0, 16, 100, 0}, want[4] = {64, 16, 100, 0};
+        static const nam_backend be[4] = {NAM_BACKEND_CPU, NAM_BACKEND_AUTO, NAM_BACKEND_CPU, NAM_BACKEND_CPU_REF};
+        char cdesc[96], cwhy[600];
+        int i;
+        for (i = 0; i < 5; i++) {
+            nam_ssd_desc u = s.d;
+            size_t need = 0;
+            void *uw;
+            u.backend = be[i % 4]; u.chunk_size = i < 4 ? req[i] : -1; u.chunk_size_used = -7;
+            st = nam_ssd_workspace_size(&u, &need, &e);
+            uw = xalloc(need + 64);
+            if (st == NAM_OK || i == 4) st = nam_ssd(&u, uw, need, &e);
+            snprintf(cdesc, sizeof cdesc, "ssd: chunk_size %d on %s reports chunk_size_used %d", u.chunk_size, nam_backend_name(be[i % 4]), i < 4 ? want[i] : 0);
+            snprintf(cwhy, sizeof cwhy, "%s, chunk_size_used = %d, chunk_size = %d: %.300s", nam_status_str(st), u.chunk_size_used, u.chunk_size, e.message);
+            check(i < 4 ? st == NAM_OK && u.chunk_size_used == want[i] && u.chunk_size == req[i] : st == NAM_ERR_RANGE && u.chunk_size_used == 0, cdesc, cwhy);
+            free(uw);
+        }
+    }
     st = nam_ssd_workspace_size(&d, NULL, &e); expect("ssd bad: workspace_size bytes NULL", st, &e, NAM_ERR_INVALID_ARG, "bytes is NULL");
     st = nam_ssd(NULL, NULL, 0, &e); expect("ssd bad: desc NULL", st, &e, NAM_ERR_INVALID_ARG, "desc is NULL");
     d.backend = NAM_BACKEND_CPU_REF;
