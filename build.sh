@@ -99,9 +99,10 @@ setup() {
 # common part and the kernel half, line for line), rewritten only when that text changed.
 # The kernel targets depend on it instead of nam.h (see `target`).
 nam_kernels_stamp() {
-    local st=$B/stamp/nam-kernels.h
-    if ! grep -q 'THE PLANNER HALF' nam.h; then cp nam.h "$st.new"   # no banner: all of nam.h
-    else sed '/THE PLANNER HALF/q' nam.h > "$st.new"; fi
+    local st=$B/stamp/nam-kernels.h banner='^/\* *THE PLANNER HALF'
+    sed "\\%$banner%q" nam.h > "$st.new"
+    # the cut must hold the kernel half's code; otherwise (no banner, or a moved one) all of nam.h
+    grep -q "$banner" "$st.new" && grep -q '^#endif /\* NAM_IMPLEMENTATION \*/' "$st.new" || cp nam.h "$st.new"
     if cmp -s "$st.new" "$st"; then rm -f "$st.new"; else mv -f "$st.new" "$st"; fi
 }
 

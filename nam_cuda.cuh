@@ -78,6 +78,8 @@ NAM_API nam_status nam_cuda_sync(void *stream, nam_error *err);
 #include <string.h>
 
 /* >>cuda-common ------------------------------------------------------------------------ */
+/* NAM__CU_UNUSED: only on the four shared helpers below (contig, ws, align, sm_count), which
+   a build that leaves every part out with NAM_CUDA_SKIP_* does not call. */
 #if defined(__GNUC__) || defined(__clang__)
 #define NAM__CU_UNUSED __attribute__((unused))
 #else

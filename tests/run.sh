@@ -382,7 +382,36 @@ step_consumers() {
 }
 
 # A failed program build that no step reports (build/nam without cli tests) still fails.
+# build.sh's kernel stamp (nam_kernels_stamp): what the kernel targets read of nam.h. An
+# edit to the planner half must leave it untouched (so no CUDA object or kernel test
+# rebuilds), an edit to the kernel half must change it. Checked on copies of nam.h.
+stamp_check() {
+    local tmp desc="build: an edit to the planner half leaves the kernel targets' part of nam.h (build/stamp/nam-kernels.h) unchanged; an edit to the kernel half changes it"
+    tmp=$(mktemp -d)
+    (
+        set -e
+        eval "$(sed -n '/^nam_kernels_stamp()/,/^}/p' build.sh)"
+        B=$tmp
+        mkdir -p "$tmp/stamp" "$tmp/src"
+        cp nam.h "$tmp/src/nam.h"
+        cd "$tmp/src"
+        nam_kernels_stamp && cp "$tmp/stamp/nam-kernels.h" "$tmp/base"
+        grep -q 'nam_attention_workspace_size' "$tmp/base" && grep -q '^/\* >>kernel-m2rnn' "$tmp/base" || { echo "the stamp misses the kernel half"; exit 1; }
+        ! grep -q '^NAM_API nam_status nam_plan_make' "$tmp/base" || { echo "the stamp holds planner code"; exit 1; }
+        touch -d '2000-01-01' "$tmp/stamp/nam-kernels.h"
+        sed -i '/^#define NAM__PLANNER_IMPLEMENTATION_DONE/a /* a planner edit */' nam.h
+        sed -i '0,/^\/\* >>ranks/s//\/* >>ranks (edited) /' nam.h
+        nam_kernels_stamp
+        [[ $(stat -c %Y "$tmp/stamp/nam-kernels.h") == $(date -d '2000-01-01' +%s) ]] || { echo "a planner edit rewrote the stamp"; exit 1; }
+        sed -i '0,/^\/\* >>kernel-common/s//\/* >>kernel-common (edited) /' nam.h
+        nam_kernels_stamp
+        ! cmp -s "$tmp/base" "$tmp/stamp/nam-kernels.h" || { echo "a kernel edit left the stamp as it was"; exit 1; }
+    ) >"$B/log/run-stamp.out" 2>&1 && pass "$desc" || fail "$desc" "$B/log/run-stamp.out"
+    rm -rf "$tmp"
+}
+
 step_build() {
+    stamp_check
     if [[ ! -f tests/cli_test.sh ]]; then
         case $(cat "$B/status/nam" 2>/dev/null) in
         ok) echo "     build/nam built (its tests live in tests/cli_test.sh, not present yet)" ;;
