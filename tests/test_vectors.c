@@ -15,7 +15,7 @@
    Build: cc -std=c99 -Wall -Wextra -Werror -I/usr/include/stb tests/test_vectors.c -lstb -lm
    (the stb_ds implementation is also emitted below, so -lstb is optional). */
 #define NAM_IMPLEMENTATION
-#include "../nam.h"
+#include "test.h"
 
 /* nam.h never defines STB_DS_IMPLEMENTATION. Emit stb_ds here, AFTER nam's
    implementation, so that any STBDS_REALLOC/STBDS_FREE nam sets up applies; the
@@ -40,37 +40,7 @@
 
 /* ------------------------------------------------------------------ reporting ------ */
 
-static int g_pass, g_fail, g_skip;
-
-/* Prints `s` with newlines and tabs flattened so that one check stays one line. */
-static void put_flat(const char *s) {
-    for (; *s; ++s) putchar((*s == '\n' || *s == '\r' || *s == '\t') ? ' ' : *s);
-}
-
-static void report(int ok, const char *what, const char *why) {
-    if (ok) {
-        printf("ok ");
-        put_flat(what);
-        putchar('\n');
-        ++g_pass;
-    } else {
-        printf("FAIL ");
-        put_flat(what);
-        printf(": ");
-        put_flat(why && *why ? why : "(no details)");
-        putchar('\n');
-        ++g_fail;
-    }
-}
-
-static void report_skip(const char *what, const char *why) {
-    printf("skip ");
-    put_flat(what);
-    printf(": ");
-    put_flat(why);
-    putchar('\n');
-    ++g_skip;
-}
+/* Checks report through tests/test.h: test_check(ok, what, why), test_skip. */
 
 #define WHY_MAX 2048
 
@@ -274,7 +244,7 @@ static void run_group(const json_value *root, const char *name, vector_fn fn) {
     size_t i;
     if (!json_is_array(list) || json_len(list) == 0) {
         snprintf(what, sizeof what, "%s", name);
-        report(0, what, "group missing or empty in the vectors file");
+        test_check(0, what, "group missing or empty in the vectors file");
         return;
     }
     for (i = 0; i < json_len(list); ++i) {
@@ -282,7 +252,7 @@ static void run_group(const json_value *root, const char *name, vector_fn fn) {
         snprintf(what, sizeof what, "%s[%lu]", name, (unsigned long)i);
         why[0] = '\0';
         ok = fn(json_at(list, i), what, sizeof what, why);
-        report(ok, what, why);
+        test_check(ok, what, why);
     }
 }
 
@@ -682,12 +652,12 @@ static void check_key_order(const json_value *root) {
     const char *what = "layer_counts_key_order = NAM_MEGATRON_SYMBOLS";
     int i;
     if (!join_symbols(list, got, sizeof got)) {
-        report(0, what, "group missing or malformed in the vectors file");
+        test_check(0, what, "group missing or malformed in the vectors file");
         return;
     }
     if (strcmp(got, NAM_MEGATRON_SYMBOLS) != 0) {
         failf(why, "Megatron order \"%s\", NAM_MEGATRON_SYMBOLS \"%s\"", got, NAM_MEGATRON_SYMBOLS);
-        report(0, what, why);
+        test_check(0, what, why);
         return;
     }
     /* the enum and nam_megatron_symbol_index must index counts[] in the same order */
@@ -695,13 +665,13 @@ static void check_key_order(const json_value *root) {
         NAM_MEGATRON_SYMBOLS[NAM_MSYM_GDN] != 'G' || NAM_MEGATRON_SYMBOLS[NAM_MSYM_MAMBA] != 'M' ||
         NAM_MEGATRON_SYMBOLS[NAM_MSYM_MLA] != '+' || NAM_MEGATRON_SYMBOLS[NAM_MSYM_MLP] != '-' ||
         NAM_MEGATRON_SYMBOLS[NAM_MSYM_MOE] != 'E') {
-        report(0, what, "NAM_MSYM_* enum does not follow NAM_MEGATRON_SYMBOLS");
+        test_check(0, what, "NAM_MSYM_* enum does not follow NAM_MEGATRON_SYMBOLS");
         return;
     }
     for (i = 0; i < NAM_MSYM_COUNT; ++i) {
         if (nam_megatron_symbol_index(got[i]) != i) {
             failf(why, "nam_megatron_symbol_index('%c') = %d, want %d", got[i], nam_megatron_symbol_index(got[i]), i);
-            report(0, what, why);
+            test_check(0, what, why);
             return;
         }
     }
@@ -711,16 +681,16 @@ static void check_key_order(const json_value *root) {
         for (c = non; *c; ++c) {
             if (nam_megatron_symbol_index(*c) != -1) {
                 failf(why, "nam_megatron_symbol_index('%c') = %d, want -1", *c, nam_megatron_symbol_index(*c));
-                report(0, what, why);
+                test_check(0, what, why);
                 return;
             }
         }
         if (nam_megatron_symbol_index('\0') != -1) {
-            report(0, what, "nam_megatron_symbol_index('\\0') != -1");
+            test_check(0, what, "nam_megatron_symbol_index('\\0') != -1");
             return;
         }
     }
-    report(1, what, NULL);
+    test_check(1, what, NULL);
 }
 
 static void run_hybrid(const json_value *root) {
@@ -885,7 +855,7 @@ static void run_ranks(const json_value *root) {
     char what[256], why[WHY_MAX];
     size_t i;
     if (!json_is_array(sets) || json_len(sets) == 0) {
-        report(0, "upstream_test_rank_generator_for_tp_dp_pp", "group missing or empty in the vectors file");
+        test_check(0, "upstream_test_rank_generator_for_tp_dp_pp", "group missing or empty in the vectors file");
     }
     for (i = 0; i < json_len(sets); ++i) {
         rank_set r;
@@ -893,7 +863,7 @@ static void run_ranks(const json_value *root) {
         char cfg[160];
         if (!read_rank_set(json_at(sets, i), &r)) {
             snprintf(what, sizeof what, "rankgen set %lu", (unsigned long)i);
-            report(0, what, "malformed vector");
+            test_check(0, what, "malformed vector");
             continue;
         }
         snprintf(cfg, sizeof cfg, "set %lu world=%d tp=%d pp=%d cp=%d ep=%d dp=%d edp=%d", (unsigned long)i, r.world,
@@ -904,19 +874,19 @@ static void run_ranks(const json_value *root) {
         d.tp = r.tp; d.ep = 1; d.dp = r.dp; d.pp = r.pp; d.cp = r.cp; d.order = r.order;
         snprintf(what, sizeof what, "rankgen decoder %s order=%s", cfg, r.order);
         why[0] = '\0';
-        report(check_rankgen(&d, r.groups, why), what, why);
+        test_check(check_rankgen(&d, r.groups, why), what, why);
 
         /* expert: RankGenerator(tp, ep, dp=expert_dp, pp, cp=1, expert_order) */
         memset(&d, 0, sizeof d);
         d.tp = r.tp; d.ep = r.ep; d.dp = r.edp; d.pp = r.pp; d.cp = 1; d.order = r.expert_order;
         snprintf(what, sizeof what, "rankgen expert %s order=%s", cfg, r.expert_order);
         why[0] = '\0';
-        report(check_rankgen(&d, r.expert_groups, why), what, why);
+        test_check(check_rankgen(&d, r.expert_groups, why), what, why);
 
         /* the whole rank map with nam's default order */
         snprintf(what, sizeof what, "rankmap %s order=default", cfg);
         why[0] = '\0';
-        report(check_rankmap(&r, why), what, why);
+        test_check(check_rankmap(&r, why), what, why);
     }
 
     /* generate_masked_orthogonal_rank_groups examples */
@@ -937,7 +907,7 @@ static void run_ranks(const json_value *root) {
             n = (int)json_len(ps);
             if (!json_int(json_get(ex, "world_size"), &world) || n <= 0 || n > 8 || json_len(mk) != (size_t)n ||
                 !json_is_array(res)) {
-                report(0, what, "malformed vector");
+                test_check(0, what, "malformed vector");
                 continue;
             }
             for (j = 0; j < n; ++j) {
@@ -945,7 +915,7 @@ static void run_ranks(const json_value *root) {
                 if (!json_int(json_at(ps, (size_t)j), &sizes[j]) || b < 0) ok = 0;
                 mask[j] = b;
             }
-            if (!ok) { report(0, what, "malformed vector"); continue; }
+            if (!ok) { test_check(0, what, "malformed vector"); continue; }
             snprintf(what, sizeof what, "%s nam_rank_groups_masked(world=%d, sizes=[", names[k], world);
             for (j = 0; j < n; ++j) appendf(what, j ? ",%d" : "%d", sizes[j]);
             appendf(what, "], mask=[");
@@ -958,14 +928,14 @@ static void run_ranks(const json_value *root) {
             else
                 ok = compare_groups("result", &g, res, why);
             nam_rank_groups_free(&g);
-            report(ok, what, why);
+            test_check(ok, what, why);
 
             /* the tp-pp-dp example also through RankGenerator, its stated order */
             if (k == 1) {
                 const char *order = json_str(json_get(ex, "order"));
                 nam_rankgen_desc d;
                 if (!order || n != 3 || !mask[2] || mask[0] || mask[1]) {
-                    report(0, "docstring_example_tp_pp_dp_8 via nam_rankgen_ranks", "unexpected vector shape");
+                    test_check(0, "docstring_example_tp_pp_dp_8 via nam_rankgen_ranks", "unexpected vector shape");
                     continue;
                 }
                 memset(&d, 0, sizeof d);
@@ -980,7 +950,7 @@ static void run_ranks(const json_value *root) {
                 else
                     ok = compare_groups("dp", &g, res, why);
                 nam_rank_groups_free(&g);
-                report(ok, what, why);
+                test_check(ok, what, why);
             }
         }
     }
@@ -1004,14 +974,14 @@ static json_doc *load(const char *path) {
     char what[1200];
     snprintf(what, sizeof what, "load %s", path);
     if (!text) {
-        report(0, what, "cannot read file");
+        test_check(0, what, "cannot read file");
         return NULL;
     }
     doc = json_parse(text, len, err, sizeof err);
     free(text);
-    if (!doc) report(0, what, err);
+    if (!doc) test_check(0, what, err);
     else if (!json_is_object(doc->root)) {
-        report(0, what, "top level is not an object");
+        test_check(0, what, "top level is not an object");
         json_free(doc);
         doc = NULL;
     }
@@ -1035,7 +1005,7 @@ int main(int argc, char **argv) {
     have_hybrid = file_exists(hybrid_path);
     have_rank = file_exists(rank_path);
     if (!have_hybrid && !have_rank) {
-        printf("skip megatron vectors: %s not found\n", hybrid_path);
+        test_skip("megatron vectors: %s not found", hybrid_path);
         return 0;
     }
 
@@ -1046,7 +1016,7 @@ int main(int argc, char **argv) {
     } else {
         char why[1100];
         snprintf(why, sizeof why, "%s not found", hybrid_path);
-        report_skip("megatron vectors", why);
+        test_skip("megatron vectors: %s", why);
     }
     if (have_rank) {
         json_doc *doc = load(rank_path);
@@ -1055,10 +1025,8 @@ int main(int argc, char **argv) {
     } else {
         char why[1100];
         snprintf(why, sizeof why, "%s not found", rank_path);
-        report_skip("megatron vectors", why);
+        test_skip("megatron vectors: %s", why);
     }
 
-    printf("test_vectors: %d passed, %d failed, %d skipped\n", g_pass, g_fail, g_skip);
-    fflush(stdout);
-    return g_fail ? 1 : 0;
+    return test_done("test_vectors");
 }
