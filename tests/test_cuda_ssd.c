@@ -20,18 +20,6 @@
 static double tol_out(nam_dtype t) { return t == NAM_F32 ? 1e-4 : t == NAM_F16 ? 5e-3 : 2e-2; }
 static double tol_state(nam_dtype t) { return t == NAM_F32 ? 1e-4 : t == NAM_F16 ? 3e-3 : 1.5e-2; }
 
-/* compare the device tensor of p (downloaded) with host buffer ref */
-static void cmp_pair(const char *desc, const ct_pair *p, const void *ref, double tol) {
-    void *got = malloc(p->bytes ? p->bytes : 1);
-    double maxref = 0.0, diff;
-    int64_t n = (int64_t)(p->bytes / ct_esize(p->d.dtype));
-    if (!ct_download(p, got)) { free(got); return; }
-    diff = ct_maxdiff(got, ref, p->d.dtype, n, &maxref);
-    if (getenv("NAM_TEST_VERBOSE")) printf("# %s: max |diff| %.3g, max |ref| %.3g, ratio %.3g (tol %.1g)\n", desc, diff, maxref, diff / (maxref > 1e-30 ? maxref : 1e-30), tol);
-    ct_check(diff <= tol * (maxref > 1e-30 ? maxref : 1e-30), desc, "max |diff| = %.3g, max |ref| = %.3g, tol %.1g relative (%s)", diff, maxref, tol,
-             nam_dtype_name(p->d.dtype));
-    free(got);
-}
 
 /* ---- nam_ssd ---------------------------------------------------------------------------- */
 typedef struct ssd_case {
@@ -89,24 +77,24 @@ static void run_ssd(const ssd_case *c) {
     if (c->inplace) dd.out = x.d;   /* out aliases x on the device; the reference writes its own out */
     snprintf(desc, sizeof desc, "ssd %s %s b%lld l%lld h%lld p%lld g%lld n%lld chunk%d", c->name, nam_dtype_name(c->xt), (long long)c->b, (long long)c->l,
              (long long)c->h, (long long)c->p, (long long)c->g, (long long)c->n, c->chunk);
-    if (nam_ssd_workspace_size(&hd, &hws, &e) != NAM_OK) { ct_fail(desc, e.message); goto done; }
+    if (nam_ssd_workspace_size(&hd, &hws, &e) != NAM_OK) { test_fail("%s: %s", desc, e.message); goto done; }
     hwsp = malloc(hws + 64);   /* nam.h wants a 64-byte aligned workspace */
-    if (nam_ssd(&hd, (void *)(((uintptr_t)hwsp + 63) & ~(uintptr_t)63), hws, &e) != NAM_OK) { ct_fail(desc, e.message); goto done; }
-    if (nam_ssd_workspace_size(&dd, &dws, &e) != NAM_OK || nam_ssd_workspace_size(&dd, &dws2, &e) != NAM_OK) { ct_fail(desc, e.message); goto done; }
-    if (dws != dws2) { ct_fail(desc, "workspace size differs between two queries of one desc"); goto done; }
-    if (nam_cuda_malloc(&dwsp, dws, &e) != NAM_OK) { ct_fail(desc, e.message); goto done; }
-    if (nam_ssd(&dd, dwsp, dws, &e) != NAM_OK) { ct_fail(desc, e.message); goto done; }
-    if (dd.ran != NAM_BACKEND_CUDA) { ct_fail(desc, "desc.ran is not NAM_BACKEND_CUDA"); goto done; }
+    if (nam_ssd(&hd, (void *)(((uintptr_t)hwsp + 63) & ~(uintptr_t)63), hws, &e) != NAM_OK) { test_fail("%s: %s", desc, e.message); goto done; }
+    if (nam_ssd_workspace_size(&dd, &dws, &e) != NAM_OK || nam_ssd_workspace_size(&dd, &dws2, &e) != NAM_OK) { test_fail("%s: %s", desc, e.message); goto done; }
+    if (dws != dws2) { test_fail("%s: %s", desc, "workspace size differs between two queries of one desc"); goto done; }
+    if (nam_cuda_malloc(&dwsp, dws, &e) != NAM_OK) { test_fail("%s: %s", desc, e.message); goto done; }
+    if (nam_ssd(&dd, dwsp, dws, &e) != NAM_OK) { test_fail("%s: %s", desc, e.message); goto done; }
+    if (dd.ran != NAM_BACKEND_CUDA) { test_fail("%s: %s", desc, "desc.ran is not NAM_BACKEND_CUDA"); goto done; }
     {
         char d2[300];
         snprintf(d2, sizeof d2, "%s: out", desc);
         if (c->inplace) {   /* the result is in x's device buffer */
             ct_pair t = x;
-            cmp_pair(d2, &t, out.h.data, tol_out(c->xt));
-        } else cmp_pair(d2, &out, out.h.data, tol_out(c->xt));
+            ct_cmp_pair(d2, &t, out.h.data, tol_out(c->xt));
+        } else ct_cmp_pair(d2, &out, out.h.data, tol_out(c->xt));
         if (c->fin) {
             snprintf(d2, sizeof d2, "%s: final_states", desc);
-            cmp_pair(d2, &fin, fin.h.data, tol_state(c->xt));
+            ct_cmp_pair(d2, &fin, fin.h.data, tol_state(c->xt));
         }
     }
 done:
@@ -193,15 +181,15 @@ static void test_step(nam_dtype t, int with_opts) {
     dd.backend = NAM_BACKEND_AUTO;
     dd.x = x.d; dd.dt = dt.d; dd.A = A.d; dd.B = B.d; dd.C = C.d; dd.D = D.d; dd.z = z.d; dd.dt_bias = bias.d; dd.state = st.d; dd.out = out.d;
     snprintf(desc, sizeof desc, "ssd_step %s %s", nam_dtype_name(t), with_opts ? "D(h,p) z dt_bias" : "D(h) dt limits");
-    if (nam_ssd_step(&hd, &e) != NAM_OK) ct_fail(desc, e.message);
-    else if (nam_ssd_step(&dd, &e) != NAM_OK) ct_fail(desc, e.message);
-    else if (dd.ran != NAM_BACKEND_CUDA) ct_fail(desc, "desc.ran is not NAM_BACKEND_CUDA");
+    if (nam_ssd_step(&hd, &e) != NAM_OK) test_fail("%s: %s", desc, e.message);
+    else if (nam_ssd_step(&dd, &e) != NAM_OK) test_fail("%s: %s", desc, e.message);
+    else if (dd.ran != NAM_BACKEND_CUDA) test_fail("%s: %s", desc, "desc.ran is not NAM_BACKEND_CUDA");
     else {
         char d2[160];
         snprintf(d2, sizeof d2, "%s: out", desc);
-        cmp_pair(d2, &out, out.h.data, tol_out(t));
+        ct_cmp_pair(d2, &out, out.h.data, tol_out(t));
         snprintf(d2, sizeof d2, "%s: state", desc);
-        cmp_pair(d2, &st, st.h.data, 1e-5);
+        ct_cmp_pair(d2, &st, st.h.data, 1e-5);
     }
     ct_free(&x); ct_free(&dt); ct_free(&A); ct_free(&B); ct_free(&C);
     if (D.bytes) ct_free(&D);
@@ -237,16 +225,16 @@ static void test_conv(nam_dtype t, int64_t b, int64_t l, int64_t ch, int64_t w, 
     dd.x = x.d; dd.weight = wt.d; dd.bias = bias.d; dd.conv_state = st.d; dd.out = out.d;
     snprintf(desc, sizeof desc, "conv1d %s b%lld l%lld c%lld w%lld%s%s%s", nam_dtype_name(t), (long long)b, (long long)l, (long long)ch, (long long)w,
              with_bias ? " bias" : "", with_state ? " state" : "", silu ? " silu" : "");
-    if (nam_conv1d(&hd, &e) != NAM_OK) ct_fail(desc, e.message);
-    else if (nam_conv1d(&dd, &e) != NAM_OK) ct_fail(desc, e.message);
-    else if (dd.ran != NAM_BACKEND_CUDA) ct_fail(desc, "desc.ran is not NAM_BACKEND_CUDA");
+    if (nam_conv1d(&hd, &e) != NAM_OK) test_fail("%s: %s", desc, e.message);
+    else if (nam_conv1d(&dd, &e) != NAM_OK) test_fail("%s: %s", desc, e.message);
+    else if (dd.ran != NAM_BACKEND_CUDA) test_fail("%s: %s", desc, "desc.ran is not NAM_BACKEND_CUDA");
     else {
         char d2[200];
         snprintf(d2, sizeof d2, "%s: out", desc);
-        cmp_pair(d2, &out, out.h.data, t == NAM_F32 ? 1e-5 : t == NAM_F16 ? 1.5e-3 : 1e-2);
+        ct_cmp_pair(d2, &out, out.h.data, t == NAM_F32 ? 1e-5 : t == NAM_F16 ? 1.5e-3 : 1e-2);
         if (with_state) {
             snprintf(d2, sizeof d2, "%s: conv_state", desc);
-            cmp_pair(d2, &st, st.h.data, 0.0);   /* copies of stored inputs: exact */
+            ct_cmp_pair(d2, &st, st.h.data, 0.0);   /* copies of stored inputs: exact */
         }
     }
     ct_free(&x); ct_free(&wt);
@@ -257,7 +245,7 @@ static void test_conv(nam_dtype t, int64_t b, int64_t l, int64_t ch, int64_t w, 
 
 /* ---- error paths -------------------------------------------------------------------------- */
 static void expect(const char *desc, nam_status got, nam_status want, const nam_error *e, const char *needle) {
-    ct_check(got == want && (!needle || strstr(e->message, needle)), desc, "status %d (want %d), message \"%s\" (want \"%s\")", (int)got, (int)want,
+    CHECK(got == want && (!needle || strstr(e->message, needle)), desc, "status %d (want %d), message \"%s\" (want \"%s\")", (int)got, (int)want,
              e->message, needle ? needle : "");
 }
 
@@ -281,7 +269,7 @@ static void test_errors(void) {
     if (!ok) return;
     memset(&d, 0, sizeof d);
     d.x = x.d; d.dt = dt.d; d.A = A.d; d.B = B.d; d.C = C.d; d.out = out.d;
-    if (nam_ssd_workspace_size(&d, &ws, &e) != NAM_OK || nam_cuda_malloc(&wsp, ws, &e) != NAM_OK) { ct_fail("ssd errors: setup", e.message); return; }
+    if (nam_ssd_workspace_size(&d, &ws, &e) != NAM_OK || nam_cuda_malloc(&wsp, ws, &e) != NAM_OK) { test_fail("%s: %s", "ssd errors: setup", e.message); return; }
     {   /* a CPU tensor mixed in */
         nam_ssd_desc t = d;
         t.C = C.h;
@@ -361,6 +349,5 @@ int main(void) {
     test_conv(NAM_F32, 2, 70, 33, 6, 1, 1, 1);        /* generic w */
     test_conv(NAM_F16, 1, 1, 200, 3, 1, 1, 1);        /* decode: l = 1 */
     test_errors();
-    printf("test_cuda_ssd: %d passed, %d failed\n", ct_passed, ct_failed);
-    return ct_done();
+    return test_done("test_cuda_ssd");
 }
