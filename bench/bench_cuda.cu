@@ -16,7 +16,8 @@
        gcc -std=c99 -O2 -x c -DNAM_CUDA -DNAM_IMPLEMENTATION -I. -I/usr/include/stb -c nam.h -o nam_impl.o
        nvcc bench_cuda.o nam_cuda.o nam_impl.o -o nam-bench-cuda -lcublas -lcudart -lstb -lm -lpthread
    Without a usable device (any error from cudaGetDeviceCount, or no device) it prints one
-   line, "nam-bench-cuda: no CUDA device (<error text>)", and exits 0.
+   line in the test protocol of tests/run.sh, "skip nam-bench-cuda: no CUDA device (<error
+   text>)", and exits 0: the smoke run counts it as a skip, not a pass.
    Emulator build (tests/cuda_emu.h; checks this program's logic on tiny shapes, no speed,
    no cuBLAS rows, no peaks):
        g++ -std=c++17 -x c++ -DNAM_CUDA_EMULATE -include tests/cuda_emu.h -I. -I/usr/include/stb \
@@ -1415,7 +1416,7 @@ int main(int argc, char **argv) {
 
     rc = cudaGetDeviceCount(&ndev);
     if (rc != cudaSuccess || ndev < 1) {
-        printf("nam-bench-cuda: no CUDA device (%s)\n", rc != cudaSuccess ? cudaGetErrorString(rc) : "cudaGetDeviceCount reports 0 devices");
+        printf("skip nam-bench-cuda: no CUDA device (%s)\n", rc != cudaSuccess ? cudaGetErrorString(rc) : "cudaGetDeviceCount reports 0 devices");
         return 0;
     }
 #ifdef NAM_CUDA_EMULATE
@@ -1431,7 +1432,7 @@ int main(int argc, char **argv) {
         cudaDeviceProp prop;
         int dev = 0, sm = 0, clk = 0, mclk = 0, bus = 0, l2 = 0, drv = 0, rt = 0, blasv = 0;
         if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess) {
-            printf("nam-bench-cuda: no CUDA device (cudaGetDeviceProperties failed)\n");
+            printf("skip nam-bench-cuda: no CUDA device (cudaGetDeviceProperties failed)\n");
             return 0;
         }
         cudaDeviceGetAttribute(&sm, cudaDevAttrMultiProcessorCount, dev);
