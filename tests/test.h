@@ -28,7 +28,9 @@
      test_urand(lo, hi)   uniform [lo, hi), 24 random bits
      test_randi(n)        an integer in [0, n)
    Memory: test_alloc(bytes) is 64-byte aligned and zeroed (a FAIL line and exit status 2
-   when out of memory); release it with free() or test_free(). */
+   when out of memory); release it with free() or test_free().
+   With NAM_IMPLEMENTATION also nam helpers: test_esize, test_round, test_tensor,
+   test_rand_buf, test_to_f32, test_expect (an error path), test_dump (--dump files). */
 #ifndef NAM_TEST_H
 #define NAM_TEST_H
 
@@ -242,6 +244,29 @@ TEST__UNUSED static float *test_to_f32(const nam_tensor *t) {
     float *f = (float *)test_alloc(sizeof(float) * (size_t)nam_tensor_numel(t));
     nam__pack_f32(t, f);
     return f;
+}
+/* test_expect: a call that must fail with status want (also in e->code) and, when needle is
+   not NULL, a message containing needle */
+TEST__UNUSED static void test_expect(const char *desc, nam_status got, const nam_error *e, nam_status want, const char *needle) {
+    CHECK(got == want && e->code == want && (!needle || strstr(e->message, needle)), desc, "status %s (want %s), message '%.400s' (want '%s')",
+          nam_status_str(got), nam_status_str(want), e->message, needle ? needle : "");
+}
+
+/* test_dump: the logical contents of t as raw little-endian f32, DIR/CASE_FIELD.f32 (the
+   --dump files the tests/xcheck_*.py scripts read). 1 on success, else 0 and a message. */
+TEST__UNUSED static int test_dump(const char *dir, const char *case_name, const char *field, const nam_tensor *t) {
+    char path[1024];
+    float *f = test_to_f32(t);
+    FILE *fp;
+    size_t n = (size_t)nam_tensor_numel(t);
+    int ok;
+    snprintf(path, sizeof path, "%s/%s_%s.f32", dir, case_name, field);
+    fp = fopen(path, "wb");
+    ok = fp && fwrite(f, sizeof(float), n, fp) == n;
+    if (fp && fclose(fp) != 0) ok = 0;
+    free(f);
+    if (!ok) fprintf(stderr, "test_dump: cannot write %s\n", path);
+    return ok;
 }
 #endif /* NAM_IMPLEMENTATION */
 

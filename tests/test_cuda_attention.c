@@ -232,10 +232,6 @@ done:
 }
 
 /* ---- error paths ------------------------------------------------------------------------- */
-static void expect(nam_status got, nam_status want, const nam_error *e, const char *needle, const char *desc) {
-    CHECK(got == want && (!needle || strstr(e->message, needle) != NULL), desc, "status %s (want %s), message \"%s\" (want it to contain \"%s\")",
-             nam_status_str(got), nam_status_str(want), e->message, needle ? needle : "");
-}
 
 static void test_errors(void) {
     int64_t sh[4] = {1, 5, 2, 64}, sh256[4] = {1, 5, 2, 256}, sh40[4] = {1, 5, 2, 40}, big[4] = {1, 5, 4, 64};
@@ -259,50 +255,49 @@ static void test_errors(void) {
     base.causal = 1;
 
     d = base;
-    expect(nam_attention(&d, NULL, 0, &e), NAM_OK, &e, NULL, "attention errors: the base call runs");
+    test_expect("attention errors: the base call runs", nam_attention(&d, NULL, 0, &e), &e, NAM_OK, NULL);
 
     d = base;
     d.q = qf32.d, d.k = kf32.d, d.v = vf32.d, d.out = of32.d;
-    expect(nam_attention(&d, NULL, 0, &e), NAM_ERR_NOT_IMPLEMENTED, &e, "q has dtype f32", "attention errors: f32 tensors -> NOT_IMPLEMENTED naming q");
-    expect(nam_attention_workspace_size(&d, &wsb, &e), NAM_ERR_NOT_IMPLEMENTED, &e, "q has dtype f32",
-           "attention errors: workspace size of f32 tensors -> NOT_IMPLEMENTED");
+    test_expect("attention errors: f32 tensors -> NOT_IMPLEMENTED naming q", nam_attention(&d, NULL, 0, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "q has dtype f32");
+    test_expect("attention errors: workspace size of f32 tensors -> NOT_IMPLEMENTED", nam_attention_workspace_size(&d, &wsb, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "q has dtype f32");
     d = base;
     d.out = of32.d;
-    expect(nam_attention(&d, NULL, 0, &e), NAM_ERR_NOT_IMPLEMENTED, &e, "out has dtype f32", "attention errors: f32 out -> NOT_IMPLEMENTED naming out");
+    test_expect("attention errors: f32 out -> NOT_IMPLEMENTED naming out", nam_attention(&d, NULL, 0, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "out has dtype f32");
     d = base;
     d.k = kh16.d;
-    expect(nam_attention(&d, NULL, 0, &e), NAM_ERR_NOT_IMPLEMENTED, &e, "k has dtype f16 but q has bf16", "attention errors: mixed bf16/f16 -> NOT_IMPLEMENTED naming k");
+    test_expect("attention errors: mixed bf16/f16 -> NOT_IMPLEMENTED naming k", nam_attention(&d, NULL, 0, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "k has dtype f16 but q has bf16");
 
     d = base;
     d.k = k.h; /* a CPU tensor among CUDA ones: nam.h refuses */
-    expect(nam_attention(&d, NULL, 0, &e), NAM_ERR_INVALID_ARG, &e, "k is a CPU tensor", "attention errors: CPU k with CUDA q -> INVALID_ARG");
+    test_expect("attention errors: CPU k with CUDA q -> INVALID_ARG", nam_attention(&d, NULL, 0, &e), &e, NAM_ERR_INVALID_ARG, "k is a CPU tensor");
     d = base;
     d.q = q.h;
-    expect(nam_attention(&d, NULL, 0, &e), NAM_ERR_INVALID_ARG, &e, "k is a CUDA tensor", "attention errors: CPU q with CUDA k -> INVALID_ARG");
+    test_expect("attention errors: CPU q with CUDA k -> INVALID_ARG", nam_attention(&d, NULL, 0, &e), &e, NAM_ERR_INVALID_ARG, "k is a CUDA tensor");
     d = base;
     d.backend = NAM_BACKEND_CPU_REF;
-    expect(nam_attention(&d, NULL, 0, &e), NAM_ERR_INVALID_ARG, &e, "cannot run on CUDA tensors", "attention errors: backend cpu_ref with CUDA tensors -> INVALID_ARG");
+    test_expect("attention errors: backend cpu_ref with CUDA tensors -> INVALID_ARG", nam_attention(&d, NULL, 0, &e), &e, NAM_ERR_INVALID_ARG, "cannot run on CUDA tensors");
 
     d = base;
     d.q = q256.d, d.k = k256.d, d.v = k256.d, d.out = o256.d;
-    expect(nam_attention(&d, NULL, 0, &e), NAM_ERR_NOT_IMPLEMENTED, &e, "(d) = 256", "attention errors: head dim 256 -> NOT_IMPLEMENTED naming d");
-    expect(nam_attention_workspace_size(&d, &wsb, &e), NAM_ERR_NOT_IMPLEMENTED, &e, "(d) = 256", "attention errors: workspace size, head dim 256 -> NOT_IMPLEMENTED");
+    test_expect("attention errors: head dim 256 -> NOT_IMPLEMENTED naming d", nam_attention(&d, NULL, 0, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "(d) = 256");
+    test_expect("attention errors: workspace size, head dim 256 -> NOT_IMPLEMENTED", nam_attention_workspace_size(&d, &wsb, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "(d) = 256");
     d = base;
     d.q = q40.d, d.k = k40.d, d.v = k40.d, d.out = o40.d;
-    expect(nam_attention(&d, NULL, 0, &e), NAM_ERR_NOT_IMPLEMENTED, &e, "(d) = 40", "attention errors: head dim 40 -> NOT_IMPLEMENTED naming d");
+    test_expect("attention errors: head dim 40 -> NOT_IMPLEMENTED naming d", nam_attention(&d, NULL, 0, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "(d) = 40");
 
     /* q as a strided view: heads 0..1 of a (1, 5, 4, 64) tensor */
     d = base;
     d.q = qbig.d;
     d.q.shape[2] = 2;
     d.q.stride[0] = 5 * 4 * 64, d.q.stride[1] = 4 * 64, d.q.stride[2] = 64, d.q.stride[3] = 1;
-    expect(nam_attention(&d, NULL, 0, &e), NAM_ERR_NOT_IMPLEMENTED, &e, "q.stride[1]", "attention errors: strided q -> NOT_IMPLEMENTED naming the stride");
+    test_expect("attention errors: strided q -> NOT_IMPLEMENTED naming the stride", nam_attention(&d, NULL, 0, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "q.stride[1]");
     /* misaligned data: v starts 4 elements (8 bytes) into a buffer */
     d = base;
     d.v = qbig.d;
     d.v.shape[2] = 2;
     d.v.data = (char *)qbig.d.data + 8;
-    expect(nam_attention(&d, NULL, 0, &e), NAM_ERR_NOT_IMPLEMENTED, &e, "v.data", "attention errors: misaligned v -> NOT_IMPLEMENTED naming v");
+    test_expect("attention errors: misaligned v -> NOT_IMPLEMENTED naming v", nam_attention(&d, NULL, 0, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "v.data");
 
     d = base;
     wsb = 7;

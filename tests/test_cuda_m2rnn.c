@@ -190,10 +190,6 @@ done:
     ct_free(&q); ct_free(&k); ct_free(&v); ct_free(&W); ct_free(&a); ct_free(&Al); ct_free(&D); ct_free(&st); ct_free(&out);
 }
 
-static void expect(const char *desc, nam_status got, nam_status want, const nam_error *e, const char *needle) {
-    CHECK(got == want && (!needle || strstr(e->message, needle)), desc, "status %d (want %d), message \"%s\" (want \"%s\")", (int)got, (int)want,
-             e->message, needle ? needle : "");
-}
 
 static void test_errors(void) {
     ct_pair q, k, v, W, a, Al, out, v12, W12, out12, kb, qbig, kbig, Wn;
@@ -213,22 +209,22 @@ static void test_errors(void) {
     d.q = q.d; d.k = k.d; d.v = v.d; d.W = W.d; d.a = a.d; d.A_log = Al.d; d.out = out.d;
     t = d; t.v = v12.d; t.W = W12.d; t.out = out12.d;
     st = nam_m2rnn(&t, NULL, 0, &e);
-    expect("m2rnn error: V 12 is not implemented on CUDA", st, NAM_ERR_NOT_IMPLEMENTED, &e, "v.shape[3] (V) = 12 is not supported on CUDA");
+    test_expect("m2rnn error: V 12 is not implemented on CUDA", st, &e, NAM_ERR_NOT_IMPLEMENTED, "v.shape[3] (V) = 12 is not supported on CUDA");
     t = d; t.q = qbig.d; t.k = kbig.d;
     st = nam_m2rnn(&t, NULL, 0, &e);
-    expect("m2rnn error: K 300 x V 16 is not implemented on CUDA", st, NAM_ERR_NOT_IMPLEMENTED, &e, "K * V must be at most 4096");
+    test_expect("m2rnn error: K 300 x V 16 is not implemented on CUDA", st, &e, NAM_ERR_NOT_IMPLEMENTED, "K * V must be at most 4096");
     t = d; t.k = kb.d;
     st = nam_m2rnn(&t, NULL, 0, &e);
-    expect("m2rnn error: k bf16 with q f32 is not implemented", st, NAM_ERR_NOT_IMPLEMENTED, &e, "k has dtype bf16");
+    test_expect("m2rnn error: k bf16 with q f32 is not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "k has dtype bf16");
     t = d; t.W = W.h;
     st = nam_m2rnn(&t, NULL, 0, &e);
-    expect("m2rnn error: W is a CPU tensor among CUDA tensors", st, NAM_ERR_INVALID_ARG, &e, "W is a CPU tensor");
+    test_expect("m2rnn error: W is a CPU tensor among CUDA tensors", st, &e, NAM_ERR_INVALID_ARG, "W is a CPU tensor");
     t = d; t.v.stride[0] = 128; t.v.stride[1] = 16; t.v.stride[2] = 64; t.v.stride[3] = 1;
     st = nam_m2rnn(&t, NULL, 0, &e);
-    expect("m2rnn error: strided v is not implemented", st, NAM_ERR_NOT_IMPLEMENTED, &e, "v.stride[");
+    test_expect("m2rnn error: strided v is not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "v.stride[");
     t = d; t.backend = NAM_BACKEND_CPU;
     st = nam_m2rnn(&t, NULL, 0, &e);
-    expect("m2rnn error: backend cpu with CUDA tensors", st, NAM_ERR_INVALID_ARG, &e, "cannot run on CUDA tensors");
+    test_expect("m2rnn error: backend cpu with CUDA tensors", st, &e, NAM_ERR_INVALID_ARG, "cannot run on CUDA tensors");
     ct_free(&q); ct_free(&k); ct_free(&v); ct_free(&W); ct_free(&a); ct_free(&Al); ct_free(&out); ct_free(&v12); ct_free(&W12); ct_free(&out12);
     ct_free(&kb); ct_free(&qbig); ct_free(&kbig); ct_free(&Wn);
 }

@@ -244,10 +244,6 @@ static void test_conv(nam_dtype t, int64_t b, int64_t l, int64_t ch, int64_t w, 
 }
 
 /* ---- error paths -------------------------------------------------------------------------- */
-static void expect(const char *desc, nam_status got, nam_status want, const nam_error *e, const char *needle) {
-    CHECK(got == want && (!needle || strstr(e->message, needle)), desc, "status %d (want %d), message \"%s\" (want \"%s\")", (int)got, (int)want,
-             e->message, needle ? needle : "");
-}
 
 static void test_errors(void) {
     ct_pair x, dt, A, B, C, out, Bh, xs;
@@ -274,26 +270,26 @@ static void test_errors(void) {
         nam_ssd_desc t = d;
         t.C = C.h;
         st = nam_ssd(&t, wsp, ws, &e);
-        expect("ssd error: C is a CPU tensor among CUDA tensors", st, NAM_ERR_INVALID_ARG, &e, "C is a CPU tensor");
+        test_expect("ssd error: C is a CPU tensor among CUDA tensors", st, &e, NAM_ERR_INVALID_ARG, "C is a CPU tensor");
     }
     {   /* B in another storage dtype than x */
         nam_ssd_desc t = d;
         t.B = Bh.d;
         st = nam_ssd(&t, wsp, ws, &e);
-        expect("ssd error: B bf16 with x f32 is not implemented", st, NAM_ERR_NOT_IMPLEMENTED, &e, "B has dtype bf16");
+        test_expect("ssd error: B bf16 with x f32 is not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "B has dtype bf16");
     }
     {   /* a strided x (h and p swapped) */
         nam_ssd_desc t = d;
         t.x = xs.d;
         t.x.stride[0] = 64; t.x.stride[1] = 8; t.x.stride[2] = 1; t.x.stride[3] = 2;
         st = nam_ssd(&t, wsp, ws, &e);
-        expect("ssd error: strided x is not implemented", st, NAM_ERR_NOT_IMPLEMENTED, &e, "x.stride[3]");
+        test_expect("ssd error: strided x is not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "x.stride[3]");
     }
     {   /* too small a workspace */
         st = nam_ssd(&d, wsp, ws - 1, &e);
-        expect("ssd error: workspace one byte short", st, NAM_ERR_INVALID_ARG, &e, "workspace_bytes");
+        test_expect("ssd error: workspace one byte short", st, &e, NAM_ERR_INVALID_ARG, "workspace_bytes");
         st = nam_ssd(&d, NULL, 0, &e);
-        expect("ssd error: NULL workspace", st, NAM_ERR_INVALID_ARG, &e, "workspace is NULL");
+        test_expect("ssd error: NULL workspace", st, &e, NAM_ERR_INVALID_ARG, "workspace is NULL");
     }
     {   /* ssd_step: C in another dtype; a CPU state */
         nam_ssd_step_desc s;
@@ -305,11 +301,11 @@ static void test_errors(void) {
             memset(&s, 0, sizeof s);
             s.x = sx3.d; s.dt = sdt2.d; s.A = A.d; s.B = sb3.d; s.C = sbh3.d; s.state = sst.d; s.out = so.d;
             st = nam_ssd_step(&s, &e);
-            expect("ssd_step error: C bf16 with x f16 is not implemented", st, NAM_ERR_NOT_IMPLEMENTED, &e, "C has dtype bf16");
+            test_expect("ssd_step error: C bf16 with x f16 is not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "C has dtype bf16");
             s.C = sb3.d;
             s.state = sst.h;
             st = nam_ssd_step(&s, &e);
-            expect("ssd_step error: state is a CPU tensor", st, NAM_ERR_INVALID_ARG, &e, "state is a CPU tensor");
+            test_expect("ssd_step error: state is a CPU tensor", st, &e, NAM_ERR_INVALID_ARG, "state is a CPU tensor");
             ct_free(&sx3); ct_free(&sdt2); ct_free(&sb3); ct_free(&sbh3); ct_free(&sst); ct_free(&so);
         }
     }
@@ -322,10 +318,10 @@ static void test_errors(void) {
             memset(&c, 0, sizeof c);
             c.x = cx.d; c.weight = cw.d; c.out = co.d;
             st = nam_conv1d(&c, &e);
-            expect("conv1d error: out f32 with x bf16 is not implemented", st, NAM_ERR_NOT_IMPLEMENTED, &e, "out has dtype f32");
+            test_expect("conv1d error: out f32 with x bf16 is not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "out has dtype f32");
             c.weight = cw.h;
             st = nam_conv1d(&c, &e);
-            expect("conv1d error: weight is a CPU tensor", st, NAM_ERR_INVALID_ARG, &e, "weight is a CPU tensor");
+            test_expect("conv1d error: weight is a CPU tensor", st, &e, NAM_ERR_INVALID_ARG, "weight is a CPU tensor");
             ct_free(&cx); ct_free(&cw); ct_free(&co);
         }
     }

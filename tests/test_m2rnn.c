@@ -448,12 +448,6 @@ static void test_step_chain(nam_dtype dtype, nam_backend be, int threads, int on
 }
 
 /* ---- bad input ---------------------------------------------------------------------- */
-static void expect(const char *desc, nam_status st, const nam_error *e, nam_status want, const char *needle) {
-    char why[700];
-    int ok = st == want && strstr(e->message, needle) != NULL;
-    snprintf(why, sizeof why, "got %s \"%.400s\", want %s containing \"%s\"", nam_status_str(st), e->message, nam_status_str(want), needle);
-    test_check(ok, desc, why);
-}
 
 static void test_bad(void) {
     m2_case c = base_case();
@@ -470,29 +464,29 @@ static void test_bad(void) {
     nam_m2rnn_workspace_size(&s.d, &ws, &e);
     w = test_alloc(ws + 4096);
     nout = nam_tensor_numel(&s.d.out);
-    d = s.d; d.k.shape[3] = 9; st = nam_m2rnn(&d, w, ws, &e); expect("m2rnn bad: k K 9 vs q K 8", st, &e, NAM_ERR_INVALID_ARG, "k.shape[3] (K) = 9, but q.shape[3] = 8");
-    d = s.d; d.v.shape[1] = 4; st = nam_m2rnn(&d, w, ws, &e); expect("m2rnn bad: v l 4", st, &e, NAM_ERR_INVALID_ARG, "v.shape[1] (l) = 4, but q.shape[1] = 5");
-    d = s.d; d.W.shape[2] = 8; st = nam_m2rnn(&d, w, ws, &e); expect("m2rnn bad: W not V x V", st, &e, NAM_ERR_INVALID_ARG, "W.shape[2] (V) = 8, but v.shape[3] = 16");
+    d = s.d; d.k.shape[3] = 9; st = nam_m2rnn(&d, w, ws, &e); test_expect("m2rnn bad: k K 9 vs q K 8", st, &e, NAM_ERR_INVALID_ARG, "k.shape[3] (K) = 9, but q.shape[3] = 8");
+    d = s.d; d.v.shape[1] = 4; st = nam_m2rnn(&d, w, ws, &e); test_expect("m2rnn bad: v l 4", st, &e, NAM_ERR_INVALID_ARG, "v.shape[1] (l) = 4, but q.shape[1] = 5");
+    d = s.d; d.W.shape[2] = 8; st = nam_m2rnn(&d, w, ws, &e); test_expect("m2rnn bad: W not V x V", st, &e, NAM_ERR_INVALID_ARG, "W.shape[2] (V) = 8, but v.shape[3] = 16");
     d = s.d; d.a.shape[2] = 3; st = nam_m2rnn(&d, w, ws, &e);
-    expect("m2rnn bad: nf 3 does not divide n 4", st, &e, NAM_ERR_INVALID_ARG, "a.shape[2] (nf) = 3 does not divide n = 4 (the largest head count, v.shape[2])");
+    test_expect("m2rnn bad: nf 3 does not divide n 4", st, &e, NAM_ERR_INVALID_ARG, "a.shape[2] (nf) = 3 does not divide n = 4 (the largest head count, v.shape[2])");
     d = s.d; d.q.shape[2] = 3; st = nam_m2rnn(&d, w, ws, &e);
-    expect("m2rnn bad: nq 3 does not divide n 4", st, &e, NAM_ERR_INVALID_ARG, "q.shape[2] (nq) = 3 does not divide n = 4");
+    test_expect("m2rnn bad: nq 3 does not divide n 4", st, &e, NAM_ERR_INVALID_ARG, "q.shape[2] (nq) = 3 does not divide n = 4");
     d = s.d; d.W.shape[0] = 8; st = nam_m2rnn(&d, w, ws, &e);
-    expect("m2rnn bad: nw 8 makes n 8, nv 4 divides but A_log (4) does not match", st, &e, NAM_ERR_INVALID_ARG, "A_log.shape[0] (n) = 4, but the largest head count (W.shape[0]) = 8");
-    d = s.d; d.D.shape[1] = 15; st = nam_m2rnn(&d, w, ws, &e); expect("m2rnn bad: D (n, 15)", st, &e, NAM_ERR_INVALID_ARG, "D.shape[1] (V) = 15, but v.shape[3] = 16");
-    d = s.d; d.initial_state.dtype = NAM_BF16; st = nam_m2rnn(&d, w, ws, &e); expect("m2rnn bad: initial_state bf16", st, &e, NAM_ERR_INVALID_ARG, "initial_state: dtype bf16, expected f32");
-    d = s.d; d.final_state.shape[2] = 7; st = nam_m2rnn(&d, w, ws, &e); expect("m2rnn bad: final_state K 7", st, &e, NAM_ERR_INVALID_ARG, "final_state.shape[2] (K) = 7, but q.shape[3] = 8");
-    d = s.d; d.out.shape[2] = 2; st = nam_m2rnn(&d, w, ws, &e); expect("m2rnn bad: out n 2", st, &e, NAM_ERR_INVALID_ARG, "out.shape[2] (n) = 2, but the largest head count (v.shape[2]) = 4");
-    d = s.d; d.out.data = d.v.data; st = nam_m2rnn(&d, w, ws, &e); expect("m2rnn bad: out aliases v", st, &e, NAM_ERR_INVALID_ARG, "out: shares its data with v");
-    d = s.d; d.q.ndim = 3; st = nam_m2rnn(&d, w, ws, &e); expect("m2rnn bad: q 3 dims", st, &e, NAM_ERR_INVALID_ARG, "q: 3 dimensions, expected 4 (b,l,nq,K)");
-    d = s.d; d.a.data = NULL; st = nam_m2rnn(&d, w, ws, &e); expect("m2rnn bad: a NULL", st, &e, NAM_ERR_INVALID_ARG, "a: data is NULL");
-    d = s.d; d.A_log.dtype = NAM_I32; st = nam_m2rnn(&d, w, ws, &e); expect("m2rnn bad: A_log i32", st, &e, NAM_ERR_INVALID_ARG, "A_log: dtype i32 is not a float storage type");
-    d = s.d; d.v.shape[3] = 2000; d.W.shape[1] = d.W.shape[2] = 2000; st = nam_m2rnn(&d, w, ws, &e); expect("m2rnn bad: V 2000", st, &e, NAM_ERR_LIMIT, "v.shape[3] (V) = 2000 is above 1024");
-    d = s.d; d.k.device = NAM_DEVICE_CUDA; st = nam_m2rnn(&d, w, ws, &e); expect("m2rnn bad: a CUDA tensor without NAM_CUDA", st, &e, NAM_ERR_NOT_IMPLEMENTED, "k is a CUDA tensor");
-    d = s.d; st = nam_m2rnn(&d, w, ws - 1, &e); expect("m2rnn bad: workspace one byte short", st, &e, NAM_ERR_INVALID_ARG, "too small");
-    d = s.d; d.backend = NAM_BACKEND_CPU_REF; st = nam_m2rnn(&d, NULL, 0, &e); expect("m2rnn bad: reference without workspace", st, &e, NAM_ERR_INVALID_ARG, "workspace is NULL");
-    st = nam_m2rnn(NULL, w, ws, &e); expect("m2rnn bad: desc NULL", st, &e, NAM_ERR_INVALID_ARG, "desc is NULL");
-    st = nam_m2rnn_workspace_size(&s.d, NULL, &e); expect("m2rnn bad: bytes NULL", st, &e, NAM_ERR_INVALID_ARG, "bytes is NULL");
+    test_expect("m2rnn bad: nw 8 makes n 8, nv 4 divides but A_log (4) does not match", st, &e, NAM_ERR_INVALID_ARG, "A_log.shape[0] (n) = 4, but the largest head count (W.shape[0]) = 8");
+    d = s.d; d.D.shape[1] = 15; st = nam_m2rnn(&d, w, ws, &e); test_expect("m2rnn bad: D (n, 15)", st, &e, NAM_ERR_INVALID_ARG, "D.shape[1] (V) = 15, but v.shape[3] = 16");
+    d = s.d; d.initial_state.dtype = NAM_BF16; st = nam_m2rnn(&d, w, ws, &e); test_expect("m2rnn bad: initial_state bf16", st, &e, NAM_ERR_INVALID_ARG, "initial_state: dtype bf16, expected f32");
+    d = s.d; d.final_state.shape[2] = 7; st = nam_m2rnn(&d, w, ws, &e); test_expect("m2rnn bad: final_state K 7", st, &e, NAM_ERR_INVALID_ARG, "final_state.shape[2] (K) = 7, but q.shape[3] = 8");
+    d = s.d; d.out.shape[2] = 2; st = nam_m2rnn(&d, w, ws, &e); test_expect("m2rnn bad: out n 2", st, &e, NAM_ERR_INVALID_ARG, "out.shape[2] (n) = 2, but the largest head count (v.shape[2]) = 4");
+    d = s.d; d.out.data = d.v.data; st = nam_m2rnn(&d, w, ws, &e); test_expect("m2rnn bad: out aliases v", st, &e, NAM_ERR_INVALID_ARG, "out: shares its data with v");
+    d = s.d; d.q.ndim = 3; st = nam_m2rnn(&d, w, ws, &e); test_expect("m2rnn bad: q 3 dims", st, &e, NAM_ERR_INVALID_ARG, "q: 3 dimensions, expected 4 (b,l,nq,K)");
+    d = s.d; d.a.data = NULL; st = nam_m2rnn(&d, w, ws, &e); test_expect("m2rnn bad: a NULL", st, &e, NAM_ERR_INVALID_ARG, "a: data is NULL");
+    d = s.d; d.A_log.dtype = NAM_I32; st = nam_m2rnn(&d, w, ws, &e); test_expect("m2rnn bad: A_log i32", st, &e, NAM_ERR_INVALID_ARG, "A_log: dtype i32 is not a float storage type");
+    d = s.d; d.v.shape[3] = 2000; d.W.shape[1] = d.W.shape[2] = 2000; st = nam_m2rnn(&d, w, ws, &e); test_expect("m2rnn bad: V 2000", st, &e, NAM_ERR_LIMIT, "v.shape[3] (V) = 2000 is above 1024");
+    d = s.d; d.k.device = NAM_DEVICE_CUDA; st = nam_m2rnn(&d, w, ws, &e); test_expect("m2rnn bad: a CUDA tensor without NAM_CUDA", st, &e, NAM_ERR_NOT_IMPLEMENTED, "k is a CUDA tensor");
+    d = s.d; st = nam_m2rnn(&d, w, ws - 1, &e); test_expect("m2rnn bad: workspace one byte short", st, &e, NAM_ERR_INVALID_ARG, "too small");
+    d = s.d; d.backend = NAM_BACKEND_CPU_REF; st = nam_m2rnn(&d, NULL, 0, &e); test_expect("m2rnn bad: reference without workspace", st, &e, NAM_ERR_INVALID_ARG, "workspace is NULL");
+    st = nam_m2rnn(NULL, w, ws, &e); test_expect("m2rnn bad: desc NULL", st, &e, NAM_ERR_INVALID_ARG, "desc is NULL");
+    st = nam_m2rnn_workspace_size(&s.d, NULL, &e); test_expect("m2rnn bad: bytes NULL", st, &e, NAM_ERR_INVALID_ARG, "bytes is NULL");
     /* non-finite gates: an error naming the element, and nothing written */
     {
         static const char *const what[6] = {"a NaN", "a +inf", "A_log NaN", "A_log 89 (exp overflows fp32)", "dt_bias -inf", "A_log -inf"};
@@ -524,7 +518,7 @@ static void test_bad(void) {
                 snprintf(desc, sizeof desc, "m2rnn bad: %s (%s): NAM_ERR_RANGE naming the element, out and final_state untouched", what[i],
                          nam_backend_name(NAM__CAST(nam_backend, be)));
                 if (!untouched) test_check(0, desc, "out or final_state was written");
-                else expect(desc, st, &e, NAM_ERR_RANGE, needle[i]);
+                else test_expect(desc, st, &e, NAM_ERR_RANGE, needle[i]);
                 *slot = keep;
             }
         free(out0);
@@ -563,15 +557,15 @@ static void test_step_bad(void) {
     w = test_alloc(ws);
     st = nam_m2rnn_step(&b, w, ws, &e);
     test_check(st == NAM_OK && b.ran == NAM_BACKEND_CPU, "m2rnn_step: runs on cpu under auto", e.message);
-    d = b; d.state.dtype = NAM_F16; st = nam_m2rnn_step(&d, w, ws, &e); expect("m2rnn_step bad: state f16", st, &e, NAM_ERR_INVALID_ARG, "state: dtype f16, expected f32");
-    d = b; d.state.shape[2] = 4; st = nam_m2rnn_step(&d, w, ws, &e); expect("m2rnn_step bad: state K 4", st, &e, NAM_ERR_INVALID_ARG, "state.shape[2] (K) = 4, but q.shape[2] = 8");
+    d = b; d.state.dtype = NAM_F16; st = nam_m2rnn_step(&d, w, ws, &e); test_expect("m2rnn_step bad: state f16", st, &e, NAM_ERR_INVALID_ARG, "state: dtype f16, expected f32");
+    d = b; d.state.shape[2] = 4; st = nam_m2rnn_step(&d, w, ws, &e); test_expect("m2rnn_step bad: state K 4", st, &e, NAM_ERR_INVALID_ARG, "state.shape[2] (K) = 4, but q.shape[2] = 8");
     d = b; d.a.shape[1] = 3; st = nam_m2rnn_step(&d, w, ws, &e);
-    expect("m2rnn_step bad: nf 3 vs n 4", st, &e, NAM_ERR_INVALID_ARG, "a.shape[1] (nf) = 3 does not divide n = 4 (the largest head count, v.shape[1])");
-    d = b; d.q.ndim = 4; st = nam_m2rnn_step(&d, w, ws, &e); expect("m2rnn_step bad: q 4 dims", st, &e, NAM_ERR_INVALID_ARG, "q: 4 dimensions, expected 3 (b,nq,K)");
-    d = b; d.state.data = NULL; st = nam_m2rnn_step(&d, w, ws, &e); expect("m2rnn_step bad: state NULL", st, &e, NAM_ERR_INVALID_ARG, "state: data is NULL");
-    d = b; a[5] = NAN; st = nam_m2rnn_step(&d, w, ws, &e); expect("m2rnn_step bad: a NaN", st, &e, NAM_ERR_RANGE, "a[1, 1] = nan is not finite");
+    test_expect("m2rnn_step bad: nf 3 vs n 4", st, &e, NAM_ERR_INVALID_ARG, "a.shape[1] (nf) = 3 does not divide n = 4 (the largest head count, v.shape[1])");
+    d = b; d.q.ndim = 4; st = nam_m2rnn_step(&d, w, ws, &e); test_expect("m2rnn_step bad: q 4 dims", st, &e, NAM_ERR_INVALID_ARG, "q: 4 dimensions, expected 3 (b,nq,K)");
+    d = b; d.state.data = NULL; st = nam_m2rnn_step(&d, w, ws, &e); test_expect("m2rnn_step bad: state NULL", st, &e, NAM_ERR_INVALID_ARG, "state: data is NULL");
+    d = b; a[5] = NAN; st = nam_m2rnn_step(&d, w, ws, &e); test_expect("m2rnn_step bad: a NaN", st, &e, NAM_ERR_RANGE, "a[1, 1] = nan is not finite");
     a[5] = 0.0f;
-    d = b; d.out.shape[1] = 1; st = nam_m2rnn_step(&d, w, ws, &e); expect("m2rnn_step bad: out n 1", st, &e, NAM_ERR_INVALID_ARG, "out.shape[1] (n) = 1");
+    d = b; d.out.shape[1] = 1; st = nam_m2rnn_step(&d, w, ws, &e); test_expect("m2rnn_step bad: out n 1", st, &e, NAM_ERR_INVALID_ARG, "out.shape[1] (n) = 1");
     d = b; d.backend = NAM_BACKEND_CPU_REF;
     {
         size_t need = 0;
@@ -586,37 +580,19 @@ static void test_step_bad(void) {
 }
 
 /* ---- --dump DIR --------------------------------------------------------------------------- */
-static int dump_f32(const char *dir, const char *name, const nam_tensor *t) {
-    char path[1024];
-    float *f = test_to_f32(t);
-    FILE *fp;
-    size_t n = NAM__CAST(size_t, nam_tensor_numel(t));
-    int ok;
-    snprintf(path, sizeof path, "%s/%s.f32", dir, name);
-    fp = fopen(path, "wb");
-    ok = fp && fwrite(f, sizeof(float), n, fp) == n;
-    if (fp && fclose(fp) != 0) ok = 0;
-    free(f);
-    if (!ok) fprintf(stderr, "test_m2rnn: cannot write %s\n", path);
-    return ok;
-}
-
 static int dump_case(const char *dir, FILE *man, const char *name, m2_case *c) {
     m2_bufs s;
     nam_error e;
-    char fn[128];
     int ok;
     m2_make(c, &s);
     if (run_m2(&s.d, NAM_BACKEND_CPU, c->threads, &e) != NAM_OK) { fprintf(stderr, "test_m2rnn: %s\n", e.message); m2_free(&s); return 0; }
     fprintf(man, "case %s b=%d l=%d nq=%d nk=%d nv=%d nw=%d nf=%d K=%d V=%d D=%d bias=%d init=%d final=%d storage=%s\n", name, c->b, c->l, c->nq, c->nk,
             c->nv, c->nw, c->nf, c->K, c->V, c->D, c->bias, c->init, c->fin, nam_dtype_name(c->dtype));
-#define DUMP(field, t) (snprintf(fn, sizeof fn, "%s_%s", name, field), dump_f32(dir, fn, t))
-    ok = DUMP("q", &s.d.q) && DUMP("k", &s.d.k) && DUMP("v", &s.d.v) && DUMP("W", &s.d.W) && DUMP("a", &s.d.a) && DUMP("A_log", &s.d.A_log) && DUMP("out", &s.d.out);
-    if (ok && c->D) ok = DUMP("D", &s.d.D);
-    if (ok && c->bias) ok = DUMP("dt_bias", &s.d.dt_bias);
-    if (ok && c->init) ok = DUMP("initial_state", &s.d.initial_state);
-    if (ok && c->fin) ok = DUMP("final_state", &s.d.final_state);
-#undef DUMP
+    ok = test_dump(dir, name, "q", &s.d.q) && test_dump(dir, name, "k", &s.d.k) && test_dump(dir, name, "v", &s.d.v) && test_dump(dir, name, "W", &s.d.W) && test_dump(dir, name, "a", &s.d.a) && test_dump(dir, name, "A_log", &s.d.A_log) && test_dump(dir, name, "out", &s.d.out);
+    if (ok && c->D) ok = test_dump(dir, name, "D", &s.d.D);
+    if (ok && c->bias) ok = test_dump(dir, name, "dt_bias", &s.d.dt_bias);
+    if (ok && c->init) ok = test_dump(dir, name, "initial_state", &s.d.initial_state);
+    if (ok && c->fin) ok = test_dump(dir, name, "final_state", &s.d.final_state);
     m2_free(&s);
     return ok;
 }

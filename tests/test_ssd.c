@@ -454,12 +454,6 @@ static void test_ssd_nan_case(int p, int z) {
 /* ---- bad input ------------------------------------------------------------------------ */
 typedef struct bad_ctx { ssd_case c; ssd_bufs s; } bad_ctx;
 
-static void expect(const char *desc, nam_status st, const nam_error *e, nam_status want, const char *needle) {
-    char why[700];
-    int ok = st == want && e->code == want && (!needle || strstr(e->message, needle));
-    snprintf(why, sizeof why, "status %s (want %s), message '%s' (want '%s')", nam_status_str(st), nam_status_str(want), e->message, needle ? needle : "");
-    test_check(ok, desc, why);
-}
 
 static nam_status try_ssd(nam_ssd_desc *d, nam_error *e) {
     size_t ws = 0;
@@ -493,50 +487,50 @@ static void test_ssd_bad(void) {
     c.h = 4; c.g = 2; c.D = 1; c.init = 1; c.final_states = 1;
     ssd_make(&c, &s);
 
-    d = s.d; d.x.ndim = 3; st = try_ssd(&d, &e); expect("ssd bad: x with 3 dims", st, &e, NAM_ERR_INVALID_ARG, "x: 3 dimensions, expected 4 (b,l,h,p)");
-    d = s.d; d.A.shape[0] = 3; st = try_ssd(&d, &e); expect("ssd bad: A.shape[0] != h", st, &e, NAM_ERR_INVALID_ARG, "A.shape[0] (h) = 3, but x.shape[2] = 4");
-    d = s.d; d.dt.shape[1] = 63; st = try_ssd(&d, &e); expect("ssd bad: dt.shape[1] != l", st, &e, NAM_ERR_INVALID_ARG, "dt.shape[1] (l) = 63, but x.shape[1] = 64");
-    d = s.d; d.B.shape[2] = 3; d.C.shape[2] = 3; st = try_ssd(&d, &e); expect("ssd bad: g = 3 does not divide h = 4", st, &e, NAM_ERR_INVALID_ARG, "B.shape[2] (g) = 3 does not divide x.shape[2] (h) = 4");
-    d = s.d; d.C.shape[3] = 9; st = try_ssd(&d, &e); expect("ssd bad: C.shape[3] != B.shape[3]", st, &e, NAM_ERR_INVALID_ARG, "C.shape[3] (n) = 9, but B.shape[3] = 8");
-    d = s.d; d.x.data = NULL; st = try_ssd(&d, &e); expect("ssd bad: x data NULL", st, &e, NAM_ERR_INVALID_ARG, "x: data is NULL");
-    d = s.d; d.out.data = NULL; st = try_ssd(&d, &e); expect("ssd bad: out data NULL", st, &e, NAM_ERR_INVALID_ARG, "out: data is NULL");
-    d = s.d; d.x.shape[1] = 0; st = try_ssd(&d, &e); expect("ssd bad: x.shape[1] = 0", st, &e, NAM_ERR_RANGE, "x.shape[1] = 0");
-    d = s.d; d.B.shape[3] = 0; st = try_ssd(&d, &e); expect("ssd bad: n = 0", st, &e, NAM_ERR_RANGE, "B.shape[3] = 0");
-    d = s.d; d.D.ndim = 3; d.D.shape[1] = 1; d.D.shape[2] = 1; st = try_ssd(&d, &e); expect("ssd bad: D with 3 dims", st, &e, NAM_ERR_INVALID_ARG, "D: 3 dimensions, expected 1 (h) or 2 (h,p)");
-    d = s.d; d.D.ndim = 2; d.D.shape[1] = 5; st = try_ssd(&d, &e); expect("ssd bad: D (h,p) with p 5", st, &e, NAM_ERR_INVALID_ARG, "D.shape[1] (p) = 5, but x.shape[3] = 4");
-    d = s.d; d.z = d.x; d.z.shape[3] = 3; st = try_ssd(&d, &e); expect("ssd bad: z.shape[3] != p", st, &e, NAM_ERR_INVALID_ARG, "z.shape[3] (p) = 3");
-    d = s.d; d.dt_bias = d.A; d.dt_bias.shape[0] = 2; st = try_ssd(&d, &e); expect("ssd bad: dt_bias (2) vs h 4", st, &e, NAM_ERR_INVALID_ARG, "dt_bias.shape[0] (h) = 2");
-    d = s.d; d.initial_states.dtype = NAM_BF16; st = try_ssd(&d, &e); expect("ssd bad: initial_states bf16", st, &e, NAM_ERR_INVALID_ARG, "initial_states: dtype bf16, expected f32");
-    d = s.d; d.final_states.shape[3] = 7; st = try_ssd(&d, &e); expect("ssd bad: final_states n 7", st, &e, NAM_ERR_INVALID_ARG, "final_states.shape[3] (n) = 7, but B.shape[3] = 8");
-    d = s.d; d.initial_states.shape[1] = 2; st = try_ssd(&d, &e); expect("ssd bad: initial_states h 2", st, &e, NAM_ERR_INVALID_ARG, "initial_states.shape[1] (h) = 2, but x.shape[2] = 4");
-    d = s.d; d.A.dtype = NAM_F16; d.A.data = h16; st = try_ssd(&d, &e); expect("ssd bad: A f16", st, &e, NAM_ERR_INVALID_ARG, "A: dtype f16, expected f32");
-    d = s.d; d.out.shape[3] = 5; st = try_ssd(&d, &e); expect("ssd bad: out p 5", st, &e, NAM_ERR_INVALID_ARG, "out.shape[3] (p) = 5, but x.shape[3] = 4");
-    d = s.d; d.B.dtype = NAM_I32; st = try_ssd(&d, &e); expect("ssd bad: B i32", st, &e, NAM_ERR_INVALID_ARG, "B: dtype i32 is not a float storage type");
-    d = s.d; d.chunk_size = -1; st = try_ssd(&d, &e); expect("ssd bad: chunk_size -1", st, &e, NAM_ERR_RANGE, "chunk_size = -1 is out of range (1..4096");
-    d = s.d; d.chunk_size = 4097; st = try_ssd(&d, &e); expect("ssd bad: chunk_size 4097", st, &e, NAM_ERR_RANGE, "chunk_size = 4097");
-    d = s.d; d.dt_min = 0.5f; d.dt_max = 0.1f; st = try_ssd(&d, &e); expect("ssd bad: dt_max < dt_min", st, &e, NAM_ERR_RANGE, "dt_max = 0.1 is below dt_min = 0.5");
-    d = s.d; d.dt_min = NAN; st = try_ssd(&d, &e); expect("ssd bad: dt_min NaN", st, &e, NAM_ERR_INVALID_ARG, "NaN");
-    d = s.d; d.backend = NAM__CAST(nam_backend, 9); st = try_ssd(&d, &e); expect("ssd bad: backend 9", st, &e, NAM_ERR_INVALID_ARG, "backend 9");
-    d = s.d; d.x.device = NAM_DEVICE_CUDA; st = try_ssd(&d, &e); expect("ssd bad: CUDA x -> not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA backend is not built");
-    d = s.d; d.B.device = NAM_DEVICE_CUDA; st = try_ssd(&d, &e); expect("ssd bad: CUDA B -> not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "B is a CUDA tensor");
-    d = s.d; d.backend = NAM_BACKEND_CUDA; st = try_ssd(&d, &e); expect("ssd bad: backend CUDA -> not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
+    d = s.d; d.x.ndim = 3; st = try_ssd(&d, &e); test_expect("ssd bad: x with 3 dims", st, &e, NAM_ERR_INVALID_ARG, "x: 3 dimensions, expected 4 (b,l,h,p)");
+    d = s.d; d.A.shape[0] = 3; st = try_ssd(&d, &e); test_expect("ssd bad: A.shape[0] != h", st, &e, NAM_ERR_INVALID_ARG, "A.shape[0] (h) = 3, but x.shape[2] = 4");
+    d = s.d; d.dt.shape[1] = 63; st = try_ssd(&d, &e); test_expect("ssd bad: dt.shape[1] != l", st, &e, NAM_ERR_INVALID_ARG, "dt.shape[1] (l) = 63, but x.shape[1] = 64");
+    d = s.d; d.B.shape[2] = 3; d.C.shape[2] = 3; st = try_ssd(&d, &e); test_expect("ssd bad: g = 3 does not divide h = 4", st, &e, NAM_ERR_INVALID_ARG, "B.shape[2] (g) = 3 does not divide x.shape[2] (h) = 4");
+    d = s.d; d.C.shape[3] = 9; st = try_ssd(&d, &e); test_expect("ssd bad: C.shape[3] != B.shape[3]", st, &e, NAM_ERR_INVALID_ARG, "C.shape[3] (n) = 9, but B.shape[3] = 8");
+    d = s.d; d.x.data = NULL; st = try_ssd(&d, &e); test_expect("ssd bad: x data NULL", st, &e, NAM_ERR_INVALID_ARG, "x: data is NULL");
+    d = s.d; d.out.data = NULL; st = try_ssd(&d, &e); test_expect("ssd bad: out data NULL", st, &e, NAM_ERR_INVALID_ARG, "out: data is NULL");
+    d = s.d; d.x.shape[1] = 0; st = try_ssd(&d, &e); test_expect("ssd bad: x.shape[1] = 0", st, &e, NAM_ERR_RANGE, "x.shape[1] = 0");
+    d = s.d; d.B.shape[3] = 0; st = try_ssd(&d, &e); test_expect("ssd bad: n = 0", st, &e, NAM_ERR_RANGE, "B.shape[3] = 0");
+    d = s.d; d.D.ndim = 3; d.D.shape[1] = 1; d.D.shape[2] = 1; st = try_ssd(&d, &e); test_expect("ssd bad: D with 3 dims", st, &e, NAM_ERR_INVALID_ARG, "D: 3 dimensions, expected 1 (h) or 2 (h,p)");
+    d = s.d; d.D.ndim = 2; d.D.shape[1] = 5; st = try_ssd(&d, &e); test_expect("ssd bad: D (h,p) with p 5", st, &e, NAM_ERR_INVALID_ARG, "D.shape[1] (p) = 5, but x.shape[3] = 4");
+    d = s.d; d.z = d.x; d.z.shape[3] = 3; st = try_ssd(&d, &e); test_expect("ssd bad: z.shape[3] != p", st, &e, NAM_ERR_INVALID_ARG, "z.shape[3] (p) = 3");
+    d = s.d; d.dt_bias = d.A; d.dt_bias.shape[0] = 2; st = try_ssd(&d, &e); test_expect("ssd bad: dt_bias (2) vs h 4", st, &e, NAM_ERR_INVALID_ARG, "dt_bias.shape[0] (h) = 2");
+    d = s.d; d.initial_states.dtype = NAM_BF16; st = try_ssd(&d, &e); test_expect("ssd bad: initial_states bf16", st, &e, NAM_ERR_INVALID_ARG, "initial_states: dtype bf16, expected f32");
+    d = s.d; d.final_states.shape[3] = 7; st = try_ssd(&d, &e); test_expect("ssd bad: final_states n 7", st, &e, NAM_ERR_INVALID_ARG, "final_states.shape[3] (n) = 7, but B.shape[3] = 8");
+    d = s.d; d.initial_states.shape[1] = 2; st = try_ssd(&d, &e); test_expect("ssd bad: initial_states h 2", st, &e, NAM_ERR_INVALID_ARG, "initial_states.shape[1] (h) = 2, but x.shape[2] = 4");
+    d = s.d; d.A.dtype = NAM_F16; d.A.data = h16; st = try_ssd(&d, &e); test_expect("ssd bad: A f16", st, &e, NAM_ERR_INVALID_ARG, "A: dtype f16, expected f32");
+    d = s.d; d.out.shape[3] = 5; st = try_ssd(&d, &e); test_expect("ssd bad: out p 5", st, &e, NAM_ERR_INVALID_ARG, "out.shape[3] (p) = 5, but x.shape[3] = 4");
+    d = s.d; d.B.dtype = NAM_I32; st = try_ssd(&d, &e); test_expect("ssd bad: B i32", st, &e, NAM_ERR_INVALID_ARG, "B: dtype i32 is not a float storage type");
+    d = s.d; d.chunk_size = -1; st = try_ssd(&d, &e); test_expect("ssd bad: chunk_size -1", st, &e, NAM_ERR_RANGE, "chunk_size = -1 is out of range (1..4096");
+    d = s.d; d.chunk_size = 4097; st = try_ssd(&d, &e); test_expect("ssd bad: chunk_size 4097", st, &e, NAM_ERR_RANGE, "chunk_size = 4097");
+    d = s.d; d.dt_min = 0.5f; d.dt_max = 0.1f; st = try_ssd(&d, &e); test_expect("ssd bad: dt_max < dt_min", st, &e, NAM_ERR_RANGE, "dt_max = 0.1 is below dt_min = 0.5");
+    d = s.d; d.dt_min = NAN; st = try_ssd(&d, &e); test_expect("ssd bad: dt_min NaN", st, &e, NAM_ERR_INVALID_ARG, "NaN");
+    d = s.d; d.backend = NAM__CAST(nam_backend, 9); st = try_ssd(&d, &e); test_expect("ssd bad: backend 9", st, &e, NAM_ERR_INVALID_ARG, "backend 9");
+    d = s.d; d.x.device = NAM_DEVICE_CUDA; st = try_ssd(&d, &e); test_expect("ssd bad: CUDA x -> not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA backend is not built");
+    d = s.d; d.B.device = NAM_DEVICE_CUDA; st = try_ssd(&d, &e); test_expect("ssd bad: CUDA B -> not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "B is a CUDA tensor");
+    d = s.d; d.backend = NAM_BACKEND_CUDA; st = try_ssd(&d, &e); test_expect("ssd bad: backend CUDA -> not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
     d = s.d; d.x.shape[0] = INT64_C(1) << 20; d.x.shape[1] = INT64_C(1) << 20; d.x.shape[2] = 4; d.x.shape[3] = 1 << 12;
-    st = try_ssd(&d, &e); expect("ssd bad: x with 2^52 elements", st, &e, NAM_ERR_LIMIT, "x has more than 2^40 elements");
+    st = try_ssd(&d, &e); test_expect("ssd bad: x with 2^52 elements", st, &e, NAM_ERR_LIMIT, "x has more than 2^40 elements");
     /* workspace */
     d = s.d;
     d.backend = NAM_BACKEND_CPU;
     st = nam_ssd_workspace_size(&d, &ws, &e);
     test_check(st == NAM_OK && ws > 0, "ssd workspace_size > 0 for the fast path", e.message);
     w = test_alloc(ws + 64);
-    st = nam_ssd(&d, w, ws - 64, &e); expect("ssd bad: workspace 64 bytes too small", st, &e, NAM_ERR_INVALID_ARG, "too small");
+    st = nam_ssd(&d, w, ws - 64, &e); test_expect("ssd bad: workspace 64 bytes too small", st, &e, NAM_ERR_INVALID_ARG, "too small");
     test_check(d.ran == NAM_BACKEND_AUTO, "ssd: ran is AUTO (nothing ran) after an error", nam_backend_name(d.ran));
-    st = nam_ssd(&d, NULL, 0, &e); expect("ssd bad: NULL workspace", st, &e, NAM_ERR_INVALID_ARG, "workspace is NULL");
-    st = nam_ssd(&d, NAM__CAST(char *, w) + 4, ws, &e); expect("ssd bad: misaligned workspace", st, &e, NAM_ERR_INVALID_ARG, "64-byte aligned");
+    st = nam_ssd(&d, NULL, 0, &e); test_expect("ssd bad: NULL workspace", st, &e, NAM_ERR_INVALID_ARG, "workspace is NULL");
+    st = nam_ssd(&d, NAM__CAST(char *, w) + 4, ws, &e); test_expect("ssd bad: misaligned workspace", st, &e, NAM_ERR_INVALID_ARG, "64-byte aligned");
     st = nam_ssd(&d, w, ws, &e);
     test_check(st == NAM_OK && d.ran == NAM_BACKEND_CPU, "ssd: exact workspace works, ran = cpu", e.message);
     free(w);
-    st = nam_ssd_workspace_size(&d, NULL, &e); expect("ssd bad: workspace_size bytes NULL", st, &e, NAM_ERR_INVALID_ARG, "bytes is NULL");
-    st = nam_ssd(NULL, NULL, 0, &e); expect("ssd bad: desc NULL", st, &e, NAM_ERR_INVALID_ARG, "desc is NULL");
+    st = nam_ssd_workspace_size(&d, NULL, &e); test_expect("ssd bad: workspace_size bytes NULL", st, &e, NAM_ERR_INVALID_ARG, "bytes is NULL");
+    st = nam_ssd(NULL, NULL, 0, &e); test_expect("ssd bad: desc NULL", st, &e, NAM_ERR_INVALID_ARG, "desc is NULL");
     d.backend = NAM_BACKEND_CPU_REF;
     st = nam_ssd_workspace_size(&d, &ws, &e);
     test_check(st == NAM_OK && ws >= sizeof(double) * 8, "ssd workspace_size for cpu-ref: n doubles", e.message);
@@ -561,12 +555,12 @@ static void test_step_bad(void) {
     b.out = test_tensor(buf + 1000, NAM_F32, 3, 2, 4, 3, 0);
     d = b; st = nam_ssd_step(&d, &e);
     test_check(st == NAM_OK && d.ran == NAM_BACKEND_CPU, "ssd_step: valid zero inputs run", e.message);
-    d = b; d.state.dtype = NAM_F16; st = nam_ssd_step(&d, &e); expect("ssd_step bad: state f16", st, &e, NAM_ERR_INVALID_ARG, "state: dtype f16, expected f32");
-    d = b; d.state.shape[3] = 4; st = nam_ssd_step(&d, &e); expect("ssd_step bad: state n 4", st, &e, NAM_ERR_INVALID_ARG, "state.shape[3] (n) = 4, but B.shape[2] = 5");
-    d = b; d.B.shape[1] = 3; st = nam_ssd_step(&d, &e); expect("ssd_step bad: g 3 vs h 4", st, &e, NAM_ERR_INVALID_ARG, "does not divide");
-    d = b; d.x.ndim = 4; st = nam_ssd_step(&d, &e); expect("ssd_step bad: x 4 dims", st, &e, NAM_ERR_INVALID_ARG, "x: 4 dimensions, expected 3 (b,h,p)");
-    d = b; d.state.data = NULL; st = nam_ssd_step(&d, &e); expect("ssd_step bad: state NULL", st, &e, NAM_ERR_INVALID_ARG, "state: data is NULL");
-    d = b; d.x.device = NAM_DEVICE_CUDA; st = nam_ssd_step(&d, &e); expect("ssd_step bad: CUDA", st, &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
+    d = b; d.state.dtype = NAM_F16; st = nam_ssd_step(&d, &e); test_expect("ssd_step bad: state f16", st, &e, NAM_ERR_INVALID_ARG, "state: dtype f16, expected f32");
+    d = b; d.state.shape[3] = 4; st = nam_ssd_step(&d, &e); test_expect("ssd_step bad: state n 4", st, &e, NAM_ERR_INVALID_ARG, "state.shape[3] (n) = 4, but B.shape[2] = 5");
+    d = b; d.B.shape[1] = 3; st = nam_ssd_step(&d, &e); test_expect("ssd_step bad: g 3 vs h 4", st, &e, NAM_ERR_INVALID_ARG, "does not divide");
+    d = b; d.x.ndim = 4; st = nam_ssd_step(&d, &e); test_expect("ssd_step bad: x 4 dims", st, &e, NAM_ERR_INVALID_ARG, "x: 4 dimensions, expected 3 (b,h,p)");
+    d = b; d.state.data = NULL; st = nam_ssd_step(&d, &e); test_expect("ssd_step bad: state NULL", st, &e, NAM_ERR_INVALID_ARG, "state: data is NULL");
+    d = b; d.x.device = NAM_DEVICE_CUDA; st = nam_ssd_step(&d, &e); test_expect("ssd_step bad: CUDA", st, &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
     d = b; d.backend = NAM_BACKEND_CPU_REF; st = nam_ssd_step(&d, &e);
     test_check(st == NAM_OK && d.ran == NAM_BACKEND_CPU_REF, "ssd_step: ran = cpu-ref when asked", e.message);
 }
@@ -703,53 +697,35 @@ static void test_conv(void) {
         b0.weight = test_tensor(wt, NAM_F32, 2, CH, W, 0, 0);
         b0.conv_state = test_tensor(st, NAM_F32, 3, Bn, CH, W - 1, 0);
         b0.out = test_tensor(out, NAM_F32, 3, Bn, L, CH, 0);
-        d = b0; d.weight.shape[0] = 4; s = nam_conv1d(&d, &e); expect("conv1d bad: weight c 4 vs x c 5", s, &e, NAM_ERR_INVALID_ARG, "weight.shape[0] (c) = 4, but x.shape[2] = 5");
-        d = b0; d.conv_state.shape[2] = 4; s = nam_conv1d(&d, &e); expect("conv1d bad: conv_state w-1 = 4", s, &e, NAM_ERR_INVALID_ARG, "conv_state.shape[2] (w-1) = 4, but weight.shape[1] - 1 = 3");
-        d = b0; d.conv_state.dtype = NAM_BF16; s = nam_conv1d(&d, &e); expect("conv1d bad: conv_state bf16", s, &e, NAM_ERR_INVALID_ARG, "conv_state: dtype bf16, expected f32");
-        d = b0; d.weight.shape[1] = 1; s = nam_conv1d(&d, &e); expect("conv1d bad: width 1 with conv_state", s, &e, NAM_ERR_INVALID_ARG, "has no state");
-        d = b0; d.out.data = x; s = nam_conv1d(&d, &e); expect("conv1d bad: out aliases x", s, &e, NAM_ERR_INVALID_ARG, "shares its data with x");
-        d = b0; d.x.shape[1] = 0; s = nam_conv1d(&d, &e); expect("conv1d bad: l = 0", s, &e, NAM_ERR_RANGE, "x.shape[1] = 0");
-        d = b0; d.weight.data = NULL; s = nam_conv1d(&d, &e); expect("conv1d bad: weight NULL", s, &e, NAM_ERR_INVALID_ARG, "weight: data is NULL");
-        d = b0; d.x.device = NAM_DEVICE_CUDA; s = nam_conv1d(&d, &e); expect("conv1d bad: CUDA x", s, &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
-        d = b0; d.bias = test_tensor(bias, NAM_F32, 1, 3, 0, 0, 0); s = nam_conv1d(&d, &e); expect("conv1d bad: bias (3)", s, &e, NAM_ERR_INVALID_ARG, "bias.shape[0] (c) = 3");
-        s = nam_conv1d(NULL, &e); expect("conv1d bad: desc NULL", s, &e, NAM_ERR_INVALID_ARG, "desc is NULL");
+        d = b0; d.weight.shape[0] = 4; s = nam_conv1d(&d, &e); test_expect("conv1d bad: weight c 4 vs x c 5", s, &e, NAM_ERR_INVALID_ARG, "weight.shape[0] (c) = 4, but x.shape[2] = 5");
+        d = b0; d.conv_state.shape[2] = 4; s = nam_conv1d(&d, &e); test_expect("conv1d bad: conv_state w-1 = 4", s, &e, NAM_ERR_INVALID_ARG, "conv_state.shape[2] (w-1) = 4, but weight.shape[1] - 1 = 3");
+        d = b0; d.conv_state.dtype = NAM_BF16; s = nam_conv1d(&d, &e); test_expect("conv1d bad: conv_state bf16", s, &e, NAM_ERR_INVALID_ARG, "conv_state: dtype bf16, expected f32");
+        d = b0; d.weight.shape[1] = 1; s = nam_conv1d(&d, &e); test_expect("conv1d bad: width 1 with conv_state", s, &e, NAM_ERR_INVALID_ARG, "has no state");
+        d = b0; d.out.data = x; s = nam_conv1d(&d, &e); test_expect("conv1d bad: out aliases x", s, &e, NAM_ERR_INVALID_ARG, "shares its data with x");
+        d = b0; d.x.shape[1] = 0; s = nam_conv1d(&d, &e); test_expect("conv1d bad: l = 0", s, &e, NAM_ERR_RANGE, "x.shape[1] = 0");
+        d = b0; d.weight.data = NULL; s = nam_conv1d(&d, &e); test_expect("conv1d bad: weight NULL", s, &e, NAM_ERR_INVALID_ARG, "weight: data is NULL");
+        d = b0; d.x.device = NAM_DEVICE_CUDA; s = nam_conv1d(&d, &e); test_expect("conv1d bad: CUDA x", s, &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
+        d = b0; d.bias = test_tensor(bias, NAM_F32, 1, 3, 0, 0, 0); s = nam_conv1d(&d, &e); test_expect("conv1d bad: bias (3)", s, &e, NAM_ERR_INVALID_ARG, "bias.shape[0] (c) = 3");
+        s = nam_conv1d(NULL, &e); test_expect("conv1d bad: desc NULL", s, &e, NAM_ERR_INVALID_ARG, "desc is NULL");
     }
 }
 
 /* ---- --dump DIR --------------------------------------------------------------------------- */
-static int dump_f32(const char *dir, const char *name, const nam_tensor *t) {
-    char path[1024];
-    float *f = test_to_f32(t);
-    FILE *fp;
-    size_t n = NAM__CAST(size_t, nam_tensor_numel(t));
-    int ok;
-    snprintf(path, sizeof path, "%s/%s.f32", dir, name);
-    fp = fopen(path, "wb");
-    ok = fp && fwrite(f, sizeof(float), n, fp) == n;
-    if (fp && fclose(fp) != 0) ok = 0;
-    free(f);
-    if (!ok) fprintf(stderr, "test_ssd: cannot write %s\n", path);
-    return ok;
-}
-
 static int dump_ssd(const char *dir, FILE *man, const char *name, ssd_case *c) {
     ssd_bufs s;
     nam_error e;
-    char fn[128];
     int ok;
     ssd_make(c, &s);
     if (run_ssd(&s.d, NAM_BACKEND_CPU, 2, &e) != NAM_OK) { fprintf(stderr, "test_ssd: %s\n", e.message); ssd_free(&s); return 0; }
     fprintf(man, "case %s kind=ssd b=%d l=%d h=%d p=%d g=%d n=%d chunk=%d softplus=%d dt_min=%.9g dt_max=%.9g D=%d z=%d bias=%d init=%d final=%d\n",
             name, c->b, c->l, c->h, c->p, c->g, c->n, c->chunk, c->softplus, NAM__CAST(double, c->dt_min), NAM__CAST(double, c->dt_max),
             c->D, c->z, c->bias, c->init, c->final_states);
-#define DUMP(field, t) (snprintf(fn, sizeof fn, "%s_%s", name, field), dump_f32(dir, fn, t))
-    ok = DUMP("x", &s.d.x) && DUMP("dt", &s.d.dt) && DUMP("A", &s.d.A) && DUMP("B", &s.d.B) && DUMP("C", &s.d.C) && DUMP("out", &s.d.out);
-    if (ok && c->D) ok = DUMP("D", &s.d.D);
-    if (ok && c->z) ok = DUMP("z", &s.d.z);
-    if (ok && c->bias) ok = DUMP("dt_bias", &s.d.dt_bias);
-    if (ok && c->init) ok = DUMP("initial_states", &s.d.initial_states);
-    if (ok && c->final_states) ok = DUMP("final_states", &s.d.final_states);
-#undef DUMP
+    ok = test_dump(dir, name, "x", &s.d.x) && test_dump(dir, name, "dt", &s.d.dt) && test_dump(dir, name, "A", &s.d.A) && test_dump(dir, name, "B", &s.d.B) && test_dump(dir, name, "C", &s.d.C) && test_dump(dir, name, "out", &s.d.out);
+    if (ok && c->D) ok = test_dump(dir, name, "D", &s.d.D);
+    if (ok && c->z) ok = test_dump(dir, name, "z", &s.d.z);
+    if (ok && c->bias) ok = test_dump(dir, name, "dt_bias", &s.d.dt_bias);
+    if (ok && c->init) ok = test_dump(dir, name, "initial_states", &s.d.initial_states);
+    if (ok && c->final_states) ok = test_dump(dir, name, "final_states", &s.d.final_states);
     ssd_free(&s);
     return ok;
 }
@@ -779,13 +755,13 @@ static int dump_all(const char *dir) {
         nam_tensor t;
         nam_error e;
         fprintf(man, "case conv0 kind=conv1d b=%d l=%d c=%d w=%d bias=1 silu=1 state=1\n", Bn, L, CH, W);
-        t = test_tensor(x, NAM_F32, 3, Bn, L, CH, 0); ok = dump_f32(dir, "conv0_x", &t);
-        t = test_tensor(wt, NAM_F32, 2, CH, W, 0, 0); ok = ok && dump_f32(dir, "conv0_weight", &t);
-        t = test_tensor(bias, NAM_F32, 1, CH, 0, 0, 0); ok = ok && dump_f32(dir, "conv0_bias", &t);
-        t = test_tensor(st, NAM_F32, 3, Bn, CH, W - 1, 0); ok = ok && dump_f32(dir, "conv0_state_in", &t);
+        t = test_tensor(x, NAM_F32, 3, Bn, L, CH, 0); ok = test_dump(dir, "conv0", "x", &t);
+        t = test_tensor(wt, NAM_F32, 2, CH, W, 0, 0); ok = ok && test_dump(dir, "conv0", "weight", &t);
+        t = test_tensor(bias, NAM_F32, 1, CH, 0, 0, 0); ok = ok && test_dump(dir, "conv0", "bias", &t);
+        t = test_tensor(st, NAM_F32, 3, Bn, CH, W - 1, 0); ok = ok && test_dump(dir, "conv0", "state_in", &t);
         ok = ok && conv_run(Bn, L, CH, W, x, wt, bias, st, 1, out, NAM_BACKEND_CPU, 2, &e) == NAM_OK;
-        t = test_tensor(out, NAM_F32, 3, Bn, L, CH, 0); ok = ok && dump_f32(dir, "conv0_out", &t);
-        t = test_tensor(st, NAM_F32, 3, Bn, CH, W - 1, 0); ok = ok && dump_f32(dir, "conv0_state_out", &t);
+        t = test_tensor(out, NAM_F32, 3, Bn, L, CH, 0); ok = ok && test_dump(dir, "conv0", "out", &t);
+        t = test_tensor(st, NAM_F32, 3, Bn, CH, W - 1, 0); ok = ok && test_dump(dir, "conv0", "state_out", &t);
         free(x); free(wt); free(bias); free(st);
     }
     if (fclose(man) != 0) ok = 0;
