@@ -57,6 +57,7 @@
 #include <time.h>
 #include <algorithm>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -544,6 +545,89 @@ static void bx_attention(bx_ctx &c) {
     for (size_t i = 0; i < n; i++) bx_attention_one(c, list[i]);
 }
 
+/* ==== scan rows (SSD, M2RNN): inputs uploaded, bf16 out, validated against the CPU ======== */
+/* One input of a scan row: host values (bf16 bits or f32; an empty vector: absent), the
+   device copy, the shape. bx_in::on(host) is the tensor on either side. */
+struct bx_in {
+    const char *name;
+    nam_dtype dt;
+    const void *host;
+    size_t bytes;
+    int ndim;
+    int64_t shape[4];
+    bx_dev dev;
+    bx_in(const char *nm, const std::vector<uint16_t> &v, std::initializer_list<int64_t> s) : bx_in(nm, NAM_BF16, v.data(), v.size() * 2, s) {}
+    bx_in(const char *nm, const std::vector<float> &v, std::initializer_list<int64_t> s) : bx_in(nm, NAM_F32, v.data(), v.size() * 4, s) {}
+    bx_in(const char *nm, nam_dtype t, const void *h, size_t b, std::initializer_list<int64_t> s) : name(nm), dt(t), host(h), bytes(b), ndim((int)s.size()), shape{0, 0, 0, 0} {
+        int i = 0;
+        for (int64_t x : s) shape[i++] = x;
+    }
+    nam_tensor on(int host_side) const {
+        return host_side ? nam_tensor_make(const_cast<void *>(host), dt, ndim, shape) : nam_tensor_cuda(dev.p, dt, ndim, shape);
+    }
+};
+
+/* The calls of one scan kernel: nam_X_workspace_size and nam_X. */
+template <class Desc> struct bx_scan_api {
+    const char *name; /* "nam_ssd" */
+    nam_status (*workspace_size)(const Desc *, size_t *, nam_error *);
+    nam_status (*run)(Desc *, void *, size_t, nam_error *);
+};
+
+/* bx_scan_row: uploads ins, allocates out (bf16, out_shape), binds the device desc (bind(d,
+   0) after a memset; out and stream set here), queries and allocates the workspace, then
+   bx_bench with a validation of the whole output against NAM_BACKEND_CPU on the host
+   values (bind(r, 1), out as f32): |gpu - ref| <= atol * max|ref| + rtol |ref|. */
+template <class Desc>
+static void bx_scan_row(bx_ctx &c, const char *kernel, const std::string &shape, const bx_scan_api<Desc> &api, std::initializer_list<bx_in *> ins,
+                        std::initializer_list<int64_t> out_shape, const std::function<void(Desc &, int)> &bind, double atol, double rtol,
+                        double flops, double bytes, char peak) {
+    bx_in out("out", NAM_BF16, nullptr, 0, out_shape);
+    size_t nout = 1, ws_bytes = 0;
+    bx_dev ws;
+    Desc d;
+    nam_error e;
+    std::string why;
+    int rc = 0;
+    for (int64_t x : out_shape) nout *= (size_t)x;
+    for (bx_in *in : ins)
+        if (!rc && in->bytes) rc = bx_upload(in->dev, in->host, in->bytes, in->name, why);
+    if (!rc) rc = bx_alloc(out.dev, nout * 2, "out", why);
+    memset(&d, 0, sizeof d);
+    bind(d, 0);
+    d.out = out.on(0);
+    d.stream = c.stream;
+    if (!rc) rc = bx_nam(api.workspace_size(&d, &ws_bytes, &e), e, why);
+    if (!rc && ws_bytes) rc = bx_alloc(ws, ws_bytes, bx_fmt("%s workspace", kernel).c_str(), why);
+    if (rc) { bx_row(c, kernel, shape, "cuda", rc, why, nullptr, flops, bytes, peak); return; }
+
+    bx_fn op = [&](std::string &w) -> int {
+        nam_error err;
+        int r = bx_nam(api.run(&d, ws.p, ws_bytes, &err), err, w);
+        if (!r && d.ran != NAM_BACKEND_CUDA) { w = bx_fmt("%s ran %s, not cuda", api.name, nam_backend_name(d.ran)); r = BX_ERROR; }
+        return r;
+    };
+    bx_fn validate = [&](std::string &w) -> int {
+        std::vector<uint16_t> got(nout);
+        std::vector<float> ref(nout);
+        Desc r;
+        nam_error err;
+        size_t need = 0;
+        bx_host rws;
+        if (bx_download(c, got.data(), out.dev.p, nout * 2, w)) return BX_ERROR;
+        memset(&r, 0, sizeof r);
+        bind(r, 1);
+        r.out = nam_tensor_make(ref.data(), NAM_F32, out.ndim, out.shape);
+        r.backend = NAM_BACKEND_CPU;
+        if (api.workspace_size(&r, &need, &err) != NAM_OK || rws.alloc(need) || api.run(&r, rws.p, need, &err) != NAM_OK) {
+            w = bx_fmt("CPU reference: %s", err.message);
+            return BX_ERROR;
+        }
+        return bx_close("out", got.data(), ref.data(), nout, atol, rtol, w);
+    };
+    bx_bench(c, kernel, shape, "cuda", op, validate, flops, bytes, peak);
+}
+
 /* ==== SSD ================================================================================== */
 /* nam_ssd: x (b, l, h, p), dt (b, l, h), B, C (b, l, g, n), z optional, out (b, l, h, p) bf16;
    A, D, dt_bias (h) f32; dt_softplus on; chunk_size as printed.
@@ -558,18 +642,11 @@ struct bx_ssd_shape { int b, l, h, p, n, g, z, chunk; };
 static void bx_ssd_one(bx_ctx &c, const bx_ssd_shape &a) {
     const int64_t b = a.b, l = a.l, h = a.h, p = a.p, n = a.n, g = a.g;
     const size_t nx = (size_t)(b * l * h * p), ndt = (size_t)(b * l * h), nb = (size_t)(b * l * g * n);
-    int64_t sx[4] = {b, l, h, p}, sdt[3] = {b, l, h}, sh[1] = {h}, sb[4] = {b, l, g, n};
     std::string shape = bx_fmt("{\"b\":%d,\"l\":%d,\"h\":%d,\"p\":%d,\"n\":%d,\"g\":%d,\"z\":%s,\"chunk\":%d,\"dtype\":\"bf16\"}", a.b, a.l, a.h, a.p,
                                a.n, a.g, a.z ? "true" : "false", a.chunk ? a.chunk : 64);
     std::vector<uint16_t> x, dt, B, C, z;
     std::vector<float> A, D, bias;
-    bx_dev dx, ddt, dA, dB, dC, dD, dbias, dz, dout, ws;
-    nam_ssd_desc d;
-    nam_error e;
-    size_t ws_bytes = 0;
-    std::string why;
     double bytes = 2.0 * (double)(2 * nx + ndt + 2 * nb + (a.z ? nx : 0)), flops = 5.0 * (double)nx * (double)n;
-    int rc;
     bx_fill_bf16(x, nx, 21, -1.0f, 1.0f);
     bx_fill_bf16(dt, ndt, 22, -3.0f, 0.0f);
     bx_fill_bf16(B, nb, 23, -1.0f, 1.0f);
@@ -578,66 +655,21 @@ static void bx_ssd_one(bx_ctx &c, const bx_ssd_shape &a) {
     bx_fill_f32(A, (size_t)h, 26, -8.0f, -1.0f);
     bx_fill_f32(D, (size_t)h, 27, 0.0f, 1.0f);
     bx_fill_f32(bias, (size_t)h, 28, -1.0f, 0.5f);
-    rc = bx_upload(dx, x.data(), nx * 2, "x", why);
-    if (!rc) rc = bx_upload(ddt, dt.data(), ndt * 2, "dt", why);
-    if (!rc) rc = bx_upload(dB, B.data(), nb * 2, "B", why);
-    if (!rc) rc = bx_upload(dC, C.data(), nb * 2, "C", why);
-    if (!rc && a.z) rc = bx_upload(dz, z.data(), nx * 2, "z", why);
-    if (!rc) rc = bx_upload(dA, A.data(), (size_t)h * 4, "A", why);
-    if (!rc) rc = bx_upload(dD, D.data(), (size_t)h * 4, "D", why);
-    if (!rc) rc = bx_upload(dbias, bias.data(), (size_t)h * 4, "dt_bias", why);
-    if (!rc) rc = bx_alloc(dout, nx * 2, "out", why);
-    memset(&d, 0, sizeof d);
-    d.x = nam_tensor_cuda(dx.p, NAM_BF16, 4, sx);
-    d.dt = nam_tensor_cuda(ddt.p, NAM_BF16, 3, sdt);
-    d.A = nam_tensor_cuda(dA.p, NAM_F32, 1, sh);
-    d.B = nam_tensor_cuda(dB.p, NAM_BF16, 4, sb);
-    d.C = nam_tensor_cuda(dC.p, NAM_BF16, 4, sb);
-    d.D = nam_tensor_cuda(dD.p, NAM_F32, 1, sh);
-    d.dt_bias = nam_tensor_cuda(dbias.p, NAM_F32, 1, sh);
-    if (a.z) d.z = nam_tensor_cuda(dz.p, NAM_BF16, 4, sx);
-    d.out = nam_tensor_cuda(dout.p, NAM_BF16, 4, sx);
-    d.dt_softplus = 1;
-    d.chunk_size = a.chunk;
-    d.stream = c.stream;
-    if (!rc) rc = bx_nam(nam_ssd_workspace_size(&d, &ws_bytes, &e), e, why);
-    if (!rc && ws_bytes) rc = bx_alloc(ws, ws_bytes, "ssd workspace", why);
-    if (rc) { bx_row(c, "ssd", shape, "cuda", rc, why, nullptr, flops, bytes, 'm'); return; }
-
-    bx_fn op = [&](std::string &w) -> int {
-        nam_error err;
-        int r = bx_nam(nam_ssd(&d, ws.p, ws_bytes, &err), err, w);
-        if (!r && d.ran != NAM_BACKEND_CUDA) { w = bx_fmt("nam_ssd ran %s, not cuda", nam_backend_name(d.ran)); r = BX_ERROR; }
-        return r;
-    };
-    bx_fn validate = [&](std::string &w) -> int {
-        std::vector<uint16_t> out(nx);
-        std::vector<float> ref(nx);
-        nam_ssd_desc r;
-        nam_error err;
-        size_t need = 0;
-        bx_host rws;
-        if (bx_download(c, out.data(), dout.p, nx * 2, w)) return BX_ERROR;
-        memset(&r, 0, sizeof r);
-        r.x = nam_tensor_make(x.data(), NAM_BF16, 4, sx);
-        r.dt = nam_tensor_make(dt.data(), NAM_BF16, 3, sdt);
-        r.A = nam_tensor_make(A.data(), NAM_F32, 1, sh);
-        r.B = nam_tensor_make(B.data(), NAM_BF16, 4, sb);
-        r.C = nam_tensor_make(C.data(), NAM_BF16, 4, sb);
-        r.D = nam_tensor_make(D.data(), NAM_F32, 1, sh);
-        r.dt_bias = nam_tensor_make(bias.data(), NAM_F32, 1, sh);
-        if (a.z) r.z = nam_tensor_make(z.data(), NAM_BF16, 4, sx);
-        r.out = nam_tensor_make(ref.data(), NAM_F32, 4, sx);
-        r.dt_softplus = 1;
-        r.chunk_size = a.chunk;
-        r.backend = NAM_BACKEND_CPU;
-        if (nam_ssd_workspace_size(&r, &need, &err) != NAM_OK || rws.alloc(need) || nam_ssd(&r, rws.p, need, &err) != NAM_OK) {
-            w = bx_fmt("CPU reference: %s", err.message);
-            return BX_ERROR;
-        }
-        return bx_close("out", out.data(), ref.data(), nx, 2e-2, 2e-2, w);
-    };
-    bx_bench(c, "ssd", shape, "cuda", op, validate, flops, bytes, 'm');
+    bx_in X("x", x, {b, l, h, p}), DT("dt", dt, {b, l, h}), IB("B", B, {b, l, g, n}), IC("C", C, {b, l, g, n}), Z("z", z, {b, l, h, p});
+    bx_in IA("A", A, {h}), ID("D", D, {h}), BIAS("dt_bias", bias, {h});
+    const bx_scan_api<nam_ssd_desc> api = {"nam_ssd", nam_ssd_workspace_size, nam_ssd};
+    bx_scan_row<nam_ssd_desc>(c, "ssd", shape, api, {&X, &DT, &IB, &IC, &Z, &IA, &ID, &BIAS}, {b, l, h, p}, [&](nam_ssd_desc &s, int host) {
+        s.x = X.on(host);
+        s.dt = DT.on(host);
+        s.A = IA.on(host);
+        s.B = IB.on(host);
+        s.C = IC.on(host);
+        s.D = ID.on(host);
+        s.dt_bias = BIAS.on(host);
+        if (a.z) s.z = Z.on(host);
+        s.dt_softplus = 1;
+        s.chunk_size = a.chunk;
+    }, 2e-2, 2e-2, flops, bytes, 'm');
 }
 
 static void bx_ssd(bx_ctx &c) {
@@ -742,15 +774,10 @@ struct bx_m2rnn_shape { int b, l, H; };
 static void bx_m2rnn_one(bx_ctx &c, const bx_m2rnn_shape &a) {
     const int64_t b = a.b, l = a.l, H = a.H, K = 64, V = 16;
     const size_t nq = (size_t)(b * l * K), nv = (size_t)(b * l * H * V), na = (size_t)(b * l * H);
-    int64_t sq[4] = {b, l, 1, K}, sv[4] = {b, l, H, V}, sa[3] = {b, l, H}, sw[3] = {H, V, V}, sh[1] = {H}, sd[2] = {H, V};
     std::string shape = bx_fmt("{\"b\":%d,\"l\":%d,\"H\":%d,\"K\":64,\"V\":16,\"nq\":1,\"nk\":1,\"dtype\":\"bf16\"}", a.b, a.l, a.H);
     std::vector<uint16_t> q, k, v;
     std::vector<float> af, W, Al, bias, D;
-    bx_dev dq, dk, dv, da, dW, dAl, dbias, dD, dout;
-    nam_m2rnn_desc d;
-    std::string why;
     double flops = (2.0 * K * V * V + 7.0 * K * V) * (double)(b * l * H), bytes = 2.0 * (double)(2 * nq + 2 * nv) + 4.0 * (double)na;
-    int rc;
     bx_fill_bf16(q, nq, 41, -1.0f, 1.0f);
     bx_fill_bf16(k, nq, 42, -1.0f, 1.0f);
     bx_fill_bf16(v, nv, 43, -1.0f, 1.0f);
@@ -761,60 +788,19 @@ static void bx_m2rnn_one(bx_ctx &c, const bx_m2rnn_shape &a) {
     bx_fill_f32(Al, (size_t)H, 46, 0.0f, 2.7f);
     bx_fill_f32(bias, (size_t)H, 47, -6.0f, -2.0f);
     bx_fill_f32(D, (size_t)(H * V), 48, 0.5f, 1.5f);
-    rc = bx_upload(dq, q.data(), nq * 2, "q", why);
-    if (!rc) rc = bx_upload(dk, k.data(), nq * 2, "k", why);
-    if (!rc) rc = bx_upload(dv, v.data(), nv * 2, "v", why);
-    if (!rc) rc = bx_upload(da, af.data(), na * 4, "a", why);
-    if (!rc) rc = bx_upload(dW, W.data(), W.size() * 4, "W", why);
-    if (!rc) rc = bx_upload(dAl, Al.data(), Al.size() * 4, "A_log", why);
-    if (!rc) rc = bx_upload(dbias, bias.data(), bias.size() * 4, "dt_bias", why);
-    if (!rc) rc = bx_upload(dD, D.data(), D.size() * 4, "D", why);
-    if (!rc) rc = bx_alloc(dout, nv * 2, "out", why);
-    if (rc) { bx_row(c, "m2rnn", shape, "cuda", rc, why, nullptr, flops, bytes, 'f'); return; }
-    memset(&d, 0, sizeof d);
-    d.q = nam_tensor_cuda(dq.p, NAM_BF16, 4, sq);
-    d.k = nam_tensor_cuda(dk.p, NAM_BF16, 4, sq);
-    d.v = nam_tensor_cuda(dv.p, NAM_BF16, 4, sv);
-    d.a = nam_tensor_cuda(da.p, NAM_F32, 3, sa);
-    d.W = nam_tensor_cuda(dW.p, NAM_F32, 3, sw);
-    d.A_log = nam_tensor_cuda(dAl.p, NAM_F32, 1, sh);
-    d.dt_bias = nam_tensor_cuda(dbias.p, NAM_F32, 1, sh);
-    d.D = nam_tensor_cuda(dD.p, NAM_F32, 2, sd);
-    d.out = nam_tensor_cuda(dout.p, NAM_BF16, 4, sv);
-    d.stream = c.stream;
-
-    bx_fn op = [&](std::string &w) -> int {
-        nam_error err;
-        int r = bx_nam(nam_m2rnn(&d, nullptr, 0, &err), err, w);
-        if (!r && d.ran != NAM_BACKEND_CUDA) { w = bx_fmt("nam_m2rnn ran %s, not cuda", nam_backend_name(d.ran)); r = BX_ERROR; }
-        return r;
-    };
-    bx_fn validate = [&](std::string &w) -> int {
-        std::vector<uint16_t> out(nv);
-        std::vector<float> ref(nv);
-        nam_m2rnn_desc r;
-        nam_error err;
-        size_t need = 0;
-        bx_host rws;
-        if (bx_download(c, out.data(), dout.p, nv * 2, w)) return BX_ERROR;
-        memset(&r, 0, sizeof r);
-        r.q = nam_tensor_make(q.data(), NAM_BF16, 4, sq);
-        r.k = nam_tensor_make(k.data(), NAM_BF16, 4, sq);
-        r.v = nam_tensor_make(v.data(), NAM_BF16, 4, sv);
-        r.a = nam_tensor_make(af.data(), NAM_F32, 3, sa);
-        r.W = nam_tensor_make(W.data(), NAM_F32, 3, sw);
-        r.A_log = nam_tensor_make(Al.data(), NAM_F32, 1, sh);
-        r.dt_bias = nam_tensor_make(bias.data(), NAM_F32, 1, sh);
-        r.D = nam_tensor_make(D.data(), NAM_F32, 2, sd);
-        r.out = nam_tensor_make(ref.data(), NAM_F32, 4, sv);
-        r.backend = NAM_BACKEND_CPU;
-        if (nam_m2rnn_workspace_size(&r, &need, &err) != NAM_OK || rws.alloc(need) || nam_m2rnn(&r, rws.p, need, &err) != NAM_OK) {
-            w = bx_fmt("CPU reference: %s", err.message);
-            return BX_ERROR;
-        }
-        return bx_close("out", out.data(), ref.data(), nv, 1e-2, 1.6e-2, w);
-    };
-    bx_bench(c, "m2rnn", shape, "cuda", op, validate, flops, bytes, 'f');
+    bx_in IQ("q", q, {b, l, 1, K}), IK("k", k, {b, l, 1, K}), IV("v", v, {b, l, H, V}), IA("a", af, {b, l, H}), IW("W", W, {H, V, V});
+    bx_in IAl("A_log", Al, {H}), BIAS("dt_bias", bias, {H}), ID("D", D, {H, V});
+    const bx_scan_api<nam_m2rnn_desc> api = {"nam_m2rnn", nam_m2rnn_workspace_size, nam_m2rnn};
+    bx_scan_row<nam_m2rnn_desc>(c, "m2rnn", shape, api, {&IQ, &IK, &IV, &IA, &IW, &IAl, &BIAS, &ID}, {b, l, H, V}, [&](nam_m2rnn_desc &s, int host) {
+        s.q = IQ.on(host);
+        s.k = IK.on(host);
+        s.v = IV.on(host);
+        s.a = IA.on(host);
+        s.W = IW.on(host);
+        s.A_log = IAl.on(host);
+        s.dt_bias = BIAS.on(host);
+        s.D = ID.on(host);
+    }, 1e-2, 1.6e-2, flops, bytes, 'f');
 }
 
 static void bx_m2rnn(bx_ctx &c) {
