@@ -567,6 +567,12 @@ struct bx_in {
     }
 };
 
+/* A desc field and the input bound to it (not bound when the input is absent). */
+template <class Desc> struct bx_bind {
+    nam_tensor Desc::*field;
+    bx_in *in;
+};
+
 /* The calls of one scan kernel: nam_X_workspace_size and nam_X. */
 template <class Desc> struct bx_scan_api {
     const char *name; /* "nam_ssd" */
@@ -574,13 +580,13 @@ template <class Desc> struct bx_scan_api {
     nam_status (*run)(Desc *, void *, size_t, nam_error *);
 };
 
-/* bx_scan_row: uploads ins, allocates out (bf16, out_shape), binds the device desc (bind(d,
-   0) after a memset; out and stream set here), queries and allocates the workspace, then
-   bx_bench with a validation of the whole output against NAM_BACKEND_CPU on the host
-   values (bind(r, 1), out as f32): |gpu - ref| <= atol * max|ref| + rtol |ref|. */
+/* bx_scan_row: uploads the bound inputs, allocates out (bf16, out_shape), binds the device
+   desc (binds, then scalars(d); out and stream set here), queries and allocates the
+   workspace, then bx_bench with a validation of the whole output against NAM_BACKEND_CPU on
+   the host values (out as f32): |gpu - ref| <= atol * max|ref| + rtol |ref|. */
 template <class Desc>
-static void bx_scan_row(bx_ctx &c, const char *kernel, const std::string &shape, const bx_scan_api<Desc> &api, std::initializer_list<bx_in *> ins,
-                        std::initializer_list<int64_t> out_shape, const std::function<void(Desc &, int)> &bind, double atol, double rtol,
+static void bx_scan_row(bx_ctx &c, const char *kernel, const std::string &shape, const bx_scan_api<Desc> &api, std::initializer_list<bx_bind<Desc>> binds,
+                        std::initializer_list<int64_t> out_shape, const std::function<void(Desc &)> &scalars, double atol, double rtol,
                         double flops, double bytes, char peak) {
     bx_in out("out", NAM_BF16, nullptr, 0, out_shape);
     size_t nout = 1, ws_bytes = 0;
@@ -589,11 +595,16 @@ static void bx_scan_row(bx_ctx &c, const char *kernel, const std::string &shape,
     nam_error e;
     std::string why;
     int rc = 0;
+    auto bind = [&](Desc &t, int host) {
+        memset(&t, 0, sizeof t);
+        for (const bx_bind<Desc> &bd : binds)
+            if (bd.in->bytes) t.*bd.field = bd.in->on(host);
+        if (scalars) scalars(t);
+    };
     for (int64_t x : out_shape) nout *= (size_t)x;
-    for (bx_in *in : ins)
-        if (!rc && in->bytes) rc = bx_upload(in->dev, in->host, in->bytes, in->name, why);
+    for (const bx_bind<Desc> &bd : binds)
+        if (!rc && bd.in->bytes) rc = bx_upload(bd.in->dev, bd.in->host, bd.in->bytes, bd.in->name, why);
     if (!rc) rc = bx_alloc(out.dev, nout * 2, "out", why);
-    memset(&d, 0, sizeof d);
     bind(d, 0);
     d.out = out.on(0);
     d.stream = c.stream;
@@ -615,7 +626,6 @@ static void bx_scan_row(bx_ctx &c, const char *kernel, const std::string &shape,
         size_t need = 0;
         bx_host rws;
         if (bx_download(c, got.data(), out.dev.p, nout * 2, w)) return BX_ERROR;
-        memset(&r, 0, sizeof r);
         bind(r, 1);
         r.out = nam_tensor_make(ref.data(), NAM_F32, out.ndim, out.shape);
         r.backend = NAM_BACKEND_CPU;
@@ -657,19 +667,10 @@ static void bx_ssd_one(bx_ctx &c, const bx_ssd_shape &a) {
     bx_fill_f32(bias, (size_t)h, 28, -1.0f, 0.5f);
     bx_in X("x", x, {b, l, h, p}), DT("dt", dt, {b, l, h}), IB("B", B, {b, l, g, n}), IC("C", C, {b, l, g, n}), Z("z", z, {b, l, h, p});
     bx_in IA("A", A, {h}), ID("D", D, {h}), BIAS("dt_bias", bias, {h});
-    const bx_scan_api<nam_ssd_desc> api = {"nam_ssd", nam_ssd_workspace_size, nam_ssd};
-    bx_scan_row<nam_ssd_desc>(c, "ssd", shape, api, {&X, &DT, &IB, &IC, &Z, &IA, &ID, &BIAS}, {b, l, h, p}, [&](nam_ssd_desc &s, int host) {
-        s.x = X.on(host);
-        s.dt = DT.on(host);
-        s.A = IA.on(host);
-        s.B = IB.on(host);
-        s.C = IC.on(host);
-        s.D = ID.on(host);
-        s.dt_bias = BIAS.on(host);
-        if (a.z) s.z = Z.on(host);
-        s.dt_softplus = 1;
-        s.chunk_size = a.chunk;
-    }, 2e-2, 2e-2, flops, bytes, 'm');
+    typedef nam_ssd_desc S;
+    const bx_scan_api<S> api = {"nam_ssd", nam_ssd_workspace_size, nam_ssd};
+    bx_scan_row<S>(c, "ssd", shape, api, {{&S::x, &X}, {&S::dt, &DT}, {&S::A, &IA}, {&S::B, &IB}, {&S::C, &IC}, {&S::D, &ID}, {&S::dt_bias, &BIAS}, {&S::z, &Z}},
+                   {b, l, h, p}, [&](S &s) { s.dt_softplus = 1; s.chunk_size = a.chunk; }, 2e-2, 2e-2, flops, bytes, 'm');
 }
 
 static void bx_ssd(bx_ctx &c) {
@@ -790,17 +791,10 @@ static void bx_m2rnn_one(bx_ctx &c, const bx_m2rnn_shape &a) {
     bx_fill_f32(D, (size_t)(H * V), 48, 0.5f, 1.5f);
     bx_in IQ("q", q, {b, l, 1, K}), IK("k", k, {b, l, 1, K}), IV("v", v, {b, l, H, V}), IA("a", af, {b, l, H}), IW("W", W, {H, V, V});
     bx_in IAl("A_log", Al, {H}), BIAS("dt_bias", bias, {H}), ID("D", D, {H, V});
-    const bx_scan_api<nam_m2rnn_desc> api = {"nam_m2rnn", nam_m2rnn_workspace_size, nam_m2rnn};
-    bx_scan_row<nam_m2rnn_desc>(c, "m2rnn", shape, api, {&IQ, &IK, &IV, &IA, &IW, &IAl, &BIAS, &ID}, {b, l, H, V}, [&](nam_m2rnn_desc &s, int host) {
-        s.q = IQ.on(host);
-        s.k = IK.on(host);
-        s.v = IV.on(host);
-        s.a = IA.on(host);
-        s.W = IW.on(host);
-        s.A_log = IAl.on(host);
-        s.dt_bias = BIAS.on(host);
-        s.D = ID.on(host);
-    }, 1e-2, 1.6e-2, flops, bytes, 'f');
+    typedef nam_m2rnn_desc M;
+    const bx_scan_api<M> api = {"nam_m2rnn", nam_m2rnn_workspace_size, nam_m2rnn};
+    bx_scan_row<M>(c, "m2rnn", shape, api, {{&M::q, &IQ}, {&M::k, &IK}, {&M::v, &IV}, {&M::a, &IA}, {&M::W, &IW}, {&M::A_log, &IAl}, {&M::dt_bias, &BIAS}, {&M::D, &ID}},
+                   {b, l, H, V}, nullptr, 1e-2, 1.6e-2, flops, bytes, 'f');
 }
 
 static void bx_m2rnn(bx_ctx &c) {

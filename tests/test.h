@@ -74,39 +74,26 @@ TEST__UNUSED static void test__line(const char *kw, const char *prefix, const ch
     putchar('\n');
 }
 
+/* TEST__EMIT: the body of the line printers below: KEYWORD [PREFIX: ]<fmt formatted>, and
+   one more in COUNTER */
+#define TEST__EMIT(kw, prefix, counter)       \
+    do {                                      \
+        va_list ap;                           \
+        va_start(ap, fmt);                    \
+        test__line(kw, prefix, fmt, ap);      \
+        va_end(ap);                           \
+        counter++;                            \
+    } while (0)
+
 TEST__UNUSED static void test_ok(const char *fmt, ...) TEST__PRINTF(1, 2);
-TEST__UNUSED static void test_ok(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    test__line("ok", NULL, fmt, ap);
-    va_end(ap);
-    test_passed++;
-}
+TEST__UNUSED static void test_ok(const char *fmt, ...) { TEST__EMIT("ok", NULL, test_passed); }
 TEST__UNUSED static void test_fail(const char *fmt, ...) TEST__PRINTF(1, 2);
-TEST__UNUSED static void test_fail(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    test__line("FAIL", NULL, fmt, ap);
-    va_end(ap);
-    test_failed++;
-}
+TEST__UNUSED static void test_fail(const char *fmt, ...) { TEST__EMIT("FAIL", NULL, test_failed); }
 TEST__UNUSED static void test_skip(const char *fmt, ...) TEST__PRINTF(1, 2);
-TEST__UNUSED static void test_skip(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    test__line("skip", NULL, fmt, ap);
-    va_end(ap);
-    test_skipped++;
-}
-/* test__failv: FAIL desc: <fmt formatted> (CHECK's failing branch) */
+TEST__UNUSED static void test_skip(const char *fmt, ...) { TEST__EMIT("skip", NULL, test_skipped); }
+/* test__fail_why: FAIL desc: <fmt formatted> (CHECK's failing branch) */
 TEST__UNUSED static void test__fail_why(const char *desc, const char *fmt, ...) TEST__PRINTF(2, 3);
-TEST__UNUSED static void test__fail_why(const char *desc, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    test__line("FAIL", desc, fmt, ap);
-    va_end(ap);
-    test_failed++;
-}
+TEST__UNUSED static void test__fail_why(const char *desc, const char *fmt, ...) { TEST__EMIT("FAIL", desc, test_failed); }
 
 #define CHECK(cond, desc, ...)                                                \
     do {                                                                      \
