@@ -30,7 +30,8 @@
    Memory: test_alloc(bytes) is 64-byte aligned and zeroed (a FAIL line and exit status 2
    when out of memory); release it with free() or test_free().
    With NAM_IMPLEMENTATION also nam helpers: test_esize, test_round, test_tensor,
-   test_rand_buf, test_to_f32, test_expect (an error path), test_dump (--dump files). */
+   test_rand_buf, test_to_f32, test_expect (an error path), test_dump, test_dump_fields and
+   test_manifest (the --dump files of the xcheck scripts). */
 #ifndef NAM_TEST_H
 #define NAM_TEST_H
 
@@ -254,6 +255,31 @@ TEST__UNUSED static int test_dump(const char *dir, const char *case_name, const 
     free(f);
     if (!ok) fprintf(stderr, "test_dump: cannot write %s\n", path);
     return ok;
+}
+
+/* test_dump_fields: test_dump of each (field, tensor) pair; absent tensors (data NULL) are
+   skipped. 1 when every file was written. */
+typedef struct test_field {
+    const char *name;
+    const nam_tensor *t;
+} test_field;
+TEST__UNUSED static int test_dump_fields(const char *dir, const char *case_name, const test_field *f, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (f[i].t->data && !test_dump(dir, case_name, f[i].name, f[i].t)) return 0;
+    return 1;
+}
+
+/* test_manifest: DIR/manifest.txt opened for writing with HEADER as its first line (the
+   --dump index the xcheck scripts read); NULL and a message when it cannot be written. */
+TEST__UNUSED static FILE *test_manifest(const char *dir, const char *header) {
+    char path[1024];
+    FILE *man;
+    snprintf(path, sizeof path, "%s/manifest.txt", dir);
+    man = fopen(path, "w");
+    if (!man) { fprintf(stderr, "test_manifest: cannot write %s\n", path); return NULL; }
+    fprintf(man, "%s\n", header);
+    return man;
 }
 #endif /* NAM_IMPLEMENTATION */
 

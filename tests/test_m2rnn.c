@@ -588,24 +588,20 @@ static int dump_case(const char *dir, FILE *man, const char *name, m2_case *c) {
     if (run_m2(&s.d, NAM_BACKEND_CPU, c->threads, &e) != NAM_OK) { fprintf(stderr, "test_m2rnn: %s\n", e.message); m2_free(&s); return 0; }
     fprintf(man, "case %s b=%d l=%d nq=%d nk=%d nv=%d nw=%d nf=%d K=%d V=%d D=%d bias=%d init=%d final=%d storage=%s\n", name, c->b, c->l, c->nq, c->nk,
             c->nv, c->nw, c->nf, c->K, c->V, c->D, c->bias, c->init, c->fin, nam_dtype_name(c->dtype));
-    ok = test_dump(dir, name, "q", &s.d.q) && test_dump(dir, name, "k", &s.d.k) && test_dump(dir, name, "v", &s.d.v) && test_dump(dir, name, "W", &s.d.W) && test_dump(dir, name, "a", &s.d.a) && test_dump(dir, name, "A_log", &s.d.A_log) && test_dump(dir, name, "out", &s.d.out);
-    if (ok && c->D) ok = test_dump(dir, name, "D", &s.d.D);
-    if (ok && c->bias) ok = test_dump(dir, name, "dt_bias", &s.d.dt_bias);
-    if (ok && c->init) ok = test_dump(dir, name, "initial_state", &s.d.initial_state);
-    if (ok && c->fin) ok = test_dump(dir, name, "final_state", &s.d.final_state);
+    {
+        const test_field f[] = {{"q", &s.d.q}, {"k", &s.d.k}, {"v", &s.d.v}, {"W", &s.d.W}, {"a", &s.d.a}, {"A_log", &s.d.A_log}, {"out", &s.d.out},
+                                {"D", &s.d.D}, {"dt_bias", &s.d.dt_bias}, {"initial_state", &s.d.initial_state}, {"final_state", &s.d.final_state}};
+        ok = test_dump_fields(dir, name, f, sizeof f / sizeof f[0]);
+    }
     m2_free(&s);
     return ok;
 }
 
 static int dump_all(const char *dir) {
-    char path[1024];
-    FILE *man;
+    FILE *man = test_manifest(dir, "# test_m2rnn --dump: raw little-endian f32 files <case>_<tensor>.f32, shapes from the keys (nam_m2rnn docs)");
     m2_case c;
     int ok;
-    snprintf(path, sizeof path, "%s/manifest.txt", dir);
-    man = fopen(path, "w");
-    if (!man) { fprintf(stderr, "test_m2rnn: cannot write %s\n", path); return 0; }
-    fprintf(man, "# test_m2rnn --dump: raw little-endian f32 files <case>_<tensor>.f32, shapes from the keys (nam_m2rnn docs)\n");
+    if (!man) return 0;
     c = base_case(); c.b = 2; c.l = 65; c.K = 64; c.nv = c.nw = c.nf = 3; c.init = 1;
     ok = dump_case(dir, man, "m0", &c);
     c = base_case(); c.l = 33; c.K = 24; c.V = 16; c.nq = 2; c.nk = 4; c.nv = 8; c.nw = 1; c.nf = 2; c.bias = 0; c.threads = 3;

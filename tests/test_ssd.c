@@ -720,25 +720,20 @@ static int dump_ssd(const char *dir, FILE *man, const char *name, ssd_case *c) {
     fprintf(man, "case %s kind=ssd b=%d l=%d h=%d p=%d g=%d n=%d chunk=%d softplus=%d dt_min=%.9g dt_max=%.9g D=%d z=%d bias=%d init=%d final=%d\n",
             name, c->b, c->l, c->h, c->p, c->g, c->n, c->chunk, c->softplus, NAM__CAST(double, c->dt_min), NAM__CAST(double, c->dt_max),
             c->D, c->z, c->bias, c->init, c->final_states);
-    ok = test_dump(dir, name, "x", &s.d.x) && test_dump(dir, name, "dt", &s.d.dt) && test_dump(dir, name, "A", &s.d.A) && test_dump(dir, name, "B", &s.d.B) && test_dump(dir, name, "C", &s.d.C) && test_dump(dir, name, "out", &s.d.out);
-    if (ok && c->D) ok = test_dump(dir, name, "D", &s.d.D);
-    if (ok && c->z) ok = test_dump(dir, name, "z", &s.d.z);
-    if (ok && c->bias) ok = test_dump(dir, name, "dt_bias", &s.d.dt_bias);
-    if (ok && c->init) ok = test_dump(dir, name, "initial_states", &s.d.initial_states);
-    if (ok && c->final_states) ok = test_dump(dir, name, "final_states", &s.d.final_states);
+    {
+        const test_field f[] = {{"x", &s.d.x}, {"dt", &s.d.dt}, {"A", &s.d.A}, {"B", &s.d.B}, {"C", &s.d.C}, {"out", &s.d.out}, {"D", &s.d.D},
+                                {"z", &s.d.z}, {"dt_bias", &s.d.dt_bias}, {"initial_states", &s.d.initial_states}, {"final_states", &s.d.final_states}};
+        ok = test_dump_fields(dir, name, f, sizeof f / sizeof f[0]);
+    }
     ssd_free(&s);
     return ok;
 }
 
 static int dump_all(const char *dir) {
-    char path[1024];
-    FILE *man;
+    FILE *man = test_manifest(dir, "# test_ssd --dump: raw little-endian f32 files <case>_<tensor>.f32, shapes from the keys (nam_ssd / nam_conv1d docs)");
     ssd_case c;
     int ok;
-    snprintf(path, sizeof path, "%s/manifest.txt", dir);
-    man = fopen(path, "w");
-    if (!man) { fprintf(stderr, "test_ssd: cannot write %s\n", path); return 0; }
-    fprintf(man, "# test_ssd --dump: raw little-endian f32 files <case>_<tensor>.f32, shapes from the keys (nam_ssd / nam_conv1d docs)\n");
+    if (!man) return 0;
     c = base_case(); c.l = 100; c.h = 4; c.p = 8; c.g = 2; c.n = 16; c.chunk = 32; c.D = 1; c.z = 1; c.bias = 1; c.softplus = 1;
     c.init = 1; c.final_states = 1;
     ok = dump_ssd(dir, man, "ssd0", &c);
