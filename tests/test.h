@@ -257,6 +257,51 @@ TEST__UNUSED static int test_dump(const char *dir, const char *case_name, const 
     return ok;
 }
 
+/* TEST_DEFINE_RUN(name, desc_type, workspace_size, call): defines
+       static nam_status name(desc_type *d, nam_backend be, int threads, nam_error *e)
+   which sets d->backend and d->threads, queries workspace_size, allocates the workspace
+   (test_alloc), calls call(d, ws, bytes, e) and frees it: one kernel call of the tests. */
+#define TEST_DEFINE_RUN(name, desc_type, workspace_size, call)                   \
+    static nam_status name(desc_type *d, nam_backend be, int threads, nam_error *e) { \
+        size_t ws = 0;                                                          \
+        void *w;                                                                \
+        nam_status st;                                                          \
+        d->backend = be;                                                        \
+        d->threads = threads;                                                   \
+        st = workspace_size(d, &ws, e);                                         \
+        if (st != NAM_OK) return st;                                            \
+        w = ws ? test_alloc(ws) : NULL;                                         \
+        st = call(d, w, ws, e);                                                 \
+        free(w);                                                                \
+        return st;                                                              \
+    }
+
+/* test_ran: 1 when a call returned NAM_OK and ran on backend want; else 0 and the check
+   desc FAILs with "WHAT: status: message (ran X)". */
+TEST__UNUSED static int test_ran(const char *desc, const char *what, nam_status st, const nam_error *e, nam_backend ran, nam_backend want) {
+    if (st == NAM_OK && ran == want) return 1;
+    test__fail_why(desc, "%s: %s: %.300s (ran %s)", what, nam_status_str(st), e->message, nam_backend_name(ran));
+    return 0;
+}
+
+/* test_check_out: the check desc of an output against its reference, test_allclose over
+   the logical contents of out, then (when fin) fin against fin_ref over nfin elements
+   (the reason then names fin_name). */
+TEST__UNUSED static void test_check_out(const char *desc, const nam_tensor *out, const float *ref, const float *fin, const float *fin_ref, int64_t nfin,
+                                        const char *fin_name, double atol, double rtol) {
+    char why[1024], w2[1200];
+    float *got = test_to_f32(out);
+    int ok = test_allclose(got, ref, nam_tensor_numel(out), atol, rtol, why, sizeof why);
+    free(got);
+    if (ok && fin) {
+        ok = test_allclose(fin, fin_ref, nfin, atol, rtol, why, sizeof why);
+        snprintf(w2, sizeof w2, "%s: %s", fin_name, why);
+        test_check(ok, desc, w2);
+        return;
+    }
+    test_check(ok, desc, why);
+}
+
 /* test_dump_fields: test_dump of each (field, tensor) pair; absent tensors (data NULL) are
    skipped. 1 when every file was written. */
 typedef struct test_field {

@@ -234,39 +234,22 @@ static void m2_free(m2_bufs *s) {
     free(s->q); free(s->k); free(s->v); free(s->W); free(s->a); free(s->A_log); free(s->bias); free(s->D); free(s->init); free(s->out); free(s->fin);
 }
 
-static nam_status run_m2(nam_m2rnn_desc *d, nam_backend be, int threads, nam_error *e) {
-    size_t ws = 0;
-    void *w;
-    nam_status st;
-    d->backend = be;
-    d->threads = threads;
-    st = nam_m2rnn_workspace_size(d, &ws, e);
-    if (st != NAM_OK) return st;
-    w = ws ? test_alloc(ws) : NULL;
-    st = nam_m2rnn(d, w, ws, e);
-    free(w);
-    return st;
-}
+TEST_DEFINE_RUN(run_m2, nam_m2rnn_desc, nam_m2rnn_workspace_size, nam_m2rnn)
 
 /* fast (CPU) vs reference (CPU_REF) on one case: out and, when asked, the final state */
 static void m2_vs_ref(const char *name, const m2_case *c) {
     m2_bufs s;
     nam_error e;
     nam_status st;
-    float *ref = NULL, *got = NULL, *fref = NULL;
-    char desc[256], why[1200];
+    float *ref = NULL, *fref = NULL;
+    char desc[256];
     double atol, rtol;
     int64_t nfin = NAM__CAST(int64_t, c->b) * case_n(c) * c->K * c->V;
     m2_make(c, &s);
     tol_for(c->dtype, &atol, &rtol);
     snprintf(desc, sizeof desc, "m2rnn fast == reference: %s", name);
     st = run_m2(&s.d, NAM_BACKEND_CPU_REF, 1, &e);
-    if (st != NAM_OK || s.d.ran != NAM_BACKEND_CPU_REF) {
-        snprintf(why, sizeof why, "reference: %s: %.300s (ran %s)", nam_status_str(st), e.message, nam_backend_name(s.d.ran));
-        test_check(0, desc, why);
-        m2_free(&s);
-        return;
-    }
+    if (!test_ran(desc, "reference", st, &e, s.d.ran, NAM_BACKEND_CPU_REF)) { m2_free(&s); return; }
     ref = test_to_f32(&s.d.out);
     if (c->fin) {
         fref = NAM__CAST(float *, test_alloc(sizeof(float) * NAM__CAST(size_t, nfin)));
@@ -275,21 +258,9 @@ static void m2_vs_ref(const char *name, const m2_case *c) {
     }
     memset(s.out, 0, NAM__CAST(size_t, NAM__CAST(int64_t, c->b) * c->l * case_n(c) * c->V) * test_esize(c->dtype));
     st = run_m2(&s.d, NAM_BACKEND_AUTO, c->threads, &e);
-    if (st != NAM_OK || s.d.ran != NAM_BACKEND_CPU) {
-        snprintf(why, sizeof why, "fast: %s: %.300s (ran %s)", nam_status_str(st), e.message, nam_backend_name(s.d.ran));
-        test_check(0, desc, why);
-    } else {
-        int ok;
-        got = test_to_f32(&s.d.out);
-        ok = test_allclose(got, ref, nam_tensor_numel(&s.d.out), atol, rtol, why, sizeof why);
-        if (ok && c->fin) {
-            char w2[1200];
-            ok = test_allclose(NAM__CAST(float *, s.fin), fref, nfin, atol, rtol, w2, sizeof w2);
-            snprintf(why, sizeof why, "final_state: %.1000s", w2);
-        }
-        test_check(ok, desc, why);
-    }
-    free(ref); free(got); free(fref);
+    if (test_ran(desc, "fast", st, &e, s.d.ran, NAM_BACKEND_CPU))
+        test_check_out(desc, &s.d.out, ref, c->fin ? NAM__CAST(float *, s.fin) : NULL, fref, nfin, "final_state", atol, rtol);
+    free(ref); free(fref);
     m2_free(&s);
 }
 

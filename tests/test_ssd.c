@@ -21,19 +21,7 @@
 #define NAM_IMPLEMENTATION
 #include "test.h"
 
-static nam_status run_ssd(nam_ssd_desc *d, nam_backend be, int threads, nam_error *e) {
-    size_t ws = 0;
-    void *w;
-    nam_status st;
-    d->backend = be;
-    d->threads = threads;
-    st = nam_ssd_workspace_size(d, &ws, e);
-    if (st != NAM_OK) return st;
-    w = ws ? test_alloc(ws) : NULL;
-    st = nam_ssd(d, w, ws, e);
-    free(w);
-    return st;
-}
+TEST_DEFINE_RUN(run_ssd, nam_ssd_desc, nam_ssd_workspace_size, nam_ssd)
 
 /* ---- one SSD case: inputs, descs for both backends ------------------------------------ */
 typedef struct ssd_case {
@@ -122,38 +110,22 @@ static void ssd_vs_ref(const char *name, const ssd_case *c) {
     ssd_bufs s;
     nam_error e;
     nam_status st;
-    float *ref = NULL, *got = NULL, *fref = NULL;
-    char desc[256], why[1024];
+    float *ref = NULL, *fref = NULL;
+    char desc[256];
     double atol, rtol;
     int64_t nfin = NAM__CAST(int64_t, c->b) * c->h * c->p * c->n;
     ssd_make(c, &s);
     tol_for(c->dtype, &atol, &rtol);
     snprintf(desc, sizeof desc, "ssd chunked == sequential: %s", name);
     st = run_ssd(&s.d, NAM_BACKEND_CPU_REF, 1, &e);
-    if (st != NAM_OK || s.d.ran != NAM_BACKEND_CPU_REF) {
-        snprintf(why, sizeof why, "reference: %s: %.300s (ran %s)", nam_status_str(st), e.message, nam_backend_name(s.d.ran));
-        test_check(0, desc, why);
-        ssd_free(&s);
-        return;
-    }
+    if (!test_ran(desc, "reference", st, &e, s.d.ran, NAM_BACKEND_CPU_REF)) { ssd_free(&s); return; }
     ref = test_to_f32(&s.d.out);
     if (c->final_states) { fref = NAM__CAST(float *, test_alloc(sizeof(float) * NAM__CAST(size_t, nfin))); memcpy(fref, s.fin, sizeof(float) * NAM__CAST(size_t, nfin)); memset(s.fin, 0, sizeof(float) * NAM__CAST(size_t, nfin)); }
     memset(s.out, 0, NAM__CAST(size_t, NAM__CAST(int64_t, c->b) * c->l * c->h * c->p) * test_esize(c->dtype));
     st = run_ssd(&s.d, NAM_BACKEND_AUTO, c->threads, &e);
-    if (st != NAM_OK || s.d.ran != NAM_BACKEND_CPU) {
-        snprintf(why, sizeof why, "fast: %s: %.300s (ran %s)", nam_status_str(st), e.message, nam_backend_name(s.d.ran));
-        test_check(0, desc, why);
-    } else {
-        int ok;
-        got = test_to_f32(&s.d.out);
-        ok = test_allclose(got, ref, nam_tensor_numel(&s.d.out), atol, rtol, why, sizeof why);
-        if (ok && c->final_states) {
-            ok = test_allclose(NAM__CAST(float *, s.fin), fref, nfin, atol, rtol, why, sizeof why);
-            if (!ok) { char w2[1100]; snprintf(w2, sizeof w2, "final_states: %.1000s", why); memcpy(why, w2, sizeof why - 1); why[sizeof why - 1] = 0; }
-        }
-        test_check(ok, desc, why);
-    }
-    free(ref); free(got); free(fref);
+    if (test_ran(desc, "fast", st, &e, s.d.ran, NAM_BACKEND_CPU))
+        test_check_out(desc, &s.d.out, ref, c->final_states ? NAM__CAST(float *, s.fin) : NULL, fref, nfin, "final_states", atol, rtol);
+    free(ref); free(fref);
     ssd_free(&s);
 }
 
