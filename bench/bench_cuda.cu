@@ -545,7 +545,7 @@ static void bx_attention(bx_ctx &c) {
     for (size_t i = 0; i < n; i++) bx_attention_one(c, list[i]);
 }
 
-/* ==== scan rows (SSD, M2RNN): inputs uploaded, bf16 out, validated against the CPU ======== */
+/* ==== kernel rows (SSD, conv1d, M2RNN): inputs uploaded, bf16 out, validated on the CPU == */
 /* One input of a scan row: host values (bf16 bits or f32; an empty vector: absent), the
    device copy, the shape. bx_in::on(host) is the tensor on either side. */
 struct bx_in {
@@ -573,7 +573,7 @@ template <class Desc> struct bx_bind {
     bx_in *in;
 };
 
-/* The calls of one scan kernel: nam_X_workspace_size and nam_X. */
+/* The calls of one kernel: nam_X_workspace_size and nam_X. */
 template <class Desc> struct bx_scan_api {
     const char *name; /* "nam_ssd" */
     nam_status (*workspace_size)(const Desc *, size_t *, nam_error *);
@@ -700,56 +700,26 @@ static void bx_ssd(bx_ctx &c) {
    |gpu - ref| <= 1e-3 * max|ref| + 8e-3 |ref| (bf16 output rounding is 2^-9 |ref|). */
 struct bx_conv_shape { int b, l, c, w; };
 
+/* nam_conv1d takes no workspace: its calls in bx_scan_api's form */
+static nam_status bx_conv1d_ws(const nam_conv1d_desc *, size_t *bytes, nam_error *) {
+    *bytes = 0;
+    return NAM_OK;
+}
+static nam_status bx_conv1d_run(nam_conv1d_desc *d, void *, size_t, nam_error *e) { return nam_conv1d(d, e); }
+
 static void bx_conv1d_one(bx_ctx &c, const bx_conv_shape &a) {
     const int64_t b = a.b, l = a.l, ch = a.c, w = a.w;
     const size_t nx = (size_t)(b * l * ch);
-    int64_t sx[3] = {b, l, ch}, sw[2] = {ch, w}, sc[1] = {ch};
     std::string shape = bx_fmt("{\"b\":%d,\"l\":%d,\"c\":%d,\"w\":%d,\"silu\":true,\"dtype\":\"bf16\"}", a.b, a.l, a.c, a.w);
     std::vector<uint16_t> x, wt, bias;
-    bx_dev dx, dw, dbias, dout;
-    nam_conv1d_desc d;
-    std::string why;
     double bytes = 2.0 * (double)(2 * nx + (size_t)(ch * w) + (size_t)ch);
-    int rc;
     bx_fill_bf16(x, nx, 31, -1.0f, 1.0f);
     bx_fill_bf16(wt, (size_t)(ch * w), 32, -0.5f, 0.5f);
     bx_fill_bf16(bias, (size_t)ch, 33, -0.2f, 0.2f);
-    rc = bx_upload(dx, x.data(), nx * 2, "x", why);
-    if (!rc) rc = bx_upload(dw, wt.data(), (size_t)(ch * w) * 2, "weight", why);
-    if (!rc) rc = bx_upload(dbias, bias.data(), (size_t)ch * 2, "bias", why);
-    if (!rc) rc = bx_alloc(dout, nx * 2, "out", why);
-    if (rc) { bx_row(c, "conv1d", shape, "cuda", rc, why, nullptr, 0, bytes, 'm'); return; }
-    memset(&d, 0, sizeof d);
-    d.x = nam_tensor_cuda(dx.p, NAM_BF16, 3, sx);
-    d.weight = nam_tensor_cuda(dw.p, NAM_BF16, 2, sw);
-    d.bias = nam_tensor_cuda(dbias.p, NAM_BF16, 1, sc);
-    d.out = nam_tensor_cuda(dout.p, NAM_BF16, 3, sx);
-    d.silu = 1;
-    d.stream = c.stream;
-
-    bx_fn op = [&](std::string &wy) -> int {
-        nam_error err;
-        int r = bx_nam(nam_conv1d(&d, &err), err, wy);
-        if (!r && d.ran != NAM_BACKEND_CUDA) { wy = bx_fmt("nam_conv1d ran %s, not cuda", nam_backend_name(d.ran)); r = BX_ERROR; }
-        return r;
-    };
-    bx_fn validate = [&](std::string &wy) -> int {
-        std::vector<uint16_t> out(nx);
-        std::vector<float> ref(nx);
-        nam_conv1d_desc r;
-        nam_error err;
-        if (bx_download(c, out.data(), dout.p, nx * 2, wy)) return BX_ERROR;
-        memset(&r, 0, sizeof r);
-        r.x = nam_tensor_make(x.data(), NAM_BF16, 3, sx);
-        r.weight = nam_tensor_make(wt.data(), NAM_BF16, 2, sw);
-        r.bias = nam_tensor_make(bias.data(), NAM_BF16, 1, sc);
-        r.out = nam_tensor_make(ref.data(), NAM_F32, 3, sx);
-        r.silu = 1;
-        r.backend = NAM_BACKEND_CPU;
-        if (nam_conv1d(&r, &err) != NAM_OK) { wy = bx_fmt("CPU reference: %s", err.message); return BX_ERROR; }
-        return bx_close("out", out.data(), ref.data(), nx, 1e-3, 8e-3, wy);
-    };
-    bx_bench(c, "conv1d", shape, "cuda", op, validate, 0, bytes, 'm');
+    bx_in X("x", x, {b, l, ch}), WT("weight", wt, {ch, w}), BIAS("bias", bias, {ch});
+    typedef nam_conv1d_desc V;
+    const bx_scan_api<V> api = {"nam_conv1d", bx_conv1d_ws, bx_conv1d_run};
+    bx_scan_row<V>(c, "conv1d", shape, api, {{&V::x, &X}, {&V::weight, &WT}, {&V::bias, &BIAS}}, {b, l, ch}, [](V &s) { s.silu = 1; }, 1e-3, 8e-3, 0, bytes, 'm');
 }
 
 static void bx_conv1d(bx_ctx &c) {
