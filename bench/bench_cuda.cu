@@ -139,6 +139,13 @@ static int bx_nam(nam_status st, const nam_error &e, std::string &why) {
     why = e.message;
     return st == NAM_ERR_NOT_IMPLEMENTED ? BX_NOTIMPL : BX_ERROR;
 }
+/* bx_ran_cuda: bx_nam of a finished kernel call (st) that must also have run on the GPU
+   (ran, read after the call, is NAM_BACKEND_CUDA) */
+static int bx_ran_cuda(nam_status st, const nam_error &e, nam_backend ran, const char *fn, std::string &why) {
+    int r = bx_nam(st, e, why);
+    if (!r && ran != NAM_BACKEND_CUDA) { why = bx_fmt("%s ran %s, not cuda", fn, nam_backend_name(ran)); r = BX_ERROR; }
+    return r;
+}
 
 #ifndef NAM_CUDA_EMULATE
 static int bx_blas(cublasStatus_t r, const char *what, std::string &why) {
@@ -493,9 +500,8 @@ static void bx_attention_one(bx_ctx &c, const bx_attn_shape &a) {
 
     bx_fn op = [&](std::string &w) -> int {
         nam_error err;
-        int r = bx_nam(nam_attention(&d, ws.p, ws_bytes, &err), err, w);
-        if (!r && d.ran != NAM_BACKEND_CUDA) { w = bx_fmt("nam_attention ran %s, not cuda", nam_backend_name(d.ran)); r = BX_ERROR; }
-        return r;
+        nam_status st = nam_attention(&d, ws.p, ws_bytes, &err);
+        return bx_ran_cuda(st, err, d.ran, "nam_attention", w);
     };
     bx_fn validate = [&](std::string &w) -> int {
         std::vector<uint16_t> out(nq);
@@ -614,9 +620,8 @@ static void bx_scan_row(bx_ctx &c, const char *kernel, const std::string &shape,
 
     bx_fn op = [&](std::string &w) -> int {
         nam_error err;
-        int r = bx_nam(api.run(&d, ws.p, ws_bytes, &err), err, w);
-        if (!r && d.ran != NAM_BACKEND_CUDA) { w = bx_fmt("%s ran %s, not cuda", api.name, nam_backend_name(d.ran)); r = BX_ERROR; }
-        return r;
+        nam_status st = api.run(&d, ws.p, ws_bytes, &err);
+        return bx_ran_cuda(st, err, d.ran, api.name, w);
     };
     bx_fn validate = [&](std::string &w) -> int {
         std::vector<uint16_t> got(nout);
@@ -904,9 +909,8 @@ static void bx_moe_route(bx_ctx &c, bx_moe &m, int sigmoid) {
     d.stream = c.stream;
     bx_fn op = [&](std::string &w) -> int {
         nam_error err;
-        int x = bx_nam(nam_moe_route(&d, &err), err, w);
-        if (!x && d.ran != NAM_BACKEND_CUDA) { w = bx_fmt("nam_moe_route ran %s, not cuda", nam_backend_name(d.ran)); x = BX_ERROR; }
-        return x;
+        nam_status st = nam_moe_route(&d, &err);
+        return bx_ran_cuda(st, err, d.ran, "nam_moe_route", w);
     };
     bx_fn validate = [&](std::string &w) -> int {
         std::vector<int32_t> gi((size_t)m.R);
@@ -1208,9 +1212,8 @@ static void bx_moe_ffn(bx_ctx &c, bx_moe &m, bx_moe_h &mh, int F, nam_moe_act ac
     if (rc) { bx_row(c, "moe-ffn", shape, "cuda", rc, why, nullptr, flops, 0, 't'); return; }
     bx_fn op = [&](std::string &w) -> int {
         nam_error err;
-        int x = bx_nam(nam_moe_ffn(&d, ws.p, ws_bytes, &err), err, w);
-        if (!x && d.ran != NAM_BACKEND_CUDA) { w = bx_fmt("nam_moe_ffn ran %s, not cuda", nam_backend_name(d.ran)); x = BX_ERROR; }
-        return x;
+        nam_status st = nam_moe_ffn(&d, ws.p, ws_bytes, &err);
+        return bx_ran_cuda(st, err, d.ran, "nam_moe_ffn", w);
     };
     bx_fn validate = [&](std::string &w) -> int {
         const int64_t experts[3] = {0, E / 2, E - 1};
