@@ -820,6 +820,24 @@ struct bx_moe {
     nam_moe_dispatch_desc plan; /* canonical device plan */
 };
 
+/* bx_moe_plan: the dispatch desc of m's canonical plan, over the host vectors (host 1) or
+   their device copies */
+static nam_moe_dispatch_desc bx_moe_plan(bx_moe &m, int host) {
+    int64_t sk[2] = {m.T, m.k}, se[1] = {m.E}, se1[1] = {m.E + 1}, sr[1] = {m.R};
+    auto t = [&](std::vector<int32_t> &v, const bx_dev &d, int nd, const int64_t *sh) {
+        return host ? nam_tensor_make(v.data(), NAM_I32, nd, sh) : nam_tensor_cuda(d.p, NAM_I32, nd, sh);
+    };
+    nam_moe_dispatch_desc p;
+    memset(&p, 0, sizeof p);
+    p.topk_idx = t(m.idx, m.d_idx, 2, sk);
+    p.num_experts = m.E;
+    p.counts = t(m.counts, m.d_counts, 1, se);
+    p.offsets = t(m.offsets, m.d_offsets, 1, se1);
+    p.rows = t(m.rows, m.d_rows, 1, sr);
+    p.num_rows = m.num_rows;
+    return p;
+}
+
 static std::string bx_moe_shape(const bx_moe &m, const char *more) {
     return bx_fmt("{\"tokens\":%d,\"experts\":%d,\"topk\":%d%s}", m.T, m.E, m.k, more);
 }
@@ -865,13 +883,7 @@ static int bx_moe_setup(bx_ctx &c, bx_moe &m, std::string &why) {
         bx_upload(m.d_counts, m.counts.data(), m.counts.size() * 4, "counts", why) ||
         bx_upload(m.d_offsets, m.offsets.data(), m.offsets.size() * 4, "offsets", why) || bx_upload(m.d_rows, m.rows.data(), m.rows.size() * 4, "rows", why))
         return BX_ERROR;
-    memset(&m.plan, 0, sizeof m.plan);
-    m.plan.topk_idx = nam_tensor_cuda(m.d_idx.p, NAM_I32, 2, sk);
-    m.plan.num_experts = m.E;
-    m.plan.counts = nam_tensor_cuda(m.d_counts.p, NAM_I32, 1, se);
-    m.plan.offsets = nam_tensor_cuda(m.d_offsets.p, NAM_I32, 1, se1);
-    m.plan.rows = nam_tensor_cuda(m.d_rows.p, NAM_I32, 1, sr);
-    m.plan.num_rows = m.num_rows;
+    m.plan = bx_moe_plan(m, 0);
     m.plan.stream = c.stream;
     return BX_OK;
 }
@@ -993,19 +1005,13 @@ struct bx_moe_h {
 
 static int bx_moe_h_setup(bx_moe &m, bx_moe_h &mh, std::string &why) {
     const int64_t H = mh.H;
-    int64_t st[2] = {m.T, H}, sp[2] = {m.R, H}, sk[2] = {m.T, m.k}, se[1] = {m.E}, se1[1] = {m.E + 1}, sr[1] = {m.R};
+    int64_t st[2] = {m.T, H}, sp[2] = {m.R, H};
     nam_moe_dispatch_desc p;
     nam_tensor tt, tp;
     nam_error e;
     bx_fill_bf16(mh.tokens, (size_t)(m.T * H), 51, -1.0f, 1.0f);
     mh.perm.resize((size_t)(m.R * H));
-    memset(&p, 0, sizeof p);
-    p.topk_idx = nam_tensor_make(m.idx.data(), NAM_I32, 2, sk);
-    p.num_experts = m.E;
-    p.counts = nam_tensor_make(m.counts.data(), NAM_I32, 1, se);
-    p.offsets = nam_tensor_make(m.offsets.data(), NAM_I32, 1, se1);
-    p.rows = nam_tensor_make(m.rows.data(), NAM_I32, 1, sr);
-    p.num_rows = m.num_rows;
+    p = bx_moe_plan(m, 1);
     tt = nam_tensor_make(mh.tokens.data(), NAM_BF16, 2, st);
     tp = nam_tensor_make(mh.perm.data(), NAM_BF16, 2, sp);
     if (nam_moe_permute(&tt, &p, &tp, &e) != NAM_OK) { why = bx_fmt("CPU permute: %s", e.message); return BX_ERROR; }
@@ -1044,7 +1050,7 @@ static void bx_moe_permute(bx_ctx &c, bx_moe &m, bx_moe_h &mh) {
 
 static void bx_moe_combine(bx_ctx &c, bx_moe &m, bx_moe_h &mh) {
     const int64_t H = mh.H;
-    int64_t sy[2] = {m.T, H}, sp[2] = {m.R, H}, sk[2] = {m.T, m.k}, se[1] = {m.E}, se1[1] = {m.E + 1}, sr[1] = {m.R};
+    int64_t sy[2] = {m.T, H}, sp[2] = {m.R, H}, sk[2] = {m.T, m.k};
     std::string shape = bx_moe_shape(m, bx_fmt(",\"hidden\":%d,\"weighted\":true,\"dtype\":\"bf16\"", mh.H).c_str());
     std::vector<uint16_t> eo;
     bx_dev deo, dy;
@@ -1070,13 +1076,7 @@ static void bx_moe_combine(bx_ctx &c, bx_moe &m, bx_moe_h &mh) {
         nam_tensor re, rw, ry;
         nam_error err;
         if (bx_download(c, got.data(), dy.p, got.size() * 2, w)) return BX_ERROR;
-        memset(&p, 0, sizeof p);
-        p.topk_idx = nam_tensor_make(m.idx.data(), NAM_I32, 2, sk);
-        p.num_experts = m.E;
-        p.counts = nam_tensor_make(m.counts.data(), NAM_I32, 1, se);
-        p.offsets = nam_tensor_make(m.offsets.data(), NAM_I32, 1, se1);
-        p.rows = nam_tensor_make(m.rows.data(), NAM_I32, 1, sr);
-        p.num_rows = m.num_rows;
+        p = bx_moe_plan(m, 1);
         re = nam_tensor_make(eo.data(), NAM_BF16, 2, sp);
         rw = nam_tensor_make(m.wt.data(), NAM_F32, 2, sk);
         ry = nam_tensor_make(ref.data(), NAM_F32, 2, sy);
