@@ -29,9 +29,12 @@
      test_randi(n)        an integer in [0, n)
    Memory: test_alloc(bytes) is 64-byte aligned and zeroed (a FAIL line and exit status 2
    when out of memory); release it with free() or test_free().
+   Comparisons: test_allclose (|got - ref| <= atol * max|ref| + rtol * |ref|, NaN where the
+   reference has NaN) and test_max_err (max |got - ref| against a double reference).
    With NAM_IMPLEMENTATION also nam helpers: test_esize, test_round, test_tensor,
-   test_rand_buf, test_to_f32, test_expect (an error path), test_dump, test_dump_fields and
-   test_manifest (the --dump files of the xcheck scripts). */
+   test_rand_buf, test_to_f32; TEST_DEFINE_RUN (a kernel call with its workspace), test_ran
+   and test_check_out (a fast path against its reference), test_expect (an error path);
+   test_dump, test_dump_fields and test_manifest (the --dump files of the xcheck scripts). */
 #ifndef NAM_TEST_H
 #define NAM_TEST_H
 
