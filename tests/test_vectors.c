@@ -9,7 +9,8 @@
      the suite runs from the repository root). Missing files are a skip, not a pass.
 
    Output: one line per vector or check group: `ok <what>`, `FAIL <what>: <details>`,
-   `skip <what>: <reason>`, then `test_vectors: N passed, M failed, K skipped`.
+   `skip <what>: <reason>` (tests/test.h), then `test_vectors: N passed, M failed` (and
+   `, K skipped` when something was).
    Exit status 1 if anything failed, else 0.
 
    Build: cc -std=c99 -Wall -Wextra -Werror -I/usr/include/stb tests/test_vectors.c -lstb -lm
