@@ -28,7 +28,8 @@
      test_urand(lo, hi)   uniform [lo, hi), 24 random bits
      test_randi(n)        an integer in [0, n)
    Memory: test_alloc(bytes) is 64-byte aligned and zeroed (a FAIL line and exit status 2
-   when out of memory); release it with free() or test_free().
+   when out of memory); release it with free() or test_free(). test_write_file writes a
+   --dump file.
    Comparisons: test_allclose (|got - ref| <= atol * max|ref| + rtol * |ref|, NaN where the
    reference has NaN) and test_max_err (max |got - ref| against a double reference).
    With NAM_IMPLEMENTATION also nam helpers: test_esize, test_round, test_tensor,
@@ -164,6 +165,20 @@ TEST__UNUSED static void *test_alloc(size_t bytes) {
 }
 TEST__UNUSED static void test_free(void *p) { free(p); }
 
+/* test_write_file: bytes at p written to DIR/FILE (a --dump file); 1 on success, else 0 and
+   a message on stderr */
+TEST__UNUSED static int test_write_file(const char *dir, const char *file, const void *p, size_t bytes) {
+    char path[1024];
+    FILE *f;
+    int ok;
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    f = fopen(path, "wb");
+    ok = f && (!bytes || fwrite(p, 1, bytes, f) == bytes);
+    if (f && fclose(f) != 0) ok = 0;
+    if (!ok) fprintf(stderr, "test_write_file: cannot write %s\n", path);
+    return ok;
+}
+
 /* ---- comparisons ---------------------------------------------------------------------- */
 /* test_allclose: |got - ref| <= atol * scale + rtol * |ref| for every element, scale =
    max |ref| (1 when 0); NaN must stand where ref has NaN. Returns 1 on success with
@@ -246,17 +261,12 @@ TEST__UNUSED static void test_expect(const char *desc, nam_status got, const nam
 /* test_dump: the logical contents of t as raw little-endian f32, DIR/CASE_FIELD.f32 (the
    --dump files the tests/xcheck_*.py scripts read). 1 on success, else 0 and a message. */
 TEST__UNUSED static int test_dump(const char *dir, const char *case_name, const char *field, const nam_tensor *t) {
-    char path[1024];
+    char file[512];
     float *f = test_to_f32(t);
-    FILE *fp;
-    size_t n = (size_t)nam_tensor_numel(t);
     int ok;
-    snprintf(path, sizeof path, "%s/%s_%s.f32", dir, case_name, field);
-    fp = fopen(path, "wb");
-    ok = fp && fwrite(f, sizeof(float), n, fp) == n;
-    if (fp && fclose(fp) != 0) ok = 0;
+    snprintf(file, sizeof file, "%s_%s.f32", case_name, field);
+    ok = test_write_file(dir, file, f, sizeof(float) * (size_t)nam_tensor_numel(t));
     free(f);
-    if (!ok) fprintf(stderr, "test_dump: cannot write %s\n", path);
     return ok;
 }
 

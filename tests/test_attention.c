@@ -553,12 +553,9 @@ static void test_errors(void) {
 
 /* ---- --dump ------------------------------------------------------------------------------- */
 static int write_f32(const char *dir, const char *name, const char *ext, const float *x, size_t n) {
-    char path[1024];
-    FILE *f;
-    snprintf(path, sizeof path, "%s/%s.%s.f32", dir, name, ext);
-    f = fopen(path, "wb");
-    if (!f || fwrite(x, 4, n, f) != n) { if (f) fclose(f); fprintf(stderr, "test_attention: cannot write %s\n", path); return 1; }
-    return fclose(f) != 0;
+    char file[512];
+    snprintf(file, sizeof file, "%s.%s.f32", name, ext);
+    return !test_write_file(dir, file, x, 4 * n);
 }
 
 static int dump(const char *dir) {

@@ -796,13 +796,9 @@ static void test_ffn_errors(void) {
 
 /* ---- --dump for tests/xcheck_moe.py --------------------------------------------------- */
 static int write_raw(const char *dir, const char *name, const char *file, const void *p, size_t bytes) {
-    char path[1024];
-    FILE *f;
-    snprintf(path, sizeof path, "%s/%s.%s", dir, name, file);
-    f = fopen(path, "wb");
-    if (!f) return 1;
-    if (bytes && fwrite(p, 1, bytes, f) != bytes) { fclose(f); return 1; }
-    return fclose(f) != 0;
+    char fn[512];
+    snprintf(fn, sizeof fn, "%s.%s", name, file);
+    return !test_write_file(dir, fn, p, bytes);
 }
 
 static int dump_case(const char *dir, FILE *man, const char *name, int T, int E, int k, int H, int F, int score, int pre, float scaling, int act, float cf, int bias) {
