@@ -267,21 +267,17 @@ static int v_segment_ok(const json_value *v, char *what, size_t wn, char *why) {
     return check_segment(seg, 1, expect, why);
 }
 
-static int v_segment_all_valid(const json_value *v, char *what, size_t wn, char *why) {
+/* a vector that is one segment string: valid (every symbol kept) or an error */
+static int segment_vector(const json_value *v, char *what, size_t wn, char *why, int valid) {
     const char *seg = json_str(v);
     char qb[600];
     if (!seg) return MALFORMED(why);
-    snprintf(what, wn, "validate_segment_layers_all_valid %s", qs(seg, qb, sizeof qb));
-    return check_segment(seg, 1, seg, why);
+    snprintf(what, wn, "validate_segment_layers_%s %s", valid ? "all_valid" : "err", qs(seg, qb, sizeof qb));
+    return check_segment(seg, valid, valid ? seg : NULL, why);
 }
 
-static int v_segment_err(const json_value *v, char *what, size_t wn, char *why) {
-    const char *seg = json_str(v);
-    char qb[600];
-    if (!seg) return MALFORMED(why);
-    snprintf(what, wn, "validate_segment_layers_err %s", qs(seg, qb, sizeof qb));
-    return check_segment(seg, 0, NULL, why);
-}
+static int v_segment_all_valid(const json_value *v, char *what, size_t wn, char *why) { return segment_vector(v, what, wn, why, 1); }
+static int v_segment_err(const json_value *v, char *what, size_t wn, char *why) { return segment_vector(v, what, wn, why, 0); }
 
 static int v_total_layer_count(const json_value *v, char *what, size_t wn, char *why) {
     const char *pat = json_str(json_at(v, 0));
