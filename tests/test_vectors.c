@@ -279,40 +279,28 @@ static int segment_vector(const json_value *v, char *what, size_t wn, char *why,
 static int v_segment_all_valid(const json_value *v, char *what, size_t wn, char *why) { return segment_vector(v, what, wn, why, 1); }
 static int v_segment_err(const json_value *v, char *what, size_t wn, char *why) { return segment_vector(v, what, wn, why, 0); }
 
-static int v_total_layer_count(const json_value *v, char *what, size_t wn, char *why) {
+/* total_layer_count (segments 0) or pipeline_segment_count (segments 1): [pattern, n] */
+static int count_vector(const json_value *v, char *what, size_t wn, char *why, int segments) {
     const char *pat = json_str(json_at(v, 0));
-    int n, ok = 1;
+    int n, got, ok = 1;
     char qb[600], eb[700];
     nam_mpattern mp;
     nam_error err;
     if (!pat || !json_int(json_at(v, 1), &n)) return MALFORMED(why);
-    snprintf(what, wn, "total_layer_count %s = %d", qs(pat, qb, sizeof qb), n);
+    snprintf(what, wn, "%s %s = %d", segments ? "pipeline_segment_count" : "total_layer_count", qs(pat, qb, sizeof qb), n);
     if (mparse(pat, &mp, &err) != NAM_OK) {
         ok = failf(why, "nam_megatron_parse failed: %s", err_text(&err, eb, sizeof eb));
-    } else if (mp.num_layers != n) {
-        ok = failf(why, "num_layers %d", mp.num_layers);
-    } else if (*pat == '\0' && mp.main && *mp.main) {
+    } else if ((got = segments ? mp.num_segments : mp.num_layers) != n) {
+        ok = failf(why, "%s %d", segments ? "num_segments" : "num_layers", got);
+    } else if (!segments && *pat == '\0' && mp.main && *mp.main) {
         ok = failf(why, "main %s for an empty pattern (want NULL or \"\")", qs(mp.main, qb, sizeof qb));
     }
     nam_megatron_free(&mp);
     return ok;
 }
 
-static int v_segment_count(const json_value *v, char *what, size_t wn, char *why) {
-    const char *pat = json_str(json_at(v, 0));
-    int n, ok = 1;
-    char qb[600], eb[700];
-    nam_mpattern mp;
-    nam_error err;
-    if (!pat || !json_int(json_at(v, 1), &n)) return MALFORMED(why);
-    snprintf(what, wn, "pipeline_segment_count %s = %d", qs(pat, qb, sizeof qb), n);
-    if (mparse(pat, &mp, &err) != NAM_OK)
-        ok = failf(why, "nam_megatron_parse failed: %s", err_text(&err, eb, sizeof eb));
-    else if (mp.num_segments != n)
-        ok = failf(why, "num_segments %d", mp.num_segments);
-    nam_megatron_free(&mp);
-    return ok;
-}
+static int v_total_layer_count(const json_value *v, char *what, size_t wn, char *why) { return count_vector(v, what, wn, why, 0); }
+static int v_segment_count(const json_value *v, char *what, size_t wn, char *why) { return count_vector(v, what, wn, why, 1); }
 
 static int same_opt_str(const char *a, const char *b) {
     if (!a || !b) return a == b;
