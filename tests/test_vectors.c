@@ -994,24 +994,19 @@ int main(int argc, char **argv) {
         return 0;
     }
 
-    if (have_hybrid) {
-        json_doc *doc = load(hybrid_path);
-        if (doc) run_hybrid(doc->root);
-        json_free(doc);
-    } else {
-        char why[1100];
-        snprintf(why, sizeof why, "%s not found", hybrid_path);
-        test_skip("megatron vectors: %s", why);
+    {
+        const char *paths[2];
+        void (*runs[2])(const json_value *);
+        int have[2], i;
+        paths[0] = hybrid_path; runs[0] = run_hybrid; have[0] = have_hybrid;
+        paths[1] = rank_path; runs[1] = run_ranks; have[1] = have_rank;
+        for (i = 0; i < 2; i++) {
+            json_doc *doc;
+            if (!have[i]) { test_skip("megatron vectors: %s not found", paths[i]); continue; }
+            doc = load(paths[i]);
+            if (doc) runs[i](doc->root);
+            json_free(doc);
+        }
     }
-    if (have_rank) {
-        json_doc *doc = load(rank_path);
-        if (doc) run_ranks(doc->root);
-        json_free(doc);
-    } else {
-        char why[1100];
-        snprintf(why, sizeof why, "%s not found", rank_path);
-        test_skip("megatron vectors: %s", why);
-    }
-
     return test_done("test_vectors");
 }
