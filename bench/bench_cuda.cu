@@ -17,7 +17,8 @@
        gcc -std=c99 -O2 -x c -DNAM_CUDA -DNAM_IMPLEMENTATION -I. -I/usr/include/stb -c nam.h -o nam_impl.o
        nvcc bench_cuda.o nam_cuda.o nam_impl.o -o nam-bench-cuda -lcublas -lcudart -lstb -lm -lpthread
    Without a usable device (any error from cudaGetDeviceCount, or no device) it prints one
-   line, "nam-bench-cuda: no CUDA device (<error text>)", and exits 0.
+   line in the test protocol of tests/run.sh, "skip nam-bench-cuda: no CUDA device (<error
+   text>)", and exits 0: the smoke run counts it as a skip, not a pass.
    Emulator build (tests/cuda_emu.h; checks this program's logic on tiny shapes, no speed,
    no cuBLAS rows, no peaks):
        g++ -std=c++17 -x c++ -DNAM_CUDA_EMULATE -include tests/cuda_emu.h -I. -I/usr/include/stb \
@@ -57,6 +58,7 @@
 #include <time.h>
 #include <algorithm>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -137,6 +139,13 @@ static int bx_nam(nam_status st, const nam_error &e, std::string &why) {
     if (st == NAM_OK) return BX_OK;
     why = e.message;
     return st == NAM_ERR_NOT_IMPLEMENTED ? BX_NOTIMPL : BX_ERROR;
+}
+/* bx_ran_cuda: bx_nam of a finished kernel call (st) that must also have run on the GPU
+   (ran, read after the call, is NAM_BACKEND_CUDA) */
+static int bx_ran_cuda(nam_status st, const nam_error &e, nam_backend ran, const char *fn, std::string &why) {
+    int r = bx_nam(st, e, why);
+    if (!r && ran != NAM_BACKEND_CUDA) { why = bx_fmt("%s ran %s, not cuda", fn, nam_backend_name(ran)); r = BX_ERROR; }
+    return r;
 }
 
 #ifndef NAM_CUDA_EMULATE
@@ -492,9 +501,8 @@ static void bx_attention_one(bx_ctx &c, const bx_attn_shape &a) {
 
     bx_fn op = [&](std::string &w) -> int {
         nam_error err;
-        int r = bx_nam(nam_attention(&d, ws.p, ws_bytes, &err), err, w);
-        if (!r && d.ran != NAM_BACKEND_CUDA) { w = bx_fmt("nam_attention ran %s, not cuda", nam_backend_name(d.ran)); r = BX_ERROR; }
-        return r;
+        nam_status st = nam_attention(&d, ws.p, ws_bytes, &err);
+        return bx_ran_cuda(st, err, d.ran, "nam_attention", w);
     };
     bx_fn validate = [&](std::string &w) -> int {
         std::vector<uint16_t> out(nq);
@@ -544,6 +552,105 @@ static void bx_attention(bx_ctx &c) {
     for (size_t i = 0; i < n; i++) bx_attention_one(c, list[i]);
 }
 
+/* ==== kernel rows (SSD, conv1d, M2RNN): inputs uploaded, bf16 out, validated on the CPU == */
+/* One input of a scan row: host values (bf16 bits or f32; an empty vector: absent), the
+   device copy, the shape. bx_in::on(host) is the tensor on either side. */
+struct bx_in {
+    const char *name;
+    nam_dtype dt;
+    const void *host;
+    size_t bytes;
+    int ndim;
+    int64_t shape[4];
+    bx_dev dev;
+    bx_in(const char *nm, const std::vector<uint16_t> &v, std::initializer_list<int64_t> s) : bx_in(nm, NAM_BF16, v.data(), v.size() * 2, s) {}
+    bx_in(const char *nm, const std::vector<float> &v, std::initializer_list<int64_t> s) : bx_in(nm, NAM_F32, v.data(), v.size() * 4, s) {}
+    bx_in(const char *nm, nam_dtype t, const void *h, size_t b, std::initializer_list<int64_t> s) : name(nm), dt(t), host(h), bytes(b), ndim((int)s.size()), shape{0, 0, 0, 0} {
+        int i = 0;
+        for (int64_t x : s) shape[i++] = x;
+    }
+    nam_tensor on(int host_side) const {
+        return host_side ? nam_tensor_make(const_cast<void *>(host), dt, ndim, shape) : nam_tensor_cuda(dev.p, dt, ndim, shape);
+    }
+};
+
+/* A desc field and the input bound to it (not bound when the input is absent). */
+template <class Desc> struct bx_bind {
+    nam_tensor Desc::*field;
+    bx_in *in;
+};
+
+/* The calls of one kernel: nam_X_workspace_size and nam_X. */
+template <class Desc> struct bx_scan_api {
+    const char *name; /* "nam_ssd" */
+    nam_status (*workspace_size)(const Desc *, size_t *, nam_error *);
+    nam_status (*run)(Desc *, void *, size_t, nam_error *);
+};
+
+/* bx_scan_row: uploads the bound inputs, allocates out (bf16, out_shape), binds the device
+   desc (binds, then scalars(d); out and stream set here), queries and allocates the
+   workspace, then bx_bench with a validation of the whole output against NAM_BACKEND_CPU on
+   the host values (out as f32): |gpu - ref| <= atol * max|ref| + rtol |ref|. With label set,
+   one call runs first and the row's shape is label(desc) (a desc that reports what ran,
+   e.g. the SSD chunk). */
+template <class Desc>
+static void bx_scan_row(bx_ctx &c, const char *kernel, const std::string &shape, const bx_scan_api<Desc> &api, std::initializer_list<bx_bind<Desc>> binds,
+                        std::initializer_list<int64_t> out_shape, const std::function<void(Desc &)> &scalars, double atol, double rtol,
+                        double flops, double bytes, char peak, const std::function<std::string(const Desc &)> &label = nullptr) {
+    bx_in out("out", NAM_BF16, nullptr, 0, out_shape);
+    std::string row = shape;
+    size_t nout = 1, ws_bytes = 0;
+    bx_dev ws;
+    Desc d;
+    nam_error e;
+    std::string why;
+    int rc = 0;
+    auto bind = [&](Desc &t, int host) {
+        memset(&t, 0, sizeof t);
+        for (const bx_bind<Desc> &bd : binds)
+            if (bd.in->bytes) t.*bd.field = bd.in->on(host);
+        if (scalars) scalars(t);
+    };
+    for (int64_t x : out_shape) nout *= (size_t)x;
+    for (const bx_bind<Desc> &bd : binds)
+        if (!rc && bd.in->bytes) rc = bx_upload(bd.in->dev, bd.in->host, bd.in->bytes, bd.in->name, why);
+    if (!rc) rc = bx_alloc(out.dev, nout * 2, "out", why);
+    bind(d, 0);
+    d.out = out.on(0);
+    d.stream = c.stream;
+    if (!rc) rc = bx_nam(api.workspace_size(&d, &ws_bytes, &e), e, why);
+    if (!rc && ws_bytes) rc = bx_alloc(ws, ws_bytes, bx_fmt("%s workspace", kernel).c_str(), why);
+    if (!rc && label) {
+        rc = bx_nam(api.run(&d, ws.p, ws_bytes, &e), e, why);
+        if (!rc) row = label(d);
+    }
+    if (rc) { bx_row(c, kernel, row, "cuda", rc, why, nullptr, flops, bytes, peak); return; }
+
+    bx_fn op = [&](std::string &w) -> int {
+        nam_error err;
+        nam_status st = api.run(&d, ws.p, ws_bytes, &err);
+        return bx_ran_cuda(st, err, d.ran, api.name, w);
+    };
+    bx_fn validate = [&](std::string &w) -> int {
+        std::vector<uint16_t> got(nout);
+        std::vector<float> ref(nout);
+        Desc r;
+        nam_error err;
+        size_t need = 0;
+        bx_host rws;
+        if (bx_download(c, got.data(), out.dev.p, nout * 2, w)) return BX_ERROR;
+        bind(r, 1);
+        r.out = nam_tensor_make(ref.data(), NAM_F32, out.ndim, out.shape);
+        r.backend = NAM_BACKEND_CPU;
+        if (api.workspace_size(&r, &need, &err) != NAM_OK || rws.alloc(need) || api.run(&r, rws.p, need, &err) != NAM_OK) {
+            w = bx_fmt("CPU reference: %s", err.message);
+            return BX_ERROR;
+        }
+        return bx_close("out", got.data(), ref.data(), nout, atol, rtol, w);
+    };
+    bx_bench(c, kernel, row, "cuda", op, validate, flops, bytes, peak);
+}
+
 /* ==== SSD ================================================================================== */
 /* nam_ssd: x (b, l, h, p), dt (b, l, h), B, C (b, l, g, n), z optional, out (b, l, h, p) bf16;
    A, D, dt_bias (h) f32; dt_softplus on; chunk_size as printed.
@@ -558,21 +665,14 @@ struct bx_ssd_shape { int b, l, h, p, n, g, z, chunk; };
 static void bx_ssd_one(bx_ctx &c, const bx_ssd_shape &a) {
     const int64_t b = a.b, l = a.l, h = a.h, p = a.p, n = a.n, g = a.g;
     const size_t nx = (size_t)(b * l * h * p), ndt = (size_t)(b * l * h), nb = (size_t)(b * l * g * n);
-    int64_t sx[4] = {b, l, h, p}, sdt[3] = {b, l, h}, sh[1] = {h}, sb[4] = {b, l, g, n};
     auto label = [&](int chunk) {
         return bx_fmt("{\"b\":%d,\"l\":%d,\"h\":%d,\"p\":%d,\"n\":%d,\"g\":%d,\"z\":%s,\"chunk\":%d,\"dtype\":\"bf16\"}", a.b, a.l, a.h, a.p, a.n, a.g,
                       a.z ? "true" : "false", chunk);
     };
-    std::string shape = label(a.chunk);   /* the request until a run reports the chunk used */
+    std::string shape = label(a.chunk);   /* the request; the row shows the chunk that ran */
     std::vector<uint16_t> x, dt, B, C, z;
     std::vector<float> A, D, bias;
-    bx_dev dx, ddt, dA, dB, dC, dD, dbias, dz, dout, ws;
-    nam_ssd_desc d;
-    nam_error e;
-    size_t ws_bytes = 0;
-    std::string why;
     double bytes = 2.0 * (double)(2 * nx + ndt + 2 * nb + (a.z ? nx : 0)), flops = 5.0 * (double)nx * (double)n;
-    int rc;
     bx_fill_bf16(x, nx, 21, -1.0f, 1.0f);
     bx_fill_bf16(dt, ndt, 22, -3.0f, 0.0f);
     bx_fill_bf16(B, nb, 23, -1.0f, 1.0f);
@@ -581,68 +681,13 @@ static void bx_ssd_one(bx_ctx &c, const bx_ssd_shape &a) {
     bx_fill_f32(A, (size_t)h, 26, -8.0f, -1.0f);
     bx_fill_f32(D, (size_t)h, 27, 0.0f, 1.0f);
     bx_fill_f32(bias, (size_t)h, 28, -1.0f, 0.5f);
-    rc = bx_upload(dx, x.data(), nx * 2, "x", why);
-    if (!rc) rc = bx_upload(ddt, dt.data(), ndt * 2, "dt", why);
-    if (!rc) rc = bx_upload(dB, B.data(), nb * 2, "B", why);
-    if (!rc) rc = bx_upload(dC, C.data(), nb * 2, "C", why);
-    if (!rc && a.z) rc = bx_upload(dz, z.data(), nx * 2, "z", why);
-    if (!rc) rc = bx_upload(dA, A.data(), (size_t)h * 4, "A", why);
-    if (!rc) rc = bx_upload(dD, D.data(), (size_t)h * 4, "D", why);
-    if (!rc) rc = bx_upload(dbias, bias.data(), (size_t)h * 4, "dt_bias", why);
-    if (!rc) rc = bx_alloc(dout, nx * 2, "out", why);
-    memset(&d, 0, sizeof d);
-    d.x = nam_tensor_cuda(dx.p, NAM_BF16, 4, sx);
-    d.dt = nam_tensor_cuda(ddt.p, NAM_BF16, 3, sdt);
-    d.A = nam_tensor_cuda(dA.p, NAM_F32, 1, sh);
-    d.B = nam_tensor_cuda(dB.p, NAM_BF16, 4, sb);
-    d.C = nam_tensor_cuda(dC.p, NAM_BF16, 4, sb);
-    d.D = nam_tensor_cuda(dD.p, NAM_F32, 1, sh);
-    d.dt_bias = nam_tensor_cuda(dbias.p, NAM_F32, 1, sh);
-    if (a.z) d.z = nam_tensor_cuda(dz.p, NAM_BF16, 4, sx);
-    d.out = nam_tensor_cuda(dout.p, NAM_BF16, 4, sx);
-    d.dt_softplus = 1;
-    d.chunk_size = a.chunk;
-    d.stream = c.stream;
-    if (!rc) rc = bx_nam(nam_ssd_workspace_size(&d, &ws_bytes, &e), e, why);
-    if (!rc && ws_bytes) rc = bx_alloc(ws, ws_bytes, "ssd workspace", why);
-    if (!rc) rc = bx_nam(nam_ssd(&d, ws.p, ws_bytes, &e), e, why);   /* one run first: the desc reports the chunk that runs */
-    if (!rc) shape = label(d.chunk_size_used);
-    if (rc) { bx_row(c, "ssd", shape, "cuda", rc, why, nullptr, flops, bytes, 'm'); return; }
-
-    bx_fn op = [&](std::string &w) -> int {
-        nam_error err;
-        int r = bx_nam(nam_ssd(&d, ws.p, ws_bytes, &err), err, w);
-        if (!r && d.ran != NAM_BACKEND_CUDA) { w = bx_fmt("nam_ssd ran %s, not cuda", nam_backend_name(d.ran)); r = BX_ERROR; }
-        return r;
-    };
-    bx_fn validate = [&](std::string &w) -> int {
-        std::vector<uint16_t> out(nx);
-        std::vector<float> ref(nx);
-        nam_ssd_desc r;
-        nam_error err;
-        size_t need = 0;
-        bx_host rws;
-        if (bx_download(c, out.data(), dout.p, nx * 2, w)) return BX_ERROR;
-        memset(&r, 0, sizeof r);
-        r.x = nam_tensor_make(x.data(), NAM_BF16, 4, sx);
-        r.dt = nam_tensor_make(dt.data(), NAM_BF16, 3, sdt);
-        r.A = nam_tensor_make(A.data(), NAM_F32, 1, sh);
-        r.B = nam_tensor_make(B.data(), NAM_BF16, 4, sb);
-        r.C = nam_tensor_make(C.data(), NAM_BF16, 4, sb);
-        r.D = nam_tensor_make(D.data(), NAM_F32, 1, sh);
-        r.dt_bias = nam_tensor_make(bias.data(), NAM_F32, 1, sh);
-        if (a.z) r.z = nam_tensor_make(z.data(), NAM_BF16, 4, sx);
-        r.out = nam_tensor_make(ref.data(), NAM_F32, 4, sx);
-        r.dt_softplus = 1;
-        r.chunk_size = a.chunk;
-        r.backend = NAM_BACKEND_CPU;
-        if (nam_ssd_workspace_size(&r, &need, &err) != NAM_OK || rws.alloc(need) || nam_ssd(&r, rws.p, need, &err) != NAM_OK) {
-            w = bx_fmt("CPU reference: %s", err.message);
-            return BX_ERROR;
-        }
-        return bx_close("out", out.data(), ref.data(), nx, 2e-2, 2e-2, w);
-    };
-    bx_bench(c, "ssd", shape, "cuda", op, validate, flops, bytes, 'm');
+    bx_in X("x", x, {b, l, h, p}), DT("dt", dt, {b, l, h}), IB("B", B, {b, l, g, n}), IC("C", C, {b, l, g, n}), Z("z", z, {b, l, h, p});
+    bx_in IA("A", A, {h}), ID("D", D, {h}), BIAS("dt_bias", bias, {h});
+    typedef nam_ssd_desc S;
+    const bx_scan_api<S> api = {"nam_ssd", nam_ssd_workspace_size, nam_ssd};
+    bx_scan_row<S>(c, "ssd", shape, api, {{&S::x, &X}, {&S::dt, &DT}, {&S::A, &IA}, {&S::B, &IB}, {&S::C, &IC}, {&S::D, &ID}, {&S::dt_bias, &BIAS}, {&S::z, &Z}},
+                   {b, l, h, p}, [&](S &s) { s.dt_softplus = 1; s.chunk_size = a.chunk; }, 2e-2, 2e-2, flops, bytes, 'm',
+                   [&](const S &s) { return label(s.chunk_size_used); });
 }
 
 static void bx_ssd(bx_ctx &c) {
@@ -672,56 +717,26 @@ static void bx_ssd(bx_ctx &c) {
    |gpu - ref| <= 1e-3 * max|ref| + 8e-3 |ref| (bf16 output rounding is 2^-9 |ref|). */
 struct bx_conv_shape { int b, l, c, w; };
 
+/* nam_conv1d takes no workspace: its calls in bx_scan_api's form */
+static nam_status bx_conv1d_ws(const nam_conv1d_desc *, size_t *bytes, nam_error *) {
+    *bytes = 0;
+    return NAM_OK;
+}
+static nam_status bx_conv1d_run(nam_conv1d_desc *d, void *, size_t, nam_error *e) { return nam_conv1d(d, e); }
+
 static void bx_conv1d_one(bx_ctx &c, const bx_conv_shape &a) {
     const int64_t b = a.b, l = a.l, ch = a.c, w = a.w;
     const size_t nx = (size_t)(b * l * ch);
-    int64_t sx[3] = {b, l, ch}, sw[2] = {ch, w}, sc[1] = {ch};
     std::string shape = bx_fmt("{\"b\":%d,\"l\":%d,\"c\":%d,\"w\":%d,\"silu\":true,\"dtype\":\"bf16\"}", a.b, a.l, a.c, a.w);
     std::vector<uint16_t> x, wt, bias;
-    bx_dev dx, dw, dbias, dout;
-    nam_conv1d_desc d;
-    std::string why;
     double bytes = 2.0 * (double)(2 * nx + (size_t)(ch * w) + (size_t)ch);
-    int rc;
     bx_fill_bf16(x, nx, 31, -1.0f, 1.0f);
     bx_fill_bf16(wt, (size_t)(ch * w), 32, -0.5f, 0.5f);
     bx_fill_bf16(bias, (size_t)ch, 33, -0.2f, 0.2f);
-    rc = bx_upload(dx, x.data(), nx * 2, "x", why);
-    if (!rc) rc = bx_upload(dw, wt.data(), (size_t)(ch * w) * 2, "weight", why);
-    if (!rc) rc = bx_upload(dbias, bias.data(), (size_t)ch * 2, "bias", why);
-    if (!rc) rc = bx_alloc(dout, nx * 2, "out", why);
-    if (rc) { bx_row(c, "conv1d", shape, "cuda", rc, why, nullptr, 0, bytes, 'm'); return; }
-    memset(&d, 0, sizeof d);
-    d.x = nam_tensor_cuda(dx.p, NAM_BF16, 3, sx);
-    d.weight = nam_tensor_cuda(dw.p, NAM_BF16, 2, sw);
-    d.bias = nam_tensor_cuda(dbias.p, NAM_BF16, 1, sc);
-    d.out = nam_tensor_cuda(dout.p, NAM_BF16, 3, sx);
-    d.silu = 1;
-    d.stream = c.stream;
-
-    bx_fn op = [&](std::string &wy) -> int {
-        nam_error err;
-        int r = bx_nam(nam_conv1d(&d, &err), err, wy);
-        if (!r && d.ran != NAM_BACKEND_CUDA) { wy = bx_fmt("nam_conv1d ran %s, not cuda", nam_backend_name(d.ran)); r = BX_ERROR; }
-        return r;
-    };
-    bx_fn validate = [&](std::string &wy) -> int {
-        std::vector<uint16_t> out(nx);
-        std::vector<float> ref(nx);
-        nam_conv1d_desc r;
-        nam_error err;
-        if (bx_download(c, out.data(), dout.p, nx * 2, wy)) return BX_ERROR;
-        memset(&r, 0, sizeof r);
-        r.x = nam_tensor_make(x.data(), NAM_BF16, 3, sx);
-        r.weight = nam_tensor_make(wt.data(), NAM_BF16, 2, sw);
-        r.bias = nam_tensor_make(bias.data(), NAM_BF16, 1, sc);
-        r.out = nam_tensor_make(ref.data(), NAM_F32, 3, sx);
-        r.silu = 1;
-        r.backend = NAM_BACKEND_CPU;
-        if (nam_conv1d(&r, &err) != NAM_OK) { wy = bx_fmt("CPU reference: %s", err.message); return BX_ERROR; }
-        return bx_close("out", out.data(), ref.data(), nx, 1e-3, 8e-3, wy);
-    };
-    bx_bench(c, "conv1d", shape, "cuda", op, validate, 0, bytes, 'm');
+    bx_in X("x", x, {b, l, ch}), WT("weight", wt, {ch, w}), BIAS("bias", bias, {ch});
+    typedef nam_conv1d_desc V;
+    const bx_scan_api<V> api = {"nam_conv1d", bx_conv1d_ws, bx_conv1d_run};
+    bx_scan_row<V>(c, "conv1d", shape, api, {{&V::x, &X}, {&V::weight, &WT}, {&V::bias, &BIAS}}, {b, l, ch}, [](V &s) { s.silu = 1; }, 1e-3, 8e-3, 0, bytes, 'm');
 }
 
 static void bx_conv1d(bx_ctx &c) {
@@ -747,15 +762,10 @@ struct bx_m2rnn_shape { int b, l, H; };
 static void bx_m2rnn_one(bx_ctx &c, const bx_m2rnn_shape &a) {
     const int64_t b = a.b, l = a.l, H = a.H, K = 64, V = 16;
     const size_t nq = (size_t)(b * l * K), nv = (size_t)(b * l * H * V), na = (size_t)(b * l * H);
-    int64_t sq[4] = {b, l, 1, K}, sv[4] = {b, l, H, V}, sa[3] = {b, l, H}, sw[3] = {H, V, V}, sh[1] = {H}, sd[2] = {H, V};
     std::string shape = bx_fmt("{\"b\":%d,\"l\":%d,\"H\":%d,\"K\":64,\"V\":16,\"nq\":1,\"nk\":1,\"dtype\":\"bf16\"}", a.b, a.l, a.H);
     std::vector<uint16_t> q, k, v;
     std::vector<float> af, W, Al, bias, D;
-    bx_dev dq, dk, dv, da, dW, dAl, dbias, dD, dout;
-    nam_m2rnn_desc d;
-    std::string why;
     double flops = (2.0 * K * V * V + 7.0 * K * V) * (double)(b * l * H), bytes = 2.0 * (double)(2 * nq + 2 * nv) + 4.0 * (double)na;
-    int rc;
     bx_fill_bf16(q, nq, 41, -1.0f, 1.0f);
     bx_fill_bf16(k, nq, 42, -1.0f, 1.0f);
     bx_fill_bf16(v, nv, 43, -1.0f, 1.0f);
@@ -766,60 +776,12 @@ static void bx_m2rnn_one(bx_ctx &c, const bx_m2rnn_shape &a) {
     bx_fill_f32(Al, (size_t)H, 46, 0.0f, 2.7f);
     bx_fill_f32(bias, (size_t)H, 47, -6.0f, -2.0f);
     bx_fill_f32(D, (size_t)(H * V), 48, 0.5f, 1.5f);
-    rc = bx_upload(dq, q.data(), nq * 2, "q", why);
-    if (!rc) rc = bx_upload(dk, k.data(), nq * 2, "k", why);
-    if (!rc) rc = bx_upload(dv, v.data(), nv * 2, "v", why);
-    if (!rc) rc = bx_upload(da, af.data(), na * 4, "a", why);
-    if (!rc) rc = bx_upload(dW, W.data(), W.size() * 4, "W", why);
-    if (!rc) rc = bx_upload(dAl, Al.data(), Al.size() * 4, "A_log", why);
-    if (!rc) rc = bx_upload(dbias, bias.data(), bias.size() * 4, "dt_bias", why);
-    if (!rc) rc = bx_upload(dD, D.data(), D.size() * 4, "D", why);
-    if (!rc) rc = bx_alloc(dout, nv * 2, "out", why);
-    if (rc) { bx_row(c, "m2rnn", shape, "cuda", rc, why, nullptr, flops, bytes, 'f'); return; }
-    memset(&d, 0, sizeof d);
-    d.q = nam_tensor_cuda(dq.p, NAM_BF16, 4, sq);
-    d.k = nam_tensor_cuda(dk.p, NAM_BF16, 4, sq);
-    d.v = nam_tensor_cuda(dv.p, NAM_BF16, 4, sv);
-    d.a = nam_tensor_cuda(da.p, NAM_F32, 3, sa);
-    d.W = nam_tensor_cuda(dW.p, NAM_F32, 3, sw);
-    d.A_log = nam_tensor_cuda(dAl.p, NAM_F32, 1, sh);
-    d.dt_bias = nam_tensor_cuda(dbias.p, NAM_F32, 1, sh);
-    d.D = nam_tensor_cuda(dD.p, NAM_F32, 2, sd);
-    d.out = nam_tensor_cuda(dout.p, NAM_BF16, 4, sv);
-    d.stream = c.stream;
-
-    bx_fn op = [&](std::string &w) -> int {
-        nam_error err;
-        int r = bx_nam(nam_m2rnn(&d, nullptr, 0, &err), err, w);
-        if (!r && d.ran != NAM_BACKEND_CUDA) { w = bx_fmt("nam_m2rnn ran %s, not cuda", nam_backend_name(d.ran)); r = BX_ERROR; }
-        return r;
-    };
-    bx_fn validate = [&](std::string &w) -> int {
-        std::vector<uint16_t> out(nv);
-        std::vector<float> ref(nv);
-        nam_m2rnn_desc r;
-        nam_error err;
-        size_t need = 0;
-        bx_host rws;
-        if (bx_download(c, out.data(), dout.p, nv * 2, w)) return BX_ERROR;
-        memset(&r, 0, sizeof r);
-        r.q = nam_tensor_make(q.data(), NAM_BF16, 4, sq);
-        r.k = nam_tensor_make(k.data(), NAM_BF16, 4, sq);
-        r.v = nam_tensor_make(v.data(), NAM_BF16, 4, sv);
-        r.a = nam_tensor_make(af.data(), NAM_F32, 3, sa);
-        r.W = nam_tensor_make(W.data(), NAM_F32, 3, sw);
-        r.A_log = nam_tensor_make(Al.data(), NAM_F32, 1, sh);
-        r.dt_bias = nam_tensor_make(bias.data(), NAM_F32, 1, sh);
-        r.D = nam_tensor_make(D.data(), NAM_F32, 2, sd);
-        r.out = nam_tensor_make(ref.data(), NAM_F32, 4, sv);
-        r.backend = NAM_BACKEND_CPU;
-        if (nam_m2rnn_workspace_size(&r, &need, &err) != NAM_OK || rws.alloc(need) || nam_m2rnn(&r, rws.p, need, &err) != NAM_OK) {
-            w = bx_fmt("CPU reference: %s", err.message);
-            return BX_ERROR;
-        }
-        return bx_close("out", out.data(), ref.data(), nv, 1e-2, 1.6e-2, w);
-    };
-    bx_bench(c, "m2rnn", shape, "cuda", op, validate, flops, bytes, 'f');
+    bx_in IQ("q", q, {b, l, 1, K}), IK("k", k, {b, l, 1, K}), IV("v", v, {b, l, H, V}), IA("a", af, {b, l, H}), IW("W", W, {H, V, V});
+    bx_in IAl("A_log", Al, {H}), BIAS("dt_bias", bias, {H}), ID("D", D, {H, V});
+    typedef nam_m2rnn_desc M;
+    const bx_scan_api<M> api = {"nam_m2rnn", nam_m2rnn_workspace_size, nam_m2rnn};
+    bx_scan_row<M>(c, "m2rnn", shape, api, {{&M::q, &IQ}, {&M::k, &IK}, {&M::v, &IV}, {&M::a, &IA}, {&M::W, &IW}, {&M::A_log, &IAl}, {&M::dt_bias, &BIAS}, {&M::D, &ID}},
+                   {b, l, H, V}, nullptr, 1e-2, 1.6e-2, flops, bytes, 'f');
 }
 
 static void bx_m2rnn(bx_ctx &c) {
@@ -870,6 +832,24 @@ struct bx_moe {
     nam_moe_dispatch_desc plan; /* canonical device plan */
 };
 
+/* bx_moe_plan: the dispatch desc of m's canonical plan, over the host vectors (host 1) or
+   their device copies */
+static nam_moe_dispatch_desc bx_moe_plan(bx_moe &m, int host) {
+    int64_t sk[2] = {m.T, m.k}, se[1] = {m.E}, se1[1] = {m.E + 1}, sr[1] = {m.R};
+    auto t = [&](std::vector<int32_t> &v, const bx_dev &d, int nd, const int64_t *sh) {
+        return host ? nam_tensor_make(v.data(), NAM_I32, nd, sh) : nam_tensor_cuda(d.p, NAM_I32, nd, sh);
+    };
+    nam_moe_dispatch_desc p;
+    memset(&p, 0, sizeof p);
+    p.topk_idx = t(m.idx, m.d_idx, 2, sk);
+    p.num_experts = m.E;
+    p.counts = t(m.counts, m.d_counts, 1, se);
+    p.offsets = t(m.offsets, m.d_offsets, 1, se1);
+    p.rows = t(m.rows, m.d_rows, 1, sr);
+    p.num_rows = m.num_rows;
+    return p;
+}
+
 static std::string bx_moe_shape(const bx_moe &m, const char *more) {
     return bx_fmt("{\"tokens\":%d,\"experts\":%d,\"topk\":%d%s}", m.T, m.E, m.k, more);
 }
@@ -915,13 +895,7 @@ static int bx_moe_setup(bx_ctx &c, bx_moe &m, std::string &why) {
         bx_upload(m.d_counts, m.counts.data(), m.counts.size() * 4, "counts", why) ||
         bx_upload(m.d_offsets, m.offsets.data(), m.offsets.size() * 4, "offsets", why) || bx_upload(m.d_rows, m.rows.data(), m.rows.size() * 4, "rows", why))
         return BX_ERROR;
-    memset(&m.plan, 0, sizeof m.plan);
-    m.plan.topk_idx = nam_tensor_cuda(m.d_idx.p, NAM_I32, 2, sk);
-    m.plan.num_experts = m.E;
-    m.plan.counts = nam_tensor_cuda(m.d_counts.p, NAM_I32, 1, se);
-    m.plan.offsets = nam_tensor_cuda(m.d_offsets.p, NAM_I32, 1, se1);
-    m.plan.rows = nam_tensor_cuda(m.d_rows.p, NAM_I32, 1, sr);
-    m.plan.num_rows = m.num_rows;
+    m.plan = bx_moe_plan(m, 0);
     m.plan.stream = c.stream;
     return BX_OK;
 }
@@ -959,9 +933,8 @@ static void bx_moe_route(bx_ctx &c, bx_moe &m, int sigmoid) {
     d.stream = c.stream;
     bx_fn op = [&](std::string &w) -> int {
         nam_error err;
-        int x = bx_nam(nam_moe_route(&d, &err), err, w);
-        if (!x && d.ran != NAM_BACKEND_CUDA) { w = bx_fmt("nam_moe_route ran %s, not cuda", nam_backend_name(d.ran)); x = BX_ERROR; }
-        return x;
+        nam_status st = nam_moe_route(&d, &err);
+        return bx_ran_cuda(st, err, d.ran, "nam_moe_route", w);
     };
     bx_fn validate = [&](std::string &w) -> int {
         std::vector<int32_t> gi((size_t)m.R);
@@ -1044,19 +1017,13 @@ struct bx_moe_h {
 
 static int bx_moe_h_setup(bx_moe &m, bx_moe_h &mh, std::string &why) {
     const int64_t H = mh.H;
-    int64_t st[2] = {m.T, H}, sp[2] = {m.R, H}, sk[2] = {m.T, m.k}, se[1] = {m.E}, se1[1] = {m.E + 1}, sr[1] = {m.R};
+    int64_t st[2] = {m.T, H}, sp[2] = {m.R, H};
     nam_moe_dispatch_desc p;
     nam_tensor tt, tp;
     nam_error e;
     bx_fill_bf16(mh.tokens, (size_t)(m.T * H), 51, -1.0f, 1.0f);
     mh.perm.resize((size_t)(m.R * H));
-    memset(&p, 0, sizeof p);
-    p.topk_idx = nam_tensor_make(m.idx.data(), NAM_I32, 2, sk);
-    p.num_experts = m.E;
-    p.counts = nam_tensor_make(m.counts.data(), NAM_I32, 1, se);
-    p.offsets = nam_tensor_make(m.offsets.data(), NAM_I32, 1, se1);
-    p.rows = nam_tensor_make(m.rows.data(), NAM_I32, 1, sr);
-    p.num_rows = m.num_rows;
+    p = bx_moe_plan(m, 1);
     tt = nam_tensor_make(mh.tokens.data(), NAM_BF16, 2, st);
     tp = nam_tensor_make(mh.perm.data(), NAM_BF16, 2, sp);
     if (nam_moe_permute(&tt, &p, &tp, &e) != NAM_OK) { why = bx_fmt("CPU permute: %s", e.message); return BX_ERROR; }
@@ -1095,7 +1062,7 @@ static void bx_moe_permute(bx_ctx &c, bx_moe &m, bx_moe_h &mh) {
 
 static void bx_moe_combine(bx_ctx &c, bx_moe &m, bx_moe_h &mh) {
     const int64_t H = mh.H;
-    int64_t sy[2] = {m.T, H}, sp[2] = {m.R, H}, sk[2] = {m.T, m.k}, se[1] = {m.E}, se1[1] = {m.E + 1}, sr[1] = {m.R};
+    int64_t sy[2] = {m.T, H}, sp[2] = {m.R, H}, sk[2] = {m.T, m.k};
     std::string shape = bx_moe_shape(m, bx_fmt(",\"hidden\":%d,\"weighted\":true,\"dtype\":\"bf16\"", mh.H).c_str());
     std::vector<uint16_t> eo;
     bx_dev deo, dy;
@@ -1121,13 +1088,7 @@ static void bx_moe_combine(bx_ctx &c, bx_moe &m, bx_moe_h &mh) {
         nam_tensor re, rw, ry;
         nam_error err;
         if (bx_download(c, got.data(), dy.p, got.size() * 2, w)) return BX_ERROR;
-        memset(&p, 0, sizeof p);
-        p.topk_idx = nam_tensor_make(m.idx.data(), NAM_I32, 2, sk);
-        p.num_experts = m.E;
-        p.counts = nam_tensor_make(m.counts.data(), NAM_I32, 1, se);
-        p.offsets = nam_tensor_make(m.offsets.data(), NAM_I32, 1, se1);
-        p.rows = nam_tensor_make(m.rows.data(), NAM_I32, 1, sr);
-        p.num_rows = m.num_rows;
+        p = bx_moe_plan(m, 1);
         re = nam_tensor_make(eo.data(), NAM_BF16, 2, sp);
         rw = nam_tensor_make(m.wt.data(), NAM_F32, 2, sk);
         ry = nam_tensor_make(ref.data(), NAM_F32, 2, sy);
@@ -1263,9 +1224,8 @@ static void bx_moe_ffn(bx_ctx &c, bx_moe &m, bx_moe_h &mh, int F, nam_moe_act ac
     if (rc) { bx_row(c, "moe-ffn", shape, "cuda", rc, why, nullptr, flops, 0, 't'); return; }
     bx_fn op = [&](std::string &w) -> int {
         nam_error err;
-        int x = bx_nam(nam_moe_ffn(&d, ws.p, ws_bytes, &err), err, w);
-        if (!x && d.ran != NAM_BACKEND_CUDA) { w = bx_fmt("nam_moe_ffn ran %s, not cuda", nam_backend_name(d.ran)); x = BX_ERROR; }
-        return x;
+        nam_status st = nam_moe_ffn(&d, ws.p, ws_bytes, &err);
+        return bx_ran_cuda(st, err, d.ran, "nam_moe_ffn", w);
     };
     bx_fn validate = [&](std::string &w) -> int {
         const int64_t experts[3] = {0, E / 2, E - 1};
@@ -1421,7 +1381,7 @@ int main(int argc, char **argv) {
 
     rc = cudaGetDeviceCount(&ndev);
     if (rc != cudaSuccess || ndev < 1) {
-        printf("nam-bench-cuda: no CUDA device (%s)\n", rc != cudaSuccess ? cudaGetErrorString(rc) : "cudaGetDeviceCount reports 0 devices");
+        printf("skip nam-bench-cuda: no CUDA device (%s)\n", rc != cudaSuccess ? cudaGetErrorString(rc) : "cudaGetDeviceCount reports 0 devices");
         return 0;
     }
 #ifdef NAM_CUDA_EMULATE
@@ -1437,7 +1397,7 @@ int main(int argc, char **argv) {
         cudaDeviceProp prop;
         int dev = 0, sm = 0, clk = 0, mclk = 0, bus = 0, l2 = 0, drv = 0, rt = 0, blasv = 0;
         if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess) {
-            printf("nam-bench-cuda: no CUDA device (cudaGetDeviceProperties failed)\n");
+            printf("skip nam-bench-cuda: no CUDA device (cudaGetDeviceProperties failed)\n");
             return 0;
         }
         cudaDeviceGetAttribute(&sm, cudaDevAttrMultiProcessorCount, dev);

@@ -14,7 +14,8 @@
 #              pkg-config, a CMake and a header-only project outside the tree build and run
 #              against it (and the CUDA side with nvcc); uninstall leaves nothing behind
 #     asan     build/asan/test_core, test_vectors, test_<kernel> and the emulated CUDA tests
-#              test_cuda_<part>_emu (ASan + UBSan)
+#              test_cuda_<part>_emu (ASan + UBSan): sanitizer reruns of checks other steps
+#              count, so their lines are counted apart (see the summary below)
 #     fuzz     build/fuzz_parsers on a copy of tests/corpus in build/fuzz-corpus for
 #              $NAM_FUZZ_SECONDS (default 30) seconds: one test
 #     replay   build/fuzz_parsers over every file of tests/corpus: one test
@@ -34,21 +35,30 @@
 #              compute-sanitizer memcheck, racecheck and synccheck, then the same tests on the emulator
 #              (build/*_emu: the kernels' logic, no GPU needed)
 #     bench    build/nam-bench-plan --quick and build/nam-bench --quick as smoke runs, and
-#              build/nam-bench-cuda --quick (prints "no CUDA device" and exits 0 without one),
-#              build/nam-bench-cuda-emu --quick (the GPU bench's logic on the emulator)
+#              build/nam-bench-cuda --quick (without a device it prints one line
+#              "skip nam-bench-cuda: no CUDA device (...)" and exits 0: a skip, not a pass),
+#              build/nam-bench-cuda-emu --quick (the GPU bench's logic on the emulator).
+#              A smoke run that exits 0 passes unless it printed a skip line: then it is a skip.
 #
 # Protocol for test programs (and tests/cli_test.sh): each check prints one line on stdout,
 #     ok <desc>                 counted as passed
 #     FAIL <desc>: <why>        counted as failed
 #     skip <desc>: <reason>     echoed, not counted
-# anything else is ignored. A program that exits nonzero without a FAIL line counts as one
+# anything else is ignored (the C tests print these through tests/test.h, and end with a
+# "NAME: N passed, M failed" line of their own). A program that exits nonzero without a FAIL line counts as one
 # failure; so does a program that prints no ok, FAIL or skip line at all. Each program runs
 # under `timeout ${NAM_TEST_TIMEOUT:-300}`. tests/cli_test.sh runs from the repository root
 # with NAM_BIN set to the absolute path of build/nam (also passed as its first argument).
 # Output of each run: build/log/run-NAME.out (stdout) and .err (stderr). Set
 # NAM_TEST_VERBOSE=1 to echo every line a program prints.
 #
-# The last line printed is exactly "N passed, M failed"; the exit status is 1 if M > 0.
+# Summary: the line before the last, "checks: N distinct passed, M failed; sanitizer reruns:
+# K passed, L failed", splits the counts: the asan step reruns checks that the core,
+# vectors, kernels and cuda steps already count (same ok lines, ASan + UBSan builds), so its
+# lines are "sanitizer reruns"; every other line is a distinct check (compute-sanitizer's
+# one line per program and tool included, and test_fpenv_keep, a different build with other
+# expectations). The last line printed is exactly "N passed, M failed", the totals: N is
+# distinct + reruns passed, M distinct + reruns failed; the exit status is 1 if M > 0.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -63,14 +73,22 @@ VERBOSE=${NAM_TEST_VERBOSE:-0}
 
 passed=0
 failed=0
+rerun=0          # 1 while the asan step runs: its counts also go to rerun_passed / rerun_failed
+rerun_passed=0
+rerun_failed=0
 details=()   # failure explanations, printed before the summary line
 
-pass() { passed=$((passed + 1)); echo "ok   $1"; }
+pass() {
+    passed=$((passed + 1))
+    if ((rerun)); then rerun_passed=$((rerun_passed + 1)); fi
+    echo "ok   $1"
+}
 # fail DESC [DETAIL-FILE...]: one failure; the tail of each file goes into the details
 fail() {
     local desc=$1 f
     shift
     failed=$((failed + 1))
+    if ((rerun)); then rerun_failed=$((rerun_failed + 1)); fi
     echo "FAIL $desc"
     details+=("FAIL $desc")
     for f in "$@"; do
@@ -115,6 +133,10 @@ run_prog() {
     done <"$out"
     passed=$((passed + ok))
     failed=$((failed + nfail))
+    if ((rerun)); then
+        rerun_passed=$((rerun_passed + ok))
+        rerun_failed=$((rerun_failed + nfail))
+    fi
     local mark=ok
     if ((nfail || rc || ok + nskip == 0)); then mark=FAIL; fi
     printf '%-5s%s: %d ok, %d FAIL, %d skip (%ds)\n' "$mark" \
@@ -177,6 +199,7 @@ step_cli() {
 step_asan() {
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+    rerun=1
     if built asan-test_core "asan test_core"; then
         run_prog asan-test_core "asan test_core" "$B/asan/test_core"
     fi
@@ -192,6 +215,7 @@ step_asan() {
             run_prog asan-test_cuda_${k}_emu "asan test_cuda_$k (emulator)" "$B/asan/test_cuda_${k}_emu"
         fi
     done
+    rerun=0
 }
 
 # fuzz_crash LOG: the artifact libFuzzer wrote (crash-*, leak-*, timeout-*, oom-*), if any
@@ -239,19 +263,22 @@ step_replay() {
     fi
 }
 
+# A smoke run that exits 0 passes, unless it printed a protocol skip line (nam-bench-cuda
+# without a device: "skip nam-bench-cuda: no CUDA device (...)"): then it is a skip.
 step_bench() {
-    local b rc
-    local note
+    local b rc note why
     for b in nam-bench-plan nam-bench nam-bench-cuda nam-bench-cuda-emu; do
         rc=0
         built $b "bench smoke: build/$b" || continue
         timeout "$TIMEOUT" "$B/$b" --quick >"$B/log/run-$b.out" 2>&1 </dev/null || rc=$?
         case $b in
         nam-bench | nam-bench-cuda-emu) note=" (each kernel validated against its reference first)" ;;
-        nam-bench-cuda) note=" ($(grep -m1 -o 'no CUDA device' "$B/log/run-$b.out" >/dev/null && echo 'no CUDA device here: prints that and exits 0' || echo 'ran on the GPU'))" ;;
+        nam-bench-cuda) note=" (ran on the GPU)" ;;
         *) note="" ;;
         esac
-        if ((rc == 0)); then pass "bench smoke: build/$b --quick$note"
+        why=$(sed -n 's/^skip [^:]*: //p' "$B/log/run-$b.out" | head -n 1)
+        if ((rc == 0)) && [[ -n $why ]]; then skip "bench smoke: build/$b --quick: $why"
+        elif ((rc == 0)); then pass "bench smoke: build/$b --quick$note"
         else fail "bench smoke: build/$b --quick: exited with status $rc" "$B/log/run-$b.out"; fi
     done
 }
@@ -437,5 +464,6 @@ if ((failed)); then
     echo "== failures"
     printf '%s\n' "${details[@]}"
 fi
+echo "checks: $((passed - rerun_passed)) distinct passed, $((failed - rerun_failed)) failed; sanitizer reruns: $rerun_passed passed, $rerun_failed failed"
 echo "$passed passed, $failed failed"
 ((failed == 0))

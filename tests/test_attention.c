@@ -10,61 +10,10 @@
    Usage: test_attention            run the tests (ok / FAIL / skip lines, summary)
           test_attention --dump DIR write a few cases for tests/xcheck_attention.py:
                                     DIR/manifest.txt, DIR/<case>.{q,k,v,out,refout}.f32 */
-#if !defined(_POSIX_C_SOURCE) && !defined(__cplusplus)
-#define _POSIX_C_SOURCE 200809L   /* posix_memalign */
-#endif
 #define NAM_IMPLEMENTATION
-#include "../nam.h"
+#include "test.h"
 
 #include <float.h>
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-static int g_pass, g_fail;
-
-static void ok(const char *fmt, ...) NAM__PRINTF(1, 2);
-static void ok(const char *fmt, ...) {
-    va_list ap;
-    printf("ok ");
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    g_pass++;
-}
-static void fail(const char *fmt, ...) NAM__PRINTF(1, 2);
-static void fail(const char *fmt, ...) {
-    va_list ap;
-    printf("FAIL ");
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    g_fail++;
-}
-
-static void *xalloc(size_t n) {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, n ? n : 64) != 0 || !p) {
-        printf("FAIL out of memory (%lu bytes)\n", (unsigned long)n);
-        exit(1);
-    }
-    return p;
-}
-
-static unsigned g_seed = 12345u;
-static float frand(void) {   /* uniform [-1, 1) */
-    g_seed = g_seed * 1664525u + 1013904223u;
-    return (float)((double)(g_seed >> 8) / 8388608.0 - 1.0);
-}
-
-static float round_to(nam_dtype dt, float x) {
-    if (dt == NAM_BF16) return nam__bf16_to_f32(nam__f32_to_bf16(x));
-    if (dt == NAM_F16) return nam__f16_to_f32(nam__f32_to_f16(x));
-    return x;
-}
 
 /* ---- the naive references ------------------------------------------------------------- */
 typedef struct shape {
@@ -82,8 +31,8 @@ static int visible(const shape *s, int i, int j) {
 static void naive(const shape *s, const float *q, const float *k, const float *v, double *out_d, float *out_f) {
     int bi, h, i, j, e, g = s->hq / s->hk;
     double scale = s->scale != 0.0f ? (double)s->scale : 1.0 / sqrt((double)s->d);
-    double *sc = (double *)xalloc(sizeof(double) * (size_t)s->sk);
-    float *scf = (float *)xalloc(sizeof(float) * (size_t)s->sk);
+    double *sc = (double *)test_alloc(sizeof(double) * (size_t)s->sk);
+    float *scf = (float *)test_alloc(sizeof(float) * (size_t)s->sk);
     for (bi = 0; bi < s->b; bi++)
         for (h = 0; h < s->hq; h++)
             for (i = 0; i < s->sq; i++) {
@@ -144,7 +93,7 @@ static nam_status run(nam_attention_desc *d, nam_error *err) {
     void *w;
     nam_status st = nam_attention_workspace_size(d, &ws, err);
     if (st != NAM_OK) return st;
-    w = ws ? xalloc(ws) : NULL;
+    w = ws ? test_alloc(ws) : NULL;
     st = nam_attention(d, w, ws, err);
     free(w);
     return st;
@@ -158,40 +107,29 @@ typedef struct tcase {
     int threads;
 } tcase;
 
-static double max_err(const float *got, const double *ref, size_t n, size_t *where) {
-    double m = 0;
-    size_t i;
-    *where = 0;
-    for (i = 0; i < n; i++) {
-        double e = fabs((double)got[i] - ref[i]);
-        if (!(e <= m)) { m = e; *where = i; }   /* NaN counts as the worst */
-        if (e != e) return INFINITY;
-    }
-    return m;
-}
 
 /* One case: both backends against the double reference with the 2x rule. Returns the fast
    output (f32 values of the output dtype) in *fast_out when asked (caller frees). */
 static void check_case(const tcase *tc, float **keep_q, float **keep_k, float **keep_v, float **keep_out, float **keep_refout) {
     const shape *s = &tc->s;
     size_t nq = (size_t)s->b * s->sq * s->hq * s->d, nk = (size_t)s->b * s->sk * s->hk * s->d, i, where;
-    float *q = (float *)xalloc(nq * 4), *k = (float *)xalloc(nk * 4), *v = (float *)xalloc(nk * 4), *nf = (float *)xalloc(nq * 4);
-    float *got = (float *)xalloc(nq * 4), *got_ref = (float *)xalloc(nq * 4);
-    double *ref = (double *)xalloc(nq * 8), err_naive, tol;
-    void *tq = xalloc(nq * 4), *tk = xalloc(nk * 4), *tv = xalloc(nk * 4), *to = xalloc(nq * 4);
+    float *q = (float *)test_alloc(nq * 4), *k = (float *)test_alloc(nk * 4), *v = (float *)test_alloc(nk * 4), *nf = (float *)test_alloc(nq * 4);
+    float *got = (float *)test_alloc(nq * 4), *got_ref = (float *)test_alloc(nq * 4);
+    double *ref = (double *)test_alloc(nq * 8), err_naive, tol;
+    void *tq = test_alloc(nq * 4), *tk = test_alloc(nk * 4), *tv = test_alloc(nk * 4), *to = test_alloc(nq * 4);
     int64_t shq[4], shk[4];
     int be;
     shq[0] = s->b; shq[1] = s->sq; shq[2] = s->hq; shq[3] = s->d;
     shk[0] = s->b; shk[1] = s->sk; shk[2] = s->hk; shk[3] = s->d;
-    for (i = 0; i < nq; i++) q[i] = round_to(tc->dt, frand() * tc->amp);
-    for (i = 0; i < nk; i++) k[i] = round_to(tc->dt, frand() * tc->amp);
-    for (i = 0; i < nk; i++) v[i] = round_to(tc->dt, frand());
+    for (i = 0; i < nq; i++) q[i] = test_round(tc->dt, test_rand() * tc->amp);
+    for (i = 0; i < nk; i++) k[i] = test_round(tc->dt, test_rand() * tc->amp);
+    for (i = 0; i < nk; i++) v[i] = test_round(tc->dt, test_rand());
     store_all(tq, tc->dt, q, nq);
     store_all(tk, tc->dt, k, nk);
     store_all(tv, tc->dt, v, nk);
     naive(s, q, k, v, ref, nf);
-    for (i = 0; i < nq; i++) nf[i] = round_to(tc->dt, nf[i]);
-    err_naive = max_err(nf, ref, nq, &where);
+    for (i = 0; i < nq; i++) nf[i] = test_round(tc->dt, nf[i]);
+    err_naive = test_max_err(nf, ref, nq, &where);
     tol = 2 * err_naive + 1e-7;
     for (be = NAM_BACKEND_CPU_REF; be <= NAM_BACKEND_CPU; be++) {
         nam_attention_desc d;
@@ -210,16 +148,16 @@ static void check_case(const tcase *tc, float **keep_q, float **keep_k, float **
         d.threads = tc->threads;
         memset(to, 0xff, nq * 4);   /* NaN garbage: every output element must be written */
         st = run(&d, &err);
-        if (st != NAM_OK) { fail("%s [%s]: status %s: %s", tc->name, nam_backend_name((nam_backend)be), nam_status_str(st), err.message); continue; }
-        if (d.ran != (nam_backend)be) { fail("%s [%s]: ran = %s", tc->name, nam_backend_name((nam_backend)be), nam_backend_name(d.ran)); continue; }
+        if (st != NAM_OK) { test_fail("%s [%s]: status %s: %s", tc->name, nam_backend_name((nam_backend)be), nam_status_str(st), err.message); continue; }
+        if (d.ran != (nam_backend)be) { test_fail("%s [%s]: ran = %s", tc->name, nam_backend_name((nam_backend)be), nam_backend_name(d.ran)); continue; }
         for (i = 0; i < nq; i++) got[i] = nam__load(to, tc->dt, (int64_t)i);
         if (be == NAM_BACKEND_CPU_REF) memcpy(got_ref, got, nq * 4);
-        e = max_err(got, ref, nq, &where);
+        e = test_max_err(got, ref, nq, &where);
         if (e <= tol)
-            ok("%s [%s]: max err %.3g <= %.3g (2 x naive %s %.3g + 1e-7)", tc->name, nam_backend_name((nam_backend)be), e, tol,
+            test_ok("%s [%s]: max err %.3g <= %.3g (2 x naive %s %.3g + 1e-7)", tc->name, nam_backend_name((nam_backend)be), e, tol,
                nam_dtype_name(tc->dt), err_naive);
         else
-            fail("%s [%s]: max err %.3g > %.3g at %lu (got %g, ref %g; naive err %.3g)", tc->name, nam_backend_name((nam_backend)be), e, tol,
+            test_fail("%s [%s]: max err %.3g > %.3g at %lu (got %g, ref %g; naive err %.3g)", tc->name, nam_backend_name((nam_backend)be), e, tol,
                  (unsigned long)where, (double)got[where], ref[where], err_naive);
     }
     if (keep_out) {
@@ -283,13 +221,13 @@ static void test_shapes(void) {
 static void test_strided(void) {
     const int b = 2, s = 70, h = 4, d = 24, od = 32;
     size_t nqkv = (size_t)b * s * 3 * h * d, nq = (size_t)b * s * h * d, i;
-    float *qkv = (float *)xalloc(nqkv * 4), *q = (float *)xalloc(nq * 4), *k = (float *)xalloc(nq * 4), *v = (float *)xalloc(nq * 4);
-    float *out = (float *)xalloc((size_t)b * s * h * od * 4), *nf = (float *)xalloc(nq * 4);
-    double *ref = (double *)xalloc(nq * 8);
+    float *qkv = (float *)test_alloc(nqkv * 4), *q = (float *)test_alloc(nq * 4), *k = (float *)test_alloc(nq * 4), *v = (float *)test_alloc(nq * 4);
+    float *out = (float *)test_alloc((size_t)b * s * h * od * 4), *nf = (float *)test_alloc(nq * 4);
+    double *ref = (double *)test_alloc(nq * 8);
     int64_t sh[4] = {b, s, h, d};
     shape sp;
     int be, bi, t, hh, e;
-    for (i = 0; i < nqkv; i++) qkv[i] = frand();
+    for (i = 0; i < nqkv; i++) qkv[i] = test_rand();
     for (bi = 0; bi < b; bi++)
         for (t = 0; t < s; t++)
             for (hh = 0; hh < h; hh++)
@@ -322,7 +260,7 @@ static void test_strided(void) {
         ad.threads = 2;
         for (i = 0; i < (size_t)b * s * h * od; i++) out[i] = 12345.0f;
         st = run(&ad, &err);
-        if (st != NAM_OK) { fail("strided qkv view [%s]: %s", nam_backend_name((nam_backend)be), err.message); continue; }
+        if (st != NAM_OK) { test_fail("strided qkv view [%s]: %s", nam_backend_name((nam_backend)be), err.message); continue; }
         for (bi = 0; bi < b; bi++)
             for (t = 0; t < s; t++)
                 for (hh = 0; hh < h; hh++)
@@ -331,12 +269,12 @@ static void test_strided(void) {
                         double x = e < d ? fabs(g - ref[(((size_t)bi * s + t) * h + hh) * d + e]) : (g == 12345.0f ? 0 : INFINITY);
                         if (!(x <= m)) m = x;
                     }
-        if (m <= 2e-6) ok("strided q/k/v views of a packed qkv buffer, padded out [%s]: max err %.3g", nam_backend_name((nam_backend)be), m);
-        else fail("strided q/k/v views of a packed qkv buffer, padded out [%s]: max err %.3g (or padding overwritten)", nam_backend_name((nam_backend)be), m);
+        if (m <= 2e-6) test_ok("strided q/k/v views of a packed qkv buffer, padded out [%s]: max err %.3g", nam_backend_name((nam_backend)be), m);
+        else test_fail("strided q/k/v views of a packed qkv buffer, padded out [%s]: max err %.3g (or padding overwritten)", nam_backend_name((nam_backend)be), m);
     }
     /* k and v with a non-unit stride along d (converted per tile) */
     {
-        float *k2 = (float *)xalloc(nq * 8), *v2 = (float *)xalloc(nq * 8), *o2 = (float *)xalloc(nq * 4);
+        float *k2 = (float *)test_alloc(nq * 8), *v2 = (float *)test_alloc(nq * 8), *o2 = (float *)test_alloc(nq * 4);
         nam_attention_desc ad;
         nam_error err;
         double m = 0;
@@ -351,11 +289,11 @@ static void test_strided(void) {
         ad.k.stride[3] = ad.v.stride[3] = 2;
         ad.out = nam_tensor_make(o2, NAM_F32, 4, sh);
         ad.causal = 1;
-        if (run(&ad, &err) != NAM_OK) fail("k/v with stride 2 along d: %s", err.message);
+        if (run(&ad, &err) != NAM_OK) test_fail("k/v with stride 2 along d: %s", err.message);
         else {
             for (i = 0; i < nq; i++) { double x = fabs(o2[i] - ref[i]); if (!(x <= m)) m = x; }
-            if (m <= 2e-6) ok("k/v with stride 2 along d (NaN in the gaps) [cpu]: max err %.3g", m);
-            else fail("k/v with stride 2 along d [cpu]: max err %.3g", m);
+            if (m <= 2e-6) test_ok("k/v with stride 2 along d (NaN in the gaps) [cpu]: max err %.3g", m);
+            else test_fail("k/v with stride 2 along d [cpu]: max err %.3g", m);
         }
         free(k2); free(v2); free(o2);
     }
@@ -366,13 +304,13 @@ static void test_strided(void) {
 static void test_threads(void) {
     const int64_t sh[4] = {1, 190, 8, 64}, shk[4] = {1, 190, 2, 64};
     size_t nq = 190 * 8 * 64, nk = 190 * 2 * 64, i;
-    float *q = (float *)xalloc(nq * 4), *k = (float *)xalloc(nk * 4), *v = (float *)xalloc(nk * 4);
-    float *o1 = (float *)xalloc(nq * 4), *o2 = (float *)xalloc(nq * 4);
+    float *q = (float *)test_alloc(nq * 4), *k = (float *)test_alloc(nk * 4), *v = (float *)test_alloc(nk * 4);
+    float *o1 = (float *)test_alloc(nq * 4), *o2 = (float *)test_alloc(nq * 4);
     int th[3] = {2, 3, 7}, t;
     nam_attention_desc d;
     nam_error err;
-    for (i = 0; i < nq; i++) q[i] = frand();
-    for (i = 0; i < nk; i++) { k[i] = frand(); v[i] = frand(); }
+    for (i = 0; i < nq; i++) q[i] = test_rand();
+    for (i = 0; i < nk; i++) { k[i] = test_rand(); v[i] = test_rand(); }
     memset(&d, 0, sizeof d);
     d.q = nam_tensor_make(q, NAM_F32, 4, sh);
     d.k = nam_tensor_make(k, NAM_F32, 4, shk);
@@ -381,13 +319,13 @@ static void test_threads(void) {
     d.causal = 1;
     d.backend = NAM_BACKEND_CPU;
     d.threads = 1;
-    if (run(&d, &err) != NAM_OK) { fail("threads: %s", err.message); return; }
+    if (run(&d, &err) != NAM_OK) { test_fail("threads: %s", err.message); return; }
     for (t = 0; t < 3; t++) {
         d.out.data = o2;
         d.threads = th[t];
-        if (run(&d, &err) != NAM_OK) fail("threads %d: %s", th[t], err.message);
-        else if (memcmp(o1, o2, nq * 4) == 0) ok("threads %d: bitwise equal to 1 thread", th[t]);
-        else fail("threads %d: differs from 1 thread", th[t]);
+        if (run(&d, &err) != NAM_OK) test_fail("threads %d: %s", th[t], err.message);
+        else if (memcmp(o1, o2, nq * 4) == 0) test_ok("threads %d: bitwise equal to 1 thread", th[t]);
+        else test_fail("threads %d: differs from 1 thread", th[t]);
     }
     free(q); free(k); free(v); free(o1); free(o2);
 }
@@ -404,12 +342,12 @@ static void test_nonfinite(void) {
     s.b = 1; s.sq = 120; s.sk = 120; s.hq = 4; s.hk = 2; s.d = 32; s.causal = 1; s.align = NAM_CAUSAL_TOP_LEFT;
     nq = (size_t)s.sq * s.hq * s.d;
     nk = (size_t)s.sk * s.hk * s.d;
-    q = (float *)xalloc(nq * 4); k = (float *)xalloc(nk * 4); v = (float *)xalloc(nk * 4);
-    nf = (float *)xalloc(nq * 4); got = (float *)xalloc(nq * 4); ref = (double *)xalloc(nq * 8);
+    q = (float *)test_alloc(nq * 4); k = (float *)test_alloc(nk * 4); v = (float *)test_alloc(nk * 4);
+    nf = (float *)test_alloc(nq * 4); got = (float *)test_alloc(nq * 4); ref = (double *)test_alloc(nq * 8);
     for (which = 0; which < 4; which++) {
         int64_t shq[4], shk[4];
-        for (i = 0; i < nq; i++) q[i] = frand();
-        for (i = 0; i < nk; i++) { k[i] = frand(); v[i] = frand(); }
+        for (i = 0; i < nq; i++) q[i] = test_rand();
+        for (i = 0; i < nk; i++) { k[i] = test_rand(); v[i] = test_rand(); }
         /* query row 50 of head 1; key row 60 of kv head 0 (seen by rows >= 60 of heads 0, 1) */
         if (which == 0) q[((size_t)50 * s.hq + 1) * s.d + 3] = NAN;
         if (which == 1) k[((size_t)60 * s.hk + 0) * s.d + 5] = NAN;
@@ -432,7 +370,7 @@ static void test_nonfinite(void) {
             d.align = NAM_CAUSAL_TOP_LEFT;
             d.backend = (nam_backend)be;
             d.threads = 2;
-            if (run(&d, &err) != NAM_OK) { fail("%s [%s]: %s", names[which], nam_backend_name((nam_backend)be), err.message); continue; }
+            if (run(&d, &err) != NAM_OK) { test_fail("%s [%s]: %s", names[which], nam_backend_name((nam_backend)be), err.message); continue; }
             for (i = 0; i < nq; i++) {
                 int rn = ref[i] != ref[i], gn = got[i] != got[i];
                 if (rn != gn) bad++;
@@ -440,10 +378,10 @@ static void test_nonfinite(void) {
                 if (!rn && !gn) { double x = fabs(got[i] - ref[i]); if (!(x <= m)) m = x; }
             }
             if (bad == 0 && (which == 3 || nnan > 0) && m <= 1e-5)
-                ok("%s [%s]: NaN exactly where the reference has NaN (%lu elements), others within %.2g", names[which],
+                test_ok("%s [%s]: NaN exactly where the reference has NaN (%lu elements), others within %.2g", names[which],
                    nam_backend_name((nam_backend)be), (unsigned long)nnan, m);
             else
-                fail("%s [%s]: %lu elements disagree on NaN (%lu NaN), max err elsewhere %.3g", names[which], nam_backend_name((nam_backend)be),
+                test_fail("%s [%s]: %lu elements disagree on NaN (%lu NaN), max err elsewhere %.3g", names[which], nam_backend_name((nam_backend)be),
                      (unsigned long)bad, (unsigned long)nnan, m);
         }
     }
@@ -468,21 +406,21 @@ static void good_desc(nam_attention_desc *d, errbufs *e) {
 
 static void expect(const char *what, nam_status got, const nam_error *err, nam_status want, const char *needle1, const char *needle2) {
     if (got != want)
-        fail("error %s: status %s, expected %s (%s)", what, nam_status_str(got), nam_status_str(want), err->message);
+        test_fail("error %s: status %s, expected %s (%s)", what, nam_status_str(got), nam_status_str(want), err->message);
     else if (err->code != want)
-        fail("error %s: err.code %s, expected %s", what, nam_status_str(err->code), nam_status_str(want));
+        test_fail("error %s: err.code %s, expected %s", what, nam_status_str(err->code), nam_status_str(want));
     else if ((needle1 && !strstr(err->message, needle1)) || (needle2 && !strstr(err->message, needle2)))
-        fail("error %s: message \"%s\" does not name \"%s\"%s%s", what, err->message, needle1 ? needle1 : "", needle2 ? " and " : "", needle2 ? needle2 : "");
+        test_fail("error %s: message \"%s\" does not name \"%s\"%s%s", what, err->message, needle1 ? needle1 : "", needle2 ? " and " : "", needle2 ? needle2 : "");
     else
-        ok("error %s: %s: %s", what, nam_status_str(got), err->message);
+        test_ok("error %s: %s: %s", what, nam_status_str(got), err->message);
 }
 
 static void test_errors(void) {
     nam_attention_desc d;
     nam_error err;
-    errbufs *e = (errbufs *)xalloc(sizeof(errbufs));
+    errbufs *e = (errbufs *)test_alloc(sizeof(errbufs));
     size_t ws = 0;
-    char *w = (char *)xalloc(1 << 20);
+    char *w = (char *)test_alloc(1 << 20);
     nam_status st;
 
     st = nam_attention(NULL, w, 1 << 20, &err);
@@ -569,7 +507,7 @@ static void test_errors(void) {
     d.backend = NAM_BACKEND_CPU;
     d.threads = 1;
     st = nam_attention_workspace_size(&d, &ws, &err);
-    if (st != NAM_OK || ws == 0) fail("workspace size: %s (%lu bytes)", err.message, (unsigned long)ws);
+    if (st != NAM_OK || ws == 0) test_fail("workspace size: %s (%lu bytes)", err.message, (unsigned long)ws);
     else {
         st = nam_attention(&d, w, ws - 1, &err);
         expect("workspace one byte short", st, &err, NAM_ERR_INVALID_ARG, "too small", NULL);
@@ -579,18 +517,18 @@ static void test_errors(void) {
         expect("workspace misaligned", st, &err, NAM_ERR_INVALID_ARG, "aligned", NULL);
         d.ran = NAM_BACKEND_AUTO;
         st = nam_attention(&d, w, ws, &err);
-        if (st == NAM_OK && d.ran == NAM_BACKEND_CPU) ok("exact workspace (%lu bytes) runs, ran = cpu", (unsigned long)ws);
-        else fail("exact workspace: %s, ran %s", nam_status_str(st), nam_backend_name(d.ran));
+        if (st == NAM_OK && d.ran == NAM_BACKEND_CPU) test_ok("exact workspace (%lu bytes) runs, ran = cpu", (unsigned long)ws);
+        else test_fail("exact workspace: %s, ran %s", nam_status_str(st), nam_backend_name(d.ran));
     }
     good_desc(&d, e);
     d.backend = NAM_BACKEND_AUTO;
-    if (run(&d, &err) == NAM_OK && d.ran == NAM_BACKEND_CPU) ok("AUTO runs the fast CPU path (ran = cpu)");
-    else fail("AUTO: ran %s (%s)", nam_backend_name(d.ran), err.message);
+    if (run(&d, &err) == NAM_OK && d.ran == NAM_BACKEND_CPU) test_ok("AUTO runs the fast CPU path (ran = cpu)");
+    else test_fail("AUTO: ran %s (%s)", nam_backend_name(d.ran), err.message);
     good_desc(&d, e);
     d.backend = NAM_BACKEND_CPU_REF;
     if (nam_attention_workspace_size(&d, &ws, &err) == NAM_OK && ws == 64 + 64 && run(&d, &err) == NAM_OK && d.ran == NAM_BACKEND_CPU_REF)
-        ok("CPU_REF workspace is sk + d doubles (%lu bytes), ran = cpu-ref", (unsigned long)ws);
-    else fail("CPU_REF: workspace %lu, ran %s (%s)", (unsigned long)ws, nam_backend_name(d.ran), err.message);
+        test_ok("CPU_REF workspace is sk + d doubles (%lu bytes), ran = cpu-ref", (unsigned long)ws);
+    else test_fail("CPU_REF: workspace %lu, ran %s (%s)", (unsigned long)ws, nam_backend_name(d.ran), err.message);
     /* the bound stated in nam.h (>>kernel-attention): <= 436 KiB per thread, 340 KiB with K in place */
     {
         int64_t shq[4] = {1, 4096, 32, 256}, shk[4] = {1, 4096, 8, 256};
@@ -606,8 +544,8 @@ static void test_errors(void) {
         d.k.dtype = NAM_BF16;
         s2 = nam_attention_workspace_size(&d, &w2, &err);
         if (s1 == NAM_OK && s2 == NAM_OK && w1 <= 340 * 1024 && w2 <= 436 * 1024)
-            ok("workspace bound at d = 256: %lu bytes in place, %lu bytes converting (1 thread)", (unsigned long)w1, (unsigned long)w2);
-        else fail("workspace bound at d = 256: %lu / %lu bytes", (unsigned long)w1, (unsigned long)w2);
+            test_ok("workspace bound at d = 256: %lu bytes in place, %lu bytes converting (1 thread)", (unsigned long)w1, (unsigned long)w2);
+        else test_fail("workspace bound at d = 256: %lu / %lu bytes", (unsigned long)w1, (unsigned long)w2);
     }
     free(e);
     free(w);
@@ -615,12 +553,9 @@ static void test_errors(void) {
 
 /* ---- --dump ------------------------------------------------------------------------------- */
 static int write_f32(const char *dir, const char *name, const char *ext, const float *x, size_t n) {
-    char path[1024];
-    FILE *f;
-    snprintf(path, sizeof path, "%s/%s.%s.f32", dir, name, ext);
-    f = fopen(path, "wb");
-    if (!f || fwrite(x, 4, n, f) != n) { if (f) fclose(f); fprintf(stderr, "test_attention: cannot write %s\n", path); return 1; }
-    return fclose(f) != 0;
+    char file[512];
+    snprintf(file, sizeof file, "%s.%s.f32", name, ext);
+    return !test_write_file(dir, file, x, 4 * n);
 }
 
 static int dump(const char *dir) {
@@ -652,12 +587,12 @@ static int dump(const char *dir) {
         free(q); free(k); free(v); free(out); free(ref);
     }
     if (fclose(man) != 0) return 1;
-    printf("ok dump: %lu cases written to %s\n", (unsigned long)(sizeof cases / sizeof cases[0]), dir);
+    test_ok("dump: %lu cases written to %s", (unsigned long)(sizeof cases / sizeof cases[0]), dir);
     return 0;
 }
 
 int main(int argc, char **argv) {
-    if (argc == 3 && strcmp(argv[1], "--dump") == 0) return dump(argv[2]) || g_fail ? 1 : 0;
+    if (argc == 3 && strcmp(argv[1], "--dump") == 0) return dump(argv[2]) || test_failed ? 1 : 0;
     if (argc != 1) { fprintf(stderr, "usage: %s [--dump DIR]\n", argv[0]); return 2; }
     printf("# attention path: %s\n", nam__attn_have_simd() ? "AVX2/FMA kernels" : "portable C kernels");
     test_errors();
@@ -665,6 +600,5 @@ int main(int argc, char **argv) {
     test_strided();
     test_threads();
     test_nonfinite();
-    printf("%d passed, %d failed\n", g_pass, g_fail);
-    return g_fail ? 1 : 0;
+    return test_done("test_attention");
 }

@@ -3,21 +3,8 @@
    Protocol: one line per check, "ok <desc>" or "FAIL <desc>: <why>". Expected values
    come from the issue text, megatron.md, or are built here by independent code. */
 #define NAM_IMPLEMENTATION
-#include "../nam.h"
+#include "test.h"
 #include "json.h"
-
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-static int g_fail, g_pass;
-
-#define CHECK(desc, cond, ...)                                         \
-    do {                                                               \
-        if (cond) { g_pass++; printf("ok %s\n", desc); }               \
-        else { g_fail++; printf("FAIL %s: ", desc); printf(__VA_ARGS__); printf("\n"); } \
-    } while (0)
 
 /* ---- helpers --------------------------------------------------------------------- */
 static nam_status parse_pat(const char *text, size_t len, int tile, int depth, int stages, const char *fams,
@@ -40,7 +27,7 @@ static void expect_pat_err(const char *desc, const char *text, size_t len, int t
     nam_error e;
     nam_status st = parse_pat(text, len, tile, depth, stages, NULL, &p, &e);
     int ok = st == code && e.code == code && (col <= 0 || e.column == col) && (!needle || strstr(e.message, needle));
-    CHECK(desc, ok, "status %s (want %s), column %d (want %d), message '%s' (want '%s')",
+    CHECK(ok, desc, "status %s (want %s), column %d (want %d), message '%s' (want '%s')",
           nam_status_str(st), nam_status_str(code), e.column, col, e.message, needle ? needle : "");
     nam_pattern_free(&p);
 }
@@ -63,7 +50,7 @@ static void expect_plan_err(const char *desc, const char *const *sets, nam_statu
     nam_plan p;
     nam_error e;
     nam_status st = plan_with(&p, &e, sets);
-    CHECK(desc, st == code && (!needle || strstr(e.message, needle)), "status %s (want %s), message '%s' (want '%s')",
+    CHECK(st == code && (!needle || strstr(e.message, needle)), desc, "status %s (want %s), message '%s' (want '%s')",
           nam_status_str(st), nam_status_str(code), e.message, needle ? needle : "");
     if (st == NAM_OK) nam_plan_free(&p);
 }
@@ -87,29 +74,29 @@ static void test_pattern(void) {
     int i, nr = 0, rix[8];
     /* NAM56R: motif tiled to 52 = 13 A, 22 E, 13 M, 4 R at 11, 23, 35, 47 (issue text) */
     nam_status st = parse_pat("AEMEAEMEAEMR", 0, 1, 52, 0, NULL, &p, &e);
-    CHECK("NAM56R motif tiles to depth 52", st == NAM_OK && p.depth == 52, "%s %s", nam_status_str(st), e.message);
+    CHECK(st == NAM_OK && p.depth == 52, "NAM56R motif tiles to depth 52", "%s %s", nam_status_str(st), e.message);
     if (st == NAM_OK) {
         for (i = 0; i < p.depth; i++) if (p.layers[i].family == 'R' && nr < 8) rix[nr++] = i;
-        CHECK("NAM56R counts 13 A, 22 E, 13 M, 4 R", p.counts['A' - 'A'] == 13 && p.counts['E' - 'A'] == 22 && p.counts['M' - 'A'] == 13 && p.counts['R' - 'A'] == 4,
+        CHECK(p.counts['A' - 'A'] == 13 && p.counts['E' - 'A'] == 22 && p.counts['M' - 'A'] == 13 && p.counts['R' - 'A'] == 4, "NAM56R counts 13 A, 22 E, 13 M, 4 R",
               "A %d E %d M %d R %d", p.counts[0], p.counts['E' - 'A'], p.counts['M' - 'A'], p.counts['R' - 'A']);
-        CHECK("NAM56R R layers at 11, 23, 35, 47", nr == 4 && rix[0] == 11 && rix[1] == 23 && rix[2] == 35 && rix[3] == 47, "got %d R layers", nr);
-        CHECK("tiled layer 47 points at motif column 12", p.layers[47].column == 12, "column %d", p.layers[47].column);
-        CHECK("no stage breaks -> 1 stage", p.num_stages == 1 && p.stage_begin[1] == 52, "%d stages", p.num_stages);
+        CHECK(nr == 4 && rix[0] == 11 && rix[1] == 23 && rix[2] == 35 && rix[3] == 47, "NAM56R R layers at 11, 23, 35, 47", "got %d R layers", nr);
+        CHECK(p.layers[47].column == 12, "tiled layer 47 points at motif column 12", "column %d", p.layers[47].column);
+        CHECK(p.num_stages == 1 && p.stage_begin[1] == 52, "no stage breaks -> 1 stage", "%d stages", p.num_stages);
     }
     nam_pattern_free(&p);
     /* truncating the last repeat */
     st = parse_pat("AEM", 0, 1, 5, 0, NULL, &p, &e);
-    CHECK("motif AEM to depth 5 truncates the last repeat", st == NAM_OK && p.depth == 5 && p.layers[3].family == 'A' && p.layers[4].family == 'E', "%s", e.message);
+    CHECK(st == NAM_OK && p.depth == 5 && p.layers[3].family == 'A' && p.layers[4].family == 'E', "motif AEM to depth 5 truncates the last repeat", "%s", e.message);
     nam_pattern_free(&p);
     /* equal stages */
     st = parse_pat("AEMEAEMEAEMR", 0, 1, 52, 4, NULL, &p, &e);
-    CHECK("stages = 4 splits 52 into 13-layer stages", st == NAM_OK && p.num_stages == 4 && p.stage_begin[1] == 13 && p.stage_begin[2] == 26 && p.stage_begin[3] == 39 && p.layers[13].stage == 1,
+    CHECK(st == NAM_OK && p.num_stages == 4 && p.stage_begin[1] == 13 && p.stage_begin[2] == 26 && p.stage_begin[3] == 39 && p.layers[13].stage == 1, "stages = 4 splits 52 into 13-layer stages",
           "%s", e.message);
     nam_pattern_free(&p);
     expect_pat_err("stages = 5 on depth 52 is an error, not an uneven split", "AEMEAEMEAEMR", 0, 1, 52, 5, NAM_ERR_STAGE, 0, "52");
     /* stage breaks kept exactly */
     st = parse_pat("AE|MEA|EM", 0, 0, 7, 0, NULL, &p, &e);
-    CHECK("written stage breaks kept exactly", st == NAM_OK && p.num_stages == 3 && p.stage_begin[1] == 2 && p.stage_begin[2] == 5 && p.layers[4].stage == 1 && p.layers[5].stage == 2,
+    CHECK(st == NAM_OK && p.num_stages == 3 && p.stage_begin[1] == 2 && p.stage_begin[2] == 5 && p.layers[4].stage == 1 && p.layers[5].stage == 2, "written stage breaks kept exactly",
           "%s", e.message);
     nam_pattern_free(&p);
     expect_pat_err("stages = N must match the written breaks", "AE|ME", 0, 0, 0, 3, NAM_ERR_STAGE, 0, "2 stages");
@@ -128,7 +115,7 @@ static void test_pattern(void) {
     expect_pat_err("empty main before '/'", "/AE", 0, 0, 0, 0, NAM_ERR_EMPTY, 1, "before '/'");
     /* declared families */
     st = parse_pat("AXEX", 0, 0, 0, 0, "X", &p, &e);
-    CHECK("declared family X is accepted", st == NAM_OK && p.counts['X' - 'A'] == 2, "%s", e.message);
+    CHECK(st == NAM_OK && p.counts['X' - 'A'] == 2, "declared family X is accepted", "%s", e.message);
     nam_pattern_free(&p);
     /* depth contract */
     expect_pat_err("depth 0 with a motif", "AEME", 0, 1, 0, 0, NAM_ERR_DEPTH, 0, "depth 0");
@@ -143,7 +130,7 @@ static void test_pattern(void) {
         expect_pat_err("text over NAM_MAX_TEXT", big, n, 0, 0, 0, NAM_ERR_LIMIT, 0, "limit");
         big[NAM_MAX_DEPTH] = 0;
         st = parse_pat(big, 0, 0, 0, 0, NULL, &p, &e);
-        CHECK("a fully written pattern of NAM_MAX_DEPTH layers", st == NAM_OK && p.depth == NAM_MAX_DEPTH, "%s", e.message);
+        CHECK(st == NAM_OK && p.depth == NAM_MAX_DEPTH, "a fully written pattern of NAM_MAX_DEPTH layers", "%s", e.message);
         nam_pattern_free(&p);
         big[NAM_MAX_DEPTH] = 'A';
         big[NAM_MAX_DEPTH + 1] = 0;
@@ -152,7 +139,7 @@ static void test_pattern(void) {
     }
     /* MTP suffix */
     st = parse_pat("AEMEAEMEAEMR/AE/AE", 0, 1, 52, 0, NULL, &p, &e);
-    CHECK("MTP suffix kept separate: 2 copies of AE", st == NAM_OK && p.depth == 52 && p.mtp_depths == 2 && p.mtp && !strcmp(p.mtp, "AE") && p.counts['A' - 'A'] == 13,
+    CHECK(st == NAM_OK && p.depth == 52 && p.mtp_depths == 2 && p.mtp && !strcmp(p.mtp, "AE") && p.counts['A' - 'A'] == 13, "MTP suffix kept separate: 2 copies of AE",
           "%s", e.message);
     nam_pattern_free(&p);
     expect_pat_err("MTP copies that differ", "AEME/AE/AM", 0, 0, 0, 0, NAM_ERR_MTP, 9, "differs");
@@ -169,43 +156,43 @@ static void test_megatron(void) {
     nam_error e;
     nam_status st;
     st = nam_megatron_parse("M*M*/M+", 0, &mp, &e);
-    CHECK("'*' in main with '+' in MTP is refused (stricter than Megatron)", st == NAM_ERR_CONFLICT && strstr(e.message, "Attention and MLA/DSA"), "%s %s", nam_status_str(st), e.message);
+    CHECK(st == NAM_ERR_CONFLICT && strstr(e.message, "Attention and MLA/DSA"), "'*' in main with '+' in MTP is refused (stricter than Megatron)", "%s %s", nam_status_str(st), e.message);
     nam_megatron_free(&mp);
     st = nam_megatron_parse("M+M+/M*", 0, &mp, &e);
-    CHECK("'+' in main with '*' in MTP is refused", st == NAM_ERR_CONFLICT, "%s", nam_status_str(st));
+    CHECK(st == NAM_ERR_CONFLICT, "'+' in main with '*' in MTP is refused", "%s", nam_status_str(st));
     nam_megatron_free(&mp);
     st = nam_megatron_parse("M*X", 0, &mp, &e);
-    CHECK("symbol error names the byte and column", st == NAM_ERR_SYMBOL && e.column == 3 && strstr(e.message, "'X'"), "col %d %s", e.column, e.message);
+    CHECK(st == NAM_ERR_SYMBOL && e.column == 3 && strstr(e.message, "'X'"), "symbol error names the byte and column", "col %d %s", e.column, e.message);
     nam_megatron_free(&mp);
     st = nam_megatron_parse("M*\0M", 4, &mp, &e);
-    CHECK("embedded NUL in a Megatron pattern", st == NAM_ERR_SYMBOL && e.column == 3, "%s col %d", nam_status_str(st), e.column);
+    CHECK(st == NAM_ERR_SYMBOL && e.column == 3, "embedded NUL in a Megatron pattern", "%s col %d", nam_status_str(st), e.column);
     nam_megatron_free(&mp);
     /* layout: pipes with PP = 1 are refused (Megatron's validate_args, VPP needs PP > 1) */
     memset(&ld, 0, sizeof ld);
     nam_megatron_parse("M*|M*", 0, &mp, &e);
     ld.pp = 1;
     st = nam_megatron_layout(&mp, &ld, &lay, &e);
-    CHECK("piped pattern with PP = 1 is refused", st == NAM_ERR_STAGE && strstr(e.message, "pipeline-model-parallel-size > 1"), "%s %s", nam_status_str(st), e.message);
+    CHECK(st == NAM_ERR_STAGE && strstr(e.message, "pipeline-model-parallel-size > 1"), "piped pattern with PP = 1 is refused", "%s %s", nam_status_str(st), e.message);
     nam_layout_free(&lay);
     ld.pp = 2;
     st = nam_megatron_layout(&mp, &ld, &lay, &e);
-    CHECK("2 segments on PP 2: no VPP, stages at offsets 0 and 2", st == NAM_OK && lay.vpp == 0 && lay.num_stages == 2 && lay.stages[1].seg.offset == 2, "%s", e.message);
+    CHECK(st == NAM_OK && lay.vpp == 0 && lay.num_stages == 2 && lay.stages[1].seg.offset == 2, "2 segments on PP 2: no VPP, stages at offsets 0 and 2", "%s", e.message);
     nam_layout_free(&lay);
     nam_megatron_free(&mp);
     nam_megatron_parse("M-M-M-M*-M-|M-M-M*-M-M-|M-M*-M-M-M-|M*-M-M-M-M-", 0, &mp, &e);
     ld.pp = 2;
     st = nam_megatron_layout(&mp, &ld, &lay, &e);
-    CHECK("fVPP test pattern: 4 segments, PP 2 -> VPP 2 (megatron.md section 6)", st == NAM_OK && lay.vpp == 2 && lay.num_stages == 4 && lay.stages[2].vp_stage == 1 && lay.stages[2].pp_rank == 0 && lay.stages[2].seg.offset == 22,
+    CHECK(st == NAM_OK && lay.vpp == 2 && lay.num_stages == 4 && lay.stages[2].vp_stage == 1 && lay.stages[2].pp_rank == 0 && lay.stages[2].seg.offset == 22, "fVPP test pattern: 4 segments, PP 2 -> VPP 2 (megatron.md section 6)",
           "%s vpp %d", e.message, lay.vpp);
     nam_layout_free(&lay);
     ld.pp = 4;
     st = nam_megatron_layout(&mp, &ld, &lay, &e);
-    CHECK("fVPP test pattern with PP 4 -> VPP None", st == NAM_OK && lay.vpp == 0, "%s", e.message);
+    CHECK(st == NAM_OK && lay.vpp == 0, "fVPP test pattern with PP 4 -> VPP None", "%s", e.message);
     nam_layout_free(&lay);
     ld.pp = 2;
     ld.no_overlap_p2p = 1;
     st = nam_megatron_layout(&mp, &ld, &lay, &e);
-    CHECK("VPP without p2p overlap needs PP > 2", st == NAM_ERR_STAGE, "%s", nam_status_str(st));
+    CHECK(st == NAM_ERR_STAGE, "VPP without p2p overlap needs PP > 2", "%s", nam_status_str(st));
     nam_layout_free(&lay);
     nam_megatron_free(&mp);
     memset(&ld, 0, sizeof ld);
@@ -214,18 +201,18 @@ static void test_megatron(void) {
     ld.first_stage_layers = 1;
     ld.last_stage_layers = 3;
     st = nam_megatron_layout(&mp, &ld, &lay, &e);
-    CHECK("first/last layers with no middle stage and no middle layers is fine", st == NAM_OK && lay.stages[1].seg.offset == 1 && lay.stages[1].seg.num_layers == 3, "%s", e.message);
+    CHECK(st == NAM_OK && lay.stages[1].seg.offset == 1 && lay.stages[1].seg.num_layers == 3, "first/last layers with no middle stage and no middle layers is fine", "%s", e.message);
     nam_layout_free(&lay);
     ld.first_stage_layers = 1;
     ld.last_stage_layers = 1;
     st = nam_megatron_layout(&mp, &ld, &lay, &e);
-    CHECK("first/last with no middle stages but 2 middle layers is refused", st == NAM_ERR_STAGE && strstr(e.message, "no middle pipeline stages"), "%s %s", nam_status_str(st), e.message);
+    CHECK(st == NAM_ERR_STAGE && strstr(e.message, "no middle pipeline stages"), "first/last with no middle stages but 2 middle layers is refused", "%s %s", nam_status_str(st), e.message);
     nam_layout_free(&lay);
     nam_megatron_free(&mp);
     nam_megatron_parse("", 0, &mp, &e);
     memset(&ld, 0, sizeof ld);
     st = nam_megatron_layout(&mp, &ld, &lay, &e);
-    CHECK("empty main pattern refused by the layout check", st == NAM_ERR_EMPTY, "%s", nam_status_str(st));
+    CHECK(st == NAM_ERR_EMPTY, "empty main pattern refused by the layout check", "%s", nam_status_str(st));
     nam_megatron_free(&mp);
 }
 
@@ -236,19 +223,19 @@ static void test_ratios(void) {
     nam_status st;
     /* verbatim strings from examples/mamba/train.sh (megatron.md section 6) */
     st = nam_megatron_pattern_from_ratios(56, 0.08, 0.5, b, sizeof b, &e);
-    CHECK("pattern_from_ratios(56, 0.08, 0.5) is the NVIDIA Mamba-hybrid 8B string", st == NAM_OK && !strcmp(b, "M-M-M--M-M*-M-M-M-M--M*-M-M-M-M-M*--M-M-M-M-M*-M--M-M-M-"), "%s", b);
+    CHECK(st == NAM_OK && !strcmp(b, "M-M-M--M-M*-M-M-M-M--M*-M-M-M-M-M*--M-M-M-M-M*-M--M-M-M-"), "pattern_from_ratios(56, 0.08, 0.5) is the NVIDIA Mamba-hybrid 8B string", "%s", b);
     st = nam_megatron_pattern_from_ratios(48, 0.08, 0.5, b, sizeof b, &e);
-    CHECK("pattern_from_ratios(48, 0.08, 0.5) is the 800M string", st == NAM_OK && !strcmp(b, "M-M-M--M-*M-M-M-M--*M-M-M-M-*M--M-M-M-*M-M--M-M-"), "%s", b);
+    CHECK(st == NAM_OK && !strcmp(b, "M-M-M--M-*M-M-M-M--*M-M-M-M-*M--M-M-M-*M-M--M-M-"), "pattern_from_ratios(48, 0.08, 0.5) is the 800M string", "%s", b);
     st = nam_megatron_pattern_from_ratios(10, 0.7, 0.5, b, sizeof b, &e);
-    CHECK("pattern_from_ratios: ratios summing above 1 are refused", st == NAM_ERR_RANGE, "%s", nam_status_str(st));
+    CHECK(st == NAM_ERR_RANGE, "pattern_from_ratios: ratios summing above 1 are refused", "%s", nam_status_str(st));
     st = nam_megatron_pattern_from_ratios(0, 0, 0, b, sizeof b, &e);
-    CHECK("pattern_from_ratios: 0 layers refused", st == NAM_ERR_RANGE, "%s", nam_status_str(st));
+    CHECK(st == NAM_ERR_RANGE, "pattern_from_ratios: 0 layers refused", "%s", nam_status_str(st));
     st = nam_megatron_pattern_from_ratios(100, 0, 0, b, 50, &e);
-    CHECK("pattern_from_ratios: small buffer refused", st == NAM_ERR_INVALID_ARG, "%s", nam_status_str(st));
+    CHECK(st == NAM_ERR_INVALID_ARG, "pattern_from_ratios: small buffer refused", "%s", nam_status_str(st));
     st = nam_megatron_layer_maps("D+M-DM", 6, local, &e);
-    CHECK("layer maps: index within each layer type", st == NAM_OK && local[0] == 0 && local[4] == 1 && local[5] == 1 && local[3] == 0, "%s", e.message);
+    CHECK(st == NAM_OK && local[0] == 0 && local[4] == 1 && local[5] == 1 && local[3] == 0, "layer maps: index within each layer type", "%s", e.message);
     st = nam_megatron_layer_maps("M|M", 3, local, &e);
-    CHECK("layer maps: '|' is not a layer", st == NAM_ERR_SYMBOL && e.layer == 1, "%s", e.message);
+    CHECK(st == NAM_ERR_SYMBOL && e.layer == 1, "layer maps: '|' is not a layer", "%s", e.message);
 }
 
 /* ---- recipes --------------------------------------------------------------------- */
@@ -258,7 +245,7 @@ static void expect_recipe_err(const char *desc, const char *text, size_t len, na
     nam_status st;
     nam_recipe_init(&r, &e);
     st = nam_recipe_parse(&r, text, len ? len : strlen(text), "t.recipe", &e);
-    CHECK(desc, st == code && e.line == line && e.column == col && strstr(e.message, "t.recipe:") && (!needle || strstr(e.message, needle)) && r.tp == 2,
+    CHECK(st == code && e.line == line && e.column == col && strstr(e.message, "t.recipe:") && (!needle || strstr(e.message, needle)) && r.tp == 2, desc,
           "status %s (want %s) at %d:%d (want %d:%d): %s", nam_status_str(st), nam_status_str(code), e.line, e.column, line, col, e.message);
     nam_recipe_free(&r);
 }
@@ -270,11 +257,11 @@ static void test_recipe(void) {
     char *text = NULL;
     int i, n;
     nam_recipe_init(&r, &e);
-    CHECK("built-in recipe is NAM56R: motif AEMEAEMEAEMR, depth 52, MTP block AF", !strcmp(r.name, "NAM56R") && !strcmp(r.pattern, "AEMEAEMEAEMR/AF") && r.tile && r.depth == 52, "%s %s", r.name, r.pattern);
+    CHECK(!strcmp(r.name, "NAM56R") && !strcmp(r.pattern, "AEMEAEMEAEMR/AF") && r.tile && r.depth == 52, "built-in recipe is NAM56R: motif AEMEAEMEAEMR, depth 52, MTP block AF", "%s %s", r.name, r.pattern);
     st = nam_recipe_parse(&r, "# c\n[parallel]\ntp = 4   # four\n; other comment\n[pattern]\nmap = \"R=G\"\nmodel.hidden_size=2048\n", 0, "x", &e);
-    CHECK("recipe: sections, comments, quotes, section.key", st == NAM_OK && r.tp == 4 && !strcmp(r.map, "R=G") && r.hidden_size == 2048, "%s", e.message);
+    CHECK(st == NAM_OK && r.tp == 4 && !strcmp(r.map, "R=G") && r.hidden_size == 2048, "recipe: sections, comments, quotes, section.key", "%s", e.message);
     st = nam_recipe_parse(&r, "[pattern]\n\n text = AEME/AE\n", 0, "p.recipe", &e);
-    CHECK("recipe records where the pattern was written", st == NAM_OK && r.pattern_line == 3 && r.pattern_column == 9 && !strcmp(r.pattern_source, "p.recipe"), "%d:%d", r.pattern_line, r.pattern_column);
+    CHECK(st == NAM_OK && r.pattern_line == 3 && r.pattern_column == 9 && !strcmp(r.pattern_source, "p.recipe"), "recipe records where the pattern was written", "%d:%d", r.pattern_line, r.pattern_column);
     nam_recipe_free(&r);
     expect_recipe_err("recipe: unknown key", "[model]\nhiden_size = 3\n", 0, NAM_ERR_UNKNOWN_KEY, 2, 1, "hiden_size");
     expect_recipe_err("recipe: unknown section", "[modle]\n", 0, NAM_ERR_UNKNOWN_KEY, 1, 2, "modle");
@@ -296,16 +283,16 @@ static void test_recipe(void) {
     /* --set style */
     nam_recipe_init(&r, &e);
     st = nam_recipe_set(&r, "pattern.dsa_layers", " 0, 4 ,12", &e);
-    CHECK("list entries may have blanks around the commas", st == NAM_OK && r.num_dsa_layers == 3 && r.dsa_layers[1] == 4 && r.dsa_layers[2] == 12, "%s", e.message);
+    CHECK(st == NAM_OK && r.num_dsa_layers == 3 && r.dsa_layers[1] == 4 && r.dsa_layers[2] == 12, "list entries may have blanks around the commas", "%s", e.message);
     st = nam_recipe_set(&r, "pattern.dsa_layers", "0,,4", &e);
-    CHECK("empty list entry is an error", st == NAM_ERR_SYNTAX && strstr(e.message, "entry 2"), "%s", e.message);
+    CHECK(st == NAM_ERR_SYNTAX && strstr(e.message, "entry 2"), "empty list entry is an error", "%s", e.message);
     nam_recipe_set(&r, "pattern.dsa_layers", "", &e);
     st = nam_recipe_set(&r, "tp", "8", &e);
-    CHECK("set by bare unique key", st == NAM_OK && r.tp == 8, "%s", e.message);
+    CHECK(st == NAM_OK && r.tp == 8, "set by bare unique key", "%s", e.message);
     st = nam_recipe_set(&r, "ffn_hidden_size", "8", &e);
-    CHECK("ambiguous bare key is an error", st == NAM_ERR_UNKNOWN_KEY && strstr(e.message, "ambiguous"), "%s", e.message);
+    CHECK(st == NAM_ERR_UNKNOWN_KEY && strstr(e.message, "ambiguous"), "ambiguous bare key is an error", "%s", e.message);
     st = nam_recipe_set(&r, "parallel.bogus", "1", &e);
-    CHECK("unknown key via set", st == NAM_ERR_UNKNOWN_KEY && strstr(e.message, "parallel.bogus"), "%s", e.message);
+    CHECK(st == NAM_ERR_UNKNOWN_KEY && strstr(e.message, "parallel.bogus"), "unknown key via set", "%s", e.message);
     /* write then parse gives the same recipe */
     nam_recipe_set(&r, "pattern.dsa_layers", "0,4", &e);
     nam_recipe_set(&r, "model.mla", "true", &e);
@@ -313,7 +300,7 @@ static void test_recipe(void) {
     st = nam_recipe_write(&r, &text, &e);
     nam_recipe_init(&r2, &e);
     if (st == NAM_OK) st = nam_recipe_parse(&r2, text, strlen(text), "written", &e);
-    CHECK("recipe write -> parse round trip", st == NAM_OK && r2.tp == 8 && r2.mla == 1 && r2.num_dsa_layers == 2 && r2.dsa_layers[1] == 4 && !strcmp(r2.name, r.name),
+    CHECK(st == NAM_OK && r2.tp == 8 && r2.mla == 1 && r2.num_dsa_layers == 2 && r2.dsa_layers[1] == 4 && !strcmp(r2.name, r.name), "recipe write -> parse round trip",
           "%s", e.message);
     nam_free(text);
     nam_recipe_free(&r2);
@@ -323,7 +310,7 @@ static void test_recipe(void) {
         int amb;
         if (nam__field_find(nam_recipe_key(i), &amb) != i) break;
     }
-    CHECK("every recipe key resolves to itself", n > 50 && i == n, "%d of %d", i, n);
+    CHECK(n > 50 && i == n, "every recipe key resolves to itself", "%d of %d", i, n);
 }
 
 /* ---- translator and policy ----------------------------------------------------------- */
@@ -335,13 +322,13 @@ static void test_translate(void) {
     int i, ok;
     /* plan mode: R is a seam, no native pattern */
     st = plan_with(&p, &e, NULL);
-    CHECK("default plan succeeds in plan mode", st == NAM_OK, "%s", e.message);
+    CHECK(st == NAM_OK, "default plan succeeds in plan mode", "%s", e.message);
     if (st == NAM_OK) {
         int r_seams = 0;
-        CHECK("R seam withholds the native pattern", p.native_pattern == NULL && p.unresolved == 4, "unresolved %d", p.unresolved);
+        CHECK(p.native_pattern == NULL && p.unresolved == 4, "R seam withholds the native pattern", "unresolved %d", p.unresolved);
         for (i = 0; i < p.num_seams; i++)
             if (p.seams[i].family == 'R' && p.seams[i].kind == NAM_SEAM_UNMAPPED && p.seams[i].num_layers == 4 && p.seams[i].layers[0] == 11) r_seams++;
-        CHECK("recurrent-tail seam names layers 11..47", r_seams == 1, "%d", r_seams);
+        CHECK(r_seams == 1, "recurrent-tail seam names layers 11..47", "%d", r_seams);
         ok = 1;
         for (i = 0; i < 52; i++) {
             char fam = p.layers[i].family, nat = p.layers[i].native;
@@ -350,10 +337,10 @@ static void test_translate(void) {
             if (fam == 'E' && nat != 'E') ok = 0;
             if (fam == 'M' && nat != 'M') ok = 0;
         }
-        CHECK("A->*, E->E, M->M, R->none", ok, "mismatch");
+        CHECK(ok, "A->*, E->E, M->M, R->none", "mismatch");
         for (i = 0; i < p.num_args; i++) if (!strcmp(p.args[i].flag, "--hybrid-layer-pattern")) break;
-        CHECK("no --hybrid-layer-pattern while seams remain", i == p.num_args, "found one");
-        CHECK("dp 2, expert dp 1, vpp 2, 32 microbatches for the defaults", p.dp == 2 && p.edp == 1 && p.vpp == 2 && p.num_microbatches == 32,
+        CHECK(i == p.num_args, "no --hybrid-layer-pattern while seams remain", "found one");
+        CHECK(p.dp == 2 && p.edp == 1 && p.vpp == 2 && p.num_microbatches == 32, "dp 2, expert dp 1, vpp 2, 32 microbatches for the defaults",
               "dp %d edp %d vpp %d nmb %d", p.dp, p.edp, p.vpp, p.num_microbatches);
         {
             char *js = NULL;
@@ -366,17 +353,17 @@ static void test_translate(void) {
                 doc = st == NAM_OK ? json_parse(js, strlen(js), eb, sizeof eb) : NULL;
                 if (k == 0) {
                     v = doc ? json_get(doc->root, "counts") : NULL;
-                    CHECK("plan JSON parses and counts A13 E22 M13 R4",
-                          v && json_get(v, "A")->number == 13 && json_get(v, "E")->number == 22 && json_get(v, "M")->number == 13 && json_get(v, "R")->number == 4 &&
+                    CHECK(v && json_get(v, "A")->number == 13 && json_get(v, "E")->number == 22 && json_get(v, "M")->number == 13 && json_get(v, "R")->number == 4 &&
                           json_get(doc->root, "native_pattern")->type == JSON_NULL && json_len(json_get(doc->root, "layers")) == 52,
+                          "plan JSON parses and counts A13 E22 M13 R4",
                           "%s", doc ? "bad values" : eb);
                 } else if (k == 2) {
-                    CHECK("launch JSON keeps generated_native_args and fixed_policy apart",
-                          doc && json_get(doc->root, "generated_native_args") && json_get(doc->root, "fixed_policy") && json_get(doc->root, "launcher_profile") &&
+                    CHECK(doc && json_get(doc->root, "generated_native_args") && json_get(doc->root, "fixed_policy") && json_get(doc->root, "launcher_profile") &&
                           json_get(json_get(doc->root, "fixed_policy"), "mtp_depths") && !json_get(json_get(doc->root, "fixed_policy"), "args"),
+                          "launch JSON keeps generated_native_args and fixed_policy apart",
                           "%s", doc ? "missing fields" : eb);
                 } else {
-                    CHECK("args JSON parses with custom_notes", doc && json_len(json_get(doc->root, "custom_notes")) == 2, "%s", doc ? "bad notes" : eb);
+                    CHECK(doc && json_len(json_get(doc->root, "custom_notes")) == 2, "args JSON parses with custom_notes", "%s", doc ? "bad notes" : eb);
                 }
                 if (doc) json_free(doc);
                 nam_free(js);
@@ -389,20 +376,20 @@ static void test_translate(void) {
     {
         const char *s[] = { "recipe.mode", "strict", NULL };
         st = plan_with(&p, &e, s);
-        CHECK("strict mode stops at the first R with its position", st == NAM_ERR_UNSUPPORTED && e.layer == 11 && e.stage == 0 && e.column == 12 && strstr(e.message, "R at layer 11"),
+        CHECK(st == NAM_ERR_UNSUPPORTED && e.layer == 11 && e.stage == 0 && e.column == 12 && strstr(e.message, "R at layer 11"), "strict mode stops at the first R with its position",
               "%s layer %d stage %d col %d: %s", nam_status_str(st), e.layer, e.stage, e.column, e.message);
     }
     {
         const char *s[] = { "recipe.mode", "strict", "pattern.stages", "0", "pattern.tile", "false", "pattern.depth", "0", "pattern.text", "AEME|AEMR", "parallel.pp", "2", NULL };
         st = plan_with(&p, &e, s);
-        CHECK("strict error in stage 1 of a written pattern", st == NAM_ERR_UNSUPPORTED && e.layer == 7 && e.stage == 1 && e.column == 9, "layer %d stage %d col %d", e.layer, e.stage, e.column);
+        CHECK(st == NAM_ERR_UNSUPPORTED && e.layer == 7 && e.stage == 1 && e.column == 9, "strict error in stage 1 of a written pattern", "layer %d stage %d col %d", e.layer, e.stage, e.column);
     }
     {   /* a pattern from a recipe file reports file:line:column of the letter */
         nam_recipe r;
         nam_recipe_init(&r, &e);
         nam_recipe_parse(&r, "[recipe]\nmode = strict\n[pattern]\ntext = AEMEAEMEAEMR\n", 0, "f.recipe", &e);
         st = nam_plan_make(&r, &p, &e);
-        CHECK("strict error carries the recipe file position", st == NAM_ERR_UNSUPPORTED && e.line == 4 && e.column == 19 && !strcmp(e.source, "f.recipe"),
+        CHECK(st == NAM_ERR_UNSUPPORTED && e.line == 4 && e.column == 19 && !strcmp(e.source, "f.recipe"), "strict error carries the recipe file position",
               "%s:%d:%d", e.source, e.line, e.column);
         nam_recipe_free(&r);
     }
@@ -412,23 +399,23 @@ static void test_translate(void) {
         st = plan_with(&p, &e, s);
         build_expected(expect, "AEMEAEMEAEMR", 52, 13, 'G');
         strcat(expect, "/*-");   /* the built-in MTP block AF */
-        CHECK("R=G binding lowers to G with the 4 stage breaks kept", st == NAM_OK && p.native_pattern && !strcmp(p.native_pattern, expect), "%s / %s", p.native_pattern ? p.native_pattern : e.message, expect);
+        CHECK(st == NAM_OK && p.native_pattern && !strcmp(p.native_pattern, expect), "R=G binding lowers to G with the 4 stage breaks kept", "%s / %s", p.native_pattern ? p.native_pattern : e.message, expect);
         if (st == NAM_OK) {
-            CHECK("binding recorded as a decision; no seams", p.num_decisions == 1 && p.decisions[0].family == 'R' && p.decisions[0].symbol == 'G' && p.num_seams == 0,
+            CHECK(p.num_decisions == 1 && p.decisions[0].family == 'R' && p.decisions[0].symbol == 'G' && p.num_seams == 0, "binding recorded as a decision; no seams",
                   "%d decisions %d seams", p.num_decisions, p.num_seams);
             for (i = 0; i < p.num_args; i++) if (!strcmp(p.args[i].flag, "--linear-num-key-heads")) break;
-            CHECK("G layers bring the GDN args", i < p.num_args, "missing");
+            CHECK(i < p.num_args, "G layers bring the GDN args", "missing");
             nam_plan_free(&p);
         }
     }
     {
         const char *s[] = { "pattern.map", "R=G", "pattern.mamba_impl", "mamba2", "pattern.text", "AEMEAEMEAEMR/AE/AE", NULL };
         st = plan_with(&p, &e, s);
-        CHECK("MTP suffix stays separate in the native pattern", st == NAM_OK && p.native_pattern && strstr(p.native_pattern, "EME/*E/*E") && p.mpattern.mtp_depths == 2,
+        CHECK(st == NAM_OK && p.native_pattern && strstr(p.native_pattern, "EME/*E/*E") && p.mpattern.mtp_depths == 2, "MTP suffix stays separate in the native pattern",
               "%s", p.native_pattern ? p.native_pattern : e.message);
         if (st == NAM_OK) {
             for (i = 0; i < p.num_args; i++) if (!strcmp(p.args[i].flag, "--mtp-num-layers")) break;
-            CHECK("--mtp-num-layers 2 emitted", i < p.num_args && !strcmp(p.args[i].value, "2"), "missing");
+            CHECK(i < p.num_args && !strcmp(p.args[i].value, "2"), "--mtp-num-layers 2 emitted", "missing");
             nam_plan_free(&p);
         }
     }
@@ -436,7 +423,7 @@ static void test_translate(void) {
     {
         const char *s[] = { "pattern.map", "R=G", "model.mla", "true", "model.num_query_groups", "0", "pattern.dsa_layers", "0,12", NULL };
         st = plan_with(&p, &e, s);
-        CHECK("MLA lowers A to '+', DSA layers to 'D'", st == NAM_OK && p.layers[0].native == 'D' && p.layers[4].native == '+' && p.layers[12].native == 'D', "%s", e.message);
+        CHECK(st == NAM_OK && p.layers[0].native == 'D' && p.layers[4].native == '+' && p.layers[12].native == 'D', "MLA lowers A to '+', DSA layers to 'D'", "%s", e.message);
         if (st == NAM_OK) nam_plan_free(&p);
     }
     {
@@ -462,7 +449,7 @@ static void test_translate(void) {
     {
         const char *s[] = { "pattern.families", "X", "pattern.text", "AEMX", "pattern.stages", "1", "parallel.pp", "1", NULL };
         st = plan_with(&p, &e, s);
-        CHECK("declared family without binding is a named seam", st == NAM_OK && p.num_seams == 2 && !strcmp(p.seams[1].name, "custom-family-X") && !p.native_pattern,
+        CHECK(st == NAM_OK && p.num_seams == 2 && !strcmp(p.seams[1].name, "custom-family-X") && !p.native_pattern, "declared family without binding is a named seam",
               "%s", e.message);
         if (st == NAM_OK) nam_plan_free(&p);
     }
@@ -473,7 +460,7 @@ static void test_translate(void) {
     {
         const char *s[] = { "pattern.mamba_impl", "mamba2", "pattern.map", "R=G", NULL };
         st = plan_with(&p, &e, s);
-        CHECK("mamba2 is native: no seams at all", st == NAM_OK && p.num_seams == 0, "%s", e.message);
+        CHECK(st == NAM_OK && p.num_seams == 0, "mamba2 is native: no seams at all", "%s", e.message);
         if (st == NAM_OK) nam_plan_free(&p);
     }
     /* launch policy (megatron.md section 4) */
@@ -501,7 +488,7 @@ static void test_translate(void) {
     { const char *s[] = { "pattern.depth", "-1", NULL }; expect_plan_err("negative depth via set", s, NAM_ERR_RANGE, "-1"); }
     { const char *s[] = { "pattern.stages", "0", "parallel.first_stage_layers", "26", "parallel.last_stage_layers", "26", NULL };
       st = plan_with(&p, &e, s);
-      CHECK("uneven PP via first/last layers without pipes", st == NAM_OK && p.layout.stages[1].seg.offset == 26, "%s", e.message);
+      CHECK(st == NAM_OK && p.layout.stages[1].seg.offset == 26, "uneven PP via first/last layers without pipes", "%s", e.message);
       if (st == NAM_OK) nam_plan_free(&p); }
 }
 
@@ -516,47 +503,47 @@ static void test_ranks(void) {
     memset(&d, 0, sizeof d);
     d.world_size = 8; d.tp = 2; d.cp = 2; d.ep = 4; d.etp = 1;
     st = nam_rankmap_build(&d, &m, &e);
-    CHECK("world 8, TP2 CP2 EP4 ETP1 -> DP2, EDP2 (megatron.md section 5)", st == NAM_OK && m.dp == 2 && m.edp == 2, "%s", e.message);
+    CHECK(st == NAM_OK && m.dp == 2 && m.edp == 2, "world 8, TP2 CP2 EP4 ETP1 -> DP2, EDP2 (megatron.md section 5)", "%s", e.message);
     if (st == NAM_OK) {
         g = nam_rankmap_find(&m, 0, "tp");
-        CHECK("decoder tp groups [[0,1],...]", g && g->num_groups == 4 && g->ranks[0] == 0 && g->ranks[1] == 1 && g->ranks[2] == 2, "bad");
+        CHECK(g && g->num_groups == 4 && g->ranks[0] == 0 && g->ranks[1] == 1 && g->ranks[2] == 2, "decoder tp groups [[0,1],...]", "bad");
         g = nam_rankmap_find(&m, 1, "ep");
-        CHECK("expert ep groups [[0,1,2,3],[4,5,6,7]]", g && g->num_groups == 2 && g->group_size == 4 && g->ranks[3] == 3 && g->ranks[4] == 4, "bad");
+        CHECK(g && g->num_groups == 2 && g->group_size == 4 && g->ranks[3] == 3 && g->ranks[4] == 4, "expert ep groups [[0,1,2,3],[4,5,6,7]]", "bad");
         st = nam_rankmap_query_rank(&m, 5, &c, &e);
-        CHECK("rank 5 coordinates: tp 1, cp 0, dp 1, ep 1", st == NAM_OK && c.tp == 1 && c.cp == 0 && c.dp == 1 && c.pp == 0 && c.ep == 1 && c.etp == 0 && c.edp == 1,
+        CHECK(st == NAM_OK && c.tp == 1 && c.cp == 0 && c.dp == 1 && c.pp == 0 && c.ep == 1 && c.etp == 0 && c.edp == 1, "rank 5 coordinates: tp 1, cp 0, dp 1, ep 1",
               "tp %d cp %d dp %d ep %d edp %d", c.tp, c.cp, c.dp, c.ep, c.edp);
         st = nam_rankmap_query_rank(&m, 8, &c, &e);
-        CHECK("rank out of range", st == NAM_ERR_RANGE, "%s", nam_status_str(st));
+        CHECK(st == NAM_ERR_RANGE, "rank out of range", "%s", nam_status_str(st));
         nam_rankmap_free(&m);
     }
     d.world_size = 12; d.tp = 8; d.cp = 1; d.ep = 1; d.etp = 0;
     st = nam_rankmap_build(&d, &m, &e);
-    CHECK("world not divisible by tp", st == NAM_ERR_PARALLEL && strstr(e.message, "12"), "%s", e.message);
+    CHECK(st == NAM_ERR_PARALLEL && strstr(e.message, "12"), "world not divisible by tp", "%s", e.message);
     d.world_size = 8; d.tp = 2; d.order = "tp-cp-ep-pp-dp";
     st = nam_rankmap_build(&d, &m, &e);
-    CHECK("alternative order tp-cp-ep-pp-dp", st == NAM_OK && m.dp == 4, "%s", e.message);
+    CHECK(st == NAM_OK && m.dp == 4, "alternative order tp-cp-ep-pp-dp", "%s", e.message);
     if (st == NAM_OK) {
         g = nam_rankmap_find(&m, 0, "dp");
-        CHECK("tp-cp-ep-pp-dp: dp groups stride tp*pp", g && g->ranks[0] == 0 && g->ranks[1] == 2, "bad");
+        CHECK(g && g->ranks[0] == 0 && g->ranks[1] == 2, "tp-cp-ep-pp-dp: dp groups stride tp*pp", "bad");
         nam_rankmap_free(&m);
     }
     d.order = "tp-xx-dp";
     st = nam_rankmap_build(&d, &m, &e);
-    CHECK("unknown axis in the order", st == NAM_ERR_INVALID_ARG && strstr(e.message, "xx"), "%s", e.message);
+    CHECK(st == NAM_ERR_INVALID_ARG && strstr(e.message, "xx"), "unknown axis in the order", "%s", e.message);
     d.order = NULL;
     d.world_size = 1 << 30;
     st = nam_rankmap_build(&d, &m, &e);
-    CHECK("world size bound", st == NAM_ERR_RANGE, "%s", nam_status_str(st));
+    CHECK(st == NAM_ERR_RANGE, "world size bound", "%s", nam_status_str(st));
     {
         nam_rankgen_desc gd;
         nam_rank_groups gr;
         memset(&gd, 0, sizeof gd);
         gd.tp = 2; gd.dp = 2; gd.ep = 2; gd.cp = 2;
         st = nam_rankgen_ranks(&gd, "tp", &gr, &e);
-        CHECK("RankGenerator refuses ep > 1 with cp > 1", st == NAM_ERR_PARALLEL, "%s", nam_status_str(st));
+        CHECK(st == NAM_ERR_PARALLEL, "RankGenerator refuses ep > 1 with cp > 1", "%s", nam_status_str(st));
         gd.ep = 1; gd.order = "tp-dp";
         st = nam_rankgen_ranks(&gd, "tp", &gr, &e);
-        CHECK("RankGenerator refuses an order that omits an axis of size > 1", st == NAM_ERR_PARALLEL && strstr(e.message, "cp"), "%s", e.message);
+        CHECK(st == NAM_ERR_PARALLEL && strstr(e.message, "cp"), "RankGenerator refuses an order that omits an axis of size > 1", "%s", e.message);
     }
 }
 
@@ -567,19 +554,19 @@ static void test_misc(void) {
         int k;
         for (k = 0; k < i; k++) if (!strcmp(nam_status_str((nam_status)i), nam_status_str((nam_status)k))) distinct = 0;
     }
-    CHECK("status texts are distinct", distinct, "duplicate text");
-    CHECK("out-of-range status", !strcmp(nam_status_str((nam_status)999), "unknown status"), "%s", nam_status_str((nam_status)999));
+    CHECK(distinct, "status texts are distinct", "duplicate text");
+    CHECK(!strcmp(nam_status_str((nam_status)999), "unknown status"), "out-of-range status", "%s", nam_status_str((nam_status)999));
     q = nam_shell_quote("M*|M'E");
-    CHECK("shell quoting of * | and '", q && !strcmp(q, "'M*|M'\\''E'"), "%s", q ? q : "NULL");
+    CHECK(q && !strcmp(q, "'M*|M'\\''E'"), "shell quoting of * | and '", "%s", q ? q : "NULL");
     nam_free(q);
     q = nam_shell_quote("hybrid_stack_spec");
-    CHECK("plain words stay unquoted", q && !strcmp(q, "hybrid_stack_spec"), "%s", q ? q : "NULL");
+    CHECK(q && !strcmp(q, "hybrid_stack_spec"), "plain words stay unquoted", "%s", q ? q : "NULL");
     nam_free(q);
     {
         nam_pattern p;
         nam_error e;
-        CHECK("NULL desc is an error, not a crash", nam_pattern_parse(NULL, &p, &e) == NAM_ERR_INVALID_ARG, "bad");
-        CHECK("NULL error record is allowed", parse_pat("Q", 0, 0, 0, 0, NULL, &p, NULL) == NAM_ERR_SYMBOL, "bad");
+        CHECK(nam_pattern_parse(NULL, &p, &e) == NAM_ERR_INVALID_ARG, "NULL desc is an error, not a crash", "bad");
+        CHECK(parse_pat("Q", 0, 0, 0, 0, NULL, &p, NULL) == NAM_ERR_SYMBOL, "NULL error record is allowed", "bad");
     }
 }
 
@@ -612,7 +599,7 @@ static void expect_plan_arg(const char *desc, const char *const *sets, const cha
     nam_status st = plan_with(&p, &e, sets);
     const char *v = st == NAM_OK ? arg_of(&p, flag) : NULL;
     int ok = st == NAM_OK && (value ? v && !strcmp(v, value) : !v);
-    CHECK(desc, ok, "status %s %s; %s = %s (want %s)", nam_status_str(st), st ? e.message : "", flag, v ? v : "(absent)", value ? value : "(absent)");
+    CHECK(ok, desc, "status %s %s; %s = %s (want %s)", nam_status_str(st), st ? e.message : "", flag, v ? v : "(absent)", value ? value : "(absent)");
     if (st == NAM_OK) nam_plan_free(&p);
 }
 
@@ -624,14 +611,14 @@ static void test_megatron_rules(void) {
     {
         const char *s[] = { "pattern.map", "R=G", "model.mla", "true", "model.num_query_groups", "0", "pattern.dsa_layers", "0,12,24", NULL };
         st = plan_with(&p, &e, s);
-        CHECK("DSA plan gets --no-rope-fusion and a decision naming Megatron's rule",
-              st == NAM_OK && arg_of(&p, "--no-rope-fusion") && decision_has(&p, "transformer_config.py:3163"), "%s", e.message);
-        CHECK("DSA plan gets --experimental-attention-variant dsa and the indexer dims of [dsa]",
-              st == NAM_OK && arg_of(&p, "--experimental-attention-variant") && !strcmp(arg_of(&p, "--experimental-attention-variant"), "dsa") &&
+        CHECK(st == NAM_OK && arg_of(&p, "--no-rope-fusion") && decision_has(&p, "transformer_config.py:3163"),
+              "DSA plan gets --no-rope-fusion and a decision naming Megatron's rule", "%s", e.message);
+        CHECK(st == NAM_OK && arg_of(&p, "--experimental-attention-variant") && !strcmp(arg_of(&p, "--experimental-attention-variant"), "dsa") &&
               arg_of(&p, "--dsa-indexer-n-heads") && !strcmp(arg_of(&p, "--dsa-indexer-n-heads"), "32") &&
               arg_of(&p, "--dsa-indexer-head-dim") && !strcmp(arg_of(&p, "--dsa-indexer-head-dim"), "64") &&
               arg_of(&p, "--dsa-indexer-topk") && !strcmp(arg_of(&p, "--dsa-indexer-topk"), "256") &&
-              arg_of(&p, "--dsa-indexer-loss-coeff") && !strcmp(arg_of(&p, "--dsa-indexer-loss-coeff"), "0.001"), "%s", e.message);
+              arg_of(&p, "--dsa-indexer-loss-coeff") && !strcmp(arg_of(&p, "--dsa-indexer-loss-coeff"), "0.001"),
+              "DSA plan gets --experimental-attention-variant dsa and the indexer dims of [dsa]", "%s", e.message);
         if (st == NAM_OK) nam_plan_free(&p);
     }
     { const char *s[] = { "pattern.map", "R=G", "model.mla", "true", "model.num_query_groups", "0", NULL };
@@ -700,33 +687,33 @@ static void test_seams(void) {
         const nam_seam *m;
         st = plan_with(&p, &e, s);
         m = st == NAM_OK ? seam_of(&p, "m2rnn-mixer") : NULL;
-        CHECK("R=M: native pattern emitted with M at the R layers",
-              st == NAM_OK && p.native_pattern && p.layers[11].native == 'M' && p.layers[47].native == 'M' && p.layers[11].seam >= 0, "%s", e.message);
-        CHECK("R=M: seam m2rnn-mixer is a custom implementation at 11,23,35,47 naming M2RNN and its dims",
-              m && m->kind == NAM_SEAM_CUSTOM_IMPL && m->num_layers == 4 && m->layers[0] == 11 && m->layers[3] == 47 &&
+        CHECK(st == NAM_OK && p.native_pattern && p.layers[11].native == 'M' && p.layers[47].native == 'M' && p.layers[11].seam >= 0,
+              "R=M: native pattern emitted with M at the R layers", "%s", e.message);
+        CHECK(m && m->kind == NAM_SEAM_CUSTOM_IMPL && m->num_layers == 4 && m->layers[0] == 11 && m->layers[3] == 47 &&
               !strcmp(m->mixer, "m2rnn") && strstr(m->detail, "k_head_dim=64") && strstr(m->detail, "v_head_dim=16") &&
               strstr(m->detail, "value_heads=51") && strstr(m->detail, "conv_kernel=4") && strstr(m->detail, "residual_D=on"),
+              "R=M: seam m2rnn-mixer is a custom implementation at 11,23,35,47 naming M2RNN and its dims",
               "%s", m ? m->detail : e.message);
-        CHECK("R=M: the binding is a decision that keeps M2RNN", st == NAM_OK && decision_has(&p, "R=M") && decision_has(&p, "M2RNN"), "decisions %d", p.num_decisions);
+        CHECK(st == NAM_OK && decision_has(&p, "R=M") && decision_has(&p, "M2RNN"), "R=M: the binding is a decision that keeps M2RNN", "decisions %d", p.num_decisions);
         if (st == NAM_OK) nam_plan_free(&p);
     }
     {   /* heads = floor(3584 / 80) = 44 (nam56r-blocks.md) */
         const char *s[] = { "pattern.map", "R=M", "model.hidden_size", "3584", "model.num_attention_heads", "28", "model.num_query_groups", "4", "mamba.num_groups", "8", NULL };
         st = plan_with(&p, &e, s);
-        CHECK("M2RNN heads at hidden 3584 are 44", st == NAM_OK && seam_of(&p, "m2rnn-mixer") && strstr(seam_of(&p, "m2rnn-mixer")->detail, "value_heads=44"), "%s", st ? e.message : seam_of(&p, "m2rnn-mixer")->detail);
+        CHECK(st == NAM_OK && seam_of(&p, "m2rnn-mixer") && strstr(seam_of(&p, "m2rnn-mixer")->detail, "value_heads=44"), "M2RNN heads at hidden 3584 are 44", "%s", st ? e.message : seam_of(&p, "m2rnn-mixer")->detail);
         if (st == NAM_OK) nam_plan_free(&p);
     }
     { const char *s[] = { "pattern.map", "R=M", "m2rnn.num_heads", "8", "m2rnn.residual", "false", NULL };
       st = plan_with(&p, &e, s);
-      CHECK("m2rnn.num_heads and residual reach the seam", st == NAM_OK && strstr(seam_of(&p, "m2rnn-mixer")->detail, "value_heads=8 ") && strstr(seam_of(&p, "m2rnn-mixer")->detail, "residual_D=off"), "%s", e.message);
+      CHECK(st == NAM_OK && strstr(seam_of(&p, "m2rnn-mixer")->detail, "value_heads=8 ") && strstr(seam_of(&p, "m2rnn-mixer")->detail, "residual_D=off"), "m2rnn.num_heads and residual reach the seam", "%s", e.message);
       if (st == NAM_OK) nam_plan_free(&p); }
     { const char *s[] = { "pattern.map", "R=G", NULL };
       st = plan_with(&p, &e, s);
-      CHECK("R=G: recorded as Gated DeltaNet replacing M2RNN, no m2rnn seam", st == NAM_OK && decision_has(&p, "REPLACED") && decision_has(&p, "Gated DeltaNet") && !seam_of(&p, "m2rnn-mixer"), "%s", e.message);
+      CHECK(st == NAM_OK && decision_has(&p, "REPLACED") && decision_has(&p, "Gated DeltaNet") && !seam_of(&p, "m2rnn-mixer"), "R=G: recorded as Gated DeltaNet replacing M2RNN, no m2rnn seam", "%s", e.message);
       if (st == NAM_OK) nam_plan_free(&p); }
     { const char *s[] = { NULL };
       st = plan_with(&p, &e, s);
-      CHECK("unbound R: the recurrent-tail seam names the M2RNN mixer", st == NAM_OK && seam_of(&p, "recurrent-tail") && !strcmp(seam_of(&p, "recurrent-tail")->mixer, "m2rnn") && strstr(seam_of(&p, "recurrent-tail")->detail, "M2RNN"), "%s", e.message);
+      CHECK(st == NAM_OK && seam_of(&p, "recurrent-tail") && !strcmp(seam_of(&p, "recurrent-tail")->mixer, "m2rnn") && strstr(seam_of(&p, "recurrent-tail")->detail, "M2RNN"), "unbound R: the recurrent-tail seam names the M2RNN mixer", "%s", e.message);
       if (st == NAM_OK) nam_plan_free(&p); }
     /* model.spec */
     { const char *s[] = { "recipe.mode", "strict", "pattern.map", "R=M", NULL };
@@ -743,10 +730,10 @@ static void test_seams(void) {
             char d[96];
             st = nam_recipe_set(&r, "model.spec", bad[i], &e);
             snprintf(d, sizeof d, "model.spec '%s' is refused as not 'module.path builder_name'", bad[i]);
-            CHECK(d, st == NAM_ERR_SYNTAX && strstr(e.message, "model.spec"), "status %s: %s", nam_status_str(st), e.message);
+            CHECK(st == NAM_ERR_SYNTAX && strstr(e.message, "model.spec"), d, "status %s: %s", nam_status_str(st), e.message);
         }
         st = nam_recipe_parse(&r, "[model]\nspec = a.b c d\n", 0, "s.recipe", &e);
-        CHECK("a bad spec in a file names file:line:column", st == NAM_ERR_SYNTAX && e.line == 2 && e.column == 8 && strstr(e.message, "s.recipe:2:8"), "%s", e.message);
+        CHECK(st == NAM_ERR_SYNTAX && e.line == 2 && e.column == 8 && strstr(e.message, "s.recipe:2:8"), "a bad spec in a file names file:line:column", "%s", e.message);
         nam_recipe_free(&r);
     }
     /* Mamba-3 keys */
@@ -764,14 +751,14 @@ static void test_seams(void) {
         nam_recipe r;
         nam_recipe_init(&r, &e);
         st = nam_recipe_parse(&r, "[pattern]\nmamba_impl = mamba2\n[mamba3]\n  mimo_rank = 2\n", 0, "m.recipe", &e);
-        CHECK("a Mamba-3 setting with mamba_impl mamba2 in a file: file:line:column of the key", st == NAM_ERR_CONFLICT && e.line == 4 && e.column == 3 && strstr(e.message, "m.recipe:4:3") && strstr(e.message, "mimo_rank"), "%s", e.message);
+        CHECK(st == NAM_ERR_CONFLICT && e.line == 4 && e.column == 3 && strstr(e.message, "m.recipe:4:3") && strstr(e.message, "mimo_rank"), "a Mamba-3 setting with mamba_impl mamba2 in a file: file:line:column of the key", "%s", e.message);
         nam_recipe_free(&r);
     }
     { const char *s[] = { "mamba3.mimo", "true", "mamba3.mimo_rank", "4", "mamba3.chunk_size", "16", NULL };
       st = plan_with(&p, &e, s);
-      CHECK("Mamba-3 MIMO settings reach the mamba3-mixer seam", st == NAM_OK && strstr(seam_of(&p, "mamba3-mixer")->detail, "MIMO") && strstr(seam_of(&p, "mamba3-mixer")->detail, "rank=4") && strstr(seam_of(&p, "mamba3-mixer")->detail, "chunk_size=16"), "%s", e.message);
+      CHECK(st == NAM_OK && strstr(seam_of(&p, "mamba3-mixer")->detail, "MIMO") && strstr(seam_of(&p, "mamba3-mixer")->detail, "rank=4") && strstr(seam_of(&p, "mamba3-mixer")->detail, "chunk_size=16"), "Mamba-3 MIMO settings reach the mamba3-mixer seam", "%s", e.message);
       /* in_proj = 2*8192 + 2*128*8*4 + 3*128 + floor(128*0.5)/2 = 16384 + 8192 + 384 + 32 = 24992 */
-      CHECK("Mamba-3 in_proj width in the seam follows the reference formula", st == NAM_OK && strstr(seam_of(&p, "mamba3-mixer")->detail, "in_proj=24992 "), "%s", st ? e.message : seam_of(&p, "mamba3-mixer")->detail);
+      CHECK(st == NAM_OK && strstr(seam_of(&p, "mamba3-mixer")->detail, "in_proj=24992 "), "Mamba-3 in_proj width in the seam follows the reference formula", "%s", st ? e.message : seam_of(&p, "mamba3-mixer")->detail);
       if (st == NAM_OK) nam_plan_free(&p); }
     /* features: named seams on the right families, never a flag */
     {
@@ -782,21 +769,21 @@ static void test_seams(void) {
         int same;
         st = plan_with(&q, &e, base);
         st = st ? st : plan_with(&p, &e, all);
-        CHECK("every feature enabled: six feature seams", st == NAM_OK && seam_of(&p, "engram") && seam_of(&p, "mhc") && seam_of(&p, "mod") && seam_of(&p, "moda") &&
-              seam_of(&p, "ngram-hash-embedding") && seam_of(&p, "structure-embedding") && seam_of(&p, "engram")->kind == NAM_SEAM_FEATURE, "%s", e.message);
-        CHECK("feature layers are marked", st == NAM_OK && (p.layers[0].features & NAM_FEATURE_ENGRAM) && (p.layers[0].features & NAM_FEATURE_MHC) &&
-              (p.layers[3].features & NAM_FEATURE_MOD) && !p.layers[2].features && seam_of(&p, "mod")->num_layers == 3, "%s", e.message);
-        CHECK("embedding features sit on the input embedding, MoDA on the model",
-              st == NAM_OK && !strcmp(seam_of(&p, "ngram-hash-embedding")->placement, "input embedding") && !strcmp(seam_of(&p, "structure-embedding")->placement, "input embedding") &&
-              !strcmp(seam_of(&p, "moda")->placement, "model") && seam_of(&p, "moda")->family == 0, "%s", e.message);
+        CHECK(st == NAM_OK && seam_of(&p, "engram") && seam_of(&p, "mhc") && seam_of(&p, "mod") && seam_of(&p, "moda") &&
+              seam_of(&p, "ngram-hash-embedding") && seam_of(&p, "structure-embedding") && seam_of(&p, "engram")->kind == NAM_SEAM_FEATURE, "every feature enabled: six feature seams", "%s", e.message);
+        CHECK(st == NAM_OK && (p.layers[0].features & NAM_FEATURE_ENGRAM) && (p.layers[0].features & NAM_FEATURE_MHC) &&
+              (p.layers[3].features & NAM_FEATURE_MOD) && !p.layers[2].features && seam_of(&p, "mod")->num_layers == 3, "feature layers are marked", "%s", e.message);
+        CHECK(st == NAM_OK && !strcmp(seam_of(&p, "ngram-hash-embedding")->placement, "input embedding") && !strcmp(seam_of(&p, "structure-embedding")->placement, "input embedding") &&
+              !strcmp(seam_of(&p, "moda")->placement, "model") && seam_of(&p, "moda")->family == 0,
+              "embedding features sit on the input embedding, MoDA on the model", "%s", e.message);
         same = st == NAM_OK && p.num_args == q.num_args;
         for (i = 0; same && i < p.num_args; i++)
             same = !strcmp(p.args[i].flag, q.args[i].flag) && (p.args[i].value ? q.args[i].value && !strcmp(p.args[i].value, q.args[i].value) : !q.args[i].value);
-        CHECK("features never turn into native flags (args identical with and without them)", same, "%d vs %d args", p.num_args, q.num_args);
+        CHECK(same, "features never turn into native flags (args identical with and without them)", "%d vs %d args", p.num_args, q.num_args);
         if (st == NAM_OK) {
             char *j = NULL;
-            CHECK("args text names each feature seam with its layers", nam_plan_args_text(&p, &j, &e) == NAM_OK && strstr(j, "# custom seam engram (family A, feature, no Megatron flag): layers 0,4,8 (layer_number 1,5,9)") &&
-                  strstr(j, "# custom seam ngram-hash-embedding (input embedding"), "%s", j ? j : e.message);
+            CHECK(nam_plan_args_text(&p, &j, &e) == NAM_OK && strstr(j, "# custom seam engram (family A, feature, no Megatron flag): layers 0,4,8 (layer_number 1,5,9)") &&
+                  strstr(j, "# custom seam ngram-hash-embedding (input embedding"), "args text names each feature seam with its layers", "%s", j ? j : e.message);
             nam_free(j);
             nam_plan_free(&p);
             nam_plan_free(&q);
@@ -808,8 +795,8 @@ static void test_seams(void) {
         nam_recipe_set(&r, "pattern.map", "R=M", &e);
         st = nam_recipe_parse(&r, "[engram]\nenabled = true\n\nlayers = 0, 1\n", 0, "f.recipe", &e);
         st = st ? st : nam_plan_make(&r, &p, &e);
-        CHECK("Engram on an E layer: refused naming the layer, its family and file:line:column",
-              st == NAM_ERR_CONFLICT && strstr(e.message, "f.recipe:4:1") && strstr(e.message, "layer 1 is family E") && e.line == 4, "%s", e.message);
+        CHECK(st == NAM_ERR_CONFLICT && strstr(e.message, "f.recipe:4:1") && strstr(e.message, "layer 1 is family E") && e.line == 4,
+              "Engram on an E layer: refused naming the layer, its family and file:line:column", "%s", e.message);
         if (st == NAM_OK) nam_plan_free(&p);
         nam_recipe_free(&r);
     }
@@ -827,8 +814,8 @@ static void test_seams(void) {
     /* MTP block and mtp.depths */
     { const char *s[] = { "pattern.map", "R=G", "mtp.depths", "2", NULL };
       st = plan_with(&p, &e, s);
-      CHECK("mtp.depths 2 repeats the AF block: native '/*-/*-' and --mtp-num-layers 2",
-            st == NAM_OK && strstr(p.native_pattern, "EME/*-/*-") && arg_of(&p, "--mtp-num-layers") && !strcmp(arg_of(&p, "--mtp-num-layers"), "2"), "%s", st ? e.message : p.native_pattern);
+      CHECK(st == NAM_OK && strstr(p.native_pattern, "EME/*-/*-") && arg_of(&p, "--mtp-num-layers") && !strcmp(arg_of(&p, "--mtp-num-layers"), "2"),
+            "mtp.depths 2 repeats the AF block: native '/*-/*-' and --mtp-num-layers 2", "%s", st ? e.message : p.native_pattern);
       if (st == NAM_OK) nam_plan_free(&p); }
     { const char *s[] = { "pattern.text", "AEMEAEMEAEMR", "mtp.depths", "1", NULL };
       expect_plan_err("mtp.depths without an MTP block: refused", s, NAM_ERR_MTP, "no MTP block"); }
@@ -836,7 +823,7 @@ static void test_seams(void) {
       expect_plan_err("mtp.depths 3 with two written copies: refused", s, NAM_ERR_MTP, "2 MTP copies"); }
     { const char *s[] = { "pattern.families", "F", NULL };
       st = plan_with(&p, &e, s);
-      CHECK("F is built in and cannot be declared", st == NAM_ERR_CONFLICT && strstr(e.message, "built in"), "%s %s", nam_status_str(st), e.message);
+      CHECK(st == NAM_ERR_CONFLICT && strstr(e.message, "built in"), "F is built in and cannot be declared", "%s %s", nam_status_str(st), e.message);
       if (st == NAM_OK) nam_plan_free(&p); }
 }
 
@@ -889,9 +876,9 @@ static void expect_weights(const char *what, const char *const *sets, double tot
     char d[160];
     nam_status st = plan_with(&p, &e, sets);
     snprintf(d, sizeof d, "pre-flight: %s parameters equal Megatron's weight formula", what);
-    CHECK(d, st == NAM_OK && close_rel(p.preflight.params_total, total), "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.params_total, total);
+    CHECK(st == NAM_OK && close_rel(p.preflight.params_total, total), d, "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.params_total, total);
     snprintf(d, sizeof d, "pre-flight: %s static memory equals compute_weight_and_optimizer_memory", what);
-    CHECK(d, st == NAM_OK && close_rel(p.preflight.ranks[0].static_bytes, bytes), "nam %.17g megatron %.17g", st ? 0 : p.preflight.ranks[0].static_bytes, bytes);
+    CHECK(st == NAM_OK && close_rel(p.preflight.ranks[0].static_bytes, bytes), d, "nam %.17g megatron %.17g", st ? 0 : p.preflight.ranks[0].static_bytes, bytes);
     if (st == NAM_OK) nam_plan_free(&p);
 }
 
@@ -917,23 +904,23 @@ static void test_preflight(void) {
         double T = 64.0 * 4096, S2 = 64.0 * 4096 * 4096;
         st = plan_with(&p, &e, s);
         want = megatron_hybrid_flops(T, S2, 4096, 13 + 1, 13, 1, 22, 4, 128, 8, 128, 32, 8, 128, 10880, 1408, 2816, 6, 128, 128, 16, 32, 4, 131072, 1);
-        CHECK("pre-flight: FLOPs equal Megatron's hybrid formula on NAM56R (R=G)", st == NAM_OK && close_rel(p.preflight.flops_megatron, want),
+        CHECK(st == NAM_OK && close_rel(p.preflight.flops_megatron, want), "pre-flight: FLOPs equal Megatron's hybrid formula on NAM56R (R=G)",
               "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.flops_megatron, want);
-        CHECK("pre-flight: nam's own count agrees where the families are Megatron's (no MLA, no custom mixers)",
-              st == NAM_OK && close_rel(p.preflight.flops_total - p.preflight.flops[NAM_FAM_MTP], want), "nam %.17g", st ? 0 : p.preflight.flops_total);
+        CHECK(st == NAM_OK && close_rel(p.preflight.flops_total - p.preflight.flops[NAM_FAM_MTP], want),
+              "pre-flight: nam's own count agrees where the families are Megatron's (no MLA, no custom mixers)", "nam %.17g", st ? 0 : p.preflight.flops_total);
         if (st == NAM_OK) nam_plan_free(&p);
     }
     {   /* per-rank placement: the embedding on pp rank 0, output and MTP on the last */
         const char *s[] = { "pattern.map", "R=M", NULL };
         st = plan_with(&p, &e, s);
-        CHECK("pre-flight: embedding on pp rank 0, output layer and MTP on the last rank, layers split 26/26",
-              st == NAM_OK && p.preflight.num_ranks == 2 && p.preflight.ranks[0].params[NAM_FAM_EMBEDDING] > 0 && p.preflight.ranks[1].params[NAM_FAM_EMBEDDING] == 0 &&
+        CHECK(st == NAM_OK && p.preflight.num_ranks == 2 && p.preflight.ranks[0].params[NAM_FAM_EMBEDDING] > 0 && p.preflight.ranks[1].params[NAM_FAM_EMBEDDING] == 0 &&
               p.preflight.ranks[1].params[NAM_FAM_OUTPUT] > 0 && p.preflight.ranks[1].params[NAM_FAM_MTP] > 0 && p.preflight.ranks[0].num_layers == 26 && p.preflight.ranks[1].num_layers == 26 &&
-              p.preflight.ranks[0].params[NAM_FAM_M2RNN] > 0 && p.preflight.params[NAM_FAM_MAMBA2] == 0, "%s", e.message);
+              p.preflight.ranks[0].params[NAM_FAM_M2RNN] > 0 && p.preflight.params[NAM_FAM_MAMBA2] == 0,
+              "pre-flight: embedding on pp rank 0, output layer and MTP on the last rank, layers split 26/26", "%s", e.message);
         /* M2RNN per layer at hidden 4096, K 64, V 16, H 51, conv 4: in_proj 4096*(128+1632+51)
            + conv (2K + HV = 944)*4 + 944 + dt/A 102 + W 51*256 + D 816 + norm 816 + out 816*4096 + input norm 4096 */
         want = 4.0 * (4096.0 * 1811 + 944 * 4 + 944 + 102 + 13056 + 816 + 816 + 816.0 * 4096 + 4096);
-        CHECK("pre-flight: M2RNN parameters from the reference's shapes", st == NAM_OK && close_rel(p.preflight.params[NAM_FAM_M2RNN], want), "nam %.17g want %.17g", st ? 0 : p.preflight.params[NAM_FAM_M2RNN], want);
+        CHECK(st == NAM_OK && close_rel(p.preflight.params[NAM_FAM_M2RNN], want), "pre-flight: M2RNN parameters from the reference's shapes", "nam %.17g want %.17g", st ? 0 : p.preflight.params[NAM_FAM_M2RNN], want);
         if (st == NAM_OK) nam_plan_free(&p);
     }
     {   /* per virtual chunk: the layers' share of each rank */
@@ -942,24 +929,24 @@ static void test_preflight(void) {
         int k, layers = 0;
         st = plan_with(&p, &e, s);
         for (k = 0; st == NAM_OK && k < p.preflight.num_chunks; k++) { sum[p.preflight.chunks[k].pp_rank] += p.preflight.chunks[k].params; layers += p.preflight.chunks[k].num_layers; }
-        CHECK("pre-flight: per virtual chunk, 4 chunks of 13 layers whose params add up to each rank's minus embedding, output and MTP",
-              st == NAM_OK && p.preflight.num_chunks == 4 && layers == 52 && p.preflight.chunks[2].vp_stage == 1 && p.preflight.chunks[2].pp_rank == 0 &&
+        CHECK(st == NAM_OK && p.preflight.num_chunks == 4 && layers == 52 && p.preflight.chunks[2].vp_stage == 1 && p.preflight.chunks[2].pp_rank == 0 &&
               close_rel(sum[0] + p.preflight.ranks[0].params[NAM_FAM_EMBEDDING], p.preflight.ranks[0].params_total) &&
               /* rank 1 also holds the MTP block AF: attention (4096*128*48 + 32*128*4096)/2 + 4096
                  = 20975616 and MLP 4096*10880*3/2 + 4096 = 66850816 per GPU at tp 2 */
               close_rel(sum[1] + p.preflight.ranks[1].params[NAM_FAM_OUTPUT] + p.preflight.ranks[1].params[NAM_FAM_MTP] + 20975616.0 + 66850816.0, p.preflight.ranks[1].params_total),
+              "pre-flight: per virtual chunk, 4 chunks of 13 layers whose params add up to each rank's minus embedding, output and MTP",
               "%s", e.message);
         if (st == NAM_OK) nam_plan_free(&p);
     }
     { const char *s[] = { "pattern.map", "R=M", "preflight.device_memory_gib", "16", NULL };
       st = plan_with(&p, &e, s);
-      CHECK("pre-flight: plan mode keeps a plan that does not fit and says so", st == NAM_OK && p.preflight.fits == 0, "%s", e.message);
+      CHECK(st == NAM_OK && p.preflight.fits == 0, "pre-flight: plan mode keeps a plan that does not fit and says so", "%s", e.message);
       if (st == NAM_OK) nam_plan_free(&p); }
     { const char *s[] = { "recipe.mode", "strict", "pattern.map", "R=G", "pattern.mamba_impl", "mamba2", "preflight.device_memory_gib", "16", NULL };
       expect_plan_err("pre-flight: strict mode refuses a plan whose memory does not fit", s, NAM_ERR_RANGE, "above preflight.device_memory_gib"); }
     { const char *s[] = { "pattern.map", "R=M", "preflight.step_time_s", "10", "preflight.peak_tflops", "1000", NULL };
       st = plan_with(&p, &e, s);
-      CHECK("pre-flight: MFU from a step time = FLOPs / (time * world * peak)", st == NAM_OK && close_rel(p.preflight.mfu, p.preflight.flops_total / (10.0 * 8 * 1000e12)), "%s", e.message);
+      CHECK(st == NAM_OK && close_rel(p.preflight.mfu, p.preflight.flops_total / (10.0 * 8 * 1000e12)), "pre-flight: MFU from a step time = FLOPs / (time * world * peak)", "%s", e.message);
       if (st == NAM_OK) nam_plan_free(&p); }
     { const char *s[] = { "parallel.distributed_optimizer", "false", NULL };
       expect_plan_arg("--use-distributed-optimizer follows parallel.distributed_optimizer", s, "--use-distributed-optimizer", NULL); }
@@ -980,10 +967,10 @@ static void test_compare(void) {
     char *text = NULL;
     const char *s[] = { "pattern.map", "R=G", "pattern.mamba_impl", "mamba2", NULL };
     const nam_cmp_row *R;
-    if (plan_with(&p, &e, s) != NAM_OK) { CHECK("compare: plan", 0, "%s", e.message); return; }
+    if (plan_with(&p, &e, s) != NAM_OK) { CHECK(0, "compare: plan", "%s", e.message); return; }
     nam_plan_args_text(&p, &text, &e);
     st = nam_args_compare(&p, text, 0, "self", &c, &e);
-    CHECK("compare: nam's own args text against the plan: every flag matches", st == NAM_OK && c.num_rows == p.num_args + p.num_policy_args && c.count[NAM_CMP_MATCH] == c.num_rows,
+    CHECK(st == NAM_OK && c.num_rows == p.num_args + p.num_policy_args && c.count[NAM_CMP_MATCH] == c.num_rows, "compare: nam's own args text against the plan: every flag matches",
           "%s rows %d match %d", e.message, c.num_rows, c.count[0]);
     if (st == NAM_OK) nam_args_cmp_free(&c);
     nam_free(text);
@@ -996,39 +983,39 @@ static void test_compare(void) {
             "  --use-rotary-position-embeddings --max-position-embeddings 8192 \\\n"
             "  --lr 3e-4   # not modelled by nam\n";
         st = nam_args_compare(&p, argv, 0, "t.sh", &c, &e);
-        CHECK("compare: a torchrun command line parses", st == NAM_OK, "%s", e.message);
+        CHECK(st == NAM_OK, "compare: a torchrun command line parses", "%s", e.message);
         if (st == NAM_OK) {
-            CHECK("compare: launcher words before the script are ignored", c.ignored_words == 4 && !cmp_row(&c, "--nproc-per-node"), "%d", c.ignored_words);
+            CHECK(c.ignored_words == 4 && !cmp_row(&c, "--nproc-per-node"), "compare: launcher words before the script are ignored", "%d", c.ignored_words);
             R = cmp_row(&c, "--hybrid-layer-pattern");
-            CHECK("compare: --hybrid-override-pattern is the renamed --hybrid-layer-pattern", R && R->verdict == NAM_CMP_MATCH && R->note && strstr(R->note, "renamed"), "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            CHECK(R && R->verdict == NAM_CMP_MATCH && R->note && strstr(R->note, "renamed"), "compare: --hybrid-override-pattern is the renamed --hybrid-layer-pattern", "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
             R = cmp_row(&c, "--tensor-model-parallel-size");
-            CHECK("compare: --flag=value", R && R->verdict == NAM_CMP_MATCH && !strcmp(R->other_value, "2"), "%s", R ? R->other_value : "no row");
+            CHECK(R && R->verdict == NAM_CMP_MATCH && !strcmp(R->other_value, "2"), "compare: --flag=value", "%s", R ? R->other_value : "no row");
             R = cmp_row(&c, "--hidden-size");
-            CHECK("compare: a flag given twice keeps the last value (argparse)", R && R->verdict == NAM_CMP_MATCH && R->note, "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            CHECK(R && R->verdict == NAM_CMP_MATCH && R->note, "compare: a flag given twice keeps the last value (argparse)", "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
             R = cmp_row(&c, "--moe-aux-loss-coeff");
-            CHECK("compare: numbers compare by value (1e-4 = 0.0001)", R && R->verdict == NAM_CMP_MATCH, "%s", R ? R->nam_value : "no row");
+            CHECK(R && R->verdict == NAM_CMP_MATCH, "compare: numbers compare by value (1e-4 = 0.0001)", "%s", R ? R->nam_value : "no row");
             R = cmp_row(&c, "--position-embedding-type");
-            CHECK("compare: --use-rotary-position-embeddings is --position-embedding-type rope", R && R->verdict == NAM_CMP_MATCH, "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            CHECK(R && R->verdict == NAM_CMP_MATCH, "compare: --use-rotary-position-embeddings is --position-embedding-type rope", "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
             R = cmp_row(&c, "--max-position-embeddings");
-            CHECK("compare: differs, with both values", R && R->verdict == NAM_CMP_DIFFERS && !strcmp(R->nam_value, "4096") && !strcmp(R->other_value, "8192"), "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            CHECK(R && R->verdict == NAM_CMP_DIFFERS && !strcmp(R->nam_value, "4096") && !strcmp(R->other_value, "8192"), "compare: differs, with both values", "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
             R = cmp_row(&c, "--lr");
-            CHECK("compare: missing in nam", R && R->verdict == NAM_CMP_MISSING_IN_NAM && !R->nam_value && !strcmp(R->other_value, "3e-4"), "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            CHECK(R && R->verdict == NAM_CMP_MISSING_IN_NAM && !R->nam_value && !strcmp(R->other_value, "3e-4"), "compare: missing in nam", "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
             R = cmp_row(&c, "--num-experts");
-            CHECK("compare: only in nam", R && R->verdict == NAM_CMP_ONLY_IN_NAM && !R->other_value, "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            CHECK(R && R->verdict == NAM_CMP_ONLY_IN_NAM && !R->other_value, "compare: only in nam", "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
             R = cmp_row(&c, "--mamba-state-dim");
-            CHECK("compare: nam setting Megatron's default while the other leaves it out matches", R && R->verdict == NAM_CMP_MATCH && R->note, "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            CHECK(R && R->verdict == NAM_CMP_MATCH && R->note, "compare: nam setting Megatron's default while the other leaves it out matches", "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
             R = cmp_row(&c, "--expert-tensor-parallel-size");
-            CHECK("compare: a derived default (etp = tp = 2) is not nam's etp 1", R && R->verdict == NAM_CMP_ONLY_IN_NAM, "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
-            CHECK("compare: counts add up to the rows", c.count[0] + c.count[1] + c.count[2] + c.count[3] == c.num_rows, "%d", c.num_rows);
+            CHECK(R && R->verdict == NAM_CMP_ONLY_IN_NAM, "compare: a derived default (etp = tp = 2) is not nam's etp 1", "%s", R ? nam_cmp_verdict_str(R->verdict) : "no row");
+            CHECK(c.count[0] + c.count[1] + c.count[2] + c.count[3] == c.num_rows, "compare: counts add up to the rows", "%d", c.num_rows);
             nam_args_cmp_free(&c);
         }
     }
     st = nam_args_compare(&p, "--hidden-size 4096\n--spec \"a.b\n", 0, "q.txt", &c, &e);
-    CHECK("compare: an unterminated quote names its line and column", st == NAM_ERR_SYNTAX && e.line == 2 && e.column == 8 && strstr(e.message, "q.txt:2:8"), "%s", e.message);
+    CHECK(st == NAM_ERR_SYNTAX && e.line == 2 && e.column == 8 && strstr(e.message, "q.txt:2:8"), "compare: an unterminated quote names its line and column", "%s", e.message);
     st = nam_args_compare(&p, "--hidden-size ${H}\n", 0, "v.txt", &c, &e);
-    CHECK("compare: a shell variable is an error, not a silent literal", st == NAM_ERR_SYNTAX && strstr(e.message, "v.txt:1:15"), "%s", e.message);
+    CHECK(st == NAM_ERR_SYNTAX && strstr(e.message, "v.txt:1:15"), "compare: a shell variable is an error, not a silent literal", "%s", e.message);
     st = nam_args_compare(&p, "--hidden-size 40\xc3\xa9" "96\n", 0, "u.txt", &c, &e);
-    CHECK("compare: non-ASCII bytes are an error", st == NAM_ERR_SYNTAX, "%s", e.message);
+    CHECK(st == NAM_ERR_SYNTAX, "compare: non-ASCII bytes are an error", "%s", e.message);
     nam_plan_free(&p);
 }
 
@@ -1064,10 +1051,10 @@ static void test_activations(void) {
                             "memory.recompute_modules", "layernorm", NULL };
         st = plan_with(&p, &e, s);
         want = megatron_act_sp(4096, 2, 4096, 14336, 26, 1, 0, 16, 2, 32000);
-        CHECK("activations: pp 1 with SP equal Megatron's compute_activation_memory", st == NAM_OK && close_rel(p.preflight.ranks[0].activation_bytes, want),
+        CHECK(st == NAM_OK && close_rel(p.preflight.ranks[0].activation_bytes, want), "activations: pp 1 with SP equal Megatron's compute_activation_memory",
               "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.ranks[0].activation_bytes, want);
-        CHECK("activations: --recompute-granularity selective with its modules", st == NAM_OK && arg_of(&p, "--recompute-granularity") && !strcmp(arg_of(&p, "--recompute-granularity"), "selective") &&
-              arg_of(&p, "--recompute-modules") && !strcmp(arg_of(&p, "--recompute-modules"), "layernorm"), "%s", e.message);
+        CHECK(st == NAM_OK && arg_of(&p, "--recompute-granularity") && !strcmp(arg_of(&p, "--recompute-granularity"), "selective") &&
+              arg_of(&p, "--recompute-modules") && !strcmp(arg_of(&p, "--recompute-modules"), "layernorm"), "activations: --recompute-granularity selective with its modules", "%s", e.message);
         if (st == NAM_OK) nam_plan_free(&p);
     }
     {   /* pp 2, two stages (1F1B): rank 0 holds min(m, pp) = 2 microbatches */
@@ -1075,9 +1062,9 @@ static void test_activations(void) {
                             "model.vocab_size", "32000", "model.ffn_hidden_size", "14336", "memory.recompute_granularity", "selective", "memory.recompute_modules", "layernorm", NULL };
         st = plan_with(&p, &e, s);
         want = megatron_act_sp(4096, 1, 4096, 14336, 26, 2, 0, 32, 2, 32000);
-        CHECK("activations: 1F1B pp 2, first stage equals Megatron's", st == NAM_OK && p.vpp == 0 && close_rel(p.preflight.ranks[0].activation_bytes, want),
+        CHECK(st == NAM_OK && p.vpp == 0 && close_rel(p.preflight.ranks[0].activation_bytes, want), "activations: 1F1B pp 2, first stage equals Megatron's",
               "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.ranks[0].activation_bytes, want);
-        CHECK("activations: the last 1F1B stage holds one microbatch", st == NAM_OK && p.preflight.ranks[1].in_flight == 1 && p.preflight.ranks[0].in_flight == 2, "%s", e.message);
+        CHECK(st == NAM_OK && p.preflight.ranks[1].in_flight == 1 && p.preflight.ranks[0].in_flight == 2, "activations: the last 1F1B stage holds one microbatch", "%s", e.message);
         if (st == NAM_OK) nam_plan_free(&p);
     }
     {   /* pp 2, four stages: interleaved, vpp 2; depth 48 so every stage holds 6 "*-" pairs */
@@ -1085,7 +1072,7 @@ static void test_activations(void) {
                             "model.vocab_size", "32000", "model.ffn_hidden_size", "14336", "memory.recompute_granularity", "selective", "memory.recompute_modules", "layernorm", NULL };
         st = plan_with(&p, &e, s);
         want = megatron_act_sp(4096, 1, 4096, 14336, 24, 2, 2, 32, 2, 32000);
-        CHECK("activations: interleaved pp 2 vpp 2, first stage equals Megatron's (penalty 1 + (pp-1)/(pp*vpp))", st == NAM_OK && p.vpp == 2 && close_rel(p.preflight.ranks[0].activation_bytes, want),
+        CHECK(st == NAM_OK && p.vpp == 2 && close_rel(p.preflight.ranks[0].activation_bytes, want), "activations: interleaved pp 2 vpp 2, first stage equals Megatron's (penalty 1 + (pp-1)/(pp*vpp))",
               "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.ranks[0].activation_bytes, want);
         if (st == NAM_OK) nam_plan_free(&p);
     }
@@ -1094,7 +1081,7 @@ static void test_activations(void) {
                             "model.vocab_size", "32000", "model.ffn_hidden_size", "16384", "parallel.sequence_parallel", "false", NULL };
         st = plan_with(&p, &e, s);
         want = megatron_act_nosp(4096, 1, 4096, 26, 1, 0, 16, 2, 32000);
-        CHECK("activations: without SP equal Megatron's compute_activation_memory_without_sp", st == NAM_OK && close_rel(p.preflight.ranks[0].activation_bytes, want),
+        CHECK(st == NAM_OK && close_rel(p.preflight.ranks[0].activation_bytes, want), "activations: without SP equal Megatron's compute_activation_memory_without_sp",
               "%s nam %.17g megatron %.17g", st ? e.message : "", st ? 0 : p.preflight.ranks[0].activation_bytes, want);
         if (st == NAM_OK) nam_plan_free(&p);
     }
@@ -1104,10 +1091,10 @@ static void test_activations(void) {
         nam_plan q;
         st = plan_with(&p, &e, n);
         if (st == NAM_OK) st = plan_with(&q, &e, f);
-        CHECK("activations: full recompute keeps less than none, and emits method and layers",
-              st == NAM_OK && q.preflight.ranks[0].activation_bytes < 0.5 * p.preflight.ranks[0].activation_bytes &&
-              !strcmp(arg_of(&q, "--recompute-method"), "uniform") && !strcmp(arg_of(&q, "--recompute-num-layers"), "2"), "%s", e.message);
-        CHECK("activations: every rank's total is static + activations", st == NAM_OK && q.preflight.ranks[1].total_bytes == q.preflight.ranks[1].static_bytes + q.preflight.ranks[1].activation_bytes, "%s", e.message);
+        CHECK(st == NAM_OK && q.preflight.ranks[0].activation_bytes < 0.5 * p.preflight.ranks[0].activation_bytes &&
+              !strcmp(arg_of(&q, "--recompute-method"), "uniform") && !strcmp(arg_of(&q, "--recompute-num-layers"), "2"),
+              "activations: full recompute keeps less than none, and emits method and layers", "%s", e.message);
+        CHECK(st == NAM_OK && q.preflight.ranks[1].total_bytes == q.preflight.ranks[1].static_bytes + q.preflight.ranks[1].activation_bytes, "activations: every rank's total is static + activations", "%s", e.message);
         if (st == NAM_OK) { nam_plan_free(&p); nam_plan_free(&q); }
     }
     { const char *s[] = { "memory.recompute_granularity", "full", NULL };
@@ -1124,7 +1111,7 @@ static void test_activations(void) {
         nam_recipe r;
         nam_recipe_init(&r, &e);
         st = nam_recipe_set(&r, "memory.recompute_modules", "core_attn,attn", &e);
-        CHECK("recompute modules outside Megatron's list are refused", st == NAM_ERR_RANGE && strstr(e.message, "'attn'"), "%s", e.message);
+        CHECK(st == NAM_ERR_RANGE && strstr(e.message, "'attn'"), "recompute modules outside Megatron's list are refused", "%s", e.message);
         nam_recipe_free(&r);
     }
 }
@@ -1146,19 +1133,19 @@ static void test_policy_args(void) {
                             "data.tokenizer_type", "HuggingFaceTokenizer", "data.save", "/ckpt", "implementation.masked_softmax_fusion", "false",
                             "precision.fp8", "hybrid", "precision.fp8_amax_history_len", "1024", NULL };
         st = plan_with(&p, &e, s);
-        CHECK("policy: schedule and run inputs are fixed-policy args, not generated ones",
-              st == NAM_OK && policy_of(&p, "--train-iters") && !strcmp(policy_of(&p, "--train-iters"), "1000") && !arg_of(&p, "--train-iters") &&
+        CHECK(st == NAM_OK && policy_of(&p, "--train-iters") && !strcmp(policy_of(&p, "--train-iters"), "1000") && !arg_of(&p, "--train-iters") &&
               !strcmp(policy_of(&p, "--lr"), "0.0003") && !strcmp(policy_of(&p, "--min-lr"), "3e-05") && !strcmp(policy_of(&p, "--data-path"), "0.7 /d/a 0.3 /d/b") &&
-              !strcmp(policy_of(&p, "--tokenizer-type"), "HuggingFaceTokenizer") && !strcmp(policy_of(&p, "--save"), "/ckpt") && policy_of(&p, "--no-masked-softmax-fusion"), "%s", e.message);
-        CHECK("policy: fp8 recipe and amax settings are generated args with fp8",
-              st == NAM_OK && !strcmp(arg_of(&p, "--fp8-recipe"), "delayed") && !strcmp(arg_of(&p, "--fp8-amax-history-len"), "1024") && !strcmp(arg_of(&p, "--fp8-amax-compute-algo"), "most_recent"), "%s", e.message);
+              !strcmp(policy_of(&p, "--tokenizer-type"), "HuggingFaceTokenizer") && !strcmp(policy_of(&p, "--save"), "/ckpt") && policy_of(&p, "--no-masked-softmax-fusion"),
+              "policy: schedule and run inputs are fixed-policy args, not generated ones", "%s", e.message);
+        CHECK(st == NAM_OK && !strcmp(arg_of(&p, "--fp8-recipe"), "delayed") && !strcmp(arg_of(&p, "--fp8-amax-history-len"), "1024") && !strcmp(arg_of(&p, "--fp8-amax-compute-algo"), "most_recent"),
+              "policy: fp8 recipe and amax settings are generated args with fp8", "%s", e.message);
         if (st == NAM_OK) {
             char *j = NULL;
-            CHECK("policy: args text keeps the fixed policy under its own comment", nam_plan_args_text(&p, &j, &e) == NAM_OK && strstr(j, "# fixed policy: operator choices") &&
-                  strstr(j, "--data-path 0.7 /d/a 0.3 /d/b\n") && strstr(j, "# fixed policy") < strstr(j, "--train-iters"), "%s", j ? j : e.message);
+            CHECK(nam_plan_args_text(&p, &j, &e) == NAM_OK && strstr(j, "# fixed policy: operator choices") &&
+                  strstr(j, "--data-path 0.7 /d/a 0.3 /d/b\n") && strstr(j, "# fixed policy") < strstr(j, "--train-iters"), "policy: args text keeps the fixed policy under its own comment", "%s", j ? j : e.message);
             nam_free(j);
             j = NULL;
-            CHECK("policy: the launch contract carries them as fixed_policy.launcher_args", nam_plan_json(&p, NAM_JSON_LAUNCH, &j, &e) == NAM_OK && strstr(j, "\"launcher_args\": [") && strstr(j, "\"--train-iters\",\"1000\""), "%s", j ? j : e.message);
+            CHECK(nam_plan_json(&p, NAM_JSON_LAUNCH, &j, &e) == NAM_OK && strstr(j, "\"launcher_args\": [") && strstr(j, "\"--train-iters\",\"1000\""), "policy: the launch contract carries them as fixed_policy.launcher_args", "%s", j ? j : e.message);
             nam_free(j);
             nam_plan_free(&p);
         }
@@ -1179,12 +1166,12 @@ static void test_policy_args(void) {
         nam_plan q;
         st = plan_with(&p, &e, a);
         if (st == NAM_OK) st = plan_with(&q, &e, b);
-        CHECK("capacity: padded expert inputs raise the activation estimate", st == NAM_OK && q.preflight.ranks[0].activation_bytes > p.preflight.ranks[0].activation_bytes, "%s", e.message);
+        CHECK(st == NAM_OK && q.preflight.ranks[0].activation_bytes > p.preflight.ranks[0].activation_bytes, "capacity: padded expert inputs raise the activation estimate", "%s", e.message);
         if (st == NAM_OK) { nam_plan_free(&p); nam_plan_free(&q); }
     }
     { const char *s[] = { "data.split", "969,30,1", "data.mock_data", "true", NULL };
       st = plan_with(&p, &e, s);
-      CHECK("policy: --split and --mock-data", st == NAM_OK && !strcmp(policy_of(&p, "--split"), "969,30,1") && policy_of(&p, "--mock-data"), "%s", e.message);
+      CHECK(st == NAM_OK && !strcmp(policy_of(&p, "--split"), "969,30,1") && policy_of(&p, "--mock-data"), "policy: --split and --mock-data", "%s", e.message);
       if (st == NAM_OK) nam_plan_free(&p); }
     { const char *s[] = { "implementation.mla_down_proj_fusion", "true", NULL };
       expect_plan_err("policy: MLA down-projection fusion without MLA: refused", s, NAM_ERR_CONFLICT, "arguments.py:1977"); }
@@ -1196,15 +1183,15 @@ static void test_policy_args(void) {
       expect_plan_err("policy: min_lr above lr: refused", s, NAM_ERR_RANGE, "arguments.py:1359"); }
     { const char *s[] = { "moe.dispatcher", "flex", "implementation.moe_flex_backend", "hybridep", NULL };
       st = plan_with(&p, &e, s);
-      CHECK("policy: the flex backend goes with the flex dispatcher", st == NAM_OK && !strcmp(policy_of(&p, "--moe-flex-dispatcher-backend"), "hybridep"), "%s", e.message);
+      CHECK(st == NAM_OK && !strcmp(policy_of(&p, "--moe-flex-dispatcher-backend"), "hybridep"), "policy: the flex backend goes with the flex dispatcher", "%s", e.message);
       if (st == NAM_OK) nam_plan_free(&p); }
     {
         nam_recipe r;
         nam_recipe_init(&r, &e);
         st = nam_recipe_set(&r, "data.tokenizer_type", "BPE", &e);
-        CHECK("policy: an unknown tokenizer type is refused naming it", st == NAM_ERR_RANGE && strstr(e.message, "'BPE'"), "%s", e.message);
+        CHECK(st == NAM_ERR_RANGE && strstr(e.message, "'BPE'"), "policy: an unknown tokenizer type is refused naming it", "%s", e.message);
         st = nam_recipe_set(&r, "implementation.attention_backend", "local", &e);
-        CHECK("policy: attention backend local (needs --spec local) is not offered", st == NAM_ERR_RANGE, "%s", e.message);
+        CHECK(st == NAM_ERR_RANGE, "policy: attention backend local (needs --spec local) is not offered", "%s", e.message);
         nam_recipe_free(&r);
     }
 }
@@ -1223,6 +1210,5 @@ int main(void) {
     test_policy_args();
     test_ranks();
     test_misc();
-    printf("test_core: %d passed, %d failed\n", g_pass, g_fail);
-    return g_fail ? 1 : 0;
+    return test_done("test_core");
 }

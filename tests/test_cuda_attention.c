@@ -46,25 +46,12 @@ typedef struct acase {
 
 #define GUARD 4096 /* bytes of guard zone on either side of out */
 
-static float round_dt(nam_dtype dt, float x) {
-    if (dt == NAM_BF16) return nam__bf16_to_f32(nam__f32_to_bf16(x));
-    if (dt == NAM_F16) return nam__f16_to_f32(nam__f32_to_f16(x));
-    return x;
-}
-
 /* keys query row i sees: [0, nvis) */
 static int64_t nvis(const acase *c, int64_t i) {
     int64_t n;
     if (!c->causal) return c->sk;
     n = i + 1 + (c->align == NAM_CAUSAL_BOTTOM_RIGHT ? c->sk - c->sq : 0);
     return n < 0 ? 0 : n > c->sk ? c->sk : n;
-}
-
-static float *to_f32(const nam_tensor *t) {
-    int64_t n = nam_tensor_numel(t), i;
-    float *f = (float *)malloc((size_t)n * sizeof(float));
-    for (i = 0; i < n; i++) f[i] = nam__load(t->data, t->dtype, i);
-    return f;
 }
 
 /* The naive low-precision reference described at the top. */
@@ -93,10 +80,10 @@ static void naive_lp(const acase *c, const float *q, const float *k, const float
                 }
                 for (j = 0; j < nv; j++) {
                     const float *vr = v + ((bi * c->sk + j) * c->hk + kvh) * d;
-                    float pj = round_dt(c->dt, s[j] / l);
+                    float pj = test_round(c->dt, s[j] / l);
                     for (e = 0; e < d; e++) acc[e] += pj * vr[e];
                 }
-                for (e = 0; e < d; e++) orow[e] = round_dt(c->dt, acc[e]);
+                for (e = 0; e < d; e++) orow[e] = test_round(c->dt, acc[e]);
             }
     free(s);
     free(acc);
@@ -148,7 +135,7 @@ static void run_case(const acase *c, nam_backend ref_be) {
     memset(guarded + GUARD + o.bytes, 0x5a, GUARD);
     if (nam_cuda_malloc(&gdev, o.bytes + 2 * GUARD, &err) != NAM_OK ||
         nam_cuda_memcpy(gdev, guarded, o.bytes + 2 * GUARD, NAM_CUDA_H2D, NULL, &err) != NAM_OK) {
-        ct_fail("device allocation", err.message);
+        test_fail("%s: %s", "device allocation", err.message);
         goto done;
     }
 
@@ -163,17 +150,17 @@ static void run_case(const acase *c, nam_backend ref_be) {
     st = nam_attention_workspace_size(&d, &wsb, &err);
     if (st != NAM_OK || wsb != 0) {
         snprintf(desc, sizeof desc, "%s: workspace size", name);
-        ct_fail(desc, st != NAM_OK ? err.message : "nonzero workspace");
+        test_fail("%s: %s", desc, st != NAM_OK ? err.message : "nonzero workspace");
         goto done;
     }
     st = nam_attention(&d, NULL, 0, &err);
     if (st != NAM_OK || d.ran != NAM_BACKEND_CUDA) {
         snprintf(desc, sizeof desc, "%s: run", name);
-        ct_fail(desc, st != NAM_OK ? err.message : "ran is not NAM_BACKEND_CUDA");
+        test_fail("%s: %s", desc, st != NAM_OK ? err.message : "ran is not NAM_BACKEND_CUDA");
         goto done;
     }
     if (nam_cuda_sync(NULL, &err) != NAM_OK || nam_cuda_memcpy(guarded, gdev, o.bytes + 2 * GUARD, NAM_CUDA_D2H, NULL, &err) != NAM_OK) {
-        ct_fail("download", err.message);
+        test_fail("%s: %s", "download", err.message);
         goto done;
     }
     gpu_raw = guarded + GUARD;
@@ -196,13 +183,13 @@ static void run_case(const acase *c, nam_backend ref_be) {
         if (nam_attention_workspace_size(&h, &wsb, &err) != NAM_OK || posix_memalign(&ws, 64, wsb ? wsb : 64) != 0 ||
             nam_attention(&h, ws, wsb, &err) != NAM_OK) {
             snprintf(desc, sizeof desc, "%s: CPU reference", name);
-            ct_fail(desc, err.message);
+            test_fail("%s: %s", desc, err.message);
             goto done;
         }
     }
-    qf = to_f32(&q.h);
-    kf = to_f32(&k.h);
-    vf = to_f32(&v.h);
+    qf = test_to_f32(&q.h);
+    kf = test_to_f32(&k.h);
+    vf = test_to_f32(&v.h);
     naive = (float *)malloc((size_t)n * sizeof(float));
     naive_lp(c, qf, kf, vf, naive);
     gpu = (float *)malloc((size_t)n * sizeof(float));
@@ -223,7 +210,7 @@ static void run_case(const acase *c, nam_backend ref_be) {
         }
     snprintf(desc, sizeof desc, "%s: max err %.3g, limit 2 * naive %.3g + %.0e (max |ref| %.3g)%s", name, err_gpu, err_naive, eps, maxref,
              masked_rows ? ", rows without keys are 0" : "");
-    ct_check(nonfinite == 0 && nonzero_masked == 0 && guard_hits == 0 && err_gpu <= 2.0 * err_naive + eps, desc,
+    CHECK(nonfinite == 0 && nonzero_masked == 0 && guard_hits == 0 && err_gpu <= 2.0 * err_naive + eps, desc,
              "max err %.4g, naive err %.4g, limit %.4g, %lld non-finite outputs, %lld nonzero values in %lld rows that see no key, %lld bytes written "
              "outside out",
              err_gpu, err_naive, 2.0 * err_naive + eps, (long long)nonfinite, (long long)nonzero_masked, (long long)masked_rows, (long long)guard_hits);
@@ -245,10 +232,6 @@ done:
 }
 
 /* ---- error paths ------------------------------------------------------------------------- */
-static void expect(nam_status got, nam_status want, const nam_error *e, const char *needle, const char *desc) {
-    ct_check(got == want && (!needle || strstr(e->message, needle) != NULL), desc, "status %s (want %s), message \"%s\" (want it to contain \"%s\")",
-             nam_status_str(got), nam_status_str(want), e->message, needle ? needle : "");
-}
 
 static void test_errors(void) {
     int64_t sh[4] = {1, 5, 2, 64}, sh256[4] = {1, 5, 2, 256}, sh40[4] = {1, 5, 2, 40}, big[4] = {1, 5, 4, 64};
@@ -272,54 +255,53 @@ static void test_errors(void) {
     base.causal = 1;
 
     d = base;
-    expect(nam_attention(&d, NULL, 0, &e), NAM_OK, &e, NULL, "attention errors: the base call runs");
+    test_expect("attention errors: the base call runs", nam_attention(&d, NULL, 0, &e), &e, NAM_OK, NULL);
 
     d = base;
     d.q = qf32.d, d.k = kf32.d, d.v = vf32.d, d.out = of32.d;
-    expect(nam_attention(&d, NULL, 0, &e), NAM_ERR_NOT_IMPLEMENTED, &e, "q has dtype f32", "attention errors: f32 tensors -> NOT_IMPLEMENTED naming q");
-    expect(nam_attention_workspace_size(&d, &wsb, &e), NAM_ERR_NOT_IMPLEMENTED, &e, "q has dtype f32",
-           "attention errors: workspace size of f32 tensors -> NOT_IMPLEMENTED");
+    test_expect("attention errors: f32 tensors -> NOT_IMPLEMENTED naming q", nam_attention(&d, NULL, 0, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "q has dtype f32");
+    test_expect("attention errors: workspace size of f32 tensors -> NOT_IMPLEMENTED", nam_attention_workspace_size(&d, &wsb, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "q has dtype f32");
     d = base;
     d.out = of32.d;
-    expect(nam_attention(&d, NULL, 0, &e), NAM_ERR_NOT_IMPLEMENTED, &e, "out has dtype f32", "attention errors: f32 out -> NOT_IMPLEMENTED naming out");
+    test_expect("attention errors: f32 out -> NOT_IMPLEMENTED naming out", nam_attention(&d, NULL, 0, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "out has dtype f32");
     d = base;
     d.k = kh16.d;
-    expect(nam_attention(&d, NULL, 0, &e), NAM_ERR_NOT_IMPLEMENTED, &e, "k has dtype f16 but q has bf16", "attention errors: mixed bf16/f16 -> NOT_IMPLEMENTED naming k");
+    test_expect("attention errors: mixed bf16/f16 -> NOT_IMPLEMENTED naming k", nam_attention(&d, NULL, 0, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "k has dtype f16 but q has bf16");
 
     d = base;
     d.k = k.h; /* a CPU tensor among CUDA ones: nam.h refuses */
-    expect(nam_attention(&d, NULL, 0, &e), NAM_ERR_INVALID_ARG, &e, "k is a CPU tensor", "attention errors: CPU k with CUDA q -> INVALID_ARG");
+    test_expect("attention errors: CPU k with CUDA q -> INVALID_ARG", nam_attention(&d, NULL, 0, &e), &e, NAM_ERR_INVALID_ARG, "k is a CPU tensor");
     d = base;
     d.q = q.h;
-    expect(nam_attention(&d, NULL, 0, &e), NAM_ERR_INVALID_ARG, &e, "k is a CUDA tensor", "attention errors: CPU q with CUDA k -> INVALID_ARG");
+    test_expect("attention errors: CPU q with CUDA k -> INVALID_ARG", nam_attention(&d, NULL, 0, &e), &e, NAM_ERR_INVALID_ARG, "k is a CUDA tensor");
     d = base;
     d.backend = NAM_BACKEND_CPU_REF;
-    expect(nam_attention(&d, NULL, 0, &e), NAM_ERR_INVALID_ARG, &e, "cannot run on CUDA tensors", "attention errors: backend cpu_ref with CUDA tensors -> INVALID_ARG");
+    test_expect("attention errors: backend cpu_ref with CUDA tensors -> INVALID_ARG", nam_attention(&d, NULL, 0, &e), &e, NAM_ERR_INVALID_ARG, "cannot run on CUDA tensors");
 
     d = base;
     d.q = q256.d, d.k = k256.d, d.v = k256.d, d.out = o256.d;
-    expect(nam_attention(&d, NULL, 0, &e), NAM_ERR_NOT_IMPLEMENTED, &e, "(d) = 256", "attention errors: head dim 256 -> NOT_IMPLEMENTED naming d");
-    expect(nam_attention_workspace_size(&d, &wsb, &e), NAM_ERR_NOT_IMPLEMENTED, &e, "(d) = 256", "attention errors: workspace size, head dim 256 -> NOT_IMPLEMENTED");
+    test_expect("attention errors: head dim 256 -> NOT_IMPLEMENTED naming d", nam_attention(&d, NULL, 0, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "(d) = 256");
+    test_expect("attention errors: workspace size, head dim 256 -> NOT_IMPLEMENTED", nam_attention_workspace_size(&d, &wsb, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "(d) = 256");
     d = base;
     d.q = q40.d, d.k = k40.d, d.v = k40.d, d.out = o40.d;
-    expect(nam_attention(&d, NULL, 0, &e), NAM_ERR_NOT_IMPLEMENTED, &e, "(d) = 40", "attention errors: head dim 40 -> NOT_IMPLEMENTED naming d");
+    test_expect("attention errors: head dim 40 -> NOT_IMPLEMENTED naming d", nam_attention(&d, NULL, 0, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "(d) = 40");
 
     /* q as a strided view: heads 0..1 of a (1, 5, 4, 64) tensor */
     d = base;
     d.q = qbig.d;
     d.q.shape[2] = 2;
     d.q.stride[0] = 5 * 4 * 64, d.q.stride[1] = 4 * 64, d.q.stride[2] = 64, d.q.stride[3] = 1;
-    expect(nam_attention(&d, NULL, 0, &e), NAM_ERR_NOT_IMPLEMENTED, &e, "q.stride[1]", "attention errors: strided q -> NOT_IMPLEMENTED naming the stride");
+    test_expect("attention errors: strided q -> NOT_IMPLEMENTED naming the stride", nam_attention(&d, NULL, 0, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "q.stride[1]");
     /* misaligned data: v starts 4 elements (8 bytes) into a buffer */
     d = base;
     d.v = qbig.d;
     d.v.shape[2] = 2;
     d.v.data = (char *)qbig.d.data + 8;
-    expect(nam_attention(&d, NULL, 0, &e), NAM_ERR_NOT_IMPLEMENTED, &e, "v.data", "attention errors: misaligned v -> NOT_IMPLEMENTED naming v");
+    test_expect("attention errors: misaligned v -> NOT_IMPLEMENTED naming v", nam_attention(&d, NULL, 0, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "v.data");
 
     d = base;
     wsb = 7;
-    ct_check(nam_attention_workspace_size(&d, &wsb, &e) == NAM_OK && wsb == 0, "attention errors: workspace size is 0", "message \"%s\", %zu bytes", e.message, wsb);
+    CHECK(nam_attention_workspace_size(&d, &wsb, &e) == NAM_OK && wsb == 0, "attention errors: workspace size is 0", "message \"%s\", %zu bytes", e.message, wsb);
 
     ct_free(&q), ct_free(&k), ct_free(&v), ct_free(&o), ct_free(&qf32), ct_free(&kf32), ct_free(&vf32), ct_free(&of32), ct_free(&kh16);
     ct_free(&q256), ct_free(&k256), ct_free(&o256), ct_free(&q40), ct_free(&k40), ct_free(&o40), ct_free(&qbig);
@@ -343,7 +325,7 @@ static void bench(nam_dtype dt, int b, int s, int h, int dd, int causal) {
     for (it = 0; it < reps; it++)
         if (nam_attention(&d, NULL, 0, &e) != NAM_OK) break;
     if (nam_cuda_sync(NULL, &e) != NAM_OK || it < reps) {
-        ct_fail("attention bench", e.message);
+        test_fail("%s: %s", "attention bench", e.message);
     } else {
         t1 = now_s();
         flops = 4.0 * b * (double)s * s * h * dd * (causal ? 0.5 : 1.0);
@@ -387,7 +369,7 @@ int main(int argc, char **argv) {
     printf("# default cases: %.1f s\n", now_s() - t0);
     if (want_big) {
         if (nam_cuda_emulated()) {
-            printf("skip attention --big: the emulator is too slow for these shapes\n");
+            test_skip("attention --big: the emulator is too slow for these shapes");
         } else {
             for (i = 0; i < (int)(sizeof big / sizeof big[0]); i++) run_case(&big[i], NAM_BACKEND_CPU);
             /* FlashAttention's benchmark shapes: 16k tokens, hidden 2048 */
@@ -399,6 +381,5 @@ int main(int argc, char **argv) {
             bench(NAM_BF16, 16, 1024, 16, 128, 1);
         }
     }
-    printf("# %d passed, %d failed\n", ct_passed, ct_failed);
-    return ct_done();
+    return test_done("test_cuda_attention");
 }

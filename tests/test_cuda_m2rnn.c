@@ -19,17 +19,6 @@
 
 static double tol_out(nam_dtype t) { return t == NAM_F32 ? 2e-5 : t == NAM_F16 ? 2e-3 : 1.6e-2; }
 
-static void cmp_pair(const char *desc, const ct_pair *p, const void *ref, double tol) {
-    void *got = malloc(p->bytes ? p->bytes : 1);
-    double maxref = 0.0, diff;
-    int64_t n = (int64_t)(p->bytes / ct_esize(p->d.dtype));
-    if (!ct_download(p, got)) { free(got); return; }
-    diff = ct_maxdiff(got, ref, p->d.dtype, n, &maxref);
-    if (getenv("NAM_TEST_VERBOSE")) printf("# %s: max |diff| %.3g, max |ref| %.3g, ratio %.3g (tol %.1g)\n", desc, diff, maxref, diff / (maxref > 1e-30 ? maxref : 1e-30), tol);
-    ct_check(diff <= tol * (maxref > 1e-30 ? maxref : 1e-30), desc, "max |diff| = %.3g, max |ref| = %.3g, tol %.1g relative (%s)", diff, maxref, tol,
-             nam_dtype_name(p->d.dtype));
-    free(got);
-}
 
 typedef struct m2_case {
     const char *name;
@@ -99,18 +88,18 @@ static void run_case(const m2_case *c) {
     dd.initial_state = init.d; dd.out = out.d; dd.final_state = fin.d;
     snprintf(desc, sizeof desc, "m2rnn %s %s b%lld l%lld heads q%lld k%lld v%lld w%lld f%lld K%lld V%lld", c->name, nam_dtype_name(c->t), (long long)c->b,
              (long long)c->l, (long long)c->nq, (long long)c->nk, (long long)c->nv, (long long)c->nw, (long long)c->nf, (long long)c->K, (long long)c->V);
-    if (nam_m2rnn_workspace_size(&hd, &hws, &e) != NAM_OK) { ct_fail(desc, e.message); goto done; }
+    if (nam_m2rnn_workspace_size(&hd, &hws, &e) != NAM_OK) { test_fail("%s: %s", desc, e.message); goto done; }
     hwsp = malloc(hws + 64);
-    if (nam_m2rnn(&hd, (void *)(((uintptr_t)hwsp + 63) & ~(uintptr_t)63), hws, &e) != NAM_OK) { ct_fail(desc, e.message); goto done; }
-    if (nam_m2rnn_workspace_size(&dd, &dws, &e) != NAM_OK) { ct_fail(desc, e.message); goto done; }
-    if (dws != 0) { ct_fail(desc, "the CUDA path should need no workspace"); goto done; }
-    if (nam_m2rnn(&dd, NULL, 0, &e) != NAM_OK) { ct_fail(desc, e.message); goto done; }
-    if (dd.ran != NAM_BACKEND_CUDA) { ct_fail(desc, "desc.ran is not NAM_BACKEND_CUDA"); goto done; }
+    if (nam_m2rnn(&hd, (void *)(((uintptr_t)hwsp + 63) & ~(uintptr_t)63), hws, &e) != NAM_OK) { test_fail("%s: %s", desc, e.message); goto done; }
+    if (nam_m2rnn_workspace_size(&dd, &dws, &e) != NAM_OK) { test_fail("%s: %s", desc, e.message); goto done; }
+    if (dws != 0) { test_fail("%s: %s", desc, "the CUDA path should need no workspace"); goto done; }
+    if (nam_m2rnn(&dd, NULL, 0, &e) != NAM_OK) { test_fail("%s: %s", desc, e.message); goto done; }
+    if (dd.ran != NAM_BACKEND_CUDA) { test_fail("%s: %s", desc, "desc.ran is not NAM_BACKEND_CUDA"); goto done; }
     snprintf(d2, sizeof d2, "%s: out", desc);
-    cmp_pair(d2, &out, out.h.data, tol_out(c->t));
+    ct_cmp_pair(d2, &out, out.h.data, tol_out(c->t));
     if (c->fin) {
         snprintf(d2, sizeof d2, "%s: final_state", desc);
-        cmp_pair(d2, &fin, fin.h.data, 2e-5);
+        ct_cmp_pair(d2, &fin, fin.h.data, 2e-5);
     }
 done:
     free(hwsp);
@@ -185,26 +174,22 @@ static void test_step(nam_dtype t) {
     dd.backend = NAM_BACKEND_AUTO;
     dd.q = q.d; dd.k = k.d; dd.v = v.d; dd.W = W.d; dd.a = a.d; dd.A_log = Al.d; dd.D = D.d; dd.state = st.d; dd.out = out.d;
     snprintf(desc, sizeof desc, "m2rnn_step %s b2 n4 K64 V16", nam_dtype_name(t));
-    if (nam_m2rnn_step_workspace_size(&hd, &hws, &e) != NAM_OK) { ct_fail(desc, e.message); goto done; }
+    if (nam_m2rnn_step_workspace_size(&hd, &hws, &e) != NAM_OK) { test_fail("%s: %s", desc, e.message); goto done; }
     hwsp = malloc(hws + 64);
-    if (nam_m2rnn_step(&hd, (void *)(((uintptr_t)hwsp + 63) & ~(uintptr_t)63), hws, &e) != NAM_OK) ct_fail(desc, e.message);
-    else if (nam_m2rnn_step(&dd, NULL, 0, &e) != NAM_OK) ct_fail(desc, e.message);
-    else if (dd.ran != NAM_BACKEND_CUDA) ct_fail(desc, "desc.ran is not NAM_BACKEND_CUDA");
+    if (nam_m2rnn_step(&hd, (void *)(((uintptr_t)hwsp + 63) & ~(uintptr_t)63), hws, &e) != NAM_OK) test_fail("%s: %s", desc, e.message);
+    else if (nam_m2rnn_step(&dd, NULL, 0, &e) != NAM_OK) test_fail("%s: %s", desc, e.message);
+    else if (dd.ran != NAM_BACKEND_CUDA) test_fail("%s: %s", desc, "desc.ran is not NAM_BACKEND_CUDA");
     else {
         snprintf(d2, sizeof d2, "%s: out", desc);
-        cmp_pair(d2, &out, out.h.data, tol_out(t));
+        ct_cmp_pair(d2, &out, out.h.data, tol_out(t));
         snprintf(d2, sizeof d2, "%s: state (in place)", desc);
-        cmp_pair(d2, &st, st.h.data, 2e-5);
+        ct_cmp_pair(d2, &st, st.h.data, 2e-5);
     }
 done:
     free(hwsp);
     ct_free(&q); ct_free(&k); ct_free(&v); ct_free(&W); ct_free(&a); ct_free(&Al); ct_free(&D); ct_free(&st); ct_free(&out);
 }
 
-static void expect(const char *desc, nam_status got, nam_status want, const nam_error *e, const char *needle) {
-    ct_check(got == want && (!needle || strstr(e->message, needle)), desc, "status %d (want %d), message \"%s\" (want \"%s\")", (int)got, (int)want,
-             e->message, needle ? needle : "");
-}
 
 static void test_errors(void) {
     ct_pair q, k, v, W, a, Al, out, v12, W12, out12, kb, qbig, kbig, Wn;
@@ -224,22 +209,22 @@ static void test_errors(void) {
     d.q = q.d; d.k = k.d; d.v = v.d; d.W = W.d; d.a = a.d; d.A_log = Al.d; d.out = out.d;
     t = d; t.v = v12.d; t.W = W12.d; t.out = out12.d;
     st = nam_m2rnn(&t, NULL, 0, &e);
-    expect("m2rnn error: V 12 is not implemented on CUDA", st, NAM_ERR_NOT_IMPLEMENTED, &e, "v.shape[3] (V) = 12 is not supported on CUDA");
+    test_expect("m2rnn error: V 12 is not implemented on CUDA", st, &e, NAM_ERR_NOT_IMPLEMENTED, "v.shape[3] (V) = 12 is not supported on CUDA");
     t = d; t.q = qbig.d; t.k = kbig.d;
     st = nam_m2rnn(&t, NULL, 0, &e);
-    expect("m2rnn error: K 300 x V 16 is not implemented on CUDA", st, NAM_ERR_NOT_IMPLEMENTED, &e, "K * V must be at most 4096");
+    test_expect("m2rnn error: K 300 x V 16 is not implemented on CUDA", st, &e, NAM_ERR_NOT_IMPLEMENTED, "K * V must be at most 4096");
     t = d; t.k = kb.d;
     st = nam_m2rnn(&t, NULL, 0, &e);
-    expect("m2rnn error: k bf16 with q f32 is not implemented", st, NAM_ERR_NOT_IMPLEMENTED, &e, "k has dtype bf16");
+    test_expect("m2rnn error: k bf16 with q f32 is not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "k has dtype bf16");
     t = d; t.W = W.h;
     st = nam_m2rnn(&t, NULL, 0, &e);
-    expect("m2rnn error: W is a CPU tensor among CUDA tensors", st, NAM_ERR_INVALID_ARG, &e, "W is a CPU tensor");
+    test_expect("m2rnn error: W is a CPU tensor among CUDA tensors", st, &e, NAM_ERR_INVALID_ARG, "W is a CPU tensor");
     t = d; t.v.stride[0] = 128; t.v.stride[1] = 16; t.v.stride[2] = 64; t.v.stride[3] = 1;
     st = nam_m2rnn(&t, NULL, 0, &e);
-    expect("m2rnn error: strided v is not implemented", st, NAM_ERR_NOT_IMPLEMENTED, &e, "v.stride[");
+    test_expect("m2rnn error: strided v is not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "v.stride[");
     t = d; t.backend = NAM_BACKEND_CPU;
     st = nam_m2rnn(&t, NULL, 0, &e);
-    expect("m2rnn error: backend cpu with CUDA tensors", st, NAM_ERR_INVALID_ARG, &e, "cannot run on CUDA tensors");
+    test_expect("m2rnn error: backend cpu with CUDA tensors", st, &e, NAM_ERR_INVALID_ARG, "cannot run on CUDA tensors");
     ct_free(&q); ct_free(&k); ct_free(&v); ct_free(&W); ct_free(&a); ct_free(&Al); ct_free(&out); ct_free(&v12); ct_free(&W12); ct_free(&out12);
     ct_free(&kb); ct_free(&qbig); ct_free(&kbig); ct_free(&Wn);
 }
@@ -250,6 +235,5 @@ int main(void) {
     test_step(NAM_F32);
     test_step(NAM_BF16);
     test_errors();
-    printf("test_cuda_m2rnn: %d passed, %d failed\n", ct_passed, ct_failed);
-    return ct_done();
+    return test_done("test_cuda_m2rnn");
 }

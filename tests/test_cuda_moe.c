@@ -22,27 +22,12 @@
 #define NAM_IMPLEMENTATION
 #include "cuda_test.h"
 
-static char g_desc[256];
-static const char *D(const char *fmt, ...) NAM__PRINTF(1, 2);
-static const char *D(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g_desc, sizeof g_desc, fmt, ap);
-    va_end(ap);
-    return g_desc;
-}
-
-static void *xmalloc(size_t n) {
-    void *p = calloc(n ? n : 1, 1);
-    if (!p) { fprintf(stderr, "test_cuda_moe: out of memory\n"); exit(2); }
-    return p;
-}
 /* device copy of host bytes (NULL and a FAIL line on errors) */
 static void *dev_dup(const void *h, size_t bytes) {
     nam_error e;
     void *d = NULL;
     if (nam_cuda_malloc(&d, bytes ? bytes : 4, &e) != NAM_OK || (h && nam_cuda_memcpy(d, h, bytes, NAM_CUDA_H2D, NULL, &e) != NAM_OK)) {
-        ct_fail("device allocation", e.message);
+        test_fail("%s: %s", "device allocation", e.message);
         return NULL;
     }
     if (!h) nam_cuda_memset(d, 0xff, bytes, NULL, &e);
@@ -51,7 +36,7 @@ static void *dev_dup(const void *h, size_t bytes) {
 static int dev_down(void *h, const void *d, size_t bytes) {
     nam_error e;
     if (nam_cuda_sync(NULL, &e) != NAM_OK || nam_cuda_memcpy(h, d, bytes, NAM_CUDA_D2H, NULL, &e) != NAM_OK) {
-        ct_fail("download", e.message);
+        test_fail("%s: %s", "download", e.message);
         return 0;
     }
     return 1;
@@ -67,12 +52,11 @@ static nam_tensor C1(void *p, nam_dtype dt, int64_t a) { return nam_tensor_cuda(
 static nam_tensor C2(void *p, nam_dtype dt, int64_t a, int64_t b) { int64_t s[2]; s[0] = a; s[1] = b; return nam_tensor_cuda(p, dt, 2, s); }
 static nam_tensor C3(void *p, nam_dtype dt, int64_t a, int64_t b, int64_t c) { int64_t s[3]; s[0] = a; s[1] = b; s[2] = c; return nam_tensor_cuda(p, dt, 3, s); }
 
-static int rndi(int n) { return (int)((ct_rand() + 1.0f) * 0.5f * (float)n) % n; }
 /* host buffer of n values of dt: scale * rand + shift, rounded to dt */
 static void *rnd_buf(nam_dtype dt, int64_t n, float scale, float shift) {
-    void *p = xmalloc((size_t)n * ct_esize(dt));
+    void *p = test_alloc((size_t)n * test_esize(dt));
     int64_t i;
-    for (i = 0; i < n; i++) nam__store(p, dt, i, scale * ct_rand() + shift);
+    for (i = 0; i < n; i++) nam__store(p, dt, i, scale * test_rand() + shift);
     return p;
 }
 
@@ -89,8 +73,8 @@ typedef struct route_case {
 static void test_route_case(const route_case *c) {
     const char *mode = c->score == NAM_MOE_SIGMOID ? (c->bias ? "sigmoid+bias" : "sigmoid") : (c->pre_softmax ? "pre_softmax" : "softmax");
     void *lh = rnd_buf(c->ldt, (int64_t)c->T * c->E, 4.0f, 0.0f), *bh = NULL;
-    int32_t *ih = (int32_t *)xmalloc(sizeof(int32_t) * (size_t)c->T * (size_t)c->k), *ig = (int32_t *)xmalloc(sizeof(int32_t) * (size_t)c->T * (size_t)c->k);
-    float *wh = (float *)xmalloc(sizeof(float) * (size_t)c->T * (size_t)c->k), *wg = (float *)xmalloc(sizeof(float) * (size_t)c->T * (size_t)c->k);
+    int32_t *ih = (int32_t *)test_alloc(sizeof(int32_t) * (size_t)c->T * (size_t)c->k), *ig = (int32_t *)test_alloc(sizeof(int32_t) * (size_t)c->T * (size_t)c->k);
+    float *wh = (float *)test_alloc(sizeof(float) * (size_t)c->T * (size_t)c->k), *wg = (float *)test_alloc(sizeof(float) * (size_t)c->T * (size_t)c->k);
     void *ld, *bd = NULL, *id, *wd;
     nam_moe_route_desc r;
     nam_error e;
@@ -98,14 +82,14 @@ static void test_route_case(const route_case *c) {
     int64_t i, n = (int64_t)c->T * c->k;
     double md = 0.0;
     int bad_idx = -1;
-    const char *desc = D("route %s T=%d E=%d k=%d %s scaling=%g%s", mode, c->T, c->E, c->k, nam_dtype_name(c->ldt), (double)c->scaling,
+    const char *desc = test_fmt("route %s T=%d E=%d k=%d %s scaling=%g%s", mode, c->T, c->E, c->k, nam_dtype_name(c->ldt), (double)c->scaling,
                          c->ties == 1 ? " (equal logits)" : c->ties == 2 ? " (few distinct logits)" : "");
     char name[256];
     snprintf(name, sizeof name, "%s", desc);
     if (c->ties == 1)
         for (i = 0; i < c->E; i++) nam__store(lh, c->ldt, i, 0.75f);
     if (c->ties == 2)
-        for (i = 0; i < (int64_t)c->T * c->E; i++) nam__store(lh, c->ldt, i, 0.5f * (float)rndi(4));
+        for (i = 0; i < (int64_t)c->T * c->E; i++) nam__store(lh, c->ldt, i, 0.5f * (float)test_randi(4));
     if (c->bias) bh = rnd_buf(NAM_F32, c->E, 0.05f, 0.0f);
     memset(&r, 0, sizeof r);
     r.logits = H2(lh, c->ldt, c->T, c->E);
@@ -116,8 +100,8 @@ static void test_route_case(const route_case *c) {
     r.score = c->score;
     r.pre_softmax = c->pre_softmax;
     r.scaling_factor = c->scaling;
-    if ((s = nam_moe_route(&r, &e)) != NAM_OK) { ct_fail(name, e.message); goto out; }
-    ld = dev_dup(lh, (size_t)c->T * (size_t)c->E * ct_esize(c->ldt));
+    if ((s = nam_moe_route(&r, &e)) != NAM_OK) { test_fail("%s: %s", name, e.message); goto out; }
+    ld = dev_dup(lh, (size_t)c->T * (size_t)c->E * test_esize(c->ldt));
     if (bh) bd = dev_dup(bh, sizeof(float) * (size_t)c->E);
     id = dev_dup(NULL, sizeof(int32_t) * (size_t)n);
     wd = dev_dup(NULL, sizeof(float) * (size_t)n);
@@ -126,17 +110,17 @@ static void test_route_case(const route_case *c) {
     r.topk_idx = C2(id, NAM_I32, c->T, c->k);
     r.topk_weight = C2(wd, NAM_F32, c->T, c->k);
     s = nam_moe_route(&r, &e);
-    if (s != NAM_OK) ct_fail(name, e.message);
+    if (s != NAM_OK) test_fail("%s: %s", name, e.message);
     else if (dev_down(ig, id, sizeof(int32_t) * (size_t)n) && dev_down(wg, wd, sizeof(float) * (size_t)n)) {
         for (i = 0; i < n; i++) {
             double d = fabs((double)wg[i] - (double)wh[i]);
             if (ig[i] != ih[i] && bad_idx < 0) bad_idx = (int)i;
             if (!(d <= md)) md = d != d ? INFINITY : d;
         }
-        if (r.ran != NAM_BACKEND_CUDA) ct_fail(name, "ran is not NAM_BACKEND_CUDA");
+        if (r.ran != NAM_BACKEND_CUDA) test_fail("%s: %s", name, "ran is not NAM_BACKEND_CUDA");
         else if (bad_idx >= 0)
-            ct_fail(name, D("topk_idx[%d, %d] = %d, CPU %d", bad_idx / c->k, bad_idx % c->k, ig[bad_idx], ih[bad_idx]));
-        else ct_check(md <= 1e-6 * (fabs((double)c->scaling) > 1.0 ? fabs((double)c->scaling) : 1.0), name, "max |weight - CPU| = %g", md);
+            test_fail("%s: %s", name, test_fmt("topk_idx[%d, %d] = %d, CPU %d", bad_idx / c->k, bad_idx % c->k, ig[bad_idx], ih[bad_idx]));
+        else CHECK(md <= 1e-6 * (fabs((double)c->scaling) > 1.0 ? fabs((double)c->scaling) : 1.0), name, "max |weight - CPU| = %g", md);
     }
     dev_free(ld);
     dev_free(bd);
@@ -186,12 +170,12 @@ typedef struct plan_pair {
 /* topk_idx: skew 0 uniform, 1 skewed (expert 0 popular, some experts empty), 2 distinct
    experts per token (k <= E) */
 static int32_t *make_idx(int T, int k, int E, int skew) {
-    int32_t *p = (int32_t *)xmalloc(sizeof(int32_t) * (size_t)T * (size_t)k);
+    int32_t *p = (int32_t *)test_alloc(sizeof(int32_t) * (size_t)T * (size_t)k);
     int t, s;
     for (t = 0; t < T; t++)
         for (s = 0; s < k; s++) {
-            int v = rndi(E);
-            if (skew == 1) v = rndi(3) == 0 ? 0 : rndi(E) / 2 * 2 % E;
+            int v = test_randi(E);
+            if (skew == 1) v = test_randi(3) == 0 ? 0 : test_randi(E) / 2 * 2 % E;
             if (skew == 2) {
                 int q, again = 1;
                 while (again) {
@@ -212,9 +196,9 @@ static int plan_make(plan_pair *pp, int T, int k, int E, float cf, int32_t *idx,
     pp->k = k;
     pp->E = E;
     pp->idx_h = idx;
-    pp->cnt_h = (int32_t *)xmalloc(sizeof(int32_t) * (size_t)E);
-    pp->off_h = (int32_t *)xmalloc(sizeof(int32_t) * ((size_t)E + 1));
-    pp->rows_h = (int32_t *)xmalloc(sizeof(int32_t) * (size_t)T * (size_t)k);
+    pp->cnt_h = (int32_t *)test_alloc(sizeof(int32_t) * (size_t)E);
+    pp->off_h = (int32_t *)test_alloc(sizeof(int32_t) * ((size_t)E + 1));
+    pp->rows_h = (int32_t *)test_alloc(sizeof(int32_t) * (size_t)T * (size_t)k);
     pp->idx_d = dev_dup(idx, sizeof(int32_t) * (size_t)T * (size_t)k);
     pp->cnt_d = dev_dup(NULL, sizeof(int32_t) * (size_t)E);
     pp->off_d = dev_dup(NULL, sizeof(int32_t) * ((size_t)E + 1));
@@ -261,22 +245,23 @@ static void test_dispatch_case(int T, int k, int E, float cf, int skew) {
     char name[160];
     int32_t *idx = make_idx(T, k, E, skew);
     snprintf(name, sizeof name, "dispatch T=%d k=%d E=%d capacity_factor=%g%s", T, k, E, (double)cf, skew == 1 ? " skewed" : "");
-    if (!plan_make(&pp, T, k, E, cf, idx, &sc, &sg, &ec, &eg)) ct_fail(name, sc ? ec.message : eg.message);
+    if (!plan_make(&pp, T, k, E, cf, idx, &sc, &sg, &ec, &eg)) test_fail("%s: %s", name, sc ? ec.message : eg.message);
     else {
         size_t n = (size_t)T * (size_t)k;
-        int32_t *c = (int32_t *)xmalloc(sizeof(int32_t) * (size_t)E), *o = (int32_t *)xmalloc(sizeof(int32_t) * ((size_t)E + 1)),
-                *r = (int32_t *)xmalloc(sizeof(int32_t) * n);
+        int32_t *c = (int32_t *)test_alloc(sizeof(int32_t) * (size_t)E), *o = (int32_t *)test_alloc(sizeof(int32_t) * ((size_t)E + 1)),
+                *r = (int32_t *)test_alloc(sizeof(int32_t) * n);
         if (dev_down(c, pp.cnt_d, sizeof(int32_t) * (size_t)E) && dev_down(o, pp.off_d, sizeof(int32_t) * ((size_t)E + 1)) && dev_down(r, pp.rows_d, sizeof(int32_t) * n)) {
             if (pp.gpu.num_rows != pp.cpu.num_rows || pp.gpu.num_dropped != pp.cpu.num_dropped)
-                ct_fail(name, D("num_rows %d num_dropped %d, CPU %d %d", pp.gpu.num_rows, pp.gpu.num_dropped, pp.cpu.num_rows, pp.cpu.num_dropped));
-            else if (pp.gpu.capacity != pp.cpu.capacity) ct_fail(name, D("capacity %d, CPU %d (issue 9: the desc reports the capacity applied)", pp.gpu.capacity, pp.cpu.capacity));
-            else if (memcmp(c, pp.cnt_h, sizeof(int32_t) * (size_t)E)) ct_fail(name, "counts differ from the CPU's");
-            else if (memcmp(o, pp.off_h, sizeof(int32_t) * ((size_t)E + 1))) ct_fail(name, "offsets differ from the CPU's");
+                test_fail("%s: %s", name, test_fmt("num_rows %d num_dropped %d, CPU %d %d", pp.gpu.num_rows, pp.gpu.num_dropped, pp.cpu.num_rows, pp.cpu.num_dropped));
+            else if (pp.gpu.capacity != pp.cpu.capacity)
+                test_fail("%s: %s", name, test_fmt("capacity %d, CPU %d (issue 9: the desc reports the capacity applied)", pp.gpu.capacity, pp.cpu.capacity));
+            else if (memcmp(c, pp.cnt_h, sizeof(int32_t) * (size_t)E)) test_fail("%s: %s", name, "counts differ from the CPU's");
+            else if (memcmp(o, pp.off_h, sizeof(int32_t) * ((size_t)E + 1))) test_fail("%s: %s", name, "offsets differ from the CPU's");
             else if (memcmp(r, pp.rows_h, sizeof(int32_t) * n)) {
                 size_t j = 0;
                 while (r[j] == pp.rows_h[j]) j++;
-                ct_fail(name, D("rows[%zu] = %d, CPU %d", j, r[j], pp.rows_h[j]));
-            } else ct_ok(D("%s (num_rows %d, dropped %d)", name, pp.cpu.num_rows, pp.cpu.num_dropped));
+                test_fail("%s: %s", name, test_fmt("rows[%zu] = %d, CPU %d", j, r[j], pp.rows_h[j]));
+            } else test_ok("%s", test_fmt("%s (num_rows %d, dropped %d)", name, pp.cpu.num_rows, pp.cpu.num_dropped));
         }
         free(c);
         free(o);
@@ -298,9 +283,9 @@ static void test_dispatch_bad(int T, int k, int E, int nbad) {
     if (nbad > 1) idx[T * k - 1] = -1;
     if (nbad > 2) idx[first + 1] = -7;
     plan_make(&pp, T, k, E, 0.0f, idx, &sc, &sg, &ec, &eg);
-    if (sc != NAM_ERR_RANGE) ct_fail(name, "the CPU did not report NAM_ERR_RANGE");
-    else if (sg != NAM_ERR_RANGE) ct_fail(name, D("status %s: %s", nam_status_str(sg), sg ? eg.message : ""));
-    else ct_check(strcmp(ec.message, eg.message) == 0, name, "message '%s', CPU '%s'", eg.message, ec.message);
+    if (sc != NAM_ERR_RANGE) test_fail("%s: %s", name, "the CPU did not report NAM_ERR_RANGE");
+    else if (sg != NAM_ERR_RANGE) test_fail("%s: %s", name, test_fmt("status %s: %s", nam_status_str(sg), sg ? eg.message : ""));
+    else CHECK(strcmp(ec.message, eg.message) == 0, name, "message '%s', CPU '%s'", eg.message, ec.message);
     plan_free(&pp);
 }
 
@@ -332,15 +317,15 @@ static void test_dispatch(void) {
             pp.gpu.workspace = NULL;
             pp.gpu.workspace_bytes = 0;
             sg = nam_moe_dispatch(&pp.gpu, &eg);
-            ct_check(need > 0 && sg == NAM_ERR_INVALID_ARG && strstr(eg.message, "workspace is NULL") != NULL,
+            CHECK(need > 0 && sg == NAM_ERR_INVALID_ARG && strstr(eg.message, "workspace is NULL") != NULL,
                      "dispatch T*k=2800 with no workspace -> NAM_ERR_INVALID_ARG", "need %zu, status %s: %s", need, nam_status_str(sg), eg.message);
             pp.gpu.workspace = pp.ws_d;
             pp.gpu.workspace_bytes = need - 1;
             sg = nam_moe_dispatch(&pp.gpu, &eg);
-            ct_check(sg == NAM_ERR_INVALID_ARG && strstr(eg.message, "workspace_bytes") != NULL,
+            CHECK(sg == NAM_ERR_INVALID_ARG && strstr(eg.message, "workspace_bytes") != NULL,
                      "dispatch with workspace_bytes one short -> NAM_ERR_INVALID_ARG", "status %s: %s", nam_status_str(sg), eg.message);
         } else
-            ct_fail("dispatch workspace checks", sc ? ec.message : eg.message);
+            test_fail("%s: %s", "dispatch workspace checks", sc ? ec.message : eg.message);
         plan_free(&pp);
     }
 }
@@ -351,22 +336,22 @@ static void test_permute_case(int T, int k, int E, float cf, int H, nam_dtype td
     nam_status sc, sg;
     nam_error ec, eg;
     char name[200];
-    const size_t tb = ct_esize(tdt), pb = ct_esize(pdt), n = (size_t)T * (size_t)k;
-    void *th = rnd_buf(tdt, (int64_t)T * H, 1.0f, 0.0f), *ph = xmalloc(n * (size_t)H * pb), *pg = xmalloc(n * (size_t)H * pb), *td, *pd;
+    const size_t tb = test_esize(tdt), pb = test_esize(pdt), n = (size_t)T * (size_t)k;
+    void *th = rnd_buf(tdt, (int64_t)T * H, 1.0f, 0.0f), *ph = test_alloc(n * (size_t)H * pb), *pg = test_alloc(n * (size_t)H * pb), *td, *pd;
     nam_tensor tt, pt;
     snprintf(name, sizeof name, "permute T=%d k=%d E=%d cf=%g H=%d %s -> %s", T, k, E, (double)cf, H, nam_dtype_name(tdt), nam_dtype_name(pdt));
-    if (!plan_make(&pp, T, k, E, cf, make_idx(T, k, E, 2), &sc, &sg, &ec, &eg)) { ct_fail(name, sc ? ec.message : eg.message); goto out; }
+    if (!plan_make(&pp, T, k, E, cf, make_idx(T, k, E, 2), &sc, &sg, &ec, &eg)) { test_fail("%s: %s", name, sc ? ec.message : eg.message); goto out; }
     td = dev_dup(th, (size_t)T * (size_t)H * tb);
     pd = dev_dup(NULL, n * (size_t)H * pb);
     tt = H2(th, tdt, T, H);
     pt = H2(ph, pdt, (int64_t)n, H);
-    if ((sc = nam_moe_permute(&tt, &pp.cpu, &pt, &ec)) != NAM_OK) ct_fail(name, ec.message);
+    if ((sc = nam_moe_permute(&tt, &pp.cpu, &pt, &ec)) != NAM_OK) test_fail("%s: %s", name, ec.message);
     else {
         tt = C2(td, tdt, T, H);
         pt = C2(pd, pdt, (int64_t)n, H);
-        if ((sg = nam_moe_permute(&tt, &pp.gpu, &pt, &eg)) != NAM_OK) ct_fail(name, eg.message);
+        if ((sg = nam_moe_permute(&tt, &pp.gpu, &pt, &eg)) != NAM_OK) test_fail("%s: %s", name, eg.message);
         else if (dev_down(pg, pd, n * (size_t)H * pb))
-            ct_check(memcmp(pg, ph, (size_t)pp.cpu.num_rows * (size_t)H * pb) == 0, name, "permuted rows differ from the CPU's (%d rows)", pp.cpu.num_rows);
+            CHECK(memcmp(pg, ph, (size_t)pp.cpu.num_rows * (size_t)H * pb) == 0, name, "permuted rows differ from the CPU's (%d rows)", pp.cpu.num_rows);
     }
     dev_free(td);
     dev_free(pd);
@@ -382,28 +367,28 @@ static void test_combine_case(int T, int k, int E, float cf, int H, nam_dtype xd
     nam_status sc, sg;
     nam_error ec, eg;
     char name[220];
-    const size_t xb = ct_esize(xdt), ob = ct_esize(odt), n = (size_t)T * (size_t)k;
+    const size_t xb = test_esize(xdt), ob = test_esize(odt), n = (size_t)T * (size_t)k;
     void *xh = rnd_buf(xdt, (int64_t)n * H, 1.0f, 0.0f), *wh = weighted ? rnd_buf(wdt, (int64_t)n, 1.0f, 0.0f) : NULL;
-    void *oh = xmalloc((size_t)T * (size_t)H * ob), *og = xmalloc((size_t)T * (size_t)H * ob), *xd, *wd = NULL, *od;
+    void *oh = test_alloc((size_t)T * (size_t)H * ob), *og = test_alloc((size_t)T * (size_t)H * ob), *xd, *wd = NULL, *od;
     nam_tensor xt, wt, ot;
     snprintf(name, sizeof name, "combine T=%d k=%d E=%d cf=%g H=%d %s -> %s, %s", T, k, E, (double)cf, H, nam_dtype_name(xdt), nam_dtype_name(odt),
              weighted ? (wdt == NAM_F32 ? "f32 weights" : "bf16 weights") : "no weights");
-    if (!plan_make(&pp, T, k, E, cf, make_idx(T, k, E, 1), &sc, &sg, &ec, &eg)) { ct_fail(name, sc ? ec.message : eg.message); goto out; }
+    if (!plan_make(&pp, T, k, E, cf, make_idx(T, k, E, 1), &sc, &sg, &ec, &eg)) { test_fail("%s: %s", name, sc ? ec.message : eg.message); goto out; }
     xd = dev_dup(xh, n * (size_t)H * xb);
-    if (wh) wd = dev_dup(wh, n * ct_esize(wdt));
+    if (wh) wd = dev_dup(wh, n * test_esize(wdt));
     od = dev_dup(NULL, (size_t)T * (size_t)H * ob);
     xt = H2(xh, xdt, (int64_t)n, H);
     wt = H2(wh, wdt, T, k);
     ot = H2(oh, odt, T, H);
-    if ((sc = nam_moe_combine(&xt, &pp.cpu, wh ? &wt : NULL, &ot, &ec)) != NAM_OK) ct_fail(name, ec.message);
+    if ((sc = nam_moe_combine(&xt, &pp.cpu, wh ? &wt : NULL, &ot, &ec)) != NAM_OK) test_fail("%s: %s", name, ec.message);
     else {
         xt = C2(xd, xdt, (int64_t)n, H);
         wt = C2(wd, wdt, T, k);
         ot = C2(od, odt, T, H);
-        if ((sg = nam_moe_combine(&xt, &pp.gpu, wd ? &wt : NULL, &ot, &eg)) != NAM_OK) ct_fail(name, eg.message);
+        if ((sg = nam_moe_combine(&xt, &pp.gpu, wd ? &wt : NULL, &ot, &eg)) != NAM_OK) test_fail("%s: %s", name, eg.message);
         else if (dev_down(og, od, (size_t)T * (size_t)H * ob)) {
             double m = ct_maxdiff(og, oh, odt, (int64_t)T * H, NULL);
-            ct_check(memcmp(og, oh, (size_t)T * (size_t)H * ob) == 0, name, "out differs from the CPU's (max |diff| %g)", m);
+            CHECK(memcmp(og, oh, (size_t)T * (size_t)H * ob) == 0, name, "out differs from the CPU's (max |diff| %g)", m);
         }
     }
     dev_free(xd);
@@ -424,17 +409,17 @@ static void test_permute_identity(void) {
     nam_status sc, sg;
     nam_error ec, eg;
     const char *name = "permute -> combine (k = 1, no weights) is the identity (bf16 H=40)";
-    void *th = rnd_buf(NAM_BF16, (int64_t)T * H, 1.0f, 0.0f), *back = xmalloc((size_t)T * H * 2), *td, *pd, *bd;
+    void *th = rnd_buf(NAM_BF16, (int64_t)T * H, 1.0f, 0.0f), *back = test_alloc((size_t)T * H * 2), *td, *pd, *bd;
     nam_tensor tt, pt, bt;
-    if (!plan_make(&pp, T, 1, E, 0.0f, make_idx(T, 1, E, 0), &sc, &sg, &ec, &eg)) { ct_fail(name, sc ? ec.message : eg.message); goto out; }
+    if (!plan_make(&pp, T, 1, E, 0.0f, make_idx(T, 1, E, 0), &sc, &sg, &ec, &eg)) { test_fail("%s: %s", name, sc ? ec.message : eg.message); goto out; }
     td = dev_dup(th, (size_t)T * H * 2);
     pd = dev_dup(NULL, (size_t)T * H * 2);
     bd = dev_dup(NULL, (size_t)T * H * 2);
     tt = C2(td, NAM_BF16, T, H);
     pt = C2(pd, NAM_BF16, T, H);
     bt = C2(bd, NAM_BF16, T, H);
-    if ((sg = nam_moe_permute(&tt, &pp.gpu, &pt, &eg)) != NAM_OK || (sg = nam_moe_combine(&pt, &pp.gpu, NULL, &bt, &eg)) != NAM_OK) ct_fail(name, eg.message);
-    else if (dev_down(back, bd, (size_t)T * H * 2)) ct_check(memcmp(back, th, (size_t)T * H * 2) == 0, name, "tokens changed");
+    if ((sg = nam_moe_permute(&tt, &pp.gpu, &pt, &eg)) != NAM_OK || (sg = nam_moe_combine(&pt, &pp.gpu, NULL, &bt, &eg)) != NAM_OK) test_fail("%s: %s", name, eg.message);
+    else if (dev_down(back, bd, (size_t)T * H * 2)) CHECK(memcmp(back, th, (size_t)T * H * 2) == 0, name, "tokens changed");
     dev_free(td);
     dev_free(pd);
     dev_free(bd);
@@ -475,10 +460,10 @@ static void test_ffn_case(int H, int F, nam_dtype dt, nam_moe_act act, int plan2
     nam_status sc, sg;
     nam_error ec, eg;
     char name[200];
-    int32_t *idx = (int32_t *)xmalloc(sizeof(int32_t) * (size_t)T);
+    int32_t *idx = (int32_t *)test_alloc(sizeof(int32_t) * (size_t)T);
     int t, e, q, nr;
     void *xh = rnd_buf(dt, (int64_t)R * H, 1.0f, 0.0f), *w1h = rnd_buf(dt, (int64_t)E * F * H, 0.25f, 0.0f), *w3h = rnd_buf(dt, (int64_t)E * F * H, 0.25f, 0.0f);
-    void *w2h = rnd_buf(dt, (int64_t)E * H * F, 0.25f, 0.0f), *oh = xmalloc((size_t)R * H * 2), *og = xmalloc((size_t)R * H * 2);
+    void *w2h = rnd_buf(dt, (int64_t)E * H * F, 0.25f, 0.0f), *oh = test_alloc((size_t)R * H * 2), *og = test_alloc((size_t)R * H * 2);
     void *xd = NULL, *w1d = NULL, *w3d = NULL, *w2d = NULL, *od = NULL, *ws = NULL, *cws = NULL;
     nam_moe_ffn_desc f;
     size_t wsb = 0, cwsb = 0;
@@ -491,12 +476,12 @@ static void test_ffn_case(int H, int F, nam_dtype dt, nam_moe_act act, int plan2
         for (t = 0, e = 0; e < E; e++)
             for (q = 0; q < counts[e]; q++) idx[t++] = e;
         for (t = T - 1; t > 0; t--) {   /* shuffle the tokens */
-            int j = rndi(t + 1), v = idx[t];
+            int j = test_randi(t + 1), v = idx[t];
             idx[t] = idx[j];
             idx[j] = v;
         }
     }
-    if (!plan_make(&pp, T, k, E, plan2 ? 0.75f : 0.0f, idx, &sc, &sg, &ec, &eg)) { ct_fail(name, sc ? ec.message : eg.message); goto out; }
+    if (!plan_make(&pp, T, k, E, plan2 ? 0.75f : 0.0f, idx, &sc, &sg, &ec, &eg)) { test_fail("%s: %s", name, sc ? ec.message : eg.message); goto out; }
     nr = pp.cpu.num_rows;
     memset(&f, 0, sizeof f);
     f.in = H2(xh, dt, R, H);
@@ -507,9 +492,9 @@ static void test_ffn_case(int H, int F, nam_dtype dt, nam_moe_act act, int plan2
     f.plan = &pp.cpu;
     f.act = act;
     f.backend = NAM_BACKEND_CPU_REF;
-    if ((sc = nam_moe_ffn_workspace_size(&f, &cwsb, &ec)) != NAM_OK) { ct_fail(name, ec.message); goto out; }
-    cws = xmalloc(cwsb + 64);   /* the CPU wants 64-byte aligned workspace */
-    if ((sc = nam_moe_ffn(&f, (char *)cws + (64 - (uintptr_t)cws % 64) % 64, cwsb, &ec)) != NAM_OK) { ct_fail(name, ec.message); goto out; }
+    if ((sc = nam_moe_ffn_workspace_size(&f, &cwsb, &ec)) != NAM_OK) { test_fail("%s: %s", name, ec.message); goto out; }
+    cws = test_alloc(cwsb + 64);   /* the CPU wants 64-byte aligned workspace */
+    if ((sc = nam_moe_ffn(&f, (char *)cws + (64 - (uintptr_t)cws % 64) % 64, cwsb, &ec)) != NAM_OK) { test_fail("%s: %s", name, ec.message); goto out; }
     xd = dev_dup(xh, (size_t)R * H * 2);
     w1d = dev_dup(w1h, (size_t)E * F * H * 2);
     w3d = dev_dup(w3h, (size_t)E * F * H * 2);
@@ -522,13 +507,13 @@ static void test_ffn_case(int H, int F, nam_dtype dt, nam_moe_act act, int plan2
     f.out = C2(od, dt, R, H);
     f.plan = &pp.gpu;
     f.backend = NAM_BACKEND_AUTO;
-    if ((sg = nam_moe_ffn_workspace_size(&f, &wsb, &eg)) != NAM_OK) { ct_fail(name, eg.message); goto out; }
+    if ((sg = nam_moe_ffn_workspace_size(&f, &wsb, &eg)) != NAM_OK) { test_fail("%s: %s", name, eg.message); goto out; }
     ws = dev_dup(NULL, wsb);
-    if ((sg = nam_moe_ffn(&f, ws, wsb, &eg)) != NAM_OK) ct_fail(name, eg.message);
+    if ((sg = nam_moe_ffn(&f, ws, wsb, &eg)) != NAM_OK) test_fail("%s: %s", name, eg.message);
     else if (dev_down(og, od, (size_t)R * H * 2)) {
         double scale, m = ct_maxdiff(og, oh, dt, (int64_t)nr * H, &scale);
-        if (f.ran != NAM_BACKEND_CUDA) ct_fail(name, "ran is not NAM_BACKEND_CUDA");
-        else ct_check(m <= 4.0 * u * scale, D("%s (max |gpu - ref| = %.3g = %.2f u * scale, scale %.3g)", name, m, m / (u * scale), scale), "max |gpu - ref| = %g > 4 u * scale = %g",
+        if (f.ran != NAM_BACKEND_CUDA) test_fail("%s: %s", name, "ran is not NAM_BACKEND_CUDA");
+        else CHECK(m <= 4.0 * u * scale, test_fmt("%s (max |gpu - ref| = %.3g = %.2f u * scale, scale %.3g)", name, m, m / (u * scale), scale), "max |gpu - ref| = %g > 4 u * scale = %g",
                       m, 4.0 * u * scale);
     }
 out:
@@ -574,7 +559,7 @@ static void test_errors(void) {
     nam_moe_route_desc r;
     nam_tensor tt, pt;
     size_t b = 0;
-    if (!plan_make(&pp, T, k, E, 0.0f, make_idx(T, k, E, 2), &sc, &sg, &ec, &eg)) { ct_fail("errors: plan", sc ? ec.message : eg.message); goto out; }
+    if (!plan_make(&pp, T, k, E, 0.0f, make_idx(T, k, E, 2), &sc, &sg, &ec, &eg)) { test_fail("%s: %s", "errors: plan", sc ? ec.message : eg.message); goto out; }
     memset(&f, 0, sizeof f);
     f.in = C2(x32, NAM_F32, T * k, H);
     f.w1 = C3(w32, NAM_F32, E, F, H);
@@ -583,26 +568,26 @@ static void test_errors(void) {
     f.out = C2(o32, NAM_F32, T * k, H);
     f.plan = &pp.gpu;
     s = nam_moe_ffn(&f, ws, 1 << 16, &e);
-    ct_check(s == NAM_ERR_NOT_IMPLEMENTED && strstr(e.message, "in.dtype = f32"), "ffn f32 on CUDA -> NAM_ERR_NOT_IMPLEMENTED naming in.dtype", "status %s: %s",
+    CHECK(s == NAM_ERR_NOT_IMPLEMENTED && strstr(e.message, "in.dtype = f32"), "ffn f32 on CUDA -> NAM_ERR_NOT_IMPLEMENTED naming in.dtype", "status %s: %s",
              nam_status_str(s), e.message);
     s = nam_moe_ffn_workspace_size(&f, &b, &e);
-    ct_check(s == NAM_ERR_NOT_IMPLEMENTED, "ffn_workspace_size f32 on CUDA -> NAM_ERR_NOT_IMPLEMENTED", "status %s: %s", nam_status_str(s), e.message);
+    CHECK(s == NAM_ERR_NOT_IMPLEMENTED, "ffn_workspace_size f32 on CUDA -> NAM_ERR_NOT_IMPLEMENTED", "status %s: %s", nam_status_str(s), e.message);
     f.in.dtype = f.w1.dtype = f.w3.dtype = f.out.dtype = NAM_BF16;
     f.w2.dtype = NAM_F16;
     s = nam_moe_ffn(&f, ws, 1 << 16, &e);
-    ct_check(s == NAM_ERR_NOT_IMPLEMENTED && strstr(e.message, "w2.dtype = f16"), "ffn mixed dtypes -> NAM_ERR_NOT_IMPLEMENTED naming w2", "status %s: %s",
+    CHECK(s == NAM_ERR_NOT_IMPLEMENTED && strstr(e.message, "w2.dtype = f16"), "ffn mixed dtypes -> NAM_ERR_NOT_IMPLEMENTED naming w2", "status %s: %s",
              nam_status_str(s), e.message);
     f.w2.dtype = NAM_BF16;
     s = nam_moe_ffn(&f, ws, 64, &e);
-    ct_check(s == NAM_ERR_INVALID_ARG && strstr(e.message, "workspace_bytes"), "ffn small workspace -> NAM_ERR_INVALID_ARG", "status %s: %s", nam_status_str(s), e.message);
+    CHECK(s == NAM_ERR_INVALID_ARG && strstr(e.message, "workspace_bytes"), "ffn small workspace -> NAM_ERR_INVALID_ARG", "status %s: %s", nam_status_str(s), e.message);
     f.w3 = H3(hostw, NAM_BF16, E, F, H);
     s = nam_moe_ffn(&f, ws, 1 << 16, &e);
-    ct_check(s == NAM_ERR_INVALID_ARG && strstr(e.message, "w3"), "ffn with a CPU w3 -> NAM_ERR_INVALID_ARG", "status %s: %s", nam_status_str(s), e.message);
+    CHECK(s == NAM_ERR_INVALID_ARG && strstr(e.message, "w3"), "ffn with a CPU w3 -> NAM_ERR_INVALID_ARG", "status %s: %s", nam_status_str(s), e.message);
     f.w3 = f.w1;
     f.in.stride[0] = H + 8;
     f.in.stride[1] = 1;
     s = nam_moe_ffn(&f, ws, 1 << 16, &e);
-    ct_check(s == NAM_ERR_NOT_IMPLEMENTED && strstr(e.message, "in.stride[0]"), "ffn strided in -> NAM_ERR_NOT_IMPLEMENTED", "status %s: %s", nam_status_str(s),
+    CHECK(s == NAM_ERR_NOT_IMPLEMENTED && strstr(e.message, "in.stride[0]"), "ffn strided in -> NAM_ERR_NOT_IMPLEMENTED", "status %s: %s", nam_status_str(s),
              e.message);
 
     memset(&r, 0, sizeof r);
@@ -611,26 +596,26 @@ static void test_errors(void) {
     r.topk_weight = H2(hostw, NAM_F32, T, 2);
     r.topk = 2;
     s = nam_moe_route(&r, &e);
-    ct_check(s == NAM_ERR_INVALID_ARG && strstr(e.message, "topk_weight is a CPU tensor"), "route with a CPU topk_weight -> NAM_ERR_INVALID_ARG", "status %s: %s",
+    CHECK(s == NAM_ERR_INVALID_ARG && strstr(e.message, "topk_weight is a CPU tensor"), "route with a CPU topk_weight -> NAM_ERR_INVALID_ARG", "status %s: %s",
              nam_status_str(s), e.message);
     r.topk_weight = C2(w32, NAM_F32, T, 2);
     r.logits.stride[0] = 2 * E;
     r.logits.stride[1] = 2;
     s = nam_moe_route(&r, &e);
-    ct_check(s == NAM_ERR_NOT_IMPLEMENTED && strstr(e.message, "logits.stride"), "route with strided logits -> NAM_ERR_NOT_IMPLEMENTED", "status %s: %s",
+    CHECK(s == NAM_ERR_NOT_IMPLEMENTED && strstr(e.message, "logits.stride"), "route with strided logits -> NAM_ERR_NOT_IMPLEMENTED", "status %s: %s",
              nam_status_str(s), e.message);
 
     tt = H2(hostw, NAM_F32, T, 2);
     pt = C2(o32, NAM_F32, T * k, 2);
     s = nam_moe_permute(&tt, &pp.gpu, &pt, &e);
-    ct_check(s == NAM_ERR_INVALID_ARG, "permute with CPU tokens and a CUDA plan -> NAM_ERR_INVALID_ARG", "status %s: %s", nam_status_str(s), e.message);
+    CHECK(s == NAM_ERR_INVALID_ARG, "permute with CPU tokens and a CUDA plan -> NAM_ERR_INVALID_ARG", "status %s: %s", nam_status_str(s), e.message);
     tt = C2(x32, NAM_F32, T * k, 2);
     pt = H2(hostw, NAM_F32, T, 2);
     s = nam_moe_combine(&tt, &pp.gpu, NULL, &pt, &e);
-    ct_check(s == NAM_ERR_INVALID_ARG, "combine into a CPU out with a CUDA plan -> NAM_ERR_INVALID_ARG", "status %s: %s", nam_status_str(s), e.message);
+    CHECK(s == NAM_ERR_INVALID_ARG, "combine into a CPU out with a CUDA plan -> NAM_ERR_INVALID_ARG", "status %s: %s", nam_status_str(s), e.message);
     pp.gpu.rows = H1(hosti, NAM_I32, T * k);
     s = nam_moe_dispatch(&pp.gpu, &e);
-    ct_check(s == NAM_ERR_INVALID_ARG && strstr(e.message, "rows"), "dispatch with CPU rows -> NAM_ERR_INVALID_ARG", "status %s: %s", nam_status_str(s), e.message);
+    CHECK(s == NAM_ERR_INVALID_ARG && strstr(e.message, "rows"), "dispatch with CPU rows -> NAM_ERR_INVALID_ARG", "status %s: %s", nam_status_str(s), e.message);
 out:
     plan_free(&pp);
     dev_free(x32);
@@ -646,6 +631,5 @@ int main(void) {
     test_permute_combine();
     test_ffn();
     test_errors();
-    printf("test_cuda_moe: %d passed, %d failed\n", ct_passed, ct_failed);
-    return ct_done();
+    return test_done("test_cuda_moe");
 }

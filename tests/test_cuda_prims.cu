@@ -18,16 +18,11 @@
 #define NAM_CUDA_SKIP_MOE
 #define NAM_CUDA_SKIP_ATTENTION
 #define NAM_CUDA_SKIP_M2RNN
+#ifndef NAM_CUDA
+#define NAM_CUDA 1
+#endif
+#include "test.h" /* the harness: test_check, test_skip, test_done (and nam.h) */
 #include "../nam_cuda.cuh"
-
-#include <stdio.h>
-#include <stdlib.h>
-
-static int passed = 0, failed = 0;
-static void check(int cond, const char *desc, const char *why) {
-    if (cond) { printf("ok %s\n", desc); passed++; }
-    else { printf("FAIL %s: %s\n", desc, why); failed++; }
-}
 
 /* ---- one warp: D(16x8) = A(16x16) B(16x8) through ldmatrix + mma ------------------------ */
 /* A row-major [16][16] in global; B given either n-major (Bt[8][16], k contiguous: the
@@ -170,7 +165,7 @@ static nam_status run_mma(int bf16, nam_error *err) {
             if (D[i] != ref[i]) bad = i;
         snprintf(desc, sizeof desc, "prims: ldmatrix%s + mma m16n8k16 %s = scalar 16x16x8 product", which ? ".trans (k-major B)" : " (n-major B)", bf16 ? "bf16" : "f16");
         snprintf(why, sizeof why, "D[%d][%d] = %g, expected %g", bad / 8, bad % 8, bad >= 0 ? static_cast<double>(D[bad]) : 0.0, bad >= 0 ? static_cast<double>(ref[bad]) : 0.0);
-        check(bad < 0, desc, why);
+        test_check(bad < 0, desc, why);
     }
     (void)rounded;
     return NAM_OK;
@@ -210,10 +205,10 @@ static nam_status run_misc(nam_error *err) {
             if (s != hs[w] || m != hm[w]) bad = w;
         }
         snprintf(why, sizeof why, "warp %d: sum %g max %g", bad, bad >= 0 ? static_cast<double>(hs[bad]) : 0.0, bad >= 0 ? static_cast<double>(hm[bad]) : 0.0);
-        check(bad < 0, "prims: __shfl_xor_sync warp sum and max", why);
+        test_check(bad < 0, "prims: __shfl_xor_sync warp sum and max", why);
     }
     snprintf(why, sizeof why, "got %d, expected %d", hsum, ref);
-    check(hsum == ref, "prims: shared-memory tree reduction over 256 threads with __syncthreads", why);
+    test_check(hsum == ref, "prims: shared-memory tree reduction over 256 threads with __syncthreads", why);
     {
         int bad = -1, t, b;
         for (t = 0; t < 8; t++)
@@ -222,7 +217,7 @@ static nam_status run_misc(nam_error *err) {
                 if (dst[t * 16 + b] != want && bad < 0) bad = t * 16 + b;
             }
         snprintf(why, sizeof why, "byte %d = %d", bad, bad >= 0 ? dst[bad] : 0);
-        check(bad < 0, "prims: cp.async 16 bytes with src_bytes < 16 zero-fills the rest", why);
+        test_check(bad < 0, "prims: cp.async 16 bytes with src_bytes < 16 zero-fills the rest", why);
     }
     {
         nam_error e2;
@@ -232,7 +227,7 @@ static nam_status run_misc(nam_error *err) {
             return NAM_OK;
         }();
         snprintf(why, sizeof why, "status %d: %s", static_cast<int>(st), st ? e2.message : "launched");
-        check(st != NAM_OK && strstr(e2.message, "launch of prim_warp_kernel") != NULL, "prims: a 2048-thread block is a launch error naming the kernel", why);
+        test_check(st != NAM_OK && strstr(e2.message, "launch of prim_warp_kernel") != NULL, "prims: a 2048-thread block is a launch error naming the kernel", why);
     }
 #ifdef NAM_CUDA_EMULATE
     {
@@ -241,12 +236,12 @@ static nam_status run_misc(nam_error *err) {
             NAM__CU_LAUNCH(&e2, prim_deadlock_kernel, dim3(1), dim3(64), 0, 0, static_cast<int *>(di));
             return NAM_OK;
         }();
-        check(st != NAM_OK, "emulator: a barrier only one thread reaches is reported (deadlock)", "launch succeeded");
+        test_check(st != NAM_OK, "emulator: a barrier only one thread reaches is reported (deadlock)", "launch succeeded");
         st = [&]() -> nam_status {
             NAM__CU_LAUNCH(&e2, prim_warp_exit_kernel, dim3(1), dim3(32), 0, 0, static_cast<float *>(dx));
             return NAM_OK;
         }();
-        check(st != NAM_OK, "emulator: a full-mask shuffle after a lane exited is reported", "launch succeeded");
+        test_check(st != NAM_OK, "emulator: a full-mask shuffle after a lane exited is reported", "launch succeeded");
     }
 #endif
     cudaFree(dx); cudaFree(ds); cudaFree(dm); cudaFree(di); cudaFree(dsum); cudaFree(dsrc); cudaFree(ddst);
@@ -278,9 +273,9 @@ static void run_conversions(void) {
         if (__bfloat16_as_ushort(__float2bfloat16(f)) != bn && bad_rb < 0) bad_rb = static_cast<int>(i);
     }
     snprintf(why, sizeof why, "first mismatch at bit pattern %d (f16) / %d (bf16)", bad_h, bad_b);
-    check(bad_h < 0 && bad_b < 0, "emulator: f16 and bf16 -> f32 agree with nam.h for all 65536 bit patterns", why);
+    test_check(bad_h < 0 && bad_b < 0, "emulator: f16 and bf16 -> f32 agree with nam.h for all 65536 bit patterns", why);
     snprintf(why, sizeof why, "first mismatch at sample %d (f16) / %d (bf16)", bad_rh, bad_rb);
-    check(bad_rh < 0 && bad_rb < 0, "emulator: f32 -> f16 / bf16 rounding agrees with nam.h on 2M bit patterns", why);
+    test_check(bad_rh < 0 && bad_rb < 0, "emulator: f32 -> f16 / bf16 rounding agrees with nam.h on 2M bit patterns", why);
 }
 #endif
 
@@ -288,14 +283,14 @@ int main(void) {
     nam_error e;
     int n = 0;
     if (nam_cuda_device_count(&n, &e) != NAM_OK) {
-        printf("skip cuda prims: %s\n", e.message);
+        test_skip("cuda prims: %s", e.message);
         return 0;
     }
 #ifdef NAM_CUDA_EMULATE
     run_conversions();
 #endif
-    if (run_mma<nam__cu_bf16>(1, &e) != NAM_OK) check(0, "prims: mma bf16", e.message);
-    if (run_mma<nam__cu_f16>(0, &e) != NAM_OK) check(0, "prims: mma f16", e.message);
-    if (run_misc(&e) != NAM_OK) check(0, "prims: misc", e.message);
-    return failed ? 1 : 0;
+    if (run_mma<nam__cu_bf16>(1, &e) != NAM_OK) test_check(0, "prims: mma bf16", e.message);
+    if (run_mma<nam__cu_f16>(0, &e) != NAM_OK) test_check(0, "prims: mma f16", e.message);
+    if (run_misc(&e) != NAM_OK) test_check(0, "prims: misc", e.message);
+    return test_done("test_cuda_prims");
 }

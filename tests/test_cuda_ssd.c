@@ -20,18 +20,6 @@
 static double tol_out(nam_dtype t) { return t == NAM_F32 ? 1e-4 : t == NAM_F16 ? 5e-3 : 2e-2; }
 static double tol_state(nam_dtype t) { return t == NAM_F32 ? 1e-4 : t == NAM_F16 ? 3e-3 : 1.5e-2; }
 
-/* compare the device tensor of p (downloaded) with host buffer ref */
-static void cmp_pair(const char *desc, const ct_pair *p, const void *ref, double tol) {
-    void *got = malloc(p->bytes ? p->bytes : 1);
-    double maxref = 0.0, diff;
-    int64_t n = (int64_t)(p->bytes / ct_esize(p->d.dtype));
-    if (!ct_download(p, got)) { free(got); return; }
-    diff = ct_maxdiff(got, ref, p->d.dtype, n, &maxref);
-    if (getenv("NAM_TEST_VERBOSE")) printf("# %s: max |diff| %.3g, max |ref| %.3g, ratio %.3g (tol %.1g)\n", desc, diff, maxref, diff / (maxref > 1e-30 ? maxref : 1e-30), tol);
-    ct_check(diff <= tol * (maxref > 1e-30 ? maxref : 1e-30), desc, "max |diff| = %.3g, max |ref| = %.3g, tol %.1g relative (%s)", diff, maxref, tol,
-             nam_dtype_name(p->d.dtype));
-    free(got);
-}
 
 /* ---- nam_ssd ---------------------------------------------------------------------------- */
 typedef struct ssd_case {
@@ -89,33 +77,31 @@ static void run_ssd(const ssd_case *c) {
     if (c->inplace) dd.out = x.d;   /* out aliases x on the device; the reference writes its own out */
     snprintf(desc, sizeof desc, "ssd %s %s b%lld l%lld h%lld p%lld g%lld n%lld chunk%d", c->name, nam_dtype_name(c->xt), (long long)c->b, (long long)c->l,
              (long long)c->h, (long long)c->p, (long long)c->g, (long long)c->n, c->chunk);
-    if (nam_ssd_workspace_size(&hd, &hws, &e) != NAM_OK) { ct_fail(desc, e.message); goto done; }
+    if (nam_ssd_workspace_size(&hd, &hws, &e) != NAM_OK) { test_fail("%s: %s", desc, e.message); goto done; }
     hwsp = malloc(hws + 64);   /* nam.h wants a 64-byte aligned workspace */
-    if (nam_ssd(&hd, (void *)(((uintptr_t)hwsp + 63) & ~(uintptr_t)63), hws, &e) != NAM_OK) { ct_fail(desc, e.message); goto done; }
-    if (nam_ssd_workspace_size(&dd, &dws, &e) != NAM_OK || nam_ssd_workspace_size(&dd, &dws2, &e) != NAM_OK) { ct_fail(desc, e.message); goto done; }
-    if (dws != dws2) { ct_fail(desc, "workspace size differs between two queries of one desc"); goto done; }
-    if (nam_cuda_malloc(&dwsp, dws, &e) != NAM_OK) { ct_fail(desc, e.message); goto done; }
-    if (nam_ssd(&dd, dwsp, dws, &e) != NAM_OK) { ct_fail(desc, e.message); goto done; }
-    if (dd.ran != NAM_BACKEND_CUDA) { ct_fail(desc, "desc.ran is not NAM_BACKEND_CUDA"); goto done; }
+    if (nam_ssd(&hd, (void *)(((uintptr_t)hwsp + 63) & ~(uintptr_t)63), hws, &e) != NAM_OK) { test_fail("%s: %s", desc, e.message); goto done; }
+    if (nam_ssd_workspace_size(&dd, &dws, &e) != NAM_OK || nam_ssd_workspace_size(&dd, &dws2, &e) != NAM_OK) { test_fail("%s: %s", desc, e.message); goto done; }
+    if (dws != dws2) { test_fail("%s: %s", desc, "workspace size differs between two queries of one desc"); goto done; }
+    if (nam_cuda_malloc(&dwsp, dws, &e) != NAM_OK) { test_fail("%s: %s", desc, e.message); goto done; }
+    if (nam_ssd(&dd, dwsp, dws, &e) != NAM_OK) { test_fail("%s: %s", desc, e.message); goto done; }
+    if (dd.ran != NAM_BACKEND_CUDA) { test_fail("%s: %s", desc, "desc.ran is not NAM_BACKEND_CUDA"); goto done; }
     {   /* issue 9: the desc reports the chunk that ran: cuda 0 -> 256, a request rounded up to 64,
            128 or 256, at most l rounded up to 64; cpu-ref 0 (no chunks); chunk_size left as given */
         int q = c->chunk == 0 ? 256 : c->chunk <= 64 ? 64 : c->chunk <= 128 ? 128 : 256, lq = c->l < 256 ? (int)((c->l + 63) / 64 * 64) : 256;
-        char d3[300];
-        snprintf(d3, sizeof d3, "%s: chunk_size_used", desc);
-        ct_check(dd.chunk_size_used == (q < lq ? q : lq) && dd.chunk_size == c->chunk && hd.chunk_size_used == 0, d3,
-                 "cuda chunk_size_used = %d (want %d), chunk_size = %d, cpu-ref chunk_size_used = %d", dd.chunk_size_used, q < lq ? q : lq, dd.chunk_size,
-                 hd.chunk_size_used);
+        CHECK(dd.chunk_size_used == (q < lq ? q : lq) && dd.chunk_size == c->chunk && hd.chunk_size_used == 0, test_fmt("%s: chunk_size_used", desc),
+              "cuda chunk_size_used = %d (want %d), chunk_size = %d, cpu-ref chunk_size_used = %d", dd.chunk_size_used, q < lq ? q : lq, dd.chunk_size,
+              hd.chunk_size_used);
     }
     {
         char d2[300];
         snprintf(d2, sizeof d2, "%s: out", desc);
         if (c->inplace) {   /* the result is in x's device buffer */
             ct_pair t = x;
-            cmp_pair(d2, &t, out.h.data, tol_out(c->xt));
-        } else cmp_pair(d2, &out, out.h.data, tol_out(c->xt));
+            ct_cmp_pair(d2, &t, out.h.data, tol_out(c->xt));
+        } else ct_cmp_pair(d2, &out, out.h.data, tol_out(c->xt));
         if (c->fin) {
             snprintf(d2, sizeof d2, "%s: final_states", desc);
-            cmp_pair(d2, &fin, fin.h.data, tol_state(c->xt));
+            ct_cmp_pair(d2, &fin, fin.h.data, tol_state(c->xt));
         }
     }
 done:
@@ -202,15 +188,15 @@ static void test_step(nam_dtype t, int with_opts) {
     dd.backend = NAM_BACKEND_AUTO;
     dd.x = x.d; dd.dt = dt.d; dd.A = A.d; dd.B = B.d; dd.C = C.d; dd.D = D.d; dd.z = z.d; dd.dt_bias = bias.d; dd.state = st.d; dd.out = out.d;
     snprintf(desc, sizeof desc, "ssd_step %s %s", nam_dtype_name(t), with_opts ? "D(h,p) z dt_bias" : "D(h) dt limits");
-    if (nam_ssd_step(&hd, &e) != NAM_OK) ct_fail(desc, e.message);
-    else if (nam_ssd_step(&dd, &e) != NAM_OK) ct_fail(desc, e.message);
-    else if (dd.ran != NAM_BACKEND_CUDA) ct_fail(desc, "desc.ran is not NAM_BACKEND_CUDA");
+    if (nam_ssd_step(&hd, &e) != NAM_OK) test_fail("%s: %s", desc, e.message);
+    else if (nam_ssd_step(&dd, &e) != NAM_OK) test_fail("%s: %s", desc, e.message);
+    else if (dd.ran != NAM_BACKEND_CUDA) test_fail("%s: %s", desc, "desc.ran is not NAM_BACKEND_CUDA");
     else {
         char d2[160];
         snprintf(d2, sizeof d2, "%s: out", desc);
-        cmp_pair(d2, &out, out.h.data, tol_out(t));
+        ct_cmp_pair(d2, &out, out.h.data, tol_out(t));
         snprintf(d2, sizeof d2, "%s: state", desc);
-        cmp_pair(d2, &st, st.h.data, 1e-5);
+        ct_cmp_pair(d2, &st, st.h.data, 1e-5);
     }
     ct_free(&x); ct_free(&dt); ct_free(&A); ct_free(&B); ct_free(&C);
     if (D.bytes) ct_free(&D);
@@ -246,16 +232,16 @@ static void test_conv(nam_dtype t, int64_t b, int64_t l, int64_t ch, int64_t w, 
     dd.x = x.d; dd.weight = wt.d; dd.bias = bias.d; dd.conv_state = st.d; dd.out = out.d;
     snprintf(desc, sizeof desc, "conv1d %s b%lld l%lld c%lld w%lld%s%s%s", nam_dtype_name(t), (long long)b, (long long)l, (long long)ch, (long long)w,
              with_bias ? " bias" : "", with_state ? " state" : "", silu ? " silu" : "");
-    if (nam_conv1d(&hd, &e) != NAM_OK) ct_fail(desc, e.message);
-    else if (nam_conv1d(&dd, &e) != NAM_OK) ct_fail(desc, e.message);
-    else if (dd.ran != NAM_BACKEND_CUDA) ct_fail(desc, "desc.ran is not NAM_BACKEND_CUDA");
+    if (nam_conv1d(&hd, &e) != NAM_OK) test_fail("%s: %s", desc, e.message);
+    else if (nam_conv1d(&dd, &e) != NAM_OK) test_fail("%s: %s", desc, e.message);
+    else if (dd.ran != NAM_BACKEND_CUDA) test_fail("%s: %s", desc, "desc.ran is not NAM_BACKEND_CUDA");
     else {
         char d2[200];
         snprintf(d2, sizeof d2, "%s: out", desc);
-        cmp_pair(d2, &out, out.h.data, t == NAM_F32 ? 1e-5 : t == NAM_F16 ? 1.5e-3 : 1e-2);
+        ct_cmp_pair(d2, &out, out.h.data, t == NAM_F32 ? 1e-5 : t == NAM_F16 ? 1.5e-3 : 1e-2);
         if (with_state) {
             snprintf(d2, sizeof d2, "%s: conv_state", desc);
-            cmp_pair(d2, &st, st.h.data, 0.0);   /* copies of stored inputs: exact */
+            ct_cmp_pair(d2, &st, st.h.data, 0.0);   /* copies of stored inputs: exact */
         }
     }
     ct_free(&x); ct_free(&wt);
@@ -265,10 +251,6 @@ static void test_conv(nam_dtype t, int64_t b, int64_t l, int64_t ch, int64_t w, 
 }
 
 /* ---- error paths -------------------------------------------------------------------------- */
-static void expect(const char *desc, nam_status got, nam_status want, const nam_error *e, const char *needle) {
-    ct_check(got == want && (!needle || strstr(e->message, needle)), desc, "status %d (want %d), message \"%s\" (want \"%s\")", (int)got, (int)want,
-             e->message, needle ? needle : "");
-}
 
 static void test_errors(void) {
     ct_pair x, dt, A, B, C, out, Bh, xs;
@@ -290,31 +272,31 @@ static void test_errors(void) {
     if (!ok) return;
     memset(&d, 0, sizeof d);
     d.x = x.d; d.dt = dt.d; d.A = A.d; d.B = B.d; d.C = C.d; d.out = out.d;
-    if (nam_ssd_workspace_size(&d, &ws, &e) != NAM_OK || nam_cuda_malloc(&wsp, ws, &e) != NAM_OK) { ct_fail("ssd errors: setup", e.message); return; }
+    if (nam_ssd_workspace_size(&d, &ws, &e) != NAM_OK || nam_cuda_malloc(&wsp, ws, &e) != NAM_OK) { test_fail("%s: %s", "ssd errors: setup", e.message); return; }
     {   /* a CPU tensor mixed in */
         nam_ssd_desc t = d;
         t.C = C.h;
         st = nam_ssd(&t, wsp, ws, &e);
-        expect("ssd error: C is a CPU tensor among CUDA tensors", st, NAM_ERR_INVALID_ARG, &e, "C is a CPU tensor");
+        test_expect("ssd error: C is a CPU tensor among CUDA tensors", st, &e, NAM_ERR_INVALID_ARG, "C is a CPU tensor");
     }
     {   /* B in another storage dtype than x */
         nam_ssd_desc t = d;
         t.B = Bh.d;
         st = nam_ssd(&t, wsp, ws, &e);
-        expect("ssd error: B bf16 with x f32 is not implemented", st, NAM_ERR_NOT_IMPLEMENTED, &e, "B has dtype bf16");
+        test_expect("ssd error: B bf16 with x f32 is not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "B has dtype bf16");
     }
     {   /* a strided x (h and p swapped) */
         nam_ssd_desc t = d;
         t.x = xs.d;
         t.x.stride[0] = 64; t.x.stride[1] = 8; t.x.stride[2] = 1; t.x.stride[3] = 2;
         st = nam_ssd(&t, wsp, ws, &e);
-        expect("ssd error: strided x is not implemented", st, NAM_ERR_NOT_IMPLEMENTED, &e, "x.stride[3]");
+        test_expect("ssd error: strided x is not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "x.stride[3]");
     }
     {   /* too small a workspace */
         st = nam_ssd(&d, wsp, ws - 1, &e);
-        expect("ssd error: workspace one byte short", st, NAM_ERR_INVALID_ARG, &e, "workspace_bytes");
+        test_expect("ssd error: workspace one byte short", st, &e, NAM_ERR_INVALID_ARG, "workspace_bytes");
         st = nam_ssd(&d, NULL, 0, &e);
-        expect("ssd error: NULL workspace", st, NAM_ERR_INVALID_ARG, &e, "workspace is NULL");
+        test_expect("ssd error: NULL workspace", st, &e, NAM_ERR_INVALID_ARG, "workspace is NULL");
     }
     {   /* ssd_step: C in another dtype; a CPU state */
         nam_ssd_step_desc s;
@@ -326,11 +308,11 @@ static void test_errors(void) {
             memset(&s, 0, sizeof s);
             s.x = sx3.d; s.dt = sdt2.d; s.A = A.d; s.B = sb3.d; s.C = sbh3.d; s.state = sst.d; s.out = so.d;
             st = nam_ssd_step(&s, &e);
-            expect("ssd_step error: C bf16 with x f16 is not implemented", st, NAM_ERR_NOT_IMPLEMENTED, &e, "C has dtype bf16");
+            test_expect("ssd_step error: C bf16 with x f16 is not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "C has dtype bf16");
             s.C = sb3.d;
             s.state = sst.h;
             st = nam_ssd_step(&s, &e);
-            expect("ssd_step error: state is a CPU tensor", st, NAM_ERR_INVALID_ARG, &e, "state is a CPU tensor");
+            test_expect("ssd_step error: state is a CPU tensor", st, &e, NAM_ERR_INVALID_ARG, "state is a CPU tensor");
             ct_free(&sx3); ct_free(&sdt2); ct_free(&sb3); ct_free(&sbh3); ct_free(&sst); ct_free(&so);
         }
     }
@@ -343,10 +325,10 @@ static void test_errors(void) {
             memset(&c, 0, sizeof c);
             c.x = cx.d; c.weight = cw.d; c.out = co.d;
             st = nam_conv1d(&c, &e);
-            expect("conv1d error: out f32 with x bf16 is not implemented", st, NAM_ERR_NOT_IMPLEMENTED, &e, "out has dtype f32");
+            test_expect("conv1d error: out f32 with x bf16 is not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "out has dtype f32");
             c.weight = cw.h;
             st = nam_conv1d(&c, &e);
-            expect("conv1d error: weight is a CPU tensor", st, NAM_ERR_INVALID_ARG, &e, "weight is a CPU tensor");
+            test_expect("conv1d error: weight is a CPU tensor", st, &e, NAM_ERR_INVALID_ARG, "weight is a CPU tensor");
             ct_free(&cx); ct_free(&cw); ct_free(&co);
         }
     }
@@ -370,6 +352,5 @@ int main(void) {
     test_conv(NAM_F32, 2, 70, 33, 6, 1, 1, 1);        /* generic w */
     test_conv(NAM_F16, 1, 1, 200, 3, 1, 1, 1);        /* decode: l = 1 */
     test_errors();
-    printf("test_cuda_ssd: %d passed, %d failed\n", ct_passed, ct_failed);
-    return ct_done();
+    return test_done("test_cuda_ssd");
 }

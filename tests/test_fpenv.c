@@ -22,29 +22,15 @@
         NAM_KEEP_SUBNORMALS the same calls must give the IEEE (nonzero) results.
    The caller environments are written with stmxcsr/ldmxcsr (x86-64) or mrs/msr (AArch64)
    here, independently of nam's own helpers.
-   Output: one line per check, "ok <desc>", "FAIL <desc>: <why>" or "skip <desc>: <reason>";
+   Output (tests/test.h): one line per check, "ok <desc>", "FAIL <desc>: <why>" or "skip <desc>: <reason>";
    last line "test_fpenv: N passed, M failed"; exit status 1 on any failure.
 
    gcc -std=c99 -O2 -Wall -Wextra -Werror -pedantic -I/usr/include/stb tests/test_fpenv.c -o build/test_fpenv -lstb -lm -lpthread
    (and with -DNAM_KEEP_SUBNORMALS for the opt-out build) */
-#if !defined(_POSIX_C_SOURCE) && !defined(__cplusplus)
-#define _POSIX_C_SOURCE 200809L   /* posix_memalign */
-#endif
 #define NAM_IMPLEMENTATION
-#include "../nam.h"
+#include "test.h"
 
 #include <float.h>
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-static int g_pass, g_fail;
-
-static void check(int ok, const char *desc, const char *why) {
-    if (ok) { printf("ok %s\n", desc); g_pass++; }
-    else { printf("FAIL %s: %s\n", desc, why); g_fail++; }
-}
 
 /* ---- the caller's environment, read and written without nam ----------------------------- */
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
@@ -95,33 +81,12 @@ static const struct { envword v; const char *name; int ftz; } g_envs[] = {
 #endif
 
 /* ---- inputs --------------------------------------------------------------------------------- */
-static unsigned g_seed = 2024u;
-static float urand(float lo, float hi) {
-    g_seed = g_seed * 1664525u + 1013904223u;
-    return lo + (hi - lo) * (float)((g_seed >> 8) * (1.0 / 16777216.0));
-}
-static void *xalloc(size_t bytes) {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) { fprintf(stderr, "test_fpenv: out of memory\n"); exit(2); }
-    memset(p, 0, bytes ? bytes : 64);
-    return p;
-}
-static float *frand(size_t n, float lo, float hi) {
-    float *p = (float *)xalloc(sizeof(float) * n);
-    size_t i;
-    for (i = 0; i < n; i++) p[i] = urand(lo, hi);
-    return p;
-}
+static float *frand(size_t n, float lo, float hi) { return (float *)test_rand_buf((int64_t)n, NAM_F32, lo, hi); }
 static float *ffill(size_t n, float v) {
-    float *p = (float *)xalloc(sizeof(float) * n);
+    float *p = (float *)test_alloc(sizeof(float) * n);
     size_t i;
     for (i = 0; i < n; i++) p[i] = v;
     return p;
-}
-static nam_tensor T(void *data, nam_dtype dt, int nd, int64_t a, int64_t b, int64_t c, int64_t d) {
-    int64_t s[4];
-    s[0] = a; s[1] = b; s[2] = c; s[3] = d;
-    return nam_tensor_make(data, dt, nd, s);
 }
 
 /* sizes */
@@ -155,74 +120,74 @@ static void setup(void) {
        meets values in the subnormal band; D, z, 2 threads */
     {
         float *A = frand(SH, -8.0f, -1.0f);
-        g_ssd.x = T(frand(SB * SL * SH * SP, -1, 1), NAM_F32, 4, SB, SL, SH, SP);
-        g_ssd.dt = T(frand(SB * SL * SH, -3, 0), NAM_F32, 3, SB, SL, SH, 0);
-        g_ssd.A = T(A, NAM_F32, 1, SH, 0, 0, 0);
-        g_ssd.B = T(frand(SB * SL * SN, -1, 1), NAM_F32, 4, SB, SL, 1, SN);
-        g_ssd.C = T(frand(SB * SL * SN, -1, 1), NAM_F32, 4, SB, SL, 1, SN);
-        g_ssd.D = T(frand(SH, -1, 1), NAM_F32, 1, SH, 0, 0, 0);
-        g_ssd.z = T(frand(SB * SL * SH * SP, -2, 2), NAM_F32, 4, SB, SL, SH, SP);
-        g_ssd.out = T(xalloc(4 * SB * SL * SH * SP), NAM_F32, 4, SB, SL, SH, SP);
+        g_ssd.x = test_tensor(frand(SB * SL * SH * SP, -1, 1), NAM_F32, 4, SB, SL, SH, SP);
+        g_ssd.dt = test_tensor(frand(SB * SL * SH, -3, 0), NAM_F32, 3, SB, SL, SH, 0);
+        g_ssd.A = test_tensor(A, NAM_F32, 1, SH, 0, 0, 0);
+        g_ssd.B = test_tensor(frand(SB * SL * SN, -1, 1), NAM_F32, 4, SB, SL, 1, SN);
+        g_ssd.C = test_tensor(frand(SB * SL * SN, -1, 1), NAM_F32, 4, SB, SL, 1, SN);
+        g_ssd.D = test_tensor(frand(SH, -1, 1), NAM_F32, 1, SH, 0, 0, 0);
+        g_ssd.z = test_tensor(frand(SB * SL * SH * SP, -2, 2), NAM_F32, 4, SB, SL, SH, SP);
+        g_ssd.out = test_tensor(test_alloc(4 * SB * SL * SH * SP), NAM_F32, 4, SB, SL, SH, SP);
         g_ssd.dt_softplus = 1;
         g_ssd.chunk_size = 32;
         g_ssd.threads = 2;
         g_ssd.backend = NAM_BACKEND_CPU;
         g_ssd_ref = g_ssd;
         g_ssd_ref.backend = NAM_BACKEND_CPU_REF;
-        g_ssd_ref.out = T(xalloc(4 * SB * SL * SH * SP), NAM_F32, 4, SB, SL, SH, SP);
+        g_ssd_ref.out = test_tensor(test_alloc(4 * SB * SL * SH * SP), NAM_F32, 4, SB, SL, SH, SP);
         if (nam_ssd_workspace_size(&g_ssd, &g_ssd_need, &e) != NAM_OK || nam_ssd_workspace_size(&g_ssd_ref, &g_ssd_ref_need, &e) != NAM_OK) {
             fprintf(stderr, "test_fpenv: ssd setup: %s\n", e.message);
             exit(2);
         }
-        g_ssd_ws = xalloc(g_ssd_need);
-        g_ssd_ref_ws = xalloc(g_ssd_ref_need);
+        g_ssd_ws = test_alloc(g_ssd_need);
+        g_ssd_ref_ws = test_alloc(g_ssd_ref_need);
     }
     /* decode step: state reset to g_step_state0 before every call */
-    g_step.x = T(frand(SB * SH * SP, -1, 1), NAM_F32, 3, SB, SH, SP, 0);
-    g_step.dt = T(frand(SB * SH, -3, 0), NAM_F32, 2, SB, SH, 0, 0);
+    g_step.x = test_tensor(frand(SB * SH * SP, -1, 1), NAM_F32, 3, SB, SH, SP, 0);
+    g_step.dt = test_tensor(frand(SB * SH, -3, 0), NAM_F32, 2, SB, SH, 0, 0);
     g_step.A = g_ssd.A;
-    g_step.B = T(frand(SB * SN, -1, 1), NAM_F32, 3, SB, 1, SN, 0);
-    g_step.C = T(frand(SB * SN, -1, 1), NAM_F32, 3, SB, 1, SN, 0);
+    g_step.B = test_tensor(frand(SB * SN, -1, 1), NAM_F32, 3, SB, 1, SN, 0);
+    g_step.C = test_tensor(frand(SB * SN, -1, 1), NAM_F32, 3, SB, 1, SN, 0);
     g_step.D = g_ssd.D;
     g_step_state0 = frand(SB * SH * SP * SN, -1, 1);
-    g_step.state = T(xalloc(4 * SB * SH * SP * SN), NAM_F32, 4, SB, SH, SP, SN);
-    g_step.out = T(xalloc(4 * SB * SH * SP), NAM_F32, 3, SB, SH, SP, 0);
+    g_step.state = test_tensor(test_alloc(4 * SB * SH * SP * SN), NAM_F32, 4, SB, SH, SP, SN);
+    g_step.out = test_tensor(test_alloc(4 * SB * SH * SP), NAM_F32, 3, SB, SH, SP, 0);
     g_step.dt_softplus = 1;
     /* conv1d + SiLU, 2 threads */
-    g_conv.x = T(frand(CL * CC, -1, 1), NAM_F32, 3, 1, CL, CC, 0);
-    g_conv.weight = T(frand(CC * CW, -1, 1), NAM_F32, 2, CC, CW, 0, 0);
-    g_conv.bias = T(frand(CC, -1, 1), NAM_F32, 1, CC, 0, 0, 0);
-    g_conv.out = T(xalloc(4 * CL * CC), NAM_F32, 3, 1, CL, CC, 0);
+    g_conv.x = test_tensor(frand(CL * CC, -1, 1), NAM_F32, 3, 1, CL, CC, 0);
+    g_conv.weight = test_tensor(frand(CC * CW, -1, 1), NAM_F32, 2, CC, CW, 0, 0);
+    g_conv.bias = test_tensor(frand(CC, -1, 1), NAM_F32, 1, CC, 0, 0, 0);
+    g_conv.out = test_tensor(test_alloc(4 * CL * CC), NAM_F32, 3, 1, CL, CC, 0);
     g_conv.silu = 1;
     g_conv.threads = 2;
     /* attention, causal GQA, both backends */
-    g_att.q = T(frand(AS * AHQ * AD, -1, 1), NAM_F32, 4, 1, AS, AHQ, AD);
-    g_att.k = T(frand(AS * AHK * AD, -1, 1), NAM_F32, 4, 1, AS, AHK, AD);
-    g_att.v = T(frand(AS * AHK * AD, -1, 1), NAM_F32, 4, 1, AS, AHK, AD);
-    g_att.out = T(xalloc(4 * AS * AHQ * AD), NAM_F32, 4, 1, AS, AHQ, AD);
+    g_att.q = test_tensor(frand(AS * AHQ * AD, -1, 1), NAM_F32, 4, 1, AS, AHQ, AD);
+    g_att.k = test_tensor(frand(AS * AHK * AD, -1, 1), NAM_F32, 4, 1, AS, AHK, AD);
+    g_att.v = test_tensor(frand(AS * AHK * AD, -1, 1), NAM_F32, 4, 1, AS, AHK, AD);
+    g_att.out = test_tensor(test_alloc(4 * AS * AHQ * AD), NAM_F32, 4, 1, AS, AHQ, AD);
     g_att.causal = 1;
     g_att.threads = 2;
     g_att.backend = NAM_BACKEND_CPU;
     g_att_ref = g_att;
     g_att_ref.backend = NAM_BACKEND_CPU_REF;
-    g_att_ref.out = T(xalloc(4 * AS * AHQ * AD), NAM_F32, 4, 1, AS, AHQ, AD);
+    g_att_ref.out = test_tensor(test_alloc(4 * AS * AHQ * AD), NAM_F32, 4, 1, AS, AHQ, AD);
     if (nam_attention_workspace_size(&g_att, &g_att_need, &e) != NAM_OK || nam_attention_workspace_size(&g_att_ref, &g_att_ref_need, &e) != NAM_OK) {
         fprintf(stderr, "test_fpenv: attention setup: %s\n", e.message);
         exit(2);
     }
-    g_att_ws = xalloc(g_att_need);
-    g_att_ref_ws = xalloc(g_att_ref_need);
+    g_att_ws = test_alloc(g_att_need);
+    g_att_ref_ws = test_alloc(g_att_ref_need);
     /* MoE: route once (default environment) for the plan the later calls share */
-    g_route.logits = T(frand(MT * ME, -2, 2), NAM_F32, 2, MT, ME, 0, 0);
-    g_route.topk_idx = T(xalloc(4 * MT * MK), NAM_I32, 2, MT, MK, 0, 0);
-    g_route.topk_weight = T(xalloc(4 * MT * MK), NAM_F32, 2, MT, MK, 0, 0);
+    g_route.logits = test_tensor(frand(MT * ME, -2, 2), NAM_F32, 2, MT, ME, 0, 0);
+    g_route.topk_idx = test_tensor(test_alloc(4 * MT * MK), NAM_I32, 2, MT, MK, 0, 0);
+    g_route.topk_weight = test_tensor(test_alloc(4 * MT * MK), NAM_F32, 2, MT, MK, 0, 0);
     g_route.topk = MK;
     g_plan.num_experts = ME;
-    g_plan.topk_idx = T(xalloc(4 * MT * MK), NAM_I32, 2, MT, MK, 0, 0);
-    g_plan.counts = T(xalloc(4 * ME), NAM_I32, 1, ME, 0, 0, 0);
-    g_plan.offsets = T(xalloc(4 * (ME + 1)), NAM_I32, 1, ME + 1, 0, 0, 0);
-    g_plan.rows = T(xalloc(4 * MT * MK), NAM_I32, 1, MT * MK, 0, 0, 0);
-    g_w = T(xalloc(4 * MT * MK), NAM_F32, 2, MT, MK, 0, 0);
+    g_plan.topk_idx = test_tensor(test_alloc(4 * MT * MK), NAM_I32, 2, MT, MK, 0, 0);
+    g_plan.counts = test_tensor(test_alloc(4 * ME), NAM_I32, 1, ME, 0, 0, 0);
+    g_plan.offsets = test_tensor(test_alloc(4 * (ME + 1)), NAM_I32, 1, ME + 1, 0, 0, 0);
+    g_plan.rows = test_tensor(test_alloc(4 * MT * MK), NAM_I32, 1, MT * MK, 0, 0, 0);
+    g_w = test_tensor(test_alloc(4 * MT * MK), NAM_F32, 2, MT, MK, 0, 0);
     {
         nam_moe_route_desc r = g_route;
         r.topk_idx = g_plan.topk_idx;
@@ -233,30 +198,30 @@ static void setup(void) {
         }
     }
     g_disp = g_plan;
-    g_disp.counts = T(xalloc(4 * ME), NAM_I32, 1, ME, 0, 0, 0);
-    g_disp.offsets = T(xalloc(4 * (ME + 1)), NAM_I32, 1, ME + 1, 0, 0, 0);
-    g_disp.rows = T(xalloc(4 * MT * MK), NAM_I32, 1, MT * MK, 0, 0, 0);
-    g_tokens = T(frand(MT * MH, -1, 1), NAM_F32, 2, MT, MH, 0, 0);
-    g_perm = T(xalloc(4 * MT * MK * MH), NAM_F32, 2, MT * MK, MH, 0, 0);
-    g_eout = T(frand(MT * MK * MH, -1, 1), NAM_F32, 2, MT * MK, MH, 0, 0);
-    g_comb = T(xalloc(4 * MT * MH), NAM_F32, 2, MT, MH, 0, 0);
-    g_ffn.in = T(frand(MT * MK * MH, -1, 1), NAM_F32, 2, MT * MK, MH, 0, 0);
-    g_ffn.w1 = T(frand(ME * MF * MH, -0.2f, 0.2f), NAM_F32, 3, ME, MF, MH, 0);
-    g_ffn.w3 = T(frand(ME * MF * MH, -0.2f, 0.2f), NAM_F32, 3, ME, MF, MH, 0);
-    g_ffn.w2 = T(frand(ME * MH * MF, -0.2f, 0.2f), NAM_F32, 3, ME, MH, MF, 0);
-    g_ffn.out = T(xalloc(4 * MT * MK * MH), NAM_F32, 2, MT * MK, MH, 0, 0);
+    g_disp.counts = test_tensor(test_alloc(4 * ME), NAM_I32, 1, ME, 0, 0, 0);
+    g_disp.offsets = test_tensor(test_alloc(4 * (ME + 1)), NAM_I32, 1, ME + 1, 0, 0, 0);
+    g_disp.rows = test_tensor(test_alloc(4 * MT * MK), NAM_I32, 1, MT * MK, 0, 0, 0);
+    g_tokens = test_tensor(frand(MT * MH, -1, 1), NAM_F32, 2, MT, MH, 0, 0);
+    g_perm = test_tensor(test_alloc(4 * MT * MK * MH), NAM_F32, 2, MT * MK, MH, 0, 0);
+    g_eout = test_tensor(frand(MT * MK * MH, -1, 1), NAM_F32, 2, MT * MK, MH, 0, 0);
+    g_comb = test_tensor(test_alloc(4 * MT * MH), NAM_F32, 2, MT, MH, 0, 0);
+    g_ffn.in = test_tensor(frand(MT * MK * MH, -1, 1), NAM_F32, 2, MT * MK, MH, 0, 0);
+    g_ffn.w1 = test_tensor(frand(ME * MF * MH, -0.2f, 0.2f), NAM_F32, 3, ME, MF, MH, 0);
+    g_ffn.w3 = test_tensor(frand(ME * MF * MH, -0.2f, 0.2f), NAM_F32, 3, ME, MF, MH, 0);
+    g_ffn.w2 = test_tensor(frand(ME * MH * MF, -0.2f, 0.2f), NAM_F32, 3, ME, MH, MF, 0);
+    g_ffn.out = test_tensor(test_alloc(4 * MT * MK * MH), NAM_F32, 2, MT * MK, MH, 0, 0);
     g_ffn.plan = &g_plan;
     g_ffn.threads = 2;
     if (nam_moe_ffn_workspace_size(&g_ffn, &g_ffn_need, &e) != NAM_OK) {
         fprintf(stderr, "test_fpenv: moe ffn setup: %s\n", e.message);
         exit(2);
     }
-    g_ffn_ws = xalloc(g_ffn_need);
+    g_ffn_ws = test_alloc(g_ffn_need);
     /* GEMM */
     g_ga = frand(GM * GK, -1, 1);
     g_gb = frand(GK * GN, -1, 1);
-    g_gc = (float *)xalloc(4 * GM * GN);
-    g_gpack = (float *)xalloc(sizeof(float) * nam__sgemm_pack_floats(GM, GN, GK));
+    g_gc = (float *)test_alloc(4 * GM * GN);
+    g_gpack = (float *)test_alloc(sizeof(float) * nam__sgemm_pack_floats(GM, GN, GK));
     for (i = 0; i < SB * SH * SP * SN; i++) NAM__CAST(float *, g_step.state.data)[i] = g_step_state0[i];
 }
 
@@ -323,12 +288,12 @@ static void test_caller_env(void) {
     for (i = 0; i < nk; i++) {
         nam_status st = k[i].fn();
         void *o = k[i].out ? k[i].out : (void *)&g_ws_out;
-        base[i] = (unsigned char *)xalloc(k[i].bytes);
+        base[i] = (unsigned char *)test_alloc(k[i].bytes);
         memcpy(base[i], o, k[i].bytes);
         if (st != k[i].want) {
             char why[400];
             snprintf(why, sizeof why, "status %s, expected %s: %.300s", nam_status_str(st), nam_status_str(k[i].want), g_e.message);
-            check(0, k[i].name, why);
+            test_check(0, k[i].name, why);
         }
     }
     for (j = 0; j < (int)nenv; j++)
@@ -350,7 +315,7 @@ static void test_caller_env(void) {
             else if (after != g_envs[j].v) snprintf(why, sizeof why, "%s was 0x%llx before the call and 0x%llx after", ENV_KIND, (unsigned long long)g_envs[j].v, (unsigned long long)after);
             else if (!same && (EXPECT_FLUSH || !g_envs[j].ftz)) snprintf(why, sizeof why, "the result differs from the default environment's");
             else why[0] = 0;
-            check(!why[0], desc, why);
+            test_check(!why[0], desc, why);
         }
     for (i = 0; i < nk; i++) free(base[i]);
 }
@@ -384,11 +349,11 @@ static void expect_flushed(const char *what, nam_status st, const float *out, in
     if (EXPECT_FLUSH) {
         snprintf(desc, sizeof desc, "subnormal inputs read as 0: %s gives exactly 0", what);
         snprintf(why, sizeof why, "status %s; %lld of %lld outputs are not 0 (%lld subnormal)", nam_status_str(st), (long long)(n - zero), (long long)n, (long long)sub);
-        check(st == NAM_OK && zero == n, desc, why);
+        test_check(st == NAM_OK && zero == n, desc, why);
     } else {
         snprintf(desc, sizeof desc, "NAM_KEEP_SUBNORMALS or no flush on this platform: %s keeps the IEEE (nonzero) result", what);
         snprintf(why, sizeof why, "status %s; all %lld outputs are 0", nam_status_str(st), (long long)n);
-        check(st == NAM_OK && zero < n, desc, why);
+        test_check(st == NAM_OK && zero < n, desc, why);
     }
 }
 
@@ -399,9 +364,9 @@ static void test_subnormals(void) {
     {   /* conv1d: x subnormal, weight 1, 24 channels over 2 threads */
         nam_conv1d_desc d;
         memset(&d, 0, sizeof d);
-        d.x = T(ffill(CL * CC, s), NAM_F32, 3, 1, CL, CC, 0);
-        d.weight = T(ffill(CC * CW, 1.0f), NAM_F32, 2, CC, CW, 0, 0);
-        d.out = T(ffill(CL * CC, 1.0f), NAM_F32, 3, 1, CL, CC, 0);
+        d.x = test_tensor(ffill(CL * CC, s), NAM_F32, 3, 1, CL, CC, 0);
+        d.weight = test_tensor(ffill(CC * CW, 1.0f), NAM_F32, 2, CC, CW, 0, 0);
+        d.out = test_tensor(ffill(CL * CC, 1.0f), NAM_F32, 3, 1, CL, CC, 0);
         d.threads = 2;
         expect_flushed("nam_conv1d (x subnormal, weight 1, 2 threads)", nam_conv1d(&d, &e), (float *)d.out.data, CL * CC);
         free(d.x.data); free(d.weight.data); free(d.out.data);
@@ -421,16 +386,16 @@ static void test_subnormals(void) {
             nam_status st;
             char what[120];
             memset(&d, 0, sizeof d);
-            d.x = T(ffill(SL * SH * SP, s), NAM_F32, 4, 1, SL, SH, SP);
-            d.dt = T(ffill(SL * SH, 0.5f), NAM_F32, 3, 1, SL, SH, 0);
-            d.A = T(ffill(SH, -1.0f), NAM_F32, 1, SH, 0, 0, 0);
-            d.B = T(ffill(SL * SN, 1.0f), NAM_F32, 4, 1, SL, 1, SN);
-            d.C = T(ffill(SL * SN, 1.0f), NAM_F32, 4, 1, SL, 1, SN);
-            d.out = T(ffill(SL * SH * SP, 1.0f), NAM_F32, 4, 1, SL, SH, SP);
+            d.x = test_tensor(ffill(SL * SH * SP, s), NAM_F32, 4, 1, SL, SH, SP);
+            d.dt = test_tensor(ffill(SL * SH, 0.5f), NAM_F32, 3, 1, SL, SH, 0);
+            d.A = test_tensor(ffill(SH, -1.0f), NAM_F32, 1, SH, 0, 0, 0);
+            d.B = test_tensor(ffill(SL * SN, 1.0f), NAM_F32, 4, 1, SL, 1, SN);
+            d.C = test_tensor(ffill(SL * SN, 1.0f), NAM_F32, 4, 1, SL, 1, SN);
+            d.out = test_tensor(ffill(SL * SH * SP, 1.0f), NAM_F32, 4, 1, SL, SH, SP);
             d.backend = be ? NAM_BACKEND_CPU_REF : NAM_BACKEND_CPU;
             d.threads = 2;
             st = nam_ssd_workspace_size(&d, &need, &e);
-            ws = xalloc(need);
+            ws = test_alloc(need);
             if (st == NAM_OK) st = nam_ssd(&d, ws, need, &e);
             snprintf(what, sizeof what, "nam_ssd %s (x subnormal)", be ? "cpu-ref" : "cpu, 2 threads");
             expect_flushed(what, st, (float *)d.out.data, SL * SH * SP);
@@ -445,38 +410,38 @@ static void test_subnormals(void) {
         int64_t zero, sub, n = SL * SH * SP;
         char why[200];
         memset(&d, 0, sizeof d);
-        d.x = T(frand(n, 0.5e-19f, 1e-19f), NAM_F32, 4, 1, SL, SH, SP);
-        d.dt = T(ffill(SL * SH, 0.5f), NAM_F32, 3, 1, SL, SH, 0);
-        d.A = T(ffill(SH, -1.0f), NAM_F32, 1, SH, 0, 0, 0);
-        d.B = T(ffill(SL * SN, 1e-11f), NAM_F32, 4, 1, SL, 1, SN);
-        d.C = T(ffill(SL * SN, 1e-11f), NAM_F32, 4, 1, SL, 1, SN);
-        d.out = T(ffill(n, 1.0f), NAM_F32, 4, 1, SL, SH, SP);
+        d.x = test_tensor(frand(n, 0.5e-19f, 1e-19f), NAM_F32, 4, 1, SL, SH, SP);
+        d.dt = test_tensor(ffill(SL * SH, 0.5f), NAM_F32, 3, 1, SL, SH, 0);
+        d.A = test_tensor(ffill(SH, -1.0f), NAM_F32, 1, SH, 0, 0, 0);
+        d.B = test_tensor(ffill(SL * SN, 1e-11f), NAM_F32, 4, 1, SL, 1, SN);
+        d.C = test_tensor(ffill(SL * SN, 1e-11f), NAM_F32, 4, 1, SL, 1, SN);
+        d.out = test_tensor(ffill(n, 1.0f), NAM_F32, 4, 1, SL, SH, SP);
         d.threads = 2;
         st = nam_ssd_workspace_size(&d, &need, &e);
-        ws = xalloc(need);
+        ws = test_alloc(need);
         if (st == NAM_OK) st = nam_ssd(&d, ws, need, &e);
         census((float *)d.out.data, n, &zero, &sub);
         snprintf(why, sizeof why, "status %s; %lld zero, %lld subnormal of %lld", nam_status_str(st), (long long)zero, (long long)sub, (long long)n);
-        if (EXPECT_FLUSH) check(st == NAM_OK && sub == 0 && zero == n, "results below FLT_MIN are 0: nam_ssd with outputs of about 1e-40 (normal inputs)", why);
-        else check(st == NAM_OK && sub > 0, "NAM_KEEP_SUBNORMALS or no flush on this platform: nam_ssd outputs of about 1e-40 stay subnormal", why);
+        if (EXPECT_FLUSH) test_check(st == NAM_OK && sub == 0 && zero == n, "results below FLT_MIN are 0: nam_ssd with outputs of about 1e-40 (normal inputs)", why);
+        else test_check(st == NAM_OK && sub > 0, "NAM_KEEP_SUBNORMALS or no flush on this platform: nam_ssd outputs of about 1e-40 stay subnormal", why);
         free(ws); free(d.x.data); free(d.dt.data); free(d.A.data); free(d.B.data); free(d.C.data); free(d.out.data);
     }
     {   /* attention: v subnormal */
         nam_attention_desc d = g_att;
         nam_status st;
-        d.v = T(ffill(AS * AHK * AD, s), NAM_F32, 4, 1, AS, AHK, AD);
+        d.v = test_tensor(ffill(AS * AHK * AD, s), NAM_F32, 4, 1, AS, AHK, AD);
         st = nam_attention(&d, g_att_ws, g_att_need, &e);
         expect_flushed("nam_attention (v subnormal, 2 threads)", st, (float *)d.out.data, AS * AHQ * AD);
         free(d.v.data);
     }
     {   /* MoE: combine of subnormal expert outputs; permute moves bits unchanged */
-        nam_tensor eo = T(ffill(MT * MK * MH, s), NAM_F32, 2, MT * MK, MH, 0, 0), tok = T(ffill(MT * MH, s), NAM_F32, 2, MT, MH, 0, 0);
+        nam_tensor eo = test_tensor(ffill(MT * MK * MH, s), NAM_F32, 2, MT * MK, MH, 0, 0), tok = test_tensor(ffill(MT * MH, s), NAM_F32, 2, MT, MH, 0, 0);
         nam_status st = nam_moe_combine(&eo, &g_plan, &g_w, &g_comb, &e);
         int64_t i, bad = 0, nrows = g_plan.num_rows;
         expect_flushed("nam_moe_combine (expert outputs subnormal)", st, (float *)g_comb.data, MT * MH);
         st = nam_moe_permute(&tok, &g_plan, &g_perm, &e);
         for (i = 0; i < nrows * MH; i++) if (memcmp((float *)g_perm.data + i, &s, 4) != 0) bad++;
-        check(st == NAM_OK && bad == 0, "nam_moe_permute moves subnormal values with their bits (no arithmetic)", "some permuted values changed");
+        test_check(st == NAM_OK && bad == 0, "nam_moe_permute moves subnormal values with their bits (no arithmetic)", "some permuted values changed");
         free(eo.data); free(tok.data);
     }
 }
@@ -486,6 +451,5 @@ int main(void) {
     setup();
     test_caller_env();
     test_subnormals();
-    printf("test_fpenv: %d passed, %d failed\n", g_pass, g_fail);
-    return g_fail ? 1 : 0;
+    return test_done("test_fpenv");
 }

@@ -4,43 +4,18 @@
    Every shape runs through nam__sgemm (AVX2+FMA micro-kernel where the CPU has it, or cblas_sgemm
    under NAM_CBLAS) and through the blocked loop with the portable micro-kernel (build with
    -DNAM_NO_SIMD to cover its plain-C form instead of the GNU vector one).
-   Output: one line per check, "ok <desc>" or "FAIL <desc>: <why>"; last line
+   Output (tests/test.h): one line per check, "ok <desc>" or "FAIL <desc>: <why>"; last line
    "test_gemm: N passed, M failed"; exit status 1 on any failure. One "# gemm ..." timing line
    (median of 5 calls after a warm-up, CLOCK_MONOTONIC, flops = 2*m*n*k) and one "#" line naming
    the micro-kernel nam__sgemm used; neither is a check.
 
    gcc -std=c99 -O2 -Wall -Wextra -Werror -pedantic -I/usr/include/stb tests/test_gemm.c -o build/test_gemm -lstb -lm -lpthread */
-#if !defined(_POSIX_C_SOURCE) && !defined(__cplusplus)
-#define _POSIX_C_SOURCE 200809L
-#endif
 #define NAM_IMPLEMENTATION
-#include "../nam.h"
+#include "test.h"
 
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
-static int g_pass, g_fail;
 static int g_pack_skew;            /* floats by which the pack buffer is moved off 64-byte alignment */
-
-static void check(int ok, const char *desc, const char *why) {
-    if (ok) { printf("ok %s\n", desc); g_pass++; }
-    else { printf("FAIL %s: %s\n", desc, why); g_fail++; }
-}
-
-static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-static float rnd(void) {           /* uniform in [-1, 1) */
-    g_rng ^= g_rng << 13; g_rng ^= g_rng >> 7; g_rng ^= g_rng << 17;
-    return NAM__CAST(float, NAM__CAST(double, g_rng >> 40) / 8388608.0 - 1.0);
-}
-
-static void *alloc_aligned(size_t bytes) {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
-    return p;
-}
 
 /* One case: m x n x k, transB, beta, extra leading-dimension padding, path (1: nam__sgemm,
    0: portable micro-kernel). beta = 0 starts C as NaN. */
@@ -52,17 +27,17 @@ static void run_case(int m, int n, int k, int transB, int beta, int pad, int pat
     float *C = NAM__CAST(float *, malloc(sizeof(float) * NAM__CAST(size_t, m * ldc)));
     float *C0 = NAM__CAST(float *, malloc(sizeof(float) * NAM__CAST(size_t, m * ldc)));
     size_t packn = nam__sgemm_pack_floats(m, n, k);
-    float *pack_mem = NAM__CAST(float *, alloc_aligned(sizeof(float) * (packn + 16))), *pack = pack_mem ? pack_mem + g_pack_skew : NULL;
+    float *pack_mem = NAM__CAST(float *, test_alloc(sizeof(float) * (packn + 16))), *pack = pack_mem ? pack_mem + g_pack_skew : NULL;
     char desc[160], why[256];
     int64_t i, j, p, bad = 0;
     double worst = 0.0;
     snprintf(desc, sizeof desc, "%s %dx%dx%d transB=%d beta=%d ld+%d%s", path ? "sgemm" : "sgemm-portable", m, n, k, transB, beta, pad,
              g_pack_skew ? " pack-misaligned" : "");
     why[0] = 0;
-    if (!A || !B || !C || !C0 || !pack) { check(0, desc, "out of memory"); goto done; }
-    for (i = 0; i < m * lda; i++) A[i] = rnd();
-    for (i = 0; i < brows * ldb; i++) B[i] = rnd();
-    for (i = 0; i < m * ldc; i++) C0[i] = beta ? rnd() : NAN;
+    if (!A || !B || !C || !C0 || !pack) { test_check(0, desc, "out of memory"); goto done; }
+    for (i = 0; i < m * lda; i++) A[i] = test_rand();
+    for (i = 0; i < brows * ldb; i++) B[i] = test_rand();
+    for (i = 0; i < m * ldc; i++) C0[i] = beta ? test_rand() : NAN;
     /* padding columns of C get a sentinel that must survive */
     for (i = 0; i < m; i++) for (j = n; j < ldc; j++) C0[i * ldc + j] = 12345.0f;
     memcpy(C, C0, sizeof(float) * NAM__CAST(size_t, m * ldc));
@@ -94,7 +69,7 @@ static void run_case(int m, int n, int k, int transB, int beta, int pad, int pat
         size_t l = strlen(why);
         snprintf(why + l, sizeof why - l, " (%lld bad elements)", NAM__CAST(long long, bad));
     }
-    check(bad == 0, desc, why);
+    test_check(bad == 0, desc, why);
 done:
     free(A); free(B); free(C); free(C0); free(pack_mem);
 }
@@ -111,16 +86,16 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static void time_gemm(int m, int n, int k, int transB) {
-    float *A = NAM__CAST(float *, alloc_aligned(sizeof(float) * NAM__CAST(size_t, m) * NAM__CAST(size_t, k)));
-    float *B = NAM__CAST(float *, alloc_aligned(sizeof(float) * NAM__CAST(size_t, n) * NAM__CAST(size_t, k)));
-    float *C = NAM__CAST(float *, alloc_aligned(sizeof(float) * NAM__CAST(size_t, m) * NAM__CAST(size_t, n)));
-    float *pack = NAM__CAST(float *, alloc_aligned(sizeof(float) * nam__sgemm_pack_floats(m, n, k)));
+    float *A = NAM__CAST(float *, test_alloc(sizeof(float) * NAM__CAST(size_t, m) * NAM__CAST(size_t, k)));
+    float *B = NAM__CAST(float *, test_alloc(sizeof(float) * NAM__CAST(size_t, n) * NAM__CAST(size_t, k)));
+    float *C = NAM__CAST(float *, test_alloc(sizeof(float) * NAM__CAST(size_t, m) * NAM__CAST(size_t, n)));
+    float *pack = NAM__CAST(float *, test_alloc(sizeof(float) * nam__sgemm_pack_floats(m, n, k)));
     double t[5];
     int r;
     size_t i;
     if (!A || !B || !C || !pack) { printf("# gemm timing skipped: out of memory\n"); goto done; }
-    for (i = 0; i < NAM__CAST(size_t, m) * NAM__CAST(size_t, k); i++) A[i] = rnd();
-    for (i = 0; i < NAM__CAST(size_t, n) * NAM__CAST(size_t, k); i++) B[i] = rnd();
+    for (i = 0; i < NAM__CAST(size_t, m) * NAM__CAST(size_t, k); i++) A[i] = test_rand();
+    for (i = 0; i < NAM__CAST(size_t, n) * NAM__CAST(size_t, k); i++) B[i] = test_rand();
     nam__sgemm(m, n, k, A, k, B, transB ? k : n, transB, 0.0f, C, n, pack);   /* warm-up */
     for (r = 0; r < 5; r++) {
         double t0 = now_s();
@@ -159,6 +134,5 @@ int main(void) {
 #endif
     );
     time_gemm(512, 768, 2048, 1);
-    printf("test_gemm: %d passed, %d failed\n", g_pass, g_fail);
-    return g_fail ? 1 : 0;
+    return test_done("test_gemm");
 }

@@ -20,50 +20,17 @@
    DIR/manifest.txt) for tests/xcheck_moe.py.
 
    gcc -std=c99 -O2 -Wall -Wextra -Werror -pedantic -I/usr/include/stb tests/test_moe.c -o build/test_moe -lstb -lm -lpthread */
-#if !defined(_POSIX_C_SOURCE) && !defined(__cplusplus)
-#define _POSIX_C_SOURCE 200809L
-#endif
 #define NAM_IMPLEMENTATION
-#include "../nam.h"
+#include "test.h"
 
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-static int g_pass, g_fail;
-
-#define CHECK(desc, cond, ...)                                                               \
-    do {                                                                                     \
-        if (cond) { g_pass++; printf("ok %s\n", desc); }                                     \
-        else { g_fail++; printf("FAIL %s: ", desc); printf(__VA_ARGS__); printf("\n"); }     \
-    } while (0)
-
-static uint64_t g_rng = 0x2545f4914f6cdd1dull;
-static float rnd(void) { /* uniform in [-1, 1) */
-    g_rng ^= g_rng << 13; g_rng ^= g_rng >> 7; g_rng ^= g_rng << 17;
-    return NAM__CAST(float, NAM__CAST(double, g_rng >> 40) / 8388608.0 - 1.0);
-}
-static int rndi(int n) { return NAM__CAST(int, (rnd() + 1.0f) * 0.5f * NAM__CAST(float, n)) % n; }
-
-static void *xalloc(size_t bytes) {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) { fprintf(stderr, "test_moe: out of memory\n"); exit(2); }
-    memset(p, 0, bytes ? bytes : 64);
-    return p;
-}
-static float *falloc(int64_t n) { return NAM__CAST(float *, xalloc(sizeof(float) * NAM__CAST(size_t, n))); }
-static int32_t *ialloc(int64_t n) { return NAM__CAST(int32_t *, xalloc(sizeof(int32_t) * NAM__CAST(size_t, n))); }
+static float *falloc(int64_t n) { return NAM__CAST(float *, test_alloc(sizeof(float) * NAM__CAST(size_t, n))); }
+static int32_t *ialloc(int64_t n) { return NAM__CAST(int32_t *, test_alloc(sizeof(int32_t) * NAM__CAST(size_t, n))); }
 
 static nam_tensor T1(void *p, nam_dtype dt, int64_t a) { int64_t s[1]; s[0] = a; return nam_tensor_make(p, dt, 1, s); }
 static nam_tensor T2(void *p, nam_dtype dt, int64_t a, int64_t b) { int64_t s[2]; s[0] = a; s[1] = b; return nam_tensor_make(p, dt, 2, s); }
 static nam_tensor T3(void *p, nam_dtype dt, int64_t a, int64_t b, int64_t c) { int64_t s[3]; s[0] = a; s[1] = b; s[2] = c; return nam_tensor_make(p, dt, 3, s); }
 
 /* Expect status `code` and (when needle) a message containing it. */
-static void expect_err(const char *desc, nam_status st, const nam_error *e, nam_status code, const char *needle) {
-    int ok = st == code && e->code == code && (!needle || strstr(e->message, needle));
-    CHECK(desc, ok, "status %s (want %s), message '%s' (want '%s')", nam_status_str(st), nam_status_str(code), e->message, needle ? needle : "");
-}
 
 /* ---- router reference ---------------------------------------------------------------- */
 static void ref_route(const float *logits, const float *bias, int T, int E, int k, int score, int pre, float scaling, int32_t *idx, float *w) {
@@ -133,7 +100,7 @@ static void route_case(const char *name, float *logits, float *bias, int T, int 
         if (d > worst) worst = d;
     }
     snprintf(desc, sizeof desc, "route %s (T=%d E=%d k=%d): indices exact, weights within 1e-6, no NaN", name, T, E, k);
-    CHECK(desc, st == NAM_OK && bad < 0 && worst <= 1e-6 && !nan, "status %s '%s', first index mismatch %d (%d vs %d), max weight err %g, nan %d",
+    CHECK(st == NAM_OK && bad < 0 && worst <= 1e-6 && !nan, desc, "status %s '%s', first index mismatch %d (%d vs %d), max weight err %g, nan %d",
           nam_status_str(st), e.message, bad, bad >= 0 ? idx[bad] : 0, bad >= 0 ? ri[bad] : 0, worst, nan);
     free(idx); free(ri); free(w); free(rw);
 }
@@ -145,8 +112,8 @@ static void test_route(void) {
     float w[64];
     nam_error e;
     nam_status st;
-    for (i = 0; i < T * E; i++) lg[i] = 3.0f * rnd();
-    for (i = 0; i < E; i++) bias[i] = 0.5f * rnd();
+    for (i = 0; i < T * E; i++) lg[i] = 3.0f * test_rand();
+    for (i = 0; i < E; i++) bias[i] = 0.5f * test_rand();
     route_case("softmax", lg, NULL, T, E, 4, 0, 0, 0.0f);
     route_case("pre-softmax", lg, NULL, T, E, 4, 0, 1, 0.0f);
     route_case("sigmoid", lg, NULL, T, E, 4, 1, 0, 0.0f);
@@ -159,7 +126,7 @@ static void test_route(void) {
     route_case("sigmoid top-k == E", lg, NULL, T, E, E, 1, 0, 0.0f);
     route_case("E=1 k=1", lg, NULL, T, 1, 1, 0, 0, 0.0f);
     /* huge and very negative logits: no overflow, no NaN */
-    for (i = 0; i < 8 * 6; i++) big[i] = (i % 3 == 0) ? 1e30f : (i % 3 == 1) ? -1e30f : 1e29f * rnd();
+    for (i = 0; i < 8 * 6; i++) big[i] = (i % 3 == 0) ? 1e30f : (i % 3 == 1) ? -1e30f : 1e29f * test_rand();
     big[5] = 3.0e38f;
     big[6] = -3.0e38f;
     route_case("softmax huge logits (+-1e30, 3e38)", big, NULL, 8, 6, 3, 0, 0, 0.0f);
@@ -173,7 +140,7 @@ static void test_route(void) {
     st = run_route(big, NULL, 8, 6, 4, 0, 0, 0.0f, idx, w, &e);
     for (t = 0, i = 1; t < 8; t++)
         for (j = 0; j < 4; j++) if (idx[t * 4 + j] != j || fabsf(w[t * 4 + j] - 0.25f) > 1e-7f) i = 0;
-    CHECK("route ties pick the lower expert index (all-equal logits -> 0,1,2,3, weights 1/4)", st == NAM_OK && i, "status %s, idx row0 %d %d %d %d",
+    CHECK(st == NAM_OK && i, "route ties pick the lower expert index (all-equal logits -> 0,1,2,3, weights 1/4)", "status %s, idx row0 %d %d %d %d",
           nam_status_str(st), idx[0], idx[1], idx[2], idx[3]);
     /* bf16 logits and a strided (column-padded) weight output */
     {
@@ -183,7 +150,7 @@ static void test_route(void) {
         float rw[4 * 2];
         nam_moe_route_desc d;
         int okk = 1;
-        for (i = 0; i < 20; i++) { lb[i] = nam__f32_to_bf16(2.0f * rnd()); lf[i] = nam__bf16_to_f32(lb[i]); }
+        for (i = 0; i < 20; i++) { lb[i] = nam__f32_to_bf16(2.0f * test_rand()); lf[i] = nam__bf16_to_f32(lb[i]); }
         memset(&d, 0, sizeof d);
         d.logits = T2(lb, NAM_BF16, 4, 5);
         d.topk_idx = T2(ipad, NAM_I32, 4, 2);
@@ -195,7 +162,7 @@ static void test_route(void) {
         st = nam_moe_route(&d, &e);
         ref_route(lf, NULL, 4, 5, 2, 0, 0, 0.0f, ri, rw);
         for (t = 0; t < 4; t++) for (j = 0; j < 2; j++) if (ipad[t * 8 + j * 3] != ri[t * 2 + j] || fabsf(wpad[t * 8 + j * 3] - rw[t * 2 + j]) > 1e-6f) okk = 0;
-        CHECK("route bf16 logits, strided topk_idx/topk_weight, backend cpu-ref reported", st == NAM_OK && okk && d.ran == NAM_BACKEND_CPU_REF,
+        CHECK(st == NAM_OK && okk && d.ran == NAM_BACKEND_CPU_REF, "route bf16 logits, strided topk_idx/topk_weight, backend cpu-ref reported",
               "status %s '%s', ok %d, ran %s", nam_status_str(st), e.message, okk, nam_backend_name(d.ran));
     }
     /* errors */
@@ -207,42 +174,42 @@ static void test_route(void) {
         b.topk_weight = T2(falloc(T * (E + 1)), NAM_F32, T, 4);
         b.topk = 4;
         d = b; d.topk = E + 1; d.topk_idx.shape[1] = E + 1; d.topk_weight.shape[1] = E + 1;
-        expect_err("route error: topk > E names topk and E", nam_moe_route(&d, &e), &e, NAM_ERR_RANGE, "topk = 17 is out of range: it must be 1..E, and E = logits.shape[1] = 16");
+        test_expect("route error: topk > E names topk and E", nam_moe_route(&d, &e), &e, NAM_ERR_RANGE, "topk = 17 is out of range: it must be 1..E, and E = logits.shape[1] = 16");
         d = b; d.topk = 0;
-        expect_err("route error: topk = 0", nam_moe_route(&d, &e), &e, NAM_ERR_RANGE, "topk = 0");
+        test_expect("route error: topk = 0", nam_moe_route(&d, &e), &e, NAM_ERR_RANGE, "topk = 0");
         d = b; d.topk_idx.dtype = NAM_F32;
-        expect_err("route error: topk_idx not i32", nam_moe_route(&d, &e), &e, NAM_ERR_INVALID_ARG, "topk_idx: dtype f32, expected i32");
+        test_expect("route error: topk_idx not i32", nam_moe_route(&d, &e), &e, NAM_ERR_INVALID_ARG, "topk_idx: dtype f32, expected i32");
         d = b; d.topk_weight.dtype = NAM_BF16;
-        expect_err("route error: topk_weight not f32", nam_moe_route(&d, &e), &e, NAM_ERR_INVALID_ARG, "topk_weight: dtype bf16, expected f32");
+        test_expect("route error: topk_weight not f32", nam_moe_route(&d, &e), &e, NAM_ERR_INVALID_ARG, "topk_weight: dtype bf16, expected f32");
         d = b; d.topk_idx.shape[0] = T + 1;
-        expect_err("route error: topk_idx rows != T", nam_moe_route(&d, &e), &e, NAM_ERR_INVALID_ARG, "topk_idx.shape[0] (T) = 38, but logits.shape[0] = 37");
+        test_expect("route error: topk_idx rows != T", nam_moe_route(&d, &e), &e, NAM_ERR_INVALID_ARG, "topk_idx.shape[0] (T) = 38, but logits.shape[0] = 37");
         d = b; d.topk_weight.shape[1] = 3;
-        expect_err("route error: topk_weight columns != topk", nam_moe_route(&d, &e), &e, NAM_ERR_INVALID_ARG, "topk_weight.shape[1] (k) = 3, but topk = 4");
+        test_expect("route error: topk_weight columns != topk", nam_moe_route(&d, &e), &e, NAM_ERR_INVALID_ARG, "topk_weight.shape[1] (k) = 3, but topk = 4");
         d = b; d.logits.data = NULL;
-        expect_err("route error: NULL logits", nam_moe_route(&d, &e), &e, NAM_ERR_INVALID_ARG, "logits: data is NULL");
+        test_expect("route error: NULL logits", nam_moe_route(&d, &e), &e, NAM_ERR_INVALID_ARG, "logits: data is NULL");
         d = b; d.logits.shape[1] = 0;
-        expect_err("route error: zero E", nam_moe_route(&d, &e), &e, NAM_ERR_RANGE, "logits.shape[1] = 0");
+        test_expect("route error: zero E", nam_moe_route(&d, &e), &e, NAM_ERR_RANGE, "logits.shape[1] = 0");
         d = b; d.logits.ndim = 3;
-        expect_err("route error: logits 3-D", nam_moe_route(&d, &e), &e, NAM_ERR_INVALID_ARG, "logits: 3 dimensions, expected 2");
+        test_expect("route error: logits 3-D", nam_moe_route(&d, &e), &e, NAM_ERR_INVALID_ARG, "logits: 3 dimensions, expected 2");
         d = b; d.logits.device = NAM_DEVICE_CUDA;
-        expect_err("route error: CUDA logits -> NOT_IMPLEMENTED", nam_moe_route(&d, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
+        test_expect("route error: CUDA logits -> NOT_IMPLEMENTED", nam_moe_route(&d, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
         d = b; d.backend = NAM_BACKEND_CUDA;
-        expect_err("route error: CUDA backend -> NOT_IMPLEMENTED", nam_moe_route(&d, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
+        test_expect("route error: CUDA backend -> NOT_IMPLEMENTED", nam_moe_route(&d, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
         d = b; d.expert_bias = T1(bias, NAM_F32, E);
-        expect_err("route error: expert_bias with softmax", nam_moe_route(&d, &e), &e, NAM_ERR_INVALID_ARG, "sigmoid score only");
+        test_expect("route error: expert_bias with softmax", nam_moe_route(&d, &e), &e, NAM_ERR_INVALID_ARG, "sigmoid score only");
         d = b; d.score = NAM_MOE_SIGMOID; d.expert_bias = T1(bias, NAM_F32, E - 1);
-        expect_err("route error: expert_bias shape", nam_moe_route(&d, &e), &e, NAM_ERR_INVALID_ARG, "expert_bias.shape[0] (E) = 15");
+        test_expect("route error: expert_bias shape", nam_moe_route(&d, &e), &e, NAM_ERR_INVALID_ARG, "expert_bias.shape[0] (E) = 15");
         d = b; d.score = NAM_MOE_SIGMOID; d.pre_softmax = 1;
-        expect_err("route error: pre_softmax with sigmoid", nam_moe_route(&d, &e), &e, NAM_ERR_INVALID_ARG, "pre_softmax");
+        test_expect("route error: pre_softmax with sigmoid", nam_moe_route(&d, &e), &e, NAM_ERR_INVALID_ARG, "pre_softmax");
         d = b; d.score = NAM__CAST(nam_moe_score, 7);
-        expect_err("route error: bad score enum", nam_moe_route(&d, &e), &e, NAM_ERR_INVALID_ARG, "score = 7");
+        test_expect("route error: bad score enum", nam_moe_route(&d, &e), &e, NAM_ERR_INVALID_ARG, "score = 7");
         d = b; d.scaling_factor = NAM__CAST(float, HUGE_VAL);
-        expect_err("route error: infinite scaling_factor", nam_moe_route(&d, &e), &e, NAM_ERR_RANGE, "scaling_factor");
+        test_expect("route error: infinite scaling_factor", nam_moe_route(&d, &e), &e, NAM_ERR_RANGE, "scaling_factor");
         lg[3 * E + 5] = NAM__CAST(float, nan(""));
         d = b;
-        expect_err("route error: NaN logit named by token and expert", nam_moe_route(&d, &e), &e, NAM_ERR_RANGE, "logits[3, 5] = nan is not finite");
+        test_expect("route error: NaN logit named by token and expert", nam_moe_route(&d, &e), &e, NAM_ERR_RANGE, "logits[3, 5] = nan is not finite");
         lg[3 * E + 5] = 0.0f;
-        expect_err("route error: NULL desc", nam_moe_route(NULL, &e), &e, NAM_ERR_INVALID_ARG, "desc is NULL");
+        test_expect("route error: NULL desc", nam_moe_route(NULL, &e), &e, NAM_ERR_INVALID_ARG, "desc is NULL");
         free(b.topk_idx.data); free(b.topk_weight.data);
     }
     free(lg); free(bias); free(big);
@@ -303,7 +270,7 @@ static void dispatch_case(const char *name, int32_t *idx, int T, int k, int E, f
     nam_status st = make_plan(&p, idx, T, k, E, cf, &e);
     int ok = st == NAM_OK && check_plan(&p, idx, T, k, E, cf, why, sizeof why);
     snprintf(desc, sizeof desc, "dispatch %s (T=%d k=%d E=%d cf=%g): counts, offsets, stable rows, drops", name, T, k, E, (double)cf);
-    CHECK(desc, ok, "status %s '%s' %s", nam_status_str(st), e.message, why);
+    CHECK(ok, desc, "status %s '%s' %s", nam_status_str(st), e.message, why);
     free_plan(&p);
 }
 
@@ -314,12 +281,12 @@ static void test_dispatch(void) {
     nam_error e;
     nam_status st;
     float *lg = falloc(T * E), *w = falloc(T * k);
-    for (i = 0; i < T * E; i++) lg[i] = rnd();
+    for (i = 0; i < T * E; i++) lg[i] = test_rand();
     for (i = 0; i < T; i++) lg[i * E + 4] = -5.0f;   /* expert 4 is never chosen */
     run_route(lg, NULL, T, E, k, 0, 0, 0.0f, idx, w, &e);
     dispatch_case("routed, expert 4 receives no tokens", idx, T, k, E, 0.0f);
     st = make_plan(&p, idx, T, k, E, 0.0f, &e);
-    CHECK("dispatch: the expert with no tokens has count 0 and an empty segment", st == NAM_OK && p.counts[4] == 0 && p.offsets[4] == p.offsets[5],
+    CHECK(st == NAM_OK && p.counts[4] == 0 && p.offsets[4] == p.offsets[5], "dispatch: the expert with no tokens has count 0 and an empty segment",
           "count %d", p.counts[4]);
     free_plan(&p);
     dispatch_case("routed, capacity factor 1.0 (drops)", idx, T, k, E, 1.0f);
@@ -327,7 +294,7 @@ static void test_dispatch(void) {
     dispatch_case("routed, capacity factor 10 (no drops)", idx, T, k, E, 10.0f);
     for (t = 0; t < T; t++) for (s = 0; s < k; s++) idx[t * k + s] = NAM__CAST(int32_t, (s + 2) % E);
     dispatch_case("every token to the same experts", idx, T, k, E, 0.0f);
-    for (t = 0; t < T * k; t++) idx[t] = rndi(E);   /* duplicates within a token allowed */
+    for (t = 0; t < T * k; t++) idx[t] = test_randi(E);   /* duplicates within a token allowed */
     dispatch_case("random ids with repeats inside a token", idx, T, k, E, 0.0f);
     dispatch_case("random ids, capacity 1.3", idx, T, k, E, 1.3f);
     {   /* exact counts: T=10, k=2, E=4, cf=1 -> capacity ceil(20/4) = 5; expert 0 gets 10
@@ -336,9 +303,9 @@ static void test_dispatch(void) {
         for (t = 0; t < 10; t++) { id2[t * 2] = 0; id2[t * 2 + 1] = t < 6 ? 1 : 2; }
         id2[19] = 2; id2[17] = 2;
         st = make_plan(&p, id2, 10, 2, 4, 1.0f, &e);
-        CHECK("dispatch capacity: exact kept and dropped counts (cap 5: 5+5+4+0 kept, 6 dropped)",
-              st == NAM_OK && p.counts[0] == 5 && p.counts[1] == 5 && p.counts[2] == 4 && p.counts[3] == 0 && p.d.num_dropped == 6 && p.d.num_rows == 14 &&
+        CHECK(st == NAM_OK && p.counts[0] == 5 && p.counts[1] == 5 && p.counts[2] == 4 && p.counts[3] == 0 && p.d.num_dropped == 6 && p.d.num_rows == 14 &&
                   p.rows[0] == 0 && p.rows[4] == 8 && p.rows[5] == 1 && p.rows[9] == 9,
+              "dispatch capacity: exact kept and dropped counts (cap 5: 5+5+4+0 kept, 6 dropped)",
               "status %s counts %d %d %d %d dropped %d rows %d (row0 %d row4 %d row5 %d)", nam_status_str(st), p.counts[0], p.counts[1], p.counts[2], p.counts[3],
               p.d.num_dropped, p.d.num_rows, p.rows[0], p.rows[4], p.rows[5]);
         {   /* issue 9: the desc reports the capacity that was applied (T * k without a factor) */
@@ -346,51 +313,51 @@ static void test_dispatch(void) {
             free_plan(&p);
             st = make_plan(&p, id2, 10, 2, 4, 0.0f, &e);
             cap0 = p.d.capacity;
-            CHECK("dispatch reports the capacity applied: 5 with cf 1, T * k = 20 without a factor", cap1 == 5 && st == NAM_OK && cap0 == 20,
+            CHECK(cap1 == 5 && st == NAM_OK && cap0 == 20, "dispatch reports the capacity applied: 5 with cf 1, T * k = 20 without a factor",
                   "capacity %d and %d: %s", cap1, cap0, e.message);
         }
         free_plan(&p);
         for (t = 0; t < 20; t++) id2[t] = 3;
         st = make_plan(&p, id2, 20, 1, 4, 0.0f, &e);
-        CHECK("dispatch: all tokens to one expert (stable order 0..19)", st == NAM_OK && p.counts[3] == 20 && p.offsets[3] == 0 && p.rows[0] == 0 && p.rows[19] == 19,
+        CHECK(st == NAM_OK && p.counts[3] == 20 && p.offsets[3] == 0 && p.rows[0] == 0 && p.rows[19] == 19, "dispatch: all tokens to one expert (stable order 0..19)",
               "status %s", nam_status_str(st));
         free_plan(&p);
     }
     /* errors */
     idx[7 * k + 2] = E;
     st = make_plan(&p, idx, T, k, E, 0.0f, &e);
-    expect_err("dispatch error: expert id == E names token, slot and value", st, &e, NAM_ERR_RANGE, "topk_idx[7, 2] = 9 is not an expert id (0..8): token 7, slot 2");
+    test_expect("dispatch error: expert id == E names token, slot and value", st, &e, NAM_ERR_RANGE, "topk_idx[7, 2] = 9 is not an expert id (0..8): token 7, slot 2");
     free_plan(&p);
     idx[7 * k + 2] = -1;
     st = make_plan(&p, idx, T, k, E, 0.0f, &e);
-    expect_err("dispatch error: negative expert id", st, &e, NAM_ERR_RANGE, "topk_idx[7, 2] = -1");
+    test_expect("dispatch error: negative expert id", st, &e, NAM_ERR_RANGE, "topk_idx[7, 2] = -1");
     free_plan(&p);
     idx[7 * k + 2] = 0;
     st = make_plan(&p, idx, T, k, E, -1.0f, &e);
-    expect_err("dispatch error: negative capacity factor", st, &e, NAM_ERR_RANGE, "capacity_factor = -1");
+    test_expect("dispatch error: negative capacity factor", st, &e, NAM_ERR_RANGE, "capacity_factor = -1");
     free_plan(&p);
     st = make_plan(&p, idx, T, k, 0, 0.0f, &e);
-    expect_err("dispatch error: num_experts 0", st, &e, NAM_ERR_RANGE, "num_experts = 0");
+    test_expect("dispatch error: num_experts 0", st, &e, NAM_ERR_RANGE, "num_experts = 0");
     free_plan(&p);
     make_plan(&p, idx, T, k, E, 0.0f, &e);
     p.d.rows.shape[0] = T * k - 1;
-    expect_err("dispatch error: rows shorter than T*k", nam_moe_dispatch(&p.d, &e), &e, NAM_ERR_INVALID_ARG, "rows.shape[0] (T*k) = 158, but topk_idx T * k = 159");
+    test_expect("dispatch error: rows shorter than T*k", nam_moe_dispatch(&p.d, &e), &e, NAM_ERR_INVALID_ARG, "rows.shape[0] (T*k) = 158, but topk_idx T * k = 159");
     p.d.rows.shape[0] = T * k;
     p.d.counts.shape[0] = E + 1;
-    expect_err("dispatch error: counts shape", nam_moe_dispatch(&p.d, &e), &e, NAM_ERR_INVALID_ARG, "counts.shape[0] (E) = 10, but num_experts = 9");
+    test_expect("dispatch error: counts shape", nam_moe_dispatch(&p.d, &e), &e, NAM_ERR_INVALID_ARG, "counts.shape[0] (E) = 10, but num_experts = 9");
     p.d.counts.shape[0] = E;
     p.d.offsets.dtype = NAM_F32;
-    expect_err("dispatch error: offsets not i32", nam_moe_dispatch(&p.d, &e), &e, NAM_ERR_INVALID_ARG, "offsets: dtype f32, expected i32");
+    test_expect("dispatch error: offsets not i32", nam_moe_dispatch(&p.d, &e), &e, NAM_ERR_INVALID_ARG, "offsets: dtype f32, expected i32");
     p.d.offsets.dtype = NAM_I32;
     p.d.topk_idx.data = NULL;
-    expect_err("dispatch error: NULL topk_idx", nam_moe_dispatch(&p.d, &e), &e, NAM_ERR_INVALID_ARG, "topk_idx: data is NULL");
+    test_expect("dispatch error: NULL topk_idx", nam_moe_dispatch(&p.d, &e), &e, NAM_ERR_INVALID_ARG, "topk_idx: data is NULL");
     p.d.topk_idx.data = idx;
     p.d.topk_idx.shape[0] = 0;
-    expect_err("dispatch error: zero tokens", nam_moe_dispatch(&p.d, &e), &e, NAM_ERR_RANGE, "topk_idx.shape[0] = 0");
+    test_expect("dispatch error: zero tokens", nam_moe_dispatch(&p.d, &e), &e, NAM_ERR_RANGE, "topk_idx.shape[0] = 0");
     p.d.topk_idx.shape[0] = T;
     p.d.topk_idx.device = NAM_DEVICE_CUDA;
-    expect_err("dispatch error: CUDA topk_idx -> NOT_IMPLEMENTED", nam_moe_dispatch(&p.d, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
-    expect_err("dispatch error: NULL desc", nam_moe_dispatch(NULL, &e), &e, NAM_ERR_INVALID_ARG, "desc is NULL");
+    test_expect("dispatch error: CUDA topk_idx -> NOT_IMPLEMENTED", nam_moe_dispatch(&p.d, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
+    test_expect("dispatch error: NULL desc", nam_moe_dispatch(NULL, &e), &e, NAM_ERR_INVALID_ARG, "desc is NULL");
     free_plan(&p);
     free(idx); free(lg); free(w);
 }
@@ -404,21 +371,21 @@ static void test_permute_combine(void) {
     nam_error e;
     nam_status st;
     nam_tensor tx = T2(x, NAM_F32, T, H), tp, ty = T2(y, NAM_F32, T, H), tw;
-    for (i = 0; i < T * H; i++) x[i] = rnd();
+    for (i = 0; i < T * H; i++) x[i] = test_rand();
     x[0] = -0.0f; x[1] = 1e-40f; x[2] = -1e-42f; x[3] = 3.0e38f;
     /* k = 1: permute then unweighted combine is the identity, bit for bit */
-    for (t = 0; t < T; t++) idx[t] = rndi(E);
+    for (t = 0; t < T; t++) idx[t] = test_randi(E);
     make_plan(&p, idx, T, 1, E, 0.0f, &e);
     tp = T2(perm, NAM_F32, T, H);
     st = nam_moe_permute(&tx, &p.d, &tp, &e);
     for (i = 0; i < T * H; i++) y[i] = 12345.0f;
     if (st == NAM_OK) st = nam_moe_combine(&tp, &p.d, NULL, &ty, &e);
-    CHECK("permute -> combine (k=1, no weights) is the bit-exact identity (-0.0, denormals, 3e38)", st == NAM_OK && !memcmp(x, y, sizeof(float) * NAM__CAST(size_t, T * H)),
+    CHECK(st == NAM_OK && !memcmp(x, y, sizeof(float) * NAM__CAST(size_t, T * H)), "permute -> combine (k=1, no weights) is the bit-exact identity (-0.0, denormals, 3e38)",
           "status %s '%s'", nam_status_str(st), e.message);
     {   /* permuted rows are the tokens in plan order */
         int ok = 1;
         for (i = 0; i < p.d.num_rows; i++) if (memcmp(perm + i * H, x + (p.rows[i]) * H, sizeof(float) * NAM__CAST(size_t, H))) ok = 0;
-        CHECK("permute gathers tokens[rows[j] / k] into row j", ok, "mismatch");
+        CHECK(ok, "permute gathers tokens[rows[j] / k] into row j", "mismatch");
     }
     free_plan(&p);
     /* weighted combine with drops (k=3, capacity 0.6) vs a loop; strided bf16 variants */
@@ -426,11 +393,11 @@ static void test_permute_combine(void) {
         int Ek = k == 3 ? E : 80, bad = 0;
         double worst = 0.0, scale = 0.0;
         char desc[160];
-        for (i = 0; i < T * Ek; i++) lg[i] = rnd();
+        for (i = 0; i < T * Ek; i++) lg[i] = test_rand();
         run_route(lg, NULL, T, Ek, k, 0, 0, 0.0f, idx, wt, &e);
         make_plan(&p, idx, T, k, Ek, k == 3 ? 0.6f : 0.0f, &e);
         tp = T2(perm, NAM_F32, NAM__CAST(int64_t, T) * k, H);
-        for (i = 0; i < T * k * H; i++) perm[i] = rnd();
+        for (i = 0; i < T * k * H; i++) perm[i] = test_rand();
         tw = T2(wt, NAM_F32, T, k);
         st = nam_moe_combine(&tp, &p.d, &tw, &ty, &e);
         for (t = 0; t < T; t++)
@@ -442,10 +409,10 @@ static void test_permute_combine(void) {
                 if (fabs(r - y[t * H + h]) > worst) worst = fabs(r - y[t * H + h]);
             }
         snprintf(desc, sizeof desc, "weighted combine k=%d (%d dropped) vs loop: max err <= 1e-6 * scale", k, p.d.num_dropped);
-        CHECK(desc, st == NAM_OK && worst <= 1e-6 * scale && (k != 3 || p.d.num_dropped > 0), "status %s '%s' err %g scale %g dropped %d", nam_status_str(st), e.message, worst, scale, p.d.num_dropped);
+        CHECK(st == NAM_OK && worst <= 1e-6 * scale && (k != 3 || p.d.num_dropped > 0), desc, "status %s '%s' err %g scale %g dropped %d", nam_status_str(st), e.message, worst, scale, p.d.num_dropped);
         if (k == 3) {
             /* the same through the generic path: bf16 expert_out, strided f32 out */
-            uint16_t *pb = NAM__CAST(uint16_t *, xalloc(2 * NAM__CAST(size_t, T * k * H)));
+            uint16_t *pb = NAM__CAST(uint16_t *, test_alloc(2 * NAM__CAST(size_t, T * k * H)));
             float *ys = falloc(T * 2 * H);
             nam_tensor tb = T2(pb, NAM_BF16, NAM__CAST(int64_t, T) * k, H), tys = T2(ys, NAM_F32, T, H);
             tys.stride[0] = 2 * H; tys.stride[1] = 2;
@@ -453,7 +420,7 @@ static void test_permute_combine(void) {
             st = nam_moe_combine(&tp, &p.d, &tw, &ty, &e);
             if (st == NAM_OK) st = nam_moe_combine(&tb, &p.d, &tw, &tys, &e);
             for (t = 0; t < T * H && st == NAM_OK; t++) if (ys[(t / H) * 2 * H + (t % H) * 2] != y[t]) bad++;
-            CHECK("combine generic path (bf16 expert_out, strided out) equals the f32 path exactly", st == NAM_OK && bad == 0, "status %s, %d mismatches", nam_status_str(st), bad);
+            CHECK(st == NAM_OK && bad == 0, "combine generic path (bf16 expert_out, strided out) equals the f32 path exactly", "status %s, %d mismatches", nam_status_str(st), bad);
             free(pb); free(ys);
         }
         free_plan(&p);
@@ -470,34 +437,34 @@ static void test_permute_combine(void) {
         st = nam_moe_permute(&a, &p.d, &b, &e);
         if (st == NAM_OK) st = nam_moe_combine(&b, &p.d, NULL, &c, &e);
         for (i = 0; i < 18; i++) if (yy[i] != (i < 9 ? xx[i] : 0.0f)) ok = 0;
-        CHECK("combine: dropped tokens give zeros, kept tokens pass through", st == NAM_OK && ok && p.d.num_dropped == 3, "status %s dropped %d", nam_status_str(st), p.d.num_dropped);
+        CHECK(st == NAM_OK && ok && p.d.num_dropped == 3, "combine: dropped tokens give zeros, kept tokens pass through", "status %s dropped %d", nam_status_str(st), p.d.num_dropped);
         st = nam_moe_permute(&a, &p.d, &bb, &e);
         ok = 1;
         for (i = 0; i < 9; i++) if (nam__bf16_to_f32(pb[i]) != xx[i]) ok = 0;
-        CHECK("permute f32 tokens into bf16 rows", st == NAM_OK && ok, "status %s", nam_status_str(st));
+        CHECK(st == NAM_OK && ok, "permute f32 tokens into bf16 rows", "status %s", nam_status_str(st));
         /* errors */
         b.shape[0] = 2;
-        expect_err("permute error: permuted rows < kept rows", nam_moe_permute(&a, &p.d, &b, &e), &e, NAM_ERR_INVALID_ARG, "permuted.shape[0] (rows) = 2, but the plan keeps 3 rows");
+        test_expect("permute error: permuted rows < kept rows", nam_moe_permute(&a, &p.d, &b, &e), &e, NAM_ERR_INVALID_ARG, "permuted.shape[0] (rows) = 2, but the plan keeps 3 rows");
         b.shape[0] = 6;
         b.shape[1] = 4;
-        expect_err("permute error: H mismatch", nam_moe_permute(&a, &p.d, &b, &e), &e, NAM_ERR_INVALID_ARG, "permuted.shape[1] (H) = 4, but tokens.shape[1] = 3");
+        test_expect("permute error: H mismatch", nam_moe_permute(&a, &p.d, &b, &e), &e, NAM_ERR_INVALID_ARG, "permuted.shape[1] (H) = 4, but tokens.shape[1] = 3");
         b.shape[1] = 3;
         a.shape[0] = 5;
-        expect_err("permute error: tokens != T", nam_moe_permute(&a, &p.d, &b, &e), &e, NAM_ERR_INVALID_ARG, "tokens.shape[0] (T) = 5");
+        test_expect("permute error: tokens != T", nam_moe_permute(&a, &p.d, &b, &e), &e, NAM_ERR_INVALID_ARG, "tokens.shape[0] (T) = 5");
         a.shape[0] = 6;
-        expect_err("permute error: NULL tokens", nam_moe_permute(NULL, &p.d, &b, &e), &e, NAM_ERR_INVALID_ARG, "tokens is NULL");
-        expect_err("permute error: NULL plan", nam_moe_permute(&a, NULL, &b, &e), &e, NAM_ERR_INVALID_ARG, "plan is NULL");
+        test_expect("permute error: NULL tokens", nam_moe_permute(NULL, &p.d, &b, &e), &e, NAM_ERR_INVALID_ARG, "tokens is NULL");
+        test_expect("permute error: NULL plan", nam_moe_permute(&a, NULL, &b, &e), &e, NAM_ERR_INVALID_ARG, "plan is NULL");
         c.shape[0] = 7;
-        expect_err("combine error: out rows != T", nam_moe_combine(&b, &p.d, NULL, &c, &e), &e, NAM_ERR_INVALID_ARG, "out.shape[0] (T) = 7");
+        test_expect("combine error: out rows != T", nam_moe_combine(&b, &p.d, NULL, &c, &e), &e, NAM_ERR_INVALID_ARG, "out.shape[0] (T) = 7");
         c.shape[0] = 6;
         c.device = NAM_DEVICE_CUDA;
-        expect_err("combine error: CUDA out -> NOT_IMPLEMENTED", nam_moe_combine(&b, &p.d, NULL, &c, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
+        test_expect("combine error: CUDA out -> NOT_IMPLEMENTED", nam_moe_combine(&b, &p.d, NULL, &c, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
         c.device = NAM_DEVICE_CPU;
         p.rows[1] = 0;   /* expert 0's segment must ascend */
-        expect_err("combine error: a tampered plan (rows out of order) is refused", nam_moe_combine(&b, &p.d, NULL, &c, &e), &e, NAM_ERR_INVALID_ARG, "plan.rows[1] = 0");
+        test_expect("combine error: a tampered plan (rows out of order) is refused", nam_moe_combine(&b, &p.d, NULL, &c, &e), &e, NAM_ERR_INVALID_ARG, "plan.rows[1] = 0");
         p.rows[1] = 1;
         p.d.num_rows = 4;
-        expect_err("combine error: plan.num_rows != offsets[E]", nam_moe_combine(&b, &p.d, NULL, &c, &e), &e, NAM_ERR_INVALID_ARG, "plan.num_rows = 4, but plan.offsets[E] = 3");
+        test_expect("combine error: plan.num_rows != offsets[E]", nam_moe_combine(&b, &p.d, NULL, &c, &e), &e, NAM_ERR_INVALID_ARG, "plan.num_rows = 4, but plan.offsets[E] = 3");
         p.d.num_rows = 3;
         free_plan(&p);
     }
@@ -514,7 +481,7 @@ typedef struct ffn_case {
 
 static void fill_store(void *p, nam_dtype dt, int64_t n, float scale) {
     int64_t i;
-    for (i = 0; i < n; i++) nam__store(p, dt, i, scale * rnd());
+    for (i = 0; i < n; i++) nam__store(p, dt, i, scale * test_rand());
 }
 
 static size_t dsize(nam_dtype dt) { return dt == NAM_F32 ? 4 : 2; }
@@ -528,7 +495,7 @@ static nam_status ffn_run(nam_moe_ffn_desc *d, nam_backend be, int kernel, int t
     d->threads = threads;
     st = nam_moe_ffn_workspace_size(d, &need, e);
     if (st) return st;
-    ws = need ? xalloc(need) : NULL;
+    ws = need ? test_alloc(need) : NULL;
     st = nam__moe_ffn_run(d, ws, need, kernel, e);
     free(ws);
     return st;
@@ -541,9 +508,9 @@ static void ffn_case_run(const ffn_case *c) {
     nam_error e;
     nam_status st;
     int64_t R = NAM__CAST(int64_t, T) * k;
-    void *x = xalloc(dsize(c->dt) * NAM__CAST(size_t, R * H)), *w1 = xalloc(dsize(c->dt) * NAM__CAST(size_t, E) * F * H);
-    void *w3 = xalloc(dsize(c->dt) * NAM__CAST(size_t, E) * F * H), *w2 = xalloc(dsize(c->dt) * NAM__CAST(size_t, E) * F * H);
-    void *ref = xalloc(dsize(c->dt) * NAM__CAST(size_t, R * H)), *out = xalloc(dsize(c->dt) * NAM__CAST(size_t, R * H));
+    void *x = test_alloc(dsize(c->dt) * NAM__CAST(size_t, R * H)), *w1 = test_alloc(dsize(c->dt) * NAM__CAST(size_t, E) * F * H);
+    void *w3 = test_alloc(dsize(c->dt) * NAM__CAST(size_t, E) * F * H), *w2 = test_alloc(dsize(c->dt) * NAM__CAST(size_t, E) * F * H);
+    void *ref = test_alloc(dsize(c->dt) * NAM__CAST(size_t, R * H)), *out = test_alloc(dsize(c->dt) * NAM__CAST(size_t, R * H));
     nam_moe_ffn_desc d;
     double scale = 0.0, tol = c->dt == NAM_F32 ? 1e-4 : 1.0 / 64.0;
     char desc[256];
@@ -570,13 +537,13 @@ static void ffn_case_run(const ffn_case *c) {
     st = ffn_run(&d, NAM_BACKEND_CPU_REF, 0, 1, &e);
     if (st != NAM_OK || d.ran != NAM_BACKEND_CPU_REF) {
         snprintf(desc, sizeof desc, "ffn reference T=%d E=%d k=%d H=%d F=%d", T, E, k, H, F);
-        CHECK(desc, 0, "status %s '%s'", nam_status_str(st), e.message);
+        CHECK(0, desc, "status %s '%s'", nam_status_str(st), e.message);
         goto done;
     }
     for (i = 0; i < p.d.num_rows * H; i++) { double v = fabs(nam__load(ref, c->dt, i)); if (v > scale) scale = v; }
     for (kern = 1; kern <= 2; kern++) {
         if (kern == 2 && !nam__cpu_avx2_fma()) {
-            printf("skip ffn avx2 kernels: this CPU has no AVX2+FMA\n");
+            test_skip("ffn avx2 kernels: this CPU has no AVX2+FMA");
             continue;
         }
         for (thr = 1; thr <= 3; thr++) {
@@ -593,7 +560,7 @@ static void ffn_case_run(const ffn_case *c) {
             snprintf(desc, sizeof desc, "ffn %s %s %s T=%d E=%d k=%d H=%d F=%d%s%s, %d thread(s): max err <= %g * scale", kern == 2 ? "avx2" : "sgemm",
                      c->act ? "squared-relu" : "swiglu", nam_dtype_name(c->dt), T, E, k, H, F, c->one_expert ? " (one expert, 64-row tiles)" : "",
                      c->empty ? " (empty experts)" : "", thr, tol);
-            CHECK(desc, st == NAM_OK && !nan && worst <= tol * scale && d.ran == NAM_BACKEND_CPU, "status %s '%s', max err %g, scale %g, nan %d, ran %s",
+            CHECK(st == NAM_OK && !nan && worst <= tol * scale && d.ran == NAM_BACKEND_CPU, desc, "status %s '%s', max err %g, scale %g, nan %d, ran %s",
                   nam_status_str(st), e.message, worst, scale, nan, nam_backend_name(d.ran));
             d.out = T2(ref, c->dt, R, H);
         }
@@ -619,9 +586,9 @@ static void test_layer_dense(int act, int backend) {
     void *ws;
     size_t need = 0;
     char desc[160];
-    for (i = 0; i < T * H; i++) x[i] = rnd();
-    for (i = 0; i < E * F * H; i++) { w1[i] = 0.3f * rnd(); w3[i] = 0.3f * rnd(); w2[i] = 0.3f * rnd(); }
-    for (i = 0; i < T * E; i++) lg[i] = rnd();
+    for (i = 0; i < T * H; i++) x[i] = test_rand();
+    for (i = 0; i < E * F * H; i++) { w1[i] = 0.3f * test_rand(); w3[i] = 0.3f * test_rand(); w2[i] = 0.3f * test_rand(); }
+    for (i = 0; i < T * E; i++) lg[i] = test_rand();
     st = run_route(lg, NULL, T, E, k, 1, 0, 0.0f, idx, wt, &e);
     if (!st) st = make_plan(&p, idx, T, k, E, 0.0f, &e);
     if (!st) st = nam_moe_permute(&tx, &p.d, &tp, &e);
@@ -630,7 +597,7 @@ static void test_layer_dense(int act, int backend) {
     d.w1 = T3(w1, NAM_F32, E, F, H); d.w3 = T3(w3, NAM_F32, E, F, H); d.w2 = T3(w2, NAM_F32, E, H, F);
     d.backend = NAM__CAST(nam_backend, backend);
     if (!st) st = nam_moe_ffn_workspace_size(&d, &need, &e);
-    ws = xalloc(need);
+    ws = test_alloc(need);
     if (!st) st = nam_moe_ffn(&d, ws, need, &e);
     if (!st) st = nam_moe_combine(&te, &p.d, &tw, &ty, &e);
     for (t = 0; t < T; t++)
@@ -652,7 +619,7 @@ static void test_layer_dense(int act, int backend) {
         }
     snprintf(desc, sizeof desc, "layer route->dispatch->permute->ffn(%s, %s)->combine vs a dense per-token loop: max err <= 1e-5 * scale",
              act ? "squared-relu" : "swiglu", nam_backend_name(NAM__CAST(nam_backend, backend)));
-    CHECK(desc, st == NAM_OK && worst <= 1e-5 * scale, "status %s '%s' err %g scale %g", nam_status_str(st), e.message, worst, scale);
+    CHECK(st == NAM_OK && worst <= 1e-5 * scale, desc, "status %s '%s' err %g scale %g", nam_status_str(st), e.message, worst, scale);
     free_plan(&p);
     free(x); free(w1); free(w3); free(w2); free(lg); free(wt); free(perm); free(eo); free(y); free(idx); free(ws);
 }
@@ -667,13 +634,13 @@ static void test_ffn_strided(void) {
     nam_status st;
     int64_t R = T * k;
     float *x = falloc(R * H * 2), *w1 = falloc(E * F * (H + 5)), *w3 = falloc(E * F * (H + 5)), *w2t = falloc(E * F * H);
-    uint16_t *ref = NAM__CAST(uint16_t *, xalloc(2 * NAM__CAST(size_t, R * H))), *out = NAM__CAST(uint16_t *, xalloc(2 * NAM__CAST(size_t, R * H)));
+    uint16_t *ref = NAM__CAST(uint16_t *, test_alloc(2 * NAM__CAST(size_t, R * H))), *out = NAM__CAST(uint16_t *, test_alloc(2 * NAM__CAST(size_t, R * H)));
     nam_moe_ffn_desc d;
-    for (i = 0; i < T * k; i++) idx[i] = rndi(E);
+    for (i = 0; i < T * k; i++) idx[i] = test_randi(E);
     make_plan(&p, idx, T, k, E, 0.0f, &e);
-    for (i = 0; i < R * H * 2; i++) x[i] = rnd();
-    for (i = 0; i < E * F * (H + 5); i++) { w1[i] = 0.3f * rnd(); w3[i] = 0.3f * rnd(); }
-    for (i = 0; i < E * F * H; i++) w2t[i] = 0.3f * rnd();
+    for (i = 0; i < R * H * 2; i++) x[i] = test_rand();
+    for (i = 0; i < E * F * (H + 5); i++) { w1[i] = 0.3f * test_rand(); w3[i] = 0.3f * test_rand(); }
+    for (i = 0; i < E * F * H; i++) w2t[i] = 0.3f * test_rand();
     memset(&d, 0, sizeof d);
     d.in = T2(x, NAM_F32, R, H); d.in.stride[0] = 2 * H; d.in.stride[1] = 2;
     d.w1 = T3(w1, NAM_F32, E, F, H); d.w1.stride[0] = F * (H + 5); d.w1.stride[1] = H + 5; d.w1.stride[2] = 1;
@@ -693,9 +660,10 @@ static void test_ffn_strided(void) {
             if (fabs(r) > scale) scale = fabs(r);
             if (fabs(r - v) > worst) worst = fabs(r - v);
         }
-        CHECK(kern == 1 ? "ffn sgemm: strided in, padded-row weights in place, transposed w2, bf16 out: max err <= 1/64 * scale"
+        CHECK(st == NAM_OK && worst <= scale / 64.0,
+              kern == 1 ? "ffn sgemm: strided in, padded-row weights in place, transposed w2, bf16 out: max err <= 1/64 * scale"
                         : "ffn avx2: strided in, padded-row weights in place, transposed w2, bf16 out: max err <= 1/64 * scale",
-              st == NAM_OK && worst <= scale / 64.0, "status %s '%s' err %g scale %g", nam_status_str(st), e.message, worst, scale);
+              "status %s '%s' err %g scale %g", nam_status_str(st), e.message, worst, scale);
     }
     free_plan(&p);
     free(idx); free(x); free(w1); free(w3); free(w2t); free(ref); free(out);
@@ -718,8 +686,8 @@ static void test_ffn_tails(void) {
     R = off[E];
     x = falloc(R * H); ref = falloc(R * H); out = falloc(R * H);
     w1 = falloc(E * F * H); w3 = falloc(E * F * H); w2 = falloc(E * F * H);
-    for (i = 0; i < R * H; i++) x[i] = rnd();
-    for (i = 0; i < E * F * H; i++) { w1[i] = 0.2f * rnd(); w3[i] = 0.2f * rnd(); w2[i] = 0.2f * rnd(); }
+    for (i = 0; i < R * H; i++) x[i] = test_rand();
+    for (i = 0; i < E * F * H; i++) { w1[i] = 0.2f * test_rand(); w3[i] = 0.2f * test_rand(); w2[i] = 0.2f * test_rand(); }
     memset(&p, 0, sizeof p);
     p.num_experts = E;
     p.offsets = T1(off, NAM_I32, E + 1);
@@ -745,12 +713,12 @@ static void test_ffn_tails(void) {
             }
             snprintf(desc, sizeof desc, "ffn %s %s: rows per expert 0..134 (every tail length, 64-row tiles), H=43 F=29: max err <= 1e-4 * scale",
                      kern == 2 ? "avx2" : "sgemm", act ? "squared-relu" : "swiglu");
-            CHECK(desc, st == NAM_OK && worst <= 1e-4 * scale, "status %s '%s' err %g scale %g", nam_status_str(st), err.message, worst, scale);
+            CHECK(st == NAM_OK && worst <= 1e-4 * scale, desc, "status %s '%s' err %g scale %g", nam_status_str(st), err.message, worst, scale);
         }
     }
     {   /* bf16 weights, f32 activations: both paths read the same bf16 values -> f32 tolerance */
-        uint16_t *b1 = NAM__CAST(uint16_t *, xalloc(2 * NAM__CAST(size_t, E * F * H))), *b3 = NAM__CAST(uint16_t *, xalloc(2 * NAM__CAST(size_t, E * F * H)));
-        uint16_t *b2 = NAM__CAST(uint16_t *, xalloc(2 * NAM__CAST(size_t, E * F * H)));
+        uint16_t *b1 = NAM__CAST(uint16_t *, test_alloc(2 * NAM__CAST(size_t, E * F * H))), *b3 = NAM__CAST(uint16_t *, test_alloc(2 * NAM__CAST(size_t, E * F * H)));
+        uint16_t *b2 = NAM__CAST(uint16_t *, test_alloc(2 * NAM__CAST(size_t, E * F * H)));
         for (i = 0; i < E * F * H; i++) { b1[i] = nam__f32_to_bf16(w1[i]); b3[i] = nam__f32_to_bf16(w3[i]); b2[i] = nam__f32_to_bf16(w2[i]); }
         d.w1.data = b1; d.w3.data = b3; d.w2.data = b2;
         d.w1.dtype = d.w3.dtype = d.w2.dtype = NAM_BF16;
@@ -766,9 +734,10 @@ static void test_ffn_tails(void) {
                 if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
                 if (!(fabs(ref[i] - out[i]) <= worst)) worst = fabs(ref[i] - out[i]);
             }
-            CHECK(kern == 2 ? "ffn avx2 swiglu, bf16 weights (converted per 6-row block), f32 in/out, every tail length: max err <= 1e-4 * scale"
+            CHECK(st == NAM_OK && worst <= 1e-4 * scale,
+                  kern == 2 ? "ffn avx2 swiglu, bf16 weights (converted per 6-row block), f32 in/out, every tail length: max err <= 1e-4 * scale"
                             : "ffn sgemm swiglu, bf16 weights (converted per expert), f32 in/out, every tail length: max err <= 1e-4 * scale",
-                  st == NAM_OK && worst <= 1e-4 * scale, "status %s '%s' err %g scale %g", nam_status_str(st), err.message, worst, scale);
+                  "status %s '%s' err %g scale %g", nam_status_str(st), err.message, worst, scale);
         }
         free(b1); free(b3); free(b2);
     }
@@ -793,55 +762,51 @@ static void test_ffn_errors(void) {
     b.plan = &p.d;
     b.threads = 2;
     st = nam_moe_ffn_workspace_size(&b, &need, &e);
-    ws = xalloc(need + 64);
-    CHECK("ffn workspace_size ok for a valid desc", st == NAM_OK && need > 0, "status %s '%s'", nam_status_str(st), e.message);
-    expect_err("ffn error: workspace one byte short", nam_moe_ffn(&b, ws, need - 1, &e), &e, NAM_ERR_INVALID_ARG, "is too small");
-    expect_err("ffn error: NULL workspace", nam_moe_ffn(&b, NULL, 0, &e), &e, NAM_ERR_INVALID_ARG, "workspace is NULL");
-    expect_err("ffn error: misaligned workspace", nam_moe_ffn(&b, NAM__CAST(char *, ws) + 4, need, &e), &e, NAM_ERR_INVALID_ARG, "64-byte aligned");
+    ws = test_alloc(need + 64);
+    CHECK(st == NAM_OK && need > 0, "ffn workspace_size ok for a valid desc", "status %s '%s'", nam_status_str(st), e.message);
+    test_expect("ffn error: workspace one byte short", nam_moe_ffn(&b, ws, need - 1, &e), &e, NAM_ERR_INVALID_ARG, "is too small");
+    test_expect("ffn error: NULL workspace", nam_moe_ffn(&b, NULL, 0, &e), &e, NAM_ERR_INVALID_ARG, "workspace is NULL");
+    test_expect("ffn error: misaligned workspace", nam_moe_ffn(&b, NAM__CAST(char *, ws) + 4, need, &e), &e, NAM_ERR_INVALID_ARG, "64-byte aligned");
     d = b; d.plan = NULL;
-    expect_err("ffn error: NULL plan", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_INVALID_ARG, "plan is NULL");
+    test_expect("ffn error: NULL plan", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_INVALID_ARG, "plan is NULL");
     d = b; d.w2 = T3(w2, NAM_F32, E, F, H);
-    expect_err("ffn error: w2 (E,F,H) instead of (E,H,F)", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_INVALID_ARG, "w2.shape[1] (H) = 4, but in.shape[1] = 8");
+    test_expect("ffn error: w2 (E,F,H) instead of (E,H,F)", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_INVALID_ARG, "w2.shape[1] (H) = 4, but in.shape[1] = 8");
     d = b; d.w3.data = NULL;
-    expect_err("ffn error: SwiGLU without w3", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_INVALID_ARG, "w3: data is NULL");
+    test_expect("ffn error: SwiGLU without w3", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_INVALID_ARG, "w3: data is NULL");
     d = b; d.w3.data = NULL; d.act = NAM_MOE_SQUARED_RELU;
     st = nam_moe_ffn(&d, ws, need, &e);
-    CHECK("ffn squared ReLU needs no w3", st == NAM_OK, "status %s '%s'", nam_status_str(st), e.message);
+    CHECK(st == NAM_OK, "ffn squared ReLU needs no w3", "status %s '%s'", nam_status_str(st), e.message);
     d = b; d.act = NAM__CAST(nam_moe_act, 5);
-    expect_err("ffn error: bad act enum", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_INVALID_ARG, "act = 5");
+    test_expect("ffn error: bad act enum", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_INVALID_ARG, "act = 5");
     d = b; d.in.shape[0] = 11; d.out.shape[0] = 11;
-    expect_err("ffn error: in has fewer rows than the plan keeps", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_INVALID_ARG, "in.shape[0] (rows) = 11, but the plan keeps 12 rows");
+    test_expect("ffn error: in has fewer rows than the plan keeps", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_INVALID_ARG, "in.shape[0] (rows) = 11, but the plan keeps 12 rows");
     d = b; d.out.shape[0] = 11;
-    expect_err("ffn error: out rows != in rows", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_INVALID_ARG, "out.shape[0] (rows) = 11, but in.shape[0] = 12");
+    test_expect("ffn error: out rows != in rows", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_INVALID_ARG, "out.shape[0] (rows) = 11, but in.shape[0] = 12");
     d = b; d.w1.shape[0] = 2; d.w3.shape[0] = 2; d.w2.shape[0] = 2;
-    expect_err("ffn error: plan experts != w1 experts", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_INVALID_ARG, "plan.num_experts = 3, but w1.shape[0] (E) = 2");
+    test_expect("ffn error: plan experts != w1 experts", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_INVALID_ARG, "plan.num_experts = 3, but w1.shape[0] (E) = 2");
     d = b; d.w1.shape[1] = 0;
-    expect_err("ffn error: zero F", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_RANGE, "w1.shape[1] = 0");
+    test_expect("ffn error: zero F", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_RANGE, "w1.shape[1] = 0");
     d = b; d.w1.dtype = NAM_I32;
-    expect_err("ffn error: i32 weights", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_INVALID_ARG, "w1: dtype i32 is not a float storage type");
+    test_expect("ffn error: i32 weights", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_INVALID_ARG, "w1: dtype i32 is not a float storage type");
     d = b; d.in.device = NAM_DEVICE_CUDA;
-    expect_err("ffn error: CUDA in -> NOT_IMPLEMENTED", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
+    test_expect("ffn error: CUDA in -> NOT_IMPLEMENTED", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
     d = b; d.w2.device = NAM_DEVICE_CUDA;
-    expect_err("ffn error: CUDA w2 -> NOT_IMPLEMENTED", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
+    test_expect("ffn error: CUDA w2 -> NOT_IMPLEMENTED", nam_moe_ffn(&d, ws, need, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
     d = b; d.backend = NAM_BACKEND_CUDA;
-    expect_err("ffn error: CUDA backend -> NOT_IMPLEMENTED", nam_moe_ffn_workspace_size(&d, &need, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
-    expect_err("ffn error: NULL desc", nam_moe_ffn(NULL, ws, need, &e), &e, NAM_ERR_INVALID_ARG, "desc is NULL");
-    expect_err("ffn error: NULL bytes", nam_moe_ffn_workspace_size(&b, NULL, &e), &e, NAM_ERR_INVALID_ARG, "bytes is NULL");
+    test_expect("ffn error: CUDA backend -> NOT_IMPLEMENTED", nam_moe_ffn_workspace_size(&d, &need, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
+    test_expect("ffn error: NULL desc", nam_moe_ffn(NULL, ws, need, &e), &e, NAM_ERR_INVALID_ARG, "desc is NULL");
+    test_expect("ffn error: NULL bytes", nam_moe_ffn_workspace_size(&b, NULL, &e), &e, NAM_ERR_INVALID_ARG, "bytes is NULL");
     p.offsets[2] = 1;
-    expect_err("ffn error: decreasing plan offsets", nam_moe_ffn(&b, ws, need, &e), &e, NAM_ERR_INVALID_ARG, "plan.offsets decreases at expert 1");
+    test_expect("ffn error: decreasing plan offsets", nam_moe_ffn(&b, ws, need, &e), &e, NAM_ERR_INVALID_ARG, "plan.offsets decreases at expert 1");
     free_plan(&p);
     free(ws);
 }
 
 /* ---- --dump for tests/xcheck_moe.py --------------------------------------------------- */
 static int write_raw(const char *dir, const char *name, const char *file, const void *p, size_t bytes) {
-    char path[1024];
-    FILE *f;
-    snprintf(path, sizeof path, "%s/%s.%s", dir, name, file);
-    f = fopen(path, "wb");
-    if (!f) return 1;
-    if (bytes && fwrite(p, 1, bytes, f) != bytes) { fclose(f); return 1; }
-    return fclose(f) != 0;
+    char fn[512];
+    snprintf(fn, sizeof fn, "%s.%s", name, file);
+    return !test_write_file(dir, fn, p, bytes);
 }
 
 static int dump_case(const char *dir, FILE *man, const char *name, int T, int E, int k, int H, int F, int score, int pre, float scaling, int act, float cf, int bias) {
@@ -857,10 +822,10 @@ static int dump_case(const char *dir, FILE *man, const char *name, int T, int E,
     size_t need = 0;
     void *ws = NULL;
     int i, bad = 0;
-    for (i = 0; i < T * E; i++) lg[i] = 2.0f * rnd();
-    for (i = 0; i < E; i++) b[i] = 0.3f * rnd();
-    for (i = 0; i < T * H; i++) x[i] = rnd();
-    for (i = 0; i < E * F * H; i++) { w1[i] = rnd() / sqrtf((float)H); w3[i] = rnd() / sqrtf((float)H); w2[i] = rnd() / sqrtf((float)F); }
+    for (i = 0; i < T * E; i++) lg[i] = 2.0f * test_rand();
+    for (i = 0; i < E; i++) b[i] = 0.3f * test_rand();
+    for (i = 0; i < T * H; i++) x[i] = test_rand();
+    for (i = 0; i < E * F * H; i++) { w1[i] = test_rand() / sqrtf((float)H); w3[i] = test_rand() / sqrtf((float)H); w2[i] = test_rand() / sqrtf((float)F); }
     memset(&r, 0, sizeof r);
     r.logits = T2(lg, NAM_F32, T, E);
     if (bias) r.expert_bias = T1(b, NAM_F32, E);
@@ -877,7 +842,7 @@ static int dump_case(const char *dir, FILE *man, const char *name, int T, int E,
     d.in = tp; d.out = te; d.plan = &p.d; d.act = act ? NAM_MOE_SQUARED_RELU : NAM_MOE_SWIGLU;
     d.w1 = T3(w1, NAM_F32, E, F, H); d.w3 = T3(w3, NAM_F32, E, F, H); d.w2 = T3(w2, NAM_F32, E, H, F);
     if (!st) st = nam_moe_ffn_workspace_size(&d, &need, &e);
-    if (!st) { ws = xalloc(need); st = nam_moe_ffn(&d, ws, need, &e); }
+    if (!st) { ws = test_alloc(need); st = nam_moe_ffn(&d, ws, need, &e); }
     if (!st) st = nam_moe_combine(&te, &p.d, &tw, &ty, &e);
     if (st) { fprintf(stderr, "test_moe --dump %s: %s: %s\n", name, nam_status_str(st), e.message); return 1; }
     fprintf(man, "case %s T=%d E=%d k=%d H=%d F=%d score=%s pre_softmax=%d scaling=%.9g act=%s capacity_factor=%.9g bias=%d num_rows=%d num_dropped=%d\n",
@@ -936,6 +901,7 @@ int main(int argc, char **argv) {
         {20, 3, 2, 24, 12, 0, NAM_F16, 0, 0},
     };
     size_t i;
+    test_seed(UINT64_C(0x2545f4914f6cdd1d)); /* this test's stream since before tests/test.h */
     if (argc == 3 && !strcmp(argv[1], "--dump")) return dump(argv[2]);
     if (argc != 1) { fprintf(stderr, "usage: test_moe [--dump DIR]\n"); return 2; }
     test_route();
@@ -949,6 +915,5 @@ int main(int argc, char **argv) {
     test_layer_dense(0, NAM_BACKEND_AUTO);
     test_layer_dense(1, NAM_BACKEND_AUTO);
     test_ffn_errors();
-    printf("test_moe: %d passed, %d failed\n", g_pass, g_fail);
-    return g_fail ? 1 : 0;
+    return test_done("test_moe");
 }

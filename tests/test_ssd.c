@@ -12,101 +12,16 @@
      bf16 storage: |got - ref| <= 8e-3 * scale + 1.6e-2 * |ref|  (outputs rounded to 8 bits: 2 ulp)
    (both backends read the same rounded inputs, so only the output rounding and the f32
    vs double arithmetic differ.)
-   Output: one line per check, "ok <desc>", "FAIL <desc>: <why>" or "skip <desc>: <reason>";
+   Output (tests/test.h): one line per check, "ok <desc>", "FAIL <desc>: <why>" or "skip <desc>: <reason>";
    last line "test_ssd: N passed, M failed"; exit status 1 on any failure.
    --dump DIR writes three SSD cases and one conv1d case (inputs and nam's outputs) as raw
    little-endian f32 files plus DIR/manifest.txt, for tests/xcheck_ssd.py.
 
    gcc -std=c99 -O2 -Wall -Wextra -Werror -pedantic -I/usr/include/stb tests/test_ssd.c -o build/test_ssd -lstb -lm -lpthread */
-#if !defined(_POSIX_C_SOURCE) && !defined(__cplusplus)
-#define _POSIX_C_SOURCE 200809L   /* posix_memalign */
-#endif
 #define NAM_IMPLEMENTATION
-#include "../nam.h"
+#include "test.h"
 
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-static int g_pass, g_fail;
-
-static void check(int ok, const char *desc, const char *why) {
-    if (ok) { printf("ok %s\n", desc); g_pass++; }
-    else { printf("FAIL %s: %s\n", desc, why); g_fail++; }
-}
-
-static unsigned g_seed = 12345u;
-static float urand(float lo, float hi) {
-    g_seed = g_seed * 1664525u + 1013904223u;
-    return lo + (hi - lo) * NAM__CAST(float, (g_seed >> 8) * (1.0 / 16777216.0));
-}
-
-static void *xalloc(size_t bytes) {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) { fprintf(stderr, "test_ssd: out of memory\n"); exit(2); }
-    memset(p, 0, bytes ? bytes : 64);
-    return p;
-}
-
-static size_t esize(nam_dtype t) { return t == NAM_F32 ? 4 : 2; }
-
-/* A buffer of n random values in [lo, hi) stored as dtype (the f32 values are rounded). */
-static void *rand_buf(int64_t n, nam_dtype dt, float lo, float hi) {
-    void *p = xalloc(NAM__CAST(size_t, n) * esize(dt));
-    int64_t i;
-    for (i = 0; i < n; i++) nam__store(p, dt, i, urand(lo, hi));
-    return p;
-}
-
-static nam_tensor tens(void *data, nam_dtype dt, int ndim, int64_t a, int64_t b, int64_t c, int64_t d) {
-    int64_t shape[4];
-    shape[0] = a; shape[1] = b; shape[2] = c; shape[3] = d;
-    return nam_tensor_make(data, dt, ndim, shape);
-}
-
-/* Logical contents of a (possibly strided) tensor as f32. */
-static float *to_f32(const nam_tensor *t) {
-    float *f = NAM__CAST(float *, xalloc(sizeof(float) * NAM__CAST(size_t, nam_tensor_numel(t))));
-    nam__pack_f32(t, f);
-    return f;
-}
-
-/* |got - ref| <= atol * scale + rtol * |ref|, scale = max |ref|; NaN must match NaN. */
-static int compare(const float *got, const float *ref, int64_t n, double atol, double rtol, char *why, size_t wl) {
-    double scale = 0, worst = 0;
-    int64_t i, bad = -1;
-    for (i = 0; i < n; i++)
-        if (ref[i] == ref[i] && fabs(ref[i]) > scale) scale = fabs(ref[i]);
-    if (scale == 0) scale = 1;
-    for (i = 0; i < n; i++) {
-        double d = fabs(NAM__CAST(double, got[i]) - ref[i]), lim = atol * scale + rtol * fabs(ref[i]);
-        int nan_ok = (got[i] != got[i]) == (ref[i] != ref[i]);
-        if (!nan_ok || (ref[i] == ref[i] && !(d <= lim))) { bad = i; break; }
-        if (ref[i] == ref[i] && d / (atol * scale + rtol * fabs(ref[i])) > worst) worst = d / lim;
-    }
-    if (bad >= 0) {
-        snprintf(why, wl, "element %lld: got %.9g, reference %.9g (scale %.4g, atol %g*scale, rtol %g)", NAM__CAST(long long, bad),
-                 NAM__CAST(double, got[bad]), NAM__CAST(double, ref[bad]), scale, atol, rtol);
-        return 0;
-    }
-    snprintf(why, wl, "max error %.3f of the tolerance", worst);
-    return 1;
-}
-
-static nam_status run_ssd(nam_ssd_desc *d, nam_backend be, int threads, nam_error *e) {
-    size_t ws = 0;
-    void *w;
-    nam_status st;
-    d->backend = be;
-    d->threads = threads;
-    st = nam_ssd_workspace_size(d, &ws, e);
-    if (st != NAM_OK) return st;
-    w = ws ? xalloc(ws) : NULL;
-    st = nam_ssd(d, w, ws, e);
-    free(w);
-    return st;
-}
+TEST_DEFINE_RUN(run_ssd, nam_ssd_desc, nam_ssd_workspace_size, nam_ssd)
 
 /* ---- one SSD case: inputs, descs for both backends ------------------------------------ */
 typedef struct ssd_case {
@@ -139,37 +54,37 @@ static void ssd_make(const ssd_case *c, ssd_bufs *s) {
     int64_t b = c->b, l = c->l, h = c->h, p = c->p, g = c->g, n = c->n;
     nam_dtype t = c->dtype;
     memset(s, 0, sizeof *s);
-    s->x = rand_buf(b * l * h * p * (c->strided ? 2 : 1), t, -1, 1);
+    s->x = test_rand_buf(b * l * h * p * (c->strided ? 2 : 1), t, -1, 1);
     if (c->dt_dist == 2) {
         int64_t i;
-        s->dt = xalloc(NAM__CAST(size_t, b * l * h) * esize(t));
-        for (i = 0; i < b * l * h; i++) nam__store(s->dt, t, i, expf(urand(logf(c->dt_lo), logf(c->dt_hi))));
+        s->dt = test_alloc(NAM__CAST(size_t, b * l * h) * test_esize(t));
+        for (i = 0; i < b * l * h; i++) nam__store(s->dt, t, i, expf(test_urand(logf(c->dt_lo), logf(c->dt_hi))));
     } else {
-        s->dt = c->softplus && !c->dt_dist ? rand_buf(b * l * h, t, -4.0f, 0.5f) : rand_buf(b * l * h, t, c->dt_lo, c->dt_hi);
+        s->dt = c->softplus && !c->dt_dist ? test_rand_buf(b * l * h, t, -4.0f, 0.5f) : test_rand_buf(b * l * h, t, c->dt_lo, c->dt_hi);
     }
-    s->A = rand_buf(h, NAM_F32, c->a_lo, c->a_hi);
+    s->A = test_rand_buf(h, NAM_F32, c->a_lo, c->a_hi);
     {
         int64_t i;
         for (i = 0; i < h; i++) NAM__CAST(float *, s->A)[i] = -NAM__CAST(float *, s->A)[i];
     }
-    s->B = rand_buf(b * l * g * n, t, -1, 1);
-    s->C = rand_buf(b * l * g * n, t, -1, 1);
-    s->out = xalloc(NAM__CAST(size_t, b * l * h * p) * esize(t));
-    s->d.x = tens(s->x, t, 4, b, l, h, p);
+    s->B = test_rand_buf(b * l * g * n, t, -1, 1);
+    s->C = test_rand_buf(b * l * g * n, t, -1, 1);
+    s->out = test_alloc(NAM__CAST(size_t, b * l * h * p) * test_esize(t));
+    s->d.x = test_tensor(s->x, t, 4, b, l, h, p);
     if (c->strided) {
         s->d.x.stride[0] = l * h * p * 2; s->d.x.stride[1] = h * p * 2; s->d.x.stride[2] = p * 2; s->d.x.stride[3] = 2;
     }
-    s->d.dt = tens(s->dt, t, 3, b, l, h, 0);
-    s->d.A = tens(s->A, NAM_F32, 1, h, 0, 0, 0);
-    s->d.B = tens(s->B, t, 4, b, l, g, n);
-    s->d.C = tens(s->C, t, 4, b, l, g, n);
-    if (c->D == 1) { s->D = rand_buf(h, t, -1, 1); s->d.D = tens(s->D, t, 1, h, 0, 0, 0); }
-    if (c->D == 2) { s->D = rand_buf(h * p, t, -1, 1); s->d.D = tens(s->D, t, 2, h, p, 0, 0); }
-    if (c->z) { s->z = rand_buf(b * l * h * p, t, -2, 2); s->d.z = tens(s->z, t, 4, b, l, h, p); }
-    if (c->bias) { s->bias = rand_buf(h, t, -1.0f, 0.5f); s->d.dt_bias = tens(s->bias, t, 1, h, 0, 0, 0); }
-    if (c->init) { s->init = rand_buf(b * h * p * n, NAM_F32, -1, 1); s->d.initial_states = tens(s->init, NAM_F32, 4, b, h, p, n); }
-    if (c->final_states) { s->fin = xalloc(sizeof(float) * NAM__CAST(size_t, b * h * p * n)); s->d.final_states = tens(s->fin, NAM_F32, 4, b, h, p, n); }
-    s->d.out = tens(s->out, t, 4, b, l, h, p);
+    s->d.dt = test_tensor(s->dt, t, 3, b, l, h, 0);
+    s->d.A = test_tensor(s->A, NAM_F32, 1, h, 0, 0, 0);
+    s->d.B = test_tensor(s->B, t, 4, b, l, g, n);
+    s->d.C = test_tensor(s->C, t, 4, b, l, g, n);
+    if (c->D == 1) { s->D = test_rand_buf(h, t, -1, 1); s->d.D = test_tensor(s->D, t, 1, h, 0, 0, 0); }
+    if (c->D == 2) { s->D = test_rand_buf(h * p, t, -1, 1); s->d.D = test_tensor(s->D, t, 2, h, p, 0, 0); }
+    if (c->z) { s->z = test_rand_buf(b * l * h * p, t, -2, 2); s->d.z = test_tensor(s->z, t, 4, b, l, h, p); }
+    if (c->bias) { s->bias = test_rand_buf(h, t, -1.0f, 0.5f); s->d.dt_bias = test_tensor(s->bias, t, 1, h, 0, 0, 0); }
+    if (c->init) { s->init = test_rand_buf(b * h * p * n, NAM_F32, -1, 1); s->d.initial_states = test_tensor(s->init, NAM_F32, 4, b, h, p, n); }
+    if (c->final_states) { s->fin = test_alloc(sizeof(float) * NAM__CAST(size_t, b * h * p * n)); s->d.final_states = test_tensor(s->fin, NAM_F32, 4, b, h, p, n); }
+    s->d.out = test_tensor(s->out, t, 4, b, l, h, p);
     if (c->strided) {
         s->d.out.stride[0] = h * l * p; s->d.out.stride[1] = p; s->d.out.stride[2] = l * p; s->d.out.stride[3] = 1;
     }
@@ -195,38 +110,22 @@ static void ssd_vs_ref(const char *name, const ssd_case *c) {
     ssd_bufs s;
     nam_error e;
     nam_status st;
-    float *ref = NULL, *got = NULL, *fref = NULL;
-    char desc[256], why[1024];
+    float *ref = NULL, *fref = NULL;
+    char desc[256];
     double atol, rtol;
     int64_t nfin = NAM__CAST(int64_t, c->b) * c->h * c->p * c->n;
     ssd_make(c, &s);
     tol_for(c->dtype, &atol, &rtol);
     snprintf(desc, sizeof desc, "ssd chunked == sequential: %s", name);
     st = run_ssd(&s.d, NAM_BACKEND_CPU_REF, 1, &e);
-    if (st != NAM_OK || s.d.ran != NAM_BACKEND_CPU_REF) {
-        snprintf(why, sizeof why, "reference: %s: %.300s (ran %s)", nam_status_str(st), e.message, nam_backend_name(s.d.ran));
-        check(0, desc, why);
-        ssd_free(&s);
-        return;
-    }
-    ref = to_f32(&s.d.out);
-    if (c->final_states) { fref = NAM__CAST(float *, xalloc(sizeof(float) * NAM__CAST(size_t, nfin))); memcpy(fref, s.fin, sizeof(float) * NAM__CAST(size_t, nfin)); memset(s.fin, 0, sizeof(float) * NAM__CAST(size_t, nfin)); }
-    memset(s.out, 0, NAM__CAST(size_t, NAM__CAST(int64_t, c->b) * c->l * c->h * c->p) * esize(c->dtype));
+    if (!test_ran(desc, "reference", st, &e, s.d.ran, NAM_BACKEND_CPU_REF)) { ssd_free(&s); return; }
+    ref = test_to_f32(&s.d.out);
+    if (c->final_states) { fref = NAM__CAST(float *, test_alloc(sizeof(float) * NAM__CAST(size_t, nfin))); memcpy(fref, s.fin, sizeof(float) * NAM__CAST(size_t, nfin)); memset(s.fin, 0, sizeof(float) * NAM__CAST(size_t, nfin)); }
+    memset(s.out, 0, NAM__CAST(size_t, NAM__CAST(int64_t, c->b) * c->l * c->h * c->p) * test_esize(c->dtype));
     st = run_ssd(&s.d, NAM_BACKEND_AUTO, c->threads, &e);
-    if (st != NAM_OK || s.d.ran != NAM_BACKEND_CPU) {
-        snprintf(why, sizeof why, "fast: %s: %.300s (ran %s)", nam_status_str(st), e.message, nam_backend_name(s.d.ran));
-        check(0, desc, why);
-    } else {
-        int ok;
-        got = to_f32(&s.d.out);
-        ok = compare(got, ref, nam_tensor_numel(&s.d.out), atol, rtol, why, sizeof why);
-        if (ok && c->final_states) {
-            ok = compare(NAM__CAST(float *, s.fin), fref, nfin, atol, rtol, why, sizeof why);
-            if (!ok) { char w2[1100]; snprintf(w2, sizeof w2, "final_states: %.1000s", why); memcpy(why, w2, sizeof why - 1); why[sizeof why - 1] = 0; }
-        }
-        check(ok, desc, why);
-    }
-    free(ref); free(got); free(fref);
+    if (test_ran(desc, "fast", st, &e, s.d.ran, NAM_BACKEND_CPU))
+        test_check_out(desc, &s.d.out, ref, c->final_states ? NAM__CAST(float *, s.fin) : NULL, fref, nfin, "final_states", atol, rtol);
+    free(ref); free(fref);
     ssd_free(&s);
 }
 
@@ -295,7 +194,7 @@ static void test_ssd_shapes(void) {
    doubles. The first check confirms, from the test's own inputs, that the band is reached. */
 static int64_t band_pairs(const ssd_case *c, const ssd_bufs *s) {
     int64_t bi, hi, t0, i, j, n = 0, Q = c->chunk ? c->chunk : 64;
-    double *cum = NAM__CAST(double *, xalloc(sizeof(double) * NAM__CAST(size_t, Q)));
+    double *cum = NAM__CAST(double *, test_alloc(sizeof(double) * NAM__CAST(size_t, Q)));
     for (bi = 0; bi < c->b; bi++)
         for (hi = 0; hi < c->h; hi++)
             for (t0 = 0; t0 < c->l; t0 += Q) {
@@ -326,7 +225,7 @@ static void test_ssd_subnormal_band(void) {
     n = band_pairs(&c, &s);
     snprintf(why, sizeof why, "only %lld intra-chunk decay exponents in the band", NAM__CAST(long long, n));
     snprintf(desc, sizeof desc, "ssd worst case (A U[-8,-1], softplus(U[-3,0]) dt) reaches the fp32 subnormal band of exp: %lld (i, j) pairs", NAM__CAST(long long, n));
-    check(n >= 20, desc, why);
+    test_check(n >= 20, desc, why);
     ssd_free(&s);
     ssd_vs_ref("subnormal band: worst case, l512 h8 p64 n64 chunk64, direct store, D (h)", &c);
     c.init = 1; c.final_states = 1; c.threads = 3;
@@ -353,11 +252,11 @@ static void test_ssd_threads(void) {
     c.b = 2; c.l = 90; c.h = 3; c.p = 17; c.n = 10; c.chunk = 16; c.z = 1; c.D = 1; c.init = 1; c.final_states = 1;
     ssd_make(&c, &s);
     ok = run_ssd(&s.d, NAM_BACKEND_CPU, 1, &e) == NAM_OK;
-    o1 = to_f32(&s.d.out);
+    o1 = test_to_f32(&s.d.out);
     ok = ok && run_ssd(&s.d, NAM_BACKEND_CPU, 3, &e) == NAM_OK;
-    o3 = to_f32(&s.d.out);
+    o3 = test_to_f32(&s.d.out);
     ok = ok && memcmp(o1, o3, sizeof(float) * NAM__CAST(size_t, nam_tensor_numel(&s.d.out))) == 0;
-    check(ok, "ssd fast path: 1 thread and 3 threads give identical bits", "outputs differ or a call failed");
+    test_check(ok, "ssd fast path: 1 thread and 3 threads give identical bits", "outputs differ or a call failed");
     free(o1); free(o3);
     ssd_free(&s);
 }
@@ -383,22 +282,22 @@ static void test_ssd_hand(void) {
                 const double *w = withz ? wantz : want;
                 int ok;
                 memset(&d, 0, sizeof d);
-                d.x = tens(x, NAM_F32, 4, 1, 2, 1, 1);
-                d.dt = tens(dt, NAM_F32, 3, 1, 2, 1, 0);
-                d.A = tens(A, NAM_F32, 1, 1, 0, 0, 0);
-                d.B = tens(B, NAM_F32, 4, 1, 2, 1, 1);
-                d.C = tens(C, NAM_F32, 4, 1, 2, 1, 1);
-                d.D = tens(D, NAM_F32, 1, 1, 0, 0, 0);
-                if (withz) d.z = tens(z, NAM_F32, 4, 1, 2, 1, 1);
-                d.out = tens(out, NAM_F32, 4, 1, 2, 1, 1);
-                d.final_states = tens(fin, NAM_F32, 4, 1, 1, 1, 1);
+                d.x = test_tensor(x, NAM_F32, 4, 1, 2, 1, 1);
+                d.dt = test_tensor(dt, NAM_F32, 3, 1, 2, 1, 0);
+                d.A = test_tensor(A, NAM_F32, 1, 1, 0, 0, 0);
+                d.B = test_tensor(B, NAM_F32, 4, 1, 2, 1, 1);
+                d.C = test_tensor(C, NAM_F32, 4, 1, 2, 1, 1);
+                d.D = test_tensor(D, NAM_F32, 1, 1, 0, 0, 0);
+                if (withz) d.z = test_tensor(z, NAM_F32, 4, 1, 2, 1, 1);
+                d.out = test_tensor(out, NAM_F32, 4, 1, 2, 1, 1);
+                d.final_states = test_tensor(fin, NAM_F32, 4, 1, 1, 1, 1);
                 d.chunk_size = chunk;
                 out[0] = out[1] = fin[0] = -99;
                 ok = run_ssd(&d, NAM__CAST(nam_backend, be), 1, &e) == NAM_OK;
                 ok = ok && fabs(out[0] - w[0]) < 1e-6 && fabs(out[1] - w[1]) < 1e-6 && fabs(fin[0] - s1) < 1e-6;
                 snprintf(desc, sizeof desc, "ssd by hand (l 2, sizes 1)%s: %s, chunk %d", withz ? " with z" : "", nam_backend_name(NAM__CAST(nam_backend, be)), chunk);
                 snprintf(why, sizeof why, "y = (%.8f, %.8f), want (%.8f, %.8f); final %.8f, want %.8f (%.300s)", out[0], out[1], w[0], w[1], fin[0], s1, e.message);
-                check(ok, desc, why);
+                test_check(ok, desc, why);
             }
 }
 
@@ -418,30 +317,30 @@ static void test_ssd_step_chain(nam_dtype dtype) {
     b = c.b; l = c.l; h = c.h; p = c.p; g = c.g; n = c.n;
     tol_for(dtype, &atol, &rtol);
     ssd_make(&c, &s);
-    if (run_ssd(&s.d, NAM_BACKEND_CPU, 2, &e) != NAM_OK) { check(0, "ssd_step chain", e.message); ssd_free(&s); return; }
-    full = to_f32(&s.d.out);
-    state = NAM__CAST(float *, xalloc(sizeof(float) * NAM__CAST(size_t, b * h * p * n)));
+    if (run_ssd(&s.d, NAM_BACKEND_CPU, 2, &e) != NAM_OK) { test_check(0, "ssd_step chain", e.message); ssd_free(&s); return; }
+    full = test_to_f32(&s.d.out);
+    state = NAM__CAST(float *, test_alloc(sizeof(float) * NAM__CAST(size_t, b * h * p * n)));
     memcpy(state, s.init, sizeof(float) * NAM__CAST(size_t, b * h * p * n));
-    out_steps = xalloc(NAM__CAST(size_t, b * l * h * p) * esize(dtype));
+    out_steps = test_alloc(NAM__CAST(size_t, b * l * h * p) * test_esize(dtype));
     for (t = 0; t < l && ok; t++) {
         nam_ssd_step_desc sd;
-        size_t es = esize(dtype);
+        size_t es = test_esize(dtype);
         memset(&sd, 0, sizeof sd);
-        sd.x = tens(NAM__CAST(char *, s.x) + t * h * p * es, dtype, 3, b, h, p, 0);
+        sd.x = test_tensor(NAM__CAST(char *, s.x) + t * h * p * es, dtype, 3, b, h, p, 0);
         sd.x.stride[0] = l * h * p; sd.x.stride[1] = p; sd.x.stride[2] = 1;
-        sd.dt = tens(NAM__CAST(char *, s.dt) + t * h * es, dtype, 2, b, h, 0, 0);
+        sd.dt = test_tensor(NAM__CAST(char *, s.dt) + t * h * es, dtype, 2, b, h, 0, 0);
         sd.dt.stride[0] = l * h; sd.dt.stride[1] = 1;
         sd.A = s.d.A;
-        sd.B = tens(NAM__CAST(char *, s.B) + t * g * n * es, dtype, 3, b, g, n, 0);
+        sd.B = test_tensor(NAM__CAST(char *, s.B) + t * g * n * es, dtype, 3, b, g, n, 0);
         sd.B.stride[0] = l * g * n; sd.B.stride[1] = n; sd.B.stride[2] = 1;
-        sd.C = tens(NAM__CAST(char *, s.C) + t * g * n * es, dtype, 3, b, g, n, 0);
+        sd.C = test_tensor(NAM__CAST(char *, s.C) + t * g * n * es, dtype, 3, b, g, n, 0);
         sd.C.stride[0] = l * g * n; sd.C.stride[1] = n; sd.C.stride[2] = 1;
         sd.D = s.d.D;
-        sd.z = tens(NAM__CAST(char *, s.z) + t * h * p * es, dtype, 3, b, h, p, 0);
+        sd.z = test_tensor(NAM__CAST(char *, s.z) + t * h * p * es, dtype, 3, b, h, p, 0);
         sd.z.stride[0] = l * h * p; sd.z.stride[1] = p; sd.z.stride[2] = 1;
         sd.dt_bias = s.d.dt_bias;
-        sd.state = tens(state, NAM_F32, 4, b, h, p, n);
-        sd.out = tens(NAM__CAST(char *, out_steps) + t * h * p * es, dtype, 3, b, h, p, 0);
+        sd.state = test_tensor(state, NAM_F32, 4, b, h, p, n);
+        sd.out = test_tensor(NAM__CAST(char *, out_steps) + t * h * p * es, dtype, 3, b, h, p, 0);
         sd.out.stride[0] = l * h * p; sd.out.stride[1] = p; sd.out.stride[2] = 1;
         sd.dt_softplus = 1;
         sd.dt_max = 0.5f;
@@ -449,14 +348,14 @@ static void test_ssd_step_chain(nam_dtype dtype) {
         if (nam_ssd_step(&sd, &e) != NAM_OK || sd.ran != NAM_BACKEND_CPU) { ok = 0; snprintf(why, sizeof why, "step %lld: %.300s", NAM__CAST(long long, t), e.message); }
     }
     if (ok) {
-        nam_tensor ot = tens(out_steps, dtype, 4, b, l, h, p);
-        steps = to_f32(&ot);
-        ok = compare(steps, full, b * l * h * p, atol, rtol, why, sizeof why);
-        if (ok) ok = compare(state, NAM__CAST(float *, s.fin), b * h * p * n, 1e-5, 1e-4, why, sizeof why);
+        nam_tensor ot = test_tensor(out_steps, dtype, 4, b, l, h, p);
+        steps = test_to_f32(&ot);
+        ok = test_allclose(steps, full, b * l * h * p, atol, rtol, why, sizeof why);
+        if (ok) ok = test_allclose(state, NAM__CAST(float *, s.fin), b * h * p * n, 1e-5, 1e-4, why, sizeof why);
         free(steps);
     }
     snprintf(desc, sizeof desc, "ssd_step chain of 20 == ssd over the sequence (%s; out and state)", nam_dtype_name(dtype));
-    check(ok, desc, why);
+    test_check(ok, desc, why);
     free(full); free(state); free(out_steps);
     ssd_free(&s);
 }
@@ -478,17 +377,17 @@ static void test_ssd_extreme_p(int p) {
     NAM__CAST(float *, s.A)[2] = -50.0f;
     for (i = 0; i < c.l * c.h; i += 7) NAM__CAST(float *, s.dt)[i] = 1e10f;
     ok = run_ssd(&s.d, NAM_BACKEND_CPU_REF, 1, &e) == NAM_OK;
-    ref = to_f32(&s.d.out);
+    ref = test_to_f32(&s.d.out);
     ok = ok && run_ssd(&s.d, NAM_BACKEND_CPU, 2, &e) == NAM_OK;
-    got = to_f32(&s.d.out);
+    got = test_to_f32(&s.d.out);
     nout = nam_tensor_numel(&s.d.out);
     for (i = 0; i < nout; i++) if (!(got[i] == got[i]) || fabsf(got[i]) > 1e30f) finite = 0;
     for (i = 0; i < c.h * c.p * c.n; i++) if (!(NAM__CAST(float *, s.fin)[i] == NAM__CAST(float *, s.fin)[i])) finite = 0;
     snprintf(why, sizeof why, "a call failed or the output is not finite");
     snprintf(desc, sizeof desc, "ssd very negative A*dt (-1e40, -1e4 per step), p %d: no NaN or inf", p);
-    check(ok && finite, desc, why);
+    test_check(ok && finite, desc, why);
     snprintf(desc, sizeof desc, "ssd very negative A*dt, p %d: chunked == sequential", p);
-    check(ok && compare(got, ref, nout, 1e-5, 1e-4, why, sizeof why), desc, why);
+    test_check(ok && test_allclose(got, ref, nout, 1e-5, 1e-4, why, sizeof why), desc, why);
     free(ref); free(got);
     ssd_free(&s);
 }
@@ -519,7 +418,7 @@ static void test_ssd_nan_case(int p, int z) {
                     if (hh == 1 && pp == 2 && t < t0 - 5 && v != v) ok = 0;
                 }
         snprintf(desc, sizeof desc, "ssd NaN in x propagates to later outputs of its (head, p) only (%s, p %d%s)", nam_backend_name(NAM__CAST(nam_backend, be)), p, z ? ", z" : "");
-        check(ok, desc, "NaN missing where expected or present elsewhere");
+        test_check(ok, desc, "NaN missing where expected or present elsewhere");
     }
     ssd_free(&s);
 }
@@ -527,12 +426,6 @@ static void test_ssd_nan_case(int p, int z) {
 /* ---- bad input ------------------------------------------------------------------------ */
 typedef struct bad_ctx { ssd_case c; ssd_bufs s; } bad_ctx;
 
-static void expect(const char *desc, nam_status st, const nam_error *e, nam_status want, const char *needle) {
-    char why[700];
-    int ok = st == want && e->code == want && (!needle || strstr(e->message, needle));
-    snprintf(why, sizeof why, "status %s (want %s), message '%s' (want '%s')", nam_status_str(st), nam_status_str(want), e->message, needle ? needle : "");
-    check(ok, desc, why);
-}
 
 static nam_status try_ssd(nam_ssd_desc *d, nam_error *e) {
     size_t ws = 0;
@@ -541,14 +434,14 @@ static nam_status try_ssd(nam_ssd_desc *d, nam_error *e) {
     if (nam_ssd_workspace_size(d, &ws, e) != NAM_OK) {   /* the query must say the same */
         nam_error e2;
         nam_status st2;
-        w = xalloc(1 << 20);
+        w = test_alloc(1 << 20);
         st2 = nam_ssd(d, w, 1 << 20, &e2);
         free(w);
         if (st2 != e->code) return NAM_STATUS_COUNT;
         *e = e2;
         return st2;
     }
-    w = xalloc(ws);
+    w = test_alloc(ws);
     st = nam_ssd(d, w, ws, e);
     free(w);
     return st;
@@ -566,53 +459,52 @@ static void test_ssd_bad(void) {
     c.h = 4; c.g = 2; c.D = 1; c.init = 1; c.final_states = 1;
     ssd_make(&c, &s);
 
-    d = s.d; d.x.ndim = 3; st = try_ssd(&d, &e); expect("ssd bad: x with 3 dims", st, &e, NAM_ERR_INVALID_ARG, "x: 3 dimensions, expected 4 (b,l,h,p)");
-    d = s.d; d.A.shape[0] = 3; st = try_ssd(&d, &e); expect("ssd bad: A.shape[0] != h", st, &e, NAM_ERR_INVALID_ARG, "A.shape[0] (h) = 3, but x.shape[2] = 4");
-    d = s.d; d.dt.shape[1] = 63; st = try_ssd(&d, &e); expect("ssd bad: dt.shape[1] != l", st, &e, NAM_ERR_INVALID_ARG, "dt.shape[1] (l) = 63, but x.shape[1] = 64");
-    d = s.d; d.B.shape[2] = 3; d.C.shape[2] = 3; st = try_ssd(&d, &e); expect("ssd bad: g = 3 does not divide h = 4", st, &e, NAM_ERR_INVALID_ARG, "B.shape[2] (g) = 3 does not divide x.shape[2] (h) = 4");
-    d = s.d; d.C.shape[3] = 9; st = try_ssd(&d, &e); expect("ssd bad: C.shape[3] != B.shape[3]", st, &e, NAM_ERR_INVALID_ARG, "C.shape[3] (n) = 9, but B.shape[3] = 8");
-    d = s.d; d.x.data = NULL; st = try_ssd(&d, &e); expect("ssd bad: x data NULL", st, &e, NAM_ERR_INVALID_ARG, "x: data is NULL");
-    d = s.d; d.out.data = NULL; st = try_ssd(&d, &e); expect("ssd bad: out data NULL", st, &e, NAM_ERR_INVALID_ARG, "out: data is NULL");
-    d = s.d; d.x.shape[1] = 0; st = try_ssd(&d, &e); expect("ssd bad: x.shape[1] = 0", st, &e, NAM_ERR_RANGE, "x.shape[1] = 0");
-    d = s.d; d.B.shape[3] = 0; st = try_ssd(&d, &e); expect("ssd bad: n = 0", st, &e, NAM_ERR_RANGE, "B.shape[3] = 0");
-    d = s.d; d.D.ndim = 3; d.D.shape[1] = 1; d.D.shape[2] = 1; st = try_ssd(&d, &e); expect("ssd bad: D with 3 dims", st, &e, NAM_ERR_INVALID_ARG, "D: 3 dimensions, expected 1 (h) or 2 (h,p)");
-    d = s.d; d.D.ndim = 2; d.D.shape[1] = 5; st = try_ssd(&d, &e); expect("ssd bad: D (h,p) with p 5", st, &e, NAM_ERR_INVALID_ARG, "D.shape[1] (p) = 5, but x.shape[3] = 4");
-    d = s.d; d.z = d.x; d.z.shape[3] = 3; st = try_ssd(&d, &e); expect("ssd bad: z.shape[3] != p", st, &e, NAM_ERR_INVALID_ARG, "z.shape[3] (p) = 3");
-    d = s.d; d.dt_bias = d.A; d.dt_bias.shape[0] = 2; st = try_ssd(&d, &e); expect("ssd bad: dt_bias (2) vs h 4", st, &e, NAM_ERR_INVALID_ARG, "dt_bias.shape[0] (h) = 2");
-    d = s.d; d.initial_states.dtype = NAM_BF16; st = try_ssd(&d, &e); expect("ssd bad: initial_states bf16", st, &e, NAM_ERR_INVALID_ARG, "initial_states: dtype bf16, expected f32");
-    d = s.d; d.final_states.shape[3] = 7; st = try_ssd(&d, &e); expect("ssd bad: final_states n 7", st, &e, NAM_ERR_INVALID_ARG, "final_states.shape[3] (n) = 7, but B.shape[3] = 8");
-    d = s.d; d.initial_states.shape[1] = 2; st = try_ssd(&d, &e); expect("ssd bad: initial_states h 2", st, &e, NAM_ERR_INVALID_ARG, "initial_states.shape[1] (h) = 2, but x.shape[2] = 4");
-    d = s.d; d.A.dtype = NAM_F16; d.A.data = h16; st = try_ssd(&d, &e); expect("ssd bad: A f16", st, &e, NAM_ERR_INVALID_ARG, "A: dtype f16, expected f32");
-    d = s.d; d.out.shape[3] = 5; st = try_ssd(&d, &e); expect("ssd bad: out p 5", st, &e, NAM_ERR_INVALID_ARG, "out.shape[3] (p) = 5, but x.shape[3] = 4");
-    d = s.d; d.B.dtype = NAM_I32; st = try_ssd(&d, &e); expect("ssd bad: B i32", st, &e, NAM_ERR_INVALID_ARG, "B: dtype i32 is not a float storage type");
-    d = s.d; d.chunk_size = -1; st = try_ssd(&d, &e); expect("ssd bad: chunk_size -1", st, &e, NAM_ERR_RANGE, "chunk_size = -1 is out of range (1..4096");
-    d = s.d; d.chunk_size = 4097; st = try_ssd(&d, &e); expect("ssd bad: chunk_size 4097", st, &e, NAM_ERR_RANGE, "chunk_size = 4097");
-    d = s.d; d.dt_min = 0.5f; d.dt_max = 0.1f; st = try_ssd(&d, &e); expect("ssd bad: dt_max < dt_min", st, &e, NAM_ERR_RANGE, "dt_max = 0.1 is below dt_min = 0.5");
-    d = s.d; d.dt_min = NAN; st = try_ssd(&d, &e); expect("ssd bad: dt_min NaN", st, &e, NAM_ERR_INVALID_ARG, "NaN");
-    d = s.d; d.backend = NAM__CAST(nam_backend, 9); st = try_ssd(&d, &e); expect("ssd bad: backend 9", st, &e, NAM_ERR_INVALID_ARG, "backend 9");
-    d = s.d; d.x.device = NAM_DEVICE_CUDA; st = try_ssd(&d, &e); expect("ssd bad: CUDA x -> not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA backend is not built");
-    d = s.d; d.B.device = NAM_DEVICE_CUDA; st = try_ssd(&d, &e); expect("ssd bad: CUDA B -> not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "B is a CUDA tensor");
-    d = s.d; d.backend = NAM_BACKEND_CUDA; st = try_ssd(&d, &e); expect("ssd bad: backend CUDA -> not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
+    d = s.d; d.x.ndim = 3; st = try_ssd(&d, &e); test_expect("ssd bad: x with 3 dims", st, &e, NAM_ERR_INVALID_ARG, "x: 3 dimensions, expected 4 (b,l,h,p)");
+    d = s.d; d.A.shape[0] = 3; st = try_ssd(&d, &e); test_expect("ssd bad: A.shape[0] != h", st, &e, NAM_ERR_INVALID_ARG, "A.shape[0] (h) = 3, but x.shape[2] = 4");
+    d = s.d; d.dt.shape[1] = 63; st = try_ssd(&d, &e); test_expect("ssd bad: dt.shape[1] != l", st, &e, NAM_ERR_INVALID_ARG, "dt.shape[1] (l) = 63, but x.shape[1] = 64");
+    d = s.d; d.B.shape[2] = 3; d.C.shape[2] = 3; st = try_ssd(&d, &e); test_expect("ssd bad: g = 3 does not divide h = 4", st, &e, NAM_ERR_INVALID_ARG, "B.shape[2] (g) = 3 does not divide x.shape[2] (h) = 4");
+    d = s.d; d.C.shape[3] = 9; st = try_ssd(&d, &e); test_expect("ssd bad: C.shape[3] != B.shape[3]", st, &e, NAM_ERR_INVALID_ARG, "C.shape[3] (n) = 9, but B.shape[3] = 8");
+    d = s.d; d.x.data = NULL; st = try_ssd(&d, &e); test_expect("ssd bad: x data NULL", st, &e, NAM_ERR_INVALID_ARG, "x: data is NULL");
+    d = s.d; d.out.data = NULL; st = try_ssd(&d, &e); test_expect("ssd bad: out data NULL", st, &e, NAM_ERR_INVALID_ARG, "out: data is NULL");
+    d = s.d; d.x.shape[1] = 0; st = try_ssd(&d, &e); test_expect("ssd bad: x.shape[1] = 0", st, &e, NAM_ERR_RANGE, "x.shape[1] = 0");
+    d = s.d; d.B.shape[3] = 0; st = try_ssd(&d, &e); test_expect("ssd bad: n = 0", st, &e, NAM_ERR_RANGE, "B.shape[3] = 0");
+    d = s.d; d.D.ndim = 3; d.D.shape[1] = 1; d.D.shape[2] = 1; st = try_ssd(&d, &e); test_expect("ssd bad: D with 3 dims", st, &e, NAM_ERR_INVALID_ARG, "D: 3 dimensions, expected 1 (h) or 2 (h,p)");
+    d = s.d; d.D.ndim = 2; d.D.shape[1] = 5; st = try_ssd(&d, &e); test_expect("ssd bad: D (h,p) with p 5", st, &e, NAM_ERR_INVALID_ARG, "D.shape[1] (p) = 5, but x.shape[3] = 4");
+    d = s.d; d.z = d.x; d.z.shape[3] = 3; st = try_ssd(&d, &e); test_expect("ssd bad: z.shape[3] != p", st, &e, NAM_ERR_INVALID_ARG, "z.shape[3] (p) = 3");
+    d = s.d; d.dt_bias = d.A; d.dt_bias.shape[0] = 2; st = try_ssd(&d, &e); test_expect("ssd bad: dt_bias (2) vs h 4", st, &e, NAM_ERR_INVALID_ARG, "dt_bias.shape[0] (h) = 2");
+    d = s.d; d.initial_states.dtype = NAM_BF16; st = try_ssd(&d, &e); test_expect("ssd bad: initial_states bf16", st, &e, NAM_ERR_INVALID_ARG, "initial_states: dtype bf16, expected f32");
+    d = s.d; d.final_states.shape[3] = 7; st = try_ssd(&d, &e); test_expect("ssd bad: final_states n 7", st, &e, NAM_ERR_INVALID_ARG, "final_states.shape[3] (n) = 7, but B.shape[3] = 8");
+    d = s.d; d.initial_states.shape[1] = 2; st = try_ssd(&d, &e); test_expect("ssd bad: initial_states h 2", st, &e, NAM_ERR_INVALID_ARG, "initial_states.shape[1] (h) = 2, but x.shape[2] = 4");
+    d = s.d; d.A.dtype = NAM_F16; d.A.data = h16; st = try_ssd(&d, &e); test_expect("ssd bad: A f16", st, &e, NAM_ERR_INVALID_ARG, "A: dtype f16, expected f32");
+    d = s.d; d.out.shape[3] = 5; st = try_ssd(&d, &e); test_expect("ssd bad: out p 5", st, &e, NAM_ERR_INVALID_ARG, "out.shape[3] (p) = 5, but x.shape[3] = 4");
+    d = s.d; d.B.dtype = NAM_I32; st = try_ssd(&d, &e); test_expect("ssd bad: B i32", st, &e, NAM_ERR_INVALID_ARG, "B: dtype i32 is not a float storage type");
+    d = s.d; d.chunk_size = -1; st = try_ssd(&d, &e); test_expect("ssd bad: chunk_size -1", st, &e, NAM_ERR_RANGE, "chunk_size = -1 is out of range (1..4096");
+    d = s.d; d.chunk_size = 4097; st = try_ssd(&d, &e); test_expect("ssd bad: chunk_size 4097", st, &e, NAM_ERR_RANGE, "chunk_size = 4097");
+    d = s.d; d.dt_min = 0.5f; d.dt_max = 0.1f; st = try_ssd(&d, &e); test_expect("ssd bad: dt_max < dt_min", st, &e, NAM_ERR_RANGE, "dt_max = 0.1 is below dt_min = 0.5");
+    d = s.d; d.dt_min = NAN; st = try_ssd(&d, &e); test_expect("ssd bad: dt_min NaN", st, &e, NAM_ERR_INVALID_ARG, "NaN");
+    d = s.d; d.backend = NAM__CAST(nam_backend, 9); st = try_ssd(&d, &e); test_expect("ssd bad: backend 9", st, &e, NAM_ERR_INVALID_ARG, "backend 9");
+    d = s.d; d.x.device = NAM_DEVICE_CUDA; st = try_ssd(&d, &e); test_expect("ssd bad: CUDA x -> not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA backend is not built");
+    d = s.d; d.B.device = NAM_DEVICE_CUDA; st = try_ssd(&d, &e); test_expect("ssd bad: CUDA B -> not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "B is a CUDA tensor");
+    d = s.d; d.backend = NAM_BACKEND_CUDA; st = try_ssd(&d, &e); test_expect("ssd bad: backend CUDA -> not implemented", st, &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
     d = s.d; d.x.shape[0] = INT64_C(1) << 20; d.x.shape[1] = INT64_C(1) << 20; d.x.shape[2] = 4; d.x.shape[3] = 1 << 12;
-    st = try_ssd(&d, &e); expect("ssd bad: x with 2^52 elements", st, &e, NAM_ERR_LIMIT, "x has more than 2^40 elements");
+    st = try_ssd(&d, &e); test_expect("ssd bad: x with 2^52 elements", st, &e, NAM_ERR_LIMIT, "x has more than 2^40 elements");
     /* workspace */
     d = s.d;
     d.backend = NAM_BACKEND_CPU;
     st = nam_ssd_workspace_size(&d, &ws, &e);
-    check(st == NAM_OK && ws > 0, "ssd workspace_size > 0 for the fast path", e.message);
-    w = xalloc(ws + 64);
-    st = nam_ssd(&d, w, ws - 64, &e); expect("ssd bad: workspace 64 bytes too small", st, &e, NAM_ERR_INVALID_ARG, "too small");
-    check(d.ran == NAM_BACKEND_AUTO, "ssd: ran is AUTO (nothing ran) after an error", nam_backend_name(d.ran));
-    st = nam_ssd(&d, NULL, 0, &e); expect("ssd bad: NULL workspace", st, &e, NAM_ERR_INVALID_ARG, "workspace is NULL");
-    st = nam_ssd(&d, NAM__CAST(char *, w) + 4, ws, &e); expect("ssd bad: misaligned workspace", st, &e, NAM_ERR_INVALID_ARG, "64-byte aligned");
+    test_check(st == NAM_OK && ws > 0, "ssd workspace_size > 0 for the fast path", e.message);
+    w = test_alloc(ws + 64);
+    st = nam_ssd(&d, w, ws - 64, &e); test_expect("ssd bad: workspace 64 bytes too small", st, &e, NAM_ERR_INVALID_ARG, "too small");
+    test_check(d.ran == NAM_BACKEND_AUTO, "ssd: ran is AUTO (nothing ran) after an error", nam_backend_name(d.ran));
+    st = nam_ssd(&d, NULL, 0, &e); test_expect("ssd bad: NULL workspace", st, &e, NAM_ERR_INVALID_ARG, "workspace is NULL");
+    st = nam_ssd(&d, NAM__CAST(char *, w) + 4, ws, &e); test_expect("ssd bad: misaligned workspace", st, &e, NAM_ERR_INVALID_ARG, "64-byte aligned");
     st = nam_ssd(&d, w, ws, &e);
-    check(st == NAM_OK && d.ran == NAM_BACKEND_CPU, "ssd: exact workspace works, ran = cpu", e.message);
+    test_check(st == NAM_OK && d.ran == NAM_BACKEND_CPU, "ssd: exact workspace works, ran = cpu", e.message);
     free(w);
     {   /* issue 9: the desc reports the chunk length that ran (cpu: 0 -> 64, a request as given;
            cpu-ref: 0, no chunks; 0 after an error) and chunk_size itself is left as given */
         static const int req[4] = {0, 16, 100, 0}, want[4] = {64, 16, 100, 0};
         static const nam_backend be[4] = {NAM_BACKEND_CPU, NAM_BACKEND_AUTO, NAM_BACKEND_CPU, NAM_BACKEND_CPU_REF};
-        char cdesc[96], cwhy[600];
         int i;
         for (i = 0; i < 5; i++) {
             nam_ssd_desc u = s.d;
@@ -620,21 +512,21 @@ static void test_ssd_bad(void) {
             void *uw;
             u.backend = be[i % 4]; u.chunk_size = i < 4 ? req[i] : -1; u.chunk_size_used = -7;
             st = nam_ssd_workspace_size(&u, &need, &e);
-            uw = xalloc(need + 64);
+            uw = test_alloc(need + 64);
             if (st == NAM_OK || i == 4) st = nam_ssd(&u, uw, need, &e);
-            snprintf(cdesc, sizeof cdesc, "ssd: chunk_size %d on %s reports chunk_size_used %d", u.chunk_size, nam_backend_name(be[i % 4]), i < 4 ? want[i] : 0);
-            snprintf(cwhy, sizeof cwhy, "%s, chunk_size_used = %d, chunk_size = %d: %.300s", nam_status_str(st), u.chunk_size_used, u.chunk_size, e.message);
-            check(i < 4 ? st == NAM_OK && u.chunk_size_used == want[i] && u.chunk_size == req[i] : st == NAM_ERR_RANGE && u.chunk_size_used == 0, cdesc, cwhy);
+            CHECK(i < 4 ? st == NAM_OK && u.chunk_size_used == want[i] && u.chunk_size == req[i] : st == NAM_ERR_RANGE && u.chunk_size_used == 0,
+                  test_fmt("ssd: chunk_size %d on %s reports chunk_size_used %d", u.chunk_size, nam_backend_name(be[i % 4]), i < 4 ? want[i] : 0),
+                  "%s, chunk_size_used = %d, chunk_size = %d: %.300s", nam_status_str(st), u.chunk_size_used, u.chunk_size, e.message);
             free(uw);
         }
     }
-    st = nam_ssd_workspace_size(&d, NULL, &e); expect("ssd bad: workspace_size bytes NULL", st, &e, NAM_ERR_INVALID_ARG, "bytes is NULL");
-    st = nam_ssd(NULL, NULL, 0, &e); expect("ssd bad: desc NULL", st, &e, NAM_ERR_INVALID_ARG, "desc is NULL");
+    st = nam_ssd_workspace_size(&d, NULL, &e); test_expect("ssd bad: workspace_size bytes NULL", st, &e, NAM_ERR_INVALID_ARG, "bytes is NULL");
+    st = nam_ssd(NULL, NULL, 0, &e); test_expect("ssd bad: desc NULL", st, &e, NAM_ERR_INVALID_ARG, "desc is NULL");
     d.backend = NAM_BACKEND_CPU_REF;
     st = nam_ssd_workspace_size(&d, &ws, &e);
-    check(st == NAM_OK && ws >= sizeof(double) * 8, "ssd workspace_size for cpu-ref: n doubles", e.message);
+    test_check(st == NAM_OK && ws >= sizeof(double) * 8, "ssd workspace_size for cpu-ref: n doubles", e.message);
     st = nam_ssd(&d, NULL, 0, NULL);
-    check(st == NAM_ERR_INVALID_ARG, "ssd bad: cpu-ref without workspace, err NULL", nam_status_str(st));
+    test_check(st == NAM_ERR_INVALID_ARG, "ssd bad: cpu-ref without workspace, err NULL", nam_status_str(st));
     ssd_free(&s);
 }
 
@@ -645,23 +537,23 @@ static void test_step_bad(void) {
     nam_status st;
     memset(buf, 0, sizeof buf);
     memset(&b, 0, sizeof b);
-    b.x = tens(buf, NAM_F32, 3, 2, 4, 3, 0);
-    b.dt = tens(buf, NAM_F32, 2, 2, 4, 0, 0);
-    b.A = tens(buf, NAM_F32, 1, 4, 0, 0, 0);
-    b.B = tens(buf, NAM_F32, 3, 2, 2, 5, 0);
-    b.C = tens(buf, NAM_F32, 3, 2, 2, 5, 0);
-    b.state = tens(buf + 100, NAM_F32, 4, 2, 4, 3, 5);
-    b.out = tens(buf + 1000, NAM_F32, 3, 2, 4, 3, 0);
+    b.x = test_tensor(buf, NAM_F32, 3, 2, 4, 3, 0);
+    b.dt = test_tensor(buf, NAM_F32, 2, 2, 4, 0, 0);
+    b.A = test_tensor(buf, NAM_F32, 1, 4, 0, 0, 0);
+    b.B = test_tensor(buf, NAM_F32, 3, 2, 2, 5, 0);
+    b.C = test_tensor(buf, NAM_F32, 3, 2, 2, 5, 0);
+    b.state = test_tensor(buf + 100, NAM_F32, 4, 2, 4, 3, 5);
+    b.out = test_tensor(buf + 1000, NAM_F32, 3, 2, 4, 3, 0);
     d = b; st = nam_ssd_step(&d, &e);
-    check(st == NAM_OK && d.ran == NAM_BACKEND_CPU, "ssd_step: valid zero inputs run", e.message);
-    d = b; d.state.dtype = NAM_F16; st = nam_ssd_step(&d, &e); expect("ssd_step bad: state f16", st, &e, NAM_ERR_INVALID_ARG, "state: dtype f16, expected f32");
-    d = b; d.state.shape[3] = 4; st = nam_ssd_step(&d, &e); expect("ssd_step bad: state n 4", st, &e, NAM_ERR_INVALID_ARG, "state.shape[3] (n) = 4, but B.shape[2] = 5");
-    d = b; d.B.shape[1] = 3; st = nam_ssd_step(&d, &e); expect("ssd_step bad: g 3 vs h 4", st, &e, NAM_ERR_INVALID_ARG, "does not divide");
-    d = b; d.x.ndim = 4; st = nam_ssd_step(&d, &e); expect("ssd_step bad: x 4 dims", st, &e, NAM_ERR_INVALID_ARG, "x: 4 dimensions, expected 3 (b,h,p)");
-    d = b; d.state.data = NULL; st = nam_ssd_step(&d, &e); expect("ssd_step bad: state NULL", st, &e, NAM_ERR_INVALID_ARG, "state: data is NULL");
-    d = b; d.x.device = NAM_DEVICE_CUDA; st = nam_ssd_step(&d, &e); expect("ssd_step bad: CUDA", st, &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
+    test_check(st == NAM_OK && d.ran == NAM_BACKEND_CPU, "ssd_step: valid zero inputs run", e.message);
+    d = b; d.state.dtype = NAM_F16; st = nam_ssd_step(&d, &e); test_expect("ssd_step bad: state f16", st, &e, NAM_ERR_INVALID_ARG, "state: dtype f16, expected f32");
+    d = b; d.state.shape[3] = 4; st = nam_ssd_step(&d, &e); test_expect("ssd_step bad: state n 4", st, &e, NAM_ERR_INVALID_ARG, "state.shape[3] (n) = 4, but B.shape[2] = 5");
+    d = b; d.B.shape[1] = 3; st = nam_ssd_step(&d, &e); test_expect("ssd_step bad: g 3 vs h 4", st, &e, NAM_ERR_INVALID_ARG, "does not divide");
+    d = b; d.x.ndim = 4; st = nam_ssd_step(&d, &e); test_expect("ssd_step bad: x 4 dims", st, &e, NAM_ERR_INVALID_ARG, "x: 4 dimensions, expected 3 (b,h,p)");
+    d = b; d.state.data = NULL; st = nam_ssd_step(&d, &e); test_expect("ssd_step bad: state NULL", st, &e, NAM_ERR_INVALID_ARG, "state: data is NULL");
+    d = b; d.x.device = NAM_DEVICE_CUDA; st = nam_ssd_step(&d, &e); test_expect("ssd_step bad: CUDA", st, &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
     d = b; d.backend = NAM_BACKEND_CPU_REF; st = nam_ssd_step(&d, &e);
-    check(st == NAM_OK && d.ran == NAM_BACKEND_CPU_REF, "ssd_step: ran = cpu-ref when asked", e.message);
+    test_check(st == NAM_OK && d.ran == NAM_BACKEND_CPU_REF, "ssd_step: ran = cpu-ref when asked", e.message);
 }
 
 /* ---- conv1d ------------------------------------------------------------------------------ */
@@ -685,11 +577,11 @@ static void conv_direct(int b, int l, int ch, int w, const float *x, const float
 static nam_status conv_run(int b, int l, int ch, int w, float *x, float *wt, float *bias, float *state, int silu, float *out, nam_backend be, int threads, nam_error *e) {
     nam_conv1d_desc d;
     memset(&d, 0, sizeof d);
-    d.x = tens(x, NAM_F32, 3, b, l, ch, 0);
-    d.weight = tens(wt, NAM_F32, 2, ch, w, 0, 0);
-    if (bias) d.bias = tens(bias, NAM_F32, 1, ch, 0, 0, 0);
-    if (state) d.conv_state = tens(state, NAM_F32, 3, b, ch, w - 1, 0);
-    d.out = tens(out, NAM_F32, 3, b, l, ch, 0);
+    d.x = test_tensor(x, NAM_F32, 3, b, l, ch, 0);
+    d.weight = test_tensor(wt, NAM_F32, 2, ch, w, 0, 0);
+    if (bias) d.bias = test_tensor(bias, NAM_F32, 1, ch, 0, 0, 0);
+    if (state) d.conv_state = test_tensor(state, NAM_F32, 3, b, ch, w - 1, 0);
+    d.out = test_tensor(out, NAM_F32, 3, b, l, ch, 0);
     d.silu = silu;
     d.backend = be;
     d.threads = threads;
@@ -703,28 +595,28 @@ static void test_conv(void) {
     nam_error e;
     char why[512];
     int i, silu, be, split, bi, t, c, k, ok;
-    for (i = 0; i < Bn * L * CH; i++) x[i] = urand(-1, 1);
-    for (i = 0; i < CH * W; i++) wt[i] = urand(-1, 1);
-    for (i = 0; i < CH; i++) bias[i] = urand(-0.5f, 0.5f);
-    for (i = 0; i < Bn * CH * (W - 1); i++) st0[i] = urand(-1, 1);
+    for (i = 0; i < Bn * L * CH; i++) x[i] = test_urand(-1, 1);
+    for (i = 0; i < CH * W; i++) wt[i] = test_urand(-1, 1);
+    for (i = 0; i < CH; i++) bias[i] = test_urand(-0.5f, 0.5f);
+    for (i = 0; i < Bn * CH * (W - 1); i++) st0[i] = test_urand(-1, 1);
     for (silu = 0; silu < 2; silu++)
         for (be = 1; be <= 2; be++) {
             char desc[160];
             memcpy(st, st0, sizeof st);
             conv_direct(Bn, L, CH, W, x, wt, bias, st0, silu, ref);
             ok = conv_run(Bn, L, CH, W, x, wt, bias, st, silu, out, NAM__CAST(nam_backend, be), 2, &e) == NAM_OK;
-            ok = ok && compare(out, ref, Bn * L * CH, 1e-6, 1e-5, why, sizeof why);
+            ok = ok && test_allclose(out, ref, Bn * L * CH, 1e-6, 1e-5, why, sizeof why);
             for (bi = 0; bi < Bn && ok; bi++)   /* state = last 3 inputs */
                 for (c = 0; c < CH; c++)
                     for (k = 0; k < W - 1; k++)
                         if (st[(bi * CH + c) * (W - 1) + k] != x[(bi * L + L - (W - 1) + k) * CH + c]) { ok = 0; snprintf(why, sizeof why, "conv_state not the last inputs"); }
             snprintf(desc, sizeof desc, "conv1d == direct loop with bias and conv_state%s (%s)", silu ? " + SiLU" : "", nam_backend_name(NAM__CAST(nam_backend, be)));
-            check(ok, desc, why);
+            test_check(ok, desc, why);
         }
     /* no state == zero history; no bias */
     conv_direct(Bn, L, CH, W, x, wt, NULL, NULL, 1, ref);
-    ok = conv_run(Bn, L, CH, W, x, wt, NULL, NULL, 1, out, NAM_BACKEND_AUTO, 1, &e) == NAM_OK && compare(out, ref, Bn * L * CH, 1e-6, 1e-5, why, sizeof why);
-    check(ok, "conv1d without conv_state or bias == zero history", why);
+    ok = conv_run(Bn, L, CH, W, x, wt, NULL, NULL, 1, out, NAM_BACKEND_AUTO, 1, &e) == NAM_OK && test_allclose(out, ref, Bn * L * CH, 1e-6, 1e-5, why, sizeof why);
+    test_check(ok, "conv1d without conv_state or bias == zero history", why);
     /* chaining: full sequence == split at every point (including 1 and 2 < w - 1) */
     for (split = 1; split < L; split++) {
         char desc[128];
@@ -745,7 +637,7 @@ static void test_conv(void) {
         }
         ok = ok && memcmp(out, out2, sizeof out) == 0 && memcmp(st, st2, sizeof st) == 0;
         snprintf(desc, sizeof desc, "conv1d chaining: l 13 == %d + %d with conv_state (outputs and state)", la, lb);
-        check(ok, desc, "outputs or state differ");
+        test_check(ok, desc, "outputs or state differ");
     }
     /* decode: 13 calls with l = 1 */
     memcpy(st, st0, sizeof st);
@@ -757,15 +649,15 @@ static void test_conv(void) {
         ok = conv_run(Bn, 1, CH, W, x1, wt, bias, st2, 0, o1, NAM_BACKEND_CPU, 1, &e) == NAM_OK;
         for (bi = 0; bi < Bn; bi++) memcpy(out2 + (bi * L + t) * CH, o1 + bi * CH, sizeof(float) * CH);
     }
-    check(ok && memcmp(out, out2, sizeof out) == 0 && memcmp(st, st2, sizeof st) == 0, "conv1d decode: 13 calls with l = 1 == one call", "differ");
+    test_check(ok && memcmp(out, out2, sizeof out) == 0 && memcmp(st, st2, sizeof st) == 0, "conv1d decode: 13 calls with l = 1 == one call", "differ");
     /* w = 1: pointwise scale */
     conv_direct(Bn, L, CH, 1, x, wt, bias, NULL, 0, ref);
     {
         float w1[CH];
         for (c = 0; c < CH; c++) w1[c] = wt[c];
         conv_direct(Bn, L, CH, 1, x, w1, bias, NULL, 0, ref);
-        ok = conv_run(Bn, L, CH, 1, x, w1, bias, NULL, 0, out, NAM_BACKEND_CPU, 2, &e) == NAM_OK && compare(out, ref, Bn * L * CH, 1e-6, 1e-5, why, sizeof why);
-        check(ok, "conv1d width 1", why);
+        ok = conv_run(Bn, L, CH, 1, x, w1, bias, NULL, 0, out, NAM_BACKEND_CPU, 2, &e) == NAM_OK && test_allclose(out, ref, Bn * L * CH, 1e-6, 1e-5, why, sizeof why);
+        test_check(ok, "conv1d width 1", why);
     }
     /* strided x: a (b, l, c) view with element step 2 over c, bf16 out */
     {
@@ -775,16 +667,16 @@ static void test_conv(void) {
         memset(&d, 0, sizeof d);
         for (i = 0; i < Bn * L * CH; i++) { xbig[2 * i] = x[i]; xbig[2 * i + 1] = 1e9f; }
         conv_direct(Bn, L, CH, W, x, wt, bias, NULL, 1, ref);
-        d.x = tens(xbig, NAM_F32, 3, Bn, L, CH, 0);
+        d.x = test_tensor(xbig, NAM_F32, 3, Bn, L, CH, 0);
         d.x.stride[0] = L * CH * 2; d.x.stride[1] = CH * 2; d.x.stride[2] = 2;
-        d.weight = tens(wt, NAM_F32, 2, CH, W, 0, 0);
-        d.bias = tens(bias, NAM_F32, 1, CH, 0, 0, 0);
-        d.out = tens(ob16, NAM_BF16, 3, Bn, L, CH, 0);
+        d.weight = test_tensor(wt, NAM_F32, 2, CH, W, 0, 0);
+        d.bias = test_tensor(bias, NAM_F32, 1, CH, 0, 0, 0);
+        d.out = test_tensor(ob16, NAM_BF16, 3, Bn, L, CH, 0);
         d.silu = 1;
         ok = nam_conv1d(&d, &e) == NAM_OK;
         for (i = 0; i < Bn * L * CH; i++) os[i] = nam__bf16_to_f32(ob16[i]);
-        ok = ok && compare(os, ref, Bn * L * CH, 8e-3, 1.6e-2, why, sizeof why);
-        check(ok, "conv1d strided x (step 2), bf16 out", why);
+        ok = ok && test_allclose(os, ref, Bn * L * CH, 8e-3, 1.6e-2, why, sizeof why);
+        test_check(ok, "conv1d strided x (step 2), bf16 out", why);
         (void)xs;
     }
     /* bad input */
@@ -792,70 +684,47 @@ static void test_conv(void) {
         nam_conv1d_desc d, b0;
         nam_status s;
         memset(&b0, 0, sizeof b0);
-        b0.x = tens(x, NAM_F32, 3, Bn, L, CH, 0);
-        b0.weight = tens(wt, NAM_F32, 2, CH, W, 0, 0);
-        b0.conv_state = tens(st, NAM_F32, 3, Bn, CH, W - 1, 0);
-        b0.out = tens(out, NAM_F32, 3, Bn, L, CH, 0);
-        d = b0; d.weight.shape[0] = 4; s = nam_conv1d(&d, &e); expect("conv1d bad: weight c 4 vs x c 5", s, &e, NAM_ERR_INVALID_ARG, "weight.shape[0] (c) = 4, but x.shape[2] = 5");
-        d = b0; d.conv_state.shape[2] = 4; s = nam_conv1d(&d, &e); expect("conv1d bad: conv_state w-1 = 4", s, &e, NAM_ERR_INVALID_ARG, "conv_state.shape[2] (w-1) = 4, but weight.shape[1] - 1 = 3");
-        d = b0; d.conv_state.dtype = NAM_BF16; s = nam_conv1d(&d, &e); expect("conv1d bad: conv_state bf16", s, &e, NAM_ERR_INVALID_ARG, "conv_state: dtype bf16, expected f32");
-        d = b0; d.weight.shape[1] = 1; s = nam_conv1d(&d, &e); expect("conv1d bad: width 1 with conv_state", s, &e, NAM_ERR_INVALID_ARG, "has no state");
-        d = b0; d.out.data = x; s = nam_conv1d(&d, &e); expect("conv1d bad: out aliases x", s, &e, NAM_ERR_INVALID_ARG, "shares its data with x");
-        d = b0; d.x.shape[1] = 0; s = nam_conv1d(&d, &e); expect("conv1d bad: l = 0", s, &e, NAM_ERR_RANGE, "x.shape[1] = 0");
-        d = b0; d.weight.data = NULL; s = nam_conv1d(&d, &e); expect("conv1d bad: weight NULL", s, &e, NAM_ERR_INVALID_ARG, "weight: data is NULL");
-        d = b0; d.x.device = NAM_DEVICE_CUDA; s = nam_conv1d(&d, &e); expect("conv1d bad: CUDA x", s, &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
-        d = b0; d.bias = tens(bias, NAM_F32, 1, 3, 0, 0, 0); s = nam_conv1d(&d, &e); expect("conv1d bad: bias (3)", s, &e, NAM_ERR_INVALID_ARG, "bias.shape[0] (c) = 3");
-        s = nam_conv1d(NULL, &e); expect("conv1d bad: desc NULL", s, &e, NAM_ERR_INVALID_ARG, "desc is NULL");
+        b0.x = test_tensor(x, NAM_F32, 3, Bn, L, CH, 0);
+        b0.weight = test_tensor(wt, NAM_F32, 2, CH, W, 0, 0);
+        b0.conv_state = test_tensor(st, NAM_F32, 3, Bn, CH, W - 1, 0);
+        b0.out = test_tensor(out, NAM_F32, 3, Bn, L, CH, 0);
+        d = b0; d.weight.shape[0] = 4; s = nam_conv1d(&d, &e); test_expect("conv1d bad: weight c 4 vs x c 5", s, &e, NAM_ERR_INVALID_ARG, "weight.shape[0] (c) = 4, but x.shape[2] = 5");
+        d = b0; d.conv_state.shape[2] = 4; s = nam_conv1d(&d, &e); test_expect("conv1d bad: conv_state w-1 = 4", s, &e, NAM_ERR_INVALID_ARG, "conv_state.shape[2] (w-1) = 4, but weight.shape[1] - 1 = 3");
+        d = b0; d.conv_state.dtype = NAM_BF16; s = nam_conv1d(&d, &e); test_expect("conv1d bad: conv_state bf16", s, &e, NAM_ERR_INVALID_ARG, "conv_state: dtype bf16, expected f32");
+        d = b0; d.weight.shape[1] = 1; s = nam_conv1d(&d, &e); test_expect("conv1d bad: width 1 with conv_state", s, &e, NAM_ERR_INVALID_ARG, "has no state");
+        d = b0; d.out.data = x; s = nam_conv1d(&d, &e); test_expect("conv1d bad: out aliases x", s, &e, NAM_ERR_INVALID_ARG, "shares its data with x");
+        d = b0; d.x.shape[1] = 0; s = nam_conv1d(&d, &e); test_expect("conv1d bad: l = 0", s, &e, NAM_ERR_RANGE, "x.shape[1] = 0");
+        d = b0; d.weight.data = NULL; s = nam_conv1d(&d, &e); test_expect("conv1d bad: weight NULL", s, &e, NAM_ERR_INVALID_ARG, "weight: data is NULL");
+        d = b0; d.x.device = NAM_DEVICE_CUDA; s = nam_conv1d(&d, &e); test_expect("conv1d bad: CUDA x", s, &e, NAM_ERR_NOT_IMPLEMENTED, "CUDA");
+        d = b0; d.bias = test_tensor(bias, NAM_F32, 1, 3, 0, 0, 0); s = nam_conv1d(&d, &e); test_expect("conv1d bad: bias (3)", s, &e, NAM_ERR_INVALID_ARG, "bias.shape[0] (c) = 3");
+        s = nam_conv1d(NULL, &e); test_expect("conv1d bad: desc NULL", s, &e, NAM_ERR_INVALID_ARG, "desc is NULL");
     }
 }
 
 /* ---- --dump DIR --------------------------------------------------------------------------- */
-static int dump_f32(const char *dir, const char *name, const nam_tensor *t) {
-    char path[1024];
-    float *f = to_f32(t);
-    FILE *fp;
-    size_t n = NAM__CAST(size_t, nam_tensor_numel(t));
-    int ok;
-    snprintf(path, sizeof path, "%s/%s.f32", dir, name);
-    fp = fopen(path, "wb");
-    ok = fp && fwrite(f, sizeof(float), n, fp) == n;
-    if (fp && fclose(fp) != 0) ok = 0;
-    free(f);
-    if (!ok) fprintf(stderr, "test_ssd: cannot write %s\n", path);
-    return ok;
-}
-
 static int dump_ssd(const char *dir, FILE *man, const char *name, ssd_case *c) {
     ssd_bufs s;
     nam_error e;
-    char fn[128];
     int ok;
     ssd_make(c, &s);
     if (run_ssd(&s.d, NAM_BACKEND_CPU, 2, &e) != NAM_OK) { fprintf(stderr, "test_ssd: %s\n", e.message); ssd_free(&s); return 0; }
     fprintf(man, "case %s kind=ssd b=%d l=%d h=%d p=%d g=%d n=%d chunk=%d softplus=%d dt_min=%.9g dt_max=%.9g D=%d z=%d bias=%d init=%d final=%d\n",
             name, c->b, c->l, c->h, c->p, c->g, c->n, c->chunk, c->softplus, NAM__CAST(double, c->dt_min), NAM__CAST(double, c->dt_max),
             c->D, c->z, c->bias, c->init, c->final_states);
-#define DUMP(field, t) (snprintf(fn, sizeof fn, "%s_%s", name, field), dump_f32(dir, fn, t))
-    ok = DUMP("x", &s.d.x) && DUMP("dt", &s.d.dt) && DUMP("A", &s.d.A) && DUMP("B", &s.d.B) && DUMP("C", &s.d.C) && DUMP("out", &s.d.out);
-    if (ok && c->D) ok = DUMP("D", &s.d.D);
-    if (ok && c->z) ok = DUMP("z", &s.d.z);
-    if (ok && c->bias) ok = DUMP("dt_bias", &s.d.dt_bias);
-    if (ok && c->init) ok = DUMP("initial_states", &s.d.initial_states);
-    if (ok && c->final_states) ok = DUMP("final_states", &s.d.final_states);
-#undef DUMP
+    {
+        const test_field f[] = {{"x", &s.d.x}, {"dt", &s.d.dt}, {"A", &s.d.A}, {"B", &s.d.B}, {"C", &s.d.C}, {"out", &s.d.out}, {"D", &s.d.D},
+                                {"z", &s.d.z}, {"dt_bias", &s.d.dt_bias}, {"initial_states", &s.d.initial_states}, {"final_states", &s.d.final_states}};
+        ok = test_dump_fields(dir, name, f, sizeof f / sizeof f[0]);
+    }
     ssd_free(&s);
     return ok;
 }
 
 static int dump_all(const char *dir) {
-    char path[1024];
-    FILE *man;
+    FILE *man = test_manifest(dir, "# test_ssd --dump: raw little-endian f32 files <case>_<tensor>.f32, shapes from the keys (nam_ssd / nam_conv1d docs)");
     ssd_case c;
     int ok;
-    snprintf(path, sizeof path, "%s/manifest.txt", dir);
-    man = fopen(path, "w");
-    if (!man) { fprintf(stderr, "test_ssd: cannot write %s\n", path); return 0; }
-    fprintf(man, "# test_ssd --dump: raw little-endian f32 files <case>_<tensor>.f32, shapes from the keys (nam_ssd / nam_conv1d docs)\n");
+    if (!man) return 0;
     c = base_case(); c.l = 100; c.h = 4; c.p = 8; c.g = 2; c.n = 16; c.chunk = 32; c.D = 1; c.z = 1; c.bias = 1; c.softplus = 1;
     c.init = 1; c.final_states = 1;
     ok = dump_ssd(dir, man, "ssd0", &c);
@@ -866,19 +735,19 @@ static int dump_all(const char *dir) {
     ok = ok && dump_ssd(dir, man, "ssd2", &c);
     if (ok) {   /* conv1d: b 2, l 20, c 12, w 4, bias, SiLU, conv_state (written before and after) */
         enum { Bn = 2, L = 20, CH = 12, W = 4 };
-        float *x = NAM__CAST(float *, rand_buf(Bn * L * CH, NAM_F32, -1, 1)), *wt = NAM__CAST(float *, rand_buf(CH * W, NAM_F32, -1, 1));
-        float *bias = NAM__CAST(float *, rand_buf(CH, NAM_F32, -1, 1)), *st = NAM__CAST(float *, rand_buf(Bn * CH * (W - 1), NAM_F32, -1, 1));
+        float *x = NAM__CAST(float *, test_rand_buf(Bn * L * CH, NAM_F32, -1, 1)), *wt = NAM__CAST(float *, test_rand_buf(CH * W, NAM_F32, -1, 1));
+        float *bias = NAM__CAST(float *, test_rand_buf(CH, NAM_F32, -1, 1)), *st = NAM__CAST(float *, test_rand_buf(Bn * CH * (W - 1), NAM_F32, -1, 1));
         float out[Bn * L * CH];
         nam_tensor t;
         nam_error e;
         fprintf(man, "case conv0 kind=conv1d b=%d l=%d c=%d w=%d bias=1 silu=1 state=1\n", Bn, L, CH, W);
-        t = tens(x, NAM_F32, 3, Bn, L, CH, 0); ok = dump_f32(dir, "conv0_x", &t);
-        t = tens(wt, NAM_F32, 2, CH, W, 0, 0); ok = ok && dump_f32(dir, "conv0_weight", &t);
-        t = tens(bias, NAM_F32, 1, CH, 0, 0, 0); ok = ok && dump_f32(dir, "conv0_bias", &t);
-        t = tens(st, NAM_F32, 3, Bn, CH, W - 1, 0); ok = ok && dump_f32(dir, "conv0_state_in", &t);
+        t = test_tensor(x, NAM_F32, 3, Bn, L, CH, 0); ok = test_dump(dir, "conv0", "x", &t);
+        t = test_tensor(wt, NAM_F32, 2, CH, W, 0, 0); ok = ok && test_dump(dir, "conv0", "weight", &t);
+        t = test_tensor(bias, NAM_F32, 1, CH, 0, 0, 0); ok = ok && test_dump(dir, "conv0", "bias", &t);
+        t = test_tensor(st, NAM_F32, 3, Bn, CH, W - 1, 0); ok = ok && test_dump(dir, "conv0", "state_in", &t);
         ok = ok && conv_run(Bn, L, CH, W, x, wt, bias, st, 1, out, NAM_BACKEND_CPU, 2, &e) == NAM_OK;
-        t = tens(out, NAM_F32, 3, Bn, L, CH, 0); ok = ok && dump_f32(dir, "conv0_out", &t);
-        t = tens(st, NAM_F32, 3, Bn, CH, W - 1, 0); ok = ok && dump_f32(dir, "conv0_state_out", &t);
+        t = test_tensor(out, NAM_F32, 3, Bn, L, CH, 0); ok = ok && test_dump(dir, "conv0", "out", &t);
+        t = test_tensor(st, NAM_F32, 3, Bn, CH, W - 1, 0); ok = ok && test_dump(dir, "conv0", "state_out", &t);
         free(x); free(wt); free(bias); free(st);
     }
     if (fclose(man) != 0) ok = 0;
@@ -906,6 +775,5 @@ int main(int argc, char **argv) {
     test_ssd_bad();
     test_step_bad();
     test_conv();
-    printf("test_ssd: %d passed, %d failed\n", g_pass, g_fail);
-    return g_fail ? 1 : 0;
+    return test_done("test_ssd");
 }

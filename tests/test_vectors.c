@@ -9,13 +9,14 @@
      the suite runs from the repository root). Missing files are a skip, not a pass.
 
    Output: one line per vector or check group: `ok <what>`, `FAIL <what>: <details>`,
-   `skip <what>: <reason>`, then `test_vectors: N passed, M failed, K skipped`.
+   `skip <what>: <reason>` (tests/test.h), then `test_vectors: N passed, M failed` (and
+   `, K skipped` when something was).
    Exit status 1 if anything failed, else 0.
 
    Build: cc -std=c99 -Wall -Wextra -Werror -I/usr/include/stb tests/test_vectors.c -lstb -lm
    (the stb_ds implementation is also emitted below, so -lstb is optional). */
 #define NAM_IMPLEMENTATION
-#include "../nam.h"
+#include "test.h"
 
 /* nam.h never defines STB_DS_IMPLEMENTATION. Emit stb_ds here, AFTER nam's
    implementation, so that any STBDS_REALLOC/STBDS_FREE nam sets up applies; the
@@ -40,37 +41,7 @@
 
 /* ------------------------------------------------------------------ reporting ------ */
 
-static int g_pass, g_fail, g_skip;
-
-/* Prints `s` with newlines and tabs flattened so that one check stays one line. */
-static void put_flat(const char *s) {
-    for (; *s; ++s) putchar((*s == '\n' || *s == '\r' || *s == '\t') ? ' ' : *s);
-}
-
-static void report(int ok, const char *what, const char *why) {
-    if (ok) {
-        printf("ok ");
-        put_flat(what);
-        putchar('\n');
-        ++g_pass;
-    } else {
-        printf("FAIL ");
-        put_flat(what);
-        printf(": ");
-        put_flat(why && *why ? why : "(no details)");
-        putchar('\n');
-        ++g_fail;
-    }
-}
-
-static void report_skip(const char *what, const char *why) {
-    printf("skip ");
-    put_flat(what);
-    printf(": ");
-    put_flat(why);
-    putchar('\n');
-    ++g_skip;
-}
+/* Checks report through tests/test.h: test_check(ok, what, why), test_skip. */
 
 #define WHY_MAX 2048
 
@@ -274,7 +245,7 @@ static void run_group(const json_value *root, const char *name, vector_fn fn) {
     size_t i;
     if (!json_is_array(list) || json_len(list) == 0) {
         snprintf(what, sizeof what, "%s", name);
-        report(0, what, "group missing or empty in the vectors file");
+        test_check(0, what, "group missing or empty in the vectors file");
         return;
     }
     for (i = 0; i < json_len(list); ++i) {
@@ -282,7 +253,7 @@ static void run_group(const json_value *root, const char *name, vector_fn fn) {
         snprintf(what, sizeof what, "%s[%lu]", name, (unsigned long)i);
         why[0] = '\0';
         ok = fn(json_at(list, i), what, sizeof what, why);
-        report(ok, what, why);
+        test_check(ok, what, why);
     }
 }
 
@@ -296,56 +267,40 @@ static int v_segment_ok(const json_value *v, char *what, size_t wn, char *why) {
     return check_segment(seg, 1, expect, why);
 }
 
-static int v_segment_all_valid(const json_value *v, char *what, size_t wn, char *why) {
+/* a vector that is one segment string: valid (every symbol kept) or an error */
+static int segment_vector(const json_value *v, char *what, size_t wn, char *why, int valid) {
     const char *seg = json_str(v);
     char qb[600];
     if (!seg) return MALFORMED(why);
-    snprintf(what, wn, "validate_segment_layers_all_valid %s", qs(seg, qb, sizeof qb));
-    return check_segment(seg, 1, seg, why);
+    snprintf(what, wn, "validate_segment_layers_%s %s", valid ? "all_valid" : "err", qs(seg, qb, sizeof qb));
+    return check_segment(seg, valid, valid ? seg : NULL, why);
 }
 
-static int v_segment_err(const json_value *v, char *what, size_t wn, char *why) {
-    const char *seg = json_str(v);
-    char qb[600];
-    if (!seg) return MALFORMED(why);
-    snprintf(what, wn, "validate_segment_layers_err %s", qs(seg, qb, sizeof qb));
-    return check_segment(seg, 0, NULL, why);
-}
+static int v_segment_all_valid(const json_value *v, char *what, size_t wn, char *why) { return segment_vector(v, what, wn, why, 1); }
+static int v_segment_err(const json_value *v, char *what, size_t wn, char *why) { return segment_vector(v, what, wn, why, 0); }
 
-static int v_total_layer_count(const json_value *v, char *what, size_t wn, char *why) {
+/* total_layer_count (segments 0) or pipeline_segment_count (segments 1): [pattern, n] */
+static int count_vector(const json_value *v, char *what, size_t wn, char *why, int segments) {
     const char *pat = json_str(json_at(v, 0));
-    int n, ok = 1;
+    int n, got, ok = 1;
     char qb[600], eb[700];
     nam_mpattern mp;
     nam_error err;
     if (!pat || !json_int(json_at(v, 1), &n)) return MALFORMED(why);
-    snprintf(what, wn, "total_layer_count %s = %d", qs(pat, qb, sizeof qb), n);
+    snprintf(what, wn, "%s %s = %d", segments ? "pipeline_segment_count" : "total_layer_count", qs(pat, qb, sizeof qb), n);
     if (mparse(pat, &mp, &err) != NAM_OK) {
         ok = failf(why, "nam_megatron_parse failed: %s", err_text(&err, eb, sizeof eb));
-    } else if (mp.num_layers != n) {
-        ok = failf(why, "num_layers %d", mp.num_layers);
-    } else if (*pat == '\0' && mp.main && *mp.main) {
+    } else if ((got = segments ? mp.num_segments : mp.num_layers) != n) {
+        ok = failf(why, "%s %d", segments ? "num_segments" : "num_layers", got);
+    } else if (!segments && *pat == '\0' && mp.main && *mp.main) {
         ok = failf(why, "main %s for an empty pattern (want NULL or \"\")", qs(mp.main, qb, sizeof qb));
     }
     nam_megatron_free(&mp);
     return ok;
 }
 
-static int v_segment_count(const json_value *v, char *what, size_t wn, char *why) {
-    const char *pat = json_str(json_at(v, 0));
-    int n, ok = 1;
-    char qb[600], eb[700];
-    nam_mpattern mp;
-    nam_error err;
-    if (!pat || !json_int(json_at(v, 1), &n)) return MALFORMED(why);
-    snprintf(what, wn, "pipeline_segment_count %s = %d", qs(pat, qb, sizeof qb), n);
-    if (mparse(pat, &mp, &err) != NAM_OK)
-        ok = failf(why, "nam_megatron_parse failed: %s", err_text(&err, eb, sizeof eb));
-    else if (mp.num_segments != n)
-        ok = failf(why, "num_segments %d", mp.num_segments);
-    nam_megatron_free(&mp);
-    return ok;
-}
+static int v_total_layer_count(const json_value *v, char *what, size_t wn, char *why) { return count_vector(v, what, wn, why, 0); }
+static int v_segment_count(const json_value *v, char *what, size_t wn, char *why) { return count_vector(v, what, wn, why, 1); }
 
 static int same_opt_str(const char *a, const char *b) {
     if (!a || !b) return a == b;
@@ -682,12 +637,12 @@ static void check_key_order(const json_value *root) {
     const char *what = "layer_counts_key_order = NAM_MEGATRON_SYMBOLS";
     int i;
     if (!join_symbols(list, got, sizeof got)) {
-        report(0, what, "group missing or malformed in the vectors file");
+        test_check(0, what, "group missing or malformed in the vectors file");
         return;
     }
     if (strcmp(got, NAM_MEGATRON_SYMBOLS) != 0) {
         failf(why, "Megatron order \"%s\", NAM_MEGATRON_SYMBOLS \"%s\"", got, NAM_MEGATRON_SYMBOLS);
-        report(0, what, why);
+        test_check(0, what, why);
         return;
     }
     /* the enum and nam_megatron_symbol_index must index counts[] in the same order */
@@ -695,13 +650,13 @@ static void check_key_order(const json_value *root) {
         NAM_MEGATRON_SYMBOLS[NAM_MSYM_GDN] != 'G' || NAM_MEGATRON_SYMBOLS[NAM_MSYM_MAMBA] != 'M' ||
         NAM_MEGATRON_SYMBOLS[NAM_MSYM_MLA] != '+' || NAM_MEGATRON_SYMBOLS[NAM_MSYM_MLP] != '-' ||
         NAM_MEGATRON_SYMBOLS[NAM_MSYM_MOE] != 'E') {
-        report(0, what, "NAM_MSYM_* enum does not follow NAM_MEGATRON_SYMBOLS");
+        test_check(0, what, "NAM_MSYM_* enum does not follow NAM_MEGATRON_SYMBOLS");
         return;
     }
     for (i = 0; i < NAM_MSYM_COUNT; ++i) {
         if (nam_megatron_symbol_index(got[i]) != i) {
             failf(why, "nam_megatron_symbol_index('%c') = %d, want %d", got[i], nam_megatron_symbol_index(got[i]), i);
-            report(0, what, why);
+            test_check(0, what, why);
             return;
         }
     }
@@ -711,16 +666,16 @@ static void check_key_order(const json_value *root) {
         for (c = non; *c; ++c) {
             if (nam_megatron_symbol_index(*c) != -1) {
                 failf(why, "nam_megatron_symbol_index('%c') = %d, want -1", *c, nam_megatron_symbol_index(*c));
-                report(0, what, why);
+                test_check(0, what, why);
                 return;
             }
         }
         if (nam_megatron_symbol_index('\0') != -1) {
-            report(0, what, "nam_megatron_symbol_index('\\0') != -1");
+            test_check(0, what, "nam_megatron_symbol_index('\\0') != -1");
             return;
         }
     }
-    report(1, what, NULL);
+    test_check(1, what, NULL);
 }
 
 static void run_hybrid(const json_value *root) {
@@ -885,7 +840,7 @@ static void run_ranks(const json_value *root) {
     char what[256], why[WHY_MAX];
     size_t i;
     if (!json_is_array(sets) || json_len(sets) == 0) {
-        report(0, "upstream_test_rank_generator_for_tp_dp_pp", "group missing or empty in the vectors file");
+        test_check(0, "upstream_test_rank_generator_for_tp_dp_pp", "group missing or empty in the vectors file");
     }
     for (i = 0; i < json_len(sets); ++i) {
         rank_set r;
@@ -893,7 +848,7 @@ static void run_ranks(const json_value *root) {
         char cfg[160];
         if (!read_rank_set(json_at(sets, i), &r)) {
             snprintf(what, sizeof what, "rankgen set %lu", (unsigned long)i);
-            report(0, what, "malformed vector");
+            test_check(0, what, "malformed vector");
             continue;
         }
         snprintf(cfg, sizeof cfg, "set %lu world=%d tp=%d pp=%d cp=%d ep=%d dp=%d edp=%d", (unsigned long)i, r.world,
@@ -904,19 +859,19 @@ static void run_ranks(const json_value *root) {
         d.tp = r.tp; d.ep = 1; d.dp = r.dp; d.pp = r.pp; d.cp = r.cp; d.order = r.order;
         snprintf(what, sizeof what, "rankgen decoder %s order=%s", cfg, r.order);
         why[0] = '\0';
-        report(check_rankgen(&d, r.groups, why), what, why);
+        test_check(check_rankgen(&d, r.groups, why), what, why);
 
         /* expert: RankGenerator(tp, ep, dp=expert_dp, pp, cp=1, expert_order) */
         memset(&d, 0, sizeof d);
         d.tp = r.tp; d.ep = r.ep; d.dp = r.edp; d.pp = r.pp; d.cp = 1; d.order = r.expert_order;
         snprintf(what, sizeof what, "rankgen expert %s order=%s", cfg, r.expert_order);
         why[0] = '\0';
-        report(check_rankgen(&d, r.expert_groups, why), what, why);
+        test_check(check_rankgen(&d, r.expert_groups, why), what, why);
 
         /* the whole rank map with nam's default order */
         snprintf(what, sizeof what, "rankmap %s order=default", cfg);
         why[0] = '\0';
-        report(check_rankmap(&r, why), what, why);
+        test_check(check_rankmap(&r, why), what, why);
     }
 
     /* generate_masked_orthogonal_rank_groups examples */
@@ -937,7 +892,7 @@ static void run_ranks(const json_value *root) {
             n = (int)json_len(ps);
             if (!json_int(json_get(ex, "world_size"), &world) || n <= 0 || n > 8 || json_len(mk) != (size_t)n ||
                 !json_is_array(res)) {
-                report(0, what, "malformed vector");
+                test_check(0, what, "malformed vector");
                 continue;
             }
             for (j = 0; j < n; ++j) {
@@ -945,7 +900,7 @@ static void run_ranks(const json_value *root) {
                 if (!json_int(json_at(ps, (size_t)j), &sizes[j]) || b < 0) ok = 0;
                 mask[j] = b;
             }
-            if (!ok) { report(0, what, "malformed vector"); continue; }
+            if (!ok) { test_check(0, what, "malformed vector"); continue; }
             snprintf(what, sizeof what, "%s nam_rank_groups_masked(world=%d, sizes=[", names[k], world);
             for (j = 0; j < n; ++j) appendf(what, j ? ",%d" : "%d", sizes[j]);
             appendf(what, "], mask=[");
@@ -958,14 +913,14 @@ static void run_ranks(const json_value *root) {
             else
                 ok = compare_groups("result", &g, res, why);
             nam_rank_groups_free(&g);
-            report(ok, what, why);
+            test_check(ok, what, why);
 
             /* the tp-pp-dp example also through RankGenerator, its stated order */
             if (k == 1) {
                 const char *order = json_str(json_get(ex, "order"));
                 nam_rankgen_desc d;
                 if (!order || n != 3 || !mask[2] || mask[0] || mask[1]) {
-                    report(0, "docstring_example_tp_pp_dp_8 via nam_rankgen_ranks", "unexpected vector shape");
+                    test_check(0, "docstring_example_tp_pp_dp_8 via nam_rankgen_ranks", "unexpected vector shape");
                     continue;
                 }
                 memset(&d, 0, sizeof d);
@@ -980,7 +935,7 @@ static void run_ranks(const json_value *root) {
                 else
                     ok = compare_groups("dp", &g, res, why);
                 nam_rank_groups_free(&g);
-                report(ok, what, why);
+                test_check(ok, what, why);
             }
         }
     }
@@ -1004,14 +959,14 @@ static json_doc *load(const char *path) {
     char what[1200];
     snprintf(what, sizeof what, "load %s", path);
     if (!text) {
-        report(0, what, "cannot read file");
+        test_check(0, what, "cannot read file");
         return NULL;
     }
     doc = json_parse(text, len, err, sizeof err);
     free(text);
-    if (!doc) report(0, what, err);
+    if (!doc) test_check(0, what, err);
     else if (!json_is_object(doc->root)) {
-        report(0, what, "top level is not an object");
+        test_check(0, what, "top level is not an object");
         json_free(doc);
         doc = NULL;
     }
@@ -1035,30 +990,23 @@ int main(int argc, char **argv) {
     have_hybrid = file_exists(hybrid_path);
     have_rank = file_exists(rank_path);
     if (!have_hybrid && !have_rank) {
-        printf("skip megatron vectors: %s not found\n", hybrid_path);
+        test_skip("megatron vectors: %s not found", hybrid_path);
         return 0;
     }
 
-    if (have_hybrid) {
-        json_doc *doc = load(hybrid_path);
-        if (doc) run_hybrid(doc->root);
-        json_free(doc);
-    } else {
-        char why[1100];
-        snprintf(why, sizeof why, "%s not found", hybrid_path);
-        report_skip("megatron vectors", why);
+    {
+        const char *paths[2];
+        void (*runs[2])(const json_value *);
+        int have[2], i;
+        paths[0] = hybrid_path; runs[0] = run_hybrid; have[0] = have_hybrid;
+        paths[1] = rank_path; runs[1] = run_ranks; have[1] = have_rank;
+        for (i = 0; i < 2; i++) {
+            json_doc *doc;
+            if (!have[i]) { test_skip("megatron vectors: %s not found", paths[i]); continue; }
+            doc = load(paths[i]);
+            if (doc) runs[i](doc->root);
+            json_free(doc);
+        }
     }
-    if (have_rank) {
-        json_doc *doc = load(rank_path);
-        if (doc) run_ranks(doc->root);
-        json_free(doc);
-    } else {
-        char why[1100];
-        snprintf(why, sizeof why, "%s not found", rank_path);
-        report_skip("megatron vectors", why);
-    }
-
-    printf("test_vectors: %d passed, %d failed, %d skipped\n", g_pass, g_fail, g_skip);
-    fflush(stdout);
-    return g_fail ? 1 : 0;
+    return test_done("test_vectors");
 }

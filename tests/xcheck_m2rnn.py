@@ -15,39 +15,16 @@ rational tanh of <= 4e-7 absolute error); the two oracles must agree to 1e-12.
 Usage: /usr/bin/python3 tests/xcheck_m2rnn.py DIR
 Protocol: one line per check, "ok ...", "FAIL ...: why" or "skip ...: reason"; last line
 "xcheck_m2rnn: N passed, M failed"; exit status 1 on any failure."""
-import os
-import sys
+import xcheck_common
+from xcheck_common import close
 
-try:
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-except Exception as exc:  # noqa: BLE001
-    print(f"skip xcheck m2rnn: torch/numpy not available ({exc})")
-    sys.exit(0)
+run = xcheck_common.start("m2rnn")   # a skip line without torch/numpy, usage without DIR
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
-if len(sys.argv) != 2:
-    print("usage: xcheck_m2rnn.py DIR", file=sys.stderr)
-    sys.exit(2)
-d = sys.argv[1]
-passed = failed = 0
-
-
-def report(ok, text, why=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok {text}" + (f" ({why})" if why else ""))
-    else:
-        failed += 1
-        print(f"FAIL {text}: {why}")
-
-
-def load(name):
-    path = os.path.join(d, f"{name}.f32")
-    if not os.path.exists(path):
-        return None
-    return np.fromfile(path, dtype="<f4").astype(np.float64)
+load = run.load
+report = run.report
 
 
 def m2rnn_torch(q, k, v, W, a, A_log, dt_bias, D, S):
@@ -93,22 +70,7 @@ def m2rnn_numpy(q, k, v, W, a, A_log, dt_bias, D, S0):
     return y, S
 
 
-def close(got, want, tol):
-    scale = max(1.0, float(np.abs(want).max()))
-    err = float(np.abs(got - want).max())
-    return err <= tol * scale, f"max err {err:.3g} (scale {scale:.3g}, tol {tol:g} * scale)"
-
-
-man = os.path.join(d, "manifest.txt")
-if not os.path.exists(man):
-    print(f"FAIL xcheck m2rnn: {man} not found (run build/test_m2rnn --dump {d} first)")
-    sys.exit(1)
-for line in open(man):
-    fld = line.split()
-    if not fld or fld[0] != "case":
-        continue
-    name = fld[1]
-    kv = dict(x.split("=", 1) for x in fld[2:])
+for name, kv in run.cases():
     b, l, nq, nk, nv, nw, nf, K, V = (int(kv[x]) for x in ("b", "l", "nq", "nk", "nv", "nw", "nf", "K", "V"))
     n = max(nq, nk, nv, nw, nf)
     q = load(f"{name}_q").reshape(b, l, nq, K)
@@ -138,5 +100,4 @@ for line in open(man):
     if fin is not None:
         ok, why = close(fin.reshape(b, n, K, V), St, 4e-6)
         report(ok, f"xcheck m2rnn {name} final_state vs torch float64", why)
-print(f"xcheck_m2rnn: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+run.done()

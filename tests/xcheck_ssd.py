@@ -12,39 +12,16 @@ Tolerance: max |nam - oracle| <= 2e-5 * max(1, max |oracle|) (nam computes in f3
 Usage: /usr/bin/python3 tests/xcheck_ssd.py DIR
 Protocol: one line per check, "ok ...", "FAIL ...: why" or "skip ...: reason"; last line
 "xcheck_ssd: N passed, M failed"; exit status 1 on any failure."""
-import os
-import sys
+import xcheck_common
+from xcheck_common import close
 
-try:
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-except Exception as exc:  # noqa: BLE001
-    print(f"skip xcheck ssd: torch/numpy not available ({exc})")
-    sys.exit(0)
+run = xcheck_common.start("ssd")   # a skip line without torch/numpy, usage without DIR
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
-if len(sys.argv) != 2:
-    print("usage: xcheck_ssd.py DIR", file=sys.stderr)
-    sys.exit(2)
-d = sys.argv[1]
-passed = failed = 0
-
-
-def report(ok, text, why=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok {text}" + (f" ({why})" if why else ""))
-    else:
-        failed += 1
-        print(f"FAIL {text}: {why}")
-
-
-def load(name):
-    path = os.path.join(d, f"{name}.f32")
-    if not os.path.exists(path):
-        return None
-    return np.fromfile(path, dtype="<f4").astype(np.float64)
+load = run.load
+report = run.report
 
 
 def segsum(x):
@@ -94,22 +71,7 @@ def ssd_sequential(x, dt, A, Bh, Ch, init):
     return y, st
 
 
-def close(got, want, what):
-    scale = max(1.0, float(np.abs(want).max()))
-    err = float(np.abs(got - want).max())
-    return err <= 2e-5 * scale, f"{what}: max err {err:.3g} (scale {scale:.3g})"
-
-
-man = os.path.join(d, "manifest.txt")
-if not os.path.exists(man):
-    print(f"FAIL xcheck ssd: {man} not found (run build/test_ssd --dump {d} first)")
-    sys.exit(1)
-for line in open(man):
-    f = line.split()
-    if not f or f[0] != "case":
-        continue
-    name = f[1]
-    kv = dict(x.split("=", 1) for x in f[2:])
+for name, kv in run.cases():
     if kv["kind"] == "conv1d":
         b, l, c, w = (int(kv[k]) for k in ("b", "l", "c", "w"))
         x = torch.from_numpy(load(f"{name}_x").reshape(b, l, c))
@@ -123,7 +85,7 @@ for line in open(man):
         y = F.conv1d(seq, wt.unsqueeze(1), bias, groups=c).transpose(1, 2)
         if kv.get("silu") == "1":
             y = F.silu(y)
-        ok, why = close(out, y.numpy(), "out")
+        ok, why = close(out, y.numpy(), 2e-5, "out")
         report(ok, f"xcheck conv1d {name} (b {b} l {l} c {c} w {w}) vs torch conv1d groups=c", why)
         st_out = load(f"{name}_state_out")
         if st_out is not None:
@@ -160,16 +122,15 @@ for line in open(man):
             zz = z.reshape(b, l, h, p)
             Y *= zz / (1 + np.exp(-zz))
     shape = f"b {b} l {l} h {h} p {p} g {g} n {n}"
-    ok, why = close(Yt, Ys, "torch chunked vs numpy sequential")
+    ok, why = close(Yt, Ys, 2e-5, "torch chunked vs numpy sequential")
     report(ok, f"xcheck ssd {name}: the two oracles agree", why)
-    ok, why = close(out, Yt, "out")
+    ok, why = close(out, Yt, 2e-5, "out")
     report(ok, f"xcheck ssd {name} ({shape}) vs torch chunked SSD", why)
-    ok, why = close(out, Ys, "out")
+    ok, why = close(out, Ys, 2e-5, "out")
     report(ok, f"xcheck ssd {name} ({shape}) vs numpy sequential recurrence", why)
     if fin is not None:
-        ok, why = close(fin.reshape(b, h, p, n), Fs, "final_states")
+        ok, why = close(fin.reshape(b, h, p, n), Fs, 2e-5, "final_states")
         report(ok, f"xcheck ssd {name} final states vs numpy sequential", why)
-        ok, why = close(fin.reshape(b, h, p, n), Ft, "final_states")
+        ok, why = close(fin.reshape(b, h, p, n), Ft, 2e-5, "final_states")
         report(ok, f"xcheck ssd {name} final states vs torch chunked", why)
-print(f"xcheck_ssd: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+run.done()
