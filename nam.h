@@ -7954,27 +7954,61 @@ static nam_status nam__check_env(const nam_plan *p, nam_error *err) {
     return NAM_OK;
 }
 
+/* Megatron's derived parallel sizes, the one derivation the plan's policy check and
+   nam_rankmap_build share (parallel_state.py initialize_model_parallel): etp (0 = tp),
+   dp = world / (tp*pp*cp), expert dp = world / (etp*ep*pp), and an order that does not end
+   in pp needs expert dp == dp when pp > 1. Returns the first rule that fails (the sizes
+   tp..etp are checked to be in 1..NAM_MAX_PARALLEL before any product is formed); each
+   caller words the refusal in its own terms. */
+typedef struct nam__par {
+    int world, tp, pp, cp, ep, etp;   /* in (etp 0 = tp; etp holds the derived value after) */
+    int dp, edp;                      /* out */
+    long long model, emodel;          /* tp*pp*cp and etp*ep*pp */
+} nam__par;
+typedef enum { NAM__PAR_OK, NAM__PAR_RANGE, NAM__PAR_MODEL, NAM__PAR_EXPERT, NAM__PAR_ORDER } nam__par_rule;
+
+static nam__par_rule nam__parallel_sizes(nam__par *s, const char *order) {
+    size_t ol = strlen(order);
+    if (!s->etp) s->etp = s->tp;
+    if (s->tp < 1 || s->pp < 1 || s->cp < 1 || s->ep < 1 || s->etp < 1 || s->tp > NAM_MAX_PARALLEL || s->pp > NAM_MAX_PARALLEL ||
+        s->cp > NAM_MAX_PARALLEL || s->ep > NAM_MAX_PARALLEL || s->etp > NAM_MAX_PARALLEL)
+        return NAM__PAR_RANGE;
+    s->model = NAM__CAST(long long, s->tp) * s->pp * s->cp;
+    if (s->world % s->model) return NAM__PAR_MODEL;
+    s->dp = NAM__CAST(int, s->world / s->model);
+    s->emodel = NAM__CAST(long long, s->etp) * s->ep * s->pp;
+    if (s->world % s->emodel) return NAM__PAR_EXPERT;
+    s->edp = NAM__CAST(int, s->world / s->emodel);
+    if (!(ol >= 2 && !strcmp(order + ol - 2, "pp")) && s->pp != 1 && s->edp != s->dp) return NAM__PAR_ORDER;
+    return NAM__PAR_OK;
+}
+
 /* Launch-policy checks that mirror Megatron's constraints (megatron.md section 4). */
 static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
     const nam_recipe *r = &p->recipe;
-    long long model = NAM__CAST(long long, r->tp) * r->pp * r->cp, emodel;
+    nam__par par;
     int counts[128], i, any_attn, moe, heads = r->num_attention_heads;
     memset(counts, 0, sizeof counts);
     for (i = 0; i < p->pattern.depth; i++) if (p->layers[i].native) counts[NAM__CAST(unsigned char, p->layers[i].native)]++;
     if (p->mtp_native) for (i = 0; p->mtp_native[i]; i++) counts[NAM__CAST(unsigned char, p->mtp_native[i])]++;
     any_attn = counts[(int)'*'] + counts[(int)'+'] + counts[(int)'D'];
     moe = nam__emits_moe(p);
-    /* world size and data parallel */
-    if (r->world_size % model != 0)
-        return nam__err(err, NAM_ERR_PARALLEL, "world_size %d is not divisible by tp*pp*cp = %d*%d*%d = %lld", r->world_size, r->tp, r->pp, r->cp, model);
-    p->dp = NAM__CAST(int, r->world_size / model);
-    p->etp = r->etp ? r->etp : r->tp;
-    emodel = NAM__CAST(long long, p->etp) * r->ep * r->pp;
-    if (r->world_size % emodel != 0)
-        return nam__err(err, NAM_ERR_PARALLEL, "world_size %d is not divisible by etp*ep*pp = %d*%d*%d = %lld (the expert grid)", r->world_size, p->etp, r->ep, r->pp, emodel);
-    p->edp = NAM__CAST(int, r->world_size / emodel);
-    if (strcmp(r->order + strlen(r->order) - 2, "pp") && r->pp != 1 && p->edp != p->dp)
-        return nam__err(err, NAM_ERR_PARALLEL, "order %s does not end in pp, so Megatron needs expert dp (%d) == dp (%d) when pp = %d", r->order, p->edp, p->dp, r->pp);
+    /* world size, data parallel, the expert grid (nam__parallel_sizes) */
+    par.world = r->world_size; par.tp = r->tp; par.pp = r->pp; par.cp = r->cp; par.ep = r->ep; par.etp = r->etp;
+    switch (nam__parallel_sizes(&par, r->order)) {
+    case NAM__PAR_OK: break;
+    case NAM__PAR_RANGE:
+        return nam__err(err, NAM_ERR_RANGE, "parallel sizes must be in 1..%d (tp %d, pp %d, cp %d, ep %d, etp %d)", NAM_MAX_PARALLEL, par.tp, par.pp, par.cp, par.ep, par.etp);
+    case NAM__PAR_MODEL:
+        return nam__err(err, NAM_ERR_PARALLEL, "world_size %d is not divisible by tp*pp*cp = %d*%d*%d = %lld", par.world, par.tp, par.pp, par.cp, par.model);
+    case NAM__PAR_EXPERT:
+        return nam__err(err, NAM_ERR_PARALLEL, "world_size %d is not divisible by etp*ep*pp = %d*%d*%d = %lld (the expert grid)", par.world, par.etp, par.ep, par.pp, par.emodel);
+    case NAM__PAR_ORDER:
+        return nam__err(err, NAM_ERR_PARALLEL, "order %s does not end in pp, so Megatron needs expert dp (%d) == dp (%d) when pp = %d", r->order, par.edp, par.dp, par.pp);
+    }
+    p->dp = par.dp;
+    p->etp = par.etp;
+    p->edp = par.edp;
     /* experts */
     if (r->ep > 1 && r->num_experts == 0)
         return nam__err(err, NAM_ERR_PARALLEL, "parallel.ep = %d needs moe.num_experts > 0", r->ep);
@@ -9800,36 +9834,28 @@ NAM__DEF void nam_rankmap_free(nam_rankmap *m) {
 
 NAM__DEF nam_status nam_rankmap_build(const nam_rankmap_desc *desc, nam_rankmap *m, nam_error *err) {
     nam_rankgen_desc dg, eg;
-    long long model, emodel;
+    nam__par par;
+    nam__par_rule rule;
     int i;
     nam_status st;
     const char *order;
     if (!desc || !m) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_rankmap_build: NULL argument");
     memset(m, 0, sizeof *m);
-    m->world_size = desc->world_size;
-    m->tp = desc->tp ? desc->tp : 1; m->pp = desc->pp ? desc->pp : 1; m->cp = desc->cp ? desc->cp : 1;
-    m->ep = desc->ep ? desc->ep : 1; m->etp = desc->etp ? desc->etp : m->tp;
+    par.world = desc->world_size;
+    par.tp = desc->tp ? desc->tp : 1; par.pp = desc->pp ? desc->pp : 1; par.cp = desc->cp ? desc->cp : 1;
+    par.ep = desc->ep ? desc->ep : 1; par.etp = desc->etp;
     order = desc->order ? desc->order : "tp-cp-ep-dp-pp";
-    if (m->world_size < 1 || m->world_size > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "world size %d is out of range (1..%d)", desc->world_size, NAM_MAX_PARALLEL);
-    if (m->tp < 1 || m->pp < 1 || m->cp < 1 || m->ep < 1 || m->etp < 1 || m->tp > NAM_MAX_PARALLEL || m->pp > NAM_MAX_PARALLEL ||
-        m->cp > NAM_MAX_PARALLEL || m->ep > NAM_MAX_PARALLEL || m->etp > NAM_MAX_PARALLEL)
-        return nam__err(err, NAM_ERR_RANGE, "parallel sizes must be in 1..%d (tp %d, pp %d, cp %d, ep %d, etp %d)", NAM_MAX_PARALLEL, m->tp, m->pp, m->cp, m->ep, m->etp);
+    if (par.world < 1 || par.world > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "world size %d is out of range (1..%d)", desc->world_size, NAM_MAX_PARALLEL);
+    rule = nam__parallel_sizes(&par, order);   /* the refusals below keep this order of precedence */
+    if (rule == NAM__PAR_RANGE)
+        return nam__err(err, NAM_ERR_RANGE, "parallel sizes must be in 1..%d (tp %d, pp %d, cp %d, ep %d, etp %d)", NAM_MAX_PARALLEL, par.tp, par.pp, par.cp, par.ep, par.etp);
     if (strlen(order) >= sizeof m->order) return nam__err(err, NAM_ERR_INVALID_ARG, "order '%.32s' is too long", order);
+    if (rule == NAM__PAR_MODEL) return nam__err(err, NAM_ERR_PARALLEL, "world size %d is not divisible by tp*pp*cp = %lld", par.world, par.model);
+    if (rule == NAM__PAR_EXPERT) return nam__err(err, NAM_ERR_PARALLEL, "world size %d is not divisible by etp*ep*pp = %lld (the expert grid)", par.world, par.emodel);
+    if (rule == NAM__PAR_ORDER) return nam__err(err, NAM_ERR_PARALLEL, "order %s does not end in pp, so expert dp (%d) must equal dp (%d)", order, par.edp, par.dp);
+    m->world_size = par.world;
+    m->tp = par.tp; m->pp = par.pp; m->cp = par.cp; m->ep = par.ep; m->etp = par.etp; m->dp = par.dp; m->edp = par.edp;
     snprintf(m->order, sizeof m->order, "%s", order);
-    model = NAM__CAST(long long, m->tp) * m->pp * m->cp;
-    if (m->world_size % model) { i = m->world_size; memset(m, 0, sizeof *m); return nam__err(err, NAM_ERR_PARALLEL, "world size %d is not divisible by tp*pp*cp = %lld", i, model); }
-    m->dp = NAM__CAST(int, m->world_size / model);
-    emodel = NAM__CAST(long long, m->etp) * m->ep * m->pp;
-    if (m->world_size % emodel) { i = m->world_size; memset(m, 0, sizeof *m); return nam__err(err, NAM_ERR_PARALLEL, "world size %d is not divisible by etp*ep*pp = %lld (the expert grid)", i, emodel); }
-    m->edp = NAM__CAST(int, m->world_size / emodel);
-    {
-        size_t ol = strlen(order);
-        if (!(ol >= 2 && !strcmp(order + ol - 2, "pp")) && m->pp != 1 && m->edp != m->dp) {
-            st = nam__err(err, NAM_ERR_PARALLEL, "order %s does not end in pp, so expert dp (%d) must equal dp (%d)", order, m->edp, m->dp);
-            memset(m, 0, sizeof *m);
-            return st;
-        }
-    }
     memset(&dg, 0, sizeof dg);
     dg.tp = m->tp; dg.ep = 1; dg.dp = m->dp; dg.pp = m->pp; dg.cp = m->cp; dg.order = order;
     memset(&eg, 0, sizeof eg);
