@@ -8836,8 +8836,6 @@ static void nam__preflight(nam_plan *p) {
     }
 }
 
-static const char *const nam__stock_spec = "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec";
-
 /* Settings of a section that only means something with another key: compared with the
    built-in defaults, since nam_recipe_set cannot know the order keys were set in. */
 static nam_status nam__check_dependent_keys(const nam_recipe *r, nam_error *err) {
@@ -8944,7 +8942,7 @@ NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error 
     }
     st = nam__check_dependent_keys(r, err);
     if (st) goto fail;
-    p->stock_spec = !strcmp(r->spec, nam__stock_spec);
+    p->stock_spec = !strcmp(r->spec, nam__fields[NAM__F_model_spec].def);   /* the built-in default is Megatron's stock spec */
     p->m2rnn_num_heads = nam__m2rnn_heads(r);
     /* 2. bindings must name families the pattern can hold */
     {
@@ -9167,7 +9165,7 @@ static int nam__spec_note(const nam_plan *p, char *out, size_t n) {
     if (!p->stock_spec) return 0;
     for (i = 0; i < p->num_seams; i++) k += p->seams[i].kind != NAM_SEAM_UNMAPPED;
     if (!k) return 0;
-    l = NAM__CAST(size_t, snprintf(out, n, "--spec is Megatron's stock hybrid_stack_spec, which cannot build the custom seam(s)"));
+    l = NAM__CAST(size_t, snprintf(out, n, "%s is Megatron's stock hybrid_stack_spec, which cannot build the custom seam(s)", NAM__FLAG(model, spec)));
     for (i = 0; i < p->num_seams && l < n; i++)
         if (p->seams[i].kind != NAM_SEAM_UNMAPPED) l += NAM__CAST(size_t, snprintf(out + l, n - l, " %s", p->seams[i].name));
     if (l < n) snprintf(out + l, n - l, "; set model.spec to a layer spec that supplies them (strict mode refuses this plan)");
