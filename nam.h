@@ -7838,6 +7838,12 @@ static int nam__seam_index(const nam_plan *p, const char *name) {
     return -1;
 }
 
+/* Megatron's --ffn-hidden-size when none is given: 4h, or with swiglu 8h/3 rounded down to
+   a multiple of 64 (arguments.py); the plan's value when model.ffn_hidden_size is 0. */
+static int nam__megatron_ffn_hidden_size(const nam_recipe *r) {
+    return strcmp(r->activation, "swiglu") ? 4 * r->hidden_size : NAM__CAST(int, (8LL * r->hidden_size) / 192 * 64);
+}
+
 /* The R mixer's value heads: m2rnn.num_heads, else max(1, floor(hidden / (K + V))). */
 static int nam__m2rnn_heads(const nam_recipe *r) {
     int h;
@@ -9065,9 +9071,7 @@ NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error 
         shadow = NULL;
     }
     /* 6. launch policy */
-    if (r->ffn_hidden_size) p->ffn_hidden_size = r->ffn_hidden_size;
-    else if (!strcmp(r->activation, "swiglu")) p->ffn_hidden_size = NAM__CAST(int, (8LL * r->hidden_size) / 192 * 64);
-    else p->ffn_hidden_size = 4 * r->hidden_size;
+    p->ffn_hidden_size = r->ffn_hidden_size ? r->ffn_hidden_size : nam__megatron_ffn_hidden_size(r);
     if (p->ffn_hidden_size <= 0) { st = nam__err(err, NAM_ERR_RANGE, "derived ffn_hidden_size %d is not positive (model.hidden_size %d)", p->ffn_hidden_size, r->hidden_size); goto fail; }
     st = nam__check_policy(p, err);
     if (st) goto fail;
@@ -9637,7 +9641,7 @@ static int nam__megatron_default(const nam_plan *p, const char *flag, char *out,
     case NAM__F_parallel_etp: snprintf(out, n, "%d", r->tp); return 1;
     case NAM__F_model_kv_channels: snprintf(out, n, "%d", r->hidden_size / r->num_attention_heads); return 1;
     case NAM__F_model_ffn_hidden_size:
-        snprintf(out, n, "%d", strcmp(r->activation, "swiglu") ? 4 * r->hidden_size : NAM__CAST(int, (4.0 * r->hidden_size * 2 / 3) / 64) * 64);
+        snprintf(out, n, "%d", nam__megatron_ffn_hidden_size(r));
         return 1;
     case NAM__F_moe_ffn_hidden_size: snprintf(out, n, "%d", p->ffn_hidden_size); return 1;
     case NAM__F_mamba_num_heads:
