@@ -6859,214 +6859,201 @@ enum { NAM__POS_DSA, NAM__POS_ENGRAM, NAM__POS_MHC, NAM__POS_MOD };
 #define NAM__PAR ((double)NAM_MAX_PARALLEL)
 /* Every recipe key, one row each: section, key, nam_recipe member, range or choices, the
    built-in default, the Megatron flag it drives (NULL for none) and the doc ('@' = the flag).
-   NAM__I int, NAM__B bool, NAM__S string, NAM__D double, NAM__DO double with open ends,
-   NAM__X other types, NAM__L integer list (values in [lo, hi], distinct; count in `cnt`;
-   slot: key_pos index or -1). Expanded twice: into the row indices NAM__F_section_key and
-   into nam__fields[]. */
-#define NAM__FIELD_ROWS \
-    NAM__S(recipe, name, name, NULL, "NAM56R", NULL, "recipe family name") \
-    NAM__S(recipe, mode, mode, "plan|strict", "plan", NULL, "strict: stop at the first family without a Megatron symbol; plan: keep it as a named seam") \
-    NAM__X(pattern, text, NAM__T_PATTERN, pattern, "AEMEAEMEAEMR/AF", NULL, "authored pattern (main [/mtp ...]); NAM56R's MTP block is AF = Megatron '*-' (attention + dense MLP), as its stack launches it") \
-    NAM__B(pattern, tile, tile, "true", NULL, "true: text's main part is a motif tiled to depth") \
-    NAM__I(pattern, depth, depth, 0, NAM_MAX_DEPTH, "52", "--num-layers", "layers; 0 = the written length") \
-    NAM__I(pattern, stages, stages, 0, NAM_MAX_DEPTH, "4", NULL, "N equal stages; 0 = as written with '|'") \
-    NAM__X(pattern, families, NAM__T_FAMILIES, families, "", NULL, "further family letters, e.g. XY") \
-    NAM__X(pattern, map, NAM__T_MAP, map, "", NULL, "explicit bindings FAMILY=SYMBOL, e.g. R=G") \
-    NAM__L(pattern, dsa_layers, dsa_layers, num_dsa_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_DSA, "", NULL, "A-layer indices (0-based) lowered to D (needs model.mla)") \
-    NAM__S(pattern, mamba_impl, mamba_impl, "mamba2|mamba3|custom", "mamba3", NULL, "mamba2 is native; mamba3/custom keep M native with a custom seam") \
-    NAM__I(model, hidden_size, hidden_size, 1, NAM__DIM, "4096", "--hidden-size", "@") \
-    NAM__I(model, ffn_hidden_size, ffn_hidden_size, 0, NAM__DIM, "0", "--ffn-hidden-size", "@; 0 = Megatron's default (4h, or 8h/3 rounded down to 64 with swiglu)") \
-    NAM__I(model, num_attention_heads, num_attention_heads, 1, NAM__DIM, "32", "--num-attention-heads", "@") \
-    NAM__I(model, num_query_groups, num_query_groups, 0, NAM__DIM, "8", "--num-query-groups", "--group-query-attention @; 0 = no GQA") \
-    NAM__I(model, kv_channels, kv_channels, 0, NAM__DIM, "0", "--kv-channels", "@; 0 = hidden / heads") \
-    NAM__I(model, seq_length, seq_length, 1, NAM__DIM, "4096", "--seq-length", "@") \
-    NAM__I(model, max_position_embeddings, max_position_embeddings, 0, NAM__DIM, "0", "--max-position-embeddings", "@; 0 = seq_length") \
-    NAM__S(model, position_embedding_type, position_embedding_type, "rope|none|learned_absolute", "rope", "--position-embedding-type", "@ (always emitted)") \
-    NAM__S(model, normalization, normalization, "RMSNorm|LayerNorm", "RMSNorm", "--normalization", "@") \
-    NAM__S(model, activation, activation, "swiglu|squared_relu|gelu", "swiglu", NULL, "--swiglu / --squared-relu / neither") \
-    NAM__B(model, untie_embeddings, untie_embeddings, "true", "--untie-embeddings-and-output-weights", "@") \
-    NAM__B(model, disable_bias_linear, disable_bias_linear, "true", "--disable-bias-linear", "@ (required for DSA)") \
-    NAM__B(model, mla, mla, "false", "--multi-latent-attention", "lower A to '+' (MLA); @") \
-    NAM__I(model, vocab_size, vocab_size, 1, 1 << 30, "131072", NULL, "padded vocabulary size, for the pre-flight (embedding, output layer, logits FLOPs); never emitted") \
-    NAM__X(model, spec, NAM__T_SPEC, spec, "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec", "--spec", "@ MODULE BUILDER: the hybrid layer spec; the stock one cannot build custom seams (strict mode refuses it then)") \
-    NAM__I(mla, q_lora_rank, q_lora_rank, 0, NAM__DIM, "1536", "--q-lora-rank", "@; 0 = none") \
-    NAM__I(mla, kv_lora_rank, kv_lora_rank, 1, NAM__DIM, "512", "--kv-lora-rank", "@") \
-    NAM__I(mla, qk_head_dim, qk_head_dim, 1, NAM__DIM, "128", "--qk-head-dim", "@") \
-    NAM__I(mla, qk_pos_emb_head_dim, qk_pos_emb_head_dim, 1, NAM__DIM, "64", "--qk-pos-emb-head-dim", "@") \
-    NAM__I(mla, v_head_dim, v_head_dim, 1, NAM__DIM, "128", "--v-head-dim", "@") \
-    NAM__I(moe, num_experts, num_experts, 0, NAM__DIM, "64", "--num-experts", "@; 0 = no MoE (then E is refused)") \
-    NAM__I(moe, router_topk, router_topk, 1, NAM__DIM, "6", "--moe-router-topk", "@") \
-    NAM__I(moe, ffn_hidden_size, moe_ffn_hidden_size, 0, NAM__DIM, "1408", "--moe-ffn-hidden-size", "@; 0 = model.ffn_hidden_size") \
-    NAM__I(moe, shared_expert_size, shared_expert_size, 0, NAM__DIM, "2816", "--moe-shared-expert-intermediate-size", "@; 0 = none") \
-    NAM__S(moe, score_function, score_function, "softmax|sigmoid|sqrtsoftplus", "sigmoid", "--moe-router-score-function", "@") \
-    NAM__B(moe, pre_softmax, pre_softmax, "false", "--moe-router-pre-softmax", "@") \
-    NAM__B(moe, expert_bias, expert_bias, "true", "--moe-router-enable-expert-bias", "@ (sigmoid/sqrtsoftplus only)") \
-    NAM__B(moe, grouped_gemm, grouped_gemm, "true", "--moe-grouped-gemm", "@") \
-    NAM__S(moe, load_balancing, load_balancing, "aux_loss|seq_aux_loss|global_aux_loss|sinkhorn|none", "seq_aux_loss", "--moe-router-load-balancing-type", "@") \
-    NAM__D(moe, aux_loss_coeff, aux_loss_coeff, 0, 1e6, "0.0001", "--moe-aux-loss-coeff", "@") \
-    NAM__S(moe, dispatcher, dispatcher, "allgather|alltoall|flex", "alltoall", "--moe-token-dispatcher-type", "@") \
-    NAM__D(moe, capacity_factor, capacity_factor, 0, 1e3, "0", "--moe-expert-capacity-factor", "@; 0 = dropless (none)") \
-    NAM__B(moe, pad_to_capacity, pad_to_capacity, "false", "--moe-pad-expert-input-to-capacity", "@ (needs capacity_factor)") \
-    NAM__I(mamba, state_dim, mamba_state_dim, 1, NAM__DIM, "128", "--mamba-state-dim", "@") \
-    NAM__I(mamba, head_dim, mamba_head_dim, 1, NAM__DIM, "64", "--mamba-head-dim", "@") \
-    NAM__I(mamba, num_groups, mamba_num_groups, 1, NAM__DIM, "8", "--mamba-num-groups", "@") \
-    NAM__I(mamba, num_heads, mamba_num_heads, 0, NAM__DIM, "0", "--mamba-num-heads", "@; 0 = expand * hidden / head_dim (expand 2, or mamba3.expand)") \
-    NAM__I(gdn, num_key_heads, gdn_num_key_heads, 1, NAM__DIM, "16", "--linear-num-key-heads", "@ (G layers)") \
-    NAM__I(gdn, num_value_heads, gdn_num_value_heads, 1, NAM__DIM, "32", "--linear-num-value-heads", "@") \
-    NAM__I(gdn, key_head_dim, gdn_key_head_dim, 1, NAM__DIM, "128", "--linear-key-head-dim", "@") \
-    NAM__I(gdn, value_head_dim, gdn_value_head_dim, 1, NAM__DIM, "128", "--linear-value-head-dim", "@") \
-    NAM__I(gdn, conv_kernel_dim, gdn_conv_kernel_dim, 1, NAM__DIM, "4", "--linear-conv-kernel-dim", "@") \
-    NAM__I(dsa, indexer_n_heads, dsa_indexer_n_heads, 1, NAM__DIM, "32", "--dsa-indexer-n-heads", "@ (D layers)") \
-    NAM__I(dsa, indexer_head_dim, dsa_indexer_head_dim, 1, NAM__DIM, "64", "--dsa-indexer-head-dim", "@") \
-    NAM__I(dsa, indexer_topk, dsa_indexer_topk, 1, NAM__DIM, "256", "--dsa-indexer-topk", "@ (tokens each query attends to)") \
-    NAM__D(dsa, indexer_loss_coeff, dsa_indexer_loss_coeff, 0, 1e6, "0.001", "--dsa-indexer-loss-coeff", "@ (0 disables the indexer loss)") \
-    NAM__I(m2rnn, k_head_dim, m2rnn_k_head_dim, 1, NAM__DIM, "64", NULL, "R mixer (M2RNN): key head dim K (one shared q/k head)") \
-    NAM__I(m2rnn, v_head_dim, m2rnn_v_head_dim, 1, NAM__DIM, "16", NULL, "R mixer: value head dim V (state K x V per head)") \
-    NAM__I(m2rnn, conv_kernel, m2rnn_conv_kernel, 1, 64, "4", NULL, "R mixer: causal depthwise conv kernel over q, k, v") \
-    NAM__I(m2rnn, num_heads, m2rnn_num_heads, 0, NAM__DIM, "0", NULL, "R mixer: value heads; 0 = max(1, floor(hidden / (K + V)))") \
-    NAM__B(m2rnn, residual, m2rnn_residual, "true", NULL, "R mixer: residual D term (y += D * v)") \
-    NAM__D(mamba3, rope_fraction, mamba3_rope_fraction, 0, 1, "0.5", NULL, "Mamba-3: fraction of the state dim under data-dependent rotary") \
-    NAM__B(mamba3, mimo, mamba3_mimo, "false", NULL, "Mamba-3: MIMO (rank mimo_rank) instead of SISO") \
-    NAM__I(mamba3, mimo_rank, mamba3_mimo_rank, 1, 64, "4", NULL, "Mamba-3: MIMO rank R (used when mimo = true)") \
-    NAM__I(mamba3, chunk_size, mamba3_chunk_size, 1, 4096, "64", NULL, "Mamba-3: scan chunk size") \
-    NAM__DO(mamba3, a_floor, mamba3_a_floor, 0, 1e6, NAM__LO_OPEN, "0.0001", NULL, "Mamba-3: A = -max(softplus(a), a_floor)") \
-    NAM__DO(mamba3, dt_min, mamba3_dt_min, 0, 1e6, NAM__LO_OPEN, "0.001", NULL, "Mamba-3: dt init range, low end") \
-    NAM__DO(mamba3, dt_max, mamba3_dt_max, 0, 1e6, NAM__LO_OPEN, "0.1", NULL, "Mamba-3: dt init range, high end (>= dt_min)") \
-    NAM__I(mamba3, expand, mamba3_expand, 1, 64, "2", NULL, "Mamba-3: inner width = expand * hidden; heads = expand * hidden / mamba.head_dim") \
-    NAM__D(mtp, loss_scaling_factor, mtp_loss_scaling_factor, 0, 1e6, "0.1", "--mtp-loss-scaling-factor", "@") \
-    NAM__I(mtp, depths, mtp_depths, 0, NAM_MAX_MTP_DEPTHS, "0", "--mtp-num-layers", "MTP depths (@): the written MTP block repeated N times; 0 = as many copies as pattern.text writes") \
-    NAM__I(parallel, world_size, world_size, 1, NAM__PAR, "8", NULL, "ranks in the job") \
-    NAM__I(parallel, tp, tp, 1, NAM__PAR, "2", "--tensor-model-parallel-size", "@") \
-    NAM__I(parallel, pp, pp, 1, NAM__PAR, "2", "--pipeline-model-parallel-size", "@") \
-    NAM__I(parallel, cp, cp, 1, NAM__PAR, "1", "--context-parallel-size", "@") \
-    NAM__I(parallel, ep, ep, 1, NAM__PAR, "4", "--expert-model-parallel-size", "@") \
-    NAM__I(parallel, etp, etp, 0, NAM__PAR, "1", "--expert-tensor-parallel-size", "@; 0 = tp") \
-    NAM__B(parallel, sequence_parallel, sequence_parallel, "true", "--sequence-parallel", "@ (needs tp > 1)") \
-    NAM__B(parallel, overlap_p2p, overlap_p2p, "true", "--no-overlap-p2p-communication", "false emits @") \
-    NAM__I(parallel, first_stage_layers, first_stage_layers, 0, NAM_MAX_DEPTH, "0", "--decoder-first-pipeline-num-layers", "@; 0 = none") \
-    NAM__I(parallel, last_stage_layers, last_stage_layers, 0, NAM_MAX_DEPTH, "0", "--decoder-last-pipeline-num-layers", "@; 0 = none") \
-    NAM__S(parallel, order, order, "tp-cp-ep-dp-pp|tp-cp-ep-pp-dp", "tp-cp-ep-dp-pp", "--use-tp-pp-dp-mapping", "rank order; tp-cp-ep-pp-dp emits @") \
-    NAM__S(parallel, cp_comm_type, cp_comm_type, "p2p|a2a|allgather|a2a+p2p", "p2p", "--cp-comm-type", "@ (emitted when cp > 1)") \
-    NAM__B(parallel, distributed_optimizer, distributed_optimizer, "true", "--use-distributed-optimizer", "@: optimizer state sharded over data parallel") \
-    NAM__L(parallel, hierarchical_cp_sizes, hierarchical_cp_sizes, num_hierarchical_cp_sizes, 1, NAM__PAR, -1, "", "--hierarchical-context-parallel-sizes", "@ (product = cp; required by a2a+p2p)") \
-    NAM__S(memory, recompute_granularity, recompute_granularity, "none|selective|full", "none", "--recompute-granularity", "@ (none emits nothing)") \
-    NAM__S(memory, recompute_method, recompute_method, "uniform|block", "uniform", "--recompute-method", "@, with full recompute") \
-    NAM__I(memory, recompute_num_layers, recompute_num_layers, 1, NAM_MAX_DEPTH, "1", "--recompute-num-layers", "@, with full recompute (1..layers per pp rank)") \
-    NAM__X(memory, recompute_modules, NAM__T_RMODULES, recompute_modules, "core_attn", "--recompute-modules", "@, with selective recompute (core_attn moe_act layernorm mla_up_proj mlp moe shared_experts gdn_norm_out mhc)") \
-    NAM__S(implementation, transformer_impl, transformer_impl, "transformer_engine|local", "transformer_engine", "--transformer-impl", "fixed policy: @") \
-    NAM__S(implementation, attention_backend, attention_backend, "auto|flash|fused|unfused", "auto", "--attention-backend", "fixed policy: @ (local needs --spec local, which a hybrid plan never uses)") \
-    NAM__B(implementation, use_flash_attn, use_flash_attn, "false", "--use-flash-attn", "fixed policy: @") \
-    NAM__B(implementation, gradient_accumulation_fusion, gradient_accumulation_fusion, "true", "--no-gradient-accumulation-fusion", "fixed policy: false emits @") \
-    NAM__B(implementation, persist_layer_norm, persist_layer_norm, "true", "--no-persist-layer-norm", "fixed policy: false emits @") \
-    NAM__B(implementation, masked_softmax_fusion, masked_softmax_fusion, "true", "--no-masked-softmax-fusion", "fixed policy: false emits @") \
-    NAM__B(implementation, rope_fusion, rope_fusion, "true", "--no-rope-fusion", "fixed policy: false emits @ (DSA plans always get it)") \
-    NAM__B(implementation, mla_down_proj_fusion, mla_down_proj_fusion, "false", "--mla-down-proj-fusion", "fixed policy: @ (needs model.mla)") \
-    NAM__B(implementation, moe_permute_fusion, moe_permute_fusion, "false", "--moe-permute-fusion", "fixed policy: @ (with MoE)") \
-    NAM__B(implementation, moe_router_fusion, moe_router_fusion, "false", "--moe-router-fusion", "fixed policy: @ (with MoE)") \
-    NAM__B(implementation, moe_shared_expert_overlap, moe_shared_expert_overlap, "false", "--moe-shared-expert-overlap", "fixed policy: @ (shared expert, alltoall or flex)") \
-    NAM__S(implementation, moe_flex_backend, moe_flex_backend, "deepep|hybridep", "deepep", "--moe-flex-dispatcher-backend", "fixed policy: @, with moe.dispatcher = flex") \
-    NAM__I(train, train_iters, train_iters, 0, 1 << 30, "0", "--train-iters", "fixed policy: @; 0 = not given") \
-    NAM__D(train, lr, lr, 0, 1e6, "0", "--lr", "fixed policy: @; 0 = not given") \
-    NAM__D(train, min_lr, min_lr, 0, 1e6, "0", "--min-lr", "fixed policy: @ (<= lr)") \
-    NAM__S(train, lr_decay_style, lr_decay_style, "constant|linear|cosine|inverse-square-root|WSD", "linear", "--lr-decay-style", "fixed policy: @") \
-    NAM__I(train, lr_warmup_iters, lr_warmup_iters, 0, 1 << 30, "0", "--lr-warmup-iters", "fixed policy: @") \
-    NAM__D(train, clip_grad, clip_grad, 0, 1e6, "1", "--clip-grad", "fixed policy: @") \
-    NAM__I(train, eval_interval, eval_interval, 0, 1 << 30, "0", "--eval-interval", "fixed policy: @; 0 = not given") \
-    NAM__I(train, eval_iters, eval_iters, 0, 1 << 30, "100", "--eval-iters", "fixed policy: @") \
-    NAM__I(train, log_interval, log_interval, 1, 1 << 30, "100", "--log-interval", "fixed policy: @") \
-    NAM__I(train, save_interval, save_interval, 0, 1 << 30, "0", "--save-interval", "fixed policy: @; 0 = not given") \
-    NAM__B(train, log_throughput, log_throughput, "false", "--log-throughput", "fixed policy: @") \
-    NAM__S(data, data_path, data_path, NULL, "", "--data-path", "fixed policy: @ (words separated by spaces: [weight] prefix ...); never opened") \
-    NAM__S(data, tokenizer_type, tokenizer_type, "|GPT2BPETokenizer|SentencePieceTokenizer|GPTSentencePieceTokenizer|HuggingFaceTokenizer|Llama2Tokenizer|TikTokenizer|NullTokenizer", "", "--tokenizer-type", "fixed policy: @; empty = not given") \
-    NAM__S(data, tokenizer_model, tokenizer_model, NULL, "", "--tokenizer-model", "fixed policy: @ (a path or hub name; never opened)") \
-    NAM__S(data, split, split, NULL, "", "--split", "fixed policy: @, e.g. 969,30,1; empty = not given") \
-    NAM__B(data, mock_data, mock_data, "false", "--mock-data", "fixed policy: @ (synthetic data instead of data_path)") \
-    NAM__S(data, save, save_dir, NULL, "", "--save", "fixed policy: @ (checkpoint directory; never opened)") \
-    NAM__S(data, load, load_dir, NULL, "", "--load", "fixed policy: @ (checkpoint directory; never opened)") \
-    NAM__D(preflight, device_memory_gib, device_memory_gib, 0, 1e6, "0", NULL, "GPU memory in GiB; plan mode warns and strict mode refuses when a pp rank's static memory exceeds it; 0 = not checked") \
-    NAM__D(preflight, peak_tflops, peak_tflops, 0, 1e9, "989", NULL, "dense bf16 peak per GPU in TFLOP/s, for MFU (989 = H100/H200 SXM)") \
-    NAM__D(preflight, step_time_s, step_time_s, 0, 1e9, "0", NULL, "measured seconds per global batch; > 0 gives TFLOP/s per GPU and MFU") \
-    NAM__I(batch, micro_batch_size, micro_batch_size, 1, NAM__DIM, "1", "--micro-batch-size", "@") \
-    NAM__I(batch, global_batch_size, global_batch_size, 0, 1 << 30, "64", "--global-batch-size", "@; 0 = micro * dp") \
-    NAM__S(precision, dtype, dtype, "bf16|fp16|fp32", "bf16", NULL, "--bf16 / --fp16 / neither") \
-    NAM__S(precision, fp8, fp8, "none|e4m3|hybrid", "none", "--fp8-format", "@") \
-    NAM__S(precision, fp8_recipe, fp8_recipe, "delayed|tensorwise|mxfp8|blockwise", "delayed", "--fp8-recipe", "@, with fp8 (mxfp8 needs Blackwell)") \
-    NAM__I(precision, fp8_amax_history_len, fp8_amax_history_len, 1, 1 << 20, "1", "--fp8-amax-history-len", "@, with the delayed recipe") \
-    NAM__S(precision, fp8_amax_compute_algo, fp8_amax_compute_algo, "most_recent|max", "most_recent", "--fp8-amax-compute-algo", "@, with the delayed recipe") \
-    NAM__S(precision, moe_router_dtype, moe_router_dtype, "none|fp32|fp64", "none", "--moe-router-dtype", "@ (with MoE); none = the model dtype") \
-    NAM__S(cuda_graph, impl, cuda_graph_impl, "none|local|transformer_engine|full_iteration", "transformer_engine", "--cuda-graph-impl", "@") \
-    NAM__I(cuda_graph, warmup_steps, cuda_graph_warmup_steps, 0, 1 << 20, "3", "--cuda-graph-warmup-steps", "@ (with CUDA graphs)") \
-    NAM__X(cuda_graph, modules, NAM__T_MODULES, cuda_graph_modules, "attn,mamba,moe_router,moe_preprocess", "--cuda-graph-modules", "@ (comma list; empty = whole layer)") \
-    NAM__B(engram, enabled, engram_enabled, "false", NULL, "Engram (n-gram memory) on A layers: a feature seam, never a Megatron flag") \
-    NAM__L(engram, layers, engram_layers, num_engram_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_ENGRAM, "", NULL, "0-based A-layer indices carrying Engram (required when enabled)") \
-    NAM__L(engram, ngram_orders, engram_ngram_orders, num_engram_ngram_orders, 1, 64, -1, "2,3,4", NULL, "n-gram orders") \
-    NAM__I(engram, bottleneck_dim, engram_bottleneck_dim, 0, NAM__DIM, "0", NULL, "bottleneck width; 0 = none") \
-    NAM__DO(engram, dropout, engram_dropout, 0, 1, NAM__HI_OPEN, "0", NULL, "dropout in [0, 1)") \
-    NAM__B(engram, gated, engram_gated, "false", NULL, "gated read-out") \
-    NAM__B(engram, gate_sqrt_compress, engram_gate_sqrt_compress, "false", NULL, "sqrt-compressed gate") \
-    NAM__I(engram, conv_kernel, engram_conv_kernel, 0, 64, "0", NULL, "short conv kernel; 0 = none") \
-    NAM__S(engram, conv_impl, engram_conv_impl, "xla_safe|maxtext_depthwise", "xla_safe", NULL, "conv implementation") \
-    NAM__B(mhc, enabled, mhc_enabled, "false", NULL, "mHC (manifold hyper-connections) on A layers: a feature seam") \
-    NAM__L(mhc, layers, mhc_layers, num_mhc_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_MHC, "", NULL, "0-based A-layer indices carrying mHC (required when enabled)") \
-    NAM__I(mhc, n_streams, mhc_n_streams, 2, 64, "4", NULL, "residual streams (> 1)") \
-    NAM__I(mhc, sinkhorn_iters, mhc_sinkhorn_iters, 1, 1000, "5", NULL, "Sinkhorn iterations") \
-    NAM__DO(mhc, temperature, mhc_temperature, 0, 1e6, NAM__LO_OPEN, "1", NULL, "Sinkhorn temperature (> 0)") \
-    NAM__DO(mhc, epsilon, mhc_epsilon, 0, 1, NAM__LO_OPEN, "1e-06", NULL, "Sinkhorn epsilon (> 0)") \
-    NAM__D(mhc, blend_alpha, mhc_blend_alpha, 0, 1e6, "1", NULL, "blend factor (>= 0)") \
-    NAM__B(mhc, dynamic, mhc_dynamic, "false", NULL, "input-dependent mixing") \
-    NAM__S(mhc, dynamic_mode, mhc_dynamic_mode, "maxtext|pooled", "maxtext", NULL, "dynamic mixing mode") \
-    NAM__B(mhc, fused_ops, mhc_fused_ops, "false", NULL, "fused kernels") \
-    NAM__I(mhc, recompute_group_size, mhc_recompute_group_size, -1, NAM_MAX_DEPTH, "0", NULL, "recompute grouping; 0 = automatic, -1 = off") \
-    NAM__B(mod, enabled, mod_enabled, "false", NULL, "MoD (mixture of depths) on E layers: a feature seam") \
-    NAM__L(mod, layers, mod_layers, num_mod_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_MOD, "", NULL, "0-based E-layer indices carrying MoD (required when enabled)") \
-    NAM__DO(mod, capacity, mod_capacity, 0, 1, NAM__LO_OPEN, "0.5", NULL, "token capacity in (0, 1]") \
-    NAM__D(mod, aux_loss_weight, mod_aux_loss_weight, 0, 1e6, "0.01", NULL, "router aux loss weight (>= 0)") \
-    NAM__S(mod, routing, mod_routing, "topk|threshold|progressive|gateskip", "topk", NULL, "routing rule") \
-    NAM__S(mod, target, mod_target, NULL, "", NULL, "routing target (free text, passed to the runtime)") \
-    NAM__S(mod, scorer, mod_scorer, NULL, "", NULL, "scorer (free text)") \
-    NAM__S(mod, selector, mod_selector, NULL, "", NULL, "selector (free text)") \
-    NAM__S(mod, schedule, mod_schedule, NULL, "", NULL, "capacity schedule (free text)") \
-    NAM__S(mod, executor, mod_executor, "auto|gather|mask", "auto", NULL, "executor") \
-    NAM__B(mod, ffn_only, mod_ffn_only, "false", NULL, "route the FFN only") \
-    NAM__I(mod, skip_first_n, mod_skip_first_n, 0, NAM_MAX_DEPTH, "4", NULL, "leave the first N layers unrouted") \
-    NAM__B(mod, skip_mamba, mod_skip_mamba, "true", NULL, "never route Mamba layers") \
-    NAM__B(moda, enabled, moda_enabled, "false", NULL, "MoDA (mixture-of-depths attention), model-wide: a feature seam") \
-    NAM__B(ngram_hash, enabled, ngram_hash_enabled, "false", NULL, "n-gram hash embedding added to the input embedding: a feature seam") \
-    NAM__L(ngram_hash, orders, ngram_hash_orders, num_ngram_hash_orders, 1, 64, -1, "2,3", NULL, "n-gram orders") \
-    NAM__I(ngram_hash, heads, ngram_hash_heads, 1, 4096, "8", NULL, "hash heads") \
-    NAM__I(ngram_hash, table_size, ngram_hash_table_size, 1, 1 << 30, "500000", NULL, "rows per hash table") \
-    NAM__I(ngram_hash, embed_dim, ngram_hash_embed_dim, 1, NAM__DIM, "16", NULL, "embedding width per head") \
-    NAM__B(ngram_hash, offload, ngram_hash_offload, "false", NULL, "keep the tables in host memory") \
-    NAM__B(structure, enabled, structure_enabled, "false", NULL, "structure (AST) embedding on the input embedding: a feature seam") \
-    NAM__S(structure, components, structure_components, "core|all", "core", NULL, "embedded components") \
-    NAM__I(structure, max_ast_depth, structure_max_ast_depth, 1, 1 << 20, "20", NULL, "AST depth buckets (> 0)") \
-    NAM__I(structure, max_sibling_index, structure_max_sibling_index, 0, 1 << 20, "10", NULL, "sibling-index buckets (>= 0)") \
-    NAM__I(structure, num_node_types, structure_num_node_types, 1, 1 << 20, "64", NULL, "node types (> 0)") \
-    NAM__I(structure, bottleneck_dim, structure_bottleneck_dim, 1, NAM__DIM, "64", NULL, "bottleneck width (> 0)") \
-    NAM__B(structure, relation_bias, structure_relation_bias, "false", NULL, "relation bias") \
-    NAM__B(structure, tree_ffn, structure_tree_ffn, "false", NULL, "tree FFN") \
-    NAM__I(structure, tree_ffn_steps, structure_tree_ffn_steps, 1, 1024, "3", NULL, "tree FFN steps (> 0)") \
-    NAM__DO(structure, tree_ffn_dropout, structure_tree_ffn_dropout, 0, 1, NAM__HI_OPEN, "0", NULL, "tree FFN dropout in [0, 1)") \
-    NAM__B(structure, platform_embed, structure_platform_embed, "false", NULL, "platform embedding") \
-    NAM__S(runtime, recipe_mode, recipe_mode, NULL, "pretrain", NULL, "fixed policy: launcher recipe mode") \
-    NAM__S(runtime, cache_dir, cache_dir, NULL, "/tmp/nam-cache", NULL, "fixed policy: pre-import cache root (set before importing torch)") \
-    NAM__X(runtime, env, NAM__T_ENV, env, "CUDA_DEVICE_MAX_CONNECTIONS=1,NCCL_P2P_LEVEL=NVL,TORCH_NCCL_AVOID_RECORD_STREAMS=1", NULL, "fixed policy: CUDA/NCCL environment, comma list KEY=VALUE")
+   INT, BOOL, STR (choices "a|b" or NULL), DBL, DBLO (a double with open ends), OTHER (its
+   type), LIST (integers in [lo, hi], distinct; count in `cnt`; slot: key_pos index or -1).
+   Expanded twice: into the row indices NAM__F_section_key and into nam__fields[]. */
+#define NAM__FIELD_ROWS(INT, BOOL, STR, DBL, DBLO, OTHER, LIST) \
+    STR(recipe, name, name, NULL, "NAM56R", NULL, "recipe family name") \
+    STR(recipe, mode, mode, "plan|strict", "plan", NULL, "strict: stop at the first family without a Megatron symbol; plan: keep it as a named seam") \
+    OTHER(pattern, text, NAM__T_PATTERN, pattern, "AEMEAEMEAEMR/AF", NULL, "authored pattern (main [/mtp ...]); NAM56R's MTP block is AF = Megatron '*-' (attention + dense MLP), as its stack launches it") \
+    BOOL(pattern, tile, tile, "true", NULL, "true: text's main part is a motif tiled to depth") \
+    INT(pattern, depth, depth, 0, NAM_MAX_DEPTH, "52", "--num-layers", "layers; 0 = the written length") \
+    INT(pattern, stages, stages, 0, NAM_MAX_DEPTH, "4", NULL, "N equal stages; 0 = as written with '|'") \
+    OTHER(pattern, families, NAM__T_FAMILIES, families, "", NULL, "further family letters, e.g. XY") \
+    OTHER(pattern, map, NAM__T_MAP, map, "", NULL, "explicit bindings FAMILY=SYMBOL, e.g. R=G") \
+    LIST(pattern, dsa_layers, dsa_layers, num_dsa_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_DSA, "", NULL, "A-layer indices (0-based) lowered to D (needs model.mla)") \
+    STR(pattern, mamba_impl, mamba_impl, "mamba2|mamba3|custom", "mamba3", NULL, "mamba2 is native; mamba3/custom keep M native with a custom seam") \
+    INT(model, hidden_size, hidden_size, 1, NAM__DIM, "4096", "--hidden-size", "@") \
+    INT(model, ffn_hidden_size, ffn_hidden_size, 0, NAM__DIM, "0", "--ffn-hidden-size", "@; 0 = Megatron's default (4h, or 8h/3 rounded down to 64 with swiglu)") \
+    INT(model, num_attention_heads, num_attention_heads, 1, NAM__DIM, "32", "--num-attention-heads", "@") \
+    INT(model, num_query_groups, num_query_groups, 0, NAM__DIM, "8", "--num-query-groups", "--group-query-attention @; 0 = no GQA") \
+    INT(model, kv_channels, kv_channels, 0, NAM__DIM, "0", "--kv-channels", "@; 0 = hidden / heads") \
+    INT(model, seq_length, seq_length, 1, NAM__DIM, "4096", "--seq-length", "@") \
+    INT(model, max_position_embeddings, max_position_embeddings, 0, NAM__DIM, "0", "--max-position-embeddings", "@; 0 = seq_length") \
+    STR(model, position_embedding_type, position_embedding_type, "rope|none|learned_absolute", "rope", "--position-embedding-type", "@ (always emitted)") \
+    STR(model, normalization, normalization, "RMSNorm|LayerNorm", "RMSNorm", "--normalization", "@") \
+    STR(model, activation, activation, "swiglu|squared_relu|gelu", "swiglu", NULL, "--swiglu / --squared-relu / neither") \
+    BOOL(model, untie_embeddings, untie_embeddings, "true", "--untie-embeddings-and-output-weights", "@") \
+    BOOL(model, disable_bias_linear, disable_bias_linear, "true", "--disable-bias-linear", "@ (required for DSA)") \
+    BOOL(model, mla, mla, "false", "--multi-latent-attention", "lower A to '+' (MLA); @") \
+    INT(model, vocab_size, vocab_size, 1, 1 << 30, "131072", NULL, "padded vocabulary size, for the pre-flight (embedding, output layer, logits FLOPs); never emitted") \
+    OTHER(model, spec, NAM__T_SPEC, spec, "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec", "--spec", "@ MODULE BUILDER: the hybrid layer spec; the stock one cannot build custom seams (strict mode refuses it then)") \
+    INT(mla, q_lora_rank, q_lora_rank, 0, NAM__DIM, "1536", "--q-lora-rank", "@; 0 = none") \
+    INT(mla, kv_lora_rank, kv_lora_rank, 1, NAM__DIM, "512", "--kv-lora-rank", "@") \
+    INT(mla, qk_head_dim, qk_head_dim, 1, NAM__DIM, "128", "--qk-head-dim", "@") \
+    INT(mla, qk_pos_emb_head_dim, qk_pos_emb_head_dim, 1, NAM__DIM, "64", "--qk-pos-emb-head-dim", "@") \
+    INT(mla, v_head_dim, v_head_dim, 1, NAM__DIM, "128", "--v-head-dim", "@") \
+    INT(moe, num_experts, num_experts, 0, NAM__DIM, "64", "--num-experts", "@; 0 = no MoE (then E is refused)") \
+    INT(moe, router_topk, router_topk, 1, NAM__DIM, "6", "--moe-router-topk", "@") \
+    INT(moe, ffn_hidden_size, moe_ffn_hidden_size, 0, NAM__DIM, "1408", "--moe-ffn-hidden-size", "@; 0 = model.ffn_hidden_size") \
+    INT(moe, shared_expert_size, shared_expert_size, 0, NAM__DIM, "2816", "--moe-shared-expert-intermediate-size", "@; 0 = none") \
+    STR(moe, score_function, score_function, "softmax|sigmoid|sqrtsoftplus", "sigmoid", "--moe-router-score-function", "@") \
+    BOOL(moe, pre_softmax, pre_softmax, "false", "--moe-router-pre-softmax", "@") \
+    BOOL(moe, expert_bias, expert_bias, "true", "--moe-router-enable-expert-bias", "@ (sigmoid/sqrtsoftplus only)") \
+    BOOL(moe, grouped_gemm, grouped_gemm, "true", "--moe-grouped-gemm", "@") \
+    STR(moe, load_balancing, load_balancing, "aux_loss|seq_aux_loss|global_aux_loss|sinkhorn|none", "seq_aux_loss", "--moe-router-load-balancing-type", "@") \
+    DBL(moe, aux_loss_coeff, aux_loss_coeff, 0, 1e6, "0.0001", "--moe-aux-loss-coeff", "@") \
+    STR(moe, dispatcher, dispatcher, "allgather|alltoall|flex", "alltoall", "--moe-token-dispatcher-type", "@") \
+    DBL(moe, capacity_factor, capacity_factor, 0, 1e3, "0", "--moe-expert-capacity-factor", "@; 0 = dropless (none)") \
+    BOOL(moe, pad_to_capacity, pad_to_capacity, "false", "--moe-pad-expert-input-to-capacity", "@ (needs capacity_factor)") \
+    INT(mamba, state_dim, mamba_state_dim, 1, NAM__DIM, "128", "--mamba-state-dim", "@") \
+    INT(mamba, head_dim, mamba_head_dim, 1, NAM__DIM, "64", "--mamba-head-dim", "@") \
+    INT(mamba, num_groups, mamba_num_groups, 1, NAM__DIM, "8", "--mamba-num-groups", "@") \
+    INT(mamba, num_heads, mamba_num_heads, 0, NAM__DIM, "0", "--mamba-num-heads", "@; 0 = expand * hidden / head_dim (expand 2, or mamba3.expand)") \
+    INT(gdn, num_key_heads, gdn_num_key_heads, 1, NAM__DIM, "16", "--linear-num-key-heads", "@ (G layers)") \
+    INT(gdn, num_value_heads, gdn_num_value_heads, 1, NAM__DIM, "32", "--linear-num-value-heads", "@") \
+    INT(gdn, key_head_dim, gdn_key_head_dim, 1, NAM__DIM, "128", "--linear-key-head-dim", "@") \
+    INT(gdn, value_head_dim, gdn_value_head_dim, 1, NAM__DIM, "128", "--linear-value-head-dim", "@") \
+    INT(gdn, conv_kernel_dim, gdn_conv_kernel_dim, 1, NAM__DIM, "4", "--linear-conv-kernel-dim", "@") \
+    INT(dsa, indexer_n_heads, dsa_indexer_n_heads, 1, NAM__DIM, "32", "--dsa-indexer-n-heads", "@ (D layers)") \
+    INT(dsa, indexer_head_dim, dsa_indexer_head_dim, 1, NAM__DIM, "64", "--dsa-indexer-head-dim", "@") \
+    INT(dsa, indexer_topk, dsa_indexer_topk, 1, NAM__DIM, "256", "--dsa-indexer-topk", "@ (tokens each query attends to)") \
+    DBL(dsa, indexer_loss_coeff, dsa_indexer_loss_coeff, 0, 1e6, "0.001", "--dsa-indexer-loss-coeff", "@ (0 disables the indexer loss)") \
+    INT(m2rnn, k_head_dim, m2rnn_k_head_dim, 1, NAM__DIM, "64", NULL, "R mixer (M2RNN): key head dim K (one shared q/k head)") \
+    INT(m2rnn, v_head_dim, m2rnn_v_head_dim, 1, NAM__DIM, "16", NULL, "R mixer: value head dim V (state K x V per head)") \
+    INT(m2rnn, conv_kernel, m2rnn_conv_kernel, 1, 64, "4", NULL, "R mixer: causal depthwise conv kernel over q, k, v") \
+    INT(m2rnn, num_heads, m2rnn_num_heads, 0, NAM__DIM, "0", NULL, "R mixer: value heads; 0 = max(1, floor(hidden / (K + V)))") \
+    BOOL(m2rnn, residual, m2rnn_residual, "true", NULL, "R mixer: residual D term (y += D * v)") \
+    DBL(mamba3, rope_fraction, mamba3_rope_fraction, 0, 1, "0.5", NULL, "Mamba-3: fraction of the state dim under data-dependent rotary") \
+    BOOL(mamba3, mimo, mamba3_mimo, "false", NULL, "Mamba-3: MIMO (rank mimo_rank) instead of SISO") \
+    INT(mamba3, mimo_rank, mamba3_mimo_rank, 1, 64, "4", NULL, "Mamba-3: MIMO rank R (used when mimo = true)") \
+    INT(mamba3, chunk_size, mamba3_chunk_size, 1, 4096, "64", NULL, "Mamba-3: scan chunk size") \
+    DBLO(mamba3, a_floor, mamba3_a_floor, 0, 1e6, NAM__LO_OPEN, "0.0001", NULL, "Mamba-3: A = -max(softplus(a), a_floor)") \
+    DBLO(mamba3, dt_min, mamba3_dt_min, 0, 1e6, NAM__LO_OPEN, "0.001", NULL, "Mamba-3: dt init range, low end") \
+    DBLO(mamba3, dt_max, mamba3_dt_max, 0, 1e6, NAM__LO_OPEN, "0.1", NULL, "Mamba-3: dt init range, high end (>= dt_min)") \
+    INT(mamba3, expand, mamba3_expand, 1, 64, "2", NULL, "Mamba-3: inner width = expand * hidden; heads = expand * hidden / mamba.head_dim") \
+    DBL(mtp, loss_scaling_factor, mtp_loss_scaling_factor, 0, 1e6, "0.1", "--mtp-loss-scaling-factor", "@") \
+    INT(mtp, depths, mtp_depths, 0, NAM_MAX_MTP_DEPTHS, "0", "--mtp-num-layers", "MTP depths (@): the written MTP block repeated N times; 0 = as many copies as pattern.text writes") \
+    INT(parallel, world_size, world_size, 1, NAM__PAR, "8", NULL, "ranks in the job") \
+    INT(parallel, tp, tp, 1, NAM__PAR, "2", "--tensor-model-parallel-size", "@") \
+    INT(parallel, pp, pp, 1, NAM__PAR, "2", "--pipeline-model-parallel-size", "@") \
+    INT(parallel, cp, cp, 1, NAM__PAR, "1", "--context-parallel-size", "@") \
+    INT(parallel, ep, ep, 1, NAM__PAR, "4", "--expert-model-parallel-size", "@") \
+    INT(parallel, etp, etp, 0, NAM__PAR, "1", "--expert-tensor-parallel-size", "@; 0 = tp") \
+    BOOL(parallel, sequence_parallel, sequence_parallel, "true", "--sequence-parallel", "@ (needs tp > 1)") \
+    BOOL(parallel, overlap_p2p, overlap_p2p, "true", "--no-overlap-p2p-communication", "false emits @") \
+    INT(parallel, first_stage_layers, first_stage_layers, 0, NAM_MAX_DEPTH, "0", "--decoder-first-pipeline-num-layers", "@; 0 = none") \
+    INT(parallel, last_stage_layers, last_stage_layers, 0, NAM_MAX_DEPTH, "0", "--decoder-last-pipeline-num-layers", "@; 0 = none") \
+    STR(parallel, order, order, "tp-cp-ep-dp-pp|tp-cp-ep-pp-dp", "tp-cp-ep-dp-pp", "--use-tp-pp-dp-mapping", "rank order; tp-cp-ep-pp-dp emits @") \
+    STR(parallel, cp_comm_type, cp_comm_type, "p2p|a2a|allgather|a2a+p2p", "p2p", "--cp-comm-type", "@ (emitted when cp > 1)") \
+    BOOL(parallel, distributed_optimizer, distributed_optimizer, "true", "--use-distributed-optimizer", "@: optimizer state sharded over data parallel") \
+    LIST(parallel, hierarchical_cp_sizes, hierarchical_cp_sizes, num_hierarchical_cp_sizes, 1, NAM__PAR, -1, "", "--hierarchical-context-parallel-sizes", "@ (product = cp; required by a2a+p2p)") \
+    STR(memory, recompute_granularity, recompute_granularity, "none|selective|full", "none", "--recompute-granularity", "@ (none emits nothing)") \
+    STR(memory, recompute_method, recompute_method, "uniform|block", "uniform", "--recompute-method", "@, with full recompute") \
+    INT(memory, recompute_num_layers, recompute_num_layers, 1, NAM_MAX_DEPTH, "1", "--recompute-num-layers", "@, with full recompute (1..layers per pp rank)") \
+    OTHER(memory, recompute_modules, NAM__T_RMODULES, recompute_modules, "core_attn", "--recompute-modules", "@, with selective recompute (core_attn moe_act layernorm mla_up_proj mlp moe shared_experts gdn_norm_out mhc)") \
+    STR(implementation, transformer_impl, transformer_impl, "transformer_engine|local", "transformer_engine", "--transformer-impl", "fixed policy: @") \
+    STR(implementation, attention_backend, attention_backend, "auto|flash|fused|unfused", "auto", "--attention-backend", "fixed policy: @ (local needs --spec local, which a hybrid plan never uses)") \
+    BOOL(implementation, use_flash_attn, use_flash_attn, "false", "--use-flash-attn", "fixed policy: @") \
+    BOOL(implementation, gradient_accumulation_fusion, gradient_accumulation_fusion, "true", "--no-gradient-accumulation-fusion", "fixed policy: false emits @") \
+    BOOL(implementation, persist_layer_norm, persist_layer_norm, "true", "--no-persist-layer-norm", "fixed policy: false emits @") \
+    BOOL(implementation, masked_softmax_fusion, masked_softmax_fusion, "true", "--no-masked-softmax-fusion", "fixed policy: false emits @") \
+    BOOL(implementation, rope_fusion, rope_fusion, "true", "--no-rope-fusion", "fixed policy: false emits @ (DSA plans always get it)") \
+    BOOL(implementation, mla_down_proj_fusion, mla_down_proj_fusion, "false", "--mla-down-proj-fusion", "fixed policy: @ (needs model.mla)") \
+    BOOL(implementation, moe_permute_fusion, moe_permute_fusion, "false", "--moe-permute-fusion", "fixed policy: @ (with MoE)") \
+    BOOL(implementation, moe_router_fusion, moe_router_fusion, "false", "--moe-router-fusion", "fixed policy: @ (with MoE)") \
+    BOOL(implementation, moe_shared_expert_overlap, moe_shared_expert_overlap, "false", "--moe-shared-expert-overlap", "fixed policy: @ (shared expert, alltoall or flex)") \
+    STR(implementation, moe_flex_backend, moe_flex_backend, "deepep|hybridep", "deepep", "--moe-flex-dispatcher-backend", "fixed policy: @, with moe.dispatcher = flex") \
+    INT(train, train_iters, train_iters, 0, 1 << 30, "0", "--train-iters", "fixed policy: @; 0 = not given") \
+    DBL(train, lr, lr, 0, 1e6, "0", "--lr", "fixed policy: @; 0 = not given") \
+    DBL(train, min_lr, min_lr, 0, 1e6, "0", "--min-lr", "fixed policy: @ (<= lr)") \
+    STR(train, lr_decay_style, lr_decay_style, "constant|linear|cosine|inverse-square-root|WSD", "linear", "--lr-decay-style", "fixed policy: @") \
+    INT(train, lr_warmup_iters, lr_warmup_iters, 0, 1 << 30, "0", "--lr-warmup-iters", "fixed policy: @") \
+    DBL(train, clip_grad, clip_grad, 0, 1e6, "1", "--clip-grad", "fixed policy: @") \
+    INT(train, eval_interval, eval_interval, 0, 1 << 30, "0", "--eval-interval", "fixed policy: @; 0 = not given") \
+    INT(train, eval_iters, eval_iters, 0, 1 << 30, "100", "--eval-iters", "fixed policy: @") \
+    INT(train, log_interval, log_interval, 1, 1 << 30, "100", "--log-interval", "fixed policy: @") \
+    INT(train, save_interval, save_interval, 0, 1 << 30, "0", "--save-interval", "fixed policy: @; 0 = not given") \
+    BOOL(train, log_throughput, log_throughput, "false", "--log-throughput", "fixed policy: @") \
+    STR(data, data_path, data_path, NULL, "", "--data-path", "fixed policy: @ (words separated by spaces: [weight] prefix ...); never opened") \
+    STR(data, tokenizer_type, tokenizer_type, "|GPT2BPETokenizer|SentencePieceTokenizer|GPTSentencePieceTokenizer|HuggingFaceTokenizer|Llama2Tokenizer|TikTokenizer|NullTokenizer", "", "--tokenizer-type", "fixed policy: @; empty = not given") \
+    STR(data, tokenizer_model, tokenizer_model, NULL, "", "--tokenizer-model", "fixed policy: @ (a path or hub name; never opened)") \
+    STR(data, split, split, NULL, "", "--split", "fixed policy: @, e.g. 969,30,1; empty = not given") \
+    BOOL(data, mock_data, mock_data, "false", "--mock-data", "fixed policy: @ (synthetic data instead of data_path)") \
+    STR(data, save, save_dir, NULL, "", "--save", "fixed policy: @ (checkpoint directory; never opened)") \
+    STR(data, load, load_dir, NULL, "", "--load", "fixed policy: @ (checkpoint directory; never opened)") \
+    DBL(preflight, device_memory_gib, device_memory_gib, 0, 1e6, "0", NULL, "GPU memory in GiB; plan mode warns and strict mode refuses when a pp rank's static memory exceeds it; 0 = not checked") \
+    DBL(preflight, peak_tflops, peak_tflops, 0, 1e9, "989", NULL, "dense bf16 peak per GPU in TFLOP/s, for MFU (989 = H100/H200 SXM)") \
+    DBL(preflight, step_time_s, step_time_s, 0, 1e9, "0", NULL, "measured seconds per global batch; > 0 gives TFLOP/s per GPU and MFU") \
+    INT(batch, micro_batch_size, micro_batch_size, 1, NAM__DIM, "1", "--micro-batch-size", "@") \
+    INT(batch, global_batch_size, global_batch_size, 0, 1 << 30, "64", "--global-batch-size", "@; 0 = micro * dp") \
+    STR(precision, dtype, dtype, "bf16|fp16|fp32", "bf16", NULL, "--bf16 / --fp16 / neither") \
+    STR(precision, fp8, fp8, "none|e4m3|hybrid", "none", "--fp8-format", "@") \
+    STR(precision, fp8_recipe, fp8_recipe, "delayed|tensorwise|mxfp8|blockwise", "delayed", "--fp8-recipe", "@, with fp8 (mxfp8 needs Blackwell)") \
+    INT(precision, fp8_amax_history_len, fp8_amax_history_len, 1, 1 << 20, "1", "--fp8-amax-history-len", "@, with the delayed recipe") \
+    STR(precision, fp8_amax_compute_algo, fp8_amax_compute_algo, "most_recent|max", "most_recent", "--fp8-amax-compute-algo", "@, with the delayed recipe") \
+    STR(precision, moe_router_dtype, moe_router_dtype, "none|fp32|fp64", "none", "--moe-router-dtype", "@ (with MoE); none = the model dtype") \
+    STR(cuda_graph, impl, cuda_graph_impl, "none|local|transformer_engine|full_iteration", "transformer_engine", "--cuda-graph-impl", "@") \
+    INT(cuda_graph, warmup_steps, cuda_graph_warmup_steps, 0, 1 << 20, "3", "--cuda-graph-warmup-steps", "@ (with CUDA graphs)") \
+    OTHER(cuda_graph, modules, NAM__T_MODULES, cuda_graph_modules, "attn,mamba,moe_router,moe_preprocess", "--cuda-graph-modules", "@ (comma list; empty = whole layer)") \
+    BOOL(engram, enabled, engram_enabled, "false", NULL, "Engram (n-gram memory) on A layers: a feature seam, never a Megatron flag") \
+    LIST(engram, layers, engram_layers, num_engram_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_ENGRAM, "", NULL, "0-based A-layer indices carrying Engram (required when enabled)") \
+    LIST(engram, ngram_orders, engram_ngram_orders, num_engram_ngram_orders, 1, 64, -1, "2,3,4", NULL, "n-gram orders") \
+    INT(engram, bottleneck_dim, engram_bottleneck_dim, 0, NAM__DIM, "0", NULL, "bottleneck width; 0 = none") \
+    DBLO(engram, dropout, engram_dropout, 0, 1, NAM__HI_OPEN, "0", NULL, "dropout in [0, 1)") \
+    BOOL(engram, gated, engram_gated, "false", NULL, "gated read-out") \
+    BOOL(engram, gate_sqrt_compress, engram_gate_sqrt_compress, "false", NULL, "sqrt-compressed gate") \
+    INT(engram, conv_kernel, engram_conv_kernel, 0, 64, "0", NULL, "short conv kernel; 0 = none") \
+    STR(engram, conv_impl, engram_conv_impl, "xla_safe|maxtext_depthwise", "xla_safe", NULL, "conv implementation") \
+    BOOL(mhc, enabled, mhc_enabled, "false", NULL, "mHC (manifold hyper-connections) on A layers: a feature seam") \
+    LIST(mhc, layers, mhc_layers, num_mhc_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_MHC, "", NULL, "0-based A-layer indices carrying mHC (required when enabled)") \
+    INT(mhc, n_streams, mhc_n_streams, 2, 64, "4", NULL, "residual streams (> 1)") \
+    INT(mhc, sinkhorn_iters, mhc_sinkhorn_iters, 1, 1000, "5", NULL, "Sinkhorn iterations") \
+    DBLO(mhc, temperature, mhc_temperature, 0, 1e6, NAM__LO_OPEN, "1", NULL, "Sinkhorn temperature (> 0)") \
+    DBLO(mhc, epsilon, mhc_epsilon, 0, 1, NAM__LO_OPEN, "1e-06", NULL, "Sinkhorn epsilon (> 0)") \
+    DBL(mhc, blend_alpha, mhc_blend_alpha, 0, 1e6, "1", NULL, "blend factor (>= 0)") \
+    BOOL(mhc, dynamic, mhc_dynamic, "false", NULL, "input-dependent mixing") \
+    STR(mhc, dynamic_mode, mhc_dynamic_mode, "maxtext|pooled", "maxtext", NULL, "dynamic mixing mode") \
+    BOOL(mhc, fused_ops, mhc_fused_ops, "false", NULL, "fused kernels") \
+    INT(mhc, recompute_group_size, mhc_recompute_group_size, -1, NAM_MAX_DEPTH, "0", NULL, "recompute grouping; 0 = automatic, -1 = off") \
+    BOOL(mod, enabled, mod_enabled, "false", NULL, "MoD (mixture of depths) on E layers: a feature seam") \
+    LIST(mod, layers, mod_layers, num_mod_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_MOD, "", NULL, "0-based E-layer indices carrying MoD (required when enabled)") \
+    DBLO(mod, capacity, mod_capacity, 0, 1, NAM__LO_OPEN, "0.5", NULL, "token capacity in (0, 1]") \
+    DBL(mod, aux_loss_weight, mod_aux_loss_weight, 0, 1e6, "0.01", NULL, "router aux loss weight (>= 0)") \
+    STR(mod, routing, mod_routing, "topk|threshold|progressive|gateskip", "topk", NULL, "routing rule") \
+    STR(mod, target, mod_target, NULL, "", NULL, "routing target (free text, passed to the runtime)") \
+    STR(mod, scorer, mod_scorer, NULL, "", NULL, "scorer (free text)") \
+    STR(mod, selector, mod_selector, NULL, "", NULL, "selector (free text)") \
+    STR(mod, schedule, mod_schedule, NULL, "", NULL, "capacity schedule (free text)") \
+    STR(mod, executor, mod_executor, "auto|gather|mask", "auto", NULL, "executor") \
+    BOOL(mod, ffn_only, mod_ffn_only, "false", NULL, "route the FFN only") \
+    INT(mod, skip_first_n, mod_skip_first_n, 0, NAM_MAX_DEPTH, "4", NULL, "leave the first N layers unrouted") \
+    BOOL(mod, skip_mamba, mod_skip_mamba, "true", NULL, "never route Mamba layers") \
+    BOOL(moda, enabled, moda_enabled, "false", NULL, "MoDA (mixture-of-depths attention), model-wide: a feature seam") \
+    BOOL(ngram_hash, enabled, ngram_hash_enabled, "false", NULL, "n-gram hash embedding added to the input embedding: a feature seam") \
+    LIST(ngram_hash, orders, ngram_hash_orders, num_ngram_hash_orders, 1, 64, -1, "2,3", NULL, "n-gram orders") \
+    INT(ngram_hash, heads, ngram_hash_heads, 1, 4096, "8", NULL, "hash heads") \
+    INT(ngram_hash, table_size, ngram_hash_table_size, 1, 1 << 30, "500000", NULL, "rows per hash table") \
+    INT(ngram_hash, embed_dim, ngram_hash_embed_dim, 1, NAM__DIM, "16", NULL, "embedding width per head") \
+    BOOL(ngram_hash, offload, ngram_hash_offload, "false", NULL, "keep the tables in host memory") \
+    BOOL(structure, enabled, structure_enabled, "false", NULL, "structure (AST) embedding on the input embedding: a feature seam") \
+    STR(structure, components, structure_components, "core|all", "core", NULL, "embedded components") \
+    INT(structure, max_ast_depth, structure_max_ast_depth, 1, 1 << 20, "20", NULL, "AST depth buckets (> 0)") \
+    INT(structure, max_sibling_index, structure_max_sibling_index, 0, 1 << 20, "10", NULL, "sibling-index buckets (>= 0)") \
+    INT(structure, num_node_types, structure_num_node_types, 1, 1 << 20, "64", NULL, "node types (> 0)") \
+    INT(structure, bottleneck_dim, structure_bottleneck_dim, 1, NAM__DIM, "64", NULL, "bottleneck width (> 0)") \
+    BOOL(structure, relation_bias, structure_relation_bias, "false", NULL, "relation bias") \
+    BOOL(structure, tree_ffn, structure_tree_ffn, "false", NULL, "tree FFN") \
+    INT(structure, tree_ffn_steps, structure_tree_ffn_steps, 1, 1024, "3", NULL, "tree FFN steps (> 0)") \
+    DBLO(structure, tree_ffn_dropout, structure_tree_ffn_dropout, 0, 1, NAM__HI_OPEN, "0", NULL, "tree FFN dropout in [0, 1)") \
+    BOOL(structure, platform_embed, structure_platform_embed, "false", NULL, "platform embedding") \
+    STR(runtime, recipe_mode, recipe_mode, NULL, "pretrain", NULL, "fixed policy: launcher recipe mode") \
+    STR(runtime, cache_dir, cache_dir, NULL, "/tmp/nam-cache", NULL, "fixed policy: pre-import cache root (set before importing torch)") \
+    OTHER(runtime, env, NAM__T_ENV, env, "CUDA_DEVICE_MAX_CONNECTIONS=1,NCCL_P2P_LEVEL=NVL,TORCH_NCCL_AVOID_RECORD_STREAMS=1", NULL, "fixed policy: CUDA/NCCL environment, comma list KEY=VALUE")
 
-#define NAM__I(s, k, ...) NAM__F_##s##_##k,
-#define NAM__B(s, k, ...) NAM__F_##s##_##k,
-#define NAM__S(s, k, ...) NAM__F_##s##_##k,
-#define NAM__D(s, k, ...) NAM__F_##s##_##k,
-#define NAM__DO(s, k, ...) NAM__F_##s##_##k,
-#define NAM__X(s, k, ...) NAM__F_##s##_##k,
-#define NAM__L(s, k, ...) NAM__F_##s##_##k,
-enum { NAM__FIELD_ROWS NAM__F_COUNT };
-#undef NAM__I
-#undef NAM__B
-#undef NAM__S
-#undef NAM__D
-#undef NAM__DO
-#undef NAM__X
-#undef NAM__L
+#define NAM__ROW_ID(s, k, ...) NAM__F_##s##_##k,
+enum { NAM__FIELD_ROWS(NAM__ROW_ID, NAM__ROW_ID, NAM__ROW_ID, NAM__ROW_ID, NAM__ROW_ID, NAM__ROW_ID, NAM__ROW_ID) NAM__F_COUNT };
+#undef NAM__ROW_ID
 
 #define NAM__RO(m) offsetof(nam_recipe, m), sizeof(((nam_recipe *)0)->m)
 #define NAM__I(s, k, m, lo, hi, def, fl, doc) { #s, #k, #s "." #k, NAM__T_INT, NAM__RO(m), lo, hi, NULL, def, doc, fl, 0, -1, 0 },
@@ -7076,7 +7063,7 @@ enum { NAM__FIELD_ROWS NAM__F_COUNT };
 #define NAM__DO(s, k, m, lo, hi, open, def, fl, doc) { #s, #k, #s "." #k, NAM__T_DBL, NAM__RO(m), lo, hi, NULL, def, doc, fl, 0, -1, open },
 #define NAM__X(s, k, t, m, def, fl, doc)      { #s, #k, #s "." #k, t, NAM__RO(m), 0, 0, NULL, def, doc, fl, 0, -1, 0 },
 #define NAM__L(s, k, m, cnt, lo, hi, slot, def, fl, doc) { #s, #k, #s "." #k, NAM__T_LIST, NAM__RO(m), lo, hi, NULL, def, doc, fl, offsetof(nam_recipe, cnt), slot, 0 },
-static const nam__field nam__fields[] = { NAM__FIELD_ROWS };
+static const nam__field nam__fields[] = { NAM__FIELD_ROWS(NAM__I, NAM__B, NAM__S, NAM__D, NAM__DO, NAM__X, NAM__L) };
 #undef NAM__I
 #undef NAM__B
 #undef NAM__S
