@@ -1074,7 +1074,7 @@ typedef struct nam_rank_coords {
 
 /* nam_rankmap_build: Megatron initialize_model_parallel's groups. Errors: world not
    divisible by TP*PP*CP or by ETP*EP*PP, the expert/decoder DP rule for orders not ending
-   in pp, sizes out of range. */
+   in pp, sizes out of range (the same derivation as the plan's; *out is all zero then). */
 NAM_API nam_status nam_rankmap_build(const nam_rankmap_desc *d, nam_rankmap *out, nam_error *err);
 NAM_API void nam_rankmap_free(nam_rankmap *m);
 /* nam_rankmap_find: the group of `name` ("tp", "dp-cp", ...) among decoder (expert = 0) or
