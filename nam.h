@@ -7471,6 +7471,22 @@ static void nam__doc_put(nam__sb *b, const nam__field *f) {
     nam__sb_puts(b, at + 1);
 }
 
+/* The [mamba3] rows (contiguous in the table, like every section) are Mamba-3 settings, which
+   mean something only with pattern.mamba_impl = mamba3. Returns the first of them that r
+   holds off its default while another mamba_impl is chosen (only rows with set[i] != 0 when
+   `set` is given), with the refusal in err; -1 when there is none. */
+static int nam__mamba3_conflict(const nam_recipe *r, const int *set, nam_error *err) {
+    int i = NAM__F_mamba3_rope_fraction;
+    if (!strcmp(r->mamba_impl, "mamba3")) return -1;
+    while (i > 0 && !strcmp(nam__fields[i - 1].section, "mamba3")) i--;
+    for (; i < NAM__NFIELDS && !strcmp(nam__fields[i].section, "mamba3"); i++)
+        if ((!set || set[i]) && !nam__field_is_default(r, i)) {
+            nam__err(err, NAM_ERR_CONFLICT, "mamba3.%s is a Mamba-3 setting, but pattern.mamba_impl is %s (set pattern.mamba_impl = mamba3)", nam__fields[i].key, r->mamba_impl);
+            return i;
+        }
+    return -1;
+}
+
 NAM__DEF nam_status nam_recipe_write(const nam_recipe *r, char **out, nam_error *err) {
     nam__sb b;
     int i;
@@ -7643,13 +7659,10 @@ NAM__DEF nam_status nam_recipe_parse(nam_recipe *r, const char *text, size_t len
         }
     }
     /* settings that only mean something together with another key */
-    if (strcmp(work.mamba_impl, "mamba3"))
-        for (i = 0; i < NAM__NFIELDS; i++)
-            if (set_line[i] && !strcmp(nam__fields[i].section, "mamba3") && !nam__field_is_default(&work, i)) {
-                nam__err(err, NAM_ERR_CONFLICT, "mamba3.%s is a Mamba-3 setting, but pattern.mamba_impl is %s (set pattern.mamba_impl = mamba3)", nam__fields[i].key, work.mamba_impl);
-                st = nam__recipe_err_at(err, NAM_ERR_CONFLICT, source, -1, set_line[i], set_col[i]);
-                goto fail;
-            }
+    if ((i = nam__mamba3_conflict(&work, set_line, err)) >= 0) {
+        st = nam__recipe_err_at(err, NAM_ERR_CONFLICT, source, -1, set_line[i], set_col[i]);
+        goto fail;
+    }
     nam_free(value);
     nam_recipe_free(r);
     *r = work;
@@ -8832,12 +8845,7 @@ static void nam__preflight(nam_plan *p) {
 /* Settings of a section that only means something with another key: compared with the
    built-in defaults, since nam_recipe_set cannot know the order keys were set in. */
 static nam_status nam__check_dependent_keys(const nam_recipe *r, nam_error *err) {
-    int i;
-    if (!strcmp(r->mamba_impl, "mamba3")) return NAM_OK;
-    for (i = 0; i < NAM__NFIELDS; i++)
-        if (!strcmp(nam__fields[i].section, "mamba3") && !nam__field_is_default(r, i))
-            return nam__err(err, NAM_ERR_CONFLICT, "mamba3.%s is a Mamba-3 setting, but pattern.mamba_impl is %s (set pattern.mamba_impl = mamba3)", nam__fields[i].key, r->mamba_impl);
-    return NAM_OK;
+    return nam__mamba3_conflict(r, NULL, err) >= 0 ? NAM_ERR_CONFLICT : NAM_OK;
 }
 
 /* The fixed policy's Megatron args: operator choices (kernels, fusions, schedule, run
