@@ -6351,7 +6351,7 @@ typedef struct nam_rank_coords {
 
 /* nam_rankmap_build: Megatron initialize_model_parallel's groups. Errors: world not
    divisible by TP*PP*CP or by ETP*EP*PP, the expert/decoder DP rule for orders not ending
-   in pp, sizes out of range. */
+   in pp, sizes out of range (the same derivation as the plan's; *out is all zero then). */
 NAM_API nam_status nam_rankmap_build(const nam_rankmap_desc *d, nam_rankmap *out, nam_error *err);
 NAM_API void nam_rankmap_free(nam_rankmap *m);
 /* nam_rankmap_find: the group of `name` ("tp", "dp-cp", ...) among decoder (expert = 0) or
@@ -7070,214 +7070,224 @@ typedef struct nam__field {
     double lo, hi;
     const char *choices;   /* "a|b|c" for enumerated strings */
     const char *def;       /* built-in NAM56R default, as recipe text */
-    const char *doc;
+    const char *doc;       /* '@' stands for `flag` (nam_recipe_write spells it out) */
+    const char *flag;      /* the Megatron flag this key drives, NULL for none: the one place it is spelled */
     size_t count_off;      /* NAM__T_LIST: offset of the entry count */
     int slot;              /* NAM__T_LIST: index into nam_recipe.key_pos, -1 for none */
     int open;              /* NAM__LO_OPEN | NAM__HI_OPEN */
 } nam__field;
 
-#define NAM__RO(m) offsetof(nam_recipe, m), sizeof(((nam_recipe *)0)->m)
-#define NAM__I(s, k, m, lo, hi, def, doc) { s, k, s "." k, NAM__T_INT, NAM__RO(m), lo, hi, NULL, def, doc, 0, -1, 0 },
-#define NAM__B(s, k, m, def, doc)         { s, k, s "." k, NAM__T_BOOL, NAM__RO(m), 0, 1, NULL, def, doc, 0, -1, 0 },
-#define NAM__S(s, k, m, ch, def, doc)     { s, k, s "." k, NAM__T_STR, NAM__RO(m), 0, 0, ch, def, doc, 0, -1, 0 },
-#define NAM__D(s, k, m, lo, hi, def, doc) { s, k, s "." k, NAM__T_DBL, NAM__RO(m), lo, hi, NULL, def, doc, 0, -1, 0 },
-#define NAM__DO(s, k, m, lo, hi, open, def, doc) { s, k, s "." k, NAM__T_DBL, NAM__RO(m), lo, hi, NULL, def, doc, 0, -1, open },
-#define NAM__X(s, k, t, m, def, doc)      { s, k, s "." k, t, NAM__RO(m), 0, 0, NULL, def, doc, 0, -1, 0 },
-/* integer list: values in [lo, hi], distinct; count in `cnt`; slot: key_pos index or -1 */
-#define NAM__L(s, k, m, cnt, lo, hi, slot, def, doc) { s, k, s "." k, NAM__T_LIST, NAM__RO(m), lo, hi, NULL, def, doc, offsetof(nam_recipe, cnt), slot, 0 },
 enum { NAM__POS_DSA, NAM__POS_ENGRAM, NAM__POS_MHC, NAM__POS_MOD };
 
 #define NAM__DIM ((double)NAM_MAX_DIM)
 #define NAM__PAR ((double)NAM_MAX_PARALLEL)
-static const nam__field nam__fields[] = {
-    NAM__S("recipe", "name", name, NULL, "NAM56R", "recipe family name")
-    NAM__S("recipe", "mode", mode, "plan|strict", "plan", "strict: stop at the first family without a Megatron symbol; plan: keep it as a named seam")
-    { "pattern", "text", "pattern.text", NAM__T_PATTERN, offsetof(nam_recipe, pattern), sizeof(char *), 0, 0, NULL, "AEMEAEMEAEMR/AF", "authored pattern (main [/mtp ...]); NAM56R's MTP block is AF = Megatron '*-' (attention + dense MLP), as its stack launches it", 0, -1, 0 },
-    NAM__B("pattern", "tile", tile, "true", "true: text's main part is a motif tiled to depth")
-    NAM__I("pattern", "depth", depth, 0, NAM_MAX_DEPTH, "52", "layers; 0 = the written length")
-    NAM__I("pattern", "stages", stages, 0, NAM_MAX_DEPTH, "4", "N equal stages; 0 = as written with '|'")
-    NAM__X("pattern", "families", NAM__T_FAMILIES, families, "", "further family letters, e.g. XY")
-    NAM__X("pattern", "map", NAM__T_MAP, map, "", "explicit bindings FAMILY=SYMBOL, e.g. R=G")
-    NAM__L("pattern", "dsa_layers", dsa_layers, num_dsa_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_DSA, "", "A-layer indices (0-based) lowered to D (needs model.mla)")
-    NAM__S("pattern", "mamba_impl", mamba_impl, "mamba2|mamba3|custom", "mamba3", "mamba2 is native; mamba3/custom keep M native with a custom seam")
-    NAM__I("model", "hidden_size", hidden_size, 1, NAM__DIM, "4096", "--hidden-size")
-    NAM__I("model", "ffn_hidden_size", ffn_hidden_size, 0, NAM__DIM, "0", "--ffn-hidden-size; 0 = Megatron's default (4h, or 8h/3 rounded down to 64 with swiglu)")
-    NAM__I("model", "num_attention_heads", num_attention_heads, 1, NAM__DIM, "32", "--num-attention-heads")
-    NAM__I("model", "num_query_groups", num_query_groups, 0, NAM__DIM, "8", "--group-query-attention --num-query-groups; 0 = no GQA")
-    NAM__I("model", "kv_channels", kv_channels, 0, NAM__DIM, "0", "--kv-channels; 0 = hidden / heads")
-    NAM__I("model", "seq_length", seq_length, 1, NAM__DIM, "4096", "--seq-length")
-    NAM__I("model", "max_position_embeddings", max_position_embeddings, 0, NAM__DIM, "0", "--max-position-embeddings; 0 = seq_length")
-    NAM__S("model", "position_embedding_type", position_embedding_type, "rope|none|learned_absolute", "rope", "--position-embedding-type (always emitted)")
-    NAM__S("model", "normalization", normalization, "RMSNorm|LayerNorm", "RMSNorm", "--normalization")
-    NAM__S("model", "activation", activation, "swiglu|squared_relu|gelu", "swiglu", "--swiglu / --squared-relu / neither")
-    NAM__B("model", "untie_embeddings", untie_embeddings, "true", "--untie-embeddings-and-output-weights")
-    NAM__B("model", "disable_bias_linear", disable_bias_linear, "true", "--disable-bias-linear (required for DSA)")
-    NAM__B("model", "mla", mla, "false", "lower A to '+' (MLA); --multi-latent-attention")
-    NAM__I("model", "vocab_size", vocab_size, 1, 1 << 30, "131072", "padded vocabulary size, for the pre-flight (embedding, output layer, logits FLOPs); never emitted")
-    NAM__X("model", "spec", NAM__T_SPEC, spec, "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec", "--spec MODULE BUILDER: the hybrid layer spec; the stock one cannot build custom seams (strict mode refuses it then)")
-    NAM__I("mla", "q_lora_rank", q_lora_rank, 0, NAM__DIM, "1536", "--q-lora-rank; 0 = none")
-    NAM__I("mla", "kv_lora_rank", kv_lora_rank, 1, NAM__DIM, "512", "--kv-lora-rank")
-    NAM__I("mla", "qk_head_dim", qk_head_dim, 1, NAM__DIM, "128", "--qk-head-dim")
-    NAM__I("mla", "qk_pos_emb_head_dim", qk_pos_emb_head_dim, 1, NAM__DIM, "64", "--qk-pos-emb-head-dim")
-    NAM__I("mla", "v_head_dim", v_head_dim, 1, NAM__DIM, "128", "--v-head-dim")
-    NAM__I("moe", "num_experts", num_experts, 0, NAM__DIM, "64", "--num-experts; 0 = no MoE (then E is refused)")
-    NAM__I("moe", "router_topk", router_topk, 1, NAM__DIM, "6", "--moe-router-topk")
-    NAM__I("moe", "ffn_hidden_size", moe_ffn_hidden_size, 0, NAM__DIM, "1408", "--moe-ffn-hidden-size; 0 = model.ffn_hidden_size")
-    NAM__I("moe", "shared_expert_size", shared_expert_size, 0, NAM__DIM, "2816", "--moe-shared-expert-intermediate-size; 0 = none")
-    NAM__S("moe", "score_function", score_function, "softmax|sigmoid|sqrtsoftplus", "sigmoid", "--moe-router-score-function")
-    NAM__B("moe", "pre_softmax", pre_softmax, "false", "--moe-router-pre-softmax")
-    NAM__B("moe", "expert_bias", expert_bias, "true", "--moe-router-enable-expert-bias (sigmoid/sqrtsoftplus only)")
-    NAM__B("moe", "grouped_gemm", grouped_gemm, "true", "--moe-grouped-gemm")
-    NAM__S("moe", "load_balancing", load_balancing, "aux_loss|seq_aux_loss|global_aux_loss|sinkhorn|none", "seq_aux_loss", "--moe-router-load-balancing-type")
-    NAM__D("moe", "aux_loss_coeff", aux_loss_coeff, 0, 1e6, "0.0001", "--moe-aux-loss-coeff")
-    NAM__S("moe", "dispatcher", dispatcher, "allgather|alltoall|flex", "alltoall", "--moe-token-dispatcher-type")
-    NAM__D("moe", "capacity_factor", capacity_factor, 0, 1e3, "0", "--moe-expert-capacity-factor; 0 = dropless (none)")
-    NAM__B("moe", "pad_to_capacity", pad_to_capacity, "false", "--moe-pad-expert-input-to-capacity (needs capacity_factor)")
-    NAM__I("mamba", "state_dim", mamba_state_dim, 1, NAM__DIM, "128", "--mamba-state-dim")
-    NAM__I("mamba", "head_dim", mamba_head_dim, 1, NAM__DIM, "64", "--mamba-head-dim")
-    NAM__I("mamba", "num_groups", mamba_num_groups, 1, NAM__DIM, "8", "--mamba-num-groups")
-    NAM__I("mamba", "num_heads", mamba_num_heads, 0, NAM__DIM, "0", "--mamba-num-heads; 0 = expand * hidden / head_dim (expand 2, or mamba3.expand)")
-    NAM__I("gdn", "num_key_heads", gdn_num_key_heads, 1, NAM__DIM, "16", "--linear-num-key-heads (G layers)")
-    NAM__I("gdn", "num_value_heads", gdn_num_value_heads, 1, NAM__DIM, "32", "--linear-num-value-heads")
-    NAM__I("gdn", "key_head_dim", gdn_key_head_dim, 1, NAM__DIM, "128", "--linear-key-head-dim")
-    NAM__I("gdn", "value_head_dim", gdn_value_head_dim, 1, NAM__DIM, "128", "--linear-value-head-dim")
-    NAM__I("gdn", "conv_kernel_dim", gdn_conv_kernel_dim, 1, NAM__DIM, "4", "--linear-conv-kernel-dim")
-    NAM__I("dsa", "indexer_n_heads", dsa_indexer_n_heads, 1, NAM__DIM, "32", "--dsa-indexer-n-heads (D layers)")
-    NAM__I("dsa", "indexer_head_dim", dsa_indexer_head_dim, 1, NAM__DIM, "64", "--dsa-indexer-head-dim")
-    NAM__I("dsa", "indexer_topk", dsa_indexer_topk, 1, NAM__DIM, "256", "--dsa-indexer-topk (tokens each query attends to)")
-    NAM__D("dsa", "indexer_loss_coeff", dsa_indexer_loss_coeff, 0, 1e6, "0.001", "--dsa-indexer-loss-coeff (0 disables the indexer loss)")
-    NAM__I("m2rnn", "k_head_dim", m2rnn_k_head_dim, 1, NAM__DIM, "64", "R mixer (M2RNN): key head dim K (one shared q/k head)")
-    NAM__I("m2rnn", "v_head_dim", m2rnn_v_head_dim, 1, NAM__DIM, "16", "R mixer: value head dim V (state K x V per head)")
-    NAM__I("m2rnn", "conv_kernel", m2rnn_conv_kernel, 1, 64, "4", "R mixer: causal depthwise conv kernel over q, k, v")
-    NAM__I("m2rnn", "num_heads", m2rnn_num_heads, 0, NAM__DIM, "0", "R mixer: value heads; 0 = max(1, floor(hidden / (K + V)))")
-    NAM__B("m2rnn", "residual", m2rnn_residual, "true", "R mixer: residual D term (y += D * v)")
-    NAM__D("mamba3", "rope_fraction", mamba3_rope_fraction, 0, 1, "0.5", "Mamba-3: fraction of the state dim under data-dependent rotary")
-    NAM__B("mamba3", "mimo", mamba3_mimo, "false", "Mamba-3: MIMO (rank mimo_rank) instead of SISO")
-    NAM__I("mamba3", "mimo_rank", mamba3_mimo_rank, 1, 64, "4", "Mamba-3: MIMO rank R (used when mimo = true)")
-    NAM__I("mamba3", "chunk_size", mamba3_chunk_size, 1, 4096, "64", "Mamba-3: scan chunk size")
-    NAM__DO("mamba3", "a_floor", mamba3_a_floor, 0, 1e6, NAM__LO_OPEN, "0.0001", "Mamba-3: A = -max(softplus(a), a_floor)")
-    NAM__DO("mamba3", "dt_min", mamba3_dt_min, 0, 1e6, NAM__LO_OPEN, "0.001", "Mamba-3: dt init range, low end")
-    NAM__DO("mamba3", "dt_max", mamba3_dt_max, 0, 1e6, NAM__LO_OPEN, "0.1", "Mamba-3: dt init range, high end (>= dt_min)")
-    NAM__I("mamba3", "expand", mamba3_expand, 1, 64, "2", "Mamba-3: inner width = expand * hidden; heads = expand * hidden / mamba.head_dim")
-    NAM__D("mtp", "loss_scaling_factor", mtp_loss_scaling_factor, 0, 1e6, "0.1", "--mtp-loss-scaling-factor")
-    NAM__I("mtp", "depths", mtp_depths, 0, NAM_MAX_MTP_DEPTHS, "0", "MTP depths (--mtp-num-layers): the written MTP block repeated N times; 0 = as many copies as pattern.text writes")
-    NAM__I("parallel", "world_size", world_size, 1, NAM__PAR, "8", "ranks in the job")
-    NAM__I("parallel", "tp", tp, 1, NAM__PAR, "2", "--tensor-model-parallel-size")
-    NAM__I("parallel", "pp", pp, 1, NAM__PAR, "2", "--pipeline-model-parallel-size")
-    NAM__I("parallel", "cp", cp, 1, NAM__PAR, "1", "--context-parallel-size")
-    NAM__I("parallel", "ep", ep, 1, NAM__PAR, "4", "--expert-model-parallel-size")
-    NAM__I("parallel", "etp", etp, 0, NAM__PAR, "1", "--expert-tensor-parallel-size; 0 = tp")
-    NAM__B("parallel", "sequence_parallel", sequence_parallel, "true", "--sequence-parallel (needs tp > 1)")
-    NAM__B("parallel", "overlap_p2p", overlap_p2p, "true", "false emits --no-overlap-p2p-communication")
-    NAM__I("parallel", "first_stage_layers", first_stage_layers, 0, NAM_MAX_DEPTH, "0", "--decoder-first-pipeline-num-layers; 0 = none")
-    NAM__I("parallel", "last_stage_layers", last_stage_layers, 0, NAM_MAX_DEPTH, "0", "--decoder-last-pipeline-num-layers; 0 = none")
-    NAM__S("parallel", "order", order, "tp-cp-ep-dp-pp|tp-cp-ep-pp-dp", "tp-cp-ep-dp-pp", "rank order; tp-cp-ep-pp-dp emits --use-tp-pp-dp-mapping")
-    NAM__S("parallel", "cp_comm_type", cp_comm_type, "p2p|a2a|allgather|a2a+p2p", "p2p", "--cp-comm-type (emitted when cp > 1)")
-    NAM__B("parallel", "distributed_optimizer", distributed_optimizer, "true", "--use-distributed-optimizer: optimizer state sharded over data parallel")
-    NAM__L("parallel", "hierarchical_cp_sizes", hierarchical_cp_sizes, num_hierarchical_cp_sizes, 1, NAM__PAR, -1, "", "--hierarchical-context-parallel-sizes (product = cp; required by a2a+p2p)")
-    NAM__S("memory", "recompute_granularity", recompute_granularity, "none|selective|full", "none", "--recompute-granularity (none emits nothing)")
-    NAM__S("memory", "recompute_method", recompute_method, "uniform|block", "uniform", "--recompute-method, with full recompute")
-    NAM__I("memory", "recompute_num_layers", recompute_num_layers, 1, NAM_MAX_DEPTH, "1", "--recompute-num-layers, with full recompute (1..layers per pp rank)")
-    NAM__X("memory", "recompute_modules", NAM__T_RMODULES, recompute_modules, "core_attn", "--recompute-modules, with selective recompute (core_attn moe_act layernorm mla_up_proj mlp moe shared_experts gdn_norm_out mhc)")
-    NAM__S("implementation", "transformer_impl", transformer_impl, "transformer_engine|local", "transformer_engine", "fixed policy: --transformer-impl")
-    NAM__S("implementation", "attention_backend", attention_backend, "auto|flash|fused|unfused", "auto", "fixed policy: --attention-backend (local needs --spec local, which a hybrid plan never uses)")
-    NAM__B("implementation", "use_flash_attn", use_flash_attn, "false", "fixed policy: --use-flash-attn")
-    NAM__B("implementation", "gradient_accumulation_fusion", gradient_accumulation_fusion, "true", "fixed policy: false emits --no-gradient-accumulation-fusion")
-    NAM__B("implementation", "persist_layer_norm", persist_layer_norm, "true", "fixed policy: false emits --no-persist-layer-norm")
-    NAM__B("implementation", "masked_softmax_fusion", masked_softmax_fusion, "true", "fixed policy: false emits --no-masked-softmax-fusion")
-    NAM__B("implementation", "rope_fusion", rope_fusion, "true", "fixed policy: false emits --no-rope-fusion (DSA plans always get it)")
-    NAM__B("implementation", "mla_down_proj_fusion", mla_down_proj_fusion, "false", "fixed policy: --mla-down-proj-fusion (needs model.mla)")
-    NAM__B("implementation", "moe_permute_fusion", moe_permute_fusion, "false", "fixed policy: --moe-permute-fusion (with MoE)")
-    NAM__B("implementation", "moe_router_fusion", moe_router_fusion, "false", "fixed policy: --moe-router-fusion (with MoE)")
-    NAM__B("implementation", "moe_shared_expert_overlap", moe_shared_expert_overlap, "false", "fixed policy: --moe-shared-expert-overlap (shared expert, alltoall or flex)")
-    NAM__S("implementation", "moe_flex_backend", moe_flex_backend, "deepep|hybridep", "deepep", "fixed policy: --moe-flex-dispatcher-backend, with moe.dispatcher = flex")
-    NAM__I("train", "train_iters", train_iters, 0, 1 << 30, "0", "fixed policy: --train-iters; 0 = not given")
-    NAM__D("train", "lr", lr, 0, 1e6, "0", "fixed policy: --lr; 0 = not given")
-    NAM__D("train", "min_lr", min_lr, 0, 1e6, "0", "fixed policy: --min-lr (<= lr)")
-    NAM__S("train", "lr_decay_style", lr_decay_style, "constant|linear|cosine|inverse-square-root|WSD", "linear", "fixed policy: --lr-decay-style")
-    NAM__I("train", "lr_warmup_iters", lr_warmup_iters, 0, 1 << 30, "0", "fixed policy: --lr-warmup-iters")
-    NAM__D("train", "clip_grad", clip_grad, 0, 1e6, "1", "fixed policy: --clip-grad")
-    NAM__I("train", "eval_interval", eval_interval, 0, 1 << 30, "0", "fixed policy: --eval-interval; 0 = not given")
-    NAM__I("train", "eval_iters", eval_iters, 0, 1 << 30, "100", "fixed policy: --eval-iters")
-    NAM__I("train", "log_interval", log_interval, 1, 1 << 30, "100", "fixed policy: --log-interval")
-    NAM__I("train", "save_interval", save_interval, 0, 1 << 30, "0", "fixed policy: --save-interval; 0 = not given")
-    NAM__B("train", "log_throughput", log_throughput, "false", "fixed policy: --log-throughput")
-    NAM__S("data", "data_path", data_path, NULL, "", "fixed policy: --data-path (words separated by spaces: [weight] prefix ...); never opened")
-    NAM__S("data", "tokenizer_type", tokenizer_type, "|GPT2BPETokenizer|SentencePieceTokenizer|GPTSentencePieceTokenizer|HuggingFaceTokenizer|Llama2Tokenizer|TikTokenizer|NullTokenizer", "", "fixed policy: --tokenizer-type; empty = not given")
-    NAM__S("data", "tokenizer_model", tokenizer_model, NULL, "", "fixed policy: --tokenizer-model (a path or hub name; never opened)")
-    NAM__S("data", "split", split, NULL, "", "fixed policy: --split, e.g. 969,30,1; empty = not given")
-    NAM__B("data", "mock_data", mock_data, "false", "fixed policy: --mock-data (synthetic data instead of data_path)")
-    NAM__S("data", "save", save_dir, NULL, "", "fixed policy: --save (checkpoint directory; never opened)")
-    NAM__S("data", "load", load_dir, NULL, "", "fixed policy: --load (checkpoint directory; never opened)")
-    NAM__D("preflight", "device_memory_gib", device_memory_gib, 0, 1e6, "0", "GPU memory in GiB; plan mode warns and strict mode refuses when a pp rank's static memory exceeds it; 0 = not checked")
-    NAM__D("preflight", "peak_tflops", peak_tflops, 0, 1e9, "989", "dense bf16 peak per GPU in TFLOP/s, for MFU (989 = H100/H200 SXM)")
-    NAM__D("preflight", "step_time_s", step_time_s, 0, 1e9, "0", "measured seconds per global batch; > 0 gives TFLOP/s per GPU and MFU")
-    NAM__I("batch", "micro_batch_size", micro_batch_size, 1, NAM__DIM, "1", "--micro-batch-size")
-    NAM__I("batch", "global_batch_size", global_batch_size, 0, 1 << 30, "64", "--global-batch-size; 0 = micro * dp")
-    NAM__S("precision", "dtype", dtype, "bf16|fp16|fp32", "bf16", "--bf16 / --fp16 / neither")
-    NAM__S("precision", "fp8", fp8, "none|e4m3|hybrid", "none", "--fp8-format")
-    NAM__S("precision", "fp8_recipe", fp8_recipe, "delayed|tensorwise|mxfp8|blockwise", "delayed", "--fp8-recipe, with fp8 (mxfp8 needs Blackwell)")
-    NAM__I("precision", "fp8_amax_history_len", fp8_amax_history_len, 1, 1 << 20, "1", "--fp8-amax-history-len, with the delayed recipe")
-    NAM__S("precision", "fp8_amax_compute_algo", fp8_amax_compute_algo, "most_recent|max", "most_recent", "--fp8-amax-compute-algo, with the delayed recipe")
-    NAM__S("precision", "moe_router_dtype", moe_router_dtype, "none|fp32|fp64", "none", "--moe-router-dtype (with MoE); none = the model dtype")
-    NAM__S("cuda_graph", "impl", cuda_graph_impl, "none|local|transformer_engine|full_iteration", "transformer_engine", "--cuda-graph-impl")
-    NAM__I("cuda_graph", "warmup_steps", cuda_graph_warmup_steps, 0, 1 << 20, "3", "--cuda-graph-warmup-steps (with CUDA graphs)")
-    NAM__X("cuda_graph", "modules", NAM__T_MODULES, cuda_graph_modules, "attn,mamba,moe_router,moe_preprocess", "--cuda-graph-modules (comma list; empty = whole layer)")
-    NAM__B("engram", "enabled", engram_enabled, "false", "Engram (n-gram memory) on A layers: a feature seam, never a Megatron flag")
-    NAM__L("engram", "layers", engram_layers, num_engram_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_ENGRAM, "", "0-based A-layer indices carrying Engram (required when enabled)")
-    NAM__L("engram", "ngram_orders", engram_ngram_orders, num_engram_ngram_orders, 1, 64, -1, "2,3,4", "n-gram orders")
-    NAM__I("engram", "bottleneck_dim", engram_bottleneck_dim, 0, NAM__DIM, "0", "bottleneck width; 0 = none")
-    NAM__DO("engram", "dropout", engram_dropout, 0, 1, NAM__HI_OPEN, "0", "dropout in [0, 1)")
-    NAM__B("engram", "gated", engram_gated, "false", "gated read-out")
-    NAM__B("engram", "gate_sqrt_compress", engram_gate_sqrt_compress, "false", "sqrt-compressed gate")
-    NAM__I("engram", "conv_kernel", engram_conv_kernel, 0, 64, "0", "short conv kernel; 0 = none")
-    NAM__S("engram", "conv_impl", engram_conv_impl, "xla_safe|maxtext_depthwise", "xla_safe", "conv implementation")
-    NAM__B("mhc", "enabled", mhc_enabled, "false", "mHC (manifold hyper-connections) on A layers: a feature seam")
-    NAM__L("mhc", "layers", mhc_layers, num_mhc_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_MHC, "", "0-based A-layer indices carrying mHC (required when enabled)")
-    NAM__I("mhc", "n_streams", mhc_n_streams, 2, 64, "4", "residual streams (> 1)")
-    NAM__I("mhc", "sinkhorn_iters", mhc_sinkhorn_iters, 1, 1000, "5", "Sinkhorn iterations")
-    NAM__DO("mhc", "temperature", mhc_temperature, 0, 1e6, NAM__LO_OPEN, "1", "Sinkhorn temperature (> 0)")
-    NAM__DO("mhc", "epsilon", mhc_epsilon, 0, 1, NAM__LO_OPEN, "1e-06", "Sinkhorn epsilon (> 0)")
-    NAM__D("mhc", "blend_alpha", mhc_blend_alpha, 0, 1e6, "1", "blend factor (>= 0)")
-    NAM__B("mhc", "dynamic", mhc_dynamic, "false", "input-dependent mixing")
-    NAM__S("mhc", "dynamic_mode", mhc_dynamic_mode, "maxtext|pooled", "maxtext", "dynamic mixing mode")
-    NAM__B("mhc", "fused_ops", mhc_fused_ops, "false", "fused kernels")
-    NAM__I("mhc", "recompute_group_size", mhc_recompute_group_size, -1, NAM_MAX_DEPTH, "0", "recompute grouping; 0 = automatic, -1 = off")
-    NAM__B("mod", "enabled", mod_enabled, "false", "MoD (mixture of depths) on E layers: a feature seam")
-    NAM__L("mod", "layers", mod_layers, num_mod_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_MOD, "", "0-based E-layer indices carrying MoD (required when enabled)")
-    NAM__DO("mod", "capacity", mod_capacity, 0, 1, NAM__LO_OPEN, "0.5", "token capacity in (0, 1]")
-    NAM__D("mod", "aux_loss_weight", mod_aux_loss_weight, 0, 1e6, "0.01", "router aux loss weight (>= 0)")
-    NAM__S("mod", "routing", mod_routing, "topk|threshold|progressive|gateskip", "topk", "routing rule")
-    NAM__S("mod", "target", mod_target, NULL, "", "routing target (free text, passed to the runtime)")
-    NAM__S("mod", "scorer", mod_scorer, NULL, "", "scorer (free text)")
-    NAM__S("mod", "selector", mod_selector, NULL, "", "selector (free text)")
-    NAM__S("mod", "schedule", mod_schedule, NULL, "", "capacity schedule (free text)")
-    NAM__S("mod", "executor", mod_executor, "auto|gather|mask", "auto", "executor")
-    NAM__B("mod", "ffn_only", mod_ffn_only, "false", "route the FFN only")
-    NAM__I("mod", "skip_first_n", mod_skip_first_n, 0, NAM_MAX_DEPTH, "4", "leave the first N layers unrouted")
-    NAM__B("mod", "skip_mamba", mod_skip_mamba, "true", "never route Mamba layers")
-    NAM__B("moda", "enabled", moda_enabled, "false", "MoDA (mixture-of-depths attention), model-wide: a feature seam")
-    NAM__B("ngram_hash", "enabled", ngram_hash_enabled, "false", "n-gram hash embedding added to the input embedding: a feature seam")
-    NAM__L("ngram_hash", "orders", ngram_hash_orders, num_ngram_hash_orders, 1, 64, -1, "2,3", "n-gram orders")
-    NAM__I("ngram_hash", "heads", ngram_hash_heads, 1, 4096, "8", "hash heads")
-    NAM__I("ngram_hash", "table_size", ngram_hash_table_size, 1, 1 << 30, "500000", "rows per hash table")
-    NAM__I("ngram_hash", "embed_dim", ngram_hash_embed_dim, 1, NAM__DIM, "16", "embedding width per head")
-    NAM__B("ngram_hash", "offload", ngram_hash_offload, "false", "keep the tables in host memory")
-    NAM__B("structure", "enabled", structure_enabled, "false", "structure (AST) embedding on the input embedding: a feature seam")
-    NAM__S("structure", "components", structure_components, "core|all", "core", "embedded components")
-    NAM__I("structure", "max_ast_depth", structure_max_ast_depth, 1, 1 << 20, "20", "AST depth buckets (> 0)")
-    NAM__I("structure", "max_sibling_index", structure_max_sibling_index, 0, 1 << 20, "10", "sibling-index buckets (>= 0)")
-    NAM__I("structure", "num_node_types", structure_num_node_types, 1, 1 << 20, "64", "node types (> 0)")
-    NAM__I("structure", "bottleneck_dim", structure_bottleneck_dim, 1, NAM__DIM, "64", "bottleneck width (> 0)")
-    NAM__B("structure", "relation_bias", structure_relation_bias, "false", "relation bias")
-    NAM__B("structure", "tree_ffn", structure_tree_ffn, "false", "tree FFN")
-    NAM__I("structure", "tree_ffn_steps", structure_tree_ffn_steps, 1, 1024, "3", "tree FFN steps (> 0)")
-    NAM__DO("structure", "tree_ffn_dropout", structure_tree_ffn_dropout, 0, 1, NAM__HI_OPEN, "0", "tree FFN dropout in [0, 1)")
-    NAM__B("structure", "platform_embed", structure_platform_embed, "false", "platform embedding")
-    NAM__S("runtime", "recipe_mode", recipe_mode, NULL, "pretrain", "fixed policy: launcher recipe mode")
-    NAM__S("runtime", "cache_dir", cache_dir, NULL, "/tmp/nam-cache", "fixed policy: pre-import cache root (set before importing torch)")
-    NAM__X("runtime", "env", NAM__T_ENV, env, "CUDA_DEVICE_MAX_CONNECTIONS=1,NCCL_P2P_LEVEL=NVL,TORCH_NCCL_AVOID_RECORD_STREAMS=1", "fixed policy: CUDA/NCCL environment, comma list KEY=VALUE")
-};
+/* Every recipe key, one row each: section, key, nam_recipe member, range or choices, the
+   built-in default, the Megatron flag it drives (NULL for none) and the doc ('@' = the flag).
+   INT, BOOL, STR (choices "a|b" or NULL), DBL, DBLO (a double with open ends), OTHER (its
+   type), LIST (integers in [lo, hi], distinct; count in `cnt`; slot: key_pos index or -1).
+   Expanded twice: into the row indices NAM__F_section_key and into nam__fields[]. */
+#define NAM__FIELD_ROWS(INT, BOOL, STR, DBL, DBLO, OTHER, LIST) \
+    STR(recipe, name, name, NULL, "NAM56R", NULL, "recipe family name") \
+    STR(recipe, mode, mode, "plan|strict", "plan", NULL, "strict: stop at the first family without a Megatron symbol; plan: keep it as a named seam") \
+    OTHER(pattern, text, NAM__T_PATTERN, pattern, "AEMEAEMEAEMR/AF", NULL, "authored pattern (main [/mtp ...]); NAM56R's MTP block is AF = Megatron '*-' (attention + dense MLP), as its stack launches it") \
+    BOOL(pattern, tile, tile, "true", NULL, "true: text's main part is a motif tiled to depth") \
+    INT(pattern, depth, depth, 0, NAM_MAX_DEPTH, "52", "--num-layers", "layers; 0 = the written length") \
+    INT(pattern, stages, stages, 0, NAM_MAX_DEPTH, "4", NULL, "N equal stages; 0 = as written with '|'") \
+    OTHER(pattern, families, NAM__T_FAMILIES, families, "", NULL, "further family letters, e.g. XY") \
+    OTHER(pattern, map, NAM__T_MAP, map, "", NULL, "explicit bindings FAMILY=SYMBOL, e.g. R=G") \
+    LIST(pattern, dsa_layers, dsa_layers, num_dsa_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_DSA, "", NULL, "A-layer indices (0-based) lowered to D (needs model.mla)") \
+    STR(pattern, mamba_impl, mamba_impl, "mamba2|mamba3|custom", "mamba3", NULL, "mamba2 is native; mamba3/custom keep M native with a custom seam") \
+    INT(model, hidden_size, hidden_size, 1, NAM__DIM, "4096", "--hidden-size", "@") \
+    INT(model, ffn_hidden_size, ffn_hidden_size, 0, NAM__DIM, "0", "--ffn-hidden-size", "@; 0 = Megatron's default (4h, or 8h/3 rounded down to 64 with swiglu)") \
+    INT(model, num_attention_heads, num_attention_heads, 1, NAM__DIM, "32", "--num-attention-heads", "@") \
+    INT(model, num_query_groups, num_query_groups, 0, NAM__DIM, "8", "--num-query-groups", "--group-query-attention @; 0 = no GQA") \
+    INT(model, kv_channels, kv_channels, 0, NAM__DIM, "0", "--kv-channels", "@; 0 = hidden / heads") \
+    INT(model, seq_length, seq_length, 1, NAM__DIM, "4096", "--seq-length", "@") \
+    INT(model, max_position_embeddings, max_position_embeddings, 0, NAM__DIM, "0", "--max-position-embeddings", "@; 0 = seq_length") \
+    STR(model, position_embedding_type, position_embedding_type, "rope|none|learned_absolute", "rope", "--position-embedding-type", "@ (always emitted)") \
+    STR(model, normalization, normalization, "RMSNorm|LayerNorm", "RMSNorm", "--normalization", "@") \
+    STR(model, activation, activation, "swiglu|squared_relu|gelu", "swiglu", NULL, "--swiglu / --squared-relu / neither") \
+    BOOL(model, untie_embeddings, untie_embeddings, "true", "--untie-embeddings-and-output-weights", "@") \
+    BOOL(model, disable_bias_linear, disable_bias_linear, "true", "--disable-bias-linear", "@ (required for DSA)") \
+    BOOL(model, mla, mla, "false", "--multi-latent-attention", "lower A to '+' (MLA); @") \
+    INT(model, vocab_size, vocab_size, 1, 1 << 30, "131072", NULL, "padded vocabulary size, for the pre-flight (embedding, output layer, logits FLOPs); never emitted") \
+    OTHER(model, spec, NAM__T_SPEC, spec, "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec", "--spec", "@ MODULE BUILDER: the hybrid layer spec; the stock one cannot build custom seams (strict mode refuses it then)") \
+    INT(mla, q_lora_rank, q_lora_rank, 0, NAM__DIM, "1536", "--q-lora-rank", "@; 0 = none") \
+    INT(mla, kv_lora_rank, kv_lora_rank, 1, NAM__DIM, "512", "--kv-lora-rank", "@") \
+    INT(mla, qk_head_dim, qk_head_dim, 1, NAM__DIM, "128", "--qk-head-dim", "@") \
+    INT(mla, qk_pos_emb_head_dim, qk_pos_emb_head_dim, 1, NAM__DIM, "64", "--qk-pos-emb-head-dim", "@") \
+    INT(mla, v_head_dim, v_head_dim, 1, NAM__DIM, "128", "--v-head-dim", "@") \
+    INT(moe, num_experts, num_experts, 0, NAM__DIM, "64", "--num-experts", "@; 0 = no MoE (then E is refused)") \
+    INT(moe, router_topk, router_topk, 1, NAM__DIM, "6", "--moe-router-topk", "@") \
+    INT(moe, ffn_hidden_size, moe_ffn_hidden_size, 0, NAM__DIM, "1408", "--moe-ffn-hidden-size", "@; 0 = model.ffn_hidden_size") \
+    INT(moe, shared_expert_size, shared_expert_size, 0, NAM__DIM, "2816", "--moe-shared-expert-intermediate-size", "@; 0 = none") \
+    STR(moe, score_function, score_function, "softmax|sigmoid|sqrtsoftplus", "sigmoid", "--moe-router-score-function", "@") \
+    BOOL(moe, pre_softmax, pre_softmax, "false", "--moe-router-pre-softmax", "@") \
+    BOOL(moe, expert_bias, expert_bias, "true", "--moe-router-enable-expert-bias", "@ (sigmoid/sqrtsoftplus only)") \
+    BOOL(moe, grouped_gemm, grouped_gemm, "true", "--moe-grouped-gemm", "@") \
+    STR(moe, load_balancing, load_balancing, "aux_loss|seq_aux_loss|global_aux_loss|sinkhorn|none", "seq_aux_loss", "--moe-router-load-balancing-type", "@") \
+    DBL(moe, aux_loss_coeff, aux_loss_coeff, 0, 1e6, "0.0001", "--moe-aux-loss-coeff", "@") \
+    STR(moe, dispatcher, dispatcher, "allgather|alltoall|flex", "alltoall", "--moe-token-dispatcher-type", "@") \
+    DBL(moe, capacity_factor, capacity_factor, 0, 1e3, "0", "--moe-expert-capacity-factor", "@; 0 = dropless (none)") \
+    BOOL(moe, pad_to_capacity, pad_to_capacity, "false", "--moe-pad-expert-input-to-capacity", "@ (needs capacity_factor)") \
+    INT(mamba, state_dim, mamba_state_dim, 1, NAM__DIM, "128", "--mamba-state-dim", "@") \
+    INT(mamba, head_dim, mamba_head_dim, 1, NAM__DIM, "64", "--mamba-head-dim", "@") \
+    INT(mamba, num_groups, mamba_num_groups, 1, NAM__DIM, "8", "--mamba-num-groups", "@") \
+    INT(mamba, num_heads, mamba_num_heads, 0, NAM__DIM, "0", "--mamba-num-heads", "@; 0 = expand * hidden / head_dim (expand 2, or mamba3.expand)") \
+    INT(gdn, num_key_heads, gdn_num_key_heads, 1, NAM__DIM, "16", "--linear-num-key-heads", "@ (G layers)") \
+    INT(gdn, num_value_heads, gdn_num_value_heads, 1, NAM__DIM, "32", "--linear-num-value-heads", "@") \
+    INT(gdn, key_head_dim, gdn_key_head_dim, 1, NAM__DIM, "128", "--linear-key-head-dim", "@") \
+    INT(gdn, value_head_dim, gdn_value_head_dim, 1, NAM__DIM, "128", "--linear-value-head-dim", "@") \
+    INT(gdn, conv_kernel_dim, gdn_conv_kernel_dim, 1, NAM__DIM, "4", "--linear-conv-kernel-dim", "@") \
+    INT(dsa, indexer_n_heads, dsa_indexer_n_heads, 1, NAM__DIM, "32", "--dsa-indexer-n-heads", "@ (D layers)") \
+    INT(dsa, indexer_head_dim, dsa_indexer_head_dim, 1, NAM__DIM, "64", "--dsa-indexer-head-dim", "@") \
+    INT(dsa, indexer_topk, dsa_indexer_topk, 1, NAM__DIM, "256", "--dsa-indexer-topk", "@ (tokens each query attends to)") \
+    DBL(dsa, indexer_loss_coeff, dsa_indexer_loss_coeff, 0, 1e6, "0.001", "--dsa-indexer-loss-coeff", "@ (0 disables the indexer loss)") \
+    INT(m2rnn, k_head_dim, m2rnn_k_head_dim, 1, NAM__DIM, "64", NULL, "R mixer (M2RNN): key head dim K (one shared q/k head)") \
+    INT(m2rnn, v_head_dim, m2rnn_v_head_dim, 1, NAM__DIM, "16", NULL, "R mixer: value head dim V (state K x V per head)") \
+    INT(m2rnn, conv_kernel, m2rnn_conv_kernel, 1, 64, "4", NULL, "R mixer: causal depthwise conv kernel over q, k, v") \
+    INT(m2rnn, num_heads, m2rnn_num_heads, 0, NAM__DIM, "0", NULL, "R mixer: value heads; 0 = max(1, floor(hidden / (K + V)))") \
+    BOOL(m2rnn, residual, m2rnn_residual, "true", NULL, "R mixer: residual D term (y += D * v)") \
+    DBL(mamba3, rope_fraction, mamba3_rope_fraction, 0, 1, "0.5", NULL, "Mamba-3: fraction of the state dim under data-dependent rotary") \
+    BOOL(mamba3, mimo, mamba3_mimo, "false", NULL, "Mamba-3: MIMO (rank mimo_rank) instead of SISO") \
+    INT(mamba3, mimo_rank, mamba3_mimo_rank, 1, 64, "4", NULL, "Mamba-3: MIMO rank R (used when mimo = true)") \
+    INT(mamba3, chunk_size, mamba3_chunk_size, 1, 4096, "64", NULL, "Mamba-3: scan chunk size") \
+    DBLO(mamba3, a_floor, mamba3_a_floor, 0, 1e6, NAM__LO_OPEN, "0.0001", NULL, "Mamba-3: A = -max(softplus(a), a_floor)") \
+    DBLO(mamba3, dt_min, mamba3_dt_min, 0, 1e6, NAM__LO_OPEN, "0.001", NULL, "Mamba-3: dt init range, low end") \
+    DBLO(mamba3, dt_max, mamba3_dt_max, 0, 1e6, NAM__LO_OPEN, "0.1", NULL, "Mamba-3: dt init range, high end (>= dt_min)") \
+    INT(mamba3, expand, mamba3_expand, 1, 64, "2", NULL, "Mamba-3: inner width = expand * hidden; heads = expand * hidden / mamba.head_dim") \
+    DBL(mtp, loss_scaling_factor, mtp_loss_scaling_factor, 0, 1e6, "0.1", "--mtp-loss-scaling-factor", "@") \
+    INT(mtp, depths, mtp_depths, 0, NAM_MAX_MTP_DEPTHS, "0", "--mtp-num-layers", "MTP depths (@): the written MTP block repeated N times; 0 = as many copies as pattern.text writes") \
+    INT(parallel, world_size, world_size, 1, NAM__PAR, "8", NULL, "ranks in the job") \
+    INT(parallel, tp, tp, 1, NAM__PAR, "2", "--tensor-model-parallel-size", "@") \
+    INT(parallel, pp, pp, 1, NAM__PAR, "2", "--pipeline-model-parallel-size", "@") \
+    INT(parallel, cp, cp, 1, NAM__PAR, "1", "--context-parallel-size", "@") \
+    INT(parallel, ep, ep, 1, NAM__PAR, "4", "--expert-model-parallel-size", "@") \
+    INT(parallel, etp, etp, 0, NAM__PAR, "1", "--expert-tensor-parallel-size", "@; 0 = tp") \
+    BOOL(parallel, sequence_parallel, sequence_parallel, "true", "--sequence-parallel", "@ (needs tp > 1)") \
+    BOOL(parallel, overlap_p2p, overlap_p2p, "true", "--no-overlap-p2p-communication", "false emits @") \
+    INT(parallel, first_stage_layers, first_stage_layers, 0, NAM_MAX_DEPTH, "0", "--decoder-first-pipeline-num-layers", "@; 0 = none") \
+    INT(parallel, last_stage_layers, last_stage_layers, 0, NAM_MAX_DEPTH, "0", "--decoder-last-pipeline-num-layers", "@; 0 = none") \
+    STR(parallel, order, order, "tp-cp-ep-dp-pp|tp-cp-ep-pp-dp", "tp-cp-ep-dp-pp", "--use-tp-pp-dp-mapping", "rank order; tp-cp-ep-pp-dp emits @") \
+    STR(parallel, cp_comm_type, cp_comm_type, "p2p|a2a|allgather|a2a+p2p", "p2p", "--cp-comm-type", "@ (emitted when cp > 1)") \
+    BOOL(parallel, distributed_optimizer, distributed_optimizer, "true", "--use-distributed-optimizer", "@: optimizer state sharded over data parallel") \
+    LIST(parallel, hierarchical_cp_sizes, hierarchical_cp_sizes, num_hierarchical_cp_sizes, 1, NAM__PAR, -1, "", "--hierarchical-context-parallel-sizes", "@ (product = cp; required by a2a+p2p)") \
+    STR(memory, recompute_granularity, recompute_granularity, "none|selective|full", "none", "--recompute-granularity", "@ (none emits nothing)") \
+    STR(memory, recompute_method, recompute_method, "uniform|block", "uniform", "--recompute-method", "@, with full recompute") \
+    INT(memory, recompute_num_layers, recompute_num_layers, 1, NAM_MAX_DEPTH, "1", "--recompute-num-layers", "@, with full recompute (1..layers per pp rank)") \
+    OTHER(memory, recompute_modules, NAM__T_RMODULES, recompute_modules, "core_attn", "--recompute-modules", "@, with selective recompute (core_attn moe_act layernorm mla_up_proj mlp moe shared_experts gdn_norm_out mhc)") \
+    STR(implementation, transformer_impl, transformer_impl, "transformer_engine|local", "transformer_engine", "--transformer-impl", "fixed policy: @") \
+    STR(implementation, attention_backend, attention_backend, "auto|flash|fused|unfused", "auto", "--attention-backend", "fixed policy: @ (local needs --spec local, which a hybrid plan never uses)") \
+    BOOL(implementation, use_flash_attn, use_flash_attn, "false", "--use-flash-attn", "fixed policy: @") \
+    BOOL(implementation, gradient_accumulation_fusion, gradient_accumulation_fusion, "true", "--no-gradient-accumulation-fusion", "fixed policy: false emits @") \
+    BOOL(implementation, persist_layer_norm, persist_layer_norm, "true", "--no-persist-layer-norm", "fixed policy: false emits @") \
+    BOOL(implementation, masked_softmax_fusion, masked_softmax_fusion, "true", "--no-masked-softmax-fusion", "fixed policy: false emits @") \
+    BOOL(implementation, rope_fusion, rope_fusion, "true", "--no-rope-fusion", "fixed policy: false emits @ (DSA plans always get it)") \
+    BOOL(implementation, mla_down_proj_fusion, mla_down_proj_fusion, "false", "--mla-down-proj-fusion", "fixed policy: @ (needs model.mla)") \
+    BOOL(implementation, moe_permute_fusion, moe_permute_fusion, "false", "--moe-permute-fusion", "fixed policy: @ (with MoE)") \
+    BOOL(implementation, moe_router_fusion, moe_router_fusion, "false", "--moe-router-fusion", "fixed policy: @ (with MoE)") \
+    BOOL(implementation, moe_shared_expert_overlap, moe_shared_expert_overlap, "false", "--moe-shared-expert-overlap", "fixed policy: @ (shared expert, alltoall or flex)") \
+    STR(implementation, moe_flex_backend, moe_flex_backend, "deepep|hybridep", "deepep", "--moe-flex-dispatcher-backend", "fixed policy: @, with moe.dispatcher = flex") \
+    INT(train, train_iters, train_iters, 0, 1 << 30, "0", "--train-iters", "fixed policy: @; 0 = not given") \
+    DBL(train, lr, lr, 0, 1e6, "0", "--lr", "fixed policy: @; 0 = not given") \
+    DBL(train, min_lr, min_lr, 0, 1e6, "0", "--min-lr", "fixed policy: @ (<= lr)") \
+    STR(train, lr_decay_style, lr_decay_style, "constant|linear|cosine|inverse-square-root|WSD", "linear", "--lr-decay-style", "fixed policy: @") \
+    INT(train, lr_warmup_iters, lr_warmup_iters, 0, 1 << 30, "0", "--lr-warmup-iters", "fixed policy: @") \
+    DBL(train, clip_grad, clip_grad, 0, 1e6, "1", "--clip-grad", "fixed policy: @") \
+    INT(train, eval_interval, eval_interval, 0, 1 << 30, "0", "--eval-interval", "fixed policy: @; 0 = not given") \
+    INT(train, eval_iters, eval_iters, 0, 1 << 30, "100", "--eval-iters", "fixed policy: @") \
+    INT(train, log_interval, log_interval, 1, 1 << 30, "100", "--log-interval", "fixed policy: @") \
+    INT(train, save_interval, save_interval, 0, 1 << 30, "0", "--save-interval", "fixed policy: @; 0 = not given") \
+    BOOL(train, log_throughput, log_throughput, "false", "--log-throughput", "fixed policy: @") \
+    STR(data, data_path, data_path, NULL, "", "--data-path", "fixed policy: @ (words separated by spaces: [weight] prefix ...); never opened") \
+    STR(data, tokenizer_type, tokenizer_type, "|GPT2BPETokenizer|SentencePieceTokenizer|GPTSentencePieceTokenizer|HuggingFaceTokenizer|Llama2Tokenizer|TikTokenizer|NullTokenizer", "", "--tokenizer-type", "fixed policy: @; empty = not given") \
+    STR(data, tokenizer_model, tokenizer_model, NULL, "", "--tokenizer-model", "fixed policy: @ (a path or hub name; never opened)") \
+    STR(data, split, split, NULL, "", "--split", "fixed policy: @, e.g. 969,30,1; empty = not given") \
+    BOOL(data, mock_data, mock_data, "false", "--mock-data", "fixed policy: @ (synthetic data instead of data_path)") \
+    STR(data, save, save_dir, NULL, "", "--save", "fixed policy: @ (checkpoint directory; never opened)") \
+    STR(data, load, load_dir, NULL, "", "--load", "fixed policy: @ (checkpoint directory; never opened)") \
+    DBL(preflight, device_memory_gib, device_memory_gib, 0, 1e6, "0", NULL, "GPU memory in GiB; plan mode warns and strict mode refuses when a pp rank's static memory exceeds it; 0 = not checked") \
+    DBL(preflight, peak_tflops, peak_tflops, 0, 1e9, "989", NULL, "dense bf16 peak per GPU in TFLOP/s, for MFU (989 = H100/H200 SXM)") \
+    DBL(preflight, step_time_s, step_time_s, 0, 1e9, "0", NULL, "measured seconds per global batch; > 0 gives TFLOP/s per GPU and MFU") \
+    INT(batch, micro_batch_size, micro_batch_size, 1, NAM__DIM, "1", "--micro-batch-size", "@") \
+    INT(batch, global_batch_size, global_batch_size, 0, 1 << 30, "64", "--global-batch-size", "@; 0 = micro * dp") \
+    STR(precision, dtype, dtype, "bf16|fp16|fp32", "bf16", NULL, "--bf16 / --fp16 / neither") \
+    STR(precision, fp8, fp8, "none|e4m3|hybrid", "none", "--fp8-format", "@") \
+    STR(precision, fp8_recipe, fp8_recipe, "delayed|tensorwise|mxfp8|blockwise", "delayed", "--fp8-recipe", "@, with fp8 (mxfp8 needs Blackwell)") \
+    INT(precision, fp8_amax_history_len, fp8_amax_history_len, 1, 1 << 20, "1", "--fp8-amax-history-len", "@, with the delayed recipe") \
+    STR(precision, fp8_amax_compute_algo, fp8_amax_compute_algo, "most_recent|max", "most_recent", "--fp8-amax-compute-algo", "@, with the delayed recipe") \
+    STR(precision, moe_router_dtype, moe_router_dtype, "none|fp32|fp64", "none", "--moe-router-dtype", "@ (with MoE); none = the model dtype") \
+    STR(cuda_graph, impl, cuda_graph_impl, "none|local|transformer_engine|full_iteration", "transformer_engine", "--cuda-graph-impl", "@") \
+    INT(cuda_graph, warmup_steps, cuda_graph_warmup_steps, 0, 1 << 20, "3", "--cuda-graph-warmup-steps", "@ (with CUDA graphs)") \
+    OTHER(cuda_graph, modules, NAM__T_MODULES, cuda_graph_modules, "attn,mamba,moe_router,moe_preprocess", "--cuda-graph-modules", "@ (comma list; empty = whole layer)") \
+    BOOL(engram, enabled, engram_enabled, "false", NULL, "Engram (n-gram memory) on A layers: a feature seam, never a Megatron flag") \
+    LIST(engram, layers, engram_layers, num_engram_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_ENGRAM, "", NULL, "0-based A-layer indices carrying Engram (required when enabled)") \
+    LIST(engram, ngram_orders, engram_ngram_orders, num_engram_ngram_orders, 1, 64, -1, "2,3,4", NULL, "n-gram orders") \
+    INT(engram, bottleneck_dim, engram_bottleneck_dim, 0, NAM__DIM, "0", NULL, "bottleneck width; 0 = none") \
+    DBLO(engram, dropout, engram_dropout, 0, 1, NAM__HI_OPEN, "0", NULL, "dropout in [0, 1)") \
+    BOOL(engram, gated, engram_gated, "false", NULL, "gated read-out") \
+    BOOL(engram, gate_sqrt_compress, engram_gate_sqrt_compress, "false", NULL, "sqrt-compressed gate") \
+    INT(engram, conv_kernel, engram_conv_kernel, 0, 64, "0", NULL, "short conv kernel; 0 = none") \
+    STR(engram, conv_impl, engram_conv_impl, "xla_safe|maxtext_depthwise", "xla_safe", NULL, "conv implementation") \
+    BOOL(mhc, enabled, mhc_enabled, "false", NULL, "mHC (manifold hyper-connections) on A layers: a feature seam") \
+    LIST(mhc, layers, mhc_layers, num_mhc_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_MHC, "", NULL, "0-based A-layer indices carrying mHC (required when enabled)") \
+    INT(mhc, n_streams, mhc_n_streams, 2, 64, "4", NULL, "residual streams (> 1)") \
+    INT(mhc, sinkhorn_iters, mhc_sinkhorn_iters, 1, 1000, "5", NULL, "Sinkhorn iterations") \
+    DBLO(mhc, temperature, mhc_temperature, 0, 1e6, NAM__LO_OPEN, "1", NULL, "Sinkhorn temperature (> 0)") \
+    DBLO(mhc, epsilon, mhc_epsilon, 0, 1, NAM__LO_OPEN, "1e-06", NULL, "Sinkhorn epsilon (> 0)") \
+    DBL(mhc, blend_alpha, mhc_blend_alpha, 0, 1e6, "1", NULL, "blend factor (>= 0)") \
+    BOOL(mhc, dynamic, mhc_dynamic, "false", NULL, "input-dependent mixing") \
+    STR(mhc, dynamic_mode, mhc_dynamic_mode, "maxtext|pooled", "maxtext", NULL, "dynamic mixing mode") \
+    BOOL(mhc, fused_ops, mhc_fused_ops, "false", NULL, "fused kernels") \
+    INT(mhc, recompute_group_size, mhc_recompute_group_size, -1, NAM_MAX_DEPTH, "0", NULL, "recompute grouping; 0 = automatic, -1 = off") \
+    BOOL(mod, enabled, mod_enabled, "false", NULL, "MoD (mixture of depths) on E layers: a feature seam") \
+    LIST(mod, layers, mod_layers, num_mod_layers, 0, NAM_MAX_DEPTH - 1, NAM__POS_MOD, "", NULL, "0-based E-layer indices carrying MoD (required when enabled)") \
+    DBLO(mod, capacity, mod_capacity, 0, 1, NAM__LO_OPEN, "0.5", NULL, "token capacity in (0, 1]") \
+    DBL(mod, aux_loss_weight, mod_aux_loss_weight, 0, 1e6, "0.01", NULL, "router aux loss weight (>= 0)") \
+    STR(mod, routing, mod_routing, "topk|threshold|progressive|gateskip", "topk", NULL, "routing rule") \
+    STR(mod, target, mod_target, NULL, "", NULL, "routing target (free text, passed to the runtime)") \
+    STR(mod, scorer, mod_scorer, NULL, "", NULL, "scorer (free text)") \
+    STR(mod, selector, mod_selector, NULL, "", NULL, "selector (free text)") \
+    STR(mod, schedule, mod_schedule, NULL, "", NULL, "capacity schedule (free text)") \
+    STR(mod, executor, mod_executor, "auto|gather|mask", "auto", NULL, "executor") \
+    BOOL(mod, ffn_only, mod_ffn_only, "false", NULL, "route the FFN only") \
+    INT(mod, skip_first_n, mod_skip_first_n, 0, NAM_MAX_DEPTH, "4", NULL, "leave the first N layers unrouted") \
+    BOOL(mod, skip_mamba, mod_skip_mamba, "true", NULL, "never route Mamba layers") \
+    BOOL(moda, enabled, moda_enabled, "false", NULL, "MoDA (mixture-of-depths attention), model-wide: a feature seam") \
+    BOOL(ngram_hash, enabled, ngram_hash_enabled, "false", NULL, "n-gram hash embedding added to the input embedding: a feature seam") \
+    LIST(ngram_hash, orders, ngram_hash_orders, num_ngram_hash_orders, 1, 64, -1, "2,3", NULL, "n-gram orders") \
+    INT(ngram_hash, heads, ngram_hash_heads, 1, 4096, "8", NULL, "hash heads") \
+    INT(ngram_hash, table_size, ngram_hash_table_size, 1, 1 << 30, "500000", NULL, "rows per hash table") \
+    INT(ngram_hash, embed_dim, ngram_hash_embed_dim, 1, NAM__DIM, "16", NULL, "embedding width per head") \
+    BOOL(ngram_hash, offload, ngram_hash_offload, "false", NULL, "keep the tables in host memory") \
+    BOOL(structure, enabled, structure_enabled, "false", NULL, "structure (AST) embedding on the input embedding: a feature seam") \
+    STR(structure, components, structure_components, "core|all", "core", NULL, "embedded components") \
+    INT(structure, max_ast_depth, structure_max_ast_depth, 1, 1 << 20, "20", NULL, "AST depth buckets (> 0)") \
+    INT(structure, max_sibling_index, structure_max_sibling_index, 0, 1 << 20, "10", NULL, "sibling-index buckets (>= 0)") \
+    INT(structure, num_node_types, structure_num_node_types, 1, 1 << 20, "64", NULL, "node types (> 0)") \
+    INT(structure, bottleneck_dim, structure_bottleneck_dim, 1, NAM__DIM, "64", NULL, "bottleneck width (> 0)") \
+    BOOL(structure, relation_bias, structure_relation_bias, "false", NULL, "relation bias") \
+    BOOL(structure, tree_ffn, structure_tree_ffn, "false", NULL, "tree FFN") \
+    INT(structure, tree_ffn_steps, structure_tree_ffn_steps, 1, 1024, "3", NULL, "tree FFN steps (> 0)") \
+    DBLO(structure, tree_ffn_dropout, structure_tree_ffn_dropout, 0, 1, NAM__HI_OPEN, "0", NULL, "tree FFN dropout in [0, 1)") \
+    BOOL(structure, platform_embed, structure_platform_embed, "false", NULL, "platform embedding") \
+    STR(runtime, recipe_mode, recipe_mode, NULL, "pretrain", NULL, "fixed policy: launcher recipe mode") \
+    STR(runtime, cache_dir, cache_dir, NULL, "/tmp/nam-cache", NULL, "fixed policy: pre-import cache root (set before importing torch)") \
+    OTHER(runtime, env, NAM__T_ENV, env, "CUDA_DEVICE_MAX_CONNECTIONS=1,NCCL_P2P_LEVEL=NVL,TORCH_NCCL_AVOID_RECORD_STREAMS=1", NULL, "fixed policy: CUDA/NCCL environment, comma list KEY=VALUE")
+
+#define NAM__ROW_ID(s, k, ...) NAM__F_##s##_##k,
+enum { NAM__FIELD_ROWS(NAM__ROW_ID, NAM__ROW_ID, NAM__ROW_ID, NAM__ROW_ID, NAM__ROW_ID, NAM__ROW_ID, NAM__ROW_ID) NAM__F_COUNT };
+#undef NAM__ROW_ID
+
+#define NAM__RO(m) offsetof(nam_recipe, m), sizeof(((nam_recipe *)0)->m)
+#define NAM__I(s, k, m, lo, hi, def, fl, doc) { #s, #k, #s "." #k, NAM__T_INT, NAM__RO(m), lo, hi, NULL, def, doc, fl, 0, -1, 0 },
+#define NAM__B(s, k, m, def, fl, doc)         { #s, #k, #s "." #k, NAM__T_BOOL, NAM__RO(m), 0, 1, NULL, def, doc, fl, 0, -1, 0 },
+#define NAM__S(s, k, m, ch, def, fl, doc)     { #s, #k, #s "." #k, NAM__T_STR, NAM__RO(m), 0, 0, ch, def, doc, fl, 0, -1, 0 },
+#define NAM__D(s, k, m, lo, hi, def, fl, doc) { #s, #k, #s "." #k, NAM__T_DBL, NAM__RO(m), lo, hi, NULL, def, doc, fl, 0, -1, 0 },
+#define NAM__DO(s, k, m, lo, hi, open, def, fl, doc) { #s, #k, #s "." #k, NAM__T_DBL, NAM__RO(m), lo, hi, NULL, def, doc, fl, 0, -1, open },
+#define NAM__X(s, k, t, m, def, fl, doc)      { #s, #k, #s "." #k, t, NAM__RO(m), 0, 0, NULL, def, doc, fl, 0, -1, 0 },
+#define NAM__L(s, k, m, cnt, lo, hi, slot, def, fl, doc) { #s, #k, #s "." #k, NAM__T_LIST, NAM__RO(m), lo, hi, NULL, def, doc, fl, offsetof(nam_recipe, cnt), slot, 0 },
+static const nam__field nam__fields[] = { NAM__FIELD_ROWS(NAM__I, NAM__B, NAM__S, NAM__D, NAM__DO, NAM__X, NAM__L) };
 #undef NAM__I
 #undef NAM__B
 #undef NAM__S
@@ -7286,6 +7296,27 @@ static const nam__field nam__fields[] = {
 #undef NAM__X
 #undef NAM__L
 #define NAM__NFIELDS (NAM__CAST(int, sizeof nam__fields / sizeof nam__fields[0]))
+
+/* Megatron flags that no one recipe key drives (derived from the plan, or one value of a
+   key); every other flag nam knows is the `flag` column of nam__fields. Code names a flag
+   by NAM__FLAG(section, key) or NAM__XFLAG(ID), never by spelling it again. */
+#define NAM__XFLAG_ROWS(X) \
+    X(HYBRID_LAYER_PATTERN, "--hybrid-layer-pattern") \
+    X(GROUP_QUERY_ATTENTION, "--group-query-attention") \
+    X(SWIGLU, "--swiglu") \
+    X(SQUARED_RELU, "--squared-relu") \
+    X(EXPERIMENTAL_ATTENTION_VARIANT, "--experimental-attention-variant") \
+    X(BF16, "--bf16") \
+    X(FP16, "--fp16") \
+    X(NO_CHECK_FOR_NAN, "--no-check-for-nan-in-loss-and-grad")
+#define NAM__XFLAG_ID(id, name) NAM__FL_##id,
+#define NAM__XFLAG_NAME(id, name) name,
+enum { NAM__XFLAG_ROWS(NAM__XFLAG_ID) NAM__FL_COUNT };
+static const char *const nam__xflags[] = { NAM__XFLAG_ROWS(NAM__XFLAG_NAME) };
+#undef NAM__XFLAG_ID
+#undef NAM__XFLAG_NAME
+#define NAM__FLAG(s, k) (nam__fields[NAM__F_##s##_##k].flag)
+#define NAM__XFLAG(id) (nam__xflags[NAM__FL_##id])
 
 NAM__DEF const char *nam_recipe_key(int i) {
     return i >= 0 && i < NAM__NFIELDS ? nam__fields[i].full : NULL;
@@ -7655,6 +7686,31 @@ static int nam__field_is_default(const nam_recipe *r, int i) {
     return same;
 }
 
+/* A field's doc with '@' spelled out as its Megatron flag. */
+static void nam__doc_put(nam__sb *b, const nam__field *f) {
+    const char *at = strchr(f->doc, '@');
+    if (!at) { nam__sb_puts(b, f->doc); return; }
+    nam__sb_putn(b, f->doc, NAM__CAST(size_t, at - f->doc));
+    nam__sb_puts(b, f->flag);
+    nam__sb_puts(b, at + 1);
+}
+
+/* The [mamba3] rows (contiguous in the table, like every section) are Mamba-3 settings, which
+   mean something only with pattern.mamba_impl = mamba3. Returns the first of them that r
+   holds off its default while another mamba_impl is chosen (only rows with set[i] != 0 when
+   `set` is given), with the refusal in err; -1 when there is none. */
+static int nam__mamba3_conflict(const nam_recipe *r, const int *set, nam_error *err) {
+    int i = NAM__F_mamba3_rope_fraction;
+    if (!strcmp(r->mamba_impl, "mamba3")) return -1;
+    while (i > 0 && !strcmp(nam__fields[i - 1].section, "mamba3")) i--;
+    for (; i < NAM__NFIELDS && !strcmp(nam__fields[i].section, "mamba3"); i++)
+        if ((!set || set[i]) && !nam__field_is_default(r, i)) {
+            nam__err(err, NAM_ERR_CONFLICT, "mamba3.%s is a Mamba-3 setting, but pattern.mamba_impl is %s (set pattern.mamba_impl = mamba3)", nam__fields[i].key, r->mamba_impl);
+            return i;
+        }
+    return -1;
+}
+
 NAM__DEF nam_status nam_recipe_write(const nam_recipe *r, char **out, nam_error *err) {
     nam__sb b;
     int i;
@@ -7670,7 +7726,9 @@ NAM__DEF nam_status nam_recipe_write(const nam_recipe *r, char **out, nam_error 
         memset(&val, 0, sizeof val);
         nam__field_value(r, i, &val);
         quote = (f->type == NAM__T_STR || f->type == NAM__T_SPEC) && (!val.buf || !val.buf[0] || strpbrk(val.buf, "#; \"") != NULL);
-        nam__sb_printf(&b, "# %s\n%s = ", f->doc, f->key);
+        nam__sb_puts(&b, "# ");
+        nam__doc_put(&b, f);
+        nam__sb_printf(&b, "\n%s = ", f->key);
         if (quote) {
             size_t k;
             nam__sb_putc(&b, '"');
@@ -7825,13 +7883,10 @@ NAM__DEF nam_status nam_recipe_parse(nam_recipe *r, const char *text, size_t len
         }
     }
     /* settings that only mean something together with another key */
-    if (strcmp(work.mamba_impl, "mamba3"))
-        for (i = 0; i < NAM__NFIELDS; i++)
-            if (set_line[i] && !strcmp(nam__fields[i].section, "mamba3") && !nam__field_is_default(&work, i)) {
-                nam__err(err, NAM_ERR_CONFLICT, "mamba3.%s is a Mamba-3 setting, but pattern.mamba_impl is %s (set pattern.mamba_impl = mamba3)", nam__fields[i].key, work.mamba_impl);
-                st = nam__recipe_err_at(err, NAM_ERR_CONFLICT, source, -1, set_line[i], set_col[i]);
-                goto fail;
-            }
+    if ((i = nam__mamba3_conflict(&work, set_line, err)) >= 0) {
+        st = nam__recipe_err_at(err, NAM_ERR_CONFLICT, source, -1, set_line[i], set_col[i]);
+        goto fail;
+    }
     nam_free(value);
     nam_recipe_free(r);
     *r = work;
@@ -8007,6 +8062,12 @@ static int nam__seam_index(const nam_plan *p, const char *name) {
     return -1;
 }
 
+/* Megatron's --ffn-hidden-size when none is given: 4h, or with swiglu 8h/3 rounded down to
+   a multiple of 64 (arguments.py); the plan's value when model.ffn_hidden_size is 0. */
+static int nam__megatron_ffn_hidden_size(const nam_recipe *r) {
+    return strcmp(r->activation, "swiglu") ? 4 * r->hidden_size : NAM__CAST(int, (8LL * r->hidden_size) / 192 * 64);
+}
+
 /* The R mixer's value heads: m2rnn.num_heads, else max(1, floor(hidden / (K + V))). */
 static int nam__m2rnn_heads(const nam_recipe *r) {
     int h;
@@ -8178,27 +8239,61 @@ static nam_status nam__check_env(const nam_plan *p, nam_error *err) {
     return NAM_OK;
 }
 
+/* Megatron's derived parallel sizes, the one derivation the plan's policy check and
+   nam_rankmap_build share (parallel_state.py initialize_model_parallel): etp (0 = tp),
+   dp = world / (tp*pp*cp), expert dp = world / (etp*ep*pp), and an order that does not end
+   in pp needs expert dp == dp when pp > 1. Returns the first rule that fails (the sizes
+   tp..etp are checked to be in 1..NAM_MAX_PARALLEL before any product is formed); each
+   caller words the refusal in its own terms. */
+typedef struct nam__par {
+    int world, tp, pp, cp, ep, etp;   /* in (etp 0 = tp; etp holds the derived value after) */
+    int dp, edp;                      /* out */
+    long long model, emodel;          /* tp*pp*cp and etp*ep*pp */
+} nam__par;
+typedef enum { NAM__PAR_OK, NAM__PAR_RANGE, NAM__PAR_MODEL, NAM__PAR_EXPERT, NAM__PAR_ORDER } nam__par_rule;
+
+static nam__par_rule nam__parallel_sizes(nam__par *s, const char *order) {
+    size_t ol = strlen(order);
+    if (!s->etp) s->etp = s->tp;
+    if (s->tp < 1 || s->pp < 1 || s->cp < 1 || s->ep < 1 || s->etp < 1 || s->tp > NAM_MAX_PARALLEL || s->pp > NAM_MAX_PARALLEL ||
+        s->cp > NAM_MAX_PARALLEL || s->ep > NAM_MAX_PARALLEL || s->etp > NAM_MAX_PARALLEL)
+        return NAM__PAR_RANGE;
+    s->model = NAM__CAST(long long, s->tp) * s->pp * s->cp;
+    if (s->world % s->model) return NAM__PAR_MODEL;
+    s->dp = NAM__CAST(int, s->world / s->model);
+    s->emodel = NAM__CAST(long long, s->etp) * s->ep * s->pp;
+    if (s->world % s->emodel) return NAM__PAR_EXPERT;
+    s->edp = NAM__CAST(int, s->world / s->emodel);
+    if (!(ol >= 2 && !strcmp(order + ol - 2, "pp")) && s->pp != 1 && s->edp != s->dp) return NAM__PAR_ORDER;
+    return NAM__PAR_OK;
+}
+
 /* Launch-policy checks that mirror Megatron's constraints (megatron.md section 4). */
 static nam_status nam__check_policy(nam_plan *p, nam_error *err) {
     const nam_recipe *r = &p->recipe;
-    long long model = NAM__CAST(long long, r->tp) * r->pp * r->cp, emodel;
+    nam__par par;
     int counts[128], i, any_attn, moe, heads = r->num_attention_heads;
     memset(counts, 0, sizeof counts);
     for (i = 0; i < p->pattern.depth; i++) if (p->layers[i].native) counts[NAM__CAST(unsigned char, p->layers[i].native)]++;
     if (p->mtp_native) for (i = 0; p->mtp_native[i]; i++) counts[NAM__CAST(unsigned char, p->mtp_native[i])]++;
     any_attn = counts[(int)'*'] + counts[(int)'+'] + counts[(int)'D'];
     moe = nam__emits_moe(p);
-    /* world size and data parallel */
-    if (r->world_size % model != 0)
-        return nam__err(err, NAM_ERR_PARALLEL, "world_size %d is not divisible by tp*pp*cp = %d*%d*%d = %lld", r->world_size, r->tp, r->pp, r->cp, model);
-    p->dp = NAM__CAST(int, r->world_size / model);
-    p->etp = r->etp ? r->etp : r->tp;
-    emodel = NAM__CAST(long long, p->etp) * r->ep * r->pp;
-    if (r->world_size % emodel != 0)
-        return nam__err(err, NAM_ERR_PARALLEL, "world_size %d is not divisible by etp*ep*pp = %d*%d*%d = %lld (the expert grid)", r->world_size, p->etp, r->ep, r->pp, emodel);
-    p->edp = NAM__CAST(int, r->world_size / emodel);
-    if (strcmp(r->order + strlen(r->order) - 2, "pp") && r->pp != 1 && p->edp != p->dp)
-        return nam__err(err, NAM_ERR_PARALLEL, "order %s does not end in pp, so Megatron needs expert dp (%d) == dp (%d) when pp = %d", r->order, p->edp, p->dp, r->pp);
+    /* world size, data parallel, the expert grid (nam__parallel_sizes) */
+    par.world = r->world_size; par.tp = r->tp; par.pp = r->pp; par.cp = r->cp; par.ep = r->ep; par.etp = r->etp;
+    switch (nam__parallel_sizes(&par, r->order)) {
+    case NAM__PAR_OK: break;
+    case NAM__PAR_RANGE:
+        return nam__err(err, NAM_ERR_RANGE, "parallel sizes must be in 1..%d (tp %d, pp %d, cp %d, ep %d, etp %d)", NAM_MAX_PARALLEL, par.tp, par.pp, par.cp, par.ep, par.etp);
+    case NAM__PAR_MODEL:
+        return nam__err(err, NAM_ERR_PARALLEL, "world_size %d is not divisible by tp*pp*cp = %d*%d*%d = %lld", par.world, par.tp, par.pp, par.cp, par.model);
+    case NAM__PAR_EXPERT:
+        return nam__err(err, NAM_ERR_PARALLEL, "world_size %d is not divisible by etp*ep*pp = %d*%d*%d = %lld (the expert grid)", par.world, par.etp, par.ep, par.pp, par.emodel);
+    case NAM__PAR_ORDER:
+        return nam__err(err, NAM_ERR_PARALLEL, "order %s does not end in pp, so Megatron needs expert dp (%d) == dp (%d) when pp = %d", r->order, par.edp, par.dp, par.pp);
+    }
+    p->dp = par.dp;
+    p->etp = par.etp;
+    p->edp = par.edp;
     /* experts */
     if (r->ep > 1 && r->num_experts == 0)
         return nam__err(err, NAM_ERR_PARALLEL, "parallel.ep = %d needs moe.num_experts > 0", r->ep);
@@ -8408,124 +8503,124 @@ static nam_status nam__build_args(nam_plan *p, nam_error *err) {
         hasG |= strchr(p->mtp_native, 'G') != NULL;
         hasD |= strchr(p->mtp_native, 'D') != NULL;
     }
-    nam__arg_str(p, ab, "--spec", r->spec);
-    if (p->native_pattern) nam__arg_str(p, ab, "--hybrid-layer-pattern", p->native_pattern);
-    nam__arg_int(p, ab, "--num-layers", p->pattern.depth);
-    nam__arg_int(p, ab, "--tensor-model-parallel-size", r->tp);
-    nam__arg_int(p, ab, "--pipeline-model-parallel-size", r->pp);
-    nam__arg_int(p, ab, "--context-parallel-size", r->cp);
-    if (r->cp > 1) nam__arg_str(p, ab, "--cp-comm-type", r->cp_comm_type);
+    nam__arg_str(p, ab, NAM__FLAG(model, spec), r->spec);
+    if (p->native_pattern) nam__arg_str(p, ab, NAM__XFLAG(HYBRID_LAYER_PATTERN), p->native_pattern);
+    nam__arg_int(p, ab, NAM__FLAG(pattern, depth), p->pattern.depth);
+    nam__arg_int(p, ab, NAM__FLAG(parallel, tp), r->tp);
+    nam__arg_int(p, ab, NAM__FLAG(parallel, pp), r->pp);
+    nam__arg_int(p, ab, NAM__FLAG(parallel, cp), r->cp);
+    if (r->cp > 1) nam__arg_str(p, ab, NAM__FLAG(parallel, cp_comm_type), r->cp_comm_type);
     if (r->num_hierarchical_cp_sizes) {
         char t[NAM_MAX_LIST * 8];
         size_t n = 0;
         for (i = 0; i < r->num_hierarchical_cp_sizes; i++)
             n += NAM__CAST(size_t, snprintf(t + n, sizeof t - n, i ? " %d" : "%d", r->hierarchical_cp_sizes[i]));
-        nam__arg_str(p, ab, "--hierarchical-context-parallel-sizes", t);
+        nam__arg_str(p, ab, NAM__FLAG(parallel, hierarchical_cp_sizes), t);
     }
-    nam__arg_int(p, ab, "--expert-model-parallel-size", r->ep);
-    nam__arg_int(p, ab, "--expert-tensor-parallel-size", p->etp);
-    if (r->sequence_parallel) nam__arg_str(p, ab, "--sequence-parallel", NULL);
-    if (!r->overlap_p2p) nam__arg_str(p, ab, "--no-overlap-p2p-communication", NULL);
-    if (!strcmp(r->order, "tp-cp-ep-pp-dp")) nam__arg_str(p, ab, "--use-tp-pp-dp-mapping", NULL);
-    if (r->first_stage_layers) nam__arg_int(p, ab, "--decoder-first-pipeline-num-layers", r->first_stage_layers);
-    if (r->last_stage_layers) nam__arg_int(p, ab, "--decoder-last-pipeline-num-layers", r->last_stage_layers);
-    nam__arg_int(p, ab, "--hidden-size", r->hidden_size);
-    nam__arg_int(p, ab, "--ffn-hidden-size", p->ffn_hidden_size);
-    nam__arg_int(p, ab, "--num-attention-heads", r->num_attention_heads);
+    nam__arg_int(p, ab, NAM__FLAG(parallel, ep), r->ep);
+    nam__arg_int(p, ab, NAM__FLAG(parallel, etp), p->etp);
+    if (r->sequence_parallel) nam__arg_str(p, ab, NAM__FLAG(parallel, sequence_parallel), NULL);
+    if (!r->overlap_p2p) nam__arg_str(p, ab, NAM__FLAG(parallel, overlap_p2p), NULL);
+    if (!strcmp(r->order, "tp-cp-ep-pp-dp")) nam__arg_str(p, ab, NAM__FLAG(parallel, order), NULL);
+    if (r->first_stage_layers) nam__arg_int(p, ab, NAM__FLAG(parallel, first_stage_layers), r->first_stage_layers);
+    if (r->last_stage_layers) nam__arg_int(p, ab, NAM__FLAG(parallel, last_stage_layers), r->last_stage_layers);
+    nam__arg_int(p, ab, NAM__FLAG(model, hidden_size), r->hidden_size);
+    nam__arg_int(p, ab, NAM__FLAG(model, ffn_hidden_size), p->ffn_hidden_size);
+    nam__arg_int(p, ab, NAM__FLAG(model, num_attention_heads), r->num_attention_heads);
     if (r->num_query_groups > 0) {
-        nam__arg_str(p, ab, "--group-query-attention", NULL);
-        nam__arg_int(p, ab, "--num-query-groups", r->num_query_groups);
+        nam__arg_str(p, ab, NAM__XFLAG(GROUP_QUERY_ATTENTION), NULL);
+        nam__arg_int(p, ab, NAM__FLAG(model, num_query_groups), r->num_query_groups);
     }
-    nam__arg_int(p, ab, "--kv-channels", p->kv_channels);
-    nam__arg_int(p, ab, "--seq-length", r->seq_length);
-    nam__arg_int(p, ab, "--max-position-embeddings", r->max_position_embeddings ? r->max_position_embeddings : r->seq_length);
-    nam__arg_str(p, ab, "--position-embedding-type", r->position_embedding_type);
-    nam__arg_str(p, ab, "--normalization", r->normalization);
-    if (!strcmp(r->activation, "swiglu")) nam__arg_str(p, ab, "--swiglu", NULL);
-    if (!strcmp(r->activation, "squared_relu")) nam__arg_str(p, ab, "--squared-relu", NULL);
-    if (r->untie_embeddings) nam__arg_str(p, ab, "--untie-embeddings-and-output-weights", NULL);
-    if (r->disable_bias_linear) nam__arg_str(p, ab, "--disable-bias-linear", NULL);
+    nam__arg_int(p, ab, NAM__FLAG(model, kv_channels), p->kv_channels);
+    nam__arg_int(p, ab, NAM__FLAG(model, seq_length), r->seq_length);
+    nam__arg_int(p, ab, NAM__FLAG(model, max_position_embeddings), r->max_position_embeddings ? r->max_position_embeddings : r->seq_length);
+    nam__arg_str(p, ab, NAM__FLAG(model, position_embedding_type), r->position_embedding_type);
+    nam__arg_str(p, ab, NAM__FLAG(model, normalization), r->normalization);
+    if (!strcmp(r->activation, "swiglu")) nam__arg_str(p, ab, NAM__XFLAG(SWIGLU), NULL);
+    if (!strcmp(r->activation, "squared_relu")) nam__arg_str(p, ab, NAM__XFLAG(SQUARED_RELU), NULL);
+    if (r->untie_embeddings) nam__arg_str(p, ab, NAM__FLAG(model, untie_embeddings), NULL);
+    if (r->disable_bias_linear) nam__arg_str(p, ab, NAM__FLAG(model, disable_bias_linear), NULL);
     if (r->mla) {
-        nam__arg_str(p, ab, "--multi-latent-attention", NULL);
-        if (r->q_lora_rank) nam__arg_int(p, ab, "--q-lora-rank", r->q_lora_rank);
-        nam__arg_int(p, ab, "--kv-lora-rank", r->kv_lora_rank);
-        nam__arg_int(p, ab, "--qk-head-dim", r->qk_head_dim);
-        nam__arg_int(p, ab, "--qk-pos-emb-head-dim", r->qk_pos_emb_head_dim);
-        nam__arg_int(p, ab, "--v-head-dim", r->v_head_dim);
+        nam__arg_str(p, ab, NAM__FLAG(model, mla), NULL);
+        if (r->q_lora_rank) nam__arg_int(p, ab, NAM__FLAG(mla, q_lora_rank), r->q_lora_rank);
+        nam__arg_int(p, ab, NAM__FLAG(mla, kv_lora_rank), r->kv_lora_rank);
+        nam__arg_int(p, ab, NAM__FLAG(mla, qk_head_dim), r->qk_head_dim);
+        nam__arg_int(p, ab, NAM__FLAG(mla, qk_pos_emb_head_dim), r->qk_pos_emb_head_dim);
+        nam__arg_int(p, ab, NAM__FLAG(mla, v_head_dim), r->v_head_dim);
     }
     if (hasD) {   /* transformer_config.py:1510 and 3162; dsa.py's indexer needs its dims */
-        nam__arg_str(p, ab, "--experimental-attention-variant", "dsa");
-        nam__arg_int(p, ab, "--dsa-indexer-n-heads", r->dsa_indexer_n_heads);
-        nam__arg_int(p, ab, "--dsa-indexer-head-dim", r->dsa_indexer_head_dim);
-        nam__arg_int(p, ab, "--dsa-indexer-topk", r->dsa_indexer_topk);
-        nam__arg_fmt(p, ab, "--dsa-indexer-loss-coeff", "%g", r->dsa_indexer_loss_coeff);
-        nam__arg_str(p, ab, "--no-rope-fusion", NULL);
+        nam__arg_str(p, ab, NAM__XFLAG(EXPERIMENTAL_ATTENTION_VARIANT), "dsa");
+        nam__arg_int(p, ab, NAM__FLAG(dsa, indexer_n_heads), r->dsa_indexer_n_heads);
+        nam__arg_int(p, ab, NAM__FLAG(dsa, indexer_head_dim), r->dsa_indexer_head_dim);
+        nam__arg_int(p, ab, NAM__FLAG(dsa, indexer_topk), r->dsa_indexer_topk);
+        nam__arg_fmt(p, ab, NAM__FLAG(dsa, indexer_loss_coeff), "%g", r->dsa_indexer_loss_coeff);
+        nam__arg_str(p, ab, NAM__FLAG(implementation, rope_fusion), NULL);
         if (r->rope_fusion)
             nam__decision_add(p, 0, 0, "nam adds --no-rope-fusion: the plan has DSA layers ('D') and Megatron asserts RoPE fusion off for DSAttention (transformer_config.py:3163)");
         nam__decision_add(p, 0, 0, "nam adds --experimental-attention-variant dsa (Megatron also infers it from 'D', argument_utils.py:349) and the --dsa-indexer-* dims from the [dsa] section; without them the DSA indexer cannot be built (dsa.py:1127)");
     }
     if (nam__emits_moe(p)) {
-        nam__arg_int(p, ab, "--num-experts", r->num_experts);
-        nam__arg_int(p, ab, "--moe-router-topk", r->router_topk);
-        nam__arg_int(p, ab, "--moe-ffn-hidden-size", r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size);
-        if (r->shared_expert_size) nam__arg_int(p, ab, "--moe-shared-expert-intermediate-size", r->shared_expert_size);
-        nam__arg_str(p, ab, "--moe-router-score-function", r->score_function);
-        if (r->pre_softmax) nam__arg_str(p, ab, "--moe-router-pre-softmax", NULL);
-        if (r->expert_bias) nam__arg_str(p, ab, "--moe-router-enable-expert-bias", NULL);
-        nam__arg_str(p, ab, "--moe-router-load-balancing-type", r->load_balancing);
-        nam__arg_fmt(p, ab, "--moe-aux-loss-coeff", "%g", r->aux_loss_coeff);
-        nam__arg_str(p, ab, "--moe-token-dispatcher-type", r->dispatcher);
-        if (r->grouped_gemm) nam__arg_str(p, ab, "--moe-grouped-gemm", NULL);
-        if (strcmp(r->moe_router_dtype, "none")) nam__arg_str(p, ab, "--moe-router-dtype", r->moe_router_dtype);
-        if (r->capacity_factor > 0) nam__arg_fmt(p, ab, "--moe-expert-capacity-factor", "%g", r->capacity_factor);
-        if (r->pad_to_capacity) nam__arg_str(p, ab, "--moe-pad-expert-input-to-capacity", NULL);
+        nam__arg_int(p, ab, NAM__FLAG(moe, num_experts), r->num_experts);
+        nam__arg_int(p, ab, NAM__FLAG(moe, router_topk), r->router_topk);
+        nam__arg_int(p, ab, NAM__FLAG(moe, ffn_hidden_size), r->moe_ffn_hidden_size ? r->moe_ffn_hidden_size : p->ffn_hidden_size);
+        if (r->shared_expert_size) nam__arg_int(p, ab, NAM__FLAG(moe, shared_expert_size), r->shared_expert_size);
+        nam__arg_str(p, ab, NAM__FLAG(moe, score_function), r->score_function);
+        if (r->pre_softmax) nam__arg_str(p, ab, NAM__FLAG(moe, pre_softmax), NULL);
+        if (r->expert_bias) nam__arg_str(p, ab, NAM__FLAG(moe, expert_bias), NULL);
+        nam__arg_str(p, ab, NAM__FLAG(moe, load_balancing), r->load_balancing);
+        nam__arg_fmt(p, ab, NAM__FLAG(moe, aux_loss_coeff), "%g", r->aux_loss_coeff);
+        nam__arg_str(p, ab, NAM__FLAG(moe, dispatcher), r->dispatcher);
+        if (r->grouped_gemm) nam__arg_str(p, ab, NAM__FLAG(moe, grouped_gemm), NULL);
+        if (strcmp(r->moe_router_dtype, "none")) nam__arg_str(p, ab, NAM__FLAG(precision, moe_router_dtype), r->moe_router_dtype);
+        if (r->capacity_factor > 0) nam__arg_fmt(p, ab, NAM__FLAG(moe, capacity_factor), "%g", r->capacity_factor);
+        if (r->pad_to_capacity) nam__arg_str(p, ab, NAM__FLAG(moe, pad_to_capacity), NULL);
     }
     if (p->pattern.mtp_depths > 0) {
-        nam__arg_int(p, ab, "--mtp-num-layers", p->pattern.mtp_depths);
-        nam__arg_fmt(p, ab, "--mtp-loss-scaling-factor", "%g", r->mtp_loss_scaling_factor);
+        nam__arg_int(p, ab, NAM__FLAG(mtp, depths), p->pattern.mtp_depths);
+        nam__arg_fmt(p, ab, NAM__FLAG(mtp, loss_scaling_factor), "%g", r->mtp_loss_scaling_factor);
     }
     if (hasM) {
-        nam__arg_int(p, ab, "--mamba-state-dim", r->mamba_state_dim);
-        nam__arg_int(p, ab, "--mamba-head-dim", r->mamba_head_dim);
-        nam__arg_int(p, ab, "--mamba-num-groups", r->mamba_num_groups);
-        nam__arg_int(p, ab, "--mamba-num-heads", p->mamba_num_heads);
+        nam__arg_int(p, ab, NAM__FLAG(mamba, state_dim), r->mamba_state_dim);
+        nam__arg_int(p, ab, NAM__FLAG(mamba, head_dim), r->mamba_head_dim);
+        nam__arg_int(p, ab, NAM__FLAG(mamba, num_groups), r->mamba_num_groups);
+        nam__arg_int(p, ab, NAM__FLAG(mamba, num_heads), p->mamba_num_heads);
     }
     if (hasG) {
-        nam__arg_int(p, ab, "--linear-num-key-heads", r->gdn_num_key_heads);
-        nam__arg_int(p, ab, "--linear-num-value-heads", r->gdn_num_value_heads);
-        nam__arg_int(p, ab, "--linear-key-head-dim", r->gdn_key_head_dim);
-        nam__arg_int(p, ab, "--linear-value-head-dim", r->gdn_value_head_dim);
-        nam__arg_int(p, ab, "--linear-conv-kernel-dim", r->gdn_conv_kernel_dim);
+        nam__arg_int(p, ab, NAM__FLAG(gdn, num_key_heads), r->gdn_num_key_heads);
+        nam__arg_int(p, ab, NAM__FLAG(gdn, num_value_heads), r->gdn_num_value_heads);
+        nam__arg_int(p, ab, NAM__FLAG(gdn, key_head_dim), r->gdn_key_head_dim);
+        nam__arg_int(p, ab, NAM__FLAG(gdn, value_head_dim), r->gdn_value_head_dim);
+        nam__arg_int(p, ab, NAM__FLAG(gdn, conv_kernel_dim), r->gdn_conv_kernel_dim);
     }
-    if (r->distributed_optimizer) nam__arg_str(p, ab, "--use-distributed-optimizer", NULL);
+    if (r->distributed_optimizer) nam__arg_str(p, ab, NAM__FLAG(parallel, distributed_optimizer), NULL);
     if (strcmp(r->recompute_granularity, "none")) {
-        nam__arg_str(p, ab, "--recompute-granularity", r->recompute_granularity);
+        nam__arg_str(p, ab, NAM__FLAG(memory, recompute_granularity), r->recompute_granularity);
         if (!strcmp(r->recompute_granularity, "full")) {
-            nam__arg_str(p, ab, "--recompute-method", r->recompute_method);
-            nam__arg_int(p, ab, "--recompute-num-layers", r->recompute_num_layers);
+            nam__arg_str(p, ab, NAM__FLAG(memory, recompute_method), r->recompute_method);
+            nam__arg_int(p, ab, NAM__FLAG(memory, recompute_num_layers), r->recompute_num_layers);
         } else if (r->recompute_modules[0]) {
             char mods[NAM_STR_MAX], *c;
             snprintf(mods, sizeof mods, "%s", r->recompute_modules);
             for (c = mods; *c; c++) if (*c == ',') *c = ' ';
-            nam__arg_str(p, ab, "--recompute-modules", mods);
+            nam__arg_str(p, ab, NAM__FLAG(memory, recompute_modules), mods);
         }
     }
-    nam__arg_int(p, ab, "--micro-batch-size", r->micro_batch_size);
-    nam__arg_int(p, ab, "--global-batch-size", p->global_batch_size);
-    if (!strcmp(r->dtype, "bf16")) nam__arg_str(p, ab, "--bf16", NULL);
-    if (!strcmp(r->dtype, "fp16")) nam__arg_str(p, ab, "--fp16", NULL);
+    nam__arg_int(p, ab, NAM__FLAG(batch, micro_batch_size), r->micro_batch_size);
+    nam__arg_int(p, ab, NAM__FLAG(batch, global_batch_size), p->global_batch_size);
+    if (!strcmp(r->dtype, "bf16")) nam__arg_str(p, ab, NAM__XFLAG(BF16), NULL);
+    if (!strcmp(r->dtype, "fp16")) nam__arg_str(p, ab, NAM__XFLAG(FP16), NULL);
     if (strcmp(r->fp8, "none")) {
-        nam__arg_str(p, ab, "--fp8-format", r->fp8);
-        nam__arg_str(p, ab, "--fp8-recipe", r->fp8_recipe);
+        nam__arg_str(p, ab, NAM__FLAG(precision, fp8), r->fp8);
+        nam__arg_str(p, ab, NAM__FLAG(precision, fp8_recipe), r->fp8_recipe);
         if (!strcmp(r->fp8_recipe, "delayed")) {
-            nam__arg_int(p, ab, "--fp8-amax-history-len", r->fp8_amax_history_len);
-            nam__arg_str(p, ab, "--fp8-amax-compute-algo", r->fp8_amax_compute_algo);
+            nam__arg_int(p, ab, NAM__FLAG(precision, fp8_amax_history_len), r->fp8_amax_history_len);
+            nam__arg_str(p, ab, NAM__FLAG(precision, fp8_amax_compute_algo), r->fp8_amax_compute_algo);
         }
     }
-    nam__arg_str(p, ab, "--cuda-graph-impl", r->cuda_graph_impl);
-    if (strcmp(r->cuda_graph_impl, "none") && r->cuda_graph_warmup_steps != 3) nam__arg_int(p, ab, "--cuda-graph-warmup-steps", r->cuda_graph_warmup_steps);
+    nam__arg_str(p, ab, NAM__FLAG(cuda_graph, impl), r->cuda_graph_impl);
+    if (strcmp(r->cuda_graph_impl, "none") && r->cuda_graph_warmup_steps != 3) nam__arg_int(p, ab, NAM__FLAG(cuda_graph, warmup_steps), r->cuda_graph_warmup_steps);
     if (!strcmp(r->cuda_graph_impl, "full_iteration")) {
-        nam__arg_str(p, ab, "--no-check-for-nan-in-loss-and-grad", NULL);
+        nam__arg_str(p, ab, NAM__XFLAG(NO_CHECK_FOR_NAN), NULL);
         nam__decision_add(p, 0, 0, "nam adds --no-check-for-nan-in-loss-and-grad: Megatron requires it with --cuda-graph-impl full_iteration (arguments.py:1236)");
     }
     if (r->cuda_graph_modules[0]) {
@@ -8533,7 +8628,7 @@ static nam_status nam__build_args(nam_plan *p, nam_error *err) {
         char *c;
         snprintf(mods, sizeof mods, "%s", r->cuda_graph_modules);
         for (c = mods; *c; c++) if (*c == ',') *c = ' ';
-        nam__arg_str(p, ab, "--cuda-graph-modules", mods);
+        nam__arg_str(p, ab, NAM__FLAG(cuda_graph, modules), mods);
     }
     st = nam__sb_finish(&ab->text, &p->arg_values, err);
     if (st) return st;
@@ -8971,17 +9066,10 @@ static void nam__preflight(nam_plan *p) {
     }
 }
 
-static const char *const nam__stock_spec = "megatron.core.models.hybrid.hybrid_layer_specs hybrid_stack_spec";
-
 /* Settings of a section that only means something with another key: compared with the
    built-in defaults, since nam_recipe_set cannot know the order keys were set in. */
 static nam_status nam__check_dependent_keys(const nam_recipe *r, nam_error *err) {
-    int i;
-    if (!strcmp(r->mamba_impl, "mamba3")) return NAM_OK;
-    for (i = 0; i < NAM__NFIELDS; i++)
-        if (!strcmp(nam__fields[i].section, "mamba3") && !nam__field_is_default(r, i))
-            return nam__err(err, NAM_ERR_CONFLICT, "mamba3.%s is a Mamba-3 setting, but pattern.mamba_impl is %s (set pattern.mamba_impl = mamba3)", nam__fields[i].key, r->mamba_impl);
-    return NAM_OK;
+    return nam__mamba3_conflict(r, NULL, err) >= 0 ? NAM_ERR_CONFLICT : NAM_OK;
 }
 
 /* The fixed policy's Megatron args: operator choices (kernels, fusions, schedule, run
@@ -8998,36 +9086,36 @@ static nam_status nam__build_policy_args(nam_plan *p, nam_error *err) {
     p->args = NULL;
     p->num_args = 0;
     p->arg_values = NULL;
-    nam__arg_str(p, ab, "--transformer-impl", r->transformer_impl);
-    nam__arg_str(p, ab, "--attention-backend", r->attention_backend);
-    if (r->use_flash_attn) nam__arg_str(p, ab, "--use-flash-attn", NULL);
-    if (!r->gradient_accumulation_fusion) nam__arg_str(p, ab, "--no-gradient-accumulation-fusion", NULL);
-    if (!r->persist_layer_norm) nam__arg_str(p, ab, "--no-persist-layer-norm", NULL);
-    if (!r->masked_softmax_fusion) nam__arg_str(p, ab, "--no-masked-softmax-fusion", NULL);
-    if (!r->rope_fusion && !dsa) nam__arg_str(p, ab, "--no-rope-fusion", NULL);
-    if (r->mla_down_proj_fusion) nam__arg_str(p, ab, "--mla-down-proj-fusion", NULL);
-    if (moe && r->moe_permute_fusion) nam__arg_str(p, ab, "--moe-permute-fusion", NULL);
-    if (moe && r->moe_router_fusion) nam__arg_str(p, ab, "--moe-router-fusion", NULL);
-    if (moe && r->moe_shared_expert_overlap) nam__arg_str(p, ab, "--moe-shared-expert-overlap", NULL);
-    if (moe && !strcmp(r->dispatcher, "flex")) nam__arg_str(p, ab, "--moe-flex-dispatcher-backend", r->moe_flex_backend);
-    if (r->train_iters) nam__arg_int(p, ab, "--train-iters", r->train_iters);
-    if (r->lr > 0) nam__arg_fmt(p, ab, "--lr", "%g", r->lr);
-    if (r->lr > 0 || r->min_lr > 0) nam__arg_fmt(p, ab, "--min-lr", "%g", r->min_lr);
-    nam__arg_str(p, ab, "--lr-decay-style", r->lr_decay_style);
-    if (r->lr_warmup_iters) nam__arg_int(p, ab, "--lr-warmup-iters", r->lr_warmup_iters);
-    nam__arg_fmt(p, ab, "--clip-grad", "%g", r->clip_grad);
-    if (r->eval_interval) nam__arg_int(p, ab, "--eval-interval", r->eval_interval);
-    nam__arg_int(p, ab, "--eval-iters", r->eval_iters);
-    nam__arg_int(p, ab, "--log-interval", r->log_interval);
-    if (r->save_interval) nam__arg_int(p, ab, "--save-interval", r->save_interval);
-    if (r->log_throughput) nam__arg_str(p, ab, "--log-throughput", NULL);
-    if (r->data_path[0]) nam__arg_str(p, ab, "--data-path", r->data_path);
-    if (r->split[0]) nam__arg_str(p, ab, "--split", r->split);
-    if (r->mock_data) nam__arg_str(p, ab, "--mock-data", NULL);
-    if (r->tokenizer_type[0]) nam__arg_str(p, ab, "--tokenizer-type", r->tokenizer_type);
-    if (r->tokenizer_model[0]) nam__arg_str(p, ab, "--tokenizer-model", r->tokenizer_model);
-    if (r->save_dir[0]) nam__arg_str(p, ab, "--save", r->save_dir);
-    if (r->load_dir[0]) nam__arg_str(p, ab, "--load", r->load_dir);
+    nam__arg_str(p, ab, NAM__FLAG(implementation, transformer_impl), r->transformer_impl);
+    nam__arg_str(p, ab, NAM__FLAG(implementation, attention_backend), r->attention_backend);
+    if (r->use_flash_attn) nam__arg_str(p, ab, NAM__FLAG(implementation, use_flash_attn), NULL);
+    if (!r->gradient_accumulation_fusion) nam__arg_str(p, ab, NAM__FLAG(implementation, gradient_accumulation_fusion), NULL);
+    if (!r->persist_layer_norm) nam__arg_str(p, ab, NAM__FLAG(implementation, persist_layer_norm), NULL);
+    if (!r->masked_softmax_fusion) nam__arg_str(p, ab, NAM__FLAG(implementation, masked_softmax_fusion), NULL);
+    if (!r->rope_fusion && !dsa) nam__arg_str(p, ab, NAM__FLAG(implementation, rope_fusion), NULL);
+    if (r->mla_down_proj_fusion) nam__arg_str(p, ab, NAM__FLAG(implementation, mla_down_proj_fusion), NULL);
+    if (moe && r->moe_permute_fusion) nam__arg_str(p, ab, NAM__FLAG(implementation, moe_permute_fusion), NULL);
+    if (moe && r->moe_router_fusion) nam__arg_str(p, ab, NAM__FLAG(implementation, moe_router_fusion), NULL);
+    if (moe && r->moe_shared_expert_overlap) nam__arg_str(p, ab, NAM__FLAG(implementation, moe_shared_expert_overlap), NULL);
+    if (moe && !strcmp(r->dispatcher, "flex")) nam__arg_str(p, ab, NAM__FLAG(implementation, moe_flex_backend), r->moe_flex_backend);
+    if (r->train_iters) nam__arg_int(p, ab, NAM__FLAG(train, train_iters), r->train_iters);
+    if (r->lr > 0) nam__arg_fmt(p, ab, NAM__FLAG(train, lr), "%g", r->lr);
+    if (r->lr > 0 || r->min_lr > 0) nam__arg_fmt(p, ab, NAM__FLAG(train, min_lr), "%g", r->min_lr);
+    nam__arg_str(p, ab, NAM__FLAG(train, lr_decay_style), r->lr_decay_style);
+    if (r->lr_warmup_iters) nam__arg_int(p, ab, NAM__FLAG(train, lr_warmup_iters), r->lr_warmup_iters);
+    nam__arg_fmt(p, ab, NAM__FLAG(train, clip_grad), "%g", r->clip_grad);
+    if (r->eval_interval) nam__arg_int(p, ab, NAM__FLAG(train, eval_interval), r->eval_interval);
+    nam__arg_int(p, ab, NAM__FLAG(train, eval_iters), r->eval_iters);
+    nam__arg_int(p, ab, NAM__FLAG(train, log_interval), r->log_interval);
+    if (r->save_interval) nam__arg_int(p, ab, NAM__FLAG(train, save_interval), r->save_interval);
+    if (r->log_throughput) nam__arg_str(p, ab, NAM__FLAG(train, log_throughput), NULL);
+    if (r->data_path[0]) nam__arg_str(p, ab, NAM__FLAG(data, data_path), r->data_path);
+    if (r->split[0]) nam__arg_str(p, ab, NAM__FLAG(data, split), r->split);
+    if (r->mock_data) nam__arg_str(p, ab, NAM__FLAG(data, mock_data), NULL);
+    if (r->tokenizer_type[0]) nam__arg_str(p, ab, NAM__FLAG(data, tokenizer_type), r->tokenizer_type);
+    if (r->tokenizer_model[0]) nam__arg_str(p, ab, NAM__FLAG(data, tokenizer_model), r->tokenizer_model);
+    if (r->save_dir[0]) nam__arg_str(p, ab, NAM__FLAG(data, save), r->save_dir);
+    if (r->load_dir[0]) nam__arg_str(p, ab, NAM__FLAG(data, load), r->load_dir);
     st = nam__sb_finish(&ab->text, &d, err);
     p->policy_args = p->args;
     p->num_policy_args = p->num_args;
@@ -9079,7 +9167,7 @@ NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error 
     }
     st = nam__check_dependent_keys(r, err);
     if (st) goto fail;
-    p->stock_spec = !strcmp(r->spec, nam__stock_spec);
+    p->stock_spec = !strcmp(r->spec, nam__fields[NAM__F_model_spec].def);   /* the built-in default is Megatron's stock spec */
     p->m2rnn_num_heads = nam__m2rnn_heads(r);
     /* 2. bindings must name families the pattern can hold */
     {
@@ -9202,9 +9290,7 @@ NAM__DEF nam_status nam_plan_make(const nam_recipe *r, nam_plan *out, nam_error 
         shadow = NULL;
     }
     /* 6. launch policy */
-    if (r->ffn_hidden_size) p->ffn_hidden_size = r->ffn_hidden_size;
-    else if (!strcmp(r->activation, "swiglu")) p->ffn_hidden_size = NAM__CAST(int, (8LL * r->hidden_size) / 192 * 64);
-    else p->ffn_hidden_size = 4 * r->hidden_size;
+    p->ffn_hidden_size = r->ffn_hidden_size ? r->ffn_hidden_size : nam__megatron_ffn_hidden_size(r);
     if (p->ffn_hidden_size <= 0) { st = nam__err(err, NAM_ERR_RANGE, "derived ffn_hidden_size %d is not positive (model.hidden_size %d)", p->ffn_hidden_size, r->hidden_size); goto fail; }
     st = nam__check_policy(p, err);
     if (st) goto fail;
@@ -9302,7 +9388,7 @@ static int nam__spec_note(const nam_plan *p, char *out, size_t n) {
     if (!p->stock_spec) return 0;
     for (i = 0; i < p->num_seams; i++) k += p->seams[i].kind != NAM_SEAM_UNMAPPED;
     if (!k) return 0;
-    l = NAM__CAST(size_t, snprintf(out, n, "--spec is Megatron's stock hybrid_stack_spec, which cannot build the custom seam(s)"));
+    l = NAM__CAST(size_t, snprintf(out, n, "%s is Megatron's stock hybrid_stack_spec, which cannot build the custom seam(s)", NAM__FLAG(model, spec)));
     for (i = 0; i < p->num_seams && l < n; i++)
         if (p->seams[i].kind != NAM_SEAM_UNMAPPED) l += NAM__CAST(size_t, snprintf(out + l, n - l, " %s", p->seams[i].name));
     if (l < n) snprintf(out + l, n - l, "; set model.spec to a layer spec that supplies them (strict mode refuses this plan)");
@@ -9620,7 +9706,7 @@ NAM__DEF nam_status nam_plan_args_text(const nam_plan *p, char **out, nam_error 
         if (nam__spec_note(p, note, sizeof note)) nam__sb_printf(&b, "# note: %s\n", note);
     }
     if (!p->native_pattern)
-        nam__sb_printf(&b, "# --hybrid-layer-pattern withheld: %d layer(s) have no Megatron symbol (unmapped seams above)\n", p->unresolved);
+        nam__sb_printf(&b, "# %s withheld: %d layer(s) have no Megatron symbol (unmapped seams above)\n", NAM__XFLAG(HYBRID_LAYER_PATTERN), p->unresolved);
     for (i = 0; i < p->num_args + p->num_policy_args; i++) {
         const nam_arg *A = i < p->num_args ? &p->args[i] : &p->policy_args[i - p->num_args];
         const char *v = A->value;
@@ -9732,43 +9818,73 @@ static int nam__lex_word(nam__lex *L, nam__sb *w, nam_error *err) {
 
 typedef struct nam__flagval { char flag[64]; char *value; int count, words; const char *note; } nam__flagval;
 
+/* Megatron's own defaults, by the key whose flag it is: argv text, NULL where Megatron has
+   none and the flag is required. Defaults that depend on other settings are in
+   nam__megatron_default. */
+static const struct { int field; const char *value; } nam__megatron_defaults[] = {
+    { NAM__F_parallel_tp, "1" }, { NAM__F_parallel_pp, "1" }, { NAM__F_parallel_cp, "1" },
+    { NAM__F_parallel_ep, "1" }, { NAM__F_parallel_cp_comm_type, "p2p" }, { NAM__F_model_position_embedding_type, "learned_absolute" },
+    { NAM__F_model_normalization, "LayerNorm" }, { NAM__F_moe_router_topk, "2" }, { NAM__F_moe_score_function, "softmax" },
+    { NAM__F_moe_load_balancing, "aux_loss" }, { NAM__F_moe_aux_loss_coeff, "0" }, { NAM__F_moe_dispatcher, "allgather" },
+    { NAM__F_mamba_state_dim, "128" }, { NAM__F_mamba_head_dim, "64" }, { NAM__F_mamba_num_groups, "8" }, { NAM__F_gdn_num_key_heads, "16" },
+    { NAM__F_gdn_num_value_heads, "32" }, { NAM__F_gdn_key_head_dim, "128" }, { NAM__F_gdn_value_head_dim, "128" },
+    { NAM__F_gdn_conv_kernel_dim, "4" }, { NAM__F_mtp_loss_scaling_factor, "0.1" }, { NAM__F_cuda_graph_impl, "none" },
+    { NAM__F_mla_kv_lora_rank, "32" }, { NAM__F_mla_qk_head_dim, "128" }, { NAM__F_mla_qk_pos_emb_head_dim, "64" }, { NAM__F_mla_v_head_dim, "128" },
+    { NAM__F_model_num_query_groups, "1" }, { NAM__F_dsa_indexer_loss_coeff, NULL },
+    { NAM__F_implementation_transformer_impl, "transformer_engine" }, { NAM__F_implementation_attention_backend, "auto" }, { NAM__F_train_lr_decay_style, "linear" },
+    { NAM__F_train_clip_grad, "1" }, { NAM__F_train_eval_iters, "100" }, { NAM__F_train_log_interval, "100" }, { NAM__F_train_min_lr, "0" },
+    { NAM__F_precision_fp8_recipe, "delayed" }, { NAM__F_precision_fp8_amax_history_len, "1" }, { NAM__F_precision_fp8_amax_compute_algo, "most_recent" },
+    { NAM__F_implementation_moe_flex_backend, "deepep" }
+};
+
+/* The recipe key whose flag is `flag`, -1 for none. */
+static int nam__field_by_flag(const char *flag) {
+    int i;
+    for (i = 0; i < NAM__NFIELDS; i++) if (nam__fields[i].flag && !strcmp(nam__fields[i].flag, flag)) return i;
+    return -1;
+}
+
 /* Megatron's default for a flag nam emits, as argv text ("" for a switch that is off by
    default and so has no text, NULL when Megatron has none and the flag is required). */
 static int nam__megatron_default(const nam_plan *p, const char *flag, char *out, size_t n) {
     const nam_recipe *r = &p->recipe;
-    static const char *const lit[][2] = {
-        { "--tensor-model-parallel-size", "1" }, { "--pipeline-model-parallel-size", "1" }, { "--context-parallel-size", "1" },
-        { "--expert-model-parallel-size", "1" }, { "--cp-comm-type", "p2p" }, { "--position-embedding-type", "learned_absolute" },
-        { "--normalization", "LayerNorm" }, { "--moe-router-topk", "2" }, { "--moe-router-score-function", "softmax" },
-        { "--moe-router-load-balancing-type", "aux_loss" }, { "--moe-aux-loss-coeff", "0" }, { "--moe-token-dispatcher-type", "allgather" },
-        { "--mamba-state-dim", "128" }, { "--mamba-head-dim", "64" }, { "--mamba-num-groups", "8" }, { "--linear-num-key-heads", "16" },
-        { "--linear-num-value-heads", "32" }, { "--linear-key-head-dim", "128" }, { "--linear-value-head-dim", "128" },
-        { "--linear-conv-kernel-dim", "4" }, { "--mtp-loss-scaling-factor", "0.1" }, { "--cuda-graph-impl", "none" },
-        { "--kv-lora-rank", "32" }, { "--qk-head-dim", "128" }, { "--qk-pos-emb-head-dim", "64" }, { "--v-head-dim", "128" },
-        { "--num-query-groups", "1" }, { "--dsa-indexer-loss-coeff", NULL },
-        { "--transformer-impl", "transformer_engine" }, { "--attention-backend", "auto" }, { "--lr-decay-style", "linear" },
-        { "--clip-grad", "1" }, { "--eval-iters", "100" }, { "--log-interval", "100" }, { "--min-lr", "0" },
-        { "--fp8-recipe", "delayed" }, { "--fp8-amax-history-len", "1" }, { "--fp8-amax-compute-algo", "most_recent" },
-        { "--moe-flex-dispatcher-backend", "deepep" }
-    };
+    int fi = nam__field_by_flag(flag);
     size_t i;
-    for (i = 0; i < sizeof lit / sizeof lit[0]; i++)
-        if (!strcmp(flag, lit[i][0])) { if (!lit[i][1]) return 0; snprintf(out, n, "%s", lit[i][1]); return 1; }
-    if (!strcmp(flag, "--expert-tensor-parallel-size")) { snprintf(out, n, "%d", r->tp); return 1; }
-    if (!strcmp(flag, "--kv-channels")) { snprintf(out, n, "%d", r->hidden_size / r->num_attention_heads); return 1; }
-    if (!strcmp(flag, "--ffn-hidden-size")) {
-        snprintf(out, n, "%d", strcmp(r->activation, "swiglu") ? 4 * r->hidden_size : NAM__CAST(int, (4.0 * r->hidden_size * 2 / 3) / 64) * 64);
+    for (i = 0; i < sizeof nam__megatron_defaults / sizeof nam__megatron_defaults[0]; i++)
+        if (nam__megatron_defaults[i].field == fi) {
+            if (!nam__megatron_defaults[i].value) return 0;
+            snprintf(out, n, "%s", nam__megatron_defaults[i].value);
+            return 1;
+        }
+    switch (fi) {
+    case NAM__F_parallel_etp: snprintf(out, n, "%d", r->tp); return 1;
+    case NAM__F_model_kv_channels: snprintf(out, n, "%d", r->hidden_size / r->num_attention_heads); return 1;
+    case NAM__F_model_ffn_hidden_size:
+        snprintf(out, n, "%d", nam__megatron_ffn_hidden_size(r));
         return 1;
-    }
-    if (!strcmp(flag, "--moe-ffn-hidden-size")) { snprintf(out, n, "%d", p->ffn_hidden_size); return 1; }
-    if (!strcmp(flag, "--mamba-num-heads") && 2LL * r->hidden_size % r->mamba_head_dim == 0) {   /* d_inner = 2h (mamba_mixer.py) */
-        snprintf(out, n, "%lld", 2LL * r->hidden_size / r->mamba_head_dim);
+    case NAM__F_moe_ffn_hidden_size: snprintf(out, n, "%d", p->ffn_hidden_size); return 1;
+    case NAM__F_mamba_num_heads:
+        if (2LL * r->hidden_size % r->mamba_head_dim) return 0;
+        snprintf(out, n, "%lld", 2LL * r->hidden_size / r->mamba_head_dim);   /* d_inner = 2h (mamba_mixer.py) */
         return 1;
+    case NAM__F_mtp_depths:
+        if (!p->pattern.mtp_depths) return 0;
+        snprintf(out, n, "%d", p->pattern.mtp_depths);
+        return 1;
+    default: break;
     }
-    if (!strcmp(flag, "--mtp-num-layers") && p->pattern.mtp_depths) { snprintf(out, n, "%d", p->pattern.mtp_depths); return 1; }
-    if (!strcmp(flag, "--experimental-attention-variant") && p->native_pattern && strchr(p->native_pattern, 'D')) { snprintf(out, n, "dsa"); return 1; }
+    if (!strcmp(flag, NAM__XFLAG(EXPERIMENTAL_ATTENTION_VARIANT)) && p->native_pattern && strchr(p->native_pattern, 'D')) { snprintf(out, n, "dsa"); return 1; }
     return 0;
 }
+
+/* Other spellings Megatron's argparse takes for a flag nam emits: renamed or legacy flags and
+   prefixes. `value` replaces the argv value where the old flag was a switch. */
+static const struct { const char *name; const char *const *flag; const char *note, *value; } nam__flag_aliases[] = {
+    { "--hybrid-override-pattern", &nam__xflags[NAM__FL_HYBRID_LAYER_PATTERN], "renamed from --hybrid-override-pattern", NULL },
+    { "--cuda-graph-scope", &nam__fields[NAM__F_cuda_graph_modules].flag, "renamed from the deprecated --cuda-graph-scope", NULL },
+    { "--mock", &nam__fields[NAM__F_data_mock_data].flag, "argparse prefix of --mock-data", NULL },
+    { "--use-rotary-position-embeddings", &nam__fields[NAM__F_model_position_embedding_type].flag, "from the legacy --use-rotary-position-embeddings", "rope" }
+};
 
 static int nam__values_equal(const char *a, const char *b) {
     char *ea, *eb;
@@ -9813,14 +9929,13 @@ NAM__DEF nam_status nam_args_compare(const nam_plan *p, const char *text, size_t
             }
             memcpy(name, w.buf, fl);
             name[fl] = 0;
-            if (!strcmp(name, "--hybrid-override-pattern")) { snprintf(name, sizeof name, "--hybrid-layer-pattern"); note = "renamed from --hybrid-override-pattern"; }
-            if (!strcmp(name, "--cuda-graph-scope")) { snprintf(name, sizeof name, "--cuda-graph-modules"); note = "renamed from the deprecated --cuda-graph-scope"; }
-            if (!strcmp(name, "--mock")) { snprintf(name, sizeof name, "--mock-data"); note = "argparse prefix of --mock-data"; }
-            if (!strcmp(name, "--use-rotary-position-embeddings")) {   /* legacy switch: --position-embedding-type rope */
-                snprintf(name, sizeof name, "--position-embedding-type");
-                note = "from the legacy --use-rotary-position-embeddings";
-                forced = "rope";
-            }
+            for (k = 0; k < NAM__CAST(int, sizeof nam__flag_aliases / sizeof nam__flag_aliases[0]); k++)
+                if (!strcmp(name, nam__flag_aliases[k].name)) {
+                    snprintf(name, sizeof name, "%s", *nam__flag_aliases[k].flag);
+                    note = nam__flag_aliases[k].note;
+                    forced = nam__flag_aliases[k].value;
+                    break;
+                }
             for (cur = -1, k = 0; k < arrlen(other); k++) if (!strcmp(other[k].flag, name)) cur = k;
             if (cur < 0) {
                 nam__flagval fv;
@@ -9855,7 +9970,7 @@ NAM__DEF nam_status nam_args_compare(const nam_plan *p, const char *text, size_t
             if (a) v[a++] = ' ';
             memcpy(v + a, w.buf, b + 1);
             other[cur].words++;
-            if (!strcmp(other[cur].flag, "--experimental-attention-variant") && !strcmp(v, "gated_delta_net")) memcpy(v, "gdn", 4);
+            if (!strcmp(other[cur].flag, NAM__XFLAG(EXPERIMENTAL_ATTENTION_VARIANT)) && !strcmp(v, "gated_delta_net")) memcpy(v, "gdn", 4);
             nam_free(other[cur].value);
             other[cur].value = v;
         }
@@ -10024,36 +10139,28 @@ NAM__DEF void nam_rankmap_free(nam_rankmap *m) {
 
 NAM__DEF nam_status nam_rankmap_build(const nam_rankmap_desc *desc, nam_rankmap *m, nam_error *err) {
     nam_rankgen_desc dg, eg;
-    long long model, emodel;
+    nam__par par;
+    nam__par_rule rule;
     int i;
     nam_status st;
     const char *order;
     if (!desc || !m) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_rankmap_build: NULL argument");
     memset(m, 0, sizeof *m);
-    m->world_size = desc->world_size;
-    m->tp = desc->tp ? desc->tp : 1; m->pp = desc->pp ? desc->pp : 1; m->cp = desc->cp ? desc->cp : 1;
-    m->ep = desc->ep ? desc->ep : 1; m->etp = desc->etp ? desc->etp : m->tp;
+    par.world = desc->world_size;
+    par.tp = desc->tp ? desc->tp : 1; par.pp = desc->pp ? desc->pp : 1; par.cp = desc->cp ? desc->cp : 1;
+    par.ep = desc->ep ? desc->ep : 1; par.etp = desc->etp;
     order = desc->order ? desc->order : "tp-cp-ep-dp-pp";
-    if (m->world_size < 1 || m->world_size > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "world size %d is out of range (1..%d)", desc->world_size, NAM_MAX_PARALLEL);
-    if (m->tp < 1 || m->pp < 1 || m->cp < 1 || m->ep < 1 || m->etp < 1 || m->tp > NAM_MAX_PARALLEL || m->pp > NAM_MAX_PARALLEL ||
-        m->cp > NAM_MAX_PARALLEL || m->ep > NAM_MAX_PARALLEL || m->etp > NAM_MAX_PARALLEL)
-        return nam__err(err, NAM_ERR_RANGE, "parallel sizes must be in 1..%d (tp %d, pp %d, cp %d, ep %d, etp %d)", NAM_MAX_PARALLEL, m->tp, m->pp, m->cp, m->ep, m->etp);
+    if (par.world < 1 || par.world > NAM_MAX_PARALLEL) return nam__err(err, NAM_ERR_RANGE, "world size %d is out of range (1..%d)", desc->world_size, NAM_MAX_PARALLEL);
+    rule = nam__parallel_sizes(&par, order);   /* the refusals below keep this order of precedence */
+    if (rule == NAM__PAR_RANGE)
+        return nam__err(err, NAM_ERR_RANGE, "parallel sizes must be in 1..%d (tp %d, pp %d, cp %d, ep %d, etp %d)", NAM_MAX_PARALLEL, par.tp, par.pp, par.cp, par.ep, par.etp);
     if (strlen(order) >= sizeof m->order) return nam__err(err, NAM_ERR_INVALID_ARG, "order '%.32s' is too long", order);
+    if (rule == NAM__PAR_MODEL) return nam__err(err, NAM_ERR_PARALLEL, "world size %d is not divisible by tp*pp*cp = %lld", par.world, par.model);
+    if (rule == NAM__PAR_EXPERT) return nam__err(err, NAM_ERR_PARALLEL, "world size %d is not divisible by etp*ep*pp = %lld (the expert grid)", par.world, par.emodel);
+    if (rule == NAM__PAR_ORDER) return nam__err(err, NAM_ERR_PARALLEL, "order %s does not end in pp, so expert dp (%d) must equal dp (%d)", order, par.edp, par.dp);
+    m->world_size = par.world;
+    m->tp = par.tp; m->pp = par.pp; m->cp = par.cp; m->ep = par.ep; m->etp = par.etp; m->dp = par.dp; m->edp = par.edp;
     snprintf(m->order, sizeof m->order, "%s", order);
-    model = NAM__CAST(long long, m->tp) * m->pp * m->cp;
-    if (m->world_size % model) { i = m->world_size; memset(m, 0, sizeof *m); return nam__err(err, NAM_ERR_PARALLEL, "world size %d is not divisible by tp*pp*cp = %lld", i, model); }
-    m->dp = NAM__CAST(int, m->world_size / model);
-    emodel = NAM__CAST(long long, m->etp) * m->ep * m->pp;
-    if (m->world_size % emodel) { i = m->world_size; memset(m, 0, sizeof *m); return nam__err(err, NAM_ERR_PARALLEL, "world size %d is not divisible by etp*ep*pp = %lld (the expert grid)", i, emodel); }
-    m->edp = NAM__CAST(int, m->world_size / emodel);
-    {
-        size_t ol = strlen(order);
-        if (!(ol >= 2 && !strcmp(order + ol - 2, "pp")) && m->pp != 1 && m->edp != m->dp) {
-            st = nam__err(err, NAM_ERR_PARALLEL, "order %s does not end in pp, so expert dp (%d) must equal dp (%d)", order, m->edp, m->dp);
-            memset(m, 0, sizeof *m);
-            return st;
-        }
-    }
     memset(&dg, 0, sizeof dg);
     dg.tp = m->tp; dg.ep = 1; dg.dp = m->dp; dg.pp = m->pp; dg.cp = m->cp; dg.order = order;
     memset(&eg, 0, sizeof eg);

@@ -57,12 +57,11 @@ typedef struct cli {
     const char *sets[256][2];
     int nsets;
     char map[NAM_STR_MAX];
-    /* ranks / megatron */
+    /* ranks / megatron: the parallel shorthands as integers (0 = not given) */
     int world, tp, pp, cp, ep, etp, rank, first, last, no_overlap;
     const char *order;
     const char *pattern_value;   /* last --pattern (ranks: Megatron pattern whose stages ranks own) */
     const char *compare_file;    /* args --compare FILE ("-" = stdin) */
-    int have_world, have_tp, have_pp;
 } cli;
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -180,12 +179,18 @@ static int add_set(cli *c, const char *key, const char *value) {
     return 0;
 }
 
-static const struct { const char *flag, *key; } shorthands[] = {
-    { "--tp", "parallel.tp" }, { "--pp", "parallel.pp" }, { "--cp", "parallel.cp" }, { "--ep", "parallel.ep" },
-    { "--etp", "parallel.etp" }, { "--world", "parallel.world_size" }, { "--depth", "pattern.depth" },
-    { "--stages", "pattern.stages" }, { "--experts", "moe.num_experts" }, { "--mbs", "batch.micro_batch_size" },
-    { "--gbs", "batch.global_batch_size" }, { "--seq", "model.seq_length" }, { "--mode", "recipe.mode" },
-    { "--dsa-layers", "pattern.dsa_layers" },
+/* Shorthands for recipe keys. The parallel ones are also read here, once, as integers
+   (`member`, range lo..NAM_MAX_PARALLEL) for ranks and megatron, which take no recipe. */
+#define CLI_INT(m) offsetof(cli, m)
+#define CLI_NONE ((size_t)-1)
+static const struct { const char *flag, *key; size_t member; int lo; } shorthands[] = {
+    { "--tp", "parallel.tp", CLI_INT(tp), 1 }, { "--pp", "parallel.pp", CLI_INT(pp), 1 }, { "--cp", "parallel.cp", CLI_INT(cp), 1 },
+    { "--ep", "parallel.ep", CLI_INT(ep), 1 }, { "--etp", "parallel.etp", CLI_INT(etp), 0 },
+    { "--world", "parallel.world_size", CLI_INT(world), 1 }, { "--depth", "pattern.depth", CLI_NONE, 0 },
+    { "--stages", "pattern.stages", CLI_NONE, 0 }, { "--experts", "moe.num_experts", CLI_NONE, 0 },
+    { "--mbs", "batch.micro_batch_size", CLI_NONE, 0 }, { "--gbs", "batch.global_batch_size", CLI_NONE, 0 },
+    { "--seq", "model.seq_length", CLI_NONE, 0 }, { "--mode", "recipe.mode", CLI_NONE, 0 },
+    { "--dsa-layers", "pattern.dsa_layers", CLI_NONE, 0 },
 };
 
 static int parse_args(cli *c, int argc, char **argv) {
@@ -242,12 +247,9 @@ static int parse_args(cli *c, int argc, char **argv) {
         for (k = 0; k < (int)(sizeof shorthands / sizeof shorthands[0]); k++) {
             if (strcmp(a, shorthands[k].flag)) continue;
             if ((rc = add_set(c, shorthands[k].key, v))) return rc;
-            if (!strcmp(a, "--world")) { c->have_world = 1; if ((rc = parse_int_arg(a, v, 1, NAM_MAX_PARALLEL, &c->world))) return rc; }
-            if (!strcmp(a, "--tp")) { c->have_tp = 1; if ((rc = parse_int_arg(a, v, 1, NAM_MAX_PARALLEL, &c->tp))) return rc; }
-            if (!strcmp(a, "--pp")) { c->have_pp = 1; if ((rc = parse_int_arg(a, v, 1, NAM_MAX_PARALLEL, &c->pp))) return rc; }
-            if (!strcmp(a, "--cp") && (rc = parse_int_arg(a, v, 1, NAM_MAX_PARALLEL, &c->cp))) return rc;
-            if (!strcmp(a, "--ep") && (rc = parse_int_arg(a, v, 1, NAM_MAX_PARALLEL, &c->ep))) return rc;
-            if (!strcmp(a, "--etp") && (rc = parse_int_arg(a, v, 0, NAM_MAX_PARALLEL, &c->etp))) return rc;
+            if (shorthands[k].member != CLI_NONE &&
+                (rc = parse_int_arg(a, v, shorthands[k].lo, NAM_MAX_PARALLEL, (int *)(void *)((char *)c + shorthands[k].member))))
+                return rc;
             break;
         }
         if (k == (int)(sizeof shorthands / sizeof shorthands[0])) return usage_error("unknown option '%s'", a);
@@ -1026,7 +1028,7 @@ static int cmd_ranks(cli *c) {
     size_t n = 0;
     FILE *mf;
     int rc, i;
-    if (!c->have_world || !c->have_tp || !c->have_pp) return usage_error("ranks needs --world N --tp T --pp P%s", "");
+    if (!c->world || !c->tp || !c->pp) return usage_error("ranks needs --world N --tp T --pp P%s", "");
     if (c->positional) return usage_error("ranks takes no positional argument ('%s')", c->positional);
     memset(&d, 0, sizeof d);
     memset(&lay, 0, sizeof lay);
@@ -1125,7 +1127,7 @@ static int cmd_megatron(cli *c) {
     if (!c->positional) return usage_error("megatron needs a PATTERN (use `nam megatron -- PATTERN` when it starts with '-')%s", "");
     if (nam_megatron_parse(c->positional, strlen(c->positional), &mp, &err) != NAM_OK) { report(c, &err); return EXIT_REFUSED; }
     memset(&ld, 0, sizeof ld);
-    ld.pp = c->have_pp ? c->pp : 1;
+    ld.pp = c->pp ? c->pp : 1;
     ld.first_stage_layers = c->first;
     ld.last_stage_layers = c->last;
     ld.no_overlap_p2p = c->no_overlap;

@@ -218,8 +218,9 @@ TEST__UNUSED static double test_max_err(const float *got, const double *ref, siz
     return m;
 }
 
-/* ---- nam tensors (with NAM_IMPLEMENTATION: nam.h's internal conversions) ---------------- */
-#ifdef NAM_IMPLEMENTATION
+/* ---- nam tensors (with NAM_IMPLEMENTATION: nam.h's internal conversions; the kernel half,
+   so not in a planner-only test built with NAM_NO_KERNELS) ------------------------------- */
+#if defined(NAM_IMPLEMENTATION) && !defined(NAM_NO_KERNELS)
 /* bytes per element (f32 and i32: 4, f16 and bf16: 2) */
 TEST__UNUSED static size_t test_esize(nam_dtype dt) { return dt == NAM_BF16 || dt == NAM_F16 ? 2 : 4; }
 
@@ -339,6 +340,6 @@ TEST__UNUSED static FILE *test_manifest(const char *dir, const char *header) {
     fprintf(man, "%s\n", header);
     return man;
 }
-#endif /* NAM_IMPLEMENTATION */
+#endif /* NAM_IMPLEMENTATION && !NAM_NO_KERNELS */
 
 #endif /* NAM_TEST_H */
