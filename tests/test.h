@@ -24,6 +24,8 @@
      test_fmt(fmt, ...)            a formatted description in a static buffer (one at a time)
 
    RNG: xorshift64 (Marsaglia), one global state; test_seed(s) sets it (0: the default).
+   NAM_TEST_SEED in the environment wins over both: NAM_TEST_SEED=7 build/test_ssd reruns
+   the same checks on other data.
      test_rand()          uniform [-1, 1), 24 random bits
      test_urand(lo, hi)   uniform [lo, hi), 24 random bits
      test_randi(n)        an integer in [0, n)
@@ -32,7 +34,7 @@
    --dump file.
    Comparisons: test_allclose (|got - ref| <= atol * max|ref| + rtol * |ref|, NaN where the
    reference has NaN) and test_max_err (max |got - ref| against a double reference).
-   With NAM_IMPLEMENTATION also nam helpers: test_esize, test_round, test_tensor,
+   With NAM_IMPLEMENTATION (and the kernel half) also nam helpers: test_esize, test_round, test_tensor,
    test_rand_buf, test_to_f32; TEST_DEFINE_RUN (a kernel call with its workspace), test_ran
    and test_check_out (a fast path against its reference), test_expect (an error path);
    test_dump, test_dump_fields and test_manifest (the --dump files of the xcheck scripts). */
@@ -136,11 +138,18 @@ TEST__UNUSED static int test_done(const char *name) {
 
 /* ---- RNG: xorshift64 ------------------------------------------------------------------ */
 #define TEST_SEED_DEFAULT UINT64_C(0x9e3779b97f4a7c15)
-static uint64_t test_rng = TEST_SEED_DEFAULT;
+static uint64_t test_rng; /* 0: not seeded yet */
 
-TEST__UNUSED static void test_seed(uint64_t s) { test_rng = s ? s : TEST_SEED_DEFAULT; }
+/* test_seed: the stream a test starts from; the environment's NAM_TEST_SEED (a decimal
+   number), when set, wins over it, so any test reruns on other data with the same checks */
+TEST__UNUSED static void test_seed(uint64_t s) {
+    const char *env = getenv("NAM_TEST_SEED");
+    if (env && *env) s = strtoull(env, NULL, 10);
+    test_rng = s ? s : TEST_SEED_DEFAULT;
+}
 /* the next 24 random bits */
 TEST__UNUSED static uint32_t test__bits24(void) {
+    if (!test_rng) test_seed(TEST_SEED_DEFAULT);
     test_rng ^= test_rng << 13;
     test_rng ^= test_rng >> 7;
     test_rng ^= test_rng << 17;

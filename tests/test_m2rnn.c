@@ -632,7 +632,6 @@ static int dump_all(const char *dir) {
 }
 
 int main(int argc, char **argv) {
-    if (getenv("NAM_TEST_SEED")) test_seed(strtoull(getenv("NAM_TEST_SEED"), NULL, 10));   /* other data, same checks */
     if (argc == 3 && !strcmp(argv[1], "--dump")) {
         if (!dump_all(argv[2])) return 1;
         printf("test_m2rnn: wrote 4 cases to %s\n", argv[2]);
