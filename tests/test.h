@@ -325,6 +325,59 @@ TEST__UNUSED static void test_check_out(const char *desc, const nam_tensor *out,
     test_check(ok, desc, why);
 }
 
+/* The fp32 bound of an M2RNN fast path against the double reference (test_m2rnn,
+   test_cuda_m2rnn): atol * max |ref| with
+       atol = max(4e-6, G * (4e-7 * l + 4 * 2^-24 * sqrt(l * K))).
+   Each step adds the tanh's error (4e-7 absolute, not centred: adds linearly over the l
+   steps) and the K-term fp32 dot product of each state element (2^-24 * sqrt(K), a random
+   walk); the recurrence carries it on and, with W near I and gates near 0, expands it. G is
+   that growth on the case itself (test_m2rnn_growth). An upper bound: every step's error
+   is taken to grow by the whole G. */
+TEST__UNUSED static double test_m2rnn_f32_atol(int64_t l, int64_t K, double G) {
+    double dl = (double)l, a = G * (4e-7 * dl + 4.0 * ldexp(1.0, -24) * sqrt(dl * (double)K));
+    return a > 4e-6 ? a : 4e-6;
+}
+
+/* test_m2rnn_growth: G >= 1 of test_m2rnn_f32_atol for the host desc d whose out (and
+   final_state, when given) hold its NAM_BACKEND_CPU_REF result: the reference rerun, into
+   buffers of its own, from the initial state (zero when absent) moved by 1e-5 with random
+   signs; G = max(1, max |change of out or final state| / 1e-5), out counted when it is
+   f32 (an f16 or bf16 out moves by whole ulps, which would read as growth). 0 when the
+   rerun fails (e says why). */
+TEST__UNUSED static double test_m2rnn_growth(const nam_m2rnn_desc *d, nam_error *e) {
+    const double delta = 1e-5;
+    nam_m2rnn_desc m = *d;
+    int64_t sh[4], i, ns, no = nam_tensor_numel(&d->out);
+    float *moved, *fin, *out0, *out1, *fin0;
+    void *ws = NULL, *outb;
+    size_t wsb = 0;
+    double g = 1.0;
+    sh[0] = d->q.shape[0]; sh[1] = d->out.shape[2]; sh[2] = d->q.shape[3]; sh[3] = d->out.shape[3];
+    ns = sh[0] * sh[1] * sh[2] * sh[3];
+    moved = d->initial_state.data ? test_to_f32(&d->initial_state) : (float *)test_alloc(sizeof(float) * (size_t)ns);
+    for (i = 0; i < ns; i++) moved[i] += (test_rand() < 0.0f ? -1.0f : 1.0f) * (float)delta;
+    fin = (float *)test_alloc(sizeof(float) * (size_t)ns);
+    outb = test_alloc(test_esize(d->out.dtype) * (size_t)no);
+    m.initial_state = nam_tensor_make(moved, NAM_F32, 4, sh);
+    m.final_state = nam_tensor_make(fin, NAM_F32, 4, sh);
+    m.out = nam_tensor_make(outb, d->out.dtype, 4, d->out.shape);
+    m.backend = NAM_BACKEND_CPU_REF;
+    if (nam_m2rnn_workspace_size(&m, &wsb, e) != NAM_OK || !(ws = test_alloc(wsb ? wsb : 1)) || nam_m2rnn(&m, ws, wsb, e) != NAM_OK) g = 0.0;
+    if (g > 0.0 && d->out.dtype == NAM_F32) {
+        out0 = test_to_f32(&d->out);
+        out1 = test_to_f32(&m.out);
+        for (i = 0; i < no; i++) g = fmax(g, fabs((double)out1[i] - out0[i]) / delta);
+        free(out0); free(out1);
+    }
+    if (g > 0.0 && d->final_state.data) {
+        fin0 = test_to_f32(&d->final_state);
+        for (i = 0; i < ns; i++) g = fmax(g, fabs((double)fin[i] - fin0[i]) / delta);
+        free(fin0);
+    }
+    free(ws); free(moved); free(fin); free(outb);
+    return g;
+}
+
 /* test_dump_fields: test_dump of each (field, tensor) pair; absent tensors (data NULL) are
    skipped. 1 when every file was written. */
 typedef struct test_field {

@@ -4,20 +4,23 @@
    Oracle: NAM_BACKEND_CPU_REF (the recurrence in double, libm tanh). Both sides read the
    same rounded inputs. Tolerance: max |gpu - ref| <= tol * max |ref| over the compared
    tensor (scale-relative), with
-     f32  tol 2e-5: fp32 arithmetic and the rational tanh (<= 4e-7 absolute, plus 2 ulp of
-          __fdividef) against double, through a contracting recurrence of <= 100 steps
-          (the CPU fast path stays within 4e-6 on the same kind of cases);
+     f32  tol max(2e-5, test_m2rnn_f32_atol) (tests/test.h; 2e-5 the floor this test had
+          on the H200): max(4e-6, G * (4e-7 * l + 4 * 2^-24 *
+          sqrt(l * K))), G the growth of a perturbation of the state measured on the case
+          (the rational tanh is <= 4e-7 absolute, plus 2 ulp of __fdividef; W = I + 0.3 U
+          with gates near 0 expands). The fixed 2e-5 used before failed the nam56r-head
+          final state on 4 of NAM_TEST_SEED = 1..25. One step (nam_m2rnn_step) keeps 2e-5;
      f16  tol 2e-3: out rounded to 11 bits (2^-11 = 4.9e-4 relative), twice that for
           the reference's own rounding, plus margin;
      bf16 tol 1.6e-2: out rounded to 8 bits (2^-8 = 3.9e-3), likewise.
    The states are f32 and the arithmetic reads the same rounded inputs on both sides, so
-   final_state uses the f32 tolerance for every storage dtype.
+   final_state uses the f32 tolerance for every storage dtype (G then from the final state).
    Runs on the GPU when there is one (real nvcc build) and on tests/cuda_emu.h otherwise
    (the emulator build); without either it prints one skip line. */
 #define NAM_IMPLEMENTATION
 #include "cuda_test.h"
 
-static double tol_out(nam_dtype t) { return t == NAM_F32 ? 2e-5 : t == NAM_F16 ? 2e-3 : 1.6e-2; }
+static double tol_out(nam_dtype t, double f32_tol) { return t == NAM_F32 ? f32_tol : t == NAM_F16 ? 2e-3 : 1.6e-2; }
 
 
 typedef struct m2_case {
@@ -45,6 +48,7 @@ static void run_case(const m2_case *c) {
     nam_error e;
     size_t hws = 0, dws = 1;
     void *hwsp = NULL;
+    double G, f32_tol;
     char desc[256], d2[300];
     int ok = 1;
     memset(&bias, 0, sizeof bias); memset(&D, 0, sizeof D); memset(&init, 0, sizeof init); memset(&fin, 0, sizeof fin);
@@ -93,13 +97,15 @@ static void run_case(const m2_case *c) {
     if (nam_m2rnn(&hd, (void *)(((uintptr_t)hwsp + 63) & ~(uintptr_t)63), hws, &e) != NAM_OK) { test_fail("%s: %s", desc, e.message); goto done; }
     if (nam_m2rnn_workspace_size(&dd, &dws, &e) != NAM_OK) { test_fail("%s: %s", desc, e.message); goto done; }
     if (dws != 0) { test_fail("%s: %s", desc, "the CUDA path should need no workspace"); goto done; }
+    if (!(G = test_m2rnn_growth(&hd, &e))) { test_fail("%s: the reference from a moved initial state (G of the bound): %s", desc, e.message); goto done; }
+    f32_tol = fmax(2e-5, test_m2rnn_f32_atol(c->l, c->K, G));   /* 2e-5: the floor this test had on the H200 */
     if (nam_m2rnn(&dd, NULL, 0, &e) != NAM_OK) { test_fail("%s: %s", desc, e.message); goto done; }
     if (dd.ran != NAM_BACKEND_CUDA) { test_fail("%s: %s", desc, "desc.ran is not NAM_BACKEND_CUDA"); goto done; }
     snprintf(d2, sizeof d2, "%s: out", desc);
-    ct_cmp_pair(d2, &out, out.h.data, tol_out(c->t));
+    ct_cmp_pair(d2, &out, out.h.data, tol_out(c->t, f32_tol));
     if (c->fin) {
         snprintf(d2, sizeof d2, "%s: final_state", desc);
-        ct_cmp_pair(d2, &fin, fin.h.data, 2e-5);
+        ct_cmp_pair(d2, &fin, fin.h.data, f32_tol);
     }
 done:
     free(hwsp);
@@ -181,7 +187,7 @@ static void test_step(nam_dtype t) {
     else if (dd.ran != NAM_BACKEND_CUDA) test_fail("%s: %s", desc, "desc.ran is not NAM_BACKEND_CUDA");
     else {
         snprintf(d2, sizeof d2, "%s: out", desc);
-        ct_cmp_pair(d2, &out, out.h.data, tol_out(t));
+        ct_cmp_pair(d2, &out, out.h.data, tol_out(t, 2e-5));
         snprintf(d2, sizeof d2, "%s: state (in place)", desc);
         ct_cmp_pair(d2, &st, st.h.data, 2e-5);
     }

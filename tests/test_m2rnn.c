@@ -10,19 +10,13 @@
        fast path runs the same arithmetic, so they agree bit for bit);
      - tests/xcheck_m2rnn.py: an independent torch float64 reference (build/test_m2rnn --dump).
    Tolerances, with scale = max |reference| over the compared tensor:
-     f32 storage:  |got - ref| <= max(4e-6, G * (4e-7 * l + 4 * 2^-24 * sqrt(l * K))) * scale + 2e-5 * |ref|.
-                   Per step the fast path adds its tanh's error (4e-7 absolute, above; not
-                   centred, so it adds linearly) and the K-term fp32 dot product of each state
-                   element (about 2^-24 * sqrt(K), a random walk). What an error made at one
-                   step does later depends on the data: W = I + 0.5 U / sqrt(V) with gates near
-                   0 expands, and a perturbation of the state grows (up to ~100x over l = 300).
-                   G is that growth, measured on the case itself: the reference run again from
-                   an initial state moved by 1e-5 (random signs); G = max(1, max |change| / 1e-5)
-                   over out and final state. A fixed 4e-6 held on some seeds only (the fast path
-                   reached 6e-5 * scale at l300 K64 on seed 18); the bound with G holds on every
-                   seed of NAM_TEST_SEED = 1..200 (a sweep run when it was written), and still
-                   would cut 30x (not 100x): it is an upper bound, every step's error taken to
-                   grow by the whole G. G reached 77 on those seeds (l129).
+     f32 storage:  |got - ref| <= atol * scale + 2e-5 * |ref|, atol = test_m2rnn_f32_atol
+                   (tests/test.h): max(4e-6, G * (4e-7 * l + 4 * 2^-24 * sqrt(l * K))), G the
+                   growth of a perturbation of the state on the case itself (W = I + 0.5 U /
+                   sqrt(V) with gates near 0 expands: G up to ~100 over l = 300). A fixed 4e-6
+                   held on some seeds only (6e-5 * scale at l300 K64 on seed 18); the bound
+                   with G held on every seed of NAM_TEST_SEED = 1..200 when it was written,
+                   and still would cut 30x (not 100x): it is an upper bound.
      f16 storage:  |got - ref| <= 1e-3 * scale + 2e-3 * |ref|   (outputs rounded to 11 bits)
      bf16 storage: |got - ref| <= 8e-3 * scale + 1.6e-2 * |ref|  (outputs rounded to 8 bits)
    Output (tests/test.h): one line per check, "ok <desc>", "FAIL <desc>: <why>" or "skip <desc>: <reason>";
@@ -37,11 +31,7 @@
 static void tol_for(nam_dtype t, int64_t l, int64_t K, double growth, double *atol, double *rtol) {
     if (t == NAM_BF16) { *atol = 8e-3; *rtol = 1.6e-2; }
     else if (t == NAM_F16) { *atol = 1e-3; *rtol = 2e-3; }
-    else {   /* the error model above: G * (4e-7 * l + 4 * 2^-24 * sqrt(l * K)), at least 4e-6 */
-        double dl = NAM__CAST(double, l), step = 4e-7 * dl + 4.0 * ldexp(1.0, -24) * sqrt(dl * NAM__CAST(double, K));
-        *atol = growth * step > 4e-6 ? growth * step : 4e-6;
-        *rtol = 2e-5;
-    }
+    else { *atol = test_m2rnn_f32_atol(l, K, growth); *rtol = 2e-5; }
 }
 
 /* ---- tanh ----------------------------------------------------------------------------- */
@@ -251,35 +241,6 @@ static void m2_free(m2_bufs *s) {
 
 TEST_DEFINE_RUN(run_m2, nam_m2rnn_desc, nam_m2rnn_workspace_size, nam_m2rnn)
 
-/* G of the f32 bound (header): the reference rerun from an initial state moved by 1e-5 with
-   random signs; growth = max(1, max |change of out or final state| / 1e-5). 0 when the rerun
-   failed (reported as a failed check). */
-static int m2_growth(const m2_case *c, m2_bufs *s, const float *ref, const float *fref, int64_t nfin, double *growth) {
-    const double delta = 1e-5;
-    int64_t i, nout = NAM__CAST(int64_t, c->b) * c->l * case_n(c) * c->V;
-    nam_tensor keep = s->d.initial_state;
-    float *moved = NAM__CAST(float *, test_alloc(sizeof(float) * NAM__CAST(size_t, nfin))), *got;
-    nam_error e;
-    nam_status st;
-    double g = 1.0;
-    for (i = 0; i < nfin; i++)
-        moved[i] = (s->init ? NAM__CAST(float *, s->init)[i] : 0.0f) + (test_urand(-1, 1) < 0 ? -1.0f : 1.0f) * NAM__CAST(float, delta);
-    s->d.initial_state = test_tensor(moved, NAM_F32, 4, c->b, case_n(c), c->K, c->V);
-    st = run_m2(&s->d, NAM_BACKEND_CPU_REF, 1, &e);
-    s->d.initial_state = keep;
-    if (!test_ran("m2rnn: the reference from a moved initial state (the growth G of the f32 bound)", "reference", st, &e, s->d.ran, NAM_BACKEND_CPU_REF)) {
-        free(moved);
-        return 0;
-    }
-    got = test_to_f32(&s->d.out);
-    for (i = 0; i < nout; i++) g = fmax(g, fabs(NAM__CAST(double, got[i]) - ref[i]) / delta);
-    for (i = 0; fref && i < nfin; i++) g = fmax(g, fabs(NAM__CAST(double, NAM__CAST(float *, s->fin)[i]) - fref[i]) / delta);
-    free(got); free(moved);
-    *growth = g;
-    return 1;
-}
-
-
 /* fast (CPU) vs reference (CPU_REF) on one case: out and, when asked, the final state */
 static void m2_vs_ref(const char *name, const m2_case *c) {
     m2_bufs s;
@@ -298,7 +259,11 @@ static void m2_vs_ref(const char *name, const m2_case *c) {
         fref = NAM__CAST(float *, test_alloc(sizeof(float) * NAM__CAST(size_t, nfin)));
         memcpy(fref, s.fin, sizeof(float) * NAM__CAST(size_t, nfin));
     }
-    if (c->dtype == NAM_F32 && !m2_growth(c, &s, ref, fref, nfin, &growth)) { free(ref); free(fref); m2_free(&s); return; }
+    if (c->dtype == NAM_F32 && !(growth = test_m2rnn_growth(&s.d, &e))) {
+        test_fail("%s: the reference from a moved initial state (G of the bound): %s", desc, e.message);
+        free(ref); free(fref); m2_free(&s);
+        return;
+    }
     tol_for(c->dtype, c->l, c->K, growth, &atol, &rtol);
     if (c->fin) memset(s.fin, 0, sizeof(float) * NAM__CAST(size_t, nfin));
     memset(s.out, 0, NAM__CAST(size_t, NAM__CAST(int64_t, c->b) * c->l * case_n(c) * c->V) * test_esize(c->dtype));
