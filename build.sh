@@ -246,6 +246,10 @@ target() {
     if [[ -f $out && $(cat "$status" 2>/dev/null) == ok && $(cat "$status.cmd" 2>/dev/null) == "$cmd" ]]; then
         local stale=0
         for dep in $view $srcs $(for src in $srcs; do ls "$(dirname "$src")"/*.h 2>/dev/null; done); do
+            # nam.h is read through $view only (a root source such as nam_cuda.cu lists it
+            # among its neighbours, which made every kernel edit and planner edit alike
+            # rebuild the CUDA targets)
+            [[ $dep == ./nam.h && $view != nam.h ]] && continue
             [[ $dep -nt $out ]] && { stale=1; break; }
         done
         if (( ! stale )); then
@@ -313,7 +317,7 @@ build_cuda() {
             "$NVCC -std=c++17 -O3 -I. -DNAM_NO_PLANNER $CUDA_ARCH -Xptxas -v -Werror all-warnings -c nam_cuda.cu -o $B/obj/nam_cuda.o && no_host_exit $B/obj/nam_cuda.o" kernels
         # the guard itself: it must flag a host call of a device helper (a negative test)
         target cuda-host-exit-guard $B/obj/host_calls_device.o tests/compile/host_calls_device.cu \
-            "$NVCC -std=c++17 -O2 -gencode arch=compute_90a,code=sm_90a -Werror all-warnings -c tests/compile/host_calls_device.cu -o $B/obj/host_calls_device.o && ! no_host_exit $B/obj/host_calls_device.o"
+            "$NVCC -std=c++17 -O2 -gencode arch=compute_90a,code=sm_90a -Werror all-warnings -c tests/compile/host_calls_device.cu -o $B/obj/host_calls_device.o && ! no_host_exit $B/obj/host_calls_device.o" kernels   # reads no nam.h at all
         target test_cuda_prims $B/test_cuda_prims "tests/test_cuda_prims.cu $srcs" \
             "$NVCC -std=c++17 -O2 -I. -DNAM_NO_PLANNER $CUDA_ARCH -Werror all-warnings -c tests/test_cuda_prims.cu -o $B/obj/test_cuda_prims.o && no_host_exit $B/obj/test_cuda_prims.o && $NVCC $CUDA_ARCH $B/obj/test_cuda_prims.o -o $B/test_cuda_prims -cudart static" kernels
         for p in $CUDA_PARTS; do
