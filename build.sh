@@ -49,7 +49,7 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 B=build
 
 WARN="-Wall -Wextra -Werror"
-KERNELS="gemm ssd attention moe fpenv m2rnn"   # tests/test_<kernel>.c, tests/xcheck_<kernel>.py
+KERNELS="gemm ssd attention moe fpenv m2rnn layers"   # tests/test_<kernel>.c, tests/xcheck_<kernel>.py
 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 NVCC=$CUDA_HOME/bin/nvcc
 CUDA_PARTS="ssd moe attention m2rnn"     # tests/test_cuda_<part>.c

@@ -44,7 +44,7 @@
    2. COMPILE-TIME SWITCHES (every one, and what it gates)
    The file is a common part (limits, errors, allocator), then THE KERNEL HALF (its
    declarations, then after the common implementation its code: >>kernel-common ...
-   >>kernel-m2rnn), then THE PLANNER HALF (declarations and code: >>pattern ... >>ranks).
+   >>kernel-m2rnn, >>kernel-layers), then THE PLANNER HALF (declarations and code: >>pattern ... >>ranks).
    Search for those banners; each half can be left out.
      NAM_IMPLEMENTATION   emit the implementation (of both halves) in this translation unit
      NAM_STATIC           every public function static (a private copy per TU)
@@ -570,6 +570,29 @@ typedef struct nam_attention_desc {
 } nam_attention_desc;
 NAM_API nam_status nam_attention_workspace_size(const nam_attention_desc *d, size_t *bytes, nam_error *err);
 NAM_API nam_status nam_attention(nam_attention_desc *d, void *workspace, size_t workspace_bytes, nam_error *err);
+
+/* ---- Layer ops (issue 11: the layers around the blocks) --------------------------------- */
+/* RMSNorm over the last axis, plain or gated and grouped (Megatron's RMSNorm; the gated,
+   grouped norm of the Mamba-2 mixer and of the R block, norm before gate = false):
+     x (t, n): t rows (flatten any leading axes into t), n features
+     z optional (t, n): the gate; the normed input is then g = x * silu(z), else g = x
+     weight optional (n): absent = all ones
+     group_size: 0 = n; else it divides n and each run of group_size features of a row is
+       normalised on its own
+     eps: 0 -> 1e-5 (Megatron's --norm-epsilon default); negative or not finite is refused
+     out (t, n) = g / sqrt(mean of g^2 over its group + eps) * weight. out may be x (in place).
+   CPU_REF: double throughout, one thread. CPU (and AUTO): fp32 arithmetic, the sum of squares in
+   double, rows split over threads. No workspace, no allocation. CUDA: not implemented yet (NAM_ERR_NOT_IMPLEMENTED). */
+typedef struct nam_rmsnorm_desc {
+    nam_tensor x, z, weight, out;
+    int64_t group_size;
+    float eps;
+    nam_backend backend;
+    int threads;
+    nam_backend ran;
+    void *stream;
+} nam_rmsnorm_desc;
+NAM_API nam_status nam_rmsnorm(nam_rmsnorm_desc *d, nam_error *err);
 
 /* ---- CUDA ------------------------------------------------------------------------------ */
 /* With NAM_CUDA defined (and nam_cuda.cu linked: see nam_cuda.cuh), every entry point above
@@ -5813,6 +5836,135 @@ NAM__DEF nam_status nam_m2rnn_step_workspace_size(const nam_m2rnn_step_desc *d, 
 NAM__DEF nam_status nam_m2rnn_step(nam_m2rnn_step_desc *d, void *workspace, size_t workspace_bytes, nam_error *err) {
     nam_status st;
     NAM__FP_CALL(st, nam__m2rnn_step_body(d, workspace, workspace_bytes, err));
+    return st;
+}
+
+/* >>kernel-layers ---------------------------------------------------------------------- */
+/* The layer ops around the blocks (issue 11); semantics in >>kernels (nam_rmsnorm). */
+typedef struct nam__rmsnorm_ctx {
+    const nam_rmsnorm_desc *d;
+    int64_t t, n, gs;
+    int64_t xs[NAM_MAX_DIMS], zs[NAM_MAX_DIMS], ws[NAM_MAX_DIMS], os[NAM_MAX_DIMS];
+} nam__rmsnorm_ctx;
+
+static double nam__silu_d(double v) { return v / (1.0 + exp(-v)); }
+
+/* rows [begin, end), in double (CPU_REF: called with the whole range, one thread) */
+static void nam__rmsnorm_ref_rows(void *vctx, int64_t begin, int64_t end, int thread) {
+    nam__rmsnorm_ctx *c = NAM__CAST(nam__rmsnorm_ctx *, vctx);
+    const nam_rmsnorm_desc *d = c->d;
+    double eps = d->eps;
+    int64_t r, g0, j;
+    (void)thread;
+    for (r = begin; r < end; r++)
+        for (g0 = 0; g0 < c->n; g0 += c->gs) {
+            double ss = 0.0, inv;
+            for (j = g0; j < g0 + c->gs; j++) {
+                double v = nam__load(d->x.data, d->x.dtype, r * c->xs[0] + j * c->xs[1]);
+                if (d->z.data) v *= nam__silu_d(nam__load(d->z.data, d->z.dtype, r * c->zs[0] + j * c->zs[1]));
+                ss += v * v;
+            }
+            inv = 1.0 / sqrt(ss / NAM__CAST(double, c->gs) + eps);
+            for (j = g0; j < g0 + c->gs; j++) {
+                double v = nam__load(d->x.data, d->x.dtype, r * c->xs[0] + j * c->xs[1]);
+                if (d->z.data) v *= nam__silu_d(nam__load(d->z.data, d->z.dtype, r * c->zs[0] + j * c->zs[1]));
+                v *= inv;
+                if (d->weight.data) v *= nam__load(d->weight.data, d->weight.dtype, j * c->ws[0]);
+                nam__store(d->out.data, d->out.dtype, r * c->os[0] + j * c->os[1], NAM__CAST(float, v));
+            }
+        }
+}
+
+/* rows [begin, end), fp32 with the sum of squares in double. A group is read twice (sum of
+   squares, then scale), with no buffer; element j is read just before out[j] is written, so
+   out may be x. */
+static float nam__rmsnorm_in(const nam__rmsnorm_ctx *c, int64_t r, int64_t j) {
+    const nam_rmsnorm_desc *d = c->d;
+    float v = nam__load(d->x.data, d->x.dtype, r * c->xs[0] + j * c->xs[1]);
+    if (d->z.data) v *= nam__silu(nam__load(d->z.data, d->z.dtype, r * c->zs[0] + j * c->zs[1]));
+    return v;
+}
+static void nam__rmsnorm_rows(void *vctx, int64_t begin, int64_t end, int thread) {
+    nam__rmsnorm_ctx *c = NAM__CAST(nam__rmsnorm_ctx *, vctx);
+    const nam_rmsnorm_desc *d = c->d;
+    int64_t r, g0, j;
+    (void)thread;
+    for (r = begin; r < end; r++)
+        for (g0 = 0; g0 < c->n; g0 += c->gs) {
+            double ss = 0.0;
+            float inv;
+            for (j = g0; j < g0 + c->gs; j++) {
+                float v = nam__rmsnorm_in(c, r, j);
+                ss += NAM__CAST(double, v) * v;
+            }
+            inv = NAM__CAST(float, 1.0 / sqrt(ss / NAM__CAST(double, c->gs) + NAM__CAST(double, d->eps)));
+            for (j = g0; j < g0 + c->gs; j++) {
+                float v = nam__rmsnorm_in(c, r, j) * inv;
+                if (d->weight.data) v *= nam__load(d->weight.data, d->weight.dtype, j * c->ws[0]);
+                nam__store(d->out.data, d->out.dtype, r * c->os[0] + j * c->os[1], v);
+            }
+        }
+}
+
+/* nam__rmsnorm_desc_defaults: validate *d, then *r = *d resolved (backend, threads, eps 0 ->
+   1e-5, group_size 0 -> n); c gets the dimensions. Errors carry "nam_rmsnorm: ". */
+static nam_status nam__rmsnorm_desc_defaults(const nam_rmsnorm_desc *d, nam_rmsnorm_desc *r, nam__rmsnorm_ctx *c, nam_error *err) {
+    nam_backend be = NAM_BACKEND_AUTO;
+    nam_status st = NAM_OK;
+    do {
+        if (!d) { st = nam__err(err, NAM_ERR_INVALID_ARG, "desc is NULL"); break; }
+        if ((st = nam__tensor_basic(&d->x, "x", 2, "t,n", 0, err)) != NAM_OK) break;
+        if ((st = nam_query_backend(d->backend, d->x.device, &be, err)) != NAM_OK) break;
+        c->t = d->x.shape[0]; c->n = d->x.shape[1];
+        if ((st = nam__tensor_basic(&d->z, "z", 2, "t,n", 1, err)) != NAM_OK) break;
+        if (d->z.data && ((st = nam__tensor_dim(&d->z, "z", 0, "t", c->t, "x.shape[0]", err)) != NAM_OK ||
+                          (st = nam__tensor_dim(&d->z, "z", 1, "n", c->n, "x.shape[1]", err)) != NAM_OK)) break;
+        if ((st = nam__tensor_basic(&d->weight, "weight", 1, "n", 1, err)) != NAM_OK) break;
+        if (d->weight.data && (st = nam__tensor_dim(&d->weight, "weight", 0, "n", c->n, "x.shape[1]", err)) != NAM_OK) break;
+        if ((st = nam__tensor_basic(&d->out, "out", 2, "t,n", 0, err)) != NAM_OK) break;
+        if ((st = nam__tensor_dim(&d->out, "out", 0, "t", c->t, "x.shape[0]", err)) != NAM_OK) break;
+        if ((st = nam__tensor_dim(&d->out, "out", 1, "n", c->n, "x.shape[1]", err)) != NAM_OK) break;
+        if (d->group_size < 0 || d->group_size > c->n || (d->group_size && c->n % d->group_size)) {
+            st = nam__err(err, NAM_ERR_INVALID_ARG, "group_size = %lld does not divide n = x.shape[1] = %lld (0 = one group of n)",
+                          NAM__CAST(long long, d->group_size), NAM__CAST(long long, c->n));
+            break;
+        }
+        if (!(d->eps >= 0.0f) || d->eps > 3.0e38f) { st = nam__err(err, NAM_ERR_INVALID_ARG, "eps = %g is not a finite value >= 0 (0 = 1e-5)", NAM__CAST(double, d->eps)); break; }
+        {
+            const nam_tensor *ts[4];
+            static const char *const nm[4] = {"x", "z", "weight", "out"};
+            ts[0] = &d->x; ts[1] = &d->z; ts[2] = &d->weight; ts[3] = &d->out;
+            st = nam__same_device(4, ts, nm, err);
+        }
+        if (st == NAM_OK && be == NAM_BACKEND_CUDA) st = nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "the CUDA path is not implemented yet (CPU tensors only)");
+    } while (0);
+    if (st != NAM_OK) { nam__err_prefix(err, "nam_rmsnorm: "); return st; }
+    *r = *d;
+    r->backend = be;
+    r->threads = nam__desc_threads(be, d->threads);
+    if (r->eps == 0.0f) r->eps = 1e-5f;
+    c->gs = d->group_size ? d->group_size : c->n;
+    return NAM_OK;
+}
+
+static nam_status nam__rmsnorm_body(nam_rmsnorm_desc *d, nam_error *err) {
+    nam__rmsnorm_ctx c;
+    nam_rmsnorm_desc r;
+    nam_status st;
+    if (d) d->ran = NAM_BACKEND_AUTO;
+    memset(&c, 0, sizeof c);
+    if ((st = nam__rmsnorm_desc_defaults(d, &r, &c, err)) != NAM_OK) return st;
+    c.d = &r;
+    nam__tensor_strides(&r.x, c.xs); nam__tensor_strides(&r.z, c.zs); nam__tensor_strides(&r.weight, c.ws); nam__tensor_strides(&r.out, c.os);
+    if (r.backend == NAM_BACKEND_CPU_REF) nam__rmsnorm_ref_rows(&c, 0, c.t, 0);
+    else nam__parallel_for(c.t, r.threads, nam__rmsnorm_rows, &c);
+    d->ran = r.backend;
+    return nam__ok(err);
+}
+
+NAM__DEF nam_status nam_rmsnorm(nam_rmsnorm_desc *d, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__rmsnorm_body(d, err));
     return st;
 }
 

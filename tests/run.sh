@@ -19,7 +19,7 @@
 #     fuzz     build/fuzz_parsers on a copy of tests/corpus in build/fuzz-corpus for
 #              $NAM_FUZZ_SECONDS (default 30) seconds: one test
 #     replay   build/fuzz_parsers over every file of tests/corpus: one test
-#     kernels  build/test_<kernel> for each kernel (gemm ssd attention moe fpenv m2rnn),
+#     kernels  build/test_<kernel> for each kernel (gemm ssd attention moe fpenv m2rnn layers),
 #              build/test_fpenv_keep (test_fpenv built with -DNAM_KEEP_SUBNORMALS), the plain-C
 #              builds build/nosimd/test_<kernel> (-DNAM_NO_SIMD) and build/test_gemm_cblas
 #              (-DNAM_CBLAS; skipped without a CBLAS)
@@ -341,7 +341,7 @@ step_cuda() {
     done
 }
 
-KERNELS="gemm ssd attention moe fpenv m2rnn"
+KERNELS="gemm ssd attention moe fpenv m2rnn layers"
 # The kernel tests: fast paths against their references, edge shapes, bad input; the
 # FP-environment test also built with -DNAM_KEEP_SUBNORMALS (test_fpenv_keep).
 step_kernels() {

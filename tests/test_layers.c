@@ -1,0 +1,295 @@
+/* tests/test_layers.c - the layer ops around the blocks (nam.h >>kernel-layers): nam_rmsnorm.
+
+   Oracles:
+     - a double reference written here from the definition, per row and group:
+         g = x (or x * z / (1 + exp(-z)) when gated), out = g / sqrt(mean_group(g^2) + eps) * w,
+       on the same storage-rounded inputs;
+     - a case computed by hand (n = 2, known numbers), both backends;
+     - tests/xcheck_layers.py: torch float64 from the same equations (build/test_layers --dump).
+   Tolerances, with scale = max |reference|:
+     cpu-ref (double inside, one rounding to the storage type): |got - ref| <= 1.01 u |ref|, u the
+       unit roundoff of the storage type (2^-24 f32, 2^-11 f16, 2^-8 bf16).
+     cpu (fp32 arithmetic): |got - ref| <= 8 * 2^-24 * |ref| + 2^-24 * scale in f32 (a handful of
+       fp32 roundings per element: silu's expf and divide, the product, the scale; the sum of
+       squares is in double); bf16/f16 storage: 1.01 u |ref| + 8 * 2^-24 * scale.
+   Output (tests/test.h): one line per check; last line "test_layers: N passed, M failed". */
+#define NAM_IMPLEMENTATION
+#include "test.h"
+
+typedef struct rn_case {
+    const char *name;
+    int64_t t, n, group_size;
+    int gated, weighted, threads;
+    float eps;
+    nam_dtype dt;
+    int strided;   /* x and out with a row stride of n + 3 */
+    float amp;     /* x ~ amp U(-1, 1) */
+} rn_case;
+
+/* the double reference on storage-rounded inputs (xf, zf, wf as f32 values) */
+static void rn_ref(const rn_case *c, const float *xf, const float *zf, const float *wf, double *ref) {
+    int64_t r, g0, j, gs = c->group_size ? c->group_size : c->n;
+    double eps = c->eps != 0.0f ? (double)c->eps : 1e-5;
+    for (r = 0; r < c->t; r++)
+        for (g0 = 0; g0 < c->n; g0 += gs) {
+            double ss = 0.0, inv;
+            for (j = g0; j < g0 + gs; j++) {
+                double g = xf[r * c->n + j];
+                if (zf) g *= (double)zf[r * c->n + j] / (1.0 + exp(-(double)zf[r * c->n + j]));
+                ref[r * c->n + j] = g;
+                ss += g * g;
+            }
+            inv = 1.0 / sqrt(ss / (double)gs + eps);
+            for (j = g0; j < g0 + gs; j++) ref[r * c->n + j] *= inv * (wf ? (double)wf[j] : 1.0);
+        }
+}
+
+static double ulp_rel(nam_dtype dt) { return dt == NAM_BF16 ? ldexp(1.0, -8) : dt == NAM_F16 ? ldexp(1.0, -11) : ldexp(1.0, -24); }
+
+typedef struct rn_bufs {
+    void *x, *z, *w, *out;
+    float *xf, *zf, *wf;
+    int64_t ld;
+    nam_rmsnorm_desc d;
+} rn_bufs;
+
+static void rn_make(const rn_case *c, rn_bufs *b) {
+    int64_t i, j;
+    memset(b, 0, sizeof *b);
+    b->ld = c->n + (c->strided ? 3 : 0);
+    b->x = test_alloc((size_t)(c->t * b->ld) * test_esize(c->dt));
+    b->out = test_alloc((size_t)(c->t * b->ld) * test_esize(c->dt));
+    b->xf = (float *)test_alloc(sizeof(float) * (size_t)(c->t * c->n));
+    for (i = 0; i < c->t; i++)
+        for (j = 0; j < c->n; j++) {
+            float v = test_round(c->dt, c->amp * test_rand());
+            b->xf[i * c->n + j] = v;
+            nam__store(b->x, c->dt, i * b->ld + j, v);
+        }
+    b->d.x = test_tensor(b->x, c->dt, 2, c->t, c->n, 0, 0);
+    b->d.out = test_tensor(b->out, c->dt, 2, c->t, c->n, 0, 0);
+    if (c->strided) { b->d.x.stride[0] = b->ld; b->d.x.stride[1] = 1; b->d.out.stride[0] = b->ld; b->d.out.stride[1] = 1; }
+    if (c->gated) {
+        b->zf = (float *)test_alloc(sizeof(float) * (size_t)(c->t * c->n));
+        b->z = test_alloc((size_t)(c->t * c->n) * test_esize(c->dt));
+        for (i = 0; i < c->t * c->n; i++) { b->zf[i] = test_round(c->dt, 4.0f * test_rand()); nam__store(b->z, c->dt, i, b->zf[i]); }
+        b->d.z = test_tensor(b->z, c->dt, 2, c->t, c->n, 0, 0);
+    }
+    if (c->weighted) {
+        b->wf = (float *)test_alloc(sizeof(float) * (size_t)c->n);
+        b->w = test_alloc((size_t)c->n * test_esize(c->dt));
+        for (i = 0; i < c->n; i++) { b->wf[i] = test_round(c->dt, 1.0f + 0.5f * test_rand()); nam__store(b->w, c->dt, i, b->wf[i]); }
+        b->d.weight = test_tensor(b->w, c->dt, 1, c->n, 0, 0, 0);
+    }
+    b->d.group_size = c->group_size;
+    b->d.eps = c->eps;
+}
+
+static void rn_free(rn_bufs *b) { free(b->x); free(b->z); free(b->w); free(b->out); free(b->xf); free(b->zf); free(b->wf); }
+
+static nam_status rn_run(nam_rmsnorm_desc *d, nam_backend be, int threads, nam_error *e) {
+    d->backend = be;
+    d->threads = threads;
+    return nam_rmsnorm(d, e);
+}
+
+/* both backends against the double reference, element by element */
+static void rn_check(const rn_case *c) {
+    rn_bufs b;
+    double *ref, scale = 0.0;
+    int64_t i, j;
+    int be;
+    rn_make(c, &b);
+    ref = (double *)test_alloc(sizeof(double) * (size_t)(c->t * c->n));
+    rn_ref(c, b.xf, b.zf, b.wf, ref);
+    for (i = 0; i < c->t * c->n; i++) scale = fmax(scale, fabs(ref[i]));
+    for (be = NAM_BACKEND_CPU_REF; be <= NAM_BACKEND_CPU; be++) {
+        nam_error e;
+        nam_status st;
+        char desc[256];
+        double worst = 0.0, u = ulp_rel(c->dt);
+        int64_t at = 0;
+        snprintf(desc, sizeof desc, "rmsnorm %s [%s]", c->name, nam_backend_name((nam_backend)be));
+        memset(b.out, 0xff, (size_t)(c->t * b.ld) * test_esize(c->dt));   /* NaN: every element must be written */
+        st = rn_run(&b.d, (nam_backend)be, c->threads, &e);
+        if (!test_ran(desc, "rmsnorm", st, &e, b.d.ran, (nam_backend)be)) continue;
+        for (i = 0; i < c->t; i++)
+            for (j = 0; j < c->n; j++) {
+                double r = ref[i * c->n + j], got = nam__load(b.out, c->dt, i * b.ld + j), tol;
+                if (be == NAM_BACKEND_CPU_REF) tol = 1.01 * u * fabs(r);
+                else tol = c->dt == NAM_F32 ? 8.0 * u * fabs(r) + u * scale : 1.01 * u * fabs(r) + ldexp(1.0, -24) * 8.0 * scale;
+                if (!(fabs(got - r) <= tol * (1.0 + 1e-12) + 1e-300)) {
+                    double q = fabs(got - r) / (tol + 1e-300);
+                    if (!(q <= worst)) { worst = q; at = i * c->n + j; }
+                }
+            }
+        if (worst == 0.0) test_ok("%s: every element within its bound", desc);
+        else test__fail_why(desc, "element %lld (row %lld) is %.3g x its bound (got %.9g, ref %.9g)", (long long)at, (long long)(at / c->n), worst,
+                            (double)nam__load(b.out, c->dt, (at / c->n) * b.ld + at % c->n), ref[at]);
+        if (c->strided) {   /* the gap between rows is not written */
+            int kept = 1;
+            for (i = 0; i < c->t && kept; i++)
+                for (j = c->n; j < b.ld; j++) {
+                    float v = nam__load(b.out, c->dt, i * b.ld + j);
+                    if (v == v) kept = 0;
+                }
+            test_check(kept, test_fmt("%s: the row gaps of a strided out are left alone", desc), "a gap element was written");
+        }
+    }
+    free(ref);
+    rn_free(&b);
+}
+
+/* n = 2 by hand: x = (3, 4), mean square 12.5, eps 0.5 -> rms sqrt(13) */
+static void rn_by_hand(void) {
+    float x[2] = {3.0f, 4.0f}, w[2] = {2.0f, -1.0f}, out[2];
+    int be;
+    for (be = NAM_BACKEND_CPU_REF; be <= NAM_BACKEND_CPU; be++) {
+        nam_rmsnorm_desc d;
+        nam_error e;
+        double want0 = 3.0 / sqrt(13.0) * 2.0, want1 = -4.0 / sqrt(13.0);
+        memset(&d, 0, sizeof d);
+        d.x = test_tensor(x, NAM_F32, 2, 1, 2, 0, 0);
+        d.weight = test_tensor(w, NAM_F32, 1, 2, 0, 0, 0);
+        d.out = test_tensor(out, NAM_F32, 2, 1, 2, 0, 0);
+        d.eps = 0.5f;
+        d.backend = (nam_backend)be;
+        CHECK(nam_rmsnorm(&d, &e) == NAM_OK && fabs(out[0] - want0) <= 2e-7 * fabs(want0) && fabs(out[1] - want1) <= 2e-7 * fabs(want1),
+              test_fmt("rmsnorm by hand: x (3, 4), w (2, -1), eps 0.5 -> (6, -4) / sqrt(13) [%s]", nam_backend_name((nam_backend)be)),
+              "got (%.9g, %.9g), want (%.9g, %.9g): %s", (double)out[0], (double)out[1], want0, want1, e.message);
+    }
+}
+
+/* in place (out = x) equals out of place */
+static void rn_in_place(void) {
+    rn_case c = {"in place", 5, 48, 16, 1, 1, 2, 0.0f, NAM_F32, 0, 2.0f};
+    rn_bufs b;
+    nam_error e;
+    float *sep;
+    int64_t i, n = c.t * c.n;
+    int same = 1;
+    rn_make(&c, &b);
+    rn_run(&b.d, NAM_BACKEND_CPU, 2, &e);
+    sep = (float *)test_alloc(sizeof(float) * (size_t)n);
+    memcpy(sep, b.out, sizeof(float) * (size_t)n);
+    b.d.out = b.d.x;
+    CHECK(rn_run(&b.d, NAM_BACKEND_CPU, 2, &e) == NAM_OK, "rmsnorm: out = x (in place) runs", "%s", e.message);
+    for (i = 0; i < n; i++) same &= ((float *)b.x)[i] == sep[i];
+    test_check(same, "rmsnorm: in place (out = x) gives the out-of-place result bit for bit", "a value differs");
+    free(sep);
+    rn_free(&b);
+}
+
+/* threads: 1, 3 and 64 threads give the same bits (rows are independent) */
+static void rn_threads(void) {
+    rn_case c = {"threads", 37, 40, 8, 1, 1, 1, 1e-6f, NAM_F32, 0, 1.0f};
+    rn_bufs b;
+    nam_error e;
+    float *one;
+    int64_t n = c.t * c.n;
+    int th[2] = {3, 64}, k;
+    rn_make(&c, &b);
+    rn_run(&b.d, NAM_BACKEND_CPU, 1, &e);
+    one = (float *)test_alloc(sizeof(float) * (size_t)n);
+    memcpy(one, b.out, sizeof(float) * (size_t)n);
+    for (k = 0; k < 2; k++) {
+        memset(b.out, 0, sizeof(float) * (size_t)n);
+        CHECK(rn_run(&b.d, NAM_BACKEND_CPU, th[k], &e) == NAM_OK && !memcmp(one, b.out, sizeof(float) * (size_t)n),
+              test_fmt("rmsnorm: %d threads give the 1-thread bits (37 rows)", th[k]), "differs or failed: %s", e.message);
+    }
+    free(one);
+    rn_free(&b);
+}
+
+static void rn_bad(void) {
+    float x[12], z[12], w[6], out[12], o2[6];
+    nam_rmsnorm_desc base, d;
+    nam_error e;
+    memset(x, 0, sizeof x); memset(z, 0, sizeof z); memset(w, 0, sizeof w);
+    memset(&base, 0, sizeof base);
+    base.x = test_tensor(x, NAM_F32, 2, 2, 6, 0, 0);
+    base.z = test_tensor(z, NAM_F32, 2, 2, 6, 0, 0);
+    base.weight = test_tensor(w, NAM_F32, 1, 6, 0, 0, 0);
+    base.out = test_tensor(out, NAM_F32, 2, 2, 6, 0, 0);
+    base.backend = NAM_BACKEND_CPU;
+    d = base; test_expect("rmsnorm bad: NULL desc", nam_rmsnorm(NULL, &e), &e, NAM_ERR_INVALID_ARG, "desc is NULL");
+    d = base; d.x.data = NULL; test_expect("rmsnorm bad: no x", nam_rmsnorm(&d, &e), &e, NAM_ERR_INVALID_ARG, "x: data is NULL");
+    d = base; d.x.ndim = 3; d.x.shape[2] = 1; test_expect("rmsnorm bad: x 3-d", nam_rmsnorm(&d, &e), &e, NAM_ERR_INVALID_ARG, "x: 3 dimensions, expected 2");
+    d = base; d.z.shape[1] = 3; test_expect("rmsnorm bad: z n", nam_rmsnorm(&d, &e), &e, NAM_ERR_INVALID_ARG, "z.shape[1] (n) = 3, but x.shape[1] = 6");
+    d = base; d.z.shape[0] = 1; test_expect("rmsnorm bad: z t", nam_rmsnorm(&d, &e), &e, NAM_ERR_INVALID_ARG, "z.shape[0] (t) = 1, but x.shape[0] = 2");
+    d = base; d.weight.shape[0] = 5; test_expect("rmsnorm bad: weight n", nam_rmsnorm(&d, &e), &e, NAM_ERR_INVALID_ARG, "weight.shape[0] (n) = 5");
+    d = base; d.out = test_tensor(o2, NAM_F32, 2, 1, 6, 0, 0); test_expect("rmsnorm bad: out t", nam_rmsnorm(&d, &e), &e, NAM_ERR_INVALID_ARG, "out.shape[0] (t) = 1");
+    d = base; d.group_size = 4; test_expect("rmsnorm bad: group 4 of n 6", nam_rmsnorm(&d, &e), &e, NAM_ERR_INVALID_ARG, "group_size = 4 does not divide n = x.shape[1] = 6");
+    d = base; d.group_size = -2; test_expect("rmsnorm bad: negative group", nam_rmsnorm(&d, &e), &e, NAM_ERR_INVALID_ARG, "group_size = -2");
+    d = base; d.group_size = 12; test_expect("rmsnorm bad: group above n", nam_rmsnorm(&d, &e), &e, NAM_ERR_INVALID_ARG, "group_size = 12");
+    d = base; d.eps = -1e-6f; test_expect("rmsnorm bad: negative eps", nam_rmsnorm(&d, &e), &e, NAM_ERR_INVALID_ARG, "eps = -1e-06 is not a finite value >= 0");
+    d = base; d.eps = NAN; test_expect("rmsnorm bad: NaN eps", nam_rmsnorm(&d, &e), &e, NAM_ERR_INVALID_ARG, "is not a finite value >= 0");
+    d = base; d.eps = INFINITY; test_expect("rmsnorm bad: infinite eps", nam_rmsnorm(&d, &e), &e, NAM_ERR_INVALID_ARG, "eps = inf");
+    d = base; d.x.dtype = NAM_I32; test_expect("rmsnorm bad: x i32", nam_rmsnorm(&d, &e), &e, NAM_ERR_INVALID_ARG, "x: dtype i32 is not a float storage type");
+#ifdef NAM_CUDA
+    d = base; d.backend = NAM_BACKEND_CUDA; test_expect("rmsnorm bad: CUDA backend for CPU tensors", nam_rmsnorm(&d, &e), &e, NAM_ERR_INVALID_ARG, "nam_rmsnorm: backend cuda needs CUDA tensors");
+#else
+    d = base; d.backend = NAM_BACKEND_CUDA; test_expect("rmsnorm bad: CUDA backend, not built", nam_rmsnorm(&d, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "nam_rmsnorm: the CUDA backend is not built");
+#endif
+    d = base; d.backend = (nam_backend)77; test_expect("rmsnorm bad: backend 77", nam_rmsnorm(&d, &e), &e, NAM_ERR_INVALID_ARG, "backend 77 is not a nam_backend");
+    d = base; d.weight.device = NAM_DEVICE_CUDA;
+#ifdef NAM_CUDA
+    test_expect("rmsnorm bad: weight on another device", nam_rmsnorm(&d, &e), &e, NAM_ERR_INVALID_ARG, "weight is a CUDA tensor, but x is a CPU tensor");
+#else
+    test_expect("rmsnorm bad: a CUDA tensor without NAM_CUDA", nam_rmsnorm(&d, &e), &e, NAM_ERR_NOT_IMPLEMENTED, "weight is a CUDA tensor, but the CUDA backend is not built");
+#endif
+}
+
+static const rn_case cases[] = {
+    {"plain f32 t7 n64", 7, 64, 0, 0, 1, 2, 0.0f, NAM_F32, 0, 1.0f},
+    {"no weight, n1", 5, 1, 0, 0, 0, 1, 0.0f, NAM_F32, 0, 1.0f},
+    {"gated, 4 groups of 16", 9, 64, 16, 1, 1, 3, 0.0f, NAM_F32, 0, 2.0f},
+    {"gated, groups of 1 (each element alone)", 3, 10, 1, 1, 1, 2, 1e-3f, NAM_F32, 0, 1.0f},
+    {"NAM56R M-block norm: n 512 in 8 groups, gated", 6, 512, 64, 1, 1, 2, 0.0f, NAM_F32, 0, 1.0f},
+    {"tiny inputs (eps dominates)", 4, 32, 0, 0, 1, 1, 1e-5f, NAM_F32, 0, 1e-4f},
+    {"large inputs (1e15)", 4, 32, 8, 1, 1, 1, 0.0f, NAM_F32, 0, 1e15f},
+    {"bf16 storage, gated, groups 32", 8, 96, 32, 1, 1, 2, 0.0f, NAM_BF16, 0, 3.0f},
+    {"f16 storage", 8, 80, 0, 0, 1, 2, 0.0f, NAM_F16, 0, 3.0f},
+    {"strided rows (x, out row stride n + 3)", 6, 24, 12, 1, 1, 2, 0.0f, NAM_F32, 1, 1.0f},
+    {"many rows, 5 threads", 301, 33, 11, 1, 1, 5, 0.0f, NAM_F32, 0, 1.0f},
+};
+
+static int dump_all(const char *dir) {
+    FILE *man = test_manifest(dir, "# test_layers --dump: raw little-endian f32 files <case>_<tensor>.f32 (nam_rmsnorm: x, z, weight, out)");
+    size_t k;
+    int ok = man != NULL;
+    for (k = 0; ok && k < 4; k++) {
+        static const size_t pick[4] = {0, 2, 4, 7};
+        const rn_case *c = &cases[pick[k]];
+        rn_bufs b;
+        nam_error e;
+        char name[16];
+        rn_make(c, &b);
+        snprintf(name, sizeof name, "r%u", (unsigned)k);
+        if (c->strided || rn_run(&b.d, NAM_BACKEND_CPU, c->threads, &e) != NAM_OK) { rn_free(&b); ok = 0; break; }
+        fprintf(man, "case %s op=rmsnorm t=%lld n=%lld group_size=%lld eps=%.9g gated=%d weighted=%d storage=%s\n", name, (long long)c->t, (long long)c->n,
+                (long long)c->group_size, (double)c->eps, c->gated, c->weighted, nam_dtype_name(c->dt));
+        {
+            const test_field f[] = {{"x", &b.d.x}, {"z", &b.d.z}, {"weight", &b.d.weight}, {"out", &b.d.out}};
+            ok = test_dump_fields(dir, name, f, sizeof f / sizeof f[0]);
+        }
+        rn_free(&b);
+    }
+    if (man) fclose(man);
+    return ok;
+}
+
+int main(int argc, char **argv) {
+    size_t k;
+    if (argc == 3 && !strcmp(argv[1], "--dump")) {
+        if (!dump_all(argv[2])) return 1;
+        printf("test_layers: wrote 4 cases to %s\n", argv[2]);
+        return 0;
+    }
+    rn_by_hand();
+    for (k = 0; k < sizeof cases / sizeof cases[0]; k++) rn_check(&cases[k]);
+    rn_in_place();
+    rn_threads();
+    rn_bad();
+    return test_done("test_layers");
+}
