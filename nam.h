@@ -594,6 +594,29 @@ typedef struct nam_rmsnorm_desc {
 } nam_rmsnorm_desc;
 NAM_API nam_status nam_rmsnorm(nam_rmsnorm_desc *d, nam_error *err);
 
+/* Rotary position embedding (RoPE) of the A block's q and k, Megatron's default layout:
+     x (b, s, h, d), out (b, s, h, d); out may be x (in place)
+     rot_dim: 0 = d; else even and <= d: the first rot_dim features rotate, the rest pass
+     base: 0 -> 10000 (Megatron's --rotary-base default)
+     pos_offset: the position of x[:, 0] (decode: the number of tokens already cached)
+     interleaved: 0 = rotate-half (features i and i + rot_dim/2 form a pair, Megatron and
+       Llama); 1 = adjacent pairs (2i, 2i + 1), GPT-J style
+   With p = pos_offset + t and theta_i = p * base^(-2i / rot_dim), i < rot_dim / 2, each pair
+   (a, b) becomes (a cos theta_i - b sin theta_i, b cos theta_i + a sin theta_i).
+   The angles are formed in double on every backend. CPU_REF: double throughout. CPU (and
+   AUTO): the rotation in fp32, (b, s) rows over threads. CUDA: not implemented yet. */
+typedef struct nam_rope_desc {
+    nam_tensor x, out;
+    int64_t rot_dim, pos_offset;
+    double base;
+    int interleaved;
+    nam_backend backend;
+    int threads;
+    nam_backend ran;
+    void *stream;
+} nam_rope_desc;
+NAM_API nam_status nam_rope(nam_rope_desc *d, nam_error *err);
+
 /* ---- CUDA ------------------------------------------------------------------------------ */
 /* With NAM_CUDA defined (and nam_cuda.cu linked: see nam_cuda.cuh), every entry point above
    runs on the GPU when its tensors are CUDA tensors: nam.h checks shapes and options as for
@@ -5840,7 +5863,7 @@ NAM__DEF nam_status nam_m2rnn_step(nam_m2rnn_step_desc *d, void *workspace, size
 }
 
 /* >>kernel-layers ---------------------------------------------------------------------- */
-/* The layer ops around the blocks (issue 11); semantics in >>kernels (nam_rmsnorm). */
+/* The layer ops around the blocks (issue 11); semantics in >>kernels (nam_rmsnorm, nam_rope). */
 typedef struct nam__rmsnorm_ctx {
     const nam_rmsnorm_desc *d;
     int64_t t, n, gs;
@@ -5965,6 +5988,127 @@ static nam_status nam__rmsnorm_body(nam_rmsnorm_desc *d, nam_error *err) {
 NAM__DEF nam_status nam_rmsnorm(nam_rmsnorm_desc *d, nam_error *err) {
     nam_status st;
     NAM__FP_CALL(st, nam__rmsnorm_body(d, err));
+    return st;
+}
+
+/* ---- RoPE ----------------------------------------------------------------------------- */
+typedef struct nam__rope_ctx {
+    const nam_rope_desc *d;
+    int64_t b, s, h, dim, half;
+    int64_t xs[NAM_MAX_DIMS], os[NAM_MAX_DIMS];
+    int ref;
+} nam__rope_ctx;
+
+/* rows [begin, end) of the flattened (b, s): every head of one position shares its angles,
+   formed in double (cos and sin of p * base^(-2i / rot_dim)) */
+static void nam__rope_rows(void *vctx, int64_t begin, int64_t end, int thread) {
+    nam__rope_ctx *c = NAM__CAST(nam__rope_ctx *, vctx);
+    const nam_rope_desc *d = c->d;
+    int64_t row, hh, i;
+    (void)thread;
+    for (row = begin; row < end; row++) {
+        int64_t bi = row / c->s, t = row % c->s, xr = bi * c->xs[0] + t * c->xs[1], orow = bi * c->os[0] + t * c->os[1];
+        double p = NAM__CAST(double, d->pos_offset + t);
+        for (i = 0; i < c->half; i++) {
+            double th = p * pow(d->base, -2.0 * NAM__CAST(double, i) / NAM__CAST(double, 2 * c->half)), cs = cos(th), sn = sin(th);
+            float cf = NAM__CAST(float, cs), sf = NAM__CAST(float, sn);
+            int64_t ia = d->interleaved ? 2 * i : i, ib = d->interleaved ? 2 * i + 1 : i + c->half;
+            for (hh = 0; hh < c->h; hh++) {
+                int64_t xb = xr + hh * c->xs[2], ob = orow + hh * c->os[2];
+                float a = nam__load(d->x.data, d->x.dtype, xb + ia * c->xs[3]), bb = nam__load(d->x.data, d->x.dtype, xb + ib * c->xs[3]);
+                if (c->ref) {
+                    nam__store(d->out.data, d->out.dtype, ob + ia * c->os[3], NAM__CAST(float, a * cs - bb * sn));
+                    nam__store(d->out.data, d->out.dtype, ob + ib * c->os[3], NAM__CAST(float, bb * cs + a * sn));
+                } else {
+                    nam__store(d->out.data, d->out.dtype, ob + ia * c->os[3], a * cf - bb * sf);
+                    nam__store(d->out.data, d->out.dtype, ob + ib * c->os[3], bb * cf + a * sf);
+                }
+            }
+        }
+        if (d->out.data != d->x.data)   /* the features past rot_dim pass through */
+            for (hh = 0; hh < c->h; hh++)
+                for (i = 2 * c->half; i < c->dim; i++)
+                    nam__store(d->out.data, d->out.dtype, orow + hh * c->os[2] + i * c->os[3],
+                               nam__load(d->x.data, d->x.dtype, xr + hh * c->xs[2] + i * c->xs[3]));
+    }
+}
+
+/* nam__rope_desc_defaults: validate *d, then *r = *d resolved (backend, threads, rot_dim 0 ->
+   d, base 0 -> 10000); c gets the dimensions. Errors carry "nam_rope: ". */
+static nam_status nam__rope_desc_defaults(const nam_rope_desc *d, nam_rope_desc *r, nam__rope_ctx *c, nam_error *err) {
+    nam_backend be = NAM_BACKEND_AUTO;
+    nam_status st = NAM_OK;
+    int i;
+    do {
+        if (!d) { st = nam__err(err, NAM_ERR_INVALID_ARG, "desc is NULL"); break; }
+        if ((st = nam__tensor_basic(&d->x, "x", 4, "b,s,h,d", 0, err)) != NAM_OK) break;
+        if ((st = nam_query_backend(d->backend, d->x.device, &be, err)) != NAM_OK) break;
+        c->b = d->x.shape[0]; c->s = d->x.shape[1]; c->h = d->x.shape[2]; c->dim = d->x.shape[3];
+        if ((st = nam__tensor_basic(&d->out, "out", 4, "b,s,h,d", 0, err)) != NAM_OK) break;
+        for (i = 0; i < 4 && st == NAM_OK; i++) {
+            static const char *const ax[4] = {"b", "s", "h", "d"};
+            static const char *const from[4] = {"x.shape[0]", "x.shape[1]", "x.shape[2]", "x.shape[3]"};
+            st = nam__tensor_dim(&d->out, "out", i, ax[i], d->x.shape[i], from[i], err);
+        }
+        if (st != NAM_OK) break;
+        if (d->rot_dim < 0 || d->rot_dim > c->dim || d->rot_dim % 2 || (!d->rot_dim && c->dim % 2)) {
+            st = nam__err(err, NAM_ERR_INVALID_ARG, "rot_dim = %lld must be even and at most d = x.shape[3] = %lld (0 = d, then d must be even)",
+                          NAM__CAST(long long, d->rot_dim), NAM__CAST(long long, c->dim));
+            break;
+        }
+        if (d->pos_offset < 0 || d->pos_offset > (INT64_C(1) << 40)) {
+            st = nam__err(err, NAM_ERR_RANGE, "pos_offset = %lld is out of range (0..2^40)", NAM__CAST(long long, d->pos_offset));
+            break;
+        }
+        if (!(d->base >= 0.0) || d->base > 1e300 || (d->base != 0.0 && d->base <= 1.0)) {
+            st = nam__err(err, NAM_ERR_INVALID_ARG, "base = %g must be a finite value above 1 (0 = 10000)", d->base);
+            break;
+        }
+        if (d->interleaved != 0 && d->interleaved != 1) { st = nam__err(err, NAM_ERR_INVALID_ARG, "interleaved = %d is not 0 or 1", d->interleaved); break; }
+        if (d->out.data == d->x.data) {
+            int64_t a[NAM_MAX_DIMS], o[NAM_MAX_DIMS];
+            nam__tensor_strides(&d->x, a); nam__tensor_strides(&d->out, o);
+            if (memcmp(a, o, sizeof a) || d->out.dtype != d->x.dtype) {
+                st = nam__err(err, NAM_ERR_INVALID_ARG, "out: shares its data with x but not its strides and dtype (in place needs out = x exactly)");
+                break;
+            }
+        }
+        {
+            const nam_tensor *ts[2];
+            static const char *const nm[2] = {"x", "out"};
+            ts[0] = &d->x; ts[1] = &d->out;
+            if ((st = nam__same_device(2, ts, nm, err)) != NAM_OK) break;
+        }
+        if (be == NAM_BACKEND_CUDA) st = nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "the CUDA path is not implemented yet (CPU tensors only)");
+    } while (0);
+    if (st != NAM_OK) { nam__err_prefix(err, "nam_rope: "); return st; }
+    *r = *d;
+    r->backend = be;
+    r->threads = nam__desc_threads(be, d->threads);
+    if (!r->rot_dim) r->rot_dim = c->dim;
+    if (r->base == 0.0) r->base = 10000.0;
+    c->half = r->rot_dim / 2;
+    return NAM_OK;
+}
+
+static nam_status nam__rope_body(nam_rope_desc *d, nam_error *err) {
+    nam__rope_ctx c;
+    nam_rope_desc r;
+    nam_status st;
+    if (d) d->ran = NAM_BACKEND_AUTO;
+    memset(&c, 0, sizeof c);
+    if ((st = nam__rope_desc_defaults(d, &r, &c, err)) != NAM_OK) return st;
+    c.d = &r;
+    c.ref = r.backend == NAM_BACKEND_CPU_REF;
+    nam__tensor_strides(&r.x, c.xs); nam__tensor_strides(&r.out, c.os);
+    nam__parallel_for(c.b * c.s, r.threads, nam__rope_rows, &c);
+    d->ran = r.backend;
+    return nam__ok(err);
+}
+
+NAM__DEF nam_status nam_rope(nam_rope_desc *d, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__rope_body(d, err));
     return st;
 }
 

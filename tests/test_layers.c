@@ -1,10 +1,13 @@
-/* tests/test_layers.c - the layer ops around the blocks (nam.h >>kernel-layers): nam_rmsnorm.
+/* tests/test_layers.c - the layer ops around the blocks (nam.h >>kernel-layers): nam_rmsnorm,
+   nam_rope.
 
    Oracles:
      - a double reference written here from the definition, per row and group:
          g = x (or x * z / (1 + exp(-z)) when gated), out = g / sqrt(mean_group(g^2) + eps) * w,
        on the same storage-rounded inputs;
      - a case computed by hand (n = 2, known numbers), both backends;
+     - rope: the rotation written here from its definition in double, per element; a hand case
+       (theta = 1 rad); a sequence at once == one position at a time with pos_offset;
      - tests/xcheck_layers.py: torch float64 from the same equations (build/test_layers --dump).
    Tolerances, with scale = max |reference|:
      cpu-ref (double inside, one rounding to the storage type): |got - ref| <= 1.01 u |ref|, u the
@@ -254,8 +257,156 @@ static const rn_case cases[] = {
     {"many rows, 5 threads", 301, 33, 11, 1, 1, 5, 0.0f, NAM_F32, 0, 1.0f},
 };
 
+
+/* ---- RoPE ------------------------------------------------------------------------------ */
+typedef struct rp_case {
+    const char *name;
+    int64_t b, s, h, d, rot_dim, pos_offset;
+    double base;
+    int interleaved, threads;
+    nam_dtype dt;
+    int in_place;
+} rp_case;
+
+/* the double reference from the definition: pair (a, b) of feature i rotates by
+   theta = p * base^(-2i / rot) */
+static void rp_ref(const rp_case *c, const float *x, double *ref) {
+    int64_t bi, t, hh, i, rot = c->rot_dim ? c->rot_dim : c->d;
+    double base = c->base != 0.0 ? c->base : 10000.0;
+    for (bi = 0; bi < c->b; bi++)
+        for (t = 0; t < c->s; t++)
+            for (hh = 0; hh < c->h; hh++) {
+                const float *xr = x + ((bi * c->s + t) * c->h + hh) * c->d;
+                double *rr = ref + ((bi * c->s + t) * c->h + hh) * c->d;
+                for (i = 0; i < c->d; i++) rr[i] = xr[i];
+                for (i = 0; i < rot / 2; i++) {
+                    double th = (double)(c->pos_offset + t) * pow(base, -2.0 * (double)i / (double)rot);
+                    int64_t ia = c->interleaved ? 2 * i : i, ib = c->interleaved ? 2 * i + 1 : i + rot / 2;
+                    rr[ia] = xr[ia] * cos(th) - xr[ib] * sin(th);
+                    rr[ib] = xr[ib] * cos(th) + xr[ia] * sin(th);
+                }
+            }
+}
+
+static void rp_check(const rp_case *c) {
+    int64_t n = c->b * c->s * c->h * c->d, i;
+    float *xf = (float *)test_alloc(sizeof(float) * (size_t)n);
+    void *x = test_alloc((size_t)n * test_esize(c->dt)), *out = test_alloc((size_t)n * test_esize(c->dt));
+    double *ref = (double *)test_alloc(sizeof(double) * (size_t)n), scale = 0.0;
+    int be;
+    for (i = 0; i < n; i++) { xf[i] = test_round(c->dt, test_rand()); nam__store(x, c->dt, i, xf[i]); }
+    rp_ref(c, xf, ref);
+    for (i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
+    for (be = NAM_BACKEND_CPU_REF; be <= NAM_BACKEND_CPU; be++) {
+        nam_rope_desc d;
+        nam_error e;
+        nam_status st;
+        char desc[256];
+        double worst = 0.0, u = ulp_rel(c->dt);
+        int64_t at = 0;
+        void *o = c->in_place ? x : out;
+        if (c->in_place) for (i = 0; i < n; i++) nam__store(x, c->dt, i, xf[i]);
+        else memset(out, 0xff, (size_t)n * test_esize(c->dt));
+        memset(&d, 0, sizeof d);
+        d.x = test_tensor(x, c->dt, 4, c->b, c->s, c->h, c->d);
+        d.out = test_tensor(o, c->dt, 4, c->b, c->s, c->h, c->d);
+        d.rot_dim = c->rot_dim; d.pos_offset = c->pos_offset; d.base = c->base; d.interleaved = c->interleaved;
+        d.backend = (nam_backend)be; d.threads = c->threads;
+        snprintf(desc, sizeof desc, "rope %s [%s]", c->name, nam_backend_name((nam_backend)be));
+        st = nam_rope(&d, &e);
+        if (!test_ran(desc, "rope", st, &e, d.ran, (nam_backend)be)) continue;
+        for (i = 0; i < n; i++) {
+            /* cpu-ref: one rounding (angles, cos and sin in double on both sides: 1e-15 * p);
+               cpu: cos and sin rounded to fp32, two products and a sum (4 u) */
+            double got = nam__load(o, c->dt, i), tol = be == NAM_BACKEND_CPU_REF ? 1.01 * u * fabs(ref[i]) + 1e-13 * scale
+                                                       : 1.01 * u * fabs(ref[i]) + 4.0 * ldexp(1.0, -24) * scale;
+            if (!(fabs(got - ref[i]) <= tol)) {
+                double q = fabs(got - ref[i]) / tol;
+                if (!(q <= worst)) { worst = q; at = i; }
+            }
+        }
+        if (worst == 0.0) test_ok("%s: every element within its bound", desc);
+        else test__fail_why(desc, "element %lld is %.3g x its bound (got %.9g, ref %.9g)", (long long)at, worst, (double)nam__load(o, c->dt, at), ref[at]);
+    }
+    free(xf); free(x); free(out); free(ref);
+}
+
+/* d = 2 by hand: x = (1, 0) at position 1, base 10000 -> theta = 1 rad -> (cos 1, sin 1) */
+static void rp_by_hand(void) {
+    float x[4] = {9.0f, 9.0f, 1.0f, 0.0f}, out[4];
+    nam_rope_desc d;
+    nam_error e;
+    memset(&d, 0, sizeof d);
+    d.x = test_tensor(x, NAM_F32, 4, 1, 2, 1, 2);
+    d.out = test_tensor(out, NAM_F32, 4, 1, 2, 1, 2);
+    d.backend = NAM_BACKEND_CPU;
+    CHECK(nam_rope(&d, &e) == NAM_OK && out[0] == 9.0f && out[1] == 9.0f && fabs(out[2] - cos(1.0)) <= 1e-7 && fabs(out[3] - sin(1.0)) <= 1e-7,
+          "rope by hand: position 0 unchanged, (1, 0) at position 1 -> (cos 1, sin 1)", "got (%g, %g), (%.9g, %.9g): %s", (double)out[0], (double)out[1],
+          (double)out[2], (double)out[3], e.message);
+}
+
+/* a sequence at once equals one position at a time with pos_offset (decode), bit for bit */
+static void rp_decode(void) {
+    enum { S = 9, H = 3, D = 16 };
+    float x[S * H * D], all[S * H * D], one[S * H * D];
+    int64_t t, i;
+    int ok = 1;
+    nam_rope_desc d;
+    nam_error e;
+    for (i = 0; i < S * H * D; i++) x[i] = test_rand();
+    memset(&d, 0, sizeof d);
+    d.x = test_tensor(x, NAM_F32, 4, 1, S, H, D);
+    d.out = test_tensor(all, NAM_F32, 4, 1, S, H, D);
+    d.pos_offset = 100;
+    ok &= nam_rope(&d, &e) == NAM_OK;
+    for (t = 0; t < S; t++) {
+        d.x = test_tensor(x + t * H * D, NAM_F32, 4, 1, 1, H, D);
+        d.out = test_tensor(one + t * H * D, NAM_F32, 4, 1, 1, H, D);
+        d.pos_offset = 100 + t;
+        ok &= nam_rope(&d, &e) == NAM_OK;
+    }
+    test_check(ok && !memcmp(all, one, sizeof all), "rope: 9 positions at once (offset 100) == one at a time with pos_offset 100 + t, bit for bit",
+               ok ? "a value differs" : e.message);
+}
+
+static void rp_bad(void) {
+    float x[2 * 3 * 2 * 8], out[2 * 3 * 2 * 8];
+    nam_rope_desc base, d;
+    nam_error e;
+    memset(x, 0, sizeof x);
+    memset(&base, 0, sizeof base);
+    base.x = test_tensor(x, NAM_F32, 4, 2, 3, 2, 8);
+    base.out = test_tensor(out, NAM_F32, 4, 2, 3, 2, 8);
+    test_expect("rope bad: NULL desc", nam_rope(NULL, &e), &e, NAM_ERR_INVALID_ARG, "nam_rope: desc is NULL");
+    d = base; d.out.data = NULL; test_expect("rope bad: no out", nam_rope(&d, &e), &e, NAM_ERR_INVALID_ARG, "out: data is NULL");
+    d = base; d.x.ndim = 3; test_expect("rope bad: x 3-d", nam_rope(&d, &e), &e, NAM_ERR_INVALID_ARG, "x: 3 dimensions, expected 4 (b,s,h,d)");
+    d = base; d.out.shape[2] = 1; test_expect("rope bad: out h", nam_rope(&d, &e), &e, NAM_ERR_INVALID_ARG, "out.shape[2] (h) = 1, but x.shape[2] = 2");
+    d = base; d.rot_dim = 5; test_expect("rope bad: odd rot_dim", nam_rope(&d, &e), &e, NAM_ERR_INVALID_ARG, "rot_dim = 5 must be even and at most d = x.shape[3] = 8");
+    d = base; d.rot_dim = 10; test_expect("rope bad: rot_dim above d", nam_rope(&d, &e), &e, NAM_ERR_INVALID_ARG, "rot_dim = 10");
+    d = base; d.rot_dim = -2; test_expect("rope bad: negative rot_dim", nam_rope(&d, &e), &e, NAM_ERR_INVALID_ARG, "rot_dim = -2");
+    d = base; d.x.shape[3] = 7; d.out.shape[3] = 7; test_expect("rope bad: odd d with rot_dim 0", nam_rope(&d, &e), &e, NAM_ERR_INVALID_ARG, "(0 = d, then d must be even)");
+    d = base; d.pos_offset = -1; test_expect("rope bad: negative pos_offset", nam_rope(&d, &e), &e, NAM_ERR_RANGE, "pos_offset = -1 is out of range");
+    d = base; d.base = 1.0; test_expect("rope bad: base 1", nam_rope(&d, &e), &e, NAM_ERR_INVALID_ARG, "base = 1 must be a finite value above 1");
+    d = base; d.base = -5.0; test_expect("rope bad: negative base", nam_rope(&d, &e), &e, NAM_ERR_INVALID_ARG, "base = -5");
+    d = base; d.base = NAN; test_expect("rope bad: NaN base", nam_rope(&d, &e), &e, NAM_ERR_INVALID_ARG, "base = nan");
+    d = base; d.interleaved = 2; test_expect("rope bad: interleaved 2", nam_rope(&d, &e), &e, NAM_ERR_INVALID_ARG, "interleaved = 2 is not 0 or 1");
+    d = base; d.out = d.x; d.out.stride[0] = 48; d.out.stride[1] = 16; d.out.stride[2] = 8; d.out.stride[3] = 1; d.out.shape[0] = 2;
+    d.out.stride[1] = 17; test_expect("rope bad: in place with other strides", nam_rope(&d, &e), &e, NAM_ERR_INVALID_ARG, "out: shares its data with x but not its strides");
+}
+
+static const rp_case rp_cases[] = {
+    {"rotate-half b2 s7 h3 d64", 2, 7, 3, 64, 0, 0, 0.0, 0, 2, NAM_F32, 0},
+    {"partial rot_dim 32 of d 64 (the rest passes)", 1, 5, 2, 64, 32, 0, 0.0, 0, 1, NAM_F32, 0},
+    {"interleaved (GPT-J pairs), base 500000", 1, 6, 2, 32, 0, 0, 500000.0, 1, 2, NAM_F32, 0},
+    {"decode position 4095 (pos_offset), d 128", 3, 1, 4, 128, 0, 4095, 0.0, 0, 2, NAM_F32, 0},
+    {"long sequence s 300, 3 threads", 1, 300, 2, 16, 0, 7, 0.0, 0, 3, NAM_F32, 0},
+    {"bf16 storage", 1, 9, 4, 64, 0, 3, 0.0, 0, 2, NAM_BF16, 0},
+    {"f16 storage, partial rot_dim 16 of 24", 1, 9, 2, 24, 16, 0, 0.0, 1, 2, NAM_F16, 0},
+    {"in place (out = x), partial rot_dim 8 of 12", 2, 4, 3, 12, 8, 2, 0.0, 0, 2, NAM_F32, 1},
+};
+
 static int dump_all(const char *dir) {
-    FILE *man = test_manifest(dir, "# test_layers --dump: raw little-endian f32 files <case>_<tensor>.f32 (nam_rmsnorm: x, z, weight, out)");
+    FILE *man = test_manifest(dir, "# test_layers --dump: raw little-endian f32 files <case>_<tensor>.f32 (nam_rmsnorm: x, z, weight, out; nam_rope: x, out)");
     size_t k;
     int ok = man != NULL;
     for (k = 0; ok && k < 4; k++) {
@@ -275,6 +426,30 @@ static int dump_all(const char *dir) {
         }
         rn_free(&b);
     }
+    for (k = 0; ok && k < 2; k++) {   /* rope: r4 rotate-half at a decode offset, r5 interleaved partial */
+        static const rp_case rc[2] = {{"", 2, 5, 3, 64, 0, 4000, 0.0, 0, 2, NAM_F32, 0}, {"", 1, 7, 2, 48, 32, 3, 500000.0, 1, 2, NAM_F32, 0}};
+        const rp_case *c = &rc[k];
+        int64_t n = c->b * c->s * c->h * c->d, i;
+        float *x = (float *)test_alloc(sizeof(float) * (size_t)n), *out = (float *)test_alloc(sizeof(float) * (size_t)n);
+        nam_rope_desc d;
+        nam_error e;
+        char name[16];
+        for (i = 0; i < n; i++) x[i] = test_rand();
+        memset(&d, 0, sizeof d);
+        d.x = test_tensor(x, NAM_F32, 4, c->b, c->s, c->h, c->d);
+        d.out = test_tensor(out, NAM_F32, 4, c->b, c->s, c->h, c->d);
+        d.rot_dim = c->rot_dim; d.pos_offset = c->pos_offset; d.base = c->base; d.interleaved = c->interleaved;
+        snprintf(name, sizeof name, "r%u", (unsigned)(4 + k));
+        ok = nam_rope(&d, &e) == NAM_OK;
+        if (ok) {
+            const test_field f[] = {{"x", &d.x}, {"out", &d.out}};
+            fprintf(man, "case %s op=rope b=%lld s=%lld h=%lld d=%lld rot_dim=%lld pos_offset=%lld base=%.17g interleaved=%d storage=f32\n", name,
+                    (long long)c->b, (long long)c->s, (long long)c->h, (long long)c->d, (long long)c->rot_dim, (long long)c->pos_offset, c->base,
+                    c->interleaved);
+            ok = test_dump_fields(dir, name, f, sizeof f / sizeof f[0]);
+        }
+        free(x); free(out);
+    }
     if (man) fclose(man);
     return ok;
 }
@@ -283,7 +458,7 @@ int main(int argc, char **argv) {
     size_t k;
     if (argc == 3 && !strcmp(argv[1], "--dump")) {
         if (!dump_all(argv[2])) return 1;
-        printf("test_layers: wrote 4 cases to %s\n", argv[2]);
+        printf("test_layers: wrote 6 cases to %s\n", argv[2]);
         return 0;
     }
     rn_by_hand();
@@ -291,5 +466,9 @@ int main(int argc, char **argv) {
     rn_in_place();
     rn_threads();
     rn_bad();
+    rp_by_hand();
+    for (k = 0; k < sizeof rp_cases / sizeof rp_cases[0]; k++) rp_check(&rp_cases[k]);
+    rp_decode();
+    rp_bad();
     return test_done("test_layers");
 }
