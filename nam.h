@@ -617,6 +617,46 @@ typedef struct nam_rope_desc {
 } nam_rope_desc;
 NAM_API nam_status nam_rope(nam_rope_desc *d, nam_error *err);
 
+/* Token embedding: out[t] = table[ids[t]].
+     ids (t) i32, table (vocab, n), out (t, n). An id outside 0..vocab-1 is an error naming its
+     position, and then nothing is written. CPU_REF and CPU copy alike (CPU over threads).
+   SwiGLU's product: out = silu(gate) * up, gate, up, out (t, f); out may be gate or up.
+   CPU_REF: double; CPU: fp32 (expf). */
+typedef struct nam_embedding_desc {
+    nam_tensor ids, table, out;
+    nam_backend backend;
+    int threads;
+    nam_backend ran;
+    void *stream;
+} nam_embedding_desc;
+NAM_API nam_status nam_embedding(nam_embedding_desc *d, nam_error *err);
+
+typedef struct nam_swiglu_desc {
+    nam_tensor gate, up, out;
+    nam_backend backend;
+    int threads;
+    nam_backend ran;
+    void *stream;
+} nam_swiglu_desc;
+NAM_API nam_status nam_swiglu(nam_swiglu_desc *d, nam_error *err);
+
+/* Cross-entropy of logits (t, V) against targets (t) i32: per token
+   loss = logsumexp(logits[t]) - logits[t, target[t]] (max-shifted, in double). A negative
+   target is ignored (PyTorch's ignore_index -100 among them); a target >= V is an error naming
+   its position. losses (t) f32 optional (0 where ignored). Outputs in the desc: loss_mean (the
+   mean over the counted tokens; 0 when none) and counted. CPU_REF: double, one thread; CPU:
+   fp32 exp with double sums, tokens over threads. */
+typedef struct nam_cross_entropy_desc {
+    nam_tensor logits, targets, losses;
+    nam_backend backend;
+    int threads;
+    nam_backend ran;
+    void *stream;
+    double loss_mean;     /* out */
+    int64_t counted;      /* out: tokens with a target >= 0 */
+} nam_cross_entropy_desc;
+NAM_API nam_status nam_cross_entropy(nam_cross_entropy_desc *d, nam_error *err);
+
 /* ---- CUDA ------------------------------------------------------------------------------ */
 /* With NAM_CUDA defined (and nam_cuda.cu linked: see nam_cuda.cuh), every entry point above
    runs on the GPU when its tensors are CUDA tensors: nam.h checks shapes and options as for
@@ -5863,7 +5903,8 @@ NAM__DEF nam_status nam_m2rnn_step(nam_m2rnn_step_desc *d, void *workspace, size
 }
 
 /* >>kernel-layers ---------------------------------------------------------------------- */
-/* The layer ops around the blocks (issue 11); semantics in >>kernels (nam_rmsnorm, nam_rope). */
+/* The layer ops around the blocks (issue 11); semantics in >>kernels (nam_rmsnorm, nam_rope,
+   nam_embedding, nam_swiglu, nam_cross_entropy). */
 typedef struct nam__rmsnorm_ctx {
     const nam_rmsnorm_desc *d;
     int64_t t, n, gs;
@@ -6109,6 +6150,209 @@ static nam_status nam__rope_body(nam_rope_desc *d, nam_error *err) {
 NAM__DEF nam_status nam_rope(nam_rope_desc *d, nam_error *err) {
     nam_status st;
     NAM__FP_CALL(st, nam__rope_body(d, err));
+    return st;
+}
+
+/* ---- embedding, SwiGLU product, cross-entropy --------------------------------------------- */
+typedef struct nam__rows_ctx {   /* a row-wise op over t rows (embedding, swiglu, cross-entropy) */
+    const void *d;
+    int64_t t, n;
+    int64_t s0[NAM_MAX_DIMS], s1[NAM_MAX_DIMS], s2[NAM_MAX_DIMS], s3[NAM_MAX_DIMS];
+    int ref;
+    double part[256];            /* cross-entropy: each thread's loss sum */
+    int64_t cnt[256];
+} nam__rows_ctx;
+
+/* every id of a (t) i32 tensor in 0..vocab-1, checked before anything is written */
+static nam_status nam__check_ids(const nam_tensor *ids, const char *field, int64_t vocab, const char *what, int negative_ok, nam_error *err) {
+    int64_t st[NAM_MAX_DIMS], i;
+    const int32_t *p = NAM__CAST(const int32_t *, ids->data);
+    nam__tensor_strides(ids, st);
+    for (i = 0; i < ids->shape[0]; i++) {
+        int32_t v = p[i * st[0]];
+        if ((v < 0 && !negative_ok) || v >= vocab)
+            return nam__err(err, NAM_ERR_RANGE, "%s[%lld] = %d is outside 0..%lld (%s)", field, NAM__CAST(long long, i), NAM__CAST(int, v),
+                            NAM__CAST(long long, vocab - 1), what);
+    }
+    return NAM_OK;
+}
+
+static void nam__embedding_rows(void *vctx, int64_t begin, int64_t end, int thread) {
+    nam__rows_ctx *c = NAM__CAST(nam__rows_ctx *, vctx);
+    const nam_embedding_desc *d = NAM__CAST(const nam_embedding_desc *, c->d);
+    const int32_t *ids = NAM__CAST(const int32_t *, d->ids.data);
+    int64_t r, j;
+    (void)thread;
+    for (r = begin; r < end; r++) {
+        int64_t row = ids[r * c->s0[0]];
+        for (j = 0; j < c->n; j++)
+            nam__store(d->out.data, d->out.dtype, r * c->s2[0] + j * c->s2[1], nam__load(d->table.data, d->table.dtype, row * c->s1[0] + j * c->s1[1]));
+    }
+}
+
+/* the validation and dispatch every op of this section shares: backend, threads, same device,
+   CUDA refused as not implemented; name prefixes the errors */
+static nam_status nam__layer_backend(const char *name, const nam_tensor *first, nam_backend requested, int threads, int n, const nam_tensor *const *ts,
+                                     const char *const *nm, nam_backend *be, int *th, nam_error *err) {
+    nam_status st = nam_query_backend(requested, first->device, be, err);
+    if (st == NAM_OK) st = nam__same_device(n, ts, nm, err);
+    if (st == NAM_OK && *be == NAM_BACKEND_CUDA) st = nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "the CUDA path is not implemented yet (CPU tensors only)");
+    if (st != NAM_OK) { nam__err_prefix(err, name); return st; }
+    *th = nam__desc_threads(*be, threads);
+    return NAM_OK;
+}
+
+static nam_status nam__embedding_body(nam_embedding_desc *d, nam_error *err) {
+    nam__rows_ctx c;
+    nam_backend be;
+    int th;
+    nam_status st = NAM_OK;
+    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_embedding: desc is NULL");
+    d->ran = NAM_BACKEND_AUTO;
+    memset(&c, 0, sizeof c);
+    do {
+        if ((st = nam__tensor_i32(&d->ids, "ids", 1, "t", err)) != NAM_OK) break;
+        if ((st = nam__tensor_basic(&d->table, "table", 2, "vocab,n", 0, err)) != NAM_OK) break;
+        if ((st = nam__tensor_basic(&d->out, "out", 2, "t,n", 0, err)) != NAM_OK) break;
+        if ((st = nam__tensor_dim(&d->out, "out", 0, "t", d->ids.shape[0], "ids.shape[0]", err)) != NAM_OK) break;
+        if ((st = nam__tensor_dim(&d->out, "out", 1, "n", d->table.shape[1], "table.shape[1]", err)) != NAM_OK) break;
+    } while (0);
+    if (st != NAM_OK) { nam__err_prefix(err, "nam_embedding: "); return st; }
+    {
+        const nam_tensor *ts[3];
+        static const char *const nm[3] = {"table", "ids", "out"};
+        ts[0] = &d->table; ts[1] = &d->ids; ts[2] = &d->out;
+        if ((st = nam__layer_backend("nam_embedding: ", &d->table, d->backend, d->threads, 3, ts, nm, &be, &th, err)) != NAM_OK) return st;
+    }
+    if ((st = nam__check_ids(&d->ids, "ids", d->table.shape[0], "table.shape[0] rows", 0, err)) != NAM_OK) { nam__err_prefix(err, "nam_embedding: "); return st; }
+    c.d = d; c.t = d->ids.shape[0]; c.n = d->table.shape[1];
+    nam__tensor_strides(&d->ids, c.s0); nam__tensor_strides(&d->table, c.s1); nam__tensor_strides(&d->out, c.s2);
+    nam__parallel_for(c.t, th, nam__embedding_rows, &c);
+    d->ran = be;
+    return nam__ok(err);
+}
+
+static void nam__swiglu_rows(void *vctx, int64_t begin, int64_t end, int thread) {
+    nam__rows_ctx *c = NAM__CAST(nam__rows_ctx *, vctx);
+    const nam_swiglu_desc *d = NAM__CAST(const nam_swiglu_desc *, c->d);
+    int64_t r, j;
+    (void)thread;
+    for (r = begin; r < end; r++)
+        for (j = 0; j < c->n; j++) {
+            float g = nam__load(d->gate.data, d->gate.dtype, r * c->s0[0] + j * c->s0[1]), u = nam__load(d->up.data, d->up.dtype, r * c->s1[0] + j * c->s1[1]);
+            float v = c->ref ? NAM__CAST(float, nam__silu_d(g) * u) : nam__silu(g) * u;
+            nam__store(d->out.data, d->out.dtype, r * c->s2[0] + j * c->s2[1], v);
+        }
+}
+
+static nam_status nam__swiglu_body(nam_swiglu_desc *d, nam_error *err) {
+    nam__rows_ctx c;
+    nam_backend be;
+    int th, i;
+    nam_status st = NAM_OK;
+    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_swiglu: desc is NULL");
+    d->ran = NAM_BACKEND_AUTO;
+    memset(&c, 0, sizeof c);
+    do {
+        if ((st = nam__tensor_basic(&d->gate, "gate", 2, "t,f", 0, err)) != NAM_OK) break;
+        if ((st = nam__tensor_basic(&d->up, "up", 2, "t,f", 0, err)) != NAM_OK) break;
+        if ((st = nam__tensor_basic(&d->out, "out", 2, "t,f", 0, err)) != NAM_OK) break;
+        for (i = 0; i < 2 && st == NAM_OK; i++) {
+            static const char *const ax[2] = {"t", "f"}, *const from[2] = {"gate.shape[0]", "gate.shape[1]"};
+            if ((st = nam__tensor_dim(&d->up, "up", i, ax[i], d->gate.shape[i], from[i], err)) == NAM_OK)
+                st = nam__tensor_dim(&d->out, "out", i, ax[i], d->gate.shape[i], from[i], err);
+        }
+    } while (0);
+    if (st != NAM_OK) { nam__err_prefix(err, "nam_swiglu: "); return st; }
+    {
+        const nam_tensor *ts[3];
+        static const char *const nm[3] = {"gate", "up", "out"};
+        ts[0] = &d->gate; ts[1] = &d->up; ts[2] = &d->out;
+        if ((st = nam__layer_backend("nam_swiglu: ", &d->gate, d->backend, d->threads, 3, ts, nm, &be, &th, err)) != NAM_OK) return st;
+    }
+    c.d = d; c.t = d->gate.shape[0]; c.n = d->gate.shape[1]; c.ref = be == NAM_BACKEND_CPU_REF;
+    nam__tensor_strides(&d->gate, c.s0); nam__tensor_strides(&d->up, c.s1); nam__tensor_strides(&d->out, c.s2);
+    nam__parallel_for(c.t, th, nam__swiglu_rows, &c);
+    d->ran = be;
+    return nam__ok(err);
+}
+
+static void nam__xent_rows(void *vctx, int64_t begin, int64_t end, int thread) {
+    nam__rows_ctx *c = NAM__CAST(nam__rows_ctx *, vctx);
+    const nam_cross_entropy_desc *d = NAM__CAST(const nam_cross_entropy_desc *, c->d);
+    const int32_t *tg = NAM__CAST(const int32_t *, d->targets.data);
+    int64_t r, j;
+    for (r = begin; r < end; r++) {
+        int32_t y = tg[r * c->s1[0]];
+        double m = -HUGE_VAL, sum = 0.0, loss = 0.0;
+        if (y >= 0) {
+            for (j = 0; j < c->n; j++) m = fmax(m, NAM__CAST(double, nam__load(d->logits.data, d->logits.dtype, r * c->s0[0] + j * c->s0[1])));
+            for (j = 0; j < c->n; j++) {
+                double v = nam__load(d->logits.data, d->logits.dtype, r * c->s0[0] + j * c->s0[1]) - m;
+                sum += c->ref ? exp(v) : NAM__CAST(double, expf(NAM__CAST(float, v)));
+            }
+            loss = m + log(sum) - nam__load(d->logits.data, d->logits.dtype, r * c->s0[0] + y * c->s0[1]);
+            c->part[thread] += loss;
+            c->cnt[thread]++;
+        }
+        if (d->losses.data) nam__store(d->losses.data, NAM_F32, r * c->s2[0], NAM__CAST(float, loss));
+    }
+}
+
+static nam_status nam__xent_body(nam_cross_entropy_desc *d, nam_error *err) {
+    nam__rows_ctx c;
+    nam_backend be;
+    int th, i;
+    double total = 0.0;
+    int64_t n = 0;
+    nam_status st = NAM_OK;
+    if (!d) return nam__err(err, NAM_ERR_INVALID_ARG, "nam_cross_entropy: desc is NULL");
+    d->ran = NAM_BACKEND_AUTO;
+    d->loss_mean = 0.0;
+    d->counted = 0;
+    do {
+        if ((st = nam__tensor_basic(&d->logits, "logits", 2, "t,V", 0, err)) != NAM_OK) break;
+        if ((st = nam__tensor_i32(&d->targets, "targets", 1, "t", err)) != NAM_OK) break;
+        if ((st = nam__tensor_dim(&d->targets, "targets", 0, "t", d->logits.shape[0], "logits.shape[0]", err)) != NAM_OK) break;
+        if ((st = nam__tensor_basic(&d->losses, "losses", 1, "t", 1, err)) != NAM_OK) break;
+        if (d->losses.data && d->losses.dtype != NAM_F32) { st = nam__err(err, NAM_ERR_INVALID_ARG, "losses: dtype %s, expected f32", nam_dtype_name(d->losses.dtype)); break; }
+        if (d->losses.data && (st = nam__tensor_dim(&d->losses, "losses", 0, "t", d->logits.shape[0], "logits.shape[0]", err)) != NAM_OK) break;
+    } while (0);
+    if (st != NAM_OK) { nam__err_prefix(err, "nam_cross_entropy: "); return st; }
+    {
+        const nam_tensor *ts[3];
+        static const char *const nm[3] = {"logits", "targets", "losses"};
+        ts[0] = &d->logits; ts[1] = &d->targets; ts[2] = &d->losses;
+        if ((st = nam__layer_backend("nam_cross_entropy: ", &d->logits, d->backend, d->threads, 3, ts, nm, &be, &th, err)) != NAM_OK) return st;
+    }
+    if ((st = nam__check_ids(&d->targets, "targets", d->logits.shape[1], "logits.shape[1] classes; negative = ignored", 1, err)) != NAM_OK) {
+        nam__err_prefix(err, "nam_cross_entropy: ");
+        return st;
+    }
+    memset(&c, 0, sizeof c);   /* 4 KB with the per-thread sums: on the stack, kernels never allocate */
+    c.d = d; c.t = d->logits.shape[0]; c.n = d->logits.shape[1]; c.ref = be == NAM_BACKEND_CPU_REF;
+    nam__tensor_strides(&d->logits, c.s0); nam__tensor_strides(&d->targets, c.s1); nam__tensor_strides(&d->losses, c.s2);
+    nam__parallel_for(c.t, th, nam__xent_rows, &c);
+    for (i = 0; i < 256; i++) { total += c.part[i]; n += c.cnt[i]; }
+    d->counted = n;
+    d->loss_mean = n ? total / NAM__CAST(double, n) : 0.0;
+    d->ran = be;
+    return nam__ok(err);
+}
+
+NAM__DEF nam_status nam_embedding(nam_embedding_desc *d, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__embedding_body(d, err));
+    return st;
+}
+NAM__DEF nam_status nam_swiglu(nam_swiglu_desc *d, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__swiglu_body(d, err));
+    return st;
+}
+NAM__DEF nam_status nam_cross_entropy(nam_cross_entropy_desc *d, nam_error *err) {
+    nam_status st;
+    NAM__FP_CALL(st, nam__xent_body(d, err));
     return st;
 }
 

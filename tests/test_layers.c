@@ -1,5 +1,6 @@
 /* tests/test_layers.c - the layer ops around the blocks (nam.h >>kernel-layers): nam_rmsnorm,
-   nam_rope.
+   nam_rope, nam_embedding, nam_swiglu, nam_cross_entropy (each against its definition in
+   double, written here).
 
    Oracles:
      - a double reference written here from the definition, per row and group:
@@ -11,7 +12,8 @@
      - tests/xcheck_layers.py: torch float64 from the same equations (build/test_layers --dump).
    Tolerances, with scale = max |reference|:
      cpu-ref (double inside, one rounding to the storage type): |got - ref| <= 1.01 u |ref|, u the
-       unit roundoff of the storage type (2^-24 f32, 2^-11 f16, 2^-8 bf16).
+       unit roundoff of the storage type (2^-24 f32, 2^-11 f16, 2^-8 bf16), plus 2^-25 absolute
+       for f16 (half the spacing of its subnormals, below 2^-14).
      cpu (fp32 arithmetic): |got - ref| <= 8 * 2^-24 * |ref| + 2^-24 * scale in f32 (a handful of
        fp32 roundings per element: silu's expf and divide, the product, the scale; the sum of
        squares is in double); bf16/f16 storage: 1.01 u |ref| + 8 * 2^-24 * scale.
@@ -48,6 +50,8 @@ static void rn_ref(const rn_case *c, const float *xf, const float *zf, const flo
 }
 
 static double ulp_rel(nam_dtype dt) { return dt == NAM_BF16 ? ldexp(1.0, -8) : dt == NAM_F16 ? ldexp(1.0, -11) : ldexp(1.0, -24); }
+/* the absolute part of one rounding: f16 below 2^-14 is subnormal, spaced 2^-24 apart */
+static double sub_abs(nam_dtype dt) { return dt == NAM_F16 ? ldexp(1.0, -25) : 0.0; }
 
 typedef struct rn_bufs {
     void *x, *z, *w, *out;
@@ -119,8 +123,8 @@ static void rn_check(const rn_case *c) {
         for (i = 0; i < c->t; i++)
             for (j = 0; j < c->n; j++) {
                 double r = ref[i * c->n + j], got = nam__load(b.out, c->dt, i * b.ld + j), tol;
-                if (be == NAM_BACKEND_CPU_REF) tol = 1.01 * u * fabs(r);
-                else tol = c->dt == NAM_F32 ? 8.0 * u * fabs(r) + u * scale : 1.01 * u * fabs(r) + ldexp(1.0, -24) * 8.0 * scale;
+                if (be == NAM_BACKEND_CPU_REF) tol = 1.01 * u * fabs(r) + sub_abs(c->dt);
+                else tol = c->dt == NAM_F32 ? 8.0 * u * fabs(r) + u * scale : 1.01 * u * fabs(r) + ldexp(1.0, -24) * 8.0 * scale + sub_abs(c->dt);
                 if (!(fabs(got - r) <= tol * (1.0 + 1e-12) + 1e-300)) {
                     double q = fabs(got - r) / (tol + 1e-300);
                     if (!(q <= worst)) { worst = q; at = i * c->n + j; }
@@ -318,8 +322,8 @@ static void rp_check(const rp_case *c) {
         for (i = 0; i < n; i++) {
             /* cpu-ref: one rounding (angles, cos and sin in double on both sides: 1e-15 * p);
                cpu: cos and sin rounded to fp32, two products and a sum (4 u) */
-            double got = nam__load(o, c->dt, i), tol = be == NAM_BACKEND_CPU_REF ? 1.01 * u * fabs(ref[i]) + 1e-13 * scale
-                                                       : 1.01 * u * fabs(ref[i]) + 4.0 * ldexp(1.0, -24) * scale;
+            double got = nam__load(o, c->dt, i), tol = be == NAM_BACKEND_CPU_REF ? 1.01 * u * fabs(ref[i]) + 1e-13 * scale + sub_abs(c->dt)
+                                                       : 1.01 * u * fabs(ref[i]) + 4.0 * ldexp(1.0, -24) * scale + sub_abs(c->dt);
             if (!(fabs(got - ref[i]) <= tol)) {
                 double q = fabs(got - ref[i]) / tol;
                 if (!(q <= worst)) { worst = q; at = i; }
@@ -405,6 +409,155 @@ static const rp_case rp_cases[] = {
     {"in place (out = x), partial rot_dim 8 of 12", 2, 4, 3, 12, 8, 2, 0.0, 0, 2, NAM_F32, 1},
 };
 
+
+/* ---- embedding, SwiGLU product, cross-entropy ------------------------------------------ */
+static void emb_checks(void) {
+    enum { V = 11, N = 6, T = 9 };
+    float table[V * N], out[T * N], twide[T * 2 * N];
+    int32_t ids[T] = {3, 0, 10, 3, 7, 7, 1, 9, 2};
+    int64_t i, j;
+    int be, ok;
+    nam_embedding_desc d;
+    nam_error e;
+    for (i = 0; i < V * N; i++) table[i] = test_rand();
+    for (be = NAM_BACKEND_CPU_REF; be <= NAM_BACKEND_CPU; be++) {
+        memset(&d, 0, sizeof d);
+        memset(twide, 0xff, sizeof twide);
+        d.ids = test_tensor(ids, NAM_I32, 1, T, 0, 0, 0);
+        d.table = test_tensor(table, NAM_F32, 2, V, N, 0, 0);
+        d.out = test_tensor(twide, NAM_F32, 2, T, N, 0, 0);
+        d.out.stride[0] = 2 * N; d.out.stride[1] = 1;   /* rows 2N apart: the gaps stay NaN */
+        d.backend = (nam_backend)be; d.threads = 3;
+        ok = nam_embedding(&d, &e) == NAM_OK && d.ran == (nam_backend)be;
+        for (i = 0; ok && i < T; i++)
+            for (j = 0; j < N; j++) ok &= twide[i * 2 * N + j] == table[ids[i] * N + j] && twide[i * 2 * N + N + j] != twide[i * 2 * N + N + j];
+        test_check(ok, test_fmt("embedding: 9 ids (repeats, first and last row) gathered exactly into a strided out [%s]", nam_backend_name((nam_backend)be)), e.message);
+    }
+    memset(&d, 0, sizeof d);
+    d.ids = test_tensor(ids, NAM_I32, 1, T, 0, 0, 0);
+    d.table = test_tensor(table, NAM_F32, 2, V, N, 0, 0);
+    d.out = test_tensor(out, NAM_F32, 2, T, N, 0, 0);
+    memset(out, 0, sizeof out);
+    ids[5] = 11;
+    test_expect("embedding bad: id = vocab", nam_embedding(&d, &e), &e, NAM_ERR_RANGE, "nam_embedding: ids[5] = 11 is outside 0..10 (table.shape[0] rows)");
+    ok = 1;
+    for (i = 0; i < T * N; i++) ok &= out[i] == 0.0f;
+    test_check(ok, "embedding bad: nothing written when an id is out of range", "out was written");
+    ids[5] = -1;
+    test_expect("embedding bad: negative id", nam_embedding(&d, &e), &e, NAM_ERR_RANGE, "ids[5] = -1 is outside 0..10");
+    ids[5] = 7;
+    d.ids.dtype = NAM_F32; test_expect("embedding bad: ids f32", nam_embedding(&d, &e), &e, NAM_ERR_INVALID_ARG, "ids: dtype f32, expected i32");
+    d.ids.dtype = NAM_I32; d.out.shape[1] = 5; test_expect("embedding bad: out n", nam_embedding(&d, &e), &e, NAM_ERR_INVALID_ARG, "out.shape[1] (n) = 5, but table.shape[1] = 6");
+    d.out.shape[1] = 6; d.out.shape[0] = 8; test_expect("embedding bad: out t", nam_embedding(&d, &e), &e, NAM_ERR_INVALID_ARG, "out.shape[0] (t) = 8, but ids.shape[0] = 9");
+    test_expect("embedding bad: NULL desc", nam_embedding(NULL, &e), &e, NAM_ERR_INVALID_ARG, "nam_embedding: desc is NULL");
+}
+
+static void swiglu_checks(void) {
+    enum { T = 13, F = 40 };
+    static const nam_dtype dts[3] = {NAM_F32, NAM_BF16, NAM_F16};
+    int k, be;
+    for (k = 0; k < 3; k++) {
+        nam_dtype dt = dts[k];
+        float gf[T * F], uf[T * F];
+        void *g = test_alloc(T * F * 4), *u = test_alloc(T * F * 4), *o = test_alloc(T * F * 4);
+        int64_t i;
+        for (i = 0; i < T * F; i++) { gf[i] = test_round(dt, 8.0f * test_rand()); uf[i] = test_round(dt, 2.0f * test_rand()); nam__store(g, dt, i, gf[i]); nam__store(u, dt, i, uf[i]); }
+        for (be = NAM_BACKEND_CPU_REF; be <= NAM_BACKEND_CPU; be++) {
+            nam_swiglu_desc d;
+            nam_error e;
+            double worst = 0.0, u_ = ulp_rel(dt);
+            int ok;
+            memset(&d, 0, sizeof d);
+            d.gate = test_tensor(g, dt, 2, T, F, 0, 0); d.up = test_tensor(u, dt, 2, T, F, 0, 0); d.out = test_tensor(o, dt, 2, T, F, 0, 0);
+            d.backend = (nam_backend)be; d.threads = 4;
+            ok = nam_swiglu(&d, &e) == NAM_OK && d.ran == (nam_backend)be;
+            for (i = 0; ok && i < T * F; i++) {
+                double want = (double)gf[i] / (1.0 + exp(-(double)gf[i])) * uf[i], got = nam__load(o, dt, i);
+                /* cpu-ref: one rounding; cpu: expf, divide and product in fp32 (4 * 2^-24) then the storage rounding */
+                double tol = (be == NAM_BACKEND_CPU_REF ? 1.01 * u_ : 1.01 * u_ + 4.0 * ldexp(1.0, -24)) * fabs(want) + sub_abs(dt) + 1e-300;
+                worst = fmax(worst, fabs(got - want) / tol);
+            }
+            CHECK(ok && worst <= 1.0, test_fmt("swiglu: silu(gate) * up, gate in [-8, 8], %s [%s]", nam_dtype_name(dt), nam_backend_name((nam_backend)be)),
+                  "worst %.3g of its bound: %s", worst, e.message);
+        }
+        free(g); free(u); free(o);
+    }
+    {
+        float g[6] = {-1, 0, 1, 2, 3, 30}, u[6] = {1, 1, 1, 1, 1, 1}, want[6];
+        nam_swiglu_desc d;
+        nam_error e;
+        int i, ok;
+        for (i = 0; i < 6; i++) want[i] = nam__silu(g[i]);
+        memset(&d, 0, sizeof d);
+        d.gate = test_tensor(g, NAM_F32, 2, 2, 3, 0, 0); d.up = test_tensor(u, NAM_F32, 2, 2, 3, 0, 0); d.out = d.up;
+        ok = nam_swiglu(&d, &e) == NAM_OK;
+        for (i = 0; i < 6; i++) ok &= u[i] == want[i];
+        test_check(ok, "swiglu: in place (out = up) with up = 1 gives silu(gate)", e.message);
+        d.up.shape[1] = 4; test_expect("swiglu bad: up f", nam_swiglu(&d, &e), &e, NAM_ERR_INVALID_ARG, "up.shape[1] (f) = 4, but gate.shape[1] = 3");
+        d.up.shape[1] = 3; d.out.shape[0] = 1; test_expect("swiglu bad: out t", nam_swiglu(&d, &e), &e, NAM_ERR_INVALID_ARG, "out.shape[0] (t) = 1, but gate.shape[0] = 2");
+        test_expect("swiglu bad: NULL desc", nam_swiglu(NULL, &e), &e, NAM_ERR_INVALID_ARG, "nam_swiglu: desc is NULL");
+    }
+}
+
+static void xent_checks(void) {
+    enum { T = 10, V = 37 };
+    float logits[T * V], losses[T];
+    int32_t tg[T] = {0, 36, 5, -100, 17, 17, -1, 2, 30, 9};
+    double want[T], mean = 0.0;
+    int64_t i, j, cnt = 0;
+    int be, ok;
+    nam_cross_entropy_desc d;
+    nam_error e;
+    for (i = 0; i < T * V; i++) logits[i] = 6.0f * test_rand();
+    for (j = 0; j < V; j++) logits[2 * V + j] = 1e4f * (float)(j % 3) - 3e4f;   /* large logits: only a max shift survives */
+    for (i = 0; i < T; i++) {   /* the definition: -log softmax(logits)[target], summed directly in double */
+        double m = -HUGE_VAL, sum = 0.0;
+        want[i] = 0.0;
+        if (tg[i] < 0) continue;
+        for (j = 0; j < V; j++) m = fmax(m, logits[i * V + j]);
+        for (j = 0; j < V; j++) sum += exp((double)logits[i * V + j] - m);
+        want[i] = -(logits[i * V + tg[i]] - m - log(sum));
+        mean += want[i];
+        cnt++;
+    }
+    mean /= (double)cnt;
+    for (be = NAM_BACKEND_CPU_REF; be <= NAM_BACKEND_CPU; be++) {
+        double worst = 0.0;
+        memset(&d, 0, sizeof d);
+        d.logits = test_tensor(logits, NAM_F32, 2, T, V, 0, 0);
+        d.targets = test_tensor(tg, NAM_I32, 1, T, 0, 0, 0);
+        d.losses = test_tensor(losses, NAM_F32, 1, T, 0, 0, 0);
+        d.backend = (nam_backend)be; d.threads = 3;
+        ok = nam_cross_entropy(&d, &e) == NAM_OK && d.ran == (nam_backend)be && d.counted == cnt;
+        /* fp32 exp (cpu) is within 2 * 2^-24 relative per term; the loss rounds once to f32 */
+        for (i = 0; ok && i < T; i++) worst = fmax(worst, fabs(losses[i] - want[i]) / (1.01 * ldexp(1.0, -24) * fabs(want[i]) + 4.0 * ldexp(1.0, -24) + 1e-300));
+        CHECK(ok && worst <= 1.0 && fabs(d.loss_mean - mean) <= 1e-6 * fabs(mean) && losses[3] == 0.0f && losses[6] == 0.0f,
+              test_fmt("cross_entropy: 10 tokens, V 37, two ignored (-100, -1), one row at +-3e4 [%s]", nam_backend_name((nam_backend)be)),
+              "worst %.3g of the bound, mean %.9g vs %.9g, counted %lld: %s", worst, d.loss_mean, mean, (long long)d.counted, e.message);
+    }
+    memset(&d, 0, sizeof d);
+    d.logits = test_tensor(logits, NAM_F32, 2, T, V, 0, 0);
+    d.targets = test_tensor(tg, NAM_I32, 1, T, 0, 0, 0);
+    ok = nam_cross_entropy(&d, &e) == NAM_OK && fabs(d.loss_mean - mean) <= 1e-6 * fabs(mean);
+    test_check(ok, "cross_entropy: the mean without a losses tensor", e.message);
+    tg[4] = 37;
+    test_expect("cross_entropy bad: target = V", nam_cross_entropy(&d, &e), &e, NAM_ERR_RANGE, "nam_cross_entropy: targets[4] = 37 is outside 0..36");
+    tg[4] = 17;
+    d.losses = test_tensor(losses, NAM_F32, 1, T - 1, 0, 0, 0);
+    test_expect("cross_entropy bad: losses t", nam_cross_entropy(&d, &e), &e, NAM_ERR_INVALID_ARG, "losses.shape[0] (t) = 9, but logits.shape[0] = 10");
+    d.losses = test_tensor(losses, NAM_BF16, 1, T, 0, 0, 0);
+    test_expect("cross_entropy bad: losses bf16", nam_cross_entropy(&d, &e), &e, NAM_ERR_INVALID_ARG, "losses: dtype bf16, expected f32");
+    d.losses.data = NULL; d.targets.shape[0] = 4;
+    test_expect("cross_entropy bad: targets t", nam_cross_entropy(&d, &e), &e, NAM_ERR_INVALID_ARG, "targets.shape[0] (t) = 4, but logits.shape[0] = 10");
+    {
+        int32_t none[2] = {-100, -100};
+        memset(&d, 0, sizeof d);
+        d.logits = test_tensor(logits, NAM_F32, 2, 2, V, 0, 0);
+        d.targets = test_tensor(none, NAM_I32, 1, 2, 0, 0, 0);
+        test_check(nam_cross_entropy(&d, &e) == NAM_OK && d.counted == 0 && d.loss_mean == 0.0, "cross_entropy: every target ignored -> counted 0, mean 0", e.message);
+    }
+}
+
 static int dump_all(const char *dir) {
     FILE *man = test_manifest(dir, "# test_layers --dump: raw little-endian f32 files <case>_<tensor>.f32 (nam_rmsnorm: x, z, weight, out; nam_rope: x, out)");
     size_t k;
@@ -470,5 +623,8 @@ int main(int argc, char **argv) {
     for (k = 0; k < sizeof rp_cases / sizeof rp_cases[0]; k++) rp_check(&rp_cases[k]);
     rp_decode();
     rp_bad();
+    emb_checks();
+    swiglu_checks();
+    xent_checks();
     return test_done("test_layers");
 }
