@@ -5905,6 +5905,16 @@ NAM__DEF nam_status nam_m2rnn_step(nam_m2rnn_step_desc *d, void *workspace, size
 /* >>kernel-layers ---------------------------------------------------------------------- */
 /* The layer ops around the blocks (issue 11); semantics in >>kernels (nam_rmsnorm, nam_rope,
    nam_embedding, nam_swiglu, nam_cross_entropy). */
+
+/* The backend every op of this section runs on: the first tensor's device decides (AUTO), all
+   given tensors t[0..n) on one device, and CUDA refused as not implemented yet. The caller
+   prefixes the error with its name. */
+static nam_status nam__layer_backend(nam_backend requested, int n, const nam_tensor *const *t, const char *const *names, nam_backend *be, nam_error *err) {
+    nam_status st = nam_query_backend(requested, t[0]->device, be, err);
+    if (st == NAM_OK) st = nam__same_device(n, t, names, err);
+    if (st == NAM_OK && *be == NAM_BACKEND_CUDA) st = nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "the CUDA path is not implemented yet (CPU tensors only)");
+    return st;
+}
 typedef struct nam__rmsnorm_ctx {
     const nam_rmsnorm_desc *d;
     int64_t t, n, gs;
@@ -5978,7 +5988,6 @@ static nam_status nam__rmsnorm_desc_defaults(const nam_rmsnorm_desc *d, nam_rmsn
     do {
         if (!d) { st = nam__err(err, NAM_ERR_INVALID_ARG, "desc is NULL"); break; }
         if ((st = nam__tensor_basic(&d->x, "x", 2, "t,n", 0, err)) != NAM_OK) break;
-        if ((st = nam_query_backend(d->backend, d->x.device, &be, err)) != NAM_OK) break;
         c->t = d->x.shape[0]; c->n = d->x.shape[1];
         if ((st = nam__tensor_basic(&d->z, "z", 2, "t,n", 1, err)) != NAM_OK) break;
         if (d->z.data && ((st = nam__tensor_dim(&d->z, "z", 0, "t", c->t, "x.shape[0]", err)) != NAM_OK ||
@@ -5998,9 +6007,8 @@ static nam_status nam__rmsnorm_desc_defaults(const nam_rmsnorm_desc *d, nam_rmsn
             const nam_tensor *ts[4];
             static const char *const nm[4] = {"x", "z", "weight", "out"};
             ts[0] = &d->x; ts[1] = &d->z; ts[2] = &d->weight; ts[3] = &d->out;
-            st = nam__same_device(4, ts, nm, err);
+            st = nam__layer_backend(d->backend, 4, ts, nm, &be, err);
         }
-        if (st == NAM_OK && be == NAM_BACKEND_CUDA) st = nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "the CUDA path is not implemented yet (CPU tensors only)");
     } while (0);
     if (st != NAM_OK) { nam__err_prefix(err, "nam_rmsnorm: "); return st; }
     *r = *d;
@@ -6083,7 +6091,6 @@ static nam_status nam__rope_desc_defaults(const nam_rope_desc *d, nam_rope_desc 
     do {
         if (!d) { st = nam__err(err, NAM_ERR_INVALID_ARG, "desc is NULL"); break; }
         if ((st = nam__tensor_basic(&d->x, "x", 4, "b,s,h,d", 0, err)) != NAM_OK) break;
-        if ((st = nam_query_backend(d->backend, d->x.device, &be, err)) != NAM_OK) break;
         c->b = d->x.shape[0]; c->s = d->x.shape[1]; c->h = d->x.shape[2]; c->dim = d->x.shape[3];
         if ((st = nam__tensor_basic(&d->out, "out", 4, "b,s,h,d", 0, err)) != NAM_OK) break;
         for (i = 0; i < 4 && st == NAM_OK; i++) {
@@ -6118,9 +6125,8 @@ static nam_status nam__rope_desc_defaults(const nam_rope_desc *d, nam_rope_desc 
             const nam_tensor *ts[2];
             static const char *const nm[2] = {"x", "out"};
             ts[0] = &d->x; ts[1] = &d->out;
-            if ((st = nam__same_device(2, ts, nm, err)) != NAM_OK) break;
+            st = nam__layer_backend(d->backend, 2, ts, nm, &be, err);
         }
-        if (be == NAM_BACKEND_CUDA) st = nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "the CUDA path is not implemented yet (CPU tensors only)");
     } while (0);
     if (st != NAM_OK) { nam__err_prefix(err, "nam_rope: "); return st; }
     *r = *d;
@@ -6190,18 +6196,6 @@ static void nam__embedding_rows(void *vctx, int64_t begin, int64_t end, int thre
     }
 }
 
-/* the validation and dispatch every op of this section shares: backend, threads, same device,
-   CUDA refused as not implemented; name prefixes the errors */
-static nam_status nam__layer_backend(const char *name, const nam_tensor *first, nam_backend requested, int threads, int n, const nam_tensor *const *ts,
-                                     const char *const *nm, nam_backend *be, int *th, nam_error *err) {
-    nam_status st = nam_query_backend(requested, first->device, be, err);
-    if (st == NAM_OK) st = nam__same_device(n, ts, nm, err);
-    if (st == NAM_OK && *be == NAM_BACKEND_CUDA) st = nam__err(err, NAM_ERR_NOT_IMPLEMENTED, "the CUDA path is not implemented yet (CPU tensors only)");
-    if (st != NAM_OK) { nam__err_prefix(err, name); return st; }
-    *th = nam__desc_threads(*be, threads);
-    return NAM_OK;
-}
-
 static nam_status nam__embedding_body(nam_embedding_desc *d, nam_error *err) {
     nam__rows_ctx c;
     nam_backend be;
@@ -6222,7 +6216,8 @@ static nam_status nam__embedding_body(nam_embedding_desc *d, nam_error *err) {
         const nam_tensor *ts[3];
         static const char *const nm[3] = {"table", "ids", "out"};
         ts[0] = &d->table; ts[1] = &d->ids; ts[2] = &d->out;
-        if ((st = nam__layer_backend("nam_embedding: ", &d->table, d->backend, d->threads, 3, ts, nm, &be, &th, err)) != NAM_OK) return st;
+        if ((st = nam__layer_backend(d->backend, 3, ts, nm, &be, err)) != NAM_OK) { nam__err_prefix(err, "nam_embedding: "); return st; }
+        th = nam__desc_threads(be, d->threads);
     }
     if ((st = nam__check_ids(&d->ids, "ids", d->table.shape[0], "table.shape[0] rows", 0, err)) != NAM_OK) { nam__err_prefix(err, "nam_embedding: "); return st; }
     c.d = d; c.t = d->ids.shape[0]; c.n = d->table.shape[1];
@@ -6268,7 +6263,8 @@ static nam_status nam__swiglu_body(nam_swiglu_desc *d, nam_error *err) {
         const nam_tensor *ts[3];
         static const char *const nm[3] = {"gate", "up", "out"};
         ts[0] = &d->gate; ts[1] = &d->up; ts[2] = &d->out;
-        if ((st = nam__layer_backend("nam_swiglu: ", &d->gate, d->backend, d->threads, 3, ts, nm, &be, &th, err)) != NAM_OK) return st;
+        if ((st = nam__layer_backend(d->backend, 3, ts, nm, &be, err)) != NAM_OK) { nam__err_prefix(err, "nam_swiglu: "); return st; }
+        th = nam__desc_threads(be, d->threads);
     }
     c.d = d; c.t = d->gate.shape[0]; c.n = d->gate.shape[1]; c.ref = be == NAM_BACKEND_CPU_REF;
     nam__tensor_strides(&d->gate, c.s0); nam__tensor_strides(&d->up, c.s1); nam__tensor_strides(&d->out, c.s2);
@@ -6323,7 +6319,8 @@ static nam_status nam__xent_body(nam_cross_entropy_desc *d, nam_error *err) {
         const nam_tensor *ts[3];
         static const char *const nm[3] = {"logits", "targets", "losses"};
         ts[0] = &d->logits; ts[1] = &d->targets; ts[2] = &d->losses;
-        if ((st = nam__layer_backend("nam_cross_entropy: ", &d->logits, d->backend, d->threads, 3, ts, nm, &be, &th, err)) != NAM_OK) return st;
+        if ((st = nam__layer_backend(d->backend, 3, ts, nm, &be, err)) != NAM_OK) { nam__err_prefix(err, "nam_cross_entropy: "); return st; }
+        th = nam__desc_threads(be, d->threads);
     }
     if ((st = nam__check_ids(&d->targets, "targets", d->logits.shape[1], "logits.shape[1] classes; negative = ignored", 1, err)) != NAM_OK) {
         nam__err_prefix(err, "nam_cross_entropy: ");
