@@ -1256,6 +1256,7 @@ static void nam__parallel_for(int64_t n, int threads, nam__task_fn fn, void *ctx
 }
 
 static float nam__silu(float x) { return x / (1.0f + expf(-x)); }
+static double nam__silu_d(double x) { return x / (1.0 + exp(-x)); }   /* the references' SiLU, in double */
 static float nam__softplus(float x) { return x <= 20.0f ? log1pf(expf(x)) : x; }
 
 
@@ -3310,7 +3311,7 @@ static void nam__moe_ffn_ref(const nam_moe_ffn_desc *d, const nam__moe_ffn_info 
                     g += x * nam__load(d->w1.data, d->w1.dtype, e * s1[0] + f * s1[1] + q * s1[2]);
                     if (fi->swiglu) u += x * nam__load(d->w3.data, d->w3.dtype, e * s3[0] + f * s3[1] + q * s3[2]);
                 }
-                if (fi->swiglu) hid[f] = g / (1.0 + exp(-g)) * u;
+                if (fi->swiglu) hid[f] = nam__silu_d(g) * u;
                 else hid[f] = g > 0.0 ? g * g : 0.0;
             }
             for (h = 0; h < fi->H; h++) {
@@ -4491,7 +4492,7 @@ static void nam__ssd_ref(nam_ssd_desc *d, const nam__ssd_dims *dm, double *st) {
                     y += Dv * xv;
                     if (d->z.data) {
                         double zv = nam__load(d->z.data, d->z.dtype, bi * zs[0] + t * zs[1] + hi * zs[2] + pi * zs[3]);
-                        y *= zv / (1.0 + exp(-zv));
+                        y *= nam__silu_d(zv);
                     }
                     nam__store(d->out.data, d->out.dtype, bi * os[0] + t * os[1] + hi * os[2] + pi * os[3], NAM__CAST(float, y));
                 }
@@ -4919,7 +4920,7 @@ static nam_status nam__ssd_step_cpu(const nam_ssd_step_desc *d, const int64_t di
                 if (d->D.data) y += nam__load(d->D.data, d->D.dtype, hi * Ds[0] + (d->D.ndim == 2 ? pi * Ds[1] : 0)) * xv;
                 if (d->z.data) {
                     double zv = nam__load(d->z.data, d->z.dtype, bi * zs[0] + hi * zs[1] + pi * zs[2]);
-                    y *= zv / (1.0 + exp(-zv));
+                    y *= nam__silu_d(zv);
                 }
                 nam__store(d->out.data, d->out.dtype, bi * os[0] + hi * os[1] + pi * os[2], NAM__CAST(float, y));
             }
@@ -4976,7 +4977,7 @@ static void nam__ssd_conv_range(void *vctx, int64_t begin, int64_t end, int thre
                     else v = 0.0;
                     acc += nam__load(d->weight.data, d->weight.dtype, ci * c->ws[0] + k * c->ws[1]) * v;
                 }
-                if (d->silu) acc = acc / (1.0 + exp(-acc));
+                if (d->silu) acc = nam__silu_d(acc);
                 nam__store(d->out.data, d->out.dtype, bi * c->os[0] + t * c->os[1] + ci * c->os[2], NAM__CAST(float, acc));
             }
         if (state)   /* new[k] = [old state, x][l + k]; increasing k never reads a slot already rewritten */
@@ -5920,8 +5921,6 @@ typedef struct nam__rmsnorm_ctx {
     int64_t t, n, gs;
     int64_t xs[NAM_MAX_DIMS], zs[NAM_MAX_DIMS], ws[NAM_MAX_DIMS], os[NAM_MAX_DIMS];
 } nam__rmsnorm_ctx;
-
-static double nam__silu_d(double v) { return v / (1.0 + exp(-v)); }
 
 /* rows [begin, end), in double (CPU_REF: called with the whole range, one thread) */
 static void nam__rmsnorm_ref_rows(void *vctx, int64_t begin, int64_t end, int thread) {
